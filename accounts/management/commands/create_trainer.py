@@ -1,0 +1,20 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.services import user_create_trainer
+
+
+class Command(BaseCommand):
+    help = "Create an AI trainer account (member of the trainer group)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--password", required=True)
+        parser.add_argument("--email", default="")
+
+    def handle(self, *args: object, username: str, password: str, email: str, **options: object) -> None:
+        from django.contrib.auth import get_user_model
+
+        if get_user_model().objects.filter(username=username).exists():
+            raise CommandError(f"A user named {username!r} already exists.")
+        user_create_trainer(username=username, password=password, email=email)
+        self.stdout.write(self.style.SUCCESS(f"Trainer {username} created."))

@@ -1,0 +1,42 @@
+"""The Celery app, its queues and every periodic schedule."""
+
+import os
+from enum import StrEnum
+
+from celery import Celery
+from kombu import Queue as KombuQueue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+class Queue(StrEnum):
+    DEFAULT = "default"
+    # Generation and training: consumed by workers on GPU machines in production.
+    GPU = "gpu"
+
+
+app = Celery("tandem")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [KombuQueue(Queue.DEFAULT.value), KombuQueue(Queue.GPU.value)]
+app.conf.task_default_queue = Queue.DEFAULT.value
+app.conf.task_routes = {
+    "sampler.tasks.run_generation_job": {"queue": Queue.GPU.value},
+    "sampler.tasks.run_training": {"queue": Queue.GPU.value},
+}
+# Job state lives in the database (GenerationJob, TrainingRun, DatasetExport), not in results.
+app.conf.task_ignore_result = True
+app.conf.task_acks_late = True
+app.conf.task_reject_on_worker_lost = True
+# One task at a time per worker process: generation holds a model and a CPU/GPU busy.
+app.conf.worker_prefetch_multiplier = 1
+app.conf.broker_connection_retry_on_startup = True
+app.conf.beat_schedule = {
+    # Marks generation jobs that outlived their time limit (lost worker, killed process) as
+    # failed, so no job stays "running" forever.
+    "sweep-stale-generation-jobs": {
+        "task": "sampler.tasks.sweep_stale_generation_jobs",
+        "schedule": 60.0,
+    },
+}
+
+app.autodiscover_tasks()

@@ -1,0 +1,96 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "In progress"
+        FINISHED = "finished", "Finished"
+        DISCARDED = "discarded", "Discarded"
+
+    class Source(models.TextChoices):
+        WRITTEN = "written", "Written in the app"
+        IMPORTED = "imported", "Imported"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    instructions = models.TextField(
+        blank=True, max_length=4000, help_text="Optional topic or instructions for the writer."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.WRITTEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            models.Index(fields=["owner", "status", "-updated_at"]),
+            models.Index(fields=["status", "-updated_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Message(models.Model):
+    """One turn. Messages form a tree: siblings (same parent) are alternative turns."""
+
+    class Role(models.TextChoices):
+        SYSTEM = "system", "System"
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Origin(models.TextChoices):
+        HUMAN = "human", "Written by a human"
+        MODEL = "model", "Written by a model"
+        MODEL_EDITED = "model_edited", "Model suggestion edited by a human"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(max_length=20000)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.HUMAN)
+    # Provenance of model-written text: the sample it came from (model version, params, seed
+    # live on the sample's job) and how far the saved text moved from it.
+    sample = models.ForeignKey(
+        "sampler.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    model_version = models.ForeignKey(
+        "sampler.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="messages",
+    )
+    edit_distance = models.PositiveIntegerField(null=True, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["conversation", "parent"]),
+            models.Index(fields=["role", "origin"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(origin="human") | Q(sample__isnull=True),
+                name="message_human_origin_has_no_sample",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"

@@ -1,0 +1,255 @@
+"""Sampling completions from a causal LM: pure torch/transformers, no Django.
+
+One call samples all ``n`` completions of a prefix in one batched ``generate`` (the prefix is
+encoded once and expanded with ``num_return_sequences``), never ``n`` sequential calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+SENTINEL = "\x00tandem-turn-start\x00"
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling parameters. Validation messages are shown to users as they are."""
+
+    temperature: float = 0.8
+    top_p: float = 0.9
+    # 0 disables top-k filtering.
+    top_k: int = 0
+    max_new_tokens: int = 64
+    repetition_penalty: float = 1.0
+
+    def validate(self, *, max_new_tokens_cap: int) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        if not 0.05 <= self.temperature <= 2.0:
+            errors["temperature"] = "temperature must be between 0.05 and 2.0."
+        if not 0.0 < self.top_p <= 1.0:
+            errors["top_p"] = "top_p must be greater than 0 and at most 1."
+        if not 0 <= self.top_k <= 1000:
+            errors["top_k"] = "top_k must be between 0 (off) and 1000."
+        if not 1 <= self.max_new_tokens <= max_new_tokens_cap:
+            errors["max_new_tokens"] = f"max_new_tokens must be between 1 and {max_new_tokens_cap}."
+        if not 1.0 <= self.repetition_penalty <= 2.0:
+            errors["repetition_penalty"] = "repetition_penalty must be between 1.0 and 2.0."
+        return errors
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    text: str
+    token_count: int
+    finished: bool  # True when the model ended its turn, False when it hit max_new_tokens
+    logprob_sum: float
+
+
+@dataclass
+class PreparedPrompt:
+    input_ids: list[int]
+    dropped_messages: int = 0
+    dropped_tokens: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadedModel:
+    path: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+    end_token_ids: list[int]
+    pad_token_id: int
+
+    @property
+    def context_length(self) -> int:
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+
+def pick_device(preference: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """CUDA with bf16 when present, else CPU in float32 (bf16 matmuls are slow on most CPUs)."""
+    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu"), torch.float32
+    return torch.device(preference if preference != "auto" else "cuda"), torch.bfloat16
+
+
+def _end_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    ids: list[int] = []
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.append(configured)
+    elif isinstance(configured, list):
+        ids.extend(configured)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError("The model has no end-of-turn (eos) token: generation could never stop.")
+    return ids
+
+
+def load_model(path: str | Path, *, device: str = "auto") -> LoadedModel:
+    torch_device, dtype = pick_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.chat_template is None:
+        raise ValueError(f"The tokenizer at {path} has no chat template.")
+    # Prefixes of different lengths share a batch only with left padding.
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model.to(torch_device)
+    model.eval()
+    end_ids = _end_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
+    return LoadedModel(str(path), model, tokenizer, torch_device, end_ids, pad_id)
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], role: str) -> str:
+    if role == "assistant":
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # No chat template has a "generation prompt" for the user side: render an extra turn of
+    # that role holding a sentinel and keep everything before the sentinel.
+    rendered = tokenizer.apply_chat_template(
+        [*messages, {"role": role, "content": SENTINEL}], tokenize=False
+    )
+    cut = rendered.find(SENTINEL)
+    if cut < 0:
+        raise ValueError(f"The chat template cannot render a {role!r} turn.")
+    return rendered[:cut]
+
+
+def prepare_prompt(
+    loaded: LoadedModel, messages: list[dict], *, role: str, max_new_tokens: int
+) -> PreparedPrompt:
+    """Render the prefix; drop the oldest turns (then oldest tokens) until it fits the context."""
+    budget = loaded.context_length - max_new_tokens
+    if budget < 8:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} leaves no room for a prompt in this model's "
+            f"{loaded.context_length}-token context."
+        )
+    # Leading system messages are kept: they carry instructions the rest depends on.
+    head = [m for m in messages[:1] if m["role"] == "system"]
+    body = messages[len(head) :]
+    dropped = 0
+    while True:
+        text = _render(loaded.tokenizer, head + body[dropped:], role)
+        ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget or dropped >= len(body) - 1:
+            break
+        dropped += 1
+    prepared = PreparedPrompt(input_ids=ids, dropped_messages=dropped)
+    if dropped:
+        prepared.notes.append(
+            f"Prefix truncated from the left: dropped the {dropped} oldest of {len(body)} messages "
+            f"to fit the {loaded.context_length}-token context."
+        )
+    if len(ids) > budget:
+        prepared.dropped_tokens = len(ids) - budget
+        prepared.input_ids = ids[-budget:]
+        prepared.notes.append(
+            f"The remaining prefix was cut by its first {prepared.dropped_tokens} tokens to fit."
+        )
+    return prepared
+
+
+_generate_lock = threading.Lock()
+
+
+@torch.inference_mode()
+def sample_completions(
+    loaded: LoadedModel,
+    messages: list[dict],
+    *,
+    n: int,
+    params: GenerationParams,
+    seed: int,
+    role: str = "assistant",
+) -> tuple[list[Completion], PreparedPrompt]:
+    """Sample ``n`` completions of one prefix in one batched call; seeded, so reproducible."""
+    prepared = prepare_prompt(loaded, messages, role=role, max_new_tokens=params.max_new_tokens)
+    input_ids = torch.tensor([prepared.input_ids], device=loaded.device)
+    attention_mask = torch.ones_like(input_ids)
+    with _generate_lock:
+        torch.manual_seed(seed)
+        if loaded.device.type == "cuda":
+            torch.cuda.manual_seed_all(seed)
+        output = loaded.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            repetition_penalty=params.repetition_penalty,
+            max_new_tokens=params.max_new_tokens,
+            num_return_sequences=n,
+            eos_token_id=loaded.end_token_ids,
+            pad_token_id=loaded.pad_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+    generated = output.sequences[:, input_ids.shape[1] :]
+    # Log-probs of the sampled tokens under the model at the sampling temperature
+    # (before top-k/top-p filtering): [n, steps].
+    logits = torch.stack(output.logits, dim=1).float() / params.temperature
+    token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+    return [
+        _completion(loaded, generated[row], token_logprobs[row]) for row in range(n)
+    ], prepared
+
+
+def _completion(loaded: LoadedModel, tokens: torch.Tensor, logprobs: torch.Tensor) -> Completion:
+    is_end = torch.zeros_like(tokens, dtype=torch.bool)
+    for end_id in loaded.end_token_ids:
+        is_end |= tokens == end_id
+    end_positions = is_end.nonzero()
+    finished = bool(len(end_positions))
+    # Tokens up to and including the end-of-turn token; what follows is padding.
+    length = int(end_positions[0]) + 1 if finished else len(tokens)
+    text_tokens = tokens[: length - 1] if finished else tokens[:length]
+    text = loaded.tokenizer.decode(text_tokens.tolist(), skip_special_tokens=True).strip()
+    return Completion(
+        text=text,
+        token_count=length,
+        finished=finished,
+        logprob_sum=float(logprobs[:length].sum()),
+    )
+
+
+class ModelCache:
+    """Keeps one model loaded per worker process; loading another replaces it."""
+
+    def __init__(self) -> None:
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, path: str, *, device: str = "auto") -> LoadedModel:
+        with self._lock:
+            if self._loaded is None or self._loaded.path != str(path):
+                self._loaded = None  # free the old weights before loading the new ones
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self._loaded = load_model(path, device=device)
+                self.loads += 1
+            return self._loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded = None
+
+
+model_cache = ModelCache()

@@ -1,0 +1,56 @@
+"""Celery doors to the sampler services: ids in, one service call, retry policy here."""
+
+import logging
+import socket
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from sampler import services
+
+logger = logging.getLogger(__name__)
+
+# Give up on a job that keeps getting redelivered (e.g. it kills its worker every time).
+MAX_ATTEMPTS = 3
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+    soft_time_limit=settings.GENERATION_TIME_LIMIT,
+    time_limit=settings.GENERATION_TIME_LIMIT + 30,
+)
+def run_generation_job(job_id: int) -> None:
+    from sampler.models import GenerationJob
+
+    attempts = GenerationJob.objects.filter(pk=job_id).values_list("attempts", flat=True).first()
+    if attempts is None:
+        logger.warning("Generation job %s no longer exists", job_id)
+        return
+    if attempts >= MAX_ATTEMPTS:
+        services.generation_job_fail(
+            job_id=job_id, error=f"Gave up after {attempts} attempts (the worker died each time)."
+        )
+        return
+    try:
+        services.generation_job_run(job_id=job_id, worker=socket.gethostname())
+    except SoftTimeLimitExceeded:
+        services.generation_job_fail(
+            job_id=job_id, error=f"Generation exceeded its {settings.GENERATION_TIME_LIMIT} s limit."
+        )
+        raise
+    except (OperationalError, InterfaceError):
+        raise  # transient database trouble: autoretry
+    except Exception as error:
+        services.generation_job_fail(job_id=job_id, error=f"{type(error).__name__}: {error}")
+        raise
+
+
+@shared_task
+def sweep_stale_generation_jobs() -> int:
+    return services.generation_jobs_sweep_stale()
