@@ -4,6 +4,7 @@
 """
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_training_steps_give_finite_loss_and_change_parameters(tokenizer):
     model = new_model(MICRO_SHAPE, tokenizer, seed=0)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
 
-    config = MICRO_TRAINING.__class__(**{**MICRO_TRAINING.__dict__, "steps": 3})
+    config = replace(MICRO_TRAINING, steps=3)
     result = train(
         model, train_stream=stream, validation_stream=stream, config=config, seed=0, progress=False
     )

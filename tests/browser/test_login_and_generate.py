@@ -1,0 +1,65 @@
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import log_in
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_trainer_logs_in_sees_the_nav_and_logs_out(page, live_server, trainer):
+    page.goto(f"{live_server.url}/write/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+    page.fill("#id_username", "tess")
+    page.fill("#id_password", "wrong password")
+    page.click("button[type=submit]")
+    expect(page.get_by_role("alert")).to_be_visible()
+
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{live_server.url}/write/")
+    nav = page.get_by_role("navigation", name="Main")
+    for label in ("Write", "Rank", "Try the model"):
+        expect(nav.get_by_role("link", name=label)).to_be_visible()
+    expect(nav.get_by_role("link", name="Exports")).to_have_count(0)
+    assert page.evaluate("typeof htmx") == "object"  # served from our static files, no CDN
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+
+
+def test_admin_sees_admin_links(page, live_server, admin_user):
+    log_in(page, live_server, "ada", PASSWORD)
+    nav = page.get_by_role("navigation", name="Main")
+    for label in ("Exports", "Training", "Admin"):
+        expect(nav.get_by_role("link", name=label)).to_be_visible()
+
+
+def test_generation_is_queued_polled_and_swapped_in_with_htmx(page, live_server, celery_worker, policy, trainer):
+    log_in(page, live_server, "tess", PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Try the model").click()
+    page.fill("#id_message", "<script>window.pwned = 1</script> hi there!")
+    page.fill("#id_n", "3")
+    page.fill("#id_max_new_tokens", "12")
+    page.fill("#id_seed", "11")
+    page.get_by_role("button", name="Generate").click()
+    # The page is not reloaded: htmx swaps the job in, polls it, and shows the samples.
+    job = page.locator("section.job")
+    expect(job).to_have_attribute("data-status", "succeeded", timeout=60000)
+    expect(page.locator("article.sample")).to_have_count(3)
+    assert page.evaluate("window.pwned") is None
+    expect(page).to_have_url(f"{live_server.url}/generate/")
+
+
+def test_invalid_generation_request_shows_a_message_and_keeps_the_text(page, live_server, policy, trainer):
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/generate/")
+    page.fill("#id_message", "keep this text")
+    # Bypass the browser's own min/max checks to exercise the server's validation.
+    page.evaluate("document.querySelector('#id_n').removeAttribute('max')")
+    page.fill("#id_n", "99")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#generate-result [role=alert]")).to_contain_text("Completions")
+    expect(page.locator("#id_message")).to_have_value("keep this text")
