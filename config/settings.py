@@ -19,7 +19,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 TANDEM_MODE = env_str("TANDEM_MODE", "embedded")
 if TANDEM_MODE not in {"embedded", "production"}:
-    raise ImproperlyConfigured(f"TANDEM_MODE must be 'embedded' or 'production', got {TANDEM_MODE!r}")
+    raise ImproperlyConfigured(
+        f"TANDEM_MODE must be 'embedded' or 'production', got {TANDEM_MODE!r}"
+    )
 PRODUCTION = TANDEM_MODE == "production"
 
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -180,7 +182,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         Path(CELERY_BROKER_TRANSPORT_OPTIONS[_folder]).mkdir(parents=True, exist_ok=True)
 else:
     # Redelivery of unacknowledged (acks_late) tasks after this many seconds; longer than any task.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+    }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1)
 

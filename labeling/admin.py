@@ -28,7 +28,16 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "conversation", "role", "origin", "short_content", "author", "model_version", "created_at")
+    list_display = (
+        "id",
+        "conversation",
+        "role",
+        "origin",
+        "short_content",
+        "author",
+        "model_version",
+        "created_at",
+    )
     list_filter = ("role", "origin", "model_version", "created_at")
     search_fields = ("content", "conversation__title", "author__username")
     raw_id_fields = ("conversation", "parent", "sample", "author")

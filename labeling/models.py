@@ -50,7 +50,9 @@ class Message(models.Model):
         MODEL = "model", "Written by a model"
         MODEL_EDITED = "model_edited", "Model suggestion edited by a human"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
     )

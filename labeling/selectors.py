@@ -5,7 +5,9 @@ from accounts.roles import is_admin
 from labeling.models import Conversation, Message
 
 
-def conversation_list(*, user: AbstractBaseUser, status: str = "", search: str = "") -> QuerySet[Conversation]:
+def conversation_list(
+    *, user: AbstractBaseUser, status: str = "", search: str = ""
+) -> QuerySet[Conversation]:
     """Conversations visible to ``user``: their own, or everyone's for admins."""
     conversations = Conversation.objects.select_related("owner").annotate(
         turn_count=Count("messages"), last_message_at=Max("messages__created_at")

@@ -11,7 +11,15 @@ class CandidateInline(admin.TabularInline):
 
 @admin.register(RankingTask)
 class RankingTaskAdmin(admin.ModelAdmin):
-    list_display = ("id", "status", "model_version", "rankings_count", "overlap_required", "created_at", "ready_at")
+    list_display = (
+        "id",
+        "status",
+        "model_version",
+        "rankings_count",
+        "overlap_required",
+        "created_at",
+        "ready_at",
+    )
     list_filter = ("status", "model_version", "created_at")
     search_fields = ("id", "prefix_message__content", "source_message__content")
     raw_id_fields = ("source_message", "prefix_message", "generation_job")
@@ -45,8 +53,24 @@ class RankingAdmin(admin.ModelAdmin):
 
 @admin.register(DatasetExport)
 class DatasetExportAdmin(admin.ModelAdmin):
-    list_display = ("id", "format", "status", "row_count", "size_bytes", "created_by", "created_at", "finished_at")
+    list_display = (
+        "id",
+        "format",
+        "status",
+        "row_count",
+        "size_bytes",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("format", "status", "created_at")
     search_fields = ("sha256", "created_by__username", "file_path")
     raw_id_fields = ("created_by",)
-    readonly_fields = ("sha256", "size_bytes", "row_count", "file_path", "created_at", "finished_at")
+    readonly_fields = (
+        "sha256",
+        "size_bytes",
+        "row_count",
+        "file_path",
+        "created_at",
+        "finished_at",
+    )

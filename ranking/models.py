@@ -47,7 +47,9 @@ class RankingTask(models.Model):
 
 class Candidate(models.Model):
     task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="candidates")
-    message = models.ForeignKey("labeling.Message", on_delete=models.PROTECT, related_name="candidacies")
+    message = models.ForeignKey(
+        "labeling.Message", on_delete=models.PROTECT, related_name="candidacies"
+    )
     is_source = models.BooleanField(default=False, help_text="The message the task was built from.")
     position = models.PositiveSmallIntegerField(help_text="Canonical order within the task.")
 
@@ -98,7 +100,9 @@ class Ranking(models.Model):
 
     task = models.ForeignKey(RankingTask, on_delete=models.PROTECT, related_name="rankings")
     assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="ranking")
-    ranker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rankings")
+    ranker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rankings"
+    )
     # Best to worst, as a list of tie groups of candidate ids: [[3], [1, 4], [2]].
     ordering = models.JSONField(default=list)
     cannot_rank = models.BooleanField(default=False)

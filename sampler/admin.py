@@ -22,18 +22,43 @@ class SampleInline(admin.TabularInline):
 
 @admin.register(GenerationJob)
 class GenerationJobAdmin(admin.ModelAdmin):
-    list_display = ("id", "status", "purpose", "model_version", "n", "seed", "requested_by", "created_at", "duration_ms")
+    list_display = (
+        "id",
+        "status",
+        "purpose",
+        "model_version",
+        "n",
+        "seed",
+        "requested_by",
+        "created_at",
+        "duration_ms",
+    )
     list_filter = ("status", "purpose", "model_version", "created_at")
     search_fields = ("id", "error", "notes", "requested_by__username", "celery_task_id")
     raw_id_fields = ("prefix_message", "requested_by")
-    readonly_fields = ("created_at", "started_at", "finished_at", "duration_ms", "attempts", "worker")
+    readonly_fields = (
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "attempts",
+        "worker",
+    )
     date_hierarchy = "created_at"
     inlines = [SampleInline]
 
 
 @admin.register(Sample)
 class SampleAdmin(admin.ModelAdmin):
-    list_display = ("id", "job", "index", "short_text", "token_count", "finish_reason", "logprob_sum")
+    list_display = (
+        "id",
+        "job",
+        "index",
+        "short_text",
+        "token_count",
+        "finish_reason",
+        "logprob_sum",
+    )
     list_filter = ("finish_reason", "job__model_version")
     search_fields = ("text",)
     raw_id_fields = ("job",)
@@ -45,7 +70,16 @@ class SampleAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "base_version", "progress", "started_by", "created_at", "finished_at")
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "base_version",
+        "progress",
+        "started_by",
+        "created_at",
+        "finished_at",
+    )
     list_filter = ("kind", "status", "created_at")
     search_fields = ("id", "log", "error", "started_by__username")
     raw_id_fields = ("base_version", "started_by")

@@ -49,7 +49,9 @@ class GenerationJobCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         prefix_message_id = serializers.IntegerField(required=False)
-        messages = serializers.ListField(child=serializers.DictField(), required=False, max_length=200)
+        messages = serializers.ListField(
+            child=serializers.DictField(), required=False, max_length=200
+        )
         n = serializers.IntegerField(min_value=1)
         params = serializers.DictField(required=False, default=dict)
         seed = serializers.IntegerField(required=False, allow_null=True, min_value=0)
@@ -89,7 +91,9 @@ class GenerationJobDetailApi(APIView):
 
     @extend_schema(responses={200: JobOutputSerializer})
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(JobOutputSerializer(generation_job_get(job_id=job_id, user=request.user)).data)
+        return Response(
+            JobOutputSerializer(generation_job_get(job_id=job_id, user=request.user)).data
+        )
 
 
 class ModelVersionListApi(APIView):

@@ -17,7 +17,9 @@ class GenerateForm(forms.Form):
     temperature = forms.FloatField(min_value=0.05, max_value=2.0, initial=_defaults.temperature)
     top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=_defaults.top_p)
     max_new_tokens = forms.IntegerField(min_value=1, initial=_defaults.max_new_tokens)
-    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, required=False, help_text="Empty: random.")
+    seed = forms.IntegerField(
+        min_value=0, max_value=2**31 - 1, required=False, help_text="Empty: random."
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

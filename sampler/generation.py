@@ -11,7 +11,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 SENTINEL = "\x00tandem-turn-start\x00"
 
@@ -205,10 +210,10 @@ def sample_completions(
     # Log-probs of the sampled tokens under the model at the sampling temperature
     # (before top-k/top-p filtering): [n, steps].
     logits = torch.stack(output.logits, dim=1).float() / params.temperature
-    token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
-    return [
-        _completion(loaded, generated[row], token_logprobs[row]) for row in range(n)
-    ], prepared
+    token_logprobs = (
+        torch.log_softmax(logits, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+    )
+    return [_completion(loaded, generated[row], token_logprobs[row]) for row in range(n)], prepared
 
 
 def _completion(loaded: LoadedModel, tokens: torch.Tensor, logprobs: torch.Tensor) -> Completion:

@@ -160,7 +160,9 @@ class TrainingRun(models.Model):
         related_name="training_runs_from",
     )
     config = models.JSONField(default=dict)
-    dataset = models.JSONField(default=dict, help_text="Filters, row counts and sha256 of the data.")
+    dataset = models.JSONField(
+        default=dict, help_text="Filters, row counts and sha256 of the data."
+    )
     progress = models.FloatField(default=0.0)
     metrics = models.JSONField(default=dict, blank=True, help_text="Metric curves by name.")
     log = models.TextField(blank=True)

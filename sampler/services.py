@@ -63,9 +63,7 @@ def model_version_register(
 @transaction.atomic
 def model_version_promote(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one active version of its kind, in one atomic switch."""
-    locked = list(
-        ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk")
-    )
+    locked = list(ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk"))
     del locked  # the lock is what matters: concurrent promotions serialise here
     ModelVersion.objects.filter(kind=version.kind, is_active=True).exclude(pk=version.pk).update(
         is_active=False
@@ -116,7 +114,9 @@ def _validated_params(params: dict | None) -> GenerationParams:
             for key, value in raw.items()
         }
     except (TypeError, ValueError) as error:
-        raise ValidationError({"params": f"Sampling parameters must be numbers ({error})."}) from error
+        raise ValidationError(
+            {"params": f"Sampling parameters must be numbers ({error})."}
+        ) from error
     generation_params = GenerationParams(**typed)
     errors = generation_params.validate(max_new_tokens_cap=settings.GENERATION_MAX_NEW_TOKENS)
     if errors:
@@ -135,10 +135,13 @@ def _validated_messages(messages: list[dict]) -> list[dict]:
             raise ValidationError({"messages": f"Message {position} must be an object."})
         role, content = message.get("role"), message.get("content")
         if role not in {"system", "user", "assistant"}:
-            raise ValidationError({"messages": f"Message {position}: role must be system, user or assistant."})
-        if not isinstance(content, str) or len(content) > MAX_MESSAGE_CHARS:
             raise ValidationError(
-                {"messages": f"Message {position}: content must be text of at most {MAX_MESSAGE_CHARS} characters."}
+                {"messages": f"Message {position}: role must be system, user or assistant."}
+            )
+        if not isinstance(content, str) or len(content) > MAX_MESSAGE_CHARS:
+            limit = MAX_MESSAGE_CHARS
+            raise ValidationError(
+                {"messages": f"Message {position}: content must be text of at most {limit} characters."}
             )
         cleaned.append({"role": role, "content": content})
     return cleaned
@@ -197,7 +200,9 @@ def generation_job_create(
 def _job_claim(*, job_id: int, worker: str) -> GenerationJob | None:
     """Mark the job running; None when it already finished (a re-delivered task)."""
     with transaction.atomic():
-        job = GenerationJob.objects.select_for_update().select_related("model_version").get(pk=job_id)
+        job = (
+            GenerationJob.objects.select_for_update().select_related("model_version").get(pk=job_id)
+        )
         if job.is_finished:
             return None
         job.status = GenerationJob.Status.RUNNING
@@ -264,10 +269,13 @@ def generation_job_fail(*, job_id: int, error: str) -> None:
 
 def generation_jobs_sweep_stale(*, older_than_seconds: int | None = None) -> int:
     """Fail jobs that stayed queued or running past the limit (lost worker, killed process)."""
-    limit = older_than_seconds if older_than_seconds is not None else settings.GENERATION_STALE_AFTER
+    limit = (
+        older_than_seconds if older_than_seconds is not None else settings.GENERATION_STALE_AFTER
+    )
     cutoff = timezone.now() - timedelta(seconds=limit)
     return GenerationJob.objects.filter(
-        status__in=[GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING], created_at__lt=cutoff
+        status__in=[GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING],
+        created_at__lt=cutoff,
     ).update(
         status=GenerationJob.Status.FAILED,
         error=f"No worker finished this job within {limit} seconds; it was marked failed.",

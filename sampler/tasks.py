@@ -41,7 +41,8 @@ def run_generation_job(job_id: int) -> None:
         services.generation_job_run(job_id=job_id, worker=socket.gethostname())
     except SoftTimeLimitExceeded:
         services.generation_job_fail(
-            job_id=job_id, error=f"Generation exceeded its {settings.GENERATION_TIME_LIMIT} s limit."
+            job_id=job_id,
+            error=f"Generation exceeded its {settings.GENERATION_TIME_LIMIT} s limit.",
         )
         raise
     except (OperationalError, InterfaceError):

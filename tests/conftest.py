@@ -78,20 +78,44 @@ def celery_worker(django_db_setup, django_db_blocker, micro_model_dir):
 
     broker = settings.CELERY_BROKER_URL
     if not broker.startswith("redis://"):
-        pytest.fail("The worker tests need CELERY_BROKER_URL=redis://... (run them via `make test`).")
+        pytest.fail(
+            "The worker tests need CELERY_BROKER_URL=redis://... (run them via `make test`)."
+        )
     db = connection.settings_dict
     if db["ENGINE"] != "django.db.backends.postgresql":
         pytest.fail("The worker tests need DATABASE_URL=postgres://... (run them via `make test`).")
     import redis
 
     redis.Redis.from_url(broker).flushdb()
-    database_url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    environment = {**os.environ, "DATABASE_URL": database_url, "SAMPLER_MODEL": str(micro_model_dir)}
+    database_url = (
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SAMPLER_MODEL": str(micro_model_dir),
+    }
     name = f"test-{uuid.uuid4().hex[:8]}@%h"
     log = open(Path(micro_model_dir).parent / "worker.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "gpu,default",
-         "--concurrency", "1", "-n", name, "--without-gossip", "--without-mingle", "-l", "INFO"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "gpu,default",
+            "--concurrency",
+            "1",
+            "-n",
+            name,
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ],
         cwd=Path(__file__).resolve().parent.parent,
         env=environment,
         stdout=log,

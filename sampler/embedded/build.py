@@ -50,7 +50,9 @@ def message_texts(conversations: Iterable[Conversation]) -> Iterable[str]:
             yield message["content"].strip()
 
 
-def new_model(shape: ModelShape, tokenizer: PreTrainedTokenizerFast, *, seed: int) -> GPT2LMHeadModel:
+def new_model(
+    shape: ModelShape, tokenizer: PreTrainedTokenizerFast, *, seed: int
+) -> GPT2LMHeadModel:
     config = GPT2Config(
         # The trainer may stop short of the requested size on a small corpus.
         vocab_size=len(tokenizer),
@@ -237,7 +239,9 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true")
     defaults_shape, defaults_training = ModelShape(), TrainingConfig()
     for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults_shape, name))
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults_shape, name)
+        )
     parser.add_argument("--batch-size", type=int, default=defaults_training.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults_training.learning_rate)
     parser.add_argument("--warmup-steps", type=int, default=defaults_training.warmup_steps)

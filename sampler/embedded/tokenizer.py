@@ -35,7 +35,9 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int) -> PreTrainedToken
         tokenizer_object=tokenizer,
         eos_token=END_OF_TURN,
         pad_token=PAD,
-        additional_special_tokens=[token for token in SPECIAL_TOKENS if token not in (END_OF_TURN, PAD)],
+        additional_special_tokens=[
+            token for token in SPECIAL_TOKENS if token not in (END_OF_TURN, PAD)
+        ],
         chat_template=CHAT_TEMPLATE,
         padding_side="left",
         model_max_length=None,

@@ -37,7 +37,9 @@ def test_admin_sees_admin_links(page, live_server, admin_user):
         expect(nav.get_by_role("link", name=label)).to_be_visible()
 
 
-def test_generation_is_queued_polled_and_swapped_in_with_htmx(page, live_server, celery_worker, policy, trainer):
+def test_generation_is_queued_polled_and_swapped_in_with_htmx(
+    page, live_server, celery_worker, policy, trainer
+):
     log_in(page, live_server, "tess", PASSWORD)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Try the model").click()
     page.fill("#id_message", "<script>window.pwned = 1</script> hi there!")
@@ -53,7 +55,9 @@ def test_generation_is_queued_polled_and_swapped_in_with_htmx(page, live_server,
     expect(page).to_have_url(f"{live_server.url}/generate/")
 
 
-def test_invalid_generation_request_shows_a_message_and_keeps_the_text(page, live_server, policy, trainer):
+def test_invalid_generation_request_shows_a_message_and_keeps_the_text(
+    page, live_server, policy, trainer
+):
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/generate/")
     page.fill("#id_message", "keep this text")

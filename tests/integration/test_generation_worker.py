@@ -15,7 +15,9 @@ def _finished(job_id: int) -> GenerationJob | None:
     return job if job.is_finished else None
 
 
-def test_job_goes_through_a_real_worker_and_comes_back_with_n_samples(celery_worker, policy, trainer):
+def test_job_goes_through_a_real_worker_and_comes_back_with_n_samples(
+    celery_worker, policy, trainer
+):
     job = services.generation_job_create(
         messages=[{"role": "user", "content": "hi! what did you do today?"}],
         n=4,
@@ -47,8 +49,11 @@ def test_job_goes_through_a_real_worker_and_comes_back_with_n_samples(celery_wor
 
 def test_a_task_delivered_twice_stores_its_samples_once(celery_worker, policy, trainer):
     job = services.generation_job_create(
-        messages=[{"role": "user", "content": "hello"}], n=3, params={"max_new_tokens": 8},
-        requested_by=trainer, queue=False,
+        messages=[{"role": "user", "content": "hello"}],
+        n=3,
+        params={"max_new_tokens": 8},
+        requested_by=trainer,
+        queue=False,
     )
     run_generation_job.delay(job.pk)
     run_generation_job.delay(job.pk)
@@ -67,7 +72,10 @@ def test_a_job_that_breaks_on_the_worker_is_failed_not_stuck(celery_worker, trai
 
     broken = ModelVersion.objects.create(name="gone", path="/nonexistent/model-dir")
     job = services.generation_job_create(
-        messages=[{"role": "user", "content": "hello"}], n=2, requested_by=trainer, model_version=broken
+        messages=[{"role": "user", "content": "hello"}],
+        n=2,
+        requested_by=trainer,
+        model_version=broken,
     )
     done = wait_until(lambda: _finished(job.pk))
     assert done.status == GenerationJob.Status.FAILED

@@ -72,7 +72,9 @@ def test_a_redelivered_run_after_a_crash_mid_save_keeps_one_copy(policy, trainer
 def test_database_refuses_duplicate_sample_index(policy, trainer):
     job = services.generation_job_run(job_id=_job(policy, trainer).pk)
     with pytest.raises(IntegrityError):
-        Sample.objects.create(job=job, index=0, text="x", token_count=1, finish_reason="length", logprob_sum=-1)
+        Sample.objects.create(
+            job=job, index=0, text="x", token_count=1, finish_reason="length", logprob_sum=-1
+        )
 
 
 @pytest.mark.parametrize(
@@ -102,10 +104,18 @@ def test_invalid_requests_are_rejected_before_anything_is_queued(policy, trainer
 def test_prefix_message_renders_the_path_from_the_root_not_the_siblings(policy, trainer):
     conversation = Conversation.objects.create(owner=trainer)
     first = Message.objects.create(conversation=conversation, role="user", content="hello")
-    reply = Message.objects.create(conversation=conversation, parent=first, role="assistant", content="hi there")
-    Message.objects.create(conversation=conversation, parent=first, role="assistant", content="other branch")
-    question = Message.objects.create(conversation=conversation, parent=reply, role="user", content="how are you?")
-    job = services.generation_job_create(prefix_message=question, n=2, requested_by=trainer, queue=False)
+    reply = Message.objects.create(
+        conversation=conversation, parent=first, role="assistant", content="hi there"
+    )
+    Message.objects.create(
+        conversation=conversation, parent=first, role="assistant", content="other branch"
+    )
+    question = Message.objects.create(
+        conversation=conversation, parent=reply, role="user", content="how are you?"
+    )
+    job = services.generation_job_create(
+        prefix_message=question, n=2, requested_by=trainer, queue=False
+    )
     assert job.prompt_messages == [
         {"role": "user", "content": "hello"},
         {"role": "assistant", "content": "hi there"},
@@ -116,7 +126,9 @@ def test_prefix_message_renders_the_path_from_the_root_not_the_siblings(policy, 
 def test_long_prefix_is_truncated_from_the_left_with_a_note(policy, trainer):
     long_history = []
     for turn in range(60):
-        long_history.append({"role": "user" if turn % 2 == 0 else "assistant", "content": f"turn {turn} " * 10})
+        long_history.append(
+            {"role": "user" if turn % 2 == 0 else "assistant", "content": f"turn {turn} " * 10}
+        )
     job = _job(policy, trainer, messages=long_history, params={"max_new_tokens": 8})
     job = services.generation_job_run(job_id=job.pk)
     assert job.status == GenerationJob.Status.SUCCEEDED
@@ -124,8 +136,13 @@ def test_long_prefix_is_truncated_from_the_left_with_a_note(policy, trainer):
 
 
 def test_user_side_suggestions_are_supported(policy, trainer):
-    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello! how are you?"}]
-    job = services.generation_job_run(job_id=_job(policy, trainer, messages=history, role="user").pk)
+    history = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello! how are you?"},
+    ]
+    job = services.generation_job_run(
+        job_id=_job(policy, trainer, messages=history, role="user").pk
+    )
     assert job.samples.count() == 3
 
 
@@ -156,7 +173,9 @@ def test_register_rejects_a_local_path_that_is_not_a_model(db, tmp_path):
 
 
 def test_promotion_keeps_exactly_one_active_policy(policy, micro_model_dir):
-    newer = services.model_version_register(name="micro-2", path=str(micro_model_dir), parent=policy)
+    newer = services.model_version_register(
+        name="micro-2", path=str(micro_model_dir), parent=policy
+    )
     services.model_version_promote(version=newer)
     active = ModelVersion.objects.filter(kind="policy", is_active=True)
     assert list(active) == [newer]
@@ -164,7 +183,9 @@ def test_promotion_keeps_exactly_one_active_policy(policy, micro_model_dir):
         ModelVersion.objects.filter(pk=policy.pk).update(is_active=True)
 
 
-def test_worker_cache_loads_a_model_once_and_reloads_when_the_version_changes(policy, trainer, micro_model_dir, tmp_path):
+def test_worker_cache_loads_a_model_once_and_reloads_when_the_version_changes(
+    policy, trainer, micro_model_dir, tmp_path
+):
     import shutil
 
     model_cache.clear()

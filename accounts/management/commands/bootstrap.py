@@ -13,7 +13,9 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         if settings.PRODUCTION:
             trainer_group_ensure()
-            self.stdout.write("Production mode: trainer group ready; create admins with createsuperuser.")
+            self.stdout.write(
+                "Production mode: trainer group ready; create admins with createsuperuser."
+            )
             return
         created = demo_accounts_ensure()
         if not created:
@@ -21,4 +23,6 @@ class Command(BaseCommand):
             return
         self.stdout.write(self.style.SUCCESS("Created accounts (shown only this once):"))
         for account in created:
-            self.stdout.write(f"  {account.role:8} username={account.username}  password={account.password}")
+            self.stdout.write(
+                f"  {account.role:8} username={account.username}  password={account.password}"
+            )

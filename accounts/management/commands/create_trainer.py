@@ -11,7 +11,9 @@ class Command(BaseCommand):
         parser.add_argument("--password", required=True)
         parser.add_argument("--email", default="")
 
-    def handle(self, *args: object, username: str, password: str, email: str, **options: object) -> None:
+    def handle(
+        self, *args: object, username: str, password: str, email: str, **options: object
+    ) -> None:
         from django.contrib.auth import get_user_model
 
         if get_user_model().objects.filter(username=username).exists():
