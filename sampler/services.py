@@ -139,10 +139,8 @@ def _validated_messages(messages: list[dict]) -> list[dict]:
                 {"messages": f"Message {position}: role must be system, user or assistant."}
             )
         if not isinstance(content, str) or len(content) > MAX_MESSAGE_CHARS:
-            limit = MAX_MESSAGE_CHARS
-            raise ValidationError(
-                {"messages": f"Message {position}: content must be text of at most {limit} characters."}
-            )
+            problem = f"content must be text of at most {MAX_MESSAGE_CHARS} characters"
+            raise ValidationError({"messages": f"Message {position}: {problem}."})
         cleaned.append({"role": role, "content": content})
     return cleaned
 
