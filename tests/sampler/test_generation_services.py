@@ -207,3 +207,18 @@ def test_ensure_default_registers_sampler_model_once(db, settings, micro_model_d
     second = services.model_version_ensure_default()
     assert first == second and first.is_active and first.source == "configured"
     assert ModelVersion.objects.count() == 1
+
+
+def test_generate_command_prints_samples_and_rejects_bad_input(policy, capsys):
+    import json
+
+    from django.core.management import CommandError, call_command
+
+    call_command(
+        "generate", "hello there", "-n", "2", "--max-new-tokens", "6", "--seed", "3", "--json"
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model_version"] == "micro" and printed["seed"] == 3
+    assert len(printed["samples"]) == 2
+    with pytest.raises(CommandError, match="n must be between"):
+        call_command("generate", "hello", "-n", "40")

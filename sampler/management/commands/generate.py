@@ -1,0 +1,95 @@
+import json
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from sampler import services
+from sampler.models import GenerationJob
+
+
+class Command(BaseCommand):
+    help = (
+        "Sample completions of a one-turn prompt from the active policy and print them. "
+        "Runs in this process by default; --queue sends it through the workers instead."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("prompt", help="The user turn to answer.")
+        parser.add_argument("-n", type=int, default=3, help="How many completions (1-16).")
+        parser.add_argument("--temperature", type=float, default=0.8)
+        parser.add_argument("--top-p", type=float, default=0.9)
+        parser.add_argument("--max-new-tokens", type=int, default=64)
+        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--json", action="store_true", help="Print the job as JSON.")
+        parser.add_argument(
+            "--queue", action="store_true", help="Queue on the gpu queue and wait for a worker."
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=120, help="Seconds to wait with --queue."
+        )
+
+    def handle(self, *args, **options):
+        try:
+            job = services.generation_job_create(
+                messages=[{"role": "user", "content": options["prompt"]}],
+                n=options["n"],
+                params={
+                    "temperature": options["temperature"],
+                    "top_p": options["top_p"],
+                    "max_new_tokens": options["max_new_tokens"],
+                },
+                seed=options["seed"],
+                queue=options["queue"],
+            )
+        except ValidationError as error:
+            problems = (f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())
+            raise CommandError("; ".join(problems)) from error
+        if options["queue"]:
+            job = self._wait(job.pk, options["timeout"])
+        else:
+            job = services.generation_job_run(job_id=job.pk, worker="manage.py generate")
+        if job.status != GenerationJob.Status.SUCCEEDED:
+            raise CommandError(f"Job {job.pk} {job.status}: {job.error}")
+        samples = list(job.samples.order_by("index"))
+        if options["json"]:
+            self.stdout.write(
+                json.dumps(
+                    {
+                        "job": job.pk,
+                        "model_version": job.model_version.name,
+                        "seed": job.seed,
+                        "params": job.params,
+                        "samples": [
+                            {
+                                "text": s.text,
+                                "token_count": s.token_count,
+                                "finish_reason": s.finish_reason,
+                            }
+                            for s in samples
+                        ],
+                    },
+                    indent=2,
+                )
+            )
+            return
+        self.stdout.write(
+            f"job {job.pk} · {job.model_version.name} · seed {job.seed} · {job.duration_ms} ms"
+        )
+        if job.notes:
+            self.stdout.write(job.notes)
+        for sample in samples:
+            detail = f"{sample.token_count} tokens, {sample.finish_reason}"
+            self.stdout.write(f"[{sample.index}] {sample.text}  ({detail})")
+
+    def _wait(self, job_id: int, timeout: float) -> GenerationJob:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = GenerationJob.objects.get(pk=job_id)
+            if job.is_finished:
+                return job
+            time.sleep(0.25)
+        raise CommandError(
+            f"No worker finished job {job_id} within {timeout:.0f} s; is one running?"
+        )
