@@ -8,6 +8,7 @@ Two modes:
   ``SECRET_KEY`` is required, no accounts with known passwords.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -33,6 +34,13 @@ if PRODUCTION and (SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32):
         "TANDEM_MODE=production refuses to start with the default or a short SECRET_KEY: "
         "set SECRET_KEY to a random string of at least 32 characters."
     )
+
+if PRODUCTION:
+    _missing = [name for name in ("DATABASE_URL", "CELERY_BROKER_URL") if not os.environ.get(name)]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"TANDEM_MODE=production needs {' and '.join(_missing)} (PostgreSQL and Redis URLs)."
+        )
 
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])

@@ -38,6 +38,7 @@ def test_production_mode_starts_with_a_real_secret_key_and_debug_off():
         TANDEM_MODE="production",
         SECRET_KEY="x" * 50,
         DATABASE_URL="postgres://u@127.0.0.1:5432/db",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "django.db.backends.postgresql"]
@@ -49,6 +50,12 @@ def test_embedded_default_uses_sqlite(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "sqlite3" in result.stdout
     assert (tmp_path / "celery-broker").is_dir()
+
+
+def test_production_mode_refuses_to_fall_back_to_sqlite():
+    result = _import_settings(TANDEM_MODE="production", SECRET_KEY="x" * 50)
+    assert result.returncode != 0
+    assert "DATABASE_URL and CELERY_BROKER_URL" in result.stderr
 
 
 def test_unknown_mode_is_rejected():
