@@ -4,6 +4,7 @@ import os
 from enum import StrEnum
 
 from celery import Celery
+from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -17,7 +18,12 @@ class Queue(StrEnum):
 
 app = Celery("tandem")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [KombuQueue(Queue.DEFAULT.value), KombuQueue(Queue.GPU.value)]
+# Each queue has its own exchange and routing key, so a task routed to one queue is never
+# copied into another.
+app.conf.task_queues = [
+    KombuQueue(queue.value, Exchange(queue.value, type="direct"), routing_key=queue.value)
+    for queue in Queue
+]
 app.conf.task_default_queue = Queue.DEFAULT.value
 app.conf.task_routes = {
     "sampler.tasks.run_generation_job": {"queue": Queue.GPU.value},

@@ -176,7 +176,7 @@ SPECTACULAR_SETTINGS = {
 
 # Celery. Embedded default: a broker on the local filesystem (no server), consumed by a real
 # worker process that `make run` starts. Production: Redis.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
 CELERY_BROKER_DIR = VAR_DIR / "celery-broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {

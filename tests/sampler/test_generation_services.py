@@ -222,3 +222,13 @@ def test_generate_command_prints_samples_and_rejects_bad_input(policy, capsys):
     assert len(printed["samples"]) == 2
     with pytest.raises(CommandError, match="n must be between"):
         call_command("generate", "hello", "-n", "40")
+
+
+def test_generation_task_is_routed_to_the_gpu_queue_only():
+    from config.celery import Queue, app
+
+    route = app.amqp.router.route({}, "sampler.tasks.run_generation_job")
+    assert route["queue"].name == Queue.GPU
+    # A routing key shared by two queues would copy every message into both.
+    keys = [queue.routing_key for queue in app.amqp.queues.values()]
+    assert len(keys) == len(set(keys))
