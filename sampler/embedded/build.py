@@ -117,6 +117,17 @@ def build_micro_model(output_dir: Path, *, seed: int = 0) -> Path:
     Saved in float32 so that tests compare exact generations. Same seed, same weights.
     """
     output_dir = Path(output_dir)
+    # Float sums depend on how many threads split them: train on one, whatever the caller uses,
+    # so the same seed gives bit-identical weights.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _build_micro_model(output_dir, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_micro_model(output_dir: Path, *, seed: int) -> Path:
     seed_everything(seed)
     conversations = list(load_conversations("train", seed=seed, limit=MICRO_CONVERSATIONS))
     tokenizer = train_tokenizer(message_texts(conversations), vocab_size=MICRO_SHAPE.vocab_size)
