@@ -22,6 +22,10 @@ class Conversation(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.WRITTEN)
+    # The leaf of the branch the editor shows; switching siblings moves it.
+    active_leaf = models.ForeignKey(
+        "labeling.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -96,3 +100,44 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+
+class Draft(models.Model):
+    """Text a trainer is typing, saved as they type so a reload or a crash loses nothing.
+
+    One draft for the composer (``editing`` empty) and one per message being edited into a branch.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="drafts")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="drafts"
+    )
+    editing = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="edit_drafts"
+    )
+    content = models.TextField(blank=True, max_length=20000)
+    # The suggestion the trainer put into the editor, if any, and the pending suggestion job.
+    sample = models.ForeignKey(
+        "sampler.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    suggestion_job = models.ForeignKey(
+        "sampler.GenerationJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "author"],
+                condition=Q(editing__isnull=True),
+                name="draft_one_composer_per_author",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "author", "editing"],
+                condition=Q(editing__isnull=False),
+                name="draft_one_per_edited_message",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Draft by {self.author_id} in {self.conversation_id}"

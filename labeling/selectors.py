@@ -1,8 +1,11 @@
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Max, Q, QuerySet
+from django.shortcuts import get_object_or_404
 
 from accounts.roles import is_admin
-from labeling.models import Conversation, Message
+from labeling.models import Conversation, Draft, Message
 
 
 def conversation_list(
@@ -45,3 +48,89 @@ def message_path(*, message: Message) -> list[Message]:
         path.append(current)
         current = by_id.get(current.parent_id) if current.parent_id else None
     return list(reversed(path))
+
+
+def branch_leaf(*, message: Message) -> Message:
+    """Follow the most recent child from ``message`` down to a leaf."""
+    children: dict[int | None, list[Message]] = {}
+    for candidate in Message.objects.filter(conversation_id=message.conversation_id).order_by(
+        "created_at", "id"
+    ):
+        children.setdefault(candidate.parent_id, []).append(candidate)
+    current = message
+    while children.get(current.pk):
+        current = children[current.pk][-1]
+    return current
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    message: Message
+    sibling_index: int  # 1-based position among the alternatives at this turn
+    sibling_count: int
+    previous_sibling_id: int | None
+    next_sibling_id: int | None
+
+
+def conversation_get_for_user(*, conversation_id: int, user: AbstractBaseUser) -> Conversation:
+    """The conversation if ``user`` may see it (its writer, or an admin); 404 otherwise."""
+    conversations = Conversation.objects.select_related("owner", "active_leaf")
+    if not is_admin(user):
+        conversations = conversations.filter(owner=user)
+    return get_object_or_404(conversations, pk=conversation_id)
+
+
+def conversation_transcript(*, conversation: Conversation) -> list[TranscriptEntry]:
+    """The active branch, root first, each turn with its alternatives for "< 2/3 >"."""
+    messages = list(
+        Message.objects.filter(conversation=conversation)
+        .select_related("sample", "model_version")
+        .order_by("created_at", "id")
+    )
+    if conversation.active_leaf_id is None or not messages:
+        return []
+    by_id = {m.pk: m for m in messages}
+    siblings: dict[int | None, list[int]] = {}
+    for message in messages:
+        siblings.setdefault(message.parent_id, []).append(message.pk)
+    path: list[Message] = []
+    current = by_id.get(conversation.active_leaf_id)
+    while current is not None:
+        path.append(current)
+        current = by_id.get(current.parent_id) if current.parent_id else None
+    entries = []
+    for message in reversed(path):
+        group = siblings[message.parent_id]
+        position = group.index(message.pk)
+        entries.append(
+            TranscriptEntry(
+                message=message,
+                sibling_index=position + 1,
+                sibling_count=len(group),
+                previous_sibling_id=group[position - 1] if position > 0 else None,
+                next_sibling_id=group[position + 1] if position + 1 < len(group) else None,
+            )
+        )
+    return entries
+
+
+def next_role(*, conversation: Conversation) -> str:
+    leaf = conversation.active_leaf
+    if leaf is None or leaf.role == Message.Role.ASSISTANT:
+        return Message.Role.USER
+    return Message.Role.ASSISTANT
+
+
+def draft_get(
+    *, conversation: Conversation, author: AbstractBaseUser, editing_id: int | None = None
+) -> Draft | None:
+    return (
+        Draft.objects.select_related("suggestion_job", "sample")
+        .filter(conversation=conversation, author=author, editing_id=editing_id)
+        .first()
+    )
+
+
+def edit_drafts(*, conversation: Conversation, author: AbstractBaseUser) -> dict[int, Draft]:
+    drafts = Draft.objects.filter(conversation=conversation, author=author, editing__isnull=False)
+    return {draft.editing_id: draft for draft in drafts}

@@ -124,8 +124,9 @@ def _validated_params(params: dict | None) -> GenerationParams:
     return generation_params
 
 
-def _validated_messages(messages: list[dict]) -> list[dict]:
-    if not isinstance(messages, list) or not messages:
+def _validated_messages(messages: list[dict], *, role: str) -> list[dict]:
+    # Only a user turn can open a conversation, so only it may have an empty prefix.
+    if not isinstance(messages, list) or (not messages and role != "user"):
         raise ValidationError({"messages": "Give at least one message."})
     if len(messages) > MAX_PREFIX_MESSAGES:
         raise ValidationError({"messages": f"At most {MAX_PREFIX_MESSAGES} messages."})
@@ -174,7 +175,7 @@ def generation_job_create(
     prompt_messages = (
         [{"role": m.role, "content": m.content} for m in message_path(message=prefix_message)]
         if prefix_message is not None
-        else _validated_messages(messages)
+        else _validated_messages(messages, role=role)
     )
     version = model_version or model_version_ensure_default()
     job = GenerationJob.objects.create(
