@@ -30,11 +30,8 @@ def _clean_content(content: str) -> str:
     if not isinstance(content, str) or not content.strip():
         raise ValidationError({"content": "Write something first: the message is empty."})
     if len(content) > MAX_CONTENT_CHARS:
-        raise ValidationError(
-            {
-                "content": f"Messages are limited to {MAX_CONTENT_CHARS} characters ({len(content)} given)."
-            }
-        )
+        limit = f"Messages are limited to {MAX_CONTENT_CHARS} characters"
+        raise ValidationError({"content": f"{limit} ({len(content)} given)."})
     return content.strip()
 
 
