@@ -40,6 +40,11 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
 
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("labeling:editor", kwargs={"conversation_id": self.pk})
+
 
 class Message(models.Model):
     """One turn. Messages form a tree: siblings (same parent) are alternative turns."""

@@ -223,6 +223,7 @@ def suggestion_request(
     from sampler.models import GenerationJob
     from sampler.services import generation_job_create
 
+    conversation = Conversation.objects.select_related("active_leaf").get(pk=conversation.pk)
     _check_can_edit(conversation=conversation, user=author)
     leaf = conversation.active_leaf
     expected = _next_role(leaf)

@@ -1,4 +1,16 @@
 // Small behaviours shared by every page. htmx sends the CSRF token from <body hx-headers>.
+document.addEventListener("DOMContentLoaded", () => {
+  if (window.htmx) {
+    // 422 answers carry the form back with its messages and the typed text: swap them in.
+    htmx.config.responseHandling = [
+      { code: "204", swap: false },
+      { code: "[23]..", swap: true },
+      { code: "422", swap: true },
+      { code: "[45]..", swap: false, error: true },
+    ];
+  }
+});
+
 document.addEventListener("htmx:responseError", (event) => {
   const status = event.detail.xhr.status;
   const target = document.getElementById("htmx-error");
@@ -11,4 +23,36 @@ document.addEventListener("htmx:responseError", (event) => {
   } else {
     window.alert(text);
   }
+});
+
+// Drafts: every [data-draft] textarea is saved by htmx as the trainer types. Until the save
+// has answered, leaving the page asks first.
+let unsavedDraft = false;
+document.addEventListener("input", (event) => {
+  if (event.target.matches && event.target.matches("textarea[data-draft]")) unsavedDraft = true;
+});
+document.addEventListener("htmx:afterRequest", (event) => {
+  const element = event.detail.elt;
+  if (!event.detail.successful || !element.matches) return;
+  if (element.matches("textarea[data-draft]") || element.matches("form")) unsavedDraft = false;
+});
+window.addEventListener("beforeunload", (event) => {
+  if (unsavedDraft) {
+    event.preventDefault();
+    event.returnValue = "";
+  }
+});
+
+// "Use" on a suggestion puts its text into the composer, remembers which sample it came from
+// (so the saved turn records its origin and edit distance) and saves the draft.
+document.addEventListener("click", (event) => {
+  const button = event.target.closest(".use-suggestion");
+  if (!button) return;
+  const textarea = document.getElementById("composer-text");
+  const sample = document.getElementById("composer-sample");
+  if (!textarea || !sample) return;
+  textarea.value = button.closest(".suggestion").querySelector(".suggestion-text").textContent;
+  sample.value = button.dataset.sampleId;
+  textarea.dispatchEvent(new Event("input", { bubbles: true }));
+  textarea.focus();
 });

@@ -1,0 +1,127 @@
+import pytest
+from django.urls import reverse
+
+from labeling import services
+from labeling.models import Conversation, Message
+
+
+@pytest.fixture
+def conversation(trainer):
+    return services.conversation_create(owner=trainer, title="Plans")
+
+
+def test_create_conversation_from_the_list_page(trainer_client):
+    response = trainer_client.post(reverse("labeling:conversation-create"), {"title": "Cooking"})
+    conversation = Conversation.objects.get()
+    assert response.url == reverse("labeling:editor", args=[conversation.pk])
+    page = trainer_client.get(reverse("labeling:conversation-list"))
+    assert b"Cooking" in page.content
+
+
+def test_write_turns_through_the_editor(trainer_client, conversation):
+    url = reverse("labeling:message-append", args=[conversation.pk])
+    trainer_client.post(url, {"content": "hello **there**", "role": "user"})
+    response = trainer_client.post(
+        url, {"content": "hi!", "role": "assistant"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="editor"' in body and "<strong>there</strong>" in body
+    assert "Write the user&#x27;s turn" in body or "Write the user's turn" in body
+    assert list(Message.objects.values_list("role", flat=True)) == ["user", "assistant"]
+
+
+def test_model_and_trainer_text_cannot_inject_script(trainer_client, conversation):
+    url = reverse("labeling:message-append", args=[conversation.pk])
+    trainer_client.post(url, {"content": "<script>alert(1)</script><img src=x onerror=alert(2)>"})
+    body = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+    assert "<script>alert(1)" not in body and "<img" not in body
+    # The edit box shows the text the trainer wrote, escaped.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+def test_oversized_turn_gets_422_with_the_text_kept(trainer_client, conversation):
+    text = "y" * 20001
+    response = trainer_client.post(
+        reverse("labeling:message-append", args=[conversation.pk]),
+        {"content": text},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 422
+    assert "limited to 20000" in response.content.decode()
+    assert text in response.content.decode()
+    assert Message.objects.count() == 0
+
+
+def test_draft_is_saved_and_restored_after_a_reload(trainer_client, conversation):
+    response = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]), {"content": "half-written thought"}
+    )
+    assert response.status_code == 200 and b"Draft saved" in response.content
+    page = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+    assert ">half-written thought</textarea>" in page
+
+
+def test_oversized_draft_is_refused_with_422(trainer_client, conversation):
+    response = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]), {"content": "z" * 20001}
+    )
+    assert response.status_code == 422 and b"not saved" in response.content
+
+
+def test_other_trainers_get_404_and_admins_can_read(
+    client, other_trainer, admin_user, conversation
+):
+    client.force_login(other_trainer)
+    assert client.get(reverse("labeling:editor", args=[conversation.pk])).status_code == 404
+    assert (
+        client.post(
+            reverse("labeling:message-append", args=[conversation.pk]), {"content": "x"}
+        ).status_code
+        == 404
+    )
+    client.force_login(admin_user)
+    assert client.get(reverse("labeling:editor", args=[conversation.pk])).status_code == 200
+
+
+def test_branch_and_switch_through_views(trainer_client, conversation, trainer):
+    first = services.message_append(conversation=conversation, author=trainer, content="hi")
+    reply = services.message_append(conversation=conversation, author=trainer, content="hello")
+    response = trainer_client.post(
+        reverse("labeling:message-branch", args=[reply.pk]),
+        {"content": "howdy"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200 and "2/2" in response.content.decode()
+    response = trainer_client.post(
+        reverse("labeling:branch-switch", args=[reply.pk]), HTTP_HX_REQUEST="true"
+    )
+    body = response.content.decode()
+    assert "1/2" in body and "hello" in body
+    assert first.children.count() == 2
+
+
+def test_suggest_queues_a_job_and_shows_progress(trainer_client, conversation, trainer, policy):
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    response = trainer_client.post(
+        reverse("labeling:suggest", args=[conversation.pk]), {"n": "2"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="suggestions"' in body and "every 1s" in body
+
+
+def test_suggest_with_bad_count_is_a_422_message(trainer_client, conversation, policy):
+    response = trainer_client.post(
+        reverse("labeling:suggest", args=[conversation.pk]), {"n": "99"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 422 and b'role="alert"' in response.content
+
+
+def test_finish_from_the_editor(trainer_client, conversation, trainer):
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    services.message_append(conversation=conversation, author=trainer, content="hello")
+    response = trainer_client.post(reverse("labeling:finish", args=[conversation.pk]))
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.FINISHED
