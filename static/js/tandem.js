@@ -29,7 +29,10 @@ document.addEventListener("htmx:responseError", (event) => {
 // has answered, leaving the page asks first.
 let unsavedDraft = false;
 document.addEventListener("input", (event) => {
-  if (event.target.matches && event.target.matches("textarea[data-draft]")) unsavedDraft = true;
+  if (!event.target.matches || !event.target.matches("textarea[data-draft]")) return;
+  unsavedDraft = true;
+  const status = event.target.form && event.target.form.querySelector("#draft-status, .draft-status");
+  if (status) status.textContent = "Unsaved changes…";
 });
 document.addEventListener("htmx:afterRequest", (event) => {
   const element = event.detail.elt;

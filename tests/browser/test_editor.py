@@ -1,0 +1,85 @@
+import pytest
+from playwright.sync_api import expect
+
+from labeling.models import Conversation, Message
+from tests.browser.conftest import log_in
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _send(page, text: str) -> None:
+    turns = page.locator("ol.transcript > li.turn")
+    before = turns.count()
+    page.fill("#composer-text", text)
+    page.locator("#composer button[type=submit]").click()
+    expect(turns).to_have_count(before + 1)
+
+
+def test_trainer_writes_uses_a_suggestion_recovers_a_draft_and_branches(
+    page, live_server, celery_worker, policy, trainer
+):
+    log_in(page, live_server, "tess", PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Write").click()
+    page.fill("#id_title", "Weekend chat")
+    page.get_by_role("button", name="Start writing").click()
+    expect(page.get_by_role("heading", name="Weekend chat")).to_be_visible()
+
+    # Four turns, alternating user / assistant; Markdown is rendered.
+    _send(page, "hi! how was your **weekend**?")
+    _send(page, "It was great, thanks. I went hiking.")
+    _send(page, "nice, where did you go?")
+    expect(page.locator("li.turn.user .markdown strong").first).to_have_text("weekend")
+    expect(page.get_by_text("Write the assistant's turn")).to_be_visible()
+
+    # Ask for suggestions with the keyboard shortcut; keep typing meanwhile.
+    page.fill("#composer-text", "typing while the model thinks")
+    page.keyboard.press("Alt+s")
+    suggestions = page.locator("#suggestions")
+    expect(suggestions).to_have_attribute("data-status", "succeeded", timeout=60000)
+    expect(page.locator(".suggestion")).to_have_count(3)
+    first_text = page.locator(".suggestion .suggestion-text").first.inner_text()
+
+    page.locator(".use-suggestion").first.click()
+    expect(page.locator("#composer-text")).to_have_value(first_text)
+    page.locator("#composer-text").press("End")
+    page.locator("#composer-text").type(" Also, the views were lovely.")
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+
+    # Reload mid-typing: the draft (and the suggestion it came from) come back.
+    page.reload()
+    expect(page.locator("#composer-text")).to_have_value(
+        first_text + " Also, the views were lovely."
+    )
+    expect(page.locator(".suggestion")).to_have_count(3)
+    page.locator("#composer button[type=submit]").click()
+    expect(page.locator("ol.transcript > li.turn")).to_have_count(4)
+
+    message = Message.objects.filter(role="assistant").order_by("-created_at").first()
+    assert message.origin == Message.Origin.MODEL_EDITED
+    assert message.sample is not None and message.sample.text == first_text
+    assert message.edit_distance == len(" Also, the views were lovely.")
+
+    # Edit the second turn into a branch: the original stays, reachable with "< 1/2".
+    second = page.locator("ol.transcript > li.turn").nth(1)
+    second.locator("summary").click()
+    second.locator("textarea").fill("It was quiet. I stayed home and read.")
+    second.get_by_role("button", name="Save as a new branch").click()
+    expect(page.locator("ol.transcript > li.turn")).to_have_count(2)
+    expect(page.locator(".sibling-position")).to_have_text("2/2")
+    page.get_by_role("button", name="Previous alternative").click()
+    expect(page.locator(".sibling-position")).to_have_text("1/2")
+    expect(page.locator("ol.transcript > li.turn")).to_have_count(4)
+    assert Conversation.objects.get().messages.count() == 5
+
+
+def test_leaving_with_unsaved_text_asks_first(page, live_server, trainer):
+    conversation = Conversation.objects.create(owner=trainer, title="Draft test")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.locator("#composer-text").type("not saved yet")
+    page.close(run_before_unload=True)
+    page.wait_for_timeout(500)
+    assert dialogs == ["beforeunload"]
