@@ -28,6 +28,7 @@ app.conf.task_default_queue = Queue.DEFAULT.value
 app.conf.task_routes = {
     "sampler.tasks.run_generation_job": {"queue": Queue.GPU.value},
     "sampler.tasks.run_training": {"queue": Queue.GPU.value},
+    "ranking.tasks.prepare_ranking_task": {"queue": Queue.GPU.value},
 }
 # Job state lives in the database (GenerationJob, TrainingRun, DatasetExport), not in results.
 app.conf.task_ignore_result = True
@@ -43,6 +44,10 @@ app.conf.beat_schedule = {
         "task": "sampler.tasks.sweep_stale_generation_jobs",
         "schedule": 60.0,
     },
+    # Keeps RANKING_POOL_SIZE tasks ready or being sampled, so trainers never wait.
+    "fill-ranking-pool": {"task": "ranking.tasks.fill_ranking_pool", "schedule": 30.0},
+    # Gives back the slots of ranking leases that ran out.
+    "expire-ranking-leases": {"task": "ranking.tasks.expire_ranking_leases", "schedule": 60.0},
 }
 
 app.autodiscover_tasks()

@@ -208,6 +208,16 @@ GENERATION_TIME_LIMIT = env_int("GENERATION_TIME_LIMIT", 300)
 # A job still queued/running this long after creation is swept to failed.
 GENERATION_STALE_AFTER = env_int("GENERATION_STALE_AFTER", 900)
 
+# Ranking: K sampled alternatives per task (plus the source message), N rankings per task.
+RANKING_ALTERNATIVES = env_int("RANKING_ALTERNATIVES", 4)
+RANKING_OVERLAP = env_int("RANKING_OVERLAP", 3)
+RANKING_LEASE_SECONDS = env_int("RANKING_LEASE_SECONDS", 15 * 60)
+# Tasks kept ready (or being prepared) so a trainer never waits for sampling.
+RANKING_POOL_SIZE = env_int("RANKING_POOL_SIZE", 20)
+# Which assistant messages count as model-written sources for ranking tasks.
+RANKING_SOURCE_ORIGINS = env_list("RANKING_SOURCE_ORIGINS", ["model", "model_edited"])
+RANKING_MAX_NEW_TOKENS = env_int("RANKING_MAX_NEW_TOKENS", 96)
+
 EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
 
 LOGGING = {

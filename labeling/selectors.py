@@ -1,7 +1,8 @@
+import random
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.roles import is_admin
@@ -134,3 +135,43 @@ def draft_get(
 def edit_drafts(*, conversation: Conversation, author: AbstractBaseUser) -> dict[int, Draft]:
     drafts = Draft.objects.filter(conversation=conversation, author=author, editing__isnull=False)
     return {draft.editing_id: draft for draft in drafts}
+
+
+def ranking_source_candidates(*, origins: list[str]) -> QuerySet[Message]:
+    """Model-written assistant turns of finished conversations that answer a user turn and are
+    not themselves alternatives sampled for ranking, nor already the source of a task."""
+    return Message.objects.filter(
+        conversation__status=Conversation.Status.FINISHED,
+        role=Message.Role.ASSISTANT,
+        origin__in=origins,
+        parent__role=Message.Role.USER,
+        ranking_tasks_as_source__isnull=True,
+    ).exclude(sample__job__purpose="ranking")
+
+
+def ranking_source_pick(
+    *, rng: random.Random, origins: list[str], attempts: int = 8
+) -> Message | None:
+    """A random eligible message, weighted so that each conversation is about equally likely
+    whatever its length: pick a conversation at a random point of the id range (an index
+    seek), then a message inside it. No full scan, however many messages there are."""
+    eligible = ranking_source_candidates(origins=origins)
+    bounds = Conversation.objects.filter(status=Conversation.Status.FINISHED).aggregate(
+        low=Min("id"), high=Max("id")
+    )
+    if bounds["low"] is None:
+        return None
+    for _ in range(attempts):
+        start = rng.randint(bounds["low"], bounds["high"])
+        conversation_id = (
+            eligible.filter(conversation_id__gte=start)
+            .order_by("conversation_id")
+            .values_list("conversation_id", flat=True)
+            .first()
+        )
+        if conversation_id is None:
+            continue
+        ids = list(eligible.filter(conversation_id=conversation_id).values_list("id", flat=True))
+        if ids:
+            return Message.objects.select_related("conversation", "parent").get(pk=rng.choice(ids))
+    return None

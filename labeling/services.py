@@ -242,3 +242,21 @@ def suggestion_request(
         conversation=conversation, author=author, editing=None, defaults={"suggestion_job": job}
     )
     return job
+
+
+def message_add_alternatives(*, source: Message, samples: list) -> list[Message]:
+    """Store sampled completions as siblings of ``source`` (alternatives of the same turn)."""
+    return Message.objects.bulk_create(
+        [
+            Message(
+                conversation_id=source.conversation_id,
+                parent_id=source.parent_id,
+                role=source.role,
+                content=sample.text,
+                origin=Message.Origin.MODEL,
+                sample=sample,
+                model_version_id=sample.job.model_version_id,
+            )
+            for sample in samples
+        ]
+    )

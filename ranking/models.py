@@ -31,15 +31,33 @@ class RankingTask(models.Model):
     model_version = models.ForeignKey(
         "sampler.ModelVersion", on_delete=models.PROTECT, related_name="ranking_tasks"
     )
+    # The writer of the source conversation never ranks it (copied here so claiming needs no join).
+    source_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PREPARING)
+    alternatives_requested = models.PositiveSmallIntegerField(default=4)
     overlap_required = models.PositiveSmallIntegerField(default=3)
     rankings_count = models.PositiveSmallIntegerField(default=0)
+    # Assignments currently leased: a task is offered while rankings + leases < overlap.
+    leased_count = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rankings_count__lte=models.F("overlap_required")),
+                name="task_never_more_rankings_than_overlap",
+            ),
+            models.CheckConstraint(
+                condition=Q(rankings_count__gte=0) & Q(leased_count__gte=0),
+                name="task_counts_not_negative",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Task {self.pk} ({self.status})"
@@ -86,7 +104,10 @@ class Assignment(models.Model):
 
     class Meta:
         ordering = ["-leased_at"]
-        indexes = [models.Index(fields=["status", "expires_at"])]
+        indexes = [
+            models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["trainer", "status"]),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["task", "trainer"], name="assignment_once_per_trainer"),
         ]
@@ -106,7 +127,9 @@ class Ranking(models.Model):
     # Best to worst, as a list of tie groups of candidate ids: [[3], [1, 4], [2]].
     ordering = models.JSONField(default=list)
     cannot_rank = models.BooleanField(default=False)
-    flags = models.JSONField(default=dict, blank=True, help_text="Candidate id -> list of flags.")
+    flags = models.JSONField(
+        default=dict, blank=True, help_text='Candidate id -> {"flags": [...], "note": "..."}.'
+    )
     rationale = models.TextField(blank=True, max_length=4000)
     presentation_order = models.JSONField(default=list)
     started_at = models.DateTimeField()

@@ -1,0 +1,185 @@
+import random
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from accounts.services import user_create_trainer
+from labeling.models import Message
+from ranking import services
+from ranking.models import Assignment, RankingTask
+from ranking.services import RankingConflict, RankingInput
+from tests.ranking.conftest import finished_conversation
+
+
+def _order(assignment):
+    """Best to worst in presentation order, with the last two tied."""
+    ids = assignment.presentation_order
+    return [[ids[0]], [ids[1]], ids[2:]]
+
+
+def test_task_has_source_plus_k_sibling_alternatives_with_provenance(ready_task):
+    task = ready_task
+    assert task.status == RankingTask.Status.READY
+    candidates = list(task.candidates.select_related("message__sample__job"))
+    assert len(candidates) == 4
+    source = [c for c in candidates if c.is_source]
+    assert len(source) == 1 and source[0].message == task.source_message
+    for candidate in candidates:
+        assert candidate.message.parent_id == task.prefix_message_id
+        assert candidate.message.role == "assistant"
+    alternatives = [c.message for c in candidates if not c.is_source]
+    assert {m.sample.job.purpose for m in alternatives} == {"ranking"}
+    assert {m.model_version_id for m in alternatives} == {task.model_version_id}
+
+
+def test_alternatives_are_never_picked_as_sources_and_sources_are_not_reused(ready_task):
+    assert services.ranking_task_create(rng=random.Random(1), queue=False) is None
+
+
+def test_preparing_twice_creates_candidates_once(ready_task):
+    services.ranking_task_prepare(task_id=ready_task.pk)
+    assert ready_task.candidates.count() == 4
+
+
+def test_claim_submit_with_ties_and_flags(ready_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    assert assignment.task == ready_task
+    assert sorted(assignment.presentation_order) == sorted(
+        ready_task.candidates.values_list("id", flat=True)
+    )
+    flagged = assignment.presentation_order[3]
+    ranking = services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput(
+            ordering=_order(assignment),
+            flags={flagged: ["harmful", "other"]},
+            flag_notes={flagged: "rude"},
+            rationale="first is clearest",
+        ),
+    )
+    assert ranking.ordering == _order(assignment)
+    assert ranking.flags == {str(flagged): {"flags": ["harmful", "other"], "note": "rude"}}
+    assert ranking.presentation_order == assignment.presentation_order
+    assert ranking.duration_ms >= 0
+    ready_task.refresh_from_db()
+    assert (ready_task.rankings_count, ready_task.leased_count) == (1, 0)
+
+
+def test_claim_returns_the_current_lease_until_it_is_used(ready_task, trainer):
+    first = services.task_claim_next(trainer=trainer)
+    assert services.task_claim_next(trainer=trainer) == first
+
+
+def test_writer_of_the_conversation_never_gets_its_task(ready_task, other_trainer):
+    assert services.task_claim_next(trainer=other_trainer) is None
+
+
+def test_task_is_leased_to_no_more_trainers_than_it_needs(ready_task, trainer):
+    third = user_create_trainer(username="third", password="x")
+    fourth = user_create_trainer(username="fourth", password="x")
+    assert services.task_claim_next(trainer=trainer) is not None
+    assert services.task_claim_next(trainer=third) is not None
+    assert services.task_claim_next(trainer=fourth) is None  # overlap is 2
+
+
+def test_skipped_task_is_not_served_again_and_frees_its_slot(ready_task, trainer):
+    third = user_create_trainer(username="third", password="x")
+    fourth = user_create_trainer(username="fourth", password="x")
+    assignment = services.task_claim_next(trainer=trainer)
+    services.assignment_skip(assignment=assignment, trainer=trainer, reason="not my language")
+    assert services.task_claim_next(trainer=trainer) is None
+    assert services.task_claim_next(trainer=third) is not None
+    assert services.task_claim_next(trainer=fourth) is not None
+    assert Assignment.objects.get(pk=assignment.pk).skip_reason == "not my language"
+
+
+def test_double_submit_keeps_the_first_ranking(ready_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+    with pytest.raises(RankingConflict, match="already ranked"):
+        services.ranking_submit(
+            assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+        )
+    ready_task.refresh_from_db()
+    assert ready_task.rankings_count == 1
+
+
+def test_expired_lease_is_released_and_a_late_submit_is_refused_once_the_task_is_full(
+    ready_task, trainer
+):
+    third = user_create_trainer(username="third", password="x")
+    fourth = user_create_trainer(username="fourth", password="x")
+    late = services.task_claim_next(trainer=trainer)
+    Assignment.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    for other in (third, fourth):
+        assignment = services.task_claim_next(trainer=other)
+        assert assignment is not None and assignment.task == ready_task
+        services.ranking_submit(
+            assignment=assignment, trainer=other, ranking=RankingInput(_order(assignment))
+        )
+    with pytest.raises(RankingConflict, match="ran out"):
+        services.ranking_submit(
+            assignment=late, trainer=trainer, ranking=RankingInput(_order(late))
+        )
+    ready_task.refresh_from_db()
+    assert ready_task.rankings_count == 2 and ready_task.status == RankingTask.Status.COMPLETE
+
+
+def test_late_submit_is_accepted_while_the_task_still_has_room(ready_task, trainer):
+    late = services.task_claim_next(trainer=trainer)
+    Assignment.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.leases_expire()
+    services.ranking_submit(assignment=late, trainer=trainer, ranking=RankingInput(_order(late)))
+    ready_task.refresh_from_db()
+    assert (ready_task.rankings_count, ready_task.leased_count) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("make_input", "field"),
+    [
+        (lambda ids: RankingInput([[ids[0]], ids[1:3]]), "ordering"),  # one missing
+        (lambda ids: RankingInput([[ids[0]], [ids[0]], ids[1:]]), "ordering"),  # twice
+        (lambda ids: RankingInput([[ids[0]], [], ids[1:]]), "ordering"),  # empty rank
+        (lambda ids: RankingInput([ids]), "ordering"),  # all tied
+        (lambda ids: RankingInput([[ids[0]], ids[1:] + [999999]]), "ordering"),  # foreign id
+        (lambda ids: RankingInput([[i] for i in ids], flags={ids[0]: ["boring"]}), "flags"),
+        (lambda ids: RankingInput([[i] for i in ids], flags={ids[0]: ["other"]}), "flags"),
+        (lambda ids: RankingInput([[i] for i in ids], rationale="x" * 4001), "rationale"),
+    ],
+)
+def test_invalid_rankings_are_refused_with_a_message(ready_task, trainer, make_input, field):
+    assignment = services.task_claim_next(trainer=trainer)
+    with pytest.raises(ValidationError) as error:
+        services.ranking_submit(
+            assignment=assignment,
+            trainer=trainer,
+            ranking=make_input(assignment.presentation_order),
+        )
+    assert field in error.value.message_dict
+    assert Assignment.objects.get(pk=assignment.pk).status == Assignment.Status.LEASED
+
+
+def test_cannot_rank_needs_no_ordering(ready_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    ranking = services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput([], cannot_rank=True, rationale="all gibberish"),
+    )
+    assert ranking.cannot_rank and ranking.ordering == []
+
+
+def test_pool_fill_creates_tasks_from_distinct_sources(policy, other_trainer, settings):
+    for _ in range(3):
+        finished_conversation(other_trainer)
+    finished_conversation(other_trainer, origin="human")  # not model-written: never a source
+    created = services.ranking_pool_fill(target=10, rng=random.Random(3))
+    assert created == 3
+    sources = RankingTask.objects.values_list("source_message_id", flat=True)
+    assert len(set(sources)) == 3
+    assert not Message.objects.filter(pk__in=sources, origin="human").exists()
