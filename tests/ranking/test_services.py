@@ -146,7 +146,7 @@ def test_late_submit_is_accepted_while_the_task_still_has_room(ready_task, train
         (lambda ids: RankingInput([[ids[0]], [ids[0]], ids[1:]]), "ordering"),  # twice
         (lambda ids: RankingInput([[ids[0]], [], ids[1:]]), "ordering"),  # empty rank
         (lambda ids: RankingInput([ids]), "ordering"),  # all tied
-        (lambda ids: RankingInput([[ids[0]], ids[1:] + [999999]]), "ordering"),  # foreign id
+        (lambda ids: RankingInput([[ids[0]], [*ids[1:], 999999]]), "ordering"),  # foreign id
         (lambda ids: RankingInput([[i] for i in ids], flags={ids[0]: ["boring"]}), "flags"),
         (lambda ids: RankingInput([[i] for i in ids], flags={ids[0]: ["other"]}), "flags"),
         (lambda ids: RankingInput([[i] for i in ids], rationale="x" * 4001), "rationale"),
