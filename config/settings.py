@@ -136,6 +136,7 @@ NODE_MODULES = BASE_DIR / "node_modules"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/htmx", NODE_MODULES / "htmx.org" / "dist"),
+    ("vendor/sortablejs", NODE_MODULES / "sortablejs"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
