@@ -18,6 +18,7 @@ urlpatterns = [
     path("", include("ranking.urls")),
     path("", include("sampler.urls")),
     path("api/", include("labeling.api_urls")),
+    path("api/", include("ranking.api_urls")),
     path("api/", include("sampler.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

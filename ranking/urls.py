@@ -1,10 +1,11 @@
 from django.urls import path
 
-from ranking import views
+from ranking import quality_views, views
 
 app_name = "ranking"
 
 urlpatterns = [
     path("rank/", views.rank, name="rank"),
     path("exports/", views.export_list, name="exports"),
+    path("rank/quality/", quality_views.quality, name="quality"),
 ]
