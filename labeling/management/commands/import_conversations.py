@@ -1,0 +1,66 @@
+import gzip
+import sys
+from contextlib import contextmanager
+from typing import IO
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from labeling.importing import MAX_LINE_BYTES, MAX_LINES, conversations_import, jsonl_lines
+
+
+@contextmanager
+def _open_binary(path: str):
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        stream: IO[bytes] = opener(path, "rb")
+    except OSError as error:
+        raise CommandError(f"Cannot open {path}: {error.strerror or error}") from error
+    with stream:
+        yield stream
+
+
+class Command(BaseCommand):
+    help = (
+        "Import finished conversations from a JSONL file (one "
+        '{"messages": [{"role": ..., "content": ...}, ...], "title": ...} per line). '
+        f"Lines are at most {MAX_LINE_BYTES} bytes, files at most {MAX_LINES} lines. "
+        "Good lines are imported even when others fail; the command then exits non-zero."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="A .jsonl or .jsonl.gz file, or - for standard input.")
+        parser.add_argument("--owner", required=True, help="Username that will own them.")
+        parser.add_argument("--title-prefix", default="", help="Put before every title.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Check every line; save nothing."
+        )
+
+    def handle(self, *args, file: str, owner: str, title_prefix: str, dry_run: bool, **options):
+        user = get_user_model().objects.filter(username=owner).first()
+        if user is None:
+            raise CommandError(f"No user named {owner!r}: create the account first.")
+        with _open_binary(file) as stream:
+            try:
+                report = conversations_import(
+                    lines=jsonl_lines(stream),
+                    owner=user,
+                    title_prefix=title_prefix,
+                    dry_run=dry_run,
+                )
+            except (OSError, EOFError) as error:  # a truncated or corrupt .gz, a read error
+                raise CommandError(
+                    f"Reading {file} failed part way: {error}. "
+                    "The lines before that point were processed."
+                ) from error
+        if dry_run:
+            self.stdout.write(f"Dry run: {report.created} conversations would be imported.")
+        else:
+            self.stdout.write(f"Imported {report.created} conversations.")
+        for line_number, message in report.errors:
+            self.stderr.write(f"line {line_number}: {message}")
+        if report.errors:
+            raise CommandError(f"{len(report.errors)} lines could not be imported.")
