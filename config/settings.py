@@ -173,6 +173,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Demonstrations, generations, rankings and exports for RLHF.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # Celery. Embedded default: a broker on the local filesystem (no server), consumed by a real

@@ -115,11 +115,16 @@ def conversation_transcript(*, conversation: Conversation) -> list[TranscriptEnt
     return entries
 
 
+def next_role_after(*, message: Message | None) -> str:
+    """Only a user turn is answered by the assistant; after nothing, a system message or an
+    assistant turn, the user speaks."""
+    if message is not None and message.role == Message.Role.USER:
+        return Message.Role.ASSISTANT
+    return Message.Role.USER
+
+
 def next_role(*, conversation: Conversation) -> str:
-    leaf = conversation.active_leaf
-    if leaf is None or leaf.role == Message.Role.ASSISTANT:
-        return Message.Role.USER
-    return Message.Role.ASSISTANT
+    return next_role_after(message=conversation.active_leaf)
 
 
 def draft_get(

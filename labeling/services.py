@@ -10,7 +10,7 @@ from rapidfuzz.distance import Levenshtein
 
 from accounts.roles import is_admin
 from labeling.models import Conversation, Draft, Message
-from labeling.selectors import branch_leaf, message_path
+from labeling.selectors import branch_leaf, message_path, next_role_after
 
 MAX_CONTENT_CHARS = 20000
 MAX_TITLE_CHARS = 200
@@ -62,12 +62,6 @@ def _provenance(*, author: AbstractBaseUser, content: str, sample_id: int | None
     return origin, sample, sample.job.model_version_id, distance
 
 
-def _next_role(parent: Message | None) -> str:
-    if parent is None:
-        return Message.Role.USER
-    return Message.Role.USER if parent.role == Message.Role.ASSISTANT else Message.Role.ASSISTANT
-
-
 @transaction.atomic
 def message_append(
     *,
@@ -85,7 +79,7 @@ def message_append(
         parent = conversation.active_leaf
     elif parent.conversation_id != conversation.pk:
         raise ValidationError({"parent": "That message belongs to another conversation."})
-    expected = _next_role(parent)
+    expected = next_role_after(message=parent)
     if role is not None and role != expected:
         raise ValidationError({"role": f"The next turn is the {expected}'s (turns alternate)."})
     content = _clean_content(content)
@@ -226,7 +220,7 @@ def suggestion_request(
     conversation = Conversation.objects.select_related("active_leaf").get(pk=conversation.pk)
     _check_can_edit(conversation=conversation, user=author)
     leaf = conversation.active_leaf
-    expected = _next_role(leaf)
+    expected = next_role_after(message=leaf)
     role = role or expected
     if role != expected:
         raise ValidationError({"role": f"The next turn is the {expected}'s."})
