@@ -180,3 +180,70 @@ def ranking_source_pick(
         if ids:
             return Message.objects.select_related("conversation", "parent").get(pk=rng.choice(ids))
     return None
+
+
+def demonstration_conversations(
+    *, finished_bounds: dict, exclude_owner_ids: tuple[int, ...] = ()
+) -> QuerySet[Conversation]:
+    conversations = Conversation.objects.filter(status=Conversation.Status.FINISHED)
+    for lookup, value in finished_bounds.items():
+        conversations = conversations.filter(**{f"finished_at__{lookup}": value})
+    if exclude_owner_ids:
+        conversations = conversations.exclude(owner_id__in=exclude_owner_ids)
+    return conversations
+
+
+def demonstration_chunks(
+    *, finished_bounds: dict, exclude_owner_ids: tuple[int, ...] = (), chunk_size: int = 500
+):
+    """Root-to-leaf paths of finished conversations, ``chunk_size`` conversations at a time.
+
+    Yields lists of ``(conversation_id, owner_id, path)``. Alternatives sampled for ranking
+    are not demonstrations and are left out; a path ends at its last assistant turn.
+    """
+    conversations = demonstration_conversations(
+        finished_bounds=finished_bounds, exclude_owner_ids=exclude_owner_ids
+    ).order_by("pk")
+    last_pk = 0
+    while True:
+        chunk = list(
+            conversations.filter(pk__gt=last_pk).values_list("pk", "owner_id")[:chunk_size]
+        )
+        if not chunk:
+            return
+        last_pk = chunk[-1][0]
+        children: dict[tuple[int, int | None], list[Message]] = {}
+        for message in (
+            Message.objects.filter(conversation_id__in=[pk for pk, _ in chunk])
+            .exclude(sample__job__purpose="ranking")
+            .only("id", "conversation_id", "parent_id", "role", "content", "origin")
+            .order_by("created_at", "id")
+        ):
+            children.setdefault((message.conversation_id, message.parent_id), []).append(message)
+        batch = []
+        for conversation_id, owner_id in chunk:
+            trimmed = {}
+            for path in _paths(children, conversation_id):
+                while path and path[-1].role != Message.Role.ASSISTANT:
+                    path = path[:-1]
+                if path:
+                    trimmed[path[-1].pk] = path  # paths cut back to the same turn are one
+            # A path cut back to a turn that a longer path continues is part of that path.
+            inner = {m.pk for path in trimmed.values() for m in path[:-1]}
+            batch.extend(
+                (conversation_id, owner_id, path)
+                for leaf_id, path in trimmed.items()
+                if leaf_id not in inner
+            )
+        yield batch
+
+
+def _paths(children: dict, conversation_id: int):
+    stack = [[root] for root in children.get((conversation_id, None), [])]
+    while stack:
+        path = stack.pop()
+        below = children.get((conversation_id, path[-1].pk), [])
+        if not below:
+            yield path
+        for child in reversed(below):
+            stack.append([*path, child])

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from labeling.selectors import ranking_source_pick
 from labeling.services import message_add_alternatives
-from ranking.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.models import Assignment, Candidate, DatasetExport, Ranking, RankingTask
 from sampler.models import GenerationJob
 from sampler.services import generation_job_create, generation_job_run
 
@@ -323,3 +323,73 @@ def ranking_submit(
         task.status = RankingTask.Status.COMPLETE
     task.save(update_fields=["rankings_count", "leased_count", "status"])
     return stored
+
+
+# ---- dataset exports --------------------------------------------------------------------------
+
+
+def dataset_export_create(
+    *, created_by: AbstractBaseUser, format: str, filters, compress: bool = True, queue: bool = True
+) -> DatasetExport:
+    """Record an export request and queue it; bad formats or filters fail before anything runs."""
+    from ranking.exports import FORMATS
+    from ranking.tasks import run_dataset_export
+
+    if format not in FORMATS:
+        raise ValidationError({"format": f"format must be one of {', '.join(FORMATS)}."})
+    export = DatasetExport.objects.create(
+        format=format, filters={**filters.as_dict(), "compress": compress}, created_by=created_by
+    )
+    if queue:
+        transaction.on_commit(lambda: run_dataset_export.delay(export.pk))
+    return export
+
+
+def dataset_export_run(*, export_id: int) -> DatasetExport:
+    """Write the export's file (to a temporary name, renamed when complete); idempotent."""
+    from pathlib import Path
+
+    from ranking.exports import ExportFilters, records, source_count, write_jsonl
+
+    with transaction.atomic():
+        export = DatasetExport.objects.select_for_update().get(pk=export_id)
+        if export.status == DatasetExport.Status.SUCCEEDED:
+            return export
+        export.status = DatasetExport.Status.RUNNING
+        export.save(update_fields=["status"])
+    stored = dict(export.filters)
+    compress = stored.pop("compress", True)
+    filters = ExportFilters.from_dict(stored)
+    total_sources = max(1, source_count(export.format, filters))
+    suffix = ".jsonl.gz" if compress else ".jsonl"
+    final = Path(settings.EXPORT_ROOT) / f"export-{export.pk}-{export.format}{suffix}"
+    partial = final.with_name(final.name + ".partial")
+    # Rows per source differ by format (pairs per ranking): progress is an estimate, capped.
+    rows_per_source = {"pairs": 6, "rankings": 1, "demonstrations": 1}[export.format]
+
+    def on_progress(rows: int) -> None:
+        fraction = min(0.99, rows / (total_sources * rows_per_source))
+        DatasetExport.objects.filter(pk=export_id).update(progress=fraction)
+
+    written = write_jsonl(
+        records(export.format, filters), partial, compress=compress, on_progress=on_progress
+    )
+    partial.replace(final)
+    DatasetExport.objects.filter(pk=export_id).update(
+        status=DatasetExport.Status.SUCCEEDED,
+        progress=1.0,
+        row_count=written.rows,
+        size_bytes=written.size_bytes,
+        sha256=written.sha256,
+        file_path=str(final),
+        error="",
+        finished_at=timezone.now(),
+    )
+    export.refresh_from_db()
+    return export
+
+
+def dataset_export_fail(*, export_id: int, error: str) -> None:
+    DatasetExport.objects.filter(pk=export_id).exclude(
+        status=DatasetExport.Status.SUCCEEDED
+    ).update(status=DatasetExport.Status.FAILED, error=error[:5000], finished_at=timezone.now())

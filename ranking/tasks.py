@@ -35,3 +35,20 @@ def fill_ranking_pool() -> int:
 @shared_task
 def expire_ranking_leases() -> int:
     return services.leases_expire()
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def run_dataset_export(export_id: int) -> None:
+    try:
+        services.dataset_export_run(export_id=export_id)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception as error:
+        services.dataset_export_fail(export_id=export_id, error=f"{type(error).__name__}: {error}")
+        raise

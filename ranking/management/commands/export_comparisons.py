@@ -1,0 +1,83 @@
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from ranking.exports import FORMATS, PAIR_MODES, SPLITS, ExportFilters, records, write_jsonl
+from sampler.models import ModelVersion
+
+
+class Command(BaseCommand):
+    help = (
+        "Export comparison or demonstration data as JSONL (gzip when --out ends in .gz). "
+        "Formats and fields are documented in the README."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--format", choices=FORMATS, required=True)
+        parser.add_argument("--out", required=True, help="file.jsonl or file.jsonl.gz")
+        parser.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD")
+        parser.add_argument("--to", dest="date_to", help="last day, YYYY-MM-DD")
+        parser.add_argument(
+            "--model-version", action="append", default=[], help="name (repeatable)"
+        )
+        parser.add_argument("--min-agreement", type=float)
+        parser.add_argument("--exclude-flag", action="append", default=[])
+        parser.add_argument("--exclude-trainer", action="append", default=[], help="username")
+        parser.add_argument("--pairs", dest="pair_mode", choices=PAIR_MODES, default="per_ranker")
+        parser.add_argument("--split", choices=SPLITS, default="all")
+        parser.add_argument("--test-fraction", type=float, default=0.1)
+        parser.add_argument("--split-seed", type=int, default=0)
+        parser.add_argument("--no-pseudonymize", action="store_true", help="export user ids")
+
+    def handle(self, *args, **options):
+        versions = list(
+            ModelVersion.objects.filter(name__in=options["model_version"]).values_list(
+                "pk", flat=True
+            )
+        )
+        if len(versions) != len(set(options["model_version"])):
+            raise CommandError(f"Unknown model version among {options['model_version']}.")
+        trainers = list(
+            get_user_model()
+            .objects.filter(username__in=options["exclude_trainer"])
+            .values_list("pk", flat=True)
+        )
+        if len(trainers) != len(set(options["exclude_trainer"])):
+            raise CommandError(f"Unknown user among {options['exclude_trainer']}.")
+        try:
+            filters = ExportFilters.from_dict(
+                {
+                    "date_from": options["date_from"],
+                    "date_to": options["date_to"],
+                    "model_version_ids": versions,
+                    "min_agreement": options["min_agreement"],
+                    "exclude_flags": options["exclude_flag"],
+                    "exclude_trainer_ids": trainers,
+                    "pair_mode": options["pair_mode"],
+                    "split": options["split"],
+                    "test_fraction": options["test_fraction"],
+                    "split_seed": options["split_seed"],
+                    "pseudonymize": not options["no_pseudonymize"],
+                }
+            )
+        except ValidationError as error:
+            problems = (f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())
+            raise CommandError("; ".join(problems)) from error
+        progress = tqdm(unit=" rows", desc=options["format"], disable=options["verbosity"] == 0)
+        last = 0
+
+        def advance(rows: int) -> None:
+            nonlocal last
+            progress.update(rows - last)
+            last = rows
+
+        written = write_jsonl(
+            records(options["format"], filters), Path(options["out"]), on_progress=advance
+        )
+        advance(written.rows)
+        progress.close()
+        summary = f"{written.rows} rows, {written.size_bytes} bytes, sha256 {written.sha256}"
+        self.stdout.write(f"{summary} -> {options['out']}")
