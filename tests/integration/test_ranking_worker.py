@@ -13,7 +13,9 @@ from tests.ranking.conftest import finished_conversation
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_pool_filler_creates_tasks_that_the_worker_prepares(celery_worker, policy, other_trainer, settings):
+def test_pool_filler_creates_tasks_that_the_worker_prepares(
+    celery_worker, policy, other_trainer, settings
+):
     # The worker runs with the default settings: pool of 20, K = 4 alternatives.
     for _ in range(3):
         finished_conversation(other_trainer)

@@ -2,6 +2,7 @@ import gzip
 import hashlib
 import json
 import random
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -197,7 +198,7 @@ def test_export_service_writes_file_with_hash_and_counts(ranked, admin_user):
     )
     export = services.dataset_export_run(export_id=export.pk)
     assert export.status == DatasetExport.Status.SUCCEEDED and export.progress == 1.0
-    data = open(export.file_path, "rb").read()
+    data = Path(export.file_path).read_bytes()
     assert hashlib.sha256(data).hexdigest() == export.sha256 and len(data) == export.size_bytes
     lines = gzip.decompress(data).splitlines()
     assert len(lines) == export.row_count == 36
