@@ -1,0 +1,92 @@
+import pytest
+from django.urls import reverse
+
+from ranking import services
+from ranking.models import DatasetExport
+from tests.ranking.test_exports import ranked  # noqa: F401 - fixture
+
+
+def test_exports_page_is_for_admins_only(trainer_client, admin_client_):
+    assert trainer_client.get(reverse("ranking:exports")).status_code == 403
+    page = admin_client_.get(reverse("ranking:exports"))
+    assert page.status_code == 200 and b"Start export" in page.content
+
+
+def test_preview_counts_matching_rankings(admin_client_, ranked):  # noqa: F811
+    _, rankers = ranked
+    url = reverse("ranking:export-preview")
+    response = admin_client_.get(
+        url,
+        {
+            "format": "pairs",
+            "pair_mode": "per_ranker",
+            "split": "all",
+            "test_fraction": "0.1",
+            "split_seed": "0",
+        },
+    )
+    assert response.status_code == 200 and b"6 rankings match" in response.content
+    response = admin_client_.get(
+        url,
+        {
+            "format": "pairs",
+            "pair_mode": "per_ranker",
+            "split": "all",
+            "test_fraction": "0.1",
+            "split_seed": "0",
+            "exclude_trainers": [rankers[0].pk],
+        },
+    )
+    assert b"3 rankings match" in response.content
+
+
+def test_bad_filters_get_a_message_not_a_500(admin_client_):
+    response = admin_client_.get(
+        reverse("ranking:export-preview"),
+        {
+            "format": "pairs",
+            "pair_mode": "per_ranker",
+            "split": "all",
+            "test_fraction": "0.1",
+            "split_seed": "0",
+            "date_from": "2026-05-01",
+            "date_to": "2026-01-01",
+        },
+    )
+    assert response.status_code == 422 and b"before the start date" in response.content
+    response = admin_client_.post(reverse("ranking:export-start"), {"format": "nonsense"})
+    assert response.status_code == 422
+    assert DatasetExport.objects.count() == 0
+
+
+def test_start_export_queues_it_and_download_serves_the_file(
+    admin_client_, admin_user, ranked, django_capture_on_commit_callbacks
+):  # noqa: F811, E501
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client_.post(
+            reverse("ranking:export-start"),
+            {
+                "format": "rankings",
+                "pair_mode": "per_ranker",
+                "split": "all",
+                "test_fraction": "0.1",
+                "split_seed": "0",
+                "pseudonymize": "on",
+                "compress": "on",
+            },
+        )
+    assert response.status_code == 302 and len(callbacks) == 1
+    export = DatasetExport.objects.get()
+    assert export.status == DatasetExport.Status.QUEUED and export.filters["compress"] is True
+    services.dataset_export_run(export_id=export.pk)
+    download = admin_client_.get(reverse("ranking:export-download", args=[export.pk]))
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content)[:2] == b"\x1f\x8b"
+
+
+@pytest.mark.django_db
+def test_download_is_refused_to_trainers(trainer_client, admin_user):
+    export = DatasetExport.objects.create(format="pairs", created_by=admin_user, status="succeeded")
+    assert (
+        trainer_client.get(reverse("ranking:export-download", args=[export.pk])).status_code == 403
+    )
