@@ -3,7 +3,6 @@ from django.urls import reverse
 
 from ranking import services
 from ranking.models import DatasetExport
-from tests.ranking.test_exports import ranked  # noqa: F401 - fixture
 
 
 def test_exports_page_is_for_admins_only(trainer_client, admin_client_):
@@ -12,7 +11,7 @@ def test_exports_page_is_for_admins_only(trainer_client, admin_client_):
     assert page.status_code == 200 and b"Start export" in page.content
 
 
-def test_preview_counts_matching_rankings(admin_client_, ranked):  # noqa: F811
+def test_preview_counts_matching_rankings(admin_client_, ranked):
     _, rankers = ranked
     url = reverse("ranking:export-preview")
     response = admin_client_.get(
@@ -61,7 +60,7 @@ def test_bad_filters_get_a_message_not_a_500(admin_client_):
 
 def test_start_export_queues_it_and_download_serves_the_file(
     admin_client_, admin_user, ranked, django_capture_on_commit_callbacks
-):  # noqa: F811, E501
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = admin_client_.post(
             reverse("ranking:export-start"),
