@@ -1,8 +1,9 @@
 from django.urls import path
 
-from ranking import apis
+from ranking import apis, export_apis
 
 urlpatterns = [
+    path("exports/stream/", export_apis.ExportStreamApi.as_view(), name="api-export-stream"),
     path("ranking/claim/", apis.TaskClaimApi.as_view(), name="api-ranking-claim"),
     path(
         "ranking/assignments/<int:assignment_id>/submit/",

@@ -89,3 +89,22 @@ def test_download_is_refused_to_trainers(trainer_client, admin_user):
     assert (
         trainer_client.get(reverse("ranking:export-download", args=[export.pk])).status_code == 403
     )
+
+
+def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user, trainer, ranked):
+    import json
+
+    client.force_login(trainer)
+    assert client.get("/api/exports/stream/", {"format": "pairs"}).status_code == 403
+    client.force_login(admin_user)
+    response = client.get("/api/exports/stream/", {"format": "pairs", "pair_mode": "aggregated"})
+    assert response.status_code == 200 and response["Content-Type"] == "application/jsonl"
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    assert len(rows) == 15 and all(row["votes"] == 2 for row in rows)
+    bad = client.get("/api/exports/stream/", {"format": "pairs", "exclude_flag": "boring"})
+    assert bad.status_code == 400 and "exclude_flag" in bad.json()
+    backwards = client.get(
+        "/api/exports/stream/",
+        {"format": "pairs", "date_from": "2026-02-01", "date_to": "2026-01-01"},
+    )
+    assert backwards.status_code == 400 and "before the start date" in str(backwards.json())
