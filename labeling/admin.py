@@ -10,7 +10,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from labeling.importing import ImportReport, conversations_import, jsonl_lines
-from labeling.models import Conversation, Message
+from labeling.models import Conversation, Draft, Message
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_ERRORS_SHOWN = 20
@@ -162,4 +162,16 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="Content")
     def short_content(self, obj: Message) -> str:
+        return obj.content[:80]
+
+
+@admin.register(Draft)
+class DraftAdmin(admin.ModelAdmin):
+    list_display = ("id", "conversation", "author", "editing", "short_content", "updated_at")
+    list_filter = ("updated_at",)
+    search_fields = ("content", "author__username", "conversation__title")
+    raw_id_fields = ("conversation", "author", "editing", "sample", "suggestion_job")
+
+    @admin.display(description="Content")
+    def short_content(self, obj: Draft) -> str:
         return obj.content[:80]
