@@ -37,26 +37,28 @@ def implied_pairs(ordering: Ordering) -> set[tuple[int, int]]:
     }
 
 
-def pairwise_agreement(a: Ordering, b: Ordering) -> float | None:
-    """Share of the candidate pairs that both rankings order strictly on which they agree.
+@dataclass(frozen=True)
+class _PairCounts:
+    """Over the candidate pairs both rankings hold: ordered alike, ordered oppositely, tied."""
 
-    None when no pair is ordered by both (disjoint candidates, or ties covering every pair).
-    """
-    pairs_a, pairs_b = implied_pairs(a), implied_pairs(b)
-    agree = len(pairs_a & pairs_b)
-    disagree = sum(1 for winner, loser in pairs_a if (loser, winner) in pairs_b)
-    compared = agree + disagree
-    return agree / compared if compared else None
+    concordant: int
+    discordant: int
+    tied_a: int
+    tied_b: int
+    total: int
+
+    @property
+    def pairwise(self) -> float | None:
+        compared = self.concordant + self.discordant
+        return self.concordant / compared if compared else None
+
+    @property
+    def tau_b(self) -> float | None:
+        denominator = math.sqrt((self.total - self.tied_a) * (self.total - self.tied_b))
+        return (self.concordant - self.discordant) / denominator if denominator else None
 
 
-def kendall_tau_b(a: Ordering, b: Ordering) -> float | None:
-    """Kendall's tau-b of the two rank vectors over the candidates both rankings hold.
-
-    tau_b = (concordant - discordant) / sqrt((n0 - ties_a) * (n0 - ties_b)), where n0 counts all
-    pairs and ties_x the pairs tied in x. None when undefined (fewer than two common
-    candidates, or one side ties them all).
-    """
-    ranks_a, ranks_b = _ranks(a), _ranks(b)
+def _pair_counts(ranks_a: Mapping[int, int], ranks_b: Mapping[int, int]) -> _PairCounts:
     common = sorted(ranks_a.keys() & ranks_b.keys())
     concordant = discordant = tied_a = tied_b = 0
     for first, second in itertools.combinations(common, 2):
@@ -72,8 +74,26 @@ def kendall_tau_b(a: Ordering, b: Ordering) -> float | None:
             else:
                 discordant += 1
     total = len(common) * (len(common) - 1) // 2
-    denominator = math.sqrt((total - tied_a) * (total - tied_b))
-    return (concordant - discordant) / denominator if denominator else None
+    return _PairCounts(concordant, discordant, tied_a, tied_b, total)
+
+
+def pairwise_agreement(a: Ordering, b: Ordering) -> float | None:
+    """Share of the candidate pairs that both rankings order strictly on which they agree.
+
+    None when no pair is ordered by both (disjoint candidates, or ties covering every pair).
+    The pairs both order strictly are exactly the concordant plus the discordant ones.
+    """
+    return _pair_counts(_ranks(a), _ranks(b)).pairwise
+
+
+def kendall_tau_b(a: Ordering, b: Ordering) -> float | None:
+    """Kendall's tau-b of the two rank vectors over the candidates both rankings hold.
+
+    tau_b = (concordant - discordant) / sqrt((n0 - ties_a) * (n0 - ties_b)), where n0 counts all
+    pairs and ties_x the pairs tied in x. None when undefined (fewer than two common
+    candidates, or one side ties them all).
+    """
+    return _pair_counts(_ranks(a), _ranks(b)).tau_b
 
 
 def _mean(values: Iterable[float]) -> float | None:
@@ -170,15 +190,13 @@ def quality_summary(
     overall, per_task = _pairs(), {}
     per_ranker: dict[int, _Pairs] = defaultdict(_pairs)
     for task_id, task_records in by_task.items():
-        ranked = [r for r in task_records if not r.cannot_rank and r.ordering]
+        ranked = [(r, _ranks(r.ordering)) for r in task_records if not r.cannot_rank]
         task_pairs = _pairs()
-        for a, b in itertools.combinations(ranked, 2):
+        for (a, ranks_a), (b, ranks_b) in itertools.combinations(ranked, 2):
             if a.ranker_id == b.ranker_id:
                 continue
-            pairwise, tau_b = (
-                pairwise_agreement(a.ordering, b.ordering),
-                kendall_tau_b(a.ordering, b.ordering),
-            )
+            counts = _pair_counts(ranks_a, ranks_b)
+            pairwise, tau_b = counts.pairwise, counts.tau_b
             for pairs in (task_pairs, overall, per_ranker[a.ranker_id], per_ranker[b.ranker_id]):
                 pairs.add(pairwise, tau_b)
         per_task[task_id] = task_pairs.agreement()

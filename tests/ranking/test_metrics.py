@@ -85,6 +85,18 @@ def test_tau_b_matches_scipy_on_random_rankings_with_ties():
             assert tau == pytest.approx(expected)
 
 
+def test_pairwise_agreement_is_the_share_of_shared_implied_pairs_on_random_rankings():
+    rng = random.Random(1)
+    for _ in range(300):
+        a = _random_ordering(rng, rng.sample(range(1, 9), rng.randint(1, 8)))
+        b = _random_ordering(rng, rng.sample(range(1, 9), rng.randint(1, 8)))
+        pairs_a, pairs_b = implied_pairs(a), implied_pairs(b)
+        agree = len(pairs_a & pairs_b)
+        compared = agree + len({(loser, winner) for winner, loser in pairs_a} & pairs_b)
+        expected = agree / compared if compared else None
+        assert pairwise_agreement(a, b) == expected
+
+
 def _random_ordering(rng: random.Random, ids: list[int]) -> list[list[int]]:
     shuffled = rng.sample(ids, len(ids))
     cuts = sorted(rng.sample(range(1, len(ids)), rng.randint(0, len(ids) - 1)))
