@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -18,6 +19,7 @@ from labeling.selectors import ranking_source_pick
 from labeling.services import message_add_alternatives
 from ranking.models import Assignment, Candidate, DatasetExport, Ranking, RankingTask
 from sampler.models import GenerationJob
+from sampler.moderation import samples_flagged_ids
 from sampler.services import generation_job_create, generation_job_run
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,17 @@ def ranking_task_prepare(*, task_id: int) -> RankingTask:
             task.save(update_fields=["status", "error"])
             return task
         samples = list(job.samples.select_related("job").order_by("index"))
+        if settings.CONTENT_FILTER_BLOCK_RANKING:
+            flagged = samples_flagged_ids(samples=samples)
+            samples = [sample for sample in samples if sample.pk not in flagged]
+            if not samples:
+                task.status = RankingTask.Status.FAILED
+                task.error = (
+                    f"The content filter flagged all {len(flagged)} sampled alternatives and "
+                    "CONTENT_FILTER_BLOCK_RANKING keeps flagged samples out of ranking tasks."
+                )
+                task.save(update_fields=["status", "error"])
+                return task
         alternatives = message_add_alternatives(source=task.source_message, samples=samples)
         messages = [task.source_message, *alternatives]
         Candidate.objects.bulk_create(
@@ -163,27 +176,33 @@ def task_claim_next(*, trainer: AbstractBaseUser) -> Assignment | None:
     never to the writer of its conversation, and never twice to the same trainer.
     """
     now = timezone.now()
-    current = (
-        Assignment.objects.select_related("task")
-        .filter(trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=now)
-        .order_by("leased_at")
-        .first()
-    )
-    if current is not None:
-        return current
     leases_expire(now=now)
     with transaction.atomic():
-        task = (
-            RankingTask.objects.select_for_update(skip_locked=True)
-            .filter(
+        # One claim at a time per trainer (two tabs must not get two leases).
+        get_user_model().objects.select_for_update().filter(pk=trainer.pk).first()
+        current = (
+            Assignment.objects.select_related("task")
+            .filter(trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=now)
+            .order_by("leased_at")
+            .first()
+        )
+        if current is not None:
+            return current
+        open_tasks = (
+            RankingTask.objects.filter(
                 status=RankingTask.Status.READY,
                 overlap_required__gt=F("rankings_count") + F("leased_count"),
             )
             .exclude(source_owner=trainer)
             .exclude(assignments__trainer=trainer)
             .order_by("created_at", "id")
-            .first()
         )
+        # Skip rows other claims hold right now; if that skipped everything, wait for the
+        # first one instead of answering "nothing to rank" while work is left (the database
+        # re-checks the condition once the lock is released).
+        task = open_tasks.select_for_update(skip_locked=True).first()
+        if task is None:
+            task = open_tasks.select_for_update().first()
         if task is None:
             return None
         RankingTask.objects.filter(pk=task.pk).update(leased_count=F("leased_count") + 1)
