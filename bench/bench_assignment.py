@@ -22,13 +22,14 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tandem_bench"
 os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
@@ -36,6 +37,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Timings without DEBUG's query log; the test client's host must be allowed.
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
+
+from _db import copy_rows, database_ensure  # noqa: E402 - needs the bench folder on sys.path
 
 # WhiteNoise warns that collectstatic never ran; pages render the same without it.
 warnings.filterwarnings("ignore", message="No directory at")
@@ -68,47 +71,7 @@ class Scenario:
     claim_params: tuple = ()
 
 
-def database_ensure(url: str) -> None:
-    """CREATE DATABASE if it does not exist (connecting to the server's ``postgres`` database)."""
-    import dj_database_url
-    import psycopg
-    from psycopg import sql
-
-    config = dj_database_url.parse(url)
-    with psycopg.connect(
-        dbname="postgres",
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        autocommit=True,
-    ) as admin:
-        exists = admin.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]
-        ).fetchone()
-        if not exists:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
-            print(f"created database {config['NAME']}")
-
-
 # ---- seeding ----------------------------------------------------------------------------------
-
-
-def _copy(model, columns: list[str], rows: Iterable[tuple]) -> int:
-    """COPY rows into ``model``'s table; ``columns`` are field attnames (``owner_id``)."""
-    from django.db import connection
-
-    table = model._meta.db_table
-    names = [model._meta.get_field(c.removesuffix("_id")).column for c in columns]
-    count = 0
-    with connection.cursor() as cursor:
-        quoted = ", ".join(f'"{name}"' for name in names)
-        statement = f'COPY "{table}" ({quoted}) FROM STDIN'
-        with cursor.cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
-                count += 1
-    return count
 
 
 def tables_empty() -> None:
@@ -327,7 +290,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
         # A bulk load: skip the per-row foreign-key triggers (every id is assigned right here).
         cursor.execute("SET session_replication_role = replica")
     try:
-        _copy(
+        copy_rows(
             Conversation,
             [
                 "id",
@@ -343,7 +306,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             conversation_rows(),
         )
-        _copy(
+        copy_rows(
             Message,
             [
                 "id",
@@ -358,7 +321,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             message_rows(),
         )
-        _copy(
+        copy_rows(
             RankingTask,
             [
                 "id",
@@ -377,8 +340,10 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             task_rows(),
         )
-        _copy(Candidate, ["id", "task_id", "message_id", "is_source", "position"], candidate_rows())
-        _copy(
+        copy_rows(
+            Candidate, ["id", "task_id", "message_id", "is_source", "position"], candidate_rows()
+        )
+        copy_rows(
             Assignment,
             [
                 "id",
@@ -393,7 +358,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             assignment_rows,
         )
-        _copy(
+        copy_rows(
             Ranking,
             [
                 "id",

@@ -1,0 +1,307 @@
+"""Exporting preference pairs from PostgreSQL: 100,000 vs 1,000,000 rows, side by side.
+
+Usage: .venv/bin/python bench/bench_export.py [--rows 100000 1000000]
+       DATABASE_URL=postgres://... (default postgres://postgres@127.0.0.1:5432/tandem_bench_export;
+       created if missing, migrated, and emptied before each scenario)
+
+Each scenario seeds, with COPY, one ranked task per conversation (a user turn, the source reply
+and 4 sampled alternatives, so 5 candidates), each ranked by 3 trainers without ties: 30
+per-ranker pairs per task. The export itself runs in a fresh child process (the same code path
+as `manage.py export_comparisons --format pairs`), so its peak RSS is its own. Prints rows/s and
+peak RSS for each scenario, and the ratios (flat memory: the RSS ratio stays near 1).
+Target: >= 30,000 rows/s, peak RSS < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tandem_bench_export")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DEBUG", "0")
+
+from _db import copy_rows, database_ensure  # noqa: E402 - needs the bench folder on sys.path
+
+CANDIDATES = 5
+RANKERS = 3
+PAIRS_PER_TASK = RANKERS * CANDIDATES * (CANDIDATES - 1) // 2
+
+
+def seed(rows: int, *, rng: random.Random) -> int:
+    """Fill the tables with enough ranked tasks for ``rows`` pairs; returns the task count."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.utils import timezone
+
+    from labeling.models import Conversation, Message
+    from ranking.models import Assignment, Candidate, Ranking, RankingTask
+    from sampler.models import GenerationJob, ModelVersion, Sample
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'TRUNCATE auth_user, "{ModelVersion._meta.db_table}", '
+            f'"{Conversation._meta.db_table}" RESTART IDENTITY CASCADE'
+        )
+    tasks = -(-rows // PAIRS_PER_TASK)
+    user_model = get_user_model()
+    users = user_model.objects.bulk_create(
+        [user_model(username=f"user{i}", password="!") for i in range(20)]
+    )
+    writer, rankers = users[0].pk, [u.pk for u in users[1:]]
+    version = ModelVersion.objects.create(name="bench-policy", path="/nonexistent", is_active=True)
+    now = timezone.now()
+    params = json.dumps(
+        {
+            "temperature": 0.8,
+            "top_p": 0.9,
+            "top_k": 0,
+            "max_new_tokens": 96,
+            "repetition_penalty": 1.0,
+        }
+    )
+    words = ["the", "a", "weekend", "hiking", "book", "coffee", "music", "friend", "city"]
+    words += ["rain", "movie", "dinner"]
+
+    def text(n: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(n))
+
+    # Ids: conversation t+1; messages 6t+1 (user), 6t+2 (source), 6t+3..6t+6 (alternatives).
+    def conversation_rows():
+        for t in range(tasks):
+            yield t + 1, writer, "", "", "finished", "imported", 6 * t + 2, now, now, now
+
+    prompts = {}
+
+    def message_rows():
+        for t in range(tasks):
+            question = text(12) + "?"
+            prompts[t] = question
+            yield 6 * t + 1, t + 1, None, "user", question, "human", None, None, None, writer, now
+            yield (
+                6 * t + 2,
+                t + 1,
+                6 * t + 1,
+                "assistant",
+                text(25),
+                "model",
+                None,
+                version.pk,
+                None,
+                None,
+                now,
+            )
+            for a in range(CANDIDATES - 1):
+                yield (
+                    6 * t + 3 + a, t + 1, 6 * t + 1, "assistant", text(25), "model",
+                    t * (CANDIDATES - 1) + a + 1, version.pk, None, None, now,
+                )  # fmt: skip
+
+    def job_rows():
+        for t in range(tasks):
+            prompt = json.dumps([{"role": "user", "content": prompts[t]}])
+            yield (
+                t + 1, version.pk, 6 * t + 1, prompt, "assistant", CANDIDATES - 1, params,
+                rng.randint(0, 2**31 - 1), "ranking", "succeeded", "", "", None, "", "bench", 1,
+                now, now, now, 100,
+            )  # fmt: skip
+
+    def sample_rows():
+        for t in range(tasks):
+            for a in range(CANDIDATES - 1):
+                yield (
+                    t * (CANDIDATES - 1) + a + 1,
+                    t + 1,
+                    a,
+                    "sampled",
+                    25,
+                    "end_of_turn",
+                    -30.5,
+                    now,
+                )
+
+    def task_rows():
+        for t in range(tasks):
+            yield (
+                t + 1, 6 * t + 2, 6 * t + 1, t + 1, version.pk, writer, "complete",
+                CANDIDATES - 1, RANKERS, RANKERS, 0, "", now, now,
+            )  # fmt: skip
+
+    def candidate_rows():
+        for t in range(tasks):
+            for position in range(CANDIDATES):
+                yield (
+                    CANDIDATES * t + position + 1,
+                    t + 1,
+                    6 * t + 2 + position,
+                    position == 0,
+                    position,
+                )
+
+    assignment_rows, ranking_rows = [], []
+
+    def fill_rankings():
+        for t in range(tasks):
+            for ranker in rng.sample(rankers, RANKERS):
+                order = [CANDIDATES * t + p + 1 for p in range(CANDIDATES)]
+                rng.shuffle(order)
+                shown = json.dumps(order)
+                key = len(assignment_rows) + 1
+                assignment_rows.append(
+                    (
+                        key,
+                        t + 1,
+                        ranker,
+                        "submitted",
+                        shown,
+                        "",
+                        now,
+                        now + timedelta(minutes=15),
+                        now,
+                    )
+                )
+                ranking_rows.append(
+                    (key, t + 1, key, ranker, json.dumps([[c] for c in order]), False, "{}", "",
+                     shown, now, now, 30000)
+                )  # fmt: skip
+
+    fill_rankings()
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+    try:
+        copy_rows(
+            Conversation,
+            ["id", "owner_id", "title", "instructions", "status", "source", "active_leaf_id",
+             "created_at", "updated_at", "finished_at"],
+            conversation_rows(),
+        )  # fmt: skip
+        copy_rows(
+            Message,
+            ["id", "conversation_id", "parent_id", "role", "content", "origin", "sample_id",
+             "model_version_id", "edit_distance", "author_id", "created_at"],
+            message_rows(),
+        )  # fmt: skip
+        copy_rows(
+            GenerationJob,
+            ["id", "model_version_id", "prefix_message_id", "prompt_messages", "role", "n",
+             "params", "seed", "purpose", "status", "error", "notes", "requested_by_id", "celery_task_id",
+             "worker", "attempts", "created_at", "started_at", "finished_at", "duration_ms"],
+            job_rows(),
+        )  # fmt: skip
+        copy_rows(
+            Sample,
+            [
+                "id",
+                "job_id",
+                "index",
+                "text",
+                "token_count",
+                "finish_reason",
+                "logprob_sum",
+                "created_at",
+            ],
+            sample_rows(),
+        )
+        copy_rows(
+            RankingTask,
+            ["id", "source_message_id", "prefix_message_id", "generation_job_id",
+             "model_version_id", "source_owner_id", "status", "alternatives_requested", "overlap_required",
+             "rankings_count", "leased_count", "error", "created_at", "ready_at"],
+            task_rows(),
+        )  # fmt: skip
+        copy_rows(
+            Candidate, ["id", "task_id", "message_id", "is_source", "position"], candidate_rows()
+        )
+        copy_rows(
+            Assignment,
+            ["id", "task_id", "trainer_id", "status", "presentation_order", "skip_reason",
+             "leased_at", "expires_at", "closed_at"],
+            assignment_rows,
+        )  # fmt: skip
+        copy_rows(
+            Ranking,
+            ["id", "task_id", "assignment_id", "ranker_id", "ordering", "cannot_rank", "flags",
+             "rationale", "presentation_order", "started_at", "submitted_at", "duration_ms"],
+            ranking_rows,
+        )  # fmt: skip
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET session_replication_role = DEFAULT")
+            cursor.execute("ANALYZE")
+    return tasks
+
+
+def measure() -> None:
+    """Child process: export every pair to a temporary file and report rows/s and peak RSS."""
+    import django
+
+    django.setup()
+    from ranking.exports import ExportFilters, records, write_jsonl
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        written = write_jsonl(records("pairs", ExportFilters()), Path(folder) / "pairs.jsonl")
+        seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rows": written.rows, "seconds": seconds, "peak_mib": peak_kib / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.measure:
+        measure()
+        return
+
+    import django
+
+    database_ensure(os.environ["DATABASE_URL"])
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    results = []
+    for rows in arguments.rows:
+        started = time.perf_counter()
+        tasks = seed(rows, rng=random.Random(rows))
+        seeded = time.perf_counter() - started
+        child = subprocess.run(
+            [sys.executable, __file__, "--measure"], capture_output=True, text=True, check=True
+        )
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        results.append(result)
+        print(
+            f"seeded {tasks} tasks in {seeded:.0f} s; exported {result['rows']} pairs in "
+            f"{result['seconds']:.1f} s",
+            flush=True,
+        )
+    print(f"\n{'pair rows':>10} {'rows/s':>10} {'peak RSS MiB':>13}")
+    for result in results:
+        rate = result["rows"] / result["seconds"]
+        print(f"{result['rows']:>10} {rate:>10.0f} {result['peak_mib']:>13.0f}")
+    if len(results) >= 2:
+        first, last = results[0], results[-1]
+        rate_ratio = (last["rows"] / last["seconds"]) / (first["rows"] / first["seconds"])
+        print(
+            f"ratio last/first: rows/s {rate_ratio:.2f}x, "
+            f"peak RSS {last['peak_mib'] / first['peak_mib']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
