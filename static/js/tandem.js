@@ -6,6 +6,8 @@ document.addEventListener("DOMContentLoaded", () => {
       { code: "204", swap: false },
       { code: "[23]..", swap: true },
       { code: "422", swap: true },
+      // 409: the request could not be applied as things stand (e.g. a task ranked twice).
+      { code: "409", swap: true },
       { code: "[45]..", swap: false, error: true },
     ];
   }
