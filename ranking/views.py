@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from accounts.roles import staff_required, trainer_required
+from accounts.roles import trainer_required
 from ranking import services
 from ranking.forms import FLAG_LABELS, RankingForm
 from ranking.models import Assignment
@@ -15,7 +15,6 @@ from ranking.selectors import (
     AssignmentScreen,
     assignment_get_for_trainer,
     assignment_screen,
-    dataset_export_list,
     ranking_queue_summary,
 )
 
@@ -125,8 +124,3 @@ def skip(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
         )
     messages.info(request, "Task skipped: it will not be offered to you again.")
     return _next_task(request)
-
-
-@staff_required
-def export_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "ranking/export_list.html", {"exports": dataset_export_list()[:100]})
