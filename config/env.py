@@ -1,5 +1,6 @@
 """Typed readers for settings taken from the environment."""
 
+import json
 import os
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -37,3 +38,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_json(name: str, default: object) -> object:
+    """A JSON value (list, object), for settings a comma list cannot hold (e.g. regexes)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} must be JSON, got {raw!r} ({error})") from error

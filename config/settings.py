@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_int, env_json, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -221,6 +221,39 @@ RANKING_POOL_SIZE = env_int("RANKING_POOL_SIZE", 20)
 # Which assistant messages count as model-written sources for ranking tasks.
 RANKING_SOURCE_ORIGINS = env_list("RANKING_SOURCE_ORIGINS", ["model", "model_edited"])
 RANKING_MAX_NEW_TOKENS = env_int("RANKING_MAX_NEW_TOKENS", 96)
+
+# Content filter, applied to every generated sample before a trainer sees it
+# (sampler/moderation.py). "builtin": word and regex lists, nothing to download; "classifier":
+# any Hugging Face text-classification model directory in CONTENT_FILTER_MODEL; "none"; or the
+# dotted path of a class with the ContentFilter interface.
+CONTENT_FILTER = env_str("CONTENT_FILTER", "builtin")
+# Words and phrases (case-insensitive, whole words) and regexes, by category; JSON in the
+# environment: {"category": ["word", ...]} or a plain list (one category, "blocklist").
+CONTENT_FILTER_WORDS = env_json(
+    "CONTENT_FILTER_WORDS",
+    {
+        "profanity": ["fuck", "fucking", "motherfucker", "shit", "bitch", "asshole", "cunt"],
+        "violence": ["kill yourself", "i will kill you", "i will hurt you"],
+        "self_harm": ["suicide", "self-harm", "cut myself"],
+        "weapons": ["pipe bomb", "build a bomb", "make a bomb"],
+    },
+)
+CONTENT_FILTER_PATTERNS = env_json(
+    "CONTENT_FILTER_PATTERNS",
+    # A model repeating an e-mail address or a US social security number from its training data.
+    {"personal_data": [r"[\w.+-]+@[\w-]+\.[\w.-]+", r"\b\d{3}-\d{2}-\d{4}\b"]},
+)
+CONTENT_FILTER_MODEL = env_str("CONTENT_FILTER_MODEL", "")
+# A classifier label flags a sample when its probability reaches the threshold; labels that
+# mean "fine" never flag. CONTENT_FILTER_FLAG_LABELS, when set, names the only labels that flag.
+CONTENT_FILTER_THRESHOLD = float(env_str("CONTENT_FILTER_THRESHOLD", "0.5"))
+CONTENT_FILTER_SAFE_LABELS = env_list(
+    "CONTENT_FILTER_SAFE_LABELS",
+    ["safe", "ok", "neutral", "normal", "clean", "non-toxic", "non_toxic", "not_toxic"],
+)
+CONTENT_FILTER_FLAG_LABELS = env_list("CONTENT_FILTER_FLAG_LABELS", [])
+# Flagged samples are never turned into ranking candidates (off: they are ranked, with a warning).
+CONTENT_FILTER_BLOCK_RANKING = env_bool("CONTENT_FILTER_BLOCK_RANKING", False)
 
 EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
 

@@ -10,7 +10,7 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from labeling.importing import ImportReport, conversations_import, jsonl_lines
-from labeling.models import Conversation, Draft, Message
+from labeling.models import Conversation, Draft, Feedback, Message
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_ERRORS_SHOWN = 20
@@ -175,3 +175,23 @@ class DraftAdmin(admin.ModelAdmin):
     @admin.display(description="Content")
     def short_content(self, obj: Draft) -> str:
         return obj.content[:80]
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "user",
+        "message",
+        "sample",
+        "model_version",
+        "rating",
+        "categories",
+        "filter_report",
+        "updated_at",
+    )
+    list_filter = ("rating", "filter_report", "model_version", "updated_at")
+    search_fields = ("comment", "user__username", "message__content", "sample__text")
+    raw_id_fields = ("user", "message", "sample", "moderation")
+    list_select_related = ("user", "model_version")
+    readonly_fields = ("created_at", "updated_at")

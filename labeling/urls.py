@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling import views
+from labeling import feedback_views, views
 
 app_name = "labeling"
 
@@ -18,4 +18,17 @@ urlpatterns = [
     path("messages/<int:message_id>/branch/", views.message_branch, name="message-branch"),
     path("messages/<int:message_id>/edit-draft/", views.edit_draft_save, name="edit-draft-save"),
     path("messages/<int:message_id>/switch/", views.branch_switch, name="branch-switch"),
+]
+
+# Feedback on model-written text: the widget's target (a message or a sample), the trainer's own
+# feedback, and the admins' overview.
+urlpatterns += [
+    path("feedback/", feedback_views.feedback_overview, name="feedback"),
+    path("feedback/mine/", feedback_views.feedback_mine, name="feedback-mine"),
+    path("feedback/<int:feedback_id>/", feedback_views.feedback_detail, name="feedback-detail"),
+    path(
+        "feedback/<str:kind>/<int:target_id>/",
+        feedback_views.feedback_target,
+        name="feedback-target",
+    ),
 ]

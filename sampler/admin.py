@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from sampler.models import GenerationJob, ModelVersion, Sample, TrainingRun
+from sampler.models import GenerationJob, ModelVersion, ModerationResult, Sample, TrainingRun
 
 
 @admin.register(ModelVersion)
@@ -84,3 +84,12 @@ class TrainingRunAdmin(admin.ModelAdmin):
     search_fields = ("id", "log", "error", "started_by__username")
     raw_id_fields = ("base_version", "started_by")
     readonly_fields = ("created_at", "started_at", "finished_at")
+
+
+@admin.register(ModerationResult)
+class ModerationResultAdmin(admin.ModelAdmin):
+    list_display = ("id", "sample", "filter_name", "filter_version", "flagged", "categories")
+    list_filter = ("flagged", "filter_name", "filter_version", "created_at")
+    search_fields = ("sample__text",)
+    raw_id_fields = ("sample",)
+    readonly_fields = ("created_at",)

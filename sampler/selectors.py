@@ -16,7 +16,9 @@ def model_version_list() -> QuerySet[ModelVersion]:
 
 def generation_job_get(*, job_id: int, user: AbstractBaseUser) -> GenerationJob:
     """A job with its samples; trainers see their own jobs only (404 otherwise), admins all."""
-    jobs = GenerationJob.objects.select_related("model_version").prefetch_related("samples")
+    jobs = GenerationJob.objects.select_related("model_version").prefetch_related(
+        "samples__moderation_results"
+    )
     if not is_admin(user):
         jobs = jobs.filter(requested_by=user)
     return get_object_or_404(jobs, pk=job_id)

@@ -18,6 +18,7 @@ from labeling.models import Message
 from labeling.selectors import message_path
 from sampler.generation import GenerationParams, model_cache, sample_completions
 from sampler.models import GenerationJob, ModelVersion, Sample
+from sampler.moderation import samples_moderate
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +252,8 @@ def generation_job_run(*, job_id: int, worker: str = "") -> GenerationJob:
         except IntegrityError:
             # Another run of the same job stored its samples first; same seed, same texts.
             logger.warning("Samples of job %s were already stored; keeping the first copy", job_id)
+        # Filtered in the same transaction that shows them: no trainer sees an unfiltered sample.
+        samples_moderate(samples=list(job.samples.all()))
         job.status = GenerationJob.Status.SUCCEEDED
         job.notes = "\n".join(prepared.notes)
         job.error = ""
