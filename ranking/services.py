@@ -20,7 +20,6 @@ from labeling.services import message_add_alternatives
 from ranking.models import Assignment, Candidate, DatasetExport, Ranking, RankingTask
 from sampler.models import GenerationJob
 from sampler.moderation import samples_flagged_ids
-from sampler.moderation import samples_flagged_ids
 from sampler.services import generation_job_create, generation_job_run
 
 logger = logging.getLogger(__name__)
@@ -94,17 +93,6 @@ def ranking_task_prepare(*, task_id: int) -> RankingTask:
             task.save(update_fields=["status", "error"])
             return task
         samples = list(job.samples.select_related("job").order_by("index"))
-        if settings.CONTENT_FILTER_BLOCK_RANKING:
-            flagged = samples_flagged_ids(samples=samples)
-            samples = [sample for sample in samples if sample.pk not in flagged]
-            if not samples:
-                task.status = RankingTask.Status.FAILED
-                task.error = (
-                    f"The content filter flagged all {len(flagged)} sampled alternatives and "
-                    "CONTENT_FILTER_BLOCK_RANKING keeps flagged samples out of ranking tasks."
-                )
-                task.save(update_fields=["status", "error"])
-                return task
         if settings.CONTENT_FILTER_BLOCK_RANKING:
             flagged = samples_flagged_ids(samples=samples)
             samples = [sample for sample in samples if sample.pk not in flagged]
