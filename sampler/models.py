@@ -167,6 +167,13 @@ class TrainingRun(models.Model):
     metrics = models.JSONField(default=dict, blank=True, help_text="Metric curves by name.")
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # The ModelVersion a successful run registers (it links back through `training_run`).
+    output_name = models.CharField(max_length=200, blank=True)
+    # Resumable state (weights, optimizer, step) kept while the run is unfinished.
+    checkpoint_dir = models.CharField(max_length=1000, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    # Refreshed while training: a running run whose heartbeat stopped lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -183,6 +190,10 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} run {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
 
 
 class ModerationResult(models.Model):

@@ -55,3 +55,32 @@ def run_generation_job(job_id: int) -> None:
 @shared_task
 def sweep_stale_generation_jobs() -> int:
     return services.generation_jobs_sweep_stale()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    # A worker that dies mid-run gets the run redelivered: it resumes from its last checkpoint.
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def run_training(self, run_id: int) -> None:
+    """Train one TrainingRun (no time limit: runs last as long as their data and steps)."""
+    from sampler import training_services
+
+    try:
+        training_services.training_run_execute(run_id=run_id, worker=socket.gethostname())
+    except training_services.RunBusy:
+        # Redelivered while the first worker may still be alive: look again once its heartbeat
+        # would have gone stale, then take the run over from its checkpoint if it did.
+        raise self.retry(countdown=training_services.HEARTBEAT_STALE_SECONDS) from None
+    except training_services.RunCancelled:
+        logger.info("Training run %s was cancelled", run_id)
+    except (OperationalError, InterfaceError):
+        raise  # transient database trouble: autoretry
+    except Exception as error:
+        # The service marked the run failed already; this covers errors before it started.
+        training_services.training_run_fail(run_id=run_id, error=f"{type(error).__name__}: {error}")
+        raise

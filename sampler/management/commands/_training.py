@@ -1,0 +1,177 @@
+"""What ``train_sft`` and ``train_reward`` share: options, progress bar, one service call."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import fields
+from datetime import date
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from tqdm.auto import tqdm
+
+from ranking.exports import FLAG_NAMES, ExportFilters
+from sampler import training_services
+from sampler.models import ModelVersion, TrainingRun
+from sampler.training.config import CONFIGS
+from sampler.training.loop import ProgressEvent
+
+
+def _errors(error: ValidationError) -> str:
+    return "; ".join(f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())
+
+
+class ProgressBar:
+    """tqdm over optimizer steps; eval results and log messages printed above it."""
+
+    def __init__(self, stdout):
+        self.stdout = stdout
+        self.bar = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.kind == "start":
+            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", desc="train")
+        if event.kind in {"start", "message", "checkpoint"}:
+            self._write(event.message)
+        elif event.kind == "train" and self.bar is not None:
+            self.bar.update(event.step - self.bar.n)
+            self.bar.set_postfix(loss=f"{event.metrics['loss/train']:.4f}", refresh=False)
+        elif event.kind == "eval":
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(event.metrics.items()))
+            self._write(f"step {event.step}: {shown}")
+        elif event.kind == "end" and self.bar is not None:
+            self.bar.close()
+
+    def _write(self, message: str) -> None:
+        (self.bar.write if self.bar is not None else self.stdout.write)(message)
+
+
+class TrainingCommand(BaseCommand):
+    kind: str = ""
+
+    def add_arguments(self, parser):
+        source = parser.add_argument_group("data (default: the database, with export filters)")
+        source.add_argument("--data", help="An exported JSONL file (.jsonl or .jsonl.gz).")
+        source.add_argument("--date-from", type=date.fromisoformat)
+        source.add_argument("--date-to", type=date.fromisoformat)
+        source.add_argument(
+            "--model-version", action="append", default=[], help="Only data sampled from it."
+        )
+        source.add_argument("--min-agreement", type=float)
+        source.add_argument("--exclude-flag", action="append", default=[], choices=FLAG_NAMES)
+        source.add_argument(
+            "--exclude-trainer", action="append", default=[], help="A username to leave out."
+        )
+        source.add_argument(
+            "--test-fraction", type=float, default=0.1, help="Held out, by conversation."
+        )
+        source.add_argument("--split-seed", type=int, default=0)
+        parser.add_argument(
+            "--base", help="The model version to start from (default: active policy)."
+        )
+        parser.add_argument("--name", default="", help="Name of the new model version.")
+        parser.add_argument(
+            "--resume",
+            type=int,
+            metavar="RUN_ID",
+            help="Continue an unfinished run from its checkpoint.",
+        )
+        parser.add_argument("--queue", action="store_true", help="Queue on the gpu queue and exit.")
+        hyper = parser.add_argument_group("hyperparameters")
+        config_class = CONFIGS[self.kind]
+        for field in fields(config_class):
+            if field.name in {"test_fraction"}:
+                continue  # the held-out share comes with the data (--test-fraction)
+            default = getattr(config_class, field.name)
+            option = "--" + field.name.replace("_", "-")
+            if isinstance(default, bool):
+                hyper.add_argument(option, type=_boolean, default=None, metavar="yes|no")
+            else:
+                kind = (
+                    float
+                    if isinstance(default, float)
+                    else int
+                    if field.type.startswith("int")
+                    else str
+                )
+                hyper.add_argument(option, type=kind, default=None, help=f"default {default}")
+
+    def handle(self, *args, **options):
+        if options["resume"]:
+            run_id = options["resume"]
+            if not TrainingRun.objects.filter(pk=run_id, kind=self.kind).exists():
+                raise CommandError(f"No {self.kind} run {run_id}.")
+        else:
+            run_id = self._create(options).pk
+            self.stdout.write(f"training run {run_id}")
+            if options["queue"]:
+                return
+        try:
+            run = training_services.training_run_execute(
+                run_id=run_id,
+                worker=f"manage.py on {socket.gethostname()}",
+                echo=ProgressBar(self.stdout) if options["verbosity"] else None,
+            )
+        except KeyboardInterrupt:
+            raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
+        except training_services.RunBusy as error:
+            raise CommandError(str(error)) from error
+        except ValidationError as error:
+            raise CommandError(_errors(error)) from error
+        except Exception as error:
+            # The run is marked failed with the details; say so in one line here.
+            raise CommandError(f"Run {run_id} failed: {error}") from error
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
+        version = run.output_versions.first()
+        self.stdout.write(
+            f"run {run.pk} succeeded: {version.name} at {version.path} (not promoted)"
+        )
+        final = {k: v for k, v in version.metrics.items() if k != "data"}
+        self.stdout.write(f"metrics: {final}")
+
+    def _create(self, options) -> TrainingRun:
+        config = {
+            field.name: options[field.name]
+            for field in fields(CONFIGS[self.kind])
+            if options.get(field.name) is not None
+        }
+        config["test_fraction"] = options["test_fraction"]
+        try:
+            base = ModelVersion.objects.get(name=options["base"]) if options["base"] else None
+            filters = None
+            if not options["data"]:
+                users = get_user_model().objects.filter(username__in=options["exclude_trainer"])
+                versions = ModelVersion.objects.filter(name__in=options["model_version"])
+                filters = ExportFilters(
+                    date_from=options["date_from"],
+                    date_to=options["date_to"],
+                    model_version_ids=tuple(versions.values_list("pk", flat=True)),
+                    min_agreement=options["min_agreement"],
+                    exclude_flags=tuple(options["exclude_flag"]),
+                    exclude_trainer_ids=tuple(users.values_list("pk", flat=True)),
+                    test_fraction=options["test_fraction"],
+                    split_seed=options["split_seed"],
+                )
+            return training_services.training_run_create(
+                kind=self.kind,
+                config=config,
+                base_version=base,
+                filters=filters,
+                data_path=options["data"],
+                demonstrations_path=options.get("demonstrations"),
+                output_name=options["name"],
+                queue=options["queue"],
+            )
+        except ModelVersion.DoesNotExist as error:
+            raise CommandError(f"No model version named {options['base']}.") from error
+        except ValidationError as error:
+            raise CommandError(_errors(error)) from error
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in {"yes", "no", "true", "false", "1", "0"}:
+        raise ValueError(value)
+    return lowered in {"yes", "true", "1"}

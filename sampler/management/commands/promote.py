@@ -1,0 +1,19 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from sampler.models import ModelVersion
+from sampler.services import model_version_promote
+
+
+class Command(BaseCommand):
+    help = "Make a model version the active one of its kind (one atomic switch)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="The model version's name.")
+
+    def handle(self, *args, **options):
+        try:
+            version = ModelVersion.objects.get(name=options["name"])
+        except ModelVersion.DoesNotExist as error:
+            raise CommandError(f"No model version named {options['name']}.") from error
+        version = model_version_promote(version=version)
+        self.stdout.write(f"{version.name} is now the active {version.get_kind_display()}.")

@@ -1,0 +1,309 @@
+"""Records (as exported) -> token ids -> padded batches.
+
+Conversations are rendered with the tokenizer's own chat template, so training sees exactly the
+text the sampler sends at inference. Sequences longer than ``max_length`` keep their *end*: the
+reply that is trained (SFT) or scored (reward) is there.
+
+Masks come from sequence lengths, never from comparing ids with the pad id: with pad == eos that
+comparison would hide real end-of-turn tokens (the model would never learn to stop, and reward
+scores would be read one token early).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sampler.training.losses import IGNORE_INDEX, implied_pairs
+
+SPLITS = ("train", "test")
+
+
+class DataError(ValueError):
+    """The data cannot be trained on (empty, wrong format); the message is meant for users."""
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    """Records of a JSONL file (gzip when the file starts with gzip's magic bytes)."""
+    path = Path(path)
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as stream:
+        for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path.name} line {number} is not JSON ({error.msg}).") from error
+            if not isinstance(record, dict):
+                raise DataError(f"{path.name} line {number} is not a JSON object.")
+            yield record
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def records_sha256(records: Iterable[dict]) -> str:
+    """The sha256 of the records written as compact JSONL (what an uncompressed export holds)."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def record_split(record: dict, *, test_fraction: float, seed: int) -> str:
+    """The record's own ``split`` (exports carry one, by conversation), else a seeded hash of its
+    conversation (or prompt), so that no conversation lands on both sides."""
+    split = record.get("split")
+    if split in SPLITS:
+        return split
+    key = record.get("conversation_id")
+    if key is None:
+        key = json.dumps(record.get("prompt") or record.get("messages", [])[:1], sort_keys=True)
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+
+
+# ---- tokenising -------------------------------------------------------------------------------
+
+
+def _keep_end(ids: list[int], max_length: int) -> list[int]:
+    return ids[-max_length:]
+
+
+def conversation_ids(tokenizer, messages: list[dict]) -> list[int]:
+    encoded = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)
+    return list(encoded["input_ids"])
+
+
+def sft_example(tokenizer, messages: list[dict], *, max_length: int) -> dict | None:
+    """Token ids and labels: labels are the ids on assistant tokens (their end-of-turn token
+    included, so the model learns to stop) and ``IGNORE_INDEX`` everywhere else.
+
+    None when nothing is left to learn (no assistant turn within ``max_length``).
+    """
+    # A trailing user turn has nothing to teach; leave it out rather than spend tokens on it.
+    while messages and messages[-1]["role"] != "assistant":
+        messages = messages[:-1]
+    if not messages:
+        return None
+    encoded = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    ids = list(encoded["input_ids"])
+    mask = list(encoded["assistant_masks"])
+    if not any(mask):
+        raise DataError(
+            "The chat template marks no assistant tokens: it needs {% generation %} markers "
+            "around the assistant's content and end-of-turn token."
+        )
+    labels = [
+        token if in_reply else IGNORE_INDEX for token, in_reply in zip(ids, mask, strict=True)
+    ]
+    ids, labels = _keep_end(ids, max_length), _keep_end(labels, max_length)
+    if all(label == IGNORE_INDEX for label in labels):
+        return None
+    return {"input_ids": ids, "labels": labels}
+
+
+@dataclass
+class RankingExample:
+    """One ranking: its K candidates (prompt + reply, tokenised) and the pairs it implies."""
+
+    candidates: list[list[int]]
+    # (winner index, loser index, rank distance) into ``candidates``.
+    pairs: list[tuple[int, int, int]]
+
+
+def ranking_from_record(record: dict) -> tuple[list[dict], list[str], list[list[int]]] | None:
+    """(prompt, candidate texts, ordering as groups of indices) of a ``rankings`` or ``pairs``
+    record; None for a ranking that says nothing (cannot rank, fewer than two groups)."""
+    if "chosen" in record and "rejected" in record:
+        # A pairwise record (TRL's form) is a ranking with K = 2.
+        texts = [_reply_text(record["chosen"]), _reply_text(record["rejected"])]
+        return list(record.get("prompt") or []), texts, [[0], [1]]
+    if record.get("cannot_rank"):
+        return None
+    try:
+        texts_by_id = {c["candidate_id"]: c["text"] for c in record["candidates"]}
+        ordering = record["ordering"]
+        prompt = list(record["prompt"])
+    except (KeyError, TypeError) as error:
+        raise DataError(
+            "A record is neither a ranking (prompt, candidates, ordering) nor a pair "
+            "(prompt, chosen, rejected)."
+        ) from error
+    position: dict[int, int] = {}
+    texts: list[str] = []
+    groups: list[list[int]] = []
+    for group in ordering:
+        indices = []
+        for candidate_id in group:
+            if candidate_id not in texts_by_id or candidate_id in position:
+                return None  # a malformed ordering: skip it rather than guess
+            position[candidate_id] = len(texts)
+            texts.append(texts_by_id[candidate_id])
+            indices.append(position[candidate_id])
+        if indices:
+            groups.append(indices)
+    if len(groups) < 2:
+        return None
+    return prompt, texts, groups
+
+
+def _reply_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    return "".join(message["content"] for message in value if message["role"] == "assistant")
+
+
+def ranking_example(tokenizer, record: dict, *, max_length: int) -> RankingExample | None:
+    parsed = ranking_from_record(record)
+    if parsed is None:
+        return None
+    prompt, texts, groups = parsed
+    candidates = [
+        _keep_end(
+            conversation_ids(tokenizer, [*prompt, {"role": "assistant", "content": text}]),
+            max_length,
+        )
+        for text in texts
+    ]
+    return RankingExample(candidates=candidates, pairs=implied_pairs(groups))
+
+
+# ---- datasets ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SplitData:
+    train: list = field(default_factory=list)
+    test: list = field(default_factory=list)
+    stats: Counter = field(default_factory=Counter)
+
+    def describe(self) -> dict[str, int]:
+        return dict(sorted(self.stats.items()))
+
+
+def build_sft_data(
+    tokenizer, records: Iterable[dict], *, max_length: int, test_fraction: float, seed: int
+) -> SplitData:
+    data = SplitData()
+    for record in records:
+        data.stats["records"] += 1
+        messages = record.get("messages")
+        if not isinstance(messages, list):
+            raise DataError("A demonstration record needs a `messages` list.")
+        example = sft_example(tokenizer, messages, max_length=max_length)
+        if example is None:
+            data.stats["skipped"] += 1
+            continue
+        split = record_split(record, test_fraction=test_fraction, seed=seed)
+        getattr(data, split).append(example)
+        data.stats[f"examples/{split}"] += 1
+        data.stats[f"tokens/{split}"] += len(example["input_ids"])
+    return data
+
+
+def build_ranking_data(
+    tokenizer, records: Iterable[dict], *, max_length: int, test_fraction: float, seed: int
+) -> SplitData:
+    data = SplitData()
+    for record in records:
+        data.stats["records"] += 1
+        example = ranking_example(tokenizer, record, max_length=max_length)
+        if example is None:
+            data.stats["skipped"] += 1
+            continue
+        split = record_split(record, test_fraction=test_fraction, seed=seed)
+        getattr(data, split).append(example)
+        data.stats[f"rankings/{split}"] += 1
+        data.stats[f"pairs/{split}"] += len(example.pairs)
+        data.stats[f"candidates/{split}"] += len(example.candidates)
+    return data
+
+
+# ---- batches ----------------------------------------------------------------------------------
+
+
+def pad_right(sequences: Sequence[list[int]], *, pad_id: int, fill: int | None = None):
+    """(ids, attention_mask) padded on the right; ``fill`` (default ``pad_id``) fills ids."""
+    width = max(len(s) for s in sequences)
+    fill = pad_id if fill is None else fill
+    ids = torch.full((len(sequences), width), fill, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return ids, mask
+
+
+@dataclass
+class SFTCollator:
+    pad_id: int
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = pad_right(
+            [e["input_ids"] for e in examples], pad_id=self.pad_id
+        )
+        labels, _ = pad_right(
+            [e["labels"] for e in examples], pad_id=self.pad_id, fill=IGNORE_INDEX
+        )
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+@dataclass
+class RankingCollator:
+    """All candidates of the batch's rankings as one (sum K, T) tensor, and the pairs as index
+    tensors into it: K forward passes per ranking, never two per pair."""
+
+    pad_id: int
+
+    def __call__(self, examples: list[RankingExample]) -> dict[str, torch.Tensor]:
+        sequences, winners, losers, distances, elements = [], [], [], [], []
+        for element, example in enumerate(examples):
+            offset = len(sequences)
+            sequences.extend(example.candidates)
+            for winner, loser, distance in example.pairs:
+                winners.append(offset + winner)
+                losers.append(offset + loser)
+                distances.append(distance)
+                elements.append(element)
+        input_ids, attention_mask = pad_right(sequences, pad_id=self.pad_id)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "winners": torch.tensor(winners, dtype=torch.long),
+            "losers": torch.tensor(losers, dtype=torch.long),
+            "rank_distances": torch.tensor(distances, dtype=torch.float),
+            "elements": torch.tensor(elements, dtype=torch.long),
+            "num_elements": torch.tensor(len(examples), dtype=torch.long),
+        }
+
+
+def demonstration_ids(tokenizer, messages: list[dict], *, max_length: int) -> list[int] | None:
+    """A demonstration as the reward model sees a candidate: up to its last assistant turn."""
+    while messages and messages[-1]["role"] != "assistant":
+        messages = messages[:-1]
+    if not messages:
+        return None
+    return _keep_end(conversation_ids(tokenizer, messages), max_length)

@@ -1,0 +1,394 @@
+"""The training loop both kinds of run share, in named steps, on Accelerate.
+
+The same code runs on CPU, one GPU, or many processes under ``accelerate launch``: Accelerate
+places the model, shards the data loaders, wraps the model for DDP and autocasts for bf16.
+What differs between SFT and the reward model (the loss, the evaluation) is a ``Task``.
+
+Checkpoints are Accelerate states (weights, optimizer, RNG) plus ``trainer_state.json`` (step,
+config, curves). Resuming restores them and skips the batches already seen, so a resumed run
+trains on the same batches in the same order as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
+from torch import nn
+from torch.utils.data import DataLoader
+
+from sampler.training.config import TrainingConfig
+
+STATE_FILE = "trainer_state.json"
+# Written next to the saved model: how it was trained, readable without the database.
+INFO_FILE = "tandem_training.json"
+CHECKPOINT_PREFIX = "step-"
+
+
+@dataclass
+class ProgressEvent:
+    """What the loop reports. ``history`` is the live curves dict: read it, do not keep it."""
+
+    kind: str  # "start", "train", "eval", "checkpoint", "message" or "end"
+    step: int
+    total_steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+    history: dict[str, list[list[float]]] = field(default_factory=dict)
+    is_main_process: bool = True
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class Task(Protocol):
+    def train_loss(
+        self, module: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss to minimise and detached per-batch metrics (named ``<metric>/train``)."""
+
+    def evaluate(self, module: nn.Module, loader, accelerator: Accelerator) -> dict[str, float]:
+        """Held-out metrics (named ``<metric>/eval``), gathered over all processes."""
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    # Curves by metric name: [[step, value], ...]; what the Training page plots.
+    history: dict[str, list[list[float]]] = field(default_factory=dict)
+    # Sums of the training metrics since the last curve point (this process's own values).
+    window: dict[str, float] = field(default_factory=dict)
+    window_steps: int = 0
+
+    def record(self, step: int, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.history.setdefault(name, []).append([step, float(value)])
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    total_steps: int
+    history: dict[str, list[list[float]]]
+    final_metrics: dict[str, float]
+    resumed_from_step: int | None
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    """What a finished run hands back: flat final metrics, curves and the data it used."""
+
+    output_dir: Path
+    metrics: dict[str, float | int | str | None]
+    history: dict[str, list[list[float]]]
+    data: dict[str, int]
+    steps: int
+
+
+# ---- setup ------------------------------------------------------------------------------------
+
+
+def make_accelerator(config: TrainingConfig) -> Accelerator:
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(
+        mixed_precision=precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # A seeded sampler: epoch e has the same order on every process, run and resume.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+    )
+
+
+def make_optimizer(module: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (biases and norms are exempt, as is usual)."""
+    decayed = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
+    exempt = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decayed, "weight_decay": config.weight_decay},
+            {"params": exempt, "weight_decay": 0.0},
+        ],
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+    )
+
+
+def steps_per_epoch(config: TrainingConfig, batches_per_epoch: int) -> int:
+    return max(1, math.ceil(batches_per_epoch / config.gradient_accumulation_steps))
+
+
+def total_steps_for(config: TrainingConfig, batches_per_epoch: int) -> int:
+    if config.max_steps:
+        return config.max_steps
+    return max(1, math.ceil(config.epochs * steps_per_epoch(config, batches_per_epoch)))
+
+
+def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> float:
+    """Linear warmup, then cosine decay to ``min_learning_rate_ratio`` of the peak."""
+    warmup = int(config.warmup_ratio * total_steps)
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    floor = config.min_learning_rate_ratio
+    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+
+
+def latest_checkpoint(checkpoint_dir: str | Path | None) -> Path | None:
+    """The newest complete checkpoint (one with its state file), or None."""
+    if checkpoint_dir is None or not Path(checkpoint_dir).is_dir():
+        return None
+    complete = [
+        path
+        for path in Path(checkpoint_dir).glob(f"{CHECKPOINT_PREFIX}*")
+        if path.is_dir() and (path / STATE_FILE).is_file()
+    ]
+    return max(
+        complete, key=lambda path: int(path.name.removeprefix(CHECKPOINT_PREFIX)), default=None
+    )
+
+
+def save_checkpoint(
+    accelerator: Accelerator, checkpoint_dir: Path, state: LoopState, config: TrainingConfig
+) -> Path:
+    """Weights, optimizer and RNG (Accelerate), then the state file last: a checkpoint without
+    one is incomplete and ignored. Older checkpoints are removed once this one is complete."""
+    path = Path(checkpoint_dir) / f"{CHECKPOINT_PREFIX}{state.step:08d}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        payload = {
+            "step": state.step,
+            "config": config.as_dict(),
+            "history": state.history,
+            "window": state.window,
+            "window_steps": state.window_steps,
+        }
+        (path / STATE_FILE).write_text(json.dumps(payload))
+        for older in Path(checkpoint_dir).glob(f"{CHECKPOINT_PREFIX}*"):
+            if older != path:
+                shutil.rmtree(older, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return path
+
+
+def load_checkpoint(accelerator: Accelerator, path: Path) -> LoopState:
+    accelerator.load_state(str(path))
+    payload = json.loads((path / STATE_FILE).read_text())
+    return LoopState(
+        step=int(payload["step"]),
+        history=payload["history"],
+        window=payload.get("window", {}),
+        window_steps=int(payload.get("window_steps", 0)),
+    )
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+
+
+def _set_learning_rate(optimizer, learning_rate: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
+
+
+def _batches(accelerator: Accelerator, loader, *, epoch: int, skip: int):
+    loader.set_epoch(epoch)
+    return accelerator.skip_first_batches(loader, skip) if skip else loader
+
+
+def _mean_over_processes(accelerator: Accelerator, sums: dict[str, float], count: int):
+    names = sorted(sums)
+    values = torch.tensor([sums[n] / count for n in names], device=accelerator.device)
+    values = accelerator.reduce(values, reduction="mean")
+    return dict(zip(names, values.tolist(), strict=True))
+
+
+def train(
+    *,
+    task: Task,
+    module: nn.Module,
+    optimizer,
+    train_loader,
+    eval_loader,
+    accelerator: Accelerator,
+    config: TrainingConfig,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    callback: ProgressCallback | None = None,
+) -> LoopResult:
+    """Run the optimisation; ``module``, ``optimizer`` and loaders come from
+    ``accelerator.prepare``. Returns the curves and the final held-out metrics."""
+    started = time.monotonic()
+    batches_per_epoch = len(train_loader)
+    if batches_per_epoch == 0:
+        raise ValueError("The training data loader is empty.")
+    per_epoch = steps_per_epoch(config, batches_per_epoch)
+    total_steps = total_steps_for(config, batches_per_epoch)
+
+    def report(kind: str, state: LoopState, metrics=None, message: str = "") -> None:
+        if callback is not None:
+            callback(
+                ProgressEvent(
+                    kind=kind,
+                    step=state.step,
+                    total_steps=total_steps,
+                    metrics=metrics or {},
+                    message=message,
+                    history=state.history,
+                    is_main_process=accelerator.is_main_process,
+                )
+            )
+
+    state, resumed_from = LoopState(), None
+    checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint)
+        resumed_from = state.step
+    report(
+        "start",
+        state,
+        message=(
+            f"resumed at step {state.step} of {total_steps}"
+            if resumed_from is not None
+            else f"{total_steps} steps, {batches_per_epoch} batches per epoch"
+        ),
+    )
+
+    module.train()
+    while state.step < total_steps:
+        epoch, step_in_epoch = divmod(state.step, per_epoch)
+        skip = step_in_epoch * config.gradient_accumulation_steps
+        for batch in _batches(accelerator, train_loader, epoch=epoch, skip=skip):
+            learning_rate = learning_rate_at(state.step, total_steps, config)
+            _set_learning_rate(optimizer, learning_rate)
+            with accelerator.accumulate(module):
+                loss, metrics = task.train_loss(module, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(module.parameters(), config.gradient_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+
+            state.step += 1
+            step_metrics = {"loss/train": loss.detach().float().item()}
+            step_metrics.update({name: float(value) for name, value in metrics.items()})
+            if not math.isfinite(step_metrics["loss/train"]):
+                raise FloatingPointError(
+                    f"the training loss became {loss.item()} at step {state.step}"
+                )
+            for name, value in step_metrics.items():
+                state.window[name] = state.window.get(name, 0.0) + value
+            state.window_steps += 1
+            if state.step % config.log_every == 0 or state.step == total_steps:
+                averaged = _mean_over_processes(accelerator, state.window, state.window_steps)
+                state.record(state.step, {**averaged, "learning_rate": learning_rate})
+                state.window, state.window_steps = {}, 0
+            report("train", state, {**step_metrics, "learning_rate": learning_rate})
+
+            is_last = state.step >= total_steps
+            if eval_loader is not None and (
+                is_last or (config.eval_every and state.step % config.eval_every == 0)
+            ):
+                evaluated = task.evaluate(module, eval_loader, accelerator)
+                module.train()
+                state.record(state.step, evaluated)
+                report("eval", state, evaluated)
+            if (
+                checkpoint_dir is not None
+                and config.checkpoint_every
+                and state.step % config.checkpoint_every == 0
+                and not is_last
+            ):
+                path = save_checkpoint(accelerator, Path(checkpoint_dir), state, config)
+                report("checkpoint", state, message=f"checkpoint {path.name}")
+            if is_last:
+                break
+
+    final = {
+        name: points[-1][1]
+        for name, points in state.history.items()
+        if name.endswith("/eval") and points and points[-1][0] == state.step
+    }
+    report("end", state, final)
+    return LoopResult(
+        steps=state.step,
+        total_steps=total_steps,
+        history=state.history,
+        final_metrics=final,
+        resumed_from_step=resumed_from,
+        seconds=time.monotonic() - started,
+    )
+
+
+def fit(
+    *,
+    task: Task,
+    module: nn.Module,
+    train_examples: list,
+    eval_examples: list,
+    collate: Callable[[list], dict[str, torch.Tensor]],
+    config: TrainingConfig,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    callback: ProgressCallback | None = None,
+) -> tuple[LoopResult, nn.Module, Accelerator]:
+    """Data loaders, optimizer and Accelerate around ``train``; returns the unwrapped module."""
+    if not train_examples:
+        raise ValueError("There is nothing to train on.")
+    accelerator = make_accelerator(config)
+    optimizer = make_optimizer(module, config)
+    train_loader = DataLoader(
+        train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collate
+    )
+    eval_loader = (
+        DataLoader(eval_examples, batch_size=config.batch_size, shuffle=False, collate_fn=collate)
+        if eval_examples
+        else None
+    )
+    prepared_module, optimizer, train_loader = accelerator.prepare(module, optimizer, train_loader)
+    if eval_loader is not None:
+        eval_loader = accelerator.prepare(eval_loader)
+    result = train(
+        task=task,
+        module=prepared_module,
+        optimizer=optimizer,
+        train_loader=train_loader,
+        eval_loader=eval_loader,
+        accelerator=accelerator,
+        config=config,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        callback=callback,
+    )
+    accelerator.wait_for_everyone()
+    return result, accelerator.unwrap_model(prepared_module), accelerator
+
+
+def add_log_message(callback: ProgressCallback | None, message: str, *, main: bool = True) -> None:
+    if callback is not None:
+        callback(
+            ProgressEvent(
+                kind="message", step=0, total_steps=0, message=message, is_main_process=main
+            )
+        )
+
+
+def save_output(model, tokenizer, output_dir: Path, info: dict) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    (output_dir / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")

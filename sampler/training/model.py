@@ -1,0 +1,150 @@
+"""Loading policies, building reward models from them, and reading reward scores.
+
+A reward model is a stock ``AutoModelForSequenceClassification`` with ``num_labels=1`` whose
+backbone starts as the policy's. During training it is wrapped in ``RewardScorer``, which reads
+the score at the last non-pad token itself (from the attention mask), instead of the model's own
+pooling, which looks for the first pad id and is wrong when pad == eos.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+import transformers
+from torch import nn
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+# Names the backbones of common architectures give their final norm (GPT-2, Llama, OPT/NeoX).
+FINAL_NORM_NAMES = ("ln_f", "norm", "final_layer_norm", "final_layernorm")
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Loading a causal LM as a classifier reports a new head and an unused LM head: expected."""
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.chat_template is None:
+        raise ValueError(f"{path}: the tokenizer has no chat template.")
+    if tokenizer.pad_token_id is None:
+        # Safe here: every mask is built from lengths, never from the pad id.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(path: str | Path) -> PreTrainedModel:
+    # float32 weights: the optimizer keeps full precision; Accelerate adds autocast for bf16.
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+
+
+def build_reward_model(path: str | Path, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """A one-output classifier on the backbone found at ``path`` (a policy or a reward model)."""
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(path), num_labels=1, dtype=torch.float32
+        )
+    # Stock inference (``model(**batch).logits``) pools at the last non-pad id: it needs the id.
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def score_head(model: PreTrainedModel) -> nn.Linear:
+    head = getattr(model, "score", None)
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"{type(model).__name__} has no `score` head to read rewards from.")
+    return head
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(N,) index of each row's last attended position: right, left or no padding alike."""
+    positions = torch.arange(attention_mask.size(-1), device=attention_mask.device)
+    return torch.where(attention_mask.bool(), positions, -1).amax(dim=-1).clamp(min=0)
+
+
+def last_token_scores(values: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``values`` (N, T) or (N, T, 1) read at each row's last non-pad token: (N,)."""
+    if values.dim() == 3:
+        values = values.squeeze(-1)
+    rows = torch.arange(values.size(0), device=values.device)
+    return values[rows, last_token_index(attention_mask)]
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counted from each row's first real token, so left padding shifts nothing."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class RewardScorer(nn.Module):
+    """Wraps a sequence-classification model: (ids, mask) -> one score per sequence, (N,).
+
+    The backbone runs once over all sequences; the head reads only the last real token's
+    hidden state. A module of its own so that Accelerate / DDP wraps the whole forward.
+    """
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        score_head(model)  # fail early on a model without one
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.base_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        ).last_hidden_state
+        rows = torch.arange(hidden.size(0), device=hidden.device)
+        last_hidden = hidden[rows, last_token_index(attention_mask)]
+        return score_head(self.model)(last_hidden).squeeze(-1).float()
+
+
+class CausalLM(nn.Module):
+    """(ids, mask) -> logits; a module of its own for the same reason as ``RewardScorer``."""
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).logits
+
+
+@torch.no_grad()
+def shift_reward_scores(model: PreTrainedModel, offset: float) -> str:
+    """Subtract ``offset`` from every score the model gives, in its stock-loadable weights.
+
+    Returns where the shift went. A head with a bias takes it there. GPT-2-style heads have no
+    bias (``score`` is bias-free), but the final norm's bias feeds the head linearly: moving it
+    by ``offset * w / |w|^2`` (w: the head's weights) lowers every score by exactly ``offset``.
+    """
+    head = score_head(model)
+    if head.bias is not None:
+        head.bias -= offset
+        return "score.bias"
+    weights = head.weight[0]
+    for name in FINAL_NORM_NAMES:
+        norm = getattr(model.base_model, name, None)
+        bias = getattr(norm, "bias", None)
+        if isinstance(bias, torch.Tensor) and bias.shape == weights.shape:
+            bias -= offset * weights / weights.dot(weights)
+            return f"{name}.bias"
+    raise ValueError(
+        f"{type(model).__name__}: neither the score head nor the final norm has a bias to shift."
+    )

@@ -1,0 +1,207 @@
+"""``train_reward``: rankings -> a reward model, with InstructGPT's K-wise loss.
+
+Each ranking is one batch element: its K candidates go through the model once (K forward
+passes) and the loss averages -log sigmoid(r_w - r_l) over the C(K,2) pairs its ordering
+implies. Held-out pairwise accuracy is measured on conversations the model never saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+
+from sampler.training.config import RewardConfig
+from sampler.training.data import (
+    DataError,
+    RankingCollator,
+    build_ranking_data,
+    demonstration_ids,
+    pad_right,
+)
+from sampler.training.loop import ProgressCallback, RunResult, add_log_message, fit, save_output
+from sampler.training.losses import (
+    centering_penalty,
+    grouped_ranking_loss,
+    pairwise_correct,
+    pairwise_logistic_loss,
+)
+from sampler.training.model import (
+    RewardScorer,
+    build_reward_model,
+    load_tokenizer,
+    shift_reward_scores,
+)
+
+
+class RewardTask:
+    def __init__(self, config: RewardConfig):
+        self.config = config
+
+    def train_loss(self, module: nn.Module, batch: dict[str, torch.Tensor]):
+        scores = module(batch["input_ids"], batch["attention_mask"])
+        winners, losers = batch["winners"], batch["losers"]
+        loss = grouped_ranking_loss(
+            scores,
+            winners,
+            losers,
+            batch["elements"],
+            int(batch["num_elements"]),
+            margins=self.config.margin_per_rank * batch["rank_distances"],
+        )
+        if self.config.center_rewards_coefficient:
+            loss = loss + self.config.center_rewards_coefficient * centering_penalty(scores)
+        with torch.no_grad():
+            metrics = {
+                "accuracy/train": pairwise_correct(scores, winners, losers).mean(),
+                "reward/mean": scores.mean(),
+                "reward/margin": (scores[winners] - scores[losers]).mean(),
+            }
+        return loss, metrics
+
+    @torch.no_grad()
+    def evaluate(self, module: nn.Module, loader, accelerator: Accelerator) -> dict[str, float]:
+        """Pairwise accuracy over all held-out pairs and the K-wise loss per ranking (no margin,
+        no centring: comparable across settings)."""
+        module.eval()
+        totals = torch.zeros(4, dtype=torch.float64)
+        for batch in loader:
+            scores = module(batch["input_ids"], batch["attention_mask"])
+            elements, count = batch["elements"], int(batch["num_elements"])
+            per_pair = pairwise_logistic_loss(scores[batch["winners"]], scores[batch["losers"]])
+            correct = pairwise_correct(scores, batch["winners"], batch["losers"])
+            zeros = per_pair.new_zeros(count)
+            pairs = zeros.index_add(0, elements, torch.ones_like(per_pair))
+            # Per ranking: (its mean pair loss, correct pairs, pairs); gathered without the
+            # duplicates Accelerate pads uneven shards with.
+            per_ranking = torch.stack(
+                [
+                    zeros.index_add(0, elements, per_pair) / pairs.clamp(min=1),
+                    zeros.index_add(0, elements, correct),
+                    pairs,
+                ],
+                dim=1,
+            )
+            gathered = accelerator.gather_for_metrics(per_ranking).double().cpu()
+            totals += torch.tensor(
+                [gathered[:, 0].sum(), gathered[:, 1].sum(), gathered[:, 2].sum(), len(gathered)]
+            )
+        loss_sum, correct_sum, pair_count, rankings = totals.tolist()
+        return {
+            "loss/eval": loss_sum / max(1.0, rankings),
+            "accuracy/eval": correct_sum / max(1.0, pair_count),
+        }
+
+
+@torch.no_grad()
+def score_sequences(
+    scorer: nn.Module, sequences: list[list[int]], *, pad_id: int, batch_size: int = 32
+) -> torch.Tensor:
+    """Scores of token sequences, (N,), on the scorer's device."""
+    scorer.eval()
+    device = next(scorer.parameters()).device
+    scores = []
+    for start in range(0, len(sequences), batch_size):
+        ids, mask = pad_right(sequences[start : start + batch_size], pad_id=pad_id)
+        scores.append(scorer(ids.to(device), mask.to(device)).float().cpu())
+    return torch.cat(scores) if scores else torch.empty(0)
+
+
+def normalize_to_demonstrations(
+    scorer: RewardScorer, tokenizer, demonstrations: Iterable[dict], config: RewardConfig
+) -> dict[str, float | int | str | None]:
+    """Shift the model's scores so that demonstrations score mean 0 (InstructGPT before RL)."""
+    sequences = []
+    for record in demonstrations:
+        ids = demonstration_ids(
+            tokenizer, record.get("messages") or [], max_length=config.max_length
+        )
+        if ids is not None:
+            sequences.append(ids)
+        if len(sequences) >= config.normalization_samples:
+            break
+    if not sequences:
+        return {"reward/offset": None, "reward/normalized_on": 0}
+    before = score_sequences(scorer, sequences, pad_id=tokenizer.pad_token_id).mean().item()
+    where = shift_reward_scores(scorer.model, before)
+    after = score_sequences(scorer, sequences, pad_id=tokenizer.pad_token_id).mean().item()
+    return {
+        "reward/offset": before,
+        "reward/offset_applied_to": where,
+        "reward/demonstration_mean": after,
+        "reward/normalized_on": len(sequences),
+    }
+
+
+def train_reward(
+    *,
+    config: RewardConfig,
+    records: Iterable[dict],
+    base_model: str | Path,
+    output_dir: str | Path,
+    demonstrations: Iterable[dict] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    callback: ProgressCallback | None = None,
+) -> RunResult:
+    """Train a reward model from ``base_model``'s backbone and save it to ``output_dir``.
+
+    ``records``: exported ``rankings`` (or ``pairs``) records. ``demonstrations``: exported
+    ``demonstrations`` records for the final mean-0 shift (skipped when None or empty).
+    """
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(base_model)
+    data = build_ranking_data(
+        tokenizer,
+        records,
+        max_length=config.max_length,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+    )
+    if not data.train:
+        raise DataError(f"No usable ranking in the training split ({data.describe()}).")
+    add_log_message(callback, f"data: {data.describe()}")
+    if not data.test:
+        add_log_message(callback, "no held-out rankings: accuracy/eval will not be reported")
+    scorer = RewardScorer(build_reward_model(base_model, tokenizer))
+    result, scorer, accelerator = fit(
+        task=RewardTask(config),
+        module=scorer,
+        train_examples=data.train,
+        eval_examples=data.test,
+        collate=RankingCollator(pad_id=tokenizer.pad_token_id),
+        config=config,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        resume=resume,
+        callback=callback,
+    )
+    metrics: dict = {**result.final_metrics, "steps": result.steps}
+    output_dir = Path(output_dir)
+    if accelerator.is_main_process:
+        if config.normalize_to_demonstrations and demonstrations is not None:
+            normalized = normalize_to_demonstrations(scorer, tokenizer, demonstrations, config)
+            metrics.update(normalized)
+            add_log_message(callback, f"normalisation: {normalized}")
+        save_output(
+            scorer.model,
+            tokenizer,
+            output_dir,
+            {
+                "kind": "reward",
+                "config": config.as_dict(),
+                "metrics": metrics,
+                "data": data.describe(),
+            },
+        )
+    accelerator.wait_for_everyone()
+    return RunResult(
+        output_dir=output_dir,
+        metrics=metrics,
+        history=result.history,
+        data=data.describe(),
+        steps=result.steps,
+    )

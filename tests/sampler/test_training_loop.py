@@ -1,0 +1,81 @@
+"""The shared loop, without Django: resuming gives the run that never stopped."""
+
+import itertools
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sampler.training.config import ConfigError, RewardConfig, SFTConfig
+from sampler.training.loop import learning_rate_at
+from sampler.training.reward import train_reward
+from sampler.training.synthetic import synthetic_rankings
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_resumed_run_ends_with_the_weights_of_one_that_never_stopped(micro_model_dir, tmp_path):
+    rankings = synthetic_rankings(24, k=3, seed=5)
+    config = RewardConfig(
+        max_steps=6, batch_size=4, checkpoint_every=2, max_length=48, learning_rate=1e-3
+    )
+    common = {"config": config, "records": rankings, "base_model": micro_model_dir}
+    whole = train_reward(**common, output_dir=tmp_path / "whole")
+
+    def stop_at_step_3(event):
+        if event.kind == "train" and event.step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_reward(
+            **common,
+            output_dir=tmp_path / "first",
+            checkpoint_dir=tmp_path / "checkpoints",
+            callback=stop_at_step_3,
+        )
+    resumed = train_reward(
+        **common,
+        output_dir=tmp_path / "resumed",
+        checkpoint_dir=tmp_path / "checkpoints",
+        resume=True,
+    )
+    assert resumed.steps == whole.steps == 6
+    assert resumed.history["loss/train"] == whole.history["loss/train"]
+    expected = load_file(tmp_path / "whole" / "model.safetensors")
+    actual = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0)
+    before = load_file(micro_model_dir / "model.safetensors")
+    assert not torch.equal(
+        before["transformer.h.0.attn.c_attn.weight"], expected["transformer.h.0.attn.c_attn.weight"]
+    )
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    config = SFTConfig(learning_rate=1e-3, warmup_ratio=0.1, min_learning_rate_ratio=0.1)
+    rates = [learning_rate_at(step, 100, config) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert max(rates) == pytest.approx(1e-3)
+    assert rates[100] == pytest.approx(1e-4)
+    assert all(a >= b for a, b in itertools.pairwise(rates[9:]))
+
+
+def test_config_from_dict_coerces_form_values_and_rejects_unknown_or_bad_ones():
+    config = RewardConfig.from_dict({"learning_rate": "1e-4", "batch_size": "6", "max_steps": None})
+    assert config.learning_rate == 1e-4 and config.batch_size == 6 and config.max_steps is None
+    with pytest.raises(ConfigError) as error:
+        RewardConfig.from_dict({"batch_size": 0, "mixed_precision": "fp8"})
+    assert set(error.value.errors) == {"batch_size", "mixed_precision"}
+    with pytest.raises(ConfigError, match="Unknown settings: warp"):
+        SFTConfig.from_dict({"warp": 9})

@@ -1,0 +1,92 @@
+"""The reward and SFT loss helpers against values computed by hand."""
+
+import math
+
+import pytest
+import torch
+
+from sampler.training.losses import (
+    grouped_ranking_loss,
+    implied_pairs,
+    kwise_ranking_loss,
+    masked_mean,
+    pairwise_correct,
+    token_cross_entropy,
+)
+
+
+def neg_log_sigmoid(x: float) -> float:
+    return math.log(1 + math.exp(-x))
+
+
+def test_implied_pairs_of_a_total_order_are_all_k_choose_2():
+    assert implied_pairs([[0], [1], [2]]) == [(0, 1, 1), (0, 2, 2), (1, 2, 1)]
+    assert len(implied_pairs([[i] for i in range(9)])) == 36
+
+
+def test_ties_give_no_pair():
+    assert implied_pairs([[0, 1], [2]]) == [(0, 2, 1), (1, 2, 1)]
+    assert implied_pairs([[0, 1, 2]]) == []
+
+
+def test_kwise_loss_is_the_mean_over_all_implied_pairs():
+    scores = torch.tensor([2.0, 1.0, 0.0])
+    expected = (neg_log_sigmoid(1) + neg_log_sigmoid(2) + neg_log_sigmoid(1)) / 3
+    assert kwise_ranking_loss(scores, [[0], [1], [2]]).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_kwise_loss_with_a_tie_skips_the_tied_pair():
+    scores = torch.tensor([2.0, 1.0, 0.0])
+    # 0 and 1 tied above 2: pairs (0,2) and (1,2) only.
+    expected = (neg_log_sigmoid(2) + neg_log_sigmoid(1)) / 2
+    assert kwise_ranking_loss(scores, [[0, 1], [2]]).item() == pytest.approx(expected, rel=1e-6)
+    assert kwise_ranking_loss(scores, [[0, 1, 2]]).item() == 0.0
+
+
+def test_margin_grows_with_rank_distance():
+    scores = torch.tensor([2.0, 1.0, 0.0])
+    # margin 0.5 per rank: pairs need gaps of 0.5, 1.0 and 0.5.
+    expected = (neg_log_sigmoid(1 - 0.5) + neg_log_sigmoid(2 - 1.0) + neg_log_sigmoid(1 - 0.5)) / 3
+    loss = kwise_ranking_loss(scores, [[0], [1], [2]], margin_per_rank=0.5)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_wrong_order_costs_more_than_a_right_one():
+    scores = torch.tensor([0.0, 3.0])
+    assert kwise_ranking_loss(scores, [[0], [1]]) > kwise_ranking_loss(scores, [[1], [0]])
+
+
+def test_batched_loss_weighs_each_ranking_once_whatever_its_k():
+    first, second = torch.tensor([1.0, 0.5, -1.0, 0.0]), torch.tensor([0.3, -0.2])
+    first_groups, second_groups = [[0], [1], [2], [3]], [[1], [0]]
+    expected = (
+        kwise_ranking_loss(first, first_groups) + kwise_ranking_loss(second, second_groups)
+    ) / 2
+    pairs = [(winner, loser, 0) for winner, loser, _ in implied_pairs(first_groups)]
+    pairs += [(4 + winner, 4 + loser, 1) for winner, loser, _ in implied_pairs(second_groups)]
+    winners, losers, elements = (torch.tensor(column) for column in zip(*pairs, strict=True))
+    loss = grouped_ranking_loss(torch.cat([first, second]), winners, losers, elements, 2)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_pairwise_correct_counts_an_exact_tie_as_half():
+    scores = torch.tensor([1.0, 0.0, 1.0])
+    correct = pairwise_correct(scores, torch.tensor([0, 1, 0]), torch.tensor([1, 0, 2]))
+    assert correct.tolist() == [1.0, 0.0, 0.5]
+
+
+def test_masked_mean_ignores_masked_values_and_survives_an_empty_mask():
+    values = torch.tensor([[1.0, 2.0, 100.0], [4.0, 100.0, 100.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert masked_mean(values, mask).item() == pytest.approx(7 / 3)
+    assert masked_mean(values, mask, dim=1).tolist() == [1.5, 4.0]
+    assert masked_mean(values, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_token_cross_entropy_only_counts_labelled_tokens():
+    logits = torch.zeros(1, 3, 4)
+    logits[0, 0, 2] = 10.0  # position 0 predicts token 2 with near certainty
+    labels = torch.tensor([[-100, 2, -100]])  # only position 1's token is labelled
+    assert token_cross_entropy(logits, labels).item() == pytest.approx(
+        -torch.log_softmax(logits[0, 0], -1)[2].item()
+    )
