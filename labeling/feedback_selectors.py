@@ -178,8 +178,9 @@ def filter_confusion(*, filters: FeedbackFilters) -> list[dict]:
         results.order_by()
         .values("filter_name", "filter_version")
         .annotate(
-            flagged=Count("id", filter=Q(flagged=True), distinct=True),
-            passed=Count("id", filter=Q(flagged=False), distinct=True),
+            # Not named "flagged": an annotation would shadow the field in the filters below.
+            flagged_count=Count("id", filter=Q(flagged=True), distinct=True),
+            passed_count=Count("id", filter=Q(flagged=False), distinct=True),
             false_positive=Count(
                 "id",
                 filter=Q(flagged=True, filter_reports__filter_report="false_positive"),
@@ -196,8 +197,8 @@ def filter_confusion(*, filters: FeedbackFilters) -> list[dict]:
     return [
         {
             **row,
-            "true_positive_assumed": row["flagged"] - row["false_positive"],
-            "true_negative_assumed": row["passed"] - row["false_negative"],
+            "true_positive_assumed": row["flagged_count"] - row["false_positive"],
+            "true_negative_assumed": row["passed_count"] - row["false_negative"],
         }
         for row in rows
     ]
