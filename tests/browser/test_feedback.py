@@ -1,0 +1,56 @@
+import pytest
+from playwright.sync_api import expect
+
+from labeling.models import Feedback
+from sampler.models import ModerationResult, Sample
+from tests.browser.conftest import log_in
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_trainer_gives_a_sample_thumbs_down_and_reports_it(
+    page, live_server, celery_worker, policy, trainer
+):
+    log_in(page, live_server, "tess", PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Try the model").click()
+    page.fill("#id_message", "tell me something about the weather")
+    page.fill("#id_n", "1")
+    page.fill("#id_max_new_tokens", "12")
+    page.fill("#id_seed", "5")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("section.job")).to_have_attribute("data-status", "succeeded", timeout=60000)
+    sample = Sample.objects.get()
+    # The worker filtered the sample before it was shown.
+    assert ModerationResult.objects.filter(sample=sample).count() == 1
+
+    card = page.locator(f'article.sample[data-sample-id="{sample.pk}"]')
+    widget = card.locator(".feedback")
+    thumbs_down = widget.get_by_role("button", name="Thumbs down")
+    thumbs_down.click()
+    expect(thumbs_down).to_have_attribute("aria-pressed", "true")
+    expect(widget).to_have_attribute("data-rating", "down")
+
+    widget.locator("summary").click()
+    widget.get_by_label("Untruthful").check()
+    widget.get_by_label("Other").check()
+    widget.get_by_label("Comment").fill("It says nothing about the weather.")
+    widget.get_by_role("button", name="Send report").click()
+    expect(widget.locator("summary")).to_contain_text("Reported: Untruthful, Other")
+    # Still thumbs down: the report did not touch the rating.
+    expect(widget.get_by_role("button", name="Thumbs down")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+
+    feedback = Feedback.objects.get()
+    assert feedback.user == trainer and feedback.sample == sample
+    assert feedback.rating == Feedback.Rating.DOWN
+    assert feedback.categories == ["untruthful", "other"]
+    assert feedback.comment == "It says nothing about the weather."
+    assert feedback.model_version == policy
+
+    # A reload shows what the trainer said: the widget loads their feedback.
+    page.goto(f"{live_server.url}/generation/jobs/{sample.job_id}/")
+    widget = page.locator(f'article.sample[data-sample-id="{sample.pk}"] .feedback')
+    expect(widget).to_have_attribute("data-rating", "down")
+    expect(widget.locator("summary")).to_contain_text("Reported")
