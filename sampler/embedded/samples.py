@@ -1,6 +1,6 @@
 """Sample replies from a built model and write them, with its losses, to ``SAMPLES.md``.
 
-    python -m sampler.embedded.samples assets/models/tandem-chitchat-tiny
+Usage: ``python -m sampler.embedded.samples assets/models/tandem-chitchat-tiny``.
 """
 
 import argparse
