@@ -10,9 +10,11 @@ new ModelVersion, never promoted. A failed or interrupted run changes no active 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -148,6 +150,24 @@ def training_run_create(
     return run
 
 
+def training_data_roots() -> list[Path]:
+    """Folders a run launched from the web may read: exports and uploads."""
+    return [Path(settings.EXPORT_ROOT), Path(settings.MEDIA_ROOT) / "training-data"]
+
+
+def training_data_store(*, uploaded) -> str:
+    """Keep an uploaded JSONL file for a run; returns its path (under a fresh folder, with the
+    file's own name reduced to safe characters)."""
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(uploaded.name).name)[-100:] or "data.jsonl"
+    folder = training_data_roots()[1] / uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe_name.lstrip(".")
+    with path.open("wb") as stream:
+        for chunk in uploaded.chunks():
+            stream.write(chunk)
+    return str(path)
+
+
 @transaction.atomic
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     """Stop a queued or running run; the worker sees it at its next progress write."""
@@ -175,7 +195,9 @@ def _run_claim(*, run_id: int, worker: str) -> TrainingRun | None:
     went stale (its worker died); otherwise ``RunBusy``.
     """
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().select_related("base_version").get(pk=run_id)
+        # Lock the run row only: PostgreSQL refuses FOR UPDATE on the nullable side of the join.
+        runs = TrainingRun.objects.select_for_update(of=("self",)).select_related("base_version")
+        run = runs.get(pk=run_id)
         if run.status in {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED}:
             return None
         stale_before = timezone.now() - timedelta(seconds=HEARTBEAT_STALE_SECONDS)

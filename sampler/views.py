@@ -1,21 +1,11 @@
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django.shortcuts import redirect, render
 
-from accounts.roles import staff_required, trainer_required
+from accounts.roles import trainer_required
 from sampler import services
 from sampler.forms import GenerateForm
-from sampler.models import ModelVersion
-from sampler.selectors import (
-    generation_job_get,
-    generation_job_list,
-    model_version_active,
-    model_version_list,
-    training_run_list,
-)
+from sampler.selectors import generation_job_get, generation_job_list, model_version_active
 
 
 @trainer_required
@@ -60,23 +50,3 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     if request.htmx:
         return render(request, "sampler/job.html#job-status", {"job": job})
     return render(request, "sampler/job.html", {"job": job})
-
-
-@staff_required
-def training(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "sampler/training.html",
-        {"runs": training_run_list()[:50], "versions": model_version_list()[:100]},
-    )
-
-
-@staff_required
-@require_POST
-def version_promote(request: HttpRequest, version_id: int) -> HttpResponse:
-    version = get_object_or_404(ModelVersion, pk=version_id)
-    services.model_version_promote(version=version)
-    messages.success(request, f"{version.name} is now the active {version.get_kind_display()}.")
-    if request.htmx:
-        return HttpResponseClientRedirect(request.build_absolute_uri("/training/"))
-    return redirect("sampler:training")

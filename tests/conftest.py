@@ -94,6 +94,8 @@ def celery_worker(django_db_setup, django_db_blocker, micro_model_dir):
         **os.environ,
         "DATABASE_URL": database_url,
         "SAMPLER_MODEL": str(micro_model_dir),
+        # Models trained by the worker go next to the test model, not into the repository's var/.
+        "MODEL_ROOT": str(Path(micro_model_dir).parent / "worker-models"),
     }
     name = f"test-{uuid.uuid4().hex[:8]}@%h"
     log = open(Path(micro_model_dir).parent / "worker.log", "w")  # noqa: SIM115 - closed below
