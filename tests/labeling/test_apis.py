@@ -196,7 +196,7 @@ def test_user_without_a_role_is_refused(client, plain_user):
 
 
 def test_schema_is_served_to_a_logged_in_user(trainer_client):
-    response = trainer_client.get("/api/schema/?format=json")
+    response = trainer_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     paths = json.loads(response.content)["paths"]
     assert "/api/conversations/{conversation_id}/messages/" in paths
