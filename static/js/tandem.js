@@ -39,7 +39,11 @@ document.addEventListener("input", (event) => {
 document.addEventListener("htmx:afterRequest", (event) => {
   const element = event.detail.elt;
   if (!event.detail.successful || !element.matches) return;
-  if (element.matches("textarea[data-draft]") || element.matches("form")) unsavedDraft = false;
+  // A saved draft, or a sent turn (a form holding a draft box); other forms (feedback) do not
+  // save what is typed in the editor.
+  const savesDraft = element.matches("textarea[data-draft]")
+    || (element.matches("form") && element.querySelector("textarea[data-draft]"));
+  if (savesDraft) unsavedDraft = false;
 });
 window.addEventListener("beforeunload", (event) => {
   if (unsavedDraft) {
