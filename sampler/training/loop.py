@@ -93,6 +93,8 @@ class RunResult:
     history: dict[str, list[list[float]]]
     data: dict[str, int]
     steps: int
+    # Wall time of the optimisation loop (evaluations included), without loading or saving.
+    seconds: float = 0.0
 
 
 # ---- setup ------------------------------------------------------------------------------------

@@ -204,4 +204,5 @@ def train_reward(
         history=result.history,
         data=data.describe(),
         steps=result.steps,
+        seconds=result.seconds,
     )

@@ -114,4 +114,5 @@ def train_sft(
         history=result.history,
         data=data.describe(),
         steps=result.steps,
+        seconds=result.seconds,
     )

@@ -1,0 +1,236 @@
+"""Reward-model training: our K-wise trainer vs TRL's RewardTrainer on the same rankings as pairs.
+
+Usage: .venv/bin/python bench/bench_reward.py [--model DIR | --shape micro|tiny] [--rankings 400]
+       [--k 4 8] [--threads 1] [--repeats 1]
+
+For each K: synthetic rankings (rule "the longer reply wins", 10 % of rankings reversed, so the
+held-out ceiling is about 90 %) are trained for one epoch (a) by ``train_reward`` (each ranking
+one batch element, K forward passes for its C(K,2) comparisons) and (b) by TRL's RewardTrainer
+on the same training rankings expanded into all their pairs (2 forward passes per comparison).
+Both get the same model, learning rate, schedule shape and comparisons per optimizer step.
+Prints training comparisons per second of each (loop time only: no loading or tokenising),
+the ratio, and the held-out pairwise accuracy of each, measured by the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import statistics
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sampler.training.config import RewardConfig  # noqa: E402
+from sampler.training.data import build_ranking_data, pad_right  # noqa: E402
+from sampler.training.losses import pairwise_correct  # noqa: E402
+from sampler.training.model import RewardScorer, build_reward_model, load_tokenizer  # noqa: E402
+from sampler.training.reward import train_reward  # noqa: E402
+from sampler.training.synthetic import synthetic_rankings  # noqa: E402
+
+NOISE = 0.1
+MAX_LENGTH = 128
+
+
+def tiny_model(micro_dir: Path, out: Path) -> Path:
+    """The shipped default's shape (4 layers x 256) with the micro tokenizer, random weights:
+    compute per token like the real tiny model, built in a second."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = load_tokenizer(micro_dir)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=256,
+        n_embd=256,
+        n_layer=4,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def as_pairs(rankings: list[dict]) -> list[dict]:
+    """Every implied pair of every ranking, in TRL's conversational prompt/chosen/rejected form."""
+    pairs = []
+    for record in rankings:
+        texts = {c["candidate_id"]: c["text"] for c in record["candidates"]}
+        ordering = record["ordering"]
+        for rank, group in enumerate(ordering):
+            for worse in ordering[rank + 1 :]:
+                for winner in group:
+                    for loser in worse:
+                        pairs.append(
+                            {
+                                "prompt": record["prompt"],
+                                "chosen": [{"role": "assistant", "content": texts[winner]}],
+                                "rejected": [{"role": "assistant", "content": texts[loser]}],
+                            }
+                        )
+    return pairs
+
+
+@torch.no_grad()
+def held_out_accuracy(model, tokenizer, test_examples) -> float:
+    """Pairwise accuracy over all held-out implied pairs, same scorer for both trainers."""
+    scorer = RewardScorer(model).eval()
+    correct = total = 0.0
+    for example in test_examples:
+        ids, mask = pad_right(example.candidates, pad_id=tokenizer.pad_token_id)
+        scores = scorer(ids.to(model.device), mask.to(model.device)).cpu()
+        winners = torch.tensor([w for w, _, _ in example.pairs])
+        losers = torch.tensor([loser for _, loser, _ in example.pairs])
+        correct += pairwise_correct(scores, winners, losers).sum().item()
+        total += len(example.pairs)
+    return correct / total
+
+
+def run_ours(model_dir, train_records, config: RewardConfig, out: Path):
+    from transformers import AutoModelForSequenceClassification
+
+    result = train_reward(
+        config=config, records=train_records, base_model=model_dir, output_dir=out
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    return result.seconds, model
+
+
+def run_trl(model_dir, train_records, config: RewardConfig, k: int, out: Path):
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    tokenizer = load_tokenizer(model_dir)
+    torch.manual_seed(config.seed)
+    model = build_reward_model(model_dir, tokenizer)
+    pairs_per_ranking = math.comb(k, 2)
+    arguments = TRLRewardConfig(
+        output_dir=str(out),
+        # The same comparisons per optimizer step as ours: B rankings = B * C(K,2) pairs.
+        per_device_train_batch_size=config.batch_size * pairs_per_ranking,
+        num_train_epochs=1,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=int(config.warmup_ratio * math.ceil(len(train_records) / config.batch_size)),
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.gradient_clip,
+        max_length=config.max_length,
+        seed=config.seed,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        dataloader_num_workers=0,
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=arguments,
+        train_dataset=Dataset.from_list(as_pairs(train_records)),
+        processing_class=tokenizer,
+    )
+    trainer.remove_callback(PrinterCallback)  # its end-of-training dict would break the table
+    output = trainer.train()
+    return output.metrics["train_runtime"], trainer.model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="", help="A policy directory (default: built here).")
+    parser.add_argument("--shape", choices=("micro", "tiny"), default="micro")
+    parser.add_argument("--rankings", type=int, default=400, help="Per K (train + held out).")
+    parser.add_argument("--k", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--batch-size", type=int, default=4, help="Rankings per step.")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="Timings: the median of these.")
+    arguments = parser.parse_args()
+    torch.set_num_threads(arguments.threads)
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    import datasets
+
+    datasets.disable_progress_bars()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-reward-"))
+    model_dir = arguments.model
+    if not model_dir:
+        from sampler.embedded.build import build_micro_model
+
+        model_dir = build_micro_model(work / "micro", seed=0)
+        if arguments.shape == "tiny":
+            model_dir = tiny_model(model_dir, work / "tiny")
+    tokenizer = load_tokenizer(model_dir)
+    device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    print(f"model {model_dir} ({arguments.shape if not arguments.model else 'given'}), {device}")
+    print(
+        f"{arguments.rankings} rankings per K, rule 'longer reply wins', {NOISE:.0%} reversed; "
+        f"1 epoch, {arguments.batch_size} rankings (= their pairs) per step, "
+        f"lr {arguments.learning_rate}, median of {arguments.repeats}"
+    )
+    header = (
+        f"{'K':>2} {'train pairs':>11} {'ours cmp/s':>11} {'TRL cmp/s':>10} {'ratio':>6} "
+        f"{'ours acc':>9} {'TRL acc':>8} {'ceiling':>8}"
+    )
+    print(header)
+    for k in arguments.k:
+        records = synthetic_rankings(arguments.rankings, k=k, rule="length", noise=NOISE, seed=k)
+        train_records = [r for r in records if r["split"] == "train"]
+        held_out = [r for r in records if r["split"] == "test"]
+        ceiling = sum(r["rule_agrees"] for r in held_out) / len(held_out)
+        test_examples = build_ranking_data(
+            tokenizer, held_out, max_length=MAX_LENGTH, test_fraction=0.0, seed=0
+        ).test
+        comparisons = sum(math.comb(k, 2) for _ in train_records)
+        config = RewardConfig(
+            learning_rate=arguments.learning_rate,
+            batch_size=arguments.batch_size,
+            max_length=MAX_LENGTH,
+            eval_every=0,
+            checkpoint_every=0,
+            normalize_to_demonstrations=False,
+        )
+        ours_times, trl_times = [], []
+        for repeat in range(arguments.repeats):
+            seconds, ours_model = run_ours(
+                model_dir, train_records, config, work / f"ours-{k}-{repeat}"
+            )
+            ours_times.append(seconds)
+            seconds, trl_model = run_trl(
+                model_dir, train_records, config, k, work / f"trl-{k}-{repeat}"
+            )
+            trl_times.append(seconds)
+        ours_rate = comparisons / statistics.median(ours_times)
+        trl_rate = comparisons / statistics.median(trl_times)
+        ours_accuracy = held_out_accuracy(ours_model, tokenizer, test_examples)
+        trl_accuracy = held_out_accuracy(trl_model.cpu().float(), tokenizer, test_examples)
+        print(
+            f"{k:>2} {comparisons:>11} {ours_rate:>11.0f} {trl_rate:>10.0f} "
+            f"{ours_rate / trl_rate:>5.2f}x {ours_accuracy:>9.3f} {trl_accuracy:>8.3f} "
+            f"{ceiling:>8.3f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
