@@ -185,44 +185,105 @@ def sample_completions(
 ) -> tuple[list[Completion], PreparedPrompt]:
     """Sample ``n`` completions of one prefix in one batched call; seeded, so reproducible."""
     prepared = prepare_prompt(loaded, messages, role=role, max_new_tokens=params.max_new_tokens)
-    input_ids = torch.tensor([prepared.input_ids], device=loaded.device)
-    attention_mask = torch.ones_like(input_ids)
     with _generate_lock:
-        torch.manual_seed(seed)
-        if loaded.device.type == "cuda":
-            torch.cuda.manual_seed_all(seed)
-        output = loaded.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            do_sample=True,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            repetition_penalty=params.repetition_penalty,
-            max_new_tokens=params.max_new_tokens,
-            num_return_sequences=n,
-            eos_token_id=loaded.end_token_ids,
-            pad_token_id=loaded.pad_token_id,
-            return_dict_in_generate=True,
-            output_logits=True,
+        generator = torch.Generator(device=loaded.device).manual_seed(seed)
+        rows = sample_rows(
+            loaded.model,
+            prepared.input_ids,
+            n=n,
+            params=params,
+            end_token_ids=loaded.end_token_ids,
+            generator=generator,
         )
-    generated = output.sequences[:, input_ids.shape[1] :]
-    # Log-probs of the sampled tokens under the model at the sampling temperature
-    # (before top-k/top-p filtering): [n, steps].
-    logits = torch.stack(output.logits, dim=1).float() / params.temperature
-    token_logprobs = (
-        torch.log_softmax(logits, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
-    )
-    return [_completion(loaded, generated[row], token_logprobs[row]) for row in range(n)], prepared
+    return [_completion(loaded, tokens, logprobs) for tokens, logprobs in rows], prepared
+
+
+def filter_logits(logits: torch.Tensor, *, top_k: int, top_p: float) -> torch.Tensor:
+    """Top-k then nucleus (top-p) filtering of [rows, vocab] logits; the best token always stays."""
+    if 0 < top_k < logits.shape[-1]:
+        threshold = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probabilities = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens ranked above it already reach top_p.
+        drop = (torch.cumsum(probabilities, dim=-1) - probabilities) > top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty on tokens already in the prompt or the completion."""
+    if penalty == 1.0:
+        return logits
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def sample_rows(
+    model: PreTrainedModel,
+    prompt_ids: list[int],
+    *,
+    n: int,
+    params: GenerationParams,
+    end_token_ids: list[int],
+    generator: torch.Generator,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` sampled continuations of one prompt: (tokens, log-probs) per row.
+
+    All rows share the prompt, so it is encoded once and its key/value cache copied ``n``
+    times; rows stay aligned (one token per step, no padding), and a row that ends its turn
+    leaves the batch, so no step is spent on finished rows. Log-probs are of the sampled
+    tokens under the model at the sampling temperature, before top-k/top-p filtering.
+    """
+    device = model.device
+    prompt = torch.tensor([prompt_ids], device=device)
+    output = model(input_ids=prompt, use_cache=True)
+    cache = output.past_key_values
+    cache.batch_repeat_interleave(n)
+    logits = output.logits[:, -1, :].float().expand(n, -1)
+    vocabulary = logits.shape[-1]
+    seen = torch.zeros(n, vocabulary, dtype=torch.bool, device=device)
+    seen[:, prompt[0][prompt[0] < vocabulary]] = True
+    end_ids = torch.tensor(end_token_ids, device=device)
+    active = torch.arange(n, device=device)
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    logprobs: list[list[float]] = [[] for _ in range(n)]
+    for step in range(params.max_new_tokens):
+        scaled = (
+            penalize_repeats(logits, seen[active], params.repetition_penalty) / params.temperature
+        )
+        candidates = filter_logits(scaled, top_k=params.top_k, top_p=params.top_p)
+        choice = torch.multinomial(torch.softmax(candidates, dim=-1), 1, generator=generator)
+        chosen_logprobs = torch.log_softmax(scaled, dim=-1).gather(-1, choice).squeeze(-1)
+        choice = choice.squeeze(-1)
+        for row, token, logprob in zip(
+            active.tolist(), choice.tolist(), chosen_logprobs.tolist(), strict=True
+        ):
+            tokens[row].append(token)
+            logprobs[row].append(logprob)
+        keep = ~torch.isin(choice, end_ids)
+        if step == params.max_new_tokens - 1 or not bool(keep.any()):
+            break
+        if not bool(keep.all()):
+            kept = keep.nonzero().squeeze(-1)
+            cache.batch_select_indices(kept)
+            active, choice = active[kept], choice[kept]
+        seen[active, choice] = True
+        output = model(input_ids=choice.unsqueeze(-1), past_key_values=cache, use_cache=True)
+        cache = output.past_key_values
+        logits = output.logits[:, -1, :].float()
+    return [
+        (torch.tensor(row_tokens, dtype=torch.long), torch.tensor(row_logprobs))
+        for row_tokens, row_logprobs in zip(tokens, logprobs, strict=True)
+    ]
 
 
 def _completion(loaded: LoadedModel, tokens: torch.Tensor, logprobs: torch.Tensor) -> Completion:
-    is_end = torch.zeros_like(tokens, dtype=torch.bool)
-    for end_id in loaded.end_token_ids:
-        is_end |= tokens == end_id
+    is_end = torch.isin(tokens, torch.tensor(loaded.end_token_ids))
     end_positions = is_end.nonzero()
     finished = bool(len(end_positions))
-    # Tokens up to and including the end-of-turn token; what follows is padding.
+    # Tokens up to and including the end-of-turn token.
     length = int(end_positions[0]) + 1 if finished else len(tokens)
     text_tokens = tokens[: length - 1] if finished else tokens[:length]
     text = loaded.tokenizer.decode(text_tokens.tolist(), skip_special_tokens=True).strip()
