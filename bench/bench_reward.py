@@ -1,7 +1,7 @@
 """Reward-model training: our K-wise trainer vs TRL's RewardTrainer on the same rankings as pairs.
 
 Usage: .venv/bin/python bench/bench_reward.py [--model DIR | --shape micro|tiny] [--rankings 400]
-       [--k 4 8] [--threads 1] [--repeats 1]
+       [--k 4 8] [--threads 1] [--seeds 3]
 
 For each K: synthetic rankings (rule "the longer reply wins", 10 % of rankings reversed, so the
 held-out ceiling is about 90 %) are trained for one epoch (a) by ``train_reward`` (each ranking
@@ -9,7 +9,8 @@ one batch element, K forward passes for its C(K,2) comparisons) and (b) by TRL's
 on the same training rankings expanded into all their pairs (2 forward passes per comparison).
 Both get the same model, learning rate, schedule shape and comparisons per optimizer step.
 Prints training comparisons per second of each (loop time only: no loading or tokenising),
-the ratio, and the held-out pairwise accuracy of each, measured by the same code.
+the ratio, and the held-out pairwise accuracy of each, measured by the same code; over several
+seeds (data, split, initialisation), the median speed and the mean accuracy.
 """
 
 from __future__ import annotations
@@ -159,7 +160,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="Rankings per step.")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=1, help="Timings: the median of these.")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="Runs per K: median speed, mean accuracy."
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     warnings.filterwarnings("ignore")
@@ -186,7 +189,7 @@ def main() -> None:
     print(
         f"{arguments.rankings} rankings per K, rule 'longer reply wins', {NOISE:.0%} reversed; "
         f"1 epoch, {arguments.batch_size} rankings (= their pairs) per step, "
-        f"lr {arguments.learning_rate}, median of {arguments.repeats}"
+        f"lr {arguments.learning_rate}; {arguments.seeds} seeds: median speed, mean accuracy"
     )
     header = (
         f"{'K':>2} {'train pairs':>11} {'ours cmp/s':>11} {'TRL cmp/s':>10} {'ratio':>6} "
@@ -194,40 +197,44 @@ def main() -> None:
     )
     print(header)
     for k in arguments.k:
-        records = synthetic_rankings(arguments.rankings, k=k, rule="length", noise=NOISE, seed=k)
-        train_records = [r for r in records if r["split"] == "train"]
-        held_out = [r for r in records if r["split"] == "test"]
-        ceiling = sum(r["rule_agrees"] for r in held_out) / len(held_out)
-        test_examples = build_ranking_data(
-            tokenizer, held_out, max_length=MAX_LENGTH, test_fraction=0.0, seed=0
-        ).test
-        comparisons = sum(math.comb(k, 2) for _ in train_records)
-        config = RewardConfig(
-            learning_rate=arguments.learning_rate,
-            batch_size=arguments.batch_size,
-            max_length=MAX_LENGTH,
-            eval_every=0,
-            checkpoint_every=0,
-            normalize_to_demonstrations=False,
-        )
-        ours_times, trl_times = [], []
-        for repeat in range(arguments.repeats):
-            seconds, ours_model = run_ours(
-                model_dir, train_records, config, work / f"ours-{k}-{repeat}"
+        rates: dict[str, list[float]] = {"ours": [], "trl": []}
+        accuracies: dict[str, list[float]] = {"ours": [], "trl": []}
+        ceilings, comparisons = [], 0
+        for seed in range(arguments.seeds):
+            # Each seed: new rankings, split, head initialisation and batch order.
+            records = synthetic_rankings(
+                arguments.rankings, k=k, rule="length", noise=NOISE, seed=1000 * k + seed
             )
-            ours_times.append(seconds)
-            seconds, trl_model = run_trl(
-                model_dir, train_records, config, k, work / f"trl-{k}-{repeat}"
+            train_records = [r for r in records if r["split"] == "train"]
+            held_out = [r for r in records if r["split"] == "test"]
+            ceilings.append(sum(r["rule_agrees"] for r in held_out) / len(held_out))
+            test_examples = build_ranking_data(
+                tokenizer, held_out, max_length=MAX_LENGTH, test_fraction=0.0, seed=0
+            ).test
+            comparisons = sum(math.comb(k, 2) for _ in train_records)
+            config = RewardConfig(
+                learning_rate=arguments.learning_rate,
+                batch_size=arguments.batch_size,
+                max_length=MAX_LENGTH,
+                eval_every=0,
+                checkpoint_every=0,
+                normalize_to_demonstrations=False,
+                seed=seed,
             )
-            trl_times.append(seconds)
-        ours_rate = comparisons / statistics.median(ours_times)
-        trl_rate = comparisons / statistics.median(trl_times)
-        ours_accuracy = held_out_accuracy(ours_model, tokenizer, test_examples)
-        trl_accuracy = held_out_accuracy(trl_model.cpu().float(), tokenizer, test_examples)
+            seconds, model = run_ours(model_dir, train_records, config, work / f"ours-{k}-{seed}")
+            rates["ours"].append(comparisons / seconds)
+            accuracies["ours"].append(held_out_accuracy(model, tokenizer, test_examples))
+            seconds, model = run_trl(model_dir, train_records, config, k, work / f"trl-{k}-{seed}")
+            rates["trl"].append(comparisons / seconds)
+            accuracies["trl"].append(
+                held_out_accuracy(model.cpu().float(), tokenizer, test_examples)
+            )
+        ours_rate, trl_rate = (statistics.median(rates[name]) for name in ("ours", "trl"))
+        ours_accuracy, trl_accuracy = (statistics.mean(accuracies[n]) for n in ("ours", "trl"))
         print(
             f"{k:>2} {comparisons:>11} {ours_rate:>11.0f} {trl_rate:>10.0f} "
             f"{ours_rate / trl_rate:>5.2f}x {ours_accuracy:>9.3f} {trl_accuracy:>8.3f} "
-            f"{ceiling:>8.3f}",
+            f"{statistics.mean(ceilings):>8.3f}",
             flush=True,
         )
 

@@ -6,6 +6,8 @@ import socket
 from dataclasses import fields
 from datetime import date
 
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -103,8 +105,7 @@ class TrainingCommand(BaseCommand):
             if not TrainingRun.objects.filter(pk=run_id, kind=self.kind).exists():
                 raise CommandError(f"No {self.kind} run {run_id}.")
         else:
-            run_id = self._create(options).pk
-            self.stdout.write(f"training run {run_id}")
+            run_id = self._create_once(options)
             if options["queue"]:
                 return
         try:
@@ -130,6 +131,18 @@ class TrainingCommand(BaseCommand):
         )
         final = {k: v for k, v in version.metrics.items() if k != "data"}
         self.stdout.write(f"metrics: {final}")
+
+    def _create_once(self, options) -> int:
+        """Under ``accelerate launch`` every process runs this command: the main one records
+        the run and the others learn its id."""
+        state = PartialState()
+        run_id = [None]
+        if state.is_main_process:
+            run_id = [self._create(options).pk]
+            self.stdout.write(f"training run {run_id[0]}")
+        if state.num_processes > 1:
+            broadcast_object_list(run_id)
+        return run_id[0]
 
     def _create(self, options) -> TrainingRun:
         config = {
