@@ -277,7 +277,8 @@ class _RunRecorder:
     def note(self, message: str) -> None:
         stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
         self.log = (self.log + f"[{stamp}] {message}\n")[-LOG_LIMIT:]
-        logger.info("Training run %s: %s", self.run_id, message)
+        if self.echo is None:  # on a worker; the command line prints through `echo` instead
+            logger.info("Training run %s: %s", self.run_id, message)
 
     def __call__(self, event: ProgressEvent) -> None:
         if not event.is_main_process:
