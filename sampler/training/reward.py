@@ -127,7 +127,12 @@ def normalize_to_demonstrations(
     if not sequences:
         return {"reward/offset": None, "reward/normalized_on": 0}
     before = score_sequences(scorer, sequences, pad_id=tokenizer.pad_token_id).mean().item()
-    where = shift_reward_scores(scorer.model, before)
+    try:
+        where = shift_reward_scores(scorer.model, before)
+    except ValueError:
+        # No bias to carry the shift (e.g. RMSNorm and a bias-free head): report the offset so
+        # that users of the model can subtract it, rather than fail a finished run.
+        return {"reward/offset": before, "reward/offset_applied_to": None}
     after = score_sequences(scorer, sequences, pad_id=tokenizer.pad_token_id).mean().item()
     return {
         "reward/offset": before,
