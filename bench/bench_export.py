@@ -196,11 +196,30 @@ def seed(rows: int, *, rng: random.Random) -> int:
         )  # fmt: skip
         copy_rows(
             GenerationJob,
-            ["id", "model_version_id", "prefix_message_id", "prompt_messages", "role", "n",
-             "params", "seed", "purpose", "status", "error", "notes", "requested_by_id",
-             "celery_task_id", "worker", "attempts", "created_at", "started_at", "finished_at", "duration_ms"],
+            [
+                "id",
+                "model_version_id",
+                "prefix_message_id",
+                "prompt_messages",
+                "role",
+                "n",
+                "params",
+                "seed",
+                "purpose",
+                "status",
+                "error",
+                "notes",
+                "requested_by_id",
+                "celery_task_id",
+                "worker",
+                "attempts",
+                "created_at",
+                "started_at",
+                "finished_at",
+                "duration_ms",
+            ],
             job_rows(),
-        )  # fmt: skip
+        )
         copy_rows(
             Sample,
             [
@@ -217,11 +236,24 @@ def seed(rows: int, *, rng: random.Random) -> int:
         )
         copy_rows(
             RankingTask,
-            ["id", "source_message_id", "prefix_message_id", "generation_job_id",
-             "model_version_id", "source_owner_id", "status", "alternatives_requested",
-             "overlap_required", "rankings_count", "leased_count", "error", "created_at", "ready_at"],
+            [
+                "id",
+                "source_message_id",
+                "prefix_message_id",
+                "generation_job_id",
+                "model_version_id",
+                "source_owner_id",
+                "status",
+                "alternatives_requested",
+                "overlap_required",
+                "rankings_count",
+                "leased_count",
+                "error",
+                "created_at",
+                "ready_at",
+            ],
             task_rows(),
-        )  # fmt: skip
+        )
         copy_rows(
             Candidate, ["id", "task_id", "message_id", "is_source", "position"], candidate_rows()
         )
