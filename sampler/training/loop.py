@@ -22,6 +22,7 @@ from typing import Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration
 from torch import nn
 from torch.utils.data import DataLoader
@@ -104,6 +105,10 @@ def make_accelerator(config: TrainingConfig) -> Accelerator:
     precision = config.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    # Accelerate keeps one AcceleratorState per process; a worker that ran another training job
+    # (or a trainer of another library) earlier would make this one's settings an error. Reset
+    # it, but keep the process group (PartialState), so `accelerate launch` still works.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
         mixed_precision=precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
