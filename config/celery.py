@@ -29,6 +29,7 @@ app.conf.task_routes = {
     "sampler.tasks.run_generation_job": {"queue": Queue.GPU.value},
     "sampler.tasks.run_training": {"queue": Queue.GPU.value},
     "ranking.tasks.prepare_ranking_task": {"queue": Queue.GPU.value},
+    "labeling.tasks.run_attack_run": {"queue": Queue.GPU.value},
 }
 # Job state lives in the database (GenerationJob, TrainingRun, DatasetExport), not in results.
 app.conf.task_ignore_result = True

@@ -2,7 +2,9 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
+from labeling.models import Attack, Conversation
 from labeling.services import MAX_CONTENT_CHARS, MAX_INSTRUCTIONS_CHARS, MAX_TITLE_CHARS
+from sampler.models import ModelVersion
 
 
 class ConversationCreateForm(forms.Form):
@@ -13,6 +15,15 @@ class ConversationCreateForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Optional topic or instructions for this conversation.",
     )
+    mode = forms.ChoiceField(
+        choices=Conversation.Mode.choices,
+        initial=Conversation.Mode.NORMAL,
+        required=False,
+        help_text="Red team: try to make the model misbehave, then write what it should have said.",
+    )
+
+    def clean_mode(self) -> str:
+        return self.cleaned_data.get("mode") or Conversation.Mode.NORMAL
 
 
 class MessageForm(forms.Form):
@@ -32,3 +43,27 @@ class SuggestForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["n"].validators.append(MaxValueValidator(settings.GENERATION_MAX_N))
+
+
+class GuidelineForm(forms.Form):
+    # Bounds are the service's, so its message names them and the text comes back.
+    text = forms.CharField(strip=False, required=False, widget=forms.Textarea(attrs={"rows": 24}))
+    change_note = forms.CharField(
+        required=False,
+        max_length=300,
+        help_text="What changed, in a sentence (shown to trainers).",
+    )
+
+
+class AttackForm(forms.Form):
+    category = forms.ChoiceField(choices=Attack.Category.choices)
+    note = forms.CharField(
+        required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class AttackRunForm(forms.Form):
+    model_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY).order_by("-created_at"),
+        label="Re-run stored attacks against",
+    )

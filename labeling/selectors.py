@@ -85,7 +85,7 @@ def conversation_transcript(*, conversation: Conversation) -> list[TranscriptEnt
     """The active branch, root first, each turn with its alternatives for "< 2/3 >"."""
     messages = list(
         Message.objects.filter(conversation=conversation)
-        .select_related("sample", "model_version")
+        .select_related("sample", "model_version", "attack", "correction_of")
         .order_by("created_at", "id")
     )
     if conversation.active_leaf_id is None or not messages:
@@ -183,9 +183,14 @@ def ranking_source_pick(
 
 
 def demonstration_conversations(
-    *, finished_bounds: dict, exclude_owner_ids: tuple[int, ...] = ()
+    *, finished_bounds: dict, exclude_owner_ids: tuple[int, ...] = (), red_team: str = "include"
 ) -> QuerySet[Conversation]:
+    """Finished conversations; ``red_team``: "include", "exclude" or "only" red-team ones."""
     conversations = Conversation.objects.filter(status=Conversation.Status.FINISHED)
+    if red_team == "exclude":
+        conversations = conversations.exclude(mode=Conversation.Mode.RED_TEAM)
+    elif red_team == "only":
+        conversations = conversations.filter(mode=Conversation.Mode.RED_TEAM)
     for lookup, value in finished_bounds.items():
         conversations = conversations.filter(**{f"finished_at__{lookup}": value})
     if exclude_owner_ids:
@@ -194,15 +199,20 @@ def demonstration_conversations(
 
 
 def demonstration_chunks(
-    *, finished_bounds: dict, exclude_owner_ids: tuple[int, ...] = (), chunk_size: int = 500
+    *,
+    finished_bounds: dict,
+    exclude_owner_ids: tuple[int, ...] = (),
+    chunk_size: int = 500,
+    red_team: str = "include",
 ):
     """Root-to-leaf paths of finished conversations, ``chunk_size`` conversations at a time.
 
     Yields lists of ``(conversation_id, owner_id, path)``. Alternatives sampled for ranking
-    are not demonstrations and are left out; a path ends at its last assistant turn.
+    are not demonstrations and are left out, and so are replies marked as successful attacks
+    (with what follows them); a path ends at its last assistant turn.
     """
     conversations = demonstration_conversations(
-        finished_bounds=finished_bounds, exclude_owner_ids=exclude_owner_ids
+        finished_bounds=finished_bounds, exclude_owner_ids=exclude_owner_ids, red_team=red_team
     ).order_by("pk")
     last_pk = 0
     while True:
@@ -214,9 +224,17 @@ def demonstration_chunks(
         last_pk = chunk[-1][0]
         children: dict[tuple[int, int | None], list[Message]] = {}
         for message in (
-            Message.objects.filter(conversation_id__in=[pk for pk, _ in chunk])
+            Message.objects.filter(conversation_id__in=[pk for pk, _ in chunk], attack__isnull=True)
             .exclude(sample__job__purpose="ranking")
-            .only("id", "conversation_id", "parent_id", "role", "content", "origin")
+            .only(
+                "id",
+                "conversation_id",
+                "parent_id",
+                "role",
+                "content",
+                "origin",
+                "guideline_version_id",
+            )
             .order_by("created_at", "id")
         ):
             children.setdefault((message.conversation_id, message.parent_id), []).append(message)

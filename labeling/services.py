@@ -9,6 +9,7 @@ from django.utils import timezone
 from rapidfuzz.distance import Levenshtein
 
 from accounts.roles import is_admin
+from labeling.guideline_services import guideline_version_ensure_current
 from labeling.models import Conversation, Draft, Message
 from labeling.selectors import branch_leaf, message_path, next_role_after
 
@@ -36,9 +37,15 @@ def _clean_content(content: str) -> str:
 
 
 def conversation_create(
-    *, owner: AbstractBaseUser, title: str = "", instructions: str = ""
+    *,
+    owner: AbstractBaseUser,
+    title: str = "",
+    instructions: str = "",
+    mode: str = Conversation.Mode.NORMAL,
 ) -> Conversation:
-    conversation = Conversation(owner=owner, title=title.strip(), instructions=instructions.strip())
+    conversation = Conversation(
+        owner=owner, title=title.strip(), instructions=instructions.strip(), mode=mode
+    )
     conversation.full_clean(exclude=["active_leaf"])
     conversation.save()
     return conversation
@@ -96,6 +103,7 @@ def message_append(
         model_version_id=model_version_id,
         edit_distance=distance,
         author=author,
+        guideline_version=guideline_version_ensure_current(),
     )
     conversation.active_leaf = message
     conversation.save(update_fields=["active_leaf", "updated_at"])
@@ -126,6 +134,7 @@ def message_branch(
         model_version_id=model_version_id,
         edit_distance=distance,
         author=author,
+        guideline_version=guideline_version_ensure_current(),
     )
     conversation.active_leaf = sibling
     conversation.save(update_fields=["active_leaf", "updated_at"])

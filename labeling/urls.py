@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling import feedback_views, views
+from labeling import feedback_views, guideline_views, redteam_views, views
 
 app_name = "labeling"
 
@@ -31,4 +31,29 @@ urlpatterns += [
         feedback_views.feedback_target,
         name="feedback-target",
     ),
+]
+
+# Labeling guidelines: the page (admins edit there), the panel of the writing and ranking pages.
+urlpatterns += [
+    path("guidelines/", guideline_views.guidelines, name="guidelines"),
+    path("guidelines/edit/", guideline_views.guidelines_edit, name="guidelines-edit"),
+    path("guidelines/panel/", guideline_views.guidelines_panel, name="guidelines-panel"),
+    path(
+        "guidelines/<int:number>/read/",
+        guideline_views.guidelines_acknowledge,
+        name="guidelines-acknowledge",
+    ),
+]
+
+# Red-teaming: attacks marked in the editor, their corrections, and the admins' overview.
+urlpatterns += [
+    path("messages/<int:message_id>/attack/", redteam_views.attack_create, name="attack-create"),
+    path("attacks/<int:attack_id>/correct/", redteam_views.attack_correct, name="attack-correct"),
+    path(
+        "attacks/<int:attack_id>/withdraw/", redteam_views.attack_withdraw, name="attack-withdraw"
+    ),
+    path("redteam/", redteam_views.redteam_overview, name="redteam"),
+    path("redteam/runs/", redteam_views.attack_runs, name="attack-runs"),
+    path("redteam/runs/new/", redteam_views.attack_run_start, name="attack-run-start"),
+    path("redteam/runs/<int:run_id>/", redteam_views.attack_run_detail, name="attack-run"),
 ]

@@ -11,7 +11,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from accounts.roles import trainer_required
 from labeling import selectors, services
 from labeling.forms import ConversationCreateForm, DraftForm, MessageForm, SuggestForm
-from labeling.models import Conversation, Message
+from labeling.models import Attack, Conversation, Message
 from sampler.selectors import generation_job_get
 
 EDITOR = "labeling/editor.html"
@@ -66,6 +66,7 @@ def _editor_context(
         "errors": errors or [],
         "job": job,
         "suggest_form": SuggestForm(initial={"n": 3}),
+        "attack_categories": Attack.Category.choices,
     }
 
 

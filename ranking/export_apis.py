@@ -12,6 +12,7 @@ from ranking.exports import (
     FLAG_NAMES,
     FORMATS,
     PAIR_MODES,
+    RED_TEAM_MODES,
     SPLITS,
     ExportFilters,
     jsonl_lines,
@@ -43,6 +44,10 @@ class ExportStreamApi(APIView):
         test_fraction = serializers.FloatField(default=0.1, min_value=0, max_value=0.99)
         split_seed = serializers.IntegerField(default=0, min_value=0)
         pseudonymize = serializers.BooleanField(default=True)
+        red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")
+        guideline_version = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), required=False, max_length=1000
+        )
 
         class Meta:
             ref_name = "ExportStreamInput"
@@ -53,10 +58,9 @@ class ExportStreamApi(APIView):
         description="JSONL records of the chosen format; see the README for each schema.",
     )
     def get(self, request: Request) -> StreamingHttpResponse:
+        repeated = {"model_version_id", "exclude_flag", "exclude_trainer_id", "guideline_version"}
         query = {
-            key: request.query_params.getlist(key)
-            if key in {"model_version_id", "exclude_flag", "exclude_trainer_id"}
-            else value
+            key: request.query_params.getlist(key) if key in repeated else value
             for key, value in request.query_params.items()
         }
         serializer = self.InputSerializer(data=query)
@@ -74,6 +78,8 @@ class ExportStreamApi(APIView):
             test_fraction=data["test_fraction"],
             split_seed=data["split_seed"],
             pseudonymize=data["pseudonymize"],
+            red_team=data["red_team"],
+            guideline_versions=tuple(data.get("guideline_version", ())),
         )  # a ValidationError here becomes a 400 with its messages (config.api)
         response = StreamingHttpResponse(
             jsonl_lines(records(data["format"], filters)), content_type="application/jsonl"

@@ -1,7 +1,8 @@
 from django import forms
 from django.contrib.auth import get_user_model
 
-from ranking.exports import FLAG_NAMES, PAIR_MODES, SPLITS, ExportFilters
+from labeling.models import GuidelineVersion
+from ranking.exports import FLAG_NAMES, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
 from ranking.models import DatasetExport
 from sampler.models import ModelVersion
 
@@ -29,6 +30,14 @@ class ExportForm(forms.Form):
     test_fraction = forms.FloatField(min_value=0, max_value=0.99, initial=0.1)
     split_seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
     pseudonymize = forms.BooleanField(required=False, initial=True)
+    red_team = forms.ChoiceField(
+        choices=[(mode, mode) for mode in RED_TEAM_MODES], initial="include", required=False
+    )
+    guideline_versions = forms.ModelMultipleChoiceField(
+        queryset=GuidelineVersion.objects.order_by("-number"),
+        to_field_name="number",
+        required=False,
+    )
     compress = forms.BooleanField(required=False, initial=True, label="gzip")
 
     def clean(self):
@@ -50,6 +59,8 @@ class ExportForm(forms.Form):
                 else 0.1,
                 split_seed=data["split_seed"] if data.get("split_seed") is not None else 0,
                 pseudonymize=data.get("pseudonymize", False),
+                red_team=data.get("red_team") or "include",
+                guideline_versions=tuple(v.number for v in data.get("guideline_versions") or ()),
             )
         except forms.ValidationError as error:
             raise forms.ValidationError(error.messages) from error

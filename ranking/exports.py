@@ -28,6 +28,12 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from labeling.feedback_selectors import feedback_summaries
+from labeling.guideline_selectors import guideline_version_numbers
+from labeling.redteam_selectors import (
+    correction_attack_ids,
+    red_team_conversation_ids,
+    red_team_pair_chunks,
+)
 from labeling.selectors import demonstration_chunks
 from ranking.metrics import implied_pairs, task_agreement
 from ranking.models import Candidate, DatasetExport, Ranking, RankingTask
@@ -37,6 +43,8 @@ SCHEMA_VERSION = 1
 FORMATS = tuple(DatasetExport.Format.values)
 PAIR_MODES = ("per_ranker", "aggregated")
 SPLITS = ("all", "train", "test")
+# Red-team data (corrected attacks): kept with the rest, left out, or exported alone.
+RED_TEAM_MODES = ("include", "exclude", "only")
 FLAG_NAMES = ("harmful", "untruthful", "unhelpful", "off_topic", "other")
 CHUNK_SIZE = 500
 
@@ -59,9 +67,16 @@ class ExportFilters:
     test_fraction: float = 0.1
     split_seed: int = 0
     pseudonymize: bool = True
+    red_team: str = "include"
+    # Guideline version numbers; empty: any (rows made before versions existed included).
+    guideline_versions: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         errors = {}
+        if self.red_team not in RED_TEAM_MODES:
+            errors["red_team"] = f"red_team must be one of {', '.join(RED_TEAM_MODES)}."
+        if any(number < 1 for number in self.guideline_versions):
+            errors["guideline_versions"] = "Guideline versions are numbered from 1."
         if self.pair_mode not in PAIR_MODES:
             errors["pair_mode"] = f"pair_mode must be one of {', '.join(PAIR_MODES)}."
         if self.split not in SPLITS:
@@ -82,7 +97,12 @@ class ExportFilters:
         values = asdict(self)
         for key in ("date_from", "date_to"):
             values[key] = values[key].isoformat() if values[key] else None
-        for key in ("model_version_ids", "exclude_flags", "exclude_trainer_ids"):
+        for key in (
+            "model_version_ids",
+            "exclude_flags",
+            "exclude_trainer_ids",
+            "guideline_versions",
+        ):
             values[key] = list(values[key])
         return values
 
@@ -97,7 +117,7 @@ class ExportFilters:
             for key in ("date_from", "date_to"):
                 if cleaned.get(key):
                     cleaned[key] = date.fromisoformat(str(cleaned[key]))
-            for key in ("model_version_ids", "exclude_trainer_ids"):
+            for key in ("model_version_ids", "exclude_trainer_ids", "guideline_versions"):
                 cleaned[key] = tuple(int(v) for v in cleaned.get(key) or ())
             cleaned["exclude_flags"] = tuple(str(v) for v in cleaned.get("exclude_flags") or ())
             for key in ("min_agreement", "test_fraction"):
@@ -154,6 +174,10 @@ def _rankings_query(filters: ExportFilters):
         rankings = rankings.filter(**{f"submitted_at__{lookup}": value})
     if filters.exclude_trainer_ids:
         rankings = rankings.exclude(ranker_id__in=filters.exclude_trainer_ids)
+    if filters.guideline_versions:
+        rankings = rankings.filter(guideline_version__number__in=filters.guideline_versions)
+    if filters.red_team == "only":
+        rankings = rankings.none()  # rankings are never red-team data
     return rankings
 
 
@@ -221,6 +245,7 @@ def task_bundles(filters: ExportFilters, *, chunk_size: int = CHUNK_SIZE) -> Ite
                 "started_at",
                 "submitted_at",
                 "duration_ms",
+                "guideline_version__number",
             )
         ):
             rankings[ranking["task_id"]].append(ranking)
@@ -339,6 +364,7 @@ def ranking_records(filters: ExportFilters) -> Iterator[dict]:
                 "started_at": ranking["started_at"].isoformat(),
                 "submitted_at": ranking["submitted_at"].isoformat(),
                 "task_agreement": context["agreement"],
+                "guideline_version": ranking["guideline_version__number"],
             }
 
 
@@ -353,12 +379,15 @@ def _pair_record(context: dict, task_id: int, winner: int, loser: int, **extra) 
         "chosen_candidate_id": winner,
         "rejected_candidate_id": loser,
         "split": context["split"],
+        "red_team": False,
+        "attack_id": None,
+        "attack_category": None,
         **extra,
     }
 
 
 def pair_records(filters: ExportFilters) -> Iterator[dict]:
-    for bundle in task_bundles(filters):
+    for bundle in task_bundles(filters) if filters.red_team != "only" else ():
         context = _bundle_context(bundle, filters)
         if context is None:
             continue
@@ -384,15 +413,63 @@ def pair_records(filters: ExportFilters) -> Iterator[dict]:
                                     ranker=ranker,
                                     votes=1,
                                     agreement=1.0,
+                                    guideline_version=ranking["guideline_version__number"],
                                 )
         else:
             yield from _aggregated_pairs(bundle, context, filters)
+    if filters.red_team != "exclude":
+        yield from red_team_pair_records(filters)
+
+
+def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
+    """One pair per corrected attack: the trainer's correction chosen over the failed reply.
+
+    One trainer's judgement, like a demonstration: ``votes`` 1, and neither ``min_agreement``
+    nor ``exclude_flags`` applies (``red_team="exclude"`` leaves these pairs out).
+    """
+    for chunk in red_team_pair_chunks(
+        finished_bounds=_day_bounds(filters),
+        exclude_owner_ids=filters.exclude_trainer_ids,
+        model_version_ids=filters.model_version_ids,
+        guideline_versions=filters.guideline_versions,
+        chunk_size=CHUNK_SIZE,
+    ):
+        for attack in chunk:
+            conversation_id = attack["conversation_id"]
+            split = split_of(
+                conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction
+            )
+            if filters.split != "all" and split != filters.split:
+                continue
+            yield {
+                "schema_version": SCHEMA_VERSION,
+                "prompt": attack["prompt_messages"],
+                "chosen": [{"role": "assistant", "content": attack["correction__content"]}],
+                "rejected": [{"role": "assistant", "content": attack["message__content"]}],
+                "task_id": None,
+                "conversation_id": conversation_id,
+                "chosen_candidate_id": None,
+                "rejected_candidate_id": None,
+                "split": split,
+                "red_team": True,
+                "attack_id": attack["pk"],
+                "attack_category": attack["category"],
+                "margin": 1.0,
+                "ranking_id": None,
+                "ranker": pseudonym(attack["conversation__owner_id"], enabled=filters.pseudonymize),
+                "votes": 1,
+                "agreement": 1.0,
+                "guideline_version": attack["correction__guideline_version__number"],
+            }
 
 
 def _aggregated_pairs(bundle: TaskBundle, context: dict, filters: ExportFilters) -> Iterator[dict]:
     """The majority preference on each candidate pair, over the task's rankers."""
     votes: Counter = Counter()
     distances: defaultdict = defaultdict(list)
+    # Rankers may have worked under different versions: the pair carries the newest.
+    numbers = [r["guideline_version__number"] for r in bundle.rankings]
+    guideline_version = max((n for n in numbers if n is not None), default=None)
     for ranking in bundle.rankings:
         ranks = {c: r for r, group in enumerate(ranking["ordering"]) for c in group}
         for winner, loser in implied_pairs(ranking["ordering"]):
@@ -424,21 +501,33 @@ def _aggregated_pairs(bundle: TaskBundle, context: dict, filters: ExportFilters)
             ranker=None,
             votes=forward + backward,
             agreement=agreement,
+            guideline_version=guideline_version,
         )
 
 
 def demonstration_records(filters: ExportFilters) -> Iterator[dict]:
+    guideline_numbers = guideline_version_numbers()
     for chunk in demonstration_chunks(
         finished_bounds=_day_bounds(filters),
         exclude_owner_ids=filters.exclude_trainer_ids,
         chunk_size=CHUNK_SIZE,
+        red_team=filters.red_team,
     ):
+        red_team = red_team_conversation_ids(conversation_ids=[c for c, _, _ in chunk])
+        corrections = correction_attack_ids(
+            message_ids=[m.pk for c, _, path in chunk if c in red_team for m in path]
+        )
         for conversation_id, owner_id, path in chunk:
             split = split_of(
                 conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction
             )
             if filters.split != "all" and split != filters.split:
                 continue
+            # The version the path's last reply was written under (None before versions).
+            guideline_version = guideline_numbers.get(path[-1].guideline_version_id)
+            if filters.guideline_versions and guideline_version not in filters.guideline_versions:
+                continue
+            attack_ids = [corrections[m.pk] for m in path if m.pk in corrections]
             yield {
                 "schema_version": SCHEMA_VERSION,
                 "messages": [{"role": m.role, "content": m.content} for m in path],
@@ -447,6 +536,10 @@ def demonstration_records(filters: ExportFilters) -> Iterator[dict]:
                 "leaf_message_id": path[-1].pk,
                 "writer": pseudonym(owner_id, enabled=filters.pseudonymize),
                 "split": split,
+                "red_team": conversation_id in red_team,
+                # The last successful attack this path corrects, if any.
+                "attack_id": attack_ids[-1] if attack_ids else None,
+                "guideline_version": guideline_version,
             }
 
 
@@ -469,7 +562,9 @@ def source_count(format: str, filters: ExportFilters) -> int:
         from labeling.selectors import demonstration_conversations
 
         return demonstration_conversations(
-            finished_bounds=_day_bounds(filters), exclude_owner_ids=filters.exclude_trainer_ids
+            finished_bounds=_day_bounds(filters),
+            exclude_owner_ids=filters.exclude_trainer_ids,
+            red_team=filters.red_team,
         ).count()
     return _rankings_query(filters).filter(task__in=_tasks_query(filters)).count()
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from labeling.guideline_services import guideline_version_ensure_current
 from labeling.selectors import ranking_source_pick
 from labeling.services import message_add_alternatives
 from ranking.models import Assignment, Candidate, DatasetExport, Ranking, RankingTask
@@ -329,6 +330,7 @@ def ranking_submit(
         flags=flags,
         rationale=ranking.rationale.strip(),
         presentation_order=assignment.presentation_order,
+        guideline_version=guideline_version_ensure_current(),
         started_at=assignment.leased_at,
         duration_ms=int((now - assignment.leased_at).total_seconds() * 1000),
     )

@@ -5,7 +5,15 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ranking.exports import FORMATS, PAIR_MODES, SPLITS, ExportFilters, records, write_jsonl
+from ranking.exports import (
+    FORMATS,
+    PAIR_MODES,
+    RED_TEAM_MODES,
+    SPLITS,
+    ExportFilters,
+    records,
+    write_jsonl,
+)
 from sampler.models import ModelVersion
 
 
@@ -31,6 +39,19 @@ class Command(BaseCommand):
         parser.add_argument("--test-fraction", type=float, default=0.1)
         parser.add_argument("--split-seed", type=int, default=0)
         parser.add_argument("--no-pseudonymize", action="store_true", help="export user ids")
+        parser.add_argument(
+            "--red-team",
+            choices=RED_TEAM_MODES,
+            default="include",
+            help="corrected red-team attacks: include (default), exclude, or only them",
+        )
+        parser.add_argument(
+            "--guideline-version",
+            type=int,
+            action="append",
+            default=[],
+            help="guideline version number (repeatable; none: any)",
+        )
 
     def handle(self, *args, **options):
         versions = list(
@@ -61,6 +82,8 @@ class Command(BaseCommand):
                     "test_fraction": options["test_fraction"],
                     "split_seed": options["split_seed"],
                     "pseudonymize": not options["no_pseudonymize"],
+                    "red_team": options["red_team"],
+                    "guideline_versions": options["guideline_version"],
                 }
             )
         except ValidationError as error:

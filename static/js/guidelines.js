@@ -1,0 +1,41 @@
+// The guidelines panel on the writing and ranking pages: "?" or "g" (outside text fields) and the
+// toggle buttons show or hide it; Escape hides it. The panel is loaded by htmx (it asks once to
+// read a new version), so listeners are delegated from the document.
+(() => {
+  // Without JS the slot keeps its link to the guidelines page.
+  const slot = document.querySelector("#guidelines-slot[data-panel-url]");
+  if (slot && window.htmx) {
+    htmx.ajax("GET", slot.dataset.panelUrl, { target: slot, swap: "outerHTML" });
+  }
+
+  function toggles() {
+    return document.querySelectorAll(".guidelines-toggle");
+  }
+
+  function setOpen(panel, open) {
+    panel.hidden = !open;
+    toggles().forEach((button) => button.setAttribute("aria-expanded", String(open)));
+    if (open) panel.focus();
+  }
+
+  document.addEventListener("keydown", (event) => {
+    const panel = document.getElementById("guidelines-panel");
+    if (!panel || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape" && !panel.hidden) {
+      setOpen(panel, false);
+      return;
+    }
+    if (event.key !== "?" && event.key !== "g") return;
+    const target = event.target;
+    if (target.closest && target.closest("input, textarea, select, [contenteditable]")) return;
+    event.preventDefault();
+    setOpen(panel, panel.hidden);
+  });
+
+  document.addEventListener("click", (event) => {
+    const panel = document.getElementById("guidelines-panel");
+    if (!panel) return;
+    if (event.target.closest(".guidelines-toggle")) setOpen(panel, panel.hidden);
+    else if (event.target.closest(".guidelines-close")) setOpen(panel, false);
+  });
+})();
