@@ -1,0 +1,96 @@
+"""Head-to-head of two policies: one reply each to the same prompts, judged by a reward model.
+
+The win rate of A is the share of prompts where A's reply scores higher (ties count half).
+Both policies sample with the same settings and seed; the reward model reads each reply at its
+last token, as in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sampler.training.model import RewardScorer, build_reward_model, load_policy, load_tokenizer
+from sampler.training.ppo import end_token_ids, freeze
+from sampler.training.rollout import check_same_tokenizer, encode_prompt, sample_and_score
+
+EXAMPLES = 3
+
+
+@dataclass
+class ComparisonSettings:
+    max_new_tokens: int = 48
+    # PPO's sampling temperature by default: the policies are judged as they were trained.
+    temperature: float = 0.7
+    seed: int = 0
+    max_prompt_tokens: int = 192
+    batch_size: int = 32
+
+
+@torch.no_grad()
+def compare_policies(
+    *,
+    policy_a: str | Path,
+    policy_b: str | Path,
+    reward_model: str | Path,
+    prompts: list[list[dict]],
+    settings: ComparisonSettings | None = None,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Win rate of ``policy_a`` over ``policy_b`` on ``prompts`` by ``reward_model``'s scores,
+    with mean scores, lengths and end-of-turn rates of each and a few examples."""
+    settings = settings or ComparisonSettings()
+    if not prompts:
+        raise ValueError("There are no prompts to compare the policies on.")
+    reward_tokenizer = load_tokenizer(reward_model)
+    scorer = freeze(RewardScorer(build_reward_model(reward_model, reward_tokenizer))).to(device)
+    sides = {}
+    for side, path in (("a", policy_a), ("b", policy_b)):
+        tokenizer = load_tokenizer(path)
+        check_same_tokenizer(tokenizer, reward_tokenizer)
+        policy = freeze(load_policy(path)).to(device)
+        encoded = [
+            encode_prompt(tokenizer, messages, max_length=settings.max_prompt_tokens)
+            for messages in prompts
+        ]
+        sides[side] = sample_and_score(
+            policy,
+            tokenizer,
+            encoded,
+            scorer=scorer,
+            max_new_tokens=settings.max_new_tokens,
+            temperature=settings.temperature,
+            end_token_ids=end_token_ids(policy, tokenizer),
+            seed=settings.seed,
+            batch_size=settings.batch_size,
+        )
+        del policy
+    a, b = sides["a"], sides["b"]
+    wins_a = int((a.scores > b.scores).sum())
+    wins_b = int((a.scores < b.scores).sum())
+    ties = len(prompts) - wins_a - wins_b
+    return {
+        "prompts": len(prompts),
+        "wins_a": wins_a,
+        "wins_b": wins_b,
+        "ties": ties,
+        "win_rate_a": (wins_a + 0.5 * ties) / len(prompts),
+        "score_a": a.scores.mean().item(),
+        "score_b": b.scores.mean().item(),
+        "length_a": a.lengths.float().mean().item(),
+        "length_b": b.lengths.float().mean().item(),
+        "eos_rate_a": a.has_end.float().mean().item(),
+        "eos_rate_b": b.has_end.float().mean().item(),
+        "examples": [
+            {
+                "prompt": prompts[index][-1]["content"],
+                "a": a.texts[index],
+                "b": b.texts[index],
+                "score_a": a.scores[index].item(),
+                "score_b": b.scores[index].item(),
+            }
+            for index in range(min(EXAMPLES, len(prompts)))
+        ],
+    }

@@ -1,0 +1,130 @@
+"""What a PPO run can be told. JSON-friendly, stored on the run like the other configs.
+
+Defaults follow TRL's PPO (the last release that shipped one, 1.12) and InstructGPT where they
+differ for a reason; each non-obvious one says which and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sampler.training.config import TrainingConfig
+
+KL_ESTIMATORS = ("k1", "k3")
+VALUE_INITS = ("reward_head", "zeros")
+
+
+@dataclass
+class PPOConfig(TrainingConfig):
+    """Policy vs a frozen reward model, with a per-token KL penalty to the frozen start policy.
+
+    Inherited fields keep their meaning where one exists: ``batch_size`` is prompts per rollout
+    batch (per process), ``max_length`` the prompt tokens kept (their end), ``epochs`` passes
+    over the training prompts and ``max_steps`` (when set) the number of rollout batches.
+    ``eval_every`` samples the held-out prompts every N steps.
+    """
+
+    # TRL's default; small models tolerate more, large ones want 1e-6..1e-5.
+    learning_rate: float = 1e-5
+    batch_size: int = 16
+    max_length: int = 192
+    # No warmup: the first updates are already small (the ratio starts at 1 and is clipped).
+    warmup_ratio: float = 0.0
+    min_learning_rate_ratio: float = 1.0
+    # One curve point per PPO step: steps are few and each is costly.
+    log_every: int = 1
+    eval_every: int = 10
+    checkpoint_every: int = 50
+
+    # ---- rollouts
+    # Sampled replies per prompt; >1 spends one prompt encoding on several replies.
+    samples_per_prompt: int = 1
+    max_new_tokens: int = 48
+    # Used for sampling *and* for every log-prob (TRL's 0.7): scoring at another temperature
+    # than the one sampled with makes the KL estimate biased, even negative.
+    temperature: float = 0.7
+    # Subtracted from the score of a reply that never ended its turn (TRL #3750: without it the
+    # policy learns to run on to max_new_tokens). 0 turns it off.
+    missing_eos_penalty: float = 1.0
+
+    # ---- reward
+    # Per-token penalty -kl_coef * KL(policy || reference); TRL 0.05, InstructGPT 0.02.
+    kl_coef: float = 0.05
+    # k1: log p - log q (unbiased, noisy, can go negative per token); k3: (r - 1) - log r with
+    # r = q / p (unbiased, always >= 0, lower variance; Schulman's note on KL approximations).
+    kl_estimator: str = "k1"
+    # Ziegler et al.'s adaptive controller: moves kl_coef so the KL tracks target_kl.
+    adaptive_kl: bool = False
+    target_kl: float = 6.0
+    kl_horizon: int = 10_000
+    # Early stop: a rollout whose mean KL to the reference (nats per reply) passes this ends the
+    # run (reward hacking shows as KL running away). 0 turns it off.
+    max_kl: float = 20.0
+    whiten_rewards: bool = False
+    # Held-out prompts sampled at each evaluation (score, KL, length, end-of-turn rate).
+    eval_prompts: int = 64
+
+    # ---- PPO update
+    ppo_epochs: int = 4
+    # Minibatches each rollout batch is split into per PPO epoch.
+    minibatches: int = 2
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    # No discount over a reply (InstructGPT, TRL); lam trades bias for variance in GAE.
+    gamma: float = 1.0
+    lam: float = 0.95
+    # "reward_head": the value head starts as the reward model's score head when the hidden
+    # sizes match (InstructGPT initialised the value function from the RM), else at zero.
+    value_init: str = "reward_head"
+
+    kind: ClassVar[str] = "ppo"
+
+    @property
+    def rollout_size(self) -> int:
+        return self.batch_size * self.samples_per_prompt
+
+    def validate(self) -> dict[str, str]:
+        errors = super().validate()
+        if self.gradient_accumulation_steps != 1:
+            errors["gradient_accumulation_steps"] = (
+                "PPO splits each rollout batch into `minibatches`; leave this at 1."
+            )
+        if not 1 <= self.samples_per_prompt <= 64:
+            errors["samples_per_prompt"] = "samples_per_prompt must be between 1 and 64."
+        if not 1 <= self.max_new_tokens <= 4096:
+            errors["max_new_tokens"] = "max_new_tokens must be between 1 and 4096."
+        if not 0.05 <= self.temperature <= 2.0:
+            errors["temperature"] = "temperature must be between 0.05 and 2.0."
+        if self.missing_eos_penalty < 0:
+            errors["missing_eos_penalty"] = "missing_eos_penalty cannot be negative."
+        if not 0 <= self.kl_coef <= 10:
+            errors["kl_coef"] = "kl_coef must be between 0 and 10."
+        if self.kl_estimator not in KL_ESTIMATORS:
+            errors["kl_estimator"] = f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}."
+        if self.target_kl <= 0:
+            errors["target_kl"] = "target_kl must be positive."
+        if self.kl_horizon < 1:
+            errors["kl_horizon"] = "kl_horizon must be at least 1."
+        if self.max_kl < 0:
+            errors["max_kl"] = "max_kl cannot be negative (0 turns the early stop off)."
+        if not 1 <= self.ppo_epochs <= 100:
+            errors["ppo_epochs"] = "ppo_epochs must be between 1 and 100."
+        if not 1 <= self.minibatches <= self.rollout_size:
+            errors["minibatches"] = (
+                "minibatches must be at least 1 and at most batch_size * samples_per_prompt."
+            )
+        for name in ("cliprange", "cliprange_value"):
+            if not 0 < getattr(self, name) <= 10:
+                errors[name] = f"{name} must be above 0 and at most 10."
+        if self.vf_coef < 0:
+            errors["vf_coef"] = "vf_coef cannot be negative."
+        for name in ("gamma", "lam"):
+            if not 0 <= getattr(self, name) <= 1:
+                errors[name] = f"{name} must be between 0 and 1."
+        if not 1 <= self.eval_prompts <= 100_000:
+            errors["eval_prompts"] = "eval_prompts must be between 1 and 100000."
+        if self.value_init not in VALUE_INITS:
+            errors["value_init"] = f"value_init must be one of {', '.join(VALUE_INITS)}."
+        return errors
