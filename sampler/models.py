@@ -225,3 +225,48 @@ class ModerationResult(models.Model):
     def __str__(self) -> str:
         verdict = "flagged" if self.flagged else "passed"
         return f"Sample {self.sample_id} {verdict} by {self.filter_name}"
+
+
+class ModelComparison(models.Model):
+    """A head-to-head of two policy versions: replies to the same held-out prompts, judged by a
+    reward model (win rate of ``version_a``); computed by a worker."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    version_a = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    version_b = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    reward_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    # Prompt filters, prompt count and sampling settings, as used.
+    config = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Wins, ties, win rate, mean scores / lengths / end-of-turn rates, a few examples.
+    results = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="model_comparisons",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(version_a=models.F("version_b")), name="comparison_of_two_versions"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version_a} vs {self.version_b} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}

@@ -68,10 +68,15 @@ def sweep_stale_generation_jobs() -> int:
 )
 def run_training(self, run_id: int) -> None:
     """Train one TrainingRun (no time limit: runs last as long as their data and steps)."""
-    from sampler import training_services
+    from sampler import ppo_services, training_services
 
+    execute = (
+        ppo_services.ppo_run_execute
+        if ppo_services.is_ppo_run(run_id=run_id)
+        else training_services.training_run_execute
+    )
     try:
-        training_services.training_run_execute(run_id=run_id, worker=socket.gethostname())
+        execute(run_id=run_id, worker=socket.gethostname())
     except training_services.RunBusy:
         # Redelivered while the first worker may still be alive: look again once its heartbeat
         # would have gone stale, then take the run over from its checkpoint if it did.
@@ -83,4 +88,26 @@ def run_training(self, run_id: int) -> None:
     except Exception as error:
         # The service marked the run failed already; this covers errors before it started.
         training_services.training_run_fail(run_id=run_id, error=f"{type(error).__name__}: {error}")
+        raise
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=3,
+)
+def run_model_comparison(comparison_id: int) -> None:
+    """Head-to-head of two policy versions (queued on the gpu queue by the service)."""
+    from sampler import ppo_services
+
+    try:
+        ppo_services.model_comparison_run(comparison_id=comparison_id)
+    except (OperationalError, InterfaceError):
+        raise  # transient database trouble: autoretry
+    except Exception as error:
+        ppo_services.model_comparison_fail(
+            comparison_id=comparison_id, error=f"{type(error).__name__}: {error}"
+        )
         raise

@@ -5,13 +5,14 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import staff_required
 from sampler import services, training_services
 from sampler.models import ModelVersion, TrainingRun
-from sampler.plots import metric_charts
+from sampler.ppo_plots import run_charts
 from sampler.selectors import model_version_list, training_run_list
 from sampler.training_forms import TrainingRunForm
 
@@ -78,7 +79,7 @@ def _run_context(run: TrainingRun) -> dict:
     return {
         "run": run,
         "output_version": run.output_versions.first(),
-        "charts": metric_charts(run.metrics),
+        "charts": run_charts(run),
         "log_tail": log[-LOG_TAIL_CHARS:],
         "log_truncated": len(log) > LOG_TAIL_CHARS,
         "percent": round(run.progress * 100),
@@ -110,5 +111,9 @@ def version_promote(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=version_id)
     services.model_version_promote(version=version)
     messages.success(request, f"{version.name} is now the active {version.get_kind_display()}.")
-    url = reverse("sampler:training")
+    url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        url = reverse("sampler:training")
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

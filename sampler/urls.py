@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sampler import training_views, views
+from sampler import model_views, training_views, views
 
 app_name = "sampler"
 
@@ -21,4 +21,8 @@ urlpatterns = [
         training_views.version_promote,
         name="version-promote",
     ),
+    path("models/", model_views.models, name="models"),
+    path("models/comparisons/", model_views.comparisons, name="comparisons"),
+    path("models/comparisons/start/", model_views.comparison_start, name="comparison-start"),
+    path("models/ppo/start/", model_views.ppo_run_start, name="ppo-run-start"),
 ]

@@ -1,0 +1,162 @@
+import socket
+from dataclasses import fields
+from datetime import date
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from tqdm.auto import tqdm
+
+from ranking.exports import ExportFilters
+from sampler import ppo_services, training_services
+from sampler.management.commands._training import _boolean, _errors
+from sampler.models import ModelVersion, TrainingRun
+from sampler.training.loop import ProgressEvent
+from sampler.training.ppo_config import PPOConfig
+
+
+class PPOProgressBar:
+    """tqdm over PPO steps with reward, KL and length; evaluations and messages above it."""
+
+    def __init__(self, stdout):
+        self.stdout = stdout
+        self.bar = None
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.kind == "start":
+            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", desc="ppo")
+        if event.kind in {"start", "message", "checkpoint"}:
+            self._write(event.message)
+        elif event.kind == "train" and self.bar is not None:
+            self.bar.update(event.step - self.bar.n)
+            metrics = event.metrics
+            self.bar.set_postfix(
+                reward=f"{metrics['objective/rlhf_reward']:.3f}",
+                score=f"{metrics['objective/scores']:.3f}",
+                kl=f"{metrics['objective/kl']:.2f}",
+                length=f"{metrics['response/length']:.1f}",
+                refresh=False,
+            )
+        elif event.kind == "eval":
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(event.metrics.items()))
+            self._write(f"step {event.step}: {shown}")
+        elif event.kind == "end" and self.bar is not None:
+            self.bar.close()
+
+    def _write(self, message: str) -> None:
+        (self.bar.write if self.bar is not None else self.stdout.write)(message)
+
+
+class Command(BaseCommand):
+    help = (
+        "PPO: optimise a policy (default: the active one) against a reward model (default: the "
+        "active one) with a KL penalty to the starting policy, on prompts from the database "
+        "(every user turn of the finished conversations, the rankings' prompts) or a JSONL "
+        "file; registers the new policy as an inactive version. Runs here or, with --queue, "
+        "on a worker."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--base", help="Policy version to start from (default: active).")
+        parser.add_argument("--reward-model", help="Reward version (default: the active one).")
+        parser.add_argument("--name", default="", help="Name of the new policy version.")
+        parser.add_argument("--data", help="A JSONL file of prompts (any export format).")
+        parser.add_argument("--date-from", type=date.fromisoformat)
+        parser.add_argument("--date-to", type=date.fromisoformat)
+        parser.add_argument(
+            "--test-fraction", type=float, default=0.1, help="Held out, by conversation."
+        )
+        parser.add_argument("--split-seed", type=int, default=0)
+        parser.add_argument(
+            "--resume", type=int, metavar="RUN_ID", help="Continue an unfinished PPO run."
+        )
+        parser.add_argument("--queue", action="store_true", help="Queue on the gpu queue and exit.")
+        hyper = parser.add_argument_group("hyperparameters")
+        for field in fields(PPOConfig):
+            if field.name == "test_fraction":
+                continue  # comes with the data (--test-fraction)
+            default = getattr(PPOConfig, field.name)
+            option = "--" + field.name.replace("_", "-")
+            if isinstance(default, bool):
+                hyper.add_argument(option, type=_boolean, default=None, metavar="yes|no")
+            elif isinstance(default, float):
+                hyper.add_argument(option, type=float, default=None, help=f"default {default}")
+            elif isinstance(default, int) or field.type.startswith("int"):
+                hyper.add_argument(option, type=int, default=None, help=f"default {default}")
+            else:
+                hyper.add_argument(option, default=None, help=f"default {default}")
+
+    def handle(self, *args, **options):
+        if options["resume"]:
+            run_id = options["resume"]
+            if not TrainingRun.objects.filter(pk=run_id, kind=TrainingRun.Kind.PPO).exists():
+                raise CommandError(f"No PPO run {run_id}.")
+        else:
+            run = self._create(options)
+            self.stdout.write(f"training run {run.pk}")
+            if options["queue"]:
+                return
+            run_id = run.pk
+        try:
+            run = ppo_services.ppo_run_execute(
+                run_id=run_id,
+                worker=f"manage.py on {socket.gethostname()}",
+                echo=PPOProgressBar(self.stdout) if options["verbosity"] else None,
+            )
+        except KeyboardInterrupt:
+            raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
+        except training_services.RunBusy as error:
+            raise CommandError(str(error)) from error
+        except ValidationError as error:
+            raise CommandError(_errors(error)) from error
+        except Exception as error:
+            raise CommandError(f"Run {run_id} failed: {error}") from error
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
+        version = run.output_versions.first()
+        self.stdout.write(
+            f"run {run.pk} succeeded: {version.name} at {version.path} (not promoted)"
+        )
+        shown = {
+            key: value
+            for key, value in version.metrics.items()
+            if key.startswith(("eval/", "objective/")) or key in {"steps", "stopped_early"}
+        }
+        self.stdout.write(f"metrics: {shown}")
+
+    def _create(self, options) -> TrainingRun:
+        config = {
+            field.name: options[field.name]
+            for field in fields(PPOConfig)
+            if options.get(field.name) is not None
+        }
+        config["test_fraction"] = options["test_fraction"]
+        base, reward = _version(options["base"]), _version(options["reward_model"])
+        filters = None
+        if not options["data"]:
+            filters = ExportFilters(
+                date_from=options["date_from"],
+                date_to=options["date_to"],
+                test_fraction=options["test_fraction"],
+                split_seed=options["split_seed"],
+            )
+        try:
+            return ppo_services.ppo_run_create(
+                config=config,
+                base_version=base,
+                reward_version=reward,
+                filters=filters,
+                data_path=options["data"],
+                output_name=options["name"],
+                queue=options["queue"],
+            )
+        except ValidationError as error:
+            raise CommandError(_errors(error)) from error
+
+
+def _version(name: str | None) -> ModelVersion | None:
+    if not name:
+        return None
+    try:
+        return ModelVersion.objects.get(name=name)
+    except ModelVersion.DoesNotExist as error:
+        raise CommandError(f"No model version named {name}.") from error
