@@ -10,7 +10,17 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from labeling.importing import ImportReport, conversations_import, jsonl_lines
-from labeling.models import Conversation, Draft, Feedback, Message
+from labeling.models import (
+    Attack,
+    AttackResult,
+    AttackRun,
+    Conversation,
+    Draft,
+    Feedback,
+    GuidelineAcknowledgement,
+    GuidelineVersion,
+    Message,
+)
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_ERRORS_SHOWN = 20
@@ -81,7 +91,7 @@ class MessageInline(admin.TabularInline):
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = ("id", "title", "owner", "status", "source", "message_count", "updated_at")
-    list_filter = ("status", "source", "created_at")
+    list_filter = ("status", "source", "mode", "created_at")
     search_fields = ("title", "instructions", "owner__username", "messages__content")
     raw_id_fields = ("owner",)
     date_hierarchy = "created_at"
@@ -195,3 +205,65 @@ class FeedbackAdmin(admin.ModelAdmin):
     raw_id_fields = ("user", "message", "sample", "moderation")
     list_select_related = ("user", "model_version")
     readonly_fields = ("created_at", "updated_at")
+
+
+# ---- guidelines and red-teaming -----------------------------------------------------------------
+
+
+@admin.register(GuidelineVersion)
+class GuidelineVersionAdmin(admin.ModelAdmin):
+    # Versions are written on the Guidelines page, where saving makes the next number.
+    list_display = ("number", "change_note", "author", "created_at")
+    search_fields = ("text", "change_note", "author__username")
+    raw_id_fields = ("author",)
+    readonly_fields = ("created_at",)
+
+
+@admin.register(GuidelineAcknowledgement)
+class GuidelineAcknowledgementAdmin(admin.ModelAdmin):
+    list_display = ("user", "version", "acknowledged_at")
+    list_filter = ("version",)
+    search_fields = ("user__username",)
+    raw_id_fields = ("user", "version")
+
+
+@admin.register(Attack)
+class AttackAdmin(admin.ModelAdmin):
+    list_display = ("id", "category", "model_version", "created_by", "correction", "created_at")
+    list_filter = ("category", "model_version", "created_at")
+    search_fields = ("note", "message__content", "prompt_message__content", "created_by__username")
+    raw_id_fields = (
+        "conversation",
+        "message",
+        "prompt_message",
+        "correction",
+        "created_by",
+        "guideline_version",
+    )
+    readonly_fields = ("created_at",)
+
+
+class AttackResultInline(admin.TabularInline):
+    model = AttackResult
+    extra = 0
+    raw_id_fields = ("attack", "sample")
+    readonly_fields = ("created_at",)
+
+
+@admin.register(AttackRun)
+class AttackRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "model_version", "status", "attack_count", "progress", "created_at")
+    list_filter = ("status", "model_version")
+    search_fields = ("model_version__name", "error", "requested_by__username")
+    raw_id_fields = ("requested_by",)
+    readonly_fields = ("created_at", "started_at", "finished_at")
+    inlines = [AttackResultInline]
+
+
+@admin.register(AttackResult)
+class AttackResultAdmin(admin.ModelAdmin):
+    list_display = ("id", "run", "attack", "filter_flagged", "reward_score", "created_at")
+    list_filter = ("filter_flagged", "run")
+    search_fields = ("text", "error", "attack__message__content")
+    raw_id_fields = ("run", "attack", "sample")
+    readonly_fields = ("created_at",)
