@@ -1,0 +1,110 @@
+"""One full iteration through the services and a real worker: rankings in the database ->
+train_reward -> promote it -> train_ppo -> compare -> promote the new policy -> the next
+ranking task is sampled from it."""
+
+import random
+
+import pytest
+
+from accounts.services import user_create_trainer
+from ranking import services as ranking_services
+from ranking.exports import ExportFilters
+from ranking.services import RankingInput
+from sampler import ppo_services, training_services
+from sampler.models import GenerationJob, ModelComparison, ModelVersion, TrainingRun
+from sampler.selectors import model_version_active
+from sampler.services import model_version_promote
+from tests.conftest import wait_until
+from tests.ranking.conftest import finished_conversation
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+FILTERS = ExportFilters(test_fraction=0.3)
+
+
+def _finished(model, pk: int):
+    row = model.objects.get(pk=pk)
+    return row if row.is_finished else None
+
+
+def _rank_everything(tasks, rankers) -> None:
+    """Each ranker ranks every task: the longest reply first (a rule the RM can pick up)."""
+    for ranker in rankers:
+        for _ in tasks:
+            assignment = ranking_services.task_claim_next(trainer=ranker)
+            candidates = assignment.task.candidates.select_related("message")
+            ordered = sorted(candidates, key=lambda c: (-len(c.message.content), c.pk))
+            ranking_services.ranking_submit(
+                assignment=assignment,
+                trainer=ranker,
+                ranking=RankingInput([[c.pk] for c in ordered]),
+            )
+
+
+def test_one_iteration_collect_train_serve_collect(
+    celery_worker, policy, other_trainer, admin_user, settings
+):
+    settings.RANKING_MAX_NEW_TOKENS = 12
+    for index in range(8):
+        finished_conversation(
+            other_trainer, turns=(f"what did you do on day {index}?", f"i went out {index}.")
+        )
+    rng = random.Random(0)
+    tasks = [
+        ranking_services.ranking_task_create(rng=rng, alternatives=3, overlap=2, queue=False)
+        for _ in range(6)
+    ]
+    for task in tasks:
+        ranking_services.ranking_task_prepare(task_id=task.pk)
+    assert {task.model_version_id for task in tasks} == {policy.pk}
+    rankers = [user_create_trainer(username=f"ranker{i}", password="x") for i in range(2)]
+    _rank_everything(tasks, rankers)
+
+    # Collect -> train: a reward model from the database's rankings, on the gpu queue.
+    reward_run = training_services.training_run_create(
+        kind="reward",
+        config={"max_steps": 4, "batch_size": 2, "max_length": 64, "eval_every": 0},
+        filters=FILTERS,
+        started_by=admin_user,
+    )
+    reward_run = wait_until(lambda: _finished(TrainingRun, reward_run.pk), timeout=180)
+    assert reward_run.status == TrainingRun.Status.SUCCEEDED, reward_run.error + reward_run.log
+    reward = reward_run.output_versions.get()
+    model_version_promote(version=reward)
+
+    # PPO against it (the active reward model), from the active policy.
+    ppo_run = ppo_services.ppo_run_create(
+        config={"max_steps": 3, "batch_size": 4, "max_new_tokens": 12, "eval_prompts": 4},
+        filters=FILTERS,
+        started_by=admin_user,
+    )
+    ppo_run = wait_until(lambda: _finished(TrainingRun, ppo_run.pk), timeout=180)
+    assert ppo_run.status == TrainingRun.Status.SUCCEEDED, ppo_run.error + ppo_run.log
+    assert ppo_run.worker and ppo_run.dataset["reward_version"]["id"] == reward.pk
+    assert len(ppo_run.metrics["objective/kl"]) == 3
+    new_policy = ppo_run.output_versions.get()
+    assert new_policy.kind == ModelVersion.Kind.POLICY and new_policy.parent == policy
+    assert model_version_active() == policy  # registered, not promoted
+
+    # Compare (on the worker), then serve the new version.
+    comparison = ppo_services.model_comparison_create(
+        version_a=new_policy, version_b=policy, prompts=8, max_new_tokens=12, filters=FILTERS
+    )
+    comparison = wait_until(lambda: _finished(ModelComparison, comparison.pk), timeout=120)
+    assert comparison.status == ModelComparison.Status.SUCCEEDED, comparison.error
+    assert 0.0 <= comparison.results["win_rate_a"] <= 1.0
+    model_version_promote(version=new_policy)
+    assert model_version_active() == new_policy
+
+    # Collect again: the next ranking task is sampled from the new version.
+    finished_conversation(other_trainer, turns=("and what about today?", "nothing much."))
+    task = ranking_services.ranking_task_create(
+        rng=random.Random(1), alternatives=3, overlap=2, queue=False
+    )
+    assert task.model_version == new_policy
+    task = ranking_services.ranking_task_prepare(task_id=task.pk)
+    assert task.status == "ready" and task.model_version == new_policy
+    job = GenerationJob.objects.get(pk=task.generation_job_id)
+    assert job.model_version == new_policy and job.samples.count() == 3
+    sampled = task.candidates.filter(is_source=False).select_related("message")
+    assert {candidate.message.model_version_id for candidate in sampled} == {new_policy.pk}
