@@ -95,9 +95,10 @@ def attack_withdraw(*, attack: Attack, user: AbstractBaseUser) -> None:
 @transaction.atomic
 def attack_correct(*, attack: Attack, author: AbstractBaseUser, content: str) -> Message:
     """Write the reply the model should have given: a sibling branch of the failed reply."""
-    attack = Attack.objects.select_for_update().select_related("message").get(pk=attack.pk)
-    conversation = Conversation.objects.get(pk=attack.conversation_id)
+    # Locks in the order every red-team write takes: the conversation, then the attack.
+    conversation = Conversation.objects.select_for_update().get(pk=attack.conversation_id)
     _check_red_team_writer(conversation=conversation, user=author)
+    attack = Attack.objects.select_for_update().select_related("message").get(pk=attack.pk)
     if attack.correction_id is not None:
         raise ValidationError(
             "This attack already has its corrected reply (edit that reply into a new branch "
