@@ -306,3 +306,47 @@ def test_short_ppo_raises_the_reward_of_fresh_samples_with_finite_kl_and_replies
         "eval/scores",
     ):
         assert name in result.history, name
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_policy(
+    micro_model_dir, tmp_path
+):
+    tokenizer = load_tokenizer(micro_model_dir)
+    torch.manual_seed(0)
+    reward = build_reward_model(micro_model_dir, tokenizer)
+    reward.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    prompts = [{"messages": p, "split": "train"} for p in _prompts(20)]
+    config = PPOConfig(
+        max_steps=4, batch_size=4, max_new_tokens=8, learning_rate=1e-3, checkpoint_every=2
+    )
+    common = {"config": config, "prompts": prompts, "base_model": micro_model_dir}
+    straight = train_ppo(**common, reward_model=tmp_path / "rm", output_dir=tmp_path / "a")
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt_at_step_3(event):
+        if event.kind == "train" and event.step == 3:
+            raise Interrupted
+
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(Interrupted):
+        train_ppo(
+            **common,
+            reward_model=tmp_path / "rm",
+            output_dir=tmp_path / "b",
+            checkpoint_dir=checkpoints,
+            callback=interrupt_at_step_3,
+        )
+    assert [path.name for path in checkpoints.iterdir()] == ["step-00000002"]
+    resumed = train_ppo(
+        **common,
+        reward_model=tmp_path / "rm",
+        output_dir=tmp_path / "b",
+        checkpoint_dir=checkpoints,
+        resume=True,
+    )
+    assert resumed.history["objective/kl"] == straight.history["objective/kl"]
+    a, b = load_policy(tmp_path / "a").state_dict(), load_policy(tmp_path / "b").state_dict()
+    assert all(torch.equal(a[name], b[name]) for name in a)
