@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from sampler.models import GenerationJob, ModelVersion, ModerationResult, Sample, TrainingRun
+from sampler.models import (
+    GenerationJob,
+    ModelComparison,
+    ModelVersion,
+    ModerationResult,
+    Sample,
+    TrainingRun,
+)
 
 
 @admin.register(ModelVersion)
@@ -93,3 +100,11 @@ class ModerationResultAdmin(admin.ModelAdmin):
     search_fields = ("sample__text",)
     raw_id_fields = ("sample",)
     readonly_fields = ("created_at",)
+
+
+@admin.register(ModelComparison)
+class ModelComparisonAdmin(admin.ModelAdmin):
+    list_display = ("id", "version_a", "version_b", "reward_version", "status", "created_at")
+    list_filter = ("status",)
+    search_fields = ("version_a__name", "version_b__name", "error")
+    raw_id_fields = ("version_a", "version_b", "reward_version", "requested_by")
