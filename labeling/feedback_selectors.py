@@ -39,15 +39,22 @@ class FeedbackTarget:
 
 
 def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) -> FeedbackTarget:
-    """The target if ``user`` may see it: their own conversations' model-written messages and
-    their own generation jobs' samples (admins: all); 404 otherwise."""
+    """The target if ``user`` may see it: model-written messages of their own conversations or of
+    the ranking tasks they were assigned, and their own generation jobs' samples (admins: all);
+    404 otherwise."""
     if kind == "message":
         message = get_object_or_404(
             Message.objects.select_related("model_version", "sample"),
             pk=target_id,
             origin__in=MODEL_ORIGINS,
         )
-        conversation_get_for_user(conversation_id=message.conversation_id, user=user)
+        # Trainers see their own conversations' messages, and the replies of the ranking tasks
+        # they were given (those conversations are someone else's).
+        ranked_by_user = Message.objects.filter(
+            pk=message.pk, candidacies__task__assignments__trainer=user
+        ).exists()
+        if not ranked_by_user:
+            conversation_get_for_user(conversation_id=message.conversation_id, user=user)
         moderation = (
             moderation_latest_by_sample(sample_ids=[message.sample_id]).get(message.sample_id)
             if message.sample_id

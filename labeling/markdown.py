@@ -11,11 +11,23 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}}
 
 
-def render_markdown(text: str) -> str:
-    """Markdown to HTML that cannot run script, load resources or break out of its element."""
-    html = markdown_lib.markdown(
-        text, extensions=["fenced_code", "tables", "sane_lists", "nl2br"], output_format="html"
+def _converter() -> markdown_lib.Markdown:
+    converter = markdown_lib.Markdown(
+        extensions=["fenced_code", "tables", "sane_lists", "nl2br"], output_format="html"
     )
+    # Raw HTML in a turn is text the writer or the model typed: show it as written (escaped),
+    # as a chat does, instead of passing it through for the sanitiser to drop silently.
+    converter.preprocessors.deregister("html_block")
+    converter.inlinePatterns.deregister("html")
+    return converter
+
+
+def render_markdown(text: str) -> str:
+    """Markdown to HTML that cannot run script, load resources or break out of its element.
+
+    A ``Markdown`` instance keeps state between calls, so each call gets its own (threads)."""
+    html = _converter().convert(text)
+    # Second line of defence: an allow-list, whatever the Markdown extensions emit.
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -36,12 +36,26 @@ def _candidate_keys(value: dict, field: str) -> dict[int, object]:
     return converted
 
 
+class ModerationOutputSerializer(serializers.Serializer):
+    filter = serializers.CharField(source="filter_name")
+    version = serializers.CharField(source="filter_version")
+    flagged = serializers.BooleanField()
+    categories = serializers.ListField(child=serializers.CharField())
+
+
+class CandidateOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    message_id = serializers.IntegerField()
+    moderation = ModerationOutputSerializer(allow_null=True)
+
+
 class AssignmentOutputSerializer(serializers.Serializer):
     assignment_id = serializers.IntegerField(source="assignment.pk")
     task_id = serializers.IntegerField(source="assignment.task_id")
     expires_at = serializers.DateTimeField(source="assignment.expires_at")
     prefix = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
-    candidates = serializers.ListField(child=serializers.DictField())
+    candidates = CandidateOutputSerializer(many=True)
 
 
 class TaskClaimApi(APIView):

@@ -38,6 +38,9 @@ class CandidateRow:
     flags: list[str]
     note: str
     rank_invalid: bool
+    message_id: int | None = None
+    # The newest content filter result on the reply's sample (None when never filtered).
+    moderation: object | None = None
 
 
 class RankingForm(forms.Form):
@@ -124,7 +127,7 @@ class RankingForm(forms.Form):
 
     def rows(self) -> list[CandidateRow]:
         """The replies in display order with the values as entered (kept on a re-render)."""
-        texts = {candidate["id"]: candidate["text"] for candidate in self.candidates}
+        by_id = {candidate["id"]: candidate for candidate in self.candidates}
         # Only a validated form marks bad ranks (a skip that failed re-renders without checking).
         invalid = set(self._errors or {})
         rows = []
@@ -134,12 +137,14 @@ class RankingForm(forms.Form):
                 CandidateRow(
                     id=candidate_id,
                     letter=self.letters[candidate_id],
-                    text=texts[candidate_id],
+                    text=by_id[candidate_id]["text"],
                     rank="" if rank is None else str(rank),
                     tie=bool(self[f"tie_{candidate_id}"].value()),
                     flags=list(self[f"flag_{candidate_id}"].value() or []),
                     note=self[f"flag_note_{candidate_id}"].value() or "",
                     rank_invalid=f"rank_{candidate_id}" in invalid,
+                    message_id=by_id[candidate_id].get("message_id"),
+                    moderation=by_id[candidate_id].get("moderation"),
                 )
             )
         return rows

@@ -10,6 +10,7 @@ from labeling.selectors import message_path
 from ranking import metrics
 from ranking.models import Assignment, DatasetExport, Ranking, RankingTask
 from sampler.models import ModelVersion
+from sampler.moderation import moderation_latest_by_sample
 
 
 def ranking_queue_summary() -> dict[str, int]:
@@ -45,17 +46,32 @@ class AssignmentScreen:
 
 
 def assignment_screen(*, assignment: Assignment) -> AssignmentScreen:
-    """The prefix (root to the user turn) and the candidates in presentation order (3 queries)."""
+    """The prefix (root to the user turn) and the candidates in presentation order, each with
+    its message and newest content filter result (4 queries)."""
     task = assignment.task
     prefix = [
         {"role": message.role, "content": message.content}
         for message in message_path(message=task.prefix_message)
     ]
-    texts = dict(task.candidates.values_list("id", "message__content"))
+    rows = {
+        candidate_id: (message_id, text, sample_id)
+        for candidate_id, message_id, text, sample_id in task.candidates.values_list(
+            "id", "message_id", "message__content", "message__sample_id"
+        )
+    }
+    # The content filter's verdict is shown on each reply, so a trainer is warned before reading.
+    moderation = moderation_latest_by_sample(
+        sample_ids=[sample_id for _, _, sample_id in rows.values() if sample_id]
+    )
     candidates = [
-        {"id": candidate_id, "text": texts[candidate_id]}
+        {
+            "id": candidate_id,
+            "text": rows[candidate_id][1],
+            "message_id": rows[candidate_id][0],
+            "moderation": moderation.get(rows[candidate_id][2]),
+        }
         for candidate_id in assignment.presentation_order
-        if candidate_id in texts
+        if candidate_id in rows
     ]
     return AssignmentScreen(assignment=assignment, prefix=prefix, candidates=candidates)
 

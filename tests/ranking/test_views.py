@@ -48,7 +48,7 @@ def test_rank_page_leases_a_task_and_shows_its_candidates_in_presentation_order(
         assert f'name="rank_{candidate_id}"' in html
         assert f'name="flag_{candidate_id}" value="off_topic"' in html
     assert ready_task.prefix_message.content in html
-    assert 'id="ranking-list"' in html and "hx-trigger" not in html
+    assert 'id="ranking-list"' in html and 'hx-trigger="every' not in html  # no polling
 
 
 def test_reloading_the_page_resumes_the_same_lease(ready_task, trainer_client, trainer):
@@ -327,7 +327,9 @@ def test_model_text_is_sanitised(ready_task, trainer_client, trainer):
     html = trainer_client.get(RANK_URL).content.decode()
 
     assert "<strong>bold</strong>" in html
-    assert '<script>alert("x")' not in html and "onerror" not in html
+    assert '<script>alert("x")' not in html and "<img" not in html
+    # Shown as the text the model wrote, not dropped.
+    assert '&lt;script&gt;alert("x")&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' in html
 
 
 @pytest.fixture
@@ -352,3 +354,91 @@ def test_long_prefixes_fold_older_turns_with_their_count(long_task, trainer_clie
     assert "u one" in folded
     for text in ("a one", "u two", "a two", "u three"):
         assert text in shown
+
+
+# ---- the content filter and feedback on the replies being ranked ------------------------------
+
+
+@pytest.fixture
+def flag_everything(settings):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = False
+
+
+def _candidate_messages(assignment: Assignment) -> dict[int, Message]:
+    return {
+        candidate.pk: candidate.message
+        for candidate in assignment.task.candidates.select_related("message")
+    }
+
+
+def test_flagged_replies_carry_the_filters_warning_on_the_ranking_page(
+    flag_everything, ready_task, trainer_client, trainer
+):
+    html = trainer_client.get(RANK_URL).content.decode()
+
+    assignment = _assignment(trainer)
+    sampled = [m for m in _candidate_messages(assignment).values() if m.sample_id]
+    assert len(sampled) == 3  # the K alternatives; the source here was written without a sample
+    assert html.count('class="moderation-warning"') == len(sampled)
+    assert html.count('class="candidate flagged"') == len(sampled)
+    assert "The content filter flagged this: everything" in html
+
+
+def test_unflagged_replies_show_no_warning(ready_task, trainer_client, settings):
+    settings.CONTENT_FILTER_PATTERNS = {}
+    settings.CONTENT_FILTER_WORDS = {}
+
+    html = trainer_client.get(RANK_URL).content.decode()
+
+    assert 'class="moderation-warning"' not in html
+
+
+def test_every_reply_gets_a_feedback_slot_outside_the_ranking_form(
+    ready_task, trainer_client, trainer
+):
+    html = trainer_client.get(RANK_URL).content.decode()
+
+    assignment = _assignment(trainer)
+    form_end = html.index("</form>", html.index('id="ranking-form"'))
+    for message in _candidate_messages(assignment).values():
+        slot = html.index(f'href="/write/feedback/message/{message.pk}/"')
+        assert slot > form_end  # forms cannot nest: the widget's own forms sit after the ranking
+    assert html.count('class="feedback"') == len(assignment.presentation_order)
+
+
+def test_a_trainer_rates_and_reports_a_reply_of_their_task(ready_task, trainer_client, trainer):
+    trainer_client.get(RANK_URL)
+    message = next(iter(_candidate_messages(_assignment(trainer)).values()))
+    url = f"/write/feedback/message/{message.pk}/"
+
+    assert trainer_client.get(url, **HTMX).status_code == 200
+    rated = trainer_client.post(url, {"action": "rate", "rating": "down"}, **HTMX)
+    reported = trainer_client.post(
+        url, {"action": "report", "categories": ["untruthful"], "comment": "made up"}, **HTMX
+    )
+
+    assert rated.status_code == 200 and reported.status_code == 200
+    feedback = message.feedback.get(user=trainer)
+    assert (feedback.rating, feedback.categories, feedback.comment) == (
+        "down",
+        ["untruthful"],
+        "made up",
+    )
+
+
+def test_replies_of_tasks_never_given_to_a_trainer_stay_hidden(ready_task, trainer, db):
+    outsider = user_create_trainer(username="outsider", password="pw-outsider-1")
+    client = Client()
+    client.force_login(outsider)
+    message = ready_task.candidates.first().message
+
+    assert client.get(f"/write/feedback/message/{message.pk}/").status_code == 404
+    assert (
+        client.post(
+            f"/write/feedback/message/{message.pk}/", {"action": "rate", "rating": "up"}
+        ).status_code
+        == 404
+    )
