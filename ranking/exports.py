@@ -285,13 +285,19 @@ def _flagged(ranking: dict, names: tuple[str, ...]) -> set[int]:
 def _bundle_context(
     bundle: TaskBundle, filters: ExportFilters, *, with_agreement: bool = False
 ) -> dict | None:
-    """What every record of a task shares; None when the task is filtered out."""
+    """What every record of a task shares; None when the task is filtered out.
+
+    ``with_agreement``: the records carry the task's agreement (rankings), so ``min_agreement``
+    is the task's whatever ``pair_mode`` says (it only chooses how pairs are built).
+    """
     conversation_id = bundle.task["source_message__conversation_id"]
     split = split_of(conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction)
     if filters.split != "all" and split != filters.split:
         return None
     agreement = None
-    by_task_agreement = filters.min_agreement is not None and filters.pair_mode == "per_ranker"
+    by_task_agreement = filters.min_agreement is not None and (
+        with_agreement or filters.pair_mode == "per_ranker"
+    )
     if with_agreement or by_task_agreement:
         orderings = [r["ordering"] for r in bundle.rankings if not r["cannot_rank"]]
         agreement = task_agreement(orderings).pairwise

@@ -1,11 +1,16 @@
 import random
+from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from accounts.services import user_create_trainer
+from accounts.services import trainer_group_ensure, user_create_trainer
 from labeling.models import Conversation, Message
 from ranking import services
+from ranking.models import Assignment, Candidate, Ranking, RankingTask
 from ranking.services import RankingInput
+from sampler.models import GenerationJob, ModelVersion, Sample
 
 
 def finished_conversation(owner, *, turns=("hi", "hello! how can i help?"), origin="model"):
@@ -23,6 +28,114 @@ def finished_conversation(owner, *, turns=("hi", "hello! how can i help?"), orig
     conversation.active_leaf = parent
     conversation.save()
     return conversation
+
+
+def quick_trainer(username: str):
+    """A trainer without a usable password: hashing one costs a good part of a second, and
+    tests that call the export functions directly never log in."""
+    user = get_user_model().objects.create_user(username=username, password=None)
+    user.groups.add(trainer_group_ensure())
+    return user
+
+
+def model_version_create(name: str) -> ModelVersion:
+    """A policy row only: tasks built with ``task_from_source`` never load it."""
+    return ModelVersion.objects.create(name=name, path=name)
+
+
+def task_from_source(
+    source: Message, *, model_version: ModelVersion, alternatives: int = 3
+) -> RankingTask:
+    """A ready ranking task on ``source`` (an assistant reply), its alternatives stored as
+    samples of a ranking job by ``model_version``, as ``ranking_task_prepare`` leaves it,
+    without running a model. Candidate position 0 is the source."""
+    prompt = []
+    message = source.parent
+    while message is not None:
+        prompt.insert(0, {"role": message.role, "content": message.content})
+        message = message.parent
+    job = GenerationJob.objects.create(
+        model_version=model_version,
+        prefix_message=source.parent,
+        prompt_messages=prompt,
+        n=alternatives,
+        params={"max_new_tokens": 8},
+        seed=7,
+        purpose=GenerationJob.Purpose.RANKING,
+        status=GenerationJob.Status.SUCCEEDED,
+    )
+    messages = [source]
+    for index in range(alternatives):
+        sample = Sample.objects.create(
+            job=job,
+            index=index,
+            text=f"alternative {index} to message {source.pk}",
+            token_count=5,
+            finish_reason=Sample.FinishReason.END_OF_TURN,
+            logprob_sum=-1.0,
+        )
+        messages.append(
+            Message.objects.create(
+                conversation=source.conversation,
+                parent=source.parent,
+                role=Message.Role.ASSISTANT,
+                content=sample.text,
+                origin=Message.Origin.MODEL,
+                sample=sample,
+                model_version=model_version,
+            )
+        )
+    task = RankingTask.objects.create(
+        source_message=source,
+        prefix_message=source.parent,
+        generation_job=job,
+        model_version=model_version,
+        source_owner_id=source.conversation.owner_id,
+        status=RankingTask.Status.READY,
+        ready_at=timezone.now(),
+        alternatives_requested=alternatives,
+        overlap_required=10,
+    )
+    Candidate.objects.bulk_create(
+        Candidate(task=task, message=message, is_source=position == 0, position=position)
+        for position, message in enumerate(messages)
+    )
+    return task
+
+
+def candidate_ids(task: RankingTask) -> list[int]:
+    """The task's candidate ids by position (0 is the source)."""
+    return list(task.candidates.order_by("position").values_list("id", flat=True))
+
+
+def rank(
+    task: RankingTask,
+    ranker,
+    ordering: list[list[int]],
+    *,
+    flags: dict[int, list[str]] | None = None,
+    flag_notes: dict[int, str] | None = None,
+    **fields,
+) -> Ranking:
+    """``ranker``'s ranking of ``task`` through ``ranking_submit``; ``ordering`` (tie groups,
+    best first), ``flags`` and ``flag_notes`` name candidates by position."""
+    ids = candidate_ids(task)
+    assignment = Assignment.objects.create(
+        task=task,
+        trainer=ranker,
+        presentation_order=ids[::-1],
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    return services.ranking_submit(
+        assignment=assignment,
+        trainer=ranker,
+        ranking=RankingInput(
+            [[ids[position] for position in group] for group in ordering],
+            flags={ids[position]: names for position, names in (flags or {}).items()},
+            flag_notes={ids[position]: note for position, note in (flag_notes or {}).items()},
+            **fields,
+        ),
+    )
 
 
 @pytest.fixture

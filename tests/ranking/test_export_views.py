@@ -83,12 +83,45 @@ def test_start_export_queues_it_and_download_serves_the_file(
     assert b"".join(download.streaming_content)[:2] == b"\x1f\x8b"
 
 
-@pytest.mark.django_db
-def test_download_is_refused_to_trainers(trainer_client, admin_user):
-    export = DatasetExport.objects.create(format="pairs", created_by=admin_user, status="succeeded")
-    assert (
-        trainer_client.get(reverse("ranking:export-download", args=[export.pk])).status_code == 403
+FILTERS = {
+    "format": "pairs",
+    "pair_mode": "per_ranker",
+    "split": "all",
+    "test_fraction": "0.1",
+    "split_seed": "0",
+}
+# Every export URL: (method, URL name, what an admin gets for the same request).
+EXPORT_URLS = [
+    ("get", "ranking:exports", 200),
+    ("get", "ranking:export-preview", 200),
+    ("post", "ranking:export-start", 302),
+    ("get", "ranking:export-status", 200),
+    ("get", "ranking:export-download", 200),
+    ("get", "api-export-stream", 200),
+]
+
+
+@pytest.mark.parametrize(("method", "name", "admin_status"), EXPORT_URLS)
+def test_every_export_url_refuses_trainers_and_serves_admins(
+    trainer_client, admin_client_, admin_user, settings, tmp_path, method, name, admin_status
+):
+    settings.EXPORT_ROOT = str(tmp_path)
+    (tmp_path / "pairs.jsonl").write_bytes(b"{}\n")
+    export = DatasetExport.objects.create(
+        format="pairs",
+        created_by=admin_user,
+        status=DatasetExport.Status.SUCCEEDED,
+        file_path=str(tmp_path / "pairs.jsonl"),
     )
+    url = reverse(name, args=[export.pk] if name == "ranking:export-download" else [])
+
+    def request(client):
+        return getattr(client, method)(url, FILTERS)
+
+    assert request(trainer_client).status_code == 403
+    assert DatasetExport.objects.count() == 1  # a refused start queues nothing
+    # The same request from an admin goes through: the 403 is the role check, not the request.
+    assert request(admin_client_).status_code == admin_status
 
 
 def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user, trainer, ranked):
