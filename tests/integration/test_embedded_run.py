@@ -1,0 +1,127 @@
+"""`make run`'s script on a fresh var/: SQLite, the filesystem broker, one real worker process and
+the committed embedded model, with nothing else running. The login page answers, the printed
+trainer logs in, and a generation job comes back from the worker with the embedded model's text."""
+
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "run_embedded.sh"
+# The settings a test run or a production environment may have set; the embedded default has none.
+SERVICE_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_MODE", "SECRET_KEY", "MODEL_ROOT")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _request(url: str, *, auth: tuple[str, str] | None = None, body: dict | None = None):
+    headers = {"Accept": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def _wait(predicate, *, timeout: float, what: str, log: Path):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not within {timeout} s; output:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def embedded_app(tmp_path):
+    """The script running on its own var/ dir; yields (base URL, its output file)."""
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env |= {"VAR_DIR": str(tmp_path / "var"), "PORT": str(port), "OMP_NUM_THREADS": "1"}
+    output = tmp_path / "run.log"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            ["bash", str(SCRIPT)],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the worker and the server go too
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", output
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(embedded_app):
+    base, log = embedded_app
+
+    def login_page():
+        try:
+            return _request(f"{base}/accounts/login/")
+        except (urllib.error.URLError, ConnectionError):
+            return None
+
+    status, page = _wait(login_page, timeout=120, what="the login page", log=log)
+    assert status == 200 and 'name="password"' in page
+    printed = log.read_text()
+    found = re.search(r"trainer\s+username=(\S+)\s+password=(\S+)", printed)
+    assert found, printed
+    trainer = (found.group(1), found.group(2))
+    assert "Active policy: tandem-chitchat-tiny" in printed
+
+    status, body = _request(
+        f"{base}/api/generation-jobs/",
+        auth=trainer,
+        body={
+            "messages": [{"role": "user", "content": "hi! how was your weekend?"}],
+            "n": 3,
+            "seed": 7,
+            "params": {"max_new_tokens": 24},
+        },
+    )
+    assert status == 201
+    job_id = json.loads(body)["id"]
+
+    def finished_job():
+        job = json.loads(_request(f"{base}/api/generation-jobs/{job_id}/", auth=trainer)[1])
+        return job if job["status"] in {"succeeded", "failed"} else None
+
+    job = _wait(finished_job, timeout=120, what="the job through the worker", log=log)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["model_version"] == "tandem-chitchat-tiny"
+    assert len(job["samples"]) == 3
+    texts = [sample["text"] for sample in job["samples"]]
+    # The embedded model writes English words, not byte soup.
+    words = re.findall(r"[a-z']+", " ".join(texts).lower())
+    assert len(words) >= 3 and {"i", "you", "the", "a", "it", "to", "is"} & set(words), texts
+    # It ran on the embedded default: SQLite and the broker folders under the fresh var/.
+    assert (log.parent / "var" / "tandem.sqlite3").exists()
+    assert (log.parent / "var" / "celery-broker").is_dir()
