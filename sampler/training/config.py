@@ -157,8 +157,8 @@ class RewardConfig(TrainingConfig):
     learning_rate: float = 2e-5
     # Added to the score gap a winner must reach, per rank between the two (0: no margin).
     margin_per_rank: float = 0.0
-    # TRL's center_rewards_coefficient (0.01 recommended there): penalises mean(score**2) so
-    # scores stay near zero; 0 turns it off.
+    # TRL's center_rewards_coefficient (0.01 recommended there): penalises (r_w + r_l)**2 per
+    # pair so scores stay centred on zero without shrinking the gaps; 0 turns it off.
     center_rewards_coefficient: float = 0.0
     # After training, shift scores so that demonstrations score mean 0 (InstructGPT, before RL).
     normalize_to_demonstrations: bool = True

@@ -66,6 +66,12 @@ def grouped_ranking_loss(
     same whatever its K (InstructGPT: all C(K,2) pairs as one batch element).
     """
     per_pair = pairwise_logistic_loss(scores[winners], scores[losers], margins)
+    return mean_per_element(per_pair, elements, num_elements)
+
+
+def mean_per_element(per_pair: torch.Tensor, elements: torch.Tensor, num_elements: int):
+    """Mean of (P,) per-pair values over each ranking's pairs, then over the rankings that have
+    pairs: every ranking weighs the same whatever its K."""
     sums = per_pair.new_zeros(num_elements).index_add(0, elements, per_pair)
     counts = per_pair.new_zeros(num_elements).index_add(0, elements, torch.ones_like(per_pair))
     has_pairs = counts > 0
@@ -78,9 +84,21 @@ def pairwise_correct(scores: torch.Tensor, winners: torch.Tensor, losers: torch.
     return (difference > 0).float() + 0.5 * (difference == 0).float()
 
 
-def centering_penalty(scores: torch.Tensor) -> torch.Tensor:
-    """mean(score**2): keeps rewards near zero (TRL's center_rewards_coefficient term)."""
-    return (scores**2).mean()
+def centering_penalty(
+    scores: torch.Tensor,
+    winners: torch.Tensor,
+    losers: torch.Tensor,
+    elements: torch.Tensor,
+    num_elements: int,
+) -> torch.Tensor:
+    """TRL's ``center_rewards_coefficient`` term, K-wise: (r_w + r_l)**2 per implied pair,
+    averaged like the ranking loss. With one pair per ranking it is TRL's
+    ``mean((rewards_chosen + rewards_rejected) ** 2)``.
+
+    It pulls each pair's mean score to zero and leaves the gap alone (scores (d, -d) cost
+    nothing); ``mean(score**2)`` would also shrink the gaps the ranking loss opens.
+    """
+    return mean_per_element((scores[winners] + scores[losers]) ** 2, elements, num_elements)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

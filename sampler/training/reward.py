@@ -54,7 +54,10 @@ class RewardTask:
             margins=self.config.margin_per_rank * batch["rank_distances"],
         )
         if self.config.center_rewards_coefficient:
-            loss = loss + self.config.center_rewards_coefficient * centering_penalty(scores)
+            centering = centering_penalty(
+                scores, winners, losers, batch["elements"], int(batch["num_elements"])
+            )
+            loss = loss + self.config.center_rewards_coefficient * centering
         with torch.no_grad():
             metrics = {
                 "accuracy/train": pairwise_correct(scores, winners, losers).mean(),

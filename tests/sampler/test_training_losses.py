@@ -5,7 +5,10 @@ import math
 import pytest
 import torch
 
+from sampler.training.config import RewardConfig
+from sampler.training.data import RankingCollator, RankingExample
 from sampler.training.losses import (
+    centering_penalty,
     grouped_ranking_loss,
     implied_pairs,
     kwise_ranking_loss,
@@ -90,3 +93,62 @@ def test_token_cross_entropy_only_counts_labelled_tokens():
     assert token_cross_entropy(logits, labels).item() == pytest.approx(
         -torch.log_softmax(logits[0, 0], -1)[2].item()
     )
+
+
+# ---- optional reward centring -----------------------------------------------------------------
+
+
+def test_centering_penalty_of_pairs_is_trls_mean_of_squared_pair_sums():
+    # Two pairs (TRL's data): chosen 2.0 / rejected -1.0 and chosen 0.5 / rejected 1.5.
+    scores = torch.tensor([2.0, -1.0, 0.5, 1.5])
+    winners, losers, elements = torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([0, 1])
+    trl = torch.mean((scores[winners] + scores[losers]) ** 2)  # (1**2 + 2**2) / 2
+    penalty = centering_penalty(scores, winners, losers, elements, 2)
+    assert penalty.item() == pytest.approx(trl.item()) == pytest.approx(2.5)
+    # A pair centred on zero costs nothing however wide its gap: the ranking is left alone.
+    centred = torch.tensor([5.0, -5.0])
+    zero = centering_penalty(centred, torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), 1)
+    assert zero.item() == 0.0
+
+
+def test_centering_penalty_weighs_each_ranking_once_like_the_ranking_loss():
+    # Ranking 0: K=3 with scores 1, 0, -3 (pair sums 1, -2, -3); ranking 1: one pair summing 4.
+    scores = torch.tensor([1.0, 0.0, -3.0, 3.0, 1.0])
+    pairs = [(0, 1, 0), (0, 2, 0), (1, 2, 0), (3, 4, 1)]
+    winners, losers, elements = (torch.tensor(column) for column in zip(*pairs, strict=True))
+    expected = ((1 + 4 + 9) / 3 + 16) / 2
+    assert centering_penalty(scores, winners, losers, elements, 2).item() == pytest.approx(expected)
+
+
+class _FixedScores(torch.nn.Module):
+    """Scores the batch's candidates by their first token id: the loss is then known exactly."""
+
+    def forward(self, input_ids, attention_mask):
+        return input_ids[:, 0].float() / 2 - 1
+
+
+def _ranking_batch():
+    # Token 6 -> score 2, 0 -> -1, 4 -> 1, 1 -> -0.5: rankings [6 > 0] and [4 > 1 > 0].
+    examples = [
+        RankingExample(candidates=[[6, 9], [0]], pairs=[(0, 1, 1)]),
+        RankingExample(candidates=[[4], [1, 9, 9], [0]], pairs=[(0, 1, 1), (0, 2, 2), (1, 2, 1)]),
+    ]
+    return RankingCollator(pad_id=9)(examples)
+
+
+def test_reward_loss_adds_exactly_coefficient_times_the_centering_penalty_and_nothing_at_zero():
+    from sampler.training.reward import RewardTask
+
+    batch, module = _ranking_batch(), _FixedScores()
+    scores = torch.tensor([2.0, -1.0, 1.0, -0.5, -1.0])
+    assert module(batch["input_ids"], batch["attention_mask"]).tolist() == scores.tolist()
+    ranking = (
+        kwise_ranking_loss(scores[:2], [[0], [1]]) + kwise_ranking_loss(scores[2:], [[0], [1], [2]])
+    ) / 2
+    # Pair sums: 1 | 0.5, 0, -1.5  ->  (1 + (0.25 + 0 + 2.25) / 3) / 2.
+    centring = (1 + (0.25 + 0 + 2.25) / 3) / 2
+
+    plain, _ = RewardTask(RewardConfig(center_rewards_coefficient=0.0)).train_loss(module, batch)
+    assert plain.item() == pytest.approx(ranking.item(), rel=1e-6)
+    centred, _ = RewardTask(RewardConfig(center_rewards_coefficient=0.01)).train_loss(module, batch)
+    assert centred.item() == pytest.approx(ranking.item() + 0.01 * centring, rel=1e-6)
