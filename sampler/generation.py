@@ -212,6 +212,58 @@ def filter_logits(logits: torch.Tensor, *, top_k: int, top_p: float) -> torch.Te
     return logits
 
 
+# Nucleus sampling looks at the most likely tokens first; only a row whose top tokens do not
+# reach top_p falls back to sorting its whole vocabulary (a full sort per row and step was the
+# largest cost after the model's own forward pass on CPU).
+NUCLEUS_CANDIDATES = 64
+
+
+def _keep_nucleus(probabilities: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero the tokens of best-first ``probabilities`` that the nucleus drops (as filter_logits)."""
+    if top_p >= 1.0:
+        return probabilities
+    # Mass of the better tokens, over the whole (filtered) vocabulary as filter_logits sees it.
+    drop = (torch.cumsum(probabilities, dim=-1) - probabilities) > top_p
+    return probabilities.masked_fill(drop, 0.0)
+
+
+def sampling_distribution(
+    scaled: torch.Tensor, *, top_k: int, top_p: float
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The distribution ``filter_logits`` defines, over a few candidate tokens where it can be.
+
+    Returns ``(token_ids, probabilities)``: best-first candidate ids [rows, m] and their
+    unnormalised probabilities (zero where filtered out), or ``(None, probabilities)`` over the
+    whole vocabulary. Exact: a row falls back to its whole sorted vocabulary when its candidates'
+    mass does not pass ``top_p``.
+    """
+    vocabulary = scaled.shape[-1]
+    if 0 < top_k < vocabulary:
+        values, ids = torch.topk(scaled, top_k, dim=-1)
+        return ids, _keep_nucleus(torch.softmax(values, dim=-1), top_p)
+    if top_p >= 1.0:
+        return None, torch.softmax(scaled, dim=-1)
+    log_total = torch.logsumexp(scaled, dim=-1, keepdim=True)
+    width = min(NUCLEUS_CANDIDATES, vocabulary)
+    values, ids = torch.topk(scaled, width, dim=-1)
+    probabilities = torch.exp(values - log_total)
+    short = probabilities.sum(dim=-1) <= top_p
+    if bool(short.any()):
+        # Rare: a flat distribution. Widen every row to the full sorted vocabulary.
+        values, ids = torch.sort(scaled, dim=-1, descending=True)
+        probabilities = torch.softmax(values, dim=-1)
+    return ids, _keep_nucleus(probabilities, top_p)
+
+
+def sample_next_tokens(
+    scaled: torch.Tensor, *, top_k: int, top_p: float, generator: torch.Generator
+) -> torch.Tensor:
+    """One token per row of temperature-scaled logits, with top-k then nucleus filtering."""
+    ids, probabilities = sampling_distribution(scaled, top_k=top_k, top_p=top_p)
+    picked = torch.multinomial(probabilities, 1, generator=generator)
+    return picked if ids is None else ids.gather(-1, picked)
+
+
 def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's repetition penalty on tokens already in the prompt or the completion."""
     if penalty == 1.0:
@@ -243,19 +295,24 @@ def sample_rows(
     cache.batch_repeat_interleave(n)
     logits = output.logits[:, -1, :].float().expand(n, -1)
     vocabulary = logits.shape[-1]
-    seen = torch.zeros(n, vocabulary, dtype=torch.bool, device=device)
-    seen[:, prompt[0][prompt[0] < vocabulary]] = True
+    penalize = params.repetition_penalty != 1.0
+    seen = torch.zeros(n if penalize else 0, vocabulary, dtype=torch.bool, device=device)
+    if penalize:
+        seen[:, prompt[0][prompt[0] < vocabulary]] = True
     end_ids = torch.tensor(end_token_ids, device=device)
     active = torch.arange(n, device=device)
     tokens: list[list[int]] = [[] for _ in range(n)]
     logprobs: list[list[float]] = [[] for _ in range(n)]
     for step in range(params.max_new_tokens):
-        scaled = (
-            penalize_repeats(logits, seen[active], params.repetition_penalty) / params.temperature
+        if penalize:
+            logits = penalize_repeats(logits, seen[active], params.repetition_penalty)
+        scaled = logits / params.temperature
+        choice = sample_next_tokens(
+            scaled, top_k=params.top_k, top_p=params.top_p, generator=generator
         )
-        candidates = filter_logits(scaled, top_k=params.top_k, top_p=params.top_p)
-        choice = torch.multinomial(torch.softmax(candidates, dim=-1), 1, generator=generator)
-        chosen_logprobs = torch.log_softmax(scaled, dim=-1).gather(-1, choice).squeeze(-1)
+        chosen_logprobs = (
+            scaled.gather(-1, choice) - torch.logsumexp(scaled, dim=-1, keepdim=True)
+        ).squeeze(-1)
         choice = choice.squeeze(-1)
         for row, token, logprob in zip(
             active.tolist(), choice.tolist(), chosen_logprobs.tolist(), strict=True
@@ -269,7 +326,8 @@ def sample_rows(
             kept = keep.nonzero().squeeze(-1)
             cache.batch_select_indices(kept)
             active, choice = active[kept], choice[kept]
-        seen[active, choice] = True
+        if penalize:
+            seen[active, choice] = True
         output = model(input_ids=choice.unsqueeze(-1), past_key_values=cache, use_cache=True)
         cache = output.past_key_values
         logits = output.logits[:, -1, :].float()

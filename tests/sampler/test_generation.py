@@ -2,7 +2,42 @@ import math
 
 import torch
 
-from sampler.generation import filter_logits, penalize_repeats
+import pytest
+
+from sampler import generation
+from sampler.generation import filter_logits, penalize_repeats, sampling_distribution
+
+
+def _dense(ids, probabilities, vocabulary):
+    if ids is None:
+        return probabilities / probabilities.sum(-1, keepdim=True)
+    dense = torch.zeros(ids.shape[0], vocabulary).scatter(-1, ids, probabilities)
+    return dense / dense.sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    ("top_k", "top_p"), [(0, 0.9), (0, 0.5), (0, 0.999), (20, 0.9), (7, 1.0), (0, 1.0), (300, 0.8)]
+)
+@pytest.mark.parametrize("sharpness", [0.3, 1.0, 4.0])  # flat rows need the full-sort fallback
+def test_the_candidate_distribution_is_exactly_the_filtered_softmax(top_k, top_p, sharpness):
+    torch.manual_seed(0)
+    scaled = torch.randn(6, 4096) * sharpness
+
+    ids, probabilities = sampling_distribution(scaled, top_k=top_k, top_p=top_p)
+
+    expected = torch.softmax(filter_logits(scaled, top_k=top_k, top_p=top_p), dim=-1)
+    # Equal up to float rounding (a token right at the top_p boundary may flip; it weighs < 1e-5).
+    assert torch.allclose(_dense(ids, probabilities, 4096), expected, atol=1e-5)
+
+
+def test_flat_rows_fall_back_to_the_whole_vocabulary(monkeypatch):
+    monkeypatch.setattr(generation, "NUCLEUS_CANDIDATES", 4)
+    scaled = torch.zeros(2, 50)  # uniform: 4 candidates hold 8% of the mass, far from top_p
+
+    ids, probabilities = sampling_distribution(scaled, top_k=0, top_p=0.5)
+
+    assert ids.shape == (2, 50)
+    assert int((probabilities > 0).sum(-1)[0]) == 26  # 25 tokens above reach 0.5 < 0.52
 
 
 def test_top_k_keeps_the_k_best():
