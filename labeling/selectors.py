@@ -155,31 +155,44 @@ def ranking_source_candidates(*, origins: list[str]) -> QuerySet[Message]:
 
 
 def ranking_source_pick(
-    *, rng: random.Random, origins: list[str], attempts: int = 8
+    *, rng: random.Random, origins: list[str], attempts: int = 32
 ) -> Message | None:
-    """A random eligible message, weighted so that each conversation is about equally likely
-    whatever its length: pick a conversation at a random point of the id range (an index
-    seek), then a message inside it. No full scan, however many messages there are."""
+    """A random eligible message, each conversation about equally likely whatever its length.
+
+    A random point of the finished conversations' id range is sought forward to the next
+    conversation with an eligible message (an index seek: no full scan, however many messages
+    there are). Alone, that seek favours a conversation in proportion to the run of ids before
+    it (drafts, human-written or used-up conversations), so the find is kept with probability
+    1 / that run, measured by one more seek back to the previous eligible conversation: every
+    eligible conversation is then equally likely per attempt. When every attempt is refused
+    (eligible conversations are sparse), the last one found is used rather than none.
+    """
     eligible = ranking_source_candidates(origins=origins)
     bounds = Conversation.objects.filter(status=Conversation.Status.FINISHED).aggregate(
         low=Min("id"), high=Max("id")
     )
     if bounds["low"] is None:
         return None
+    conversation_ids = eligible.order_by("conversation_id").values_list(
+        "conversation_id", flat=True
+    )
+    found = None
     for _ in range(attempts):
         start = rng.randint(bounds["low"], bounds["high"])
-        conversation_id = (
-            eligible.filter(conversation_id__gte=start)
-            .order_by("conversation_id")
-            .values_list("conversation_id", flat=True)
-            .first()
-        )
+        conversation_id = conversation_ids.filter(conversation_id__gte=start).first()
         if conversation_id is None:
             continue
-        ids = list(eligible.filter(conversation_id=conversation_id).values_list("id", flat=True))
-        if ids:
-            return Message.objects.select_related("conversation", "parent").get(pk=rng.choice(ids))
-    return None
+        found = conversation_id
+        previous = conversation_ids.filter(conversation_id__lt=conversation_id).last()
+        run = conversation_id - (bounds["low"] - 1 if previous is None else previous)
+        if rng.random() * run < 1:
+            break
+    if found is None:
+        found = conversation_ids.first()
+        if found is None:
+            return None
+    ids = list(eligible.filter(conversation_id=found).values_list("id", flat=True))
+    return Message.objects.select_related("conversation", "parent").get(pk=rng.choice(ids))
 
 
 def demonstration_conversations(

@@ -332,7 +332,9 @@ def ranking_submit(
         presentation_order=assignment.presentation_order,
         guideline_version=guideline_version_ensure_current(),
         started_at=assignment.leased_at,
-        duration_ms=int((now - assignment.leased_at).total_seconds() * 1000),
+        # Integer division (int(seconds * 1000) loses a millisecond to float rounding);
+        # never negative when the claiming and submitting servers' clocks disagree.
+        duration_ms=max(0, (now - assignment.leased_at) // timedelta(milliseconds=1)),
     )
     assignment.status = Assignment.Status.SUBMITTED
     assignment.closed_at = now

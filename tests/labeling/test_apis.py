@@ -151,6 +151,28 @@ def test_empty_or_over_long_content_is_a_400(trainer_client, conversation, conte
     assert not Message.objects.exists()
 
 
+def test_a_100_kb_turn_or_draft_is_a_400_with_the_limit_and_nothing_changes(
+    trainer_client, conversation, trainer
+):
+    first = services.message_append(conversation=conversation, author=trainer, content="Hi")
+    services.draft_save(conversation=conversation, author=trainer, content="Half a thought")
+    text = "w" * 100_000
+    turn = _post(
+        trainer_client, f"/api/conversations/{conversation.pk}/messages/", {"content": text}
+    )
+    draft = trainer_client.put(
+        f"/api/conversations/{conversation.pk}/draft/",
+        json.dumps({"content": text}),
+        "application/json",
+    )
+    for response in (turn, draft):
+        assert response.status_code == 400, response.status_code
+        assert "20000" in response.json()["content"][0]
+    conversation.refresh_from_db()
+    assert list(conversation.messages.all()) == [first] and conversation.active_leaf == first
+    assert conversation.drafts.get().content == "Half a thought"
+
+
 def test_over_long_title_is_a_400(trainer_client):
     response = _post(trainer_client, "/api/conversations/", {"title": "t" * 201})
     assert response.status_code == 400 and "title" in response.json()

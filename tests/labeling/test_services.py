@@ -5,7 +5,7 @@ from labeling import services
 from labeling.models import Conversation, Draft, Message
 from labeling.selectors import conversation_transcript
 from sampler import services as sampler_services
-from sampler.models import GenerationJob
+from sampler.models import GenerationJob, Sample
 
 
 @pytest.fixture
@@ -50,13 +50,17 @@ def test_used_suggestion_records_origin_sample_and_edit_distance(conversation, t
     sample = _suggestion(conversation, trainer, policy)
     assert sample.job.purpose == GenerationJob.Purpose.SUGGESTION
     assert sample.job.prompt_messages == [{"role": "user", "content": "hello there"}]
+    # A random micro model may end its turn at once; an empty reply cannot be sent as is.
+    Sample.objects.filter(pk=sample.pk, text="").update(text="Sure, the lake it is.")
+    sample.refresh_from_db()
+    assert sample.text
 
     as_is = services.message_append(
-        conversation=conversation, author=trainer, content=sample.text or "x", sample_id=sample.pk
+        conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
     )
     assert as_is.role == "assistant"
-    if sample.text:
-        assert as_is.origin == Message.Origin.MODEL and as_is.edit_distance == 0
+    assert as_is.origin == Message.Origin.MODEL and as_is.edit_distance == 0
+    assert as_is.content == sample.text
     assert as_is.sample == sample and as_is.model_version == policy
 
     edited = services.message_branch(

@@ -53,6 +53,40 @@ def test_oversized_turn_gets_422_with_the_text_kept(trainer_client, conversation
     assert Message.objects.count() == 0
 
 
+HUNDRED_KB = "w" * 100_000
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_a_100_kb_turn_is_a_422_with_the_limit_and_nothing_is_lost(
+    trainer_client, conversation, trainer, htmx
+):
+    first = services.message_append(conversation=conversation, author=trainer, content="hi")
+    services.draft_save(conversation=conversation, author=trainer, content="half a thought")
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    response = trainer_client.post(
+        reverse("labeling:message-append", args=[conversation.pk]),
+        {"content": HUNDRED_KB},
+        **headers,
+    )
+    assert response.status_code == 422
+    body = response.content.decode()
+    assert "limited to 20000 characters (100000 given)" in body
+    assert HUNDRED_KB in body  # back in the composer
+    conversation.refresh_from_db()
+    assert list(conversation.messages.all()) == [first] and conversation.active_leaf == first
+    assert conversation.drafts.get().content == "half a thought"
+
+
+def test_a_100_kb_draft_is_a_422_and_the_saved_draft_is_kept(trainer_client, conversation, trainer):
+    services.draft_save(conversation=conversation, author=trainer, content="half a thought")
+    response = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]), {"content": HUNDRED_KB}
+    )
+    assert response.status_code == 422
+    assert b"not saved" in response.content and b"20000" in response.content
+    assert conversation.drafts.get().content == "half a thought"
+
+
 def test_draft_is_saved_and_restored_after_a_reload(trainer_client, conversation):
     response = trainer_client.post(
         reverse("labeling:draft-save", args=[conversation.pk]), {"content": "half-written thought"}

@@ -1,4 +1,5 @@
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from django.test import Client
@@ -45,6 +46,20 @@ def test_claim_returns_the_prefix_and_candidates_in_presentation_order(ready_tas
     assert all(c["text"] == texts[c["id"]] for c in body["candidates"])
     # Claiming again hands back the same lease.
     assert _post(trainer_client, CLAIM_URL).json()["assignment_id"] == assignment.pk
+
+
+def test_claiming_again_shows_the_same_order_and_the_configured_lease(
+    ready_task, trainer_client, trainer, settings
+):
+    settings.RANKING_LEASE_SECONDS = 120
+    claims = [_post(trainer_client, CLAIM_URL).json() for _ in range(5)]
+    assignment = Assignment.objects.get(trainer=trainer)
+    # A reshuffle on each claim would repeat the order only 1 time in 24.
+    for claim in claims:
+        assert [c["id"] for c in claim["candidates"]] == assignment.presentation_order
+    expires_at = datetime.fromisoformat(claims[0]["expires_at"])
+    assert expires_at == assignment.expires_at
+    assert abs(expires_at - assignment.leased_at - timedelta(seconds=120)) < timedelta(seconds=1)
 
 
 def test_claim_answers_204_when_no_task_is_ready(trainer_client):

@@ -1,22 +1,58 @@
 import random
+from collections import Counter
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.services import user_create_trainer
-from labeling.models import Message
+from labeling.models import Conversation, Message
+from labeling.selectors import ranking_source_pick
 from ranking import services
 from ranking.models import Assignment, RankingTask
+from ranking.selectors import assignment_screen
 from ranking.services import RankingConflict, RankingInput
-from tests.ranking.conftest import finished_conversation
+from tests.ranking.conftest import (
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    task_from_source,
+)
 
 
 def _order(assignment):
     """Best to worst in presentation order, with the last two tied."""
     ids = assignment.presentation_order
     return [[ids[0]], [ids[1]], ids[2:]]
+
+
+class Clock:
+    """Stands in for ``timezone.now`` (services and ``auto_now_add`` fields alike)."""
+
+    def __init__(self) -> None:
+        self.now = timezone.now().replace(microsecond=0)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def quick_task(other_trainer):
+    """A ready task on other_trainer's conversation, built without running a model."""
+    conversation = finished_conversation(other_trainer)
+    return task_from_source(conversation.active_leaf, model_version=model_version_create("p"))
+
+
+@pytest.fixture
+def clock():
+    clock = Clock()
+    with mock.patch("django.utils.timezone.now", clock):
+        yield clock
 
 
 def test_task_has_source_plus_k_sibling_alternatives_with_provenance(ready_task):
@@ -183,3 +219,126 @@ def test_pool_fill_creates_tasks_from_distinct_sources(policy, other_trainer, se
     sources = RankingTask.objects.values_list("source_message_id", flat=True)
     assert len(set(sources)) == 3
     assert not Message.objects.filter(pk__in=sources, origin="human").exists()
+
+
+# ---- presentation order -----------------------------------------------------------------------
+
+
+def test_each_trainer_gets_an_order_of_their_own(quick_task):
+    task = quick_task  # room for 10 trainers
+    id_order = sorted(task.candidates.values_list("id", flat=True))
+    source_id = task.candidates.get(is_source=True).pk
+    orders = [
+        services.task_claim_next(trainer=quick_trainer(f"ranker{index}")).presentation_order
+        for index in range(10)
+    ]
+    assert all(sorted(order) == id_order for order in orders)
+    # 4 replies have 24 orders: 10 trainers all seeing one order by chance is a 24**-9 event.
+    assert len({tuple(order) for order in orders}) > 1
+    assert any(order != id_order for order in orders)
+    # Nor does the writer's own reply always come first (4**-10 by chance).
+    assert any(order[0] != source_id for order in orders)
+
+
+def test_coming_back_to_a_lease_shows_the_order_stored_at_claim_time(quick_task, trainer):
+    lease = services.task_claim_next(trainer=trainer)
+    stored = Assignment.objects.get(pk=lease.pk).presentation_order
+    assert stored == lease.presentation_order
+    for _ in range(5):  # a reshuffle on each visit would repeat the order 1 time in 24
+        again = services.task_claim_next(trainer=trainer)
+        assert again.pk == lease.pk
+        shown = [candidate["id"] for candidate in assignment_screen(assignment=again).candidates]
+        assert shown == stored
+
+
+# ---- time spent and leases --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "elapsed",
+    [timedelta(seconds=83, milliseconds=17), timedelta(seconds=32, milliseconds=1)],
+)
+def test_duration_is_the_time_from_claim_to_submit_whatever_happens_in_between(
+    quick_task, trainer, clock, elapsed
+):
+    claimed_at = clock.now
+    assignment = services.task_claim_next(trainer=trainer)
+    clock.advance(elapsed / 2)
+    assert services.task_claim_next(trainer=trainer) == assignment  # a reload keeps the start
+    clock.advance(elapsed / 2)
+    ranking = services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+    ranking.refresh_from_db()
+    assert ranking.started_at == claimed_at
+    assert ranking.submitted_at == claimed_at + elapsed
+    assert ranking.duration_ms == elapsed // timedelta(milliseconds=1)
+
+
+def test_lease_lasts_the_configured_time_then_the_task_goes_to_another_trainer(
+    quick_task, trainer, settings, clock
+):
+    settings.RANKING_LEASE_SECONDS = 90
+    RankingTask.objects.filter(pk=quick_task.pk).update(overlap_required=1)
+    third = quick_trainer("third")
+    claimed_at = clock.now
+    lease = services.task_claim_next(trainer=trainer)
+    assert Assignment.objects.get(pk=lease.pk).expires_at == claimed_at + timedelta(seconds=90)
+
+    clock.advance(timedelta(seconds=89))
+    assert services.task_claim_next(trainer=third) is None  # the one slot is still held
+    assert services.task_claim_next(trainer=trainer) == lease
+
+    clock.advance(timedelta(seconds=2))
+    taken = services.task_claim_next(trainer=third)
+    assert taken is not None and taken.task_id == quick_task.pk
+    assert Assignment.objects.get(pk=lease.pk).status == Assignment.Status.EXPIRED
+    quick_task.refresh_from_db()
+    assert quick_task.leased_count == 1
+
+
+# ---- picking sources --------------------------------------------------------------------------
+
+
+def _conversation_with_replies(owner, replies: int) -> Conversation:
+    turns: list[str] = []
+    for index in range(replies):
+        turns += [f"question {index}?", f"answer {index}."]
+    return finished_conversation(owner, turns=tuple(turns))
+
+
+def _picks_per_conversation(draws: int) -> Counter:
+    rng = random.Random(7)
+    return Counter(
+        ranking_source_pick(rng=rng, origins=["model"]).conversation_id for _ in range(draws)
+    )
+
+
+DRAWS = 300  # 6 conversations: a fair share is 50 draws, with a standard deviation of ~6.5
+
+
+def test_source_pick_weights_conversations_equally_whatever_their_length(other_trainer):
+    long = _conversation_with_replies(other_trainer, replies=30)
+    short = [_conversation_with_replies(other_trainer, replies=1) for _ in range(5)]
+    picks = _picks_per_conversation(DRAWS)
+    fair = DRAWS / 6
+    assert picks[long.pk] < 2 * fair  # weighted by message it would get 30/35 of the draws
+    assert all(picks[conversation.pk] > fair / 2 for conversation in short)
+
+
+def test_source_pick_is_not_tilted_by_the_ids_of_ineligible_conversations(other_trainer):
+    short = [_conversation_with_replies(other_trainer, replies=1) for _ in range(5)]
+    # Drafts still being written, conversations written without the model and conversations
+    # used up already take ids too.
+    for _ in range(6):
+        Conversation.objects.create(owner=other_trainer)
+    for _ in range(4):
+        finished_conversation(other_trainer, origin="human")
+    version = model_version_create("policy-a")
+    for _ in range(3):  # used up: their one reply is the source of a task already
+        task_from_source(finished_conversation(other_trainer).active_leaf, model_version=version)
+    after_the_gap = _conversation_with_replies(other_trainer, replies=1)
+    picks = _picks_per_conversation(DRAWS)
+    fair = DRAWS / 6
+    assert picks[after_the_gap.pk] < 2 * fair
+    assert all(picks[conversation.pk] > fair / 2 for conversation in short)
