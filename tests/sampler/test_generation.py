@@ -1,8 +1,7 @@
 import math
 
-import torch
-
 import pytest
+import torch
 
 from sampler import generation
 from sampler.generation import filter_logits, penalize_repeats, sampling_distribution
