@@ -159,3 +159,55 @@ def test_finish_from_the_editor(trainer_client, conversation, trainer):
     assert response.status_code == 302
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.FINISHED
+
+
+SCRIPT = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
+
+
+def _suggestion_job(conversation, trainer):
+    from sampler import services as sampler_services
+
+    user_turn = services.message_append(conversation=conversation, author=trainer, content="hi")
+    job = sampler_services.generation_job_create(
+        prefix_message=user_turn,
+        n=2,
+        params={"max_new_tokens": 4},
+        seed=1,
+        requested_by=trainer,
+        queue=False,
+    )
+    job = sampler_services.generation_job_run(job_id=job.pk)
+    job.samples.update(text=SCRIPT)
+    return job
+
+
+def test_script_in_model_suggestions_is_shown_as_text(
+    trainer_client, conversation, trainer, policy
+):
+    job = _suggestion_job(conversation, trainer)
+
+    response = trainer_client.get(
+        reverse("labeling:suggestions", args=[conversation.pk, job.pk]), HTTP_HX_REQUEST="true"
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "<script>alert" not in body and "<img" not in body
+    assert body.count("&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;") == 2
+
+
+def test_script_in_a_model_written_turn_is_shown_as_text(
+    trainer_client, conversation, trainer, policy
+):
+    job = _suggestion_job(conversation, trainer)
+    sample = job.samples.first()
+    services.message_append(
+        conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+    )
+    message = Message.objects.get(role="assistant")
+    assert message.origin == Message.Origin.MODEL
+
+    body = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+
+    assert "<script>alert" not in body and "<img src=x" not in body
+    assert '&lt;script&gt;alert("pwned")&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' in body
