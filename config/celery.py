@@ -28,6 +28,7 @@ app.conf.task_default_queue = Queue.DEFAULT.value
 app.conf.task_routes = {
     "sampler.tasks.run_generation_job": {"queue": Queue.GPU.value},
     "sampler.tasks.run_training": {"queue": Queue.GPU.value},
+    "sampler.tasks.run_model_comparison": {"queue": Queue.GPU.value},
     "ranking.tasks.prepare_ranking_task": {"queue": Queue.GPU.value},
     "labeling.tasks.run_attack_run": {"queue": Queue.GPU.value},
 }

@@ -224,6 +224,25 @@ def test_generate_command_prints_samples_and_rejects_bad_input(policy, capsys):
         call_command("generate", "hello", "-n", "40")
 
 
+@pytest.mark.parametrize(
+    ("task", "queue"),
+    [
+        ("sampler.tasks.run_generation_job", "gpu"),
+        ("sampler.tasks.run_training", "gpu"),
+        ("sampler.tasks.run_model_comparison", "gpu"),
+        ("ranking.tasks.prepare_ranking_task", "gpu"),
+        ("labeling.tasks.run_attack_run", "gpu"),
+        ("ranking.tasks.run_dataset_export", "default"),
+        ("ranking.tasks.fill_ranking_pool", "default"),
+        ("sampler.tasks.sweep_stale_generation_jobs", "default"),
+    ],
+)
+def test_model_work_goes_to_the_gpu_queue_and_the_rest_to_default(task, queue):
+    from config.celery import app
+
+    assert app.amqp.router.route({}, task)["queue"].name == queue
+
+
 def test_generation_task_is_routed_to_the_gpu_queue_only():
     from config.celery import Queue, app
 
