@@ -144,3 +144,41 @@ def test_waiting_page_polls_and_swaps_the_task_in_once_it_is_ready(
 
     expect(page.locator(ITEMS)).to_have_count(3, timeout=10000)
     expect(page.get_by_role("heading", name="Rank the replies")).to_be_visible()
+
+
+def test_a_reply_is_rated_and_reported_beside_the_ranking_and_both_are_kept(
+    page, live_server, ready_task, trainer
+):
+    from labeling.models import Feedback
+
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/rank/")
+    items = page.locator(ITEMS)
+    expect(items).to_have_count(4)
+    first = int(items.first.get_attribute("data-candidate-id"))
+    message_id = ready_task.candidates.get(pk=first).message_id
+    widget = page.locator(f"#feedback-message-{message_id}")
+    expect(widget.get_by_role("button", name="Thumbs down")).to_be_visible()  # loaded by htmx
+
+    widget.get_by_role("button", name="Thumbs down").click()
+    expect(widget.get_by_role("button", name="Thumbs down")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    widget.locator("summary").click()
+    widget.get_by_label("Untruthful").check()
+    widget.get_by_label("Comment").fill("it invents a 1st place and 2 tickets")
+    widget.get_by_role("button", name="Send report").click()
+    expect(widget.locator("summary")).to_contain_text("Reported")
+
+    # The ranking is untouched by typing in the report, and still submits.
+    assert _ids(page)[0] == first
+    items.nth(3).focus()
+    page.keyboard.press("1")
+    arranged = _on_screen(page)
+    page.get_by_role("button", name="Submit ranking").click()
+    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
+
+    assert Ranking.objects.get(ranker=trainer).ordering == arranged
+    feedback = Feedback.objects.get(user=trainer, message_id=message_id)
+    assert feedback.rating == "down" and feedback.categories == ["untruthful"]
+    assert feedback.comment == "it invents a 1st place and 2 tickets"

@@ -1,5 +1,7 @@
 """Generation through a real worker process, a Redis broker and PostgreSQL."""
 
+from pathlib import Path
+
 import pytest
 
 from sampler import services
@@ -80,3 +82,48 @@ def test_a_job_that_breaks_on_the_worker_is_failed_not_stuck(celery_worker, trai
     done = wait_until(lambda: _finished(job.pk))
     assert done.status == GenerationJob.Status.FAILED
     assert done.error and done.samples.count() == 0
+
+
+def test_a_worker_killed_mid_job_gives_it_back_and_the_job_ends_with_its_samples_once(
+    celery_worker, trainer, db
+):
+    """acks_late + reject_on_worker_lost: SIGKILL the pool process while it samples; the task is
+    redelivered to the fresh pool process and the job still ends with n samples, stored once."""
+    import os
+    import signal
+
+    import psutil
+
+    from sampler.models import ModelVersion
+
+    embedded = Path(__file__).resolve().parents[2] / "assets" / "models" / "tandem-chitchat-tiny"
+    # The embedded model at a high temperature rarely ends a turn early: seconds of sampling,
+    # a window wide enough to kill the process in.
+    slow = ModelVersion.objects.create(name="embedded-for-kill", path=str(embedded))
+    job = services.generation_job_create(
+        messages=[{"role": "user", "content": "tell me everything about your week"}],
+        n=16,
+        params={"max_new_tokens": 200, "temperature": 2.0, "top_p": 1.0},
+        seed=3,
+        requested_by=trainer,
+        model_version=slow,
+    )
+    running = wait_until(
+        lambda: GenerationJob.objects.filter(
+            pk=job.pk, status=GenerationJob.Status.RUNNING
+        ).exists(),
+        interval=0.02,
+    )
+    assert running
+    pool = psutil.Process(celery_worker.pid).children()
+    assert len(pool) == 1
+    os.kill(pool[0].pid, signal.SIGKILL)
+
+    # Redelivered at once (a visibility timeout would be an hour), to the fresh pool process.
+    done = wait_until(lambda: _finished(job.pk), timeout=120)
+    assert done.status == GenerationJob.Status.SUCCEEDED, done.error
+    assert done.attempts == 2  # the killed run and the redelivered one
+    assert sorted(done.samples.values_list("index", flat=True)) == list(range(16))
+    new_pool = psutil.Process(celery_worker.pid).children()
+    assert new_pool and new_pool[0].pid != pool[0].pid
+
