@@ -30,17 +30,30 @@ def database_ensure(url: str) -> None:
 
 def copy_rows(model, columns: list[str], rows: Iterable[tuple]) -> int:
     """COPY rows into ``model``'s table; ``columns`` are field attnames (``owner_id``)."""
+    import json
+
     from django.db import connection
 
     table = model._meta.db_table
     fields = {field.attname: field.column for field in model._meta.concrete_fields}
     names = [fields[column] for column in columns]
+    # Fields added after a bench was written get their model default, so COPY keeps working.
+    defaults = []
+    for field in model._meta.concrete_fields:
+        if field.attname in columns or not field.has_default():
+            continue
+        value = field.get_default()
+        if field.get_internal_type() == "JSONField":
+            value = json.dumps(value)
+        names.append(field.column)
+        defaults.append(value)
+    extra = tuple(defaults)
     count = 0
     with connection.cursor() as cursor:
         quoted = ", ".join(f'"{name}"' for name in names)
         statement = f'COPY "{table}" ({quoted}) FROM STDIN'
         with cursor.cursor.copy(statement) as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write_row(tuple(row) + extra)
                 count += 1
     return count
