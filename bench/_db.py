@@ -38,6 +38,7 @@ def copy_rows(model, columns: list[str], rows: Iterable[tuple]) -> int:
     fields = {field.attname: field.column for field in model._meta.concrete_fields}
     names = [fields[column] for column in columns]
     # Fields added after a bench was written get their model default, so COPY keeps working.
+    # Each default is computed once for every row: fine for constants, not for a unique field.
     defaults = []
     for field in model._meta.concrete_fields:
         if field.attname in columns or not field.has_default():

@@ -157,7 +157,7 @@ def ranking_source_candidates(*, origins: list[str]) -> QuerySet[Message]:
 def ranking_source_pick(
     *, rng: random.Random, origins: list[str], attempts: int = 32
 ) -> Message | None:
-    """A random eligible message, each conversation about equally likely whatever its length.
+    """A random eligible message, each conversation equally likely whatever its length.
 
     A random point of the finished conversations' id range is sought forward to the next
     conversation with an eligible message (an index seek: no full scan, however many messages
@@ -165,7 +165,8 @@ def ranking_source_pick(
     it (drafts, human-written or used-up conversations), so the find is kept with probability
     1 / that run, measured by one more seek back to the previous eligible conversation: every
     eligible conversation is then equally likely per attempt. When every attempt is refused
-    (eligible conversations are sparse), the last one found is used rather than none.
+    (eligible conversations are sparse in the id range), one is drawn uniformly by offset from
+    their count instead: a scan, but of the few that are left.
     """
     eligible = ranking_source_candidates(origins=origins)
     bounds = Conversation.objects.filter(status=Conversation.Status.FINISHED).aggregate(
@@ -176,23 +177,38 @@ def ranking_source_pick(
     conversation_ids = eligible.order_by("conversation_id").values_list(
         "conversation_id", flat=True
     )
-    found = None
+    # A conversation can be used up by a concurrent task creation between the seek and the
+    # read of its messages: then draw again.
+    for _ in range(3):
+        chosen = _seek_conversation(
+            rng=rng, conversation_ids=conversation_ids, bounds=bounds, attempts=attempts
+        )
+        if chosen is None:
+            distinct = conversation_ids.distinct()
+            count = distinct.count()
+            if count == 0:
+                return None
+            chosen = distinct[rng.randrange(count)]
+        ids = list(eligible.filter(conversation_id=chosen).values_list("id", flat=True))
+        if ids:
+            return Message.objects.select_related("conversation", "parent").get(pk=rng.choice(ids))
+    return None
+
+
+def _seek_conversation(
+    *, rng: random.Random, conversation_ids: QuerySet, bounds: dict, attempts: int
+) -> int | None:
+    """An eligible conversation id, uniformly, by seek and rejection; None when all refused."""
     for _ in range(attempts):
         start = rng.randint(bounds["low"], bounds["high"])
         conversation_id = conversation_ids.filter(conversation_id__gte=start).first()
         if conversation_id is None:
             continue
-        found = conversation_id
         previous = conversation_ids.filter(conversation_id__lt=conversation_id).last()
         run = conversation_id - (bounds["low"] - 1 if previous is None else previous)
         if rng.random() * run < 1:
-            break
-    if found is None:
-        found = conversation_ids.first()
-        if found is None:
-            return None
-    ids = list(eligible.filter(conversation_id=found).values_list("id", flat=True))
-    return Message.objects.select_related("conversation", "parent").get(pk=rng.choice(ids))
+            return conversation_id
+    return None
 
 
 def demonstration_conversations(

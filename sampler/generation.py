@@ -240,6 +240,9 @@ def sampling_distribution(
     vocabulary = scaled.shape[-1]
     if 0 < top_k < vocabulary:
         values, ids = torch.topk(scaled, top_k, dim=-1)
+        if bool(((scaled >= values[:, -1:]).sum(dim=-1) > top_k).any()):
+            # Ties at the k-th value (common with bf16 logits): filter_logits keeps them all.
+            return None, torch.softmax(filter_logits(scaled, top_k=top_k, top_p=top_p), dim=-1)
         return ids, _keep_nucleus(torch.softmax(values, dim=-1), top_p)
     if top_p >= 1.0:
         return None, torch.softmax(scaled, dim=-1)

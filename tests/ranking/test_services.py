@@ -342,3 +342,36 @@ def test_source_pick_is_not_tilted_by_the_ids_of_ineligible_conversations(other_
     fair = DRAWS / 6
     assert picks[after_the_gap.pk] < 2 * fair
     assert all(picks[conversation.pk] > fair / 2 for conversation in short)
+
+
+def test_source_pick_stays_fair_when_eligible_conversations_are_sparse(other_trainer):
+    # 3 eligible conversations among ~150 ids: most seeks are refused and the exact fallback
+    # (a uniform draw by offset) decides; the two after the long run must not take it all.
+    first = _conversation_with_replies(other_trainer, replies=1)
+    for _ in range(150):
+        finished_conversation(other_trainer, origin="human")
+    late = [_conversation_with_replies(other_trainer, replies=1) for _ in range(2)]
+    rng = random.Random(3)
+    picks = Counter(
+        ranking_source_pick(rng=rng, origins=["model"], attempts=2).conversation_id
+        for _ in range(240)
+    )
+    assert set(picks) == {first.pk, *(c.pk for c in late)}
+    assert all(40 < picks[pk] < 120 for pk in picks)  # fair share 80, sd ~7
+
+
+def test_source_pick_draws_again_when_its_conversation_is_used_up_meanwhile(
+    other_trainer, monkeypatch
+):
+    from labeling import selectors
+
+    gone = _conversation_with_replies(other_trainer, replies=1)
+    kept = _conversation_with_replies(other_trainer, replies=1)
+    seeks = iter([gone.pk, kept.pk])
+    # As if another task creation took gone's only reply between the seek and the read.
+    gone.messages.filter(role="assistant").update(origin="human")
+    monkeypatch.setattr(selectors, "_seek_conversation", lambda **kwargs: next(seeks))
+
+    picked = ranking_source_pick(rng=random.Random(0), origins=["model"])
+
+    assert picked.conversation_id == kept.pk

@@ -29,6 +29,19 @@ def test_the_candidate_distribution_is_exactly_the_filtered_softmax(top_k, top_p
     assert torch.allclose(_dense(ids, probabilities, 4096), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("top_p", [1.0, 0.9])
+def test_ties_at_the_kth_logit_are_all_kept_as_filter_logits_keeps_them(top_p):
+    # Coarse logits, as bf16 gives: many tokens share the k-th value.
+    scaled = torch.round(torch.randn(4, 512, generator=torch.Generator().manual_seed(1)) * 2) / 2
+
+    ids, probabilities = sampling_distribution(scaled, top_k=20, top_p=top_p)
+
+    expected = torch.softmax(filter_logits(scaled, top_k=20, top_p=top_p), dim=-1)
+    kept_by_top_k = torch.isfinite(filter_logits(scaled, top_k=20, top_p=1.0)).sum(-1)
+    assert int(kept_by_top_k.max()) > 20  # the case is real: ties widen the set
+    assert torch.allclose(_dense(ids, probabilities, 512), expected, atol=1e-6)
+
+
 def test_flat_rows_fall_back_to_the_whole_vocabulary(monkeypatch):
     monkeypatch.setattr(generation, "NUCLEUS_CANDIDATES", 4)
     scaled = torch.zeros(2, 50)  # uniform: 4 candidates hold 8% of the mass, far from top_p
