@@ -6,6 +6,11 @@ from django.contrib import admin
 from django.urls import reverse
 
 APPS = ("labeling", "ranking", "sampler")
+every_model = pytest.mark.parametrize(
+    "model",
+    [m for app in APPS for m in apps.get_app_config(app).get_models()],
+    ids=lambda m: m.__name__,
+)
 
 
 def test_every_model_of_the_apps_is_registered():
@@ -18,22 +23,14 @@ def test_every_model_of_the_apps_is_registered():
     assert missing == []
 
 
-@pytest.mark.parametrize(
-    "model",
-    [m for app in APPS for m in apps.get_app_config(app).get_models()],
-    ids=lambda m: m.__name__,
-)
+@every_model
 def test_changelist_with_search_renders(admin_client_, model):
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     response = admin_client_.get(url, {"q": "x"})
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize(
-    "model",
-    [m for app in APPS for m in apps.get_app_config(app).get_models()],
-    ids=lambda m: m.__name__,
-)
+@every_model
 def test_every_model_admin_has_list_columns_filters_and_search(model):
     model_admin = admin.site._registry[model]
 
@@ -42,11 +39,7 @@ def test_every_model_admin_has_list_columns_filters_and_search(model):
     assert model_admin.search_fields
 
 
-@pytest.mark.parametrize(
-    "model",
-    [m for app in APPS for m in apps.get_app_config(app).get_models()],
-    ids=lambda m: m.__name__,
-)
+@every_model
 def test_the_changelist_shows_its_filters(admin_client_, model):
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     html = admin_client_.get(url).content.decode()
