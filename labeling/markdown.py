@@ -1,5 +1,7 @@
 """Markdown for chat turns. Model and trainer text is untrusted: render, then sanitise."""
 
+import threading
+
 import markdown as markdown_lib
 import nh3
 
@@ -11,21 +13,27 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}}
 
 
+_local = threading.local()
+
+
 def _converter() -> markdown_lib.Markdown:
-    converter = markdown_lib.Markdown(
-        extensions=["fenced_code", "tables", "sane_lists", "nl2br"], output_format="html"
-    )
-    # Raw HTML in a turn is text the writer or the model typed: show it as written (escaped),
-    # as a chat does, instead of passing it through for the sanitiser to drop silently.
-    converter.preprocessors.deregister("html_block")
-    converter.inlinePatterns.deregister("html")
-    return converter
+    """This thread's converter (building one costs as much as a render), reset for each text:
+    a ``Markdown`` instance keeps state such as reference links between calls."""
+    converter = getattr(_local, "converter", None)
+    if converter is None:
+        converter = markdown_lib.Markdown(
+            extensions=["fenced_code", "tables", "sane_lists", "nl2br"], output_format="html"
+        )
+        # Raw HTML in a turn is text the writer or the model typed: show it as written
+        # (escaped), as a chat does, instead of passing it through for the sanitiser to drop.
+        converter.preprocessors.deregister("html_block")
+        converter.inlinePatterns.deregister("html")
+        _local.converter = converter
+    return converter.reset()
 
 
 def render_markdown(text: str) -> str:
-    """Markdown to HTML that cannot run script, load resources or break out of its element.
-
-    A ``Markdown`` instance keeps state between calls, so each call gets its own (threads)."""
+    """Markdown to HTML that cannot run script, load resources or break out of its element."""
     html = _converter().convert(text)
     # Second line of defence: an allow-list, whatever the Markdown extensions emit.
     return nh3.clean(

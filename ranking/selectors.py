@@ -54,21 +54,21 @@ def assignment_screen(*, assignment: Assignment) -> AssignmentScreen:
         for message in message_path(message=task.prefix_message)
     ]
     rows = {
-        candidate_id: (message_id, text, sample_id)
-        for candidate_id, message_id, text, sample_id in task.candidates.values_list(
+        row["id"]: row
+        for row in task.candidates.values(
             "id", "message_id", "message__content", "message__sample_id"
         )
     }
     # The content filter's verdict is shown on each reply, so a trainer is warned before reading.
     moderation = moderation_latest_by_sample(
-        sample_ids=[sample_id for _, _, sample_id in rows.values() if sample_id]
+        sample_ids=[row["message__sample_id"] for row in rows.values() if row["message__sample_id"]]
     )
     candidates = [
         {
             "id": candidate_id,
-            "text": rows[candidate_id][1],
-            "message_id": rows[candidate_id][0],
-            "moderation": moderation.get(rows[candidate_id][2]),
+            "text": rows[candidate_id]["message__content"],
+            "message_id": rows[candidate_id]["message_id"],
+            "moderation": moderation.get(rows[candidate_id]["message__sample_id"]),
         }
         for candidate_id in assignment.presentation_order
         if candidate_id in rows

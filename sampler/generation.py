@@ -228,14 +228,14 @@ def _keep_nucleus(probabilities: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def sampling_distribution(
-    scaled: torch.Tensor, *, top_k: int, top_p: float
+    scaled: torch.Tensor, *, top_k: int, top_p: float, log_total: torch.Tensor | None = None
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """The distribution ``filter_logits`` defines, over a few candidate tokens where it can be.
 
     Returns ``(token_ids, probabilities)``: best-first candidate ids [rows, m] and their
     unnormalised probabilities (zero where filtered out), or ``(None, probabilities)`` over the
     whole vocabulary. Exact: a row falls back to its whole sorted vocabulary when its candidates'
-    mass does not pass ``top_p``.
+    mass does not pass ``top_p``. ``log_total``: ``logsumexp(scaled)`` when the caller has it.
     """
     vocabulary = scaled.shape[-1]
     if 0 < top_k < vocabulary:
@@ -246,7 +246,8 @@ def sampling_distribution(
         return ids, _keep_nucleus(torch.softmax(values, dim=-1), top_p)
     if top_p >= 1.0:
         return None, torch.softmax(scaled, dim=-1)
-    log_total = torch.logsumexp(scaled, dim=-1, keepdim=True)
+    if log_total is None:
+        log_total = torch.logsumexp(scaled, dim=-1, keepdim=True)
     width = min(NUCLEUS_CANDIDATES, vocabulary)
     values, ids = torch.topk(scaled, width, dim=-1)
     probabilities = torch.exp(values - log_total)
@@ -260,11 +261,16 @@ def sampling_distribution(
 
 def sample_next_tokens(
     scaled: torch.Tensor, *, top_k: int, top_p: float, generator: torch.Generator
-) -> torch.Tensor:
-    """One token per row of temperature-scaled logits, with top-k then nucleus filtering."""
-    ids, probabilities = sampling_distribution(scaled, top_k=top_k, top_p=top_p)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row of temperature-scaled logits, with top-k then nucleus filtering, and
+    its log-prob under the unfiltered distribution at that temperature: ([rows], [rows])."""
+    log_total = torch.logsumexp(scaled, dim=-1, keepdim=True)
+    ids, probabilities = sampling_distribution(
+        scaled, top_k=top_k, top_p=top_p, log_total=log_total
+    )
     picked = torch.multinomial(probabilities, 1, generator=generator)
-    return picked if ids is None else ids.gather(-1, picked)
+    tokens = picked if ids is None else ids.gather(-1, picked)
+    return tokens.squeeze(-1), (scaled.gather(-1, tokens) - log_total).squeeze(-1)
 
 
 def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -310,13 +316,9 @@ def sample_rows(
         if penalize:
             logits = penalize_repeats(logits, seen[active], params.repetition_penalty)
         scaled = logits / params.temperature
-        choice = sample_next_tokens(
+        choice, chosen_logprobs = sample_next_tokens(
             scaled, top_k=params.top_k, top_p=params.top_p, generator=generator
         )
-        chosen_logprobs = (
-            scaled.gather(-1, choice) - torch.logsumexp(scaled, dim=-1, keepdim=True)
-        ).squeeze(-1)
-        choice = choice.squeeze(-1)
         for row, token, logprob in zip(
             active.tolist(), choice.tolist(), chosen_logprobs.tolist(), strict=True
         ):

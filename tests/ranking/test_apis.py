@@ -251,3 +251,31 @@ def test_quality_page_filters_by_date_and_model_version(
 
 def test_quality_page_is_for_admins_only(trainer_client):
     assert trainer_client.get(reverse("ranking:quality")).status_code == 403
+
+
+@pytest.fixture
+def flag_everything(settings):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = False
+
+
+def test_claimed_candidates_carry_their_message_and_the_filters_verdict(
+    flag_everything, ready_task, trainer_client
+):
+    body = _post(trainer_client, CLAIM_URL).json()
+
+    messages = dict(ready_task.candidates.values_list("id", "message_id"))
+    sampled = set(
+        ready_task.candidates.filter(message__sample__isnull=False).values_list("id", flat=True)
+    )
+    assert {c["id"]: c["message_id"] for c in body["candidates"]} == messages
+    for candidate in body["candidates"]:
+        if candidate["id"] in sampled:
+            assert candidate["moderation"]["flagged"] is True
+            assert candidate["moderation"]["categories"] == ["everything"]
+            assert candidate["moderation"]["filter"] == "builtin"
+        else:
+            assert candidate["moderation"] is None
+    assert len(sampled) == 3
