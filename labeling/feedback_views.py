@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts.roles import staff_required, trainer_required
+from config.htmx import validation_messages
 from labeling import feedback_selectors as selectors
 from labeling import feedback_services as services
 from labeling.models import Feedback
@@ -61,12 +62,6 @@ class FeedbackFilterForm(forms.Form):
         )
 
 
-def _errors_text(error: ValidationError) -> list[str]:
-    if hasattr(error, "error_dict"):
-        return [text for texts in error.message_dict.values() for text in texts]
-    return list(error.messages)
-
-
 def _save(request: HttpRequest, target: selectors.FeedbackTarget) -> None:
     """Apply the posted thumb or report; ValidationError on bad input."""
     action = request.POST.get("action")
@@ -95,7 +90,7 @@ def feedback_target(request: HttpRequest, kind: str, target_id: int) -> HttpResp
             _save(request, target)
         except ValidationError as error:
             # The typed comment comes back with the reason: nothing is lost.
-            status, errors = 422, _errors_text(error)
+            status, errors = 422, validation_messages(error)
             typed = {
                 "comment": request.POST.get("comment", ""),
                 "categories": request.POST.getlist("categories"),

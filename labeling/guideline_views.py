@@ -3,21 +3,17 @@ pages load, which asks once to read a new version."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
-from django_htmx.middleware import HtmxDetails
 
 from accounts.roles import is_admin, staff_required, trainer_required
+from config.htmx import HtmxHttpRequest
 from labeling import guideline_selectors as selectors
 from labeling import guideline_services as services
 from labeling.forms import GuidelineForm
 
 PAGE = "labeling/guidelines.html"
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def _panel(request: HtmxHttpRequest) -> HttpResponse:

@@ -4,26 +4,22 @@ admins' page of attacks, success rates and re-runs against a policy version."""
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
-from django_htmx.middleware import HtmxDetails
 
 from accounts.roles import staff_required, trainer_required
+from config.htmx import HtmxHttpRequest, validation_messages
 from labeling import redteam_selectors as selectors
 from labeling import redteam_services as services
 from labeling.forms import AttackForm, AttackRunForm, MessageForm
 from labeling.models import Attack, Conversation, Message
-from labeling.views import _errors_text, _message, _render_editor
+from labeling.views import _message, _render_editor
 
 SLOT = "labeling/redteam.html#attack-slot"
 PAGE = "labeling/redteam_overview.html"
 RUN_PAGE = "labeling/redteam_run.html"
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def _render_slot(
@@ -76,8 +72,10 @@ def attack_create(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
         )
     except ValidationError as error:
         if not request.htmx:
-            return _back_to_editor(request, message, _errors_text(error))
-        return _render_slot(request, message, status=422, errors=_errors_text(error), form=form)
+            return _back_to_editor(request, message, validation_messages(error))
+        return _render_slot(
+            request, message, status=422, errors=validation_messages(error), form=form
+        )
     if not request.htmx:
         return redirect("labeling:editor", conversation_id=message.conversation_id)
     return _render_slot(request, message)
@@ -92,8 +90,8 @@ def attack_withdraw(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
         services.attack_withdraw(attack=attack, user=request.user)
     except ValidationError as error:
         if not request.htmx:
-            return _back_to_editor(request, message, _errors_text(error))
-        return _render_slot(request, message, status=422, errors=_errors_text(error))
+            return _back_to_editor(request, message, validation_messages(error))
+        return _render_slot(request, message, status=422, errors=validation_messages(error))
     if not request.htmx:
         return redirect("labeling:editor", conversation_id=message.conversation_id)
     return _render_slot(request, message)
@@ -111,10 +109,10 @@ def attack_correct(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
         services.attack_correct(attack=attack, author=request.user, content=content)
     except ValidationError as error:
         if not request.htmx:
-            return _back_to_editor(request, message, _errors_text(error))
+            return _back_to_editor(request, message, validation_messages(error))
         # The typed correction comes back with the reason: nothing is lost.
         return _render_slot(
-            request, message, status=422, errors=_errors_text(error), correction_text=content
+            request, message, status=422, errors=validation_messages(error), correction_text=content
         )
     if not request.htmx:
         return redirect("labeling:editor", conversation_id=message.conversation_id)
@@ -171,7 +169,7 @@ def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
             requested_by=request.user, model_version=form.cleaned_data["model_version"]
         )
     except ValidationError as error:
-        for text in _errors_text(error):
+        for text in validation_messages(error):
             form.add_error(None, text)
         return render(request, PAGE, _overview_context(request, run_form=form), status=422)
     messages.success(

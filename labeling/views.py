@@ -9,18 +9,13 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import trainer_required
+from config.htmx import validation_messages
 from labeling import selectors, services
 from labeling.forms import ConversationCreateForm, DraftForm, MessageForm, SuggestForm
 from labeling.models import Attack, Conversation, Message
 from sampler.selectors import generation_job_get
 
 EDITOR = "labeling/editor.html"
-
-
-def _errors_text(error: ValidationError) -> list[str]:
-    if hasattr(error, "error_dict"):
-        return [text for texts in error.message_dict.values() for text in texts]
-    return list(error.messages)
 
 
 def _editor_context(
@@ -148,7 +143,7 @@ def message_append(request: HttpRequest, conversation_id: int) -> HttpResponse:
             status=422,
             composer_text=content,
             composer_sample_id=sample_id,
-            errors=_errors_text(error),
+            errors=validation_messages(error),
         )
     return _render_editor(request, conversation)
 
@@ -207,7 +202,7 @@ def suggestion_request(request: HttpRequest, conversation_id: int) -> HttpRespon
         return render(
             request,
             f"{EDITOR}#suggestions",
-            {"conversation": conversation, "suggestion_errors": _errors_text(error)},
+            {"conversation": conversation, "suggestion_errors": validation_messages(error)},
             status=422,
         )
     return render(request, f"{EDITOR}#suggestions", {"conversation": conversation, "job": job})
@@ -241,7 +236,7 @@ def message_branch(request: HttpRequest, message_id: int) -> HttpResponse:
             request,
             message.conversation,
             status=422,
-            edit_errors={message.pk: _errors_text(error)},
+            edit_errors={message.pk: validation_messages(error)},
             edit_texts={message.pk: content},
         )
     return _render_editor(request, message.conversation)
@@ -260,7 +255,7 @@ def _status_change(request: HttpRequest, conversation_id: int, service, done: st
     try:
         service(conversation=conversation, user=request.user)
     except ValidationError as error:
-        messages.error(request, " ".join(_errors_text(error)))
+        messages.error(request, " ".join(validation_messages(error)))
     else:
         messages.success(request, done)
     url = conversation.get_absolute_url()

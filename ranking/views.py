@@ -2,12 +2,12 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.middleware import HtmxDetails
 
 from accounts.roles import trainer_required
+from config.htmx import HtmxHttpRequest, validation_messages
 from ranking import services
 from ranking.forms import FLAG_LABELS, RankingForm
 from ranking.models import Assignment
@@ -21,16 +21,6 @@ from ranking.selectors import (
 RANK = "ranking/rank.html"
 # Turns of the conversation shown open above the replies; older ones fold into <details>.
 RECENT_TURNS = 4
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
-def _errors_text(error: ValidationError) -> list[str]:
-    if hasattr(error, "error_dict"):
-        return [text for texts in error.message_dict.values() for text in texts]
-    return list(error.messages)
 
 
 def _render_card(
@@ -97,7 +87,7 @@ def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
             request, assignment, screen=screen, form=form, conflict=str(conflict), status=409
         )
     except ValidationError as error:
-        errors = _errors_text(error)
+        errors = validation_messages(error)
         return _render_card(
             request, assignment, screen=screen, form=form, errors=errors, status=422
         )
@@ -118,7 +108,7 @@ def skip(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
     except ValidationError as error:
         screen = assignment_screen(assignment=assignment)
         form = RankingForm(request.POST, candidates=screen.candidates)
-        errors = _errors_text(error)
+        errors = validation_messages(error)
         return _render_card(
             request, assignment, screen=screen, form=form, errors=errors, status=422
         )
