@@ -11,9 +11,26 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
 class Queue(StrEnum):
+    """Work is split by how long a person waits for it, so a suggestion never queues behind a
+    training run. GPU machines consume the first three in production."""
+
+    # A trainer is waiting: suggestions while writing, try-the-model.
+    INTERACTIVE = "interactive"
+    # Bulk generation nobody watches live: ranking candidates, red-team runs, comparisons.
+    GENERATION = "generation"
+    # Training runs (minutes to hours each).
+    TRAINING = "training"
+    # Everything else: exports, pool refills, sweeps.
     DEFAULT = "default"
-    # Generation and training: consumed by workers on GPU machines in production.
-    GPU = "gpu"
+
+
+# The worker groups a deployment starts, one Celery worker per group (`make run`, compose).
+WORKER_GROUPS = {
+    "interactive": [Queue.INTERACTIVE],
+    "generation": [Queue.GENERATION],
+    "training": [Queue.TRAINING],
+    "default": [Queue.DEFAULT],
+}
 
 
 app = Celery("tandem")
@@ -26,11 +43,12 @@ app.conf.task_queues = [
 ]
 app.conf.task_default_queue = Queue.DEFAULT.value
 app.conf.task_routes = {
-    "sampler.tasks.run_generation_job": {"queue": Queue.GPU.value},
-    "sampler.tasks.run_training": {"queue": Queue.GPU.value},
-    "sampler.tasks.run_model_comparison": {"queue": Queue.GPU.value},
-    "ranking.tasks.prepare_ranking_task": {"queue": Queue.GPU.value},
-    "labeling.tasks.run_attack_run": {"queue": Queue.GPU.value},
+    # Suggestions by default; bulk jobs are published to GENERATION by their service.
+    "sampler.tasks.run_generation_job": {"queue": Queue.INTERACTIVE.value},
+    "sampler.tasks.run_training": {"queue": Queue.TRAINING.value},
+    "sampler.tasks.run_model_comparison": {"queue": Queue.GENERATION.value},
+    "ranking.tasks.prepare_ranking_task": {"queue": Queue.GENERATION.value},
+    "labeling.tasks.run_attack_run": {"queue": Queue.GENERATION.value},
 }
 # Job state lives in the database (GenerationJob, TrainingRun, DatasetExport), not in results.
 app.conf.task_ignore_result = True

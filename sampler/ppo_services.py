@@ -302,7 +302,9 @@ def model_comparison_create(
             from sampler.tasks import run_model_comparison
 
             transaction.on_commit(
-                lambda: run_model_comparison.apply_async((comparison.pk,), queue=Queue.GPU.value)
+                lambda: run_model_comparison.apply_async(
+                    (comparison.pk,), queue=Queue.GENERATION.value
+                )
             )
     return comparison
 

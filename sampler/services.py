@@ -191,9 +191,13 @@ def generation_job_create(
         requested_by=requested_by,
     )
     if queue:
+        from config.celery import Queue
         from sampler.tasks import run_generation_job
 
-        transaction.on_commit(lambda: run_generation_job.delay(job.pk))
+        # A trainer waits for suggestions; everything else is bulk work.
+        interactive = purpose == GenerationJob.Purpose.SUGGESTION
+        queue_name = (Queue.INTERACTIVE if interactive else Queue.GENERATION).value
+        transaction.on_commit(lambda: run_generation_job.apply_async((job.pk,), queue=queue_name))
     return job
 
 

@@ -13,7 +13,7 @@ $PY manage.py bootstrap
 $PY manage.py ensure_default_model
 
 mkdir -p "$VAR/log"
-$PY -m celery -A config worker -Q gpu,default --concurrency 1 -B \
+$PY -m celery -A config worker -Q interactive,generation,training,default --concurrency 1 -B \
   --schedule "$VAR/celerybeat-schedule" --loglevel INFO --logfile "$VAR/log/worker.log" &
 WORKER_PID=$!
 trap 'kill $WORKER_PID 2>/dev/null; wait $WORKER_PID 2>/dev/null' EXIT INT TERM

@@ -108,7 +108,7 @@ def celery_worker(django_db_setup, django_db_blocker, micro_model_dir):
             "config",
             "worker",
             "-Q",
-            "gpu,default",
+            "interactive,generation,training,default",
             "--concurrency",
             "1",
             "-n",

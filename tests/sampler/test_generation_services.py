@@ -227,27 +227,27 @@ def test_generate_command_prints_samples_and_rejects_bad_input(policy, capsys):
 @pytest.mark.parametrize(
     ("task", "queue"),
     [
-        ("sampler.tasks.run_generation_job", "gpu"),
-        ("sampler.tasks.run_training", "gpu"),
-        ("sampler.tasks.run_model_comparison", "gpu"),
-        ("ranking.tasks.prepare_ranking_task", "gpu"),
-        ("labeling.tasks.run_attack_run", "gpu"),
+        ("sampler.tasks.run_generation_job", "interactive"),
+        ("sampler.tasks.run_training", "training"),
+        ("sampler.tasks.run_model_comparison", "generation"),
+        ("ranking.tasks.prepare_ranking_task", "generation"),
+        ("labeling.tasks.run_attack_run", "generation"),
         ("ranking.tasks.run_dataset_export", "default"),
         ("ranking.tasks.fill_ranking_pool", "default"),
         ("sampler.tasks.sweep_stale_generation_jobs", "default"),
     ],
 )
-def test_model_work_goes_to_the_gpu_queue_and_the_rest_to_default(task, queue):
+def test_each_task_goes_to_its_queue_by_priority(task, queue):
     from config.celery import app
 
     assert app.amqp.router.route({}, task)["queue"].name == queue
 
 
-def test_generation_task_is_routed_to_the_gpu_queue_only():
+def test_generation_task_is_routed_to_one_queue_only():
     from config.celery import Queue, app
 
     route = app.amqp.router.route({}, "sampler.tasks.run_generation_job")
-    assert route["queue"].name == Queue.GPU
+    assert route["queue"].name == Queue.INTERACTIVE
     # A routing key shared by two queues would copy every message into both.
     keys = [queue.routing_key for queue in app.amqp.queues.values()]
     assert len(keys) == len(set(keys))
