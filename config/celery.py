@@ -1,13 +1,19 @@
 """The Celery app, its queues and every periodic schedule."""
 
+import logging
 import os
+from collections.abc import Callable
 from enum import StrEnum
 
 from celery import Celery
+from django.conf import settings
+from django.db import transaction
 from kombu import Exchange
 from kombu import Queue as KombuQueue
+from kombu.exceptions import KombuError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+logger = logging.getLogger(__name__)
 
 
 class Queue(StrEnum):
@@ -43,14 +49,11 @@ app.conf.task_queues = [
 ]
 app.conf.task_default_queue = Queue.DEFAULT.value
 app.conf.task_routes = {
-    # Suggestions by default; bulk jobs are published to GENERATION by their service.
-    "sampler.tasks.run_generation_job": {"queue": Queue.INTERACTIVE.value},
-    "sampler.tasks.run_training": {"queue": Queue.TRAINING.value},
-    "sampler.tasks.run_model_comparison": {"queue": Queue.GENERATION.value},
+    # Every job goes through the one executor task, published to its kind's queue (below).
     "ranking.tasks.prepare_ranking_task": {"queue": Queue.GENERATION.value},
     "labeling.tasks.run_attack_run": {"queue": Queue.GENERATION.value},
 }
-# Job state lives in the database (GenerationJob, TrainingRun, DatasetExport), not in results.
+# Job state lives in the database (sampler.jobs), not in Celery results.
 app.conf.task_ignore_result = True
 app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
@@ -58,16 +61,48 @@ app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
 app.conf.broker_connection_retry_on_startup = True
 app.conf.beat_schedule = {
-    # Marks generation jobs that outlived their time limit (lost worker, killed process) as
-    # failed, so no job stays "running" forever.
-    "sweep-stale-generation-jobs": {
-        "task": "sampler.tasks.sweep_stale_generation_jobs",
-        "schedule": 60.0,
-    },
+    # The job outbox and sweeper: publishes queued jobs whose message was lost (broker restart,
+    # broker down at creation) and queues again running jobs whose worker stopped heartbeating.
+    "jobs-tick": {"task": "sampler.jobs.tasks.jobs_tick", "schedule": settings.JOB_TICK_SECONDS},
     # Keeps RANKING_POOL_SIZE tasks ready or being sampled, so trainers never wait.
     "fill-ranking-pool": {"task": "ranking.tasks.fill_ranking_pool", "schedule": 30.0},
     # Gives back the slots of ranking leases that ran out.
     "expire-ranking-leases": {"task": "ranking.tasks.expire_ranking_leases", "schedule": 60.0},
 }
 
-app.autodiscover_tasks()
+# What a failed publication raises: the broker is down or unreachable.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (KombuError, OSError)
+
+
+def enqueue(
+    task_name: str,
+    *,
+    args: tuple,
+    queue: str,
+    options: dict | None = None,
+    on_sent: Callable[[], None] | None = None,
+    on_failure: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Publish ``task_name`` once the current transaction commits (at once outside one).
+
+    Services queue work through this helper, by task name, so they never import task modules.
+    A broker that is down is reported to ``on_failure`` (and logged), never raised: the job's
+    row stays queued and the outbox publishes it again.
+    """
+
+    def publish() -> None:
+        try:
+            app.send_task(task_name, args=args, queue=queue, retry=False, **(options or {}))
+        except BROKER_ERRORS as error:
+            logger.warning("Could not publish %s to %s: %s", task_name, queue, error)
+            if on_failure is not None:
+                on_failure(error)
+            return
+        if on_sent is not None:
+            on_sent()
+
+    transaction.on_commit(publish)
+
+
+# The modules that define Celery tasks (the job executor and the periodic tasks).
+app.autodiscover_tasks(["sampler.jobs", "ranking", "labeling"])

@@ -195,10 +195,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redelivery of unacknowledged (acks_late) tasks after this many seconds; longer than any task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+        # A broker that is down must fail a publication in seconds, not hang a web request.
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1)
+# Seconds a web request waits for the broker before reporting it unreachable.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 3)
 
 # Models and generation.
 MODEL_ROOT = Path(env_str("MODEL_ROOT", str(VAR_DIR / "models")))
@@ -209,8 +214,44 @@ GENERATION_MAX_N = env_int("GENERATION_MAX_N", 16)
 GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
 # Seconds a generation task may run before it is killed and its job marked failed.
 GENERATION_TIME_LIMIT = env_int("GENERATION_TIME_LIMIT", 300)
-# A job still queued/running this long after creation is swept to failed.
-GENERATION_STALE_AFTER = env_int("GENERATION_STALE_AFTER", 900)
+
+# Background jobs (sampler.jobs): every kind shares one lifecycle.
+# A running job's worker refreshes its heartbeat this often...
+JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10)
+# ...and a running job whose heartbeat is older than this lost its worker: it is queued again.
+JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 60)
+# A queued job not started this long after its last publication is published again (the
+# broker may have lost it); the delay doubles with each publication, up to JOB_REPUBLISH_MAX.
+JOB_REPUBLISH_AFTER = env_int("JOB_REPUBLISH_AFTER", 120)
+JOB_REPUBLISH_MAX = env_int("JOB_REPUBLISH_MAX", 1800)
+# A job whose publication has not been confirmed this long after it was queued is published again.
+JOB_PUBLISH_GRACE = env_int("JOB_PUBLISH_GRACE", 10)
+# Times a worker may start a job (a worker that dies mid-job counts) before it is failed.
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+# How often the outbox and the sweeper run (seconds; the beat schedule).
+JOB_TICK_SECONDS = env_int("JOB_TICK_SECONDS", 15)
+# Rows the outbox and the sweeper handle per table and tick.
+JOB_TICK_BATCH = env_int("JOB_TICK_BATCH", 500)
+_job_setting_errors = []
+if JOB_HEARTBEAT_SECONDS < 1 or JOB_STALE_AFTER < 3 * JOB_HEARTBEAT_SECONDS:
+    _job_setting_errors.append(
+        "JOB_STALE_AFTER must be at least 3 x JOB_HEARTBEAT_SECONDS (>= 1), or busy workers "
+        "would be taken for dead"
+    )
+if JOB_REPUBLISH_AFTER < JOB_PUBLISH_GRACE or JOB_REPUBLISH_MAX < JOB_REPUBLISH_AFTER:
+    _job_setting_errors.append(
+        "JOB_PUBLISH_GRACE <= JOB_REPUBLISH_AFTER <= JOB_REPUBLISH_MAX must hold"
+    )
+_visibility = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+if _visibility is not None and _visibility <= JOB_STALE_AFTER:
+    _job_setting_errors.append(
+        f"JOB_STALE_AFTER ({JOB_STALE_AFTER} s) must be below CELERY_VISIBILITY_TIMEOUT "
+        f"({_visibility} s): a dead worker's job is queued again by Tandem, not by the broker"
+    )
+if JOB_MAX_ATTEMPTS < 1:
+    _job_setting_errors.append("JOB_MAX_ATTEMPTS must be at least 1")
+if _job_setting_errors:
+    raise ImproperlyConfigured("; ".join(_job_setting_errors) + ".")
 
 # Ranking: K sampled alternatives per task (plus the source message), N rankings per task.
 RANKING_ALTERNATIVES = env_int("RANKING_ALTERNATIVES", 4)

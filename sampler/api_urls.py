@@ -1,15 +1,7 @@
-from django.urls import path
+"""The sampler app's JSON API, defined per feature."""
 
-from sampler import apis
+from sampler.generation.api_urls import urlpatterns as generation_urls
+from sampler.jobs.api_urls import urlpatterns as jobs_urls
+from sampler.registry.api_urls import urlpatterns as registry_urls
 
-urlpatterns = [
-    path(
-        "generation-jobs/", apis.GenerationJobCreateApi.as_view(), name="api-generation-job-create"
-    ),
-    path(
-        "generation-jobs/<int:job_id>/",
-        apis.GenerationJobDetailApi.as_view(),
-        name="api-generation-job-detail",
-    ),
-    path("model-versions/", apis.ModelVersionListApi.as_view(), name="api-model-version-list"),
-]
+urlpatterns = [*generation_urls, *registry_urls, *jobs_urls]

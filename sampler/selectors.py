@@ -1,35 +1,5 @@
-from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
+# Merge shim: re-exports for code outside sampler; the lead removes it after the merge.
+from sampler.generation.selectors import generation_job_get
+from sampler.registry.selectors import model_version_active
 
-from accounts.roles import is_admin
-from sampler.models import GenerationJob, ModelVersion, TrainingRun
-
-
-def model_version_active(*, kind: str = ModelVersion.Kind.POLICY) -> ModelVersion | None:
-    return ModelVersion.objects.filter(kind=kind, is_active=True).first()
-
-
-def model_version_list() -> QuerySet[ModelVersion]:
-    return ModelVersion.objects.select_related("parent", "training_run").order_by("-created_at")
-
-
-def generation_job_get(*, job_id: int, user: AbstractBaseUser) -> GenerationJob:
-    """A job with its samples; trainers see their own jobs only (404 otherwise), admins all."""
-    jobs = GenerationJob.objects.select_related("model_version").prefetch_related(
-        "samples__moderation_results"
-    )
-    if not is_admin(user):
-        jobs = jobs.filter(requested_by=user)
-    return get_object_or_404(jobs, pk=job_id)
-
-
-def generation_job_list(*, user: AbstractBaseUser, limit: int = 20) -> QuerySet[GenerationJob]:
-    jobs = GenerationJob.objects.select_related("model_version")
-    if not is_admin(user):
-        jobs = jobs.filter(requested_by=user)
-    return jobs.order_by("-created_at")[:limit]
-
-
-def training_run_list() -> QuerySet[TrainingRun]:
-    return TrainingRun.objects.select_related("base_version", "started_by").order_by("-created_at")
+__all__ = ["generation_job_get", "model_version_active"]

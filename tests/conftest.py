@@ -55,7 +55,7 @@ def admin_client_(admin_user) -> Client:
 @pytest.fixture
 def policy(db, micro_model_dir):
     """The micro model registered as the active policy."""
-    from sampler.services import model_version_promote, model_version_register
+    from sampler.registry.services import model_version_promote, model_version_register
 
     version = model_version_register(name="micro", path=str(micro_model_dir), source="registered")
     return model_version_promote(version=version)

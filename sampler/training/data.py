@@ -11,63 +11,29 @@ scores would be read one token early).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from sampler.training.losses import IGNORE_INDEX, implied_pairs
+from sampler.training.records import DataError
 
 SPLITS = ("train", "test")
 
 
-class DataError(ValueError):
-    """The data cannot be trained on (empty, wrong format); the message is meant for users."""
 
 
 # ---- reading ----------------------------------------------------------------------------------
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Records of a JSONL file (gzip when the file starts with gzip's magic bytes)."""
-    path = Path(path)
-    with path.open("rb") as raw:
-        compressed = raw.read(2) == b"\x1f\x8b"
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as stream:
-        for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path.name} line {number} is not JSON ({error.msg}).") from error
-            if not isinstance(record, dict):
-                raise DataError(f"{path.name} line {number} is not a JSON object.")
-            yield record
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
-def records_sha256(records: Iterable[dict]) -> str:
-    """The sha256 of the records written as compact JSONL (what an uncompressed export holds)."""
-    digest = hashlib.sha256()
-    for record in records:
-        digest.update(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
 
 
 def record_split(record: dict, *, test_fraction: float, seed: int) -> str:

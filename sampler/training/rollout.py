@@ -9,8 +9,6 @@ temperature: the KL to the reference is then an honest estimate of the sampling 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,30 +17,15 @@ from torch import nn
 
 from sampler.training.data import SplitData, record_split
 from sampler.training.model import position_ids_from_mask
+from sampler.training.records import prompt_key, prompt_prefixes
 
 # ---- prompts ----------------------------------------------------------------------------------
 
 
-def prompt_prefixes(record: dict) -> list[list[dict]]:
-    """Conversation prefixes ending in a user turn that a record holds.
-
-    A ranking or pair record (``prompt``) gives its prompt; a demonstration (``messages``) gives
-    the prefix up to each of its user turns; a record that is only a prompt (``messages``
-    ending in a user turn) gives itself.
-    """
-    if isinstance(record.get("prompt"), list):
-        prompt = [_message(m) for m in record["prompt"]]
-        return [prompt] if prompt and prompt[-1]["role"] == "user" else []
-    messages = [_message(m) for m in record.get("messages") or []]
-    return [messages[: index + 1] for index, m in enumerate(messages) if m["role"] == "user"]
 
 
-def _message(message: dict) -> dict:
-    return {"role": str(message["role"]), "content": str(message["content"])}
 
 
-def prompt_key(messages: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
 def encode_prompt(tokenizer, messages: list[dict], *, max_length: int) -> list[int]:

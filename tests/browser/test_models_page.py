@@ -1,9 +1,10 @@
 import pytest
 from playwright.sync_api import expect
 
-from sampler.models import ModelVersion, TrainingRun
-from sampler.selectors import model_version_active
-from sampler.services import model_version_register
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
+from sampler.registry.services import model_version_register
+from sampler.runs.models import TrainingRun
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
 

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from sampler import services
-from sampler.models import GenerationJob, Sample
-from sampler.tasks import run_generation_job
+from config.celery import app
+from sampler.generation import services
+from sampler.generation.models import GenerationJob, Sample
+from sampler.jobs.services import RUN_TASK
+from sampler.registry.models import ModelVersion
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -45,7 +47,7 @@ def test_job_goes_through_a_real_worker_and_comes_back_with_n_samples(
         requested_by=trainer,
         queue=False,
     )
-    again = services.generation_job_run(job_id=again.pk)
+    again = services.generation_job_run_inline(job_id=again.pk)
     assert [s.text for s in again.samples.order_by("index")] == [s.text for s in samples]
 
 
@@ -57,21 +59,25 @@ def test_a_task_delivered_twice_stores_its_samples_once(celery_worker, policy, t
         requested_by=trainer,
         queue=False,
     )
-    run_generation_job.delay(job.pk)
-    run_generation_job.delay(job.pk)
-    wait_until(lambda: _finished(job.pk))
-    # Let the second delivery finish too before counting.
-    wait_until(lambda: GenerationJob.objects.get(pk=job.pk).attempts >= 1)
-    import time
-
-    time.sleep(2)
+    GenerationJob.objects.filter(pk=job.pk).update(publish_token="once", queue="generation")
+    for _ in range(2):
+        app.send_task(RUN_TASK, args=("generation", job.pk, "once"), queue="generation")
+    # A job published after both copies, on the same queue of a one-process worker: once it is
+    # done, so is the second copy.
+    sentinel = services.generation_job_create(
+        messages=[{"role": "user", "content": "and now?"}],
+        n=1,
+        params={"max_new_tokens": 4},
+        purpose=GenerationJob.Purpose.RANKING,
+        requested_by=trainer,
+    )
+    wait_until(lambda: _finished(job.pk) and _finished(sentinel.pk))
     assert Sample.objects.filter(job_id=job.pk).count() == 3
-    assert GenerationJob.objects.get(pk=job.pk).status == GenerationJob.Status.SUCCEEDED
+    done = GenerationJob.objects.get(pk=job.pk)
+    assert done.status == GenerationJob.Status.SUCCEEDED and done.attempts == 1
 
 
 def test_a_job_that_breaks_on_the_worker_is_failed_not_stuck(celery_worker, trainer, db):
-    from sampler.models import ModelVersion
-
     broken = ModelVersion.objects.create(name="gone", path="/nonexistent/model-dir")
     job = services.generation_job_create(
         messages=[{"role": "user", "content": "hello"}],
@@ -88,13 +94,12 @@ def test_a_worker_killed_mid_job_gives_it_back_and_the_job_ends_with_its_samples
     celery_worker, trainer, db
 ):
     """acks_late + reject_on_worker_lost: SIGKILL the pool process while it samples; the task is
-    redelivered to the fresh pool process and the job still ends with n samples, stored once."""
+    redelivered to the fresh pool process, which sees the job's process gone and takes it over:
+    the job still ends with n samples, stored once."""
     import os
     import signal
 
     import psutil
-
-    from sampler.models import ModelVersion
 
     embedded = Path(__file__).resolve().parents[2] / "assets" / "models" / "tandem-chitchat-tiny"
     # The embedded model at a high temperature rarely ends a turn early: seconds of sampling,
@@ -126,4 +131,3 @@ def test_a_worker_killed_mid_job_gives_it_back_and_the_job_ends_with_its_samples
     assert sorted(done.samples.values_list("index", flat=True)) == list(range(16))
     new_pool = psutil.Process(celery_worker.pid).children()
     assert new_pool and new_pool[0].pid != pool[0].pid
-

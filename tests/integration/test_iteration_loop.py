@@ -10,10 +10,14 @@ from accounts.services import user_create_trainer
 from ranking import services as ranking_services
 from ranking.exports import ExportFilters
 from ranking.services import RankingInput
-from sampler import ppo_services, training_services
-from sampler.models import GenerationJob, ModelComparison, ModelVersion, TrainingRun
-from sampler.selectors import model_version_active
-from sampler.services import model_version_promote
+from sampler.comparisons.models import ModelComparison
+from sampler.comparisons.services import model_comparison_create
+from sampler.generation.models import GenerationJob
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
+from sampler.registry.services import model_version_promote
+from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
 from tests.conftest import wait_until
 from tests.ranking.conftest import finished_conversation
 
@@ -60,7 +64,7 @@ def test_one_iteration_collect_train_serve_collect(
     rankers = [user_create_trainer(username=f"ranker{i}", password="x") for i in range(2)]
     _rank_everything(tasks, rankers)
 
-    # Collect -> train: a reward model from the database's rankings, on the gpu queue.
+    # Collect -> train: a reward model from the database's rankings, on the training queue.
     reward_run = training_services.training_run_create(
         kind="reward",
         config={"max_steps": 4, "batch_size": 2, "max_length": 64, "eval_every": 0},
@@ -73,7 +77,8 @@ def test_one_iteration_collect_train_serve_collect(
     model_version_promote(version=reward)
 
     # PPO against it (the active reward model), from the active policy.
-    ppo_run = ppo_services.ppo_run_create(
+    ppo_run = training_services.training_run_create(
+        kind="ppo",
         config={"max_steps": 3, "batch_size": 4, "max_new_tokens": 12, "eval_prompts": 4},
         filters=FILTERS,
         started_by=admin_user,
@@ -87,7 +92,7 @@ def test_one_iteration_collect_train_serve_collect(
     assert model_version_active() == policy  # registered, not promoted
 
     # Compare (on the worker), then serve the new version.
-    comparison = ppo_services.model_comparison_create(
+    comparison = model_comparison_create(
         version_a=new_policy, version_b=policy, prompts=8, max_new_tokens=12, filters=FILTERS
     )
     comparison = wait_until(lambda: _finished(ModelComparison, comparison.pk), timeout=120)

@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForSequenceClassification
 
-from sampler import training_services
-from sampler.models import ModelVersion, TrainingRun
-from sampler.selectors import model_version_active
+from ranking.exports import ExportFilters
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
+from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
 from tests.conftest import wait_until
 
@@ -20,7 +22,7 @@ def _finished(run_id: int) -> TrainingRun | None:
     return run if run.is_finished else None
 
 
-def test_a_reward_run_queued_on_the_gpu_queue_is_trained_by_a_worker(
+def test_a_reward_run_queued_on_the_training_queue_is_trained_by_a_worker(
     celery_worker, policy, admin_user, tmp_path
 ):
     data = tmp_path / "rankings.jsonl"
@@ -48,7 +50,7 @@ def test_a_run_that_breaks_on_the_worker_is_failed_and_changes_nothing(celery_wo
         kind="sft",
         base_version=broken,
         config={"max_steps": 1},
-        filters=training_services.ExportFilters(),
+        filters=ExportFilters(),
     )
     done = wait_until(lambda: _finished(run.pk), timeout=120)
     assert done.status == TrainingRun.Status.FAILED and done.error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import fields
 from datetime import date
 
@@ -14,8 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
 from ranking.exports import FLAG_NAMES, ExportFilters
-from sampler import training_services
-from sampler.models import ModelVersion, TrainingRun
+from sampler.registry.models import ModelVersion
+from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS
 from sampler.training.loop import ProgressEvent
 
@@ -79,7 +79,9 @@ class TrainingCommand(BaseCommand):
             metavar="RUN_ID",
             help="Continue an unfinished run from its checkpoint.",
         )
-        parser.add_argument("--queue", action="store_true", help="Queue on the gpu queue and exit.")
+        parser.add_argument(
+            "--queue", action="store_true", help="Queue it for a training worker and exit."
+        )
         hyper = parser.add_argument_group("hyperparameters")
         config_class = CONFIGS[self.kind]
         for field in fields(config_class):
@@ -109,15 +111,11 @@ class TrainingCommand(BaseCommand):
             if options["queue"]:
                 return
         try:
-            run = training_services.training_run_execute(
-                run_id=run_id,
-                worker=f"manage.py on {socket.gethostname()}",
-                echo=ProgressBar(self.stdout) if options["verbosity"] else None,
+            run = training_services.training_run_run_inline(
+                run_id=run_id, echo=ProgressBar(self.stdout) if options["verbosity"] else None
             )
         except KeyboardInterrupt:
             raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
-        except training_services.RunBusy as error:
-            raise CommandError(str(error)) from error
         except ValidationError as error:
             raise CommandError(_errors(error)) from error
         except Exception as error:

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from sampler.services import model_version_ensure_default
+from sampler.registry.services import model_version_ensure_default
 
 
 class Command(BaseCommand):

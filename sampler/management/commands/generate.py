@@ -3,8 +3,9 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from sampler import services
-from sampler.models import GenerationJob
+from sampler.generation import services
+from sampler.generation.models import GenerationJob
+from sampler.jobs.services import job_run_inline
 
 
 class Command(BaseCommand):
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--json", action="store_true", help="Print the job as JSON.")
         parser.add_argument(
-            "--queue", action="store_true", help="Queue on the gpu queue and wait for a worker."
+            "--queue", action="store_true", help="Queue it for a generation worker and wait."
         )
         parser.add_argument(
             "--timeout", type=float, default=120, help="Seconds to wait with --queue."
@@ -47,7 +48,7 @@ class Command(BaseCommand):
         if options["queue"]:
             job = self._wait(job.pk, options["timeout"])
         else:
-            job = services.generation_job_run(job_id=job.pk, worker="manage.py generate")
+            job = job_run_inline(job=job)
         if job.status != GenerationJob.Status.SUCCEEDED:
             raise CommandError(f"Job {job.pk} {job.status}: {job.error}")
         samples = list(job.samples.order_by("index"))

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from sampler.models import ModelVersion
-from sampler.services import model_version_promote
+from sampler.registry.models import ModelVersion
+from sampler.registry.services import model_version_promote
 
 
 class Command(BaseCommand):

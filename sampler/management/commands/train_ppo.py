@@ -1,4 +1,3 @@
-import socket
 from dataclasses import fields
 from datetime import date
 
@@ -7,9 +6,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
 from ranking.exports import ExportFilters
-from sampler import ppo_services, training_services
 from sampler.management.commands._training import _boolean, _errors
-from sampler.models import ModelVersion, TrainingRun
+from sampler.registry.models import ModelVersion
+from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
 from sampler.training.loop import ProgressEvent
 from sampler.training.ppo_config import PPOConfig
 
@@ -69,7 +69,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--resume", type=int, metavar="RUN_ID", help="Continue an unfinished PPO run."
         )
-        parser.add_argument("--queue", action="store_true", help="Queue on the gpu queue and exit.")
+        parser.add_argument(
+            "--queue", action="store_true", help="Queue it for a training worker and exit."
+        )
         hyper = parser.add_argument_group("hyperparameters")
         for field in fields(PPOConfig):
             if field.name == "test_fraction":
@@ -97,15 +99,11 @@ class Command(BaseCommand):
                 return
             run_id = run.pk
         try:
-            run = ppo_services.ppo_run_execute(
-                run_id=run_id,
-                worker=f"manage.py on {socket.gethostname()}",
-                echo=PPOProgressBar(self.stdout) if options["verbosity"] else None,
+            run = training_services.training_run_run_inline(
+                run_id=run_id, echo=PPOProgressBar(self.stdout) if options["verbosity"] else None
             )
         except KeyboardInterrupt:
             raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
-        except training_services.RunBusy as error:
-            raise CommandError(str(error)) from error
         except ValidationError as error:
             raise CommandError(_errors(error)) from error
         except Exception as error:
@@ -140,7 +138,8 @@ class Command(BaseCommand):
                 split_seed=options["split_seed"],
             )
         try:
-            return ppo_services.ppo_run_create(
+            return training_services.training_run_create(
+                kind=TrainingRun.Kind.PPO,
                 config=config,
                 base_version=base,
                 reward_version=reward,

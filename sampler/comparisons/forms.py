@@ -1,0 +1,22 @@
+from django import forms
+
+from sampler.registry.selectors import policy_versions, reward_versions
+
+
+class ComparisonForm(forms.Form):
+    version_a = forms.ModelChoiceField(queryset=policy_versions(), label="Version A")
+    version_b = forms.ModelChoiceField(queryset=policy_versions(), label="Version B")
+    reward_version = forms.ModelChoiceField(
+        queryset=reward_versions(),
+        required=False,
+        empty_label="The active reward model",
+        label="Judged by",
+    )
+    prompts = forms.IntegerField(min_value=1, max_value=2000, initial=64, label="Held-out prompts")
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=48)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("version_a") and data.get("version_a") == data.get("version_b"):
+            self.add_error("version_b", "Pick two different versions.")
+        return data

@@ -1,0 +1,15 @@
+"""Comparisons as a kind of job for the executor."""
+
+from config.celery import Queue
+from sampler.comparisons.models import ModelComparison
+from sampler.comparisons.services import model_comparison_execute
+from sampler.jobs.kinds import JobKind, job_kind_register
+
+COMPARISON = job_kind_register(
+    JobKind(
+        name="comparison",
+        model=ModelComparison,
+        execute=model_comparison_execute,
+        queue=Queue.GENERATION.value,
+    )
+)

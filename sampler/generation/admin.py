@@ -1,0 +1,53 @@
+from django.contrib import admin
+
+from sampler.generation.models import GenerationJob, Sample
+from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
+
+
+class SampleInline(admin.TabularInline):
+    model = Sample
+    extra = 0
+    fields = ("index", "text", "token_count", "finish_reason", "logprob_sum", "logprob_kind")
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(JobAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "status",
+        "purpose",
+        "model_version",
+        "n",
+        "seed",
+        "requested_by",
+        "created_at",
+        "duration_ms",
+    )
+    list_filter = ("status", "purpose", "queue", "model_version", "created_at")
+    search_fields = ("id", "error", "notes", "requested_by__username", "worker")
+    raw_id_fields = ("prefix_message", "requested_by")
+    readonly_fields = ("created_at", "duration_ms", *LIFECYCLE_FIELDS)
+    date_hierarchy = "created_at"
+    inlines = [SampleInline]
+
+
+@admin.register(Sample)
+class SampleAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "job",
+        "index",
+        "short_text",
+        "token_count",
+        "finish_reason",
+        "logprob_sum",
+    )
+    list_filter = ("finish_reason", "job__model_version")
+    search_fields = ("text",)
+    raw_id_fields = ("job",)
+
+    @admin.display(description="Text")
+    def short_text(self, obj: Sample) -> str:
+        return obj.text[:80]

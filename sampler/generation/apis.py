@@ -1,0 +1,149 @@
+from django.conf import settings
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.roles import IsTrainer, is_admin
+from config.api import BrokerUnavailableResponse, StrictIntegerField
+from labeling.models import Message
+from sampler.generation import services
+from sampler.generation.selectors import generation_job_get
+from sampler.jobs.selectors import job_queue_position
+
+
+class SampleOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    index = serializers.IntegerField()
+    text = serializers.CharField()
+    token_count = serializers.IntegerField()
+    finish_reason = serializers.CharField()
+    logprob_sum = serializers.FloatField(allow_null=True)
+    logprob_kind = serializers.CharField(help_text="What logprob_sum measures.")
+
+
+class JobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    purpose = serializers.CharField()
+    role = serializers.CharField()
+    n = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    params = serializers.JSONField()
+    model_version = serializers.CharField(source="model_version.name")
+    model_version_id = serializers.IntegerField()
+    prefix_message_id = serializers.IntegerField(allow_null=True)
+    prompt_messages = serializers.JSONField()
+    error = serializers.CharField()
+    notes = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    attempts = serializers.IntegerField()
+    queue = serializers.CharField()
+    queue_position = serializers.SerializerMethodField(
+        help_text="Jobs waiting ahead of this one in its queue (0 once it runs)."
+    )
+    samples = SampleOutputSerializer(many=True, source="samples.all")
+
+    def get_queue_position(self, job) -> int:
+        return job_queue_position(job=job)
+
+
+class GenerationJobCreateApi(APIView):
+    """Queue ``n`` completions of a conversation prefix on the GPU queue."""
+
+    permission_classes = [IsTrainer]
+
+    class InputSerializer(serializers.Serializer):
+        prefix_message_id = StrictIntegerField(required=False)
+        messages = serializers.ListField(
+            child=serializers.DictField(), required=False, max_length=200
+        )
+        n = StrictIntegerField(min_value=1)
+        params = serializers.DictField(required=False, default=dict)
+        seed = StrictIntegerField(required=False, allow_null=True, min_value=0)
+        role = serializers.ChoiceField(choices=["assistant", "user"], default="assistant")
+
+        def validate_n(self, value: int) -> int:
+            if value > settings.GENERATION_MAX_N:
+                raise serializers.ValidationError(f"n must be at most {settings.GENERATION_MAX_N}.")
+            return value
+
+    @extend_schema(
+        request=InputSerializer, responses={201: JobOutputSerializer, 503: JobOutputSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        prefix_message = None
+        if "prefix_message_id" in data:
+            messages = Message.objects.select_related("conversation")
+            if not is_admin(request.user):
+                messages = messages.filter(conversation__owner=request.user)
+            prefix_message = get_object_or_404(messages, pk=data["prefix_message_id"])
+        job = services.generation_job_create(
+            prefix_message=prefix_message,
+            messages=data.get("messages") if prefix_message is None else None,
+            n=data["n"],
+            params=data["params"],
+            seed=data.get("seed"),
+            role=data["role"],
+            requested_by=request.user,
+        )
+        publication = job.publication
+        job = generation_job_get(job_id=job.pk, user=request.user)
+        if publication.failed:
+            return BrokerUnavailableResponse(
+                "The job is saved but the job queue is unreachable right now; it will run once "
+                "the queue is back. Poll the job for its state.",
+                job=JobOutputSerializer(job).data,
+            )
+        return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobDetailApi(APIView):
+    permission_classes = [IsTrainer]
+
+    @extend_schema(responses={200: JobOutputSerializer})
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(
+            JobOutputSerializer(generation_job_get(job_id=job_id, user=request.user)).data
+        )
+
+
+class GenerationJobCancelApi(APIView):
+    """Cancel a queued or running job (your own; admins: any)."""
+
+    permission_classes = [IsTrainer]
+
+    @extend_schema(request=None, responses={200: JobOutputSerializer})
+    def post(self, request: Request, job_id: int) -> Response:
+        job = generation_job_get(job_id=job_id, user=request.user)
+        services.generation_job_cancel(job=job, user=request.user)
+        return Response(
+            JobOutputSerializer(generation_job_get(job_id=job_id, user=request.user)).data
+        )
+
+
+class GenerationJobRetryApi(APIView):
+    """Queue a failed or cancelled job again (your own; admins: any)."""
+
+    permission_classes = [IsTrainer]
+
+    @extend_schema(request=None, responses={202: JobOutputSerializer, 503: JobOutputSerializer})
+    def post(self, request: Request, job_id: int) -> Response:
+        job = generation_job_get(job_id=job_id, user=request.user)
+        publication = services.generation_job_retry(job=job, user=request.user)
+        job = generation_job_get(job_id=job_id, user=request.user)
+        if publication.failed:
+            return BrokerUnavailableResponse(
+                "The job is queued again but the job queue is unreachable right now; it will "
+                "run once the queue is back.",
+                job=JobOutputSerializer(job).data,
+            )
+        return Response(JobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)

@@ -1,0 +1,357 @@
+"""Sampling completions from a causal LM: pure torch/transformers, no Django.
+
+One call samples all ``n`` completions of a prefix in one batched ``generate`` (the prefix is
+encoded once and expanded with ``num_return_sequences``), never ``n`` sequential calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from sampler.generation.params import GenerationParams
+
+SENTINEL = "\x00tandem-turn-start\x00"
+
+
+@dataclass
+class Completion:
+    text: str
+    token_count: int
+    finished: bool  # True when the model ended its turn, False when it hit max_new_tokens
+    logprob_sum: float
+
+
+@dataclass
+class PreparedPrompt:
+    input_ids: list[int]
+    dropped_messages: int = 0
+    dropped_tokens: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadedModel:
+    path: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    device: torch.device
+    end_token_ids: list[int]
+    pad_token_id: int
+
+    @property
+    def context_length(self) -> int:
+        config = self.model.config
+        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
+
+
+def pick_device(preference: str = "auto") -> tuple[torch.device, torch.dtype]:
+    """CUDA with bf16 when present, else CPU in float32 (bf16 matmuls are slow on most CPUs)."""
+    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu"), torch.float32
+    return torch.device(preference if preference != "auto" else "cuda"), torch.bfloat16
+
+
+def _end_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    ids: list[int] = []
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.append(configured)
+    elif isinstance(configured, list):
+        ids.extend(configured)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    if not ids:
+        raise ValueError("The model has no end-of-turn (eos) token: generation could never stop.")
+    return ids
+
+
+def load_model(path: str | Path, *, device: str = "auto") -> LoadedModel:
+    torch_device, dtype = pick_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.chat_template is None:
+        raise ValueError(f"The tokenizer at {path} has no chat template.")
+    # Prefixes of different lengths share a batch only with left padding.
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model.to(torch_device)
+    model.eval()
+    end_ids = _end_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
+    return LoadedModel(str(path), model, tokenizer, torch_device, end_ids, pad_id)
+
+
+def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], role: str) -> str:
+    if role == "assistant":
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # No chat template has a "generation prompt" for the user side: render an extra turn of
+    # that role holding a sentinel and keep everything before the sentinel.
+    rendered = tokenizer.apply_chat_template(
+        [*messages, {"role": role, "content": SENTINEL}], tokenize=False
+    )
+    cut = rendered.find(SENTINEL)
+    if cut < 0:
+        raise ValueError(f"The chat template cannot render a {role!r} turn.")
+    return rendered[:cut]
+
+
+def prepare_prompt(
+    loaded: LoadedModel, messages: list[dict], *, role: str, max_new_tokens: int
+) -> PreparedPrompt:
+    """Render the prefix; drop the oldest turns (then oldest tokens) until it fits the context."""
+    budget = loaded.context_length - max_new_tokens
+    if budget < 8:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} leaves no room for a prompt in this model's "
+            f"{loaded.context_length}-token context."
+        )
+    # Leading system messages are kept: they carry instructions the rest depends on.
+    head = [m for m in messages[:1] if m["role"] == "system"]
+    body = messages[len(head) :]
+    dropped = 0
+    while True:
+        text = _render(loaded.tokenizer, head + body[dropped:], role)
+        ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget or dropped >= len(body) - 1:
+            break
+        dropped += 1
+    prepared = PreparedPrompt(input_ids=ids, dropped_messages=dropped)
+    if dropped:
+        prepared.notes.append(
+            f"Prefix truncated from the left: dropped the {dropped} oldest of {len(body)} messages "
+            f"to fit the {loaded.context_length}-token context."
+        )
+    if len(ids) > budget:
+        prepared.dropped_tokens = len(ids) - budget
+        prepared.input_ids = ids[-budget:]
+        prepared.notes.append(
+            f"The remaining prefix was cut by its first {prepared.dropped_tokens} tokens to fit."
+        )
+    return prepared
+
+
+_generate_lock = threading.Lock()
+
+
+@torch.inference_mode()
+def sample_completions(
+    loaded: LoadedModel,
+    messages: list[dict],
+    *,
+    n: int,
+    params: GenerationParams,
+    seed: int,
+    role: str = "assistant",
+) -> tuple[list[Completion], PreparedPrompt]:
+    """Sample ``n`` completions of one prefix in one batched call; seeded, so reproducible."""
+    prepared = prepare_prompt(loaded, messages, role=role, max_new_tokens=params.max_new_tokens)
+    with _generate_lock:
+        generator = torch.Generator(device=loaded.device).manual_seed(seed)
+        rows = sample_rows(
+            loaded.model,
+            prepared.input_ids,
+            n=n,
+            params=params,
+            end_token_ids=loaded.end_token_ids,
+            generator=generator,
+        )
+    return [_completion(loaded, tokens, logprobs) for tokens, logprobs in rows], prepared
+
+
+def filter_logits(logits: torch.Tensor, *, top_k: int, top_p: float) -> torch.Tensor:
+    """Top-k then nucleus (top-p) filtering of [rows, vocab] logits; the best token always stays."""
+    if 0 < top_k < logits.shape[-1]:
+        threshold = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probabilities = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the tokens ranked above it already reach top_p.
+        drop = (torch.cumsum(probabilities, dim=-1) - probabilities) > top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+# Nucleus sampling looks at the most likely tokens first; only a row whose top tokens do not
+# reach top_p falls back to sorting its whole vocabulary (a full sort per row and step was the
+# largest cost after the model's own forward pass on CPU).
+NUCLEUS_CANDIDATES = 64
+
+
+def _keep_nucleus(probabilities: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Zero the tokens of best-first ``probabilities`` that the nucleus drops (as filter_logits)."""
+    if top_p >= 1.0:
+        return probabilities
+    # Mass of the better tokens, over the whole (filtered) vocabulary as filter_logits sees it.
+    drop = (torch.cumsum(probabilities, dim=-1) - probabilities) > top_p
+    return probabilities.masked_fill(drop, 0.0)
+
+
+def sampling_distribution(
+    scaled: torch.Tensor, *, top_k: int, top_p: float, log_total: torch.Tensor | None = None
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The distribution ``filter_logits`` defines, over a few candidate tokens where it can be.
+
+    Returns ``(token_ids, probabilities)``: best-first candidate ids [rows, m] and their
+    unnormalised probabilities (zero where filtered out), or ``(None, probabilities)`` over the
+    whole vocabulary. Exact: a row falls back to its whole sorted vocabulary when its candidates'
+    mass does not pass ``top_p``. ``log_total``: ``logsumexp(scaled)`` when the caller has it.
+    """
+    vocabulary = scaled.shape[-1]
+    if 0 < top_k < vocabulary:
+        values, ids = torch.topk(scaled, top_k, dim=-1)
+        if bool(((scaled >= values[:, -1:]).sum(dim=-1) > top_k).any()):
+            # Ties at the k-th value (common with bf16 logits): filter_logits keeps them all.
+            return None, torch.softmax(filter_logits(scaled, top_k=top_k, top_p=top_p), dim=-1)
+        return ids, _keep_nucleus(torch.softmax(values, dim=-1), top_p)
+    if top_p >= 1.0:
+        return None, torch.softmax(scaled, dim=-1)
+    if log_total is None:
+        log_total = torch.logsumexp(scaled, dim=-1, keepdim=True)
+    width = min(NUCLEUS_CANDIDATES, vocabulary)
+    values, ids = torch.topk(scaled, width, dim=-1)
+    probabilities = torch.exp(values - log_total)
+    short = probabilities.sum(dim=-1) <= top_p
+    if bool(short.any()):
+        # Rare: a flat distribution. Widen every row to the full sorted vocabulary.
+        values, ids = torch.sort(scaled, dim=-1, descending=True)
+        probabilities = torch.softmax(values, dim=-1)
+    return ids, _keep_nucleus(probabilities, top_p)
+
+
+def sample_next_tokens(
+    scaled: torch.Tensor, *, top_k: int, top_p: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row of temperature-scaled logits, with top-k then nucleus filtering, and
+    its log-prob under the unfiltered distribution at that temperature: ([rows], [rows])."""
+    log_total = torch.logsumexp(scaled, dim=-1, keepdim=True)
+    ids, probabilities = sampling_distribution(
+        scaled, top_k=top_k, top_p=top_p, log_total=log_total
+    )
+    picked = torch.multinomial(probabilities, 1, generator=generator)
+    tokens = picked if ids is None else ids.gather(-1, picked)
+    return tokens.squeeze(-1), (scaled.gather(-1, tokens) - log_total).squeeze(-1)
+
+
+def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty on tokens already in the prompt or the completion."""
+    if penalty == 1.0:
+        return logits
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def sample_rows(
+    model: PreTrainedModel,
+    prompt_ids: list[int],
+    *,
+    n: int,
+    params: GenerationParams,
+    end_token_ids: list[int],
+    generator: torch.Generator,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``n`` sampled continuations of one prompt: (tokens, log-probs) per row.
+
+    All rows share the prompt, so it is encoded once and its key/value cache copied ``n``
+    times; rows stay aligned (one token per step, no padding), and a row that ends its turn
+    leaves the batch, so no step is spent on finished rows. Log-probs are of the sampled
+    tokens under the model at the sampling temperature, before top-k/top-p filtering.
+    """
+    device = model.device
+    prompt = torch.tensor([prompt_ids], device=device)
+    output = model(input_ids=prompt, use_cache=True)
+    cache = output.past_key_values
+    cache.batch_repeat_interleave(n)
+    logits = output.logits[:, -1, :].float().expand(n, -1)
+    vocabulary = logits.shape[-1]
+    penalize = params.repetition_penalty != 1.0
+    seen = torch.zeros(n if penalize else 0, vocabulary, dtype=torch.bool, device=device)
+    if penalize:
+        seen[:, prompt[0][prompt[0] < vocabulary]] = True
+    end_ids = torch.tensor(end_token_ids, device=device)
+    active = torch.arange(n, device=device)
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    logprobs: list[list[float]] = [[] for _ in range(n)]
+    for step in range(params.max_new_tokens):
+        if penalize:
+            logits = penalize_repeats(logits, seen[active], params.repetition_penalty)
+        scaled = logits / params.temperature
+        choice, chosen_logprobs = sample_next_tokens(
+            scaled, top_k=params.top_k, top_p=params.top_p, generator=generator
+        )
+        for row, token, logprob in zip(
+            active.tolist(), choice.tolist(), chosen_logprobs.tolist(), strict=True
+        ):
+            tokens[row].append(token)
+            logprobs[row].append(logprob)
+        keep = ~torch.isin(choice, end_ids)
+        if step == params.max_new_tokens - 1 or not bool(keep.any()):
+            break
+        if not bool(keep.all()):
+            kept = keep.nonzero().squeeze(-1)
+            cache.batch_select_indices(kept)
+            active, choice = active[kept], choice[kept]
+        if penalize:
+            seen[active, choice] = True
+        output = model(input_ids=choice.unsqueeze(-1), past_key_values=cache, use_cache=True)
+        cache = output.past_key_values
+        logits = output.logits[:, -1, :].float()
+    return [
+        (torch.tensor(row_tokens, dtype=torch.long), torch.tensor(row_logprobs))
+        for row_tokens, row_logprobs in zip(tokens, logprobs, strict=True)
+    ]
+
+
+def _completion(loaded: LoadedModel, tokens: torch.Tensor, logprobs: torch.Tensor) -> Completion:
+    is_end = torch.isin(tokens, torch.tensor(loaded.end_token_ids))
+    end_positions = is_end.nonzero()
+    finished = bool(len(end_positions))
+    # Tokens up to and including the end-of-turn token.
+    length = int(end_positions[0]) + 1 if finished else len(tokens)
+    text_tokens = tokens[: length - 1] if finished else tokens[:length]
+    text = loaded.tokenizer.decode(text_tokens.tolist(), skip_special_tokens=True).strip()
+    return Completion(
+        text=text,
+        token_count=length,
+        finished=finished,
+        logprob_sum=float(logprobs[:length].sum()),
+    )
+
+
+class ModelCache:
+    """Keeps one model loaded per worker process; loading another replaces it."""
+
+    def __init__(self) -> None:
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, path: str, *, device: str = "auto") -> LoadedModel:
+        with self._lock:
+            if self._loaded is None or self._loaded.path != str(path):
+                self._loaded = None  # free the old weights before loading the new ones
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self._loaded = load_model(path, device=device)
+                self.loads += 1
+            return self._loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded = None
+
+
+model_cache = ModelCache()

@@ -1,0 +1,245 @@
+"""Generation jobs: validate and record a request, publish it, and run it on a worker.
+
+A job runs through the one executor (``sampler.jobs``): suggestions and try-the-model on the
+``interactive`` queue, everything else on ``generation``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from accounts.roles import is_admin
+from config.celery import Queue
+from labeling.models import Message
+from labeling.selectors import message_path
+from sampler.generation.models import GenerationJob, Sample
+from sampler.generation.params import GenerationParams, context_room_error
+from sampler.jobs.services import (
+    JobCancelled,
+    JobContext,
+    Publication,
+    job_cancel,
+    job_enqueue,
+    job_retry,
+    job_run_inline,
+)
+from sampler.moderation.services import samples_moderate
+from sampler.registry.models import ModelVersion
+from sampler.registry.services import model_version_ensure_default
+
+logger = logging.getLogger(__name__)
+
+MAX_SEED = 2**31 - 1
+ROLES = {"assistant", "user"}
+# A prefix given as a list of messages (API, command line) is bounded like trainer input.
+MAX_PREFIX_MESSAGES = 200
+MAX_MESSAGE_CHARS = 20000
+INTEGER_PARAMS = {"top_k", "max_new_tokens"}
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_integer(value) or isinstance(value, float)
+
+
+def _validated_params(params: object) -> GenerationParams:
+    """Sampling parameters exactly as given: no coercion (``true`` is not a number, ``1.9`` is
+    not an integer, ``"3"`` is neither)."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ValidationError({"params": "params must be an object of sampling parameters."})
+    known = set(GenerationParams.__dataclass_fields__)
+    unknown = sorted(str(key) for key in set(params) - known)
+    if unknown:
+        raise ValidationError({"params": f"Unknown sampling parameters: {', '.join(unknown)}."})
+    errors = {}
+    for key, value in params.items():
+        if key in INTEGER_PARAMS and not _is_integer(value):
+            errors[key] = f"{key} must be an integer."
+        elif key not in INTEGER_PARAMS and not _is_number(value):
+            errors[key] = f"{key} must be a number."
+    if errors:
+        raise ValidationError(errors)
+    typed = {
+        key: (value if key in INTEGER_PARAMS else float(value)) for key, value in params.items()
+    }
+    generation_params = GenerationParams(**typed)
+    errors = generation_params.validate(max_new_tokens_cap=settings.GENERATION_MAX_NEW_TOKENS)
+    if errors:
+        raise ValidationError(errors)
+    return generation_params
+
+
+def _validated_messages(messages: object, *, role: str) -> list[dict]:
+    # Only a user turn can open a conversation, so only it may have an empty prefix.
+    if not isinstance(messages, list) or (not messages and role != "user"):
+        raise ValidationError({"messages": "Give at least one message."})
+    if len(messages) > MAX_PREFIX_MESSAGES:
+        raise ValidationError({"messages": f"At most {MAX_PREFIX_MESSAGES} messages."})
+    cleaned = []
+    for position, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise ValidationError({"messages": f"Message {position} must be an object."})
+        message_role, content = message.get("role"), message.get("content")
+        if message_role not in {"system", "user", "assistant"}:
+            raise ValidationError(
+                {"messages": f"Message {position}: role must be system, user or assistant."}
+            )
+        if not isinstance(content, str) or len(content) > MAX_MESSAGE_CHARS:
+            problem = f"content must be text of at most {MAX_MESSAGE_CHARS} characters"
+            raise ValidationError({"messages": f"Message {position}: {problem}."})
+        cleaned.append({"role": message_role, "content": content})
+    return cleaned
+
+
+def generation_job_queue(job: GenerationJob) -> str:
+    """A trainer waits for suggestions and the playground; everything else is bulk work."""
+    if job.purpose in {GenerationJob.Purpose.SUGGESTION, GenerationJob.Purpose.PLAYGROUND}:
+        return Queue.INTERACTIVE.value
+    return Queue.GENERATION.value
+
+
+def generation_job_create(
+    *,
+    n: int,
+    prefix_message: Message | None = None,
+    messages: list[dict] | None = None,
+    params: dict | None = None,
+    seed: int | None = None,
+    role: str = "assistant",
+    purpose: str = GenerationJob.Purpose.MANUAL,
+    requested_by: AbstractBaseUser | None = None,
+    model_version: ModelVersion | None = None,
+    queue: bool = True,
+) -> GenerationJob:
+    """Validate, record and (``queue``) publish a request for ``n`` completions of a prefix.
+
+    Invalid input raises ``ValidationError`` before anything is stored. ``job.publication``
+    says what became of publishing it once the transaction committed: when the broker is down
+    the job is kept, queued, and published by the outbox later.
+    """
+    if not _is_integer(n) or not 1 <= n <= settings.GENERATION_MAX_N:
+        raise ValidationError(
+            {"n": f"n must be an integer between 1 and {settings.GENERATION_MAX_N}."}
+        )
+    if role not in ROLES:
+        raise ValidationError({"role": "role must be 'assistant' or 'user'."})
+    if (prefix_message is None) == (messages is None):
+        raise ValidationError({"prefix": "Give either a prefix message or a list of messages."})
+    if seed is not None and not (_is_integer(seed) and 0 <= seed <= MAX_SEED):
+        raise ValidationError({"seed": f"seed must be an integer between 0 and {MAX_SEED}."})
+    generation_params = _validated_params(params)
+    prompt_messages = (
+        [{"role": m.role, "content": m.content} for m in message_path(message=prefix_message)]
+        if prefix_message is not None
+        else _validated_messages(messages, role=role)
+    )
+    version = model_version or model_version_ensure_default()
+    too_long = context_room_error(
+        context_length=version.context_length, max_new_tokens=generation_params.max_new_tokens
+    )
+    if too_long:
+        raise ValidationError({"max_new_tokens": too_long})
+    job = GenerationJob.objects.create(
+        model_version=version,
+        prefix_message=prefix_message,
+        prompt_messages=prompt_messages,
+        role=role,
+        n=n,
+        params=generation_params.as_dict(),
+        seed=seed if seed is not None else random.SystemRandom().randint(0, MAX_SEED),
+        purpose=purpose,
+        requested_by=requested_by,
+    )
+    job.publication = job_enqueue(job=job) if queue else None
+    return job
+
+
+def _check_may_change(*, job: GenerationJob, user: AbstractBaseUser) -> None:
+    if job.requested_by_id != user.pk and not is_admin(user):
+        raise PermissionDenied(
+            "Only the trainer who asked for this job (or an admin) can change it."
+        )
+
+
+def generation_job_cancel(*, job: GenerationJob, user: AbstractBaseUser) -> GenerationJob:
+    _check_may_change(job=job, user=user)
+    return job_cancel(job=job)
+
+
+def generation_job_retry(*, job: GenerationJob, user: AbstractBaseUser) -> Publication:
+    """Queue a failed or cancelled job again (same prefix, parameters and seed)."""
+    _check_may_change(job=job, user=user)
+    return job_retry(job=job)
+
+
+def _generate(job: GenerationJob):
+    # torch and transformers load in workers only; web processes never import them.
+    from sampler.generation.sampling import model_cache, sample_completions
+
+    loaded = model_cache.get(job.model_version.path, device=settings.SAMPLER_DEVICE)
+    return sample_completions(
+        loaded,
+        job.prompt_messages,
+        n=job.n,
+        params=GenerationParams(**job.params),
+        seed=job.seed,
+        role=job.role,
+    )
+
+
+def generation_job_execute(
+    context: JobContext,
+    *,
+    then: Callable[[GenerationJob, list[Sample]], None] | None = None,
+) -> None:
+    """Sample the claimed job's completions and store them, filtered, with the job's success in
+    one transaction; ``then`` runs inside it too (e.g. a ranking task's candidates)."""
+    job = GenerationJob.objects.select_related("model_version").get(pk=context.job.pk)
+    started = time.monotonic()
+    completions, prepared = _generate(job)
+    context.check()
+    with transaction.atomic():
+        if not context.succeed(
+            notes="\n".join(prepared.notes),
+            duration_ms=int((time.monotonic() - started) * 1000),
+        ):
+            raise JobCancelled(f"Generation job {job.pk} was cancelled while it ran.")
+        samples = Sample.objects.bulk_create(
+            [
+                Sample(
+                    job=job,
+                    index=index,
+                    text=completion.text,
+                    token_count=completion.token_count,
+                    finish_reason=Sample.FinishReason.END_OF_TURN
+                    if completion.finished
+                    else Sample.FinishReason.LENGTH,
+                    logprob_sum=completion.logprob_sum,
+                    logprob_kind=Sample.LogprobKind.SAMPLING,
+                )
+                for index, completion in enumerate(completions)
+            ]
+        )
+        # Filtered in the same transaction that shows them: no trainer sees an unfiltered sample.
+        samples_moderate(samples=samples)
+        if then is not None:
+            then(job, samples)
+
+
+def generation_job_run_inline(*, job_id: int) -> GenerationJob:
+    """Run the job in this process (the command line, tests); recorded as on a worker."""
+    job_run_inline(job=GenerationJob.objects.get(pk=job_id))
+    return GenerationJob.objects.get(pk=job_id)

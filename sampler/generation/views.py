@@ -1,0 +1,55 @@
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from accounts.roles import trainer_required
+from sampler.generation import services
+from sampler.generation.forms import GenerateForm
+from sampler.generation.models import GenerationJob
+from sampler.generation.selectors import generation_job_get, generation_job_list
+from sampler.registry.selectors import model_version_active
+
+
+@trainer_required
+def generate(request: HttpRequest) -> HttpResponse:
+    """A playground: one user turn in, ``n`` sampled assistant replies out."""
+    form = GenerateForm(request.POST or None)
+    job = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            job = services.generation_job_create(
+                messages=[{"role": "user", "content": data["message"]}],
+                n=data["n"],
+                params={
+                    "temperature": data["temperature"],
+                    "top_p": data["top_p"],
+                    "max_new_tokens": data["max_new_tokens"],
+                },
+                seed=data["seed"],
+                purpose=GenerationJob.Purpose.PLAYGROUND,
+                requested_by=request.user,
+            )
+        except ValidationError as error:
+            for field, field_errors in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, field_errors)
+        else:
+            if not request.htmx:
+                return redirect("sampler:job-detail", job_id=job.pk)
+    context = {
+        "form": form,
+        "job": job,
+        "recent_jobs": generation_job_list(user=request.user, limit=10),
+        "active_policy": model_version_active(),
+    }
+    if request.htmx:
+        return render(request, "sampler/generate.html#generate-result", context)
+    return render(request, "sampler/generate.html", context)
+
+
+@trainer_required
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = generation_job_get(job_id=job_id, user=request.user)
+    if request.htmx:
+        return render(request, "sampler/job.html#job-status", {"job": job})
+    return render(request, "sampler/job.html", {"job": job})

@@ -1,0 +1,107 @@
+"""Admins' door to every job: its state, retry, cancel."""
+
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.roles import IsStaff
+from config.api import BrokerUnavailableResponse
+from sampler.jobs.kinds import job_kind_named
+from sampler.jobs.models import Job
+from sampler.jobs.selectors import job_queue_position, queue_depths
+from sampler.jobs.services import job_cancel, job_retry
+
+
+class JobStateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    queue = serializers.CharField()
+    queue_position = serializers.IntegerField()
+    attempts = serializers.IntegerField()
+    worker = serializers.CharField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    queued_at = serializers.DateTimeField(allow_null=True)
+    published_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+def _state(kind: str, job: Job) -> dict:
+    return JobStateSerializer(
+        {
+            **{
+                field: getattr(job, field)
+                for field in JobStateSerializer().fields
+                if hasattr(job, field)
+            },
+            "kind": kind,
+            "queue_position": job_queue_position(job=job),
+        }
+    ).data
+
+
+def _job(kind: str, job_id: int) -> Job:
+    try:
+        model = job_kind_named(kind).model
+    except LookupError:
+        raise Http404(f"No kind of job named {kind!r}.") from None
+    job = model.objects.filter(pk=job_id).first()
+    if job is None:
+        raise Http404(f"No {kind} job {job_id}.")
+    return job
+
+
+class JobDetailApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses={200: JobStateSerializer})
+    def get(self, request: Request, kind: str, job_id: int) -> Response:
+        return Response(_state(kind, _job(kind, job_id)))
+
+
+class JobRetryApi(APIView):
+    """Queue a failed or cancelled job again (a training run resumes from its checkpoint)."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=None, responses={202: JobStateSerializer, 503: JobStateSerializer})
+    def post(self, request: Request, kind: str, job_id: int) -> Response:
+        job = _job(kind, job_id)
+        try:
+            publication = job_retry(job=job)
+        except ValidationError as error:
+            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_409_CONFLICT)
+        state = _state(kind, _job(kind, job_id))
+        if publication.failed:
+            return BrokerUnavailableResponse(
+                "Queued again; the job queue is unreachable right now, so it will run once "
+                "the queue is back.",
+                job=state,
+            )
+        return Response(state, status=status.HTTP_202_ACCEPTED)
+
+
+class JobCancelApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(request=None, responses={200: JobStateSerializer})
+    def post(self, request: Request, kind: str, job_id: int) -> Response:
+        job_cancel(job=_job(kind, job_id))
+        return Response(_state(kind, _job(kind, job_id)))
+
+
+class QueueDepthsApi(APIView):
+    """Jobs waiting per queue."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses={200: {"type": "object", "additionalProperties": {"type": "integer"}}})
+    def get(self, request: Request) -> Response:
+        return Response(queue_depths())

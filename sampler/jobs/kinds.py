@@ -1,0 +1,89 @@
+"""Kinds of jobs: the plug-ins the executor runs, registered by the feature owning each table."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from sampler.jobs.models import Job
+    from sampler.jobs.services import JobContext
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """How to run one kind of job.
+
+    ``execute`` does the work for a claimed row and makes its effects idempotent (a row may be
+    run again after its worker died); it may mark the row succeeded itself, inside the
+    transaction that stores its results (``JobContext.succeed``), else the executor does when
+    it returns. ``matches`` tells apart kinds that share a table (e.g. generation jobs that
+    prepare a ranking task). ``on_given_up`` runs once the row failed for good or was cancelled.
+    """
+
+    name: str
+    model: type[Job]
+    execute: Callable[[JobContext], None]
+    queue: str | Callable[[Job], str]
+    max_attempts: int = field(default_factory=lambda: settings.JOB_MAX_ATTEMPTS)
+    # Seconds before the run is interrupted (Celery soft time limit); None: as long as it takes.
+    time_limit: int | None = None
+    matches: Callable[[Job], bool] | None = None
+    on_given_up: Callable[[Job], None] | None = None
+
+    def queue_for(self, job: Job) -> str:
+        return self.queue(job) if callable(self.queue) else str(self.queue)
+
+
+_kinds: dict[str, JobKind] = {}
+_lock = threading.Lock()
+
+
+def job_kind_register(kind: JobKind) -> JobKind:
+    """Register ``kind`` (idempotent for the same name and table)."""
+    with _lock:
+        known = _kinds.get(kind.name)
+        if known is not None and known.model is not kind.model:
+            raise ValueError(f"Job kind {kind.name!r} is registered for {known.model.__name__}.")
+        _kinds[kind.name] = kind
+    return kind
+
+
+def job_kind_named(name: str) -> JobKind:
+    try:
+        return _kinds[name]
+    except KeyError:
+        raise LookupError(f"No job kind named {name!r} is registered.") from None
+
+
+def job_kind_of(job: Job) -> JobKind:
+    """The kind that runs ``job``: the first registered for its table whose ``matches`` accepts
+    it, else the one without ``matches``."""
+    fallback = None
+    for kind in _kinds.values():
+        if not isinstance(job, kind.model):
+            continue
+        if kind.matches is None:
+            fallback = fallback or kind
+        elif kind.matches(job):
+            return kind
+    if fallback is None:
+        raise LookupError(f"No job kind is registered for {type(job).__name__}.")
+    return fallback
+
+
+def job_kinds() -> list[JobKind]:
+    return list(_kinds.values())
+
+
+def job_models() -> list[type[Job]]:
+    """Every table holding jobs, once each."""
+    models: list[type[Job]] = []
+    for kind in _kinds.values():
+        if kind.model not in models:
+            models.append(kind.model)
+    return models

@@ -1,0 +1,68 @@
+"""The fields every background job shares; each kind's table inherits them."""
+
+from django.db import models
+from django.db.models import Q
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(models.Model):
+    """A unit of background work whose row is the source of truth.
+
+    ``queued -> running -> succeeded | failed | cancelled``. A row is published to its queue
+    with a fresh ``publish_token`` each time (creation, re-publication by the outbox, retry);
+    a worker runs only the message carrying the row's current token, so a message that arrives
+    twice, or late, does nothing. While it runs, the worker refreshes ``heartbeat_at``; a running
+    row whose heartbeat stopped lost its worker and is queued again (up to the kind's attempts).
+    """
+
+    Status = JobStatus
+
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    # Empty for a job run in the calling process (the command line): never published.
+    queue = models.CharField(max_length=32, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When it last became queued.")
+    publish_token = models.CharField(max_length=32, blank=True)
+    # When the broker last accepted its message; empty while no publication got through.
+    published_at = models.DateTimeField(null=True, blank=True)
+    publish_count = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started it.")
+    worker = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in {JobStatus.QUEUED, JobStatus.RUNNING}
+
+
+def job_indexes(prefix: str) -> list[models.Index]:
+    """The indexes the outbox and the sweeper read (unfinished rows only); ``prefix`` keeps
+    index names unique per table."""
+    unfinished = Q(status__in=[JobStatus.QUEUED, JobStatus.RUNNING])
+    return [
+        models.Index(
+            fields=["status", "queue", "queued_at"],
+            condition=unfinished,
+            name=f"{prefix}_unfinished",
+        ),
+    ]

@@ -1,0 +1,477 @@
+"""The run executor: publish, claim, heartbeat, finish, fail, cancel and retry any job.
+
+Delivery is at least once and effects are exactly once: every publication gives the row a new
+token and the worker runs only a message carrying the row's current token, inside a claim that
+locks the row; results are stored under constraints (one sample per job and index, one result
+per attack and run), so a job run twice stores its results once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from config.celery import enqueue
+from sampler.jobs.kinds import JobKind, job_kind_named, job_kind_of, job_models
+from sampler.jobs.models import FINISHED, Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+RUN_TASK = "sampler.jobs.tasks.run_job"
+ERROR_LIMIT = 5000
+# Database trouble that is worth trying again: the job goes back to its queue.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
+
+class JobCancelled(Exception):
+    """The row is no longer this worker's to run: cancelled, or taken over after a stall."""
+
+
+class JobError(Exception):
+    """A failure whose message is the whole story (shown as the job's error without a trace)."""
+
+
+@dataclass
+class Publication:
+    """What became of publishing a job; known once the transaction committed."""
+
+    job_id: int
+    queue: str
+    sent: bool = False
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
+
+
+def worker_name() -> str:
+    """This process, as recorded on the rows it runs: ``host/pid``."""
+    return f"{socket.gethostname()}/{os.getpid()}"[:200]
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "Interrupted; retry it to resume."
+    if isinstance(error, JobError):
+        return str(error)
+    if isinstance(error, SoftTimeLimitExceeded):
+        return "It ran past its time limit and was stopped."
+    if isinstance(error, ValidationError):
+        if hasattr(error, "error_dict"):
+            return " ".join(
+                f"{key}: {' '.join(values)}" for key, values in error.message_dict.items()
+            )
+        return " ".join(error.messages)
+    trace = "".join(traceback.format_exception(error)[-3:])
+    return f"{type(error).__name__}: {error}\n{trace}"
+
+
+# ---- publishing -------------------------------------------------------------------------------
+
+
+def job_enqueue(*, job: Job) -> Publication:
+    """Publish ``job`` to its kind's queue with a fresh token, once the transaction commits.
+
+    A broker that is down leaves the row queued and unpublished (``Publication.failed`` says
+    so after the commit); the outbox (``jobs_tick``) publishes it once the broker is back.
+    """
+    kind = job_kind_of(job)
+    queue = kind.queue_for(job)
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    type(job).objects.filter(pk=job.pk).update(
+        queue=queue, publish_token=token, published_at=None, queued_at=now
+    )
+    job.queue, job.publish_token, job.published_at, job.queued_at = queue, token, None, now
+    return _publish(kind, job, token, queue)
+
+
+def _publish(kind: JobKind, job: Job, token: str, queue: str) -> Publication:
+    publication = Publication(job_id=job.pk, queue=queue)
+    model = type(job)
+    options = {}
+    if kind.time_limit:
+        options = {"soft_time_limit": kind.time_limit, "time_limit": kind.time_limit + 30}
+
+    def sent() -> None:
+        publication.sent = True
+        model.objects.filter(pk=job.pk, publish_token=token).update(
+            published_at=timezone.now(), publish_count=F("publish_count") + 1
+        )
+
+    def failed(error: BaseException) -> None:
+        publication.error = f"The job queue is unreachable ({type(error).__name__}: {error})."
+
+    enqueue(
+        RUN_TASK,
+        args=(kind.name, job.pk, token),
+        queue=queue,
+        options=options,
+        on_sent=sent,
+        on_failure=failed,
+    )
+    return publication
+
+
+def _republish_delay(publish_count: int) -> timedelta:
+    """How long a published job may wait in its queue before it is published again: doubling
+    with each publication, so a long queue is not flooded with copies."""
+    base = settings.JOB_REPUBLISH_AFTER
+    return timedelta(seconds=min(settings.JOB_REPUBLISH_MAX, base * 2 ** max(0, publish_count - 1)))
+
+
+def _lost_publications(model: type[Job], now: datetime) -> list[Job]:
+    grace = now - timedelta(seconds=settings.JOB_PUBLISH_GRACE)
+    first_due = now - timedelta(seconds=settings.JOB_REPUBLISH_AFTER)
+    candidates = model.objects.filter(status=JobStatus.QUEUED).exclude(queue="")
+    candidates = candidates.filter(
+        Q(published_at__isnull=True, queued_at__lt=grace) | Q(published_at__lt=first_due)
+    )
+    return [
+        job
+        for job in candidates.order_by("queued_at")[: settings.JOB_TICK_BATCH]
+        if job.published_at is None or job.published_at < now - _republish_delay(job.publish_count)
+    ]
+
+
+# ---- claiming and running ---------------------------------------------------------------------
+
+
+def _heartbeat_is_stale(job: Job, now: datetime) -> bool:
+    stale_before = now - timedelta(seconds=settings.JOB_STALE_AFTER)
+    return job.heartbeat_at is None or job.heartbeat_at < stale_before
+
+
+def _worker_is_dead_here(worker: str) -> bool:
+    """True when ``worker`` (``host/pid``) ran on this host and that process is gone: a
+    killed pool process whose job the broker handed straight back is taken over at once."""
+    host, _, pid = worker.rpartition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def job_claim(*, kind: JobKind, job_id: int, token: str | None, worker: str) -> Job | None:
+    """Mark the row running for ``worker``; None when this message has nothing to do.
+
+    ``token`` None claims the row for the calling process (a command-line run): any current
+    token is replaced. A running row is taken over only when its heartbeat went stale.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = kind.model.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
+        if job is None:
+            logger.warning("%s job %s no longer exists", kind.name, job_id)
+            return None
+        if token is not None and job.publish_token != token:
+            logger.info("%s job %s: a stale message (published again since)", kind.name, job_id)
+            return None
+        if job.status == JobStatus.RUNNING:
+            if not _heartbeat_is_stale(job, now) and not _worker_is_dead_here(job.worker):
+                logger.info("%s job %s is running on %s", kind.name, job_id, job.worker)
+                return None
+        elif job.status != JobStatus.QUEUED and not (
+            token is None and job.status == JobStatus.FAILED
+        ):
+            return None
+        # A person running it by hand (token None) is not held to the attempt budget.
+        if token is not None and job.attempts >= kind.max_attempts:
+            _fail_locked(
+                kind,
+                job,
+                f"Gave up after {job.attempts} attempts: the worker stopped each time.",
+                now,
+            )
+            return None
+        job.status = JobStatus.RUNNING
+        job.attempts += 1
+        job.started_at = job.started_at or now
+        job.heartbeat_at = now
+        job.worker = worker[:200]
+        job.error = ""
+        update = ["status", "attempts", "started_at", "heartbeat_at", "worker", "error"]
+        if token is None:
+            job.publish_token, job.queue = uuid.uuid4().hex, ""
+            update += ["publish_token", "queue"]
+        job.save(update_fields=update)
+    return job
+
+
+@dataclass
+class JobContext:
+    """What a kind's ``execute`` gets: the claimed row and the means to report on it."""
+
+    kind: JobKind
+    job: Job
+    token: str
+    worker: str
+    # What the caller passes to the kind (the command line: resume, a progress printer).
+    options: dict = field(default_factory=dict)
+    # Set by the heartbeat thread when the row stopped being ours (cancelled, taken over).
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    def _mine(self):
+        return self.kind.model.objects.filter(
+            pk=self.job.pk, status=JobStatus.RUNNING, publish_token=self.token
+        )
+
+    def check(self) -> None:
+        """Raise ``JobCancelled`` when the row is no longer this worker's to run."""
+        if self.lost.is_set():
+            raise JobCancelled(f"{self.kind.name} job {self.job.pk} was cancelled.")
+
+    def heartbeat(self, **fields) -> None:
+        """Refresh the heartbeat (and store ``fields``, e.g. progress); ``JobCancelled`` when
+        the row was cancelled or taken over meanwhile."""
+        if not self._mine().update(heartbeat_at=timezone.now(), **fields):
+            self.lost.set()
+        self.check()
+
+    def succeed(self, **fields) -> bool:
+        """Mark the row succeeded (inside the caller's transaction, with its results); False
+        when it was cancelled or taken over, in which case the caller should roll back."""
+        now = timezone.now()
+        done = self._mine().update(
+            status=JobStatus.SUCCEEDED, finished_at=now, heartbeat_at=now, error="", **fields
+        )
+        return bool(done)
+
+
+class _Heartbeat:
+    """Refreshes the row's heartbeat from a thread while ``execute`` runs (a model's forward
+    pass gives no chance to do it in line)."""
+
+    def __init__(self, context: JobContext) -> None:
+        self.context = context
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="job-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=settings.JOB_HEARTBEAT_SECONDS + 5)
+
+    def _beat(self) -> None:
+        try:
+            while not self.stopped.wait(settings.JOB_HEARTBEAT_SECONDS):
+                try:
+                    if not self.context._mine().update(heartbeat_at=timezone.now()):
+                        self._check_lost()
+                except DatabaseError as error:
+                    logger.warning("Heartbeat of job %s failed: %s", self.context.job.pk, error)
+        finally:
+            connection.close()
+
+    def _check_lost(self) -> None:
+        # A row this connection cannot see (another transaction created it) is not lost.
+        row = (
+            self.context.kind.model.objects.filter(pk=self.context.job.pk)
+            .values("status", "publish_token")
+            .first()
+        )
+        if row is not None and (
+            row["status"] != JobStatus.RUNNING or row["publish_token"] != self.context.token
+        ):
+            self.context.lost.set()
+
+
+def job_execute(
+    *,
+    kind_name: str,
+    job_id: int,
+    token: str | None,
+    worker: str = "",
+    options: dict | None = None,
+    reraise: bool = False,
+) -> Job | None:
+    """Claim and run one job; every outcome is recorded on its row.
+
+    Cancelled: left cancelled. Transient database trouble: queued again. Any other error,
+    a time limit included: failed with the reason (``on_given_up`` then runs); ``reraise``
+    raises it again afterwards (the command line reports it).
+    """
+    kind = job_kind_named(kind_name)
+    worker = worker or worker_name()
+    job = job_claim(kind=kind, job_id=job_id, token=token, worker=worker)
+    if job is None:
+        return None
+    context = JobContext(
+        kind=kind, job=job, token=job.publish_token, worker=worker, options=options or {}
+    )
+    try:
+        with _Heartbeat(context):
+            kind.execute(context)
+    except JobCancelled:
+        logger.info("%s job %s stopped: %s", kind.name, job_id, "no longer ours")
+    except TRANSIENT_ERRORS as error:
+        logger.warning("%s job %s hit database trouble, queued again: %s", kind.name, job_id, error)
+        _requeue_or_fail(kind, job_id, token=context.token, reason=f"Database trouble: {error}")
+    except BaseException as error:
+        job_fail(job=job, error=_describe(error), token=context.token)
+        if reraise or not isinstance(error, Exception):
+            raise  # an interrupt: let the process handle it
+        logger.exception("%s job %s failed", kind.name, job_id)
+    else:
+        context.succeed()
+    return kind.model.objects.get(pk=job_id)
+
+
+def job_run_inline(*, job: Job) -> Job | None:
+    """Run ``job`` in this process (the command line), without a broker."""
+    return job_execute(kind_name=job_kind_of(job).name, job_id=job.pk, token=None)
+
+
+# ---- finishing, failing, cancelling, retrying -------------------------------------------------
+
+
+def _fail_locked(kind: JobKind, job: Job, error: str, now: datetime) -> None:
+    job.status, job.error, job.finished_at = JobStatus.FAILED, error[:ERROR_LIMIT], now
+    job.save(update_fields=["status", "error", "finished_at"])
+    if kind.on_given_up is not None:
+        kind.on_given_up(job)
+
+
+def job_fail(*, job: Job, error: str, token: str | None = None) -> bool:
+    """Mark an unfinished job failed (only the run holding ``token``, when given)."""
+    kind = job_kind_of(job)
+    with transaction.atomic():
+        row = kind.model.objects.select_for_update(of=("self",)).filter(pk=job.pk).first()
+        if row is None or row.is_finished:
+            return False
+        if token is not None and row.publish_token != token:
+            return False
+        _fail_locked(kind, row, error, timezone.now())
+    return True
+
+
+def _requeue_or_fail(kind: JobKind, job_id: int, *, token: str | None, reason: str) -> None:
+    with transaction.atomic():
+        job = kind.model.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
+        if job is None or job.status != JobStatus.RUNNING:
+            return
+        if token is not None and job.publish_token != token:
+            return
+        now = timezone.now()
+        if job.attempts >= kind.max_attempts or not job.queue:
+            _fail_locked(kind, job, f"{reason} Gave up after {job.attempts} attempts.", now)
+            return
+        job.status, job.error = JobStatus.QUEUED, reason[:ERROR_LIMIT]
+        job.save(update_fields=["status", "error"])
+        job_enqueue(job=job)
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Stop a queued or running job; a worker running it stops at its next check."""
+    kind = job_kind_of(job)
+    with transaction.atomic():
+        row = kind.model.objects.select_for_update(of=("self",)).get(pk=job.pk)
+        if row.is_active:
+            row.status, row.finished_at = JobStatus.CANCELLED, timezone.now()
+            row.save(update_fields=["status", "finished_at"])
+            if kind.on_given_up is not None:
+                kind.on_given_up(row)
+    return row
+
+
+def job_retry(*, job: Job) -> Publication:
+    """Queue a failed or cancelled job again with a fresh attempt budget (a training run
+    resumes from its last checkpoint)."""
+    kind = job_kind_of(job)
+    with transaction.atomic():
+        row = kind.model.objects.select_for_update(of=("self",)).get(pk=job.pk)
+        if row.status not in {JobStatus.FAILED, JobStatus.CANCELLED}:
+            raise ValidationError(
+                f"Only failed or cancelled jobs can be retried; this one is {row.status}."
+            )
+        row.status, row.attempts, row.error, row.finished_at = JobStatus.QUEUED, 0, "", None
+        row.save(update_fields=["status", "attempts", "error", "finished_at"])
+        return job_enqueue(job=row)
+
+
+# ---- the outbox and the sweeper ---------------------------------------------------------------
+
+
+@dataclass
+class TickReport:
+    republished: int = 0
+    requeued: int = 0
+    failed: int = 0
+
+
+def jobs_tick(*, now: datetime | None = None) -> TickReport:
+    """Publish again queued jobs whose message was lost, and queue again (or fail, past their
+    attempts) running jobs whose worker stopped heartbeating. Never touches a job that waits in
+    its queue within its republish delay, and never fails one that waits."""
+    now = now or timezone.now()
+    report = TickReport()
+    for model in job_models():
+        for job in _lost_publications(model, now):
+            with transaction.atomic():
+                row = model.objects.select_for_update(of=("self",)).filter(pk=job.pk).first()
+                if row is None or row.status != JobStatus.QUEUED:
+                    continue
+                job_enqueue(job=row)
+                report.republished += 1
+        stale = now - timedelta(seconds=settings.JOB_STALE_AFTER)
+        # Two missed heartbeats from a process that no longer exists on this host are enough.
+        late = now - timedelta(seconds=2 * settings.JOB_HEARTBEAT_SECONDS)
+        stalled = model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=late)
+        for job in stalled.order_by("heartbeat_at")[: settings.JOB_TICK_BATCH]:
+            if job.heartbeat_at >= stale and not _worker_is_dead_here(job.worker):
+                continue
+            kind = job_kind_of(job)
+            _requeue_or_fail(
+                kind,
+                job.pk,
+                token=job.publish_token,
+                reason=f"Its worker ({job.worker or 'unknown'}) stopped responding.",
+            )
+            job.refresh_from_db(fields=["status"])
+            if job.status == JobStatus.FAILED:
+                report.failed += 1
+            elif job.status == JobStatus.QUEUED:
+                report.requeued += 1
+    if report.republished or report.requeued or report.failed:
+        logger.info("Jobs tick: %s", report)
+    return report
+
+
+__all__ = [
+    "FINISHED",
+    "JobCancelled",
+    "JobContext",
+    "JobError",
+    "Publication",
+    "job_cancel",
+    "job_claim",
+    "job_enqueue",
+    "job_execute",
+    "job_fail",
+    "job_retry",
+    "job_run_inline",
+    "jobs_tick",
+    "worker_name",
+]

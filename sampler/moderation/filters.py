@@ -1,0 +1,233 @@
+"""The content filter: every generated sample is scored before a trainer sees it.
+
+A filter has a ``name``, a ``version`` (changes whenever what it flags can change) and
+``score(texts) -> list[FilterResult]``, one result per text, in order. Two ship here:
+
+- ``BuiltinFilter``: word / phrase lists (case-insensitive, whole words) and regexes, by
+  category, from settings; needs no download.
+- ``ClassifierFilter``: any Hugging Face text-classification model directory; a label flags a
+  sample when its probability reaches ``CONTENT_FILTER_THRESHOLD``.
+
+``CONTENT_FILTER`` picks one ("builtin", "classifier", "none") or names a class by dotted path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+# Matched terms kept per result: enough for a reviewer, bounded for long texts.
+MAX_MATCHES_KEPT = 20
+# Classifier input length; longer samples are truncated (their start is what a trainer reads).
+MAX_CLASSIFIER_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    flagged: bool
+    categories: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+
+class ContentFilter(Protocol):
+    name: str
+    version: str
+
+    def score(self, texts: Sequence[str]) -> list[FilterResult]: ...
+
+
+def _fingerprint(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _by_category(value: dict | list | tuple, *, default_category: str) -> dict[str, list[str]]:
+    if isinstance(value, dict):
+        return {str(category): [str(item) for item in items] for category, items in value.items()}
+    return {default_category: [str(item) for item in value]} if value else {}
+
+
+class BuiltinFilter:
+    """Word lists and regexes by category. A sample is flagged when anything matches."""
+
+    name = "builtin"
+
+    def __init__(self, *, words: dict | list, patterns: dict | list) -> None:
+        self.words = _by_category(words, default_category="blocklist")
+        self.patterns = _by_category(patterns, default_category="pattern")
+        self.version = "1-" + _fingerprint({"words": self.words, "patterns": self.patterns})
+        self._compiled: list[tuple[str, re.Pattern]] = []
+        for category, terms in self.words.items():
+            if terms:
+                # Lookarounds rather than \b: a term may start or end with a non-word character.
+                alternatives = "|".join(
+                    r"\s+".join(re.escape(part) for part in term.split()) for term in terms
+                )
+                self._compiled.append(
+                    (category, re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE))
+                )
+        for category, expressions in self.patterns.items():
+            for expression in expressions:
+                try:
+                    self._compiled.append((category, re.compile(expression, re.IGNORECASE)))
+                except re.error as error:
+                    raise ImproperlyConfigured(
+                        f"CONTENT_FILTER_PATTERNS: {expression!r} is not a regex ({error})."
+                    ) from error
+
+    def score(self, texts: Sequence[str]) -> list[FilterResult]:
+        results = []
+        for text in texts:
+            matches: dict[str, list[str]] = {}
+            for category, pattern in self._compiled:
+                found = [match.group(0) for match in pattern.finditer(text)][:MAX_MATCHES_KEPT]
+                if found:
+                    matches.setdefault(category, []).extend(found)
+            categories = sorted(matches)
+            results.append(
+                FilterResult(
+                    flagged=bool(categories),
+                    categories=categories,
+                    scores={category: float(len(matches[category])) for category in categories},
+                    details={"matches": {c: matches[c][:MAX_MATCHES_KEPT] for c in categories}},
+                )
+            )
+        return results
+
+
+class _LoadedClassifier:
+    def __init__(self, path: str) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from sampler.generation.sampling import pick_device
+
+        self.device, dtype = pick_device(settings.SAMPLER_DEVICE)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model.to(self.device).eval()
+        config = self.model.config
+        self.labels = [config.id2label[index] for index in range(config.num_labels)]
+        # Independent labels (and a lone score) are sigmoids; exclusive labels a softmax.
+        self.multi_label = (
+            config.problem_type == "multi_label_classification" or config.num_labels == 1
+        )
+        self.torch = torch
+
+    def probabilities(self, texts: list[str]) -> list[dict[str, float]]:
+        torch = self.torch
+        limit = min(self.tokenizer.model_max_length or MAX_CLASSIFIER_TOKENS, MAX_CLASSIFIER_TOKENS)
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"
+        ).to(self.device)
+        with torch.inference_mode():
+            logits = self.model(**batch).logits.float()
+        probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
+        return [
+            {label: float(value) for label, value in zip(self.labels, row, strict=True)}
+            for row in probabilities.tolist()
+        ]
+
+
+_classifiers: dict[str, _LoadedClassifier] = {}
+_classifiers_lock = threading.Lock()
+
+
+def classifier_load(path: str) -> _LoadedClassifier:
+    """The classifier at ``path``, loaded once per process."""
+    with _classifiers_lock:
+        if path not in _classifiers:
+            _classifiers[path] = _LoadedClassifier(path)
+        return _classifiers[path]
+
+
+class ClassifierFilter:
+    """Any text-classification model directory; labels at or above the threshold flag."""
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        threshold: float,
+        safe_labels: Sequence[str] = (),
+        flag_labels: Sequence[str] = (),
+    ) -> None:
+        if not path:
+            raise ImproperlyConfigured(
+                "CONTENT_FILTER=classifier needs CONTENT_FILTER_MODEL (a model directory)."
+            )
+        self.path = path
+        self.threshold = threshold
+        self.safe_labels = {label.lower() for label in safe_labels}
+        self.flag_labels = {label.lower() for label in flag_labels}
+        self.name = f"classifier:{Path(path).name or path}"
+        config_file = Path(path) / "config.json"
+        model_config = config_file.read_text() if config_file.is_file() else path
+        self.version = _fingerprint(
+            {
+                "config": model_config,
+                "threshold": threshold,
+                "safe": sorted(self.safe_labels),
+                "flag": sorted(self.flag_labels),
+            }
+        )
+
+    def _flags(self, label: str) -> bool:
+        if self.flag_labels:
+            return label.lower() in self.flag_labels
+        return label.lower() not in self.safe_labels
+
+    def score(self, texts: Sequence[str]) -> list[FilterResult]:
+        # An empty text has no tokens to classify; it passes.
+        scored = [index for index, text in enumerate(texts) if text.strip()]
+        probabilities = (
+            classifier_load(self.path).probabilities([texts[i] for i in scored]) if scored else []
+        )
+        by_index = dict(zip(scored, probabilities, strict=True))
+        results = []
+        for index in range(len(texts)):
+            scores = by_index.get(index, {})
+            categories = sorted(
+                label
+                for label, value in scores.items()
+                if self._flags(label) and value >= self.threshold
+            )
+            results.append(FilterResult(bool(categories), categories, scores))
+        return results
+
+
+def content_filter_get() -> ContentFilter | None:
+    """The configured filter; None when filtering is off (``CONTENT_FILTER=none``)."""
+    choice = settings.CONTENT_FILTER
+    if choice == "none":
+        return None
+    if choice == "builtin":
+        return BuiltinFilter(
+            words=settings.CONTENT_FILTER_WORDS, patterns=settings.CONTENT_FILTER_PATTERNS
+        )
+    if choice == "classifier":
+        return ClassifierFilter(
+            path=settings.CONTENT_FILTER_MODEL,
+            threshold=settings.CONTENT_FILTER_THRESHOLD,
+            safe_labels=settings.CONTENT_FILTER_SAFE_LABELS,
+            flag_labels=settings.CONTENT_FILTER_FLAG_LABELS,
+        )
+    if "." in choice:
+        return import_string(choice)()
+    raise ImproperlyConfigured(
+        f"CONTENT_FILTER must be builtin, classifier, none or a dotted class path; got {choice!r}."
+    )

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from sampler.registry import apis
+
+urlpatterns = [
+    path("model-versions/", apis.ModelVersionListApi.as_view(), name="api-model-version-list"),
+]

@@ -1,0 +1,101 @@
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+
+from sampler.registry.models import ModelVersion
+from sampler.runs.models import TrainingRun
+
+
+def model_version_active(*, kind: str = ModelVersion.Kind.POLICY) -> ModelVersion | None:
+    return ModelVersion.objects.filter(kind=kind, is_active=True).first()
+
+
+def model_version_list() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.select_related("parent", "training_run").order_by("-created_at")
+
+
+# What the tree shows of a version's final metrics, in this order, where present.
+KEY_METRICS = (
+    ("eval/scores", "held-out score"),
+    ("eval/kl", "held-out KL"),
+    ("objective/scores", "score"),
+    ("objective/kl", "KL"),
+    ("response/length", "length"),
+    ("accuracy/eval", "held-out accuracy"),
+    ("loss/eval", "held-out loss"),
+)
+
+
+# Data statistics worth a column, by kind of run: counts a run trained and was tested on.
+DATA_SIZE_KEYS = (
+    "prompts/train",
+    "prompts/test",
+    "rankings/train",
+    "rankings/test",
+    "pairs/train",
+    "examples/train",
+    "examples/test",
+)
+
+
+@dataclass
+class VersionRow:
+    version: ModelVersion
+    depth: int
+    run: TrainingRun | None
+    metrics: list[tuple[str, float]] = field(default_factory=list)
+    data: list[tuple[str, int]] = field(default_factory=list)
+    stopped_early: str = ""
+
+    @property
+    def indent_rem(self) -> float:
+        return 1.25 * self.depth
+
+
+def _row(version: ModelVersion, depth: int) -> VersionRow:
+    metrics = version.metrics or {}
+    shown = [
+        (label, float(metrics[name]))
+        for name, label in KEY_METRICS
+        if isinstance(metrics.get(name), int | float)
+    ]
+    data = metrics.get("data") if isinstance(metrics.get("data"), dict) else {}
+    sizes = [(name, int(data[name])) for name in DATA_SIZE_KEYS if name in data]
+    return VersionRow(
+        version=version,
+        depth=depth,
+        run=version.training_run,
+        metrics=shown,
+        data=sizes,
+        stopped_early=str(metrics.get("stopped_early") or ""),
+    )
+
+
+def model_version_tree(*, limit: int = 500) -> list[VersionRow]:
+    """Versions in tree order (each after its parent, siblings oldest first) with their depth:
+    base -> SFT -> reward / PPO round 1 -> ..."""
+    versions = list(
+        ModelVersion.objects.select_related("training_run", "parent").order_by("created_at", "pk")[
+            :limit
+        ]
+    )
+    known = {version.pk for version in versions}
+    children: dict[int | None, list[ModelVersion]] = {}
+    for version in versions:
+        parent = version.parent_id if version.parent_id in known else None
+        children.setdefault(parent, []).append(version)
+    rows: list[VersionRow] = []
+    stack = [(version, 0) for version in reversed(children.get(None, []))]
+    while stack:
+        version, depth = stack.pop()
+        rows.append(_row(version, depth))
+        stack.extend((child, depth + 1) for child in reversed(children.get(version.pk, [])))
+    return rows
+
+
+def policy_versions() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY).order_by("-created_at")
+
+
+def reward_versions() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(kind=ModelVersion.Kind.REWARD).order_by("-created_at")

@@ -1,0 +1,144 @@
+"""Writes of the model registry: registering versions and promoting one to active."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from sampler.generation.backends import validate_options
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
+
+logger = logging.getLogger(__name__)
+
+# Names of the context length in model configs, by architecture family.
+CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
+
+
+def model_context_length(path: str) -> int | None:
+    """The context length a model directory's ``config.json`` states (None when it does not)."""
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None
+    configs = [config, config.get("text_config") or {}]
+    for candidate in configs:
+        for key in CONTEXT_LENGTH_KEYS:
+            value = candidate.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def _validated_backend(*, kind: str, backend: str, options: object, path: str) -> tuple[str, dict]:
+    if backend not in ModelVersion.Backend.values:
+        raise ValidationError(
+            {"backend": f"backend must be one of {', '.join(ModelVersion.Backend.values)}."}
+        )
+    if kind != ModelVersion.Kind.POLICY and backend != ModelVersion.Backend.TRANSFORMERS:
+        raise ValidationError({"backend": "Reward models run in the worker (transformers)."})
+    if not isinstance(options, dict):
+        raise ValidationError({"backend_options": "backend_options must be an object."})
+    errors = validate_options(backend, options)
+    if errors:
+        raise ValidationError(
+            {"backend_options": [f"{key}: {text}" for key, text in errors.items()]}
+        )
+    if backend != ModelVersion.Backend.OPENAI and not path:
+        raise ValidationError({"path": "A model directory is needed for this backend."})
+    return backend, options
+
+
+def model_version_register(
+    *,
+    name: str,
+    path: str,
+    kind: str = ModelVersion.Kind.POLICY,
+    source: str = ModelVersion.Source.REGISTERED,
+    parent: ModelVersion | None = None,
+    training_run_id: int | None = None,
+    metrics: dict | None = None,
+    description: str = "",
+    backend: str = ModelVersion.Backend.TRANSFORMERS,
+    backend_options: dict | None = None,
+    context_length: int | None = None,
+) -> ModelVersion:
+    """Register a model version (never promoted here).
+
+    A local directory must hold a ``config.json``; its context length is recorded unless given
+    (an ``openai`` version served elsewhere states its own).
+    """
+    local = Path(path) if path else None
+    if local is not None and local.is_absolute() and not (local / "config.json").is_file():
+        raise ValidationError({"path": f"{path} is not a model directory (no config.json)."})
+    backend, options = _validated_backend(
+        kind=kind, backend=backend, options=backend_options or {}, path=path
+    )
+    if context_length is not None and (
+        not isinstance(context_length, int)
+        or isinstance(context_length, bool)
+        or context_length < 1
+    ):
+        raise ValidationError({"context_length": "context_length must be a positive integer."})
+    version = ModelVersion(
+        name=name,
+        path=path,
+        kind=kind,
+        source=source,
+        parent=parent,
+        training_run_id=training_run_id,
+        metrics=metrics or {},
+        description=description,
+        backend=backend,
+        backend_options=options,
+        context_length=context_length or (model_context_length(path) if path else None),
+    )
+    version.full_clean()
+    version.save()
+    return version
+
+
+@transaction.atomic
+def model_version_promote(*, version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the one active version of its kind, in one atomic switch."""
+    locked = list(ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk"))
+    del locked  # the lock is what matters: concurrent promotions serialise here
+    ModelVersion.objects.filter(kind=version.kind, is_active=True).exclude(pk=version.pk).update(
+        is_active=False
+    )
+    now = timezone.now()
+    ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=now)
+    version.refresh_from_db()
+    logger.info("Promoted %s to active %s", version.name, version.kind)
+    return version
+
+
+@transaction.atomic
+def model_version_ensure_default() -> ModelVersion:
+    """Register ``SAMPLER_MODEL`` and make it active when no policy is active yet."""
+    active = model_version_active()
+    if active is not None:
+        return active
+    path = str(settings.SAMPLER_MODEL)
+    is_embedded = Path(path).resolve() == Path(settings.EMBEDDED_MODEL_DIR).resolve()
+    version = ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
+    if version is None:
+        name = Path(path).name if Path(path).exists() else path
+        if ModelVersion.objects.filter(name=name).exists():
+            name = f"{name}-{ModelVersion.objects.count() + 1}"
+        version = model_version_register(
+            name=name,
+            path=path,
+            source=ModelVersion.Source.EMBEDDED if is_embedded else ModelVersion.Source.CONFIGURED,
+            description="Registered from SAMPLER_MODEL.",
+        )
+    return model_version_promote(version=version)

@@ -1,0 +1,142 @@
+"""The Models page for admins: the version tree, PPO launches, head-to-head comparisons.
+
+Promotion goes through the existing promote view (``sampler:version-promote``), which sends the
+admin back here.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts.roles import staff_required
+from ranking.exports import ExportFilters
+from ranking.version_selectors import human_preference_between_versions
+from sampler.comparisons.forms import ComparisonForm
+from sampler.comparisons.selectors import model_comparison_list
+from sampler.comparisons.services import model_comparison_create
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active, model_version_tree
+from sampler.registry.services import model_version_promote
+from sampler.runs.forms import PPORunForm
+from sampler.runs.services import training_run_create
+
+PAGE = "sampler/models.html"
+
+
+def _comparisons() -> dict:
+    comparisons = list(model_comparison_list())
+    rows = [
+        {
+            "comparison": comparison,
+            "human": human_preference_between_versions(
+                version_a_id=comparison.version_a_id, version_b_id=comparison.version_b_id
+            ),
+        }
+        for comparison in comparisons
+    ]
+    return {
+        "comparisons": rows,
+        "comparisons_unfinished": any(not c.is_finished for c in comparisons),
+    }
+
+
+def _page(
+    request: HttpRequest,
+    *,
+    ppo_form: PPORunForm | None = None,
+    comparison_form: ComparisonForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "rows": model_version_tree(),
+        "active_policy": model_version_active(),
+        "active_reward": model_version_active(kind="reward"),
+        "ppo_form": ppo_form or PPORunForm(),
+        "comparison_form": comparison_form or ComparisonForm(),
+        **_comparisons(),
+    }
+    return render(request, PAGE, context, status=status)
+
+
+def _add_errors(form, error: ValidationError) -> None:
+    for field, field_errors in error.message_dict.items():
+        form.add_error(field if field in form.fields else None, field_errors)
+
+
+@staff_required
+def models(request: HttpRequest) -> HttpResponse:
+    return _page(request)
+
+
+@staff_required
+def comparisons(request: HttpRequest) -> HttpResponse:
+    """The comparisons table alone: what the page polls while one is unfinished."""
+    return render(request, f"{PAGE}#comparison-table", _comparisons())
+
+
+@staff_required
+@require_POST
+def ppo_run_start(request: HttpRequest) -> HttpResponse:
+    form = PPORunForm(request.POST)
+    if not form.is_valid():
+        return _page(request, ppo_form=form, status=422)
+    data = form.cleaned_data
+    try:
+        run = training_run_create(
+            kind="ppo",
+            config=form.config(),
+            base_version=data["base_version"],
+            reward_version=data["reward_version"],
+            filters=ExportFilters(test_fraction=data["test_fraction"]),
+            output_name=data["output_name"],
+            started_by=request.user,
+        )
+    except ValidationError as error:
+        _add_errors(form, error)
+        return _page(request, ppo_form=form, status=422)
+    messages.success(request, f"PPO run {run.pk} is queued for a GPU worker.")
+    url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@staff_required
+@require_POST
+def comparison_start(request: HttpRequest) -> HttpResponse:
+    form = ComparisonForm(request.POST)
+    if not form.is_valid():
+        return _page(request, comparison_form=form, status=422)
+    data = form.cleaned_data
+    try:
+        comparison = model_comparison_create(
+            version_a=data["version_a"],
+            version_b=data["version_b"],
+            reward_version=data["reward_version"],
+            prompts=data["prompts"],
+            max_new_tokens=data["max_new_tokens"],
+            requested_by=request.user,
+        )
+    except ValidationError as error:
+        _add_errors(form, error)
+        return _page(request, comparison_form=form, status=422)
+    messages.success(request, f"Comparison {comparison.pk} is queued.")
+    url = reverse("sampler:models") + "#comparisons"
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@staff_required
+@require_POST
+def version_promote(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, pk=version_id)
+    model_version_promote(version=version)
+    messages.success(request, f"{version.name} is now the active {version.get_kind_display()}.")
+    url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        url = reverse("sampler:training")
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

@@ -1,0 +1,284 @@
+"""What differs between kinds of training run: config, data, the trainer, the output.
+
+Each kind is a small plug-in; the run executor (``sampler.runs.services``) does everything
+else the same way for all of them: claim, progress and heartbeat, cancellation, the output
+directory, registration of the new version, failure and retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from ranking.exports import ExportFilters, records
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
+from sampler.runs.models import TrainingRun
+from sampler.training.config import CONFIGS, ConfigError
+from sampler.training.ppo_config import PPOConfig
+from sampler.training.records import (
+    file_sha256,
+    prompt_key,
+    prompt_prefixes,
+    read_jsonl,
+    records_sha256,
+)
+
+PROMPTS_FORMAT = "prompts"
+
+
+@dataclass
+class RunData:
+    """Rows a run trains on, described for the run's record (source, rows, sha256)."""
+
+    rows: list[dict]
+    description: dict
+    # Further inputs of the kind (e.g. demonstrations to normalise a reward model on).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def prompt_records(*, filters: ExportFilters) -> Iterator[dict]:
+    """Records holding prompts, from the database: demonstrations (each user turn of a finished
+    conversation ends a prefix) and rankings (their prompt), with the export's ``split``."""
+    return chain(records("demonstrations", filters), records("rankings", filters))
+
+
+def held_out_prompts(*, filters: ExportFilters | None = None, limit: int) -> list[list[dict]]:
+    """Distinct prefixes ending in a user turn from held-out conversations, oldest first."""
+    base = filters or ExportFilters()
+    values = {**base.as_dict(), "split": "test"}
+    prompts, seen = [], set()
+    for record in prompt_records(filters=ExportFilters.from_dict(values)):
+        for messages in prompt_prefixes(record):
+            key = prompt_key(messages)
+            if key not in seen:
+                seen.add(key)
+                prompts.append(messages)
+                if len(prompts) >= limit:
+                    return prompts
+    return prompts
+
+
+def read_source(source: dict, data_format: str, *, limit: int | None = None) -> RunData:
+    """Rows from a JSONL file or from the database (export records with the run's filters)."""
+    if source["source"] == "file":
+        rows = list(islice(read_jsonl(source["path"]), limit))
+        return RunData(rows, {**source, "rows": len(rows), "sha256": file_sha256(source["path"])})
+    filters = ExportFilters.from_dict(source["filters"])
+    if data_format == PROMPTS_FORMAT:
+        rows = list(islice(prompt_records(filters=filters), limit))
+    else:
+        rows = list(islice(records(data_format, filters), limit))
+    return RunData(rows, {**source, "rows": len(rows), "sha256": records_sha256(rows)})
+
+
+def validated_version(version: ModelVersion | None, kind: str, field_name: str) -> ModelVersion:
+    version = version or model_version_active(kind=kind)
+    if version is None:
+        what = "policy" if kind == ModelVersion.Kind.POLICY else "reward model"
+        raise ValidationError({field_name: f"No active {what}: promote one or name the version."})
+    if version.kind != kind:
+        raise ValidationError({field_name: f"{version.name} is not a {kind} version."})
+    if not version.path:
+        raise ValidationError({field_name: f"{version.name} has no local model directory."})
+    return version
+
+
+@dataclass(frozen=True)
+class TrainingKind:
+    """One kind of training run.
+
+    ``inputs`` validates what the kind needs beyond the common arguments and returns what to
+    add to the run's ``dataset`` record; ``load`` reads the data when the run starts; ``train``
+    runs the Django-free trainer and returns its ``RunResult``.
+    """
+
+    name: str
+    data_format: str
+    output_kind: str
+    config_from_dict: Callable[[dict], Any]
+    load: Callable[[TrainingRun, Any], RunData]
+    train: Callable[..., Any]
+    inputs: Callable[..., dict] = lambda **_: {}
+    describe: Callable[[TrainingRun, RunData], str] = lambda run, data: (
+        f"{run.get_kind_display()} run {run.pk} from {run.base_version.name}."
+    )
+    # Recorded on the new version beside the trainer's metrics.
+    version_metrics: Callable[[RunData], dict] = lambda data: {}
+
+
+def validated_config(kind: TrainingKind, values: dict | None):
+    try:
+        return kind.config_from_dict(values or {})
+    except ConfigError as error:
+        raise ValidationError(error.errors) from error
+
+
+# ---- SFT --------------------------------------------------------------------------------------
+
+
+def _load_main(run: TrainingRun, config) -> RunData:
+    data = read_source(run.dataset, run.dataset["format"])
+    recorded = run.dataset.get("sha256")
+    if recorded and recorded != data.description["sha256"]:
+        raise ValidationError(
+            {"data": "The data changed since this run started; start a new run to use it."}
+        )
+    return data
+
+
+def _train_sft(*, run: TrainingRun, config, data: RunData, **arguments):
+    # torch loads in workers only: the web process imports this module to validate runs.
+    from sampler.training.sft import train_sft
+
+    return train_sft(
+        config=config, records=data.rows, base_model=run.base_version.path, **arguments
+    )
+
+
+SFT = TrainingKind(
+    name=TrainingRun.Kind.SFT,
+    data_format="demonstrations",
+    output_kind=ModelVersion.Kind.POLICY,
+    config_from_dict=CONFIGS["sft"].from_dict,
+    load=_load_main,
+    train=_train_sft,
+)
+
+
+# ---- reward -----------------------------------------------------------------------------------
+
+
+def _reward_inputs(*, demonstrations_path: str | None = None, validate_path, **_) -> dict:
+    if not demonstrations_path:
+        return {}
+    return {"demonstrations": {"source": "file", "path": validate_path(demonstrations_path)}}
+
+
+def _demonstrations_source(run: TrainingRun) -> dict | None:
+    """Demonstrations named for normalisation, else the database's with the run's dates and
+    trainers (a file-trained run without them skips normalisation)."""
+    if "demonstrations" in run.dataset:
+        return {
+            key: value
+            for key, value in run.dataset["demonstrations"].items()
+            if key in {"source", "path", "filters"}
+        }
+    if run.dataset["source"] != "database":
+        return None
+    filters = dict(run.dataset["filters"])
+    kept = {"date_from", "date_to", "exclude_trainer_ids", "pseudonymize"}
+    return {
+        "source": "database",
+        "filters": {key: value for key, value in filters.items() if key in kept},
+    }
+
+
+def _load_reward(run: TrainingRun, config) -> RunData:
+    data = _load_main(run, config)
+    source = _demonstrations_source(run)
+    if source is not None and config.normalize_to_demonstrations:
+        demonstrations = read_source(source, "demonstrations", limit=config.normalization_samples)
+        data.extra["demonstrations"] = demonstrations
+        data.description["demonstrations"] = demonstrations.description
+    return data
+
+
+def _train_reward(*, run: TrainingRun, config, data: RunData, **arguments):
+    # torch loads in workers only.
+    from sampler.training.reward import train_reward
+
+    demonstrations = data.extra.get("demonstrations")
+    return train_reward(
+        config=config,
+        records=data.rows,
+        demonstrations=demonstrations.rows if demonstrations else None,
+        base_model=run.base_version.path,
+        **arguments,
+    )
+
+
+REWARD = TrainingKind(
+    name=TrainingRun.Kind.REWARD,
+    data_format="rankings",
+    output_kind=ModelVersion.Kind.REWARD,
+    config_from_dict=CONFIGS["reward"].from_dict,
+    load=_load_reward,
+    train=_train_reward,
+    inputs=_reward_inputs,
+)
+
+
+# ---- PPO --------------------------------------------------------------------------------------
+
+
+def _ppo_inputs(*, reward_version: ModelVersion | None = None, **_) -> dict:
+    reward = validated_version(reward_version, ModelVersion.Kind.REWARD, "reward_version")
+    return {"reward_version": {"id": reward.pk, "name": reward.name}}
+
+
+def _load_ppo(run: TrainingRun, config) -> RunData:
+    data = _load_main(run, config)
+    data.extra["reward"] = ModelVersion.objects.get(pk=run.dataset["reward_version"]["id"])
+    return data
+
+
+def _train_ppo(*, run: TrainingRun, config, data: RunData, **arguments):
+    # torch loads in workers only.
+    from sampler.training.ppo import train_ppo
+
+    return train_ppo(
+        config=config,
+        prompts=data.rows,
+        base_model=run.base_version.path,
+        reward_model=data.extra["reward"].path,
+        **arguments,
+    )
+
+
+PPO = TrainingKind(
+    name=TrainingRun.Kind.PPO,
+    data_format=PROMPTS_FORMAT,
+    output_kind=ModelVersion.Kind.POLICY,
+    config_from_dict=PPOConfig.from_dict,
+    load=_load_ppo,
+    train=_train_ppo,
+    inputs=_ppo_inputs,
+    describe=lambda run, data: (
+        f"PPO run {run.pk} from {run.base_version.name} against {data.extra['reward'].name}."
+    ),
+    version_metrics=lambda data: {"reward_version": data.extra["reward"].name},
+)
+
+
+TRAINING_KINDS: dict[str, TrainingKind] = {kind.name: kind for kind in (SFT, REWARD, PPO)}
+
+
+def training_kind(name: str) -> TrainingKind:
+    try:
+        return TRAINING_KINDS[name]
+    except KeyError:
+        raise ValidationError(
+            {"kind": f"kind must be one of {', '.join(TRAINING_KINDS)}."}
+        ) from None
+
+
+def data_path_checker(allowed_roots: list[Path] | None) -> Callable[[str], str]:
+    """Resolves a data file a run may read (inside ``allowed_roots`` when given)."""
+
+    def check(path: str) -> str:
+        resolved = Path(path).expanduser().resolve()
+        if allowed_roots is not None and not any(
+            resolved.is_relative_to(Path(root).resolve()) for root in allowed_roots
+        ):
+            raise ValidationError({"data_path": "That file is not in a folder training may read."})
+        if not resolved.is_file():
+            raise ValidationError({"data_path": f"No file at {path}."})
+        return str(resolved)
+
+    return check

@@ -1,0 +1,323 @@
+"""Training runs: record and queue them, run them through the executor, register the output.
+
+The training itself lives in ``sampler.training`` (no Django). Here: a run is validated and
+recorded (``training_run_create``), then run by the job executor (``sampler.jobs``) on a
+``training`` worker, or in the calling process by a ``manage.py train_*`` command
+(``training_run_run_inline``). The data comes from the database (export filters) or a JSONL
+file; the loop reports progress into the TrainingRun row (which is also its heartbeat and where
+a cancellation is noticed); a successful run registers its model as a new ModelVersion, never
+promoted. A failed or interrupted run changes no active model and resumes from its last
+checkpoint when it is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ranking.exports import ExportFilters
+from sampler.jobs.services import (
+    JobCancelled,
+    JobContext,
+    Publication,
+    job_cancel,
+    job_enqueue,
+    job_execute,
+    job_retry,
+)
+from sampler.registry.models import ModelVersion
+from sampler.registry.services import model_version_register
+from sampler.runs.kinds import (
+    TrainingKind,
+    data_path_checker,
+    training_kind,
+    validated_config,
+    validated_version,
+)
+from sampler.runs.models import TrainingRun
+
+if TYPE_CHECKING:
+    from sampler.training.loop import ProgressEvent
+
+logger = logging.getLogger(__name__)
+
+# Progress reaches the database at most this often (plus at every eval and at the end).
+PROGRESS_WRITE_SECONDS = 2.0
+LOG_LIMIT = 50_000
+JOB_KIND = "training"
+
+
+# ---- create -----------------------------------------------------------------------------------
+
+
+def _validated_output_name(output_name: str) -> str:
+    output_name = output_name.strip()
+    if output_name and (Path(output_name).name != output_name or output_name.startswith(".")):
+        raise ValidationError({"output_name": "The name becomes a folder: no slashes, no dot."})
+    if output_name and ModelVersion.objects.filter(name=output_name).exists():
+        raise ValidationError({"output_name": f"A model version named {output_name} exists."})
+    return output_name
+
+
+def training_run_create(
+    *,
+    kind: str,
+    config: dict | None = None,
+    base_version: ModelVersion | None = None,
+    filters: ExportFilters | None = None,
+    data_path: str | None = None,
+    output_name: str = "",
+    started_by: AbstractBaseUser | None = None,
+    allowed_data_roots: list[Path] | None = None,
+    queue: bool = True,
+    **kind_inputs,
+) -> TrainingRun:
+    """Validate and record a run of any kind; ``queue`` sends it to a training worker.
+
+    Data: ``filters`` (read from the database when the run starts) or ``data_path`` (a JSONL
+    export, possibly gzipped). ``kind_inputs`` are the kind's own (reward:
+    ``demonstrations_path``; PPO: ``reward_version``). ``allowed_data_roots`` limits the files a
+    web request may name. Bad input raises ``ValidationError`` before anything is stored.
+    """
+    training = training_kind(kind)
+    training_config = validated_config(training, config)
+    base = validated_version(base_version, ModelVersion.Kind.POLICY, "base_version")
+    if (filters is None) == (data_path is None):
+        raise ValidationError({"data": "Give either database filters or a data file."})
+    check_path = data_path_checker(allowed_data_roots)
+    if data_path is not None:
+        dataset = {"source": "file", "format": training.data_format, "path": check_path(data_path)}
+    else:
+        dataset = {
+            "source": "database",
+            "format": training.data_format,
+            "filters": filters.as_dict(),
+        }
+    dataset.update(training.inputs(validate_path=check_path, **kind_inputs))
+    output_name = _validated_output_name(output_name)
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            kind=training.name,
+            base_version=base,
+            config=training_config.as_dict(),
+            dataset=dataset,
+            output_name=output_name,
+            started_by=started_by,
+        )
+        run.output_name = output_name or f"{base.name}-{training.name}-run{run.pk}"
+        run.checkpoint_dir = str(Path(settings.MODEL_ROOT) / "runs" / f"run-{run.pk}")
+        run.save(update_fields=["output_name", "checkpoint_dir"])
+        if queue:
+            job_enqueue(job=run)
+    return run
+
+
+def training_data_roots() -> list[Path]:
+    """Folders a run launched from the web may read: exports and uploads."""
+    return [Path(settings.EXPORT_ROOT), Path(settings.MEDIA_ROOT) / "training-data"]
+
+
+def training_data_store(*, uploaded) -> str:
+    """Keep an uploaded JSONL file for a run; returns its path (under a fresh folder, with the
+    file's own name reduced to safe characters)."""
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(uploaded.name).name)[-100:] or "data.jsonl"
+    folder = training_data_roots()[1] / uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe_name.lstrip(".")
+    with path.open("wb") as stream:
+        for chunk in uploaded.chunks():
+            stream.write(chunk)
+    return str(path)
+
+
+def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """Stop a queued or running run; the worker sees it at its next progress write."""
+    return job_cancel(job=run)
+
+
+def training_run_retry(*, run: TrainingRun) -> Publication:
+    """Queue a failed or cancelled run again; it resumes from its last checkpoint."""
+    return job_retry(job=run)
+
+
+# ---- execute ----------------------------------------------------------------------------------
+
+
+class _RunRecorder:
+    """The loop's progress callback: curves, progress and log into the run row, throttled.
+
+    Each write is also the run's heartbeat and the moment a cancellation is noticed (the
+    executor's ``JobCancelled``). Without a context (a secondary process under ``accelerate
+    launch``) nothing is written.
+    """
+
+    def __init__(
+        self,
+        run: TrainingRun,
+        context: JobContext | None,
+        echo: Callable[[ProgressEvent], None] | None = None,
+    ):
+        self.run_id = run.pk
+        self.context = context
+        self.echo = echo
+        self.log = run.log
+        self.history: dict = run.metrics or {}
+        self.progress = run.progress
+        self.last_write = 0.0
+
+    def note(self, message: str) -> None:
+        stamp = timezone.now().strftime("%Y-%m-%d %H:%M:%S")
+        self.log = (self.log + f"[{stamp}] {message}\n")[-LOG_LIMIT:]
+        if self.echo is None:  # on a worker; the command line prints through `echo` instead
+            logger.info("Training run %s: %s", self.run_id, message)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if not event.is_main_process or self.context is None:
+            return
+        if self.echo is not None:
+            self.echo(event)
+        if event.kind in {"start", "message", "checkpoint"}:
+            self.note(event.message)
+        elif event.kind == "eval":
+            self.note(
+                f"step {event.step}: "
+                + ", ".join(f"{name} {value:.4f}" for name, value in sorted(event.metrics.items()))
+            )
+        elif event.kind == "end":
+            self.note(f"training finished at step {event.step}")
+        if event.total_steps:
+            self.progress = min(0.99, event.step / event.total_steps)
+            self.history = event.history
+        urgent = event.kind in {"start", "eval", "checkpoint", "end"}
+        if urgent or time.monotonic() - self.last_write >= PROGRESS_WRITE_SECONDS:
+            self.write()
+
+    def write(self) -> None:
+        if self.context is None:
+            return
+        self.last_write = time.monotonic()
+        self.context.heartbeat(progress=self.progress, metrics=self.history, log=self.log)
+
+
+def _is_main_process() -> bool:
+    """Under ``accelerate launch`` every process runs the trainer; one writes the database."""
+    # accelerate loads torch: worker and command-line code paths only.
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def _train_run(
+    run: TrainingRun,
+    training: TrainingKind,
+    recorder: _RunRecorder,
+    *,
+    resume: bool,
+    is_main: bool,
+):
+    """Load the data and train; returns (result, data, final_dir) or raises."""
+    config = validated_config(training, run.config)
+    final_dir = Path(settings.MODEL_ROOT) / run.output_name
+    partial_dir = final_dir.with_name(f".{final_dir.name}.partial")
+    if ModelVersion.objects.filter(name=run.output_name).exists() or final_dir.exists():
+        raise ValidationError({"output_name": f"{run.output_name} exists already."})
+    data = training.load(run, config)
+    if is_main:
+        TrainingRun.objects.filter(pk=run.pk).update(dataset={**run.dataset, **data.description})
+        recorder.note(f"{data.description['rows']} {run.dataset['format']} records loaded")
+        recorder.write()
+    try:
+        result = training.train(
+            run=run,
+            config=config,
+            data=data,
+            output_dir=partial_dir,
+            checkpoint_dir=run.checkpoint_dir or None,
+            resume=resume,
+            callback=recorder,
+        )
+    except BaseException:
+        if is_main:
+            shutil.rmtree(partial_dir, ignore_errors=True)
+        raise
+    return result, data, partial_dir, final_dir
+
+
+def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
+    run = TrainingRun.objects.select_related("base_version").get(pk=context.job.pk)
+    training = training_kind(run.kind)
+    recorder = _RunRecorder(run, context, echo=echo)
+    try:
+        result, data, partial_dir, final_dir = _train_run(
+            run, training, recorder, resume=resume, is_main=True
+        )
+    except JobCancelled:
+        raise
+    except BaseException as error:
+        recorder.note(f"failed: {type(error).__name__}: {error}")
+        TrainingRun.objects.filter(pk=run.pk).update(log=recorder.log)
+        raise
+    partial_dir.replace(final_dir)
+    if result.metrics.get("stopped_early"):
+        recorder.note(str(result.metrics["stopped_early"]))
+    with transaction.atomic():
+        recorder.note(f"registered {run.output_name} (not promoted)")
+        if not context.succeed(progress=1.0, metrics=result.history, log=recorder.log):
+            raise JobCancelled(f"Training run {run.pk} was cancelled as it finished.")
+        model_version_register(
+            name=run.output_name,
+            path=str(final_dir),
+            kind=training.output_kind,
+            source=ModelVersion.Source.TRAINED,
+            parent=run.base_version,
+            training_run_id=run.pk,
+            metrics={**result.metrics, "data": result.data, **training.version_metrics(data)},
+            description=training.describe(run, data),
+        )
+    if run.checkpoint_dir:
+        shutil.rmtree(run.checkpoint_dir, ignore_errors=True)
+
+
+def training_run_execute(context: JobContext) -> None:
+    """The executor's entry point for every training kind (on a ``training`` worker)."""
+    _execute(context, **context.options)
+
+
+def training_run_run_inline(
+    *,
+    run_id: int,
+    resume: bool = True,
+    echo: Callable[[ProgressEvent], None] | None = None,
+) -> TrainingRun:
+    """Train ``run_id`` in this process (``manage.py train_*``, also under ``accelerate
+    launch``), with the same bookkeeping as on a worker; resumes from the run's checkpoint.
+
+    A failed run may be run again this way (that is a resume); a finished or cancelled one
+    returns as it is. Errors are recorded on the run and raised again.
+    """
+    if not _is_main_process():
+        run = TrainingRun.objects.select_related("base_version").get(pk=run_id)
+        training = training_kind(run.kind)
+        recorder = _RunRecorder(run, None)
+        _train_run(run, training, recorder, resume=resume, is_main=False)
+        return TrainingRun.objects.get(pk=run_id)
+    job_execute(
+        kind_name=JOB_KIND,
+        job_id=run_id,
+        token=None,
+        options={"resume": resume, "echo": echo},
+        reraise=True,
+    )
+    return TrainingRun.objects.get(pk=run_id)

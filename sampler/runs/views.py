@@ -1,0 +1,105 @@
+"""The Training page for admins: model versions, launching runs, following them live."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts.roles import staff_required
+from sampler.registry.selectors import model_version_list
+from sampler.runs import services as training_services
+from sampler.runs.forms import TrainingRunForm
+from sampler.runs.models import TrainingRun
+from sampler.runs.plots import run_charts
+from sampler.runs.selectors import training_run_list
+
+PAGE = "sampler/training.html"
+RUN_PAGE = "sampler/training_run.html"
+LOG_TAIL_CHARS = 6000
+
+
+def _runs() -> dict:
+    runs = list(training_run_list()[:50])
+    return {"runs": runs, "runs_unfinished": any(not run.is_finished for run in runs)}
+
+
+def _page(request: HttpRequest, form: TrainingRunForm, *, status: int = 200) -> HttpResponse:
+    context = {"form": form, "versions": model_version_list()[:100], **_runs()}
+    return render(request, PAGE, context, status=status)
+
+
+@staff_required
+def training(request: HttpRequest) -> HttpResponse:
+    return _page(request, TrainingRunForm())
+
+
+@staff_required
+def training_runs(request: HttpRequest) -> HttpResponse:
+    """The runs table alone: what the page polls while a run is unfinished."""
+    return render(request, f"{PAGE}#run-table", _runs())
+
+
+@staff_required
+@require_POST
+def training_run_start(request: HttpRequest) -> HttpResponse:
+    form = TrainingRunForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _page(request, form, status=422)
+    data = form.cleaned_data
+    data_path = None
+    if data["source"] == "export":
+        data_path = data["export"].file_path
+    elif data["source"] == "upload":
+        data_path = training_services.training_data_store(uploaded=data["upload"])
+    try:
+        run = training_services.training_run_create(
+            kind=data["kind"],
+            config=data["config"],
+            base_version=data["base_version"],
+            filters=data.get("filters") if data_path is None else None,
+            data_path=data_path,
+            output_name=data["output_name"],
+            started_by=request.user,
+            allowed_data_roots=training_services.training_data_roots(),
+        )
+    except ValidationError as error:
+        for field, field_errors in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, field_errors)
+        return _page(request, form, status=422)
+    messages.success(request, f"Run {run.pk} is queued for a GPU worker.")
+    url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _run_context(run: TrainingRun) -> dict:
+    log = run.log
+    return {
+        "run": run,
+        "output_version": run.output_versions.first(),
+        "charts": run_charts(run),
+        "log_tail": log[-LOG_TAIL_CHARS:],
+        "log_truncated": len(log) > LOG_TAIL_CHARS,
+        "percent": round(run.progress * 100),
+    }
+
+
+@staff_required
+def training_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(
+        TrainingRun.objects.select_related("base_version", "started_by"), pk=run_id
+    )
+    if request.htmx:
+        return render(request, f"{RUN_PAGE}#run-status", _run_context(run))
+    return render(request, RUN_PAGE, _run_context(run))
+
+
+@staff_required
+@require_POST
+def training_run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    run = training_services.training_run_cancel(run=run)
+    messages.info(request, f"Run {run.pk} is {run.get_status_display().lower()}.")
+    return redirect("sampler:training-run", run_id=run.pk)

@@ -1,0 +1,72 @@
+"""Reading and keying training records: no torch, so the web process may use it too."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """The data cannot be trained on (empty, wrong format); the message is meant for users."""
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    """Records of a JSONL file (gzip when the file starts with gzip's magic bytes)."""
+    path = Path(path)
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as stream:
+        for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path.name} line {number} is not JSON ({error.msg}).") from error
+            if not isinstance(record, dict):
+                raise DataError(f"{path.name} line {number} is not a JSON object.")
+            yield record
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def records_sha256(records: Iterable[dict]) -> str:
+    """The sha256 of the records written as compact JSONL (what an uncompressed export holds)."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def prompt_prefixes(record: dict) -> list[list[dict]]:
+    """Conversation prefixes ending in a user turn that a record holds.
+
+    A ranking or pair record (``prompt``) gives its prompt; a demonstration (``messages``) gives
+    the prefix up to each of its user turns; a record that is only a prompt (``messages``
+    ending in a user turn) gives itself.
+    """
+    if isinstance(record.get("prompt"), list):
+        prompt = [_message(m) for m in record["prompt"]]
+        return [prompt] if prompt and prompt[-1]["role"] == "user" else []
+    messages = [_message(m) for m in record.get("messages") or []]
+    return [messages[: index + 1] for index, m in enumerate(messages) if m["role"] == "user"]
+
+
+def _message(message: dict) -> dict:
+    return {"role": str(message["role"]), "content": str(message["content"])}
+
+
+def prompt_key(messages: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()

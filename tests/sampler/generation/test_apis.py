@@ -1,0 +1,202 @@
+import json
+import re
+from unittest import mock
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from config.celery import app
+from labeling.models import Conversation, Message
+from sampler.generation import services
+from sampler.generation.models import GenerationJob
+from sampler.jobs.services import job_fail
+
+JOBS_URL = "/api/generation-jobs/"
+PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _post(client: Client, data: object):
+    return client.post(JOBS_URL, json.dumps(data), content_type="application/json")
+
+
+def _job_url(job_id: int) -> str:
+    return f"{JOBS_URL}{job_id}/"
+
+
+def _job_section(html: str, job: GenerationJob) -> str:
+    """The opening tag of the job's section: where the polling attributes live."""
+    return re.search(rf'<section id="job-{job.pk}"[^>]*>', html).group(0)
+
+
+def _queued_job(trainer) -> GenerationJob:
+    return services.generation_job_create(
+        messages=PROMPT,
+        n=2,
+        params={"max_new_tokens": 8},
+        seed=3,
+        requested_by=trainer,
+        queue=False,
+    )
+
+
+def test_create_records_the_request_and_queues_one_run_after_commit(
+    policy, trainer, trainer_client, django_capture_on_commit_callbacks
+):
+    payload = {
+        "messages": PROMPT,
+        "n": 3,
+        "params": {"temperature": 0.7, "max_new_tokens": 10},
+        "seed": 42,
+    }
+    with (
+        mock.patch.object(app, "send_task") as send_task,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = _post(trainer_client, payload)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    job = GenerationJob.objects.get()
+    assert body["id"] == job.pk and body["status"] == "queued"
+    assert body["n"] == 3 and body["seed"] == 42 and body["role"] == "assistant"
+    assert body["params"]["temperature"] == 0.7 and body["params"]["max_new_tokens"] == 10
+    assert body["prompt_messages"] == PROMPT
+    assert body["model_version"] == "micro" and body["samples"] == []
+    assert job.requested_by == trainer and job.params == body["params"]
+    # Queued for an interactive worker with the job's token, not run in the request.
+    send_task.assert_called_once()
+    assert send_task.call_args.kwargs["args"] == ("generation", job.pk, job.publish_token)
+    assert send_task.call_args.kwargs["queue"] == "generation"
+    assert job.status == GenerationJob.Status.QUEUED and not job.samples.exists()
+
+
+def test_create_from_a_prefix_message_of_ones_own_conversation(policy, trainer, trainer_client):
+    conversation = Conversation.objects.create(owner=trainer)
+    question = Message.objects.create(conversation=conversation, role="user", content="hello?")
+    response = _post(trainer_client, {"prefix_message_id": question.pk, "n": 1})
+    assert response.status_code == 201, response.content
+    assert response.json()["prefix_message_id"] == question.pk
+    assert response.json()["prompt_messages"] == [{"role": "user", "content": "hello?"}]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({"messages": PROMPT, "n": 0}, "n", "greater than or equal to 1"),
+        ({"messages": PROMPT, "n": 17}, "n", "at most 16"),
+        ({"messages": PROMPT, "n": "many"}, "n", "Must be an integer"),
+        ({"messages": PROMPT, "n": "3"}, "n", "Must be an integer"),
+        ({"messages": PROMPT, "n": True}, "n", "Must be an integer"),
+        ({"messages": PROMPT, "n": 2.0}, "n", "Must be an integer"),
+        ({"messages": PROMPT, "n": 2, "params": {"temperature": True}}, "temperature", "number"),
+        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 1.9}}, "max_new_tokens", ""),
+        (
+            {"messages": [{"role": "user", "content": 123}], "n": 2},
+            "messages",
+            "content must be text",
+        ),
+        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 250}}, "max_new_tokens", "16"),
+        ({"messages": PROMPT, "n": 2, "params": {"temperature": 0}}, "temperature", "between"),
+        ({"messages": PROMPT, "n": 2, "params": {"top_p": 1.5}}, "top_p", ""),
+        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 10**5}}, "max_new_tokens", ""),
+        ({"messages": PROMPT, "n": 2, "params": {"beam_width": 3}}, "params", "beam_width"),
+        ({"messages": PROMPT, "n": 2, "params": {"temperature": "hot"}}, "temperature", "number"),
+        ({"messages": PROMPT, "n": 2, "seed": -1}, "seed", ""),
+        ({"messages": PROMPT, "n": 2, "role": "system"}, "role", "valid choice"),
+        ({"messages": [{"role": "robot", "content": "x"}], "n": 2}, "messages", "role must be"),
+        ({"messages": [{"role": "user", "content": "x" * 20001}], "n": 2}, "messages", "20000"),
+        ({"n": 2}, "prefix", "either a prefix message or a list"),
+    ],
+)
+def test_invalid_requests_are_400_with_a_message_and_nothing_is_queued(
+    policy, trainer_client, django_capture_on_commit_callbacks, payload, field, message
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = _post(trainer_client, payload)
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+    assert message in json.dumps(response.json()[field])
+    assert callbacks == [] and not GenerationJob.objects.exists()
+
+
+def test_a_prefix_message_of_someone_elses_conversation_is_a_404(
+    policy, other_trainer, trainer_client
+):
+    conversation = Conversation.objects.create(owner=other_trainer)
+    theirs = Message.objects.create(conversation=conversation, role="user", content="private")
+    response = _post(trainer_client, {"prefix_message_id": theirs.pk, "n": 1})
+    assert response.status_code == 404
+    assert not GenerationJob.objects.exists()
+
+
+def test_reading_a_job_shows_its_status_then_its_samples_once_the_task_ran(
+    policy, trainer, trainer_client
+):
+    job = _queued_job(trainer)
+    before = trainer_client.get(_job_url(job.pk))
+    assert before.status_code == 200
+    assert before.json()["status"] == "queued" and before.json()["samples"] == []
+
+    services.generation_job_run_inline(job_id=job.pk)
+
+    body = trainer_client.get(_job_url(job.pk)).json()
+    assert body["status"] == "succeeded" and body["finished_at"] and body["error"] == ""
+    assert [sample["index"] for sample in body["samples"]] == [0, 1]
+    stored = dict(job.samples.values_list("index", "text"))
+    for sample in body["samples"]:
+        assert sample["text"] == stored[sample["index"]]
+        assert 1 <= sample["token_count"] <= 8 and sample["logprob_sum"] < 0
+        assert sample["finish_reason"] in {"end_of_turn", "length"}
+
+
+def test_a_trainer_cannot_read_another_trainers_job_but_an_admin_can(
+    policy, other_trainer, trainer_client, admin_client_
+):
+    job = _queued_job(other_trainer)
+    assert trainer_client.get(_job_url(job.pk)).status_code == 404
+    assert admin_client_.get(_job_url(job.pk)).status_code == 200
+
+
+def test_the_generation_api_needs_a_logged_in_trainer(policy, trainer, plain_user):
+    job = _queued_job(trainer)
+    anonymous = Client()
+    assert _post(anonymous, {"messages": PROMPT, "n": 1}).status_code in {401, 403}
+    assert anonymous.get(_job_url(job.pk)).status_code in {401, 403}
+    no_role = Client()
+    no_role.force_login(plain_user)
+    assert _post(no_role, {"messages": PROMPT, "n": 1}).status_code == 403
+    assert no_role.get(_job_url(job.pk)).status_code == 403
+    assert GenerationJob.objects.count() == 1
+
+
+# ---- the job page's htmx partial (sampler/views.py job_detail) --------------------------------
+
+
+def test_job_partial_polls_while_the_job_runs_and_stops_once_it_ended(
+    policy, trainer, trainer_client
+):
+    job = _queued_job(trainer)
+    url = reverse("sampler:job-detail", args=[job.pk])
+
+    queued = trainer_client.get(url, **HTMX).content.decode()
+    assert "<html" not in queued
+    section = _job_section(queued, job)
+    assert 'hx-trigger="every 1s"' in section and f'hx-get="{url}"' in section
+
+    services.generation_job_run_inline(job_id=job.pk)
+    finished = trainer_client.get(url, **HTMX).content.decode()
+    section = _job_section(finished, job)
+    assert 'data-status="succeeded"' in section
+    assert "hx-trigger" not in section and "hx-get" not in section
+    assert "every 1s" not in finished
+    assert finished.count('data-sample-id="') == 2
+
+
+def test_job_partial_of_a_failed_job_stops_polling_and_says_why(policy, trainer, trainer_client):
+    job = _queued_job(trainer)
+    job_fail(job=job, error="the worker ran out of memory")
+    html = trainer_client.get(reverse("sampler:job-detail", args=[job.pk]), **HTMX).content.decode()
+    assert "hx-trigger" not in _job_section(html, job) and "every 1s" not in html
+    assert "the worker ran out of memory" in html

@@ -1,0 +1,250 @@
+"""The run executor's lifecycle, on generation jobs: publish, claim, heartbeat, cancel, retry,
+the outbox and the sweeper. The broker here records what is sent (the integration tier runs the
+same paths against a real Redis and worker)."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerDown
+
+from config.celery import Queue, app
+from sampler.generation.models import GenerationJob
+from sampler.generation.services import generation_job_create
+from sampler.jobs import services
+from sampler.jobs.kinds import job_kind_named
+from sampler.jobs.selectors import job_queue_position, jobs_by_state, queue_depths
+
+PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
+
+
+class Broker:
+    """Stands in for the broker's publish call: records messages, or fails like a dead Redis."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+        self.down = False
+
+    def send_task(self, name, args=(), queue=None, **options):
+        if self.down:
+            raise BrokerDown("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+        self.sent.append({"name": name, "args": tuple(args), "queue": queue, **options})
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    fake = Broker()
+    monkeypatch.setattr(app, "send_task", fake.send_task)
+    return fake
+
+
+def _job(trainer, *, purpose=GenerationJob.Purpose.SUGGESTION, queue=True):
+    return generation_job_create(
+        messages=PROMPT,
+        n=2,
+        params={"max_new_tokens": 8},
+        seed=7,
+        purpose=purpose,
+        requested_by=trainer,
+        queue=queue,
+    )
+
+
+def test_a_job_is_published_after_commit_to_its_kinds_queue_with_a_fresh_token(
+    policy, trainer, broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        suggestion = _job(trainer)
+        bulk = _job(trainer, purpose=GenerationJob.Purpose.RANKING)
+        assert broker.sent == []  # nothing leaves before the commit
+    suggestion.refresh_from_db()
+    bulk.refresh_from_db()
+    assert [message["queue"] for message in broker.sent] == [
+        Queue.INTERACTIVE.value,
+        Queue.GENERATION.value,
+    ]
+    assert broker.sent[0]["name"] == services.RUN_TASK
+    assert broker.sent[0]["args"] == ("generation", suggestion.pk, suggestion.publish_token)
+    assert suggestion.published_at is not None and suggestion.publish_count == 1
+    assert suggestion.publish_token != bulk.publish_token
+    # Generation jobs carry their time limit to the worker.
+    assert broker.sent[0]["soft_time_limit"] == job_kind_named("generation").time_limit
+
+
+def test_broker_down_keeps_the_job_queued_unpublished_and_the_outbox_sends_it_later(
+    policy, trainer, broker, django_capture_on_commit_callbacks
+):
+    broker.down = True
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _job(trainer)
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
+    assert services.jobs_tick().republished == 0  # within the grace period: no double send
+    broker.down = False
+    later = timezone.now() + timedelta(seconds=60)
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.jobs_tick(now=later)
+    assert report.republished == 1
+    job.refresh_from_db()
+    assert broker.sent[-1]["args"] == ("generation", job.pk, job.publish_token)
+    assert job.published_at is not None
+
+
+def test_the_outbox_leaves_a_waiting_job_alone_then_republishes_with_backoff(
+    policy, trainer, broker, django_capture_on_commit_callbacks, settings
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _job(trainer)
+    job.refresh_from_db()
+    first_token = job.publish_token
+    soon = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER - 1)
+    assert services.jobs_tick(now=soon).republished == 0
+    due = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_tick(now=due).republished == 1
+    job.refresh_from_db()
+    assert job.publish_token != first_token and job.publish_count == 2
+    # The second wait is twice as long before the next copy.
+    not_yet = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER + 1)
+    assert services.jobs_tick(now=not_yet).republished == 0
+    # Never failed while it waits, however long.
+    much_later = timezone.now() + timedelta(days=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.jobs_tick(now=much_later)
+    job.refresh_from_db()
+    assert report.failed == 0 and job.status == GenerationJob.Status.QUEUED
+
+
+def test_a_stale_message_is_dropped_and_the_current_one_runs(policy, trainer, broker):
+    job = _job(trainer, queue=False)
+    GenerationJob.objects.filter(pk=job.pk).update(publish_token="new", queue="interactive")
+    assert services.job_execute(kind_name="generation", job_id=job.pk, token="old") is None
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.QUEUED and job.attempts == 0
+    done = services.job_execute(kind_name="generation", job_id=job.pk, token="new")
+    assert done.status == GenerationJob.Status.SUCCEEDED and done.samples.count() == 2
+    assert done.attempts == 1 and done.started_at and done.finished_at and done.worker
+
+
+def test_a_running_job_with_a_fresh_heartbeat_is_not_taken_over_but_a_stale_one_is(
+    policy, trainer, settings
+):
+    job = _job(trainer, queue=False)
+    now = timezone.now()
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status="running", publish_token="t", queue="interactive", heartbeat_at=now, attempts=1
+    )
+    kind = job_kind_named("generation")
+    assert services.job_claim(kind=kind, job_id=job.pk, token="t", worker="other") is None
+    stale = now - timedelta(seconds=settings.JOB_STALE_AFTER + 1)
+    GenerationJob.objects.filter(pk=job.pk).update(heartbeat_at=stale)
+    claimed = services.job_claim(kind=kind, job_id=job.pk, token="t", worker="other")
+    assert claimed is not None and claimed.attempts == 2 and claimed.worker == "other"
+
+
+def test_the_sweeper_queues_again_a_job_whose_worker_stopped_then_fails_it_past_its_budget(
+    policy, trainer, broker, django_capture_on_commit_callbacks, settings
+):
+    job = _job(trainer, queue=False)
+    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER + 5)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status="running", publish_token="t", queue="interactive", heartbeat_at=stale, attempts=1
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.jobs_tick()
+    job.refresh_from_db()
+    assert report.requeued == 1 and job.status == GenerationJob.Status.QUEUED
+    assert job.publish_token != "t" and "stopped responding" in job.error
+    assert broker.sent[-1]["args"] == ("generation", job.pk, job.publish_token)
+    # The dead worker's old message, redelivered late, does nothing.
+    assert services.job_execute(kind_name="generation", job_id=job.pk, token="t") is None
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status="running", heartbeat_at=stale, attempts=settings.JOB_MAX_ATTEMPTS
+    )
+    report = services.jobs_tick()
+    job.refresh_from_db()
+    assert report.failed == 1 and job.status == GenerationJob.Status.FAILED
+    assert "Gave up after" in job.error
+
+
+def test_cancel_stops_a_queued_job_and_retry_runs_it_again(
+    policy, trainer, broker, django_capture_on_commit_callbacks
+):
+    job = _job(trainer, queue=False)
+    services.job_cancel(job=job)
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.CANCELLED and job.finished_at
+    with django_capture_on_commit_callbacks(execute=True):
+        publication = services.job_retry(job=job)
+    job.refresh_from_db()
+    assert publication.sent and not publication.failed
+    assert job.status == GenerationJob.Status.QUEUED and job.attempts == 0
+    assert job.finished_at is None and job.queue == Queue.INTERACTIVE.value
+    done = services.job_execute(kind_name="generation", job_id=job.pk, token=job.publish_token)
+    assert done.status == GenerationJob.Status.SUCCEEDED
+    with pytest.raises(ValidationError, match="Only failed or cancelled"):
+        services.job_retry(job=done)
+
+
+def test_a_job_cancelled_while_it_runs_keeps_no_results(policy, trainer):
+    job = _job(trainer, queue=False)
+    kind = job_kind_named("generation")
+    claimed = services.job_claim(kind=kind, job_id=job.pk, token=None, worker="w")
+    context = services.JobContext(kind=kind, job=claimed, token=claimed.publish_token, worker="w")
+    services.job_cancel(job=claimed)
+    with pytest.raises(services.JobCancelled):
+        context.heartbeat()
+    with pytest.raises(services.JobCancelled):
+        kind.execute(context)
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.CANCELLED and job.samples.count() == 0
+
+
+def test_queue_position_and_depths_count_waiting_jobs_per_queue(
+    policy, trainer, broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        first, second = _job(trainer), _job(trainer)
+        _job(trainer, purpose=GenerationJob.Purpose.RANKING)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert job_queue_position(job=first) == 0 and job_queue_position(job=second) == 1
+    assert queue_depths() == {"interactive": 2, "generation": 1}
+    assert jobs_by_state()["sampler.generationjob"] == {"queued": 3}
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"JOB_HEARTBEAT_SECONDS": "30", "JOB_STALE_AFTER": "60"}, "3 x JOB_HEARTBEAT_SECONDS"),
+        (
+            {
+                "JOB_STALE_AFTER": "4000",
+                "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+                "CELERY_VISIBILITY_TIMEOUT": "3600",
+            },
+            "below CELERY_VISIBILITY_TIMEOUT",
+        ),
+        ({"JOB_REPUBLISH_AFTER": "5", "JOB_PUBLISH_GRACE": "10"}, "JOB_PUBLISH_GRACE"),
+    ],
+)
+def test_contradictory_job_settings_are_refused_at_startup(environment, message, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import django, os; django.setup()"],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "VAR_DIR": str(tmp_path),
+            **environment,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and message in result.stderr

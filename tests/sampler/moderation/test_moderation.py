@@ -1,0 +1,294 @@
+import random
+import re
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from ranking import services as ranking_services
+from ranking.models import Candidate, RankingTask
+from sampler.generation import services
+from sampler.moderation import filters as moderation
+from sampler.moderation.models import ModerationResult
+from sampler.moderation.services import samples_moderate
+from tests.ranking.conftest import finished_conversation
+
+PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
+
+
+def _job(trainer, **overrides):
+    arguments = {
+        "messages": PROMPT,
+        "n": 3,
+        "params": {"max_new_tokens": 12},
+        "seed": 1234,
+        "requested_by": trainer,
+        "queue": False,
+    }
+    arguments.update(overrides)
+    return services.generation_job_create(**arguments)
+
+
+@pytest.fixture
+def builtin_filter(settings):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"profanity": ["darn", "good grief"]}
+    settings.CONTENT_FILTER_PATTERNS = {"personal_data": [r"\b\d{3}-\d{4}\b"]}
+    return settings
+
+
+# ---- the built-in filter ----------------------------------------------------------------------
+
+
+def test_builtin_filter_matches_whole_words_case_insensitively():
+    content_filter = moderation.BuiltinFilter(
+        words={"profanity": ["darn", "good grief"]}, patterns={"personal_data": [r"\d{3}-\d{4}"]}
+    )
+    results = content_filter.score(
+        ["Well DARN it.", "darned socks", "Good   grief!", "call 555-1234", "all fine"]
+    )
+    assert [r.flagged for r in results] == [True, False, True, True, False]
+    assert results[0].categories == ["profanity"]
+    assert results[0].details["matches"] == {"profanity": ["DARN"]}
+    assert results[3].categories == ["personal_data"]
+    assert results[4].categories == [] and results[4].scores == {}
+
+
+def test_builtin_filter_version_changes_with_its_lists():
+    first = moderation.BuiltinFilter(words=["darn"], patterns=[])
+    same = moderation.BuiltinFilter(words=["darn"], patterns=[])
+    other = moderation.BuiltinFilter(words=["drat"], patterns=[])
+    assert first.version == same.version != other.version
+    assert first.words == {"blocklist": ["darn"]}
+
+
+def test_a_bad_pattern_is_a_configuration_error():
+    with pytest.raises(ImproperlyConfigured, match="not a regex"):
+        moderation.BuiltinFilter(words=[], patterns=["(unclosed"])
+
+
+def test_unknown_filter_setting_is_a_configuration_error(settings):
+    settings.CONTENT_FILTER = "magic"
+    with pytest.raises(ImproperlyConfigured, match="CONTENT_FILTER"):
+        moderation.content_filter_get()
+
+
+def test_filter_can_be_a_dotted_class_path(settings, policy, trainer):
+    settings.CONTENT_FILTER = "tests.sampler.moderation.test_moderation.FlagEverything"
+    job = services.generation_job_run_inline(job_id=_job(trainer).pk)
+    results = ModerationResult.objects.filter(sample__job=job)
+    assert results.count() == 3
+    assert all(r.flagged and r.filter_name == "flag-everything" for r in results)
+
+
+class FlagEverything:
+    name = "flag-everything"
+    version = "1"
+
+    def score(self, texts):
+        return [moderation.FilterResult(True, ["everything"], {"everything": 1.0}) for _ in texts]
+
+
+# ---- applied to every generated sample --------------------------------------------------------
+
+
+def test_every_generated_sample_gets_one_result_and_filtering_again_stores_nothing(
+    builtin_filter, policy, trainer
+):
+    job = services.generation_job_run_inline(job_id=_job(trainer).pk)
+    samples = list(job.samples.all())
+    results = ModerationResult.objects.filter(sample__job=job)
+    assert results.count() == 3
+    result = results.first()
+    assert result.filter_name == "builtin" and result.filter_version.startswith("1-")
+
+    again = samples_moderate(samples=samples)
+    assert set(again) == {s.pk for s in samples}
+    assert ModerationResult.objects.filter(sample__job=job).count() == 3
+
+
+def test_a_sample_that_matches_the_filter_is_flagged(settings, policy, trainer):
+    settings.CONTENT_FILTER = "none"
+    job = services.generation_job_run_inline(job_id=_job(trainer).pk)
+    assert not ModerationResult.objects.exists()  # filtering off: nothing recorded
+    sample = max(job.samples.all(), key=lambda s: len(s.text))
+    word = max(re.findall(r"\w+", sample.text), key=len)
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"test_words": [word.upper()]}
+    settings.CONTENT_FILTER_PATTERNS = {}
+
+    results = samples_moderate(samples=list(job.samples.all()))
+
+    assert results[sample.pk].flagged
+    assert results[sample.pk].categories == ["test_words"]
+    assert results[sample.pk].details["matches"]["test_words"][0].lower() == word.lower()
+
+
+def test_job_page_warns_about_a_flagged_sample(settings, policy, trainer, trainer_client):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    job = services.generation_job_run_inline(job_id=_job(trainer, n=2).pk)
+    response = trainer_client.get(f"/generation/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('class="moderation-warning"') == 2
+    assert "The content filter flagged this: everything" in html
+    # Each sample offers feedback (thumbs, report, "filter was wrong").
+    for sample in job.samples.all():
+        assert f"/write/feedback/sample/{sample.pk}/" in html
+
+
+def test_editor_suggestion_cards_warn_about_flagged_samples(settings, policy, trainer):
+    from django.test import Client
+
+    from labeling.models import Conversation
+
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    conversation = Conversation.objects.create(owner=trainer)
+    job = services.generation_job_run_inline(job_id=_job(trainer, n=2).pk)
+    client = Client()
+    client.force_login(trainer)
+    response = client.get(f"/write/{conversation.pk}/suggestions/{job.pk}/", HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert html.count('class="suggestion sample flagged"') == 2
+    assert html.count('class="moderation-warning"') == 2
+
+
+# ---- blocking flagged samples from ranking tasks ----------------------------------------------
+
+
+def _ranking_task(other_trainer, settings):
+    settings.RANKING_MAX_NEW_TOKENS = 12
+    finished_conversation(other_trainer)
+    return ranking_services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=2, queue=False
+    )
+
+
+def test_with_blocking_on_a_flagged_sample_never_becomes_a_ranking_candidate(
+    settings, policy, other_trainer
+):
+    # Sample first with the filter off, then flag exactly one of the samples by its text.
+    settings.CONTENT_FILTER = "none"
+    task = _ranking_task(other_trainer, settings)
+    job = services.generation_job_run_inline(job_id=task.generation_job_id)
+    samples = list(job.samples.order_by("index"))
+    texts = [s.text for s in samples]
+    flagged = max(
+        (s for s in samples if s.text.strip() and texts.count(s.text) == 1),
+        key=lambda s: len(s.text),
+    )
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"blocked": [f"^{re.escape(flagged.text)}$"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+
+    task = ranking_services.ranking_task_prepare(task_id=task.pk)
+
+    assert task.status == RankingTask.Status.READY
+    assert ModerationResult.objects.get(sample=flagged).flagged
+    candidate_samples = set(
+        Candidate.objects.filter(task=task).values_list("message__sample_id", flat=True)
+    )
+    assert flagged.pk not in candidate_samples
+    assert {s.pk for s in samples if s.pk != flagged.pk} <= candidate_samples
+    assert Candidate.objects.filter(task=task).count() == 3  # the source + 2 alternatives
+
+
+def test_with_blocking_off_flagged_samples_are_ranked(settings, policy, other_trainer):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = False
+    task = _ranking_task(other_trainer, settings)
+
+    task = ranking_services.ranking_task_prepare(task_id=task.pk)
+
+    assert task.status == RankingTask.Status.READY
+    assert Candidate.objects.filter(task=task).count() == 4
+    assert ModerationResult.objects.filter(flagged=True).count() == 3
+
+
+def test_with_blocking_on_a_task_whose_samples_are_all_flagged_fails_with_a_reason(
+    settings, policy, other_trainer
+):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    task = _ranking_task(other_trainer, settings)
+
+    task = ranking_services.ranking_task_prepare(task_id=task.pk)
+
+    assert task.status == RankingTask.Status.FAILED
+    assert "content filter flagged all 3" in task.error
+    assert not Candidate.objects.filter(task=task).exists()
+
+
+# ---- the classifier backend -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory, micro_model_dir):
+    """A tiny random text classifier (labels "safe" / "toxic") built from a config, offline."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2ForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(micro_model_dir)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        num_labels=2,
+        id2label={0: "safe", 1: "toxic"},
+        label2id={"safe": 0, "toxic": 1},
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("classifier")
+    GPT2ForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_classifier_flags_labels_at_or_above_the_threshold_and_never_safe_ones(classifier_dir):
+    texts = ["hello there", "", "how are you today?"]
+    always = moderation.ClassifierFilter(
+        path=str(classifier_dir), threshold=0.0, safe_labels=["safe"]
+    ).score(texts)
+    assert [r.flagged for r in always] == [True, False, True]  # an empty text passes
+    assert always[0].categories == ["toxic"]
+    assert set(always[0].scores) == {"safe", "toxic"}
+    assert sum(always[0].scores.values()) == pytest.approx(1.0, abs=1e-3)  # softmax
+
+    never = moderation.ClassifierFilter(path=str(classifier_dir), threshold=1.01).score(texts)
+    assert not any(r.flagged for r in never)
+
+    only_safe = moderation.ClassifierFilter(
+        path=str(classifier_dir), threshold=0.0, flag_labels=["safe"]
+    ).score(texts)
+    assert only_safe[0].categories == ["safe"]
+
+
+def test_classifier_is_loaded_once_per_process(classifier_dir):
+    assert moderation.classifier_load(str(classifier_dir)) is moderation.classifier_load(
+        str(classifier_dir)
+    )
+
+
+def test_classifier_backend_filters_generated_samples(settings, classifier_dir, policy, trainer):
+    settings.CONTENT_FILTER = "classifier"
+    settings.CONTENT_FILTER_MODEL = str(classifier_dir)
+    settings.CONTENT_FILTER_THRESHOLD = 0.0
+    job = services.generation_job_run_inline(job_id=_job(trainer).pk)
+    results = ModerationResult.objects.filter(sample__job=job)
+    assert results.count() == 3
+    assert {r.filter_name for r in results} == {f"classifier:{classifier_dir.name}"}
+    assert all(set(r.scores) == {"safe", "toxic"} for r in results if r.sample.text.strip())
+
+
+def test_classifier_without_a_model_is_a_configuration_error(settings):
+    settings.CONTENT_FILTER = "classifier"
+    settings.CONTENT_FILTER_MODEL = ""
+    with pytest.raises(ImproperlyConfigured, match="CONTENT_FILTER_MODEL"):
+        moderation.content_filter_get()

@@ -1,0 +1,266 @@
+"""PPO runs and comparisons through the services, the command and the Models page."""
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import torch
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.urls import reverse
+
+from labeling.models import Message
+from ranking.exports import ExportFilters
+from ranking.version_selectors import human_preference_between_versions
+from sampler.comparisons.models import ModelComparison
+from sampler.comparisons.services import model_comparison_create
+from sampler.jobs.services import job_run_inline
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active, model_version_tree
+from sampler.registry.services import model_version_register
+from sampler.runs import kinds as run_kinds
+from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
+from sampler.training.model import build_reward_model, load_tokenizer
+from tests.ranking.conftest import finished_conversation, ranked  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db
+
+TINY_RUN = {"max_steps": 2, "batch_size": 4, "max_new_tokens": 8, "eval_prompts": 4}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def model_root(settings, tmp_path) -> Path:
+    settings.MODEL_ROOT = tmp_path / "models"
+    return settings.MODEL_ROOT
+
+
+@pytest.fixture
+def reward_version(policy, tmp_path_factory):
+    """A reward model on the micro backbone (random head), registered, not active."""
+    out = tmp_path_factory.mktemp("rm")
+    tokenizer = load_tokenizer(policy.path)
+    torch.manual_seed(0)
+    model = build_reward_model(policy.path, tokenizer)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return model_version_register(name="rm", path=str(out), kind=ModelVersion.Kind.REWARD)
+
+
+def _prompts_file(path: Path, count: int = 12) -> Path:
+    rows = [
+        {
+            "messages": [{"role": "user", "content": f"question {i}?"}],
+            "conversation_id": i,
+            "split": "test" if i % 4 == 0 else "train",
+        }
+        for i in range(count)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_prompts_from_the_database_are_every_user_turn_of_finished_conversations(trainer):
+    finished_conversation(trainer, turns=("hi", "hello!", "how are you?", "fine."))
+    finished_conversation(trainer, turns=("hi", "hey"))
+    rows = list(run_kinds.prompt_records(filters=ExportFilters(test_fraction=0.0)))
+    from sampler.training.records import prompt_prefixes
+
+    prompts = {json.dumps(p) for row in rows for p in prompt_prefixes(row)}
+    assert len(prompts) == 2  # "hi" (twice, once kept) and "hi / hello! / how are you?"
+    everything = run_kinds.held_out_prompts(filters=ExportFilters(test_fraction=0.999999), limit=10)
+    assert [p[-1]["content"] for p in everything] == ["hi", "how are you?"]
+
+
+def test_a_ppo_run_needs_a_reward_model(policy, tmp_path):
+    with pytest.raises(ValidationError) as error:
+        training_services.training_run_create(
+            kind="ppo", data_path=str(_prompts_file(tmp_path / "p.jsonl"))
+        )
+    assert "reward_version" in error.value.message_dict
+    with pytest.raises(ValidationError) as error:
+        training_services.training_run_create(
+            kind="ppo", reward_version=policy, data_path=str(_prompts_file(tmp_path / "p.jsonl"))
+        )
+    assert "reward_version" in error.value.message_dict
+
+
+def test_train_ppo_command_registers_a_child_policy_without_promoting_it(
+    policy, reward_version, tmp_path
+):
+    prompts = _prompts_file(tmp_path / "prompts.jsonl")
+    out = StringIO()
+    call_command(
+        "train_ppo",
+        "--data",
+        str(prompts),
+        "--reward-model",
+        "rm",
+        "--name",
+        "micro-ppo-1",
+        *[f"--{k.replace('_', '-')}={v}" for k, v in TINY_RUN.items()],
+        stdout=out,
+        verbosity=0,
+    )
+    run = TrainingRun.objects.get(kind=TrainingRun.Kind.PPO)
+    assert run.status == TrainingRun.Status.SUCCEEDED and run.progress == 1.0
+    assert run.dataset["reward_version"]["name"] == "rm" and run.dataset["sha256"]
+    assert [point[0] for point in run.metrics["objective/kl"]] == [1, 2]
+    version = ModelVersion.objects.get(name="micro-ppo-1")
+    assert version.parent == policy and version.training_run == run and not version.is_active
+    assert version.metrics["data"]["prompts/train"] == 9 and "steps" in version.metrics
+    assert model_version_active() == policy
+    assert "micro-ppo-1" in out.getvalue()
+    tree = [(row.version.name, row.depth) for row in model_version_tree()]
+    assert tree.index(("micro-ppo-1", 1)) > tree.index(("micro", 0))
+
+
+def test_a_failed_ppo_run_registers_nothing(policy, reward_version, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"messages": [{"role": "assistant", "content": "x"}]}) + "\n")
+    run = training_services.training_run_create(
+        kind="ppo",
+        reward_version=reward_version,
+        data_path=str(empty),
+        config=TINY_RUN,
+        queue=False,
+    )
+    with pytest.raises(Exception, match="No prompt"):
+        training_services.training_run_run_inline(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and not run.output_versions.exists()
+    assert model_version_active() == policy
+
+
+def test_comparison_of_two_versions_on_held_out_prompts(
+    policy, reward_version, trainer, django_capture_on_commit_callbacks
+):
+    for index in range(12):
+        finished_conversation(trainer, turns=(f"hello {index}", "hi"))
+    other = model_version_register(name="micro-copy", path=policy.path)
+    with django_capture_on_commit_callbacks() as queued:
+        comparison = model_comparison_create(
+            version_a=policy,
+            version_b=other,
+            reward_version=reward_version,
+            prompts=8,
+            max_new_tokens=8,
+            filters=ExportFilters(test_fraction=0.999999),
+        )
+    assert len(queued) == 1
+    comparison = job_run_inline(job=comparison)
+    results = comparison.results
+    assert comparison.status == ModelComparison.Status.SUCCEEDED, comparison.error
+    assert results["prompts"] == 8 and results["wins_a"] + results["wins_b"] + results["ties"] == 8
+    # The same weights and the same seed: the same replies, all ties.
+    assert results["ties"] == 8 and results["win_rate_a"] == 0.5
+    with pytest.raises(ValidationError):
+        model_comparison_create(version_a=policy, version_b=policy)
+
+
+def test_comparison_without_held_out_prompts_fails_with_a_message(policy, reward_version):
+    other = model_version_register(name="micro-copy", path=policy.path)
+    comparison = model_comparison_create(
+        version_a=policy, version_b=other, reward_version=reward_version, queue=False
+    )
+    comparison = job_run_inline(job=comparison)
+    assert comparison.status == ModelComparison.Status.FAILED and "held-out" in comparison.error
+
+
+def test_human_win_rate_counts_pairs_of_replies_of_both_versions(ranked, policy):  # noqa: F811
+    tasks, _ = ranked
+    older = model_version_register(name="older", path=policy.path)
+    # Every task's source reply (ranked best by both rankers) was written by "older".
+    Message.objects.filter(pk__in=[t.source_message_id for t in tasks]).update(model_version=older)
+    preference = human_preference_between_versions(version_a_id=policy.pk, version_b_id=older.pk)
+    assert (preference.rankings, preference.wins_a, preference.wins_b) == (6, 0, 18)
+    assert preference.win_rate_a == 0.0
+
+
+# ---- the Models page --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, method",
+    [
+        ("sampler:models", "get"),
+        ("sampler:comparisons", "get"),
+        ("sampler:comparison-start", "post"),
+        ("sampler:ppo-run-start", "post"),
+    ],
+)
+def test_trainers_get_403_on_the_models_pages(trainer_client, name, method):
+    assert getattr(trainer_client, method)(reverse(name)).status_code == 403
+
+
+def test_models_page_shows_the_tree_and_promote_comes_back_to_it(
+    admin_client_, policy, reward_version
+):
+    page = admin_client_.get(reverse("sampler:models"))
+    assert page.status_code == 200
+    assert b'data-version="rm"' in page.content and b"Promote rm" in page.content
+    response = admin_client_.post(
+        reverse("sampler:version-promote", kwargs={"version_id": reward_version.pk}),
+        {"next": reverse("sampler:models")},
+    )
+    assert response.status_code == 302 and response["Location"] == reverse("sampler:models")
+    assert model_version_active(kind=ModelVersion.Kind.REWARD) == reward_version
+    outside = admin_client_.post(
+        reverse("sampler:version-promote", kwargs={"version_id": policy.pk}),
+        {"next": "https://elsewhere.example/"},
+    )
+    assert outside["Location"] == reverse("sampler:training")
+
+
+def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
+    admin_client_, policy, reward_version, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as queued:
+        response = admin_client_.post(
+            reverse("sampler:ppo-run-start"),
+            {
+                "reward_version": reward_version.pk,
+                "max_steps": 3,
+                "batch_size": 4,
+                "learning_rate": 1e-4,
+                "kl_coef": 0.05,
+                "max_kl": 10,
+                "max_new_tokens": 16,
+                "test_fraction": 0.2,
+            },
+        )
+    run = TrainingRun.objects.get(kind=TrainingRun.Kind.PPO)
+    assert response.status_code == 302 and str(run.pk) in response["Location"]
+    assert len(queued) == 1 and run.config["max_kl"] == 10 and run.config["batch_size"] == 4
+    assert run.dataset["source"] == "database" and run.dataset["filters"]["test_fraction"] == 0.2
+    run_page = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk}))
+    assert b"KL to the reference" in run_page.content and b"Reply length" in run_page.content
+
+    other = model_version_register(name="micro-copy", path=policy.path)
+    same = admin_client_.post(
+        reverse("sampler:comparison-start"), {"version_a": policy.pk, "version_b": policy.pk}
+    )
+    assert same.status_code == 422 and b"two different versions" in same.content
+    with django_capture_on_commit_callbacks() as queued:
+        response = admin_client_.post(
+            reverse("sampler:comparison-start"),
+            {
+                "version_a": other.pk,
+                "version_b": policy.pk,
+                "reward_version": reward_version.pk,
+                "prompts": 16,
+                "max_new_tokens": 16,
+            },
+        )
+    assert response.status_code == 302 and len(queued) == 1
+    page = admin_client_.get(reverse("sampler:models"))
+    assert b"micro-copy vs micro" in page.content and b'hx-get="/' in page.content

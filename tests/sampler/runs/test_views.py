@@ -1,0 +1,147 @@
+"""The Training page: admins launch runs and follow them; trainers are turned away."""
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from sampler.registry.models import ModelVersion
+from sampler.runs.models import TrainingRun
+from sampler.training.synthetic import synthetic_rankings
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def folders(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    settings.MODEL_ROOT = tmp_path / "models"
+
+
+def _upload() -> SimpleUploadedFile:
+    lines = "".join(json.dumps(record) + "\n" for record in synthetic_rankings(8))
+    return SimpleUploadedFile("my rankings.jsonl", lines.encode(), "application/jsonl")
+
+
+def _run(policy, **fields) -> TrainingRun:
+    values = {"kind": "reward", "base_version": policy, "output_name": "rm-1", **fields}
+    return TrainingRun.objects.create(**values)
+
+
+@pytest.mark.parametrize(
+    "name, method, kwargs",
+    [
+        ("sampler:training", "get", {}),
+        ("sampler:training-runs", "get", {}),
+        ("sampler:training-run-start", "post", {}),
+        ("sampler:training-run", "get", {"run_id": 1}),
+        ("sampler:training-run-cancel", "post", {"run_id": 1}),
+        ("sampler:version-promote", "post", {"version_id": 1}),
+    ],
+)
+def test_trainers_get_403_everywhere_on_the_training_pages(trainer_client, name, method, kwargs):
+    response = getattr(trainer_client, method)(reverse(name, kwargs=kwargs))
+    assert response.status_code == 403
+
+
+def test_admin_launches_a_reward_run_from_an_upload_and_it_is_queued(
+    admin_client_, admin_user, policy, settings, django_capture_on_commit_callbacks
+):
+    page = admin_client_.get(reverse("sampler:training"))
+    assert page.status_code == 200 and b"Start training" in page.content
+    with django_capture_on_commit_callbacks() as queued:
+        response = admin_client_.post(
+            reverse("sampler:training-run-start"),
+            {
+                "kind": "reward",
+                "source": "upload",
+                "upload": _upload(),
+                "test_fraction": "0.2",
+                "split_seed": "0",
+                "max_steps": "3",
+                "learning_rate": "0.001",
+                "margin_per_rank": "0.25",
+            },
+        )
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("sampler:training-run", kwargs={"run_id": run.pk})
+    assert len(queued) == 1  # run_training.delay(run.pk), once the transaction commits
+    assert run.status == TrainingRun.Status.QUEUED and run.started_by == admin_user
+    assert run.base_version == policy
+    assert run.config["max_steps"] == 3 and run.config["margin_per_rank"] == 0.25
+    assert run.config["test_fraction"] == 0.2
+    assert run.dataset["source"] == "file"
+    assert run.dataset["path"].startswith(str(settings.MEDIA_ROOT / "training-data"))
+    assert run.dataset["path"].endswith("my_rankings.jsonl")
+
+
+def test_admin_launch_with_filters_records_them(admin_client_, policy):
+    response = admin_client_.post(
+        reverse("sampler:training-run-start"),
+        {"kind": "sft", "source": "database", "test_fraction": "0.1", "split_seed": "3",
+         "min_agreement": "0.5", "exclude_flags": ["harmful"]},
+    )  # fmt: skip
+    assert response.status_code == 302
+    run = TrainingRun.objects.get()
+    assert run.dataset["format"] == "demonstrations"
+    assert run.dataset["filters"]["split_seed"] == 3
+    assert run.dataset["filters"]["exclude_flags"] == ["harmful"]
+
+
+def test_a_bad_launch_shows_the_errors_and_queues_nothing(admin_client_, policy):
+    response = admin_client_.post(
+        reverse("sampler:training-run-start"),
+        {"kind": "reward", "source": "export", "test_fraction": "0.1", "split_seed": "0",
+         "batch_size": "0"},
+    )  # fmt: skip
+    assert response.status_code == 422
+    assert b"Choose an export" in response.content or b"batch_size" in response.content.lower()
+    assert not TrainingRun.objects.exists()
+
+
+def test_run_detail_plots_curves_and_polls_only_while_running(admin_client_, policy):
+    history = {
+        "loss/train": [[5, 0.69], [10, 0.52]],
+        "loss/eval": [[10, 0.55]],
+        "accuracy/eval": [[10, 0.8]],
+        "learning_rate": [[5, 1e-3], [10, 5e-4]],
+    }
+    run = _run(policy, status="running", progress=0.5, metrics=history, log="step 10\n")
+    url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
+    page = admin_client_.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count("<svg") == 3  # loss, accuracy, learning rate
+    assert "loss/eval" in html and "polyline" in html and 'hx-trigger="every 2s"' in html
+
+    partial = admin_client_.get(url, headers={"HX-Request": "true"})
+    assert "<h1>" not in partial.content.decode() and "every 2s" in partial.content.decode()
+
+    run.status = TrainingRun.Status.SUCCEEDED
+    run.progress = 1.0
+    run.save()
+    version = ModelVersion.objects.create(
+        name="rm-1", kind="reward", path="/tmp", training_run=run, parent=policy
+    )
+    finished = admin_client_.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "every 2s" not in finished  # polling stops with the run
+    assert "rm-1" in finished and "Promote" in finished
+    admin_client_.post(reverse("sampler:version-promote", kwargs={"version_id": version.pk}))
+    version.refresh_from_db()
+    assert version.is_active
+
+
+def test_metric_names_are_escaped_in_the_svg(admin_client_, policy):
+    run = _run(policy, metrics={"loss/<script>alert(1)</script>": [[1, 1.0], [2, 0.5]]})
+    html = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk})).content
+    assert b"<script>alert(1)" not in html and b"&lt;script&gt;" in html
+
+
+def test_admin_cancels_a_queued_run(admin_client_, policy):
+    run = _run(policy)
+    admin_client_.post(reverse("sampler:training-run-cancel", kwargs={"run_id": run.pk}))
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.CANCELLED and run.finished_at is not None

@@ -1,0 +1,232 @@
+"""`train_reward` end to end: data in, a stock-loadable reward model out, the run recorded."""
+
+import json
+import time
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import torch
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from ranking.exports import ExportFilters, records, write_jsonl
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
+from sampler.registry.services import model_version_promote
+from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
+from sampler.training.data import pad_right, ranking_from_record
+from sampler.training.model import RewardScorer
+from sampler.training.records import file_sha256, records_sha256
+from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
+from tests.ranking.conftest import ranked  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db
+
+NOISE = 0.15
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def model_root(settings, tmp_path) -> Path:
+    settings.MODEL_ROOT = tmp_path / "models"
+    return settings.MODEL_ROOT
+
+
+def _write(rows, path: Path) -> Path:
+    write_jsonl(iter(rows), path)
+    return path
+
+
+@torch.no_grad()
+def _stock_scores(model, tokenizer, conversations) -> torch.Tensor:
+    """Scores as any user would get them: stock model, tokenizer padding, `.logits`."""
+    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+    tokenizer.padding_side = "right"
+    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    return model(**batch).logits.squeeze(-1)
+
+
+def _held_out_accuracy(model, tokenizer, rankings) -> float:
+    correct = pairs = 0
+    for record in rankings:
+        prompt, texts, groups = ranking_from_record(record)
+        scores = _stock_scores(
+            model, tokenizer, [[*prompt, {"role": "assistant", "content": t}] for t in texts]
+        )
+        for rank, group in enumerate(groups):
+            for worse in groups[rank + 1 :]:
+                for winner in group:
+                    for loser in worse:
+                        correct += int(scores[winner] > scores[loser])
+                        pairs += 1
+    return correct / pairs
+
+
+def test_train_reward_reaches_the_noise_ceiling_of_a_known_rule_and_reloads_stock(policy, tmp_path):
+    rankings = synthetic_rankings(800, k=4, rule="keyword", noise=NOISE, seed=1)
+    demonstrations = synthetic_demonstrations(100, seed=2)
+    data = _write(rankings, tmp_path / "rankings.jsonl.gz")
+    demos = _write(demonstrations, tmp_path / "demonstrations.jsonl")
+    started = time.monotonic()
+    call_command(
+        "train_reward",
+        "--data", str(data),
+        "--demonstrations", str(demos),
+        "--learning-rate", "2e-3",
+        "--epochs", "2",
+        "--batch-size", "8",
+        "--max-length", "64",
+        "--eval-every", "50",
+        "--name", "rm-keyword",
+        stdout=StringIO(),
+        verbosity=0,
+    )  # fmt: skip
+    assert time.monotonic() - started < 60
+
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.SUCCEEDED and run.progress == 1.0
+    assert run.dataset["sha256"] == file_sha256(data) and run.dataset["rows"] == 800
+    assert {"loss/train", "accuracy/train", "learning_rate", "loss/eval", "accuracy/eval"} <= set(
+        run.metrics
+    )
+    version = run.output_versions.get()
+    assert version.name == "rm-keyword" and version.kind == ModelVersion.Kind.REWARD
+    assert version.parent == policy and version.source == ModelVersion.Source.TRAINED
+    # Registered, not promoted: the active models did not change.
+    assert not version.is_active and model_version_active() == policy
+    assert model_version_active(kind=ModelVersion.Kind.REWARD) is None
+
+    held_out = [r for r in rankings if r["split"] == "test"]
+    ceiling = sum(r["rule_agrees"] for r in held_out) / len(held_out)
+    assert version.metrics["accuracy/eval"] >= ceiling - 0.05, (version.metrics, ceiling)
+
+    # Stock loading, stock padding and pooling: the same held-out accuracy as reported.
+    model = AutoModelForSequenceClassification.from_pretrained(version.path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(version.path)
+    assert _held_out_accuracy(model, tokenizer, held_out) == pytest.approx(
+        version.metrics["accuracy/eval"], abs=1e-9
+    )
+    # The same scores as the trainer's own last-token reader on the same weights ...
+    conversations = [d["messages"] for d in demonstrations]
+    stock = _stock_scores(model, tokenizer, conversations)
+    ids = [tokenizer.apply_chat_template(c, tokenize=True)["input_ids"] for c in conversations]
+    ours = RewardScorer(model)(*pad_right(ids, pad_id=tokenizer.pad_token_id))
+    torch.testing.assert_close(stock, ours, atol=1e-5, rtol=1e-5)
+    # ... and demonstrations score mean 0, as normalised after training.
+    assert abs(stock.mean().item()) < 1e-3
+    assert version.metrics["reward/normalized_on"] == 100
+
+
+@pytest.mark.usefixtures("ranked")
+def test_reward_run_from_the_database_records_filters_rows_and_sha256(policy):
+    filters = ExportFilters(test_fraction=0.0)
+    run = training_services.training_run_create(
+        kind="reward",
+        config={"max_steps": 2, "batch_size": 2, "max_length": 48},
+        filters=filters,
+        queue=False,
+    )
+    run = training_services.training_run_run_inline(run_id=run.pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    expected = list(records("rankings", filters))
+    assert run.dataset["source"] == "database" and run.dataset["filters"] == filters.as_dict()
+    assert run.dataset["rows"] == len(expected) == 6
+    assert run.dataset["sha256"] == records_sha256(expected)
+    version = run.output_versions.get()
+    # Demonstrations from the database (the three finished conversations) set the zero.
+    assert version.metrics["reward/normalized_on"] == 3
+    assert run.dataset["demonstrations"]["rows"] == 3
+    assert "no held-out rankings" in run.log
+    assert not Path(run.checkpoint_dir).exists()
+
+
+def test_an_interrupted_run_changes_no_active_model_and_resumes_from_its_checkpoint(
+    policy, tmp_path, model_root
+):
+    reward = ModelVersion.objects.create(name="old-rm", kind="reward", path=str(tmp_path))
+    model_version_promote(version=reward)
+    data = _write(synthetic_rankings(40, k=3, seed=3), tmp_path / "rankings.jsonl")
+    run = training_services.training_run_create(
+        kind="reward",
+        config={"max_steps": 6, "checkpoint_every": 2, "batch_size": 4, "max_length": 48},
+        data_path=str(data),
+        queue=False,
+    )
+
+    def interrupt(event):
+        if event.kind == "train" and event.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training_services.training_run_run_inline(run_id=run.pk, echo=interrupt)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and "resume" in run.error.lower()
+    assert not run.output_versions.exists()
+    assert not (model_root / run.output_name).exists()
+    assert model_version_active() == policy
+    assert model_version_active(kind="reward") == reward
+    assert (Path(run.checkpoint_dir) / "step-00000002").is_dir()
+
+    run = training_services.training_run_run_inline(run_id=run.pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    assert "resumed at step 2" in run.log
+    assert [point[0] for point in run.metrics["loss/train"]] == [5, 6]
+    assert run.output_versions.get().metrics["steps"] == 6
+    assert model_version_active(kind="reward") == reward
+
+
+def test_a_run_on_broken_data_fails_and_registers_nothing(policy, tmp_path, model_root):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": [], "candidates": [], "ordering": [[1], [2]]}\nnot json\n')
+    with pytest.raises(CommandError, match="not JSON"):
+        call_command("train_reward", "--data", str(broken), stdout=StringIO(), verbosity=0)
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.FAILED and "line 2" in run.error
+    assert ModelVersion.objects.count() == 1 and model_version_active() == policy
+    assert not any(model_root.glob("*")) if model_root.exists() else True
+
+
+def test_create_rejects_bad_settings_before_anything_runs(policy, tmp_path):
+    data = _write(synthetic_rankings(4), tmp_path / "r.jsonl")
+    with pytest.raises(ValidationError) as error:
+        training_services.training_run_create(
+            kind="reward", config={"learning_rate": -1, "warp": 1}, data_path=str(data), queue=False
+        )
+    assert "config" in error.value.message_dict
+    with pytest.raises(ValidationError, match="either"):
+        training_services.training_run_create(kind="reward", queue=False)
+    with pytest.raises(ValidationError, match="folder training may read"):
+        training_services.training_run_create(
+            kind="sft", data_path=str(data), allowed_data_roots=[tmp_path / "uploads"], queue=False
+        )
+    assert not TrainingRun.objects.exists()
+
+
+def test_promote_command_switches_the_active_version_atomically(policy, tmp_path):
+    other = ModelVersion.objects.create(name="micro-2", path=str(tmp_path))
+    out = StringIO()
+    call_command("promote", "micro-2", stdout=out)
+    assert "micro-2 is now the active" in out.getvalue()
+    assert model_version_active() == other
+    with pytest.raises(CommandError, match="No model version"):
+        call_command("promote", "nope")
+
+
+def test_run_record_stores_the_full_config_as_json(policy, tmp_path):
+    data = _write(synthetic_rankings(4), tmp_path / "r.jsonl")
+    run = training_services.training_run_create(
+        kind="reward", config={"margin_per_rank": 0.5}, data_path=str(data), queue=False
+    )
+    assert json.loads(json.dumps(run.config))["margin_per_rank"] == 0.5
+    assert run.config["epochs"] == 1.0 and run.output_name == f"micro-reward-run{run.pk}"

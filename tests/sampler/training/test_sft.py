@@ -1,0 +1,68 @@
+"""`train_sft`: demonstrations in, a policy that talks like them out (registered, not active)."""
+
+from io import StringIO
+
+import pytest
+import torch
+from django.core.management import call_command
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ranking.exports import write_jsonl
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
+from sampler.runs.models import TrainingRun
+from sampler.training.synthetic import synthetic_demonstrations
+
+pytestmark = pytest.mark.django_db
+
+PHRASE = "see you at the lighthouse"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_sft_teaches_the_policy_the_phrase_every_demonstration_ends_with(
+    policy, tmp_path, settings
+):
+    settings.MODEL_ROOT = tmp_path / "models"
+    data = tmp_path / "demonstrations.jsonl"
+    write_jsonl(iter(synthetic_demonstrations(400, ending=PHRASE)), data)
+    out = StringIO()
+    call_command(
+        "train_sft",
+        "--data", str(data),
+        "--learning-rate", "3e-3",
+        "--epochs", "10",
+        "--batch-size", "8",
+        "--max-length", "64",
+        "--eval-every", "0",
+        stdout=out,
+        verbosity=0,
+    )  # fmt: skip
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    version = run.output_versions.get()
+    assert version.kind == ModelVersion.Kind.POLICY and version.parent == policy
+    assert model_version_active() == policy  # not promoted
+    assert version.metrics["loss/eval"] < 3.0
+
+    tokenizer = AutoTokenizer.from_pretrained(version.path)
+    model = AutoModelForCausalLM.from_pretrained(version.path).eval()
+    for prompt in ("hello, how are you?", "what are you doing tonight?"):
+        inputs = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
+        with torch.no_grad():
+            output = model.generate(**inputs, do_sample=False, max_new_tokens=30)
+        reply = output[0, inputs["input_ids"].shape[1] :].tolist()
+        # It says the phrase, then ends its turn: the end-of-turn token was learned too.
+        assert PHRASE in tokenizer.decode(reply, skip_special_tokens=True)
+        assert reply[-1] == tokenizer.eos_token_id
