@@ -89,14 +89,19 @@ def job_enqueue(*, job: Job) -> Publication:
     A broker that is down leaves the row queued and unpublished (``Publication.failed`` says
     so after the commit); the outbox (``jobs_tick``) publishes it once the broker is back.
     """
+    job.queued_at = timezone.now()
+    return _publish_again(job=job)
+
+
+def _publish_again(*, job: Job) -> Publication:
+    """A fresh token and a new message; the row keeps its place (``queued_at``) in its queue."""
     kind = job_kind_of(job)
     queue = kind.queue_for(job)
     token = uuid.uuid4().hex
-    now = timezone.now()
     type(job).objects.filter(pk=job.pk).update(
-        queue=queue, publish_token=token, published_at=None, queued_at=now
+        queue=queue, publish_token=token, published_at=None, queued_at=job.queued_at
     )
-    job.queue, job.publish_token, job.published_at, job.queued_at = queue, token, None, now
+    job.queue, job.publish_token, job.published_at = queue, token, None
     return _publish(kind, job, token, queue)
 
 
@@ -433,7 +438,7 @@ def jobs_tick(*, now: datetime | None = None) -> TickReport:
                 row = model.objects.select_for_update(of=("self",)).filter(pk=job.pk).first()
                 if row is None or row.status != JobStatus.QUEUED:
                     continue
-                job_enqueue(job=row)
+                _publish_again(job=row)
                 report.republished += 1
         stale = now - timedelta(seconds=settings.JOB_STALE_AFTER)
         # Two missed heartbeats from a process that no longer exists on this host are enough.

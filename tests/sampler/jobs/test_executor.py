@@ -97,7 +97,7 @@ def test_the_outbox_leaves_a_waiting_job_alone_then_republishes_with_backoff(
     with django_capture_on_commit_callbacks(execute=True):
         job = _job(trainer)
     job.refresh_from_db()
-    first_token = job.publish_token
+    first_token, place = job.publish_token, job.queued_at
     soon = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER - 1)
     assert services.jobs_tick(now=soon).republished == 0
     due = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER + 1)
@@ -105,6 +105,7 @@ def test_the_outbox_leaves_a_waiting_job_alone_then_republishes_with_backoff(
         assert services.jobs_tick(now=due).republished == 1
     job.refresh_from_db()
     assert job.publish_token != first_token and job.publish_count == 2
+    assert job.queued_at == place  # published again, it keeps its place in the queue
     # The second wait is twice as long before the next copy.
     not_yet = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER + 1)
     assert services.jobs_tick(now=not_yet).republished == 0
