@@ -5,13 +5,55 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils import timezone
 
-if TYPE_CHECKING:
-    from sampler.jobs.models import Job
-    from sampler.jobs.services import JobContext
+from sampler.jobs.models import Job, JobStatus
+
+
+class JobCancelled(Exception):
+    """The row is no longer this worker's to run: cancelled, or taken over after a stall."""
+
+
+@dataclass
+class JobContext:
+    """What a kind's ``execute`` gets: the claimed row and the means to report on it."""
+
+    kind: JobKind
+    job: Job
+    token: str
+    worker: str
+    # What the caller passes to the kind (the command line: resume, a progress printer).
+    options: dict = field(default_factory=dict)
+    # Set by the heartbeat thread when the row stopped being ours (cancelled, taken over).
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    def _mine(self):
+        return self.kind.model.objects.filter(
+            pk=self.job.pk, status=JobStatus.RUNNING, publish_token=self.token
+        )
+
+    def check(self) -> None:
+        """Raise ``JobCancelled`` when the row is no longer this worker's to run."""
+        if self.lost.is_set():
+            raise JobCancelled(f"{self.kind.name} job {self.job.pk} was cancelled.")
+
+    def heartbeat(self, **fields) -> None:
+        """Refresh the heartbeat (and store ``fields``, e.g. progress); ``JobCancelled`` when
+        the row was cancelled or taken over meanwhile."""
+        if not self._mine().update(heartbeat_at=timezone.now(), **fields):
+            self.lost.set()
+        self.check()
+
+    def succeed(self, **fields) -> bool:
+        """Mark the row succeeded (inside the caller's transaction, with its results); False
+        when it was cancelled or taken over, in which case the caller should roll back."""
+        now = timezone.now()
+        done = self._mine().update(
+            status=JobStatus.SUCCEEDED, finished_at=now, heartbeat_at=now, error="", **fields
+        )
+        return bool(done)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import socket
 import threading
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -25,7 +25,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from config.celery import enqueue
-from sampler.jobs.kinds import JobKind, job_kind_named, job_kind_of, job_models
+from sampler.jobs.kinds import (
+    JobCancelled,
+    JobContext,
+    JobKind,
+    job_kind_named,
+    job_kind_of,
+    job_models,
+)
 from sampler.jobs.models import FINISHED, Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -34,10 +41,6 @@ RUN_TASK = "sampler.jobs.tasks.run_job"
 ERROR_LIMIT = 5000
 # Database trouble that is worth trying again: the job goes back to its queue.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
-
-
-class JobCancelled(Exception):
-    """The row is no longer this worker's to run: cancelled, or taken over after a stall."""
 
 
 class JobError(Exception):
@@ -220,46 +223,6 @@ def job_claim(*, kind: JobKind, job_id: int, token: str | None, worker: str) -> 
             update += ["publish_token", "queue"]
         job.save(update_fields=update)
     return job
-
-
-@dataclass
-class JobContext:
-    """What a kind's ``execute`` gets: the claimed row and the means to report on it."""
-
-    kind: JobKind
-    job: Job
-    token: str
-    worker: str
-    # What the caller passes to the kind (the command line: resume, a progress printer).
-    options: dict = field(default_factory=dict)
-    # Set by the heartbeat thread when the row stopped being ours (cancelled, taken over).
-    lost: threading.Event = field(default_factory=threading.Event)
-
-    def _mine(self):
-        return self.kind.model.objects.filter(
-            pk=self.job.pk, status=JobStatus.RUNNING, publish_token=self.token
-        )
-
-    def check(self) -> None:
-        """Raise ``JobCancelled`` when the row is no longer this worker's to run."""
-        if self.lost.is_set():
-            raise JobCancelled(f"{self.kind.name} job {self.job.pk} was cancelled.")
-
-    def heartbeat(self, **fields) -> None:
-        """Refresh the heartbeat (and store ``fields``, e.g. progress); ``JobCancelled`` when
-        the row was cancelled or taken over meanwhile."""
-        if not self._mine().update(heartbeat_at=timezone.now(), **fields):
-            self.lost.set()
-        self.check()
-
-    def succeed(self, **fields) -> bool:
-        """Mark the row succeeded (inside the caller's transaction, with its results); False
-        when it was cancelled or taken over, in which case the caller should roll back."""
-        now = timezone.now()
-        done = self._mine().update(
-            status=JobStatus.SUCCEEDED, finished_at=now, heartbeat_at=now, error="", **fields
-        )
-        return bool(done)
 
 
 class _Heartbeat:
