@@ -11,6 +11,14 @@ def conversation(trainer) -> Conversation:
     return services.conversation_create(owner=trainer, title="Weekend plans")
 
 
+def write_turns(conversation, author, *texts) -> list[Message]:
+    """Append ``texts`` as alternating turns, the user's first."""
+    return [
+        services.message_append(conversation=conversation, author=author, content=text)
+        for text in texts
+    ]
+
+
 def model_reply(conversation, parent, model_version, text="hello!") -> Message:
     """A reply the model wrote, used unedited (what the suggestion flow stores), as the active
     leaf of its conversation."""

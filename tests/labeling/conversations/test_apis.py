@@ -5,6 +5,7 @@ from django.test import Client
 
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
+from tests.labeling.conftest import write_turns
 
 
 def _post(client: Client, url: str, data: dict | None = None):
@@ -66,8 +67,7 @@ def test_create_append_branch_and_finish_through_the_api(trainer_client):
 
 
 def test_append_after_an_explicit_parent_starts_a_new_branch(trainer, trainer_client, conversation):
-    root = services.message_append(conversation=conversation, author=trainer, content="Hi")
-    services.message_append(conversation=conversation, author=trainer, content="Hello!")
+    root, _ = write_turns(conversation, trainer, "Hi", "Hello!")
     response = _post(
         trainer_client,
         f"/api/conversations/{conversation.pk}/messages/",
@@ -182,8 +182,7 @@ def test_finishing_without_an_assistant_turn_is_a_400(trainer_client, conversati
 
 
 def test_editing_a_finished_conversation_is_a_400(trainer_client, conversation, trainer):
-    services.message_append(conversation=conversation, author=trainer, content="Hi")
-    services.message_append(conversation=conversation, author=trainer, content="Hello")
+    write_turns(conversation, trainer, "Hi", "Hello")
     services.conversation_finish(conversation=conversation, user=trainer)
     response = _post(
         trainer_client, f"/api/conversations/{conversation.pk}/messages/", {"content": "More"}

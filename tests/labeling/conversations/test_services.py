@@ -6,16 +6,11 @@ from labeling.conversations.models import Conversation, Draft, Message
 from labeling.conversations.selectors import conversation_transcript
 from sampler import services as sampler_services
 from sampler.models import GenerationJob, Sample
-
-
-def _write(conversation, trainer, *texts):
-    return [
-        services.message_append(conversation=conversation, author=trainer, content=t) for t in texts
-    ]
+from tests.labeling.conftest import write_turns
 
 
 def test_turns_alternate_starting_with_the_user(conversation, trainer):
-    first, second, third = _write(conversation, trainer, "hi", "hello!", "how are you?")
+    first, second, third = write_turns(conversation, trainer, "hi", "hello!", "how are you?")
     assert [first.role, second.role, third.role] == ["user", "assistant", "user"]
     assert second.parent == first and third.parent == second
     with pytest.raises(ValidationError, match="assistant's"):
@@ -41,7 +36,7 @@ def _suggestion(conversation, trainer, policy):
 
 
 def test_used_suggestion_records_origin_sample_and_edit_distance(conversation, trainer, policy):
-    _write(conversation, trainer, "hello there")
+    write_turns(conversation, trainer, "hello there")
     sample = _suggestion(conversation, trainer, policy)
     assert sample.job.purpose == GenerationJob.Purpose.SUGGESTION
     assert sample.job.prompt_messages == [{"role": "user", "content": "hello there"}]
@@ -74,8 +69,8 @@ def test_user_side_suggestion_for_the_first_turn(conversation, trainer, policy):
 
 def test_suggestion_of_someone_else_cannot_be_claimed(conversation, trainer, other_trainer, policy):
     other = services.conversation_create(owner=other_trainer)
-    _write(other, other_trainer, "hey")
-    _write(conversation, trainer, "hello")
+    write_turns(other, other_trainer, "hey")
+    write_turns(conversation, trainer, "hello")
     sample = _suggestion(other, other_trainer, policy)
     with pytest.raises(ValidationError, match="someone else"):
         services.message_append(
@@ -84,7 +79,7 @@ def test_suggestion_of_someone_else_cannot_be_claimed(conversation, trainer, oth
 
 
 def test_editing_an_earlier_turn_makes_a_branch_and_keeps_the_original(conversation, trainer):
-    first, reply, follow_up = _write(conversation, trainer, "hi", "hello!", "tell me a joke")
+    first, reply, follow_up = write_turns(conversation, trainer, "hi", "hello!", "tell me a joke")
     branch = services.message_branch(original=reply, author=trainer, content="hey, what's up?")
     conversation.refresh_from_db()
     transcript = conversation_transcript(conversation=conversation)
@@ -103,7 +98,7 @@ def test_editing_an_earlier_turn_makes_a_branch_and_keeps_the_original(conversat
 
 
 def test_unchanged_edit_is_refused(conversation, trainer):
-    (first,) = _write(conversation, trainer, "hi")
+    (first,) = write_turns(conversation, trainer, "hi")
     with pytest.raises(ValidationError, match="Nothing changed"):
         services.message_branch(original=first, author=trainer, content="hi")
 
@@ -112,19 +107,19 @@ def test_drafts_upsert_and_are_cleared_when_the_turn_is_sent(conversation, train
     services.draft_save(conversation=conversation, author=trainer, content="half a")
     services.draft_save(conversation=conversation, author=trainer, content="half a thought")
     assert Draft.objects.get().content == "half a thought"
-    _write(conversation, trainer, "half a thought")
+    write_turns(conversation, trainer, "half a thought")
     assert Draft.objects.count() == 0
 
 
 def test_finish_needs_both_sides_and_locks_editing(conversation, trainer):
-    _write(conversation, trainer, "hi")
+    write_turns(conversation, trainer, "hi")
     with pytest.raises(ValidationError, match="one user and one assistant"):
         services.conversation_finish(conversation=conversation, user=trainer)
-    _write(conversation, trainer, "hello!")
+    write_turns(conversation, trainer, "hello!")
     services.conversation_finish(conversation=conversation, user=trainer)
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.FINISHED and conversation.finished_at
     with pytest.raises(ValidationError, match="reopen"):
-        _write(conversation, trainer, "more")
+        write_turns(conversation, trainer, "more")
     services.conversation_reopen(conversation=conversation, user=trainer)
-    _write(conversation, trainer, "more")
+    write_turns(conversation, trainer, "more")

@@ -4,7 +4,7 @@ from django.urls import reverse
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
 from sampler import services as sampler_services
-from tests.labeling.conftest import HTMX
+from tests.labeling.conftest import HTMX, write_turns
 
 
 def test_create_conversation_from_the_list_page(trainer_client):
@@ -99,8 +99,7 @@ def test_other_trainers_get_404_and_admins_can_read(
 
 
 def test_branch_and_switch_through_views(trainer_client, conversation, trainer):
-    first = services.message_append(conversation=conversation, author=trainer, content="hi")
-    reply = services.message_append(conversation=conversation, author=trainer, content="hello")
+    first, reply = write_turns(conversation, trainer, "hi", "hello")
     response = trainer_client.post(
         reverse("labeling:message-branch", args=[reply.pk]),
         {"content": "howdy"},
@@ -131,8 +130,7 @@ def test_suggest_with_bad_count_is_a_422_message(trainer_client, conversation, p
 
 
 def test_finish_from_the_editor(trainer_client, conversation, trainer):
-    services.message_append(conversation=conversation, author=trainer, content="hi")
-    services.message_append(conversation=conversation, author=trainer, content="hello")
+    write_turns(conversation, trainer, "hi", "hello")
     response = trainer_client.post(reverse("labeling:finish", args=[conversation.pk]))
     assert response.status_code == 302
     conversation.refresh_from_db()

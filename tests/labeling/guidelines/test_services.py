@@ -4,6 +4,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from labeling.conversations import services
 from labeling.guidelines import services as guideline_services
 from labeling.guidelines.models import GuidelineVersion
+from tests.labeling.conftest import write_turns
 
 
 def test_first_use_creates_version_1_with_the_default_content(db):
@@ -30,8 +31,7 @@ def test_editing_creates_a_new_version_and_only_admins_edit(admin_user, trainer,
 
 def test_messages_record_the_version_they_were_written_under(trainer, admin_user):
     conversation = services.conversation_create(owner=trainer)
-    first = services.message_append(conversation=conversation, author=trainer, content="hi")
-    reply = services.message_append(conversation=conversation, author=trainer, content="hello")
+    first, reply = write_turns(conversation, trainer, "hi", "hello")
     assert first.guideline_version.number == 1 and reply.guideline_version.number == 1
     guideline_services.guideline_version_create(author=admin_user, text="v2 text")
     branch = services.message_branch(original=reply, author=trainer, content="hey")
