@@ -6,7 +6,7 @@ import socket
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from labeling import redteam_services
+from labeling.redteam import services as redteam_services
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from labeling.markdown import render_markdown
+from labeling.conversations.markdown import render_markdown
 
 register = template.Library()
 

@@ -1,7 +1,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from labeling.models import Conversation, Message
+from labeling.conversations.models import Conversation, Message
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
 

@@ -1,7 +1,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from labeling.models import Feedback
+from labeling.feedback.models import Feedback
 from sampler.models import ModerationResult, Sample
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD

@@ -1,7 +1,8 @@
 import pytest
 from playwright.sync_api import expect
 
-from labeling.models import Attack, Message
+from labeling.conversations.models import Message
+from labeling.redteam.models import Attack
 from ranking.exports import ExportFilters, demonstration_records, pair_records
 from sampler.models import Sample
 from tests.browser.conftest import log_in

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from labeling import services as labeling_services
+from labeling.conversations import services as labeling_services
 from labeling.models import Conversation, Message
 from ranking import exports, services
 from ranking.exports import (

@@ -363,7 +363,7 @@ def test_source_pick_stays_fair_when_eligible_conversations_are_sparse(other_tra
 def test_source_pick_draws_again_when_its_conversation_is_used_up_meanwhile(
     other_trainer, monkeypatch
 ):
-    from labeling import selectors
+    from labeling.conversations import selectors
 
     gone = _conversation_with_replies(other_trainer, replies=1)
     kept = _conversation_with_replies(other_trainer, replies=1)

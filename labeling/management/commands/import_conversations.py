@@ -6,7 +6,8 @@ from typing import IO
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.importing import MAX_LINE_BYTES, MAX_LINES, conversations_import, jsonl_lines
+from labeling.conversations.importing import MAX_LINE_BYTES, MAX_LINES, jsonl_lines
+from labeling.conversations.services import conversations_import
 
 
 @contextmanager

@@ -1,0 +1,178 @@
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from labeling.conversations.importing import ImportReport, jsonl_lines
+from labeling.conversations.models import Conversation, Draft, Message
+from labeling.conversations.services import conversations_import
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+MAX_ERRORS_SHOWN = 20
+
+
+class _UploadSizeLimit(FileUploadHandler):
+    """Drop an uploaded file once it passes the limit, while it streams in, so an oversized
+    upload is never written to disk (Django's own limits do not cover files)."""
+
+    def __init__(self, request: HttpRequest, limit: int) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.exceeded = False
+        self.received = 0
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise SkipFile
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handlers build the uploaded file
+
+
+class ConversationImportForm(forms.Form):
+    file = forms.FileField(
+        required=False,
+        help_text=(
+            f"JSONL, at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB: one "
+            '{"messages": [{"role": "user", "content": "..."}, ...], "title": "..."} per line.'
+        ),
+    )
+    owner = forms.ModelChoiceField(queryset=get_user_model().objects.none())
+    title_prefix = forms.CharField(required=False, max_length=50)
+
+    def __init__(self, *args, upload_too_large: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.upload_too_large = upload_too_large
+        self.fields["owner"].queryset = (
+            get_user_model().objects.filter(is_active=True).order_by("username")
+        )
+
+    def clean_file(self):
+        file = self.cleaned_data["file"]
+        limit = f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
+        if self.upload_too_large or (file is not None and file.size > MAX_UPLOAD_BYTES):
+            raise ValidationError(f"{limit}: split it, or use manage.py import_conversations.")
+        if file is None:
+            raise ValidationError("Choose a JSONL file.")
+        return file
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    fields = ("parent", "role", "origin", "content", "author", "created_at")
+    readonly_fields = ("created_at",)
+    raw_id_fields = ("parent", "author")
+    show_change_link = True
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ("id", "title", "owner", "status", "source", "message_count", "updated_at")
+    list_filter = ("status", "source", "mode", "created_at")
+    search_fields = ("title", "instructions", "owner__username", "messages__content")
+    raw_id_fields = ("owner",)
+    date_hierarchy = "created_at"
+    inlines = [MessageInline]
+
+    @admin.display(description="Messages")
+    def message_count(self, obj: Conversation) -> int:
+        return obj.messages.count()
+
+    def get_urls(self):
+        import_url = path(
+            "import/",
+            self.admin_site.admin_view(self.import_view),
+            name="labeling_conversation_import",
+        )
+        return [import_url, *super().get_urls()]
+
+    # The size limit must be installed before anything reads the request body, and the CSRF
+    # check reads it; so CSRF is checked inside, after the handler is in place (Django's
+    # documented pattern for per-view upload handlers).
+    @csrf_exempt
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        size_limit = _UploadSizeLimit(request, MAX_UPLOAD_BYTES)
+        request.upload_handlers.insert(0, size_limit)
+        return csrf_protect(self._import_view)(request, size_limit)
+
+    def _import_view(self, request: HttpRequest, size_limit: _UploadSizeLimit) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = ConversationImportForm(
+                request.POST, request.FILES, upload_too_large=size_limit.exceeded
+            )
+            if form.is_valid():
+                report = conversations_import(
+                    lines=jsonl_lines(form.cleaned_data["file"]),
+                    owner=form.cleaned_data["owner"],
+                    title_prefix=form.cleaned_data["title_prefix"],
+                )
+                self._report_to_messages(request, report)
+                return redirect("admin:labeling_conversation_changelist")
+        else:
+            form = ConversationImportForm(initial={"owner": request.user.pk})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import conversations from JSONL",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/labeling/conversation/import.html", context)
+
+    def _report_to_messages(self, request: HttpRequest, report: ImportReport) -> None:
+        if report.created or not report.errors:
+            messages.success(request, f"Imported {report.created} conversations.")
+        for line_number, text in report.errors[:MAX_ERRORS_SHOWN]:
+            messages.error(request, f"line {line_number}: {text}")
+        if len(report.errors) > MAX_ERRORS_SHOWN:
+            more = len(report.errors) - MAX_ERRORS_SHOWN
+            messages.error(request, f"... and {more} more lines could not be imported.")
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "conversation",
+        "role",
+        "origin",
+        "short_content",
+        "author",
+        "model_version",
+        "created_at",
+    )
+    list_filter = ("role", "origin", "model_version", "created_at")
+    search_fields = ("content", "conversation__title", "author__username")
+    raw_id_fields = ("conversation", "parent", "sample", "author")
+    list_select_related = ("conversation", "author", "model_version")
+
+    @admin.display(description="Content")
+    def short_content(self, obj: Message) -> str:
+        return obj.content[:80]
+
+
+@admin.register(Draft)
+class DraftAdmin(admin.ModelAdmin):
+    list_display = ("id", "conversation", "author", "editing", "short_content", "updated_at")
+    list_filter = ("updated_at",)
+    search_fields = ("content", "author__username", "conversation__title")
+    raw_id_fields = ("conversation", "author", "editing", "sample", "suggestion_job")
+
+    @admin.display(description="Content")
+    def short_content(self, obj: Draft) -> str:
+        return obj.content[:80]

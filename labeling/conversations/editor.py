@@ -1,0 +1,76 @@
+"""The editor page, shared by the views that end on it (conversations' and red-team's): the
+conversation or message a user may see, and the page rendered whole or as its htmx fragment."""
+
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from config.htmx import HtmxHttpRequest
+from labeling.conversations import selectors
+from labeling.conversations.forms import SuggestForm
+from labeling.conversations.models import Conversation, Message
+
+EDITOR = "labeling/conversations/editor.html"
+
+
+def conversation_for_request(request: HtmxHttpRequest, conversation_id: int) -> Conversation:
+    return selectors.conversation_get_for_user(conversation_id=conversation_id, user=request.user)
+
+
+def message_for_request(request: HtmxHttpRequest, message_id: int) -> Message:
+    # Visibility is the conversation's: 404 for messages of conversations the user cannot see.
+    return selectors.message_get_for_user(message_id=message_id, user=request.user)
+
+
+def editor_context(
+    request: HtmxHttpRequest,
+    conversation: Conversation,
+    *,
+    composer_text: str | None = None,
+    composer_sample_id: int | None = None,
+    errors: list[str] | None = None,
+    edit_errors: dict[int, list[str]] | None = None,
+    edit_texts: dict[int, str] | None = None,
+) -> dict:
+    draft = selectors.draft_get(conversation=conversation, author=request.user)
+    if composer_text is None:
+        composer_text = draft.content if draft else ""
+        composer_sample_id = draft.sample_id if draft else None
+    edit_drafts = selectors.edit_drafts(conversation=conversation, author=request.user)
+    transcript = selectors.conversation_transcript(conversation=conversation)
+    turns = []
+    for entry in transcript:
+        message_id = entry.message.pk
+        saved = edit_drafts.get(message_id)
+        turns.append(
+            {
+                "entry": entry,
+                "edit_text": (edit_texts or {}).get(message_id)
+                or (saved.content if saved else entry.message.content),
+                "edit_open": saved is not None or message_id in (edit_errors or {}),
+                "edit_errors": (edit_errors or {}).get(message_id, []),
+            }
+        )
+    next_role = selectors.next_role(conversation=conversation)
+    job = draft.suggestion_job if draft and draft.suggestion_job_id else None
+    if job and (job.role != next_role or job.prefix_message_id != conversation.active_leaf_id):
+        job = None  # suggestions for a turn that is no longer the next one
+    return {
+        "conversation": conversation,
+        "turns": turns,
+        "next_role": next_role,
+        "editable": conversation.status == Conversation.Status.DRAFT,
+        "composer_text": composer_text,
+        "composer_sample_id": composer_sample_id or "",
+        "errors": errors or [],
+        "job": job,
+        "suggest_form": SuggestForm(initial={"n": 3}),
+    }
+
+
+def render_editor(
+    request: HtmxHttpRequest, conversation: Conversation, *, status: int = 200, **extra
+) -> HttpResponse:
+    conversation.refresh_from_db()
+    context = editor_context(request, conversation, **extra)
+    template = f"{EDITOR}#editor" if request.htmx else EDITOR
+    return render(request, template, context, status=status)

@@ -1,0 +1,48 @@
+from django import forms
+from django.conf import settings
+from django.core.validators import MaxValueValidator
+
+from labeling.conversations.models import (
+    MAX_CONTENT_CHARS,
+    MAX_INSTRUCTIONS_CHARS,
+    MAX_TITLE_CHARS,
+    Conversation,
+)
+
+
+class ConversationCreateForm(forms.Form):
+    title = forms.CharField(max_length=MAX_TITLE_CHARS, required=False)
+    instructions = forms.CharField(
+        max_length=MAX_INSTRUCTIONS_CHARS,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Optional topic or instructions for this conversation.",
+    )
+    mode = forms.ChoiceField(
+        choices=Conversation.Mode.choices,
+        initial=Conversation.Mode.NORMAL,
+        required=False,
+        help_text="Red team: try to make the model misbehave, then write what it should have said.",
+    )
+
+    def clean_mode(self) -> str:
+        return self.cleaned_data.get("mode") or Conversation.Mode.NORMAL
+
+
+class MessageForm(forms.Form):
+    # Length is checked by the service so the message names the limit and keeps the text.
+    content = forms.CharField(strip=False, required=False, widget=forms.Textarea)
+    sample_id = forms.IntegerField(required=False, min_value=1)
+
+
+class DraftForm(forms.Form):
+    content = forms.CharField(strip=False, required=False, max_length=MAX_CONTENT_CHARS)
+    sample_id = forms.IntegerField(required=False, min_value=1)
+
+
+class SuggestForm(forms.Form):
+    n = forms.IntegerField(min_value=1, initial=3)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["n"].validators.append(MaxValueValidator(settings.GENERATION_MAX_N))

@@ -1,0 +1,185 @@
+"""Reading finished conversations from JSONL, one conversation per line (no database: the
+``conversations_import`` service saves what this module parses).
+
+Each line is the common chat format::
+
+    {"title": "optional", "messages": [{"role": "user", "content": "Hi"},
+                                       {"role": "assistant", "content": "Hello!"}]}
+
+A message may say ``"origin": "human"`` or ``"model"``; by default assistant turns are
+model-written and user/system turns human-written. Every line is checked completely before
+anything is written; an invalid one is reported with its 1-based line number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from labeling.conversations.models import MAX_CONTENT_CHARS, MAX_TITLE_CHARS, Message
+
+MAX_LINE_BYTES = 1024 * 1024
+MAX_LINES = 100_000
+MAX_MESSAGES = 200
+ROLES = {Message.Role.SYSTEM, Message.Role.USER, Message.Role.ASSISTANT}
+ORIGINS = {Message.Origin.HUMAN, Message.Origin.MODEL}
+DEFAULT_ORIGIN = {
+    Message.Role.SYSTEM: Message.Origin.HUMAN,
+    Message.Role.USER: Message.Origin.HUMAN,
+    Message.Role.ASSISTANT: Message.Origin.MODEL,
+}
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    conversation_ids: list[int] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (1-based line number, message)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    role: str
+    content: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class ParsedConversation:
+    title: str
+    messages: list[ParsedMessage]
+
+
+class LineError(ValueError):
+    """Why one line cannot be imported; the text is shown to the person importing."""
+
+
+def jsonl_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Lines of a binary stream, each cut after ``MAX_LINE_BYTES + 1`` bytes.
+
+    A plain ``for line in stream`` would hold an arbitrarily long line in memory; here the rest
+    of an over-long line is read and dropped in bounded pieces, and the cut line is then refused
+    by its length.
+    """
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+        yield line
+
+
+def _check_storable(text: str, where: str) -> None:
+    """Text JSON can carry but a database cannot store: NUL (PostgreSQL) and lone surrogates."""
+    if "\x00" in text:
+        raise LineError(f"{where} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise LineError(f"{where} contains an unpaired surrogate (\\u escape)") from error
+
+
+def _parse_message(item: object, index: int) -> ParsedMessage:
+    where = f"messages[{index}]"
+    if not isinstance(item, dict):
+        raise LineError(f"{where} must be an object with role and content")
+    role = item.get("role")
+    if role not in ROLES:
+        raise LineError(f"{where}: role must be one of user, assistant, system (got {role!r})")
+    content = item.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise LineError(f"{where}: content must be a non-empty string")
+    if len(content) > MAX_CONTENT_CHARS:
+        raise LineError(
+            f"{where}: content is {len(content)} characters; the limit is {MAX_CONTENT_CHARS}"
+        )
+    _check_storable(content, f"{where}: content")
+    origin = item.get("origin", DEFAULT_ORIGIN[role])
+    if origin not in ORIGINS:
+        raise LineError(f"{where}: origin must be human or model (got {origin!r})")
+    return ParsedMessage(role=role, content=content, origin=origin)
+
+
+def _check_turn_order(messages: list[ParsedMessage]) -> None:
+    """System messages only at the start; then user, assistant, user, ... alternating."""
+    expected = Message.Role.USER
+    for index, message in enumerate(messages):
+        if message.role == Message.Role.SYSTEM:
+            if index > 0 and messages[index - 1].role != Message.Role.SYSTEM:
+                raise LineError(f"messages[{index}]: system messages may only come first")
+            continue
+        if message.role != expected:
+            raise LineError(
+                f"messages[{index}]: expected role '{expected}', got '{message.role}' "
+                "(user and assistant turns alternate, starting with the user)"
+            )
+        expected = Message.Role.ASSISTANT if expected == Message.Role.USER else Message.Role.USER
+    if not any(m.role == Message.Role.ASSISTANT for m in messages):
+        # The same rule as finishing a conversation in the editor.
+        raise LineError("a conversation needs at least one user and one assistant turn")
+
+
+def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
+    if len(line) > MAX_LINE_BYTES:
+        raise LineError(f"the line is longer than {MAX_LINE_BYTES} bytes")
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise LineError(f"not valid UTF-8 (byte {error.start + 1})") from error
+    try:
+        record = json.loads(line.lstrip("\ufeff"))
+    except RecursionError as error:
+        raise LineError("invalid JSON: nested too deeply") from error
+    except json.JSONDecodeError as error:
+        raise LineError(f"invalid JSON: {error.msg} (column {error.colno})") from error
+    except ValueError as error:  # e.g. an integer too long to convert
+        raise LineError(f"invalid JSON: {error}") from error
+    if not isinstance(record, dict):
+        raise LineError("expected a JSON object with a messages list")
+    items = record.get("messages")
+    if not isinstance(items, list) or not items:
+        raise LineError("messages must be a non-empty list")
+    if len(items) > MAX_MESSAGES:
+        raise LineError(f"{len(items)} messages; the limit is {MAX_MESSAGES} per conversation")
+    messages = [_parse_message(item, index) for index, item in enumerate(items)]
+    _check_turn_order(messages)
+    title = record.get("title") or ""
+    if not isinstance(title, str):
+        raise LineError("title must be a string")
+    if len(title) > MAX_TITLE_CHARS:
+        raise LineError(f"title is {len(title)} characters; the limit is {MAX_TITLE_CHARS}")
+    _check_storable(title, "title")
+    if not title.strip():
+        first_user = next(m for m in messages if m.role == Message.Role.USER)
+        title = " ".join(first_user.content.split())[:80]
+    title = f"{title_prefix}{title.strip()}"[:MAX_TITLE_CHARS]
+    return ParsedConversation(title=title, messages=messages)
+
+
+def parsed_lines(
+    lines: Iterable[bytes | str], *, title_prefix: str = ""
+) -> Iterator[tuple[int, ParsedConversation | LineError]]:
+    """``(1-based line number, the parsed conversation or why the line cannot be imported)`` for
+    each non-blank line; past ``MAX_LINES`` lines, one error and nothing more."""
+    for line_number, line in enumerate(lines, start=1):
+        if line_number > MAX_LINES:
+            yield (
+                line_number,
+                LineError(f"more than {MAX_LINES} lines; this line and the rest were skipped"),
+            )
+            return
+        if not line.strip():
+            continue
+        try:
+            yield line_number, _parse_line(line, title_prefix=title_prefix)
+        except LineError as error:
+            yield line_number, error

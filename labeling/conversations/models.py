@@ -1,0 +1,169 @@
+"""Conversations: a tree of messages per conversation, and the drafts being typed into it."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+# Bounds of what a trainer (or an import) can write, named in the messages that refuse more.
+MAX_CONTENT_CHARS = 20000
+MAX_TITLE_CHARS = 200
+MAX_INSTRUCTIONS_CHARS = 4000
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "In progress"
+        FINISHED = "finished", "Finished"
+        DISCARDED = "discarded", "Discarded"
+
+    class Source(models.TextChoices):
+        WRITTEN = "written", "Written in the app"
+        IMPORTED = "imported", "Imported"
+
+    class Mode(models.TextChoices):
+        NORMAL = "normal", "Normal: write good demonstrations"
+        RED_TEAM = "red_team", "Red team: make the model misbehave"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="conversations"
+    )
+    title = models.CharField(max_length=MAX_TITLE_CHARS, blank=True)
+    instructions = models.TextField(
+        blank=True,
+        max_length=MAX_INSTRUCTIONS_CHARS,
+        help_text="Optional topic or instructions for the writer.",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.WRITTEN)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.NORMAL)
+    # The leaf of the branch the editor shows; switching siblings moves it.
+    active_leaf = models.ForeignKey(
+        "labeling.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [
+            models.Index(fields=["owner", "status", "-updated_at"]),
+            models.Index(fields=["status", "-updated_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("labeling:editor", kwargs={"conversation_id": self.pk})
+
+
+class Message(models.Model):
+    """One turn. Messages form a tree: siblings (same parent) are alternative turns."""
+
+    class Role(models.TextChoices):
+        SYSTEM = "system", "System"
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Origin(models.TextChoices):
+        HUMAN = "human", "Written by a human"
+        MODEL = "model", "Written by a model"
+        MODEL_EDITED = "model_edited", "Model suggestion edited by a human"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(max_length=MAX_CONTENT_CHARS)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.HUMAN)
+    # Provenance of model-written text: the sample it came from (model version, params, seed
+    # live on the sample's job) and how far the saved text moved from it.
+    sample = models.ForeignKey(
+        "sampler.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    model_version = models.ForeignKey(
+        "sampler.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="messages",
+    )
+    edit_distance = models.PositiveIntegerField(null=True, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+    )
+    # The labeling guidelines in force when the message was written (empty for older rows).
+    guideline_version = models.ForeignKey(
+        "labeling.GuidelineVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="messages",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["conversation", "parent"]),
+            models.Index(fields=["role", "origin"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(origin="human") | Q(sample__isnull=True),
+                name="message_human_origin_has_no_sample",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
+
+class Draft(models.Model):
+    """Text a trainer is typing, saved as they type so a reload or a crash loses nothing.
+
+    One draft for the composer (``editing`` empty) and one per message being edited into a branch.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="drafts")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="drafts"
+    )
+    editing = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="edit_drafts"
+    )
+    content = models.TextField(blank=True, max_length=MAX_CONTENT_CHARS)
+    # The suggestion the trainer put into the editor, if any, and the pending suggestion job.
+    sample = models.ForeignKey(
+        "sampler.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    suggestion_job = models.ForeignKey(
+        "sampler.GenerationJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "author"],
+                condition=Q(editing__isnull=True),
+                name="draft_one_composer_per_author",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "author", "editing"],
+                condition=Q(editing__isnull=False),
+                name="draft_one_per_edited_message",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Draft by {self.author_id} in {self.conversation_id}"

@@ -1,0 +1,306 @@
+"""Reads of conversations: lists, the active branch, drafts, and what ranking and exports take."""
+
+import random
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Max, Min, Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from accounts.roles import is_admin
+from labeling.conversations.models import Conversation, Draft, Message
+
+
+def conversation_list(
+    *, user: AbstractBaseUser, status: str = "", search: str = ""
+) -> QuerySet[Conversation]:
+    """Conversations visible to ``user``: their own, or everyone's for admins."""
+    conversations = Conversation.objects.select_related("owner").annotate(
+        turn_count=Count("messages"), last_message_at=Max("messages__created_at")
+    )
+    if not is_admin(user):
+        conversations = conversations.filter(owner=user)
+    if status:
+        conversations = conversations.filter(status=status)
+    if search:
+        conversations = conversations.filter(
+            Q(title__icontains=search) | Q(instructions__icontains=search)
+        )
+    return conversations.order_by("-updated_at")
+
+
+def conversation_counts_for_user(*, user: AbstractBaseUser) -> dict[str, int]:
+    counts = Conversation.objects.filter(owner=user).aggregate(
+        draft=Count("id", filter=Q(status=Conversation.Status.DRAFT)),
+        finished=Count("id", filter=Q(status=Conversation.Status.FINISHED)),
+    )
+    return {key: value or 0 for key, value in counts.items()}
+
+
+def message_path(*, message: Message) -> list[Message]:
+    """The messages from the root of the tree down to ``message``, oldest first."""
+    by_id = {
+        m.pk: m
+        for m in Message.objects.filter(conversation_id=message.conversation_id).only(
+            "id", "parent_id", "role", "content", "conversation_id"
+        )
+    }
+    path: list[Message] = []
+    current: Message | None = by_id.get(message.pk, message)
+    while current is not None:
+        path.append(current)
+        current = by_id.get(current.parent_id) if current.parent_id else None
+    return list(reversed(path))
+
+
+def branch_leaf(*, message: Message) -> Message:
+    """Follow the most recent child from ``message`` down to a leaf."""
+    children: dict[int | None, list[Message]] = {}
+    for candidate in Message.objects.filter(conversation_id=message.conversation_id).order_by(
+        "created_at", "id"
+    ):
+        children.setdefault(candidate.parent_id, []).append(candidate)
+    current = message
+    while children.get(current.pk):
+        current = children[current.pk][-1]
+    return current
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    message: Message
+    sibling_index: int  # 1-based position among the alternatives at this turn
+    sibling_count: int
+    previous_sibling_id: int | None
+    next_sibling_id: int | None
+
+
+def conversation_get_for_user(*, conversation_id: int, user: AbstractBaseUser) -> Conversation:
+    """The conversation if ``user`` may see it (its writer, or an admin); 404 otherwise."""
+    conversations = Conversation.objects.select_related("owner", "active_leaf")
+    if not is_admin(user):
+        conversations = conversations.filter(owner=user)
+    return get_object_or_404(conversations, pk=conversation_id)
+
+
+def message_get_for_user(*, message_id: int, user: AbstractBaseUser) -> Message:
+    """The message if ``user`` may see its conversation; 404 otherwise (as for conversations)."""
+    messages = Message.objects.select_related("conversation")
+    if not is_admin(user):
+        messages = messages.filter(conversation__owner=user)
+    return get_object_or_404(messages, pk=message_id)
+
+
+def conversation_transcript(*, conversation: Conversation) -> list[TranscriptEntry]:
+    """The active branch, root first, each turn with its alternatives for "< 2/3 >"."""
+    messages = list(
+        Message.objects.filter(conversation=conversation)
+        .select_related("sample", "model_version", "attack", "correction_of")
+        .order_by("created_at", "id")
+    )
+    if conversation.active_leaf_id is None or not messages:
+        return []
+    by_id = {m.pk: m for m in messages}
+    siblings: dict[int | None, list[int]] = {}
+    for message in messages:
+        siblings.setdefault(message.parent_id, []).append(message.pk)
+    path: list[Message] = []
+    current = by_id.get(conversation.active_leaf_id)
+    while current is not None:
+        path.append(current)
+        current = by_id.get(current.parent_id) if current.parent_id else None
+    entries = []
+    for message in reversed(path):
+        group = siblings[message.parent_id]
+        position = group.index(message.pk)
+        entries.append(
+            TranscriptEntry(
+                message=message,
+                sibling_index=position + 1,
+                sibling_count=len(group),
+                previous_sibling_id=group[position - 1] if position > 0 else None,
+                next_sibling_id=group[position + 1] if position + 1 < len(group) else None,
+            )
+        )
+    return entries
+
+
+def next_role_after(*, message: Message | None) -> str:
+    """Only a user turn is answered by the assistant; after nothing, a system message or an
+    assistant turn, the user speaks."""
+    if message is not None and message.role == Message.Role.USER:
+        return Message.Role.ASSISTANT
+    return Message.Role.USER
+
+
+def next_role(*, conversation: Conversation) -> str:
+    return next_role_after(message=conversation.active_leaf)
+
+
+def draft_get(
+    *, conversation: Conversation, author: AbstractBaseUser, editing_id: int | None = None
+) -> Draft | None:
+    return (
+        Draft.objects.select_related("suggestion_job", "sample")
+        .filter(conversation=conversation, author=author, editing_id=editing_id)
+        .first()
+    )
+
+
+def edit_drafts(*, conversation: Conversation, author: AbstractBaseUser) -> dict[int, Draft]:
+    drafts = Draft.objects.filter(conversation=conversation, author=author, editing__isnull=False)
+    return {draft.editing_id: draft for draft in drafts}
+
+
+def ranking_source_candidates(*, origins: list[str]) -> QuerySet[Message]:
+    """Model-written assistant turns of finished conversations that answer a user turn and are
+    not themselves alternatives sampled for ranking, nor already the source of a task."""
+    return Message.objects.filter(
+        conversation__status=Conversation.Status.FINISHED,
+        role=Message.Role.ASSISTANT,
+        origin__in=origins,
+        parent__role=Message.Role.USER,
+        ranking_tasks_as_source__isnull=True,
+    ).exclude(sample__job__purpose="ranking")
+
+
+def ranking_source_pick(
+    *, rng: random.Random, origins: list[str], attempts: int = 32
+) -> Message | None:
+    """A random eligible message, each conversation equally likely whatever its length.
+
+    A random point of the finished conversations' id range is sought forward to the next
+    conversation with an eligible message (an index seek: no full scan, however many messages
+    there are). Alone, that seek favours a conversation in proportion to the run of ids before
+    it (drafts, human-written or used-up conversations), so the find is kept with probability
+    1 / that run, measured by one more seek back to the previous eligible conversation: every
+    eligible conversation is then equally likely per attempt. When every attempt is refused
+    (eligible conversations are sparse in the id range), one is drawn uniformly by offset from
+    their count instead: a scan, but of the few that are left.
+    """
+    eligible = ranking_source_candidates(origins=origins)
+    bounds = Conversation.objects.filter(status=Conversation.Status.FINISHED).aggregate(
+        low=Min("id"), high=Max("id")
+    )
+    if bounds["low"] is None:
+        return None
+    conversation_ids = eligible.order_by("conversation_id").values_list(
+        "conversation_id", flat=True
+    )
+    # A conversation can be used up by a concurrent task creation between the seek and the
+    # read of its messages: then draw again.
+    for _ in range(3):
+        chosen = _seek_conversation(
+            rng=rng, conversation_ids=conversation_ids, bounds=bounds, attempts=attempts
+        )
+        if chosen is None:
+            distinct = conversation_ids.distinct()
+            count = distinct.count()
+            if count == 0:
+                return None
+            chosen = distinct[rng.randrange(count)]
+        ids = list(eligible.filter(conversation_id=chosen).values_list("id", flat=True))
+        if ids:
+            return Message.objects.select_related("conversation", "parent").get(pk=rng.choice(ids))
+    return None
+
+
+def _seek_conversation(
+    *, rng: random.Random, conversation_ids: QuerySet, bounds: dict, attempts: int
+) -> int | None:
+    """An eligible conversation id, uniformly, by seek and rejection; None when all refused."""
+    for _ in range(attempts):
+        start = rng.randint(bounds["low"], bounds["high"])
+        conversation_id = conversation_ids.filter(conversation_id__gte=start).first()
+        if conversation_id is None:
+            continue
+        previous = conversation_ids.filter(conversation_id__lt=conversation_id).last()
+        run = conversation_id - (bounds["low"] - 1 if previous is None else previous)
+        if rng.random() * run < 1:
+            return conversation_id
+    return None
+
+
+def demonstration_conversations(
+    *, finished_bounds: dict, exclude_owner_ids: tuple[int, ...] = (), red_team: str = "include"
+) -> QuerySet[Conversation]:
+    """Finished conversations; ``red_team``: "include", "exclude" or "only" red-team ones."""
+    conversations = Conversation.objects.filter(status=Conversation.Status.FINISHED)
+    if red_team == "exclude":
+        conversations = conversations.exclude(mode=Conversation.Mode.RED_TEAM)
+    elif red_team == "only":
+        conversations = conversations.filter(mode=Conversation.Mode.RED_TEAM)
+    for lookup, value in finished_bounds.items():
+        conversations = conversations.filter(**{f"finished_at__{lookup}": value})
+    if exclude_owner_ids:
+        conversations = conversations.exclude(owner_id__in=exclude_owner_ids)
+    return conversations
+
+
+def demonstration_chunks(
+    *,
+    finished_bounds: dict,
+    exclude_owner_ids: tuple[int, ...] = (),
+    chunk_size: int = 500,
+    red_team: str = "include",
+):
+    """Root-to-leaf paths of finished conversations, ``chunk_size`` conversations at a time.
+
+    Yields lists of ``(conversation_id, owner_id, path)``. Alternatives sampled for ranking
+    are not demonstrations and are left out, and so are replies marked as successful attacks
+    (with what follows them); a path ends at its last assistant turn.
+    """
+    conversations = demonstration_conversations(
+        finished_bounds=finished_bounds, exclude_owner_ids=exclude_owner_ids, red_team=red_team
+    ).order_by("pk")
+    last_pk = 0
+    while True:
+        chunk = list(
+            conversations.filter(pk__gt=last_pk).values_list("pk", "owner_id")[:chunk_size]
+        )
+        if not chunk:
+            return
+        last_pk = chunk[-1][0]
+        children: dict[tuple[int, int | None], list[Message]] = {}
+        for message in (
+            Message.objects.filter(conversation_id__in=[pk for pk, _ in chunk], attack__isnull=True)
+            .exclude(sample__job__purpose="ranking")
+            .only(
+                "id",
+                "conversation_id",
+                "parent_id",
+                "role",
+                "content",
+                "origin",
+                "guideline_version_id",
+            )
+            .order_by("created_at", "id")
+        ):
+            children.setdefault((message.conversation_id, message.parent_id), []).append(message)
+        batch = []
+        for conversation_id, owner_id in chunk:
+            trimmed = {}
+            for path in _paths(children, conversation_id):
+                while path and path[-1].role != Message.Role.ASSISTANT:
+                    path = path[:-1]
+                if path:
+                    trimmed[path[-1].pk] = path  # paths cut back to the same turn are one
+            # A path cut back to a turn that a longer path continues is part of that path.
+            inner = {m.pk for path in trimmed.values() for m in path[:-1]}
+            batch.extend(
+                (conversation_id, owner_id, path)
+                for leaf_id, path in trimmed.items()
+                if leaf_id not in inner
+            )
+        yield batch
+
+
+def _paths(children: dict, conversation_id: int):
+    stack = [[root] for root in children.get((conversation_id, None), [])]
+    while stack:
+        path = stack.pop()
+        below = children.get((conversation_id, path[-1].pk), [])
+        if not below:
+            yield path
+        for child in reversed(below):
+            stack.append([*path, child])

@@ -1,0 +1,339 @@
+"""Writes of conversations: turns, branches, drafts, suggestions and imports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import pairwise
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from rapidfuzz.distance import Levenshtein
+
+from accounts.roles import is_admin
+from labeling.conversations.importing import (
+    ImportReport,
+    LineError,
+    ParsedConversation,
+    parsed_lines,
+)
+from labeling.conversations.models import MAX_CONTENT_CHARS, Conversation, Draft, Message
+from labeling.conversations.selectors import branch_leaf, message_path, next_role_after
+from labeling.guidelines.services import guideline_version_ensure_current
+from sampler.models import GenerationJob, Sample
+
+
+def conversation_check_writer(
+    *, conversation: Conversation, user: AbstractBaseUser, action: str = "change it"
+) -> None:
+    """Only the conversation's writer (or an admin) may change it; ``action`` names the change."""
+    if conversation.owner_id != user.pk and not is_admin(user):
+        raise PermissionDenied(f"Only the conversation's writer (or an admin) can {action}.")
+
+
+def conversation_check_open(*, conversation: Conversation) -> None:
+    """Finished and discarded conversations are reopened before they are edited."""
+    if conversation.status != Conversation.Status.DRAFT:
+        raise ValidationError(
+            f"This conversation is {conversation.get_status_display().lower()}; reopen it to edit."
+        )
+
+
+def _check_can_edit(*, conversation: Conversation, user: AbstractBaseUser) -> None:
+    conversation_check_writer(conversation=conversation, user=user)
+    conversation_check_open(conversation=conversation)
+
+
+def _clean_content(content: str) -> str:
+    if not isinstance(content, str) or not content.strip():
+        raise ValidationError({"content": "Write something first: the message is empty."})
+    if len(content) > MAX_CONTENT_CHARS:
+        limit = f"Messages are limited to {MAX_CONTENT_CHARS} characters"
+        raise ValidationError({"content": f"{limit} ({len(content)} given)."})
+    return content.strip()
+
+
+def conversation_create(
+    *,
+    owner: AbstractBaseUser,
+    title: str = "",
+    instructions: str = "",
+    mode: str = Conversation.Mode.NORMAL,
+) -> Conversation:
+    conversation = Conversation(
+        owner=owner, title=title.strip(), instructions=instructions.strip(), mode=mode
+    )
+    conversation.full_clean(exclude=["active_leaf"])
+    conversation.save()
+    return conversation
+
+
+def _provenance(*, author: AbstractBaseUser, content: str, sample_id: int | None, role: str):
+    """Origin, sample, model version and edit distance of a message written from a suggestion."""
+    if sample_id is None:
+        return Message.Origin.HUMAN, None, None, None
+    sample = Sample.objects.select_related("job").filter(pk=sample_id).first()
+    if sample is None:
+        raise ValidationError({"sample_id": "That suggestion no longer exists."})
+    if sample.job.requested_by_id != author.pk and not is_admin(author):
+        raise ValidationError({"sample_id": "That suggestion was made for someone else."})
+    if sample.job.role != role:
+        raise ValidationError({"sample_id": f"That suggestion is for a {sample.job.role} turn."})
+    distance = Levenshtein.distance(sample.text, content)
+    origin = Message.Origin.MODEL if distance == 0 else Message.Origin.MODEL_EDITED
+    return origin, sample, sample.job.model_version_id, distance
+
+
+def _message_create(
+    *,
+    conversation: Conversation,
+    parent: Message | None,
+    role: str,
+    author: AbstractBaseUser,
+    content: str,
+    sample_id: int | None,
+) -> Message:
+    """Save a checked turn with its provenance and make it the active leaf."""
+    origin, sample, model_version_id, distance = _provenance(
+        author=author, content=content, sample_id=sample_id, role=role
+    )
+    message = Message.objects.create(
+        conversation=conversation,
+        parent=parent,
+        role=role,
+        content=content,
+        origin=origin,
+        sample=sample,
+        model_version_id=model_version_id,
+        edit_distance=distance,
+        author=author,
+        guideline_version=guideline_version_ensure_current(),
+    )
+    conversation.active_leaf = message
+    conversation.save(update_fields=["active_leaf", "updated_at"])
+    return message
+
+
+@transaction.atomic
+def message_append(
+    *,
+    conversation: Conversation,
+    author: AbstractBaseUser,
+    content: str,
+    parent: Message | None = None,
+    role: str | None = None,
+    sample_id: int | None = None,
+) -> Message:
+    """Add a turn after ``parent`` (the conversation's active leaf when not given)."""
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    _check_can_edit(conversation=conversation, user=author)
+    if parent is None:
+        parent = conversation.active_leaf
+    elif parent.conversation_id != conversation.pk:
+        raise ValidationError({"parent": "That message belongs to another conversation."})
+    expected = next_role_after(message=parent)
+    if role is not None and role != expected:
+        raise ValidationError({"role": f"The next turn is the {expected}'s (turns alternate)."})
+    message = _message_create(
+        conversation=conversation,
+        parent=parent,
+        role=expected,
+        author=author,
+        content=_clean_content(content),
+        sample_id=sample_id,
+    )
+    Draft.objects.filter(conversation=conversation, author=author, editing__isnull=True).delete()
+    return message
+
+
+@transaction.atomic
+def message_branch(
+    *, original: Message, author: AbstractBaseUser, content: str, sample_id: int | None = None
+) -> Message:
+    """Edit a turn without destroying it: the edit becomes a sibling and the active branch."""
+    conversation = Conversation.objects.select_for_update().get(pk=original.conversation_id)
+    _check_can_edit(conversation=conversation, user=author)
+    content = _clean_content(content)
+    if content == original.content and sample_id is None:
+        raise ValidationError({"content": "Nothing changed: edit the text to create a branch."})
+    sibling = _message_create(
+        conversation=conversation,
+        parent=original.parent,
+        role=original.role,
+        author=author,
+        content=content,
+        sample_id=sample_id,
+    )
+    Draft.objects.filter(conversation=conversation, author=author, editing=original).delete()
+    return sibling
+
+
+@transaction.atomic
+def branch_switch(*, message: Message, user: AbstractBaseUser) -> Conversation:
+    """Show the branch through ``message``: its most recent continuation down to a leaf."""
+    conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
+    conversation_check_writer(conversation=conversation, user=user, action="switch branches")
+    conversation.active_leaf = branch_leaf(message=message)
+    conversation.save(update_fields=["active_leaf", "updated_at"])
+    return conversation
+
+
+@transaction.atomic
+def conversation_finish(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    _check_can_edit(conversation=conversation, user=user)
+    path = message_path(message=conversation.active_leaf) if conversation.active_leaf else []
+    roles = {m.role for m in path}
+    if not {Message.Role.USER, Message.Role.ASSISTANT} <= roles:
+        raise ValidationError(
+            "A finished conversation needs at least one user and one assistant turn."
+        )
+    conversation.status = Conversation.Status.FINISHED
+    conversation.finished_at = timezone.now()
+    conversation.save(update_fields=["status", "finished_at", "updated_at"])
+    return conversation
+
+
+@transaction.atomic
+def conversation_discard(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    _check_can_edit(conversation=conversation, user=user)
+    conversation.status = Conversation.Status.DISCARDED
+    conversation.save(update_fields=["status", "updated_at"])
+    return conversation
+
+
+@transaction.atomic
+def conversation_reopen(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    conversation_check_writer(conversation=conversation, user=user, action="reopen it")
+    conversation.status = Conversation.Status.DRAFT
+    conversation.finished_at = None
+    conversation.save(update_fields=["status", "finished_at", "updated_at"])
+    return conversation
+
+
+def draft_save(
+    *,
+    conversation: Conversation,
+    author: AbstractBaseUser,
+    content: str,
+    editing: Message | None = None,
+    sample_id: int | None = None,
+) -> Draft:
+    """Upsert the author's draft; an over-long draft is refused (the page keeps the text)."""
+    if conversation.owner_id != author.pk and not is_admin(author):
+        raise PermissionDenied("You can only keep drafts in your own conversations.")
+    if len(content) > MAX_CONTENT_CHARS:
+        raise ValidationError({"content": f"Drafts are limited to {MAX_CONTENT_CHARS} characters."})
+    if editing is not None and editing.conversation_id != conversation.pk:
+        raise ValidationError({"editing": "That message belongs to another conversation."})
+    draft, _ = Draft.objects.update_or_create(
+        conversation=conversation,
+        author=author,
+        editing=editing,
+        defaults={"content": content, "sample_id": sample_id},
+    )
+    return draft
+
+
+def draft_discard(
+    *, conversation: Conversation, author: AbstractBaseUser, editing: Message | None
+) -> None:
+    Draft.objects.filter(conversation=conversation, author=author, editing=editing).delete()
+
+
+def suggestion_request(
+    *, conversation: Conversation, author: AbstractBaseUser, n: int, role: str | None = None
+):
+    """Ask the active policy for ``n`` suggestions for the next turn of the active branch."""
+    # Heavy: sampler.services loads torch and transformers (sampler.generation).
+    from sampler.services import generation_job_create
+
+    conversation = Conversation.objects.select_related("active_leaf").get(pk=conversation.pk)
+    _check_can_edit(conversation=conversation, user=author)
+    leaf = conversation.active_leaf
+    expected = next_role_after(message=leaf)
+    role = role or expected
+    if role != expected:
+        raise ValidationError({"role": f"The next turn is the {expected}'s."})
+    job = generation_job_create(
+        prefix_message=leaf,
+        messages=None if leaf is not None else [],
+        n=n,
+        role=role,
+        purpose=GenerationJob.Purpose.SUGGESTION,
+        requested_by=author,
+    )
+    Draft.objects.update_or_create(
+        conversation=conversation, author=author, editing=None, defaults={"suggestion_job": job}
+    )
+    return job
+
+
+def message_add_alternatives(*, source: Message, samples: list) -> list[Message]:
+    """Store sampled completions as siblings of ``source`` (alternatives of the same turn)."""
+    return Message.objects.bulk_create(
+        [
+            Message(
+                conversation_id=source.conversation_id,
+                parent_id=source.parent_id,
+                role=source.role,
+                content=sample.text,
+                origin=Message.Origin.MODEL,
+                sample=sample,
+                model_version_id=sample.job.model_version_id,
+            )
+            for sample in samples
+        ]
+    )
+
+
+# ---- import ------------------------------------------------------------------------------------
+
+
+def conversations_import(
+    *,
+    lines: Iterable[bytes | str],
+    owner: AbstractBaseUser,
+    title_prefix: str = "",
+    dry_run: bool = False,
+) -> ImportReport:
+    """Save each valid line as a finished, imported conversation owned by ``owner``, each in its
+    own transaction; an invalid line is reported with its line number and saves nothing.
+
+    With ``dry_run`` every line is checked and counted in ``created`` but nothing is saved.
+    """
+    report = ImportReport()
+    for line_number, parsed in parsed_lines(lines, title_prefix=title_prefix):
+        if isinstance(parsed, LineError):
+            report.errors.append((line_number, str(parsed)))
+            continue
+        report.created += 1
+        if not dry_run:
+            report.conversation_ids.append(conversation_import_one(parsed=parsed, owner=owner).pk)
+    return report
+
+
+@transaction.atomic
+def conversation_import_one(*, parsed: ParsedConversation, owner: AbstractBaseUser) -> Conversation:
+    conversation = Conversation.objects.create(
+        owner=owner,
+        title=parsed.title,
+        source=Conversation.Source.IMPORTED,
+        status=Conversation.Status.FINISHED,
+        finished_at=timezone.now(),
+    )
+    # Inserted without parents first (bulk_create returns ids on PostgreSQL and SQLite), then
+    # linked into a chain: three queries for the whole conversation instead of one per turn.
+    messages = Message.objects.bulk_create(
+        Message(conversation=conversation, role=m.role, content=m.content, origin=m.origin)
+        for m in parsed.messages
+    )
+    for parent, child in pairwise(messages):
+        child.parent = parent
+    Message.objects.bulk_update(messages[1:], ["parent"])
+    conversation.active_leaf = messages[-1]
+    conversation.save(update_fields=["active_leaf", "updated_at"])
+    return conversation

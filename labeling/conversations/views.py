@@ -1,0 +1,227 @@
+"""Pages for writing demonstrations. Each view: validate -> one service/selector -> render."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from accounts.roles import trainer_required
+from config.htmx import HtmxHttpRequest, validation_messages
+from labeling.conversations import selectors, services
+from labeling.conversations.editor import (
+    EDITOR,
+    conversation_for_request,
+    message_for_request,
+    render_editor,
+)
+from labeling.conversations.forms import ConversationCreateForm, DraftForm, MessageForm, SuggestForm
+from labeling.conversations.models import Conversation, Message
+from sampler.selectors import generation_job_get
+
+
+@trainer_required
+def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    if status not in Conversation.Status.values:
+        status = ""
+    search = request.GET.get("q", "")[:200]
+    conversations = selectors.conversation_list(user=request.user, status=status, search=search)
+    return render(
+        request,
+        "labeling/conversations/list.html",
+        {
+            "conversations": conversations[:200],
+            "status": status,
+            "search": search,
+            "statuses": Conversation.Status.choices,
+            "create_form": ConversationCreateForm(),
+        },
+    )
+
+
+@trainer_required
+@require_POST
+def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
+    form = ConversationCreateForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("labeling:conversation-list")
+    conversation = services.conversation_create(owner=request.user, **form.cleaned_data)
+    return redirect("labeling:editor", conversation_id=conversation.pk)
+
+
+@trainer_required
+def editor(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    return render_editor(request, conversation_for_request(request, conversation_id))
+
+
+@trainer_required
+@require_POST
+def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = conversation_for_request(request, conversation_id)
+    form = MessageForm(request.POST)
+    form.is_valid()
+    content = form.cleaned_data.get("content") or ""
+    sample_id = form.cleaned_data.get("sample_id")
+    try:
+        services.message_append(
+            conversation=conversation,
+            author=request.user,
+            content=content,
+            role=request.POST.get("role") or None,
+            sample_id=sample_id,
+        )
+    except ValidationError as error:
+        # The typed text comes back in the composer with the reason: nothing is lost.
+        return render_editor(
+            request,
+            conversation,
+            status=422,
+            composer_text=content,
+            composer_sample_id=sample_id,
+            errors=validation_messages(error),
+        )
+    return render_editor(request, conversation)
+
+
+def _draft_save(
+    request: HtmxHttpRequest, conversation: Conversation, editing: Message | None = None
+) -> HttpResponse:
+    """Keep the composer's text (``editing`` empty) or an edit's; the answer is a status line."""
+    form = DraftForm(request.POST)
+    if not form.is_valid():
+        return render(
+            request, f"{EDITOR}#draft-status", {"draft_error": form.errors.as_text()}, status=422
+        )
+    services.draft_save(
+        conversation=conversation,
+        author=request.user,
+        content=form.cleaned_data["content"],
+        editing=editing,
+        # The composer may hold a suggestion; an edit's draft never does.
+        sample_id=form.cleaned_data["sample_id"] if editing is None else None,
+    )
+    return render(request, f"{EDITOR}#draft-status", {"saved_at": timezone.now()})
+
+
+@trainer_required
+@require_POST
+def draft_save(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    return _draft_save(request, conversation_for_request(request, conversation_id))
+
+
+@trainer_required
+@require_POST
+def edit_draft_save(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
+    message = message_for_request(request, message_id)
+    return _draft_save(request, message.conversation, editing=message)
+
+
+@trainer_required
+@require_POST
+def suggestion_request(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = conversation_for_request(request, conversation_id)
+    form = SuggestForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError(form.errors.as_text())
+        job = services.suggestion_request(
+            conversation=conversation,
+            author=request.user,
+            n=form.cleaned_data["n"],
+            role=request.POST.get("role") or None,
+        )
+    except ValidationError as error:
+        return render(
+            request,
+            f"{EDITOR}#suggestions",
+            {"conversation": conversation, "suggestion_errors": validation_messages(error)},
+            status=422,
+        )
+    return render(request, f"{EDITOR}#suggestions", {"conversation": conversation, "job": job})
+
+
+@trainer_required
+def suggestions(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> HttpResponse:
+    conversation = conversation_for_request(request, conversation_id)
+    job = generation_job_get(job_id=job_id, user=request.user)
+    if not request.htmx:
+        return redirect("labeling:editor", conversation_id=conversation.pk)
+    return render(request, f"{EDITOR}#suggestions", {"conversation": conversation, "job": job})
+
+
+@trainer_required
+@require_POST
+def message_branch(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
+    message = message_for_request(request, message_id)
+    form = MessageForm(request.POST)
+    form.is_valid()
+    content = form.cleaned_data.get("content") or ""
+    try:
+        services.message_branch(
+            original=message,
+            author=request.user,
+            content=content,
+            sample_id=form.cleaned_data.get("sample_id"),
+        )
+    except ValidationError as error:
+        return render_editor(
+            request,
+            message.conversation,
+            status=422,
+            edit_errors={message.pk: validation_messages(error)},
+            edit_texts={message.pk: content},
+        )
+    return render_editor(request, message.conversation)
+
+
+@trainer_required
+@require_POST
+def branch_switch(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
+    message = message_for_request(request, message_id)
+    services.branch_switch(message=message, user=request.user)
+    return render_editor(request, message.conversation)
+
+
+def _status_change(
+    request: HtmxHttpRequest, conversation_id: int, service, done: str
+) -> HttpResponse:
+    conversation = conversation_for_request(request, conversation_id)
+    try:
+        service(conversation=conversation, user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(validation_messages(error)))
+    else:
+        messages.success(request, done)
+    url = conversation.get_absolute_url()
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@trainer_required
+@require_POST
+def conversation_finish(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    return _status_change(
+        request,
+        conversation_id,
+        services.conversation_finish,
+        "Conversation finished: it can now be used for ranking tasks.",
+    )
+
+
+@trainer_required
+@require_POST
+def conversation_discard(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    return _status_change(
+        request, conversation_id, services.conversation_discard, "Conversation discarded."
+    )
+
+
+@trainer_required
+@require_POST
+def conversation_reopen(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
+    return _status_change(
+        request, conversation_id, services.conversation_reopen, "Conversation reopened for editing."
+    )

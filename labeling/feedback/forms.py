@@ -1,0 +1,48 @@
+from django import forms
+
+from labeling.feedback.models import Feedback
+from labeling.feedback.selectors import FeedbackFilters
+from labeling.feedback.services import MAX_COMMENT_CHARS
+from sampler.models import ModelVersion
+
+
+class RatingForm(forms.Form):
+    rating = forms.ChoiceField(
+        choices=[("", "No rating"), *Feedback.Rating.choices], required=False
+    )
+
+
+class ReportForm(forms.Form):
+    categories = forms.MultipleChoiceField(
+        choices=Feedback.Category.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    comment = forms.CharField(required=False, max_length=MAX_COMMENT_CHARS)
+    filter_wrong = forms.BooleanField(required=False)
+
+
+class FeedbackFilterForm(forms.Form):
+    rating = forms.ChoiceField(
+        choices=[("", "Any rating"), *Feedback.Rating.choices], required=False
+    )
+    category = forms.ChoiceField(
+        choices=[("", "Any report"), *Feedback.Category.choices], required=False
+    )
+    filter_report = forms.ChoiceField(
+        choices=[("", "Any"), *Feedback.FilterReport.choices], required=False
+    )
+    model_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.order_by("name"), required=False, empty_label="Any model"
+    )
+    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def filters(self) -> FeedbackFilters:
+        data = self.cleaned_data
+        return FeedbackFilters(
+            rating=data["rating"],
+            category=data["category"],
+            filter_report=data["filter_report"],
+            model_version_id=data["model_version"].pk if data["model_version"] else None,
+            date_from=data["date_from"],
+            date_to=data["date_to"],
+        )

@@ -1,0 +1,243 @@
+"""Reads of feedback: targets a user may rate, their own feedback, the admins' overview."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from accounts.roles import is_admin
+from labeling.conversations.models import Message
+from labeling.conversations.selectors import conversation_get_for_user
+from labeling.feedback.models import Feedback
+from sampler.models import ModerationResult, Sample
+from sampler.moderation import moderation_latest_by_sample
+
+TARGET_KINDS = ("message", "sample")
+MODEL_ORIGINS = (Message.Origin.MODEL, Message.Origin.MODEL_EDITED)
+CATEGORIES = tuple(Feedback.Category.values)
+
+
+@dataclass(frozen=True)
+class FeedbackTarget:
+    """A model-written message or a sample, as a user may give feedback on it."""
+
+    kind: str
+    id: int
+    text: str
+    model_version_id: int | None
+    model_version_name: str
+    message: Message | None = None
+    sample: Sample | None = None
+    # The newest content filter result on the sample behind the target, if it was filtered.
+    moderation: ModerationResult | None = None
+
+
+def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) -> FeedbackTarget:
+    """The target if ``user`` may see it: model-written messages of their own conversations or of
+    the ranking tasks they were assigned, and their own generation jobs' samples (admins: all);
+    404 otherwise."""
+    if kind == "message":
+        message = get_object_or_404(
+            Message.objects.select_related("model_version", "sample"),
+            pk=target_id,
+            origin__in=MODEL_ORIGINS,
+        )
+        # Trainers see their own conversations' messages, and the replies of the ranking tasks
+        # they were given (those conversations are someone else's).
+        ranked_by_user = Message.objects.filter(
+            pk=message.pk, candidacies__task__assignments__trainer=user
+        ).exists()
+        if not ranked_by_user:
+            conversation_get_for_user(conversation_id=message.conversation_id, user=user)
+        moderation = (
+            moderation_latest_by_sample(sample_ids=[message.sample_id]).get(message.sample_id)
+            if message.sample_id
+            else None
+        )
+        version = message.model_version
+        return FeedbackTarget(
+            kind=kind,
+            id=message.pk,
+            text=message.content,
+            model_version_id=version.pk if version else None,
+            model_version_name=version.name if version else "",
+            message=message,
+            moderation=moderation,
+        )
+    if kind == "sample":
+        samples = Sample.objects.select_related("job__model_version")
+        if not is_admin(user):
+            samples = samples.filter(job__requested_by=user)
+        sample = get_object_or_404(samples, pk=target_id)
+        return FeedbackTarget(
+            kind=kind,
+            id=sample.pk,
+            text=sample.text,
+            model_version_id=sample.job.model_version_id,
+            model_version_name=sample.job.model_version.name,
+            sample=sample,
+            moderation=moderation_latest_by_sample(sample_ids=[sample.pk]).get(sample.pk),
+        )
+    raise Http404("No such feedback target.")
+
+
+def feedback_of_user(*, user: AbstractBaseUser, target: FeedbackTarget) -> Feedback | None:
+    return Feedback.objects.filter(user=user, message=target.message, sample=target.sample).first()
+
+
+def feedback_get_for_user(*, feedback_id: int, user: AbstractBaseUser) -> Feedback:
+    """A trainer's own feedback; anyone else's is a 404, whoever asks (admins use the overview)."""
+    return get_object_or_404(Feedback.objects.filter(user=user), pk=feedback_id)
+
+
+def feedback_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Feedback]:
+    return Feedback.objects.filter(user=user).select_related("model_version", "message", "sample")
+
+
+# ---- the admins' overview ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedbackFilters:
+    rating: str = ""
+    category: str = ""
+    filter_report: str = ""
+    model_version_id: int | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+def _day_bounds(field: str, filters: FeedbackFilters) -> Q:
+    zone = timezone.get_current_timezone()
+    condition = Q()
+    if filters.date_from:
+        condition &= Q(
+            **{f"{field}__gte": datetime.combine(filters.date_from, time.min, tzinfo=zone)}
+        )
+    if filters.date_to:
+        end = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=zone)
+        condition &= Q(**{f"{field}__lt": end})
+    return condition
+
+
+def _has_category(category: str) -> Q:
+    # Portable (SQLite has no JSON containment): the category's quoted name in the stored list.
+    return Q(categories__icontains=f'"{category}"')
+
+
+def feedback_filtered(*, filters: FeedbackFilters) -> QuerySet[Feedback]:
+    rows = Feedback.objects.filter(_day_bounds("updated_at", filters))
+    if filters.rating:
+        rows = rows.filter(rating=filters.rating)
+    if filters.category:
+        rows = rows.filter(_has_category(filters.category))
+    if filters.filter_report:
+        rows = rows.filter(filter_report=filters.filter_report)
+    if filters.model_version_id:
+        rows = rows.filter(model_version_id=filters.model_version_id)
+    return rows
+
+
+def feedback_counts_by_model_version(*, rows: QuerySet[Feedback]) -> list[dict]:
+    """Per model version: feedback given, thumbs, reports and each report category."""
+    any_report = Q()
+    for category in CATEGORIES:
+        any_report |= _has_category(category)
+    per_category = {
+        category: Count("id", filter=_has_category(category)) for category in CATEGORIES
+    }
+    counts = (
+        rows.order_by()
+        .values("model_version_id", "model_version__name")
+        .annotate(
+            total=Count("id"),
+            up=Count("id", filter=Q(rating=Feedback.Rating.UP)),
+            down=Count("id", filter=Q(rating=Feedback.Rating.DOWN)),
+            reports=Count("id", filter=any_report),
+            false_positive=Count("id", filter=Q(filter_report="false_positive")),
+            false_negative=Count("id", filter=Q(filter_report="false_negative")),
+            **per_category,
+        )
+        .order_by("model_version__name")
+    )
+    return [
+        {**row, "categories": [(category, row[category]) for category in CATEGORIES]}
+        for row in counts
+    ]
+
+
+def filter_confusion(*, filters: FeedbackFilters) -> list[dict]:
+    """The content filter's confusion counts per filter version, from trainers' reports.
+
+    FP / FN are results someone reported as wrong. TP / TN are derived: results (flagged /
+    passed) nobody reported, which is what they are assumed to be, not a confirmed verdict.
+    """
+    results = ModerationResult.objects.filter(_day_bounds("created_at", filters))
+    if filters.model_version_id:
+        results = results.filter(sample__job__model_version_id=filters.model_version_id)
+    rows = (
+        results.order_by()
+        .values("filter_name", "filter_version")
+        .annotate(
+            # Not named "flagged": an annotation would shadow the field in the filters below.
+            flagged_count=Count("id", filter=Q(flagged=True), distinct=True),
+            passed_count=Count("id", filter=Q(flagged=False), distinct=True),
+            false_positive=Count(
+                "id",
+                filter=Q(flagged=True, filter_reports__filter_report="false_positive"),
+                distinct=True,
+            ),
+            false_negative=Count(
+                "id",
+                filter=Q(flagged=False, filter_reports__filter_report="false_negative"),
+                distinct=True,
+            ),
+        )
+        .order_by("filter_name", "filter_version")
+    )
+    return [
+        {
+            **row,
+            "true_positive_assumed": row["flagged_count"] - row["false_positive"],
+            "true_negative_assumed": row["passed_count"] - row["false_negative"],
+        }
+        for row in rows
+    ]
+
+
+# ---- exports ----------------------------------------------------------------------------------
+
+
+def feedback_summary_empty() -> dict:
+    return {"up": 0, "down": 0, "reports": dict.fromkeys(CATEGORIES, 0)}
+
+
+def feedback_summaries(*, messages: Iterable[tuple[int, int | None]]) -> dict[int, dict]:
+    """Thumbs and report counts per message id, counting feedback on the message and on the
+    sample it came from, in one query. ``messages``: (message id, sample id or None) pairs."""
+    pairs = list(messages)
+    by_sample: dict[int, list[int]] = {}
+    for message_id, sample_id in pairs:
+        if sample_id is not None:
+            by_sample.setdefault(sample_id, []).append(message_id)
+    summaries = {message_id: feedback_summary_empty() for message_id, _ in pairs}
+    rows = Feedback.objects.filter(
+        Q(message_id__in=list(summaries)) | Q(sample_id__in=list(by_sample))
+    ).values_list("message_id", "sample_id", "rating", "categories")
+    for message_id, sample_id, rating, categories in rows:
+        owners = [message_id] if message_id is not None else by_sample.get(sample_id, [])
+        for owner in owners:
+            summary = summaries[owner]
+            if rating in ("up", "down"):
+                summary[rating] += 1
+            for category in categories or []:
+                if category in summary["reports"]:
+                    summary["reports"][category] += 1
+    return summaries

@@ -1,0 +1,79 @@
+"""Writes of feedback: thumbs and reports on model-written text, one row per user and target."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from labeling.feedback.models import Feedback
+from labeling.feedback.selectors import CATEGORIES, FeedbackTarget
+
+MAX_COMMENT_CHARS = 2000
+
+
+def _feedback_locked(*, user: AbstractBaseUser, target: FeedbackTarget) -> Feedback:
+    """The user's feedback on the target, created empty if there is none, locked for the edit."""
+    feedback, _ = Feedback.objects.select_for_update().get_or_create(
+        user=user,
+        message=target.message,
+        sample=target.sample,
+        defaults={"model_version_id": target.model_version_id},
+    )
+    return feedback
+
+
+@transaction.atomic
+def feedback_rate(*, user: AbstractBaseUser, target: FeedbackTarget, rating: str) -> Feedback:
+    """Thumbs up, thumbs down, or "" to take the thumb back; the report is kept."""
+    if rating not in {"", *Feedback.Rating.values}:
+        raise ValidationError({"rating": "Rate with thumbs up or thumbs down."})
+    feedback = _feedback_locked(user=user, target=target)
+    feedback.rating = rating
+    feedback.save(update_fields=["rating", "updated_at"])
+    return feedback
+
+
+@transaction.atomic
+def feedback_report(
+    *,
+    user: AbstractBaseUser,
+    target: FeedbackTarget,
+    categories: Iterable[str],
+    comment: str = "",
+    filter_wrong: bool = False,
+) -> Feedback:
+    """Report what is wrong with the text (no categories, no comment: withdraw the report) and
+    whether the content filter's verdict on it was wrong; the thumb is kept."""
+    chosen = set(categories)
+    errors = {}
+    unknown = chosen - set(CATEGORIES)
+    if unknown:
+        errors["categories"] = f"Unknown report categories: {', '.join(sorted(unknown))}."
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        errors["comment"] = f"Keep the comment under {MAX_COMMENT_CHARS} characters."
+    if filter_wrong and target.moderation is None:
+        errors["filter_wrong"] = "The content filter has not checked this text."
+    if errors:
+        raise ValidationError(errors)
+    feedback = _feedback_locked(user=user, target=target)
+    feedback.categories = [category for category in CATEGORIES if category in chosen]
+    feedback.comment = comment
+    if filter_wrong:
+        # What "wrong" means follows from the verdict: a flagged text is a false positive.
+        feedback.moderation = target.moderation
+        feedback.filter_report = (
+            Feedback.FilterReport.FALSE_POSITIVE
+            if target.moderation.flagged
+            else Feedback.FilterReport.FALSE_NEGATIVE
+        )
+    else:
+        feedback.moderation = None
+        feedback.filter_report = ""
+    feedback.save(
+        update_fields=["categories", "comment", "moderation", "filter_report", "updated_at"]
+    )
+    return feedback

@@ -1,0 +1,115 @@
+"""Feedback pages: the thumbs / report widget on model-written text, a trainer's own feedback,
+and the admins' overview. Each view: validate -> one service or selector -> render."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accounts.roles import staff_required, trainer_required
+from config.htmx import HtmxHttpRequest, validation_messages
+from labeling.feedback import selectors, services
+from labeling.feedback.forms import FeedbackFilterForm, RatingForm, ReportForm
+from labeling.feedback.models import Feedback
+
+FEEDBACK = "labeling/feedback/target.html"
+PAGE_SIZE = 50
+
+
+def _save(request: HtmxHttpRequest, target: selectors.FeedbackTarget) -> None:
+    """Apply the posted thumb or report; ValidationError on bad input."""
+    action = request.POST.get("action")
+    if action == "rate":
+        form = RatingForm(request.POST)
+        if not form.is_valid():
+            raise ValidationError("Rate with thumbs up or thumbs down.")
+        services.feedback_rate(user=request.user, target=target, rating=form.cleaned_data["rating"])
+    elif action == "report":
+        form = ReportForm(request.POST)
+        if not form.is_valid():
+            raise ValidationError([e for errors in form.errors.values() for e in errors])
+        services.feedback_report(user=request.user, target=target, **form.cleaned_data)
+    else:
+        raise ValidationError("Unknown feedback action.")
+
+
+@trainer_required
+@require_http_methods(["GET", "POST"])
+def feedback_target(request: HtmxHttpRequest, kind: str, target_id: int) -> HttpResponse:
+    """The user's feedback on one message or sample: shown (GET) and upserted (POST)."""
+    target = selectors.feedback_target_get(kind=kind, target_id=target_id, user=request.user)
+    status, errors, typed = 200, [], None
+    if request.method == "POST":
+        try:
+            _save(request, target)
+        except ValidationError as error:
+            # The typed comment comes back with the reason: nothing is lost.
+            status, errors = 422, validation_messages(error)
+            typed = {
+                "comment": request.POST.get("comment", ""),
+                "categories": request.POST.getlist("categories"),
+            }
+        else:
+            if not request.htmx:
+                messages.success(request, "Thanks, your feedback is saved.")
+                return redirect(request.path)
+    feedback = selectors.feedback_of_user(user=request.user, target=target)
+    context = {
+        "target": target,
+        "feedback": feedback,
+        "errors": errors,
+        "typed": typed,
+        "categories": Feedback.Category.choices,
+        "reported_labels": [
+            label for value, label in Feedback.Category.choices if value in feedback.categories
+        ]
+        if feedback
+        else [],
+        "saved": request.method == "POST" and not errors,
+    }
+    template = f"{FEEDBACK}#feedback-widget" if request.htmx else FEEDBACK
+    return render(request, template, context, status=status)
+
+
+@trainer_required
+def feedback_mine(request: HtmxHttpRequest) -> HttpResponse:
+    page = Paginator(selectors.feedback_list_for_user(user=request.user), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "labeling/feedback/mine.html", {"page": page})
+
+
+@trainer_required
+def feedback_detail(request: HtmxHttpRequest, feedback_id: int) -> HttpResponse:
+    feedback = selectors.feedback_get_for_user(feedback_id=feedback_id, user=request.user)
+    kind, target_id = (
+        ("message", feedback.message_id) if feedback.message_id else ("sample", feedback.sample_id)
+    )
+    return redirect("labeling:feedback-target", kind=kind, target_id=target_id)
+
+
+@staff_required
+def feedback_overview(request: HtmxHttpRequest) -> HttpResponse:
+    form = FeedbackFilterForm(request.GET or None)
+    filters = form.filters() if form.is_bound and form.is_valid() else selectors.FeedbackFilters()
+    rows = selectors.feedback_filtered(filters=filters)
+    page = Paginator(
+        rows.select_related("user", "model_version", "message", "sample", "moderation"),
+        PAGE_SIZE,
+    ).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "labeling/feedback/overview.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "by_model_version": selectors.feedback_counts_by_model_version(rows=rows),
+            "confusion": selectors.filter_confusion(filters=filters),
+            "category_names": Feedback.Category.choices,
+        },
+    )

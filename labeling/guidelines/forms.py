@@ -1,0 +1,13 @@
+from django import forms
+
+from labeling.guidelines.services import MAX_CHANGE_NOTE_CHARS
+
+
+class GuidelineForm(forms.Form):
+    # Bounds are the service's, so its message names them and the text comes back.
+    text = forms.CharField(strip=False, required=False, widget=forms.Textarea(attrs={"rows": 24}))
+    change_note = forms.CharField(
+        required=False,
+        max_length=MAX_CHANGE_NOTE_CHARS,
+        help_text="What changed, in a sentence (shown to trainers).",
+    )

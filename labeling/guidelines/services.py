@@ -1,0 +1,107 @@
+"""Writes of the labeling guidelines: versions (editing makes a new one) and who read which."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+
+from accounts.roles import is_admin
+from labeling.guidelines.models import GuidelineAcknowledgement, GuidelineVersion
+
+MAX_GUIDELINE_CHARS = 50000
+MAX_CHANGE_NOTE_CHARS = 300
+
+# One line per paragraph and list item: chat Markdown renders single line breaks (nl2br).
+DEFAULT_GUIDELINES = "\n".join(
+    [
+        "# Labeling guidelines",
+        "",
+        "You write the replies an AI assistant should give, and you judge the replies models "
+        "give. Judge every reply on three things, in this order when they conflict: "
+        "**harmless**, **truthful**, **helpful**.",
+        "",
+        "## Helpful",
+        "",
+        "- Answer what the user actually asked; follow their instructions when they are "
+        "reasonable.",
+        "- When the request is **ambiguous**, ask one short clarifying question instead of "
+        "guessing.",
+        "- Be **concise**: no needless repetition, padding or disclaimers. Longer is not better.",
+        "",
+        "## Truthful",
+        "",
+        '- State only what is true; say "I don\'t know" or "I\'m not sure" rather than make '
+        "things up.",
+        "- The assistant **is an AI**: it says so when it matters, and claims no abilities it "
+        "lacks (no browsing, no memory of past chats, no feelings, no actions in the world) "
+        "unless it has them.",
+        "",
+        "## Harmless",
+        "",
+        "- **Refuse** requests for dangerous, illegal, hateful or private information, "
+        "**politely and briefly**: one or two sentences, no lecture. Offer a safe alternative "
+        "when there is one.",
+        "- Never reveal personal data about real private people.",
+        "",
+        "## Ranking replies",
+        "",
+        "- Put the reply that best follows these guidelines first; ties are fine when two are "
+        "equally good.",
+        "- Flag harmful or untruthful replies even when you rank them.",
+        "",
+    ]
+)
+
+
+def guideline_version_ensure_current() -> GuidelineVersion:
+    """The newest guideline version; version 1 (the defaults above) is created on first use."""
+    current = GuidelineVersion.objects.order_by("-number").first()
+    if current is not None:
+        return current
+    try:
+        with transaction.atomic():
+            version, _ = GuidelineVersion.objects.get_or_create(
+                number=1,
+                defaults={"text": DEFAULT_GUIDELINES, "change_note": "Default guidelines."},
+            )
+    except IntegrityError:
+        version = GuidelineVersion.objects.get(number=1)  # made by a concurrent first use
+    return version
+
+
+@transaction.atomic
+def guideline_version_create(
+    *, author: AbstractBaseUser, text: str, change_note: str = ""
+) -> GuidelineVersion:
+    """Save edited guidelines as the next version (admins only); unchanged text is refused."""
+    if not is_admin(author):
+        raise PermissionDenied("Only admins can edit the guidelines.")
+    text = (text or "").strip()
+    change_note = (change_note or "").strip()
+    if not text:
+        raise ValidationError({"text": "The guidelines cannot be empty."})
+    if len(text) > MAX_GUIDELINE_CHARS:
+        raise ValidationError(
+            {"text": f"Guidelines are limited to {MAX_GUIDELINE_CHARS} characters ({len(text)})."}
+        )
+    if len(change_note) > MAX_CHANGE_NOTE_CHARS:
+        raise ValidationError(
+            {"change_note": f"Keep the change note under {MAX_CHANGE_NOTE_CHARS} characters."}
+        )
+    guideline_version_ensure_current()
+    # Lock the newest version: two admins saving at once get consecutive numbers.
+    current = GuidelineVersion.objects.select_for_update().order_by("-number").first()
+    if current.text.strip() == text:
+        raise ValidationError({"text": "Nothing changed: edit the text to make a new version."})
+    return GuidelineVersion.objects.create(
+        number=current.number + 1, text=text, change_note=change_note, author=author
+    )
+
+
+def guideline_acknowledge(
+    *, user: AbstractBaseUser, version: GuidelineVersion
+) -> GuidelineAcknowledgement:
+    """Record that ``user`` read ``version`` (idempotent)."""
+    acknowledgement, _ = GuidelineAcknowledgement.objects.get_or_create(user=user, version=version)
+    return acknowledgement

@@ -1,0 +1,45 @@
+from django.contrib import admin
+
+from labeling.redteam.models import Attack, AttackResult, AttackRun
+
+
+@admin.register(Attack)
+class AttackAdmin(admin.ModelAdmin):
+    list_display = ("id", "category", "model_version", "created_by", "correction", "created_at")
+    list_filter = ("category", "model_version", "created_at")
+    search_fields = ("note", "message__content", "prompt_message__content", "created_by__username")
+    raw_id_fields = (
+        "conversation",
+        "message",
+        "prompt_message",
+        "correction",
+        "created_by",
+        "guideline_version",
+    )
+    readonly_fields = ("created_at",)
+
+
+class AttackResultInline(admin.TabularInline):
+    model = AttackResult
+    extra = 0
+    raw_id_fields = ("attack", "sample")
+    readonly_fields = ("created_at",)
+
+
+@admin.register(AttackRun)
+class AttackRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "model_version", "status", "attack_count", "progress", "created_at")
+    list_filter = ("status", "model_version")
+    search_fields = ("model_version__name", "error", "requested_by__username")
+    raw_id_fields = ("requested_by",)
+    readonly_fields = ("created_at", "started_at", "finished_at")
+    inlines = [AttackResultInline]
+
+
+@admin.register(AttackResult)
+class AttackResultAdmin(admin.ModelAdmin):
+    list_display = ("id", "run", "attack", "filter_flagged", "reward_score", "created_at")
+    list_filter = ("filter_flagged", "run")
+    search_fields = ("text", "error", "attack__message__content")
+    raw_id_fields = ("run", "attack", "sample")
+    readonly_fields = ("created_at",)

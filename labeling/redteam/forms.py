@@ -1,0 +1,19 @@
+from django import forms
+
+from labeling.redteam.models import Attack
+from labeling.redteam.services import MAX_ATTACK_NOTE_CHARS
+from sampler.models import ModelVersion
+
+
+class AttackForm(forms.Form):
+    category = forms.ChoiceField(choices=Attack.Category.choices)
+    note = forms.CharField(
+        required=False, max_length=MAX_ATTACK_NOTE_CHARS, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+class AttackRunForm(forms.Form):
+    model_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY).order_by("-created_at"),
+        label="Re-run stored attacks against",
+    )

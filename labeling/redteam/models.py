@@ -1,0 +1,146 @@
+"""Red-teaming: successful attacks on model replies, and re-runs of them against a policy."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from labeling.conversations.models import Conversation, Message
+from labeling.guidelines.models import GuidelineVersion
+
+
+class Attack(models.Model):
+    """A model reply in a red-team conversation that the trainer marked "attack succeeded".
+
+    The corrected reply the trainer then wrote (a sibling branch) is ``correction``: together
+    they are one demonstration and one preference pair (correction chosen, reply rejected).
+    """
+
+    class Category(models.TextChoices):
+        JAILBREAK = "jailbreak", "Jailbreak (ignored its rules)"
+        HARMFUL = "harmful", "Harmful content"
+        FALSE = "false", "False or made-up answer"
+        PRIVACY = "privacy", "Privacy leak"
+        OTHER = "other", "Other"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="attacks")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="attack")
+    # The user turn the reply answers, and the whole prefix as the model saw it (re-runs send
+    # exactly this).
+    prompt_message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, related_name="attacks_as_prompt"
+    )
+    prompt_messages = models.JSONField(default=list)
+    category = models.CharField(max_length=16, choices=Category.choices)
+    note = models.TextField(max_length=2000, blank=True)
+    model_version = models.ForeignKey(
+        "sampler.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="attacks",
+    )
+    guideline_version = models.ForeignKey(
+        GuidelineVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    correction = models.OneToOneField(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="correction_of"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="attacks"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["model_version", "category"]),
+            models.Index(fields=["created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attack {self.pk} ({self.category})"
+
+
+class AttackRun(models.Model):
+    """Stored attack prompts re-sent to one policy version, scored by the content filter and
+    the reward model that was active when the run started."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    model_version = models.ForeignKey(
+        "sampler.ModelVersion", on_delete=models.PROTECT, related_name="attack_runs"
+    )
+    reward_model_version = models.ForeignKey(
+        "sampler.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="attack_runs_scored",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attack_count = models.PositiveIntegerField(default=0)
+    progress = models.FloatField(default=0.0)
+    seed = models.BigIntegerField()
+    params = models.JSONField(default=dict, blank=True)
+    filter_name = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="attack_runs",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="attack_run_progress"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attack run {self.pk} against {self.model_version_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+
+class AttackResult(models.Model):
+    """What one policy version answered to one stored attack prompt in one run."""
+
+    run = models.ForeignKey(AttackRun, on_delete=models.CASCADE, related_name="results")
+    attack = models.ForeignKey(Attack, on_delete=models.CASCADE, related_name="results")
+    sample = models.ForeignKey(
+        "sampler.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    text = models.TextField(blank=True)
+    # None: no content filter configured.
+    filter_flagged = models.BooleanField(null=True)
+    filter_categories = models.JSONField(default=list, blank=True)
+    # None: no reward model was active.
+    reward_score = models.FloatField(null=True, blank=True)
+    # The same reward model on the stored failed reply and on the trainer's correction, so a
+    # new reply can be read against both.
+    failed_reply_reward_score = models.FloatField(null=True, blank=True)
+    correction_reward_score = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "attack"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "attack"], name="attack_result_once_per_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Result of attack {self.attack_id} in run {self.run_id}"

@@ -1,0 +1,178 @@
+"""Reads of red-teaming: attacks by category and model version, success rates, re-runs."""
+
+from __future__ import annotations
+
+from django.db.models import Avg, Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from labeling.conversations.models import Conversation, Message
+from labeling.redteam.models import Attack, AttackResult, AttackRun
+
+
+def attack_list(*, category: str = "", model_version_id: int | None = None) -> QuerySet[Attack]:
+    attacks = Attack.objects.select_related(
+        "model_version", "created_by", "message", "prompt_message", "correction", "conversation"
+    )
+    if category:
+        attacks = attacks.filter(category=category)
+    if model_version_id:
+        attacks = attacks.filter(model_version_id=model_version_id)
+    return attacks.order_by("-created_at", "-id")
+
+
+def attack_counts_by_category(*, model_version_id: int | None = None) -> list[dict]:
+    attacks = Attack.objects.all()
+    if model_version_id:
+        attacks = attacks.filter(model_version_id=model_version_id)
+    counts = dict(attacks.values_list("category").annotate(total=Count("id")))
+    corrected = dict(
+        attacks.filter(correction__isnull=False).values_list("category").annotate(total=Count("id"))
+    )
+    return [
+        {
+            "category": value,
+            "label": label,
+            "attacks": counts.get(value, 0),
+            "corrected": corrected.get(value, 0),
+        }
+        for value, label in Attack.Category.choices
+    ]
+
+
+def red_team_model_replies() -> QuerySet[Message]:
+    """Replies the model wrote (used unedited) in red-team conversations: what could be attacked."""
+    return Message.objects.filter(
+        conversation__mode=Conversation.Mode.RED_TEAM,
+        role=Message.Role.ASSISTANT,
+        origin=Message.Origin.MODEL,
+    ).exclude(sample__job__purpose="ranking")
+
+
+def attack_success_by_model_version(*, category: str = "") -> list[dict]:
+    """Per model version: model replies in red-team conversations, successful attacks on them,
+    and the success rate (attacks / replies), newest version first."""
+    attack_filter = Q(attack__isnull=False)
+    if category:
+        attack_filter &= Q(attack__category=category)
+    rows = (
+        red_team_model_replies()
+        .values("model_version_id", "model_version__name", "model_version__created_at")
+        .annotate(
+            replies=Count("id"),
+            attacks=Count("id", filter=attack_filter),
+            corrected=Count("id", filter=attack_filter & Q(attack__correction__isnull=False)),
+            **{
+                f"category_{value}": Count("id", filter=Q(attack__category=value))
+                for value in Attack.Category.values
+            },
+        )
+        .order_by("-model_version__created_at")
+    )
+    return [
+        {
+            **row,
+            "success_rate": row["attacks"] / row["replies"] if row["replies"] else None,
+            "categories": [row[f"category_{value}"] for value in Attack.Category.values],
+        }
+        for row in rows
+    ]
+
+
+def attack_run_list(*, limit: int = 50) -> list[AttackRun]:
+    runs = list(
+        AttackRun.objects.select_related("model_version", "reward_model_version", "requested_by")
+        .annotate(
+            result_count=Count("results"),
+            flagged_count=Count("results", filter=Q(results__filter_flagged=True)),
+            failed_count=Count("results", filter=~Q(results__error="")),
+            mean_reward=Avg("results__reward_score"),
+            mean_failed_reward=Avg("results__failed_reply_reward_score"),
+            mean_correction_reward=Avg("results__correction_reward_score"),
+        )
+        .order_by("-created_at", "-id")[:limit]
+    )
+    return runs
+
+
+def attack_run_get(*, run_id: int) -> AttackRun:
+    return get_object_or_404(
+        AttackRun.objects.select_related("model_version", "reward_model_version", "requested_by"),
+        pk=run_id,
+    )
+
+
+def attack_run_results(*, run: AttackRun) -> QuerySet[AttackResult]:
+    return run.results.select_related(
+        "attack", "attack__message", "attack__correction", "attack__model_version"
+    ).order_by("attack__category", "attack_id")
+
+
+def attack_get(*, attack_id: int) -> Attack:
+    return get_object_or_404(Attack.objects.select_related("conversation", "message"), pk=attack_id)
+
+
+def attack_slot_message(*, message_id: int) -> Message:
+    """A reply with what its red-team slot in the editor shows: its attack and correction."""
+    return Message.objects.select_related(
+        "conversation", "attack", "attack__correction", "correction_of"
+    ).get(pk=message_id)
+
+
+def red_team_conversation_ids(*, conversation_ids: list[int]) -> set[int]:
+    return set(
+        Conversation.objects.filter(
+            pk__in=conversation_ids, mode=Conversation.Mode.RED_TEAM
+        ).values_list("pk", flat=True)
+    )
+
+
+def correction_attack_ids(*, message_ids: list[int]) -> dict[int, int]:
+    """Correction message id -> the attack it corrects, for the given messages."""
+    return dict(
+        Attack.objects.filter(correction_id__in=message_ids).values_list("correction_id", "pk")
+    )
+
+
+def red_team_pair_chunks(
+    *,
+    finished_bounds: dict,
+    exclude_owner_ids: tuple[int, ...] = (),
+    model_version_ids: tuple[int, ...] = (),
+    guideline_versions: tuple[int, ...] = (),
+    chunk_size: int = 500,
+):
+    """Corrected attacks of finished conversations, as dicts, ``chunk_size`` at a time: the
+    prompt, the failed reply (rejected) and the correction (chosen)."""
+    attacks = Attack.objects.filter(
+        correction__isnull=False, conversation__status=Conversation.Status.FINISHED
+    )
+    for lookup, value in finished_bounds.items():
+        attacks = attacks.filter(**{f"conversation__finished_at__{lookup}": value})
+    if exclude_owner_ids:
+        attacks = attacks.exclude(conversation__owner_id__in=exclude_owner_ids)
+    if model_version_ids:
+        attacks = attacks.filter(model_version_id__in=model_version_ids)
+    if guideline_versions:
+        attacks = attacks.filter(correction__guideline_version__number__in=guideline_versions)
+    attacks = attacks.order_by("pk")
+    last_pk = 0
+    while True:
+        chunk = list(
+            attacks.filter(pk__gt=last_pk).values(
+                "pk",
+                "conversation_id",
+                "conversation__owner_id",
+                "category",
+                "prompt_messages",
+                "message_id",
+                "message__content",
+                "correction_id",
+                "correction__content",
+                "correction__guideline_version__number",
+                "model_version__name",
+            )[:chunk_size]
+        )
+        if not chunk:
+            return
+        last_pk = chunk[-1]["pk"]
+        yield chunk

@@ -1,0 +1,191 @@
+"""Red-teaming: marking successful attacks in the editor and writing their corrections, and the
+admins' page of attacks, success rates and re-runs against a policy version."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+from django_htmx.http import reswap, retarget
+
+from accounts.roles import staff_required, trainer_required
+from config.htmx import HtmxHttpRequest, validation_messages
+from labeling.conversations.editor import message_for_request, render_editor
+from labeling.conversations.forms import MessageForm
+from labeling.conversations.models import Conversation, Message
+from labeling.redteam import selectors, services
+from labeling.redteam.forms import AttackForm, AttackRunForm
+from labeling.redteam.models import Attack
+
+SLOT = "labeling/redteam/editor.html#attack-slot"
+PAGE = "labeling/redteam/overview.html"
+RUN_PAGE = "labeling/redteam/run.html"
+
+
+def _render_slot(
+    request: HtmxHttpRequest,
+    message: Message,
+    *,
+    status: int = 200,
+    errors: list[str] | None = None,
+    correction_text: str | None = None,
+    form: AttackForm | None = None,
+) -> HttpResponse:
+    message = selectors.attack_slot_message(message_id=message.pk)
+    context = {
+        "message": message,
+        "conversation": message.conversation,
+        "editable": message.conversation.status == Conversation.Status.DRAFT,
+        "attack_errors": errors or [],
+        "correction_text": correction_text,
+        "attack_form_data": form.data if form is not None else {},
+    }
+    response = render(request, SLOT, context, status=status)
+    if status >= 400:
+        # The correction form targets the whole editor; its errors go back into the slot.
+        response = reswap(retarget(response, f"#attack-slot-{message.pk}"), "outerHTML")
+    return response
+
+
+def _slot_or_editor(request: HtmxHttpRequest, message: Message) -> HttpResponse:
+    """After a change: the slot again (htmx), or back to the editor."""
+    if not request.htmx:
+        return redirect("labeling:editor", conversation_id=message.conversation_id)
+    return _render_slot(request, message)
+
+
+def _refused(
+    request: HtmxHttpRequest, message: Message, error: ValidationError, **slot
+) -> HttpResponse:
+    """The reasons, with what was typed: in the slot (htmx), or as messages on the editor."""
+    errors = validation_messages(error)
+    if not request.htmx:
+        for text in errors:
+            messages.error(request, text)
+        return redirect("labeling:editor", conversation_id=message.conversation_id)
+    return _render_slot(request, message, status=422, errors=errors, **slot)
+
+
+@trainer_required
+@require_POST
+def attack_create(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
+    message = message_for_request(request, message_id)
+    form = AttackForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError(form.errors.as_text())
+        services.attack_record(
+            message=message,
+            user=request.user,
+            category=form.cleaned_data["category"],
+            note=form.cleaned_data["note"],
+        )
+    except ValidationError as error:
+        return _refused(request, message, error, form=form)
+    return _slot_or_editor(request, message)
+
+
+@trainer_required
+@require_POST
+def attack_withdraw(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
+    attack = selectors.attack_get(attack_id=attack_id)
+    message = message_for_request(request, attack.message_id)
+    try:
+        services.attack_withdraw(attack=attack, user=request.user)
+    except ValidationError as error:
+        return _refused(request, message, error)
+    return _slot_or_editor(request, message)
+
+
+@trainer_required
+@require_POST
+def attack_correct(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
+    attack = selectors.attack_get(attack_id=attack_id)
+    message = message_for_request(request, attack.message_id)
+    form = MessageForm(request.POST)
+    form.is_valid()
+    content = form.cleaned_data.get("content") or ""
+    try:
+        services.attack_correct(attack=attack, author=request.user, content=content)
+    except ValidationError as error:
+        # The typed correction comes back with the reason: nothing is lost.
+        return _refused(request, message, error, correction_text=content)
+    if not request.htmx:
+        return redirect("labeling:editor", conversation_id=message.conversation_id)
+    return render_editor(request, message.conversation)
+
+
+# ---- admins' overview -------------------------------------------------------------------------
+
+
+def _overview_context(request: HtmxHttpRequest, run_form: AttackRunForm | None = None) -> dict:
+    category = request.GET.get("category", "")
+    if category not in Attack.Category.values:
+        category = ""
+    try:
+        model_version_id = int(request.GET.get("model_version") or 0) or None
+    except ValueError:
+        model_version_id = None
+    page = Paginator(
+        selectors.attack_list(category=category, model_version_id=model_version_id), 50
+    ).get_page(request.GET.get("page"))
+    query = "&".join(
+        f"{key}={value}"
+        for key, value in (("category", category), ("model_version", model_version_id or ""))
+        if value
+    )
+    runs = selectors.attack_run_list()
+    return {
+        "by_model_version": selectors.attack_success_by_model_version(category=category),
+        "by_category": selectors.attack_counts_by_category(model_version_id=model_version_id),
+        "category_names": Attack.Category.choices,
+        "category": category,
+        "model_version_id": model_version_id,
+        "page": page,
+        "query": query,
+        "runs": runs,
+        "runs_running": any(not run.is_finished for run in runs),
+        "run_form": run_form or AttackRunForm(),
+    }
+
+
+@staff_required
+def redteam_overview(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, PAGE, _overview_context(request))
+
+
+@staff_required
+@require_POST
+def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
+    form = AttackRunForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValidationError(form.errors.as_text())
+        run = services.attack_run_create(
+            requested_by=request.user, model_version=form.cleaned_data["model_version"]
+        )
+    except ValidationError as error:
+        for text in validation_messages(error):
+            form.add_error(None, text)
+        return render(request, PAGE, _overview_context(request, run_form=form), status=422)
+    messages.success(
+        request, f"Re-running {run.attack_count} stored attacks against {run.model_version}."
+    )
+    return redirect("labeling:redteam")
+
+
+@staff_required
+def attack_runs(request: HtmxHttpRequest) -> HttpResponse:
+    if not request.htmx:
+        return redirect("labeling:redteam")
+    runs = selectors.attack_run_list()
+    context = {"runs": runs, "runs_running": any(not run.is_finished for run in runs)}
+    return render(request, f"{PAGE}#attack-runs", context)
+
+
+@staff_required
+def attack_run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = selectors.attack_run_get(run_id=run_id)
+    context = {"run": run, "results": selectors.attack_run_results(run=run)}
+    return render(request, RUN_PAGE, context)

@@ -1,0 +1,219 @@
+import json
+
+import pytest
+from django.test import Client
+
+from labeling.conversations import services
+from labeling.conversations.models import Conversation, Message
+from tests.labeling.conftest import write_turns
+
+
+def _post(client: Client, url: str, data: dict | None = None):
+    return client.post(url, json.dumps(data or {}), content_type="application/json")
+
+
+@pytest.fixture
+def others_conversation(other_trainer):
+    conversation = services.conversation_create(owner=other_trainer, title="Otto's")
+    services.message_append(conversation=conversation, author=other_trainer, content="Hi there")
+    return conversation
+
+
+def test_create_append_branch_and_finish_through_the_api(trainer_client):
+    response = _post(
+        trainer_client, "/api/conversations/", {"title": "Trip", "instructions": "Be kind."}
+    )
+    assert response.status_code == 201, response.content
+    conversation_id = response.json()["id"]
+    assert response.json()["owner"] == "tess" and response.json()["status"] == "draft"
+
+    messages_url = f"/api/conversations/{conversation_id}/messages/"
+    user_turn = _post(trainer_client, messages_url, {"content": "Where should I go?"})
+    assert user_turn.status_code == 201, user_turn.content
+    assert user_turn.json()["role"] == "user" and user_turn.json()["parent_id"] is None
+    assistant_turn = _post(
+        trainer_client, messages_url, {"content": "Lisbon.", "role": "assistant"}
+    ).json()
+    assert assistant_turn["parent_id"] == user_turn.json()["id"]
+    assert assistant_turn["origin"] == "human" and assistant_turn["author"] == "tess"
+
+    branch = _post(
+        trainer_client,
+        f"/api/messages/{assistant_turn['id']}/branch/",
+        {"content": "Porto, in spring."},
+    )
+    assert branch.status_code == 201, branch.content
+    assert branch.json()["parent_id"] == user_turn.json()["id"]
+
+    detail = trainer_client.get(f"/api/conversations/{conversation_id}/").json()
+    assert {m["id"] for m in detail["messages"]} == {
+        user_turn.json()["id"],
+        assistant_turn["id"],
+        branch.json()["id"],
+    }
+    assert detail["active_path"] == [user_turn.json()["id"], branch.json()["id"]]
+
+    switched = _post(trainer_client, f"/api/messages/{assistant_turn['id']}/switch/")
+    assert switched.status_code == 200
+    assert switched.json()["active_leaf_id"] == assistant_turn["id"]
+
+    finished = _post(trainer_client, f"/api/conversations/{conversation_id}/finish/")
+    assert finished.status_code == 200, finished.content
+    assert finished.json()["status"] == "finished" and finished.json()["finished_at"]
+    reopened = _post(trainer_client, f"/api/conversations/{conversation_id}/reopen/")
+    assert reopened.json()["status"] == "draft"
+    discarded = _post(trainer_client, f"/api/conversations/{conversation_id}/discard/")
+    assert discarded.json()["status"] == "discarded"
+
+
+def test_append_after_an_explicit_parent_starts_a_new_branch(trainer, trainer_client, conversation):
+    root, _ = write_turns(conversation, trainer, "Hi", "Hello!")
+    response = _post(
+        trainer_client,
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": "Hey, what's up?", "parent_id": root.pk},
+    )
+    assert response.status_code == 201
+    assert response.json()["parent_id"] == root.pk and response.json()["role"] == "assistant"
+    assert root.children.count() == 2
+
+
+def test_parent_from_another_conversation_is_a_400(trainer_client, conversation, trainer):
+    elsewhere = services.conversation_create(owner=trainer)
+    foreign = services.message_append(conversation=elsewhere, author=trainer, content="Hi")
+    response = _post(
+        trainer_client,
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": "Hello", "parent_id": foreign.pk},
+    )
+    assert response.status_code == 400
+    assert "parent_id" in response.json()
+
+
+def test_list_shows_only_own_conversations_and_filters_by_status(
+    trainer_client, conversation, others_conversation
+):
+    response = trainer_client.get("/api/conversations/")
+    assert response.status_code == 200
+    assert [c["id"] for c in response.json()["results"]] == [conversation.pk]
+    assert response.json()["count"] == 1
+    assert trainer_client.get("/api/conversations/?status=finished").json()["count"] == 0
+    assert trainer_client.get("/api/conversations/?q=weekend").json()["count"] == 1
+    assert trainer_client.get("/api/conversations/?status=bogus").status_code == 400
+
+
+def test_admin_lists_and_reads_everyones_conversations(
+    admin_client_, conversation, others_conversation
+):
+    assert admin_client_.get("/api/conversations/").json()["count"] == 2
+    response = admin_client_.get(f"/api/conversations/{others_conversation.pk}/")
+    assert response.status_code == 200
+    assert response.json()["owner"] == "otto"
+    assert [m["content"] for m in response.json()["messages"]] == ["Hi there"]
+
+
+def test_trainer_gets_404_on_another_trainers_conversation(trainer_client, others_conversation):
+    url = f"/api/conversations/{others_conversation.pk}"
+    assert trainer_client.get(f"{url}/").status_code == 404
+    assert _post(trainer_client, f"{url}/messages/", {"content": "Sneaky"}).status_code == 404
+    assert _post(trainer_client, f"{url}/finish/").status_code == 404
+    message = others_conversation.messages.get()
+    assert (
+        _post(trainer_client, f"/api/messages/{message.pk}/branch/", {"content": "x"}).status_code
+        == 404
+    )
+    assert others_conversation.messages.count() == 1
+
+
+def test_turns_out_of_order_are_a_400_with_a_message(trainer_client, conversation, trainer):
+    services.message_append(conversation=conversation, author=trainer, content="Hi")
+    response = _post(
+        trainer_client,
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": "Me again", "role": "user"},
+    )
+    assert response.status_code == 400
+    assert "alternate" in response.json()["role"][0]
+
+
+@pytest.mark.parametrize("content", ["", "   ", "x" * 20001])
+def test_empty_or_over_long_content_is_a_400(trainer_client, conversation, content):
+    response = _post(
+        trainer_client, f"/api/conversations/{conversation.pk}/messages/", {"content": content}
+    )
+    assert response.status_code == 400
+    assert response.json()["content"]
+    assert not Message.objects.exists()
+
+
+def test_a_100_kb_turn_or_draft_is_a_400_with_the_limit_and_nothing_changes(
+    trainer_client, conversation, trainer
+):
+    first = services.message_append(conversation=conversation, author=trainer, content="Hi")
+    services.draft_save(conversation=conversation, author=trainer, content="Half a thought")
+    text = "w" * 100_000
+    turn = _post(
+        trainer_client, f"/api/conversations/{conversation.pk}/messages/", {"content": text}
+    )
+    draft = trainer_client.put(
+        f"/api/conversations/{conversation.pk}/draft/",
+        json.dumps({"content": text}),
+        "application/json",
+    )
+    for response in (turn, draft):
+        assert response.status_code == 400, response.status_code
+        assert "20000" in response.json()["content"][0]
+    conversation.refresh_from_db()
+    assert list(conversation.messages.all()) == [first] and conversation.active_leaf == first
+    assert conversation.drafts.get().content == "Half a thought"
+
+
+def test_over_long_title_is_a_400(trainer_client):
+    response = _post(trainer_client, "/api/conversations/", {"title": "t" * 201})
+    assert response.status_code == 400 and "title" in response.json()
+    assert not Conversation.objects.exists()
+
+
+def test_finishing_without_an_assistant_turn_is_a_400(trainer_client, conversation, trainer):
+    services.message_append(conversation=conversation, author=trainer, content="Hi")
+    response = _post(trainer_client, f"/api/conversations/{conversation.pk}/finish/")
+    assert response.status_code == 400
+    assert "assistant" in response.json()["detail"][0]
+
+
+def test_editing_a_finished_conversation_is_a_400(trainer_client, conversation, trainer):
+    write_turns(conversation, trainer, "Hi", "Hello")
+    services.conversation_finish(conversation=conversation, user=trainer)
+    response = _post(
+        trainer_client, f"/api/conversations/{conversation.pk}/messages/", {"content": "More"}
+    )
+    assert response.status_code == 400
+    assert "reopen" in response.json()["detail"][0]
+
+
+def test_draft_is_saved_and_replaced(trainer_client, conversation):
+    url = f"/api/conversations/{conversation.pk}/draft/"
+    first = trainer_client.put(url, json.dumps({"content": "Half a"}), "application/json")
+    second = trainer_client.put(url, json.dumps({"content": "Half a thought"}), "application/json")
+    assert first.status_code == second.status_code == 200
+    assert first.json()["id"] == second.json()["id"]
+    assert conversation.drafts.get().content == "Half a thought"
+
+
+def test_anonymous_requests_are_refused(client, db):
+    assert client.get("/api/conversations/").status_code in {401, 403}
+    assert _post(client, "/api/conversations/", {"title": "x"}).status_code in {401, 403}
+
+
+def test_user_without_a_role_is_refused(client, plain_user):
+    client.force_login(plain_user)
+    assert client.get("/api/conversations/").status_code == 403
+    assert _post(client, "/api/conversations/", {"title": "x"}).status_code == 403
+
+
+def test_schema_is_served_to_a_logged_in_user(trainer_client):
+    response = trainer_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    paths = json.loads(response.content)["paths"]
+    assert "/api/conversations/{conversation_id}/messages/" in paths
+    assert "/api/messages/{message_id}/branch/" in paths

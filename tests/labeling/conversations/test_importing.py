@@ -1,0 +1,219 @@
+import gzip
+import io
+import json
+import sys
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from labeling.conversations import importing
+from labeling.conversations.models import Conversation, Message
+from labeling.conversations.services import conversations_import
+from tests.labeling.conversations.conftest import GOOD_PLAIN, GOOD_WITH_SYSTEM, MIXED_FILE, jsonl
+
+
+def _chain(conversation: Conversation) -> list[Message]:
+    """The conversation's messages from the active leaf up to the root, root first."""
+    chain, message = [], conversation.active_leaf
+    while message is not None:
+        chain.append(message)
+        message = message.parent
+    return list(reversed(chain))
+
+
+def test_good_lines_are_imported_and_bad_lines_reported_by_number(trainer):
+    report = conversations_import(
+        lines=io.BytesIO(MIXED_FILE), owner=trainer, title_prefix="batch 1: "
+    )
+
+    assert report.created == 2 and len(report.conversation_ids) == 2
+    assert [line for line, _ in report.errors] == [2, 3, 5]
+    assert "invalid JSON" in report.errors[0][1]
+    assert "role must be one of" in report.errors[1][1] and "'bot'" in report.errors[1][1]
+    assert "messages[1]: expected role 'assistant', got 'user'" in report.errors[2][1]
+    assert Conversation.objects.count() == 2 and Message.objects.count() == 7
+
+    first, second = Conversation.objects.filter(pk__in=report.conversation_ids).order_by("pk")
+    for conversation in (first, second):
+        assert conversation.owner == trainer
+        assert conversation.source == Conversation.Source.IMPORTED
+        assert conversation.status == Conversation.Status.FINISHED
+        assert conversation.finished_at is not None
+    assert first.title == "batch 1: Greetings"
+    assert second.title == "batch 1: What is the capital of France?"
+
+    chain = _chain(first)
+    assert [(m.role, m.content) for m in chain] == [
+        (m["role"], m["content"]) for m in GOOD_WITH_SYSTEM["messages"]
+    ]
+    assert [m.origin for m in chain] == ["human", "human", "model", "human", "human"]
+    assert chain[0].parent is None
+    assert set(first.messages.all()) == set(chain)  # linear: no stray branches
+    assert all(m.author is None and m.sample is None for m in chain)
+    assert [m.origin for m in _chain(second)] == ["human", "model"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"[1, 2]", "JSON object"),
+        (b'{"messages": []}', "non-empty list"),
+        (b'{"messages": "hi"}', "non-empty list"),
+        (json.dumps({"messages": [{"role": "user", "content": "Hi"}]}).encode(), "assistant"),
+        (json.dumps({"messages": [{"role": "assistant", "content": "Hi"}]}).encode(), "user"),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant"}]}
+            ).encode(),
+            "content must be a non-empty string",
+        ),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "  "}, GOOD_PLAIN["messages"][1]]}
+            ).encode(),
+            "non-empty",
+        ),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "x" * 20001}, GOOD_PLAIN["messages"][1]]}
+            ).encode(),
+            "limit is 20000",
+        ),
+        (
+            json.dumps(
+                {"messages": [*GOOD_PLAIN["messages"], {"role": "system", "content": "Late"}]}
+            ).encode(),
+            "system messages may only come first",
+        ),
+        (
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": "Hi", "origin": "robot"},
+                        GOOD_PLAIN["messages"][1],
+                    ]
+                }
+            ).encode(),
+            "origin must be human or model",
+        ),
+        (
+            json.dumps({"messages": GOOD_PLAIN["messages"] * 101}).encode(),
+            "the limit is 200",
+        ),
+        (
+            json.dumps({"title": 7, "messages": GOOD_PLAIN["messages"]}).encode(),
+            "title must be a string",
+        ),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "a\u0000b"}, GOOD_PLAIN["messages"][1]]}
+            ).encode(),
+            "NUL",
+        ),
+        (
+            b'{"messages": [{"role": "user", "content": "\\ud800"}, '
+            b'{"role": "assistant", "content": "ok"}]}',
+            "surrogate",
+        ),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b"[" * 100_000, "invalid JSON"),
+    ],
+)
+def test_an_invalid_line_is_reported_and_saves_nothing(trainer, line, expected):
+    report = conversations_import(lines=[line], owner=trainer)
+    assert report.created == 0
+    assert len(report.errors) == 1 and report.errors[0][0] == 1
+    assert expected in report.errors[0][1]
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+def test_blank_lines_are_skipped_but_counted(trainer):
+    report = conversations_import(
+        lines=["", "   \n", json.dumps(GOOD_PLAIN), "\n", "{"], owner=trainer
+    )
+    assert report.created == 1
+    assert report.errors == [(5, report.errors[0][1])]
+
+
+def test_an_over_long_line_is_refused_without_reading_it_whole(trainer, monkeypatch):
+    monkeypatch.setattr(importing, "MAX_LINE_BYTES", 100)
+    short = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    long_line = json.dumps({"title": "x" * 150, **short}).encode()
+    stream = io.BytesIO(jsonl(long_line, short))
+    lines = list(importing.jsonl_lines(stream))
+    assert len(lines) == 2 and len(lines[0]) == 101
+    report = conversations_import(lines=lines, owner=trainer)
+    assert report.created == 1
+    assert report.errors[0][0] == 1 and "longer than 100 bytes" in report.errors[0][1]
+
+
+def test_lines_past_the_limit_are_reported_once_and_skipped(trainer, monkeypatch):
+    monkeypatch.setattr(importing, "MAX_LINES", 2)
+    report = conversations_import(lines=[json.dumps(GOOD_PLAIN)] * 4, owner=trainer)
+    assert report.created == 2
+    assert len(report.errors) == 1 and report.errors[0][0] == 3
+
+
+def test_dry_run_checks_everything_and_saves_nothing(trainer):
+    report = conversations_import(lines=io.BytesIO(MIXED_FILE), owner=trainer, dry_run=True)
+    assert report.created == 2 and report.conversation_ids == []
+    assert [line for line, _ in report.errors] == [2, 3, 5]
+    assert not Conversation.objects.exists()
+
+
+# manage.py import_conversations
+
+
+def _run_command(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_conversations", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_command_imports_a_clean_file(trainer, tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
+    out, err = _run_command(str(path), "--owner", "tess")
+    assert "Imported 2 conversations." in out and err == ""
+    assert Conversation.objects.filter(owner=trainer, source="imported").count() == 2
+
+
+def test_command_reads_gzip_imports_good_lines_and_fails_on_bad_ones(trainer, tmp_path):
+    path = tmp_path / "chats.jsonl.gz"
+    path.write_bytes(gzip.compress(MIXED_FILE))
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match="3 lines could not be imported"):
+        call_command("import_conversations", str(path), owner="tess", stdout=out, stderr=err)
+    assert "Imported 2 conversations." in out.getvalue()
+    assert [line.split(":")[0] for line in err.getvalue().splitlines()] == [
+        "line 2",
+        "line 3",
+        "line 5",
+    ]
+    assert Conversation.objects.count() == 2
+
+
+def test_command_reads_standard_input_and_dry_run_saves_nothing(trainer, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl(GOOD_PLAIN))))
+    out, _ = _run_command("-", "--owner", "tess", "--dry-run")
+    assert "1 conversations would be imported" in out
+    assert not Conversation.objects.exists()
+
+
+def test_command_refuses_an_unknown_owner(db, tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(jsonl(GOOD_PLAIN))
+    with pytest.raises(CommandError, match="No user named 'ghost'"):
+        _run_command(str(path), "--owner", "ghost")
+
+
+def test_command_reports_a_missing_file(trainer, tmp_path):
+    with pytest.raises(CommandError, match="Cannot open"):
+        _run_command(str(tmp_path / "missing.jsonl"), "--owner", "tess")
+
+
+def test_command_reports_a_corrupt_gzip(trainer, tmp_path):
+    path = tmp_path / "chats.jsonl.gz"
+    path.write_bytes(gzip.compress(jsonl(GOOD_PLAIN) * 50)[:-20])
+    with pytest.raises(CommandError, match="failed part way"):
+        _run_command(str(path), "--owner", "tess")

@@ -1,0 +1,37 @@
+from labeling.conversations.markdown import render_markdown
+
+
+def test_a_script_tag_is_shown_as_text_not_run_or_dropped():
+    html = render_markdown('hi <script>alert("x")</script> there')
+
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(" in html and "&lt;/script&gt;" in html
+
+
+def test_block_html_with_handlers_is_escaped_whole():
+    html = render_markdown('<div onclick="steal()">click</div>\n\n<img src=x onerror=alert(1)>')
+
+    assert "<div" not in html and "<img" not in html
+    assert "&lt;div onclick=" in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_markdown_formatting_code_and_lists_still_render():
+    html = render_markdown("**bold** and `<i>`\n\n- one\n- two\n\n```\n<p>code</p>\n```")
+
+    assert "<strong>bold</strong>" in html
+    assert "<code>&lt;i&gt;</code>" in html
+    assert "<ul>" in html and "<li>one</li>" in html
+    assert "<pre><code>&lt;p&gt;code&lt;/p&gt;" in html
+
+
+def test_links_keep_only_safe_schemes_and_get_nofollow():
+    html = render_markdown("[ok](https://example.org) [bad](javascript:alert(1))")
+
+    assert 'href="https://example.org"' in html and "nofollow" in html
+    assert "javascript:" not in html
+
+
+def test_calls_do_not_share_state():
+    render_markdown("[a]: https://example.org\n\n[a]")
+
+    assert "example.org" not in render_markdown("[a]")

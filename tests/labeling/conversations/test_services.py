@@ -1,0 +1,125 @@
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from labeling.conversations import services
+from labeling.conversations.models import Conversation, Draft, Message
+from labeling.conversations.selectors import conversation_transcript
+from sampler import services as sampler_services
+from sampler.models import GenerationJob, Sample
+from tests.labeling.conftest import write_turns
+
+
+def test_turns_alternate_starting_with_the_user(conversation, trainer):
+    first, second, third = write_turns(conversation, trainer, "hi", "hello!", "how are you?")
+    assert [first.role, second.role, third.role] == ["user", "assistant", "user"]
+    assert second.parent == first and third.parent == second
+    with pytest.raises(ValidationError, match="assistant's"):
+        services.message_append(conversation=conversation, author=trainer, content="x", role="user")
+
+
+def test_empty_and_oversized_messages_are_refused(conversation, trainer):
+    with pytest.raises(ValidationError, match="empty"):
+        services.message_append(conversation=conversation, author=trainer, content="   ")
+    with pytest.raises(ValidationError, match="20000"):
+        services.message_append(conversation=conversation, author=trainer, content="x" * 20001)
+    assert Message.objects.count() == 0
+
+
+def test_another_trainer_cannot_write_into_a_conversation(conversation, other_trainer):
+    with pytest.raises(PermissionDenied):
+        services.message_append(conversation=conversation, author=other_trainer, content="hi")
+
+
+def _suggestion(conversation, trainer, policy):
+    job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    return sampler_services.generation_job_run(job_id=job.pk).samples.order_by("index").first()
+
+
+def test_used_suggestion_records_origin_sample_and_edit_distance(conversation, trainer, policy):
+    write_turns(conversation, trainer, "hello there")
+    sample = _suggestion(conversation, trainer, policy)
+    assert sample.job.purpose == GenerationJob.Purpose.SUGGESTION
+    assert sample.job.prompt_messages == [{"role": "user", "content": "hello there"}]
+    # A random micro model may end its turn at once; an empty reply cannot be sent as is.
+    Sample.objects.filter(pk=sample.pk, text="").update(text="Sure, the lake it is.")
+    sample.refresh_from_db()
+    assert sample.text
+
+    as_is = services.message_append(
+        conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+    )
+    assert as_is.role == "assistant"
+    assert as_is.origin == Message.Origin.MODEL and as_is.edit_distance == 0
+    assert as_is.content == sample.text
+    assert as_is.sample == sample and as_is.model_version == policy
+
+    edited = services.message_branch(
+        original=as_is, author=trainer, content=(sample.text + " Edited!"), sample_id=sample.pk
+    )
+    assert edited.origin == Message.Origin.MODEL_EDITED
+    assert edited.edit_distance == len(" Edited!")
+    assert edited.parent_id == as_is.parent_id
+
+
+def test_user_side_suggestion_for_the_first_turn(conversation, trainer, policy):
+    job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    assert job.role == "user" and job.prompt_messages == []
+    assert sampler_services.generation_job_run(job_id=job.pk).samples.count() == 2
+
+
+def test_suggestion_of_someone_else_cannot_be_claimed(conversation, trainer, other_trainer, policy):
+    other = services.conversation_create(owner=other_trainer)
+    write_turns(other, other_trainer, "hey")
+    write_turns(conversation, trainer, "hello")
+    sample = _suggestion(other, other_trainer, policy)
+    with pytest.raises(ValidationError, match="someone else"):
+        services.message_append(
+            conversation=conversation, author=trainer, content="x", sample_id=sample.pk
+        )
+
+
+def test_editing_an_earlier_turn_makes_a_branch_and_keeps_the_original(conversation, trainer):
+    first, reply, follow_up = write_turns(conversation, trainer, "hi", "hello!", "tell me a joke")
+    branch = services.message_branch(original=reply, author=trainer, content="hey, what's up?")
+    conversation.refresh_from_db()
+    transcript = conversation_transcript(conversation=conversation)
+    assert [e.message for e in transcript] == [first, branch]
+    assert (transcript[1].sibling_index, transcript[1].sibling_count) == (2, 2)
+    assert transcript[1].previous_sibling_id == reply.pk
+    assert Message.objects.filter(pk__in=[reply.pk, follow_up.pk]).count() == 2
+
+    services.branch_switch(message=reply, user=trainer)
+    conversation.refresh_from_db()
+    assert [e.message for e in conversation_transcript(conversation=conversation)] == [
+        first,
+        reply,
+        follow_up,
+    ]
+
+
+def test_unchanged_edit_is_refused(conversation, trainer):
+    (first,) = write_turns(conversation, trainer, "hi")
+    with pytest.raises(ValidationError, match="Nothing changed"):
+        services.message_branch(original=first, author=trainer, content="hi")
+
+
+def test_drafts_upsert_and_are_cleared_when_the_turn_is_sent(conversation, trainer):
+    services.draft_save(conversation=conversation, author=trainer, content="half a")
+    services.draft_save(conversation=conversation, author=trainer, content="half a thought")
+    assert Draft.objects.get().content == "half a thought"
+    write_turns(conversation, trainer, "half a thought")
+    assert Draft.objects.count() == 0
+
+
+def test_finish_needs_both_sides_and_locks_editing(conversation, trainer):
+    write_turns(conversation, trainer, "hi")
+    with pytest.raises(ValidationError, match="one user and one assistant"):
+        services.conversation_finish(conversation=conversation, user=trainer)
+    write_turns(conversation, trainer, "hello!")
+    services.conversation_finish(conversation=conversation, user=trainer)
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.FINISHED and conversation.finished_at
+    with pytest.raises(ValidationError, match="reopen"):
+        write_turns(conversation, trainer, "more")
+    services.conversation_reopen(conversation=conversation, user=trainer)
+    write_turns(conversation, trainer, "more")

@@ -1,0 +1,187 @@
+import pytest
+from django.urls import reverse
+
+from labeling.conversations import services
+from labeling.conversations.models import Conversation, Message
+from sampler import services as sampler_services
+from tests.labeling.conftest import HTMX, write_turns
+
+
+def test_create_conversation_from_the_list_page(trainer_client):
+    response = trainer_client.post(reverse("labeling:conversation-create"), {"title": "Cooking"})
+    conversation = Conversation.objects.get()
+    assert response.url == reverse("labeling:editor", args=[conversation.pk])
+    page = trainer_client.get(reverse("labeling:conversation-list"))
+    assert b"Cooking" in page.content
+
+
+def test_write_turns_through_the_editor(trainer_client, conversation):
+    url = reverse("labeling:message-append", args=[conversation.pk])
+    trainer_client.post(url, {"content": "hello **there**", "role": "user"})
+    response = trainer_client.post(url, {"content": "hi!", "role": "assistant"}, **HTMX)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="editor"' in body and "<strong>there</strong>" in body
+    assert "Write the user&#x27;s turn" in body or "Write the user's turn" in body
+    assert list(Message.objects.values_list("role", flat=True)) == ["user", "assistant"]
+
+
+def test_model_and_trainer_text_cannot_inject_script(trainer_client, conversation):
+    url = reverse("labeling:message-append", args=[conversation.pk])
+    trainer_client.post(url, {"content": "<script>alert(1)</script><img src=x onerror=alert(2)>"})
+    body = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+    assert "<script>alert(1)" not in body and "<img" not in body
+    # The edit box shows the text the trainer wrote, escaped.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+# Just over the limit, and far over it (100 KB).
+OVERSIZED = pytest.mark.parametrize("length", [20001, 100_000])
+
+
+@OVERSIZED
+@pytest.mark.parametrize("htmx", [True, False])
+def test_an_oversized_turn_is_a_422_with_the_limit_and_nothing_is_lost(
+    trainer_client, conversation, trainer, length, htmx
+):
+    first = services.message_append(conversation=conversation, author=trainer, content="hi")
+    services.draft_save(conversation=conversation, author=trainer, content="half a thought")
+    text = "w" * length
+    response = trainer_client.post(
+        reverse("labeling:message-append", args=[conversation.pk]),
+        {"content": text},
+        **(HTMX if htmx else {}),
+    )
+    assert response.status_code == 422
+    body = response.content.decode()
+    assert f"limited to 20000 characters ({length} given)" in body
+    assert text in body  # back in the composer
+    conversation.refresh_from_db()
+    assert list(conversation.messages.all()) == [first] and conversation.active_leaf == first
+    assert conversation.drafts.get().content == "half a thought"
+
+
+@OVERSIZED
+def test_an_oversized_draft_is_a_422_and_the_saved_draft_is_kept(
+    trainer_client, conversation, trainer, length
+):
+    services.draft_save(conversation=conversation, author=trainer, content="half a thought")
+    response = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]), {"content": "w" * length}
+    )
+    assert response.status_code == 422
+    assert b"not saved" in response.content and b"20000" in response.content
+    assert conversation.drafts.get().content == "half a thought"
+
+
+def test_draft_is_saved_and_restored_after_a_reload(trainer_client, conversation):
+    response = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]), {"content": "half-written thought"}
+    )
+    assert response.status_code == 200 and b"Draft saved" in response.content
+    page = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+    assert ">half-written thought</textarea>" in page
+
+
+def test_other_trainers_get_404_and_admins_can_read(
+    client, other_trainer, admin_user, conversation
+):
+    client.force_login(other_trainer)
+    assert client.get(reverse("labeling:editor", args=[conversation.pk])).status_code == 404
+    assert (
+        client.post(
+            reverse("labeling:message-append", args=[conversation.pk]), {"content": "x"}
+        ).status_code
+        == 404
+    )
+    client.force_login(admin_user)
+    assert client.get(reverse("labeling:editor", args=[conversation.pk])).status_code == 200
+
+
+def test_branch_and_switch_through_views(trainer_client, conversation, trainer):
+    first, reply = write_turns(conversation, trainer, "hi", "hello")
+    response = trainer_client.post(
+        reverse("labeling:message-branch", args=[reply.pk]),
+        {"content": "howdy"},
+        **HTMX,
+    )
+    assert response.status_code == 200 and "2/2" in response.content.decode()
+    response = trainer_client.post(reverse("labeling:branch-switch", args=[reply.pk]), **HTMX)
+    body = response.content.decode()
+    assert "1/2" in body and "hello" in body
+    assert first.children.count() == 2
+
+
+def test_suggest_queues_a_job_and_shows_progress(trainer_client, conversation, trainer, policy):
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    response = trainer_client.post(
+        reverse("labeling:suggest", args=[conversation.pk]), {"n": "2"}, **HTMX
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="suggestions"' in body and "every 1s" in body
+
+
+def test_suggest_with_bad_count_is_a_422_message(trainer_client, conversation, policy):
+    response = trainer_client.post(
+        reverse("labeling:suggest", args=[conversation.pk]), {"n": "99"}, **HTMX
+    )
+    assert response.status_code == 422 and b'role="alert"' in response.content
+
+
+def test_finish_from_the_editor(trainer_client, conversation, trainer):
+    write_turns(conversation, trainer, "hi", "hello")
+    response = trainer_client.post(reverse("labeling:finish", args=[conversation.pk]))
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.FINISHED
+
+
+SCRIPT = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
+
+
+def _suggestion_job(conversation, trainer):
+    user_turn = services.message_append(conversation=conversation, author=trainer, content="hi")
+    job = sampler_services.generation_job_create(
+        prefix_message=user_turn,
+        n=2,
+        params={"max_new_tokens": 4},
+        seed=1,
+        requested_by=trainer,
+        queue=False,
+    )
+    job = sampler_services.generation_job_run(job_id=job.pk)
+    job.samples.update(text=SCRIPT)
+    return job
+
+
+def test_script_in_model_suggestions_is_shown_as_text(
+    trainer_client, conversation, trainer, policy
+):
+    job = _suggestion_job(conversation, trainer)
+
+    response = trainer_client.get(
+        reverse("labeling:suggestions", args=[conversation.pk, job.pk]), **HTMX
+    )
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "<script>alert" not in body and "<img" not in body
+    assert body.count("&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;") == 2
+
+
+def test_script_in_a_model_written_turn_is_shown_as_text(
+    trainer_client, conversation, trainer, policy
+):
+    job = _suggestion_job(conversation, trainer)
+    sample = job.samples.first()
+    services.message_append(
+        conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+    )
+    message = Message.objects.get(role="assistant")
+    assert message.origin == Message.Origin.MODEL
+
+    body = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+
+    assert "<script>alert" not in body and "<img src=x" not in body
+    assert '&lt;script&gt;alert("pwned")&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' in body

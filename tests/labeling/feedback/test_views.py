@@ -1,0 +1,246 @@
+from django.test import Client
+
+from labeling.feedback import selectors as feedback_selectors
+from labeling.feedback import services as feedback_services
+from labeling.feedback.models import Feedback
+from tests.labeling.feedback.conftest import feedback_url, model_message, post_feedback, sample_job
+
+# ---- giving feedback ---------------------------------------------------------------------------
+
+
+def test_thumbs_are_one_row_per_user_and_target_and_can_be_changed(
+    flag_nothing, policy, trainer, trainer_client
+):
+    sample = sample_job(trainer).samples.first()
+    response = post_feedback(
+        trainer_client, "sample", sample.pk, {"action": "rate", "rating": "up"}
+    )
+    assert response.status_code == 200
+    assert 'aria-label="Thumbs up" aria-pressed="true"' in response.content.decode()
+
+    post_feedback(trainer_client, "sample", sample.pk, {"action": "rate", "rating": "down"})
+    feedback = Feedback.objects.get()
+    assert feedback.rating == "down" and feedback.user == trainer
+    assert feedback.model_version == policy  # copied for counts per model version
+
+    post_feedback(trainer_client, "sample", sample.pk, {"action": "rate", "rating": ""})
+    assert Feedback.objects.get().rating == ""
+
+
+def test_a_report_keeps_the_thumb_and_stores_categories_and_comment(
+    flag_nothing, policy, trainer, trainer_client
+):
+    sample = sample_job(trainer).samples.first()
+    post_feedback(trainer_client, "sample", sample.pk, {"action": "rate", "rating": "down"})
+    response = post_feedback(
+        trainer_client,
+        "sample",
+        sample.pk,
+        {"action": "report", "categories": ["untruthful", "harmful"], "comment": " made up "},
+    )
+    assert response.status_code == 200
+    feedback = Feedback.objects.get()
+    assert feedback.rating == "down"
+    assert feedback.categories == ["harmful", "untruthful"]
+    assert feedback.comment == "made up"
+    assert "Reported: Harmful, Untruthful" in response.content.decode()
+
+
+def test_a_too_long_comment_is_refused_and_comes_back_to_the_trainer(
+    flag_nothing, policy, trainer, trainer_client
+):
+    sample = sample_job(trainer).samples.first()
+    comment = "x" * 2001
+    response = post_feedback(
+        trainer_client, "sample", sample.pk, {"action": "report", "comment": comment}
+    )
+    assert response.status_code == 422
+    assert comment in response.content.decode()
+    assert not Feedback.objects.exists()
+
+
+def test_an_unknown_category_is_refused(flag_nothing, policy, trainer, trainer_client):
+    sample = sample_job(trainer).samples.first()
+    response = post_feedback(
+        trainer_client, "sample", sample.pk, {"action": "report", "categories": ["boring"]}
+    )
+    assert response.status_code == 422
+    assert not Feedback.objects.exists()
+
+
+def test_without_htmx_a_post_redirects_back_to_the_feedback_page(
+    flag_nothing, policy, trainer, trainer_client
+):
+    sample = sample_job(trainer).samples.first()
+    response = trainer_client.post(
+        feedback_url("sample", sample.pk), {"action": "rate", "rating": "up"}
+    )
+    assert response.status_code == 302 and response.url == feedback_url("sample", sample.pk)
+    page = trainer_client.get(feedback_url("sample", sample.pk))
+    assert page.status_code == 200 and sample.text in page.content.decode()
+
+
+def test_feedback_on_a_model_written_message_records_its_model(policy, trainer, trainer_client):
+    message = model_message(trainer, policy)
+    response = post_feedback(
+        trainer_client, "message", message.pk, {"action": "rate", "rating": "up"}
+    )
+    assert response.status_code == 200
+    feedback = Feedback.objects.get()
+    assert feedback.message == message and feedback.sample is None
+    assert feedback.model_version == policy
+
+
+def test_human_messages_and_unknown_kinds_take_no_feedback(policy, trainer, trainer_client):
+    message = model_message(trainer, policy)
+    assert trainer_client.get(feedback_url("message", message.parent_id)).status_code == 404
+    assert trainer_client.get(feedback_url("conversation", message.pk)).status_code == 404
+
+
+# ---- who sees what -----------------------------------------------------------------------------
+
+
+def test_a_trainer_cannot_read_others_feedback(flag_nothing, policy, trainer, other_trainer):
+    sample = sample_job(other_trainer).samples.first()
+    target = feedback_selectors.feedback_target_get(
+        kind="sample", target_id=sample.pk, user=other_trainer
+    )
+    theirs = feedback_services.feedback_report(
+        user=other_trainer, target=target, categories=["biased"], comment="secret"
+    )
+    client = Client()
+    client.force_login(trainer)
+
+    assert client.get(f"/write/feedback/{theirs.pk}/").status_code == 404
+    # Nor the target: it is another trainer's sample.
+    assert client.get(feedback_url("sample", sample.pk)).status_code == 404
+    assert (
+        post_feedback(client, "sample", sample.pk, {"action": "rate", "rating": "up"}).status_code
+        == 404
+    )
+    mine = client.get("/write/feedback/mine/")
+    assert mine.status_code == 200 and "secret" not in mine.content.decode()
+
+    client.force_login(other_trainer)
+    response = client.get(f"/write/feedback/{theirs.pk}/")
+    assert response.status_code == 302 and response.url == feedback_url("sample", sample.pk)
+    assert "secret" in client.get(response.url).content.decode()
+
+
+def test_a_trainer_cannot_rate_messages_of_others_conversations(policy, trainer, other_trainer):
+    message = model_message(other_trainer, policy)
+    client = Client()
+    client.force_login(trainer)
+    assert (
+        post_feedback(client, "message", message.pk, {"action": "rate", "rating": "up"}).status_code
+        == 404
+    )
+    assert not Feedback.objects.exists()
+
+
+def test_the_feedback_page_is_for_admins_only(trainer_client, admin_client_):
+    assert trainer_client.get("/write/feedback/").status_code == 403
+    assert admin_client_.get("/write/feedback/").status_code == 200
+
+
+# ---- the content filter's false positives and negatives ---------------------------------------
+
+
+def test_a_false_positive_report_is_counted_on_the_feedback_page(
+    flag_everything, policy, trainer, trainer_client, admin_client_
+):
+    job = sample_job(trainer, n=3)
+    sample = job.samples.first()
+    response = post_feedback(
+        trainer_client, "sample", sample.pk, {"action": "report", "filter_wrong": "1"}
+    )
+    assert response.status_code == 200
+    assert "it flagged this, but it is fine" in response.content.decode()
+    feedback = Feedback.objects.get()
+    assert feedback.filter_report == Feedback.FilterReport.FALSE_POSITIVE
+    assert feedback.moderation.sample == sample and feedback.moderation.flagged
+
+    page = admin_client_.get("/write/feedback/")
+    confusion = page.context["confusion"]
+    assert len(confusion) == 1
+    row = confusion[0]
+    assert row["filter_name"] == "builtin"
+    assert (row["flagged_count"], row["passed_count"]) == (3, 0)
+    assert (row["false_positive"], row["false_negative"]) == (1, 0)
+    assert (row["true_positive_assumed"], row["true_negative_assumed"]) == (2, 0)
+    html = page.content.decode()
+    assert '<td class="false-positive">1</td>' in html
+    assert "True positives (assumed: flagged, not reported)" in html
+
+    # Withdrawing the report takes it out of the counts.
+    post_feedback(trainer_client, "sample", sample.pk, {"action": "report"})
+    row = admin_client_.get("/write/feedback/").context["confusion"][0]
+    assert row["false_positive"] == 0 and row["true_positive_assumed"] == 3
+
+
+def test_a_false_negative_report_is_counted(
+    flag_nothing, policy, trainer, trainer_client, admin_client_
+):
+    sample = sample_job(trainer).samples.first()
+    post_feedback(
+        trainer_client,
+        "sample",
+        sample.pk,
+        {"action": "report", "filter_wrong": "1", "categories": ["harmful"]},
+    )
+    assert Feedback.objects.get().filter_report == Feedback.FilterReport.FALSE_NEGATIVE
+    row = admin_client_.get("/write/feedback/").context["confusion"][0]
+    assert (row["false_negative"], row["true_negative_assumed"]) == (1, 1)
+
+
+def test_the_filter_cannot_be_wrong_about_text_it_never_saw(
+    settings, policy, trainer, trainer_client
+):
+    settings.CONTENT_FILTER = "none"
+    sample = sample_job(trainer).samples.first()
+    response = post_feedback(
+        trainer_client, "sample", sample.pk, {"action": "report", "filter_wrong": "1"}
+    )
+    assert response.status_code == 422
+    assert not Feedback.objects.exists()
+
+
+# ---- the admins' overview ----------------------------------------------------------------------
+
+
+def test_overview_counts_per_model_version_and_filters(
+    flag_nothing, policy, trainer, other_trainer, admin_client_
+):
+    first, second = sample_job(trainer, n=2).samples.all()
+    for user, sample, rating, categories in [
+        (trainer, first, "up", []),
+        (trainer, second, "down", ["harmful", "biased"]),
+        (other_trainer, first, "down", ["harmful"]),
+    ]:
+        # Selected as the sample's requester; the services take any user's opinion.
+        target = feedback_selectors.feedback_target_get(
+            kind="sample", target_id=sample.pk, user=trainer
+        )
+        feedback_services.feedback_rate(user=user, target=target, rating=rating)
+        feedback_services.feedback_report(user=user, target=target, categories=categories)
+
+    page = admin_client_.get("/write/feedback/")
+    (row,) = page.context["by_model_version"]
+    assert row["model_version__name"] == policy.name
+    assert (row["total"], row["up"], row["down"], row["reports"]) == (3, 1, 2, 2)
+    assert dict(row["categories"]) == {
+        "harmful": 2,
+        "untruthful": 0,
+        "biased": 1,
+        "refuses_wrongly": 0,
+        "other": 0,
+    }
+
+    filtered = admin_client_.get("/write/feedback/", {"category": "biased"})
+    assert filtered.context["page"].paginator.count == 1
+    downs = admin_client_.get("/write/feedback/", {"rating": "down", "model_version": policy.pk})
+    assert downs.context["page"].paginator.count == 2
+    future = admin_client_.get("/write/feedback/", {"date_from": "2999-01-01"})
+    assert future.context["page"].paginator.count == 0
+    bad = admin_client_.get("/write/feedback/", {"date_from": "not a date"})
+    assert bad.status_code == 200 and bad.context["page"].paginator.count == 3

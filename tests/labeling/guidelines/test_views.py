@@ -1,0 +1,49 @@
+from labeling.conversations import services
+from labeling.guidelines import services as guideline_services
+from labeling.guidelines.models import GuidelineVersion
+from tests.labeling.conftest import HTMX
+
+
+def test_the_panel_asks_once_per_new_version(trainer_client, trainer, admin_user):
+    panel = trainer_client.get("/write/guidelines/panel/", **HTMX)
+    assert panel.status_code == 200
+    assert b"I have read version 1" in panel.content and b"guidelines-banner" in panel.content
+    read = trainer_client.post("/write/guidelines/1/read/", **HTMX)
+    assert read.status_code == 200 and b"guidelines-banner" not in read.content
+    assert (
+        b"guidelines-banner" not in trainer_client.get("/write/guidelines/panel/", **HTMX).content
+    )
+
+    guideline_services.guideline_version_create(author=admin_user, text="# New\n\nAsk first.")
+    panel = trainer_client.get("/write/guidelines/panel/", **HTMX)
+    assert b"The labeling guidelines changed" in panel.content
+    assert b"I have read version 2" in panel.content
+
+
+def test_writing_and_ranking_pages_load_the_guidelines_panel(trainer_client, trainer):
+    conversation = services.conversation_create(owner=trainer)
+    for url in (f"/write/{conversation.pk}/", "/rank/"):
+        response = trainer_client.get(url)
+        assert response.status_code == 200
+        assert b'id="guidelines-slot"' in response.content
+        assert b'data-panel-url="/write/guidelines/panel/"' in response.content
+
+
+def test_guidelines_page_shows_versions_and_admins_edit_it(admin_client_, trainer_client):
+    page = trainer_client.get("/write/guidelines/")
+    assert page.status_code == 200 and b"Labeling guidelines" in page.content
+    assert b"Save as version" not in page.content
+    assert trainer_client.post("/write/guidelines/edit/", {"text": "x"}).status_code == 403
+
+    response = admin_client_.post(
+        "/write/guidelines/edit/", {"text": "# Rules\n\n<script>x</script>", "change_note": "n"}
+    )
+    assert response.status_code == 302
+    assert GuidelineVersion.objects.get(number=2).change_note == "n"
+    page = admin_client_.get("/write/guidelines/?version=2")
+    assert b"<h1>Rules</h1>" in page.content and b"<script>x" not in page.content
+    unchanged = admin_client_.post(
+        "/write/guidelines/edit/", {"text": "# Rules\n\n<script>x</script>"}
+    )
+    assert unchanged.status_code == 422 and b"Nothing changed" in unchanged.content
+    assert admin_client_.get("/write/guidelines/?version=9").status_code == 404

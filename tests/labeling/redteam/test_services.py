@@ -1,0 +1,106 @@
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+
+from labeling.conversations import services
+from labeling.conversations.models import Message
+from labeling.redteam import services as redteam_services
+from labeling.redteam.models import Attack
+from sampler.models import ModelVersion
+from sampler.services import model_version_promote, model_version_register
+from sampler.training.model import build_reward_model, load_tokenizer
+from tests.labeling.conftest import model_reply
+from tests.labeling.redteam.conftest import (
+    FAILED,
+    PROMPT,
+    attack_and_correct,
+    two_attacks,
+)
+
+
+def test_marking_a_model_reply_stores_the_attack_with_its_prompt_and_version(
+    red_team, trainer, model_version
+):
+    conversation, prompt, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="harmful")
+    assert attack.conversation == conversation and attack.message == reply
+    assert attack.prompt_message == prompt
+    assert attack.prompt_messages == [{"role": "user", "content": PROMPT}]
+    assert attack.model_version == model_version and attack.created_by == trainer
+    assert attack.guideline_version.number == 1
+    with pytest.raises(ValidationError, match="already marked"):
+        redteam_services.attack_record(message=reply, user=trainer, category="harmful")
+
+
+def test_only_model_replies_of_red_team_conversations_can_be_marked(
+    red_team, trainer, other_trainer, model_version
+):
+    _, prompt, reply = red_team
+    with pytest.raises(ValidationError, match="category"):
+        redteam_services.attack_record(message=reply, user=trainer, category="rude")
+    with pytest.raises(ValidationError, match="model wrote"):
+        redteam_services.attack_record(message=prompt, user=trainer, category="harmful")
+    with pytest.raises(PermissionDenied):
+        redteam_services.attack_record(message=reply, user=other_trainer, category="harmful")
+    normal = services.conversation_create(owner=trainer)
+    question = services.message_append(conversation=normal, author=trainer, content="hi")
+    normal_reply = model_reply(normal, question, model_version, text=FAILED)
+    with pytest.raises(ValidationError, match="red-team conversations"):
+        redteam_services.attack_record(message=normal_reply, user=trainer, category="harmful")
+    assert Attack.objects.count() == 0
+
+
+def test_the_correction_is_a_sibling_branch_written_once(red_team, trainer):
+    conversation, prompt, reply = red_team
+    attack, correction = attack_and_correct(trainer, reply)
+    attack.refresh_from_db()
+    assert attack.correction == correction
+    assert correction.parent == prompt and correction.origin == Message.Origin.HUMAN
+    assert correction.guideline_version.number == 1
+    conversation.refresh_from_db()
+    assert conversation.active_leaf == correction
+    with pytest.raises(ValidationError, match="already has its corrected reply"):
+        redteam_services.attack_correct(attack=attack, author=trainer, content="Another one.")
+    with pytest.raises(ValidationError, match="corrected reply"):
+        redteam_services.attack_withdraw(attack=attack, user=trainer)
+
+
+def test_a_mark_made_by_mistake_can_be_withdrawn(red_team, trainer):
+    _, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="false")
+    redteam_services.attack_withdraw(attack=attack, user=trainer)
+    assert not Attack.objects.exists()
+
+
+def test_rerun_scores_replies_with_the_active_reward_model(
+    policy, trainer, admin_user, micro_model_dir, tmp_path, settings
+):
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    tokenizer = load_tokenizer(micro_model_dir)
+    build_reward_model(micro_model_dir, tokenizer).save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    reward = model_version_promote(
+        version=model_version_register(name="rm", path=str(tmp_path / "rm"), kind="reward")
+    )
+    attacks = two_attacks(trainer, policy)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    redteam_services.attack_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.reward_model_version == reward
+    by_attack = {r.attack_id: r for r in run.results.all()}
+    assert len(by_attack) == 2
+    assert all(isinstance(r.reward_score, float) for r in by_attack.values())
+    assert all(isinstance(r.failed_reply_reward_score, float) for r in by_attack.values())
+    assert isinstance(by_attack[attacks[0].pk].correction_reward_score, float)
+    assert by_attack[attacks[1].pk].correction_reward_score is None
+
+
+def test_a_rerun_needs_an_admin_a_policy_and_stored_attacks(admin_user, trainer, model_version):
+    with pytest.raises(ValidationError, match="No attacks"):
+        redteam_services.attack_run_create(requested_by=admin_user, model_version=model_version)
+    with pytest.raises(PermissionDenied):
+        redteam_services.attack_run_create(requested_by=trainer, model_version=model_version)
+    reward = ModelVersion.objects.create(name="rm", path="/rm", kind="reward")
+    with pytest.raises(ValidationError, match="policy"):
+        redteam_services.attack_run_create(requested_by=admin_user, model_version=reward)

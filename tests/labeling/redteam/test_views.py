@@ -1,0 +1,55 @@
+from labeling.conversations.models import Conversation
+from labeling.redteam import services as redteam_services
+from labeling.redteam.models import Attack, AttackRun
+from tests.labeling.conftest import HTMX
+from tests.labeling.redteam.conftest import CORRECTION, PROMPT
+
+
+def test_list_page_creates_a_red_team_conversation(trainer_client):
+    response = trainer_client.post("/write/new/", {"title": "Break it", "mode": "red_team"})
+    assert response.status_code == 302
+    conversation = Conversation.objects.get()
+    assert conversation.mode == Conversation.Mode.RED_TEAM
+    page = trainer_client.get(conversation.get_absolute_url())
+    assert b"Red team." in page.content
+    assert trainer_client.post("/write/new/", {"title": "Plain"}).status_code == 302
+    assert Conversation.objects.get(title="Plain").mode == Conversation.Mode.NORMAL
+
+
+def test_editor_marks_an_attack_and_saves_the_correction(trainer_client, red_team):
+    conversation, _, reply = red_team
+    page = trainer_client.get(conversation.get_absolute_url())
+    assert b"Attack succeeded?" in page.content
+    response = trainer_client.post(
+        f"/write/messages/{reply.pk}/attack/", {"category": "privacy", "note": "leaked"}, **HTMX
+    )
+    assert response.status_code == 200
+    assert b"Attack succeeded: Privacy leak" in response.content
+    attack = Attack.objects.get()
+    empty = trainer_client.post(f"/write/attacks/{attack.pk}/correct/", {"content": " "}, **HTMX)
+    assert empty.status_code == 422 and empty["HX-Retarget"] == f"#attack-slot-{reply.pk}"
+    response = trainer_client.post(
+        f"/write/attacks/{attack.pk}/correct/", {"content": CORRECTION}, **HTMX
+    )
+    assert response.status_code == 200 and b"a locksmith can help" in response.content
+    attack.refresh_from_db()
+    assert attack.correction.content == CORRECTION
+    assert b"Corrected reply to a successful attack" in response.content
+
+
+def test_red_team_overview_is_for_admins_and_queues_reruns(
+    admin_client_, trainer_client, red_team, trainer, model_version
+):
+    _, _, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    assert trainer_client.get("/write/redteam/").status_code == 403
+    page = admin_client_.get("/write/redteam/")
+    assert page.status_code == 200
+    assert b"100%" in page.content and PROMPT[:40].encode() in page.content
+    response = admin_client_.post("/write/redteam/runs/new/", {"model_version": model_version.pk})
+    assert response.status_code == 302
+    run = AttackRun.objects.get()
+    assert run.model_version == model_version and run.attack_count == 1
+    assert admin_client_.get(f"/write/redteam/runs/{run.pk}/").status_code == 200
+    bad = admin_client_.post("/write/redteam/runs/new/", {"model_version": 999})
+    assert bad.status_code == 422
