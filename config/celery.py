@@ -51,7 +51,6 @@ app.conf.task_default_queue = Queue.DEFAULT.value
 app.conf.task_routes = {
     # Every job goes through the one executor task, published to its kind's queue (below).
     "ranking.tasks.prepare_ranking_task": {"queue": Queue.GENERATION.value},
-    "labeling.tasks.run_attack_run": {"queue": Queue.GENERATION.value},
 }
 # Job state lives in the database (sampler.jobs), not in Celery results.
 app.conf.task_ignore_result = True
@@ -105,4 +104,4 @@ def enqueue(
 
 
 # The modules that define Celery tasks (the job executor and the periodic tasks).
-app.autodiscover_tasks(["sampler.jobs", "ranking", "labeling"])
+app.autodiscover_tasks(["sampler.jobs", "ranking"])

@@ -8,6 +8,7 @@ from config.htmx import HtmxHttpRequest
 from labeling.conversations import selectors
 from labeling.conversations.forms import SuggestForm
 from labeling.conversations.models import Conversation, Message
+from sampler.generation.selectors import generation_job_queue_position
 
 EDITOR = "labeling/conversations/editor.html"
 
@@ -63,6 +64,7 @@ def editor_context(
         "composer_sample_id": composer_sample_id or "",
         "errors": errors or [],
         "job": job,
+        "queue_position": generation_job_queue_position(job=job) if job else 0,
         "suggest_form": SuggestForm(initial={"n": 3}),
     }
 

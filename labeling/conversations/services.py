@@ -21,7 +21,8 @@ from labeling.conversations.importing import (
 from labeling.conversations.models import MAX_CONTENT_CHARS, Conversation, Draft, Message
 from labeling.conversations.selectors import branch_leaf, message_path, next_role_after
 from labeling.guidelines.services import guideline_version_ensure_current
-from sampler.models import GenerationJob, Sample
+from sampler.generation.models import GenerationJob, Sample
+from sampler.generation.services import generation_job_create
 
 
 def conversation_check_writer(
@@ -247,10 +248,8 @@ def draft_discard(
 def suggestion_request(
     *, conversation: Conversation, author: AbstractBaseUser, n: int, role: str | None = None
 ):
-    """Ask the active policy for ``n`` suggestions for the next turn of the active branch."""
-    # Heavy: sampler.services loads torch and transformers (sampler.generation).
-    from sampler.services import generation_job_create
-
+    """Ask the active policy for ``n`` suggestions for the next turn of the active branch
+    (``job.publication`` says whether the job queue took it; the job is kept either way)."""
     conversation = Conversation.objects.select_related("active_leaf").get(pk=conversation.pk)
     _check_can_edit(conversation=conversation, user=author)
     leaf = conversation.active_leaf

@@ -10,6 +10,16 @@ urlpatterns = [
     path("<int:conversation_id>/draft/", views.draft_save, name="draft-save"),
     path("<int:conversation_id>/suggest/", views.suggestion_request, name="suggest"),
     path("<int:conversation_id>/suggestions/<int:job_id>/", views.suggestions, name="suggestions"),
+    path(
+        "<int:conversation_id>/suggestions/<int:job_id>/cancel/",
+        views.suggestion_cancel,
+        name="suggestion-cancel",
+    ),
+    path(
+        "<int:conversation_id>/suggestions/<int:job_id>/retry/",
+        views.suggestion_retry,
+        name="suggestion-retry",
+    ),
     path("<int:conversation_id>/finish/", views.conversation_finish, name="finish"),
     path("<int:conversation_id>/discard/", views.conversation_discard, name="discard"),
     path("<int:conversation_id>/reopen/", views.conversation_reopen, name="reopen"),

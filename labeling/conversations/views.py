@@ -19,7 +19,8 @@ from labeling.conversations.editor import (
 )
 from labeling.conversations.forms import ConversationCreateForm, DraftForm, MessageForm, SuggestForm
 from labeling.conversations.models import Conversation, Message
-from sampler.selectors import generation_job_get
+from sampler.generation.selectors import generation_job_get, generation_job_queue_position
+from sampler.generation.services import generation_job_cancel, generation_job_retry
 
 
 @trainer_required
@@ -141,7 +142,20 @@ def suggestion_request(request: HtmxHttpRequest, conversation_id: int) -> HttpRe
             {"conversation": conversation, "suggestion_errors": validation_messages(error)},
             status=422,
         )
-    return render(request, f"{EDITOR}#suggestions", {"conversation": conversation, "job": job})
+    return _render_suggestions(request, conversation, job, unpublished=job.publication.failed)
+
+
+def _render_suggestions(
+    request: HtmxHttpRequest, conversation: Conversation, job, *, unpublished: bool = False
+) -> HttpResponse:
+    """The suggestions slot: queued behind N / generating / done, with cancel and retry."""
+    context = {
+        "conversation": conversation,
+        "job": job,
+        "queue_position": generation_job_queue_position(job=job),
+        "unpublished": unpublished,
+    }
+    return render(request, f"{EDITOR}#suggestions", context)
 
 
 @trainer_required
@@ -150,7 +164,44 @@ def suggestions(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> 
     job = generation_job_get(job_id=job_id, user=request.user)
     if not request.htmx:
         return redirect("labeling:editor", conversation_id=conversation.pk)
-    return render(request, f"{EDITOR}#suggestions", {"conversation": conversation, "job": job})
+    return _render_suggestions(request, conversation, job)
+
+
+@trainer_required
+@require_POST
+def suggestion_cancel(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> HttpResponse:
+    conversation = conversation_for_request(request, conversation_id)
+    job = generation_job_get(job_id=job_id, user=request.user)
+    generation_job_cancel(job=job, user=request.user)
+    if not request.htmx:
+        return redirect("labeling:editor", conversation_id=conversation.pk)
+    return _render_suggestions(
+        request, conversation, generation_job_get(job_id=job_id, user=request.user)
+    )
+
+
+@trainer_required
+@require_POST
+def suggestion_retry(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> HttpResponse:
+    conversation = conversation_for_request(request, conversation_id)
+    job = generation_job_get(job_id=job_id, user=request.user)
+    try:
+        publication = generation_job_retry(job=job, user=request.user)
+    except ValidationError as error:
+        return render(
+            request,
+            f"{EDITOR}#suggestions",
+            {
+                "conversation": conversation,
+                "job": job,
+                "suggestion_errors": validation_messages(error),
+            },
+            status=409,
+        )
+    if not request.htmx:
+        return redirect("labeling:editor", conversation_id=conversation.pk)
+    job = generation_job_get(job_id=job_id, user=request.user)
+    return _render_suggestions(request, conversation, job, unpublished=publication.failed)
 
 
 @trainer_required

@@ -17,7 +17,7 @@ from labeling.conversations.models import Message
 from labeling.conversations.selectors import conversation_get_for_user
 from labeling.feedback.models import Feedback
 from sampler.models import ModerationResult, Sample
-from sampler.moderation import moderation_latest_by_sample
+from sampler.moderation.selectors import moderation_latest_by_sample
 
 TARGET_KINDS = ("message", "sample")
 MODEL_ORIGINS = (Message.Origin.MODEL, Message.Origin.MODEL_EDITED)

@@ -6,6 +6,7 @@ from django.db.models import Q
 
 from labeling.conversations.models import Conversation, Message
 from labeling.guidelines.models import GuidelineVersion
+from sampler.jobs.models import Job, job_indexes
 
 
 class Attack(models.Model):
@@ -61,15 +62,9 @@ class Attack(models.Model):
         return f"Attack {self.pk} ({self.category})"
 
 
-class AttackRun(models.Model):
+class AttackRun(Job):
     """Stored attack prompts re-sent to one policy version, scored by the content filter and
-    the reward model that was active when the run started."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+    the reward model that was active when the run started (a job run by the executor)."""
 
     model_version = models.ForeignKey(
         "sampler.ModelVersion", on_delete=models.PROTECT, related_name="attack_runs"
@@ -81,13 +76,11 @@ class AttackRun(models.Model):
         on_delete=models.PROTECT,
         related_name="attack_runs_scored",
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attack_count = models.PositiveIntegerField(default=0)
     progress = models.FloatField(default=0.0)
     seed = models.BigIntegerField()
     params = models.JSONField(default=dict, blank=True)
     filter_name = models.CharField(max_length=200, blank=True)
-    error = models.TextField(blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -95,12 +88,10 @@ class AttackRun(models.Model):
         on_delete=models.SET_NULL,
         related_name="attack_runs",
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = job_indexes("attackrun")
         constraints = [
             models.CheckConstraint(
                 condition=Q(progress__gte=0) & Q(progress__lte=1), name="attack_run_progress"
@@ -109,10 +100,6 @@ class AttackRun(models.Model):
 
     def __str__(self) -> str:
         return f"Attack run {self.pk} against {self.model_version_id} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
 
 
 class AttackResult(models.Model):

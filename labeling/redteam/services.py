@@ -2,7 +2,7 @@
 
 A trainer in a red-team conversation marks a model reply "attack succeeded" (an ``Attack``)
 and writes the reply the model should have given as its sibling (``Attack.correction``). Admins
-re-send the stored attack prompts to a policy version (an ``AttackRun``, a Celery job on the
+re-send the stored attack prompts to a policy version (an ``AttackRun``, a job on the
 ``generation`` queue); each reply is checked by the content filter and scored by the active reward
 model (``AttackResult``).
 """
@@ -16,7 +16,6 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from accounts.roles import is_admin
 from labeling.conversations.models import Conversation, Message
@@ -28,17 +27,21 @@ from labeling.conversations.services import (
 )
 from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack, AttackResult, AttackRun
-from sampler.models import GenerationJob, ModelVersion
-from sampler.moderation import content_filter_get, samples_moderate
-from sampler.selectors import model_version_active
-from sampler.training.config import RewardConfig
+from sampler.generation.models import GenerationJob
+from sampler.generation.services import generation_job_create, generation_job_run_inline
+from sampler.jobs.kinds import JobContext
+from sampler.jobs.services import job_enqueue
+from sampler.moderation.filters import content_filter_get
+from sampler.moderation.services import samples_moderate
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
+from sampler.registry.services import reward_version_score
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTACK_NOTE_CHARS = 2000
 # A run re-sends at most this many attacks (the newest), so one click cannot queue days of work.
 MAX_ATTACKS_PER_RUN = 1000
-REWARD_BATCH_SIZE = 16
 
 
 def _check_red_team_writer(*, conversation: Conversation, user: AbstractBaseUser) -> None:
@@ -126,9 +129,6 @@ def attack_run_create(
     queue: bool = True,
 ) -> AttackRun:
     """Record a re-run of the stored attacks against a policy version and queue it."""
-    # labeling.tasks imports this module; queueing by task name will drop this import.
-    from labeling.tasks import run_attack_run
-
     if not is_admin(requested_by):
         raise PermissionDenied("Only admins can re-run attacks.")
     if model_version.kind != ModelVersion.Kind.POLICY:
@@ -144,30 +144,15 @@ def attack_run_create(
         requested_by=requested_by,
     )
     if queue:
-        transaction.on_commit(lambda: run_attack_run.delay(run.pk))
+        job_enqueue(job=run)
     return run
 
 
-def _run_claim(*, run_id: int) -> AttackRun | None:
-    with transaction.atomic():
-        run = AttackRun.objects.select_for_update().get(pk=run_id)
-        if run.is_finished:
-            return None
-        run.status = AttackRun.Status.RUNNING
-        run.started_at = run.started_at or timezone.now()
-        run.save(update_fields=["status", "started_at"])
-    return run
-
-
-def attack_run_execute(*, run_id: int, worker: str = "") -> AttackRun:
-    """Generate one reply per stored attack, filter and score it; resumes where a redelivered
-    run stopped (one result per attack and run)."""
-    # Heavy: sampler.services loads torch and transformers (sampler.generation).
-    from sampler.services import generation_job_create, generation_job_run
-
-    run = _run_claim(run_id=run_id)
-    if run is None:
-        return AttackRun.objects.get(pk=run_id)
+def attack_run_execute(context: JobContext) -> None:
+    """Generate one reply per stored attack, filter and score it (a job: the executor claims
+    and finishes the run); resumes where a run that was stopped left off (one result per
+    attack and run)."""
+    run = AttackRun.objects.select_related("model_version", "requested_by").get(pk=context.job.pk)
     reward_version = run.reward_model_version or model_version_active(kind=ModelVersion.Kind.REWARD)
     content_filter = content_filter_get()
     run.reward_model_version = reward_version
@@ -193,7 +178,7 @@ def attack_run_execute(*, run_id: int, worker: str = "") -> AttackRun:
             model_version=run.model_version,
             queue=False,
         )
-        job = generation_job_run(job_id=job.pk, worker=worker or "attack-run")
+        job = generation_job_run_inline(job_id=job.pk)
         sample = job.samples.first() if job.status == GenerationJob.Status.SUCCEEDED else None
         verdict = samples_moderate(samples=[sample]).get(sample.pk) if sample else None
         AttackResult.objects.get_or_create(
@@ -207,14 +192,10 @@ def attack_run_execute(*, run_id: int, worker: str = "") -> AttackRun:
                 "error": "" if sample else (job.error or "Generation failed."),
             },
         )
-        AttackRun.objects.filter(pk=run.pk).update(progress=0.9 * position / len(attacks))
+        context.heartbeat(progress=0.9 * position / len(attacks))
     if reward_version is not None:
         _score_results(run=run, reward_version=reward_version)
-    AttackRun.objects.filter(pk=run.pk).update(
-        status=AttackRun.Status.SUCCEEDED, progress=1.0, finished_at=timezone.now(), error=""
-    )
-    run.refresh_from_db()
-    return run
+    context.succeed(progress=1.0)
 
 
 def _score_results(*, run: AttackRun, reward_version) -> None:
@@ -240,54 +221,9 @@ def _score_results(*, run: AttackRun, reward_version) -> None:
                     [*attack.prompt_messages, {"role": "assistant", "content": text}]
                 )
                 slots.append((result, field))
-    scores = reward_scores(
-        model_path=reward_version.path,
-        conversations=conversations,
-        max_length=_reward_max_length(reward_version),
-    )
+    scores = reward_version_score(version=reward_version, conversations=conversations)
     for (result, field), score in zip(slots, scores, strict=True):
         setattr(result, field, score)
     AttackResult.objects.bulk_update(
         results, ["reward_score", "failed_reply_reward_score", "correction_reward_score"]
-    )
-
-
-def _reward_max_length(reward_version) -> int:
-    run = reward_version.training_run
-    configured = (run.config or {}).get("max_length") if run is not None else None
-    return int(configured or RewardConfig().max_length)
-
-
-def reward_scores(
-    *, model_path: str, conversations: list[list[dict]], max_length: int
-) -> list[float | None]:
-    """Reward of each conversation (read at its last assistant turn) from the reward model at
-    ``model_path``, scored the way training scores it (the score at the last real token)."""
-    # Heavy: torch and transformers, loaded by the worker that runs the attack run only.
-    from sampler.generation import pick_device
-    from sampler.training.data import demonstration_ids
-    from sampler.training.model import RewardScorer, build_reward_model, load_tokenizer
-    from sampler.training.reward import score_sequences
-
-    tokenizer = load_tokenizer(model_path)
-    scorer = RewardScorer(build_reward_model(model_path, tokenizer))
-    device, _ = pick_device(settings.SAMPLER_DEVICE)
-    scorer.to(device)
-    sequences = [
-        demonstration_ids(tokenizer, messages, max_length=max_length) for messages in conversations
-    ]
-    kept = [index for index, ids in enumerate(sequences) if ids]
-    values = score_sequences(
-        scorer,
-        [sequences[index] for index in kept],
-        pad_id=tokenizer.pad_token_id,
-        batch_size=REWARD_BATCH_SIZE,
-    ).tolist()
-    by_index = dict(zip(kept, values, strict=True))
-    return [by_index.get(index) for index in range(len(conversations))]
-
-
-def attack_run_fail(*, run_id: int, error: str) -> None:
-    AttackRun.objects.filter(pk=run_id).exclude(status=AttackRun.Status.SUCCEEDED).update(
-        status=AttackRun.Status.FAILED, error=error[:5000], finished_at=timezone.now()
     )

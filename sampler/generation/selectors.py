@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404
 
 from accounts.roles import is_admin
 from sampler.generation.models import GenerationJob
+from sampler.jobs.selectors import job_queue_position
 
 
 def generation_job_get(*, job_id: int, user: AbstractBaseUser) -> GenerationJob:
@@ -21,3 +22,8 @@ def generation_job_list(*, user: AbstractBaseUser, limit: int = 20) -> QuerySet[
     if not is_admin(user):
         jobs = jobs.filter(requested_by=user)
     return jobs.order_by("-created_at")[:limit]
+
+
+def generation_job_queue_position(*, job: GenerationJob) -> int:
+    """Jobs waiting ahead of ``job`` in its queue (0 once it runs)."""
+    return job_queue_position(job=job)

@@ -17,6 +17,8 @@ from sampler.registry.selectors import model_version_active
 
 logger = logging.getLogger(__name__)
 
+# Conversations a reward model scores per forward pass.
+REWARD_BATCH_SIZE = 16
 # Names of the context length in model configs, by architecture family.
 CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
 
@@ -142,3 +144,46 @@ def model_version_ensure_default() -> ModelVersion:
             description="Registered from SAMPLER_MODEL.",
         )
     return model_version_promote(version=version)
+
+
+def _reward_max_length(version: ModelVersion) -> int:
+    """The length the reward model was trained on (its run's config), else the default."""
+    # The training config is torch-free; the reward model itself loads below.
+    from sampler.training.config import RewardConfig
+
+    run = version.training_run
+    configured = (run.config or {}).get("max_length") if run is not None else None
+    return int(configured or RewardConfig().max_length)
+
+
+def reward_version_score(
+    *, version: ModelVersion, conversations: list[list[dict]]
+) -> list[float | None]:
+    """Reward of each conversation (read at its last assistant turn) from a reward version,
+    scored the way training scores it (the score at the last real token); None for a
+    conversation with nothing to score."""
+    # torch and transformers load in workers only: web processes never import them.
+    from sampler.generation.sampling import pick_device
+    from sampler.training.data import demonstration_ids
+    from sampler.training.model import RewardScorer, build_reward_model, load_tokenizer
+    from sampler.training.reward import score_sequences
+
+    if version.kind != ModelVersion.Kind.REWARD:
+        raise ValidationError({"version": f"{version.name} is not a reward model."})
+    tokenizer = load_tokenizer(version.path)
+    scorer = RewardScorer(build_reward_model(version.path, tokenizer))
+    device, _ = pick_device(settings.SAMPLER_DEVICE)
+    scorer.to(device)
+    max_length = _reward_max_length(version)
+    sequences = [
+        demonstration_ids(tokenizer, messages, max_length=max_length) for messages in conversations
+    ]
+    kept = [index for index, ids in enumerate(sequences) if ids]
+    values = score_sequences(
+        scorer,
+        [sequences[index] for index in kept],
+        pad_id=tokenizer.pad_token_id,
+        batch_size=REWARD_BATCH_SIZE,
+    ).tolist()
+    by_index = dict(zip(kept, values, strict=True))
+    return [by_index.get(index) for index in range(len(conversations))]

@@ -25,15 +25,7 @@ from sampler.training.records import DataError
 SPLITS = ("train", "test")
 
 
-
-
 # ---- reading ----------------------------------------------------------------------------------
-
-
-
-
-
-
 
 
 def record_split(record: dict, *, test_fraction: float, seed: int) -> str:

@@ -22,12 +22,6 @@ from sampler.training.records import prompt_key, prompt_prefixes
 # ---- prompts ----------------------------------------------------------------------------------
 
 
-
-
-
-
-
-
 def encode_prompt(tokenizer, messages: list[dict], *, max_length: int) -> list[int]:
     """The prompt as the sampler renders it (chat template + assistant header), its end kept."""
     encoded = tokenizer.apply_chat_template(

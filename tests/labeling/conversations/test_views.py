@@ -3,7 +3,7 @@ from django.urls import reverse
 
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
-from sampler import services as sampler_services
+from sampler.generation import services as sampler_services
 from tests.labeling.conftest import HTMX, write_turns
 
 
@@ -122,6 +122,67 @@ def test_suggest_queues_a_job_and_shows_progress(trainer_client, conversation, t
     assert 'id="suggestions"' in body and "every 1s" in body
 
 
+def test_suggestions_show_their_place_in_the_queue_then_generating(
+    trainer_client, conversation, trainer, other_trainer, policy, django_capture_on_commit_callbacks
+):
+    from sampler.generation.models import GenerationJob
+
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    with django_capture_on_commit_callbacks(execute=False):
+        ahead = sampler_services.generation_job_create(
+            messages=[{"role": "user", "content": "first"}],
+            n=1,
+            purpose=GenerationJob.Purpose.SUGGESTION,
+            requested_by=other_trainer,
+        )
+        job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    url = reverse("labeling:suggestions", args=[conversation.pk, job.pk])
+    body = trainer_client.get(url, **HTMX).content.decode()
+    assert "Queued behind 1 request" in body and 'aria-live="polite"' in body
+    assert reverse("labeling:suggestion-cancel", args=[conversation.pk, job.pk]) in body
+    GenerationJob.objects.filter(pk=ahead.pk).update(status="running")
+    GenerationJob.objects.filter(pk=job.pk).update(status="running")
+    body = trainer_client.get(url, **HTMX).content.decode()
+    assert "Generating 2 suggestions" in body and "every 1s" in body
+
+
+def test_a_trainer_cancels_then_retries_a_suggestion(
+    trainer_client, conversation, trainer, policy, django_capture_on_commit_callbacks
+):
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    cancel = reverse("labeling:suggestion-cancel", args=[conversation.pk, job.pk])
+    body = trainer_client.post(cancel, **HTMX).content.decode()
+    job.refresh_from_db()
+    assert job.status == "cancelled" and "Suggestions cancelled" in body
+    assert "every 1s" not in body
+    retry = reverse("labeling:suggestion-retry", args=[conversation.pk, job.pk])
+    with django_capture_on_commit_callbacks(execute=False):
+        body = trainer_client.post(retry, **HTMX).content.decode()
+    job.refresh_from_db()
+    assert job.status == "queued" and "every 1s" in body
+    # Retrying a job that is not failed or cancelled is refused, with a message.
+    response = trainer_client.post(retry, **HTMX)
+    assert response.status_code == 409 and b"Only failed or cancelled" in response.content
+
+
+def test_another_trainer_cannot_cancel_my_suggestion(
+    conversation, trainer, other_trainer, policy, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    other = Client()
+    other.force_login(other_trainer)
+    response = other.post(reverse("labeling:suggestion-cancel", args=[conversation.pk, job.pk]))
+    assert response.status_code in {403, 404}
+    job.refresh_from_db()
+    assert job.status == "queued"
+
+
 def test_suggest_with_bad_count_is_a_422_message(trainer_client, conversation, policy):
     response = trainer_client.post(
         reverse("labeling:suggest", args=[conversation.pk]), {"n": "99"}, **HTMX
@@ -150,7 +211,7 @@ def _suggestion_job(conversation, trainer):
         requested_by=trainer,
         queue=False,
     )
-    job = sampler_services.generation_job_run(job_id=job.pk)
+    job = sampler_services.generation_job_run_inline(job_id=job.pk)
     job.samples.update(text=SCRIPT)
     return job
 

@@ -5,6 +5,7 @@ from labeling.conversations import services
 from labeling.conversations.models import Message
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack
+from sampler.jobs.services import job_run_inline
 from sampler.models import ModelVersion
 from sampler.services import model_version_promote, model_version_register
 from sampler.training.model import build_reward_model, load_tokenizer
@@ -85,8 +86,8 @@ def test_rerun_scores_replies_with_the_active_reward_model(
     run = redteam_services.attack_run_create(
         requested_by=admin_user, model_version=policy, queue=False
     )
-    redteam_services.attack_run_execute(run_id=run.pk)
-    run.refresh_from_db()
+    run = job_run_inline(job=run)
+    assert run.status == "succeeded", run.error
     assert run.reward_model_version == reward
     by_attack = {r.attack_id: r for r in run.results.all()}
     assert len(by_attack) == 2

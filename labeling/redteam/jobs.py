@@ -1,0 +1,15 @@
+"""Red-team re-runs as a kind of job for the executor."""
+
+from config.celery import Queue
+from labeling.redteam.models import AttackRun
+from labeling.redteam.services import attack_run_execute
+from sampler.jobs.kinds import JobKind, job_kind_register
+
+ATTACK_RUN = job_kind_register(
+    JobKind(
+        name="attack_run",
+        model=AttackRun,
+        execute=attack_run_execute,
+        queue=Queue.GENERATION.value,
+    )
+)
