@@ -249,3 +249,23 @@ def test_contradictory_job_settings_are_refused_at_startup(environment, message,
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
+def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
+    policy, trainer, broker, django_capture_on_commit_callbacks
+):
+    from django.core.management import CommandError, call_command
+
+    failed, other = _job(trainer, queue=False), _job(trainer, queue=False)
+    services.job_fail(job=failed, error="the GPU fell over")
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("retry_job", "generation", "--all-failed")
+    failed.refresh_from_db()
+    assert failed.status == GenerationJob.Status.QUEUED and failed.error == ""
+    assert broker.sent[-1]["args"] == ("generation", failed.pk, failed.publish_token)
+    with pytest.raises(CommandError, match="could not be retried"):
+        call_command("retry_job", "generation", str(other.pk))
+    with pytest.raises(CommandError, match="No generation job with id 999999"):
+        call_command("retry_job", "generation", "999999")
+    with pytest.raises(CommandError, match="Kinds:"):
+        call_command("retry_job", "nonsense", "1")
