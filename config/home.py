@@ -1,10 +1,12 @@
+"""The home page: what each role can do next, read through each app's selectors."""
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.roles import is_admin, is_trainer
-from labeling.selectors import conversation_counts_for_user
+from labeling.conversations.selectors import conversation_counts_for_user
 from ranking.selectors import ranking_queue_summary
-from sampler.selectors import model_version_active
+from sampler.registry.selectors import model_version_active
 
 
 def home(request: HttpRequest) -> HttpResponse:
