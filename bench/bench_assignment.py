@@ -416,9 +416,9 @@ def measure(scenario: Scenario, *, claims: int) -> None:
     from django.db import connection
     from django.test import Client
 
-    from ranking import services
     from ranking.models import Candidate
-    from ranking.selectors import assignment_screen
+    from ranking.rank import services
+    from ranking.rank.selectors import assignment_screen
 
     trainers = list(
         get_user_model().objects.filter(username__startswith="ranker").order_by("username")

@@ -281,7 +281,8 @@ def measure() -> None:
     import django
 
     django.setup()
-    from ranking.exports import ExportFilters, records, write_jsonl
+    from ranking.exports.filters import ExportFilters
+    from ranking.exports.pipeline import records, write_jsonl
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()

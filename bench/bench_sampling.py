@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sampler.generation import (  # noqa: E402
+from sampler.generation.sampling import (  # noqa: E402
     GenerationParams,
     load_model,
     prepare_prompt,

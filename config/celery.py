@@ -48,10 +48,8 @@ app.conf.task_queues = [
     for queue in Queue
 ]
 app.conf.task_default_queue = Queue.DEFAULT.value
-app.conf.task_routes = {
-    # Every job goes through the one executor task, published to its kind's queue (below).
-    "ranking.tasks.prepare_ranking_task": {"queue": Queue.GENERATION.value},
-}
+# Every job goes through the one executor task (sampler.jobs.tasks.run_job), published to its
+# kind's queue; everything else (periodic tasks) runs on the default queue.
 # Job state lives in the database (sampler.jobs), not in Celery results.
 app.conf.task_ignore_result = True
 app.conf.task_acks_late = True
@@ -64,9 +62,9 @@ app.conf.beat_schedule = {
     # broker down at creation) and queues again running jobs whose worker stopped heartbeating.
     "jobs-tick": {"task": "sampler.jobs.tasks.jobs_tick", "schedule": settings.JOB_TICK_SECONDS},
     # Keeps RANKING_POOL_SIZE tasks ready or being sampled, so trainers never wait.
-    "fill-ranking-pool": {"task": "ranking.tasks.fill_ranking_pool", "schedule": 30.0},
+    "fill-ranking-pool": {"task": "ranking.rank.tasks.fill_ranking_pool", "schedule": 30.0},
     # Gives back the slots of ranking leases that ran out.
-    "expire-ranking-leases": {"task": "ranking.tasks.expire_ranking_leases", "schedule": 60.0},
+    "expire-ranking-leases": {"task": "ranking.rank.tasks.expire_ranking_leases", "schedule": 60.0},
 }
 
 # What a failed publication raises: the broker is down or unreachable.
@@ -104,4 +102,4 @@ def enqueue(
 
 
 # The modules that define Celery tasks (the job executor and the periodic tasks).
-app.autodiscover_tasks(["sampler.jobs", "ranking"])
+app.autodiscover_tasks(["sampler.jobs", "ranking.rank"])

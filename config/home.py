@@ -5,7 +5,7 @@ from django.shortcuts import render
 
 from accounts.roles import is_admin, is_trainer
 from labeling.conversations.selectors import conversation_counts_for_user
-from ranking.selectors import ranking_queue_summary
+from ranking.rank.selectors import ranking_queue_summary
 from sampler.registry.selectors import model_version_active
 
 

@@ -1,18 +1,6 @@
-from django.urls import path
+"""The ranking app's JSON API, defined per feature."""
 
-from ranking import apis, export_apis
+from ranking.exports.api_urls import urlpatterns as exports_urls
+from ranking.rank.api_urls import urlpatterns as rank_urls
 
-urlpatterns = [
-    path("exports/stream/", export_apis.ExportStreamApi.as_view(), name="api-export-stream"),
-    path("ranking/claim/", apis.TaskClaimApi.as_view(), name="api-ranking-claim"),
-    path(
-        "ranking/assignments/<int:assignment_id>/submit/",
-        apis.RankingSubmitApi.as_view(),
-        name="api-ranking-submit",
-    ),
-    path(
-        "ranking/assignments/<int:assignment_id>/skip/",
-        apis.AssignmentSkipApi.as_view(),
-        name="api-ranking-skip",
-    ),
-]
+urlpatterns = [*exports_urls, *rank_urls]

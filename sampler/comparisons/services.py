@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from ranking.exports import ExportFilters
+from ranking.exports.filters import ExportFilters
 from sampler.comparisons.models import ModelComparison
 from sampler.jobs.services import JobContext, JobError, job_enqueue
 from sampler.registry.models import ModelVersion

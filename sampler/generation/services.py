@@ -18,8 +18,8 @@ from django.db import transaction
 
 from accounts.roles import is_admin
 from config.celery import Queue
+from labeling.conversations.selectors import message_path
 from labeling.models import Message
-from labeling.selectors import message_path
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.params import GenerationParams, context_room_error
 from sampler.jobs.services import (

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import staff_required
-from ranking.exports import ExportFilters
-from ranking.version_selectors import human_preference_between_versions
+from ranking.exports.filters import ExportFilters
+from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
 from sampler.comparisons.selectors import model_comparison_list
 from sampler.comparisons.services import model_comparison_create

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib.auth import get_user_model
 
-from ranking.exports import FLAG_NAMES, ExportFilters
+from ranking.exports.filters import FLAG_NAMES, ExportFilters
 from ranking.models import DatasetExport
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import policy_versions, reward_versions

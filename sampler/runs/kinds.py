@@ -15,7 +15,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from ranking.exports import ExportFilters, records
+from ranking.exports.filters import ExportFilters
+from ranking.exports.selectors import export_records
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 from sampler.runs.models import TrainingRun
@@ -45,7 +46,10 @@ class RunData:
 def prompt_records(*, filters: ExportFilters) -> Iterator[dict]:
     """Records holding prompts, from the database: demonstrations (each user turn of a finished
     conversation ends a prefix) and rankings (their prompt), with the export's ``split``."""
-    return chain(records("demonstrations", filters), records("rankings", filters))
+    return chain(
+        export_records(format="demonstrations", filters=filters),
+        export_records(format="rankings", filters=filters),
+    )
 
 
 def held_out_prompts(*, filters: ExportFilters | None = None, limit: int) -> list[list[dict]]:
@@ -73,7 +77,7 @@ def read_source(source: dict, data_format: str, *, limit: int | None = None) -> 
     if data_format == PROMPTS_FORMAT:
         rows = list(islice(prompt_records(filters=filters), limit))
     else:
-        rows = list(islice(records(data_format, filters), limit))
+        rows = list(islice(export_records(format=data_format, filters=filters), limit))
     return RunData(rows, {**source, "rows": len(rows), "sha256": records_sha256(rows)})
 
 

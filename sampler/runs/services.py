@@ -27,7 +27,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from ranking.exports import ExportFilters
+from ranking.exports.filters import ExportFilters
 from sampler.jobs.services import (
     JobCancelled,
     JobContext,

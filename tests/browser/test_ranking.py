@@ -3,8 +3,8 @@ import random
 import pytest
 from playwright.sync_api import expect
 
-from ranking import services
 from ranking.models import Ranking
+from ranking.rank import services
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures

@@ -3,7 +3,9 @@ from playwright.sync_api import expect
 
 from labeling.conversations.models import Message
 from labeling.redteam.models import Attack
-from ranking.exports import ExportFilters, demonstration_records, pair_records
+from ranking.exports.demonstrations import demonstration_records
+from ranking.exports.filters import ExportFilters
+from ranking.exports.pairs import pair_records
 from sampler.models import Sample
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD, wait_until

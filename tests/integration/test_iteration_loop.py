@@ -7,9 +7,9 @@ import random
 import pytest
 
 from accounts.services import user_create_trainer
-from ranking import services as ranking_services
-from ranking.exports import ExportFilters
-from ranking.services import RankingInput
+from ranking.exports.filters import ExportFilters
+from ranking.rank import services as ranking_services
+from ranking.rank.services import RankingInput
 from sampler.comparisons.models import ModelComparison
 from sampler.comparisons.services import model_comparison_create
 from sampler.generation.models import GenerationJob

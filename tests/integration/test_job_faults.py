@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from ranking.rank.models import RankingTask
+from ranking.rank.services import ranking_task_create
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create
 from sampler.registry.models import ModelVersion
 from tests.conftest import wait_until
 from tests.integration.processes import RedisServer, Worker, publishing_to
+from tests.ranking.conftest import finished_conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -63,7 +66,7 @@ def _job(trainer, **overrides) -> GenerationJob:
         "messages": [{"role": "user", "content": "hi! what did you do today?"}],
         "n": 2,
         "params": {"max_new_tokens": 8},
-        "purpose": GenerationJob.Purpose.RANKING,
+        "purpose": GenerationJob.Purpose.MANUAL,
         "requested_by": trainer,
     }
     return generation_job_create(**{**arguments, **overrides})
@@ -74,10 +77,16 @@ def _all_succeeded(job_ids) -> bool:
     return all(job.status == GenerationJob.Status.SUCCEEDED for job in jobs)
 
 
-def test_redis_restarted_empty_loses_no_queued_job(redis_server, workers, policy, trainer):
+def test_redis_restarted_empty_loses_no_queued_job_nor_a_preparing_ranking_task(
+    redis_server, workers, policy, trainer, other_trainer, settings
+):
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    finished_conversation(other_trainer)
     with publishing_to(redis_server.url):
         jobs = [_job(trainer, seed=seed) for seed in range(5)]
-    assert redis_server.queue_length("generation") == 5
+        task = ranking_task_create(alternatives=2, overlap=1)
+    assert task.status == RankingTask.Status.PREPARING
+    assert redis_server.queue_length("generation") == 6
     redis_server.kill()
     redis_server.start()  # same port, nothing kept
     assert redis_server.queue_length("generation") == 0
@@ -88,6 +97,10 @@ def test_redis_restarted_empty_loses_no_queued_job(redis_server, workers, policy
     for job in GenerationJob.objects.filter(pk__in=ids):
         assert job.attempts == 1 and job.samples.count() == 2
         assert job.publish_count >= 2  # the outbox published it again
+    ready = wait_until(
+        lambda: RankingTask.objects.filter(pk=task.pk, status="ready").first(), timeout=WAIT
+    )
+    assert ready.candidates.count() == 3  # the source and its two alternatives
 
 
 def test_broker_down_at_enqueue_answers_503_and_the_job_runs_later(

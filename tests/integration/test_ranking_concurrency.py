@@ -12,9 +12,9 @@ from django.db import connection
 from django.db.models import Count, F
 
 from accounts.services import user_create_trainer
-from ranking import services
 from ranking.models import Assignment, Ranking, RankingTask
-from ranking.services import RankingInput
+from ranking.rank import services
+from ranking.rank.services import RankingInput
 from tests.ranking.conftest import finished_conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

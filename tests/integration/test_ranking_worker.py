@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from ranking import services
 from ranking.models import RankingTask
-from ranking.tasks import fill_ranking_pool
+from ranking.rank import services
+from ranking.rank.tasks import fill_ranking_pool
 from tests.conftest import wait_until
 from tests.ranking.conftest import finished_conversation
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForSequenceClassification
 
-from ranking.exports import ExportFilters
+from ranking.exports.filters import ExportFilters
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 from sampler.runs import services as training_services

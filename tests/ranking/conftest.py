@@ -7,9 +7,9 @@ from django.utils import timezone
 
 from accounts.services import trainer_group_ensure, user_create_trainer
 from labeling.models import Conversation, Message
-from ranking import services
 from ranking.models import Assignment, Candidate, Ranking, RankingTask
-from ranking.services import RankingInput
+from ranking.rank import services
+from ranking.rank.services import RankingInput
 from sampler.models import GenerationJob, ModelVersion, Sample
 
 

@@ -5,15 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ranking.exports import (
-    FORMATS,
-    PAIR_MODES,
-    RED_TEAM_MODES,
-    SPLITS,
-    ExportFilters,
-    records,
-    write_jsonl,
-)
+from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
+from ranking.exports.pipeline import records, write_jsonl
 from sampler.models import ModelVersion
 
 

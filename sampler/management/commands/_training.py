@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
-from ranking.exports import FLAG_NAMES, ExportFilters
+from ranking.exports.filters import FLAG_NAMES, ExportFilters
 from sampler.registry.models import ModelVersion
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
-from ranking.exports import ExportFilters
+from ranking.exports.filters import ExportFilters
 from sampler.management.commands._training import _boolean, _errors
 from sampler.registry.models import ModelVersion
 from sampler.runs import services as training_services

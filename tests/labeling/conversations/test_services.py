@@ -4,7 +4,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Draft, Message
 from labeling.conversations.selectors import conversation_transcript
-from sampler import services as sampler_services
+from sampler.generation import services as sampler_services
 from sampler.models import GenerationJob, Sample
 from tests.labeling.conftest import write_turns
 
@@ -32,7 +32,9 @@ def test_another_trainer_cannot_write_into_a_conversation(conversation, other_tr
 
 def _suggestion(conversation, trainer, policy):
     job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
-    return sampler_services.generation_job_run(job_id=job.pk).samples.order_by("index").first()
+    return (
+        sampler_services.generation_job_run_inline(job_id=job.pk).samples.order_by("index").first()
+    )
 
 
 def test_used_suggestion_records_origin_sample_and_edit_distance(conversation, trainer, policy):
@@ -64,7 +66,7 @@ def test_used_suggestion_records_origin_sample_and_edit_distance(conversation, t
 def test_user_side_suggestion_for_the_first_turn(conversation, trainer, policy):
     job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
     assert job.role == "user" and job.prompt_messages == []
-    assert sampler_services.generation_job_run(job_id=job.pk).samples.count() == 2
+    assert sampler_services.generation_job_run_inline(job_id=job.pk).samples.count() == 2
 
 
 def test_suggestion_of_someone_else_cannot_be_claimed(conversation, trainer, other_trainer, policy):

@@ -1,7 +1,7 @@
 import pytest
 
 from labeling.conversations.models import Conversation, Message
-from sampler import services as sampler_services
+from sampler.generation import services as sampler_services
 from tests.labeling.conftest import HTMX, model_reply
 
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
@@ -32,7 +32,7 @@ def sample_job(user, n=2):
         requested_by=user,
         queue=False,
     )
-    return sampler_services.generation_job_run(job_id=job.pk)
+    return sampler_services.generation_job_run_inline(job_id=job.pk)
 
 
 def feedback_url(kind, target_id):

@@ -8,9 +8,10 @@ from django.test.utils import CaptureQueriesContext
 from accounts.services import user_create_trainer
 from labeling.feedback import selectors as feedback_selectors
 from labeling.feedback import services as feedback_services
-from ranking import exports
-from ranking import services as ranking_services
-from ranking.services import RankingInput
+from ranking.exports.filters import ExportFilters
+from ranking.exports.rankings import ranking_records
+from ranking.rank import services as ranking_services
+from ranking.rank.services import RankingInput
 from tests.ranking.conftest import finished_conversation
 
 
@@ -50,7 +51,7 @@ def test_rankings_export_carries_moderation_and_feedback_per_candidate(
             )
 
     with CaptureQueriesContext(connection) as queries:
-        records = list(exports.ranking_records(exports.ExportFilters()))
+        records = list(ranking_records(ExportFilters()))
     # Per chunk: tasks, candidates, moderation, feedback, rankings, and the empty next chunk.
     assert len(queries) <= 6
     assert len(records) == 2

@@ -4,9 +4,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from ranking import services as ranking_services
-from ranking.exports import ExportFilters, pair_records, ranking_records
-from ranking.services import RankingInput
+from ranking.exports.filters import ExportFilters
+from ranking.exports.pairs import pair_records
+from ranking.exports.rankings import ranking_records
+from ranking.rank import services as ranking_services
+from ranking.rank.services import RankingInput
 from tests.ranking.conftest import ready_task  # noqa: F401 (a fixture)
 
 

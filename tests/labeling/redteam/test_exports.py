@@ -1,9 +1,12 @@
 """A corrected attack is one demonstration and one preference pair in the exports."""
 
 from labeling.conversations import services
-from ranking import services as ranking_services
-from ranking.exports import ExportFilters, demonstration_records, pair_records, write_jsonl
-from ranking.services import RankingInput
+from ranking.exports.demonstrations import demonstration_records
+from ranking.exports.filters import ExportFilters
+from ranking.exports.pairs import pair_records
+from ranking.exports.pipeline import write_jsonl
+from ranking.rank import services as ranking_services
+from ranking.rank.services import RankingInput
 from sampler.models import ModelVersion
 from tests.labeling.redteam.conftest import CORRECTION, FAILED, PROMPT, attack_and_correct
 from tests.ranking.conftest import ready_task  # noqa: F401 (a fixture)

@@ -7,7 +7,7 @@ from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack
 from sampler.jobs.services import job_run_inline
 from sampler.models import ModelVersion
-from sampler.services import model_version_promote, model_version_register
+from sampler.registry.services import model_version_promote, model_version_register
 from sampler.training.model import build_reward_model, load_tokenizer
 from tests.labeling.conftest import model_reply
 from tests.labeling.redteam.conftest import (

@@ -4,8 +4,8 @@ import re
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from ranking import services as ranking_services
 from ranking.models import Candidate, RankingTask
+from ranking.rank import services as ranking_services
 from sampler.generation import services
 from sampler.moderation import filters as moderation
 from sampler.moderation.models import ModerationResult
@@ -165,27 +165,31 @@ def _ranking_task(other_trainer, settings):
     )
 
 
+class FlagTheSecond:
+    """Flags the second text of each batch it scores (a sample's index in its job)."""
+
+    name = "flag-the-second"
+    version = "1"
+
+    def score(self, texts):
+        return [
+            moderation.FilterResult(index == 1, ["second"] if index == 1 else [], {})
+            for index, _ in enumerate(texts)
+        ]
+
+
 def test_with_blocking_on_a_flagged_sample_never_becomes_a_ranking_candidate(
     settings, policy, other_trainer
 ):
-    # Sample first with the filter off, then flag exactly one of the samples by its text.
-    settings.CONTENT_FILTER = "none"
-    task = _ranking_task(other_trainer, settings)
-    job = services.generation_job_run_inline(job_id=task.generation_job_id)
-    samples = list(job.samples.order_by("index"))
-    texts = [s.text for s in samples]
-    flagged = max(
-        (s for s in samples if s.text.strip() and texts.count(s.text) == 1),
-        key=lambda s: len(s.text),
-    )
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_WORDS = {}
-    settings.CONTENT_FILTER_PATTERNS = {"blocked": [f"^{re.escape(flagged.text)}$"]}
+    settings.CONTENT_FILTER = "tests.sampler.moderation.test_moderation.FlagTheSecond"
     settings.CONTENT_FILTER_BLOCK_RANKING = True
+    task = _ranking_task(other_trainer, settings)
 
     task = ranking_services.ranking_task_prepare(task_id=task.pk)
 
     assert task.status == RankingTask.Status.READY
+    samples = list(task.generation_job.samples.order_by("index"))
+    flagged = samples[1]
     assert ModerationResult.objects.get(sample=flagged).flagged
     candidate_samples = set(
         Candidate.objects.filter(task=task).values_list("message__sample_id", flat=True)

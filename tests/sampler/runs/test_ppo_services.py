@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from labeling.models import Message
-from ranking.exports import ExportFilters
-from ranking.version_selectors import human_preference_between_versions
+from ranking.exports.filters import ExportFilters
+from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.models import ModelComparison
 from sampler.comparisons.services import model_comparison_create
 from sampler.jobs.services import job_run_inline

@@ -12,7 +12,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from ranking.exports import ExportFilters, records, write_jsonl
+from ranking.exports.filters import ExportFilters
+from ranking.exports.pipeline import records, write_jsonl
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 from sampler.registry.services import model_version_promote

@@ -7,7 +7,7 @@ import torch
 from django.core.management import call_command
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ranking.exports import write_jsonl
+from ranking.exports.pipeline import write_jsonl
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 from sampler.runs.models import TrainingRun

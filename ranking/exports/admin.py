@@ -1,0 +1,29 @@
+from django.contrib import admin
+
+from ranking.exports.models import DatasetExport
+from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
+
+
+@admin.register(DatasetExport)
+class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "format",
+        "status",
+        "row_count",
+        "size_bytes",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("format", "status", "created_at")
+    search_fields = ("sha256", "created_by__username", "file_path")
+    raw_id_fields = ("created_by",)
+    readonly_fields = (
+        "sha256",
+        "size_bytes",
+        "row_count",
+        "file_path",
+        "created_at",
+        *LIFECYCLE_FIELDS,
+    )

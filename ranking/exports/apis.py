@@ -1,0 +1,87 @@
+"""Streaming export endpoint: the same records as the Exports page, as JSONL over HTTP."""
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from accounts.roles import IsStaff
+from ranking.exports.filters import (
+    FLAG_NAMES,
+    FORMATS,
+    PAIR_MODES,
+    RED_TEAM_MODES,
+    SPLITS,
+    ExportFilters,
+)
+from ranking.exports.pipeline import jsonl_lines, records
+
+
+class ExportStreamApi(APIView):
+    """Stream an export as JSONL, read from the database in chunks (memory stays flat)."""
+
+    permission_classes = [IsStaff]
+
+    class InputSerializer(serializers.Serializer):
+        format = serializers.ChoiceField(choices=FORMATS)
+        date_from = serializers.DateField(required=False)
+        date_to = serializers.DateField(required=False)
+        model_version_id = serializers.ListField(
+            child=serializers.IntegerField(), required=False, max_length=100
+        )
+        min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
+        exclude_flag = serializers.ListField(
+            child=serializers.ChoiceField(choices=FLAG_NAMES), required=False
+        )
+        exclude_trainer_id = serializers.ListField(
+            child=serializers.IntegerField(), required=False, max_length=1000
+        )
+        pair_mode = serializers.ChoiceField(choices=PAIR_MODES, default="per_ranker")
+        split = serializers.ChoiceField(choices=SPLITS, default="all")
+        test_fraction = serializers.FloatField(default=0.1, min_value=0, max_value=0.99)
+        split_seed = serializers.IntegerField(default=0, min_value=0)
+        pseudonymize = serializers.BooleanField(default=True)
+        red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")
+        guideline_version = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), required=False, max_length=1000
+        )
+
+        class Meta:
+            ref_name = "ExportStreamInput"
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses={(200, "application/jsonl"): OpenApiTypes.BINARY},
+        description="JSONL records of the chosen format; see the README for each schema.",
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        repeated = {"model_version_id", "exclude_flag", "exclude_trainer_id", "guideline_version"}
+        query = {
+            key: request.query_params.getlist(key) if key in repeated else value
+            for key, value in request.query_params.items()
+        }
+        serializer = self.InputSerializer(data=query)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        filters = ExportFilters(
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+            model_version_ids=tuple(data.get("model_version_id", ())),
+            min_agreement=data.get("min_agreement"),
+            exclude_flags=tuple(data.get("exclude_flag", ())),
+            exclude_trainer_ids=tuple(data.get("exclude_trainer_id", ())),
+            pair_mode=data["pair_mode"],
+            split=data["split"],
+            test_fraction=data["test_fraction"],
+            split_seed=data["split_seed"],
+            pseudonymize=data["pseudonymize"],
+            red_team=data["red_team"],
+            guideline_versions=tuple(data.get("guideline_version", ())),
+        )  # a ValidationError here becomes a 400 with its messages (config.api)
+        response = StreamingHttpResponse(
+            jsonl_lines(records(data["format"], filters)), content_type="application/jsonl"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{data["format"]}.jsonl"'
+        return response

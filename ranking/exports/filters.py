@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from dataclasses import asdict, dataclass, fields
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from ranking.exports.models import DatasetExport
+
+SCHEMA_VERSION = 1
+
+
+FORMATS = tuple(DatasetExport.Format.values)
+
+
+PAIR_MODES = ("per_ranker", "aggregated")
+
+
+SPLITS = ("all", "train", "test")
+
+
+# Red-team data (corrected attacks): kept with the rest, left out, or exported alone.
+RED_TEAM_MODES = ("include", "exclude", "only")
+
+
+FLAG_NAMES = ("harmful", "untruthful", "unhelpful", "off_topic", "other")
+
+
+CHUNK_SIZE = 500
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """What to export. Every field has a default, so ``ExportFilters()`` exports everything."""
+
+    date_from: date | None = None
+    date_to: date | None = None
+    model_version_ids: tuple[int, ...] = ()
+    # Rankings / per-ranker pairs: the task's mean pairwise agreement between rankers.
+    # Aggregated pairs: the share of rankers that agree with the majority on that pair.
+    min_agreement: float | None = None
+    exclude_flags: tuple[str, ...] = ()
+    exclude_trainer_ids: tuple[int, ...] = ()
+    pair_mode: str = "per_ranker"
+    split: str = "all"
+    # Conversations hashed into the test split; by conversation, so no prompt is on both sides.
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    pseudonymize: bool = True
+    red_team: str = "include"
+    # Guideline version numbers; empty: any (rows made before versions existed included).
+    guideline_versions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        errors = {}
+        if self.red_team not in RED_TEAM_MODES:
+            errors["red_team"] = f"red_team must be one of {', '.join(RED_TEAM_MODES)}."
+        if any(number < 1 for number in self.guideline_versions):
+            errors["guideline_versions"] = "Guideline versions are numbered from 1."
+        if self.pair_mode not in PAIR_MODES:
+            errors["pair_mode"] = f"pair_mode must be one of {', '.join(PAIR_MODES)}."
+        if self.split not in SPLITS:
+            errors["split"] = f"split must be one of {', '.join(SPLITS)}."
+        if not 0.0 <= self.test_fraction < 1.0:
+            errors["test_fraction"] = "test_fraction must be at least 0 and below 1."
+        if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
+            errors["min_agreement"] = "min_agreement must be between 0 and 1."
+        unknown = set(self.exclude_flags) - set(FLAG_NAMES)
+        if unknown:
+            errors["exclude_flags"] = f"Unknown flags: {', '.join(sorted(unknown))}."
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            errors["date_to"] = "The end date is before the start date."
+        if errors:
+            raise ValidationError(errors)
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        for key in ("date_from", "date_to"):
+            values[key] = values[key].isoformat() if values[key] else None
+        for key in (
+            "model_version_ids",
+            "exclude_flags",
+            "exclude_trainer_ids",
+            "guideline_versions",
+        ):
+            values[key] = list(values[key])
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ExportFilters:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValidationError({"filters": f"Unknown filters: {', '.join(sorted(unknown))}."})
+        cleaned = dict(values)
+        try:
+            for key in ("date_from", "date_to"):
+                if cleaned.get(key):
+                    cleaned[key] = date.fromisoformat(str(cleaned[key]))
+            for key in ("model_version_ids", "exclude_trainer_ids", "guideline_versions"):
+                cleaned[key] = tuple(int(v) for v in cleaned.get(key) or ())
+            cleaned["exclude_flags"] = tuple(str(v) for v in cleaned.get("exclude_flags") or ())
+            for key in ("min_agreement", "test_fraction"):
+                if cleaned.get(key) is not None:
+                    cleaned[key] = float(cleaned[key])
+        except (TypeError, ValueError) as error:
+            raise ValidationError({"filters": f"Malformed filter value ({error})."}) from error
+        return cls(**cleaned)
+
+
+def split_of(conversation_id: int, *, seed: int, test_fraction: float) -> str:
+    """Deterministic: the same conversation lands on the same side in every export."""
+    digest = hashlib.sha256(f"{seed}:{conversation_id}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+
+
+def pseudonym(user_id: int | None, *, enabled: bool) -> str | int | None:
+    """A stable id per user and deployment that does not reveal who ranked."""
+    if user_id is None or not enabled:
+        return user_id
+    return _keyed_hash(user_id, settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=65536)
+def _keyed_hash(user_id: int, key: str) -> str:
+    # Cached: an export names the same few hundred trainers on millions of rows.
+    mac = hmac.new(key.encode(), f"ranker:{user_id}".encode(), hashlib.sha256)
+    return "r-" + mac.hexdigest()[:16]
+
+
+def day_bounds(filters: ExportFilters) -> dict:
+    bounds = {}
+    zone = timezone.get_current_timezone()
+    if filters.date_from:
+        bounds["gte"] = datetime.combine(filters.date_from, time.min, tzinfo=zone)
+    if filters.date_to:
+        bounds["lt"] = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=zone)
+    return bounds

@@ -1,0 +1,15 @@
+"""Dataset exports as a kind of job for the executor."""
+
+from config.celery import Queue
+from ranking.exports.models import DatasetExport
+from ranking.exports.services import dataset_export_execute
+from sampler.jobs.kinds import JobKind, job_kind_register
+
+EXPORT = job_kind_register(
+    JobKind(
+        name="export",
+        model=DatasetExport,
+        execute=dataset_export_execute,
+        queue=Queue.DEFAULT.value,
+    )
+)

@@ -1,0 +1,37 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from sampler.jobs.models import Job, job_indexes
+
+
+class DatasetExport(Job):
+    """A dataset file written by a job (progress, rows, size and sha256 once written)."""
+
+    class Format(models.TextChoices):
+        RANKINGS = "rankings", "Rankings (raw, one record per ranking)"
+        PAIRS = "pairs", "Preference pairs (prompt / chosen / rejected)"
+        DEMONSTRATIONS = "demonstrations", "Demonstrations (messages, for SFT)"
+
+    format = models.CharField(max_length=32, choices=Format.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    progress = models.FloatField(default=0.0)
+    row_count = models.PositiveBigIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    file_path = models.CharField(max_length=1000, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="dataset_exports"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = job_indexes("export")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="export_progress_fraction"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_format_display()} export {self.pk} ({self.status})"

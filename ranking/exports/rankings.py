@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ranking.exports.filters import SCHEMA_VERSION, ExportFilters, pseudonym
+from ranking.exports.reading import bundle_context, flagged_candidates, task_bundles
+
+
+def _candidate_record(candidate: dict) -> dict:
+    return {
+        "candidate_id": candidate["id"],
+        "message_id": candidate["message_id"],
+        "text": candidate["message__content"],
+        "is_source": candidate["is_source"],
+        "origin": candidate["message__origin"],
+        "model_version": candidate["message__model_version__name"],
+        "sampling": {
+            "job_id": candidate["message__sample__job_id"],
+            "sample_index": candidate["message__sample__index"],
+            "seed": candidate["message__sample__job__seed"],
+            "params": candidate["message__sample__job__params"],
+        },
+        "moderation": candidate["moderation"],
+        "feedback": candidate["feedback"],
+    }
+
+
+def ranking_records(filters: ExportFilters) -> Iterator[dict]:
+    for bundle in task_bundles(filters):
+        context = bundle_context(bundle, filters, with_agreement=True)
+        if context is None:
+            continue
+        candidates = [_candidate_record(c) for c in bundle.candidates]
+        for ranking in bundle.rankings:
+            if flagged_candidates(ranking, filters.exclude_flags):
+                continue
+            yield {
+                "schema_version": SCHEMA_VERSION,
+                "ranking_id": ranking["id"],
+                "task_id": bundle.task["pk"],
+                "conversation_id": context["conversation_id"],
+                "split": context["split"],
+                "model_version": bundle.task["model_version__name"],
+                "prompt": context["prompt"],
+                "candidates": candidates,
+                "ordering": ranking["ordering"],
+                "cannot_rank": ranking["cannot_rank"],
+                # A list, not a dict keyed by id: every record then has the same schema.
+                "flags": [
+                    {"candidate_id": int(candidate), "flags": entry["flags"], "note": entry["note"]}
+                    for candidate, entry in sorted((ranking["flags"] or {}).items())
+                ],
+                "rationale": ranking["rationale"],
+                "presentation_order": ranking["presentation_order"],
+                "ranker": pseudonym(ranking["ranker_id"], enabled=filters.pseudonymize),
+                "duration_ms": ranking["duration_ms"],
+                "started_at": ranking["started_at"].isoformat(),
+                "submitted_at": ranking["submitted_at"].isoformat(),
+                "task_agreement": context["agreement"],
+                "guideline_version": ranking["guideline_version__number"],
+            }

@@ -1,0 +1,77 @@
+"""Dataset exports as jobs: record the request, then write the file on a worker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+
+from ranking.exports.filters import FORMATS, ExportFilters
+from ranking.exports.models import DatasetExport
+from ranking.exports.pipeline import records, source_count, write_jsonl
+from sampler.jobs.kinds import JobContext
+from sampler.jobs.services import job_enqueue
+
+# Rows per source differ by format (pairs per ranking): progress is an estimate, capped.
+ROWS_PER_SOURCE = {"pairs": 6, "rankings": 1, "demonstrations": 1}
+# Progress (and the heartbeat) reaches the database at most this often.
+PROGRESS_WRITE_SECONDS = 1.0
+
+
+def dataset_export_create(
+    *,
+    created_by: AbstractBaseUser,
+    format: str,
+    filters: ExportFilters,
+    compress: bool = True,
+    queue: bool = True,
+) -> DatasetExport:
+    """Record an export request and queue it; bad formats or filters fail before anything runs.
+
+    ``export.publication`` says whether the job queue took it (the export is kept either way).
+    """
+    if format not in FORMATS:
+        raise ValidationError({"format": f"format must be one of {', '.join(FORMATS)}."})
+    export = DatasetExport.objects.create(
+        format=format, filters={**filters.as_dict(), "compress": compress}, created_by=created_by
+    )
+    export.publication = job_enqueue(job=export) if queue else None
+    return export
+
+
+def dataset_export_execute(context: JobContext) -> None:
+    """Write the export's file (to a temporary name, renamed when complete); a job run again
+    writes it again from the start."""
+    export = DatasetExport.objects.get(pk=context.job.pk)
+    stored = dict(export.filters)
+    compress = stored.pop("compress", True)
+    filters = ExportFilters.from_dict(stored)
+    total_sources = max(1, source_count(export.format, filters))
+    suffix = ".jsonl.gz" if compress else ".jsonl"
+    final = Path(settings.EXPORT_ROOT) / f"export-{export.pk}-{export.format}{suffix}"
+    partial = final.with_name(final.name + ".partial")
+
+    last_write = 0.0
+
+    def on_progress(rows: int) -> None:
+        nonlocal last_write
+        if time.monotonic() - last_write < PROGRESS_WRITE_SECONDS:
+            return
+        last_write = time.monotonic()
+        rows_expected = total_sources * ROWS_PER_SOURCE[export.format]
+        context.heartbeat(progress=min(0.99, rows / rows_expected))
+
+    written = write_jsonl(
+        records(export.format, filters), partial, compress=compress, on_progress=on_progress
+    )
+    partial.replace(final)
+    context.succeed(
+        progress=1.0,
+        row_count=written.rows,
+        size_bytes=written.size_bytes,
+        sha256=written.sha256,
+        file_path=str(final),
+    )

@@ -1,0 +1,91 @@
+"""The Exports page for admins: choose a format and filters, preview, export, download."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.roles import staff_required
+from ranking.exports import services
+from ranking.exports.forms import ExportForm
+from ranking.exports.models import DatasetExport
+from ranking.exports.pipeline import source_count
+from ranking.exports.selectors import dataset_export_list
+
+PAGE = "ranking/exports/list.html"
+UNPUBLISHED = (
+    "The export is saved, but the job queue is unreachable right now: it starts as soon as the "
+    "queue is back."
+)
+
+
+def _exports() -> dict:
+    exports = list(dataset_export_list()[:100])
+    unfinished = {DatasetExport.Status.QUEUED, DatasetExport.Status.RUNNING}
+    return {
+        "exports": exports,
+        "exports_running": any(e.status in unfinished for e in exports),
+        "unpublished_message": UNPUBLISHED,
+    }
+
+
+def _page(request: HttpRequest, form: ExportForm, *, status: int = 200) -> HttpResponse:
+    return render(request, PAGE, {"form": form, **_exports()}, status=status)
+
+
+@staff_required
+def export_list(request: HttpRequest) -> HttpResponse:
+    return _page(request, ExportForm(initial={"format": "pairs"}))
+
+
+@staff_required
+def export_preview(request: HttpRequest) -> HttpResponse:
+    form = ExportForm(request.GET)
+    context = {"form": form}
+    if form.is_valid():
+        context["count"] = source_count(form.cleaned_data["format"], form.cleaned_data["filters"])
+        context["unit"] = (
+            "finished conversations"
+            if form.cleaned_data["format"] == DatasetExport.Format.DEMONSTRATIONS
+            else "rankings"
+        )
+    return render(request, f"{PAGE}#preview", context, status=200 if form.is_valid() else 422)
+
+
+@staff_required
+@require_POST
+def export_start(request: HttpRequest) -> HttpResponse:
+    form = ExportForm(request.POST)
+    if not form.is_valid():
+        return _page(request, form, status=422)
+    export = services.dataset_export_create(
+        created_by=request.user,
+        format=form.cleaned_data["format"],
+        filters=form.cleaned_data["filters"],
+        compress=form.cleaned_data["compress"],
+    )
+    unpublished = export.publication.failed
+    if request.htmx:
+        context = {**_exports(), "unpublished": unpublished}
+        return render(request, f"{PAGE}#export-table", context)
+    if unpublished:
+        messages.warning(request, UNPUBLISHED)
+    return redirect("ranking:exports")
+
+
+@staff_required
+def export_status(request: HttpRequest) -> HttpResponse:
+    return render(request, f"{PAGE}#export-table", _exports())
+
+
+@staff_required
+def export_download(request: HttpRequest, export_id: int) -> FileResponse:
+    export = get_object_or_404(DatasetExport, pk=export_id, status=DatasetExport.Status.SUCCEEDED)
+    path = Path(export.file_path)
+    # Only files this app wrote under EXPORT_ROOT are served.
+    if not path.is_file() or Path(settings.EXPORT_ROOT).resolve() not in path.resolve().parents:
+        raise Http404("The export file is gone.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

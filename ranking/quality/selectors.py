@@ -1,0 +1,168 @@
+"""What human rankings say about two model versions against each other."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, QuerySet
+
+from ranking.quality import metrics
+from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from sampler.registry.models import ModelVersion
+
+
+@dataclass(frozen=True)
+class HumanPreference:
+    """Over every ranking of a task holding replies of both versions: each (reply of A, reply
+    of B) pair counts once per ranking as a win of A, a win of B or a tie."""
+
+    rankings: int
+    wins_a: int
+    wins_b: int
+    ties: int
+
+    @property
+    def pairs(self) -> int:
+        return self.wins_a + self.wins_b + self.ties
+
+    @property
+    def win_rate_a(self) -> float | None:
+        """Ties count half; None without any pair."""
+        return (self.wins_a + 0.5 * self.ties) / self.pairs if self.pairs else None
+
+
+def human_preference_between_versions(*, version_a_id: int, version_b_id: int) -> HumanPreference:
+    tasks = RankingTask.objects.filter(candidates__message__model_version_id=version_a_id).filter(
+        candidates__message__model_version_id=version_b_id
+    )
+    version_of: dict[int, int] = {}
+    for candidate_id, version_id in Candidate.objects.filter(
+        task__in=tasks, message__model_version_id__in=[version_a_id, version_b_id]
+    ).values_list("id", "message__model_version_id"):
+        version_of[candidate_id] = version_id
+    counts: dict[str, int] = defaultdict(int)
+    for ordering in Ranking.objects.filter(task__in=tasks, cannot_rank=False).values_list(
+        "ordering", flat=True
+    ):
+        rank = {candidate: index for index, group in enumerate(ordering) for candidate in group}
+        side_a = [c for c in rank if version_of.get(c) == version_a_id]
+        side_b = [c for c in rank if version_of.get(c) == version_b_id]
+        if not side_a or not side_b:
+            continue
+        counts["rankings"] += 1
+        for a in side_a:
+            for b in side_b:
+                if rank[a] < rank[b]:
+                    counts["wins_a"] += 1
+                elif rank[a] > rank[b]:
+                    counts["wins_b"] += 1
+                else:
+                    counts["ties"] += 1
+    return HumanPreference(
+        rankings=counts["rankings"],
+        wins_a=counts["wins_a"],
+        wins_b=counts["wins_b"],
+        ties=counts["ties"],
+    )
+
+
+@dataclass(frozen=True)
+class TrainerRow:
+    username: str
+    quality: metrics.TrainerQuality
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task: RankingTask
+    agreement: metrics.Agreement
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    overall: metrics.Agreement
+    ranking_count: int
+    task_count: int
+    trainers: list[TrainerRow]
+    lowest_tasks: list[TaskRow]
+
+
+def ranking_quality(
+    *,
+    submitted_from: datetime | None = None,
+    submitted_before: datetime | None = None,
+    model_version_id: int | None = None,
+    lowest: int = 20,
+) -> QualityReport:
+    """Agreement overall, per trainer and for the worst tasks, in a fixed number of queries.
+
+    The rankings in the window are fetched in one query and aggregated in Python
+    (``ranking.metrics``); skips, usernames and the lowest tasks take one query each.
+    """
+    rankings = Ranking.objects.all()
+    skips = Assignment.objects.filter(status=Assignment.Status.SKIPPED)
+    if submitted_from is not None:
+        rankings = rankings.filter(submitted_at__gte=submitted_from)
+        skips = skips.filter(closed_at__gte=submitted_from)
+    if submitted_before is not None:
+        rankings = rankings.filter(submitted_at__lt=submitted_before)
+        skips = skips.filter(closed_at__lt=submitted_before)
+    if model_version_id is not None:
+        rankings = rankings.filter(task__model_version_id=model_version_id)
+        skips = skips.filter(task__model_version_id=model_version_id)
+    records = [
+        metrics.RankingRecord(
+            task_id=task_id,
+            ranker_id=ranker_id,
+            ordering=ordering or [],
+            cannot_rank=cannot_rank,
+            flagged=any(entry.get("flags") for entry in (flags or {}).values()),
+            duration_ms=duration_ms,
+        )
+        for task_id, ranker_id, ordering, cannot_rank, flags, duration_ms in rankings.values_list(
+            "task_id", "ranker_id", "ordering", "cannot_rank", "flags", "duration_ms"
+        )
+    ]
+    skip_counts = dict(
+        skips.values("trainer_id").annotate(count=Count("id")).values_list("trainer_id", "count")
+    )
+    summary = metrics.quality_summary(records, skips=skip_counts)
+
+    usernames = dict(
+        get_user_model()
+        .objects.filter(pk__in=[row.ranker_id for row in summary.trainers])
+        .values_list("pk", "username")
+    )
+    compared = [
+        (agreement.pairwise, task_id)
+        for task_id, agreement in summary.tasks.items()
+        if agreement.pairwise is not None
+    ]
+    lowest_ids = [task_id for _, task_id in sorted(compared)[:lowest]]
+    tasks = RankingTask.objects.select_related("prefix_message", "model_version").in_bulk(
+        lowest_ids
+    )
+    return QualityReport(
+        overall=summary.overall,
+        ranking_count=len(records),
+        task_count=len(summary.tasks),
+        trainers=[
+            TrainerRow(username=usernames.get(row.ranker_id, f"#{row.ranker_id}"), quality=row)
+            for row in summary.trainers
+        ],
+        lowest_tasks=[
+            TaskRow(task=tasks[task_id], agreement=summary.tasks[task_id])
+            for task_id in lowest_ids
+            if task_id in tasks
+        ],
+    )
+
+
+def model_version_choices() -> QuerySet[ModelVersion]:
+    """Model versions that have ranking tasks, for the quality page's filter."""
+    return ModelVersion.objects.filter(
+        pk__in=RankingTask.objects.values("model_version_id")
+    ).order_by("-created_at")

@@ -1,0 +1,44 @@
+"""Admin pages about ranking quality (agreement between trainers)."""
+
+from datetime import datetime, time, timedelta
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+
+from accounts.roles import staff_required
+from ranking.quality import metrics
+from ranking.quality.forms import QualityFilterForm
+from ranking.quality.selectors import ranking_quality
+
+
+def _start_of_day(day) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else fraction * 100
+
+
+@staff_required
+def quality(request: HttpRequest) -> HttpResponse:
+    form = QualityFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    start, end = filters.get("submitted_from"), filters.get("submitted_to")
+    version = filters.get("model_version")
+    report = ranking_quality(
+        submitted_from=_start_of_day(start) if start else None,
+        submitted_before=_start_of_day(end + timedelta(days=1)) if end else None,
+        model_version_id=version.pk if version else None,
+    )
+    return render(
+        request,
+        "ranking/quality/page.html",
+        {
+            "form": form,
+            "report": report,
+            "overall_percent": _percent(report.overall.pairwise),
+            "reference_percent": _percent(metrics.INSTRUCTGPT_AGREEMENT),
+            "reference_spread_percent": _percent(metrics.INSTRUCTGPT_AGREEMENT_SPREAD),
+        },
+    )

@@ -1,0 +1,51 @@
+from django.contrib import admin
+
+from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+
+
+class CandidateInline(admin.TabularInline):
+    model = Candidate
+    extra = 0
+    raw_id_fields = ("message",)
+
+
+@admin.register(RankingTask)
+class RankingTaskAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "status",
+        "model_version",
+        "rankings_count",
+        "overlap_required",
+        "created_at",
+        "ready_at",
+    )
+    list_filter = ("status", "model_version", "created_at")
+    search_fields = ("id", "prefix_message__content", "source_message__content")
+    raw_id_fields = ("source_message", "prefix_message", "generation_job")
+    inlines = [CandidateInline]
+
+
+@admin.register(Candidate)
+class CandidateAdmin(admin.ModelAdmin):
+    list_display = ("id", "task", "position", "is_source", "message")
+    list_filter = ("is_source",)
+    search_fields = ("message__content",)
+    raw_id_fields = ("task", "message")
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "task", "trainer", "status", "leased_at", "expires_at", "closed_at")
+    list_filter = ("status", "leased_at")
+    search_fields = ("trainer__username", "skip_reason")
+    raw_id_fields = ("task", "trainer")
+
+
+@admin.register(Ranking)
+class RankingAdmin(admin.ModelAdmin):
+    list_display = ("id", "task", "ranker", "cannot_rank", "duration_ms", "submitted_at")
+    list_filter = ("cannot_rank", "submitted_at")
+    search_fields = ("ranker__username", "rationale")
+    raw_id_fields = ("task", "assignment", "ranker")
+    date_hierarchy = "submitted_at"

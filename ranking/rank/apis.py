@@ -1,0 +1,195 @@
+"""Ranking JSON API: claim the next task, submit a ranking, skip a task."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.roles import IsTrainer
+from ranking.rank import services
+from ranking.rank.selectors import assignment_get_for_trainer, assignment_screen
+
+# Bounds on what a request may carry, well above any real task (K + 1 candidates, K <= 16),
+# so a malformed or hostile body is refused by the serializer before the service runs.
+MAX_CANDIDATES = 64
+MAX_FLAGS_PER_REPLY = 10
+MAX_TEXT_CHARS = 20000
+
+
+def _candidate_id() -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+
+
+def _candidate_keys(value: dict, field: str) -> dict[int, object]:
+    """JSON object keys are strings: turn them into candidate ids or refuse the request."""
+    if len(value) > MAX_CANDIDATES:
+        raise serializers.ValidationError(f"At most {MAX_CANDIDATES} replies can carry {field}.")
+    converted = {}
+    for key, item in value.items():
+        try:
+            converted[_candidate_id().run_validation(key)] = item
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError(
+                f"{field.capitalize()} must be keyed by reply id, not {key!r}."
+            ) from error
+    return converted
+
+
+class ModerationOutputSerializer(serializers.Serializer):
+    filter = serializers.CharField(source="filter_name")
+    version = serializers.CharField(source="filter_version")
+    flagged = serializers.BooleanField()
+    categories = serializers.ListField(child=serializers.CharField())
+
+
+class CandidateOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    message_id = serializers.IntegerField()
+    moderation = ModerationOutputSerializer(allow_null=True)
+
+
+class AssignmentOutputSerializer(serializers.Serializer):
+    assignment_id = serializers.IntegerField(source="assignment.pk")
+    task_id = serializers.IntegerField(source="assignment.task_id")
+    expires_at = serializers.DateTimeField(source="assignment.expires_at")
+    prefix = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    candidates = CandidateOutputSerializer(many=True)
+
+
+class TaskClaimApi(APIView):
+    """The trainer's current assignment, or a lease on the next task that needs them."""
+
+    permission_classes = [IsTrainer]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: AssignmentOutputSerializer,
+            204: OpenApiResponse(description="No task is ready for this trainer."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        assignment = services.task_claim_next(trainer=request.user)
+        if assignment is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(AssignmentOutputSerializer(assignment_screen(assignment=assignment)).data)
+
+
+class RankingSubmitApi(APIView):
+    """Store the trainer's ranking of an assigned task (best first, tie groups allowed)."""
+
+    permission_classes = [IsTrainer]
+
+    class InputSerializer(serializers.Serializer):
+        ordering = serializers.ListField(
+            child=serializers.ListField(child=_candidate_id(), max_length=MAX_CANDIDATES),
+            max_length=MAX_CANDIDATES,
+            default=list,
+        )
+        cannot_rank = serializers.BooleanField(default=False)
+        flags = serializers.DictField(
+            child=serializers.ListField(
+                child=serializers.CharField(max_length=50), max_length=MAX_FLAGS_PER_REPLY
+            ),
+            required=False,
+            default=dict,
+        )
+        flag_notes = serializers.DictField(
+            child=serializers.CharField(allow_blank=True, max_length=MAX_TEXT_CHARS),
+            required=False,
+            default=dict,
+        )
+        rationale = serializers.CharField(
+            allow_blank=True, required=False, default="", max_length=MAX_TEXT_CHARS
+        )
+
+        class Meta:
+            ref_name = "RankingSubmitInput"
+
+        def validate_flags(self, value: dict) -> dict[int, list[str]]:
+            return _candidate_keys(value, "flags")
+
+        def validate_flag_notes(self, value: dict) -> dict[int, str]:
+            return _candidate_keys(value, "flag notes")
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        task_id = serializers.IntegerField()
+        assignment_id = serializers.IntegerField()
+        ordering = serializers.JSONField()
+        cannot_rank = serializers.BooleanField()
+        flags = serializers.JSONField()
+        rationale = serializers.CharField()
+        presentation_order = serializers.JSONField()
+        started_at = serializers.DateTimeField()
+        submitted_at = serializers.DateTimeField()
+        duration_ms = serializers.IntegerField()
+
+        class Meta:
+            ref_name = "RankingOutput"
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            400: OpenApiResponse(description="The ranking is not valid; messages per field."),
+            404: OpenApiResponse(description="No such assignment of yours."),
+            409: OpenApiResponse(description="Already ranked, skipped, or the task is full."),
+        },
+    )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
+        try:
+            ranking = services.ranking_submit(
+                assignment=assignment,
+                trainer=request.user,
+                ranking=services.RankingInput(
+                    ordering=data["ordering"],
+                    cannot_rank=data["cannot_rank"],
+                    flags=data["flags"],
+                    flag_notes=data["flag_notes"],
+                    rationale=data["rationale"],
+                ),
+            )
+        except services.RankingConflict as conflict:
+            return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.OutputSerializer(ranking).data, status=status.HTTP_201_CREATED)
+
+
+class AssignmentSkipApi(APIView):
+    """Give an assigned task back; it is not offered to this trainer again."""
+
+    permission_classes = [IsTrainer]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(
+            allow_blank=True, required=False, default="", max_length=MAX_TEXT_CHARS
+        )
+
+        class Meta:
+            ref_name = "AssignmentSkipInput"
+
+    class OutputSerializer(serializers.Serializer):
+        assignment_id = serializers.IntegerField(source="pk")
+        task_id = serializers.IntegerField()
+        status = serializers.CharField()
+        skip_reason = serializers.CharField()
+
+        class Meta:
+            ref_name = "AssignmentSkipOutput"
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    def post(self, request: Request, assignment_id: int) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
+        services.assignment_skip(
+            assignment=assignment, trainer=request.user, reason=serializer.validated_data["reason"]
+        )
+        assignment.refresh_from_db()
+        return Response(self.OutputSerializer(assignment).data)

@@ -1,0 +1,150 @@
+"""The ranking form: one rank number per reply (equal numbers are a tie), flags, a rationale.
+
+Fields are made per candidate (``rank_<id>``, ``tie_<id>``, ``flag_<id>``, ``flag_note_<id>``),
+so the page works as a plain form; ranking.js only fills the rank numbers in from the list
+order. Lengths, unknown replies and "other needs a note" are checked by the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django import forms
+
+from ranking.rank.services import FLAGS, RankingInput
+
+FLAG_LABELS = {
+    "harmful": "Harmful",
+    "untruthful": "Untruthful",
+    "unhelpful": "Unhelpful",
+    "off_topic": "Off-topic",
+    "other": "Other",
+}
+
+
+def reply_letter(index: int) -> str:
+    return chr(ord("A") + index) if index < 26 else str(index + 1)
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    """One reply as the ranking list shows it, with what the trainer entered for it."""
+
+    id: int
+    letter: str
+    text: str
+    rank: str
+    tie: bool
+    flags: list[str]
+    note: str
+    rank_invalid: bool
+    message_id: int | None = None
+    # The newest content filter result on the reply's sample (None when never filtered).
+    moderation: object | None = None
+
+
+class RankingForm(forms.Form):
+    cannot_rank = forms.BooleanField(required=False, label="All are bad / cannot rank")
+    rationale = forms.CharField(required=False, strip=False, widget=forms.Textarea)
+
+    def __init__(self, *args, candidates: list[dict], **kwargs) -> None:
+        """``candidates``: ``{"id", "text"}`` dicts in presentation order."""
+        super().__init__(*args, **kwargs)
+        self.candidates = candidates
+        self.letters = {
+            candidate["id"]: reply_letter(index) for index, candidate in enumerate(candidates)
+        }
+        for candidate in candidates:
+            candidate_id = candidate["id"]
+            self.fields[f"rank_{candidate_id}"] = forms.CharField(required=False)
+            self.fields[f"tie_{candidate_id}"] = forms.BooleanField(required=False)
+            self.fields[f"flag_{candidate_id}"] = forms.MultipleChoiceField(
+                required=False, choices=[(name, FLAG_LABELS[name]) for name in FLAGS]
+            )
+            self.fields[f"flag_note_{candidate_id}"] = forms.CharField(required=False)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        count = len(self.candidates)
+        for candidate in self.candidates:
+            name = f"rank_{candidate['id']}"
+            raw = (cleaned.get(name) or "").strip()
+            if not raw:
+                if not cleaned.get("cannot_rank"):
+                    self.add_error(
+                        name,
+                        f"Reply {self.letters[candidate['id']]} has no rank: "
+                        f"give every reply a number from 1 (best) to {count}.",
+                    )
+                cleaned[name] = None
+                continue
+            try:
+                rank = int(raw)
+            except ValueError:
+                rank = 0
+            if not 1 <= rank <= count:
+                self.add_error(
+                    name,
+                    f"Reply {self.letters[candidate['id']]}: the rank must be a whole number "
+                    f"from 1 (best) to {count}.",
+                )
+            cleaned[name] = rank
+        return cleaned
+
+    def error_messages(self) -> list[str]:
+        return [error for errors in self.errors.values() for error in errors]
+
+    def _display_order(self) -> list[int]:
+        """Candidate ids in the order the list showed them when submitted (``order`` inputs);
+        presentation order for a fresh form or when the posted order is not a permutation."""
+        ids = [candidate["id"] for candidate in self.candidates]
+        if not self.is_bound:
+            return ids
+        try:
+            posted = [int(value) for value in self.data.getlist("order")]
+        except (AttributeError, ValueError):
+            return ids
+        return posted if sorted(posted) == sorted(ids) else ids
+
+    def ranking_input(self) -> RankingInput:
+        """The valid form as the service's input: tie groups by rank number, best first."""
+        cleaned = self.cleaned_data
+        groups: dict[int, list[int]] = {}
+        if not cleaned["cannot_rank"]:
+            # Within a tie, replies keep the order the trainer saw them in.
+            for candidate_id in self._display_order():
+                groups.setdefault(cleaned[f"rank_{candidate_id}"], []).append(candidate_id)
+        ids = [candidate["id"] for candidate in self.candidates]
+        return RankingInput(
+            ordering=[groups[rank] for rank in sorted(groups)],
+            cannot_rank=cleaned["cannot_rank"],
+            flags={cid: cleaned[f"flag_{cid}"] for cid in ids if cleaned[f"flag_{cid}"]},
+            flag_notes={
+                cid: cleaned[f"flag_note_{cid}"] for cid in ids if cleaned[f"flag_note_{cid}"]
+            },
+            rationale=cleaned["rationale"],
+        )
+
+    def rows(self) -> list[CandidateRow]:
+        """The replies in display order with the values as entered (kept on a re-render)."""
+        by_id = {candidate["id"]: candidate for candidate in self.candidates}
+        # Only a validated form marks bad ranks (a skip that failed re-renders without checking).
+        invalid = set(self._errors or {})
+        rows = []
+        for candidate_id in self._display_order():
+            rank = self[f"rank_{candidate_id}"].value()
+            rows.append(
+                CandidateRow(
+                    id=candidate_id,
+                    letter=self.letters[candidate_id],
+                    text=by_id[candidate_id]["text"],
+                    rank="" if rank is None else str(rank),
+                    tie=bool(self[f"tie_{candidate_id}"].value()),
+                    flags=list(self[f"flag_{candidate_id}"].value() or []),
+                    note=self[f"flag_note_{candidate_id}"].value() or "",
+                    rank_invalid=f"rank_{candidate_id}" in invalid,
+                    message_id=by_id[candidate_id].get("message_id"),
+                    moderation=by_id[candidate_id].get("moderation"),
+                )
+            )
+        return rows

@@ -1,0 +1,154 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class RankingTask(models.Model):
+    """A conversation prefix ending in a user turn plus K+1 candidate assistant replies."""
+
+    class Status(models.TextChoices):
+        PREPARING = "preparing", "Sampling alternatives"
+        READY = "ready", "Ready for ranking"
+        COMPLETE = "complete", "Has all its rankings"
+        FAILED = "failed", "Sampling failed"
+
+    source_message = models.ForeignKey(
+        "labeling.Message", on_delete=models.PROTECT, related_name="ranking_tasks_as_source"
+    )
+    prefix_message = models.ForeignKey(
+        "labeling.Message",
+        on_delete=models.PROTECT,
+        related_name="ranking_tasks_as_prefix",
+        help_text="The user turn the candidates answer.",
+    )
+    generation_job = models.ForeignKey(
+        "sampler.GenerationJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="ranking_tasks",
+    )
+    model_version = models.ForeignKey(
+        "sampler.ModelVersion", on_delete=models.PROTECT, related_name="ranking_tasks"
+    )
+    # The writer of the source conversation never ranks it (copied here so claiming needs no join).
+    source_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PREPARING)
+    alternatives_requested = models.PositiveSmallIntegerField(default=4)
+    overlap_required = models.PositiveSmallIntegerField(default=3)
+    rankings_count = models.PositiveSmallIntegerField(default=0)
+    # Assignments currently leased: a task is offered while rankings + leases < overlap.
+    leased_count = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rankings_count__lte=models.F("overlap_required")),
+                name="task_never_more_rankings_than_overlap",
+            ),
+            models.CheckConstraint(
+                condition=Q(rankings_count__gte=0) & Q(leased_count__gte=0),
+                name="task_counts_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Task {self.pk} ({self.status})"
+
+
+class Candidate(models.Model):
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="candidates")
+    message = models.ForeignKey(
+        "labeling.Message", on_delete=models.PROTECT, related_name="candidacies"
+    )
+    is_source = models.BooleanField(default=False, help_text="The message the task was built from.")
+    position = models.PositiveSmallIntegerField(help_text="Canonical order within the task.")
+
+    class Meta:
+        ordering = ["task", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "position"], name="candidate_unique_position"),
+            models.UniqueConstraint(fields=["task", "message"], name="candidate_unique_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Candidate {self.position} of task {self.task_id}"
+
+
+class Assignment(models.Model):
+    """A lease: the task is reserved for one trainer until ``expires_at``."""
+
+    class Status(models.TextChoices):
+        LEASED = "leased", "Leased"
+        SUBMITTED = "submitted", "Ranked"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Lease expired"
+
+    task = models.ForeignKey(RankingTask, on_delete=models.CASCADE, related_name="assignments")
+    trainer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ranking_assignments"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.LEASED)
+    presentation_order = models.JSONField(default=list, help_text="Candidate ids as shown.")
+    skip_reason = models.CharField(max_length=500, blank=True)
+    leased_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-leased_at"]
+        indexes = [
+            models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["trainer", "status"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "trainer"], name="assignment_once_per_trainer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Assignment of task {self.task_id} to {self.trainer_id} ({self.status})"
+
+
+class Ranking(models.Model):
+    """One trainer's ranking of one task's candidates."""
+
+    task = models.ForeignKey(RankingTask, on_delete=models.PROTECT, related_name="rankings")
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="ranking")
+    ranker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rankings"
+    )
+    # Best to worst, as a list of tie groups of candidate ids: [[3], [1, 4], [2]].
+    ordering = models.JSONField(default=list)
+    cannot_rank = models.BooleanField(default=False)
+    flags = models.JSONField(
+        default=dict, blank=True, help_text='Candidate id -> {"flags": [...], "note": "..."}.'
+    )
+    rationale = models.TextField(blank=True, max_length=4000)
+    presentation_order = models.JSONField(default=list)
+    # The labeling guidelines in force when the ranking was submitted (empty for older rows).
+    guideline_version = models.ForeignKey(
+        "labeling.GuidelineVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rankings",
+    )
+    started_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    duration_ms = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-submitted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "ranker"], name="ranking_once_per_trainer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ranking of task {self.task_id} by {self.ranker_id}"

@@ -1,0 +1,71 @@
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404
+
+from labeling.conversations.selectors import message_path
+from ranking.rank.models import Assignment, RankingTask
+from sampler.moderation.selectors import moderation_latest_by_sample
+
+
+def ranking_queue_summary() -> dict[str, int]:
+    counts = RankingTask.objects.aggregate(
+        ready=Count("id", filter=Q(status=RankingTask.Status.READY)),
+        preparing=Count("id", filter=Q(status=RankingTask.Status.PREPARING)),
+        complete=Count("id", filter=Q(status=RankingTask.Status.COMPLETE)),
+    )
+    return {key: value or 0 for key, value in counts.items()}
+
+
+# ---- assignments as a trainer sees them -------------------------------------------------------
+
+
+def assignment_get_for_trainer(*, assignment_id: int, trainer: AbstractBaseUser) -> Assignment:
+    """One of the trainer's own assignments; 404 for anyone else's."""
+    return get_object_or_404(
+        Assignment.objects.select_related("task"), pk=assignment_id, trainer=trainer
+    )
+
+
+@dataclass(frozen=True)
+class AssignmentScreen:
+    """What a trainer needs to rank: the conversation so far and the replies as shown."""
+
+    assignment: Assignment
+    prefix: list[dict[str, str]]
+    candidates: list[dict[str, object]]
+
+
+def assignment_screen(*, assignment: Assignment) -> AssignmentScreen:
+    """The prefix (root to the user turn) and the candidates in presentation order, each with
+    its message and newest content filter result (4 queries)."""
+    task = assignment.task
+    prefix = [
+        {"role": message.role, "content": message.content}
+        for message in message_path(message=task.prefix_message)
+    ]
+    rows = {
+        row["id"]: row
+        for row in task.candidates.values(
+            "id", "message_id", "message__content", "message__sample_id"
+        )
+    }
+    # The content filter's verdict is shown on each reply, so a trainer is warned before reading.
+    moderation = moderation_latest_by_sample(
+        sample_ids=[row["message__sample_id"] for row in rows.values() if row["message__sample_id"]]
+    )
+    candidates = [
+        {
+            "id": candidate_id,
+            "text": rows[candidate_id]["message__content"],
+            "message_id": rows[candidate_id]["message_id"],
+            "moderation": moderation.get(rows[candidate_id]["message__sample_id"]),
+        }
+        for candidate_id in assignment.presentation_order
+        if candidate_id in rows
+    ]
+    return AssignmentScreen(assignment=assignment, prefix=prefix, candidates=candidates)
+
+
+# ---- quality (agreement between trainers) -----------------------------------------------------

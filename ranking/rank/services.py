@@ -1,0 +1,383 @@
+"""Writes of the ranking app: building tasks, leasing them to trainers, storing rankings."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from labeling.conversations.models import Message
+from labeling.conversations.selectors import ranking_source_pick
+from labeling.conversations.services import message_add_alternatives
+from labeling.guidelines.services import guideline_version_ensure_current
+from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from sampler.generation.models import GenerationJob, Sample
+from sampler.generation.services import generation_job_create, generation_job_execute
+from sampler.jobs.kinds import JobContext
+from sampler.jobs.services import job_enqueue, job_run_inline
+from sampler.moderation.selectors import samples_flagged_ids
+
+logger = logging.getLogger(__name__)
+
+FLAGS = ("harmful", "untruthful", "unhelpful", "off_topic", "other")
+MAX_FLAG_NOTE_CHARS = 500
+MAX_RATIONALE_CHARS = 4000
+MAX_SKIP_REASON_CHARS = 500
+
+
+class RankingConflict(Exception):
+    """The submission cannot be stored as things stand (already ranked, task full)."""
+
+
+# ---- building tasks ---------------------------------------------------------------------------
+
+
+def ranking_task_create(
+    *,
+    rng: random.Random | None = None,
+    alternatives: int | None = None,
+    overlap: int | None = None,
+    queue: bool = True,
+) -> RankingTask | None:
+    """Pick a random model-written message and queue sampling of its alternatives (a
+    generation job of the ``ranking_preparation`` kind, on the ``generation`` queue).
+
+    Returns None when no eligible message is left.
+    """
+    rng = rng or random.Random()
+    alternatives = alternatives or settings.RANKING_ALTERNATIVES
+    source = ranking_source_pick(rng=rng, origins=settings.RANKING_SOURCE_ORIGINS)
+    if source is None:
+        return None
+    with transaction.atomic():
+        job = generation_job_create(
+            prefix_message=source.parent,
+            n=alternatives,
+            params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS},
+            purpose=GenerationJob.Purpose.RANKING,
+            queue=False,
+        )
+        task = RankingTask.objects.create(
+            source_message=source,
+            prefix_message=source.parent,
+            generation_job=job,
+            model_version=job.model_version,
+            source_owner_id=source.conversation.owner_id,
+            alternatives_requested=alternatives,
+            overlap_required=overlap or settings.RANKING_OVERLAP,
+        )
+        if queue:
+            job_enqueue(job=job)
+    return task
+
+
+def ranking_task_prepare_execute(context: JobContext) -> None:
+    """The preparation job: sample the alternatives and, in the same transaction that stores
+    them, turn them into the task's candidates (ready for ranking)."""
+    generation_job_execute(context, then=_candidates_from_samples)
+
+
+def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
+    task = RankingTask.objects.select_for_update().filter(generation_job=job).first()
+    if task is None or task.status != RankingTask.Status.PREPARING:
+        return
+    source = Message.objects.get(pk=task.source_message_id)
+    if settings.CONTENT_FILTER_BLOCK_RANKING:
+        flagged = samples_flagged_ids(samples=samples)
+        samples = [sample for sample in samples if sample.pk not in flagged]
+        if not samples:
+            task.status = RankingTask.Status.FAILED
+            task.error = (
+                f"The content filter flagged all {len(flagged)} sampled alternatives and "
+                "CONTENT_FILTER_BLOCK_RANKING keeps flagged samples out of ranking tasks."
+            )
+            task.save(update_fields=["status", "error"])
+            return
+    alternatives = message_add_alternatives(source=source, samples=samples)
+    messages = [source, *alternatives]
+    Candidate.objects.bulk_create(
+        [
+            Candidate(task=task, message=message, is_source=position == 0, position=position)
+            for position, message in enumerate(messages)
+        ]
+    )
+    task.status = RankingTask.Status.READY
+    task.ready_at = timezone.now()
+    task.save(update_fields=["status", "ready_at"])
+
+
+def ranking_task_preparation_given_up(job: GenerationJob) -> None:
+    """A preparation that failed for good, or was cancelled, releases its task: the pool
+    counts it no more and makes another."""
+    ranking_task_fail(
+        task_id=RankingTask.objects.filter(generation_job=job).values_list("pk", flat=True).first(),
+        error=job.error or f"Sampling {job.status}.",
+    )
+
+
+def ranking_task_prepare(*, task_id: int) -> RankingTask:
+    """Run a task's preparation in this process (tests, the command line)."""
+    task = RankingTask.objects.get(pk=task_id)
+    if task.status == RankingTask.Status.PREPARING and task.generation_job_id:
+        job_run_inline(job=GenerationJob.objects.get(pk=task.generation_job_id))
+    return RankingTask.objects.get(pk=task_id)
+
+
+def ranking_task_fail(*, task_id: int | None, error: str) -> None:
+    RankingTask.objects.filter(pk=task_id, status=RankingTask.Status.PREPARING).update(
+        status=RankingTask.Status.FAILED, error=error[:5000]
+    )
+
+
+def ranking_tasks_release_orphans() -> int:
+    """Fail tasks still preparing whose job ended without them (or is gone): never left
+    ``preparing`` forever, whatever happened to their job."""
+    orphans = RankingTask.objects.filter(status=RankingTask.Status.PREPARING).filter(
+        Q(generation_job__isnull=True)
+        | Q(
+            generation_job__status__in=[
+                GenerationJob.Status.FAILED,
+                GenerationJob.Status.CANCELLED,
+                GenerationJob.Status.SUCCEEDED,
+            ]
+        )
+    )
+    return orphans.update(
+        status=RankingTask.Status.FAILED, error="Its preparation ended without candidates."
+    )
+
+
+def ranking_pool_fill(*, target: int | None = None, rng: random.Random | None = None) -> int:
+    """Create tasks until ``target`` are ready or being prepared; returns how many were made."""
+    target = settings.RANKING_POOL_SIZE if target is None else target
+    ranking_tasks_release_orphans()
+    open_tasks = RankingTask.objects.filter(
+        Q(status=RankingTask.Status.PREPARING)
+        | Q(
+            status=RankingTask.Status.READY,
+            rankings_count__lt=F("overlap_required"),
+        )
+    ).count()
+    created = 0
+    for _ in range(max(0, target - open_tasks)):
+        if ranking_task_create(rng=rng) is None:
+            break
+        created += 1
+    return created
+
+
+# ---- leases -----------------------------------------------------------------------------------
+
+
+def leases_expire(*, now=None) -> int:
+    """Give back the slots of leases that ran out (indexed on status, expires_at)."""
+    now = now or timezone.now()
+    expired = 0
+    stale = Assignment.objects.filter(status=Assignment.Status.LEASED, expires_at__lt=now)
+    for assignment_id, task_id in stale.values_list("id", "task_id")[:1000]:
+        with transaction.atomic():
+            updated = Assignment.objects.filter(
+                pk=assignment_id, status=Assignment.Status.LEASED, expires_at__lt=now
+            ).update(status=Assignment.Status.EXPIRED, closed_at=now)
+            if updated:
+                RankingTask.objects.filter(pk=task_id, leased_count__gt=0).update(
+                    leased_count=F("leased_count") - 1
+                )
+                expired += 1
+    return expired
+
+
+def _presentation_order(task: RankingTask) -> list[int]:
+    ids = list(task.candidates.values_list("id", flat=True))
+    random.SystemRandom().shuffle(ids)
+    return ids
+
+
+def task_claim_next(*, trainer: AbstractBaseUser) -> Assignment | None:
+    """The trainer's current lease, or a new lease on the oldest task that still needs them.
+
+    A task is never leased to more trainers than it still needs (rankings + leases < overlap),
+    never to the writer of its conversation, and never twice to the same trainer.
+    """
+    now = timezone.now()
+    leases_expire(now=now)
+    with transaction.atomic():
+        # One claim at a time per trainer (two tabs must not get two leases).
+        get_user_model().objects.select_for_update().filter(pk=trainer.pk).first()
+        current = (
+            Assignment.objects.select_related("task")
+            .filter(trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=now)
+            .order_by("leased_at")
+            .first()
+        )
+        if current is not None:
+            return current
+        open_tasks = (
+            RankingTask.objects.filter(
+                status=RankingTask.Status.READY,
+                overlap_required__gt=F("rankings_count") + F("leased_count"),
+            )
+            .exclude(source_owner=trainer)
+            .exclude(assignments__trainer=trainer)
+            .order_by("created_at", "id")
+        )
+        # Skip rows other claims hold right now; if that skipped everything, wait for the
+        # first one instead of answering "nothing to rank" while work is left (the database
+        # re-checks the condition once the lock is released).
+        task = open_tasks.select_for_update(skip_locked=True).first()
+        if task is None:
+            task = open_tasks.select_for_update().first()
+        if task is None:
+            return None
+        RankingTask.objects.filter(pk=task.pk).update(leased_count=F("leased_count") + 1)
+        return Assignment.objects.create(
+            task=task,
+            trainer=trainer,
+            presentation_order=_presentation_order(task),
+            expires_at=now + timedelta(seconds=settings.RANKING_LEASE_SECONDS),
+        )
+
+
+@transaction.atomic
+def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason: str = "") -> None:
+    """Give the task back; it is not offered to this trainer again."""
+    if len(reason) > MAX_SKIP_REASON_CHARS:
+        raise ValidationError(
+            {"reason": f"Keep the reason under {MAX_SKIP_REASON_CHARS} characters."}
+        )
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.trainer_id != trainer.pk:
+        raise ValidationError("This task was not assigned to you.")
+    if assignment.status in {Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED}:
+        return
+    if assignment.status == Assignment.Status.LEASED:
+        RankingTask.objects.filter(pk=assignment.task_id, leased_count__gt=0).update(
+            leased_count=F("leased_count") - 1
+        )
+    assignment.status = Assignment.Status.SKIPPED
+    assignment.skip_reason = reason.strip()
+    assignment.closed_at = timezone.now()
+    assignment.save(update_fields=["status", "skip_reason", "closed_at"])
+
+
+# ---- rankings ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RankingInput:
+    """What a trainer submits. ``ordering``: best to worst, a list of tie groups of ids."""
+
+    ordering: list[list[int]]
+    cannot_rank: bool = False
+    flags: dict[int, list[str]] | None = None
+    flag_notes: dict[int, str] | None = None
+    rationale: str = ""
+
+
+def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]:
+    errors: dict[str, str] = {}
+    if not ranking.cannot_rank:
+        seen = [candidate for group in ranking.ordering for candidate in group]
+        if any(not group for group in ranking.ordering):
+            errors["ordering"] = "Every rank must hold at least one reply."
+        elif len(seen) != len(set(seen)):
+            errors["ordering"] = "A reply appears twice in the ranking."
+        elif set(seen) != candidate_ids:
+            missing = len(candidate_ids - set(seen))
+            errors["ordering"] = (
+                f"Rank every reply of this task ({missing} missing)."
+                if missing
+                else "The ranking names replies that are not part of this task."
+            )
+        elif len(ranking.ordering) < 2:
+            errors["ordering"] = (
+                'All replies are tied: rank them, or choose "all are bad / cannot rank".'
+            )
+    flags = {int(key): list(value) for key, value in (ranking.flags or {}).items() if value}
+    notes = {int(key): value.strip() for key, value in (ranking.flag_notes or {}).items() if value}
+    if set(flags) - candidate_ids or set(notes) - candidate_ids:
+        errors["flags"] = "Flags name replies that are not part of this task."
+    for candidate, names in flags.items():
+        unknown = set(names) - set(FLAGS)
+        if unknown:
+            errors["flags"] = f"Unknown flag: {', '.join(sorted(unknown))}."
+        if "other" in names and not notes.get(candidate):
+            errors["flags"] = 'Say what the problem is when you flag a reply as "other".'
+    if any(len(note) > MAX_FLAG_NOTE_CHARS for note in notes.values()):
+        errors["flags"] = f"Flag notes are limited to {MAX_FLAG_NOTE_CHARS} characters."
+    if len(ranking.rationale) > MAX_RATIONALE_CHARS:
+        errors["rationale"] = f"The rationale is limited to {MAX_RATIONALE_CHARS} characters."
+    if errors:
+        raise ValidationError(errors)
+    return {
+        str(candidate): {
+            "flags": sorted(set(flags.get(candidate, []))),
+            "note": notes.get(candidate, ""),
+        }
+        for candidate in sorted(set(flags) | set(notes))
+    }
+
+
+@transaction.atomic
+def ranking_submit(
+    *, assignment: Assignment, trainer: AbstractBaseUser, ranking: RankingInput
+) -> Ranking:
+    """Validate and store one trainer's ranking; never more than N per task, never twice.
+
+    Raises ValidationError for bad input and RankingConflict when the task cannot take it.
+    """
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.trainer_id != trainer.pk:
+        raise ValidationError("This task was not assigned to you.")
+    if assignment.status == Assignment.Status.SUBMITTED:
+        raise RankingConflict("You already ranked this task; your first ranking is kept.")
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise RankingConflict("You skipped this task, so it no longer takes your ranking.")
+    task = RankingTask.objects.select_for_update().get(pk=assignment.task_id)
+    candidate_ids = set(task.candidates.values_list("id", flat=True))
+    flags = _validate(ranking, candidate_ids)
+    holds_slot = assignment.status == Assignment.Status.LEASED
+    room = task.overlap_required - task.rankings_count - (0 if holds_slot else task.leased_count)
+    if room <= 0:
+        raise RankingConflict(
+            "Your lease on this task ran out and other trainers completed it meanwhile; "
+            "your answer was not stored (it is still on your screen). Take the next task."
+        )
+    now = timezone.now()
+    stored = Ranking.objects.create(
+        task=task,
+        assignment=assignment,
+        ranker=trainer,
+        ordering=[] if ranking.cannot_rank else [list(group) for group in ranking.ordering],
+        cannot_rank=ranking.cannot_rank,
+        flags=flags,
+        rationale=ranking.rationale.strip(),
+        presentation_order=assignment.presentation_order,
+        guideline_version=guideline_version_ensure_current(),
+        started_at=assignment.leased_at,
+        # Integer division (int(seconds * 1000) loses a millisecond to float rounding);
+        # never negative when the claiming and submitting servers' clocks disagree.
+        duration_ms=max(0, (now - assignment.leased_at) // timedelta(milliseconds=1)),
+    )
+    assignment.status = Assignment.Status.SUBMITTED
+    assignment.closed_at = now
+    assignment.save(update_fields=["status", "closed_at"])
+    task.rankings_count += 1
+    if holds_slot:
+        task.leased_count = max(0, task.leased_count - 1)
+    if task.rankings_count >= task.overlap_required:
+        task.status = RankingTask.Status.COMPLETE
+    task.save(update_fields=["rankings_count", "leased_count", "status"])
+    return stored
+
+
+# ---- dataset exports --------------------------------------------------------------------------

@@ -1,0 +1,484 @@
+import gzip
+import hashlib
+import json
+import random
+from datetime import date, datetime
+from datetime import time as dt_time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from labeling.conversations import services as labeling_services
+from labeling.models import Conversation, Message
+from ranking.exports import demonstrations
+from ranking.exports import services as export_services
+from ranking.exports.filters import ExportFilters, pseudonym, split_of
+from ranking.exports.pairs import pair_records
+from ranking.exports.pipeline import records, source_count
+from ranking.exports.rankings import ranking_records
+from ranking.exports.reading import task_bundles
+from ranking.models import DatasetExport, Ranking
+from ranking.rank import services
+from ranking.rank.services import RankingInput
+from sampler.jobs.services import job_execute, job_run_inline
+from tests.ranking.conftest import (
+    candidate_ids,
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    rank,
+    task_from_source,
+)
+
+
+def test_per_ranker_pairs_follow_the_ranking(ranked):
+    pairs = list(pair_records(ExportFilters()))
+    # 3 tasks x 2 rankers x C(4,2) = 36 pairs, no ties.
+    assert len(pairs) == 36
+    pair = pairs[0]
+    assert pair["schema_version"] == 1
+    assert pair["prompt"][-1]["role"] == "user"
+    assert pair["chosen"][0]["role"] == "assistant" and pair["rejected"][0]["role"] == "assistant"
+    assert pair["chosen"] != pair["rejected"]
+    assert all(p["margin"] >= 1 for p in pairs)
+    assert all(str(p["ranker"]).startswith("r-") for p in pairs)  # pseudonymised
+
+
+def test_ties_give_no_pair(ranked, trainer, other_trainer):
+    finished_conversation(other_trainer, turns=("q?", "a."))
+    task = services.ranking_task_create(
+        rng=random.Random(9), alternatives=3, overlap=1, queue=False
+    )
+    services.ranking_task_prepare(task_id=task.pk)
+    assignment = services.task_claim_next(trainer=trainer)
+    ids = sorted(task.candidates.values_list("id", flat=True))
+    services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput([[ids[0], ids[1]], [ids[2], ids[3]]]),
+    )
+    pairs = [p for p in pair_records(ExportFilters()) if p["task_id"] == task.pk]
+    assert len(pairs) == 4  # 2 x 2 across the groups, none inside a tie
+
+
+def test_aggregated_pairs_keep_the_majority_and_drop_pairs_without_one(ranked):
+    aggregated = list(pair_records(ExportFilters(pair_mode="aggregated")))
+    # The two rankers disagree on one pair per task: no majority there.
+    assert len(aggregated) == 3 * 5
+    assert all(p["votes"] == 2 and p["agreement"] == 1.0 for p in aggregated)
+
+
+def test_aggregated_pairs_below_min_agreement_are_dropped_and_the_rest_kept(db):
+    rankers = [quick_trainer(f"ranker{i}") for i in range(3)]
+    source = finished_conversation(quick_trainer("writer")).active_leaf
+    task = task_from_source(source, model_version=model_version_create("v1"))
+    a, b, c, d = candidate_ids(task)
+    rank(task, rankers[0], [[0], [1], [2], [3]])
+    rank(task, rankers[1], [[0], [1], [2], [3]])
+    # The third ranker swaps a/b and c/d: those two pairs win 2 votes of 3.
+    rank(task, rankers[2], [[1], [0], [3], [2]])
+
+    def pairs(min_agreement):
+        filters = ExportFilters(pair_mode="aggregated", min_agreement=min_agreement)
+        return {
+            (p["chosen_candidate_id"], p["rejected_candidate_id"]): p for p in pair_records(filters)
+        }
+
+    everything = pairs(None)
+    contested = {(a, b), (c, d)}
+    assert set(everything) == {(a, b), (a, c), (a, d), (b, c), (b, d), (c, d)}
+    assert all(p["votes"] == 3 for p in everything.values())
+    assert {key for key, p in everything.items() if p["agreement"] < 1} == contested
+    assert all(everything[key]["agreement"] == pytest.approx(2 / 3) for key in contested)
+    assert set(pairs(2 / 3)) == set(everything)  # the threshold itself is kept
+    assert set(pairs(0.7)) == set(everything) - contested
+    assert set(pairs(1.0)) == set(everything) - contested
+
+
+def _tasks_with_known_agreement():
+    """Four one-conversation tasks: rankers agree fully (1.0), on 5 of 6 pairs, on none (0.0),
+    and a task ranked once (agreement undefined)."""
+    rankers = [quick_trainer(f"ranker{i}") for i in range(2)]
+    writer = quick_trainer("writer")
+    version = model_version_create("v1")
+    tasks = {}
+    for name, second in (
+        ("full", [[0], [1], [2], [3]]),
+        ("five_of_six", [[0], [2], [1], [3]]),
+        ("none", [[3], [2], [1], [0]]),
+        ("single", None),
+    ):
+        source = finished_conversation(writer, turns=(f"{name}?", f"{name}.")).active_leaf
+        task = task_from_source(source, model_version=version)
+        rank(task, rankers[0], [[0], [1], [2], [3]])
+        if second:
+            rank(task, rankers[1], second)
+        tasks[name] = task.pk
+    return tasks
+
+
+def test_per_ranker_pairs_and_rankings_below_min_task_agreement_are_dropped(db):
+    tasks = _tasks_with_known_agreement()
+
+    def exported(format, min_agreement, pair_mode="per_ranker"):
+        filters = ExportFilters(min_agreement=min_agreement, pair_mode=pair_mode)
+        return [row["task_id"] for row in records(format, filters)]
+
+    everything = set(tasks.values())
+    assert set(exported("pairs", None)) == set(exported("rankings", None)) == everything
+    # Five of six pairs agree: 0.833.
+    kept = {tasks["full"], tasks["five_of_six"]}
+    assert set(exported("pairs", 0.8)) == set(exported("rankings", 0.8)) == kept
+    assert set(exported("pairs", 0.9)) == set(exported("rankings", 0.9)) == {tasks["full"]}
+    # A task ranked once has no agreement, so no threshold, not even 0, lets it through.
+    assert set(exported("rankings", 0.0)) == everything - {tasks["single"]}
+    agreements = {r["task_id"]: r["task_agreement"] for r in records("rankings", ExportFilters())}
+    assert agreements[tasks["five_of_six"]] == pytest.approx(5 / 6)
+    assert agreements[tasks["none"]] == 0.0 and agreements[tasks["single"]] is None
+    # Rankings carry no pair mode: min_agreement is the task's whatever pair_mode says.
+    assert set(exported("rankings", 0.8, pair_mode="aggregated")) == kept
+
+
+def _at(day: str, clock: str = "12:00") -> datetime:
+    zone = timezone.get_current_timezone()
+    return datetime.combine(date.fromisoformat(day), dt_time.fromisoformat(clock), tzinfo=zone)
+
+
+def test_date_range_keeps_rankings_submitted_on_its_days_in_the_current_time_zone(db, settings):
+    # Away from UTC, so a range read in UTC would take or drop the wrong rankings.
+    settings.TIME_ZONE = "America/New_York"
+    rankers = [quick_trainer(f"ranker{i}") for i in range(2)]
+    writer = quick_trainer("writer")
+    version = model_version_create("v1")
+    submitted, inside = {}, set()
+    # Per task, (submitted at, inside 15-20 January) for the first ranker and the second.
+    for index, times in enumerate(
+        (
+            ((_at("2026-01-14", "23:59:59"), False), (_at("2026-01-15", "00:00"), True)),
+            ((_at("2026-01-20", "23:59:59"), True),),
+            ((_at("2026-01-21", "00:00"), False), (_at("2026-01-18"), True)),
+        )
+    ):
+        source = finished_conversation(writer, turns=(f"q{index}?", f"a{index}.")).active_leaf
+        task = task_from_source(source, model_version=version)
+        for ranker, (when, is_inside) in zip(rankers, times, strict=False):
+            ranking = rank(task, ranker, [[0], [1], [2], [3]])
+            Ranking.objects.filter(pk=ranking.pk).update(submitted_at=when)
+            submitted[ranking.pk] = when
+            if is_inside:
+                inside.add(ranking.pk)
+
+    def ranking_ids(format, **bounds):
+        filters = ExportFilters(**{key: date.fromisoformat(day) for key, day in bounds.items()})
+        return {row["ranking_id"] for row in records(format, filters)}
+
+    january = {"date_from": "2026-01-15", "date_to": "2026-01-20"}
+    assert ranking_ids("rankings", **january) == ranking_ids("pairs", **january) == inside
+    assert source_count("rankings", ExportFilters(date_from=date(2026, 1, 15))) == 4
+    earliest = min(submitted, key=submitted.get)
+    assert ranking_ids("rankings", date_from="2026-01-15") == set(submitted) - {earliest}
+    latest = max(submitted, key=submitted.get)
+    assert ranking_ids("rankings", date_to="2026-01-20") == set(submitted) - {latest}
+    aggregated = ExportFilters(pair_mode="aggregated", date_from=date(2026, 1, 21))
+    assert {p["votes"] for p in pair_records(aggregated)} == {1}  # one ranking left to vote
+
+
+def test_date_range_keeps_demonstrations_finished_on_its_days(db, settings):
+    settings.TIME_ZONE = "America/New_York"
+    writer = quick_trainer("writer")
+    finished = {}
+    for index, when in enumerate(
+        (_at("2026-01-14", "23:59:59"), _at("2026-01-15", "00:00"), _at("2026-01-21", "00:00"))
+    ):
+        conversation = finished_conversation(writer, turns=(f"q{index}?", f"a{index}."))
+        Conversation.objects.filter(pk=conversation.pk).update(finished_at=when)
+        finished[index] = conversation.pk
+    january = ExportFilters(date_from=date(2026, 1, 15), date_to=date(2026, 1, 20))
+    assert [r["conversation_id"] for r in records("demonstrations", january)] == [finished[1]]
+    assert source_count("demonstrations", january) == 1
+    until_21st = ExportFilters(date_to=date(2026, 1, 21))
+    assert {r["conversation_id"] for r in records("demonstrations", until_21st)} == set(
+        finished.values()
+    )
+
+
+def test_model_version_filter_keeps_tasks_sampled_by_those_policies(db):
+    rankers = [quick_trainer(f"ranker{i}") for i in range(2)]
+    writer = quick_trainer("writer")
+    first, second = model_version_create("policy-1"), model_version_create("policy-2")
+    by_version = {first.pk: set(), second.pk: set()}
+    for index, version in enumerate((first, second, first)):
+        source = finished_conversation(writer, turns=(f"q{index}?", f"a{index}.")).active_leaf
+        task = task_from_source(source, model_version=version)
+        for ranker in rankers:
+            rank(task, ranker, [[0], [1], [2], [3]])
+        by_version[version.pk].add(task.pk)
+
+    def exported(format, version_ids, pair_mode="per_ranker"):
+        filters = ExportFilters(model_version_ids=version_ids, pair_mode=pair_mode)
+        return list(records(format, filters))
+
+    only_first = exported("rankings", (first.pk,))
+    assert {r["task_id"] for r in only_first} == by_version[first.pk]
+    assert {r["model_version"] for r in only_first} == {"policy-1"} and len(only_first) == 4
+    for pair_mode in ("per_ranker", "aggregated"):
+        pairs = exported("pairs", (second.pk,), pair_mode)
+        assert pairs and {p["task_id"] for p in pairs} == by_version[second.pk]
+    both = {r["task_id"] for r in exported("rankings", (first.pk, second.pk))}
+    assert both == by_version[first.pk] | by_version[second.pk]
+    assert source_count("pairs", ExportFilters(model_version_ids=(second.pk,))) == 2
+
+
+def test_exclude_flagged_and_trainers(ranked):
+    _, rankers = ranked
+    without_harmful = list(pair_records(ExportFilters(exclude_flags=("harmful",))))
+    # The flagged reply is dropped from every pair of its task, for every ranker.
+    assert len(without_harmful) == 3 * 2 * 3
+    only_second = list(ranking_records(ExportFilters(exclude_trainer_ids=(rankers[0].pk,))))
+    assert len(only_second) == 3
+    without_flagged = list(ranking_records(ExportFilters(exclude_flags=("harmful",))))
+    assert [r["ranking_id"] for r in without_flagged] == [r["ranking_id"] for r in only_second]
+
+
+def _conversations_with_two_ranked_tasks(count: int) -> None:
+    """``count`` finished conversations, each with two ranked tasks (one per assistant turn)
+    and a second, human-written last reply, so two demonstrations."""
+    rankers = [quick_trainer(f"ranker{i}") for i in range(2)]
+    writer = quick_trainer("writer")
+    version = model_version_create("v1")
+    for index in range(count):
+        conversation = finished_conversation(
+            writer, turns=(f"q{index}?", f"a{index}.", f"more {index}?", f"again {index}.")
+        )
+        last = conversation.active_leaf
+        Message.objects.create(
+            conversation=conversation, parent=last.parent, role="assistant", content="other"
+        )
+        for source in conversation.messages.filter(role="assistant", origin="model"):
+            task = task_from_source(source, model_version=version, alternatives=2)
+            rank(task, rankers[0], [[0], [1], [2]])
+            rank(task, rankers[1], [[0], [2], [1]])
+
+
+SPLIT_EXPORTS = {
+    "rankings": {},
+    "per-ranker pairs": {"pair_mode": "per_ranker"},
+    "aggregated pairs": {"pair_mode": "aggregated"},
+    "demonstrations": {},
+}
+
+
+@pytest.mark.parametrize("export", SPLIT_EXPORTS)
+def test_split_puts_each_conversation_on_one_side_and_depends_only_on_the_seed(db, export):
+    _conversations_with_two_ranked_tasks(30)
+    format = export.split()[-1]
+
+    def rows(split="all", seed=3):
+        filters = ExportFilters(
+            split=split, split_seed=seed, test_fraction=0.5, **SPLIT_EXPORTS[export]
+        )
+        return [json.dumps(row, sort_keys=True) for row in records(format, filters)]
+
+    every, train, test = rows(), rows("train"), rows("test")
+    assert sorted(train + test) == sorted(every)
+    sides = {}
+    for row in map(json.loads, every):
+        sides.setdefault(row["conversation_id"], []).append(row["split"])
+        assert row["split"] == split_of(row["conversation_id"], seed=3, test_fraction=0.5)
+    assert len(sides) == 30 and all(len(split) >= 2 for split in sides.values())
+    assert all(len(set(split)) == 1 for split in sides.values())
+    train_conversations = {json.loads(row)["conversation_id"] for row in train}
+    test_conversations = {json.loads(row)["conversation_id"] for row in test}
+    assert train_conversations and test_conversations
+    assert not train_conversations & test_conversations
+    assert rows("test") == test  # the same seed, the same split
+    other_seed = {json.loads(row)["conversation_id"] for row in rows("test", seed=4)}
+    assert other_seed != test_conversations
+
+
+def test_ranking_records_carry_provenance(ranked):
+    row = next(iter(ranking_records(ExportFilters())))
+    assert len(row["candidates"]) == 4
+    sampled = [c for c in row["candidates"] if not c["is_source"]]
+    assert all(c["sampling"]["seed"] is not None and c["sampling"]["params"] for c in sampled)
+    assert all(c["model_version"] == "micro" for c in sampled)
+    assert sorted(row["presentation_order"]) == sorted(c["candidate_id"] for c in row["candidates"])
+    assert row["duration_ms"] >= 0 and row["submitted_at"]
+
+
+def test_ranking_records_carry_the_submitted_ordering_flags_rationale_and_pseudonym(db):
+    writer = quick_trainer("writer")
+    ranker, unable = quick_trainer("ranker"), quick_trainer("unable")
+    task = task_from_source(
+        finished_conversation(writer).active_leaf, model_version=model_version_create("v1")
+    )
+    ids = candidate_ids(task)
+    rank(
+        task,
+        ranker,
+        [[1], [0, 3], [2]],
+        flags={2: ["untruthful", "harmful"], 3: ["other"]},
+        flag_notes={3: "made up a date"},
+        rationale="  Reply 1 answers; 0 and 3 are as good.  ",
+    )
+    rank(task, unable, [], cannot_rank=True)
+    rows = {row["ranker"]: row for row in ranking_records(ExportFilters())}
+    mine = rows[pseudonym(ranker.pk, enabled=True)]
+    assert mine["ordering"] == [[ids[1]], [ids[0], ids[3]], [ids[2]]]
+    assert mine["cannot_rank"] is False
+    assert sorted(mine["flags"], key=lambda flag: flag["candidate_id"]) == [
+        {"candidate_id": ids[2], "flags": ["harmful", "untruthful"], "note": ""},
+        {"candidate_id": ids[3], "flags": ["other"], "note": "made up a date"},
+    ]
+    assert mine["rationale"] == "Reply 1 answers; 0 and 3 are as good."
+    assert str(mine["ranker"]).startswith("r-")
+    assert mine["ranker"] not in (ranker.pk, str(ranker.pk), ranker.username)
+    theirs = rows[pseudonym(unable.pk, enabled=True)]
+    assert theirs["ordering"] == [] and theirs["cannot_rank"] is True and theirs["flags"] == []
+    assert len(rows) == 2  # the two rankers' pseudonyms differ
+    named = {row["ranker"] for row in ranking_records(ExportFilters(pseudonymize=False))}
+    assert named == {ranker.pk, unable.pk}
+
+
+def test_task_bundles_in_small_chunks_lose_and_repeat_nothing(db):
+    rankers = [quick_trainer(f"ranker{i}") for i in range(2)]
+    writer = quick_trainer("writer")
+    version = model_version_create("v1")
+    for index in range(7):
+        source = finished_conversation(writer, turns=(f"q{index}?", f"a{index}.")).active_leaf
+        task = task_from_source(source, model_version=version)
+        rank(task, rankers[0], [[0], [1], [2], [3]])
+        # The first chunk of two holds only rankings by the excluded ranker.
+        if index >= 2:
+            rank(task, rankers[1], [[0], [1], [2], [3]])
+
+    def bundles(filters, chunk_size):
+        seen = []
+        for bundle in task_bundles(filters, chunk_size=chunk_size):
+            assert {c["task_id"] for c in bundle.candidates} == {bundle.task["pk"]}
+            assert len(bundle.candidates) == 4
+            seen.append((bundle.task["pk"], [r["id"] for r in bundle.rankings]))
+        return seen
+
+    everything = bundles(ExportFilters(), chunk_size=500)
+    assert len(everything) == 7
+    assert sorted(r for _, ids in everything for r in ids) == sorted(
+        Ranking.objects.values_list("pk", flat=True)
+    )
+    for chunk_size in (1, 2, 3):
+        assert bundles(ExportFilters(), chunk_size=chunk_size) == everything
+    without_first = ExportFilters(exclude_trainer_ids=(rankers[0].pk,))
+    assert len(bundles(without_first, chunk_size=500)) == 5
+    assert bundles(without_first, chunk_size=2) == bundles(without_first, chunk_size=500)
+
+
+def test_demonstrations_in_small_chunks_lose_and_repeat_nothing(db, monkeypatch):
+    writer = quick_trainer("writer")
+    for index in range(5):
+        conversation = finished_conversation(writer, turns=(f"q{index}?", f"a{index}."))
+        if index % 2:  # a second reply: two paths that must stay in one chunk
+            Message.objects.create(
+                conversation=conversation,
+                parent=conversation.active_leaf.parent,
+                role="assistant",
+                content=f"other {index}",
+            )
+    everything = list(records("demonstrations", ExportFilters()))
+    assert len(everything) == 5 + 2
+    monkeypatch.setattr(demonstrations, "CHUNK_SIZE", 2)
+    assert list(records("demonstrations", ExportFilters())) == everything
+
+
+def test_demonstrations_are_root_to_leaf_paths_without_ranking_alternatives(ranked, trainer):
+    conversation = labeling_services.conversation_create(owner=trainer)
+    first = labeling_services.message_append(
+        conversation=conversation, author=trainer, content="hi"
+    )
+    reply = labeling_services.message_append(
+        conversation=conversation, author=trainer, content="hello"
+    )
+    labeling_services.message_append(conversation=conversation, author=trainer, content="bye")
+    labeling_services.message_branch(original=reply, author=trainer, content="hey there")
+    labeling_services.conversation_finish(conversation=conversation, user=trainer)
+    del first
+    rows = [
+        r
+        for r in records("demonstrations", ExportFilters())
+        if r["conversation_id"] == conversation.pk
+    ]
+    assert sorted(tuple(m["content"] for m in r["messages"]) for r in rows) == [
+        ("hi", "hello"),
+        ("hi", "hey there"),
+    ]
+    # The ranked conversations give their original path only, not the sampled alternatives.
+    others = [
+        r
+        for r in records("demonstrations", ExportFilters())
+        if r["conversation_id"] != conversation.pk
+    ]
+    assert len(others) == 3 and all(len(r["messages"]) == 2 for r in others)
+
+
+def test_every_format_loads_with_datasets(ranked, tmp_path):
+    from datasets import load_dataset
+
+    for format in ("rankings", "pairs", "demonstrations"):
+        path = tmp_path / f"{format}.jsonl.gz"
+        call_command("export_comparisons", "--format", format, "--out", str(path), verbosity=0)
+        dataset = load_dataset("json", data_files=str(path), split="train")
+        assert len(dataset) > 0
+        assert dataset[0]["schema_version"] == 1
+    pairs = load_dataset("json", data_files=str(tmp_path / "pairs.jsonl.gz"), split="train")
+    assert {"prompt", "chosen", "rejected", "margin"} <= set(pairs.column_names)
+
+
+def test_pairs_train_with_trl_reward_trainer_as_is(ranked, tmp_path, micro_model_dir):
+    import torch
+    from datasets import load_dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    path = tmp_path / "pairs.jsonl"
+    call_command("export_comparisons", "--format", "pairs", "--out", str(path), verbosity=0)
+    dataset = load_dataset("json", data_files=str(path), split="train")
+    tokenizer = AutoTokenizer.from_pretrained(micro_model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(micro_model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = RewardTrainer(
+        model=model,
+        args=RewardConfig(
+            output_dir=str(tmp_path / "rm"),
+            max_steps=3,
+            per_device_train_batch_size=4,
+            learning_rate=1e-3,
+            report_to="none",
+            use_cpu=True,
+            save_strategy="no",
+            logging_steps=1,
+        ),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    result = trainer.train()
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_export_service_writes_file_with_hash_and_counts(ranked, admin_user):
+    export = export_services.dataset_export_create(
+        created_by=admin_user, format="pairs", filters=ExportFilters(), queue=False
+    )
+    export = job_run_inline(job=export)
+    assert export.status == DatasetExport.Status.SUCCEEDED and export.progress == 1.0
+    data = Path(export.file_path).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == export.sha256 and len(data) == export.size_bytes
+    lines = gzip.decompress(data).splitlines()
+    assert len(lines) == export.row_count == 36
+    assert json.loads(lines[0])["schema_version"] == 1
+    # A message delivered again finds it finished and changes nothing.
+    assert job_execute(kind_name="export", job_id=export.pk, token=export.publish_token) is None
+    export.refresh_from_db()
+    assert hashlib.sha256(Path(export.file_path).read_bytes()).hexdigest() == export.sha256

@@ -1,0 +1,143 @@
+import pytest
+from django.urls import reverse
+
+from ranking.models import DatasetExport
+from sampler.jobs.services import job_run_inline
+
+
+def test_exports_page_is_for_admins_only(trainer_client, admin_client_):
+    assert trainer_client.get(reverse("ranking:exports")).status_code == 403
+    page = admin_client_.get(reverse("ranking:exports"))
+    assert page.status_code == 200 and b"Start export" in page.content
+
+
+def test_preview_counts_matching_rankings(admin_client_, ranked):
+    _, rankers = ranked
+    url = reverse("ranking:export-preview")
+    response = admin_client_.get(
+        url,
+        {
+            "format": "pairs",
+            "pair_mode": "per_ranker",
+            "split": "all",
+            "test_fraction": "0.1",
+            "split_seed": "0",
+        },
+    )
+    assert response.status_code == 200 and b"6 rankings match" in response.content
+    response = admin_client_.get(
+        url,
+        {
+            "format": "pairs",
+            "pair_mode": "per_ranker",
+            "split": "all",
+            "test_fraction": "0.1",
+            "split_seed": "0",
+            "exclude_trainers": [rankers[0].pk],
+        },
+    )
+    assert b"3 rankings match" in response.content
+
+
+def test_bad_filters_get_a_message_not_a_500(admin_client_):
+    response = admin_client_.get(
+        reverse("ranking:export-preview"),
+        {
+            "format": "pairs",
+            "pair_mode": "per_ranker",
+            "split": "all",
+            "test_fraction": "0.1",
+            "split_seed": "0",
+            "date_from": "2026-05-01",
+            "date_to": "2026-01-01",
+        },
+    )
+    assert response.status_code == 422 and b"before the start date" in response.content
+    response = admin_client_.post(reverse("ranking:export-start"), {"format": "nonsense"})
+    assert response.status_code == 422
+    assert DatasetExport.objects.count() == 0
+
+
+def test_start_export_queues_it_and_download_serves_the_file(
+    admin_client_, admin_user, ranked, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = admin_client_.post(
+            reverse("ranking:export-start"),
+            {
+                "format": "rankings",
+                "pair_mode": "per_ranker",
+                "split": "all",
+                "test_fraction": "0.1",
+                "split_seed": "0",
+                "pseudonymize": "on",
+                "compress": "on",
+            },
+        )
+    assert response.status_code == 302 and len(callbacks) == 1
+    export = DatasetExport.objects.get()
+    assert export.status == DatasetExport.Status.QUEUED and export.filters["compress"] is True
+    job_run_inline(job=export)
+    download = admin_client_.get(reverse("ranking:export-download", args=[export.pk]))
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content)[:2] == b"\x1f\x8b"
+
+
+FILTERS = {
+    "format": "pairs",
+    "pair_mode": "per_ranker",
+    "split": "all",
+    "test_fraction": "0.1",
+    "split_seed": "0",
+}
+# Every export URL: (method, URL name, what an admin gets for the same request).
+EXPORT_URLS = [
+    ("get", "ranking:exports", 200),
+    ("get", "ranking:export-preview", 200),
+    ("post", "ranking:export-start", 302),
+    ("get", "ranking:export-status", 200),
+    ("get", "ranking:export-download", 200),
+    ("get", "api-export-stream", 200),
+]
+
+
+@pytest.mark.parametrize(("method", "name", "admin_status"), EXPORT_URLS)
+def test_every_export_url_refuses_trainers_and_serves_admins(
+    trainer_client, admin_client_, admin_user, settings, tmp_path, method, name, admin_status
+):
+    settings.EXPORT_ROOT = str(tmp_path)
+    (tmp_path / "pairs.jsonl").write_bytes(b"{}\n")
+    export = DatasetExport.objects.create(
+        format="pairs",
+        created_by=admin_user,
+        status=DatasetExport.Status.SUCCEEDED,
+        file_path=str(tmp_path / "pairs.jsonl"),
+    )
+    url = reverse(name, args=[export.pk] if name == "ranking:export-download" else [])
+
+    def request(client):
+        return getattr(client, method)(url, FILTERS)
+
+    assert request(trainer_client).status_code == 403
+    assert DatasetExport.objects.count() == 1  # a refused start queues nothing
+    # The same request from an admin goes through: the 403 is the role check, not the request.
+    assert request(admin_client_).status_code == admin_status
+
+
+def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user, trainer, ranked):
+    import json
+
+    client.force_login(trainer)
+    assert client.get("/api/exports/stream/", {"format": "pairs"}).status_code == 403
+    client.force_login(admin_user)
+    response = client.get("/api/exports/stream/", {"format": "pairs", "pair_mode": "aggregated"})
+    assert response.status_code == 200 and response["Content-Type"] == "application/jsonl"
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    assert len(rows) == 15 and all(row["votes"] == 2 for row in rows)
+    bad = client.get("/api/exports/stream/", {"format": "pairs", "exclude_flag": "boring"})
+    assert bad.status_code == 400 and "exclude_flag" in bad.json()
+    backwards = client.get(
+        "/api/exports/stream/",
+        {"format": "pairs", "date_from": "2026-02-01", "date_to": "2026-01-01"},
+    )
+    assert backwards.status_code == 400 and "before the start date" in str(backwards.json())

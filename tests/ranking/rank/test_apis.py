@@ -1,0 +1,281 @@
+import json
+from datetime import datetime, timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from accounts.services import user_create_trainer
+from ranking.models import Assignment, Ranking, RankingTask
+from ranking.rank import services
+from ranking.rank.services import RankingInput
+from tests.conftest import PASSWORD
+
+CLAIM_URL = "/api/ranking/claim/"
+
+
+def _post(client: Client, url: str, data: object = None):
+    return client.post(
+        url, json.dumps({} if data is None else data), content_type="application/json"
+    )
+
+
+def _submit_url(assignment_id: int) -> str:
+    return f"/api/ranking/assignments/{assignment_id}/submit/"
+
+
+def _skip_url(assignment_id: int) -> str:
+    return f"/api/ranking/assignments/{assignment_id}/skip/"
+
+
+@pytest.fixture
+def third_trainer(db):
+    return user_create_trainer(username="thea", password=PASSWORD)
+
+
+def test_claim_returns_the_prefix_and_candidates_in_presentation_order(ready_task, trainer_client):
+    response = _post(trainer_client, CLAIM_URL)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assignment = Assignment.objects.get(pk=body["assignment_id"])
+    assert body["task_id"] == ready_task.pk
+    assert body["expires_at"]
+    assert body["prefix"] == [{"role": "user", "content": "hi"}]
+    assert [c["id"] for c in body["candidates"]] == assignment.presentation_order
+    texts = dict(ready_task.candidates.values_list("id", "message__content"))
+    assert all(c["text"] == texts[c["id"]] for c in body["candidates"])
+    # Claiming again hands back the same lease.
+    assert _post(trainer_client, CLAIM_URL).json()["assignment_id"] == assignment.pk
+
+
+def test_claiming_again_shows_the_same_order_and_the_configured_lease(
+    ready_task, trainer_client, trainer, settings
+):
+    settings.RANKING_LEASE_SECONDS = 120
+    claims = [_post(trainer_client, CLAIM_URL).json() for _ in range(5)]
+    assignment = Assignment.objects.get(trainer=trainer)
+    # A reshuffle on each claim would repeat the order only 1 time in 24.
+    for claim in claims:
+        assert [c["id"] for c in claim["candidates"]] == assignment.presentation_order
+    expires_at = datetime.fromisoformat(claims[0]["expires_at"])
+    assert expires_at == assignment.expires_at
+    assert abs(expires_at - assignment.leased_at - timedelta(seconds=120)) < timedelta(seconds=1)
+
+
+def test_claim_answers_204_when_no_task_is_ready(trainer_client):
+    response = _post(trainer_client, CLAIM_URL)
+    assert response.status_code == 204 and response.content == b""
+
+
+def test_submit_stores_the_ranking_and_a_second_submit_is_a_409(ready_task, trainer_client):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    ids = [c["id"] for c in claim["candidates"]]
+    payload = {
+        "ordering": [[ids[0]], [ids[1], ids[2]], [ids[3]]],
+        "flags": {str(ids[3]): ["harmful", "other"]},
+        "flag_notes": {str(ids[3]): "insults the user"},
+        "rationale": "first one answers",
+    }
+    response = _post(trainer_client, _submit_url(claim["assignment_id"]), payload)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["ordering"] == payload["ordering"]
+    assert body["flags"] == {
+        str(ids[3]): {"flags": ["harmful", "other"], "note": "insults the user"}
+    }
+    assert body["presentation_order"] == ids
+    assert Ranking.objects.get(pk=body["id"]).task_id == ready_task.pk
+
+    again = _post(trainer_client, _submit_url(claim["assignment_id"]), payload)
+    assert again.status_code == 409
+    assert "already ranked" in again.json()["detail"]
+    ready_task.refresh_from_db()
+    assert (ready_task.rankings_count, ready_task.leased_count) == (1, 0)
+
+
+def test_cannot_rank_is_accepted_without_an_ordering(ready_task, trainer_client):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    response = _post(
+        trainer_client,
+        _submit_url(claim["assignment_id"]),
+        {"cannot_rank": True, "rationale": "all gibberish"},
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["cannot_rank"] is True and response.json()["ordering"] == []
+
+
+@pytest.mark.parametrize(
+    ("make_payload", "field", "message"),
+    [
+        (lambda ids: {"ordering": "best first"}, "ordering", "list"),
+        (lambda ids: {"ordering": [ids]}, "ordering", "All replies are tied"),
+        (lambda ids: {"ordering": [[ids[0]], ids[1:3]]}, "ordering", "1 missing"),
+        (lambda ids: {"ordering": [[i] for i in ids] + [[ids[0]]]}, "ordering", "twice"),
+        (lambda ids: {"ordering": [[1.5]]}, "ordering", "integer"),
+        (lambda ids: {"ordering": [["x"]]}, "ordering", "integer"),
+        (lambda ids: {"ordering": [ids[0]]}, "ordering", "list"),
+        (lambda ids: {"ordering": [[i] for i in range(1, 100)]}, "ordering", "64"),
+        (lambda ids: {"ordering": None}, "ordering", "null"),
+        (lambda ids: {"ordering": [[i] for i in ids], "flags": {"x": ["harmful"]}}, "flags", "id"),
+        (lambda ids: {"ordering": [[i] for i in ids], "flags": {ids[0]: "rude"}}, "flags", "list"),
+        (lambda ids: {"ordering": [[i] for i in ids], "flags": [1]}, "flags", "dictionary"),
+        (
+            lambda ids: {"ordering": [[i] for i in ids], "flags": {ids[0]: ["boring"]}},
+            "flags",
+            "Unknown flag: boring",
+        ),
+        (
+            lambda ids: {"ordering": [[i] for i in ids], "flags": {ids[0]: ["other"]}},
+            "flags",
+            "Say what the problem is",
+        ),
+        (
+            lambda ids: {"ordering": [[i] for i in ids], "rationale": "x" * 4001},
+            "rationale",
+            "4000",
+        ),
+        (lambda ids: {"ordering": [[i] for i in ids], "rationale": 5 * [1]}, "rationale", ""),
+    ],
+)
+def test_bad_submissions_are_400_with_a_message_for_the_field(
+    ready_task, trainer_client, make_payload, field, message
+):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    ids = [c["id"] for c in claim["candidates"]]
+    response = _post(trainer_client, _submit_url(claim["assignment_id"]), make_payload(ids))
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+    assert message in json.dumps(response.json()[field])
+    assert Assignment.objects.get(pk=claim["assignment_id"]).status == Assignment.Status.LEASED
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"ordering"', "{not json"])
+def test_a_body_that_is_not_an_object_is_a_400(ready_task, trainer_client, body):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    response = trainer_client.post(
+        _submit_url(claim["assignment_id"]), body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+
+
+def test_someone_elses_assignment_is_a_404(ready_task, trainer_client, third_trainer):
+    theirs = services.task_claim_next(trainer=third_trainer)
+    ids = theirs.presentation_order
+    response = _post(trainer_client, _submit_url(theirs.pk), {"ordering": [[i] for i in ids]})
+    assert response.status_code == 404
+    assert _post(trainer_client, _skip_url(theirs.pk)).status_code == 404
+    assert Assignment.objects.get(pk=theirs.pk).status == Assignment.Status.LEASED
+
+
+def test_skip_gives_the_task_back_and_it_is_not_offered_again(ready_task, trainer_client):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    response = _post(trainer_client, _skip_url(claim["assignment_id"]), {"reason": "not English"})
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "skipped"
+    assert response.json()["skip_reason"] == "not English"
+    ready_task.refresh_from_db()
+    assert ready_task.leased_count == 0
+    assert _post(trainer_client, CLAIM_URL).status_code == 204
+
+
+def test_skip_reason_over_the_limit_is_a_400(ready_task, trainer_client):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    response = _post(trainer_client, _skip_url(claim["assignment_id"]), {"reason": "x" * 501})
+    assert response.status_code == 400
+    assert "reason" in response.json()
+
+
+def test_the_api_is_for_trainers_only(ready_task, plain_user):
+    client = Client()
+    client.force_login(plain_user)
+    assert _post(client, CLAIM_URL).status_code == 403
+    assert _post(Client(), CLAIM_URL).status_code in {401, 403}
+
+
+# ---- quality page -----------------------------------------------------------------------------
+
+
+def _rank(task: RankingTask, trainer, ordering_of) -> None:
+    assignment = services.task_claim_next(trainer=trainer)
+    assert assignment.task_id == task.pk
+    ids = sorted(task.candidates.values_list("id", flat=True))
+    services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(ordering_of(ids))
+    )
+
+
+def test_quality_page_shows_agreement_of_two_trainers_on_the_same_task(
+    ready_task, trainer, third_trainer, admin_client_, django_assert_max_num_queries
+):
+    # The two rankings swap the top two replies: 5 of the 6 pairs agree, tau = (5 - 1) / 6.
+    _rank(ready_task, trainer, lambda ids: [[ids[0]], [ids[1]], [ids[2]], [ids[3]]])
+    _rank(ready_task, third_trainer, lambda ids: [[ids[1]], [ids[0]], [ids[2]], [ids[3]]])
+
+    with django_assert_max_num_queries(12):
+        response = admin_client_.get(reverse("ranking:quality"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    report = response.context["report"]
+    assert report.overall.pairs == 1
+    assert report.overall.pairwise == pytest.approx(5 / 6)
+    assert report.overall.tau_b == pytest.approx(4 / 6)
+    assert '<strong id="overall-agreement">83.3 %</strong>' in html
+    assert '<strong id="overall-tau">0.667</strong>' in html
+    assert "72.6 % ± 1.5 %" in html
+    rows = {row.username: row.quality for row in report.trainers}
+    assert set(rows) == {"tess", "thea"}
+    assert rows["tess"].agreement == pytest.approx(5 / 6) and rows["tess"].rankings == 1
+    admin_link = reverse("admin:ranking_rankingtask_change", args=[ready_task.pk])
+    assert f'href="{admin_link}"' in html
+
+
+def test_quality_page_filters_by_date_and_model_version(
+    ready_task, trainer, third_trainer, admin_client_
+):
+    _rank(ready_task, trainer, lambda ids: [[i] for i in ids])
+    _rank(ready_task, third_trainer, lambda ids: [[i] for i in ids])
+    url = reverse("ranking:quality")
+    version = ready_task.model_version_id
+
+    assert admin_client_.get(url, {"model_version": version}).context["report"].ranking_count == 2
+    future = admin_client_.get(url, {"submitted_from": "2999-01-01"})
+    assert future.context["report"].ranking_count == 0
+    today = ready_task.created_at.date().isoformat()
+    window = admin_client_.get(url, {"submitted_from": today, "submitted_to": today})
+    assert window.context["report"].overall.pairwise == 1.0
+    backwards = admin_client_.get(
+        url, {"submitted_from": "2030-01-02", "submitted_to": "2030-01-01"}
+    )
+    assert "The start date is after the end date." in backwards.content.decode()
+
+
+def test_quality_page_is_for_admins_only(trainer_client):
+    assert trainer_client.get(reverse("ranking:quality")).status_code == 403
+
+
+@pytest.fixture
+def flag_everything(settings):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = False
+
+
+def test_claimed_candidates_carry_their_message_and_the_filters_verdict(
+    flag_everything, ready_task, trainer_client
+):
+    body = _post(trainer_client, CLAIM_URL).json()
+
+    messages = dict(ready_task.candidates.values_list("id", "message_id"))
+    sampled = set(
+        ready_task.candidates.filter(message__sample__isnull=False).values_list("id", flat=True)
+    )
+    assert {c["id"]: c["message_id"] for c in body["candidates"]} == messages
+    for candidate in body["candidates"]:
+        if candidate["id"] in sampled:
+            assert candidate["moderation"]["flagged"] is True
+            assert candidate["moderation"]["categories"] == ["everything"]
+            assert candidate["moderation"]["filter"] == "builtin"
+        else:
+            assert candidate["moderation"] is None
+    assert len(sampled) == 3

@@ -1,0 +1,377 @@
+import random
+from collections import Counter
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from accounts.services import user_create_trainer
+from labeling.conversations.selectors import ranking_source_pick
+from labeling.models import Conversation, Message
+from ranking.models import Assignment, RankingTask
+from ranking.rank import services
+from ranking.rank.selectors import assignment_screen
+from ranking.rank.services import RankingConflict, RankingInput
+from tests.ranking.conftest import (
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    task_from_source,
+)
+
+
+def _order(assignment):
+    """Best to worst in presentation order, with the last two tied."""
+    ids = assignment.presentation_order
+    return [[ids[0]], [ids[1]], ids[2:]]
+
+
+class Clock:
+    """Stands in for ``timezone.now`` (services and ``auto_now_add`` fields alike)."""
+
+    def __init__(self) -> None:
+        self.now = timezone.now().replace(microsecond=0)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@pytest.fixture
+def quick_task(other_trainer):
+    """A ready task on other_trainer's conversation, built without running a model."""
+    conversation = finished_conversation(other_trainer)
+    return task_from_source(conversation.active_leaf, model_version=model_version_create("p"))
+
+
+@pytest.fixture
+def clock():
+    clock = Clock()
+    with mock.patch("django.utils.timezone.now", clock):
+        yield clock
+
+
+def test_task_has_source_plus_k_sibling_alternatives_with_provenance(ready_task):
+    task = ready_task
+    assert task.status == RankingTask.Status.READY
+    candidates = list(task.candidates.select_related("message__sample__job"))
+    assert len(candidates) == 4
+    source = [c for c in candidates if c.is_source]
+    assert len(source) == 1 and source[0].message == task.source_message
+    for candidate in candidates:
+        assert candidate.message.parent_id == task.prefix_message_id
+        assert candidate.message.role == "assistant"
+    alternatives = [c.message for c in candidates if not c.is_source]
+    assert {m.sample.job.purpose for m in alternatives} == {"ranking"}
+    assert {m.model_version_id for m in alternatives} == {task.model_version_id}
+
+
+def test_alternatives_are_never_picked_as_sources_and_sources_are_not_reused(ready_task):
+    assert services.ranking_task_create(rng=random.Random(1), queue=False) is None
+
+
+def test_preparing_twice_creates_candidates_once(ready_task):
+    services.ranking_task_prepare(task_id=ready_task.pk)
+    assert ready_task.candidates.count() == 4
+
+
+def test_claim_submit_with_ties_and_flags(ready_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    assert assignment.task == ready_task
+    assert sorted(assignment.presentation_order) == sorted(
+        ready_task.candidates.values_list("id", flat=True)
+    )
+    flagged = assignment.presentation_order[3]
+    ranking = services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput(
+            ordering=_order(assignment),
+            flags={flagged: ["harmful", "other"]},
+            flag_notes={flagged: "rude"},
+            rationale="first is clearest",
+        ),
+    )
+    assert ranking.ordering == _order(assignment)
+    assert ranking.flags == {str(flagged): {"flags": ["harmful", "other"], "note": "rude"}}
+    assert ranking.presentation_order == assignment.presentation_order
+    assert ranking.duration_ms >= 0
+    ready_task.refresh_from_db()
+    assert (ready_task.rankings_count, ready_task.leased_count) == (1, 0)
+
+
+def test_claim_returns_the_current_lease_until_it_is_used(ready_task, trainer):
+    first = services.task_claim_next(trainer=trainer)
+    assert services.task_claim_next(trainer=trainer) == first
+
+
+def test_writer_of_the_conversation_never_gets_its_task(ready_task, other_trainer):
+    assert services.task_claim_next(trainer=other_trainer) is None
+
+
+def test_task_is_leased_to_no_more_trainers_than_it_needs(ready_task, trainer):
+    third = user_create_trainer(username="third", password="x")
+    fourth = user_create_trainer(username="fourth", password="x")
+    assert services.task_claim_next(trainer=trainer) is not None
+    assert services.task_claim_next(trainer=third) is not None
+    assert services.task_claim_next(trainer=fourth) is None  # overlap is 2
+
+
+def test_skipped_task_is_not_served_again_and_frees_its_slot(ready_task, trainer):
+    third = user_create_trainer(username="third", password="x")
+    fourth = user_create_trainer(username="fourth", password="x")
+    assignment = services.task_claim_next(trainer=trainer)
+    services.assignment_skip(assignment=assignment, trainer=trainer, reason="not my language")
+    assert services.task_claim_next(trainer=trainer) is None
+    assert services.task_claim_next(trainer=third) is not None
+    assert services.task_claim_next(trainer=fourth) is not None
+    assert Assignment.objects.get(pk=assignment.pk).skip_reason == "not my language"
+
+
+def test_double_submit_keeps_the_first_ranking(ready_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+    with pytest.raises(RankingConflict, match="already ranked"):
+        services.ranking_submit(
+            assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+        )
+    ready_task.refresh_from_db()
+    assert ready_task.rankings_count == 1
+
+
+def test_expired_lease_is_released_and_a_late_submit_is_refused_once_the_task_is_full(
+    ready_task, trainer
+):
+    third = user_create_trainer(username="third", password="x")
+    fourth = user_create_trainer(username="fourth", password="x")
+    late = services.task_claim_next(trainer=trainer)
+    Assignment.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    for other in (third, fourth):
+        assignment = services.task_claim_next(trainer=other)
+        assert assignment is not None and assignment.task == ready_task
+        services.ranking_submit(
+            assignment=assignment, trainer=other, ranking=RankingInput(_order(assignment))
+        )
+    with pytest.raises(RankingConflict, match="ran out"):
+        services.ranking_submit(
+            assignment=late, trainer=trainer, ranking=RankingInput(_order(late))
+        )
+    ready_task.refresh_from_db()
+    assert ready_task.rankings_count == 2 and ready_task.status == RankingTask.Status.COMPLETE
+
+
+def test_late_submit_is_accepted_while_the_task_still_has_room(ready_task, trainer):
+    late = services.task_claim_next(trainer=trainer)
+    Assignment.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.leases_expire()
+    services.ranking_submit(assignment=late, trainer=trainer, ranking=RankingInput(_order(late)))
+    ready_task.refresh_from_db()
+    assert (ready_task.rankings_count, ready_task.leased_count) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("make_input", "field"),
+    [
+        (lambda ids: RankingInput([[ids[0]], ids[1:3]]), "ordering"),  # one missing
+        (lambda ids: RankingInput([[ids[0]], [ids[0]], ids[1:]]), "ordering"),  # twice
+        (lambda ids: RankingInput([[ids[0]], [], ids[1:]]), "ordering"),  # empty rank
+        (lambda ids: RankingInput([ids]), "ordering"),  # all tied
+        (lambda ids: RankingInput([[ids[0]], [*ids[1:], 999999]]), "ordering"),  # foreign id
+        (lambda ids: RankingInput([[i] for i in ids], flags={ids[0]: ["boring"]}), "flags"),
+        (lambda ids: RankingInput([[i] for i in ids], flags={ids[0]: ["other"]}), "flags"),
+        (lambda ids: RankingInput([[i] for i in ids], rationale="x" * 4001), "rationale"),
+    ],
+)
+def test_invalid_rankings_are_refused_with_a_message(ready_task, trainer, make_input, field):
+    assignment = services.task_claim_next(trainer=trainer)
+    with pytest.raises(ValidationError) as error:
+        services.ranking_submit(
+            assignment=assignment,
+            trainer=trainer,
+            ranking=make_input(assignment.presentation_order),
+        )
+    assert field in error.value.message_dict
+    assert Assignment.objects.get(pk=assignment.pk).status == Assignment.Status.LEASED
+
+
+def test_cannot_rank_needs_no_ordering(ready_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    ranking = services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput([], cannot_rank=True, rationale="all gibberish"),
+    )
+    assert ranking.cannot_rank and ranking.ordering == []
+
+
+def test_pool_fill_creates_tasks_from_distinct_sources(policy, other_trainer, settings):
+    for _ in range(3):
+        finished_conversation(other_trainer)
+    finished_conversation(other_trainer, origin="human")  # not model-written: never a source
+    created = services.ranking_pool_fill(target=10, rng=random.Random(3))
+    assert created == 3
+    sources = RankingTask.objects.values_list("source_message_id", flat=True)
+    assert len(set(sources)) == 3
+    assert not Message.objects.filter(pk__in=sources, origin="human").exists()
+
+
+# ---- presentation order -----------------------------------------------------------------------
+
+
+def test_each_trainer_gets_an_order_of_their_own(quick_task):
+    task = quick_task  # room for 10 trainers
+    id_order = sorted(task.candidates.values_list("id", flat=True))
+    source_id = task.candidates.get(is_source=True).pk
+    orders = [
+        services.task_claim_next(trainer=quick_trainer(f"ranker{index}")).presentation_order
+        for index in range(10)
+    ]
+    assert all(sorted(order) == id_order for order in orders)
+    # 4 replies have 24 orders: 10 trainers all seeing one order by chance is a 24**-9 event.
+    assert len({tuple(order) for order in orders}) > 1
+    assert any(order != id_order for order in orders)
+    # Nor does the writer's own reply always come first (4**-10 by chance).
+    assert any(order[0] != source_id for order in orders)
+
+
+def test_coming_back_to_a_lease_shows_the_order_stored_at_claim_time(quick_task, trainer):
+    lease = services.task_claim_next(trainer=trainer)
+    stored = Assignment.objects.get(pk=lease.pk).presentation_order
+    assert stored == lease.presentation_order
+    for _ in range(5):  # a reshuffle on each visit would repeat the order 1 time in 24
+        again = services.task_claim_next(trainer=trainer)
+        assert again.pk == lease.pk
+        shown = [candidate["id"] for candidate in assignment_screen(assignment=again).candidates]
+        assert shown == stored
+
+
+# ---- time spent and leases --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "elapsed",
+    [timedelta(seconds=83, milliseconds=17), timedelta(seconds=32, milliseconds=1)],
+)
+def test_duration_is_the_time_from_claim_to_submit_whatever_happens_in_between(
+    quick_task, trainer, clock, elapsed
+):
+    claimed_at = clock.now
+    assignment = services.task_claim_next(trainer=trainer)
+    clock.advance(elapsed / 2)
+    assert services.task_claim_next(trainer=trainer) == assignment  # a reload keeps the start
+    clock.advance(elapsed / 2)
+    ranking = services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+    ranking.refresh_from_db()
+    assert ranking.started_at == claimed_at
+    assert ranking.submitted_at == claimed_at + elapsed
+    assert ranking.duration_ms == elapsed // timedelta(milliseconds=1)
+
+
+def test_lease_lasts_the_configured_time_then_the_task_goes_to_another_trainer(
+    quick_task, trainer, settings, clock
+):
+    settings.RANKING_LEASE_SECONDS = 90
+    RankingTask.objects.filter(pk=quick_task.pk).update(overlap_required=1)
+    third = quick_trainer("third")
+    claimed_at = clock.now
+    lease = services.task_claim_next(trainer=trainer)
+    assert Assignment.objects.get(pk=lease.pk).expires_at == claimed_at + timedelta(seconds=90)
+
+    clock.advance(timedelta(seconds=89))
+    assert services.task_claim_next(trainer=third) is None  # the one slot is still held
+    assert services.task_claim_next(trainer=trainer) == lease
+
+    clock.advance(timedelta(seconds=2))
+    taken = services.task_claim_next(trainer=third)
+    assert taken is not None and taken.task_id == quick_task.pk
+    assert Assignment.objects.get(pk=lease.pk).status == Assignment.Status.EXPIRED
+    quick_task.refresh_from_db()
+    assert quick_task.leased_count == 1
+
+
+# ---- picking sources --------------------------------------------------------------------------
+
+
+def _conversation_with_replies(owner, replies: int) -> Conversation:
+    turns: list[str] = []
+    for index in range(replies):
+        turns += [f"question {index}?", f"answer {index}."]
+    return finished_conversation(owner, turns=tuple(turns))
+
+
+def _picks_per_conversation(draws: int) -> Counter:
+    rng = random.Random(7)
+    return Counter(
+        ranking_source_pick(rng=rng, origins=["model"]).conversation_id for _ in range(draws)
+    )
+
+
+DRAWS = 300  # 6 conversations: a fair share is 50 draws, with a standard deviation of ~6.5
+
+
+def test_source_pick_weights_conversations_equally_whatever_their_length(other_trainer):
+    long = _conversation_with_replies(other_trainer, replies=30)
+    short = [_conversation_with_replies(other_trainer, replies=1) for _ in range(5)]
+    picks = _picks_per_conversation(DRAWS)
+    fair = DRAWS / 6
+    assert picks[long.pk] < 2 * fair  # weighted by message it would get 30/35 of the draws
+    assert all(picks[conversation.pk] > fair / 2 for conversation in short)
+
+
+def test_source_pick_is_not_tilted_by_the_ids_of_ineligible_conversations(other_trainer):
+    short = [_conversation_with_replies(other_trainer, replies=1) for _ in range(5)]
+    # Drafts still being written, conversations written without the model and conversations
+    # used up already take ids too.
+    for _ in range(6):
+        Conversation.objects.create(owner=other_trainer)
+    for _ in range(4):
+        finished_conversation(other_trainer, origin="human")
+    version = model_version_create("policy-a")
+    for _ in range(3):  # used up: their one reply is the source of a task already
+        task_from_source(finished_conversation(other_trainer).active_leaf, model_version=version)
+    after_the_gap = _conversation_with_replies(other_trainer, replies=1)
+    picks = _picks_per_conversation(DRAWS)
+    fair = DRAWS / 6
+    assert picks[after_the_gap.pk] < 2 * fair
+    assert all(picks[conversation.pk] > fair / 2 for conversation in short)
+
+
+def test_source_pick_stays_fair_when_eligible_conversations_are_sparse(other_trainer):
+    # 3 eligible conversations among ~150 ids: most seeks are refused and the exact fallback
+    # (a uniform draw by offset) decides; the two after the long run must not take it all.
+    first = _conversation_with_replies(other_trainer, replies=1)
+    for _ in range(150):
+        finished_conversation(other_trainer, origin="human")
+    late = [_conversation_with_replies(other_trainer, replies=1) for _ in range(2)]
+    rng = random.Random(3)
+    picks = Counter(
+        ranking_source_pick(rng=rng, origins=["model"], attempts=2).conversation_id
+        for _ in range(240)
+    )
+    assert set(picks) == {first.pk, *(c.pk for c in late)}
+    assert all(40 < picks[pk] < 120 for pk in picks)  # fair share 80, sd ~7
+
+
+def test_source_pick_draws_again_when_its_conversation_is_used_up_meanwhile(
+    other_trainer, monkeypatch
+):
+    from labeling.conversations import selectors
+
+    gone = _conversation_with_replies(other_trainer, replies=1)
+    kept = _conversation_with_replies(other_trainer, replies=1)
+    seeks = iter([gone.pk, kept.pk])
+    # As if another task creation took gone's only reply between the seek and the read.
+    gone.messages.filter(role="assistant").update(origin="human")
+    monkeypatch.setattr(selectors, "_seek_conversation", lambda **kwargs: next(seeks))
+
+    picked = ranking_source_pick(rng=random.Random(0), origins=["model"])
+
+    assert picked.conversation_id == kept.pk

@@ -1,0 +1,444 @@
+import random
+import re
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.services import user_create_trainer
+from labeling.models import Message
+from ranking.models import Assignment, Ranking
+from ranking.rank import services
+from tests.ranking.conftest import finished_conversation
+
+RANK_URL = reverse("ranking:rank")
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _assignment(trainer) -> Assignment:
+    return Assignment.objects.get(trainer=trainer, status=Assignment.Status.LEASED)
+
+
+def _shown_ids(html: str) -> list[int]:
+    return [int(found) for found in re.findall(r'data-candidate-id="(\d+)"', html)]
+
+
+def _submit_url(assignment: Assignment) -> str:
+    return reverse("ranking:submit", args=[assignment.pk])
+
+
+def _form(ids: list[int], ranks: list[object], **extra) -> dict:
+    data = {"order": ids, **{f"rank_{cid}": rank for cid, rank in zip(ids, ranks, strict=True)}}
+    return {**data, **extra}
+
+
+def test_rank_page_leases_a_task_and_shows_its_candidates_in_presentation_order(
+    ready_task, trainer_client, trainer
+):
+    response = trainer_client.get(RANK_URL)
+
+    assert response.status_code == 200
+    assignment = _assignment(trainer)
+    html = response.content.decode()
+    assert _shown_ids(html) == assignment.presentation_order
+    assert [f"Reply {letter}" in html for letter in "ABCD"] == [True] * 4
+    for candidate_id in assignment.presentation_order:
+        assert f'name="rank_{candidate_id}"' in html
+        assert f'name="flag_{candidate_id}" value="off_topic"' in html
+    assert ready_task.prefix_message.content in html
+    assert 'id="ranking-list"' in html and 'hx-trigger="every' not in html  # no polling
+
+
+def test_reloading_the_page_resumes_the_same_lease(ready_task, trainer_client, trainer):
+    trainer_client.get(RANK_URL)
+    first = _assignment(trainer)
+    response = trainer_client.get(RANK_URL, **HTMX)
+
+    assert _shown_ids(response.content.decode()) == first.presentation_order
+    assert Assignment.objects.filter(trainer=trainer).count() == 1
+    assert "<html" not in response.content.decode()  # htmx gets the card partial only
+
+
+def test_submit_with_a_tie_and_a_flag_stores_exactly_that_ranking(
+    ready_task, trainer_client, trainer
+):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+    a, b, c, d = assignment.presentation_order
+
+    response = trainer_client.post(
+        _submit_url(assignment),
+        _form(
+            [b, a, d, c],
+            [1, 2, 2, 3],
+            **{f"flag_{c}": ["harmful", "other"], f"flag_note_{c}": "insults the user"},
+            rationale="B answers the question.",
+        ),
+    )
+
+    assert response.status_code == 302 and response.url == RANK_URL
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[b], [a, d], [c]]
+    assert ranking.flags == {str(c): {"flags": ["harmful", "other"], "note": "insults the user"}}
+    assert ranking.rationale == "B answers the question."
+    assert ranking.cannot_rank is False
+    assert ranking.presentation_order == assignment.presentation_order
+    page = trainer_client.get(RANK_URL).content.decode()
+    assert "Ranking saved." in page
+
+
+def test_submit_over_htmx_swaps_in_the_next_state_with_the_message(
+    ready_task, trainer_client, trainer
+):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+
+    response = trainer_client.post(_submit_url(assignment), _form(ids, [1, 2, 3, 4]), **HTMX)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Ranking saved." in html
+    # overlap 2, the writer never ranks: nothing is left for this trainer.
+    assert "Preparing tasks" in html and 'hx-trigger="every 3s"' in html
+    assert Ranking.objects.get(ranker=trainer).ordering == [[ids[0]], [ids[1]], [ids[2]], [ids[3]]]
+
+
+def test_cannot_rank_needs_no_ranks(ready_task, trainer_client, trainer):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+
+    response = trainer_client.post(
+        _submit_url(assignment), {"cannot_rank": "on", "rationale": "all off-topic"}
+    )
+
+    assert response.status_code == 302
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.cannot_rank is True and ranking.ordering == []
+
+
+def test_invalid_ranks_answer_422_with_a_message_and_keep_everything_entered(
+    ready_task, trainer_client, trainer
+):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+    a, b, c, d = assignment.presentation_order
+
+    response = trainer_client.post(
+        _submit_url(assignment),
+        _form(
+            [d, c, b, a],
+            ["1", "1.5", "", "2"],
+            **{
+                f"tie_{c}": "on",
+                f"flag_{b}": ["untruthful"],
+                f"flag_note_{b}": "wrong date",
+                "rationale": "D is the only correct one",
+                "skip_reason": "",
+            },
+        ),
+        **HTMX,
+    )
+
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Reply C: the rank must be a whole number from 1 (best) to 4." in html
+    assert "Reply B has no rank" in html
+    assert 'role="alert"' in html
+    assert _shown_ids(html) == [d, c, b, a]  # the order as it was on screen
+    assert re.search(rf'name="rank_{c}" value="1.5"', html)
+    assert re.search(rf'name="rank_{c}" value="1.5"[^>]*aria-invalid="true"', html, re.S)
+    assert re.search(rf'name="tie_{c}" checked', html)
+    assert re.search(rf'name="flag_{b}" value="untruthful"\s+checked', html)
+    assert 'value="wrong date"' in html
+    assert "D is the only correct one</textarea>" in html
+    assert not Ranking.objects.exists()
+
+
+def test_service_validation_errors_answer_422_and_keep_the_input(
+    ready_task, trainer_client, trainer
+):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+
+    response = trainer_client.post(
+        _submit_url(assignment),
+        _form(ids, [1, 1, 1, 1], **{f"flag_{ids[0]}": ["other"], "rationale": "hmm"}),
+    )
+
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "All replies are tied" in html
+    assert "Say what the problem is" in html
+    assert "hmm</textarea>" in html
+    assert "<html" in html  # a plain form post gets the whole page back
+    assert _assignment(trainer).pk == assignment.pk
+
+
+def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
+    ready_task, trainer_client, trainer
+):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+    first = _form(ids, [1, 2, 3, 4])
+    trainer_client.post(_submit_url(assignment), first, **HTMX)
+
+    response = trainer_client.post(
+        _submit_url(assignment), _form(ids, [4, 3, 2, 1], rationale="changed my mind"), **HTMX
+    )
+
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "You already ranked this task" in html
+    assert 'role="alert"' in html and "Next task" in html
+    assert "changed my mind</textarea>" in html
+    assert Ranking.objects.get(ranker=trainer).ordering == [[cid] for cid in ids]
+
+
+def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
+    ready_task, trainer_client, trainer
+):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+    Assignment.objects.filter(pk=assignment.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    for username in ("uma", "ugo"):
+        other = user_create_trainer(username=username, password="a-Strong-passw0rd-x")
+        lease = services.task_claim_next(trainer=other)
+        ids = lease.presentation_order
+        services.ranking_submit(
+            assignment=lease,
+            trainer=other,
+            ranking=services.RankingInput(ordering=[[i] for i in ids]),
+        )
+
+    response = trainer_client.post(
+        _submit_url(assignment),
+        _form(assignment.presentation_order, [1, 2, 3, 4], rationale="slow but careful"),
+        **HTMX,
+    )
+
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "Your lease on this task ran out" in html and "Next task" in html
+    assert "slow but careful</textarea>" in html
+    assert not Ranking.objects.filter(ranker=trainer).exists()
+
+
+def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, trainer_client, trainer):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+
+    response = trainer_client.post(
+        reverse("ranking:skip", args=[assignment.pk]), {"skip_reason": "not my language"}, **HTMX
+    )
+
+    assert response.status_code == 200
+    assert "Preparing tasks" in response.content.decode()
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.SKIPPED
+    assert assignment.skip_reason == "not my language"
+    ready_task.refresh_from_db()
+    assert ready_task.leased_count == 0
+    # Skipped tasks are not offered again.
+    assert "Preparing tasks" in trainer_client.get(RANK_URL).content.decode()
+
+
+def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
+    ready_task, trainer_client, trainer
+):
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+
+    response = trainer_client.post(
+        reverse("ranking:skip", args=[assignment.pk]),
+        _form(ids, [2, 1, 3, 4], skip_reason="x" * 600, rationale="kept"),
+    )
+
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Keep the reason under 500 characters." in html
+    assert "kept</textarea>" in html and f'name="rank_{ids[1]}" value="1"' in html
+    assert _assignment(trainer).pk == assignment.pk
+
+
+def test_another_trainers_assignment_is_not_found(ready_task, trainer_client, trainer, db):
+    intruder = Client()
+    intruder.force_login(user_create_trainer(username="ivan", password="a-Strong-passw0rd-x"))
+    trainer_client.get(RANK_URL)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+
+    submit = intruder.post(_submit_url(assignment), _form(ids, [1, 2, 3, 4]))
+    skip = intruder.post(reverse("ranking:skip", args=[assignment.pk]))
+
+    assert submit.status_code == 404 and skip.status_code == 404
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.LEASED
+    assert not Ranking.objects.exists()
+
+
+def test_users_without_the_trainer_role_are_forbidden(ready_task, plain_user):
+    client = Client()
+    client.force_login(plain_user)
+
+    assert client.get(RANK_URL).status_code == 403
+    assert client.post(reverse("ranking:submit", args=[1])).status_code == 403
+    assert client.post(reverse("ranking:skip", args=[1])).status_code == 403
+    assert not Assignment.objects.exists()
+
+
+def test_anonymous_visitors_are_sent_to_log_in(db):
+    response = Client().get(RANK_URL)
+
+    assert response.status_code == 302 and "/accounts/login/" in response.url
+
+
+def test_without_a_task_the_page_says_preparing_and_polls(trainer_client):
+    response = trainer_client.get(RANK_URL)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Preparing tasks…" in html
+    assert 'id="ranking-card"' in html
+    assert f'hx-get="{RANK_URL}"' in html and 'hx-trigger="every 3s"' in html
+    assert f'href="{RANK_URL}"' in html
+
+
+def test_polling_swaps_the_task_in_once_one_is_ready(ready_task, trainer_client, trainer):
+    response = trainer_client.get(RANK_URL, **HTMX)
+
+    html = response.content.decode()
+    assert 'id="ranking-list"' in html and "every 3s" not in html
+
+
+def test_model_text_is_sanitised(ready_task, trainer_client, trainer):
+    candidate = ready_task.candidates.exclude(is_source=True).first()
+    Message.objects.filter(pk=candidate.message_id).update(
+        content='<script>alert("x")</script><img src=x onerror=alert(1)> **bold**'
+    )
+
+    html = trainer_client.get(RANK_URL).content.decode()
+
+    assert "<strong>bold</strong>" in html
+    assert '<script>alert("x")' not in html and "<img" not in html
+    # Shown as the text the model wrote, not dropped.
+    assert '&lt;script&gt;alert("x")&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' in html
+
+
+@pytest.fixture
+def long_task(policy, other_trainer, settings):
+    """A task whose prefix has five turns (only its last reply is model-written)."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    conversation = finished_conversation(
+        other_trainer, turns=("u one", "a one", "u two", "a two", "u three", "a three")
+    )
+    conversation.messages.filter(content__in=["a one", "a two"]).update(origin="human")
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=2, overlap=2, queue=False
+    )
+    return services.ranking_task_prepare(task_id=task.pk)
+
+
+def test_long_prefixes_fold_older_turns_with_their_count(long_task, trainer_client):
+    html = trainer_client.get(RANK_URL).content.decode()
+
+    assert "<details" in html and "Show 1 earlier turn<" in html
+    folded, shown = html.split("</details>", 1)
+    assert "u one" in folded
+    for text in ("a one", "u two", "a two", "u three"):
+        assert text in shown
+
+
+# ---- the content filter and feedback on the replies being ranked ------------------------------
+
+
+@pytest.fixture
+def flag_everything(settings):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = False
+
+
+def _candidate_messages(assignment: Assignment) -> dict[int, Message]:
+    return {
+        candidate.pk: candidate.message
+        for candidate in assignment.task.candidates.select_related("message")
+    }
+
+
+def test_flagged_replies_carry_the_filters_warning_on_the_ranking_page(
+    flag_everything, ready_task, trainer_client, trainer
+):
+    html = trainer_client.get(RANK_URL).content.decode()
+
+    assignment = _assignment(trainer)
+    sampled = [m for m in _candidate_messages(assignment).values() if m.sample_id]
+    assert len(sampled) == 3  # the K alternatives; the source here was written without a sample
+    assert html.count('class="moderation-warning"') == len(sampled)
+    assert html.count('class="candidate flagged"') == len(sampled)
+    assert "The content filter flagged this: everything" in html
+
+
+def test_unflagged_replies_show_no_warning(ready_task, trainer_client, settings):
+    settings.CONTENT_FILTER_PATTERNS = {}
+    settings.CONTENT_FILTER_WORDS = {}
+
+    html = trainer_client.get(RANK_URL).content.decode()
+
+    assert 'class="moderation-warning"' not in html
+
+
+def test_every_reply_gets_a_feedback_slot_outside_the_ranking_form(
+    ready_task, trainer_client, trainer
+):
+    html = trainer_client.get(RANK_URL).content.decode()
+
+    assignment = _assignment(trainer)
+    form_end = html.index("</form>", html.index('id="ranking-form"'))
+    for message in _candidate_messages(assignment).values():
+        slot = html.index(f'href="/write/feedback/message/{message.pk}/"')
+        assert slot > form_end  # forms cannot nest: the widget's own forms sit after the ranking
+    assert html.count('class="feedback"') == len(assignment.presentation_order)
+
+
+def test_a_trainer_rates_and_reports_a_reply_of_their_task(ready_task, trainer_client, trainer):
+    trainer_client.get(RANK_URL)
+    message = next(iter(_candidate_messages(_assignment(trainer)).values()))
+    url = f"/write/feedback/message/{message.pk}/"
+
+    assert trainer_client.get(url, **HTMX).status_code == 200
+    rated = trainer_client.post(url, {"action": "rate", "rating": "down"}, **HTMX)
+    reported = trainer_client.post(
+        url, {"action": "report", "categories": ["untruthful"], "comment": "made up"}, **HTMX
+    )
+
+    assert rated.status_code == 200 and reported.status_code == 200
+    feedback = message.feedback.get(user=trainer)
+    assert (feedback.rating, feedback.categories, feedback.comment) == (
+        "down",
+        ["untruthful"],
+        "made up",
+    )
+
+
+def test_replies_of_tasks_never_given_to_a_trainer_stay_hidden(ready_task, trainer, db):
+    outsider = user_create_trainer(username="outsider", password="pw-outsider-1")
+    client = Client()
+    client.force_login(outsider)
+    message = ready_task.candidates.first().message
+
+    assert client.get(f"/write/feedback/message/{message.pk}/").status_code == 404
+    assert (
+        client.post(
+            f"/write/feedback/message/{message.pk}/", {"action": "rate", "rating": "up"}
+        ).status_code
+        == 404
+    )
