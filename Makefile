@@ -31,8 +31,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 chromium:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
+# Style (ruff) and architecture: import-linter's contracts in pyproject.toml (no import cycle,
+# layers inside every feature, apps reaching each other only through services and selectors).
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Unit tier: SQLite, no servers, tasks called directly.
 test-unit: setup

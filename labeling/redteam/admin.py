@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from labeling.redteam.models import Attack, AttackResult, AttackRun
+from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
 
 
 @admin.register(Attack)
@@ -27,12 +28,12 @@ class AttackResultInline(admin.TabularInline):
 
 
 @admin.register(AttackRun)
-class AttackRunAdmin(admin.ModelAdmin):
+class AttackRunAdmin(JobAdminMixin, admin.ModelAdmin):
     list_display = ("id", "model_version", "status", "attack_count", "progress", "created_at")
     list_filter = ("status", "model_version")
     search_fields = ("model_version__name", "error", "requested_by__username")
     raw_id_fields = ("requested_by",)
-    readonly_fields = ("created_at", "started_at", "finished_at")
+    readonly_fields = ("created_at", *LIFECYCLE_FIELDS)
     inlines = [AttackResultInline]
 
 

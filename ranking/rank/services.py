@@ -24,7 +24,7 @@ from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create, generation_job_execute
 from sampler.jobs.kinds import JobContext
 from sampler.jobs.services import job_enqueue, job_run_inline
-from sampler.moderation.selectors import samples_flagged_ids
+from sampler.moderation.services import samples_flagged_ids
 
 logger = logging.getLogger(__name__)
 

@@ -48,3 +48,12 @@ def samples_moderate(*, samples: Sequence[Sample]) -> dict[int, ModerationResult
         ignore_conflicts=True,
     )
     return {result.sample_id: result for result in current.all()}
+
+
+def samples_flagged_ids(*, samples: Sequence[Sample]) -> set[int]:
+    """Ids of the samples the configured filter flags (scoring those it has not seen)."""
+    return {
+        sample_id
+        for sample_id, result in samples_moderate(samples=samples).items()
+        if result.flagged
+    }
