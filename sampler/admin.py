@@ -108,3 +108,7 @@ class ModelComparisonAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("version_a__name", "version_b__name", "error")
     raw_id_fields = ("version_a", "version_b", "reward_version", "requested_by")
+
+
+# Worker heartbeats' admin lives in their feature package.
+from sampler.workers import admin as workers_admin  # noqa: E402, F401

@@ -270,3 +270,7 @@ class ModelComparison(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+
+
+# Worker heartbeats live in their feature package; imported here so Django finds the model.
+from sampler.workers.models import WorkerHeartbeat  # noqa: E402, F401
