@@ -13,6 +13,9 @@ import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from django.core.signals import request_finished
+from django.dispatch import receiver
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -34,13 +37,17 @@ class RequestIdMiddleware:
         offered = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = offered if _SANE_REQUEST_ID.match(offered) else uuid.uuid4().hex
         request.request_id = request_id
-        token = request_id_var.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        # Kept until the response is closed (request_finished, below): Django logs a 4xx after
+        # the middleware has returned.
+        request_id_var.set(request_id)
+        response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+@receiver(request_finished)
+def _request_id_forget(**kwargs) -> None:
+    request_id_var.set("")
 
 
 class RequestIdFilter(logging.Filter):

@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,11 +131,7 @@ def redis_server_start(directory: Path) -> RedisServer:
     pytest.fail(f"redis-server did not start; its last log:\n{log.read_text()[-2000:]}")
 
 
-def broker_point_at(url: str) -> None:
-    """Point this process's Celery app (and the processes it starts) at broker ``url``.
-
-    Celery reads ``CELERY_BROKER_URL`` from the environment before its configuration, so both
-    change; pooled connections to the previous broker are dropped."""
+def _broker_set(url: str) -> None:
     os.environ["CELERY_BROKER_URL"] = url
     settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url
@@ -144,18 +141,33 @@ def broker_point_at(url: str) -> None:
     app.amqp._producer_pool = None
 
 
+@contextmanager
+def broker_at(url: str) -> Iterator[None]:
+    """Point this process's Celery app (and the processes it starts) at broker ``url``, and
+    back when the block ends.
+
+    Celery reads ``CELERY_BROKER_URL`` from the environment before its configuration, so both
+    change; pooled connections to the previous broker are dropped."""
+    environment_before = os.environ.get("CELERY_BROKER_URL")
+    settings_before = settings.CELERY_BROKER_URL
+    _broker_set(url)
+    try:
+        yield
+    finally:
+        _broker_set(settings_before)
+        if environment_before is None:
+            os.environ.pop("CELERY_BROKER_URL")
+        else:
+            os.environ["CELERY_BROKER_URL"] = environment_before
+
+
 @pytest.fixture(scope="session")
 def redis_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """This run's own Redis, as the Celery broker of the tests and the workers they start."""
-    previous = os.environ.get("CELERY_BROKER_URL")
     server = redis_server_start(tmp_path_factory.mktemp("redis"))
-    broker_point_at(server.url)
-    yield server
+    with broker_at(server.url):
+        yield server
     server.stop()
-    if previous is None:
-        os.environ.pop("CELERY_BROKER_URL", None)
-    else:
-        os.environ["CELERY_BROKER_URL"] = previous
 
 
 @pytest.fixture(autouse=True)
