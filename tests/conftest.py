@@ -135,9 +135,9 @@ def _broker_set(url: str) -> None:
     os.environ["CELERY_BROKER_URL"] = url
     settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # As Celery does after a fork: the next publication takes the pools for the new URL (kombu
+    # keeps one per broker URL; the previous broker's stay open for when it is pointed at again).
+    app._pool = None
     app.amqp._producer_pool = None
 
 
@@ -147,7 +147,7 @@ def broker_at(url: str) -> Iterator[None]:
     back when the block ends.
 
     Celery reads ``CELERY_BROKER_URL`` from the environment before its configuration, so both
-    change; pooled connections to the previous broker are dropped."""
+    change."""
     environment_before = os.environ.get("CELERY_BROKER_URL")
     settings_before = settings.CELERY_BROKER_URL
     _broker_set(url)
