@@ -21,7 +21,10 @@ def wait_ready(url: str, deadline: float) -> dict | None:
             with urllib.request.urlopen(url, timeout=10) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:  # 503: up, not ready yet
-            last = json.loads(error.read() or b"{}")
+            try:
+                last = json.loads(error.read())
+            except ValueError:
+                last = {"checks": f"HTTP {error.code}"}
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.25)

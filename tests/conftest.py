@@ -30,6 +30,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.services import user_create_trainer
+from config.broker import queue_depths
 from config.celery import Queue, app
 from config.threads import thread_caps_apply
 
@@ -70,6 +71,17 @@ def wait_until(predicate, *, interval: float = 0.2, what: str = "condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"{what} not met within TEST_WAIT_SECONDS={WAIT_SECONDS:g} s")
+
+
+def celery_worker_idle() -> bool:
+    """Every queue is empty and no worker holds a task (running, or prefetched)."""
+    if any(queue_depths(timeout=WAIT_SECONDS).values()):
+        return False
+    inspect = app.control.inspect(timeout=1)
+    active, reserved = inspect.active(), inspect.reserved()
+    if not active or not reserved:
+        return False  # no worker answered
+    return not any([*active.values(), *reserved.values()])
 
 
 def free_port() -> int:

@@ -7,7 +7,7 @@ import pytest
 from sampler import services
 from sampler.models import GenerationJob, Sample
 from sampler.tasks import run_generation_job
-from tests.conftest import wait_until
+from tests.conftest import celery_worker_idle, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -62,9 +62,7 @@ def test_a_task_delivered_twice_stores_its_samples_once(celery_worker, policy, t
     wait_until(lambda: _finished(job.pk))
     # Let the second delivery finish too before counting.
     wait_until(lambda: GenerationJob.objects.get(pk=job.pk).attempts >= 1)
-    import time
-
-    time.sleep(2)
+    wait_until(celery_worker_idle, what="the worker idle with its queues empty")
     assert Sample.objects.filter(job_id=job.pk).count() == 3
     assert GenerationJob.objects.get(pk=job.pk).status == GenerationJob.Status.SUCCEEDED
 
@@ -126,4 +124,3 @@ def test_a_worker_killed_mid_job_gives_it_back_and_the_job_ends_with_its_samples
     assert sorted(done.samples.values_list("index", flat=True)) == list(range(16))
     new_pool = psutil.Process(celery_worker.pid).children()
     assert new_pool and new_pool[0].pid != pool[0].pid
-
