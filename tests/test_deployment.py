@@ -182,7 +182,9 @@ def _env_example() -> dict[str, str]:
 def _python(code: str, environment: dict[str, str], *args: str) -> str:
     clean = {
         k: v for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_MODE", "SECRET_KEY"}
+        # Not the test run's own (the browser tier's conftest allows async-unsafe ORM calls).
+        if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_MODE", "SECRET_KEY",
+                     "DJANGO_ALLOW_ASYNC_UNSAFE"}
     }  # fmt: skip
     result = subprocess.run(
         [sys.executable, *(args or ("-c", "import django; django.setup(); " + code))],

@@ -50,7 +50,7 @@ def test_create_records_the_request_and_queues_one_run_after_commit(
         "seed": 42,
     }
     with (
-        mock.patch.object(run_generation_job, "delay") as delay,
+        mock.patch.object(run_generation_job, "apply_async") as apply_async,
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = _post(trainer_client, payload)
@@ -64,7 +64,9 @@ def test_create_records_the_request_and_queues_one_run_after_commit(
     assert body["prompt_messages"] == PROMPT
     assert body["model_version"] == "micro" and body["samples"] == []
     assert job.requested_by == trainer and job.params == body["params"]
-    delay.assert_called_once_with(job.pk)  # queued for a worker, not run in the request
+    # Queued for a worker (on its purpose's queue), not run in the request.
+    apply_async.assert_called_once()
+    assert apply_async.call_args.args == ((job.pk,),)
     assert job.status == GenerationJob.Status.QUEUED and not job.samples.exists()
 
 
