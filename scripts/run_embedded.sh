@@ -19,14 +19,11 @@ PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
-# One worker per group. Bulk groups run at a lower CPU priority than the interactive one, so a
-# trainer's suggestion is not slowed down by ranking generation or training on the same cores.
+# One worker per group, each with one process and TORCH_THREADS compute threads.
 while read -r GROUP QUEUES; do
   EXTRA=()
-  NICE=()
   [ "$GROUP" = default ] && EXTRA=(-B --schedule "$VAR/celerybeat-schedule")
-  [ "$GROUP" != interactive ] && NICE=(nice -n 10)
-  ${NICE[@]+"${NICE[@]}"} $PY -m celery -A config worker -Q "$QUEUES" -n "$GROUP@%h" \
+  $PY -m celery -A config worker -Q "$QUEUES" -n "$GROUP@%h" \
     --concurrency 1 --without-mingle --without-gossip ${EXTRA[@]+"${EXTRA[@]}"} --loglevel INFO \
     > "$VAR/log/worker-$GROUP.log" 2>&1 &
   PIDS+=($!)
