@@ -5,12 +5,15 @@ import os
 from collections.abc import Callable
 from enum import StrEnum
 
-from celery import Celery
+from celery import Celery, signals
 from django.conf import settings
 from django.db import transaction
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 from kombu.exceptions import KombuError
+
+from config.log import request_id_var
+from config.threads import thread_caps_apply
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 logger = logging.getLogger(__name__)
@@ -103,3 +106,26 @@ def enqueue(
 
 # The modules that define Celery tasks (the job executor and the periodic tasks).
 app.autodiscover_tasks(["sampler.jobs", "ranking.rank"])
+
+# Worker-side hooks (operations).
+# Every worker writes a heartbeat row while it consumes (sampler/workers/heartbeat.py); /readyz
+# and /metrics read them.
+app.steps["consumer"].add("sampler.workers.heartbeat:WorkerHeartbeatStep")
+
+
+@signals.celeryd_init.connect
+def _cap_threads_in_worker(**kwargs) -> None:
+    """Before the worker imports anything: its pool processes inherit the cap (TORCH_THREADS)."""
+    thread_caps_apply()
+
+
+@signals.worker_process_init.connect
+def _cap_threads_in_pool_process(**kwargs) -> None:
+    """Again in each pool process, in case its parent had already started torch."""
+    thread_caps_apply()
+
+
+@signals.task_prerun.connect
+def _log_task_id(task_id: str, **kwargs) -> None:
+    """Log lines written while a task runs carry its id where requests carry theirs."""
+    request_id_var.set(task_id)

@@ -15,6 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_json, env_list, env_str
+from config.threads import torch_threads_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,11 @@ if PRODUCTION:
 
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "TANDEM_MODE=production needs ALLOWED_HOSTS: the host names the site is served under, "
+        "comma-separated (e.g. localhost,127.0.0.1 to try it on this machine)."
+    )
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -58,6 +64,7 @@ INSTALLED_APPS = [
     "template_partials",
     "rest_framework",
     "drf_spectacular",
+    "django_prometheus",
     "accounts",
     "labeling",
     "ranking",
@@ -65,6 +72,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last: request counts and latencies for /metrics (django-prometheus).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Probes and scrapes are answered before host checks and HTTPS redirects (config/health.py).
+    "config.health.OperationsEndpointsMiddleware",
+    "config.log.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -111,6 +124,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The same backends, counting queries, errors and latencies for /metrics (django-prometheus).
+_METERED_ENGINES = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+}
+DATABASES["default"]["ENGINE"] = _METERED_ENGINES.get(
+    DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -152,10 +173,21 @@ MEDIA_ROOT = VAR_DIR / "media"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
 
-if PRODUCTION:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+# HTTPS. A real deployment is served over HTTPS (TLS ended here or at a proxy that sets
+# X-Forwarded-Proto): Secure cookies, a redirect from http://, HSTS. HTTPS=false is for trying
+# production mode over plain http://localhost (docker compose on a laptop), where Secure cookies
+# would never come back and every login would fail its CSRF check.
+HTTPS = env_bool("HTTPS", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HTTPS)
+if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Preloading is a promise about the whole domain that its owner makes, so it is opt-in.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if env_bool("SECURE_HSTS_PRELOAD", False) else ["security.W021"]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -298,11 +330,67 @@ CONTENT_FILTER_BLOCK_RANKING = env_bool("CONTENT_FILTER_BLOCK_RANKING", False)
 
 EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
 
+# Logs: "plain" lines, or "json" (one object per line, with the request id, for a collector).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "config.log.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "config.log.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+# Celery workers keep this configuration (JSON lines too) instead of installing their own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT == "plain"
+
+# Operations: threads, worker heartbeats, health, metrics and error reporting.
+# torch intra-op threads (and OpenMP/MKL/OpenBLAS threads) per worker process and training
+# command. 1 keeps several workers on one machine from fighting over every core; raise it on a
+# machine that runs one worker (config/threads.py applies it).
+TORCH_THREADS = torch_threads_setting()
+# Each Celery worker writes its heartbeat row this often (sampler.workers)...
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 15)
+# ...and counts as live while its last heartbeat is younger than this (/readyz, /metrics).
+WORKER_LIVE_SECONDS = env_int("WORKER_LIVE_SECONDS", 60)
+if WORKER_HEARTBEAT_SECONDS < 1 or WORKER_LIVE_SECONDS < 2 * WORKER_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "WORKER_LIVE_SECONDS must be at least 2 x WORKER_HEARTBEAT_SECONDS (>= 1), or a worker "
+        "between two heartbeats would be reported dead."
+    )
+# Queues /readyz needs a live worker for (comma-separated; empty: every queue).
+READY_QUEUES = env_list("READY_QUEUES", [])
+# A file the worker touches with every heartbeat, for a container healthcheck (empty: none).
+WORKER_HEARTBEAT_FILE = env_str("WORKER_HEARTBEAT_FILE", "")
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>" or from an address in
+# METRICS_ALLOWED_CIDRS (comma-separated networks); anything else gets 403.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_CIDRS = env_list(
+    "METRICS_ALLOWED_CIDRS", [] if PRODUCTION else ["127.0.0.0/8", "::1/128"]
+)
+# Seconds /readyz and /metrics wait for the broker before calling it down.
+BROKER_PROBE_TIMEOUT = float(env_str("BROKER_PROBE_TIMEOUT", "2"))
+# Error reporting to Sentry (or a compatible service) when a DSN is set; needs sentry-sdk
+# (pip install 'tandem[sentry]').
+SENTRY_DSN = env_str("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", TANDEM_MODE)
+SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
+if SENTRY_DSN:
+    from config.sentry import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )

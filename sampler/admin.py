@@ -5,6 +5,7 @@ from sampler.generation import admin as generation_admin
 from sampler.moderation import admin as moderation_admin
 from sampler.registry import admin as registry_admin
 from sampler.runs import admin as runs_admin
+from sampler.workers import admin as workers_admin
 
 __all__ = [
     "comparisons_admin",
@@ -12,4 +13,5 @@ __all__ = [
     "moderation_admin",
     "registry_admin",
     "runs_admin",
+    "workers_admin",
 ]

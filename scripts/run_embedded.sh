@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
 # Runs Tandem on its embedded default: SQLite under var/, a filesystem Celery broker, one real
-# worker process (with the periodic scheduler embedded), and the development web server.
+# worker process per queue group (config.celery.WORKER_GROUPS; the periodic scheduler runs in
+# the default group's worker), and the development web server. When everything is ready it
+# prints the URL, the port and the first-run credentials together, in a box.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+STARTED=$($PY -c "import time; print(time.time())")
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 VAR=${VAR_DIR:-var}
-
-$PY manage.py migrate --noinput
-$PY manage.py bootstrap
-$PY manage.py ensure_default_model
+STATE="$VAR/run-state.json"
 
 mkdir -p "$VAR/log"
-$PY -m celery -A config worker -Q interactive,generation,training,default --concurrency 1 -B \
-  --schedule "$VAR/celerybeat-schedule" --loglevel INFO --logfile "$VAR/log/worker.log" &
-WORKER_PID=$!
-trap 'kill $WORKER_PID 2>/dev/null; wait $WORKER_PID 2>/dev/null' EXIT INT TERM
-echo "Worker started (pid $WORKER_PID, log: $VAR/log/worker.log)."
-echo "Open http://$HOST:$PORT/ and log in with the credentials printed above (first run only)."
-$PY manage.py runserver "$HOST:$PORT"
+$PY scripts/embedded_prepare.py "$STATE"
+
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
+trap 'exit 130' INT TERM
+
+# One worker per group, each with one process and TORCH_THREADS compute threads.
+while read -r GROUP QUEUES; do
+  EXTRA=()
+  [ "$GROUP" = default ] && EXTRA=(-B --schedule "$VAR/celerybeat-schedule")
+  $PY -m celery -A config worker -Q "$QUEUES" -n "$GROUP@%h" \
+    --concurrency 1 --without-mingle --without-gossip ${EXTRA[@]+"${EXTRA[@]}"} --loglevel INFO \
+    > "$VAR/log/worker-$GROUP.log" 2>&1 &
+  PIDS+=($!)
+done < <($PY -c 'import json, sys
+for group, queues in json.load(open(sys.argv[1]))["worker_groups"].items():
+    print(group, ",".join(queues))' "$STATE")
+
+$PY manage.py runserver --noreload "$HOST:$PORT" > "$VAR/log/web.log" 2>&1 &
+WEB_PID=$!
+PIDS+=($WEB_PID)
+
+$PY scripts/embedded_ready.py "http://$HOST:$PORT" "$PORT" "$STATE" "$STARTED" "$VAR" || true
+echo "Web server log: $VAR/log/web.log"
+wait "$WEB_PID"

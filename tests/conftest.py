@@ -1,12 +1,192 @@
+"""Fixtures shared by every tier, and what keeps a test run to itself on a busy machine.
+
+- One wait setting: ``TEST_WAIT_SECONDS`` (default 300; CI raises it) is the deadline of every
+  wait in the suite (``wait_until``, worker and server start-up, the browser's waits), and four
+  times it is the per-test timeout. Nothing asserts how long something took.
+- One compute thread per process (``TORCH_THREADS``, default 1) in this process and in the
+  workers and servers it starts (config/threads.py).
+- Its own PostgreSQL database (``test_<name>_<run id>``) and its own ``redis-server`` on a free
+  port, started here and stopped at the end: two runs on one machine share nothing.
+"""
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
 
 from accounts.services import user_create_trainer
+from config.broker import queue_depths
+from config.celery import Queue, app
+from config.threads import thread_caps_apply
 
 PASSWORD = "a-Strong-test-passw0rd"
+ROOT = Path(__file__).resolve().parent.parent
+
+# The deadline of every wait in the suite, in seconds (see above).
+WAIT_SECONDS = float(os.environ.get("TEST_WAIT_SECONDS", "300"))
+# A name no other run on this machine uses: this run's database and worker names carry it.
+RUN_ID = os.environ.get("TEST_RUN_ID") or f"{os.getpid()}_{secrets.token_hex(3)}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    thread_caps_apply()
+    # pytest-timeout's per-test limit follows the wait setting unless given on the command line.
+    if config.getoption("timeout", None) is None and not os.environ.get("PYTEST_TIMEOUT"):
+        config.option.timeout = 4 * WAIT_SECONDS
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """This run's own PostgreSQL test database (SQLite tests run in memory already)."""
+    for database in settings.DATABASES.values():
+        if database["ENGINE"].endswith("sqlite3"):
+            continue
+        test = database.setdefault("TEST", {})
+        test["NAME"] = f"{test.get('NAME') or 'test_' + database['NAME']}_{RUN_ID}"
+
+
+def wait_until(predicate, *, interval: float = 0.2, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (returned), for at most
+    ``TEST_WAIT_SECONDS``."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met within TEST_WAIT_SECONDS={WAIT_SECONDS:g} s")
+
+
+def celery_worker_idle() -> bool:
+    """Every queue is empty and no worker holds a task (running, or prefetched)."""
+    if any(queue_depths(timeout=WAIT_SECONDS).values()):
+        return False
+    inspect = app.control.inspect(timeout=1)
+    active, reserved = inspect.active(), inspect.reserved()
+    if not active or not reserved:
+        return False  # no worker answered
+    return not any([*active.values(), *reserved.values()])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` this test run started, on a free port, with nothing persisted."""
+
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def redis_server_start(directory: Path) -> RedisServer:
+    """Start a private ``redis-server`` (retrying when another process takes the port first)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not on PATH: the integration and browser tiers start their own "
+            "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)."
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    for _attempt in range(5):
+        port = free_port()
+        log = directory / f"redis-{port}.log"
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(directory), "--logfile", str(log)],
+        )  # fmt: skip
+        server = RedisServer(process=process, port=port, log=log)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                info = redis.Redis(port=port, socket_connect_timeout=1).info("server")
+                # Ours, not a server someone else started on the same port meanwhile.
+                if info["process_id"] == process.pid:
+                    return server
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        server.stop()
+    pytest.fail(f"redis-server did not start; its last log:\n{log.read_text()[-2000:]}")
+
+
+def _broker_set(url: str) -> None:
+    os.environ["CELERY_BROKER_URL"] = url
+    settings.CELERY_BROKER_URL = url
+    app.conf.broker_url = url
+    # As Celery does after a fork: the next publication takes the pools for the new URL (kombu
+    # keeps one per broker URL; the previous broker's stay open for when it is pointed at again).
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@contextmanager
+def broker_at(url: str) -> Iterator[None]:
+    """Point this process's Celery app (and the processes it starts) at broker ``url``, and
+    back when the block ends.
+
+    Celery reads ``CELERY_BROKER_URL`` from the environment before its configuration, so both
+    change."""
+    environment_before = os.environ.get("CELERY_BROKER_URL")
+    settings_before = settings.CELERY_BROKER_URL
+    _broker_set(url)
+    try:
+        yield
+    finally:
+        _broker_set(settings_before)
+        if environment_before is None:
+            os.environ.pop("CELERY_BROKER_URL")
+        else:
+            os.environ["CELERY_BROKER_URL"] = environment_before
+
+
+@pytest.fixture(scope="session")
+def redis_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """This run's own Redis, as the Celery broker of the tests and the workers they start."""
+    server = redis_server_start(tmp_path_factory.mktemp("redis"))
+    with broker_at(server.url):
+        yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _own_broker_for_services(request: pytest.FixtureRequest) -> None:
+    """Integration and browser tests publish to this run's Redis, never to a shared broker."""
+    if request.node.get_closest_marker("integration") or request.node.get_closest_marker("browser"):
+        request.getfixturevalue("redis_broker")
 
 
 @pytest.fixture(scope="session")
@@ -62,68 +242,40 @@ def policy(db, micro_model_dir):
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, micro_model_dir):
-    """A real Celery worker process, consuming the broker from CELERY_BROKER_URL (Redis in the
-    integration tier) and writing to this test session's database."""
-    import os
-    import subprocess
-    import sys
-    import time
-    import uuid
-
-    from django.conf import settings
-    from django.db import connection
-
-    from config.celery import app
-
-    broker = settings.CELERY_BROKER_URL
-    if not broker.startswith("redis://"):
-        pytest.fail(
-            "The worker tests need CELERY_BROKER_URL=redis://... (run them via `make test`)."
-        )
+def celery_worker(django_db_setup, django_db_blocker, micro_model_dir, redis_broker):
+    """A real Celery worker process consuming every queue of this run's Redis and writing to
+    this run's database; it beats every second (sampler.workers)."""
     db = connection.settings_dict
-    if db["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         pytest.fail("The worker tests need DATABASE_URL=postgres://... (run them via `make test`).")
-    import redis
-
-    redis.Redis.from_url(broker).flushdb()
     database_url = (
         f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     )
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": redis_broker.url,
         "SAMPLER_MODEL": str(micro_model_dir),
         # Models trained by the worker go next to the test model, not into the repository's var/.
         "MODEL_ROOT": str(Path(micro_model_dir).parent / "worker-models"),
+        "WORKER_HEARTBEAT_SECONDS": "1",
+        "WORKER_LIVE_SECONDS": "30",
     }
-    name = f"test-{uuid.uuid4().hex[:8]}@%h"
+    name = f"test-{RUN_ID}-{uuid.uuid4().hex[:4]}@%h"
     log = open(Path(micro_model_dir).parent / "worker.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            "interactive,generation,training,default",
-            "--concurrency",
-            "1",
-            "-n",
-            name,
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "INFO",
+            sys.executable, "-m", "celery", "-A", "config", "worker",
+            "-Q", ",".join(queue.value for queue in Queue),
+            "--concurrency", "1", "-n", name, "--without-gossip", "--without-mingle",
+            "-l", "INFO",
         ],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
+    )  # fmt: skip
+    deadline = time.monotonic() + WAIT_SECONDS
     while not app.control.ping(timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
@@ -132,19 +284,7 @@ def celery_worker(django_db_setup, django_db_blocker, micro_model_dir):
     yield process
     process.terminate()
     try:
-        process.wait(timeout=20)
+        process.wait(timeout=WAIT_SECONDS)
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
-
-
-def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.2):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import WAIT_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,7 @@ def _import_settings(**env: str) -> subprocess.CompletedProcess:
         env=environment,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=WAIT_SECONDS,
     )
 
 
@@ -39,9 +41,22 @@ def test_production_mode_starts_with_a_real_secret_key_and_debug_off():
         SECRET_KEY="x" * 50,
         DATABASE_URL="postgres://u@127.0.0.1:5432/db",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        ALLOWED_HOSTS="tandem.example.org",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "django.db.backends.postgresql"]
+    # PostgreSQL through django-prometheus's wrapper of Django's backend (query metrics).
+    assert result.stdout.split() == ["False", "django_prometheus.db.backends.postgresql"]
+
+
+def test_production_mode_without_allowed_hosts_says_which_setting_is_missing():
+    result = _import_settings(
+        TANDEM_MODE="production",
+        SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+    )
+    assert result.returncode != 0
+    assert "needs ALLOWED_HOSTS" in result.stderr
 
 
 def test_embedded_default_uses_sqlite(tmp_path):

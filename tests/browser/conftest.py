@@ -2,6 +2,9 @@ import os
 import shutil
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import WAIT_SECONDS
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls made by fixtures in the
 # same thread are still plain synchronous calls.
@@ -15,16 +18,29 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# Every browser wait (actions, navigation, expect(...)) has the suite's one deadline.
+WAIT_MS = WAIT_SECONDS * 1000
+expect.set_options(timeout=WAIT_MS)
+
+
+def chromium_executable() -> str:
+    """``CHROMIUM`` when set, else ``chromium`` (Debian) or ``chromium-browser`` on PATH."""
+    configured = os.environ.get("CHROMIUM")
+    found = configured or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found or not os.access(found, os.X_OK):
+        pytest.fail(
+            f"No chromium to drive ({'CHROMIUM=' + configured if configured else 'none on PATH'}):"
+            " install Debian's with `make chromium` (apt-get, needs root or sudo), or set "
+            "CHROMIUM to a Chromium or Chrome executable."
+        )
+    return found
 
 
 @pytest.fixture(scope="session")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+            executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS
         )
         yield browser
         browser.close()
@@ -34,7 +50,8 @@ def browser():
 def page(browser):
     context = browser.new_context()
     page = context.new_page()
-    page.set_default_timeout(15000)
+    page.set_default_timeout(WAIT_MS)
+    page.set_default_navigation_timeout(WAIT_MS)
     yield page
     context.close()
 

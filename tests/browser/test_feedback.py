@@ -19,7 +19,7 @@ def test_trainer_gives_a_sample_thumbs_down_and_reports_it(
     page.fill("#id_max_new_tokens", "12")
     page.fill("#id_seed", "5")
     page.get_by_role("button", name="Generate").click()
-    expect(page.locator("section.job")).to_have_attribute("data-status", "succeeded", timeout=60000)
+    expect(page.locator("section.job")).to_have_attribute("data-status", "succeeded")
     sample = Sample.objects.get()
     # The worker filtered the sample before it was shown.
     assert ModerationResult.objects.filter(sample=sample).count() == 1

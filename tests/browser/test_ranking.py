@@ -142,7 +142,7 @@ def test_waiting_page_polls_and_swaps_the_task_in_once_it_is_ready(
     )
     services.ranking_task_prepare(task_id=task.pk)
 
-    expect(page.locator(ITEMS)).to_have_count(3, timeout=10000)
+    expect(page.locator(ITEMS)).to_have_count(3)
     expect(page.get_by_role("heading", name="Rank the replies")).to_be_visible()
 
 

@@ -15,15 +15,10 @@ from pathlib import Path
 
 from django.db import connection
 
+from tests.conftest import WAIT_SECONDS, broker_at, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-# Generous: CI shares two cores with other work; nothing here asserts a duration.
-START_DEADLINE = float(os.environ.get("TEST_WAIT_SECONDS", "120"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+START_DEADLINE = WAIT_SECONDS
 
 
 class RedisServer:
@@ -174,24 +169,14 @@ class Worker:
 
 @contextmanager
 def publishing_to(broker_url: str):
-    """Point this process's Celery app (what services publish with) at ``broker_url``."""
-    from kombu import pools
-
+    """Point this process's Celery app (what services publish with) at ``broker_url``, with
+    the short socket timeouts a web process has, so a dead broker fails a publication fast."""
     from config.celery import app
 
-    previous_options = dict(app.conf.broker_transport_options or {})
-
-    def switch(url: str | None, options: dict) -> None:
-        # The write URL wins over broker_url (which the environment's CELERY_BROKER_URL pins).
-        app.conf.broker_write_url = url
-        app.conf.broker_transport_options = options
-        # Forget every pooled connection and producer (kombu keeps them per connection URL).
-        pools.reset()
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    switch(broker_url, {**previous_options, "socket_connect_timeout": 2, "socket_timeout": 5})
+    options = dict(app.conf.broker_transport_options or {})
+    app.conf.broker_transport_options = {"socket_connect_timeout": 2, "socket_timeout": 5}
     try:
-        yield app
+        with broker_at(broker_url):
+            yield app
     finally:
-        switch(None, previous_options)
+        app.conf.broker_transport_options = options

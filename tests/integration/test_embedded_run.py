@@ -1,20 +1,24 @@
-"""`make run`'s script on a fresh var/: SQLite, the filesystem broker, one real worker process and
-the committed embedded model, with nothing else running. The login page answers, the printed
-trainer logs in, and a generation job comes back from the worker with the embedded model's text."""
+"""`make run`'s script on a fresh var/: SQLite, the filesystem broker, one real worker process per
+queue group and the committed embedded model, with nothing else running. It prints the URL, the
+port and the credentials in a box once ready; the printed trainer logs in, and a generation job
+comes back from a worker with the embedded model's text."""
 
 import base64
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from config.celery import WORKER_GROUPS, Queue
+from tests.conftest import WAIT_SECONDS, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -22,12 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "run_embedded.sh"
 # The settings a test run or a production environment may have set; the embedded default has none.
 SERVICE_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_MODE", "SECRET_KEY", "MODEL_ROOT")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _request(url: str, *, auth: tuple[str, str] | None = None, body: dict | None = None):
@@ -39,24 +37,27 @@ def _request(url: str, *, auth: tuple[str, str] | None = None, body: dict | None
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, data=data, headers=headers)
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=WAIT_SECONDS) as response:
         return response.status, response.read().decode()
 
 
-def _wait(predicate, *, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
+def _wait(predicate, *, what: str, log: Path):
+    deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.5)
-    raise AssertionError(f"{what} not within {timeout} s; output:\n{log.read_text()[-4000:]}")
+    raise AssertionError(
+        f"{what} not within TEST_WAIT_SECONDS={WAIT_SECONDS:g} s; output:\n"
+        f"{log.read_text()[-4000:]}"
+    )
 
 
 @pytest.fixture
 def embedded_app(tmp_path):
     """The script running on its own var/ dir; yields (base URL, its output file)."""
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
     env |= {"VAR_DIR": str(tmp_path / "var"), "PORT": str(port), "OMP_NUM_THREADS": "1"}
     output = tmp_path / "run.log"
@@ -74,7 +75,7 @@ def embedded_app(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=WAIT_SECONDS)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -83,19 +84,26 @@ def embedded_app(tmp_path):
 def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(embedded_app):
     base, log = embedded_app
 
-    def login_page():
-        try:
-            return _request(f"{base}/accounts/login/")
-        except (urllib.error.URLError, ConnectionError):
-            return None
+    def ready_box():
+        printed = log.read_text()
+        return printed if re.search(r"\| Tandem is ready .*\n(.*\n)*\+-+\+", printed) else None
 
-    status, page = _wait(login_page, timeout=120, what="the login page", log=log)
-    assert status == 200 and 'name="password"' in page
-    printed = log.read_text()
-    found = re.search(r"trainer\s+username=(\S+)\s+password=(\S+)", printed)
-    assert found, printed
+    printed = _wait(ready_box, what="the ready box", log=log)
+    box = printed[printed.index("| Tandem is ready") :]
+    assert f"Open  {base}/" in box and f"Port  {base.rsplit(':', 1)[1]} " in box
+    found = re.search(r"trainer\s+username=(\S+)\s+password=(\S+)", box)
+    assert found, box
     trainer = (found.group(1), found.group(2))
     assert "Active policy: tandem-chitchat-tiny" in printed
+    status, page = _request(f"{base}/accounts/login/")
+    assert status == 200 and 'name="password"' in page
+    # Ready: the database, the broker and a live worker on every queue, one worker per group.
+    status, body = _request(f"{base}/readyz")
+    assert status == 200
+    consumers = Counter(queue.value for queues in WORKER_GROUPS.values() for queue in queues)
+    assert json.loads(body)["checks"]["workers"]["live"] == {q.value: consumers[q] for q in Queue}
+    for group in WORKER_GROUPS:
+        assert (log.parent / "var" / "log" / f"worker-{group}.log").exists()
 
     status, body = _request(
         f"{base}/api/generation-jobs/",
@@ -114,7 +122,7 @@ def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(
         job = json.loads(_request(f"{base}/api/generation-jobs/{job_id}/", auth=trainer)[1])
         return job if job["status"] in {"succeeded", "failed"} else None
 
-    job = _wait(finished_job, timeout=120, what="the job through the worker", log=log)
+    job = _wait(finished_job, what="the job through the worker", log=log)
     assert job["status"] == "succeeded", job["error"]
     assert job["model_version"] == "tandem-chitchat-tiny"
     assert len(job["samples"]) == 3

@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_job_gives_it_back_and_the_job_ends_with_its_samples
     os.kill(pool[0].pid, signal.SIGKILL)
 
     # Redelivered at once (a visibility timeout would be an hour), to the fresh pool process.
-    done = wait_until(lambda: _finished(job.pk), timeout=120)
+    done = wait_until(lambda: _finished(job.pk))
     assert done.status == GenerationJob.Status.SUCCEEDED, done.error
     assert done.attempts == 2  # the killed run and the redelivered one
     assert sorted(done.samples.values_list("index", flat=True)) == list(range(16))

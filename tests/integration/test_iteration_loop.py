@@ -71,7 +71,7 @@ def test_one_iteration_collect_train_serve_collect(
         filters=FILTERS,
         started_by=admin_user,
     )
-    reward_run = wait_until(lambda: _finished(TrainingRun, reward_run.pk), timeout=180)
+    reward_run = wait_until(lambda: _finished(TrainingRun, reward_run.pk))
     assert reward_run.status == TrainingRun.Status.SUCCEEDED, reward_run.error + reward_run.log
     reward = reward_run.output_versions.get()
     model_version_promote(version=reward)
@@ -83,7 +83,7 @@ def test_one_iteration_collect_train_serve_collect(
         filters=FILTERS,
         started_by=admin_user,
     )
-    ppo_run = wait_until(lambda: _finished(TrainingRun, ppo_run.pk), timeout=180)
+    ppo_run = wait_until(lambda: _finished(TrainingRun, ppo_run.pk))
     assert ppo_run.status == TrainingRun.Status.SUCCEEDED, ppo_run.error + ppo_run.log
     assert ppo_run.worker and ppo_run.dataset["reward_version"]["id"] == reward.pk
     assert len(ppo_run.metrics["objective/kl"]) == 3
@@ -95,7 +95,7 @@ def test_one_iteration_collect_train_serve_collect(
     comparison = model_comparison_create(
         version_a=new_policy, version_b=policy, prompts=8, max_new_tokens=12, filters=FILTERS
     )
-    comparison = wait_until(lambda: _finished(ModelComparison, comparison.pk), timeout=120)
+    comparison = wait_until(lambda: _finished(ModelComparison, comparison.pk))
     assert comparison.status == ModelComparison.Status.SUCCEEDED, comparison.error
     assert 0.0 <= comparison.results["win_rate_a"] <= 1.0
     model_version_promote(version=new_policy)

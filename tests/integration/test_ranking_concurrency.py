@@ -15,6 +15,7 @@ from accounts.services import user_create_trainer
 from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
+from tests.conftest import WAIT_SECONDS
 from tests.ranking.conftest import finished_conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -64,7 +65,7 @@ def _work_left_for(trainer) -> bool:
 
 def _rank_until_done(trainer, barrier: threading.Barrier, log: TrainerLog) -> None:
     try:
-        barrier.wait(timeout=60)
+        barrier.wait(timeout=WAIT_SECONDS)
         for _ in range(200):  # a bound, far above the TASKS claims a trainer can make
             assignment = services.task_claim_next(trainer=trainer)
             if assignment is None:
@@ -101,7 +102,7 @@ def test_twenty_trainers_at_once_fill_every_task_exactly_to_its_overlap(policy, 
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=240)
+        thread.join(timeout=WAIT_SECONDS)
     assert not any(thread.is_alive() for thread in threads), "a trainer thread hung"
 
     errors = [error for log in logs for error in log.errors]

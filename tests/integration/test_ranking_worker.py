@@ -27,7 +27,6 @@ def test_pool_filler_creates_tasks_that_the_worker_prepares(
             RankingTask.objects.filter(status=RankingTask.Status.READY).count() == 3
             and list(RankingTask.objects.select_related("generation_job"))
         ),
-        timeout=120,
     )
     for task in ready:
         assert task.candidates.count() == settings.RANKING_ALTERNATIVES + 1

@@ -33,7 +33,7 @@ def test_a_reward_run_queued_on_the_training_queue_is_trained_by_a_worker(
         data_path=str(data),
         started_by=admin_user,
     )
-    done = wait_until(lambda: _finished(run.pk), timeout=120)
+    done = wait_until(lambda: _finished(run.pk))
     assert done.status == TrainingRun.Status.SUCCEEDED, done.error + done.log
     assert done.worker and done.progress == 1.0
     assert [point[0] for point in done.metrics["accuracy/eval"]] == [2, 4]
@@ -52,6 +52,6 @@ def test_a_run_that_breaks_on_the_worker_is_failed_and_changes_nothing(celery_wo
         config={"max_steps": 1},
         filters=ExportFilters(),
     )
-    done = wait_until(lambda: _finished(run.pk), timeout=120)
+    done = wait_until(lambda: _finished(run.pk))
     assert done.status == TrainingRun.Status.FAILED and done.error
     assert not done.output_versions.exists() and model_version_active() == policy

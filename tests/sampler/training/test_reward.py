@@ -1,7 +1,6 @@
 """`train_reward` end to end: data in, a stock-loadable reward model out, the run recorded."""
 
 import json
-import time
 from io import StringIO
 from pathlib import Path
 
@@ -79,7 +78,6 @@ def test_train_reward_reaches_the_noise_ceiling_of_a_known_rule_and_reloads_stoc
     demonstrations = synthetic_demonstrations(100, seed=2)
     data = _write(rankings, tmp_path / "rankings.jsonl.gz")
     demos = _write(demonstrations, tmp_path / "demonstrations.jsonl")
-    started = time.monotonic()
     call_command(
         "train_reward",
         "--data", str(data),
@@ -93,7 +91,6 @@ def test_train_reward_reaches_the_noise_ceiling_of_a_known_rule_and_reloads_stoc
         stdout=StringIO(),
         verbosity=0,
     )  # fmt: skip
-    assert time.monotonic() - started < 60
 
     run = TrainingRun.objects.get()
     assert run.status == TrainingRun.Status.SUCCEEDED and run.progress == 1.0

@@ -1,0 +1,309 @@
+"""Prometheus metrics at ``/metrics``: django-prometheus (requests, database) plus Tandem's own
+numbers, read from the database and the broker on every scrape by one custom collector.
+
+The application's numbers come through the selector functions below (one place to point at
+other tables); the collector only turns them into metric families. Every number is global
+(the database's, the broker's), so any web process answers for the whole deployment.
+
+Histograms are cumulative over every finished job in the database, as Prometheus expects
+(counts only grow while rows are kept): ``rate(..._bucket[5m])`` gives recent latencies.
+"""
+
+import hmac
+import ipaddress
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from config.broker import BrokerUnavailable, queue_depths
+from labeling.models import AttackRun
+from ranking.models import DatasetExport, Ranking, RankingTask
+from sampler.models import GenerationJob, ModelComparison, TrainingRun
+from sampler.workers.selectors import worker_heartbeat_list, workers_live_by_queue
+
+logger = logging.getLogger(__name__)
+
+# Each kind of background work and the model whose ``status`` field holds its state.
+JOB_MODELS = {
+    "generation": GenerationJob,
+    "training": TrainingRun,
+    "comparison": ModelComparison,
+    "attack_run": AttackRun,
+    "export": DatasetExport,
+    "ranking_task": RankingTask,
+}
+# Upper bounds (seconds) of the latency histograms' buckets.
+GENERATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+SUGGESTION_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120)
+
+
+# Selectors: the application's numbers.
+
+
+def jobs_count_by_status() -> dict[str, dict[str, int]]:
+    """Rows of each kind of background work by status (every status of the kind, 0 included)."""
+    counts = {}
+    for kind, model in JOB_MODELS.items():
+        by_status = {value: 0 for value in model.Status.values}
+        for row in model.objects.order_by().values("status").annotate(rows=Count("pk")):
+            by_status[row["status"]] = row["rows"]
+        counts[kind] = by_status
+    return counts
+
+
+def ranking_pool_count() -> dict[str, int]:
+    """Open ranking tasks: ready for trainers, and being prepared (sampling alternatives)."""
+    open_statuses = (RankingTask.Status.READY, RankingTask.Status.PREPARING)
+    counts = {status.value: 0 for status in open_statuses}
+    rows = (
+        RankingTask.objects.filter(status__in=open_statuses)
+        .order_by()
+        .values("status")
+        .annotate(rows=Count("pk"))
+    )
+    for row in rows:
+        counts[row["status"]] = row["rows"]
+    return counts
+
+
+def rankings_submitted_since(since: datetime) -> int:
+    return Ranking.objects.filter(submitted_at__gte=since).count()
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Cumulative bucket counts (``le`` seconds -> rows at or below), count and sum."""
+
+    buckets: dict[float, int]
+    count: int
+    total_seconds: float
+
+
+def _distribution(queryset, field: str, bounds: tuple[float, ...]) -> Distribution:
+    aggregates = {
+        f"le_{index}": Count("pk", filter=Q(**{f"{field}__lte": timedelta(seconds=bound)}))
+        for index, bound in enumerate(bounds)
+    }
+    row = queryset.order_by().aggregate(count=Count("pk"), total=Sum(field), **aggregates)
+    total = row["total"] or timedelta(0)
+    return Distribution(
+        buckets={bound: row[f"le_{index}"] for index, bound in enumerate(bounds)},
+        count=row["count"],
+        total_seconds=total.total_seconds(),
+    )
+
+
+def generation_duration_by_purpose() -> dict[str, Distribution]:
+    """How long generation jobs ran on a worker (start to finish), succeeded ones, by purpose."""
+    finished = GenerationJob.objects.filter(
+        status=GenerationJob.Status.SUCCEEDED, started_at__isnull=False, finished_at__isnull=False
+    ).annotate(
+        run_time=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    )
+    return {
+        purpose: _distribution(finished.filter(purpose=purpose), "run_time", GENERATION_BUCKETS)
+        for purpose in GenerationJob.Purpose.values
+    }
+
+
+def suggestion_latency() -> Distribution:
+    """What a trainer waited for suggestions: from the request to the finished job (queue wait
+    included), succeeded jobs."""
+    finished = GenerationJob.objects.filter(
+        status=GenerationJob.Status.SUCCEEDED,
+        purpose=GenerationJob.Purpose.SUGGESTION,
+        finished_at__isnull=False,
+    ).annotate(
+        wait=ExpressionWrapper(F("finished_at") - F("created_at"), output_field=DurationField())
+    )
+    return _distribution(finished, "wait", SUGGESTION_BUCKETS)
+
+
+# The collector.
+
+
+def _histogram(name: str, documentation: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, documentation, labels=labels, unit="seconds")
+
+
+class TandemCollector(Collector):
+    def describe(self) -> list:
+        # Names only: registering the collector must not query anything.
+        return [
+            GaugeMetricFamily("tandem_broker_up", ""),
+            GaugeMetricFamily("tandem_queue_depth", "", labels=["queue"]),
+            GaugeMetricFamily("tandem_database_up", ""),
+            GaugeMetricFamily("tandem_jobs", "", labels=["kind", "status"]),
+            GaugeMetricFamily("tandem_ranking_pool_tasks", "", labels=["status"]),
+            GaugeMetricFamily("tandem_ranking_pool_target_tasks", ""),
+            GaugeMetricFamily("tandem_rankings_last_hour", ""),
+            GaugeMetricFamily("tandem_workers_live", "", labels=["queue"]),
+            GaugeMetricFamily("tandem_worker_heartbeat_age_seconds", "", labels=["worker"]),
+            _histogram("tandem_generation_duration", "", ["purpose"]),
+            _histogram("tandem_suggestion_latency", "", []),
+        ]
+
+    def collect(self) -> Iterator:
+        yield from self._broker()
+        yield from self._database()
+
+    def _broker(self) -> Iterator:
+        up = GaugeMetricFamily("tandem_broker_up", "1 when the Celery broker answered.")
+        depth = GaugeMetricFamily(
+            "tandem_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
+        )
+        try:
+            depths = queue_depths(timeout=settings.BROKER_PROBE_TIMEOUT)
+        except BrokerUnavailable as error:
+            logger.warning("Metrics: broker unavailable: %s", error)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        for queue, messages in depths.items():
+            depth.add_metric([queue], messages)
+        yield up
+        yield depth
+
+    def _database(self) -> Iterator:
+        up = GaugeMetricFamily("tandem_database_up", "1 when the database answered.")
+        try:
+            families = list(self._database_families())
+        except DatabaseError as error:
+            logger.warning("Metrics: database unavailable: %s", error)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _database_families(self) -> Iterator:
+        now = timezone.now()
+        jobs = GaugeMetricFamily(
+            "tandem_jobs", "Background work by kind and state.", labels=["kind", "status"]
+        )
+        for kind, by_status in jobs_count_by_status().items():
+            for status, rows in by_status.items():
+                jobs.add_metric([kind, status], rows)
+        yield jobs
+
+        pool = GaugeMetricFamily(
+            "tandem_ranking_pool_tasks",
+            "Open ranking tasks: ready for trainers or being prepared.",
+            labels=["status"],
+        )
+        for status, tasks in ranking_pool_count().items():
+            pool.add_metric([status], tasks)
+        yield pool
+        yield GaugeMetricFamily(
+            "tandem_ranking_pool_target_tasks",
+            "Open ranking tasks the pool is kept at (RANKING_POOL_SIZE).",
+            value=settings.RANKING_POOL_SIZE,
+        )
+        yield GaugeMetricFamily(
+            "tandem_rankings_last_hour",
+            "Rankings submitted in the last hour.",
+            value=rankings_submitted_since(now - timedelta(hours=1)),
+        )
+
+        live = GaugeMetricFamily(
+            "tandem_workers_live",
+            "Workers with a recent heartbeat, per queue they consume.",
+            labels=["queue"],
+        )
+        for queue, workers in workers_live_by_queue(now=now).items():
+            live.add_metric([queue], workers)
+        yield live
+        age = GaugeMetricFamily(
+            "tandem_worker_heartbeat_age_seconds",
+            "Seconds since each worker's last heartbeat.",
+            labels=["worker"],
+        )
+        for worker in worker_heartbeat_list():
+            age.add_metric([worker.name], max(0.0, (now - worker.last_seen).total_seconds()))
+        yield age
+
+        generation = _histogram(
+            "tandem_generation_duration",
+            "Run time of succeeded generation jobs on a worker, by purpose.",
+            ["purpose"],
+        )
+        for purpose, distribution in generation_duration_by_purpose().items():
+            generation.add_metric(
+                [purpose], _buckets(distribution), sum_value=distribution.total_seconds
+            )
+        yield generation
+        suggestion = _histogram(
+            "tandem_suggestion_latency",
+            "Request to result of succeeded suggestion jobs (queue wait included).",
+            [],
+        )
+        distribution = suggestion_latency()
+        suggestion.add_metric([], _buckets(distribution), sum_value=distribution.total_seconds)
+        yield suggestion
+
+
+def _buckets(distribution: Distribution) -> list[tuple[str, float]]:
+    buckets = [(str(bound), rows) for bound, rows in distribution.buckets.items()]
+    return [*buckets, ("+Inf", distribution.count)]
+
+
+COLLECTOR = TandemCollector()
+REGISTRY.register(COLLECTOR)
+
+
+# The endpoint.
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    """A bearer token equal to ``METRICS_TOKEN``, or a client address in
+    ``METRICS_ALLOWED_CIDRS`` (the address the connection came from: behind a proxy, the
+    proxy's)."""
+    token = settings.METRICS_TOKEN
+    authorization = request.headers.get("Authorization", "")
+    if token and authorization.startswith("Bearer "):
+        return hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode())
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(
+        address in ipaddress.ip_network(cidr, strict=False)
+        for cidr in settings.METRICS_ALLOWED_CIDRS
+    )
+
+
+def metrics_registry() -> CollectorRegistry:
+    """The default registry; under a multi-process server (``PROMETHEUS_MULTIPROC_DIR`` set,
+    e.g. gunicorn with several workers) the request metrics of every process, merged, plus
+    Tandem's collector."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    registry.register(COLLECTOR)
+    return registry
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not metrics_allowed(request):
+        return HttpResponse(
+            "Forbidden: send Authorization: Bearer <METRICS_TOKEN>, or scrape from an address "
+            "in METRICS_ALLOWED_CIDRS.\n",
+            status=403,
+            content_type="text/plain",
+        )
+    return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,165 @@
+"""/metrics (unit tier): who may read it, and what it reports from the database and broker."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from sampler.models import GenerationJob
+from tests.config.conftest import beat
+from tests.conftest import broker_at, free_port
+from tests.ranking.conftest import (
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    rank,
+    task_from_source,
+)
+
+OUTSIDE = "203.0.113.9"  # an address in no allowed network
+
+
+def _samples(response) -> dict[tuple[str, tuple], float]:
+    """Every sample by (name, sorted labels)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+@pytest.fixture
+def scrape(db, memory_broker, settings):
+    settings.METRICS_TOKEN = "a-metrics-token-for-tests"
+    settings.METRICS_ALLOWED_CIDRS = []
+
+    def get():
+        response = Client().get(
+            "/metrics",
+            HTTP_AUTHORIZATION="Bearer a-metrics-token-for-tests",
+            REMOTE_ADDR=OUTSIDE,
+        )
+        assert response.status_code == 200, response.content
+        return _samples(response)
+
+    return get
+
+
+def test_metrics_are_refused_without_a_token_or_an_allowed_address(db, settings):
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_CIDRS = []
+
+    response = Client().get("/metrics", REMOTE_ADDR="127.0.0.1")
+
+    assert response.status_code == 403
+    assert b"METRICS_TOKEN" in response.content
+
+
+def test_a_wrong_token_is_refused_even_from_an_allowed_network(db, settings):
+    settings.METRICS_TOKEN = "the-right-token"
+    settings.METRICS_ALLOWED_CIDRS = ["127.0.0.0/8"]
+
+    response = Client().get(
+        "/metrics", HTTP_AUTHORIZATION="Bearer the-wrong-token", REMOTE_ADDR="127.0.0.1"
+    )
+
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "cidrs, address, allowed",
+    [
+        (["10.0.0.0/8"], "10.1.2.3", True),
+        (["10.0.0.0/8", "fd00::/8"], "fd00::1", True),
+        (["10.0.0.0/8"], "11.0.0.1", False),
+        ([], "127.0.0.1", False),
+    ],
+)
+def test_an_allowed_network_needs_no_token(db, memory_broker, settings, cidrs, address, allowed):
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_CIDRS = cidrs
+
+    response = Client().get("/metrics", REMOTE_ADDR=address)
+
+    assert response.status_code == (200 if allowed else 403)
+
+
+def _job(version, *, purpose, status, created_ago=0.0, started_ago=None, finished_ago=None):
+    now = timezone.now()
+    job = GenerationJob.objects.create(
+        model_version=version, n=1, seed=1, purpose=purpose, status=status
+    )
+    GenerationJob.objects.filter(pk=job.pk).update(
+        created_at=now - timedelta(seconds=created_ago),
+        started_at=None if started_ago is None else now - timedelta(seconds=started_ago),
+        finished_at=None if finished_ago is None else now - timedelta(seconds=finished_ago),
+    )
+    return job
+
+
+def test_metrics_report_jobs_the_ranking_pool_rankings_workers_queues_and_latencies(scrape):
+    Client().get("/accounts/login/")  # a request for django-prometheus to count
+    version = model_version_create("policy-1")
+    conversation = finished_conversation(quick_trainer("writer"))
+    task = task_from_source(conversation.active_leaf, model_version=version)
+    rank(task, quick_trainer("ranker"), [[0], [1], [2], [3]])
+    suggestion = GenerationJob.Purpose.SUGGESTION
+    succeeded = GenerationJob.Status.SUCCEEDED
+    # Asked 4 s ago, started 3 s ago, done now: a 4 s wait for the trainer, 3 s of generation.
+    _job(
+        version, purpose=suggestion, status=succeeded, created_ago=4, started_ago=3, finished_ago=0
+    )
+    _job(version, purpose=suggestion, status=GenerationJob.Status.QUEUED)
+    beat("interactive@h", ["interactive"], seconds_ago=5)
+
+    samples = scrape()
+
+    assert samples[("tandem_database_up", ())] == 1
+    assert samples[("tandem_broker_up", ())] == 1
+    assert samples[("tandem_queue_depth", (("queue", "interactive"),))] == 0
+    # The ranking task's job and the finished suggestion; the queued suggestion.
+    jobs = {
+        status: samples[("tandem_jobs", (("kind", "generation"), ("status", status)))]
+        for status in ("queued", "running", "succeeded", "failed")
+    }
+    assert jobs == {"queued": 1, "running": 0, "succeeded": 2, "failed": 0}
+    assert samples[("tandem_jobs", (("kind", "ranking_task"), ("status", "ready")))] == 1
+    assert samples[("tandem_jobs", (("kind", "training"), ("status", "queued")))] == 0
+    assert samples[("tandem_ranking_pool_tasks", (("status", "ready"),))] == 1
+    assert samples[("tandem_ranking_pool_tasks", (("status", "preparing"),))] == 0
+    assert samples[("tandem_rankings_last_hour", ())] == 1
+    assert samples[("tandem_workers_live", (("queue", "interactive"),))] == 1
+    assert samples[("tandem_workers_live", (("queue", "training"),))] == 0
+    assert samples[("tandem_worker_heartbeat_age_seconds", (("worker", "interactive@h"),))] >= 5
+
+    wait = "tandem_suggestion_latency_seconds"
+    assert samples[(f"{wait}_bucket", (("le", "3"),))] == 0
+    assert samples[(f"{wait}_bucket", (("le", "5"),))] == 1
+    assert samples[(f"{wait}_count", ())] == 1
+    assert samples[(f"{wait}_sum", ())] == pytest.approx(4, abs=0.01)
+    run = "tandem_generation_duration_seconds"
+    assert samples[(f"{run}_bucket", (("le", "2"), ("purpose", "suggestion")))] == 0
+    assert samples[(f"{run}_bucket", (("le", "5"), ("purpose", "suggestion")))] == 1
+    # The ranking job never ran on a worker here (no start time): not in the histogram.
+    assert samples[(f"{run}_count", (("purpose", "ranking"),))] == 0
+
+    # django-prometheus: requests and database queries.
+    assert samples[("django_http_requests_total_by_method_total", (("method", "GET"),))] >= 1
+    assert any(
+        name == "django_db_execute_total" and value >= 1 for (name, _), value in samples.items()
+    )
+
+
+def test_metrics_say_the_broker_is_down_and_still_report_the_rest(db, settings):
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_CIDRS = ["127.0.0.0/8"]
+    with broker_at(f"redis://127.0.0.1:{free_port()}/0"):  # nothing listens there
+        response = Client().get("/metrics", REMOTE_ADDR="127.0.0.1")
+
+    samples = _samples(response)
+    assert response.status_code == 200
+    assert samples[("tandem_broker_up", ())] == 0
+    assert not any(name == "tandem_queue_depth" for name, _ in samples)
+    assert samples[("tandem_database_up", ())] == 1
