@@ -28,8 +28,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from config.broker import BrokerUnavailable, queue_depths
+from config.celery import Queue
 from labeling.models import AttackRun
 from ranking.models import DatasetExport, Ranking, RankingTask
+from sampler.jobs.selectors import queue_depths as jobs_waiting_by_queue
 from sampler.models import GenerationJob, ModelComparison, TrainingRun
 from sampler.workers.selectors import worker_heartbeat_list, workers_live_by_queue
 
@@ -146,6 +148,7 @@ class TandemCollector(Collector):
             GaugeMetricFamily("tandem_queue_depth", "", labels=["queue"]),
             GaugeMetricFamily("tandem_database_up", ""),
             GaugeMetricFamily("tandem_jobs", "", labels=["kind", "status"]),
+            GaugeMetricFamily("tandem_jobs_waiting", "", labels=["queue"]),
             GaugeMetricFamily("tandem_ranking_pool_tasks", "", labels=["status"]),
             GaugeMetricFamily("tandem_ranking_pool_target_tasks", ""),
             GaugeMetricFamily("tandem_rankings_last_hour", ""),
@@ -199,6 +202,15 @@ class TandemCollector(Collector):
             for status, rows in by_status.items():
                 jobs.add_metric([kind, status], rows)
         yield jobs
+        waiting = GaugeMetricFamily(
+            "tandem_jobs_waiting",
+            "Queued jobs per queue, from the database (the broker may hold extra copies).",
+            labels=["queue"],
+        )
+        depths = jobs_waiting_by_queue()
+        for queue in Queue:
+            waiting.add_metric([queue.value], depths.get(queue.value, 0))
+        yield waiting
 
         pool = GaugeMetricFamily(
             "tandem_ranking_pool_tasks",

@@ -111,7 +111,8 @@ def test_metrics_report_jobs_the_ranking_pool_rankings_workers_queues_and_latenc
     _job(
         version, purpose=suggestion, status=succeeded, created_ago=4, started_ago=3, finished_ago=0
     )
-    _job(version, purpose=suggestion, status=GenerationJob.Status.QUEUED)
+    waiting = _job(version, purpose=suggestion, status=GenerationJob.Status.QUEUED)
+    GenerationJob.objects.filter(pk=waiting.pk).update(queue="interactive")
     beat("interactive@h", ["interactive"], seconds_ago=5)
 
     samples = scrape()
@@ -119,6 +120,9 @@ def test_metrics_report_jobs_the_ranking_pool_rankings_workers_queues_and_latenc
     assert samples[("tandem_database_up", ())] == 1
     assert samples[("tandem_broker_up", ())] == 1
     assert samples[("tandem_queue_depth", (("queue", "interactive"),))] == 0
+    # The database's view: one job waits for an interactive worker, none for the others.
+    assert samples[("tandem_jobs_waiting", (("queue", "interactive"),))] == 1
+    assert samples[("tandem_jobs_waiting", (("queue", "training"),))] == 0
     # The ranking task's job and the finished suggestion; the queued suggestion.
     jobs = {
         status: samples[("tandem_jobs", (("kind", "generation"), ("status", status)))]
