@@ -17,7 +17,12 @@ from accounts.roles import staff_required
 from ranking.exports import ExportFilters
 from ranking.version_selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
-from sampler.comparisons.selectors import model_comparison_list
+from sampler.comparisons.selectors import (
+    latest_judgements,
+    model_comparison_list,
+    version_ratings,
+    vote_tallies,
+)
 from sampler.comparisons.services import model_comparison_create
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active, model_version_tree
@@ -30,12 +35,14 @@ PAGE = "sampler/models.html"
 
 def _comparisons() -> dict:
     comparisons = list(model_comparison_list())
+    tallies = vote_tallies()
     rows = [
         {
             "comparison": comparison,
             "human": human_preference_between_versions(
                 version_a_id=comparison.version_a_id, version_b_id=comparison.version_b_id
             ),
+            "votes": tallies.get((comparison.version_a_id, comparison.version_b_id)),
         }
         for comparison in comparisons
     ]
@@ -52,8 +59,22 @@ def _page(
     comparison_form: ComparisonForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    rows = model_version_tree()
+    judgements, tallies = latest_judgements(), vote_tallies()
+    for row in rows:
+        # Promotion shows both judges of a version against its parent: the latest comparison's
+        # (independent) reward-model verdict and people's side-by-side votes.
+        key = (row.version.pk, row.version.parent_id)
+        comparison = judgements.get(key)
+        if comparison is not None:
+            rate = comparison.results.get("win_rate_a")
+            row.judge_win_rate = rate if comparison.version_a_id == row.version.pk else 1 - rate
+            row.judge_name = ", ".join(j["name"] for j in comparison.config.get("judges", []))
+            row.judge_name = row.judge_name or comparison.reward_version.name
+        row.votes = tallies.get(key)
     context = {
-        "rows": model_version_tree(),
+        "rows": rows,
+        "ratings": version_ratings(),
         "active_policy": model_version_active(),
         "active_reward": model_version_active(kind="reward"),
         "ppo_form": ppo_form or PPORunForm(),
@@ -116,6 +137,7 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
             version_a=data["version_a"],
             version_b=data["version_b"],
             reward_version=data["reward_version"],
+            extra_judges=list(data["extra_judges"]),
             prompts=data["prompts"],
             max_new_tokens=data["max_new_tokens"],
             requested_by=request.user,
