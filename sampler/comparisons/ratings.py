@@ -1,11 +1,12 @@
 """Bradley-Terry ratings of model versions from side-by-side votes, with confidence intervals.
 
 P(i beats j) = sigmoid(theta_i - theta_j). A tie counts as half a win each way. The fit
-maximises the likelihood with a weak Gaussian prior on each theta (``prior``: one virtual tie
-against an average version), which keeps every rating finite (a version that never lost) and
-anchors their mean at 0; Newton's method converges in a few steps. The intervals are Wald
-intervals from the inverse Hessian (the observed information plus the prior). Shown on the Elo
-scale: 1000 + 400 / ln 10 * theta, so 100 points is a 64 % expected win rate.
+maximises the likelihood with a weak Gaussian prior on each theta (precision ``prior``), which
+keeps every rating finite (a version that never lost) and anchors their mean at 0; Newton's
+method converges in a few steps. The intervals are Wald intervals from the inverse Hessian
+(information plus prior), taken with the ratings' mean held fixed: only differences between
+versions are identified, so the common shift carries no uncertainty. Shown on the Elo scale:
+1000 + 400 / ln 10 * theta, so 100 points is a 64 % expected win rate.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Rating:
 
 
 def bradley_terry(
-    outcomes: list[tuple[object, object, float]], *, prior: float = 0.5, iterations: int = 100
+    outcomes: list[tuple[object, object, float]], *, prior: float = 0.1, iterations: int = 100
 ) -> list[Rating]:
     """Ratings from ``outcomes``: (i, j, score of i) with score 1 (i won), 0.5 (tie) or 0.
 
@@ -62,7 +63,11 @@ def bradley_terry(
         theta -= step
         if np.abs(step).max() < 1e-10:
             break
-    errors = np.sqrt(np.diag(np.linalg.inv(hessian)))
+    # Covariance with the mean fixed: the mean direction (all ones) gets curvature 1, then is
+    # projected out (the information is a graph Laplacian, so ones is one of its eigenvectors).
+    centre = np.eye(size) - np.ones((size, size)) / size
+    covariance = centre @ np.linalg.inv(hessian + np.ones((size, size)) / size) @ centre
+    errors = np.sqrt(np.clip(np.diag(covariance), 0, None))
     ratings = [
         Rating(
             key=player,
