@@ -80,10 +80,16 @@ class TrainingRunForm(forms.Form):
         ]
     )
     dpo_mode = forms.ChoiceField(
-        choices=[(mode, mode) for mode in DPO_MODES], initial=DPOConfig.mode, label="DPO mode"
+        choices=[(mode, mode) for mode in DPO_MODES],
+        initial=DPOConfig.mode,
+        required=False,
+        label="DPO mode",
     )
     dpo_loss = forms.ChoiceField(
-        choices=[(loss, loss) for loss in DPO_LOSSES], initial=DPOConfig.loss_type, label="DPO loss"
+        choices=[(loss, loss) for loss in DPO_LOSSES],
+        initial=DPOConfig.loss_type,
+        required=False,
+        label="DPO loss",
     )
     kto_sources = forms.MultipleChoiceField(
         choices=[(name, name.replace("_", " ")) for name in KTO_SOURCES],
@@ -180,7 +186,10 @@ class TrainingRunForm(forms.Form):
         }
         data["config"]["test_fraction"] = data["test_fraction"]
         if kind == "dpo":
-            data["config"].update(mode=data["dpo_mode"], loss_type=data["dpo_loss"])
+            data["config"].update(
+                mode=data["dpo_mode"] or DPOConfig.mode,
+                loss_type=data["dpo_loss"] or DPOConfig.loss_type,
+            )
         if kind == "kto":
             if not data["kto_sources"]:
                 raise forms.ValidationError({"kto_sources": "Tick at least one source."})
