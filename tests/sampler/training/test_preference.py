@@ -295,3 +295,44 @@ def test_ppo_config_takes_lora_settings():
     assert config.lora_r == 8
     with pytest.raises(ValueError, match="lora_targets"):
         PPOConfig.from_dict({"lora_targets": "c_attn; rm -rf"})
+
+
+def test_every_trainer_takes_lora_and_records_it(micro_model_dir, tmp_path):
+    from sampler.training.config import RewardConfig, SFTConfig
+    from sampler.training.ppo import train_ppo
+    from sampler.training.reward import train_reward
+    from sampler.training.sft import train_sft
+    from sampler.training.synthetic import synthetic_demonstrations
+
+    lora = {"lora_r": 2, "max_steps": 1, "batch_size": 2, "max_length": 48, "eval_every": 0}
+    sft = train_sft(
+        config=SFTConfig(**lora),
+        records=synthetic_demonstrations(8),
+        base_model=micro_model_dir,
+        output_dir=tmp_path / "sft",
+    )
+    reward = train_reward(
+        config=RewardConfig(**lora, normalize_to_demonstrations=False),
+        records=synthetic_rankings(8, k=3),
+        base_model=micro_model_dir,
+        output_dir=tmp_path / "rm",
+    )
+    ppo = train_ppo(
+        config=PPOConfig(**{**lora, "max_new_tokens": 4, "eval_prompts": 2}),
+        prompts=synthetic_demonstrations(8),
+        base_model=micro_model_dir,
+        reward_model=tmp_path / "rm",
+        output_dir=tmp_path / "ppo",
+    )
+    for name, result in (("sft", sft), ("rm", reward), ("ppo", ppo)):
+        assert result.metrics["lora"]["r"] == 2, name
+        assert (tmp_path / name / ADAPTER_DIR / "adapter_config.json").is_file()
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert (
+            config["dtype"] == "float32"
+            and "lora" not in (tmp_path / name / "config.json").read_text()
+        )
+    # The reward model's adapter keeps its trained score head (PEFT's modules_to_save).
+    adapter = json.loads((tmp_path / "rm" / ADAPTER_DIR / "adapter_config.json").read_text())
+    assert "score" in adapter["modules_to_save"] and adapter["task_type"] == "SEQ_CLS"
+    assert AutoTokenizer.from_pretrained(tmp_path / "rm").padding_side == "right"
