@@ -99,7 +99,30 @@ def vote_tallies() -> dict[tuple[int, int], VoteTally]:
 def latest_judgements() -> dict[tuple[int, int], ModelComparison]:
     """The newest succeeded comparison of every two versions, keyed both ways round."""
     latest: dict[tuple[int, int], ModelComparison] = {}
-    for comparison in ModelComparison.objects.filter(status="succeeded").order_by("created_at"):
+    succeeded = ModelComparison.objects.filter(status="succeeded").select_related("reward_version")
+    for comparison in succeeded.order_by("created_at"):
         latest[comparison.version_a_id, comparison.version_b_id] = comparison
         latest[comparison.version_b_id, comparison.version_a_id] = comparison
     return latest
+
+
+def judgements_against_parents(
+    *, versions: list[ModelVersion]
+) -> dict[int, tuple[float | None, str, VoteTally | None]]:
+    """Per version with a parent: (the newest comparison's judge win rate against the parent,
+    the judges' names, people's votes against the parent)."""
+    judgements, tallies = latest_judgements(), vote_tallies()
+    verdicts = {}
+    for version in versions:
+        if version.parent_id is None:
+            continue
+        key = (version.pk, version.parent_id)
+        comparison = judgements.get(key)
+        rate = comparison.results.get("win_rate_a") if comparison is not None else None
+        name = ""
+        if rate is not None:
+            rate = rate if comparison.version_a_id == version.pk else 1 - rate
+            name = ", ".join(judge["name"] for judge in comparison.config.get("judges", []))
+            name = name or comparison.reward_version.name
+        verdicts[version.pk] = (rate, name, tallies.get(key))
+    return verdicts

@@ -18,7 +18,7 @@ from ranking.exports import ExportFilters
 from ranking.version_selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
 from sampler.comparisons.selectors import (
-    latest_judgements,
+    judgements_against_parents,
     model_comparison_list,
     version_ratings,
     vote_tallies,
@@ -60,18 +60,12 @@ def _page(
     status: int = 200,
 ) -> HttpResponse:
     rows = model_version_tree()
-    judgements, tallies = latest_judgements(), vote_tallies()
+    # Promotion shows both judges of each version against its parent.
+    verdicts = judgements_against_parents(versions=[row.version for row in rows])
     for row in rows:
-        # Promotion shows both judges of a version against its parent: the latest comparison's
-        # (independent) reward-model verdict and people's side-by-side votes.
-        key = (row.version.pk, row.version.parent_id)
-        comparison = judgements.get(key)
-        if comparison is not None:
-            rate = comparison.results.get("win_rate_a")
-            row.judge_win_rate = rate if comparison.version_a_id == row.version.pk else 1 - rate
-            row.judge_name = ", ".join(j["name"] for j in comparison.config.get("judges", []))
-            row.judge_name = row.judge_name or comparison.reward_version.name
-        row.votes = tallies.get(key)
+        verdict = verdicts.get(row.version.pk)
+        if verdict is not None:
+            row.judge_win_rate, row.judge_name, row.votes = verdict
     context = {
         "rows": rows,
         "ratings": version_ratings(),
