@@ -197,11 +197,15 @@ def apply_lora(model: PreTrainedModel, config, *, task: str = "causal_lm") -> nn
         from peft import LoraConfig, TaskType, get_peft_model
     except ImportError as error:
         raise ValueError("LoRA needs PEFT: pip install 'tandem[lora]' (or peft).") from error
+    from transformers.pytorch_utils import Conv1D
+
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=lora_targets(config.lora_targets),
+        # GPT-2's Conv1D layers store their weights transposed; PEFT would guess it with a warning.
+        fan_in_fan_out=any(isinstance(module, Conv1D) for module in model.modules()),
         task_type=TaskType.SEQ_CLS if task == "reward" else TaskType.CAUSAL_LM,
     )
     with quiet_loading():

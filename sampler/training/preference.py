@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from sampler.training.data import pad_right, prompt_ids
+from sampler.training.data import pad_right
 from sampler.training.losses import sequence_logprobs
 from sampler.training.model import position_ids_from_mask
 from sampler.training.rollout import forward_logits, pad_left
@@ -34,10 +34,6 @@ class PromptCompletions:
     desirable: list[bool] = field(default_factory=list)
     # The model version that wrote each completion, where known (KTO keeps it per example).
     versions: list[str | None] = field(default_factory=list)
-
-
-def encode_prompt_for_training(tokenizer, prompt: list[dict]) -> list[int]:
-    return prompt_ids(tokenizer, prompt)
 
 
 @dataclass
