@@ -1,32 +1,43 @@
-"""One RLHF iteration on CPU, with simulated trainers whose preference is a hidden rule.
+"""One RLHF iteration on CPU, arm by arm, judged by what the policy was not optimised against.
 
-Usage: .venv/bin/python bench/bench_loop.py [--model DIR] [--rm-prompts 400] [--k 4]
-       [--noise 0.5] [--ppo-steps 60] [--batch-size 32] [--eval-prompts 200] [--threads 1]
+Usage: .venv/bin/python bench/bench_loop.py [--seeds 0 1 2] [--arms sft best_of_4 ppo dpo]
+       [--model DIR] [--rm-prompts 240] [--k 4] [--noise 0.5] [--ppo-steps 30]
+       [--eval-prompts 100] [--threads 1]
 
-1. Prompts: the opening user turns of chitchat conversations (shipped with `chitchat-dataset`),
-   split three ways: reward-model prompts, PPO prompts, held-out evaluation prompts.
-2. Collect: the policy (default: the embedded tiny chat model) samples K replies per prompt;
-   each simulated trainer ranks them by the hidden rule plus Gaussian noise (sd ``--noise``).
-   The hidden rule: a reply scores 1 for asking the other person a question ("?") plus 0.5 per
-   warm word ("love", "fun", "great", ...; at most 2 counted).
-3. ``train_reward`` learns a reward model from those rankings (K-wise loss); its held-out
-   pairwise accuracy is printed next to the noisy labels' own accuracy against the rule.
-4. ``train_ppo`` optimises the policy against that reward model (KL penalty to the start).
-5. On the held-out prompts, before and after PPO: the hidden rule's mean score (the "gold"
-   reward the RM only approximates), the question and warm-word rates, the RM score, the
-   reply length and end-of-turn rate, and the KL of the new policy to the reference.
+Per seed:
+1. Prompts: opening user turns of chitchat conversations (the `chitchat-dataset` package),
+   split into ranking prompts, PPO prompts and held-out evaluation prompts.
+2. Collect: the starting policy (default: the embedded chat model, "SFT") samples K replies
+   per ranking prompt; a simulated trainer ranks them by a hidden rule plus Gaussian noise (sd
+   ``--noise``). The rule: 1 for asking a question ("?"), 0.5 per warm word (at most 2).
+3. Two reward models on disjoint halves of the rankings (by conversation): the **proxy** (first
+   half), which best-of-4 and PPO optimise, and the **judge** (second half), which nothing
+   optimises; listwise DPO trains on the proxy's half too, so every arm saw the same rankings.
+4. Arms (``ARMS``; a new arm is a function from the seed's ``LoopContext`` to its replies):
+   ``sft`` (the start policy), ``best_of_4`` (4 samples, the proxy's favourite), ``ppo``
+   (against the proxy, KL penalty to the start), ``dpo`` (listwise, reference = the start).
+5. On the held-out prompts, one reply per prompt and arm: the hidden-rule score (the "gold"
+   reward), the judge's win rate against the start policy's replies (ties half), the KL to the
+   start policy (nats per reply; best-of-n: the analytic log n - (n-1)/n), distinct-2 and mean
+   length, each against the start policy's. A collapse warning is printed when an arm's
+   distinct-2 falls below half of the start policy's.
+Over seeds: mean and sample standard deviation.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import random
 import re
+import statistics
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,8 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sampler.embedded.data import load_conversations  # noqa: E402
-from sampler.training.config import RewardConfig  # noqa: E402
-from sampler.training.losses import implied_pairs  # noqa: E402
+from sampler.training.config import DPOConfig, RewardConfig  # noqa: E402
+from sampler.training.dpo import train_dpo  # noqa: E402
 from sampler.training.model import (  # noqa: E402
     RewardScorer,
     build_reward_model,
@@ -45,6 +56,7 @@ from sampler.training.model import (  # noqa: E402
 )
 from sampler.training.ppo import end_token_ids, freeze, train_ppo  # noqa: E402
 from sampler.training.ppo_config import PPOConfig  # noqa: E402
+from sampler.training.records import in_half  # noqa: E402
 from sampler.training.reward import train_reward  # noqa: E402
 from sampler.training.rollout import encode_prompt, sample_and_score  # noqa: E402
 
@@ -69,6 +81,8 @@ WARM_WORDS = frozenset(
 MAX_NEW_TOKENS = 32
 TEMPERATURE = 0.7
 PROMPT_TOKENS = 128
+BEST_OF = 4
+METRICS = ("hidden", "judge_win", "kl", "distinct2", "length")
 
 
 def warm_words(reply: str) -> int:
@@ -78,6 +92,16 @@ def warm_words(reply: str) -> int:
 def hidden_score(reply: str) -> float:
     """The rule the simulated trainers follow (and nothing else sees)."""
     return float("?" in reply) + 0.5 * min(2, warm_words(reply))
+
+
+def distinct_2(texts: list[str]) -> float:
+    """Distinct word bigrams over all bigrams of the replies (Li et al. 2016)."""
+    bigrams = [
+        pair
+        for text in texts
+        for pair in zip(text.lower().split(), text.lower().split()[1:], strict=False)
+    ]
+    return len(set(bigrams)) / max(1, len(bigrams))
 
 
 def opening_prompts(count: int, seed: int) -> list[list[dict]]:
@@ -141,117 +165,76 @@ def simulated_rankings(prompts, texts, *, k: int, noise: float, seed: int, test_
     return records
 
 
-def label_accuracy(records) -> float:
-    """How often the noisy labels agree with the rule on held-out pairs (rule ties: half):
-    what a reward model that learned the rule exactly would score on them."""
-    correct = pairs = 0.0
-    for record in records:
-        if record["split"] != "test":
-            continue
-        texts = {c["candidate_id"]: c["text"] for c in record["candidates"]}
-        ids = [group[0] for group in record["ordering"]]
-        for winner, loser, _ in implied_pairs([[i] for i in range(len(ids))]):
-            better, worse = hidden_score(texts[ids[winner]]), hidden_score(texts[ids[loser]])
-            correct += 1.0 if better > worse else 0.5 if better == worse else 0.0
-            pairs += 1
-    return correct / max(1.0, pairs)
+@dataclass
+class ArmReplies:
+    """One reply per held-out prompt; ``kl`` per reply to the start policy where measured."""
+
+    texts: list[str]
+    lengths: list[float]
+    kl: float | None
+    note: str = ""
 
 
-def report(name: str, samples) -> dict[str, float]:
-    texts = samples.texts
-    return {
-        "name": name,
-        "hidden": sum(map(hidden_score, texts)) / len(texts),
-        "question": sum("?" in t for t in texts) / len(texts),
-        "warm": sum(warm_words(t) > 0 for t in texts) / len(texts),
-        "rm": samples.scores.mean().item(),
-        "length": samples.lengths.float().mean().item(),
-        "eos": samples.has_end.float().mean().item(),
-        "kl": samples.kl.mean().item() if samples.kl is not None else 0.0,
-        "examples": texts[:4],
-    }
+@dataclass
+class LoopContext:
+    """What one seed's arms share."""
+
+    seed: int
+    arguments: argparse.Namespace
+    work: Path
+    tokenizer: object
+    reference: torch.nn.Module
+    proxy_dir: Path
+    proxy: torch.nn.Module
+    rankings: list[dict]
+    ppo_prompts: list[list[dict]]
+    eval_prompts: list[list[dict]]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    parser.add_argument("--rm-prompts", type=int, default=400)
-    parser.add_argument("--ppo-prompts", type=int, default=1000)
-    parser.add_argument("--eval-prompts", type=int, default=200)
-    parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--noise", type=float, default=0.5)
-    parser.add_argument("--rm-epochs", type=float, default=2.0)
-    parser.add_argument("--rm-learning-rate", type=float, default=1e-4)
-    parser.add_argument("--ppo-steps", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-5)
-    parser.add_argument("--kl-coef", type=float, default=0.05)
-    parser.add_argument("--max-kl", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    arguments = parser.parse_args(argv)
-    torch.set_num_threads(arguments.threads)
-    torch.manual_seed(arguments.seed)
-    logging.disable(logging.WARNING)
-    warnings.filterwarnings("ignore")
-    started = time.monotonic()
-
-    tokenizer = load_tokenizer(arguments.model)
-    reference = freeze(load_policy(arguments.model))
-    total = arguments.rm_prompts + arguments.ppo_prompts + arguments.eval_prompts
-    prompts = opening_prompts(total, arguments.seed)
-    rm_prompts = prompts[: arguments.rm_prompts]
-    ppo_prompts = prompts[arguments.rm_prompts : arguments.rm_prompts + arguments.ppo_prompts]
-    eval_prompts = prompts[arguments.rm_prompts + arguments.ppo_prompts :]
-
-    # 2. Collect: K replies per prompt, ranked by simulated trainers.
-    clock = time.monotonic()
-    collected = sample(reference, tokenizer, rm_prompts, per_prompt=arguments.k, seed=1)
-    rankings = simulated_rankings(
-        rm_prompts,
-        collected.texts,
-        k=arguments.k,
-        noise=arguments.noise,
-        seed=arguments.seed,
-        test_every=5,
+def replies_of(policy, context: LoopContext) -> ArmReplies:
+    samples = sample(
+        policy,
+        context.tokenizer,
+        context.eval_prompts,
+        reference=context.reference,
+        seed=10_000 + context.seed,
     )
-    ceiling = label_accuracy(rankings)
-    print(
-        f"collect: {len(rankings)} rankings of K={arguments.k} replies "
-        f"({time.monotonic() - clock:.0f} s); labels agree with the rule on "
-        f"{ceiling:.3f} of held-out pairs (noise sd {arguments.noise})"
+    return ArmReplies(
+        texts=samples.texts,
+        lengths=samples.lengths.float().tolist(),
+        kl=samples.kl.mean().item(),
     )
 
-    with tempfile.TemporaryDirectory() as scratch:
-        # 3. Reward model.
-        clock = time.monotonic()
-        reward = train_reward(
-            config=RewardConfig(
-                learning_rate=arguments.rm_learning_rate,
-                epochs=arguments.rm_epochs,
-                batch_size=8,
-                max_length=PROMPT_TOKENS + MAX_NEW_TOKENS,
-                eval_every=0,
-                seed=arguments.seed,
-            ),
-            records=rankings,
-            base_model=arguments.model,
-            output_dir=Path(scratch) / "rm",
-        )
-        print(
-            f"train_reward: held-out pairwise accuracy {reward.metrics['accuracy/eval']:.3f} "
-            f"(labels vs rule: {ceiling:.3f}; chance 0.5), {reward.steps} steps, "
-            f"{time.monotonic() - clock:.0f} s"
-        )
-        scorer = freeze(RewardScorer(build_reward_model(reward.output_dir, tokenizer)))
-        before = report(
-            "before PPO",
-            sample(reference, tokenizer, eval_prompts, scorer=scorer, reference=reference, seed=2),
-        )
 
-        # 4. PPO against the reward model.
-        clock = time.monotonic()
-        config = PPOConfig(
+def arm_sft(context: LoopContext) -> ArmReplies:
+    return replies_of(context.reference, context)
+
+
+def arm_best_of_4(context: LoopContext) -> ArmReplies:
+    samples = sample(
+        context.reference,
+        context.tokenizer,
+        context.eval_prompts,
+        scorer=context.proxy,
+        per_prompt=BEST_OF,
+        seed=10_000 + context.seed,
+    )
+    scores = samples.scores.view(-1, BEST_OF)
+    best = scores.argmax(-1) + torch.arange(len(context.eval_prompts)) * BEST_OF
+    return ArmReplies(
+        texts=[samples.texts[i] for i in best.tolist()],
+        lengths=samples.lengths.float()[best].tolist(),
+        # The KL of best-of-n to its base policy is at most log n - (n - 1) / n.
+        kl=math.log(BEST_OF) - (BEST_OF - 1) / BEST_OF,
+        note="analytic bound",
+    )
+
+
+def arm_ppo(context: LoopContext) -> ArmReplies:
+    arguments = context.arguments
+    result = train_ppo(
+        config=PPOConfig(
             max_steps=arguments.ppo_steps,
             batch_size=arguments.batch_size,
             learning_rate=arguments.learning_rate,
@@ -261,50 +244,238 @@ def main(argv=None) -> None:
             temperature=TEMPERATURE,
             max_length=PROMPT_TOKENS,
             eval_every=0,
-            eval_prompts=32,
-            seed=arguments.seed,
-        )
-        result = train_ppo(
-            config=config,
-            prompts=[{"messages": p, "split": "train"} for p in ppo_prompts],
-            base_model=arguments.model,
-            reward_model=reward.output_dir,
-            output_dir=Path(scratch) / "ppo",
-        )
-        history = result.history
-        print(
-            f"train_ppo: {result.steps} steps of {arguments.batch_size} replies, "
-            f"{time.monotonic() - clock:.0f} s; last step: reward "
-            f"{history['objective/rlhf_reward'][-1][1]:.3f}, score "
-            f"{history['objective/scores'][-1][1]:.3f}, KL {history['objective/kl'][-1][1]:.2f}"
-            + (f"; {result.metrics['stopped_early']}" if result.metrics["stopped_early"] else "")
-        )
-        trained = freeze(load_policy(Path(scratch) / "ppo"))
-        after = report(
-            "after PPO",
-            sample(trained, tokenizer, eval_prompts, scorer=scorer, reference=reference, seed=2),
-        )
+            eval_prompts=8,
+            checkpoint_every=0,
+            seed=context.seed,
+        ),
+        prompts=[{"messages": p, "split": "train"} for p in context.ppo_prompts],
+        base_model=context.arguments.model,
+        reward_model=context.proxy_dir,
+        output_dir=context.work / "ppo",
+    )
+    replies = replies_of(freeze(load_policy(result.output_dir)), context)
+    if result.metrics.get("stopped_early"):
+        replies.note = "stopped early (max_kl)"
+    return replies
 
-    print(f"\nheld-out prompts: {len(eval_prompts)}, one reply each, temperature {TEMPERATURE}")
-    print(
-        f"{'':>11} {'hidden':>7} {'asks ?':>7} {'warm':>6} {'RM':>7} {'length':>7} "
-        f"{'ends':>5} {'KL':>6}"
+
+def arm_dpo(context: LoopContext) -> ArmReplies:
+    arguments = context.arguments
+    result = train_dpo(
+        config=DPOConfig(
+            learning_rate=arguments.dpo_learning_rate,
+            epochs=arguments.dpo_epochs,
+            batch_size=4,
+            beta=arguments.beta,
+            mode="listwise",
+            max_length=PROMPT_TOKENS + MAX_NEW_TOKENS,
+            eval_every=0,
+            checkpoint_every=0,
+            seed=context.seed,
+        ),
+        records=context.rankings,
+        base_model=context.arguments.model,
+        output_dir=context.work / "dpo",
     )
-    for row in (before, after):
+    return replies_of(freeze(load_policy(result.output_dir)), context)
+
+
+# The arms, in table order. Another arm (e.g. active selection of what to rank) adds itself
+# here: a function of the seed's LoopContext returning one reply per held-out prompt.
+ARMS: dict[str, Callable[[LoopContext], ArmReplies]] = {
+    "sft": arm_sft,
+    "best_of_4": arm_best_of_4,
+    "ppo": arm_ppo,
+    "dpo": arm_dpo,
+}
+
+
+def train_scorer(rankings, *, half: str, arguments, seed: int, out: Path) -> Path:
+    result = train_reward(
+        config=RewardConfig(
+            learning_rate=arguments.rm_learning_rate,
+            epochs=arguments.rm_epochs,
+            batch_size=8,
+            max_length=PROMPT_TOKENS + MAX_NEW_TOKENS,
+            eval_every=0,
+            checkpoint_every=0,
+            normalize_to_demonstrations=False,
+            data_half=half,
+            seed=seed,
+        ),
+        records=rankings,
+        base_model=arguments.model,
+        output_dir=out,
+    )
+    accuracy = result.metrics.get("accuracy/eval")
+    print(f"  reward model ({half} half): held-out accuracy {accuracy:.3f}", flush=True)
+    return out
+
+
+def run_seed(seed: int, arguments, arms: list[str]) -> dict[str, dict[str, float]]:
+    """Every asked arm's metrics for one seed (data, splits, models and sampling seeded)."""
+    torch.manual_seed(seed)
+    clock = time.monotonic()
+    tokenizer = load_tokenizer(arguments.model)
+    reference = freeze(load_policy(arguments.model))
+    total = arguments.rm_prompts + arguments.ppo_prompts + arguments.eval_prompts
+    prompts = opening_prompts(total, seed)
+    rm_prompts = prompts[: arguments.rm_prompts]
+    ppo_prompts = prompts[arguments.rm_prompts : arguments.rm_prompts + arguments.ppo_prompts]
+    eval_prompts = prompts[arguments.rm_prompts + arguments.ppo_prompts :]
+    collected = sample(reference, tokenizer, rm_prompts, per_prompt=arguments.k, seed=seed + 1)
+    rankings = simulated_rankings(
+        rm_prompts, collected.texts, k=arguments.k, noise=arguments.noise, seed=seed, test_every=5
+    )
+    work = Path(tempfile.mkdtemp(prefix=f"bench-loop-{seed}-"))
+    train = {"arguments": arguments, "seed": seed}
+    proxy_dir = train_scorer(rankings, half="first", out=work / "proxy", **train)
+    judge_dir = train_scorer(rankings, half="second", out=work / "judge", **train)
+
+    context = LoopContext(
+        seed=seed,
+        arguments=arguments,
+        work=work,
+        tokenizer=tokenizer,
+        reference=reference,
+        proxy_dir=proxy_dir,
+        proxy=freeze(RewardScorer(build_reward_model(proxy_dir, tokenizer))),
+        rankings=list(in_half(rankings, "first")),
+        ppo_prompts=ppo_prompts,
+        eval_prompts=eval_prompts,
+    )
+    judge = freeze(RewardScorer(build_reward_model(judge_dir, tokenizer)))
+    baseline = arm_sft(context) if "sft" not in arms else None
+    results: dict[str, dict[str, float]] = {}
+    replies_by_arm: dict[str, ArmReplies] = {}
+    for name in arms:
+        started = time.monotonic()
+        replies_by_arm[name] = ARMS[name](context)
+        context.timings[name] = time.monotonic() - started
+    baseline = replies_by_arm.get("sft", baseline)
+    baseline_scores = judge_scores(judge, tokenizer, eval_prompts, baseline.texts)
+    for name, replies in replies_by_arm.items():
+        scores = judge_scores(judge, tokenizer, eval_prompts, replies.texts)
+        if name == "sft":
+            # Against a fresh draw of the same policy, not against itself.
+            other = sample(reference, tokenizer, eval_prompts, seed=20_000 + seed).texts
+            scores_other = judge_scores(judge, tokenizer, eval_prompts, other)
+            win = win_rate(scores, scores_other)
+        else:
+            win = win_rate(scores, baseline_scores)
+        results[name] = {
+            "hidden": statistics.mean(map(hidden_score, replies.texts)),
+            "judge_win": win,
+            "kl": replies.kl if replies.kl is not None else float("nan"),
+            "distinct2": distinct_2(replies.texts),
+            "length": statistics.mean(replies.lengths),
+            "note": replies.note,
+            "example": replies.texts[0],
+        }
+    results["_reference"] = {"distinct2": distinct_2(baseline.texts)}
+    print(
+        f"seed {seed}: {time.monotonic() - clock:.0f} s ("
+        + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in context.timings.items())
+        + ")",
+        flush=True,
+    )
+    return results
+
+
+@torch.no_grad()
+def judge_scores(judge, tokenizer, prompts, texts) -> torch.Tensor:
+    from sampler.training.data import pad_right, reply_ids
+
+    sequences = [
+        reply_ids(tokenizer, prompt, text)[-(PROMPT_TOKENS + MAX_NEW_TOKENS) :]
+        for prompt, text in zip(prompts, texts, strict=True)
+    ]
+    scores = []
+    for start in range(0, len(sequences), 64):
+        ids, mask = pad_right(sequences[start : start + 64], pad_id=tokenizer.pad_token_id)
+        scores.append(judge(ids, mask))
+    return torch.cat(scores)
+
+
+def win_rate(scores: torch.Tensor, against: torch.Tensor) -> float:
+    return ((scores > against).float() + 0.5 * (scores == against).float()).mean().item()
+
+
+def summarise(per_seed: list[dict], arms: list[str]) -> None:
+    def cell(values: list[float]) -> str:
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return f"{'—':>15}"
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):>8.3f} ± {spread:<5.3f}"
+
+    print(f"\n{len(per_seed)} seed(s); mean ± sample sd over seeds; held-out prompts")
+    print(f"{'arm':>10} " + " ".join(f"{name:>15}" for name in METRICS))
+    reference_distinct = statistics.mean(seed["_reference"]["distinct2"] for seed in per_seed)
+    for arm in arms:
         print(
-            f"{row['name']:>11} {row['hidden']:7.3f} {row['question']:7.2f} {row['warm']:6.2f} "
-            f"{row['rm']:7.3f} {row['length']:7.1f} {row['eos']:5.2f} {row['kl']:6.2f}"
+            f"{arm:>10} "
+            + " ".join(cell([seed[arm][metric] for seed in per_seed]) for metric in METRICS)
         )
-    for index, prompt in enumerate(eval_prompts[:4]):
-        print(f"\nuser: {prompt[-1]['content'][:100]}")
-        print(f"  before: {before['examples'][index]}\n  after:  {after['examples'][index]}")
-    gain = after["hidden"] - before["hidden"]
     print(
-        f"\nhidden-rule score: {before['hidden']:.3f} -> {after['hidden']:.3f} "
-        f"({gain:+.3f}, {100 * gain / max(1e-9, before['hidden']):+.0f}%); "
-        f"KL to the reference {after['kl']:.2f} nats per reply (bound {arguments.max_kl}); "
-        f"total {time.monotonic() - started:.0f} s on {arguments.threads} thread(s)"
+        "hidden: the rule's mean score; judge_win: win rate against the start policy by the "
+        "reward model trained on the other half of the rankings; kl: nats per reply to the "
+        "start policy (best_of_4: the analytic bound); distinct2 and length (tokens) against "
+        f"the start policy's distinct2 {reference_distinct:.3f}"
     )
+    for arm in arms:
+        mean_distinct = statistics.mean(seed[arm]["distinct2"] for seed in per_seed)
+        if mean_distinct < 0.5 * reference_distinct:
+            print(
+                f"COLLAPSE WARNING: {arm}'s distinct-2 {mean_distinct:.3f} is below half the "
+                f"start policy's {reference_distinct:.3f}"
+            )
+        notes = {seed[arm]["note"] for seed in per_seed if seed[arm]["note"]}
+        if notes:
+            print(f"{arm}: {'; '.join(sorted(notes))}")
+    print("\nexamples (seed of the first run, first held-out prompt):")
+    for arm in arms:
+        print(f"  {arm:>10}: {per_seed[0][arm]['example'][:100]}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The harness's options; other benches that reuse it take the same ``--seeds``."""
+    options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    options.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    options.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    options.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    options.add_argument("--rm-prompts", type=int, default=240)
+    options.add_argument("--ppo-prompts", type=int, default=600)
+    options.add_argument("--eval-prompts", type=int, default=100)
+    options.add_argument("--k", type=int, default=4)
+    options.add_argument("--noise", type=float, default=0.5)
+    options.add_argument("--rm-epochs", type=float, default=2.0)
+    options.add_argument("--rm-learning-rate", type=float, default=1e-4)
+    options.add_argument("--ppo-steps", type=int, default=30)
+    options.add_argument("--batch-size", type=int, default=16)
+    options.add_argument("--learning-rate", type=float, default=3e-5)
+    options.add_argument("--kl-coef", type=float, default=0.05)
+    options.add_argument("--max-kl", type=float, default=10.0)
+    options.add_argument("--dpo-learning-rate", type=float, default=5e-5)
+    options.add_argument("--dpo-epochs", type=float, default=2.0)
+    options.add_argument("--beta", type=float, default=0.1)
+    options.add_argument("--threads", type=int, default=1)
+    return options
+
+
+def main(argv=None) -> None:
+    arguments = parser().parse_args(argv)
+    torch.set_num_threads(arguments.threads)
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    started = time.monotonic()
+    per_seed = [run_seed(seed, arguments, arguments.arms) for seed in arguments.seeds]
+    summarise(per_seed, arguments.arms)
+    print(f"\ntotal {time.monotonic() - started:.0f} s on {arguments.threads} thread(s)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The sampler app's models, defined in its feature packages; imported here so Django finds them."""
 
-from sampler.comparisons.models import ModelComparison
+from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.generation.models import GenerationJob, Sample
 from sampler.moderation.models import ModerationResult
 from sampler.registry.models import ModelVersion
@@ -12,5 +12,7 @@ __all__ = [
     "ModelVersion",
     "ModerationResult",
     "Sample",
+    "SideBySide",
+    "SideBySideVote",
     "TrainingRun",
 ]

@@ -241,3 +241,28 @@ def feedback_summaries(*, messages: Iterable[tuple[int, int | None]]) -> dict[in
                 if category in summary["reports"]:
                     summary["reports"][category] += 1
     return summaries
+
+
+def feedback_for_training(
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    exclude_user_ids: tuple[int, ...] = (),
+    model_version_ids: tuple[int, ...] = (),
+) -> QuerySet[Feedback]:
+    """Feedback that says something about a reply (a thumb or a report), oldest first, with
+    what training reads of its target; dates are local days of when it was last given."""
+    rows = Feedback.objects.select_related(
+        "message__sample__job", "sample__job", "model_version"
+    ).order_by("pk")
+    zone = timezone.get_current_timezone()
+    if date_from:
+        rows = rows.filter(updated_at__gte=datetime.combine(date_from, time.min, zone))
+    if date_to:
+        end = datetime.combine(date_to + timedelta(days=1), time.min, zone)
+        rows = rows.filter(updated_at__lt=end)
+    if exclude_user_ids:
+        rows = rows.exclude(user_id__in=exclude_user_ids)
+    if model_version_ids:
+        rows = rows.filter(model_version_id__in=model_version_ids)
+    return rows.filter(Q(rating__in=["up", "down"]) | ~Q(categories=[]))

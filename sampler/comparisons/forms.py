@@ -9,8 +9,13 @@ class ComparisonForm(forms.Form):
     reward_version = forms.ModelChoiceField(
         queryset=reward_versions(),
         required=False,
-        empty_label="The active reward model",
+        empty_label="An independent reward model (automatic)",
         label="Judged by",
+    )
+    extra_judges = forms.ModelMultipleChoiceField(
+        queryset=reward_versions(),
+        required=False,
+        label="More judges (an ensemble)",
     )
     prompts = forms.IntegerField(min_value=1, max_value=2000, initial=64, label="Held-out prompts")
     max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=48)

@@ -36,3 +36,55 @@ class ModelComparison(Job):
 
     def __str__(self) -> str:
         return f"{self.version_a} vs {self.version_b} ({self.status})"
+
+
+class SideBySide(models.Model):
+    """Two policy versions' replies to one prompt, for trainers to vote on (the human judge).
+    Made from a comparison's samples; the page shows them in a random order."""
+
+    comparison = models.ForeignKey(
+        ModelComparison, null=True, blank=True, on_delete=models.CASCADE, related_name="items"
+    )
+    version_a = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    version_b = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    prompt = models.JSONField(default=list)
+    reply_a = models.TextField(max_length=20000)
+    reply_b = models.TextField(max_length=20000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(version_a=models.F("version_b")), name="side_by_side_of_two_versions"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version_a} vs {self.version_b} #{self.pk}"
+
+
+class SideBySideVote(models.Model):
+    """One trainer's verdict on one side-by-side; ``a_shown_first`` records the order shown."""
+
+    class Choice(models.TextChoices):
+        A = "a", "A is better"
+        B = "b", "B is better"
+        TIE = "tie", "About the same"
+
+    item = models.ForeignKey(SideBySide, on_delete=models.CASCADE, related_name="votes")
+    voter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="side_by_side_votes"
+    )
+    choice = models.CharField(max_length=8, choices=Choice.choices)
+    a_shown_first = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "voter"], name="one_vote_per_item_and_voter"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.voter_id} on {self.item_id}: {self.choice}"

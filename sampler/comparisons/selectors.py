@@ -1,11 +1,128 @@
 from __future__ import annotations
 
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
-from sampler.comparisons.models import ModelComparison
+from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
+from sampler.comparisons.ratings import Rating, bradley_terry
+from sampler.registry.models import ModelVersion
 
 
 def model_comparison_list(*, limit: int = 20) -> QuerySet[ModelComparison]:
     return ModelComparison.objects.select_related(
         "version_a", "version_b", "reward_version"
     ).order_by("-created_at")[:limit]
+
+
+def side_by_side_next(
+    *, voter: AbstractBaseUser, rng: random.Random | None = None
+) -> SideBySide | None:
+    """A side-by-side this trainer has not voted on, drawn at random (None when none is left)."""
+    remaining = SideBySide.objects.exclude(votes__voter=voter)
+    count = remaining.count()
+    if not count:
+        return None
+    offset = (rng or random.SystemRandom()).randrange(count)
+    return remaining.select_related("version_a", "version_b").order_by("pk")[offset]
+
+
+def side_by_side_get(*, item_id: int) -> SideBySide | None:
+    return SideBySide.objects.select_related("version_a", "version_b").filter(pk=item_id).first()
+
+
+def side_by_side_votes_count(*, voter: AbstractBaseUser) -> int:
+    return SideBySideVote.objects.filter(voter=voter).count()
+
+
+SCORES = {
+    SideBySideVote.Choice.A: 1.0,
+    SideBySideVote.Choice.B: 0.0,
+    SideBySideVote.Choice.TIE: 0.5,
+}
+
+
+def _outcomes() -> list[tuple[int, int, float]]:
+    return [
+        (a, b, SCORES[choice])
+        for a, b, choice in SideBySideVote.objects.values_list(
+            "item__version_a_id", "item__version_b_id", "choice"
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class VersionRating:
+    version: ModelVersion
+    rating: Rating
+
+
+def version_ratings() -> list[VersionRating]:
+    """Bradley-Terry ratings of the versions people voted on, with 95 % intervals."""
+    ratings = bradley_terry(_outcomes())
+    versions = ModelVersion.objects.in_bulk([rating.key for rating in ratings])
+    return [VersionRating(versions[r.key], r) for r in ratings if r.key in versions]
+
+
+@dataclass(frozen=True)
+class VoteTally:
+    wins: int = 0
+    losses: int = 0
+    ties: int = 0
+
+    @property
+    def votes(self) -> int:
+        return self.wins + self.losses + self.ties
+
+    @property
+    def win_rate(self) -> float | None:
+        return (self.wins + 0.5 * self.ties) / self.votes if self.votes else None
+
+
+def vote_tallies() -> dict[tuple[int, int], VoteTally]:
+    """People's votes between every two versions, keyed (first, second) both ways round."""
+    counts: Counter = Counter()
+    for a, b, score in _outcomes():
+        counts[a, b, score] += 1
+    tallies: dict[tuple[int, int], VoteTally] = {}
+    for a, b in {(a, b) for a, b, _ in counts} | {(b, a) for a, b, _ in counts}:
+        wins = counts[a, b, 1.0] + counts[b, a, 0.0]
+        losses = counts[a, b, 0.0] + counts[b, a, 1.0]
+        ties = counts[a, b, 0.5] + counts[b, a, 0.5]
+        tallies[a, b] = VoteTally(wins=wins, losses=losses, ties=ties)
+    return tallies
+
+
+def latest_judgements() -> dict[tuple[int, int], ModelComparison]:
+    """The newest succeeded comparison of every two versions, keyed both ways round."""
+    latest: dict[tuple[int, int], ModelComparison] = {}
+    succeeded = ModelComparison.objects.filter(status="succeeded").select_related("reward_version")
+    for comparison in succeeded.order_by("created_at"):
+        latest[comparison.version_a_id, comparison.version_b_id] = comparison
+        latest[comparison.version_b_id, comparison.version_a_id] = comparison
+    return latest
+
+
+def judgements_against_parents(
+    *, versions: list[ModelVersion]
+) -> dict[int, tuple[float | None, str, VoteTally | None]]:
+    """Per version with a parent: (the newest comparison's judge win rate against the parent,
+    the judges' names, people's votes against the parent)."""
+    judgements, tallies = latest_judgements(), vote_tallies()
+    verdicts = {}
+    for version in versions:
+        if version.parent_id is None:
+            continue
+        key = (version.pk, version.parent_id)
+        comparison = judgements.get(key)
+        rate = comparison.results.get("win_rate_a") if comparison is not None else None
+        name = ""
+        if rate is not None:
+            rate = rate if comparison.version_a_id == version.pk else 1 - rate
+            name = ", ".join(judge["name"] for judge in comparison.config.get("judges", []))
+            name = name or comparison.reward_version.name
+        verdicts[version.pk] = (rate, name, tallies.get(key))
+    return verdicts

@@ -1,6 +1,15 @@
-"""Head-to-head comparisons of two policy versions, judged by a reward model (a job)."""
+"""Head-to-head comparisons of two policy versions (a job), judged by reward models the
+policies were not optimised against, and by people (side-by-side votes).
+
+A policy was optimised against the reward model its PPO run used (recorded on the version as
+``reward_version``), and so were its descendants: that model (or an ensemble holding it) always
+says the policy got better (Goodhart), so it is refused as a judge. By default the judge is the
+active reward model when it is independent of both, else the newest reward model that is.
+"""
 
 from __future__ import annotations
+
+import random
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -8,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from ranking.exports.filters import ExportFilters
-from sampler.comparisons.models import ModelComparison
+from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.jobs.services import JobContext, JobError, job_enqueue
 from sampler.registry.models import ModelVersion
 from sampler.runs.kinds import held_out_prompts, validated_version
@@ -18,6 +27,40 @@ COMPARISON_PROMPTS = 64
 
 
 MAX_COMPARISON_PROMPTS = 2000
+MAX_JUDGES = 8
+
+
+def optimised_against(version: ModelVersion) -> set[str]:
+    """Names of the reward models ``version`` or any of its ancestors was optimised against."""
+    names, current, seen = set(), version, set()
+    while current is not None and current.pk not in seen:
+        seen.add(current.pk)
+        name = (current.metrics or {}).get("reward_version")
+        if isinstance(name, str) and name:
+            names.add(name)
+        current = current.parent
+    return names
+
+
+def _halves_overlap(judge: ModelVersion, proxies: set[str]) -> list[str]:
+    """Proxies whose training rankings may overlap the judge's (neither trained on one half
+    while the other trained on the other half)."""
+    judge_half = (judge.metrics or {}).get("data_half", "all")
+    overlapping = []
+    for proxy in ModelVersion.objects.filter(name__in=proxies):
+        proxy_half = (proxy.metrics or {}).get("data_half", "all")
+        if "all" in (judge_half, proxy_half) or judge_half == proxy_half:
+            overlapping.append(proxy.name)
+    return sorted(overlapping)
+
+
+def independent_judges(*, version_a: ModelVersion, version_b: ModelVersion) -> list[ModelVersion]:
+    """Reward versions neither policy was optimised against, the active one first."""
+    excluded = optimised_against(version_a) | optimised_against(version_b)
+    candidates = ModelVersion.objects.filter(kind=ModelVersion.Kind.REWARD).exclude(
+        name__in=excluded
+    )
+    return sorted(candidates.exclude(path=""), key=lambda v: (not v.is_active, -v.pk))
 
 
 def model_comparison_create(
@@ -25,6 +68,7 @@ def model_comparison_create(
     version_a: ModelVersion,
     version_b: ModelVersion,
     reward_version: ModelVersion | None = None,
+    extra_judges: list[ModelVersion] | tuple[ModelVersion, ...] = (),
     prompts: int = COMPARISON_PROMPTS,
     max_new_tokens: int = 48,
     temperature: float = 0.7,
@@ -51,7 +95,37 @@ def model_comparison_create(
         errors["temperature"] = "temperature must be between 0.05 and 2.0."
     if errors:
         raise ValidationError(errors)
+    excluded = optimised_against(version_a) | optimised_against(version_b)
+    if reward_version is None:
+        independent = independent_judges(version_a=version_a, version_b=version_b)
+        if not independent:
+            raise ValidationError(
+                {
+                    "reward_version": (
+                        "No reward model is independent of these policies (each was optimised "
+                        f"against {', '.join(sorted(excluded))}): train one on the other half of "
+                        "the rankings (train_reward --data-half second) or on new rankings."
+                    )
+                }
+            )
+        reward_version = independent[0]
     reward = validated_version(reward_version, ModelVersion.Kind.REWARD, "reward_version")
+    judges = [reward, *[j for j in extra_judges if j.pk != reward.pk]]
+    for judge in judges:
+        if judge.kind != ModelVersion.Kind.REWARD or not judge.path:
+            raise ValidationError({"extra_judges": f"{judge.name} is not a local reward model."})
+        if judge.name in excluded:
+            raise ValidationError(
+                {
+                    "reward_version": (
+                        f"{judge.name} cannot judge: a policy compared here was optimised against "
+                        "it, so it would favour that policy whatever people think."
+                    )
+                }
+            )
+    if len(judges) > MAX_JUDGES:
+        raise ValidationError({"extra_judges": f"At most {MAX_JUDGES} judges."})
+    overlap = sorted({name for judge in judges for name in _halves_overlap(judge, excluded)})
     with transaction.atomic():
         comparison = ModelComparison.objects.create(
             version_a=version_a,
@@ -63,6 +137,11 @@ def model_comparison_create(
                 "temperature": temperature,
                 "seed": seed,
                 "filters": {**(filters or ExportFilters()).as_dict(), "split": "test"},
+                "judges": [{"id": judge.pk, "name": judge.name} for judge in judges],
+                "optimised_against": sorted(excluded),
+                # Judges trained on rankings a proxy may also have seen: independent of the
+                # proxy's scores, not of its data.
+                "judge_data_overlaps": overlap,
             },
             requested_by=requested_by,
         )
@@ -72,7 +151,8 @@ def model_comparison_create(
 
 
 def model_comparison_execute(context: JobContext) -> None:
-    """Sample both versions on held-out prompts and store the reward model's verdict."""
+    """Sample both versions on held-out prompts, store the judges' verdict, and keep every
+    prompt's two replies for people to vote on."""
     # torch loads in workers only: the web process imports this module to record comparisons.
     from sampler.generation.sampling import pick_device
     from sampler.training.compare import ComparisonSettings, compare_policies
@@ -86,10 +166,13 @@ def model_comparison_execute(context: JobContext) -> None:
     )
     if not prompts:
         raise JobError("No held-out conversation has a user turn yet: nothing to compare on.")
+    judge_ids = [judge["id"] for judge in config.get("judges") or []]
+    judges = {v.pk: v.path for v in ModelVersion.objects.filter(pk__in=judge_ids)}
+    paths = [judges[pk] for pk in judge_ids if pk in judges] or [comparison.reward_version.path]
     results = compare_policies(
         policy_a=comparison.version_a.path,
         policy_b=comparison.version_b.path,
-        reward_model=comparison.reward_version.path,
+        reward_model=paths,
         prompts=prompts,
         settings=ComparisonSettings(
             max_new_tokens=config["max_new_tokens"],
@@ -99,4 +182,40 @@ def model_comparison_execute(context: JobContext) -> None:
         device=pick_device(settings.SAMPLER_DEVICE)[0],
     )
     context.check()
-    context.succeed(results=results)
+    items = results.pop("items")
+    with transaction.atomic():
+        if context.succeed(results=results):
+            SideBySide.objects.filter(comparison=comparison).delete()
+            SideBySide.objects.bulk_create(
+                SideBySide(
+                    comparison=comparison,
+                    version_a=comparison.version_a,
+                    version_b=comparison.version_b,
+                    prompt=item["prompt"],
+                    reply_a=item["a"][:20000],
+                    reply_b=item["b"][:20000],
+                )
+                for item in items
+            )
+
+
+# ---- people's votes ---------------------------------------------------------------------------
+
+
+def side_by_side_order(*, rng: random.Random | None = None) -> bool:
+    """Whether A is shown first (on the left): a fair coin per showing."""
+    return (rng or random.SystemRandom()).random() < 0.5
+
+
+def side_by_side_vote(
+    *, item: SideBySide, voter: AbstractBaseUser, choice: str, a_shown_first: bool
+) -> SideBySideVote:
+    """Store one trainer's verdict (``a``, ``b`` or ``tie``); voting again changes it."""
+    if choice not in SideBySideVote.Choice.values:
+        raise ValidationError({"choice": "Choose A, B or about the same."})
+    vote, _ = SideBySideVote.objects.update_or_create(
+        item=item,
+        voter=voter,
+        defaults={"choice": choice, "a_shown_first": a_shown_first},
+    )
+    return vote

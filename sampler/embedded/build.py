@@ -165,7 +165,10 @@ def build_default_model(
     training: TrainingConfig | None = None,
     command: Sequence[str] | None = None,
 ) -> dict:
-    """Train the shipped default chat model and save it (fp16) into ``output_dir``.
+    """Train the shipped default chat model and save it (float32) into ``output_dir``.
+
+    float32, not float16: a float16 checkpoint loads as float16 with dtype "auto", and TRL's
+    trainers started from it on CPU fail with "mixed dtype" (or train to NaN).
 
     Returns the metrics, also written with the full settings to ``build_info.json``.
     ``command`` is recorded as the command line that produced the build (default: sys.argv).
@@ -204,7 +207,7 @@ def build_default_model(
         seed=seed,
         progress=progress,
     )
-    save_model(model, tokenizer, output_dir, dtype=torch.float16)
+    save_model(model, tokenizer, output_dir, dtype=torch.float32)
 
     metrics = {
         "loss/train": result.train_loss,

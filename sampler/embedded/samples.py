@@ -29,7 +29,7 @@ def sample_replies(
 ) -> list[tuple[str, list[str]]]:
     """Replies drawn with the model's own generation defaults, stopping at end of turn."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    # float32 on CPU: the stored fp16 weights are for size, not for CPU arithmetic.
+    # float32 whatever the stored dtype (older builds stored float16).
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     results = []
     for index, prompt in enumerate(prompts):

@@ -46,6 +46,10 @@ class VersionRow:
     metrics: list[tuple[str, float]] = field(default_factory=list)
     data: list[tuple[str, int]] = field(default_factory=list)
     stopped_early: str = ""
+    # Against the parent: the newest comparison's judge verdict and people's votes (views fill).
+    judge_win_rate: float | None = None
+    judge_name: str = ""
+    votes: object = None
 
     @property
     def indent_rem(self) -> float:

@@ -17,7 +17,12 @@ from accounts.roles import staff_required
 from ranking.exports.filters import ExportFilters
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
-from sampler.comparisons.selectors import model_comparison_list
+from sampler.comparisons.selectors import (
+    judgements_against_parents,
+    model_comparison_list,
+    version_ratings,
+    vote_tallies,
+)
 from sampler.comparisons.services import model_comparison_create
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active, model_version_tree
@@ -30,12 +35,14 @@ PAGE = "sampler/models.html"
 
 def _comparisons() -> dict:
     comparisons = list(model_comparison_list())
+    tallies = vote_tallies()
     rows = [
         {
             "comparison": comparison,
             "human": human_preference_between_versions(
                 version_a_id=comparison.version_a_id, version_b_id=comparison.version_b_id
             ),
+            "votes": tallies.get((comparison.version_a_id, comparison.version_b_id)),
         }
         for comparison in comparisons
     ]
@@ -52,8 +59,16 @@ def _page(
     comparison_form: ComparisonForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    rows = model_version_tree()
+    # Promotion shows both judges of each version against its parent.
+    verdicts = judgements_against_parents(versions=[row.version for row in rows])
+    for row in rows:
+        verdict = verdicts.get(row.version.pk)
+        if verdict is not None:
+            row.judge_win_rate, row.judge_name, row.votes = verdict
     context = {
-        "rows": model_version_tree(),
+        "rows": rows,
+        "ratings": version_ratings(),
         "active_policy": model_version_active(),
         "active_reward": model_version_active(kind="reward"),
         "ppo_form": ppo_form or PPORunForm(),
@@ -116,6 +131,7 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
             version_a=data["version_a"],
             version_b=data["version_b"],
             reward_version=data["reward_version"],
+            extra_judges=list(data["extra_judges"]),
             prompts=data["prompts"],
             max_new_tokens=data["max_new_tokens"],
             requested_by=request.user,

@@ -2,11 +2,21 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from ranking.exports.filters import FLAG_NAMES, ExportFilters
-from ranking.models import DatasetExport
+from ranking.exports.models import DatasetExport
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import policy_versions, reward_versions
 from sampler.runs.models import TrainingRun
-from sampler.training.config import RewardConfig, SFTConfig
+from sampler.runs.sources import REWARD_SOURCES
+from sampler.training.config import (
+    DPO_LOSSES,
+    DPO_MODES,
+    KTO_SOURCES,
+    ORIGINS,
+    DPOConfig,
+    KTOConfig,
+    RewardConfig,
+    SFTConfig,
+)
 from sampler.training.ppo_config import PPOConfig
 
 # Uploads beyond this are better copied to the server and trained with `manage.py train_*`.
@@ -15,29 +25,44 @@ MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 READABLE_FORMATS = {
     TrainingRun.Kind.SFT: {DatasetExport.Format.DEMONSTRATIONS},
     TrainingRun.Kind.REWARD: {DatasetExport.Format.RANKINGS, DatasetExport.Format.PAIRS},
+    TrainingRun.Kind.DPO: {DatasetExport.Format.RANKINGS, DatasetExport.Format.PAIRS},
+    # No export writes KTO records: KTO reads the database or an uploaded file.
+    TrainingRun.Kind.KTO: set(),
 }
-BOTH, REWARD = {"sft", "reward"}, {"reward"}
+CONFIG_CLASSES = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig}
+ALL, REWARD = set(CONFIG_CLASSES), {"reward"}
+POLICY_PREFERENCE = {"dpo", "kto"}
 # name: (field class, minimum, maximum, the kinds of run it applies to)
 HYPERPARAMETERS = {
-    "learning_rate": (forms.FloatField, 1e-8, 1.0, BOTH),
-    "epochs": (forms.FloatField, 0.01, 100, BOTH),
-    "max_steps": (forms.IntegerField, 1, None, BOTH),
-    "batch_size": (forms.IntegerField, 1, 4096, BOTH),
-    "gradient_accumulation_steps": (forms.IntegerField, 1, 1024, BOTH),
-    "max_length": (forms.IntegerField, 8, 131072, BOTH),
-    "eval_every": (forms.IntegerField, 0, None, BOTH),
-    "checkpoint_every": (forms.IntegerField, 0, None, BOTH),
-    "seed": (forms.IntegerField, 0, 2**31 - 1, BOTH),
+    "learning_rate": (forms.FloatField, 1e-8, 1.0, ALL),
+    "epochs": (forms.FloatField, 0.01, 100, ALL),
+    "max_steps": (forms.IntegerField, 1, None, ALL),
+    "batch_size": (forms.IntegerField, 1, 4096, ALL),
+    "gradient_accumulation_steps": (forms.IntegerField, 1, 1024, ALL),
+    "max_length": (forms.IntegerField, 8, 131072, ALL),
+    "eval_every": (forms.IntegerField, 0, None, ALL),
+    "checkpoint_every": (forms.IntegerField, 0, None, ALL),
+    "seed": (forms.IntegerField, 0, 2**31 - 1, ALL),
     "margin_per_rank": (forms.FloatField, 0, None, REWARD),
     "center_rewards_coefficient": (forms.FloatField, 0, None, REWARD),
+    "tie_weight": (forms.FloatField, 0, None, REWARD),
+    "beta": (forms.FloatField, 1e-4, 10, POLICY_PREFERENCE),
+    "label_smoothing": (forms.FloatField, 0, 0.49, {"dpo"}),
+    "lora_r": (forms.IntegerField, 0, 1024, ALL),
+    "lora_alpha": (forms.FloatField, 1e-3, None, ALL),
 }
 
 
 def _defaults(name: str) -> str:
-    """The placeholder: the reward default, and the SFT one where it differs."""
-    reward, sft = getattr(RewardConfig, name), getattr(SFTConfig, name, None)
-    shown = "" if reward is None else str(reward)
-    return shown if sft in (None, reward) else f"{shown} (SFT {sft})"
+    """The placeholder: each kind's default where they differ ("reward 2e-05, SFT 0.0001")."""
+    values: dict[str, list[str]] = {}
+    for kind, config_class in CONFIG_CLASSES.items():
+        if hasattr(config_class, name):
+            value = getattr(config_class, name)
+            values.setdefault("" if value is None else str(value), []).append(kind)
+    if len(values) == 1:
+        return next(iter(values))
+    return ", ".join(f"{'/'.join(kinds)} {value}" for value, kinds in values.items())
 
 
 class TrainingRunForm(forms.Form):
@@ -47,7 +72,56 @@ class TrainingRunForm(forms.Form):
     """
 
     kind = forms.ChoiceField(
-        choices=[(TrainingRun.Kind.REWARD, "Reward model"), (TrainingRun.Kind.SFT, "SFT policy")]
+        choices=[
+            (TrainingRun.Kind.REWARD, "Reward model"),
+            (TrainingRun.Kind.SFT, "SFT policy"),
+            (TrainingRun.Kind.DPO, "DPO policy (from rankings)"),
+            (TrainingRun.Kind.KTO, "KTO policy (from thumbs and flags)"),
+        ]
+    )
+    dpo_mode = forms.ChoiceField(
+        choices=[(mode, mode) for mode in DPO_MODES],
+        initial=DPOConfig.mode,
+        required=False,
+        label="DPO mode",
+    )
+    dpo_loss = forms.ChoiceField(
+        choices=[(loss, loss) for loss in DPO_LOSSES],
+        initial=DPOConfig.loss_type,
+        required=False,
+        label="DPO loss",
+    )
+    kto_sources = forms.MultipleChoiceField(
+        choices=[(name, name.replace("_", " ")) for name in KTO_SOURCES],
+        initial=list(KTO_SOURCES),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="KTO learns from",
+    )
+    reward_sources = forms.MultipleChoiceField(
+        choices=[(name, name.replace("_", " ")) for name in REWARD_SOURCES],
+        initial=["rankings"],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Reward model learns from (database)",
+    )
+    origins = forms.MultipleChoiceField(
+        choices=[(name, name.replace("_", " ")) for name in ORIGINS],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="SFT learns turns written as (none ticked: all)",
+    )
+    normalize_to_demonstrations = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Normalise reward scores to mean 0 on demonstrations",
+    )
+    demonstrations_export = forms.ModelChoiceField(
+        queryset=DatasetExport.objects.filter(
+            status=DatasetExport.Status.SUCCEEDED, format=DatasetExport.Format.DEMONSTRATIONS
+        ).order_by("-created_at"),
+        required=False,
+        label="Demonstrations to normalise a file-trained reward model on",
     )
     base_version = forms.ModelChoiceField(
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY),
@@ -111,6 +185,25 @@ class TrainingRunForm(forms.Form):
             if kind in kinds and data.get(name) is not None
         }
         data["config"]["test_fraction"] = data["test_fraction"]
+        if kind == "dpo":
+            data["config"].update(
+                mode=data["dpo_mode"] or DPOConfig.mode,
+                loss_type=data["dpo_loss"] or DPOConfig.loss_type,
+            )
+        if kind == "kto":
+            if not data["kto_sources"]:
+                raise forms.ValidationError({"kto_sources": "Tick at least one source."})
+            data["config"]["sources"] = ",".join(data["kto_sources"])
+        if kind == "sft" and data["origins"]:
+            data["config"]["origins"] = ",".join(data["origins"])
+        data["kind_inputs"] = {}
+        if kind == "reward":
+            data["config"]["normalize_to_demonstrations"] = data["normalize_to_demonstrations"]
+            export = data.get("demonstrations_export")
+            if export is not None:
+                data["kind_inputs"]["demonstrations_path"] = export.file_path
+            if data["source"] == "database" and data["reward_sources"]:
+                data["kind_inputs"]["reward_sources"] = tuple(data["reward_sources"])
         source = data["source"]
         if source == "export":
             export = data.get("export")

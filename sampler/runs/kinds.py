@@ -20,7 +20,8 @@ from ranking.exports.selectors import export_records
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 from sampler.runs.models import TrainingRun
-from sampler.training.config import CONFIGS, ConfigError
+from sampler.runs.sources import REWARD_SOURCES, kto_records, reward_records
+from sampler.training.config import CONFIGS, KTO_SOURCES, ConfigError
 from sampler.training.ppo_config import PPOConfig
 from sampler.training.records import (
     file_sha256,
@@ -31,6 +32,8 @@ from sampler.training.records import (
 )
 
 PROMPTS_FORMAT = "prompts"
+# KTO examples (prompt, completion, label): built from feedback and flags, not an export format.
+KTO_FORMAT = "kto"
 
 
 @dataclass
@@ -76,6 +79,11 @@ def read_source(source: dict, data_format: str, *, limit: int | None = None) -> 
     filters = ExportFilters.from_dict(source["filters"])
     if data_format == PROMPTS_FORMAT:
         rows = list(islice(prompt_records(filters=filters), limit))
+    elif data_format == KTO_FORMAT:
+        sources = tuple(source.get("sources") or KTO_SOURCES)
+        rows = list(islice(kto_records(filters, sources=sources), limit))
+    elif data_format == "rankings" and source.get("sources"):
+        rows = list(islice(reward_records(filters, sources=tuple(source["sources"])), limit))
     else:
         rows = list(islice(export_records(format=data_format, filters=filters), limit))
     return RunData(rows, {**source, "rows": len(rows), "sha256": records_sha256(rows)})
@@ -158,10 +166,44 @@ SFT = TrainingKind(
 # ---- reward -----------------------------------------------------------------------------------
 
 
-def _reward_inputs(*, demonstrations_path: str | None = None, validate_path, **_) -> dict:
-    if not demonstrations_path:
-        return {}
-    return {"demonstrations": {"source": "file", "path": validate_path(demonstrations_path)}}
+def _reward_inputs(
+    *,
+    demonstrations_path: str | None = None,
+    reward_sources: tuple[str, ...] | list[str] | None = None,
+    validate_path,
+    config,
+    dataset: dict,
+    **_,
+) -> dict:
+    """Demonstrations to normalise on (a file; the database's by default for database runs)
+    and, from the database, which signals to learn from (rankings, red-team pairs, feedback
+    pairs). A file run that normalises must name its demonstrations: the same normalisation as
+    a database run, or a clear refusal, never a silent skip."""
+    inputs: dict = {}
+    if reward_sources:
+        unknown = set(reward_sources) - set(REWARD_SOURCES)
+        if unknown or dataset["source"] != "database":
+            raise ValidationError(
+                {
+                    "reward_sources": (
+                        f"reward_sources: any of {', '.join(REWARD_SOURCES)}, from the database."
+                    )
+                }
+            )
+        inputs["sources"] = [name for name in REWARD_SOURCES if name in reward_sources]
+    if demonstrations_path:
+        inputs["demonstrations"] = {"source": "file", "path": validate_path(demonstrations_path)}
+    elif dataset["source"] == "file" and config.normalize_to_demonstrations:
+        raise ValidationError(
+            {
+                "demonstrations": (
+                    "A reward model trained from a file is normalised on demonstrations (scores "
+                    "mean 0 on them, as from the database): name a demonstrations export, or "
+                    "turn normalize_to_demonstrations off."
+                )
+            }
+        )
+    return inputs
 
 
 def _demonstrations_source(run: TrainingRun) -> dict | None:
@@ -260,7 +302,67 @@ PPO = TrainingKind(
 )
 
 
-TRAINING_KINDS: dict[str, TrainingKind] = {kind.name: kind for kind in (SFT, REWARD, PPO)}
+# ---- DPO --------------------------------------------------------------------------------------
+
+
+def _train_dpo(*, run: TrainingRun, config, data: RunData, **arguments):
+    # torch loads in workers only.
+    from sampler.training.dpo import train_dpo
+
+    return train_dpo(
+        config=config, records=data.rows, base_model=run.base_version.path, **arguments
+    )
+
+
+DPO = TrainingKind(
+    name=TrainingRun.Kind.DPO,
+    data_format="rankings",
+    output_kind=ModelVersion.Kind.POLICY,
+    config_from_dict=CONFIGS["dpo"].from_dict,
+    load=_load_main,
+    train=_train_dpo,
+    describe=lambda run, data: (
+        f"DPO run {run.pk} ({run.config.get('mode')}, beta {run.config.get('beta')}) from "
+        f"{run.base_version.name}, which is also its reference."
+    ),
+)
+
+
+# ---- KTO --------------------------------------------------------------------------------------
+
+
+def _kto_inputs(*, config, dataset: dict, **_) -> dict:
+    # The sources are the config's; a database run reads exactly those.
+    return {"sources": list(config.source_names)} if dataset["source"] == "database" else {}
+
+
+def _train_kto(*, run: TrainingRun, config, data: RunData, **arguments):
+    # torch loads in workers only.
+    from sampler.training.kto import train_kto
+
+    return train_kto(
+        config=config, records=data.rows, base_model=run.base_version.path, **arguments
+    )
+
+
+KTO = TrainingKind(
+    name=TrainingRun.Kind.KTO,
+    data_format=KTO_FORMAT,
+    output_kind=ModelVersion.Kind.POLICY,
+    config_from_dict=CONFIGS["kto"].from_dict,
+    load=_load_main,
+    train=_train_kto,
+    inputs=_kto_inputs,
+    describe=lambda run, data: (
+        f"KTO run {run.pk} from {run.base_version.name} (also its reference) on "
+        f"{', '.join(run.config.get('sources', '').split(','))}."
+    ),
+)
+
+
+TRAINING_KINDS: dict[str, TrainingKind] = {
+    kind.name: kind for kind in (SFT, REWARD, PPO, DPO, KTO)
+}
 
 
 def training_kind(name: str) -> TrainingKind:

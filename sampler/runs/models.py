@@ -6,12 +6,14 @@ from sampler.registry.models import ModelVersion
 
 
 class TrainingRun(Job):
-    """A training run (SFT, reward, PPO): config, data, progress, curves and its output."""
+    """A training run (SFT, reward, PPO, DPO, KTO): config, data, progress, curves, output."""
 
     class Kind(models.TextChoices):
         SFT = "sft", "Supervised fine-tuning"
         REWARD = "reward", "Reward model"
         PPO = "ppo", "PPO"
+        DPO = "dpo", "DPO"
+        KTO = "kto", "KTO"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     base_version = models.ForeignKey(

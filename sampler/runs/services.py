@@ -105,7 +105,11 @@ def training_run_create(
             "format": training.data_format,
             "filters": filters.as_dict(),
         }
-    dataset.update(training.inputs(validate_path=check_path, **kind_inputs))
+    dataset.update(
+        training.inputs(
+            validate_path=check_path, config=training_config, dataset=dataset, **kind_inputs
+        )
+    )
     output_name = _validated_output_name(output_name)
     with transaction.atomic():
         run = TrainingRun.objects.create(

@@ -64,6 +64,7 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
             output_name=data["output_name"],
             started_by=request.user,
             allowed_data_roots=training_services.training_data_roots(),
+            **data["kind_inputs"],
         )
     except ValidationError as error:
         for field, field_errors in error.message_dict.items():

@@ -1,8 +1,9 @@
-"""Head-to-head of two policies: one reply each to the same prompts, judged by a reward model.
+"""Head-to-head of two policies: one reply each to the same prompts, judged by reward models.
 
 The win rate of A is the share of prompts where A's reply scores higher (ties count half).
-Both policies sample with the same settings and seed; the reward model reads each reply at its
-last token, as in training.
+Both policies sample with the same settings and seed; each reward model reads each reply at its
+end-of-turn token, as in training. Several reward models judge as an ensemble: each one's scores
+are standardised over all the replies it read, then averaged.
 """
 
 from __future__ import annotations
@@ -34,16 +35,19 @@ def compare_policies(
     *,
     policy_a: str | Path,
     policy_b: str | Path,
-    reward_model: str | Path,
+    reward_model: str | Path | list[str | Path],
     prompts: list[list[dict]],
     settings: ComparisonSettings | None = None,
     device: str | torch.device = "cpu",
 ) -> dict:
-    """Win rate of ``policy_a`` over ``policy_b`` on ``prompts`` by ``reward_model``'s scores,
-    with mean scores, lengths and end-of-turn rates of each and a few examples."""
+    """Win rate of ``policy_a`` over ``policy_b`` on ``prompts`` by the reward model's scores
+    (or an ensemble's), with mean scores, lengths and end-of-turn rates of each, a few examples
+    and every (prompt, reply A, reply B) as ``items``."""
     settings = settings or ComparisonSettings()
     if not prompts:
         raise ValueError("There are no prompts to compare the policies on.")
+    judges = reward_model if isinstance(reward_model, list) else [reward_model]
+    reward_model = judges[0]
     reward_tokenizer = load_tokenizer(reward_model)
     scorer = freeze(RewardScorer(build_reward_model(reward_model, reward_tokenizer))).to(device)
     sides = {}
@@ -68,6 +72,8 @@ def compare_policies(
         )
         del policy
     a, b = sides["a"], sides["b"]
+    if len(judges) > 1:
+        a.scores, b.scores = _ensemble_scores(judges, prompts, a.texts, b.texts, device)
     wins_a = int((a.scores > b.scores).sum())
     wins_b = int((a.scores < b.scores).sum())
     ties = len(prompts) - wins_a - wins_b
@@ -93,4 +99,30 @@ def compare_policies(
             }
             for index in range(min(EXAMPLES, len(prompts)))
         ],
+        "judges": len(judges),
+        "items": [
+            {"prompt": prompts[index], "a": a.texts[index], "b": b.texts[index]}
+            for index in range(len(prompts))
+        ],
     }
+
+
+@torch.no_grad()
+def _ensemble_scores(judges, prompts, texts_a, texts_b, device) -> tuple[torch.Tensor, ...]:
+    """Each judge's scores of both sides, standardised over the 2N replies, averaged."""
+    from sampler.training.data import reply_ids
+    from sampler.training.reward import score_sequences
+
+    total = torch.zeros(2 * len(prompts))
+    for path in judges:
+        tokenizer = load_tokenizer(path)
+        scorer = freeze(RewardScorer(build_reward_model(path, tokenizer))).to(device)
+        sequences = [
+            reply_ids(tokenizer, prompt, text)
+            for texts in (texts_a, texts_b)
+            for prompt, text in zip(prompts, texts, strict=True)
+        ]
+        scores = score_sequences(scorer, sequences, pad_id=tokenizer.pad_token_id).cpu()
+        total += (scores - scores.mean()) / scores.std().clamp(min=1e-6)
+    total /= len(judges)
+    return total[: len(prompts)], total[len(prompts) :]

@@ -51,6 +51,15 @@ class TrainingConfig:
     mixed_precision: str = "auto"
     # Held-out share for records without a `split` (exports always carry one), by conversation.
     test_fraction: float = 0.1
+    # LoRA (PEFT): rank of the adapters, 0 trains every weight. The saved model is merged (it
+    # serves as any other); the adapter is kept beside it.
+    lora_r: int = 0
+    # The adapters' scale is alpha / r; 16 with r 8 is PEFT's and most recipes' starting point.
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    # Comma-separated module names ("c_attn,c_proj", "q_proj,v_proj"); empty: PEFT's default
+    # for the architecture (GPT-2: c_attn; Llama: q_proj, v_proj).
+    lora_targets: str = ""
 
     kind: ClassVar[str] = ""
 
@@ -90,6 +99,17 @@ class TrainingConfig:
             )
         if not 0 <= self.test_fraction < 1:
             errors["test_fraction"] = "test_fraction must be at least 0 and below 1."
+        if not 0 <= self.lora_r <= 1024:
+            errors["lora_r"] = "lora_r must be between 0 (no LoRA) and 1024."
+        if self.lora_alpha <= 0:
+            errors["lora_alpha"] = "lora_alpha must be positive."
+        if not 0 <= self.lora_dropout < 1:
+            errors["lora_dropout"] = "lora_dropout must be at least 0 and below 1."
+        if any(
+            not name.replace("_", "").replace(".", "").isalnum()
+            for name in _names(self.lora_targets)
+        ):
+            errors["lora_targets"] = "lora_targets: module names separated by commas."
         return errors
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,6 +155,14 @@ def _coerce(value: Any, annotation: str, default: Any) -> Any:
     return str(value)
 
 
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+# Who wrote an assistant turn (the demonstrations export's `origins`).
+ORIGINS = ("human", "model", "model_edited")
+
+
 @dataclass
 class SFTConfig(TrainingConfig):
     """Supervised fine-tuning on demonstrations; loss on assistant tokens only."""
@@ -142,8 +170,23 @@ class SFTConfig(TrainingConfig):
     # Higher than the RM's: small chat models move little at 1e-5 in one epoch.
     learning_rate: float = 1e-4
     epochs: float = 2.0
+    # Comma-separated origins of the assistant turns to learn from (human: written by hand;
+    # model: an accepted suggestion; model_edited: an edited one); empty: all. The others stay
+    # in the context.
+    origins: str = ""
 
     kind: ClassVar[str] = "sft"
+
+    @property
+    def learn_origins(self) -> tuple[str, ...]:
+        return tuple(_names(self.origins))
+
+    def validate(self) -> dict[str, str]:
+        errors = super().validate()
+        unknown = set(self.learn_origins) - set(ORIGINS)
+        if unknown:
+            errors["origins"] = f"origins must be among {', '.join(ORIGINS)}."
+        return errors
 
 
 @dataclass
@@ -164,11 +207,22 @@ class RewardConfig(TrainingConfig):
     normalize_to_demonstrations: bool = True
     # Demonstrations scored for that shift; the mean settles long before thousands.
     normalization_samples: int = 1000
+    # Weight of each tied pair (label 1/2: the two scores pulled together) against a ranked
+    # pair's 1; 0 drops ties as InstructGPT did.
+    tie_weight: float = 1.0
+    # "first" or "second": train on one half of the conversations only (a fixed hash, the same
+    # in every run), so that a reward model trained on the other half judges independently of
+    # it; "all": every conversation.
+    data_half: str = "all"
 
     kind: ClassVar[str] = "reward"
 
     def validate(self) -> dict[str, str]:
         errors = super().validate()
+        if self.tie_weight < 0:
+            errors["tie_weight"] = "tie_weight cannot be negative."
+        if self.data_half not in DATA_HALVES:
+            errors["data_half"] = f"data_half must be one of {', '.join(DATA_HALVES)}."
         if self.margin_per_rank < 0:
             errors["margin_per_rank"] = "margin_per_rank cannot be negative."
         if self.center_rewards_coefficient < 0:
@@ -178,4 +232,95 @@ class RewardConfig(TrainingConfig):
         return errors
 
 
-CONFIGS: dict[str, type[TrainingConfig]] = {"sft": SFTConfig, "reward": RewardConfig}
+DATA_HALVES = ("all", "first", "second")
+DPO_MODES = ("listwise", "pairwise")
+DPO_LOSSES = ("sigmoid", "ipo")
+KTO_SOURCES = ("thumbs_up", "thumbs_down", "reports", "flags")
+
+
+@dataclass
+class DPOConfig(TrainingConfig):
+    """DPO from rankings; the reference is the starting (parent) version, frozen."""
+
+    # TRL uses 1e-6 for 7B models; models this small barely move below 1e-5.
+    learning_rate: float = 2e-5
+    # Rankings per step; each carries K candidates and one shared prompt pass.
+    batch_size: int = 4
+    # The usual DPO temperature: higher keeps the policy nearer the reference.
+    beta: float = 0.1
+    # listwise: Plackett-Luce over the whole ranking (tied groups unordered); pairwise: the mean
+    # of DPO's pair loss over every pair the ranking implies (ties give none).
+    mode: str = "listwise"
+    # sigmoid: DPO; ipo: IPO's squared loss (pairwise only).
+    loss_type: str = "sigmoid"
+    # cDPO: the probability that a label is flipped (0: trust every ranking).
+    label_smoothing: float = 0.0
+
+    kind: ClassVar[str] = "dpo"
+
+    def validate(self) -> dict[str, str]:
+        errors = super().validate()
+        if not 0 < self.beta <= 10:
+            errors["beta"] = "beta must be above 0 and at most 10."
+        if self.mode not in DPO_MODES:
+            errors["mode"] = f"mode must be one of {', '.join(DPO_MODES)}."
+        if self.loss_type not in DPO_LOSSES:
+            errors["loss_type"] = f"loss_type must be one of {', '.join(DPO_LOSSES)}."
+        elif self.loss_type == "ipo" and self.mode != "pairwise":
+            errors["loss_type"] = "IPO is a pairwise loss: use it with mode pairwise."
+        if not 0 <= self.label_smoothing < 0.5:
+            errors["label_smoothing"] = "label_smoothing must be at least 0 and below 0.5."
+        elif self.label_smoothing and self.loss_type == "ipo":
+            errors["label_smoothing"] = "label_smoothing applies to the sigmoid loss only."
+        return errors
+
+
+@dataclass
+class KTOConfig(TrainingConfig):
+    """KTO from single replies marked desirable or undesirable; the reference is the starting
+    version, frozen."""
+
+    learning_rate: float = 2e-5
+    # Examples per step; the KL reference point pairs each prompt with another example's
+    # reply, so a step needs at least two.
+    batch_size: int = 8
+    beta: float = 0.1
+    # Comma-separated: thumbs_up (desirable), thumbs_down and reports (undesirable) from
+    # feedback; flags (harmful or untruthful in a ranking: undesirable).
+    sources: str = "thumbs_up,thumbs_down,reports,flags"
+    # lambda_D * n_D / (lambda_U * n_U): the KTO paper keeps it in [1, 4/3]; lambda_U is 1 and
+    # lambda_D follows from the counts unless desirable_weight is set.
+    desirable_ratio: float = 1.0
+    desirable_weight: float | None = None
+    undesirable_weight: float = 1.0
+
+    kind: ClassVar[str] = "kto"
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        return tuple(_names(self.sources))
+
+    def validate(self) -> dict[str, str]:
+        errors = super().validate()
+        if self.batch_size < 2:
+            errors["batch_size"] = "KTO needs at least 2 examples per step (its KL estimate)."
+        if not 0 < self.beta <= 10:
+            errors["beta"] = "beta must be above 0 and at most 10."
+        names = self.source_names
+        if not names or set(names) - set(KTO_SOURCES):
+            errors["sources"] = f"sources: one or more of {', '.join(KTO_SOURCES)}."
+        if not 0.1 <= self.desirable_ratio <= 10:
+            errors["desirable_ratio"] = "desirable_ratio must be between 0.1 and 10."
+        for name in ("desirable_weight", "undesirable_weight"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 100:
+                errors[name] = f"{name} must be above 0 and at most 100."
+        return errors
+
+
+CONFIGS: dict[str, type[TrainingConfig]] = {
+    "sft": SFTConfig,
+    "reward": RewardConfig,
+    "dpo": DPOConfig,
+    "kto": KTOConfig,
+}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sampler.training.losses import IGNORE_INDEX, implied_pairs
+from sampler.training.losses import IGNORE_INDEX, implied_pairs, tied_pairs
 from sampler.training.records import DataError
 
 SPLITS = ("train", "test")
@@ -53,17 +53,120 @@ def conversation_ids(tokenizer, messages: list[dict]) -> list[int]:
     return list(encoded["input_ids"])
 
 
-def sft_example(tokenizer, messages: list[dict], *, max_length: int) -> dict | None:
+def default_end_ids(tokenizer) -> list[int]:
+    """The end-of-turn ids when the model's generation config is not at hand: the eos."""
+    return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+
+
+def trim_to_turn_end(ids: list[int], end_ids: Sequence[int]) -> list[int]:
+    """``ids`` up to and including their last end-of-turn token.
+
+    A template may render text after the end-of-turn token (ChatML's newline after
+    ``<|im_end|>``). A sampled reply stops at that token, and PPO and serving read the score
+    there; reading it at the template's last token instead would score another position.
+    """
+    ends = set(end_ids)
+    for index in range(len(ids) - 1, -1, -1):
+        if ids[index] in ends:
+            return ids[: index + 1]
+    return ids
+
+
+def reply_ids(
+    tokenizer, prompt: list[dict], reply: str, *, end_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Prompt + reply as the reward model scores it: the chat template's rendering, cut after
+    the reply's end-of-turn token (what a sampled reply ends with)."""
+    ids = conversation_ids(tokenizer, [*prompt, {"role": "assistant", "content": reply}])
+    return trim_to_turn_end(ids, default_end_ids(tokenizer) if end_ids is None else end_ids)
+
+
+def prompt_ids(tokenizer, prompt: list[dict]) -> list[int]:
+    """The prompt as the sampler sends it: chat template plus the assistant header."""
+    encoded = tokenizer.apply_chat_template(
+        prompt, add_generation_prompt=True, tokenize=True, return_dict=True
+    )
+    return list(encoded["input_ids"])
+
+
+def completion_ids(
+    tokenizer,
+    prompt: list[dict],
+    reply: str,
+    *,
+    end_ids: Sequence[int] | None = None,
+    prompt_tokens: list[int] | None = None,
+) -> list[int]:
+    """The reply's tokens after the prompt (its end-of-turn token included), as a policy that
+    continues ``prompt_ids`` would produce them. Taken from the full rendering when it starts
+    with the prompt's (so tokenisation is the template's own), else the reply encoded alone
+    followed by the end-of-turn token."""
+    end_ids = default_end_ids(tokenizer) if end_ids is None else list(end_ids)
+    prompt_tokens = prompt_ids(tokenizer, prompt) if prompt_tokens is None else prompt_tokens
+    full = reply_ids(tokenizer, prompt, reply, end_ids=end_ids)
+    if full[: len(prompt_tokens)] == prompt_tokens and len(full) > len(prompt_tokens):
+        return full[len(prompt_tokens) :]
+    encoded = tokenizer(reply.strip(), add_special_tokens=False)["input_ids"]
+    return list(encoded) + end_ids[:1]
+
+
+def fit_prompt_and_completion(
+    prompt: list[int], completion: list[int], *, max_length: int
+) -> tuple[list[int], list[int]]:
+    """Both within ``max_length`` tokens: the completion keeps its start (at most all but one
+    token), the prompt its end (what the reply answers)."""
+    completion = completion[: max_length - 1]
+    return prompt[-(max_length - len(completion)) :], completion
+
+
+def assistant_spans(mask: list[int]) -> list[tuple[int, int]]:
+    """(start, end) of each run of assistant tokens, in order: one per assistant turn (turns
+    are separated by at least their header, which is outside the template's generation span)."""
+    spans, start = [], None
+    for index, flag in enumerate([*mask, 0]):
+        if flag and start is None:
+            start = index
+        elif not flag and start is not None:
+            spans.append((start, index))
+            start = None
+    return spans
+
+
+def sft_example(
+    tokenizer,
+    messages: list[dict],
+    *,
+    max_length: int,
+    origins: list[str] | None = None,
+    learn_origins: Sequence[str] = (),
+) -> dict | None:
     """Token ids and labels: labels are the ids on assistant tokens (their end-of-turn token
     included, so the model learns to stop) and ``IGNORE_INDEX`` everywhere else.
 
-    None when nothing is left to learn (no assistant turn within ``max_length``).
+    ``learn_origins`` (with ``origins``, one per message, as exported): only assistant turns
+    of those origins are learned from; the others stay as context. None when nothing is left
+    to learn (no such assistant turn within ``max_length``).
     """
     # A trailing user turn has nothing to teach; leave it out rather than spend tokens on it.
     while messages and messages[-1]["role"] != "assistant":
         messages = messages[:-1]
     if not messages:
         return None
+    learned_turns = None
+    if learn_origins:
+        if not isinstance(origins, list) or len(origins) < len(messages):
+            raise DataError(
+                "Choosing demonstrations by origin needs each record's `origins` (one per "
+                "message, as the demonstrations export writes them)."
+            )
+        assistant_origins = [
+            origin
+            for origin, message in zip(origins, messages, strict=False)
+            if message["role"] == "assistant"
+        ]
+        learned_turns = [origin in learn_origins for origin in assistant_origins]
+        if not any(learned_turns):
+            return None
     encoded = tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
@@ -74,6 +177,14 @@ def sft_example(tokenizer, messages: list[dict], *, max_length: int) -> dict | N
             "The chat template marks no assistant tokens: it needs {% generation %} markers "
             "around the assistant's content and end-of-turn token."
         )
+    if learned_turns is not None:
+        spans = assistant_spans(mask)
+        if len(spans) != len(learned_turns):
+            raise DataError("The chat template's assistant spans do not match the turns.")
+        mask = [0] * len(mask)
+        for (start, end), learned in zip(spans, learned_turns, strict=True):
+            if learned:
+                mask[start:end] = [1] * (end - start)
     labels = [
         token if in_reply else IGNORE_INDEX for token, in_reply in zip(ids, mask, strict=True)
     ]
@@ -90,6 +201,10 @@ class RankingExample:
     candidates: list[list[int]]
     # (winner index, loser index, rank distance) into ``candidates``.
     pairs: list[tuple[int, int, int]]
+    # (index, index) of candidates ranked equal.
+    ties: list[tuple[int, int]] = field(default_factory=list)
+    # Best-first groups of indices into ``candidates`` (what listwise losses read).
+    groups: list[list[int]] = field(default_factory=list)
 
 
 def ranking_from_record(record: dict) -> tuple[list[dict], list[str], list[list[int]]] | None:
@@ -134,19 +249,33 @@ def _reply_text(value) -> str:
     return "".join(message["content"] for message in value if message["role"] == "assistant")
 
 
-def ranking_example(tokenizer, record: dict, *, max_length: int) -> RankingExample | None:
+def pair_rank_distance(record: dict) -> float | None:
+    """The rank distance a pair record carries: ``rank_distance``, or ``margin`` (its name in
+    pairs exports of schema 1, which TRL's RewardTrainer would read as a loss margin)."""
+    for name in ("rank_distance", "margin"):
+        value = record.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def ranking_example(
+    tokenizer, record: dict, *, max_length: int, end_ids: Sequence[int] | None = None
+) -> RankingExample | None:
     parsed = ranking_from_record(record)
     if parsed is None:
         return None
     prompt, texts, groups = parsed
     candidates = [
-        _keep_end(
-            conversation_ids(tokenizer, [*prompt, {"role": "assistant", "content": text}]),
-            max_length,
-        )
-        for text in texts
+        _keep_end(reply_ids(tokenizer, prompt, text, end_ids=end_ids), max_length) for text in texts
     ]
-    return RankingExample(candidates=candidates, pairs=implied_pairs(groups))
+    pairs = implied_pairs(groups)
+    distance = pair_rank_distance(record) if "chosen" in record else None
+    if distance is not None:
+        pairs = [(winner, loser, distance) for winner, loser, _ in pairs]
+    return RankingExample(
+        candidates=candidates, pairs=pairs, ties=tied_pairs(groups), groups=groups
+    )
 
 
 # ---- datasets ---------------------------------------------------------------------------------
@@ -163,7 +292,13 @@ class SplitData:
 
 
 def build_sft_data(
-    tokenizer, records: Iterable[dict], *, max_length: int, test_fraction: float, seed: int
+    tokenizer,
+    records: Iterable[dict],
+    *,
+    max_length: int,
+    test_fraction: float,
+    seed: int,
+    learn_origins: Sequence[str] = (),
 ) -> SplitData:
     data = SplitData()
     for record in records:
@@ -171,7 +306,13 @@ def build_sft_data(
         messages = record.get("messages")
         if not isinstance(messages, list):
             raise DataError("A demonstration record needs a `messages` list.")
-        example = sft_example(tokenizer, messages, max_length=max_length)
+        example = sft_example(
+            tokenizer,
+            messages,
+            max_length=max_length,
+            origins=record.get("origins"),
+            learn_origins=learn_origins,
+        )
         if example is None:
             data.stats["skipped"] += 1
             continue
@@ -183,12 +324,18 @@ def build_sft_data(
 
 
 def build_ranking_data(
-    tokenizer, records: Iterable[dict], *, max_length: int, test_fraction: float, seed: int
+    tokenizer,
+    records: Iterable[dict],
+    *,
+    max_length: int,
+    test_fraction: float,
+    seed: int,
+    end_ids: Sequence[int] | None = None,
 ) -> SplitData:
     data = SplitData()
     for record in records:
         data.stats["records"] += 1
-        example = ranking_example(tokenizer, record, max_length=max_length)
+        example = ranking_example(tokenizer, record, max_length=max_length, end_ids=end_ids)
         if example is None:
             data.stats["skipped"] += 1
             continue
@@ -196,6 +343,8 @@ def build_ranking_data(
         getattr(data, split).append(example)
         data.stats[f"rankings/{split}"] += 1
         data.stats[f"pairs/{split}"] += len(example.pairs)
+        if example.ties:
+            data.stats[f"ties/{split}"] += len(example.ties)
         data.stats[f"candidates/{split}"] += len(example.candidates)
     return data
 
@@ -238,6 +387,7 @@ class RankingCollator:
 
     def __call__(self, examples: list[RankingExample]) -> dict[str, torch.Tensor]:
         sequences, winners, losers, distances, elements = [], [], [], [], []
+        tie_first, tie_second, tie_elements = [], [], []
         for element, example in enumerate(examples):
             offset = len(sequences)
             sequences.extend(example.candidates)
@@ -246,8 +396,15 @@ class RankingCollator:
                 losers.append(offset + loser)
                 distances.append(distance)
                 elements.append(element)
+            for first, second in example.ties:
+                tie_first.append(offset + first)
+                tie_second.append(offset + second)
+                tie_elements.append(element)
         input_ids, attention_mask = pad_right(sequences, pad_id=self.pad_id)
         return {
+            "tie_first": torch.tensor(tie_first, dtype=torch.long),
+            "tie_second": torch.tensor(tie_second, dtype=torch.long),
+            "tie_elements": torch.tensor(tie_elements, dtype=torch.long),
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "winners": torch.tensor(winners, dtype=torch.long),
@@ -258,10 +415,17 @@ class RankingCollator:
         }
 
 
-def demonstration_ids(tokenizer, messages: list[dict], *, max_length: int) -> list[int] | None:
-    """A demonstration as the reward model sees a candidate: up to its last assistant turn."""
+def demonstration_ids(
+    tokenizer, messages: list[dict], *, max_length: int, end_ids: Sequence[int] | None = None
+) -> list[int] | None:
+    """A demonstration as the reward model sees a candidate: up to its last assistant turn's
+    end-of-turn token (see ``trim_to_turn_end``)."""
     while messages and messages[-1]["role"] != "assistant":
         messages = messages[:-1]
     if not messages:
         return None
-    return _keep_end(conversation_ids(tokenizer, messages), max_length)
+    ids = trim_to_turn_end(
+        conversation_ids(tokenizer, messages),
+        default_end_ids(tokenizer) if end_ids is None else end_ids,
+    )
+    return _keep_end(ids, max_length)

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sampler.training.config import TrainingConfig
+from sampler.training.model import merge_lora
 
 STATE_FILE = "trainer_state.json"
 # Written next to the saved model: how it was trained, readable without the database.
@@ -352,11 +353,17 @@ def fit(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     callback: ProgressCallback | None = None,
+    before_train: Callable[[Accelerator], object] | None = None,
 ) -> tuple[LoopResult, nn.Module, Accelerator]:
-    """Data loaders, optimizer and Accelerate around ``train``; returns the unwrapped module."""
+    """Data loaders, optimizer and Accelerate around ``train``; returns the unwrapped module.
+
+    ``before_train(accelerator)`` places what the task holds besides the module (a frozen
+    reference model) once the device is known."""
     if not train_examples:
         raise ValueError("There is nothing to train on.")
     accelerator = make_accelerator(config)
+    if before_train is not None:
+        before_train(accelerator)
     optimizer = make_optimizer(module, config)
     train_loader = DataLoader(
         train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collate
@@ -394,8 +401,22 @@ def add_log_message(callback: ProgressCallback | None, message: str, *, main: bo
         )
 
 
-def save_output(model, tokenizer, output_dir: Path, info: dict) -> None:
+def save_output(
+    model, tokenizer, output_dir: Path, info: dict, *, padding_side: str | None = None
+) -> dict | None:
+    """Save a model users load with stock ``from_pretrained``: LoRA merged (its adapter kept
+    beside, see ``merge_lora``), weights and config in float32 whatever trained them (a float16
+    checkpoint loads as float16 with dtype "auto" and trains to NaN or "mixed dtype" errors in
+    TRL), and the tokenizer with ``padding_side`` when given. Returns the LoRA record or None."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    model, lora = merge_lora(model, output_dir)
+    if lora is not None:
+        info = {**info, "lora": lora}
+    model.to(torch.float32)
+    model.config.dtype = torch.float32
     model.save_pretrained(str(output_dir))
+    if padding_side is not None:
+        tokenizer.padding_side = padding_side
     tokenizer.save_pretrained(str(output_dir))
     (output_dir / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return lora

@@ -18,6 +18,7 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    GenerationConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
@@ -47,6 +48,20 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def turn_end_ids(path: str | Path, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The tokens that end an assistant turn: the generation config's eos ids (what sampling
+    stops at, e.g. Llama 3's ``<|eot_id|>``) and the tokenizer's eos."""
+    ids: list[int] = []
+    try:
+        configured = GenerationConfig.from_pretrained(str(path)).eos_token_id
+    except OSError:  # no generation_config.json (a reward model, a bare checkpoint)
+        configured = None
+    ids.extend([configured] if isinstance(configured, int) else list(configured or []))
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
 def load_policy(path: str | Path) -> PreTrainedModel:
     # float32 weights: the optimizer keeps full precision; Accelerate adds autocast for bf16.
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
@@ -63,9 +78,16 @@ def build_reward_model(path: str | Path, tokenizer: PreTrainedTokenizerBase) -> 
     return model
 
 
-def score_head(model: PreTrainedModel) -> nn.Linear:
-    head = getattr(model, "score", None)
-    if not isinstance(head, nn.Linear):
+def unwrap_adapters(model: nn.Module) -> nn.Module:
+    """The transformers model under a PEFT wrapper (LoRA layers stay injected in it)."""
+    get_base_model = getattr(model, "get_base_model", None)
+    return get_base_model() if callable(get_base_model) else model
+
+
+def score_head(model: PreTrainedModel) -> nn.Module:
+    """The classifier head (under LoRA, PEFT's wrapper around its trainable copy)."""
+    head = getattr(unwrap_adapters(model), "score", None)
+    if not isinstance(head, nn.Linear) and not hasattr(head, "modules_to_save"):
         raise ValueError(f"{type(model).__name__} has no `score` head to read rewards from.")
     return head
 
@@ -102,12 +124,16 @@ class RewardScorer(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model.base_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask),
-            use_cache=False,
-        ).last_hidden_state
+        hidden = (
+            unwrap_adapters(self.model)
+            .base_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids_from_mask(attention_mask),
+                use_cache=False,
+            )
+            .last_hidden_state
+        )
         rows = torch.arange(hidden.size(0), device=hidden.device)
         last_hidden = hidden[rows, last_token_index(attention_mask)]
         return score_head(self.model)(last_hidden).squeeze(-1).float()
@@ -148,3 +174,68 @@ def shift_reward_scores(model: PreTrainedModel, offset: float) -> str:
     raise ValueError(
         f"{type(model).__name__}: neither the score head nor the final norm has a bias to shift."
     )
+
+
+# ---- LoRA (PEFT) ------------------------------------------------------------------------------
+
+
+def lora_targets(value: str) -> list[str] | None:
+    """Module names from a comma-separated setting; None lets PEFT pick the architecture's."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    return names or None
+
+
+def apply_lora(model: PreTrainedModel, config, *, task: str = "causal_lm") -> nn.Module:
+    """``model`` with LoRA adapters when ``config.lora_r`` > 0 (else unchanged): only the
+    low-rank weights train (and, for a reward model, its score head: PEFT keeps a trainable copy
+    of the classifier for SEQ_CLS)."""
+    if not config.lora_r:
+        return model
+    try:
+        # PEFT is an optional dependency (`pip install 'tandem[lora]'`): imported only by runs
+        # that ask for LoRA, so every other run works without it.
+        from peft import LoraConfig, TaskType, get_peft_model
+    except ImportError as error:
+        raise ValueError("LoRA needs PEFT: pip install 'tandem[lora]' (or peft).") from error
+    from transformers.pytorch_utils import Conv1D
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=lora_targets(config.lora_targets),
+        # GPT-2's Conv1D layers store their weights transposed; PEFT would guess it with a warning.
+        fan_in_fan_out=any(isinstance(module, Conv1D) for module in model.modules()),
+        task_type=TaskType.SEQ_CLS if task == "reward" else TaskType.CAUSAL_LM,
+    )
+    with quiet_loading():
+        return get_peft_model(model, lora)
+
+
+def is_lora(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config") and callable(getattr(model, "merge_and_unload", None))
+
+
+# Beside the merged weights in a LoRA run's output directory: the adapter alone (PEFT format).
+ADAPTER_DIR = "adapter"
+
+
+def merge_lora(model: nn.Module, output_dir: Path | None) -> tuple[nn.Module, dict | None]:
+    """(a plain transformers model, what was done): a LoRA model's adapter is saved under
+    ``output_dir / ADAPTER_DIR`` (when given) and merged into the weights, so the saved model
+    serves and loads with stock ``from_pretrained``; any other model comes back as it is."""
+    if not is_lora(model):
+        return model, None
+    peft_config = model.peft_config["default"]
+    info = {
+        "r": peft_config.r,
+        "alpha": peft_config.lora_alpha,
+        "dropout": peft_config.lora_dropout,
+        "targets": sorted(peft_config.target_modules or []),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "adapter": None,
+    }
+    if output_dir is not None:
+        model.save_pretrained(str(Path(output_dir) / ADAPTER_DIR))
+        info["adapter"] = ADAPTER_DIR
+    return model.merge_and_unload(), info

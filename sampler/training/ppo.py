@@ -52,6 +52,7 @@ from sampler.training.loop import (
 from sampler.training.losses import masked_mean
 from sampler.training.model import (
     RewardScorer,
+    apply_lora,
     build_reward_model,
     load_policy,
     load_tokenizer,
@@ -63,7 +64,7 @@ from sampler.training.rollout import (
     check_same_tokenizer,
     pad_left,
     reply_logprobs,
-    response_hidden,
+    response_logits,
     response_mask_and_ends,
     reward_scores,
     sample_and_score,
@@ -219,9 +220,11 @@ class PolicyWithValue(nn.Module):
     def forward(
         self, sequence: torch.Tensor, mask: torch.Tensor, context_length: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, values) at the positions predicting the reply: (B, R, V) and (B, R)."""
-        hidden = response_hidden(self.policy, sequence, mask, context_length)
-        logits = self.policy.get_output_embeddings()(hidden)
+        """(logits, values) at the positions predicting the reply: (B, R, V) and (B, R), from the
+        policy's own forward (the values read the hidden states its head read)."""
+        logits, hidden = response_logits(
+            self.policy, sequence, mask, context_length, with_hidden=True
+        )
         return logits, self.value_head(hidden).squeeze(-1).float()
 
 
@@ -321,7 +324,7 @@ class PPOTrainer:
         device = self.accelerator.device
         self.tokenizer = load_tokenizer(base_model)
         check_same_tokenizer(self.tokenizer, load_tokenizer(reward_model))
-        policy = load_policy(base_model)
+        policy = apply_lora(load_policy(base_model), config)
         # Dropout off everywhere: with it the first PPO epoch's ratio would not start at 1 and
         # rollout log-probs would disagree with the update's (TRL disables it too).
         policy.eval()
@@ -722,7 +725,7 @@ def train_ppo(
     output_dir = Path(output_dir)
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
-        save_output(
+        lora = save_output(
             trainer.policy,
             trainer.tokenizer,
             output_dir,
@@ -734,6 +737,8 @@ def train_ppo(
                 "data": data.describe(),
             },
         )
+        if lora is not None:
+            metrics["lora"] = lora
     trainer.accelerator.wait_for_everyone()
     return RunResult(
         output_dir=output_dir,

@@ -70,3 +70,23 @@ def _message(message: dict) -> dict:
 
 def prompt_key(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+
+
+HALVES = ("first", "second")
+
+
+def record_half(record: dict) -> str:
+    """ "first" or "second": a fixed hash of the record's conversation (its prompt when it has no
+    id), independent of any seed, so runs that train on opposite halves never share one."""
+    key = record.get("conversation_id")
+    if key is None:
+        key = json.dumps(record.get("prompt") or record.get("messages", [])[:1], sort_keys=True)
+    digest = hashlib.sha256(f"tandem-half:{key}".encode()).digest()
+    return HALVES[digest[0] & 1]
+
+
+def in_half(records: Iterable[dict], half: str) -> Iterator[dict]:
+    """The records of one half ("first" / "second"), or all of them ("all")."""
+    for record in records:
+        if half == "all" or record_half(record) == half:
+            yield record

@@ -32,10 +32,14 @@ from sampler.training.losses import (
 )
 from sampler.training.model import (
     RewardScorer,
+    apply_lora,
     build_reward_model,
     load_tokenizer,
+    merge_lora,
     shift_reward_scores,
+    turn_end_ids,
 )
+from sampler.training.records import in_half
 
 
 class RewardTask:
@@ -52,6 +56,8 @@ class RewardTask:
             batch["elements"],
             int(batch["num_elements"]),
             margins=self.config.margin_per_rank * batch["rank_distances"],
+            ties=(batch["tie_first"], batch["tie_second"], batch["tie_elements"]),
+            tie_weight=self.config.tie_weight,
         )
         if self.config.center_rewards_coefficient:
             centering = centering_penalty(
@@ -115,20 +121,31 @@ def score_sequences(
 
 
 def normalize_to_demonstrations(
-    scorer: RewardScorer, tokenizer, demonstrations: Iterable[dict], config: RewardConfig
+    scorer: RewardScorer,
+    tokenizer,
+    demonstrations: Iterable[dict],
+    config: RewardConfig,
+    *,
+    end_ids: list[int] | None = None,
 ) -> dict[str, float | int | str | None]:
-    """Shift the model's scores so that demonstrations score mean 0 (InstructGPT before RL)."""
+    """Shift the model's scores so that demonstrations score mean 0 (InstructGPT before RL).
+
+    Raises ``DataError`` when no demonstration has an assistant turn: a run asked to normalise
+    never finishes without it, whether its data came from a file or the database."""
     sequences = []
     for record in demonstrations:
         ids = demonstration_ids(
-            tokenizer, record.get("messages") or [], max_length=config.max_length
+            tokenizer, record.get("messages") or [], max_length=config.max_length, end_ids=end_ids
         )
         if ids is not None:
             sequences.append(ids)
         if len(sequences) >= config.normalization_samples:
             break
     if not sequences:
-        return {"reward/offset": None, "reward/normalized_on": 0}
+        raise DataError(
+            "No demonstration to normalise the scores on: give demonstrations, or set "
+            "normalize_to_demonstrations to no."
+        )
     before = score_sequences(scorer, sequences, pad_id=tokenizer.pad_token_id).mean().item()
     try:
         where = shift_reward_scores(scorer.model, before)
@@ -159,23 +176,32 @@ def train_reward(
     """Train a reward model from ``base_model``'s backbone and save it to ``output_dir``.
 
     ``records``: exported ``rankings`` (or ``pairs``) records. ``demonstrations``: exported
-    ``demonstrations`` records for the final mean-0 shift (skipped when None or empty).
+    ``demonstrations`` records for the final mean-0 shift; with ``normalize_to_demonstrations``
+    they are required (None or none usable is a ``DataError``, before any training).
     """
+    if config.normalize_to_demonstrations and demonstrations is None:
+        raise DataError(
+            "normalize_to_demonstrations needs demonstrations (an export's records); pass them "
+            "or turn it off."
+        )
     set_seed(config.seed)
     tokenizer = load_tokenizer(base_model)
+    end_ids = turn_end_ids(base_model, tokenizer)
     data = build_ranking_data(
         tokenizer,
-        records,
+        in_half(records, config.data_half),
         max_length=config.max_length,
         test_fraction=config.test_fraction,
         seed=config.seed,
+        end_ids=end_ids,
     )
     if not data.train:
         raise DataError(f"No usable ranking in the training split ({data.describe()}).")
     add_log_message(callback, f"data: {data.describe()}")
     if not data.test:
         add_log_message(callback, "no held-out rankings: accuracy/eval will not be reported")
-    scorer = RewardScorer(build_reward_model(base_model, tokenizer))
+    model = apply_lora(build_reward_model(base_model, tokenizer), config, task="reward")
+    scorer = RewardScorer(model)
     result, scorer, accelerator = fit(
         task=RewardTask(config),
         module=scorer,
@@ -190,10 +216,19 @@ def train_reward(
     metrics: dict = {**result.final_metrics, "steps": result.steps}
     output_dir = Path(output_dir)
     if accelerator.is_main_process:
-        if config.normalize_to_demonstrations and demonstrations is not None:
-            normalized = normalize_to_demonstrations(scorer, tokenizer, demonstrations, config)
+        # Merged first: the shift below lands in the weights that are saved and served.
+        scorer.model, lora = merge_lora(scorer.model, output_dir)
+        if lora is not None:
+            metrics["lora"] = lora
+        if config.normalize_to_demonstrations:
+            normalized = normalize_to_demonstrations(
+                scorer, tokenizer, demonstrations, config, end_ids=end_ids
+            )
             metrics.update(normalized)
             add_log_message(callback, f"normalisation: {normalized}")
+        metrics["data_half"] = config.data_half
+        # Right padding: stock GPT-2 counts positions from the padded edge, so a left-padded
+        # batch would score differently from the app (and from the same text unpadded).
         save_output(
             scorer.model,
             tokenizer,
@@ -204,6 +239,7 @@ def train_reward(
                 "metrics": metrics,
                 "data": data.describe(),
             },
+            padding_side="right",
         )
     accelerator.wait_for_everyone()
     return RunResult(

@@ -140,21 +140,53 @@ def output_embeddings(model: nn.Module) -> nn.Module:
     return head
 
 
-def response_hidden(
-    model: nn.Module, sequence: torch.Tensor, mask: torch.Tensor, context_length: int
-) -> torch.Tensor:
-    """Final hidden states at the positions that predict the reply tokens: (B, R, H).
+def forward_logits(
+    model: nn.Module, *, keep: int, with_hidden: bool = False, **inputs
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits of the last ``keep`` positions, the hidden states the head read there).
 
-    Position t of the reply is predicted from position ``context_length - 1 + t``. Only those
-    go through the LM head: the prompt's logits would cost (B, P, V) memory for nothing.
-    """
-    hidden = model.base_model(
+    The model's own forward, so whatever it does after its head (Gemma's logit softcapping,
+    logit scaling) is in the logits; ``logits_to_keep`` spares the other positions' (T, V)
+    logits. The hidden states are the head's input, caught on its way in: exactly what the
+    logits were computed from, whatever the architecture's final norm is called."""
+    captured: dict[str, torch.Tensor] = {}
+    handle = None
+    if with_hidden:
+        handle = output_embeddings(model).register_forward_pre_hook(
+            lambda module, args: captured.__setitem__("hidden", args[0])
+        )
+    try:
+        logits = model(**inputs, logits_to_keep=keep).logits
+    finally:
+        if handle is not None:
+            handle.remove()
+    logits = logits[:, -keep:]
+    hidden = captured.get("hidden")
+    return logits, (hidden[:, -keep:] if hidden is not None else None)
+
+
+def response_logits(
+    model: nn.Module,
+    sequence: torch.Tensor,
+    mask: torch.Tensor,
+    context_length: int,
+    *,
+    with_hidden: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (B, R, V) at the positions that predict the reply tokens (and their hidden
+    states (B, R, H) when asked): position t of the reply is predicted from position
+    ``context_length - 1 + t``."""
+    reply_length = sequence.size(1) - context_length
+    logits, hidden = forward_logits(
+        model,
+        keep=reply_length + 1,
+        with_hidden=with_hidden,
         input_ids=sequence,
         attention_mask=mask,
         position_ids=position_ids_from_mask(mask),
         use_cache=False,
-    ).last_hidden_state
-    return hidden[:, context_length - 1 : -1]
+    )
+    return logits[:, :-1], (hidden[:, :-1] if hidden is not None else None)
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float):
@@ -179,8 +211,7 @@ def reply_logprobs(
     temperature: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(log-probs, entropy), both (B, R), of the reply part of ``sequence``."""
-    hidden = response_hidden(model, sequence, mask, context_length)
-    logits = output_embeddings(model)(hidden)
+    logits, _ = response_logits(model, sequence, mask, context_length)
     tokens = sequence[:, context_length:]
     return token_logprobs(logits, tokens, temperature), token_entropy(logits, temperature)
 

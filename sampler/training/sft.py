@@ -18,7 +18,7 @@ from sampler.training.config import SFTConfig
 from sampler.training.data import DataError, SFTCollator, build_sft_data
 from sampler.training.loop import ProgressCallback, RunResult, add_log_message, fit, save_output
 from sampler.training.losses import IGNORE_INDEX, token_cross_entropy, token_cross_entropy_sum
-from sampler.training.model import CausalLM, load_policy, load_tokenizer
+from sampler.training.model import CausalLM, apply_lora, load_policy, load_tokenizer
 
 
 def _next_token_correct(
@@ -78,13 +78,14 @@ def train_sft(
         max_length=config.max_length,
         test_fraction=config.test_fraction,
         seed=config.seed,
+        learn_origins=config.learn_origins,
     )
     if not data.train:
         raise DataError(f"No usable demonstration in the training split ({data.describe()}).")
     add_log_message(callback, f"data: {data.describe()}")
     result, module, accelerator = fit(
         task=SFTTask(),
-        module=CausalLM(load_policy(base_model)),
+        module=CausalLM(apply_lora(load_policy(base_model), config)),
         train_examples=data.train,
         eval_examples=data.test,
         collate=SFTCollator(pad_id=tokenizer.pad_token_id),
@@ -96,7 +97,7 @@ def train_sft(
     metrics: dict = {**result.final_metrics, "steps": result.steps}
     output_dir = Path(output_dir)
     if accelerator.is_main_process:
-        save_output(
+        lora = save_output(
             module.model,
             tokenizer,
             output_dir,
@@ -107,6 +108,8 @@ def train_sft(
                 "data": data.describe(),
             },
         )
+        if lora is not None:
+            metrics["lora"] = lora
     accelerator.wait_for_everyone()
     return RunResult(
         output_dir=output_dir,

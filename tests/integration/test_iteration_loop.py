@@ -5,6 +5,7 @@ ranking task is sampled from it."""
 import random
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from accounts.services import user_create_trainer
 from ranking.exports.filters import ExportFilters
@@ -91,13 +92,29 @@ def test_one_iteration_collect_train_serve_collect(
     assert new_policy.kind == ModelVersion.Kind.POLICY and new_policy.parent == policy
     assert model_version_active() == policy  # registered, not promoted
 
-    # Compare (on the worker), then serve the new version.
+    # Compare (on the worker), then serve the new version. The reward model PPO optimised
+    # against may not judge it: a second one (another seed) does.
+    with pytest.raises(ValidationError, match="No reward model is independent"):
+        model_comparison_create(version_a=new_policy, version_b=policy, filters=FILTERS)
+    judge_run = training_services.training_run_create(
+        kind="reward",
+        config={"max_steps": 4, "batch_size": 2, "max_length": 64, "eval_every": 0, "seed": 1},
+        filters=FILTERS,
+        started_by=admin_user,
+    )
+    judge_run = wait_until(lambda: _finished(TrainingRun, judge_run.pk))
+    assert judge_run.status == TrainingRun.Status.SUCCEEDED, judge_run.error + judge_run.log
+    judge = judge_run.output_versions.get()
     comparison = model_comparison_create(
         version_a=new_policy, version_b=policy, prompts=8, max_new_tokens=12, filters=FILTERS
     )
+    assert comparison.reward_version == judge
+    assert comparison.config["judge_data_overlaps"] == [reward.name]  # same rankings
     comparison = wait_until(lambda: _finished(ModelComparison, comparison.pk))
     assert comparison.status == ModelComparison.Status.SUCCEEDED, comparison.error
     assert 0.0 <= comparison.results["win_rate_a"] <= 1.0
+    # Every prompt's two replies wait for trainers' side-by-side votes.
+    assert comparison.items.count() == comparison.results["prompts"]
     model_version_promote(version=new_policy)
     assert model_version_active() == new_policy
 

@@ -29,7 +29,13 @@ def test_a_reward_run_queued_on_the_training_queue_is_trained_by_a_worker(
     data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rankings(40, k=3, seed=4)))
     run = training_services.training_run_create(
         kind="reward",
-        config={"max_steps": 4, "batch_size": 4, "max_length": 48, "eval_every": 2},
+        config={
+            "max_steps": 4,
+            "batch_size": 4,
+            "max_length": 48,
+            "eval_every": 2,
+            "normalize_to_demonstrations": False,
+        },
         data_path=str(data),
         started_by=admin_user,
     )

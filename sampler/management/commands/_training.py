@@ -1,4 +1,5 @@
-"""What ``train_sft`` and ``train_reward`` share: options, progress bar, one service call."""
+"""What ``train_sft``, ``train_reward``, ``train_dpo`` and ``train_kto`` share: options, progress
+bar, one service call."""
 
 from __future__ import annotations
 
@@ -149,6 +150,8 @@ class TrainingCommand(BaseCommand):
             if options.get(field.name) is not None
         }
         config["test_fraction"] = options["test_fraction"]
+        if options.get("origin"):
+            config["origins"] = ",".join(options["origin"])
         try:
             base = ModelVersion.objects.get(name=options["base"]) if options["base"] else None
             filters = None
@@ -172,6 +175,7 @@ class TrainingCommand(BaseCommand):
                 filters=filters,
                 data_path=options["data"],
                 demonstrations_path=options.get("demonstrations"),
+                reward_sources=options.get("reward_source") or None,
                 output_name=options["name"],
                 queue=options["queue"],
             )

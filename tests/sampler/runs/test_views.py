@@ -145,3 +145,43 @@ def test_admin_cancels_a_queued_run(admin_client_, policy):
     admin_client_.post(reverse("sampler:training-run-cancel", kwargs={"run_id": run.pk}))
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.CANCELLED and run.finished_at is not None
+
+
+def test_admin_launches_dpo_and_kto_runs_from_the_training_page(admin_client_, policy):
+    page = admin_client_.get(reverse("sampler:training"))
+    assert b"DPO policy" in page.content and b"KTO policy" in page.content
+    common = {"source": "database", "test_fraction": "0.1", "split_seed": "0", "lora_r": "4"}
+    response = admin_client_.post(
+        reverse("sampler:training-run-start"),
+        {**common, "kind": "dpo", "dpo_mode": "pairwise", "dpo_loss": "ipo", "beta": "0.5"},
+    )
+    assert response.status_code == 302
+    run = TrainingRun.objects.get(kind="dpo")
+    assert run.config["mode"] == "pairwise" and run.config["loss_type"] == "ipo"
+    assert run.config["beta"] == 0.5 and run.config["lora_r"] == 4
+    assert run.dataset["format"] == "rankings"
+    response = admin_client_.post(
+        reverse("sampler:training-run-start"),
+        {**common, "kind": "kto", "kto_sources": ["thumbs_down", "flags"]},
+    )
+    assert response.status_code == 302
+    run = TrainingRun.objects.get(kind="kto")
+    assert run.config["sources"] == "thumbs_down,flags"
+    assert run.dataset["sources"] == ["thumbs_down", "flags"]
+
+
+def test_a_reward_upload_that_normalises_needs_demonstrations(admin_client_, policy):
+    response = admin_client_.post(
+        reverse("sampler:training-run-start"),
+        {
+            "kind": "reward",
+            "source": "upload",
+            "upload": _upload(),
+            "test_fraction": "0.1",
+            "split_seed": "0",
+            "normalize_to_demonstrations": "on",
+        },
+    )
+    assert response.status_code == 422
+    assert b"normalised on demonstrations" in response.content
+    assert not TrainingRun.objects.exists()

@@ -27,7 +27,12 @@ def one_thread():
 def test_a_resumed_run_ends_with_the_weights_of_one_that_never_stopped(micro_model_dir, tmp_path):
     rankings = synthetic_rankings(24, k=3, seed=5)
     config = RewardConfig(
-        max_steps=6, batch_size=4, checkpoint_every=2, max_length=48, learning_rate=1e-3
+        max_steps=6,
+        batch_size=4,
+        checkpoint_every=2,
+        max_length=48,
+        learning_rate=1e-3,
+        normalize_to_demonstrations=False,
     )
     common = {"config": config, "records": rankings, "base_model": micro_model_dir}
     whole = train_reward(**common, output_dir=tmp_path / "whole")

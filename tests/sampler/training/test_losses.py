@@ -14,6 +14,8 @@ from sampler.training.losses import (
     kwise_ranking_loss,
     masked_mean,
     pairwise_correct,
+    tie_loss,
+    tied_pairs,
     token_cross_entropy,
 )
 
@@ -38,12 +40,45 @@ def test_kwise_loss_is_the_mean_over_all_implied_pairs():
     assert kwise_ranking_loss(scores, [[0], [1], [2]]).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_kwise_loss_with_a_tie_skips_the_tied_pair():
+def test_kwise_loss_with_tie_weight_zero_skips_the_tied_pair():
     scores = torch.tensor([2.0, 1.0, 0.0])
     # 0 and 1 tied above 2: pairs (0,2) and (1,2) only.
     expected = (neg_log_sigmoid(2) + neg_log_sigmoid(1)) / 2
+    loss = kwise_ranking_loss(scores, [[0, 1], [2]], tie_weight=0.0)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert kwise_ranking_loss(scores, [[0, 1, 2]], tie_weight=0.0).item() == 0.0
+
+
+def test_a_tie_is_a_half_win_each_way_that_pulls_the_two_scores_together():
+    scores = torch.tensor([2.0, 1.0, 0.0])
+    # Pairs (0,2), (1,2) and the tie (0,1) with label 1/2: (-log s(1) - log s(-1)) / 2.
+    tie = (neg_log_sigmoid(1) + neg_log_sigmoid(-1)) / 2
+    expected = (neg_log_sigmoid(2) + neg_log_sigmoid(1) + tie) / 3
     assert kwise_ranking_loss(scores, [[0, 1], [2]]).item() == pytest.approx(expected, rel=1e-6)
-    assert kwise_ranking_loss(scores, [[0, 1, 2]]).item() == 0.0
+    # Weight 2 on the tie: (a + b + 2 tie) / 4.
+    weighted = (neg_log_sigmoid(2) + neg_log_sigmoid(1) + 2 * tie) / 4
+    loss = kwise_ranking_loss(scores, [[0, 1], [2]], tie_weight=2.0)
+    assert loss.item() == pytest.approx(weighted, rel=1e-6)
+    # Least when the tied scores are equal, whatever their level.
+    assert tie_loss(torch.tensor(3.0), torch.tensor(3.0)).item() == pytest.approx(math.log(2))
+    assert tie_loss(torch.tensor(3.0), torch.tensor(2.0)) > tie_loss(torch.tensor(0.0), 0.0)
+    assert tied_pairs([[0, 1, 2], [3]]) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_batched_loss_with_ties_matches_the_per_ranking_loss():
+    from sampler.training.reward import RewardTask
+
+    examples = [
+        RankingExample(candidates=[[6], [4], [0]], pairs=[(0, 2, 1), (1, 2, 1)], ties=[(0, 1)]),
+        RankingExample(candidates=[[4], [1]], pairs=[(0, 1, 1)]),
+    ]
+    batch = RankingCollator(pad_id=9)(examples)
+    scores = torch.tensor([2.0, 1.0, -1.0, 1.0, -0.5])
+    expected = (
+        kwise_ranking_loss(scores[:3], [[0, 1], [2]]) + kwise_ranking_loss(scores[3:], [[0], [1]])
+    ) / 2
+    loss, _ = RewardTask(RewardConfig()).train_loss(_FixedScores(), batch)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_margin_grows_with_rank_distance():

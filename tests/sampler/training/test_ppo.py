@@ -235,7 +235,12 @@ def _trivial_reward_model(micro_model_dir: Path, out: Path, prompts, keyword_id:
         )
     result = train_reward(
         config=RewardConfig(
-            learning_rate=3e-3, epochs=8, batch_size=8, max_length=96, eval_every=0
+            learning_rate=3e-3,
+            epochs=8,
+            batch_size=8,
+            max_length=96,
+            eval_every=0,
+            normalize_to_demonstrations=False,
         ),
         records=records,
         base_model=micro_model_dir,

@@ -157,7 +157,13 @@ def test_an_interrupted_run_changes_no_active_model_and_resumes_from_its_checkpo
     data = _write(synthetic_rankings(40, k=3, seed=3), tmp_path / "rankings.jsonl")
     run = training_services.training_run_create(
         kind="reward",
-        config={"max_steps": 6, "checkpoint_every": 2, "batch_size": 4, "max_length": 48},
+        config={
+            "max_steps": 6,
+            "checkpoint_every": 2,
+            "batch_size": 4,
+            "max_length": 48,
+            "normalize_to_demonstrations": False,
+        },
         data_path=str(data),
         queue=False,
     )
@@ -188,7 +194,15 @@ def test_a_run_on_broken_data_fails_and_registers_nothing(policy, tmp_path, mode
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"prompt": [], "candidates": [], "ordering": [[1], [2]]}\nnot json\n')
     with pytest.raises(CommandError, match="not JSON"):
-        call_command("train_reward", "--data", str(broken), stdout=StringIO(), verbosity=0)
+        call_command(
+            "train_reward",
+            "--data",
+            str(broken),
+            "--normalize-to-demonstrations",
+            "no",
+            stdout=StringIO(),
+            verbosity=0,
+        )
     run = TrainingRun.objects.get()
     assert run.status == TrainingRun.Status.FAILED and "line 2" in run.error
     assert ModelVersion.objects.count() == 1 and model_version_active() == policy
@@ -224,7 +238,10 @@ def test_promote_command_switches_the_active_version_atomically(policy, tmp_path
 def test_run_record_stores_the_full_config_as_json(policy, tmp_path):
     data = _write(synthetic_rankings(4), tmp_path / "r.jsonl")
     run = training_services.training_run_create(
-        kind="reward", config={"margin_per_rank": 0.5}, data_path=str(data), queue=False
+        kind="reward",
+        config={"margin_per_rank": 0.5, "normalize_to_demonstrations": False},
+        data_path=str(data),
+        queue=False,
     )
     assert json.loads(json.dumps(run.config))["margin_per_rank"] == 0.5
     assert run.config["epochs"] == 1.0 and run.output_name == f"micro-reward-run{run.pk}"

@@ -1,0 +1,277 @@
+"""``train_kto``: single replies marked desirable or undesirable -> a policy (KTO).
+
+Records are TRL's unpaired form: ``prompt`` (messages), ``completion`` (the reply: text or an
+assistant message list), ``label`` (true: desirable), plus what the app adds: ``source``
+(thumbs_up, thumbs_down, reports, flags) and ``model_version`` (the version that wrote the
+reply, kept on each example and counted in the run's data).
+
+Per step (Ethayarajh et al. 2024, as TRL's KTOTrainer): r = log pi(y|x) - log pi_ref(y|x) for
+each example; the reference point z0 is the batch's KL estimate, the mean of the same ratio
+over mismatched pairs (each example's reply after the next example's prompt), clamped at 0 and
+not differentiated; loss lambda_D (1 - sigmoid(beta (r - z0))) for desirable examples and
+lambda_U (1 - sigmoid(beta (z0 - r))) for undesirable ones. lambda_D follows from the counts
+(``losses.kto_weights``) unless set. Every prompt is read once per step for both its own and
+its mismatched reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+
+from sampler.training.config import KTOConfig
+from sampler.training.data import (
+    DataError,
+    SplitData,
+    completion_ids,
+    fit_prompt_and_completion,
+    prompt_ids,
+    record_split,
+)
+from sampler.training.loop import ProgressCallback, RunResult, add_log_message, fit, save_output
+from sampler.training.losses import kto_loss, kto_weights
+from sampler.training.model import apply_lora, load_policy, load_tokenizer, turn_end_ids
+from sampler.training.preference import (
+    PromptCompletionCollator,
+    PromptCompletions,
+    SharedPromptPolicy,
+)
+
+
+def _completion_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(
+            str(message.get("content", ""))
+            for message in value
+            if isinstance(message, dict) and message.get("role") == "assistant"
+        )
+    raise DataError("A KTO record's `completion` is text or a list of assistant messages.")
+
+
+def kto_example(
+    tokenizer, record: dict, *, max_length: int, end_ids: list[int]
+) -> PromptCompletions:
+    try:
+        prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in record["prompt"]]
+        label = record["label"]
+        text = _completion_text(record["completion"])
+    except (KeyError, TypeError) as error:
+        raise DataError(
+            "A KTO record needs `prompt` (messages), `completion` and `label`."
+        ) from error
+    if not isinstance(label, bool):
+        raise DataError("A KTO record's `label` is true (desirable) or false (undesirable).")
+    prompt_tokens = prompt_ids(tokenizer, prompt)
+    completion = completion_ids(
+        tokenizer, prompt, text, end_ids=end_ids, prompt_tokens=prompt_tokens
+    )
+    prompt_tokens, completion = fit_prompt_and_completion(
+        prompt_tokens, completion, max_length=max_length
+    )
+    return PromptCompletions(
+        prompt=prompt_tokens,
+        completions=[completion],
+        desirable=[label],
+        versions=[record.get("model_version")],
+    )
+
+
+def build_kto_data(
+    tokenizer,
+    records: Iterable[dict],
+    *,
+    max_length: int,
+    test_fraction: float,
+    seed: int,
+    end_ids: list[int],
+    sources: tuple[str, ...] = (),
+) -> SplitData:
+    """Examples by split; records whose ``source`` is not among ``sources`` (when both are
+    given) are left out."""
+    data = SplitData()
+    for record in records:
+        data.stats["records"] += 1
+        source = record.get("source")
+        if sources and source is not None and source not in sources:
+            data.stats["skipped/source"] += 1
+            continue
+        example = kto_example(tokenizer, record, max_length=max_length, end_ids=end_ids)
+        split = record_split(record, test_fraction=test_fraction, seed=seed)
+        getattr(data, split).append(example)
+        kind = "desirable" if example.desirable[0] else "undesirable"
+        data.stats[f"{kind}/{split}"] += 1
+        if source:
+            data.stats[f"source/{source}"] += 1
+        data.stats[f"version/{example.versions[0] or 'unknown'}"] += 1
+    return data
+
+
+def batch_flags(examples: list[PromptCompletions], device) -> torch.Tensor:
+    return torch.tensor([e.desirable[0] for e in examples], dtype=torch.bool, device=device)
+
+
+class KTOTask:
+    def __init__(self, config: KTOConfig, reference: nn.Module, weights: tuple[float, float]):
+        self.config = config
+        self.reference = reference
+        self.desirable_weight, self.undesirable_weight = weights
+
+    def parts(self, module: nn.Module, batch: dict):
+        """(log-ratios of the examples (B,), the detached KL reference point z0, flags)."""
+        policy_logps = module(batch)
+        with torch.no_grad():
+            reference_logps = self.reference(batch)
+        ratios = policy_logps - reference_logps
+        count = len(batch["examples"])
+        # The mismatched half (each reply after the next prompt) only estimates the KL.
+        reference_point = ratios[count:].detach().mean().clamp(min=0)
+        return ratios[:count], reference_point, batch_flags(batch["examples"], ratios.device)
+
+    def losses(self, ratios, reference_point, desirable):
+        return kto_loss(
+            ratios,
+            desirable,
+            reference_point,
+            beta=self.config.beta,
+            desirable_weight=self.desirable_weight,
+            undesirable_weight=self.undesirable_weight,
+        )
+
+    def train_loss(self, module: nn.Module, batch: dict):
+        ratios, reference_point, desirable = self.parts(module, batch)
+        loss = self.losses(ratios, reference_point, desirable).mean()
+        rewards = self.config.beta * ratios.detach()
+        zero = rewards.new_zeros(())
+        metrics = {
+            "kl": reference_point,
+            "rewards/chosen": rewards[desirable].mean() if desirable.any() else zero,
+            "rewards/rejected": rewards[~desirable].mean() if (~desirable).any() else zero,
+        }
+        return loss, metrics
+
+    @torch.no_grad()
+    def evaluate(self, module: nn.Module, loader, accelerator: Accelerator) -> dict[str, float]:
+        """Held-out loss, KL and mean implicit rewards of each kind, and ``accuracy/eval``:
+        the share of examples on the right side of the reference point."""
+        module.eval()
+        totals = torch.zeros(7, dtype=torch.float64)
+        for batch in loader:
+            ratios, reference_point, desirable = self.parts(module, batch)
+            losses = self.losses(ratios, reference_point, desirable)
+            right = torch.where(desirable, ratios > reference_point, ratios < reference_point)
+            rewards = self.config.beta * ratios
+            values = torch.tensor(
+                [
+                    losses.sum().item(),
+                    len(losses),
+                    reference_point.item() * len(losses),
+                    rewards[desirable].sum().item(),
+                    desirable.sum().item(),
+                    rewards[~desirable].sum().item(),
+                    right.float().sum().item(),
+                ],
+                dtype=torch.float64,
+                device=accelerator.device,
+            )
+            totals += accelerator.reduce(values, reduction="sum").cpu()
+        loss, count, kl, chosen, desirable_count, rejected, right = totals.tolist()
+        undesirable_count = count - desirable_count
+        return {
+            "loss/eval": loss / max(1.0, count),
+            "kl/eval": kl / max(1.0, count),
+            "rewards/chosen/eval": chosen / max(1.0, desirable_count),
+            "rewards/rejected/eval": rejected / max(1.0, undesirable_count),
+            "accuracy/eval": right / max(1.0, count),
+        }
+
+
+def train_kto(
+    *,
+    config: KTOConfig,
+    records: Iterable[dict],
+    base_model: str | Path,
+    output_dir: str | Path,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    callback: ProgressCallback | None = None,
+) -> RunResult:
+    """KTO from the policy at ``base_model`` (also the frozen reference); the new policy is
+    saved to ``output_dir``."""
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(base_model)
+    data = build_kto_data(
+        tokenizer,
+        records,
+        max_length=config.max_length,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        end_ids=turn_end_ids(base_model, tokenizer),
+        sources=config.source_names,
+    )
+    if len(data.train) < 2:
+        raise DataError(f"KTO needs at least two training examples ({data.describe()}).")
+    desirable = sum(e.desirable[0] for e in data.train)
+    weights = kto_weights(
+        desirable,
+        len(data.train) - desirable,
+        ratio=config.desirable_ratio,
+        undesirable_weight=config.undesirable_weight,
+    )
+    if config.desirable_weight is not None:
+        weights = (config.desirable_weight, weights[1])
+    add_log_message(
+        callback,
+        f"data: {data.describe()}; lambda_D {weights[0]:.3f}, lambda_U {weights[1]:.3f}",
+    )
+    policy = load_policy(base_model)
+    policy.eval()  # dropout off: policy and reference agree at step 0
+    reference = SharedPromptPolicy(load_policy(base_model)).eval().requires_grad_(False)
+    result, module, accelerator = fit(
+        task=KTOTask(config, reference, weights),
+        module=SharedPromptPolicy(apply_lora(policy, config)),
+        train_examples=data.train,
+        eval_examples=data.test if len(data.test) >= 2 else [],
+        collate=PromptCompletionCollator(pad_id=tokenizer.pad_token_id, pair_with_next=True),
+        config=config,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        resume=resume,
+        callback=callback,
+        before_train=lambda accelerator: reference.to(accelerator.device),
+    )
+    metrics: dict = {
+        **result.final_metrics,
+        "steps": result.steps,
+        "desirable_weight": weights[0],
+        "undesirable_weight": weights[1],
+    }
+    output_dir = Path(output_dir)
+    if accelerator.is_main_process:
+        lora = save_output(
+            module.model,
+            tokenizer,
+            output_dir,
+            {
+                "kind": "kto",
+                "config": config.as_dict(),
+                "metrics": metrics,
+                "data": data.describe(),
+            },
+        )
+        if lora is not None:
+            metrics["lora"] = lora
+    accelerator.wait_for_everyone()
+    return RunResult(
+        output_dir=output_dir,
+        metrics=metrics,
+        history=result.history,
+        data=data.describe(),
+        steps=result.steps,
+        seconds=result.seconds,
+    )

@@ -1,0 +1,218 @@
+"""Independent judges for comparisons, side-by-side votes and Bradley-Terry ratings."""
+
+import math
+import random
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import Client
+from django.urls import reverse
+
+from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
+from sampler.comparisons.ratings import ELO_BASE, ELO_SCALE, bradley_terry
+from sampler.comparisons.selectors import side_by_side_next, version_ratings, vote_tallies
+from sampler.comparisons.services import model_comparison_create, optimised_against
+from sampler.registry.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def lineage(tmp_path):
+    """sft -> ppo (optimised against rm-proxy); rm-judge trained on the other half."""
+    for name in ("sft", "ppo", "rm-proxy", "rm-judge"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+    sft = ModelVersion.objects.create(name="sft", path=str(tmp_path / "sft"))
+    proxy = ModelVersion.objects.create(
+        name="rm-proxy",
+        kind="reward",
+        path=str(tmp_path / "rm-proxy"),
+        metrics={"data_half": "first"},
+        is_active=True,
+    )
+    judge = ModelVersion.objects.create(
+        name="rm-judge",
+        kind="reward",
+        path=str(tmp_path / "rm-judge"),
+        metrics={"data_half": "second"},
+    )
+    ppo = ModelVersion.objects.create(
+        name="ppo", path=str(tmp_path / "ppo"), parent=sft, metrics={"reward_version": "rm-proxy"}
+    )
+    return sft, ppo, proxy, judge
+
+
+def test_the_reward_model_a_policy_was_optimised_against_cannot_judge_it(lineage):
+    sft, ppo, proxy, judge = lineage
+    assert optimised_against(ppo) == {"rm-proxy"}
+    with pytest.raises(ValidationError, match="optimised against"):
+        model_comparison_create(version_a=ppo, version_b=sft, reward_version=proxy, queue=False)
+    with pytest.raises(ValidationError, match="optimised against"):
+        model_comparison_create(
+            version_a=ppo, version_b=sft, reward_version=judge, extra_judges=[proxy], queue=False
+        )
+    # Descendants inherit it.
+    child = ModelVersion.objects.create(name="ppo-sft", path=ppo.path, parent=ppo)
+    assert optimised_against(child) == {"rm-proxy"}
+
+
+def test_by_default_the_judge_is_an_independent_reward_model_even_when_another_is_active(lineage):
+    sft, ppo, _, judge = lineage
+    comparison = model_comparison_create(version_a=ppo, version_b=sft, queue=False)
+    assert comparison.reward_version == judge
+    assert comparison.config["judges"] == [{"id": judge.pk, "name": "rm-judge"}]
+    assert comparison.config["optimised_against"] == ["rm-proxy"]
+    assert comparison.config["judge_data_overlaps"] == []  # opposite halves
+
+
+def test_no_independent_judge_is_a_clear_refusal(lineage):
+    sft, ppo, _, judge = lineage
+    judge.delete()
+    with pytest.raises(ValidationError, match="No reward model is independent"):
+        model_comparison_create(version_a=ppo, version_b=sft, queue=False)
+
+
+def test_bradley_terry_two_versions_by_hand():
+    # A beats B 3 times out of 4: the maximum-likelihood gap is log 3 (a weak prior shrinks it).
+    outcomes = [("a", "b", 1.0)] * 3 + [("a", "b", 0.0)]
+    loose = bradley_terry(outcomes, prior=1e-9)
+    assert [r.key for r in loose] == ["a", "b"]
+    gap = (loose[0].rating - loose[1].rating) / ELO_SCALE
+    assert gap == pytest.approx(math.log(3), rel=1e-4)
+    assert loose[0].rating + loose[1].rating == pytest.approx(2 * ELO_BASE)
+    # Fisher information of the gap: n p (1 - p) = 4 * 3/4 * 1/4; each rating carries half.
+    se = math.sqrt(1 / (4 * 0.75 * 0.25)) / 2
+    assert loose[0].high - loose[0].rating == pytest.approx(1.959964 * se * ELO_SCALE, rel=1e-3)
+    # Ties count half each way; a version that never lost still gets a finite rating.
+    tied = bradley_terry([("a", "b", 0.5)] * 4)
+    assert tied[0].rating == pytest.approx(tied[1].rating)
+    unbeaten = bradley_terry([("a", "b", 1.0)] * 5)
+    assert math.isfinite(unbeaten[0].rating) and unbeaten[0].low > unbeaten[1].low
+
+
+def test_more_votes_narrow_the_interval():
+    few = bradley_terry([("a", "b", 1.0), ("a", "b", 0.0)] * 2)
+    many = bradley_terry([("a", "b", 1.0), ("a", "b", 0.0)] * 50)
+    assert many[0].interval < few[0].interval / 3
+
+
+# ---- the vote page ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def items(lineage):
+    sft, ppo, _, _ = lineage
+    return [
+        SideBySide.objects.create(
+            version_a=ppo,
+            version_b=sft,
+            prompt=[{"role": "user", "content": f"question {index} <b>bold</b>"}],
+            reply_a=f"ppo reply {index} <script>alert(1)</script>",
+            reply_b=f"sft reply {index}",
+        )
+        for index in range(3)
+    ]
+
+
+def test_the_vote_page_needs_login_and_the_trainer_role(items, plain_user):
+    url = reverse("sampler:vote")
+    anonymous = Client().get(url)
+    assert anonymous.status_code == 302 and "login" in anonymous["Location"]
+    client = Client()
+    client.force_login(plain_user)
+    assert client.get(url).status_code == 403
+    assert client.post(reverse("sampler:vote-submit", args=[items[0].pk])).status_code == 403
+
+
+def test_a_trainer_votes_the_order_is_random_and_text_is_escaped(items, trainer):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(trainer)
+    page = client.get(reverse("sampler:vote"))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert "<b>bold</b>" not in html
+    assert "ppo" not in html.split("<h1>")[1].split("You have compared")[0].replace(
+        "ppo reply", ""
+    )  # the versions' names are never shown
+    # Without the CSRF token the vote is refused.
+    assert (
+        client.post(
+            reverse("sampler:vote-submit", args=[items[0].pk]), {"choice": "first", "a_first": "1"}
+        ).status_code
+        == 403
+    )
+    token = client.cookies["csrftoken"].value
+    # A shown second (a_first=0) and the second reply chosen: a vote for A.
+    response = client.post(
+        reverse("sampler:vote-submit", args=[items[0].pk]),
+        {"choice": "second", "a_first": "0", "csrfmiddlewaretoken": token},
+    )
+    assert response.status_code == 302
+    vote = SideBySideVote.objects.get()
+    assert vote.choice == "a" and vote.a_shown_first is False and vote.voter == trainer
+    client.post(
+        reverse("sampler:vote-submit", args=[items[1].pk]),
+        {"choice": "first", "a_first": "0", "csrfmiddlewaretoken": token},
+    )
+    client.post(
+        reverse("sampler:vote-submit", args=[items[2].pk]),
+        {"choice": "tie", "a_first": "1", "csrfmiddlewaretoken": token},
+    )
+    assert sorted(SideBySideVote.objects.values_list("choice", flat=True)) == ["a", "b", "tie"]
+    # Nothing left for this trainer.
+    assert side_by_side_next(voter=trainer) is None
+    assert b"Nothing left to compare" in client.get(reverse("sampler:vote")).content
+    bad = client.post(
+        reverse("sampler:vote-submit", args=[items[2].pk]),
+        {"choice": "left", "a_first": "1", "csrfmiddlewaretoken": token},
+    )
+    assert bad.status_code == 400
+    assert (
+        client.post(
+            reverse("sampler:vote-submit", args=[999999]),
+            {"choice": "tie", "a_first": "1", "csrfmiddlewaretoken": token},
+        ).status_code
+        == 404
+    )
+
+
+def test_order_is_a_fair_coin_and_items_are_drawn_at_random(items, trainer):
+    from sampler.comparisons.services import side_by_side_order
+
+    rng = random.Random(0)
+    firsts = [side_by_side_order(rng=rng) for _ in range(400)]
+    assert 160 < sum(firsts) < 240
+    drawn = {side_by_side_next(voter=trainer, rng=random.Random(seed)).pk for seed in range(30)}
+    assert drawn == {item.pk for item in items}
+
+
+def test_models_page_shows_ratings_with_intervals_and_both_judges(
+    items, lineage, trainer, other_trainer, admin_client_
+):
+    sft, ppo, _, judge = lineage
+    for voter in (trainer, other_trainer):
+        for item in items[:2]:
+            SideBySideVote.objects.create(item=item, voter=voter, choice="a", a_shown_first=True)
+    SideBySideVote.objects.create(item=items[2], voter=trainer, choice="b", a_shown_first=False)
+    tally = vote_tallies()[ppo.pk, sft.pk]
+    assert (tally.wins, tally.losses, tally.ties) == (4, 1, 0)
+    assert vote_tallies()[sft.pk, ppo.pk].wins == 1
+    ratings = version_ratings()
+    assert [r.version for r in ratings] == [ppo, sft]
+    ModelComparison.objects.create(
+        version_a=sft,
+        version_b=ppo,
+        reward_version=judge,
+        status="succeeded",
+        config={"judges": [{"id": judge.pk, "name": "rm-judge"}]},
+        results={"win_rate_a": 0.25, "wins_a": 1, "wins_b": 3, "ties": 0, "prompts": 4},
+    )
+    html = admin_client_.get(reverse("sampler:models")).content.decode()
+    assert 'id="ratings-table"' in html
+    row = html.split('data-version="ppo" data-active')[1].split("</tr>")[0]
+    # Against its parent: the judge's 75 % (it was B in that comparison) and people's 80 %.
+    assert "judge 75%" in row and "(rm-judge)" in row and "people 80%" in row and "5 votes" in row
+    low, high = ratings[0].rating.low, ratings[0].rating.high
+    assert f"{low:.0f} \N{EN DASH} {high:.0f}" in html

@@ -1,0 +1,211 @@
+"""DPO and KTO runs from the database, the signals they read, reward data sources, SFT origins,
+and the refusal to normalise a file-trained reward model on nothing."""
+
+from io import StringIO
+
+import pytest
+import torch
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+
+from labeling.models import Feedback, Message
+from ranking.exports.filters import ExportFilters
+from ranking.exports.pipeline import records, write_jsonl
+from ranking.models import Candidate
+from sampler.registry.models import ModelVersion
+from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
+from sampler.runs.sources import feedback_pair_records, kto_records
+from sampler.training.data import IGNORE_INDEX, sft_example
+from sampler.training.model import load_tokenizer
+from sampler.training.synthetic import synthetic_rankings
+from tests.ranking.conftest import ranked  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def setup(settings, tmp_path):
+    settings.MODEL_ROOT = tmp_path / "models"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _candidate_messages(task) -> list[Message]:
+    return [c.message for c in Candidate.objects.filter(task=task).order_by("position")]
+
+
+@pytest.fixture
+def feedback(ranked, trainer, other_trainer):  # noqa: F811
+    """On the first task: thumbs up on candidate 1, thumbs down on candidate 2 and a report on
+    candidate 3 (all model-written alternatives)."""
+    tasks, _ = ranked
+    messages = _candidate_messages(tasks[0])
+    rows = [
+        Feedback.objects.create(
+            user=trainer, message=messages[1], rating="up", model_version=messages[1].model_version
+        ),
+        Feedback.objects.create(
+            user=trainer,
+            message=messages[2],
+            rating="down",
+            model_version=messages[2].model_version,
+        ),
+        Feedback.objects.create(
+            user=other_trainer,
+            message=messages[3],
+            categories=["untruthful"],
+            model_version=messages[3].model_version,
+        ),
+    ]
+    return tasks, messages, rows
+
+
+def test_kto_records_take_thumbs_reports_and_flags_each_selectable(feedback, policy):
+    _, messages, _ = feedback
+    filters = ExportFilters(test_fraction=0.0)
+    every = list(kto_records(filters, sources=("thumbs_up", "thumbs_down", "reports", "flags")))
+    by_source = {}
+    for record in every:
+        by_source.setdefault(record["source"], []).append(record)
+    assert [r["label"] for r in by_source["thumbs_up"]] == [True]
+    assert [r["label"] for r in by_source["thumbs_down"]] == [False]
+    assert [r["label"] for r in by_source["reports"]] == [False]
+    # The `ranked` fixture's first ranker flagged one reply harmful in each of the 3 tasks.
+    assert len(by_source["flags"]) == 3 and not any(r["label"] for r in by_source["flags"])
+    liked = by_source["thumbs_up"][0]
+    assert liked["completion"][0]["content"] == messages[1].content
+    assert liked["model_version"] == policy.name == messages[1].model_version.name
+    assert liked["prompt"][-1]["role"] == "user" and liked["split"] == "train"
+    only_flags = list(kto_records(filters, sources=("flags",)))
+    assert {r["source"] for r in only_flags} == {"flags"}
+    assert len(list(kto_records(filters, sources=("thumbs_up",)))) == 1
+
+
+def test_feedback_pairs_put_a_liked_reply_over_a_disliked_one_to_the_same_prompt(feedback):
+    _, messages, _ = feedback
+    pairs = list(feedback_pair_records(ExportFilters(test_fraction=0.0)))
+    chosen = {p["chosen"][0]["content"] for p in pairs}
+    rejected = {p["rejected"][0]["content"] for p in pairs}
+    assert chosen == {messages[1].content}
+    assert rejected == {messages[2].content, messages[3].content}
+
+
+def test_train_kto_from_the_database_registers_a_policy_parented_on_its_reference(feedback, policy):
+    call_command(
+        "train_kto",
+        "--max-steps", "1",
+        "--batch-size", "2",
+        "--max-length", "48",
+        "--test-fraction", "0",
+        "--name", "kto-1",
+        stdout=StringIO(),
+        verbosity=0,
+    )  # fmt: skip
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.kind == "kto" and run.dataset["sources"] == [
+        "thumbs_up",
+        "thumbs_down",
+        "reports",
+        "flags",
+    ]
+    assert run.dataset["rows"] == 6
+    version = ModelVersion.objects.get(name="kto-1")
+    assert version.kind == "policy" and version.parent == policy and not version.is_active
+    assert version.metrics["data"][f"version/{policy.name}"] == 6
+
+
+@pytest.mark.usefixtures("ranked")
+def test_train_dpo_from_the_database_in_both_modes(policy):
+    for mode in ("listwise", "pairwise"):
+        out = StringIO()
+        call_command(
+            "train_dpo",
+            "--mode", mode,
+            "--max-steps", "1",
+            "--batch-size", "2",
+            "--max-length", "48",
+            "--test-fraction", "0",
+            "--lora-r", "2",
+            "--name", f"dpo-{mode}",
+            stdout=out,
+            verbosity=0,
+        )  # fmt: skip
+        version = ModelVersion.objects.get(name=f"dpo-{mode}")
+        assert version.parent == policy and version.training_run.kind == "dpo"
+        assert version.metrics["lora"]["r"] == 2
+        assert version.training_run.dataset["rows"] == 6
+        assert "reference" in version.description
+
+
+def test_reward_data_sources_from_the_database(feedback, policy):
+    run = training_services.training_run_create(
+        kind="reward",
+        config={"max_steps": 1, "batch_size": 2, "max_length": 48},
+        filters=ExportFilters(test_fraction=0.0),
+        reward_sources=("rankings", "feedback"),
+        queue=False,
+    )
+    assert run.dataset["sources"] == ["rankings", "feedback"]
+    run = training_services.training_run_run_inline(run_id=run.pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    # 6 rankings and 2 feedback pairs.
+    assert run.dataset["rows"] == 8
+    with pytest.raises(ValidationError, match="reward_sources"):
+        training_services.training_run_create(
+            kind="reward", filters=ExportFilters(), reward_sources=("gossip",), queue=False
+        )
+
+
+def test_a_file_trained_reward_model_names_its_demonstrations_or_turns_normalising_off(
+    policy, tmp_path
+):
+    data = tmp_path / "rankings.jsonl"
+    write_jsonl(iter(synthetic_rankings(8)), data)
+    with pytest.raises(ValidationError, match="normalised on demonstrations"):
+        training_services.training_run_create(kind="reward", data_path=str(data), queue=False)
+    run = training_services.training_run_create(
+        kind="reward",
+        config={"normalize_to_demonstrations": False},
+        data_path=str(data),
+        queue=False,
+    )
+    assert run.dataset["source"] == "file"
+
+
+def test_sft_learns_only_the_turns_of_the_chosen_origins(micro_model_dir):
+    tokenizer = load_tokenizer(micro_model_dir)
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello there"},
+        {"role": "user", "content": "how are you"},
+        {"role": "assistant", "content": "fine thanks"},
+    ]
+    origins = ["human", "model", "human", "human"]
+    everything = sft_example(tokenizer, messages, max_length=256)
+    human = sft_example(
+        tokenizer, messages, max_length=256, origins=origins, learn_origins=("human",)
+    )
+    learned = [t for t in human["labels"] if t != IGNORE_INDEX]
+    assert tokenizer.decode(learned) == "fine thanks<|end|>"
+    assert len([t for t in everything["labels"] if t != IGNORE_INDEX]) > len(learned)
+    assert (
+        sft_example(
+            tokenizer, messages, max_length=256, origins=origins, learn_origins=("model_edited",)
+        )
+        is None
+    )
+
+
+@pytest.mark.usefixtures("ranked", "policy")
+def test_sft_origin_option_reaches_the_config():
+    call_command(
+        "train_sft", "--origin", "human", "--origin", "model_edited", "--queue", stdout=StringIO()
+    )
+    assert TrainingRun.objects.get().config["origins"] == "human,model_edited"
+    # The demonstrations export carries each message's origin, so the filter can apply.
+    record = next(iter(records("demonstrations", ExportFilters())))
+    assert len(record["origins"]) == len(record["messages"])
