@@ -14,6 +14,10 @@ from ranking.exports.models import DatasetExport
 
 SCHEMA_VERSION = 1
 
+# Pairs records are at schema 2: the rank distance between the two replies is `rank_distance`
+# (schema 1 called it `margin`, a name TRL's RewardTrainer reads as a loss margin).
+PAIRS_SCHEMA_VERSION = 2
+
 
 FORMATS = tuple(DatasetExport.Format.values)
 

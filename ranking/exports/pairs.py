@@ -8,7 +8,7 @@ from labeling.redteam.selectors import (
 )
 from ranking.exports.filters import (
     CHUNK_SIZE,
-    SCHEMA_VERSION,
+    PAIRS_SCHEMA_VERSION,
     ExportFilters,
     day_bounds,
     pseudonym,
@@ -20,7 +20,7 @@ from ranking.quality.metrics import implied_pairs
 
 def _pair_record(context: dict, task_id: int, winner: int, loser: int, **extra) -> dict:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": PAIRS_SCHEMA_VERSION,
         "prompt": context["prompt"],
         "chosen": [{"role": "assistant", "content": context["texts"][winner]}],
         "rejected": [{"role": "assistant", "content": context["texts"][loser]}],
@@ -58,7 +58,7 @@ def pair_records(filters: ExportFilters) -> Iterator[dict]:
                                     task_id,
                                     winner,
                                     loser,
-                                    margin=float(worse_rank - rank),
+                                    rank_distance=float(worse_rank - rank),
                                     ranking_id=ranking["id"],
                                     ranker=ranker,
                                     votes=1,
@@ -92,7 +92,7 @@ def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
             if filters.split != "all" and split != filters.split:
                 continue
             yield {
-                "schema_version": SCHEMA_VERSION,
+                "schema_version": PAIRS_SCHEMA_VERSION,
                 "prompt": attack["prompt_messages"],
                 "chosen": [{"role": "assistant", "content": attack["correction__content"]}],
                 "rejected": [{"role": "assistant", "content": attack["message__content"]}],
@@ -104,7 +104,7 @@ def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
                 "red_team": True,
                 "attack_id": attack["pk"],
                 "attack_category": attack["category"],
-                "margin": 1.0,
+                "rank_distance": 1.0,
                 "ranking_id": None,
                 "ranker": pseudonym(attack["conversation__owner_id"], enabled=filters.pseudonymize),
                 "votes": 1,
@@ -140,13 +140,13 @@ def _aggregated_pairs(bundle: TaskBundle, context: dict, filters: ExportFilters)
         agreement = max(forward, backward) / (forward + backward)
         if filters.min_agreement is not None and agreement < filters.min_agreement:
             continue
-        margins = distances[winner, loser]
+        rank_distances = distances[winner, loser]
         yield _pair_record(
             context,
             bundle.task["pk"],
             winner,
             loser,
-            margin=sum(margins) / len(margins),
+            rank_distance=sum(rank_distances) / len(rank_distances),
             ranking_id=None,
             ranker=None,
             votes=forward + backward,

@@ -38,11 +38,13 @@ def test_per_ranker_pairs_follow_the_ranking(ranked):
     # 3 tasks x 2 rankers x C(4,2) = 36 pairs, no ties.
     assert len(pairs) == 36
     pair = pairs[0]
-    assert pair["schema_version"] == 1
+    assert pair["schema_version"] == 2
     assert pair["prompt"][-1]["role"] == "user"
     assert pair["chosen"][0]["role"] == "assistant" and pair["rejected"][0]["role"] == "assistant"
     assert pair["chosen"] != pair["rejected"]
-    assert all(p["margin"] >= 1 for p in pairs)
+    assert all(p["rank_distance"] >= 1 for p in pairs)
+    # TRL's RewardTrainer reads a `margin` column as a loss margin: the export has none.
+    assert not any("margin" in p for p in pairs)
     assert all(str(p["ranker"]).startswith("r-") for p in pairs)  # pseudonymised
 
 
@@ -68,6 +70,7 @@ def test_aggregated_pairs_keep_the_majority_and_drop_pairs_without_one(ranked):
     # The two rankers disagree on one pair per task: no majority there.
     assert len(aggregated) == 3 * 5
     assert all(p["votes"] == 2 and p["agreement"] == 1.0 for p in aggregated)
+    assert all(p["rank_distance"] >= 1 and "margin" not in p for p in aggregated)
 
 
 def test_aggregated_pairs_below_min_agreement_are_dropped_and_the_rest_kept(db):
@@ -429,9 +432,10 @@ def test_every_format_loads_with_datasets(ranked, tmp_path):
         call_command("export_comparisons", "--format", format, "--out", str(path), verbosity=0)
         dataset = load_dataset("json", data_files=str(path), split="train")
         assert len(dataset) > 0
-        assert dataset[0]["schema_version"] == 1
+        assert dataset[0]["schema_version"] == (2 if format == "pairs" else 1)
     pairs = load_dataset("json", data_files=str(tmp_path / "pairs.jsonl.gz"), split="train")
-    assert {"prompt", "chosen", "rejected", "margin"} <= set(pairs.column_names)
+    assert {"prompt", "chosen", "rejected", "rank_distance"} <= set(pairs.column_names)
+    assert "margin" not in pairs.column_names
 
 
 def test_pairs_train_with_trl_reward_trainer_as_is(ranked, tmp_path, micro_model_dir):
@@ -477,7 +481,7 @@ def test_export_service_writes_file_with_hash_and_counts(ranked, admin_user):
     assert hashlib.sha256(data).hexdigest() == export.sha256 and len(data) == export.size_bytes
     lines = gzip.decompress(data).splitlines()
     assert len(lines) == export.row_count == 36
-    assert json.loads(lines[0])["schema_version"] == 1
+    assert json.loads(lines[0])["schema_version"] == 2
     # A message delivered again finds it finished and changes nothing.
     assert job_execute(kind_name="export", job_id=export.pk, token=export.publish_token) is None
     export.refresh_from_db()
