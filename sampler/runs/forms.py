@@ -261,8 +261,27 @@ class PPORunForm(forms.Form):
         min_value=1, max_value=4096, initial=PPOConfig.max_new_tokens
     )
     test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.1)
+    lora_r = forms.IntegerField(
+        min_value=0, max_value=1024, initial=PPOConfig.lora_r, label="LoRA rank (0: full fine-tuning)"
+    )
+    lora_alpha = forms.FloatField(min_value=1e-3, initial=PPOConfig.lora_alpha, label="LoRA alpha")
+    lora_targets = forms.CharField(
+        max_length=500,
+        required=False,
+        label="LoRA target modules",
+        help_text="Comma-separated module names; empty: PEFT's default for the architecture.",
+    )
 
-    CONFIG_FIELDS = ("max_steps", "batch_size", "learning_rate", "kl_coef", "max_kl")
+    CONFIG_FIELDS = (
+        "max_steps",
+        "batch_size",
+        "learning_rate",
+        "kl_coef",
+        "max_kl",
+        "lora_r",
+        "lora_alpha",
+        "lora_targets",
+    )
 
     def config(self) -> dict:
         data = self.cleaned_data

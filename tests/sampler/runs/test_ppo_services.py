@@ -236,11 +236,19 @@ def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
                 "max_kl": 10,
                 "max_new_tokens": 16,
                 "test_fraction": 0.2,
+                "lora_r": 4,
+                "lora_alpha": 8,
+                "lora_targets": "c_attn",
             },
         )
     run = TrainingRun.objects.get(kind=TrainingRun.Kind.PPO)
     assert response.status_code == 302 and str(run.pk) in response["Location"]
     assert len(queued) == 1 and run.config["max_kl"] == 10 and run.config["batch_size"] == 4
+    assert (run.config["lora_r"], run.config["lora_alpha"], run.config["lora_targets"]) == (
+        4,
+        8,
+        "c_attn",
+    )
     assert run.dataset["source"] == "database" and run.dataset["filters"]["test_fraction"] == 0.2
     run_page = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk}))
     assert b"KL to the reference" in run_page.content and b"Reply length" in run_page.content
