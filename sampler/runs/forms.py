@@ -262,7 +262,10 @@ class PPORunForm(forms.Form):
     )
     test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.1)
     lora_r = forms.IntegerField(
-        min_value=0, max_value=1024, initial=PPOConfig.lora_r, label="LoRA rank (0: full fine-tuning)"
+        min_value=0,
+        max_value=1024,
+        initial=PPOConfig.lora_r,
+        label="LoRA rank (0: full fine-tuning)",
     )
     lora_alpha = forms.FloatField(min_value=1e-3, initial=PPOConfig.lora_alpha, label="LoRA alpha")
     lora_targets = forms.CharField(
