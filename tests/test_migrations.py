@@ -1,0 +1,168 @@
+"""An existing install upgrades without losing data: a database at the first release's schema,
+with data in it, migrates to the current schema and keeps every row and value.
+
+The first release's schema is the set of migrations it shipped (below); the data is written
+through the historical models of that state, as an old install would hold it.
+"""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+FIRST_RELEASE = [
+    ("accounts", "0001_trainer_group"),
+    ("labeling", "0005_guidelines_and_red_team"),
+    ("ranking", "0002_ranking_guideline_version"),
+    ("sampler", "0004_modelcomparison"),
+]
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def _latest():
+    return MigrationExecutor(connection).loader.graph.leaf_nodes()
+
+
+def _old_install(apps) -> dict:
+    """Rows across the three apps, linked as the first release linked them."""
+    User = apps.get_model("auth", "User")
+    ModelVersion = apps.get_model("sampler", "ModelVersion")
+    GenerationJob = apps.get_model("sampler", "GenerationJob")
+    Sample = apps.get_model("sampler", "Sample")
+    TrainingRun = apps.get_model("sampler", "TrainingRun")
+    Conversation = apps.get_model("labeling", "Conversation")
+    Message = apps.get_model("labeling", "Message")
+    RankingTask = apps.get_model("ranking", "RankingTask")
+    Candidate = apps.get_model("ranking", "Candidate")
+    Ranking = apps.get_model("ranking", "Ranking")
+    Assignment = apps.get_model("ranking", "Assignment")
+
+    writer = User.objects.create(username="writer", password="!")
+    ranker = User.objects.create(username="ranker", password="!")
+    version = ModelVersion.objects.create(
+        name="policy-v1", path="/models/policy-v1", is_active=True
+    )
+    conversation = Conversation.objects.create(owner=writer, title="weekend", status="finished")
+    prompt = Message.objects.create(
+        conversation=conversation, role="user", content="any plans for the weekend?", author=writer
+    )
+    job = GenerationJob.objects.create(
+        model_version=version,
+        prefix_message=prompt,
+        requested_by=writer,
+        status="succeeded",
+        n=2,
+        seed=7,
+        params={"temperature": 0.8},
+    )
+    samples = [
+        Sample.objects.create(
+            job=job,
+            index=i,
+            text=text,
+            token_count=4,
+            finish_reason="end_of_turn",
+            logprob_sum=-3.5,
+        )
+        for i, text in enumerate(("not yet, you?", "i am going hiking!"))
+    ]
+    replies = [
+        Message.objects.create(
+            conversation=conversation,
+            parent=prompt,
+            role="assistant",
+            content=sample.text,
+            origin="model",
+            sample=sample,
+            model_version=version,
+        )
+        for sample in samples
+    ]
+    reply = replies[0]
+    task = RankingTask.objects.create(
+        source_message=reply,
+        prefix_message=prompt,
+        generation_job=job,
+        model_version=version,
+        source_owner=writer,
+        status="complete",
+        rankings_count=1,
+    )
+    candidates = [
+        Candidate.objects.create(task=task, message=message, is_source=i == 0, position=i)
+        for i, message in enumerate(replies)
+    ]
+    now = timezone.now()
+    assignment = Assignment.objects.create(
+        task=task,
+        trainer=ranker,
+        status="submitted",
+        presentation_order=[c.pk for c in candidates],
+        expires_at=now,
+    )
+    ranking = Ranking.objects.create(
+        task=task,
+        assignment=assignment,
+        ranker=ranker,
+        ordering=[[candidates[1].pk], [candidates[0].pk]],
+        presentation_order=[c.pk for c in candidates],
+        rationale="more specific",
+        started_at=now,
+        duration_ms=41250,
+    )
+    run = TrainingRun.objects.create(
+        kind="reward", status="succeeded", config={"learning_rate": 2e-5}, started_by=ranker
+    )
+    return {
+        "version": version.pk,
+        "conversation": conversation.pk,
+        "reply": reply.pk,
+        "job": job.pk,
+        "samples": [s.pk for s in samples],
+        "task": task.pk,
+        "ranking": ranking.pk,
+        "ordering": ranking.ordering,
+        "run": run.pk,
+    }
+
+
+# On SQLite in the unit tier and on PostgreSQL in the integration tier.
+@pytest.mark.parametrize(
+    "tier", ["unit", pytest.param("integration", marks=pytest.mark.integration)]
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_first_release_database_with_data_migrates_to_the_current_schema_intact(tier):
+    try:
+        ids = _old_install(_migrate(FIRST_RELEASE))
+        apps = _migrate(_latest())
+
+        version = apps.get_model("sampler", "ModelVersion").objects.get(pk=ids["version"])
+        assert version.name == "policy-v1" and version.path == "/models/policy-v1"
+        assert version.backend == "transformers"  # the field this round added, at its default
+        job = apps.get_model("sampler", "GenerationJob").objects.get(pk=ids["job"])
+        assert job.status == "succeeded" and job.params == {"temperature": 0.8}
+        assert job.prefix_message_id is not None and job.seed == 7
+        samples = apps.get_model("sampler", "Sample").objects.filter(job_id=job.pk)
+        assert sorted(samples.values_list("text", flat=True)) == [
+            "i am going hiking!",
+            "not yet, you?",
+        ]
+        reply = apps.get_model("labeling", "Message").objects.get(pk=ids["reply"])
+        assert reply.sample_id == ids["samples"][0] and reply.conversation_id == ids["conversation"]
+        ranking = apps.get_model("ranking", "Ranking").objects.get(pk=ids["ranking"])
+        assert ranking.task_id == ids["task"] and ranking.ordering == ids["ordering"]
+        assert ranking.rationale == "more specific" and ranking.duration_ms == 41250
+        candidates = apps.get_model("ranking", "Candidate").objects.filter(task_id=ids["task"])
+        assert candidates.count() == 2
+        assignment = apps.get_model("ranking", "Assignment").objects.get(task_id=ids["task"])
+        assert assignment.status == "submitted" and ranking.assignment_id == assignment.pk
+        run = apps.get_model("sampler", "TrainingRun").objects.get(pk=ids["run"])
+        assert run.kind == "reward" and run.config == {"learning_rate": 2e-5}
+    finally:
+        _migrate(_latest())
