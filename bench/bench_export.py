@@ -10,6 +10,11 @@ per-ranker pairs per task. The export itself runs in a fresh child process (the 
 as `manage.py export_comparisons --format pairs`), so its peak RSS is its own. Prints rows/s and
 peak RSS for each scenario, and the ratios (flat memory: the RSS ratio stays near 1).
 Target: >= 30,000 rows/s, peak RSS < 300 MB.
+
+`--baseline REV` also exports the same seeded rows with the code of commit REV (a temporary
+git worktree of it; default: the last commit before this round's restructuring, when the
+exporter was one module), alternating the two sides `--repeats` times, and prints the ratio of
+their best rates. `--baseline none` skips it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +45,8 @@ from _db import copy_rows, database_ensure  # noqa: E402 - needs the bench folde
 CANDIDATES = 5
 RANKERS = 3
 PAIRS_PER_TASK = RANKERS * CANDIDATES * (CANDIDATES - 1) // 2
+# The last commit before the exporter moved into ranking/exports/ (one module, ranking/exports.py).
+BEFORE_THE_MOVE = "9620031"
 
 
 def seed(rows: int, *, rng: random.Random) -> int:
@@ -115,8 +123,8 @@ def seed(rows: int, *, rng: random.Random) -> int:
             prompt = json.dumps([{"role": "user", "content": prompts[t]}])
             yield (
                 t + 1, version.pk, 6 * t + 1, prompt, "assistant", CANDIDATES - 1, params,
-                rng.randint(0, 2**31 - 1), "ranking", "succeeded", "", "", None, "", "bench", 1,
-                now, now, now, 100,
+                rng.randint(0, 2**31 - 1), "ranking", "succeeded", "", "", None, "generation", "",
+                "bench", 1, now, now, now, 100,
             )  # fmt: skip
 
     def sample_rows():
@@ -210,7 +218,8 @@ def seed(rows: int, *, rng: random.Random) -> int:
                 "error",
                 "notes",
                 "requested_by_id",
-                "celery_task_id",
+                "queue",
+                "publish_token",
                 "worker",
                 "attempts",
                 "created_at",
@@ -277,12 +286,19 @@ def seed(rows: int, *, rng: random.Random) -> int:
 
 
 def measure() -> None:
-    """Child process: export every pair to a temporary file and report rows/s and peak RSS."""
+    """Child process: export every pair to a temporary file and report rows/s and peak RSS.
+
+    Runs the code of the folder it was started in (this checkout, or a baseline's worktree).
+    """
+    sys.path.insert(0, os.getcwd())
     import django
 
     django.setup()
-    from ranking.exports.filters import ExportFilters
-    from ranking.exports.pipeline import records, write_jsonl
+    try:
+        from ranking.exports.filters import ExportFilters
+        from ranking.exports.pipeline import records, write_jsonl
+    except ImportError:  # a baseline from before the move: one module
+        from ranking.exports import ExportFilters, records, write_jsonl
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
@@ -304,14 +320,56 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _export_in(folder: Path) -> dict:
+    child = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--measure"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=folder,
+    )
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def _baseline_checkout(revision: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="tandem-export-baseline-"))
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(folder), revision],
+        check=True,
+    )
+    return folder
+
+
+def _baseline_remove(folder: Path) -> None:
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _rate(result: dict) -> float:
+    return result["rows"] / result["seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--baseline", default=BEFORE_THE_MOVE)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.measure:
         measure()
         return
+    baseline = None if arguments.baseline == "none" else _baseline_checkout(arguments.baseline)
+    try:
+        _compare(arguments.rows, baseline, arguments.repeats)
+    finally:
+        if baseline is not None:
+            _baseline_remove(baseline)
+
+
+def _compare(row_counts: list[int], baseline: Path | None, repeats: int) -> None:
 
     import django
 
@@ -320,21 +378,25 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    results = []
-    for rows in arguments.rows:
+    results, baseline_results = [], []
+    for rows in row_counts:
         started = time.perf_counter()
         tasks = seed(rows, rng=random.Random(rows))
         seeded = time.perf_counter() - started
-        child = subprocess.run(
-            [sys.executable, __file__, "--measure"], capture_output=True, text=True, check=True
-        )
-        result = json.loads(child.stdout.strip().splitlines()[-1])
-        results.append(result)
-        print(
-            f"seeded {tasks} tasks in {seeded:.0f} s; exported {result['rows']} pairs in "
-            f"{result['seconds']:.1f} s",
-            flush=True,
-        )
+        print(f"seeded {tasks} tasks in {seeded:.0f} s", flush=True)
+        # Alternate the sides so that a busy spell on the machine hits both; keep each best.
+        ours, theirs = [], []
+        for _ in range(repeats if baseline else 1):
+            ours.append(_export_in(ROOT))
+            print(f"  this checkout: {ours[-1]['rows']} pairs in {ours[-1]['seconds']:.1f} s")
+            if baseline:
+                theirs.append(_export_in(baseline))
+                print(
+                    f"  baseline:      {theirs[-1]['rows']} pairs in {theirs[-1]['seconds']:.1f} s"
+                )
+        results.append(max(ours, key=_rate))
+        if baseline:
+            baseline_results.append(max(theirs, key=_rate))
     print(f"\n{'pair rows':>10} {'rows/s':>10} {'peak RSS MiB':>13}")
     for result in results:
         rate = result["rows"] / result["seconds"]
@@ -345,6 +407,13 @@ def main() -> None:
         print(
             f"ratio last/first: rows/s {rate_ratio:.2f}x, "
             f"peak RSS {last['peak_mib'] / first['peak_mib']:.2f}x"
+        )
+    for result, before in zip(results, baseline_results, strict=False):
+        print(
+            f"{result['rows']} rows: this checkout {_rate(result):.0f} rows/s vs baseline "
+            f"{_rate(before):.0f} rows/s ({before['rows']} rows): "
+            f"{_rate(result) / _rate(before):.2f}x; "
+            f"peak RSS {result['peak_mib']:.0f} vs {before['peak_mib']:.0f} MiB"
         )
 
 

@@ -37,7 +37,7 @@ def _pair_record(context: dict, task_id: int, winner: int, loser: int, **extra) 
 
 
 def pair_records(filters: ExportFilters) -> Iterator[dict]:
-    for bundle in task_bundles(filters) if filters.red_team != "only" else ():
+    for bundle in task_bundles(filters, provenance=False) if filters.red_team != "only" else ():
         context = bundle_context(bundle, filters)
         if context is None:
             continue

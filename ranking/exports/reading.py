@@ -38,9 +38,44 @@ def tasks_query(filters: ExportFilters):
     return tasks
 
 
-def task_bundles(filters: ExportFilters, *, chunk_size: int = CHUNK_SIZE) -> Iterator[TaskBundle]:
-    """Tasks with their candidates and the rankings that pass the filters, a chunk at a time."""
+# What a pairs record needs of a candidate; the rankings format adds its provenance.
+_CANDIDATE_TEXT = ("id", "task_id", "position", "is_source", "message_id", "message__content")
+_CANDIDATE_PROVENANCE = (
+    "message__origin",
+    "message__model_version__name",
+    "message__sample__index",
+    "message__sample__job_id",
+    "message__sample__job__params",
+    "message__sample__job__seed",
+    "message__sample_id",
+)
+# What pairs read of a ranking; the rankings format adds the rest of the record.
+_RANKING_ORDER = (
+    "id",
+    "task_id",
+    "ranker_id",
+    "ordering",
+    "cannot_rank",
+    "flags",
+    "guideline_version__number",
+)
+_RANKING_RECORD = ("rationale", "presentation_order", "started_at", "submitted_at", "duration_ms")
+
+
+def task_bundles(
+    filters: ExportFilters, *, chunk_size: int = CHUNK_SIZE, provenance: bool = True
+) -> Iterator[TaskBundle]:
+    """Tasks with their candidates and the rankings that pass the filters, a chunk at a time.
+
+    ``provenance``: each candidate also carries its origin, sampling, content-filter verdict
+    and feedback, and each ranking its rationale, presentation and times (the rankings
+    format); without it, candidates' texts and rankings' orders (all that pairs read).
+    Candidates and rankings are read by the chunk's id range (an index range scan, not a
+    list of ids), and rows of tasks outside the chunk's filter are ignored.
+    """
     tasks = tasks_query(filters).order_by("pk")
+    candidate_fields = _CANDIDATE_TEXT + (_CANDIDATE_PROVENANCE if provenance else ())
+    ranking_fields = _RANKING_ORDER + (_RANKING_RECORD if provenance else ())
     last_pk = 0
     while True:
         chunk = list(
@@ -54,49 +89,26 @@ def task_bundles(filters: ExportFilters, *, chunk_size: int = CHUNK_SIZE) -> Ite
         )
         if not chunk:
             return
-        last_pk = chunk[-1]["pk"]
-        ids = [task["pk"] for task in chunk]
+        first_pk, last_pk = chunk[0]["pk"], chunk[-1]["pk"]
+        in_chunk = {"task_id__gte": first_pk, "task_id__lte": last_pk}
         candidates = defaultdict(list)
         for candidate in (
-            Candidate.objects.filter(task_id__in=ids)
+            Candidate.objects.filter(**in_chunk)
             .order_by("task_id", "position")
-            .values(
-                "id",
-                "task_id",
-                "position",
-                "is_source",
-                "message_id",
-                "message__content",
-                "message__origin",
-                "message__model_version__name",
-                "message__sample__index",
-                "message__sample__job_id",
-                "message__sample__job__params",
-                "message__sample__job__seed",
-                "message__sample_id",
-            )
+            .values(*candidate_fields)
         ):
             candidates[candidate["task_id"]].append(candidate)
-        _add_moderation_and_feedback([c for group in candidates.values() for c in group])
+        if provenance:
+            chunk_ids = {task["pk"] for task in chunk}
+            _add_moderation_and_feedback(
+                [c for task_id in chunk_ids for c in candidates.get(task_id, ())]
+            )
         rankings = defaultdict(list)
         for ranking in (
             rankings_query(filters)
-            .filter(task_id__in=ids)
+            .filter(**in_chunk)
             .order_by("task_id", "pk")
-            .values(
-                "id",
-                "task_id",
-                "ranker_id",
-                "ordering",
-                "cannot_rank",
-                "flags",
-                "rationale",
-                "presentation_order",
-                "started_at",
-                "submitted_at",
-                "duration_ms",
-                "guideline_version__number",
-            )
+            .values(*ranking_fields)
         ):
             rankings[ranking["task_id"]].append(ranking)
         for task in chunk:
