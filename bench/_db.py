@@ -58,3 +58,25 @@ def copy_rows(model, columns: list[str], rows: Iterable[tuple]) -> int:
                 copy.write_row(tuple(row) + extra)
                 count += 1
     return count
+
+
+def database_drop(url: str) -> None:
+    """DROP DATABASE (a bench's own, at its end), closing whatever still holds it."""
+    import dj_database_url
+    import psycopg
+    from psycopg import sql
+
+    config = dj_database_url.parse(url)
+    with psycopg.connect(
+        dbname="postgres",
+        user=config["USER"] or None,
+        password=config["PASSWORD"] or None,
+        host=config["HOST"] or None,
+        port=config["PORT"] or None,
+        autocommit=True,
+    ) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(config["NAME"])
+            )
+        )
