@@ -19,11 +19,14 @@ PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
-# One worker per group, each with one process and TORCH_THREADS compute threads.
+# One worker per group, each with one process and TORCH_THREADS compute threads. Bulk groups
+# (generation, training) run at a lower CPU priority so that suggestions stay fast beside them.
 while read -r GROUP QUEUES; do
   EXTRA=()
+  NICE=()
   [ "$GROUP" = default ] && EXTRA=(-B --schedule "$VAR/celerybeat-schedule")
-  $PY -m celery -A config worker -Q "$QUEUES" -n "$GROUP@%h" \
+  case "$GROUP" in generation|training) NICE=(nice -n 10) ;; esac
+  ${NICE[@]+"${NICE[@]}"} $PY -m celery -A config worker -Q "$QUEUES" -n "$GROUP@%h" \
     --concurrency 1 --without-mingle --without-gossip ${EXTRA[@]+"${EXTRA[@]}"} --loglevel INFO \
     > "$VAR/log/worker-$GROUP.log" 2>&1 &
   PIDS+=($!)
