@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sampler.training.config import TrainingConfig
+from sampler.training.data import SplitData
 from sampler.training.model import merge_lora
 
 STATE_FILE = "trainer_state.json"
@@ -246,18 +247,8 @@ def train(
     total_steps = total_steps_for(config, batches_per_epoch)
 
     def report(kind: str, state: LoopState, metrics=None, message: str = "") -> None:
-        if callback is not None:
-            callback(
-                ProgressEvent(
-                    kind=kind,
-                    step=state.step,
-                    total_steps=total_steps,
-                    metrics=metrics or {},
-                    message=message,
-                    history=state.history,
-                    is_main_process=accelerator.is_main_process,
-                )
-            )
+        main = accelerator.is_main_process
+        report_progress(callback, kind, state, total_steps, main, metrics, message)
 
     state, resumed_from = LoopState(), None
     checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
@@ -392,6 +383,30 @@ def fit(
     return result, accelerator.unwrap_model(prepared_module), accelerator
 
 
+def report_progress(
+    callback: ProgressCallback | None,
+    kind: str,
+    state,
+    total_steps: int,
+    is_main_process: bool,
+    metrics: dict | None = None,
+    message: str = "",
+) -> None:
+    """One event about ``state`` (a loop's state: its ``step`` and live ``history``)."""
+    if callback is not None:
+        callback(
+            ProgressEvent(
+                kind=kind,
+                step=state.step,
+                total_steps=total_steps,
+                metrics=metrics or {},
+                message=message,
+                history=state.history,
+                is_main_process=is_main_process,
+            )
+        )
+
+
 def add_log_message(callback: ProgressCallback | None, message: str, *, main: bool = True) -> None:
     if callback is not None:
         callback(
@@ -420,3 +435,41 @@ def save_output(
     tokenizer.save_pretrained(str(output_dir))
     (output_dir / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
     return lora
+
+
+def finish_run(
+    model,
+    tokenizer,
+    output_dir: str | Path,
+    config: TrainingConfig,
+    data: SplitData,
+    result: LoopResult,
+    accelerator: Accelerator,
+    *,
+    extra_metrics: dict | None = None,
+    padding_side: str | None = None,
+) -> RunResult:
+    """Save the trained ``model`` (``save_output``, on the main process; the others wait for it)
+    with what trained it, and hand back the run's result: the final held-out metrics, the step
+    count, ``extra_metrics`` and the LoRA record, when there is one."""
+    output_dir = Path(output_dir)
+    metrics: dict = {**result.final_metrics, "steps": result.steps, **(extra_metrics or {})}
+    if accelerator.is_main_process:
+        info = {
+            "kind": config.kind,
+            "config": config.as_dict(),
+            "metrics": metrics,
+            "data": data.describe(),
+        }
+        lora = save_output(model, tokenizer, output_dir, info, padding_side=padding_side)
+        if lora is not None:
+            metrics["lora"] = lora
+    accelerator.wait_for_everyone()
+    return RunResult(
+        output_dir=output_dir,
+        metrics=metrics,
+        history=result.history,
+        data=data.describe(),
+        steps=result.steps,
+        seconds=result.seconds,
+    )

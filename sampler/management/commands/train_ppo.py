@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
 from ranking.exports.filters import ExportFilters
-from sampler.management.commands._training import _boolean, _errors
+from sampler.management.commands._training import _errors, add_config_options, run_inline
 from sampler.registry.models import ModelVersion
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
@@ -72,20 +72,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queue", action="store_true", help="Queue it for a training worker and exit."
         )
-        hyper = parser.add_argument_group("hyperparameters")
-        for field in fields(PPOConfig):
-            if field.name == "test_fraction":
-                continue  # comes with the data (--test-fraction)
-            default = getattr(PPOConfig, field.name)
-            option = "--" + field.name.replace("_", "-")
-            if isinstance(default, bool):
-                hyper.add_argument(option, type=_boolean, default=None, metavar="yes|no")
-            elif isinstance(default, float):
-                hyper.add_argument(option, type=float, default=None, help=f"default {default}")
-            elif isinstance(default, int) or field.type.startswith("int"):
-                hyper.add_argument(option, type=int, default=None, help=f"default {default}")
-            else:
-                hyper.add_argument(option, default=None, help=f"default {default}")
+        add_config_options(parser, PPOConfig)
 
     def handle(self, *args, **options):
         if options["resume"]:
@@ -98,22 +85,8 @@ class Command(BaseCommand):
             if options["queue"]:
                 return
             run_id = run.pk
-        try:
-            run = training_services.training_run_run_inline(
-                run_id=run_id, echo=PPOProgressBar(self.stdout) if options["verbosity"] else None
-            )
-        except KeyboardInterrupt:
-            raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
-        except ValidationError as error:
-            raise CommandError(_errors(error)) from error
-        except Exception as error:
-            raise CommandError(f"Run {run_id} failed: {error}") from error
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
-        version = run.output_versions.first()
-        self.stdout.write(
-            f"run {run.pk} succeeded: {version.name} at {version.path} (not promoted)"
-        )
+        echo = PPOProgressBar(self.stdout) if options["verbosity"] else None
+        version = run_inline(self.stdout, run_id, echo)
         shown = {
             key: value
             for key, value in version.metrics.items()
