@@ -31,6 +31,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _preference import as_pairs  # noqa: E402 - needs the bench folder on sys.path
+
 from sampler.training.config import DPOConfig  # noqa: E402
 from sampler.training.dpo import build_dpo_data, ranking_losses, train_dpo  # noqa: E402
 from sampler.training.model import load_policy, load_tokenizer, turn_end_ids  # noqa: E402
@@ -43,26 +45,6 @@ from sampler.training.synthetic import synthetic_rankings  # noqa: E402
 DEFAULT_MODEL = ROOT / "assets" / "models" / "tandem-chitchat-tiny"
 NOISE = 0.1
 MAX_LENGTH = 128
-
-
-def as_pairs(rankings: list[dict]) -> list[dict]:
-    """Every implied pair of every ranking, in TRL's conversational prompt/chosen/rejected form."""
-    pairs = []
-    for record in rankings:
-        texts = {c["candidate_id"]: c["text"] for c in record["candidates"]}
-        groups = record["ordering"]
-        for winner_rank, group in enumerate(groups):
-            for worse in groups[winner_rank + 1 :]:
-                for winner in group:
-                    for loser in worse:
-                        pairs.append(
-                            {
-                                "prompt": record["prompt"],
-                                "chosen": [{"role": "assistant", "content": texts[winner]}],
-                                "rejected": [{"role": "assistant", "content": texts[loser]}],
-                            }
-                        )
-    return pairs
 
 
 @torch.no_grad()

@@ -29,6 +29,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _preference import as_pairs  # noqa: E402 - needs the bench folder on sys.path
+
+from sampler.embedded.build import new_model  # noqa: E402
+from sampler.embedded.config import ModelShape  # noqa: E402
 from sampler.training.config import RewardConfig  # noqa: E402
 from sampler.training.data import build_ranking_data, pad_right  # noqa: E402
 from sampler.training.losses import pairwise_correct  # noqa: E402
@@ -41,48 +45,12 @@ MAX_LENGTH = 128
 
 
 def tiny_model(micro_dir: Path, out: Path) -> Path:
-    """The shipped default's shape (4 layers x 256) with the micro tokenizer, random weights:
-    compute per token like the real tiny model, built in a second."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
+    """The shipped default's shape (``ModelShape``: 4 layers x 256) with the micro tokenizer,
+    random weights: compute per token like the real tiny model, built in a second."""
     tokenizer = load_tokenizer(micro_dir)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=256,
-        n_embd=256,
-        n_layer=4,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(out)
+    new_model(ModelShape(), tokenizer, seed=0).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def as_pairs(rankings: list[dict]) -> list[dict]:
-    """Every implied pair of every ranking, in TRL's conversational prompt/chosen/rejected form."""
-    pairs = []
-    for record in rankings:
-        texts = {c["candidate_id"]: c["text"] for c in record["candidates"]}
-        ordering = record["ordering"]
-        for rank, group in enumerate(ordering):
-            for worse in ordering[rank + 1 :]:
-                for winner in group:
-                    for loser in worse:
-                        pairs.append(
-                            {
-                                "prompt": record["prompt"],
-                                "chosen": [{"role": "assistant", "content": texts[winner]}],
-                                "rejected": [{"role": "assistant", "content": texts[loser]}],
-                            }
-                        )
-    return pairs
 
 
 @torch.no_grad()
