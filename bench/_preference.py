@@ -1,7 +1,9 @@
 """Shared by the preference benchmarks (reward model, DPO): rankings in the pair form that TRL's
-trainers read."""
+trainers read, and the settings both TRL trainers take from our config."""
 
 from __future__ import annotations
+
+import torch
 
 
 def as_pairs(rankings: list[dict]) -> list[dict]:
@@ -22,3 +24,25 @@ def as_pairs(rankings: list[dict]) -> list[dict]:
                             }
                         )
     return pairs
+
+
+def trl_arguments(config) -> dict:
+    """TRL training arguments that match our run's ``config`` (one epoch, its optimiser and
+    schedule shape, its max length and seed), without saving, logging or a progress bar; the
+    GPU when there is one."""
+    return {
+        "num_train_epochs": 1,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": "cosine",
+        "weight_decay": config.weight_decay,
+        "max_grad_norm": config.gradient_clip,
+        "max_length": config.max_length,
+        "seed": config.seed,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_strategy": "no",
+        "disable_tqdm": True,
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": False,
+        "dataloader_num_workers": 0,
+    }

@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _preference import as_pairs  # noqa: E402 - needs the bench folder on sys.path
+from _preference import as_pairs, trl_arguments  # noqa: E402 - needs the bench folder on sys.path
 
 from sampler.training.config import DPOConfig  # noqa: E402
 from sampler.training.dpo import build_dpo_data, ranking_losses, train_dpo  # noqa: E402
@@ -82,22 +82,9 @@ def run_trl(model_dir, train_records, config: DPOConfig, pairs_per_step: int, ou
     arguments = TRLDPOConfig(
         output_dir=str(out),
         per_device_train_batch_size=pairs_per_step,
-        num_train_epochs=1,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
         warmup_steps=int(config.warmup_ratio * steps),
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.gradient_clip,
-        max_length=config.max_length,
         beta=config.beta,
-        seed=config.seed,
-        report_to="none",
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        dataloader_num_workers=0,
+        **trl_arguments(config),
     )
     trainer = DPOTrainer(
         model=load_policy(model_dir),

@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _preference import as_pairs  # noqa: E402 - needs the bench folder on sys.path
+from _preference import as_pairs, trl_arguments  # noqa: E402 - needs the bench folder on sys.path
 
 from sampler.embedded.build import new_model  # noqa: E402
 from sampler.embedded.config import ModelShape  # noqa: E402
@@ -92,21 +92,8 @@ def run_trl(model_dir, train_records, config: RewardConfig, k: int, out: Path):
         output_dir=str(out),
         # The same comparisons per optimizer step as ours: B rankings = B * C(K,2) pairs.
         per_device_train_batch_size=config.batch_size * pairs_per_ranking,
-        num_train_epochs=1,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
         warmup_steps=int(config.warmup_ratio * math.ceil(len(train_records) / config.batch_size)),
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.gradient_clip,
-        max_length=config.max_length,
-        seed=config.seed,
-        report_to="none",
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        dataloader_num_workers=0,
+        **trl_arguments(config),
     )
     trainer = RewardTrainer(
         model=model,

@@ -6,7 +6,7 @@ from django.db.models import Q
 
 from labeling.conversations.models import Conversation, Message
 from labeling.guidelines.models import GuidelineVersion
-from sampler.jobs.models import Job, job_indexes
+from sampler.jobs.models import Job, job_indexes, job_requester
 
 
 class Attack(models.Model):
@@ -81,13 +81,7 @@ class AttackRun(Job):
     seed = models.BigIntegerField()
     params = models.JSONField(default=dict, blank=True)
     filter_name = models.CharField(max_length=200, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="attack_runs",
-    )
+    requested_by = job_requester("attack_runs")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from sampler.jobs.models import Job, job_indexes
+from sampler.jobs.models import Job, job_indexes, job_requester
 from sampler.registry.models import ModelVersion
 
 
@@ -17,13 +17,7 @@ class ModelComparison(Job):
     config = models.JSONField(default=dict)
     # Wins, ties, win rate, mean scores / lengths / end-of-turn rates, a few examples.
     results = models.JSONField(default=dict, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="model_comparisons",
-    )
+    requested_by = job_requester("model_comparisons")
 
     class Meta:
         ordering = ["-created_at"]
