@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from sampler.training.config import TrainingConfig
 from sampler.training.data import SplitData
 from sampler.training.model import merge_lora
+from sampler.training.optim import make_optimizer
 
 STATE_FILE = "trainer_state.json"
 # Written next to the saved model: how it was trained, readable without the database.
@@ -116,20 +117,6 @@ def make_accelerator(config: TrainingConfig) -> Accelerator:
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         # A seeded sampler: epoch e has the same order on every process, run and resume.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
-
-
-def make_optimizer(module: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (biases and norms are exempt, as is usual)."""
-    decayed = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
-    exempt = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decayed, "weight_decay": config.weight_decay},
-            {"params": exempt, "weight_decay": 0.0},
-        ],
-        lr=config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
     )
 
 

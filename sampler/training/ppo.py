@@ -45,7 +45,6 @@ from sampler.training.loop import (
     latest_checkpoint,
     learning_rate_at,
     make_accelerator,
-    make_optimizer,
     report_progress,
     save_output,
 )
@@ -58,6 +57,7 @@ from sampler.training.model import (
     load_tokenizer,
     score_head,
 )
+from sampler.training.optim import make_optimizer
 from sampler.training.ppo_config import PPOConfig
 from sampler.training.rollout import (
     build_prompt_data,
