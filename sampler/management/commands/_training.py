@@ -26,22 +26,33 @@ def _errors(error: ValidationError) -> str:
 
 
 class ProgressBar:
-    """tqdm over optimizer steps; eval results and log messages printed above it."""
+    """tqdm over optimizer steps with the training loss; eval results and log messages printed
+    above it."""
+
+    description = "train"
+    eval_format = ".4f"
 
     def __init__(self, stdout):
         self.stdout = stdout
         self.bar = None
 
+    def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{metrics['loss/train']:.4f}"}
+
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "start":
-            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", desc="train")
+            self.bar = tqdm(
+                total=event.total_steps, initial=event.step, unit="step", desc=self.description
+            )
         if event.kind in {"start", "message", "checkpoint"}:
             self._write(event.message)
         elif event.kind == "train" and self.bar is not None:
             self.bar.update(event.step - self.bar.n)
-            self.bar.set_postfix(loss=f"{event.metrics['loss/train']:.4f}", refresh=False)
+            self.bar.set_postfix(self.postfix(event.metrics), refresh=False)
         elif event.kind == "eval":
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(event.metrics.items()))
+            shown = ", ".join(
+                f"{k} {v:{self.eval_format}}" for k, v in sorted(event.metrics.items())
+            )
             self._write(f"step {event.step}: {shown}")
         elif event.kind == "end" and self.bar is not None:
             self.bar.close()
