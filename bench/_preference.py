@@ -1,7 +1,10 @@
 """Shared by the preference benchmarks (reward model, DPO): rankings in the pair form that TRL's
-trainers read, and the settings both TRL trainers take from our config."""
+trainers read, the settings both TRL trainers take from our config, and a quiet process."""
 
 from __future__ import annotations
+
+import logging
+import warnings
 
 import torch
 
@@ -46,3 +49,18 @@ def trl_arguments(config) -> dict:
         "bf16": False,
         "dataloader_num_workers": 0,
     }
+
+
+def quiet_process(threads: int) -> str:
+    """``threads`` CPU threads and no library warnings, logs or progress bars (the printed table
+    is the output); returns the device, as the table's header shows it."""
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    return "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"

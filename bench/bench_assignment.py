@@ -38,7 +38,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
 
-from _db import copy_rows, database_ensure  # noqa: E402 - needs the bench folder on sys.path
+from _db import (  # noqa: E402 - needs the bench folder on sys.path
+    ASSIGNMENT_COLUMNS,
+    CANDIDATE_COLUMNS,
+    RANKING_COLUMNS,
+    copy_rows,
+    database_ensure,
+    foreign_key_triggers_off,
+)
 
 # WhiteNoise warns that collectstatic never ran; pages render the same without it.
 warnings.filterwarnings("ignore", message="No directory at")
@@ -287,10 +294,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
                 )
             )
 
-    with connection.cursor() as cursor:
-        # A bulk load: skip the per-row foreign-key triggers (every id is assigned right here).
-        cursor.execute("SET session_replication_role = replica")
-    try:
+    with foreign_key_triggers_off():
         copy_rows(
             Conversation,
             [
@@ -342,45 +346,9 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             task_rows(),
         )
-        copy_rows(
-            Candidate, ["id", "task_id", "message_id", "is_source", "position"], candidate_rows()
-        )
-        copy_rows(
-            Assignment,
-            [
-                "id",
-                "task_id",
-                "trainer_id",
-                "status",
-                "presentation_order",
-                "skip_reason",
-                "leased_at",
-                "expires_at",
-                "closed_at",
-            ],
-            assignment_rows,
-        )
-        copy_rows(
-            Ranking,
-            [
-                "id",
-                "task_id",
-                "assignment_id",
-                "ranker_id",
-                "ordering",
-                "cannot_rank",
-                "flags",
-                "rationale",
-                "presentation_order",
-                "started_at",
-                "submitted_at",
-                "duration_ms",
-            ],
-            ranking_rows,
-        )
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET session_replication_role = origin")
+        copy_rows(Candidate, CANDIDATE_COLUMNS, candidate_rows())
+        copy_rows(Assignment, ASSIGNMENT_COLUMNS, assignment_rows)
+        copy_rows(Ranking, RANKING_COLUMNS, ranking_rows)
     with connection.cursor() as cursor:
         for model in (Conversation, Message, RankingTask, Candidate, Assignment, Ranking):
             table = model._meta.db_table

@@ -19,11 +19,9 @@ for both; over seeds: median speed, mean accuracy.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -31,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _preference import as_pairs, trl_arguments  # noqa: E402 - needs the bench folder on sys.path
+from _preference import as_pairs, quiet_process, trl_arguments  # noqa: E402 - needs the bench folder on sys.path
 
 from sampler.training.config import DPOConfig  # noqa: E402
 from sampler.training.dpo import build_dpo_data, ranking_losses, train_dpo  # noqa: E402
@@ -111,19 +109,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     arguments = parser.parse_args()
-    torch.set_num_threads(arguments.threads)
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-
+    device = quiet_process(arguments.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
     tokenizer = load_tokenizer(arguments.model)
-    device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"model {arguments.model}, {device}")
     print(
         f"{arguments.rankings} rankings of K={arguments.k} per seed, rule {arguments.rule!r}, "

@@ -34,7 +34,14 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tandem
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "0")
 
-from _db import copy_rows, database_ensure  # noqa: E402 - needs the bench folder on sys.path
+from _db import (  # noqa: E402 - needs the bench folder on sys.path
+    ASSIGNMENT_COLUMNS,
+    CANDIDATE_COLUMNS,
+    RANKING_COLUMNS,
+    copy_rows,
+    database_ensure,
+    foreign_key_triggers_off,
+)
 
 CANDIDATES = 5
 RANKERS = 3
@@ -115,7 +122,7 @@ def seed(rows: int, *, rng: random.Random) -> int:
             prompt = json.dumps([{"role": "user", "content": prompts[t]}])
             yield (
                 t + 1, version.pk, 6 * t + 1, prompt, "assistant", CANDIDATES - 1, params,
-                rng.randint(0, 2**31 - 1), "ranking", "succeeded", "", "", None, "", "bench", 1,
+                rng.randint(0, 2**31 - 1), "ranking", "succeeded", "", "", None, "bench", 1,
                 now, now, now, 100,
             )  # fmt: skip
 
@@ -179,9 +186,7 @@ def seed(rows: int, *, rng: random.Random) -> int:
                 )  # fmt: skip
 
     fill_rankings()
-    with connection.cursor() as cursor:
-        cursor.execute("SET session_replication_role = replica")
-    try:
+    with foreign_key_triggers_off():
         copy_rows(
             Conversation,
             ["id", "owner_id", "title", "instructions", "status", "source", "active_leaf_id",
@@ -210,7 +215,6 @@ def seed(rows: int, *, rng: random.Random) -> int:
                 "error",
                 "notes",
                 "requested_by_id",
-                "celery_task_id",
                 "worker",
                 "attempts",
                 "created_at",
@@ -254,25 +258,11 @@ def seed(rows: int, *, rng: random.Random) -> int:
             ],
             task_rows(),
         )
-        copy_rows(
-            Candidate, ["id", "task_id", "message_id", "is_source", "position"], candidate_rows()
-        )
-        copy_rows(
-            Assignment,
-            ["id", "task_id", "trainer_id", "status", "presentation_order", "skip_reason",
-             "leased_at", "expires_at", "closed_at"],
-            assignment_rows,
-        )  # fmt: skip
-        copy_rows(
-            Ranking,
-            ["id", "task_id", "assignment_id", "ranker_id", "ordering", "cannot_rank", "flags",
-             "rationale", "presentation_order", "started_at", "submitted_at", "duration_ms"],
-            ranking_rows,
-        )  # fmt: skip
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET session_replication_role = DEFAULT")
-            cursor.execute("ANALYZE")
+        copy_rows(Candidate, CANDIDATE_COLUMNS, candidate_rows())
+        copy_rows(Assignment, ASSIGNMENT_COLUMNS, assignment_rows)
+        copy_rows(Ranking, RANKING_COLUMNS, ranking_rows)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
     return tasks
 
 

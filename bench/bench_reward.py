@@ -16,12 +16,10 @@ seeds (data, split, initialisation), the median speed and the mean accuracy.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import statistics
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -29,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _preference import as_pairs, trl_arguments  # noqa: E402 - needs the bench folder on sys.path
+from _preference import as_pairs, quiet_process, trl_arguments  # noqa: E402 - needs the bench folder on sys.path
 
 from sampler.embedded.build import new_model  # noqa: E402
 from sampler.embedded.config import ModelShape  # noqa: E402
@@ -119,17 +117,7 @@ def main() -> None:
         "--seeds", type=int, default=3, help="Runs per K: median speed, mean accuracy."
     )
     arguments = parser.parse_args()
-    torch.set_num_threads(arguments.threads)
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    import datasets
-
-    datasets.disable_progress_bars()
-
+    device = quiet_process(arguments.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-reward-"))
     model_dir = arguments.model
     if not model_dir:
@@ -139,7 +127,6 @@ def main() -> None:
         if arguments.shape == "tiny":
             model_dir = tiny_model(model_dir, work / "tiny")
     tokenizer = load_tokenizer(model_dir)
-    device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"model {model_dir} ({arguments.shape if not arguments.model else 'given'}), {device}")
     print(
         f"{arguments.rankings} rankings per K, rule 'longer reply wins', {NOISE:.0%} reversed; "

@@ -222,7 +222,7 @@ def train_dpo(
         eval_examples=data.test,
         collate=PromptCompletionCollator(pad_id=tokenizer.pad_token_id),
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        checkpoint_dir=checkpoint_dir,
         resume=resume,
         callback=callback,
         before_train=task.place_reference,

@@ -236,7 +236,7 @@ def train_kto(
         eval_examples=data.test if len(data.test) >= 2 else [],
         collate=PromptCompletionCollator(pad_id=tokenizer.pad_token_id, pair_with_next=True),
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        checkpoint_dir=checkpoint_dir,
         resume=resume,
         callback=callback,
         before_train=task.place_reference,

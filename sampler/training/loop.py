@@ -328,7 +328,7 @@ def fit(
     eval_examples: list,
     collate: Callable[[list], dict[str, torch.Tensor]],
     config: TrainingConfig,
-    checkpoint_dir: Path | None = None,
+    checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     callback: ProgressCallback | None = None,
     before_train: Callable[[Accelerator], object] | None = None,
@@ -362,7 +362,7 @@ def fit(
         eval_loader=eval_loader,
         accelerator=accelerator,
         config=config,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
         resume=resume,
         callback=callback,
     )

@@ -209,7 +209,7 @@ def train_reward(
         eval_examples=data.test,
         collate=RankingCollator(pad_id=tokenizer.pad_token_id),
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        checkpoint_dir=checkpoint_dir,
         resume=resume,
         callback=callback,
     )

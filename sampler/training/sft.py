@@ -90,7 +90,7 @@ def train_sft(
         eval_examples=data.test,
         collate=SFTCollator(pad_id=tokenizer.pad_token_id),
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        checkpoint_dir=checkpoint_dir,
         resume=resume,
         callback=callback,
     )
