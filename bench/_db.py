@@ -6,6 +6,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 # The ranking tables' columns as the benches load them (their row builders yield in this order).
+RANKING_TASK_COLUMNS = [
+    "id",
+    "source_message_id",
+    "prefix_message_id",
+    "model_version_id",
+    "source_owner_id",
+    "status",
+    "alternatives_requested",
+    "overlap_required",
+    "rankings_count",
+    "leased_count",
+    "error",
+    "created_at",
+    "ready_at",
+]
 CANDIDATE_COLUMNS = ["id", "task_id", "message_id", "is_source", "position"]
 ASSIGNMENT_COLUMNS = [
     "id",

@@ -42,6 +42,7 @@ from _db import (  # noqa: E402 - needs the bench folder on sys.path
     ASSIGNMENT_COLUMNS,
     CANDIDATE_COLUMNS,
     RANKING_COLUMNS,
+    RANKING_TASK_COLUMNS,
     copy_rows,
     database_ensure,
     foreign_key_triggers_off,
@@ -327,25 +328,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             message_rows(),
         )
-        copy_rows(
-            RankingTask,
-            [
-                "id",
-                "source_message_id",
-                "prefix_message_id",
-                "model_version_id",
-                "source_owner_id",
-                "status",
-                "alternatives_requested",
-                "overlap_required",
-                "rankings_count",
-                "leased_count",
-                "error",
-                "created_at",
-                "ready_at",
-            ],
-            task_rows(),
-        )
+        copy_rows(RankingTask, RANKING_TASK_COLUMNS, task_rows())
         copy_rows(Candidate, CANDIDATE_COLUMNS, candidate_rows())
         copy_rows(Assignment, ASSIGNMENT_COLUMNS, assignment_rows)
         copy_rows(Ranking, RANKING_COLUMNS, ranking_rows)

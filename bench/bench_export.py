@@ -38,6 +38,7 @@ from _db import (  # noqa: E402 - needs the bench folder on sys.path
     ASSIGNMENT_COLUMNS,
     CANDIDATE_COLUMNS,
     RANKING_COLUMNS,
+    RANKING_TASK_COLUMNS,
     copy_rows,
     database_ensure,
     foreign_key_triggers_off,
@@ -143,8 +144,8 @@ def seed(rows: int, *, rng: random.Random) -> int:
     def task_rows():
         for t in range(tasks):
             yield (
-                t + 1, 6 * t + 2, 6 * t + 1, t + 1, version.pk, writer, "complete",
-                CANDIDATES - 1, RANKERS, RANKERS, 0, "", now, now,
+                t + 1, 6 * t + 2, 6 * t + 1, version.pk, writer, "complete",
+                CANDIDATES - 1, RANKERS, RANKERS, 0, "", now, now, t + 1,
             )  # fmt: skip
 
     def candidate_rows():
@@ -238,26 +239,7 @@ def seed(rows: int, *, rng: random.Random) -> int:
             ],
             sample_rows(),
         )
-        copy_rows(
-            RankingTask,
-            [
-                "id",
-                "source_message_id",
-                "prefix_message_id",
-                "generation_job_id",
-                "model_version_id",
-                "source_owner_id",
-                "status",
-                "alternatives_requested",
-                "overlap_required",
-                "rankings_count",
-                "leased_count",
-                "error",
-                "created_at",
-                "ready_at",
-            ],
-            task_rows(),
-        )
+        copy_rows(RankingTask, [*RANKING_TASK_COLUMNS, "generation_job_id"], task_rows())
         copy_rows(Candidate, CANDIDATE_COLUMNS, candidate_rows())
         copy_rows(Assignment, ASSIGNMENT_COLUMNS, assignment_rows)
         copy_rows(Ranking, RANKING_COLUMNS, ranking_rows)
