@@ -6,6 +6,11 @@ from sampler.jobs.models import Job, job_indexes, job_requester
 from sampler.registry.models import ModelVersion
 
 
+def _two_versions(name: str) -> models.CheckConstraint:
+    """``version_a`` and ``version_b`` are two versions: none is compared with itself."""
+    return models.CheckConstraint(condition=~Q(version_a=models.F("version_b")), name=name)
+
+
 class ModelComparison(Job):
     """A head-to-head of two policy versions: replies to the same held-out prompts, judged by a
     reward model (win rate of ``version_a``); computed by a worker."""
@@ -22,11 +27,7 @@ class ModelComparison(Job):
     class Meta:
         ordering = ["-created_at"]
         indexes = job_indexes("comparison")
-        constraints = [
-            models.CheckConstraint(
-                condition=~Q(version_a=models.F("version_b")), name="comparison_of_two_versions"
-            ),
-        ]
+        constraints = [_two_versions("comparison_of_two_versions")]
 
     def __str__(self) -> str:
         return f"{self.version_a} vs {self.version_b} ({self.status})"
@@ -48,11 +49,7 @@ class SideBySide(models.Model):
 
     class Meta:
         ordering = ["pk"]
-        constraints = [
-            models.CheckConstraint(
-                condition=~Q(version_a=models.F("version_b")), name="side_by_side_of_two_versions"
-            ),
-        ]
+        constraints = [_two_versions("side_by_side_of_two_versions")]
 
     def __str__(self) -> str:
         return f"{self.version_a} vs {self.version_b} #{self.pk}"
