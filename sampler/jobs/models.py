@@ -79,3 +79,8 @@ def job_requester(related_name: str) -> models.ForeignKey:
         on_delete=models.SET_NULL,
         related_name=related_name,
     )
+
+
+def progress_fraction(name: str) -> models.CheckConstraint:
+    """A job's ``progress`` (where its table keeps one) stays a fraction, 0 to 1."""
+    return models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name=name)
