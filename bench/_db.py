@@ -119,3 +119,20 @@ def foreign_key_triggers_off() -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def copy_ranking_tables(
+    tasks: Iterable[tuple],
+    candidates: Iterable[tuple],
+    assignments: Iterable[tuple],
+    rankings: Iterable[tuple],
+    *,
+    task_columns: list[str] = RANKING_TASK_COLUMNS,
+) -> None:
+    """COPY the ranking tables' rows, each in its column order above."""
+    from ranking.models import Assignment, Candidate, Ranking, RankingTask
+
+    copy_rows(RankingTask, task_columns, tasks)
+    copy_rows(Candidate, CANDIDATE_COLUMNS, candidates)
+    copy_rows(Assignment, ASSIGNMENT_COLUMNS, assignments)
+    copy_rows(Ranking, RANKING_COLUMNS, rankings)

@@ -38,15 +38,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
 
-from _db import (  # noqa: E402 - needs the bench folder on sys.path
-    ASSIGNMENT_COLUMNS,
-    CANDIDATE_COLUMNS,
-    RANKING_COLUMNS,
-    RANKING_TASK_COLUMNS,
-    copy_rows,
-    database_ensure,
-    foreign_key_triggers_off,
-)
+import _db  # noqa: E402 - needs the bench folder on sys.path
 
 # WhiteNoise warns that collectstatic never ran; pages render the same without it.
 warnings.filterwarnings("ignore", message="No directory at")
@@ -295,8 +287,8 @@ def seed(messages: int, *, rng: random.Random) -> None:
                 )
             )
 
-    with foreign_key_triggers_off():
-        copy_rows(
+    with _db.foreign_key_triggers_off():
+        _db.copy_rows(
             Conversation,
             [
                 "id",
@@ -313,7 +305,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             conversation_rows(),
         )
-        copy_rows(
+        _db.copy_rows(
             Message,
             [
                 "id",
@@ -328,10 +320,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             message_rows(),
         )
-        copy_rows(RankingTask, RANKING_TASK_COLUMNS, task_rows())
-        copy_rows(Candidate, CANDIDATE_COLUMNS, candidate_rows())
-        copy_rows(Assignment, ASSIGNMENT_COLUMNS, assignment_rows)
-        copy_rows(Ranking, RANKING_COLUMNS, ranking_rows)
+        _db.copy_ranking_tables(task_rows(), candidate_rows(), assignment_rows, ranking_rows)
     with connection.cursor() as cursor:
         for model in (Conversation, Message, RankingTask, Candidate, Assignment, Ranking):
             table = model._meta.db_table
@@ -485,7 +474,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default="A,B", help="which of A,B to run")
     arguments = parser.parse_args()
 
-    database_ensure(os.environ["DATABASE_URL"])
+    _db.database_ensure(os.environ["DATABASE_URL"])
     import django
 
     django.setup()

@@ -34,15 +34,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tandem
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "0")
 
-from _db import (  # noqa: E402 - needs the bench folder on sys.path
-    ASSIGNMENT_COLUMNS,
-    CANDIDATE_COLUMNS,
-    RANKING_COLUMNS,
-    RANKING_TASK_COLUMNS,
-    copy_rows,
-    database_ensure,
-    foreign_key_triggers_off,
-)
+import _db  # noqa: E402 - needs the bench folder on sys.path
 
 CANDIDATES = 5
 RANKERS = 3
@@ -56,7 +48,6 @@ def seed(rows: int, *, rng: random.Random) -> int:
     from django.utils import timezone
 
     from labeling.models import Conversation, Message
-    from ranking.models import Assignment, Candidate, Ranking, RankingTask
     from sampler.models import GenerationJob, ModelVersion, Sample
 
     with connection.cursor() as cursor:
@@ -187,20 +178,20 @@ def seed(rows: int, *, rng: random.Random) -> int:
                 )  # fmt: skip
 
     fill_rankings()
-    with foreign_key_triggers_off():
-        copy_rows(
+    with _db.foreign_key_triggers_off():
+        _db.copy_rows(
             Conversation,
             ["id", "owner_id", "title", "instructions", "status", "source", "active_leaf_id",
              "created_at", "updated_at", "finished_at"],
             conversation_rows(),
         )  # fmt: skip
-        copy_rows(
+        _db.copy_rows(
             Message,
             ["id", "conversation_id", "parent_id", "role", "content", "origin", "sample_id",
              "model_version_id", "edit_distance", "author_id", "created_at"],
             message_rows(),
         )  # fmt: skip
-        copy_rows(
+        _db.copy_rows(
             GenerationJob,
             [
                 "id",
@@ -225,7 +216,7 @@ def seed(rows: int, *, rng: random.Random) -> int:
             ],
             job_rows(),
         )
-        copy_rows(
+        _db.copy_rows(
             Sample,
             [
                 "id",
@@ -239,10 +230,13 @@ def seed(rows: int, *, rng: random.Random) -> int:
             ],
             sample_rows(),
         )
-        copy_rows(RankingTask, [*RANKING_TASK_COLUMNS, "generation_job_id"], task_rows())
-        copy_rows(Candidate, CANDIDATE_COLUMNS, candidate_rows())
-        copy_rows(Assignment, ASSIGNMENT_COLUMNS, assignment_rows)
-        copy_rows(Ranking, RANKING_COLUMNS, ranking_rows)
+        _db.copy_ranking_tables(
+            task_rows(),
+            candidate_rows(),
+            assignment_rows,
+            ranking_rows,
+            task_columns=[*_db.RANKING_TASK_COLUMNS, "generation_job_id"],
+        )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return tasks
@@ -287,7 +281,7 @@ def main() -> None:
 
     import django
 
-    database_ensure(os.environ["DATABASE_URL"])
+    _db.database_ensure(os.environ["DATABASE_URL"])
     django.setup()
     from django.core.management import call_command
 
