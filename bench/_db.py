@@ -2,7 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+# The ranking tables' columns as the benches load them (their row builders yield in this order).
+RANKING_TASK_COLUMNS = [
+    "id",
+    "source_message_id",
+    "prefix_message_id",
+    "model_version_id",
+    "source_owner_id",
+    "status",
+    "alternatives_requested",
+    "overlap_required",
+    "rankings_count",
+    "leased_count",
+    "error",
+    "created_at",
+    "ready_at",
+]
+CANDIDATE_COLUMNS = ["id", "task_id", "message_id", "is_source", "position"]
+ASSIGNMENT_COLUMNS = [
+    "id",
+    "task_id",
+    "trainer_id",
+    "status",
+    "presentation_order",
+    "skip_reason",
+    "leased_at",
+    "expires_at",
+    "closed_at",
+]
+RANKING_COLUMNS = [
+    "id",
+    "task_id",
+    "assignment_id",
+    "ranker_id",
+    "ordering",
+    "cannot_rank",
+    "flags",
+    "rationale",
+    "presentation_order",
+    "started_at",
+    "submitted_at",
+    "duration_ms",
+]
 
 
 def database_ensure(url: str) -> None:
@@ -37,11 +81,13 @@ def copy_rows(model, columns: list[str], rows: Iterable[tuple]) -> int:
     table = model._meta.db_table
     fields = {field.attname: field.column for field in model._meta.concrete_fields}
     names = [fields[column] for column in columns]
-    # Fields added after a bench was written get their model default, so COPY keeps working.
-    # Each default is computed once for every row: fine for constants, not for a unique field.
+    # Fields added after a bench was written get their model default (a required text field
+    # without one: ""), so COPY keeps working. Each default is computed once for every row:
+    # fine for constants, not for a unique field.
     defaults = []
     for field in model._meta.concrete_fields:
-        if field.attname in columns or not field.has_default():
+        takes_empty_text = field.empty_strings_allowed and not field.null
+        if field.attname in columns or not (field.has_default() or takes_empty_text):
             continue
         value = field.get_default()
         if field.get_internal_type() == "JSONField":
@@ -80,3 +126,35 @@ def database_drop(url: str) -> None:
                 sql.Identifier(config["NAME"])
             )
         )
+
+
+@contextmanager
+def foreign_key_triggers_off() -> Iterator[None]:
+    """A bulk load: skip the per-row foreign-key triggers (the caller assigns every id), and
+    turn them back on however the load ends."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET session_replication_role = DEFAULT")
+
+
+def copy_ranking_tables(
+    tasks: Iterable[tuple],
+    candidates: Iterable[tuple],
+    assignments: Iterable[tuple],
+    rankings: Iterable[tuple],
+    *,
+    task_columns: list[str] = RANKING_TASK_COLUMNS,
+) -> None:
+    """COPY the ranking tables' rows, each in its column order above."""
+    from ranking.models import Assignment, Candidate, Ranking, RankingTask
+
+    copy_rows(RankingTask, task_columns, tasks)
+    copy_rows(Candidate, CANDIDATE_COLUMNS, candidates)
+    copy_rows(Assignment, ASSIGNMENT_COLUMNS, assignments)
+    copy_rows(Ranking, RANKING_COLUMNS, rankings)

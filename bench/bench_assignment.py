@@ -38,7 +38,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
 
-from _db import copy_rows, database_ensure  # noqa: E402 - needs the bench folder on sys.path
+import _db  # noqa: E402 - needs the bench folder on sys.path
 
 # WhiteNoise warns that collectstatic never ran; pages render the same without it.
 warnings.filterwarnings("ignore", message="No directory at")
@@ -287,11 +287,8 @@ def seed(messages: int, *, rng: random.Random) -> None:
                 )
             )
 
-    with connection.cursor() as cursor:
-        # A bulk load: skip the per-row foreign-key triggers (every id is assigned right here).
-        cursor.execute("SET session_replication_role = replica")
-    try:
-        copy_rows(
+    with _db.foreign_key_triggers_off():
+        _db.copy_rows(
             Conversation,
             [
                 "id",
@@ -308,7 +305,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             conversation_rows(),
         )
-        copy_rows(
+        _db.copy_rows(
             Message,
             [
                 "id",
@@ -323,64 +320,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             ],
             message_rows(),
         )
-        copy_rows(
-            RankingTask,
-            [
-                "id",
-                "source_message_id",
-                "prefix_message_id",
-                "model_version_id",
-                "source_owner_id",
-                "status",
-                "alternatives_requested",
-                "overlap_required",
-                "rankings_count",
-                "leased_count",
-                "error",
-                "created_at",
-                "ready_at",
-            ],
-            task_rows(),
-        )
-        copy_rows(
-            Candidate, ["id", "task_id", "message_id", "is_source", "position"], candidate_rows()
-        )
-        copy_rows(
-            Assignment,
-            [
-                "id",
-                "task_id",
-                "trainer_id",
-                "status",
-                "presentation_order",
-                "skip_reason",
-                "leased_at",
-                "expires_at",
-                "closed_at",
-            ],
-            assignment_rows,
-        )
-        copy_rows(
-            Ranking,
-            [
-                "id",
-                "task_id",
-                "assignment_id",
-                "ranker_id",
-                "ordering",
-                "cannot_rank",
-                "flags",
-                "rationale",
-                "presentation_order",
-                "started_at",
-                "submitted_at",
-                "duration_ms",
-            ],
-            ranking_rows,
-        )
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET session_replication_role = origin")
+        _db.copy_ranking_tables(task_rows(), candidate_rows(), assignment_rows, ranking_rows)
     with connection.cursor() as cursor:
         for model in (Conversation, Message, RankingTask, Candidate, Assignment, Ranking):
             table = model._meta.db_table
@@ -534,7 +474,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default="A,B", help="which of A,B to run")
     arguments = parser.parse_args()
 
-    database_ensure(os.environ["DATABASE_URL"])
+    _db.database_ensure(os.environ["DATABASE_URL"])
     import django
 
     django.setup()

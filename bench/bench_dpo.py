@@ -19,17 +19,17 @@ for both; over seeds: median speed, mean accuracy.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _preference import as_pairs, quiet_process, trl_arguments  # noqa: E402 - needs the bench folder on sys.path
 
 from sampler.training.config import DPOConfig  # noqa: E402
 from sampler.training.dpo import build_dpo_data, ranking_losses, train_dpo  # noqa: E402
@@ -43,26 +43,6 @@ from sampler.training.synthetic import synthetic_rankings  # noqa: E402
 DEFAULT_MODEL = ROOT / "assets" / "models" / "tandem-chitchat-tiny"
 NOISE = 0.1
 MAX_LENGTH = 128
-
-
-def as_pairs(rankings: list[dict]) -> list[dict]:
-    """Every implied pair of every ranking, in TRL's conversational prompt/chosen/rejected form."""
-    pairs = []
-    for record in rankings:
-        texts = {c["candidate_id"]: c["text"] for c in record["candidates"]}
-        groups = record["ordering"]
-        for winner_rank, group in enumerate(groups):
-            for worse in groups[winner_rank + 1 :]:
-                for winner in group:
-                    for loser in worse:
-                        pairs.append(
-                            {
-                                "prompt": record["prompt"],
-                                "chosen": [{"role": "assistant", "content": texts[winner]}],
-                                "rejected": [{"role": "assistant", "content": texts[loser]}],
-                            }
-                        )
-    return pairs
 
 
 @torch.no_grad()
@@ -100,22 +80,9 @@ def run_trl(model_dir, train_records, config: DPOConfig, pairs_per_step: int, ou
     arguments = TRLDPOConfig(
         output_dir=str(out),
         per_device_train_batch_size=pairs_per_step,
-        num_train_epochs=1,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
         warmup_steps=int(config.warmup_ratio * steps),
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.gradient_clip,
-        max_length=config.max_length,
         beta=config.beta,
-        seed=config.seed,
-        report_to="none",
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        dataloader_num_workers=0,
+        **trl_arguments(config),
     )
     trainer = DPOTrainer(
         model=load_policy(model_dir),
@@ -142,19 +109,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     arguments = parser.parse_args()
-    torch.set_num_threads(arguments.threads)
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-
+    device = quiet_process(arguments.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
     tokenizer = load_tokenizer(arguments.model)
-    device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"model {arguments.model}, {device}")
     print(
         f"{arguments.rankings} rankings of K={arguments.k} per seed, rule {arguments.rule!r}, "

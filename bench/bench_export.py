@@ -40,7 +40,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tandem
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "0")
 
-from _db import copy_rows, database_ensure  # noqa: E402 - needs the bench folder on sys.path
+import _db  # noqa: E402 - needs the bench folder on sys.path
 
 CANDIDATES = 5
 RANKERS = 3
@@ -56,7 +56,6 @@ def seed(rows: int, *, rng: random.Random) -> int:
     from django.utils import timezone
 
     from labeling.models import Conversation, Message
-    from ranking.models import Assignment, Candidate, Ranking, RankingTask
     from sampler.models import GenerationJob, ModelVersion, Sample
 
     with connection.cursor() as cursor:
@@ -123,8 +122,8 @@ def seed(rows: int, *, rng: random.Random) -> int:
             prompt = json.dumps([{"role": "user", "content": prompts[t]}])
             yield (
                 t + 1, version.pk, 6 * t + 1, prompt, "assistant", CANDIDATES - 1, params,
-                rng.randint(0, 2**31 - 1), "ranking", "succeeded", "", "", None, "generation", "",
-                "bench", 1, now, now, now, 100,
+                rng.randint(0, 2**31 - 1), "ranking", "succeeded", "", "", None, "bench", 1,
+                now, now, now, 100,
             )  # fmt: skip
 
     def sample_rows():
@@ -144,8 +143,8 @@ def seed(rows: int, *, rng: random.Random) -> int:
     def task_rows():
         for t in range(tasks):
             yield (
-                t + 1, 6 * t + 2, 6 * t + 1, t + 1, version.pk, writer, "complete",
-                CANDIDATES - 1, RANKERS, RANKERS, 0, "", now, now,
+                t + 1, 6 * t + 2, 6 * t + 1, version.pk, writer, "complete",
+                CANDIDATES - 1, RANKERS, RANKERS, 0, "", now, now, t + 1,
             )  # fmt: skip
 
     def candidate_rows():
@@ -187,22 +186,20 @@ def seed(rows: int, *, rng: random.Random) -> int:
                 )  # fmt: skip
 
     fill_rankings()
-    with connection.cursor() as cursor:
-        cursor.execute("SET session_replication_role = replica")
-    try:
-        copy_rows(
+    with _db.foreign_key_triggers_off():
+        _db.copy_rows(
             Conversation,
             ["id", "owner_id", "title", "instructions", "status", "source", "active_leaf_id",
              "created_at", "updated_at", "finished_at"],
             conversation_rows(),
         )  # fmt: skip
-        copy_rows(
+        _db.copy_rows(
             Message,
             ["id", "conversation_id", "parent_id", "role", "content", "origin", "sample_id",
              "model_version_id", "edit_distance", "author_id", "created_at"],
             message_rows(),
         )  # fmt: skip
-        copy_rows(
+        _db.copy_rows(
             GenerationJob,
             [
                 "id",
@@ -218,8 +215,6 @@ def seed(rows: int, *, rng: random.Random) -> int:
                 "error",
                 "notes",
                 "requested_by_id",
-                "queue",
-                "publish_token",
                 "worker",
                 "attempts",
                 "created_at",
@@ -229,7 +224,7 @@ def seed(rows: int, *, rng: random.Random) -> int:
             ],
             job_rows(),
         )
-        copy_rows(
+        _db.copy_rows(
             Sample,
             [
                 "id",
@@ -243,45 +238,15 @@ def seed(rows: int, *, rng: random.Random) -> int:
             ],
             sample_rows(),
         )
-        copy_rows(
-            RankingTask,
-            [
-                "id",
-                "source_message_id",
-                "prefix_message_id",
-                "generation_job_id",
-                "model_version_id",
-                "source_owner_id",
-                "status",
-                "alternatives_requested",
-                "overlap_required",
-                "rankings_count",
-                "leased_count",
-                "error",
-                "created_at",
-                "ready_at",
-            ],
+        _db.copy_ranking_tables(
             task_rows(),
-        )
-        copy_rows(
-            Candidate, ["id", "task_id", "message_id", "is_source", "position"], candidate_rows()
-        )
-        copy_rows(
-            Assignment,
-            ["id", "task_id", "trainer_id", "status", "presentation_order", "skip_reason",
-             "leased_at", "expires_at", "closed_at"],
+            candidate_rows(),
             assignment_rows,
-        )  # fmt: skip
-        copy_rows(
-            Ranking,
-            ["id", "task_id", "assignment_id", "ranker_id", "ordering", "cannot_rank", "flags",
-             "rationale", "presentation_order", "started_at", "submitted_at", "duration_ms"],
             ranking_rows,
-        )  # fmt: skip
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SET session_replication_role = DEFAULT")
-            cursor.execute("ANALYZE")
+            task_columns=[*_db.RANKING_TASK_COLUMNS, "generation_job_id"],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
     return tasks
 
 
@@ -373,7 +338,7 @@ def _compare(row_counts: list[int], baseline: Path | None, repeats: int) -> None
 
     import django
 
-    database_ensure(os.environ["DATABASE_URL"])
+    _db.database_ensure(os.environ["DATABASE_URL"])
     django.setup()
     from django.core.management import call_command
 

@@ -16,12 +16,10 @@ seeds (data, split, initialisation), the median speed and the mean accuracy.
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import statistics
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -29,6 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _preference import as_pairs, quiet_process, trl_arguments  # noqa: E402 - needs the bench folder on sys.path
+
+from sampler.embedded.build import new_model  # noqa: E402
+from sampler.embedded.config import ModelShape  # noqa: E402
 from sampler.training.config import RewardConfig  # noqa: E402
 from sampler.training.data import build_ranking_data, pad_right  # noqa: E402
 from sampler.training.losses import pairwise_correct  # noqa: E402
@@ -41,48 +43,12 @@ MAX_LENGTH = 128
 
 
 def tiny_model(micro_dir: Path, out: Path) -> Path:
-    """The shipped default's shape (4 layers x 256) with the micro tokenizer, random weights:
-    compute per token like the real tiny model, built in a second."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
+    """The shipped default's shape (``ModelShape``: 4 layers x 256) with the micro tokenizer,
+    random weights: compute per token like the real tiny model, built in a second."""
     tokenizer = load_tokenizer(micro_dir)
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=256,
-        n_embd=256,
-        n_layer=4,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(out)
+    new_model(ModelShape(), tokenizer, seed=0).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def as_pairs(rankings: list[dict]) -> list[dict]:
-    """Every implied pair of every ranking, in TRL's conversational prompt/chosen/rejected form."""
-    pairs = []
-    for record in rankings:
-        texts = {c["candidate_id"]: c["text"] for c in record["candidates"]}
-        ordering = record["ordering"]
-        for rank, group in enumerate(ordering):
-            for worse in ordering[rank + 1 :]:
-                for winner in group:
-                    for loser in worse:
-                        pairs.append(
-                            {
-                                "prompt": record["prompt"],
-                                "chosen": [{"role": "assistant", "content": texts[winner]}],
-                                "rejected": [{"role": "assistant", "content": texts[loser]}],
-                            }
-                        )
-    return pairs
 
 
 @torch.no_grad()
@@ -124,21 +90,8 @@ def run_trl(model_dir, train_records, config: RewardConfig, k: int, out: Path):
         output_dir=str(out),
         # The same comparisons per optimizer step as ours: B rankings = B * C(K,2) pairs.
         per_device_train_batch_size=config.batch_size * pairs_per_ranking,
-        num_train_epochs=1,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type="cosine",
         warmup_steps=int(config.warmup_ratio * math.ceil(len(train_records) / config.batch_size)),
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.gradient_clip,
-        max_length=config.max_length,
-        seed=config.seed,
-        report_to="none",
-        save_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=False,
-        dataloader_num_workers=0,
+        **trl_arguments(config),
     )
     trainer = RewardTrainer(
         model=model,
@@ -164,17 +117,7 @@ def main() -> None:
         "--seeds", type=int, default=3, help="Runs per K: median speed, mean accuracy."
     )
     arguments = parser.parse_args()
-    torch.set_num_threads(arguments.threads)
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.WARNING)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    import datasets
-
-    datasets.disable_progress_bars()
-
+    device = quiet_process(arguments.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-reward-"))
     model_dir = arguments.model
     if not model_dir:
@@ -184,7 +127,6 @@ def main() -> None:
         if arguments.shape == "tiny":
             model_dir = tiny_model(model_dir, work / "tiny")
     tokenizer = load_tokenizer(model_dir)
-    device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"model {model_dir} ({arguments.shape if not arguments.model else 'given'}), {device}")
     print(
         f"{arguments.rankings} rankings per K, rule 'longer reply wins', {NOISE:.0%} reversed; "

@@ -6,10 +6,5 @@ from labeling.redteam.services import attack_run_execute
 from sampler.jobs.kinds import JobKind, job_kind_register
 
 ATTACK_RUN = job_kind_register(
-    JobKind(
-        name="attack_run",
-        model=AttackRun,
-        execute=attack_run_execute,
-        queue=Queue.GENERATION.value,
-    )
+    JobKind("attack_run", AttackRun, attack_run_execute, queue=Queue.GENERATION.value)
 )

@@ -2,11 +2,10 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 from labeling.conversations.models import Conversation, Message
 from labeling.guidelines.models import GuidelineVersion
-from sampler.jobs.models import Job, job_indexes
+from sampler.jobs.models import Job, job_indexes, job_requester, progress_fraction
 
 
 class Attack(models.Model):
@@ -81,22 +80,12 @@ class AttackRun(Job):
     seed = models.BigIntegerField()
     params = models.JSONField(default=dict, blank=True)
     filter_name = models.CharField(max_length=200, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="attack_runs",
-    )
+    requested_by = job_requester("attack_runs")
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = job_indexes("attackrun")
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(progress__gte=0) & Q(progress__lte=1), name="attack_run_progress"
-            ),
-        ]
+        constraints = [progress_fraction("attack_run_progress")]
 
     def __str__(self) -> str:
         return f"Attack run {self.pk} against {self.model_version_id} ({self.status})"

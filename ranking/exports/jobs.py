@@ -6,10 +6,5 @@ from ranking.exports.services import dataset_export_execute
 from sampler.jobs.kinds import JobKind, job_kind_register
 
 EXPORT = job_kind_register(
-    JobKind(
-        name="export",
-        model=DatasetExport,
-        execute=dataset_export_execute,
-        queue=Queue.DEFAULT.value,
-    )
+    JobKind("export", DatasetExport, dataset_export_execute, queue=Queue.DEFAULT.value)
 )

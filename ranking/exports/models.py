@@ -1,8 +1,7 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
-from sampler.jobs.models import Job, job_indexes
+from sampler.jobs.models import Job, job_indexes, progress_fraction
 
 
 class DatasetExport(Job):
@@ -27,11 +26,7 @@ class DatasetExport(Job):
     class Meta:
         ordering = ["-created_at"]
         indexes = job_indexes("export")
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(progress__gte=0) & Q(progress__lte=1), name="export_progress_fraction"
-            ),
-        ]
+        constraints = [progress_fraction("export_progress_fraction")]
 
     def __str__(self) -> str:
         return f"{self.get_format_display()} export {self.pk} ({self.status})"

@@ -10,9 +10,9 @@ from sampler.jobs.kinds import JobKind, job_kind_register
 
 RANKING_PREPARATION = job_kind_register(
     JobKind(
-        name="ranking_preparation",
-        model=GenerationJob,
-        execute=ranking_task_prepare_execute,
+        "ranking_preparation",
+        GenerationJob,
+        ranking_task_prepare_execute,
         queue=Queue.GENERATION.value,
         time_limit=settings.GENERATION_TIME_LIMIT,
         matches=lambda job: job.purpose == GenerationJob.Purpose.RANKING,

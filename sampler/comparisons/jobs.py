@@ -6,10 +6,5 @@ from sampler.comparisons.services import model_comparison_execute
 from sampler.jobs.kinds import JobKind, job_kind_register
 
 COMPARISON = job_kind_register(
-    JobKind(
-        name="comparison",
-        model=ModelComparison,
-        execute=model_comparison_execute,
-        queue=Queue.GENERATION.value,
-    )
+    JobKind("comparison", ModelComparison, model_comparison_execute, queue=Queue.GENERATION.value)
 )

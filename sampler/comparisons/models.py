@@ -2,8 +2,13 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from sampler.jobs.models import Job, job_indexes
+from sampler.jobs.models import Job, job_indexes, job_requester
 from sampler.registry.models import ModelVersion
+
+
+def _two_versions(name: str) -> models.CheckConstraint:
+    """``version_a`` and ``version_b`` are two versions: none is compared with itself."""
+    return models.CheckConstraint(condition=~Q(version_a=models.F("version_b")), name=name)
 
 
 class ModelComparison(Job):
@@ -17,22 +22,12 @@ class ModelComparison(Job):
     config = models.JSONField(default=dict)
     # Wins, ties, win rate, mean scores / lengths / end-of-turn rates, a few examples.
     results = models.JSONField(default=dict, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="model_comparisons",
-    )
+    requested_by = job_requester("model_comparisons")
 
     class Meta:
         ordering = ["-created_at"]
         indexes = job_indexes("comparison")
-        constraints = [
-            models.CheckConstraint(
-                condition=~Q(version_a=models.F("version_b")), name="comparison_of_two_versions"
-            ),
-        ]
+        constraints = [_two_versions("comparison_of_two_versions")]
 
     def __str__(self) -> str:
         return f"{self.version_a} vs {self.version_b} ({self.status})"
@@ -54,11 +49,7 @@ class SideBySide(models.Model):
 
     class Meta:
         ordering = ["pk"]
-        constraints = [
-            models.CheckConstraint(
-                condition=~Q(version_a=models.F("version_b")), name="side_by_side_of_two_versions"
-            ),
-        ]
+        constraints = [_two_versions("side_by_side_of_two_versions")]
 
     def __str__(self) -> str:
         return f"{self.version_a} vs {self.version_b} #{self.pk}"

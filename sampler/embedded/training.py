@@ -14,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sampler.embedded.config import TrainingConfig
+from sampler.training.optim import make_optimizer
 
 
 @dataclass
@@ -61,20 +62,6 @@ def learning_rate_at(step: int, config: TrainingConfig) -> float:
     cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
     floor = config.min_learning_rate_ratio
     return config.learning_rate * (floor + (1.0 - floor) * cosine)
-
-
-def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only; biases, norms and position scales are exempt."""
-    decayed = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    exempt = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decayed, "weight_decay": config.weight_decay},
-            {"params": exempt, "weight_decay": 0.0},
-        ],
-        lr=config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
-    )
 
 
 def language_model_loss(model: nn.Module, blocks: torch.Tensor) -> torch.Tensor:

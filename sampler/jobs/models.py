@@ -1,5 +1,6 @@
 """The fields every background job shares; each kind's table inherits them."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -66,3 +67,20 @@ def job_indexes(prefix: str) -> list[models.Index]:
             name=f"{prefix}_unfinished",
         ),
     ]
+
+
+def job_requester(related_name: str) -> models.ForeignKey:
+    """Who asked for a job: optional (the system queues some), and the job and its results
+    outlive the account."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name=related_name,
+    )
+
+
+def progress_fraction(name: str) -> models.CheckConstraint:
+    """A job's ``progress`` (where its table keeps one) stays a fraction, 0 to 1."""
+    return models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name=name)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.utils.module_loading import import_string
 
 from ranking.exports.filters import ExportFilters
 from ranking.exports.selectors import export_records
@@ -131,6 +132,19 @@ def validated_config(kind: TrainingKind, values: dict | None):
         raise ValidationError(error.errors) from error
 
 
+def _train_on_records(trainer: str) -> Callable[..., Any]:
+    """``train`` for a kind whose trainer reads the run's rows as ``records`` from the base
+    version. ``trainer`` is its dotted path: torch loads in workers only (the web process
+    imports this module to validate runs)."""
+
+    def train(*, run: TrainingRun, config, data: RunData, **arguments):
+        return import_string(trainer)(
+            config=config, records=data.rows, base_model=run.base_version.path, **arguments
+        )
+
+    return train
+
+
 # ---- SFT --------------------------------------------------------------------------------------
 
 
@@ -144,22 +158,13 @@ def _load_main(run: TrainingRun, config) -> RunData:
     return data
 
 
-def _train_sft(*, run: TrainingRun, config, data: RunData, **arguments):
-    # torch loads in workers only: the web process imports this module to validate runs.
-    from sampler.training.sft import train_sft
-
-    return train_sft(
-        config=config, records=data.rows, base_model=run.base_version.path, **arguments
-    )
-
-
 SFT = TrainingKind(
     name=TrainingRun.Kind.SFT,
     data_format="demonstrations",
     output_kind=ModelVersion.Kind.POLICY,
     config_from_dict=CONFIGS["sft"].from_dict,
     load=_load_main,
-    train=_train_sft,
+    train=_train_on_records("sampler.training.sft.train_sft"),
 )
 
 
@@ -305,22 +310,13 @@ PPO = TrainingKind(
 # ---- DPO --------------------------------------------------------------------------------------
 
 
-def _train_dpo(*, run: TrainingRun, config, data: RunData, **arguments):
-    # torch loads in workers only.
-    from sampler.training.dpo import train_dpo
-
-    return train_dpo(
-        config=config, records=data.rows, base_model=run.base_version.path, **arguments
-    )
-
-
 DPO = TrainingKind(
     name=TrainingRun.Kind.DPO,
     data_format="rankings",
     output_kind=ModelVersion.Kind.POLICY,
     config_from_dict=CONFIGS["dpo"].from_dict,
     load=_load_main,
-    train=_train_dpo,
+    train=_train_on_records("sampler.training.dpo.train_dpo"),
     describe=lambda run, data: (
         f"DPO run {run.pk} ({run.config.get('mode')}, beta {run.config.get('beta')}) from "
         f"{run.base_version.name}, which is also its reference."
@@ -336,22 +332,13 @@ def _kto_inputs(*, config, dataset: dict, **_) -> dict:
     return {"sources": list(config.source_names)} if dataset["source"] == "database" else {}
 
 
-def _train_kto(*, run: TrainingRun, config, data: RunData, **arguments):
-    # torch loads in workers only.
-    from sampler.training.kto import train_kto
-
-    return train_kto(
-        config=config, records=data.rows, base_model=run.base_version.path, **arguments
-    )
-
-
 KTO = TrainingKind(
     name=TrainingRun.Kind.KTO,
     data_format=KTO_FORMAT,
     output_kind=ModelVersion.Kind.POLICY,
     config_from_dict=CONFIGS["kto"].from_dict,
     load=_load_main,
-    train=_train_kto,
+    train=_train_on_records("sampler.training.kto.train_kto"),
     inputs=_kto_inputs,
     describe=lambda run, data: (
         f"KTO run {run.pk} from {run.base_version.name} (also its reference) on "
@@ -360,9 +347,7 @@ KTO = TrainingKind(
 )
 
 
-TRAINING_KINDS: dict[str, TrainingKind] = {
-    kind.name: kind for kind in (SFT, REWARD, PPO, DPO, KTO)
-}
+TRAINING_KINDS: dict[str, TrainingKind] = {kind.name: kind for kind in (SFT, REWARD, PPO, DPO, KTO)}
 
 
 def training_kind(name: str) -> TrainingKind:

@@ -1,7 +1,6 @@
-from django.conf import settings
 from django.db import models
 
-from sampler.jobs.models import Job, job_indexes
+from sampler.jobs.models import Job, job_indexes, job_requester
 from sampler.registry.models import ModelVersion
 
 
@@ -34,13 +33,7 @@ class TrainingRun(Job):
     output_name = models.CharField(max_length=200, blank=True)
     # Resumable state (weights, optimizer, step) kept while the run is unfinished.
     checkpoint_dir = models.CharField(max_length=1000, blank=True)
-    started_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="training_runs",
-    )
+    started_by = job_requester("training_runs")
 
     class Meta:
         ordering = ["-created_at"]

@@ -82,6 +82,13 @@ def _label(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _tick_text(x: str, y: str, anchor: str, value: float) -> str:
+    return (
+        f'<text class="chart-tick" x="{x}" y="{y}" '
+        f'text-anchor="{anchor}">{escape(_label(value))}</text>'
+    )
+
+
 def line_chart(series: dict[str, Iterable], *, title: str, box: Box | None = None) -> SafeString:
     """An SVG chart of ``{name: [[x, y], ...]}``; an empty-state box when there is no data."""
     box = box or Box()
@@ -130,15 +137,10 @@ def line_chart(series: dict[str, Iterable], *, title: str, box: Box | None = Non
         y = py(tick)
         parts.append(
             f'<path class="chart-grid" d="M{box.left},{y:.1f}H{box.left + box.inner_width}"/>'
-            f'<text class="chart-tick" x="{box.left - 6}" y="{y + 4:.1f}" '
-            f'text-anchor="end">{escape(_label(tick))}</text>'
+            + _tick_text(f"{box.left - 6}", f"{y + 4:.1f}", "end", tick)
         )
     for tick in nice_ticks(x_low, x_high):
-        x = px(tick)
-        parts.append(
-            f'<text class="chart-tick" x="{x:.1f}" y="{bottom + 16}" '
-            f'text-anchor="middle">{escape(_label(tick))}</text>'
-        )
+        parts.append(_tick_text(f"{px(tick):.1f}", f"{bottom + 16}", "middle", tick))
     legend_x = box.left + box.inner_width
     for index, (name, points) in enumerate(sorted(curves.items())):
         color = PALETTE[index % len(PALETTE)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -291,6 +291,29 @@ class SplitData:
         return dict(sorted(self.stats.items()))
 
 
+def split_examples(
+    records: Iterable[dict],
+    make_example: Callable[[dict], object | None],
+    count: Callable[[Counter, object, str], None],
+    *,
+    test_fraction: float,
+    seed: int,
+) -> SplitData:
+    """Each record's example (``make_example``; None: skipped) filed under the record's split;
+    ``count(stats, example, split)`` adds what the builder counts besides records and skips."""
+    data = SplitData()
+    for record in records:
+        data.stats["records"] += 1
+        example = make_example(record)
+        if example is None:
+            data.stats["skipped"] += 1
+            continue
+        split = record_split(record, test_fraction=test_fraction, seed=seed)
+        getattr(data, split).append(example)
+        count(data.stats, example, split)
+    return data
+
+
 def build_sft_data(
     tokenizer,
     records: Iterable[dict],
@@ -300,27 +323,23 @@ def build_sft_data(
     seed: int,
     learn_origins: Sequence[str] = (),
 ) -> SplitData:
-    data = SplitData()
-    for record in records:
-        data.stats["records"] += 1
+    def example(record: dict) -> dict | None:
         messages = record.get("messages")
         if not isinstance(messages, list):
             raise DataError("A demonstration record needs a `messages` list.")
-        example = sft_example(
+        return sft_example(
             tokenizer,
             messages,
             max_length=max_length,
             origins=record.get("origins"),
             learn_origins=learn_origins,
         )
-        if example is None:
-            data.stats["skipped"] += 1
-            continue
-        split = record_split(record, test_fraction=test_fraction, seed=seed)
-        getattr(data, split).append(example)
-        data.stats[f"examples/{split}"] += 1
-        data.stats[f"tokens/{split}"] += len(example["input_ids"])
-    return data
+
+    def count(stats: Counter, example: dict, split: str) -> None:
+        stats[f"examples/{split}"] += 1
+        stats[f"tokens/{split}"] += len(example["input_ids"])
+
+    return split_examples(records, example, count, test_fraction=test_fraction, seed=seed)
 
 
 def build_ranking_data(
@@ -332,21 +351,20 @@ def build_ranking_data(
     seed: int,
     end_ids: Sequence[int] | None = None,
 ) -> SplitData:
-    data = SplitData()
-    for record in records:
-        data.stats["records"] += 1
-        example = ranking_example(tokenizer, record, max_length=max_length, end_ids=end_ids)
-        if example is None:
-            data.stats["skipped"] += 1
-            continue
-        split = record_split(record, test_fraction=test_fraction, seed=seed)
-        getattr(data, split).append(example)
-        data.stats[f"rankings/{split}"] += 1
-        data.stats[f"pairs/{split}"] += len(example.pairs)
+    def count(stats: Counter, example: RankingExample, split: str) -> None:
+        stats[f"rankings/{split}"] += 1
+        stats[f"pairs/{split}"] += len(example.pairs)
         if example.ties:
-            data.stats[f"ties/{split}"] += len(example.ties)
-        data.stats[f"candidates/{split}"] += len(example.candidates)
-    return data
+            stats[f"ties/{split}"] += len(example.ties)
+        stats[f"candidates/{split}"] += len(example.candidates)
+
+    return split_examples(
+        records,
+        lambda record: ranking_example(tokenizer, record, max_length=max_length, end_ids=end_ids),
+        count,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
 
 
 # ---- batches ----------------------------------------------------------------------------------

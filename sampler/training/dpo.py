@@ -17,6 +17,7 @@ right).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,15 +34,16 @@ from sampler.training.data import (
     fit_prompt_and_completion,
     prompt_ids,
     ranking_from_record,
-    record_split,
+    split_examples,
 )
-from sampler.training.loop import ProgressCallback, RunResult, add_log_message, fit, save_output
+from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
 from sampler.training.losses import dpo_pair_loss, implied_pairs, listwise_dpo_loss
-from sampler.training.model import apply_lora, load_policy, load_tokenizer, turn_end_ids
+from sampler.training.model import load_tokenizer, turn_end_ids
 from sampler.training.preference import (
     PromptCompletionCollator,
     PromptCompletions,
-    SharedPromptPolicy,
+    ReferenceTask,
+    policy_and_reference,
 )
 
 # ---- data -------------------------------------------------------------------------------------
@@ -77,19 +79,20 @@ def build_dpo_data(
     seed: int,
     end_ids: list[int],
 ) -> SplitData:
-    data = SplitData()
-    for record in records:
-        data.stats["records"] += 1
-        example = ranking_completions(tokenizer, record, max_length=max_length, end_ids=end_ids)
-        if example is None:
-            data.stats["skipped"] += 1
-            continue
-        split = record_split(record, test_fraction=test_fraction, seed=seed)
-        getattr(data, split).append(example)
-        data.stats[f"rankings/{split}"] += 1
-        data.stats[f"pairs/{split}"] += len(implied_pairs(example.groups))
-        data.stats[f"candidates/{split}"] += len(example.completions)
-    return data
+    def count(stats: Counter, example: PromptCompletions, split: str) -> None:
+        stats[f"rankings/{split}"] += 1
+        stats[f"pairs/{split}"] += len(implied_pairs(example.groups))
+        stats[f"candidates/{split}"] += len(example.completions)
+
+    return split_examples(
+        records,
+        lambda record: ranking_completions(
+            tokenizer, record, max_length=max_length, end_ids=end_ids
+        ),
+        count,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
 
 
 # ---- the loss ---------------------------------------------------------------------------------
@@ -142,19 +145,8 @@ def ranking_losses(
     }
 
 
-class DPOTask:
-    """The loss of a batch of rankings against a frozen reference (read on the same shared
-    prompt passes, without gradients)."""
-
-    def __init__(self, config: DPOConfig, reference: nn.Module):
-        self.config = config
-        self.reference = reference
-
-    def logratios(self, module: nn.Module, batch: dict) -> torch.Tensor:
-        policy_logps = module(batch)
-        with torch.no_grad():
-            reference_logps = self.reference(batch)
-        return policy_logps - reference_logps
+class DPOTask(ReferenceTask):
+    """The loss of a batch of rankings against a frozen reference."""
 
     def train_loss(self, module: nn.Module, batch: dict):
         loss, stats = ranking_losses(self.logratios(module, batch), batch["examples"], self.config)
@@ -221,46 +213,18 @@ def train_dpo(
     if not data.train:
         raise DataError(f"No usable ranking in the training split ({data.describe()}).")
     add_log_message(callback, f"data: {data.describe()}")
-    policy = load_policy(base_model)
-    # Dropout off: the policy and the reference must read the same text the same way at step 0
-    # (every log-ratio starts at 0, as DPO assumes).
-    policy.eval()
-    reference = SharedPromptPolicy(load_policy(base_model)).eval().requires_grad_(False)
-    module = SharedPromptPolicy(apply_lora(policy, config))
+    module, reference = policy_and_reference(base_model, config)
+    task = DPOTask(config, reference)
     result, module, accelerator = fit(
-        task=DPOTask(config, reference),
+        task=task,
         module=module,
         train_examples=data.train,
         eval_examples=data.test,
         collate=PromptCompletionCollator(pad_id=tokenizer.pad_token_id),
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        checkpoint_dir=checkpoint_dir,
         resume=resume,
         callback=callback,
-        before_train=lambda accelerator: reference.to(accelerator.device),
+        before_train=task.place_reference,
     )
-    metrics: dict = {**result.final_metrics, "steps": result.steps}
-    output_dir = Path(output_dir)
-    if accelerator.is_main_process:
-        lora = save_output(
-            module.model,
-            tokenizer,
-            output_dir,
-            {
-                "kind": "dpo",
-                "config": config.as_dict(),
-                "metrics": metrics,
-                "data": data.describe(),
-            },
-        )
-        if lora is not None:
-            metrics["lora"] = lora
-    accelerator.wait_for_everyone()
-    return RunResult(
-        output_dir=output_dir,
-        metrics=metrics,
-        history=result.history,
-        data=data.describe(),
-        steps=result.steps,
-        seconds=result.seconds,
-    )
+    return finish_run(module.model, tokenizer, output_dir, config, data, result, accelerator)

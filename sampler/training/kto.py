@@ -33,13 +33,14 @@ from sampler.training.data import (
     prompt_ids,
     record_split,
 )
-from sampler.training.loop import ProgressCallback, RunResult, add_log_message, fit, save_output
+from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
 from sampler.training.losses import kto_loss, kto_weights
-from sampler.training.model import apply_lora, load_policy, load_tokenizer, turn_end_ids
+from sampler.training.model import load_tokenizer, turn_end_ids
 from sampler.training.preference import (
     PromptCompletionCollator,
     PromptCompletions,
-    SharedPromptPolicy,
+    ReferenceTask,
+    policy_and_reference,
 )
 
 
@@ -117,18 +118,14 @@ def batch_flags(examples: list[PromptCompletions], device) -> torch.Tensor:
     return torch.tensor([e.desirable[0] for e in examples], dtype=torch.bool, device=device)
 
 
-class KTOTask:
+class KTOTask(ReferenceTask):
     def __init__(self, config: KTOConfig, reference: nn.Module, weights: tuple[float, float]):
-        self.config = config
-        self.reference = reference
+        super().__init__(config, reference)
         self.desirable_weight, self.undesirable_weight = weights
 
     def parts(self, module: nn.Module, batch: dict):
         """(log-ratios of the examples (B,), the detached KL reference point z0, flags)."""
-        policy_logps = module(batch)
-        with torch.no_grad():
-            reference_logps = self.reference(batch)
-        ratios = policy_logps - reference_logps
+        ratios = self.logratios(module, batch)
         count = len(batch["examples"])
         # The mismatched half (each reply after the next prompt) only estimates the KL.
         reference_point = ratios[count:].detach().mean().clamp(min=0)
@@ -230,48 +227,28 @@ def train_kto(
         callback,
         f"data: {data.describe()}; lambda_D {weights[0]:.3f}, lambda_U {weights[1]:.3f}",
     )
-    policy = load_policy(base_model)
-    policy.eval()  # dropout off: policy and reference agree at step 0
-    reference = SharedPromptPolicy(load_policy(base_model)).eval().requires_grad_(False)
+    module, reference = policy_and_reference(base_model, config)
+    task = KTOTask(config, reference, weights)
     result, module, accelerator = fit(
-        task=KTOTask(config, reference, weights),
-        module=SharedPromptPolicy(apply_lora(policy, config)),
+        task=task,
+        module=module,
         train_examples=data.train,
         eval_examples=data.test if len(data.test) >= 2 else [],
         collate=PromptCompletionCollator(pad_id=tokenizer.pad_token_id, pair_with_next=True),
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        checkpoint_dir=checkpoint_dir,
         resume=resume,
         callback=callback,
-        before_train=lambda accelerator: reference.to(accelerator.device),
+        before_train=task.place_reference,
     )
-    metrics: dict = {
-        **result.final_metrics,
-        "steps": result.steps,
-        "desirable_weight": weights[0],
-        "undesirable_weight": weights[1],
-    }
-    output_dir = Path(output_dir)
-    if accelerator.is_main_process:
-        lora = save_output(
-            module.model,
-            tokenizer,
-            output_dir,
-            {
-                "kind": "kto",
-                "config": config.as_dict(),
-                "metrics": metrics,
-                "data": data.describe(),
-            },
-        )
-        if lora is not None:
-            metrics["lora"] = lora
-    accelerator.wait_for_everyone()
-    return RunResult(
-        output_dir=output_dir,
-        metrics=metrics,
-        history=result.history,
-        data=data.describe(),
-        steps=result.steps,
-        seconds=result.seconds,
+    weight_metrics = {"desirable_weight": weights[0], "undesirable_weight": weights[1]}
+    return finish_run(
+        module.model,
+        tokenizer,
+        output_dir,
+        config,
+        data,
+        result,
+        accelerator,
+        extra_metrics=weight_metrics,
     )

@@ -28,7 +28,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sampler.training.config import TrainingConfig
+from sampler.training.data import SplitData
 from sampler.training.model import merge_lora
+from sampler.training.optim import make_optimizer
 
 STATE_FILE = "trainer_state.json"
 # Written next to the saved model: how it was trained, readable without the database.
@@ -115,20 +117,6 @@ def make_accelerator(config: TrainingConfig) -> Accelerator:
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         # A seeded sampler: epoch e has the same order on every process, run and resume.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
-
-
-def make_optimizer(module: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (biases and norms are exempt, as is usual)."""
-    decayed = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
-    exempt = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decayed, "weight_decay": config.weight_decay},
-            {"params": exempt, "weight_decay": 0.0},
-        ],
-        lr=config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
     )
 
 
@@ -246,18 +234,8 @@ def train(
     total_steps = total_steps_for(config, batches_per_epoch)
 
     def report(kind: str, state: LoopState, metrics=None, message: str = "") -> None:
-        if callback is not None:
-            callback(
-                ProgressEvent(
-                    kind=kind,
-                    step=state.step,
-                    total_steps=total_steps,
-                    metrics=metrics or {},
-                    message=message,
-                    history=state.history,
-                    is_main_process=accelerator.is_main_process,
-                )
-            )
+        main = accelerator.is_main_process
+        report_progress(callback, kind, state, total_steps, main, metrics, message)
 
     state, resumed_from = LoopState(), None
     checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
@@ -350,7 +328,7 @@ def fit(
     eval_examples: list,
     collate: Callable[[list], dict[str, torch.Tensor]],
     config: TrainingConfig,
-    checkpoint_dir: Path | None = None,
+    checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     callback: ProgressCallback | None = None,
     before_train: Callable[[Accelerator], object] | None = None,
@@ -384,12 +362,36 @@ def fit(
         eval_loader=eval_loader,
         accelerator=accelerator,
         config=config,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
         resume=resume,
         callback=callback,
     )
     accelerator.wait_for_everyone()
     return result, accelerator.unwrap_model(prepared_module), accelerator
+
+
+def report_progress(
+    callback: ProgressCallback | None,
+    kind: str,
+    state,
+    total_steps: int,
+    is_main_process: bool,
+    metrics: dict | None = None,
+    message: str = "",
+) -> None:
+    """One event about ``state`` (a loop's state: its ``step`` and live ``history``)."""
+    if callback is not None:
+        callback(
+            ProgressEvent(
+                kind=kind,
+                step=state.step,
+                total_steps=total_steps,
+                metrics=metrics or {},
+                message=message,
+                history=state.history,
+                is_main_process=is_main_process,
+            )
+        )
 
 
 def add_log_message(callback: ProgressCallback | None, message: str, *, main: bool = True) -> None:
@@ -420,3 +422,41 @@ def save_output(
     tokenizer.save_pretrained(str(output_dir))
     (output_dir / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
     return lora
+
+
+def finish_run(
+    model,
+    tokenizer,
+    output_dir: str | Path,
+    config: TrainingConfig,
+    data: SplitData,
+    result: LoopResult,
+    accelerator: Accelerator,
+    *,
+    extra_metrics: dict | None = None,
+    padding_side: str | None = None,
+) -> RunResult:
+    """Save the trained ``model`` (``save_output``, on the main process; the others wait for it)
+    with what trained it, and hand back the run's result: the final held-out metrics, the step
+    count, ``extra_metrics`` and the LoRA record, when there is one."""
+    output_dir = Path(output_dir)
+    metrics: dict = {**result.final_metrics, "steps": result.steps, **(extra_metrics or {})}
+    if accelerator.is_main_process:
+        info = {
+            "kind": config.kind,
+            "config": config.as_dict(),
+            "metrics": metrics,
+            "data": data.describe(),
+        }
+        lora = save_output(model, tokenizer, output_dir, info, padding_side=padding_side)
+        if lora is not None:
+            metrics["lora"] = lora
+    accelerator.wait_for_everyone()
+    return RunResult(
+        output_dir=output_dir,
+        metrics=metrics,
+        history=result.history,
+        data=data.describe(),
+        steps=result.steps,
+        seconds=result.seconds,
+    )

@@ -40,13 +40,12 @@ from sampler.training.loop import (
     CHECKPOINT_PREFIX,
     STATE_FILE,
     ProgressCallback,
-    ProgressEvent,
     RunResult,
     add_log_message,
     latest_checkpoint,
     learning_rate_at,
     make_accelerator,
-    make_optimizer,
+    report_progress,
     save_output,
 )
 from sampler.training.losses import masked_mean
@@ -58,6 +57,7 @@ from sampler.training.model import (
     load_tokenizer,
     score_head,
 )
+from sampler.training.optim import make_optimizer
 from sampler.training.ppo_config import PPOConfig
 from sampler.training.rollout import (
     build_prompt_data,
@@ -659,18 +659,8 @@ class PPOTrainer:
         return {name: points[-1][1] for name, points in state.history.items() if points}
 
     def _report(self, kind, state: PPOState, total: int, metrics=None, message: str = "") -> None:
-        if self.callback is not None:
-            self.callback(
-                ProgressEvent(
-                    kind=kind,
-                    step=state.step,
-                    total_steps=total,
-                    metrics=metrics or {},
-                    message=message,
-                    history=state.history,
-                    is_main_process=self.accelerator.is_main_process,
-                )
-            )
+        main = self.accelerator.is_main_process
+        report_progress(self.callback, kind, state, total, main, metrics, message)
 
 
 def train_ppo(

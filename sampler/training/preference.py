@@ -18,7 +18,7 @@ from torch import nn
 
 from sampler.training.data import pad_right
 from sampler.training.losses import sequence_logprobs
-from sampler.training.model import position_ids_from_mask
+from sampler.training.model import apply_lora, load_policy, position_ids_from_mask
 from sampler.training.rollout import forward_logits, pad_left
 
 
@@ -148,6 +148,36 @@ class SharedPromptPolicy(nn.Module):
             batch["completion_mask"],
             batch["owners"],
         )
+
+
+def policy_and_reference(base_model, config) -> tuple[SharedPromptPolicy, SharedPromptPolicy]:
+    """The policy to train (with LoRA when ``config`` asks) and its frozen reference, both read
+    from ``base_model``."""
+    policy = load_policy(base_model)
+    # Dropout off: the policy and the reference must read the same text the same way at step 0
+    # (every log-ratio starts at 0, as DPO and KTO assume).
+    policy.eval()
+    reference = SharedPromptPolicy(load_policy(base_model)).eval().requires_grad_(False)
+    return SharedPromptPolicy(apply_lora(policy, config)), reference
+
+
+class ReferenceTask:
+    """A loss on the log-ratios ``log pi(y|x) - log pi_ref(y|x)`` of a batch's completions,
+    the frozen reference read on the same shared prompt passes without gradients."""
+
+    def __init__(self, config, reference: nn.Module):
+        self.config = config
+        self.reference = reference
+
+    def place_reference(self, accelerator) -> None:
+        """``fit``'s ``before_train``: the reference goes where Accelerate puts the policy."""
+        self.reference.to(accelerator.device)
+
+    def logratios(self, module: nn.Module, batch: dict) -> torch.Tensor:
+        policy_logps = module(batch)
+        with torch.no_grad():
+            reference_logps = self.reference(batch)
+        return policy_logps - reference_logps
 
 
 def to_device(batch: dict, device) -> dict:

@@ -23,7 +23,7 @@ from sampler.training.data import (
     demonstration_ids,
     pad_right,
 )
-from sampler.training.loop import ProgressCallback, RunResult, add_log_message, fit, save_output
+from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
 from sampler.training.losses import (
     centering_penalty,
     grouped_ranking_loss,
@@ -209,44 +209,34 @@ def train_reward(
         eval_examples=data.test,
         collate=RankingCollator(pad_id=tokenizer.pad_token_id),
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        checkpoint_dir=checkpoint_dir,
         resume=resume,
         callback=callback,
     )
-    metrics: dict = {**result.final_metrics, "steps": result.steps}
     output_dir = Path(output_dir)
+    extra_metrics: dict = {}
     if accelerator.is_main_process:
         # Merged first: the shift below lands in the weights that are saved and served.
         scorer.model, lora = merge_lora(scorer.model, output_dir)
         if lora is not None:
-            metrics["lora"] = lora
+            extra_metrics["lora"] = lora
         if config.normalize_to_demonstrations:
             normalized = normalize_to_demonstrations(
                 scorer, tokenizer, demonstrations, config, end_ids=end_ids
             )
-            metrics.update(normalized)
+            extra_metrics.update(normalized)
             add_log_message(callback, f"normalisation: {normalized}")
-        metrics["data_half"] = config.data_half
-        # Right padding: stock GPT-2 counts positions from the padded edge, so a left-padded
-        # batch would score differently from the app (and from the same text unpadded).
-        save_output(
-            scorer.model,
-            tokenizer,
-            output_dir,
-            {
-                "kind": "reward",
-                "config": config.as_dict(),
-                "metrics": metrics,
-                "data": data.describe(),
-            },
-            padding_side="right",
-        )
-    accelerator.wait_for_everyone()
-    return RunResult(
-        output_dir=output_dir,
-        metrics=metrics,
-        history=result.history,
-        data=data.describe(),
-        steps=result.steps,
-        seconds=result.seconds,
+        extra_metrics["data_half"] = config.data_half
+    # Right padding: stock GPT-2 counts positions from the padded edge, so a left-padded batch
+    # would score differently from the app (and from the same text unpadded).
+    return finish_run(
+        scorer.model,
+        tokenizer,
+        output_dir,
+        config,
+        data,
+        result,
+        accelerator,
+        extra_metrics=extra_metrics,
+        padding_side="right",
     )

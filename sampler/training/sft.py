@@ -16,7 +16,7 @@ from torch import nn
 
 from sampler.training.config import SFTConfig
 from sampler.training.data import DataError, SFTCollator, build_sft_data
-from sampler.training.loop import ProgressCallback, RunResult, add_log_message, fit, save_output
+from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
 from sampler.training.losses import IGNORE_INDEX, token_cross_entropy, token_cross_entropy_sum
 from sampler.training.model import CausalLM, apply_lora, load_policy, load_tokenizer
 
@@ -90,32 +90,8 @@ def train_sft(
         eval_examples=data.test,
         collate=SFTCollator(pad_id=tokenizer.pad_token_id),
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        checkpoint_dir=checkpoint_dir,
         resume=resume,
         callback=callback,
     )
-    metrics: dict = {**result.final_metrics, "steps": result.steps}
-    output_dir = Path(output_dir)
-    if accelerator.is_main_process:
-        lora = save_output(
-            module.model,
-            tokenizer,
-            output_dir,
-            {
-                "kind": "sft",
-                "config": config.as_dict(),
-                "metrics": metrics,
-                "data": data.describe(),
-            },
-        )
-        if lora is not None:
-            metrics["lora"] = lora
-    accelerator.wait_for_everyone()
-    return RunResult(
-        output_dir=output_dir,
-        metrics=metrics,
-        history=result.history,
-        data=data.describe(),
-        steps=result.steps,
-        seconds=result.seconds,
-    )
+    return finish_run(module.model, tokenizer, output_dir, config, data, result, accelerator)

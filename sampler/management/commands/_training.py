@@ -26,22 +26,33 @@ def _errors(error: ValidationError) -> str:
 
 
 class ProgressBar:
-    """tqdm over optimizer steps; eval results and log messages printed above it."""
+    """tqdm over optimizer steps with the training loss; eval results and log messages printed
+    above it."""
+
+    description = "train"
+    eval_format = ".4f"
 
     def __init__(self, stdout):
         self.stdout = stdout
         self.bar = None
 
+    def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {"loss": f"{metrics['loss/train']:.4f}"}
+
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "start":
-            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", desc="train")
+            self.bar = tqdm(
+                total=event.total_steps, initial=event.step, unit="step", desc=self.description
+            )
         if event.kind in {"start", "message", "checkpoint"}:
             self._write(event.message)
         elif event.kind == "train" and self.bar is not None:
             self.bar.update(event.step - self.bar.n)
-            self.bar.set_postfix(loss=f"{event.metrics['loss/train']:.4f}", refresh=False)
+            self.bar.set_postfix(self.postfix(event.metrics), refresh=False)
         elif event.kind == "eval":
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(event.metrics.items()))
+            shown = ", ".join(
+                f"{k} {v:{self.eval_format}}" for k, v in sorted(event.metrics.items())
+            )
             self._write(f"step {event.step}: {shown}")
         elif event.kind == "end" and self.bar is not None:
             self.bar.close()
@@ -83,24 +94,7 @@ class TrainingCommand(BaseCommand):
         parser.add_argument(
             "--queue", action="store_true", help="Queue it for a training worker and exit."
         )
-        hyper = parser.add_argument_group("hyperparameters")
-        config_class = CONFIGS[self.kind]
-        for field in fields(config_class):
-            if field.name in {"test_fraction"}:
-                continue  # the held-out share comes with the data (--test-fraction)
-            default = getattr(config_class, field.name)
-            option = "--" + field.name.replace("_", "-")
-            if isinstance(default, bool):
-                hyper.add_argument(option, type=_boolean, default=None, metavar="yes|no")
-            else:
-                kind = (
-                    float
-                    if isinstance(default, float)
-                    else int
-                    if field.type.startswith("int")
-                    else str
-                )
-                hyper.add_argument(option, type=kind, default=None, help=f"default {default}")
+        add_config_options(parser, CONFIGS[self.kind])
 
     def handle(self, *args, **options):
         if options["resume"]:
@@ -111,23 +105,8 @@ class TrainingCommand(BaseCommand):
             run_id = self._create_once(options)
             if options["queue"]:
                 return
-        try:
-            run = training_services.training_run_run_inline(
-                run_id=run_id, echo=ProgressBar(self.stdout) if options["verbosity"] else None
-            )
-        except KeyboardInterrupt:
-            raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
-        except ValidationError as error:
-            raise CommandError(_errors(error)) from error
-        except Exception as error:
-            # The run is marked failed with the details; say so in one line here.
-            raise CommandError(f"Run {run_id} failed: {error}") from error
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
-        version = run.output_versions.first()
-        self.stdout.write(
-            f"run {run.pk} succeeded: {version.name} at {version.path} (not promoted)"
-        )
+        echo = ProgressBar(self.stdout) if options["verbosity"] else None
+        version = run_inline(self.stdout, run_id, echo)
         final = {k: v for k, v in version.metrics.items() if k != "data"}
         self.stdout.write(f"metrics: {final}")
 
@@ -183,6 +162,47 @@ class TrainingCommand(BaseCommand):
             raise CommandError(f"No model version named {options['base']}.") from error
         except ValidationError as error:
             raise CommandError(_errors(error)) from error
+
+
+def add_config_options(parser, config_class) -> None:
+    """One ``--option`` per field of the trainer's config (``None`` when not given: the config's
+    default applies); booleans read yes/no."""
+    hyper = parser.add_argument_group("hyperparameters")
+    for field in fields(config_class):
+        if field.name in {"test_fraction"}:
+            continue  # the held-out share comes with the data (--test-fraction)
+        default = getattr(config_class, field.name)
+        option = "--" + field.name.replace("_", "-")
+        if isinstance(default, bool):
+            hyper.add_argument(option, type=_boolean, default=None, metavar="yes|no")
+        else:
+            kind = (
+                float
+                if isinstance(default, float)
+                else int
+                if field.type.startswith("int")
+                else str
+            )
+            hyper.add_argument(option, type=kind, default=None, help=f"default {default}")
+
+
+def run_inline(stdout, run_id: int, echo) -> ModelVersion:
+    """Run the training run here, each failure a one-line ``CommandError``; returns the version
+    it registered."""
+    try:
+        run = training_services.training_run_run_inline(run_id=run_id, echo=echo)
+    except KeyboardInterrupt:
+        raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
+    except ValidationError as error:
+        raise CommandError(_errors(error)) from error
+    except Exception as error:
+        # The run is marked failed with the details; say so in one line here.
+        raise CommandError(f"Run {run_id} failed: {error}") from error
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
+    version = run.output_versions.first()
+    stdout.write(f"run {run.pk} succeeded: {version.name} at {version.path} (not promoted)")
+    return version
 
 
 def _boolean(value: str) -> bool:

@@ -3,47 +3,33 @@ from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from tqdm.auto import tqdm
 
 from ranking.exports.filters import ExportFilters
-from sampler.management.commands._training import _boolean, _errors
+from sampler.management.commands._training import (
+    ProgressBar,
+    _errors,
+    add_config_options,
+    run_inline,
+)
 from sampler.registry.models import ModelVersion
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
-from sampler.training.loop import ProgressEvent
 from sampler.training.ppo_config import PPOConfig
 
 
-class PPOProgressBar:
+class PPOProgressBar(ProgressBar):
     """tqdm over PPO steps with reward, KL and length; evaluations and messages above it."""
 
-    def __init__(self, stdout):
-        self.stdout = stdout
-        self.bar = None
+    description = "ppo"
+    eval_format = ".3f"
 
-    def __call__(self, event: ProgressEvent) -> None:
-        if event.kind == "start":
-            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", desc="ppo")
-        if event.kind in {"start", "message", "checkpoint"}:
-            self._write(event.message)
-        elif event.kind == "train" and self.bar is not None:
-            self.bar.update(event.step - self.bar.n)
-            metrics = event.metrics
-            self.bar.set_postfix(
-                reward=f"{metrics['objective/rlhf_reward']:.3f}",
-                score=f"{metrics['objective/scores']:.3f}",
-                kl=f"{metrics['objective/kl']:.2f}",
-                length=f"{metrics['response/length']:.1f}",
-                refresh=False,
-            )
-        elif event.kind == "eval":
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in sorted(event.metrics.items()))
-            self._write(f"step {event.step}: {shown}")
-        elif event.kind == "end" and self.bar is not None:
-            self.bar.close()
-
-    def _write(self, message: str) -> None:
-        (self.bar.write if self.bar is not None else self.stdout.write)(message)
+    def postfix(self, metrics: dict[str, float]) -> dict[str, str]:
+        return {
+            "reward": f"{metrics['objective/rlhf_reward']:.3f}",
+            "score": f"{metrics['objective/scores']:.3f}",
+            "kl": f"{metrics['objective/kl']:.2f}",
+            "length": f"{metrics['response/length']:.1f}",
+        }
 
 
 class Command(BaseCommand):
@@ -72,20 +58,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--queue", action="store_true", help="Queue it for a training worker and exit."
         )
-        hyper = parser.add_argument_group("hyperparameters")
-        for field in fields(PPOConfig):
-            if field.name == "test_fraction":
-                continue  # comes with the data (--test-fraction)
-            default = getattr(PPOConfig, field.name)
-            option = "--" + field.name.replace("_", "-")
-            if isinstance(default, bool):
-                hyper.add_argument(option, type=_boolean, default=None, metavar="yes|no")
-            elif isinstance(default, float):
-                hyper.add_argument(option, type=float, default=None, help=f"default {default}")
-            elif isinstance(default, int) or field.type.startswith("int"):
-                hyper.add_argument(option, type=int, default=None, help=f"default {default}")
-            else:
-                hyper.add_argument(option, default=None, help=f"default {default}")
+        add_config_options(parser, PPOConfig)
 
     def handle(self, *args, **options):
         if options["resume"]:
@@ -98,22 +71,8 @@ class Command(BaseCommand):
             if options["queue"]:
                 return
             run_id = run.pk
-        try:
-            run = training_services.training_run_run_inline(
-                run_id=run_id, echo=PPOProgressBar(self.stdout) if options["verbosity"] else None
-            )
-        except KeyboardInterrupt:
-            raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
-        except ValidationError as error:
-            raise CommandError(_errors(error)) from error
-        except Exception as error:
-            raise CommandError(f"Run {run_id} failed: {error}") from error
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
-        version = run.output_versions.first()
-        self.stdout.write(
-            f"run {run.pk} succeeded: {version.name} at {version.path} (not promoted)"
-        )
+        echo = PPOProgressBar(self.stdout) if options["verbosity"] else None
+        version = run_inline(self.stdout, run_id, echo)
         shown = {
             key: value
             for key, value in version.metrics.items()
