@@ -20,7 +20,6 @@ from ranking.exports.filters import (
 )
 from ranking.exports.pipeline import jsonl_lines, records
 
-
 MAX_ID = 2**63 - 1
 
 
@@ -44,14 +43,18 @@ class ExportStreamApi(APIView):
         date_from = serializers.DateField(required=False)
         date_to = serializers.DateField(required=False)
         model_version_id = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=100
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            max_length=100,
         )
         min_agreement = FiniteFloatField(required=False, min_value=0, max_value=1)
         exclude_flag = serializers.ListField(
             child=serializers.ChoiceField(choices=FLAG_NAMES), required=False
         )
         exclude_trainer_id = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=1000
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            max_length=1000,
         )
         pair_mode = serializers.ChoiceField(choices=PAIR_MODES, default="per_ranker")
         split = serializers.ChoiceField(choices=SPLITS, default="all")
@@ -60,7 +63,9 @@ class ExportStreamApi(APIView):
         pseudonymize = serializers.BooleanField(default=True)
         red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")
         guideline_version = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, max_length=1000
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            max_length=1000,
         )
 
         class Meta:

@@ -31,9 +31,7 @@ def test_admin_upload_of_a_clean_file_imports_it(admin_client_, admin_user, trai
     assert Conversation.objects.filter(owner=trainer, source="imported").count() == 2
 
 
-def test_admin_upload_with_bad_lines_imports_nothing_and_shows_each_line(
-    admin_client_, trainer
-):
+def test_admin_upload_with_bad_lines_imports_nothing_and_shows_each_line(admin_client_, trainer):
     upload = SimpleUploadedFile("chats.jsonl", MIXED_FILE, content_type="application/jsonl")
     response = admin_client_.post(
         IMPORT_URL, {"file": upload, "owner": trainer.pk, "title_prefix": ""}
@@ -48,7 +46,9 @@ def test_admin_upload_with_bad_lines_imports_nothing_and_shows_each_line(
 
 
 def test_admin_upload_with_a_list_where_a_role_belongs_shows_the_line(admin_client_, trainer):
-    bad = {"messages": [{"role": ["user"], "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}
+    bad = {
+        "messages": [{"role": ["user"], "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    }
     upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN, bad))
     response = admin_client_.post(IMPORT_URL, {"file": upload, "owner": trainer.pk})
     assert response.status_code == 422

@@ -36,7 +36,9 @@ def test_a_file_with_bad_lines_saves_nothing_and_reports_every_bad_line(trainer)
 
 def test_a_valid_file_is_imported_whole(trainer):
     report = conversations_import(
-        lines=io.BytesIO(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN)), owner=trainer, title_prefix="batch 1: "
+        lines=io.BytesIO(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN)),
+        owner=trainer,
+        title_prefix="batch 1: ",
     )
 
     assert report.ok and report.created == 2 and len(report.conversation_ids) == 2
@@ -243,7 +245,7 @@ def test_command_with_a_list_where_a_role_belongs_reports_the_line(trainer, tmp_
     path = tmp_path / "chats.jsonl"
     bad = {"messages": [{"role": ["user"], "content": "Hi"}, {"role": {}, "content": "Yo"}]}
     path.write_bytes(jsonl(GOOD_PLAIN, bad))
-    out, err = io.StringIO(), io.StringIO()
+    err = io.StringIO()
     with pytest.raises(CommandError, match="1 invalid lines"):
         call_command("import_conversations", str(path), "--dry-run", owner="tess", stderr=err)
     assert err.getvalue().startswith("line 2: messages[0]: role must be one of")
