@@ -105,14 +105,18 @@ def _draft_save(
         return render(
             request, f"{EDITOR}#draft-status", {"draft_error": form.errors.as_text()}, status=422
         )
-    services.draft_save(
-        conversation=conversation,
-        author=request.user,
-        content=form.cleaned_data["content"],
-        editing=editing,
-        # The composer may hold a suggestion; an edit's draft never does.
-        sample_id=form.cleaned_data["sample_id"] if editing is None else None,
-    )
+    try:
+        services.draft_save(
+            conversation=conversation,
+            author=request.user,
+            content=form.cleaned_data["content"],
+            editing=editing,
+            # The composer may hold a suggestion; an edit's draft never does.
+            sample_id=form.cleaned_data["sample_id"] if editing is None else None,
+        )
+    except ValidationError as error:
+        context = {"draft_error": " ".join(validation_messages(error))}
+        return render(request, f"{EDITOR}#draft-status", context, status=422)
     return render(request, f"{EDITOR}#draft-status", {"saved_at": timezone.now()})
 
 
