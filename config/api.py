@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 from http import HTTPStatus
@@ -91,6 +92,11 @@ class ApiErrorMiddleware:
             return api_error_response(request, 400, "The Content-Length header is not a number.")
         if limit is not None and declared > limit:
             return api_error_response(request, 413, body_too_large_detail(declared))
+        if _basic_credentials_unstorable(request):
+            # Looking such a username up would fail in the database (PostgreSQL refuses NUL).
+            return api_error_response(
+                request, 401, "Invalid basic credentials: NUL characters are not allowed."
+            )
         response = self.get_response(request)
         if response.status_code >= 400 and not _is_json(response):
             kept = {name: response[name] for name in ("Allow", "Retry-After") if name in response}
@@ -99,6 +105,17 @@ class ApiErrorMiddleware:
             for name, value in kept.items():
                 response[name] = value
         return response
+
+
+def _basic_credentials_unstorable(request: HttpRequest) -> bool:
+    scheme, _, encoded = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        credentials = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False  # malformed: the authentication class answers 401 itself
+    return text_problem(credentials) is not None
 
 
 def _is_json(response: HttpResponse) -> bool:

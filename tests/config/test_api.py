@@ -2,6 +2,7 @@
 input is strict (no coercion, no NUL or lone surrogates, bounded depth and size, ids checked for
 existence and ownership), and trainers see no server paths."""
 
+import base64
 import json
 
 import pytest
@@ -108,6 +109,12 @@ def test_a_server_error_is_a_json_500_without_traceback(trainer, monkeypatch):
     assert set(body) == {"detail", "request_id"}
     assert body["request_id"] == response["X-Request-ID"]
     assert "secret" not in response.content.decode() and "Traceback" not in body["detail"]
+
+
+def test_basic_credentials_with_a_nul_are_a_json_401(client, trainer):
+    credentials = base64.b64encode(b"tess\x00:secret").decode()
+    response = client.get("/api/conversations/", HTTP_AUTHORIZATION=f"Basic {credentials}")
+    assert response.status_code == 401 and "NUL" in response.json()["detail"]
 
 
 def test_html_pages_keep_their_html_errors(trainer_client):
