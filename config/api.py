@@ -31,7 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.parsers import body_too_large_detail
-from config.text import text_problem
+from config.text import search_text, text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -241,14 +241,16 @@ class StrictDictField(serializers.DictField):
         return super().to_internal_value(data)
 
 
-class QueryTextField(serializers.CharField):
-    """Text from a query string, where every value is a string: NUL is refused."""
+class SearchTextField(serializers.CharField):
+    """A search query: what cannot be searched for (NUL, unpaired surrogates) is dropped, not
+    refused, and the query is cut to ``max_chars``."""
+
+    def __init__(self, *, max_chars: int, **kwargs) -> None:
+        self.max_chars = max_chars
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        problem = text_problem(str(data))
-        if problem:
-            raise serializers.ValidationError(problem)
-        return super().to_internal_value(data)
+        return super().to_internal_value(search_text(str(data), max_chars=self.max_chars))
 
 
 class BrokerUnavailableResponse(Response):

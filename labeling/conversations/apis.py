@@ -15,8 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
-from config.api import StrictCharField, StrictIdField
-from config.text import search_text
+from config.api import SearchTextField, StrictCharField, StrictIdField
 from labeling.conversations import selectors, services
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
@@ -100,11 +99,9 @@ class ConversationListApi(APIView):
         status = serializers.ChoiceField(
             choices=Conversation.Status.choices, required=False, allow_blank=True, default=""
         )
-        # Search text: what cannot be searched for (NUL) is dropped, not refused.
-        q = serializers.CharField(required=False, allow_blank=True, default="")
-
-        def validate_q(self, value: str) -> str:
-            return search_text(value, max_chars=MAX_SEARCH_CHARS)
+        q = SearchTextField(
+            max_chars=MAX_SEARCH_CHARS, required=False, allow_blank=True, default=""
+        )
 
         class Meta:
             ref_name = "ConversationFilter"
