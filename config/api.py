@@ -1,16 +1,190 @@
-"""API-wide behaviour: every error is a JSON 4xx with a message, never an HTML 500 page."""
+"""API-wide behaviour: one JSON error format for everything under ``/api/``, strict input.
 
+- Every error under ``/api/`` is a JSON object with a ``detail`` message (400s from a
+  serializer carry the messages per field instead): unknown paths, 405, 413, bad JSON, CSRF
+  failures and 500s (no traceback; the request id to quote instead). ``ApiErrorMiddleware``
+  turns any other error page into that shape; ``handler404``/``handler500`` in ``config.urls``
+  and ``CSRF_FAILURE_VIEW`` answer the errors Django raises outside the views.
+- Bodies are JSON only (``config.parsers.BoundedJSONParser``), at most
+  ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes and ``MAX_JSON_DEPTH`` levels deep.
+- Serializers use the ``Strict*`` fields: booleans are not numbers, floats are not integers,
+  numbers are not strings, and text a database cannot store is refused (config.text).
+- ``config.api_schema.ErrorDocumentingAutoSchema`` documents the error responses of each
+  endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from http import HTTPStatus
+
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import serializers, status
+from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from config.parsers import body_too_large_detail
+from config.text import search_text, text_problem
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+def api_error_response(request: HttpRequest, status_code: int, detail: str) -> JsonResponse:
+    body = {"detail": detail}
+    request_id = getattr(request, "request_id", "")
+    if status_code >= 500 and request_id:
+        body["request_id"] = request_id
+    return JsonResponse(body, status=status_code)
+
+
+def _reason(status_code: int) -> str:
+    try:
+        return f"{HTTPStatus(status_code).phrase}."
+    except ValueError:
+        return "Request failed."
+
+
+# ---- errors ------------------------------------------------------------------------------------
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, UnsupportedMediaType):
+        # A form or multipart body (a file) where JSON is expected is bad input like any other:
+        # refused before anything is read or created.
+        return Response(
+            {"detail": f"Send a JSON body (Content-Type: application/json). {exc.detail}"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     return drf_exception_handler(exc, context)
+
+
+class ApiErrorMiddleware:
+    """Under ``/api/``: refuse an oversized body up front (413, the limit stated) and answer
+    every error as JSON, whatever produced it (Django's 404/400/403/500 pages, a redirect-less
+    405, the debug pages in development)."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not is_api_request(request):
+            return self.get_response(request)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return api_error_response(request, 400, "The Content-Length header is not a number.")
+        if limit is not None and declared > limit:
+            return api_error_response(request, 413, body_too_large_detail(declared))
+        if _basic_credentials_unstorable(request):
+            # Looking such a username up would fail in the database (PostgreSQL refuses NUL).
+            return api_error_response(
+                request, 401, "Invalid basic credentials: NUL characters are not allowed."
+            )
+        response = self.get_response(request)
+        if response.status_code >= 400 and not _is_json(response):
+            kept = {name: response[name] for name in ("Allow", "Retry-After") if name in response}
+            code = response.status_code
+            response = api_error_response(request, code, _reason(code))
+            for name, value in kept.items():
+                response[name] = value
+        return response
+
+
+def _basic_credentials_unstorable(request: HttpRequest) -> bool:
+    scheme, _, encoded = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        credentials = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False  # malformed: the authentication class answers 401 itself
+    return text_problem(credentials) is not None
+
+
+def _is_json(response: HttpResponse) -> bool:
+    return response.get("Content-Type", "").split(";")[0].strip().endswith("json")
+
+
+def _page_or_json(request: HttpRequest, status_code: int, page) -> HttpResponse:
+    if is_api_request(request):
+        return api_error_response(request, status_code, _reason(status_code))
+    return page()
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _page_or_json(request, 400, lambda: defaults.bad_request(request, exception))
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _page_or_json(request, 403, lambda: defaults.permission_denied(request, exception))
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_api_request(request):
+        return api_error_response(request, 404, "No API endpoint at this path.")
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if is_api_request(request):
+        # Django has logged the exception (and error reporting has it); the caller gets no
+        # traceback, only the request id to quote.
+        return api_error_response(
+            request, 500, "Internal server error: the request was not completed."
+        )
+    return defaults.server_error(request)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    if is_api_request(request):
+        return api_error_response(request, 403, f"CSRF check failed: {reason}")
+    return django_csrf_failure(request, reason=reason)
+
+
+# ---- strict fields -----------------------------------------------------------------------------
+
+
+class StrictCharField(serializers.CharField):
+    """Text exactly: ``123`` and ``true`` are refused, not turned into ``"123"``; NUL and
+    unpaired surrogates are refused with the field's error."""
+
+    default_error_messages = {"strict": "Must be a string (not a number, boolean, list or object)."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("strict")
+        problem = text_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return super().to_internal_value(data)
+
+
+class StrictChoiceField(serializers.ChoiceField):
+    """One of the choices, given as a string (``1`` never matches ``"1"``)."""
+
+    default_error_messages = {"strict": "Must be a string, one of the choices."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("strict")
+        return super().to_internal_value(data)
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -22,6 +196,61 @@ class StrictIntegerField(serializers.IntegerField):
         if not isinstance(data, int) or isinstance(data, bool):
             self.fail("strict")
         return super().to_internal_value(data)
+
+
+class StrictIdField(StrictIntegerField):
+    """A row id: a positive integer that fits the database's bigint."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(min_value=1, max_value=2**63 - 1, **kwargs)
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number (integer or not), never a string or a boolean."""
+
+    default_error_messages = {"strict": "Must be a number (not a string or boolean)."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("strict")
+        if isinstance(data, float) and not math.isfinite(data):
+            self.fail("strict")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` exactly (``1``, ``"yes"`` and ``"true"`` are refused)."""
+
+    default_error_messages = {"strict": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("strict")
+        return data
+
+
+class StrictDictField(serializers.DictField):
+    """An object whose keys are storable text."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            for key in data:
+                problem = text_problem(str(key))
+                if problem:
+                    raise serializers.ValidationError(f"Key {key!r}: {problem}")
+        return super().to_internal_value(data)
+
+
+class SearchTextField(serializers.CharField):
+    """A search query: what cannot be searched for (NUL, unpaired surrogates) is dropped, not
+    refused, and the query is cut to ``max_chars``."""
+
+    def __init__(self, *, max_chars: int, **kwargs) -> None:
+        self.max_chars = max_chars
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(search_text(str(data), max_chars=self.max_chars))
 
 
 class BrokerUnavailableResponse(Response):

@@ -77,6 +77,8 @@ MIDDLEWARE = [
     # Probes and scrapes are answered before host checks and HTTPS redirects (config/health.py).
     "config.health.OperationsEndpointsMiddleware",
     "config.log.RequestIdMiddleware",
+    # Under /api/: oversized bodies refused up front, every error answered as JSON.
+    "config.api.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -172,6 +174,8 @@ STORAGES = {
 MEDIA_ROOT = VAR_DIR / "media"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+# A failed CSRF check under /api/ is answered as JSON like every other API error.
+CSRF_FAILURE_VIEW = "config.api.csrf_failure"
 
 # HTTPS. A real deployment is served over HTTPS (TLS ended here or at a proxy that sets
 # X-Forwarded-Proto): Secure cookies, a redirect from http://, HSTS. HTTPS=false is for trying
@@ -195,7 +199,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api_schema.ErrorDocumentingAutoSchema",
+    # JSON in and out only (config/api.py): bounded size and depth; errors never an HTML page.
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "config.api.exception_handler",

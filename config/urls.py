@@ -3,7 +3,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from config import home
+from config import api, home
+
+# Under /api/ these answer JSON (config.api); elsewhere Django's own pages.
+handler400 = api.handler400
+handler403 = api.handler403
+handler404 = api.handler404
+handler500 = api.handler500
 
 urlpatterns = [
     path("", home.home, name="home"),

@@ -14,7 +14,7 @@ from labeling.conversations.models import Conversation, Draft, Message
 from labeling.conversations.services import conversations_import
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-MAX_ERRORS_SHOWN = 20
+MAX_ERRORS_SHOWN = 200
 
 
 class _UploadSizeLimit(FileUploadHandler):
@@ -112,6 +112,7 @@ class ConversationAdmin(admin.ModelAdmin):
     def _import_view(self, request: HttpRequest, size_limit: _UploadSizeLimit) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
+        report = None
         if request.method == "POST":
             form = ConversationImportForm(
                 request.POST, request.FILES, upload_too_large=size_limit.exceeded
@@ -122,8 +123,9 @@ class ConversationAdmin(admin.ModelAdmin):
                     owner=form.cleaned_data["owner"],
                     title_prefix=form.cleaned_data["title_prefix"],
                 )
-                self._report_to_messages(request, report)
-                return redirect("admin:labeling_conversation_changelist")
+                if report.ok:
+                    messages.success(request, f"Imported {report.created} conversations.")
+                    return redirect("admin:labeling_conversation_changelist")
         else:
             form = ConversationImportForm(initial={"owner": request.user.pk})
         context = {
@@ -131,17 +133,22 @@ class ConversationAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "title": "Import conversations from JSONL",
             "form": form,
+            **self._errors_context(report),
         }
-        return TemplateResponse(request, "admin/labeling/conversation/import.html", context)
+        # The page shows why nothing was imported; 422 so scripts see the refusal too.
+        status = 422 if report is not None and not report.ok else 200
+        return TemplateResponse(
+            request, "admin/labeling/conversation/import.html", context, status=status
+        )
 
-    def _report_to_messages(self, request: HttpRequest, report: ImportReport) -> None:
-        if report.created or not report.errors:
-            messages.success(request, f"Imported {report.created} conversations.")
-        for line_number, text in report.errors[:MAX_ERRORS_SHOWN]:
-            messages.error(request, f"line {line_number}: {text}")
-        if len(report.errors) > MAX_ERRORS_SHOWN:
-            more = len(report.errors) - MAX_ERRORS_SHOWN
-            messages.error(request, f"... and {more} more lines could not be imported.")
+    @staticmethod
+    def _errors_context(report: ImportReport | None) -> dict:
+        if report is None or report.ok:
+            return {}
+        return {
+            "line_errors": report.errors[:MAX_ERRORS_SHOWN],
+            "more_errors": max(0, len(report.errors) - MAX_ERRORS_SHOWN),
+        }
 
 
 @admin.register(Message)

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
+from config.api import SearchTextField, StrictCharField, StrictIdField
 from labeling.conversations import selectors, services
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
@@ -98,18 +99,18 @@ class ConversationListApi(APIView):
         status = serializers.ChoiceField(
             choices=Conversation.Status.choices, required=False, allow_blank=True, default=""
         )
-        q = serializers.CharField(
-            required=False, allow_blank=True, default="", max_length=MAX_SEARCH_CHARS
+        q = SearchTextField(
+            max_chars=MAX_SEARCH_CHARS, required=False, allow_blank=True, default=""
         )
 
         class Meta:
             ref_name = "ConversationFilter"
 
     class InputSerializer(serializers.Serializer):
-        title = serializers.CharField(
+        title = StrictCharField(
             required=False, allow_blank=True, default="", max_length=MAX_TITLE_CHARS
         )
-        instructions = serializers.CharField(
+        instructions = StrictCharField(
             required=False,
             allow_blank=True,
             default="",
@@ -181,14 +182,14 @@ class MessageAppendApi(APIView):
     permission_classes = [IsTrainer]
 
     class InputSerializer(serializers.Serializer):
-        content = serializers.CharField(max_length=MAX_CONTENT_CHARS)
-        parent_id = serializers.IntegerField(required=False, allow_null=True)
+        content = StrictCharField(max_length=MAX_CONTENT_CHARS)
+        parent_id = StrictIdField(required=False, allow_null=True)
         # Plain text, not a choice: the service checks it against the turn order and says
         # whose turn it is; an enum here would collide with sampler's "role" in the schema.
-        role = serializers.CharField(
+        role = StrictCharField(
             required=False, max_length=16, help_text="Optional check: 'user' or 'assistant'."
         )
-        sample_id = serializers.IntegerField(required=False, allow_null=True)
+        sample_id = StrictIdField(required=False, allow_null=True)
 
         class Meta:
             ref_name = "MessageAppendInput"
@@ -218,8 +219,8 @@ class MessageBranchApi(APIView):
     permission_classes = [IsTrainer]
 
     class InputSerializer(serializers.Serializer):
-        content = serializers.CharField(max_length=MAX_CONTENT_CHARS)
-        sample_id = serializers.IntegerField(required=False, allow_null=True)
+        content = StrictCharField(max_length=MAX_CONTENT_CHARS)
+        sample_id = StrictIdField(required=False, allow_null=True)
 
         class Meta:
             ref_name = "MessageBranchInput"
@@ -257,11 +258,11 @@ class DraftSaveApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         # Blank is allowed: an emptied composer is a draft too.
-        content = serializers.CharField(
+        content = StrictCharField(
             allow_blank=True, trim_whitespace=False, max_length=MAX_CONTENT_CHARS
         )
-        editing_id = serializers.IntegerField(required=False, allow_null=True)
-        sample_id = serializers.IntegerField(required=False, allow_null=True)
+        editing_id = StrictIdField(required=False, allow_null=True)
+        sample_id = StrictIdField(required=False, allow_null=True)
 
         class Meta:
             ref_name = "DraftSaveInput"

@@ -8,7 +8,8 @@ Each line is the common chat format::
 
 A message may say ``"origin": "human"`` or ``"model"``; by default assistant turns are
 model-written and user/system turns human-written. Every line is checked completely before
-anything is written; an invalid one is reported with its 1-based line number.
+anything is written; an invalid one is reported with its 1-based line number, and a file with
+any invalid line is not imported at all (``conversations_import``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ DEFAULT_ORIGIN = {
 
 @dataclass
 class ImportReport:
-    created: int = 0
+    valid: int = 0  # lines that passed every check
+    created: int = 0  # conversations saved (or, in a dry run, that would be)
     conversation_ids: list[int] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)  # (1-based line number, message)
 
@@ -92,7 +94,7 @@ def _parse_message(item: object, index: int) -> ParsedMessage:
     if not isinstance(item, dict):
         raise LineError(f"{where} must be an object with role and content")
     role = item.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         raise LineError(f"{where}: role must be one of user, assistant, system (got {role!r})")
     content = item.get("content")
     if not isinstance(content, str) or not content.strip():
@@ -103,7 +105,7 @@ def _parse_message(item: object, index: int) -> ParsedMessage:
         )
     _check_storable(content, f"{where}: content")
     origin = item.get("origin", DEFAULT_ORIGIN[role])
-    if origin not in ORIGINS:
+    if not isinstance(origin, str) or origin not in ORIGINS:
         raise LineError(f"{where}: origin must be human or model (got {origin!r})")
     return ParsedMessage(role=role, content=content, origin=origin)
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from rapidfuzz.distance import Levenshtein
 
 from accounts.roles import is_admin
+from config.text import text_problem
 from labeling.conversations.importing import (
     ImportReport,
     LineError,
@@ -49,6 +50,8 @@ def _check_can_edit(*, conversation: Conversation, user: AbstractBaseUser) -> No
 def _clean_content(content: str) -> str:
     if not isinstance(content, str) or not content.strip():
         raise ValidationError({"content": "Write something first: the message is empty."})
+    if problem := text_problem(content):
+        raise ValidationError({"content": problem})
     if len(content) > MAX_CONTENT_CHARS:
         limit = f"Messages are limited to {MAX_CONTENT_CHARS} characters"
         raise ValidationError({"content": f"{limit} ({len(content)} given)."})
@@ -62,6 +65,9 @@ def conversation_create(
     instructions: str = "",
     mode: str = Conversation.Mode.NORMAL,
 ) -> Conversation:
+    for field, text in (("title", title), ("instructions", instructions)):
+        if problem := text_problem(text):
+            raise ValidationError({field: problem})
     conversation = Conversation(
         owner=owner, title=title.strip(), instructions=instructions.strip(), mode=mode
     )
@@ -70,15 +76,31 @@ def conversation_create(
     return conversation
 
 
-def _provenance(*, author: AbstractBaseUser, content: str, sample_id: int | None, role: str):
+def _sample_offered(*, sample_id: int, author: AbstractBaseUser, parent: Message | None) -> Sample:
+    """The suggestion ``sample_id``, when it was offered to ``author`` (admins: anyone) for the
+    turn after ``parent``; a field error on ``sample_id`` otherwise."""
+    sample = Sample.objects.select_related("job").filter(pk=sample_id).first()
+    if sample is None:
+        raise ValidationError({"sample_id": "No suggestion with that id."})
+    if sample.job.requested_by_id != author.pk and not is_admin(author):
+        raise ValidationError({"sample_id": "That suggestion was made for someone else."})
+    if sample.job.prefix_message_id != (parent.pk if parent is not None else None):
+        raise ValidationError({"sample_id": "That suggestion was made for another turn."})
+    return sample
+
+
+def _provenance(
+    *,
+    author: AbstractBaseUser,
+    content: str,
+    sample_id: int | None,
+    role: str,
+    parent: Message | None,
+):
     """Origin, sample, model version and edit distance of a message written from a suggestion."""
     if sample_id is None:
         return Message.Origin.HUMAN, None, None, None
-    sample = Sample.objects.select_related("job").filter(pk=sample_id).first()
-    if sample is None:
-        raise ValidationError({"sample_id": "That suggestion no longer exists."})
-    if sample.job.requested_by_id != author.pk and not is_admin(author):
-        raise ValidationError({"sample_id": "That suggestion was made for someone else."})
+    sample = _sample_offered(sample_id=sample_id, author=author, parent=parent)
     if sample.job.role != role:
         raise ValidationError({"sample_id": f"That suggestion is for a {sample.job.role} turn."})
     distance = Levenshtein.distance(sample.text, content)
@@ -97,7 +119,7 @@ def _message_create(
 ) -> Message:
     """Save a checked turn with its provenance and make it the active leaf."""
     origin, sample, model_version_id, distance = _provenance(
-        author=author, content=content, sample_id=sample_id, role=role
+        author=author, content=content, sample_id=sample_id, role=role, parent=parent
     )
     message = Message.objects.create(
         conversation=conversation,
@@ -228,8 +250,15 @@ def draft_save(
         raise PermissionDenied("You can only keep drafts in your own conversations.")
     if len(content) > MAX_CONTENT_CHARS:
         raise ValidationError({"content": f"Drafts are limited to {MAX_CONTENT_CHARS} characters."})
+    if problem := text_problem(content):
+        raise ValidationError({"content": problem})
     if editing is not None and editing.conversation_id != conversation.pk:
         raise ValidationError({"editing": "That message belongs to another conversation."})
+    if sample_id is not None:
+        # A suggestion offered for the turn this draft writes: after the edited message's
+        # parent, or after the active leaf for the composer.
+        parent = editing.parent if editing is not None else conversation.active_leaf
+        _sample_offered(sample_id=sample_id, author=author, parent=parent)
     draft, _ = Draft.objects.update_or_create(
         conversation=conversation,
         author=author,
@@ -299,19 +328,29 @@ def conversations_import(
     title_prefix: str = "",
     dry_run: bool = False,
 ) -> ImportReport:
-    """Save each valid line as a finished, imported conversation owned by ``owner``, each in its
-    own transaction; an invalid line is reported with its line number and saves nothing.
+    """Import a whole file or nothing: every line is checked first; when all are valid they are
+    saved as finished, imported conversations owned by ``owner`` in one transaction, and when
+    any is not, nothing is saved and ``errors`` lists each invalid line with its number.
 
     With ``dry_run`` every line is checked and counted in ``created`` but nothing is saved.
     """
     report = ImportReport()
+    valid: list[ParsedConversation] = []
     for line_number, parsed in parsed_lines(lines, title_prefix=title_prefix):
         if isinstance(parsed, LineError):
             report.errors.append((line_number, str(parsed)))
-            continue
-        report.created += 1
-        if not dry_run:
-            report.conversation_ids.append(conversation_import_one(parsed=parsed, owner=owner).pk)
+        else:
+            report.valid += 1
+            if not report.errors:
+                valid.append(parsed)  # kept only while the file is still importable
+    if report.errors:
+        return report
+    report.created = len(valid)
+    if not dry_run:
+        with transaction.atomic():
+            report.conversation_ids = [
+                conversation_import_one(parsed=parsed, owner=owner).pk for parsed in valid
+            ]
     return report
 
 

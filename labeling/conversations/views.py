@@ -10,6 +10,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import trainer_required
 from config.htmx import HtmxHttpRequest, validation_messages
+from config.text import search_text
 from labeling.conversations import selectors, services
 from labeling.conversations.editor import (
     EDITOR,
@@ -28,7 +29,7 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     if status not in Conversation.Status.values:
         status = ""
-    search = request.GET.get("q", "")[:200]
+    search = search_text(request.GET.get("q", ""), max_chars=200)
     conversations = selectors.conversation_list(user=request.user, status=status, search=search)
     return render(
         request,
@@ -64,10 +65,17 @@ def editor(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
 def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
     conversation = conversation_for_request(request, conversation_id)
     form = MessageForm(request.POST)
-    form.is_valid()
-    content = form.cleaned_data.get("content") or ""
+    valid = form.is_valid()
+    # On any error the typed text comes back (less a NUL character, which it may not hold).
+    content = (
+        form.cleaned_data["content"]
+        if valid
+        else request.POST.get("content", "").replace("\x00", "")
+    )
     sample_id = form.cleaned_data.get("sample_id")
     try:
+        if not valid:
+            raise ValidationError(form.errors)
         services.message_append(
             conversation=conversation,
             author=request.user,
@@ -97,14 +105,18 @@ def _draft_save(
         return render(
             request, f"{EDITOR}#draft-status", {"draft_error": form.errors.as_text()}, status=422
         )
-    services.draft_save(
-        conversation=conversation,
-        author=request.user,
-        content=form.cleaned_data["content"],
-        editing=editing,
-        # The composer may hold a suggestion; an edit's draft never does.
-        sample_id=form.cleaned_data["sample_id"] if editing is None else None,
-    )
+    try:
+        services.draft_save(
+            conversation=conversation,
+            author=request.user,
+            content=form.cleaned_data["content"],
+            editing=editing,
+            # The composer may hold a suggestion; an edit's draft never does.
+            sample_id=form.cleaned_data["sample_id"] if editing is None else None,
+        )
+    except ValidationError as error:
+        context = {"draft_error": " ".join(validation_messages(error))}
+        return render(request, f"{EDITOR}#draft-status", context, status=422)
     return render(request, f"{EDITOR}#draft-status", {"saved_at": timezone.now()})
 
 

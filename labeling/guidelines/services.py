@@ -7,51 +7,15 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.roles import is_admin
-from labeling.guidelines.models import GuidelineAcknowledgement, GuidelineVersion
+from labeling.guidelines.models import (
+    DEFAULT_CHANGE_NOTE,
+    DEFAULT_GUIDELINES,
+    GuidelineAcknowledgement,
+    GuidelineVersion,
+)
 
 MAX_GUIDELINE_CHARS = 50000
 MAX_CHANGE_NOTE_CHARS = 300
-
-# One line per paragraph and list item: chat Markdown renders single line breaks (nl2br).
-DEFAULT_GUIDELINES = "\n".join(
-    [
-        "# Labeling guidelines",
-        "",
-        "You write the replies an AI assistant should give, and you judge the replies models "
-        "give. Judge every reply on three things, in this order when they conflict: "
-        "**harmless**, **truthful**, **helpful**.",
-        "",
-        "## Helpful",
-        "",
-        "- Answer what the user actually asked; follow their instructions when they are "
-        "reasonable.",
-        "- When the request is **ambiguous**, ask one short clarifying question instead of "
-        "guessing.",
-        "- Be **concise**: no needless repetition, padding or disclaimers. Longer is not better.",
-        "",
-        "## Truthful",
-        "",
-        '- State only what is true; say "I don\'t know" or "I\'m not sure" rather than make '
-        "things up.",
-        "- The assistant **is an AI**: it says so when it matters, and claims no abilities it "
-        "lacks (no browsing, no memory of past chats, no feelings, no actions in the world) "
-        "unless it has them.",
-        "",
-        "## Harmless",
-        "",
-        "- **Refuse** requests for dangerous, illegal, hateful or private information, "
-        "**politely and briefly**: one or two sentences, no lecture. Offer a safe alternative "
-        "when there is one.",
-        "- Never reveal personal data about real private people.",
-        "",
-        "## Ranking replies",
-        "",
-        "- Put the reply that best follows these guidelines first; ties are fine when two are "
-        "equally good.",
-        "- Flag harmful or untruthful replies even when you rank them.",
-        "",
-    ]
-)
 
 
 def guideline_version_ensure_current() -> GuidelineVersion:
@@ -63,7 +27,7 @@ def guideline_version_ensure_current() -> GuidelineVersion:
         with transaction.atomic():
             version, _ = GuidelineVersion.objects.get_or_create(
                 number=1,
-                defaults={"text": DEFAULT_GUIDELINES, "change_note": "Default guidelines."},
+                defaults={"text": DEFAULT_GUIDELINES, "change_note": DEFAULT_CHANGE_NOTE},
             )
     except IntegrityError:
         version = GuidelineVersion.objects.get(number=1)  # made by a concurrent first use

@@ -16,7 +16,7 @@ PAGE = "labeling/guidelines/page.html"
 
 
 def _panel(request: HtmxHttpRequest) -> HttpResponse:
-    current = services.guideline_version_ensure_current()
+    current = selectors.guideline_version_current()
     context = {
         "current": current,
         "unread": not selectors.guideline_has_read(user=request.user, version=current),
@@ -26,7 +26,7 @@ def _panel(request: HtmxHttpRequest) -> HttpResponse:
 
 @trainer_required
 def guidelines(request: HtmxHttpRequest) -> HttpResponse:
-    current = services.guideline_version_ensure_current()
+    current = selectors.guideline_version_current()
     shown = current
     if request.GET.get("version"):
         try:
@@ -62,7 +62,7 @@ def guidelines_edit(request: HtmxHttpRequest) -> HttpResponse:
             form.add_error(None, error)
     if version is None:
         # The edited text comes back with the reason; nothing typed is lost.
-        current = services.guideline_version_ensure_current()
+        current = selectors.guideline_version_current()
         context = {
             "current": current,
             "shown": current,
@@ -85,6 +85,9 @@ def guidelines_panel(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def guidelines_acknowledge(request: HtmxHttpRequest, number: int) -> HttpResponse:
     version = selectors.guideline_version_get(number=number)
+    if version is None and number == 1:
+        # Version 1 (the defaults) is shown before it is saved; reading it saves it.
+        version = services.guideline_version_ensure_current()
     if version is None:
         raise Http404("No such guideline version.")
     services.guideline_acknowledge(user=request.user, version=version)

@@ -1,5 +1,7 @@
 """Streaming export endpoint: the same records as the Exports page, as JSONL over HTTP."""
 
+import math
+
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -18,6 +20,18 @@ from ranking.exports.filters import (
 )
 from ranking.exports.pipeline import jsonl_lines, records
 
+MAX_ID = 2**63 - 1
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A number from the query string; ``nan`` and ``inf`` are refused."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            raise serializers.ValidationError("Must be a finite number.")
+        return value
+
 
 class ExportStreamApi(APIView):
     """Stream an export as JSONL, read from the database in chunks (memory stays flat)."""
@@ -29,23 +43,29 @@ class ExportStreamApi(APIView):
         date_from = serializers.DateField(required=False)
         date_to = serializers.DateField(required=False)
         model_version_id = serializers.ListField(
-            child=serializers.IntegerField(), required=False, max_length=100
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            max_length=100,
         )
-        min_agreement = serializers.FloatField(required=False, min_value=0, max_value=1)
+        min_agreement = FiniteFloatField(required=False, min_value=0, max_value=1)
         exclude_flag = serializers.ListField(
             child=serializers.ChoiceField(choices=FLAG_NAMES), required=False
         )
         exclude_trainer_id = serializers.ListField(
-            child=serializers.IntegerField(), required=False, max_length=1000
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            max_length=1000,
         )
         pair_mode = serializers.ChoiceField(choices=PAIR_MODES, default="per_ranker")
         split = serializers.ChoiceField(choices=SPLITS, default="all")
-        test_fraction = serializers.FloatField(default=0.1, min_value=0, max_value=0.99)
-        split_seed = serializers.IntegerField(default=0, min_value=0)
+        test_fraction = FiniteFloatField(default=0.1, min_value=0, max_value=0.99)
+        split_seed = serializers.IntegerField(default=0, min_value=0, max_value=2**32 - 1)
         pseudonymize = serializers.BooleanField(default=True)
         red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")
         guideline_version = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), required=False, max_length=1000
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            max_length=1000,
         )
 
         class Meta:

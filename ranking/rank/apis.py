@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
+from config.api import StrictBooleanField, StrictCharField, StrictDictField, StrictIdField
 from ranking.rank import services
 from ranking.rank.selectors import assignment_get_for_trainer, assignment_screen
 
@@ -17,8 +18,15 @@ MAX_FLAGS_PER_REPLY = 10
 MAX_TEXT_CHARS = 20000
 
 
-def _candidate_id() -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+def _candidate_id() -> StrictIdField:
+    return StrictIdField()
+
+
+def _candidate_key(key: str) -> int:
+    """A JSON object key (always a string) naming a reply id: digits only."""
+    if not key.isascii() or not key.isdigit():
+        raise serializers.ValidationError("not a reply id")
+    return _candidate_id().run_validation(int(key))
 
 
 def _candidate_keys(value: dict, field: str) -> dict[int, object]:
@@ -28,7 +36,7 @@ def _candidate_keys(value: dict, field: str) -> dict[int, object]:
     converted = {}
     for key, item in value.items():
         try:
-            converted[_candidate_id().run_validation(key)] = item
+            converted[_candidate_key(key)] = item
         except serializers.ValidationError as error:
             raise serializers.ValidationError(
                 f"{field.capitalize()} must be keyed by reply id, not {key!r}."
@@ -88,20 +96,20 @@ class RankingSubmitApi(APIView):
             max_length=MAX_CANDIDATES,
             default=list,
         )
-        cannot_rank = serializers.BooleanField(default=False)
-        flags = serializers.DictField(
+        cannot_rank = StrictBooleanField(default=False)
+        flags = StrictDictField(
             child=serializers.ListField(
-                child=serializers.CharField(max_length=50), max_length=MAX_FLAGS_PER_REPLY
+                child=StrictCharField(max_length=50), max_length=MAX_FLAGS_PER_REPLY
             ),
             required=False,
             default=dict,
         )
-        flag_notes = serializers.DictField(
-            child=serializers.CharField(allow_blank=True, max_length=MAX_TEXT_CHARS),
+        flag_notes = StrictDictField(
+            child=StrictCharField(allow_blank=True, max_length=MAX_TEXT_CHARS),
             required=False,
             default=dict,
         )
-        rationale = serializers.CharField(
+        rationale = StrictCharField(
             allow_blank=True, required=False, default="", max_length=MAX_TEXT_CHARS
         )
 
@@ -167,7 +175,7 @@ class AssignmentSkipApi(APIView):
     permission_classes = [IsTrainer]
 
     class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField(
+        reason = StrictCharField(
             allow_blank=True, required=False, default="", max_length=MAX_TEXT_CHARS
         )
 

@@ -7,7 +7,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer, is_admin
-from config.api import BrokerUnavailableResponse, StrictIntegerField
+from config.api import (
+    BrokerUnavailableResponse,
+    StrictCharField,
+    StrictChoiceField,
+    StrictDictField,
+    StrictIdField,
+    StrictIntegerField,
+)
 from labeling.models import Message
 from sampler.generation import services
 from sampler.generation.selectors import generation_job_get
@@ -53,20 +60,35 @@ class JobOutputSerializer(serializers.Serializer):
         return job_queue_position(job=job)
 
 
+class PromptMessageInputSerializer(serializers.Serializer):
+    role = StrictChoiceField(choices=["system", "user", "assistant"])
+    content = StrictCharField(
+        allow_blank=True, trim_whitespace=False, max_length=services.MAX_MESSAGE_CHARS
+    )
+
+    class Meta:
+        ref_name = "PromptMessageInput"
+
+
 class GenerationJobCreateApi(APIView):
     """Queue ``n`` completions of a conversation prefix on the GPU queue."""
 
     permission_classes = [IsTrainer]
 
     class InputSerializer(serializers.Serializer):
-        prefix_message_id = StrictIntegerField(required=False)
+        prefix_message_id = StrictIdField(required=False)
         messages = serializers.ListField(
-            child=serializers.DictField(), required=False, max_length=200
+            child=PromptMessageInputSerializer(),
+            required=False,
+            max_length=services.MAX_PREFIX_MESSAGES,
         )
         n = StrictIntegerField(min_value=1)
-        params = serializers.DictField(required=False, default=dict)
-        seed = StrictIntegerField(required=False, allow_null=True, min_value=0)
-        role = serializers.ChoiceField(choices=["assistant", "user"], default="assistant")
+        # Checked by the service, exactly (no coercion; unknown names refused).
+        params = StrictDictField(required=False, default=dict)
+        seed = StrictIntegerField(
+            required=False, allow_null=True, min_value=0, max_value=services.MAX_SEED
+        )
+        role = StrictChoiceField(choices=["assistant", "user"], default="assistant")
 
         def validate_n(self, value: int) -> int:
             if value > settings.GENERATION_MAX_N:
@@ -88,7 +110,11 @@ class GenerationJobCreateApi(APIView):
             prefix_message = get_object_or_404(messages, pk=data["prefix_message_id"])
         job = services.generation_job_create(
             prefix_message=prefix_message,
-            messages=data.get("messages") if prefix_message is None else None,
+            messages=(
+                [dict(message) for message in data["messages"]]
+                if prefix_message is None and "messages" in data
+                else None
+            ),
             n=data["n"],
             params=data["params"],
             seed=data.get("seed"),

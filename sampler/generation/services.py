@@ -18,6 +18,7 @@ from django.db import transaction
 
 from accounts.roles import is_admin
 from config.celery import Queue
+from config.text import text_problem
 from labeling.conversations.selectors import message_path
 from labeling.models import Message
 from sampler.generation.models import GenerationJob, Sample
@@ -93,13 +94,15 @@ def _validated_messages(messages: object, *, role: str) -> list[dict]:
         if not isinstance(message, dict):
             raise ValidationError({"messages": f"Message {position} must be an object."})
         message_role, content = message.get("role"), message.get("content")
-        if message_role not in {"system", "user", "assistant"}:
+        if not isinstance(message_role, str) or message_role not in {"system", "user", "assistant"}:
             raise ValidationError(
                 {"messages": f"Message {position}: role must be system, user or assistant."}
             )
         if not isinstance(content, str) or len(content) > MAX_MESSAGE_CHARS:
             problem = f"content must be text of at most {MAX_MESSAGE_CHARS} characters"
             raise ValidationError({"messages": f"Message {position}: {problem}."})
+        if problem := text_problem(content):
+            raise ValidationError({"messages": f"Message {position}: content: {problem}"})
         cleaned.append({"role": message_role, "content": content})
     return cleaned
 

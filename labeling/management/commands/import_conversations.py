@@ -29,7 +29,8 @@ class Command(BaseCommand):
         "Import finished conversations from a JSONL file (one "
         '{"messages": [{"role": ..., "content": ...}, ...], "title": ...} per line). '
         f"Lines are at most {MAX_LINE_BYTES} bytes, files at most {MAX_LINES} lines. "
-        "Good lines are imported even when others fail; the command then exits non-zero."
+        "All or nothing: every line is checked first, and one invalid line means nothing is "
+        "imported; each invalid line is listed with its number and the command exits non-zero."
     )
 
     def add_arguments(self, parser):
@@ -54,14 +55,16 @@ class Command(BaseCommand):
                 )
             except (OSError, EOFError) as error:  # a truncated or corrupt .gz, a read error
                 raise CommandError(
-                    f"Reading {file} failed part way: {error}. "
-                    "The lines before that point were processed."
+                    f"Reading {file} failed part way: {error}. Nothing was imported."
                 ) from error
+        for line_number, message in report.errors:
+            self.stderr.write(f"line {line_number}: {message}")
+        if report.errors:
+            raise CommandError(
+                f"{len(report.errors)} invalid lines ({report.valid} valid): nothing "
+                f"{'would be ' if dry_run else 'was '}imported. Fix the lines above and run again."
+            )
         if dry_run:
             self.stdout.write(f"Dry run: {report.created} conversations would be imported.")
         else:
             self.stdout.write(f"Imported {report.created} conversations.")
-        for line_number, message in report.errors:
-            self.stderr.write(f"line {line_number}: {message}")
-        if report.errors:
-            raise CommandError(f"{len(report.errors)} lines could not be imported.")

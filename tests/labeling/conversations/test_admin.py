@@ -16,20 +16,44 @@ def test_changelist_links_to_the_import_page(admin_client_):
     assert IMPORT_URL.encode() in response.content
 
 
-def test_admin_upload_imports_and_reports_errors_by_line(admin_client_, admin_user, trainer):
+def test_admin_upload_of_a_clean_file_imports_it(admin_client_, admin_user, trainer):
     form = admin_client_.get(IMPORT_URL)
     assert form.status_code == 200
     assert form.context["form"].initial["owner"] == admin_user.pk
 
-    upload = SimpleUploadedFile("chats.jsonl", MIXED_FILE, content_type="application/jsonl")
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN, GOOD_PLAIN))
     response = admin_client_.post(
         IMPORT_URL, {"file": upload, "owner": trainer.pk, "title_prefix": ""}, follow=True
     )
     assert response.redirect_chain[-1][0] == "/admin/labeling/conversation/"
     texts = [str(message) for message in response.context["messages"]]
-    assert texts[0] == "Imported 2 conversations."
-    assert [text.split(":")[0] for text in texts[1:]] == ["line 2", "line 3", "line 5"]
+    assert texts == ["Imported 2 conversations."]
     assert Conversation.objects.filter(owner=trainer, source="imported").count() == 2
+
+
+def test_admin_upload_with_bad_lines_imports_nothing_and_shows_each_line(admin_client_, trainer):
+    upload = SimpleUploadedFile("chats.jsonl", MIXED_FILE, content_type="application/jsonl")
+    response = admin_client_.post(
+        IMPORT_URL, {"file": upload, "owner": trainer.pk, "title_prefix": ""}
+    )
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "3 invalid lines" in page and "nothing was imported" in page
+    for line_number in (2, 3, 5):
+        assert f"<li>line {line_number}: " in page
+    assert "role must be one of user, assistant, system (got &#x27;bot&#x27;)" in page
+    assert not Conversation.objects.exists()
+
+
+def test_admin_upload_with_a_list_where_a_role_belongs_shows_the_line(admin_client_, trainer):
+    bad = {
+        "messages": [{"role": ["user"], "content": "Hi"}, {"role": "assistant", "content": "Yo"}]
+    }
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN, bad))
+    response = admin_client_.post(IMPORT_URL, {"file": upload, "owner": trainer.pk})
+    assert response.status_code == 422
+    assert "<li>line 2: messages[0]: role must be one of" in response.content.decode()
+    assert not Conversation.objects.exists()
 
 
 def test_admin_upload_over_the_size_limit_is_refused(admin_client_, admin_user, monkeypatch):

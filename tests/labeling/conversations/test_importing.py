@@ -21,16 +21,27 @@ def _chain(conversation: Conversation) -> list[Message]:
     return list(reversed(chain))
 
 
-def test_good_lines_are_imported_and_bad_lines_reported_by_number(trainer):
+def test_a_file_with_bad_lines_saves_nothing_and_reports_every_bad_line(trainer):
     report = conversations_import(
         lines=io.BytesIO(MIXED_FILE), owner=trainer, title_prefix="batch 1: "
     )
 
-    assert report.created == 2 and len(report.conversation_ids) == 2
+    assert report.created == 0 and report.conversation_ids == [] and report.valid == 2
     assert [line for line, _ in report.errors] == [2, 3, 5]
     assert "invalid JSON" in report.errors[0][1]
     assert "role must be one of" in report.errors[1][1] and "'bot'" in report.errors[1][1]
     assert "messages[1]: expected role 'assistant', got 'user'" in report.errors[2][1]
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+def test_a_valid_file_is_imported_whole(trainer):
+    report = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN)),
+        owner=trainer,
+        title_prefix="batch 1: ",
+    )
+
+    assert report.ok and report.created == 2 and len(report.conversation_ids) == 2
     assert Conversation.objects.count() == 2 and Message.objects.count() == 7
 
     first, second = Conversation.objects.filter(pk__in=report.conversation_ids).order_by("pk")
@@ -131,7 +142,7 @@ def test_blank_lines_are_skipped_but_counted(trainer):
     report = conversations_import(
         lines=["", "   \n", json.dumps(GOOD_PLAIN), "\n", "{"], owner=trainer
     )
-    assert report.created == 1
+    assert report.valid == 1 and report.created == 0
     assert report.errors == [(5, report.errors[0][1])]
 
 
@@ -143,22 +154,53 @@ def test_an_over_long_line_is_refused_without_reading_it_whole(trainer, monkeypa
     lines = list(importing.jsonl_lines(stream))
     assert len(lines) == 2 and len(lines[0]) == 101
     report = conversations_import(lines=lines, owner=trainer)
-    assert report.created == 1
+    assert report.valid == 1 and report.created == 0
     assert report.errors[0][0] == 1 and "longer than 100 bytes" in report.errors[0][1]
 
 
-def test_lines_past_the_limit_are_reported_once_and_skipped(trainer, monkeypatch):
+def test_lines_past_the_limit_are_reported_once_and_nothing_is_saved(trainer, monkeypatch):
     monkeypatch.setattr(importing, "MAX_LINES", 2)
     report = conversations_import(lines=[json.dumps(GOOD_PLAIN)] * 4, owner=trainer)
-    assert report.created == 2
+    assert report.created == 0 and report.valid == 2
     assert len(report.errors) == 1 and report.errors[0][0] == 3
+    assert not Conversation.objects.exists()
 
 
 def test_dry_run_checks_everything_and_saves_nothing(trainer):
     report = conversations_import(lines=io.BytesIO(MIXED_FILE), owner=trainer, dry_run=True)
-    assert report.created == 2 and report.conversation_ids == []
+    assert report.valid == 2 and report.conversation_ids == []
     assert [line for line, _ in report.errors] == [2, 3, 5]
     assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ({"role": ["user"], "content": "Hi"}, "role must be one of"),
+        ({"role": {"user": 1}, "content": "Hi"}, "role must be one of"),
+        ({"role": "user", "content": ["Hi"]}, "content must be a non-empty string"),
+        ({"role": "user", "content": {"text": "Hi"}}, "content must be a non-empty string"),
+        ({"role": "user", "content": "Hi", "origin": ["human"]}, "origin must be human or model"),
+        ({"role": "user", "content": "Hi", "origin": {"a": 1}}, "origin must be human or model"),
+        ({"role": "user", "content": "Hi\u0000"}, "NUL"),
+        ({"role": "user", "content": "Hi \ud800"}, "unpaired surrogate"),
+    ],
+)
+def test_lists_and_objects_where_text_belongs_are_line_errors(trainer, message, expected):
+    reply = {"role": "assistant", "content": "Hello"}
+    bad = json.dumps({"messages": [message, reply]}).replace("\\\\u", "\\u").encode()
+    report = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_PLAIN, bad, GOOD_PLAIN)), owner=trainer
+    )
+    assert [line for line, _ in report.errors] == [2]
+    assert expected in report.errors[0][1]
+    assert not Conversation.objects.exists()
+
+
+def test_a_list_title_is_a_line_error(trainer):
+    bad = {"title": ["x"], **GOOD_PLAIN}
+    report = conversations_import(lines=io.BytesIO(jsonl(bad)), owner=trainer)
+    assert report.errors == [(1, "title must be a string")]
 
 
 # manage.py import_conversations
@@ -178,19 +220,36 @@ def test_command_imports_a_clean_file(trainer, tmp_path):
     assert Conversation.objects.filter(owner=trainer, source="imported").count() == 2
 
 
-def test_command_reads_gzip_imports_good_lines_and_fails_on_bad_ones(trainer, tmp_path):
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_command_reads_gzip_and_imports_nothing_from_a_file_with_bad_lines(
+    trainer, tmp_path, dry_run
+):
     path = tmp_path / "chats.jsonl.gz"
     path.write_bytes(gzip.compress(MIXED_FILE))
     out, err = io.StringIO(), io.StringIO()
-    with pytest.raises(CommandError, match="3 lines could not be imported"):
-        call_command("import_conversations", str(path), owner="tess", stdout=out, stderr=err)
-    assert "Imported 2 conversations." in out.getvalue()
+    flags = ["--dry-run"] if dry_run else []
+    with pytest.raises(CommandError, match="3 invalid lines \\(2 valid\\): nothing"):
+        call_command(
+            "import_conversations", str(path), *flags, owner="tess", stdout=out, stderr=err
+        )
+    assert "Imported" not in out.getvalue()
     assert [line.split(":")[0] for line in err.getvalue().splitlines()] == [
         "line 2",
         "line 3",
         "line 5",
     ]
-    assert Conversation.objects.count() == 2
+    assert not Conversation.objects.exists()
+
+
+def test_command_with_a_list_where_a_role_belongs_reports_the_line(trainer, tmp_path):
+    path = tmp_path / "chats.jsonl"
+    bad = {"messages": [{"role": ["user"], "content": "Hi"}, {"role": {}, "content": "Yo"}]}
+    path.write_bytes(jsonl(GOOD_PLAIN, bad))
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="1 invalid lines"):
+        call_command("import_conversations", str(path), "--dry-run", owner="tess", stderr=err)
+    assert err.getvalue().startswith("line 2: messages[0]: role must be one of")
+    assert not Conversation.objects.exists()
 
 
 def test_command_reads_standard_input_and_dry_run_saves_nothing(trainer, monkeypatch):

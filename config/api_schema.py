@@ -1,0 +1,48 @@
+"""The OpenAPI schema documents the JSON error responses of every endpoint (config.api).
+
+A module of its own: drf-spectacular reads DRF's settings on import, and those name
+``config.api``'s parser.
+"""
+
+from drf_spectacular.openapi import AutoSchema
+
+# ---- schema ------------------------------------------------------------------------------------
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "required": ["detail"],
+}
+# A serializer's 400 names the fields (``{"content": ["..."]}``), other 400s say ``detail``.
+_VALIDATION_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"detail": {}},
+    "additionalProperties": {},
+    "description": "Messages per field, or a detail message.",
+}
+_ERROR_RESPONSES = {
+    "400": ("Invalid input: bad JSON, too deep, or messages per field.", _VALIDATION_ERROR_SCHEMA),
+    "401": ("Not authenticated.", _ERROR_SCHEMA),
+    "403": ("Not allowed for this user, or the CSRF check failed.", _ERROR_SCHEMA),
+    "404": ("No such object visible to this user, or no such path.", _ERROR_SCHEMA),
+    "405": ("Method not allowed.", _ERROR_SCHEMA),
+    "406": ("Only JSON responses are available.", _ERROR_SCHEMA),
+    "413": ("The request body is larger than the limit it states.", _ERROR_SCHEMA),
+    "500": ("Internal error; no details, quote the request id.", _ERROR_SCHEMA),
+}
+
+
+class ErrorDocumentingAutoSchema(AutoSchema):
+    """Every operation documents the JSON error responses the API can give."""
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for code, (description, schema) in _ERROR_RESPONSES.items():
+            documented = responses.setdefault(code, {"description": description})
+            documented.setdefault("content", {"application/json": {"schema": schema}})
+        return responses

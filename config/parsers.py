@@ -1,0 +1,76 @@
+"""The API's one body parser: JSON, bounded in size and depth (config.api explains the rest).
+
+A module of its own: DRF's views read their parser classes from the settings on import.
+"""
+
+import json
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import BaseParser
+
+# Deeper than any body the API takes (a ranking's ordering is three levels); a hostile body
+# nested thousands deep is refused before a serializer walks it.
+MAX_JSON_DEPTH = 32
+
+
+def body_too_large_detail(size: int | None) -> str:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    given = f"{size} bytes" if size is not None else "larger than that"
+    return f"The request body is too large ({given}); the limit is {limit} bytes."
+
+
+class RequestBodyTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+
+def json_depth_exceeds(value: object, limit: int) -> bool:
+    """Whether ``value`` nests lists/objects more than ``limit`` levels (iterative: no
+    recursion for a hostile value to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class BoundedJSONParser(BaseParser):
+    """JSON bodies of at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (413 past it, also for a
+    chunked body with no length) and ``MAX_JSON_DEPTH`` levels (400 past it); NaN and
+    Infinity are refused."""
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read() if limit is None else stream.read(limit + 1)
+        if limit is not None and len(raw) > limit:
+            raise RequestBodyTooLarge(body_too_large_detail(None))
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ParseError(f"JSON parse error - not UTF-8 (byte {error.start + 1}).") from error
+        too_deep = f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels (the limit)."
+        try:
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except RecursionError as error:
+            raise ParseError(too_deep) from error
+        except ValueError as error:
+            raise ParseError(f"JSON parse error - {error}") from error
+        if json_depth_exceeds(data, MAX_JSON_DEPTH):
+            raise ParseError(too_deep)
+        return data

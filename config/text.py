@@ -1,0 +1,28 @@
+"""Text a database cannot store, checked wherever text enters (API, forms, imports, commands).
+
+JSON can carry NUL characters and unpaired surrogates (``"\\u0000"``, ``"\\ud800"``);
+PostgreSQL refuses the first and UTF-8 cannot encode the second, so either would reach the
+database as a 500. They are refused with a field error, except in search boxes, where
+:func:`search_text` strips them.
+"""
+
+NUL_MESSAGE = "NUL characters (\\u0000) are not allowed."
+SURROGATE_MESSAGE = "Unpaired surrogate characters (\\ud800-\\udfff) are not allowed."
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored (None when it can)."""
+    if "\x00" in text:
+        return NUL_MESSAGE
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return SURROGATE_MESSAGE
+    return None
+
+
+def search_text(text: str, *, max_chars: int) -> str:
+    """A search query as typed, without what cannot be searched for, cut to ``max_chars``."""
+    text = text.replace("\x00", "")
+    text = text.encode("utf-8", "ignore").decode("utf-8")  # drops unpaired surrogates
+    return text[:max_chars]

@@ -1,0 +1,390 @@
+"""The API's contract for bad input, through real requests: every answer under /api/ is JSON,
+input is strict (no coercion, no NUL or lone surrogates, bounded depth and size, ids checked for
+existence and ownership), and trainers see no server paths."""
+
+import base64
+import json
+
+import pytest
+from django.test import Client, override_settings
+
+from config.parsers import MAX_JSON_DEPTH
+from labeling.conversations import selectors as conversation_selectors
+from labeling.conversations import services as conversation_services
+from labeling.conversations.models import Conversation, Draft, Message
+from ranking.models import Assignment, Ranking
+from ranking.rank.services import task_claim_next
+from sampler.generation.models import GenerationJob, Sample
+from tests.labeling.conftest import model_reply
+from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
+
+
+def _post(client: Client, url: str, body: object, method: str = "post"):
+    return getattr(client, method)(url, json.dumps(body), content_type="application/json")
+
+
+def _field_error(response, field: str) -> str:
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/json"
+    return json.dumps(response.json()[field])
+
+
+@pytest.fixture
+def conversation(trainer) -> Conversation:
+    return conversation_services.conversation_create(owner=trainer, title="Weekend plans")
+
+
+# ---- one error format ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_trainer", [False, True])
+def test_an_unknown_api_path_is_a_json_404(client, trainer_client, as_trainer):
+    response = (trainer_client if as_trainer else client).get("/api/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No API endpoint at this path."}
+
+
+def test_a_wrong_method_is_a_json_405_with_allow(trainer_client):
+    response = trainer_client.get("/api/ranking/claim/")
+    assert response.status_code == 405
+    assert "detail" in response.json() and "POST" in response["Allow"]
+
+
+def test_a_browser_asking_for_html_still_gets_json(trainer_client):
+    response = trainer_client.get(
+        "/api/conversations/999999/", HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8"
+    )
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+def test_an_oversized_body_is_a_json_413_stating_the_limit(trainer_client):
+    response = _post(trainer_client, "/api/conversations/", {"title": "x" * 2000})
+    assert response.status_code == 413
+    assert "the limit is 1000 bytes" in response.json()["detail"]
+    assert not Conversation.objects.exists()
+
+
+def test_bad_json_is_a_json_400(trainer_client):
+    response = trainer_client.post(
+        "/api/conversations/", "{not json", content_type="application/json"
+    )
+    assert response.status_code == 400 and "JSON parse error" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
+def test_json_nested_past_the_limit_is_a_400_stating_it(trainer_client, depth):
+    body = '{"title": ' + "[" * depth + "]" * depth + "}"
+    response = trainer_client.post("/api/conversations/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert f"deeper than {MAX_JSON_DEPTH} levels" in response.json()["detail"]
+    assert not Conversation.objects.exists()
+
+
+def test_nan_is_not_json(trainer_client):
+    response = trainer_client.post(
+        "/api/generation-jobs/", '{"n": NaN}', content_type="application/json"
+    )
+    assert response.status_code == 400 and "NaN" in response.json()["detail"]
+
+
+def test_a_missing_csrf_token_is_a_json_403(trainer):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(trainer)
+    response = _post(client, "/api/conversations/", {"title": "x"})
+    assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+    assert not Conversation.objects.exists()
+
+
+def test_a_server_error_is_a_json_500_without_traceback(trainer, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("secret internals /srv/tandem/var")
+
+    monkeypatch.setattr(conversation_selectors, "conversation_list", broken)
+    client = Client(raise_request_exception=False)
+    client.force_login(trainer)
+    response = client.get("/api/conversations/")
+    assert response.status_code == 500
+    body = response.json()
+    assert set(body) == {"detail", "request_id"}
+    assert body["request_id"] == response["X-Request-ID"]
+    assert "secret" not in response.content.decode() and "Traceback" not in body["detail"]
+
+
+def test_basic_credentials_with_a_nul_are_a_json_401(client, trainer):
+    credentials = base64.b64encode(b"tess\x00:secret").decode()
+    response = client.get("/api/conversations/", HTTP_AUTHORIZATION=f"Basic {credentials}")
+    assert response.status_code == 401 and "NUL" in response.json()["detail"]
+
+
+def test_html_pages_keep_their_html_errors(trainer_client):
+    response = trainer_client.get("/write/999999/")
+    assert response.status_code == 404 and "text/html" in response["Content-Type"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data; boundary=BoUnDaRy", "application/x-www-form-urlencoded"]
+)
+def test_a_form_or_file_body_is_a_400_and_creates_nothing(trainer_client, content_type):
+    body = (
+        b'--BoUnDaRy\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\x02\r\n--BoUnDaRy--\r\n"
+    )
+    response = trainer_client.post("/api/conversations/", body, content_type=content_type)
+    assert response.status_code == 400
+    assert "Send a JSON body" in response.json()["detail"]
+    assert not Conversation.objects.exists()
+
+
+# ---- strict input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"title": 123}, "title"),
+        ({"title": True}, "title"),
+        ({"title": ["a"]}, "title"),
+        ({"title": "a\u0000b"}, "title"),
+        ({"instructions": {"a": 1}}, "instructions"),
+    ],
+)
+def test_conversation_fields_are_strict(trainer_client, body, field):
+    response = _post(trainer_client, "/api/conversations/", body)
+    assert _field_error(response, field)
+    assert not Conversation.objects.exists()
+
+
+def test_a_lone_surrogate_is_a_field_error(trainer_client, conversation):
+    body = '{"content": "broken \\ud800 text"}'
+    response = trainer_client.post(
+        f"/api/conversations/{conversation.pk}/messages/", body, content_type="application/json"
+    )
+    assert "surrogate" in _field_error(response, "content")
+    assert not conversation.messages.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"content": 123}, "content", "Must be a string"),
+        ({"content": "a\u0000"}, "content", "NUL"),
+        ({"content": "hi", "parent_id": "1"}, "parent_id", "Must be an integer"),
+        ({"content": "hi", "parent_id": 1.0}, "parent_id", "Must be an integer"),
+        ({"content": "hi", "parent_id": True}, "parent_id", "Must be an integer"),
+        ({"content": "hi", "sample_id": 2**70}, "sample_id", "less than or equal"),
+        ({"content": "hi", "role": 1}, "role", "Must be a string"),
+    ],
+)
+def test_message_fields_are_strict(trainer_client, conversation, body, field, message):
+    response = _post(trainer_client, f"/api/conversations/{conversation.pk}/messages/", body)
+    assert message in _field_error(response, field)
+    assert not conversation.messages.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"n": True, "messages": [{"role": "user", "content": "hi"}]}, "n", "integer"),
+        ({"n": 1.9, "messages": [{"role": "user", "content": "hi"}]}, "n", "integer"),
+        ({"n": "3", "messages": [{"role": "user", "content": "hi"}]}, "n", "integer"),
+        ({"n": 1, "messages": [{"role": "user", "content": 123}]}, "messages", "string"),
+        ({"n": 1, "messages": [{"role": ["user"], "content": "hi"}]}, "messages", "string"),
+        ({"n": 1, "messages": [{"role": "user", "content": "a\u0000"}]}, "messages", "NUL"),
+        ({"n": 1, "messages": [{"role": "user", "content": "hi"}], "seed": "1"}, "seed", "integer"),
+        (
+            {"n": 1, "messages": [{"role": "user", "content": "hi"}], "params": {"top_k": 1.9}},
+            "top_k",
+            "integer",
+        ),
+        (
+            {
+                "n": 1,
+                "messages": [{"role": "user", "content": "hi"}],
+                "params": {"temperature": True},
+            },
+            "temperature",
+            "number",
+        ),
+        (
+            {
+                "n": 1,
+                "messages": [{"role": "user", "content": "hi"}],
+                "params": {"max_new_tokens": 1.9},
+            },
+            "max_new_tokens",
+            "integer",
+        ),
+    ],
+)
+def test_generation_requests_are_strict(trainer_client, body, field, message):
+    response = _post(trainer_client, "/api/generation-jobs/", body)
+    assert message in _field_error(response, field)
+    assert not GenerationJob.objects.exists()
+
+
+# ---- ids: existence and ownership ----------------------------------------------------------
+
+
+@pytest.fixture
+def offered(conversation, trainer, other_trainer):
+    """A conversation whose active leaf is a model reply, a suggestion job for the next turn
+    made for ``trainer``, and one made for ``other_trainer``."""
+    version = model_version_create("policy")
+    question = conversation_services.message_append(
+        conversation=conversation, author=trainer, content="Hi"
+    )
+    reply = model_reply(conversation, question, version, "Hello")
+
+    def sample_for(user, prefix):
+        job = GenerationJob.objects.create(
+            model_version=version,
+            prefix_message=prefix,
+            n=1,
+            seed=1,
+            purpose=GenerationJob.Purpose.SUGGESTION,
+            requested_by=user,
+            role="user",
+        )
+        return Sample.objects.create(
+            job=job, index=0, text="More?", token_count=1, finish_reason="end_of_turn"
+        )
+
+    return {
+        "mine": sample_for(trainer, reply),
+        "others": sample_for(other_trainer, reply),
+        "other_turn": sample_for(trainer, question),
+    }
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [
+        (None, "No suggestion with that id"),
+        ("others", "made for someone else"),
+        ("other_turn", "made for another turn"),
+    ],
+)
+def test_a_draft_takes_only_a_suggestion_offered_for_its_turn(
+    trainer_client, conversation, offered, which, message
+):
+    sample_id = offered[which].pk if which else 999_999
+    url = f"/api/conversations/{conversation.pk}/draft/"
+    response = _post(trainer_client, url, {"content": "x", "sample_id": sample_id}, "put")
+    assert message in _field_error(response, "sample_id")
+    assert not Draft.objects.exists()
+
+
+def test_a_draft_keeps_the_suggestion_offered_for_its_turn(trainer_client, conversation, offered):
+    url = f"/api/conversations/{conversation.pk}/draft/"
+    response = _post(trainer_client, url, {"content": "x", "sample_id": offered["mine"].pk}, "put")
+    assert response.status_code == 200, response.content
+    assert Draft.objects.get().sample_id == offered["mine"].pk
+
+
+def test_a_message_from_another_trainers_suggestion_is_refused(
+    trainer_client, conversation, offered
+):
+    url = f"/api/conversations/{conversation.pk}/messages/"
+    response = _post(trainer_client, url, {"content": "More?", "sample_id": offered["others"].pk})
+    assert "someone else" in _field_error(response, "sample_id")
+    assert conversation.messages.count() == 2
+
+
+def test_the_html_draft_refuses_another_trainers_suggestion(trainer_client, conversation, offered):
+    response = trainer_client.post(
+        f"/write/{conversation.pk}/draft/",
+        {"content": "x", "sample_id": offered["others"].pk},
+    )
+    assert response.status_code == 422
+    assert "someone else" in response.content.decode()
+    assert not Draft.objects.exists()
+
+
+@pytest.fixture
+def assignment(trainer, other_trainer) -> Assignment:
+    source = finished_conversation(other_trainer).active_leaf
+    task_from_source(source, model_version=model_version_create("policy"), alternatives=2)
+    return task_claim_next(trainer=trainer)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"reason": "a\u0000b"}, "reason"),
+        ({"reason": 5}, "reason"),
+    ],
+)
+def test_a_ranking_skip_reason_is_strict(trainer_client, assignment, body, field):
+    response = _post(trainer_client, f"/api/ranking/assignments/{assignment.pk}/skip/", body)
+    assert _field_error(response, field)
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.LEASED
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"cannot_rank": 1}, "cannot_rank"),
+        ({"cannot_rank": "true"}, "cannot_rank"),
+        ({"ordering": [["1"]]}, "ordering"),
+        ({"ordering": [[1.0]]}, "ordering"),
+        ({"flags": {"x": ["bad"]}}, "flags"),
+        ({"flag_notes": {"1": 7}}, "flag_notes"),
+        ({"rationale": ["why"]}, "rationale"),
+    ],
+)
+def test_a_ranking_submission_is_strict(trainer_client, assignment, body, field):
+    response = _post(trainer_client, f"/api/ranking/assignments/{assignment.pk}/submit/", body)
+    assert _field_error(response, field)
+    assert not Ranking.objects.exists()
+
+
+# ---- least exposure ------------------------------------------------------------------------
+
+
+def test_trainers_see_no_model_paths_staff_do(trainer_client, admin_client_):
+    model_version_create("/srv/models/secret-policy-path")
+    trainer_rows = trainer_client.get("/api/model-versions/").json()
+    assert trainer_rows and all("path" not in row for row in trainer_rows)
+    assert "/srv/models" not in json.dumps(trainer_rows).replace(trainer_rows[0]["name"], "")
+    staff_rows = admin_client_.get("/api/model-versions/").json()
+    assert staff_rows[0]["path"] == "/srv/models/secret-policy-path"
+
+
+def test_a_trainer_cannot_read_another_trainers_conversation(trainer_client, other_trainer):
+    theirs = conversation_services.conversation_create(owner=other_trainer, title="Private")
+    response = trainer_client.get(f"/api/conversations/{theirs.pk}/")
+    assert response.status_code == 404 and "Private" not in response.content.decode()
+    listed = trainer_client.get("/api/conversations/").json()
+    assert listed["count"] == 0 and Message.objects.count() == 0
+
+
+# ---- schema --------------------------------------------------------------------------------
+
+
+def _schema(client: Client) -> dict:
+    return client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+
+def test_the_schema_documents_the_error_responses_of_every_operation(trainer_client):
+    schema = _schema(trainer_client)
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+    assert len(operations) > 20
+    for path, method, operation in operations:
+        for code in ("400", "401", "403", "404", "405", "413", "500"):
+            documented = operation["responses"].get(code)
+            assert documented and "application/json" in documented["content"], (path, method, code)
+
+
+def test_the_schema_shows_model_paths_as_staff_only(trainer_client):
+    schema = _schema(trainer_client)
+    listing = schema["paths"]["/api/model-versions/"]["get"]["responses"]["200"]
+    assert "`path` is included for staff only" in listing["description"]
+    with_path = schema["components"]["schemas"]["ModelVersionWithPath"]
+    assert "Staff only" in with_path["properties"]["path"]["description"]
+    assert "path" not in with_path.get("required", [])

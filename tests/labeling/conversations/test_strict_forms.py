@@ -1,0 +1,34 @@
+"""Bad input through the HTML forms and query strings: a clear error, nothing lost, no 500."""
+
+from labeling.conversations import services
+from labeling.conversations.models import Conversation
+
+
+def test_a_nul_in_a_turn_is_refused_with_the_fields_message_and_the_text_kept(
+    trainer_client, trainer
+):
+    conversation = services.conversation_create(owner=trainer, title="Plans")
+    response = trainer_client.post(
+        f"/write/{conversation.pk}/messages/", {"content": "Where to\x00go?"}
+    )
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "Null characters are not allowed." in page
+    assert "Where togo?" in page  # the typed text comes back, less the NUL
+    assert not conversation.messages.exists()
+
+
+def test_a_nul_in_a_new_conversations_title_creates_nothing(trainer_client):
+    response = trainer_client.post("/write/new/", {"title": "Trip\x00"}, follow=True)
+    assert response.status_code == 200
+    assert "Null characters are not allowed." in response.content.decode()
+    assert not Conversation.objects.exists()
+
+
+def test_a_search_with_a_nul_is_searched_without_it(trainer_client, trainer):
+    services.conversation_create(owner=trainer, title="Weekend plans")
+    response = trainer_client.get("/write/", {"q": "Week\x00end"})
+    assert response.status_code == 200
+    assert "Weekend plans" in response.content.decode()
+    api = trainer_client.get("/api/conversations/", {"q": "Week\x00end"})
+    assert api.status_code == 200 and api.json()["count"] == 1
