@@ -16,5 +16,5 @@ def lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse:
     if request.path_info.startswith("/api/"):
         return JsonResponse({"detail": detail}, status=429, headers=headers)
     response = render(request, "accounts/locked_out.html", {"detail": detail}, status=429)
-    response.headers.update(headers)
+    response["Retry-After"] = headers["Retry-After"]
     return response

@@ -427,6 +427,11 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
     "rest_framework.throttling.UserRateThrottle",
 ]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": API_THROTTLE_ANON, "user": API_THROTTLE_USER}
+# DRF checks permissions before throttles, so a request without valid credentials is answered
+# 401 before AnonRateThrottle sees it: this middleware counts those 401s per address and answers
+# 429 past API_THROTTLE_ANON (guessing tokens or passwords included).
+MIDDLEWARE.insert(MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+                  "accounts.throttling.AnonymousApiThrottleMiddleware")  # fmt: skip
 # Throttle counters live in the cache: shared by every web process only when the cache is
 # (Redis). CACHE_URL: redis://... ; default: the broker's Redis in production, else in-process.
 CACHE_URL = env_str(
@@ -469,9 +474,14 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
 )
 AXES_VERBOSE = False
+# Failures and lockouts are warnings; every successful login is not worth a log line.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 
 # Django's password validators apply wherever a password is set (accounts.services, the
-# management commands, the admin); AUTH_PASSWORD_VALIDATORS above lists them.
+# management commands, the admin): AUTH_PASSWORD_VALIDATORS above, and no all-digit passwords.
+AUTH_PASSWORD_VALIDATORS.append(
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"}
+)
 
 # Headers. Content-Security-Policy: scripts, styles, images and requests from this site only,
 # nothing inline (no <script> blocks, no on...= handlers, no style="..."), no eval (htmx's
