@@ -515,14 +515,17 @@ CSRF_COOKIE_SAMESITE = "Lax"
 # processes (one connection each; config/celery.py takes the pool out of workers, which fork)
 # + a few for management commands must stay below PostgreSQL's max_connections.
 DATABASE_POOL = env_bool("DATABASE_POOL", True)
+DATABASE_POOL_MIN_SIZE = env_int("DATABASE_POOL_MIN_SIZE", 1)
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 4)
+# Seconds a request waits for a free connection before it fails (instead of hanging).
+DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 10)
 if DATABASES["default"]["ENGINE"].endswith("postgresql") and DATABASE_POOL:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": env_int("DATABASE_POOL_MIN_SIZE", 1),
-        "max_size": env_int("DATABASE_POOL_MAX_SIZE", 4),
-        # Seconds a request waits for a free connection before failing (503, not a hang).
-        "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
+        "min_size": DATABASE_POOL_MIN_SIZE,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT,
     }
 # Celery workers (forked processes, one task at a time) keep one plain connection each.
 DATABASE_WORKER_CONN_MAX_AGE = env_int("DATABASE_WORKER_CONN_MAX_AGE", 60)

@@ -82,6 +82,8 @@ def test_main_pages_in_use_report_no_csp_violation(
 
     # The editor: htmx posts, autosave, the keyboard shortcuts (static JS, not htmx filters).
     page.goto(f"{live_server.url}/write/")
+    if page.locator("details.card[open]").count() == 0:  # closed once there are conversations
+        page.locator("details.card > summary").click()
     page.fill("#id_title", "CSP check")
     page.get_by_role("button", name="Start writing").click()
     expect(page.get_by_role("heading", name="CSP check")).to_be_visible()

@@ -78,7 +78,14 @@ def test_a_celery_worker_process_takes_the_pool_out_and_keeps_one_plain_connecti
         "import json; print(json.dumps([connection.settings_dict['OPTIONS'].get('pool'),"
         " connection.settings_dict['CONN_MAX_AGE'], connection.pool is None]))"
     )
-    environment = os.environ | {"DJANGO_SETTINGS_MODULE": "config.settings"}
+    db = connection.settings_dict
+    database_url = (
+        f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    environment = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": database_url,
+    }
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
