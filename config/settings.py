@@ -474,6 +474,9 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = (
     ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
 )
 AXES_VERBOSE = False
+# Failed attempts are stored (the lockout needs them); successful logins are not (no table that
+# grows with every login: last_login says when a user last came).
+AXES_DISABLE_ACCESS_LOG = True
 # Failures and lockouts are warnings; every successful login is not worth a log line.
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 
