@@ -1,7 +1,7 @@
 """50 scripted trainers against gunicorn on PostgreSQL, side by side with one trainer alone.
 
 Usage: .venv/bin/python bench/bench_load.py [--trainers 50] [--cycles 12] [--think 0.5]
-       [--web-workers 4] [--web-threads 4]
+       [--web-workers 4] [--web-threads 4] [--basic]
        DATABASE_URL=postgres://... (default postgres://postgres@127.0.0.1:5432/tandem_bench_load;
        created if missing, migrated, and emptied)
 
@@ -10,7 +10,8 @@ claims never run dry, gives each trainer an API token, and starts gunicorn (prod
 this run's own redis-server as broker and cache, the psycopg pool) on a free port. Each trainer
 repeats ``--cycles`` times: think, claim (POST /api/ranking/claim/), think, read (GET
 /api/conversations/), think, submit (POST .../submit/), with ``Authorization: Bearer``. First
-one trainer alone, then all of them at once, on the same server. Prints p50/p95 per operation
+one trainer alone, then all of them at once, on the same server (``--basic``: then both again
+with HTTP Basic auth, a password hash per request, for comparison). Prints p50/p95 per operation
 for both, errors (any status other than the expected one, or a refused connection), the peak of
 PostgreSQL connections to the database, and the p95 ratios (target: <= 5x, 0 errors, peak
 connections < max_connections).
@@ -19,6 +20,7 @@ connections < max_connections).
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -71,9 +73,11 @@ def wait_for_port(port: int, *, process: subprocess.Popen, what: str) -> None:
     raise SystemExit(f"{what} did not listen on {port} within {STARTUP_SECONDS} s")
 
 
-def seed(*, open_tasks: int, trainers: int) -> list[str]:
-    """bench_assignment's rows with ``open_tasks`` READY tasks; one API token per trainer."""
+def seed(*, open_tasks: int, trainers: int, basic: bool) -> dict[str, list[str]]:
+    """bench_assignment's rows with ``open_tasks`` READY tasks; each trainer's Authorization
+    header: an API token, and with ``basic`` a password (HTTP Basic) too."""
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
 
     from accounts.services import api_token_create
 
@@ -81,14 +85,26 @@ def seed(*, open_tasks: int, trainers: int) -> list[str]:
     bench_assignment.HISTORY_TRAINERS = max(bench_assignment.HISTORY_TRAINERS, trainers)
     bench_assignment.tables_empty()
     bench_assignment.seed(1_000, rng=random.Random(0))
-    users = get_user_model().objects.filter(username__startswith="ranker").order_by("pk")
-    return [api_token_create(user=user, name="bench").secret for user in users[:trainers]]
+    user_model = get_user_model()
+    users = list(user_model.objects.filter(username__startswith="ranker").order_by("pk"))
+    users = users[:trainers]
+    headers = {"token": [f"Bearer {api_token_create(user=u, name='bench').secret}" for u in users]}
+    if basic:
+        password = secrets.token_urlsafe(16)
+        # One hash for all (hashing is what each Basic request pays, not what seeding should).
+        user_model.objects.filter(pk__in=[u.pk for u in users]).update(
+            password=make_password(password)
+        )
+        headers["basic"] = [
+            "Basic " + base64.b64encode(f"{u.username}:{password}".encode()).decode() for u in users
+        ]
+    return headers
 
 
 class Trainer:
-    def __init__(self, port: int, token: str, *, think: float, rng: random.Random) -> None:
+    def __init__(self, port: int, authorization: str, *, think: float, rng: random.Random):
         self.port, self.think, self.rng = port, think, rng
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.headers = {"Authorization": authorization, "Content-Type": "application/json"}
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.errors: list[str] = []
@@ -131,10 +147,10 @@ class Trainer:
         self.connection.close()
 
 
-def run_phase(port: int, tokens: list[str], *, cycles: int, think: float) -> dict:
+def run_phase(port: int, authorizations: list[str], *, cycles: int, think: float) -> dict:
     trainers = [
-        Trainer(port, token, think=think, rng=random.Random(index))
-        for index, token in enumerate(tokens)
+        Trainer(port, authorization, think=think, rng=random.Random(index))
+        for index, authorization in enumerate(authorizations)
     ]
     threads = [threading.Thread(target=t.run, args=(cycles,)) for t in trainers]
     started = time.perf_counter()
@@ -209,6 +225,11 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=0.5, help="seconds before each request")
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument(
+        "--basic",
+        action="store_true",
+        help="also run both phases with HTTP Basic auth (API_BASIC_AUTH=true), for comparison",
+    )
     arguments = parser.parse_args()
 
     database_url = os.environ["DATABASE_URL"]
@@ -224,9 +245,12 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     # Every ranking takes one of OVERLAP slots of a task: enough open tasks for every claim of
     # both phases, twice over.
-    rankings = (arguments.trainers + 1) * arguments.cycles
+    modes = ["token", "basic"] if arguments.basic else ["token"]
+    rankings = len(modes) * (arguments.trainers + 1) * arguments.cycles
     open_tasks = 2 * rankings // bench_assignment.OVERLAP + 50
-    tokens = seed(open_tasks=open_tasks, trainers=arguments.trainers + 1)
+    authorizations = seed(
+        open_tasks=open_tasks, trainers=arguments.trainers + 1, basic=arguments.basic
+    )
     connection.close()
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-load-"))
@@ -252,6 +276,8 @@ def main() -> None:
         "WEB_THREADS": str(arguments.web_threads),
         "DATABASE_POOL_MAX_SIZE": str(arguments.web_threads),
         "LOG_LEVEL": "WARNING",
+        # Only used by the --basic phases; token requests never reach the Basic class.
+        "API_BASIC_AUTH": "true" if arguments.basic else "false",
     }
     gunicorn = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application", "--config",
@@ -264,15 +290,21 @@ def main() -> None:
         wait_for_port(redis_port, process=redis, what="redis-server")
         wait_for_port(web_port, process=gunicorn, what="gunicorn")
         # Warm every gunicorn process (imports, pools) with a few untimed requests.
-        run_phase(web_port, tokens[:1] * 1, cycles=2 * arguments.web_workers, think=0)
+        run_phase(web_port, authorizations["token"][:1], cycles=arguments.web_workers, think=0)
         watch.start()
         print(
             f"gunicorn: {arguments.web_workers} processes x {arguments.web_threads} threads, pool "
-            f"max {arguments.web_threads} each; {len(tokens) - 1} trainers, {arguments.cycles} "
-            f"cycles each, think {arguments.think} s; {os.cpu_count()} CPUs"
+            f"max {arguments.web_threads} each; {arguments.trainers} trainers, {arguments.cycles} "
+            f"cycles each, think {arguments.think} s; {os.cpu_count()} CPUs, load average "
+            f"{os.getloadavg()[0]:.1f} before"
         )
-        single = run_phase(web_port, tokens[:1], cycles=arguments.cycles, think=arguments.think)
-        crowd = run_phase(web_port, tokens[1:], cycles=arguments.cycles, think=arguments.think)
+        phases = {}
+        pace = {"cycles": arguments.cycles, "think": arguments.think}
+        for mode in modes:
+            single = run_phase(web_port, authorizations[mode][:1], **pace)
+            crowd = run_phase(web_port, authorizations[mode][1:], **pace)
+            phases[mode] = (single, crowd)
+        print(f"load average {os.getloadavg()[0]:.1f} after")
     finally:
         watch.stop.set()
         gunicorn.send_signal(signal.SIGTERM)
@@ -282,7 +314,25 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     max_connections = watch.max_connections()
 
-    label = f"{len(tokens) - 1} trainers"
+    verdicts = []
+    for mode, (single, crowd) in phases.items():
+        print(f"\n{mode} auth:")
+        worst, errors = report(single, crowd, label=f"{arguments.trainers} trainers")
+        verdicts.append((mode, worst, errors))
+    print(
+        f"\nPostgreSQL connections to the database: peak {watch.peak} "
+        f"(max_connections {max_connections})"
+    )
+    for mode, worst, errors in verdicts:
+        met = worst <= 5 and not errors and watch.peak < max_connections
+        verdict = "met" if met else "MISSED"
+        print(
+            f"{mode}: worst p95 ratio {worst:.2f}x, {errors} errors: target (<= 5x, 0 errors, "
+            f"no exhaustion) {verdict}"
+        )
+
+
+def report(single: dict, crowd: dict, *, label: str) -> tuple[float, int]:
     header = f"{'1 trainer p50/p95 ms':>22} {label + ' p50/p95 ms':>26} {'p95 ratio':>10}"
     print(f"{'operation':10} {header}")
     ratios = []
@@ -306,16 +356,8 @@ def main() -> None:
     print(f"errors: 1 trainer {len(single['errors'])}, {label} {len(crowd['errors'])}")
     for error in (single["errors"] + crowd["errors"])[:10]:
         print(f"  {error}")
-    print(
-        f"PostgreSQL connections to the database: peak {watch.peak} "
-        f"(max_connections {max_connections})"
-    )
     worst = max(ratios) if ratios else float("inf")
-    met = (
-        worst <= 5 and not single["errors"] and not crowd["errors"] and watch.peak < max_connections
-    )
-    verdict = "met" if met else "MISSED"
-    print(f"worst p95 ratio {worst:.2f}x: target (<= 5x, 0 errors, no exhaustion) {verdict}")
+    return worst, len(single["errors"]) + len(crowd["errors"])
 
 
 if __name__ == "__main__":
