@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from celery import Celery, signals
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from kombu import Exchange
 from kombu import Queue as KombuQueue
 from kombu.exceptions import KombuError
@@ -117,6 +117,19 @@ app.steps["consumer"].add("sampler.workers.heartbeat:WorkerHeartbeatStep")
 def _cap_threads_in_worker(**kwargs) -> None:
     """Before the worker imports anything: its pool processes inherit the cap (TORCH_THREADS)."""
     thread_caps_apply()
+
+
+@signals.celeryd_init.connect
+def _database_without_pool_in_worker(**kwargs) -> None:
+    """A worker keeps one plain connection per process instead of a connection pool.
+
+    Its pool processes are forked, and a psycopg pool (its connections and its maintenance
+    threads) does not survive a fork; a process that runs one task at a time needs one
+    connection anyway. Runs before the worker opens any connection (README: "Security")."""
+    for connection in connections.all():
+        if connection.settings_dict.get("OPTIONS", {}).pop("pool", None) is not None:
+            connection.settings_dict["CONN_MAX_AGE"] = settings.DATABASE_WORKER_CONN_MAX_AGE
+            connection.settings_dict["CONN_HEALTH_CHECKS"] = True
 
 
 @signals.worker_process_init.connect

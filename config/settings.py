@@ -15,6 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_json, env_list, env_str
+from config.keys import secret_file_read_or_create
 from config.threads import torch_threads_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -400,4 +401,160 @@ if SENTRY_DSN:
         dsn=SENTRY_DSN,
         environment=SENTRY_ENVIRONMENT,
         traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+    )
+
+# ---------------------------------------------------------------------------------------------
+# Security: API authentication, login lockout, request throttling, Content-Security-Policy,
+# the database connection pool and the export pseudonym key (README: "Security").
+# ---------------------------------------------------------------------------------------------
+INSTALLED_APPS += ["axes", "csp"]
+# Content-Security-Policy on every response; django-axes last before the metrics middleware, as
+# its documentation asks (it turns a locked-out login into the lockout response).
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "csp.middleware.CSPMiddleware")  # fmt: skip
+MIDDLEWARE.insert(MIDDLEWARE.index("django_prometheus.middleware.PrometheusAfterMiddleware"),
+                  "axes.middleware.AxesMiddleware")  # fmt: skip
+
+# API clients: a per-user token (accounts.authentication) sent as "Authorization: Bearer <token>"
+# (or "Token <token>"); the browser: its session. HTTP Basic (a password hash on every request)
+# only when API_BASIC_AUTH is on, for old scripts.
+API_BASIC_AUTH = env_bool("API_BASIC_AUTH", False)
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
+    "accounts.authentication.ApiTokenAuthentication",
+    "rest_framework.authentication.SessionAuthentication",
+    *(["rest_framework.authentication.BasicAuthentication"] if API_BASIC_AUTH else []),
+]
+# Requests per client: per user once authenticated, per address before. A trainer ranking with
+# autosave and polling makes well under one request a second; a script that claims, reads and
+# submits without pause stays under the user rate too.
+API_THROTTLE_USER = env_str("API_THROTTLE_USER", "1200/minute")
+API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "60/minute")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "rest_framework.throttling.AnonRateThrottle",
+    "rest_framework.throttling.UserRateThrottle",
+]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": API_THROTTLE_ANON, "user": API_THROTTLE_USER}
+# DRF checks permissions before throttles, so a request without valid credentials is answered
+# 401 before AnonRateThrottle sees it: this middleware counts those 401s per address and answers
+# 429 past API_THROTTLE_ANON (guessing tokens or passwords included).
+MIDDLEWARE.insert(MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+                  "accounts.throttling.AnonymousApiThrottleMiddleware")  # fmt: skip
+# Throttle counters live in the cache: shared by every web process only when the cache is
+# (Redis). CACHE_URL: redis://... ; default: the broker's Redis in production, else in-process.
+CACHE_URL = env_str(
+    "CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "locmem://"
+)
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "tandem",
+            # A cache that is down must not take the site with it: throttling waits seconds at most.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+elif CACHE_URL == "locmem://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured(
+        f"CACHE_URL must be redis://..., rediss://... or locmem://, got {CACHE_URL!r}"
+    )
+
+# Wrong passwords (login page, admin, HTTP Basic when on): after LOGIN_FAILURE_LIMIT failures
+# for one username from one address, that pair is locked out for LOGIN_LOCKOUT_MINUTES
+# (django-axes; a success resets the count). Behind a proxy, AXES_IPWARE_PROXY_COUNT says how
+# many proxies set X-Forwarded-For.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+# X-Forwarded-For is believed only when proxies are declared (else any client could forge it).
+AXES_IPWARE_PROXY_COUNT = env_int("AXES_IPWARE_PROXY_COUNT", 0) or None
+AXES_IPWARE_PROXY_ORDER = "right-most"
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
+AXES_VERBOSE = False
+# Failed attempts are stored (the lockout needs them); successful logins are not (no table that
+# grows with every login: last_login says when a user last came).
+AXES_DISABLE_ACCESS_LOG = True
+# Failures and lockouts are warnings; every successful login is not worth a log line.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
+
+# Django's password validators apply wherever a password is set (accounts.services, the
+# management commands, the admin): AUTH_PASSWORD_VALIDATORS above, and no all-digit passwords.
+AUTH_PASSWORD_VALIDATORS.append(
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"}
+)
+
+# Headers. Content-Security-Policy: scripts, styles, images and requests from this site only,
+# nothing inline (no <script> blocks, no on...= handlers, no style="..."), no eval (htmx's
+# allowEval is off in templates/base.html). Next to Referrer-Policy, nosniff and frame options.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Cookies: HttpOnly session cookie (Django's default), SameSite=Lax; Secure with HTTPS (above).
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
+# Database connections. PostgreSQL: Django's psycopg pool in each web process, so a gunicorn
+# worker's threads share at most DATABASE_POOL_MAX_SIZE connections (CONN_MAX_AGE must be 0 with
+# a pool). Sizing: web processes x DATABASE_POOL_MAX_SIZE (= gunicorn threads) + Celery worker
+# processes (one connection each; config/celery.py takes the pool out of workers, which fork)
+# + a few for management commands must stay below PostgreSQL's max_connections.
+DATABASE_POOL = env_bool("DATABASE_POOL", True)
+DATABASE_POOL_MIN_SIZE = env_int("DATABASE_POOL_MIN_SIZE", 1)
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 4)
+# Seconds a request waits for a free connection before it fails (instead of hanging).
+DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 10)
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and DATABASE_POOL:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DATABASE_POOL_MIN_SIZE,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT,
+    }
+# Celery workers (forked processes, one task at a time) keep one plain connection each.
+DATABASE_WORKER_CONN_MAX_AGE = env_int("DATABASE_WORKER_CONN_MAX_AGE", 60)
+
+# Export pseudonyms (ranking.exports): keyed by their own secret, never by SECRET_KEY. The
+# embedded default makes a random key once under VAR_DIR; production needs it set. A deployment
+# whose exports were keyed by SECRET_KEY keeps its pseudonyms by setting
+# EXPORT_PSEUDONYM_KEY to that SECRET_KEY's value.
+EXPORT_PSEUDONYM_KEY = env_str("EXPORT_PSEUDONYM_KEY", "")
+if not EXPORT_PSEUDONYM_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "TANDEM_MODE=production needs EXPORT_PSEUDONYM_KEY (at least 32 random characters; "
+            "to keep the pseudonyms of exports made before it existed, set it to the value of "
+            "SECRET_KEY they were made with)."
+        )
+    EXPORT_PSEUDONYM_KEY = secret_file_read_or_create(VAR_DIR / "export-pseudonym.key")
+elif len(EXPORT_PSEUDONYM_KEY) < 32 or EXPORT_PSEUDONYM_KEY == DEFAULT_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "EXPORT_PSEUDONYM_KEY must be at least 32 random characters (and not the default "
+        "SECRET_KEY)."
     )

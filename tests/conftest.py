@@ -189,6 +189,15 @@ def _own_broker_for_services(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("redis_broker")
 
 
+@pytest.fixture(autouse=True)
+def _throttle_counters_cleared() -> None:
+    """API throttle counters live in the cache (in-process in tests): each test starts with
+    none, whatever the tests before it requested."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def micro_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (tiny, random) chat model with the project's tokenizer and template, built once."""

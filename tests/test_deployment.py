@@ -27,6 +27,7 @@ APP_SERVICES = [
 # Variables the app reads (config/settings.py and the modules it reads them through).
 APP_VARIABLES = set(re.findall(r'env_\w+\(\s*"([A-Z0-9_]+)"', SETTINGS_SOURCE)) | {
     "TORCH_THREADS",  # config/threads.py
+    "WEB_THREADS",  # config/gunicorn.py
     "PROMETHEUS_MULTIPROC_DIR",  # prometheus_client, config/metrics.py and config/gunicorn.py
 }
 
@@ -184,7 +185,7 @@ def _python(code: str, environment: dict[str, str], *args: str) -> str:
         k: v for k, v in os.environ.items()
         # Not the test run's own (the browser tier's conftest allows async-unsafe ORM calls).
         if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_MODE", "SECRET_KEY",
-                     "DJANGO_ALLOW_ASYNC_UNSAFE"}
+                     "DJANGO_ALLOW_ASYNC_UNSAFE", "EXPORT_PSEUDONYM_KEY"}
     }  # fmt: skip
     result = subprocess.run(
         [sys.executable, *(args or ("-c", "import django; django.setup(); " + code))],
@@ -207,6 +208,7 @@ def test_check_deploy_is_clean_for_production_settings(tmp_path):
         "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
         "ALLOWED_HOSTS": "tandem.example.org",
         "CSRF_TRUSTED_ORIGINS": "https://tandem.example.org",
+        "EXPORT_PSEUDONYM_KEY": "e" * 20 + "-a-pseudonym-key-for-the-check",
         "VAR_DIR": str(tmp_path),
     }
     output = _python("", environment, "manage.py", "check", "--deploy", "--fail-level", "WARNING")

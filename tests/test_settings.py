@@ -12,7 +12,15 @@ def _import_settings(**env: str) -> subprocess.CompletedProcess:
     environment = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "TANDEM_MODE", "DATABASE_URL", "CELERY_BROKER_URL", "VAR_DIR"}
+        if k
+        not in {
+            "SECRET_KEY",
+            "TANDEM_MODE",
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "VAR_DIR",
+            "EXPORT_PSEUDONYM_KEY",
+        }
     }
     environment.update(env)
     return subprocess.run(
@@ -42,6 +50,7 @@ def test_production_mode_starts_with_a_real_secret_key_and_debug_off():
         DATABASE_URL="postgres://u@127.0.0.1:5432/db",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
         ALLOWED_HOSTS="tandem.example.org",
+        EXPORT_PSEUDONYM_KEY="p" * 40,
     )
     assert result.returncode == 0, result.stderr
     # PostgreSQL through django-prometheus's wrapper of Django's backend (query metrics).
@@ -76,3 +85,44 @@ def test_production_mode_refuses_to_fall_back_to_sqlite():
 def test_unknown_mode_is_rejected():
     result = _import_settings(TANDEM_MODE="staging")
     assert result.returncode != 0 and "TANDEM_MODE" in result.stderr
+
+
+def test_production_mode_refuses_to_start_without_an_export_pseudonym_key():
+    result = _import_settings(
+        TANDEM_MODE="production",
+        SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        ALLOWED_HOSTS="tandem.example.org",
+    )
+    assert result.returncode != 0
+    assert "needs EXPORT_PSEUDONYM_KEY" in result.stderr
+
+
+def test_export_pseudonym_key_is_never_the_default_secret_key():
+    result = _import_settings(EXPORT_PSEUDONYM_KEY="tandem-embedded-default-insecure-key-change-me")
+    assert result.returncode != 0
+    assert "EXPORT_PSEUDONYM_KEY must be at least 32 random characters" in result.stderr
+
+
+def test_embedded_default_makes_one_random_pseudonym_key_per_install_under_var(tmp_path):
+    def key_of(var_dir) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", "import config.settings as s; print(s.EXPORT_PSEUDONYM_KEY)"],
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k != "EXPORT_PSEUDONYM_KEY"}
+            | {"VAR_DIR": str(var_dir), "TANDEM_MODE": "embedded"},
+            capture_output=True,
+            text=True,
+            timeout=WAIT_SECONDS,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    first, again = key_of(tmp_path / "one"), key_of(tmp_path / "one")
+    other = key_of(tmp_path / "two")
+    assert first == again and first != other and len(first) >= 32
+    assert "insecure" not in first
+    assert (tmp_path / "one" / "export-pseudonym.key").stat().st_mode & 0o077 == 0
+    # var/ is never committed.
+    assert "var/" in (ROOT / ".gitignore").read_text().split()

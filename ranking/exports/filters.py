@@ -124,10 +124,12 @@ def split_of(conversation_id: int, *, seed: int, test_fraction: float) -> str:
 
 
 def pseudonym(user_id: int | None, *, enabled: bool) -> str | int | None:
-    """A stable id per user and deployment that does not reveal who ranked."""
+    """A stable id per user and deployment that does not reveal who ranked.
+
+    Keyed by ``EXPORT_PSEUDONYM_KEY`` (its own secret: rotating ``SECRET_KEY`` keeps it)."""
     if user_id is None or not enabled:
         return user_id
-    return _keyed_hash(user_id, settings.SECRET_KEY)
+    return _keyed_hash(user_id, settings.EXPORT_PSEUDONYM_KEY)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -51,10 +51,6 @@ class VersionRow:
     judge_name: str = ""
     votes: object = None
 
-    @property
-    def indent_rem(self) -> float:
-        return 1.25 * self.depth
-
 
 def _row(version: ModelVersion, depth: int) -> VersionRow:
     metrics = version.metrics or {}

@@ -65,3 +65,18 @@ document.addEventListener("click", (event) => {
   textarea.dispatchEvent(new Event("input", { bubbles: true }));
   textarea.focus();
 });
+
+// Keyboard shortcuts (no htmx event filters: they are evaluated code, which the
+// Content-Security-Policy forbids). An element with data-shortcut="ctrl+Enter" (or "alt+s")
+// receives a "shortcut" event when those keys are pressed, inside data-shortcut-from when it
+// names an element; its hx-trigger lists "shortcut".
+document.addEventListener("keydown", (event) => {
+  for (const element of document.querySelectorAll("[data-shortcut]")) {
+    const [modifier, key] = element.dataset.shortcut.split("+");
+    if (event.key !== key || !event[`${modifier}Key`]) continue;
+    const from = element.dataset.shortcutFrom;
+    if (from && !(event.target.closest && event.target.closest(from))) continue;
+    event.preventDefault();
+    element.dispatchEvent(new CustomEvent("shortcut", { bubbles: false }));
+  }
+});

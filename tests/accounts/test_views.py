@@ -1,5 +1,6 @@
 import pytest
 from django.core.management import call_command
+from django.test import RequestFactory
 from django.urls import reverse
 
 from accounts.roles import TRAINER_GROUP
@@ -81,7 +82,8 @@ def test_bootstrap_creates_demo_accounts_once_and_prints_passwords_once(capsys):
     first = capsys.readouterr().out
     assert "username=admin" in first and "username=trainer" in first
     trainer_password = first.split("username=trainer")[1].split("password=")[1].split()[0]
-    user = authenticate(username="trainer", password=trainer_password)
+    # Authentication needs the request (django-axes counts failures per address).
+    user = authenticate(RequestFactory().post("/"), username="trainer", password=trainer_password)
     assert user is not None and user.groups.filter(name=TRAINER_GROUP).exists()
     assert get_user_model().objects.get(username="admin").is_staff
 

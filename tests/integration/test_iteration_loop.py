@@ -19,7 +19,7 @@ from sampler.registry.selectors import model_version_active
 from sampler.registry.services import model_version_promote
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
-from tests.conftest import wait_until
+from tests.conftest import PASSWORD, wait_until
 from tests.ranking.conftest import finished_conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -62,7 +62,7 @@ def test_one_iteration_collect_train_serve_collect(
     for task in tasks:
         ranking_services.ranking_task_prepare(task_id=task.pk)
     assert {task.model_version_id for task in tasks} == {policy.pk}
-    rankers = [user_create_trainer(username=f"ranker{i}", password="x") for i in range(2)]
+    rankers = [user_create_trainer(username=f"ranker{i}", password=PASSWORD) for i in range(2)]
     _rank_everything(tasks, rankers)
 
     # Collect -> train: a reward model from the database's rankings, on the training queue.

@@ -15,7 +15,7 @@ from accounts.services import user_create_trainer
 from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import PASSWORD, WAIT_SECONDS
 from tests.ranking.conftest import finished_conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -90,9 +90,11 @@ def _rank_until_done(trainer, barrier: threading.Barrier, log: TrainerLog) -> No
 
 def test_twenty_trainers_at_once_fill_every_task_exactly_to_its_overlap(policy, settings):
     settings.RANKING_MAX_NEW_TOKENS = 8
-    writer = user_create_trainer(username="writer", password="x")
+    writer = user_create_trainer(username="writer", password=PASSWORD)
     tasks = _prepared_tasks(writer)
-    trainers = [user_create_trainer(username=f"ranker{i:02d}", password="x") for i in range(20)]
+    trainers = [
+        user_create_trainer(username=f"ranker{i:02d}", password=PASSWORD) for i in range(20)
+    ]
     logs = [TrainerLog() for _ in trainers]
     barrier = threading.Barrier(TRAINERS)
     threads = [

@@ -11,6 +11,7 @@ from ranking.models import Assignment, Candidate, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
 from sampler.models import GenerationJob, ModelVersion, Sample
+from tests.conftest import PASSWORD
 
 
 def finished_conversation(owner, *, turns=("hi", "hello! how can i help?"), origin="model"):
@@ -162,7 +163,7 @@ def ranked(policy, other_trainer, settings):
     ]
     for task in tasks:
         services.ranking_task_prepare(task_id=task.pk)
-    rankers = [user_create_trainer(username=f"ranker{i}", password="x") for i in range(2)]
+    rankers = [user_create_trainer(username=f"ranker{i}", password=PASSWORD) for i in range(2)]
     for ranker_index, ranker in enumerate(rankers):
         for _ in tasks:
             assignment = services.task_claim_next(trainer=ranker)

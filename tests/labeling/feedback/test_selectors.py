@@ -12,6 +12,7 @@ from ranking.exports.filters import ExportFilters
 from ranking.exports.rankings import ranking_records
 from ranking.rank import services as ranking_services
 from ranking.rank.services import RankingInput
+from tests.conftest import PASSWORD
 from tests.ranking.conftest import finished_conversation
 
 
@@ -28,7 +29,7 @@ def test_rankings_export_carries_moderation_and_feedback_per_candidate(
     ]
     for task in tasks:
         ranking_services.ranking_task_prepare(task_id=task.pk)
-    ranker = user_create_trainer(username="ranker", password="x")
+    ranker = user_create_trainer(username="ranker", password=PASSWORD)
     for _ in tasks:
         assignment = ranking_services.task_claim_next(trainer=ranker)
         ids = sorted(assignment.task.candidates.values_list("id", flat=True))

@@ -486,3 +486,17 @@ def test_export_service_writes_file_with_hash_and_counts(ranked, admin_user):
     assert job_execute(kind_name="export", job_id=export.pk, token=export.publish_token) is None
     export.refresh_from_db()
     assert hashlib.sha256(Path(export.file_path).read_bytes()).hexdigest() == export.sha256
+
+
+def test_pseudonyms_are_keyed_by_their_own_key_not_by_secret_key(settings):
+    import hmac
+
+    settings.EXPORT_PSEUDONYM_KEY = "p" * 40
+    expected = "r-" + hmac.new(b"p" * 40, b"ranker:7", hashlib.sha256).hexdigest()[:16]
+    assert pseudonym(7, enabled=True) == expected
+    settings.SECRET_KEY = "another-secret-key-" + "s" * 30
+    assert pseudonym(7, enabled=True) == expected
+    # An existing deployment keeps the pseudonyms its SECRET_KEY gave by naming that value.
+    settings.EXPORT_PSEUDONYM_KEY = settings.SECRET_KEY
+    old = "r-" + hmac.new(settings.SECRET_KEY.encode(), b"ranker:7", hashlib.sha256).hexdigest()
+    assert pseudonym(7, enabled=True) == old[:18]

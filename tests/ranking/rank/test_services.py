@@ -14,6 +14,7 @@ from ranking.models import Assignment, RankingTask
 from ranking.rank import services
 from ranking.rank.selectors import assignment_screen
 from ranking.rank.services import RankingConflict, RankingInput
+from tests.conftest import PASSWORD
 from tests.ranking.conftest import (
     finished_conversation,
     model_version_create,
@@ -114,16 +115,16 @@ def test_writer_of_the_conversation_never_gets_its_task(ready_task, other_traine
 
 
 def test_task_is_leased_to_no_more_trainers_than_it_needs(ready_task, trainer):
-    third = user_create_trainer(username="third", password="x")
-    fourth = user_create_trainer(username="fourth", password="x")
+    third = user_create_trainer(username="third", password=PASSWORD)
+    fourth = user_create_trainer(username="fourth", password=PASSWORD)
     assert services.task_claim_next(trainer=trainer) is not None
     assert services.task_claim_next(trainer=third) is not None
     assert services.task_claim_next(trainer=fourth) is None  # overlap is 2
 
 
 def test_skipped_task_is_not_served_again_and_frees_its_slot(ready_task, trainer):
-    third = user_create_trainer(username="third", password="x")
-    fourth = user_create_trainer(username="fourth", password="x")
+    third = user_create_trainer(username="third", password=PASSWORD)
+    fourth = user_create_trainer(username="fourth", password=PASSWORD)
     assignment = services.task_claim_next(trainer=trainer)
     services.assignment_skip(assignment=assignment, trainer=trainer, reason="not my language")
     assert services.task_claim_next(trainer=trainer) is None
@@ -148,8 +149,8 @@ def test_double_submit_keeps_the_first_ranking(ready_task, trainer):
 def test_expired_lease_is_released_and_a_late_submit_is_refused_once_the_task_is_full(
     ready_task, trainer
 ):
-    third = user_create_trainer(username="third", password="x")
-    fourth = user_create_trainer(username="fourth", password="x")
+    third = user_create_trainer(username="third", password=PASSWORD)
+    fourth = user_create_trainer(username="fourth", password=PASSWORD)
     late = services.task_claim_next(trainer=trainer)
     Assignment.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     for other in (third, fourth):

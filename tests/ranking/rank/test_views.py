@@ -11,6 +11,7 @@ from accounts.services import user_create_trainer
 from labeling.models import Message
 from ranking.models import Assignment, Ranking
 from ranking.rank import services
+from tests.conftest import PASSWORD
 from tests.ranking.conftest import finished_conversation
 
 RANK_URL = reverse("ranking:rank")
@@ -430,7 +431,7 @@ def test_a_trainer_rates_and_reports_a_reply_of_their_task(ready_task, trainer_c
 
 
 def test_replies_of_tasks_never_given_to_a_trainer_stay_hidden(ready_task, trainer, db):
-    outsider = user_create_trainer(username="outsider", password="pw-outsider-1")
+    outsider = user_create_trainer(username="outsider", password=PASSWORD)
     client = Client()
     client.force_login(outsider)
     message = ready_task.candidates.first().message

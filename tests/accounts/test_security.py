@@ -1,0 +1,176 @@
+"""Wrong passwords are locked out (django-axes), API requests throttled, passwords validated
+wherever one is set, and every page carries the security headers."""
+
+import base64
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
+from django.test import Client, RequestFactory
+from django.urls import reverse
+from rest_framework import exceptions
+from rest_framework.authentication import BasicAuthentication
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from accounts import services
+from accounts.services import user_create_trainer
+from tests.conftest import PASSWORD
+
+LOGIN = "/accounts/login/"
+
+
+def _log_in(client: Client, password: str, **extra):
+    return client.post(LOGIN, {"username": "tess", "password": password}, **extra)
+
+
+def test_login_page_locks_a_username_out_from_an_address_after_the_failure_limit(trainer, settings):
+    settings.AXES_FAILURE_LIMIT = 5
+    client = Client()
+    for _ in range(4):
+        assert _log_in(client, "wrong password").status_code == 200  # the form, with its error
+    locked = _log_in(client, "wrong password")
+    assert locked.status_code == 429
+    # Locked: the right password no longer logs in from this address...
+    response = _log_in(client, PASSWORD)
+    assert response.status_code == 429
+    assert "Too many failed logins" in response.content.decode()
+    assert int(response["Retry-After"]) == round(settings.AXES_COOLOFF_TIME * 3600)
+    assert "_auth_user_id" not in client.session
+    # ...while the same user from another address still can (no lockout of victims by others).
+    elsewhere = _log_in(Client(), PASSWORD, REMOTE_ADDR="10.1.2.3")
+    assert elsewhere.status_code == 302
+
+
+def test_a_successful_login_resets_the_failure_count(trainer, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    client = Client()
+    for _ in range(2):
+        _log_in(client, "wrong password")
+    assert _log_in(client, PASSWORD).status_code == 302
+    client.logout()
+    for _ in range(2):
+        assert _log_in(client, "wrong password").status_code == 200
+    assert _log_in(client, PASSWORD).status_code == 302
+
+
+def test_http_basic_when_turned_on_counts_toward_the_same_lockout(trainer, settings):
+    """API_BASIC_AUTH=true adds DRF's BasicAuthentication; its failures lock out too."""
+    settings.AXES_FAILURE_LIMIT = 3
+
+    def basic(password: str) -> Request:
+        header = base64.b64encode(f"tess:{password}".encode()).decode()
+        return Request(
+            RequestFactory().get("/api/conversations/", HTTP_AUTHORIZATION=f"Basic {header}")
+        )
+
+    assert BasicAuthentication().authenticate(basic(PASSWORD))[0] == trainer
+    for _ in range(3):
+        with pytest.raises(exceptions.AuthenticationFailed):
+            BasicAuthentication().authenticate(basic("wrong password"))
+    with pytest.raises(exceptions.AuthenticationFailed):
+        BasicAuthentication().authenticate(basic(PASSWORD))
+
+
+def test_api_requests_are_throttled_per_user_and_per_anonymous_address(
+    trainer, other_trainer, monkeypatch, settings
+):
+    # The rates are read when DRF starts; the classes are the configured ones.
+    monkeypatch.setattr(
+        SimpleRateThrottle, "THROTTLE_RATES", {"user": "3/minute", "anon": "2/minute"}
+    )
+    settings.API_THROTTLE_ANON = "2/minute"
+    token = services.api_token_create(user=trainer, name="t").secret
+    scripted = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert [scripted.get("/api/conversations/").status_code for _ in range(4)] == [
+        200,
+        200,
+        200,
+        429,
+    ]
+    throttled = scripted.get("/api/conversations/")
+    assert throttled["Content-Type"].startswith("application/json")
+    assert int(throttled["Retry-After"]) > 0
+    anonymous = Client(REMOTE_ADDR="10.9.9.9")
+    assert [anonymous.get("/api/conversations/").status_code for _ in range(3)] == [401, 401, 429]
+    # Wrong tokens count as anonymous: guessing is throttled too.
+    guessing = Client(REMOTE_ADDR="10.9.9.8", HTTP_AUTHORIZATION="Bearer tdm_guess")
+    assert [guessing.get("/api/conversations/").status_code for _ in range(3)] == [401, 401, 429]
+    # A trainer with a valid token from the throttled address still gets through.
+    other = services.api_token_create(user=other_trainer, name="t").secret
+    assert (
+        Client(REMOTE_ADDR="10.9.9.9", HTTP_AUTHORIZATION=f"Bearer {other}")
+        .get("/api/conversations/")
+        .status_code
+        == 200
+    )
+
+
+def test_default_rates_come_from_the_environment_settings(settings):
+    from rest_framework.settings import api_settings
+
+    assert api_settings.DEFAULT_THROTTLE_RATES == {
+        "anon": settings.API_THROTTLE_ANON,
+        "user": settings.API_THROTTLE_USER,
+    }
+    assert settings.API_THROTTLE_USER == "1200/minute" and settings.API_THROTTLE_ANON == "60/minute"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "password",
+    ["x", "password123", "12345678901234", "tess-the-trainer"],
+    ids=["short", "common", "numeric", "similar"],
+)
+def test_user_create_trainer_applies_the_password_validators(password):
+    with pytest.raises(ValidationError):
+        user_create_trainer(username="tess-the-trainer", password=password)
+
+
+@pytest.mark.django_db
+def test_create_trainer_command_refuses_a_weak_password_and_creates_nobody():
+    from django.contrib.auth import get_user_model
+
+    with pytest.raises(CommandError, match="Password refused: This password is too short"):
+        call_command("create_trainer", "tina", "--password", "abc")
+    assert not get_user_model().objects.filter(username="tina").exists()
+    call_command("create_trainer", "tina", "--password", PASSWORD)
+    assert get_user_model().objects.get(username="tina").check_password(PASSWORD)
+
+
+def test_pages_and_the_api_carry_csp_and_the_other_security_headers(trainer_client):
+    for url in [reverse("home"), reverse("accounts:account"), "/api/conversations/", LOGIN]:
+        response = trainer_client.get(url)
+        policy = response["Content-Security-Policy"]
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
+        assert directives["script-src"] == "'self'", url
+        assert directives["style-src"] == "'self'", url
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert directives["frame-ancestors"] == "'none'"
+        assert response["Referrer-Policy"] == "same-origin"
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["X-Frame-Options"] == "DENY"
+
+
+def test_templates_hold_no_inline_code():
+    """The policy above forbids it; this finds it before a browser does."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offending = []
+    for template in root.glob("*/**/templates/**/*.html"):
+        if ".venv" in template.parts or "node_modules" in template.parts:
+            continue
+        text = template.read_text()
+        patterns = [
+            r"<script(?![^>]*\bsrc=)[^>]*>",  # a script block
+            r"\son[a-z]+\s*=",  # onclick=, onload=, ...
+            r"""hx-vals\s*=\s*["']\s*js:""",
+            r"hx-on[:-]",
+            r"\sstyle\s*=",
+            r"hx-trigger=\"[^\"]*\[",  # event filters are evaluated code
+            r"javascript:",
+        ]
+        offending += [f"{template.relative_to(root)}: {p}" for p in patterns if re.search(p, text)]
+    assert offending == []
