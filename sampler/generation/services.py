@@ -233,8 +233,14 @@ def _backend(version: ModelVersion) -> GenerationBackend:
 
 def _generate(jobs: list[GenerationJob], *, attempts: int) -> list[GenerationResult]:
     """Sample every job's completions in one backend call (the jobs share a model version)."""
+    return _sample(jobs[0].model_version, [_request(job) for job in jobs], attempts=attempts)
+
+
+def _sample(
+    version: ModelVersion, requests: list[GenerationRequest], *, attempts: int
+) -> list[GenerationResult]:
     try:
-        return _backend(jobs[0].model_version).generate_many([_request(job) for job in jobs])
+        return _backend(version).generate_many(requests)
     except BackendUnavailable as error:
         raise JobRetryLater(
             str(error), delay=BACKEND_RETRY_DELAY * 2 ** max(0, attempts - 1)
@@ -244,6 +250,24 @@ def _generate(jobs: list[GenerationJob], *, attempts: int) -> list[GenerationRes
     except ValueError as error:
         # The transformers backend's own refusals (no chat template, no room for a prompt).
         raise JobError(str(error)) from error
+
+
+def generation_replies(
+    *,
+    version: ModelVersion,
+    prompts: list[list[dict]],
+    params: GenerationParams,
+    seed: int,
+    attempts: int = 1,
+) -> list[GenerationResult]:
+    """One reply to each prompt from ``version``'s backend, in one call (prompt ``i`` sampled
+    with seed ``seed + i``): what comparisons sample. Inside a job: a server that is down raises
+    ``JobRetryLater``, any other refusal ``JobError``."""
+    requests = [
+        GenerationRequest(messages=messages, n=1, params=params, seed=seed + index)
+        for index, messages in enumerate(prompts)
+    ]
+    return _sample(version, requests, attempts=attempts)
 
 
 def _waiting_with(job: GenerationJob) -> list[GenerationJob]:
