@@ -45,8 +45,8 @@ def _fresh_backends():
         ("openai", {"model": "m"}, "base_url"),
         ("openai", {"base_url": "http://server:8000/v1"}, "model"),
         ("openai", {"base_url": "ftp://server/v1", "model": "m"}, "base_url"),
-        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "sk-abc123"}, "api_key_env"),
-        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "my key"}, "api_key_env"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "sk-a"}, "api_key_env"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "a b"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key": "secret"}, "api_key"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "max_retries": True}, "max_retries"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "timeout": 0}, "timeout"),
@@ -121,8 +121,12 @@ def test_openai_backend_refuses_a_missing_key_variable_by_its_name(monkeypatch):
         backend_get(
             backend="openai",
             path="",
-            options={"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "TANDEM_TEST_KEY"},
-        )  # fmt: skip
+            options={
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "m",
+                "api_key_env": "TANDEM_TEST_KEY",
+            },
+        )
     assert "TANDEM_TEST_KEY" not in os.environ
 
 
