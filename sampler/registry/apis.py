@@ -63,7 +63,7 @@ class ModelVersionListApi(APIView):
     def get_permissions(self):
         return [IsStaff()] if self.request.method == "POST" else [IsTrainer()]
 
-    class InputSerializer(serializers.Serializer):
+    class ModelVersionInputSerializer(serializers.Serializer):
         name = StrictCharField(max_length=200)
         kind = serializers.ChoiceField(
             choices=ModelVersion.Kind.values, default=ModelVersion.Kind.POLICY
@@ -81,15 +81,17 @@ class ModelVersionListApi(APIView):
     def get(self, request: Request) -> Response:
         return Response(_output(model_version_list(), request, many=True))
 
-    @extend_schema(request=InputSerializer, responses={201: ModelVersionStaffOutputSerializer})
+    @extend_schema(
+        request=ModelVersionInputSerializer, responses={201: ModelVersionStaffOutputSerializer}
+    )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.ModelVersionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         parent = None
         if data.get("parent_id") is not None:
             parent = get_object_or_404(ModelVersion, pk=data["parent_id"])
-        unknown = sorted(set(request.data) - set(self.InputSerializer().fields))
+        unknown = sorted(set(request.data) - set(self.ModelVersionInputSerializer().fields))
         if unknown:
             return Response(
                 {"detail": [f"Unknown fields: {', '.join(unknown)}."]},
@@ -118,7 +120,7 @@ class ModelVersionDetailApi(APIView):
     def get_permissions(self):
         return [IsStaff()] if self.request.method == "PATCH" else [IsTrainer()]
 
-    class PatchSerializer(serializers.Serializer):
+    class ModelVersionPatchSerializer(serializers.Serializer):
         path = StrictCharField(max_length=1000, required=False, allow_blank=True)
         backend = serializers.ChoiceField(choices=ModelVersion.Backend.values, required=False)
         backend_options = serializers.DictField(required=False)
@@ -128,12 +130,14 @@ class ModelVersionDetailApi(APIView):
     def get(self, request: Request, version_id: int) -> Response:
         return Response(_output(get_object_or_404(ModelVersion, pk=version_id), request))
 
-    @extend_schema(request=PatchSerializer, responses={200: ModelVersionStaffOutputSerializer})
+    @extend_schema(
+        request=ModelVersionPatchSerializer, responses={200: ModelVersionStaffOutputSerializer}
+    )
     def patch(self, request: Request, version_id: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=version_id)
-        serializer = self.PatchSerializer(data=request.data)
+        serializer = self.ModelVersionPatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        unknown = sorted(set(request.data) - set(self.PatchSerializer().fields))
+        unknown = sorted(set(request.data) - set(self.ModelVersionPatchSerializer().fields))
         if unknown:
             return Response(
                 {"detail": [f"These fields cannot be changed here: {', '.join(unknown)}."]},
