@@ -1,5 +1,5 @@
 """The openai backend against a real OpenAI-compatible server (vLLM's, started by the test on
-the micro model), and an openai-served version through a real generation job and worker."""
+the embedded model), and an openai-served version through a real generation job and worker."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""The vllm backend: vLLM's engine in this process, on the micro model."""
+"""The vllm backend: vLLM's engine in this process, on the embedded model."""
 
 import pytest
 
@@ -12,10 +12,10 @@ PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
 
 
 @pytest.fixture(scope="module")
-def engine(micro_model_dir):
+def engine(vllm_model_dir):
     backend = backend_get(
         backend="vllm",
-        path=str(micro_model_dir),
+        path=str(vllm_model_dir),
         options={"max_model_len": MAX_MODEL_LEN},
         device="cpu",
     )
@@ -72,13 +72,13 @@ def test_a_long_prefix_is_cut_to_fit_with_a_note(engine):
     assert len(result.completions) == 1
 
 
-def test_a_vllm_version_runs_a_generation_job(engine, db, micro_model_dir):
+def test_a_vllm_version_runs_a_generation_job(engine, db, vllm_model_dir):
     from sampler.generation import services
     from sampler.registry.services import model_version_register
 
     version = model_version_register(
         name="engine",
-        path=str(micro_model_dir),
+        path=str(vllm_model_dir),
         backend="vllm",
         backend_options={"max_model_len": MAX_MODEL_LEN},
     )
