@@ -348,7 +348,9 @@ def generation_job_execute(
     _store(context, job, results[0], duration_ms=duration_ms, then=then)
 
 
-def generation_job_run_inline(*, job_id: int) -> GenerationJob:
-    """Run the job in this process (the command line, tests); recorded as on a worker."""
-    job_run_inline(job=GenerationJob.objects.get(pk=job_id))
+def generation_job_run_inline(*, job_id: int, raise_retry_later: bool = False) -> GenerationJob:
+    """Run the job in this process (the command line, tests, another job); recorded as on a
+    worker. ``raise_retry_later``: a model server that is down raises ``JobRetryLater`` (after
+    the job is failed with the reason), for a calling job to go back to its queue."""
+    job_run_inline(job=GenerationJob.objects.get(pk=job_id), raise_retry_later=raise_retry_later)
     return GenerationJob.objects.get(pk=job_id)

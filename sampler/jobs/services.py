@@ -308,6 +308,8 @@ def job_execute(
     except JobRetryLater as error:
         logger.warning("%s job %s will be tried again: %s", kind.name, job_id, error)
         _requeue_or_fail(kind, job_id, token=context.token, reason=str(error), delay=error.delay)
+        if context.options.get("raise_retry_later"):
+            raise  # a caller running it inside its own job retries that job instead
     except BaseException as error:
         job_fail(job=job, error=_describe(error), token=context.token)
         if reraise or not isinstance(error, Exception):
@@ -369,9 +371,16 @@ def _hand_back(context: JobContext) -> None:
         job_enqueue(job=job)
 
 
-def job_run_inline(*, job: Job) -> Job | None:
-    """Run ``job`` in this process (the command line), without a broker."""
-    return job_execute(kind_name=job_kind_of(job).name, job_id=job.pk, token=None)
+def job_run_inline(*, job: Job, raise_retry_later: bool = False) -> Job | None:
+    """Run ``job`` in this process (the command line, or inside another job), without a broker.
+    ``raise_retry_later``: when it meets something that is down for now, raise that
+    ``JobRetryLater`` after recording it, so the job running this one goes back to its queue."""
+    return job_execute(
+        kind_name=job_kind_of(job).name,
+        job_id=job.pk,
+        token=None,
+        options={"raise_retry_later": raise_retry_later},
+    )
 
 
 # ---- finishing, failing, cancelling, retrying -------------------------------------------------
