@@ -69,7 +69,8 @@ def _target(row: Feedback) -> tuple[list[dict], str, int | None, str] | None:
             prompt = _messages(message.sample.job.prompt_messages)
         elif message.parent_id is not None:
             prompt = _messages(
-                {"role": m.role, "content": m.content} for m in message_path(message=message.parent)
+                {"role": m.role, "content": m.content}
+                for m in message_path(message=message.parent)
             )
         else:
             return None
