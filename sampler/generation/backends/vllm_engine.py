@@ -25,10 +25,21 @@ from sampler.generation.backends.base import (
 from sampler.generation.prompts import prepare_prompt
 
 
+def _is_daemonic() -> bool:
+    if multiprocessing.current_process().daemon:
+        return True
+    try:
+        # Celery's pool processes are billiard's, which the standard library does not see.
+        from billiard.process import current_process
+    except ImportError:
+        return False
+    return bool(current_process().daemon)
+
+
 def _engine_in_this_process() -> None:
     # vLLM runs its engine core in a spawned process by default; a daemonic process (a Celery
     # pool process) may not have children, so there the core runs in this process.
-    if multiprocessing.current_process().daemon:
+    if _is_daemonic():
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
