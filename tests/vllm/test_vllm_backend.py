@@ -90,3 +90,39 @@ def test_a_vllm_version_runs_a_generation_job(engine, db, vllm_model_dir):
     assert job.status == "succeeded", job.error
     samples = list(job.samples.order_by("index"))
     assert len(samples) == 3 and {s.logprob_kind for s in samples} == {"raw"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_vllm_version_serves_jobs_in_a_real_celery_worker(celery_worker, trainer, vllm_model_dir):
+    from sampler.generation import services
+    from sampler.generation.models import GenerationJob
+    from sampler.registry.services import model_version_register
+    from tests.conftest import wait_until
+
+    version = model_version_register(
+        name="engine-in-worker",
+        path=str(vllm_model_dir),
+        backend="vllm",
+        backend_options={"max_model_len": MAX_MODEL_LEN},
+    )
+    jobs = [
+        services.generation_job_create(
+            messages=PROMPT,
+            n=2,
+            params={"max_new_tokens": 8},
+            seed=seed,
+            model_version=version,
+            requested_by=trainer,
+        )  # fmt: skip
+        for seed in (1, 2)
+    ]
+    for job in jobs:
+        done = wait_until(
+            lambda job=job: GenerationJob.objects.filter(
+                pk=job.pk, status__in=["succeeded", "failed"]
+            ).first()
+        )
+        assert done.status == "succeeded", done.error
+        assert [s.logprob_kind for s in done.samples.all()] == ["raw", "raw"]
+    # One worker process served both (the engine built once in it).
+    assert len({GenerationJob.objects.get(pk=job.pk).worker for job in jobs}) == 1
