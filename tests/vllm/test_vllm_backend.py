@@ -113,7 +113,7 @@ def test_a_vllm_version_serves_jobs_in_a_real_celery_worker(celery_worker, train
             seed=seed,
             model_version=version,
             requested_by=trainer,
-        )  # fmt: skip
+        )
         for seed in (1, 2)
     ]
     for job in jobs:
