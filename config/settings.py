@@ -254,6 +254,9 @@ GENERATION_MAX_N = env_int("GENERATION_MAX_N", 16)
 GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
 # Seconds a generation task may run before it is killed and its job marked failed.
 GENERATION_TIME_LIMIT = env_int("GENERATION_TIME_LIMIT", 300)
+# Jobs for the same model version waiting in the same queue that a worker samples in one backend
+# call (1: one job at a time).
+GENERATION_BATCH_JOBS = env_int("GENERATION_BATCH_JOBS", 8)
 
 # Background jobs (sampler.jobs): every kind shares one lifecycle.
 # A running job's worker refreshes its heartbeat this often...

@@ -178,7 +178,9 @@ def attack_run_execute(context: JobContext) -> None:
             model_version=run.model_version,
             queue=False,
         )
-        job = generation_job_run_inline(job_id=job.pk)
+        # A model server that is down sends the whole run back to its queue (it resumes here,
+        # one result per attack); any other failure is recorded on this attack's result.
+        job = generation_job_run_inline(job_id=job.pk, raise_retry_later=True)
         sample = job.samples.first() if job.status == GenerationJob.Status.SUCCEEDED else None
         verdict = samples_moderate(samples=[sample]).get(sample.pk) if sample else None
         AttackResult.objects.get_or_create(

@@ -18,6 +18,8 @@ from django.db import transaction
 
 from ranking.exports.filters import ExportFilters
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
+from sampler.generation.params import GenerationParams
+from sampler.generation.services import generation_replies
 from sampler.jobs.services import JobContext, JobError, job_enqueue
 from sampler.registry.models import ModelVersion
 from sampler.runs.kinds import held_out_prompts, validated_version
@@ -155,7 +157,7 @@ def model_comparison_execute(context: JobContext) -> None:
     prompt's two replies for people to vote on."""
     # torch loads in workers only: the web process imports this module to record comparisons.
     from sampler.generation.sampling import pick_device
-    from sampler.training.compare import ComparisonSettings, compare_policies
+    from sampler.training.compare import Reply, judge_replies
 
     comparison = ModelComparison.objects.select_related(
         "version_a", "version_b", "reward_version"
@@ -166,19 +168,37 @@ def model_comparison_execute(context: JobContext) -> None:
     )
     if not prompts:
         raise JobError("No held-out conversation has a user turn yet: nothing to compare on.")
+    # Both policies sample through their own backends (a version served only by vLLM or an
+    # endpoint can be compared), from the full distribution at PPO's temperature, same seeds.
+    params = GenerationParams(
+        temperature=config["temperature"],
+        top_p=1.0,
+        top_k=0,
+        max_new_tokens=config["max_new_tokens"],
+    )
+    replies = {}
+    for side, version in (("a", comparison.version_a), ("b", comparison.version_b)):
+        results = generation_replies(
+            version=version,
+            prompts=prompts,
+            params=params,
+            seed=config["seed"],
+            attempts=context.job.attempts,
+        )
+        replies[side] = [
+            Reply(text=c.text, token_count=c.token_count, finished=c.finished)
+            for result in results
+            for c in result.completions
+        ]
+        context.heartbeat()
     judge_ids = [judge["id"] for judge in config.get("judges") or []]
     judges = {v.pk: v.path for v in ModelVersion.objects.filter(pk__in=judge_ids)}
     paths = [judges[pk] for pk in judge_ids if pk in judges] or [comparison.reward_version.path]
-    results = compare_policies(
-        policy_a=comparison.version_a.path,
-        policy_b=comparison.version_b.path,
+    results = judge_replies(
         reward_model=paths,
         prompts=prompts,
-        settings=ComparisonSettings(
-            max_new_tokens=config["max_new_tokens"],
-            temperature=config["temperature"],
-            seed=config["seed"],
-        ),
+        replies_a=replies["a"],
+        replies_b=replies["b"],
         device=pick_device(settings.SAMPLER_DEVICE)[0],
     )
     context.check()

@@ -7,7 +7,7 @@ encoded once and expanded with ``num_return_sequences``), never ``n`` sequential
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,9 +18,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from sampler.generation import prompts
 from sampler.generation.params import GenerationParams
-
-SENTINEL = "\x00tandem-turn-start\x00"
+from sampler.generation.prompts import PreparedPrompt
 
 
 @dataclass
@@ -29,14 +29,6 @@ class Completion:
     token_count: int
     finished: bool  # True when the model ended its turn, False when it hit max_new_tokens
     logprob_sum: float
-
-
-@dataclass
-class PreparedPrompt:
-    input_ids: list[int]
-    dropped_messages: int = 0
-    dropped_tokens: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -94,53 +86,17 @@ def load_model(path: str | Path, *, device: str = "auto") -> LoadedModel:
     return LoadedModel(str(path), model, tokenizer, torch_device, end_ids, pad_id)
 
 
-def _render(tokenizer: PreTrainedTokenizerBase, messages: list[dict], role: str) -> str:
-    if role == "assistant":
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    # No chat template has a "generation prompt" for the user side: render an extra turn of
-    # that role holding a sentinel and keep everything before the sentinel.
-    rendered = tokenizer.apply_chat_template(
-        [*messages, {"role": role, "content": SENTINEL}], tokenize=False
-    )
-    cut = rendered.find(SENTINEL)
-    if cut < 0:
-        raise ValueError(f"The chat template cannot render a {role!r} turn.")
-    return rendered[:cut]
-
-
 def prepare_prompt(
     loaded: LoadedModel, messages: list[dict], *, role: str, max_new_tokens: int
 ) -> PreparedPrompt:
-    """Render the prefix; drop the oldest turns (then oldest tokens) until it fits the context."""
-    budget = loaded.context_length - max_new_tokens
-    if budget < 8:
-        raise ValueError(
-            f"max_new_tokens={max_new_tokens} leaves no room for a prompt in this model's "
-            f"{loaded.context_length}-token context."
-        )
-    # Leading system messages are kept: they carry instructions the rest depends on.
-    head = [m for m in messages[:1] if m["role"] == "system"]
-    body = messages[len(head) :]
-    dropped = 0
-    while True:
-        text = _render(loaded.tokenizer, head + body[dropped:], role)
-        ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) <= budget or dropped >= len(body) - 1:
-            break
-        dropped += 1
-    prepared = PreparedPrompt(input_ids=ids, dropped_messages=dropped)
-    if dropped:
-        prepared.notes.append(
-            f"Prefix truncated from the left: dropped the {dropped} oldest of {len(body)} messages "
-            f"to fit the {loaded.context_length}-token context."
-        )
-    if len(ids) > budget:
-        prepared.dropped_tokens = len(ids) - budget
-        prepared.input_ids = ids[-budget:]
-        prepared.notes.append(
-            f"The remaining prefix was cut by its first {prepared.dropped_tokens} tokens to fit."
-        )
-    return prepared
+    """Render the prefix with the model's chat template, cut to fit its context."""
+    return prompts.prepare_prompt(
+        loaded.tokenizer,
+        messages,
+        context_length=loaded.context_length,
+        role=role,
+        max_new_tokens=max_new_tokens,
+    )
 
 
 _generate_lock = threading.Lock()
@@ -315,6 +271,144 @@ def sample_rows(
     ]
 
 
+@dataclass(frozen=True)
+class RowsRequest:
+    """One prompt's share of a batch: ``n`` rows sampled with its own seeded generator."""
+
+    prompt_ids: list[int]
+    n: int
+    generator: torch.Generator
+
+
+def sample_rows_many(
+    model: PreTrainedModel,
+    requests: list[RowsRequest],
+    *,
+    params: GenerationParams,
+    end_token_ids: list[int],
+    pad_token_id: int,
+) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Several prompts' continuations in one batch: (tokens, log-probs) per row, per request.
+
+    Prompts are left-padded (positions counted from each row's first real token); every step
+    is one forward pass over the rows still running. Each request draws its tokens with its own
+    generator over its own running rows, as ``sample_rows`` does for one prompt, so a request's
+    draws do not depend on what else is in the batch (its logits may differ from a solo run's
+    in the last bits, where padding changes the order of a sum).
+    """
+    device = model.device
+    owners = [index for index, request in enumerate(requests) for _ in range(request.n)]
+    prompts_by_row = [requests[owner].prompt_ids for owner in owners]
+    width = max(len(ids) for ids in prompts_by_row)
+    rows = len(owners)
+    input_ids = torch.full((rows, width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((rows, width), dtype=torch.long)
+    for row, ids in enumerate(prompts_by_row):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        mask[row, width - len(ids) :] = 1
+    input_ids, mask = input_ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    output = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    cache = output.past_key_values
+    logits = output.logits[:, -1, :].float()
+    next_position = mask.sum(-1, keepdim=True)
+    vocabulary = logits.shape[-1]
+    penalize = params.repetition_penalty != 1.0
+    seen = torch.zeros(rows if penalize else 0, vocabulary, dtype=torch.bool, device=device)
+    if penalize:
+        for row, ids in enumerate(prompts_by_row):
+            kept = [token for token in ids if token < vocabulary]
+            seen[row, kept] = True
+    end_ids = torch.tensor(end_token_ids, device=device)
+    owner_of = torch.tensor(owners, device=device)
+    active = torch.arange(rows, device=device)
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    logprobs: list[list[float]] = [[] for _ in range(rows)]
+    for step in range(params.max_new_tokens):
+        if penalize:
+            logits = penalize_repeats(logits, seen[active], params.repetition_penalty)
+        scaled = logits / params.temperature
+        choice = torch.empty(len(active), dtype=torch.long, device=device)
+        chosen_logprobs = torch.empty(len(active), device=device)
+        active_owners = owner_of[active]
+        for owner in torch.unique(active_owners).tolist():
+            slots = (active_owners == owner).nonzero().squeeze(-1)
+            picked, picked_logprobs = sample_next_tokens(
+                scaled[slots],
+                top_k=params.top_k,
+                top_p=params.top_p,
+                generator=requests[owner].generator,
+            )
+            choice[slots], chosen_logprobs[slots] = picked, picked_logprobs
+        for row, token, logprob in zip(
+            active.tolist(), choice.tolist(), chosen_logprobs.tolist(), strict=True
+        ):
+            tokens[row].append(token)
+            logprobs[row].append(logprob)
+        keep = ~torch.isin(choice, end_ids)
+        if step == params.max_new_tokens - 1 or not bool(keep.any()):
+            break
+        if not bool(keep.all()):
+            kept = keep.nonzero().squeeze(-1)
+            cache.batch_select_indices(kept)
+            active, choice = active[kept], choice[kept]
+            mask, next_position = mask[kept], next_position[kept]
+        if penalize:
+            seen[active, choice] = True
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        output = model(
+            input_ids=choice.unsqueeze(-1),
+            attention_mask=mask,
+            position_ids=next_position,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache = output.past_key_values
+        next_position = next_position + 1
+        logits = output.logits[:, -1, :].float()
+    results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in requests]
+    for row, owner in enumerate(owners):
+        results[owner].append(
+            (torch.tensor(tokens[row], dtype=torch.long), torch.tensor(logprobs[row]))
+        )
+    return results
+
+
+@torch.inference_mode()
+def sample_completions_many(
+    loaded: LoadedModel,
+    jobs: list[tuple[list[dict], int, int, str]],
+    *,
+    params: GenerationParams,
+) -> list[tuple[list[Completion], PreparedPrompt]]:
+    """``sample_completions`` for several prefixes with the same parameters, in one batch:
+    ``jobs`` holds (messages, n, seed, role) each."""
+    prepared = [
+        prepare_prompt(loaded, messages, role=role, max_new_tokens=params.max_new_tokens)
+        for messages, _n, _seed, role in jobs
+    ]
+    with _generate_lock:
+        requests = [
+            RowsRequest(
+                prompt_ids=prompt.input_ids,
+                n=n,
+                generator=torch.Generator(device=loaded.device).manual_seed(seed),
+            )
+            for prompt, (_messages, n, seed, _role) in zip(prepared, jobs, strict=True)
+        ]
+        rows = sample_rows_many(
+            loaded.model,
+            requests,
+            params=params,
+            end_token_ids=loaded.end_token_ids,
+            pad_token_id=loaded.pad_token_id,
+        )
+    return [
+        ([_completion(loaded, tokens, logprobs) for tokens, logprobs in job_rows], prompt)
+        for job_rows, prompt in zip(rows, prepared, strict=True)
+    ]
+
+
 def _completion(loaded: LoadedModel, tokens: torch.Tensor, logprobs: torch.Tensor) -> Completion:
     is_end = torch.isin(tokens, torch.tensor(loaded.end_token_ids))
     end_positions = is_end.nonzero()
@@ -348,6 +442,10 @@ class ModelCache:
                 self._loaded = load_model(path, device=device)
                 self.loads += 1
             return self._loaded
+
+    @property
+    def path(self) -> str | None:
+        return self._loaded.path if self._loaded is not None else None
 
     def clear(self) -> None:
         with self._lock:

@@ -21,12 +21,23 @@ from config.celery import Queue
 from config.text import text_problem
 from labeling.conversations.selectors import message_path
 from labeling.models import Message
+from sampler.generation.backends import (
+    BackendError,
+    BackendUnavailable,
+    GenerationBackend,
+    GenerationRequest,
+    GenerationResult,
+    backend_get,
+)
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.params import GenerationParams, context_room_error
+from sampler.jobs.kinds import JobRetryLater
 from sampler.jobs.services import (
     JobCancelled,
     JobContext,
+    JobError,
     Publication,
+    job_batch,
     job_cancel,
     job_enqueue,
     job_retry,
@@ -150,6 +161,17 @@ def generation_job_create(
         else _validated_messages(messages, role=role)
     )
     version = model_version or model_version_ensure_default()
+    if version.kind != ModelVersion.Kind.POLICY:
+        raise ValidationError({"model_version": f"{version.name} is not a policy."})
+    if role == "user" and version.backend == ModelVersion.Backend.OPENAI:
+        raise ValidationError(
+            {
+                "role": (
+                    f"{version.name} is served by a chat-completions server, which writes "
+                    "assistant turns only."
+                )
+            }
+        )
     too_long = context_room_error(
         context_length=version.context_length, max_new_tokens=generation_params.max_new_tokens
     )
@@ -188,14 +210,14 @@ def generation_job_retry(*, job: GenerationJob, user: AbstractBaseUser) -> Publi
     return job_retry(job=job)
 
 
-def _generate(job: GenerationJob):
-    # torch and transformers load in workers only; web processes never import them.
-    from sampler.generation.sampling import model_cache, sample_completions
+# A model server that is down: the job is published again after this many seconds, doubling
+# with each attempt (the openai client has already retried within the attempt).
+BACKEND_RETRY_DELAY = 5.0
 
-    loaded = model_cache.get(job.model_version.path, device=settings.SAMPLER_DEVICE)
-    return sample_completions(
-        loaded,
-        job.prompt_messages,
+
+def _request(job: GenerationJob) -> GenerationRequest:
+    return GenerationRequest(
+        messages=job.prompt_messages,
         n=job.n,
         params=GenerationParams(**job.params),
         seed=job.seed,
@@ -203,22 +225,84 @@ def _generate(job: GenerationJob):
     )
 
 
-def generation_job_execute(
-    context: JobContext,
+def _backend(version: ModelVersion) -> GenerationBackend:
+    return backend_get(
+        backend=version.backend,
+        path=version.path,
+        options=version.backend_options or {},
+        device=settings.SAMPLER_DEVICE,
+    )
+
+
+def _generate(jobs: list[GenerationJob], *, attempts: int) -> list[GenerationResult]:
+    """Sample every job's completions in one backend call (the jobs share a model version)."""
+    return _sample(jobs[0].model_version, [_request(job) for job in jobs], attempts=attempts)
+
+
+def _sample(
+    version: ModelVersion, requests: list[GenerationRequest], *, attempts: int
+) -> list[GenerationResult]:
+    try:
+        return _backend(version).generate_many(requests)
+    except BackendUnavailable as error:
+        raise JobRetryLater(
+            str(error), delay=BACKEND_RETRY_DELAY * 2 ** max(0, attempts - 1)
+        ) from error
+    except BackendError as error:
+        raise JobError(str(error)) from error
+    except ValueError as error:
+        # The transformers backend's own refusals (no chat template, no room for a prompt).
+        raise JobError(str(error)) from error
+
+
+def generation_replies(
     *,
-    then: Callable[[GenerationJob, list[Sample]], None] | None = None,
+    version: ModelVersion,
+    prompts: list[list[dict]],
+    params: GenerationParams,
+    seed: int,
+    attempts: int = 1,
+) -> list[GenerationResult]:
+    """One reply to each prompt from ``version``'s backend, in one call (prompt ``i`` sampled
+    with seed ``seed + i``): what comparisons sample. Inside a job: a server that is down raises
+    ``JobRetryLater``, any other refusal ``JobError``."""
+    requests = [
+        GenerationRequest(messages=messages, n=1, params=params, seed=seed + index)
+        for index, messages in enumerate(prompts)
+    ]
+    return _sample(version, requests, attempts=attempts)
+
+
+def _waiting_with(job: GenerationJob) -> list[GenerationJob]:
+    """Jobs for the same version waiting in the same queue behind ``job``, oldest first: a worker
+    that batches (GENERATION_BATCH_JOBS > 1) runs them in the same backend call."""
+    limit = settings.GENERATION_BATCH_JOBS - 1
+    if limit < 1 or not job.queue:
+        return []
+    return list(
+        GenerationJob.objects.filter(
+            status=GenerationJob.Status.QUEUED,
+            queue=job.queue,
+            model_version_id=job.model_version_id,
+            published_at__isnull=False,
+        )
+        .exclude(pk=job.pk)
+        .select_related("model_version")
+        .order_by("queued_at", "pk")[:limit]
+    )
+
+
+def _store(
+    context: JobContext,
+    job: GenerationJob,
+    result: GenerationResult,
+    *,
+    duration_ms: int,
+    then: Callable[[GenerationJob, list[Sample]], None] | None,
 ) -> None:
-    """Sample the claimed job's completions and store them, filtered, with the job's success in
-    one transaction; ``then`` runs inside it too (e.g. a ranking task's candidates)."""
-    job = GenerationJob.objects.select_related("model_version").get(pk=context.job.pk)
-    started = time.monotonic()
-    completions, prepared = _generate(job)
-    context.check()
+    """Store one job's samples, filtered, with its success in one transaction."""
     with transaction.atomic():
-        if not context.succeed(
-            notes="\n".join(prepared.notes),
-            duration_ms=int((time.monotonic() - started) * 1000),
-        ):
+        if not context.succeed(notes="\n".join(result.notes), duration_ms=duration_ms):
             raise JobCancelled(f"Generation job {job.pk} was cancelled while it ran.")
         samples = Sample.objects.bulk_create(
             [
@@ -227,13 +311,11 @@ def generation_job_execute(
                     index=index,
                     text=completion.text,
                     token_count=completion.token_count,
-                    finish_reason=Sample.FinishReason.END_OF_TURN
-                    if completion.finished
-                    else Sample.FinishReason.LENGTH,
+                    finish_reason=completion.finish_reason,
                     logprob_sum=completion.logprob_sum,
-                    logprob_kind=Sample.LogprobKind.SAMPLING,
+                    logprob_kind=result.logprob_kind,
                 )
-                for index, completion in enumerate(completions)
+                for index, completion in enumerate(result.completions)
             ]
         )
         # Filtered in the same transaction that shows them: no trainer sees an unfiltered sample.
@@ -242,7 +324,36 @@ def generation_job_execute(
             then(job, samples)
 
 
-def generation_job_run_inline(*, job_id: int) -> GenerationJob:
-    """Run the job in this process (the command line, tests); recorded as on a worker."""
-    job_run_inline(job=GenerationJob.objects.get(pk=job_id))
+def generation_job_execute(
+    context: JobContext,
+    *,
+    then: Callable[[GenerationJob, list[Sample]], None] | None = None,
+) -> None:
+    """Sample the claimed job's completions through its version's backend and store them,
+    filtered, with the job's success in one transaction; ``then`` runs inside it too (e.g. a
+    ranking task's candidates). Jobs of the same kind and version waiting in the same queue
+    are claimed and sampled in the same backend call (each stored in its own transaction).
+
+    A model server that is down puts the job back in its queue (``JobRetryLater``) until its
+    attempts are spent; any other backend refusal fails it with the reason.
+    """
+    job = GenerationJob.objects.select_related("model_version").get(pk=context.job.pk)
+    with job_batch(context=context, candidates=_waiting_with(job)) as partners:
+        jobs = [job] + [partner.job for partner in partners]
+        started = time.monotonic()
+        results = _generate(jobs, attempts=job.attempts)
+        duration_ms = int((time.monotonic() - started) * 1000)
+    for partner, partner_job, result in zip(partners, jobs[1:], results[1:], strict=True):
+        try:
+            _store(partner, partner_job, result, duration_ms=duration_ms, then=then)
+        except JobCancelled:
+            logger.info("Generation job %s was cancelled while it ran in a batch", partner_job.pk)
+    _store(context, job, results[0], duration_ms=duration_ms, then=then)
+
+
+def generation_job_run_inline(*, job_id: int, raise_retry_later: bool = False) -> GenerationJob:
+    """Run the job in this process (the command line, tests, another job); recorded as on a
+    worker. ``raise_retry_later``: a model server that is down raises ``JobRetryLater`` (after
+    the job is failed with the reason), for a calling job to go back to its queue."""
+    job_run_inline(job=GenerationJob.objects.get(pk=job_id), raise_retry_later=raise_retry_later)
     return GenerationJob.objects.get(pk=job_id)

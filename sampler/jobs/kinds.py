@@ -16,6 +16,16 @@ class JobCancelled(Exception):
     """The row is no longer this worker's to run: cancelled, or taken over after a stall."""
 
 
+class JobRetryLater(Exception):
+    """Something outside the job is down for now (a model server, a rate limit): the executor
+    puts the job back in its queue, published again after ``delay`` seconds, until its attempts
+    are spent; then it fails with this message."""
+
+    def __init__(self, message: str, *, delay: float = 0.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 @dataclass
 class JobContext:
     """What a kind's ``execute`` gets: the claimed row and the means to report on it."""

@@ -14,6 +14,8 @@ import socket
 import threading
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,6 +31,7 @@ from sampler.jobs.kinds import (
     JobCancelled,
     JobContext,
     JobKind,
+    JobRetryLater,
     job_kind_named,
     job_kind_of,
     job_models,
@@ -86,17 +89,18 @@ def _describe(error: BaseException) -> str:
 # ---- publishing -------------------------------------------------------------------------------
 
 
-def job_enqueue(*, job: Job) -> Publication:
-    """Publish ``job`` to its kind's queue with a fresh token, once the transaction commits.
+def job_enqueue(*, job: Job, countdown: float = 0.0) -> Publication:
+    """Publish ``job`` to its kind's queue with a fresh token, once the transaction commits
+    (to be run no sooner than ``countdown`` seconds later).
 
     A broker that is down leaves the row queued and unpublished (``Publication.failed`` says
     so after the commit); the outbox (``jobs_tick``) publishes it once the broker is back.
     """
     job.queued_at = timezone.now()
-    return _publish_again(job=job)
+    return _publish_again(job=job, countdown=countdown)
 
 
-def _publish_again(*, job: Job) -> Publication:
+def _publish_again(*, job: Job, countdown: float = 0.0) -> Publication:
     """A fresh token and a new message; the row keeps its place (``queued_at``) in its queue."""
     kind = job_kind_of(job)
     queue = kind.queue_for(job)
@@ -105,15 +109,19 @@ def _publish_again(*, job: Job) -> Publication:
         queue=queue, publish_token=token, published_at=None, queued_at=job.queued_at
     )
     job.queue, job.publish_token, job.published_at = queue, token, None
-    return _publish(kind, job, token, queue)
+    return _publish(kind, job, token, queue, countdown=countdown)
 
 
-def _publish(kind: JobKind, job: Job, token: str, queue: str) -> Publication:
+def _publish(
+    kind: JobKind, job: Job, token: str, queue: str, *, countdown: float = 0.0
+) -> Publication:
     publication = Publication(job_id=job.pk, queue=queue)
     model = type(job)
     options = {}
     if kind.time_limit:
         options = {"soft_time_limit": kind.time_limit, "time_limit": kind.time_limit + 30}
+    if countdown > 0:
+        options["countdown"] = countdown
 
     def sent() -> None:
         publication.sent = True
@@ -297,6 +305,11 @@ def job_execute(
     except TRANSIENT_ERRORS as error:
         logger.warning("%s job %s hit database trouble, queued again: %s", kind.name, job_id, error)
         _requeue_or_fail(kind, job_id, token=context.token, reason=f"Database trouble: {error}")
+    except JobRetryLater as error:
+        logger.warning("%s job %s will be tried again: %s", kind.name, job_id, error)
+        _requeue_or_fail(kind, job_id, token=context.token, reason=str(error), delay=error.delay)
+        if context.options.get("raise_retry_later"):
+            raise  # a caller running it inside its own job retries that job instead
     except BaseException as error:
         job_fail(job=job, error=_describe(error), token=context.token)
         if reraise or not isinstance(error, Exception):
@@ -307,9 +320,67 @@ def job_execute(
     return kind.model.objects.get(pk=job_id)
 
 
-def job_run_inline(*, job: Job) -> Job | None:
-    """Run ``job`` in this process (the command line), without a broker."""
-    return job_execute(kind_name=job_kind_of(job).name, job_id=job.pk, token=None)
+@contextmanager
+def job_batch(*, context: JobContext, candidates: list[Job]) -> Iterator[list[JobContext]]:
+    """Claim for this worker the ``candidates`` (queued rows of the same kind, published) that
+    it can run together with ``context``'s job, and keep their heartbeats while the block runs.
+
+    Yields their contexts (what the block must ``succeed`` one by one). A row claimed here is
+    no longer run by its own message (it is running, then finished). When the block raises,
+    every claimed row it did not finish goes back to its queue, its attempt not counted.
+    """
+    claimed: list[JobContext] = []
+    for candidate in candidates:
+        if candidate.pk == context.job.pk or job_kind_of(candidate) is not context.kind:
+            continue
+        job = job_claim(
+            kind=context.kind,
+            job_id=candidate.pk,
+            token=candidate.publish_token,
+            worker=context.worker,
+        )
+        if job is not None:
+            claimed.append(
+                JobContext(
+                    kind=context.kind, job=job, token=job.publish_token, worker=context.worker
+                )
+            )
+    with ExitStack() as heartbeats:
+        for partner in claimed:
+            heartbeats.enter_context(_Heartbeat(partner))
+        try:
+            yield claimed
+        except BaseException:
+            for partner in claimed:
+                _hand_back(partner)
+            raise
+
+
+def _hand_back(context: JobContext) -> None:
+    """A batch partner that did not run: queued again, its attempt not counted."""
+    with transaction.atomic():
+        job = (
+            context.kind.model.objects.select_for_update(of=("self",))
+            .filter(pk=context.job.pk, status=JobStatus.RUNNING, publish_token=context.token)
+            .first()
+        )
+        if job is None:
+            return
+        job.status, job.attempts = JobStatus.QUEUED, max(0, job.attempts - 1)
+        job.save(update_fields=["status", "attempts"])
+        job_enqueue(job=job)
+
+
+def job_run_inline(*, job: Job, raise_retry_later: bool = False) -> Job | None:
+    """Run ``job`` in this process (the command line, or inside another job), without a broker.
+    ``raise_retry_later``: when it meets something that is down for now, raise that
+    ``JobRetryLater`` after recording it, so the job running this one goes back to its queue."""
+    return job_execute(
+        kind_name=job_kind_of(job).name,
+        job_id=job.pk,
+        token=None,
+        options={"raise_retry_later": raise_retry_later},
+    )
 
 
 # ---- finishing, failing, cancelling, retrying -------------------------------------------------
@@ -335,7 +406,9 @@ def job_fail(*, job: Job, error: str, token: str | None = None) -> bool:
     return True
 
 
-def _requeue_or_fail(kind: JobKind, job_id: int, *, token: str | None, reason: str) -> None:
+def _requeue_or_fail(
+    kind: JobKind, job_id: int, *, token: str | None, reason: str, delay: float = 0.0
+) -> None:
     with transaction.atomic():
         job = kind.model.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
         if job is None or job.status != JobStatus.RUNNING:
@@ -348,7 +421,7 @@ def _requeue_or_fail(kind: JobKind, job_id: int, *, token: str | None, reason: s
             return
         job.status, job.error = JobStatus.QUEUED, reason[:ERROR_LIMIT]
         job.save(update_fields=["status", "error"])
-        job_enqueue(job=job)
+        job_enqueue(job=job, countdown=delay)
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -433,6 +506,7 @@ __all__ = [
     "JobContext",
     "JobError",
     "Publication",
+    "job_batch",
     "job_cancel",
     "job_claim",
     "job_enqueue",

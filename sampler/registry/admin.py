@@ -1,12 +1,63 @@
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
 from sampler.registry.models import ModelVersion
+from sampler.registry.services import model_version_serving_check
+
+
+class ModelVersionAdminForm(forms.ModelForm):
+    """The serving configuration is checked as the API checks it (options per backend, a
+    context length for openai versions)."""
+
+    class Meta:
+        model = ModelVersion
+        fields = (
+            "name",
+            "kind",
+            "source",
+            "path",
+            "backend",
+            "backend_options",
+            "context_length",
+            "parent",
+            "training_run",
+            "metrics",
+            "description",
+        )
+
+    def clean(self):
+        data = super().clean()
+        try:
+            backend, options, path, length = model_version_serving_check(
+                kind=data.get("kind") or ModelVersion.Kind.POLICY,
+                backend=data.get("backend") or ModelVersion.Backend.TRANSFORMERS,
+                options=data.get("backend_options") or {},
+                path=data.get("path") or "",
+                context_length=data.get("context_length"),
+            )
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+            return data
+        data.update(backend=backend, backend_options=options, path=path, context_length=length)
+        return data
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "source", "is_active", "parent", "training_run", "created_at")
-    list_filter = ("kind", "source", "is_active")
+    form = ModelVersionAdminForm
+    list_display = (
+        "name",
+        "kind",
+        "source",
+        "backend",
+        "is_active",
+        "parent",
+        "training_run",
+        "created_at",
+    )
+    list_filter = ("kind", "source", "backend", "is_active")
     search_fields = ("name", "path", "description")
     raw_id_fields = ("parent", "training_run")
     readonly_fields = ("is_active", "activated_at", "created_at")

@@ -1,20 +1,31 @@
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.roles import IsTrainer, is_admin
+from accounts.roles import IsStaff, IsTrainer, is_admin
+from config.api import (
+    StrictCharField,
+    StrictChoiceField,
+    StrictDictField,
+    StrictIntegerField,
+)
+from sampler.registry import services
+from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_list
 
 
 class ModelVersionOutputSerializer(serializers.Serializer):
-    """What any trainer may see of a model version: no server paths."""
+    """What trainers see of a version: never where it is served from."""
 
     id = serializers.IntegerField()
     name = serializers.CharField()
     kind = serializers.CharField()
     source = serializers.CharField()
+    backend = serializers.CharField()
+    context_length = serializers.IntegerField(allow_null=True)
     parent_id = serializers.IntegerField(allow_null=True)
     training_run_id = serializers.IntegerField(allow_null=True)
     metrics = serializers.JSONField()
@@ -26,29 +37,111 @@ class ModelVersionOutputSerializer(serializers.Serializer):
 
 
 class ModelVersionStaffOutputSerializer(ModelVersionOutputSerializer):
-    path = serializers.CharField(
-        required=False, help_text="Staff only: where the weights are on the server."
-    )
+    """Admins also see the serving configuration (paths, server URLs, option names)."""
+
+    path = serializers.CharField()
+    backend_options = serializers.JSONField()
+    description = serializers.CharField()
 
     class Meta:
-        ref_name = "ModelVersionWithPath"
+        ref_name = "ModelVersionWithServing"
+
+
+def _output(version_or_versions, request: Request, *, many: bool = False):
+    serializer = (
+        ModelVersionStaffOutputSerializer
+        if is_admin(request.user)
+        else ModelVersionOutputSerializer
+    )
+    return serializer(version_or_versions, many=many).data
 
 
 class ModelVersionListApi(APIView):
-    permission_classes = [IsTrainer]
+    """GET: the registered versions (trainers). POST: register one with its serving backend
+    (admins)."""
+
+    def get_permissions(self):
+        return [IsStaff()] if self.request.method == "POST" else [IsTrainer()]
+
+    class ModelVersionInputSerializer(serializers.Serializer):
+        name = StrictCharField(max_length=200)
+        kind = StrictChoiceField(choices=ModelVersion.Kind.values, default=ModelVersion.Kind.POLICY)
+        path = StrictCharField(max_length=1000, required=False, default="", allow_blank=True)
+        backend = StrictChoiceField(
+            choices=ModelVersion.Backend.values, default=ModelVersion.Backend.TRANSFORMERS
+        )
+        backend_options = StrictDictField(required=False, default=dict)
+        context_length = StrictIntegerField(required=False, allow_null=True, min_value=1)
+        description = StrictCharField(max_length=5000, required=False, default="", allow_blank=True)
+        parent_id = StrictIntegerField(required=False, allow_null=True)
+
+    @extend_schema(responses={200: ModelVersionOutputSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response(_output(model_version_list(), request, many=True))
 
     @extend_schema(
-        responses={
-            200: OpenApiResponse(
-                ModelVersionStaffOutputSerializer(many=True),
-                description="Every model version; `path` is included for staff only.",
-            )
-        }
+        request=ModelVersionInputSerializer, responses={201: ModelVersionStaffOutputSerializer}
     )
-    def get(self, request: Request) -> Response:
-        serializer = (
-            ModelVersionStaffOutputSerializer
-            if is_admin(request.user)
-            else ModelVersionOutputSerializer
+    def post(self, request: Request) -> Response:
+        serializer = self.ModelVersionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        parent = None
+        if data.get("parent_id") is not None:
+            parent = get_object_or_404(ModelVersion, pk=data["parent_id"])
+        unknown = sorted(set(request.data) - set(self.ModelVersionInputSerializer().fields))
+        if unknown:
+            return Response(
+                {"detail": [f"Unknown fields: {', '.join(unknown)}."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        if ModelVersion.objects.filter(name=data["name"]).exists():
+            return Response(
+                {"name": ["A version with this name exists."]}, status=status.HTTP_400_BAD_REQUEST
+            )
+        version = services.model_version_register(
+            name=data["name"],
+            kind=data["kind"],
+            path=data["path"],
+            backend=data["backend"],
+            backend_options=data["backend_options"],
+            context_length=data.get("context_length"),
+            description=data["description"],
+            parent=parent,
         )
-        return Response(serializer(model_version_list(), many=True).data)
+        return Response(_output(version, request), status=status.HTTP_201_CREATED)
+
+
+class ModelVersionDetailApi(APIView):
+    """GET one version (trainers); PATCH its serving configuration (admins)."""
+
+    def get_permissions(self):
+        return [IsStaff()] if self.request.method == "PATCH" else [IsTrainer()]
+
+    class ModelVersionPatchSerializer(serializers.Serializer):
+        path = StrictCharField(max_length=1000, required=False, allow_blank=True)
+        backend = StrictChoiceField(choices=ModelVersion.Backend.values, required=False)
+        backend_options = StrictDictField(required=False)
+        context_length = StrictIntegerField(required=False, allow_null=True, min_value=1)
+
+    @extend_schema(responses={200: ModelVersionOutputSerializer})
+    def get(self, request: Request, version_id: int) -> Response:
+        return Response(_output(get_object_or_404(ModelVersion, pk=version_id), request))
+
+    @extend_schema(
+        request=ModelVersionPatchSerializer, responses={200: ModelVersionStaffOutputSerializer}
+    )
+    def patch(self, request: Request, version_id: int) -> Response:
+        version = get_object_or_404(ModelVersion, pk=version_id)
+        serializer = self.ModelVersionPatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        unknown = sorted(set(request.data) - set(self.ModelVersionPatchSerializer().fields))
+        if unknown:
+            return Response(
+                {"detail": [f"These fields cannot be changed here: {', '.join(unknown)}."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        version = services.model_version_serving_update(
+            version=version, **serializer.validated_data
+        )
+        return Response(_output(version, request))

@@ -60,6 +60,49 @@ def _validated_backend(*, kind: str, backend: str, options: object, path: str) -
     return backend, options
 
 
+def _validated_path(path: object) -> str:
+    if not isinstance(path, str) or len(path) > 1000 or "\x00" in path:
+        raise ValidationError({"path": "path must be text of at most 1000 characters."})
+    local = Path(path) if path else None
+    if local is not None and local.is_absolute() and not (local / "config.json").is_file():
+        raise ValidationError({"path": f"{path} is not a model directory (no config.json)."})
+    return path
+
+
+def _serving_context_length(*, backend: str, options: dict, path: str, given: object) -> int | None:
+    """The context the version serves: as given, else its config's, capped by vLLM's
+    ``max_model_len``; an ``openai`` version without a local config must state it."""
+    if given is not None and (not isinstance(given, int) or isinstance(given, bool) or given < 1):
+        raise ValidationError({"context_length": "context_length must be a positive integer."})
+    length = given or (model_context_length(path) if path else None)
+    cap = options.get("max_model_len") if backend == ModelVersion.Backend.VLLM else None
+    if length is not None and cap is not None:
+        length = min(length, cap)
+    if length is None and backend == ModelVersion.Backend.OPENAI:
+        raise ValidationError(
+            {
+                "context_length": (
+                    "Give the context length the server serves (tokens of prompt plus reply): "
+                    "requests that cannot fit are refused before they are queued."
+                )
+            }
+        )
+    return length
+
+
+def model_version_serving_check(
+    *, kind: str, backend: str, options: object, path: object, context_length: object
+) -> tuple[str, dict, str, int | None]:
+    """(backend, options, path, context length) as they would be stored; ``ValidationError``
+    with every problem by field otherwise (the admin form shows them)."""
+    path = _validated_path(path)
+    backend, options = _validated_backend(kind=kind, backend=backend, options=options, path=path)
+    length = _serving_context_length(
+        backend=backend, options=options, path=path, given=context_length
+    )
+    return backend, options, path, length
+
+
 def model_version_register(
     *,
     name: str,
@@ -77,20 +120,12 @@ def model_version_register(
     """Register a model version (never promoted here).
 
     A local directory must hold a ``config.json``; its context length is recorded unless given
-    (an ``openai`` version served elsewhere states its own).
+    (an ``openai`` version served elsewhere states its own; a ``vllm`` one is capped by its
+    ``max_model_len``).
     """
-    local = Path(path) if path else None
-    if local is not None and local.is_absolute() and not (local / "config.json").is_file():
-        raise ValidationError({"path": f"{path} is not a model directory (no config.json)."})
-    backend, options = _validated_backend(
-        kind=kind, backend=backend, options=backend_options or {}, path=path
-    )
-    if context_length is not None and (
-        not isinstance(context_length, int)
-        or isinstance(context_length, bool)
-        or context_length < 1
-    ):
-        raise ValidationError({"context_length": "context_length must be a positive integer."})
+    path = _validated_path(path)
+    options = {} if backend_options is None else backend_options
+    backend, options = _validated_backend(kind=kind, backend=backend, options=options, path=path)
     version = ModelVersion(
         name=name,
         path=path,
@@ -102,10 +137,58 @@ def model_version_register(
         description=description,
         backend=backend,
         backend_options=options,
-        context_length=context_length or (model_context_length(path) if path else None),
+        context_length=_serving_context_length(
+            backend=backend, options=options, path=path, given=context_length
+        ),
     )
     version.full_clean()
     version.save()
+    return version
+
+
+UNSET = object()
+
+
+@transaction.atomic
+def model_version_serving_update(
+    *,
+    version: ModelVersion,
+    backend: str | object = UNSET,
+    backend_options: dict | object = UNSET,
+    path: str | object = UNSET,
+    context_length: int | object | None = UNSET,
+) -> ModelVersion:
+    """Change how a version is served (backend, its options, the directory, the context
+    length), validated as at registration. A changed backend or directory re-reads the context
+    length unless one is given. Jobs already sampled keep their provenance (the version's name)."""
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    new_backend = version.backend if backend is UNSET else backend
+    new_path = version.path if path is UNSET else _validated_path(path)
+    if backend_options is UNSET:
+        # Options belong to a backend: switching backends without new options drops them.
+        options = version.backend_options if new_backend == version.backend else {}
+    else:
+        options = backend_options
+    new_backend, options = _validated_backend(
+        kind=version.kind, backend=new_backend, options=options, path=new_path
+    )
+    if context_length is UNSET:
+        served_changed = (new_backend, new_path, options) != (
+            version.backend,
+            version.path,
+            version.backend_options,
+        )
+        given = None if served_changed else version.context_length
+        if served_changed and new_backend == ModelVersion.Backend.OPENAI:
+            given = version.context_length
+    else:
+        given = context_length
+    version.backend, version.path, version.backend_options = new_backend, new_path, options
+    version.context_length = _serving_context_length(
+        backend=new_backend, options=options, path=new_path, given=given
+    )
+    version.full_clean()
+    version.save(update_fields=["backend", "path", "backend_options", "context_length"])
     return version
 
 

@@ -107,6 +107,90 @@ def compare_policies(
     }
 
 
+@dataclass
+class Reply:
+    """A sampled reply as any generation backend returns it."""
+
+    text: str
+    token_count: int
+    finished: bool
+
+
+@torch.no_grad()
+def judge_replies(
+    *,
+    reward_model: str | Path | list[str | Path],
+    prompts: list[list[dict]],
+    replies_a: list[Reply],
+    replies_b: list[Reply],
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+) -> dict:
+    """``compare_policies``'s verdict on replies sampled elsewhere (by any backend): each reply
+    is re-tokenised with the judge's tokenizer and scored at its end-of-turn token, as in
+    training; several judges are an ensemble of standardised scores."""
+    from sampler.training.data import reply_ids
+    from sampler.training.reward import score_sequences
+
+    if not prompts:
+        raise ValueError("There are no prompts to compare the policies on.")
+    judges = reward_model if isinstance(reward_model, list) else [reward_model]
+    texts_a, texts_b = [r.text for r in replies_a], [r.text for r in replies_b]
+    if len(judges) > 1:
+        scores_a, scores_b = _ensemble_scores(judges, prompts, texts_a, texts_b, device)
+    else:
+        tokenizer = load_tokenizer(judges[0])
+        scorer = freeze(RewardScorer(build_reward_model(judges[0], tokenizer))).to(device)
+        sequences = [
+            reply_ids(tokenizer, prompt, text)
+            for texts in (texts_a, texts_b)
+            for prompt, text in zip(prompts, texts, strict=True)
+        ]
+        scores = score_sequences(
+            scorer, sequences, pad_id=tokenizer.pad_token_id, batch_size=batch_size
+        ).cpu()
+        scores_a, scores_b = scores[: len(prompts)], scores[len(prompts) :]
+    wins_a = int((scores_a > scores_b).sum())
+    wins_b = int((scores_a < scores_b).sum())
+    ties = len(prompts) - wins_a - wins_b
+    lengths = {
+        side: torch.tensor([float(r.token_count) for r in replies], dtype=torch.float)
+        for side, replies in (("a", replies_a), ("b", replies_b))
+    }
+    ends = {
+        side: torch.tensor([float(r.finished) for r in replies], dtype=torch.float)
+        for side, replies in (("a", replies_a), ("b", replies_b))
+    }
+    return {
+        "prompts": len(prompts),
+        "wins_a": wins_a,
+        "wins_b": wins_b,
+        "ties": ties,
+        "win_rate_a": (wins_a + 0.5 * ties) / len(prompts),
+        "score_a": scores_a.mean().item(),
+        "score_b": scores_b.mean().item(),
+        "length_a": lengths["a"].mean().item(),
+        "length_b": lengths["b"].mean().item(),
+        "eos_rate_a": ends["a"].mean().item(),
+        "eos_rate_b": ends["b"].mean().item(),
+        "examples": [
+            {
+                "prompt": prompts[index][-1]["content"],
+                "a": texts_a[index],
+                "b": texts_b[index],
+                "score_a": scores_a[index].item(),
+                "score_b": scores_b[index].item(),
+            }
+            for index in range(min(EXAMPLES, len(prompts)))
+        ],
+        "judges": len(judges),
+        "items": [
+            {"prompt": prompts[index], "a": texts_a[index], "b": texts_b[index]}
+            for index in range(len(prompts))
+        ],
+    }
+
+
 @torch.no_grad()
 def _ensemble_scores(judges, prompts, texts_a, texts_b, device) -> tuple[torch.Tensor, ...]:
     """Each judge's scores of both sides, standardised over the 2N replies, averaged."""

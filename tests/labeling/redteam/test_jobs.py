@@ -45,3 +45,36 @@ def test_a_run_stopped_midway_resumes_without_duplicates(policy, trainer, admin_
     assert run.status == AttackRun.Status.SUCCEEDED
     results = AttackResult.objects.filter(run=run)
     assert results.count() == 2 and results.filter(pk=first.pk).exists()
+
+
+def test_a_run_against_a_server_that_is_down_goes_back_to_its_queue(
+    policy, trainer, admin_user, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from config.celery import app
+    from sampler.generation.backends import backends_clear
+    from sampler.registry.services import model_version_register
+    from tests.conftest import free_port
+
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, args=(), **options: sent.append(args))
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    two_attacks(trainer, policy)
+    port = free_port()  # nothing listens there
+    served = model_version_register(
+        name="served-elsewhere",
+        path="",
+        backend="openai",
+        backend_options={"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0},
+        context_length=256,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run = redteam_services.attack_run_create(requested_by=admin_user, model_version=served)
+    with django_capture_on_commit_callbacks(execute=True):
+        job_execute(kind_name="attack_run", job_id=run.pk, token=sent[-1][2])
+    backends_clear()
+    run.refresh_from_db()
+    # Queued again (published anew), the server named; no attack recorded as failed.
+    assert run.status == AttackRun.Status.QUEUED and run.attempts == 1
+    assert f"127.0.0.1:{port}" in run.error
+    assert len(sent) == 2 and sent[-1][2] == run.publish_token
+    assert not AttackResult.objects.filter(run=run).exists()

@@ -1,0 +1,92 @@
+"""The ``transformers`` backend: the model in this worker process, sampled by the project's own
+loop (``sampler.generation.sampling``): exact and seeded, with log-probabilities at the
+sampling temperature before top-k/top-p. Several jobs that wait together are sampled in one
+batch (``generate_many``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sampler.generation.backends.base import (
+    Completion,
+    FinishReason,
+    GenerationBackend,
+    GenerationRequest,
+    GenerationResult,
+    LogprobKind,
+)
+from sampler.generation.sampling import (
+    LoadedModel,
+    model_cache,
+    sample_completions,
+    sample_completions_many,
+)
+
+
+def _result(completions, prepared) -> GenerationResult:
+    return GenerationResult(
+        completions=[
+            Completion(
+                text=completion.text,
+                token_count=completion.token_count,
+                finish_reason=FinishReason.END_OF_TURN
+                if completion.finished
+                else FinishReason.LENGTH,
+                logprob_sum=completion.logprob_sum,
+            )
+            for completion in completions
+        ],
+        logprob_kind=LogprobKind.SAMPLING,
+        notes=list(prepared.notes),
+    )
+
+
+class TransformersBackend(GenerationBackend):
+    name = "transformers"
+
+    def __init__(self, *, path: str, device: str = "auto") -> None:
+        self.path = path
+        self.device = device
+
+    @property
+    def loaded(self) -> LoadedModel:
+        # The per-process model cache: one model at a time, loaded once.
+        return model_cache.get(self.path, device=self.device)
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        completions, prepared = sample_completions(
+            self.loaded,
+            request.messages,
+            n=request.n,
+            params=request.params,
+            seed=request.seed,
+            role=request.role,
+        )
+        return _result(completions, prepared)
+
+    def generate_many(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Requests with the same sampling parameters share one batch (each keeps its seed)."""
+        if len(requests) == 1:
+            return [self.generate(requests[0])]
+        groups: dict = defaultdict(list)
+        for position, request in enumerate(requests):
+            groups[request.params].append(position)
+        results: list[GenerationResult | None] = [None] * len(requests)
+        loaded = self.loaded
+        for params, positions in groups.items():
+            batch = [
+                (requests[p].messages, requests[p].n, requests[p].seed, requests[p].role)
+                for p in positions
+            ]
+            outputs = sample_completions_many(loaded, batch, params=params)
+            for position, (completions, prepared) in zip(positions, outputs, strict=True):
+                results[position] = _result(completions, prepared)
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if model_cache.path == self.path:
+            model_cache.clear()
+
+
+def build(*, path: str, options: dict, device: str = "auto") -> TransformersBackend:
+    return TransformersBackend(path=path, device=device)

@@ -1,0 +1,196 @@
+"""The ``openai`` backend: any OpenAI-compatible chat-completions server (vLLM's server, TGI,
+llama.cpp's server, ``transformers serve``, hosted APIs), through the official ``openai`` client.
+
+Options (``ModelVersion.backend_options``, checked by ``options.py``): ``base_url``, ``model``,
+``api_key_env`` (the NAME of the environment variable holding the key; never the key),
+``timeout``, ``max_retries``, ``logprobs``, ``supports_n``, ``extra_sampling_params``.
+
+Servers differ on ``n``, ``seed`` and ``logprobs``: a server that returns fewer than K choices
+is asked again for the rest (one request each, seeds ``seed + i``), and the job's notes say so;
+never fewer samples than asked. The client retries 429 and 5xx answers and lost connections
+with exponential backoff; past its retries the error is ``BackendUnavailable`` (the job goes
+back to its queue), any other refusal is a ``BackendError`` with the server's reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sampler.generation.backends.base import (
+    BackendError,
+    BackendUnavailable,
+    Completion,
+    FinishReason,
+    GenerationBackend,
+    GenerationRequest,
+    GenerationResult,
+    LogprobKind,
+)
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 3
+# Sent when no key is configured: servers without authentication accept any.
+NO_KEY = "EMPTY"
+
+
+class OpenAIBackend(GenerationBackend):
+    name = "openai"
+
+    def __init__(self, *, options: dict) -> None:
+        try:
+            # Imported only by a worker serving an openai version.
+            import openai
+        except ImportError as error:
+            raise BackendError(
+                "This version is served through the openai client, which is not installed on "
+                f"this worker (pip install 'tandem[openai]'): {error}"
+            ) from error
+        self.openai = openai
+        self.base_url = options["base_url"]
+        self.model = options["model"]
+        self.logprobs = options.get("logprobs", True)
+        self.supports_n = options.get("supports_n", True)
+        self.extra = options.get("extra_sampling_params", False)
+        key_env = options.get("api_key_env")
+        api_key = NO_KEY
+        if key_env:
+            api_key = os.environ.get(key_env, "")
+            if not api_key:
+                raise BackendError(
+                    f"The environment variable {key_env} (this version's api_key_env) is not set "
+                    "on the worker: set it to the server's API key."
+                )
+        self.client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=api_key,
+            timeout=float(options.get("timeout", DEFAULT_TIMEOUT)),
+            max_retries=int(options.get("max_retries", DEFAULT_MAX_RETRIES)),
+        )
+
+    # ---- one request ------------------------------------------------------------------------
+
+    def _create(self, request: GenerationRequest, *, n: int, seed: int, logprobs: bool):
+        params = request.params
+        body = {}
+        if self.extra:
+            body = {"top_k": params.top_k, "repetition_penalty": params.repetition_penalty}
+        openai = self.openai
+        try:
+            return self.client.chat.completions.create(
+                model=self.model,
+                messages=request.messages,
+                n=n,
+                seed=seed,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                max_tokens=params.max_new_tokens,
+                logprobs=logprobs,
+                extra_body=body or None,
+            )
+        except (openai.APIConnectionError, openai.APITimeoutError) as error:
+            raise BackendUnavailable(
+                f"The model server at {self.base_url} did not answer ({type(error).__name__}: "
+                f"{error})."
+            ) from error
+        except (openai.RateLimitError, openai.InternalServerError) as error:
+            raise BackendUnavailable(
+                f"The model server at {self.base_url} is busy or failing (HTTP "
+                f"{error.status_code}: {_reason(error)})."
+            ) from error
+        except openai.APIStatusError as error:
+            if error.status_code >= 500:
+                raise BackendUnavailable(
+                    f"The model server at {self.base_url} failed (HTTP {error.status_code}: "
+                    f"{_reason(error)})."
+                ) from error
+            raise BackendError(
+                f"The model server at {self.base_url} refused the request for {self.model!r} "
+                f"(HTTP {error.status_code}): {_reason(error)}"
+            ) from error
+
+    @staticmethod
+    def _completion(choice, *, usage_tokens: int | None) -> Completion:
+        text = (choice.message.content or "").strip() if choice.message else ""
+        tokens = getattr(getattr(choice, "logprobs", None), "content", None)
+        logprob_sum = None
+        token_count = usage_tokens
+        if tokens:
+            logprob_sum = float(sum(token.logprob for token in tokens))
+            token_count = len(tokens)
+        return Completion(
+            text=text,
+            token_count=int(token_count or 0),
+            finish_reason=FinishReason.LENGTH
+            if choice.finish_reason == "length"
+            else FinishReason.END_OF_TURN,
+            logprob_sum=logprob_sum,
+        )
+
+    # ---- the interface ----------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        if request.role != "assistant":
+            raise BackendError(
+                "A chat-completions server writes assistant turns only; user-side suggestions "
+                "need a transformers or vllm version."
+            )
+        notes: list[str] = []
+        params = request.params
+        if not self.extra and (params.top_k != 0 or params.repetition_penalty != 1.0):
+            notes.append(
+                "top_k and repetition_penalty were not sent (the chat-completions API has no such "
+                "fields; set extra_sampling_params for servers that take them, e.g. vLLM)."
+            )
+        completions: list[Completion] = []
+        if self.supports_n:
+            response = self._create(request, n=request.n, seed=request.seed, logprobs=self.logprobs)
+            choices = sorted(response.choices, key=lambda choice: choice.index)[: request.n]
+            usage = getattr(response, "usage", None)
+            single = usage.completion_tokens if usage is not None and len(choices) == 1 else None
+            parsed = [self._completion(choice, usage_tokens=single) for choice in choices]
+            if all(c.logprob_sum is not None or single is not None for c in parsed):
+                completions = parsed
+            else:
+                # No per-choice token counts (no log-probs): ask for each reply on its own.
+                notes.append("The server gave no per-reply token counts: one request per reply.")
+            if 0 < len(choices) < request.n:
+                notes.append(
+                    f"The server returned {len(choices)} of {request.n} replies in one request; "
+                    "the rest were asked for one by one."
+                )
+        while len(completions) < request.n:
+            index = len(completions)
+            response = self._create(request, n=1, seed=request.seed + index, logprobs=self.logprobs)
+            if not response.choices:
+                raise BackendError(f"The model server at {self.base_url} returned no reply.")
+            usage = getattr(response, "usage", None)
+            completions.append(
+                self._completion(
+                    response.choices[0],
+                    usage_tokens=usage.completion_tokens if usage is not None else None,
+                )
+            )
+        have_logprobs = all(c.logprob_sum is not None for c in completions)
+        if self.logprobs and not have_logprobs:
+            notes.append("The server gave no log-probabilities.")
+        return GenerationResult(
+            completions=completions,
+            logprob_kind=LogprobKind.ENDPOINT if have_logprobs else LogprobKind.NONE,
+            notes=notes,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _reason(error) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        message = body.get("message") or (body.get("error") or {}).get("message")
+        if message:
+            return str(message)[:500]
+    return str(error)[:500]
+
+
+def build(*, path: str, options: dict, device: str = "auto") -> OpenAIBackend:
+    return OpenAIBackend(options=options)

@@ -1,0 +1,89 @@
+"""Each backend's options (``ModelVersion.backend_options``), checked on save. Torch-free.
+
+Options never hold a secret: the ``openai`` backend names the environment variable that holds
+its key (``api_key_env``), and the worker reads it.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+# What looks like a key pasted where a variable's name belongs.
+KEY_LIKE = re.compile(r"^(sk-|sk_|hf_|Bearer\s)", re.IGNORECASE)
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return _integer(value) or isinstance(value, float)
+
+
+def _text(value: object, limit: int = 500) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit and "\x00" not in value
+
+
+# name -> (check, what it must be). Unknown names are refused.
+TRANSFORMERS_OPTIONS: dict[str, tuple] = {}
+
+# Passed to vllm.LLM(...) as they are.
+VLLM_OPTIONS: dict[str, tuple] = {
+    "dtype": (lambda v: v in {"auto", "float32", "float16", "bfloat16"},
+              "one of auto, float32, float16, bfloat16"),
+    "max_model_len": (lambda v: _integer(v) and 16 <= v <= 1_048_576,
+                      "an integer between 16 and 1048576"),
+    "gpu_memory_utilization": (lambda v: _number(v) and 0.05 <= v <= 0.99,
+                               "a number between 0.05 and 0.99"),
+    "tensor_parallel_size": (lambda v: _integer(v) and 1 <= v <= 64, "an integer from 1 to 64"),
+    "enforce_eager": (lambda v: isinstance(v, bool), "true or false"),
+    "quantization": (lambda v: _text(v, 64), "a quantization method's name"),
+    "trust_remote_code": (lambda v: v is False, "false (remote code is never run)"),
+}  # fmt: skip
+
+OPENAI_OPTIONS: dict[str, tuple] = {
+    "base_url": (lambda v: _text(v, 1000) and urlsplit(v).scheme in {"http", "https"}
+                 and bool(urlsplit(v).netloc), "an http(s) URL, e.g. http://vllm:8000/v1"),
+    "model": (lambda v: _text(v, 500), "the model name the server serves"),
+    "api_key_env": (lambda v: isinstance(v, str) and bool(ENV_NAME.match(v)),
+                    "the NAME of an environment variable holding the key (A-Z, 0-9, _)"),
+    "timeout": (lambda v: _number(v) and 1 <= v <= 3600, "seconds, between 1 and 3600"),
+    "max_retries": (lambda v: _integer(v) and 0 <= v <= 10, "an integer from 0 to 10"),
+    # Ask for log-probabilities (servers that offer them return the sampled tokens').
+    "logprobs": (lambda v: isinstance(v, bool), "true or false"),
+    # false: the server ignores `n`, so K requests of one completion are sent instead.
+    "supports_n": (lambda v: isinstance(v, bool), "true or false"),
+    # true: top_k and repetition_penalty go in the request body as vLLM's extra parameters.
+    "extra_sampling_params": (lambda v: isinstance(v, bool), "true or false"),
+}  # fmt: skip
+OPENAI_REQUIRED = ("base_url", "model")
+
+OPTIONS = {"transformers": TRANSFORMERS_OPTIONS, "vllm": VLLM_OPTIONS, "openai": OPENAI_OPTIONS}
+
+
+def validate_options(backend: str, options: dict) -> dict[str, str]:
+    """Problems with ``options`` for ``backend``, by option name (empty when they are fine)."""
+    known = OPTIONS.get(backend)
+    if known is None:
+        return {"backend": f"unknown backend {backend!r}"}
+    errors: dict[str, str] = {}
+    for name, value in options.items():
+        if name not in known:
+            allowed = ", ".join(sorted(known)) or "none"
+            errors[str(name)[:100]] = f"unknown option for {backend} (allowed: {allowed})"
+            continue
+        check, what = known[name]
+        if not check(value):
+            errors[name] = f"must be {what}"
+    if backend == "openai":
+        for name in OPENAI_REQUIRED:
+            if name not in options:
+                errors.setdefault(name, "required for the openai backend")
+        key_env = options.get("api_key_env")
+        if isinstance(key_env, str) and KEY_LIKE.match(key_env):
+            errors["api_key_env"] = (
+                "looks like a key: give the name of the environment variable that holds it"
+            )
+    return errors

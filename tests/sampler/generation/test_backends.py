@@ -1,0 +1,231 @@
+"""Generation backends: options checked per backend, the transformers backend's batches, the
+openai backend against a server that is down (a real refused connection), and the executor
+putting such a job back in its queue until its attempts are spent."""
+
+import os
+
+import pytest
+from django.utils import timezone
+
+from config.celery import app
+from sampler.generation import services
+from sampler.generation.backends import (
+    BackendError,
+    BackendUnavailable,
+    GenerationRequest,
+    backend_get,
+    backends_clear,
+    validate_options,
+)
+from sampler.generation.models import GenerationJob, Sample
+from sampler.generation.params import GenerationParams
+from sampler.jobs.kinds import job_kind_named
+from sampler.jobs.services import job_execute
+from sampler.registry.services import model_version_register
+from tests.conftest import free_port
+
+PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backends():
+    backends_clear()
+    yield
+    backends_clear()
+
+
+@pytest.mark.parametrize(
+    ("backend", "options", "field"),
+    [
+        ("transformers", {"model": "x"}, "model"),
+        ("vllm", {"max_model_len": "256"}, "max_model_len"),
+        ("vllm", {"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
+        ("vllm", {"trust_remote_code": True}, "trust_remote_code"),
+        ("vllm", {"dtype": "int3"}, "dtype"),
+        ("openai", {"model": "m"}, "base_url"),
+        ("openai", {"base_url": "http://server:8000/v1"}, "model"),
+        ("openai", {"base_url": "ftp://server/v1", "model": "m"}, "base_url"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "sk-a"}, "api_key_env"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "a b"}, "api_key_env"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key": "secret"}, "api_key"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "max_retries": True}, "max_retries"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "timeout": 0}, "timeout"),
+    ],
+)  # fmt: skip
+def test_bad_backend_options_are_named_with_what_they_must_be(backend, options, field):
+    assert field in validate_options(backend, options)
+
+
+def test_good_backend_options_pass():
+    assert validate_options("transformers", {}) == {}
+    assert validate_options("vllm", {"max_model_len": 256, "dtype": "float32"}) == {}
+    assert (
+        validate_options(
+            "openai",
+            {
+                "base_url": "https://api.example.org/v1",
+                "model": "m",
+                "api_key_env": "SERVER_API_KEY",
+                "timeout": 30,
+                "max_retries": 2,
+                "logprobs": False,
+                "supports_n": False,
+                "extra_sampling_params": True,
+            },
+        )
+        == {}
+    )
+
+
+def _request(seed, *, messages=PROMPT, n=3):
+    return GenerationRequest(
+        messages=messages, n=n, params=GenerationParams(max_new_tokens=10), seed=seed
+    )
+
+
+def test_transformers_batches_jobs_each_with_its_own_seed_and_count(micro_model_dir):
+    backend = backend_get(backend="transformers", path=str(micro_model_dir), device="cpu")
+    longer = [*PROMPT, {"role": "assistant", "content": "good"}, {"role": "user", "content": "ok"}]
+    requests = [_request(1), _request(2, messages=longer, n=2), _request(1, n=4)]
+    first = backend.generate_many(requests)
+    again = backend.generate_many(requests)
+    assert [len(result.completions) for result in first] == [3, 2, 4]
+    texts = [[c.text for c in result.completions] for result in first]
+    assert texts == [[c.text for c in result.completions] for result in again]
+    for result in first:
+        assert result.logprob_kind == "sampling"
+        for completion in result.completions:
+            assert 1 <= completion.token_count <= 10
+            assert completion.logprob_sum < 0
+            assert completion.finish_reason in {"end_of_turn", "length"}
+            assert completion.finished or completion.token_count == 10
+    # The solo path gives a job its completions too (same interface, one prefix).
+    solo = backend.generate(_request(1))
+    assert len(solo.completions) == 3 and solo.logprob_kind == "sampling"
+
+
+def test_openai_backend_says_a_server_that_is_down_is_unavailable():
+    port = free_port()  # nothing listens there: a real refused connection
+    backend = backend_get(
+        backend="openai",
+        path="",
+        options={"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0},
+    )
+    with pytest.raises(BackendUnavailable, match=f"127.0.0.1:{port}"):
+        backend.generate(_request(1))
+
+
+def test_openai_backend_refuses_a_missing_key_variable_by_its_name(monkeypatch):
+    monkeypatch.delenv("TANDEM_TEST_KEY", raising=False)
+    with pytest.raises(BackendError, match="TANDEM_TEST_KEY"):
+        backend_get(
+            backend="openai",
+            path="",
+            options={
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "m",
+                "api_key_env": "TANDEM_TEST_KEY",
+            },
+        )
+    assert "TANDEM_TEST_KEY" not in os.environ
+
+
+class RecordingBroker:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def send_task(self, name, args=(), queue=None, **options):
+        self.sent.append({"args": tuple(args), "queue": queue, **options})
+
+
+def test_a_job_whose_server_is_down_is_queued_again_then_fails_with_the_reason(
+    db, trainer, monkeypatch, django_capture_on_commit_callbacks
+):
+    broker = RecordingBroker()
+    monkeypatch.setattr(app, "send_task", broker.send_task)
+    budget = job_kind_named("generation").max_attempts
+    port = free_port()
+    version = model_version_register(
+        name="down",
+        path="",
+        backend="openai",
+        backend_options={"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0},
+        context_length=256,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        job = services.generation_job_create(
+            messages=PROMPT, n=2, seed=3, model_version=version, requested_by=trainer
+        )
+    for attempt in range(1, budget + 1):
+        token = broker.sent[-1]["args"][2]
+        with django_capture_on_commit_callbacks(execute=True):
+            job_execute(kind_name="generation", job_id=job.pk, token=token)
+        job.refresh_from_db()
+        if attempt < budget:
+            # Back in its queue, published again with a growing delay, the reason kept.
+            assert job.status == GenerationJob.Status.QUEUED and job.attempts == attempt
+            assert f"127.0.0.1:{port}" in job.error
+            delay = services.BACKEND_RETRY_DELAY * 2 ** (attempt - 1)
+            assert broker.sent[-1]["countdown"] == delay
+    assert job.status == GenerationJob.Status.FAILED
+    assert f"127.0.0.1:{port}" in job.error and f"Gave up after {budget} attempts" in job.error
+    assert not Sample.objects.filter(job=job).exists()
+
+
+def test_an_openai_version_cannot_write_user_turns_and_needs_a_context_length(db, trainer):
+    from django.core.exceptions import ValidationError
+
+    options = {"base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    with pytest.raises(ValidationError) as error:
+        model_version_register(name="x", path="", backend="openai", backend_options=options)
+    assert "context_length" in error.value.message_dict
+    version = model_version_register(
+        name="x", path="", backend="openai", backend_options=options, context_length=64
+    )
+    with pytest.raises(ValidationError) as error:
+        services.generation_job_create(
+            messages=PROMPT, n=1, role="user", model_version=version, queue=False
+        )
+    assert "role" in error.value.message_dict
+    # The recorded context is what the room check uses: 60 new tokens leave no room in 64.
+    with pytest.raises(ValidationError) as error:
+        services.generation_job_create(
+            messages=PROMPT, n=1, params={"max_new_tokens": 60}, model_version=version, queue=False
+        )
+    assert "max_new_tokens" in error.value.message_dict
+    assert GenerationJob.objects.count() == 0
+
+
+def test_jobs_waiting_together_for_a_version_are_sampled_in_one_call_and_stored_once(
+    policy, trainer, monkeypatch, django_capture_on_commit_callbacks
+):
+    broker = RecordingBroker()
+    monkeypatch.setattr(app, "send_task", broker.send_task)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = [
+            services.generation_job_create(
+                messages=PROMPT, n=2, seed=seed, params={"max_new_tokens": 8}, requested_by=trainer
+            )
+            for seed in (1, 2, 3)
+        ]
+    tokens = {message["args"][1]: message["args"][2] for message in broker.sent}
+    calls = []
+    from sampler.generation.backends.huggingface import TransformersBackend
+
+    original = TransformersBackend.generate_many
+    monkeypatch.setattr(
+        TransformersBackend,
+        "generate_many",
+        lambda self, requests: calls.append(len(requests)) or original(self, requests),
+    )
+    job_execute(kind_name="generation", job_id=jobs[0].pk, token=tokens[jobs[0].pk])
+    assert calls == [3]
+    for job in jobs:
+        job.refresh_from_db()
+        assert job.status == GenerationJob.Status.SUCCEEDED and job.attempts == 1
+        assert job.samples.count() == 2
+    # Their own messages arrive later and do nothing.
+    for job in jobs[1:]:
+        assert job_execute(kind_name="generation", job_id=job.pk, token=tokens[job.pk]) is None
+    assert Sample.objects.filter(job__in=jobs).count() == 6
+    assert timezone.now() >= jobs[0].finished_at

@@ -1,0 +1,132 @@
+"""The staff API for model versions' serving configuration: admins register and patch it,
+trainers read versions without where they are served from."""
+
+import json
+
+from sampler.registry.models import ModelVersion
+
+URL = "/api/model-versions/"
+OPENAI = {"base_url": "http://vllm:8000/v1", "model": "policy", "api_key_env": "VLLM_API_KEY"}
+
+
+def _post(client, data):
+    return client.post(URL, json.dumps(data), content_type="application/json")
+
+
+def _patch(client, version_id, data):
+    return client.patch(f"{URL}{version_id}/", json.dumps(data), content_type="application/json")
+
+
+def test_an_admin_registers_an_openai_version_with_its_context_length(admin_client_):
+    response = _post(
+        admin_client_,
+        {"name": "served", "backend": "openai", "backend_options": OPENAI, "context_length": 4096},
+    )
+    assert response.status_code == 201, response.content
+    version = ModelVersion.objects.get(name="served")
+    assert version.backend == "openai" and version.backend_options == OPENAI
+    assert version.context_length == 4096 and not version.is_active
+    assert response.json()["backend_options"] == OPENAI
+
+
+def test_a_local_version_records_its_context_and_vllm_caps_it(admin_client_, micro_model_dir):
+    response = _post(
+        admin_client_,
+        {
+            "name": "engine",
+            "path": str(micro_model_dir),
+            "backend": "vllm",
+            "backend_options": {"max_model_len": 128},
+        },
+    )
+    assert response.status_code == 201, response.content
+    # The micro model's config says 256; the engine serves 128.
+    assert ModelVersion.objects.get(name="engine").context_length == 128
+
+
+def test_bad_serving_configs_are_400_with_the_field_and_nothing_is_stored(
+    admin_client_, micro_model_dir
+):
+    cases = [
+        ({"name": "a", "backend": "openai", "backend_options": OPENAI}, "context_length"),
+        (
+            {"name": "a", "backend": "openai", "context_length": 9,
+             "backend_options": {**OPENAI, "api_key_env": "sk-live-123"}},
+            "backend_options",
+        ),
+        ({"name": "a", "backend": "vllm"}, "path"),
+        ({"name": "a", "backend": "tgi", "path": str(micro_model_dir)}, "backend"),
+        ({"name": 5, "path": str(micro_model_dir)}, "name"),
+        ({"name": "a", "path": str(micro_model_dir), "context_length": "256"}, "context_length"),
+        ({"name": "a", "path": str(micro_model_dir), "is_active": True}, "detail"),
+        ({"name": "a", "path": "/no/such/model"}, "path"),
+    ]  # fmt: skip
+    for data, field in cases:
+        response = _post(admin_client_, data)
+        assert response.status_code == 400, (data, response.content)
+        assert response["Content-Type"].startswith("application/json")
+        assert field in response.json(), (data, response.json())
+    assert not ModelVersion.objects.exists()
+
+
+def test_an_admin_patches_the_serving_config_validated_as_at_registration(admin_client_, policy):
+    response = _patch(
+        admin_client_,
+        policy.pk,
+        {"backend": "openai", "backend_options": OPENAI, "context_length": 2048},
+    )
+    assert response.status_code == 200, response.content
+    policy.refresh_from_db()
+    assert (policy.backend, policy.context_length) == ("openai", 2048)
+    # Back to vLLM on the same directory: options checked for vllm, context re-read and capped.
+    response = _patch(
+        admin_client_, policy.pk, {"backend": "vllm", "backend_options": {"max_model_len": 200}}
+    )
+    assert response.status_code == 200, response.content
+    policy.refresh_from_db()
+    assert (policy.backend, policy.backend_options, policy.context_length) == (
+        "vllm",
+        {"max_model_len": 200},
+        200,
+    )
+    refused = _patch(admin_client_, policy.pk, {"backend_options": {"base_url": "http://x/v1"}})
+    assert refused.status_code == 400 and "backend_options" in refused.json()
+    renamed = _patch(admin_client_, policy.pk, {"name": "other"})
+    assert renamed.status_code == 400
+    policy.refresh_from_db()
+    assert policy.backend_options == {"max_model_len": 200} and policy.name == "micro"
+    assert _patch(admin_client_, 999999, {"backend": "vllm"}).status_code == 404
+
+
+def test_trainers_read_versions_without_paths_and_cannot_change_them(trainer_client, policy):
+    listed = trainer_client.get(URL)
+    assert listed.status_code == 200
+    [row] = listed.json()
+    assert row["name"] == "micro" and row["backend"] == "transformers"
+    assert "path" not in row and "backend_options" not in row
+    detail = trainer_client.get(f"{URL}{policy.pk}/").json()
+    assert "path" not in detail and "backend_options" not in detail
+    assert _post(trainer_client, {"name": "x", "path": policy.path}).status_code == 403
+    assert _patch(trainer_client, policy.pk, {"backend": "vllm"}).status_code == 403
+    policy.refresh_from_db()
+    assert policy.backend == "transformers" and ModelVersion.objects.count() == 1
+
+
+def test_the_admin_form_refuses_bad_options(admin_client_, policy):
+    response = admin_client_.post(
+        f"/admin/sampler/modelversion/{policy.pk}/change/",
+        {
+            "name": policy.name,
+            "kind": "policy",
+            "source": "registered",
+            "path": "",
+            "backend": "openai",
+            "backend_options": json.dumps({"base_url": "http://x/v1", "model": "m"}),
+            "metrics": "{}",
+            "description": "",
+        },
+    )
+    assert response.status_code == 200  # the form again, with its errors
+    assert b"context length" in response.content
+    policy.refresh_from_db()
+    assert policy.backend == "transformers"
