@@ -1,5 +1,5 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,12 +39,16 @@ class ModelVersionOutputSerializer(serializers.Serializer):
 class ModelVersionStaffOutputSerializer(ModelVersionOutputSerializer):
     """Admins also see the serving configuration (paths, server URLs, option names)."""
 
-    path = serializers.CharField()
-    backend_options = serializers.JSONField()
-    description = serializers.CharField()
+    path = serializers.CharField(
+        required=False, help_text="Staff only: where the weights are on the server."
+    )
+    backend_options = serializers.JSONField(
+        required=False, help_text="Staff only: the backend's options (server URL, key's variable)."
+    )
+    description = serializers.CharField(required=False, help_text="Staff only.")
 
     class Meta:
-        ref_name = "ModelVersionWithServing"
+        ref_name = "ModelVersionWithPath"
 
 
 def _output(version_or_versions, request: Request, *, many: bool = False):
@@ -75,7 +79,15 @@ class ModelVersionListApi(APIView):
         description = StrictCharField(max_length=5000, required=False, default="", allow_blank=True)
         parent_id = StrictIntegerField(required=False, allow_null=True)
 
-    @extend_schema(responses={200: ModelVersionOutputSerializer(many=True)})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                ModelVersionStaffOutputSerializer(many=True),
+                description="Every model version; `path` is included for staff only, with the "
+                "serving options.",
+            )
+        }
+    )
     def get(self, request: Request) -> Response:
         return Response(_output(model_version_list(), request, many=True))
 
@@ -124,7 +136,15 @@ class ModelVersionDetailApi(APIView):
         backend_options = StrictDictField(required=False)
         context_length = StrictIntegerField(required=False, allow_null=True, min_value=1)
 
-    @extend_schema(responses={200: ModelVersionOutputSerializer})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                ModelVersionStaffOutputSerializer,
+                description="The version; `path` is included for staff only, with the serving "
+                "options.",
+            )
+        }
+    )
     def get(self, request: Request, version_id: int) -> Response:
         return Response(_output(get_object_or_404(ModelVersion, pk=version_id), request))
 
