@@ -356,9 +356,7 @@ def test_trainers_see_no_model_paths_staff_do(trainer_client, admin_client_):
 def test_trainers_see_an_internal_job_error_as_one_sentence_staff_see_it_all(
     trainer, trainer_client, admin_client_
 ):
-    trace = (
-        'OSError: cannot read /srv/tandem/models/x\n  File "/srv/tandem/sampler/x.py", line 3\n'
-    )
+    trace = 'OSError: cannot read /srv/tandem/models/x\n  File "/srv/tandem/sampler/x.py", line 3\n'
     job = GenerationJob.objects.create(
         model_version=model_version_create("policy"),
         n=1,
