@@ -7,6 +7,8 @@ same requests every run), and generation requests kept tiny (n <= 2, a few token
 runs them: they wait in this run's Redis).
 """
 
+from collections import Counter
+
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
@@ -46,8 +48,11 @@ def _session_headers(user) -> dict[str, str]:
     }
 
 
-def _fuzz(headers: dict[str, str], *, paths: tuple[str, ...] | None = None) -> list[str]:
-    """Run every operation (under ``paths`` when given); the failures, one line each."""
+def _fuzz(
+    headers: dict[str, str], *, paths: tuple[str, ...] | None = None
+) -> tuple[list[str], Counter]:
+    """Run every operation (under ``paths`` when given); the failures, one line each, and how
+    many answers of each status class (2xx, 4xx, ...) came back."""
     raw = SchemaGenerator().get_schema(request=None, public=True)
     # The session is given below; without this schemathesis would also send made-up Basic
     # credentials, and most requests would stop at authentication.
@@ -57,7 +62,7 @@ def _fuzz(headers: dict[str, str], *, paths: tuple[str, ...] | None = None) -> l
             operation.pop("security", None)
     schema = schemathesis.openapi.from_dict(raw)
     schema.app = get_wsgi_application()
-    failures, operations = [], 0
+    failures, operations, answers = [], 0, Counter()
     for result in schema.get_all_operations():
         operation = result.ok()
         if paths is not None and not operation.path.startswith(paths):
@@ -74,14 +79,16 @@ def _fuzz(headers: dict[str, str], *, paths: tuple[str, ...] | None = None) -> l
             suppress_health_check=list(HealthCheck),
         )
         def run(case):
-            case.call_and_validate(headers=headers, checks=CHECKS)
+            response = case.call_and_validate(headers=headers, checks=CHECKS)
+            answers[f"{response.status_code // 100}xx"] += 1
+            answers[response.status_code] += 1
 
         try:
             run()
         except (Exception, BaseExceptionGroup) as error:  # every operation is tried
             failures.append(f"{operation.method.upper()} {operation.path}: {error}"[:2000])
     assert operations > 0
-    return failures
+    return failures, answers
 
 
 @pytest.fixture
@@ -97,12 +104,16 @@ def test_the_api_answers_generated_requests_as_documented_for_a_trainer(
     for owner in (trainer, other_trainer):
         conversation = conversation_services.conversation_create(owner=owner, title="Seed")
         conversation_services.message_append(conversation=conversation, author=owner, content="Hi")
-    failures = _fuzz(_session_headers(trainer))
+    failures, answers = _fuzz(_session_headers(trainer))
     assert failures == []
+    # The requests got past authentication and CSRF and reached the views' own validation.
+    assert answers["2xx"] > 20 and answers["4xx"] > 100
+    assert answers[403] < answers["4xx"] / 2, answers
 
 
 def test_the_staff_endpoints_answer_generated_requests_as_documented(
     admin_user, policy, tiny_generation
 ):
-    failures = _fuzz(_session_headers(admin_user), paths=("/api/jobs/", "/api/exports/"))
+    failures, answers = _fuzz(_session_headers(admin_user), paths=("/api/jobs/", "/api/exports/"))
     assert failures == []
+    assert answers["2xx"] > 5 and answers[403] == 0, answers
