@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 import schemathesis
+from django.conf import settings as django_settings
 from django.core.wsgi import get_wsgi_application
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
@@ -37,19 +38,23 @@ CHECKS = [
 ]
 
 
-def _session_headers(user) -> dict[str, str]:
+def _session(user) -> dict[str, dict[str, str]]:
     """A logged-in browser session, with the CSRF cookie and header a page's script sends."""
     client = Client()
     client.force_login(user)
-    session = client.cookies["sessionid"].value
     return {
-        "Cookie": f"sessionid={session}; csrftoken={CSRF_TOKEN}",
-        "X-CSRFToken": CSRF_TOKEN,
+        "cookies": {
+            django_settings.SESSION_COOKIE_NAME: client.cookies[
+                django_settings.SESSION_COOKIE_NAME
+            ].value,
+            django_settings.CSRF_COOKIE_NAME: CSRF_TOKEN,
+        },
+        "headers": {"X-CSRFToken": CSRF_TOKEN},
     }
 
 
 def _fuzz(
-    headers: dict[str, str], *, paths: tuple[str, ...] | None = None
+    session: dict[str, dict[str, str]], *, paths: tuple[str, ...] | None = None
 ) -> tuple[list[str], Counter]:
     """Run every operation (under ``paths`` when given); the failures, one line each, and how
     many answers of each status class (2xx, 4xx, ...) came back."""
@@ -79,7 +84,7 @@ def _fuzz(
             suppress_health_check=list(HealthCheck),
         )
         def run(case):
-            response = case.call_and_validate(headers=headers, checks=CHECKS)
+            response = case.call_and_validate(checks=CHECKS, **session)
             answers[f"{response.status_code // 100}xx"] += 1
             answers[response.status_code] += 1
 
@@ -104,7 +109,7 @@ def test_the_api_answers_generated_requests_as_documented_for_a_trainer(
     for owner in (trainer, other_trainer):
         conversation = conversation_services.conversation_create(owner=owner, title="Seed")
         conversation_services.message_append(conversation=conversation, author=owner, content="Hi")
-    failures, answers = _fuzz(_session_headers(trainer))
+    failures, answers = _fuzz(_session(trainer))
     assert failures == []
     # The requests got past authentication and CSRF and reached the views' own validation.
     assert answers["2xx"] > 20 and answers["4xx"] > 100
@@ -114,6 +119,6 @@ def test_the_api_answers_generated_requests_as_documented_for_a_trainer(
 def test_the_staff_endpoints_answer_generated_requests_as_documented(
     admin_user, policy, tiny_generation
 ):
-    failures, answers = _fuzz(_session_headers(admin_user), paths=("/api/jobs/", "/api/exports/"))
+    failures, answers = _fuzz(_session(admin_user), paths=("/api/jobs/", "/api/exports/"))
     assert failures == []
     assert answers["2xx"] > 5 and answers[403] == 0, answers
