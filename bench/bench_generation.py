@@ -119,7 +119,7 @@ def main() -> None:
             except ImportError:
                 print("vllm: not installed here (run with .venv-vllm/bin/python)")
                 continue
-        options = {"max_model_len": 512} if name == "vllm" else {}
+        options = {}
         started = time.perf_counter()
         backend = backend_get(backend=name, path=model_dir, options=options, device=device)
         backend.generate(GenerationRequest(PREFIX, 2, params, 0))  # warm-up: one-off costs

@@ -108,13 +108,18 @@ class ApiErrorMiddleware:
 
 
 def _basic_credentials_unstorable(request: HttpRequest) -> bool:
+    """Whether a Basic Authorization header carries NUL (decoded as DRF decodes it)."""
     scheme, _, encoded = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme.lower() != "basic":
         return False
     try:
-        credentials = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
+        raw = base64.b64decode(encoded.strip())
+    except ValueError:
         return False  # malformed: the authentication class answers 401 itself
+    try:
+        credentials = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        credentials = raw.decode("latin-1")
     return text_problem(credentials) is not None
 
 

@@ -18,7 +18,7 @@ from config.api import (
 from labeling.models import Message
 from sampler.generation import services
 from sampler.generation.selectors import generation_job_get
-from sampler.jobs.selectors import job_queue_position
+from sampler.jobs.selectors import job_error_public, job_queue_position
 
 
 class SampleOutputSerializer(serializers.Serializer):
@@ -43,7 +43,9 @@ class JobOutputSerializer(serializers.Serializer):
     model_version_id = serializers.IntegerField()
     prefix_message_id = serializers.IntegerField(allow_null=True)
     prompt_messages = serializers.JSONField()
-    error = serializers.CharField()
+    error = serializers.SerializerMethodField(
+        help_text="Why it failed; for trainers, an internal error is one sentence without details."
+    )
     notes = serializers.CharField()
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
@@ -55,6 +57,12 @@ class JobOutputSerializer(serializers.Serializer):
         help_text="Jobs waiting ahead of this one in its queue (0 once it runs)."
     )
     samples = SampleOutputSerializer(many=True, source="samples.all")
+
+    def get_error(self, job) -> str:
+        request = self.context.get("request")
+        if request is not None and is_admin(request.user):
+            return job.error
+        return job_error_public(error=job.error)
 
     def get_queue_position(self, job) -> int:
         return job_queue_position(job=job)
@@ -127,9 +135,12 @@ class GenerationJobCreateApi(APIView):
             return BrokerUnavailableResponse(
                 "The job is saved but the job queue is unreachable right now; it will run once "
                 "the queue is back. Poll the job for its state.",
-                job=JobOutputSerializer(job).data,
+                job=JobOutputSerializer(job, context={"request": request}).data,
             )
-        return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(
+            JobOutputSerializer(job, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class GenerationJobDetailApi(APIView):
@@ -138,7 +149,9 @@ class GenerationJobDetailApi(APIView):
     @extend_schema(responses={200: JobOutputSerializer})
     def get(self, request: Request, job_id: int) -> Response:
         return Response(
-            JobOutputSerializer(generation_job_get(job_id=job_id, user=request.user)).data
+            JobOutputSerializer(
+                generation_job_get(job_id=job_id, user=request.user), context={"request": request}
+            ).data
         )
 
 
@@ -152,7 +165,9 @@ class GenerationJobCancelApi(APIView):
         job = generation_job_get(job_id=job_id, user=request.user)
         services.generation_job_cancel(job=job, user=request.user)
         return Response(
-            JobOutputSerializer(generation_job_get(job_id=job_id, user=request.user)).data
+            JobOutputSerializer(
+                generation_job_get(job_id=job_id, user=request.user), context={"request": request}
+            ).data
         )
 
 
@@ -170,6 +185,9 @@ class GenerationJobRetryApi(APIView):
             return BrokerUnavailableResponse(
                 "The job is queued again but the job queue is unreachable right now; it will "
                 "run once the queue is back.",
-                job=JobOutputSerializer(job).data,
+                job=JobOutputSerializer(job, context={"request": request}).data,
             )
-        return Response(JobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            JobOutputSerializer(job, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+        )

@@ -15,6 +15,7 @@ from labeling.conversations.models import Conversation, Draft, Message
 from ranking.models import Assignment, Ranking
 from ranking.rank.services import task_claim_next
 from sampler.generation.models import GenerationJob, Sample
+from sampler.jobs.selectors import INTERNAL_ERROR_MESSAGE
 from tests.labeling.conftest import model_reply
 from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
 
@@ -350,6 +351,24 @@ def test_trainers_see_no_model_paths_staff_do(trainer_client, admin_client_):
     assert "/srv/models" not in json.dumps(trainer_rows).replace(trainer_rows[0]["name"], "")
     staff_rows = admin_client_.get("/api/model-versions/").json()
     assert staff_rows[0]["path"] == "/srv/models/secret-policy-path"
+
+
+def test_trainers_see_an_internal_job_error_as_one_sentence_staff_see_it_all(
+    trainer, trainer_client, admin_client_
+):
+    trace = 'OSError: cannot read /srv/tandem/models/x\n  File "/srv/tandem/sampler/x.py", line 3\n'
+    job = GenerationJob.objects.create(
+        model_version=model_version_create("policy"),
+        n=1,
+        seed=1,
+        requested_by=trainer,
+        status=GenerationJob.Status.FAILED,
+        error=trace,
+    )
+    mine = trainer_client.get(f"/api/generation-jobs/{job.pk}/")
+    assert mine.status_code == 200
+    assert mine.json()["error"] == INTERNAL_ERROR_MESSAGE and "/srv" not in mine.content.decode()
+    assert admin_client_.get(f"/api/generation-jobs/{job.pk}/").json()["error"] == trace
 
 
 def test_a_trainer_cannot_read_another_trainers_conversation(trainer_client, other_trainer):

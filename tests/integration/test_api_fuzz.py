@@ -7,8 +7,11 @@ same requests every run), and generation requests kept tiny (n <= 2, a few token
 runs them: they wait in this run's Redis).
 """
 
+from collections import Counter
+
 import pytest
 import schemathesis
+from django.conf import settings as django_settings
 from django.core.wsgi import get_wsgi_application
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
@@ -35,22 +38,36 @@ CHECKS = [
 ]
 
 
-def _session_headers(user) -> dict[str, str]:
+def _session(user) -> dict[str, dict[str, str]]:
     """A logged-in browser session, with the CSRF cookie and header a page's script sends."""
     client = Client()
     client.force_login(user)
-    session = client.cookies["sessionid"].value
     return {
-        "Cookie": f"sessionid={session}; csrftoken={CSRF_TOKEN}",
-        "X-CSRFToken": CSRF_TOKEN,
+        "cookies": {
+            django_settings.SESSION_COOKIE_NAME: client.cookies[
+                django_settings.SESSION_COOKIE_NAME
+            ].value,
+            django_settings.CSRF_COOKIE_NAME: CSRF_TOKEN,
+        },
+        "headers": {"X-CSRFToken": CSRF_TOKEN},
     }
 
 
-def _fuzz(headers: dict[str, str], *, paths: tuple[str, ...] | None = None) -> list[str]:
-    """Run every operation (under ``paths`` when given); the failures, one line each."""
-    schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
+def _fuzz(
+    session: dict[str, dict[str, str]], *, paths: tuple[str, ...] | None = None
+) -> tuple[list[str], Counter]:
+    """Run every operation (under ``paths`` when given); the failures, one line each, and how
+    many answers of each status class (2xx, 4xx, ...) came back."""
+    raw = SchemaGenerator().get_schema(request=None, public=True)
+    # The session is given below; without this schemathesis would also send made-up Basic
+    # credentials, and most requests would stop at authentication.
+    raw["components"].pop("securitySchemes", None)
+    for methods in raw["paths"].values():
+        for operation in methods.values():
+            operation.pop("security", None)
+    schema = schemathesis.openapi.from_dict(raw)
     schema.app = get_wsgi_application()
-    failures, operations = [], 0
+    failures, operations, answers = [], 0, Counter()
     for result in schema.get_all_operations():
         operation = result.ok()
         if paths is not None and not operation.path.startswith(paths):
@@ -67,14 +84,16 @@ def _fuzz(headers: dict[str, str], *, paths: tuple[str, ...] | None = None) -> l
             suppress_health_check=list(HealthCheck),
         )
         def run(case):
-            case.call_and_validate(headers=headers, checks=CHECKS)
+            response = case.call_and_validate(checks=CHECKS, **session)
+            answers[f"{response.status_code // 100}xx"] += 1
+            answers[response.status_code] += 1
 
         try:
             run()
-        except Exception as error:  # every operation is tried; all failures are reported
+        except (Exception, BaseExceptionGroup) as error:  # every operation is tried
             failures.append(f"{operation.method.upper()} {operation.path}: {error}"[:2000])
     assert operations > 0
-    return failures
+    return failures, answers
 
 
 @pytest.fixture
@@ -90,12 +109,16 @@ def test_the_api_answers_generated_requests_as_documented_for_a_trainer(
     for owner in (trainer, other_trainer):
         conversation = conversation_services.conversation_create(owner=owner, title="Seed")
         conversation_services.message_append(conversation=conversation, author=owner, content="Hi")
-    failures = _fuzz(_session_headers(trainer))
+    failures, answers = _fuzz(_session(trainer))
     assert failures == []
+    # The requests got past authentication and CSRF and reached the views' own validation.
+    assert answers["2xx"] > 20 and answers["4xx"] > 100
+    assert answers[403] < answers["4xx"] / 2, answers
 
 
 def test_the_staff_endpoints_answer_generated_requests_as_documented(
     admin_user, policy, tiny_generation
 ):
-    failures = _fuzz(_session_headers(admin_user), paths=("/api/jobs/", "/api/exports/"))
+    failures, answers = _fuzz(_session(admin_user), paths=("/api/jobs/", "/api/exports/"))
     assert failures == []
+    assert answers["2xx"] > 5 and answers[403] == 0, answers
