@@ -1,0 +1,173 @@
+"""(c) Suggestion latency through the real queues: idle vs loaded, side by side in one run.
+
+Usage: .venv/bin/python bench/bench_queues.py [--suggestions 20]
+       [--database postgres://postgres@127.0.0.1:5432/tandem_bench_queues]
+
+Starts its own redis-server and three Celery workers as `make run` groups them (interactive;
+generation and training at a lower CPU priority, nice 10), one torch thread each, on the
+embedded model. Then asks for suggestions (n=3, 32 new tokens) one after another and records
+each one's latency from the request to its samples being stored: first with nothing else
+queued, then while a reward-model run trains and 50 ranking-style generation jobs (n=4, 48 new
+tokens) wait in the bulk queue. Prints p50/p95 of both and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROMPT = [{"role": "user", "content": "hi! what did you do this weekend?"}]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suggestions", type=int, default=20)
+    parser.add_argument("--bulk-jobs", type=int, default=50)
+    parser.add_argument(
+        "--database", default="postgres://postgres@127.0.0.1:5432/tandem_bench_queues"
+    )
+    arguments = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-queues-"))
+    port = free_port()
+    redis = subprocess.Popen(
+        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+         "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(work)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    environment = {
+        **os.environ,
+        "DATABASE_URL": arguments.database,
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+        "TORCH_THREADS": "1",
+        "MODEL_ROOT": str(work / "models"),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    os.environ.update(environment)
+    from bench._db import database_ensure
+
+    database_ensure(arguments.database)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from config.celery import app
+    from sampler.generation.models import GenerationJob
+    from sampler.generation.services import generation_job_create
+    from sampler.registry.services import model_version_ensure_default
+    from sampler.runs.models import TrainingRun
+    from sampler.runs.services import training_run_create
+    from sampler.training.synthetic import synthetic_rankings
+
+    policy = model_version_ensure_default()
+    workers = []
+    for group, nice in (("interactive", 0), ("generation", 10), ("training", 10)):
+        log = open(work / f"worker-{group}.log", "w")  # noqa: SIM115 - closed at exit
+        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", group,
+                   "-n", f"{group}-{port}@%h", "--concurrency", "1", "--without-gossip",
+                   "--without-mingle", "-l", "WARNING"]  # fmt: skip
+        if nice:
+            command = ["nice", "-n", str(nice), *command]
+        workers.append(subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=log))
+    try:
+        deadline = time.monotonic() + 600
+        while len(app.control.ping(timeout=1)) < 3:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"workers did not start; logs in {work}")
+        print(f"3 workers up; model {policy.path}; backend {policy.backend}")
+
+        def suggestions(count: int, seed: int) -> list[float]:
+            latencies = []
+            for index in range(count):
+                started = time.monotonic()
+                job = generation_job_create(
+                    messages=PROMPT, n=3, params={"max_new_tokens": 32}, seed=seed + index,
+                    purpose=GenerationJob.Purpose.SUGGESTION,
+                )  # fmt: skip
+                while not GenerationJob.objects.get(pk=job.pk).is_finished:
+                    time.sleep(0.05)
+                latencies.append(time.monotonic() - started)
+            return latencies
+
+        suggestions(2, 10_000)  # warm-up: the interactive worker loads the model
+        idle = suggestions(arguments.suggestions, 0)
+
+        data = work / "rankings.jsonl"
+        data.write_text("\n".join(json.dumps(r) for r in synthetic_rankings(400, seed=0)))
+        run = training_run_create(
+            kind="reward",
+            data_path=str(data),
+            base_version=policy,
+            config={"epochs": 3.0, "normalize_to_demonstrations": False},
+        )
+        bulk = [
+            generation_job_create(
+                messages=[{"role": "user", "content": f"tell me about day {index}"}],
+                n=4,
+                params={"max_new_tokens": 48},
+                seed=index,
+                purpose=GenerationJob.Purpose.MANUAL,
+            )
+            for index in range(arguments.bulk_jobs)
+        ]
+        loaded = suggestions(arguments.suggestions, 1000)
+        waiting = GenerationJob.objects.filter(
+            pk__in=[job.pk for job in bulk], status__in=["queued", "running"]
+        ).count()
+        run.refresh_from_db()
+        print(f"suggestions: {arguments.suggestions} each, n=3, 32 new tokens")
+        print(f"idle    p50 {percentile(idle, 0.5):6.2f} s  p95 {percentile(idle, 0.95):6.2f} s")
+        print(
+            f"loaded  p50 {percentile(loaded, 0.5):6.2f} s  p95 {percentile(loaded, 0.95):6.2f} s"
+        )
+        print(
+            f"ratio   p50 {percentile(loaded, 0.5) / percentile(idle, 0.5):5.2f}x "
+            f" p95 {percentile(loaded, 0.95) / percentile(idle, 0.95):5.2f}x"
+        )
+        print(
+            f"load when the last suggestion was done: reward run {run.status} "
+            f"(progress {run.progress or 0:.2f}), {waiting} of {len(bulk)} bulk jobs unfinished"
+        )
+        print(
+            f"mean idle {statistics.mean(idle):.2f} s, mean loaded {statistics.mean(loaded):.2f} s"
+        )
+        TrainingRun.objects.filter(pk=run.pk, status__in=["queued", "running"]).update(
+            status="cancelled"
+        )
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        redis.terminate()
+
+
+if __name__ == "__main__":
+    main()
