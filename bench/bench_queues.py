@@ -134,6 +134,22 @@ def main() -> None:
             )
             for index in range(arguments.bulk_jobs)
         ]
+        # Measure once the load is really on: a bulk batch generating and the run training.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            generating = GenerationJob.objects.filter(
+                pk__in=[job.pk for job in bulk], status="running"
+            ).exists()
+            if generating and run.status == "running" and (run.progress or 0) > 0:
+                break
+            time.sleep(0.5)
+        before = GenerationJob.objects.filter(
+            pk__in=[job.pk for job in bulk], status="succeeded"
+        ).count()
+        print(
+            f"load on: reward run training (progress {run.progress:.2f}), {before} bulk jobs done"
+        )
         loaded = suggestions(arguments.suggestions, 1000)
         waiting = GenerationJob.objects.filter(
             pk__in=[job.pk for job in bulk], status__in=["queued", "running"]
