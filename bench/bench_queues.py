@@ -14,9 +14,11 @@ tokens) wait in the bulk queue. Prints p50/p95 of both and the ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -40,6 +42,32 @@ def free_port() -> int:
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def _database_empty(url: str) -> None:
+    """Start from an empty schema: rows left by an earlier run would join the load."""
+    import dj_database_url
+    import psycopg
+
+    config = dj_database_url.parse(url)
+    with psycopg.connect(
+        dbname=config["NAME"], user=config["USER"] or None, host=config["HOST"] or None,
+        port=config["PORT"] or None, autocommit=True,
+    ) as connection:  # fmt: skip
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("CREATE SCHEMA public")
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    """A worker and its pool process, at once: a warm shutdown would finish the run it holds."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True
+    ).stdout.split()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    worker.kill()
+    worker.wait()
 
 
 def main() -> None:
@@ -69,6 +97,7 @@ def main() -> None:
     from bench._db import database_ensure
 
     database_ensure(arguments.database)
+    _database_empty(arguments.database)
     import django
 
     django.setup()
@@ -79,7 +108,6 @@ def main() -> None:
     from sampler.generation.models import GenerationJob
     from sampler.generation.services import generation_job_create
     from sampler.registry.services import model_version_ensure_default
-    from sampler.runs.models import TrainingRun
     from sampler.runs.services import training_run_create
     from sampler.training.synthetic import synthetic_rankings
 
@@ -171,17 +199,9 @@ def main() -> None:
         print(
             f"mean idle {statistics.mean(idle):.2f} s, mean loaded {statistics.mean(loaded):.2f} s"
         )
-        TrainingRun.objects.filter(pk=run.pk, status__in=["queued", "running"]).update(
-            status="cancelled"
-        )
     finally:
         for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            _stop(worker)
         redis.terminate()
 
 
