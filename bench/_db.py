@@ -106,28 +106,6 @@ def copy_rows(model, columns: list[str], rows: Iterable[tuple]) -> int:
     return count
 
 
-def database_drop(url: str) -> None:
-    """DROP DATABASE (a bench's own, at its end), closing whatever still holds it."""
-    import dj_database_url
-    import psycopg
-    from psycopg import sql
-
-    config = dj_database_url.parse(url)
-    with psycopg.connect(
-        dbname="postgres",
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        autocommit=True,
-    ) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(config["NAME"])
-            )
-        )
-
-
 @contextmanager
 def foreign_key_triggers_off() -> Iterator[None]:
     """A bulk load: skip the per-row foreign-key triggers (the caller assigns every id), and
