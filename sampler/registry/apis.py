@@ -80,13 +80,14 @@ class ModelVersionListApi(APIView):
         parent_id = StrictIntegerField(required=False, allow_null=True)
 
     @extend_schema(
+        operation_id="model_versions_list",
         responses={
             200: OpenApiResponse(
                 ModelVersionStaffOutputSerializer(many=True),
                 description="Every model version; `path` is included for staff only, with the "
                 "serving options.",
             )
-        }
+        },
     )
     def get(self, request: Request) -> Response:
         return Response(_output(model_version_list(), request, many=True))
