@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.exceptions import NoReverseMatch
 
+from accounts.services import api_token_create
 from labeling.conversations import services as conversation_services
 from labeling.feedback.selectors import feedback_target_get
 from labeling.feedback.services import feedback_rate
@@ -108,6 +109,7 @@ def _populate(trainer, other_trainer, admin_user) -> dict[str, int | str]:
     task_from_source(source, model_version=version, alternatives=2)
     assignment = task_claim_next(trainer=trainer)
     assert assignment is not None
+    token = api_token_create(user=trainer, name="script")
     return {
         "conversation_id": conversation.pk,
         "message_id": turns[-1].pk,
@@ -122,6 +124,7 @@ def _populate(trainer, other_trainer, admin_user) -> dict[str, int | str]:
         "run_id": 1,
         "export_id": 1,
         "item_id": 1,
+        "token_id": token.token.pk,
     }
 
 
@@ -191,6 +194,7 @@ def test_no_get_route_writes_on_an_empty_install(role, trainer, admin_user):
             "conversation_id": 1,
             "message_id": 1,
             "job_id": 1,
+            "token_id": 1,
             "feedback_id": 1,
             "kind": "message",
             "target_id": 1,
