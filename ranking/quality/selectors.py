@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, QuerySet
 
@@ -121,15 +122,36 @@ def ranking_quality(
             cannot_rank=cannot_rank,
             flagged=any(entry.get("flags") for entry in (flags or {}).values()),
             duration_ms=duration_ms,
+            order_unchanged=order_unchanged,
         )
-        for task_id, ranker_id, ordering, cannot_rank, flags, duration_ms in rankings.values_list(
-            "task_id", "ranker_id", "ordering", "cannot_rank", "flags", "duration_ms"
+        for (
+            task_id,
+            ranker_id,
+            ordering,
+            cannot_rank,
+            flags,
+            duration_ms,
+            order_unchanged,
+        ) in rankings.values_list(
+            "task_id",
+            "ranker_id",
+            "ordering",
+            "cannot_rank",
+            "flags",
+            "duration_ms",
+            "order_unchanged",
         )
     ]
     skip_counts = dict(
         skips.values("trainer_id").annotate(count=Count("id")).values_list("trainer_id", "count")
     )
-    summary = metrics.quality_summary(records, skips=skip_counts)
+    summary = metrics.quality_summary(
+        records,
+        skips=skip_counts,
+        fast_ms=settings.RANKING_FAST_SUBMIT_SECONDS * 1000,
+        outlier_share=settings.RANKING_OUTLIER_PERCENT / 100,
+        outlier_min_rankings=settings.RANKING_OUTLIER_MIN_RANKINGS,
+    )
 
     usernames = dict(
         get_user_model()

@@ -2,6 +2,7 @@
 
 from datetime import datetime, time, timedelta
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -40,5 +41,8 @@ def quality(request: HttpRequest) -> HttpResponse:
             "overall_percent": _percent(report.overall.pairwise),
             "reference_percent": _percent(metrics.INSTRUCTGPT_AGREEMENT),
             "reference_spread_percent": _percent(metrics.INSTRUCTGPT_AGREEMENT_SPREAD),
+            "fast_seconds": settings.RANKING_FAST_SUBMIT_SECONDS,
+            "outlier_percent": settings.RANKING_OUTLIER_PERCENT,
+            "outlier_min": settings.RANKING_OUTLIER_MIN_RANKINGS,
         },
     )

@@ -3,9 +3,10 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from labeling.conversations.selectors import message_path
-from ranking.rank.models import Assignment, RankingTask
+from ranking.rank.models import Assignment, Ranking, RankingTask
 from sampler.moderation.selectors import moderation_latest_by_sample
 
 
@@ -21,11 +22,45 @@ def ranking_queue_summary() -> dict[str, int]:
 # ---- assignments as a trainer sees them -------------------------------------------------------
 
 
+def assignment_current(*, trainer: AbstractBaseUser) -> Assignment | None:
+    """The trainer's lease still running, if any (read only: claiming is a POST)."""
+    return (
+        Assignment.objects.select_related("task")
+        .filter(trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=timezone.now())
+        .order_by("leased_at")
+        .first()
+    )
+
+
 def assignment_get_for_trainer(*, assignment_id: int, trainer: AbstractBaseUser) -> Assignment:
     """One of the trainer's own assignments; 404 for anyone else's."""
     return get_object_or_404(
         Assignment.objects.select_related("task"), pk=assignment_id, trainer=trainer
     )
+
+
+def ranking_get_for_trainer(*, ranking_id: int, trainer: AbstractBaseUser) -> Ranking:
+    """One of the trainer's own rankings; 404 for anyone else's."""
+    return get_object_or_404(Ranking, pk=ranking_id, ranker=trainer)
+
+
+def ranking_as_form_data(*, ranking: Ranking, presentation_order: list[int]) -> dict[str, object]:
+    """A stored ranking as the ranking form posts it (to show a ranking taken back)."""
+    data: dict[str, object] = {
+        "order": [str(cid) for cid in presentation_order],
+        "rationale": ranking.rationale,
+        "verdict": "" if ranking.verdict == Ranking.Verdict.RANKED else ranking.verdict,
+    }
+    if ranking.verdict == Ranking.Verdict.RANKED:
+        for rank, group in enumerate(ranking.ordering, start=1):
+            for candidate_id in group:
+                data[f"rank_{candidate_id}"] = str(rank)
+    for candidate_id, entry in (ranking.flags or {}).items():
+        data[f"flag_{candidate_id}"] = list(entry.get("flags", []))
+        data[f"flag_note_{candidate_id}"] = entry.get("note", "")
+    if ranking.first_placement_ms is not None:
+        data["first_placement_ms"] = str(ranking.first_placement_ms)
+    return data
 
 
 @dataclass(frozen=True)

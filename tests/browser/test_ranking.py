@@ -8,7 +8,7 @@ from ranking.rank import services
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
-from tests.ranking.conftest import finished_conversation
+from tests.ranking.conftest import finished_conversation, task_from_source
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,114 +18,139 @@ ready_task = ranking_fixtures.ready_task
 ITEMS = "#ranking-list > li.candidate"
 
 
-def _on_screen(page) -> list[list[int]]:
-    """The ranking as the page shows it: tie groups of candidate ids, top to bottom."""
-    rows = page.eval_on_selector_all(
-        ITEMS,
-        "items => items.map(item => [Number(item.dataset.candidateId),"
-        " item.querySelector('.tie-input').checked])",
-    )
-    groups: list[list[int]] = []
-    for candidate_id, tied in rows:
-        if tied and groups:
-            groups[-1].append(candidate_id)
-        else:
-            groups.append([candidate_id])
-    return groups
+def _ids_shown(page) -> list[int]:
+    """Candidate ids in the order the page shows the replies (numbered 1, 2, ...)."""
+    return [
+        int(value)
+        for value in page.eval_on_selector_all(
+            ITEMS, "items => items.map(i => i.dataset.candidateId)"
+        )
+    ]
 
 
-def _ids(page) -> list[int]:
-    return [candidate for group in _on_screen(page) for candidate in group]
-
-
-def _drag(page, source, target) -> None:
-    """Real mouse moves in small steps: SortableJS reacts to movement, not to a jump."""
-    start = source.bounding_box()
-    end = target.bounding_box()
-    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2 + 5, steps=3)
-    page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 4, steps=20)
-    page.mouse.up()
-
-
-def test_trainer_ranks_by_drag_and_keyboard_with_a_tie_and_a_flag(
-    page, live_server, ready_task, trainer
-):
-    page.set_viewport_size({"width": 1280, "height": 1800})  # every reply on screen to drag
+def _open_task(page, live_server, count: int = 4) -> list[int]:
     log_in(page, live_server, "tess", PASSWORD)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Rank").click()
-    items = page.locator(ITEMS)
-    expect(items).to_have_count(4)
-    shown = _ids(page)
-    expect(items.locator(".rank-badge")).to_have_text(["1", "2", "3", "4"])
-
-    # Drag the last reply to the top by its handle.
-    _drag(page, items.nth(3).locator(".drag-handle"), items.nth(0))
-    expect(items.first).to_have_attribute("data-candidate-id", str(shown[3]))
-    assert _ids(page) == [shown[3], shown[0], shown[1], shown[2]]
-
-    # Keyboard: the reply now third goes up one, then the last goes to position 1 with "1".
-    items.nth(2).focus()
-    page.keyboard.press("ArrowUp")
-    assert _ids(page) == [shown[3], shown[1], shown[0], shown[2]]
-    expect(items.nth(1)).to_be_focused()
-    items.nth(3).focus()
-    page.keyboard.press("1")
-    assert _ids(page) == [shown[2], shown[3], shown[1], shown[0]]
-
-    # Tie the third reply with the second ("t"), flag the last one.
-    items.nth(2).focus()
-    page.keyboard.press("t")
-    expect(items.locator(".rank-badge")).to_have_text(["1", "2 (tie)", "2 (tie)", "3"])
-    assert [items.nth(i).locator(".rank-input").input_value() for i in range(4)] == [
-        "1",
-        "2",
-        "2",
-        "3",
-    ]
-    last = items.nth(3)
-    last.get_by_label("Untruthful").check()
-    page.fill("#ranking-rationale", "Clear and correct first.")
-
-    before_submit = _on_screen(page)
-    flagged = int(last.get_attribute("data-candidate-id"))
-    assert before_submit == [[shown[2]], [shown[3], shown[1]], [shown[0]]]
-
-    page.locator("#ranking-rationale").press("Control+Enter")
-
-    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
-    expect(page.get_by_role("heading", name="Preparing tasks…")).to_be_visible()
-    ranking = Ranking.objects.get(ranker=trainer)
-    assert ranking.ordering == before_submit
-    assert ranking.flags == {str(flagged): {"flags": ["untruthful"], "note": ""}}
-    assert ranking.rationale == "Clear and correct first."
+    expect(page.locator(ITEMS)).to_have_count(count)
+    return _ids_shown(page)
 
 
-def test_a_missing_flag_note_is_reported_and_the_order_is_kept(
+def test_replies_start_unplaced_and_an_untouched_order_cannot_be_submitted(
     page, live_server, ready_task, trainer
 ):
-    log_in(page, live_server, "tess", PASSWORD)
-    page.goto(f"{live_server.url}/rank/")
+    shown = _open_task(page, live_server)
     items = page.locator(ITEMS)
-    expect(items).to_have_count(4)
-    items.nth(1).focus()
-    page.keyboard.press("ArrowUp")
-    items.nth(1).focus()
-    page.keyboard.press("t")
-    arranged = _on_screen(page)
+    submit = page.get_by_role("button", name="Submit ranking")
+    expect(items.locator(".rank-badge")).to_have_text(["Not placed"] * 4)
+    expect(submit).to_be_disabled()
+    page.keyboard.press("Enter")  # nothing placed: nothing is sent
+    expect(page.locator("#ranking-status")).to_contain_text("Place every reply first (0 of 4")
+
+    # Three of four placed: still not a ranking.
+    for number in ("2", "1", "3"):
+        page.keyboard.press(number)
+    expect(items.locator(".rank-badge")).to_have_text(["Rank 2", "Rank 1", "Rank 3", "Not placed"])
+    expect(page.locator("#ranking-order")).to_have_text("2  >  1  >  3")
+    expect(submit).to_be_disabled()
+
+    # "All equally good" needs a reason before it can be sent.
+    page.get_by_label("All equally good").check()
+    expect(submit).to_be_disabled()
+    page.fill("#ranking-rationale", "all four say the same")
+    expect(submit).to_be_enabled()
+    page.get_by_label("A ranking", exact=True).check()
+    expect(submit).to_be_disabled()
+
+    items.nth(3).get_by_role("button", name="Place next").click()
+    expect(submit).to_be_enabled()
+    submit.click()
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[shown[1]], [shown[0]], [shown[2]], [shown[3]]]
+    assert ranking.verdict == "ranked" and ranking.order_unchanged is False
+    assert ranking.first_placement_ms is not None
+    assert 0 <= ranking.first_placement_ms <= ranking.duration_ms
+
+
+def test_the_order_shown_submitted_as_is_is_recorded_and_the_trainer_flagged(
+    page, live_server, ready_task, trainer, admin_user, settings
+):
+    settings.RANKING_OUTLIER_MIN_RANKINGS = 1
+    shown = _open_task(page, live_server)
+    for key in ("1", "2", "3", "4", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[cid] for cid in shown]
+    assert ranking.order_unchanged is True
+
+    page.context.clear_cookies()
+    log_in(page, live_server, "ada", PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Quality").click()
+    row = page.locator("#trainers tr[data-trainer=tess]")
+    expect(row.locator(".unchanged-rate")).to_have_text("100 %")
+    expect(row).to_have_class("outlier")
+    expect(row.locator(".outlier-reasons")).to_contain_text("submits the order shown 100%")
+
+
+def test_a_tie_an_undo_and_a_flag_from_the_keyboard(page, live_server, ready_task, trainer):
+    shown = _open_task(page, live_server)
+    items = page.locator(ITEMS)
+    # 4 first, 2 tied with it, 1 placed then taken back, then 1 and 3.
+    for key in ("4", "2", "t", "1", "u", "3", "1"):
+        page.keyboard.press(key)
+    expect(page.locator("#ranking-order")).to_have_text("4 = 2  >  3  >  1")
+    expect(items.locator(".rank-badge")).to_have_text(
+        ["Rank 3", "Rank 1 (tie)", "Rank 2", "Rank 1 (tie)"]
+    )
+    page.keyboard.press("f")  # flags of the last placed reply (1)
+    expect(items.nth(0).get_by_label("Untruthful")).to_be_focused()
+    page.keyboard.press("Space")
+    page.locator("#ranking-rationale").fill("4 and 2 both correct")
+    page.locator("#ranking-rationale").press("Control+Enter")
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[shown[1], shown[3]], [shown[2]], [shown[0]]]
+    assert ranking.flags == {str(shown[0]): {"flags": ["untruthful"], "note": ""}}
+    assert ranking.rationale == "4 and 2 both correct"
+
+
+def test_a_missing_flag_note_is_reported_and_the_placements_are_kept(
+    page, live_server, ready_task, trainer
+):
+    shown = _open_task(page, live_server)
+    items = page.locator(ITEMS)
+    for key in ("2", "1", "t", "4", "3"):
+        page.keyboard.press(key)
+    items.nth(0).locator("summary").click()
     items.nth(0).get_by_label("Other").check()
     page.get_by_role("button", name="Submit ranking").click()
 
     expect(page.locator(".ranking-errors")).to_contain_text("Say what the problem is")
-    assert _on_screen(page) == arranged
+    expect(page.locator("#ranking-order")).to_have_text("2  >  1 = 4  >  3")
     expect(items.nth(0).get_by_label("Other")).to_be_checked()
     assert not Ranking.objects.exists()
 
     items.nth(0).locator(".flag-note").fill("made-up citation")
     page.get_by_role("button", name="Submit ranking").click()
-    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
-    assert Ranking.objects.get(ranker=trainer).ordering == arranged
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    assert Ranking.objects.get(ranker=trainer).ordering == [
+        [shown[1]],
+        [shown[0], shown[3]],
+        [shown[2]],
+    ]
+
+
+def test_the_rank_page_claims_only_by_post(page, live_server, ready_task, trainer):
+    claims = []
+    page.on(
+        "request",
+        lambda request: claims.append(request.method) if "/rank/claim/" in request.url else None,
+    )
+    _open_task(page, live_server)
+    assert claims == ["POST"]
 
 
 def test_waiting_page_polls_and_swaps_the_task_in_once_it_is_ready(
@@ -151,10 +176,8 @@ def test_a_reply_is_rated_and_reported_beside_the_ranking_and_both_are_kept(
 ):
     from labeling.models import Feedback
 
-    log_in(page, live_server, "tess", PASSWORD)
-    page.goto(f"{live_server.url}/rank/")
+    _open_task(page, live_server)
     items = page.locator(ITEMS)
-    expect(items).to_have_count(4)
     first = int(items.first.get_attribute("data-candidate-id"))
     message_id = ready_task.candidates.get(pk=first).message_id
     widget = page.locator(f"#feedback-message-{message_id}")
@@ -170,15 +193,77 @@ def test_a_reply_is_rated_and_reported_beside_the_ranking_and_both_are_kept(
     widget.get_by_role("button", name="Send report").click()
     expect(widget.locator("summary")).to_contain_text("Reported")
 
-    # The ranking is untouched by typing in the report, and still submits.
-    assert _ids(page)[0] == first
-    items.nth(3).focus()
-    page.keyboard.press("1")
-    arranged = _on_screen(page)
-    page.get_by_role("button", name="Submit ranking").click()
-    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
+    # Typing in the report placed nothing; the ranking still submits.
+    expect(items.locator(".rank-badge")).to_have_text(["Not placed"] * 4)
+    shown = _ids_shown(page)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    for key in ("4", "3", "2", "1", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
 
-    assert Ranking.objects.get(ranker=trainer).ordering == arranged
+    assert Ranking.objects.get(ranker=trainer).ordering == [[cid] for cid in shown[::-1]]
     feedback = Feedback.objects.get(user=trainer, message_id=message_id)
     assert feedback.rating == "down" and feedback.categories == ["untruthful"]
     assert feedback.comment == "it invents a 1st place and 2 tickets"
+
+
+@pytest.fixture
+def second_task(ready_task, other_trainer):
+    """Another ready task for tess, after ready_task (built without running the model)."""
+    conversation = finished_conversation(other_trainer, turns=("second question?", "an answer."))
+    return task_from_source(conversation.active_leaf, model_version=ready_task.model_version)
+
+
+def test_after_submit_the_next_task_is_at_the_top_with_focus_and_a_toast_can_undo(
+    page, live_server, ready_task, second_task, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 600  # the window is a setting: no waiting on a clock
+    page.set_viewport_size({"width": 1366, "height": 600})
+    shown = _open_task(page, live_server)
+    first_card = page.locator("#ranking-card").get_attribute("data-assignment-id")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    assert page.evaluate("window.scrollY") > 0
+    for key in ("2", "1", "4", "3", "Enter"):
+        page.keyboard.press(key)
+
+    card = page.locator("#ranking-card")
+    expect(card).not_to_have_attribute("data-assignment-id", first_card)
+    expect(page.locator("#ranking-title")).to_be_focused()
+    page.wait_for_function("window.scrollY === 0")
+    expect(page.locator(ITEMS)).to_have_count(4)
+    toast = page.locator("#toast-region .toast")
+    expect(toast).to_contain_text("Ranking saved.")
+    ready_task.refresh_from_db()
+    assert ready_task.rankings_count == 1 and Ranking.objects.filter(ranker=trainer).count() == 1
+
+    toast.get_by_role("button", name="Undo").click()
+
+    expect(card).to_have_attribute("data-assignment-id", first_card)
+    expect(page.locator("#ranking-order")).to_have_text("2  >  1  >  4  >  3")
+    expect(page.locator("#toast-region .toast")).to_contain_text("Ranking taken back")
+    assert not Ranking.objects.filter(ranker=trainer).exists()
+    ready_task.refresh_from_db()
+    assert ready_task.rankings_count == 0
+    # Changed and sent again.
+    for key in ("u", "u", "3", "4"):
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    expect(card).not_to_have_attribute("data-assignment-id", first_card)
+    assert Ranking.objects.get(ranker=trainer, task=ready_task).ordering == [
+        [shown[1]],
+        [shown[0]],
+        [shown[2]],
+        [shown[3]],
+    ]
+
+
+def test_once_the_undo_window_is_over_the_toast_and_its_undo_are_gone(
+    page, live_server, ready_task, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 0
+    _open_task(page, live_server)
+    for key in ("1", "2", "3", "4", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("heading", name="Preparing tasks…")).to_be_visible()
+    expect(page.locator("#toast-region .toast")).to_have_count(0)
+    assert Ranking.objects.filter(ranker=trainer).count() == 1
