@@ -24,7 +24,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UNIT_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL
 SERVICE_ENV := env -u CELERY_BROKER_URL DATABASE_URL=$(TEST_DATABASE_URL)
 
-.PHONY: run test setup lint test-unit test-integration test-browser check-chromium chromium bench clean
+.PHONY: run test setup lint test-unit test-integration test-browser check-chromium chromium bench screenshots clean
 
 run: setup
 	./scripts/run_embedded.sh
@@ -74,6 +74,10 @@ test-integration: setup
 # Browser tier: Playwright driving chromium against a live server on PostgreSQL, with a worker.
 test-browser: setup check-chromium
 	$(SERVICE_ENV) $(PY) -m pytest -m browser
+
+# Screenshots for the README (docs/screenshots/*.png), taken by the browser tier.
+screenshots: setup check-chromium
+	SCREENSHOTS_DIR=docs/screenshots $(SERVICE_ENV) $(PY) -m pytest -m browser tests/browser/test_screenshots.py
 
 bench: setup
 	$(PY) bench/bench_sampling.py

@@ -272,7 +272,8 @@ def demonstration_chunks(
                 conversation_id__in=[pk for pk, _ in chunk],
                 attack__isnull=True,
                 is_candidate=False,
-            ).only(
+            )
+            .only(
                 "id",
                 "conversation_id",
                 "parent_id",

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.roles import staff_required
 from ranking.quality import metrics
 from ranking.quality.forms import QualityFilterForm
-from ranking.quality.selectors import ranking_quality
+from ranking.quality.selectors import ranking_quality, task_detail
 
 
 def _start_of_day(day) -> datetime:
@@ -46,3 +46,9 @@ def quality(request: HttpRequest) -> HttpResponse:
             "outlier_min": settings.RANKING_OUTLIER_MIN_RANKINGS,
         },
     )
+
+
+@staff_required
+def task(request: HttpRequest, task_id: int) -> HttpResponse:
+    """A ranking task, read only: its conversation, replies and every ranking of them."""
+    return render(request, "ranking/quality/task.html", {"detail": task_detail(task_id=task_id)})

@@ -1,13 +1,74 @@
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from labeling.conversations.selectors import message_path
+from config.celery import Queue
+from labeling.conversations.selectors import message_path, ranking_source_candidates
 from ranking.rank.models import Assignment, Ranking, RankingTask
 from sampler.moderation.selectors import moderation_latest_by_sample
+from sampler.workers.selectors import workers_live_by_queue
+
+
+@dataclass(frozen=True)
+class WaitingState:
+    """Why a trainer has no task right now, with the numbers to say so."""
+
+    # "workers_offline": tasks wait for sampling but no worker consumes the generation queue;
+    # "refilling": tasks are being prepared (or the pool is about to be refilled);
+    # "ranked_everything": open tasks exist, but none this trainer may rank (their own
+    # conversations, or ranked or skipped already); "no_conversations": no finished
+    # conversation has a model-written reply left to build a task from.
+    reason: str
+    ready: int
+    preparing: int
+    complete: int
+    open_for_others: int
+    pool_target: int
+
+    @property
+    def progress_percent(self) -> int:
+        """Open tasks (ready or being prepared) against the pool size."""
+        if not self.pool_target:
+            return 0
+        return min(100, round(100 * (self.ready + self.preparing) / self.pool_target))
+
+
+def ranking_waiting_state(*, trainer: AbstractBaseUser) -> WaitingState:
+    """Why nothing is offered to ``trainer`` (a handful of counting queries)."""
+    summary = ranking_queue_summary()
+    open_for_others = (
+        RankingTask.objects.filter(
+            status=RankingTask.Status.READY,
+            overlap_required__gt=F("rankings_count") + F("leased_count"),
+        )
+        .filter(Q(source_owner=trainer) | Q(assignments__trainer=trainer))
+        .distinct()
+        .count()
+    )
+    if summary["preparing"]:
+        offline = (
+            not settings.CELERY_TASK_ALWAYS_EAGER
+            and workers_live_by_queue().get(Queue.GENERATION.value, 0) == 0
+        )
+        reason = "workers_offline" if offline else "refilling"
+    elif open_for_others:
+        reason = "ranked_everything"
+    elif not ranking_source_candidates(origins=settings.RANKING_SOURCE_ORIGINS).exists():
+        reason = "no_conversations"
+    else:
+        reason = "refilling"
+    return WaitingState(
+        reason=reason,
+        ready=summary["ready"],
+        preparing=summary["preparing"],
+        complete=summary["complete"],
+        open_for_others=open_for_others,
+        pool_target=settings.RANKING_POOL_SIZE,
+    )
 
 
 def ranking_queue_summary() -> dict[str, int]:

@@ -21,7 +21,7 @@ from ranking.rank.selectors import (
     assignment_screen,
     ranking_as_form_data,
     ranking_get_for_trainer,
-    ranking_queue_summary,
+    ranking_waiting_state,
 )
 
 RANK = "ranking/rank/rank.html"
@@ -51,7 +51,7 @@ def _render_card(
         "claimed": claimed,
     }
     if assignment is None:
-        context["summary"] = ranking_queue_summary()
+        context["waiting"] = ranking_waiting_state(trainer=request.user)
     else:
         screen = screen or assignment_screen(assignment=assignment)
         form = form or RankingForm(candidates=screen.candidates)

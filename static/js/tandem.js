@@ -230,3 +230,12 @@ document.addEventListener("click", (event) => {
   textarea.dispatchEvent(new Event("input", { bubbles: true }));
   textarea.focus();
 });
+
+// Phones: the "Menu" button opens and closes the main navigation.
+document.addEventListener("click", (event) => {
+  const toggle = event.target.closest && event.target.closest(".nav-toggle");
+  if (!toggle) return;
+  const nav = document.getElementById(toggle.getAttribute("aria-controls"));
+  const open = nav.classList.toggle("open");
+  toggle.setAttribute("aria-expanded", String(open));
+});

@@ -8,7 +8,7 @@ from ranking.rank import services
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
-from tests.ranking.conftest import finished_conversation, task_from_source
+from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -78,7 +78,10 @@ def test_the_order_shown_submitted_as_is_is_recorded_and_the_trainer_flagged(
 ):
     settings.RANKING_OUTLIER_MIN_RANKINGS = 1
     shown = _open_task(page, live_server)
-    for key in ("1", "2", "3", "4", "Enter"):
+    # A strict ranking of K replies takes K + 1 keys: their numbers best first, then Enter.
+    keys = ("1", "2", "3", "4", "Enter")
+    assert len(keys) == len(shown) + 1
+    for key in keys:
         page.keyboard.press(key)
     expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
     ranking = Ranking.objects.get(ranker=trainer)
@@ -158,7 +161,7 @@ def test_waiting_page_polls_and_swaps_the_task_in_once_it_is_ready(
 ):
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/rank/")
-    expect(page.get_by_role("heading", name="Preparing tasks…")).to_be_visible()
+    expect(page.get_by_role("heading", name="Nothing to rank yet")).to_be_visible()
 
     settings.RANKING_MAX_NEW_TOKENS = 8
     finished_conversation(other_trainer)
@@ -264,6 +267,74 @@ def test_once_the_undo_window_is_over_the_toast_and_its_undo_are_gone(
     _open_task(page, live_server)
     for key in ("1", "2", "3", "4", "Enter"):
         page.keyboard.press(key)
-    expect(page.get_by_role("heading", name="Preparing tasks…")).to_be_visible()
+    expect(page.get_by_role("heading", name="You ranked everything available")).to_be_visible()
     expect(page.locator("#toast-region .toast")).to_have_count(0)
     assert Ranking.objects.filter(ranker=trainer).count() == 1
+
+
+REPLY_300 = (
+    "Thursday works. The room on the second floor is free from two to four, and the projector "
+    "there was fixed last week. I will send the invitation with the agenda attached; please "
+    "add anything missing by Wednesday noon so everyone can read it beforehand. Bring the "
+    "figures from the last quarter too."
+)
+
+
+def test_three_replies_of_300_characters_fit_on_a_laptop_screen_and_long_ones_fold(
+    page, live_server, ready_task, trainer
+):
+    from labeling.models import Message
+
+    assert len(REPLY_300) == 300
+    messages = [c.message_id for c in ready_task.candidates.order_by("position")]
+    Message.objects.filter(pk__in=messages[:3]).update(content=REPLY_300)
+    Message.objects.filter(pk=messages[3]).update(content=(REPLY_300 + "\n\n") * 8)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    _open_task(page, live_server)
+
+    boxes = [box for box in page.locator(ITEMS).all()]
+    fully_visible = [
+        box
+        for box in boxes
+        if (rect := box.bounding_box()) and rect["y"] >= 0 and rect["y"] + rect["height"] <= 768
+    ]
+    assert len(fully_visible) >= 3
+    long_one = page.locator(f"{ITEMS}[data-candidate-id]").filter(
+        has=page.locator(".unfold:not([hidden])")
+    )
+    expect(long_one).to_have_count(1)
+    folded_height = long_one.bounding_box()["height"]
+    long_one.locator(".unfold").click()
+    expect(long_one.locator(".unfold")).to_have_attribute("aria-expanded", "true")
+    assert long_one.bounding_box()["height"] > folded_height * 1.5
+
+
+def test_question_mark_lists_the_shortcuts(page, live_server, ready_task, trainer):
+    _open_task(page, live_server)
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    expect(dialog).to_be_hidden()
+    page.keyboard.press("?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Undo the last placement")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+
+def test_two_replies_are_shown_side_by_side(page, live_server, other_trainer, trainer):
+    conversation = finished_conversation(other_trainer, turns=("which is clearer?", "this one."))
+    model_version = model_version_create("side-by-side")
+    task_from_source(conversation.active_leaf, model_version=model_version, alternatives=1)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    _open_task(page, live_server, count=2)
+
+    first, second = (item.bounding_box() for item in page.locator(ITEMS).all())
+    assert first["y"] == second["y"] and second["x"] > first["x"] + first["width"] - 1
+    toggle = page.get_by_role("button", name="Side by side")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    first, second = (item.bounding_box() for item in page.locator(ITEMS).all())
+    assert second["y"] >= first["y"] + first["height"]
+    for key in ("2", "1", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()

@@ -124,7 +124,7 @@ def test_submit_over_htmx_swaps_in_the_next_state_with_the_message(
     html = response.content.decode()
     assert "Ranking saved." in html
     # overlap 2, the writer never ranks: nothing is left for this trainer.
-    assert "Preparing tasks" in html and 'hx-trigger="every 3s, submit"' in html
+    assert "You ranked everything available" in html and 'hx-trigger="every 3s, submit"' in html
     assert Ranking.objects.get(ranker=trainer).ordering == [[ids[0]], [ids[1]], [ids[2]], [ids[3]]]
 
 
@@ -311,14 +311,14 @@ def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, trainer_c
     )
 
     assert response.status_code == 200
-    assert "Preparing tasks" in response.content.decode()
+    assert "You ranked everything available" in response.content.decode()
     assignment.refresh_from_db()
     assert assignment.status == Assignment.Status.SKIPPED
     assert assignment.skip_reason == "not my language"
     ready_task.refresh_from_db()
     assert ready_task.leased_count == 0
     # Skipped tasks are not offered again.
-    assert "Preparing tasks" in _claim(trainer_client).content.decode()
+    assert "You ranked everything available" in _claim(trainer_client).content.decode()
 
 
 def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
@@ -378,10 +378,48 @@ def test_without_a_task_the_page_says_preparing_and_polls_by_post(trainer_client
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Preparing tasks…" in html
+    assert "Nothing to rank yet" in html and "Write and finish conversations" in html
     assert 'id="ranking-card"' in html
     assert f'hx-post="{CLAIM_URL}" hx-trigger="every 3s, submit"' in html
     assert "Check now" in html
+
+
+def test_tasks_waiting_for_sampling_without_a_worker_say_so(
+    policy, other_trainer, trainer_client, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    finished_conversation(other_trainer)
+    services.ranking_task_create(rng=random.Random(0), alternatives=2, queue=False)
+
+    html = _claim(trainer_client).content.decode()
+
+    assert "Waiting for a sampling worker" in html
+    assert "1 task waits for the model" in html
+
+
+def test_tasks_being_sampled_by_a_live_worker_show_the_pool_progress(
+    policy, other_trainer, trainer_client, settings
+):
+    from sampler.workers.models import WorkerHeartbeat
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.RANKING_POOL_SIZE = 4
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="gen@host",
+        queues=["generation"],
+        hostname="host",
+        pid=1,
+        started_at=now,
+        last_seen=now,
+    )
+    finished_conversation(other_trainer)
+    services.ranking_task_create(rng=random.Random(0), alternatives=2, queue=False)
+
+    html = _claim(trainer_client).content.decode()
+
+    assert "Preparing tasks…" in html
+    assert "Task pool: 1 of 4" in html and '<progress max="100" value="25">' in html
 
 
 def test_polling_swaps_the_task_in_once_one_is_ready(ready_task, trainer_client, trainer):
