@@ -7,7 +7,12 @@
     const source = document.getElementById(canvas.dataset.source);
     if (!source) return;
     canvas.dataset.drawn = "true";
-    const rows = JSON.parse(source.textContent);
+    const payload = JSON.parse(source.textContent);
+    if (canvas.dataset.chart === "line") {
+      drawLines(canvas, payload);
+      return;
+    }
+    const rows = payload;
     const horizontal = canvas.dataset.horizontal === "true";
     const accent = getComputedStyle(document.documentElement).getPropertyValue("--accent").trim() || "#2f5bea";
     // eslint-disable-next-line no-new
@@ -27,6 +32,31 @@
       },
     });
   }
+  // Training curves: {"title", "series": {name: [[step, value], ...]}, "colors": [...]}.
+  function drawLines(canvas, payload) {
+    const names = Object.keys(payload.series);
+    // eslint-disable-next-line no-new
+    new window.Chart(canvas, {
+      type: "line",
+      data: {
+        datasets: names.map((name, index) => ({
+          label: name,
+          data: payload.series[name].map(([x, y]) => ({ x, y })),
+          borderColor: payload.colors[index % payload.colors.length],
+          backgroundColor: payload.colors[index % payload.colors.length],
+          borderWidth: 1.6,
+          pointRadius: payload.series[name].length === 1 ? 3 : 0,
+        })),
+      },
+      options: {
+        animation: false,
+        parsing: false,
+        plugins: { title: { display: true, text: payload.title }, legend: { position: "bottom" } },
+        scales: { x: { type: "linear", title: { display: true, text: "step" } } },
+      },
+    });
+  }
+
   function init(root) {
     (root.querySelectorAll ? root : document).querySelectorAll("canvas[data-chart]").forEach(draw);
   }

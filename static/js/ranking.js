@@ -139,7 +139,10 @@
     const id = last ? last[last.length - 1] : idOf(itemsOf(list)[0]);
     const details = itemById(list, id).querySelector("details.flags");
     details.open = true;
-    details.querySelector("input[type=checkbox]").focus();
+    const first = details.querySelector("input[type=checkbox]");
+    first.focus();
+    // Opening a <details> lays its content out on the next frame in some browsers.
+    if (document.activeElement !== first) window.requestAnimationFrame(() => first.focus());
   }
 
   function submitIfComplete(card) {
@@ -191,11 +194,10 @@
     itemsOf(list).forEach((item) => {
       const text = item.querySelector(".candidate-text");
       const button = item.querySelector(".unfold");
+      // Folded is 7.5em high (about five lines): fold only what is clearly longer.
+      const limit = parseFloat(getComputedStyle(text).fontSize) * 7.5;
+      if (text.scrollHeight <= limit + 16) return;
       text.classList.add("folded");
-      if (text.scrollHeight <= text.clientHeight + 2) {
-        text.classList.remove("folded");
-        return;
-      }
       button.hidden = false;
       button.addEventListener("click", () => {
         const folded = text.classList.toggle("folded");

@@ -108,7 +108,7 @@ def test_a_tie_an_undo_and_a_flag_from_the_keyboard(page, live_server, ready_tas
         ["Rank 3", "Rank 1 (tie)", "Rank 2", "Rank 1 (tie)"]
     )
     page.keyboard.press("f")  # flags of the last placed reply (1)
-    expect(items.nth(0).get_by_label("Untruthful")).to_be_focused()
+    expect(items.nth(0).get_by_label("Harmful")).to_be_focused()
     page.keyboard.press("Space")
     page.locator("#ranking-rationale").fill("4 and 2 both correct")
     page.locator("#ranking-rationale").press("Control+Enter")
@@ -116,7 +116,7 @@ def test_a_tie_an_undo_and_a_flag_from_the_keyboard(page, live_server, ready_tas
     expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
     ranking = Ranking.objects.get(ranker=trainer)
     assert ranking.ordering == [[shown[1], shown[3]], [shown[2]], [shown[0]]]
-    assert ranking.flags == {str(shown[0]): {"flags": ["untruthful"], "note": ""}}
+    assert ranking.flags == {str(shown[0]): {"flags": ["harmful"], "note": ""}}
     assert ranking.rationale == "4 and 2 both correct"
 
 
@@ -125,7 +125,7 @@ def test_a_missing_flag_note_is_reported_and_the_placements_are_kept(
 ):
     shown = _open_task(page, live_server)
     items = page.locator(ITEMS)
-    for key in ("2", "1", "t", "4", "3"):
+    for key in ("2", "1", "4", "t", "3"):
         page.keyboard.press(key)
     items.nth(0).locator("summary").click()
     items.nth(0).get_by_label("Other").check()
@@ -276,7 +276,7 @@ REPLY_300 = (
     "Thursday works. The room on the second floor is free from two to four, and the projector "
     "there was fixed last week. I will send the invitation with the agenda attached; please "
     "add anything missing by Wednesday noon so everyone can read it beforehand. Bring the "
-    "figures from the last quarter too."
+    "figures from the last quarter too. Thx."
 )
 
 
@@ -335,6 +335,7 @@ def test_two_replies_are_shown_side_by_side(page, live_server, other_trainer, tr
     expect(toggle).to_have_attribute("aria-pressed", "false")
     first, second = (item.bounding_box() for item in page.locator(ITEMS).all())
     assert second["y"] >= first["y"] + first["height"]
+    page.locator("#ranking-title").focus()  # Enter on the toggle would press it again
     for key in ("2", "1", "Enter"):
         page.keyboard.press(key)
     expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
