@@ -220,6 +220,7 @@
       firstPlacedRecorded: groups.length > 0,
     });
     form.classList.add("enhanced");
+    card.classList.add("enhanced");
     card.querySelectorAll(".ranking-tie, .ranking-undo").forEach((button) => {
       button.hidden = false;
     });
