@@ -194,8 +194,8 @@
     itemsOf(list).forEach((item) => {
       const text = item.querySelector(".candidate-text");
       const button = item.querySelector(".unfold");
-      // Folded is 7.5em high (about five lines): fold only what is clearly longer.
-      const limit = parseFloat(getComputedStyle(text).fontSize) * 7.5;
+      // Folded is 6em high (about four lines): fold only what is clearly longer.
+      const limit = parseFloat(getComputedStyle(text).fontSize) * 6;
       if (text.scrollHeight <= limit + 16) return;
       text.classList.add("folded");
       button.hidden = false;
