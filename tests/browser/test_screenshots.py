@@ -35,6 +35,9 @@ def test_screenshots_of_rank_write_and_the_dashboards(
     for key in ("2", "4"):
         page.keyboard.press(key)
     page.screenshot(path=target / "rank.png")
+    for key in ("1", "3", "Enter"):
+        page.keyboard.press(key)
+    expect(page.locator("#toast-region .toast")).to_contain_text("Ranking saved.")
     page.goto(f"{live_server.url}/write/{conversation.pk}/")
     page.fill("#composer-text", "Somewhere quiet, close to a train station.")
     page.screenshot(path=target / "write.png")
