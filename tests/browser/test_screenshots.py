@@ -19,8 +19,9 @@ ready_task = ranking_fixtures.ready_task
 
 
 def test_screenshots_of_rank_write_and_the_dashboards(
-    page, live_server, ready_task, trainer, admin_user, tmp_path
+    page, live_server, ready_task, trainer, admin_user, tmp_path, settings
 ):
+    settings.RANKING_UNDO_SECONDS = 600  # the toast stays for the screenshot of the next page
     target = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
     target.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1366, "height": 768})
@@ -37,6 +38,7 @@ def test_screenshots_of_rank_write_and_the_dashboards(
     page.screenshot(path=target / "rank.png")
     for key in ("1", "3", "Enter"):
         page.keyboard.press(key)
+    expect(page.get_by_role("heading", name="You ranked everything available")).to_be_visible()
     expect(page.locator("#toast-region .toast")).to_contain_text("Ranking saved.")
     page.goto(f"{live_server.url}/write/{conversation.pk}/")
     page.fill("#composer-text", "Somewhere quiet, close to a train station.")
