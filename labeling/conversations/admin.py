@@ -90,7 +90,8 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Messages")
     def message_count(self, obj: Conversation) -> int:
-        return obj.messages.count()
+        # The writer's own messages; replies sampled for ranking tasks are not theirs.
+        return obj.messages.filter(is_candidate=False).count()
 
     def get_urls(self):
         import_url = path(

@@ -166,7 +166,12 @@ class ConversationDetailApi(APIView):
             conversation_id=conversation_id, user=request.user
         )
         transcript = selectors.conversation_transcript(conversation=conversation)
-        messages = conversation.messages.select_related("author").order_by("created_at", "id")
+        # The writer's tree only: replies sampled for ranking are not part of it.
+        messages = (
+            conversation.messages.filter(is_candidate=False)
+            .select_related("author")
+            .order_by("created_at", "id")
+        )
         return Response(
             {
                 **ConversationOutputSerializer(conversation).data,

@@ -94,6 +94,10 @@ class Message(models.Model):
         related_name="messages",
     )
     edit_distance = models.PositiveIntegerField(null=True, blank=True)
+    # An alternative sampled for a ranking task: stored beside the writer's reply (same parent)
+    # but not part of the writer's conversation: left out of the tree, the alternative
+    # switcher, the turn counts and the demonstrations.
+    is_candidate = models.BooleanField(default=False)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

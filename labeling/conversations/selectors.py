@@ -15,8 +15,10 @@ def conversation_list(
     *, user: AbstractBaseUser, status: str = "", search: str = ""
 ) -> QuerySet[Conversation]:
     """Conversations visible to ``user``: their own, or everyone's for admins."""
+    in_tree = Q(messages__is_candidate=False)
     conversations = Conversation.objects.select_related("owner").annotate(
-        turn_count=Count("messages"), last_message_at=Max("messages__created_at")
+        turn_count=Count("messages", filter=in_tree),
+        last_message_at=Max("messages__created_at", filter=in_tree),
     )
     if not is_admin(user):
         conversations = conversations.filter(owner=user)
@@ -56,9 +58,9 @@ def message_path(*, message: Message) -> list[Message]:
 def branch_leaf(*, message: Message) -> Message:
     """Follow the most recent child from ``message`` down to a leaf."""
     children: dict[int | None, list[Message]] = {}
-    for candidate in Message.objects.filter(conversation_id=message.conversation_id).order_by(
-        "created_at", "id"
-    ):
+    for candidate in Message.objects.filter(
+        conversation_id=message.conversation_id, is_candidate=False
+    ).order_by("created_at", "id"):
         children.setdefault(candidate.parent_id, []).append(candidate)
     current = message
     while children.get(current.pk):
@@ -84,17 +86,19 @@ def conversation_get_for_user(*, conversation_id: int, user: AbstractBaseUser) -
 
 
 def message_get_for_user(*, message_id: int, user: AbstractBaseUser) -> Message:
-    """The message if ``user`` may see its conversation; 404 otherwise (as for conversations)."""
-    messages = Message.objects.select_related("conversation")
+    """The message if ``user`` may see its conversation; 404 otherwise (as for conversations),
+    and 404 for replies sampled for ranking (not part of the writer's tree)."""
+    messages = Message.objects.select_related("conversation").filter(is_candidate=False)
     if not is_admin(user):
         messages = messages.filter(conversation__owner=user)
     return get_object_or_404(messages, pk=message_id)
 
 
 def conversation_transcript(*, conversation: Conversation) -> list[TranscriptEntry]:
-    """The active branch, root first, each turn with its alternatives for "< 2/3 >"."""
+    """The active branch, root first, each turn with its alternatives for "< 2/3 >" (the
+    writer's own; replies sampled for ranking are not alternatives of the writer's tree)."""
     messages = list(
-        Message.objects.filter(conversation=conversation)
+        Message.objects.filter(conversation=conversation, is_candidate=False)
         .select_related("sample", "model_version", "attack", "correction_of")
         .order_by("created_at", "id")
     )
@@ -161,7 +165,8 @@ def ranking_source_candidates(*, origins: list[str]) -> QuerySet[Message]:
         origin__in=origins,
         parent__role=Message.Role.USER,
         ranking_tasks_as_source__isnull=True,
-    ).exclude(sample__job__purpose="ranking")
+        is_candidate=False,
+    )
 
 
 def ranking_source_pick(
@@ -263,8 +268,11 @@ def demonstration_chunks(
         last_pk = chunk[-1][0]
         children: dict[tuple[int, int | None], list[Message]] = {}
         for message in (
-            Message.objects.filter(conversation_id__in=[pk for pk, _ in chunk], attack__isnull=True)
-            .exclude(sample__job__purpose="ranking")
+            Message.objects.filter(
+                conversation_id__in=[pk for pk, _ in chunk],
+                attack__isnull=True,
+                is_candidate=False,
+            )
             .only(
                 "id",
                 "conversation_id",

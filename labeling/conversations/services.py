@@ -195,6 +195,8 @@ def message_branch(
 @transaction.atomic
 def branch_switch(*, message: Message, user: AbstractBaseUser) -> Conversation:
     """Show the branch through ``message``: its most recent continuation down to a leaf."""
+    if message.is_candidate:
+        raise ValidationError("That reply was sampled for ranking and is not part of the tree.")
     conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
     conversation_check_writer(conversation=conversation, user=user, action="switch branches")
     conversation.active_leaf = branch_leaf(message=message)
@@ -301,7 +303,8 @@ def suggestion_request(
 
 
 def message_add_alternatives(*, source: Message, samples: list) -> list[Message]:
-    """Store sampled completions as siblings of ``source`` (alternatives of the same turn)."""
+    """Store sampled completions answering the same turn as ``source``, marked as ranking
+    candidates: they stay out of the writer's tree (see ``Message.is_candidate``)."""
     return Message.objects.bulk_create(
         [
             Message(
@@ -309,6 +312,7 @@ def message_add_alternatives(*, source: Message, samples: list) -> list[Message]
                 parent_id=source.parent_id,
                 role=source.role,
                 content=sample.text,
+                is_candidate=True,
                 origin=Message.Origin.MODEL,
                 sample=sample,
                 model_version_id=sample.job.model_version_id,

@@ -1,6 +1,7 @@
 """Reads of exports: the export list, and export records for other apps (training reads its
 data through these, with the same filters and split as an export file)."""
 
+from collections import Counter
 from collections.abc import Iterator
 
 from django.db.models import QuerySet
@@ -22,3 +23,10 @@ def export_records(*, format: str, filters: ExportFilters) -> Iterator[dict]:
 def export_source_count(*, format: str, filters: ExportFilters) -> int:
     """How many rankings (or conversations) an export of ``format`` reads."""
     return source_count(format, filters)
+
+
+def export_rows_by_split(*, format: str, filters: ExportFilters) -> dict[str, int]:
+    """How many rows an export of ``format`` would write, per split ("train", "test"): the
+    records are built (streamed, memory stays flat) and counted, so the preview is exact."""
+    counts = Counter(record["split"] for record in records(format, filters))
+    return {split: counts.get(split, 0) for split in ("train", "test")}

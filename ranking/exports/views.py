@@ -13,7 +13,7 @@ from ranking.exports import services
 from ranking.exports.forms import ExportForm
 from ranking.exports.models import DatasetExport
 from ranking.exports.pipeline import source_count
-from ranking.exports.selectors import dataset_export_list
+from ranking.exports.selectors import dataset_export_list, export_rows_by_split
 
 PAGE = "ranking/exports/list.html"
 UNPUBLISHED = (
@@ -46,12 +46,15 @@ def export_preview(request: HttpRequest) -> HttpResponse:
     form = ExportForm(request.GET)
     context = {"form": form}
     if form.is_valid():
-        context["count"] = source_count(form.cleaned_data["format"], form.cleaned_data["filters"])
+        format, filters = form.cleaned_data["format"], form.cleaned_data["filters"]
+        context["count"] = source_count(format, filters)
         context["unit"] = (
             "finished conversations"
-            if form.cleaned_data["format"] == DatasetExport.Format.DEMONSTRATIONS
+            if format == DatasetExport.Format.DEMONSTRATIONS
             else "rankings"
         )
+        context["rows"] = export_rows_by_split(format=format, filters=filters)
+        context["row_total"] = sum(context["rows"].values())
     return render(request, f"{PAGE}#preview", context, status=200 if form.is_valid() else 422)
 
 

@@ -114,6 +114,8 @@ class RankingRecord:
     cannot_rank: bool = False
     flagged: bool = False
     duration_ms: int = 0
+    # Submitted in the order shown (None: a verdict without an ordering, or an older row).
+    order_unchanged: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,12 @@ class TrainerQuality:
     flag_rate: float
     cannot_rank_rate: float
     skips: int
+    # Share of the trainer's rankings submitted in the order shown (of those with an ordering).
+    unchanged_rate: float | None = None
+    # Share of the trainer's rankings submitted faster than ``fast_ms``.
+    fast_rate: float = 0.0
+    # Why this trainer stands out (empty when nothing does).
+    outlier_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,13 +180,34 @@ def task_agreement(orderings: Sequence[Ordering]) -> Agreement:
     return pairs.agreement()
 
 
+def _outlier_reasons(
+    *, count: int, unchanged_rate: float | None, fast_rate: float, share: float, minimum: int
+) -> tuple[str, ...]:
+    if count < minimum:
+        return ()
+    reasons = []
+    if unchanged_rate is not None and unchanged_rate >= share:
+        reasons.append(f"submits the order shown {unchanged_rate:.0%} of the time")
+    if fast_rate >= share:
+        reasons.append(f"{fast_rate:.0%} of rankings very fast")
+    return tuple(reasons)
+
+
 def quality_summary(
-    records: Iterable[RankingRecord], *, skips: Mapping[int, int] | None = None
+    records: Iterable[RankingRecord],
+    *,
+    skips: Mapping[int, int] | None = None,
+    fast_ms: int = 8_000,
+    outlier_share: float = 0.3,
+    outlier_min_rankings: int = 5,
 ) -> QualitySummary:
     """Agreement overall, per task and per trainer, plus each trainer's habits.
 
     Each pair of rankings of the same task (by different trainers, neither ``cannot_rank``) is
     compared once; the pair counts for the task, for the overall mean and for both trainers.
+    A trainer with at least ``outlier_min_rankings`` rankings is an outlier when at least
+    ``outlier_share`` of them kept the order shown (chance is 1/K! for K replies: 4 % for four)
+    or were submitted within ``fast_ms``.
     """
     skips = skips or {}
     by_task: dict[int, list[RankingRecord]] = defaultdict(list)
@@ -206,6 +235,9 @@ def quality_summary(
         own = by_ranker.get(ranker_id, [])
         agreement = per_ranker[ranker_id].agreement()
         count = len(own)
+        ordered = [r.order_unchanged for r in own if r.order_unchanged is not None]
+        unchanged_rate = sum(ordered) / len(ordered) if ordered else None
+        fast_rate = sum(r.duration_ms < fast_ms for r in own) / count if count else 0.0
         trainers.append(
             TrainerQuality(
                 ranker_id=ranker_id,
@@ -219,6 +251,15 @@ def quality_summary(
                 flag_rate=sum(r.flagged for r in own) / count if count else 0.0,
                 cannot_rank_rate=sum(r.cannot_rank for r in own) / count if count else 0.0,
                 skips=skips.get(ranker_id, 0),
+                unchanged_rate=unchanged_rate,
+                fast_rate=fast_rate,
+                outlier_reasons=_outlier_reasons(
+                    count=count,
+                    unchanged_rate=unchanged_rate,
+                    fast_rate=fast_rate,
+                    share=outlier_share,
+                    minimum=outlier_min_rankings,
+                ),
             )
         )
     return QualitySummary(overall=overall.agreement(), tasks=per_task, trainers=trainers)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDate
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
+from labeling.conversations.selectors import message_path
 from ranking.quality import metrics
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from sampler.registry.models import ModelVersion
@@ -121,15 +126,36 @@ def ranking_quality(
             cannot_rank=cannot_rank,
             flagged=any(entry.get("flags") for entry in (flags or {}).values()),
             duration_ms=duration_ms,
+            order_unchanged=order_unchanged,
         )
-        for task_id, ranker_id, ordering, cannot_rank, flags, duration_ms in rankings.values_list(
-            "task_id", "ranker_id", "ordering", "cannot_rank", "flags", "duration_ms"
+        for (
+            task_id,
+            ranker_id,
+            ordering,
+            cannot_rank,
+            flags,
+            duration_ms,
+            order_unchanged,
+        ) in rankings.values_list(
+            "task_id",
+            "ranker_id",
+            "ordering",
+            "cannot_rank",
+            "flags",
+            "duration_ms",
+            "order_unchanged",
         )
     ]
     skip_counts = dict(
         skips.values("trainer_id").annotate(count=Count("id")).values_list("trainer_id", "count")
     )
-    summary = metrics.quality_summary(records, skips=skip_counts)
+    summary = metrics.quality_summary(
+        records,
+        skips=skip_counts,
+        fast_ms=settings.RANKING_FAST_SUBMIT_SECONDS * 1000,
+        outlier_share=settings.RANKING_OUTLIER_PERCENT / 100,
+        outlier_min_rankings=settings.RANKING_OUTLIER_MIN_RANKINGS,
+    )
 
     usernames = dict(
         get_user_model()
@@ -166,3 +192,91 @@ def model_version_choices() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(
         pk__in=RankingTask.objects.values("model_version_id")
     ).order_by("-created_at")
+
+
+# ---- dashboards -------------------------------------------------------------------------------
+
+
+def rankings_per_day(*, days: int = 14, now: datetime | None = None) -> list[tuple[str, int]]:
+    """Rankings submitted on each of the last ``days`` days (oldest first, 0 for none)."""
+    today = timezone.localdate(now or timezone.now())
+    first = today - timedelta(days=days - 1)
+    counts = dict(
+        Ranking.objects.filter(submitted_at__date__gte=first)
+        .annotate(day=TruncDate("submitted_at"))
+        .values("day")
+        .annotate(count=Count("id"))
+        .values_list("day", "count")
+    )
+    return [
+        (
+            (first + timedelta(days=offset)).isoformat(),
+            counts.get(first + timedelta(days=offset), 0),
+        )
+        for offset in range(days)
+    ]
+
+
+def rankings_per_trainer(*, since: datetime) -> list[tuple[str, int]]:
+    """Rankings submitted since ``since`` by each trainer, most first."""
+    rows = (
+        Ranking.objects.filter(submitted_at__gte=since)
+        .values("ranker__username")
+        .annotate(count=Count("id"))
+        .order_by("-count", "ranker__username")
+    )
+    return [(row["ranker__username"], row["count"]) for row in rows]
+
+
+@dataclass(frozen=True)
+class TrainerDashboard:
+    rankings: int
+    rankings_this_week: int
+    quality: metrics.TrainerQuality | None
+    recent: list[Ranking]
+
+
+def trainer_dashboard(*, trainer, now: datetime | None = None) -> TrainerDashboard:
+    """A trainer's own numbers: rankings, agreement with the others, their latest rankings."""
+    now = now or timezone.now()
+    mine = Ranking.objects.filter(ranker=trainer)
+    report = ranking_quality(lowest=0)
+    own = [row.quality for row in report.trainers if row.quality.ranker_id == trainer.pk]
+    return TrainerDashboard(
+        rankings=mine.count(),
+        rankings_this_week=mine.filter(submitted_at__gte=now - timedelta(days=7)).count(),
+        quality=own[0] if own else None,
+        recent=list(mine.select_related("task__prefix_message").order_by("-submitted_at")[:5]),
+    )
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    task: RankingTask
+    prefix: list[dict[str, str]]
+    candidates: list[dict]
+    rankings: list[Ranking]
+    agreement: metrics.Agreement
+
+
+def task_detail(*, task_id: int) -> TaskDetail:
+    """One task as the quality page's read-only view shows it: the conversation, its replies
+    (by candidate id, in canonical order) and every ranking with its agreement."""
+    task = get_object_or_404(
+        RankingTask.objects.select_related("prefix_message", "model_version"), pk=task_id
+    )
+    rankings = list(task.rankings.select_related("ranker").order_by("submitted_at"))
+    return TaskDetail(
+        task=task,
+        prefix=[
+            {"role": message.role, "content": message.content}
+            for message in message_path(message=task.prefix_message)
+        ],
+        candidates=list(
+            task.candidates.order_by("position").values(
+                "id", "position", "is_source", "message__content"
+            )
+        ),
+        rankings=rankings,
+        agreement=metrics.task_agreement([r.ordering for r in rankings if not r.cannot_rank]),
+    )

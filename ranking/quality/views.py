@@ -2,6 +2,7 @@
 
 from datetime import datetime, time, timedelta
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -9,7 +10,7 @@ from django.utils import timezone
 from accounts.roles import staff_required
 from ranking.quality import metrics
 from ranking.quality.forms import QualityFilterForm
-from ranking.quality.selectors import ranking_quality
+from ranking.quality.selectors import ranking_quality, task_detail
 
 
 def _start_of_day(day) -> datetime:
@@ -40,5 +41,14 @@ def quality(request: HttpRequest) -> HttpResponse:
             "overall_percent": _percent(report.overall.pairwise),
             "reference_percent": _percent(metrics.INSTRUCTGPT_AGREEMENT),
             "reference_spread_percent": _percent(metrics.INSTRUCTGPT_AGREEMENT_SPREAD),
+            "fast_seconds": settings.RANKING_FAST_SUBMIT_SECONDS,
+            "outlier_percent": settings.RANKING_OUTLIER_PERCENT,
+            "outlier_min": settings.RANKING_OUTLIER_MIN_RANKINGS,
         },
     )
+
+
+@staff_required
+def task(request: HttpRequest, task_id: int) -> HttpResponse:
+    """A ranking task, read only: its conversation, replies and every ranking of them."""
+    return render(request, "ranking/quality/task.html", {"detail": task_detail(task_id=task_id)})

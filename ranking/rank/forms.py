@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django import forms
 
+from ranking.rank.models import Ranking
 from ranking.rank.services import FLAGS, RankingInput
 
 FLAG_LABELS = {
@@ -23,7 +24,8 @@ FLAG_LABELS = {
 
 
 def reply_letter(index: int) -> str:
-    return chr(ord("A") + index) if index < 26 else str(index + 1)
+    """Replies are numbered from 1 as shown: the number is also the key that places them."""
+    return str(index + 1)
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,18 @@ class CandidateRow:
     moderation: object | None = None
 
 
+VERDICTS = [
+    (Ranking.Verdict.ALL_EQUAL, "All equally good"),
+    (Ranking.Verdict.ALL_BAD, "All bad"),
+    (Ranking.Verdict.CANNOT_RANK, "Cannot rank"),
+]
+
+
 class RankingForm(forms.Form):
-    cannot_rank = forms.BooleanField(required=False, label="All are bad / cannot rank")
+    # Empty: the replies are ranked. Otherwise one verdict about all of them (with a reason).
+    verdict = forms.ChoiceField(required=False, choices=[("", "Ranked"), *VERDICTS])
     rationale = forms.CharField(required=False, strip=False, widget=forms.Textarea)
+    first_placement_ms = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
     def __init__(self, *args, candidates: list[dict], **kwargs) -> None:
         """``candidates``: ``{"id", "text"}`` dicts in presentation order."""
@@ -70,7 +81,7 @@ class RankingForm(forms.Form):
             name = f"rank_{candidate['id']}"
             raw = (cleaned.get(name) or "").strip()
             if not raw:
-                if not cleaned.get("cannot_rank"):
+                if not cleaned.get("verdict"):
                     self.add_error(
                         name,
                         f"Reply {self.letters[candidate['id']]} has no rank: "
@@ -110,14 +121,17 @@ class RankingForm(forms.Form):
         """The valid form as the service's input: tie groups by rank number, best first."""
         cleaned = self.cleaned_data
         groups: dict[int, list[int]] = {}
-        if not cleaned["cannot_rank"]:
+        if not cleaned["verdict"]:
             # Within a tie, replies keep the order the trainer saw them in.
             for candidate_id in self._display_order():
                 groups.setdefault(cleaned[f"rank_{candidate_id}"], []).append(candidate_id)
         ids = [candidate["id"] for candidate in self.candidates]
         return RankingInput(
             ordering=[groups[rank] for rank in sorted(groups)],
-            cannot_rank=cleaned["cannot_rank"],
+            cannot_rank=cleaned["verdict"]
+            in {Ranking.Verdict.ALL_BAD, Ranking.Verdict.CANNOT_RANK},
+            verdict=cleaned["verdict"] or Ranking.Verdict.RANKED,
+            first_placement_ms=cleaned["first_placement_ms"],
             flags={cid: cleaned[f"flag_{cid}"] for cid in ids if cleaned[f"flag_{cid}"]},
             flag_notes={
                 cid: cleaned[f"flag_note_{cid}"] for cid in ids if cleaned[f"flag_note_{cid}"]

@@ -119,6 +119,12 @@ class Assignment(models.Model):
 class Ranking(models.Model):
     """One trainer's ranking of one task's candidates."""
 
+    class Verdict(models.TextChoices):
+        RANKED = "ranked", "Ranked"
+        ALL_EQUAL = "all_equal", "All equally good"
+        ALL_BAD = "all_bad", "All bad"
+        CANNOT_RANK = "cannot_rank", "Cannot rank"
+
     task = models.ForeignKey(RankingTask, on_delete=models.PROTECT, related_name="rankings")
     assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="ranking")
     ranker = models.ForeignKey(
@@ -126,7 +132,10 @@ class Ranking(models.Model):
     )
     # Best to worst, as a list of tie groups of candidate ids: [[3], [1, 4], [2]].
     ordering = models.JSONField(default=list)
+    # True for the "all bad" and "cannot rank" verdicts (no ordering); "all equally good" is one
+    # tie group holding every reply.
     cannot_rank = models.BooleanField(default=False)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, default=Verdict.RANKED)
     flags = models.JSONField(
         default=dict, blank=True, help_text='Candidate id -> {"flags": [...], "note": "..."}.'
     )
@@ -143,6 +152,13 @@ class Ranking(models.Model):
     started_at = models.DateTimeField()
     submitted_at = models.DateTimeField(auto_now_add=True)
     duration_ms = models.PositiveIntegerField()
+    # Whether the submitted order, read best to worst, is the order the replies were shown in
+    # (None for verdicts without an ordering and for older rows): a trainer who submits the
+    # shown order far more often than chance is not reading.
+    order_unchanged = models.BooleanField(null=True, blank=True)
+    # From the page showing the task to the first reply being placed, as the browser measured
+    # it (None when not reported, e.g. through the API or without JavaScript).
+    first_placement_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-submitted_at"]

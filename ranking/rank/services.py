@@ -281,11 +281,32 @@ class RankingInput:
     flags: dict[int, list[str]] | None = None
     flag_notes: dict[int, str] | None = None
     rationale: str = ""
+    # "" means "ranked", or "cannot_rank" when ``cannot_rank`` is set. "all_equal", "all_bad"
+    # and "cannot_rank" need a reason (the rationale) and no ordering.
+    verdict: str = ""
+    # Milliseconds from the task being shown to the first reply being placed (browser-measured).
+    first_placement_ms: int | None = None
+
+    @property
+    def resolved_verdict(self) -> str:
+        if self.verdict:
+            return self.verdict
+        return Ranking.Verdict.CANNOT_RANK if self.cannot_rank else Ranking.Verdict.RANKED
 
 
 def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]:
     errors: dict[str, str] = {}
-    if not ranking.cannot_rank:
+    verdict = ranking.verdict
+    if verdict and verdict not in Ranking.Verdict.values:
+        errors["verdict"] = f"Unknown verdict: {verdict}."
+    elif verdict and verdict != Ranking.Verdict.RANKED and not ranking.rationale.strip():
+        label = Ranking.Verdict(verdict).label.lower()
+        errors["rationale"] = f'Say why when you choose "{label}".'
+    elif verdict == Ranking.Verdict.RANKED and ranking.cannot_rank:
+        errors["verdict"] = 'A ranked answer cannot also be "cannot rank".'
+    if ranking.first_placement_ms is not None and not 0 <= ranking.first_placement_ms <= 2**31 - 1:
+        errors["first_placement_ms"] = "The time to the first placement is out of range."
+    if ranking.resolved_verdict == Ranking.Verdict.RANKED:
         seen = [candidate for group in ranking.ordering for candidate in group]
         if any(not group for group in ranking.ordering):
             errors["ordering"] = "Every rank must hold at least one reply."
@@ -299,9 +320,7 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
                 else "The ranking names replies that are not part of this task."
             )
         elif len(ranking.ordering) < 2:
-            errors["ordering"] = (
-                'All replies are tied: rank them, or choose "all are bad / cannot rank".'
-            )
+            errors["ordering"] = 'All replies are tied: rank them, or choose "all equally good".'
     flags = {int(key): list(value) for key, value in (ranking.flags or {}).items() if value}
     notes = {int(key): value.strip() for key, value in (ranking.flag_notes or {}).items() if value}
     if set(flags) - candidate_ids or set(notes) - candidate_ids:
@@ -345,6 +364,13 @@ def ranking_submit(
     task = RankingTask.objects.select_for_update().get(pk=assignment.task_id)
     candidate_ids = set(task.candidates.values_list("id", flat=True))
     flags = _validate(ranking, candidate_ids)
+    verdict = ranking.resolved_verdict
+    if verdict == Ranking.Verdict.RANKED:
+        ordering = [list(group) for group in ranking.ordering]
+    elif verdict == Ranking.Verdict.ALL_EQUAL:
+        ordering = [[cid for cid in assignment.presentation_order if cid in candidate_ids]]
+    else:
+        ordering = []
     holds_slot = assignment.status == Assignment.Status.LEASED
     room = task.overlap_required - task.rankings_count - (0 if holds_slot else task.leased_count)
     if room <= 0:
@@ -353,20 +379,32 @@ def ranking_submit(
             "your answer was not stored (it is still on your screen). Take the next task."
         )
     now = timezone.now()
+    # Integer division (int(seconds * 1000) loses a millisecond to float rounding);
+    # never negative when the claiming and submitting servers' clocks disagree.
+    duration_ms = max(0, (now - assignment.leased_at) // timedelta(milliseconds=1))
     stored = Ranking.objects.create(
         task=task,
         assignment=assignment,
         ranker=trainer,
-        ordering=[] if ranking.cannot_rank else [list(group) for group in ranking.ordering],
-        cannot_rank=ranking.cannot_rank,
+        ordering=ordering,
+        cannot_rank=verdict in {Ranking.Verdict.ALL_BAD, Ranking.Verdict.CANNOT_RANK},
+        verdict=verdict,
+        order_unchanged=(
+            [cid for group in ordering for cid in group] == list(assignment.presentation_order)
+            if verdict == Ranking.Verdict.RANKED
+            else None
+        ),
         flags=flags,
         rationale=ranking.rationale.strip(),
         presentation_order=assignment.presentation_order,
         guideline_version=guideline_version_ensure_current(),
         started_at=assignment.leased_at,
-        # Integer division (int(seconds * 1000) loses a millisecond to float rounding);
-        # never negative when the claiming and submitting servers' clocks disagree.
-        duration_ms=max(0, (now - assignment.leased_at) // timedelta(milliseconds=1)),
+        duration_ms=duration_ms,
+        first_placement_ms=(
+            None
+            if ranking.first_placement_ms is None
+            else min(ranking.first_placement_ms, duration_ms)
+        ),
     )
     assignment.status = Assignment.Status.SUBMITTED
     assignment.closed_at = now
@@ -381,3 +419,53 @@ def ranking_submit(
 
 
 # ---- dataset exports --------------------------------------------------------------------------
+
+
+# ---- taking a ranking back --------------------------------------------------------------------
+
+
+@transaction.atomic
+def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Assignment:
+    """Take back a ranking submitted less than ``RANKING_UNDO_SECONDS`` ago: the ranking is
+    deleted, the task counts it no more (its agreement is computed from the rankings left), and
+    the trainer's assignment is leased to them again, so the task is on their screen to answer
+    anew. A lease on a next task taken meanwhile (untouched: nothing was submitted on it) is
+    given back. Raises RankingConflict when the window has passed or the task no longer
+    accepts the trainer.
+    """
+    now = now or timezone.now()
+    ranking = Ranking.objects.select_for_update().filter(pk=ranking_id, ranker=trainer).first()
+    if ranking is None:
+        raise RankingConflict("There is no ranking of yours to take back.")
+    if now - ranking.submitted_at > timedelta(seconds=settings.RANKING_UNDO_SECONDS):
+        raise RankingConflict(
+            "Too late to take this ranking back: it is kept as submitted "
+            f"(undo is possible for {settings.RANKING_UNDO_SECONDS} s)."
+        )
+    task = RankingTask.objects.select_for_update().get(pk=ranking.task_id)
+    if task.status not in {RankingTask.Status.READY, RankingTask.Status.COMPLETE}:
+        raise RankingConflict("This task no longer takes rankings; yours is kept.")
+    assignment = Assignment.objects.select_for_update().get(pk=ranking.assignment_id)
+    # Leases taken since (the next task, shown after the submit) are handed back.
+    newer = list(
+        Assignment.objects.select_for_update()
+        .filter(trainer=trainer, status=Assignment.Status.LEASED)
+        .exclude(pk=assignment.pk)
+        .values_list("pk", "task_id")
+    )
+    for lease_id, lease_task_id in newer:
+        RankingTask.objects.filter(pk=lease_task_id, leased_count__gt=0).update(
+            leased_count=F("leased_count") - 1
+        )
+        Assignment.objects.filter(pk=lease_id).delete()
+    ranking.delete()
+    assignment.status = Assignment.Status.LEASED
+    assignment.closed_at = None
+    assignment.leased_at = now
+    assignment.expires_at = now + timedelta(seconds=settings.RANKING_LEASE_SECONDS)
+    assignment.save(update_fields=["status", "closed_at", "leased_at", "expires_at"])
+    task.rankings_count = max(0, task.rankings_count - 1)
+    task.leased_count += 1
+    task.status = RankingTask.Status.READY
+    task.save(update_fields=["rankings_count", "leased_count", "status"])
+    return assignment

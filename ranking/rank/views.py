@@ -1,26 +1,33 @@
 """Ranking pages. Each view: validate -> one service/selector -> render."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import trainer_required
 from config.htmx import HtmxHttpRequest, validation_messages
 from ranking.rank import services
-from ranking.rank.forms import FLAG_LABELS, RankingForm
+from ranking.rank.forms import FLAG_LABELS, VERDICTS, RankingForm
 from ranking.rank.models import Assignment
 from ranking.rank.selectors import (
     AssignmentScreen,
+    assignment_current,
     assignment_get_for_trainer,
     assignment_screen,
-    ranking_queue_summary,
+    ranking_as_form_data,
+    ranking_get_for_trainer,
+    ranking_waiting_state,
 )
 
 RANK = "ranking/rank/rank.html"
-# Turns of the conversation shown open above the replies; older ones fold into <details>.
-RECENT_TURNS = 4
+# Turns of the conversation shown open above the replies (the last exchange); older ones fold
+# into <details>, so the replies start high on the screen.
+RECENT_TURNS = 2
 
 
 def _render_card(
@@ -32,11 +39,19 @@ def _render_card(
     errors: list[str] | None = None,
     conflict: str = "",
     status: int = 200,
+    claimed: bool = True,
+    toast: dict | None = None,
 ) -> HttpResponse:
-    """The page, or only its ``ranking-card`` partial for htmx: a task, or the waiting state."""
-    context: dict = {"assignment": assignment, "errors": errors or [], "conflict": conflict}
+    """The page, or only its ``ranking-card`` partial for htmx: a task, the waiting state, or
+    (``claimed=False``) the start state that claims a task by POST."""
+    context: dict = {
+        "assignment": assignment,
+        "errors": errors or [],
+        "conflict": conflict,
+        "claimed": claimed,
+    }
     if assignment is None:
-        context["summary"] = ranking_queue_summary()
+        context["waiting"] = ranking_waiting_state(trainer=request.user)
     else:
         screen = screen or assignment_screen(assignment=assignment)
         form = form or RankingForm(candidates=screen.candidates)
@@ -47,23 +62,41 @@ def _render_card(
             "earlier_turns": screen.prefix[:split],
             "recent_turns": screen.prefix[split:],
             "flag_labels": FLAG_LABELS.items(),
+            "verdict_choices": VERDICTS,
             "candidate_count": len(screen.candidates),
         }
     template = f"{RANK}#ranking-card" if request.htmx else RANK
-    return render(request, template, context, status=status)
+    response = render(request, template, context, status=status)
+    if toast is not None and request.htmx:
+        # Out of band: the toast region of the page, outside the card that is replaced.
+        response.write(render_to_string(f"{RANK}#toast", toast, request=request))
+    return response
 
 
-def _next_task(request: HtmxHttpRequest) -> HttpResponse:
+def _next_task(request: HtmxHttpRequest, *, toast: dict | None = None) -> HttpResponse:
+    assignment = services.task_claim_next(trainer=request.user)
     if not request.htmx:
-        return redirect("ranking:rank")
-    return _render_card(request, services.task_claim_next(trainer=request.user))
+        # Without JavaScript: the page shows the lease, or says it is waiting (not "Start").
+        url = reverse("ranking:rank")
+        return redirect(url if assignment is not None else f"{url}?waiting=1")
+    return _render_card(request, assignment, toast=toast)
 
 
 @trainer_required
 @require_GET
 def rank(request: HtmxHttpRequest) -> HttpResponse:
-    """The trainer's current task (a lease is resumed, or the next task leased)."""
-    return _render_card(request, services.task_claim_next(trainer=request.user))
+    """The trainer's running lease, or the start state (a GET never claims: the page asks for
+    a task with a POST, by itself through htmx or by its "Start ranking" button)."""
+    assignment = assignment_current(trainer=request.user)
+    waiting = assignment is not None or "waiting" in request.GET
+    return _render_card(request, assignment, claimed=waiting)
+
+
+@trainer_required
+@require_POST
+def claim(request: HtmxHttpRequest) -> HttpResponse:
+    """Lease the next task (or resume the running lease); the waiting state when none."""
+    return _next_task(request)
 
 
 @trainer_required
@@ -78,7 +111,7 @@ def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
             request, assignment, screen=screen, form=form, errors=errors, status=422
         )
     try:
-        services.ranking_submit(
+        stored = services.ranking_submit(
             assignment=assignment, trainer=request.user, ranking=form.ranking_input()
         )
     except services.RankingConflict as conflict:
@@ -91,8 +124,54 @@ def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
         return _render_card(
             request, assignment, screen=screen, form=form, errors=errors, status=422
         )
-    messages.success(request, "Ranking saved.")
-    return _next_task(request)
+    if not request.htmx:
+        messages.success(request, "Ranking saved.")
+        return _next_task(request)
+    # The toast confirms and offers to take the ranking back for RANKING_UNDO_SECONDS.
+    return _next_task(
+        request,
+        toast={
+            "text": "Ranking saved.",
+            "undo_ranking_id": stored.pk,
+            "seconds": settings.RANKING_UNDO_SECONDS,
+        },
+    )
+
+
+@trainer_required
+@require_POST
+def undo(request: HtmxHttpRequest, ranking_id: int) -> HttpResponse:
+    """Take a ranking back (within RANKING_UNDO_SECONDS): its task is shown again, as answered."""
+    ranking = ranking_get_for_trainer(ranking_id=ranking_id, trainer=request.user)
+    try:
+        assignment = services.ranking_undo(ranking_id=ranking.pk, trainer=request.user)
+    except services.RankingConflict as conflict:
+        if not request.htmx:
+            messages.error(request, str(conflict))
+            return redirect("ranking:rank")
+        # Only the toast changes (out of band); the task on screen stays as it is.
+        response = render(
+            request, f"{RANK}#toast", {"text": str(conflict), "error": True}, status=409
+        )
+        response["HX-Reswap"] = "none"
+        return response
+    screen = assignment_screen(assignment=assignment)
+    data = QueryDict(mutable=True)
+    for key, value in ranking_as_form_data(
+        ranking=ranking, presentation_order=assignment.presentation_order
+    ).items():
+        data.setlist(key, value if isinstance(value, list) else [value])
+    form = RankingForm(data, candidates=screen.candidates)
+    if not request.htmx:
+        messages.info(request, "Ranking taken back: change it and submit again.")
+        return redirect("ranking:rank")
+    return _render_card(
+        request,
+        assignment,
+        screen=screen,
+        form=form,
+        toast={"text": "Ranking taken back: change it and submit again.", "seconds": 5},
+    )
 
 
 @trainer_required

@@ -30,6 +30,9 @@ from sampler.registry.services import model_version_promote
 from sampler.runs.forms import PPORunForm
 from sampler.runs.services import training_run_create
 
+# The PPO form shares field names with the comparison form on the same page: distinct ids.
+PPO_IDS = "ppo_%s"
+
 PAGE = "sampler/models.html"
 
 
@@ -71,7 +74,7 @@ def _page(
         "ratings": version_ratings(),
         "active_policy": model_version_active(),
         "active_reward": model_version_active(kind="reward"),
-        "ppo_form": ppo_form or PPORunForm(),
+        "ppo_form": ppo_form or PPORunForm(auto_id=PPO_IDS),
         "comparison_form": comparison_form or ComparisonForm(),
         **_comparisons(),
     }
@@ -97,7 +100,7 @@ def comparisons(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_POST
 def ppo_run_start(request: HttpRequest) -> HttpResponse:
-    form = PPORunForm(request.POST)
+    form = PPORunForm(request.POST, auto_id=PPO_IDS)
     if not form.is_valid():
         return _page(request, ppo_form=form, status=422)
     data = form.cleaned_data

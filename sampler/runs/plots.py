@@ -1,17 +1,20 @@
-"""Line charts of training curves as inline SVG, rendered on the server (no JS library).
+"""Line charts of training curves: the server prepares each chart's data (finite points,
+downsampled) and static/js/charts.js draws it with Chart.js from npm.
 
-Every piece of text that reaches the SVG (titles, metric names) is escaped here; the result is
-safe to insert into a template as is.
+Every piece of text that reaches the page (titles, metric names) is escaped here, the data
+through ``json_script``; the result is safe to insert into a template as is.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from html import escape
 
+from django.utils.html import json_script
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import slugify
 
 from sampler.runs.models import TrainingRun
 
@@ -59,21 +62,6 @@ def downsample(points: list[tuple[float, float]], limit: int = MAX_POINTS):
     return kept if kept[-1] == points[-1] else [*kept, points[-1]]
 
 
-def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
-    """Round tick values (1, 2 or 5 times a power of ten) covering [low, high]."""
-    if high <= low:
-        return [low]
-    raw = (high - low) / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(low / step) * step
-    ticks, value = [], first
-    while value <= high + step * 1e-9:
-        ticks.append(round(value, 12))
-        value += step
-    return ticks
-
-
 def _label(value: float) -> str:
     if value == 0:
         return "0"
@@ -82,83 +70,36 @@ def _label(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _tick_text(x: str, y: str, anchor: str, value: float) -> str:
-    return (
-        f'<text class="chart-tick" x="{x}" y="{y}" '
-        f'text-anchor="{anchor}">{escape(_label(value))}</text>'
-    )
-
-
 def line_chart(series: dict[str, Iterable], *, title: str, box: Box | None = None) -> SafeString:
-    """An SVG chart of ``{name: [[x, y], ...]}``; an empty-state box when there is no data."""
+    """A chart of ``{name: [[x, y], ...]}``: a ``<canvas>`` that static/js/charts.js draws with
+    Chart.js (npm ``chart.js``), its data in a ``<script type="application/json">`` (never
+    executed: the page needs no inline script), and the latest value of each curve as text
+    (what a screen reader or a page without JavaScript gets). ``box`` sets the aspect ratio."""
     box = box or Box()
     curves = {
         name: downsample(points) for name, raw in series.items() if (points := _finite_points(raw))
     }
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {box.width} {box.height}" role="img" '
-        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">',
-        f"<title>{escape(title)}</title>",
-        f'<text class="chart-title" x="{box.left}" y="16">{escape(title)}</text>',
-    ]
-    if not curves:
-        parts.append(
-            f'<text class="chart-empty" x="{box.width / 2}" y="{box.height / 2}" '
-            'text-anchor="middle">no data yet</text></svg>'
+    data_id = f"chart-data-{slugify(title) or 'untitled'}"
+    summary = (
+        "; ".join(
+            f"{escape(name)}: {escape(_label(y))} at step {escape(_label(x))}"
+            for name, (x, y) in sorted((name, points[-1]) for name, points in curves.items())
         )
-        return mark_safe("".join(parts))  # every text in it was escaped
-
-    # Room above the plot for one legend line per curve.
-    box = replace(box, top=max(box.top, 20 + 13 * len(curves)))
-    xs = [x for points in curves.values() for x, _ in points]
-    ys = [y for points in curves.values() for _, y in points]
-    x_low, x_high = min(xs), max(xs)
-    y_low, y_high = min(ys), max(ys)
-    if x_high == x_low:
-        x_high = x_low + 1
-    if y_high == y_low:
-        half_span = abs(y_low) * 0.1 or 0.5
-        y_low, y_high = y_low - half_span, y_high + half_span
-    padding = (y_high - y_low) * 0.05
-    y_low, y_high = y_low - padding, y_high + padding
-
-    def px(x: float) -> float:
-        return box.left + (x - x_low) / (x_high - x_low) * box.inner_width
-
-    def py(y: float) -> float:
-        return box.top + (y_high - y) / (y_high - y_low) * box.inner_height
-
-    bottom = box.top + box.inner_height
-    parts.append(
-        f'<path class="chart-axis" '
-        f'd="M{box.left},{box.top}V{bottom}H{box.left + box.inner_width}"/>'
+        or "no data yet"
     )
-    for tick in nice_ticks(y_low, y_high):
-        y = py(tick)
-        parts.append(
-            f'<path class="chart-grid" d="M{box.left},{y:.1f}H{box.left + box.inner_width}"/>'
-            + _tick_text(f"{box.left - 6}", f"{y + 4:.1f}", "end", tick)
-        )
-    for tick in nice_ticks(x_low, x_high):
-        parts.append(_tick_text(f"{px(tick):.1f}", f"{bottom + 16}", "middle", tick))
-    legend_x = box.left + box.inner_width
-    for index, (name, points) in enumerate(sorted(curves.items())):
-        color = PALETTE[index % len(PALETTE)]
-        coordinates = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
-        parts.append(
-            f'<polyline class="chart-line" fill="none" stroke="{color}" stroke-width="1.6" '
-            f'points="{coordinates}"><title>{escape(name)}</title></polyline>'
-        )
-        if len(points) == 1:
-            x, y = points[0]
-            parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}"/>')
-        parts.append(
-            f'<text class="chart-legend" x="{legend_x}" y="{14 + 13 * index}" '
-            f'text-anchor="end" fill="{color}">'
-            f"{escape(name)} {escape(_label(points[-1][1]))}</text>"
-        )
-    parts.append("</svg>")
-    return mark_safe("".join(parts))  # every text in it was escaped
+    payload = {
+        "title": title,
+        "series": {name: [[x, y] for x, y in points] for name, points in sorted(curves.items())},
+        "colors": list(PALETTE),
+    }
+    return mark_safe(  # every text in it was escaped; the JSON by json_script
+        f'<canvas class="chart" data-chart="line" data-source="{data_id}" '
+        f'width="{box.width}" height="{box.height}" role="img" '
+        f'aria-label="{escape(title)}: {summary}"></canvas>'
+        f"{json_script(payload, data_id)}"
+        f'<figcaption class="chart-caption"><strong>{escape(title)}</strong> '
+        f'<span class="muted">{summary}</span></figcaption>'
+    )
 
 
 def metric_charts(history: dict[str, list]) -> list[SafeString]:

@@ -20,7 +20,8 @@
 
   document.addEventListener("keydown", (event) => {
     const panel = document.getElementById("guidelines-panel");
-    if (!panel || event.ctrlKey || event.metaKey || event.altKey) return;
+    // A page's own shortcut (the ranking page's "?" lists its keys) goes first.
+    if (!panel || event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "Escape" && !panel.hidden) {
       setOpen(panel, false);
       return;

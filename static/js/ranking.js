@@ -1,137 +1,268 @@
-// Ranking page. The server reads only the rank numbers (rank_<id>: 1 = best, equal = a tie), so
-// the form works without this file; here dragging (SortableJS), the keyboard and the
-// "tied with the reply above" boxes reorder the list and fill the numbers in from it.
+// Ranking page. The server reads only the rank numbers (rank_<id>: 1 = best, equal = a tie) and
+// the verdict, so the form works without this file. Here the replies start unplaced; the trainer
+// places them best first (a reply's number key, or its "Place next" button), ties the last one
+// with the one before ("t"), undoes ("u"), and submits with Enter once every reply is placed or
+// a verdict with a reason is chosen. Nothing is ranked until the trainer ranks it.
 (() => {
+  const state = new WeakMap(); // card -> { groups: [[id, ...], ...], shownAt, list, form }
+
   const itemsOf = (list) => Array.from(list.querySelectorAll(":scope > li.candidate"));
-  const tieOf = (item) => item.querySelector(".tie-input");
-  const rankInputOf = (item) => item.querySelector(".rank-input");
+  const idOf = (item) => Number(item.dataset.candidateId);
+  const itemById = (list, id) => list.querySelector(`li.candidate[data-candidate-id="${id}"]`);
+  const numberOf = (list, id) => itemById(list, id).dataset.number;
 
-  // Dense ranks from the list order: each item not tied with the one above starts a new rank.
-  function renumber(list) {
+  function verdictOf(form) {
+    const checked = form.querySelector("input[name=verdict]:checked");
+    return checked ? checked.value : "";
+  }
+
+  // Groups from the rank numbers already in the form (a re-rendered 422 keeps its answer).
+  function groupsFromNumbers(list) {
+    const byRank = new Map();
+    itemsOf(list).forEach((item) => {
+      const value = Number(item.querySelector(".rank-input").value);
+      if (!Number.isInteger(value) || value < 1) return;
+      if (!byRank.has(value)) byRank.set(value, []);
+      byRank.get(value).push(idOf(item));
+    });
+    return Array.from(byRank.keys()).sort((a, b) => a - b).map((rank) => byRank.get(rank));
+  }
+
+  function render(card) {
+    const { groups, list, form } = state.get(card);
+    const rankOf = new Map();
+    groups.forEach((group, index) => group.forEach((id) => rankOf.set(id, index + 1)));
     const items = itemsOf(list);
-    let rank = 0;
-    items.forEach((item, index) => {
-      const tie = tieOf(item);
-      if (index === 0) tie.checked = false;
-      tie.disabled = index === 0;
-      if (!tie.checked) rank += 1;
-      rankInputOf(item).value = String(rank);
-      item.dataset.rank = String(rank);
-    });
-    items.forEach((item, index) => {
-      const below = items[index + 1];
-      const tied = tieOf(item).checked || Boolean(below && tieOf(below).checked);
+    items.forEach((item) => {
+      const id = idOf(item);
+      const rank = rankOf.get(id);
+      const tied = rank !== undefined && groups[rank - 1].length > 1;
+      item.querySelector(".rank-input").value = rank === undefined ? "" : String(rank);
+      item.classList.toggle("placed", rank !== undefined);
       item.classList.toggle("tied", tied);
-      item.querySelector(".rank-badge").textContent = tied
-        ? `${item.dataset.rank} (tie)`
-        : item.dataset.rank;
+      item.querySelector(".rank-badge").textContent =
+        rank === undefined ? "Not placed" : `Rank ${rank}${tied ? " (tie)" : ""}`;
+      const place = item.querySelector(".place-button");
+      place.hidden = false;
+      place.disabled = rank !== undefined;
+      place.textContent = rank === undefined ? "Place next" : "Placed";
     });
+    const order = card.querySelector("#ranking-order");
+    order.textContent = groups.length
+      ? groups.map((group) => group.map((id) => numberOf(list, id)).join(" = ")).join("  >  ")
+      : "nothing placed yet";
+    const placed = groups.reduce((count, group) => count + group.length, 0);
+    const verdict = verdictOf(form);
+    const reason = form.querySelector("#ranking-rationale").value.trim();
+    const complete = verdict ? reason.length > 0 : placed === items.length && groups.length > 1;
+    form.classList.toggle("has-verdict", Boolean(verdict));
+    const submit = form.querySelector("#ranking-submit");
+    if (submit) {
+      submit.disabled = !complete;
+      submit.title = complete
+        ? ""
+        : verdict
+          ? "Say why first"
+          : placed === items.length
+            ? "Every reply is tied: rank them or choose “All equally good”"
+            : `Place every reply first (${placed} of ${items.length} placed)`;
+    }
+    card.querySelector(".ranking-tie").disabled = !(
+      groups.length > 1 || (groups.length === 1 && groups[0].length > 1)
+    );
+    card.querySelector(".ranking-undo").disabled = placed === 0;
+    return { placed, total: items.length, complete };
   }
 
-  // Typed numbers win: order the list by them (blank or invalid last, otherwise as it was),
-  // equal numbers become ties. Also how a re-rendered form (422) gets its ties back.
-  function syncFromNumbers(list) {
-    const rankOf = (item) => {
-      const value = Number(rankInputOf(item).value);
-      return Number.isInteger(value) && value > 0 ? value : Infinity;
-    };
-    const entries = itemsOf(list)
-      .map((item, index) => ({ item, index, rank: rankOf(item) }))
-      .sort((a, b) => (a.rank === b.rank ? a.index - b.index : a.rank - b.rank));
-    entries.forEach((entry, index) => {
-      const above = entries[index - 1];
-      tieOf(entry.item).checked =
-        Boolean(above) && entry.rank !== Infinity && entry.rank === above.rank;
-      list.appendChild(entry.item);
-    });
-    renumber(list);
+  function announce(card, text) {
+    const status = card.querySelector("#ranking-status");
+    if (status) status.textContent = text;
   }
 
-  function announce(list, item) {
-    const status = document.getElementById("ranking-status");
-    if (!status) return;
-    const position = itemsOf(list).indexOf(item) + 1;
-    status.textContent = `Reply ${item.dataset.letter}: position ${position}, rank ${item.querySelector(".rank-badge").textContent}.`;
+  function place(card, id) {
+    const entry = state.get(card);
+    if (entry.groups.some((group) => group.includes(id))) {
+      announce(card, `Reply ${numberOf(entry.list, id)} is already placed.`);
+      return;
+    }
+    if (!entry.firstPlacedRecorded) {
+      entry.firstPlacedRecorded = true;
+      const field = card.querySelector("#ranking-first-placement");
+      if (field && !field.value) field.value = String(Math.round(performance.now() - entry.shownAt));
+    }
+    entry.groups.push([id]);
+    const { placed, total } = render(card);
+    announce(
+      card,
+      `Reply ${numberOf(entry.list, id)} placed at rank ${entry.groups.length}; ${placed} of ${total} placed.`,
+    );
   }
 
-  function moveTo(list, item, position) {
-    const others = itemsOf(list).filter((other) => other !== item);
-    const target = Math.max(0, Math.min(others.length, position));
-    if (itemsOf(list).indexOf(item) === target) return;
-    list.insertBefore(item, others[target] || null);
-    // A reply put somewhere new is not tied with its new neighbour until the trainer says so.
-    tieOf(item).checked = false;
-    renumber(list);
-    item.focus();
-    announce(list, item);
-  }
-
-  function onKeydown(list, event) {
-    const item = event.target;
-    if (!item.matches || !item.matches("li.candidate")) return;
-    if (event.ctrlKey || event.altKey || event.metaKey) return;
-    const index = itemsOf(list).indexOf(item);
-    if (event.key === "ArrowUp") moveTo(list, item, index - 1);
-    else if (event.key === "ArrowDown") moveTo(list, item, index + 1);
-    else if (/^[1-9]$/.test(event.key)) moveTo(list, item, Number(event.key) - 1);
-    else if (event.key === "t" || event.key === "T") {
-      const tie = tieOf(item);
-      if (!tie.disabled) {
-        tie.checked = !tie.checked;
-        renumber(list);
-        announce(list, item);
-      }
+  // The last placed reply joins the group before it (or leaves it again when already tied).
+  function tie(card) {
+    const entry = state.get(card);
+    const { groups, list } = entry;
+    if (!groups.length) return;
+    const last = groups[groups.length - 1];
+    if (last.length > 1) {
+      groups.push([last.pop()]);
+    } else if (groups.length > 1) {
+      groups.pop();
+      groups[groups.length - 1].push(last[0]);
     } else return;
+    render(card);
+    const id = groups[groups.length - 1][groups[groups.length - 1].length - 1];
+    const group = groups[groups.length - 1];
+    announce(
+      card,
+      group.length > 1
+        ? `Reply ${numberOf(list, id)} tied at rank ${groups.length}.`
+        : `Reply ${numberOf(list, id)} no longer tied.`,
+    );
+  }
+
+  function undo(card) {
+    const entry = state.get(card);
+    const { groups, list } = entry;
+    if (!groups.length) return;
+    const last = groups[groups.length - 1];
+    const id = last.pop();
+    if (!last.length) groups.pop();
+    render(card);
+    announce(card, `Reply ${numberOf(list, id)} taken back.`);
+  }
+
+  function flag(card) {
+    const entry = state.get(card);
+    const { groups, list } = entry;
+    const last = groups.length ? groups[groups.length - 1] : null;
+    const id = last ? last[last.length - 1] : idOf(itemsOf(list)[0]);
+    const details = itemById(list, id).querySelector("details.flags");
+    details.open = true;
+    const first = details.querySelector("input[type=checkbox]");
+    first.focus();
+    // Opening a <details> lays its content out on the next frame in some browsers.
+    if (document.activeElement !== first) window.requestAnimationFrame(() => first.focus());
+  }
+
+  function submitIfComplete(card) {
+    const { form } = state.get(card);
+    const submit = form.querySelector("#ranking-submit");
+    if (!submit) return;
+    if (submit.disabled) {
+      announce(card, submit.title);
+      return;
+    }
+    form.requestSubmit(submit);
+  }
+
+  function typing(target) {
+    return Boolean(
+      target.closest && target.closest("input, textarea, select, [contenteditable=true], dialog"),
+    );
+  }
+
+  function onKeydown(event) {
+    const card = document.getElementById("ranking-card");
+    if (!card || !state.has(card) || event.defaultPrevented) return;
+    const { form, list } = state.get(card);
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && form.contains(event.target)) {
+      event.preventDefault();
+      submitIfComplete(card);
+      return;
+    }
+    if (event.ctrlKey || event.altKey || event.metaKey || typing(event.target)) return;
+    const onControl = event.target.closest && event.target.closest("button, a, summary");
+    if (/^[1-9]$/.test(event.key)) {
+      const item = list.querySelector(`li.candidate[data-number="${event.key}"]`);
+      if (!item) return;
+      place(card, idOf(item));
+    } else if (event.key === "t" || event.key === "T" || event.key === "=") tie(card);
+    else if (event.key === "u" || event.key === "U" || event.key === "Backspace") undo(card);
+    else if (event.key === "f" || event.key === "F") flag(card);
+    else if (event.key === "?") {
+      const dialog = card.querySelector("#ranking-shortcuts");
+      if (dialog.open) dialog.close();
+      else dialog.showModal();
+    } else if (event.key === "Enter" && !onControl) submitIfComplete(card);
+    else return;
     event.preventDefault();
   }
 
-  function enhance(list) {
-    if (list.dataset.enhanced) return;
-    list.dataset.enhanced = "true";
-    list.querySelectorAll(".tie-label").forEach((label) => {
-      label.hidden = false;
+  // Long replies fold to a few lines with a "Show all" button, so several fit on one screen.
+  function fold(list) {
+    itemsOf(list).forEach((item) => {
+      const text = item.querySelector(".candidate-text");
+      const button = item.querySelector(".unfold");
+      // Folded is 6em high (about four lines): fold only what is clearly longer.
+      const limit = parseFloat(getComputedStyle(text).fontSize) * 6;
+      if (text.scrollHeight <= limit + 16) return;
+      text.classList.add("folded");
+      button.hidden = false;
+      button.addEventListener("click", () => {
+        const folded = text.classList.toggle("folded");
+        button.setAttribute("aria-expanded", String(!folded));
+        button.textContent = `${folded ? "Show all" : "Fold"} of reply ${item.dataset.number}`;
+      });
     });
-    syncFromNumbers(list);
+  }
 
-    if (window.Sortable) {
-      window.Sortable.create(list, {
-        handle: ".drag-handle",
-        draggable: "li.candidate",
-        animation: 150,
-        // Pointer events instead of native drag and drop: the same behaviour with a mouse, a
-        // touch screen or an automated browser, and the dragged card stays readable.
-        forceFallback: true,
-        fallbackOnBody: true,
-        ghostClass: "candidate-ghost",
-        chosenClass: "candidate-chosen",
-        onEnd: (event) => {
-          if (event.oldIndex !== event.newIndex) tieOf(event.item).checked = false;
-          renumber(list);
-          announce(list, event.item);
-        },
+  function enhance(card) {
+    const list = card.querySelector("#ranking-list");
+    const form = card.querySelector("#ranking-form");
+    if (!list || !form || state.has(card)) return;
+    const groups = groupsFromNumbers(list);
+    state.set(card, {
+      groups,
+      list,
+      form,
+      shownAt: performance.now(),
+      firstPlacedRecorded: groups.length > 0,
+    });
+    form.classList.add("enhanced");
+    card.classList.add("enhanced");
+    card.querySelectorAll(".ranking-tie, .ranking-undo").forEach((button) => {
+      button.hidden = false;
+    });
+    card.querySelector(".ranking-tie").addEventListener("click", () => tie(card));
+    card.querySelector(".ranking-undo").addEventListener("click", () => undo(card));
+    list.addEventListener("click", (event) => {
+      const button = event.target.closest(".place-button");
+      if (button) place(card, idOf(button.closest("li.candidate")));
+    });
+    // Numbers typed into the (visually tucked away) rank boxes still count.
+    list.addEventListener("change", (event) => {
+      if (!event.target.matches(".rank-input")) return;
+      state.get(card).groups = groupsFromNumbers(list);
+      render(card);
+    });
+    form.addEventListener("input", () => render(card));
+    form.addEventListener("change", () => render(card));
+    const layout = card.querySelector("#ranking-layout");
+    if (layout) {
+      layout.hidden = false;
+      layout.addEventListener("click", () => {
+        const on = list.classList.toggle("side-by-side");
+        layout.setAttribute("aria-pressed", String(on));
       });
     }
-    list.addEventListener("keydown", (event) => onKeydown(list, event));
-    list.addEventListener("change", (event) => {
-      if (event.target.matches(".tie-input")) renumber(list);
-      else if (event.target.matches(".rank-input")) syncFromNumbers(list);
-    });
-
-    const form = list.closest("form");
-    form.addEventListener("keydown", (event) => {
-      if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
-      const submit = form.querySelector("button.primary[type=submit]");
-      if (!submit || submit.disabled) return;
-      event.preventDefault();
-      form.requestSubmit(submit);
-    });
+    fold(list);
+    render(card);
   }
 
   function init(root) {
-    const list = root.id === "ranking-list" ? root : root.querySelector("#ranking-list");
-    if (list) enhance(list);
+    const card = root.id === "ranking-card" ? root : root.querySelector("#ranking-card");
+    if (!card) return;
+    enhance(card);
+    // A card swapped in (next task, waiting state) takes the focus, so the trainer's eyes and
+    // the keyboard are on it.
+    if (root !== document.body && root !== document) {
+      const title = card.querySelector("#ranking-title");
+      if (title) title.focus({ preventScroll: true });
+    }
   }
 
+  document.addEventListener("keydown", onKeydown);
   if (window.htmx) window.htmx.onLoad(init);
   else document.addEventListener("DOMContentLoaded", () => init(document));
 })();

@@ -13,44 +13,209 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 });
 
+// Toasts (#toast-region, filled out of band by the server or by showToast below): each one with
+// data-timeout="<seconds>" goes away after that long, its undo with it; "×" dismisses it.
+function scheduleToasts(root) {
+  const scope = root && root.querySelectorAll ? root : document;
+  const toasts = Array.from(scope.querySelectorAll(".toast[data-timeout]"));
+  if (scope.matches && scope.matches(".toast[data-timeout]")) toasts.push(scope);
+  toasts.forEach((toast) => {
+    if (toast.dataset.scheduled) return;
+    toast.dataset.scheduled = "true";
+    window.setTimeout(() => toast.remove(), Number(toast.dataset.timeout) * 1000);
+  });
+}
+document.addEventListener("click", (event) => {
+  const close = event.target.closest && event.target.closest(".toast-close");
+  if (close) close.closest(".toast").remove();
+});
+document.addEventListener("htmx:load", (event) => scheduleToasts(event.detail.elt));
+document.addEventListener("htmx:oobAfterSwap", (event) => scheduleToasts(event.detail.target));
+document.addEventListener("DOMContentLoaded", () => scheduleToasts(document));
+
+// An error toast where the trainer is looking (not at the top of a scrolled page).
+window.tandemShowError = function showError(text) {
+  const region = document.getElementById("toast-region");
+  const inline = document.getElementById("htmx-error");
+  if (region) {
+    const toast = document.createElement("div");
+    toast.className = "toast toast-error";
+    toast.setAttribute("role", "alert");
+    const span = document.createElement("span");
+    span.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "toast-close link";
+    close.setAttribute("aria-label", "Dismiss");
+    close.textContent = "×";
+    toast.append(span, close);
+    region.replaceChildren(toast);
+  } else if (inline) {
+    inline.textContent = text;
+    inline.hidden = false;
+  }
+};
+
 document.addEventListener("htmx:responseError", (event) => {
   const status = event.detail.xhr.status;
-  const target = document.getElementById("htmx-error");
+  if (status === 401) return; // the session handler below takes over
   const text = status === 403
-    ? "You are not allowed to do that (or your session expired: reload and log in)."
+    ? "You are not allowed to do that."
     : `The server answered ${status}. Nothing was lost; try again.`;
-  if (target) {
-    target.textContent = text;
-    target.hidden = false;
-  } else {
-    window.alert(text);
-  }
+  window.tandemShowError(text);
 });
 
-// Drafts: every [data-draft] textarea is saved by htmx as the trainer types. Until the save
-// has answered, leaving the page asks first.
+// Drafts: every [data-draft] textarea is saved by htmx as the trainer types (to the server) and,
+// at every keystroke, to localStorage under the URL it saves to. The local copy is dropped once
+// the server has the same text; a copy still there when the page loads (the session expired, the
+// network failed, the tab closed) is put back into its box and saved again. Until the server has
+// answered, leaving the page asks first.
+const DRAFT_PREFIX = "tandem-draft:";
+const draftKey = (box) => DRAFT_PREFIX + (box.getAttribute("hx-post") || `${location.pathname}#${box.id || box.name}`);
 let unsavedDraft = false;
+
+function keepLocally(box) {
+  try {
+    localStorage.setItem(draftKey(box), JSON.stringify({ text: box.value, at: Date.now() }));
+  } catch (error) {
+    // Storage full or disabled: the server copy still works.
+  }
+}
+
+function dropLocal(box, text) {
+  try {
+    const stored = JSON.parse(localStorage.getItem(draftKey(box)) || "null");
+    if (stored && (text === undefined || stored.text === text)) localStorage.removeItem(draftKey(box));
+  } catch (error) {
+    // Nothing to drop.
+  }
+}
+
+function restoreDrafts(root) {
+  const scope = root && root.querySelectorAll ? root : document;
+  scope.querySelectorAll("textarea[data-draft]").forEach((box) => {
+    if (box.dataset.draftChecked) return;
+    box.dataset.draftChecked = "true";
+    let stored = null;
+    try {
+      stored = JSON.parse(localStorage.getItem(draftKey(box)) || "null");
+    } catch (error) {
+      stored = null;
+    }
+    if (!stored || typeof stored.text !== "string") return;
+    if (stored.text === box.value) {
+      dropLocal(box);
+      return;
+    }
+    box.value = stored.text;
+    const details = box.closest("details");
+    if (details) details.open = true;
+    const status = box.form && box.form.querySelector("#draft-status, .draft-status");
+    if (status) status.textContent = "Your unsaved text was restored; saving…";
+    box.dataset.draftDirty = "true";
+    unsavedDraft = true;
+    if (window.htmx) window.htmx.trigger(box, "tandem:retry");
+  });
+}
+
 document.addEventListener("input", (event) => {
   if (!event.target.matches || !event.target.matches("textarea[data-draft]")) return;
   unsavedDraft = true;
+  event.target.dataset.draftDirty = "true";
+  keepLocally(event.target);
   const status = event.target.form && event.target.form.querySelector("#draft-status, .draft-status");
   if (status) status.textContent = "Unsaved changes…";
+});
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const element = event.detail.elt;
+  if (element.matches && element.matches("textarea[data-draft]")) element.dataset.draftSending = element.value;
 });
 document.addEventListener("htmx:afterRequest", (event) => {
   const element = event.detail.elt;
   if (!event.detail.successful || !element.matches) return;
   // A saved draft, or a sent turn (a form holding a draft box); other forms (feedback) do not
   // save what is typed in the editor.
-  const savesDraft = element.matches("textarea[data-draft]")
-    || (element.matches("form") && element.querySelector("textarea[data-draft]"));
-  if (savesDraft) unsavedDraft = false;
+  if (element.matches("textarea[data-draft]")) {
+    const sent = element.dataset.draftSending;
+    if (sent === element.value) {
+      dropLocal(element, sent);
+      delete element.dataset.draftDirty;
+      unsavedDraft = Boolean(document.querySelector("textarea[data-draft][data-draft-dirty]"));
+    }
+  }
+});
+// A sent turn: its text is stored, so the local copies go before the new page part comes in
+// (which would otherwise restore them into the empty box).
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const element = event.detail.elt;
+  const status = event.detail.xhr.status;
+  if (status < 200 || status >= 300 || !element.matches || !element.matches("form")) return;
+  const boxes = element.querySelectorAll("textarea[data-draft]");
+  if (!boxes.length) return;
+  boxes.forEach((box) => {
+    dropLocal(box);
+    delete box.dataset.draftDirty;
+  });
+  unsavedDraft = false;
 });
 window.addEventListener("beforeunload", (event) => {
-  if (unsavedDraft) {
+  if (unsavedDraft && !window.tandemLeavingForLogin) {
     event.preventDefault();
     event.returnValue = "";
   }
 });
+
+// An expired session: htmx gets a 401 (config/middleware.py) instead of the login page. The
+// text is already in localStorage; go to the login page, which comes back here afterwards.
+document.addEventListener("htmx:responseError", (event) => {
+  const xhr = event.detail.xhr;
+  if (xhr.status !== 401) return;
+  document.querySelectorAll("textarea[data-draft]").forEach(keepLocally);
+  const login = xhr.getResponseHeader("X-Login-Url")
+    || `/accounts/login/?next=${encodeURIComponent(location.pathname + location.search)}`;
+  window.tandemLeavingForLogin = true;
+  const banner = document.getElementById("connection-banner");
+  if (banner) {
+    banner.textContent = "Your session has expired: taking you to log in. What you typed is kept.";
+    banner.hidden = false;
+  }
+  window.location.assign(login);
+});
+
+// The network failed: a banner says so, and unsaved drafts are sent again every few seconds
+// (and at once when the browser is back online) until the server has them.
+let retryTimer = null;
+function retryDrafts() {
+  document.querySelectorAll("textarea[data-draft][data-draft-dirty]").forEach((box) => {
+    if (window.htmx) window.htmx.trigger(box, "tandem:retry");
+  });
+}
+function showOffline() {
+  const banner = document.getElementById("connection-banner");
+  if (banner) {
+    banner.textContent = "Connection lost: what you type is kept on this device and saved as soon as the server answers again.";
+    banner.hidden = false;
+  }
+  if (!retryTimer) retryTimer = window.setInterval(retryDrafts, 3000);
+}
+document.addEventListener("htmx:sendError", showOffline);
+window.addEventListener("offline", showOffline);
+window.addEventListener("online", retryDrafts);
+document.addEventListener("htmx:afterRequest", (event) => {
+  // Any answer from the server (even an error) means the connection is back.
+  if (!event.detail.xhr || event.detail.xhr.status === 0) return;
+  const banner = document.getElementById("connection-banner");
+  if (banner && !window.tandemLeavingForLogin) banner.hidden = true;
+  if (retryTimer && !document.querySelector("textarea[data-draft][data-draft-dirty]")) {
+    window.clearInterval(retryTimer);
+    retryTimer = null;
+  }
+});
+
+if (window.htmx) {
+  document.addEventListener("htmx:load", (event) => restoreDrafts(event.detail.elt));
+}
+document.addEventListener("DOMContentLoaded", () => restoreDrafts(document));
 
 // "Use" on a suggestion puts its text into the composer, remembers which sample it came from
 // (so the saved turn records its origin and edit distance) and saves the draft.
@@ -79,4 +244,13 @@ document.addEventListener("keydown", (event) => {
     event.preventDefault();
     element.dispatchEvent(new CustomEvent("shortcut", { bubbles: false }));
   }
+});
+
+// Phones: the "Menu" button opens and closes the main navigation.
+document.addEventListener("click", (event) => {
+  const toggle = event.target.closest && event.target.closest(".nav-toggle");
+  if (!toggle) return;
+  const nav = document.getElementById(toggle.getAttribute("aria-controls"));
+  const open = nav.classList.toggle("open");
+  toggle.setAttribute("aria-expanded", String(open));
 });

@@ -8,7 +8,7 @@ from ranking.rank import services
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
-from tests.ranking.conftest import finished_conversation
+from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,114 +18,142 @@ ready_task = ranking_fixtures.ready_task
 ITEMS = "#ranking-list > li.candidate"
 
 
-def _on_screen(page) -> list[list[int]]:
-    """The ranking as the page shows it: tie groups of candidate ids, top to bottom."""
-    rows = page.eval_on_selector_all(
-        ITEMS,
-        "items => items.map(item => [Number(item.dataset.candidateId),"
-        " item.querySelector('.tie-input').checked])",
-    )
-    groups: list[list[int]] = []
-    for candidate_id, tied in rows:
-        if tied and groups:
-            groups[-1].append(candidate_id)
-        else:
-            groups.append([candidate_id])
-    return groups
+def _ids_shown(page) -> list[int]:
+    """Candidate ids in the order the page shows the replies (numbered 1, 2, ...)."""
+    return [
+        int(value)
+        for value in page.eval_on_selector_all(
+            ITEMS, "items => items.map(i => i.dataset.candidateId)"
+        )
+    ]
 
 
-def _ids(page) -> list[int]:
-    return [candidate for group in _on_screen(page) for candidate in group]
-
-
-def _drag(page, source, target) -> None:
-    """Real mouse moves in small steps: SortableJS reacts to movement, not to a jump."""
-    start = source.bounding_box()
-    end = target.bounding_box()
-    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2 + 5, steps=3)
-    page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 4, steps=20)
-    page.mouse.up()
-
-
-def test_trainer_ranks_by_drag_and_keyboard_with_a_tie_and_a_flag(
-    page, live_server, ready_task, trainer
-):
-    page.set_viewport_size({"width": 1280, "height": 1800})  # every reply on screen to drag
+def _open_task(page, live_server, count: int = 4) -> list[int]:
     log_in(page, live_server, "tess", PASSWORD)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Rank").click()
-    items = page.locator(ITEMS)
-    expect(items).to_have_count(4)
-    shown = _ids(page)
-    expect(items.locator(".rank-badge")).to_have_text(["1", "2", "3", "4"])
-
-    # Drag the last reply to the top by its handle.
-    _drag(page, items.nth(3).locator(".drag-handle"), items.nth(0))
-    expect(items.first).to_have_attribute("data-candidate-id", str(shown[3]))
-    assert _ids(page) == [shown[3], shown[0], shown[1], shown[2]]
-
-    # Keyboard: the reply now third goes up one, then the last goes to position 1 with "1".
-    items.nth(2).focus()
-    page.keyboard.press("ArrowUp")
-    assert _ids(page) == [shown[3], shown[1], shown[0], shown[2]]
-    expect(items.nth(1)).to_be_focused()
-    items.nth(3).focus()
-    page.keyboard.press("1")
-    assert _ids(page) == [shown[2], shown[3], shown[1], shown[0]]
-
-    # Tie the third reply with the second ("t"), flag the last one.
-    items.nth(2).focus()
-    page.keyboard.press("t")
-    expect(items.locator(".rank-badge")).to_have_text(["1", "2 (tie)", "2 (tie)", "3"])
-    assert [items.nth(i).locator(".rank-input").input_value() for i in range(4)] == [
-        "1",
-        "2",
-        "2",
-        "3",
-    ]
-    last = items.nth(3)
-    last.get_by_label("Untruthful").check()
-    page.fill("#ranking-rationale", "Clear and correct first.")
-
-    before_submit = _on_screen(page)
-    flagged = int(last.get_attribute("data-candidate-id"))
-    assert before_submit == [[shown[2]], [shown[3], shown[1]], [shown[0]]]
-
-    page.locator("#ranking-rationale").press("Control+Enter")
-
-    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
-    expect(page.get_by_role("heading", name="Preparing tasks…")).to_be_visible()
-    ranking = Ranking.objects.get(ranker=trainer)
-    assert ranking.ordering == before_submit
-    assert ranking.flags == {str(flagged): {"flags": ["untruthful"], "note": ""}}
-    assert ranking.rationale == "Clear and correct first."
+    expect(page.locator(ITEMS)).to_have_count(count)
+    return _ids_shown(page)
 
 
-def test_a_missing_flag_note_is_reported_and_the_order_is_kept(
+def test_replies_start_unplaced_and_an_untouched_order_cannot_be_submitted(
     page, live_server, ready_task, trainer
 ):
-    log_in(page, live_server, "tess", PASSWORD)
-    page.goto(f"{live_server.url}/rank/")
+    shown = _open_task(page, live_server)
     items = page.locator(ITEMS)
-    expect(items).to_have_count(4)
-    items.nth(1).focus()
-    page.keyboard.press("ArrowUp")
-    items.nth(1).focus()
-    page.keyboard.press("t")
-    arranged = _on_screen(page)
+    submit = page.get_by_role("button", name="Submit ranking")
+    expect(items.locator(".rank-badge")).to_have_text(["Not placed"] * 4)
+    expect(submit).to_be_disabled()
+    page.keyboard.press("Enter")  # nothing placed: nothing is sent
+    expect(page.locator("#ranking-status")).to_contain_text("Place every reply first (0 of 4")
+
+    # Three of four placed: still not a ranking.
+    for number in ("2", "1", "3"):
+        page.keyboard.press(number)
+    expect(items.locator(".rank-badge")).to_have_text(["Rank 2", "Rank 1", "Rank 3", "Not placed"])
+    expect(page.locator("#ranking-order")).to_have_text("2  >  1  >  3")
+    expect(submit).to_be_disabled()
+
+    # "All equally good" needs a reason before it can be sent.
+    page.get_by_label("All equally good").check()
+    expect(submit).to_be_disabled()
+    page.fill("#ranking-rationale", "all four say the same")
+    expect(submit).to_be_enabled()
+    page.get_by_label("A ranking", exact=True).check()
+    expect(submit).to_be_disabled()
+
+    items.nth(3).get_by_role("button", name="Place next").click()
+    expect(submit).to_be_enabled()
+    submit.click()
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[shown[1]], [shown[0]], [shown[2]], [shown[3]]]
+    assert ranking.verdict == "ranked" and ranking.order_unchanged is False
+    assert ranking.first_placement_ms is not None
+    assert 0 <= ranking.first_placement_ms <= ranking.duration_ms
+
+
+def test_the_order_shown_submitted_as_is_is_recorded_and_the_trainer_flagged(
+    page, live_server, ready_task, trainer, admin_user, settings
+):
+    settings.RANKING_OUTLIER_MIN_RANKINGS = 1
+    shown = _open_task(page, live_server)
+    # A strict ranking of K replies takes K + 1 keys: their numbers best first, then Enter.
+    keys = ("1", "2", "3", "4", "Enter")
+    assert len(keys) == len(shown) + 1
+    for key in keys:
+        page.keyboard.press(key)
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[cid] for cid in shown]
+    assert ranking.order_unchanged is True
+
+    page.context.clear_cookies()
+    log_in(page, live_server, "ada", PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Quality").click()
+    row = page.locator("#trainers tr[data-trainer=tess]")
+    expect(row.locator(".unchanged-rate")).to_have_text("100 %")
+    expect(row).to_have_class("outlier")
+    expect(row.locator(".outlier-reasons")).to_contain_text("submits the order shown 100%")
+
+
+def test_a_tie_an_undo_and_a_flag_from_the_keyboard(page, live_server, ready_task, trainer):
+    shown = _open_task(page, live_server)
+    items = page.locator(ITEMS)
+    # 4 first, 2 tied with it, 1 placed then taken back, then 1 and 3.
+    for key in ("4", "2", "t", "1", "u", "3", "1"):
+        page.keyboard.press(key)
+    expect(page.locator("#ranking-order")).to_have_text("4 = 2  >  3  >  1")
+    expect(items.locator(".rank-badge")).to_have_text(
+        ["Rank 3", "Rank 1 (tie)", "Rank 2", "Rank 1 (tie)"]
+    )
+    page.keyboard.press("f")  # flags of the last placed reply (1)
+    expect(items.nth(0).get_by_label("Harmful")).to_be_focused()
+    page.keyboard.press("Space")
+    page.locator("#ranking-rationale").fill("4 and 2 both correct")
+    page.locator("#ranking-rationale").press("Control+Enter")
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[shown[1], shown[3]], [shown[2]], [shown[0]]]
+    assert ranking.flags == {str(shown[0]): {"flags": ["harmful"], "note": ""}}
+    assert ranking.rationale == "4 and 2 both correct"
+
+
+def test_a_missing_flag_note_is_reported_and_the_placements_are_kept(
+    page, live_server, ready_task, trainer
+):
+    shown = _open_task(page, live_server)
+    items = page.locator(ITEMS)
+    for key in ("2", "1", "4", "t", "3"):
+        page.keyboard.press(key)
+    items.nth(0).locator("summary").click()
     items.nth(0).get_by_label("Other").check()
     page.get_by_role("button", name="Submit ranking").click()
 
     expect(page.locator(".ranking-errors")).to_contain_text("Say what the problem is")
-    assert _on_screen(page) == arranged
+    expect(page.locator("#ranking-order")).to_have_text("2  >  1 = 4  >  3")
     expect(items.nth(0).get_by_label("Other")).to_be_checked()
     assert not Ranking.objects.exists()
 
     items.nth(0).locator(".flag-note").fill("made-up citation")
     page.get_by_role("button", name="Submit ranking").click()
-    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
-    assert Ranking.objects.get(ranker=trainer).ordering == arranged
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    assert Ranking.objects.get(ranker=trainer).ordering == [
+        [shown[1]],
+        [shown[0], shown[3]],
+        [shown[2]],
+    ]
+
+
+def test_the_rank_page_claims_only_by_post(page, live_server, ready_task, trainer):
+    claims = []
+    page.on(
+        "request",
+        lambda request: claims.append(request.method) if "/rank/claim/" in request.url else None,
+    )
+    _open_task(page, live_server)
+    assert claims == ["POST"]
 
 
 def test_waiting_page_polls_and_swaps_the_task_in_once_it_is_ready(
@@ -133,7 +161,7 @@ def test_waiting_page_polls_and_swaps_the_task_in_once_it_is_ready(
 ):
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/rank/")
-    expect(page.get_by_role("heading", name="Preparing tasks…")).to_be_visible()
+    expect(page.get_by_role("heading", name="Nothing to rank yet")).to_be_visible()
 
     settings.RANKING_MAX_NEW_TOKENS = 8
     finished_conversation(other_trainer)
@@ -151,10 +179,8 @@ def test_a_reply_is_rated_and_reported_beside_the_ranking_and_both_are_kept(
 ):
     from labeling.models import Feedback
 
-    log_in(page, live_server, "tess", PASSWORD)
-    page.goto(f"{live_server.url}/rank/")
+    _open_task(page, live_server)
     items = page.locator(ITEMS)
-    expect(items).to_have_count(4)
     first = int(items.first.get_attribute("data-candidate-id"))
     message_id = ready_task.candidates.get(pk=first).message_id
     widget = page.locator(f"#feedback-message-{message_id}")
@@ -170,15 +196,182 @@ def test_a_reply_is_rated_and_reported_beside_the_ranking_and_both_are_kept(
     widget.get_by_role("button", name="Send report").click()
     expect(widget.locator("summary")).to_contain_text("Reported")
 
-    # The ranking is untouched by typing in the report, and still submits.
-    assert _ids(page)[0] == first
-    items.nth(3).focus()
-    page.keyboard.press("1")
-    arranged = _on_screen(page)
-    page.get_by_role("button", name="Submit ranking").click()
-    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
+    # Typing in the report placed nothing; the ranking still submits.
+    expect(items.locator(".rank-badge")).to_have_text(["Not placed"] * 4)
+    shown = _ids_shown(page)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    for key in ("4", "3", "2", "1", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
 
-    assert Ranking.objects.get(ranker=trainer).ordering == arranged
+    assert Ranking.objects.get(ranker=trainer).ordering == [[cid] for cid in shown[::-1]]
     feedback = Feedback.objects.get(user=trainer, message_id=message_id)
     assert feedback.rating == "down" and feedback.categories == ["untruthful"]
     assert feedback.comment == "it invents a 1st place and 2 tickets"
+
+
+@pytest.fixture
+def second_task(ready_task, other_trainer):
+    """Another ready task for tess, after ready_task (built without running the model)."""
+    conversation = finished_conversation(other_trainer, turns=("second question?", "an answer."))
+    return task_from_source(conversation.active_leaf, model_version=ready_task.model_version)
+
+
+def test_after_submit_the_next_task_is_at_the_top_with_focus_and_a_toast_can_undo(
+    page, live_server, ready_task, second_task, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 600  # the window is a setting: no waiting on a clock
+    page.set_viewport_size({"width": 1366, "height": 600})
+    shown = _open_task(page, live_server)
+    first_card = page.locator("#ranking-card").get_attribute("data-assignment-id")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    assert page.evaluate("window.scrollY") > 0
+    for key in ("2", "1", "4", "3", "Enter"):
+        page.keyboard.press(key)
+
+    card = page.locator("#ranking-card")
+    expect(card).not_to_have_attribute("data-assignment-id", first_card)
+    expect(page.locator("#ranking-title")).to_be_focused()
+    page.wait_for_function("window.scrollY === 0")
+    expect(page.locator(ITEMS)).to_have_count(4)
+    toast = page.locator("#toast-region .toast")
+    expect(toast).to_contain_text("Ranking saved.")
+    ready_task.refresh_from_db()
+    assert ready_task.rankings_count == 1 and Ranking.objects.filter(ranker=trainer).count() == 1
+
+    toast.get_by_role("button", name="Undo").click()
+
+    expect(card).to_have_attribute("data-assignment-id", first_card)
+    expect(page.locator("#ranking-order")).to_have_text("2  >  1  >  4  >  3")
+    expect(page.locator("#toast-region .toast")).to_contain_text("Ranking taken back")
+    assert not Ranking.objects.filter(ranker=trainer).exists()
+    ready_task.refresh_from_db()
+    assert ready_task.rankings_count == 0
+    # Changed and sent again.
+    for key in ("u", "u", "3", "4"):
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    expect(card).not_to_have_attribute("data-assignment-id", first_card)
+    assert Ranking.objects.get(ranker=trainer, task=ready_task).ordering == [
+        [shown[1]],
+        [shown[0]],
+        [shown[2]],
+        [shown[3]],
+    ]
+
+
+def test_once_the_undo_window_is_over_the_toast_and_its_undo_are_gone(
+    page, live_server, ready_task, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 0
+    _open_task(page, live_server)
+    for key in ("1", "2", "3", "4", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("heading", name="You ranked everything available")).to_be_visible()
+    expect(page.locator("#toast-region .toast")).to_have_count(0)
+    assert Ranking.objects.filter(ranker=trainer).count() == 1
+
+
+REPLY_300 = (
+    "Thursday works. The room on the second floor is free from two to four, and the projector "
+    "there was fixed last week. I will send the invitation with the agenda attached; please "
+    "add anything missing by Wednesday noon so everyone can read it beforehand. Bring the "
+    "figures from the last quarter too. Thx."
+)
+
+
+def test_three_replies_of_300_characters_fit_on_a_laptop_screen_and_long_ones_fold(
+    page, live_server, ready_task, trainer
+):
+    from labeling.models import Message
+
+    assert len(REPLY_300) == 300
+    messages = [c.message_id for c in ready_task.candidates.order_by("position")]
+    Message.objects.filter(pk__in=messages[:3]).update(content=REPLY_300)
+    Message.objects.filter(pk=messages[3]).update(content=(REPLY_300 + "\n\n") * 8)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    _open_task(page, live_server)
+
+    # Fully in view: below the top of the window, above the sticky bar holding the order.
+    bar_top = page.locator(".ranking-bar").bounding_box()["y"]
+    rects = [item.bounding_box() for item in page.locator(ITEMS).all()]
+    fully_visible = [r for r in rects if r["y"] >= 0 and r["y"] + r["height"] <= min(768, bar_top)]
+    assert len(fully_visible) >= 3, (bar_top, rects)
+    long_one = page.locator(f"{ITEMS}[data-candidate-id]").filter(
+        has=page.locator(".unfold:not([hidden])")
+    )
+    expect(long_one).to_have_count(1)
+    folded_height = long_one.bounding_box()["height"]
+    long_one.locator(".unfold").click()
+    expect(long_one.locator(".unfold")).to_have_attribute("aria-expanded", "true")
+    assert long_one.bounding_box()["height"] > folded_height * 1.5
+
+
+def test_question_mark_lists_the_shortcuts(page, live_server, ready_task, trainer):
+    _open_task(page, live_server)
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    expect(dialog).to_be_hidden()
+    page.keyboard.press("?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Undo the last placement")
+    expect(page.locator("#guidelines-panel")).to_be_hidden()  # "?" is this page's own key
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+
+
+def test_two_replies_are_shown_side_by_side(page, live_server, other_trainer, trainer):
+    conversation = finished_conversation(other_trainer, turns=("which is clearer?", "this one."))
+    model_version = model_version_create("side-by-side")
+    task_from_source(conversation.active_leaf, model_version=model_version, alternatives=1)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    _open_task(page, live_server, count=2)
+
+    first, second = (item.bounding_box() for item in page.locator(ITEMS).all())
+    assert first["y"] == second["y"] and second["x"] > first["x"] + first["width"] - 1
+    toggle = page.get_by_role("button", name="Side by side")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    first, second = (item.bounding_box() for item in page.locator(ITEMS).all())
+    assert second["y"] >= first["y"] + first["height"]
+    page.locator("#ranking-title").focus()  # Enter on the toggle would press it again
+    for key in ("2", "1", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+
+
+def test_a_conflict_is_shown_at_the_top_where_the_trainer_looks_and_keeps_the_answer(
+    page, live_server, ready_task, trainer
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.services import user_create_trainer
+    from ranking.models import Assignment
+
+    page.set_viewport_size({"width": 1366, "height": 600})
+    _open_task(page, live_server)
+    # Meanwhile the lease runs out and two other trainers complete the task.
+    Assignment.objects.filter(trainer=trainer).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    for username in ("uma", "ugo"):
+        other = user_create_trainer(username=username, password="a-Strong-passw0rd-x")
+        lease = services.task_claim_next(trainer=other)
+        services.ranking_submit(
+            assignment=lease,
+            trainer=other,
+            ranking=services.RankingInput(ordering=[[i] for i in lease.presentation_order]),
+        )
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    for key in ("3", "1", "2", "4", "Enter"):
+        page.keyboard.press(key)
+
+    alert = page.locator(".ranking-conflict")
+    expect(alert).to_contain_text("Your lease on this task ran out")
+    page.wait_for_function("window.scrollY === 0")
+    box = alert.bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 600
+    expect(page.locator("#ranking-order")).to_have_text("3  >  1  >  2  >  4")  # still there
+    assert not Ranking.objects.filter(ranker=trainer).exists()

@@ -84,6 +84,7 @@ def task_from_source(
                 origin=Message.Origin.MODEL,
                 sample=sample,
                 model_version=model_version,
+                is_candidate=True,
             )
         )
     task = RankingTask.objects.create(

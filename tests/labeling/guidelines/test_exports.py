@@ -79,4 +79,4 @@ def test_streaming_api_and_exports_form_take_the_new_filters(admin_client_, vers
         },
     )
     assert response.status_code == 200, response.content
-    assert b"0 rankings match" in response.content
+    assert b"(from 0 rankings)" in response.content

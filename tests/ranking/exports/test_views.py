@@ -1,6 +1,8 @@
 import pytest
 from django.urls import reverse
 
+from ranking.exports.filters import ExportFilters
+from ranking.exports.pipeline import records
 from ranking.models import DatasetExport
 from sampler.jobs.services import job_run_inline
 
@@ -24,7 +26,12 @@ def test_preview_counts_matching_rankings(admin_client_, ranked):
             "split_seed": "0",
         },
     )
-    assert response.status_code == 200 and b"6 rankings match" in response.content
+    assert response.status_code == 200 and b"(from 6 rankings)" in response.content
+    # The rows the file will hold, per split: here pairs, six per strict ranking of four.
+    written = list(records("pairs", ExportFilters()))
+    train = sum(1 for record in written if record["split"] == "train")
+    expected = f"{len(written)} rows to write: {train} train, {len(written) - train} test"
+    assert len(written) == 36 and expected in response.content.decode()
     response = admin_client_.get(
         url,
         {
@@ -36,7 +43,7 @@ def test_preview_counts_matching_rankings(admin_client_, ranked):
             "exclude_trainers": [rankers[0].pk],
         },
     )
-    assert b"3 rankings match" in response.content
+    assert b"(from 3 rankings)" in response.content
 
 
 def test_bad_filters_get_a_message_not_a_500(admin_client_):

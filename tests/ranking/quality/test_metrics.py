@@ -143,3 +143,40 @@ def test_quality_summary_per_trainer_compares_only_with_other_trainers():
     assert trainers[30].median_seconds == 17.5
     assert trainers[40].rankings == 0 and trainers[40].agreement is None
     assert trainers[40].skips == 2
+
+
+def test_trainers_who_keep_the_order_shown_or_submit_very_fast_are_flagged():
+    def record(task_id, ranker_id, *, unchanged, duration_ms):
+        return RankingRecord(
+            task_id=task_id,
+            ranker_id=ranker_id,
+            ordering=[[1], [2]],
+            duration_ms=duration_ms,
+            order_unchanged=unchanged,
+        )
+
+    records = [
+        # 40: keeps the shown order 3 times in 5 (chance: 1 in 24 for four replies).
+        *(record(t, 40, unchanged=t < 3, duration_ms=30_000) for t in range(5)),
+        # 41: careful, but 2 of 5 submitted within the fast threshold.
+        *(record(t, 41, unchanged=False, duration_ms=2_000 if t < 2 else 40_000) for t in range(5)),
+        # 42: both habits, but too few rankings to judge.
+        record(0, 42, unchanged=True, duration_ms=1_000),
+        # 43: careful (one "all bad" verdict has no order).
+        *(record(t, 43, unchanged=False, duration_ms=40_000) for t in range(4)),
+        RankingRecord(task_id=9, ranker_id=43, ordering=[], cannot_rank=True, duration_ms=9_000),
+    ]
+
+    trainers = {
+        row.ranker_id: row
+        for row in quality_summary(
+            records, fast_ms=8_000, outlier_share=0.3, outlier_min_rankings=5
+        ).trainers
+    }
+
+    assert trainers[40].unchanged_rate == 0.6 and trainers[40].fast_rate == 0.0
+    assert trainers[40].outlier_reasons == ("submits the order shown 60% of the time",)
+    assert trainers[41].fast_rate == 0.4
+    assert trainers[41].outlier_reasons == ("40% of rankings very fast",)
+    assert trainers[42].unchanged_rate == 1.0 and trainers[42].outlier_reasons == ()
+    assert trainers[43].unchanged_rate == 0.0 and trainers[43].outlier_reasons == ()

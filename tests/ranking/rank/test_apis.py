@@ -225,8 +225,9 @@ def test_quality_page_shows_agreement_of_two_trainers_on_the_same_task(
     rows = {row.username: row.quality for row in report.trainers}
     assert set(rows) == {"tess", "thea"}
     assert rows["tess"].agreement == pytest.approx(5 / 6) and rows["tess"].rankings == 1
-    admin_link = reverse("admin:ranking_rankingtask_change", args=[ready_task.pk])
-    assert f'href="{admin_link}"' in html
+    # The task opens on a read-only page, not in the editable Django admin.
+    task_link = reverse("ranking:quality-task", args=[ready_task.pk])
+    assert f'href="{task_link}"' in html
 
 
 def test_quality_page_filters_by_date_and_model_version(

@@ -10,7 +10,7 @@ from django.utils import timezone
 from accounts.services import user_create_trainer
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.models import Conversation, Message
-from ranking.models import Assignment, RankingTask
+from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.selectors import assignment_screen
 from ranking.rank.services import RankingConflict, RankingInput
@@ -376,3 +376,106 @@ def test_source_pick_draws_again_when_its_conversation_is_used_up_meanwhile(
     picked = ranking_source_pick(rng=random.Random(0), origins=["model"])
 
     assert picked.conversation_id == kept.pk
+
+
+# ---- verdicts, the order shown, taking a ranking back -----------------------------------------
+
+
+def test_a_ranking_records_whether_it_kept_the_order_shown(quick_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    ids = assignment.presentation_order
+
+    ranking = services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput([[cid] for cid in ids], first_placement_ms=10**9),
+    )
+
+    assert ranking.order_unchanged is True and ranking.verdict == "ranked"
+    # The browser's figure never exceeds the time the server measured.
+    assert ranking.first_placement_ms == ranking.duration_ms
+
+
+@pytest.mark.parametrize("verdict", ["all_equal", "all_bad", "cannot_rank"])
+def test_a_verdict_needs_a_reason(quick_task, trainer, verdict):
+    assignment = services.task_claim_next(trainer=trainer)
+
+    with pytest.raises(ValidationError, match="Say why"):
+        services.ranking_submit(
+            assignment=assignment, trainer=trainer, ranking=RankingInput([], verdict=verdict)
+        )
+
+
+def test_all_equally_good_is_one_tie_group_in_the_order_shown(quick_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+
+    ranking = services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput([], verdict="all_equal", rationale="same facts, same tone"),
+    )
+
+    assert ranking.ordering == [assignment.presentation_order]
+    assert ranking.cannot_rank is False and ranking.order_unchanged is None
+
+
+def test_undo_deletes_the_ranking_recounts_the_task_and_gives_the_task_back(
+    quick_task, trainer, other_trainer, settings, clock
+):
+    settings.RANKING_UNDO_SECONDS = 10
+    quick_task.overlap_required = 1
+    quick_task.save()
+    second = task_from_source(
+        finished_conversation(other_trainer).active_leaf, model_version=quick_task.model_version
+    )
+    assignment = services.task_claim_next(trainer=trainer)
+    ranking = services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+    quick_task.refresh_from_db()
+    assert (quick_task.status, quick_task.rankings_count) == (RankingTask.Status.COMPLETE, 1)
+    next_lease = services.task_claim_next(trainer=trainer)  # the next task, shown after submit
+    assert next_lease.task_id == second.pk
+    clock.advance(timedelta(seconds=10))
+
+    restored = services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
+
+    assert restored.pk == assignment.pk and restored.status == Assignment.Status.LEASED
+    assert not Ranking.objects.exists()
+    quick_task.refresh_from_db()
+    assert (quick_task.status, quick_task.rankings_count, quick_task.leased_count) == (
+        RankingTask.Status.READY,
+        0,
+        1,
+    )
+    # The next task's lease was handed back; the trainer is on the task they took back.
+    assert not Assignment.objects.filter(pk=next_lease.pk).exists()
+    second.refresh_from_db()
+    assert second.leased_count == 0
+    assert services.task_claim_next(trainer=trainer) == restored
+
+
+def test_undo_after_the_window_is_refused_and_keeps_the_ranking(
+    quick_task, trainer, settings, clock
+):
+    settings.RANKING_UNDO_SECONDS = 10
+    assignment = services.task_claim_next(trainer=trainer)
+    ranking = services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+    clock.advance(timedelta(seconds=11))
+
+    with pytest.raises(RankingConflict, match="Too late"):
+        services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
+    assert Ranking.objects.filter(pk=ranking.pk).exists()
+
+
+def test_nobody_takes_back_another_trainers_ranking(quick_task, trainer, other_trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    ranking = services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+
+    with pytest.raises(RankingConflict):
+        services.ranking_undo(ranking_id=ranking.pk, trainer=other_trainer)
+    assert Ranking.objects.filter(pk=ranking.pk).exists()

@@ -15,7 +15,15 @@ from tests.conftest import PASSWORD
 from tests.ranking.conftest import finished_conversation
 
 RANK_URL = reverse("ranking:rank")
+CLAIM_URL = reverse("ranking:claim")
 HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _claim(client, **extra):
+    """Ask for a task the way the page does (a POST); the page it leads to."""
+    if extra:
+        return client.post(CLAIM_URL, **extra)
+    return client.post(CLAIM_URL, follow=True)
 
 
 def _assignment(trainer) -> Assignment:
@@ -35,25 +43,39 @@ def _form(ids: list[int], ranks: list[object], **extra) -> dict:
     return {**data, **extra}
 
 
-def test_rank_page_leases_a_task_and_shows_its_candidates_in_presentation_order(
+def test_the_rank_page_never_claims_on_get_it_asks_by_post(ready_task, trainer_client, trainer):
+    response = trainer_client.get(RANK_URL)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert not Assignment.objects.exists()
+    assert "Start ranking" in html
+    assert f'hx-post="{CLAIM_URL}" hx-trigger="load, submit"' in html
+    assert f'action="{CLAIM_URL}"' in html  # the button works without JavaScript
+    assert trainer_client.get(RANK_URL, **HTMX).status_code == 200
+    assert not Assignment.objects.exists()
+
+
+def test_claiming_leases_a_task_and_shows_its_candidates_unranked_in_presentation_order(
     ready_task, trainer_client, trainer
 ):
-    response = trainer_client.get(RANK_URL)
+    response = _claim(trainer_client)
 
     assert response.status_code == 200
     assignment = _assignment(trainer)
     html = response.content.decode()
     assert _shown_ids(html) == assignment.presentation_order
-    assert [f"Reply {letter}" in html for letter in "ABCD"] == [True] * 4
+    assert [f"Reply {number}" in html for number in "1234"] == [True] * 4
     for candidate_id in assignment.presentation_order:
-        assert f'name="rank_{candidate_id}"' in html
+        # Nothing is ranked until the trainer ranks it.
+        assert f'name="rank_{candidate_id}" value=""' in html
         assert f'name="flag_{candidate_id}" value="off_topic"' in html
     assert ready_task.prefix_message.content in html
     assert 'id="ranking-list"' in html and 'hx-trigger="every' not in html  # no polling
 
 
 def test_reloading_the_page_resumes_the_same_lease(ready_task, trainer_client, trainer):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     first = _assignment(trainer)
     response = trainer_client.get(RANK_URL, **HTMX)
 
@@ -65,7 +87,7 @@ def test_reloading_the_page_resumes_the_same_lease(ready_task, trainer_client, t
 def test_submit_with_a_tie_and_a_flag_stores_exactly_that_ranking(
     ready_task, trainer_client, trainer
 ):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
     a, b, c, d = assignment.presentation_order
 
@@ -79,21 +101,21 @@ def test_submit_with_a_tie_and_a_flag_stores_exactly_that_ranking(
         ),
     )
 
-    assert response.status_code == 302 and response.url == RANK_URL
+    assert response.status_code == 302 and response.url == f"{RANK_URL}?waiting=1"
     ranking = Ranking.objects.get(ranker=trainer)
     assert ranking.ordering == [[b], [a, d], [c]]
     assert ranking.flags == {str(c): {"flags": ["harmful", "other"], "note": "insults the user"}}
     assert ranking.rationale == "B answers the question."
     assert ranking.cannot_rank is False
     assert ranking.presentation_order == assignment.presentation_order
-    page = trainer_client.get(RANK_URL).content.decode()
+    page = _claim(trainer_client).content.decode()
     assert "Ranking saved." in page
 
 
 def test_submit_over_htmx_swaps_in_the_next_state_with_the_message(
     ready_task, trainer_client, trainer
 ):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
     ids = assignment.presentation_order
 
@@ -103,27 +125,78 @@ def test_submit_over_htmx_swaps_in_the_next_state_with_the_message(
     html = response.content.decode()
     assert "Ranking saved." in html
     # overlap 2, the writer never ranks: nothing is left for this trainer.
-    assert "Preparing tasks" in html and 'hx-trigger="every 3s"' in html
+    assert "You ranked everything available" in html and 'hx-trigger="every 3s, submit"' in html
     assert Ranking.objects.get(ranker=trainer).ordering == [[ids[0]], [ids[1]], [ids[2]], [ids[3]]]
 
 
-def test_cannot_rank_needs_no_ranks(ready_task, trainer_client, trainer):
-    trainer_client.get(RANK_URL)
+@pytest.mark.parametrize(
+    ("verdict", "cannot_rank", "tied"),
+    [("all_bad", True, False), ("cannot_rank", True, False), ("all_equal", False, True)],
+)
+def test_a_verdict_with_a_reason_needs_no_ranks(
+    ready_task, trainer_client, trainer, verdict, cannot_rank, tied
+):
+    _claim(trainer_client)
     assignment = _assignment(trainer)
 
     response = trainer_client.post(
-        _submit_url(assignment), {"cannot_rank": "on", "rationale": "all off-topic"}
+        _submit_url(assignment), {"verdict": verdict, "rationale": "all off-topic"}
     )
 
     assert response.status_code == 302
     ranking = Ranking.objects.get(ranker=trainer)
-    assert ranking.cannot_rank is True and ranking.ordering == []
+    assert ranking.verdict == verdict and ranking.cannot_rank is cannot_rank
+    assert ranking.ordering == ([assignment.presentation_order] if tied else [])
+    assert ranking.order_unchanged is None
+
+
+def test_a_verdict_without_a_reason_is_refused(ready_task, trainer_client, trainer):
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+
+    response = trainer_client.post(_submit_url(assignment), {"verdict": "all_equal"}, **HTMX)
+
+    assert response.status_code == 422
+    assert "Say why when you choose &quot;all equally good&quot;" in response.content.decode()
+    assert not Ranking.objects.exists()
+
+
+def test_an_untouched_form_cannot_be_submitted(ready_task, trainer_client, trainer):
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+
+    response = trainer_client.post(
+        _submit_url(assignment), {"order": ids, **{f"rank_{cid}": "" for cid in ids}}, **HTMX
+    )
+
+    assert response.status_code == 422
+    assert "Reply 1 has no rank" in response.content.decode()
+    assert not Ranking.objects.exists()
+
+
+@pytest.mark.parametrize("shown_order", [True, False])
+def test_a_ranking_stores_whether_it_kept_the_order_shown_and_the_first_placement_time(
+    ready_task, trainer_client, trainer, shown_order
+):
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+    ranks = [1, 2, 3, 4] if shown_order else [2, 1, 3, 4]
+
+    trainer_client.post(
+        _submit_url(assignment), _form(ids, ranks, first_placement_ms="2400"), **HTMX
+    )
+
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.order_unchanged is shown_order
+    assert ranking.first_placement_ms == min(2400, ranking.duration_ms)
 
 
 def test_invalid_ranks_answer_422_with_a_message_and_keep_everything_entered(
     ready_task, trainer_client, trainer
 ):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
     a, b, c, d = assignment.presentation_order
 
@@ -145,13 +218,12 @@ def test_invalid_ranks_answer_422_with_a_message_and_keep_everything_entered(
 
     assert response.status_code == 422
     html = response.content.decode()
-    assert "Reply C: the rank must be a whole number from 1 (best) to 4." in html
-    assert "Reply B has no rank" in html
+    assert "Reply 3: the rank must be a whole number from 1 (best) to 4." in html
+    assert "Reply 2 has no rank" in html
     assert 'role="alert"' in html
     assert _shown_ids(html) == [d, c, b, a]  # the order as it was on screen
     assert re.search(rf'name="rank_{c}" value="1.5"', html)
     assert re.search(rf'name="rank_{c}" value="1.5"[^>]*aria-invalid="true"', html, re.S)
-    assert re.search(rf'name="tie_{c}" checked', html)
     assert re.search(rf'name="flag_{b}" value="untruthful"\s+checked', html)
     assert 'value="wrong date"' in html
     assert "D is the only correct one</textarea>" in html
@@ -161,7 +233,7 @@ def test_invalid_ranks_answer_422_with_a_message_and_keep_everything_entered(
 def test_service_validation_errors_answer_422_and_keep_the_input(
     ready_task, trainer_client, trainer
 ):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
     ids = assignment.presentation_order
 
@@ -182,7 +254,7 @@ def test_service_validation_errors_answer_422_and_keep_the_input(
 def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
     ready_task, trainer_client, trainer
 ):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
     ids = assignment.presentation_order
     first = _form(ids, [1, 2, 3, 4])
@@ -203,7 +275,7 @@ def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
 def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
     ready_task, trainer_client, trainer
 ):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
     Assignment.objects.filter(pk=assignment.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
@@ -232,7 +304,7 @@ def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
 
 
 def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, trainer_client, trainer):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
 
     response = trainer_client.post(
@@ -240,20 +312,20 @@ def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, trainer_c
     )
 
     assert response.status_code == 200
-    assert "Preparing tasks" in response.content.decode()
+    assert "You ranked everything available" in response.content.decode()
     assignment.refresh_from_db()
     assert assignment.status == Assignment.Status.SKIPPED
     assert assignment.skip_reason == "not my language"
     ready_task.refresh_from_db()
     assert ready_task.leased_count == 0
     # Skipped tasks are not offered again.
-    assert "Preparing tasks" in trainer_client.get(RANK_URL).content.decode()
+    assert "You ranked everything available" in _claim(trainer_client).content.decode()
 
 
 def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
     ready_task, trainer_client, trainer
 ):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
     ids = assignment.presentation_order
 
@@ -272,7 +344,7 @@ def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
 def test_another_trainers_assignment_is_not_found(ready_task, trainer_client, trainer, db):
     intruder = Client()
     intruder.force_login(user_create_trainer(username="ivan", password="a-Strong-passw0rd-x"))
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     assignment = _assignment(trainer)
     ids = assignment.presentation_order
 
@@ -290,6 +362,7 @@ def test_users_without_the_trainer_role_are_forbidden(ready_task, plain_user):
     client.force_login(plain_user)
 
     assert client.get(RANK_URL).status_code == 403
+    assert client.post(CLAIM_URL).status_code == 403
     assert client.post(reverse("ranking:submit", args=[1])).status_code == 403
     assert client.post(reverse("ranking:skip", args=[1])).status_code == 403
     assert not Assignment.objects.exists()
@@ -301,19 +374,57 @@ def test_anonymous_visitors_are_sent_to_log_in(db):
     assert response.status_code == 302 and "/accounts/login/" in response.url
 
 
-def test_without_a_task_the_page_says_preparing_and_polls(trainer_client):
-    response = trainer_client.get(RANK_URL)
+def test_without_a_task_the_page_says_preparing_and_polls_by_post(trainer_client):
+    response = _claim(trainer_client)
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert "Preparing tasks…" in html
+    assert "Nothing to rank yet" in html and "Write and finish conversations" in html
     assert 'id="ranking-card"' in html
-    assert f'hx-get="{RANK_URL}"' in html and 'hx-trigger="every 3s"' in html
-    assert f'href="{RANK_URL}"' in html
+    assert f'hx-post="{CLAIM_URL}" hx-trigger="every 3s, submit"' in html
+    assert "Check now" in html
+
+
+def test_tasks_waiting_for_sampling_without_a_worker_say_so(
+    policy, other_trainer, trainer_client, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    finished_conversation(other_trainer)
+    services.ranking_task_create(rng=random.Random(0), alternatives=2, queue=False)
+
+    html = _claim(trainer_client).content.decode()
+
+    assert "Waiting for a sampling worker" in html
+    assert "1 task waits for the model" in html
+
+
+def test_tasks_being_sampled_by_a_live_worker_show_the_pool_progress(
+    policy, other_trainer, trainer_client, settings
+):
+    from sampler.workers.models import WorkerHeartbeat
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.RANKING_POOL_SIZE = 4
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="gen@host",
+        queues=["generation"],
+        hostname="host",
+        pid=1,
+        started_at=now,
+        last_seen=now,
+    )
+    finished_conversation(other_trainer)
+    services.ranking_task_create(rng=random.Random(0), alternatives=2, queue=False)
+
+    html = _claim(trainer_client).content.decode()
+
+    assert "Preparing tasks…" in html
+    assert "Task pool: 1 of 4" in html and '<progress max="100" value="25">' in html
 
 
 def test_polling_swaps_the_task_in_once_one_is_ready(ready_task, trainer_client, trainer):
-    response = trainer_client.get(RANK_URL, **HTMX)
+    response = _claim(trainer_client, **HTMX)
 
     html = response.content.decode()
     assert 'id="ranking-list"' in html and "every 3s" not in html
@@ -325,7 +436,7 @@ def test_model_text_is_sanitised(ready_task, trainer_client, trainer):
         content='<script>alert("x")</script><img src=x onerror=alert(1)> **bold**'
     )
 
-    html = trainer_client.get(RANK_URL).content.decode()
+    html = _claim(trainer_client).content.decode()
 
     assert "<strong>bold</strong>" in html
     assert '<script>alert("x")' not in html and "<img" not in html
@@ -348,12 +459,14 @@ def long_task(policy, other_trainer, settings):
 
 
 def test_long_prefixes_fold_older_turns_with_their_count(long_task, trainer_client):
-    html = trainer_client.get(RANK_URL).content.decode()
+    html = _claim(trainer_client).content.decode()
 
-    assert "<details" in html and "Show 1 earlier turn<" in html
+    # Only the last exchange is open, so the replies start high on the screen.
+    assert "<details" in html and "Show 3 earlier turns<" in html
     folded, shown = html.split("</details>", 1)
-    assert "u one" in folded
-    for text in ("a one", "u two", "a two", "u three"):
+    for text in ("u one", "a one", "u two"):
+        assert text in folded and text not in shown
+    for text in ("a two", "u three"):
         assert text in shown
 
 
@@ -378,7 +491,7 @@ def _candidate_messages(assignment: Assignment) -> dict[int, Message]:
 def test_flagged_replies_carry_the_filters_warning_on_the_ranking_page(
     flag_everything, ready_task, trainer_client, trainer
 ):
-    html = trainer_client.get(RANK_URL).content.decode()
+    html = _claim(trainer_client).content.decode()
 
     assignment = _assignment(trainer)
     sampled = [m for m in _candidate_messages(assignment).values() if m.sample_id]
@@ -392,7 +505,7 @@ def test_unflagged_replies_show_no_warning(ready_task, trainer_client, settings)
     settings.CONTENT_FILTER_PATTERNS = {}
     settings.CONTENT_FILTER_WORDS = {}
 
-    html = trainer_client.get(RANK_URL).content.decode()
+    html = _claim(trainer_client).content.decode()
 
     assert 'class="moderation-warning"' not in html
 
@@ -400,7 +513,7 @@ def test_unflagged_replies_show_no_warning(ready_task, trainer_client, settings)
 def test_every_reply_gets_a_feedback_slot_outside_the_ranking_form(
     ready_task, trainer_client, trainer
 ):
-    html = trainer_client.get(RANK_URL).content.decode()
+    html = _claim(trainer_client).content.decode()
 
     assignment = _assignment(trainer)
     form_end = html.index("</form>", html.index('id="ranking-form"'))
@@ -411,7 +524,7 @@ def test_every_reply_gets_a_feedback_slot_outside_the_ranking_form(
 
 
 def test_a_trainer_rates_and_reports_a_reply_of_their_task(ready_task, trainer_client, trainer):
-    trainer_client.get(RANK_URL)
+    _claim(trainer_client)
     message = next(iter(_candidate_messages(_assignment(trainer)).values()))
     url = f"/write/feedback/message/{message.pk}/"
 
@@ -443,3 +556,46 @@ def test_replies_of_tasks_never_given_to_a_trainer_stay_hidden(ready_task, train
         ).status_code
         == 404
     )
+
+
+def test_submit_over_htmx_brings_a_toast_with_an_undo_that_takes_the_ranking_back(
+    ready_task, trainer_client, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 600
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+    response = trainer_client.post(_submit_url(assignment), _form(ids, [2, 1, 3, 3]), **HTMX)
+    ranking = Ranking.objects.get(ranker=trainer)
+    html = response.content.decode()
+    undo_url = reverse("ranking:undo", args=[ranking.pk])
+    assert 'id="toast-region" hx-swap-oob="innerHTML"' in html
+    assert 'data-timeout="600"' in html and f'hx-post="{undo_url}"' in html
+
+    undone = trainer_client.post(undo_url, **HTMX)
+
+    assert undone.status_code == 200
+    html = undone.content.decode()
+    assert "Ranking taken back" in html
+    # The task is back on screen as it was answered.
+    assert f'name="rank_{ids[0]}" value="2"' in html and f'name="rank_{ids[3]}" value="3"' in html
+    assert not Ranking.objects.exists()
+    assert _assignment(trainer).pk == assignment.pk
+
+
+def test_undo_after_the_window_answers_409_in_the_toast_only(
+    ready_task, trainer_client, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 0
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    trainer_client.post(
+        _submit_url(assignment), _form(assignment.presentation_order, [1, 2, 3, 4]), **HTMX
+    )
+    ranking = Ranking.objects.get(ranker=trainer)
+
+    response = trainer_client.post(reverse("ranking:undo", args=[ranking.pk]), **HTMX)
+
+    assert response.status_code == 409 and response["HX-Reswap"] == "none"
+    assert "Too late to take this ranking back" in response.content.decode()
+    assert Ranking.objects.filter(pk=ranking.pk).exists()

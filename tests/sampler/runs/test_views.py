@@ -114,8 +114,10 @@ def test_run_detail_plots_curves_and_polls_only_while_running(admin_client_, pol
     page = admin_client_.get(url)
     assert page.status_code == 200
     html = page.content.decode()
-    assert html.count("<svg") == 3  # loss, accuracy, learning rate
-    assert "loss/eval" in html and "polyline" in html and 'hx-trigger="every 2s"' in html
+    # loss, accuracy, learning rate: Chart.js canvases with their data beside them (JSON)
+    assert html.count('data-chart="line"') == 3
+    assert '"loss/eval": [[10.0, 0.55]]' in html and 'hx-trigger="every 2s"' in html
+    assert "loss/eval: 0.55 at step 10" in html  # the latest values, as text
 
     partial = admin_client_.get(url, headers={"HX-Request": "true"})
     assert "<h1>" not in partial.content.decode() and "every 2s" in partial.content.decode()
@@ -134,7 +136,7 @@ def test_run_detail_plots_curves_and_polls_only_while_running(admin_client_, pol
     assert version.is_active
 
 
-def test_metric_names_are_escaped_in_the_svg(admin_client_, policy):
+def test_metric_names_are_escaped_in_the_charts(admin_client_, policy):
     run = _run(policy, metrics={"loss/<script>alert(1)</script>": [[1, 1.0], [2, 0.5]]})
     html = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk})).content
     assert b"<script>alert(1)" not in html and b"&lt;script&gt;" in html

@@ -1,0 +1,70 @@
+"""No text is ever lost: an expired session and a lost connection while typing."""
+
+import pytest
+from playwright.sync_api import expect
+
+from labeling.conversations.models import Conversation, Draft
+from tests.browser.conftest import log_in
+from tests.conftest import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _composer_draft(conversation) -> str | None:
+    draft = Draft.objects.filter(conversation=conversation, editing__isnull=True).first()
+    return draft.content if draft else None
+
+
+def test_a_sentence_typed_across_an_expired_session_survives_the_login(page, live_server, trainer):
+    conversation = Conversation.objects.create(owner=trainer, title="Session test")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    composer = page.locator("#composer-text")
+    composer.press_sequentially("The meeting moved to Thursday")
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+    assert _composer_draft(conversation) == "The meeting moved to Thursday"
+
+    # The session ends mid-sentence (the CSRF cookie stays, as it does when a session expires).
+    page.context.clear_cookies(name="sessionid")
+    composer.press_sequentially(" because the room was double booked.")
+
+    # The save met a 401 (not the login page swapped into the editor): the login page, then back.
+    page.wait_for_url(f"**/accounts/login/?next=%2Fwrite%2F{conversation.pk}%2F")
+    page.fill("#id_username", "tess")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/write/{conversation.pk}/")
+
+    full = "The meeting moved to Thursday because the room was double booked."
+    expect(page.locator("#composer-text")).to_have_value(full)
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+    assert _composer_draft(conversation) == full
+    # Saved on the server: the local copy is gone, a reload shows the server's draft.
+    page.reload()
+    expect(page.locator("#composer-text")).to_have_value(full)
+    assert (
+        page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('tandem-draft:'))") == []
+    )
+
+
+def test_a_lost_connection_shows_a_banner_and_the_draft_is_saved_once_it_is_back(
+    page, live_server, trainer
+):
+    conversation = Conversation.objects.create(owner=trainer, title="Offline test")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    composer = page.locator("#composer-text")
+    composer.press_sequentially("first part")
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+
+    page.context.set_offline(True)
+    composer.press_sequentially(", second part")
+    banner = page.locator("#connection-banner")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("Connection lost")
+    assert _composer_draft(conversation) == "first part"
+
+    page.context.set_offline(False)
+    expect(banner).to_be_hidden()
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+    assert _composer_draft(conversation) == "first part, second part"

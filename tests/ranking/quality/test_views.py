@@ -1,0 +1,84 @@
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from ranking.models import Ranking
+from ranking.quality.selectors import rankings_per_day, rankings_per_trainer, trainer_dashboard
+from tests.ranking.conftest import (
+    candidate_ids,
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    rank,
+    task_from_source,
+)
+
+
+@pytest.fixture
+def tasks(other_trainer):
+    version = model_version_create("p")
+    return [
+        task_from_source(finished_conversation(other_trainer).active_leaf, model_version=version)
+        for _ in range(5)
+    ]
+
+
+def test_the_quality_page_flags_a_trainer_who_keeps_the_order_shown(tasks, admin_client_, settings):
+    settings.RANKING_OUTLIER_MIN_RANKINGS = 5
+    settings.RANKING_FAST_SUBMIT_SECONDS = 0  # these rankings take no time: none counts as fast
+    lazy, careful = quick_trainer("lazy"), quick_trainer("careful")
+    for task in tasks:
+        # ``rank`` shows the replies in reverse position order: [[3], [2], [1], [0]] keeps it.
+        rank(task, lazy, [[3], [2], [1], [0]])
+        rank(task, careful, [[0], [1], [2], [3]])
+
+    html = admin_client_.get(reverse("ranking:quality")).content.decode()
+
+    lazy_row = html[html.index('data-trainer="lazy"') :].split("</tr>", 1)[0]
+    careful_row = html[html.index('data-trainer="careful"') :].split("</tr>", 1)[0]
+    assert 'class="outlier"' in html[html.index('data-trainer="lazy"') - 40 :][:60]
+    assert "submits the order shown 100% of the time" in lazy_row
+    assert "Check:" not in careful_row and '<td class="unchanged-rate">0 %</td>' in careful_row
+
+
+def test_the_task_page_is_read_only_and_for_admins(tasks, admin_client_, trainer_client):
+    task = tasks[0]
+    rank(task, quick_trainer("rita"), [[0], [1, 2], [3]], rationale="clear first")
+    url = reverse("ranking:quality-task", args=[task.pk])
+
+    html = admin_client_.get(url).content.decode()
+
+    ids = candidate_ids(task)
+    assert f"{ids[0]} &gt; {ids[1]} = {ids[2]} &gt; {ids[3]}" in html
+    assert "clear first" in html and "<form" not in html.split("</header>", 1)[1]
+    assert trainer_client.get(url).status_code == 403
+    quality = admin_client_.get(reverse("ranking:quality")).content.decode()
+    assert "/admin/" not in quality.split("</header>", 1)[1]
+
+
+def test_dashboard_selectors_count_per_day_per_trainer_and_the_trainers_own(tasks):
+    rita, sam = quick_trainer("rita"), quick_trainer("sam")
+    for task in tasks[:3]:
+        rank(task, rita, [[0], [1], [2], [3]])
+    rank(tasks[3], sam, [[1], [0], [2], [3]])
+    Ranking.objects.filter(ranker=sam).update(submitted_at=timezone.now() - timedelta(days=2))
+
+    days = rankings_per_day(days=3)
+    assert [count for _, count in days] == [1, 0, 3]
+    assert rankings_per_trainer(since=timezone.now() - timedelta(days=1)) == [("rita", 3)]
+    mine = trainer_dashboard(trainer=rita)
+    assert (mine.rankings, mine.rankings_this_week, len(mine.recent)) == (3, 3, 3)
+
+
+def test_the_home_page_shows_each_role_its_dashboard(tasks, trainer, trainer_client, admin_client_):
+    rank(tasks[0], trainer, [[0], [1], [2], [3]])
+
+    trainer_home = trainer_client.get("/").content.decode()
+    admin_home = admin_client_.get("/").content.decode()
+
+    assert 'id="stat-rankings">1<' in trainer_home and "Recent rankings" in trainer_home
+    assert "Operations" not in trainer_home
+    assert 'id="chart-per-day"' in admin_home and 'id="per-day-data"' in admin_home
+    assert 'id="queues"' in admin_home and "<script>" not in admin_home
