@@ -61,9 +61,14 @@ def conversation_create(
     title: str = "",
     instructions: str = "",
     mode: str = Conversation.Mode.NORMAL,
+    project_id: int | None = None,
 ) -> Conversation:
     conversation = Conversation(
-        owner=owner, title=title.strip(), instructions=instructions.strip(), mode=mode
+        owner=owner,
+        title=title.strip(),
+        instructions=instructions.strip(),
+        mode=mode,
+        **({"project_id": project_id} if project_id is not None else {}),
     )
     conversation.full_clean(exclude=["active_leaf"])
     conversation.save()
@@ -298,6 +303,7 @@ def conversations_import(
     owner: AbstractBaseUser,
     title_prefix: str = "",
     dry_run: bool = False,
+    project_id: int | None = None,
 ) -> ImportReport:
     """Save each valid line as a finished, imported conversation owned by ``owner``, each in its
     own transaction; an invalid line is reported with its line number and saves nothing.
@@ -311,13 +317,18 @@ def conversations_import(
             continue
         report.created += 1
         if not dry_run:
-            report.conversation_ids.append(conversation_import_one(parsed=parsed, owner=owner).pk)
+            report.conversation_ids.append(
+                conversation_import_one(parsed=parsed, owner=owner, project_id=project_id).pk
+            )
     return report
 
 
 @transaction.atomic
-def conversation_import_one(*, parsed: ParsedConversation, owner: AbstractBaseUser) -> Conversation:
+def conversation_import_one(
+    *, parsed: ParsedConversation, owner: AbstractBaseUser, project_id: int | None = None
+) -> Conversation:
     conversation = Conversation.objects.create(
+        **({"project_id": project_id} if project_id is not None else {}),
         owner=owner,
         title=parsed.title,
         source=Conversation.Source.IMPORTED,

@@ -6,6 +6,7 @@ from django.db.models import Q
 
 from labeling.conversations.models import Conversation, Message
 from labeling.guidelines.models import GuidelineVersion
+from ranking.projects.models import project_default_id
 from sampler.jobs.models import Job, job_indexes
 
 
@@ -51,6 +52,16 @@ class Attack(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="attacks",
+    )
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -86,6 +97,16 @@ class AttackRun(Job):
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
+        related_name="attack_runs",
+    )
+
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
         related_name="attack_runs",
     )
 

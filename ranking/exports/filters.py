@@ -55,6 +55,8 @@ class ExportFilters:
     red_team: str = "include"
     # Guideline version numbers; empty: any (rows made before versions existed included).
     guideline_versions: tuple[int, ...] = ()
+    # Project ids; empty: every project (asked for by naming none).
+    project_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         errors = {}
@@ -87,6 +89,7 @@ class ExportFilters:
             "exclude_flags",
             "exclude_trainer_ids",
             "guideline_versions",
+            "project_ids",
         ):
             values[key] = list(values[key])
         return values
@@ -102,7 +105,12 @@ class ExportFilters:
             for key in ("date_from", "date_to"):
                 if cleaned.get(key):
                     cleaned[key] = date.fromisoformat(str(cleaned[key]))
-            for key in ("model_version_ids", "exclude_trainer_ids", "guideline_versions"):
+            for key in (
+                "model_version_ids",
+                "exclude_trainer_ids",
+                "guideline_versions",
+                "project_ids",
+            ):
                 cleaned[key] = tuple(int(v) for v in cleaned.get(key) or ())
             cleaned["exclude_flags"] = tuple(str(v) for v in cleaned.get("exclude_flags") or ())
             for key in ("min_agreement", "test_fraction"):

@@ -83,6 +83,7 @@ def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
         model_version_ids=filters.model_version_ids,
         guideline_versions=filters.guideline_versions,
         chunk_size=CHUNK_SIZE,
+        project_ids=filters.project_ids,
     ):
         for attack in chunk:
             conversation_id = attack["conversation_id"]

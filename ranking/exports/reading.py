@@ -20,6 +20,8 @@ class TaskBundle:
 
 def rankings_query(filters: ExportFilters):
     rankings = Ranking.objects.all()
+    if filters.project_ids:
+        rankings = rankings.filter(project_id__in=filters.project_ids)
     for lookup, value in day_bounds(filters).items():
         rankings = rankings.filter(**{f"submitted_at__{lookup}": value})
     if filters.exclude_trainer_ids:
@@ -33,6 +35,8 @@ def rankings_query(filters: ExportFilters):
 
 def tasks_query(filters: ExportFilters):
     tasks = RankingTask.objects.filter(rankings_count__gt=0)
+    if filters.project_ids:
+        tasks = tasks.filter(project_id__in=filters.project_ids)
     if filters.model_version_ids:
         tasks = tasks.filter(model_version_id__in=filters.model_version_ids)
     return tasks

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ranking.projects.models import project_default_id
+
 
 class RankingTask(models.Model):
     """A conversation prefix ending in a user turn plus K+1 candidate assistant replies."""
@@ -44,6 +46,16 @@ class RankingTask(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="ranking_tasks",
+    )
 
     class Meta:
         ordering = ["created_at"]
@@ -143,6 +155,16 @@ class Ranking(models.Model):
     started_at = models.DateTimeField()
     submitted_at = models.DateTimeField(auto_now_add=True)
     duration_ms = models.PositiveIntegerField()
+
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="rankings",
+    )
 
     class Meta:
         ordering = ["-submitted_at"]

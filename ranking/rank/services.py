@@ -19,6 +19,16 @@ from labeling.conversations.models import Message
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.conversations.services import message_add_alternatives
 from labeling.guidelines.services import guideline_version_ensure_current
+from ranking.projects.models import Project
+from ranking.projects.selectors import (
+    project_alternatives,
+    project_default,
+    project_overlap,
+    project_policy_pick,
+    project_pool_size,
+    projects_active,
+    projects_for_trainer,
+)
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create, generation_job_execute
@@ -46,34 +56,42 @@ def ranking_task_create(
     rng: random.Random | None = None,
     alternatives: int | None = None,
     overlap: int | None = None,
+    project: Project | None = None,
     queue: bool = True,
 ) -> RankingTask | None:
-    """Pick a random model-written message and queue sampling of its alternatives (a
-    generation job of the ``ranking_preparation`` kind, on the ``generation`` queue).
+    """Pick a random model-written message of the project's conversations and queue sampling
+    of its alternatives (a generation job of the ``ranking_preparation`` kind, on the
+    ``generation`` queue) from the project's policy, with its K, overlap and sampling.
 
     Returns None when no eligible message is left.
     """
     rng = rng or random.Random()
-    alternatives = alternatives or settings.RANKING_ALTERNATIVES
-    source = ranking_source_pick(rng=rng, origins=settings.RANKING_SOURCE_ORIGINS)
+    project = project or project_default()
+    alternatives = alternatives or project_alternatives(project)
+    source = ranking_source_pick(
+        rng=rng, origins=settings.RANKING_SOURCE_ORIGINS, project_id=project.pk
+    )
     if source is None:
         return None
     with transaction.atomic():
         job = generation_job_create(
             prefix_message=source.parent,
             n=alternatives,
-            params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS},
+            params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS, **project.sampling_params},
             purpose=GenerationJob.Purpose.RANKING,
+            model_version=project_policy_pick(project=project, rng=rng),
+            project_id=project.pk,
             queue=False,
         )
         task = RankingTask.objects.create(
+            project=project,
             source_message=source,
             prefix_message=source.parent,
             generation_job=job,
             model_version=job.model_version,
             source_owner_id=source.conversation.owner_id,
             alternatives_requested=alternatives,
-            overlap_required=overlap or settings.RANKING_OVERLAP,
+            overlap_required=overlap or project_overlap(project),
         )
         if queue:
             job_enqueue(job=job)
@@ -156,22 +174,31 @@ def ranking_tasks_release_orphans() -> int:
     )
 
 
-def ranking_pool_fill(*, target: int | None = None, rng: random.Random | None = None) -> int:
-    """Create tasks until ``target`` are ready or being prepared; returns how many were made."""
-    target = settings.RANKING_POOL_SIZE if target is None else target
+def ranking_pool_fill(
+    *,
+    target: int | None = None,
+    rng: random.Random | None = None,
+    project: Project | None = None,
+) -> int:
+    """Per project (``project``, or every active one): create tasks until ``target`` (else the
+    project's pool size) are ready or being prepared; returns how many were made."""
     ranking_tasks_release_orphans()
-    open_tasks = RankingTask.objects.filter(
-        Q(status=RankingTask.Status.PREPARING)
-        | Q(
-            status=RankingTask.Status.READY,
-            rankings_count__lt=F("overlap_required"),
-        )
-    ).count()
+    projects = [project] if project is not None else list(projects_active())
     created = 0
-    for _ in range(max(0, target - open_tasks)):
-        if ranking_task_create(rng=rng) is None:
-            break
-        created += 1
+    for each in projects:
+        wanted = project_pool_size(each) if target is None else target
+        open_tasks = RankingTask.objects.filter(
+            Q(status=RankingTask.Status.PREPARING)
+            | Q(
+                status=RankingTask.Status.READY,
+                rankings_count__lt=F("overlap_required"),
+            ),
+            project=each,
+        ).count()
+        for _ in range(max(0, wanted - open_tasks)):
+            if ranking_task_create(rng=rng, project=each) is None:
+                break
+            created += 1
     return created
 
 
@@ -202,12 +229,19 @@ def _presentation_order(task: RankingTask) -> list[int]:
     return ids
 
 
-def task_claim_next(*, trainer: AbstractBaseUser) -> Assignment | None:
-    """The trainer's current lease, or a new lease on the oldest task that still needs them.
+def task_claim_next(
+    *, trainer: AbstractBaseUser, project: Project | None = None
+) -> Assignment | None:
+    """The trainer's current lease, or a new lease on the oldest task that still needs them,
+    in ``project`` or else in any active project the trainer may rank in.
 
     A task is never leased to more trainers than it still needs (rankings + leases < overlap),
     never to the writer of its conversation, and never twice to the same trainer.
     """
+    allowed = projects_for_trainer(trainer=trainer)
+    if project is not None:
+        allowed = allowed.filter(pk=project.pk)
+    allowed_ids = list(allowed.values_list("pk", flat=True))
     now = timezone.now()
     leases_expire(now=now)
     with transaction.atomic():
@@ -215,7 +249,12 @@ def task_claim_next(*, trainer: AbstractBaseUser) -> Assignment | None:
         get_user_model().objects.select_for_update().filter(pk=trainer.pk).first()
         current = (
             Assignment.objects.select_related("task")
-            .filter(trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=now)
+            .filter(
+                trainer=trainer,
+                status=Assignment.Status.LEASED,
+                expires_at__gte=now,
+                task__project_id__in=allowed_ids,
+            )
             .order_by("leased_at")
             .first()
         )
@@ -225,6 +264,7 @@ def task_claim_next(*, trainer: AbstractBaseUser) -> Assignment | None:
             RankingTask.objects.filter(
                 status=RankingTask.Status.READY,
                 overlap_required__gt=F("rankings_count") + F("leased_count"),
+                project_id__in=allowed_ids,
             )
             .exclude(source_owner=trainer)
             .exclude(assignments__trainer=trainer)
@@ -354,6 +394,7 @@ def ranking_submit(
         )
     now = timezone.now()
     stored = Ranking.objects.create(
+        project_id=task.project_id,
         task=task,
         assignment=assignment,
         ranker=trainer,

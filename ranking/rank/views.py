@@ -8,6 +8,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import trainer_required
 from config.htmx import HtmxHttpRequest, validation_messages
+from ranking.projects.models import Project
+from ranking.projects.selectors import CHOSEN_PROJECT_SESSION_KEY, project_for_trainer
 from ranking.rank import services
 from ranking.rank.forms import FLAG_LABELS, RankingForm
 from ranking.rank.models import Assignment
@@ -53,17 +55,27 @@ def _render_card(
     return render(request, template, context, status=status)
 
 
+def _chosen_project(request: HtmxHttpRequest) -> Project | None:
+    """The project the trainer chose on the Projects page (None: all of theirs)."""
+    slug = request.session.get(CHOSEN_PROJECT_SESSION_KEY)
+    return project_for_trainer(trainer=request.user, slug=slug) if slug else None
+
+
 def _next_task(request: HtmxHttpRequest) -> HttpResponse:
     if not request.htmx:
         return redirect("ranking:rank")
-    return _render_card(request, services.task_claim_next(trainer=request.user))
+    return _render_card(
+        request, services.task_claim_next(trainer=request.user, project=_chosen_project(request))
+    )
 
 
 @trainer_required
 @require_GET
 def rank(request: HtmxHttpRequest) -> HttpResponse:
     """The trainer's current task (a lease is resumed, or the next task leased)."""
-    return _render_card(request, services.task_claim_next(trainer=request.user))
+    return _render_card(
+        request, services.task_claim_next(trainer=request.user, project=_chosen_project(request))
+    )
 
 
 @trainer_required
