@@ -1,6 +1,7 @@
 """The ranking app's models, defined in its feature packages; imported here so Django finds them."""
 
 from ranking.exports.models import DatasetExport
+from ranking.gold.models import Qualification
 from ranking.projects.models import Project, ProjectPolicy
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 
@@ -10,6 +11,7 @@ __all__ = [
     "DatasetExport",
     "Project",
     "ProjectPolicy",
+    "Qualification",
     "Ranking",
     "RankingTask",
 ]

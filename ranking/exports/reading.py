@@ -34,7 +34,8 @@ def rankings_query(filters: ExportFilters):
 
 
 def tasks_query(filters: ExportFilters):
-    tasks = RankingTask.objects.filter(rankings_count__gt=0)
+    # Gold copies measure trainers; their rankings are not new data.
+    tasks = RankingTask.objects.filter(rankings_count__gt=0, gold_ordering__isnull=True)
     if filters.project_ids:
         tasks = tasks.filter(project_id__in=filters.project_ids)
     if filters.model_version_ids:

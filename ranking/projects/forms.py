@@ -47,6 +47,14 @@ class ProjectForm(forms.ModelForm):
         return data
 
 
+class GoldTaskForm(forms.Form):
+    """A task of the project to copy as gold, with the expected order written as JSON tie
+    groups of its reply ids (best first), or left empty to take the order its rankers agreed on."""
+
+    task_id = forms.IntegerField(min_value=1)
+    ordering = forms.JSONField(required=False, max_length=4000)
+
+
 class ProjectChoiceForm(forms.Form):
     """A trainer's choice of where to rank: a project's slug, or empty for all their projects."""
 

@@ -7,4 +7,5 @@ urlpatterns = [
     path("rank/projects/choose/", views.project_choose, name="project-choose"),
     path("projects/", views.project_manage, name="project-manage"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("projects/<slug:slug>/gold/", views.project_gold_create, name="project-gold"),
 ]

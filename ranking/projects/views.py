@@ -8,8 +8,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.roles import staff_required, trainer_required
 from config.htmx import validation_messages
+from ranking.gold.selectors import (
+    gold_tasks,
+    qualifications_of_project,
+    qualifications_of_trainer,
+)
+from ranking.gold.services import gold_task_create
 from ranking.projects import services
-from ranking.projects.forms import ProjectChoiceForm, ProjectForm
+from ranking.projects.forms import GoldTaskForm, ProjectChoiceForm, ProjectForm
 from ranking.projects.models import Project
 from ranking.projects.selectors import (
     CHOSEN_PROJECT_SESSION_KEY,
@@ -18,6 +24,7 @@ from ranking.projects.selectors import (
     project_progress,
     projects_for_trainer,
 )
+from ranking.rank.models import RankingTask
 
 
 @trainer_required
@@ -25,11 +32,15 @@ from ranking.projects.selectors import (
 def project_picker(request: HttpRequest) -> HttpResponse:
     """The active projects the trainer may rank in, and the one chosen now."""
     projects = projects_for_trainer(trainer=request.user)
+    qualifications = qualifications_of_trainer(trainer=request.user)
     return render(
         request,
         "ranking/projects/picker.html",
         {
-            "rows": [project_progress(project=project) for project in projects],
+            "rows": [
+                (project_progress(project=project), qualifications.get(project.pk))
+                for project in projects
+            ],
             "chosen": request.session.get(CHOSEN_PROJECT_SESSION_KEY, ""),
         },
     )
@@ -101,6 +112,32 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "form": form,
             "errors": errors,
             "progress": project_progress(project=project),
+            "gold_form": GoldTaskForm(),
+            "gold_tasks": gold_tasks(project=project),
+            "qualifications": qualifications_of_project(project=project),
         },
         status=422 if request.method == "POST" else 200,
     )
+
+
+@staff_required
+@require_POST
+def project_gold_create(request: HttpRequest, slug: str) -> HttpResponse:
+    """Copy one of the project's tasks as gold (its agreed order, or the order written)."""
+    project = get_object_or_404(Project, slug=slug)
+    form = GoldTaskForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(errors)}")
+        return redirect("ranking:project-detail", slug=slug)
+    task = get_object_or_404(
+        RankingTask, pk=form.cleaned_data["task_id"], project=project, gold_ordering__isnull=True
+    )
+    try:
+        gold = gold_task_create(task=task, ordering=form.cleaned_data["ordering"])
+    except ValidationError as error:
+        for text in validation_messages(error):
+            messages.error(request, text)
+    else:
+        messages.success(request, f"Gold task {gold.pk} made from task {task.pk}.")
+    return redirect("ranking:project-detail", slug=slug)

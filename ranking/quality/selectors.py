@@ -9,6 +9,7 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db.models import Count, QuerySet
 
+from ranking.gold.selectors import gold_accuracy_by_trainer
 from ranking.quality import metrics
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from sampler.registry.models import ModelVersion
@@ -73,6 +74,9 @@ def human_preference_between_versions(*, version_a_id: int, version_b_id: int) -
 class TrainerRow:
     username: str
     quality: metrics.TrainerQuality
+    # Mean agreement with gold tasks' expected order, and how many gold tasks it rests on.
+    gold_accuracy: float | None = None
+    gold_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ def ranking_quality(
     submitted_from: datetime | None = None,
     submitted_before: datetime | None = None,
     model_version_id: int | None = None,
+    project_id: int | None = None,
     lowest: int = 20,
 ) -> QualityReport:
     """Agreement overall, per trainer and for the worst tasks, in a fixed number of queries.
@@ -113,6 +118,10 @@ def ranking_quality(
     if model_version_id is not None:
         rankings = rankings.filter(task__model_version_id=model_version_id)
         skips = skips.filter(task__model_version_id=model_version_id)
+    if project_id is not None:
+        rankings = rankings.filter(project_id=project_id)
+        skips = skips.filter(task__project_id=project_id)
+    gold = gold_accuracy_by_trainer(project_ids=[project_id] if project_id is not None else None)
     records = [
         metrics.RankingRecord(
             task_id=task_id,
@@ -150,7 +159,12 @@ def ranking_quality(
         ranking_count=len(records),
         task_count=len(summary.tasks),
         trainers=[
-            TrainerRow(username=usernames.get(row.ranker_id, f"#{row.ranker_id}"), quality=row)
+            TrainerRow(
+                username=usernames.get(row.ranker_id, f"#{row.ranker_id}"),
+                quality=row,
+                gold_accuracy=gold.get(row.ranker_id, (None, 0))[0],
+                gold_count=gold.get(row.ranker_id, (None, 0))[1],
+            )
             for row in summary.trainers
         ],
         lowest_tasks=[

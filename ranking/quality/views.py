@@ -30,6 +30,7 @@ def quality(request: HttpRequest) -> HttpResponse:
         submitted_from=_start_of_day(start) if start else None,
         submitted_before=_start_of_day(end + timedelta(days=1)) if end else None,
         model_version_id=version.pk if version else None,
+        project_id=filters["project"].pk if filters.get("project") else None,
     )
     return render(
         request,

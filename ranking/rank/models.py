@@ -46,6 +46,12 @@ class RankingTask(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    # A gold task: a copy of ``gold_of`` (or a task) with the expected order, best first, as
+    # tie groups of this task's candidate ids; mixed into trainers' streams to measure them.
+    gold_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="gold_copies"
+    )
+    gold_ordering = models.JSONField(null=True, blank=True)
 
     # The project (campaign) this belongs to; made without one: the default project.
     project = models.ForeignKey(

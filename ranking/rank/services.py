@@ -19,6 +19,9 @@ from labeling.conversations.models import Message
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.conversations.services import message_add_alternatives
 from labeling.guidelines.services import guideline_version_ensure_current
+from ranking.gold.models import Qualification
+from ranking.gold.selectors import qualifications_of_trainer
+from ranking.gold.services import qualification_update
 from ranking.projects.models import Project
 from ranking.projects.selectors import (
     project_alternatives,
@@ -194,6 +197,7 @@ def ranking_pool_fill(
                 rankings_count__lt=F("overlap_required"),
             ),
             project=each,
+            gold_ordering__isnull=True,
         ).count()
         for _ in range(max(0, wanted - open_tasks)):
             if ranking_task_create(rng=rng, project=each) is None:
@@ -229,19 +233,52 @@ def _presentation_order(task: RankingTask) -> list[int]:
     return ids
 
 
+def _pick(tasks):
+    # Skip rows other claims hold right now; if that skipped everything, wait for the first
+    # one instead of answering "nothing to rank" while work is left (the database re-checks
+    # the condition once the lock is released).
+    task = tasks.select_for_update(skip_locked=True).first()
+    return task if task is not None else tasks.select_for_update().first()
+
+
 def task_claim_next(
-    *, trainer: AbstractBaseUser, project: Project | None = None
+    *,
+    trainer: AbstractBaseUser,
+    project: Project | None = None,
+    rng: random.Random | None = None,
 ) -> Assignment | None:
     """The trainer's current lease, or a new lease on the oldest task that still needs them,
     in ``project`` or else in any active project the trainer may rank in.
 
     A task is never leased to more trainers than it still needs (rankings + leases < overlap),
-    never to the writer of its conversation, and never twice to the same trainer.
+    never to the writer of its conversation, and never twice to the same trainer. In a project
+    that requires qualification, a trainer not yet decided gets only its gold tasks, and one
+    who failed gets nothing; otherwise a gold task of the task's project replaces it at the
+    project's gold rate (and is offered when nothing else is left in a project that mixes
+    gold in). A gold task never goes to a trainer who ranked its original.
     """
+    rng = rng or random.SystemRandom()
     allowed = projects_for_trainer(trainer=trainer)
     if project is not None:
         allowed = allowed.filter(pk=project.pk)
-    allowed_ids = list(allowed.values_list("pk", flat=True))
+    projects = {each.pk: each for each in allowed}
+    allowed_ids = list(projects)
+    qualifications = qualifications_of_trainer(trainer=trainer)
+    decided = {
+        project_id: qualification.status
+        for project_id, qualification in qualifications.items()
+        if qualification.status != Qualification.Status.PENDING
+    }
+    regular_ids = [
+        each.pk
+        for each in projects.values()
+        if not each.qualification_required or decided.get(each.pk) == Qualification.Status.PASSED
+    ]
+    qualifying_ids = [
+        each.pk
+        for each in projects.values()
+        if each.qualification_required and each.pk not in decided
+    ]
     now = timezone.now()
     leases_expire(now=now)
     with transaction.atomic():
@@ -264,18 +301,25 @@ def task_claim_next(
             RankingTask.objects.filter(
                 status=RankingTask.Status.READY,
                 overlap_required__gt=F("rankings_count") + F("leased_count"),
-                project_id__in=allowed_ids,
             )
             .exclude(source_owner=trainer)
             .exclude(assignments__trainer=trainer)
             .order_by("created_at", "id")
         )
-        # Skip rows other claims hold right now; if that skipped everything, wait for the
-        # first one instead of answering "nothing to rank" while work is left (the database
-        # re-checks the condition once the lock is released).
-        task = open_tasks.select_for_update(skip_locked=True).first()
+        gold = open_tasks.filter(gold_ordering__isnull=False).exclude(
+            gold_of__rankings__ranker=trainer
+        )
+        task = _pick(gold.filter(project_id__in=qualifying_ids)) if qualifying_ids else None
         if task is None:
-            task = open_tasks.select_for_update().first()
+            # A trainer who ranked a gold copy has seen its original's answer.
+            regular = open_tasks.filter(gold_ordering__isnull=True, project_id__in=regular_ids)
+            task = _pick(regular.exclude(gold_copies__rankings__ranker=trainer))
+            if task is not None and rng.random() < projects[task.project_id].gold_rate:
+                task = _pick(gold.filter(project_id=task.project_id)) or task
+            elif task is None:
+                # Nothing new to rank: the gold of projects that mix gold in at all.
+                mixing = [pk for pk in regular_ids if projects[pk].gold_rate > 0]
+                task = _pick(gold.filter(project_id__in=mixing)) if mixing else None
         if task is None:
             return None
         RankingTask.objects.filter(pk=task.pk).update(leased_count=F("leased_count") + 1)
@@ -418,6 +462,8 @@ def ranking_submit(
     if task.rankings_count >= task.overlap_required:
         task.status = RankingTask.Status.COMPLETE
     task.save(update_fields=["rankings_count", "leased_count", "status"])
+    if task.gold_ordering is not None:
+        qualification_update(project=task.project, trainer=trainer)
     return stored
 
 

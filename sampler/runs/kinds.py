@@ -360,7 +360,9 @@ KTO = TrainingKind(
 )
 
 
-TRAINING_KINDS: dict[str, TrainingKind] = {kind.name: kind for kind in (SFT, REWARD, PPO, DPO, KTO)}
+TRAINING_KINDS: dict[str, TrainingKind] = {
+    kind.name: kind for kind in (SFT, REWARD, PPO, DPO, KTO)
+}
 
 
 def training_kind(name: str) -> TrainingKind:
