@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from ranking.exports.models import DatasetExport
 
-SCHEMA_VERSION = 1
+# 2: rankings carry the ranker's trust_weight, the task's consensus and the project; pairs
+# their trust_weight and project.
+SCHEMA_VERSION = 2
 
 
 FORMATS = tuple(DatasetExport.Format.values)

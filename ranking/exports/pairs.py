@@ -14,7 +14,13 @@ from ranking.exports.filters import (
     pseudonym,
     split_of,
 )
-from ranking.exports.reading import TaskBundle, bundle_context, task_bundles
+from ranking.exports.reading import (
+    DEFAULT_TRUST,
+    TaskBundle,
+    bundle_context,
+    export_trust,
+    task_bundles,
+)
 from ranking.quality.metrics import implied_pairs
 
 
@@ -32,11 +38,14 @@ def _pair_record(context: dict, task_id: int, winner: int, loser: int, **extra) 
         "red_team": False,
         "attack_id": None,
         "attack_category": None,
+        "project": context.get("project"),
+        "trust_weight": None,
         **extra,
     }
 
 
 def pair_records(filters: ExportFilters) -> Iterator[dict]:
+    trust = export_trust(filters) if filters.pair_mode == "per_ranker" else {}
     for bundle in task_bundles(filters) if filters.red_team != "only" else ():
         context = bundle_context(bundle, filters)
         if context is None:
@@ -64,6 +73,7 @@ def pair_records(filters: ExportFilters) -> Iterator[dict]:
                                     votes=1,
                                     agreement=1.0,
                                     guideline_version=ranking["guideline_version__number"],
+                                    trust_weight=trust.get(ranking["ranker_id"], DEFAULT_TRUST),
                                 )
         else:
             yield from _aggregated_pairs(bundle, context, filters)
@@ -111,6 +121,8 @@ def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
                 "votes": 1,
                 "agreement": 1.0,
                 "guideline_version": attack["correction__guideline_version__number"],
+                "project": None,
+                "trust_weight": None,
             }
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from labeling.feedback.selectors import feedback_summaries
 from ranking.exports.filters import CHUNK_SIZE, ExportFilters, day_bounds, split_of
 from ranking.quality.metrics import task_agreement
+from ranking.quality.selectors import trainer_trust
+from ranking.quality.trust import PRIOR_RIGHT, PRIOR_WRONG
 from ranking.rank.models import Candidate, Ranking, RankingTask
 from sampler.moderation.selectors import moderation_latest_by_sample
 
@@ -51,6 +53,7 @@ def task_bundles(filters: ExportFilters, *, chunk_size: int = CHUNK_SIZE) -> Ite
         chunk = list(
             tasks.filter(pk__gt=last_pk).values(
                 "pk",
+                "project__slug",
                 "model_version__name",
                 "prefix_message_id",
                 "source_message__conversation_id",
@@ -128,6 +131,19 @@ def _add_moderation_and_feedback(candidates: list[dict]) -> None:
         candidate["feedback"] = feedback[candidate["message_id"]]
 
 
+# The trust of a ranker with no strict pair to judge them by: the prior's mean.
+DEFAULT_TRUST = PRIOR_RIGHT / (PRIOR_RIGHT + PRIOR_WRONG)
+
+
+def export_trust(filters: ExportFilters) -> dict[int, float]:
+    """Ranker id -> trust, estimated from every ranking of the export's projects (all of them
+    when it names none), gold included, whatever the other filters keep."""
+    return {
+        trainer: estimate.trust
+        for trainer, estimate in trainer_trust(project_ids=filters.project_ids).items()
+    }
+
+
 def flagged_candidates(ranking: dict, names: tuple[str, ...]) -> set[int]:
     """Candidates this ranking flagged with any of ``names``."""
     return {
@@ -167,5 +183,6 @@ def bundle_context(
         "agreement": agreement,
         "excluded_candidates": excluded,
         "prompt": bundle.task["generation_job__prompt_messages"] or [],
+        "project": bundle.task["project__slug"],
         "texts": {c["id"]: c["message__content"] for c in bundle.candidates},
     }

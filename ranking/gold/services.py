@@ -52,6 +52,7 @@ def gold_task_create(*, task: RankingTask, ordering: list[list[int]] | None = No
     """A gold copy of ``task``: the same prompt and replies, offered only to trainers who did
     not rank the original, with the expected ``ordering`` (the task's candidate ids) or, when
     none is given, the order all its rankers agreed on."""
+    task = RankingTask.objects.select_for_update().get(pk=task.pk)
     if task.gold_ordering is not None:
         raise ValidationError("This task is already gold.")
     if task.status not in {RankingTask.Status.READY, RankingTask.Status.COMPLETE}:

@@ -24,6 +24,7 @@ from ranking.projects.selectors import (
     project_progress,
     projects_for_trainer,
 )
+from ranking.quality.selectors import trust_of_trainer
 from ranking.rank.models import RankingTask
 
 
@@ -38,7 +39,11 @@ def project_picker(request: HttpRequest) -> HttpResponse:
         "ranking/projects/picker.html",
         {
             "rows": [
-                (project_progress(project=project), qualifications.get(project.pk))
+                (
+                    project_progress(project=project),
+                    qualifications.get(project.pk),
+                    trust_of_trainer(trainer_id=request.user.pk, project_id=project.pk),
+                )
                 for project in projects
             ],
             "chosen": request.session.get(CHOSEN_PROJECT_SESSION_KEY, ""),

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, QuerySet
 
 from ranking.gold.selectors import gold_accuracy_by_trainer
-from ranking.quality import metrics
+from ranking.quality import metrics, trust
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from sampler.registry.models import ModelVersion
 
@@ -77,6 +77,7 @@ class TrainerRow:
     # Mean agreement with gold tasks' expected order, and how many gold tasks it rests on.
     gold_accuracy: float | None = None
     gold_count: int = 0
+    trust: float | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def ranking_quality(
         rankings = rankings.filter(project_id=project_id)
         skips = skips.filter(task__project_id=project_id)
     gold = gold_accuracy_by_trainer(project_ids=[project_id] if project_id is not None else None)
+    trusts = trainer_trust(project_ids=[project_id] if project_id is not None else [])
     records = [
         metrics.RankingRecord(
             task_id=task_id,
@@ -164,6 +166,7 @@ def ranking_quality(
                 quality=row,
                 gold_accuracy=gold.get(row.ranker_id, (None, 0))[0],
                 gold_count=gold.get(row.ranker_id, (None, 0))[1],
+                trust=trusts[row.ranker_id].trust if row.ranker_id in trusts else None,
             )
             for row in summary.trainers
         ],
@@ -180,3 +183,52 @@ def model_version_choices() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(
         pk__in=RankingTask.objects.values("model_version_id")
     ).order_by("-created_at")
+
+
+# ---- trust and Krippendorff's alpha -----------------------------------------------------------
+
+
+def _gold_pairs(gold_ordering: list[list[int]], task_id: int) -> dict[tuple[int, int, int], bool]:
+    pairs = {}
+    for judgement in trust.judgements_of(task_id, 0, gold_ordering):
+        low, high = sorted((judgement.first, judgement.second))
+        pairs[(task_id, low, high)] = judgement.first == low
+    return pairs
+
+
+def trainer_trust(*, project_ids: tuple[int, ...] | list[int] = ()) -> dict[int, trust.Trust]:
+    """Trainer id -> trust (``ranking.quality.trust``) from every ranking of those projects
+    (all when none is named), gold tasks' known orders included."""
+    rankings = Ranking.objects.filter(cannot_rank=False)
+    if project_ids:
+        rankings = rankings.filter(project_id__in=project_ids)
+    judgements = []
+    gold: dict[tuple[int, int, int], bool] = {}
+    for task_id, ranker_id, ordering, gold_ordering in rankings.values_list(
+        "task_id", "ranker_id", "ordering", "task__gold_ordering"
+    ).iterator(chunk_size=2000):
+        judgements.extend(trust.judgements_of(task_id, ranker_id, ordering or []))
+        if gold_ordering:
+            gold.update(_gold_pairs(gold_ordering, task_id))
+    return trust.trust_estimate(judgements, gold=gold)
+
+
+def trust_of_trainer(*, trainer_id: int, project_id: int) -> trust.Trust | None:
+    """One trainer's trust in one project (what the trainer sees of it)."""
+    return trainer_trust(project_ids=[project_id]).get(trainer_id)
+
+
+def krippendorff_alpha_by_project() -> dict[int, float | None]:
+    """Project id -> Krippendorff's alpha over its tasks' pairwise judgements (gold copies
+    left out: they are measured against the known order, not between trainers)."""
+    orderings: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for project_id, task_id, ordering in (
+        Ranking.objects.filter(cannot_rank=False, task__gold_ordering__isnull=True)
+        .values_list("project_id", "task_id", "ordering")
+        .iterator(chunk_size=2000)
+    ):
+        orderings[project_id][task_id].append(ordering or [])
+    return {
+        project_id: trust.krippendorff_alpha_pairwise(tasks.values())
+        for project_id, tasks in orderings.items()
+    }

@@ -34,6 +34,7 @@ from sampler.training.data import (
     prompt_ids,
     ranking_from_record,
     record_split,
+    record_trust_weight,
 )
 from sampler.training.loop import ProgressCallback, RunResult, add_log_message, fit, save_output
 from sampler.training.losses import dpo_pair_loss, implied_pairs, listwise_dpo_loss
@@ -48,7 +49,7 @@ from sampler.training.preference import (
 
 
 def ranking_completions(
-    tokenizer, record: dict, *, max_length: int, end_ids: list[int]
+    tokenizer, record: dict, *, max_length: int, end_ids: list[int], weight_by_trust: bool = False
 ) -> PromptCompletions | None:
     """A ranking (or pair) record as one prompt and its K completions, best-first groups."""
     parsed = ranking_from_record(record)
@@ -65,7 +66,12 @@ def ranking_completions(
         prompt_tokens, [0] * longest, max_length=max_length
     )
     completions = [c[: max_length - len(prompt_tokens)] for c in completions]
-    return PromptCompletions(prompt=prompt_tokens, completions=completions, groups=groups)
+    return PromptCompletions(
+        prompt=prompt_tokens,
+        completions=completions,
+        groups=groups,
+        weight=record_trust_weight(record) if weight_by_trust else 1.0,
+    )
 
 
 def build_dpo_data(
@@ -76,11 +82,18 @@ def build_dpo_data(
     test_fraction: float,
     seed: int,
     end_ids: list[int],
+    weight_by_trust: bool = False,
 ) -> SplitData:
     data = SplitData()
     for record in records:
         data.stats["records"] += 1
-        example = ranking_completions(tokenizer, record, max_length=max_length, end_ids=end_ids)
+        example = ranking_completions(
+            tokenizer,
+            record,
+            max_length=max_length,
+            end_ids=end_ids,
+            weight_by_trust=weight_by_trust,
+        )
         if example is None:
             data.stats["skipped"] += 1
             continue
@@ -100,7 +113,7 @@ def ranking_losses(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(mean loss over the batch's rankings, pair statistics) from log-ratios (N,) laid out
     as the collator lays out completions (each example's K in order)."""
-    losses, chosen, rejected = [], [], []
+    losses, weights, chosen, rejected = [], [], [], []
     offset = 0
     for example in examples:
         count = len(example.completions)
@@ -112,6 +125,8 @@ def ranking_losses(
             losers = torch.tensor([lo for _, lo, _ in pairs], device=ratios.device)
             chosen.append(ratios[winners])
             rejected.append(ratios[losers])
+        if config.mode == "listwise" or pairs:
+            weights.append(example.weight if config.weight_by_trust else 1.0)
         if config.mode == "listwise":
             losses.append(
                 listwise_dpo_loss(
@@ -131,7 +146,11 @@ def ranking_losses(
                     loss_type=config.loss_type,
                 ).mean()
             )
-    loss = torch.stack(losses).mean() if losses else logratios.sum() * 0.0
+    if losses:
+        weight = torch.tensor(weights, dtype=logratios.dtype, device=logratios.device)
+        loss = (torch.stack(losses) * weight).sum() / weight.sum().clamp_min(1e-12)
+    else:
+        loss = logratios.sum() * 0.0
     chosen_rewards = config.beta * torch.cat(chosen).detach()
     rejected_rewards = config.beta * torch.cat(rejected).detach()
     return loss, {
@@ -217,6 +236,7 @@ def train_dpo(
         test_fraction=config.test_fraction,
         seed=config.seed,
         end_ids=turn_end_ids(base_model, tokenizer),
+        weight_by_trust=config.weight_by_trust,
     )
     if not data.train:
         raise DataError(f"No usable ranking in the training split ({data.describe()}).")
