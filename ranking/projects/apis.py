@@ -131,6 +131,7 @@ class ProgressOutputSerializer(serializers.Serializer):
     tasks_preparing = serializers.IntegerField()
     tasks_complete = serializers.IntegerField()
     rate_per_day = serializers.FloatField()
+    tasks_held = serializers.IntegerField()
     eta = serializers.DateTimeField(allow_null=True)
     late = serializers.BooleanField()
 

@@ -106,6 +106,8 @@ class ProjectProgress:
     tasks_preparing: int
     tasks_complete: int
     rate_per_day: float
+    # Uncertainty selection: prepared tasks waiting to be chosen (the extra generation).
+    tasks_held: int
     eta: datetime | None
 
     @property
@@ -137,7 +139,8 @@ def project_progress(*, project: Project, now: datetime | None = None) -> Projec
     elif project.target_rankings and total >= project.target_rankings:
         eta = now
     tasks = project.ranking_tasks.aggregate(
-        ready=Count("id", filter=Q(status="ready")),
+        ready=Count("id", filter=Q(status="ready", held_back=False)),
+        held=Count("id", filter=Q(status="ready", held_back=True)),
         preparing=Count("id", filter=Q(status="preparing")),
         complete=Count("id", filter=Q(status="complete")),
     )
@@ -148,6 +151,7 @@ def project_progress(*, project: Project, now: datetime | None = None) -> Projec
         tasks_ready=tasks["ready"],
         tasks_preparing=tasks["preparing"],
         tasks_complete=tasks["complete"],
+        tasks_held=tasks["held"],
         rate_per_day=rate,
         eta=eta,
     )

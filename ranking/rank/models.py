@@ -52,6 +52,9 @@ class RankingTask(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="gold_copies"
     )
     gold_ordering = models.JSONField(null=True, blank=True)
+    # Uncertainty selection: prepared but not yet offered, and the reward models' disagreement.
+    held_back = models.BooleanField(default=False)
+    uncertainty = models.FloatField(null=True, blank=True)
 
     # The project (campaign) this belongs to; made without one: the default project.
     project = models.ForeignKey(

@@ -33,6 +33,7 @@ from ranking.projects.selectors import (
     projects_for_trainer,
 )
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.selection.services import ranking_tasks_select
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create, generation_job_execute
 from sampler.jobs.kinds import JobContext
@@ -60,6 +61,7 @@ def ranking_task_create(
     alternatives: int | None = None,
     overlap: int | None = None,
     project: Project | None = None,
+    held_back: bool = False,
     queue: bool = True,
 ) -> RankingTask | None:
     """Pick a random model-written message of the project's conversations and queue sampling
@@ -95,6 +97,7 @@ def ranking_task_create(
             source_owner_id=source.conversation.owner_id,
             alternatives_requested=alternatives,
             overlap_required=overlap or project_overlap(project),
+            held_back=held_back,
         )
         if queue:
             job_enqueue(job=job)
@@ -184,12 +187,18 @@ def ranking_pool_fill(
     project: Project | None = None,
 ) -> int:
     """Per project (``project``, or every active one): create tasks until ``target`` (else the
-    project's pool size) are ready or being prepared; returns how many were made."""
+    project's pool size) are ready or being prepared; returns how many were made. A project
+    that selects by uncertainty prepares ``candidate_factor`` times as many, held back, and
+    offers those its reward models disagree on most (``ranking.selection``)."""
     ranking_tasks_release_orphans()
     projects = [project] if project is not None else list(projects_active())
     created = 0
     for each in projects:
         wanted = project_pool_size(each) if target is None else target
+        uncertain = each.selection == Project.Selection.UNCERTAINTY
+        if uncertain:
+            ranking_tasks_select(project=each, rng=rng)
+            wanted *= each.candidate_factor
         open_tasks = RankingTask.objects.filter(
             Q(status=RankingTask.Status.PREPARING)
             | Q(
@@ -200,7 +209,7 @@ def ranking_pool_fill(
             gold_ordering__isnull=True,
         ).count()
         for _ in range(max(0, wanted - open_tasks)):
-            if ranking_task_create(rng=rng, project=each) is None:
+            if ranking_task_create(rng=rng, project=each, held_back=uncertain) is None:
                 break
             created += 1
     return created
@@ -301,6 +310,7 @@ def task_claim_next(
             RankingTask.objects.filter(
                 status=RankingTask.Status.READY,
                 overlap_required__gt=F("rankings_count") + F("leased_count"),
+                held_back=False,
             )
             .exclude(source_owner=trainer)
             .exclude(assignments__trainer=trainer)
