@@ -1,10 +1,13 @@
 import json
 import random
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,7 +19,7 @@ from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
 from ranking.projects.selectors import project_progress
 from ranking.projects.services import project_create
 from ranking.rank import services
-from sampler.models import ModelVersion
+from sampler.models import GenerationJob, ModelVersion
 from sampler.runs.models import TrainingRun
 from sampler.runs.sources import reward_records
 from tests.ranking.conftest import (
@@ -296,3 +299,37 @@ def test_admin_creates_a_project_on_the_projects_page(client, admin_user):
 def test_trainers_cannot_open_the_admin_project_pages(client, trainer):
     client.force_login(trainer)
     assert client.get(reverse("ranking:project-manage")).status_code == 403
+
+
+def test_promotion_says_which_projects_it_moves(policy):
+    named = ModelVersion.objects.create(name="named", path=policy.path)
+    project_create(name="Own", slug="own", status="active", policies=[(named, 1.0)])
+    project_create(name="Follows", slug="follows", status="active")
+    out = StringIO()
+    call_command("promote", policy.name, stdout=out)
+    line = out.getvalue().splitlines()[-1]
+    assert "follows" in line and DEFAULT_PROJECT_SLUG in line and "own" not in line
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_data_migration_moves_existing_rows_into_the_default_project():
+    executor = MigrationExecutor(connection)
+    before = [
+        ("ranking", "0003_export_job"),
+        ("labeling", "0006_attack_run_job"),
+        ("sampler", "0007_side_by_side_votes_and_dpo_kto_runs"),
+    ]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    owner = old.get_model("auth", "User").objects.create(username="old-writer")
+    conversation = old.get_model("labeling", "Conversation").objects.create(owner_id=owner.pk)
+    version = old.get_model("sampler", "ModelVersion").objects.create(name="old", path="old")
+    job = old.get_model("sampler", "GenerationJob").objects.create(
+        model_version_id=version.pk, n=1, seed=1, prompt_messages=[]
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    default = Project.objects.get(slug=DEFAULT_PROJECT_SLUG)
+    assert Conversation.objects.get(pk=conversation.pk).project_id == default.pk
+    assert GenerationJob.objects.get(pk=job.pk).project_id == default.pk
