@@ -116,7 +116,7 @@ def trust_estimate(
         }
         moved = max((abs(updated[t] - trust[t]) for t in trainers), default=0.0)
         trust = updated
-        if moved < 1e-9:
+        if moved < 1e-6:
             break
     gold_counts: dict[int, int] = defaultdict(int)
     counts: dict[int, int] = defaultdict(int)
