@@ -24,3 +24,10 @@ class ProjectAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("trainer_groups",)
     inlines = [ProjectPolicyInline]
+
+
+@admin.register(ProjectPolicy)
+class ProjectPolicyAdmin(admin.ModelAdmin):
+    list_display = ("project", "model_version", "weight")
+    list_filter = ("project", "model_version__kind")
+    search_fields = ("project__name", "model_version__name")
