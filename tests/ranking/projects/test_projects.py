@@ -333,3 +333,18 @@ def test_the_data_migration_moves_existing_rows_into_the_default_project():
     default = Project.objects.get(slug=DEFAULT_PROJECT_SLUG)
     assert Conversation.objects.get(pk=conversation.pk).project_id == default.pk
     assert GenerationJob.objects.get(pk=job.pk).project_id == default.pk
+
+
+def test_claim_api_takes_a_project_and_refuses_one_not_open_to_the_trainer(
+    client, other_trainer, trainer
+):
+    version = model_version_create("v")
+    experts = Group.objects.create(name="experts")
+    first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    project_create(name="Closed", slug="closed", status="active", trainer_groups=[experts])
+    in_first = _ready_task(other_trainer, first, version, "first")
+    client.force_login(trainer)
+    refused = client.post("/api/ranking/claim/?project=closed")
+    assert refused.status_code == 404 and "detail" in refused.json()
+    claimed = client.post("/api/ranking/claim/?project=first")
+    assert claimed.status_code == 200 and claimed.json()["task_id"] == in_first.pk
