@@ -22,11 +22,27 @@ Per seed:
    length, each against the start policy's. A collapse warning is printed when an arm's
    distinct-2 falls below half of the start policy's.
 Over seeds: mean and sample standard deviation.
+
+``--active``: instead of the arms, what to rank (a project's ``selection`` option). The start
+policy samples K replies for ``--active-prompts`` prompts once (generation dominates the time on
+a CPU); every reply is read once by the frozen policy (mean of its last hidden state over the
+reply: the features). Per seed, a shuffle of those prompts gives a candidate pool
+(``--active-factor`` times the ranking budget ``--active-budget``) and ``--active-test``
+held-out prompts, and the seed drives the labeler's noise, the start set and the heads. Both arms
+start from the same ``--active-batch`` random rankings and add a batch per round; the ensemble
+(``sampler.training.uncertainty``: 5 linear reward heads, bootstrap resamples) is refitted each
+round. **random** ranks random pool tasks; **uncertainty** ranks the tasks with the largest
+spread of the ensemble's pairwise preferences, with a random exploration share
+(``--exploration``). Measured after each round: the ensemble mean's pairwise accuracy on the
+held-out replies against the hidden rule (pairs it scores differently). Reported: both curves
+(mean and sd over seeds), how many rankings uncertainty needs to reach random's final accuracy,
+and the extra generation (replies sampled per ranking obtained).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 import random
@@ -47,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 
 from sampler.embedded.data import load_conversations  # noqa: E402
 from sampler.training.config import DPOConfig, RewardConfig  # noqa: E402
+from sampler.training.data import reply_ids  # noqa: E402
 from sampler.training.dpo import train_dpo  # noqa: E402
 from sampler.training.model import (  # noqa: E402
     RewardScorer,
@@ -59,6 +76,11 @@ from sampler.training.ppo_config import PPOConfig  # noqa: E402
 from sampler.training.records import in_half  # noqa: E402
 from sampler.training.reward import train_reward  # noqa: E402
 from sampler.training.rollout import encode_prompt, sample_and_score  # noqa: E402
+from sampler.training.uncertainty import (  # noqa: E402
+    RewardHeadEnsemble,
+    pairwise_spread,
+    select_uncertain,
+)
 
 DEFAULT_MODEL = ROOT / "assets" / "models" / "tandem-chitchat-tiny"
 WARM_WORDS = frozenset(
@@ -438,6 +460,165 @@ def summarise(per_seed: list[dict], arms: list[str]) -> None:
         print(f"  {arm:>10}: {per_seed[0][arm]['example'][:100]}")
 
 
+# ---- active selection -------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def reply_features(policy, tokenizer, prompts, texts, *, k: int, batch_size: int = 64):
+    """(N, hidden) features: the frozen policy's last hidden state averaged over each reply's
+    tokens (prompt + reply read once, as a small reward head on a frozen backbone would)."""
+    rows = []
+    for index, text in enumerate(texts):
+        prompt = prompts[index // k]
+        full = reply_ids(tokenizer, prompt, text)[-PROMPT_TOKENS - MAX_NEW_TOKENS :]
+        reply = len(tokenizer(text, add_special_tokens=False)["input_ids"]) or 1
+        rows.append((full, min(reply + 1, len(full))))
+    features = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        reply_mask = torch.zeros((len(chunk), width))
+        for row, (sequence, reply) in enumerate(chunk):
+            ids[row, : len(sequence)] = torch.tensor(sequence)
+            mask[row, : len(sequence)] = 1
+            reply_mask[row, len(sequence) - reply : len(sequence)] = 1
+        hidden = policy(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        last = hidden.hidden_states[-1]
+        pooled = (last * reply_mask.unsqueeze(-1)).sum(1) / reply_mask.sum(1, keepdim=True)
+        features.append(pooled)
+    features = torch.cat(features)
+    # Standardised on all replies: the heads' steps then mean the same for every feature.
+    return (features - features.mean(0)) / features.std(0).clamp_min(1e-6)
+
+
+def noisy_ordering(texts: list[str], rows: list[int], *, noise: float, rng: random.Random):
+    """A simulated trainer's ranking of one task: rows (feature indices), best first."""
+    noisy = {row: hidden_score(texts[row]) + rng.gauss(0.0, noise) for row in rows}
+    return [[row] for row in sorted(rows, key=lambda row: -noisy[row])]
+
+
+def held_out_accuracy(scores: torch.Tensor, texts: list[str], tasks: list[list[int]]) -> float:
+    """Pairwise accuracy of ``scores`` (N,) against the hidden rule on the held-out tasks."""
+    right = total = 0
+    for rows in tasks:
+        for first, second in itertools.combinations(rows, 2):
+            truth = hidden_score(texts[first]) - hidden_score(texts[second])
+            if truth == 0:
+                continue
+            total += 1
+            right += (scores[first] - scores[second]).item() * truth > 0
+    return right / max(1, total)
+
+
+@dataclass
+class ActiveData:
+    texts: list[str]
+    features: torch.Tensor
+    tasks: list[list[int]]
+
+
+def active_data(arguments) -> ActiveData:
+    """K replies per prompt from the start policy, and their features (sampled once)."""
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(arguments.model)
+    policy = freeze(load_policy(arguments.model))
+    k = arguments.k
+    prompts = opening_prompts(arguments.active_prompts, 0)
+    texts = sample(policy, tokenizer, prompts, per_prompt=k, seed=1).texts
+    features = reply_features(policy, tokenizer, prompts, texts, k=k)
+    tasks = [list(range(index * k, (index + 1) * k)) for index in range(len(prompts))]
+    return ActiveData(texts=texts, features=features, tasks=tasks)
+
+
+def run_active(seed: int, arguments, data: ActiveData) -> dict[str, list[float]]:
+    """Accuracy after each round for the random and the uncertainty arm (same seed data)."""
+    torch.manual_seed(seed)
+    budget, batch = arguments.active_budget, arguments.active_batch
+    pool_size = budget * arguments.active_factor
+    if pool_size + arguments.active_test > len(data.tasks):
+        raise SystemExit("--active-prompts must cover the pool and the held-out prompts")
+    texts, features = data.texts, data.features
+    shuffled = random.Random(seed).sample(data.tasks, pool_size + arguments.active_test)
+    pool, held_out = shuffled[:pool_size], shuffled[pool_size:]
+    rng = random.Random(seed)
+    start = rng.sample(range(pool_size), batch)
+    curves: dict[str, list[float]] = {}
+    for arm in ("random", "uncertainty"):
+        arm_rng = random.Random(seed * 1000 + 7)
+        labeler = random.Random(seed * 1000 + 11)
+        ranked = list(start)
+        orderings = {
+            t: noisy_ordering(texts, pool[t], noise=arguments.noise, rng=labeler) for t in ranked
+        }
+        curve = []
+        while True:
+            ensemble = RewardHeadEnsemble(members=arguments.active_members).fit(
+                features, [orderings[t] for t in ranked], seed=seed + len(ranked)
+            )
+            scores = ensemble.scores(features)
+            curve.append(held_out_accuracy(scores.mean(0), texts, held_out))
+            if len(ranked) >= budget:
+                break
+            left = [t for t in range(pool_size) if t not in orderings]
+            if arm == "random":
+                chosen = arm_rng.sample(left, batch)
+            else:
+                spreads = [pairwise_spread(scores[:, pool[t]].tolist()) for t in left]
+                picked = select_uncertain(
+                    spreads, batch, exploration_share=arguments.exploration, rng=arm_rng
+                )
+                chosen = [left[index] for index in picked]
+            for t in chosen:
+                orderings[t] = noisy_ordering(texts, pool[t], noise=arguments.noise, rng=labeler)
+            ranked += chosen
+        curves[arm] = curve
+    return curves
+
+
+def rankings_to_reach(curve: list[float], target: float, batch: int) -> int | None:
+    for round_index, accuracy in enumerate(curve):
+        if accuracy >= target:
+            return batch * (round_index + 1)
+    return None
+
+
+def summarise_active(per_seed: list[dict[str, list[float]]], arguments) -> None:
+    batch, budget = arguments.active_batch, arguments.active_budget
+    counts = [batch * (index + 1) for index in range(len(per_seed[0]["random"]))]
+    print("\nheld-out pairwise accuracy (vs the hidden rule), mean ± sd over seeds")
+    print(f"{'rankings':>9} {'random':>16} {'uncertainty':>16}")
+    for index, count in enumerate(counts):
+        cells = []
+        for arm in ("random", "uncertainty"):
+            values = [seed[arm][index] for seed in per_seed]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.3f} ± {spread:.3f}")
+        print(f"{count:>9} {cells[0]:>16} {cells[1]:>16}")
+    mean_random = [statistics.mean(s["random"][i] for s in per_seed) for i in range(len(counts))]
+    mean_uncertain = [
+        statistics.mean(s["uncertainty"][i] for s in per_seed) for i in range(len(counts))
+    ]
+    needed = rankings_to_reach(mean_uncertain, mean_random[-1], batch)
+    per_seed_needed = [
+        rankings_to_reach(s["uncertainty"], s["random"][-1], batch) for s in per_seed
+    ]
+    shown = [f"{n / budget:.0%}" if n else "not reached" for n in per_seed_needed]
+    print(
+        f"\nrandom's final accuracy {mean_random[-1]:.3f} at {budget} rankings; "
+        "uncertainty reaches "
+        + (f"it at {needed} ({needed / budget:.0%} of the rankings)" if needed else "it not at all")
+        + f" on the mean curve; per seed: {', '.join(shown)} (target <= 70%)"
+    )
+    factor = arguments.active_factor
+    print(
+        f"generation: random samples {arguments.k} replies per ranking; uncertainty "
+        f"{arguments.k * factor} ({factor}x: a pool {factor} times the budget is sampled and "
+        "scored, and only the chosen tasks are ranked)"
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """The harness's options; other benches that reuse it take the same ``--seeds``."""
     options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -460,6 +641,14 @@ def parser() -> argparse.ArgumentParser:
     options.add_argument("--dpo-epochs", type=float, default=2.0)
     options.add_argument("--beta", type=float, default=0.1)
     options.add_argument("--threads", type=int, default=1)
+    options.add_argument("--active", action="store_true", help="Uncertainty vs random selection.")
+    options.add_argument("--active-prompts", type=int, default=600)
+    options.add_argument("--active-budget", type=int, default=120)
+    options.add_argument("--active-batch", type=int, default=10)
+    options.add_argument("--active-factor", type=int, default=3)
+    options.add_argument("--active-test", type=int, default=100)
+    options.add_argument("--active-members", type=int, default=5)
+    options.add_argument("--exploration", type=float, default=0.25)
     return options
 
 
@@ -473,6 +662,12 @@ def main(argv=None) -> None:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     started = time.monotonic()
+    if arguments.active:
+        data = active_data(arguments)
+        print(f"sampled and read {len(data.texts)} replies in {time.monotonic() - started:.0f} s")
+        summarise_active([run_active(seed, arguments, data) for seed in arguments.seeds], arguments)
+        print(f"\ntotal {time.monotonic() - started:.0f} s on {arguments.threads} thread(s)")
+        return
     per_seed = [run_seed(seed, arguments, arguments.arms) for seed in arguments.seeds]
     summarise(per_seed, arguments.arms)
     print(f"\ntotal {time.monotonic() - started:.0f} s on {arguments.threads} thread(s)")

@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from ranking.projects.models import project_default_id
+
 # Bounds of what a trainer (or an import) can write, named in the messages that refuse more.
 MAX_CONTENT_CHARS = 20000
 MAX_TITLE_CHARS = 200
@@ -44,6 +46,16 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="conversations",
+    )
 
     class Meta:
         ordering = ["-updated_at"]

@@ -156,10 +156,13 @@ def edit_drafts(*, conversation: Conversation, author: AbstractBaseUser) -> dict
     return {draft.editing_id: draft for draft in drafts}
 
 
-def ranking_source_candidates(*, origins: list[str]) -> QuerySet[Message]:
+def ranking_source_candidates(
+    *, origins: list[str], project_id: int | None = None
+) -> QuerySet[Message]:
     """Model-written assistant turns of finished conversations that answer a user turn and are
-    not themselves alternatives sampled for ranking, nor already the source of a task."""
-    return Message.objects.filter(
+    not themselves alternatives sampled for ranking, nor already the source of a task
+    (``project_id``: of that project's conversations only)."""
+    messages = Message.objects.filter(
         conversation__status=Conversation.Status.FINISHED,
         role=Message.Role.ASSISTANT,
         origin__in=origins,
@@ -167,10 +170,13 @@ def ranking_source_candidates(*, origins: list[str]) -> QuerySet[Message]:
         ranking_tasks_as_source__isnull=True,
         is_candidate=False,
     )
+    if project_id is not None:
+        messages = messages.filter(conversation__project_id=project_id)
+    return messages
 
 
 def ranking_source_pick(
-    *, rng: random.Random, origins: list[str], attempts: int = 32
+    *, rng: random.Random, origins: list[str], attempts: int = 32, project_id: int | None = None
 ) -> Message | None:
     """A random eligible message, each conversation equally likely whatever its length.
 
@@ -183,10 +189,11 @@ def ranking_source_pick(
     (eligible conversations are sparse in the id range), one is drawn uniformly by offset from
     their count instead: a scan, but of the few that are left.
     """
-    eligible = ranking_source_candidates(origins=origins)
-    bounds = Conversation.objects.filter(status=Conversation.Status.FINISHED).aggregate(
-        low=Min("id"), high=Max("id")
-    )
+    eligible = ranking_source_candidates(origins=origins, project_id=project_id)
+    finished = Conversation.objects.filter(status=Conversation.Status.FINISHED)
+    if project_id is not None:
+        finished = finished.filter(project_id=project_id)
+    bounds = finished.aggregate(low=Min("id"), high=Max("id"))
     if bounds["low"] is None:
         return None
     conversation_ids = eligible.order_by("conversation_id").values_list(
@@ -227,10 +234,17 @@ def _seek_conversation(
 
 
 def demonstration_conversations(
-    *, finished_bounds: dict, exclude_owner_ids: tuple[int, ...] = (), red_team: str = "include"
+    *,
+    finished_bounds: dict,
+    exclude_owner_ids: tuple[int, ...] = (),
+    red_team: str = "include",
+    project_ids: tuple[int, ...] = (),
 ) -> QuerySet[Conversation]:
-    """Finished conversations; ``red_team``: "include", "exclude" or "only" red-team ones."""
+    """Finished conversations; ``red_team``: "include", "exclude" or "only" red-team ones;
+    ``project_ids``: of those projects only (empty: every project)."""
     conversations = Conversation.objects.filter(status=Conversation.Status.FINISHED)
+    if project_ids:
+        conversations = conversations.filter(project_id__in=project_ids)
     if red_team == "exclude":
         conversations = conversations.exclude(mode=Conversation.Mode.RED_TEAM)
     elif red_team == "only":
@@ -248,6 +262,7 @@ def demonstration_chunks(
     exclude_owner_ids: tuple[int, ...] = (),
     chunk_size: int = 500,
     red_team: str = "include",
+    project_ids: tuple[int, ...] = (),
 ):
     """Root-to-leaf paths of finished conversations, ``chunk_size`` conversations at a time.
 
@@ -256,7 +271,10 @@ def demonstration_chunks(
     (with what follows them); a path ends at its last assistant turn.
     """
     conversations = demonstration_conversations(
-        finished_bounds=finished_bounds, exclude_owner_ids=exclude_owner_ids, red_team=red_team
+        finished_bounds=finished_bounds,
+        exclude_owner_ids=exclude_owner_ids,
+        red_team=red_team,
+        project_ids=project_ids,
     ).order_by("pk")
     last_pk = 0
     while True:

@@ -64,12 +64,17 @@ def conversation_create(
     title: str = "",
     instructions: str = "",
     mode: str = Conversation.Mode.NORMAL,
+    project_id: int | None = None,
 ) -> Conversation:
     for field, text in (("title", title), ("instructions", instructions)):
         if problem := text_problem(text):
             raise ValidationError({field: problem})
     conversation = Conversation(
-        owner=owner, title=title.strip(), instructions=instructions.strip(), mode=mode
+        owner=owner,
+        title=title.strip(),
+        instructions=instructions.strip(),
+        mode=mode,
+        **({"project_id": project_id} if project_id is not None else {}),
     )
     conversation.full_clean(exclude=["active_leaf"])
     conversation.save()
@@ -331,6 +336,7 @@ def conversations_import(
     owner: AbstractBaseUser,
     title_prefix: str = "",
     dry_run: bool = False,
+    project_id: int | None = None,
 ) -> ImportReport:
     """Import a whole file or nothing: every line is checked first; when all are valid they are
     saved as finished, imported conversations owned by ``owner`` in one transaction, and when
@@ -353,14 +359,18 @@ def conversations_import(
     if not dry_run:
         with transaction.atomic():
             report.conversation_ids = [
-                conversation_import_one(parsed=parsed, owner=owner).pk for parsed in valid
+                conversation_import_one(parsed=parsed, owner=owner, project_id=project_id).pk
+                for parsed in valid
             ]
     return report
 
 
 @transaction.atomic
-def conversation_import_one(*, parsed: ParsedConversation, owner: AbstractBaseUser) -> Conversation:
+def conversation_import_one(
+    *, parsed: ParsedConversation, owner: AbstractBaseUser, project_id: int | None = None
+) -> Conversation:
     conversation = Conversation.objects.create(
+        **({"project_id": project_id} if project_id is not None else {}),
         owner=owner,
         title=parsed.title,
         source=Conversation.Source.IMPORTED,

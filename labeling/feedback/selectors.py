@@ -249,6 +249,7 @@ def feedback_for_training(
     date_to: date | None = None,
     exclude_user_ids: tuple[int, ...] = (),
     model_version_ids: tuple[int, ...] = (),
+    project_ids: tuple[int, ...] = (),
 ) -> QuerySet[Feedback]:
     """Feedback that says something about a reply (a thumb or a report), oldest first, with
     what training reads of its target; dates are local days of when it was last given."""
@@ -265,4 +266,6 @@ def feedback_for_training(
         rows = rows.exclude(user_id__in=exclude_user_ids)
     if model_version_ids:
         rows = rows.filter(model_version_id__in=model_version_ids)
+    if project_ids:
+        rows = rows.filter(project_id__in=project_ids)
     return rows.filter(Q(rating__in=["up", "down"]) | ~Q(categories=[]))

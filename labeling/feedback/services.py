@@ -20,9 +20,18 @@ def _feedback_locked(*, user: AbstractBaseUser, target: FeedbackTarget) -> Feedb
         user=user,
         message=target.message,
         sample=target.sample,
-        defaults={"model_version_id": target.model_version_id},
+        defaults={"model_version_id": target.model_version_id, **_project(target)},
     )
     return feedback
+
+
+def _project(target: FeedbackTarget) -> dict:
+    """Feedback belongs to the project of the conversation (or generation job) it is about."""
+    if target.message is not None:
+        return {"project_id": target.message.conversation.project_id}
+    if target.sample is not None:
+        return {"project_id": target.sample.job.project_id}
+    return {}
 
 
 @transaction.atomic

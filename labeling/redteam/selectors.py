@@ -140,6 +140,7 @@ def red_team_pair_chunks(
     model_version_ids: tuple[int, ...] = (),
     guideline_versions: tuple[int, ...] = (),
     chunk_size: int = 500,
+    project_ids: tuple[int, ...] = (),
 ):
     """Corrected attacks of finished conversations, as dicts, ``chunk_size`` at a time: the
     prompt, the failed reply (rejected) and the correction (chosen)."""
@@ -154,6 +155,8 @@ def red_team_pair_chunks(
         attacks = attacks.filter(model_version_id__in=model_version_ids)
     if guideline_versions:
         attacks = attacks.filter(correction__guideline_version__number__in=guideline_versions)
+    if project_ids:
+        attacks = attacks.filter(project_id__in=project_ids)
     attacks = attacks.order_by("pk")
     last_pk = 0
     while True:

@@ -75,6 +75,7 @@ def attack_record(
     if Attack.objects.filter(correction=message).exists():
         raise ValidationError("This reply is a correction, not a model reply.")
     return Attack.objects.create(
+        project_id=conversation.project_id,
         conversation=conversation,
         message=message,
         prompt_message=message.parent,

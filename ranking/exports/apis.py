@@ -19,6 +19,7 @@ from ranking.exports.filters import (
     ExportFilters,
 )
 from ranking.exports.pipeline import jsonl_lines, records
+from ranking.projects.selectors import project_ids_existing
 
 MAX_ID = 2**63 - 1
 
@@ -67,6 +68,9 @@ class ExportStreamApi(APIView):
             required=False,
             max_length=1000,
         )
+        project_id = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), required=False, max_length=100
+        )
 
         class Meta:
             ref_name = "ExportStreamInput"
@@ -77,7 +81,13 @@ class ExportStreamApi(APIView):
         description="JSONL records of the chosen format; see the README for each schema.",
     )
     def get(self, request: Request) -> StreamingHttpResponse:
-        repeated = {"model_version_id", "exclude_flag", "exclude_trainer_id", "guideline_version"}
+        repeated = {
+            "model_version_id",
+            "exclude_flag",
+            "exclude_trainer_id",
+            "guideline_version",
+            "project_id",
+        }
         query = {
             key: request.query_params.getlist(key) if key in repeated else value
             for key, value in request.query_params.items()
@@ -99,6 +109,7 @@ class ExportStreamApi(APIView):
             pseudonymize=data["pseudonymize"],
             red_team=data["red_team"],
             guideline_versions=tuple(data.get("guideline_version", ())),
+            project_ids=project_ids_existing(ids=data.get("project_id", ())),
         )  # a ValidationError here becomes a 400 with its messages (config.api)
         response = StreamingHttpResponse(
             jsonl_lines(records(data["format"], filters)), content_type="application/jsonl"

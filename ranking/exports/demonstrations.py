@@ -25,6 +25,7 @@ def demonstration_records(filters: ExportFilters) -> Iterator[dict]:
         exclude_owner_ids=filters.exclude_trainer_ids,
         chunk_size=CHUNK_SIZE,
         red_team=filters.red_team,
+        project_ids=filters.project_ids,
     ):
         red_team = red_team_conversation_ids(conversation_ids=[c for c, _, _ in chunk])
         corrections = correction_attack_ids(

@@ -12,11 +12,10 @@ from django.utils import timezone
 
 from ranking.exports.models import DatasetExport
 
-SCHEMA_VERSION = 1
-
-# Pairs records are at schema 2: the rank distance between the two replies is `rank_distance`
-# (schema 1 called it `margin`, a name TRL's RewardTrainer reads as a loss margin).
-PAIRS_SCHEMA_VERSION = 2
+# 2: rankings carry the ranker's trust_weight, the task's consensus and the project; pairs
+# their trust_weight and project, and the rank distance between the two replies is
+# `rank_distance` (schema 1 called it `margin`, a name TRL's RewardTrainer reads as a loss margin).
+SCHEMA_VERSION = 2
 
 
 FORMATS = tuple(DatasetExport.Format.values)
@@ -59,6 +58,8 @@ class ExportFilters:
     red_team: str = "include"
     # Guideline version numbers; empty: any (rows made before versions existed included).
     guideline_versions: tuple[int, ...] = ()
+    # Project ids; empty: every project (asked for by naming none).
+    project_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         errors = {}
@@ -91,6 +92,7 @@ class ExportFilters:
             "exclude_flags",
             "exclude_trainer_ids",
             "guideline_versions",
+            "project_ids",
         ):
             values[key] = list(values[key])
         return values
@@ -106,7 +108,12 @@ class ExportFilters:
             for key in ("date_from", "date_to"):
                 if cleaned.get(key):
                     cleaned[key] = date.fromisoformat(str(cleaned[key]))
-            for key in ("model_version_ids", "exclude_trainer_ids", "guideline_versions"):
+            for key in (
+                "model_version_ids",
+                "exclude_trainer_ids",
+                "guideline_versions",
+                "project_ids",
+            ):
                 cleaned[key] = tuple(int(v) for v in cleaned.get(key) or ())
             cleaned["exclude_flags"] = tuple(str(v) for v in cleaned.get("exclude_flags") or ())
             for key in ("min_agreement", "test_fraction"):

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from ranking.projects.models import project_default_id
 from sampler.jobs.models import Job, job_indexes, progress_fraction
 
 
@@ -21,6 +22,16 @@ class DatasetExport(Job):
     file_path = models.CharField(max_length=1000, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="dataset_exports"
+    )
+
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="exports",
     )
 
     class Meta:

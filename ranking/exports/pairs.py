@@ -8,19 +8,25 @@ from labeling.redteam.selectors import (
 )
 from ranking.exports.filters import (
     CHUNK_SIZE,
-    PAIRS_SCHEMA_VERSION,
+    SCHEMA_VERSION,
     ExportFilters,
     day_bounds,
     pseudonym,
     split_of,
 )
-from ranking.exports.reading import TaskBundle, bundle_context, task_bundles
+from ranking.exports.reading import (
+    DEFAULT_TRUST,
+    TaskBundle,
+    bundle_context,
+    export_trust,
+    task_bundles,
+)
 from ranking.quality.metrics import implied_pairs
 
 
 def _pair_record(context: dict, task_id: int, winner: int, loser: int, **extra) -> dict:
     return {
-        "schema_version": PAIRS_SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "prompt": context["prompt"],
         "chosen": [{"role": "assistant", "content": context["texts"][winner]}],
         "rejected": [{"role": "assistant", "content": context["texts"][loser]}],
@@ -32,11 +38,14 @@ def _pair_record(context: dict, task_id: int, winner: int, loser: int, **extra) 
         "red_team": False,
         "attack_id": None,
         "attack_category": None,
+        "project": context.get("project"),
+        "trust_weight": None,
         **extra,
     }
 
 
 def pair_records(filters: ExportFilters) -> Iterator[dict]:
+    trust = export_trust(filters) if filters.pair_mode == "per_ranker" else {}
     for bundle in task_bundles(filters, provenance=False) if filters.red_team != "only" else ():
         context = bundle_context(bundle, filters)
         if context is None:
@@ -64,6 +73,7 @@ def pair_records(filters: ExportFilters) -> Iterator[dict]:
                                     votes=1,
                                     agreement=1.0,
                                     guideline_version=ranking["guideline_version__number"],
+                                    trust_weight=trust.get(ranking["ranker_id"], DEFAULT_TRUST),
                                 )
         else:
             yield from _aggregated_pairs(bundle, context, filters)
@@ -83,6 +93,7 @@ def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
         model_version_ids=filters.model_version_ids,
         guideline_versions=filters.guideline_versions,
         chunk_size=CHUNK_SIZE,
+        project_ids=filters.project_ids,
     ):
         for attack in chunk:
             conversation_id = attack["conversation_id"]
@@ -92,7 +103,7 @@ def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
             if filters.split != "all" and split != filters.split:
                 continue
             yield {
-                "schema_version": PAIRS_SCHEMA_VERSION,
+                "schema_version": SCHEMA_VERSION,
                 "prompt": attack["prompt_messages"],
                 "chosen": [{"role": "assistant", "content": attack["correction__content"]}],
                 "rejected": [{"role": "assistant", "content": attack["message__content"]}],
@@ -110,6 +121,8 @@ def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
                 "votes": 1,
                 "agreement": 1.0,
                 "guideline_version": attack["correction__guideline_version__number"],
+                "project": None,
+                "trust_weight": None,
             }
 
 

@@ -56,6 +56,7 @@ def source_count(format: str, filters: ExportFilters) -> int:
             finished_bounds=day_bounds(filters),
             exclude_owner_ids=filters.exclude_trainer_ids,
             red_team=filters.red_team,
+            project_ids=filters.project_ids,
         ).count()
     return rankings_query(filters).filter(task__in=tasks_query(filters)).count()
 

@@ -3,7 +3,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ranking.exports.filters import SCHEMA_VERSION, ExportFilters, pseudonym
-from ranking.exports.reading import bundle_context, flagged_candidates, task_bundles
+from ranking.exports.reading import (
+    DEFAULT_TRUST,
+    bundle_context,
+    export_trust,
+    flagged_candidates,
+    task_bundles,
+)
+from ranking.quality.trust import consensus_ranking
 
 
 def _candidate_record(candidate: dict) -> dict:
@@ -26,11 +33,17 @@ def _candidate_record(candidate: dict) -> dict:
 
 
 def ranking_records(filters: ExportFilters) -> Iterator[dict]:
+    trust = export_trust(filters)
     for bundle in task_bundles(filters):
         context = bundle_context(bundle, filters, with_agreement=True)
         if context is None:
             continue
         candidates = [_candidate_record(c) for c in bundle.candidates]
+        consensus = consensus_ranking(
+            (r["ordering"], trust.get(r["ranker_id"], DEFAULT_TRUST))
+            for r in bundle.rankings
+            if not r["cannot_rank"]
+        )
         for ranking in bundle.rankings:
             if flagged_candidates(ranking, filters.exclude_flags):
                 continue
@@ -58,4 +71,9 @@ def ranking_records(filters: ExportFilters) -> Iterator[dict]:
                 "submitted_at": ranking["submitted_at"].isoformat(),
                 "task_agreement": context["agreement"],
                 "guideline_version": ranking["guideline_version__number"],
+                "project": context["project"],
+                # The ranker's trust (one-coin Dawid-Skene, see the README) and the task's
+                # trust-weighted consensus over the rankings exported with it.
+                "trust_weight": trust.get(ranking["ranker_id"], DEFAULT_TRUST),
+                "consensus": consensus,
             }

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from labeling.feedback.selectors import feedback_summaries
 from ranking.exports.filters import CHUNK_SIZE, ExportFilters, day_bounds, split_of
 from ranking.quality.metrics import task_agreement
+from ranking.quality.selectors import trainer_trust
+from ranking.quality.trust import PRIOR_RIGHT, PRIOR_WRONG
 from ranking.rank.models import Candidate, Ranking, RankingTask
 from sampler.moderation.selectors import moderation_latest_by_sample
 
@@ -20,6 +22,8 @@ class TaskBundle:
 
 def rankings_query(filters: ExportFilters):
     rankings = Ranking.objects.all()
+    if filters.project_ids:
+        rankings = rankings.filter(project_id__in=filters.project_ids)
     for lookup, value in day_bounds(filters).items():
         rankings = rankings.filter(**{f"submitted_at__{lookup}": value})
     if filters.exclude_trainer_ids:
@@ -32,7 +36,10 @@ def rankings_query(filters: ExportFilters):
 
 
 def tasks_query(filters: ExportFilters):
-    tasks = RankingTask.objects.filter(rankings_count__gt=0)
+    # Gold copies measure trainers; their rankings are not new data.
+    tasks = RankingTask.objects.filter(rankings_count__gt=0, gold_ordering__isnull=True)
+    if filters.project_ids:
+        tasks = tasks.filter(project_id__in=filters.project_ids)
     if filters.model_version_ids:
         tasks = tasks.filter(model_version_id__in=filters.model_version_ids)
     return tasks
@@ -81,6 +88,7 @@ def task_bundles(
         chunk = list(
             tasks.filter(pk__gt=last_pk).values(
                 "pk",
+                "project__slug",
                 "model_version__name",
                 "prefix_message_id",
                 "source_message__conversation_id",
@@ -135,6 +143,19 @@ def _add_moderation_and_feedback(candidates: list[dict]) -> None:
         candidate["feedback"] = feedback[candidate["message_id"]]
 
 
+# The trust of a ranker with no strict pair to judge them by: the prior's mean.
+DEFAULT_TRUST = PRIOR_RIGHT / (PRIOR_RIGHT + PRIOR_WRONG)
+
+
+def export_trust(filters: ExportFilters) -> dict[int, float]:
+    """Ranker id -> trust, estimated from every ranking of the export's projects (all of them
+    when it names none), gold included, whatever the other filters keep."""
+    return {
+        trainer: estimate.trust
+        for trainer, estimate in trainer_trust(project_ids=filters.project_ids).items()
+    }
+
+
 def flagged_candidates(ranking: dict, names: tuple[str, ...]) -> set[int]:
     """Candidates this ranking flagged with any of ``names``."""
     return {
@@ -174,5 +195,6 @@ def bundle_context(
         "agreement": agreement,
         "excluded_candidates": excluded,
         "prompt": bundle.task["generation_job__prompt_messages"] or [],
+        "project": bundle.task["project__slug"],
         "texts": {c["id"]: c["message__content"] for c in bundle.candidates},
     }

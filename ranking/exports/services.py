@@ -36,7 +36,11 @@ def dataset_export_create(
     if format not in FORMATS:
         raise ValidationError({"format": f"format must be one of {', '.join(FORMATS)}."})
     export = DatasetExport.objects.create(
-        format=format, filters={**filters.as_dict(), "compress": compress}, created_by=created_by
+        format=format,
+        filters={**filters.as_dict(), "compress": compress},
+        created_by=created_by,
+        # An export of one project belongs to it; of several or all, to the default project.
+        **({"project_id": filters.project_ids[0]} if len(filters.project_ids) == 1 else {}),
     )
     export.publication = job_enqueue(job=export) if queue else None
     return export

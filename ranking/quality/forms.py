@@ -1,5 +1,6 @@
 from django import forms
 
+from ranking.projects.selectors import project_list
 from ranking.quality.selectors import model_version_choices
 
 
@@ -8,6 +9,9 @@ class QualityFilterForm(forms.Form):
     submitted_to = forms.DateField(required=False, label="to (inclusive)")
     model_version = forms.ModelChoiceField(
         queryset=model_version_choices(), required=False, empty_label="Any model version"
+    )
+    project = forms.ModelChoiceField(
+        queryset=project_list(), required=False, empty_label="Every project"
     )
 
     def clean(self) -> dict:

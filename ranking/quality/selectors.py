@@ -14,7 +14,8 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from labeling.conversations.selectors import message_path
-from ranking.quality import metrics
+from ranking.gold.selectors import gold_accuracy_by_trainer
+from ranking.quality import metrics, trust
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from sampler.registry.models import ModelVersion
 
@@ -78,6 +79,10 @@ def human_preference_between_versions(*, version_a_id: int, version_b_id: int) -
 class TrainerRow:
     username: str
     quality: metrics.TrainerQuality
+    # Mean agreement with gold tasks' expected order, and how many gold tasks it rests on.
+    gold_accuracy: float | None = None
+    gold_count: int = 0
+    trust: float | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ def ranking_quality(
     submitted_from: datetime | None = None,
     submitted_before: datetime | None = None,
     model_version_id: int | None = None,
+    project_id: int | None = None,
     lowest: int = 20,
 ) -> QualityReport:
     """Agreement overall, per trainer and for the worst tasks, in a fixed number of queries.
@@ -118,6 +124,11 @@ def ranking_quality(
     if model_version_id is not None:
         rankings = rankings.filter(task__model_version_id=model_version_id)
         skips = skips.filter(task__model_version_id=model_version_id)
+    if project_id is not None:
+        rankings = rankings.filter(project_id=project_id)
+        skips = skips.filter(task__project_id=project_id)
+    gold = gold_accuracy_by_trainer(project_ids=[project_id] if project_id is not None else None)
+    trusts = trainer_trust(project_ids=[project_id] if project_id is not None else [])
     records = [
         metrics.RankingRecord(
             task_id=task_id,
@@ -176,7 +187,13 @@ def ranking_quality(
         ranking_count=len(records),
         task_count=len(summary.tasks),
         trainers=[
-            TrainerRow(username=usernames.get(row.ranker_id, f"#{row.ranker_id}"), quality=row)
+            TrainerRow(
+                username=usernames.get(row.ranker_id, f"#{row.ranker_id}"),
+                quality=row,
+                gold_accuracy=gold.get(row.ranker_id, (None, 0))[0],
+                gold_count=gold.get(row.ranker_id, (None, 0))[1],
+                trust=trusts[row.ranker_id].trust if row.ranker_id in trusts else None,
+            )
             for row in summary.trainers
         ],
         lowest_tasks=[
@@ -280,3 +297,52 @@ def task_detail(*, task_id: int) -> TaskDetail:
         rankings=rankings,
         agreement=metrics.task_agreement([r.ordering for r in rankings if not r.cannot_rank]),
     )
+
+
+# ---- trust and Krippendorff's alpha -----------------------------------------------------------
+
+
+def _gold_pairs(gold_ordering: list[list[int]], task_id: int) -> dict[tuple[int, int, int], bool]:
+    pairs = {}
+    for judgement in trust.judgements_of(task_id, 0, gold_ordering):
+        low, high = sorted((judgement.first, judgement.second))
+        pairs[(task_id, low, high)] = judgement.first == low
+    return pairs
+
+
+def trainer_trust(*, project_ids: tuple[int, ...] | list[int] = ()) -> dict[int, trust.Trust]:
+    """Trainer id -> trust (``ranking.quality.trust``) from every ranking of those projects
+    (all when none is named), gold tasks' known orders included."""
+    rankings = Ranking.objects.filter(cannot_rank=False)
+    if project_ids:
+        rankings = rankings.filter(project_id__in=project_ids)
+    judgements = []
+    gold: dict[tuple[int, int, int], bool] = {}
+    for task_id, ranker_id, ordering, gold_ordering in rankings.values_list(
+        "task_id", "ranker_id", "ordering", "task__gold_ordering"
+    ).iterator(chunk_size=2000):
+        judgements.extend(trust.judgements_of(task_id, ranker_id, ordering or []))
+        if gold_ordering:
+            gold.update(_gold_pairs(gold_ordering, task_id))
+    return trust.trust_estimate(judgements, gold=gold)
+
+
+def trust_of_trainer(*, trainer_id: int, project_id: int) -> trust.Trust | None:
+    """One trainer's trust in one project (what the trainer sees of it)."""
+    return trainer_trust(project_ids=[project_id]).get(trainer_id)
+
+
+def krippendorff_alpha_by_project() -> dict[int, float | None]:
+    """Project id -> Krippendorff's alpha over its tasks' pairwise judgements (gold copies
+    left out: they are measured against the known order, not between trainers)."""
+    orderings: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for project_id, task_id, ordering in (
+        Ranking.objects.filter(cannot_rank=False, task__gold_ordering__isnull=True)
+        .values_list("project_id", "task_id", "ordering")
+        .iterator(chunk_size=2000)
+    ):
+        orderings[project_id][task_id].append(ordering or [])
+    return {
+        project_id: trust.krippendorff_alpha_pairwise(tasks.values())
+        for project_id, tasks in orderings.items()
+    }

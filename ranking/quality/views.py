@@ -8,9 +8,10 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.roles import staff_required
+from ranking.projects.selectors import project_list
 from ranking.quality import metrics
 from ranking.quality.forms import QualityFilterForm
-from ranking.quality.selectors import ranking_quality, task_detail
+from ranking.quality.selectors import krippendorff_alpha_by_project, ranking_quality, task_detail
 
 
 def _start_of_day(day) -> datetime:
@@ -27,10 +28,12 @@ def quality(request: HttpRequest) -> HttpResponse:
     filters = form.cleaned_data if form.is_valid() else {}
     start, end = filters.get("submitted_from"), filters.get("submitted_to")
     version = filters.get("model_version")
+    alphas = krippendorff_alpha_by_project()
     report = ranking_quality(
         submitted_from=_start_of_day(start) if start else None,
         submitted_before=_start_of_day(end + timedelta(days=1)) if end else None,
         model_version_id=version.pk if version else None,
+        project_id=filters["project"].pk if filters.get("project") else None,
     )
     return render(
         request,
@@ -38,6 +41,11 @@ def quality(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "report": report,
+            "alphas": [
+                (project, alphas.get(project.pk))
+                for project in project_list()
+                if project.pk in alphas
+            ],
             "overall_percent": _percent(report.overall.pairwise),
             "reference_percent": _percent(metrics.INSTRUCTGPT_AGREEMENT),
             "reference_spread_percent": _percent(metrics.INSTRUCTGPT_AGREEMENT_SPREAD),

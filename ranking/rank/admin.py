@@ -20,7 +20,7 @@ class RankingTaskAdmin(admin.ModelAdmin):
         "created_at",
         "ready_at",
     )
-    list_filter = ("status", "model_version", "created_at")
+    list_filter = ("status", "project", "model_version", "created_at")
     search_fields = ("id", "prefix_message__content", "source_message__content")
     raw_id_fields = ("source_message", "prefix_message", "generation_job")
     inlines = [CandidateInline]

@@ -1,13 +1,16 @@
 """Ranking JSON API: claim the next task, submit a ranking, skip a task."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
 from config.api import StrictBooleanField, StrictCharField, StrictDictField, StrictIdField
+from ranking.projects.selectors import project_for_trainer
 from ranking.rank import services
 from ranking.rank.selectors import assignment_get_for_trainer, assignment_screen
 
@@ -73,13 +76,26 @@ class TaskClaimApi(APIView):
 
     @extend_schema(
         request=None,
+        parameters=[
+            OpenApiParameter(
+                "project",
+                OpenApiTypes.STR,
+                description="A project's slug (default: any project open to the trainer).",
+            )
+        ],
         responses={
             200: AssignmentOutputSerializer,
             204: OpenApiResponse(description="No task is ready for this trainer."),
         },
     )
     def post(self, request: Request) -> Response:
-        assignment = services.task_claim_next(trainer=request.user)
+        slug = request.query_params.get("project")
+        project = None
+        if slug is not None:
+            project = project_for_trainer(trainer=request.user, slug=slug)
+            if project is None:
+                raise NotFound("No active project with that slug is open to you.")
+        assignment = services.task_claim_next(trainer=request.user, project=project)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(AssignmentOutputSerializer(assignment_screen(assignment=assignment)).data)

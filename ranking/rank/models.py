@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ranking.projects.models import project_default_id
+
 
 class RankingTask(models.Model):
     """A conversation prefix ending in a user turn plus K+1 candidate assistant replies."""
@@ -44,6 +46,25 @@ class RankingTask(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    # A gold task: a copy of ``gold_of`` (or a task) with the expected order, best first, as
+    # tie groups of this task's candidate ids; mixed into trainers' streams to measure them.
+    gold_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="gold_copies"
+    )
+    gold_ordering = models.JSONField(null=True, blank=True)
+    # Uncertainty selection: prepared but not yet offered, and the reward models' disagreement.
+    held_back = models.BooleanField(default=False)
+    uncertainty = models.FloatField(null=True, blank=True)
+
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="ranking_tasks",
+    )
 
     class Meta:
         ordering = ["created_at"]
@@ -159,6 +180,16 @@ class Ranking(models.Model):
     # From the page showing the task to the first reply being placed, as the browser measured
     # it (None when not reported, e.g. through the API or without JavaScript).
     first_placement_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="rankings",
+    )
 
     class Meta:
         ordering = ["-submitted_at"]

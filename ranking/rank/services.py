@@ -19,7 +19,21 @@ from labeling.conversations.models import Message
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.conversations.services import message_add_alternatives
 from labeling.guidelines.services import guideline_version_ensure_current
+from ranking.gold.models import Qualification
+from ranking.gold.selectors import qualifications_of_trainer
+from ranking.gold.services import qualification_update
+from ranking.projects.models import Project
+from ranking.projects.selectors import (
+    project_alternatives,
+    project_default,
+    project_overlap,
+    project_policy_pick,
+    project_pool_size,
+    projects_active,
+    projects_for_trainer,
+)
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.selection.services import ranking_tasks_select
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create, generation_job_execute
 from sampler.jobs.kinds import JobContext
@@ -46,34 +60,44 @@ def ranking_task_create(
     rng: random.Random | None = None,
     alternatives: int | None = None,
     overlap: int | None = None,
+    project: Project | None = None,
+    held_back: bool = False,
     queue: bool = True,
 ) -> RankingTask | None:
-    """Pick a random model-written message and queue sampling of its alternatives (a
-    generation job of the ``ranking_preparation`` kind, on the ``generation`` queue).
+    """Pick a random model-written message of the project's conversations and queue sampling
+    of its alternatives (a generation job of the ``ranking_preparation`` kind, on the
+    ``generation`` queue) from the project's policy, with its K, overlap and sampling.
 
     Returns None when no eligible message is left.
     """
     rng = rng or random.Random()
-    alternatives = alternatives or settings.RANKING_ALTERNATIVES
-    source = ranking_source_pick(rng=rng, origins=settings.RANKING_SOURCE_ORIGINS)
+    project = project or project_default()
+    alternatives = alternatives or project_alternatives(project)
+    source = ranking_source_pick(
+        rng=rng, origins=settings.RANKING_SOURCE_ORIGINS, project_id=project.pk
+    )
     if source is None:
         return None
     with transaction.atomic():
         job = generation_job_create(
             prefix_message=source.parent,
             n=alternatives,
-            params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS},
+            params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS, **project.sampling_params},
             purpose=GenerationJob.Purpose.RANKING,
+            model_version=project_policy_pick(project=project, rng=rng),
+            project_id=project.pk,
             queue=False,
         )
         task = RankingTask.objects.create(
+            project=project,
             source_message=source,
             prefix_message=source.parent,
             generation_job=job,
             model_version=job.model_version,
             source_owner_id=source.conversation.owner_id,
             alternatives_requested=alternatives,
-            overlap_required=overlap or settings.RANKING_OVERLAP,
+            overlap_required=overlap or project_overlap(project),
+            held_back=held_back,
         )
         if queue:
             job_enqueue(job=job)
@@ -156,22 +180,38 @@ def ranking_tasks_release_orphans() -> int:
     )
 
 
-def ranking_pool_fill(*, target: int | None = None, rng: random.Random | None = None) -> int:
-    """Create tasks until ``target`` are ready or being prepared; returns how many were made."""
-    target = settings.RANKING_POOL_SIZE if target is None else target
+def ranking_pool_fill(
+    *,
+    target: int | None = None,
+    rng: random.Random | None = None,
+    project: Project | None = None,
+) -> int:
+    """Per project (``project``, or every active one): create tasks until ``target`` (else the
+    project's pool size) are ready or being prepared; returns how many were made. A project
+    that selects by uncertainty prepares ``candidate_factor`` times as many, held back, and
+    offers those its reward models disagree on most (``ranking.selection``)."""
     ranking_tasks_release_orphans()
-    open_tasks = RankingTask.objects.filter(
-        Q(status=RankingTask.Status.PREPARING)
-        | Q(
-            status=RankingTask.Status.READY,
-            rankings_count__lt=F("overlap_required"),
-        )
-    ).count()
+    projects = [project] if project is not None else list(projects_active())
     created = 0
-    for _ in range(max(0, target - open_tasks)):
-        if ranking_task_create(rng=rng) is None:
-            break
-        created += 1
+    for each in projects:
+        wanted = project_pool_size(each) if target is None else target
+        uncertain = each.selection == Project.Selection.UNCERTAINTY
+        if uncertain:
+            ranking_tasks_select(project=each, rng=rng)
+            wanted *= each.candidate_factor
+        open_tasks = RankingTask.objects.filter(
+            Q(status=RankingTask.Status.PREPARING)
+            | Q(
+                status=RankingTask.Status.READY,
+                rankings_count__lt=F("overlap_required"),
+            ),
+            project=each,
+            gold_ordering__isnull=True,
+        ).count()
+        for _ in range(max(0, wanted - open_tasks)):
+            if ranking_task_create(rng=rng, project=each, held_back=uncertain) is None:
+                break
+            created += 1
     return created
 
 
@@ -202,12 +242,52 @@ def _presentation_order(task: RankingTask) -> list[int]:
     return ids
 
 
-def task_claim_next(*, trainer: AbstractBaseUser) -> Assignment | None:
-    """The trainer's current lease, or a new lease on the oldest task that still needs them.
+def _pick(tasks):
+    # Skip rows other claims hold right now; if that skipped everything, wait for the first
+    # one instead of answering "nothing to rank" while work is left (the database re-checks
+    # the condition once the lock is released).
+    task = tasks.select_for_update(skip_locked=True).first()
+    return task if task is not None else tasks.select_for_update().first()
+
+
+def task_claim_next(
+    *,
+    trainer: AbstractBaseUser,
+    project: Project | None = None,
+    rng: random.Random | None = None,
+) -> Assignment | None:
+    """The trainer's current lease, or a new lease on the oldest task that still needs them,
+    in ``project`` or else in any active project the trainer may rank in.
 
     A task is never leased to more trainers than it still needs (rankings + leases < overlap),
-    never to the writer of its conversation, and never twice to the same trainer.
+    never to the writer of its conversation, and never twice to the same trainer. In a project
+    that requires qualification, a trainer not yet decided gets only its gold tasks, and one
+    who failed gets nothing; otherwise a gold task of the task's project replaces it at the
+    project's gold rate (and is offered when nothing else is left in a project that mixes
+    gold in). A gold task never goes to a trainer who ranked its original.
     """
+    rng = rng or random.SystemRandom()
+    allowed = projects_for_trainer(trainer=trainer)
+    if project is not None:
+        allowed = allowed.filter(pk=project.pk)
+    projects = {each.pk: each for each in allowed}
+    allowed_ids = list(projects)
+    qualifications = qualifications_of_trainer(trainer=trainer)
+    decided = {
+        project_id: qualification.status
+        for project_id, qualification in qualifications.items()
+        if qualification.status != Qualification.Status.PENDING
+    }
+    regular_ids = [
+        each.pk
+        for each in projects.values()
+        if not each.qualification_required or decided.get(each.pk) == Qualification.Status.PASSED
+    ]
+    qualifying_ids = [
+        each.pk
+        for each in projects.values()
+        if each.qualification_required and each.pk not in decided
+    ]
     now = timezone.now()
     leases_expire(now=now)
     with transaction.atomic():
@@ -215,7 +295,12 @@ def task_claim_next(*, trainer: AbstractBaseUser) -> Assignment | None:
         get_user_model().objects.select_for_update().filter(pk=trainer.pk).first()
         current = (
             Assignment.objects.select_related("task")
-            .filter(trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=now)
+            .filter(
+                trainer=trainer,
+                status=Assignment.Status.LEASED,
+                expires_at__gte=now,
+                task__project_id__in=allowed_ids,
+            )
             .order_by("leased_at")
             .first()
         )
@@ -225,17 +310,26 @@ def task_claim_next(*, trainer: AbstractBaseUser) -> Assignment | None:
             RankingTask.objects.filter(
                 status=RankingTask.Status.READY,
                 overlap_required__gt=F("rankings_count") + F("leased_count"),
+                held_back=False,
             )
             .exclude(source_owner=trainer)
             .exclude(assignments__trainer=trainer)
             .order_by("created_at", "id")
         )
-        # Skip rows other claims hold right now; if that skipped everything, wait for the
-        # first one instead of answering "nothing to rank" while work is left (the database
-        # re-checks the condition once the lock is released).
-        task = open_tasks.select_for_update(skip_locked=True).first()
+        gold = open_tasks.filter(gold_ordering__isnull=False).exclude(
+            gold_of__rankings__ranker=trainer
+        )
+        task = _pick(gold.filter(project_id__in=qualifying_ids)) if qualifying_ids else None
         if task is None:
-            task = open_tasks.select_for_update().first()
+            # A trainer who ranked a gold copy has seen its original's answer.
+            regular = open_tasks.filter(gold_ordering__isnull=True, project_id__in=regular_ids)
+            task = _pick(regular.exclude(gold_copies__rankings__ranker=trainer))
+            if task is not None and rng.random() < projects[task.project_id].gold_rate:
+                task = _pick(gold.filter(project_id=task.project_id)) or task
+            elif task is None:
+                # Nothing new to rank: the gold of projects that mix gold in at all.
+                mixing = [pk for pk in regular_ids if projects[pk].gold_rate > 0]
+                task = _pick(gold.filter(project_id__in=mixing)) if mixing else None
         if task is None:
             return None
         RankingTask.objects.filter(pk=task.pk).update(leased_count=F("leased_count") + 1)
@@ -383,6 +477,7 @@ def ranking_submit(
     # never negative when the claiming and submitting servers' clocks disagree.
     duration_ms = max(0, (now - assignment.leased_at) // timedelta(milliseconds=1))
     stored = Ranking.objects.create(
+        project_id=task.project_id,
         task=task,
         assignment=assignment,
         ranker=trainer,
@@ -415,6 +510,8 @@ def ranking_submit(
     if task.rankings_count >= task.overlap_required:
         task.status = RankingTask.Status.COMPLETE
     task.save(update_fields=["rankings_count", "leased_count", "status"])
+    if task.gold_ordering is not None:
+        qualification_update(project=task.project, trainer=trainer)
     return stored
 
 

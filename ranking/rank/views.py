@@ -11,6 +11,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import trainer_required
 from config.htmx import HtmxHttpRequest, validation_messages
+from ranking.projects.models import Project
+from ranking.projects.selectors import CHOSEN_PROJECT_SESSION_KEY, project_for_trainer
 from ranking.rank import services
 from ranking.rank.forms import FLAG_LABELS, VERDICTS, RankingForm
 from ranking.rank.models import Assignment
@@ -73,8 +75,14 @@ def _render_card(
     return response
 
 
+def _chosen_project(request: HtmxHttpRequest) -> Project | None:
+    """The project the trainer chose on the Projects page (None: all of theirs)."""
+    slug = request.session.get(CHOSEN_PROJECT_SESSION_KEY)
+    return project_for_trainer(trainer=request.user, slug=slug) if slug else None
+
+
 def _next_task(request: HtmxHttpRequest, *, toast: dict | None = None) -> HttpResponse:
-    assignment = services.task_claim_next(trainer=request.user)
+    assignment = services.task_claim_next(trainer=request.user, project=_chosen_project(request))
     if not request.htmx:
         # Without JavaScript: the page shows the lease, or says it is waiting (not "Start").
         url = reverse("ranking:rank")

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ranking.projects.models import project_default_id
 from sampler.jobs.models import Job, job_indexes
 from sampler.registry.models import ModelVersion
 
@@ -40,6 +41,16 @@ class GenerationJob(Job):
         related_name="generation_jobs",
     )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    # The project (campaign) this belongs to; made without one: the default project.
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="generation_jobs",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -94,6 +94,13 @@ def _validated_params(params: object) -> GenerationParams:
     return generation_params
 
 
+def generation_params_validate(*, params: object) -> dict:
+    """Sampling parameters checked as a generation request checks them (for settings stored
+    ahead of any request, such as a project's); returns them as given."""
+    _validated_params(params)
+    return dict(params or {})
+
+
 def _validated_messages(messages: object, *, role: str) -> list[dict]:
     # Only a user turn can open a conversation, so only it may have an empty prefix.
     if not isinstance(messages, list) or (not messages and role != "user"):
@@ -136,6 +143,7 @@ def generation_job_create(
     purpose: str = GenerationJob.Purpose.MANUAL,
     requested_by: AbstractBaseUser | None = None,
     model_version: ModelVersion | None = None,
+    project_id: int | None = None,
     queue: bool = True,
 ) -> GenerationJob:
     """Validate, record and (``queue``) publish a request for ``n`` completions of a prefix.
@@ -187,6 +195,7 @@ def generation_job_create(
         seed=seed if seed is not None else random.SystemRandom().randint(0, MAX_SEED),
         purpose=purpose,
         requested_by=requested_by,
+        **({"project_id": project_id} if project_id is not None else {}),
     )
     job.publication = job_enqueue(job=job) if queue else None
     return job

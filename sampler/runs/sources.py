@@ -58,6 +58,7 @@ def _feedback_rows(filters: ExportFilters):
         date_to=filters.date_to,
         exclude_user_ids=filters.exclude_trainer_ids,
         model_version_ids=filters.model_version_ids,
+        project_ids=filters.project_ids,
     )
 
 
@@ -69,8 +70,7 @@ def _target(row: Feedback) -> tuple[list[dict], str, int | None, str] | None:
             prompt = _messages(message.sample.job.prompt_messages)
         elif message.parent_id is not None:
             prompt = _messages(
-                {"role": m.role, "content": m.content}
-                for m in message_path(message=message.parent)
+                {"role": m.role, "content": m.content} for m in message_path(message=message.parent)
             )
         else:
             return None

@@ -214,6 +214,8 @@ class RewardConfig(TrainingConfig):
     # in every run), so that a reward model trained on the other half judges independently of
     # it; "all": every conversation.
     data_half: str = "all"
+    # Weigh each ranking by its ranker's trust (the export's trust_weight) in the loss.
+    weight_by_trust: bool = False
 
     kind: ClassVar[str] = "reward"
 
@@ -255,6 +257,8 @@ class DPOConfig(TrainingConfig):
     loss_type: str = "sigmoid"
     # cDPO: the probability that a label is flipped (0: trust every ranking).
     label_smoothing: float = 0.0
+    # Weigh each ranking by its ranker's trust (the export's trust_weight) in the loss.
+    weight_by_trust: bool = False
 
     kind: ClassVar[str] = "dpo"
 

@@ -205,6 +205,8 @@ class RankingExample:
     ties: list[tuple[int, int]] = field(default_factory=list)
     # Best-first groups of indices into ``candidates`` (what listwise losses read).
     groups: list[list[int]] = field(default_factory=list)
+    # How much the ranking counts in the loss (its ranker's trust with weight_by_trust).
+    weight: float = 1.0
 
 
 def ranking_from_record(record: dict) -> tuple[list[dict], list[str], list[list[int]]] | None:
@@ -259,8 +261,24 @@ def pair_rank_distance(record: dict) -> float | None:
     return None
 
 
+def record_trust_weight(record: dict) -> float:
+    """The ``trust_weight`` an export (schema 2) gives a ranking or pair; DataError without."""
+    value = record.get("trust_weight")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise DataError(
+            "Weighting by trust needs records with a trust_weight (exports of schema 2 from the "
+            "database; aggregated and red-team pairs have none)."
+        )
+    return float(value)
+
+
 def ranking_example(
-    tokenizer, record: dict, *, max_length: int, end_ids: Sequence[int] | None = None
+    tokenizer,
+    record: dict,
+    *,
+    max_length: int,
+    end_ids: Sequence[int] | None = None,
+    weight_by_trust: bool = False,
 ) -> RankingExample | None:
     parsed = ranking_from_record(record)
     if parsed is None:
@@ -274,7 +292,11 @@ def ranking_example(
     if distance is not None:
         pairs = [(winner, loser, distance) for winner, loser, _ in pairs]
     return RankingExample(
-        candidates=candidates, pairs=pairs, ties=tied_pairs(groups), groups=groups
+        candidates=candidates,
+        pairs=pairs,
+        ties=tied_pairs(groups),
+        groups=groups,
+        weight=record_trust_weight(record) if weight_by_trust else 1.0,
     )
 
 
@@ -350,6 +372,7 @@ def build_ranking_data(
     test_fraction: float,
     seed: int,
     end_ids: Sequence[int] | None = None,
+    weight_by_trust: bool = False,
 ) -> SplitData:
     def count(stats: Counter, example: RankingExample, split: str) -> None:
         stats[f"rankings/{split}"] += 1
@@ -360,7 +383,13 @@ def build_ranking_data(
 
     return split_examples(
         records,
-        lambda record: ranking_example(tokenizer, record, max_length=max_length, end_ids=end_ids),
+        lambda record: ranking_example(
+            tokenizer,
+            record,
+            max_length=max_length,
+            end_ids=end_ids,
+            weight_by_trust=weight_by_trust,
+        ),
         count,
         test_fraction=test_fraction,
         seed=seed,
@@ -430,6 +459,7 @@ class RankingCollator:
             "rank_distances": torch.tensor(distances, dtype=torch.float),
             "elements": torch.tensor(elements, dtype=torch.long),
             "num_elements": torch.tensor(len(examples), dtype=torch.long),
+            "example_weights": torch.tensor([e.weight for e in examples], dtype=torch.float),
         }
 
 

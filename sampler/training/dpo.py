@@ -34,6 +34,7 @@ from sampler.training.data import (
     fit_prompt_and_completion,
     prompt_ids,
     ranking_from_record,
+    record_trust_weight,
     split_examples,
 )
 from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
@@ -50,7 +51,7 @@ from sampler.training.preference import (
 
 
 def ranking_completions(
-    tokenizer, record: dict, *, max_length: int, end_ids: list[int]
+    tokenizer, record: dict, *, max_length: int, end_ids: list[int], weight_by_trust: bool = False
 ) -> PromptCompletions | None:
     """A ranking (or pair) record as one prompt and its K completions, best-first groups."""
     parsed = ranking_from_record(record)
@@ -67,7 +68,12 @@ def ranking_completions(
         prompt_tokens, [0] * longest, max_length=max_length
     )
     completions = [c[: max_length - len(prompt_tokens)] for c in completions]
-    return PromptCompletions(prompt=prompt_tokens, completions=completions, groups=groups)
+    return PromptCompletions(
+        prompt=prompt_tokens,
+        completions=completions,
+        groups=groups,
+        weight=record_trust_weight(record) if weight_by_trust else 1.0,
+    )
 
 
 def build_dpo_data(
@@ -78,6 +84,7 @@ def build_dpo_data(
     test_fraction: float,
     seed: int,
     end_ids: list[int],
+    weight_by_trust: bool = False,
 ) -> SplitData:
     def count(stats: Counter, example: PromptCompletions, split: str) -> None:
         stats[f"rankings/{split}"] += 1
@@ -87,7 +94,11 @@ def build_dpo_data(
     return split_examples(
         records,
         lambda record: ranking_completions(
-            tokenizer, record, max_length=max_length, end_ids=end_ids
+            tokenizer,
+            record,
+            max_length=max_length,
+            end_ids=end_ids,
+            weight_by_trust=weight_by_trust,
         ),
         count,
         test_fraction=test_fraction,
@@ -103,7 +114,7 @@ def ranking_losses(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(mean loss over the batch's rankings, pair statistics) from log-ratios (N,) laid out
     as the collator lays out completions (each example's K in order)."""
-    losses, chosen, rejected = [], [], []
+    losses, weights, chosen, rejected = [], [], [], []
     offset = 0
     for example in examples:
         count = len(example.completions)
@@ -115,6 +126,8 @@ def ranking_losses(
             losers = torch.tensor([lo for _, lo, _ in pairs], device=ratios.device)
             chosen.append(ratios[winners])
             rejected.append(ratios[losers])
+        if config.mode == "listwise" or pairs:
+            weights.append(example.weight if config.weight_by_trust else 1.0)
         if config.mode == "listwise":
             losses.append(
                 listwise_dpo_loss(
@@ -134,7 +147,11 @@ def ranking_losses(
                     loss_type=config.loss_type,
                 ).mean()
             )
-    loss = torch.stack(losses).mean() if losses else logratios.sum() * 0.0
+    if losses:
+        weight = torch.tensor(weights, dtype=logratios.dtype, device=logratios.device)
+        loss = (torch.stack(losses) * weight).sum() / weight.sum().clamp_min(1e-12)
+    else:
+        loss = logratios.sum() * 0.0
     chosen_rewards = config.beta * torch.cat(chosen).detach()
     rejected_rewards = config.beta * torch.cat(rejected).detach()
     return loss, {
@@ -209,6 +226,7 @@ def train_dpo(
         test_fraction=config.test_fraction,
         seed=config.seed,
         end_ids=turn_end_ids(base_model, tokenizer),
+        weight_by_trust=config.weight_by_trust,
     )
     if not data.train:
         raise DataError(f"No usable ranking in the training split ({data.describe()}).")

@@ -95,8 +95,10 @@ def grouped_ranking_loss(
     *,
     ties: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     tie_weight: float = 1.0,
+    element_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The batched K-wise loss: weighted mean over each ranking's pairs, then mean over rankings.
+    """The batched K-wise loss: weighted mean over each ranking's pairs, then mean over rankings
+    (weighted by ``element_weights`` (num_elements,), e.g. each ranker's trust, when given).
 
     ``scores``: (N,) for all candidates of the batch; ``winners``/``losers``/``elements``: (P,)
     per pair, indices into ``scores`` and the ranking (0..num_elements-1) each pair belongs to;
@@ -111,7 +113,9 @@ def grouped_ranking_loss(
         per_pair = torch.cat([per_pair, tie_loss(scores[first], scores[second])])
         weights = torch.cat([weights, torch.full_like(first, tie_weight, dtype=per_pair.dtype)])
         elements = torch.cat([elements, tie_elements])
-    return mean_per_element(per_pair, elements, num_elements, weights=weights)
+    return mean_per_element(
+        per_pair, elements, num_elements, weights=weights, element_weights=element_weights
+    )
 
 
 def mean_per_element(
@@ -120,14 +124,19 @@ def mean_per_element(
     num_elements: int,
     *,
     weights: torch.Tensor | None = None,
+    element_weights: torch.Tensor | None = None,
 ):
     """(Weighted) mean of (P,) per-pair values over each ranking's pairs, then over the rankings
-    that have pairs: every ranking weighs the same whatever its K."""
+    that have pairs: every ranking weighs the same whatever its K (or ``element_weights``)."""
     weights = torch.ones_like(per_pair) if weights is None else weights.to(per_pair.dtype)
     sums = per_pair.new_zeros(num_elements).index_add(0, elements, per_pair * weights)
     counts = per_pair.new_zeros(num_elements).index_add(0, elements, weights)
     has_pairs = counts > 0
-    return (sums[has_pairs] / counts[has_pairs]).mean()
+    per_element = sums[has_pairs] / counts[has_pairs]
+    if element_weights is None:
+        return per_element.mean()
+    chosen = element_weights.to(per_element.dtype)[has_pairs]
+    return (per_element * chosen).sum() / chosen.sum().clamp_min(1e-12)
 
 
 def pairwise_correct(scores: torch.Tensor, winners: torch.Tensor, losers: torch.Tensor):

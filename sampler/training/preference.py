@@ -34,6 +34,8 @@ class PromptCompletions:
     desirable: list[bool] = field(default_factory=list)
     # The model version that wrote each completion, where known (KTO keeps it per example).
     versions: list[str | None] = field(default_factory=list)
+    # How much the example counts in the loss (its ranker's trust with weight_by_trust).
+    weight: float = 1.0
 
 
 @dataclass

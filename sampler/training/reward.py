@@ -58,6 +58,7 @@ class RewardTask:
             margins=self.config.margin_per_rank * batch["rank_distances"],
             ties=(batch["tie_first"], batch["tie_second"], batch["tie_elements"]),
             tie_weight=self.config.tie_weight,
+            element_weights=batch["example_weights"] if self.config.weight_by_trust else None,
         )
         if self.config.center_rewards_coefficient:
             centering = centering_penalty(
@@ -194,6 +195,7 @@ def train_reward(
         test_fraction=config.test_fraction,
         seed=config.seed,
         end_ids=end_ids,
+        weight_by_trust=config.weight_by_trust,
     )
     if not data.train:
         raise DataError(f"No usable ranking in the training split ({data.describe()}).")

@@ -4,10 +4,12 @@ from contextlib import contextmanager
 from typing import IO
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.conversations.importing import MAX_LINE_BYTES, MAX_LINES, jsonl_lines
 from labeling.conversations.services import conversations_import
+from ranking.projects.selectors import project_ids_by_slug
 
 
 @contextmanager
@@ -40,11 +42,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="Check every line; save nothing."
         )
+        parser.add_argument("--project", help="The project's slug (default: the default project).")
 
     def handle(self, *args, file: str, owner: str, title_prefix: str, dry_run: bool, **options):
         user = get_user_model().objects.filter(username=owner).first()
         if user is None:
             raise CommandError(f"No user named {owner!r}: create the account first.")
+        project_id = None
+        if options.get("project"):
+            try:
+                (project_id,) = project_ids_by_slug(slugs=[options["project"]])
+            except ValidationError as error:
+                raise CommandError(" ".join(error.messages)) from error
         with _open_binary(file) as stream:
             try:
                 report = conversations_import(
@@ -52,6 +61,7 @@ class Command(BaseCommand):
                     owner=user,
                     title_prefix=title_prefix,
                     dry_run=dry_run,
+                    project_id=project_id,
                 )
             except (OSError, EOFError) as error:  # a truncated or corrupt .gz, a read error
                 raise CommandError(

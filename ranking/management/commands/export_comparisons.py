@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
 from ranking.exports.pipeline import records, write_jsonl
+from ranking.projects.selectors import project_ids_by_slug
 from sampler.models import ModelVersion
 
 
@@ -46,6 +47,13 @@ class Command(BaseCommand):
             help="guideline version number (repeatable; none: any)",
         )
 
+        parser.add_argument(
+            "--project",
+            action="append",
+            default=[],
+            help="project slug (repeatable; none: every project)",
+        )
+
     def handle(self, *args, **options):
         versions = list(
             ModelVersion.objects.filter(name__in=options["model_version"]).values_list(
@@ -77,6 +85,7 @@ class Command(BaseCommand):
                     "pseudonymize": not options["no_pseudonymize"],
                     "red_team": options["red_team"],
                     "guideline_versions": options["guideline_version"],
+                    "project_ids": project_ids_by_slug(slugs=options["project"]),
                 }
             )
         except ValidationError as error:

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
 from ranking.exports.filters import FLAG_NAMES, ExportFilters
+from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.models import ModelVersion
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
@@ -81,6 +82,12 @@ class TrainingCommand(BaseCommand):
             "--test-fraction", type=float, default=0.1, help="Held out, by conversation."
         )
         source.add_argument("--split-seed", type=int, default=0)
+        source.add_argument(
+            "--project",
+            action="append",
+            default=[],
+            help="Only this project's data (a slug, repeatable; none: every project).",
+        )
         parser.add_argument(
             "--base", help="The model version to start from (default: active policy)."
         )
@@ -146,6 +153,7 @@ class TrainingCommand(BaseCommand):
                     exclude_trainer_ids=tuple(users.values_list("pk", flat=True)),
                     test_fraction=options["test_fraction"],
                     split_seed=options["split_seed"],
+                    project_ids=project_ids_by_slug(slugs=options["project"]),
                 )
             return training_services.training_run_create(
                 kind=self.kind,

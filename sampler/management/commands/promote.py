@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from ranking.projects.selectors import projects_affected_by_promotion
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import model_version_promote
 
@@ -17,3 +18,10 @@ class Command(BaseCommand):
             raise CommandError(f"No model version named {options['name']}.") from error
         version = model_version_promote(version=version)
         self.stdout.write(f"{version.name} is now the active {version.get_kind_display()}.")
+        if version.kind == ModelVersion.Kind.POLICY:
+            # Projects that name no policy sample from the active one: the promotion moves them.
+            following = [project.slug for project in projects_affected_by_promotion()]
+            self.stdout.write(
+                "Projects that sample from it now: "
+                + (", ".join(following) if following else "none (each names its own policy).")
+            )

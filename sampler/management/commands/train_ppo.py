@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from ranking.exports.filters import ExportFilters
+from ranking.projects.selectors import project_ids_by_slug
 from sampler.management.commands._training import (
     ProgressBar,
     _errors,
@@ -53,6 +54,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--split-seed", type=int, default=0)
         parser.add_argument(
+            "--project",
+            action="append",
+            default=[],
+            help="Only this project's prompts (a slug, repeatable; none: every project).",
+        )
+        parser.add_argument(
             "--resume", type=int, metavar="RUN_ID", help="Continue an unfinished PPO run."
         )
         parser.add_argument(
@@ -89,14 +96,15 @@ class Command(BaseCommand):
         config["test_fraction"] = options["test_fraction"]
         base, reward = _version(options["base"]), _version(options["reward_model"])
         filters = None
-        if not options["data"]:
-            filters = ExportFilters(
-                date_from=options["date_from"],
-                date_to=options["date_to"],
-                test_fraction=options["test_fraction"],
-                split_seed=options["split_seed"],
-            )
         try:
+            if not options["data"]:
+                filters = ExportFilters(
+                    date_from=options["date_from"],
+                    date_to=options["date_to"],
+                    test_fraction=options["test_fraction"],
+                    split_seed=options["split_seed"],
+                    project_ids=project_ids_by_slug(slugs=options["project"]),
+                )
             return training_services.training_run_create(
                 kind=TrainingRun.Kind.PPO,
                 config=config,

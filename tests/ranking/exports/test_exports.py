@@ -432,7 +432,7 @@ def test_every_format_loads_with_datasets(ranked, tmp_path):
         call_command("export_comparisons", "--format", format, "--out", str(path), verbosity=0)
         dataset = load_dataset("json", data_files=str(path), split="train")
         assert len(dataset) > 0
-        assert dataset[0]["schema_version"] == (2 if format == "pairs" else 1)
+        assert dataset[0]["schema_version"] == 2
     pairs = load_dataset("json", data_files=str(tmp_path / "pairs.jsonl.gz"), split="train")
     assert {"prompt", "chosen", "rejected", "rank_distance"} <= set(pairs.column_names)
     assert "margin" not in pairs.column_names

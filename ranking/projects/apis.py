@@ -1,0 +1,197 @@
+"""JSON API of projects: trainers list where they may rank; admins create, change and follow."""
+
+from django.contrib.auth.models import Group
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.roles import IsStaff, IsTrainer, is_admin
+from config.api import StrictIntegerField
+from ranking.projects import services
+from ranking.projects.models import Project
+from ranking.projects.selectors import project_list, project_progress, projects_for_trainer
+from sampler.registry.models import ModelVersion
+
+MAX_POLICIES = services.MAX_POLICIES
+
+
+class StrictFloatField(serializers.FloatField):
+    """A JSON number exactly (an integer is fine): strings and booleans are refused."""
+
+    default_error_messages = {"strict": "Must be a number (not a string or boolean)."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("strict")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"strict": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("strict")
+        return data
+
+
+class PolicyInputSerializer(serializers.Serializer):
+    model_version_id = StrictIntegerField(min_value=1)
+    weight = StrictFloatField(min_value=0, default=1.0)
+
+
+class ProjectInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=64)
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    guideline_url = serializers.URLField(max_length=200, required=False, allow_blank=True)
+    status = serializers.ChoiceField(choices=Project.Status.choices, required=False)
+    alternatives = StrictIntegerField(min_value=1, max_value=16, required=False, allow_null=True)
+    overlap = StrictIntegerField(min_value=1, max_value=50, required=False, allow_null=True)
+    sampling_params = serializers.DictField(required=False)
+    pool_size = StrictIntegerField(min_value=0, max_value=1000, required=False, allow_null=True)
+    target_rankings = StrictIntegerField(min_value=0, max_value=10**9, required=False)
+    deadline = serializers.DateTimeField(required=False, allow_null=True)
+    gold_rate = StrictFloatField(min_value=0, max_value=1, required=False)
+    qualification_required = StrictBooleanField(required=False)
+    qualification_tasks = StrictIntegerField(min_value=1, max_value=100, required=False)
+    qualification_threshold = StrictFloatField(min_value=0, max_value=1, required=False)
+    selection = serializers.ChoiceField(choices=Project.Selection.choices, required=False)
+    exploration_share = StrictFloatField(min_value=0, max_value=1, required=False)
+    candidate_factor = StrictIntegerField(min_value=1, max_value=20, required=False)
+    policies = PolicyInputSerializer(many=True, required=False, max_length=MAX_POLICIES)
+    trainer_group_ids = serializers.ListField(
+        child=StrictIntegerField(min_value=1), required=False, max_length=100
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({"detail": f"Unknown fields: {unknown}."})
+        return super().to_internal_value(data)
+
+    def validate_policies(self, value: list[dict]) -> list[tuple[ModelVersion, float]]:
+        ids = [entry["model_version_id"] for entry in value]
+        versions = ModelVersion.objects.in_bulk(ids)
+        missing = sorted(set(ids) - set(versions))
+        if missing:
+            raise serializers.ValidationError(f"No model version with id {missing}.")
+        return [(versions[entry["model_version_id"]], entry["weight"]) for entry in value]
+
+    def validate_trainer_group_ids(self, value: list[int]) -> list[Group]:
+        groups = Group.objects.in_bulk(value)
+        missing = sorted(set(value) - set(groups))
+        if missing:
+            raise serializers.ValidationError(f"No group with id {missing}.")
+        return list(groups.values())
+
+
+class ProjectOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    description = serializers.CharField()
+    guideline_url = serializers.CharField()
+    status = serializers.CharField()
+    alternatives = serializers.IntegerField(allow_null=True)
+    overlap = serializers.IntegerField(allow_null=True)
+    sampling_params = serializers.DictField()
+    pool_size = serializers.IntegerField(allow_null=True)
+    target_rankings = serializers.IntegerField()
+    deadline = serializers.DateTimeField(allow_null=True)
+    gold_rate = serializers.FloatField()
+    qualification_required = serializers.BooleanField()
+    qualification_tasks = serializers.IntegerField()
+    qualification_threshold = serializers.FloatField()
+    selection = serializers.CharField()
+    exploration_share = serializers.FloatField()
+    candidate_factor = serializers.IntegerField()
+    policies = serializers.SerializerMethodField()
+    trainer_group_ids = serializers.SerializerMethodField()
+
+    def get_policies(self, project: Project) -> list[dict]:
+        return [
+            {"model_version_id": policy.model_version_id, "weight": policy.weight}
+            for policy in project.policies.all()
+        ]
+
+    def get_trainer_group_ids(self, project: Project) -> list[int]:
+        return sorted(project.trainer_groups.values_list("pk", flat=True))
+
+
+class ProgressOutputSerializer(serializers.Serializer):
+    rankings = serializers.IntegerField()
+    target = serializers.IntegerField()
+    percent = serializers.FloatField(allow_null=True)
+    tasks_ready = serializers.IntegerField()
+    tasks_preparing = serializers.IntegerField()
+    tasks_complete = serializers.IntegerField()
+    rate_per_day = serializers.FloatField()
+    tasks_held = serializers.IntegerField()
+    eta = serializers.DateTimeField(allow_null=True)
+    late = serializers.BooleanField()
+
+
+def _service_fields(data: dict) -> dict:
+    fields = dict(data)
+    if "trainer_group_ids" in fields:
+        fields["trainer_groups"] = fields.pop("trainer_group_ids")
+    return fields
+
+
+class ProjectListApi(APIView):
+    """Trainers: the active projects open to them. Admins: every project; POST creates one."""
+
+    def get_permissions(self):
+        return [IsStaff()] if self.request.method == "POST" else [IsTrainer()]
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        projects = (
+            project_list() if is_admin(request.user) else projects_for_trainer(trainer=request.user)
+        )
+        return Response(ProjectOutputSerializer(projects, many=True).data)
+
+    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = ProjectInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_create(
+            created_by=request.user, **_service_fields(serializer.validated_data)
+        )
+        return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    """One project's settings (admins); PATCH changes the fields given."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        return Response(ProjectOutputSerializer(get_object_or_404(Project, pk=project_id)).data)
+
+    @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = get_object_or_404(Project, pk=project_id)
+        serializer = ProjectInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_update(
+            project=project, **_service_fields(serializer.validated_data)
+        )
+        return Response(ProjectOutputSerializer(project).data)
+
+
+class ProjectProgressApi(APIView):
+    """Rankings against the target, the pool, the rate over the last week and the ETA."""
+
+    permission_classes = [IsStaff]
+
+    @extend_schema(responses=ProgressOutputSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = get_object_or_404(Project, pk=project_id)
+        return Response(ProgressOutputSerializer(project_progress(project=project)).data)

@@ -1,0 +1,161 @@
+"""Reads of projects: which a trainer may rank in, the policy a new task samples from, and
+progress with an ETA."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
+from sampler.registry.models import ModelVersion
+
+# Where a trainer's choice of project (a slug; empty: all their projects) is kept.
+CHOSEN_PROJECT_SESSION_KEY = "ranking_project"
+
+# The window the ranking rate (and so the ETA) is measured over.
+RATE_WINDOW = timedelta(days=7)
+
+
+def project_default() -> Project:
+    return Project.objects.get(pk=project_default_id())
+
+
+def project_list() -> QuerySet[Project]:
+    return Project.objects.order_by("name")
+
+
+def projects_active() -> QuerySet[Project]:
+    return Project.objects.filter(status=Project.Status.ACTIVE).order_by("pk")
+
+
+def projects_for_trainer(*, trainer: AbstractBaseUser) -> QuerySet[Project]:
+    """Active projects the trainer may rank in: those with no trainer group, and those naming
+    one of the trainer's groups (admins rank anywhere)."""
+    projects = Project.objects.filter(status=Project.Status.ACTIVE)
+    if trainer.is_staff:
+        return projects.order_by("name")
+    return (
+        projects.filter(Q(trainer_groups__isnull=True) | Q(trainer_groups__user=trainer))
+        .distinct()
+        .order_by("name")
+    )
+
+
+def project_for_trainer(*, trainer: AbstractBaseUser, slug: str) -> Project | None:
+    """The active project ``slug`` when the trainer may rank in it, else None."""
+    return projects_for_trainer(trainer=trainer).filter(slug=slug).first()
+
+
+def project_ids_by_slug(*, slugs: list[str]) -> tuple[int, ...]:
+    """The ids of the projects named by slug; ValidationError naming any that is unknown."""
+    found = dict(Project.objects.filter(slug__in=slugs).values_list("slug", "pk"))
+    unknown = sorted(set(slugs) - set(found))
+    if unknown:
+        raise ValidationError({"project": f"Unknown project: {', '.join(unknown)}."})
+    return tuple(found[slug] for slug in dict.fromkeys(slugs))
+
+
+def project_ids_existing(*, ids: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    """``ids`` when each names a project; ValidationError naming those that do not."""
+    found = set(Project.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    unknown = sorted(set(ids) - found)
+    if unknown:
+        raise ValidationError({"project_id": f"No project with id {unknown}."})
+    return tuple(dict.fromkeys(ids))
+
+
+def project_alternatives(project: Project) -> int:
+    return project.alternatives or settings.RANKING_ALTERNATIVES
+
+
+def project_overlap(project: Project) -> int:
+    return project.overlap or settings.RANKING_OVERLAP
+
+
+def project_pool_size(project: Project) -> int:
+    return settings.RANKING_POOL_SIZE if project.pool_size is None else project.pool_size
+
+
+def project_policy_pick(*, project: Project, rng: random.Random) -> ModelVersion | None:
+    """A policy the project names, drawn by weight; None: the globally active version."""
+    policies = list(project.policies.select_related("model_version").order_by("pk"))
+    if not policies:
+        return None
+    chosen = rng.choices(policies, weights=[policy.weight for policy in policies])[0]
+    return chosen.model_version
+
+
+def projects_affected_by_promotion() -> QuerySet[Project]:
+    """Projects that name no policy sample from the active version: a promotion moves them."""
+    return Project.objects.filter(policies__isnull=True).exclude(status=Project.Status.DONE)
+
+
+@dataclass(frozen=True)
+class ProjectProgress:
+    project: Project
+    rankings: int
+    target: int
+    tasks_ready: int
+    tasks_preparing: int
+    tasks_complete: int
+    rate_per_day: float
+    # Uncertainty selection: prepared tasks waiting to be chosen (the extra generation).
+    tasks_held: int
+    eta: datetime | None
+
+    @property
+    def percent(self) -> float | None:
+        return None if not self.target else min(100.0, 100.0 * self.rankings / self.target)
+
+    @property
+    def late(self) -> bool:
+        deadline = self.project.deadline
+        return bool(deadline and self.eta and self.eta > deadline)
+
+
+def project_progress(*, project: Project, now: datetime | None = None) -> ProjectProgress:
+    """Rankings against the target, and when the target is reached at the last week's rate."""
+    now = now or timezone.now()
+    rankings = project.rankings.all()
+    total = rankings.count()
+    recent = rankings.filter(submitted_at__gte=now - RATE_WINDOW)
+    first = recent.order_by("submitted_at").values_list("submitted_at", flat=True).first()
+    recent_count = recent.count()
+    rate = 0.0
+    if first is not None and recent_count:
+        # Over the window, or since the first ranking in it when the project is younger.
+        span = max(now - first, timedelta(hours=1))
+        rate = recent_count / (span / timedelta(days=1))
+    eta = None
+    if project.target_rankings and total < project.target_rankings and rate > 0:
+        eta = now + timedelta(days=(project.target_rankings - total) / rate)
+    elif project.target_rankings and total >= project.target_rankings:
+        eta = now
+    tasks = project.ranking_tasks.aggregate(
+        ready=Count("id", filter=Q(status="ready", held_back=False)),
+        held=Count("id", filter=Q(status="ready", held_back=True)),
+        preparing=Count("id", filter=Q(status="preparing")),
+        complete=Count("id", filter=Q(status="complete")),
+    )
+    return ProjectProgress(
+        project=project,
+        rankings=total,
+        target=project.target_rankings,
+        tasks_ready=tasks["ready"],
+        tasks_preparing=tasks["preparing"],
+        tasks_complete=tasks["complete"],
+        tasks_held=tasks["held"],
+        rate_per_day=rate,
+        eta=eta,
+    )
+
+
+def project_slug_is_default(project: Project) -> bool:
+    return project.slug == DEFAULT_PROJECT_SLUG

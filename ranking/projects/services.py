@@ -1,0 +1,134 @@
+"""Writes of projects: creating and changing a campaign, with its policies and trainer groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from ranking.projects.models import Project, ProjectPolicy
+from sampler.generation.services import generation_params_validate
+from sampler.registry.models import ModelVersion
+
+MAX_ALTERNATIVES = 16
+MAX_OVERLAP = 50
+MAX_POOL_SIZE = 1000
+MAX_POLICIES = 16
+
+EDITABLE = (
+    "name",
+    "slug",
+    "description",
+    "guideline_url",
+    "status",
+    "alternatives",
+    "overlap",
+    "sampling_params",
+    "pool_size",
+    "target_rankings",
+    "deadline",
+    "gold_rate",
+    "qualification_required",
+    "qualification_tasks",
+    "qualification_threshold",
+    "selection",
+    "exploration_share",
+    "candidate_factor",
+)
+
+
+def _check(project: Project) -> None:
+    errors: dict[str, str] = {}
+    if project.alternatives is not None and not 1 <= project.alternatives <= MAX_ALTERNATIVES:
+        errors["alternatives"] = f"K must be between 1 and {MAX_ALTERNATIVES}."
+    if project.overlap is not None and not 1 <= project.overlap <= MAX_OVERLAP:
+        errors["overlap"] = f"The overlap must be between 1 and {MAX_OVERLAP}."
+    if project.pool_size is not None and project.pool_size > MAX_POOL_SIZE:
+        errors["pool_size"] = f"The pool holds at most {MAX_POOL_SIZE} tasks."
+    for name in ("gold_rate", "qualification_threshold", "exploration_share"):
+        if not 0.0 <= getattr(project, name) <= 1.0:
+            errors[name] = f"{name} is a share between 0 and 1."
+    if project.qualification_required and project.qualification_tasks < 1:
+        errors["qualification_tasks"] = "Qualification needs at least one gold task."
+    if project.candidate_factor < 1:
+        errors["candidate_factor"] = "candidate_factor is at least 1."
+    try:
+        project.sampling_params = generation_params_validate(params=project.sampling_params)
+    except ValidationError as error:
+        errors["sampling_params"] = "; ".join(error.messages)
+    try:
+        project.full_clean(exclude=["created_by"])
+    except ValidationError as error:
+        for field, messages in error.message_dict.items():
+            errors.setdefault(field, " ".join(messages))
+    if errors:
+        raise ValidationError(errors)
+
+
+def _set_policies(project: Project, policies: Iterable[tuple[ModelVersion, float]]) -> None:
+    policies = list(policies)
+    if len(policies) > MAX_POLICIES:
+        raise ValidationError({"policies": f"At most {MAX_POLICIES} policies per project."})
+    seen = set()
+    for version, weight in policies:
+        if version.kind != ModelVersion.Kind.POLICY:
+            raise ValidationError({"policies": f"{version.name} is not a policy."})
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            raise ValidationError({"policies": "Every policy weight is a number above 0."})
+        if version.pk in seen:
+            raise ValidationError({"policies": f"{version.name} is named twice."})
+        seen.add(version.pk)
+    project.policies.all().delete()
+    ProjectPolicy.objects.bulk_create(
+        [
+            ProjectPolicy(project=project, model_version=version, weight=float(weight))
+            for version, weight in policies
+        ]
+    )
+
+
+@transaction.atomic
+def project_create(
+    *,
+    name: str,
+    slug: str,
+    created_by: AbstractBaseUser | None = None,
+    policies: Iterable[tuple[ModelVersion, float]] = (),
+    trainer_groups: Iterable[Group] = (),
+    **fields: object,
+) -> Project:
+    """A new project (a draft unless ``status`` says otherwise); ValidationError on bad input."""
+    unknown = set(fields) - set(EDITABLE)
+    if unknown:
+        raise ValidationError({"fields": f"Unknown project fields: {', '.join(sorted(unknown))}."})
+    project = Project(name=name, slug=slug, created_by=created_by, **fields)
+    _check(project)
+    project.save()
+    _set_policies(project, policies)
+    project.trainer_groups.set(list(trainer_groups))
+    return project
+
+
+@transaction.atomic
+def project_update(
+    *,
+    project: Project,
+    policies: Iterable[tuple[ModelVersion, float]] | None = None,
+    trainer_groups: Iterable[Group] | None = None,
+    **fields: object,
+) -> Project:
+    unknown = set(fields) - set(EDITABLE)
+    if unknown:
+        raise ValidationError({"fields": f"Unknown project fields: {', '.join(sorted(unknown))}."})
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    for name, value in fields.items():
+        setattr(project, name, value)
+    _check(project)
+    project.save()
+    if policies is not None:
+        _set_policies(project, policies)
+    if trainer_groups is not None:
+        project.trainer_groups.set(list(trainer_groups))
+    return project

@@ -1,0 +1,99 @@
+"""An admin creates a project and a gold task in it; a trainer qualifies on the gold task and
+then ranks a real task of the project."""
+
+import pytest
+from playwright.sync_api import expect
+
+from labeling.models import Conversation
+from ranking.gold.models import Qualification
+from ranking.models import Ranking, RankingTask
+from ranking.projects.models import Project
+from sampler.models import ModelVersion
+from tests.browser.conftest import log_in
+from tests.conftest import PASSWORD
+from tests.ranking.conftest import finished_conversation, quick_trainer, rank, task_from_source
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ITEMS = "#ranking-list > li.candidate"
+
+
+def _task_in(project, owner, version, text) -> RankingTask:
+    conversation = finished_conversation(owner, turns=(f"{text}?", f"{text}!"))
+    Conversation.objects.filter(pk=conversation.pk).update(project=project)
+    task = task_from_source(conversation.messages.get(role="assistant"), model_version=version)
+    RankingTask.objects.filter(pk=task.pk).update(project=project)
+    return RankingTask.objects.get(pk=task.pk)
+
+
+def _arrange(page, wanted: list[int]) -> None:
+    """Put the replies in ``wanted`` order (candidate ids) with the keyboard: focus a reply,
+    press its position's digit."""
+    items = page.locator(ITEMS)
+    for position, candidate in enumerate(wanted, start=1):
+        page.locator(f"{ITEMS}[data-candidate-id='{candidate}']").focus()
+        page.keyboard.press(str(position))
+        expect(items.nth(position - 1)).to_have_attribute("data-candidate-id", str(candidate))
+
+
+def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
+    browser, live_server, admin_user, trainer, other_trainer
+):
+    admin = browser.new_context().new_page()
+    log_in(admin, live_server, "ada", PASSWORD)
+    admin.goto(f"{live_server.url}/projects/")
+    admin.fill("#id_name", "Safety push")
+    admin.fill("#id_slug", "safety")
+    admin.select_option("#id_status", "active")
+    admin.check("#id_qualification_required")
+    admin.fill("#id_qualification_tasks", "1")
+    admin.get_by_role("button", name="Create project").click()
+    expect(admin.get_by_role("heading", name="Safety push")).to_be_visible()
+    project = Project.objects.get(slug="safety")
+    assert project.qualification_required and project.qualification_tasks == 1
+
+    version = ModelVersion.objects.create(name="v", path="v")
+    for_gold = _task_in(project, other_trainer, version, "gold")
+    real = _task_in(project, other_trainer, version, "real")
+    rank(for_gold, quick_trainer("expert"), [[2], [0], [3], [1]])
+    admin.fill("#id_task_id", str(for_gold.pk))
+    admin.get_by_role("button", name="Make gold").click()
+    expect(admin.get_by_role("status")).to_contain_text("Gold task")
+    gold = RankingTask.objects.get(gold_of=for_gold)
+
+    page = browser.new_context().new_page()
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/rank/projects/")
+    row = page.locator("tr[data-project='safety']")
+    expect(row.locator(".qualification")).to_contain_text("Qualification first")
+    row.get_by_role("button", name="Rank in Safety push").click()
+    page.wait_for_url(f"{live_server.url}/rank/")
+    expect(page.locator(ITEMS)).to_have_count(4)
+    # The gold task looks like any other; the trainer ranks it as the expert did.
+    expected = [candidate for group in gold.gold_ordering for candidate in group]
+    shown = {
+        int(c) for c in page.eval_on_selector_all(ITEMS, "i => i.map(x => x.dataset.candidateId)")
+    }
+    assert shown == set(expected)
+    _arrange(page, expected)
+    page.get_by_role("button", name="Submit ranking").click()
+    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
+    qualification = Qualification.objects.get(trainer=trainer, project=project)
+    assert qualification.status == Qualification.Status.PASSED
+
+    # Qualified: the next task is a real one of the project.
+    real_ids = sorted(real.candidates.values_list("id", flat=True))
+    expect(page.locator(f"{ITEMS}[data-candidate-id='{real_ids[0]}']")).to_have_count(1)
+    page.get_by_role("button", name="Submit ranking").click()
+    expect(page.get_by_role("heading", name="Preparing tasks…")).to_be_visible()
+    ranked = Ranking.objects.get(ranker=trainer, task=real)
+    assert ranked.project == project
+
+    # Both sides see the result and its reason.
+    page.goto(f"{live_server.url}/rank/projects/")
+    expect(page.locator("tr[data-project='safety'] .qualification")).to_contain_text(
+        "Qualified: Agreement with the expected order 100% on 1 gold tasks"
+    )
+    admin.goto(f"{live_server.url}/projects/safety/")
+    expect(admin.locator("#qualifications")).to_contain_text("tess")
+    expect(admin.locator("#qualifications")).to_contain_text("Qualified")

@@ -1,0 +1,173 @@
+import random
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from ranking.exports.filters import ExportFilters
+from ranking.exports.pipeline import records
+from ranking.gold.models import Qualification
+from ranking.gold.selectors import gold_accuracy_by_trainer, gold_score
+from ranking.gold.services import gold_task_create
+from ranking.models import RankingTask
+from ranking.projects.models import Project
+from ranking.projects.services import project_create
+from ranking.rank import services
+from tests.ranking.conftest import (
+    candidate_ids,
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    rank,
+    task_from_source,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _task(owner, project, version, text):
+    conversation = finished_conversation(owner, turns=(f"{text}?", f"{text}!"))
+    source = conversation.messages.get(role="assistant")
+    task = task_from_source(source, model_version=version)
+    RankingTask.objects.filter(pk=task.pk).update(project=project)
+    conversation.__class__.objects.filter(pk=conversation.pk).update(project=project)
+    return RankingTask.objects.get(pk=task.pk)
+
+
+def _submit(assignment, trainer, positions):
+    """Rank the assignment's task by candidate positions (0 = the source)."""
+    ids = candidate_ids(assignment.task)
+    return services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=services.RankingInput([[ids[p] for p in group] for group in positions]),
+    )
+
+
+@pytest.fixture
+def project(db):
+    return project_create(name="Gold", slug="gold", status=Project.Status.ACTIVE, gold_rate=1.0)
+
+
+def test_gold_score_is_the_share_of_expected_pairs_ordered_alike():
+    gold = [[1], [2, 3], [4]]  # strict pairs: 1>2, 1>3, 1>4, 2>4, 3>4
+    assert gold_score(ordering=[[1], [2], [3], [4]], gold_ordering=gold, cannot_rank=False) == 1.0
+    # 4 first: 1>4, 2>4, 3>4 wrong; 1>2, 1>3 right.
+    assert gold_score(
+        ordering=[[4], [1], [2], [3]], gold_ordering=gold, cannot_rank=False
+    ) == pytest.approx(2 / 5)
+    # A tie where gold orders counts as wrong.
+    assert gold_score(
+        ordering=[[1, 2], [3], [4]], gold_ordering=gold, cannot_rank=False
+    ) == pytest.approx(4 / 5)
+    assert gold_score(ordering=[], gold_ordering=gold, cannot_rank=True) == 0.0
+
+
+def test_agreed_task_becomes_gold_offered_only_to_who_did_not_rank_it(other_trainer, project):
+    original = _task(other_trainer, project, model_version_create("v"), "q")
+    RankingTask.objects.filter(pk=original.pk).update(overlap_required=2)
+    Project.objects.filter(pk=project.pk).update(gold_rate=1.0)
+    first, second, third = (quick_trainer(name) for name in ("a", "b", "c"))
+    for ranker in (first, second):
+        rank(original, ranker, [[2], [0], [1, 3]])
+    gold = gold_task_create(task=original)
+    ids = candidate_ids(gold)
+    assert gold.gold_of == original
+    assert gold.gold_ordering == [[ids[2]], [ids[0]], sorted([ids[1], ids[3]])]
+    assert services.task_claim_next(trainer=first) is None
+    assert services.task_claim_next(trainer=third).task == gold
+    with pytest.raises(ValidationError, match="already gold"):
+        gold_task_create(task=gold)
+    # Gold rankings are not exported as data, and gold tasks do not fill the pool.
+    _submit(services.task_claim_next(trainer=third), third, [[2], [0], [1], [3]])
+    exported = {r["task_id"] for r in records("rankings", ExportFilters())}
+    assert exported == {original.pk}
+
+
+def test_disagreeing_task_needs_a_written_order_and_a_bad_one_is_refused(other_trainer, project):
+    task = _task(other_trainer, project, model_version_create("v"), "q")
+    rank(task, quick_trainer("a"), [[0], [1], [2], [3]])
+    rank(task, quick_trainer("b"), [[3], [2], [1], [0]])
+    with pytest.raises(ValidationError, match="do not agree"):
+        gold_task_create(task=task)
+    ids = candidate_ids(task)
+    with pytest.raises(ValidationError, match="exactly once"):
+        gold_task_create(task=task, ordering=[[ids[0]], [ids[1]]])
+    gold = gold_task_create(task=task, ordering=[[ids[1]], [ids[0], ids[2]], [ids[3]]])
+    copied = candidate_ids(gold)
+    assert gold.gold_ordering == [[copied[1]], [copied[0], copied[2]], [copied[3]]]
+
+
+def test_gold_is_mixed_into_the_stream_at_the_project_rate(other_trainer, project):
+    version = model_version_create("v")
+    regular = _task(other_trainer, project, version, "regular")
+    expert = _task(other_trainer, project, version, "expert")
+    rank(expert, quick_trainer("x"), [[0], [1], [2], [3]])
+    gold = gold_task_create(task=expert)
+    trainer = quick_trainer("t")
+    Project.objects.filter(pk=project.pk).update(gold_rate=0.0)
+    assignment = services.task_claim_next(trainer=trainer, rng=random.Random(0))
+    assert assignment.task == regular
+    services.assignment_skip(assignment=assignment, trainer=trainer)
+    other = quick_trainer("u")
+    Project.objects.filter(pk=project.pk).update(gold_rate=1.0)
+    assert services.task_claim_next(trainer=other, rng=random.Random(0)).task == gold
+
+
+def test_qualification_gives_real_tasks_only_above_the_threshold(other_trainer, client):
+    project = project_create(
+        name="Qualified",
+        slug="qualified",
+        status=Project.Status.ACTIVE,
+        qualification_required=True,
+        qualification_tasks=2,
+        qualification_threshold=0.8,
+    )
+    version = model_version_create("v")
+    golds = []
+    for text in ("g1", "g2"):
+        original = _task(other_trainer, project, version, text)
+        rank(original, quick_trainer(f"expert-{text}"), [[0], [1], [2], [3]])
+        golds.append(gold_task_create(task=original))
+    real = _task(other_trainer, project, version, "real")
+    good, bad = quick_trainer("good"), quick_trainer("bad")
+    for trainer, positions in ((good, [[0], [1], [2], [3]]), (bad, [[3], [2], [1], [0]])):
+        for _ in golds:
+            assignment = services.task_claim_next(trainer=trainer)
+            assert assignment.task in golds  # never the real task before qualifying
+            _submit(assignment, trainer, positions)
+    passed = Qualification.objects.get(trainer=good)
+    failed = Qualification.objects.get(trainer=bad)
+    assert (passed.status, passed.accuracy, passed.gold_ranked) == ("passed", 1.0, 2)
+    assert "100% on 2 gold tasks is at or above the threshold of 80%" in passed.reason
+    assert (failed.status, failed.accuracy) == ("failed", 0.0)
+    assert "below the threshold" in failed.reason
+    assert services.task_claim_next(trainer=good).task == real
+    assert services.task_claim_next(trainer=bad) is None
+    # Both sides see the result and the reason.
+    client.force_login(bad)
+    assert failed.reason.encode() in client.get(reverse("ranking:project-picker")).content
+    assert gold_accuracy_by_trainer(project_ids=[project.pk])[bad.pk] == (0.0, 2)
+
+
+def test_admin_makes_gold_on_the_project_page_and_sees_accuracy_on_quality(
+    client, admin_user, other_trainer, project
+):
+    task = _task(other_trainer, project, model_version_create("v"), "q")
+    ranker = quick_trainer("r")
+    rank(task, ranker, [[1], [0], [2], [3]])
+    client.force_login(admin_user)
+    made = client.post(reverse("ranking:project-gold", args=["gold"]), {"task_id": task.pk})
+    assert made.status_code == 302
+    gold = RankingTask.objects.get(gold_of=task)
+    refused = client.post(
+        reverse("ranking:project-gold", args=["gold"]), {"task_id": task.pk, "ordering": "[[1]]"}
+    )
+    assert refused.status_code == 302 and RankingTask.objects.filter(gold_of=task).count() == 1
+    trainer = quick_trainer("t")
+    _submit(services.task_claim_next(trainer=trainer), trainer, [[0], [1], [2], [3]])
+    detail = client.get(reverse("ranking:project-detail", args=["gold"]))
+    assert f"Task {gold.pk}".encode() in detail.content
+    page = client.get(reverse("ranking:quality"), {"project": project.pk})
+    # Gold order 1 > 0 > 2 > 3; t ranked 0 > 1 > 2 > 3: 5 of 6 pairs.
+    assert b'<td class="gold-accuracy">83 % (1)</td>' in page.content

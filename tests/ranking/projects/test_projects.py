@@ -1,0 +1,350 @@
+import json
+import random
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import Group
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.urls import reverse
+from django.utils import timezone
+
+from labeling.models import Conversation
+from ranking.exports.filters import ExportFilters
+from ranking.exports.pipeline import records
+from ranking.models import Ranking, RankingTask
+from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
+from ranking.projects.selectors import project_progress
+from ranking.projects.services import project_create
+from ranking.rank import services
+from sampler.models import GenerationJob, ModelVersion
+from sampler.runs.models import TrainingRun
+from sampler.runs.sources import reward_records
+from tests.ranking.conftest import (
+    candidate_ids,
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    rank,
+    task_from_source,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _source(owner, project=None, text="q"):
+    conversation = finished_conversation(owner, turns=(f"{text}?", f"{text}!"))
+    if project is not None:
+        Conversation.objects.filter(pk=conversation.pk).update(project=project)
+    return conversation.messages.get(role="assistant")
+
+
+def _ready_task(owner, project, version, text="q"):
+    task = task_from_source(_source(owner, project, text), model_version=version)
+    if project is not None:
+        RankingTask.objects.filter(pk=task.pk).update(project=project)
+    return RankingTask.objects.get(pk=task.pk)
+
+
+def test_rows_made_without_a_project_belong_to_the_default_project(other_trainer):
+    task = _ready_task(other_trainer, None, model_version_create("v"))
+    assert task.project.slug == DEFAULT_PROJECT_SLUG
+    assert task.source_message.conversation.project_id == task.project_id
+    assert task.generation_job.project_id == task.project_id
+
+
+def test_pool_fills_each_project_from_its_own_conversations_with_its_settings(
+    policy, other_trainer, settings
+):
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    safety = project_create(
+        name="Safety",
+        slug="safety",
+        status=Project.Status.ACTIVE,
+        alternatives=2,
+        overlap=5,
+        pool_size=1,
+        sampling_params={"temperature": 0.5},
+    )
+    Project.objects.filter(slug=DEFAULT_PROJECT_SLUG).update(pool_size=0)
+    for index in range(3):
+        _source(other_trainer, safety, f"safety {index}")
+        _source(other_trainer, None, f"default {index}")
+    created = services.ranking_pool_fill(rng=random.Random(0))
+    assert created == 1  # the default project's pool is 0, the safety project's 1
+    task = RankingTask.objects.get()
+    assert task.project == safety
+    assert task.source_message.conversation.project_id == safety.pk
+    assert (task.alternatives_requested, task.overlap_required) == (2, 5)
+    assert task.generation_job.project_id == safety.pk
+    assert task.generation_job.params["temperature"] == 0.5
+    # A paused project's pool is not filled.
+    Project.objects.filter(pk=safety.pk).update(status=Project.Status.PAUSED, pool_size=3)
+    assert services.ranking_pool_fill(rng=random.Random(1)) == 0
+
+
+def test_a_project_samples_from_the_policies_it_names_by_weight(policy, other_trainer, settings):
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    named = ModelVersion.objects.create(name="named", path=policy.path)
+    project = project_create(
+        name="Helpful", slug="helpful", status=Project.Status.ACTIVE, policies=[(named, 1.0)]
+    )
+    _source(other_trainer, project)
+    task = services.ranking_task_create(project=project, rng=random.Random(0), queue=False)
+    assert task.model_version == named != ModelVersion.objects.get(is_active=True)
+    assert task.generation_job.model_version == named
+
+
+def test_claim_never_crosses_projects_unless_the_trainer_takes_any(other_trainer):
+    version = model_version_create("v")
+    experts = Group.objects.create(name="experts")
+    open_project = project_create(name="Open", slug="open", status=Project.Status.ACTIVE)
+    closed = project_create(
+        name="Experts", slug="experts", status=Project.Status.ACTIVE, trainer_groups=[experts]
+    )
+    paused = project_create(name="Paused", slug="paused", status=Project.Status.PAUSED)
+    in_open = _ready_task(other_trainer, open_project, version, "open")
+    in_closed = _ready_task(other_trainer, closed, version, "closed")
+    _ready_task(other_trainer, paused, version, "paused")
+    trainer = quick_trainer("t1")
+    # Chosen project: only its tasks.
+    assignment = services.task_claim_next(trainer=trainer, project=open_project)
+    assert assignment.task == in_open
+    services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=services.RankingInput([[i] for i in candidate_ids(in_open)]),
+    )
+    assert services.task_claim_next(trainer=trainer, project=open_project) is None
+    # Not in the experts group: never its tasks, even when asking for any project.
+    assert services.task_claim_next(trainer=trainer) is None
+    assert services.task_claim_next(trainer=trainer, project=closed) is None
+    trainer.groups.add(experts)
+    assert services.task_claim_next(trainer=trainer).task == in_closed
+    assert Ranking.objects.get(ranker=trainer).project == open_project
+
+
+def test_exports_and_training_data_read_only_the_projects_asked_for(other_trainer):
+    version = model_version_create("v")
+    first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    second = project_create(name="Second", slug="second", status=Project.Status.ACTIVE)
+    tasks = {
+        first: _ready_task(other_trainer, first, version, "first"),
+        second: _ready_task(other_trainer, second, version, "second"),
+    }
+    ranker = quick_trainer("r1")
+    for task in tasks.values():
+        rank(task, ranker, [[0], [1], [2], [3]])
+    only_first = ExportFilters(project_ids=(first.pk,))
+    assert {r["task_id"] for r in records("rankings", only_first)} == {tasks[first].pk}
+    assert {r["task_id"] for r in records("pairs", only_first)} == {tasks[first].pk}
+    demonstrations = list(records("demonstrations", only_first))
+    assert {d["conversation_id"] for d in demonstrations} == {
+        tasks[first].source_message.conversation_id
+    }
+    assert {r["task_id"] for r in reward_records(only_first, sources=("rankings",))} == {
+        tasks[first].pk
+    }
+    # Naming no project is asking for all of them.
+    assert {r["task_id"] for r in records("rankings", ExportFilters())} == {
+        t.pk for t in tasks.values()
+    }
+
+
+def test_export_command_takes_projects_by_slug_and_refuses_unknown_ones(other_trainer, tmp_path):
+    version = model_version_create("v")
+    first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    second = project_create(name="Second", slug="second", status=Project.Status.ACTIVE)
+    kept = _ready_task(other_trainer, first, version, "first")
+    rank(kept, quick_trainer("r1"), [[0], [1], [2], [3]])
+    rank(
+        _ready_task(other_trainer, second, version, "second"),
+        quick_trainer("r2"),
+        [[1], [0], [2], [3]],
+    )
+    out = tmp_path / "rankings.jsonl"
+    call_command(
+        "export_comparisons",
+        "--format",
+        "rankings",
+        "--out",
+        str(out),
+        "--project",
+        "first",
+        verbosity=0,
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["task_id"] for row in rows] == [kept.pk]
+    with pytest.raises(CommandError, match="Unknown project: nope"):
+        call_command(
+            "export_comparisons", "--format", "rankings", "--out", str(out), "--project", "nope"
+        )
+
+
+def test_training_command_stores_the_project_filter_of_its_run(policy):
+    project = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    with pytest.raises(CommandError, match="Unknown project: nope"):
+        call_command("train_reward", "--project", "nope", "--queue", verbosity=0)
+    call_command("train_reward", "--project", "first", "--queue", verbosity=0)
+    run = TrainingRun.objects.get()
+    assert run.dataset["filters"]["project_ids"] == [project.pk]
+
+
+def test_progress_gives_the_rate_of_the_last_week_and_an_eta(other_trainer):
+    version = model_version_create("v")
+    project = project_create(
+        name="First", slug="first", status=Project.Status.ACTIVE, target_rankings=6
+    )
+    task = _ready_task(other_trainer, project, version)
+    for index in range(2):
+        rank(task, quick_trainer(f"r{index}"), [[0], [1], [2], [3]])
+    now = timezone.now()
+    Ranking.objects.update(submitted_at=now - timedelta(days=2))
+    progress = project_progress(project=project, now=now)
+    assert progress.rankings == 2
+    assert progress.rate_per_day == pytest.approx(1.0)
+    # 4 rankings to go at one a day.
+    assert progress.eta == now + timedelta(days=4)
+    assert progress.percent == pytest.approx(100 * 2 / 6)
+
+
+def test_project_api_is_strict_and_for_admins_and_lists_only_open_projects(
+    client, admin_user, trainer
+):
+    experts = Group.objects.create(name="experts")
+    project_create(name="Closed", slug="closed", status="active", trainer_groups=[experts])
+    client.force_login(trainer)
+    created = client.post(
+        "/api/projects/", {"name": "X", "slug": "x"}, content_type="application/json"
+    )
+    assert created.status_code == 403
+    assert "closed" not in {p["slug"] for p in client.get("/api/projects/").json()}
+    client.force_login(admin_user)
+    bad = client.post(
+        "/api/projects/",
+        {"name": "X", "slug": "x", "overlap": "3"},
+        content_type="application/json",
+    )
+    assert bad.status_code == 400 and "overlap" in bad.json()
+    unknown_version = client.post(
+        "/api/projects/",
+        {"name": "X", "slug": "x", "policies": [{"model_version_id": 999999}]},
+        content_type="application/json",
+    )
+    assert unknown_version.status_code == 400
+    nul = client.post(
+        "/api/projects/", {"name": "X\u0000", "slug": "x"}, content_type="application/json"
+    )
+    assert nul.status_code == 400
+    ok = client.post(
+        "/api/projects/",
+        {"name": "Helpful", "slug": "helpful", "status": "active", "alternatives": 6, "overlap": 2},
+        content_type="application/json",
+    )
+    assert ok.status_code == 201, ok.content
+    project_id = ok.json()["id"]
+    patched = client.patch(
+        f"/api/projects/{project_id}/", {"status": "paused"}, content_type="application/json"
+    )
+    assert patched.json()["status"] == "paused"
+    assert client.get(f"/api/projects/{project_id}/progress/").json()["rankings"] == 0
+    assert client.get("/api/projects/424242/").status_code == 404
+
+
+def test_trainer_chooses_a_project_on_the_picker_and_ranks_there(client, other_trainer, trainer):
+    version = model_version_create("v")
+    first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    second = project_create(name="Second", slug="second", status=Project.Status.ACTIVE)
+    _ready_task(other_trainer, first, version, "first")
+    in_second = _ready_task(other_trainer, second, version, "second")
+    client.force_login(trainer)
+    page = client.get(reverse("ranking:project-picker"))
+    assert b"Rank in Second" in page.content
+    chosen = client.post(reverse("ranking:project-choose"), {"project": "second"})
+    assert chosen.status_code == 302
+    client.get(reverse("ranking:rank"))
+    assert trainer.ranking_assignments.get().task == in_second
+    assert client.post(reverse("ranking:project-choose"), {"project": "nope"}).status_code == 404
+
+
+def test_admin_creates_a_project_on_the_projects_page(client, admin_user):
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("ranking:project-manage"),
+        {
+            "name": "Safety",
+            "slug": "safety",
+            "status": "active",
+            "alternatives": 3,
+            "overlap": 2,
+            "target_rankings": 100,
+            "gold_rate": 0.1,
+            "qualification_tasks": 5,
+            "qualification_threshold": 0.8,
+            "selection": "random",
+            "exploration_share": 0.25,
+            "candidate_factor": 3,
+        },
+    )
+    assert response.status_code == 302, response.content
+    project = Project.objects.get(slug="safety")
+    assert (project.alternatives, project.overlap, project.target_rankings) == (3, 2, 100)
+    assert b"Safety" in client.get(reverse("ranking:project-manage")).content
+    invalid = client.post(reverse("ranking:project-manage"), {"name": "", "slug": "x"})
+    assert invalid.status_code == 422
+
+
+def test_trainers_cannot_open_the_admin_project_pages(client, trainer):
+    client.force_login(trainer)
+    assert client.get(reverse("ranking:project-manage")).status_code == 403
+
+
+def test_promotion_says_which_projects_it_moves(policy):
+    named = ModelVersion.objects.create(name="named", path=policy.path)
+    project_create(name="Own", slug="own", status="active", policies=[(named, 1.0)])
+    project_create(name="Follows", slug="follows", status="active")
+    out = StringIO()
+    call_command("promote", policy.name, stdout=out)
+    line = out.getvalue().splitlines()[-1]
+    assert "follows" in line and DEFAULT_PROJECT_SLUG in line and "own" not in line
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_data_migration_moves_existing_rows_into_the_default_project():
+    executor = MigrationExecutor(connection)
+    before = [
+        ("ranking", "0004_ranking_verdict_order_unchanged_first_placement"),
+        ("labeling", "0007_message_is_candidate"),
+        ("sampler", "0007_side_by_side_votes_and_dpo_kto_runs"),
+    ]
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    owner = old.get_model("auth", "User").objects.create(username="old-writer")
+    conversation = old.get_model("labeling", "Conversation").objects.create(owner_id=owner.pk)
+    version = old.get_model("sampler", "ModelVersion").objects.create(name="old", path="old")
+    job = old.get_model("sampler", "GenerationJob").objects.create(
+        model_version_id=version.pk, n=1, seed=1, prompt_messages=[]
+    )
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    default = Project.objects.get(slug=DEFAULT_PROJECT_SLUG)
+    assert Conversation.objects.get(pk=conversation.pk).project_id == default.pk
+    assert GenerationJob.objects.get(pk=job.pk).project_id == default.pk
+
+
+def test_claim_api_takes_a_project_and_refuses_one_not_open_to_the_trainer(
+    client, other_trainer, trainer
+):
+    version = model_version_create("v")
+    experts = Group.objects.create(name="experts")
+    first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    project_create(name="Closed", slug="closed", status="active", trainer_groups=[experts])
+    in_first = _ready_task(other_trainer, first, version, "first")
+    client.force_login(trainer)
+    refused = client.post("/api/ranking/claim/?project=closed")
+    assert refused.status_code == 404 and "detail" in refused.json()
+    claimed = client.post("/api/ranking/claim/?project=first")
+    assert claimed.status_code == 200 and claimed.json()["task_id"] == in_first.pk
