@@ -415,7 +415,7 @@ API_BASIC_AUTH = env_bool("API_BASIC_AUTH", False)
 REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
     "accounts.authentication.ApiTokenAuthentication",
     "rest_framework.authentication.SessionAuthentication",
-    *(["rest_framework.authentication.BasicAuthentication"] if API_BASIC_AUTH else []),
+    *(["accounts.authentication.BasicAuthenticationWithLockout"] if API_BASIC_AUTH else []),
 ]
 # Requests per client: per user once authenticated, per address before. A trainer ranking with
 # autosave and polling makes well under one request a second; a script that claims, reads and
