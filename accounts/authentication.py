@@ -1,9 +1,14 @@
 """API token authentication: ``Authorization: Bearer <token>`` (or ``Token <token>``)."""
 
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import (
+    BaseAuthentication,
+    BasicAuthentication,
+    get_authorization_header,
+)
 
 from accounts import selectors, services
 
@@ -49,3 +54,24 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A personal API token (Account page, or `manage.py api_token create`).",
         }
+
+
+class BasicAuthenticationWithLockout(BasicAuthentication):
+    """DRF's HTTP Basic (on with API_BASIC_AUTH), answering 429 with Retry-After instead of 401
+    while django-axes has the username locked out from this address (axes marks DRF's request,
+    which its middleware never sees)."""
+
+    def authenticate_credentials(self, userid, password, request=None):
+        try:
+            return super().authenticate_credentials(userid, password, request)
+        except exceptions.AuthenticationFailed:
+            if getattr(request, "axes_locked_out", False):
+                minutes = round(settings.AXES_COOLOFF_TIME * 60)
+                raise exceptions.Throttled(
+                    wait=minutes * 60,
+                    detail=(
+                        "Too many failed logins for this account from this address: try again "
+                        f"in {minutes} minutes."
+                    ),
+                ) from None
+            raise

@@ -11,7 +11,9 @@ from accounts.forms import ApiTokenCreateForm
 from accounts.models import ApiToken
 
 
-def _page(request: HttpRequest, *, form: ApiTokenCreateForm, created_secret: str = "", status=200):
+def _page(
+    request: HttpRequest, *, form: ApiTokenCreateForm, created_secret: str = "", status: int = 200
+) -> HttpResponse:
     context = {
         "form": form,
         "tokens": selectors.api_token_list(user=request.user),

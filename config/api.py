@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import base64
-import logging
 import math
 from http import HTTPStatus
 
@@ -32,8 +31,6 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.parsers import body_too_large_detail
 from config.text import search_text, text_problem
-
-logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 

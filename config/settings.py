@@ -435,11 +435,11 @@ API_BASIC_AUTH = env_bool("API_BASIC_AUTH", False)
 REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
     "accounts.authentication.ApiTokenAuthentication",
     "rest_framework.authentication.SessionAuthentication",
-    *(["rest_framework.authentication.BasicAuthentication"] if API_BASIC_AUTH else []),
+    *(["accounts.authentication.BasicAuthenticationWithLockout"] if API_BASIC_AUTH else []),
 ]
-# Requests per client: per user once authenticated, per address before. A trainer ranking with
-# autosave and polling makes well under one request a second; a script that claims, reads and
-# submits without pause stays under the user rate too.
+# API requests per signed-in user (the browser's pages, autosave and polling included, are not
+# API requests). A script that claims, reads and submits with 0.5 s think time makes at most
+# about 120 a minute (bench/bench_load.py), a tenth of the default.
 API_THROTTLE_USER = env_str("API_THROTTLE_USER", "1200/minute")
 API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "60/minute")
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
@@ -448,8 +448,8 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
 ]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": API_THROTTLE_ANON, "user": API_THROTTLE_USER}
 # DRF checks permissions before throttles, so a request without valid credentials is answered
-# 401 before AnonRateThrottle sees it: this middleware counts those 401s per address and answers
-# 429 past API_THROTTLE_ANON (guessing tokens or passwords included).
+# 401 before AnonRateThrottle sees it: this middleware counts those 401s per address and turns
+# further ones into 429 past API_THROTTLE_ANON (guessing tokens or passwords included).
 MIDDLEWARE.insert(MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
                   "accounts.throttling.AnonymousApiThrottleMiddleware")  # fmt: skip
 # Throttle counters live in the cache: shared by every web process only when the cache is

@@ -6,14 +6,14 @@ import base64
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.test import Client, RequestFactory
+from django.test import Client
 from django.urls import reverse
-from rest_framework import exceptions
-from rest_framework.authentication import BasicAuthentication
-from rest_framework.request import Request
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
 
 from accounts import services
+from accounts.authentication import ApiTokenAuthentication, BasicAuthenticationWithLockout
 from accounts.services import user_create_trainer
 from tests.conftest import PASSWORD
 
@@ -54,22 +54,27 @@ def test_a_successful_login_resets_the_failure_count(trainer, settings):
     assert _log_in(client, PASSWORD).status_code == 302
 
 
-def test_http_basic_when_turned_on_counts_toward_the_same_lockout(trainer, settings):
-    """API_BASIC_AUTH=true adds DRF's BasicAuthentication; its failures lock out too."""
+def test_http_basic_when_turned_on_counts_toward_the_same_lockout(trainer, settings, monkeypatch):
+    """API_BASIC_AUTH=true adds HTTP Basic (the classes are read when DRF starts: set here as the
+    setting sets them); its wrong passwords lock out like the login page's, with a JSON 429."""
+    monkeypatch.setattr(
+        APIView,
+        "authentication_classes",
+        [ApiTokenAuthentication, SessionAuthentication, BasicAuthenticationWithLockout],
+    )
     settings.AXES_FAILURE_LIMIT = 3
 
-    def basic(password: str) -> Request:
+    def basic(password: str):
         header = base64.b64encode(f"tess:{password}".encode()).decode()
-        return Request(
-            RequestFactory().get("/api/conversations/", HTTP_AUTHORIZATION=f"Basic {header}")
-        )
+        return Client(HTTP_AUTHORIZATION=f"Basic {header}").get("/api/conversations/")
 
-    assert BasicAuthentication().authenticate(basic(PASSWORD))[0] == trainer
-    for _ in range(3):
-        with pytest.raises(exceptions.AuthenticationFailed):
-            BasicAuthentication().authenticate(basic("wrong password"))
-    with pytest.raises(exceptions.AuthenticationFailed):
-        BasicAuthentication().authenticate(basic(PASSWORD))
+    assert basic(PASSWORD).status_code == 200
+    # The failure that reaches the limit is answered as a lockout already, as on the login page.
+    assert [basic("wrong password").status_code for _ in range(3)] == [401, 401, 429]
+    locked = basic(PASSWORD)
+    assert locked.status_code == 429
+    assert "Too many failed logins" in locked.json()["detail"]
+    assert int(locked["Retry-After"]) == round(settings.AXES_COOLOFF_TIME * 3600)
 
 
 def test_api_requests_are_throttled_per_user_and_per_anonymous_address(

@@ -3,12 +3,13 @@ input is strict (no coercion, no NUL or lone surrogates, bounded depth and size,
 existence and ownership), and trainers see no server paths."""
 
 import base64
+import io
 import json
 
 import pytest
 from django.test import Client, override_settings
 
-from config.parsers import MAX_JSON_DEPTH
+from config.parsers import MAX_JSON_DEPTH, BoundedJSONParser, RequestBodyTooLarge
 from labeling.conversations import selectors as conversation_selectors
 from labeling.conversations import services as conversation_services
 from labeling.conversations.models import Conversation, Draft, Message
@@ -64,6 +65,15 @@ def test_an_oversized_body_is_a_json_413_stating_the_limit(trainer_client):
     assert response.status_code == 413
     assert "the limit is 1000 bytes" in response.json()["detail"]
     assert not Conversation.objects.exists()
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=100)
+def test_a_body_without_a_length_is_still_cut_at_the_limit():
+    # A chunked body declares no length: the parser reads one byte past the limit, no more.
+    stream = io.BytesIO(b'{"title": "' + b"x" * 10_000 + b'"}')
+    with pytest.raises(RequestBodyTooLarge, match="the limit is 100 bytes"):
+        BoundedJSONParser().parse(stream)
+    assert stream.tell() == 101
 
 
 def test_bad_json_is_a_json_400(trainer_client):

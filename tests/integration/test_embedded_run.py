@@ -3,12 +3,12 @@ queue group and the committed embedded model, with nothing else running. It prin
 port and the credentials in a box once ready; the printed trainer logs in, and a generation job
 comes back from a worker with the embedded model's text."""
 
-import base64
 import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,10 +28,10 @@ SCRIPT = ROOT / "scripts" / "run_embedded.sh"
 SERVICE_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_MODE", "SECRET_KEY", "MODEL_ROOT")
 
 
-def _request(url: str, *, auth: tuple[str, str] | None = None, body: dict | None = None):
+def _request(url: str, *, token: str | None = None, body: dict | None = None):
     headers = {"Accept": "application/json"}
-    if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -71,7 +71,7 @@ def embedded_app(tmp_path):
             start_new_session=True,  # its own process group: the worker and the server go too
         )
     try:
-        yield f"http://127.0.0.1:{port}", output
+        yield f"http://127.0.0.1:{port}", output, env
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -82,7 +82,7 @@ def embedded_app(tmp_path):
 
 
 def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(embedded_app):
-    base, log = embedded_app
+    base, log, env = embedded_app
 
     def ready_box():
         printed = log.read_text()
@@ -93,7 +93,18 @@ def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(
     assert f"Open  {base}/" in box and f"Port  {base.rsplit(':', 1)[1]} " in box
     found = re.search(r"trainer\s+username=(\S+)\s+password=(\S+)", box)
     assert found, box
-    trainer = (found.group(1), found.group(2))
+    # Scripts use an API token (HTTP Basic is off): made for the printed trainer, as the README
+    # shows.
+    made = subprocess.run(
+        [sys.executable, "manage.py", "api_token", "create", found.group(1), "test"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    assert made.returncode == 0, made.stderr
+    trainer = made.stdout.strip()
     assert "Active policy: tandem-chitchat-tiny" in printed
     status, page = _request(f"{base}/accounts/login/")
     assert status == 200 and 'name="password"' in page
@@ -107,7 +118,7 @@ def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(
 
     status, body = _request(
         f"{base}/api/generation-jobs/",
-        auth=trainer,
+        token=trainer,
         body={
             "messages": [{"role": "user", "content": "hi! how was your weekend?"}],
             "n": 3,
@@ -119,7 +130,7 @@ def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(
     job_id = json.loads(body)["id"]
 
     def finished_job():
-        job = json.loads(_request(f"{base}/api/generation-jobs/{job_id}/", auth=trainer)[1])
+        job = json.loads(_request(f"{base}/api/generation-jobs/{job_id}/", token=trainer)[1])
         return job if job["status"] in {"succeeded", "failed"} else None
 
     job = _wait(finished_job, what="the job through the worker", log=log)

@@ -47,11 +47,15 @@ def test_readyz_reports_a_broker_that_stops(tmp_path):
 
 def test_readyz_reports_a_database_that_does_not_answer(monkeypatch):
     connection.close()
+    # The connection pool keeps the address it was made with: a new one is made for this one
+    # (after DATABASE_POOL_TIMEOUT without a connection, the request fails), and again after.
+    connection.close_pool()
     monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
     monkeypatch.setitem(connection.settings_dict, "PORT", str(free_port()))  # nothing listens
 
     status, body = _readyz()
     connection.close()
+    connection.close_pool()
 
     assert status == 503
     assert body["checks"]["database"] == {"ok": False, "error": "OperationalError"}
