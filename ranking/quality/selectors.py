@@ -316,15 +316,15 @@ def trainer_trust(*, project_ids: tuple[int, ...] | list[int] = ()) -> dict[int,
     rankings = Ranking.objects.filter(cannot_rank=False)
     if project_ids:
         rankings = rankings.filter(project_id__in=project_ids)
-    judgements = []
+    votes = trust.Votes()
     gold: dict[tuple[int, int, int], bool] = {}
     for task_id, ranker_id, ordering, gold_ordering in rankings.values_list(
         "task_id", "ranker_id", "ordering", "task__gold_ordering"
     ).iterator(chunk_size=2000):
-        judgements.extend(trust.judgements_of(task_id, ranker_id, ordering or []))
+        votes.add_ranking(task_id, ranker_id, ordering or [])
         if gold_ordering:
             gold.update(_gold_pairs(gold_ordering, task_id))
-    return trust.trust_estimate(judgements, gold=gold)
+    return trust.trust_estimate(votes, gold=gold)
 
 
 def trust_of_trainer(*, trainer_id: int, project_id: int) -> trust.Trust | None:

@@ -12,7 +12,9 @@ The consensus ranking of a task is a trust-weighted Borda count: each ranking gi
 the number of replies it put below it, times the ranker's log-odds of trust (zero at or below
 0.5, so a trainer no better than chance has no say); replies with equal totals are tied.
 
-Pure Python: no Django, no numpy.
+No Django. EM runs on numpy arrays of the judgements (one entry per trainer and pair), so an
+export or the quality page can estimate trust over every ranking of a deployment in memory:
+the work per EM step is a few vectorised passes over those arrays.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 Ordering = Sequence[Sequence[int]]
 
@@ -67,8 +71,51 @@ def _key(judgement: Judgement) -> tuple[tuple[int, int, int], bool]:
     return (judgement.task, low, high), judgement.first == low
 
 
+class Votes:
+    """Judgements as arrays: for each one, its pair's index, its trainer's index and whether it
+    puts the pair's lower id first. Built from ``Judgement`` objects or straight from rankings
+    (``add_ranking``), which skips building an object per judgement."""
+
+    def __init__(self) -> None:
+        self.pairs: dict[tuple[int, int, int], int] = {}
+        self.trainers: dict[int, int] = {}
+        self._pair_index: list[int] = []
+        self._trainer_index: list[int] = []
+        self._says_low_first: list[bool] = []
+
+    def add(self, task: int, trainer: int, first: int, second: int) -> None:
+        key = (task, first, second) if first < second else (task, second, first)
+        pair = self.pairs.setdefault(key, len(self.pairs))
+        self._pair_index.append(pair)
+        self._trainer_index.append(self.trainers.setdefault(trainer, len(self.trainers)))
+        self._says_low_first.append(first < second)
+
+    def add_ranking(self, task: int, trainer: int, ordering: Ordering) -> None:
+        # ``add`` inlined: this runs once per implied pair of every ranking an export reads.
+        pairs, pair_index, low_first = self.pairs, self._pair_index, self._says_low_first
+        trainer_index = self.trainers.setdefault(trainer, len(self.trainers))
+        count = 0
+        for index, better in enumerate(ordering):
+            for worse in ordering[index + 1 :]:
+                for winner in better:
+                    for loser in worse:
+                        first = winner < loser
+                        key = (task, winner, loser) if first else (task, loser, winner)
+                        pair_index.append(pairs.setdefault(key, len(pairs)))
+                        low_first.append(first)
+                        count += 1
+        self._trainer_index.extend([trainer_index] * count)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            np.asarray(self._pair_index, dtype=np.int64),
+            np.asarray(self._trainer_index, dtype=np.int64),
+            np.asarray(self._says_low_first, dtype=bool),
+        )
+
+
 def trust_estimate(
-    judgements: Iterable[Judgement],
+    judgements: Iterable[Judgement] | Votes,
     *,
     gold: dict[tuple[int, int, int], bool] | None = None,
     iterations: int = 50,
@@ -82,51 +129,51 @@ def trust_estimate(
     whose order is known.
     """
     gold = gold or {}
-    by_pair: dict[tuple[int, int, int], list[tuple[int, bool]]] = defaultdict(list)
-    for judgement in judgements:
-        key, says_low_first = _key(judgement)
-        by_pair[key].append((judgement.trainer, says_low_first))
-    trainers = {trainer for votes in by_pair.values() for trainer, _ in votes}
-    trust = dict.fromkeys(trainers, initial)
+    if isinstance(judgements, Votes):
+        votes = judgements
+    else:
+        votes = Votes()
+        for judgement in judgements:
+            votes.add(judgement.task, judgement.trainer, judgement.first, judgement.second)
+    if not votes.trainers:
+        return {}
+    pair, trainer, says_low_first = votes.arrays()
+    pairs, trainers = len(votes.pairs), len(votes.trainers)
+    # Gold pairs: their posterior is fixed at the known order.
+    known = np.zeros(pairs, dtype=bool)
+    known_low_first = np.zeros(pairs)
+    for key, low_first in gold.items():
+        index = votes.pairs.get(key)
+        if index is not None:
+            known[index] = True
+            known_low_first[index] = 1.0 if low_first else 0.0
+    trust = np.full(trainers, initial)
     for _ in range(max(1, iterations)):
-        # E: the posterior that low is before high, per pair.
-        posterior = {}
-        for key, votes in by_pair.items():
-            if key in gold:
-                posterior[key] = 1.0 if gold[key] else 0.0
-                continue
-            log_low = log_high = math.log(0.5)
-            for trainer, says_low_first in votes:
-                p = min(max(trust[trainer], TRUST_BOUNDS[0]), TRUST_BOUNDS[1])
-                log_low += math.log(p if says_low_first else 1 - p)
-                log_high += math.log(1 - p if says_low_first else p)
-            top = max(log_low, log_high)
-            low, high = math.exp(log_low - top), math.exp(log_high - top)
-            posterior[key] = low / (low + high)
+        # E: the posterior that low is before high, per pair, from each vote's log-likelihood.
+        p = np.clip(trust, *TRUST_BOUNDS)[trainer]
+        log_right, log_wrong = np.log(p), np.log1p(-p)
+        log_low = np.bincount(
+            pair, weights=np.where(says_low_first, log_right, log_wrong), minlength=pairs
+        )
+        log_high = np.bincount(
+            pair, weights=np.where(says_low_first, log_wrong, log_right), minlength=pairs
+        )
+        posterior = 1.0 / (1.0 + np.exp(np.clip(log_high - log_low, -700, 700)))
+        posterior = np.where(known, known_low_first, posterior)
         # M: the expected share of each trainer's judgements that are right.
-        right: dict[int, float] = defaultdict(float)
-        count: dict[int, int] = defaultdict(int)
-        for key, votes in by_pair.items():
-            for trainer, says_low_first in votes:
-                right[trainer] += posterior[key] if says_low_first else 1 - posterior[key]
-                count[trainer] += 1
-        updated = {
-            trainer: (right[trainer] + prior_right) / (count[trainer] + prior_right + prior_wrong)
-            for trainer in trainers
-        }
-        moved = max((abs(updated[t] - trust[t]) for t in trainers), default=0.0)
+        right = np.where(says_low_first, posterior[pair], 1.0 - posterior[pair])
+        updated = (np.bincount(trainer, weights=right, minlength=trainers) + prior_right) / (
+            np.bincount(trainer, minlength=trainers) + prior_right + prior_wrong
+        )
+        moved = float(np.max(np.abs(updated - trust)))
         trust = updated
         if moved < 1e-6:
             break
-    gold_counts: dict[int, int] = defaultdict(int)
-    counts: dict[int, int] = defaultdict(int)
-    for key, votes in by_pair.items():
-        for trainer, _ in votes:
-            counts[trainer] += 1
-            gold_counts[trainer] += key in gold
+    counts = np.bincount(trainer, minlength=trainers)
+    gold_counts = np.bincount(trainer, weights=known[pair], minlength=trainers)
     return {
-        trainer: Trust(trust[trainer], counts[trainer], gold_counts[trainer])
-        for trainer in trainers
+        trainer_id: Trust(float(trust[index]), int(counts[index]), int(gold_counts[index]))
+        for trainer_id, index in votes.trainers.items()
     }
 
 
