@@ -218,6 +218,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Several models have a `status`: each choice set gets its own schema name.
+    "ENUM_NAME_OVERRIDES": {
+        "ConversationStatusEnum": "labeling.conversations.models.Conversation.Status",
+        "ProjectStatusEnum": "ranking.projects.models.Project.Status",
+        "JobStatusEnum": "sampler.jobs.models.JobStatus",
+    },
 }
 
 # Celery. Embedded default: a broker on the local filesystem (no server), consumed by a real

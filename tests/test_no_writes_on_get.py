@@ -121,6 +121,10 @@ def _populate(trainer, other_trainer, admin_user) -> dict[str, int | str]:
         "export_id": 1,
         "item_id": 1,
         "token_id": token.token.pk,
+        "ranking_id": 1,
+        "task_id": assignment.task_id,
+        "project_id": assignment.task.project_id,
+        "slug": assignment.task.project.slug,
     }
 
 
@@ -191,6 +195,10 @@ def test_no_get_route_writes_on_an_empty_install(role, trainer, admin_user):
             "message_id": 1,
             "job_id": 1,
             "token_id": 1,
+            "ranking_id": 1,
+            "task_id": 1,
+            "project_id": 1,
+            "slug": "default",
             "feedback_id": 1,
             "kind": "message",
             "target_id": 1,

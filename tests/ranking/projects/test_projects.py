@@ -264,7 +264,7 @@ def test_trainer_chooses_a_project_on_the_picker_and_ranks_there(client, other_t
     assert b"Rank in Second" in page.content
     chosen = client.post(reverse("ranking:project-choose"), {"project": "second"})
     assert chosen.status_code == 302
-    client.get(reverse("ranking:rank"))
+    client.post(reverse("ranking:claim"))
     assert trainer.ranking_assignments.get().task == in_second
     assert client.post(reverse("ranking:project-choose"), {"project": "nope"}).status_code == 404
 
