@@ -20,6 +20,7 @@ the work per EM step is a few vectorised passes over those arrays.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -72,46 +73,66 @@ def _key(judgement: Judgement) -> tuple[tuple[int, int, int], bool]:
 
 
 class Votes:
-    """Judgements as arrays: for each one, its pair's index, its trainer's index and whether it
-    puts the pair's lower id first. Built from ``Judgement`` objects or straight from rankings
-    (``add_ranking``), which skips building an object per judgement."""
+    """Judgements as compact arrays (task, first, second, trainer), filled from ``Judgement``
+    objects or straight from rankings (``add_ranking``, no object per judgement); ``arrays``
+    turns them into each judgement's pair index, trainer index and whether it puts the pair's
+    lower id first."""
 
     def __init__(self) -> None:
-        self.pairs: dict[tuple[int, int, int], int] = {}
         self.trainers: dict[int, int] = {}
-        self._pair_index: list[int] = []
-        self._trainer_index: list[int] = []
-        self._says_low_first: list[bool] = []
+        self._task = array("q")
+        self._first = array("q")
+        self._second = array("q")
+        self._trainer_index = array("l")
+        self._keys: np.ndarray | None = None
 
     def add(self, task: int, trainer: int, first: int, second: int) -> None:
-        key = (task, first, second) if first < second else (task, second, first)
-        pair = self.pairs.setdefault(key, len(self.pairs))
-        self._pair_index.append(pair)
+        self._task.append(task)
+        self._first.append(first)
+        self._second.append(second)
         self._trainer_index.append(self.trainers.setdefault(trainer, len(self.trainers)))
-        self._says_low_first.append(first < second)
 
     def add_ranking(self, task: int, trainer: int, ordering: Ordering) -> None:
         # ``add`` inlined: this runs once per implied pair of every ranking an export reads.
-        pairs, pair_index, low_first = self.pairs, self._pair_index, self._says_low_first
-        trainer_index = self.trainers.setdefault(trainer, len(self.trainers))
+        firsts, seconds = self._first, self._second
         count = 0
         for index, better in enumerate(ordering):
             for worse in ordering[index + 1 :]:
                 for winner in better:
                     for loser in worse:
-                        first = winner < loser
-                        key = (task, winner, loser) if first else (task, loser, winner)
-                        pair_index.append(pairs.setdefault(key, len(pairs)))
-                        low_first.append(first)
+                        firsts.append(winner)
+                        seconds.append(loser)
                         count += 1
-        self._trainer_index.extend([trainer_index] * count)
+        self._task.extend([task] * count)
+        self._trainer_index.extend([self.trainers.setdefault(trainer, len(self.trainers))] * count)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.asarray(self._pair_index, dtype=np.int64),
-            np.asarray(self._trainer_index, dtype=np.int64),
-            np.asarray(self._says_low_first, dtype=bool),
-        )
+        """(pair index, trainer index, says low first) per judgement; ``keys`` afterwards holds
+        each pair's (task, low id, high id)."""
+        first = np.frombuffer(self._first, dtype=np.int64)
+        second = np.frombuffer(self._second, dtype=np.int64)
+        rows = np.stack(
+            [np.frombuffer(self._task, dtype=np.int64), np.minimum(first, second),
+             np.maximum(first, second)],
+            axis=1,
+        )  # fmt: skip
+        self._keys, pair = np.unique(rows, axis=0, return_inverse=True)
+        trainer = np.asarray(self._trainer_index, dtype=np.int64)
+        return pair.reshape(-1), trainer, first < second
+
+    def pair_indexes(self, keys: Iterable[tuple[int, int, int]]) -> dict[tuple[int, int, int], int]:
+        """Where each of ``keys`` (task, low id, high id) stands among the pairs (after
+        ``arrays``); keys no judgement made are left out."""
+        wanted = set(keys)
+        if not wanted or self._keys is None or not len(self._keys):
+            return {}
+        tasks = np.fromiter({task for task, _, _ in wanted}, dtype=np.int64)
+        found = {}
+        for index in np.flatnonzero(np.isin(self._keys[:, 0], tasks)):
+            key = tuple(int(v) for v in self._keys[index])
+            if key in wanted:
+                found[key] = int(index)
+        return found
 
 
 def trust_estimate(
@@ -138,15 +159,13 @@ def trust_estimate(
     if not votes.trainers:
         return {}
     pair, trainer, says_low_first = votes.arrays()
-    pairs, trainers = len(votes.pairs), len(votes.trainers)
+    pairs, trainers = int(pair.max()) + 1, len(votes.trainers)
     # Gold pairs: their posterior is fixed at the known order.
     known = np.zeros(pairs, dtype=bool)
     known_low_first = np.zeros(pairs)
-    for key, low_first in gold.items():
-        index = votes.pairs.get(key)
-        if index is not None:
-            known[index] = True
-            known_low_first[index] = 1.0 if low_first else 0.0
+    for key, index in votes.pair_indexes(gold).items():
+        known[index] = True
+        known_low_first[index] = 1.0 if gold[key] else 0.0
     trust = np.full(trainers, initial)
     for _ in range(max(1, iterations)):
         # E: the posterior that low is before high, per pair, from each vote's log-likelihood.
