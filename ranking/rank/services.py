@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.text import text_problem
 from labeling.conversations.models import Message
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.conversations.services import message_add_alternatives
@@ -344,6 +345,8 @@ def task_claim_next(
 @transaction.atomic
 def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason: str = "") -> None:
     """Give the task back; it is not offered to this trainer again."""
+    if problem := text_problem(reason):
+        raise ValidationError({"reason": problem})
     if len(reason) > MAX_SKIP_REASON_CHARS:
         raise ValidationError(
             {"reason": f"Keep the reason under {MAX_SKIP_REASON_CHARS} characters."}

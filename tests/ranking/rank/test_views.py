@@ -341,6 +341,22 @@ def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
     assert _assignment(trainer).pk == assignment.pk
 
 
+def test_skip_with_a_nul_in_the_reason_answers_422_and_skips_nothing(
+    ready_task, trainer_client, trainer
+):
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+
+    response = trainer_client.post(
+        reverse("ranking:skip", args=[assignment.pk]),
+        _form(assignment.presentation_order, [1, 2, 3, 4], skip_reason="bad\x00reason"),
+    )
+
+    assert response.status_code == 422
+    assert "NUL characters" in response.content.decode()
+    assert _assignment(trainer).status == Assignment.Status.LEASED
+
+
 def test_another_trainers_assignment_is_not_found(ready_task, trainer_client, trainer, db):
     intruder = Client()
     intruder.force_login(user_create_trainer(username="ivan", password="a-Strong-passw0rd-x"))
