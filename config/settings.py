@@ -310,6 +310,9 @@ RANKING_OVERLAP = env_int("RANKING_OVERLAP", 3)
 RANKING_LEASE_SECONDS = env_int("RANKING_LEASE_SECONDS", 15 * 60)
 # Tasks kept ready (or being prepared) so a trainer never waits for sampling.
 RANKING_POOL_SIZE = env_int("RANKING_POOL_SIZE", 20)
+# The pool grows with demand: this many open tasks per trainer who took a task in the window.
+RANKING_TASKS_PER_ACTIVE_TRAINER = env_int("RANKING_TASKS_PER_ACTIVE_TRAINER", 3)
+RANKING_DEMAND_WINDOW_SECONDS = env_int("RANKING_DEMAND_WINDOW_SECONDS", 900)
 # Which assistant messages count as model-written sources for ranking tasks.
 RANKING_SOURCE_ORIGINS = env_list("RANKING_SOURCE_ORIGINS", ["model", "model_edited"])
 RANKING_MAX_NEW_TOKENS = env_int("RANKING_MAX_NEW_TOKENS", 96)

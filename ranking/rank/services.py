@@ -181,6 +181,22 @@ def ranking_tasks_release_orphans() -> int:
     )
 
 
+def ranking_pool_wanted(*, project: Project, now=None) -> int:
+    """How many open tasks the project's pool keeps: its pool size, or more when more trainers
+    are ranking: ``RANKING_TASKS_PER_ACTIVE_TRAINER`` for each trainer who took a task of it in
+    the last ``RANKING_DEMAND_WINDOW_SECONDS``, so a busy hour does not drain the pool between
+    two fills."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=settings.RANKING_DEMAND_WINDOW_SECONDS)
+    active = (
+        Assignment.objects.filter(task__project=project, leased_at__gte=since)
+        .values("trainer_id")
+        .distinct()
+        .count()
+    )
+    return max(project_pool_size(project), active * settings.RANKING_TASKS_PER_ACTIVE_TRAINER)
+
+
 def ranking_pool_fill(
     *,
     target: int | None = None,
@@ -188,14 +204,15 @@ def ranking_pool_fill(
     project: Project | None = None,
 ) -> int:
     """Per project (``project``, or every active one): create tasks until ``target`` (else the
-    project's pool size) are ready or being prepared; returns how many were made. A project
-    that selects by uncertainty prepares ``candidate_factor`` times as many, held back, and
-    offers those its reward models disagree on most (``ranking.selection``)."""
+    pool the project needs now, ``ranking_pool_wanted``) are ready or being prepared; returns
+    how many were made. A project that selects by uncertainty prepares ``candidate_factor``
+    times as many, held back, and offers those its reward models disagree on most
+    (``ranking.selection``)."""
     ranking_tasks_release_orphans()
     projects = [project] if project is not None else list(projects_active())
     created = 0
     for each in projects:
-        wanted = project_pool_size(each) if target is None else target
+        wanted = ranking_pool_wanted(project=each) if target is None else target
         uncertain = each.selection == Project.Selection.UNCERTAINTY
         if uncertain:
             ranking_tasks_select(project=each, rng=rng)

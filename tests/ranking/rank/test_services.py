@@ -222,6 +222,31 @@ def test_pool_fill_creates_tasks_from_distinct_sources(policy, other_trainer, se
     assert not Message.objects.filter(pk__in=sources, origin="human").exists()
 
 
+def test_the_pool_grows_with_the_trainers_ranking_and_shrinks_back_when_they_stop(
+    policy, other_trainer, settings
+):
+    from ranking.projects.selectors import project_default
+
+    settings.RANKING_POOL_SIZE = 2
+    settings.RANKING_TASKS_PER_ACTIVE_TRAINER = 3
+    settings.RANKING_DEMAND_WINDOW_SECONDS = 900
+    project = project_default()
+    assert services.ranking_pool_wanted(project=project) == 2  # nobody ranking: the pool size
+    for _ in range(3):
+        source = finished_conversation(other_trainer).active_leaf
+        task_from_source(source, model_version=policy, alternatives=2)
+    for index in range(3):
+        assert services.task_claim_next(trainer=quick_trainer(f"busy{index}")) is not None
+    # Three trainers took a task in the window: 3 x 3 open tasks wanted, not 2.
+    assert services.ranking_pool_wanted(project=project) == 9
+    for _ in range(8):
+        finished_conversation(other_trainer)
+    assert services.ranking_pool_fill(rng=random.Random(2)) == 6
+    assert RankingTask.objects.filter(project=project).count() == 9
+    later = timezone.now() + timedelta(seconds=901)
+    assert services.ranking_pool_wanted(project=project, now=later) == 2
+
+
 # ---- presentation order -----------------------------------------------------------------------
 
 
