@@ -62,3 +62,16 @@ def log_in(page, live_server, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+
+
+def wait_until(page, expression: str) -> None:
+    """Poll a JavaScript expression until it is truthy. ``page.wait_for_function`` compiles its
+    string with ``new Function``, which the app's Content-Security-Policy (no 'unsafe-eval')
+    refuses; ``page.evaluate`` runs through the browser's debugging protocol instead."""
+    import time
+
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {WAIT_SECONDS} s: {expression}")
+        page.wait_for_timeout(50)

@@ -27,13 +27,15 @@ def _task_in(project, owner, version, text) -> RankingTask:
 
 
 def _arrange(page, wanted: list[int]) -> None:
-    """Put the replies in ``wanted`` order (candidate ids) with the keyboard: focus a reply,
-    press its position's digit."""
-    items = page.locator(ITEMS)
-    for position, candidate in enumerate(wanted, start=1):
-        page.locator(f"{ITEMS}[data-candidate-id='{candidate}']").focus()
-        page.keyboard.press(str(position))
-        expect(items.nth(position - 1)).to_have_attribute("data-candidate-id", str(candidate))
+    """Place the replies in ``wanted`` order (candidate ids) with the keyboard: each reply's
+    number, best first."""
+    numbers = [
+        page.locator(f"{ITEMS}[data-candidate-id='{candidate}']").get_attribute("data-number")
+        for candidate in wanted
+    ]
+    for number in numbers:
+        page.keyboard.press(number)
+    expect(page.locator("#ranking-order")).to_have_text("  >  ".join(numbers))
 
 
 def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
@@ -77,15 +79,17 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
     assert shown == set(expected)
     _arrange(page, expected)
     page.get_by_role("button", name="Submit ranking").click()
-    expect(page.get_by_role("status")).to_contain_text("Ranking saved.")
+    expect(page.locator("#toast-region .toast").last).to_contain_text("Ranking saved.")
     qualification = Qualification.objects.get(trainer=trainer, project=project)
     assert qualification.status == Qualification.Status.PASSED
 
     # Qualified: the next task is a real one of the project.
     real_ids = sorted(real.candidates.values_list("id", flat=True))
     expect(page.locator(f"{ITEMS}[data-candidate-id='{real_ids[0]}']")).to_have_count(1)
+    _arrange(page, real_ids)
     page.get_by_role("button", name="Submit ranking").click()
-    expect(page.get_by_role("heading", name="Preparing tasks…")).to_be_visible()
+    # The next state replaces the card (nothing is left to rank in the project).
+    expect(page.locator(f"{ITEMS}[data-candidate-id='{real_ids[0]}']")).to_have_count(0)
     ranked = Ranking.objects.get(ranker=trainer, task=real)
     assert ranked.project == project
 

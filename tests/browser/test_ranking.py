@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 
 from ranking.models import Ranking
 from ranking.rank import services
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, wait_until
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
 from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
@@ -232,7 +232,7 @@ def test_after_submit_the_next_task_is_at_the_top_with_focus_and_a_toast_can_und
     card = page.locator("#ranking-card")
     expect(card).not_to_have_attribute("data-assignment-id", first_card)
     expect(page.locator("#ranking-title")).to_be_focused()
-    page.wait_for_function("window.scrollY === 0")
+    wait_until(page, "window.scrollY === 0")
     expect(page.locator(ITEMS)).to_have_count(4)
     toast = page.locator("#toast-region .toast")
     expect(toast).to_contain_text("Ranking saved.")
@@ -370,7 +370,7 @@ def test_a_conflict_is_shown_at_the_top_where_the_trainer_looks_and_keeps_the_an
 
     alert = page.locator(".ranking-conflict")
     expect(alert).to_contain_text("Your lease on this task ran out")
-    page.wait_for_function("window.scrollY === 0")
+    wait_until(page, "window.scrollY === 0")
     box = alert.bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 600
     expect(page.locator("#ranking-order")).to_have_text("3  >  1  >  2  >  4")  # still there

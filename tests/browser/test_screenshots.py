@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from labeling.models import Conversation, Message
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, wait_until
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
 
@@ -48,7 +48,7 @@ def test_screenshots_of_rank_write_and_the_dashboards(
 
     page.context.clear_cookies()
     log_in(page, live_server, "ada", PASSWORD)
-    page.wait_for_function("document.querySelector('#chart-per-day')?.dataset.drawn === 'true'")
+    wait_until(page, "document.querySelector('#chart-per-day')?.dataset.drawn === 'true'")
     page.screenshot(path=target / "admin-home.png", full_page=True)
 
     for name in ("rank", "write", "trainer-home", "admin-home"):
