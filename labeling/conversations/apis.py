@@ -24,6 +24,7 @@ from labeling.conversations.models import (
     Conversation,
     Message,
 )
+from ranking.projects.selectors import project_for_trainer
 
 MAX_SEARCH_CHARS = 200
 
@@ -116,6 +117,13 @@ class ConversationListApi(APIView):
             default="",
             max_length=MAX_INSTRUCTIONS_CHARS,
         )
+        project = StrictCharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=100,
+            help_text="Slug of a project open to the caller; empty: the default project.",
+        )
 
         class Meta:
             ref_name = "ConversationCreateInput"
@@ -149,7 +157,17 @@ class ConversationListApi(APIView):
         """Start a new conversation owned by the caller."""
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        conversation = services.conversation_create(owner=request.user, **serializer.validated_data)
+        data = dict(serializer.validated_data)
+        slug = data.pop("project")
+        project = project_for_trainer(trainer=request.user, slug=slug) if slug else None
+        if slug and project is None:
+            return Response(
+                {"project": [f"No active project '{slug}' is open to you."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        conversation = services.conversation_create(
+            owner=request.user, project_id=project.pk if project else None, **data
+        )
         return Response(
             ConversationOutputSerializer(conversation).data, status=status.HTTP_201_CREATED
         )

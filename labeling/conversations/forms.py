@@ -8,6 +8,7 @@ from labeling.conversations.models import (
     MAX_TITLE_CHARS,
     Conversation,
 )
+from ranking.projects.selectors import projects_for_trainer
 
 
 class ConversationCreateForm(forms.Form):
@@ -24,6 +25,19 @@ class ConversationCreateForm(forms.Form):
         required=False,
         help_text="Red team: try to make the model misbehave, then write what it should have said.",
     )
+
+    project = forms.ModelChoiceField(
+        queryset=None,
+        to_field_name="slug",
+        required=False,
+        empty_label="Default project",
+        help_text="The campaign the conversation belongs to (its ranking tasks and exports).",
+    )
+
+    def __init__(self, *args, trainer, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Only the projects open to this trainer can be chosen.
+        self.fields["project"].queryset = projects_for_trainer(trainer=trainer)
 
     def clean_mode(self) -> str:
         return self.cleaned_data.get("mode") or Conversation.Mode.NORMAL

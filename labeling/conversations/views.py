@@ -39,7 +39,7 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
             "status": status,
             "search": search,
             "statuses": Conversation.Status.choices,
-            "create_form": ConversationCreateForm(),
+            "create_form": ConversationCreateForm(trainer=request.user),
         },
     )
 
@@ -47,11 +47,15 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
 @trainer_required
 @require_POST
 def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
-    form = ConversationCreateForm(request.POST)
+    form = ConversationCreateForm(request.POST, trainer=request.user)
     if not form.is_valid():
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
         return redirect("labeling:conversation-list")
-    conversation = services.conversation_create(owner=request.user, **form.cleaned_data)
+    data = form.cleaned_data
+    project = data.pop("project")
+    conversation = services.conversation_create(
+        owner=request.user, project_id=project.pk if project is not None else None, **data
+    )
     return redirect("labeling:editor", conversation_id=conversation.pk)
 
 

@@ -19,6 +19,22 @@ def others_conversation(other_trainer):
     return conversation
 
 
+def test_the_api_creates_a_conversation_in_a_project_open_to_the_caller_only(trainer_client):
+    from django.contrib.auth.models import Group
+
+    from ranking.projects.services import project_create
+
+    helpful = project_create(name="Helpfulness", slug="helpful", status="active")
+    experts = Group.objects.create(name="experts")
+    project_create(name="Safety", slug="safety", status="active", trainer_groups=[experts])
+    created = _post(trainer_client, "/api/conversations/", {"title": "A", "project": "helpful"})
+    assert created.status_code == 201
+    assert Conversation.objects.get(pk=created.json()["id"]).project_id == helpful.pk
+    refused = _post(trainer_client, "/api/conversations/", {"title": "B", "project": "safety"})
+    assert refused.status_code == 400 and "project" in refused.json()
+    assert not Conversation.objects.filter(title="B").exists()
+
+
 def test_create_append_branch_and_finish_through_the_api(trainer_client):
     response = _post(
         trainer_client, "/api/conversations/", {"title": "Trip", "instructions": "Be kind."}

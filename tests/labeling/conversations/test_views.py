@@ -15,6 +15,34 @@ def test_create_conversation_from_the_list_page(trainer_client):
     assert b"Cooking" in page.content
 
 
+def test_a_conversation_is_written_in_the_project_the_trainer_picks_among_theirs(
+    trainer_client, trainer
+):
+    from django.contrib.auth.models import Group
+
+    from ranking.projects.models import DEFAULT_PROJECT_SLUG
+    from ranking.projects.services import project_create
+
+    open_to_all = project_create(name="Helpfulness", slug="helpful", status="active")
+    experts = Group.objects.create(name="experts")
+    project_create(name="Safety", slug="safety", status="active", trainer_groups=[experts])
+    page = trainer_client.get(reverse("labeling:conversation-list")).content.decode()
+    assert 'value="helpful"' in page and 'value="safety"' not in page
+
+    trainer_client.post(
+        reverse("labeling:conversation-create"), {"title": "Tips", "project": "helpful"}
+    )
+    assert Conversation.objects.get(title="Tips").project_id == open_to_all.pk
+    # A project not open to the trainer is refused and nothing is created.
+    trainer_client.post(
+        reverse("labeling:conversation-create"), {"title": "Sneaky", "project": "safety"}
+    )
+    assert not Conversation.objects.filter(title="Sneaky").exists()
+    # None picked: the default project.
+    trainer_client.post(reverse("labeling:conversation-create"), {"title": "Plain"})
+    assert Conversation.objects.get(title="Plain").project.slug == DEFAULT_PROJECT_SLUG
+
+
 def test_write_turns_through_the_editor(trainer_client, conversation):
     url = reverse("labeling:message-append", args=[conversation.pk])
     trainer_client.post(url, {"content": "hello **there**", "role": "user"})
