@@ -2,6 +2,7 @@ from django import forms
 
 from labeling.redteam.models import Attack
 from labeling.redteam.services import MAX_ATTACK_NOTE_CHARS
+from ranking.projects.selectors import project_list
 from sampler.models import ModelVersion
 
 
@@ -16,4 +17,11 @@ class AttackRunForm(forms.Form):
     model_version = forms.ModelChoiceField(
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY).order_by("-created_at"),
         label="Re-run stored attacks against",
+    )
+    project = forms.ModelChoiceField(
+        queryset=project_list(),
+        to_field_name="slug",
+        required=False,
+        empty_label="Default project",
+        label="Attacks of the project",
     )

@@ -27,6 +27,7 @@ from labeling.conversations.services import (
 )
 from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack, AttackResult, AttackRun
+from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create, generation_job_run_inline
 from sampler.jobs.kinds import JobContext
@@ -127,17 +128,21 @@ def attack_run_create(
     requested_by: AbstractBaseUser,
     model_version,
     seed: int | None = None,
+    project=None,
     queue: bool = True,
 ) -> AttackRun:
-    """Record a re-run of the stored attacks against a policy version and queue it."""
+    """Record a re-run of the stored attacks against a policy version and queue it: the
+    attacks of ``project`` (none: of the default project), each one's correction as written."""
     if not is_admin(requested_by):
         raise PermissionDenied("Only admins can re-run attacks.")
     if model_version.kind != ModelVersion.Kind.POLICY:
         raise ValidationError({"model_version": "Attacks are re-run against a policy version."})
-    count = min(Attack.objects.count(), MAX_ATTACKS_PER_RUN)
+    project_id = project.pk if project is not None else project_default_id()
+    count = min(Attack.objects.filter(project_id=project_id).count(), MAX_ATTACKS_PER_RUN)
     if count == 0:
         raise ValidationError("No attacks are stored yet: nothing to re-run.")
     run = AttackRun.objects.create(
+        project_id=project_id,
         model_version=model_version,
         attack_count=count,
         seed=seed if seed is not None else random.SystemRandom().randint(0, 2**31 - 1),
@@ -161,9 +166,9 @@ def attack_run_execute(context: JobContext) -> None:
     run.save(update_fields=["reward_model_version", "filter_name"])
 
     attacks = list(
-        Attack.objects.filter(created_at__lte=run.created_at).order_by("-created_at", "-id")[
-            : run.attack_count
-        ]
+        Attack.objects.filter(created_at__lte=run.created_at, project_id=run.project_id).order_by(
+            "-created_at", "-id"
+        )[: run.attack_count]
     )
     done = set(run.results.values_list("attack_id", flat=True))
     for position, attack in enumerate(attacks, start=1):

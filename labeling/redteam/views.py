@@ -163,7 +163,9 @@ def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
         if not form.is_valid():
             raise ValidationError(form.errors.as_text())
         run = services.attack_run_create(
-            requested_by=request.user, model_version=form.cleaned_data["model_version"]
+            requested_by=request.user,
+            model_version=form.cleaned_data["model_version"],
+            project=form.cleaned_data["project"],
         )
     except ValidationError as error:
         for text in validation_messages(error):

@@ -10,6 +10,7 @@ active reward model when it is independent of both, else the newest reward model
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -77,10 +78,14 @@ def model_comparison_create(
     seed: int = 0,
     filters: ExportFilters | None = None,
     requested_by: AbstractBaseUser | None = None,
+    project=None,
     queue: bool = True,
 ) -> ModelComparison:
     """Record (and queue) a head-to-head of two policy versions on held-out prompts: the test
-    split of ``filters`` (default: the export's default split, which PPO runs also use)."""
+    split of ``filters`` (default: the export's default split, which PPO runs also use).
+
+    ``project``: the comparison belongs to it and draws its prompts from its data only (none:
+    the default project, prompts from every project, as ``filters`` say)."""
     errors = {}
     for field, version in (("version_a", version_a), ("version_b", version_b)):
         if version.kind != ModelVersion.Kind.POLICY:
@@ -128,8 +133,12 @@ def model_comparison_create(
     if len(judges) > MAX_JUDGES:
         raise ValidationError({"extra_judges": f"At most {MAX_JUDGES} judges."})
     overlap = sorted({name for judge in judges for name in _halves_overlap(judge, excluded)})
+    filters = filters or ExportFilters()
+    if project is not None:
+        filters = replace(filters, project_ids=(project.pk,))
     with transaction.atomic():
         comparison = ModelComparison.objects.create(
+            **({"project": project} if project is not None else {}),
             version_a=version_a,
             version_b=version_b,
             reward_version=reward,
@@ -138,7 +147,7 @@ def model_comparison_create(
                 "max_new_tokens": max_new_tokens,
                 "temperature": temperature,
                 "seed": seed,
-                "filters": {**(filters or ExportFilters()).as_dict(), "split": "test"},
+                "filters": {**filters.as_dict(), "split": "test"},
                 "judges": [{"id": judge.pk, "name": judge.name} for judge in judges],
                 "optimised_against": sorted(excluded),
                 # Judges trained on rankings a proxy may also have seen: independent of the

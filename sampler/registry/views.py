@@ -138,6 +138,7 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
             prompts=data["prompts"],
             max_new_tokens=data["max_new_tokens"],
             requested_by=request.user,
+            project=data["project"],
         )
     except ValidationError as error:
         _add_errors(form, error)

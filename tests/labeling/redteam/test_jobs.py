@@ -78,3 +78,27 @@ def test_a_run_against_a_server_that_is_down_goes_back_to_its_queue(
     assert f"127.0.0.1:{port}" in run.error
     assert len(sent) == 2 and sent[-1][2] == run.publish_token
     assert not AttackResult.objects.filter(run=run).exists()
+
+
+def test_a_projects_attack_run_reruns_only_that_projects_attacks(
+    policy, trainer, admin_user, settings
+):
+    from labeling.redteam.models import Attack
+    from ranking.projects.services import project_create
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    first, second = two_attacks(trainer, policy)
+    safety = project_create(name="Safety", slug="safety", status="active")
+    Attack.objects.filter(pk=second.pk).update(project=safety)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, project=safety, queue=False
+    )
+    assert run.project == safety and run.attack_count == 1
+    run = job_run_inline(job=run)
+    assert list(run.results.values_list("attack_id", flat=True)) == [second.pk]
+    default_run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    assert default_run.attack_count == 1
+    default_run = job_run_inline(job=default_run)
+    assert list(default_run.results.values_list("attack_id", flat=True)) == [first.pk]

@@ -66,6 +66,18 @@ def test_by_default_the_judge_is_an_independent_reward_model_even_when_another_i
     assert comparison.config["judge_data_overlaps"] == []  # opposite halves
 
 
+def test_a_projects_comparison_belongs_to_it_and_reads_its_prompts_only(lineage):
+    from ranking.projects.services import project_create
+
+    sft, ppo, _, _ = lineage
+    safety = project_create(name="Safety", slug="safety", status="active")
+    comparison = model_comparison_create(version_a=ppo, version_b=sft, project=safety, queue=False)
+    assert comparison.project == safety
+    assert comparison.config["filters"]["project_ids"] == [safety.pk]
+    plain = model_comparison_create(version_a=ppo, version_b=sft, queue=False)
+    assert plain.project.slug == "default" and plain.config["filters"]["project_ids"] == []
+
+
 def test_no_independent_judge_is_a_clear_refusal(lineage):
     sft, ppo, _, judge = lineage
     judge.delete()
