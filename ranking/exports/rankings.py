@@ -58,6 +58,11 @@ def ranking_records(filters: ExportFilters) -> Iterator[dict]:
                 "candidates": candidates,
                 "ordering": ranking["ordering"],
                 "cannot_rank": ranking["cannot_rank"],
+                # ranked / all_equal / all_bad / cannot_rank; whether the order submitted is the
+                # order shown (null without an ordering); ms from showing to the first placement.
+                "verdict": ranking["verdict"],
+                "order_unchanged": ranking["order_unchanged"],
+                "first_placement_ms": ranking["first_placement_ms"],
                 # A list, not a dict keyed by id: every record then has the same schema.
                 "flags": [
                     {"candidate_id": int(candidate), "flags": entry["flags"], "note": entry["note"]}

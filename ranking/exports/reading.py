@@ -66,7 +66,16 @@ _RANKING_ORDER = (
     "flags",
     "guideline_version__number",
 )
-_RANKING_RECORD = ("rationale", "presentation_order", "started_at", "submitted_at", "duration_ms")
+_RANKING_RECORD = (
+    "rationale",
+    "presentation_order",
+    "started_at",
+    "submitted_at",
+    "duration_ms",
+    "verdict",
+    "order_unchanged",
+    "first_placement_ms",
+)
 
 
 def task_bundles(

@@ -340,6 +340,9 @@ def test_ranking_records_carry_the_submitted_ordering_flags_rationale_and_pseudo
     assert mine["ranker"] not in (ranker.pk, str(ranker.pk), ranker.username)
     theirs = rows[pseudonym(unable.pk, enabled=True)]
     assert theirs["ordering"] == [] and theirs["cannot_rank"] is True and theirs["flags"] == []
+    assert (mine["verdict"], theirs["verdict"]) == ("ranked", "cannot_rank")
+    assert mine["order_unchanged"] is False and theirs["order_unchanged"] is None
+    assert "first_placement_ms" in mine
     assert len(rows) == 2  # the two rankers' pseudonyms differ
     named = {row["ranker"] for row in ranking_records(ExportFilters(pseudonymize=False))}
     assert named == {ranker.pk, unable.pk}
