@@ -450,10 +450,12 @@ def test_undo_deletes_the_ranking_recounts_the_task_and_gives_the_task_back(
     settings.RANKING_UNDO_SECONDS = 10
     quick_task.overlap_required = 1
     quick_task.save()
+    assignment = services.task_claim_next(trainer=trainer)
+    assert assignment.task_id == quick_task.pk
+    # The task shown next: made after the first claim, so the claim cannot pick it first.
     second = task_from_source(
         finished_conversation(other_trainer).active_leaf, model_version=quick_task.model_version
     )
-    assignment = services.task_claim_next(trainer=trainer)
     ranking = services.ranking_submit(
         assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
     )
