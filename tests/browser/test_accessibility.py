@@ -27,6 +27,8 @@ TRAINER_PAGES = [
     "/generate/",
     "/write/feedback/mine/",
     "/write/guidelines/",
+    "/rank/projects/",
+    "/accounts/",
 ]
 ADMIN_PAGES = [
     "/",
@@ -36,6 +38,10 @@ ADMIN_PAGES = [
     "/rank/quality/",
     "/write/feedback/",
     "/write/redteam/",
+    "/projects/",
+    "/projects/default/",
+    "/rank/quality/tasks/{task}/",
+    "/accounts/",
 ]
 
 
@@ -98,10 +104,13 @@ def test_trainer_pages_have_no_serious_accessibility_violations(
     assert _check_pages(axe_page, live_server, pages) == {}
 
 
-def test_admin_pages_have_no_serious_accessibility_violations(axe_page, live_server, admin_user):
+def test_admin_pages_have_no_serious_accessibility_violations(
+    axe_page, live_server, ready_task, admin_user
+):
     log_in(axe_page, live_server, "ada", PASSWORD)
+    pages = [url.format(task=ready_task.pk) for url in ADMIN_PAGES]
 
-    assert _check_pages(axe_page, live_server, ADMIN_PAGES) == {}
+    assert _check_pages(axe_page, live_server, pages) == {}
 
 
 def _no_sideways_scroll(page) -> None:
