@@ -73,7 +73,11 @@ def embedded_app(tmp_path):
     try:
         yield f"http://127.0.0.1:{port}", output, env
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        # Stop it as Ctrl+C does: SIGINT to the whole group. Celery's pool processes ignore
+        # SIGINT; the script stops each worker, which stops its own pool (a SIGTERM to the
+        # group can kill a pool process that holds its pool's queue lock, and its worker then
+        # waits for that lock at shutdown).
+        os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=WAIT_SECONDS)
         except subprocess.TimeoutExpired:
