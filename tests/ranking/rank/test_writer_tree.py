@@ -1,5 +1,7 @@
 """Replies sampled for a ranking task stay out of the writer's own conversation."""
 
+import re
+
 import pytest
 from django.http import Http404
 from django.urls import reverse
@@ -70,8 +72,12 @@ def test_the_writers_page_and_api_show_only_their_tree(
         reverse("labeling:branch-switch", args=[_alternatives(ready_task)[0].pk])
     )
 
+    shown = set(re.findall(r'data-message-id="(\d+)"', html))
+    assert str(ready_task.source_message_id) in shown
     for alternative in _alternatives(ready_task):
-        assert alternative.content not in html
+        assert str(alternative.pk) not in shown
+        # A sampled reply may be empty text: only a non-empty one can be looked for.
+        assert not alternative.content.strip() or alternative.content not in html
     assert "Next alternative" not in html
     assert {m["id"] for m in api["messages"]} == {
         ready_task.prefix_message_id,
