@@ -119,7 +119,13 @@ def _old_install(apps) -> dict:
     run = TrainingRun.objects.create(
         kind="reward", status="succeeded", config={"learning_rate": 2e-5}, started_by=ranker
     )
+    GuidelineVersion = apps.get_model("labeling", "GuidelineVersion")
+    guidelines = [
+        GuidelineVersion.objects.create(number=number, text=f"# Rules v{number}")
+        for number in (1, 2)
+    ]
     return {
+        "guidelines": [g.pk for g in guidelines],
         "version": version.pk,
         "conversation": conversation.pk,
         "reply": reply.pk,
@@ -164,5 +170,19 @@ def test_a_first_release_database_with_data_migrates_to_the_current_schema_intac
         assert assignment.status == "submitted" and ranking.assignment_id == assignment.pk
         run = apps.get_model("sampler", "TrainingRun").objects.get(pk=ids["run"])
         assert run.kind == "reward" and run.config == {"learning_rate": 2e-5}
+        # Rows made before projects belong to the default project; its guidelines keep their
+        # numbers (every project numbers its own versions from 1).
+        default = apps.get_model("ranking", "Project").objects.get(slug="default")
+        conversation = apps.get_model("labeling", "Conversation").objects.get(
+            pk=ids["conversation"]
+        )
+        assert conversation.project_id == default.pk and ranking.project_id == default.pk
+        guidelines = apps.get_model("labeling", "GuidelineVersion").objects.filter(
+            pk__in=ids["guidelines"]
+        )
+        assert sorted(guidelines.values_list("project_id", "number", "text")) == [
+            (default.pk, 1, "# Rules v1"),
+            (default.pk, 2, "# Rules v2"),
+        ]
     finally:
         _migrate(_latest())

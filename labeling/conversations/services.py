@@ -136,7 +136,7 @@ def _message_create(
         model_version_id=model_version_id,
         edit_distance=distance,
         author=author,
-        guideline_version=guideline_version_ensure_current(),
+        guideline_version=guideline_version_ensure_current(project_id=conversation.project_id),
     )
     conversation.active_leaf = message
     conversation.save(update_fields=["active_leaf", "updated_at"])

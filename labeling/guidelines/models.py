@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from ranking.projects.models import project_default_id
+
 # One line per paragraph and list item: chat Markdown renders single line breaks (nl2br).
 DEFAULT_GUIDELINES = "\n".join(
     [
@@ -48,9 +50,18 @@ DEFAULT_CHANGE_NOTE = "Default guidelines."
 
 
 class GuidelineVersion(models.Model):
-    """One version of the labeling guidelines (Markdown). Editing creates a new version."""
+    """One version of a project's labeling guidelines (Markdown). Editing creates a new version;
+    every project numbers its own versions from 1."""
 
-    number = models.PositiveIntegerField(unique=True)
+    project = models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name="guideline_versions",
+    )
+    number = models.PositiveIntegerField()
     text = models.TextField(max_length=50000)
     change_note = models.CharField(max_length=300, blank=True)
     author = models.ForeignKey(
@@ -63,9 +74,12 @@ class GuidelineVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["-number"]
+        ordering = ["project", "-number"]
         constraints = [
             models.CheckConstraint(condition=Q(number__gte=1), name="guideline_number_positive"),
+            models.UniqueConstraint(
+                fields=["project", "number"], name="guideline_number_once_per_project"
+            ),
         ]
 
     def __str__(self) -> str:

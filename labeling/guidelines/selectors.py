@@ -1,4 +1,5 @@
-"""Reads of the labeling guidelines."""
+"""Reads of the labeling guidelines. Every project has its own version sequence; ``project_id``
+None means the default project."""
 
 from __future__ import annotations
 
@@ -11,21 +12,31 @@ from labeling.guidelines.models import (
     GuidelineAcknowledgement,
     GuidelineVersion,
 )
+from ranking.projects.selectors import project_default
 
 
-def guideline_version_list() -> QuerySet[GuidelineVersion]:
-    return GuidelineVersion.objects.select_related("author").order_by("-number")
+def guideline_project_id(project_id: int | None) -> int:
+    return project_id if project_id is not None else project_default().pk
 
 
-def guideline_version_get(*, number: int) -> GuidelineVersion | None:
-    return GuidelineVersion.objects.select_related("author").filter(number=number).first()
+def guideline_version_list(*, project_id: int | None = None) -> QuerySet[GuidelineVersion]:
+    return (
+        GuidelineVersion.objects.select_related("author")
+        .filter(project_id=guideline_project_id(project_id))
+        .order_by("-number")
+    )
 
 
-def guideline_version_current() -> GuidelineVersion:
-    """The newest version. Before any is saved: version 1 with the default text, unsaved (a
-    page that shows it writes nothing; the first write that needs it saves it)."""
-    return guideline_version_list().first() or GuidelineVersion(
-        number=1, text=DEFAULT_GUIDELINES, change_note=DEFAULT_CHANGE_NOTE
+def guideline_version_get(*, number: int, project_id: int | None = None) -> GuidelineVersion | None:
+    return guideline_version_list(project_id=project_id).filter(number=number).first()
+
+
+def guideline_version_current(*, project_id: int | None = None) -> GuidelineVersion:
+    """The project's newest version. Before any is saved: version 1 with the default text,
+    unsaved (a page that shows it writes nothing; the first write that needs it saves it)."""
+    project_id = guideline_project_id(project_id)
+    return guideline_version_list(project_id=project_id).first() or GuidelineVersion(
+        project_id=project_id, number=1, text=DEFAULT_GUIDELINES, change_note=DEFAULT_CHANGE_NOTE
     )
 
 
@@ -36,5 +47,5 @@ def guideline_has_read(*, user: AbstractBaseUser, version: GuidelineVersion) -> 
 
 
 def guideline_version_numbers() -> dict[int, int]:
-    """Version id -> number, for every version (a few dozen rows at most)."""
+    """Version id -> number, for every version of every project (a few dozen rows each)."""
     return dict(GuidelineVersion.objects.values_list("pk", "number"))

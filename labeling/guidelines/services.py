@@ -1,4 +1,5 @@
-"""Writes of the labeling guidelines: versions (editing makes a new one) and who read which."""
+"""Writes of the labeling guidelines: versions (editing makes a new one; each project numbers its
+own) and who read which."""
 
 from __future__ import annotations
 
@@ -13,32 +14,38 @@ from labeling.guidelines.models import (
     GuidelineAcknowledgement,
     GuidelineVersion,
 )
+from labeling.guidelines.selectors import guideline_project_id
 
 MAX_GUIDELINE_CHARS = 50000
 MAX_CHANGE_NOTE_CHARS = 300
 
 
-def guideline_version_ensure_current() -> GuidelineVersion:
-    """The newest guideline version; version 1 (the defaults above) is created on first use."""
-    current = GuidelineVersion.objects.order_by("-number").first()
+def guideline_version_ensure_current(*, project_id: int | None = None) -> GuidelineVersion:
+    """The project's newest guideline version (``project_id`` None: the default project's);
+    its version 1 (the defaults above) is created on first use."""
+    project_id = guideline_project_id(project_id)
+    versions = GuidelineVersion.objects.filter(project_id=project_id)
+    current = versions.order_by("-number").first()
     if current is not None:
         return current
     try:
         with transaction.atomic():
-            version, _ = GuidelineVersion.objects.get_or_create(
+            version, _ = versions.get_or_create(
+                project_id=project_id,
                 number=1,
                 defaults={"text": DEFAULT_GUIDELINES, "change_note": DEFAULT_CHANGE_NOTE},
             )
     except IntegrityError:
-        version = GuidelineVersion.objects.get(number=1)  # made by a concurrent first use
+        version = versions.get(number=1)  # made by a concurrent first use
     return version
 
 
 @transaction.atomic
 def guideline_version_create(
-    *, author: AbstractBaseUser, text: str, change_note: str = ""
+    *, author: AbstractBaseUser, text: str, change_note: str = "", project_id: int | None = None
 ) -> GuidelineVersion:
-    """Save edited guidelines as the next version (admins only); unchanged text is refused."""
+    """Save edited guidelines as the project's next version (admins only); unchanged text is
+    refused."""
     if not is_admin(author):
         raise PermissionDenied("Only admins can edit the guidelines.")
     text = (text or "").strip()
@@ -53,13 +60,22 @@ def guideline_version_create(
         raise ValidationError(
             {"change_note": f"Keep the change note under {MAX_CHANGE_NOTE_CHARS} characters."}
         )
-    guideline_version_ensure_current()
+    project_id = guideline_version_ensure_current(project_id=project_id).project_id
     # Lock the newest version: two admins saving at once get consecutive numbers.
-    current = GuidelineVersion.objects.select_for_update().order_by("-number").first()
+    current = (
+        GuidelineVersion.objects.select_for_update()
+        .filter(project_id=project_id)
+        .order_by("-number")
+        .first()
+    )
     if current.text.strip() == text:
         raise ValidationError({"text": "Nothing changed: edit the text to make a new version."})
     return GuidelineVersion.objects.create(
-        number=current.number + 1, text=text, change_note=change_note, author=author
+        project_id=project_id,
+        number=current.number + 1,
+        text=text,
+        change_note=change_note,
+        author=author,
     )
 
 

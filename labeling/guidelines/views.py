@@ -1,54 +1,85 @@
 """The labeling guidelines: a page (admins edit it there), and the panel the writing and ranking
-pages load, which asks once to read a new version."""
+pages load, which asks once to read a new version. Every project has its own guidelines: the
+pages take ``?project=<slug>`` (a form posts it as ``project``); without it, the default
+project's."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from accounts.roles import is_admin, staff_required, trainer_required
 from config.htmx import HtmxHttpRequest
 from labeling.guidelines import selectors, services
 from labeling.guidelines.forms import GuidelineForm
+from ranking.projects.models import Project
+from ranking.projects.selectors import project_default, project_open_to, projects_open_to
 
 PAGE = "labeling/guidelines/page.html"
 
 
-def _panel(request: HtmxHttpRequest) -> HttpResponse:
-    current = selectors.guideline_version_current()
+def _project(request: HtmxHttpRequest) -> Project:
+    """The project named by ``project`` (query or form); 404 when the user may not see it."""
+    slug = request.GET.get("project") or request.POST.get("project")
+    if not slug:
+        return project_default()
+    project = project_open_to(user=request.user, slug=slug)
+    if project is None:
+        raise Http404("No such project.")
+    return project
+
+
+def _to_page(project: Project) -> HttpResponse:
+    return redirect(f"{reverse('labeling:guidelines')}?{urlencode({'project': project.slug})}")
+
+
+def _panel(request: HtmxHttpRequest, project: Project) -> HttpResponse:
+    current = selectors.guideline_version_current(project_id=project.pk)
     context = {
+        "project": project,
         "current": current,
         "unread": not selectors.guideline_has_read(user=request.user, version=current),
     }
     return render(request, f"{PAGE}#guidelines-panel", context)
 
 
+def _page_context(request: HtmxHttpRequest, project: Project) -> dict:
+    current = selectors.guideline_version_current(project_id=project.pk)
+    return {
+        "project": project,
+        "current": current,
+        "shown": current,
+        "versions": selectors.guideline_version_list(project_id=project.pk)[:100],
+        "unread": not selectors.guideline_has_read(user=request.user, version=current),
+        "projects": projects_open_to(user=request.user)[:50],
+    }
+
+
 @trainer_required
 def guidelines(request: HtmxHttpRequest) -> HttpResponse:
-    current = selectors.guideline_version_current()
-    shown = current
+    project = _project(request)
+    context = _page_context(request, project)
     if request.GET.get("version"):
         try:
-            shown = selectors.guideline_version_get(number=int(request.GET["version"]))
+            context["shown"] = selectors.guideline_version_get(
+                number=int(request.GET["version"]), project_id=project.pk
+            )
         except ValueError:
-            shown = None
-        if shown is None:
+            context["shown"] = None
+        if context["shown"] is None:
             raise Http404("No such guideline version.")
-    context = {
-        "current": current,
-        "shown": shown,
-        "versions": selectors.guideline_version_list()[:100],
-        "unread": not selectors.guideline_has_read(user=request.user, version=current),
-    }
     if is_admin(request.user):
-        context["form"] = GuidelineForm(initial={"text": current.text})
+        context["form"] = GuidelineForm(initial={"text": context["current"].text})
     return render(request, PAGE, context)
 
 
 @staff_required
 @require_POST
 def guidelines_edit(request: HtmxHttpRequest) -> HttpResponse:
+    project = _project(request)
     form = GuidelineForm(request.POST)
     version = None
     if form.is_valid():
@@ -57,41 +88,42 @@ def guidelines_edit(request: HtmxHttpRequest) -> HttpResponse:
                 author=request.user,
                 text=form.cleaned_data["text"],
                 change_note=form.cleaned_data["change_note"],
+                project_id=project.pk,
             )
         except ValidationError as error:
             form.add_error(None, error)
     if version is None:
         # The edited text comes back with the reason; nothing typed is lost.
-        current = selectors.guideline_version_current()
-        context = {
-            "current": current,
-            "shown": current,
-            "versions": selectors.guideline_version_list()[:100],
-            "form": form,
-        }
+        context = {**_page_context(request, project), "form": form}
         return render(request, PAGE, context, status=422)
-    messages.success(request, f"Saved as version {version.number}: trainers are asked to read it.")
-    return redirect("labeling:guidelines")
+    messages.success(
+        request,
+        f"Saved as version {version.number} of {project.name}'s guidelines: "
+        "its trainers are asked to read it.",
+    )
+    return _to_page(project)
 
 
 @trainer_required
 def guidelines_panel(request: HtmxHttpRequest) -> HttpResponse:
+    project = _project(request)
     if not request.htmx:
-        return redirect("labeling:guidelines")
-    return _panel(request)
+        return _to_page(project)
+    return _panel(request, project)
 
 
 @trainer_required
 @require_POST
 def guidelines_acknowledge(request: HtmxHttpRequest, number: int) -> HttpResponse:
-    version = selectors.guideline_version_get(number=number)
+    project = _project(request)
+    version = selectors.guideline_version_get(number=number, project_id=project.pk)
     if version is None and number == 1:
         # Version 1 (the defaults) is shown before it is saved; reading it saves it.
-        version = services.guideline_version_ensure_current()
+        version = services.guideline_version_ensure_current(project_id=project.pk)
     if version is None:
         raise Http404("No such guideline version.")
     services.guideline_acknowledge(user=request.user, version=version)
     if request.htmx:
-        return _panel(request)
+        return _panel(request, project)
     messages.success(request, f"Thanks: guidelines version {number} marked as read.")
-    return redirect("labeling:guidelines")
+    return _to_page(project)

@@ -86,7 +86,7 @@ def attack_record(
         category=category,
         note=note,
         model_version_id=message.model_version_id,
-        guideline_version=guideline_version_ensure_current(),
+        guideline_version=guideline_version_ensure_current(project_id=conversation.project_id),
         created_by=user,
     )
 

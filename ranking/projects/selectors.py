@@ -159,3 +159,16 @@ def project_progress(*, project: Project, now: datetime | None = None) -> Projec
 
 def project_slug_is_default(project: Project) -> bool:
     return project.slug == DEFAULT_PROJECT_SLUG
+
+
+def projects_open_to(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """The projects whose guidelines and work ``user`` may see: admins every project, trainers
+    those with no trainer group or one of theirs, whatever their status."""
+    projects = Project.objects.all()
+    if not user.is_staff:
+        projects = projects.filter(Q(trainer_groups__isnull=True) | Q(trainer_groups__user=user))
+    return projects.distinct().order_by("name")
+
+
+def project_open_to(*, user: AbstractBaseUser, slug: str) -> Project | None:
+    return projects_open_to(user=user).filter(slug=slug).first()

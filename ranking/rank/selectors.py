@@ -86,7 +86,7 @@ def ranking_queue_summary() -> dict[str, int]:
 def assignment_current(*, trainer: AbstractBaseUser) -> Assignment | None:
     """The trainer's lease still running, if any (read only: claiming is a POST)."""
     return (
-        Assignment.objects.select_related("task")
+        Assignment.objects.select_related("task__project")
         .filter(trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=timezone.now())
         .order_by("leased_at")
         .first()
@@ -96,7 +96,7 @@ def assignment_current(*, trainer: AbstractBaseUser) -> Assignment | None:
 def assignment_get_for_trainer(*, assignment_id: int, trainer: AbstractBaseUser) -> Assignment:
     """One of the trainer's own assignments; 404 for anyone else's."""
     return get_object_or_404(
-        Assignment.objects.select_related("task"), pk=assignment_id, trainer=trainer
+        Assignment.objects.select_related("task__project"), pk=assignment_id, trainer=trainer
     )
 
 

@@ -512,7 +512,7 @@ def ranking_submit(
         flags=flags,
         rationale=ranking.rationale.strip(),
         presentation_order=assignment.presentation_order,
-        guideline_version=guideline_version_ensure_current(),
+        guideline_version=guideline_version_ensure_current(project_id=task.project_id),
         started_at=assignment.leased_at,
         duration_ms=duration_ms,
         first_placement_ms=(

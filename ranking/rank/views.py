@@ -59,6 +59,7 @@ def _render_card(
         form = form or RankingForm(candidates=screen.candidates)
         split = max(0, len(screen.prefix) - RECENT_TURNS)
         context |= {
+            "guideline_project": assignment.task.project,
             "form": form,
             "rows": form.rows(),
             "earlier_turns": screen.prefix[:split],

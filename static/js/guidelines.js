@@ -2,11 +2,29 @@
 // toggle buttons show or hide it; Escape hides it. The panel is loaded by htmx (it asks once to
 // read a new version), so listeners are delegated from the document.
 (() => {
+  // Every project has its own guidelines: the slot names its project (data-project), and a
+  // page whose work moves to another project (the ranking page's next task) names the new one
+  // on an element marked data-guideline-project; the panel follows it.
+  function load(slot, project) {
+    const url = new URL(slot.dataset.panelUrl, window.location.href);
+    if (project) url.searchParams.set("project", project);
+    htmx.ajax("GET", url.pathname + url.search, { target: slot, swap: "outerHTML" });
+  }
+
   // Without JS the slot keeps its link to the guidelines page.
   const slot = document.querySelector("#guidelines-slot[data-panel-url]");
-  if (slot && window.htmx) {
-    htmx.ajax("GET", slot.dataset.panelUrl, { target: slot, swap: "outerHTML" });
-  }
+  if (slot && window.htmx) load(slot, slot.dataset.project);
+
+  document.addEventListener("htmx:afterSettle", () => {
+    const current = document.querySelector("#guidelines-slot[data-panel-url]");
+    const work = document.querySelector("[data-guideline-project]");
+    if (!current || !work || !window.htmx) return;
+    const project = work.dataset.guidelineProject;
+    if (project && project !== current.dataset.project) {
+      current.dataset.project = project; // one reload, even if another swap settles meanwhile
+      load(current, project);
+    }
+  });
 
   function toggles() {
     return document.querySelectorAll(".guidelines-toggle");

@@ -4,10 +4,12 @@ then ranks a real task of the project."""
 import pytest
 from playwright.sync_api import expect
 
+from labeling.guidelines import services as guideline_services
 from labeling.models import Conversation
 from ranking.gold.models import Qualification
 from ranking.models import Ranking, RankingTask
 from ranking.projects.models import Project
+from ranking.projects.selectors import project_default
 from sampler.models import ModelVersion
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
@@ -54,6 +56,16 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
     project = Project.objects.get(slug="safety")
     assert project.qualification_required and project.qualification_tasks == 1
 
+    # The project's own guidelines: version 2 of its sequence (the default project's stays 1).
+    admin.get_by_role("link", name="Guidelines").click()
+    expect(admin.get_by_role("heading", name="Labeling guidelines: Safety push")).to_be_visible()
+    admin.locator("details.guidelines-edit summary").click()
+    admin.fill("#id_text", "# Safety push\n\nRefuse dangerous requests in one sentence.")
+    admin.fill("#id_change_note", "Safety rules")
+    admin.get_by_role("button", name="Save as version 2").click()
+    expect(admin.locator("#guidelines-text")).to_contain_text("Refuse dangerous requests")
+    admin.goto(f"{live_server.url}/projects/safety/")
+
     version = ModelVersion.objects.create(name="v", path="v")
     for_gold = _task_in(project, other_trainer, version, "gold")
     real = _task_in(project, other_trainer, version, "real")
@@ -71,6 +83,13 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
     row.get_by_role("button", name="Rank in Safety push").click()
     page.wait_for_url(f"{live_server.url}/rank/")
     expect(page.locator(ITEMS)).to_have_count(4)
+    # The panel carries the project's guidelines and asks to read its version 2.
+    expect(page.locator(".guidelines-banner")).to_contain_text("version 2")
+    page.locator(".guidelines-banner .guidelines-toggle").click()
+    expect(page.locator("#guidelines-panel")).to_contain_text("Safety push: guidelines v2")
+    expect(page.locator("#guidelines-panel")).to_contain_text("Refuse dangerous requests")
+    page.get_by_role("button", name="I have read version 2").click()
+    expect(page.locator(".guidelines-banner")).to_have_count(0)
     # The gold task looks like any other; the trainer ranks it as the expert did.
     expected = [candidate for group in gold.gold_ordering for candidate in group]
     shown = {
@@ -92,6 +111,7 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
     expect(page.locator(f"{ITEMS}[data-candidate-id='{real_ids[0]}']")).to_have_count(0)
     ranked = Ranking.objects.get(ranker=trainer, task=real)
     assert ranked.project == project
+    assert (ranked.guideline_version.project, ranked.guideline_version.number) == (project, 2)
 
     # Both sides see the result and its reason.
     page.goto(f"{live_server.url}/rank/projects/")
@@ -101,3 +121,37 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
     admin.goto(f"{live_server.url}/projects/safety/")
     expect(admin.locator("#qualifications")).to_contain_text("tess")
     expect(admin.locator("#qualifications")).to_contain_text("Qualified")
+
+
+def test_the_guidelines_panel_follows_the_project_of_each_task(
+    page, live_server, admin_user, trainer, other_trainer
+):
+    """Ranking across all of a trainer's projects: each task's card brings its own project's
+    guidelines into the panel."""
+    helpful = Project.objects.create(name="Helpfulness round", slug="helpful", status="active")
+    guideline_services.guideline_version_create(
+        author=admin_user, text="# Helpfulness\n\nAnswer the question first.", project_id=helpful.pk
+    )
+    version = ModelVersion.objects.create(name="v", path="v")
+    default_task = _task_in(project_default(), other_trainer, version, "one")
+    helpful_task = _task_in(helpful, other_trainer, version, "two")
+    tasks = {default_task.project.slug: default_task, helpful.slug: helpful_task}
+    expected = {
+        "default": "Default project: guidelines v1",
+        "helpful": "Helpfulness round: guidelines v2",
+    }
+
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/rank/")
+    seen = []
+    for _ in range(2):
+        expect(page.locator(ITEMS)).to_have_count(4)
+        slug = page.locator("#ranking-card").get_attribute("data-guideline-project")
+        expect(page.locator("#guidelines-slot")).to_have_attribute("data-project", slug)
+        expect(page.locator("#guidelines-panel")).to_contain_text(expected[slug])
+        seen.append(slug)
+        ids = sorted(tasks[slug].candidates.values_list("id", flat=True))
+        _arrange(page, ids)
+        page.get_by_role("button", name="Submit ranking").click()
+        expect(page.locator(f"{ITEMS}[data-candidate-id='{ids[0]}']")).to_have_count(0)
+    assert sorted(seen) == ["default", "helpful"]
