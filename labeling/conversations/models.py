@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from ranking.projects.models import project_default_id
+from ranking.projects.models import project_key
 
 # Bounds of what a trainer (or an import) can write, named in the messages that refuse more.
 MAX_CONTENT_CHARS = 20000
@@ -46,16 +46,7 @@ class Conversation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="conversations",
-    )
+    project = project_key("conversations")
 
     class Meta:
         ordering = ["-updated_at"]

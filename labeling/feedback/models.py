@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from labeling.conversations.models import Message
-from ranking.projects.models import project_default_id
+from ranking.projects.models import project_key
 
 
 class Feedback(models.Model):
@@ -59,16 +59,7 @@ class Feedback(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="feedback",
-    )
+    project = project_key("feedback")
 
     class Meta:
         ordering = ["-updated_at", "-id"]

@@ -5,7 +5,7 @@ from django.db import models
 
 from labeling.conversations.models import Conversation, Message
 from labeling.guidelines.models import GuidelineVersion
-from ranking.projects.models import project_default_id
+from ranking.projects.models import project_key
 from sampler.jobs.models import Job, job_indexes, job_requester, progress_fraction
 
 
@@ -50,16 +50,7 @@ class Attack(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="attacks"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="attacks",
-    )
+    project = project_key("attacks")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -92,16 +83,7 @@ class AttackRun(Job):
     params = models.JSONField(default=dict, blank=True)
     filter_name = models.CharField(max_length=200, blank=True)
     requested_by = job_requester("attack_runs")
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="attack_runs",
-    )
+    project = project_key("attack_runs")
 
     class Meta:
         ordering = ["-created_at", "-id"]

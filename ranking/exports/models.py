@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from ranking.projects.models import project_default_id
+from ranking.projects.models import project_key
 from sampler.jobs.models import Job, job_indexes, progress_fraction
 
 
@@ -23,16 +23,7 @@ class DatasetExport(Job):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="dataset_exports"
     )
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="exports",
-    )
+    project = project_key("exports")
 
     class Meta:
         ordering = ["-created_at"]

@@ -110,3 +110,16 @@ def project_default_id() -> int:
         defaults={"name": "Default project", "status": Project.Status.ACTIVE},
     )
     return project.pk
+
+
+def project_key(related_name: str) -> models.ForeignKey:
+    """The project (campaign) a row belongs to; a row made without one belongs to the default
+    project. A project with rows cannot be deleted."""
+    return models.ForeignKey(
+        "ranking.Project",
+        null=True,
+        blank=True,
+        default=project_default_id,
+        on_delete=models.PROTECT,
+        related_name=related_name,
+    )

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from ranking.projects.models import project_default_id
+from ranking.projects.models import project_key
 
 
 class RankingTask(models.Model):
@@ -55,16 +55,7 @@ class RankingTask(models.Model):
     # Uncertainty selection: prepared but not yet offered, and the reward models' disagreement.
     held_back = models.BooleanField(default=False)
     uncertainty = models.FloatField(null=True, blank=True)
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="ranking_tasks",
-    )
+    project = project_key("ranking_tasks")
 
     class Meta:
         ordering = ["created_at"]
@@ -180,16 +171,7 @@ class Ranking(models.Model):
     # From the page showing the task to the first reply being placed, as the browser measured
     # it (None when not reported, e.g. through the API or without JavaScript).
     first_placement_ms = models.PositiveIntegerField(null=True, blank=True)
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="rankings",
-    )
+    project = project_key("rankings")
 
     class Meta:
         ordering = ["-submitted_at"]

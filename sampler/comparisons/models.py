@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from ranking.projects.models import project_default_id
+from ranking.projects.models import project_key
 from sampler.jobs.models import Job, job_indexes, job_requester
 from sampler.registry.models import ModelVersion
 
@@ -24,16 +24,7 @@ class ModelComparison(Job):
     # Wins, ties, win rate, mean scores / lengths / end-of-turn rates, a few examples.
     results = models.JSONField(default=dict, blank=True)
     requested_by = job_requester("model_comparisons")
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="comparisons",
-    )
+    project = project_key("comparisons")
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,9 +1,8 @@
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from ranking.projects.models import project_default_id
-from sampler.jobs.models import Job, job_indexes
+from ranking.projects.models import project_key
+from sampler.jobs.models import Job, job_indexes, job_requester
 from sampler.registry.models import ModelVersion
 
 
@@ -33,24 +32,9 @@ class GenerationJob(Job):
     seed = models.BigIntegerField()
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.MANUAL)
     notes = models.TextField(blank=True, help_text="E.g. how much of the prefix was truncated.")
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="generation_jobs",
-    )
+    requested_by = job_requester("generation_jobs")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
-
-    # The project (campaign) this belongs to; made without one: the default project.
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="generation_jobs",
-    )
+    project = project_key("generation_jobs")
 
     class Meta:
         ordering = ["-created_at"]
