@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from labeling.guidelines.models import guideline_version_key
 from ranking.projects.models import project_key
 
 # Bounds of what a trainer (or an import) can write, named in the messages that refuse more.
@@ -108,14 +109,7 @@ class Message(models.Model):
         on_delete=models.SET_NULL,
         related_name="messages",
     )
-    # The labeling guidelines in force when the message was written (empty for older rows).
-    guideline_version = models.ForeignKey(
-        "labeling.GuidelineVersion",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="messages",
-    )
+    guideline_version = guideline_version_key("messages")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from ranking.projects.models import project_default_id
+from ranking.projects.models import project_key
 
 # One line per paragraph and list item: chat Markdown renders single line breaks (nl2br).
 DEFAULT_GUIDELINES = "\n".join(
@@ -53,14 +53,7 @@ class GuidelineVersion(models.Model):
     """One version of a project's labeling guidelines (Markdown). Editing creates a new version;
     every project numbers its own versions from 1."""
 
-    project = models.ForeignKey(
-        "ranking.Project",
-        null=True,
-        blank=True,
-        default=project_default_id,
-        on_delete=models.PROTECT,
-        related_name="guideline_versions",
-    )
+    project = project_key("guideline_versions")
     number = models.PositiveIntegerField()
     text = models.TextField(max_length=50000)
     change_note = models.CharField(max_length=300, blank=True)
@@ -104,3 +97,15 @@ class GuidelineAcknowledgement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} read v{self.version_id}"
+
+
+def guideline_version_key(related_name: str) -> models.ForeignKey:
+    """The guidelines version in force when a row (a message, a ranking, an attack) was made;
+    empty for rows older than versioned guidelines."""
+    return models.ForeignKey(
+        GuidelineVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name=related_name,
+    )

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from labeling.conversations.models import Conversation, Message
-from labeling.guidelines.models import GuidelineVersion
+from labeling.guidelines.models import guideline_version_key
 from ranking.projects.models import project_key
 from sampler.jobs.models import Job, job_indexes, job_requester, progress_fraction
 
@@ -40,9 +40,7 @@ class Attack(models.Model):
         on_delete=models.PROTECT,
         related_name="attacks",
     )
-    guideline_version = models.ForeignKey(
-        GuidelineVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
+    guideline_version = guideline_version_key("+")
     correction = models.OneToOneField(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="correction_of"
     )

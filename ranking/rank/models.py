@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from labeling.guidelines.models import guideline_version_key
 from ranking.projects.models import project_key
 
 
@@ -153,14 +154,7 @@ class Ranking(models.Model):
     )
     rationale = models.TextField(blank=True, max_length=4000)
     presentation_order = models.JSONField(default=list)
-    # The labeling guidelines in force when the ranking was submitted (empty for older rows).
-    guideline_version = models.ForeignKey(
-        "labeling.GuidelineVersion",
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="rankings",
-    )
+    guideline_version = guideline_version_key("rankings")
     started_at = models.DateTimeField()
     submitted_at = models.DateTimeField(auto_now_add=True)
     duration_ms = models.PositiveIntegerField()
