@@ -4,11 +4,14 @@ import random
 
 import pytest
 
+from labeling.models import Conversation
 from ranking.models import RankingTask
+from ranking.projects.models import Project
+from ranking.projects.services import project_create
 from ranking.rank import services
 from ranking.rank.tasks import fill_ranking_pool
 from tests.conftest import wait_until
-from tests.ranking.conftest import finished_conversation
+from tests.ranking.conftest import finished_conversation, reward_version_untrained
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -34,3 +37,45 @@ def test_pool_filler_creates_tasks_that_the_worker_prepares(
 
     # The pool is full: filling again makes nothing.
     assert services.ranking_pool_fill(rng=random.Random(0)) == 0
+
+
+def test_an_uncertainty_project_is_filled_and_scored_by_the_worker(
+    celery_worker, policy, other_trainer, tmp_path
+):
+    """The periodic fill, through the broker: an uncertainty project's tasks are prepared held
+    back (candidate_factor x its pool); the next fill scores them with the reward ensemble on
+    the worker and offers the most disputed."""
+    project = project_create(
+        name="Uncertain",
+        slug="uncertain",
+        status=Project.Status.ACTIVE,
+        selection=Project.Selection.UNCERTAINTY,
+        pool_size=1,
+        candidate_factor=3,
+        exploration_share=0.0,
+    )
+    for index in range(4):
+        conversation = finished_conversation(other_trainer, turns=(f"q {index}?", f"a {index}."))
+        Conversation.objects.filter(pk=conversation.pk).update(project=project)
+    reward_version_untrained(policy.path, tmp_path / "a", 0)
+    reward_version_untrained(policy.path, tmp_path / "b", 1)
+
+    fill_ranking_pool.delay()
+    wait_until(
+        lambda: (
+            RankingTask.objects.filter(
+                project=project, held_back=True, status=RankingTask.Status.READY
+            ).count()
+            == 3
+        ),
+        what="three held-back tasks prepared",
+    )
+    fill_ranking_pool.delay()
+    wait_until(
+        lambda: RankingTask.objects.filter(project=project, held_back=False).count() == 1,
+        what="the most disputed task offered",
+    )
+    tasks = list(RankingTask.objects.filter(project=project).order_by("-uncertainty", "pk"))
+    assert len(tasks) == 3
+    assert all(task.uncertainty is not None and task.uncertainty > 0 for task in tasks)
+    assert [task.held_back for task in tasks] == [False, True, True]

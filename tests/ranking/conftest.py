@@ -2,6 +2,7 @@ import random
 from datetime import timedelta
 
 import pytest
+import torch
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
@@ -11,6 +12,8 @@ from ranking.models import Assignment, Candidate, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
 from sampler.models import GenerationJob, ModelVersion, Sample
+from sampler.registry.services import model_version_register
+from sampler.training.model import build_reward_model, load_tokenizer
 from tests.conftest import PASSWORD
 
 
@@ -42,6 +45,17 @@ def quick_trainer(username: str):
 def model_version_create(name: str) -> ModelVersion:
     """A policy row only: tasks built with ``task_from_source`` never load it."""
     return ModelVersion.objects.create(name=name, path=name)
+
+
+def reward_version_untrained(path, out, seed: int) -> ModelVersion:
+    """A registered reward version: ``path``'s model with a fresh reward head (seeded), saved to
+    ``out``; two seeds make an ensemble that disagrees."""
+    tokenizer = load_tokenizer(path)
+    torch.manual_seed(seed)
+    model = build_reward_model(path, tokenizer)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return model_version_register(name=f"rm-{seed}", path=str(out), kind=ModelVersion.Kind.REWARD)
 
 
 def task_from_source(

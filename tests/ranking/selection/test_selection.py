@@ -14,10 +14,13 @@ from ranking.projects.services import project_create
 from ranking.rank import services
 from ranking.selection.services import ranking_tasks_select
 from sampler.models import ModelVersion
-from sampler.registry.services import model_version_register
-from sampler.training.model import build_reward_model, load_tokenizer
 from sampler.training.uncertainty import RewardHeadEnsemble, pairwise_spread, select_uncertain
-from tests.ranking.conftest import finished_conversation, quick_trainer, task_from_source
+from tests.ranking.conftest import (
+    finished_conversation,
+    quick_trainer,
+    reward_version_untrained,
+    task_from_source,
+)
 
 
 def test_spread_is_the_mean_std_of_the_models_pairwise_preferences():
@@ -86,15 +89,6 @@ def uncertain_project(db):
     )
 
 
-def _reward_version(path, out, seed: int) -> ModelVersion:
-    tokenizer = load_tokenizer(path)
-    torch.manual_seed(seed)
-    model = build_reward_model(path, tokenizer)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return model_version_register(name=f"rm-{seed}", path=str(out), kind=ModelVersion.Kind.REWARD)
-
-
 @pytest.mark.django_db
 def test_an_uncertainty_project_prepares_more_than_it_offers_and_offers_the_most_disputed(
     policy, other_trainer, uncertain_project, tmp_path, settings
@@ -110,8 +104,8 @@ def test_an_uncertainty_project_prepares_more_than_it_offers_and_offers_the_most
         services.ranking_task_prepare(task_id=task.pk)
     trainer = quick_trainer("t")
     assert services.task_claim_next(trainer=trainer) is None
-    _reward_version(policy.path, tmp_path / "a", 0)
-    _reward_version(policy.path, tmp_path / "b", 1)
+    reward_version_untrained(policy.path, tmp_path / "a", 0)
+    reward_version_untrained(policy.path, tmp_path / "b", 1)
     assert ranking_tasks_select(project=uncertain_project, rng=random.Random(0)) == 2
     tasks = list(RankingTask.objects.order_by("-uncertainty"))
     assert all(task.uncertainty is not None and task.uncertainty > 0 for task in tasks)
