@@ -245,3 +245,40 @@ def test_run_record_stores_the_full_config_as_json(policy, tmp_path):
     )
     assert json.loads(json.dumps(run.config))["margin_per_rank"] == 0.5
     assert run.config["epochs"] == 1.0 and run.output_name == f"micro-reward-run{run.pk}"
+
+
+def test_weighting_by_trust_learns_from_the_trusted_ranker_over_an_adversarial_one(
+    policy, tmp_path
+):
+    """Half the training rankings come from a trusted ranker who follows the rule, half from one
+    who reverses it (trust 0.02): weighted by trust the reward model learns the rule; unweighted,
+    the two cancel out."""
+    rankings = synthetic_rankings(480, k=4, rule="keyword", noise=0.0, seed=3)
+    for index, record in enumerate(rankings):
+        adversarial = record["split"] == "train" and index % 2 == 1
+        record["trust_weight"] = 0.02 if adversarial else 0.98
+        if adversarial:
+            record["ordering"] = record["ordering"][::-1]
+    data = _write(rankings, tmp_path / "rankings.jsonl")
+    accuracy = {}
+    for weighted in ("yes", "no"):
+        call_command(
+            "train_reward",
+            "--data", str(data),
+            "--weight-by-trust", weighted,
+            "--normalize-to-demonstrations", "no",
+            "--learning-rate", "2e-3",
+            "--epochs", "2",
+            "--batch-size", "8",
+            "--max-length", "64",
+            "--name", f"rm-trust-{weighted}",
+            stdout=StringIO(),
+            verbosity=0,
+        )  # fmt: skip
+        run = TrainingRun.objects.get(output_versions__name=f"rm-trust-{weighted}")
+        assert run.status == TrainingRun.Status.SUCCEEDED
+        assert run.config["weight_by_trust"] is (weighted == "yes")
+        accuracy[weighted] = run.output_versions.get().metrics["accuracy/eval"]
+    # The held-out rankings all follow the rule.
+    assert accuracy["yes"] >= 0.8, accuracy
+    assert accuracy["yes"] - accuracy["no"] >= 0.2, accuracy
