@@ -413,8 +413,9 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
     verdict = ranking.verdict
     if verdict and verdict not in Ranking.Verdict.values:
         errors["verdict"] = f"Unknown verdict: {verdict}."
-    elif verdict and verdict != Ranking.Verdict.RANKED and not ranking.rationale.strip():
-        label = Ranking.Verdict(verdict).label.lower()
+    elif ranking.resolved_verdict != Ranking.Verdict.RANKED and not ranking.rationale.strip():
+        # The verdict, or the older "cannot_rank": true alone, which means "cannot rank".
+        label = Ranking.Verdict(ranking.resolved_verdict).label.lower()
         errors["rationale"] = f'Say why when you choose "{label}".'
     elif verdict == Ranking.Verdict.RANKED and ranking.cannot_rank:
         errors["verdict"] = 'A ranked answer cannot also be "cannot rank".'

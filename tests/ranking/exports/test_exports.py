@@ -326,7 +326,7 @@ def test_ranking_records_carry_the_submitted_ordering_flags_rationale_and_pseudo
         flag_notes={3: "made up a date"},
         rationale="  Reply 1 answers; 0 and 3 are as good.  ",
     )
-    rank(task, unable, [], cannot_rank=True)
+    rank(task, unable, [], cannot_rank=True, rationale="not my language")
     rows = {row["ranker"]: row for row in ranking_records(ExportFilters())}
     mine = rows[pseudonym(ranker.pk, enabled=True)]
     assert mine["ordering"] == [[ids[1]], [ids[0], ids[3]], [ids[2]]]

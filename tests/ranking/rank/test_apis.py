@@ -135,6 +135,8 @@ def test_cannot_rank_is_accepted_without_an_ordering(ready_task, trainer_client)
             "4000",
         ),
         (lambda ids: {"ordering": [[i] for i in ids], "rationale": 5 * [1]}, "rationale", ""),
+        (lambda ids: {"cannot_rank": True}, "rationale", "Say why"),
+        (lambda ids: {"cannot_rank": True, "rationale": "  "}, "rationale", "Say why"),
     ],
 )
 def test_bad_submissions_are_400_with_a_message_for_the_field(
