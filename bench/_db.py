@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -47,6 +48,15 @@ RANKING_COLUMNS = [
     "submitted_at",
     "duration_ms",
 ]
+
+
+def django_environment(database_url: str) -> None:
+    """Environment defaults for a bench that runs Django, set before Django loads: its own
+    database (``DATABASE_URL`` wins when set), the project's settings, and timings without
+    DEBUG's query log."""
+    os.environ.setdefault("DATABASE_URL", database_url)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DEBUG", "0")
 
 
 def database_connect(url: str, *, dbname: str | None = None, autocommit: bool = False):

@@ -42,13 +42,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tandem_bench_load"
-os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DEBUG", "0")
+from _db import database_connect, database_ensure, django_environment  # noqa: E402
+
+# Before bench_assignment sets its own defaults.
+django_environment("postgres://postgres@127.0.0.1:5432/tandem_bench_load")
 
 import bench_assignment  # noqa: E402 - the same seeding (needs the bench folder on sys.path)
-from _db import database_connect, database_ensure  # noqa: E402
 
 OPERATIONS = ("claim", "read", "submit")
 STARTUP_SECONDS = 120
