@@ -23,26 +23,24 @@ def is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
     return bool(user.is_authenticated and user.is_active and user.is_staff)
 
 
-def trainer_required(view: View) -> View:
-    """Login is enforced globally by LoginRequiredMiddleware; this adds the role check."""
+def _role_required(allowed: Callable[..., bool], message: str) -> Callable[[View], View]:
+    """A view decorator that refuses users ``allowed`` rejects. Login is enforced globally by
+    LoginRequiredMiddleware; this adds the role check."""
 
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if not is_trainer(request.user):
-            raise PermissionDenied("This page is for AI trainers.")
-        return view(request, *args, **kwargs)
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if not allowed(request.user):
+                raise PermissionDenied(message)
+            return view(request, *args, **kwargs)
 
-    return wrapped
+        return wrapped
+
+    return decorator
 
 
-def staff_required(view: View) -> View:
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if not is_admin(request.user):
-            raise PermissionDenied("This page is for admins.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
+trainer_required = _role_required(is_trainer, "This page is for AI trainers.")
+staff_required = _role_required(is_admin, "This page is for admins.")
 
 
 class IsTrainer(BasePermission):

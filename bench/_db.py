@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -49,27 +50,42 @@ RANKING_COLUMNS = [
 ]
 
 
-def database_ensure(url: str) -> None:
-    """CREATE DATABASE if it does not exist (connecting to the server's ``postgres`` database)."""
+def django_environment(database_url: str) -> None:
+    """Environment defaults for a bench that runs Django, set before Django loads: its own
+    database (``DATABASE_URL`` wins when set), the project's settings, and timings without
+    DEBUG's query log."""
+    os.environ.setdefault("DATABASE_URL", database_url)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DEBUG", "0")
+
+
+def database_connect(url: str, *, dbname: str | None = None, autocommit: bool = False):
+    """A psycopg connection to the database at ``url`` (or to ``dbname`` on the same server)."""
     import dj_database_url
     import psycopg
-    from psycopg import sql
 
     config = dj_database_url.parse(url)
-    with psycopg.connect(
-        dbname="postgres",
+    return psycopg.connect(
+        dbname=dbname or config["NAME"],
         user=config["USER"] or None,
         password=config["PASSWORD"] or None,
         host=config["HOST"] or None,
         port=config["PORT"] or None,
-        autocommit=True,
-    ) as admin:
-        exists = admin.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]
-        ).fetchone()
+        autocommit=autocommit,
+    )
+
+
+def database_ensure(url: str) -> None:
+    """CREATE DATABASE if it does not exist (connecting to the server's ``postgres`` database)."""
+    import dj_database_url
+    from psycopg import sql
+
+    name = dj_database_url.parse(url)["NAME"]
+    with database_connect(url, dbname="postgres", autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config["NAME"])))
-            print(f"created database {config['NAME']}")
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            print(f"created database {name}")
 
 
 def copy_rows(model, columns: list[str], rows: Iterable[tuple]) -> int:

@@ -31,14 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tandem_bench"
-os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Timings without DEBUG's query log; the test client's host must be allowed.
-os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
-
 import _db  # noqa: E402 - needs the bench folder on sys.path
+
+_db.django_environment("postgres://postgres@127.0.0.1:5432/tandem_bench")
+# The test client's host must be allowed.
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost")
 
 # WhiteNoise warns that collectstatic never ran; pages render the same without it.
 warnings.filterwarnings("ignore", message="No directory at")

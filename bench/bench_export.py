@@ -36,11 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tandem_bench_export")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DEBUG", "0")
-
 import _db  # noqa: E402 - needs the bench folder on sys.path
+
+_db.django_environment("postgres://postgres@127.0.0.1:5432/tandem_bench_export")
 
 CANDIDATES = 5
 RANKERS = 3

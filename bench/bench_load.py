@@ -42,13 +42,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tandem_bench_load"
-os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("DEBUG", "0")
+from _db import database_connect, database_ensure, django_environment  # noqa: E402
+
+# Before bench_assignment sets its own defaults.
+django_environment("postgres://postgres@127.0.0.1:5432/tandem_bench_load")
 
 import bench_assignment  # noqa: E402 - the same seeding (needs the bench folder on sys.path)
-from _db import database_ensure  # noqa: E402
 
 OPERATIONS = ("claim", "read", "submit")
 STARTUP_SECONDS = 120
@@ -176,40 +175,24 @@ class ConnectionWatch(threading.Thread):
         super().__init__(daemon=True)
         import dj_database_url
 
-        self.config = dj_database_url.parse(database_url)
+        self.database_url = database_url
+        self.name = dj_database_url.parse(database_url)["NAME"]
         self.peak = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
-        import psycopg
-
-        with psycopg.connect(
-            dbname=self.config["NAME"],
-            user=self.config["USER"] or None,
-            password=self.config["PASSWORD"] or None,
-            host=self.config["HOST"] or None,
-            port=self.config["PORT"] or None,
-            autocommit=True,
-        ) as connection:
+        with database_connect(self.database_url, autocommit=True) as connection:
             while not self.stop.is_set():
                 (count,) = connection.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> "
                     "pg_backend_pid()",
-                    [self.config["NAME"]],
+                    [self.name],
                 ).fetchone()
                 self.peak = max(self.peak, count)
                 time.sleep(0.1)
 
     def max_connections(self) -> int:
-        import psycopg
-
-        with psycopg.connect(
-            dbname=self.config["NAME"],
-            user=self.config["USER"] or None,
-            host=self.config["HOST"] or None,
-            port=self.config["PORT"] or None,
-            password=self.config["PASSWORD"] or None,
-        ) as connection:
+        with database_connect(self.database_url) as connection:
             return int(connection.execute("SHOW max_connections").fetchone()[0])
 
 

@@ -13,7 +13,7 @@ import hmac
 import ipaddress
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -140,6 +140,28 @@ def _histogram(name: str, documentation: str, labels: list[str]) -> HistogramMet
     return HistogramMetricFamily(name, documentation, labels=labels, unit="seconds")
 
 
+def _answered(
+    name: str,
+    documentation: str,
+    what: str,
+    unavailable: type[Exception],
+    read: Callable[[], Iterator],
+) -> Iterator:
+    """An ``up`` gauge ``name`` (1 when ``read()`` answered) and the families it read; 0 and a
+    warning, and nothing more, when it raised ``unavailable``."""
+    up = GaugeMetricFamily(name, documentation)
+    try:
+        families = list(read())
+    except unavailable as error:
+        logger.warning("Metrics: %s unavailable: %s", what, error)
+        up.add_metric([], 0)
+        yield up
+        return
+    up.add_metric([], 1)
+    yield up
+    yield from families
+
+
 class TandemCollector(Collector):
     def describe(self) -> list:
         # Names only: registering the collector must not query anything.
@@ -159,39 +181,29 @@ class TandemCollector(Collector):
         ]
 
     def collect(self) -> Iterator:
-        yield from self._broker()
-        yield from self._database()
+        yield from _answered(
+            "tandem_broker_up",
+            "1 when the Celery broker answered.",
+            "broker",
+            BrokerUnavailable,
+            self._broker_families,
+        )
+        yield from _answered(
+            "tandem_database_up",
+            "1 when the database answered.",
+            "database",
+            DatabaseError,
+            self._database_families,
+        )
 
-    def _broker(self) -> Iterator:
-        up = GaugeMetricFamily("tandem_broker_up", "1 when the Celery broker answered.")
+    def _broker_families(self) -> Iterator:
+        depths = queue_depths(timeout=settings.BROKER_PROBE_TIMEOUT)
         depth = GaugeMetricFamily(
             "tandem_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
         )
-        try:
-            depths = queue_depths(timeout=settings.BROKER_PROBE_TIMEOUT)
-        except BrokerUnavailable as error:
-            logger.warning("Metrics: broker unavailable: %s", error)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
         for queue, messages in depths.items():
             depth.add_metric([queue], messages)
-        yield up
         yield depth
-
-    def _database(self) -> Iterator:
-        up = GaugeMetricFamily("tandem_database_up", "1 when the database answered.")
-        try:
-            families = list(self._database_families())
-        except DatabaseError as error:
-            logger.warning("Metrics: database unavailable: %s", error)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        yield from families
 
     def _database_families(self) -> Iterator:
         now = timezone.now()

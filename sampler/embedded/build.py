@@ -241,6 +241,11 @@ def build_default_model(
     return metrics
 
 
+# The settings the command line can change (``--n-embd``, ``--learning-rate``, ...).
+SHAPE_OPTIONS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+TRAINING_OPTIONS = ("batch_size", "learning_rate", "warmup_steps", "eval_interval")
+
+
 def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sampler.embedded.build", description=__doc__.split("\n")[0]
@@ -251,15 +256,10 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--micro", action="store_true", help="build the seconds-long test model")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
-    defaults_shape, defaults_training = ModelShape(), TrainingConfig()
-    for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults_shape, name)
-        )
-    parser.add_argument("--batch-size", type=int, default=defaults_training.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=defaults_training.learning_rate)
-    parser.add_argument("--warmup-steps", type=int, default=defaults_training.warmup_steps)
-    parser.add_argument("--eval-interval", type=int, default=defaults_training.eval_interval)
+    for settings, names in ((ModelShape(), SHAPE_OPTIONS), (TrainingConfig(), TRAINING_OPTIONS)):
+        for name in names:
+            default = getattr(settings, name)
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     return parser.parse_args(argv)
 
 
@@ -270,19 +270,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if arguments.micro:
         print(build_micro_model(arguments.out, seed=arguments.seed))
         return
-    shape = ModelShape(
-        vocab_size=arguments.vocab_size,
-        n_positions=arguments.n_positions,
-        n_embd=arguments.n_embd,
-        n_layer=arguments.n_layer,
-        n_head=arguments.n_head,
-    )
+    shape = ModelShape(**{name: getattr(arguments, name) for name in SHAPE_OPTIONS})
     training = TrainingConfig(
-        batch_size=arguments.batch_size,
         block_size=arguments.n_positions,
-        learning_rate=arguments.learning_rate,
-        warmup_steps=arguments.warmup_steps,
-        eval_interval=arguments.eval_interval,
+        **{name: getattr(arguments, name) for name in TRAINING_OPTIONS},
     )
     metrics = build_default_model(
         arguments.out,

@@ -210,6 +210,37 @@ def penalize_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -
     return torch.where(seen, penalized, logits)
 
 
+class _RunningRows:
+    """What each row has drawn so far, and which rows still sample (``active``: row numbers,
+    in the order the batch and its key/value cache hold them)."""
+
+    def __init__(self, count: int, end_token_ids: list[int], device: torch.device) -> None:
+        self.active = torch.arange(count, device=device)
+        self.tokens: list[list[int]] = [[] for _ in range(count)]
+        self.logprobs: list[list[float]] = [[] for _ in range(count)]
+        self._end_ids = torch.tensor(end_token_ids, device=device)
+
+    def advance(
+        self, choice: torch.Tensor, chosen_logprobs: torch.Tensor, cache, *, last: bool
+    ) -> torch.Tensor | None:
+        """Record one token and its log-prob per active row. Rows that ended their turn leave
+        ``active`` and ``cache``; returns the positions of the rows that go on among those that
+        sampled this step, or None when sampling is over (``last`` step, or every row ended)."""
+        for row, token, logprob in zip(
+            self.active.tolist(), choice.tolist(), chosen_logprobs.tolist(), strict=True
+        ):
+            self.tokens[row].append(token)
+            self.logprobs[row].append(logprob)
+        keep = ~torch.isin(choice, self._end_ids)
+        if last or not bool(keep.any()):
+            return None
+        kept = keep.nonzero().squeeze(-1)
+        if len(kept) < len(keep):
+            cache.batch_select_indices(kept)
+            self.active = self.active[kept]
+        return kept
+
+
 def sample_rows(
     model: PreTrainedModel,
     prompt_ids: list[int],
@@ -237,37 +268,26 @@ def sample_rows(
     seen = torch.zeros(n if penalize else 0, vocabulary, dtype=torch.bool, device=device)
     if penalize:
         seen[:, prompt[0][prompt[0] < vocabulary]] = True
-    end_ids = torch.tensor(end_token_ids, device=device)
-    active = torch.arange(n, device=device)
-    tokens: list[list[int]] = [[] for _ in range(n)]
-    logprobs: list[list[float]] = [[] for _ in range(n)]
+    running = _RunningRows(n, end_token_ids, device)
     for step in range(params.max_new_tokens):
         if penalize:
-            logits = penalize_repeats(logits, seen[active], params.repetition_penalty)
-        scaled = logits / params.temperature
+            logits = penalize_repeats(logits, seen[running.active], params.repetition_penalty)
         choice, chosen_logprobs = sample_next_tokens(
-            scaled, top_k=params.top_k, top_p=params.top_p, generator=generator
+            logits / params.temperature, top_k=params.top_k, top_p=params.top_p, generator=generator
         )
-        for row, token, logprob in zip(
-            active.tolist(), choice.tolist(), chosen_logprobs.tolist(), strict=True
-        ):
-            tokens[row].append(token)
-            logprobs[row].append(logprob)
-        keep = ~torch.isin(choice, end_ids)
-        if step == params.max_new_tokens - 1 or not bool(keep.any()):
+        last = step == params.max_new_tokens - 1
+        kept = running.advance(choice, chosen_logprobs, cache, last=last)
+        if kept is None:
             break
-        if not bool(keep.all()):
-            kept = keep.nonzero().squeeze(-1)
-            cache.batch_select_indices(kept)
-            active, choice = active[kept], choice[kept]
+        choice = choice[kept]
         if penalize:
-            seen[active, choice] = True
+            seen[running.active, choice] = True
         output = model(input_ids=choice.unsqueeze(-1), past_key_values=cache, use_cache=True)
         cache = output.past_key_values
         logits = output.logits[:, -1, :].float()
     return [
         (torch.tensor(row_tokens, dtype=torch.long), torch.tensor(row_logprobs))
-        for row_tokens, row_logprobs in zip(tokens, logprobs, strict=True)
+        for row_tokens, row_logprobs in zip(running.tokens, running.logprobs, strict=True)
     ]
 
 
@@ -319,18 +339,15 @@ def sample_rows_many(
         for row, ids in enumerate(prompts_by_row):
             kept = [token for token in ids if token < vocabulary]
             seen[row, kept] = True
-    end_ids = torch.tensor(end_token_ids, device=device)
     owner_of = torch.tensor(owners, device=device)
-    active = torch.arange(rows, device=device)
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    logprobs: list[list[float]] = [[] for _ in range(rows)]
+    running = _RunningRows(rows, end_token_ids, device)
     for step in range(params.max_new_tokens):
         if penalize:
-            logits = penalize_repeats(logits, seen[active], params.repetition_penalty)
+            logits = penalize_repeats(logits, seen[running.active], params.repetition_penalty)
         scaled = logits / params.temperature
-        choice = torch.empty(len(active), dtype=torch.long, device=device)
-        chosen_logprobs = torch.empty(len(active), device=device)
-        active_owners = owner_of[active]
+        choice = torch.empty(len(running.active), dtype=torch.long, device=device)
+        chosen_logprobs = torch.empty(len(running.active), device=device)
+        active_owners = owner_of[running.active]
         for owner in torch.unique(active_owners).tolist():
             slots = (active_owners == owner).nonzero().squeeze(-1)
             picked, picked_logprobs = sample_next_tokens(
@@ -340,21 +357,13 @@ def sample_rows_many(
                 generator=requests[owner].generator,
             )
             choice[slots], chosen_logprobs[slots] = picked, picked_logprobs
-        for row, token, logprob in zip(
-            active.tolist(), choice.tolist(), chosen_logprobs.tolist(), strict=True
-        ):
-            tokens[row].append(token)
-            logprobs[row].append(logprob)
-        keep = ~torch.isin(choice, end_ids)
-        if step == params.max_new_tokens - 1 or not bool(keep.any()):
+        last = step == params.max_new_tokens - 1
+        kept = running.advance(choice, chosen_logprobs, cache, last=last)
+        if kept is None:
             break
-        if not bool(keep.all()):
-            kept = keep.nonzero().squeeze(-1)
-            cache.batch_select_indices(kept)
-            active, choice = active[kept], choice[kept]
-            mask, next_position = mask[kept], next_position[kept]
+        choice, mask, next_position = choice[kept], mask[kept], next_position[kept]
         if penalize:
-            seen[active, choice] = True
+            seen[running.active, choice] = True
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
         output = model(
             input_ids=choice.unsqueeze(-1),
@@ -369,7 +378,10 @@ def sample_rows_many(
     results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in requests]
     for row, owner in enumerate(owners):
         results[owner].append(
-            (torch.tensor(tokens[row], dtype=torch.long), torch.tensor(logprobs[row]))
+            (
+                torch.tensor(running.tokens[row], dtype=torch.long),
+                torch.tensor(running.logprobs[row]),
+            )
         )
     return results
 

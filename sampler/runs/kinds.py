@@ -158,13 +158,22 @@ def _load_main(run: TrainingRun, config) -> RunData:
     return data
 
 
-SFT = TrainingKind(
-    name=TrainingRun.Kind.SFT,
-    data_format="demonstrations",
-    output_kind=ModelVersion.Kind.POLICY,
-    config_from_dict=CONFIGS["sft"].from_dict,
-    load=_load_main,
-    train=_train_on_records("sampler.training.sft.train_sft"),
+def _policy_from_records(name: str, trainer: str, *, data_format: str, **more) -> TrainingKind:
+    """A kind that trains a new policy from the base version on the run's rows with
+    ``trainer`` (see ``_train_on_records``), configured by ``CONFIGS[name]``."""
+    return TrainingKind(
+        name=name,
+        data_format=data_format,
+        output_kind=ModelVersion.Kind.POLICY,
+        config_from_dict=CONFIGS[name].from_dict,
+        load=_load_main,
+        train=_train_on_records(trainer),
+        **more,
+    )
+
+
+SFT = _policy_from_records(
+    TrainingRun.Kind.SFT, "sampler.training.sft.train_sft", data_format="demonstrations"
 )
 
 
@@ -310,13 +319,10 @@ PPO = TrainingKind(
 # ---- DPO --------------------------------------------------------------------------------------
 
 
-DPO = TrainingKind(
-    name=TrainingRun.Kind.DPO,
+DPO = _policy_from_records(
+    TrainingRun.Kind.DPO,
+    "sampler.training.dpo.train_dpo",
     data_format="rankings",
-    output_kind=ModelVersion.Kind.POLICY,
-    config_from_dict=CONFIGS["dpo"].from_dict,
-    load=_load_main,
-    train=_train_on_records("sampler.training.dpo.train_dpo"),
     describe=lambda run, data: (
         f"DPO run {run.pk} ({run.config.get('mode')}, beta {run.config.get('beta')}) from "
         f"{run.base_version.name}, which is also its reference."
@@ -332,13 +338,10 @@ def _kto_inputs(*, config, dataset: dict, **_) -> dict:
     return {"sources": list(config.source_names)} if dataset["source"] == "database" else {}
 
 
-KTO = TrainingKind(
-    name=TrainingRun.Kind.KTO,
+KTO = _policy_from_records(
+    TrainingRun.Kind.KTO,
+    "sampler.training.kto.train_kto",
     data_format=KTO_FORMAT,
-    output_kind=ModelVersion.Kind.POLICY,
-    config_from_dict=CONFIGS["kto"].from_dict,
-    load=_load_main,
-    train=_train_on_records("sampler.training.kto.train_kto"),
     inputs=_kto_inputs,
     describe=lambda run, data: (
         f"KTO run {run.pk} from {run.base_version.name} (also its reference) on "

@@ -15,7 +15,12 @@ import torch
 
 from sampler.training.model import RewardScorer, build_reward_model, load_policy, load_tokenizer
 from sampler.training.ppo import end_token_ids, freeze
-from sampler.training.rollout import check_same_tokenizer, encode_prompt, sample_and_score
+from sampler.training.rollout import (
+    ScoredSamples,
+    check_same_tokenizer,
+    encode_prompt,
+    sample_and_score,
+)
 
 EXAMPLES = 3
 
@@ -74,37 +79,7 @@ def compare_policies(
     a, b = sides["a"], sides["b"]
     if len(judges) > 1:
         a.scores, b.scores = _ensemble_scores(judges, prompts, a.texts, b.texts, device)
-    wins_a = int((a.scores > b.scores).sum())
-    wins_b = int((a.scores < b.scores).sum())
-    ties = len(prompts) - wins_a - wins_b
-    return {
-        "prompts": len(prompts),
-        "wins_a": wins_a,
-        "wins_b": wins_b,
-        "ties": ties,
-        "win_rate_a": (wins_a + 0.5 * ties) / len(prompts),
-        "score_a": a.scores.mean().item(),
-        "score_b": b.scores.mean().item(),
-        "length_a": a.lengths.float().mean().item(),
-        "length_b": b.lengths.float().mean().item(),
-        "eos_rate_a": a.has_end.float().mean().item(),
-        "eos_rate_b": b.has_end.float().mean().item(),
-        "examples": [
-            {
-                "prompt": prompts[index][-1]["content"],
-                "a": a.texts[index],
-                "b": b.texts[index],
-                "score_a": a.scores[index].item(),
-                "score_b": b.scores[index].item(),
-            }
-            for index in range(min(EXAMPLES, len(prompts)))
-        ],
-        "judges": len(judges),
-        "items": [
-            {"prompt": prompts[index], "a": a.texts[index], "b": b.texts[index]}
-            for index in range(len(prompts))
-        ],
-    }
+    return _verdict(prompts, judges=len(judges), a=a, b=b)
 
 
 @dataclass
@@ -150,42 +125,52 @@ def judge_replies(
             scorer, sequences, pad_id=tokenizer.pad_token_id, batch_size=batch_size
         ).cpu()
         scores_a, scores_b = scores[: len(prompts)], scores[len(prompts) :]
-    wins_a = int((scores_a > scores_b).sum())
-    wins_b = int((scores_a < scores_b).sum())
+    a, b = (
+        ScoredSamples(
+            texts=texts,
+            scores=side_scores,
+            lengths=torch.tensor([float(r.token_count) for r in replies], dtype=torch.float),
+            has_end=torch.tensor([float(r.finished) for r in replies], dtype=torch.float),
+        )
+        for texts, side_scores, replies in (
+            (texts_a, scores_a, replies_a),
+            (texts_b, scores_b, replies_b),
+        )
+    )
+    return _verdict(prompts, judges=len(judges), a=a, b=b)
+
+
+def _verdict(prompts: list[list[dict]], *, judges: int, a: ScoredSamples, b: ScoredSamples) -> dict:
+    """Wins, ties and the win rate of side ``a``, each side's means, a few examples and every
+    (prompt, reply A, reply B) as ``items``."""
+    wins_a = int((a.scores > b.scores).sum())
+    wins_b = int((a.scores < b.scores).sum())
     ties = len(prompts) - wins_a - wins_b
-    lengths = {
-        side: torch.tensor([float(r.token_count) for r in replies], dtype=torch.float)
-        for side, replies in (("a", replies_a), ("b", replies_b))
-    }
-    ends = {
-        side: torch.tensor([float(r.finished) for r in replies], dtype=torch.float)
-        for side, replies in (("a", replies_a), ("b", replies_b))
-    }
     return {
         "prompts": len(prompts),
         "wins_a": wins_a,
         "wins_b": wins_b,
         "ties": ties,
         "win_rate_a": (wins_a + 0.5 * ties) / len(prompts),
-        "score_a": scores_a.mean().item(),
-        "score_b": scores_b.mean().item(),
-        "length_a": lengths["a"].mean().item(),
-        "length_b": lengths["b"].mean().item(),
-        "eos_rate_a": ends["a"].mean().item(),
-        "eos_rate_b": ends["b"].mean().item(),
+        "score_a": a.scores.mean().item(),
+        "score_b": b.scores.mean().item(),
+        "length_a": a.lengths.float().mean().item(),
+        "length_b": b.lengths.float().mean().item(),
+        "eos_rate_a": a.has_end.float().mean().item(),
+        "eos_rate_b": b.has_end.float().mean().item(),
         "examples": [
             {
                 "prompt": prompts[index][-1]["content"],
-                "a": texts_a[index],
-                "b": texts_b[index],
-                "score_a": scores_a[index].item(),
-                "score_b": scores_b[index].item(),
+                "a": a.texts[index],
+                "b": b.texts[index],
+                "score_a": a.scores[index].item(),
+                "score_b": b.scores[index].item(),
             }
             for index in range(min(EXAMPLES, len(prompts)))
         ],
-        "judges": len(judges),
+        "judges": judges,
         "items": [
-            {"prompt": prompts[index], "a": texts_a[index], "b": texts_b[index]}
+            {"prompt": prompts[index], "a": a.texts[index], "b": b.texts[index]}
             for index in range(len(prompts))
         ],
     }

@@ -37,7 +37,7 @@ from sampler.training.data import (
     record_trust_weight,
     split_examples,
 )
-from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
+from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
 from sampler.training.losses import dpo_pair_loss, implied_pairs, listwise_dpo_loss
 from sampler.training.model import load_tokenizer, turn_end_ids
 from sampler.training.preference import (
@@ -230,19 +230,16 @@ def train_dpo(
     )
     if not data.train:
         raise DataError(f"No usable ranking in the training split ({data.describe()}).")
-    add_log_message(callback, f"data: {data.describe()}")
+    setup = RunSetup(config, output_dir, checkpoint_dir, resume, callback)
+    setup.log(f"data: {data.describe()}")
     module, reference = policy_and_reference(base_model, config)
     task = DPOTask(config, reference)
     result, module, accelerator = fit(
         task=task,
         module=module,
-        train_examples=data.train,
-        eval_examples=data.test,
+        data=data,
         collate=PromptCompletionCollator(pad_id=tokenizer.pad_token_id),
-        config=config,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        callback=callback,
+        setup=setup,
         before_train=task.place_reference,
     )
-    return finish_run(module.model, tokenizer, output_dir, config, data, result, accelerator)
+    return finish_run(module.model, tokenizer, setup, data, result, accelerator)

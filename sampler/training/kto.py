@@ -33,7 +33,7 @@ from sampler.training.data import (
     prompt_ids,
     record_split,
 )
-from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
+from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
 from sampler.training.losses import kto_loss, kto_weights
 from sampler.training.model import load_tokenizer, turn_end_ids
 from sampler.training.preference import (
@@ -223,32 +223,21 @@ def train_kto(
     )
     if config.desirable_weight is not None:
         weights = (config.desirable_weight, weights[1])
-    add_log_message(
-        callback,
-        f"data: {data.describe()}; lambda_D {weights[0]:.3f}, lambda_U {weights[1]:.3f}",
-    )
+    setup = RunSetup(config, output_dir, checkpoint_dir, resume, callback)
+    setup.log(f"data: {data.describe()}; lambda_D {weights[0]:.3f}, lambda_U {weights[1]:.3f}")
     module, reference = policy_and_reference(base_model, config)
     task = KTOTask(config, reference, weights)
     result, module, accelerator = fit(
         task=task,
         module=module,
-        train_examples=data.train,
-        eval_examples=data.test if len(data.test) >= 2 else [],
+        data=data,
         collate=PromptCompletionCollator(pad_id=tokenizer.pad_token_id, pair_with_next=True),
-        config=config,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        callback=callback,
+        setup=setup,
+        # The KL estimate puts each reply after the next example's prompt: one alone has none.
+        eval_examples=data.test if len(data.test) >= 2 else [],
         before_train=task.place_reference,
     )
     weight_metrics = {"desirable_weight": weights[0], "undesirable_weight": weights[1]}
     return finish_run(
-        module.model,
-        tokenizer,
-        output_dir,
-        config,
-        data,
-        result,
-        accelerator,
-        extra_metrics=weight_metrics,
+        module.model, tokenizer, setup, data, result, accelerator, extra_metrics=weight_metrics
     )

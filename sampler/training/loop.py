@@ -84,8 +84,9 @@ class LoopResult:
     total_steps: int
     history: dict[str, list[list[float]]]
     final_metrics: dict[str, float]
-    resumed_from_step: int | None
     seconds: float
+    # The step a resumed run started from (None: from the start, or not reported).
+    resumed_from_step: int | None = None
 
 
 @dataclass
@@ -99,6 +100,22 @@ class RunResult:
     steps: int
     # Wall time of the optimisation loop (evaluations included), without loading or saving.
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What a trainer's entry point is asked besides its data and starting model: the config,
+    where the trained model goes, where checkpoints go (and whether to resume from the latest)
+    and whom to report progress to. ``fit`` and ``finish_run`` read it."""
+
+    config: TrainingConfig
+    output_dir: str | Path
+    checkpoint_dir: str | Path | None = None
+    resume: bool = False
+    callback: ProgressCallback | None = None
+
+    def log(self, message: str) -> None:
+        add_log_message(self.callback, message)
 
 
 # ---- setup ------------------------------------------------------------------------------------
@@ -324,19 +341,20 @@ def fit(
     *,
     task: Task,
     module: nn.Module,
-    train_examples: list,
-    eval_examples: list,
+    data: SplitData,
     collate: Callable[[list], dict[str, torch.Tensor]],
-    config: TrainingConfig,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    callback: ProgressCallback | None = None,
+    setup: RunSetup,
+    eval_examples: list | None = None,
     before_train: Callable[[Accelerator], object] | None = None,
 ) -> tuple[LoopResult, nn.Module, Accelerator]:
-    """Data loaders, optimizer and Accelerate around ``train``; returns the unwrapped module.
+    """Data loaders, optimizer and Accelerate around ``train`` on ``data.train``, evaluated on
+    ``eval_examples`` (default: ``data.test``); returns the unwrapped module.
 
     ``before_train(accelerator)`` places what the task holds besides the module (a frozen
     reference model) once the device is known."""
+    config, train_examples = setup.config, data.train
+    if eval_examples is None:
+        eval_examples = data.test
     if not train_examples:
         raise ValueError("There is nothing to train on.")
     accelerator = make_accelerator(config)
@@ -362,9 +380,9 @@ def fit(
         eval_loader=eval_loader,
         accelerator=accelerator,
         config=config,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
-        resume=resume,
-        callback=callback,
+        checkpoint_dir=Path(setup.checkpoint_dir) if setup.checkpoint_dir else None,
+        resume=setup.resume,
+        callback=setup.callback,
     )
     accelerator.wait_for_everyone()
     return result, accelerator.unwrap_model(prepared_module), accelerator
@@ -403,13 +421,11 @@ def add_log_message(callback: ProgressCallback | None, message: str, *, main: bo
         )
 
 
-def save_output(
-    model, tokenizer, output_dir: Path, info: dict, *, padding_side: str | None = None
-) -> dict | None:
+def save_output(model, tokenizer, output_dir: Path, info: dict) -> dict | None:
     """Save a model users load with stock ``from_pretrained``: LoRA merged (its adapter kept
     beside, see ``merge_lora``), weights and config in float32 whatever trained them (a float16
     checkpoint loads as float16 with dtype "auto" and trains to NaN or "mixed dtype" errors in
-    TRL), and the tokenizer with ``padding_side`` when given. Returns the LoRA record or None."""
+    TRL), and the tokenizer. Returns the LoRA record or None."""
     output_dir.mkdir(parents=True, exist_ok=True)
     model, lora = merge_lora(model, output_dir)
     if lora is not None:
@@ -417,8 +433,6 @@ def save_output(
     model.to(torch.float32)
     model.config.dtype = torch.float32
     model.save_pretrained(str(output_dir))
-    if padding_side is not None:
-        tokenizer.padding_side = padding_side
     tokenizer.save_pretrained(str(output_dir))
     (output_dir / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
     return lora
@@ -427,28 +441,29 @@ def save_output(
 def finish_run(
     model,
     tokenizer,
-    output_dir: str | Path,
-    config: TrainingConfig,
+    setup: RunSetup,
     data: SplitData,
     result: LoopResult,
     accelerator: Accelerator,
     *,
     extra_metrics: dict | None = None,
-    padding_side: str | None = None,
+    extra_info: dict | None = None,
 ) -> RunResult:
-    """Save the trained ``model`` (``save_output``, on the main process; the others wait for it)
-    with what trained it, and hand back the run's result: the final held-out metrics, the step
-    count, ``extra_metrics`` and the LoRA record, when there is one."""
-    output_dir = Path(output_dir)
+    """Save the trained ``model`` to ``setup.output_dir`` (``save_output``, on the main process;
+    the others wait for it) with what trained it (``extra_info`` too), and hand back the run's
+    result: the final held-out metrics, the step count, ``extra_metrics`` and the LoRA record,
+    when there is one."""
+    config, output_dir = setup.config, Path(setup.output_dir)
     metrics: dict = {**result.final_metrics, "steps": result.steps, **(extra_metrics or {})}
     if accelerator.is_main_process:
         info = {
             "kind": config.kind,
             "config": config.as_dict(),
+            **(extra_info or {}),
             "metrics": metrics,
             "data": data.describe(),
         }
-        lora = save_output(model, tokenizer, output_dir, info, padding_side=padding_side)
+        lora = save_output(model, tokenizer, output_dir, info)
         if lora is not None:
             metrics["lora"] = lora
     accelerator.wait_for_everyone()

@@ -39,14 +39,16 @@ from sampler.training.data import DataError
 from sampler.training.loop import (
     CHECKPOINT_PREFIX,
     STATE_FILE,
+    LoopResult,
     ProgressCallback,
     RunResult,
+    RunSetup,
     add_log_message,
+    finish_run,
     latest_checkpoint,
     learning_rate_at,
     make_accelerator,
     report_progress,
-    save_output,
 )
 from sampler.training.losses import masked_mean
 from sampler.training.model import (
@@ -705,36 +707,25 @@ def train_ppo(
         checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
         resume=resume,
     )
-    metrics: dict = {
-        **trainer.final_metrics(state),
-        "steps": state.step,
-        "total_steps": total,
-        "stopped_early": state.stopped_early or None,
-        "value_init": trainer.value_init,
-    }
-    output_dir = Path(output_dir)
     trainer.accelerator.wait_for_everyone()
-    if trainer.accelerator.is_main_process:
-        lora = save_output(
-            trainer.policy,
-            trainer.tokenizer,
-            output_dir,
-            {
-                "kind": "ppo",
-                "config": config.as_dict(),
-                "reward_model": str(reward_model),
-                "metrics": metrics,
-                "data": data.describe(),
-            },
-        )
-        if lora is not None:
-            metrics["lora"] = lora
-    trainer.accelerator.wait_for_everyone()
-    return RunResult(
-        output_dir=output_dir,
-        metrics=metrics,
-        history=state.history,
-        data=data.describe(),
+    result = LoopResult(
         steps=state.step,
+        total_steps=total,
+        history=state.history,
+        final_metrics=trainer.final_metrics(state),
         seconds=seconds,
+    )
+    return finish_run(
+        trainer.policy,
+        trainer.tokenizer,
+        RunSetup(config, output_dir, checkpoint_dir, resume, callback),
+        data,
+        result,
+        trainer.accelerator,
+        extra_metrics={
+            "total_steps": total,
+            "stopped_early": state.stopped_early or None,
+            "value_init": trainer.value_init,
+        },
+        extra_info={"reward_model": str(reward_model)},
     )

@@ -23,7 +23,7 @@ from sampler.training.data import (
     demonstration_ids,
     pad_right,
 )
-from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
+from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
 from sampler.training.losses import (
     centering_penalty,
     grouped_ranking_loss,
@@ -199,21 +199,18 @@ def train_reward(
     )
     if not data.train:
         raise DataError(f"No usable ranking in the training split ({data.describe()}).")
-    add_log_message(callback, f"data: {data.describe()}")
+    setup = RunSetup(config, output_dir, checkpoint_dir, resume, callback)
+    setup.log(f"data: {data.describe()}")
     if not data.test:
-        add_log_message(callback, "no held-out rankings: accuracy/eval will not be reported")
+        setup.log("no held-out rankings: accuracy/eval will not be reported")
     model = apply_lora(build_reward_model(base_model, tokenizer), config, task="reward")
     scorer = RewardScorer(model)
     result, scorer, accelerator = fit(
         task=RewardTask(config),
         module=scorer,
-        train_examples=data.train,
-        eval_examples=data.test,
+        data=data,
         collate=RankingCollator(pad_id=tokenizer.pad_token_id),
-        config=config,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        callback=callback,
+        setup=setup,
     )
     output_dir = Path(output_dir)
     extra_metrics: dict = {}
@@ -227,18 +224,11 @@ def train_reward(
                 scorer, tokenizer, demonstrations, config, end_ids=end_ids
             )
             extra_metrics.update(normalized)
-            add_log_message(callback, f"normalisation: {normalized}")
+            setup.log(f"normalisation: {normalized}")
         extra_metrics["data_half"] = config.data_half
-    # Right padding: stock GPT-2 counts positions from the padded edge, so a left-padded batch
-    # would score differently from the app (and from the same text unpadded).
+    # Saved to pad on the right: stock GPT-2 counts positions from the padded edge, so a
+    # left-padded batch would score differently from the app (and from the same text unpadded).
+    tokenizer.padding_side = "right"
     return finish_run(
-        scorer.model,
-        tokenizer,
-        output_dir,
-        config,
-        data,
-        result,
-        accelerator,
-        extra_metrics=extra_metrics,
-        padding_side="right",
+        scorer.model, tokenizer, setup, data, result, accelerator, extra_metrics=extra_metrics
     )

@@ -16,7 +16,7 @@ from torch import nn
 
 from sampler.training.config import SFTConfig
 from sampler.training.data import DataError, SFTCollator, build_sft_data
-from sampler.training.loop import ProgressCallback, RunResult, add_log_message, finish_run, fit
+from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
 from sampler.training.losses import IGNORE_INDEX, token_cross_entropy, token_cross_entropy_sum
 from sampler.training.model import CausalLM, apply_lora, load_policy, load_tokenizer
 
@@ -82,16 +82,13 @@ def train_sft(
     )
     if not data.train:
         raise DataError(f"No usable demonstration in the training split ({data.describe()}).")
-    add_log_message(callback, f"data: {data.describe()}")
+    setup = RunSetup(config, output_dir, checkpoint_dir, resume, callback)
+    setup.log(f"data: {data.describe()}")
     result, module, accelerator = fit(
         task=SFTTask(),
         module=CausalLM(apply_lora(load_policy(base_model), config)),
-        train_examples=data.train,
-        eval_examples=data.test,
+        data=data,
         collate=SFTCollator(pad_id=tokenizer.pad_token_id),
-        config=config,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        callback=callback,
+        setup=setup,
     )
-    return finish_run(module.model, tokenizer, output_dir, config, data, result, accelerator)
+    return finish_run(module.model, tokenizer, setup, data, result, accelerator)
