@@ -1,6 +1,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.views import SpectacularAPIView
 
 from config import api, home
@@ -27,5 +33,17 @@ urlpatterns = [
     path("api/", include("labeling.api_urls")),
     path("api/", include("ranking.api_urls")),
     path("api/", include("sampler.api_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # JSON like every answer under /api/; YAML when asked for (Accept: application/vnd.oai.openapi).
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(
+            renderer_classes=[
+                OpenApiJsonRenderer,
+                OpenApiJsonRenderer2,
+                OpenApiYamlRenderer,
+                OpenApiYamlRenderer2,
+            ]
+        ),
+        name="api-schema",
+    ),
 ]

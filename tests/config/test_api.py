@@ -396,6 +396,15 @@ def _schema(client: Client) -> dict:
     return client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
 
 
+def test_the_schema_is_json_by_default_and_yaml_when_asked(trainer_client):
+    plain = trainer_client.get("/api/schema/")
+    assert plain.status_code == 200
+    assert plain["Content-Type"].startswith("application/vnd.oai.openapi+json")
+    assert plain.json()["openapi"].startswith("3.")
+    yaml = trainer_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi")
+    assert yaml.status_code == 200 and yaml.content.startswith(b"openapi:")
+
+
 def test_the_schema_documents_the_error_responses_of_every_operation(trainer_client):
     schema = _schema(trainer_client)
     operations = [
