@@ -160,7 +160,6 @@ NODE_MODULES = BASE_DIR / "node_modules"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/htmx", NODE_MODULES / "htmx.org" / "dist"),
-    ("vendor/sortablejs", NODE_MODULES / "sortablejs"),
     ("vendor/lucide", NODE_MODULES / "lucide-static" / "icons"),
     ("vendor/chartjs", NODE_MODULES / "chart.js" / "dist"),
 ]
