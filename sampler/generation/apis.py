@@ -18,7 +18,8 @@ from config.api import (
 from labeling.models import Message
 from sampler.generation import services
 from sampler.generation.selectors import generation_job_get
-from sampler.jobs.selectors import job_error_public, job_queue_position
+from sampler.jobs.models import job_error_public
+from sampler.jobs.selectors import job_queue_position
 
 
 class SampleOutputSerializer(serializers.Serializer):

@@ -55,6 +55,25 @@ class Job(models.Model):
     def is_active(self) -> bool:
         return self.status in {JobStatus.QUEUED, JobStatus.RUNNING}
 
+    @property
+    def error_public(self) -> str:
+        """The error as a trainer may read it (``job_error_public``); staff read ``error``."""
+        return job_error_public(error=self.error)
+
+
+INTERNAL_ERROR_MESSAGE = (
+    "It failed on the server (an internal error); an admin can see the details and retry it."
+)
+
+
+def job_error_public(*, error: str) -> str:
+    """A job's error as a trainer may read it: messages written for users as they are; an
+    unexpected exception, whose record carries a traceback naming server files, as one plain
+    sentence (staff read the record itself)."""
+    if '  File "' in error or "Traceback" in error:
+        return INTERNAL_ERROR_MESSAGE
+    return error
+
 
 def job_indexes(prefix: str) -> list[models.Index]:
     """The indexes the outbox and the sweeper read (unfinished rows only); ``prefix`` keeps

@@ -44,17 +44,3 @@ def jobs_by_state() -> dict[str, dict[str, int]]:
         }
         for model in job_models()
     }
-
-
-INTERNAL_ERROR_MESSAGE = (
-    "It failed on the server (an internal error); an admin can see the details and retry it."
-)
-
-
-def job_error_public(*, error: str) -> str:
-    """A job's error as a trainer may read it: messages written for users as they are; an
-    unexpected exception, whose record carries a traceback naming server files, as one plain
-    sentence (staff read the record itself)."""
-    if '  File "' in error or "Traceback" in error:
-        return INTERNAL_ERROR_MESSAGE
-    return error

@@ -16,7 +16,7 @@ from labeling.conversations.models import Conversation, Draft, Message
 from ranking.models import Assignment, Ranking
 from ranking.rank.services import task_claim_next
 from sampler.generation.models import GenerationJob, Sample
-from sampler.jobs.selectors import INTERNAL_ERROR_MESSAGE
+from sampler.jobs.models import INTERNAL_ERROR_MESSAGE
 from tests.labeling.conftest import model_reply
 from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
 
@@ -379,6 +379,14 @@ def test_trainers_see_an_internal_job_error_as_one_sentence_staff_see_it_all(
     assert mine.status_code == 200
     assert mine.json()["error"] == INTERNAL_ERROR_MESSAGE and "/srv" not in mine.content.decode()
     assert admin_client_.get(f"/api/generation-jobs/{job.pk}/").json()["error"] == trace
+    # The job's page says the same: one sentence to its trainer, the record to staff.
+    page = trainer_client.get(f"/generation/jobs/{job.pk}/")
+    assert page.status_code == 200
+    assert INTERNAL_ERROR_MESSAGE in page.content.decode() and "/srv" not in page.content.decode()
+    assert (
+        "/srv/tandem/sampler/x.py"
+        in admin_client_.get(f"/generation/jobs/{job.pk}/").content.decode()
+    )
 
 
 def test_a_trainer_cannot_read_another_trainers_conversation(trainer_client, other_trainer):
