@@ -83,6 +83,32 @@ def test_a_refused_request_is_a_clear_error_not_a_retry(vllm_server):
     assert "HTTP 400" in str(error.value) and type(error.value).__name__ == "BackendError"
 
 
+def test_a_prefix_longer_than_the_servers_context_is_cut_from_the_left_with_a_note(vllm_server):
+    system = {"role": "system", "content": "You are a kind assistant."}
+    turns = [
+        {
+            "role": "user" if index % 2 == 0 else "assistant",
+            "content": f"turn {index}: " + "tell me more about the weather and the sea " * 4,
+        }
+        for index in range(13)
+    ]
+    request = GenerationRequest(
+        messages=[system, *turns],
+        n=2,
+        params=GenerationParams(max_new_tokens=12),
+        seed=5,
+    )
+    result = _backend(vllm_server).generate(request)
+    assert len(result.completions) == 2
+    note = result.notes[0]
+    assert note.startswith("Prefix truncated from the left: dropped the ")
+    dropped = int(note.split("dropped the ")[1].split(" ")[0])
+    assert 1 <= dropped < 13 and "of 13 messages" in note
+    # What was sent fits: the same cut prefix, asked directly, is answered.
+    cut = GenerationRequest(messages=[system, *turns[dropped:]], n=1, params=request.params, seed=5)
+    assert _backend(vllm_server).generate(cut).notes == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_openai_version_serves_a_trainers_job_through_a_real_worker(
     vllm_server, celery_worker, trainer, trainer_client

@@ -9,12 +9,16 @@ Servers differ on ``n``, ``seed`` and ``logprobs``: a server that returns fewer 
 is asked again for the rest (one request each, seeds ``seed + i``), and the job's notes say so;
 never fewer samples than asked. The client retries 429 and 5xx answers and lost connections
 with exponential backoff; past its retries the error is ``BackendUnavailable`` (the job goes
-back to its queue), any other refusal is a ``BackendError`` with the server's reason.
+back to its queue), any other refusal is a ``BackendError`` with the server's reason. A prefix
+the server refuses as longer than its context is cut from the left, as the local backends cut
+it: the oldest messages after a leading system message are dropped (1, 2, 4, ... of them, one
+request each) until it fits or one is left, and the job's notes say how many.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from sampler.generation.backends.base import (
     BackendError,
@@ -31,6 +35,39 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 3
 # Sent when no key is configured: servers without authentication accept any.
 NO_KEY = "EMPTY"
+# How servers say a request does not fit the model's context (vLLM, OpenAI, TGI, llama.cpp).
+CONTEXT_PHRASES = ("context length", "context size", "context window", "max_model_len")
+
+
+class PromptTooLong(BackendError):
+    """The server refused the request as longer than the model's context."""
+
+
+@dataclass
+class _Prefix:
+    """The messages sent: a leading system message kept, the oldest others dropped to fit."""
+
+    messages: list[dict]
+    dropped: int = 0
+
+    @property
+    def head(self) -> list[dict]:
+        return self.messages[:1] if self.messages and self.messages[0]["role"] == "system" else []
+
+    @property
+    def body(self) -> list[dict]:
+        return self.messages[len(self.head) :]
+
+    @property
+    def sent(self) -> list[dict]:
+        return self.head + self.body[self.dropped :]
+
+    def drop_more(self) -> bool:
+        """Drop twice as many as before (one at first); False when one message is left."""
+        if self.dropped >= len(self.body) - 1:
+            return False
+        self.dropped = min(len(self.body) - 1, max(1, 2 * self.dropped))
+        return True
 
 
 class OpenAIBackend(GenerationBackend):
@@ -69,7 +106,19 @@ class OpenAIBackend(GenerationBackend):
 
     # ---- one request ------------------------------------------------------------------------
 
-    def _create(self, request: GenerationRequest, *, n: int, seed: int, logprobs: bool):
+    def _create_fitting(self, request: GenerationRequest, prefix: _Prefix, **kwargs):
+        """``_create`` on the prefix, cut further while the server says it is too long."""
+        while True:
+            try:
+                return self._create(request, prefix.sent, **kwargs)
+            except PromptTooLong as error:
+                if not prefix.drop_more():
+                    # Nothing left to cut (max_tokens alone may not fit): the server's reason.
+                    raise BackendError(str(error)) from error
+
+    def _create(
+        self, request: GenerationRequest, messages: list[dict], *, n: int, seed: int, logprobs: bool
+    ):
         params = request.params
         body = {}
         if self.extra:
@@ -78,7 +127,7 @@ class OpenAIBackend(GenerationBackend):
         try:
             return self.client.chat.completions.create(
                 model=self.model,
-                messages=request.messages,
+                messages=messages,
                 n=n,
                 seed=seed,
                 temperature=params.temperature,
@@ -103,9 +152,11 @@ class OpenAIBackend(GenerationBackend):
                     f"The model server at {self.base_url} failed (HTTP {error.status_code}: "
                     f"{_reason(error)})."
                 ) from error
-            raise BackendError(
+            reason = _reason(error)
+            refusal = PromptTooLong if _too_long(error.status_code, reason) else BackendError
+            raise refusal(
                 f"The model server at {self.base_url} refused the request for {self.model!r} "
-                f"(HTTP {error.status_code}): {_reason(error)}"
+                f"(HTTP {error.status_code}): {reason}"
             ) from error
 
     @staticmethod
@@ -142,8 +193,11 @@ class OpenAIBackend(GenerationBackend):
                 "fields; set extra_sampling_params for servers that take them, e.g. vLLM)."
             )
         completions: list[Completion] = []
+        prefix = _Prefix(list(request.messages))
         if self.supports_n:
-            response = self._create(request, n=request.n, seed=request.seed, logprobs=self.logprobs)
+            response = self._create_fitting(
+                request, prefix, n=request.n, seed=request.seed, logprobs=self.logprobs
+            )
             choices = sorted(response.choices, key=lambda choice: choice.index)[: request.n]
             usage = getattr(response, "usage", None)
             single = usage.completion_tokens if usage is not None and len(choices) == 1 else None
@@ -160,7 +214,9 @@ class OpenAIBackend(GenerationBackend):
                 )
         while len(completions) < request.n:
             index = len(completions)
-            response = self._create(request, n=1, seed=request.seed + index, logprobs=self.logprobs)
+            response = self._create_fitting(
+                request, prefix, n=1, seed=request.seed + index, logprobs=self.logprobs
+            )
             if not response.choices:
                 raise BackendError(f"The model server at {self.base_url} returned no reply.")
             usage = getattr(response, "usage", None)
@@ -169,6 +225,12 @@ class OpenAIBackend(GenerationBackend):
                     response.choices[0],
                     usage_tokens=usage.completion_tokens if usage is not None else None,
                 )
+            )
+        if prefix.dropped:
+            notes.insert(
+                0,
+                f"Prefix truncated from the left: dropped the {prefix.dropped} oldest of "
+                f"{len(prefix.body)} messages to fit the server's context.",
             )
         have_logprobs = all(c.logprob_sum is not None for c in completions)
         if self.logprobs and not have_logprobs:
@@ -181,6 +243,10 @@ class OpenAIBackend(GenerationBackend):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _too_long(status: int, reason: str) -> bool:
+    return status in (400, 413, 422) and any(p in reason.lower() for p in CONTEXT_PHRASES)
 
 
 def _reason(error) -> str:

@@ -229,3 +229,20 @@ def test_jobs_waiting_together_for_a_version_are_sampled_in_one_call_and_stored_
         assert job_execute(kind_name="generation", job_id=job.pk, token=tokens[job.pk]) is None
     assert Sample.objects.filter(job__in=jobs).count() == 6
     assert timezone.now() >= jobs[0].finished_at
+
+
+def test_the_openai_prefix_keeps_its_system_message_and_drops_the_oldest_doubling():
+    from sampler.generation.backends.openai_api import _Prefix, _too_long
+
+    system = {"role": "system", "content": "s"}
+    turns = [{"role": "user", "content": str(index)} for index in range(6)]
+    prefix = _Prefix([system, *turns])
+    assert prefix.sent == [system, *turns]
+    dropped = []
+    while prefix.drop_more():
+        dropped.append(prefix.dropped)
+        assert prefix.sent == [system, *turns[prefix.dropped :]]
+    assert dropped == [1, 2, 4, 5]  # one message is always left
+    assert _Prefix([{"role": "user", "content": "only"}]).drop_more() is False
+    assert _too_long(400, "This model's maximum context length is 256 tokens. However, ...")
+    assert not _too_long(400, "Unknown model 'x'") and not _too_long(500, "context length")
