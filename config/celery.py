@@ -68,6 +68,11 @@ app.conf.beat_schedule = {
     "fill-ranking-pool": {"task": "ranking.rank.tasks.fill_ranking_pool", "schedule": 30.0},
     # Gives back the slots of ranking leases that ran out.
     "expire-ranking-leases": {"task": "ranking.rank.tasks.expire_ranking_leases", "schedule": 60.0},
+    # Estimates trainers' trust again where new rankings arrived (pages read the stored one).
+    "refresh-trust": {
+        "task": "ranking.quality.tasks.refresh_trust",
+        "schedule": float(settings.TRUST_REFRESH_SECONDS),
+    },
 }
 
 # What a failed publication raises: the broker is down or unreachable.
@@ -105,7 +110,7 @@ def enqueue(
 
 
 # The modules that define Celery tasks (the job executor and the periodic tasks).
-app.autodiscover_tasks(["sampler.jobs", "ranking.rank"])
+app.autodiscover_tasks(["sampler.jobs", "ranking.rank", "ranking.quality"])
 
 # Worker-side hooks (operations).
 # Every worker writes a heartbeat row while it consumes (sampler/workers/heartbeat.py); /readyz

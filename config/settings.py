@@ -321,6 +321,9 @@ RANKING_MAX_NEW_TOKENS = env_int("RANKING_MAX_NEW_TOKENS", 96)
 RANKING_FAST_SUBMIT_SECONDS = env_int("RANKING_FAST_SUBMIT_SECONDS", 8)
 RANKING_OUTLIER_PERCENT = env_int("RANKING_OUTLIER_PERCENT", 30)
 RANKING_OUTLIER_MIN_RANKINGS = env_int("RANKING_OUTLIER_MIN_RANKINGS", 5)
+# How often (seconds) trainers' trust is estimated again where new rankings arrived; the quality
+# and project pages show the stored estimate, exports bring it up to date first.
+TRUST_REFRESH_SECONDS = env_int("TRUST_REFRESH_SECONDS", 300)
 # How long after submitting a trainer may take a ranking back (the toast's "Undo").
 RANKING_UNDO_SECONDS = env_int("RANKING_UNDO_SECONDS", 10)
 

@@ -3,6 +3,7 @@
 from ranking.exports.models import DatasetExport
 from ranking.gold.models import Qualification
 from ranking.projects.models import Project, ProjectPolicy
+from ranking.quality.models import TrainerTrust, TrustEstimate
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 
 __all__ = [
@@ -14,4 +15,6 @@ __all__ = [
     "Qualification",
     "Ranking",
     "RankingTask",
+    "TrainerTrust",
+    "TrustEstimate",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from labeling.feedback.selectors import feedback_summaries
 from ranking.exports.filters import CHUNK_SIZE, ExportFilters, day_bounds, split_of
 from ranking.quality.metrics import task_agreement
-from ranking.quality.selectors import trainer_trust
+from ranking.quality.selectors import trust_exact
 from ranking.quality.trust import PRIOR_RIGHT, PRIOR_WRONG
 from ranking.rank.models import Candidate, Ranking, RankingTask
 from sampler.moderation.selectors import moderation_latest_by_sample
@@ -158,10 +158,12 @@ DEFAULT_TRUST = PRIOR_RIGHT / (PRIOR_RIGHT + PRIOR_WRONG)
 
 def export_trust(filters: ExportFilters) -> dict[int, float]:
     """Ranker id -> trust, estimated from every ranking of the export's projects (all of them
-    when it names none), gold included, whatever the other filters keep."""
+    when it names none), gold included, whatever the other filters keep: the stored estimate
+    when it counts exactly those rankings (export jobs bring it up to date first), else
+    estimated here."""
     return {
         trainer: estimate.trust
-        for trainer, estimate in trainer_trust(project_ids=filters.project_ids).items()
+        for trainer, estimate in trust_exact(project_ids=filters.project_ids).items()
     }
 
 

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from ranking.exports.filters import FORMATS, ExportFilters
 from ranking.exports.models import DatasetExport
 from ranking.exports.pipeline import records, source_count, write_jsonl
+from ranking.quality.services import trust_refresh_if_stale
 from sampler.jobs.kinds import JobContext
 from sampler.jobs.services import job_enqueue
 
@@ -46,6 +47,13 @@ def dataset_export_create(
     return export
 
 
+def export_prepare(format: str, filters: ExportFilters) -> None:
+    """Before writing a file: the stored trust estimate of the export's scope brought up to date,
+    so that rankings and pairs read it rather than estimating while they stream."""
+    if format in ("rankings", "pairs"):
+        trust_refresh_if_stale(project_ids=filters.project_ids)
+
+
 def dataset_export_execute(context: JobContext) -> None:
     """Write the export's file (to a temporary name, renamed when complete); a job run again
     writes it again from the start."""
@@ -53,6 +61,7 @@ def dataset_export_execute(context: JobContext) -> None:
     stored = dict(export.filters)
     compress = stored.pop("compress", True)
     filters = ExportFilters.from_dict(stored)
+    export_prepare(export.format, filters)
     total_sources = max(1, source_count(export.format, filters))
     suffix = ".jsonl.gz" if compress else ".jsonl"
     final = Path(settings.EXPORT_ROOT) / f"export-{export.pk}-{export.format}{suffix}"

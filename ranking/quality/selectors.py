@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -16,6 +16,7 @@ from django.utils import timezone
 from labeling.conversations.selectors import message_path
 from ranking.gold.selectors import gold_accuracy_by_trainer
 from ranking.quality import metrics, trust
+from ranking.quality.models import TrustEstimate
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from sampler.registry.models import ModelVersion
 
@@ -98,6 +99,8 @@ class QualityReport:
     task_count: int
     trainers: list[TrainerRow]
     lowest_tasks: list[TaskRow]
+    # When the trust shown was estimated (None: not yet; a periodic task estimates it).
+    trust_estimated_at: datetime | None = None
 
 
 def ranking_quality(
@@ -128,7 +131,9 @@ def ranking_quality(
         rankings = rankings.filter(project_id=project_id)
         skips = skips.filter(task__project_id=project_id)
     gold = gold_accuracy_by_trainer(project_ids=[project_id] if project_id is not None else None)
-    trusts = trainer_trust(project_ids=[project_id] if project_id is not None else [])
+    # As last estimated (a periodic task and exports keep it current; a page never estimates).
+    trust_estimate = trust_estimate_latest(project_id=project_id)
+    trusts = trust_stored(trust_estimate)
     records = [
         metrics.RankingRecord(
             task_id=task_id,
@@ -201,6 +206,7 @@ def ranking_quality(
             for task_id in lowest_ids
             if task_id in tasks
         ],
+        trust_estimated_at=trust_estimate.estimated_at if trust_estimate else None,
     )
 
 
@@ -310,12 +316,17 @@ def _gold_pairs(gold_ordering: list[list[int]], task_id: int) -> dict[tuple[int,
     return pairs
 
 
-def trainer_trust(*, project_ids: tuple[int, ...] | list[int] = ()) -> dict[int, trust.Trust]:
-    """Trainer id -> trust (``ranking.quality.trust``) from every ranking of those projects
-    (all when none is named), gold tasks' known orders included."""
+def _trust_rankings(project_ids: tuple[int, ...] | list[int] = ()) -> QuerySet[Ranking]:
     rankings = Ranking.objects.filter(cannot_rank=False)
     if project_ids:
         rankings = rankings.filter(project_id__in=project_ids)
+    return rankings
+
+
+def trainer_trust(*, project_ids: tuple[int, ...] | list[int] = ()) -> dict[int, trust.Trust]:
+    """Trainer id -> trust (``ranking.quality.trust``) estimated now from every ranking of those
+    projects (all when none is named), gold tasks' known orders included."""
+    rankings = _trust_rankings(project_ids)
     votes = trust.Votes()
     gold: dict[tuple[int, int, int], bool] = {}
     for task_id, ranker_id, ordering, gold_ordering in rankings.values_list(
@@ -327,9 +338,53 @@ def trainer_trust(*, project_ids: tuple[int, ...] | list[int] = ()) -> dict[int,
     return trust.trust_estimate(votes, gold=gold)
 
 
+def trust_scope_state(*, project_id: int | None) -> tuple[int, int | None]:
+    """(how many rankings, the newest one's id) that a trust estimate of the scope counts."""
+    state = _trust_rankings([project_id] if project_id is not None else []).aggregate(
+        count=Count("pk"), last=Max("pk")
+    )
+    return state["count"], state["last"]
+
+
+def trust_estimate_latest(*, project_id: int | None) -> TrustEstimate | None:
+    """The newest stored estimate of one project (``None``: of every project together)."""
+    return (
+        TrustEstimate.objects.filter(project_id=project_id).order_by("-estimated_at", "-pk").first()
+    )
+
+
+def trust_estimate_is_current(estimate: TrustEstimate) -> bool:
+    """Whether the scope still has exactly the rankings the estimate counted."""
+    return trust_scope_state(project_id=estimate.project_id) == (
+        estimate.rankings,
+        estimate.last_ranking_id,
+    )
+
+
+def trust_stored(estimate: TrustEstimate | None) -> dict[int, trust.Trust]:
+    if estimate is None:
+        return {}
+    return {
+        trainer_id: trust.Trust(value, judgements, gold_judgements)
+        for trainer_id, value, judgements, gold_judgements in estimate.trainers.values_list(
+            "trainer_id", "trust", "judgements", "gold_judgements"
+        )
+    }
+
+
+def trust_exact(*, project_ids: tuple[int, ...] | list[int] = ()) -> dict[int, trust.Trust]:
+    """Trust over exactly the scope's rankings now: the stored estimate of one project (or of
+    all) when it is current, else estimated here (nothing is written: a GET may call it)."""
+    if len(project_ids) <= 1:
+        estimate = trust_estimate_latest(project_id=project_ids[0] if project_ids else None)
+        if estimate is not None and trust_estimate_is_current(estimate):
+            return trust_stored(estimate)
+    return trainer_trust(project_ids=project_ids)
+
+
 def trust_of_trainer(*, trainer_id: int, project_id: int) -> trust.Trust | None:
-    """One trainer's trust in one project (what the trainer sees of it)."""
-    return trainer_trust(project_ids=[project_id]).get(trainer_id)
+    """One trainer's trust in one project as last estimated (what the trainer sees of it)."""
+    return trust_stored(trust_estimate_latest(project_id=project_id)).get(trainer_id)
 
 
 def krippendorff_alpha_by_project() -> dict[int, float | None]:

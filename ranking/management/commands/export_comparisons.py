@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
 from ranking.exports.pipeline import records, write_jsonl
+from ranking.exports.services import export_prepare
 from ranking.projects.selectors import project_ids_by_slug
 from sampler.models import ModelVersion
 
@@ -99,6 +100,7 @@ class Command(BaseCommand):
             progress.update(rows - last)
             last = rows
 
+        export_prepare(options["format"], filters)
         written = write_jsonl(
             records(options["format"], filters), Path(options["out"]), on_progress=advance
         )

@@ -1,8 +1,11 @@
 """Trust (one-coin Dawid-Skene), the consensus ranking, Krippendorff's alpha, their place in
 exports and on the pages, and trust-weighted training losses."""
 
+import json
+
 import pytest
 import torch
+from django.core.management import call_command
 from django.urls import reverse
 
 from ranking.exports.filters import ExportFilters
@@ -10,7 +13,16 @@ from ranking.exports.pipeline import records
 from ranking.gold.services import gold_task_create
 from ranking.projects.models import Project
 from ranking.projects.services import project_create
-from ranking.quality.selectors import krippendorff_alpha_by_project, trainer_trust
+from ranking.quality.models import TrustEstimate
+from ranking.quality.selectors import (
+    krippendorff_alpha_by_project,
+    trainer_trust,
+    trust_estimate_is_current,
+    trust_estimate_latest,
+    trust_exact,
+    trust_stored,
+)
+from ranking.quality.services import trust_refresh_all, trust_refresh_if_stale
 from ranking.quality.trust import (
     Judgement,
     consensus_ranking,
@@ -128,7 +140,12 @@ def test_exports_carry_trust_and_consensus_and_pages_show_them_to_the_right_peop
     assert contrarian_pair["trust_weight"] == pytest.approx(trust[contrarian.pk].trust)
     alpha = krippendorff_alpha_by_project()[project.pk]
     assert alpha is not None and alpha < 0.5
+    # Pages show the stored estimate (a periodic task makes it); a GET never estimates.
     client.force_login(admin_user)
+    before = client.get(reverse("ranking:quality")).content.decode()
+    assert "not estimated yet" in before and f"{trust[good.pk].trust:.2f}" not in before
+    assert not TrustEstimate.objects.exists()
+    assert trust_refresh_all() == 3  # each project (the default has no rankings) and all
     page = client.get(reverse("ranking:quality")).content.decode()
     assert f"{trust[good.pk].trust:.2f}" in page and f"{alpha:.3f}" in page
     client.force_login(contrarian)
@@ -190,3 +207,51 @@ def test_weighting_by_trust_needs_records_that_carry_it(micro_model_dir):
         weight_by_trust=True,
     )
     assert data.train[0].weight == 0.3
+
+
+def test_a_stored_estimate_is_used_while_current_and_made_again_after_new_rankings(
+    other_trainer,
+):
+    project = project_create(name="S", slug="s", status=Project.Status.ACTIVE)
+    version = model_version_create("v")
+    tasks = []
+    for index in range(2):
+        conversation = finished_conversation(other_trainer, turns=(f"q{index}?", f"a{index}!"))
+        conversation.__class__.objects.filter(pk=conversation.pk).update(project=project)
+        task = task_from_source(conversation.messages.get(role="assistant"), model_version=version)
+        task.__class__.objects.filter(pk=task.pk).update(project=project)
+        tasks.append(task)
+    first, second = quick_trainer("f"), quick_trainer("s")
+    rank(tasks[0], first, [[0], [1], [2], [3]])
+    rank(tasks[0], second, [[0], [1], [3], [2]])
+    assert trust_refresh_if_stale(project_ids=[project.pk]) is True
+    stored = trust_estimate_latest(project_id=project.pk)
+    assert stored.rankings == 2 and trust_estimate_is_current(stored)
+    assert trust_stored(stored) == trainer_trust(project_ids=[project.pk])
+    assert trust_refresh_if_stale(project_ids=[project.pk]) is False  # nothing new
+    # Several projects together are estimated as the export reads, never stored.
+    assert trust_refresh_if_stale(project_ids=[project.pk, project.pk + 1]) is False
+
+    rank(tasks[1], second, [[3], [2], [1], [0]])
+    assert not trust_estimate_is_current(stored)
+    # Until it is made again, exports estimate exactly (nothing written), pages show the old one.
+    assert trust_exact(project_ids=[project.pk]) == trainer_trust(project_ids=[project.pk])
+    assert TrustEstimate.objects.get(project=project).pk == stored.pk
+    assert trust_refresh_if_stale(project_ids=[project.pk]) is True
+    again = TrustEstimate.objects.get(project=project)  # the older one is replaced
+    assert again.rankings == 3 and trust_stored(again) == trainer_trust(project_ids=[project.pk])
+
+
+def test_exporting_rankings_brings_the_stored_estimate_up_to_date(other_trainer, tmp_path):
+    conversation = finished_conversation(other_trainer)
+    task = task_from_source(
+        conversation.messages.get(role="assistant"), model_version=model_version_create("v")
+    )
+    rank(task, quick_trainer("r1"), [[0], [1], [2], [3]])
+    rank(task, quick_trainer("r2"), [[1], [0], [2], [3]])
+    out = tmp_path / "rankings.jsonl"
+    call_command("export_comparisons", "--format", "pairs", "--out", str(out), verbosity=0)
+    estimate = trust_estimate_latest(project_id=None)
+    assert estimate is not None and trust_estimate_is_current(estimate)
+    weights = {json.loads(line)["trust_weight"] for line in out.read_text().splitlines()}
+    assert weights == {value.trust for value in trust_stored(estimate).values()}
