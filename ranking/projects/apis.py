@@ -9,33 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsStaff, IsTrainer, is_admin
-from config.api import StrictIntegerField
+from config.api import StrictBooleanField, StrictFloatField, StrictIntegerField
 from ranking.projects import services
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_list, project_progress, projects_for_trainer
 from sampler.registry.models import ModelVersion
 
 MAX_POLICIES = services.MAX_POLICIES
-
-
-class StrictFloatField(serializers.FloatField):
-    """A JSON number exactly (an integer is fine): strings and booleans are refused."""
-
-    default_error_messages = {"strict": "Must be a number (not a string or boolean)."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("strict")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"strict": "Must be true or false."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("strict")
-        return data
 
 
 class PolicyInputSerializer(serializers.Serializer):
