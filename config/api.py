@@ -160,6 +160,17 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return django_csrf_failure(request, reason=reason)
 
 
+# ---- input -------------------------------------------------------------------------------------
+
+
+def validated_input(serializer_class: type[serializers.Serializer], data, **kwargs) -> dict:
+    """``data`` as ``serializer_class`` validates it; a 400 with the messages per field when it
+    is not valid (``kwargs``: ``partial`` and the like)."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 # ---- strict fields -----------------------------------------------------------------------------
 
 
