@@ -18,15 +18,9 @@ def generate(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            job = services.generation_job_create(
-                messages=[{"role": "user", "content": data["message"]}],
-                n=data["n"],
-                params={
-                    "temperature": data["temperature"],
-                    "top_p": data["top_p"],
-                    "max_new_tokens": data["max_new_tokens"],
-                },
-                seed=data["seed"],
+            job = services.prompt_job_create(
+                prompt=data["message"],
+                choices=data,
                 purpose=GenerationJob.Purpose.PLAYGROUND,
                 requested_by=request.user,
             )
