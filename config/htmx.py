@@ -1,5 +1,7 @@
-"""What every htmx view shares: the typed request and turning a ValidationError into messages."""
+"""What every htmx view shares: the typed request, and a form's or a service's ValidationError
+turned into messages."""
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django_htmx.middleware import HtmxDetails
@@ -16,3 +18,11 @@ def validation_messages(error: ValidationError) -> list[str]:
     if hasattr(error, "error_dict"):
         return [text for texts in error.message_dict.values() for text in texts]
     return list(error.messages)
+
+
+def form_cleaned_data(form: forms.Form) -> dict:
+    """The form's cleaned data; when it is not valid, a ValidationError holding its errors as
+    one text, so that the view answers it as it answers the service's refusals."""
+    if not form.is_valid():
+        raise ValidationError(form.errors.as_text())
+    return form.cleaned_data
