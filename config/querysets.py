@@ -8,11 +8,12 @@ from django.db.models import QuerySet
 
 
 def filter_given(queryset: QuerySet, **lookups: object) -> QuerySet:
-    """``queryset`` filtered by each lookup that is given a value (``None`` or an empty tuple
-    means no filter, not "match nothing"), one ``filter`` call each."""
+    """``queryset`` filtered by each lookup that is given a value, one ``filter`` call each:
+    ``None`` or an empty collection of ids means "no filter", not "match nothing"."""
     for lookup, value in lookups.items():
-        if value:
-            queryset = queryset.filter(**{lookup: value})
+        if value is None or (isinstance(value, tuple | list | set | frozenset) and not value):
+            continue
+        queryset = queryset.filter(**{lookup: value})
     return queryset
 
 
