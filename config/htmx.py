@@ -1,9 +1,11 @@
-"""What every htmx view shares: the typed request, and a form's or a service's ValidationError
-turned into messages."""
+"""What every htmx view shares: the typed request, a form's or a service's ValidationError turned
+into messages, and a redirect that htmx follows too."""
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 
@@ -26,3 +28,9 @@ def form_cleaned_data(form: forms.Form) -> dict:
     if not form.is_valid():
         raise ValidationError(form.errors.as_text())
     return form.cleaned_data
+
+
+def redirect_page(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    """Go to the page at ``url``: htmx is told to load it whole (not swap it into the
+    target), a plain form gets a 302."""
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

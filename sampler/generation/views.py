@@ -3,6 +3,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from accounts.roles import trainer_required
+from config.forms import add_validation_errors
 from sampler.generation import services
 from sampler.generation.forms import GenerateForm
 from sampler.generation.models import GenerationJob
@@ -25,8 +26,7 @@ def generate(request: HttpRequest) -> HttpResponse:
                 requested_by=request.user,
             )
         except ValidationError as error:
-            for field, field_errors in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, field_errors)
+            add_validation_errors(form, error)
         else:
             if not request.htmx:
                 return redirect("sampler:job-detail", job_id=job.pk)
