@@ -1,7 +1,7 @@
 """The database filters an export and a training run choose their data by, as form fields.
 
-A module of its own (not ``forms.py``) because the Training page's form in ``sampler.runs``
-shares these fields, and other apps reach ranking only outside its doors and forms.
+A module of its own, not ``forms.py``: the Training page's form in ``sampler.runs`` shares
+these fields, and the import contracts keep other apps out of ranking's ``forms`` modules.
 """
 
 from django import forms
