@@ -160,44 +160,61 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return django_csrf_failure(request, reason=reason)
 
 
+# ---- input -------------------------------------------------------------------------------------
+
+
+def validated_input(serializer_class: type[serializers.Serializer], data, **kwargs) -> dict:
+    """``data`` as ``serializer_class`` validates it; a 400 with the messages per field when it
+    is not valid (``kwargs``: ``partial`` and the like)."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 # ---- strict fields -----------------------------------------------------------------------------
 
 
-class StrictCharField(serializers.CharField):
+class _StrictTypeMixin:
+    """Refuses, with the field's ``strict`` error, a JSON value of another type than
+    ``accepted_types`` (or one of ``refused_types``: a boolean is an ``int`` to Python), before
+    the field's own conversion could coerce it."""
+
+    accepted_types: tuple[type, ...]
+    refused_types: tuple[type, ...] = ()
+
+    def to_internal_value(self, data):
+        if not isinstance(data, self.accepted_types) or isinstance(data, self.refused_types):
+            self.fail("strict")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(_StrictTypeMixin, serializers.CharField):
     """Text exactly: ``123`` and ``true`` are refused, not turned into ``"123"``; NUL and
     unpaired surrogates are refused with the field's error."""
 
     default_error_messages = {"strict": "Must be a string (not a number, boolean, list or object)."}
+    accepted_types = (str,)
 
     def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("strict")
-        problem = text_problem(data)
+        problem = text_problem(data) if isinstance(data, str) else None
         if problem:
             raise serializers.ValidationError(problem)
         return super().to_internal_value(data)
 
 
-class StrictChoiceField(serializers.ChoiceField):
+class StrictChoiceField(_StrictTypeMixin, serializers.ChoiceField):
     """One of the choices, given as a string (``1`` never matches ``"1"``)."""
 
     default_error_messages = {"strict": "Must be a string, one of the choices."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("strict")
-        return super().to_internal_value(data)
+    accepted_types = (str,)
 
 
-class StrictIntegerField(serializers.IntegerField):
+class StrictIntegerField(_StrictTypeMixin, serializers.IntegerField):
     """An integer exactly: ``true``, ``1.9`` and ``"3"`` are refused, not coerced."""
 
     default_error_messages = {"strict": "Must be an integer (not a string, float or boolean)."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, int) or isinstance(data, bool):
-            self.fail("strict")
-        return super().to_internal_value(data)
+    accepted_types = (int,)
+    refused_types = (bool,)
 
 
 class StrictIdField(StrictIntegerField):
@@ -207,28 +224,24 @@ class StrictIdField(StrictIntegerField):
         super().__init__(min_value=1, max_value=2**63 - 1, **kwargs)
 
 
-class StrictFloatField(serializers.FloatField):
+class StrictFloatField(_StrictTypeMixin, serializers.FloatField):
     """A JSON number (integer or not), never a string or a boolean."""
 
     default_error_messages = {"strict": "Must be a number (not a string or boolean)."}
+    accepted_types = (int, float)
+    refused_types = (bool,)
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("strict")
         if isinstance(data, float) and not math.isfinite(data):
             self.fail("strict")
         return super().to_internal_value(data)
 
 
-class StrictBooleanField(serializers.BooleanField):
+class StrictBooleanField(_StrictTypeMixin, serializers.BooleanField):
     """``true`` or ``false`` exactly (``1``, ``"yes"`` and ``"true"`` are refused)."""
 
     default_error_messages = {"strict": "Must be true or false."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("strict")
-        return data
+    accepted_types = (bool,)
 
 
 class StrictDictField(serializers.DictField):

@@ -1,7 +1,11 @@
-"""What every htmx view shares: the typed request and turning a ValidationError into messages."""
+"""What every htmx view shares: the typed request, a form's or a service's ValidationError turned
+into messages, and a redirect that htmx follows too."""
 
+from django import forms
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 
@@ -16,3 +20,17 @@ def validation_messages(error: ValidationError) -> list[str]:
     if hasattr(error, "error_dict"):
         return [text for texts in error.message_dict.values() for text in texts]
     return list(error.messages)
+
+
+def form_cleaned_data(form: forms.Form) -> dict:
+    """The form's cleaned data; when it is not valid, a ValidationError holding its errors as
+    one text, so that the view answers it as it answers the service's refusals."""
+    if not form.is_valid():
+        raise ValidationError(form.errors.as_text())
+    return form.cleaned_data
+
+
+def redirect_page(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    """Go to the page at ``url``: htmx is told to load it whole (not swap it into the
+    target), a plain form gets a 302."""
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)

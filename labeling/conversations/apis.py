@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
-from config.api import SearchTextField, StrictCharField, StrictIdField
+from config.api import SearchTextField, StrictCharField, StrictIdField, validated_input
 from labeling.conversations import selectors, services
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
@@ -139,12 +139,11 @@ class ConversationListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         """Conversations the caller may see, newest activity first; ``q`` searches titles."""
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        filters = validated_input(self.FilterSerializer, request.query_params)
         conversations = selectors.conversation_list(
             user=request.user,
-            status=filters.validated_data["status"],
-            search=filters.validated_data["q"],
+            status=filters["status"],
+            search=filters["q"],
         )
         paginator = ConversationPagination()
         page = paginator.paginate_queryset(conversations, request, view=self)
@@ -155,9 +154,7 @@ class ConversationListApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: ConversationOutputSerializer})
     def post(self, request: Request) -> Response:
         """Start a new conversation owned by the caller."""
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
+        data = dict(validated_input(self.InputSerializer, request.data))
         slug = data.pop("project")
         project = project_for_trainer(trainer=request.user, slug=slug) if slug else None
         if slug and project is None:
@@ -219,9 +216,7 @@ class MessageAppendApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: MessageOutputSerializer})
     def post(self, request: Request, conversation_id: int) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_input(self.InputSerializer, request.data)
         conversation = selectors.conversation_get_for_user(
             conversation_id=conversation_id, user=request.user
         )
@@ -250,14 +245,13 @@ class MessageBranchApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: MessageOutputSerializer})
     def post(self, request: Request, message_id: int) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validated_input(self.InputSerializer, request.data)
         original = selectors.message_get_for_user(message_id=message_id, user=request.user)
         sibling = services.message_branch(
             original=original,
             author=request.user,
-            content=serializer.validated_data["content"],
-            sample_id=serializer.validated_data.get("sample_id"),
+            content=data["content"],
+            sample_id=data.get("sample_id"),
         )
         return Response(MessageOutputSerializer(sibling).data, status=status.HTTP_201_CREATED)
 
@@ -302,9 +296,7 @@ class DraftSaveApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
     def put(self, request: Request, conversation_id: int) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_input(self.InputSerializer, request.data)
         conversation = selectors.conversation_get_for_user(
             conversation_id=conversation_id, user=request.user
         )

@@ -2,6 +2,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
+from config.forms import DefaultProjectChoiceField
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
     MAX_INSTRUCTIONS_CHARS,
@@ -26,11 +27,7 @@ class ConversationCreateForm(forms.Form):
         help_text="Red team: try to make the model misbehave, then write what it should have said.",
     )
 
-    project = forms.ModelChoiceField(
-        queryset=None,
-        to_field_name="slug",
-        required=False,
-        empty_label="Default project",
+    project = DefaultProjectChoiceField(
         help_text="The campaign the conversation belongs to (its ranking tasks and exports).",
     )
 

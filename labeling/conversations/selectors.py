@@ -8,6 +8,7 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.roles import is_admin
+from config.querysets import values_in_chunks
 from labeling.conversations.models import Conversation, Draft, Message
 
 
@@ -275,15 +276,9 @@ def demonstration_chunks(
         exclude_owner_ids=exclude_owner_ids,
         red_team=red_team,
         project_ids=project_ids,
-    ).order_by("pk")
-    last_pk = 0
-    while True:
-        chunk = list(
-            conversations.filter(pk__gt=last_pk).values_list("pk", "owner_id")[:chunk_size]
-        )
-        if not chunk:
-            return
-        last_pk = chunk[-1][0]
+    )
+    for rows in values_in_chunks(conversations, "owner_id", chunk_size=chunk_size):
+        chunk = [(row["pk"], row["owner_id"]) for row in rows]
         children: dict[tuple[int, int | None], list[Message]] = {}
         for message in (
             Message.objects.filter(

@@ -6,10 +6,14 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import trainer_required
-from config.htmx import HtmxHttpRequest, validation_messages
+from config.htmx import (
+    HtmxHttpRequest,
+    form_cleaned_data,
+    redirect_page,
+    validation_messages,
+)
 from config.text import search_text
 from labeling.conversations import selectors, services
 from labeling.conversations.editor import (
@@ -143,12 +147,10 @@ def suggestion_request(request: HtmxHttpRequest, conversation_id: int) -> HttpRe
     conversation = conversation_for_request(request, conversation_id)
     form = SuggestForm(request.POST)
     try:
-        if not form.is_valid():
-            raise ValidationError(form.errors.as_text())
         job = services.suggestion_request(
             conversation=conversation,
             author=request.user,
-            n=form.cleaned_data["n"],
+            n=form_cleaned_data(form)["n"],
             role=request.POST.get("role") or None,
         )
     except ValidationError as error:
@@ -264,7 +266,7 @@ def _status_change(
     else:
         messages.success(request, done)
     url = conversation.get_absolute_url()
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_page(request, url)
 
 
 @trainer_required

@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts.roles import is_admin
+from config.querysets import filter_given
 from labeling.conversations.models import Message
 from labeling.conversations.selectors import conversation_get_for_user
 from labeling.feedback.models import Feedback
@@ -264,8 +265,5 @@ def feedback_for_training(
         rows = rows.filter(updated_at__lt=end)
     if exclude_user_ids:
         rows = rows.exclude(user_id__in=exclude_user_ids)
-    if model_version_ids:
-        rows = rows.filter(model_version_id__in=model_version_ids)
-    if project_ids:
-        rows = rows.filter(project_id__in=project_ids)
+    rows = filter_given(rows, model_version_id__in=model_version_ids, project_id__in=project_ids)
     return rows.filter(Q(rating__in=["up", "down"]) | ~Q(categories=[]))

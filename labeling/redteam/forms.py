@@ -1,5 +1,6 @@
 from django import forms
 
+from config.forms import DefaultProjectChoiceField
 from labeling.redteam.models import Attack
 from labeling.redteam.services import MAX_ATTACK_NOTE_CHARS
 from ranking.projects.selectors import project_list
@@ -18,10 +19,4 @@ class AttackRunForm(forms.Form):
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY).order_by("-created_at"),
         label="Re-run stored attacks against",
     )
-    project = forms.ModelChoiceField(
-        queryset=project_list(),
-        to_field_name="slug",
-        required=False,
-        empty_label="Default project",
-        label="Attacks of the project",
-    )
+    project = DefaultProjectChoiceField(queryset=project_list(), label="Attacks of the project")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Avg, Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
+from config.querysets import filter_given, values_in_chunks
 from labeling.conversations.models import Conversation, Message
 from labeling.redteam.models import Attack, AttackResult, AttackRun
 
@@ -151,31 +152,23 @@ def red_team_pair_chunks(
         attacks = attacks.filter(**{f"conversation__finished_at__{lookup}": value})
     if exclude_owner_ids:
         attacks = attacks.exclude(conversation__owner_id__in=exclude_owner_ids)
-    if model_version_ids:
-        attacks = attacks.filter(model_version_id__in=model_version_ids)
-    if guideline_versions:
-        attacks = attacks.filter(correction__guideline_version__number__in=guideline_versions)
-    if project_ids:
-        attacks = attacks.filter(project_id__in=project_ids)
-    attacks = attacks.order_by("pk")
-    last_pk = 0
-    while True:
-        chunk = list(
-            attacks.filter(pk__gt=last_pk).values(
-                "pk",
-                "conversation_id",
-                "conversation__owner_id",
-                "category",
-                "prompt_messages",
-                "message_id",
-                "message__content",
-                "correction_id",
-                "correction__content",
-                "correction__guideline_version__number",
-                "model_version__name",
-            )[:chunk_size]
-        )
-        if not chunk:
-            return
-        last_pk = chunk[-1]["pk"]
-        yield chunk
+    attacks = filter_given(
+        attacks,
+        model_version_id__in=model_version_ids,
+        correction__guideline_version__number__in=guideline_versions,
+        project_id__in=project_ids,
+    )
+    yield from values_in_chunks(
+        attacks,
+        "conversation_id",
+        "conversation__owner_id",
+        "category",
+        "prompt_messages",
+        "message_id",
+        "message__content",
+        "correction_id",
+        "correction__content",
+        "correction__guideline_version__number",
+        "model_version__name",
+        chunk_size=chunk_size,
+    )

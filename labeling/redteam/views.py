@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
 from accounts.roles import staff_required, trainer_required
-from config.htmx import HtmxHttpRequest, validation_messages
+from config.htmx import HtmxHttpRequest, form_cleaned_data, validation_messages
 from labeling.conversations.editor import message_for_request, render_editor
 from labeling.conversations.forms import MessageForm
 from labeling.conversations.models import Conversation, Message
@@ -67,19 +67,21 @@ def _refused(
     return _render_slot(request, message, status=422, errors=errors, **slot)
 
 
+def _attack_for_request(request: HtmxHttpRequest, attack_id: int) -> tuple[Attack, Message]:
+    """The attack and the reply it marks, when the caller may see that reply's conversation."""
+    attack = selectors.attack_get(attack_id=attack_id)
+    return attack, message_for_request(request, attack.message_id)
+
+
 @trainer_required
 @require_POST
 def attack_create(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
     message = message_for_request(request, message_id)
     form = AttackForm(request.POST)
     try:
-        if not form.is_valid():
-            raise ValidationError(form.errors.as_text())
+        data = form_cleaned_data(form)
         services.attack_record(
-            message=message,
-            user=request.user,
-            category=form.cleaned_data["category"],
-            note=form.cleaned_data["note"],
+            message=message, user=request.user, category=data["category"], note=data["note"]
         )
     except ValidationError as error:
         return _refused(request, message, error, form=form)
@@ -89,8 +91,7 @@ def attack_create(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
 @trainer_required
 @require_POST
 def attack_withdraw(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
-    attack = selectors.attack_get(attack_id=attack_id)
-    message = message_for_request(request, attack.message_id)
+    attack, message = _attack_for_request(request, attack_id)
     try:
         services.attack_withdraw(attack=attack, user=request.user)
     except ValidationError as error:
@@ -101,8 +102,7 @@ def attack_withdraw(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
 @trainer_required
 @require_POST
 def attack_correct(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
-    attack = selectors.attack_get(attack_id=attack_id)
-    message = message_for_request(request, attack.message_id)
+    attack, message = _attack_for_request(request, attack_id)
     form = MessageForm(request.POST)
     form.is_valid()
     content = form.cleaned_data.get("content") or ""
@@ -160,12 +160,9 @@ def redteam_overview(request: HtmxHttpRequest) -> HttpResponse:
 def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
     form = AttackRunForm(request.POST)
     try:
-        if not form.is_valid():
-            raise ValidationError(form.errors.as_text())
+        data = form_cleaned_data(form)
         run = services.attack_run_create(
-            requested_by=request.user,
-            model_version=form.cleaned_data["model_version"],
-            project=form.cleaned_data["project"],
+            requested_by=request.user, model_version=data["model_version"], project=data["project"]
         )
     except ValidationError as error:
         for text in validation_messages(error):

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.roles import IsStaff
+from config.api import validated_input
 from ranking.exports.filters import (
     FLAG_NAMES,
     FORMATS,
@@ -92,9 +93,7 @@ class ExportStreamApi(APIView):
             key: request.query_params.getlist(key) if key in repeated else value
             for key, value in request.query_params.items()
         }
-        serializer = self.InputSerializer(data=query)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_input(self.InputSerializer, query)
         filters = ExportFilters(
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),

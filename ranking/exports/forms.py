@@ -1,28 +1,13 @@
 from django import forms
-from django.contrib.auth import get_user_model
 
 from labeling.models import GuidelineVersion
-from ranking.exports.filters import FLAG_NAMES, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
+from ranking.exports.filter_form import ExportFilterForm
+from ranking.exports.filters import PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
 from ranking.exports.models import DatasetExport
-from sampler.models import ModelVersion
 
 
-class ExportForm(forms.Form):
+class ExportForm(ExportFilterForm):
     format = forms.ChoiceField(choices=DatasetExport.Format.choices)
-    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    model_versions = forms.ModelMultipleChoiceField(
-        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY), required=False
-    )
-    min_agreement = forms.FloatField(required=False, min_value=0, max_value=1)
-    exclude_flags = forms.MultipleChoiceField(
-        choices=[(name, name.replace("_", " ")) for name in FLAG_NAMES],
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-    )
-    exclude_trainers = forms.ModelMultipleChoiceField(
-        queryset=get_user_model().objects.order_by("username"), required=False
-    )
     pair_mode = forms.ChoiceField(
         choices=[(mode, mode.replace("_", " ")) for mode in PAIR_MODES], initial="per_ranker"
     )
@@ -40,18 +25,15 @@ class ExportForm(forms.Form):
     )
     compress = forms.BooleanField(required=False, initial=True, label="gzip")
 
+    field_order = ["format"]  # then the filters, as the page shows them
+
     def clean(self):
         data = super().clean()
         if self.errors:
             return data
         try:
             data["filters"] = ExportFilters(
-                date_from=data.get("date_from"),
-                date_to=data.get("date_to"),
-                model_version_ids=tuple(v.pk for v in data.get("model_versions") or ()),
-                min_agreement=data.get("min_agreement"),
-                exclude_flags=tuple(data.get("exclude_flags") or ()),
-                exclude_trainer_ids=tuple(u.pk for u in data.get("exclude_trainers") or ()),
+                **self.filter_values(data),
                 pair_mode=data["pair_mode"],
                 split=data["split"],
                 test_fraction=data["test_fraction"]

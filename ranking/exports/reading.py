@@ -4,6 +4,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from config.querysets import filter_given, values_in_chunks
 from labeling.feedback.selectors import feedback_summaries
 from ranking.exports.filters import CHUNK_SIZE, ExportFilters, day_bounds, split_of
 from ranking.quality.metrics import task_agreement
@@ -38,11 +39,11 @@ def rankings_query(filters: ExportFilters):
 def tasks_query(filters: ExportFilters):
     # Gold copies measure trainers; their rankings are not new data.
     tasks = RankingTask.objects.filter(rankings_count__gt=0, gold_ordering__isnull=True)
-    if filters.project_ids:
-        tasks = tasks.filter(project_id__in=filters.project_ids)
-    if filters.model_version_ids:
-        tasks = tasks.filter(model_version_id__in=filters.model_version_ids)
-    return tasks
+    return filter_given(
+        tasks,
+        project_id__in=filters.project_ids,
+        model_version_id__in=filters.model_version_ids,
+    )
 
 
 # What a pairs record needs of a candidate; the rankings format adds its provenance.
@@ -89,23 +90,18 @@ def task_bundles(
     Candidates and rankings are read by the chunk's id range (an index range scan, not a
     list of ids), and rows of tasks outside the chunk's filter are ignored.
     """
-    tasks = tasks_query(filters).order_by("pk")
+    tasks = tasks_query(filters)
     candidate_fields = _CANDIDATE_TEXT + (_CANDIDATE_PROVENANCE if provenance else ())
     ranking_fields = _RANKING_ORDER + (_RANKING_RECORD if provenance else ())
-    last_pk = 0
-    while True:
-        chunk = list(
-            tasks.filter(pk__gt=last_pk).values(
-                "pk",
-                "project__slug",
-                "model_version__name",
-                "prefix_message_id",
-                "source_message__conversation_id",
-                "generation_job__prompt_messages",
-            )[:chunk_size]
-        )
-        if not chunk:
-            return
+    for chunk in values_in_chunks(
+        tasks,
+        "project__slug",
+        "model_version__name",
+        "prefix_message_id",
+        "source_message__conversation_id",
+        "generation_job__prompt_messages",
+        chunk_size=chunk_size,
+    ):
         first_pk, last_pk = chunk[0]["pk"], chunk[-1]["pk"]
         in_chunk = {"task_id__gte": first_pk, "task_id__lte": last_pk}
         candidates = defaultdict(list)

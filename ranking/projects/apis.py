@@ -9,33 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsStaff, IsTrainer, is_admin
-from config.api import StrictIntegerField
+from config.api import StrictBooleanField, StrictFloatField, StrictIntegerField, validated_input
 from ranking.projects import services
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_list, project_progress, projects_for_trainer
 from sampler.registry.models import ModelVersion
 
 MAX_POLICIES = services.MAX_POLICIES
-
-
-class StrictFloatField(serializers.FloatField):
-    """A JSON number exactly (an integer is fine): strings and booleans are refused."""
-
-    default_error_messages = {"strict": "Must be a number (not a string or boolean)."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("strict")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"strict": "Must be true or false."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("strict")
-        return data
 
 
 class PolicyInputSerializer(serializers.Serializer):
@@ -158,11 +138,8 @@ class ProjectListApi(APIView):
 
     @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
     def post(self, request: Request) -> Response:
-        serializer = ProjectInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        project = services.project_create(
-            created_by=request.user, **_service_fields(serializer.validated_data)
-        )
+        data = validated_input(ProjectInputSerializer, request.data)
+        project = services.project_create(created_by=request.user, **_service_fields(data))
         return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
@@ -178,11 +155,8 @@ class ProjectDetailApi(APIView):
     @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
     def patch(self, request: Request, project_id: int) -> Response:
         project = get_object_or_404(Project, pk=project_id)
-        serializer = ProjectInputSerializer(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        project = services.project_update(
-            project=project, **_service_fields(serializer.validated_data)
-        )
+        data = validated_input(ProjectInputSerializer, request.data, partial=True)
+        project = services.project_update(project=project, **_service_fields(data))
         return Response(ProjectOutputSerializer(project).data)
 
 

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth.models import Group
 
+from ranking.projects import services
 from ranking.projects.models import Project
 from sampler.registry.models import ModelVersion
 
@@ -19,25 +20,9 @@ class ProjectForm(forms.ModelForm):
 
     class Meta:
         model = Project
-        fields = [
-            "name",
-            "slug",
-            "description",
-            "guideline_url",
-            "status",
-            "alternatives",
-            "overlap",
-            "pool_size",
-            "target_rankings",
-            "deadline",
-            "gold_rate",
-            "qualification_required",
-            "qualification_tasks",
-            "qualification_threshold",
-            "selection",
-            "exploration_share",
-            "candidate_factor",
-        ]
+        # What the service lets change, but the sampling parameters (JSON: the API and the
+        # Django admin edit them).
+        fields = [name for name in services.EDITABLE if name != "sampling_params"]
         widgets = {"deadline": forms.DateTimeInput(attrs={"type": "datetime-local"})}
 
     def service_fields(self) -> dict:

@@ -13,6 +13,7 @@ from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from config.querysets import filter_given
 from labeling.conversations.selectors import message_path
 from ranking.gold.selectors import gold_accuracy_by_trainer
 from ranking.quality import metrics, trust
@@ -116,20 +117,20 @@ def ranking_quality(
     The rankings in the window are fetched in one query and aggregated in Python
     (``ranking.metrics``); skips, usernames and the lowest tasks take one query each.
     """
-    rankings = Ranking.objects.all()
-    skips = Assignment.objects.filter(status=Assignment.Status.SKIPPED)
-    if submitted_from is not None:
-        rankings = rankings.filter(submitted_at__gte=submitted_from)
-        skips = skips.filter(closed_at__gte=submitted_from)
-    if submitted_before is not None:
-        rankings = rankings.filter(submitted_at__lt=submitted_before)
-        skips = skips.filter(closed_at__lt=submitted_before)
-    if model_version_id is not None:
-        rankings = rankings.filter(task__model_version_id=model_version_id)
-        skips = skips.filter(task__model_version_id=model_version_id)
-    if project_id is not None:
-        rankings = rankings.filter(project_id=project_id)
-        skips = skips.filter(task__project_id=project_id)
+    rankings = filter_given(
+        Ranking.objects.all(),
+        submitted_at__gte=submitted_from,
+        submitted_at__lt=submitted_before,
+        task__model_version_id=model_version_id,
+        project_id=project_id,
+    )
+    skips = filter_given(
+        Assignment.objects.filter(status=Assignment.Status.SKIPPED),
+        closed_at__gte=submitted_from,
+        closed_at__lt=submitted_before,
+        task__model_version_id=model_version_id,
+        task__project_id=project_id,
+    )
     gold = gold_accuracy_by_trainer(project_ids=[project_id] if project_id is not None else None)
     # As last estimated (a periodic task and exports keep it current; a page never estimates).
     trust_estimate = trust_estimate_latest(project_id=project_id)

@@ -9,7 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
-from config.api import StrictBooleanField, StrictCharField, StrictDictField, StrictIdField
+from config.api import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictDictField,
+    StrictIdField,
+    validated_input,
+)
 from ranking.projects.selectors import project_for_trainer
 from ranking.rank import services
 from ranking.rank.selectors import assignment_get_for_trainer, assignment_screen
@@ -164,9 +170,7 @@ class RankingSubmitApi(APIView):
         },
     )
     def post(self, request: Request, assignment_id: int) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_input(self.InputSerializer, request.data)
         assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
         try:
             ranking = services.ranking_submit(
@@ -209,11 +213,8 @@ class AssignmentSkipApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
     def post(self, request: Request, assignment_id: int) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validated_input(self.InputSerializer, request.data)
         assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
-        services.assignment_skip(
-            assignment=assignment, trainer=request.user, reason=serializer.validated_data["reason"]
-        )
+        services.assignment_skip(assignment=assignment, trainer=request.user, reason=data["reason"])
         assignment.refresh_from_db()
         return Response(self.OutputSerializer(assignment).data)

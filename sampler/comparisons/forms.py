@@ -1,5 +1,6 @@
 from django import forms
 
+from config.forms import DefaultProjectChoiceField
 from ranking.projects.selectors import project_list
 from sampler.registry.selectors import policy_versions, reward_versions
 
@@ -20,12 +21,8 @@ class ComparisonForm(forms.Form):
     )
     prompts = forms.IntegerField(min_value=1, max_value=2000, initial=64, label="Held-out prompts")
     max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=48)
-    project = forms.ModelChoiceField(
-        queryset=project_list(),
-        to_field_name="slug",
-        required=False,
-        empty_label="Default project",
-        label="Project (its held-out prompts)",
+    project = DefaultProjectChoiceField(
+        queryset=project_list(), label="Project (its held-out prompts)"
     )
 
     def clean(self):

@@ -14,6 +14,7 @@ from config.api import (
     StrictDictField,
     StrictIdField,
     StrictIntegerField,
+    validated_input,
 )
 from labeling.models import Message
 from sampler.generation import services
@@ -69,6 +70,13 @@ class JobOutputSerializer(serializers.Serializer):
         return job_queue_position(job=job)
 
 
+def _job_data(request: Request, job_id: int) -> dict:
+    """The job as the caller may see it, read afresh (with its samples and queue position)."""
+    return JobOutputSerializer(
+        generation_job_get(job_id=job_id, user=request.user), context={"request": request}
+    ).data
+
+
 class PromptMessageInputSerializer(serializers.Serializer):
     role = StrictChoiceField(choices=["system", "user", "assistant"])
     content = StrictCharField(
@@ -108,9 +116,7 @@ class GenerationJobCreateApi(APIView):
         request=InputSerializer, responses={201: JobOutputSerializer, 503: JobOutputSerializer}
     )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_input(self.InputSerializer, request.data)
         prefix_message = None
         if "prefix_message_id" in data:
             messages = Message.objects.select_related("conversation")
@@ -130,18 +136,14 @@ class GenerationJobCreateApi(APIView):
             role=data["role"],
             requested_by=request.user,
         )
-        publication = job.publication
-        job = generation_job_get(job_id=job.pk, user=request.user)
-        if publication.failed:
+        data = _job_data(request, job.pk)
+        if job.publication.failed:
             return BrokerUnavailableResponse(
                 "The job is saved but the job queue is unreachable right now; it will run once "
                 "the queue is back. Poll the job for its state.",
-                job=JobOutputSerializer(job, context={"request": request}).data,
+                job=data,
             )
-        return Response(
-            JobOutputSerializer(job, context={"request": request}).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 class GenerationJobDetailApi(APIView):
@@ -149,11 +151,7 @@ class GenerationJobDetailApi(APIView):
 
     @extend_schema(responses={200: JobOutputSerializer})
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(
-            JobOutputSerializer(
-                generation_job_get(job_id=job_id, user=request.user), context={"request": request}
-            ).data
-        )
+        return Response(_job_data(request, job_id))
 
 
 class GenerationJobCancelApi(APIView):
@@ -165,11 +163,7 @@ class GenerationJobCancelApi(APIView):
     def post(self, request: Request, job_id: int) -> Response:
         job = generation_job_get(job_id=job_id, user=request.user)
         services.generation_job_cancel(job=job, user=request.user)
-        return Response(
-            JobOutputSerializer(
-                generation_job_get(job_id=job_id, user=request.user), context={"request": request}
-            ).data
-        )
+        return Response(_job_data(request, job_id))
 
 
 class GenerationJobRetryApi(APIView):
@@ -181,14 +175,11 @@ class GenerationJobRetryApi(APIView):
     def post(self, request: Request, job_id: int) -> Response:
         job = generation_job_get(job_id=job_id, user=request.user)
         publication = services.generation_job_retry(job=job, user=request.user)
-        job = generation_job_get(job_id=job_id, user=request.user)
+        data = _job_data(request, job_id)
         if publication.failed:
             return BrokerUnavailableResponse(
                 "The job is queued again but the job queue is unreachable right now; it will "
                 "run once the queue is back.",
-                job=JobOutputSerializer(job, context={"request": request}).data,
+                job=data,
             )
-        return Response(
-            JobOutputSerializer(job, context={"request": request}).data,
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return Response(data, status=status.HTTP_202_ACCEPTED)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -199,6 +199,24 @@ def generation_job_create(
     )
     job.publication = job_enqueue(job=job) if queue else None
     return job
+
+
+# The sampling choices a one-turn prompt comes with, as the playground form and
+# ``manage.py generate`` name them.
+PROMPT_PARAMS = ("temperature", "top_p", "max_new_tokens")
+
+
+def prompt_job_create(*, prompt: str, choices: Mapping[str, object], **options) -> GenerationJob:
+    """A job sampling replies to one user turn: ``choices`` holds ``n``, ``seed`` and the
+    ``PROMPT_PARAMS`` (the playground form's cleaned data, the command's options); ``options``
+    go to ``generation_job_create`` as they are."""
+    return generation_job_create(
+        messages=[{"role": "user", "content": prompt}],
+        n=choices["n"],
+        params={name: choices[name] for name in PROMPT_PARAMS},
+        seed=choices["seed"],
+        **options,
+    )
 
 
 def _check_may_change(*, job: GenerationJob, user: AbstractBaseUser) -> None:

@@ -3,6 +3,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from accounts.roles import trainer_required
+from config.forms import add_validation_errors
 from sampler.generation import services
 from sampler.generation.forms import GenerateForm
 from sampler.generation.models import GenerationJob
@@ -18,21 +19,14 @@ def generate(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            job = services.generation_job_create(
-                messages=[{"role": "user", "content": data["message"]}],
-                n=data["n"],
-                params={
-                    "temperature": data["temperature"],
-                    "top_p": data["top_p"],
-                    "max_new_tokens": data["max_new_tokens"],
-                },
-                seed=data["seed"],
+            job = services.prompt_job_create(
+                prompt=data["message"],
+                choices=data,
                 purpose=GenerationJob.Purpose.PLAYGROUND,
                 requested_by=request.user,
             )
         except ValidationError as error:
-            for field, field_errors in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, field_errors)
+            add_validation_errors(form, error)
         else:
             if not request.htmx:
                 return redirect("sampler:job-detail", job_id=job.pk)

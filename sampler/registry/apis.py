@@ -11,6 +11,7 @@ from config.api import (
     StrictChoiceField,
     StrictDictField,
     StrictIntegerField,
+    validated_input,
 )
 from sampler.registry import services
 from sampler.registry.models import ModelVersion
@@ -96,9 +97,7 @@ class ModelVersionListApi(APIView):
         request=ModelVersionInputSerializer, responses={201: ModelVersionStaffOutputSerializer}
     )
     def post(self, request: Request) -> Response:
-        serializer = self.ModelVersionInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_input(self.ModelVersionInputSerializer, request.data)
         parent = None
         if data.get("parent_id") is not None:
             parent = get_object_or_404(ModelVersion, pk=data["parent_id"])
@@ -154,15 +153,12 @@ class ModelVersionDetailApi(APIView):
     )
     def patch(self, request: Request, version_id: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=version_id)
-        serializer = self.ModelVersionPatchSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validated_input(self.ModelVersionPatchSerializer, request.data)
         unknown = sorted(set(request.data) - set(self.ModelVersionPatchSerializer().fields))
         if unknown:
             return Response(
                 {"detail": [f"These fields cannot be changed here: {', '.join(unknown)}."]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        version = services.model_version_serving_update(
-            version=version, **serializer.validated_data
-        )
+        version = services.model_version_serving_update(version=version, **data)
         return Response(_output(version, request))

@@ -7,13 +7,14 @@ admin back here.
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import staff_required
+from config.forms import add_validation_errors
+from config.htmx import redirect_page
 from ranking.exports.filters import ExportFilters
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
@@ -81,11 +82,6 @@ def _page(
     return render(request, PAGE, context, status=status)
 
 
-def _add_errors(form, error: ValidationError) -> None:
-    for field, field_errors in error.message_dict.items():
-        form.add_error(field if field in form.fields else None, field_errors)
-
-
 @staff_required
 def models(request: HttpRequest) -> HttpResponse:
     return _page(request)
@@ -115,11 +111,11 @@ def ppo_run_start(request: HttpRequest) -> HttpResponse:
             started_by=request.user,
         )
     except ValidationError as error:
-        _add_errors(form, error)
+        add_validation_errors(form, error)
         return _page(request, ppo_form=form, status=422)
     messages.success(request, f"PPO run {run.pk} is queued for a GPU worker.")
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_page(request, url)
 
 
 @staff_required
@@ -141,11 +137,11 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
             project=data["project"],
         )
     except ValidationError as error:
-        _add_errors(form, error)
+        add_validation_errors(form, error)
         return _page(request, comparison_form=form, status=422)
     messages.success(request, f"Comparison {comparison.pk} is queued.")
     url = reverse("sampler:models") + "#comparisons"
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_page(request, url)
 
 
 @staff_required
@@ -159,4 +155,4 @@ def version_promote(request: HttpRequest, version_id: int) -> HttpResponse:
         url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         url = reverse("sampler:training")
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_page(request, url)

@@ -1,7 +1,7 @@
 from django import forms
-from django.contrib.auth import get_user_model
 
-from ranking.exports.filters import FLAG_NAMES, ExportFilters
+from ranking.exports.filter_form import ExportFilterForm
+from ranking.exports.filters import ExportFilters
 from ranking.exports.models import DatasetExport
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import policy_versions, reward_versions
@@ -65,7 +65,7 @@ def _defaults(name: str) -> str:
     return ", ".join(f"{'/'.join(kinds)} {value}" for value, kinds in values.items())
 
 
-class TrainingRunForm(forms.Form):
+class TrainingRunForm(ExportFilterForm):
     """Launch a run: what to train, from which model, on which data, with which settings.
 
     Empty hyperparameters take the defaults of the run's config (shown as placeholders).
@@ -145,20 +145,6 @@ class TrainingRunForm(forms.Form):
         required=False,
     )
     upload = forms.FileField(required=False, help_text=".jsonl or .jsonl.gz, as exported.")
-    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    model_versions = forms.ModelMultipleChoiceField(
-        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY), required=False
-    )
-    min_agreement = forms.FloatField(required=False, min_value=0, max_value=1)
-    exclude_flags = forms.MultipleChoiceField(
-        choices=[(name, name.replace("_", " ")) for name in FLAG_NAMES],
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-    )
-    exclude_trainers = forms.ModelMultipleChoiceField(
-        queryset=get_user_model().objects.order_by("username"), required=False
-    )
     test_fraction = forms.FloatField(
         min_value=0, max_value=0.9, initial=0.1, help_text="Held out, by conversation."
     )
@@ -224,12 +210,7 @@ class TrainingRunForm(forms.Form):
         else:
             try:
                 data["filters"] = ExportFilters(
-                    date_from=data.get("date_from"),
-                    date_to=data.get("date_to"),
-                    model_version_ids=tuple(v.pk for v in data.get("model_versions") or ()),
-                    min_agreement=data.get("min_agreement"),
-                    exclude_flags=tuple(data.get("exclude_flags") or ()),
-                    exclude_trainer_ids=tuple(u.pk for u in data.get("exclude_trainers") or ()),
+                    **self.filter_values(data),
                     test_fraction=data["test_fraction"],
                     split_seed=data["split_seed"],
                 )

@@ -6,9 +6,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.roles import staff_required
+from config.forms import add_validation_errors
+from config.htmx import redirect_page
 from sampler.registry.selectors import model_version_list
 from sampler.runs import services as training_services
 from sampler.runs.forms import TrainingRunForm
@@ -67,12 +68,11 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
             **data["kind_inputs"],
         )
     except ValidationError as error:
-        for field, field_errors in error.message_dict.items():
-            form.add_error(field if field in form.fields else None, field_errors)
+        add_validation_errors(form, error)
         return _page(request, form, status=422)
     messages.success(request, f"Run {run.pk} is queued for a GPU worker.")
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return redirect_page(request, url)
 
 
 def _run_context(run: TrainingRun) -> dict:

@@ -31,16 +31,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            job = services.generation_job_create(
-                messages=[{"role": "user", "content": options["prompt"]}],
-                n=options["n"],
-                params={
-                    "temperature": options["temperature"],
-                    "top_p": options["top_p"],
-                    "max_new_tokens": options["max_new_tokens"],
-                },
-                seed=options["seed"],
-                queue=options["queue"],
+            job = services.prompt_job_create(
+                prompt=options["prompt"], choices=options, queue=options["queue"]
             )
         except ValidationError as error:
             problems = (f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())

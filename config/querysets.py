@@ -1,0 +1,31 @@
+"""Query helpers the apps' selectors share: optional filters, reading a large table in chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db.models import QuerySet
+
+
+def filter_given(queryset: QuerySet, **lookups: object) -> QuerySet:
+    """``queryset`` filtered by each lookup that is given a value, one ``filter`` call each:
+    ``None`` or an empty collection of ids means "no filter", not "match nothing"."""
+    for lookup, value in lookups.items():
+        if value is None or (isinstance(value, tuple | list | set | frozenset) and not value):
+            continue
+        queryset = queryset.filter(**{lookup: value})
+    return queryset
+
+
+def values_in_chunks(queryset: QuerySet, *fields: str, chunk_size: int) -> Iterator[list[dict]]:
+    """The rows' ``pk`` and ``fields`` as dicts, ``chunk_size`` rows at a time in primary-key
+    order; each chunk starts after the last one's largest key (an index range scan however
+    deep into the table, where an offset would read every row before it)."""
+    queryset = queryset.order_by("pk")
+    last_pk = 0
+    while True:
+        chunk = list(queryset.filter(pk__gt=last_pk).values("pk", *fields)[:chunk_size])
+        if not chunk:
+            return
+        last_pk = chunk[-1]["pk"]
+        yield chunk

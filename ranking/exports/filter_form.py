@@ -1,0 +1,43 @@
+"""The database filters an export and a training run choose their data by, as form fields.
+
+A module of its own, not ``forms.py``: the Training page's form in ``sampler.runs`` shares
+these fields, and the import contracts keep other apps out of ranking's ``forms`` modules.
+"""
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from ranking.exports.filters import FLAG_NAMES
+from sampler.models import ModelVersion
+
+
+class ExportFilterForm(forms.Form):
+    """Dates, policies, agreement, flags and trainers: the filters every database read of
+    rankings takes. ``filter_values`` turns them into ``ExportFilters`` arguments."""
+
+    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    model_versions = forms.ModelMultipleChoiceField(
+        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY), required=False
+    )
+    min_agreement = forms.FloatField(required=False, min_value=0, max_value=1)
+    exclude_flags = forms.MultipleChoiceField(
+        choices=[(name, name.replace("_", " ")) for name in FLAG_NAMES],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    exclude_trainers = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.order_by("username"), required=False
+    )
+
+    @staticmethod
+    def filter_values(data: dict) -> dict:
+        """The ``ExportFilters`` arguments these fields set, from cleaned data."""
+        return {
+            "date_from": data.get("date_from"),
+            "date_to": data.get("date_to"),
+            "model_version_ids": tuple(v.pk for v in data.get("model_versions") or ()),
+            "min_agreement": data.get("min_agreement"),
+            "exclude_flags": tuple(data.get("exclude_flags") or ()),
+            "exclude_trainer_ids": tuple(u.pk for u in data.get("exclude_trainers") or ()),
+        }
