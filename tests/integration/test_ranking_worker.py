@@ -8,10 +8,24 @@ from labeling.models import Conversation
 from ranking.models import RankingTask
 from ranking.projects.models import Project
 from ranking.projects.services import project_create
+from ranking.quality.selectors import (
+    trainer_trust,
+    trust_estimate_is_current,
+    trust_estimate_latest,
+    trust_stored,
+)
+from ranking.quality.tasks import refresh_trust
 from ranking.rank import services
 from ranking.rank.tasks import fill_ranking_pool
 from tests.conftest import wait_until
-from tests.ranking.conftest import finished_conversation, reward_version_untrained
+from tests.ranking.conftest import (
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    rank,
+    reward_version_untrained,
+    task_from_source,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -79,3 +93,18 @@ def test_an_uncertainty_project_is_filled_and_scored_by_the_worker(
     assert len(tasks) == 3
     assert all(task.uncertainty is not None and task.uncertainty > 0 for task in tasks)
     assert [task.held_back for task in tasks] == [False, True, True]
+
+
+def test_the_periodic_trust_refresh_runs_on_the_worker(celery_worker, other_trainer):
+    task = task_from_source(
+        finished_conversation(other_trainer).messages.get(role="assistant"),
+        model_version=model_version_create("v"),
+    )
+    rank(task, quick_trainer("r1"), [[0], [1], [2], [3]])
+    rank(task, quick_trainer("r2"), [[0], [2], [1], [3]])
+    refresh_trust.delay()
+    estimate = wait_until(
+        lambda: trust_estimate_latest(project_id=task.project_id), what="a stored estimate"
+    )
+    assert estimate.rankings == 2 and trust_estimate_is_current(estimate)
+    assert trust_stored(estimate) == trainer_trust(project_ids=[task.project_id])
