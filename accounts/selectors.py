@@ -1,7 +1,9 @@
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 from django.db.models import QuerySet
 
 from accounts.models import ApiToken
+from config.querysets import ids_named
 
 
 def api_token_list(*, user: AbstractUser) -> QuerySet[ApiToken]:
@@ -16,3 +18,8 @@ def api_token_by_secret(*, key_hash: str) -> ApiToken | None:
         .filter(key_hash=key_hash, revoked_at__isnull=True)
         .first()
     )
+
+
+def user_ids_by_username(*, usernames: list[str]) -> tuple[int, ...]:
+    """The ids of the users named; ValidationError naming any that is unknown."""
+    return ids_named(get_user_model().objects.all(), "username", usernames, what="user", key="user")

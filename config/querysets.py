@@ -1,9 +1,11 @@
-"""Query helpers the apps' selectors share: optional filters, reading a large table in chunks."""
+"""Query helpers the apps' selectors share: optional filters, reading a large table in chunks,
+ids of rows named by a unique field."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 
@@ -29,3 +31,16 @@ def values_in_chunks(queryset: QuerySet, *fields: str, chunk_size: int) -> Itera
             return
         last_pk = chunk[-1]["pk"]
         yield chunk
+
+
+def ids_named(
+    queryset: QuerySet, field: str, names: list[str] | tuple[str, ...], *, what: str, key: str
+) -> tuple[int, ...]:
+    """The ids of the rows whose unique ``field`` is one of ``names``, in their order; a
+    ValidationError under ``key`` naming every unknown one (a filter naming a row that does not
+    exist must not quietly match everything)."""
+    found = dict(queryset.filter(**{f"{field}__in": names}).values_list(field, "pk"))
+    unknown = sorted(set(names) - set(found))
+    if unknown:
+        raise ValidationError({key: f"Unknown {what}: {', '.join(unknown)}."})
+    return tuple(found[name] for name in dict.fromkeys(names))

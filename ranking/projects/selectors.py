@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from config.querysets import ids_named
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
 from sampler.registry.models import ModelVersion
 
@@ -55,11 +56,7 @@ def project_for_trainer(*, trainer: AbstractBaseUser, slug: str) -> Project | No
 
 def project_ids_by_slug(*, slugs: list[str]) -> tuple[int, ...]:
     """The ids of the projects named by slug; ValidationError naming any that is unknown."""
-    found = dict(Project.objects.filter(slug__in=slugs).values_list("slug", "pk"))
-    unknown = sorted(set(slugs) - set(found))
-    if unknown:
-        raise ValidationError({"project": f"Unknown project: {', '.join(unknown)}."})
-    return tuple(found[slug] for slug in dict.fromkeys(slugs))
+    return ids_named(Project.objects.all(), "slug", slugs, what="project", key="project")
 
 
 def project_ids_existing(*, ids: list[int] | tuple[int, ...]) -> tuple[int, ...]:

@@ -2,12 +2,20 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
+from config.querysets import ids_named
 from sampler.registry.models import ModelVersion
 from sampler.runs.models import TrainingRun
 
 
 def model_version_active(*, kind: str = ModelVersion.Kind.POLICY) -> ModelVersion | None:
     return ModelVersion.objects.filter(kind=kind, is_active=True).first()
+
+
+def model_version_ids_by_name(*, names: list[str]) -> tuple[int, ...]:
+    """The ids of the versions named; ValidationError naming any that is unknown."""
+    return ids_named(
+        ModelVersion.objects.all(), "name", names, what="model version", key="model_version"
+    )
 
 
 def model_version_list() -> QuerySet[ModelVersion]:

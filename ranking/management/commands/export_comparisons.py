@@ -1,15 +1,15 @@
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from accounts.selectors import user_ids_by_username
 from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
 from ranking.exports.pipeline import records, write_jsonl
 from ranking.exports.services import export_prepare
 from ranking.projects.selectors import project_ids_by_slug
-from sampler.models import ModelVersion
+from sampler.registry.selectors import model_version_ids_by_name
 
 
 class Command(BaseCommand):
@@ -56,20 +56,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        versions = list(
-            ModelVersion.objects.filter(name__in=options["model_version"]).values_list(
-                "pk", flat=True
-            )
-        )
-        if len(versions) != len(set(options["model_version"])):
-            raise CommandError(f"Unknown model version among {options['model_version']}.")
-        trainers = list(
-            get_user_model()
-            .objects.filter(username__in=options["exclude_trainer"])
-            .values_list("pk", flat=True)
-        )
-        if len(trainers) != len(set(options["exclude_trainer"])):
-            raise CommandError(f"Unknown user among {options['exclude_trainer']}.")
+        try:
+            versions = model_version_ids_by_name(names=options["model_version"])
+            trainers = user_ids_by_username(usernames=options["exclude_trainer"])
+        except ValidationError as error:
+            raise CommandError(" ".join(error.messages)) from error
         try:
             filters = ExportFilters.from_dict(
                 {

@@ -8,14 +8,15 @@ from datetime import date
 
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
+from accounts.selectors import user_ids_by_username
 from ranking.exports.filters import FLAG_NAMES, ExportFilters
 from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_ids_by_name
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS
@@ -142,15 +143,13 @@ class TrainingCommand(BaseCommand):
             base = ModelVersion.objects.get(name=options["base"]) if options["base"] else None
             filters = None
             if not options["data"]:
-                users = get_user_model().objects.filter(username__in=options["exclude_trainer"])
-                versions = ModelVersion.objects.filter(name__in=options["model_version"])
                 filters = ExportFilters(
                     date_from=options["date_from"],
                     date_to=options["date_to"],
-                    model_version_ids=tuple(versions.values_list("pk", flat=True)),
+                    model_version_ids=model_version_ids_by_name(names=options["model_version"]),
                     min_agreement=options["min_agreement"],
                     exclude_flags=tuple(options["exclude_flag"]),
-                    exclude_trainer_ids=tuple(users.values_list("pk", flat=True)),
+                    exclude_trainer_ids=user_ids_by_username(usernames=options["exclude_trainer"]),
                     test_fraction=options["test_fraction"],
                     split_seed=options["split_seed"],
                     project_ids=project_ids_by_slug(slugs=options["project"]),

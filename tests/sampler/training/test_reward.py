@@ -282,3 +282,26 @@ def test_weighting_by_trust_learns_from_the_trusted_ranker_over_an_adversarial_o
     # The held-out rankings all follow the rule.
     assert accuracy["yes"] >= 0.8, accuracy
     assert accuracy["yes"] - accuracy["no"] >= 0.2, accuracy
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [("train_reward", ["--queue"]), ("export_comparisons", ["--format", "rankings"])],
+)
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--model-version", "Unknown model version: nope"),
+        ("--exclude-trainer", "Unknown user: nope"),
+    ],
+)
+def test_a_filter_naming_what_does_not_exist_is_refused_not_ignored(
+    policy, trainer, tmp_path, command, extra, option, message
+):
+    known = policy.name if option == "--model-version" else trainer.username
+    arguments = [*extra, option, known, option, "nope"]
+    if command == "export_comparisons":
+        arguments += ["--out", str(tmp_path / "out.jsonl")]
+    with pytest.raises(CommandError, match=message):
+        call_command(command, *arguments, verbosity=0)
+    assert not TrainingRun.objects.exists() and not (tmp_path / "out.jsonl").exists()
