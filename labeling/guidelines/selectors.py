@@ -49,3 +49,14 @@ def guideline_has_read(*, user: AbstractBaseUser, version: GuidelineVersion) -> 
 def guideline_version_numbers() -> dict[int, int]:
     """Version id -> number, for every version of every project (a few dozen rows each)."""
     return dict(GuidelineVersion.objects.values_list("pk", "number"))
+
+
+def guideline_number_choices() -> list[tuple[int, str]]:
+    """Each version number in use, newest first, named with the projects that have it (for a
+    filter by version number)."""
+    projects: dict[int, list[str]] = {}
+    for number, name in GuidelineVersion.objects.order_by("-number", "project__name").values_list(
+        "number", "project__name"
+    ):
+        projects.setdefault(number, []).append(name)
+    return [(number, f"v{number} ({', '.join(names)})") for number, names in projects.items()]

@@ -1,6 +1,6 @@
 from django import forms
 
-from labeling.models import GuidelineVersion
+from labeling.guidelines.selectors import guideline_number_choices
 from ranking.exports.filter_form import ExportFilterForm
 from ranking.exports.filters import PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
 from ranking.exports.models import DatasetExport
@@ -18,14 +18,15 @@ class ExportForm(ExportFilterForm):
     red_team = forms.ChoiceField(
         choices=[(mode, mode) for mode in RED_TEAM_MODES], initial="include", required=False
     )
-    guideline_versions = forms.ModelMultipleChoiceField(
-        queryset=GuidelineVersion.objects.order_by("-number"),
-        to_field_name="number",
-        required=False,
-    )
+    # Version numbers (every project numbers its own): made under version N of its project's.
+    guideline_versions = forms.TypedMultipleChoiceField(coerce=int, choices=(), required=False)
     compress = forms.BooleanField(required=False, initial=True, label="gzip")
 
     field_order = ["format"]  # then the filters, as the page shows them
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["guideline_versions"].choices = guideline_number_choices()
 
     def clean(self):
         data = super().clean()
@@ -42,7 +43,7 @@ class ExportForm(ExportFilterForm):
                 split_seed=data["split_seed"] if data.get("split_seed") is not None else 0,
                 pseudonymize=data.get("pseudonymize", False),
                 red_team=data.get("red_team") or "include",
-                guideline_versions=tuple(v.number for v in data.get("guideline_versions") or ()),
+                guideline_versions=tuple(data.get("guideline_versions") or ()),
             )
         except forms.ValidationError as error:
             raise forms.ValidationError(error.messages) from error

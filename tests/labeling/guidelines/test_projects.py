@@ -108,3 +108,22 @@ def test_the_writing_page_loads_its_projects_panel(trainer_client, trainer, othe
     editor = trainer_client.get(f"/write/{conversation.pk}/")
     assert b'data-project="safety"' in editor.content
     assert b"/write/guidelines/?project=safety" in editor.content
+
+
+def test_the_exports_form_offers_each_version_number_once_with_its_projects(
+    admin_client_, admin_user, safety
+):
+    guideline_services.guideline_version_create(author=admin_user, text="# Default 2")
+    guideline_services.guideline_version_create(
+        author=admin_user, text="# Safety 2", project_id=safety.pk
+    )
+    guideline_services.guideline_version_create(
+        author=admin_user, text="# Safety 3", project_id=safety.pk
+    )
+    assert selectors.guideline_number_choices() == [
+        (3, "v3 (Safety push)"),
+        (2, "v2 (Default project, Safety push)"),
+        (1, "v1 (Default project, Safety push)"),
+    ]
+    page = admin_client_.get("/exports/").content.decode()
+    assert "v2 (Default project, Safety push)" in page
