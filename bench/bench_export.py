@@ -11,6 +11,10 @@ as `manage.py export_comparisons --format pairs`), so its peak RSS is its own. P
 peak RSS for each scenario, and the ratios (flat memory: the RSS ratio stays near 1).
 Target: >= 30,000 rows/s, peak RSS < 300 MB.
 
+Trainers' trust (which every pair record carries) is estimated by a periodic task and stored, not
+by the export: after seeding, that estimate runs once in its own child process (its time and
+peak RSS are printed too), then the exports read it, as they do in steady state.
+
 `--baseline REV` also exports the same seeded rows with the code of commit REV (a temporary
 git worktree of it; default: the last commit before this round's restructuring, when the
 exporter was one module), alternating the two sides `--repeats` times, and prints the ratio of
@@ -272,6 +276,19 @@ def measure() -> None:
     )
 
 
+def refresh() -> None:
+    """Child process: the periodic trust estimate over every ranking, as a worker runs it."""
+    import django
+
+    django.setup()
+    from ranking.quality.services import trust_refresh_all
+
+    started = time.perf_counter()
+    trust_refresh_all()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "peak_mib": _peak_rss_kib() / 1024}))
+
+
 def _peak_rss_kib() -> int:
     """This process's own high-water mark. ``ru_maxrss`` is not: it survives exec, so a child
     would report the parent's peak (here, the seeding's)."""
@@ -283,9 +300,9 @@ def _peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _export_in(folder: Path) -> dict:
+def _export_in(folder: Path, mode: str = "--measure") -> dict:
     child = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--measure"],
+        [sys.executable, str(Path(__file__).resolve()), mode],
         capture_output=True,
         text=True,
         check=True,
@@ -320,9 +337,13 @@ def main() -> None:
     parser.add_argument("--baseline", default=BEFORE_THE_MOVE)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--refresh", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.measure:
         measure()
+        return
+    if arguments.refresh:
+        refresh()
         return
     baseline = None if arguments.baseline == "none" else _baseline_checkout(arguments.baseline)
     try:
@@ -347,6 +368,12 @@ def _compare(row_counts: list[int], baseline: Path | None, repeats: int) -> None
         tasks = seed(rows, rng=random.Random(rows))
         seeded = time.perf_counter() - started
         print(f"seeded {tasks} tasks in {seeded:.0f} s", flush=True)
+        estimate = _export_in(ROOT, "--refresh")
+        print(
+            f"  trust estimate (periodic task): {estimate['seconds']:.1f} s, "
+            f"peak RSS {estimate['peak_mib']:.0f} MiB",
+            flush=True,
+        )
         # Alternate the sides so that a busy spell on the machine hits both; keep each best.
         ours, theirs = [], []
         for _ in range(repeats if baseline else 1):
