@@ -53,9 +53,9 @@ def test_rankings_export_carries_moderation_and_feedback_per_candidate(
 
     with CaptureQueriesContext(connection) as queries:
         records = list(ranking_records(ExportFilters()))
-    # Once: the rankings trust is estimated from. Per chunk: tasks, candidates, moderation,
-    # feedback, rankings, and the empty next chunk.
-    assert len(queries) <= 7
+    # Once: the stored trust estimate (none here) and the rankings trust is estimated from.
+    # Per chunk: tasks, candidates, moderation, feedback, rankings, and the empty next chunk.
+    assert len(queries) <= 8
     assert len(records) == 2
 
     record = next(r for r in records if r["task_id"] == task.pk)
