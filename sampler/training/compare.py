@@ -1,8 +1,9 @@
 """Head-to-head of two policies: one reply each to the same prompts, judged by reward models.
 
 The win rate of A is the share of prompts where A's reply scores higher (ties count half).
-Both policies sample with the same settings and seed; each reward model reads each reply at its
-end-of-turn token, as in training. Several reward models judge as an ensemble: each one's scores
+Both policies sample with the same settings and seed; each reward model reads each reply where
+it stopped: at its end-of-turn token, as in training, or at its last token when the length limit
+cut it (no end-of-turn token is made up for it). Several reward models judge as an ensemble: each one's scores
 are standardised over all the replies it read, then averaged.
 """
 
@@ -78,7 +79,12 @@ def compare_policies(
         del policy
     a, b = sides["a"], sides["b"]
     if len(judges) > 1:
-        a.scores, b.scores = _ensemble_scores(judges, prompts, a.texts, b.texts, device)
+        replies = [
+            Reply(text=text, token_count=0, finished=bool(ended))
+            for side in (a, b)
+            for text, ended in zip(side.texts, side.has_end.tolist(), strict=True)
+        ]
+        a.scores, b.scores = _ensemble_scores(judges, prompts, replies, device)
     return _verdict(prompts, judges=len(judges), a=a, b=b)
 
 
@@ -102,27 +108,26 @@ def judge_replies(
     batch_size: int = 32,
 ) -> dict:
     """``compare_policies``'s verdict on replies sampled elsewhere (by any backend): each reply
-    is re-tokenised with the judge's tokenizer and scored at its end-of-turn token, as in
-    training; several judges are an ensemble of standardised scores."""
-    from sampler.training.data import reply_ids
+    is re-tokenised with the judge's tokenizer and scored where it stopped, as in sampling (at
+    its end-of-turn token; a reply cut by the length limit at its last token, with no end it
+    never wrote); several judges are an ensemble of standardised scores."""
     from sampler.training.reward import score_sequences
 
     if not prompts:
         raise ValueError("There are no prompts to compare the policies on.")
     judges = reward_model if isinstance(reward_model, list) else [reward_model]
     texts_a, texts_b = [r.text for r in replies_a], [r.text for r in replies_b]
+    replies = [*replies_a, *replies_b]
     if len(judges) > 1:
-        scores_a, scores_b = _ensemble_scores(judges, prompts, texts_a, texts_b, device)
+        scores_a, scores_b = _ensemble_scores(judges, prompts, replies, device)
     else:
         tokenizer = load_tokenizer(judges[0])
         scorer = freeze(RewardScorer(build_reward_model(judges[0], tokenizer))).to(device)
-        sequences = [
-            reply_ids(tokenizer, prompt, text)
-            for texts in (texts_a, texts_b)
-            for prompt, text in zip(prompts, texts, strict=True)
-        ]
         scores = score_sequences(
-            scorer, sequences, pad_id=tokenizer.pad_token_id, batch_size=batch_size
+            scorer,
+            _judged_sequences(tokenizer, prompts, replies),
+            pad_id=tokenizer.pad_token_id,
+            batch_size=batch_size,
         ).cpu()
         scores_a, scores_b = scores[: len(prompts)], scores[len(prompts) :]
     a, b = (
@@ -177,20 +182,31 @@ def _verdict(prompts: list[list[dict]], *, judges: int, a: ScoredSamples, b: Sco
 
 
 @torch.no_grad()
-def _ensemble_scores(judges, prompts, texts_a, texts_b, device) -> tuple[torch.Tensor, ...]:
-    """Each judge's scores of both sides, standardised over the 2N replies, averaged."""
-    from sampler.training.data import reply_ids
+def _judged_sequences(tokenizer, prompts: list[list[dict]], replies: list[Reply]) -> list:
+    """Prompt + reply ids as a judge scores them: side A's replies then side B's (each side in
+    prompt order); a reply that did not end its turn has no end-of-turn token appended."""
+    from sampler.training.data import default_end_ids, reply_ids
+
+    ends = set(default_end_ids(tokenizer))
+    sequences = []
+    for index, reply in enumerate(replies):
+        ids = reply_ids(tokenizer, prompts[index % len(prompts)], reply.text)
+        if not reply.finished and ids and ids[-1] in ends:
+            ids = ids[:-1]
+        sequences.append(ids)
+    return sequences
+
+
+def _ensemble_scores(judges, prompts, replies: list[Reply], device) -> tuple[torch.Tensor, ...]:
+    """Each judge's scores of both sides (``replies``: A's then B's), standardised over the 2N
+    replies, averaged."""
     from sampler.training.reward import score_sequences
 
     total = torch.zeros(2 * len(prompts))
     for path in judges:
         tokenizer = load_tokenizer(path)
         scorer = freeze(RewardScorer(build_reward_model(path, tokenizer))).to(device)
-        sequences = [
-            reply_ids(tokenizer, prompt, text)
-            for texts in (texts_a, texts_b)
-            for prompt, text in zip(prompts, texts, strict=True)
-        ]
+        sequences = _judged_sequences(tokenizer, prompts, replies)
         scores = score_sequences(scorer, sequences, pad_id=tokenizer.pad_token_id).cpu()
         total += (scores - scores.mean()) / scores.std().clamp(min=1e-6)
     total /= len(judges)
