@@ -3,8 +3,8 @@
 The win rate of A is the share of prompts where A's reply scores higher (ties count half).
 Both policies sample with the same settings and seed; each reward model reads each reply where
 it stopped: at its end-of-turn token, as in training, or at its last token when the length limit
-cut it (no end-of-turn token is made up for it). Several reward models judge as an ensemble: each one's scores
-are standardised over all the replies it read, then averaged.
+cut it (no end-of-turn token is made up for it). Several reward models judge as an ensemble:
+each one's scores are standardised over all the replies it read, then averaged.
 """
 
 from __future__ import annotations
