@@ -3,6 +3,8 @@ pages load, which asks once to read a new version. Every project has its own gui
 pages take ``?project=<slug>`` (a form posts it as ``project``); without it, the default
 project's."""
 
+import re
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
@@ -19,6 +21,7 @@ from ranking.projects.models import Project
 from ranking.projects.selectors import project_default, project_open_to, projects_open_to
 
 PAGE = "labeling/guidelines/page.html"
+SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 
 
 def _project(request: HtmxHttpRequest) -> Project:
@@ -26,7 +29,8 @@ def _project(request: HtmxHttpRequest) -> Project:
     slug = request.GET.get("project") or request.POST.get("project")
     if not slug:
         return project_default()
-    project = project_open_to(user=request.user, slug=slug)
+    # Not a slug (NUL, spaces, ...): no such project, without asking the database.
+    project = project_open_to(user=request.user, slug=slug) if SLUG.fullmatch(slug) else None
     if project is None:
         raise Http404("No such project.")
     return project

@@ -97,6 +97,11 @@ def test_a_trainer_sees_only_the_guidelines_of_projects_open_to_them(
     assert trainer_client.get("/write/guidelines/?project=safety").status_code == 404
     assert trainer_client.get("/write/guidelines/panel/?project=safety", **HTMX).status_code == 404
     assert trainer_client.get("/write/guidelines/?project=nope").status_code == 404
+    for bad in ("a\x00b", "x" * 65, "two words"):
+        assert trainer_client.get("/write/guidelines/", {"project": bad}).status_code == 404
+        read = trainer_client.post("/write/guidelines/1/read/", {"project": bad}, **HTMX)
+        assert read.status_code == 404
+    assert not GuidelineVersion.objects.exists()  # nothing half written
     # Admins see (and edit) every project's, drafts included.
     draft = Project.objects.create(name="Draft round", slug="draft-round")
     assert admin_client_.get("/write/guidelines/?project=draft-round").status_code == 200
