@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 
 import pytest
@@ -62,6 +63,14 @@ def log_in(page, live_server, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+
+
+def ranking_card_ready(page, count: int = 4) -> None:
+    """Wait until the ranking card shows ``count`` replies and ranking.js has enhanced it.
+    The replies are in the server's HTML before the script binds its keys, so a key pressed on
+    the count alone can be lost on a slow machine."""
+    expect(page.locator("#ranking-list > li.candidate")).to_have_count(count)
+    expect(page.locator("#ranking-card")).to_have_class(re.compile(r"\benhanced\b"))
 
 
 def wait_until(page, expression: str) -> None:

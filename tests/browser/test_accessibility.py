@@ -8,7 +8,7 @@ from django.conf import settings
 from playwright.sync_api import expect
 
 from labeling.models import Conversation
-from tests.browser.conftest import WAIT_MS, log_in
+from tests.browser.conftest import WAIT_MS, log_in, ranking_card_ready
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
 
@@ -135,7 +135,7 @@ def test_write_rank_and_exports_fit_a_phone(page, live_server, ready_task, train
 
     page.get_by_role("button", name="Menu").click()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Rank").click()
-    expect(page.locator("#ranking-list > li.candidate")).to_have_count(4)
+    ranking_card_ready(page)
     _no_sideways_scroll(page)
     for key in ("4", "3", "2", "1"):
         page.keyboard.press(key)

@@ -11,7 +11,7 @@ from ranking.models import Ranking, RankingTask
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_default
 from sampler.models import ModelVersion
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, ranking_card_ready
 from tests.conftest import PASSWORD
 from tests.ranking.conftest import finished_conversation, quick_trainer, rank, task_from_source
 
@@ -82,7 +82,7 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
     expect(row.locator(".qualification")).to_contain_text("Qualification first")
     row.get_by_role("button", name="Rank in Safety push").click()
     page.wait_for_url(f"{live_server.url}/rank/")
-    expect(page.locator(ITEMS)).to_have_count(4)
+    ranking_card_ready(page)
     # The panel carries the project's guidelines and asks to read its version 2.
     expect(page.locator(".guidelines-banner")).to_contain_text("version 2")
     page.locator(".guidelines-banner .guidelines-toggle").click()
@@ -145,7 +145,7 @@ def test_the_guidelines_panel_follows_the_project_of_each_task(
     page.goto(f"{live_server.url}/rank/")
     seen = []
     for _ in range(2):
-        expect(page.locator(ITEMS)).to_have_count(4)
+        ranking_card_ready(page)
         slug = page.locator("#ranking-card").get_attribute("data-guideline-project")
         expect(page.locator("#guidelines-slot")).to_have_attribute("data-project", slug)
         expect(page.locator("#guidelines-panel")).to_contain_text(expected[slug])

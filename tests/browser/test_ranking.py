@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 
 from ranking.models import Ranking
 from ranking.rank import services
-from tests.browser.conftest import log_in, wait_until
+from tests.browser.conftest import log_in, ranking_card_ready, wait_until
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
 from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
@@ -31,7 +31,7 @@ def _ids_shown(page) -> list[int]:
 def _open_task(page, live_server, count: int = 4) -> list[int]:
     log_in(page, live_server, "tess", PASSWORD)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Rank").click()
-    expect(page.locator(ITEMS)).to_have_count(count)
+    ranking_card_ready(page, count)
     return _ids_shown(page)
 
 

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from labeling.models import Conversation, Message
-from tests.browser.conftest import log_in, wait_until
+from tests.browser.conftest import log_in, ranking_card_ready, wait_until
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
 
@@ -32,7 +32,7 @@ def test_screenshots_of_rank_write_and_the_dashboards(
 
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/rank/")
-    expect(page.locator("#ranking-list > li.candidate")).to_have_count(4)
+    ranking_card_ready(page)
     for key in ("2", "4"):
         page.keyboard.press(key)
     page.screenshot(path=target / "rank.png")
