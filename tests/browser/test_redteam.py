@@ -29,6 +29,7 @@ def test_trainer_walks_one_attack_from_prompt_to_corrected_reply(
 
     # The guidelines are asked for once: read them in the panel ("?"), then confirm.
     expect(page.locator(".guidelines-banner")).to_be_visible()
+    page.wait_for_load_state("load")  # the deferred scripts bind "?" before the load event
     page.keyboard.press("?")
     panel = page.locator("#guidelines-panel")
     expect(panel).to_be_visible()
