@@ -7,14 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sampler.generation.backends.base import (
-    Completion,
-    FinishReason,
-    GenerationBackend,
-    GenerationRequest,
-    GenerationResult,
-    LogprobKind,
-)
+from sampler.generation.backends import base
 from sampler.generation.sampling import (
     LoadedModel,
     model_cache,
@@ -23,25 +16,25 @@ from sampler.generation.sampling import (
 )
 
 
-def _result(completions, prepared) -> GenerationResult:
-    return GenerationResult(
+def _result(completions, prepared) -> base.GenerationResult:
+    return base.GenerationResult(
         completions=[
-            Completion(
+            base.Completion(
                 text=completion.text,
                 token_count=completion.token_count,
-                finish_reason=FinishReason.END_OF_TURN
+                finish_reason=base.FinishReason.END_OF_TURN
                 if completion.finished
-                else FinishReason.LENGTH,
+                else base.FinishReason.LENGTH,
                 logprob_sum=completion.logprob_sum,
             )
             for completion in completions
         ],
-        logprob_kind=LogprobKind.SAMPLING,
+        logprob_kind=base.LogprobKind.SAMPLING,
         notes=list(prepared.notes),
     )
 
 
-class TransformersBackend(GenerationBackend):
+class TransformersBackend(base.GenerationBackend):
     name = "transformers"
 
     def __init__(self, *, path: str, device: str = "auto") -> None:
@@ -53,7 +46,7 @@ class TransformersBackend(GenerationBackend):
         # The per-process model cache: one model at a time, loaded once.
         return model_cache.get(self.path, device=self.device)
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
+    def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
         completions, prepared = sample_completions(
             self.loaded,
             request.messages,
@@ -64,14 +57,14 @@ class TransformersBackend(GenerationBackend):
         )
         return _result(completions, prepared)
 
-    def generate_many(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+    def generate_many(self, requests: list[base.GenerationRequest]) -> list[base.GenerationResult]:
         """Requests with the same sampling parameters share one batch (each keeps its seed)."""
         if len(requests) == 1:
             return [self.generate(requests[0])]
         groups: dict = defaultdict(list)
         for position, request in enumerate(requests):
             groups[request.params].append(position)
-        results: list[GenerationResult | None] = [None] * len(requests)
+        results: list[base.GenerationResult | None] = [None] * len(requests)
         loaded = self.loaded
         for params, positions in groups.items():
             batch = [

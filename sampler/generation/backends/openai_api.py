@@ -20,16 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sampler.generation.backends.base import (
-    BackendError,
-    BackendUnavailable,
-    Completion,
-    FinishReason,
-    GenerationBackend,
-    GenerationRequest,
-    GenerationResult,
-    LogprobKind,
-)
+from sampler.generation.backends import base
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 3
@@ -39,7 +30,7 @@ NO_KEY = "EMPTY"
 CONTEXT_PHRASES = ("context length", "context size", "context window", "max_model_len")
 
 
-class PromptTooLong(BackendError):
+class PromptTooLong(base.BackendError):
     """The server refused the request as longer than the model's context."""
 
 
@@ -70,7 +61,7 @@ class _Prefix:
         return True
 
 
-class OpenAIBackend(GenerationBackend):
+class OpenAIBackend(base.GenerationBackend):
     name = "openai"
 
     def __init__(self, *, options: dict) -> None:
@@ -78,7 +69,7 @@ class OpenAIBackend(GenerationBackend):
             # Imported only by a worker serving an openai version.
             import openai
         except ImportError as error:
-            raise BackendError(
+            raise base.BackendError(
                 "This version is served through the openai client, which is not installed on "
                 f"this worker (pip install 'tandem[openai]'): {error}"
             ) from error
@@ -93,7 +84,7 @@ class OpenAIBackend(GenerationBackend):
         if key_env:
             api_key = os.environ.get(key_env, "")
             if not api_key:
-                raise BackendError(
+                raise base.BackendError(
                     f"The environment variable {key_env} (this version's api_key_env) is not set "
                     "on the worker: set it to the server's API key."
                 )
@@ -106,7 +97,7 @@ class OpenAIBackend(GenerationBackend):
 
     # ---- one request ------------------------------------------------------------------------
 
-    def _create_fitting(self, request: GenerationRequest, prefix: _Prefix, **kwargs):
+    def _create_fitting(self, request: base.GenerationRequest, prefix: _Prefix, **kwargs):
         """``_create`` on the prefix, cut further while the server says it is too long."""
         while True:
             try:
@@ -114,10 +105,16 @@ class OpenAIBackend(GenerationBackend):
             except PromptTooLong as error:
                 if not prefix.drop_more():
                     # Nothing left to cut (max_tokens alone may not fit): the server's reason.
-                    raise BackendError(str(error)) from error
+                    raise base.BackendError(str(error)) from error
 
     def _create(
-        self, request: GenerationRequest, messages: list[dict], *, n: int, seed: int, logprobs: bool
+        self,
+        request: base.GenerationRequest,
+        messages: list[dict],
+        *,
+        n: int,
+        seed: int,
+        logprobs: bool,
     ):
         params = request.params
         body = {}
@@ -137,30 +134,30 @@ class OpenAIBackend(GenerationBackend):
                 extra_body=body or None,
             )
         except (openai.APIConnectionError, openai.APITimeoutError) as error:
-            raise BackendUnavailable(
+            raise base.BackendUnavailable(
                 f"The model server at {self.base_url} did not answer ({type(error).__name__}: "
                 f"{error})."
             ) from error
         except (openai.RateLimitError, openai.InternalServerError) as error:
-            raise BackendUnavailable(
+            raise base.BackendUnavailable(
                 f"The model server at {self.base_url} is busy or failing (HTTP "
                 f"{error.status_code}: {_reason(error)})."
             ) from error
         except openai.APIStatusError as error:
             if error.status_code >= 500:
-                raise BackendUnavailable(
+                raise base.BackendUnavailable(
                     f"The model server at {self.base_url} failed (HTTP {error.status_code}: "
                     f"{_reason(error)})."
                 ) from error
             reason = _reason(error)
-            refusal = PromptTooLong if _too_long(error.status_code, reason) else BackendError
+            refusal = PromptTooLong if _too_long(error.status_code, reason) else base.BackendError
             raise refusal(
                 f"The model server at {self.base_url} refused the request for {self.model!r} "
                 f"(HTTP {error.status_code}): {reason}"
             ) from error
 
     @staticmethod
-    def _completion(choice, *, usage_tokens: int | None) -> Completion:
+    def _completion(choice, *, usage_tokens: int | None) -> base.Completion:
         text = (choice.message.content or "").strip() if choice.message else ""
         tokens = getattr(getattr(choice, "logprobs", None), "content", None)
         logprob_sum = None
@@ -168,20 +165,20 @@ class OpenAIBackend(GenerationBackend):
         if tokens:
             logprob_sum = float(sum(token.logprob for token in tokens))
             token_count = len(tokens)
-        return Completion(
+        return base.Completion(
             text=text,
             token_count=int(token_count or 0),
-            finish_reason=FinishReason.LENGTH
+            finish_reason=base.FinishReason.LENGTH
             if choice.finish_reason == "length"
-            else FinishReason.END_OF_TURN,
+            else base.FinishReason.END_OF_TURN,
             logprob_sum=logprob_sum,
         )
 
     # ---- the interface ----------------------------------------------------------------------
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
+    def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
         if request.role != "assistant":
-            raise BackendError(
+            raise base.BackendError(
                 "A chat-completions server writes assistant turns only; user-side suggestions "
                 "need a transformers or vllm version."
             )
@@ -192,7 +189,7 @@ class OpenAIBackend(GenerationBackend):
                 "top_k and repetition_penalty were not sent (the chat-completions API has no such "
                 "fields; set extra_sampling_params for servers that take them, e.g. vLLM)."
             )
-        completions: list[Completion] = []
+        completions: list[base.Completion] = []
         prefix = _Prefix(list(request.messages))
         if self.supports_n:
             response = self._create_fitting(
@@ -218,7 +215,7 @@ class OpenAIBackend(GenerationBackend):
                 request, prefix, n=1, seed=request.seed + index, logprobs=self.logprobs
             )
             if not response.choices:
-                raise BackendError(f"The model server at {self.base_url} returned no reply.")
+                raise base.BackendError(f"The model server at {self.base_url} returned no reply.")
             usage = getattr(response, "usage", None)
             completions.append(
                 self._completion(
@@ -235,9 +232,9 @@ class OpenAIBackend(GenerationBackend):
         have_logprobs = all(c.logprob_sum is not None for c in completions)
         if self.logprobs and not have_logprobs:
             notes.append("The server gave no log-probabilities.")
-        return GenerationResult(
+        return base.GenerationResult(
             completions=completions,
-            logprob_kind=LogprobKind.ENDPOINT if have_logprobs else LogprobKind.NONE,
+            logprob_kind=base.LogprobKind.ENDPOINT if have_logprobs else base.LogprobKind.NONE,
             notes=notes,
         )
 

@@ -13,15 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-from sampler.generation.backends.base import (
-    BackendError,
-    Completion,
-    FinishReason,
-    GenerationBackend,
-    GenerationRequest,
-    GenerationResult,
-    LogprobKind,
-)
+from sampler.generation.backends import base
 from sampler.generation.prompts import prepare_prompt
 
 
@@ -43,7 +35,7 @@ def _engine_in_this_process() -> None:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-class VllmBackend(GenerationBackend):
+class VllmBackend(base.GenerationBackend):
     name = "vllm"
 
     def __init__(self, *, path: str, options: dict, device: str = "auto") -> None:
@@ -53,7 +45,7 @@ class VllmBackend(GenerationBackend):
             from transformers import AutoTokenizer
             from vllm import LLM, SamplingParams
         except ImportError as error:
-            raise BackendError(
+            raise base.BackendError(
                 "This version is served by vLLM, which is not installed on this worker "
                 f"(pip install 'tandem[vllm]'): {error}"
             ) from error
@@ -66,10 +58,10 @@ class VllmBackend(GenerationBackend):
         self.llm = LLM(model=path, tokenizer=path, seed=0, **engine_options)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.chat_template is None:
-            raise BackendError(f"The tokenizer at {path} has no chat template.")
+            raise base.BackendError(f"The tokenizer at {path} has no chat template.")
         self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
 
-    def _params(self, request: GenerationRequest):
+    def _params(self, request: base.GenerationRequest):
         params = request.params
         return self._sampling_params(
             n=request.n,
@@ -83,10 +75,10 @@ class VllmBackend(GenerationBackend):
             logprobs=0,
         )
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
+    def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
         return self.generate_many([request])[0]
 
-    def generate_many(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+    def generate_many(self, requests: list[base.GenerationRequest]) -> list[base.GenerationResult]:
         prepared = []
         for request in requests:
             try:
@@ -100,7 +92,7 @@ class VllmBackend(GenerationBackend):
                     )
                 )
             except ValueError as error:
-                raise BackendError(str(error)) from error
+                raise base.BackendError(str(error)) from error
         outputs = self.llm.generate(
             [{"prompt_token_ids": prompt.input_ids} for prompt in prepared],
             [self._params(request) for request in requests],
@@ -109,19 +101,21 @@ class VllmBackend(GenerationBackend):
         results = []
         for output, prompt in zip(outputs, prepared, strict=True):
             completions = [
-                Completion(
+                base.Completion(
                     text=choice.text.strip(),
                     token_count=len(choice.token_ids),
-                    finish_reason=FinishReason.LENGTH
+                    finish_reason=base.FinishReason.LENGTH
                     if choice.finish_reason == "length"
-                    else FinishReason.END_OF_TURN,
+                    else base.FinishReason.END_OF_TURN,
                     logprob_sum=choice.cumulative_logprob,
                 )
                 for choice in output.outputs
             ]
             results.append(
-                GenerationResult(
-                    completions=completions, logprob_kind=LogprobKind.RAW, notes=list(prompt.notes)
+                base.GenerationResult(
+                    completions=completions,
+                    logprob_kind=base.LogprobKind.RAW,
+                    notes=list(prompt.notes),
                 )
             )
         return results
