@@ -125,3 +125,29 @@ def test_a_violation_would_be_seen(watched_page, live_server):
     page.wait_for_function("window.__cspViolations.length > 0")
     assert page.evaluate("window.ran") is None
     assert any("script-src" in violation for violation in _violations(page))
+
+
+def test_the_django_admin_in_use_reports_no_csp_violation(
+    watched_page, live_server, admin_user, ready_task
+):
+    """The admin's own scripts (filters, date widgets, the action bar, the collapsible
+    fieldsets) are static files too: its list, change and add pages run under the policy."""
+    page = watched_page
+    log_in(page, live_server, "ada", PASSWORD)
+    for path in (
+        "/admin/",
+        "/admin/ranking/rankingtask/",
+        f"/admin/ranking/rankingtask/{ready_task.pk}/change/",
+        "/admin/labeling/conversation/",
+        "/admin/ranking/project/add/",
+        "/admin/auth/user/",
+    ):
+        response = page.goto(f"{live_server.url}{path}")
+        assert response.status == 200, path
+        page.wait_for_load_state("load")
+        assert _violations(page) == [], path
+    # The action bar's select-all checkbox is the admin's script at work.
+    page.goto(f"{live_server.url}/admin/ranking/rankingtask/")
+    page.locator("#action-toggle").check()
+    expect(page.locator(".action-counter")).to_contain_text("1 of 1 selected")
+    assert _violations(page) == []
