@@ -13,7 +13,7 @@ from config.celery import Queue, app
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create
 from sampler.jobs import services
-from sampler.jobs.kinds import job_kind_named
+from sampler.jobs.kinds import JobContext, job_kind_named
 from sampler.jobs.selectors import job_queue_position, jobs_by_state, queue_depths
 
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
@@ -269,3 +269,43 @@ def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
         call_command("retry_job", "generation", "999999")
     with pytest.raises(CommandError, match="Kinds:"):
         call_command("retry_job", "nonsense", "1")
+
+
+def test_a_batch_that_fails_hands_back_the_partners_it_did_not_finish(
+    policy, trainer, broker, django_capture_on_commit_callbacks
+):
+    """``job_batch``: the partners it claims run under this worker; when the block raises, the
+    ones it did not finish go back to their queue with a new message, their attempt not
+    counted, and the ones it finished stay finished."""
+    with django_capture_on_commit_callbacks(execute=True):
+        lead, finished, unfinished = (_job(trainer) for _ in range(3))
+    kind = job_kind_named("generation")
+    claimed = services.job_claim(kind=kind, job_id=lead.pk, token=lead.publish_token, worker="w1")
+    context = JobContext(kind=kind, job=claimed, token=claimed.publish_token, worker="w1")
+    old_token = unfinished.publish_token
+    sent_before = len(broker.sent)
+
+    batch = services.job_batch(context=context, candidates=[lead, finished, unfinished])
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError, match="mid-batch"),
+        batch as partners,
+    ):
+        assert [partner.job.pk for partner in partners] == [finished.pk, unfinished.pk]
+        rows = GenerationJob.objects.filter(pk__in=[finished.pk, unfinished.pk])
+        assert {(row.status, row.worker, row.attempts) for row in rows} == {("running", "w1", 1)}
+        assert partners[0].succeed()
+        raise RuntimeError("the model crashed mid-batch")
+
+    finished.refresh_from_db()
+    unfinished.refresh_from_db()
+    assert finished.status == GenerationJob.Status.SUCCEEDED
+    assert unfinished.status == GenerationJob.Status.QUEUED and unfinished.attempts == 0
+    assert unfinished.publish_token != old_token
+    # One new message, for the row handed back, carrying its new token.
+    assert [message["args"] for message in broker.sent[sent_before:]] == [
+        ("generation", unfinished.pk, unfinished.publish_token)
+    ]
+    # The lead is not the batch's to hand back: it stays with its worker (the executor fails or
+    # retries it).
+    assert GenerationJob.objects.get(pk=lead.pk).status == GenerationJob.Status.RUNNING
