@@ -140,19 +140,27 @@ class TrainingCommand(BaseCommand):
         if options.get("origin"):
             config["origins"] = ",".join(options["origin"])
         try:
+            # Each lookup's message names what is unknown ("Unknown user: bob."), as in
+            # export_comparisons.
+            named = {
+                "model_version_ids": model_version_ids_by_name(names=options["model_version"]),
+                "exclude_trainer_ids": user_ids_by_username(usernames=options["exclude_trainer"]),
+                "project_ids": project_ids_by_slug(slugs=options["project"]),
+            }
+        except ValidationError as error:
+            raise CommandError(" ".join(error.messages)) from error
+        try:
             base = ModelVersion.objects.get(name=options["base"]) if options["base"] else None
             filters = None
             if not options["data"]:
                 filters = ExportFilters(
                     date_from=options["date_from"],
                     date_to=options["date_to"],
-                    model_version_ids=model_version_ids_by_name(names=options["model_version"]),
                     min_agreement=options["min_agreement"],
                     exclude_flags=tuple(options["exclude_flag"]),
-                    exclude_trainer_ids=user_ids_by_username(usernames=options["exclude_trainer"]),
                     test_fraction=options["test_fraction"],
                     split_seed=options["split_seed"],
-                    project_ids=project_ids_by_slug(slugs=options["project"]),
+                    **named,
                 )
             return training_services.training_run_create(
                 kind=self.kind,
