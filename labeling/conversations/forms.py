@@ -49,6 +49,8 @@ class MessageForm(forms.Form):
 class DraftForm(forms.Form):
     content = forms.CharField(strip=False, required=False, max_length=MAX_CONTENT_CHARS)
     sample_id = forms.IntegerField(required=False, min_value=1)
+    # The composer's: the message its turn follows (0: none yet).
+    after = forms.IntegerField(required=False, min_value=0)
 
 
 class SuggestForm(forms.Form):

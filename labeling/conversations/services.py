@@ -251,10 +251,27 @@ def draft_save(
     content: str,
     editing: Message | None = None,
     sample_id: int | None = None,
+    after_id: int | None = None,
 ) -> Draft:
-    """Upsert the author's draft; an over-long draft is refused (the page keeps the text)."""
+    """Upsert the author's draft; an over-long draft is refused (the page keeps the text).
+
+    ``after_id``: the composer's turn follows this message (0: the first turn). A composer's
+    draft that arrives once that turn was sent (the save was on its way while the trainer
+    pressed Send, or the page is stale) is refused, so the sent text never comes back as the
+    next turn's draft. None: not checked (the API, edits).
+    """
     if conversation.owner_id != author.pk and not is_admin(author):
         raise PermissionDenied("You can only keep drafts in your own conversations.")
+    if editing is None and after_id is not None:
+        leaf_id = (
+            Conversation.objects.filter(pk=conversation.pk)
+            .values_list("active_leaf_id", flat=True)
+            .first()
+        )
+        if (leaf_id or 0) != after_id:
+            raise ValidationError(
+                {"content": "This turn was sent or the conversation changed: reload the page."}
+            )
     if len(content) > MAX_CONTENT_CHARS:
         raise ValidationError({"content": f"Drafts are limited to {MAX_CONTENT_CHARS} characters."})
     if problem := text_problem(content):

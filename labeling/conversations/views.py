@@ -121,6 +121,7 @@ def _draft_save(
             editing=editing,
             # The composer may hold a suggestion; an edit's draft never does.
             sample_id=form.cleaned_data["sample_id"] if editing is None else None,
+            after_id=form.cleaned_data["after"] if editing is None else None,
         )
     except ValidationError as error:
         context = {"draft_error": " ".join(validation_messages(error))}

@@ -128,7 +128,14 @@ document.addEventListener("input", (event) => {
 });
 document.addEventListener("htmx:beforeRequest", (event) => {
   const element = event.detail.elt;
-  if (element.matches && element.matches("textarea[data-draft]")) element.dataset.draftSending = element.value;
+  if (!element.matches || !element.matches("textarea[data-draft]")) return;
+  // Its form is sending the turn, or has sent it and been replaced: the text went with the
+  // turn, not as the next turn's draft (the server refuses such a late save too).
+  if (!element.isConnected || (element.form && element.form.classList.contains("htmx-request"))) {
+    event.preventDefault();
+    return;
+  }
+  element.dataset.draftSending = element.value;
 });
 document.addEventListener("htmx:afterRequest", (event) => {
   const element = event.detail.elt;
@@ -147,7 +154,8 @@ document.addEventListener("htmx:afterRequest", (event) => {
 // A sent turn: its text is stored, so the local copies go before the new page part comes in
 // (which would otherwise restore them into the empty box).
 document.addEventListener("htmx:beforeSwap", (event) => {
-  const element = event.detail.elt;
+  // The element that made the request (htmx sets detail.elt to the swap target here).
+  const element = event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt;
   const status = event.detail.xhr.status;
   if (status < 200 || status >= 300 || !element.matches || !element.matches("form")) return;
   const boxes = element.querySelectorAll("textarea[data-draft]");

@@ -82,3 +82,22 @@ def test_leaving_with_unsaved_text_asks_first(page, live_server, trainer):
     with page.expect_event("dialog") as asked:
         page.close(run_before_unload=True)
     assert asked.value.type == "beforeunload"
+
+
+def test_a_turn_sent_right_after_typing_does_not_come_back_as_the_next_draft(
+    page, live_server, trainer
+):
+    """Send (Ctrl+Enter) before the autosave's 400 ms pause is over: neither the copy kept on
+    the device nor a pending save may bring the sent text back as the next turn's draft."""
+    conversation = Conversation.objects.create(owner=trainer, title="Quick sender")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    page.fill("#composer-text", "hello")
+    page.locator("#composer-text").press("Control+Enter")
+    expect(page.locator("ol.transcript > li.turn")).to_have_count(1)
+    expect(page.locator("#composer-text")).to_have_value("")
+    page.wait_for_timeout(1500)  # past the autosave's delay: a late save would have landed
+    page.reload()
+    expect(page.locator("ol.transcript > li.turn")).to_have_count(1)
+    expect(page.locator("#composer-text")).to_have_value("")
+    assert not conversation.drafts.exists()

@@ -111,6 +111,38 @@ def test_draft_is_saved_and_restored_after_a_reload(trainer_client, conversation
     assert ">half-written thought</textarea>" in page
 
 
+def test_a_draft_save_that_arrives_after_its_turn_was_sent_is_refused(trainer_client, conversation):
+    """The composer's autosave can leave after Send: the sent turn must not come back as the
+    next turn's draft. The page names the message its turn follows (``after``)."""
+    page = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+    assert 'name="after" id="composer-after" value="0"' in page
+    sent = trainer_client.post(
+        reverse("labeling:message-append", args=[conversation.pk]),
+        {"role": "user", "content": "hello"},
+        **HTMX,
+    )
+    assert sent.status_code == 200
+    late = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]),
+        {"content": "hello", "after": "0"},
+        **HTMX,
+    )
+    assert late.status_code == 422
+    assert "This turn was sent" in late.content.decode()
+    assert not conversation.drafts.exists()
+    page = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+    leaf = conversation.messages.get()
+    assert f'name="after" id="composer-after" value="{leaf.pk}"' in page
+    # The next turn's own draft, sent with the page's current ``after``, is kept.
+    kept = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]),
+        {"content": "the assistant's answer", "after": str(leaf.pk)},
+        **HTMX,
+    )
+    assert kept.status_code == 200
+    assert conversation.drafts.get().content == "the assistant's answer"
+
+
 def test_other_trainers_get_404_and_admins_can_read(
     client, other_trainer, admin_user, conversation
 ):
