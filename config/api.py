@@ -25,7 +25,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import serializers, status
-from rest_framework.exceptions import UnsupportedMediaType
+from rest_framework.exceptions import APIException, UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -163,10 +163,29 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 # ---- input -------------------------------------------------------------------------------------
 
 
-def validated_input(serializer_class: type[serializers.Serializer], data, **kwargs) -> dict:
+class UnknownFields(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "unknown_fields"
+
+
+def validated_input(
+    serializer_class: type[serializers.Serializer], data, *, body: bool = True, **kwargs
+) -> dict:
     """``data`` as ``serializer_class`` validates it; a 400 with the messages per field when it
-    is not valid (``kwargs``: ``partial`` and the like)."""
+    is not valid (``kwargs``: ``partial`` and the like).
+
+    A body (``body``) naming a field the serializer does not have is a 400 that names it: a
+    misspelt or unsupported field (``model_version_id`` where none is taken) must not be
+    quietly ignored. Query strings (``body=False``) may carry other parameters (paging).
+    """
     serializer = serializer_class(data=data, **kwargs)
+    if body and isinstance(data, dict):
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            # The names as given, shortened: they are the caller's text.
+            names = ", ".join(repr(name[:40]) for name in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise UnknownFields(f"Unknown fields: {names}{more}.")
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 

@@ -139,7 +139,7 @@ class ConversationListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         """Conversations the caller may see, newest activity first; ``q`` searches titles."""
-        filters = validated_input(self.FilterSerializer, request.query_params)
+        filters = validated_input(self.FilterSerializer, request.query_params, body=False)
         conversations = selectors.conversation_list(
             user=request.user,
             status=filters["status"],

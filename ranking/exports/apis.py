@@ -93,7 +93,7 @@ class ExportStreamApi(APIView):
             key: request.query_params.getlist(key) if key in repeated else value
             for key, value in request.query_params.items()
         }
-        data = validated_input(self.InputSerializer, query)
+        data = validated_input(self.InputSerializer, query, body=False)
         filters = ExportFilters(
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),

@@ -47,13 +47,6 @@ class ProjectInputSerializer(serializers.Serializer):
         child=StrictIntegerField(min_value=1), required=False, max_length=100
     )
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({"detail": f"Unknown fields: {unknown}."})
-        return super().to_internal_value(data)
-
     def validate_policies(self, value: list[dict]) -> list[tuple[ModelVersion, float]]:
         ids = [entry["model_version_id"] for entry in value]
         versions = ModelVersion.objects.in_bulk(ids)

@@ -101,12 +101,6 @@ class ModelVersionListApi(APIView):
         parent = None
         if data.get("parent_id") is not None:
             parent = get_object_or_404(ModelVersion, pk=data["parent_id"])
-        unknown = sorted(set(request.data) - set(self.ModelVersionInputSerializer().fields))
-        if unknown:
-            return Response(
-                {"detail": [f"Unknown fields: {', '.join(unknown)}."]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
         if ModelVersion.objects.filter(name=data["name"]).exists():
             return Response(
                 {"name": ["A version with this name exists."]}, status=status.HTTP_400_BAD_REQUEST
@@ -154,11 +148,5 @@ class ModelVersionDetailApi(APIView):
     def patch(self, request: Request, version_id: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=version_id)
         data = validated_input(self.ModelVersionPatchSerializer, request.data)
-        unknown = sorted(set(request.data) - set(self.ModelVersionPatchSerializer().fields))
-        if unknown:
-            return Response(
-                {"detail": [f"These fields cannot be changed here: {', '.join(unknown)}."]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
         version = services.model_version_serving_update(version=version, **data)
         return Response(_output(version, request))

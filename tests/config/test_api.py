@@ -234,6 +234,34 @@ def test_generation_requests_are_strict(trainer_client, body, field, message):
     assert not GenerationJob.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("url", "body", "named"),
+    [
+        (
+            "/api/generation-jobs/",
+            {"n": 1, "messages": [{"role": "user", "content": "hi"}], "model_version_id": 99999},
+            "'model_version_id'",
+        ),
+        ("/api/conversations/", {"title": "Trip", "mode": "bogus", "project_id": 1}, "'mode', "),
+        ("/api/conversations/", {"title": "Trip", "titel": "typo"}, "'titel'"),
+    ],
+)
+def test_a_field_the_endpoint_does_not_take_is_refused_by_name_not_ignored(
+    trainer_client, url, body, named
+):
+    response = _post(trainer_client, url, body)
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail.startswith("Unknown fields: ") and named in detail
+    assert not GenerationJob.objects.exists() and not Conversation.objects.exists()
+
+
+def test_unknown_field_names_are_quoted_shortened_and_counted(trainer_client):
+    body = {"title": "Trip", **{f"{'x' * 60}{index}": 1 for index in range(7)}}
+    detail = _post(trainer_client, "/api/conversations/", body).json()["detail"]
+    assert detail == f"Unknown fields: {', '.join([repr('x' * 40)] * 5)} and 2 more."
+
+
 # ---- ids: existence and ownership ----------------------------------------------------------
 
 
