@@ -36,7 +36,11 @@ def test_trainer_sees_trainer_pages_and_the_nav(trainer_client, name):
 
 @pytest.mark.parametrize("name", PAGES_FOR_STAFF)
 def test_trainer_is_refused_admin_pages(trainer_client, name):
-    assert trainer_client.get(reverse(name)).status_code == 403
+    response = trainer_client.get(reverse(name))
+    assert response.status_code == 403
+    # The app's page, saying why, with the navigation to go on from.
+    body = response.content.decode()
+    assert "This page is for admins." in body and ">Rank</a>" in body
 
 
 @pytest.mark.parametrize("name", PAGES_FOR_STAFF)
