@@ -59,7 +59,11 @@ def _reason(status_code: int) -> str:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        # A field's errors are named by field; a rule about the whole request is one sentence, as
+        # every other ``detail`` is.
+        detail = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"detail": " ".join(exc.messages)}
+        )
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, UnsupportedMediaType):
         # A form or multipart body (a file) where JSON is expected is bad input like any other:

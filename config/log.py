@@ -58,6 +58,17 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class ClientErrorFilter(logging.Filter):
+    """On ``django.request``: a 4xx (a refused page, a missing one) is logged as one line, without
+    the traceback Django attaches to it; a 5xx keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", 500) < 500:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, message, request_id, the
     exception when there is one, and any ``extra={...}`` fields."""

@@ -214,6 +214,11 @@ class MessageAppendApi(APIView):
         class Meta:
             ref_name = "MessageAppendInput"
 
+        def validate_role(self, value: str) -> str:
+            if value not in Message.Role.values:
+                raise serializers.ValidationError("Must be 'user' or 'assistant'.")
+            return value
+
     @extend_schema(request=InputSerializer, responses={201: MessageOutputSerializer})
     def post(self, request: Request, conversation_id: int) -> Response:
         data = validated_input(self.InputSerializer, request.data)

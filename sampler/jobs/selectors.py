@@ -6,6 +6,7 @@ from collections import Counter
 
 from django.db.models import Count
 
+from config.celery import Queue
 from sampler.jobs.kinds import job_models
 from sampler.jobs.models import Job, JobStatus
 
@@ -23,8 +24,9 @@ def job_queue_position(*, job: Job) -> int:
 
 
 def queue_depths() -> dict[str, int]:
-    """Queued jobs per queue, every kind together (jobs run in line are not counted)."""
-    depths: Counter[str] = Counter()
+    """Queued jobs per queue, every kind together (jobs run in line are not counted): every
+    queue of ``config.celery.Queue`` (0 when nothing waits), plus any other queue a job names."""
+    depths: Counter[str] = Counter({queue.value: 0 for queue in Queue})
     for model in job_models():
         rows = (
             model.objects.filter(status=JobStatus.QUEUED)

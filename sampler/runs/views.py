@@ -70,7 +70,7 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, form, status=422)
-    messages.success(request, f"Run {run.pk} is queued for a GPU worker.")
+    messages.success(request, f"Run {run.pk} is queued for a training worker.")
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
     return redirect_page(request, url)
 

@@ -1,9 +1,12 @@
+import logging
+
 import pytest
 from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 
 from accounts.roles import TRAINER_GROUP
+from config.log import ClientErrorFilter
 
 PAGES_FOR_TRAINERS = ["home", "labeling:conversation-list", "ranking:rank", "sampler:generate"]
 PAGES_FOR_STAFF = ["ranking:exports", "sampler:training"]
@@ -41,6 +44,21 @@ def test_trainer_is_refused_admin_pages(trainer_client, name):
     # The app's page, saying why, with the navigation to go on from.
     body = response.content.decode()
     assert "This page is for admins." in body and ">Rank</a>" in body
+
+
+def test_a_refused_page_is_logged_as_one_line_without_a_traceback(trainer_client, caplog):
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert trainer_client.get(reverse("sampler:training")).status_code == 403
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.getMessage().startswith("Forbidden (Permission denied)")
+    assert record.status_code == 403 and record.exc_info is None
+
+
+def test_a_server_error_keeps_its_traceback_in_the_log():
+    record = logging.LogRecord("django.request", logging.ERROR, "", 0, "boom", None, None)
+    record.status_code = 500
+    record.exc_info = (ValueError, ValueError("boom"), None)
+    assert ClientErrorFilter().filter(record) and record.exc_info is not None
 
 
 @pytest.mark.parametrize("name", PAGES_FOR_STAFF)

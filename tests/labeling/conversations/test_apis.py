@@ -152,6 +152,17 @@ def test_turns_out_of_order_are_a_400_with_a_message(trainer_client, conversatio
     assert "alternate" in response.json()["role"][0]
 
 
+def test_a_role_that_is_not_a_role_is_named_as_such(trainer_client, conversation):
+    response = _post(
+        trainer_client,
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": "Hi", "role": "bogus"},
+    )
+    assert response.status_code == 400
+    assert response.json() == {"role": ["Must be 'user' or 'assistant'."]}
+    assert not conversation.messages.exists()
+
+
 @pytest.mark.parametrize("content", ["", "   ", "x" * 20001])
 def test_empty_or_over_long_content_is_a_400(trainer_client, conversation, content):
     response = _post(
@@ -194,7 +205,8 @@ def test_finishing_without_an_assistant_turn_is_a_400(trainer_client, conversati
     services.message_append(conversation=conversation, author=trainer, content="Hi")
     response = _post(trainer_client, f"/api/conversations/{conversation.pk}/finish/")
     assert response.status_code == 400
-    assert "assistant" in response.json()["detail"][0]
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "assistant" in detail
 
 
 def test_editing_a_finished_conversation_is_a_400(trainer_client, conversation, trainer):
@@ -204,7 +216,8 @@ def test_editing_a_finished_conversation_is_a_400(trainer_client, conversation, 
         trainer_client, f"/api/conversations/{conversation.pk}/messages/", {"content": "More"}
     )
     assert response.status_code == 400
-    assert "reopen" in response.json()["detail"][0]
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "reopen" in detail
 
 
 def test_draft_is_saved_and_replaced(trainer_client, conversation):

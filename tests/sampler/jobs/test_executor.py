@@ -211,8 +211,17 @@ def test_queue_position_and_depths_count_waiting_jobs_per_queue(
     first.refresh_from_db()
     second.refresh_from_db()
     assert job_queue_position(job=first) == 0 and job_queue_position(job=second) == 1
-    assert queue_depths() == {"interactive": 2, "generation": 1}
+    assert queue_depths() == {"interactive": 2, "generation": 1, "training": 0, "default": 0}
     assert jobs_by_state()["sampler.generationjob"] == {"queued": 3}
+
+
+def test_queue_depths_api_lists_every_queue_even_when_nothing_waits(
+    db, admin_client_, trainer, broker, django_capture_on_commit_callbacks
+):
+    response = admin_client_.get("/api/jobs/queues/")
+    assert response.status_code == 200
+    assert response.json() == {queue.value: 0 for queue in Queue}
+    assert set(response.json()) == {"interactive", "generation", "training", "default"}
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from sampler.registry.models import ModelVersion
 from sampler.runs.models import TrainingRun
@@ -121,15 +122,19 @@ def test_run_detail_plots_curves_and_polls_only_while_running(admin_client_, pol
 
     partial = admin_client_.get(url, headers={"HX-Request": "true"})
     assert "<h1>" not in partial.content.decode() and "every 2s" in partial.content.decode()
+    # The run's times are in the polled part, so they change without a reload.
+    assert "finished —" in partial.content.decode()
 
     run.status = TrainingRun.Status.SUCCEEDED
     run.progress = 1.0
+    run.started_at = run.finished_at = timezone.now()
     run.save()
     version = ModelVersion.objects.create(
         name="rm-1", kind="reward", path="/tmp", training_run=run, parent=policy
     )
     finished = admin_client_.get(url, headers={"HX-Request": "true"}).content.decode()
     assert "every 2s" not in finished  # polling stops with the run
+    assert "started —" not in finished and "finished —" not in finished
     assert "rm-1" in finished and "Promote" in finished
     admin_client_.post(reverse("sampler:version-promote", kwargs={"version_id": version.pk}))
     version.refresh_from_db()
