@@ -114,6 +114,32 @@ def test_main_pages_in_use_report_no_csp_violation(
     assert _violations(page) == []
 
 
+def test_a_resized_composer_swapped_by_htmx_reports_no_csp_violation(
+    watched_page, live_server, trainer
+):
+    """Dragging a textarea's corner gives it an inline ``style`` (through the CSSOM, which the
+    policy allows). When htmx swaps in the next composer with the same id, its settle step must
+    not copy that attribute over with ``setAttribute``: the policy refuses that."""
+    page = watched_page
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/")
+    if page.locator("details.card[open]").count() == 0:
+        page.locator("details.card > summary").click()
+    page.fill("#id_title", "Resized")
+    page.get_by_role("button", name="Start writing").click()
+    expect(page.get_by_role("heading", name="Resized")).to_be_visible()
+    for turns, text in enumerate(["first turn", "second turn"], start=1):
+        page.evaluate("document.querySelector('#composer-text').style.height = '160px'")
+        assert page.locator("#composer-text").get_attribute("style") == "height: 160px;"
+        page.fill("#composer-text", text)
+        page.locator("#composer-text").press("Control+Enter")
+        expect(page.locator("ol.transcript > li.turn")).to_have_count(turns)
+        # The new composer is in place (htmx settles it 20 ms after the swap).
+        expect(page.locator("#composer-text")).to_have_value("")
+        page.wait_for_timeout(200)
+    assert _violations(page) == []
+
+
 def test_a_violation_would_be_seen(watched_page, live_server):
     """The listener works: an inline script injected into the page is blocked and recorded."""
     page = watched_page
