@@ -244,6 +244,7 @@ def conversation_reopen(*, conversation: Conversation, user: AbstractBaseUser) -
     return conversation
 
 
+@transaction.atomic
 def draft_save(
     *,
     conversation: Conversation,
@@ -258,13 +259,15 @@ def draft_save(
     ``after_id``: the composer's turn follows this message (0: the first turn). A composer's
     draft that arrives once that turn was sent (the save was on its way while the trainer
     pressed Send, or the page is stale) is refused, so the sent text never comes back as the
-    next turn's draft. None: not checked (the API, edits).
+    next turn's draft. None: not checked (the API, edits). The check locks the conversation's
+    row, as ``message_append`` does, so a save and a send racing each other cannot interleave.
     """
     if conversation.owner_id != author.pk and not is_admin(author):
         raise PermissionDenied("You can only keep drafts in your own conversations.")
     if editing is None and after_id is not None:
         leaf_id = (
-            Conversation.objects.filter(pk=conversation.pk)
+            Conversation.objects.select_for_update()
+            .filter(pk=conversation.pk)
             .values_list("active_leaf_id", flat=True)
             .first()
         )

@@ -1,0 +1,62 @@
+"""A composer draft saved while its turn is being sent, on PostgreSQL: the send wins.
+
+The editor's autosave can leave the browser just before the trainer presses Send. If the save
+reads the conversation before the send commits and writes after it, the sent text would come
+back as the next turn's draft. ``draft_save`` locks the conversation's row for its check, as
+``message_append`` does, so it waits for the send and then sees that the turn moved on."""
+
+import threading
+import time
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+from labeling.conversations import services
+from labeling.conversations.models import Draft
+from tests.conftest import WAIT_SECONDS
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _sessions_waiting_for_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_draft_save_racing_the_send_of_its_turn_is_refused(trainer):
+    conversation = services.conversation_create(owner=trainer, title="Race")
+    outcome: dict[str, object] = {}
+
+    def save_draft() -> None:
+        try:
+            services.draft_save(
+                conversation=conversation, author=trainer, content="Hello there", after_id=0
+            )
+            outcome["saved"] = True
+        except ValidationError as error:
+            outcome["refused"] = error.message_dict["content"]
+        finally:
+            connection.close()
+
+    saver = threading.Thread(target=save_draft)
+    with transaction.atomic():
+        # The send is under way: its turn is written, not yet committed, the row locked.
+        sent = services.message_append(conversation=conversation, author=trainer, content="Hello")
+        saver.start()
+        deadline = time.monotonic() + WAIT_SECONDS
+        while saver.is_alive() and not _sessions_waiting_for_a_lock():
+            assert time.monotonic() < deadline, "the draft save neither waited nor finished"
+            time.sleep(0.02)
+    saver.join(WAIT_SECONDS)
+    assert not saver.is_alive()
+
+    assert "refused" in outcome, outcome
+    assert "reload the page" in outcome["refused"][0]
+    assert not Draft.objects.filter(conversation=conversation).exists()
+    conversation.refresh_from_db()
+    assert conversation.active_leaf == sent
