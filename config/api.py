@@ -22,6 +22,7 @@ from http import HTTPStatus
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import is_valid_path
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import serializers, status
@@ -45,6 +46,21 @@ def api_error_response(request: HttpRequest, status_code: int, detail: str) -> J
     if status_code >= 500 and request_id:
         body["request_id"] = request_id
     return JsonResponse(body, status=status_code)
+
+
+def _error_detail(request: HttpRequest, status_code: int) -> str:
+    """The status's phrase; for a 404 on a path that exists with a trailing slash, that path."""
+    if status_code == 404 and (hint := _slash_hint(request)):
+        return f"Not Found. {hint}"
+    return _reason(status_code)
+
+
+def _slash_hint(request: HttpRequest) -> str:
+    """Where the request's path, missing its trailing slash, would have been answered."""
+    path = request.path_info
+    if path.endswith("/") or not is_valid_path(f"{path}/"):
+        return ""
+    return f"API paths end with a slash: {request.path}/ (requests are not redirected there)."
 
 
 def _reason(status_code: int) -> str:
@@ -102,7 +118,7 @@ class ApiErrorMiddleware:
         if response.status_code >= 400 and not _is_json(response):
             kept = {name: response[name] for name in ("Allow", "Retry-After") if name in response}
             code = response.status_code
-            response = api_error_response(request, code, _reason(code))
+            response = api_error_response(request, code, _error_detail(request, code))
             for name, value in kept.items():
                 response[name] = value
         return response
@@ -144,7 +160,12 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Http
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if is_api_request(request):
-        return api_error_response(request, 404, "No API endpoint at this path.")
+        hint = _slash_hint(request)
+        return api_error_response(
+            request,
+            404,
+            f"No API endpoint at this path. {hint}" if hint else "No API endpoint at this path.",
+        )
     return defaults.page_not_found(request, exception)
 
 
@@ -268,15 +289,36 @@ class StrictBooleanField(_StrictTypeMixin, serializers.BooleanField):
 
 
 class StrictDictField(serializers.DictField):
-    """An object whose keys are storable text."""
+    """An object whose text is storable: its keys and, at any depth, its string values (a
+    JSON column refuses NUL and unpaired surrogates as a text column does)."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
-            for key in data:
-                problem = text_problem(str(key))
-                if problem:
-                    raise serializers.ValidationError(f"Key {key!r}: {problem}")
+            problem = _json_text_problem(data)
+            if problem:
+                raise serializers.ValidationError(problem)
         return super().to_internal_value(data)
+
+
+def _json_text_problem(value, where: str = "") -> str | None:
+    """Why some key or string inside ``value`` cannot be stored (None when all can)."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return f"{where}: {problem}" if problem and where else problem
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = text_problem(str(key))
+            if problem:
+                return f"Key {key!r}: {problem}"
+            problem = _json_text_problem(item, f"Value of {key!r}")
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _json_text_problem(item, where or f"Item {index}")
+            if problem:
+                return problem
+    return None
 
 
 class SearchTextField(serializers.CharField):

@@ -2,8 +2,21 @@ from urllib.parse import urlencode, urlsplit
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpResponse
+from django.middleware.common import CommonMiddleware
 from django.shortcuts import resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
+
+
+class CommonExceptApiSlashMiddleware(CommonMiddleware):
+    """Django's ``CommonMiddleware``, except that an API path is never redirected to add its
+    trailing slash: a client would send its POST again as a GET, without the body (and under
+    DEBUG Django raises instead). ``config.api.ApiErrorMiddleware`` answers a JSON 404 that
+    names the path with the slash."""
+
+    def should_redirect_with_slash(self, request) -> bool:
+        if request.path_info.startswith("/api/"):
+            return False
+        return super().should_redirect_with_slash(request)
 
 
 class LoginRequiredExceptApiMiddleware(LoginRequiredMiddleware):

@@ -14,6 +14,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from config.querysets import ids_named
+from config.text import text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
 from sampler.registry.models import ModelVersion
 
@@ -50,7 +51,10 @@ def projects_for_trainer(*, trainer: AbstractBaseUser) -> QuerySet[Project]:
 
 
 def project_for_trainer(*, trainer: AbstractBaseUser, slug: str) -> Project | None:
-    """The active project ``slug`` when the trainer may rank in it, else None."""
+    """The active project ``slug`` when the trainer may rank in it, else None (also for a slug
+    no project can have: one with NUL or an unpaired surrogate, which the database refuses)."""
+    if text_problem(slug):
+        return None
     return projects_for_trainer(trainer=trainer).filter(slug=slug).first()
 
 

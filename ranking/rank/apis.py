@@ -1,5 +1,7 @@
 """Ranking JSON API: claim the next task, submit a ranking, skip a task."""
 
+import re
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -31,9 +33,14 @@ def _candidate_id() -> StrictIdField:
     return StrictIdField()
 
 
+# A reply id as an object key: its digits as written by ``str(id)``, no sign, no leading zero,
+# no more digits than the largest id has (a key "03" would name reply 3 under another name).
+_REPLY_ID_KEY = re.compile(r"[1-9][0-9]{0,18}")
+
+
 def _candidate_key(key: str) -> int:
-    """A JSON object key (always a string) naming a reply id: digits only."""
-    if not key.isascii() or not key.isdigit():
+    """A JSON object key (always a string) naming a reply id."""
+    if not _REPLY_ID_KEY.fullmatch(key):
         raise serializers.ValidationError("not a reply id")
     return _candidate_id().run_validation(int(key))
 
@@ -48,7 +55,7 @@ def _candidate_keys(value: dict, field: str) -> dict[int, object]:
             converted[_candidate_key(key)] = item
         except serializers.ValidationError as error:
             raise serializers.ValidationError(
-                f"{field.capitalize()} must be keyed by reply id, not {key!r}."
+                f"{field.capitalize()} must be keyed by reply id, not {key[:40]!r}."
             ) from error
     return converted
 

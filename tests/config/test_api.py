@@ -46,6 +46,21 @@ def test_an_unknown_api_path_is_a_json_404(client, trainer_client, as_trainer):
     assert response.json() == {"detail": "No API endpoint at this path."}
 
 
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
+def test_a_path_without_its_slash_is_a_json_404_naming_it_not_a_redirect(
+    trainer_client, settings, debug, method
+):
+    # A redirect would have the client send a POST again as a GET, without its body (and
+    # Django raises on it under DEBUG).
+    settings.DEBUG = debug
+    body = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
+    response = getattr(trainer_client, method)("/api/conversations", **body)
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert "API paths end with a slash: /api/conversations/" in response.json()["detail"]
+    assert not Conversation.objects.exists()
+
+
 def test_a_wrong_method_is_a_json_405_with_allow(trainer_client):
     response = trainer_client.get("/api/ranking/claim/")
     assert response.status_code == 405

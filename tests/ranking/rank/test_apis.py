@@ -119,6 +119,23 @@ def test_cannot_rank_is_accepted_without_an_ordering(ready_task, trainer_client)
         (lambda ids: {"ordering": [[i] for i in ids], "flags": {"x": ["harmful"]}}, "flags", "id"),
         (lambda ids: {"ordering": [[i] for i in ids], "flags": {ids[0]: "rude"}}, "flags", "list"),
         (lambda ids: {"ordering": [[i] for i in ids], "flags": [1]}, "flags", "dictionary"),
+        # Keys are reply ids as written: no leading zero, no 5,000-digit number (a 400, not a
+        # conversion error).
+        (
+            lambda ids: {"ordering": [[i] for i in ids], "flags": {f"0{ids[0]}": ["harmful"]}},
+            "flags",
+            "reply id",
+        ),
+        (
+            lambda ids: {"ordering": [[i] for i in ids], "flags": {"9" * 5000: ["harmful"]}},
+            "flags",
+            "reply id",
+        ),
+        (
+            lambda ids: {"ordering": [[i] for i in ids], "flag_notes": {"9" * 5000: "x"}},
+            "flag_notes",
+            "reply id",
+        ),
         (
             lambda ids: {"ordering": [[i] for i in ids], "flags": {ids[0]: ["boring"]}},
             "flags",

@@ -60,6 +60,11 @@ def test_bad_serving_configs_are_400_with_the_field_and_nothing_is_stored(
         ({"name": "a", "path": str(micro_model_dir), "context_length": "256"}, "context_length"),
         ({"name": "a", "path": str(micro_model_dir), "is_active": True}, "detail"),
         ({"name": "a", "path": "/no/such/model"}, "path"),
+        # A JSON column refuses these inside values too: a 400, not the database's error.
+        ({"name": "a", "backend": "openai", "context_length": 9,
+          "backend_options": {**OPENAI, "model": "m\ud800"}}, "backend_options"),
+        ({"name": "a", "backend": "openai", "context_length": 9,
+          "backend_options": {**OPENAI, "base_url": "http://x/v1\x00"}}, "backend_options"),
     ]  # fmt: skip
     for data, field in cases:
         response = _post(admin_client_, data)
