@@ -20,6 +20,7 @@ import math
 from http import HTTPStatus
 
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import is_valid_path
@@ -77,10 +78,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DjangoValidationError):
         # A field's errors are named by field; a rule about the whole request is one sentence, as
         # every other ``detail`` is.
-        detail = (
-            exc.message_dict if hasattr(exc, "error_dict") else {"detail": " ".join(exc.messages)}
-        )
-        return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        return Response(_error_shape(detail), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, UnsupportedMediaType):
         # A form or multipart body (a file) where JSON is expected is bad input like any other:
         # refused before anything is read or created.
@@ -88,7 +87,27 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             {"detail": f"Send a JSON body (Content-Type: application/json). {exc.detail}"},
             status=status.HTTP_400_BAD_REQUEST,
         )
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if isinstance(exc, serializers.ValidationError) and response is not None:
+        response.data = _error_shape(response.data)
+    return response
+
+
+def _error_shape(errors):
+    """One shape for every 400: ``{"detail": "..."}`` for what concerns the whole request (a
+    body that is not an object, a rule across fields: DRF's non-field errors, Django's
+    ``__all__``), and ``{"field": ["...", ...]}`` for each field (a list, even when the code
+    raised one string)."""
+    if not isinstance(errors, dict):
+        errors = {"detail": errors}
+    shaped = {}
+    for key, value in errors.items():
+        if key in ("detail", NON_FIELD_ERRORS):
+            messages = value if isinstance(value, list) else [value]
+            shaped["detail"] = " ".join(str(message) for message in messages)
+        else:
+            shaped[key] = value if isinstance(value, list | dict) else [value]
+    return shaped
 
 
 class ApiErrorMiddleware:

@@ -209,6 +209,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    # Errors about the whole request are {"detail": "..."}, as every other error is.
+    "NON_FIELD_ERRORS_KEY": "detail",
     # `?format=` names an export format (rankings, pairs, ...), not a renderer.
     "URL_FORMAT_OVERRIDE": None,
 }

@@ -61,6 +61,26 @@ def test_a_path_without_its_slash_is_a_json_404_naming_it_not_a_redirect(
     assert not Conversation.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [("[1, 2]", "Expected a dictionary, but got list"), ("null", "No data provided")],
+)
+def test_a_body_that_is_no_object_is_a_detail_sentence(trainer_client, body, detail):
+    response = trainer_client.post("/api/conversations/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"detail"} and detail in response.json()["detail"]
+
+
+def test_a_field_error_is_a_list_even_when_raised_as_one_sentence(trainer_client, conversation):
+    response = _post(
+        trainer_client,
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": "x", "parent_id": 999999},
+    )
+    assert response.status_code == 400
+    assert response.json() == {"parent_id": ["No message with that id in this conversation."]}
+
+
 def test_a_wrong_method_is_a_json_405_with_allow(trainer_client):
     response = trainer_client.get("/api/ranking/claim/")
     assert response.status_code == 405
