@@ -224,14 +224,32 @@ def validated_input(
     """
     serializer = serializer_class(data=data, **kwargs)
     if body and isinstance(data, dict):
-        unknown = sorted(set(data) - set(serializer.fields))
+        unknown = _unknown_fields(data, serializer.fields)
         if unknown:
-            # The names as given, shortened: they are the caller's text.
-            names = ", ".join(repr(name[:40]) for name in unknown[:5])
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            raise UnknownFields(f"Unknown fields: {names}{more}.")
+            raise UnknownFields(unknown)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def _unknown_fields(data: dict, fields) -> str:
+    """ "Unknown fields: ..." for the keys of ``data`` that are not ``fields`` ("" when none)."""
+    unknown = sorted(set(data) - set(fields))
+    if not unknown:
+        return ""
+    # The names as given, shortened: they are the caller's text.
+    names = ", ".join(repr(name[:40]) for name in unknown[:5])
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    return f"Unknown fields: {names}{more}."
+
+
+class StrictObjectSerializer(serializers.Serializer):
+    """An object nested in a body (a list's items): a key it does not take is refused by name,
+    as ``validated_input`` refuses one at the top level."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and (unknown := _unknown_fields(data, self.fields)):
+            raise serializers.ValidationError(unknown)
+        return super().to_internal_value(data)
 
 
 # ---- strict fields -----------------------------------------------------------------------------

@@ -48,10 +48,38 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Longer than any number the API takes (ids are at most 19 digits); Python refuses to convert
+# more than 4300 digits anyway, with a message about its own settings.
+MAX_JSON_NUMBER_CHARS = 100
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_JSON_NUMBER_CHARS:
+        raise ValueError(f"a number of more than {MAX_JSON_NUMBER_CHARS} digits")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    if len(text) > MAX_JSON_NUMBER_CHARS:
+        raise ValueError(f"a number of more than {MAX_JSON_NUMBER_CHARS} characters")
+    return float(text)
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    """An object, refused when a key repeats: which value was meant cannot be known."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {repeated[:40]!r} appears twice in one object")
+    return data
+
+
 class BoundedJSONParser(BaseParser):
     """JSON bodies of at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (413 past it, also for a
     chunked body with no length) and ``MAX_JSON_DEPTH`` levels (400 past it); NaN and
-    Infinity are refused."""
+    Infinity, numbers longer than ``MAX_JSON_NUMBER_CHARS`` and a key repeated in one object
+    are refused."""
 
     media_type = "application/json"
 
@@ -66,7 +94,13 @@ class BoundedJSONParser(BaseParser):
             raise ParseError(f"JSON parse error - not UTF-8 (byte {error.start + 1}).") from error
         too_deep = f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels (the limit)."
         try:
-            data = json.loads(text, parse_constant=_refuse_constant)
+            data = json.loads(
+                text,
+                parse_constant=_refuse_constant,
+                parse_int=_bounded_int,
+                parse_float=_bounded_float,
+                object_pairs_hook=_object_without_repeated_keys,
+            )
         except RecursionError as error:
             raise ParseError(too_deep) from error
         except ValueError as error:

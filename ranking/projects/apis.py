@@ -9,7 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsStaff, IsTrainer, is_admin
-from config.api import StrictBooleanField, StrictFloatField, StrictIntegerField, validated_input
+from config.api import (
+    StrictBooleanField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictObjectSerializer,
+    validated_input,
+)
 from ranking.projects import services
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_list, project_progress, projects_for_trainer
@@ -18,7 +24,7 @@ from sampler.registry.models import ModelVersion
 MAX_POLICIES = services.MAX_POLICIES
 
 
-class PolicyInputSerializer(serializers.Serializer):
+class PolicyInputSerializer(StrictObjectSerializer):
     model_version_id = StrictIntegerField(min_value=1)
     weight = StrictFloatField(min_value=0, default=1.0)
 

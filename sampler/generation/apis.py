@@ -14,6 +14,7 @@ from config.api import (
     StrictDictField,
     StrictIdField,
     StrictIntegerField,
+    StrictObjectSerializer,
     validated_input,
 )
 from labeling.models import Message
@@ -77,7 +78,7 @@ def _job_data(request: Request, job_id: int) -> dict:
     ).data
 
 
-class PromptMessageInputSerializer(serializers.Serializer):
+class PromptMessageInputSerializer(StrictObjectSerializer):
     role = StrictChoiceField(choices=["system", "user", "assistant"])
     content = StrictCharField(
         allow_blank=True, trim_whitespace=False, max_length=services.MAX_MESSAGE_CHARS
@@ -111,6 +112,13 @@ class GenerationJobCreateApi(APIView):
             if value > settings.GENERATION_MAX_N:
                 raise serializers.ValidationError(f"n must be at most {settings.GENERATION_MAX_N}.")
             return value
+
+        def validate(self, attrs: dict) -> dict:
+            if ("prefix_message_id" in attrs) == ("messages" in attrs):
+                raise serializers.ValidationError(
+                    "Give either prefix_message_id or messages, exactly one of the two."
+                )
+            return attrs
 
     @extend_schema(
         request=InputSerializer, responses={201: JobOutputSerializer, 503: JobOutputSerializer}

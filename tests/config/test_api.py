@@ -134,6 +134,22 @@ def test_nan_is_not_json(trainer_client):
     assert response.status_code == 400 and "NaN" in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ('{"title": "a", "title": "b"}', "the key 'title' appears twice"),
+        ('{"title": "a", "draft": {"x": 1, "x": 2}}', "the key 'x' appears twice"),
+        ('{"title": ' + "9" * 5000 + "}", "more than 100 digits"),
+        ('{"title": 1.' + "5" * 5000 + "}", "more than 100 characters"),
+    ],
+)
+def test_a_repeated_key_or_an_endless_number_is_a_400_saying_so(trainer_client, body, detail):
+    response = trainer_client.post("/api/conversations/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert detail in response.json()["detail"] and "sys." not in response.json()["detail"]
+    assert not Conversation.objects.exists()
+
+
 def test_a_missing_csrf_token_is_a_json_403(trainer):
     client = Client(enforce_csrf_checks=True)
     client.force_login(trainer)

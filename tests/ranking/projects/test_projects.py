@@ -234,6 +234,13 @@ def test_project_api_is_strict_and_for_admins_and_lists_only_open_projects(
         content_type="application/json",
     )
     assert unknown_version.status_code == 400
+    extra_key = client.post(
+        "/api/projects/",
+        {"name": "X", "slug": "x", "policies": [{"model_version_id": 1, "wieght": 2}]},
+        content_type="application/json",
+    )
+    assert extra_key.status_code == 400
+    assert "Unknown fields: 'wieght'." in json.dumps(extra_key.json()["policies"])
     nul = client.post(
         "/api/projects/", {"name": "X\u0000", "slug": "x"}, content_type="application/json"
     )

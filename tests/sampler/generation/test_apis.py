@@ -107,7 +107,14 @@ def test_create_from_a_prefix_message_of_ones_own_conversation(policy, trainer, 
         ({"messages": PROMPT, "n": 2, "role": "system"}, "role", "valid choice"),
         ({"messages": [{"role": "robot", "content": "x"}], "n": 2}, "messages", "valid choice"),
         ({"messages": [{"role": "user", "content": "x" * 20001}], "n": 2}, "messages", "20000"),
-        ({"n": 2}, "prefix", "either a prefix message or a list"),
+        ({"n": 2}, "detail", "exactly one of the two"),
+        (
+            {"messages": [{"role": "user", "content": "x", "extra": 1}], "n": 2},
+            "messages",
+            "Unknown fields: 'extra'.",
+        ),
+        # Both: the messages would be quietly ignored.
+        ({"n": 2, "messages": PROMPT, "prefix_message_id": 1}, "detail", "exactly one of the two"),
     ],
 )
 def test_invalid_requests_are_400_with_a_message_and_nothing_is_queued(
