@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from http import HTTPStatus
 
 from django.conf import settings
@@ -28,6 +29,7 @@ from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, UnsupportedMediaType
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -250,6 +252,28 @@ class StrictObjectSerializer(serializers.Serializer):
         if isinstance(data, dict) and (unknown := _unknown_fields(data, self.fields)):
             raise serializers.ValidationError(unknown)
         return super().to_internal_value(data)
+
+
+class StrictLimitOffsetPagination(LimitOffsetPagination):
+    """``limit`` and ``offset`` as whole numbers (``limit`` at least 1, capped at ``max_limit``),
+    or a 400 naming the one that is not: DRF's own falls back to the defaults silently."""
+
+    def get_limit(self, request) -> int | None:
+        raw = request.query_params.get(self.limit_query_param)
+        if raw is None:
+            return self.default_limit
+        limit = _whole_number(raw, self.limit_query_param, minimum=1)
+        return min(limit, self.max_limit) if self.max_limit else limit
+
+    def get_offset(self, request) -> int:
+        raw = request.query_params.get(self.offset_query_param)
+        return 0 if raw is None else _whole_number(raw, self.offset_query_param, minimum=0)
+
+
+def _whole_number(raw: str, name: str, *, minimum: int) -> int:
+    if not re.fullmatch(r"[0-9]{1,18}", raw) or int(raw) < minimum:
+        raise serializers.ValidationError({name: [f"Must be a whole number, at least {minimum}."]})
+    return int(raw)
 
 
 # ---- strict fields -----------------------------------------------------------------------------

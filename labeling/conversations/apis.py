@@ -9,13 +9,18 @@ across apps (every app has an ``InputSerializer``).
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
-from config.api import SearchTextField, StrictCharField, StrictIdField, validated_input
+from config.api import (
+    SearchTextField,
+    StrictCharField,
+    StrictIdField,
+    StrictLimitOffsetPagination,
+    validated_input,
+)
 from labeling.conversations import selectors, services
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
@@ -29,7 +34,7 @@ from ranking.projects.selectors import project_for_trainer
 MAX_SEARCH_CHARS = 200
 
 
-class ConversationPagination(LimitOffsetPagination):
+class ConversationPagination(StrictLimitOffsetPagination):
     default_limit = 50
     max_limit = 200
 

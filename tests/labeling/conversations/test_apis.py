@@ -118,6 +118,29 @@ def test_list_shows_only_own_conversations_and_filters_by_status(
     assert trainer_client.get("/api/conversations/?status=bogus").status_code == 400
 
 
+def test_paging_takes_whole_numbers_or_says_which_is_wrong(trainer_client, trainer):
+    for title in ("one", "two", "three"):
+        services.conversation_create(owner=trainer, title=title)
+    page = trainer_client.get("/api/conversations/?limit=2&offset=1").json()
+    assert page["count"] == 3 and len(page["results"]) == 2
+    assert len(trainer_client.get("/api/conversations/?limit=1000").json()["results"]) == 3
+    for query, name in [
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=1.5", "limit"),
+        ("limit=true", "limit"),
+        ("offset=-5", "offset"),
+        ("offset=abc", "offset"),
+        ("offset=" + "9" * 30, "offset"),
+    ]:
+        response = trainer_client.get(f"/api/conversations/?{query}")
+        assert response.status_code == 400, query
+        assert response.json() == {
+            name: [f"Must be a whole number, at least {int(name == 'limit')}."]
+        }
+
+
 def test_admin_lists_and_reads_everyones_conversations(
     admin_client_, conversation, others_conversation
 ):
