@@ -293,9 +293,9 @@ class _StrictTypeMixin:
         return super().to_internal_value(data)
 
 
-class StrictCharField(_StrictTypeMixin, serializers.CharField):
-    """Text exactly: ``123`` and ``true`` are refused, not turned into ``"123"``; NUL and
-    unpaired surrogates are refused with the field's error."""
+class _StrictTextMixin(_StrictTypeMixin):
+    """A string exactly (``123`` and ``true`` are refused, not turned into ``"123"``); NUL and
+    unpaired surrogates are refused with one message, before the field parses the text."""
 
     default_error_messages = {"strict": "Must be a string (not a number, boolean, list or object)."}
     accepted_types = (str,)
@@ -305,6 +305,23 @@ class StrictCharField(_StrictTypeMixin, serializers.CharField):
         if problem:
             raise serializers.ValidationError(problem)
         return super().to_internal_value(data)
+
+
+class StrictCharField(_StrictTextMixin, serializers.CharField):
+    """Text exactly; NUL and unpaired surrogates are refused with the field's error."""
+
+
+class StrictSlugField(_StrictTextMixin, serializers.SlugField):
+    """A slug, given as a string with nothing unstorable in it."""
+
+
+class StrictURLField(_StrictTextMixin, serializers.URLField):
+    """A URL, given as a string with nothing unstorable in it."""
+
+
+class StrictDateTimeField(_StrictTextMixin, serializers.DateTimeField):
+    """An ISO 8601 date and time, given as a string with nothing unstorable (a NUL after it is
+    refused, not cut off)."""
 
 
 class StrictChoiceField(_StrictTypeMixin, serializers.ChoiceField):

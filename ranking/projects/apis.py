@@ -11,9 +11,14 @@ from rest_framework.views import APIView
 from accounts.roles import IsStaff, IsTrainer, is_admin
 from config.api import (
     StrictBooleanField,
+    StrictCharField,
+    StrictDateTimeField,
+    StrictDictField,
     StrictFloatField,
     StrictIntegerField,
     StrictObjectSerializer,
+    StrictSlugField,
+    StrictURLField,
     validated_input,
 )
 from ranking.projects import services
@@ -30,17 +35,17 @@ class PolicyInputSerializer(StrictObjectSerializer):
 
 
 class ProjectInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    slug = serializers.SlugField(max_length=64)
-    description = serializers.CharField(max_length=5000, required=False, allow_blank=True)
-    guideline_url = serializers.URLField(max_length=200, required=False, allow_blank=True)
+    name = StrictCharField(max_length=200)
+    slug = StrictSlugField(max_length=64)
+    description = StrictCharField(max_length=5000, required=False, allow_blank=True)
+    guideline_url = StrictURLField(max_length=200, required=False, allow_blank=True)
     status = serializers.ChoiceField(choices=Project.Status.choices, required=False)
     alternatives = StrictIntegerField(min_value=1, max_value=16, required=False, allow_null=True)
     overlap = StrictIntegerField(min_value=1, max_value=50, required=False, allow_null=True)
-    sampling_params = serializers.DictField(required=False)
+    sampling_params = StrictDictField(required=False)
     pool_size = StrictIntegerField(min_value=0, max_value=1000, required=False, allow_null=True)
     target_rankings = StrictIntegerField(min_value=0, max_value=10**9, required=False)
-    deadline = serializers.DateTimeField(required=False, allow_null=True)
+    deadline = StrictDateTimeField(required=False, allow_null=True)
     gold_rate = StrictFloatField(min_value=0, max_value=1, required=False)
     qualification_required = StrictBooleanField(required=False)
     qualification_tasks = StrictIntegerField(min_value=1, max_value=100, required=False)

@@ -11,6 +11,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 
+from config.text import NUL_MESSAGE
 from labeling.models import Conversation
 from ranking.exports.filters import ExportFilters
 from ranking.exports.pipeline import records
@@ -241,10 +242,17 @@ def test_project_api_is_strict_and_for_admins_and_lists_only_open_projects(
     )
     assert extra_key.status_code == 400
     assert "Unknown fields: 'wieght'." in json.dumps(extra_key.json()["policies"])
-    nul = client.post(
-        "/api/projects/", {"name": "X\u0000", "slug": "x"}, content_type="application/json"
-    )
-    assert nul.status_code == 400
+    # NUL anywhere is refused with the one message the whole API uses, once per field.
+    for body, field in [
+        ({"name": "X\u0000", "slug": "x"}, "name"),
+        ({"name": "X", "slug": "x\u0000"}, "slug"),
+        ({"name": "X", "slug": "x", "deadline": "2030-01-01T00:00:00\u0000"}, "deadline"),
+        ({"name": "X", "slug": "x", "sampling_params": {"stop": "\u0000"}}, "sampling_params"),
+    ]:
+        nul = client.post("/api/projects/", body, content_type="application/json")
+        assert nul.status_code == 400, body
+        (message,) = nul.json()[field]
+        assert set(nul.json()) == {field} and message.endswith(NUL_MESSAGE), nul.json()
     ok = client.post(
         "/api/projects/",
         {"name": "Helpful", "slug": "helpful", "status": "active", "alternatives": 6, "overlap": 2},
