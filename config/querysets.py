@@ -44,3 +44,15 @@ def ids_named(
     if unknown:
         raise ValidationError({key: f"Unknown {what}: {', '.join(unknown)}."})
     return tuple(found[name] for name in dict.fromkeys(names))
+
+
+def ids_existing(
+    queryset: QuerySet, ids: list[int] | tuple[int, ...], *, what: str, key: str
+) -> tuple[int, ...]:
+    """``ids`` when each names a row of ``queryset``; a ValidationError under ``key`` naming
+    every unknown one (a filter on a row that does not exist would quietly match nothing)."""
+    found = set(queryset.filter(pk__in=ids).values_list("pk", flat=True))
+    unknown = sorted(set(ids) - found)
+    if unknown:
+        raise ValidationError({key: f"No {what} with id {unknown}."})
+    return tuple(dict.fromkeys(ids))

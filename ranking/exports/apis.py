@@ -21,6 +21,7 @@ from ranking.exports.filters import (
 )
 from ranking.exports.pipeline import jsonl_lines, records
 from ranking.projects.selectors import project_ids_existing
+from sampler.registry.selectors import model_version_ids_existing
 
 MAX_ID = 2**63 - 1
 
@@ -97,7 +98,7 @@ class ExportStreamApi(APIView):
         filters = ExportFilters(
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),
-            model_version_ids=tuple(data.get("model_version_id", ())),
+            model_version_ids=model_version_ids_existing(ids=data.get("model_version_id", ())),
             min_agreement=data.get("min_agreement"),
             exclude_flags=tuple(data.get("exclude_flag", ())),
             exclude_trainer_ids=tuple(data.get("exclude_trainer_id", ())),

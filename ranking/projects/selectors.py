@@ -9,11 +9,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from config.querysets import ids_named
+from config.querysets import ids_existing, ids_named
 from config.text import text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
 from sampler.registry.models import ModelVersion
@@ -65,11 +64,7 @@ def project_ids_by_slug(*, slugs: list[str]) -> tuple[int, ...]:
 
 def project_ids_existing(*, ids: list[int] | tuple[int, ...]) -> tuple[int, ...]:
     """``ids`` when each names a project; ValidationError naming those that do not."""
-    found = set(Project.objects.filter(pk__in=ids).values_list("pk", flat=True))
-    unknown = sorted(set(ids) - found)
-    if unknown:
-        raise ValidationError({"project_id": f"No project with id {unknown}."})
-    return tuple(dict.fromkeys(ids))
+    return ids_existing(Project.objects.all(), ids, what="project", key="project_id")
 
 
 def project_alternatives(project: Project) -> int:

@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
-from config.querysets import ids_named
+from config.querysets import ids_existing, ids_named
 from sampler.registry.models import ModelVersion
 from sampler.runs.models import TrainingRun
 
@@ -15,6 +15,13 @@ def model_version_ids_by_name(*, names: list[str]) -> tuple[int, ...]:
     """The ids of the versions named; ValidationError naming any that is unknown."""
     return ids_named(
         ModelVersion.objects.all(), "name", names, what="model version", key="model_version"
+    )
+
+
+def model_version_ids_existing(*, ids: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    """``ids`` when each names a model version; ValidationError naming those that do not."""
+    return ids_existing(
+        ModelVersion.objects.all(), ids, what="model version", key="model_version_id"
     )
 
 

@@ -148,3 +148,8 @@ def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user,
         {"format": "pairs", "date_from": "2026-02-01", "date_to": "2026-01-01"},
     )
     assert backwards.status_code == 400 and "before the start date" in str(backwards.json())
+    # A filter on a version or project that does not exist is a 400, not an empty export.
+    for name, what in [("model_version_id", "model version"), ("project_id", "project")]:
+        unknown = client.get("/api/exports/stream/", {"format": "pairs", name: 999999})
+        assert unknown.status_code == 400
+        assert unknown.json() == {name: [f"No {what} with id [999999]."]}
