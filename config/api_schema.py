@@ -5,6 +5,7 @@ A module of its own: drf-spectacular reads DRF's settings on import, and those n
 """
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
 
 # ---- schema ------------------------------------------------------------------------------------
 
@@ -35,6 +36,12 @@ _ERROR_RESPONSES = {
 }
 
 
+# A retry of a job whose state does not allow one; the body is ``{"detail": "..."}``.
+RETRY_CONFLICT = OpenApiResponse(
+    description="The job is queued, running or succeeded: nothing to retry."
+)
+
+
 class ErrorDocumentingAutoSchema(AutoSchema):
     """Every operation documents the JSON error responses the API can give."""
 
@@ -45,4 +52,8 @@ class ErrorDocumentingAutoSchema(AutoSchema):
         for code, (description, schema) in _ERROR_RESPONSES.items():
             documented = responses.setdefault(code, {"description": description})
             documented.setdefault("content", {"application/json": {"schema": schema}})
+        for code, documented in responses.items():
+            # An error an operation declares itself (a 409) with a description only.
+            if code.startswith("4") and "content" not in documented:
+                documented["content"] = {"application/json": {"schema": _ERROR_SCHEMA}}
         return responses

@@ -1,4 +1,7 @@
+from contextlib import contextmanager
+
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -17,8 +20,10 @@ from config.api import (
     StrictObjectSerializer,
     validated_input,
 )
+from config.api_schema import RETRY_CONFLICT
 from labeling.models import Message
 from sampler.generation import services
+from sampler.generation.params import GenerationParams
 from sampler.generation.selectors import generation_job_get
 from sampler.jobs.models import job_error_public
 from sampler.jobs.selectors import job_queue_position
@@ -69,6 +74,19 @@ class JobOutputSerializer(serializers.Serializer):
 
     def get_queue_position(self, job) -> int:
         return job_queue_position(job=job)
+
+
+@contextmanager
+def _param_errors_under_params():
+    """The service names a bad sampling parameter by itself (``temperature``), as the HTML
+    forms' fields are named; in the API those are keys of ``params``, so they go under it."""
+    try:
+        yield
+    except DjangoValidationError as error:
+        names = set(GenerationParams.__dataclass_fields__)
+        if hasattr(error, "error_dict") and set(error.message_dict) <= names:
+            raise serializers.ValidationError({"params": error.message_dict}) from error
+        raise
 
 
 def _job_data(request: Request, job_id: int) -> dict:
@@ -131,19 +149,20 @@ class GenerationJobCreateApi(APIView):
             if not is_admin(request.user):
                 messages = messages.filter(conversation__owner=request.user)
             prefix_message = get_object_or_404(messages, pk=data["prefix_message_id"])
-        job = services.generation_job_create(
-            prefix_message=prefix_message,
-            messages=(
-                [dict(message) for message in data["messages"]]
-                if prefix_message is None and "messages" in data
-                else None
-            ),
-            n=data["n"],
-            params=data["params"],
-            seed=data.get("seed"),
-            role=data["role"],
-            requested_by=request.user,
-        )
+        with _param_errors_under_params():
+            job = services.generation_job_create(
+                prefix_message=prefix_message,
+                messages=(
+                    [dict(message) for message in data["messages"]]
+                    if prefix_message is None and "messages" in data
+                    else None
+                ),
+                n=data["n"],
+                params=data["params"],
+                seed=data.get("seed"),
+                role=data["role"],
+                requested_by=request.user,
+            )
         data = _job_data(request, job.pk)
         if job.publication.failed:
             return BrokerUnavailableResponse(
@@ -179,10 +198,18 @@ class GenerationJobRetryApi(APIView):
 
     permission_classes = [IsTrainer]
 
-    @extend_schema(request=None, responses={202: JobOutputSerializer, 503: JobOutputSerializer})
+    @extend_schema(
+        request=None,
+        responses={409: RETRY_CONFLICT, 202: JobOutputSerializer, 503: JobOutputSerializer},
+    )
     def post(self, request: Request, job_id: int) -> Response:
         job = generation_job_get(job_id=job_id, user=request.user)
-        publication = services.generation_job_retry(job=job, user=request.user)
+        try:
+            publication = services.generation_job_retry(job=job, user=request.user)
+        except DjangoValidationError as error:
+            # The job's state does not allow it (queued, running, succeeded): a conflict with
+            # the job as it is, answered as /api/jobs/<kind>/<id>/retry/ answers it.
+            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_409_CONFLICT)
         data = _job_data(request, job_id)
         if publication.failed:
             return BrokerUnavailableResponse(

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from accounts.roles import IsStaff
 from config.api import BrokerUnavailableResponse
+from config.api_schema import RETRY_CONFLICT
 from sampler.jobs.kinds import job_kind_named
 from sampler.jobs.models import Job
 from sampler.jobs.selectors import job_queue_position, queue_depths
@@ -71,7 +72,10 @@ class JobRetryApi(APIView):
 
     permission_classes = [IsStaff]
 
-    @extend_schema(request=None, responses={202: JobStateSerializer, 503: JobStateSerializer})
+    @extend_schema(
+        request=None,
+        responses={409: RETRY_CONFLICT, 202: JobStateSerializer, 503: JobStateSerializer},
+    )
     def post(self, request: Request, kind: str, job_id: int) -> Response:
         job = _job(kind, job_id)
         try:

@@ -256,7 +256,7 @@ def test_message_fields_are_strict(trainer_client, conversation, body, field, me
         ({"n": 1, "messages": [{"role": "user", "content": "hi"}], "seed": "1"}, "seed", "integer"),
         (
             {"n": 1, "messages": [{"role": "user", "content": "hi"}], "params": {"top_k": 1.9}},
-            "top_k",
+            "params",
             "integer",
         ),
         (
@@ -265,7 +265,7 @@ def test_message_fields_are_strict(trainer_client, conversation, body, field, me
                 "messages": [{"role": "user", "content": "hi"}],
                 "params": {"temperature": True},
             },
-            "temperature",
+            "params",
             "number",
         ),
         (
@@ -274,7 +274,7 @@ def test_message_fields_are_strict(trainer_client, conversation, body, field, me
                 "messages": [{"role": "user", "content": "hi"}],
                 "params": {"max_new_tokens": 1.9},
             },
-            "max_new_tokens",
+            "params",
             "integer",
         ),
     ],

@@ -90,19 +90,19 @@ def test_create_from_a_prefix_message_of_ones_own_conversation(policy, trainer, 
         ({"messages": PROMPT, "n": "3"}, "n", "Must be an integer"),
         ({"messages": PROMPT, "n": True}, "n", "Must be an integer"),
         ({"messages": PROMPT, "n": 2.0}, "n", "Must be an integer"),
-        ({"messages": PROMPT, "n": 2, "params": {"temperature": True}}, "temperature", "number"),
-        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 1.9}}, "max_new_tokens", ""),
+        ({"messages": PROMPT, "n": 2, "params": {"temperature": True}}, "params", "number"),
+        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 1.9}}, "params", ""),
         (
             {"messages": [{"role": "user", "content": 123}], "n": 2},
             "messages",
             "Must be a string",
         ),
-        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 250}}, "max_new_tokens", "16"),
-        ({"messages": PROMPT, "n": 2, "params": {"temperature": 0}}, "temperature", "between"),
-        ({"messages": PROMPT, "n": 2, "params": {"top_p": 1.5}}, "top_p", ""),
-        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 10**5}}, "max_new_tokens", ""),
+        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 250}}, "params", "16"),
+        ({"messages": PROMPT, "n": 2, "params": {"temperature": 0}}, "params", "between"),
+        ({"messages": PROMPT, "n": 2, "params": {"top_p": 1.5}}, "params", ""),
+        ({"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 10**5}}, "params", ""),
         ({"messages": PROMPT, "n": 2, "params": {"beam_width": 3}}, "params", "beam_width"),
-        ({"messages": PROMPT, "n": 2, "params": {"temperature": "hot"}}, "temperature", "number"),
+        ({"messages": PROMPT, "n": 2, "params": {"temperature": "hot"}}, "params", "number"),
         ({"messages": PROMPT, "n": 2, "seed": -1}, "seed", ""),
         ({"messages": PROMPT, "n": 2, "role": "system"}, "role", "valid choice"),
         ({"messages": [{"role": "robot", "content": "x"}], "n": 2}, "messages", "valid choice"),
@@ -126,6 +126,14 @@ def test_invalid_requests_are_400_with_a_message_and_nothing_is_queued(
     assert field in response.json()
     assert message in json.dumps(response.json()[field])
     assert callbacks == [] and not GenerationJob.objects.exists()
+
+
+def test_a_bad_sampling_parameter_is_named_under_params(policy, trainer_client):
+    response = _post(trainer_client, {"messages": PROMPT, "n": 1, "params": {"temperature": 0}})
+    assert response.status_code == 400
+    assert list(response.json()) == ["params"]
+    assert list(response.json()["params"]) == ["temperature"]
+    assert not GenerationJob.objects.exists()
 
 
 def test_a_prefix_message_of_someone_elses_conversation_is_a_404(
@@ -207,3 +215,28 @@ def test_job_partial_of_a_failed_job_stops_polling_and_says_why(policy, trainer,
     html = trainer_client.get(reverse("sampler:job-detail", args=[job.pk]), **HTMX).content.decode()
     assert "hx-trigger" not in _job_section(html, job) and "every 1s" not in html
     assert "the worker ran out of memory" in html
+
+
+def test_retry_queues_a_failed_job_again_and_refuses_one_that_succeeded_with_a_409(
+    policy, trainer, other_trainer, trainer_client, django_capture_on_commit_callbacks
+):
+    job = _queued_job(trainer)
+    job_fail(job=job, error="the worker ran out of memory")
+    with (
+        mock.patch.object(app, "send_task") as send_task,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = trainer_client.post(f"{_job_url(job.pk)}retry/")
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "queued" and send_task.call_count == 1
+
+    job.refresh_from_db()
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
+    refused = trainer_client.post(f"{_job_url(job.pk)}retry/")
+    assert refused.status_code == 409
+    assert isinstance(refused.json()["detail"], str) and refused.json()["detail"]
+    assert GenerationJob.objects.get(pk=job.pk).status == GenerationJob.Status.SUCCEEDED
+
+    theirs = Client()
+    theirs.force_login(other_trainer)
+    assert theirs.post(f"{_job_url(job.pk)}retry/").status_code == 404
