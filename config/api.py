@@ -99,16 +99,24 @@ def _error_shape(errors):
     """One shape for every 400: ``{"detail": "..."}`` for what concerns the whole request (a
     body that is not an object, a rule across fields: DRF's non-field errors, Django's
     ``__all__``), and ``{"field": ["...", ...]}`` for each field (a list, even when the code
-    raised one string)."""
+    raised one string). A nested object's errors (a list's item, by index) are shaped alike."""
     if not isinstance(errors, dict):
         errors = {"detail": errors}
     shaped = {}
+    whole: list[str] = []
     for key, value in errors.items():
         if key in ("detail", NON_FIELD_ERRORS):
-            messages = value if isinstance(value, list) else [value]
-            shaped["detail"] = " ".join(str(message) for message in messages)
+            whole.extend(
+                str(message) for message in (value if isinstance(value, list) else [value])
+            )
+        elif isinstance(value, dict):
+            shaped[key] = _error_shape(value)
+        elif isinstance(value, list):
+            shaped[key] = [_error_shape(item) if isinstance(item, dict) else item for item in value]
         else:
-            shaped[key] = value if isinstance(value, list | dict) else [value]
+            shaped[key] = [value]
+    if whole:
+        shaped = {"detail": " ".join(whole), **shaped}
     return shaped
 
 
@@ -258,6 +266,8 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
     """``limit`` and ``offset`` as whole numbers (``limit`` at least 1, capped at ``max_limit``),
     or a 400 naming the one that is not: DRF's own falls back to the defaults silently."""
 
+    max_limit = 200
+
     def get_limit(self, request) -> int | None:
         raw = request.query_params.get(self.limit_query_param)
         if raw is None:
@@ -272,7 +282,9 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
 
 def _whole_number(raw: str, name: str, *, minimum: int) -> int:
     if not re.fullmatch(r"[0-9]{1,18}", raw) or int(raw) < minimum:
-        raise serializers.ValidationError({name: [f"Must be a whole number, at least {minimum}."]})
+        raise serializers.ValidationError(
+            {name: [f"Must be a whole number, at least {minimum}, of at most 18 digits."]}
+        )
     return int(raw)
 
 
@@ -385,15 +397,18 @@ def _json_text_problem(value, where: str = "") -> str | None:
         return f"{where}: {problem}" if problem and where else problem
     if isinstance(value, dict):
         for key, item in value.items():
+            name = repr(str(key)[:40])  # the caller's text, shortened
             problem = text_problem(str(key))
             if problem:
-                return f"Key {key!r}: {problem}"
-            problem = _json_text_problem(item, f"Value of {key!r}")
+                return f"Key {name}: {problem}"
+            problem = _json_text_problem(item, f"Value of {name}")
             if problem:
                 return problem
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            problem = _json_text_problem(item, where or f"Item {index}")
+            problem = _json_text_problem(
+                item, f"{where}, item {index}" if where else f"Item {index}"
+            )
             if problem:
                 return problem
     return None

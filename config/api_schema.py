@@ -20,7 +20,7 @@ _ERROR_SCHEMA = {
 # A serializer's 400 names the fields (``{"content": ["..."]}``), other 400s say ``detail``.
 _VALIDATION_ERROR_SCHEMA = {
     "type": "object",
-    "properties": {"detail": {}},
+    "properties": {"detail": {"type": "string"}},
     "additionalProperties": {},
     "description": "Messages per field, or a detail message.",
 }

@@ -4,6 +4,7 @@ A module of its own: DRF's views read their parser classes from the settings on 
 """
 
 import json
+import math
 
 from django.conf import settings
 from rest_framework import status
@@ -55,14 +56,17 @@ MAX_JSON_NUMBER_CHARS = 100
 
 def _bounded_int(text: str) -> int:
     if len(text) > MAX_JSON_NUMBER_CHARS:
-        raise ValueError(f"a number of more than {MAX_JSON_NUMBER_CHARS} digits")
+        raise ValueError(f"a number of more than {MAX_JSON_NUMBER_CHARS} characters")
     return int(text)
 
 
 def _bounded_float(text: str) -> float:
     if len(text) > MAX_JSON_NUMBER_CHARS:
         raise ValueError(f"a number of more than {MAX_JSON_NUMBER_CHARS} characters")
-    return float(text)
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: Infinity written as a number
+        raise ValueError(f"{text} is too large a number (it is Infinity to a float)")
+    return value
 
 
 def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:

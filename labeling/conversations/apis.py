@@ -220,7 +220,7 @@ class MessageAppendApi(APIView):
             ref_name = "MessageAppendInput"
 
         def validate_role(self, value: str) -> str:
-            if value not in Message.Role.values:
+            if value not in (Message.Role.USER, Message.Role.ASSISTANT):
                 raise serializers.ValidationError("Must be 'user' or 'assistant'.")
             return value
 

@@ -79,13 +79,15 @@ class JobOutputSerializer(serializers.Serializer):
 @contextmanager
 def _param_errors_under_params():
     """The service names a bad sampling parameter by itself (``temperature``), as the HTML
-    forms' fields are named; in the API those are keys of ``params``, so they go under it."""
+    forms' fields are named; in the API those are keys of ``params``, so their messages (each
+    names its parameter) are the ``params`` field's list."""
     try:
         yield
     except DjangoValidationError as error:
         names = set(GenerationParams.__dataclass_fields__)
         if hasattr(error, "error_dict") and set(error.message_dict) <= names:
-            raise serializers.ValidationError({"params": error.message_dict}) from error
+            messages = [text for texts in error.message_dict.values() for text in texts]
+            raise serializers.ValidationError({"params": messages}) from error
         raise
 
 

@@ -71,6 +71,14 @@ def test_a_body_that_is_no_object_is_a_detail_sentence(trainer_client, body, det
     assert set(response.json()) == {"detail"} and detail in response.json()["detail"]
 
 
+def test_a_nested_objects_errors_are_shaped_as_the_top_levels(admin_client_):
+    response = _post(admin_client_, "/api/projects/", {"name": "X", "slug": "x", "policies": [5]})
+    assert response.status_code == 400
+    assert response.json() == {
+        "policies": {"0": {"detail": "Invalid data. Expected a dictionary, but got int."}}
+    }
+
+
 def test_a_field_error_is_a_list_even_when_raised_as_one_sentence(trainer_client, conversation):
     response = _post(
         trainer_client,
@@ -139,7 +147,8 @@ def test_nan_is_not_json(trainer_client):
     [
         ('{"title": "a", "title": "b"}', "the key 'title' appears twice"),
         ('{"title": "a", "draft": {"x": 1, "x": 2}}', "the key 'x' appears twice"),
-        ('{"title": ' + "9" * 5000 + "}", "more than 100 digits"),
+        ('{"title": ' + "9" * 5000 + "}", "more than 100 characters"),
+        ('{"title": 1e999}', "Infinity"),
         ('{"title": 1.' + "5" * 5000 + "}", "more than 100 characters"),
     ],
 )

@@ -137,7 +137,9 @@ def test_paging_takes_whole_numbers_or_says_which_is_wrong(trainer_client, train
         response = trainer_client.get(f"/api/conversations/?{query}")
         assert response.status_code == 400, query
         assert response.json() == {
-            name: [f"Must be a whole number, at least {int(name == 'limit')}."]
+            name: [
+                f"Must be a whole number, at least {int(name == 'limit')}, of at most 18 digits."
+            ]
         }
 
 
@@ -175,11 +177,12 @@ def test_turns_out_of_order_are_a_400_with_a_message(trainer_client, conversatio
     assert "alternate" in response.json()["role"][0]
 
 
-def test_a_role_that_is_not_a_role_is_named_as_such(trainer_client, conversation):
+@pytest.mark.parametrize("role", ["bogus", "system"])
+def test_a_role_that_is_not_a_turn_role_is_named_as_such(trainer_client, conversation, role):
     response = _post(
         trainer_client,
         f"/api/conversations/{conversation.pk}/messages/",
-        {"content": "Hi", "role": "bogus"},
+        {"content": "Hi", "role": role},
     )
     assert response.status_code == 400
     assert response.json() == {"role": ["Must be 'user' or 'assistant'."]}
