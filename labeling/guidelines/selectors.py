@@ -4,6 +4,7 @@ None means the default project."""
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from labeling.guidelines.models import (
@@ -49,6 +50,18 @@ def guideline_has_read(*, user: AbstractBaseUser, version: GuidelineVersion) -> 
 def guideline_version_numbers() -> dict[int, int]:
     """Version id -> number, for every version of every project (a few dozen rows each)."""
     return dict(GuidelineVersion.objects.values_list("pk", "number"))
+
+
+def guideline_numbers_existing(*, numbers: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    """``numbers`` when each is some project's guideline version; ValidationError naming those
+    that are not (a filter on a version nobody wrote would quietly match nothing)."""
+    found = set(
+        GuidelineVersion.objects.filter(number__in=numbers).values_list("number", flat=True)
+    )
+    unknown = sorted(set(numbers) - found)
+    if unknown:
+        raise ValidationError({"guideline_version": f"No guideline version {unknown}."})
+    return tuple(dict.fromkeys(numbers))
 
 
 def guideline_number_choices() -> list[tuple[int, str]]:

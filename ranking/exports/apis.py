@@ -10,7 +10,9 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from accounts.roles import IsStaff
+from accounts.selectors import user_ids_existing
 from config.api import validated_input
+from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.filters import (
     FLAG_NAMES,
     FORMATS,
@@ -101,14 +103,18 @@ class ExportStreamApi(APIView):
             model_version_ids=model_version_ids_existing(ids=data.get("model_version_id", ())),
             min_agreement=data.get("min_agreement"),
             exclude_flags=tuple(data.get("exclude_flag", ())),
-            exclude_trainer_ids=tuple(data.get("exclude_trainer_id", ())),
+            exclude_trainer_ids=user_ids_existing(
+                ids=data.get("exclude_trainer_id", ()), key="exclude_trainer_id"
+            ),
             pair_mode=data["pair_mode"],
             split=data["split"],
             test_fraction=data["test_fraction"],
             split_seed=data["split_seed"],
             pseudonymize=data["pseudonymize"],
             red_team=data["red_team"],
-            guideline_versions=tuple(data.get("guideline_version", ())),
+            guideline_versions=guideline_numbers_existing(
+                numbers=data.get("guideline_version", ())
+            ),
             project_ids=project_ids_existing(ids=data.get("project_id", ())),
         )  # a ValidationError here becomes a 400 with its messages (config.api)
         response = StreamingHttpResponse(

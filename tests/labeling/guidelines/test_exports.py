@@ -66,6 +66,11 @@ def test_streaming_api_and_exports_form_take_the_new_filters(admin_client_, vers
     assert response.status_code == 200, response.content
     response = admin_client_.get("/api/exports/stream/", {"format": "pairs", "red_team": "maybe"})
     assert response.status_code == 400
+    unknown = admin_client_.get(
+        "/api/exports/stream/", {"format": "pairs", "guideline_version": ["2", "7"]}
+    )
+    assert unknown.status_code == 400
+    assert unknown.json() == {"guideline_version": ["No guideline version [7]."]}
     response = admin_client_.get(
         "/exports/preview/",
         {

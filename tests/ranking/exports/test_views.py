@@ -149,7 +149,11 @@ def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user,
     )
     assert backwards.status_code == 400 and "before the start date" in str(backwards.json())
     # A filter on a version or project that does not exist is a 400, not an empty export.
-    for name, what in [("model_version_id", "model version"), ("project_id", "project")]:
+    for name, what in [
+        ("model_version_id", "model version"),
+        ("project_id", "project"),
+        ("exclude_trainer_id", "user"),
+    ]:
         unknown = client.get("/api/exports/stream/", {"format": "pairs", name: 999999})
         assert unknown.status_code == 400
         assert unknown.json() == {name: [f"No {what} with id [999999]."]}
