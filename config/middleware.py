@@ -6,6 +6,8 @@ from django.middleware.common import CommonMiddleware
 from django.shortcuts import resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from config.api import is_api_request
+
 
 class CommonExceptApiSlashMiddleware(CommonMiddleware):
     """Django's ``CommonMiddleware``, except that an API path is never redirected to add its
@@ -14,7 +16,7 @@ class CommonExceptApiSlashMiddleware(CommonMiddleware):
     names the path with the slash."""
 
     def should_redirect_with_slash(self, request) -> bool:
-        if request.path_info.startswith("/api/"):
+        if is_api_request(request):
             return False
         return super().should_redirect_with_slash(request)
 

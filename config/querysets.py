@@ -47,12 +47,19 @@ def ids_named(
 
 
 def ids_existing(
-    queryset: QuerySet, ids: list[int] | tuple[int, ...], *, what: str, key: str
+    queryset: QuerySet,
+    ids: list[int] | tuple[int, ...],
+    *,
+    what: str,
+    key: str,
+    field: str = "pk",
 ) -> tuple[int, ...]:
-    """``ids`` when each names a row of ``queryset``; a ValidationError under ``key`` naming
-    every unknown one (a filter on a row that does not exist would quietly match nothing)."""
-    found = set(queryset.filter(pk__in=ids).values_list("pk", flat=True))
+    """``ids`` (values of ``field``, the primary key by default) when each names a row of
+    ``queryset``; a ValidationError under ``key`` naming every unknown one (a filter on a row
+    that does not exist would quietly match nothing)."""
+    found = set(queryset.filter(**{f"{field}__in": ids}).values_list(field, flat=True))
     unknown = sorted(set(ids) - found)
     if unknown:
-        raise ValidationError({key: f"No {what} with id {unknown}."})
+        label = "id" if field == "pk" else field
+        raise ValidationError({key: f"No {what} with {label} {unknown}."})
     return tuple(dict.fromkeys(ids))

@@ -34,11 +34,6 @@ from ranking.projects.selectors import project_for_trainer
 MAX_SEARCH_CHARS = 200
 
 
-class ConversationPagination(StrictLimitOffsetPagination):
-    default_limit = 50
-    max_limit = 200
-
-
 def _message_in(conversation: Conversation, message_id: int | None, field: str) -> Message | None:
     """The message ``message_id`` of this conversation (None when not given); a 400 naming
     ``field`` when the conversation has no such message."""
@@ -150,7 +145,7 @@ class ConversationListApi(APIView):
             status=filters["status"],
             search=filters["q"],
         )
-        paginator = ConversationPagination()
+        paginator = StrictLimitOffsetPagination()
         page = paginator.paginate_queryset(conversations, request, view=self)
         return paginator.get_paginated_response(
             ConversationListItemSerializer(page, many=True).data

@@ -4,9 +4,9 @@ None means the default project."""
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
+from config.querysets import ids_existing
 from labeling.guidelines.models import (
     DEFAULT_CHANGE_NOTE,
     DEFAULT_GUIDELINES,
@@ -53,15 +53,15 @@ def guideline_version_numbers() -> dict[int, int]:
 
 
 def guideline_numbers_existing(*, numbers: list[int] | tuple[int, ...]) -> tuple[int, ...]:
-    """``numbers`` when each is some project's guideline version; ValidationError naming those
-    that are not (a filter on a version nobody wrote would quietly match nothing)."""
-    found = set(
-        GuidelineVersion.objects.filter(number__in=numbers).values_list("number", flat=True)
+    """``numbers`` when each is some project's guideline version number; ValidationError
+    naming those that are not."""
+    return ids_existing(
+        GuidelineVersion.objects.all(),
+        numbers,
+        what="guideline version",
+        key="guideline_version",
+        field="number",
     )
-    unknown = sorted(set(numbers) - found)
-    if unknown:
-        raise ValidationError({"guideline_version": f"No guideline version {unknown}."})
-    return tuple(dict.fromkeys(numbers))
 
 
 def guideline_number_choices() -> list[tuple[int, str]]:

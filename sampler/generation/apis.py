@@ -155,9 +155,7 @@ class GenerationJobCreateApi(APIView):
             job = services.generation_job_create(
                 prefix_message=prefix_message,
                 messages=(
-                    [dict(message) for message in data["messages"]]
-                    if prefix_message is None and "messages" in data
-                    else None
+                    [dict(message) for message in data["messages"]] if "messages" in data else None
                 ),
                 n=data["n"],
                 params=data["params"],
