@@ -85,10 +85,9 @@ def _sample_offered(*, sample_id: int, author: AbstractBaseUser, parent: Message
     """The suggestion ``sample_id``, when it was offered to ``author`` (admins: anyone) for the
     turn after ``parent``; a field error on ``sample_id`` otherwise."""
     sample = Sample.objects.select_related("job").filter(pk=sample_id).first()
-    if sample is None:
-        raise ValidationError({"sample_id": "No suggestion with that id."})
-    if sample.job.requested_by_id != author.pk and not is_admin(author):
-        raise ValidationError({"sample_id": "That suggestion was made for someone else."})
+    if sample is None or (sample.job.requested_by_id != author.pk and not is_admin(author)):
+        # Another trainer's suggestion is answered like a missing one: ids are not probed.
+        raise ValidationError({"sample_id": "No suggestion of yours with that id."})
     if sample.job.prefix_message_id != (parent.pk if parent is not None else None):
         raise ValidationError({"sample_id": "That suggestion was made for another turn."})
     return sample

@@ -218,10 +218,22 @@ class AssignmentSkipApi(APIView):
         class Meta:
             ref_name = "AssignmentSkipOutput"
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            404: OpenApiResponse(description="No such assignment of yours."),
+            409: OpenApiResponse(description="Already ranked: a ranked task cannot be skipped."),
+        },
+    )
     def post(self, request: Request, assignment_id: int) -> Response:
         data = validated_input(self.InputSerializer, request.data)
         assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
-        services.assignment_skip(assignment=assignment, trainer=request.user, reason=data["reason"])
+        try:
+            services.assignment_skip(
+                assignment=assignment, trainer=request.user, reason=data["reason"]
+            )
+        except services.RankingConflict as conflict:
+            return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
         assignment.refresh_from_db()
         return Response(self.OutputSerializer(assignment).data)

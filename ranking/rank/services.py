@@ -371,8 +371,10 @@ def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason
     assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
     if assignment.trainer_id != trainer.pk:
         raise ValidationError("This task was not assigned to you.")
-    if assignment.status in {Assignment.Status.SUBMITTED, Assignment.Status.SKIPPED}:
-        return
+    if assignment.status == Assignment.Status.SUBMITTED:
+        raise RankingConflict("You already ranked this task; a ranked task cannot be skipped.")
+    if assignment.status == Assignment.Status.SKIPPED:
+        return  # Skipping twice (a double click) changes nothing.
     if assignment.status == Assignment.Status.LEASED:
         RankingTask.objects.filter(pk=assignment.task_id, leased_count__gt=0).update(
             leased_count=F("leased_count") - 1
@@ -438,8 +440,10 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
             errors["ordering"] = 'All replies are tied: rank them, or choose "all equally good".'
     flags = {int(key): list(value) for key, value in (ranking.flags or {}).items() if value}
     notes = {int(key): value.strip() for key, value in (ranking.flag_notes or {}).items() if value}
-    if set(flags) - candidate_ids or set(notes) - candidate_ids:
+    if set(flags) - candidate_ids:
         errors["flags"] = "Flags name replies that are not part of this task."
+    if set(notes) - candidate_ids:
+        errors["flag_notes"] = "Flag notes name replies that are not part of this task."
     for candidate, names in flags.items():
         unknown = set(names) - set(FLAGS)
         if unknown:
@@ -447,7 +451,7 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
         if "other" in names and not notes.get(candidate):
             errors["flags"] = 'Say what the problem is when you flag a reply as "other".'
     if any(len(note) > MAX_FLAG_NOTE_CHARS for note in notes.values()):
-        errors["flags"] = f"Flag notes are limited to {MAX_FLAG_NOTE_CHARS} characters."
+        errors["flag_notes"] = f"Flag notes are limited to {MAX_FLAG_NOTE_CHARS} characters."
     if len(ranking.rationale) > MAX_RATIONALE_CHARS:
         errors["rationale"] = f"The rationale is limited to {MAX_RATIONALE_CHARS} characters."
     if errors:

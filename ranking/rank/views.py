@@ -193,6 +193,12 @@ def skip(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
             trainer=request.user,
             reason=request.POST.get("skip_reason", ""),
         )
+    except services.RankingConflict as conflict:
+        screen = assignment_screen(assignment=assignment)
+        form = RankingForm(request.POST, candidates=screen.candidates)
+        return _render_card(
+            request, assignment, screen=screen, form=form, conflict=str(conflict), status=409
+        )
     except ValidationError as error:
         screen = assignment_screen(assignment=assignment)
         form = RankingForm(request.POST, candidates=screen.candidates)

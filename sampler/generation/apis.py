@@ -2,7 +2,6 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -150,7 +149,12 @@ class GenerationJobCreateApi(APIView):
             messages = Message.objects.select_related("conversation")
             if not is_admin(request.user):
                 messages = messages.filter(conversation__owner=request.user)
-            prefix_message = get_object_or_404(messages, pk=data["prefix_message_id"])
+            prefix_message = messages.filter(pk=data["prefix_message_id"]).first()
+            if prefix_message is None:
+                # Another trainer's message is answered like a missing one: ids are not probed.
+                raise serializers.ValidationError(
+                    {"prefix_message_id": "No message with that id in your conversations."}
+                )
         with _param_errors_under_params():
             job = services.generation_job_create(
                 prefix_message=prefix_message,

@@ -100,7 +100,9 @@ class ModelVersionListApi(APIView):
         data = validated_input(self.ModelVersionInputSerializer, request.data)
         parent = None
         if data.get("parent_id") is not None:
-            parent = get_object_or_404(ModelVersion, pk=data["parent_id"])
+            parent = ModelVersion.objects.filter(pk=data["parent_id"]).first()
+            if parent is None:
+                raise serializers.ValidationError({"parent_id": "No model version with that id."})
         if ModelVersion.objects.filter(name=data["name"]).exists():
             return Response(
                 {"name": ["A version with this name exists."]}, status=status.HTTP_400_BAD_REQUEST

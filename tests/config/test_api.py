@@ -359,8 +359,8 @@ def offered(conversation, trainer, other_trainer):
 @pytest.mark.parametrize(
     ("which", "message"),
     [
-        (None, "No suggestion with that id"),
-        ("others", "made for someone else"),
+        (None, "No suggestion of yours with that id."),
+        ("others", "No suggestion of yours with that id."),
         ("other_turn", "made for another turn"),
     ],
 )
@@ -386,7 +386,7 @@ def test_a_message_from_another_trainers_suggestion_is_refused(
 ):
     url = f"/api/conversations/{conversation.pk}/messages/"
     response = _post(trainer_client, url, {"content": "More?", "sample_id": offered["others"].pk})
-    assert "someone else" in _field_error(response, "sample_id")
+    assert "No suggestion of yours" in _field_error(response, "sample_id")
     assert conversation.messages.count() == 2
 
 
@@ -396,7 +396,7 @@ def test_the_html_draft_refuses_another_trainers_suggestion(trainer_client, conv
         {"content": "x", "sample_id": offered["others"].pk},
     )
     assert response.status_code == 422
-    assert "someone else" in response.content.decode()
+    assert "No suggestion of yours" in response.content.decode()
     assert not Draft.objects.exists()
 
 

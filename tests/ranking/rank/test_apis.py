@@ -197,6 +197,42 @@ def test_skip_gives_the_task_back_and_it_is_not_offered_again(ready_task, traine
     assert _post(trainer_client, CLAIM_URL).status_code == 204
 
 
+def test_skipping_a_ranked_task_is_a_409(ready_task, trainer_client):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    ids = [c["id"] for c in claim["candidates"]]
+    ranked = _post(
+        trainer_client, _submit_url(claim["assignment_id"]), {"ordering": [[i] for i in ids]}
+    )
+    assert ranked.status_code == 201, ranked.content
+    response = _post(trainer_client, _skip_url(claim["assignment_id"]))
+    assert response.status_code == 409
+    assert "cannot be skipped" in response.json()["detail"]
+    assert Assignment.objects.get(pk=claim["assignment_id"]).status == Assignment.Status.SUBMITTED
+
+
+def test_skipping_twice_answers_the_same_and_frees_the_slot_once(ready_task, trainer_client):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    first = _post(trainer_client, _skip_url(claim["assignment_id"]), {"reason": "a"})
+    second = _post(trainer_client, _skip_url(claim["assignment_id"]), {"reason": "b"})
+    assert first.status_code == second.status_code == 200
+    assert second.json()["skip_reason"] == "a"
+    ready_task.refresh_from_db()
+    assert ready_task.leased_count == 0
+
+
+def test_a_flag_note_on_a_reply_outside_the_task_is_reported_under_flag_notes(
+    ready_task, trainer_client
+):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    ids = [c["id"] for c in claim["candidates"]]
+    body = {"ordering": [[i] for i in ids], "flag_notes": {str(max(ids) + 1000): "odd"}}
+    response = _post(trainer_client, _submit_url(claim["assignment_id"]), body)
+    assert response.status_code == 400
+    assert "flag_notes" in response.json()
+    assert "flags" not in response.json()
+    assert not Ranking.objects.exists()
+
+
 def test_skip_reason_over_the_limit_is_a_400(ready_task, trainer_client):
     claim = _post(trainer_client, CLAIM_URL).json()
     response = _post(trainer_client, _skip_url(claim["assignment_id"]), {"reason": "x" * 501})

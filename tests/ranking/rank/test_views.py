@@ -322,6 +322,28 @@ def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, trainer_c
     assert "You ranked everything available" in _claim(trainer_client).content.decode()
 
 
+def test_skip_after_ranking_answers_409_and_does_not_claim_it_was_skipped(
+    ready_task, trainer_client, trainer
+):
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+    services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=services.RankingInput(ordering=[[i] for i in ids]),
+    )
+
+    response = trainer_client.post(reverse("ranking:skip", args=[assignment.pk]), **HTMX)
+
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "a ranked task cannot be skipped" in html
+    assert "Task skipped" not in html
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.SUBMITTED
+
+
 def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
     ready_task, trainer_client, trainer
 ):

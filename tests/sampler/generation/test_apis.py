@@ -137,13 +137,18 @@ def test_a_bad_sampling_parameter_is_named_under_params(policy, trainer_client):
     assert not GenerationJob.objects.exists()
 
 
-def test_a_prefix_message_of_someone_elses_conversation_is_a_404(
+def test_a_prefix_message_of_someone_elses_conversation_is_refused_like_a_missing_one(
     policy, other_trainer, trainer_client
 ):
     conversation = Conversation.objects.create(owner=other_trainer)
     theirs = Message.objects.create(conversation=conversation, role="user", content="private")
     response = _post(trainer_client, {"prefix_message_id": theirs.pk, "n": 1})
-    assert response.status_code == 404
+    missing = _post(trainer_client, {"prefix_message_id": theirs.pk + 1000, "n": 1})
+    assert response.status_code == missing.status_code == 400
+    assert response.json() == missing.json()
+    assert response.json() == {
+        "prefix_message_id": ["No message with that id in your conversations."]
+    }
     assert not GenerationJob.objects.exists()
 
 

@@ -29,6 +29,17 @@ def test_an_admin_registers_an_openai_version_with_its_context_length(admin_clie
     assert response.json()["backend_options"] == OPENAI
 
 
+def test_a_parent_that_names_no_version_is_a_400_on_the_field(admin_client_, policy):
+    body = {"name": "child", "backend": "openai", "backend_options": OPENAI, "context_length": 512}
+    response = _post(admin_client_, {**body, "parent_id": policy.pk + 1000})
+    assert response.status_code == 400
+    assert response.json() == {"parent_id": ["No model version with that id."]}
+    assert not ModelVersion.objects.filter(name="child").exists()
+    created = _post(admin_client_, {**body, "parent_id": policy.pk})
+    assert created.status_code == 201, created.content
+    assert ModelVersion.objects.get(name="child").parent_id == policy.pk
+
+
 def test_a_local_version_records_its_context_and_vllm_caps_it(admin_client_, micro_model_dir):
     response = _post(
         admin_client_,
