@@ -2,7 +2,7 @@
 
 from django.contrib.auth.models import Group
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -75,36 +75,61 @@ class ProjectInputSerializer(serializers.Serializer):
 
 
 class ProjectOutputSerializer(serializers.Serializer):
+    """What trainers see of a project: what it is and how to work on it, not how it samples,
+    tests or routes them (gold rate, qualification, policies and groups are staff-only)."""
+
     id = serializers.IntegerField()
     name = serializers.CharField()
     slug = serializers.CharField()
     description = serializers.CharField()
     guideline_url = serializers.CharField()
     status = serializers.CharField()
-    alternatives = serializers.IntegerField(allow_null=True)
-    overlap = serializers.IntegerField(allow_null=True)
-    sampling_params = serializers.DictField()
-    pool_size = serializers.IntegerField(allow_null=True)
-    target_rankings = serializers.IntegerField()
     deadline = serializers.DateTimeField(allow_null=True)
-    gold_rate = serializers.FloatField()
-    qualification_required = serializers.BooleanField()
-    qualification_tasks = serializers.IntegerField()
-    qualification_threshold = serializers.FloatField()
-    selection = serializers.CharField()
-    exploration_share = serializers.FloatField()
-    candidate_factor = serializers.IntegerField()
-    policies = serializers.SerializerMethodField()
-    trainer_group_ids = serializers.SerializerMethodField()
 
-    def get_policies(self, project: Project) -> list[dict]:
+    class Meta:
+        ref_name = "Project"
+
+
+def _staff_only(field: serializers.Field) -> serializers.Field:
+    field.required = False
+    field.help_text = "Staff only."
+    return field
+
+
+class _PoliciesField(serializers.ListField):
+    def get_attribute(self, project: Project) -> list[dict]:
         return [
             {"model_version_id": policy.model_version_id, "weight": policy.weight}
             for policy in project.policies.all()
         ]
 
-    def get_trainer_group_ids(self, project: Project) -> list[int]:
+
+class _GroupIdsField(serializers.ListField):
+    def get_attribute(self, project: Project) -> list[int]:
         return sorted(project.trainer_groups.values_list("pk", flat=True))
+
+
+class ProjectStaffOutputSerializer(ProjectOutputSerializer):
+    """Admins also see the whole configuration (these fields are left out for trainers, so the
+    schema marks them optional)."""
+
+    alternatives = _staff_only(serializers.IntegerField(allow_null=True))
+    overlap = _staff_only(serializers.IntegerField(allow_null=True))
+    sampling_params = _staff_only(serializers.DictField())
+    pool_size = _staff_only(serializers.IntegerField(allow_null=True))
+    target_rankings = _staff_only(serializers.IntegerField())
+    gold_rate = _staff_only(serializers.FloatField())
+    qualification_required = _staff_only(serializers.BooleanField())
+    qualification_tasks = _staff_only(serializers.IntegerField())
+    qualification_threshold = _staff_only(serializers.FloatField())
+    selection = _staff_only(serializers.CharField())
+    exploration_share = _staff_only(serializers.FloatField())
+    candidate_factor = _staff_only(serializers.IntegerField())
+    policies = _staff_only(_PoliciesField(child=serializers.DictField()))
+    trainer_group_ids = _staff_only(_GroupIdsField(child=serializers.IntegerField()))
+
+    class Meta:
+        ref_name = "ProjectWithConfig"
 
 
 class ProgressOutputSerializer(serializers.Serializer):
@@ -133,18 +158,23 @@ class ProjectListApi(APIView):
     def get_permissions(self):
         return [IsStaff()] if self.request.method == "POST" else [IsTrainer()]
 
-    @extend_schema(responses=ProjectOutputSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        projects = (
-            project_list() if is_admin(request.user) else projects_for_trainer(trainer=request.user)
+    @extend_schema(
+        responses=OpenApiResponse(
+            ProjectStaffOutputSerializer(many=True),
+            description="Projects; the configuration fields are included for staff only.",
         )
+    )
+    def get(self, request: Request) -> Response:
+        if is_admin(request.user):
+            return Response(ProjectStaffOutputSerializer(project_list(), many=True).data)
+        projects = projects_for_trainer(trainer=request.user)
         return Response(ProjectOutputSerializer(projects, many=True).data)
 
-    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
+    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectStaffOutputSerializer})
     def post(self, request: Request) -> Response:
         data = validated_input(ProjectInputSerializer, request.data)
         project = services.project_create(created_by=request.user, **_service_fields(data))
-        return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
+        return Response(ProjectStaffOutputSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
 class ProjectDetailApi(APIView):
@@ -152,16 +182,18 @@ class ProjectDetailApi(APIView):
 
     permission_classes = [IsStaff]
 
-    @extend_schema(responses=ProjectOutputSerializer)
+    @extend_schema(responses=ProjectStaffOutputSerializer)
     def get(self, request: Request, project_id: int) -> Response:
-        return Response(ProjectOutputSerializer(get_object_or_404(Project, pk=project_id)).data)
+        return Response(
+            ProjectStaffOutputSerializer(get_object_or_404(Project, pk=project_id)).data
+        )
 
-    @extend_schema(request=ProjectInputSerializer, responses=ProjectOutputSerializer)
+    @extend_schema(request=ProjectInputSerializer, responses=ProjectStaffOutputSerializer)
     def patch(self, request: Request, project_id: int) -> Response:
         project = get_object_or_404(Project, pk=project_id)
         data = validated_input(ProjectInputSerializer, request.data, partial=True)
         project = services.project_update(project=project, **_service_fields(data))
-        return Response(ProjectOutputSerializer(project).data)
+        return Response(ProjectStaffOutputSerializer(project).data)
 
 
 class ProjectProgressApi(APIView):

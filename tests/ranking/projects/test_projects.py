@@ -268,6 +268,30 @@ def test_project_api_is_strict_and_for_admins_and_lists_only_open_projects(
     assert client.get("/api/projects/424242/").status_code == 404
 
 
+def test_trainers_see_what_a_project_is_and_admins_also_its_configuration(
+    client, admin_user, trainer
+):
+    experts = Group.objects.create(name="experts")
+    version = model_version_create("v")
+    project_create(
+        name="Open",
+        slug="open",
+        status=Project.Status.ACTIVE,
+        gold_rate=0.2,
+        policies=[(version, 1.0)],
+        trainer_groups=[experts],
+    )
+    trainer.groups.add(experts)
+    client.force_login(trainer)
+    (seen,) = [p for p in client.get("/api/projects/").json() if p["slug"] == "open"]
+    assert set(seen) == {"id", "name", "slug", "description", "guideline_url", "status", "deadline"}
+    client.force_login(admin_user)
+    (full,) = [p for p in client.get("/api/projects/").json() if p["slug"] == "open"]
+    assert full["gold_rate"] == 0.2 and full["trainer_group_ids"] == [experts.pk]
+    assert full["policies"] == [{"model_version_id": version.pk, "weight": 1.0}]
+    assert set(seen) < set(full)
+
+
 def test_trainer_chooses_a_project_on_the_picker_and_ranks_there(client, other_trainer, trainer):
     version = model_version_create("v")
     first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
