@@ -90,10 +90,8 @@ class ProjectOutputSerializer(serializers.Serializer):
         ref_name = "Project"
 
 
-def _staff_only(field: serializers.Field) -> serializers.Field:
-    field.required = False
-    field.help_text = "Staff only."
-    return field
+# Left out for trainers, so optional in the schema.
+STAFF_ONLY = {"required": False, "help_text": "Staff only."}
 
 
 class _PoliciesField(serializers.ListField):
@@ -113,20 +111,20 @@ class ProjectStaffOutputSerializer(ProjectOutputSerializer):
     """Admins also see the whole configuration (these fields are left out for trainers, so the
     schema marks them optional)."""
 
-    alternatives = _staff_only(serializers.IntegerField(allow_null=True))
-    overlap = _staff_only(serializers.IntegerField(allow_null=True))
-    sampling_params = _staff_only(serializers.DictField())
-    pool_size = _staff_only(serializers.IntegerField(allow_null=True))
-    target_rankings = _staff_only(serializers.IntegerField())
-    gold_rate = _staff_only(serializers.FloatField())
-    qualification_required = _staff_only(serializers.BooleanField())
-    qualification_tasks = _staff_only(serializers.IntegerField())
-    qualification_threshold = _staff_only(serializers.FloatField())
-    selection = _staff_only(serializers.CharField())
-    exploration_share = _staff_only(serializers.FloatField())
-    candidate_factor = _staff_only(serializers.IntegerField())
-    policies = _staff_only(_PoliciesField(child=serializers.DictField()))
-    trainer_group_ids = _staff_only(_GroupIdsField(child=serializers.IntegerField()))
+    alternatives = serializers.IntegerField(allow_null=True, **STAFF_ONLY)
+    overlap = serializers.IntegerField(allow_null=True, **STAFF_ONLY)
+    sampling_params = serializers.DictField(**STAFF_ONLY)
+    pool_size = serializers.IntegerField(allow_null=True, **STAFF_ONLY)
+    target_rankings = serializers.IntegerField(**STAFF_ONLY)
+    gold_rate = serializers.FloatField(**STAFF_ONLY)
+    qualification_required = serializers.BooleanField(**STAFF_ONLY)
+    qualification_tasks = serializers.IntegerField(**STAFF_ONLY)
+    qualification_threshold = serializers.FloatField(**STAFF_ONLY)
+    selection = serializers.CharField(**STAFF_ONLY)
+    exploration_share = serializers.FloatField(**STAFF_ONLY)
+    candidate_factor = serializers.IntegerField(**STAFF_ONLY)
+    policies = _PoliciesField(child=serializers.DictField(), **STAFF_ONLY)
+    trainer_group_ids = _GroupIdsField(child=serializers.IntegerField(), **STAFF_ONLY)
 
     class Meta:
         ref_name = "ProjectWithConfig"
