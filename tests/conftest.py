@@ -84,6 +84,24 @@ def celery_worker_idle() -> bool:
     return not any([*active.values(), *reserved.values()])
 
 
+def run_python(
+    *args: str, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` (this interpreter) in the repository root with exactly ``env``, within
+    the wait deadline; its exit status asserted to be 0 unless ``check`` is false."""
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    if check:
+        assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -248,6 +266,25 @@ def policy(db, micro_model_dir):
 
     version = model_version_register(name="micro", path=str(micro_model_dir), source="registered")
     return model_version_promote(version=version)
+
+
+@pytest.fixture
+def fresh_backends() -> Iterator[None]:
+    """No serving backend cached from an earlier test, and none left for the next one."""
+    from sampler.generation.backends import backends_clear
+
+    backends_clear()
+    yield
+    backends_clear()
+
+
+@pytest.fixture
+def flag_everything(settings):
+    """The built-in content filter, with one pattern that flags every text."""
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    return settings
 
 
 @pytest.fixture(scope="session")

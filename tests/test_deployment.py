@@ -5,15 +5,13 @@ entry point; `manage.py check --deploy` for production settings."""
 import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from config.celery import WORKER_GROUPS, Queue
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -191,15 +189,10 @@ def _python(code: str, environment: dict[str, str], *args: str) -> str:
         if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_MODE", "SECRET_KEY",
                      "DJANGO_ALLOW_ASYNC_UNSAFE", "EXPORT_PSEUDONYM_KEY"}
     }  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, *(args or ("-c", "import django; django.setup(); " + code))],
-        cwd=ROOT,
+    result = run_python(
+        *(args or ("-c", "import django; django.setup(); " + code)),
         env=clean | environment | {"DJANGO_SETTINGS_MODULE": "config.settings"},
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
 
 

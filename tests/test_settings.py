@@ -1,9 +1,8 @@
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,17 +22,11 @@ def _import_settings(**env: str) -> subprocess.CompletedProcess:
         }
     }
     environment.update(env)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import config.settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'])",
-        ],
-        cwd=ROOT,
+    return run_python(
+        "-c",
+        "import config.settings as s; print(s.DEBUG, s.DATABASES['default']['ENGINE'])",
         env=environment,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
+        check=False,
     )
 
 
@@ -107,16 +100,12 @@ def test_export_pseudonym_key_is_never_the_default_secret_key():
 
 def test_embedded_default_makes_one_random_pseudonym_key_per_install_under_var(tmp_path):
     def key_of(var_dir) -> str:
-        result = subprocess.run(
-            [sys.executable, "-c", "import config.settings as s; print(s.EXPORT_PSEUDONYM_KEY)"],
-            cwd=ROOT,
+        result = run_python(
+            "-c",
+            "import config.settings as s; print(s.EXPORT_PSEUDONYM_KEY)",
             env={k: v for k, v in os.environ.items() if k != "EXPORT_PSEUDONYM_KEY"}
             | {"VAR_DIR": str(var_dir), "TANDEM_MODE": "embedded"},
-            capture_output=True,
-            text=True,
-            timeout=WAIT_SECONDS,
         )
-        assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
     first, again = key_of(tmp_path / "one"), key_of(tmp_path / "one")

@@ -157,10 +157,11 @@ class ProjectListApi(APIView):
         return [IsStaff()] if self.request.method == "POST" else [IsTrainer()]
 
     @extend_schema(
+        operation_id="projects_list",
         responses=OpenApiResponse(
             ProjectStaffOutputSerializer(many=True),
             description="Projects; the configuration fields are included for staff only.",
-        )
+        ),
     )
     def get(self, request: Request) -> Response:
         if is_admin(request.user):

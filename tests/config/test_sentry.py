@@ -4,13 +4,11 @@ Celery integrations on, and an error in a view reaches the DSN's server."""
 import gzip
 import importlib
 import os
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,16 +40,7 @@ if os.environ.get("SENTRY_DSN"):
 def _run(tmp_path, **env: str) -> list[str]:
     environment = {k: v for k, v in os.environ.items() if k not in {"SENTRY_DSN", "DATABASE_URL"}}
     environment.update(env, VAR_DIR=str(tmp_path), ALLOWED_HOSTS="testserver")
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()
+    return run_python("-c", SCRIPT, env=environment).stdout.splitlines()
 
 
 def test_without_a_dsn_sentry_is_not_even_imported(tmp_path):

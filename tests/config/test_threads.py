@@ -1,13 +1,11 @@
 """TORCH_THREADS caps torch's and the numeric libraries' threads where models run."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -17,16 +15,7 @@ def _run(code: list[str], **env: str) -> str:
     environment = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
     environment.pop("TORCH_THREADS", None)
     environment.update(env)
-    result = subprocess.run(
-        [sys.executable, *code],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.split()
+    return run_python(*code, env=environment).stdout.split()
 
 
 REPORT = (

@@ -1,10 +1,7 @@
 """Web processes stay light: loading the URL configuration and serving pages (the API that
 validates backend options included) never imports torch, transformers, vllm or openai."""
 
-import subprocess
-import sys
-
-from tests.conftest import ROOT, WAIT_SECONDS
+from tests.conftest import run_python
 
 SCRIPT = """
 import os, sys
@@ -43,13 +40,5 @@ def test_the_web_process_never_imports_the_model_libraries(tmp_path):
         "SECRET_KEY": "a-test-secret-key-that-is-long-enough-0123456789",
         "ALLOWED_HOSTS": "testserver",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_python("-c", SCRIPT, env=environment)
     assert "heavy: none" in result.stdout, result.stdout

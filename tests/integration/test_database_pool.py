@@ -3,8 +3,6 @@ workers keep one plain connection per process (config/celery.py)."""
 
 import json
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.db import connection, connections
 
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import WAIT_SECONDS, run_python
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -86,15 +84,7 @@ def test_a_celery_worker_process_takes_the_pool_out_and_keeps_one_plain_connecti
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DATABASE_URL": database_url,
     }
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-c", code, env=environment)
     pool, conn_max_age, no_pool = json.loads(result.stdout.strip().splitlines()[-1])
     assert pool is None and no_pool
     assert conn_max_age == settings.DATABASE_WORKER_CONN_MAX_AGE

@@ -155,6 +155,13 @@ def rank(
 
 
 @pytest.fixture
+def flag_everything(flag_everything):
+    """Every text flagged, and flagged replies still ranked (so that the flags show)."""
+    flag_everything.CONTENT_FILTER_BLOCK_RANKING = False
+    return flag_everything
+
+
+@pytest.fixture
 def ready_task(policy, other_trainer, settings):
     """A prepared task (K=3 alternatives + the source) from other_trainer's conversation."""
     settings.RANKING_MAX_NEW_TOKENS = 12

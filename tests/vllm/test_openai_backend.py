@@ -15,16 +15,9 @@ from sampler.generation.params import GenerationParams
 from tests.conftest import wait_until
 from tests.vllm.conftest import MAX_MODEL_LEN, SERVED_NAME
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("fresh_backends")]
 
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_backends():
-    backends_clear()
-    yield
-    backends_clear()
 
 
 def _backend(server, **options):

@@ -8,14 +8,6 @@ PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
 
 
 @pytest.fixture
-def flag_everything(settings):
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_WORDS = {}
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
-    return settings
-
-
-@pytest.fixture
 def flag_nothing(settings):
     settings.CONTENT_FILTER = "builtin"
     settings.CONTENT_FILTER_WORDS = {}

@@ -309,14 +309,6 @@ def test_quality_page_is_for_admins_only(trainer_client):
     assert trainer_client.get(reverse("ranking:quality")).status_code == 403
 
 
-@pytest.fixture
-def flag_everything(settings):
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_WORDS = {}
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
-    settings.CONTENT_FILTER_BLOCK_RANKING = False
-
-
 def test_claimed_candidates_carry_their_message_and_the_filters_verdict(
     flag_everything, ready_task, trainer_client
 ):

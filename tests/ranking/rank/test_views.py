@@ -511,14 +511,6 @@ def test_long_prefixes_fold_older_turns_with_their_count(long_task, trainer_clie
 # ---- the content filter and feedback on the replies being ranked ------------------------------
 
 
-@pytest.fixture
-def flag_everything(settings):
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_WORDS = {}
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
-    settings.CONTENT_FILTER_BLOCK_RANKING = False
-
-
 def _candidate_messages(assignment: Assignment) -> dict[int, Message]:
     return {
         candidate.pk: candidate.message

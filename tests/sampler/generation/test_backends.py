@@ -14,7 +14,6 @@ from sampler.generation.backends import (
     BackendUnavailable,
     GenerationRequest,
     backend_get,
-    backends_clear,
     validate_options,
 )
 from sampler.generation.models import GenerationJob, Sample
@@ -24,14 +23,9 @@ from sampler.jobs.services import job_execute
 from sampler.registry.services import model_version_register
 from tests.conftest import free_port
 
+pytestmark = pytest.mark.usefixtures("fresh_backends")
+
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_backends():
-    backends_clear()
-    yield
-    backends_clear()
 
 
 @pytest.mark.parametrize(

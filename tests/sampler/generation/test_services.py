@@ -8,25 +8,11 @@ from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.sampling import model_cache
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import model_version_promote, model_version_register
-
-PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
-
-
-def _job(policy, trainer, **overrides):
-    arguments = {
-        "messages": PROMPT,
-        "n": 3,
-        "params": {"max_new_tokens": 12},
-        "seed": 1234,
-        "requested_by": trainer,
-        "queue": False,
-    }
-    arguments.update(overrides)
-    return services.generation_job_create(**arguments)
+from tests.sampler.conftest import PROMPT, job_unqueued
 
 
 def test_job_records_provenance_and_run_stores_n_samples(policy, trainer):
-    job = _job(policy, trainer, n=4)
+    job = job_unqueued(trainer, n=4)
     assert job.status == GenerationJob.Status.QUEUED
     assert job.model_version == policy
     assert job.params["max_new_tokens"] == 12 and job.seed == 1234
@@ -46,16 +32,16 @@ def test_job_records_provenance_and_run_stores_n_samples(policy, trainer):
 
 
 def test_same_seed_params_and_model_give_the_same_texts(policy, trainer):
-    first = services.generation_job_run_inline(job_id=_job(policy, trainer).pk)
-    second = services.generation_job_run_inline(job_id=_job(policy, trainer).pk)
-    other_seed = services.generation_job_run_inline(job_id=_job(policy, trainer, seed=99).pk)
+    first = services.generation_job_run_inline(job_id=job_unqueued(trainer).pk)
+    second = services.generation_job_run_inline(job_id=job_unqueued(trainer).pk)
+    other_seed = services.generation_job_run_inline(job_id=job_unqueued(trainer, seed=99).pk)
     texts = lambda job: [s.text for s in job.samples.order_by("index")]  # noqa: E731
     assert texts(first) == texts(second)
     assert texts(first) != texts(other_seed)
 
 
 def test_running_a_job_twice_stores_its_samples_once(policy, trainer):
-    job = _job(policy, trainer)
+    job = job_unqueued(trainer)
     services.generation_job_run_inline(job_id=job.pk)
     services.generation_job_run_inline(job_id=job.pk)
     assert Sample.objects.filter(job=job).count() == 3
@@ -64,7 +50,7 @@ def test_running_a_job_twice_stores_its_samples_once(policy, trainer):
 def test_a_message_delivered_again_after_success_does_nothing(policy, trainer):
     from sampler.jobs.services import job_execute
 
-    job = _job(policy, trainer)
+    job = job_unqueued(trainer)
     job = services.generation_job_run_inline(job_id=job.pk)
     first = [sample.text for sample in job.samples.order_by("index")]
     assert job_execute(kind_name="generation", job_id=job.pk, token=job.publish_token) is None
@@ -73,7 +59,7 @@ def test_a_message_delivered_again_after_success_does_nothing(policy, trainer):
 
 
 def test_database_refuses_duplicate_sample_index(policy, trainer):
-    job = services.generation_job_run_inline(job_id=_job(policy, trainer).pk)
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer).pk)
     with pytest.raises(IntegrityError):
         Sample.objects.create(
             job=job, index=0, text="x", token_count=1, finish_reason="length", logprob_sum=-1
@@ -110,7 +96,7 @@ def test_database_refuses_duplicate_sample_index(policy, trainer):
 )
 def test_invalid_requests_are_rejected_before_anything_is_queued(policy, trainer, overrides, field):
     with pytest.raises(ValidationError) as error:
-        _job(policy, trainer, **overrides)
+        job_unqueued(trainer, **overrides)
     assert field in error.value.message_dict
     assert GenerationJob.objects.count() == 0
 
@@ -143,7 +129,7 @@ def test_long_prefix_is_truncated_from_the_left_with_a_note(policy, trainer):
         long_history.append(
             {"role": "user" if turn % 2 == 0 else "assistant", "content": f"turn {turn} " * 10}
         )
-    job = _job(policy, trainer, messages=long_history, params={"max_new_tokens": 8})
+    job = job_unqueued(trainer, messages=long_history, params={"max_new_tokens": 8})
     job = services.generation_job_run_inline(job_id=job.pk)
     assert job.status == GenerationJob.Status.SUCCEEDED
     assert "truncated from the left" in job.notes
@@ -155,7 +141,7 @@ def test_user_side_suggestions_are_supported(policy, trainer):
         {"role": "assistant", "content": "hello! how are you?"},
     ]
     job = services.generation_job_run_inline(
-        job_id=_job(policy, trainer, messages=history, role="user").pk
+        job_id=job_unqueued(trainer, messages=history, role="user").pk
     )
     assert job.samples.count() == 3
 
@@ -165,7 +151,7 @@ def test_failed_generation_marks_the_job_failed_through_the_task(policy, trainer
 
     # Registered while it existed, deleted since: loading fails on the worker.
     broken = ModelVersion.objects.create(name="broken", path="/nonexistent/model-dir-xyz")
-    job = _job(policy, trainer, model_version=broken)
+    job = job_unqueued(trainer, model_version=broken)
     GenerationJob.objects.filter(pk=job.pk).update(publish_token="t1", queue="generation")
     run_job.run("generation", job.pk, "t1")
     job.refresh_from_db()
@@ -180,13 +166,13 @@ def test_worker_cache_loads_a_model_once_and_reloads_when_the_version_changes(
 
     model_cache.clear()
     loads_before = model_cache.loads
-    services.generation_job_run_inline(job_id=_job(policy, trainer).pk)
-    services.generation_job_run_inline(job_id=_job(policy, trainer, seed=5).pk)
+    services.generation_job_run_inline(job_id=job_unqueued(trainer).pk)
+    services.generation_job_run_inline(job_id=job_unqueued(trainer, seed=5).pk)
     assert model_cache.loads == loads_before + 1
     copy = shutil.copytree(micro_model_dir, tmp_path / "copy")
     newer = model_version_register(name="micro-copy", path=str(copy))
     model_version_promote(version=newer)
-    job = services.generation_job_run_inline(job_id=_job(policy, trainer, model_version=None).pk)
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer, model_version=None).pk)
     assert job.model_version == newer
     assert model_cache.loads == loads_before + 2
 

@@ -2,6 +2,7 @@
 the outbox and the sweeper. The broker here records what is sent (the integration tier runs the
 same paths against a real Redis and worker)."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from sampler.generation.services import generation_job_create
 from sampler.jobs import services
 from sampler.jobs.kinds import JobContext, job_kind_named
 from sampler.jobs.selectors import job_queue_position, jobs_by_state, queue_depths
+from tests.conftest import run_python
 
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
 
@@ -240,20 +242,15 @@ def test_queue_depths_api_lists_every_queue_even_when_nothing_waits(
     ],
 )
 def test_contradictory_job_settings_are_refused_at_startup(environment, message, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-c", "import django, os; django.setup()"],
+    result = run_python(
+        "-c",
+        "import django; django.setup()",
         env={
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "VAR_DIR": str(tmp_path),
             **environment,
         },
-        capture_output=True,
-        text=True,
         check=False,
     )
     assert result.returncode != 0

@@ -11,21 +11,7 @@ from sampler.moderation import filters as moderation
 from sampler.moderation.models import ModerationResult
 from sampler.moderation.services import samples_moderate
 from tests.ranking.conftest import finished_conversation
-
-PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
-
-
-def _job(trainer, **overrides):
-    arguments = {
-        "messages": PROMPT,
-        "n": 3,
-        "params": {"max_new_tokens": 12},
-        "seed": 1234,
-        "requested_by": trainer,
-        "queue": False,
-    }
-    arguments.update(overrides)
-    return services.generation_job_create(**arguments)
+from tests.sampler.conftest import job_unqueued
 
 
 @pytest.fixture
@@ -74,7 +60,7 @@ def test_unknown_filter_setting_is_a_configuration_error(settings):
 
 def test_filter_can_be_a_dotted_class_path(settings, policy, trainer):
     settings.CONTENT_FILTER = "tests.sampler.moderation.test_moderation.FlagEverything"
-    job = services.generation_job_run_inline(job_id=_job(trainer).pk)
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer).pk)
     results = ModerationResult.objects.filter(sample__job=job)
     assert results.count() == 3
     assert all(r.flagged and r.filter_name == "flag-everything" for r in results)
@@ -94,7 +80,7 @@ class FlagEverything:
 def test_every_generated_sample_gets_one_result_and_filtering_again_stores_nothing(
     builtin_filter, policy, trainer
 ):
-    job = services.generation_job_run_inline(job_id=_job(trainer).pk)
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer).pk)
     samples = list(job.samples.all())
     results = ModerationResult.objects.filter(sample__job=job)
     assert results.count() == 3
@@ -108,7 +94,7 @@ def test_every_generated_sample_gets_one_result_and_filtering_again_stores_nothi
 
 def test_a_sample_that_matches_the_filter_is_flagged(settings, policy, trainer):
     settings.CONTENT_FILTER = "none"
-    job = services.generation_job_run_inline(job_id=_job(trainer).pk)
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer).pk)
     assert not ModerationResult.objects.exists()  # filtering off: nothing recorded
     sample = max(job.samples.all(), key=lambda s: len(s.text))
     word = max(re.findall(r"\w+", sample.text), key=len)
@@ -126,7 +112,7 @@ def test_a_sample_that_matches_the_filter_is_flagged(settings, policy, trainer):
 def test_job_page_warns_about_a_flagged_sample(settings, policy, trainer, trainer_client):
     settings.CONTENT_FILTER = "builtin"
     settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
-    job = services.generation_job_run_inline(job_id=_job(trainer, n=2).pk)
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=2).pk)
     response = trainer_client.get(f"/generation/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
     html = response.content.decode()
     assert response.status_code == 200
@@ -145,7 +131,7 @@ def test_editor_suggestion_cards_warn_about_flagged_samples(settings, policy, tr
     settings.CONTENT_FILTER = "builtin"
     settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
     conversation = Conversation.objects.create(owner=trainer)
-    job = services.generation_job_run_inline(job_id=_job(trainer, n=2).pk)
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=2).pk)
     client = Client()
     client.force_login(trainer)
     response = client.get(f"/write/{conversation.pk}/suggestions/{job.pk}/", HTTP_HX_REQUEST="true")
@@ -284,7 +270,7 @@ def test_classifier_backend_filters_generated_samples(settings, classifier_dir, 
     settings.CONTENT_FILTER = "classifier"
     settings.CONTENT_FILTER_MODEL = str(classifier_dir)
     settings.CONTENT_FILTER_THRESHOLD = 0.0
-    job = services.generation_job_run_inline(job_id=_job(trainer).pk)
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer).pk)
     results = ModerationResult.objects.filter(sample__job=job)
     assert results.count() == 3
     assert {r.filter_name for r in results} == {f"classifier:{classifier_dir.name}"}

@@ -31,14 +31,6 @@ TINY_RUN = {"max_steps": 2, "batch_size": 4, "max_new_tokens": 8, "eval_prompts"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def model_root(settings, tmp_path) -> Path:
     settings.MODEL_ROOT = tmp_path / "models"
     return settings.MODEL_ROOT

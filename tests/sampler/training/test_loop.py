@@ -16,14 +16,6 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_resumed_run_ends_with_the_weights_of_one_that_never_stopped(micro_model_dir, tmp_path):
     rankings = synthetic_rankings(24, k=3, seed=5)
     config = RewardConfig(

@@ -29,14 +29,6 @@ from sampler.training.rollout import reply_logprobs, reward_scores, token_logpro
 from sampler.training.synthetic import synthetic_rankings
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tokenizer(micro_model_dir):
     return load_tokenizer(micro_model_dir)

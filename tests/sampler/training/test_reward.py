@@ -30,14 +30,6 @@ NOISE = 0.15
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def model_root(settings, tmp_path) -> Path:
     settings.MODEL_ROOT = tmp_path / "models"
     return settings.MODEL_ROOT

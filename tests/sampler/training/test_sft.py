@@ -18,14 +18,6 @@ pytestmark = pytest.mark.django_db
 PHRASE = "see you at the lighthouse"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_train_sft_teaches_the_policy_the_phrase_every_demonstration_ends_with(
     policy, tmp_path, settings
 ):
