@@ -41,10 +41,18 @@ def readyz(request: HttpRequest) -> JsonResponse:
         else {"ok": False, "error": "unknown: the database is down"}
     )
     ready = all(check["ok"] for check in checks.values())
-    return JsonResponse(
+    response = JsonResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},
         status=200 if ready else 503,
     )
+    if not ready:
+        # "Not ready" is the probe's answer, not a server error: one warning that says why,
+        # instead of django.request's ERROR line for a 5xx (which Sentry would report), as
+        # every poll while the workers start would otherwise leave.
+        failed = [f"{name}: {check['error']}" for name, check in checks.items() if not check["ok"]]
+        logger.warning("Not ready: %s", "; ".join(failed))
+        response._has_been_logged = True  # Django's own marker for "logged already"
+    return response
 
 
 def ready_queues() -> list[str]:

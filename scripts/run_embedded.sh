@@ -19,6 +19,26 @@ PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
+# Runs a command again whenever it exits (a worker that dies is back 2 s later), appending its
+# output to a log that it keeps across restarts and runs. A TERM stops the command and the loop.
+supervise() {
+  local log=$1 child="" status
+  shift
+  trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait 2>/dev/null; exit 0' TERM
+  echo "--- $(date -u +%FT%TZ) make run starts this worker" >> "$log"
+  while :; do
+    "$@" >> "$log" 2>&1 &
+    child=$!
+    status=0
+    wait "$child" || status=$?
+    echo "--- $(date -u +%FT%TZ) the worker exited with status $status; starting it again" >> "$log"
+    echo "A worker exited (status $status) and is starting again; its log: $log" >&2
+    sleep 2 &
+    child=$!
+    wait "$child" || true
+  done
+}
+
 # One worker per group, each with one process and TORCH_THREADS compute threads. Bulk groups
 # (generation, training) run at a lower CPU priority so that suggestions stay fast beside them.
 while read -r GROUP QUEUES; do
@@ -26,15 +46,15 @@ while read -r GROUP QUEUES; do
   NICE=()
   [ "$GROUP" = default ] && EXTRA=(-B --schedule "$VAR/celerybeat-schedule")
   case "$GROUP" in generation|training) NICE=(nice -n 10) ;; esac
-  ${NICE[@]+"${NICE[@]}"} $PY -m celery -A config worker -Q "$QUEUES" -n "$GROUP@%h" \
-    --concurrency 1 --without-mingle --without-gossip ${EXTRA[@]+"${EXTRA[@]}"} --loglevel INFO \
-    > "$VAR/log/worker-$GROUP.log" 2>&1 &
+  supervise "$VAR/log/worker-$GROUP.log" ${NICE[@]+"${NICE[@]}"} $PY -m celery -A config worker \
+    -Q "$QUEUES" -n "$GROUP@%h" --concurrency 1 --without-mingle --without-gossip \
+    ${EXTRA[@]+"${EXTRA[@]}"} --loglevel INFO &
   PIDS+=($!)
 done < <($PY -c 'import json, sys
 for group, queues in json.load(open(sys.argv[1]))["worker_groups"].items():
     print(group, ",".join(queues))' "$STATE")
 
-$PY manage.py runserver --noreload "$HOST:$PORT" > "$VAR/log/web.log" 2>&1 &
+$PY manage.py runserver --noreload "$HOST:$PORT" >> "$VAR/log/web.log" 2>&1 &
 WEB_PID=$!
 PIDS+=($WEB_PID)
 

@@ -31,7 +31,10 @@ def editor_context(
     errors: list[str] | None = None,
     edit_errors: dict[int, list[str]] | None = None,
     edit_texts: dict[int, str] | None = None,
+    unsent_kept: bool | None = None,
 ) -> dict:
+    """What the editor page shows. ``unsent_kept``: a turn could not be sent because the
+    conversation is no longer open (None: no such turn); whether it was kept as a draft."""
     draft = selectors.draft_get(conversation=conversation, author=request.user)
     if composer_text is None:
         composer_text = draft.content if draft else ""
@@ -63,6 +66,8 @@ def editor_context(
         "composer_text": composer_text,
         "composer_sample_id": composer_sample_id or "",
         "errors": errors or [],
+        "unsent": unsent_kept is not None,
+        "unsent_kept": bool(unsent_kept),
         "job": job,
         "queue_position": generation_job_queue_position(job=job) if job else 0,
         "suggest_form": SuggestForm(initial={"n": 3}),

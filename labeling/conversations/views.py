@@ -92,6 +92,16 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
             sample_id=sample_id,
         )
     except ValidationError as error:
+        conversation.refresh_from_db()
+        kept = None
+        if conversation.status != Conversation.Status.DRAFT and content.strip():
+            # Finished or discarded meanwhile (another tab): the page turns read-only and shows
+            # the text; it is kept as the composer's draft too, which Reopen brings back.
+            try:
+                services.draft_save(conversation=conversation, author=request.user, content=content)
+                kept = True
+            except ValidationError:
+                kept = False  # Over the limit: the page still shows it, to copy.
         # The typed text comes back in the composer with the reason: nothing is lost.
         return render_editor(
             request,
@@ -100,6 +110,7 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
             composer_text=content,
             composer_sample_id=sample_id,
             errors=validation_messages(error),
+            unsent_kept=kept,
         )
     return render_editor(request, conversation)
 

@@ -111,8 +111,11 @@ class RankingRecord:
     task_id: int
     ranker_id: int
     ordering: Ordering
+    # No ordering: the "all bad" and "cannot rank" verdicts (left out of agreement).
     cannot_rank: bool = False
     flagged: bool = False
+    # ranked, all_equal, all_bad or cannot_rank (Ranking.Verdict).
+    verdict: str = "ranked"
     duration_ms: int = 0
     # Submitted in the order shown (None: a verdict without an ordering, or an older row).
     order_unchanged: bool | None = None
@@ -136,12 +139,14 @@ class TrainerQuality:
     compared_pairs: int
     median_seconds: float | None
     flag_rate: float
+    # Shares of the trainer's rankings answered "cannot rank" and "all bad".
     cannot_rank_rate: float
     skips: int
     # Share of the trainer's rankings submitted in the order shown (of those with an ordering).
     unchanged_rate: float | None = None
     # Share of the trainer's rankings submitted faster than ``fast_ms``.
     fast_rate: float = 0.0
+    all_bad_rate: float = 0.0
     # Why this trainer stands out (empty when nothing does).
     outlier_reasons: tuple[str, ...] = ()
 
@@ -191,6 +196,10 @@ def _outlier_reasons(
     if fast_rate >= share:
         reasons.append(f"{fast_rate:.0%} of rankings very fast")
     return tuple(reasons)
+
+
+def _share(records: list[RankingRecord], verdict: str) -> float:
+    return sum(r.verdict == verdict for r in records) / len(records) if records else 0.0
 
 
 def quality_summary(
@@ -249,7 +258,8 @@ def quality_summary(
                     statistics.median(r.duration_ms for r in own) / 1000 if own else None
                 ),
                 flag_rate=sum(r.flagged for r in own) / count if count else 0.0,
-                cannot_rank_rate=sum(r.cannot_rank for r in own) / count if count else 0.0,
+                cannot_rank_rate=_share(own, "cannot_rank"),
+                all_bad_rate=_share(own, "all_bad"),
                 skips=skips.get(ranker_id, 0),
                 unchanged_rate=unchanged_rate,
                 fast_rate=fast_rate,

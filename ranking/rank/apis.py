@@ -14,12 +14,14 @@ from accounts.roles import IsTrainer
 from config.api import (
     StrictBooleanField,
     StrictCharField,
+    StrictChoiceField,
     StrictDictField,
     StrictIdField,
     validated_input,
 )
 from ranking.projects.selectors import project_for_trainer
 from ranking.rank import services
+from ranking.rank.models import Ranking
 from ranking.rank.selectors import assignment_get_for_trainer, assignment_screen
 
 # Bounds on what a request may carry, well above any real task (K + 1 candidates, K <= 16),
@@ -126,6 +128,13 @@ class RankingSubmitApi(APIView):
             default=list,
         )
         cannot_rank = StrictBooleanField(default=False)
+        verdict = StrictChoiceField(
+            choices=Ranking.Verdict.values,
+            required=False,
+            default="",
+            help_text="ranked (the default: give ordering), or one answer about all replies "
+            "with a rationale and no ordering: all_equal, all_bad, cannot_rank.",
+        )
         flags = StrictDictField(
             child=serializers.ListField(
                 child=StrictCharField(max_length=50), max_length=MAX_FLAGS_PER_REPLY
@@ -157,6 +166,7 @@ class RankingSubmitApi(APIView):
         assignment_id = serializers.IntegerField()
         ordering = serializers.JSONField()
         cannot_rank = serializers.BooleanField()
+        verdict = serializers.CharField()
         flags = serializers.JSONField()
         rationale = serializers.CharField()
         presentation_order = serializers.JSONField()
@@ -189,6 +199,7 @@ class RankingSubmitApi(APIView):
                     flags=data["flags"],
                     flag_notes=data["flag_notes"],
                     rationale=data["rationale"],
+                    verdict=data["verdict"],
                 ),
             )
         except services.RankingConflict as conflict:

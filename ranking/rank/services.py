@@ -419,8 +419,14 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
         # The verdict, or the older "cannot_rank": true alone, which means "cannot rank".
         label = Ranking.Verdict(ranking.resolved_verdict).label.lower()
         errors["rationale"] = f'Say why when you choose "{label}".'
-    elif verdict == Ranking.Verdict.RANKED and ranking.cannot_rank:
-        errors["verdict"] = 'A ranked answer cannot also be "cannot rank".'
+    elif verdict in {Ranking.Verdict.RANKED, Ranking.Verdict.ALL_EQUAL} and ranking.cannot_rank:
+        errors["verdict"] = (
+            f'A "{Ranking.Verdict(verdict).label.lower()}" answer cannot also be "cannot rank".'
+        )
+    if ranking.resolved_verdict != Ranking.Verdict.RANKED and ranking.ordering:
+        errors["ordering"] = (
+            "Give no ordering with an answer about all replies (all equal, all bad, cannot rank)."
+        )
     if ranking.first_placement_ms is not None and not 0 <= ranking.first_placement_ms <= 2**31 - 1:
         errors["first_placement_ms"] = "The time to the first placement is out of range."
     if ranking.resolved_verdict == Ranking.Verdict.RANKED:

@@ -189,21 +189,31 @@
     event.preventDefault();
   }
 
-  // Long replies fold to a few lines with a "Show all" button, so several fit on one screen.
-  function fold(list) {
+  // Long replies, and long turns of the conversation above them, fold to a few lines with a
+  // "Show all" button, so that several fit on one screen and nothing is out of reach.
+  function foldable(text, button, label) {
+    // Folded is 6em high (about four lines): fold only what is clearly longer.
+    const limit = parseFloat(getComputedStyle(text).fontSize) * 6;
+    if (text.scrollHeight <= limit + 16) return;
+    text.classList.add("folded");
+    button.hidden = false;
+    button.addEventListener("click", () => {
+      const folded = text.classList.toggle("folded");
+      button.setAttribute("aria-expanded", String(!folded));
+      button.textContent = `${folded ? "Show all" : "Fold"} of ${label}`;
+    });
+  }
+
+  function fold(list, card) {
     itemsOf(list).forEach((item) => {
-      const text = item.querySelector(".candidate-text");
-      const button = item.querySelector(".unfold");
-      // Folded is 6em high (about four lines): fold only what is clearly longer.
-      const limit = parseFloat(getComputedStyle(text).fontSize) * 6;
-      if (text.scrollHeight <= limit + 16) return;
-      text.classList.add("folded");
-      button.hidden = false;
-      button.addEventListener("click", () => {
-        const folded = text.classList.toggle("folded");
-        button.setAttribute("aria-expanded", String(!folded));
-        button.textContent = `${folded ? "Show all" : "Fold"} of reply ${item.dataset.number}`;
-      });
+      foldable(
+        item.querySelector(".candidate-text"),
+        item.querySelector(".unfold"),
+        `reply ${item.dataset.number}`,
+      );
+    });
+    card.querySelectorAll(".ranking-prefix .turn-body").forEach((body) => {
+      foldable(body.querySelector(".markdown"), body.querySelector(".unfold"), "this turn");
     });
   }
 
@@ -246,7 +256,7 @@
         layout.setAttribute("aria-pressed", String(on));
       });
     }
-    fold(list);
+    fold(list, card);
     render(card);
   }
 

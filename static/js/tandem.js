@@ -166,6 +166,14 @@ document.addEventListener("htmx:beforeSwap", (event) => {
   });
   unsavedDraft = false;
 });
+// Finishing with text still in the composer asks first: that text is not a turn.
+document.addEventListener("htmx:confirm", (event) => {
+  const question = event.detail.elt.dataset && event.detail.elt.dataset.confirmUnsent;
+  const box = document.getElementById("composer-text");
+  if (!question || !box || !box.value.trim()) return;
+  event.preventDefault();
+  if (window.confirm(question)) event.detail.issueRequest(true);
+});
 window.addEventListener("beforeunload", (event) => {
   if (unsavedDraft && !window.tandemLeavingForLogin) {
     event.preventDefault();

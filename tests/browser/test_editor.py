@@ -4,6 +4,7 @@ from playwright.sync_api import expect
 from labeling.conversations.models import Conversation, Message
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
+from tests.labeling.conftest import write_turns
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -101,3 +102,30 @@ def test_a_turn_sent_right_after_typing_does_not_come_back_as_the_next_draft(
     expect(page.locator("ol.transcript > li.turn")).to_have_count(1)
     expect(page.locator("#composer-text")).to_have_value("")
     assert not conversation.drafts.exists()
+
+
+def test_finishing_with_unsent_text_asks_first_and_can_be_called_off(page, live_server, trainer):
+    conversation = Conversation.objects.create(owner=trainer, title="Almost done")
+    write_turns(conversation, trainer, "hi", "hello!")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    finish = page.get_by_role("button", name="Mark finished")
+    page.fill("#composer-text", "one more thing")
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    finish.click()
+    expect(page.locator("#composer-text")).to_have_value("one more thing")
+    assert questions and "has not been sent" in questions[0]
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.DRAFT
+
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    finish.click()
+    expect(page.get_by_role("button", name="Reopen")).to_be_visible()
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.FINISHED and len(questions) == 2

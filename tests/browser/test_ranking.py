@@ -307,6 +307,35 @@ def test_three_replies_of_300_characters_fit_on_a_laptop_screen_and_long_ones_fo
     assert long_one.bounding_box()["height"] > folded_height * 1.5
 
 
+def test_a_long_prompt_folds_with_a_button_that_shows_all_of_it(
+    page, live_server, ready_task, trainer
+):
+    from labeling.models import Message
+
+    long_prompt = "\n\n".join(
+        [
+            REPLY_300,
+            "```\ncode line 1\ncode line 2\n```",
+            "| a | b |\n|---|---|\n| 1 | 2 |",
+            "THE END",
+        ]
+    )
+    Message.objects.filter(pk=ready_task.prefix_message_id).update(content=long_prompt)
+    page.set_viewport_size({"width": 1366, "height": 768})
+    _open_task(page, live_server)
+
+    prompt = page.locator(".ranking-prefix .turn-body").last
+    button = prompt.get_by_role("button", name="Show all of this turn")
+    expect(button).to_be_visible()
+    folded_height = prompt.bounding_box()["height"]
+    button.click()
+    expect(prompt.locator(".unfold")).to_have_attribute("aria-expanded", "true")
+    assert prompt.bounding_box()["height"] > folded_height * 1.5
+    end = prompt.get_by_text("THE END")
+    box, text_box = prompt.locator(".markdown").bounding_box(), end.bounding_box()
+    assert text_box["y"] + text_box["height"] <= box["y"] + box["height"] + 1
+
+
 def test_question_mark_lists_the_shortcuts(page, live_server, ready_task, trainer):
     _open_task(page, live_server)
     dialog = page.get_by_role("dialog", name="Keyboard shortcuts")

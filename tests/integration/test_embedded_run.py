@@ -56,7 +56,8 @@ def _wait(predicate, *, what: str, log: Path):
 
 @pytest.fixture
 def embedded_app(tmp_path):
-    """The script running on its own var/ dir; yields (base URL, its output file)."""
+    """The script running on its own var/ dir; yields (base URL, its output file, its
+    environment, its process group)."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
     env |= {"VAR_DIR": str(tmp_path / "var"), "PORT": str(port), "OMP_NUM_THREADS": "1"}
@@ -71,7 +72,7 @@ def embedded_app(tmp_path):
             start_new_session=True,  # its own process group: the worker and the server go too
         )
     try:
-        yield f"http://127.0.0.1:{port}", output, env
+        yield f"http://127.0.0.1:{port}", output, env, process.pid
     finally:
         # Stop it as Ctrl+C does: SIGINT to the whole group. Celery's pool processes ignore
         # SIGINT; the script stops each worker, which stops its own pool (a SIGTERM to the
@@ -85,8 +86,28 @@ def embedded_app(tmp_path):
             process.wait()
 
 
+def _worker_pids(process_group: int, worker_group: str) -> list[int]:
+    """The Celery worker main processes of ``worker_group`` in the script's process group (not
+    their pool processes, whose parent is the worker itself)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            fields = stat[stat.rindex(")") + 2 :].split()
+            parent = Path(f"/proc/{fields[1]}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        mine = int(fields[2]) == process_group and f"{worker_group}@%h".encode() in command
+        if mine and b"celery" not in parent:
+            found.append(int(entry.name))
+    return found
+
+
 def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(embedded_app):
-    base, log, env = embedded_app
+    base, log, env, script_group = embedded_app
 
     def ready_box():
         printed = log.read_text()
@@ -148,3 +169,18 @@ def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(
     # It ran on the embedded default: SQLite and the broker folders under the fresh var/.
     assert (log.parent / "var" / "tandem.sqlite3").exists()
     assert (log.parent / "var" / "celery-broker").is_dir()
+
+    # A worker that dies is started again, and its log keeps what the first one wrote.
+    worker_log = log.parent / "var" / "log" / "worker-generation.log"
+    (first,) = _wait(lambda: _worker_pids(script_group, "generation"), what="the worker", log=log)
+    os.kill(first, signal.SIGTERM)
+
+    def restarted():
+        pids = _worker_pids(script_group, "generation")
+        text = worker_log.read_text()
+        return pids if pids and first not in pids and text.count(" ready.") >= 2 else None
+
+    _wait(restarted, what="the generation worker started again", log=worker_log)
+    text = worker_log.read_text()
+    assert "the worker exited with status 0; starting it again" in text
+    assert "A worker exited (status 0) and is starting again" in log.read_text()

@@ -63,6 +63,35 @@ def test_model_and_trainer_text_cannot_inject_script(trainer_client, conversatio
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
 
 
+@pytest.mark.parametrize(("text", "kept"), [("my <b>unsent</b> turn", True), ("x" * 20001, False)])
+def test_a_turn_sent_from_a_stale_tab_after_finishing_is_shown_and_kept(
+    trainer_client, conversation, trainer, text, kept
+):
+    write_turns(conversation, trainer, "hi", "hello!")
+    services.conversation_finish(conversation=conversation, user=trainer)
+    url = reverse("labeling:message-append", args=[conversation.pk])
+
+    response = trainer_client.post(url, {"content": text, "role": "user"}, **HTMX)
+
+    assert response.status_code == 422
+    body = response.content.decode()
+    assert "This conversation is finished; reopen it to edit." in body
+    assert conversation.messages.count() == 2
+    if kept:
+        assert "it is kept as your draft, and Reopen brings it back" in body
+        assert "my &lt;b&gt;unsent&lt;/b&gt; turn</textarea>" in body
+        assert conversation.drafts.get(author=trainer).content == text
+    else:
+        assert "copy it before you leave" in body and text in body
+        assert not conversation.drafts.exists()
+    # Reopened, the composer holds it.
+    if kept:
+        services.conversation_reopen(conversation=conversation, user=trainer)
+        editor = trainer_client.get(reverse("labeling:editor", args=[conversation.pk]))
+        assert "my &lt;b&gt;unsent&lt;/b&gt; turn</textarea>" in editor.content.decode()
+        assert 'id="unsent"' not in editor.content.decode()
+
+
 # Just over the limit, and far over it (100 KB).
 OVERSIZED = pytest.mark.parametrize("length", [20001, 100_000])
 

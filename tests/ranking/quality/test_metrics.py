@@ -121,8 +121,19 @@ def test_quality_summary_per_trainer_compares_only_with_other_trainers():
         RankingRecord(task_id=1, ranker_id=10, ordering=STRICT, duration_ms=10_000),
         RankingRecord(task_id=1, ranker_id=20, ordering=STRICT, duration_ms=20_000),
         RankingRecord(task_id=1, ranker_id=30, ordering=REVERSED, flagged=True, duration_ms=30_000),
-        RankingRecord(task_id=2, ranker_id=30, ordering=[], cannot_rank=True, duration_ms=5_000),
+        RankingRecord(
+            task_id=2,
+            ranker_id=30,
+            ordering=[],
+            cannot_rank=True,
+            verdict="cannot_rank",
+            duration_ms=5_000,
+        ),
         RankingRecord(task_id=2, ranker_id=10, ordering=STRICT, duration_ms=30_000),
+        # "All bad" has no order either, but it is not "cannot rank".
+        RankingRecord(
+            task_id=3, ranker_id=20, ordering=[], cannot_rank=True, verdict="all_bad", duration_ms=1
+        ),
     ]
     summary = quality_summary(records, skips={40: 2, 10: 1})
 
@@ -139,7 +150,8 @@ def test_quality_summary_per_trainer_compares_only_with_other_trainers():
     assert trainers[10].skips == 1
     assert trainers[30].agreement == 0.0
     assert trainers[30].flag_rate == 0.5
-    assert trainers[30].cannot_rank_rate == 0.5
+    assert trainers[30].cannot_rank_rate == 0.5 and trainers[30].all_bad_rate == 0.0
+    assert trainers[20].all_bad_rate == 0.5 and trainers[20].cannot_rank_rate == 0.0
     assert trainers[30].median_seconds == 17.5
     assert trainers[40].rankings == 0 and trainers[40].agreement is None
     assert trainers[40].skips == 2

@@ -197,6 +197,49 @@ def test_skip_gives_the_task_back_and_it_is_not_offered_again(ready_task, traine
     assert _post(trainer_client, CLAIM_URL).status_code == 204
 
 
+@pytest.mark.parametrize("verdict", ["all_equal", "all_bad", "cannot_rank"])
+def test_the_api_takes_every_verdict_with_a_reason_and_no_ordering(
+    ready_task, trainer_client, verdict
+):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    url = _submit_url(claim["assignment_id"])
+    ids = [c["id"] for c in claim["candidates"]]
+    without_reason = _post(trainer_client, url, {"verdict": verdict})
+    assert without_reason.status_code == 400 and "rationale" in without_reason.json()
+    with_order = _post(
+        trainer_client,
+        url,
+        {"verdict": verdict, "rationale": "why", "ordering": [[i] for i in ids]},
+    )
+    assert with_order.status_code == 400 and "ordering" in with_order.json()
+    assert not Ranking.objects.exists()
+
+    response = _post(trainer_client, url, {"verdict": verdict, "rationale": "why"})
+
+    assert response.status_code == 201, response.content
+    assert response.json()["verdict"] == verdict
+    stored = Ranking.objects.get()
+    assert stored.verdict == verdict and stored.rationale == "why"
+    assert stored.cannot_rank is (verdict != "all_equal")
+    assert stored.ordering == ([claim_order(claim)] if verdict == "all_equal" else [])
+
+
+def claim_order(claim: dict) -> list[int]:
+    return [c["id"] for c in claim["candidates"]]
+
+
+def test_an_unknown_verdict_or_one_contradicting_cannot_rank_is_a_400(ready_task, trainer_client):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    url = _submit_url(claim["assignment_id"])
+    unknown = _post(trainer_client, url, {"verdict": "meh", "rationale": "x"})
+    assert unknown.status_code == 400 and "verdict" in unknown.json()
+    both = _post(
+        trainer_client, url, {"verdict": "all_equal", "cannot_rank": True, "rationale": "x"}
+    )
+    assert both.status_code == 400 and "verdict" in both.json()
+    assert not Ranking.objects.exists()
+
+
 def test_skipping_a_ranked_task_is_a_409(ready_task, trainer_client):
     claim = _post(trainer_client, CLAIM_URL).json()
     ids = [c["id"] for c in claim["candidates"]]
