@@ -230,7 +230,7 @@ def validated_input(
 
     A body (``body``) naming a field the serializer does not have is a 400 that names it: a
     misspelt or unsupported field (``model_version_id`` where none is taken) must not be
-    quietly ignored. Query strings (``body=False``) may carry other parameters (paging).
+    quietly ignored. Query strings go through ``validated_query``.
     """
     serializer = serializer_class(data=data, **kwargs)
     if body and isinstance(data, dict):
@@ -241,7 +241,33 @@ def validated_input(
     return serializer.validated_data
 
 
-def _unknown_fields(data: dict, fields) -> str:
+def validated_query(
+    serializer_class: type[serializers.Serializer],
+    params,
+    *,
+    lists: frozenset[str] | set[str] = frozenset(),
+    also: tuple[str, ...] = (),
+) -> dict:
+    """Query parameters as ``serializer_class`` validates them: ``lists`` may be repeated (each
+    value an item), ``also`` are read elsewhere (paging). A parameter the endpoint does not take
+    (a misspelt filter would quietly filter nothing), or one given twice that takes one value,
+    is a 400 naming it."""
+    names = [name for name in params if name not in also]
+    unknown = _unknown_fields(dict.fromkeys(names), serializer_class().fields, "parameters")
+    if unknown:
+        raise UnknownFields(unknown)
+    repeated = {
+        name: ["Give this parameter once."]
+        for name in names
+        if name not in lists and len(params.getlist(name)) > 1
+    }
+    if repeated:
+        raise serializers.ValidationError(repeated)
+    data = {name: params.getlist(name) if name in lists else params[name] for name in names}
+    return validated_input(serializer_class, data, body=False)
+
+
+def _unknown_fields(data: dict, fields, noun: str = "fields") -> str:
     """ "Unknown fields: ..." for the keys of ``data`` that are not ``fields`` ("" when none)."""
     unknown = sorted(set(data) - set(fields))
     if not unknown:
@@ -249,7 +275,7 @@ def _unknown_fields(data: dict, fields) -> str:
     # The names as given, shortened: they are the caller's text.
     names = ", ".join(repr(name[:40]) for name in unknown[:5])
     more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-    return f"Unknown fields: {names}{more}."
+    return f"Unknown {noun}: {names}{more}."
 
 
 class StrictObjectSerializer(serializers.Serializer):

@@ -20,6 +20,7 @@ from config.api import (
     StrictIdField,
     StrictLimitOffsetPagination,
     validated_input,
+    validated_query,
 )
 from labeling.conversations import selectors, services
 from labeling.conversations.models import (
@@ -139,7 +140,9 @@ class ConversationListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         """Conversations the caller may see, newest activity first; ``q`` searches titles."""
-        filters = validated_input(self.FilterSerializer, request.query_params, body=False)
+        filters = validated_query(
+            self.FilterSerializer, request.query_params, also=("limit", "offset")
+        )
         conversations = selectors.conversation_list(
             user=request.user,
             status=filters["status"],

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.roles import IsStaff
 from accounts.selectors import user_ids_existing
-from config.api import validated_input
+from config.api import validated_query
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.filters import (
     FLAG_NAMES,
@@ -92,11 +92,7 @@ class ExportStreamApi(APIView):
             "guideline_version",
             "project_id",
         }
-        query = {
-            key: request.query_params.getlist(key) if key in repeated else value
-            for key, value in request.query_params.items()
-        }
-        data = validated_input(self.InputSerializer, query, body=False)
+        data = validated_query(self.InputSerializer, request.query_params, lists=repeated)
         filters = ExportFilters(
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),

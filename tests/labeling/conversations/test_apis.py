@@ -116,6 +116,9 @@ def test_list_shows_only_own_conversations_and_filters_by_status(
     assert trainer_client.get("/api/conversations/?status=finished").json()["count"] == 0
     assert trainer_client.get("/api/conversations/?q=weekend").json()["count"] == 1
     assert trainer_client.get("/api/conversations/?status=bogus").status_code == 400
+    typo = trainer_client.get("/api/conversations/?stauts=finished")
+    assert typo.status_code == 400
+    assert typo.json() == {"detail": "Unknown parameters: 'stauts'."}
 
 
 def test_paging_takes_whole_numbers_or_says_which_is_wrong(trainer_client, trainer):

@@ -143,6 +143,16 @@ def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user,
     assert len(rows) == 15 and all(row["votes"] == 2 for row in rows)
     bad = client.get("/api/exports/stream/", {"format": "pairs", "exclude_flag": "boring"})
     assert bad.status_code == 400 and "exclude_flag" in bad.json()
+    # A misspelt filter is refused by name, never quietly left out of the filtering.
+    typo = client.get("/api/exports/stream/", {"format": "pairs", "exclude_flags": "harmful"})
+    assert typo.status_code == 400
+    assert typo.json() == {"detail": "Unknown parameters: 'exclude_flags'."}
+    twice = client.get("/api/exports/stream/?format=pairs&format=rankings")
+    assert twice.json() == {"format": ["Give this parameter once."]}
+    repeated = client.get(
+        "/api/exports/stream/?format=pairs&exclude_flag=harmful&exclude_flag=other"
+    )
+    assert repeated.status_code == 200
     backwards = client.get(
         "/api/exports/stream/",
         {"format": "pairs", "date_from": "2026-02-01", "date_to": "2026-01-01"},
