@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from accounts.selectors import user_ids_by_username
+from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
 from ranking.exports.pipeline import records, write_jsonl
 from ranking.exports.services import export_prepare
@@ -59,6 +60,7 @@ class Command(BaseCommand):
         try:
             versions = model_version_ids_by_name(names=options["model_version"])
             trainers = user_ids_by_username(usernames=options["exclude_trainer"])
+            guidelines = guideline_numbers_existing(numbers=options["guideline_version"])
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from error
         try:
@@ -76,7 +78,7 @@ class Command(BaseCommand):
                     "split_seed": options["split_seed"],
                     "pseudonymize": not options["no_pseudonymize"],
                     "red_team": options["red_team"],
-                    "guideline_versions": options["guideline_version"],
+                    "guideline_versions": guidelines,
                     "project_ids": project_ids_by_slug(slugs=options["project"]),
                 }
             )
@@ -92,9 +94,12 @@ class Command(BaseCommand):
             last = rows
 
         export_prepare(options["format"], filters)
-        written = write_jsonl(
-            records(options["format"], filters), Path(options["out"]), on_progress=advance
-        )
+        try:
+            written = write_jsonl(
+                records(options["format"], filters), Path(options["out"]), on_progress=advance
+            )
+        except OSError as error:
+            raise CommandError(f"Cannot write {options['out']}: {error.strerror}.") from error
         advance(written.rows)
         progress.close()
         summary = f"{written.rows} rows, {written.size_bytes} bytes, sha256 {written.sha256}"

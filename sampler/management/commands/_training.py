@@ -3,6 +3,7 @@ bar, one service call."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import fields
 from datetime import date
 
@@ -21,6 +22,47 @@ from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS
 from sampler.training.loop import ProgressEvent
+
+# Options that choose rows of the database (with --data they would choose nothing).
+DATABASE_ONLY = {
+    "date_from",
+    "date_to",
+    "model_version",
+    "min_agreement",
+    "exclude_flag",
+    "exclude_trainer",
+    "split_seed",
+    "project",
+    "reward_source",
+}
+
+
+def _flags(dests: set[str]) -> str:
+    return ", ".join("--" + dest.replace("_", "-") for dest in sorted(dests))
+
+
+def options_checked(command: BaseCommand, options: dict) -> None:
+    """Refuse options that would be ignored: any beside ``--resume`` (a resumed run keeps the
+    settings it was created with) and database filters beside ``--data``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    command.add_arguments(parser)
+    # The command's own options whose value is not their default: what was typed.
+    given = {
+        action.dest
+        for action in parser._actions
+        if action.dest in options and options[action.dest] != action.default
+    }
+    if options.get("resume"):
+        if extra := given - {"resume"}:
+            raise CommandError(
+                f"--resume continues run {options['resume']} with the settings it was created "
+                f"with; leave out {_flags(extra)}."
+            )
+    elif options.get("data") and (extra := given & DATABASE_ONLY):
+        raise CommandError(
+            f"{_flags(extra)} choose rows of the database; a --data file is read whole "
+            "(filter it when you export it)."
+        )
 
 
 def _errors(error: ValidationError) -> str:
@@ -105,6 +147,7 @@ class TrainingCommand(BaseCommand):
         add_config_options(parser, CONFIGS[self.kind])
 
     def handle(self, *args, **options):
+        options_checked(self, options)
         if options["resume"]:
             run_id = options["resume"]
             if not TrainingRun.objects.filter(pk=run_id, kind=self.kind).exists():

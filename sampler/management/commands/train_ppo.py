@@ -10,6 +10,7 @@ from sampler.management.commands._training import (
     ProgressBar,
     _errors,
     add_config_options,
+    options_checked,
     run_inline,
 )
 from sampler.registry.models import ModelVersion
@@ -68,6 +69,7 @@ class Command(BaseCommand):
         add_config_options(parser, PPOConfig)
 
     def handle(self, *args, **options):
+        options_checked(self, options)
         if options["resume"]:
             run_id = options["resume"]
             if not TrainingRun.objects.filter(pk=run_id, kind=TrainingRun.Kind.PPO).exists():

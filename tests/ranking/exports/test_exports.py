@@ -427,6 +427,22 @@ def test_demonstrations_are_root_to_leaf_paths_without_ranking_alternatives(rank
     assert len(others) == 3 and all(len(r["messages"]) == 2 for r in others)
 
 
+def test_the_command_refuses_an_unknown_guideline_version_and_an_unwritable_out(ranked, tmp_path):
+    from django.core.management.base import CommandError
+
+    out = tmp_path / "pairs.jsonl"
+    with pytest.raises(CommandError) as unknown:
+        call_command(
+            "export_comparisons", "--format", "pairs", "--out", str(out),
+            "--guideline-version", "99", verbosity=0,
+        )  # fmt: skip
+    assert str(unknown.value) == "No guideline version with number [99]."
+    assert not out.exists()
+    with pytest.raises(CommandError) as folder:
+        call_command("export_comparisons", "--format", "pairs", "--out", str(tmp_path), verbosity=0)
+    assert str(folder.value) == f"Cannot write {tmp_path}: Is a directory."
+
+
 def test_every_format_loads_with_datasets(ranked, tmp_path):
     from datasets import load_dataset
 

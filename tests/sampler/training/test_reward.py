@@ -298,3 +298,24 @@ def test_a_filter_naming_what_does_not_exist_is_refused_not_ignored(
         call_command(command, *arguments, verbosity=0)
     assert str(refused.value) == f"{message}."  # the same sentence from both commands
     assert not TrainingRun.objects.exists() and not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "command", ["train_reward", "train_sft", "train_dpo", "train_kto", "train_ppo"]
+)
+def test_options_that_would_be_ignored_are_refused_before_any_run_exists(policy, tmp_path, command):
+    data = tmp_path / "data.jsonl"
+    data.write_text("")
+    with pytest.raises(CommandError) as refused:
+        call_command(command, "--data", str(data), "--date-from", "2030-01-01", verbosity=0)
+    assert str(refused.value) == (
+        "--date-from choose rows of the database; a --data file is read whole (filter it when "
+        "you export it)."
+    )
+    with pytest.raises(CommandError) as resumed:
+        call_command(command, "--resume", "7", "--max-steps", "10", "--queue", verbosity=0)
+    assert str(resumed.value) == (
+        "--resume continues run 7 with the settings it was created with; leave out "
+        "--max-steps, --queue."
+    )
+    assert not TrainingRun.objects.exists()
