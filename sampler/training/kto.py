@@ -1,9 +1,10 @@
 """``train_kto``: single replies marked desirable or undesirable -> a policy (KTO).
 
-Records are TRL's unpaired form: ``prompt`` (messages), ``completion`` (the reply: text or an
-assistant message list), ``label`` (true: desirable), plus what the app adds: ``source``
-(thumbs_up, thumbs_down, reports, flags) and ``model_version`` (the version that wrote the
-reply, kept on each example and counted in the run's data).
+Records are TRL's unpaired form: ``prompt`` (messages, or a string: the user's turn),
+``completion`` (the reply: text or an assistant message list), ``label`` (true: desirable),
+plus what the app adds: ``source`` (thumbs_up, thumbs_down, reports, flags) and
+``model_version`` (the version that wrote the reply, kept on each example and counted in the
+run's data).
 
 Per step (Ethayarajh et al. 2024, as TRL's KTOTrainer): r = log pi(y|x) - log pi_ref(y|x) for
 each example; the reference point z0 is the batch's KL estimate, the mean of the same ratio
@@ -60,7 +61,10 @@ def kto_example(
     tokenizer, record: dict, *, max_length: int, end_ids: list[int]
 ) -> PromptCompletions:
     try:
-        prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in record["prompt"]]
+        prompt = record["prompt"]
+        if isinstance(prompt, str):  # TRL's standard (not conversational) form: the user's turn
+            prompt = [{"role": "user", "content": prompt}]
+        prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
         label = record["label"]
         text = _completion_text(record["completion"])
     except (KeyError, TypeError) as error:
@@ -225,6 +229,12 @@ def train_kto(
         weights = (config.desirable_weight, weights[1])
     setup = RunSetup(config, output_dir, checkpoint_dir, resume, callback)
     setup.log(f"data: {data.describe()}; lambda_D {weights[0]:.3f}, lambda_U {weights[1]:.3f}")
+    if desirable in {0, len(data.train)}:
+        missing = "undesirable" if desirable else "desirable"
+        setup.log(
+            f"No {missing} example in the training split: the policy learns only from the "
+            "other kind, and both weights are lambda_U."
+        )
     module, reference = policy_and_reference(base_model, config)
     task = KTOTask(config, reference, weights)
     result, module, accelerator = fit(

@@ -18,6 +18,7 @@ from sampler.training.model import (
     build_reward_model,
     load_policy,
     load_tokenizer,
+    turn_end_ids,
 )
 from sampler.training.ppo_config import PPOConfig
 from sampler.training.preference import (
@@ -189,6 +190,36 @@ def test_train_kto_weights_the_scarcer_kind_and_counts_sources_and_versions(
         config=only, records=records, base_model=micro_model_dir, output_dir=tmp_path / "flags"
     )
     assert result.data["skipped/source"] == sum(r["source"] != "flags" for r in records)
+
+
+def test_a_kto_prompt_given_as_a_string_is_the_user_turn_and_one_kind_alone_is_said(
+    micro_model_dir, tmp_path
+):
+    from sampler.training.kto import kto_example
+
+    tokenizer = AutoTokenizer.from_pretrained(micro_model_dir)
+    end_ids = turn_end_ids(micro_model_dir, tokenizer)
+    standard = {"prompt": "question?", "completion": "an answer.", "label": False}
+    conversational = {
+        "prompt": [{"role": "user", "content": "question?"}],
+        "completion": [{"role": "assistant", "content": "an answer."}],
+        "label": False,
+    }
+    assert kto_example(tokenizer, standard, max_length=64, end_ids=end_ids) == kto_example(
+        tokenizer, conversational, max_length=64, end_ids=end_ids
+    )
+    records = [{**standard, "prompt": f"question {i}?", "split": "train"} for i in range(4)]
+    logged = []
+    config = KTOConfig(max_steps=1, batch_size=2, max_length=64, eval_every=0)
+    result = train_kto(
+        config=config,
+        records=records,
+        base_model=micro_model_dir,
+        output_dir=tmp_path / "out",
+        callback=lambda event: logged.append(event.message),
+    )
+    assert result.data["undesirable/train"] == 4
+    assert any("No desirable example in the training split" in m for m in logged if m)
 
 
 def test_kto_needs_two_examples_per_step():
