@@ -7,7 +7,7 @@ Each line is the common chat format::
                                        {"role": "assistant", "content": "Hello!"}]}
 
 A message may say ``"origin": "human"`` or ``"model"``; by default assistant turns are
-model-written and user/system turns human-written. Every line is checked completely before
+model-written and user/system turns human-written. Any other key is refused. Every line is checked completely before
 anything is written; an invalid one is reported with its 1-based line number, and a file with
 any invalid line is not imported at all (``conversations_import``).
 """
@@ -89,10 +89,20 @@ def _check_storable(text: str, where: str) -> None:
         raise LineError(f"{where} contains an unpaired surrogate (\\u escape)") from error
 
 
+def _no_other_keys(record: dict, allowed: tuple[str, ...], where: str) -> None:
+    """A key the format does not have is refused: a misspelt ``origin`` would otherwise be
+    quietly replaced by the default."""
+    unknown = sorted(str(key)[:40] for key in record if key not in allowed)
+    if unknown:
+        takes = ", ".join(allowed)
+        raise LineError(f"{where}unknown key {unknown[0]!r} (it takes {takes})")
+
+
 def _parse_message(item: object, index: int) -> ParsedMessage:
     where = f"messages[{index}]"
     if not isinstance(item, dict):
         raise LineError(f"{where} must be an object with role and content")
+    _no_other_keys(item, ("role", "content", "origin"), f"{where}: ")
     role = item.get("role")
     if not isinstance(role, str) or role not in ROLES:
         raise LineError(f"{where}: role must be one of user, assistant, system (got {role!r})")
@@ -147,6 +157,7 @@ def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
         raise LineError(f"invalid JSON: {error}") from error
     if not isinstance(record, dict):
         raise LineError("expected a JSON object with a messages list")
+    _no_other_keys(record, ("title", "messages"), "")
     items = record.get("messages")
     if not isinstance(items, list) or not items:
         raise LineError("messages must be a non-empty list")
@@ -171,7 +182,9 @@ def parsed_lines(
     lines: Iterable[bytes | str], *, title_prefix: str = ""
 ) -> Iterator[tuple[int, ParsedConversation | LineError]]:
     """``(1-based line number, the parsed conversation or why the line cannot be imported)`` for
-    each non-blank line; past ``MAX_LINES`` lines, one error and nothing more."""
+    each non-blank line; past ``MAX_LINES`` lines, one error and nothing more. A file without
+    a non-blank line is one error too (importing nothing is not what was asked)."""
+    seen = False
     for line_number, line in enumerate(lines, start=1):
         if line_number > MAX_LINES:
             yield (
@@ -181,7 +194,10 @@ def parsed_lines(
             return
         if not line.strip():
             continue
+        seen = True
         try:
             yield line_number, _parse_line(line, title_prefix=title_prefix)
         except LineError as error:
             yield line_number, error
+    if not seen:
+        yield 1, LineError("the file holds no conversation (it is empty or every line is blank)")

@@ -128,6 +128,22 @@ def test_a_valid_file_is_imported_whole(trainer):
         ),
         (b"\xff\xfe{}", "UTF-8"),
         (b"[" * 100_000, "invalid JSON"),
+        (
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": "Hi", "orign": "human"},
+                        GOOD_PLAIN["messages"][1],
+                    ]
+                }
+            ).encode(),
+            "messages[0]: unknown key 'orign' (it takes role, content, origin)",
+        ),
+        (
+            json.dumps({"messages": GOOD_PLAIN["messages"], "titel": "x"}).encode(),
+            "unknown key 'titel' (it takes title, messages)",
+        ),
+        (b"", "the file holds no conversation"),
     ],
 )
 def test_an_invalid_line_is_reported_and_saves_nothing(trainer, line, expected):
