@@ -42,6 +42,20 @@ RETRY_CONFLICT = OpenApiResponse(
 )
 
 
+# A cancel of a job that has already ended by itself; the body is ``{"detail": "..."}``
+# (cancelling a cancelled job again answers 200, as the first time).
+CANCEL_CONFLICT = OpenApiResponse(
+    description="The job has already succeeded or failed: nothing to cancel."
+)
+
+
+def cancel_conflict(status: str) -> str | None:
+    """The 409 sentence for a cancel that found the job ``status`` (None: it is cancelled)."""
+    if status in {"succeeded", "failed"}:
+        return f"The job has already {status}: nothing to cancel."
+    return None
+
+
 class ErrorDocumentingAutoSchema(AutoSchema):
     """Every operation documents the JSON error responses the API can give."""
 

@@ -7,9 +7,9 @@ Each line is the common chat format::
                                        {"role": "assistant", "content": "Hello!"}]}
 
 A message may say ``"origin": "human"`` or ``"model"``; by default assistant turns are
-model-written and user/system turns human-written. Any other key is refused. Every line is checked completely before
-anything is written; an invalid one is reported with its 1-based line number, and a file with
-any invalid line is not imported at all (``conversations_import``).
+model-written and user/system turns human-written. Any other key is refused. Every line is
+checked completely before anything is written; an invalid one is reported with its 1-based line
+number, and a file with any invalid line is not imported at all (``conversations_import``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from config.api import (
     StrictObjectSerializer,
     validated_input,
 )
-from config.api_schema import RETRY_CONFLICT
+from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
 from labeling.models import Message
 from sampler.generation import services
 from sampler.generation.params import GenerationParams
@@ -190,10 +190,12 @@ class GenerationJobCancelApi(APIView):
 
     permission_classes = [IsTrainer]
 
-    @extend_schema(request=None, responses={200: JobOutputSerializer})
+    @extend_schema(request=None, responses={200: JobOutputSerializer, 409: CANCEL_CONFLICT})
     def post(self, request: Request, job_id: int) -> Response:
         job = generation_job_get(job_id=job_id, user=request.user)
-        services.generation_job_cancel(job=job, user=request.user)
+        job = services.generation_job_cancel(job=job, user=request.user)
+        if conflict := cancel_conflict(job.status):
+            return Response({"detail": conflict}, status=status.HTTP_409_CONFLICT)
         return Response(_job_data(request, job_id))
 
 

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from accounts.roles import IsStaff
 from config.api import BrokerUnavailableResponse
-from config.api_schema import RETRY_CONFLICT
+from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
 from sampler.jobs.kinds import job_kind_named
 from sampler.jobs.models import Job
 from sampler.jobs.selectors import job_queue_position, queue_depths
@@ -95,9 +95,11 @@ class JobRetryApi(APIView):
 class JobCancelApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=None, responses={200: JobStateSerializer})
+    @extend_schema(request=None, responses={200: JobStateSerializer, 409: CANCEL_CONFLICT})
     def post(self, request: Request, kind: str, job_id: int) -> Response:
-        job_cancel(job=_job(kind, job_id))
+        job = job_cancel(job=_job(kind, job_id))
+        if conflict := cancel_conflict(job.status):
+            return Response({"detail": conflict}, status=status.HTTP_409_CONFLICT)
         return Response(_state(kind, _job(kind, job_id)))
 
 

@@ -223,6 +223,22 @@ def test_job_partial_of_a_failed_job_stops_polling_and_says_why(policy, trainer,
     assert "the worker ran out of memory" in html
 
 
+@pytest.mark.parametrize("prefix", ["/api/generation-jobs/", "/api/jobs/generation/"])
+def test_cancel_is_a_409_once_the_job_ended_by_itself_and_repeatable_once_cancelled(
+    policy, trainer, admin_client_, prefix
+):
+    job = _queued_job(trainer)
+    cancelled = admin_client_.post(f"{prefix}{job.pk}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert admin_client_.post(f"{prefix}{job.pk}/cancel/").status_code == 200
+    for ended in ("succeeded", "failed"):
+        GenerationJob.objects.filter(pk=job.pk).update(status=ended)
+        refused = admin_client_.post(f"{prefix}{job.pk}/cancel/")
+        assert refused.status_code == 409
+        assert refused.json() == {"detail": f"The job has already {ended}: nothing to cancel."}
+        assert GenerationJob.objects.get(pk=job.pk).status == ended
+
+
 def test_retry_queues_a_failed_job_again_and_refuses_one_that_succeeded_with_a_409(
     policy, trainer, other_trainer, trainer_client, django_capture_on_commit_callbacks
 ):
