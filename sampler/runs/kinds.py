@@ -277,7 +277,20 @@ REWARD = TrainingKind(
 # ---- PPO --------------------------------------------------------------------------------------
 
 
-def _ppo_inputs(*, reward_version: ModelVersion | None = None, **_) -> dict:
+def _ppo_inputs(
+    *, reward_version: ModelVersion | None = None, base: ModelVersion, config, **_
+) -> dict:
+    # The policy's context (known at registration) must hold a prompt beside the reply; the
+    # trainer checks it again against the loaded model.
+    if base.context_length and base.context_length - config.max_new_tokens < 8:
+        raise ValidationError(
+            {
+                "max_new_tokens": (
+                    f"max_new_tokens={config.max_new_tokens} leaves no room for prompts in "
+                    f"{base.name}'s {base.context_length}-token context."
+                )
+            }
+        )
     reward = validated_version(reward_version, ModelVersion.Kind.REWARD, "reward_version")
     return {"reward_version": {"id": reward.pk, "name": reward.name}}
 

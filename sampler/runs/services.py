@@ -68,6 +68,10 @@ def _validated_output_name(output_name: str) -> str:
         raise ValidationError({"output_name": "The name becomes a folder: no slashes, no dot."})
     if output_name and ModelVersion.objects.filter(name=output_name).exists():
         raise ValidationError({"output_name": f"A model version named {output_name} exists."})
+    if output_name and (Path(settings.MODEL_ROOT) / output_name).exists():
+        raise ValidationError(
+            {"output_name": f"{output_name} exists already in MODEL_ROOT: choose another name."}
+        )
     return output_name
 
 
@@ -107,7 +111,11 @@ def training_run_create(
         }
     dataset.update(
         training.inputs(
-            validate_path=check_path, config=training_config, dataset=dataset, **kind_inputs
+            validate_path=check_path,
+            config=training_config,
+            dataset=dataset,
+            base=base,
+            **kind_inputs,
         )
     )
     output_name = _validated_output_name(output_name)

@@ -86,6 +86,35 @@ def test_a_ppo_run_needs_a_reward_model(policy, tmp_path):
     assert "reward_version" in error.value.message_dict
 
 
+def test_a_reply_budget_that_fills_the_context_or_a_taken_folder_is_refused_before_a_run(
+    policy, reward_version, tmp_path, settings
+):
+    assert policy.context_length == 256
+    prompts = str(_prompts_file(tmp_path / "p.jsonl"))
+    with pytest.raises(ValidationError) as error:
+        training_services.training_run_create(
+            kind="ppo",
+            config={"max_new_tokens": 250},
+            reward_version=reward_version,
+            data_path=prompts,
+            queue=False,
+        )
+    assert "leaves no room for prompts in micro's 256-token context" in str(error.value)
+    (Path(settings.MODEL_ROOT) / "taken").mkdir(parents=True)
+    with pytest.raises(ValidationError) as taken:
+        training_services.training_run_create(
+            kind="ppo",
+            reward_version=reward_version,
+            data_path=prompts,
+            output_name="taken",
+            queue=False,
+        )
+    assert taken.value.message_dict == {
+        "output_name": ["taken exists already in MODEL_ROOT: choose another name."]
+    }
+    assert not TrainingRun.objects.exists()
+
+
 def test_train_ppo_command_registers_a_child_policy_without_promoting_it(
     policy, reward_version, tmp_path
 ):
