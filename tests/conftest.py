@@ -165,6 +165,11 @@ def _broker_set(url: str) -> None:
     os.environ["CELERY_BROKER_URL"] = url
     settings.CELERY_BROKER_URL = url
     app.conf.broker_url = url
+    # The settings choose the embedded broker's transport for a filesystem URL (config/
+    # broker_files.py); any other URL takes the transport its scheme names.
+    app.conf.broker_transport = (
+        "config.broker_files:Transport" if url.startswith("filesystem://") else None
+    )
     # As Celery does after a fork: the next publication takes the pools for the new URL (kombu
     # keeps one per broker URL; the previous broker's stay open for when it is pointed at again).
     app._pool = None

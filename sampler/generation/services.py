@@ -210,6 +210,8 @@ def prompt_job_create(*, prompt: str, choices: Mapping[str, object], **options) 
     """A job sampling replies to one user turn: ``choices`` holds ``n``, ``seed`` and the
     ``PROMPT_PARAMS`` (the playground form's cleaned data, the command's options); ``options``
     go to ``generation_job_create`` as they are."""
+    if not prompt.strip():
+        raise ValidationError({"prompt": "Give the user turn to answer (it is empty)."})
     return generation_job_create(
         messages=[{"role": "user", "content": prompt}],
         n=choices["n"],

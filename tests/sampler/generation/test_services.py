@@ -190,3 +190,6 @@ def test_generate_command_prints_samples_and_rejects_bad_input(policy, capsys):
     assert len(printed["samples"]) == 2
     with pytest.raises(CommandError, match="n must be an integer between"):
         call_command("generate", "hello", "-n", "40")
+    with pytest.raises(CommandError) as empty:
+        call_command("generate", "  ", "-n", "1")
+    assert str(empty.value) == "prompt: Give the user turn to answer (it is empty)."
