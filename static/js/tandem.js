@@ -96,6 +96,7 @@ function restoreDrafts(root) {
   scope.querySelectorAll("textarea[data-draft]").forEach((box) => {
     if (box.dataset.draftChecked) return;
     box.dataset.draftChecked = "true";
+    box.dataset.draftSaved = box.value; // what the server has (it rendered the page)
     let stored = null;
     try {
       stored = JSON.parse(localStorage.getItem(draftKey(box)) || "null");
@@ -120,6 +121,16 @@ function restoreDrafts(root) {
 
 document.addEventListener("input", (event) => {
   if (!event.target.matches || !event.target.matches("textarea[data-draft]")) return;
+  if (event.target.value === event.target.dataset.draftSaved) {
+    // Back to what the server has (typed and undone, pasted over with the same text): htmx
+    // sends nothing for an unchanged value, so nothing is pending either.
+    dropLocal(event.target);
+    delete event.target.dataset.draftDirty;
+    unsavedDraft = Boolean(document.querySelector("textarea[data-draft][data-draft-dirty]"));
+    const status = event.target.form && event.target.form.querySelector("#draft-status, .draft-status");
+    if (status && status.textContent === "Unsaved changes…") status.textContent = "No changes to save.";
+    return;
+  }
   unsavedDraft = true;
   event.target.dataset.draftDirty = "true";
   keepLocally(event.target);
@@ -144,6 +155,7 @@ document.addEventListener("htmx:afterRequest", (event) => {
   // save what is typed in the editor.
   if (element.matches("textarea[data-draft]")) {
     const sent = element.dataset.draftSending;
+    if (sent !== undefined) element.dataset.draftSaved = sent;
     if (sent === element.value) {
       dropLocal(element, sent);
       delete element.dataset.draftDirty;

@@ -68,3 +68,22 @@ def test_a_lost_connection_shows_a_banner_and_the_draft_is_saved_once_it_is_back
     expect(banner).to_be_hidden()
     expect(page.locator("#draft-status")).to_contain_text("Draft saved")
     assert _composer_draft(conversation) == "first part, second part"
+
+
+def test_text_put_back_to_what_the_server_has_is_not_left_unsaved(page, live_server, trainer):
+    conversation = Conversation.objects.create(owner=trainer, title="Same text")
+    Draft.objects.create(conversation=conversation, author=trainer, content="kept as it is")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    composer = page.locator("#composer-text")
+    expect(composer).to_have_value("kept as it is")
+    composer.select_text()
+    page.keyboard.insert_text("kept as it is")  # pasted over with the same text
+    expect(page.locator("#draft-status")).not_to_have_text("Unsaved changes…")
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.dismiss()))
+    # Leaving does not ask (a dismissed "leave page?" would keep the page open).
+    with page.expect_event("close"):
+        page.close(run_before_unload=True)
+    assert asked == []
+    assert _composer_draft(conversation) == "kept as it is"
