@@ -116,6 +116,10 @@ class TaskClaimApi(APIView):
         return Response(AssignmentOutputSerializer(assignment_screen(assignment=assignment)).data)
 
 
+# Someone else's assignment is answered like a missing one.
+NOT_YOUR_ASSIGNMENT = OpenApiResponse(description="No such assignment of yours.")
+
+
 class RankingSubmitApi(APIView):
     """Store the trainer's ranking of an assigned task (best first, tie groups allowed)."""
 
@@ -182,7 +186,7 @@ class RankingSubmitApi(APIView):
         responses={
             201: OutputSerializer,
             400: OpenApiResponse(description="The ranking is not valid; messages per field."),
-            404: OpenApiResponse(description="No such assignment of yours."),
+            404: NOT_YOUR_ASSIGNMENT,
             409: OpenApiResponse(description="Already ranked, skipped, or the task is full."),
         },
     )
@@ -233,7 +237,7 @@ class AssignmentSkipApi(APIView):
         request=InputSerializer,
         responses={
             200: OutputSerializer,
-            404: OpenApiResponse(description="No such assignment of yours."),
+            404: NOT_YOUR_ASSIGNMENT,
             409: OpenApiResponse(description="Already ranked: a ranked task cannot be skipped."),
         },
     )
