@@ -206,5 +206,8 @@ def skip(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
         return _render_card(
             request, assignment, screen=screen, form=form, errors=errors, status=422
         )
-    messages.info(request, "Task skipped: it will not be offered to you again.")
-    return _next_task(request)
+    skipped = "Task skipped: it will not be offered to you again."
+    if not request.htmx:
+        messages.info(request, skipped)
+        return _next_task(request)
+    return _next_task(request, toast={"text": skipped, "seconds": 5})

@@ -313,6 +313,9 @@ def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, trainer_c
 
     assert response.status_code == 200
     assert "You ranked everything available" in response.content.decode()
+    # The toast says what happened (the next state alone looks like nothing was done).
+    toast = response.content.decode().split('id="toast-region"', 1)[1]
+    assert "Task skipped: it will not be offered to you again." in toast
     assignment.refresh_from_db()
     assert assignment.status == Assignment.Status.SKIPPED
     assert assignment.skip_reason == "not my language"
