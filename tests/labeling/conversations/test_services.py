@@ -74,7 +74,7 @@ def test_suggestion_of_someone_else_cannot_be_claimed(conversation, trainer, oth
     write_turns(other, other_trainer, "hey")
     write_turns(conversation, trainer, "hello")
     sample = _suggestion(other, other_trainer, policy)
-    with pytest.raises(ValidationError, match="someone else"):
+    with pytest.raises(ValidationError, match="No suggestion of yours with that id"):
         services.message_append(
             conversation=conversation, author=trainer, content="x", sample_id=sample.pk
         )
