@@ -97,24 +97,39 @@ def write_jsonl(
     on_progress: Callable[[int], None] | None = None,
 ) -> WrittenFile:
     """Write ``rows`` as JSONL, buffered, hashing as it goes; gzip when ``compress`` (by default
-    when the name ends in .gz)."""
+    when the name ends in .gz). Missing folders on ``path`` are created.
+
+    The rows go to ``<name>.partial`` beside ``path``, renamed to ``path`` once complete: an
+    export that fails or is interrupted leaves no file (and an older file at ``path`` as it
+    was), never a truncated one under the final name."""
     compress = path.suffix == ".gz" if compress is None else compress
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("wb") as raw:
+            written = _write_rows(rows, raw, compress=compress, on_progress=on_progress)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write_rows(rows, raw, *, compress: bool, on_progress) -> WrittenFile:
     count = 0
-    with path.open("wb") as raw:
-        hashing = _HashingWriter(raw)
-        # mtime=0: the same rows give a byte-identical .gz, so the same sha256.
-        sink = gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0) if compress else hashing
-        buffer = []
-        for line in jsonl_lines(rows):
-            buffer.append(line)
-            count += 1
-            if len(buffer) >= 1000:
-                sink.write(b"".join(buffer))
-                buffer.clear()
-                if on_progress:
-                    on_progress(count)
-        sink.write(b"".join(buffer))
-        if sink is not hashing:
-            sink.close()
+    hashing = _HashingWriter(raw)
+    # mtime=0: the same rows give a byte-identical .gz, so the same sha256.
+    sink = gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0) if compress else hashing
+    buffer = []
+    for line in jsonl_lines(rows):
+        buffer.append(line)
+        count += 1
+        if len(buffer) >= 1000:
+            sink.write(b"".join(buffer))
+            buffer.clear()
+            if on_progress:
+                on_progress(count)
+    sink.write(b"".join(buffer))
+    if sink is not hashing:
+        sink.close()
     return WrittenFile(rows=count, size_bytes=hashing.size, sha256=hashing.digest.hexdigest())

@@ -65,7 +65,6 @@ def dataset_export_execute(context: JobContext) -> None:
     total_sources = max(1, source_count(export.format, filters))
     suffix = ".jsonl.gz" if compress else ".jsonl"
     final = Path(settings.EXPORT_ROOT) / f"export-{export.pk}-{export.format}{suffix}"
-    partial = final.with_name(final.name + ".partial")
 
     last_write = 0.0
 
@@ -78,9 +77,8 @@ def dataset_export_execute(context: JobContext) -> None:
         context.heartbeat(progress=min(0.99, rows / rows_expected))
 
     written = write_jsonl(
-        records(export.format, filters), partial, compress=compress, on_progress=on_progress
+        records(export.format, filters), final, compress=compress, on_progress=on_progress
     )
-    partial.replace(final)
     context.succeed(
         progress=1.0,
         row_count=written.rows,

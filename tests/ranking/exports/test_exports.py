@@ -16,7 +16,7 @@ from ranking.exports import demonstrations
 from ranking.exports import services as export_services
 from ranking.exports.filters import ExportFilters, pseudonym, split_of
 from ranking.exports.pairs import pair_records
-from ranking.exports.pipeline import records, source_count
+from ranking.exports.pipeline import records, source_count, write_jsonl
 from ranking.exports.rankings import ranking_records
 from ranking.exports.reading import task_bundles
 from ranking.models import DatasetExport, Ranking
@@ -441,6 +441,24 @@ def test_the_command_refuses_an_unknown_guideline_version_and_an_unwritable_out(
     with pytest.raises(CommandError) as folder:
         call_command("export_comparisons", "--format", "pairs", "--out", str(tmp_path), verbosity=0)
     assert str(folder.value) == f"Cannot write {tmp_path}: Is a directory."
+
+
+def test_an_export_that_fails_midway_leaves_no_partial_file_under_its_name(ranked, tmp_path):
+    def broken_after_two_rows():
+        yield from list(records("pairs", ExportFilters()))[:2]
+        raise KeyboardInterrupt  # Ctrl+C, or any error while reading
+
+    out = tmp_path / "new" / "pairs.jsonl.gz"
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(broken_after_two_rows(), out)
+    assert list(out.parent.iterdir()) == []
+    out.write_bytes(b"an older export\n")
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(broken_after_two_rows(), out)
+    assert out.read_bytes() == b"an older export\n"
+    assert [p.name for p in out.parent.iterdir()] == ["pairs.jsonl.gz"]
+    call_command("export_comparisons", "--format", "pairs", "--out", str(out), verbosity=0)
+    assert len(gzip.decompress(out.read_bytes()).splitlines()) == 36
 
 
 def test_every_format_loads_with_datasets(ranked, tmp_path):
