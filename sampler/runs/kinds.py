@@ -76,7 +76,10 @@ def read_source(source: dict, data_format: str, *, limit: int | None = None) -> 
     """Rows from a JSONL file or from the database (export records with the run's filters)."""
     if source["source"] == "file":
         rows = list(islice(read_jsonl(source["path"]), limit))
-        return RunData(rows, {**source, "rows": len(rows), "sha256": file_sha256(source["path"])})
+        described = {**source, "rows": len(rows), "sha256": file_sha256(source["path"])}
+        if data_format == "rankings":
+            described["format"] = _preference_file_format(rows)
+        return RunData(rows, described)
     filters = ExportFilters.from_dict(source["filters"])
     if data_format == PROMPTS_FORMAT:
         rows = list(islice(prompt_records(filters=filters), limit))
@@ -88,6 +91,15 @@ def read_source(source: dict, data_format: str, *, limit: int | None = None) -> 
     else:
         rows = list(islice(export_records(format=data_format, filters=filters), limit))
     return RunData(rows, {**source, "rows": len(rows), "sha256": records_sha256(rows)})
+
+
+def _preference_file_format(rows: list[dict]) -> str:
+    """What a file for a ranking kind (reward, DPO) holds: ``rankings``, ``pairs`` (TRL's
+    prompt/chosen/rejected form) or both; the trainers read either, record by record."""
+    pairs = sum(1 for row in rows if isinstance(row, dict) and "chosen" in row)
+    if pairs == 0:
+        return "rankings"
+    return "pairs" if pairs == len(rows) else "rankings and pairs"
 
 
 def validated_version(version: ModelVersion | None, kind: str, field_name: str) -> ModelVersion:

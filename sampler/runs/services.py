@@ -248,7 +248,7 @@ def _train_run(
     data = training.load(run, config)
     if is_main:
         TrainingRun.objects.filter(pk=run.pk).update(dataset={**run.dataset, **data.description})
-        recorder.note(f"{data.description['rows']} {run.dataset['format']} records loaded")
+        recorder.note(f"{data.description['rows']} {data.description['format']} records loaded")
         recorder.write()
     try:
         result = training.train(

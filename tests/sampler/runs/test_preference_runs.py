@@ -141,6 +141,26 @@ def test_train_dpo_from_the_database_in_both_modes(policy):
         assert "reference" in version.description
 
 
+@pytest.mark.usefixtures("ranked")
+def test_a_dpo_run_records_what_its_file_holds(policy, tmp_path):
+    pairs = list(records("pairs", ExportFilters(test_fraction=0.0)))
+    rankings = list(records("rankings", ExportFilters(test_fraction=0.0)))
+    files = {"pairs": pairs, "rankings": rankings, "rankings and pairs": rankings + pairs[:2]}
+    for held, rows in files.items():
+        data = tmp_path / f"{len(rows)}.jsonl"
+        write_jsonl(iter(rows), data)
+        run = training_services.training_run_create(
+            kind="dpo",
+            config={"max_steps": 1, "batch_size": 2, "max_length": 48, "test_fraction": 0.0},
+            data_path=str(data),
+            queue=False,
+        )
+        run = training_services.training_run_run_inline(run_id=run.pk)
+        assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+        assert run.dataset["format"] == held and run.dataset["rows"] == len(rows)
+        assert f"{len(rows)} {held} records loaded" in run.log
+
+
 def test_reward_data_sources_from_the_database(feedback, policy):
     run = training_services.training_run_create(
         kind="reward",
