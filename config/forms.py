@@ -3,8 +3,58 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+# The largest row id a bigint holds; a larger one names no row (and some databases' drivers
+# fail on it instead of finding nothing).
+MAX_ID = 2**63 - 1
 
-class DefaultProjectChoiceField(forms.ModelChoiceField):
+
+def id_in_range(value: object) -> int | None:
+    """``value`` (a query-string or form value) as a row id, or None when it is not a whole
+    number from 1 to ``MAX_ID``."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        return None
+    return number if 1 <= number <= MAX_ID else None
+
+
+def _names_no_row(field: forms.ModelChoiceField, value: object) -> bool:
+    """A primary key too large for the database: no row has it."""
+    if field.to_field_name or isinstance(value, field.queryset.model):
+        return False
+    try:
+        number = int(str(value))
+    except ValueError:
+        return False  # Django says "not a valid choice" itself
+    return number > MAX_ID or number < -MAX_ID - 1
+
+
+class ModelChoiceField(forms.ModelChoiceField):
+    """Django's, with an out-of-range id refused as "not one of the choices" rather than sent
+    to the database."""
+
+    def to_python(self, value):
+        if value not in self.empty_values and _names_no_row(self, value):
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super().to_python(value)
+
+
+class ModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Django's, with out-of-range ids refused as "not one of the choices" rather than sent to
+    the database."""
+
+    def _check_values(self, value):
+        for item in value if isinstance(value, list | tuple | set | frozenset) else ():
+            if _names_no_row(self, item):
+                raise ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": item},
+                )
+        return super()._check_values(value)
+
+
+class DefaultProjectChoiceField(ModelChoiceField):
     """A project chosen by its slug, or none: the default project (the services' ``None``).
     ``queryset``: the projects the form offers (or set it later, per request)."""
 

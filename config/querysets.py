@@ -1,12 +1,14 @@
-"""Query helpers the apps' selectors share: optional filters, reading a large table in chunks,
-ids of rows named by a unique field."""
+"""Query helpers the apps' selectors share: optional filters, local-day date ranges, reading a
+large table in chunks, ids of rows named by a unique field."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.utils import timezone
 
 
 def filter_given(queryset: QuerySet, **lookups: object) -> QuerySet:
@@ -17,6 +19,25 @@ def filter_given(queryset: QuerySet, **lookups: object) -> QuerySet:
             continue
         queryset = queryset.filter(**{lookup: value})
     return queryset
+
+
+def local_day_bounds(date_from: date | None, date_to: date | None) -> dict[str, datetime]:
+    """Lookups (``gte``, ``lt``) for a datetime field to fall on the local days ``date_from``
+    to ``date_to`` inclusive, in the current time zone. A bound at the edge of the calendar
+    (``9999-12-31``, ``0001-01-01``: an instant Python cannot represent in UTC) is left out, as
+    it excludes nothing."""
+    zone = timezone.get_current_timezone()
+    bounds = {}
+    for lookup, day, days_after in (("gte", date_from, 0), ("lt", date_to, 1)):
+        if day is None:
+            continue
+        try:
+            instant = datetime.combine(day + timedelta(days=days_after), time.min, tzinfo=zone)
+            instant.astimezone(UTC)
+        except OverflowError:
+            continue
+        bounds[lookup] = instant
+    return bounds
 
 
 def values_in_chunks(queryset: QuerySet, *fields: str, chunk_size: int) -> Iterator[list[dict]]:

@@ -1,5 +1,6 @@
 from django import forms
 
+from config.forms import ModelChoiceField
 from labeling.feedback.models import Feedback
 from labeling.feedback.selectors import FeedbackFilters
 from labeling.feedback.services import MAX_COMMENT_CHARS
@@ -30,7 +31,7 @@ class FeedbackFilterForm(forms.Form):
     filter_report = forms.ChoiceField(
         choices=[("", "Any"), *Feedback.FilterReport.choices], required=False
     )
-    model_version = forms.ModelChoiceField(
+    model_version = ModelChoiceField(
         queryset=ModelVersion.objects.order_by("name"), required=False, empty_label="Any model"
     )
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
 from accounts.roles import is_admin
-from config.querysets import filter_given
+from config.querysets import filter_given, local_day_bounds
 from labeling.conversations.models import Message
 from labeling.conversations.selectors import conversation_get_for_user
 from labeling.feedback.models import Feedback
@@ -116,16 +115,8 @@ class FeedbackFilters:
 
 
 def _day_bounds(field: str, filters: FeedbackFilters) -> Q:
-    zone = timezone.get_current_timezone()
-    condition = Q()
-    if filters.date_from:
-        condition &= Q(
-            **{f"{field}__gte": datetime.combine(filters.date_from, time.min, tzinfo=zone)}
-        )
-    if filters.date_to:
-        end = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=zone)
-        condition &= Q(**{f"{field}__lt": end})
-    return condition
+    bounds = local_day_bounds(filters.date_from, filters.date_to)
+    return Q(**{f"{field}__{lookup}": instant for lookup, instant in bounds.items()})
 
 
 def _has_category(category: str) -> Q:
@@ -257,12 +248,8 @@ def feedback_for_training(
     rows = Feedback.objects.select_related(
         "message__sample__job", "sample__job", "model_version"
     ).order_by("pk")
-    zone = timezone.get_current_timezone()
-    if date_from:
-        rows = rows.filter(updated_at__gte=datetime.combine(date_from, time.min, zone))
-    if date_to:
-        end = datetime.combine(date_to + timedelta(days=1), time.min, zone)
-        rows = rows.filter(updated_at__lt=end)
+    bounds = local_day_bounds(date_from, date_to)
+    rows = rows.filter(**{f"updated_at__{lookup}": instant for lookup, instant in bounds.items()})
     if exclude_user_ids:
         rows = rows.exclude(user_id__in=exclude_user_ids)
     rows = filter_given(rows, model_version_id__in=model_version_ids, project_id__in=project_ids)

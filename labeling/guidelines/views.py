@@ -14,6 +14,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from accounts.roles import is_admin, staff_required, trainer_required
+from config.forms import id_in_range
 from config.htmx import HtmxHttpRequest
 from labeling.guidelines import selectors, services
 from labeling.guidelines.forms import GuidelineForm
@@ -67,12 +68,10 @@ def guidelines(request: HtmxHttpRequest) -> HttpResponse:
     project = _project(request)
     context = _page_context(request, project)
     if request.GET.get("version"):
-        try:
-            context["shown"] = selectors.guideline_version_get(
-                number=int(request.GET["version"]), project_id=project.pk
-            )
-        except ValueError:
-            context["shown"] = None
+        number = id_in_range(request.GET["version"])
+        context["shown"] = number and selectors.guideline_version_get(
+            number=number, project_id=project.pk
+        )
         if context["shown"] is None:
             raise Http404("No such guideline version.")
     if is_admin(request.user):

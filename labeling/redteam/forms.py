@@ -1,6 +1,6 @@
 from django import forms
 
-from config.forms import DefaultProjectChoiceField
+from config.forms import DefaultProjectChoiceField, ModelChoiceField
 from labeling.redteam.models import Attack
 from labeling.redteam.services import MAX_ATTACK_NOTE_CHARS
 from ranking.projects.selectors import project_list
@@ -15,7 +15,7 @@ class AttackForm(forms.Form):
 
 
 class AttackRunForm(forms.Form):
-    model_version = forms.ModelChoiceField(
+    model_version = ModelChoiceField(
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY).order_by("-created_at"),
         label="Re-run stored attacks against",
     )

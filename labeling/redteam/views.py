@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
 from accounts.roles import staff_required, trainer_required
+from config.forms import id_in_range
 from config.htmx import HtmxHttpRequest, form_cleaned_data, validation_messages
 from labeling.conversations.editor import message_for_request, render_editor
 from labeling.conversations.forms import MessageForm
@@ -123,10 +124,7 @@ def _overview_context(request: HtmxHttpRequest, run_form: AttackRunForm | None =
     category = request.GET.get("category", "")
     if category not in Attack.Category.values:
         category = ""
-    try:
-        model_version_id = int(request.GET.get("model_version") or 0) or None
-    except ValueError:
-        model_version_id = None
+    model_version_id = id_in_range(request.GET.get("model_version", ""))
     page = Paginator(
         selectors.attack_list(category=category, model_version_id=model_version_id), 50
     ).get_page(request.GET.get("page"))

@@ -73,7 +73,9 @@ class ExportStreamApi(APIView):
             max_length=1000,
         )
         project_id = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), required=False, max_length=100
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            max_length=100,
         )
 
         class Meta:

@@ -7,6 +7,7 @@ these fields, and the import contracts keep other apps out of ranking's ``forms`
 from django import forms
 from django.contrib.auth import get_user_model
 
+from config.forms import ModelMultipleChoiceField
 from ranking.exports.filters import FLAG_NAMES
 from sampler.models import ModelVersion
 
@@ -17,7 +18,7 @@ class ExportFilterForm(forms.Form):
 
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    model_versions = forms.ModelMultipleChoiceField(
+    model_versions = ModelMultipleChoiceField(
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY), required=False
     )
     min_agreement = forms.FloatField(required=False, min_value=0, max_value=1)
@@ -26,7 +27,7 @@ class ExportFilterForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
-    exclude_trainers = forms.ModelMultipleChoiceField(
+    exclude_trainers = ModelMultipleChoiceField(
         queryset=get_user_model().objects.order_by("username"), required=False
     )
 

@@ -4,12 +4,12 @@ import functools
 import hashlib
 import hmac
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime, time, timedelta
+from datetime import date
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
+from config.querysets import local_day_bounds
 from ranking.exports.models import DatasetExport
 
 # 2: rankings carry the ranker's trust_weight, the task's consensus and the project; pairs
@@ -147,10 +147,4 @@ def _keyed_hash(user_id: int, key: str) -> str:
 
 
 def day_bounds(filters: ExportFilters) -> dict:
-    bounds = {}
-    zone = timezone.get_current_timezone()
-    if filters.date_from:
-        bounds["gte"] = datetime.combine(filters.date_from, time.min, tzinfo=zone)
-    if filters.date_to:
-        bounds["lt"] = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=zone)
-    return bounds
+    return local_day_bounds(filters.date_from, filters.date_to)

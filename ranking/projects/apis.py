@@ -15,6 +15,7 @@ from config.api import (
     StrictDateTimeField,
     StrictDictField,
     StrictFloatField,
+    StrictIdField,
     StrictIntegerField,
     StrictObjectSerializer,
     StrictSlugField,
@@ -30,7 +31,7 @@ MAX_POLICIES = services.MAX_POLICIES
 
 
 class PolicyInputSerializer(StrictObjectSerializer):
-    model_version_id = StrictIntegerField(min_value=1)
+    model_version_id = StrictIdField()
     weight = StrictFloatField(min_value=0, default=1.0)
 
 
@@ -54,9 +55,7 @@ class ProjectInputSerializer(serializers.Serializer):
     exploration_share = StrictFloatField(min_value=0, max_value=1, required=False)
     candidate_factor = StrictIntegerField(min_value=1, max_value=20, required=False)
     policies = PolicyInputSerializer(many=True, required=False, max_length=MAX_POLICIES)
-    trainer_group_ids = serializers.ListField(
-        child=StrictIntegerField(min_value=1), required=False, max_length=100
-    )
+    trainer_group_ids = serializers.ListField(child=StrictIdField(), required=False, max_length=100)
 
     def validate_policies(self, value: list[dict]) -> list[tuple[ModelVersion, float]]:
         ids = [entry["model_version_id"] for entry in value]

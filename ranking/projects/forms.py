@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth.models import Group
 
+from config.forms import ModelChoiceField, ModelMultipleChoiceField
 from ranking.projects import services
 from ranking.projects.models import Project
 from sampler.registry.models import ModelVersion
@@ -10,12 +11,12 @@ class ProjectForm(forms.ModelForm):
     """The project's settings; ``policy``/``policy_weight``: one policy to sample from (more,
     with weights, through the API or the Django admin)."""
 
-    policy = forms.ModelChoiceField(
+    policy = ModelChoiceField(
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY),
         required=False,
         empty_label="The globally active policy",
     )
-    trainer_groups = forms.ModelMultipleChoiceField(queryset=Group.objects.all(), required=False)
+    trainer_groups = ModelMultipleChoiceField(queryset=Group.objects.all(), required=False)
     guideline_url = forms.URLField(required=False, assume_scheme="https")
 
     class Meta:

@@ -1,5 +1,6 @@
 from django import forms
 
+from config.forms import ModelChoiceField
 from ranking.projects.selectors import project_list
 from ranking.quality.selectors import model_version_choices
 
@@ -7,12 +8,10 @@ from ranking.quality.selectors import model_version_choices
 class QualityFilterForm(forms.Form):
     submitted_from = forms.DateField(required=False, label="Submitted from")
     submitted_to = forms.DateField(required=False, label="to (inclusive)")
-    model_version = forms.ModelChoiceField(
+    model_version = ModelChoiceField(
         queryset=model_version_choices(), required=False, empty_label="Any model version"
     )
-    project = forms.ModelChoiceField(
-        queryset=project_list(), required=False, empty_label="Every project"
-    )
+    project = ModelChoiceField(queryset=project_list(), required=False, empty_label="Every project")
 
     def clean(self) -> dict:
         data = super().clean()

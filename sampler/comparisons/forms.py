@@ -1,20 +1,20 @@
 from django import forms
 
-from config.forms import DefaultProjectChoiceField
+from config.forms import DefaultProjectChoiceField, ModelChoiceField, ModelMultipleChoiceField
 from ranking.projects.selectors import project_list
 from sampler.registry.selectors import policy_versions, reward_versions
 
 
 class ComparisonForm(forms.Form):
-    version_a = forms.ModelChoiceField(queryset=policy_versions(), label="Version A")
-    version_b = forms.ModelChoiceField(queryset=policy_versions(), label="Version B")
-    reward_version = forms.ModelChoiceField(
+    version_a = ModelChoiceField(queryset=policy_versions(), label="Version A")
+    version_b = ModelChoiceField(queryset=policy_versions(), label="Version B")
+    reward_version = ModelChoiceField(
         queryset=reward_versions(),
         required=False,
         empty_label="An independent reward model (automatic)",
         label="Judged by",
     )
-    extra_judges = forms.ModelMultipleChoiceField(
+    extra_judges = ModelMultipleChoiceField(
         queryset=reward_versions(),
         required=False,
         label="More judges (an ensemble)",

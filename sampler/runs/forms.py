@@ -1,5 +1,6 @@
 from django import forms
 
+from config.forms import ModelChoiceField
 from ranking.exports.filter_form import ExportFilterForm
 from ranking.exports.filters import ExportFilters
 from ranking.exports.models import DatasetExport
@@ -116,14 +117,14 @@ class TrainingRunForm(ExportFilterForm):
         initial=True,
         label="Normalise reward scores to mean 0 on demonstrations",
     )
-    demonstrations_export = forms.ModelChoiceField(
+    demonstrations_export = ModelChoiceField(
         queryset=DatasetExport.objects.filter(
             status=DatasetExport.Status.SUCCEEDED, format=DatasetExport.Format.DEMONSTRATIONS
         ).order_by("-created_at"),
         required=False,
         label="Demonstrations to normalise a file-trained reward model on",
     )
-    base_version = forms.ModelChoiceField(
+    base_version = ModelChoiceField(
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY),
         required=False,
         empty_label="The active policy",
@@ -138,7 +139,7 @@ class TrainingRunForm(ExportFilterForm):
         initial="database",
         widget=forms.RadioSelect,
     )
-    export = forms.ModelChoiceField(
+    export = ModelChoiceField(
         queryset=DatasetExport.objects.filter(status=DatasetExport.Status.SUCCEEDED).order_by(
             "-created_at"
         ),
@@ -226,10 +227,10 @@ class PPORunForm(forms.Form):
     """Launch PPO from the Models page: prompts from the database (held-out share by
     conversation), the most used settings; the rest keep PPOConfig's defaults."""
 
-    base_version = forms.ModelChoiceField(
+    base_version = ModelChoiceField(
         queryset=policy_versions(), required=False, empty_label="The active policy"
     )
-    reward_version = forms.ModelChoiceField(
+    reward_version = ModelChoiceField(
         queryset=reward_versions(), required=False, empty_label="The active reward model"
     )
     output_name = forms.CharField(max_length=200, required=False)
