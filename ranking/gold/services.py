@@ -55,6 +55,10 @@ def gold_task_create(*, task: RankingTask, ordering: list[list[int]] | None = No
     task = RankingTask.objects.select_for_update().get(pk=task.pk)
     if task.gold_ordering is not None:
         raise ValidationError("This task is already gold.")
+    existing = RankingTask.objects.filter(gold_of=task).values_list("pk", flat=True).first()
+    if existing is not None:
+        # Two copies would be one question asked twice, scored twice.
+        raise ValidationError(f"Task {task.pk} has a gold copy already: task {existing}.")
     if task.status not in {RankingTask.Status.READY, RankingTask.Status.COMPLETE}:
         raise ValidationError("Only a task with its replies can become gold.")
     originals = list(task.candidates.order_by("position"))

@@ -8,14 +8,8 @@ from sampler.registry.models import ModelVersion
 
 
 class ProjectForm(forms.ModelForm):
-    """The project's settings; ``policy``/``policy_weight``: one policy to sample from (more,
-    with weights, through the API or the Django admin)."""
+    """The project's settings but its policies (``policy_formset``)."""
 
-    policy = ModelChoiceField(
-        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY),
-        required=False,
-        empty_label="The globally active policy",
-    )
     trainer_groups = ModelMultipleChoiceField(queryset=Group.objects.all(), required=False)
     guideline_url = forms.URLField(required=False, assume_scheme="https")
 
@@ -26,11 +20,49 @@ class ProjectForm(forms.ModelForm):
         fields = [name for name in services.EDITABLE if name != "sampling_params"]
         widgets = {"deadline": forms.DateTimeInput(attrs={"type": "datetime-local"})}
 
-    def service_fields(self) -> dict:
-        data = dict(self.cleaned_data)
-        policy = data.pop("policy", None)
-        data["policies"] = [(policy, 1.0)] if policy else []
-        return data
+    def clean(self) -> dict:
+        # The service's sentences, on their fields, before the model's constraints (whose
+        # message only names the constraint) are checked.
+        cleaned = super().clean()
+        for name, message in services.limit_errors(cleaned).items():
+            self.add_error(name, message)
+        return cleaned
+
+
+class PolicyWeightForm(forms.Form):
+    """One policy the project samples from and its weight; a row naming none is left out."""
+
+    model_version = ModelChoiceField(
+        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY),
+        required=False,
+        label="Policy",
+        empty_label="—",
+    )
+    weight = forms.FloatField(required=False, min_value=0, initial=1.0, help_text="empty: 1")
+
+
+PolicyFormSet = forms.formset_factory(
+    PolicyWeightForm, extra=1, max_num=services.MAX_POLICIES, validate_max=True
+)
+
+
+def policy_formset(data=None, *, project: Project | None = None) -> forms.BaseFormSet:
+    """Every policy of ``project`` with its weight (so saving the page keeps them all), and one
+    empty row to add one."""
+    initial = [
+        {"model_version": policy.model_version, "weight": policy.weight}
+        for policy in (project.policies.select_related("model_version") if project else ())
+    ]
+    return PolicyFormSet(data, initial=initial, prefix="policies")
+
+
+def chosen_policies(formset: forms.BaseFormSet) -> list[tuple[ModelVersion, float]]:
+    """(version, weight) of the rows naming a policy, for the services' ``policies``."""
+    return [
+        (row["model_version"], 1.0 if row["weight"] is None else row["weight"])
+        for row in formset.cleaned_data
+        if row.get("model_version")
+    ]
 
 
 class GoldTaskForm(forms.Form):

@@ -104,16 +104,15 @@ class ProjectProgress:
     rate_per_day: float
     # Uncertainty selection: prepared tasks waiting to be chosen (the extra generation).
     tasks_held: int
+    # When the target is reached at the rate of the last week (None: reached, no target, or
+    # no ranking in the last week).
     eta: datetime | None
+    # The target not reached and the deadline passed, or the ETA after the deadline.
+    late: bool
 
     @property
     def percent(self) -> float | None:
         return None if not self.target else min(100.0, 100.0 * self.rankings / self.target)
-
-    @property
-    def late(self) -> bool:
-        deadline = self.project.deadline
-        return bool(deadline and self.eta and self.eta > deadline)
 
 
 def project_progress(*, project: Project, now: datetime | None = None) -> ProjectProgress:
@@ -130,10 +129,13 @@ def project_progress(*, project: Project, now: datetime | None = None) -> Projec
         span = max(now - first, timedelta(hours=1))
         rate = recent_count / (span / timedelta(days=1))
     eta = None
-    if project.target_rankings and total < project.target_rankings and rate > 0:
+    behind = bool(project.target_rankings) and total < project.target_rankings
+    if behind and rate > 0:
         eta = now + timedelta(days=(project.target_rankings - total) / rate)
-    elif project.target_rankings and total >= project.target_rankings:
-        eta = now
+    deadline = project.deadline
+    late = (
+        behind and deadline is not None and (now > deadline or (eta is not None and eta > deadline))
+    )
     tasks = project.ranking_tasks.aggregate(
         ready=Count("id", filter=Q(status="ready", held_back=False)),
         held=Count("id", filter=Q(status="ready", held_back=True)),
@@ -150,6 +152,7 @@ def project_progress(*, project: Project, now: datetime | None = None) -> Projec
         tasks_held=tasks["held"],
         rate_per_day=rate,
         eta=eta,
+        late=late,
     )
 
 

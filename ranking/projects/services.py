@@ -39,21 +39,34 @@ EDITABLE = (
 )
 
 
+# The range of each numeric setting (None: no upper bound), with the sentence a value outside
+# it gets: the service, the page's form and the database's constraints agree on them.
+LIMITS: dict[str, tuple[float, float | None, str]] = {
+    "alternatives": (1, MAX_ALTERNATIVES, f"K must be between 1 and {MAX_ALTERNATIVES}."),
+    "overlap": (1, MAX_OVERLAP, f"The overlap must be between 1 and {MAX_OVERLAP}."),
+    "pool_size": (0, MAX_POOL_SIZE, f"The pool holds 0 to {MAX_POOL_SIZE} tasks."),
+    "candidate_factor": (1, None, "candidate_factor is at least 1."),
+    **{
+        name: (0.0, 1.0, f"{name} is a share between 0 and 1.")
+        for name in ("gold_rate", "qualification_threshold", "exploration_share")
+    },
+}
+
+
+def limit_errors(values: dict) -> dict[str, str]:
+    """The sentence of each setting in ``values`` outside its ``LIMITS`` (None: not set)."""
+    errors = {}
+    for name, (least, most, message) in LIMITS.items():
+        value = values.get(name)
+        if value is not None and not (least <= value and (most is None or value <= most)):
+            errors[name] = message
+    return errors
+
+
 def _check(project: Project) -> None:
-    errors: dict[str, str] = {}
-    if project.alternatives is not None and not 1 <= project.alternatives <= MAX_ALTERNATIVES:
-        errors["alternatives"] = f"K must be between 1 and {MAX_ALTERNATIVES}."
-    if project.overlap is not None and not 1 <= project.overlap <= MAX_OVERLAP:
-        errors["overlap"] = f"The overlap must be between 1 and {MAX_OVERLAP}."
-    if project.pool_size is not None and project.pool_size > MAX_POOL_SIZE:
-        errors["pool_size"] = f"The pool holds at most {MAX_POOL_SIZE} tasks."
-    for name in ("gold_rate", "qualification_threshold", "exploration_share"):
-        if not 0.0 <= getattr(project, name) <= 1.0:
-            errors[name] = f"{name} is a share between 0 and 1."
+    errors = limit_errors({name: getattr(project, name) for name in LIMITS})
     if project.qualification_required and project.qualification_tasks < 1:
         errors["qualification_tasks"] = "Qualification needs at least one gold task."
-    if project.candidate_factor < 1:
-        errors["candidate_factor"] = "candidate_factor is at least 1."
     try:
         project.sampling_params = generation_params_validate(params=project.sampling_params)
     except ValidationError as error:

@@ -15,7 +15,13 @@ from ranking.gold.selectors import (
 )
 from ranking.gold.services import gold_task_create
 from ranking.projects import services
-from ranking.projects.forms import GoldTaskForm, ProjectChoiceForm, ProjectForm
+from ranking.projects.forms import (
+    GoldTaskForm,
+    ProjectChoiceForm,
+    ProjectForm,
+    chosen_policies,
+    policy_formset,
+)
 from ranking.projects.models import Project
 from ranking.projects.selectors import (
     CHOSEN_PROJECT_SESSION_KEY,
@@ -67,10 +73,13 @@ def project_choose(request: HttpRequest) -> HttpResponse:
 def project_manage(request: HttpRequest) -> HttpResponse:
     """Every project with its progress, and a form for a new one."""
     form = ProjectForm(request.POST or None)
+    policies = policy_formset(request.POST or None)
     errors: list[str] = []
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and policies.is_valid():
         try:
-            project = services.project_create(created_by=request.user, **form.service_fields())
+            project = services.project_create(
+                created_by=request.user, policies=chosen_policies(policies), **form.cleaned_data
+            )
         except ValidationError as error:
             errors = validation_messages(error)
         else:
@@ -81,7 +90,7 @@ def project_manage(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "ranking/projects/manage.html",
-        {"form": form, "rows": rows, "errors": errors},
+        {"form": form, "policies": policies, "rows": rows, "errors": errors},
         status=status,
     )
 
@@ -90,20 +99,17 @@ def project_manage(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_object_or_404(Project, slug=slug)
-    policy = project.policies.first()
     form = ProjectForm(
         request.POST or None,
         instance=project,
-        initial={
-            "policy": policy.model_version if policy else None,
-            "trainer_groups": project.trainer_groups.all(),
-        },
+        initial={"trainer_groups": project.trainer_groups.all()},
     )
+    policies = policy_formset(request.POST or None, project=project)
     errors: list[str] = []
-    if request.method == "POST" and form.is_valid():
-        fields = form.service_fields()
+    if request.method == "POST" and form.is_valid() and policies.is_valid():
+        fields = form.cleaned_data
         try:
-            services.project_update(project=project, **fields)
+            services.project_update(project=project, policies=chosen_policies(policies), **fields)
         except ValidationError as error:
             errors = validation_messages(error)
         else:
@@ -115,6 +121,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "project": project,
             "form": form,
+            "policies": policies,
             "errors": errors,
             "progress": project_progress(project=project),
             "gold_form": GoldTaskForm(),

@@ -2,15 +2,79 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from config.celery import Queue
 from labeling.conversations.selectors import message_path, ranking_source_candidates
+from ranking.gold.models import Qualification
+from ranking.gold.selectors import qualifications_of_trainer
+from ranking.projects.models import Project
+from ranking.projects.selectors import projects_for_trainer
 from ranking.rank.models import Assignment, Ranking, RankingTask
 from sampler.moderation.selectors import moderation_latest_by_sample
 from sampler.workers.selectors import workers_live_by_queue
+
+
+def tasks_open_to(*, trainer: AbstractBaseUser) -> QuerySet[RankingTask]:
+    """Ready tasks that still need a ranker and that ``trainer`` may take: not held back, not
+    from their own conversation, never assigned to them before; gold copies only of originals
+    they did not rank. Oldest first."""
+    open_tasks = (
+        RankingTask.objects.filter(
+            status=RankingTask.Status.READY,
+            overlap_required__gt=F("rankings_count") + F("leased_count"),
+            held_back=False,
+        )
+        .exclude(source_owner=trainer)
+        .exclude(assignments__trainer=trainer)
+        .order_by("created_at", "id")
+    )
+    return open_tasks.exclude(gold_of__rankings__ranker=trainer)
+
+
+@dataclass(frozen=True)
+class QualificationWait:
+    """A project the trainer may not rank real tasks in yet, or at all."""
+
+    project: Project
+    # "pending": gold tasks to rank first; "failed": decided, below the threshold.
+    status: str
+    reason: str
+    gold_ranked: int
+    # Gold tasks of the project the trainer may take now (0: only an admin can help).
+    gold_left: int
+
+
+def qualification_waits(
+    *, trainer: AbstractBaseUser, project: Project | None = None
+) -> tuple[list[QualificationWait], bool]:
+    """The projects in scope (``project``, or all the trainer's) whose qualification the
+    trainer has not passed, and whether that is every one of them (no real task anywhere)."""
+    projects = list(projects_for_trainer(trainer=trainer))
+    if project is not None:
+        projects = [each for each in projects if each.pk == project.pk]
+    qualifications = qualifications_of_trainer(trainer=trainer)
+    waits = []
+    for each in projects:
+        qualification = qualifications.get(each.pk)
+        status = qualification.status if qualification else Qualification.Status.PENDING
+        if not each.qualification_required or status == Qualification.Status.PASSED:
+            continue
+        gold_left = (
+            tasks_open_to(trainer=trainer).filter(project=each, gold_ordering__isnull=False).count()
+        )
+        waits.append(
+            QualificationWait(
+                project=each,
+                status=status,
+                reason=qualification.reason if qualification else "",
+                gold_ranked=qualification.gold_ranked if qualification else 0,
+                gold_left=gold_left,
+            )
+        )
+    return waits, bool(projects) and len(waits) == len(projects)
 
 
 @dataclass(frozen=True)
@@ -21,13 +85,16 @@ class WaitingState:
     # "refilling": tasks are being prepared (or the pool is about to be refilled);
     # "ranked_everything": open tasks exist, but none this trainer may rank (their own
     # conversations, or ranked or skipped already); "no_conversations": no finished
-    # conversation has a model-written reply left to build a task from.
+    # conversation has a model-written reply left to build a task from; "qualification":
+    # every project in scope requires a qualification the trainer has not passed
+    # (``qualification`` lists those that do, whatever the reason).
     reason: str
     ready: int
     preparing: int
     complete: int
     open_for_others: int
     pool_target: int
+    qualification: tuple[QualificationWait, ...] = ()
 
     @property
     def progress_percent(self) -> int:
@@ -37,9 +104,13 @@ class WaitingState:
         return min(100, round(100 * (self.ready + self.preparing) / self.pool_target))
 
 
-def ranking_waiting_state(*, trainer: AbstractBaseUser) -> WaitingState:
-    """Why nothing is offered to ``trainer`` (a handful of counting queries)."""
+def ranking_waiting_state(
+    *, trainer: AbstractBaseUser, project: Project | None = None
+) -> WaitingState:
+    """Why nothing is offered to ``trainer`` in ``project`` (None: any of theirs), in a
+    handful of counting queries."""
     summary = ranking_queue_summary()
+    waits, all_waiting = qualification_waits(trainer=trainer, project=project)
     open_for_others = (
         RankingTask.objects.filter(
             status=RankingTask.Status.READY,
@@ -49,7 +120,9 @@ def ranking_waiting_state(*, trainer: AbstractBaseUser) -> WaitingState:
         .distinct()
         .count()
     )
-    if summary["preparing"]:
+    if all_waiting:
+        reason = "qualification"
+    elif summary["preparing"]:
         offline = (
             not settings.CELERY_TASK_ALWAYS_EAGER
             and workers_live_by_queue().get(Queue.GENERATION.value, 0) == 0
@@ -68,6 +141,7 @@ def ranking_waiting_state(*, trainer: AbstractBaseUser) -> WaitingState:
         complete=summary["complete"],
         open_for_others=open_for_others,
         pool_target=settings.RANKING_POOL_SIZE,
+        qualification=tuple(waits),
     )
 
 

@@ -34,6 +34,7 @@ from ranking.projects.selectors import (
     projects_for_trainer,
 )
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.rank.selectors import tasks_open_to
 from ranking.selection.services import ranking_tasks_select
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create, generation_job_execute
@@ -291,6 +292,13 @@ def task_claim_next(
     projects = {each.pk: each for each in allowed}
     allowed_ids = list(projects)
     qualifications = qualifications_of_trainer(trainer=trainer)
+    for each in projects.values():
+        pending = qualifications.get(each.pk)
+        if each.qualification_required and (
+            pending is None or pending.status == Qualification.Status.PENDING
+        ):
+            # Gold rankings made before the project required qualification count too.
+            qualifications[each.pk] = qualification_update(project=each, trainer=trainer)
     decided = {
         project_id: qualification.status
         for project_id, qualification in qualifications.items()
@@ -324,19 +332,8 @@ def task_claim_next(
         )
         if current is not None:
             return current
-        open_tasks = (
-            RankingTask.objects.filter(
-                status=RankingTask.Status.READY,
-                overlap_required__gt=F("rankings_count") + F("leased_count"),
-                held_back=False,
-            )
-            .exclude(source_owner=trainer)
-            .exclude(assignments__trainer=trainer)
-            .order_by("created_at", "id")
-        )
-        gold = open_tasks.filter(gold_ordering__isnull=False).exclude(
-            gold_of__rankings__ranker=trainer
-        )
+        open_tasks = tasks_open_to(trainer=trainer)
+        gold = open_tasks.filter(gold_ordering__isnull=False)
         task = _pick(gold.filter(project_id__in=qualifying_ids)) if qualifying_ids else None
         if task is None:
             # A trainer who ranked a gold copy has seen its original's answer.

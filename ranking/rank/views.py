@@ -53,7 +53,9 @@ def _render_card(
         "claimed": claimed,
     }
     if assignment is None:
-        context["waiting"] = ranking_waiting_state(trainer=request.user)
+        context["waiting"] = ranking_waiting_state(
+            trainer=request.user, project=_chosen_project(request)
+        )
     else:
         screen = screen or assignment_screen(assignment=assignment)
         form = form or RankingForm(candidates=screen.candidates)

@@ -78,6 +78,9 @@ def test_agreed_task_becomes_gold_offered_only_to_who_did_not_rank_it(other_trai
     assert services.task_claim_next(trainer=third).task == gold
     with pytest.raises(ValidationError, match="already gold"):
         gold_task_create(task=gold)
+    with pytest.raises(ValidationError, match=f"has a gold copy already: task {gold.pk}"):
+        gold_task_create(task=original)
+    assert RankingTask.objects.filter(gold_of=original).count() == 1
     # Gold rankings are not exported as data, and gold tasks do not fill the pool.
     _submit(services.task_claim_next(trainer=third), third, [[2], [0], [1], [3]])
     exported = {r["task_id"] for r in records("rankings", ExportFilters())}
@@ -171,3 +174,37 @@ def test_admin_makes_gold_on_the_project_page_and_sees_accuracy_on_quality(
     page = client.get(reverse("ranking:quality"), {"project": project.pk})
     # Gold order 1 > 0 > 2 > 3; t ranked 0 > 1 > 2 > 3: 5 of 6 pairs.
     assert b'<td class="gold-accuracy">83 % (1)</td>' in page.content
+
+
+def test_gold_ranked_before_qualification_was_required_counts_and_a_stuck_trainer_is_told(
+    other_trainer, trainer_client, trainer
+):
+    project = project_create(name="Later", slug="later", status=Project.Status.ACTIVE, gold_rate=1)
+    version = model_version_create("v")
+    golds = []
+    for text in ("g1", "g2"):
+        original = _task(other_trainer, project, version, text)
+        rank(original, trainer, [[0], [1], [2], [3]])  # the trainer ranks the originals
+        golds.append(gold_task_create(task=original))
+    real = _task(other_trainer, project, version, "real")
+    veteran = quick_trainer("veteran")
+    for _ in golds:
+        _submit(services.task_claim_next(trainer=veteran), veteran, [[0], [1], [2], [3]])
+    Project.objects.filter(pk=project.pk).update(
+        gold_rate=0, qualification_required=True, qualification_tasks=2
+    )
+    # The veteran's two gold rankings decide at the next claim, and real work follows.
+    assert services.task_claim_next(trainer=veteran).task == real
+    decided = Qualification.objects.get(trainer=veteran, project=project)
+    assert (decided.status, decided.gold_ranked) == ("passed", 2)
+    assert services.task_claim_next(trainer=quick_trainer("fresh")).task in golds
+    # The trainer ranked both originals: no gold task is left for them, and the page says why.
+    assert services.task_claim_next(trainer=trainer) is None
+    card = trainer_client.post(reverse("ranking:claim"), headers={"HX-Request": "true"})
+    text = card.content.decode()  # across all projects: the default one is open, but empty
+    assert 'data-reason="qualification"' not in text and "not qualified there yet" in text
+    assert "No such task is left that you may" in text and "(0 done)" in text
+    trainer_client.post(reverse("ranking:project-choose"), {"project": "later"})
+    card = trainer_client.post(reverse("ranking:claim"), headers={"HX-Request": "true"})
+    text = card.content.decode()
+    assert 'data-reason="qualification"' in text and "No such task is left that you may" in text

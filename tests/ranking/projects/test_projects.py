@@ -325,6 +325,7 @@ def test_admin_creates_a_project_on_the_projects_page(client, admin_user):
             "selection": "random",
             "exploration_share": 0.25,
             "candidate_factor": 3,
+            **_policy_rows([]),
         },
     )
     assert response.status_code == 302, response.content
@@ -333,6 +334,100 @@ def test_admin_creates_a_project_on_the_projects_page(client, admin_user):
     assert b"Safety" in client.get(reverse("ranking:project-manage")).content
     invalid = client.post(reverse("ranking:project-manage"), {"name": "", "slug": "x"})
     assert invalid.status_code == 422
+
+
+def _policy_rows(rows: list[tuple[object, object]], extra: int = 1) -> dict:
+    """The policy formset of the project page as a browser posts it."""
+    data = {"policies-TOTAL_FORMS": len(rows) + extra, "policies-INITIAL_FORMS": len(rows)}
+    data |= {"policies-MIN_NUM_FORMS": 0, "policies-MAX_NUM_FORMS": 16}
+    for index, (version, weight) in enumerate(rows):
+        data[f"policies-{index}-model_version"] = version
+        data[f"policies-{index}-weight"] = weight
+    return data
+
+
+def _page_fields(page) -> dict:
+    """What a browser would post back from the project page's settings form, unchanged."""
+    import re
+
+    html = page.content.decode().split('id="project-form"')[1].split("</form>")[0]
+    data = {}
+    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', html):
+        data[name] = value
+    for name, body in re.findall(r'<select name="([^"]+)"[^>]*>(.*?)</select>', html, re.S):
+        data[name] = re.findall(r'<option value="([^"]*)"[^>]*selected', body)
+    for name in re.findall(r'<input type="checkbox" name="([^"]+)"[^>]*checked', html):
+        data[name] = "on"
+    for name, body in re.findall(r'<textarea name="([^"]+)"[^>]*>(.*?)</textarea>', html, re.S):
+        data[name] = body.strip()
+    return {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in data.items()}
+
+
+def test_saving_the_project_page_keeps_every_policy_and_edits_their_weights(
+    client, admin_user, policy
+):
+    second = model_version_create("second")
+    project = project_create(
+        name="Mixed", slug="mixed", status="active", policies=[(policy, 3.0), (second, 1.0)]
+    )
+    client.force_login(admin_user)
+    url = reverse("ranking:project-detail", args=["mixed"])
+    fields = _page_fields(client.get(url))
+    fields["description"] = "Only the text changed."
+    assert client.post(url, fields).status_code == 302
+    kept = [(p.model_version, p.weight) for p in project.policies.order_by("pk")]
+    assert kept == [(policy, 3.0), (second, 1.0)]
+    fields |= {"policies-0-weight": "2", "policies-1-model_version": ""}
+    fields |= {"policies-2-model_version": str(policy.pk)}  # named twice: refused, nothing lost
+    refused = client.post(url, fields)
+    assert refused.status_code == 422 and b"named twice" in refused.content
+    assert project.policies.count() == 2
+    fields["policies-2-model_version"] = ""
+    assert client.post(url, fields).status_code == 302
+    assert [(p.model_version, p.weight) for p in project.policies.all()] == [(policy, 2.0)]
+    # A post without the policy rows (not from the page) is refused, not read as "none".
+    del fields["policies-TOTAL_FORMS"]
+    assert client.post(url, fields).status_code == 422
+    assert project.policies.count() == 1
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("gold_rate", "1.5", "gold_rate is a share between 0 and 1."),
+        ("alternatives", "0", "K must be between 1 and 16."),
+        ("overlap", "51", "The overlap must be between 1 and 50."),
+    ],
+)
+def test_the_project_form_says_what_range_a_setting_has(client, admin_user, field, value, message):
+    client.force_login(admin_user)
+    fields = _page_fields(client.get(reverse("ranking:project-manage")))
+    fields |= {"name": "P", "slug": "p", field: value}
+    page = client.post(reverse("ranking:project-manage"), fields)
+    assert page.status_code == 422
+    assert message in page.content.decode() and "Constraint" not in page.content.decode()
+    assert not Project.objects.filter(slug="p").exists()
+
+
+def test_late_means_short_of_the_target_after_the_deadline_or_on_course_to_be(other_trainer):
+    now = timezone.now()
+    project = project_create(name="Late", slug="late", status="active", target_rankings=2)
+    task = _ready_task(other_trainer, project, model_version_create("v"))
+    Project.objects.filter(pk=project.pk).update(deadline=now - timedelta(days=1))
+    project.refresh_from_db()
+    progress = project_progress(project=project, now=now)
+    assert (progress.eta, progress.late) == (None, True)  # nothing ranked, deadline passed
+    rank(task, quick_trainer("a"), [[0], [1], [2], [3]])
+    Project.objects.filter(pk=project.pk).update(deadline=now + timedelta(minutes=30))
+    project.refresh_from_db()
+    progress = project_progress(project=project, now=now)
+    # One ranking within the hour: the next due in about an hour, after the deadline.
+    assert progress.eta > project.deadline and progress.late
+    rank(task, quick_trainer("b"), [[0], [1], [2], [3]])
+    Project.objects.filter(pk=project.pk).update(deadline=now - timedelta(days=1))
+    project.refresh_from_db()
+    progress = project_progress(project=project, now=now)
+    assert (progress.percent, progress.eta, progress.late) == (100.0, None, False)
 
 
 def test_trainers_cannot_open_the_admin_project_pages(client, trainer):
