@@ -115,6 +115,7 @@ class ExportStreamApi(APIView):
             ),
             project_ids=project_ids_existing(ids=data.get("project_id", ())),
         )  # a ValidationError here becomes a 400 with its messages (config.api)
+        filters.check_format(data["format"])
         response = StreamingHttpResponse(
             jsonl_lines(records(data["format"], filters)), content_type="application/jsonl"
         )

@@ -83,6 +83,20 @@ class ExportFilters:
         if errors:
             raise ValidationError(errors)
 
+    def check_format(self, format: str) -> None:
+        """Refuse filters that would be ignored: those choosing rankings, set for an export of
+        demonstrations (which come from conversations, not rankings)."""
+        if format != DatasetExport.Format.DEMONSTRATIONS:
+            return
+        defaults = ExportFilters()
+        errors = {
+            name: f"{name} chooses rankings or pairs; demonstrations are not filtered by it."
+            for name in ("model_version_ids", "min_agreement", "exclude_flags")
+            if getattr(self, name) != getattr(defaults, name)
+        }
+        if errors:
+            raise ValidationError(errors)
+
     def as_dict(self) -> dict:
         values = asdict(self)
         for key in ("date_from", "date_to"):

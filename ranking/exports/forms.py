@@ -45,6 +45,7 @@ class ExportForm(ExportFilterForm):
                 red_team=data.get("red_team") or "include",
                 guideline_versions=tuple(data.get("guideline_versions") or ()),
             )
+            data["filters"].check_format(data["format"])
         except forms.ValidationError as error:
             raise forms.ValidationError(error.messages) from error
         return data

@@ -36,6 +36,7 @@ def dataset_export_create(
     """
     if format not in FORMATS:
         raise ValidationError({"format": f"format must be one of {', '.join(FORMATS)}."})
+    filters.check_format(format)
     export = DatasetExport.objects.create(
         format=format,
         filters={**filters.as_dict(), "compress": compress},

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from accounts.roles import IsStaff
 from config.api import BrokerUnavailableResponse
 from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
-from sampler.jobs.kinds import job_kind_named
+from sampler.jobs.kinds import job_kind_named, job_kind_of
 from sampler.jobs.models import Job
 from sampler.jobs.selectors import job_queue_position, queue_depths
 from sampler.jobs.services import job_cancel, job_retry
@@ -54,7 +54,8 @@ def _job(kind: str, job_id: int) -> Job:
     except LookupError:
         raise Http404(f"No kind of job named {kind!r}.") from None
     job = model.objects.filter(pk=job_id).first()
-    if job is None:
+    # Kinds that share a table (generation jobs, ranking preparation) each answer for theirs.
+    if job is None or job_kind_of(job).name != kind:
         raise Http404(f"No {kind} job {job_id}.")
     return job
 

@@ -25,6 +25,7 @@ from sampler.runs.sources import REWARD_SOURCES, kto_records, reward_records
 from sampler.training.config import CONFIGS, KTO_SOURCES, ConfigError
 from sampler.training.ppo_config import PPOConfig
 from sampler.training.records import (
+    DataError,
     file_sha256,
     prompt_key,
     prompt_prefixes,
@@ -218,7 +219,15 @@ def _reward_inputs(
             )
         inputs["sources"] = [name for name in REWARD_SOURCES if name in reward_sources]
     if demonstrations_path:
-        inputs["demonstrations"] = {"source": "file", "path": validate_path(demonstrations_path)}
+        path = validate_path(demonstrations_path)
+        if config.normalize_to_demonstrations:
+            try:
+                rows = list(islice(read_jsonl(path), config.normalization_samples))
+            except DataError as error:
+                raise ValidationError({"demonstrations": str(error)}) from error
+            if problem := _not_demonstrations(rows, name=Path(path).name):
+                raise ValidationError({"demonstrations": problem})
+        inputs["demonstrations"] = {"source": "file", "path": path}
     elif dataset["source"] == "file" and config.normalize_to_demonstrations:
         raise ValidationError(
             {
@@ -230,6 +239,21 @@ def _reward_inputs(
             }
         )
     return inputs
+
+
+def _not_demonstrations(rows: list[dict], *, name: str) -> str:
+    """Why ``rows`` give nothing to normalise on ("" when one has an assistant turn)."""
+    for row in rows:
+        messages = row.get("messages")
+        if isinstance(messages, list) and any(
+            isinstance(m, dict) and m.get("role") == "assistant" for m in messages
+        ):
+            return ""
+    holds = f"its first record has {', '.join(sorted(rows[0]))}" if rows else "it is empty"
+    return (
+        f"{name} holds no demonstration to normalise the scores on (a record with `messages` "
+        f"and an assistant turn, as the demonstrations export writes): {holds}."
+    )
 
 
 def _demonstrations_source(run: TrainingRun) -> dict | None:
@@ -256,6 +280,10 @@ def _load_reward(run: TrainingRun, config) -> RunData:
     source = _demonstrations_source(run)
     if source is not None and config.normalize_to_demonstrations:
         demonstrations = read_source(source, "demonstrations", limit=config.normalization_samples)
+        # Before training: a run must not spend its steps to find this out at the end.
+        name = Path(source["path"]).name if source["source"] == "file" else "The database"
+        if problem := _not_demonstrations(demonstrations.rows, name=name):
+            raise DataError(problem)
         data.extra["demonstrations"] = demonstrations
         data.description["demonstrations"] = demonstrations.description
     return data
@@ -360,7 +388,13 @@ DPO = _policy_from_records(
 
 def _kto_inputs(*, config, dataset: dict, **_) -> dict:
     # The sources are the config's; a database run reads exactly those.
-    return {"sources": list(config.source_names)} if dataset["source"] == "database" else {}
+    if dataset["source"] == "database":
+        return {"sources": list(config.source_names)}
+    if config.sources != type(config)().sources:
+        raise ValidationError(
+            {"sources": "sources choose rows of the database; a data file is read whole."}
+        )
+    return {}
 
 
 KTO = _policy_from_records(
@@ -370,7 +404,11 @@ KTO = _policy_from_records(
     inputs=_kto_inputs,
     describe=lambda run, data: (
         f"KTO run {run.pk} from {run.base_version.name} (also its reference) on "
-        f"{', '.join(run.config.get('sources', '').split(','))}."
+        + (
+            f"{', '.join(run.config.get('sources', '').split(','))}."
+            if run.dataset["source"] == "database"
+            else f"the records of {Path(run.dataset['path']).name}."
+        )
     ),
 )
 

@@ -100,6 +100,8 @@ def training_run_create(
     base = validated_version(base_version, ModelVersion.Kind.POLICY, "base_version")
     if (filters is None) == (data_path is None):
         raise ValidationError({"data": "Give either database filters or a data file."})
+    if filters is not None:
+        filters.check_format(training.data_format)
     check_path = data_path_checker(allowed_data_roots)
     if data_path is not None:
         dataset = {"source": "file", "format": training.data_format, "path": check_path(data_path)}

@@ -209,19 +209,27 @@ class RankingExample:
     weight: float = 1.0
 
 
+def prompt_messages(prompt) -> list[dict]:
+    """A record's ``prompt`` as chat messages: TRL's conversational form (a list of messages)
+    or its standard form (a string: the user's turn)."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+
+
 def ranking_from_record(record: dict) -> tuple[list[dict], list[str], list[list[int]]] | None:
     """(prompt, candidate texts, ordering as groups of indices) of a ``rankings`` or ``pairs``
     record; None for a ranking that says nothing (cannot rank, fewer than two groups)."""
-    if "chosen" in record and "rejected" in record:
-        # A pairwise record (TRL's form) is a ranking with K = 2.
-        texts = [_reply_text(record["chosen"]), _reply_text(record["rejected"])]
-        return list(record.get("prompt") or []), texts, [[0], [1]]
-    if record.get("cannot_rank"):
+    if record.get("cannot_rank") and "chosen" not in record:
         return None
     try:
+        if "chosen" in record and "rejected" in record:
+            # A pairwise record (TRL's form) is a ranking with K = 2.
+            texts = [_reply_text(record["chosen"]), _reply_text(record["rejected"])]
+            return prompt_messages(record.get("prompt") or []), texts, [[0], [1]]
         texts_by_id = {c["candidate_id"]: c["text"] for c in record["candidates"]}
         ordering = record["ordering"]
-        prompt = list(record["prompt"])
+        prompt = prompt_messages(record["prompt"])
     except (KeyError, TypeError) as error:
         raise DataError(
             "A record is neither a ranking (prompt, candidates, ordering) nor a pair "

@@ -32,6 +32,7 @@ from sampler.training.data import (
     completion_ids,
     fit_prompt_and_completion,
     prompt_ids,
+    prompt_messages,
     record_split,
 )
 from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
@@ -61,10 +62,7 @@ def kto_example(
     tokenizer, record: dict, *, max_length: int, end_ids: list[int]
 ) -> PromptCompletions:
     try:
-        prompt = record["prompt"]
-        if isinstance(prompt, str):  # TRL's standard (not conversational) form: the user's turn
-            prompt = [{"role": "user", "content": prompt}]
-        prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+        prompt = prompt_messages(record["prompt"])
         label = record["label"]
         text = _completion_text(record["completion"])
     except (KeyError, TypeError) as error:

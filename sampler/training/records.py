@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -20,17 +21,25 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
     with path.open("rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"
     opener = gzip.open if compressed else open
-    with opener(path, "rb") as stream:
-        for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path.name} line {number} is not JSON ({error.msg}).") from error
-            if not isinstance(record, dict):
-                raise DataError(f"{path.name} line {number} is not a JSON object.")
-            yield record
+    number = 0
+    try:
+        with opener(path, "rb") as stream:
+            for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataError(
+                        f"{path.name} line {number} is not JSON ({error.msg})."
+                    ) from error
+                if not isinstance(record, dict):
+                    raise DataError(f"{path.name} line {number} is not a JSON object.")
+                yield record
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path.name} line {number + 1} is not UTF-8 text.") from error
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise DataError(f"{path.name} is not a whole gzip file ({error}).") from error
 
 
 def file_sha256(path: str | Path) -> str:

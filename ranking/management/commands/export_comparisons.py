@@ -82,6 +82,7 @@ class Command(BaseCommand):
                     "project_ids": project_ids_by_slug(slugs=options["project"]),
                 }
             )
+            filters.check_format(options["format"])
         except ValidationError as error:
             problems = (f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())
             raise CommandError("; ".join(problems)) from error

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 from datetime import date
+from pathlib import Path
 
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
@@ -22,6 +23,7 @@ from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS
 from sampler.training.loop import ProgressEvent
+from sampler.training.records import DataError, read_jsonl
 
 # Options that choose rows of the database (with --data they would choose nothing).
 DATABASE_ONLY = {
@@ -63,6 +65,22 @@ def options_checked(command: BaseCommand, options: dict) -> None:
             f"{_flags(extra)} choose rows of the database; a --data file is read whole "
             "(filter it when you export it)."
         )
+    elif options.get("data") and "test_fraction" in given and _carries_split(options["data"]):
+        raise CommandError(
+            f"--test-fraction: the records of {Path(options['data']).name} carry their own "
+            "`split` (an export's, by conversation), which training keeps; choose it when you "
+            "export, or drop the field."
+        )
+
+
+def _carries_split(path: str) -> bool:
+    """Whether the file's first record says its split (a missing or bad file: the run's own
+    checks say so)."""
+    try:
+        first = next(read_jsonl(path), None)
+    except (OSError, DataError):
+        return False
+    return first is not None and "split" in first
 
 
 def _errors(error: ValidationError) -> str:

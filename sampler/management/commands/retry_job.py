@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from sampler.jobs.kinds import job_kind_named, job_kinds
+from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds
 from sampler.jobs.models import JobStatus
 from sampler.jobs.services import job_retry
 
@@ -13,27 +13,40 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", help="The kind of job.")
+        parser.add_argument(
+            "kind", nargs="?", help="The kind of job (none, with --all-failed: every kind)."
+        )
         parser.add_argument("ids", nargs="*", type=int, help="Job ids.")
         parser.add_argument(
-            "--all-failed", action="store_true", help="Every failed job of this kind."
+            "--all-failed", action="store_true", help="Every failed job of this kind (or all)."
         )
 
-    def handle(self, *args, kind: str, ids: list[int], all_failed: bool, **options):
-        try:
-            model = job_kind_named(kind).model
-        except LookupError as error:
-            names = ", ".join(sorted(k.name for k in job_kinds()))
-            raise CommandError(f"{error} Kinds: {names}.") from error
-        if not ids and not all_failed:
-            raise CommandError("Name job ids, or --all-failed.")
-        jobs = model.objects.filter(status=JobStatus.FAILED) if all_failed else model.objects.none()
-        jobs = list(jobs) + [job for job in model.objects.filter(pk__in=ids)]
-        missing = sorted(set(ids) - {job.pk for job in jobs})
+    def handle(self, *args, kind: str | None, ids: list[int], all_failed: bool, **options):
+        if kind is None:
+            if not all_failed:
+                raise CommandError("Name a kind and job ids, or --all-failed.")
+            kinds = job_kinds()
+        else:
+            try:
+                kinds = [job_kind_named(kind)]
+            except LookupError as error:
+                names = ", ".join(sorted(k.name for k in job_kinds()))
+                raise CommandError(f"{error} Kinds: {names}.") from error
+            if not ids and not all_failed:
+                raise CommandError("Name job ids, or --all-failed.")
+        jobs = []
+        for each in kinds:
+            # Kinds that share a table (generation, ranking_preparation) take their own rows.
+            rows = each.model.objects.filter(status=JobStatus.FAILED) if all_failed else []
+            rows = [*rows, *each.model.objects.filter(pk__in=ids)]
+            jobs += [(each.name, job) for job in rows if job_kind_of(job).name == each.name]
+        missing = sorted(set(ids) - {job.pk for _, job in jobs})
         if missing:
             raise CommandError(f"No {kind} job with id {', '.join(map(str, missing))}.")
+        if not jobs:
+            self.stdout.write("No failed job.")
         problems = 0
-        for job in {job.pk: job for job in jobs}.values():
+        for kind, job in {(name, job.pk): (name, job) for name, job in jobs}.values():
             try:
                 publication = job_retry(job=job)
             except ValidationError as error:

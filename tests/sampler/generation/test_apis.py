@@ -262,3 +262,15 @@ def test_retry_queues_a_failed_job_again_and_refuses_one_that_succeeded_with_a_4
     theirs = Client()
     theirs.force_login(other_trainer)
     assert theirs.post(f"{_job_url(job.pk)}retry/").status_code == 404
+
+
+def test_a_job_is_found_under_its_own_kind_only(policy, trainer, admin_client_):
+    job = _queued_job(trainer)  # a trainer's own request, not a ranking task's replies
+    assert admin_client_.get(f"/api/jobs/generation/{job.pk}/").json()["kind"] == "generation"
+    wrong = admin_client_.get(f"/api/jobs/ranking_preparation/{job.pk}/")
+    assert wrong.status_code == 404
+    assert wrong.json() == {"detail": f"No ranking_preparation job {job.pk}."}
+    GenerationJob.objects.filter(pk=job.pk).update(purpose=GenerationJob.Purpose.RANKING)
+    assert admin_client_.get(f"/api/jobs/generation/{job.pk}/").status_code == 404
+    found = admin_client_.get(f"/api/jobs/ranking_preparation/{job.pk}/")
+    assert found.json()["kind"] == "ranking_preparation"

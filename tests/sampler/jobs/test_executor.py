@@ -4,6 +4,7 @@ same paths against a real Redis and worker)."""
 
 import os
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -275,6 +276,21 @@ def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
         call_command("retry_job", "generation", "999999")
     with pytest.raises(CommandError, match="Kinds:"):
         call_command("retry_job", "nonsense", "1")
+    # With no kind, --all-failed takes every kind's failed jobs, each under its own kind.
+    services.job_fail(job=failed, error="again")
+    ranking = _job(trainer, queue=False)
+    GenerationJob.objects.filter(pk=ranking.pk).update(purpose=GenerationJob.Purpose.RANKING)
+    services.job_fail(job=GenerationJob.objects.get(pk=ranking.pk), error="down")
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("retry_job", "--all-failed", stdout=out)
+    assert f"generation {failed.pk}: queued again" in out.getvalue()
+    assert f"ranking_preparation {ranking.pk}: queued again" in out.getvalue()
+    assert f"generation {ranking.pk}" not in out.getvalue()
+    with pytest.raises(CommandError, match="No generation job with id"):
+        call_command("retry_job", "generation", str(ranking.pk))
+    with pytest.raises(CommandError, match="or --all-failed"):
+        call_command("retry_job")
 
 
 def test_a_batch_that_fails_hands_back_the_partners_it_did_not_finish(

@@ -20,7 +20,7 @@ from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.data import pad_right, ranking_from_record
 from sampler.training.model import RewardScorer
-from sampler.training.records import file_sha256, records_sha256
+from sampler.training.records import DataError, file_sha256, records_sha256
 from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
 from tests.ranking.conftest import ranked  # noqa: F401  (fixture)
 
@@ -319,3 +319,72 @@ def test_options_that_would_be_ignored_are_refused_before_any_run_exists(policy,
         "--max-steps, --queue."
     )
     assert not TrainingRun.objects.exists()
+
+
+def test_demonstrations_that_are_not_are_refused_before_a_step_is_trained(policy, tmp_path):
+    rankings = tmp_path / "rankings.jsonl"
+    write_jsonl(iter(synthetic_rankings(8)), rankings)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    for wrong, holds in ((rankings, "its first record has"), (empty, "it is empty")):
+        with pytest.raises(ValidationError) as refused:
+            training_services.training_run_create(
+                kind="reward", data_path=str(rankings), demonstrations_path=str(wrong)
+            )
+        message = refused.value.message_dict["demonstrations"][0]
+        assert f"{wrong.name} holds no demonstration" in message and holds in message
+    # A file that changes after the run was created is caught when it loads, before training.
+    demonstrations = tmp_path / "demonstrations.jsonl"
+    write_jsonl(iter(synthetic_demonstrations(4)), demonstrations)
+    run = training_services.training_run_create(
+        kind="reward",
+        config={"max_steps": 1, "batch_size": 2, "max_length": 48, "checkpoint_every": 1},
+        data_path=str(rankings),
+        demonstrations_path=str(demonstrations),
+        queue=False,
+    )
+    demonstrations.write_text(rankings.read_text())
+    with pytest.raises(DataError, match=r"demonstrations\.jsonl holds no demonstration"):
+        training_services.training_run_run_inline(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+    assert "demonstrations.jsonl holds no demonstration" in run.error
+    assert not run.metrics.get("loss/train") and not Path(run.checkpoint_dir).exists()
+
+
+def test_string_prompts_in_pairs_are_the_users_turn(micro_model_dir):
+    record = {"prompt": "what colour?", "chosen": "blue", "rejected": "no"}
+    prompt, texts, ordering = ranking_from_record(record)
+    assert prompt == [{"role": "user", "content": "what colour?"}]
+    assert (texts, ordering) == (["blue", "no"], [[0], [1]])
+    with pytest.raises(DataError, match="neither a ranking"):
+        ranking_from_record({"prompt": [1, 2], "chosen": "a", "rejected": "b"})
+
+
+def test_a_test_fraction_the_files_own_split_would_override_is_refused(policy, tmp_path):
+    data = tmp_path / "demonstrations.jsonl"
+    write_jsonl(iter(synthetic_demonstrations(4)), data)
+    assert "split" in json.loads(data.read_text().splitlines()[0])
+    with pytest.raises(CommandError, match="carry their own `split`"):
+        call_command("train_sft", "--data", str(data), "--test-fraction", "0.5", verbosity=0)
+    unsplit = tmp_path / "unsplit.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    unsplit.write_text("".join(json.dumps({"messages": r["messages"]}) + "\n" for r in rows))
+    call_command("train_sft", "--data", str(unsplit), "--test-fraction", "0.5", "--queue")
+    assert TrainingRun.objects.get().config["test_fraction"] == 0.5
+
+
+def test_filters_that_choose_rankings_are_refused_for_demonstrations(policy, tmp_path):
+    out = tmp_path / "demonstrations.jsonl"
+    with pytest.raises(CommandError, match="min_agreement chooses rankings or pairs"):
+        call_command(
+            "export_comparisons", "--format", "demonstrations", "--out", str(out),
+            "--min-agreement", "0.9", verbosity=0,
+        )  # fmt: skip
+    with pytest.raises(CommandError, match="exclude_flags chooses rankings or pairs"):
+        call_command("train_sft", "--exclude-flag", "harmful", "--queue", verbosity=0)
+    kto = tmp_path / "kto.jsonl"
+    kto.write_text(json.dumps({"prompt": "hi", "completion": "hello", "label": True}) + "\n")
+    with pytest.raises(CommandError, match="sources choose rows of the database"):
+        call_command("train_kto", "--data", str(kto), "--sources", "flags", verbosity=0)
+    assert not TrainingRun.objects.exists() and not out.exists()
