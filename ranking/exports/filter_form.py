@@ -9,12 +9,13 @@ from django.contrib.auth import get_user_model
 
 from config.forms import ModelMultipleChoiceField
 from ranking.exports.filters import FLAG_NAMES
+from ranking.projects.models import Project
 from sampler.models import ModelVersion
 
 
 class ExportFilterForm(forms.Form):
-    """Dates, policies, agreement, flags and trainers: the filters every database read of
-    rankings takes. ``filter_values`` turns them into ``ExportFilters`` arguments."""
+    """Dates, policies, agreement, flags, trainers and projects: the filters every database
+    read of rankings takes. ``filter_values`` turns them into ``ExportFilters`` arguments."""
 
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -30,6 +31,11 @@ class ExportFilterForm(forms.Form):
     exclude_trainers = ModelMultipleChoiceField(
         queryset=get_user_model().objects.order_by("username"), required=False
     )
+    projects = ModelMultipleChoiceField(
+        queryset=Project.objects.order_by("name"),
+        required=False,
+        help_text="None chosen: every project.",
+    )
 
     @staticmethod
     def filter_values(data: dict) -> dict:
@@ -41,4 +47,5 @@ class ExportFilterForm(forms.Form):
             "min_agreement": data.get("min_agreement"),
             "exclude_flags": tuple(data.get("exclude_flags") or ()),
             "exclude_trainer_ids": tuple(u.pk for u in data.get("exclude_trainers") or ()),
+            "project_ids": tuple(p.pk for p in data.get("projects") or ()),
         }

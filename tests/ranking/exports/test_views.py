@@ -4,6 +4,8 @@ from django.urls import reverse
 from ranking.exports.filters import ExportFilters
 from ranking.exports.pipeline import records
 from ranking.models import DatasetExport
+from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
+from ranking.projects.services import project_create
 from sampler.jobs.services import job_run_inline
 
 
@@ -44,6 +46,24 @@ def test_preview_counts_matching_rankings(admin_client_, ranked):
         },
     )
     assert b"(from 3 rankings)" in response.content
+
+
+def test_the_page_filters_by_project_and_refuses_ranking_filters_for_demonstrations(
+    admin_client_, ranked
+):
+    other = project_create(name="Elsewhere", slug="elsewhere", status="active")
+    fields = {"pair_mode": "per_ranker", "split": "all", "test_fraction": "0.1", "split_seed": "0"}
+    url = reverse("ranking:export-preview")
+    page = admin_client_.get(reverse("ranking:exports"))
+    assert f'<option value="{other.pk}">Elsewhere</option>' in page.content.decode()
+    page = admin_client_.get(url, {**fields, "format": "pairs", "projects": [other.pk]})
+    assert page.status_code == 200 and b"(from 0 rankings)" in page.content
+    default = Project.objects.get(slug=DEFAULT_PROJECT_SLUG)
+    page = admin_client_.get(url, {**fields, "format": "pairs", "projects": [default.pk]})
+    assert b"(from 6 rankings)" in page.content
+    refused = admin_client_.get(url, {**fields, "format": "demonstrations", "min_agreement": "0.5"})
+    assert refused.status_code == 422
+    assert "min_agreement chooses rankings or pairs" in refused.content.decode()
 
 
 def test_bad_filters_get_a_message_not_a_500(admin_client_):
