@@ -1,3 +1,5 @@
+import zlib
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -9,7 +11,8 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from labeling.conversations.importing import ImportReport, jsonl_lines
+from config.forms import ModelChoiceField
+from labeling.conversations.importing import ImportReport, jsonl_lines, uploaded_stream
 from labeling.conversations.models import Conversation, Draft, Message
 from labeling.conversations.services import conversations_import
 
@@ -46,11 +49,11 @@ class ConversationImportForm(forms.Form):
     file = forms.FileField(
         required=False,
         help_text=(
-            f"JSONL, at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB: one "
+            f"JSONL or gzipped JSONL, at most {MAX_UPLOAD_BYTES // (1024 * 1024)} MB: one "
             '{"messages": [{"role": "user", "content": "..."}, ...], "title": "..."} per line.'
         ),
     )
-    owner = forms.ModelChoiceField(queryset=get_user_model().objects.none())
+    owner = ModelChoiceField(queryset=get_user_model().objects.none())
     title_prefix = forms.CharField(required=False, max_length=50)
 
     def __init__(self, *args, upload_too_large: bool = False, **kwargs) -> None:
@@ -119,12 +122,19 @@ class ConversationAdmin(admin.ModelAdmin):
                 request.POST, request.FILES, upload_too_large=size_limit.exceeded
             )
             if form.is_valid():
-                report = conversations_import(
-                    lines=jsonl_lines(form.cleaned_data["file"]),
-                    owner=form.cleaned_data["owner"],
-                    title_prefix=form.cleaned_data["title_prefix"],
-                )
-                if report.ok:
+                stream = uploaded_stream(form.cleaned_data["file"], limit=MAX_UPLOAD_BYTES)
+                try:
+                    report = conversations_import(
+                        lines=jsonl_lines(stream),
+                        owner=form.cleaned_data["owner"],
+                        title_prefix=form.cleaned_data["title_prefix"],
+                    )
+                except (OSError, EOFError, zlib.error) as error:  # a truncated or corrupt .gz
+                    form.add_error(
+                        "file", f"Reading the file failed part way: {error}. Nothing was imported."
+                    )
+                    report = ImportReport()
+                if report.ok and not form.errors:
                     messages.success(request, f"Imported {report.created} conversations.")
                     return redirect("admin:labeling_conversation_changelist")
         else:
@@ -136,8 +146,8 @@ class ConversationAdmin(admin.ModelAdmin):
             "form": form,
             **self._errors_context(report),
         }
-        # The page shows why nothing was imported; 422 so scripts see the refusal too.
-        status = 422 if report is not None and not report.ok else 200
+        # A post shown again imported nothing (the page says why); 422 so scripts see it too.
+        status = 422 if request.method == "POST" else 200
         return TemplateResponse(
             request, "admin/labeling/conversation/import.html", context, status=status
         )

@@ -14,6 +14,7 @@ number, and a file with any invalid line is not imported at all (``conversations
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -77,6 +78,30 @@ def jsonl_lines(stream: IO[bytes]) -> Iterator[bytes]:
             while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
                 pass
         yield line
+
+
+class _AtMost:
+    """``readline`` of a stream, raising ``OSError`` once more than ``limit`` bytes were read."""
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self.stream, self.limit, self.read = stream, limit, 0
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self.stream.readline(size)
+        self.read += len(line)
+        if self.read > self.limit:
+            raise OSError(f"it holds more than {self.limit // (1024 * 1024)} MB once decompressed")
+        return line
+
+
+def uploaded_stream(upload: IO[bytes], *, limit: int) -> IO[bytes]:
+    """An uploaded file as its JSONL bytes: decompressed when it is gzip (by its first bytes,
+    whatever its name), and then read up to ``limit`` bytes (a small .gz can hold a lot)."""
+    compressed = upload.read(2) == b"\x1f\x8b"
+    upload.seek(0)
+    if not compressed:
+        return upload
+    return _AtMost(gzip.GzipFile(fileobj=upload, mode="rb"), limit)  # type: ignore[return-value]
 
 
 def _check_storable(text: str, where: str) -> None:

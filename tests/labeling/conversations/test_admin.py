@@ -60,14 +60,14 @@ def test_admin_upload_over_the_size_limit_is_refused(admin_client_, admin_user, 
     monkeypatch.setattr(conversations_admin, "MAX_UPLOAD_BYTES", 100)
     upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN, GOOD_PLAIN))
     response = admin_client_.post(IMPORT_URL, {"file": upload, "owner": admin_user.pk})
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert "larger than" in str(response.context["form"].errors["file"])
     assert not Conversation.objects.exists()
 
 
 def test_admin_upload_without_a_file_shows_the_form_again(admin_client_, admin_user):
     response = admin_client_.post(IMPORT_URL, {"owner": admin_user.pk})
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert "Choose a JSONL file." in str(response.context["form"].errors["file"])
 
 
@@ -88,3 +88,24 @@ def test_admin_upload_still_checks_the_csrf_token(admin_user):
     response = client.post(IMPORT_URL, {"file": upload, "owner": admin_user.pk})
     assert response.status_code == 403
     assert not Conversation.objects.exists()
+
+
+def test_admin_upload_of_a_gzipped_file_imports_it_and_a_cut_one_imports_nothing(
+    admin_client_, trainer, monkeypatch
+):
+    import gzip
+
+    packed = gzip.compress(jsonl(GOOD_PLAIN, GOOD_PLAIN))
+    upload = SimpleUploadedFile("chats.jsonl.gz", packed)
+    response = admin_client_.post(IMPORT_URL, {"file": upload, "owner": trainer.pk}, follow=True)
+    assert [str(m) for m in response.context["messages"]] == ["Imported 2 conversations."]
+    cut = SimpleUploadedFile("chats.jsonl.gz", packed[: len(packed) // 2])
+    response = admin_client_.post(IMPORT_URL, {"file": cut, "owner": trainer.pk})
+    assert response.status_code == 422
+    assert "Reading the file failed part way" in response.content.decode()
+    # What a small .gz holds once decompressed is bounded like a plain upload.
+    monkeypatch.setattr(conversations_admin, "MAX_UPLOAD_BYTES", 500)
+    big = SimpleUploadedFile("chats.jsonl.gz", gzip.compress(jsonl(*[GOOD_PLAIN] * 20)))
+    response = admin_client_.post(IMPORT_URL, {"file": big, "owner": trainer.pk})
+    assert response.status_code == 422 and "once decompressed" in response.content.decode()
+    assert Conversation.objects.count() == 2
