@@ -80,16 +80,20 @@ def test_admin_launches_a_reward_run_from_an_upload_and_it_is_queued(
 
 
 def test_admin_launch_with_filters_records_them(admin_client_, policy):
-    response = admin_client_.post(
-        reverse("sampler:training-run-start"),
-        {"kind": "sft", "source": "database", "test_fraction": "0.1", "split_seed": "3",
-         "min_agreement": "0.5", "exclude_flags": ["harmful"]},
-    )  # fmt: skip
+    fields = {"source": "database", "test_fraction": "0.1", "split_seed": "3",
+              "min_agreement": "0.5", "exclude_flags": ["harmful"]}  # fmt: skip
+    url = reverse("sampler:training-run-start")
+    response = admin_client_.post(url, {**fields, "kind": "reward"})
     assert response.status_code == 302
     run = TrainingRun.objects.get()
-    assert run.dataset["format"] == "demonstrations"
+    assert run.dataset["format"] == "rankings"
     assert run.dataset["filters"]["split_seed"] == 3
     assert run.dataset["filters"]["exclude_flags"] == ["harmful"]
+    # Demonstrations are not chosen by ranking filters: refused, not ignored.
+    refused = admin_client_.post(url, {**fields, "kind": "sft"})
+    assert refused.status_code == 422
+    assert "exclude_flags chooses rankings or pairs" in refused.content.decode()
+    assert TrainingRun.objects.count() == 1
 
 
 def test_a_bad_launch_shows_the_errors_and_queues_nothing(admin_client_, policy):
