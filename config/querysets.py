@@ -81,6 +81,6 @@ def ids_existing(
     found = set(queryset.filter(**{f"{field}__in": ids}).values_list(field, flat=True))
     unknown = sorted(set(ids) - found)
     if unknown:
-        label = "id" if field == "pk" else field
-        raise ValidationError({key: f"No {what} with {label} {unknown}."})
+        label = ("id" if field == "pk" else field) + ("s" if len(unknown) > 1 else "")
+        raise ValidationError({key: f"No {what} with {label} {', '.join(map(str, unknown))}."})
     return tuple(dict.fromkeys(ids))

@@ -425,7 +425,10 @@ class PPOTrainer:
             "objective/kl_k1": ((rollout.logprobs - rollout.reference_logprobs) * mask)
             .sum(-1)
             .mean(),
-            "objective/scores": rollout.raw_scores.mean(),
+            # As TRL logs it: after the missing-EOS penalty, so that rlhf_reward is
+            # scores + non_score_reward; raw_scores is the reward model's own.
+            "objective/scores": rollout.scores.mean(),
+            "objective/raw_scores": rollout.raw_scores.mean(),
             "objective/non_score_reward": non_score.sum(-1).mean(),
             "objective/rlhf_reward": (rollout.scores + non_score.sum(-1)).mean(),
             "objective/kl_coef": torch.tensor(self.kl.value),

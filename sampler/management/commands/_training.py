@@ -199,6 +199,8 @@ class TrainingCommand(BaseCommand):
         }
         config["test_fraction"] = options["test_fraction"]
         if options.get("origin"):
+            if options.get("origins"):
+                raise CommandError("Give --origin (repeatable) or --origins, not both.")
             config["origins"] = ",".join(options["origin"])
         try:
             # Each lookup's message names what is unknown ("Unknown user: bob."), as in
@@ -275,7 +277,12 @@ def run_inline(stdout, run_id: int, echo) -> ModelVersion:
         # The run is marked failed with the details; say so in one line here.
         raise CommandError(f"Run {run_id} failed: {error}") from error
     if run.status != TrainingRun.Status.SUCCEEDED:
-        raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
+        why = {
+            TrainingRun.Status.RUNNING: "another process is training it (a run trains in one "
+            "place at a time)",
+            TrainingRun.Status.QUEUED: "it waits for a training worker",
+        }.get(run.status, run.error or "no reason was recorded")
+        raise CommandError(f"Run {run.pk} is {run.status}: {why}.")
     version = run.output_versions.first()
     stdout.write(f"run {run.pk} succeeded: {version.name} at {version.path} (not promoted)")
     return version

@@ -26,10 +26,14 @@ class Command(BaseCommand):
             "--queue", action="store_true", help="Queue it for a generation worker and wait."
         )
         parser.add_argument(
-            "--timeout", type=float, default=120, help="Seconds to wait with --queue."
+            "--timeout", type=float, default=None, help="Seconds to wait with --queue (120)."
         )
 
     def handle(self, *args, **options):
+        if options["timeout"] is not None and not options["queue"]:
+            raise CommandError("--timeout is how long --queue waits for a worker; add --queue.")
+        if options["timeout"] is not None and not 0 < options["timeout"] < 86400:
+            raise CommandError("--timeout is a number of seconds above 0 and below a day.")
         try:
             job = services.prompt_job_create(
                 prompt=options["prompt"], choices=options, queue=options["queue"]
@@ -38,7 +42,7 @@ class Command(BaseCommand):
             problems = (f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())
             raise CommandError("; ".join(problems)) from error
         if options["queue"]:
-            job = self._wait(job.pk, options["timeout"])
+            job = self._wait(job.pk, options["timeout"] or 120.0)
         else:
             job = job_run_inline(job=job)
         if job.status != GenerationJob.Status.SUCCEEDED:

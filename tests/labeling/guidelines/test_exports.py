@@ -70,7 +70,7 @@ def test_streaming_api_and_exports_form_take_the_new_filters(admin_client_, vers
         "/api/exports/stream/", {"format": "pairs", "guideline_version": ["2", "7"]}
     )
     assert unknown.status_code == 400
-    assert unknown.json() == {"guideline_version": ["No guideline version with number [7]."]}
+    assert unknown.json() == {"guideline_version": ["No guideline version with number 7."]}
     response = admin_client_.get(
         "/exports/preview/",
         {

@@ -436,7 +436,7 @@ def test_the_command_refuses_an_unknown_guideline_version_and_an_unwritable_out(
             "export_comparisons", "--format", "pairs", "--out", str(out),
             "--guideline-version", "99", verbosity=0,
         )  # fmt: skip
-    assert str(unknown.value) == "No guideline version with number [99]."
+    assert str(unknown.value) == "No guideline version with number 99."
     assert not out.exists()
     with pytest.raises(CommandError) as folder:
         call_command("export_comparisons", "--format", "pairs", "--out", str(tmp_path), verbosity=0)

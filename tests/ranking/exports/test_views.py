@@ -186,4 +186,4 @@ def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user,
     ]:
         unknown = client.get("/api/exports/stream/", {"format": "pairs", name: 999999})
         assert unknown.status_code == 400
-        assert unknown.json() == {name: [f"No {what} with id [999999]."]}
+        assert unknown.json() == {name: [f"No {what} with id 999999."]}

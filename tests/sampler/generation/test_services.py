@@ -193,3 +193,5 @@ def test_generate_command_prints_samples_and_rejects_bad_input(policy, capsys):
     with pytest.raises(CommandError) as empty:
         call_command("generate", "  ", "-n", "1")
     assert str(empty.value) == "prompt: Give the user turn to answer (it is empty)."
+    with pytest.raises(CommandError, match="add --queue"):
+        call_command("generate", "hello", "--timeout", "5")

@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 import torch
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from labeling.models import Feedback, Message
 from ranking.exports.filters import ExportFilters
@@ -226,6 +226,9 @@ def test_sft_origin_option_reaches_the_config():
         "train_sft", "--origin", "human", "--origin", "model_edited", "--queue", stdout=StringIO()
     )
     assert TrainingRun.objects.get().config["origins"] == "human,model_edited"
+    with pytest.raises(CommandError, match="not both"):
+        call_command("train_sft", "--origins", "model", "--origin", "human", "--queue")
+    assert TrainingRun.objects.count() == 1
     # The demonstrations export carries each message's origin, so the filter can apply.
     record = next(iter(records("demonstrations", ExportFilters())))
     assert len(record["origins"]) == len(record["messages"])

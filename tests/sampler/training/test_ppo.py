@@ -338,6 +338,17 @@ def test_short_ppo_raises_the_reward_of_fresh_samples_with_finite_kl_and_replies
         "eval/scores",
     ):
         assert name in result.history, name
+    # TRL's meaning: the reward is the penalised score plus the KL term, step by step.
+    history = result.history
+    for (_, reward), (_, score), (_, non_score), (_, raw) in zip(
+        history["objective/rlhf_reward"],
+        history["objective/scores"],
+        history["objective/non_score_reward"],
+        history["objective/raw_scores"],
+        strict=True,
+    ):
+        assert reward == pytest.approx(score + non_score, abs=1e-4)
+        assert raw >= score - 1e-6  # the penalty only lowers it
 
 
 def test_comparison_prefers_the_ppo_policy_that_the_reward_model_scores_higher(
