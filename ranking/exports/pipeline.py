@@ -101,9 +101,14 @@ def write_jsonl(
 
     The rows go to ``<name>.partial`` beside ``path``, renamed to ``path`` once complete: an
     export that fails or is interrupted leaves no file (and an older file at ``path`` as it
-    was), never a truncated one under the final name."""
+    was), never a truncated one under the final name. A ``path`` that is a device, a pipe or
+    a link is written in place."""
     compress = path.suffix == ".gz" if compress is None else compress
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # A device, a pipe or a link (``--out /dev/stdout``): written to in place, as named.
+        with path.open("wb") as raw:
+            return _write_rows(rows, raw, compress=compress, on_progress=on_progress)
     partial = path.with_name(path.name + ".partial")
     try:
         with partial.open("wb") as raw:

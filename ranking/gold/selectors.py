@@ -39,6 +39,11 @@ def gold_rankings(*, project_ids: list[int] | None = None) -> QuerySet[Ranking]:
     return rankings
 
 
+def gold_ranked_count(*, trainer: AbstractBaseUser, project: Project) -> int:
+    """How many of the project's gold tasks the trainer has ranked."""
+    return gold_rankings(project_ids=[project.pk]).filter(ranker=trainer).count()
+
+
 def gold_accuracy_by_trainer(
     *, project_ids: list[int] | None = None
 ) -> dict[int, tuple[float, int]]:

@@ -38,7 +38,13 @@ class PolicyWeightForm(forms.Form):
         label="Policy",
         empty_label="—",
     )
-    weight = forms.FloatField(required=False, min_value=0, initial=1.0, help_text="empty: 1")
+    weight = forms.FloatField(required=False, initial=1.0, help_text="empty: 1")
+
+    def clean_weight(self) -> float | None:
+        weight = self.cleaned_data["weight"]
+        if weight is not None and not weight > 0:
+            raise forms.ValidationError("A weight is a number above 0.")
+        return weight
 
 
 PolicyFormSet = forms.formset_factory(

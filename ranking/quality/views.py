@@ -1,21 +1,15 @@
 """Admin pages about ranking quality (agreement between trainers)."""
 
-from datetime import datetime, time, timedelta
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
 
 from accounts.roles import staff_required
+from config.querysets import local_day_bounds
 from ranking.projects.selectors import project_list
 from ranking.quality import metrics
 from ranking.quality.forms import QualityFilterForm
 from ranking.quality.selectors import krippendorff_alpha_by_project, ranking_quality, task_detail
-
-
-def _start_of_day(day) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
 
 
 def _percent(fraction: float | None) -> float | None:
@@ -29,9 +23,10 @@ def quality(request: HttpRequest) -> HttpResponse:
     start, end = filters.get("submitted_from"), filters.get("submitted_to")
     version = filters.get("model_version")
     alphas = krippendorff_alpha_by_project()
+    bounds = local_day_bounds(start, end)
     report = ranking_quality(
-        submitted_from=_start_of_day(start) if start else None,
-        submitted_before=_start_of_day(end + timedelta(days=1)) if end else None,
+        submitted_from=bounds.get("gte"),
+        submitted_before=bounds.get("lt"),
         model_version_id=version.pk if version else None,
         project_id=filters["project"].pk if filters.get("project") else None,
     )

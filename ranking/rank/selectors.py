@@ -9,7 +9,7 @@ from django.utils import timezone
 from config.celery import Queue
 from labeling.conversations.selectors import message_path, ranking_source_candidates
 from ranking.gold.models import Qualification
-from ranking.gold.selectors import qualifications_of_trainer
+from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
 from ranking.projects.models import Project
 from ranking.projects.selectors import projects_for_trainer
 from ranking.rank.models import Assignment, Ranking, RankingTask
@@ -70,7 +70,7 @@ def qualification_waits(
                 project=each,
                 status=status,
                 reason=qualification.reason if qualification else "",
-                gold_ranked=qualification.gold_ranked if qualification else 0,
+                gold_ranked=gold_ranked_count(trainer=trainer, project=each),
                 gold_left=gold_left,
             )
         )

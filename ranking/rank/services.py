@@ -21,7 +21,7 @@ from labeling.conversations.selectors import ranking_source_pick
 from labeling.conversations.services import message_add_alternatives
 from labeling.guidelines.services import guideline_version_ensure_current
 from ranking.gold.models import Qualification
-from ranking.gold.selectors import qualifications_of_trainer
+from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
 from ranking.gold.services import qualification_update
 from ranking.projects.models import Project
 from ranking.projects.selectors import (
@@ -294,10 +294,13 @@ def task_claim_next(
     qualifications = qualifications_of_trainer(trainer=trainer)
     for each in projects.values():
         pending = qualifications.get(each.pk)
-        if each.qualification_required and (
-            pending is None or pending.status == Qualification.Status.PENDING
+        if (
+            each.qualification_required
+            and (pending is None or pending.status == Qualification.Status.PENDING)
+            and gold_ranked_count(trainer=trainer, project=each) >= each.qualification_tasks
         ):
-            # Gold rankings made before the project required qualification count too.
+            # Enough gold ranked already (some perhaps before the project required
+            # qualification): decide now. One read per such project, a write only to decide.
             qualifications[each.pk] = qualification_update(project=each, trainer=trainer)
     decided = {
         project_id: qualification.status

@@ -177,7 +177,7 @@ class TrainingRunForm(ExportFilterForm):
                 mode=data["dpo_mode"] or DPOConfig.mode,
                 loss_type=data["dpo_loss"] or DPOConfig.loss_type,
             )
-        if kind == "kto":
+        if kind == "kto" and data["source"] == "database":  # a file is read whole
             if not data["kto_sources"]:
                 raise forms.ValidationError({"kto_sources": "Tick at least one source."})
             data["config"]["sources"] = ",".join(data["kto_sources"])
@@ -192,6 +192,21 @@ class TrainingRunForm(ExportFilterForm):
             if data["source"] == "database" and data["reward_sources"]:
                 data["kind_inputs"]["reward_sources"] = tuple(data["reward_sources"])
         source = data["source"]
+        if source != "database":
+            # What would be ignored is refused, as the train_* commands refuse it with --data.
+            chosen = {key for key, value in self.filter_values(data).items() if value}
+            if chosen:
+                raise forms.ValidationError(
+                    f"The database filters ({', '.join(sorted(chosen))}) choose rows of the "
+                    "database; a file is read whole."
+                )
+            if source == "export" and data["test_fraction"] != self.fields["test_fraction"].initial:
+                raise forms.ValidationError(
+                    {
+                        "test_fraction": "An export's records carry their own split; "
+                        "choose it when you export."
+                    }
+                )
         if source == "export":
             export = data.get("export")
             if export is None:

@@ -390,7 +390,7 @@ def _kto_inputs(*, config, dataset: dict, **_) -> dict:
     # The sources are the config's; a database run reads exactly those.
     if dataset["source"] == "database":
         return {"sources": list(config.source_names)}
-    if config.sources != type(config)().sources:
+    if set(config.source_names) != set(type(config)().source_names):
         raise ValidationError(
             {"sources": "sources choose rows of the database; a data file is read whole."}
         )

@@ -37,7 +37,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
                     raise DataError(f"{path.name} line {number} is not a JSON object.")
                 yield record
     except UnicodeDecodeError as error:
-        raise DataError(f"{path.name} line {number + 1} is not UTF-8 text.") from error
+        raise DataError(f"{path.name} is not UTF-8 text (after line {number}).") from error
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path.name} is not a whole gzip file ({error}).") from error
 

@@ -46,6 +46,8 @@ def test_the_last_day_there_is_exports_and_filters_feedback(ranked, admin_client
         "/write/feedback/", {"date_from": "9999-12-31", "date_to": "9999-12-31"}
     )
     assert page.status_code == 200
+    quality = admin_client_.get("/rank/quality/", {"submitted_to": "9999-12-31"})
+    assert quality.status_code == 200
 
 
 def test_ids_too_large_for_a_bigint_are_a_400_on_their_field(admin_client_):

@@ -1,5 +1,6 @@
 import gzip
 import sys
+import zlib
 from contextlib import contextmanager
 from typing import IO
 
@@ -63,7 +64,7 @@ class Command(BaseCommand):
                     dry_run=dry_run,
                     project_id=project_id,
                 )
-            except (OSError, EOFError) as error:  # a truncated or corrupt .gz, a read error
+            except (OSError, EOFError, zlib.error) as error:  # a cut or corrupt .gz, a read error
                 raise CommandError(
                     f"Reading {file} failed part way: {error}. Nothing was imported."
                 ) from error

@@ -257,6 +257,16 @@ def test_command_reads_gzip_and_imports_nothing_from_a_file_with_bad_lines(
     assert not Conversation.objects.exists()
 
 
+def test_command_refuses_a_corrupt_gzip_in_one_line_and_imports_nothing(trainer, tmp_path):
+    packed = bytearray(gzip.compress(jsonl(GOOD_PLAIN, GOOD_PLAIN)))
+    packed[10:16] = b"\xff" * 6  # the first deflate block: zlib's error, not gzip's
+    path = tmp_path / "chats.jsonl.gz"
+    path.write_bytes(bytes(packed))
+    with pytest.raises(CommandError, match=r"failed part way: .* Nothing was imported"):
+        call_command("import_conversations", str(path), owner="tess")
+    assert not Conversation.objects.exists()
+
+
 def test_command_with_a_list_where_a_role_belongs_reports_the_line(trainer, tmp_path):
     path = tmp_path / "chats.jsonl"
     bad = {"messages": [{"role": ["user"], "content": "Hi"}, {"role": {}, "content": "Yo"}]}

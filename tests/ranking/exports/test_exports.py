@@ -459,6 +459,11 @@ def test_an_export_that_fails_midway_leaves_no_partial_file_under_its_name(ranke
     assert [p.name for p in out.parent.iterdir()] == ["pairs.jsonl.gz"]
     call_command("export_comparisons", "--format", "pairs", "--out", str(out), verbosity=0)
     assert len(gzip.decompress(out.read_bytes()).splitlines()) == 36
+    # A link (like /dev/stdout) is written through, not replaced by a file.
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(tmp_path / "target.jsonl")
+    write_jsonl(iter(records("pairs", ExportFilters())), link)
+    assert link.is_symlink() and len((tmp_path / "target.jsonl").read_bytes().splitlines()) == 36
 
 
 def test_every_format_loads_with_datasets(ranked, tmp_path):

@@ -197,7 +197,10 @@ def test_gold_ranked_before_qualification_was_required_counts_and_a_stuck_traine
     assert services.task_claim_next(trainer=veteran).task == real
     decided = Qualification.objects.get(trainer=veteran, project=project)
     assert (decided.status, decided.gold_ranked) == ("passed", 2)
-    assert services.task_claim_next(trainer=quick_trainer("fresh")).task in golds
+    fresh = quick_trainer("fresh")
+    assert services.task_claim_next(trainer=fresh).task in golds
+    # A claim writes nothing for a trainer short of the gold it takes to decide.
+    assert not Qualification.objects.filter(trainer=fresh).exists()
     # The trainer ranked both originals: no gold task is left for them, and the page says why.
     assert services.task_claim_next(trainer=trainer) is None
     card = trainer_client.post(reverse("ranking:claim"), headers={"HX-Request": "true"})

@@ -7,9 +7,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
+from ranking.exports import services as export_services
+from ranking.exports.filters import ExportFilters
+from sampler.jobs.services import job_run_inline
 from sampler.registry.models import ModelVersion
 from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
+from tests.ranking.conftest import ranked  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +98,28 @@ def test_admin_launch_with_filters_records_them(admin_client_, policy):
     assert refused.status_code == 422
     assert "exclude_flags chooses rankings or pairs" in refused.content.decode()
     assert TrainingRun.objects.count() == 1
+
+
+def test_a_file_launch_refuses_database_filters_and_a_split_the_export_has(
+    admin_client_,
+    admin_user,
+    policy,
+    ranked,  # noqa: F811
+):
+    export = export_services.dataset_export_create(
+        created_by=admin_user, format="rankings", filters=ExportFilters(), queue=False
+    )
+    job_run_inline(job=export)
+    fields = {"kind": "dpo", "source": "export", "export": export.pk, "split_seed": "0"}
+    url = reverse("sampler:training-run-start")
+    filtered = admin_client_.post(url, {**fields, "test_fraction": "0.1", "min_agreement": "0.5"})
+    assert (
+        filtered.status_code == 422 and "choose rows of the database" in filtered.content.decode()
+    )
+    split = admin_client_.post(url, {**fields, "test_fraction": "0.3"})
+    assert split.status_code == 422 and "carry their own split" in split.content.decode()
+    assert not TrainingRun.objects.exists()
+    assert admin_client_.post(url, {**fields, "test_fraction": "0.1"}).status_code == 302
 
 
 def test_a_bad_launch_shows_the_errors_and_queues_nothing(admin_client_, policy):
