@@ -33,7 +33,7 @@ def model_version_list() -> QuerySet[ModelVersion]:
 KEY_METRICS = (
     ("eval/scores", "held-out score"),
     ("eval/kl", "held-out KL"),
-    ("objective/scores", "score"),
+    ("objective/scores", "score (after the EOS penalty)"),
     ("objective/kl", "KL"),
     ("response/length", "length"),
     ("accuracy/eval", "held-out accuracy"),

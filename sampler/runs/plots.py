@@ -126,7 +126,11 @@ def metric_charts(history: dict[str, list]) -> list[SafeString]:
 
 # (title, metric names) in page order; the first three are the guard-rail row.
 PPO_CHARTS = (
-    ("Reward", ("objective/rlhf_reward", "objective/scores", "eval/scores")),
+    # raw_scores (the reward model's, as eval/scores is) beside scores (after the EOS penalty).
+    (
+        "Reward",
+        ("objective/rlhf_reward", "objective/scores", "objective/raw_scores", "eval/scores"),
+    ),
     ("KL to the reference (nats per reply)", ("objective/kl", "eval/kl")),
     ("Reply length (tokens)", ("response/length", "eval/length")),
     ("End-of-turn rate", ("response/eos_rate", "eval/eos_rate")),
