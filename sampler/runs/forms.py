@@ -1,3 +1,7 @@
+import gzip
+import json
+import zlib
+
 from django import forms
 
 from config.forms import ModelChoiceField
@@ -64,6 +68,22 @@ def _defaults(name: str) -> str:
     if len(values) == 1:
         return next(iter(values))
     return ", ".join(f"{'/'.join(kinds)} {value}" for value, kinds in values.items())
+
+
+def _first_record(upload) -> dict:
+    """The first JSON line of an uploaded JSONL file, plain or gzipped ({} when it has none
+    that reads: the run's own checks say what is wrong with it)."""
+    try:
+        head = upload.read(2)
+        upload.seek(0)
+        stream = gzip.GzipFile(fileobj=upload) if head == b"\x1f\x8b" else upload
+        line = stream.readline(1 << 20)
+        record = json.loads(line)
+    except (OSError, EOFError, zlib.error, ValueError):
+        record = None
+    finally:
+        upload.seek(0)
+    return record if isinstance(record, dict) else {}
 
 
 class TrainingRunForm(ExportFilterForm):
@@ -223,6 +243,15 @@ class TrainingRunForm(ExportFilterForm):
                 raise forms.ValidationError({"upload": "The file is too large for an upload."})
             if not upload.name.endswith((".jsonl", ".jsonl.gz", ".json")):
                 raise forms.ValidationError({"upload": "Upload a .jsonl or .jsonl.gz file."})
+            changed = data["test_fraction"] != self.fields["test_fraction"].initial
+            if changed and "split" in _first_record(upload):
+                raise forms.ValidationError(
+                    {
+                        "test_fraction": f"The records of {upload.name} carry their own split "
+                        "(an export's), which training keeps; choose it when you export, or "
+                        "drop the field."
+                    }
+                )
         else:
             try:
                 data["filters"] = ExportFilters(

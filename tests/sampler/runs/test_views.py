@@ -1,5 +1,6 @@
 """The Training page: admins launch runs and follow them; trainers are turned away."""
 
+import gzip
 import json
 
 import pytest
@@ -25,9 +26,19 @@ def folders(settings, tmp_path):
     settings.MODEL_ROOT = tmp_path / "models"
 
 
-def _upload() -> SimpleUploadedFile:
-    lines = "".join(json.dumps(record) + "\n" for record in synthetic_rankings(8))
+def _upload(*, split: bool = False) -> SimpleUploadedFile:
+    """Rankings made by hand (no ``split``: the run's held-out fraction applies), or as an
+    export writes them (``split``: the records' own)."""
+    records = [
+        {key: value for key, value in record.items() if split or key != "split"}
+        for record in synthetic_rankings(8)
+    ]
+    lines = "".join(json.dumps(record) + "\n" for record in records)
     return SimpleUploadedFile("my rankings.jsonl", lines.encode(), "application/jsonl")
+
+
+def _gzipped(upload: SimpleUploadedFile) -> SimpleUploadedFile:
+    return SimpleUploadedFile(f"{upload.name}.gz", gzip.compress(upload.read()))
 
 
 def _run(policy, **fields) -> TrainingRun:
@@ -78,6 +89,16 @@ def test_admin_launches_a_reward_run_from_an_upload_and_it_is_queued(
     assert run.base_version == policy
     assert run.config["max_steps"] == 3 and run.config["margin_per_rank"] == 0.25
     assert run.config["test_fraction"] == 0.2
+    # Records that carry their own split would ignore the fraction: refused, plain or gzipped.
+    for upload in (_upload(split=True), _gzipped(_upload(split=True))):
+        refused = admin_client_.post(
+            reverse("sampler:training-run-start"),
+            {"kind": "reward", "source": "upload", "upload": upload, "test_fraction": "0.2",
+             "split_seed": "0", "normalize_to_demonstrations": ""},
+        )  # fmt: skip
+        assert refused.status_code == 422
+        assert "carry their own split" in refused.content.decode()
+    assert TrainingRun.objects.count() == 1
     assert run.dataset["source"] == "file"
     assert run.dataset["path"].startswith(str(settings.MEDIA_ROOT / "training-data"))
     assert run.dataset["path"].endswith("my_rankings.jsonl")
