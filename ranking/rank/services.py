@@ -116,8 +116,17 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
     task = RankingTask.objects.select_for_update().filter(generation_job=job).first()
     if task is None or task.status != RankingTask.Status.PREPARING:
         return
-    source = Message.objects.get(pk=task.source_message_id)
+    source = Message.objects.select_related("sample").get(pk=task.source_message_id)
     if settings.CONTENT_FILTER_BLOCK_RANKING:
+        if source.sample is not None and samples_flagged_ids(samples=[source.sample]):
+            # The reply the task is made from is a candidate too: flagged, no task.
+            task.status = RankingTask.Status.FAILED
+            task.error = (
+                "The content filter flagged the reply this task was made from, and "
+                "CONTENT_FILTER_BLOCK_RANKING keeps flagged samples out of ranking tasks."
+            )
+            task.save(update_fields=["status", "error"])
+            return
         flagged = samples_flagged_ids(samples=samples)
         samples = [sample for sample in samples if sample.pk not in flagged]
         if not samples:

@@ -185,6 +185,24 @@ def test_with_blocking_on_a_flagged_sample_never_becomes_a_ranking_candidate(
     assert Candidate.objects.filter(task=task).count() == 3  # the source + 2 alternatives
 
 
+def test_with_blocking_on_a_flagged_reply_is_not_the_source_of_a_task(
+    settings, policy, other_trainer
+):
+    settings.CONTENT_FILTER = "tests.sampler.moderation.test_moderation.FlagTheSecond"
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    suggested = services.generation_job_run_inline(job_id=job_unqueued(other_trainer, n=2).pk)
+    flagged = suggested.samples.get(index=1)  # the trainer used a flagged suggestion as is
+    assert ModerationResult.objects.get(sample=flagged).flagged
+    task = _ranking_task(other_trainer, settings)
+    task.source_message.__class__.objects.filter(pk=task.source_message_id).update(sample=flagged)
+
+    task = ranking_services.ranking_task_prepare(task_id=task.pk)
+
+    assert task.status == RankingTask.Status.FAILED
+    assert "flagged the reply this task was made from" in task.error
+    assert not Candidate.objects.filter(task=task).exists()
+
+
 def test_with_blocking_off_flagged_samples_are_ranked(settings, policy, other_trainer):
     settings.CONTENT_FILTER = "builtin"
     settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
