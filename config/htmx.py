@@ -26,7 +26,15 @@ def form_cleaned_data(form: forms.Form) -> dict:
     """The form's cleaned data; when it is not valid, a ValidationError holding its errors as
     one text, so that the view answers it as it answers the service's refusals."""
     if not form.is_valid():
-        raise ValidationError(form.errors.as_text())
+        raise ValidationError(
+            [
+                f"{form.fields[name].label or name.replace('_', ' ').capitalize()}: {message}"
+                if name in form.fields
+                else message
+                for name, messages in form.errors.items()
+                for message in messages
+            ]
+        )
     return form.cleaned_data
 
 

@@ -50,6 +50,7 @@ def feedback_target(request: HtmxHttpRequest, kind: str, target_id: int) -> Http
             typed = {
                 "comment": request.POST.get("comment", ""),
                 "categories": request.POST.getlist("categories"),
+                "filter_wrong": bool(request.POST.get("filter_wrong")),
             }
         else:
             if not request.htmx:

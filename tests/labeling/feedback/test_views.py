@@ -1,3 +1,5 @@
+import re
+
 from django.test import Client
 
 from labeling.feedback import selectors as feedback_selectors
@@ -191,6 +193,21 @@ def test_a_false_negative_report_is_counted(
     assert Feedback.objects.get().filter_report == Feedback.FilterReport.FALSE_NEGATIVE
     row = admin_client_.get("/write/feedback/").context["confusion"][0]
     assert (row["false_negative"], row["true_negative_assumed"]) == (1, 1)
+
+
+def test_a_refused_report_keeps_the_filter_was_wrong_tick(
+    flag_everything, policy, trainer, trainer_client
+):
+    sample = sample_job(trainer).samples.first()
+    response = post_feedback(
+        trainer_client,
+        "sample",
+        sample.pk,
+        {"action": "report", "filter_wrong": "1", "categories": ["biased"], "comment": "x" * 5001},
+    )
+    assert response.status_code == 422 and not Feedback.objects.exists()
+    html = response.content.decode()
+    assert re.search(r'name="filter_wrong" value="1"\s+checked', html), html
 
 
 def test_the_filter_cannot_be_wrong_about_text_it_never_saw(

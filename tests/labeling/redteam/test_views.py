@@ -26,6 +26,12 @@ def test_editor_marks_an_attack_and_saves_the_correction(trainer_client, red_tea
     assert response.status_code == 200
     assert b"Attack succeeded: Privacy leak" in response.content
     attack = Attack.objects.get()
+    other = trainer_client.post(
+        f"/write/messages/{reply.pk}/attack/", {"category": "gossip", "note": "n" * 2001}, **HTMX
+    )
+    text = other.content.decode()
+    assert other.status_code == 422 and "* note" not in text
+    assert "Select a valid choice" in text and "at most 2000 characters" in text
     empty = trainer_client.post(f"/write/attacks/{attack.pk}/correct/", {"content": " "}, **HTMX)
     assert empty.status_code == 422 and empty["HX-Retarget"] == f"#attack-slot-{reply.pk}"
     response = trainer_client.post(
