@@ -22,6 +22,7 @@ from labeling.conversations.importing import (
 from labeling.conversations.models import MAX_CONTENT_CHARS, Conversation, Draft, Message
 from labeling.conversations.selectors import branch_leaf, message_path, next_role_after
 from labeling.guidelines.services import guideline_version_ensure_current
+from labeling.redteam.models import Attack
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
 
@@ -193,6 +194,9 @@ def message_branch(
         sample_id=sample_id,
     )
     Draft.objects.filter(conversation=conversation, author=author, editing=original).delete()
+    # A red-team correction edited into a new branch: the edit is the attack's correction now
+    # (the pair and the demonstration it makes use the better text, not the abandoned one).
+    Attack.objects.filter(correction=original).update(correction=sibling)
     return sibling
 
 

@@ -51,6 +51,25 @@ def test_a_red_team_success_gives_exactly_one_demonstration_and_one_pair(red_tea
     assert list(pair_records(ExportFilters(model_version_ids=(other.pk,)))) == []
 
 
+def test_a_correction_edited_into_a_new_branch_is_the_one_exported(red_team, trainer):
+    conversation, _, reply = red_team
+    attack, correction = attack_and_correct(trainer, reply)
+    better = services.message_branch(
+        original=correction, author=trainer, content=f"{CORRECTION} (improved)"
+    )
+    attack.refresh_from_db()
+    assert attack.correction == better
+    services.conversation_finish(conversation=conversation, user=trainer)
+    (pair,) = pair_records(ExportFilters())
+    assert pair["chosen"] == [{"role": "assistant", "content": f"{CORRECTION} (improved)"}]
+    by_attack = {
+        record["messages"][-1]["content"]: record["attack_id"]
+        for record in demonstration_records(ExportFilters(red_team="only"))
+    }
+    assert by_attack.get(f"{CORRECTION} (improved)") == attack.pk
+    assert by_attack.get(CORRECTION) is None
+
+
 def test_red_team_pairs_share_the_ranking_pairs_schema_and_load_with_datasets(
     ready_task,  # noqa: F811
     red_team,
