@@ -3,6 +3,8 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from ranking.projects.models import DEFAULT_PROJECT_SLUG
+
 # The largest row id a bigint holds; a larger one names no row (and some databases' drivers
 # fail on it instead of finding nothing).
 MAX_ID = 2**63 - 1
@@ -56,7 +58,9 @@ class ModelMultipleChoiceField(forms.ModelMultipleChoiceField):
 
 class DefaultProjectChoiceField(ModelChoiceField):
     """A project chosen by its slug, or none: the default project (the services' ``None``).
-    ``queryset``: the projects the form offers (or set it later, per request)."""
+    ``queryset``: the projects the form offers (or set it later, per request). The default
+    project is the empty choice, so it is not listed again under its own name; its slug is
+    still accepted, as the empty choice."""
 
     def __init__(self, queryset=None, **kwargs) -> None:
         super().__init__(
@@ -66,6 +70,16 @@ class DefaultProjectChoiceField(ModelChoiceField):
             empty_label="Default project",
             **kwargs,
         )
+
+    def _set_queryset(self, queryset) -> None:
+        if queryset is not None:
+            queryset = queryset.exclude(slug=DEFAULT_PROJECT_SLUG)
+        super()._set_queryset(queryset)
+
+    queryset = property(ModelChoiceField._get_queryset, _set_queryset)
+
+    def to_python(self, value):
+        return None if value == DEFAULT_PROJECT_SLUG else super().to_python(value)
 
 
 def add_validation_errors(form: forms.Form, error: ValidationError) -> None:

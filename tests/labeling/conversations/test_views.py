@@ -41,6 +41,14 @@ def test_a_conversation_is_written_in_the_project_the_trainer_picks_among_theirs
     # None picked: the default project.
     trainer_client.post(reverse("labeling:conversation-create"), {"title": "Plain"})
     assert Conversation.objects.get(title="Plain").project.slug == DEFAULT_PROJECT_SLUG
+    # The default project is the empty choice, listed once; its slug is still taken.
+    page = trainer_client.get(reverse("labeling:conversation-list")).content.decode()
+    assert page.count("Default project") == 1
+    assert f'value="{DEFAULT_PROJECT_SLUG}"' not in page
+    trainer_client.post(
+        reverse("labeling:conversation-create"), {"title": "Named", "project": DEFAULT_PROJECT_SLUG}
+    )
+    assert Conversation.objects.get(title="Named").project.slug == DEFAULT_PROJECT_SLUG
 
 
 def test_write_turns_through_the_editor(trainer_client, conversation):
