@@ -22,13 +22,20 @@ from config.api import (
 from ranking.projects.selectors import project_for_trainer
 from ranking.rank import services
 from ranking.rank.models import Ranking
-from ranking.rank.selectors import assignment_get_for_trainer, assignment_screen
+from ranking.rank.selectors import (
+    WAITING_REASONS,
+    assignment_get_for_trainer,
+    assignment_screen,
+    ranking_waiting_state,
+)
 
 # Bounds on what a request may carry, well above any real task (K + 1 candidates, K <= 16),
 # so a malformed or hostile body is refused by the serializer before the service runs.
 MAX_CANDIDATES = 64
 MAX_FLAGS_PER_REPLY = 10
 MAX_TEXT_CHARS = 20000
+# The header of a claim answered 204 that says why no task is ready.
+WAITING_HEADER = "Tandem-Waiting-Reason"
 
 
 def _candidate_id() -> StrictIdField:
@@ -96,11 +103,21 @@ class TaskClaimApi(APIView):
                 "project",
                 OpenApiTypes.STR,
                 description="A project's slug (default: any project open to the trainer).",
-            )
+            ),
+            OpenApiParameter(
+                WAITING_HEADER,
+                OpenApiTypes.STR,
+                location=OpenApiParameter.HEADER,
+                response=[204],
+                enum=WAITING_REASONS,
+                description="Why no task is ready: the reason the Rank page shows.",
+            ),
         ],
         responses={
             200: AssignmentOutputSerializer,
-            204: OpenApiResponse(description="No task is ready for this trainer."),
+            204: OpenApiResponse(
+                description=f"No task is ready for this trainer; `{WAITING_HEADER}` says why."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
@@ -112,7 +129,10 @@ class TaskClaimApi(APIView):
                 raise NotFound("No active project with that slug is open to you.")
         assignment = services.task_claim_next(trainer=request.user, project=project)
         if assignment is None:
-            return Response(status=status.HTTP_204_NO_CONTENT)
+            waiting = ranking_waiting_state(trainer=request.user, project=project)
+            return Response(
+                status=status.HTTP_204_NO_CONTENT, headers={WAITING_HEADER: waiting.reason}
+            )
         return Response(AssignmentOutputSerializer(assignment_screen(assignment=assignment)).data)
 
 

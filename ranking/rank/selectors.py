@@ -77,6 +77,16 @@ def qualification_waits(
     return waits, bool(projects) and len(waits) == len(projects)
 
 
+# Every reason ``ranking_waiting_state`` gives, in the order it checks them.
+WAITING_REASONS = (
+    "qualification",
+    "workers_offline",
+    "refilling",
+    "ranked_everything",
+    "no_conversations",
+)
+
+
 @dataclass(frozen=True)
 class WaitingState:
     """Why a trainer has no task right now, with the numbers to say so."""

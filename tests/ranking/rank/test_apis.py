@@ -62,9 +62,11 @@ def test_claiming_again_shows_the_same_order_and_the_configured_lease(
     assert abs(expires_at - assignment.leased_at - timedelta(seconds=120)) < timedelta(seconds=1)
 
 
-def test_claim_answers_204_when_no_task_is_ready(trainer_client):
+def test_claim_answers_204_when_no_task_is_ready_and_says_why(trainer_client):
     response = _post(trainer_client, CLAIM_URL)
     assert response.status_code == 204 and response.content == b""
+    # Nothing to build a task from: the reason the Rank page gives.
+    assert response.headers["Tandem-Waiting-Reason"] == "no_conversations"
 
 
 def test_submit_stores_the_ranking_and_a_second_submit_is_a_409(ready_task, trainer_client):
@@ -194,7 +196,10 @@ def test_skip_gives_the_task_back_and_it_is_not_offered_again(ready_task, traine
     assert response.json()["skip_reason"] == "not English"
     ready_task.refresh_from_db()
     assert ready_task.leased_count == 0
-    assert _post(trainer_client, CLAIM_URL).status_code == 204
+    response = _post(trainer_client, CLAIM_URL)
+    assert response.status_code == 204
+    # The task is still open, but not to this trainer.
+    assert response.headers["Tandem-Waiting-Reason"] == "ranked_everything"
 
 
 @pytest.mark.parametrize("verdict", ["all_equal", "all_bad", "cannot_rank"])
