@@ -108,8 +108,17 @@ def attack_run_results(*, run: AttackRun) -> QuerySet[AttackResult]:
     ).order_by("attack__category", "attack_id")
 
 
-def attack_get(*, attack_id: int) -> Attack:
-    return get_object_or_404(Attack.objects.select_related("conversation", "message"), pk=attack_id)
+def attack_find(*, attack_id: int) -> Attack | None:
+    """The attack, or None when there is none (never was, or withdrawn)."""
+    return Attack.objects.select_related("conversation", "message").filter(pk=attack_id).first()
+
+
+def attack_of_message(*, message_id: int) -> Attack | None:
+    return (
+        Attack.objects.select_related("conversation", "message")
+        .filter(message_id=message_id)
+        .first()
+    )
 
 
 def attack_slot_message(*, message_id: int) -> Message:

@@ -91,12 +91,21 @@ def attack_record(
     )
 
 
+# A correction sent for a mark withdrawn meanwhile (in another tab, say).
+ATTACK_GONE = (
+    "This reply is no longer marked as a successful attack (the mark was withdrawn, perhaps in "
+    "another tab)."
+)
+
+
 @transaction.atomic
 def attack_withdraw(*, attack: Attack, user: AbstractBaseUser) -> None:
     """Undo a mark made by mistake; an attack that already has its correction stays."""
     conversation = Conversation.objects.select_for_update().get(pk=attack.conversation_id)
     _check_red_team_writer(conversation=conversation, user=user)
-    attack = Attack.objects.select_for_update().get(pk=attack.pk)
+    attack = Attack.objects.select_for_update().filter(pk=attack.pk).first()
+    if attack is None:
+        return  # withdrawn already (another tab, a double click): nothing left to undo
     if attack.correction_id is not None:
         raise ValidationError("This attack already has its corrected reply; it stays recorded.")
     attack.delete()
@@ -108,7 +117,10 @@ def attack_correct(*, attack: Attack, author: AbstractBaseUser, content: str) ->
     # Locks in the order every red-team write takes: the conversation, then the attack.
     conversation = Conversation.objects.select_for_update().get(pk=attack.conversation_id)
     _check_red_team_writer(conversation=conversation, user=author)
-    attack = Attack.objects.select_for_update().select_related("message").get(pk=attack.pk)
+    attack = Attack.objects.select_for_update().select_related("message").filter(pk=attack.pk)
+    attack = attack.first()
+    if attack is None:
+        raise ValidationError(ATTACK_GONE, code="attack_gone")
     if attack.correction_id is not None:
         raise ValidationError(
             "This attack already has its corrected reply (edit that reply into a new branch "

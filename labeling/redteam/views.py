@@ -1,10 +1,12 @@
 """Red-teaming: marking successful attacks in the editor and writing their corrections, and the
 admins' page of attacks, success rates and re-runs against a policy version."""
 
+from contextlib import suppress
+
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
@@ -15,6 +17,7 @@ from config.htmx import HtmxHttpRequest, form_cleaned_data, validation_messages
 from labeling.conversations.editor import message_for_request, render_editor
 from labeling.conversations.forms import MessageForm
 from labeling.conversations.models import Conversation, Message
+from labeling.conversations.services import draft_save
 from labeling.redteam import selectors, services
 from labeling.redteam.forms import AttackForm, AttackRunForm
 from labeling.redteam.models import Attack
@@ -68,10 +71,42 @@ def _refused(
     return _render_slot(request, message, status=422, errors=errors, **slot)
 
 
-def _attack_for_request(request: HtmxHttpRequest, attack_id: int) -> tuple[Attack, Message]:
-    """The attack and the reply it marks, when the caller may see that reply's conversation."""
-    attack = selectors.attack_get(attack_id=attack_id)
-    return attack, message_for_request(request, attack.message_id)
+def _attack_for_request(request: HtmxHttpRequest, attack_id: int) -> tuple[Attack | None, Message]:
+    """The attack and the reply it marks, when the caller may see that reply's conversation.
+    A withdrawn attack (a stale page) is None, with the reply the form names in ``message``;
+    404 when that is missing too."""
+    attack = selectors.attack_find(attack_id=attack_id)
+    if attack is not None:
+        return attack, message_for_request(request, attack.message_id)
+    message_id = id_in_range(request.POST.get("message", ""))
+    if message_id is None:
+        raise Http404("No such attack.")
+    return None, message_for_request(request, message_id)
+
+
+def _correction_kept(request: HtmxHttpRequest, message: Message, content: str) -> HttpResponse:
+    """A correction for a mark withdrawn meanwhile: the text goes to the reply's edit box (its
+    draft, as that box keeps it), and the editor (htmx or not) says why it was not saved as a
+    correction."""
+    reason = (
+        f"{services.ATTACK_GONE} Your text is kept in this reply's edit box: save it as a new "
+        "branch, or mark the attack again."
+    )
+    # A text the draft refuses (too long, say) is still in the answer's edit box.
+    with suppress(ValidationError, PermissionDenied):
+        draft_save(
+            conversation=message.conversation,
+            author=request.user,
+            content=content,
+            editing=message,
+        )
+    return render_editor(
+        request,
+        message.conversation,
+        status=409,
+        edit_errors={message.pk: [reason]},
+        edit_texts={message.pk: content},
+    )
 
 
 @trainer_required
@@ -94,7 +129,8 @@ def attack_create(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
 def attack_withdraw(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
     attack, message = _attack_for_request(request, attack_id)
     try:
-        services.attack_withdraw(attack=attack, user=request.user)
+        if attack is not None:
+            services.attack_withdraw(attack=attack, user=request.user)
     except ValidationError as error:
         return _refused(request, message, error)
     return _slot_or_editor(request, message)
@@ -107,9 +143,15 @@ def attack_correct(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
     form = MessageForm(request.POST)
     form.is_valid()
     content = form.cleaned_data.get("content") or ""
+    # Marked again since (in another tab): the mark this reply has now takes the correction.
+    attack = attack or selectors.attack_of_message(message_id=message.pk)
+    if attack is None:
+        return _correction_kept(request, message, content)
     try:
         services.attack_correct(attack=attack, author=request.user, content=content)
     except ValidationError as error:
+        if getattr(error, "code", None) == "attack_gone":
+            return _correction_kept(request, message, content)
         # The typed correction comes back with the reason: nothing is lost.
         return _refused(request, message, error, correction_text=content)
     if not request.htmx:

@@ -1,3 +1,6 @@
+import pytest
+from django.core.exceptions import ValidationError
+
 from labeling.conversations.models import Conversation
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack, AttackRun
@@ -59,3 +62,51 @@ def test_red_team_overview_is_for_admins_and_queues_reruns(
     assert admin_client_.get(f"/write/redteam/runs/{run.pk}/").status_code == 200
     bad = admin_client_.post("/write/redteam/runs/new/", {"model_version": 999})
     assert bad.status_code == 422
+
+
+def test_a_stale_tab_keeps_a_correction_for_a_withdrawn_mark_and_says_why(
+    trainer_client, red_team, trainer
+):
+    _, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    correct_url = f"/write/attacks/{attack.pk}/correct/"
+    withdraw_url = f"/write/attacks/{attack.pk}/withdraw/"
+    page = trainer_client.get(reply.conversation.get_absolute_url()).content.decode()
+    assert f'name="message" value="{reply.pk}"' in page  # the forms name their reply
+    # Another tab withdraws the mark; withdrawing again from this one changes nothing.
+    assert trainer_client.post(withdraw_url, {"message": reply.pk}, **HTMX).status_code == 200
+    again = trainer_client.post(withdraw_url, {"message": reply.pk}, **HTMX)
+    assert again.status_code == 200 and b"Attack succeeded?" in again.content
+
+    for headers in (HTMX, {}):
+        response = trainer_client.post(
+            correct_url, {"content": CORRECTION, "message": reply.pk}, **headers
+        )
+        text = response.content.decode()
+        assert response.status_code == 409
+        assert "no longer marked as a successful attack" in text
+        assert "a locksmith can help" in text  # the typed text is in the reply's edit box
+    assert not Attack.objects.exists()
+    assert reply.conversation.messages.count() == 2  # no branch was written
+    assert reply.conversation.drafts.get(editing=reply).content == CORRECTION
+
+    # Marked again meanwhile: the new mark takes the correction.
+    remarked = redteam_services.attack_record(message=reply, user=trainer, category="harmful")
+    response = trainer_client.post(
+        correct_url, {"content": CORRECTION, "message": reply.pk}, **HTMX
+    )
+    assert response.status_code == 200
+    remarked.refresh_from_db()
+    assert remarked.correction.content == CORRECTION
+    # A form that names no reply (or one the trainer cannot see) is still a 404.
+    assert trainer_client.post(correct_url, {"content": "x"}, **HTMX).status_code == 404
+
+
+def test_a_correction_racing_a_withdrawal_is_refused_as_withdrawn(red_team, trainer):
+    _, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    Attack.objects.filter(pk=attack.pk).delete()  # withdrawn after the view read it
+    with pytest.raises(ValidationError) as refused:
+        redteam_services.attack_correct(attack=attack, author=trainer, content=CORRECTION)
+    assert refused.value.code == "attack_gone"
+    redteam_services.attack_withdraw(attack=attack, user=trainer)  # a no-op, no error
