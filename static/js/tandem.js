@@ -282,3 +282,47 @@ document.addEventListener("click", (event) => {
   const open = nav.classList.toggle("open");
   toggle.setAttribute("aria-expanded", String(open));
 });
+
+// Keyboard focus across swaps. htmx puts focus back on an element with the same id; a pressed
+// button without one (thumbs, marking an attack, "mark as read") would leave focus on the page
+// itself, and the next Tab would start again from the top. Focus goes instead to the same
+// control in what replaced it (same accessible name, else same name and value, else same text),
+// else to its first control, else to the swapped-in region itself.
+const FOCUSABLE =
+  'button:not([disabled]), a[href], input:not([type="hidden"]):not([disabled]), select:not([disabled]), ' +
+  'textarea:not([disabled]), summary, [tabindex]:not([tabindex="-1"])';
+let focusedBeforeSwap = null;
+
+function sameControl(before, candidates) {
+  const label = before.getAttribute("aria-label");
+  const name = before.getAttribute("name");
+  const text = before.textContent.trim();
+  const tests = [
+    (elt) => label && elt.getAttribute("aria-label") === label,
+    (elt) => name && elt.getAttribute("name") === name && elt.value === before.value,
+    (elt) => text && elt.tagName === before.tagName && elt.textContent.trim() === text,
+  ];
+  for (const test of tests) {
+    const match = candidates.find(test);
+    if (match) return match;
+  }
+  return candidates[0] || null;
+}
+
+document.addEventListener("htmx:beforeSwap", () => {
+  focusedBeforeSwap = document.activeElement;
+});
+document.addEventListener("htmx:afterSwap", (event) => {
+  const before = focusedBeforeSwap;
+  const region = event.target;
+  if (!before || before === document.body || document.contains(before)) return;
+  if (document.activeElement && document.activeElement !== document.body) return;
+  if (!(region instanceof Element) || !document.contains(region)) return;
+  // Only what is shown can take focus (a hidden panel's buttons cannot).
+  const shown = Array.from(region.querySelectorAll(FOCUSABLE)).filter(
+    (elt) => elt.getClientRects().length > 0,
+  );
+  const goal = sameControl(before, shown) || region;
+  if (goal === region && !region.hasAttribute("tabindex")) region.setAttribute("tabindex", "-1");
+  goal.focus({ preventScroll: true });
+});

@@ -27,9 +27,12 @@ def test_trainer_gives_a_sample_thumbs_down_and_reports_it(
     card = page.locator(f'article.sample[data-sample-id="{sample.pk}"]')
     widget = card.locator(".feedback")
     thumbs_down = widget.get_by_role("button", name="Thumbs down")
-    thumbs_down.click()
+    # From the keyboard: the widget is swapped, and focus stays on the same button.
+    thumbs_down.focus()
+    page.keyboard.press("Enter")
     expect(thumbs_down).to_have_attribute("aria-pressed", "true")
     expect(widget).to_have_attribute("data-rating", "down")
+    expect(thumbs_down).to_be_focused()
 
     widget.locator("summary").click()
     widget.get_by_label("Untruthful").check()

@@ -34,9 +34,12 @@ def test_trainer_walks_one_attack_from_prompt_to_corrected_reply(
     panel = page.locator("#guidelines-panel")
     expect(panel).to_be_visible()
     expect(panel).to_contain_text("clarifying question")
-    panel.get_by_role("button", name="I have read version 1").click()
+    panel.get_by_role("button", name="I have read version 1").focus()
+    page.keyboard.press("Enter")
     expect(page.locator(".guidelines-banner")).to_have_count(0)
     expect(page.locator("#guidelines-panel")).to_be_hidden()
+    # The panel closed with the button: focus goes to the toggle that opens it again.
+    expect(page.locator(".guidelines-corner")).to_be_focused()
 
     # The attack prompt, then a model reply through the suggestion flow, sent unedited.
     turns = page.locator("ol.transcript > li.turn")
@@ -56,8 +59,12 @@ def test_trainer_walks_one_attack_from_prompt_to_corrected_reply(
     turn = page.locator("li.turn.assistant")
     turn.get_by_text("Attack succeeded?").click()
     turn.get_by_label("What went wrong").select_option("privacy")
-    turn.get_by_role("button", name="Mark: attack succeeded").click()
+    turn.get_by_role("button", name="Mark: attack succeeded").focus()
+    page.keyboard.press("Enter")
     expect(turn.get_by_text("Attack succeeded: Privacy leak")).to_be_visible()
+    # The pressed button is gone: focus goes to the swapped-in slot's first control, the box
+    # for the corrected reply, not back to the top of the page.
+    expect(turn.get_by_label("Corrected reply")).to_be_focused()
     turn.get_by_label("Corrected reply").fill(CORRECTION)
     turn.get_by_role("button", name="Save the corrected reply").click()
     expect(page.locator(".sibling-position")).to_have_text("2/2")
