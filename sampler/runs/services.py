@@ -227,10 +227,10 @@ class _RunRecorder:
 
 def _is_main_process() -> bool:
     """Under ``accelerate launch`` every process runs the trainer; one writes the database."""
-    # accelerate loads torch: worker and command-line code paths only.
-    from accelerate import PartialState
+    # The training loop loads torch: worker and command-line code paths only.
+    from sampler.training.loop import process_state
 
-    return PartialState().is_main_process
+    return process_state().is_main_process
 
 
 def _train_run(

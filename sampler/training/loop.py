@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration
 from torch import nn
@@ -121,7 +121,15 @@ class RunSetup:
 # ---- setup ------------------------------------------------------------------------------------
 
 
+def process_state() -> PartialState:
+    """This process's place among the training processes: the only one, or one of those
+    ``accelerate launch`` or ``torchrun`` started. On a machine with no accelerator they join
+    over gloo on the CPU (Accelerate needs ``cpu=True`` to see them there)."""
+    return PartialState(cpu=not torch.accelerator.is_available())
+
+
 def make_accelerator(config: TrainingConfig) -> Accelerator:
+    process_state()  # the process group first: the Accelerator below joins it
     precision = config.mixed_precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"

@@ -4,11 +4,11 @@ bar, one service call."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import date
 from pathlib import Path
 
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -22,7 +22,7 @@ from sampler.registry.selectors import model_version_ids_by_name
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS
-from sampler.training.loop import ProgressEvent
+from sampler.training.loop import ProgressEvent, process_state
 from sampler.training.records import DataError, read_jsonl
 
 # Options that choose rows of the database (with --data they would choose nothing).
@@ -176,20 +176,13 @@ class TrainingCommand(BaseCommand):
                 return
         echo = ProgressBar(self.stdout) if options["verbosity"] else None
         version = run_inline(self.stdout, run_id, echo)
+        if version is None:
+            return
         final = {k: v for k, v in version.metrics.items() if k != "data"}
         self.stdout.write(f"metrics: {final}")
 
     def _create_once(self, options) -> int:
-        """Under ``accelerate launch`` every process runs this command: the main one records
-        the run and the others learn its id."""
-        state = PartialState()
-        run_id = [None]
-        if state.is_main_process:
-            run_id = [self._create(options).pk]
-            self.stdout.write(f"training run {run_id[0]}")
-        if state.num_processes > 1:
-            broadcast_object_list(run_id)
-        return run_id[0]
+        return create_once(self.stdout, lambda: self._create(options))
 
     def _create(self, options) -> TrainingRun:
         config = {
@@ -264,11 +257,26 @@ def add_config_options(parser, config_class) -> None:
             hyper.add_argument(option, type=kind, default=None, help=f"default {default}")
 
 
-def run_inline(stdout, run_id: int, echo) -> ModelVersion:
+def create_once(stdout, create: Callable[[], TrainingRun]) -> int:
+    """Under ``accelerate launch`` (or ``torchrun``) every process runs the command: the main
+    one records the run with ``create`` and the others learn its id."""
+    state = process_state()
+    run_id = [None]
+    if state.is_main_process:
+        run_id = [create().pk]
+        stdout.write(f"training run {run_id[0]}")
+    if state.num_processes > 1:
+        broadcast_object_list(run_id)
+    return run_id[0]
+
+
+def run_inline(stdout, run_id: int, echo) -> ModelVersion | None:
     """Run the training run here, each failure a one-line ``CommandError``; returns the version
-    it registered."""
+    it registered. The other processes of a multi-process launch train their share and return
+    None: the main one records the run and reports it."""
+    main = process_state().is_main_process
     try:
-        run = training_services.training_run_run_inline(run_id=run_id, echo=echo)
+        run = training_services.training_run_run_inline(run_id=run_id, echo=echo if main else None)
     except KeyboardInterrupt:
         raise CommandError(f"Interrupted. Resume with --resume {run_id}.") from None
     except ValidationError as error:
@@ -276,6 +284,8 @@ def run_inline(stdout, run_id: int, echo) -> ModelVersion:
     except Exception as error:
         # The run is marked failed with the details; say so in one line here.
         raise CommandError(f"Run {run_id} failed: {error}") from error
+    if not main:
+        return None
     if run.status != TrainingRun.Status.SUCCEEDED:
         why = {
             TrainingRun.Status.RUNNING: "another process is training it (a run trains in one "

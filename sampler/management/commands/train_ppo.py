@@ -10,6 +10,7 @@ from sampler.management.commands._training import (
     ProgressBar,
     _errors,
     add_config_options,
+    create_once,
     options_checked,
     run_inline,
 )
@@ -75,13 +76,13 @@ class Command(BaseCommand):
             if not TrainingRun.objects.filter(pk=run_id, kind=TrainingRun.Kind.PPO).exists():
                 raise CommandError(f"No PPO run {run_id}.")
         else:
-            run = self._create(options)
-            self.stdout.write(f"training run {run.pk}")
+            run_id = create_once(self.stdout, lambda: self._create(options))
             if options["queue"]:
                 return
-            run_id = run.pk
         echo = PPOProgressBar(self.stdout) if options["verbosity"] else None
         version = run_inline(self.stdout, run_id, echo)
+        if version is None:
+            return
         shown = {
             key: value
             for key, value in version.metrics.items()

@@ -1,0 +1,104 @@
+"""`manage.py train_*` launched as several processes (as `accelerate launch` or `torchrun` do on
+several GPUs), here two CPU processes joined over gloo: one run is recorded, the data is split
+between the processes, and only the main process writes the database and the model."""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from sampler.registry.models import ModelVersion
+from sampler.runs.models import TrainingRun
+from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
+from tests.conftest import WAIT_SECONDS, free_port
+from tests.integration.processes import ROOT, database_url
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+BATCH_SIZE = 4
+PROCESSES = 2
+
+
+@pytest.mark.parametrize(
+    ("command", "records", "extra", "train_count"),
+    [
+        ("train_sft", lambda: synthetic_demonstrations(40, seed=1), [], "examples/train"),
+        (
+            "train_reward",
+            lambda: synthetic_rankings(40, k=3, seed=4),
+            ["--normalize-to-demonstrations", "no"],
+            "rankings/train",
+        ),
+    ],
+)
+def test_a_run_launched_as_two_processes_trains_once_on_split_data(
+    policy, tmp_path, command, records, extra, train_count
+):
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in records()))
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "MODEL_ROOT": str(tmp_path / "models"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TORCH_THREADS": "1",
+    }
+    launched = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(PROCESSES),
+            "--master_port",
+            str(free_port()),
+            "manage.py",
+            command,
+            "-v",
+            "0",
+            "--data",
+            str(data),
+            "--max-steps",
+            "4",
+            "--batch-size",
+            str(BATCH_SIZE),
+            "--max-length",
+            "48",
+            "--eval-every",
+            "2",
+            "--name",
+            "two-processes",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+
+    # One run, recorded and reported by the main process only.
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log
+    assert launched.stdout.count("training run ") == 1
+    assert launched.stdout.count("succeeded: two-processes") == 1
+    # Each process took its share of every batch: half as many batches per epoch as one
+    # process would have.
+    version = run.output_versions.get()
+    trained_on = version.metrics["data"][train_count]
+    batches = int(re.search(r"(\d+) batches per epoch", run.log).group(1))
+    assert (
+        batches
+        == math.ceil(trained_on / (BATCH_SIZE * PROCESSES))
+        < math.ceil(trained_on / BATCH_SIZE)
+    )
+    assert [step for step, _ in run.metrics["accuracy/eval"]] == [2, 4]
+    assert version == ModelVersion.objects.get(name="two-processes")
+    assert not version.is_active
+    assert (tmp_path / "models" / "two-processes" / "config.json").is_file()
