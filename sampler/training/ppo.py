@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from torch import nn
 
 from sampler.training.data import DataError
@@ -510,13 +510,24 @@ class PPOTrainer:
     def world(self) -> int:
         return self.accelerator.num_processes
 
-    def _mean_over_processes(self, values: dict[str, float]) -> dict[str, float]:
+    def _mean_over_processes(
+        self, values: dict[str, float], weight: float = 1.0
+    ) -> dict[str, float]:
+        """Each value's mean over the processes, each weighted by its ``weight`` (how many
+        rows it measured). A process may have nothing to say (weight 0, no values: fewer
+        held-out prompts than processes), but every process takes part in the collectives."""
         if self.world == 1:
             return values
-        names = sorted(values)
-        tensor = torch.tensor([values[n] for n in names], device=self.accelerator.device)
-        reduced = self.accelerator.reduce(tensor, reduction="mean")
-        return dict(zip(names, reduced.tolist(), strict=True))
+        names = sorted(set().union(*gather_object([sorted(values)])))
+        tensor = torch.tensor(
+            [weight, *(values.get(name, 0.0) * weight for name in names)],
+            dtype=torch.float64,
+            device=self.accelerator.device,
+        )
+        total, *sums = self.accelerator.reduce(tensor, reduction="sum").tolist()
+        return (
+            {name: value / total for name, value in zip(names, sums, strict=True)} if total else {}
+        )
 
     # ---- evaluation
     @torch.no_grad()
@@ -525,7 +536,7 @@ class PPOTrainer:
         end-of-turn rate (``eval/*``); each process takes its share of the prompts."""
         shard = prompts[self.accelerator.process_index :: self.world]
         if not shard:
-            return {}
+            return self._mean_over_processes({}, weight=0.0)
         with self.accelerator.autocast():
             samples = sample_and_score(
                 self.policy,
@@ -540,7 +551,7 @@ class PPOTrainer:
                 seed=self.config.seed + 17 + self.accelerator.process_index,
                 batch_size=max(self.config.rollout_size, 8),
             )
-        return self._mean_over_processes(samples.summary("eval"))
+        return self._mean_over_processes(samples.summary("eval"), weight=len(shard))
 
     # ---- checkpoints
     def save_checkpoint(self, directory: Path, state: PPOState) -> Path:

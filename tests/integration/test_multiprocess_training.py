@@ -16,11 +16,39 @@ from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
 from tests.conftest import WAIT_SECONDS, free_port
 from tests.integration.processes import ROOT, database_url
+from tests.ranking.conftest import reward_version_untrained
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 BATCH_SIZE = 4
 PROCESSES = 2
+
+
+def _launch(command: str, tmp_path, *arguments: str) -> subprocess.CompletedProcess:
+    """``manage.py command`` as ``PROCESSES`` processes under torchrun, on the test database."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "MODEL_ROOT": str(tmp_path / "models"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TORCH_THREADS": "1",
+    }
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(PROCESSES)]
+    return subprocess.run(
+        [*launcher, "--master_port", str(free_port()), "manage.py", command, *arguments],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+
+
+def _records_file(tmp_path, records) -> str:
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return str(data)
 
 
 @pytest.mark.parametrize(
@@ -38,48 +66,12 @@ PROCESSES = 2
 def test_a_run_launched_as_two_processes_trains_once_on_split_data(
     policy, tmp_path, command, records, extra, train_count
 ):
-    data = tmp_path / "records.jsonl"
-    data.write_text("".join(json.dumps(record) + "\n" for record in records()))
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "MODEL_ROOT": str(tmp_path / "models"),
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "TORCH_THREADS": "1",
-    }
-    launched = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(PROCESSES),
-            "--master_port",
-            str(free_port()),
-            "manage.py",
-            command,
-            "-v",
-            "0",
-            "--data",
-            str(data),
-            "--max-steps",
-            "4",
-            "--batch-size",
-            str(BATCH_SIZE),
-            "--max-length",
-            "48",
-            "--eval-every",
-            "2",
-            "--name",
-            "two-processes",
-            *extra,
-        ],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
+    launched = _launch(
+        command,
+        tmp_path,
+        *("-v", "0", "--data", _records_file(tmp_path, records()), "--max-steps", "4"),
+        *("--batch-size", str(BATCH_SIZE), "--max-length", "48", "--eval-every", "2"),
+        *("--name", "two-processes", *extra),
     )
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
 
@@ -102,3 +94,24 @@ def test_a_run_launched_as_two_processes_trains_once_on_split_data(
     assert version == ModelVersion.objects.get(name="two-processes")
     assert not version.is_active
     assert (tmp_path / "models" / "two-processes" / "config.json").is_file()
+
+
+def test_a_ppo_run_launched_as_two_processes_trains_once_and_evaluates(policy, tmp_path):
+    reward = reward_version_untrained(policy.path, tmp_path / "rm", seed=0)
+    launched = _launch(
+        "train_ppo",
+        tmp_path,
+        *("-v", "0", "--data", _records_file(tmp_path, synthetic_demonstrations(40, seed=1))),
+        *("--reward-model", reward.name, "--max-steps", "2", "--batch-size", str(BATCH_SIZE)),
+        *("--name", "ppo-two-processes"),
+    )
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log
+    assert launched.stdout.count("training run ") == 1
+    version = run.output_versions.get()
+    # Fewer held-out prompts than processes: one process evaluates nothing, yet takes part, and
+    # the evaluation is the other one's.
+    assert version.metrics["data"]["prompts/test"] < PROCESSES
+    assert [step for step, _ in run.metrics["eval/scores"]][:1] == [0]
+    assert version.metrics["steps"] == 2 and "eval/scores" in version.metrics
