@@ -1,4 +1,4 @@
-"""`manage.py train_*` launched as several processes (as `accelerate launch` or `torchrun` do on
+"""`manage.py train_*` (SFT, reward, DPO, PPO) launched as several processes (as `accelerate launch` or `torchrun` do on
 several GPUs), here two CPU processes joined over gloo: one run is recorded, the data is split
 between the processes, and only the main process writes the database and the model."""
 
@@ -61,6 +61,7 @@ def _records_file(tmp_path, records) -> str:
             ["--normalize-to-demonstrations", "no"],
             "rankings/train",
         ),
+        ("train_dpo", lambda: synthetic_rankings(40, k=3, seed=4), [], "rankings/train"),
     ],
 )
 def test_a_run_launched_as_two_processes_trains_once_on_split_data(
