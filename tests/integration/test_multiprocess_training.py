@@ -1,6 +1,7 @@
-"""`manage.py train_*` (SFT, reward, DPO, PPO) launched as several processes (as `accelerate launch` or `torchrun` do on
-several GPUs), here two CPU processes joined over gloo: one run is recorded, the data is split
-between the processes, and only the main process writes the database and the model."""
+"""`manage.py train_*` (SFT, reward, DPO, PPO) launched as several processes (as `accelerate
+launch` or `torchrun` do on several GPUs), here two CPU processes joined over gloo: one run is
+recorded, the data is split between the processes, and only the main process writes the
+database and the model."""
 
 import json
 import math
