@@ -67,10 +67,16 @@ class VersionRow:
     votes: object = None
 
 
+# PPO versions trained before ``objective/raw_scores`` was recorded: their
+# ``objective/scores`` is the reward model's score, before any penalty.
+_BEFORE_RAW_SCORES = {"objective/scores": "score"}
+
+
 def _row(version: ModelVersion, depth: int) -> VersionRow:
     metrics = version.metrics or {}
+    relabel = {} if "objective/raw_scores" in metrics else _BEFORE_RAW_SCORES
     shown = [
-        (label, float(metrics[name]))
+        (relabel.get(name, label), float(metrics[name]))
         for name, label in KEY_METRICS
         if isinstance(metrics.get(name), int | float)
     ]

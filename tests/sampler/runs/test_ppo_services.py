@@ -141,8 +141,17 @@ def test_train_ppo_command_registers_a_child_policy_without_promoting_it(
     assert version.metrics["data"]["prompts/train"] == 9 and "steps" in version.metrics
     assert model_version_active() == policy
     assert "micro-ppo-1" in out.getvalue()
-    tree = [(row.version.name, row.depth) for row in model_version_tree()]
+    rows = model_version_tree()
+    tree = [(row.version.name, row.depth) for row in rows]
     assert tree.index(("micro-ppo-1", 1)) > tree.index(("micro", 0))
+    shown = dict(next(row for row in rows if row.version == version).metrics)
+    assert shown["score (after the EOS penalty)"] == version.metrics["objective/scores"]
+    # A version trained before raw scores were recorded: its score had no penalty in it.
+    version.metrics.pop("objective/raw_scores")
+    version.save(update_fields=["metrics"])
+    shown = dict(next(row for row in model_version_tree() if row.version == version).metrics)
+    assert shown["score"] == version.metrics["objective/scores"]
+    assert "score (after the EOS penalty)" not in shown
 
 
 def test_a_failed_ppo_run_registers_nothing(policy, reward_version, tmp_path):
