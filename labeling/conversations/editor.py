@@ -36,8 +36,9 @@ def editor_context(
     """What the editor page shows. ``unsent_kept``: a turn could not be sent because the
     conversation is no longer open (None: no such turn); whether it was kept as a draft."""
     draft = selectors.draft_get(conversation=conversation, author=request.user)
+    saved_composer = draft.content if draft else ""
     if composer_text is None:
-        composer_text = draft.content if draft else ""
+        composer_text = saved_composer
         composer_sample_id = draft.sample_id if draft else None
     edit_drafts = selectors.edit_drafts(conversation=conversation, author=request.user)
     transcript = selectors.conversation_transcript(conversation=conversation)
@@ -45,11 +46,14 @@ def editor_context(
     for entry in transcript:
         message_id = entry.message.pk
         saved = edit_drafts.get(message_id)
+        sent_back = (edit_texts or {}).get(message_id)
         turns.append(
             {
                 "entry": entry,
-                "edit_text": (edit_texts or {}).get(message_id)
-                or (saved.content if saved else entry.message.content),
+                "edit_text": sent_back or (saved.content if saved else entry.message.content),
+                # Text the server sends back but does not keep (a refused edit): the page
+                # keeps its local copy until a save succeeds.
+                "edit_unsaved": bool(sent_back) and sent_back != (saved.content if saved else None),
                 "edit_open": saved is not None or message_id in (edit_errors or {}),
                 "edit_errors": (edit_errors or {}).get(message_id, []),
             }
@@ -64,6 +68,8 @@ def editor_context(
         "next_role": next_role,
         "editable": conversation.status == Conversation.Status.DRAFT,
         "composer_text": composer_text,
+        # A refused turn sent back into the box that is not its saved draft.
+        "composer_unsaved": composer_text != saved_composer,
         "composer_sample_id": composer_sample_id or "",
         "errors": errors or [],
         "unsent": unsent_kept is not None,

@@ -96,6 +96,14 @@ function restoreDrafts(root) {
   scope.querySelectorAll("textarea[data-draft]").forEach((box) => {
     if (box.dataset.draftChecked) return;
     box.dataset.draftChecked = "true";
+    if ("draftUnsaved" in box.dataset) {
+      // The server sent back text it refused (a turn too long, a stale page): the local copy
+      // is all there is, so it stays, and leaving the page asks first, until a save succeeds.
+      keepLocally(box);
+      box.dataset.draftDirty = "true";
+      unsavedDraft = true;
+      return;
+    }
     box.dataset.draftSaved = box.value; // what the server has (it rendered the page)
     let stored = null;
     try {

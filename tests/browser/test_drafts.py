@@ -87,3 +87,28 @@ def test_text_put_back_to_what_the_server_has_is_not_left_unsaved(page, live_ser
         page.close(run_before_unload=True)
     assert asked == []
     assert _composer_draft(conversation) == "kept as it is"
+
+
+def test_a_refused_turn_keeps_its_local_copy_until_the_server_has_it(page, live_server, trainer):
+    conversation = Conversation.objects.create(owner=trainer, title="Too long")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    composer = page.locator("#composer-text")
+    text = "word " * 4100  # 20,500 characters: over the 20,000 a turn (or a draft) may hold
+    composer.fill(text)
+    page.locator("#composer button[type=submit]").click()
+    expect(page.locator("#composer")).to_contain_text("limited to 20000 characters")
+    expect(composer).to_have_value(text)
+    # The server kept nothing, so the local copy stays, and leaving the page asks first.
+    stored = "Object.values(localStorage).map(v => JSON.parse(v).text.length)"
+    assert page.evaluate(stored) == [len(text)]
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.accept()))
+    page.reload()
+    assert asked == ["beforeunload"]
+    # Back from the local copy, nothing lost; trimmed, it is saved and the copy goes.
+    expect(page.locator("#composer-text")).to_have_value(text)
+    page.locator("#composer-text").fill(text[:19000])
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+    assert _composer_draft(conversation) == text[:19000]
+    assert page.evaluate(stored) == []
