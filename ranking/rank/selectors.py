@@ -119,10 +119,11 @@ def ranking_waiting_state(
 ) -> WaitingState:
     """Why nothing is offered to ``trainer`` in ``project`` (None: any of theirs), in a
     handful of counting queries."""
-    summary = ranking_queue_summary()
+    summary = ranking_queue_summary(project=project)
     waits, all_waiting = qualification_waits(trainer=trainer, project=project)
     open_for_others = (
-        RankingTask.objects.filter(
+        _tasks_in(project)
+        .filter(
             status=RankingTask.Status.READY,
             overlap_required__gt=F("rankings_count") + F("leased_count"),
         )
@@ -140,7 +141,9 @@ def ranking_waiting_state(
         reason = "workers_offline" if offline else "refilling"
     elif open_for_others:
         reason = "ranked_everything"
-    elif not ranking_source_candidates(origins=settings.RANKING_SOURCE_ORIGINS).exists():
+    elif not ranking_source_candidates(
+        origins=settings.RANKING_SOURCE_ORIGINS, project_id=project.pk if project else None
+    ).exists():
         reason = "no_conversations"
     else:
         reason = "refilling"
@@ -155,8 +158,14 @@ def ranking_waiting_state(
     )
 
 
-def ranking_queue_summary() -> dict[str, int]:
-    counts = RankingTask.objects.aggregate(
+def _tasks_in(project: Project | None) -> QuerySet[RankingTask]:
+    tasks = RankingTask.objects.all()
+    return tasks if project is None else tasks.filter(project=project)
+
+
+def ranking_queue_summary(*, project: Project | None = None) -> dict[str, int]:
+    """Tasks ready, being prepared and complete (``project``: in that project only)."""
+    counts = _tasks_in(project).aggregate(
         ready=Count("id", filter=Q(status=RankingTask.Status.READY)),
         preparing=Count("id", filter=Q(status=RankingTask.Status.PREPARING)),
         complete=Count("id", filter=Q(status=RankingTask.Status.COMPLETE)),
@@ -167,14 +176,17 @@ def ranking_queue_summary() -> dict[str, int]:
 # ---- assignments as a trainer sees them -------------------------------------------------------
 
 
-def assignment_current(*, trainer: AbstractBaseUser) -> Assignment | None:
-    """The trainer's lease still running, if any (read only: claiming is a POST)."""
-    return (
-        Assignment.objects.select_related("task__project")
-        .filter(trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=timezone.now())
-        .order_by("leased_at")
-        .first()
+def assignment_current(
+    *, trainer: AbstractBaseUser, project: Project | None = None
+) -> Assignment | None:
+    """The trainer's lease still running, if any (``project``: in that project); read only:
+    claiming is a POST."""
+    leases = Assignment.objects.select_related("task__project").filter(
+        trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=timezone.now()
     )
+    if project is not None:
+        leases = leases.filter(task__project=project)
+    return leases.order_by("leased_at").first()
 
 
 def assignment_get_for_trainer(*, assignment_id: int, trainer: AbstractBaseUser) -> Assignment:

@@ -53,8 +53,11 @@ def _render_card(
         "claimed": claimed,
     }
     if assignment is None:
-        context["waiting"] = ranking_waiting_state(
-            trainer=request.user, project=_chosen_project(request)
+        chosen = _chosen_project(request)
+        context["waiting"] = ranking_waiting_state(trainer=request.user, project=chosen)
+        # A task of another project still leased to the trainer waits there.
+        context["held_elsewhere"] = (
+            assignment_current(trainer=request.user) if chosen is not None else None
         )
     else:
         screen = screen or assignment_screen(assignment=assignment)
@@ -98,7 +101,7 @@ def _next_task(request: HtmxHttpRequest, *, toast: dict | None = None) -> HttpRe
 def rank(request: HtmxHttpRequest) -> HttpResponse:
     """The trainer's running lease, or the start state (a GET never claims: the page asks for
     a task with a POST, by itself through htmx or by its "Start ranking" button)."""
-    assignment = assignment_current(trainer=request.user)
+    assignment = assignment_current(trainer=request.user, project=_chosen_project(request))
     waiting = assignment is not None or "waiting" in request.GET
     return _render_card(request, assignment, claimed=waiting)
 

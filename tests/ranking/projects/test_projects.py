@@ -308,6 +308,32 @@ def test_trainer_chooses_a_project_on_the_picker_and_ranks_there(client, other_t
     assert client.post(reverse("ranking:project-choose"), {"project": "nope"}).status_code == 404
 
 
+def test_a_chosen_project_shows_its_own_task_or_why_it_has_none(client, other_trainer, trainer):
+    version = model_version_create("v")
+    first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    empty = project_create(name="Empty", slug="empty", status=Project.Status.ACTIVE)
+    _ready_task(other_trainer, first, version, "first")
+    client.force_login(trainer)
+    client.post(reverse("ranking:project-choose"), {"project": "first"})
+    client.post(reverse("ranking:claim"))
+    held = trainer.ranking_assignments.get()
+    page = client.get(reverse("ranking:rank")).content.decode()
+    assert f'data-assignment-id="{held.pk}"' in page and "Project: First" in page
+
+    # Another project chosen: not the task held in First, and the reason is the chosen
+    # project's own (it has no conversation), not First's open tasks.
+    client.post(reverse("ranking:project-choose"), {"project": empty.slug})
+    page = client.get(reverse("ranking:rank")).content.decode()
+    assert "data-assignment-id" not in page
+    claimed = client.post(reverse("ranking:claim"), HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-reason="no_conversations"' in claimed
+    assert "A task of First is still reserved for you" in claimed
+    assert trainer.ranking_assignments.count() == 1
+    response = client.post("/api/ranking/claim/?project=empty")
+    assert response.status_code == 204
+    assert response.headers["Tandem-Waiting-Reason"] == "no_conversations"
+
+
 def test_admin_creates_a_project_on_the_projects_page(client, admin_user):
     client.force_login(admin_user)
     response = client.post(
