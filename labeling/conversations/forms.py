@@ -4,7 +4,6 @@ from django.core.validators import MaxValueValidator
 
 from config.forms import DefaultProjectChoiceField
 from labeling.conversations.models import (
-    MAX_CONTENT_CHARS,
     MAX_INSTRUCTIONS_CHARS,
     MAX_TITLE_CHARS,
     Conversation,
@@ -47,7 +46,8 @@ class MessageForm(forms.Form):
 
 
 class DraftForm(forms.Form):
-    content = forms.CharField(strip=False, required=False, max_length=MAX_CONTENT_CHARS)
+    # Length is checked by the service, whose message names the limit in words.
+    content = forms.CharField(strip=False, required=False)
     sample_id = forms.IntegerField(required=False, min_value=1)
     # The composer's: the message its turn follows (0: none yet).
     after = forms.IntegerField(required=False, min_value=0)

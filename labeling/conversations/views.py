@@ -120,19 +120,16 @@ def _draft_save(
 ) -> HttpResponse:
     """Keep the composer's text (``editing`` empty) or an edit's; the answer is a status line."""
     form = DraftForm(request.POST)
-    if not form.is_valid():
-        return render(
-            request, f"{EDITOR}#draft-status", {"draft_error": form.errors.as_text()}, status=422
-        )
     try:
+        data = form_cleaned_data(form)
         services.draft_save(
             conversation=conversation,
             author=request.user,
-            content=form.cleaned_data["content"],
+            content=data["content"],
             editing=editing,
             # The composer may hold a suggestion; an edit's draft never does.
-            sample_id=form.cleaned_data["sample_id"] if editing is None else None,
-            after_id=form.cleaned_data["after"] if editing is None else None,
+            sample_id=data["sample_id"] if editing is None else None,
+            after_id=data["after"] if editing is None else None,
         )
     except ValidationError as error:
         context = {"draft_error": " ".join(validation_messages(error))}
