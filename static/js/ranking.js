@@ -158,7 +158,11 @@
 
   function typing(target) {
     return Boolean(
-      target.closest && target.closest("input, textarea, select, [contenteditable=true], dialog"),
+      // Ticking a flag or a verdict is not typing: the ranking keys still work from there.
+      target.closest &&
+        target.closest(
+          'input:not([type="checkbox"]):not([type="radio"]), textarea, select, [contenteditable=true], dialog',
+        ),
     );
   }
 
@@ -169,6 +173,14 @@
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && form.contains(event.target)) {
       event.preventDefault();
       submitIfComplete(card);
+      return;
+    }
+    const flags = event.key === "Escape" && event.target.closest && event.target.closest("details.flags");
+    if (flags) {
+      // Out of a reply's flags (opened with "f"): close them, focus back on their summary.
+      flags.open = false;
+      flags.querySelector("summary").focus();
+      event.preventDefault();
       return;
     }
     if (event.ctrlKey || event.altKey || event.metaKey || typing(event.target)) return;
@@ -273,6 +285,16 @@
   }
 
   document.addEventListener("keydown", onKeydown);
+  // The bar at the bottom (your order, Submit) sticks over the page: a field taking focus
+  // under it (the "Why?" box) scrolls up into view above it.
+  document.addEventListener("focusin", (event) => {
+    const card = document.getElementById("ranking-card");
+    const bar = card && card.querySelector(".ranking-bar");
+    const field = event.target;
+    if (!bar || !card.contains(field) || bar.contains(field)) return;
+    const hidden = field.getBoundingClientRect().bottom - bar.getBoundingClientRect().top;
+    if (hidden > 0) window.scrollBy({ top: hidden + 8, behavior: "instant" });
+  });
   if (window.htmx) window.htmx.onLoad(init);
   else document.addEventListener("DOMContentLoaded", () => init(document));
 })();

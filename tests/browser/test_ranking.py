@@ -120,6 +120,30 @@ def test_a_tie_an_undo_and_a_flag_from_the_keyboard(page, live_server, ready_tas
     assert ranking.rationale == "4 and 2 both correct"
 
 
+def test_escape_leaves_the_flags_and_the_why_box_is_never_under_the_bar(
+    page, live_server, ready_task, trainer
+):
+    page.set_viewport_size({"width": 1366, "height": 768})
+    _open_task(page, live_server)
+    items = page.locator(ITEMS)
+    page.keyboard.press("1")
+    page.keyboard.press("f")
+    harmful = items.nth(0).get_by_label("Harmful")
+    expect(harmful).to_be_focused()
+    page.keyboard.press("2")  # a ticked box is not a text field: the ranking keys still work
+    expect(page.locator("#ranking-order")).to_have_text("1  >  2")
+    page.keyboard.press("Escape")
+    expect(items.nth(0).locator("details.flags")).not_to_have_attribute("open", "")
+    expect(items.nth(0).locator("details.flags > summary")).to_be_focused()
+
+    # "Cannot rank", then into "Why?" from the keyboard: scrolled above the sticky bar.
+    page.get_by_label("Cannot rank").check()
+    page.locator("#ranking-rationale").focus()
+    box = page.locator("#ranking-rationale").bounding_box()
+    bar = page.locator(".ranking-bar").bounding_box()
+    assert box["y"] + box["height"] <= bar["y"]
+
+
 def test_a_missing_flag_note_is_reported_and_the_placements_are_kept(
     page, live_server, ready_task, trainer
 ):
