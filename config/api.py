@@ -40,7 +40,8 @@ API_PREFIX = "/api/"
 
 
 def is_api_request(request: HttpRequest) -> bool:
-    return request.path_info.startswith(API_PREFIX)
+    path = request.path_info
+    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
 
 
 def api_error_response(request: HttpRequest, status_code: int, detail: str) -> JsonResponse:
@@ -138,6 +139,13 @@ class ApiErrorMiddleware:
             return api_error_response(request, 400, "The Content-Length header is not a number.")
         if limit is not None and declared > limit:
             return api_error_response(request, 413, body_too_large_detail(declared))
+        if _chunked_unread(request):
+            return api_error_response(
+                request,
+                411,
+                "This server reads a request body only with a Content-Length header: send one "
+                "(or run the production server, which reads chunked bodies).",
+            )
         if _basic_credentials_unstorable(request):
             # Looking such a username up would fail in the database (PostgreSQL refuses NUL).
             return api_error_response(
@@ -151,6 +159,14 @@ class ApiErrorMiddleware:
             for name, value in kept.items():
                 response[name] = value
         return response
+
+
+def _chunked_unread(request: HttpRequest) -> bool:
+    """A chunked body on a server that does not decode it (Django's development server, the
+    embedded default): the app would read no body at all and act on an empty one. Servers that
+    decode it (gunicorn) say so with ``wsgi.input_terminated``."""
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    return chunked and not request.META.get("wsgi.input_terminated")
 
 
 def _basic_credentials_unstorable(request: HttpRequest) -> bool:
@@ -253,18 +269,27 @@ def validated_query(
     (a misspelt filter would quietly filter nothing), or one given twice that takes one value,
     is a 400 naming it."""
     names = [name for name in params if name not in also]
-    unknown = _unknown_fields(dict.fromkeys(names), serializer_class().fields, "parameters")
+    query_names_checked(params, serializer_class().fields, lists=lists, also=also)
+    data = {name: params.getlist(name) if name in lists else params[name] for name in names}
+    return validated_input(serializer_class, data, body=False)
+
+
+def query_names_checked(
+    params, taken, *, lists: frozenset[str] | set[str] = frozenset(), also: tuple[str, ...] = ()
+) -> None:
+    """A 400 for a query parameter not among ``taken`` (nor ``also``), naming it, or for one
+    given twice that is not one of ``lists``."""
+    names = [name for name in params if name not in also]
+    unknown = _unknown_fields(dict.fromkeys(names), taken, "parameters")
     if unknown:
         raise UnknownFields(unknown)
     repeated = {
         name: ["Give this parameter once."]
-        for name in names
-        if name not in lists and len(params.getlist(name)) > 1
+        for name in [*names, *also]
+        if name in params and name not in lists and len(params.getlist(name)) > 1
     }
     if repeated:
         raise serializers.ValidationError(repeated)
-    data = {name: params.getlist(name) if name in lists else params[name] for name in names}
-    return validated_input(serializer_class, data, body=False)
 
 
 def _unknown_fields(data: dict, fields, noun: str = "fields") -> str:
@@ -295,15 +320,22 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
     max_limit = 200
 
     def get_limit(self, request) -> int | None:
-        raw = request.query_params.get(self.limit_query_param)
+        raw = _once(request, self.limit_query_param)
         if raw is None:
             return self.default_limit
         limit = _whole_number(raw, self.limit_query_param, minimum=1)
         return min(limit, self.max_limit) if self.max_limit else limit
 
     def get_offset(self, request) -> int:
-        raw = request.query_params.get(self.offset_query_param)
+        raw = _once(request, self.offset_query_param)
         return 0 if raw is None else _whole_number(raw, self.offset_query_param, minimum=0)
+
+
+def _once(request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise serializers.ValidationError({name: ["Give this parameter once."]})
+    return values[0] if values else None
 
 
 def _whole_number(raw: str, name: str, *, minimum: int) -> int:
@@ -362,8 +394,10 @@ class StrictDateTimeField(_StrictTextMixin, serializers.DateTimeField):
     refused, not cut off)."""
 
 
-class StrictChoiceField(_StrictTypeMixin, serializers.ChoiceField):
-    """One of the choices, given as a string (``1`` never matches ``"1"``)."""
+class StrictChoiceField(_StrictTextMixin, serializers.ChoiceField):
+    """One of the choices, given as a string (``1`` never matches ``"1"``); NUL and unpaired
+    surrogates are refused as in text fields (the "not a valid choice" message repeats the
+    value)."""
 
     default_error_messages = {"strict": "Must be a string, one of the choices."}
     accepted_types = (str,)

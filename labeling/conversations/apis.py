@@ -17,6 +17,7 @@ from accounts.roles import IsTrainer
 from config.api import (
     SearchTextField,
     StrictCharField,
+    StrictChoiceField,
     StrictIdField,
     StrictLimitOffsetPagination,
     validated_input,
@@ -40,7 +41,8 @@ def _message_in(conversation: Conversation, message_id: int | None, field: str) 
     ``field`` when the conversation has no such message."""
     if message_id is None:
         return None
-    message = conversation.messages.filter(pk=message_id).first()
+    # A ranking alternative is stored beside the writer's reply but is no part of the tree.
+    message = conversation.messages.filter(pk=message_id, is_candidate=False).first()
     if message is None:
         raise serializers.ValidationError({field: "No message with that id in this conversation."})
     return message
@@ -98,7 +100,7 @@ class ConversationListApi(APIView):
     permission_classes = [IsTrainer]
 
     class FilterSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(
+        status = StrictChoiceField(
             choices=Conversation.Status.choices, required=False, allow_blank=True, default=""
         )
         q = SearchTextField(

@@ -12,6 +12,7 @@ from accounts.roles import IsStaff, IsTrainer, is_admin
 from config.api import (
     StrictBooleanField,
     StrictCharField,
+    StrictChoiceField,
     StrictDateTimeField,
     StrictDictField,
     StrictFloatField,
@@ -40,7 +41,7 @@ class ProjectInputSerializer(serializers.Serializer):
     slug = StrictSlugField(max_length=64)
     description = StrictCharField(max_length=5000, required=False, allow_blank=True)
     guideline_url = StrictURLField(max_length=200, required=False, allow_blank=True)
-    status = serializers.ChoiceField(choices=Project.Status.choices, required=False)
+    status = StrictChoiceField(choices=Project.Status.choices, required=False)
     alternatives = StrictIntegerField(min_value=1, max_value=16, required=False, allow_null=True)
     overlap = StrictIntegerField(min_value=1, max_value=50, required=False, allow_null=True)
     sampling_params = StrictDictField(required=False)
@@ -51,19 +52,22 @@ class ProjectInputSerializer(serializers.Serializer):
     qualification_required = StrictBooleanField(required=False)
     qualification_tasks = StrictIntegerField(min_value=1, max_value=100, required=False)
     qualification_threshold = StrictFloatField(min_value=0, max_value=1, required=False)
-    selection = serializers.ChoiceField(choices=Project.Selection.choices, required=False)
+    selection = StrictChoiceField(choices=Project.Selection.choices, required=False)
     exploration_share = StrictFloatField(min_value=0, max_value=1, required=False)
     candidate_factor = StrictIntegerField(min_value=1, max_value=20, required=False)
     policies = PolicyInputSerializer(many=True, required=False, max_length=MAX_POLICIES)
     trainer_group_ids = serializers.ListField(child=StrictIdField(), required=False, max_length=100)
 
     def validate_policies(self, value: list[dict]) -> list[tuple[ModelVersion, float]]:
+        # A PATCH validates partially, nested objects too: their required id is checked here.
+        if any("model_version_id" not in entry for entry in value):
+            raise serializers.ValidationError("Each policy needs its model_version_id.")
         ids = [entry["model_version_id"] for entry in value]
         versions = ModelVersion.objects.in_bulk(ids)
         missing = sorted(set(ids) - set(versions))
         if missing:
             raise serializers.ValidationError(f"No model version with id {missing}.")
-        return [(versions[entry["model_version_id"]], entry["weight"]) for entry in value]
+        return [(versions[entry["model_version_id"]], entry.get("weight", 1.0)) for entry in value]
 
     def validate_trainer_group_ids(self, value: list[int]) -> list[Group]:
         groups = Group.objects.in_bulk(value)

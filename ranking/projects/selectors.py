@@ -129,12 +129,18 @@ def project_progress(*, project: Project, now: datetime | None = None) -> Projec
         span = max(now - first, timedelta(hours=1))
         rate = recent_count / (span / timedelta(days=1))
     eta = None
+    never = False  # at this rate, not before the calendar ends (no date to give)
     behind = bool(project.target_rankings) and total < project.target_rankings
     if behind and rate > 0:
-        eta = now + timedelta(days=(project.target_rankings - total) / rate)
+        try:
+            eta = now + timedelta(days=(project.target_rankings - total) / rate)
+        except OverflowError:
+            never = True
     deadline = project.deadline
     late = (
-        behind and deadline is not None and (now > deadline or (eta is not None and eta > deadline))
+        behind
+        and deadline is not None
+        and (now > deadline or never or (eta is not None and eta > deadline))
     )
     tasks = project.ranking_tasks.aggregate(
         ready=Count("id", filter=Q(status="ready", held_back=False)),

@@ -8,7 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from ranking.projects.models import Project, ProjectPolicy
+from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
 from sampler.generation.services import generation_params_validate
 from sampler.registry.models import ModelVersion
 
@@ -136,6 +136,15 @@ def project_update(
     if unknown:
         raise ValidationError({"fields": f"Unknown project fields: {', '.join(sorted(unknown))}."})
     project = Project.objects.select_for_update().get(pk=project.pk)
+    if (
+        project.slug == DEFAULT_PROJECT_SLUG
+        and "slug" in fields
+        and fields["slug"] != DEFAULT_PROJECT_SLUG
+    ):
+        # Rows made without a project find the default one by this slug.
+        raise ValidationError(
+            {"slug": f"The default project keeps its slug, {DEFAULT_PROJECT_SLUG!r}."}
+        )
     for name, value in fields.items():
         setattr(project, name, value)
     _check(project)

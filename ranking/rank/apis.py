@@ -17,6 +17,7 @@ from config.api import (
     StrictChoiceField,
     StrictDictField,
     StrictIdField,
+    query_names_checked,
     validated_input,
 )
 from ranking.projects.selectors import project_for_trainer
@@ -121,6 +122,8 @@ class TaskClaimApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        # A misspelt parameter would claim from any project: refused by name instead.
+        query_names_checked(request.query_params, {"project"})
         slug = request.query_params.get("project")
         project = None
         if slug is not None:
@@ -179,7 +182,24 @@ class RankingSubmitApi(APIView):
             ref_name = "RankingSubmitInput"
 
         def validate_flags(self, value: dict) -> dict[int, list[str]]:
+            for names in value.values():
+                if repeated := sorted({name for name in names if names.count(name) > 1}):
+                    raise serializers.ValidationError(
+                        f"A reply's flags name each flag once ({', '.join(repeated)} repeated)."
+                    )
             return _candidate_keys(value, "flags")
+
+        def validate(self, attrs: dict) -> dict:
+            verdict = attrs.get("verdict") or ""
+            given = "cannot_rank" in self.initial_data
+            if verdict and given and attrs["cannot_rank"] != (verdict == "cannot_rank"):
+                raise serializers.ValidationError(
+                    {
+                        "verdict": "Contradicts cannot_rank: give the verdict alone "
+                        "(cannot_rank is the verdict cannot_rank)."
+                    }
+                )
+            return attrs
 
         def validate_flag_notes(self, value: dict) -> dict[int, str]:
             return _candidate_keys(value, "flag notes")

@@ -146,7 +146,8 @@ class GenerationJobCreateApi(APIView):
         data = validated_input(self.InputSerializer, request.data)
         prefix_message = None
         if "prefix_message_id" in data:
-            messages = Message.objects.select_related("conversation")
+            # A ranking alternative is no turn of its conversation: nothing continues it.
+            messages = Message.objects.select_related("conversation").filter(is_candidate=False)
             if not is_admin(request.user):
                 messages = messages.filter(conversation__owner=request.user)
             prefix_message = messages.filter(pk=data["prefix_message_id"]).first()

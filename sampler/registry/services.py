@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sampler.generation.backends import validate_options
@@ -142,7 +142,16 @@ def model_version_register(
         ),
     )
     version.full_clean()
-    version.save()
+    try:
+        with transaction.atomic():
+            version.save()
+    except IntegrityError as error:
+        if not ModelVersion.objects.filter(name=name).exists():
+            raise
+        # The same name registered at the same moment: full_clean saw it free, the table not.
+        raise ValidationError(
+            {"name": f"Model version with this Name already exists: {name}."}
+        ) from error
     return version
 
 

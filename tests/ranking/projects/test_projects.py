@@ -211,6 +211,26 @@ def test_progress_gives_the_rate_of_the_last_week_and_an_eta(other_trainer):
     assert progress.percent == pytest.approx(100 * 2 / 6)
 
 
+def test_a_target_past_the_calendar_has_no_eta_and_is_late_for_any_deadline(other_trainer):
+    now = timezone.now()
+    project = project_create(
+        name="Huge",
+        slug="huge",
+        status=Project.Status.ACTIVE,
+        target_rankings=10**9,
+        deadline=now + timedelta(days=30),
+    )
+    task = _ready_task(other_trainer, project, model_version_create("v"))
+    rank(task, quick_trainer("r0"), [[0], [1], [2], [3]])
+    Ranking.objects.update(submitted_at=now - timedelta(days=6))
+    # A ranking every six days: a billion of them end after the year 9999.
+    progress = project_progress(project=project, now=now)
+    assert progress.eta is None and progress.late
+    project.deadline = None
+    project.save()
+    assert not project_progress(project=project, now=now).late
+
+
 def test_project_api_is_strict_and_for_admins_and_lists_only_open_projects(
     client, admin_user, trainer
 ):

@@ -1,0 +1,170 @@
+"""Inputs a hostile client found that once gave a 500, a non-JSON answer or a silent change:
+each is now a clear 4xx (JSON) that changes nothing."""
+
+import json
+
+import pytest
+
+from config.renderers import JSONRenderer
+from labeling.conversations.models import Conversation, Draft
+from ranking.models import Assignment, Ranking
+from ranking.projects.models import DEFAULT_PROJECT_SLUG
+from ranking.projects.selectors import project_default
+from ranking.projects.services import project_create
+from ranking.rank.services import task_claim_next
+from sampler.registry import services as registry_services
+from sampler.registry.models import ModelVersion
+from tests.ranking import conftest as ranking_fixtures
+
+ready_task = ranking_fixtures.ready_task
+SURROGATE = "\\ud800"  # as JSON text: an unpaired surrogate once parsed
+
+
+def _json(client, method: str, url: str, text: str, **extra):
+    return getattr(client, method)(url, text, content_type="application/json", **extra)
+
+
+def _refused(response, status: int = 400) -> dict:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/json"
+    return response.json()
+
+
+def test_the_renderer_writes_text_utf8_cannot_hold_as_json_escapes():
+    rendered = JSONRenderer().render({"detail": "\ud800 is not a valid choice."})
+    assert json.loads(rendered)["detail"].startswith("\ud800")
+
+
+def test_a_lone_surrogate_in_a_choice_is_a_field_error(
+    trainer_client, admin_client_, ready_task, trainer
+):
+    assignment = task_claim_next(trainer=trainer)
+    submitted = _json(
+        trainer_client,
+        "post",
+        f"/api/ranking/assignments/{assignment.pk}/submit/",
+        f'{{"verdict": "{SURROGATE}", "rationale": "x"}}',
+    )
+    assert "surrogate" in json.dumps(_refused(submitted)["verdict"])
+    created = _json(
+        admin_client_,
+        "post",
+        "/api/projects/",
+        f'{{"name": "p", "slug": "p1", "status": "{SURROGATE}"}}',
+    )
+    assert "surrogate" in json.dumps(_refused(created)["status"])
+    listed = trainer_client.get("/api/conversations/?status=dra%00ft")
+    assert "NUL" in json.dumps(_refused(listed)["status"])
+    assert not Ranking.objects.exists()
+
+
+def test_a_patch_of_policies_without_their_id_is_a_400(admin_client_, policy):
+    project = project_create(name="P", slug="p", status="active")
+    for policies in ([{}], [{"weight": 1}], [{"model_version_id": policy.pk}, {}]):
+        response = _json(
+            admin_client_,
+            "patch",
+            f"/api/projects/{project.pk}/",
+            json.dumps({"policies": policies}),
+        )
+        assert "model_version_id" in json.dumps(_refused(response))
+    assert not project.policies.exists()
+
+
+def test_the_default_project_keeps_its_slug(admin_client_, trainer_client):
+    default = project_default()
+    response = _json(
+        admin_client_, "patch", f"/api/projects/{default.pk}/", '{"slug": "renamed-default"}'
+    )
+    assert "keeps its slug" in json.dumps(_refused(response)["slug"])
+    default.refresh_from_db()
+    assert default.slug == DEFAULT_PROJECT_SLUG
+    # Rows made without a project still find it.
+    assert _json(trainer_client, "post", "/api/conversations/", '{"title": "x"}').status_code == 201
+
+
+def test_a_name_taken_between_the_check_and_the_insert_is_a_validation_error(policy, monkeypatch):
+    # Two registrations at once: both pass full_clean, the table's unique name stops one.
+    monkeypatch.setattr(ModelVersion, "full_clean", lambda self, **kwargs: None)
+    with pytest.raises(Exception) as refused:
+        registry_services.model_version_register(name=policy.name, path=policy.path)
+    assert type(refused.value).__name__ == "ValidationError"
+    assert "already exists" in str(refused.value)
+    assert ModelVersion.objects.filter(name=policy.name).count() == 1
+
+
+def test_a_ranking_alternative_is_no_message_of_the_editor(trainer_client, ready_task, trainer):
+    conversation = ready_task.source_message.conversation
+    Conversation.objects.filter(pk=conversation.pk).update(owner=trainer, status="draft")
+    candidate = conversation.messages.filter(is_candidate=True).first()
+    url = f"/api/conversations/{conversation.pk}"
+    appended = _json(
+        trainer_client,
+        "post",
+        f"{url}/messages/",
+        json.dumps({"content": "x", "parent_id": candidate.pk}),
+    )
+    assert "parent_id" in _refused(appended)
+    drafted = _json(
+        trainer_client,
+        "put",
+        f"{url}/draft/",
+        json.dumps({"content": "x", "editing_id": candidate.pk}),
+    )
+    assert "editing_id" in _refused(drafted)
+    generated = _json(
+        trainer_client,
+        "post",
+        "/api/generation-jobs/",
+        json.dumps({"prefix_message_id": candidate.pk, "n": 1}),
+    )
+    assert "prefix_message_id" in _refused(generated)
+    assert not Draft.objects.exists()
+
+
+def test_a_ranking_that_contradicts_itself_or_repeats_a_flag_is_refused(
+    trainer_client, ready_task, trainer
+):
+    assignment = task_claim_next(trainer=trainer)
+    url = f"/api/ranking/assignments/{assignment.pk}/submit/"
+    contradiction = {"verdict": "cannot_rank", "rationale": "x", "cannot_rank": False}
+    refused = _refused(_json(trainer_client, "post", url, json.dumps(contradiction)))
+    assert "Contradicts cannot_rank" in json.dumps(refused["verdict"])
+    ids = assignment.presentation_order
+    twice = {"ordering": [[i] for i in ids], "flags": {str(ids[0]): ["harmful", "harmful"]}}
+    assert "repeated" in json.dumps(_refused(_json(trainer_client, "post", url, json.dumps(twice))))
+    assert not Ranking.objects.exists()
+
+
+def test_unknown_or_repeated_query_parameters_are_refused(trainer_client, ready_task):
+    misspelt = trainer_client.post("/api/ranking/claim/?projekt=first")
+    assert "projekt" in _refused(misspelt)["detail"]
+    twice = trainer_client.post("/api/ranking/claim/?project=a&project=b")
+    assert _refused(twice)["project"] == ["Give this parameter once."]
+    assert not Assignment.objects.exists()
+    paged = trainer_client.get("/api/conversations/?limit=1&limit=2")
+    assert _refused(paged)["limit"] == ["Give this parameter once."]
+
+
+def test_the_api_root_without_its_slash_is_json(trainer_client, settings):
+    settings.DEBUG = True  # Django's HTML page lists every URL pattern there
+    response = trainer_client.get("/api")
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+
+
+def test_a_chunked_body_the_server_cannot_read_is_a_411_and_creates_nothing(trainer_client):
+    response = _json(
+        trainer_client, "post", "/api/conversations/", "", HTTP_TRANSFER_ENCODING="chunked"
+    )
+    assert "Content-Length" in _refused(response, 411)["detail"]
+    assert not Conversation.objects.exists()
+    # A server that decodes chunked bodies (gunicorn) says so: the body is read.
+    read = _json(
+        trainer_client,
+        "post",
+        "/api/conversations/",
+        '{"title": "chunked"}',
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"wsgi.input_terminated": True},
+    )
+    assert read.status_code == 201 and Conversation.objects.get().title == "chunked"
