@@ -98,27 +98,13 @@ def test_a_ranking_alternative_is_no_message_of_the_editor(trainer_client, ready
     Conversation.objects.filter(pk=conversation.pk).update(owner=trainer, status="draft")
     candidate = conversation.messages.filter(is_candidate=True).first()
     url = f"/api/conversations/{conversation.pk}"
-    appended = _json(
-        trainer_client,
-        "post",
-        f"{url}/messages/",
-        json.dumps({"content": "x", "parent_id": candidate.pk}),
-    )
-    assert "parent_id" in _refused(appended)
-    drafted = _json(
-        trainer_client,
-        "put",
-        f"{url}/draft/",
-        json.dumps({"content": "x", "editing_id": candidate.pk}),
-    )
-    assert "editing_id" in _refused(drafted)
-    generated = _json(
-        trainer_client,
-        "post",
-        "/api/generation-jobs/",
-        json.dumps({"prefix_message_id": candidate.pk, "n": 1}),
-    )
-    assert "prefix_message_id" in _refused(generated)
+    for method, path, field, extra in (
+        ("post", f"{url}/messages/", "parent_id", {"content": "x"}),
+        ("put", f"{url}/draft/", "editing_id", {"content": "x"}),
+        ("post", "/api/generation-jobs/", "prefix_message_id", {"n": 1}),
+    ):
+        body = json.dumps({field: candidate.pk, **extra})
+        assert field in _refused(_json(trainer_client, method, path, body))
     assert not Draft.objects.exists()
 
 
