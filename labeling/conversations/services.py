@@ -197,6 +197,9 @@ def message_branch(
     # A red-team correction edited into a new branch: the edit is the attack's correction now
     # (the pair and the demonstration it makes use the better text, not the abandoned one).
     Attack.objects.filter(correction=original).update(correction=sibling)
+    # A failed reply marked as an attack, edited into a new branch before it had a correction:
+    # the edit is what the model should have said, as the correction box would have written it.
+    Attack.objects.filter(message=original, correction__isnull=True).update(correction=sibling)
     return sibling
 
 

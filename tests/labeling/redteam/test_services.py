@@ -11,6 +11,7 @@ from sampler.registry.services import model_version_promote, model_version_regis
 from sampler.training.model import build_reward_model, load_tokenizer
 from tests.labeling.conftest import model_reply
 from tests.labeling.redteam.conftest import (
+    CORRECTION,
     FAILED,
     PROMPT,
     attack_and_correct,
@@ -63,6 +64,18 @@ def test_the_correction_is_a_sibling_branch_written_once(red_team, trainer):
         redteam_services.attack_correct(attack=attack, author=trainer, content="Another one.")
     with pytest.raises(ValidationError, match="corrected reply"):
         redteam_services.attack_withdraw(attack=attack, user=trainer)
+
+
+def test_an_attacked_reply_edited_into_a_new_branch_is_corrected_by_that_edit(red_team, trainer):
+    _, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="privacy")
+    edited = services.message_branch(original=reply, author=trainer, content=CORRECTION)
+    attack.refresh_from_db()
+    assert attack.correction == edited and edited.parent == reply.parent
+    # Once corrected, a further edit of the failed reply is only a branch.
+    other = services.message_branch(original=reply, author=trainer, content="Something else.")
+    attack.refresh_from_db()
+    assert attack.correction == edited != other
 
 
 def test_a_mark_made_by_mistake_can_be_withdrawn(red_team, trainer):
