@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import LCSseq, Levenshtein
 
 from accounts.roles import is_admin
 from config.text import text_problem
@@ -109,8 +109,22 @@ def _provenance(
     if sample.job.role != role:
         raise ValidationError({"sample_id": f"That suggestion is for a {sample.job.role} turn."})
     distance = Levenshtein.distance(sample.text, content)
+    if distance and _words_kept(sample.text, content) < MIN_SUGGESTION_WORDS_KEPT:
+        # Rewritten, not edited: the trainer's own text, whatever it started from.
+        return Message.Origin.HUMAN, None, None, None
     origin = Message.Origin.MODEL if distance == 0 else Message.Origin.MODEL_EDITED
     return origin, sample, sample.job.model_version_id, distance
+
+
+# A turn written from a suggestion that keeps less than this share of its words (in order) is
+# the trainer's own text (origin human), not an edit of the model's.
+MIN_SUGGESTION_WORDS_KEPT = 0.25
+
+
+def _words_kept(suggestion: str, text: str) -> float:
+    """The share of the suggestion's words that the text keeps, in their order."""
+    words = suggestion.split()
+    return LCSseq.similarity(words, text.split()) / len(words) if words else 1.0
 
 
 def _message_create(

@@ -62,6 +62,24 @@ def test_used_suggestion_records_origin_sample_and_edit_distance(conversation, t
     assert edited.edit_distance == len(" Edited!")
     assert edited.parent_id == as_is.parent_id
 
+    # Rewritten rather than edited (under a quarter of its words kept): the trainer's own text.
+    Sample.objects.filter(pk=sample.pk).update(text="Sure, the lake it is, with a picnic at noon.")
+    rewritten = services.message_branch(
+        original=as_is,
+        author=trainer,
+        content="I would rather stay home and read a book today.",
+        sample_id=sample.pk,
+    )
+    assert rewritten.origin == Message.Origin.HUMAN
+    assert rewritten.sample is None and rewritten.model_version is None
+    kept = services.message_branch(
+        original=as_is,
+        author=trainer,
+        content="Sure, the lake it is, with lunch at one.",
+        sample_id=sample.pk,
+    )
+    assert kept.origin == Message.Origin.MODEL_EDITED and kept.sample_id == sample.pk
+
 
 def test_user_side_suggestion_for_the_first_turn(conversation, trainer, policy):
     job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
