@@ -31,9 +31,11 @@
   }
 
   function setOpen(panel, open) {
+    const hadFocus = panel.contains(document.activeElement);
     panel.hidden = !open;
     toggles().forEach((button) => button.setAttribute("aria-expanded", String(open)));
     if (open) panel.focus();
+    else if (hadFocus && toggles().length) toggles()[0].focus(); // not lost to the page itself
   }
 
   document.addEventListener("keydown", (event) => {

@@ -370,6 +370,14 @@ def test_question_mark_lists_the_shortcuts(page, live_server, ready_task, traine
     expect(page.locator("#guidelines-panel")).to_be_hidden()  # "?" is this page's own key
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
+    # "g" opens the guidelines; Escape closes them and focus goes back to their toggle.
+    panel = page.locator("#guidelines-panel")
+    expect(panel).to_be_attached()
+    page.keyboard.press("g")
+    expect(panel).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(page.locator(".guidelines-toggle").first).to_be_focused()
 
 
 def test_two_replies_are_shown_side_by_side(page, live_server, other_trainer, trainer):
