@@ -35,6 +35,16 @@ def _save(request: HtmxHttpRequest, target: selectors.FeedbackTarget) -> None:
         raise ValidationError("Unknown feedback action.")
 
 
+def _saved_note(request: HtmxHttpRequest, feedback: Feedback | None) -> str:
+    """What a successful post did, in words: a report with nothing in it keeps no report."""
+    empty = feedback is None or not (
+        feedback.categories or feedback.comment or feedback.filter_report
+    )
+    if request.POST.get("action") == "report" and empty:
+        return "No report kept: tick what is wrong or write a comment."
+    return "Saved"
+
+
 @trainer_required
 @require_http_methods(["GET", "POST"])
 def feedback_target(request: HtmxHttpRequest, kind: str, target_id: int) -> HttpResponse:
@@ -68,7 +78,7 @@ def feedback_target(request: HtmxHttpRequest, kind: str, target_id: int) -> Http
         ]
         if feedback
         else [],
-        "saved": request.method == "POST" and not errors,
+        "saved": _saved_note(request, feedback) if request.method == "POST" and not errors else "",
     }
     template = f"{FEEDBACK}#feedback-widget" if request.htmx else FEEDBACK
     return render(request, template, context, status=status)

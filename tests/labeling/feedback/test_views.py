@@ -1,6 +1,7 @@
 import re
 
 from django.test import Client
+from django.urls import reverse
 
 from labeling.feedback import selectors as feedback_selectors
 from labeling.feedback import services as feedback_services
@@ -46,6 +47,14 @@ def test_a_report_keeps_the_thumb_and_stores_categories_and_comment(
     assert feedback.categories == ["harmful", "untruthful"]
     assert feedback.comment == "made up"
     assert "Reported: Harmful, Untruthful" in response.content.decode()
+    assert ">Saved</span>" in response.content.decode()
+    # The comment is on the trainer's own list too.
+    assert "made up" in trainer_client.get(reverse("labeling:feedback-mine")).content.decode()
+    # Nothing ticked or written: no report is kept, and the widget says so (not "Saved").
+    emptied = post_feedback(trainer_client, "sample", sample.pk, {"action": "report"}).content
+    assert b"No report kept: tick what is wrong or write a comment." in emptied
+    assert b">Saved</span>" not in emptied
+    assert Feedback.objects.get().categories == []
 
 
 def test_a_too_long_comment_is_refused_and_comes_back_to_the_trainer(
