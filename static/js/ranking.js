@@ -285,13 +285,16 @@
   }
 
   document.addEventListener("keydown", onKeydown);
-  // The bar at the bottom (your order, Submit) sticks over the page: a field taking focus
-  // under it (the "Why?" box) scrolls up into view above it.
+  // The bar at the bottom (your order, Submit) sticks over the page: a text field taking
+  // focus under it (the "Why?" box) scrolls up into view above it. Only text fields: a box or
+  // button moved away under the pointer between its mousedown and mouseup is not clicked.
+  const TEXT_FIELD = 'textarea, input:not([type="checkbox"]):not([type="radio"]):not([type="hidden"])';
   document.addEventListener("focusin", (event) => {
     const card = document.getElementById("ranking-card");
     const bar = card && card.querySelector(".ranking-bar");
     const field = event.target;
-    if (!bar || !card.contains(field) || bar.contains(field)) return;
+    if (!bar || !field.matches || !field.matches(TEXT_FIELD)) return;
+    if (!card.contains(field) || bar.contains(field)) return;
     const hidden = field.getBoundingClientRect().bottom - bar.getBoundingClientRect().top;
     if (hidden > 0) window.scrollBy({ top: hidden + 8, behavior: "instant" });
   });
