@@ -48,11 +48,15 @@
       place.textContent = rank === undefined ? "Place next" : "Placed";
     });
     const order = card.querySelector("#ranking-order");
-    order.textContent = groups.length
-      ? groups.map((group) => group.map((id) => numberOf(list, id)).join(" = ")).join("  >  ")
-      : "nothing placed yet";
-    const placed = groups.reduce((count, group) => count + group.length, 0);
     const verdict = verdictOf(form);
+    // With another answer chosen the placements are kept on the page but not sent as a ranking.
+    const answer = verdict && form.querySelector("input[name=verdict]:checked").parentElement;
+    order.textContent = answer
+      ? `not used (your answer: ${answer.textContent.trim()})`
+      : groups.length
+        ? groups.map((group) => group.map((id) => numberOf(list, id)).join(" = ")).join("  >  ")
+        : "nothing placed yet";
+    const placed = groups.reduce((count, group) => count + group.length, 0);
     const reason = form.querySelector("#ranking-rationale").value.trim();
     const complete = verdict ? reason.length > 0 : placed === items.length && groups.length > 1;
     form.classList.toggle("has-verdict", Boolean(verdict));

@@ -54,11 +54,14 @@ def test_replies_start_unplaced_and_an_untouched_order_cannot_be_submitted(
     expect(submit).to_be_disabled()
 
     # "All equally good" needs a reason before it can be sent.
+    # ... and the placements are not what it sends: the order line says so.
     page.get_by_label("All equally good").check()
+    expect(page.locator("#ranking-order")).to_have_text("not used (your answer: All equally good)")
     expect(submit).to_be_disabled()
     page.fill("#ranking-rationale", "all four say the same")
     expect(submit).to_be_enabled()
     page.get_by_label("A ranking", exact=True).check()
+    expect(page.locator("#ranking-order")).to_have_text("2  >  1  >  3")
     expect(submit).to_be_disabled()
 
     items.nth(3).get_by_role("button", name="Place next").click()
