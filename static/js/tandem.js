@@ -168,6 +168,11 @@ document.addEventListener("htmx:afterRequest", (event) => {
       dropLocal(element, sent);
       delete element.dataset.draftDirty;
       unsavedDraft = Boolean(document.querySelector("textarea[data-draft][data-draft-dirty]"));
+    } else if (sent !== undefined) {
+      // The answer is for text typed over since (its own save is queued): "Draft saved" it
+      // just showed is not true of what is in the box.
+      const status = element.form && element.form.querySelector("#draft-status, .draft-status");
+      if (status) status.textContent = "Unsaved changes…";
     }
   }
 });

@@ -2,8 +2,8 @@ import pytest
 from playwright.sync_api import expect
 
 from labeling.conversations.models import Conversation, Message
-from tests.browser.conftest import log_in
-from tests.conftest import PASSWORD
+from tests.browser.conftest import log_in, wait_until
+from tests.conftest import PASSWORD, WAIT_SECONDS
 from tests.labeling.conftest import write_turns
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -72,6 +72,37 @@ def test_trainer_writes_uses_a_suggestion_recovers_a_draft_and_branches(
     expect(page.locator(".sibling-position")).to_have_text("1/2")
     expect(page.locator("ol.transcript > li.turn")).to_have_count(4)
     assert Conversation.objects.get().messages.count() == 5
+
+
+def test_a_save_answered_after_more_was_typed_does_not_say_saved(page, live_server, trainer):
+    """Each save's answer says "Draft saved"; one for text typed over since (a slow network)
+    must not leave that on the page while the newer text is not saved."""
+    conversation = Conversation.objects.create(owner=trainer, title="Slow saves")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    held = []
+    page.route("**/draft/", lambda route: held.append(route))  # each save waits for the test
+
+    def saves_sent(count: int) -> None:
+        for _ in range(int(WAIT_SECONDS * 10)):
+            if len(held) >= count:
+                return
+            page.wait_for_timeout(100)  # lets Playwright take the held requests
+        raise AssertionError(f"{len(held)} saves sent, not {count}")
+
+    status = page.locator("#draft-status")
+    page.fill("#composer-text", "first")
+    saves_sent(1)
+    page.locator("#composer-text").press("End")
+    page.keyboard.type(" and more")
+    held[0].continue_()  # answered with the newer text already in the box
+    expect(status).to_have_text("Unsaved changes…")
+    saves_sent(2)  # the newer text's own save, queued behind the first
+    expect(status).to_have_text("Unsaved changes…")
+    held[1].continue_()
+    expect(status).to_contain_text("Draft saved")
+    wait_until(page, "!document.querySelector('#composer-text').dataset.draftDirty")
+    assert conversation.drafts.get().content == "first and more"
 
 
 def test_leaving_with_unsaved_text_asks_first(page, live_server, trainer):
