@@ -49,6 +49,16 @@ def projects_for_trainer(*, trainer: AbstractBaseUser) -> QuerySet[Project]:
     )
 
 
+def project_ids_open_to_all() -> tuple[int, ...]:
+    """The ids of the projects that name no trainer group (every trainer may see their data),
+    in id order."""
+    return tuple(
+        Project.objects.filter(trainer_groups__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def project_for_trainer(*, trainer: AbstractBaseUser, slug: str) -> Project | None:
     """The active project ``slug`` when the trainer may rank in it, else None (also for a slug
     no project can have: one with NUL or an unpaired surrogate, which the database refuses)."""

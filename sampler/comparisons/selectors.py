@@ -5,8 +5,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
+from ranking.projects.models import project_default_id
+from ranking.projects.selectors import projects_for_trainer
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.comparisons.ratings import Rating, bradley_terry
 from sampler.registry.models import ModelVersion
@@ -18,11 +20,22 @@ def model_comparison_list(*, limit: int = 20) -> QuerySet[ModelComparison]:
     ).order_by("-created_at")[:limit]
 
 
+def side_by_sides_for_voter(*, voter: AbstractBaseUser) -> QuerySet[SideBySide]:
+    """The side-by-sides ``voter`` may see and vote on: those of comparisons in projects they
+    may rank in (one made outside a comparison counts as the default project's)."""
+    projects = projects_for_trainer(trainer=voter)
+    visible = Q(comparison__project__in=projects)
+    if projects.filter(pk=project_default_id()).exists():
+        visible |= Q(comparison__isnull=True)
+    return SideBySide.objects.filter(visible)
+
+
 def side_by_side_next(
     *, voter: AbstractBaseUser, rng: random.Random | None = None
 ) -> SideBySide | None:
-    """A side-by-side this trainer has not voted on, drawn at random (None when none is left)."""
-    remaining = SideBySide.objects.exclude(votes__voter=voter)
+    """A side-by-side this trainer may see and has not voted on, drawn at random (None when
+    none is left)."""
+    remaining = side_by_sides_for_voter(voter=voter).exclude(votes__voter=voter)
     count = remaining.count()
     if not count:
         return None
@@ -30,8 +43,14 @@ def side_by_side_next(
     return remaining.select_related("version_a", "version_b").order_by("pk")[offset]
 
 
-def side_by_side_get(*, item_id: int) -> SideBySide | None:
-    return SideBySide.objects.select_related("version_a", "version_b").filter(pk=item_id).first()
+def side_by_side_get(*, item_id: int, voter: AbstractBaseUser) -> SideBySide | None:
+    """Side-by-side ``item_id`` when ``voter`` may see it (None otherwise, as for no such id)."""
+    return (
+        side_by_sides_for_voter(voter=voter)
+        .select_related("version_a", "version_b")
+        .filter(pk=item_id)
+        .first()
+    )
 
 
 def side_by_side_votes_count(*, voter: AbstractBaseUser) -> int:

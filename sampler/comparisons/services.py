@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from ranking.exports.filters import ExportFilters
+from ranking.projects.selectors import project_ids_open_to_all
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.generation.params import GenerationParams
 from sampler.generation.services import generation_replies
@@ -85,7 +86,8 @@ def model_comparison_create(
     split of ``filters`` (default: the export's default split, which PPO runs also use).
 
     ``project``: the comparison belongs to it and draws its prompts from its data only (none:
-    the default project, prompts from every project, as ``filters`` say)."""
+    the default project, prompts from the projects open to every trainer, those of ``filters``
+    among them when it names some: its side-by-sides are shown to every trainer)."""
     errors = {}
     for field, version in (("version_a", version_a), ("version_b", version_b)):
         if version.kind != ModelVersion.Kind.POLICY:
@@ -136,6 +138,20 @@ def model_comparison_create(
     filters = filters or ExportFilters()
     if project is not None:
         filters = replace(filters, project_ids=(project.pk,))
+    else:
+        # Its side-by-sides are the default project's, which every trainer may vote on: the
+        # prompts come only from projects open to every trainer.
+        open_ids = project_ids_open_to_all()
+        given = filters.project_ids
+        chosen = tuple(pk for pk in open_ids if not given or pk in given)
+        if not chosen:
+            raise ValidationError(
+                {
+                    "project": "Each project meant is open to some trainer groups only: choose "
+                    "the project the comparison is for (its trainers vote on it)."
+                }
+            )
+        filters = replace(filters, project_ids=chosen)
     with transaction.atomic():
         comparison = ModelComparison.objects.create(
             **({"project": project} if project is not None else {}),

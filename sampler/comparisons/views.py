@@ -43,7 +43,7 @@ def vote(request: HtmxHttpRequest) -> HttpResponse:
 @trainer_required
 @require_POST
 def vote_submit(request: HtmxHttpRequest, item_id: int) -> HttpResponse:
-    item = side_by_side_get(item_id=item_id)
+    item = side_by_side_get(item_id=item_id, voter=request.user)
     if item is None:
         raise Http404("No such side-by-side.")
     position = request.POST.get("choice", "")

@@ -4,10 +4,12 @@ import math
 import random
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
 
+from ranking.exports.filters import ExportFilters
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.comparisons.ratings import ELO_BASE, ELO_SCALE, bradley_terry
 from sampler.comparisons.selectors import side_by_side_next, version_ratings, vote_tallies
@@ -75,7 +77,58 @@ def test_a_projects_comparison_belongs_to_it_and_reads_its_prompts_only(lineage)
     assert comparison.project == safety
     assert comparison.config["filters"]["project_ids"] == [safety.pk]
     plain = model_comparison_create(version_a=ppo, version_b=sft, queue=False)
-    assert plain.project.slug == "default" and plain.config["filters"]["project_ids"] == []
+    # The default project's: every trainer votes on it, so its prompts come from the projects
+    # open to every trainer only.
+    assert plain.project.slug == "default"
+    assert plain.config["filters"]["project_ids"] == [plain.project.pk, safety.pk]
+    safety.trainer_groups.add(Group.objects.create(name="safety-experts"))
+    plain = model_comparison_create(version_a=ppo, version_b=sft, queue=False)
+    assert plain.config["filters"]["project_ids"] == [plain.project.pk]
+    with pytest.raises(ValidationError, match="choose the project the comparison is for"):
+        model_comparison_create(
+            version_a=ppo,
+            version_b=sft,
+            filters=ExportFilters(project_ids=(safety.pk,)),
+            queue=False,
+        )
+
+
+def test_a_restricted_projects_side_by_sides_are_for_its_trainers_only(
+    lineage, trainer, other_trainer
+):
+    from ranking.projects.services import project_create
+
+    sft, ppo, _, judge = lineage
+    experts = Group.objects.create(name="experts")
+    trainer.groups.add(experts)
+    secret = project_create(name="Secret", slug="secret", status="active", trainer_groups=[experts])
+    comparison = ModelComparison.objects.create(
+        project=secret, version_a=ppo, version_b=sft, reward_version=judge
+    )
+    item = SideBySide.objects.create(
+        comparison=comparison,
+        version_a=ppo,
+        version_b=sft,
+        prompt=[{"role": "user", "content": "the secret project's prompt"}],
+        reply_a="a",
+        reply_b="b",
+    )
+    outsider = Client()
+    outsider.force_login(other_trainer)
+    assert side_by_side_next(voter=other_trainer) is None
+    assert b"the secret project" not in outsider.get(reverse("sampler:vote")).content
+    refused = outsider.post(
+        reverse("sampler:vote-submit", args=[item.pk]), {"choice": "first", "a_first": "1"}
+    )
+    assert refused.status_code == 404 and not SideBySideVote.objects.exists()
+
+    member = Client()
+    member.force_login(trainer)
+    assert b"the secret project" in member.get(reverse("sampler:vote")).content
+    voted = member.post(
+        reverse("sampler:vote-submit", args=[item.pk]), {"choice": "first", "a_first": "1"}
+    )
+    assert voted.status_code == 302 and SideBySideVote.objects.get().voter == trainer
 
 
 def test_no_independent_judge_is_a_clear_refusal(lineage):
