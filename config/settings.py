@@ -30,11 +30,14 @@ PRODUCTION = TANDEM_MODE == "production"
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 DEFAULT_SECRET_KEY = "tandem-embedded-default-insecure-key-change-me"
+# The placeholders of .env.example (and the default above) hold this: long enough, but public.
+PLACEHOLDER_KEY_MARK = "change-me"
 SECRET_KEY = env_str("SECRET_KEY", DEFAULT_SECRET_KEY)
-if PRODUCTION and (SECRET_KEY == DEFAULT_SECRET_KEY or len(SECRET_KEY) < 32):
+if PRODUCTION and (PLACEHOLDER_KEY_MARK in SECRET_KEY.lower() or len(SECRET_KEY) < 32):
     raise ImproperlyConfigured(
-        "TANDEM_MODE=production refuses to start with the default or a short SECRET_KEY: "
-        "set SECRET_KEY to a random string of at least 32 characters."
+        "TANDEM_MODE=production refuses to start with the default, a placeholder (from "
+        ".env.example) or a short SECRET_KEY: set SECRET_KEY to a random string of at least 32 "
+        "characters."
     )
 
 if PRODUCTION:
@@ -588,8 +591,8 @@ if not EXPORT_PSEUDONYM_KEY:
             "SECRET_KEY they were made with)."
         )
     EXPORT_PSEUDONYM_KEY = secret_file_read_or_create(VAR_DIR / "export-pseudonym.key")
-elif len(EXPORT_PSEUDONYM_KEY) < 32 or EXPORT_PSEUDONYM_KEY == DEFAULT_SECRET_KEY:
+elif len(EXPORT_PSEUDONYM_KEY) < 32 or PLACEHOLDER_KEY_MARK in EXPORT_PSEUDONYM_KEY.lower():
     raise ImproperlyConfigured(
-        "EXPORT_PSEUDONYM_KEY must be at least 32 random characters (and not the default "
-        "SECRET_KEY)."
+        "EXPORT_PSEUDONYM_KEY must be at least 32 random characters (not the default SECRET_KEY "
+        "nor the placeholder from .env.example)."
     )

@@ -160,6 +160,9 @@ def test_env_example_serves_plain_http_on_localhost_and_names_only_real_settings
 
 def test_settings_from_env_example_serve_plain_http_on_localhost(tmp_path):
     environment = _env_example() | {
+        # The keys filled in as the file says (its placeholders are refused).
+        "SECRET_KEY": "s" * 50,
+        "EXPORT_PSEUDONYM_KEY": "p" * 50,
         "DATABASE_URL": "postgres://tandem:tandem@postgres:5432/tandem",
         "CELERY_BROKER_URL": "redis://redis:6379/0",
         "VAR_DIR": str(tmp_path),
@@ -173,6 +176,22 @@ def test_settings_from_env_example_serve_plain_http_on_localhost(tmp_path):
     assert printed.split() == ["['localhost',", "'127.0.0.1']", "False", "False", "False", "False"]
 
 
+def test_the_env_example_keys_left_as_they_are_refuse_to_start(tmp_path):
+    """Its placeholders are long enough but public: pseudonyms keyed by one could be undone by
+    trying every user id, and a known SECRET_KEY forges signed data."""
+    environment = _env_example() | {
+        "DATABASE_URL": "postgres://tandem:tandem@postgres:5432/tandem",
+        "CELERY_BROKER_URL": "redis://redis:6379/0",
+        "VAR_DIR": str(tmp_path),
+    }
+    for name in ("SECRET_KEY", "EXPORT_PSEUDONYM_KEY"):
+        assert len(environment[name]) >= 32
+        filled = environment | {other: "k" * 50 for other in ("SECRET_KEY", "EXPORT_PSEUDONYM_KEY")}
+        left = filled | {name: environment[name]}
+        result = _run_python("", left, check=False)
+        assert result.returncode != 0 and "placeholder" in result.stderr and name in result.stderr
+
+
 def _env_example() -> dict[str, str]:
     values = {}
     for line in (ROOT / ".env.example").read_text().splitlines():
@@ -183,17 +202,22 @@ def _env_example() -> dict[str, str]:
 
 
 def _python(code: str, environment: dict[str, str], *args: str) -> str:
+    result = _run_python(code, environment, *args)
+    return result.stdout + result.stderr
+
+
+def _run_python(code: str, environment: dict[str, str], *args: str, check: bool = True):
     clean = {
         k: v for k, v in os.environ.items()
         # Not the test run's own (the browser tier's conftest allows async-unsafe ORM calls).
         if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "TANDEM_MODE", "SECRET_KEY",
                      "DJANGO_ALLOW_ASYNC_UNSAFE", "EXPORT_PSEUDONYM_KEY"}
     }  # fmt: skip
-    result = run_python(
+    return run_python(
         *(args or ("-c", "import django; django.setup(); " + code)),
         env=clean | environment | {"DJANGO_SETTINGS_MODULE": "config.settings"},
+        check=check,
     )
-    return result.stdout + result.stderr
 
 
 def test_check_deploy_is_clean_for_production_settings(tmp_path):
