@@ -101,10 +101,42 @@ def test_api_requests_are_throttled_per_user_and_per_anonymous_address(
     # Wrong tokens count as anonymous: guessing is throttled too.
     guessing = Client(REMOTE_ADDR="10.9.9.8", HTTP_AUTHORIZATION="Bearer tdm_guess")
     assert [guessing.get("/api/conversations/").status_code for _ in range(3)] == [401, 401, 429]
+    # X-Forwarded-For is no other address unless proxies are declared (anyone can write it).
+    forging = [
+        Client(REMOTE_ADDR="10.9.9.7", HTTP_X_FORWARDED_FOR=f"10.1.1.{n}").get(
+            "/api/conversations/"
+        )
+        for n in range(3)
+    ]
+    assert [response.status_code for response in forging] == [401, 401, 429]
     # A trainer with a valid token from that address gets through: only 401s are counted.
     other = services.api_token_create(user=other_trainer, name="t").secret
     valid = Client(REMOTE_ADDR="10.9.9.9", HTTP_AUTHORIZATION=f"Bearer {other}")
     assert valid.get("/api/conversations/").status_code == 200
+
+
+def test_behind_a_declared_proxy_the_anonymous_count_is_per_forwarded_address(
+    monkeypatch, settings
+):
+    monkeypatch.setattr(
+        SimpleRateThrottle, "THROTTLE_RATES", {"user": "3/minute", "anon": "2/minute"}
+    )
+    settings.API_THROTTLE_ANON = "2/minute"
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "NUM_PROXIES": 1,
+    }  # as the setting makes it
+
+    def through_proxy(client: str, forged: str) -> int:
+        # The proxy appends the address it saw to what the client sent: the right-most is real.
+        return (
+            Client(REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=f"{forged}, {client}")
+            .get("/api/conversations/")
+            .status_code
+        )
+
+    assert [through_proxy("10.2.2.2", f"10.1.1.{n}") for n in range(3)] == [401, 401, 429]
+    assert through_proxy("10.3.3.3", "10.1.1.0") == 401  # another client behind the same proxy
 
 
 def test_default_rates_come_from_the_environment_settings(settings):
