@@ -82,7 +82,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         # A field's errors are named by field; a rule about the whole request is one sentence, as
         # every other ``detail`` is.
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        return Response(_error_shape(detail), status=status.HTTP_400_BAD_REQUEST)
+        # A refusal that waiting cures (too much unfinished work) says so with its own status.
+        code = getattr(exc, "http_status", status.HTTP_400_BAD_REQUEST)
+        return Response(_error_shape(detail), status=code)
     if isinstance(exc, UnsupportedMediaType):
         # A form or multipart body (a file) where JSON is expected is bad input like any other:
         # refused before anything is read or created.

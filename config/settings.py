@@ -267,6 +267,9 @@ SAMPLER_MODEL = env_str("SAMPLER_MODEL", str(EMBEDDED_MODEL_DIR))
 SAMPLER_DEVICE = env_str("SAMPLER_DEVICE", "auto")
 GENERATION_MAX_N = env_int("GENERATION_MAX_N", 16)
 GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
+# Generation jobs one trainer (not an admin) may have waiting or running at once (0: no limit):
+# suggestions, the playground and the API; one person cannot fill the queues.
+GENERATION_MAX_UNFINISHED_PER_USER = env_int("GENERATION_MAX_UNFINISHED_PER_USER", 20)
 # Seconds a generation task may run before it is killed and its job marked failed.
 GENERATION_TIME_LIMIT = env_int("GENERATION_TIME_LIMIT", 300)
 # Jobs for the same model version waiting in the same queue that a worker samples in one backend

@@ -32,6 +32,7 @@ from sampler.generation.backends import (
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.params import GenerationParams, context_room_error
 from sampler.jobs.kinds import JobRetryLater
+from sampler.jobs.models import JobStatus
 from sampler.jobs.services import (
     JobCancelled,
     JobContext,
@@ -132,6 +133,28 @@ def generation_job_queue(job: GenerationJob) -> str:
     return Queue.GENERATION.value
 
 
+class TooManyUnfinishedJobs(ValidationError):
+    """A trainer asked for more generation jobs while ``GENERATION_MAX_UNFINISHED_PER_USER``
+    of theirs wait or run: one person must not fill the queues the others' suggestions and
+    ranking tasks need (the API answers it 429)."""
+
+    http_status = 429
+
+
+def _check_unfinished_jobs(requested_by: AbstractBaseUser) -> None:
+    limit = settings.GENERATION_MAX_UNFINISHED_PER_USER
+    if not limit or requested_by.is_staff:
+        return
+    unfinished = GenerationJob.objects.filter(
+        requested_by=requested_by, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+    ).count()
+    if unfinished >= limit:
+        raise TooManyUnfinishedJobs(
+            f"You have {unfinished} generation jobs waiting or running, the most one person may "
+            "have: wait for them to finish, or cancel some."
+        )
+
+
 def generation_job_create(
     *,
     n: int,
@@ -148,9 +171,10 @@ def generation_job_create(
 ) -> GenerationJob:
     """Validate, record and (``queue``) publish a request for ``n`` completions of a prefix.
 
-    Invalid input raises ``ValidationError`` before anything is stored. ``job.publication``
-    says what became of publishing it once the transaction committed: when the broker is down
-    the job is kept, queued, and published by the outbox later.
+    Invalid input raises ``ValidationError`` before anything is stored, and so does a queued
+    job asked for by a trainer who has too many unfinished (``TooManyUnfinishedJobs``).
+    ``job.publication`` says what became of publishing it once the transaction committed: when
+    the broker is down the job is kept, queued, and published by the outbox later.
     """
     if not _is_integer(n) or not 1 <= n <= settings.GENERATION_MAX_N:
         raise ValidationError(
@@ -185,6 +209,8 @@ def generation_job_create(
     )
     if too_long:
         raise ValidationError({"max_new_tokens": too_long})
+    if queue and requested_by is not None:
+        _check_unfinished_jobs(requested_by)
     job = GenerationJob.objects.create(
         model_version=version,
         prefix_message=prefix_message,

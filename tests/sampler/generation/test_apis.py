@@ -274,3 +274,32 @@ def test_a_job_is_found_under_its_own_kind_only(policy, trainer, admin_client_):
     assert admin_client_.get(f"/api/jobs/generation/{job.pk}/").status_code == 404
     found = admin_client_.get(f"/api/jobs/ranking_preparation/{job.pk}/")
     assert found.json()["kind"] == "ranking_preparation"
+
+
+def test_a_trainer_with_too_many_unfinished_jobs_is_refused_until_some_end(
+    policy, trainer, trainer_client, admin_client_, settings
+):
+    """One person cannot fill the queues: past GENERATION_MAX_UNFINISHED_PER_USER jobs waiting
+    or running, a new one is a 429 that stores nothing; cancelling one makes room."""
+    settings.GENERATION_MAX_UNFINISHED_PER_USER = 2
+    payload = {"messages": PROMPT, "n": 1, "params": {"max_new_tokens": 4}}
+    with mock.patch.object(app, "send_task"):
+        created = [_post(trainer_client, payload) for _ in range(2)]
+        assert [response.status_code for response in created] == [201, 201]
+        refused = _post(trainer_client, payload)
+        assert refused.status_code == 429
+        assert "2 generation jobs waiting or running" in refused.json()["detail"]
+        assert GenerationJob.objects.filter(requested_by=trainer).count() == 2
+        # The editor's suggestions count too, and say why in the page.
+        conversation = Conversation.objects.create(owner=trainer, title="t")
+        page = trainer_client.post(
+            reverse("labeling:suggest", args=[conversation.pk]), {"n": "1"}, **HTMX
+        )
+        assert "2 generation jobs waiting or running" in page.content.decode()
+        assert GenerationJob.objects.filter(requested_by=trainer).count() == 2
+
+        cancelled = trainer_client.post(f"{_job_url(created[0].json()['id'])}cancel/")
+        assert cancelled.status_code == 200
+        assert _post(trainer_client, payload).status_code == 201
+        # Admins are not limited.
+        assert [_post(admin_client_, payload).status_code for _ in range(3)] == [201] * 3
