@@ -6,12 +6,18 @@ import os
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
+# Every variable the settings read (filled as they are read): the app's own configuration and
+# secrets, which no model server's options may name as their key.
+SETTINGS_NAMES: set[str] = set()
+
 
 def env_str(name: str, default: str) -> str:
+    SETTINGS_NAMES.add(name)
     return os.environ.get(name, default)
 
 
 def env_bool(name: str, default: bool) -> bool:
+    SETTINGS_NAMES.add(name)
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -24,6 +30,7 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int) -> int:
+    SETTINGS_NAMES.add(name)
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -34,6 +41,7 @@ def env_int(name: str, default: int) -> int:
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
+    SETTINGS_NAMES.add(name)
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -42,6 +50,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 def env_json(name: str, default: object) -> object:
     """A JSON value (list, object), for settings a comma list cannot hold (e.g. regexes)."""
+    SETTINGS_NAMES.add(name)
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default

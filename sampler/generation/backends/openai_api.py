@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from config.env import SETTINGS_NAMES
 from sampler.generation.backends import base
 
 DEFAULT_TIMEOUT = 60.0
@@ -81,6 +82,11 @@ class OpenAIBackend(base.GenerationBackend):
         self.extra = options.get("extra_sampling_params", False)
         key_env = options.get("api_key_env")
         api_key = NO_KEY
+        if key_env in SETTINGS_NAMES:  # saved before that was refused: never sent anywhere
+            raise base.BackendError(
+                f"api_key_env names {key_env}, one of Tandem's own settings: it is never sent to "
+                "a model server; name a variable that holds this server's key only."
+            )
         if key_env:
             api_key = os.environ.get(key_env, "")
             if not api_key:

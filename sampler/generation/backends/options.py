@@ -1,13 +1,15 @@
 """Each backend's options (``ModelVersion.backend_options``), checked on save. Torch-free.
 
 Options never hold a secret: the ``openai`` backend names the environment variable that holds
-its key (``api_key_env``), and the worker reads it.
+its key (``api_key_env``), and the worker reads it (never one of the app's own settings).
 """
 
 from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit
+
+from config.env import SETTINGS_NAMES
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 # What looks like a key pasted where a variable's name belongs.
@@ -85,5 +87,12 @@ def validate_options(backend: str, options: dict) -> dict[str, str]:
         if isinstance(key_env, str) and KEY_LIKE.match(key_env):
             errors["api_key_env"] = (
                 "looks like a key: give the name of the environment variable that holds it"
+            )
+        elif key_env in SETTINGS_NAMES:
+            # The worker sends the variable's value to base_url: never one of the app's own
+            # settings (SECRET_KEY, DATABASE_URL, ...).
+            errors["api_key_env"] = (
+                f"{key_env} is one of Tandem's own settings, never sent to a model server: name "
+                "a variable that holds this server's key only"
             )
     return errors

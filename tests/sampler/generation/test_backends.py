@@ -42,6 +42,13 @@ PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "sk-a"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "a b"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key": "secret"}, "api_key"),
+        # The app's own secrets are never a model server's key (the worker would send them).
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "SECRET_KEY"},
+         "api_key_env"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "DATABASE_URL"},
+         "api_key_env"),
+        ("openai", {"base_url": "http://s/v1", "model": "m",
+                    "api_key_env": "EXPORT_PSEUDONYM_KEY"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "max_retries": True}, "max_retries"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "timeout": 0}, "timeout"),
     ],
@@ -240,3 +247,18 @@ def test_the_openai_prefix_keeps_its_system_message_and_drops_the_oldest_doublin
     assert _Prefix([{"role": "user", "content": "only"}]).drop_more() is False
     assert _too_long(400, "This model's maximum context length is 256 tokens. However, ...")
     assert not _too_long(400, "Unknown model 'x'") and not _too_long(500, "context length")
+
+
+def test_openai_backend_never_sends_one_of_the_apps_own_settings_as_its_key(monkeypatch):
+    """A version saved with such a name (before it was refused) fails before any request."""
+    monkeypatch.setenv("SECRET_KEY", "s" * 50)
+    with pytest.raises(BackendError, match="one of Tandem's own settings"):
+        backend_get(
+            backend="openai",
+            path="",
+            options={
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "m",
+                "api_key_env": "SECRET_KEY",
+            },
+        )
