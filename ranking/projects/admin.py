@@ -1,6 +1,18 @@
+from django import forms
 from django.contrib import admin
 
-from ranking.projects.models import Project, ProjectPolicy
+from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
+from ranking.projects.services import DEFAULT_PROJECT_OPEN
+
+
+class ProjectAdminForm(forms.ModelForm):
+    """The admin builds it for every field of Project (it names none itself)."""
+
+    def clean_trainer_groups(self):
+        groups = self.cleaned_data["trainer_groups"]
+        if groups and self.instance.slug == DEFAULT_PROJECT_SLUG:
+            raise forms.ValidationError(DEFAULT_PROJECT_OPEN)
+        return groups
 
 
 class ProjectPolicyInline(admin.TabularInline):
@@ -10,6 +22,7 @@ class ProjectPolicyInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
+    form = ProjectAdminForm
     list_display = (
         "name",
         "slug",

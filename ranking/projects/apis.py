@@ -1,6 +1,7 @@
 """JSON API of projects: trainers list where they may rank; admins create, change and follow."""
 
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -194,7 +195,14 @@ class ProjectDetailApi(APIView):
     def patch(self, request: Request, project_id: int) -> Response:
         project = get_object_or_404(Project, pk=project_id)
         data = validated_input(ProjectInputSerializer, request.data, partial=True)
-        project = services.project_update(project=project, **_service_fields(data))
+        try:
+            project = services.project_update(project=project, **_service_fields(data))
+        except ValidationError as error:
+            # Named as the body names it.
+            errors = error.message_dict
+            if "trainer_groups" in errors:
+                errors["trainer_group_ids"] = errors.pop("trainer_groups")
+            raise ValidationError(errors) from error
         return Response(ProjectStaffOutputSerializer(project).data)
 
 

@@ -102,6 +102,14 @@ def _set_policies(project: Project, policies: Iterable[tuple[ModelVersion, float
     )
 
 
+# Work made without a project (a conversation, an import, a comparison) lands in the default
+# project, for every trainer: it cannot be kept for some groups.
+DEFAULT_PROJECT_OPEN = (
+    "The default project is open to every trainer (work made without a project lands in it): "
+    "make a project of its own for these groups."
+)
+
+
 @transaction.atomic
 def project_create(
     *,
@@ -145,6 +153,9 @@ def project_update(
         raise ValidationError(
             {"slug": f"The default project keeps its slug, {DEFAULT_PROJECT_SLUG!r}."}
         )
+    trainer_groups = None if trainer_groups is None else list(trainer_groups)
+    if trainer_groups and project.slug == DEFAULT_PROJECT_SLUG:
+        raise ValidationError({"trainer_groups": DEFAULT_PROJECT_OPEN})
     for name, value in fields.items():
         setattr(project, name, value)
     _check(project)
@@ -152,5 +163,5 @@ def project_update(
     if policies is not None:
         _set_policies(project, policies)
     if trainer_groups is not None:
-        project.trainer_groups.set(list(trainer_groups))
+        project.trainer_groups.set(trainer_groups)
     return project

@@ -83,6 +83,28 @@ def test_the_default_project_keeps_its_slug(admin_client_, trainer_client):
     assert _json(trainer_client, "post", "/api/conversations/", '{"title": "x"}').status_code == 201
 
 
+def test_the_default_project_stays_open_to_every_trainer(admin_client_):
+    """Work made without a project lands in it, for anyone: no group can have it to itself
+    (the API and the admin site refuse alike)."""
+    from django.contrib.auth.models import Group
+
+    default = project_default()
+    group = Group.objects.create(name="experts")
+    response = _json(
+        admin_client_,
+        "patch",
+        f"/api/projects/{default.pk}/",
+        json.dumps({"trainer_group_ids": [group.pk]}),
+    )
+    assert "open to every trainer" in json.dumps(_refused(response)["trainer_group_ids"])
+    page = admin_client_.post(
+        f"/admin/ranking/project/{default.pk}/change/",
+        {"name": default.name, "slug": default.slug, "trainer_groups": [group.pk]},
+    )
+    assert page.status_code == 200 and "open to every trainer" in page.content.decode()
+    assert not default.trainer_groups.exists()
+
+
 def test_a_name_taken_between_the_check_and_the_insert_is_a_validation_error(policy, monkeypatch):
     # Two registrations at once: both pass full_clean, the table's unique name stops one.
     monkeypatch.setattr(ModelVersion, "full_clean", lambda self, **kwargs: None)
