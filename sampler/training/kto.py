@@ -124,13 +124,20 @@ class KTOTask(ReferenceTask):
     def __init__(self, config: KTOConfig, reference: nn.Module, weights: tuple[float, float]):
         super().__init__(config, reference)
         self.desirable_weight, self.undesirable_weight = weights
+        self.last_reference_point = torch.zeros(())
 
     def parts(self, module: nn.Module, batch: dict):
         """(log-ratios of the examples (B,), the detached KL reference point z0, flags)."""
         ratios = self.logratios(module, batch)
         count = len(batch["examples"])
-        # The mismatched half (each reply after the next prompt) only estimates the KL.
-        reference_point = ratios[count:].detach().mean().clamp(min=0)
+        if len(ratios) > count:
+            # The mismatched half (each reply after the next prompt) only estimates the KL.
+            reference_point = ratios[count:].detach().mean().clamp(min=0)
+            self.last_reference_point = reference_point
+        else:
+            # One example (an epoch's last batch): no other prompt to pair its reply with; the
+            # last estimate stands (0 before any: the policy starts as the reference).
+            reference_point = self.last_reference_point.to(ratios.device)
         return ratios[:count], reference_point, batch_flags(batch["examples"], ratios.device)
 
     def losses(self, ratios, reference_point, desirable):
@@ -239,7 +246,9 @@ def train_kto(
         task=task,
         module=module,
         data=data,
-        collate=PromptCompletionCollator(pad_id=tokenizer.pad_token_id, pair_with_next=True),
+        collate=PromptCompletionCollator(
+            pad_id=tokenizer.pad_token_id, pair_with_next=True, max_length=config.max_length
+        ),
         setup=setup,
         # The KL estimate puts each reply after the next example's prompt: one alone has none.
         eval_examples=data.test if len(data.test) >= 2 else [],

@@ -10,6 +10,7 @@ the shared cache into the prompt pass, so the result (and its gradient) equals K
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -42,10 +43,13 @@ class PromptCompletions:
 class PromptCompletionCollator:
     """Prompts left-padded (B, P), completions right-padded (N, C), ``owners`` (N,) the prompt
     row of each completion. ``pair_with_next`` (KTO) adds, for each example, its completion
-    after the *next* example's prompt: the mismatched pairs of KTO's KL estimate."""
+    after the *next* example's prompt: the mismatched pairs of KTO's KL estimate, each cut to
+    ``max_length`` tokens with that prompt (none for a batch of one example: its next is
+    itself)."""
 
     pad_id: int
     pair_with_next: bool = False
+    max_length: int | None = None
 
     def __call__(self, examples: Sequence[PromptCompletions]) -> dict:
         prompts = [example.prompt for example in examples]
@@ -53,10 +57,14 @@ class PromptCompletionCollator:
         for row, example in enumerate(examples):
             completions.extend(example.completions)
             owners.extend([row] * len(example.completions))
-        if self.pair_with_next:
+        if self.pair_with_next and len(examples) > 1:
             for row, example in enumerate(examples):
-                completions.extend(example.completions)
-                owners.extend([(row + 1) % len(examples)] * len(example.completions))
+                owner = (row + 1) % len(examples)
+                room = None
+                if self.max_length is not None:
+                    room = max(1, self.max_length - len(examples[owner].prompt))
+                completions.extend(completion[:room] for completion in example.completions)
+                owners.extend([owner] * len(example.completions))
         prompt_ids_, prompt_mask = pad_left(prompts, pad_id=self.pad_id)
         completion_ids, completion_mask = pad_right(completions, pad_id=self.pad_id)
         return {
@@ -103,6 +111,9 @@ def shared_prompt_logprobs(
     lengths = prompt_mask.sum(-1)[owners]
     width = completion_ids.size(1)
     positions = lengths.unsqueeze(-1) + torch.arange(width, device=completion_ids.device)
+    # Padding after a short completion (beside a long one) would count past the model's
+    # context (an index error with learned positions); no real token attends to it.
+    positions = positions.masked_fill(completion_mask == 0, 0)
     mask = torch.cat([prompt_mask[owners], completion_mask], dim=-1)
     # The last completion position predicts nothing: its logits are not needed.
     logits, _ = forward_logits(
@@ -135,11 +146,19 @@ def full_sequence_logprobs(
 
 
 class SharedPromptPolicy(nn.Module):
-    """batch -> summed log-probs (N,) of its completions; a module so Accelerate wraps it."""
+    """batch -> summed log-probs (N,) of its completions; a module so Accelerate wraps it.
+
+    Dropout stays off, in training too (``train()`` keeps the model in eval mode): the policy
+    and its reference must read the same text the same way, so that every log-ratio starts at
+    0 as DPO and KTO assume (with dropout on one side only, each is noise, and biased)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+
+    def train(self, mode: bool = True) -> SharedPromptPolicy:
+        # Gradients do not depend on the mode; only dropout (and the like) does.
+        return super().train(False)
 
     def forward(self, batch: dict) -> torch.Tensor:
         return shared_prompt_logprobs(
@@ -156,11 +175,8 @@ def policy_and_reference(base_model, config) -> tuple[SharedPromptPolicy, Shared
     """The policy to train (with LoRA when ``config`` asks) and its frozen reference, both read
     from ``base_model``."""
     policy = load_policy(base_model)
-    # Dropout off: the policy and the reference must read the same text the same way at step 0
-    # (every log-ratio starts at 0, as DPO and KTO assume).
-    policy.eval()
     reference = SharedPromptPolicy(load_policy(base_model)).eval().requires_grad_(False)
-    return SharedPromptPolicy(apply_lora(policy, config)), reference
+    return SharedPromptPolicy(apply_lora(policy, config)).eval(), reference
 
 
 class ReferenceTask:
@@ -170,14 +186,19 @@ class ReferenceTask:
     def __init__(self, config, reference: nn.Module):
         self.config = config
         self.reference = reference
+        self.autocast = contextlib.nullcontext
 
     def place_reference(self, accelerator) -> None:
-        """``fit``'s ``before_train``: the reference goes where Accelerate puts the policy."""
+        """``fit``'s ``before_train``: the reference goes where Accelerate puts the policy, and
+        reads in the policy's mixed precision (Accelerate casts the prepared policy's forward
+        only; a reference in float32 against a bf16 policy would start every log-ratio away
+        from 0 by the precision's error, summed over the tokens)."""
         self.reference.to(accelerator.device)
+        self.autocast = accelerator.autocast
 
     def logratios(self, module: nn.Module, batch: dict) -> torch.Tensor:
         policy_logps = module(batch)
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             reference_logps = self.reference(batch)
         return policy_logps - reference_logps
 

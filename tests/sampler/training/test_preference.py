@@ -2,6 +2,7 @@
 model's own forward: micro models, a few steps."""
 
 import json
+import math
 import random
 
 import pytest
@@ -359,3 +360,102 @@ def test_every_trainer_takes_lora_and_records_it(micro_model_dir, tmp_path):
     adapter = json.loads((tmp_path / "rm" / ADAPTER_DIR / "adapter_config.json").read_text())
     assert "score" in adapter["modules_to_save"] and adapter["task_type"] == "SEQ_CLS"
     assert AutoTokenizer.from_pretrained(tmp_path / "rm").padding_side == "right"
+
+
+# ---- every log-ratio starts at 0 ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dropout_model_dir(micro_model_dir, tmp_path_factory):
+    """The micro model with dropout, as most released models have (GPT-2: 0.1)."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("dropout-model") / "model"
+    shutil.copytree(micro_model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(resid_pdrop=0.3, embd_pdrop=0.3, attn_pdrop=0.3)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+def _first_step(trainer, config, records, base_model, output_dir) -> dict[str, float]:
+    """Metrics of the first step, measured before any update."""
+    result = trainer(config=config, records=records, base_model=base_model, output_dir=output_dir)
+    return {name: values[0][1] for name, values in result.history.items() if values[0][0] == 1}
+
+
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_dpo_and_kto_start_with_every_log_ratio_at_zero(dropout_model_dir, tmp_path, precision):
+    """The policy starts as its reference, so each implicit reward is 0 at the first step:
+    neither dropout in training (on the policy's side only) nor mixed precision (the policy's
+    forward only) may make them differ."""
+    settings = {"max_steps": 1, "batch_size": 4, "max_length": 64, "eval_every": 0}
+    settings.update(log_every=1, learning_rate=1e-3, mixed_precision=precision)
+    dpo = _first_step(
+        train_dpo,
+        DPOConfig(**settings),
+        synthetic_rankings(12, k=2, rule="keyword", seed=5),
+        dropout_model_dir,
+        tmp_path / "dpo",
+    )
+    assert dpo["rewards/chosen"] == pytest.approx(0, abs=1e-6)
+    assert dpo["rewards/rejected"] == pytest.approx(0, abs=1e-6)
+    assert dpo["loss/train"] == pytest.approx(math.log(2), abs=1e-6)
+    kto = _first_step(
+        train_kto,
+        KTOConfig(**settings),
+        _kto_records(6, seed=5),
+        dropout_model_dir,
+        tmp_path / "kto",
+    )
+    assert kto["kl"] == pytest.approx(0, abs=1e-6)
+    assert kto["rewards/chosen"] == pytest.approx(0, abs=1e-6)
+    assert kto["rewards/rejected"] == pytest.approx(0, abs=1e-6)
+
+
+def test_kto_mismatched_pairs_fit_the_length_and_a_lone_example_is_never_its_own_pair():
+    from sampler.training.preference import PromptCompletions
+
+    long_prompt = PromptCompletions(prompt=[1] * 60, completions=[[2] * 4], desirable=[True])
+    long_reply = PromptCompletions(prompt=[3] * 4, completions=[[4] * 60], desirable=[False])
+    collate = PromptCompletionCollator(pad_id=0, pair_with_next=True, max_length=64)
+    batch = collate([long_prompt, long_reply])
+    lengths = batch["completion_mask"].sum(dim=1).tolist()
+    prompt_lengths = batch["prompt_mask"].sum(dim=1).tolist()
+    # Matched, then each reply after the other's prompt: cut to the 64 tokens.
+    assert batch["owners"].tolist() == [0, 1, 1, 0]
+    assert [
+        prompt_lengths[o] + n for o, n in zip(batch["owners"].tolist(), lengths, strict=True)
+    ] == [
+        64,
+        64,
+        8,
+        64,
+    ]
+    alone = collate([long_reply])
+    assert alone["owners"].tolist() == [0]  # no mismatched pair: its next would be itself
+
+
+def test_kto_trains_through_an_epoch_ending_on_one_example_with_long_prompts_and_replies(
+    micro_model_dir, tmp_path
+):
+    """5 examples in batches of 4 (the last batch holds one), prompts and replies each near
+    max_length: the mismatched pairs stay within the model's context."""
+    records = []
+    for index in range(5):
+        desirable = index % 2 == 0
+        long_text = " ".join(["pineapple"] * 400)
+        records.append(
+            {
+                "prompt": [{"role": "user", "content": long_text if desirable else "hi"}],
+                "completion": [{"role": "assistant", "content": "ok" if desirable else long_text}],
+                "label": desirable,
+                "split": "train",
+            }
+        )
+    config = KTOConfig(max_steps=4, batch_size=4, max_length=256, eval_every=0, log_every=1)
+    result = train_kto(
+        config=config, records=records, base_model=micro_model_dir, output_dir=tmp_path / "out"
+    )
+    assert len(result.history["kl"]) == 4
+    assert all(math.isfinite(value) for _, value in result.history["loss/train"])
