@@ -11,6 +11,7 @@ trains on the same batches in the same order as one that never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -58,7 +59,11 @@ class Task(Protocol):
     def train_loss(
         self, module: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss to minimise and detached per-batch metrics (named ``<metric>/train``)."""
+        """The loss to minimise (a mean over the batch's items) and detached per-batch metrics
+        (named ``<metric>/train``)."""
+
+    def items(self, batch: dict[str, torch.Tensor]) -> int:
+        """How many items ``train_loss`` averages over: what a micro-batch weighs in a step."""
 
     def evaluate(self, module: nn.Module, loader, accelerator: Accelerator) -> dict[str, float]:
         """Held-out metrics (named ``<metric>/eval``), gathered over all processes."""
@@ -139,7 +144,9 @@ def make_accelerator(config: TrainingConfig) -> Accelerator:
     AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
         mixed_precision=precision,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        # The loop accumulates gradients itself (``_accumulated_step``), weighing micro-batches
+        # by their items; Accelerate's own would weigh each micro-batch the same.
+        gradient_accumulation_steps=1,
         # A seeded sampler: epoch e has the same order on every process, run and resume.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
@@ -229,6 +236,45 @@ def _batches(accelerator: Accelerator, loader, *, epoch: int, skip: int):
     return accelerator.skip_first_batches(loader, skip) if skip else loader
 
 
+def _windows(batches, size: int):
+    """The batches in runs of ``size``: one optimizer step each (the last of an epoch may be
+    shorter)."""
+    window = []
+    for batch in batches:
+        window.append(batch)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def _accumulated_step(task: Task, module: nn.Module, window: list, accelerator: Accelerator):
+    """The gradients of one optimizer step over ``window``'s micro-batches (and every
+    process's): each task's loss is a mean over its batch's items (tokens, rankings,
+    examples), so each micro-batch's counts by its share of the step's items. The step's
+    objective is then the mean over all its items, whatever the accumulation, the processes or
+    a shorter last window; a mean of per-micro-batch means would weigh the items of a small
+    micro-batch more. Returns the step's metrics, weighted alike (this process's)."""
+    counts = [float(task.items(batch)) for batch in window]
+    total = torch.tensor([sum(counts)], dtype=torch.float64, device=accelerator.device)
+    total = accelerator.reduce(total, reduction="sum").item()  # one collective per step
+    # DDP averages the processes' gradients: the sum over every item is num_processes x that.
+    scale = accelerator.num_processes / max(total, 1.0)
+    sums: dict[str, torch.Tensor | float] = {}
+    for index, batch in enumerate(window):
+        last = index == len(window) - 1
+        # Gradients are synchronised once, at the step's last micro-batch.
+        with contextlib.nullcontext() if last else accelerator.no_sync(module):
+            loss, metrics = task.train_loss(module, batch)
+            accelerator.backward(loss * (counts[index] * scale))
+        for name, value in {"loss/train": loss, **metrics}.items():
+            value = value.detach().float() if isinstance(value, torch.Tensor) else value
+            sums[name] = sums.get(name, 0.0) + value * counts[index]
+    mine = max(sum(counts), 1.0)
+    return {name: float(value) / mine for name, value in sums.items()}
+
+
 def _mean_over_processes(accelerator: Accelerator, sums: dict[str, float], count: int):
     names = sorted(sums)
     values = torch.tensor([sums[n] / count for n in names], device=accelerator.device)
@@ -278,28 +324,24 @@ def train(
     )
 
     module.train()
+    accumulate = config.gradient_accumulation_steps
     while state.step < total_steps:
         epoch, step_in_epoch = divmod(state.step, per_epoch)
-        skip = step_in_epoch * config.gradient_accumulation_steps
-        for batch in _batches(accelerator, train_loader, epoch=epoch, skip=skip):
+        skip = step_in_epoch * accumulate
+        for window in _windows(
+            _batches(accelerator, train_loader, epoch=epoch, skip=skip), accumulate
+        ):
             learning_rate = learning_rate_at(state.step, total_steps, config)
             _set_learning_rate(optimizer, learning_rate)
-            with accelerator.accumulate(module):
-                loss, metrics = task.train_loss(module, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(module.parameters(), config.gradient_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            if not accelerator.sync_gradients:
-                continue
+            step_metrics = _accumulated_step(task, module, window, accelerator)
+            accelerator.clip_grad_norm_(module.parameters(), config.gradient_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
             state.step += 1
-            step_metrics = {"loss/train": loss.detach().float().item()}
-            step_metrics.update({name: float(value) for name, value in metrics.items()})
             if not math.isfinite(step_metrics["loss/train"]):
                 raise FloatingPointError(
-                    f"the training loss became {loss.item()} at step {state.step}"
+                    f"the training loss became {step_metrics['loss/train']} at step {state.step}"
                 )
             for name, value in step_metrics.items():
                 state.window[name] = state.window.get(name, 0.0) + value

@@ -188,6 +188,10 @@ class ReferenceTask:
         self.reference = reference
         self.autocast = contextlib.nullcontext
 
+    def items(self, batch: dict) -> int:
+        """The examples: rankings (DPO) or labelled replies (KTO); the loss is their mean."""
+        return len(batch["examples"])
+
     def place_reference(self, accelerator) -> None:
         """``fit``'s ``before_train``: the reference goes where Accelerate puts the policy, and
         reads in the policy's mixed precision (Accelerate casts the prepared policy's forward

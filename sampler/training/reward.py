@@ -46,6 +46,10 @@ class RewardTask:
     def __init__(self, config: RewardConfig):
         self.config = config
 
+    def items(self, batch: dict[str, torch.Tensor]) -> int:
+        """The rankings (the loss is a mean over them)."""
+        return int(batch["num_elements"])
+
     def train_loss(self, module: nn.Module, batch: dict[str, torch.Tensor]):
         scores = module(batch["input_ids"], batch["attention_mask"])
         winners, losers = batch["winners"], batch["losers"]

@@ -32,6 +32,10 @@ def _next_token_correct(
 
 
 class SFTTask:
+    def items(self, batch: dict[str, torch.Tensor]) -> int:
+        """The labelled tokens (the loss is their mean)."""
+        return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
     def train_loss(self, module: nn.Module, batch: dict[str, torch.Tensor]):
         logits = module(batch["input_ids"], batch["attention_mask"])
         loss = token_cross_entropy(logits, batch["labels"])

@@ -62,7 +62,13 @@ def _records_file(tmp_path, records) -> str:
             ["--normalize-to-demonstrations", "no"],
             "rankings/train",
         ),
-        ("train_dpo", lambda: synthetic_rankings(40, k=3, seed=4), [], "rankings/train"),
+        # Accumulating over two micro-batches: gradients synchronised once per step.
+        (
+            "train_dpo",
+            lambda: synthetic_rankings(40, k=3, seed=4),
+            ["--gradient-accumulation-steps", "2"],
+            "rankings/train",
+        ),
     ],
 )
 def test_a_run_launched_as_two_processes_trains_once_on_split_data(

@@ -76,3 +76,49 @@ def test_config_from_dict_coerces_form_values_and_rejects_unknown_or_bad_ones():
     assert set(error.value.errors) == {"batch_size", "mixed_precision"}
     with pytest.raises(ConfigError, match="Unknown settings: warp"):
         SFTConfig.from_dict({"warp": 9})
+
+
+def test_gradient_accumulation_weighs_each_micro_batch_by_its_tokens(micro_model_dir, tmp_path):
+    """Two demonstrations of different lengths: one step over both as two micro-batches
+    trains exactly as one batch holding both (the token mean over the two, not the mean of
+    each one's mean), and logs that loss (it once logged the last micro-batch's alone)."""
+    from sampler.training.data import SFTCollator, build_sft_data
+    from sampler.training.losses import IGNORE_INDEX, token_cross_entropy
+    from sampler.training.model import load_policy, load_tokenizer
+    from sampler.training.sft import train_sft
+    from sampler.training.synthetic import synthetic_demonstrations
+
+    records = [{**r, "split": "train"} for r in synthetic_demonstrations(2, seed=3)]
+    shared = {"max_steps": 1, "log_every": 1, "eval_every": 0, "max_length": 64}
+
+    def trained(name: str, **config) -> tuple[dict, list]:
+        result = train_sft(
+            config=SFTConfig(**shared, learning_rate=1e-3, **config),
+            records=records,
+            base_model=micro_model_dir,
+            output_dir=tmp_path / name,
+        )
+        return load_file(tmp_path / name / "model.safetensors"), result.history["loss/train"]
+
+    accumulated, accumulated_loss = trained(
+        "accumulated", batch_size=1, gradient_accumulation_steps=2
+    )
+    together, together_loss = trained("together", batch_size=2)
+
+    tokenizer = load_tokenizer(micro_model_dir)
+    data = build_sft_data(tokenizer, records, max_length=64, test_fraction=0.0, seed=0)
+    model = load_policy(micro_model_dir).eval()
+    collate = SFTCollator(pad_id=tokenizer.pad_token_id)
+    losses, tokens = [], []
+    with torch.no_grad():
+        for example in data.train:
+            batch = collate([example])
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            losses.append(token_cross_entropy(logits.logits, batch["labels"]).item())
+            tokens.append(int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()))
+    assert tokens[0] != tokens[1]
+    token_mean = sum(loss * n for loss, n in zip(losses, tokens, strict=True)) / sum(tokens)
+    assert accumulated_loss == [[1, pytest.approx(token_mean, abs=1e-5)]]
+    assert together_loss == [[1, pytest.approx(token_mean, abs=1e-5)]]
+    for name, tensor in together.items():
+        torch.testing.assert_close(accumulated[name], tensor, rtol=1e-4, atol=1e-6)
