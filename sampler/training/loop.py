@@ -260,14 +260,15 @@ def _accumulated_step(task: Task, module: nn.Module, window: list, accelerator: 
     total = torch.tensor([sum(counts)], dtype=torch.float64, device=accelerator.device)
     total = accelerator.reduce(total, reduction="sum").item()  # one collective per step
     # DDP averages the processes' gradients: the sum over every item is num_processes x that.
-    scale = accelerator.num_processes / max(total, 1.0)
+    processes = accelerator.num_processes
     sums: dict[str, torch.Tensor | float] = {}
     for index, batch in enumerate(window):
         last = index == len(window) - 1
         # Gradients are synchronised once, at the step's last micro-batch.
         with contextlib.nullcontext() if last else accelerator.no_sync(module):
             loss, metrics = task.train_loss(module, batch)
-            accelerator.backward(loss * (counts[index] * scale))
+            # Exactly 1 for one micro-batch on one process: the loss as the task gave it.
+            accelerator.backward(loss * (counts[index] * processes / max(total, 1.0)))
         for name, value in {"loss/train": loss, **metrics}.items():
             value = value.detach().float() if isinstance(value, torch.Tensor) else value
             sums[name] = sums.get(name, 0.0) + value * counts[index]
