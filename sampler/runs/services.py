@@ -12,6 +12,7 @@ checkpoint when it is retried.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -154,6 +155,17 @@ def training_data_store(*, uploaded) -> str:
         for chunk in uploaded.chunks():
             stream.write(chunk)
     return str(path)
+
+
+def training_data_discard(*, path: str) -> None:
+    """Remove an upload kept by ``training_data_store`` that no run took (a refused run), with
+    its folder; a path anywhere else is left alone."""
+    file = Path(path)
+    if file.parent.parent != training_data_roots()[1]:
+        return
+    file.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        file.parent.rmdir()
 
 
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:

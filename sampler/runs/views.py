@@ -68,6 +68,8 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
             **data["kind_inputs"],
         )
     except ValidationError as error:
+        if data["source"] == "upload":
+            training_services.training_data_discard(path=data_path)  # no run will read it
         add_validation_errors(form, error)
         return _page(request, form, status=422)
     messages.success(request, f"Run {run.pk} is queued for a training worker.")

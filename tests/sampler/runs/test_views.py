@@ -228,7 +228,7 @@ def test_admin_launches_dpo_and_kto_runs_from_the_training_page(admin_client_, p
     assert run.dataset["sources"] == ["thumbs_down", "flags"]
 
 
-def test_a_reward_upload_that_normalises_needs_demonstrations(admin_client_, policy):
+def test_a_reward_upload_that_normalises_needs_demonstrations(admin_client_, policy, settings):
     response = admin_client_.post(
         reverse("sampler:training-run-start"),
         {
@@ -243,3 +243,6 @@ def test_a_reward_upload_that_normalises_needs_demonstrations(admin_client_, pol
     assert response.status_code == 422
     assert b"normalised on demonstrations" in response.content
     assert not TrainingRun.objects.exists()
+    # The refused run's upload is not kept: no run will ever read it.
+    uploads = settings.MEDIA_ROOT / "training-data"
+    assert not [path for path in uploads.rglob("*") if path.is_file()]
