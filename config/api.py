@@ -155,7 +155,13 @@ class ApiErrorMiddleware:
             )
         response = self.get_response(request)
         if response.status_code >= 400 and not _is_json(response):
-            kept = {name: response[name] for name in ("Allow", "Retry-After") if name in response}
+            # Every header the stack below set (security headers, Allow, Retry-After) but those
+            # of the body it replaces.
+            kept = {
+                name: value
+                for name, value in response.items()
+                if name.lower() not in {"content-type", "content-length", "content-language"}
+            }
             code = response.status_code
             response = api_error_response(request, code, _error_detail(request, code))
             for name, value in kept.items():

@@ -95,6 +95,13 @@ def _check_workers() -> dict:
 
 
 ENDPOINTS = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics_view}
+# What the security middleware sets on every other response (the rest of the site's headers
+# come from the middleware above this one).
+OPERATIONS_HEADERS = {
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 class OperationsEndpointsMiddleware:
@@ -109,5 +116,10 @@ class OperationsEndpointsMiddleware:
         if view is None:
             return self.get_response(request)
         if request.method not in {"GET", "HEAD"}:
-            return HttpResponseNotAllowed(["GET", "HEAD"])
-        return view(request)
+            response = HttpResponseNotAllowed(["GET", "HEAD"])
+        else:
+            response = view(request)
+        # Answered above the security middleware: its headers are set here.
+        for name, value in OPERATIONS_HEADERS.items():
+            response.setdefault(name, value)
+        return response

@@ -78,12 +78,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First and last: request counts and latencies for /metrics (django-prometheus).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "config.log.RequestIdMiddleware",
+    # (the Content-Security-Policy middleware goes here, below)
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Probes and scrapes are answered before host checks and HTTPS redirects (config/health.py).
     "config.health.OperationsEndpointsMiddleware",
-    "config.log.RequestIdMiddleware",
-    # Under /api/: oversized bodies refused up front, every error answered as JSON.
-    "config.api.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Under /api/: oversized bodies refused up front, every error answered as JSON; below the
+    # header middleware above, so its answers carry their headers too.
+    "config.api.ApiErrorMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Django's CommonMiddleware, without the add-a-slash redirect under /api/.
@@ -92,7 +95,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "config.middleware.LoginRequiredExceptApiMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -451,7 +453,7 @@ if SENTRY_DSN:
 INSTALLED_APPS += ["axes", "csp"]
 # Content-Security-Policy on every response; django-axes last before the metrics middleware, as
 # its documentation asks (it turns a locked-out login into the lockout response).
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+MIDDLEWARE.insert(MIDDLEWARE.index("config.log.RequestIdMiddleware") + 1,
                   "csp.middleware.CSPMiddleware")  # fmt: skip
 MIDDLEWARE.insert(MIDDLEWARE.index("django_prometheus.middleware.PrometheusAfterMiddleware"),
                   "axes.middleware.AxesMiddleware")  # fmt: skip

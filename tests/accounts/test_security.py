@@ -171,18 +171,36 @@ def test_create_trainer_command_refuses_a_weak_password_and_creates_nobody():
     assert get_user_model().objects.get(username="tina").check_password(PASSWORD)
 
 
-def test_pages_and_the_api_carry_csp_and_the_other_security_headers(trainer_client):
-    for url in [reverse("home"), reverse("accounts:account"), "/api/conversations/", LOGIN]:
-        response = trainer_client.get(url)
+def test_pages_and_the_api_carry_csp_and_the_other_security_headers(trainer_client, settings):
+    settings.METRICS_ALLOWED_CIDRS = []  # /metrics refused (403): the headers all the same
+    answers = [
+        trainer_client.get(url)
+        for url in [reverse("home"), reverse("accounts:account"), "/api/conversations/", LOGIN]
+    ]
+    # Errors the API answers as JSON in place of Django's pages, one it refuses before reading
+    # the body, and the probes answered ahead of the rest of the stack: all carry them too.
+    answers += [
+        trainer_client.get("/api/nope/"),
+        trainer_client.get("/api/projects"),
+        trainer_client.post("/api/conversations/", "{}", content_type="application/json",
+                            CONTENT_LENGTH=str(10**9)),
+        trainer_client.get("/healthz"),
+        trainer_client.get("/metrics"),
+    ]  # fmt: skip
+    assert [response.status_code for response in answers[4:]] == [404, 404, 413, 200, 403]
+    for response in answers:
+        url = response.request["PATH_INFO"]
+        assert len(response["X-Request-ID"]) == 32, url
         policy = response["Content-Security-Policy"]
         directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
         assert directives["script-src"] == "'self'", url
         assert directives["style-src"] == "'self'", url
         assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
         assert directives["frame-ancestors"] == "'none'"
-        assert response["Referrer-Policy"] == "same-origin"
-        assert response["X-Content-Type-Options"] == "nosniff"
-        assert response["X-Frame-Options"] == "DENY"
+        assert response["Referrer-Policy"] == "same-origin", url
+        assert response["X-Content-Type-Options"] == "nosniff", url
+        assert response["X-Frame-Options"] == "DENY", url
+        assert response["Cross-Origin-Opener-Policy"] == "same-origin", url
 
 
 def test_templates_hold_no_inline_code():
