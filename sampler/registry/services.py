@@ -69,6 +69,40 @@ def _validated_path(path: object) -> str:
     return path
 
 
+def _model_architectures(path: str) -> list[str]:
+    """The ``architectures`` a model directory's ``config.json`` names (none: unknown)."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return []
+    names = config.get("architectures") if isinstance(config, dict) else None
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+
+
+def _check_kind_matches(*, kind: str, path: str) -> None:
+    """A reward model's directory (a sequence classifier: one score, no language head) is no
+    policy, and a language model's is no reward model; refused by what its config names."""
+    if not path:
+        return
+    architectures = _model_architectures(path)
+    scorer = [name for name in architectures if name.endswith("ForSequenceClassification")]
+    if kind == ModelVersion.Kind.POLICY and scorer:
+        raise ValidationError(
+            {
+                "kind": f"{path} holds a reward model ({scorer[0]}), which writes no text: "
+                "register it with kind 'reward'."
+            }
+        )
+    if kind == ModelVersion.Kind.REWARD and architectures and not scorer:
+        raise ValidationError(
+            {
+                "kind": f"{path} holds {architectures[0]}, not a reward model (a "
+                "...ForSequenceClassification with one score): register it as a policy, or "
+                "train a reward model from it (train_reward --base)."
+            }
+        )
+
+
 def _serving_context_length(*, backend: str, options: dict, path: str, given: object) -> int | None:
     """The context the version serves: as given, else its config's, capped by vLLM's
     ``max_model_len``; an ``openai`` version without a local config must state it."""
@@ -96,6 +130,7 @@ def model_version_serving_check(
     """(backend, options, path, context length) as they would be stored; ``ValidationError``
     with every problem by field otherwise (the admin form shows them)."""
     path = _validated_path(path)
+    _check_kind_matches(kind=kind, path=path)
     backend, options = _validated_backend(kind=kind, backend=backend, options=options, path=path)
     length = _serving_context_length(
         backend=backend, options=options, path=path, given=context_length
@@ -119,11 +154,13 @@ def model_version_register(
 ) -> ModelVersion:
     """Register a model version (never promoted here).
 
-    A local directory must hold a ``config.json``; its context length is recorded unless given
+    A local directory must hold a ``config.json`` naming a model of ``kind`` (a sequence
+    classifier for a reward model, none for a policy); its context length is recorded unless given
     (an ``openai`` version served elsewhere states its own; a ``vllm`` one is capped by its
     ``max_model_len``).
     """
     path = _validated_path(path)
+    _check_kind_matches(kind=kind, path=path)
     options = {} if backend_options is None else backend_options
     backend, options = _validated_backend(kind=kind, backend=backend, options=options, path=path)
     version = ModelVersion(

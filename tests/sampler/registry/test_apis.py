@@ -146,3 +146,21 @@ def test_the_admin_form_refuses_bad_options(admin_client_, policy):
     assert b"context length" in response.content
     policy.refresh_from_db()
     assert policy.backend == "transformers"
+
+
+def test_a_model_of_the_other_kind_is_refused_by_what_its_config_names(
+    admin_client_, policy, tmp_path
+):
+    """A reward model writes no text (a sequence classifier: one score), and a language model
+    scores nothing: registered under the wrong kind, each is refused before it could be
+    promoted."""
+    from tests.ranking.conftest import reward_version_untrained
+
+    reward = reward_version_untrained(policy.path, tmp_path / "rm", seed=0)
+    as_policy = _post(admin_client_, {"name": "rm-as-policy", "path": reward.path})
+    assert as_policy.status_code == 400
+    assert "holds a reward model" in json.dumps(as_policy.json()["kind"])
+    as_reward = _post(admin_client_, {"name": "lm-as-rm", "path": policy.path, "kind": "reward"})
+    assert as_reward.status_code == 400
+    assert "not a reward model" in json.dumps(as_reward.json()["kind"])
+    assert not ModelVersion.objects.filter(name__in=["rm-as-policy", "lm-as-rm"]).exists()
