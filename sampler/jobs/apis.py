@@ -12,7 +12,7 @@ from accounts.roles import IsStaff
 from config.api import BrokerUnavailableResponse
 from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
 from sampler.jobs.kinds import job_kind_named, job_kind_of
-from sampler.jobs.models import Job
+from sampler.jobs.models import Job, job_error_summary
 from sampler.jobs.selectors import job_queue_position, queue_depths
 from sampler.jobs.services import job_cancel, job_retry
 
@@ -25,7 +25,9 @@ class JobStateSerializer(serializers.Serializer):
     queue_position = serializers.IntegerField()
     attempts = serializers.IntegerField()
     worker = serializers.CharField()
-    error = serializers.CharField()
+    error = serializers.CharField(
+        help_text="The exception's own line; the traceback stays in the record."
+    )
     created_at = serializers.DateTimeField()
     queued_at = serializers.DateTimeField(allow_null=True)
     published_at = serializers.DateTimeField(allow_null=True)
@@ -43,6 +45,7 @@ def _state(kind: str, job: Job) -> dict:
                 if hasattr(job, field)
             },
             "kind": kind,
+            "error": job_error_summary(error=job.error),
             "queue_position": job_queue_position(job=job),
         }
     ).data

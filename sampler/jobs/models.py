@@ -75,6 +75,14 @@ def job_error_public(*, error: str) -> str:
     return error
 
 
+def job_error_summary(*, error: str) -> str:
+    """A job's error without the traceback its record keeps: the exception's own line (what
+    the API answers staff; the record, on the admin pages, keeps the rest)."""
+    if '  File "' in error or "Traceback" in error:
+        return error.split("\n", 1)[0]
+    return error
+
+
 def job_indexes(prefix: str) -> list[models.Index]:
     """The indexes the outbox and the sweeper read (unfinished rows only); ``prefix`` keeps
     index names unique per table."""

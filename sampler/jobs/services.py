@@ -448,7 +448,11 @@ def job_retry(*, job: Job) -> Publication:
                 f"Only failed or cancelled jobs can be retried; this one is {row.status}."
             )
         row.status, row.attempts, row.error, row.finished_at = JobStatus.QUEUED, 0, "", None
-        row.save(update_fields=["status", "attempts", "error", "finished_at"])
+        # No worker holds it until one claims it again (``started_at`` stays: the first start).
+        row.worker, row.heartbeat_at = "", None
+        row.save(
+            update_fields=["status", "attempts", "error", "finished_at", "worker", "heartbeat_at"]
+        )
         return job_enqueue(job=row)
 
 

@@ -5,6 +5,7 @@ from unittest import mock
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from config.celery import app
 from labeling.models import Conversation, Message
@@ -303,3 +304,22 @@ def test_a_trainer_with_too_many_unfinished_jobs_is_refused_until_some_end(
         assert _post(trainer_client, payload).status_code == 201
         # Admins are not limited.
         assert [_post(admin_client_, payload).status_code for _ in range(3)] == [201] * 3
+
+
+def test_the_job_api_gives_staff_an_errors_own_line_and_a_retry_forgets_the_old_worker(
+    policy, trainer, admin_client_
+):
+    job = _queued_job(trainer)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=GenerationJob.Status.FAILED,
+        error='ValueError: boom\n  File "/srv/tandem/sampler/x.py", line 3, in run\n    boom()\n',
+        worker="celery@gpu-1",
+        heartbeat_at=timezone.now(),
+    )
+    state = admin_client_.get(f"/api/jobs/generation/{job.pk}/").json()
+    assert state["error"] == "ValueError: boom"  # no traceback, no server path
+    assert "/srv/" in GenerationJob.objects.get(pk=job.pk).error  # the record keeps it
+    with mock.patch.object(app, "send_task"):
+        retried = admin_client_.post(f"/api/jobs/generation/{job.pk}/retry/")
+    assert retried.status_code == 202
+    assert retried.json()["worker"] == "" and retried.json()["heartbeat_at"] is None
