@@ -219,7 +219,7 @@ def _reward_inputs(
             )
         inputs["sources"] = [name for name in REWARD_SOURCES if name in reward_sources]
     if demonstrations_path:
-        path = validate_path(demonstrations_path)
+        path = validate_path(demonstrations_path, field="demonstrations")
         if config.normalize_to_demonstrations:
             try:
                 rows = list(islice(read_jsonl(path), config.normalization_samples))
@@ -425,17 +425,18 @@ def training_kind(name: str) -> TrainingKind:
         ) from None
 
 
-def data_path_checker(allowed_roots: list[Path] | None) -> Callable[[str], str]:
-    """Resolves a data file a run may read (inside ``allowed_roots`` when given)."""
+def data_path_checker(allowed_roots: list[Path] | None) -> Callable[..., str]:
+    """Resolves a data file a run may read (inside ``allowed_roots`` when given); a refusal is
+    named by ``field`` (the input that gave the path)."""
 
-    def check(path: str) -> str:
+    def check(path: str, field: str = "data_path") -> str:
         resolved = Path(path).expanduser().resolve()
         if allowed_roots is not None and not any(
             resolved.is_relative_to(Path(root).resolve()) for root in allowed_roots
         ):
-            raise ValidationError({"data_path": "That file is not in a folder training may read."})
+            raise ValidationError({field: "That file is not in a folder training may read."})
         if not resolved.is_file():
-            raise ValidationError({"data_path": f"No file at {path}."})
+            raise ValidationError({field: f"No file at {path}."})
         return str(resolved)
 
     return check

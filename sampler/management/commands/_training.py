@@ -83,8 +83,22 @@ def _carries_split(path: str) -> bool:
     return first is not None and "split" in first
 
 
+# A service's field, as the command's option that gave it.
+OPTION_NAMES = {
+    "data_path": "--data",
+    "demonstrations": "--demonstrations",
+    "output_name": "--name",
+    "base_version": "--base",
+    "reward_version": "--reward-model",
+    "reward_sources": "--reward-source",
+}
+
+
 def _errors(error: ValidationError) -> str:
-    return "; ".join(f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())
+    return "; ".join(
+        f"{OPTION_NAMES.get(key, key)}: {' '.join(value)}"
+        for key, value in error.message_dict.items()
+    )
 
 
 class ProgressBar:
@@ -291,6 +305,9 @@ def run_inline(stdout, run_id: int, echo) -> ModelVersion | None:
             TrainingRun.Status.RUNNING: "another process is training it (a run trains in one "
             "place at a time)",
             TrainingRun.Status.QUEUED: "it waits for a training worker",
+            TrainingRun.Status.CANCELLED: "it was cancelled, and a cancelled run stays so; "
+            f"`manage.py retry_job training {run.pk}` queues it again (it resumes from its "
+            "checkpoint)",
         }.get(run.status, run.error or "no reason was recorded")
         raise CommandError(f"Run {run.pk} is {run.status}: {why}.")
     version = run.output_versions.first()

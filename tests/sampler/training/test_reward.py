@@ -388,3 +388,33 @@ def test_filters_that_choose_rankings_are_refused_for_demonstrations(policy, tmp
     with pytest.raises(CommandError, match="sources choose rows of the database"):
         call_command("train_kto", "--data", str(kto), "--sources", "flags", verbosity=0)
     assert not TrainingRun.objects.exists() and not out.exists()
+
+
+def test_a_missing_file_is_named_by_the_option_that_gave_it(policy, tmp_path, model_root):
+    data = tmp_path / "rankings.jsonl"
+    data.write_text(json.dumps(synthetic_rankings(1, k=3, seed=0)[0]) + "\n")
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "train_reward", "--data", str(data), "--demonstrations", str(tmp_path / "nope.jsonl"),
+            verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value) == f"--demonstrations: No file at {tmp_path / 'nope.jsonl'}."
+    with pytest.raises(CommandError) as refused:
+        call_command("train_reward", "--data", str(tmp_path / "gone.jsonl"), verbosity=0)
+    assert str(refused.value) == f"--data: No file at {tmp_path / 'gone.jsonl'}."
+    assert not TrainingRun.objects.exists()
+
+
+def test_resuming_a_cancelled_run_says_how_to_queue_it_again(policy, tmp_path, model_root):
+    from sampler.runs.services import training_run_cancel
+
+    data = tmp_path / "rankings.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rankings(4, k=3, seed=0)))
+    call_command(
+        "train_reward", "--data", str(data), "--normalize-to-demonstrations", "no", "--queue",
+        stdout=StringIO(), verbosity=0,
+    )  # fmt: skip
+    run = training_run_cancel(run=TrainingRun.objects.get())
+    with pytest.raises(CommandError) as refused:
+        call_command("train_reward", "--resume", str(run.pk), stdout=StringIO(), verbosity=0)
+    assert f"`manage.py retry_job training {run.pk}` queues it again" in str(refused.value)
