@@ -120,6 +120,18 @@ def write_jsonl(
     return written
 
 
+def write_jsonl_stream(
+    rows: Iterator[dict],
+    raw,
+    *,
+    compress: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> WrittenFile:
+    """Write ``rows`` as JSONL to the open binary stream ``raw`` (standard output), hashing as
+    it goes; gzip when ``compress``."""
+    return _write_rows(rows, raw, compress=compress, on_progress=on_progress)
+
+
 def _write_rows(rows, raw, *, compress: bool, on_progress) -> WrittenFile:
     count = 0
     hashing = _HashingWriter(raw)

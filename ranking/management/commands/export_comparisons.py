@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -7,7 +8,7 @@ from tqdm import tqdm
 from accounts.selectors import user_ids_by_username
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
-from ranking.exports.pipeline import records, write_jsonl
+from ranking.exports.pipeline import records, write_jsonl, write_jsonl_stream
 from ranking.exports.services import export_prepare
 from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.selectors import model_version_ids_by_name
@@ -21,7 +22,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--format", choices=FORMATS, required=True)
-        parser.add_argument("--out", required=True, help="file.jsonl or file.jsonl.gz")
+        parser.add_argument(
+            "--out", required=True, help="file.jsonl, file.jsonl.gz, or - for standard output"
+        )
         parser.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD")
         parser.add_argument("--to", dest="date_to", help="last day, YYYY-MM-DD")
         parser.add_argument(
@@ -95,13 +98,24 @@ class Command(BaseCommand):
             last = rows
 
         export_prepare(options["format"], filters)
+        to_stdout = options["out"] == "-"
         try:
-            written = write_jsonl(
-                records(options["format"], filters), Path(options["out"]), on_progress=advance
-            )
+            if to_stdout:
+                # The rows are the output: the summary goes to standard error.
+                written = write_jsonl_stream(
+                    records(options["format"], filters), sys.stdout.buffer, on_progress=advance
+                )
+                sys.stdout.buffer.flush()
+            else:
+                written = write_jsonl(
+                    records(options["format"], filters), Path(options["out"]), on_progress=advance
+                )
         except OSError as error:
             raise CommandError(f"Cannot write {options['out']}: {error.strerror}.") from error
         advance(written.rows)
         progress.close()
         summary = f"{written.rows} rows, {written.size_bytes} bytes, sha256 {written.sha256}"
-        self.stdout.write(f"{summary} -> {options['out']}")
+        if to_stdout:
+            self.stderr.write(f"{summary} -> standard output", style_func=None)
+        else:
+            self.stdout.write(f"{summary} -> {options['out']}")

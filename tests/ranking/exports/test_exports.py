@@ -466,6 +466,26 @@ def test_an_export_that_fails_midway_leaves_no_partial_file_under_its_name(ranke
     assert link.is_symlink() and len((tmp_path / "target.jsonl").read_bytes().splitlines()) == 36
 
 
+def test_out_dash_writes_the_rows_to_standard_output_and_the_summary_to_standard_error(
+    ranked, tmp_path, monkeypatch
+):
+    import io
+    import sys
+
+    captured = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(captured, encoding="utf-8"))
+    errors = io.StringIO()
+    monkeypatch.chdir(tmp_path)
+    call_command(
+        "export_comparisons", "--format", "pairs", "--out", "-", verbosity=0, stderr=errors
+    )
+    lines = captured.getvalue().splitlines()
+    assert len(lines) == 36 and all(json.loads(line)["schema_version"] for line in lines)
+    assert errors.getvalue().startswith("36 rows, ")
+    assert "-> standard output" in errors.getvalue()
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
 def test_every_format_loads_with_datasets(ranked, tmp_path):
     from datasets import load_dataset
 
