@@ -320,6 +320,13 @@ class SplitData:
     def describe(self) -> dict[str, int]:
         return dict(sorted(self.stats.items()))
 
+    def summary(self) -> str:
+        """The counts as a reader takes them, for a message: none at all says so (the filters
+        or the file chose no record)."""
+        if not self.stats:
+            return "no record was read: the data filters (or the file) chose none"
+        return ", ".join(f"{name} {count}" for name, count in sorted(self.stats.items()))
+
 
 def split_examples(
     records: Iterable[dict],

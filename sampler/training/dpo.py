@@ -229,7 +229,7 @@ def train_dpo(
         weight_by_trust=config.weight_by_trust,
     )
     if not data.train:
-        raise DataError(f"No usable ranking in the training split ({data.describe()}).")
+        raise DataError(f"No usable ranking in the training split ({data.summary()}).")
     setup = RunSetup(config, output_dir, checkpoint_dir, resume, callback)
     setup.log(f"data: {data.describe()}")
     module, reference = policy_and_reference(base_model, config)

@@ -222,7 +222,7 @@ def train_kto(
         sources=config.source_names,
     )
     if len(data.train) < 2:
-        raise DataError(f"KTO needs at least two training examples ({data.describe()}).")
+        raise DataError(f"KTO needs at least two training examples ({data.summary()}).")
     desirable = sum(e.desirable[0] for e in data.train)
     weights = kto_weights(
         desirable,

@@ -710,7 +710,7 @@ def train_ppo(
     )
     if not data.train:
         raise DataError(
-            f"No prompt ending in a user turn in the training split ({data.describe()})."
+            f"No prompt ending in a user turn in the training split ({data.summary()})."
         )
     add_log_message(callback, f"data: {data.describe()}", main=trainer.accelerator.is_main_process)
     train_ids = [prompt.input_ids for prompt in data.train]

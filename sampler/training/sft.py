@@ -85,7 +85,7 @@ def train_sft(
         learn_origins=config.learn_origins,
     )
     if not data.train:
-        raise DataError(f"No usable demonstration in the training split ({data.describe()}).")
+        raise DataError(f"No usable demonstration in the training split ({data.summary()}).")
     setup = RunSetup(config, output_dir, checkpoint_dir, resume, callback)
     setup.log(f"data: {data.describe()}")
     result, module, accelerator = fit(

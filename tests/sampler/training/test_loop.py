@@ -122,3 +122,20 @@ def test_gradient_accumulation_weighs_each_micro_batch_by_its_tokens(micro_model
     assert together_loss == [[1, pytest.approx(token_mean, abs=1e-5)]]
     for name, tensor in together.items():
         torch.testing.assert_close(accumulated[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_a_run_with_no_data_says_the_filters_chose_none(micro_model_dir, tmp_path):
+    from sampler.training.data import DataError
+    from sampler.training.sft import train_sft
+
+    with pytest.raises(DataError) as refused:
+        train_sft(
+            config=SFTConfig(max_steps=1),
+            records=[],
+            base_model=micro_model_dir,
+            output_dir=tmp_path / "out",
+        )
+    assert str(refused.value) == (
+        "No usable demonstration in the training split (no record was read: the data filters "
+        "(or the file) chose none)."
+    )
