@@ -425,6 +425,39 @@ def training_kind(name: str) -> TrainingKind:
         ) from None
 
 
+# The keys a record of each kind's file must have (any one set): the first record is checked
+# when the run is made, so a file of another format is refused before any run exists.
+RECORD_KEYS = {
+    TrainingRun.Kind.SFT: (("messages",),),
+    TrainingRun.Kind.REWARD: (("candidates", "ordering"), ("chosen", "rejected")),
+    TrainingRun.Kind.DPO: (("candidates", "ordering"), ("chosen", "rejected")),
+    TrainingRun.Kind.KTO: (("completion", "label"),),
+}
+
+
+def data_file_problem(kind: str, path: str) -> str:
+    """Why the file at ``path`` cannot be ``kind``'s data, by its first record ("" when it
+    may be; the rest is read when the run starts)."""
+    name = Path(path).name
+    records = read_jsonl(path)
+    try:
+        first = next(records, None)
+    except DataError as error:
+        return str(error)
+    finally:
+        records.close()
+    if first is None:
+        return f"{name} holds no record."
+    if not isinstance(first, dict):
+        return f"The first record of {name} is not a JSON object."
+    shapes = RECORD_KEYS.get(kind, ())
+    if not shapes or any(all(key in first for key in shape) for shape in shapes):
+        return ""
+    wanted = " or ".join(", ".join(f"`{key}`" for key in shape) for shape in shapes)
+    has = ", ".join(f"`{key}`" for key in sorted(first)[:8]) or "no field"
+    return f"A {kind} run reads records with {wanted}; the first record of {name} has {has}."
+
+
 def data_path_checker(allowed_roots: list[Path] | None) -> Callable[..., str]:
     """Resolves a data file a run may read (inside ``allowed_roots`` when given); a refusal is
     named by ``field`` (the input that gave the path)."""

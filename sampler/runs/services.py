@@ -42,6 +42,7 @@ from sampler.registry.models import ModelVersion
 from sampler.registry.services import model_version_register
 from sampler.runs.kinds import (
     TrainingKind,
+    data_file_problem,
     data_path_checker,
     training_kind,
     validated_config,
@@ -106,6 +107,8 @@ def training_run_create(
     check_path = data_path_checker(allowed_data_roots)
     if data_path is not None:
         dataset = {"source": "file", "format": training.data_format, "path": check_path(data_path)}
+        if problem := data_file_problem(training.name, dataset["path"]):
+            raise ValidationError({"data_path": problem})
     else:
         dataset = {
             "source": "database",

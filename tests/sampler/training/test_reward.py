@@ -418,3 +418,19 @@ def test_resuming_a_cancelled_run_says_how_to_queue_it_again(policy, tmp_path, m
     with pytest.raises(CommandError) as refused:
         call_command("train_reward", "--resume", str(run.pk), stdout=StringIO(), verbosity=0)
     assert f"`manage.py retry_job training {run.pk}` queues it again" in str(refused.value)
+
+
+def test_a_file_of_another_format_is_refused_before_any_run_exists(policy, tmp_path, model_root):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": [], "chosen": [], "rejected": []}) + "\n")
+    with pytest.raises(CommandError) as refused:
+        call_command("train_sft", "--data", str(pairs), verbosity=0)
+    assert str(refused.value) == (
+        "--data: A sft run reads records with `messages`; the first record of pairs.jsonl has "
+        "`chosen`, `prompt`, `rejected`."
+    )
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(CommandError, match=r"empty\.jsonl holds no record"):
+        call_command("train_dpo", "--data", str(empty), verbosity=0)
+    assert not TrainingRun.objects.exists()
