@@ -318,5 +318,6 @@ def run_inline(stdout, run_id: int, echo) -> ModelVersion | None:
 def _boolean(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered not in {"yes", "no", "true", "false", "1", "0"}:
-        raise ValueError(value)
+        # argparse prints this message as it is (a ValueError would name this function).
+        raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
     return lowered in {"yes", "true", "1"}

@@ -434,3 +434,10 @@ def test_a_file_of_another_format_is_refused_before_any_run_exists(policy, tmp_p
     with pytest.raises(CommandError, match=r"empty\.jsonl holds no record"):
         call_command("train_dpo", "--data", str(empty), verbosity=0)
     assert not TrainingRun.objects.exists()
+
+
+def test_a_yes_or_no_option_says_what_it_expects(policy, tmp_path, model_root):
+    with pytest.raises(CommandError) as refused:
+        call_command("train_dpo", "--weight-by-trust", "maybe", verbosity=0)
+    assert "expected yes or no, got 'maybe'" in str(refused.value)
+    assert "_boolean" not in str(refused.value)
