@@ -303,18 +303,22 @@ def job_execute(
     except JobCancelled:
         logger.info("%s job %s stopped: %s", kind.name, job_id, "no longer ours")
     except TRANSIENT_ERRORS as error:
-        logger.warning("%s job %s hit database trouble, queued again: %s", kind.name, job_id, error)
         _requeue_or_fail(kind, job_id, token=context.token, reason=f"Database trouble: {error}")
     except JobRetryLater as error:
-        logger.warning("%s job %s will be tried again: %s", kind.name, job_id, error)
         _requeue_or_fail(kind, job_id, token=context.token, reason=str(error), delay=error.delay)
         if context.options.get("raise_retry_later"):
             raise  # a caller running it inside its own job retries that job instead
     except BaseException as error:
-        job_fail(job=job, error=_describe(error), token=context.token)
+        description = _describe(error)
+        job_fail(job=job, error=description, token=context.token)
         if reraise or not isinstance(error, Exception):
             raise  # an interrupt: let the process handle it
-        logger.exception("%s job %s failed", kind.name, job_id)
+        if isinstance(error, JobError | ValidationError):
+            # A failure the job explains itself (a model server's key not set, bad data): its
+            # message is all there is to it, a traceback would bury it.
+            logger.error("%s job %s failed: %s", kind.name, job_id, description)
+        else:
+            logger.exception("%s job %s failed", kind.name, job_id)
     else:
         context.succeed()
     return kind.model.objects.get(pk=job_id)
@@ -416,9 +420,17 @@ def _requeue_or_fail(
         if token is not None and job.publish_token != token:
             return
         now = timezone.now()
-        if job.attempts >= kind.max_attempts or not job.queue:
-            _fail_locked(kind, job, f"{reason} Gave up after {job.attempts} attempts.", now)
+        if not job.queue:
+            # Run here, not from a queue (``manage.py generate``): nobody would try it again.
+            logger.error("%s job %s failed: %s", kind.name, job_id, reason)
+            _fail_locked(kind, job, reason, now)
             return
+        if job.attempts >= kind.max_attempts:
+            given_up = f"{reason} Gave up after {job.attempts} attempts."
+            logger.error("%s job %s failed: %s", kind.name, job_id, given_up)
+            _fail_locked(kind, job, given_up, now)
+            return
+        logger.warning("%s job %s will be tried again: %s", kind.name, job_id, reason)
         job.status, job.error = JobStatus.QUEUED, reason[:ERROR_LIMIT]
         job.save(update_fields=["status", "error"])
         job_enqueue(job=job, countdown=delay)

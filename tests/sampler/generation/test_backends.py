@@ -262,3 +262,60 @@ def test_openai_backend_never_sends_one_of_the_apps_own_settings_as_its_key(monk
                 "api_key_env": "SECRET_KEY",
             },
         )
+
+
+def test_a_job_run_here_against_a_server_that_is_down_fails_once_saying_so(policy, trainer, caplog):
+    """``manage.py generate`` runs its job here, from no queue: nothing tries it again, so
+    the log does not say it will be, and the error is the server's, without a traceback."""
+    import logging
+
+    from sampler.jobs.services import job_run_inline
+
+    port = free_port()  # nothing listens there
+    version = model_version_register(
+        name="down-here",
+        path="",
+        backend="openai",
+        backend_options={"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0},
+        context_length=256,
+    )
+    job = services.generation_job_create(
+        messages=[{"role": "user", "content": "hi"}], n=1, model_version=version, queue=False
+    )
+    with caplog.at_level(logging.INFO, logger="sampler.jobs.services"):
+        job = job_run_inline(job=job)
+    assert job.status == GenerationJob.Status.FAILED
+    assert f"127.0.0.1:{port}" in job.error and "Gave up after" not in job.error
+    logged = [record for record in caplog.records if record.name == "sampler.jobs.services"]
+    assert [record.levelname for record in logged] == ["ERROR"]
+    assert "tried again" not in logged[0].getMessage() and logged[0].exc_info is None
+
+
+def test_a_failure_the_job_explains_is_logged_as_its_message_without_a_traceback(
+    policy, trainer, caplog, monkeypatch
+):
+    import logging
+
+    from sampler.jobs.services import job_run_inline
+
+    monkeypatch.delenv("TANDEM_TEST_KEY", raising=False)
+    version = model_version_register(
+        name="no-key",
+        path="",
+        backend="openai",
+        backend_options={
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "m",
+            "api_key_env": "TANDEM_TEST_KEY",
+        },
+        context_length=256,
+    )
+    job = services.generation_job_create(
+        messages=[{"role": "user", "content": "hi"}], n=1, model_version=version, queue=False
+    )
+    with caplog.at_level(logging.INFO, logger="sampler.jobs.services"):
+        job = job_run_inline(job=job)
+    assert job.status == GenerationJob.Status.FAILED and "TANDEM_TEST_KEY" in job.error
+    logged = [record for record in caplog.records if record.name == "sampler.jobs.services"]
+    assert [record.levelname for record in logged] == ["ERROR"]
+    assert "TANDEM_TEST_KEY" in logged[0].getMessage() and logged[0].exc_info is None
