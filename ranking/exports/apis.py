@@ -16,6 +16,8 @@ from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.filters import (
     FLAG_NAMES,
     FORMATS,
+    MAX_SPLIT_SEED,
+    MAX_TEST_FRACTION,
     PAIR_MODES,
     RED_TEAM_MODES,
     SPLITS,
@@ -63,8 +65,8 @@ class ExportStreamApi(APIView):
         )
         pair_mode = serializers.ChoiceField(choices=PAIR_MODES, default="per_ranker")
         split = serializers.ChoiceField(choices=SPLITS, default="all")
-        test_fraction = FiniteFloatField(default=0.1, min_value=0, max_value=0.99)
-        split_seed = serializers.IntegerField(default=0, min_value=0, max_value=2**32 - 1)
+        test_fraction = FiniteFloatField(default=0.1, min_value=0, max_value=MAX_TEST_FRACTION)
+        split_seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_SPLIT_SEED)
         pseudonymize = serializers.BooleanField(default=True)
         red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")
         guideline_version = serializers.ListField(

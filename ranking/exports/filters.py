@@ -37,6 +37,11 @@ FLAG_NAMES = ("harmful", "untruthful", "unhelpful", "off_topic", "other")
 CHUNK_SIZE = 500
 
 
+# The same bounds wherever a split is chosen (command line, API, pages).
+MAX_TEST_FRACTION = 0.99
+MAX_SPLIT_SEED = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class ExportFilters:
     """What to export. Every field has a default, so ``ExportFilters()`` exports everything."""
@@ -71,8 +76,10 @@ class ExportFilters:
             errors["pair_mode"] = f"pair_mode must be one of {', '.join(PAIR_MODES)}."
         if self.split not in SPLITS:
             errors["split"] = f"split must be one of {', '.join(SPLITS)}."
-        if not 0.0 <= self.test_fraction < 1.0:
-            errors["test_fraction"] = "test_fraction must be at least 0 and below 1."
+        if not 0.0 <= self.test_fraction <= MAX_TEST_FRACTION:
+            errors["test_fraction"] = f"test_fraction must be between 0 and {MAX_TEST_FRACTION}."
+        if not 0 <= self.split_seed <= MAX_SPLIT_SEED:
+            errors["split_seed"] = f"split_seed must be between 0 and {MAX_SPLIT_SEED}."
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
             errors["min_agreement"] = "min_agreement must be between 0 and 1."
         unknown = set(self.exclude_flags) - set(FLAG_NAMES)

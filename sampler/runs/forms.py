@@ -6,7 +6,7 @@ from django import forms
 
 from config.forms import ModelChoiceField
 from ranking.exports.filter_form import ExportFilterForm
-from ranking.exports.filters import ExportFilters
+from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION, ExportFilters
 from ranking.exports.models import DatasetExport
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import policy_versions, reward_versions
@@ -167,9 +167,12 @@ class TrainingRunForm(ExportFilterForm):
     )
     upload = forms.FileField(required=False, help_text=".jsonl or .jsonl.gz, as exported.")
     test_fraction = forms.FloatField(
-        min_value=0, max_value=0.9, initial=0.1, help_text="Held out, by conversation."
+        min_value=0,
+        max_value=MAX_TEST_FRACTION,
+        initial=0.1,
+        help_text="Held out, by conversation.",
     )
-    split_seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
+    split_seed = forms.IntegerField(min_value=0, max_value=MAX_SPLIT_SEED, initial=0)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -286,7 +289,7 @@ class PPORunForm(forms.Form):
     max_new_tokens = forms.IntegerField(
         min_value=1, max_value=4096, initial=PPOConfig.max_new_tokens
     )
-    test_fraction = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.1)
+    test_fraction = forms.FloatField(min_value=0.0, max_value=MAX_TEST_FRACTION, initial=0.1)
     lora_r = forms.IntegerField(
         min_value=0,
         max_value=1024,

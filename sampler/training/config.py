@@ -19,6 +19,11 @@ class ConfigError(ValueError):
         self.errors = errors
 
 
+# The most a run holds out (as for exports: ranking.exports.filters.MAX_TEST_FRACTION; this core
+# imports nothing of the app).
+MAX_TEST_FRACTION = 0.99
+
+
 @dataclass
 class TrainingConfig:
     """Settings both kinds of run share."""
@@ -97,8 +102,8 @@ class TrainingConfig:
             errors["mixed_precision"] = (
                 f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}."
             )
-        if not 0 <= self.test_fraction < 1:
-            errors["test_fraction"] = "test_fraction must be at least 0 and below 1."
+        if not 0 <= self.test_fraction <= MAX_TEST_FRACTION:
+            errors["test_fraction"] = f"test_fraction must be between 0 and {MAX_TEST_FRACTION}."
         if not 0 <= self.lora_r <= 1024:
             errors["lora_r"] = "lora_r must be between 0 (no LoRA) and 1024."
         if self.lora_alpha <= 0:

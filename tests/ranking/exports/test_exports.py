@@ -562,3 +562,35 @@ def test_pseudonyms_are_keyed_by_their_own_key_not_by_secret_key(settings):
     settings.EXPORT_PSEUDONYM_KEY = settings.SECRET_KEY
     old = "r-" + hmac.new(settings.SECRET_KEY.encode(), b"ranker:7", hashlib.sha256).hexdigest()
     assert pseudonym(7, enabled=True) == old[:18]
+
+
+def test_the_split_takes_the_same_bounds_on_every_path(ranked, tmp_path, admin_client_):
+    """test_fraction at most 0.99 and split_seed 0..2**32-1, from the command line, the API,
+    the Exports page, the Training page and a training config alike."""
+    from django.core.management.base import CommandError
+
+    from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION
+    from sampler.runs.forms import TrainingRunForm
+    from sampler.training.config import MAX_TEST_FRACTION as TRAINING_MAX
+    from sampler.training.config import ConfigError, SFTConfig
+
+    assert MAX_TEST_FRACTION == TRAINING_MAX == 0.99 and MAX_SPLIT_SEED == 2**32 - 1
+    out = str(tmp_path / "pairs.jsonl")
+    for option, value in (("--split-seed", "-5"), ("--split-seed", str(2**32)),
+                          ("--test-fraction", "0.995")):  # fmt: skip
+        with pytest.raises(CommandError, match=option[2:].replace("-", "_")):
+            call_command("export_comparisons", "--format", "pairs", "--out", out, option, value)
+    call_command(
+        "export_comparisons", "--format", "pairs", "--out", out,
+        "--split-seed", str(2**32 - 1), "--test-fraction", "0.99", verbosity=0,
+    )  # fmt: skip
+    stream = "/api/exports/stream/?format=pairs"
+    api = admin_client_.get(f"{stream}&split_seed={2**32 - 1}&test_fraction=0.99")
+    assert api.status_code == 200
+    assert admin_client_.get(f"{stream}&split_seed=-1").status_code == 400
+    form = TrainingRunForm(data={"split_seed": str(2**32 - 1), "test_fraction": "0.99"})
+    form.is_valid()
+    assert "split_seed" not in form.errors and "test_fraction" not in form.errors
+    with pytest.raises(ConfigError):
+        SFTConfig.from_dict({"test_fraction": 0.995})
+    assert SFTConfig.from_dict({"test_fraction": 0.99}).test_fraction == 0.99

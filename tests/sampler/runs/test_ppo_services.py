@@ -69,7 +69,7 @@ def test_prompts_from_the_database_are_every_user_turn_of_finished_conversations
 
     prompts = {json.dumps(p) for row in rows for p in prompt_prefixes(row)}
     assert len(prompts) == 2  # "hi" (twice, once kept) and "hi / hello! / how are you?"
-    everything = run_kinds.held_out_prompts(filters=ExportFilters(test_fraction=0.999999), limit=10)
+    everything = run_kinds.held_out_prompts(filters=ExportFilters(test_fraction=0.99), limit=10)
     assert [p[-1]["content"] for p in everything] == ["hi", "how are you?"]
 
 
@@ -184,7 +184,7 @@ def test_comparison_of_two_versions_on_held_out_prompts(
             reward_version=reward_version,
             prompts=8,
             max_new_tokens=8,
-            filters=ExportFilters(test_fraction=0.999999),
+            filters=ExportFilters(test_fraction=0.99),
         )
     assert len(queued) == 1
     comparison = job_run_inline(job=comparison)
