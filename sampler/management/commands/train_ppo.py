@@ -98,6 +98,11 @@ class Command(BaseCommand):
         }
         config["test_fraction"] = options["test_fraction"]
         base, reward = _version(options["base"]), _version(options["reward_model"])
+        try:
+            # Its message names what is unknown ("Unknown project: x."), as in train_sft.
+            project_ids = project_ids_by_slug(slugs=options["project"])
+        except ValidationError as error:
+            raise CommandError(" ".join(error.messages)) from error
         filters = None
         try:
             if not options["data"]:
@@ -106,7 +111,7 @@ class Command(BaseCommand):
                     date_to=options["date_to"],
                     test_fraction=options["test_fraction"],
                     split_seed=options["split_seed"],
-                    project_ids=project_ids_by_slug(slugs=options["project"]),
+                    project_ids=project_ids,
                 )
             return training_services.training_run_create(
                 kind=TrainingRun.Kind.PPO,
