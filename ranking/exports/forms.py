@@ -1,15 +1,9 @@
 from django import forms
 
 from labeling.guidelines.selectors import guideline_number_choices
+from ranking.exports import filters as export_filters
 from ranking.exports.filter_form import ExportFilterForm
-from ranking.exports.filters import (
-    MAX_SPLIT_SEED,
-    MAX_TEST_FRACTION,
-    PAIR_MODES,
-    RED_TEAM_MODES,
-    SPLITS,
-    ExportFilters,
-)
+from ranking.exports.filters import PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
 from ranking.exports.models import DatasetExport
 
 
@@ -19,8 +13,10 @@ class ExportForm(ExportFilterForm):
         choices=[(mode, mode.replace("_", " ")) for mode in PAIR_MODES], initial="per_ranker"
     )
     split = forms.ChoiceField(choices=[(s, s) for s in SPLITS], initial="all")
-    test_fraction = forms.FloatField(min_value=0, max_value=MAX_TEST_FRACTION, initial=0.1)
-    split_seed = forms.IntegerField(min_value=0, max_value=MAX_SPLIT_SEED, initial=0)
+    test_fraction = forms.FloatField(
+        min_value=0, max_value=export_filters.MAX_TEST_FRACTION, initial=0.1
+    )
+    split_seed = forms.IntegerField(min_value=0, max_value=export_filters.MAX_SPLIT_SEED, initial=0)
     pseudonymize = forms.BooleanField(required=False, initial=True)
     red_team = forms.ChoiceField(
         choices=[(mode, mode) for mode in RED_TEAM_MODES], initial="include", required=False

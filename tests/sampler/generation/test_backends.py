@@ -116,19 +116,29 @@ def test_openai_backend_says_a_server_that_is_down_is_unavailable():
         backend.generate(_request(1))
 
 
-def test_openai_backend_refuses_a_missing_key_variable_by_its_name(monkeypatch):
-    monkeypatch.delenv("TANDEM_TEST_KEY", raising=False)
-    with pytest.raises(BackendError, match="TANDEM_TEST_KEY"):
+@pytest.mark.parametrize(
+    ("variable", "value", "refusal"),
+    [
+        ("TANDEM_TEST_KEY", None, "TANDEM_TEST_KEY"),
+        # One of the app's own settings, saved before that was refused: never sent anywhere.
+        ("SECRET_KEY", "s" * 50, "one of Tandem's own settings"),
+    ],
+)
+def test_openai_backend_refuses_a_key_variable_it_cannot_send(
+    monkeypatch, variable, value, refusal
+):
+    if value is None:
+        monkeypatch.delenv(variable, raising=False)
+    else:
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(BackendError, match=refusal):
         backend_get(
             backend="openai",
             path="",
-            options={
-                "base_url": "http://127.0.0.1:9/v1",
-                "model": "m",
-                "api_key_env": "TANDEM_TEST_KEY",
-            },
+            options={"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": variable},
         )
-    assert "TANDEM_TEST_KEY" not in os.environ
+    if value is None:
+        assert variable not in os.environ
 
 
 class RecordingBroker:
@@ -249,73 +259,42 @@ def test_the_openai_prefix_keeps_its_system_message_and_drops_the_oldest_doublin
     assert not _too_long(400, "Unknown model 'x'") and not _too_long(500, "context length")
 
 
-def test_openai_backend_never_sends_one_of_the_apps_own_settings_as_its_key(monkeypatch):
-    """A version saved with such a name (before it was refused) fails before any request."""
-    monkeypatch.setenv("SECRET_KEY", "s" * 50)
-    with pytest.raises(BackendError, match="one of Tandem's own settings"):
-        backend_get(
-            backend="openai",
-            path="",
-            options={
-                "base_url": "http://127.0.0.1:9/v1",
-                "model": "m",
-                "api_key_env": "SECRET_KEY",
-            },
-        )
-
-
-def test_a_job_run_here_against_a_server_that_is_down_fails_once_saying_so(policy, trainer, caplog):
-    """``manage.py generate`` runs its job here, from no queue: nothing tries it again, so
-    the log does not say it will be, and the error is the server's, without a traceback."""
+def _run_here(name: str, options: dict, caplog) -> tuple[GenerationJob, list]:
+    """A one-reply job of an ``openai`` version with ``options``, run in this process (as
+    ``manage.py generate`` does); the job and what the executor logged."""
     import logging
 
     from sampler.jobs.services import job_run_inline
 
-    port = free_port()  # nothing listens there
     version = model_version_register(
-        name="down-here",
-        path="",
-        backend="openai",
-        backend_options={"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0},
-        context_length=256,
+        name=name, path="", backend="openai", backend_options=options, context_length=256
     )
     job = services.generation_job_create(
         messages=[{"role": "user", "content": "hi"}], n=1, model_version=version, queue=False
     )
     with caplog.at_level(logging.INFO, logger="sampler.jobs.services"):
         job = job_run_inline(job=job)
+    return job, [record for record in caplog.records if record.name == "sampler.jobs.services"]
+
+
+def test_a_job_run_here_against_a_server_that_is_down_fails_once_saying_so(policy, caplog):
+    """Run from no queue, nothing tries it again: the log does not say it will be, and the
+    error is the server's, logged as one line without a traceback."""
+    port = free_port()  # nothing listens there
+    options = {"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "max_retries": 0}
+    job, logged = _run_here("down-here", options, caplog)
     assert job.status == GenerationJob.Status.FAILED
     assert f"127.0.0.1:{port}" in job.error and "Gave up after" not in job.error
-    logged = [record for record in caplog.records if record.name == "sampler.jobs.services"]
     assert [record.levelname for record in logged] == ["ERROR"]
     assert "tried again" not in logged[0].getMessage() and logged[0].exc_info is None
 
 
 def test_a_failure_the_job_explains_is_logged_as_its_message_without_a_traceback(
-    policy, trainer, caplog, monkeypatch
+    policy, caplog, monkeypatch
 ):
-    import logging
-
-    from sampler.jobs.services import job_run_inline
-
     monkeypatch.delenv("TANDEM_TEST_KEY", raising=False)
-    version = model_version_register(
-        name="no-key",
-        path="",
-        backend="openai",
-        backend_options={
-            "base_url": "http://127.0.0.1:9/v1",
-            "model": "m",
-            "api_key_env": "TANDEM_TEST_KEY",
-        },
-        context_length=256,
-    )
-    job = services.generation_job_create(
-        messages=[{"role": "user", "content": "hi"}], n=1, model_version=version, queue=False
-    )
-    with caplog.at_level(logging.INFO, logger="sampler.jobs.services"):
-        job = job_run_inline(job=job)
+    options = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "TANDEM_TEST_KEY"}
+    job, logged = _run_here("no-key", options, caplog)
     assert job.status == GenerationJob.Status.FAILED and "TANDEM_TEST_KEY" in job.error
-    logged = [record for record in caplog.records if record.name == "sampler.jobs.services"]
     assert [record.levelname for record in logged] == ["ERROR"]
     assert "TANDEM_TEST_KEY" in logged[0].getMessage() and logged[0].exc_info is None
