@@ -2,7 +2,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -140,7 +140,15 @@ class GenerationJobCreateApi(APIView):
             return attrs
 
     @extend_schema(
-        request=InputSerializer, responses={201: JobOutputSerializer, 503: JobOutputSerializer}
+        request=InputSerializer,
+        responses={
+            201: JobOutputSerializer,
+            429: OpenApiResponse(
+                description="You have GENERATION_MAX_UNFINISHED_PER_USER jobs waiting or "
+                "running: wait for some to finish, or cancel some (nothing is stored)."
+            ),
+            503: JobOutputSerializer,
+        },
     )
     def post(self, request: Request) -> Response:
         data = validated_input(self.InputSerializer, request.data)
