@@ -27,6 +27,11 @@ from sampler.generation.selectors import generation_job_get
 from sampler.jobs.models import job_error_public
 from sampler.jobs.selectors import job_queue_position
 
+TOO_MANY_UNFINISHED = OpenApiResponse(
+    description="You have GENERATION_MAX_UNFINISHED_PER_USER jobs waiting or running: wait for "
+    "some to finish, or cancel some (nothing is stored or queued)."
+)
+
 
 class SampleOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -143,10 +148,7 @@ class GenerationJobCreateApi(APIView):
         request=InputSerializer,
         responses={
             201: JobOutputSerializer,
-            429: OpenApiResponse(
-                description="You have GENERATION_MAX_UNFINISHED_PER_USER jobs waiting or "
-                "running: wait for some to finish, or cancel some (nothing is stored)."
-            ),
+            429: TOO_MANY_UNFINISHED,
             503: JobOutputSerializer,
         },
     )
@@ -215,12 +217,19 @@ class GenerationJobRetryApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={409: RETRY_CONFLICT, 202: JobOutputSerializer, 503: JobOutputSerializer},
+        responses={
+            409: RETRY_CONFLICT,
+            202: JobOutputSerializer,
+            429: TOO_MANY_UNFINISHED,
+            503: JobOutputSerializer,
+        },
     )
     def post(self, request: Request, job_id: int) -> Response:
         job = generation_job_get(job_id=job_id, user=request.user)
         try:
             publication = services.generation_job_retry(job=job, user=request.user)
+        except services.TooManyUnfinishedJobs:
+            raise  # 429, as for a new job
         except DjangoValidationError as error:
             # The job's state does not allow it (queued, running, succeeded): a conflict with
             # the job as it is, answered as /api/jobs/<kind>/<id>/retry/ answers it.

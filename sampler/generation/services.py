@@ -260,8 +260,11 @@ def generation_job_cancel(*, job: GenerationJob, user: AbstractBaseUser) -> Gene
 
 
 def generation_job_retry(*, job: GenerationJob, user: AbstractBaseUser) -> Publication:
-    """Queue a failed or cancelled job again (same prefix, parameters and seed)."""
+    """Queue a failed or cancelled job again (same prefix, parameters and seed); it counts
+    against its requester's unfinished jobs as a new one would."""
     _check_may_change(job=job, user=user)
+    if job.requested_by is not None:
+        _check_unfinished_jobs(job.requested_by)
     return job_retry(job=job)
 
 

@@ -302,6 +302,10 @@ def test_a_trainer_with_too_many_unfinished_jobs_is_refused_until_some_end(
         cancelled = trainer_client.post(f"{_job_url(created[0].json()['id'])}cancel/")
         assert cancelled.status_code == 200
         assert _post(trainer_client, payload).status_code == 201
+        # A retried job counts as a new one: no way around the cap.
+        retried = trainer_client.post(f"{_job_url(created[0].json()['id'])}retry/")
+        assert retried.status_code == 429
+        assert GenerationJob.objects.get(pk=created[0].json()["id"]).status == "cancelled"
         # Admins are not limited.
         assert [_post(admin_client_, payload).status_code for _ in range(3)] == [201] * 3
 
