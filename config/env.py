@@ -7,8 +7,16 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 # Every variable the settings read (filled as they are read): the app's own configuration and
-# secrets, which no model server's options may name as their key.
-SETTINGS_NAMES: set[str] = set()
+# secrets, which no model server's options may name as their key; with them, those the
+# deployment hands every container (docker-compose.yml's .env) without the settings reading
+# them.
+SETTINGS_NAMES: set[str] = {
+    "POSTGRES_PASSWORD",
+    "POSTGRES_USER",
+    "POSTGRES_DB",
+    "FLOWER_BASIC_AUTH",
+    "DJANGO_SUPERUSER_PASSWORD",
+}
 
 
 def env_str(name: str, default: str) -> str:

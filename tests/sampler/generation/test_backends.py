@@ -47,6 +47,9 @@ PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
          "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "DATABASE_URL"},
          "api_key_env"),
+        # The deployment's own secrets, which every container gets from .env.
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "POSTGRES_PASSWORD"},
+         "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m",
                     "api_key_env": "EXPORT_PSEUDONYM_KEY"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "max_retries": True}, "max_retries"),
