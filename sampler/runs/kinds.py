@@ -444,6 +444,8 @@ def data_file_problem(kind: str, path: str) -> str:
         first = next(records, None)
     except DataError as error:
         return str(error)
+    except OSError as error:  # unreadable (permissions, a folder)
+        return f"Cannot read {name}: {error.strerror or error}."
     finally:
         records.close()
     if first is None:

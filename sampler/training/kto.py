@@ -126,14 +126,16 @@ class KTOTask(ReferenceTask):
         self.desirable_weight, self.undesirable_weight = weights
         self.last_reference_point = torch.zeros(())
 
-    def parts(self, module: nn.Module, batch: dict):
-        """(log-ratios of the examples (B,), the detached KL reference point z0, flags)."""
+    def parts(self, module: nn.Module, batch: dict, *, training: bool = True):
+        """(log-ratios of the examples (B,), the detached KL reference point z0, flags); an
+        estimate from held-out data (``training`` false) is not kept for later steps."""
         ratios = self.logratios(module, batch)
         count = len(batch["examples"])
         if len(ratios) > count:
             # The mismatched half (each reply after the next prompt) only estimates the KL.
             reference_point = ratios[count:].detach().mean().clamp(min=0)
-            self.last_reference_point = reference_point
+            if training:
+                self.last_reference_point = reference_point
         else:
             # One example (an epoch's last batch): no other prompt to pair its reply with; the
             # last estimate stands (0 before any: the policy starts as the reference).
@@ -169,7 +171,7 @@ class KTOTask(ReferenceTask):
         module.eval()
         totals = torch.zeros(7, dtype=torch.float64)
         for batch in loader:
-            ratios, reference_point, desirable = self.parts(module, batch)
+            ratios, reference_point, desirable = self.parts(module, batch, training=False)
             losses = self.losses(ratios, reference_point, desirable)
             right = torch.where(desirable, ratios > reference_point, ratios < reference_point)
             rewards = self.config.beta * ratios

@@ -116,6 +116,6 @@ class Command(BaseCommand):
         progress.close()
         summary = f"{written.rows} rows, {written.size_bytes} bytes, sha256 {written.sha256}"
         if to_stdout:
-            self.stderr.write(f"{summary} -> standard output", style_func=None)
+            self.stderr.write(f"{summary} -> standard output", style_func=lambda text: text)
         else:
             self.stdout.write(f"{summary} -> {options['out']}")

@@ -246,3 +246,11 @@ def test_a_reward_upload_that_normalises_needs_demonstrations(admin_client_, pol
     # The refused run's upload is not kept: no run will ever read it.
     uploads = settings.MEDIA_ROOT / "training-data"
     assert not [path for path in uploads.rglob("*") if path.is_file()]
+
+
+def test_an_unreadable_data_file_is_a_clear_refusal_not_an_error(policy, tmp_path):
+    from sampler.runs.kinds import data_file_problem
+
+    folder = tmp_path / "a-folder.jsonl"
+    folder.mkdir()
+    assert data_file_problem("sft", str(folder)) == "Cannot read a-folder.jsonl: Is a directory."

@@ -436,6 +436,30 @@ def test_kto_mismatched_pairs_fit_the_length_and_a_lone_example_is_never_its_own
     assert alone["owners"].tolist() == [0]  # no mismatched pair: its next would be itself
 
 
+def test_a_lone_kto_example_takes_the_last_training_estimate_not_a_held_out_one():
+    from sampler.training.kto import KTOTask
+    from sampler.training.preference import PromptCompletions
+
+    class Ratios(torch.nn.Module):
+        """Log-ratios as given, whatever the batch (the reference returns zeros)."""
+
+        def __init__(self, values):
+            super().__init__()
+            self.values = values
+
+        def forward(self, batch):
+            return torch.tensor(self.values[: len(batch["owners"])])
+
+    task = KTOTask(KTOConfig(), Ratios([0.0] * 4), weights=(1.0, 1.0))
+    two = {"examples": [PromptCompletions([1], [[2]], desirable=[True])] * 2, "owners": [0] * 4}
+    one = {"examples": two["examples"][:1], "owners": [0]}
+    _, trained, _ = task.parts(Ratios([0.0, 0.0, 0.5, 0.7]), two)
+    _, held_out, _ = task.parts(Ratios([0.0, 0.0, 3.0, 3.0]), two, training=False)
+    _, alone, _ = task.parts(Ratios([0.2]), one)
+    assert trained.item() == pytest.approx(0.6) and held_out.item() == pytest.approx(3.0)
+    assert alone.item() == pytest.approx(0.6)  # the last training estimate
+
+
 def test_kto_trains_through_an_epoch_ending_on_one_example_with_long_prompts_and_replies(
     micro_model_dir, tmp_path
 ):
