@@ -95,13 +95,19 @@ def _check_workers() -> dict:
 
 
 ENDPOINTS = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics_view}
-# What the security middleware sets on every other response (the rest of the site's headers
-# come from the middleware above this one).
-OPERATIONS_HEADERS = {
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
+
+
+def operations_headers() -> dict[str, str]:
+    """What the security middleware sets on every other response, from the same settings (the
+    rest of the site's headers come from the middleware above this one)."""
+    headers = {}
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers["X-Content-Type-Options"] = "nosniff"
+    if settings.SECURE_REFERRER_POLICY:
+        headers["Referrer-Policy"] = settings.SECURE_REFERRER_POLICY
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers["Cross-Origin-Opener-Policy"] = settings.SECURE_CROSS_ORIGIN_OPENER_POLICY
+    return headers
 
 
 class OperationsEndpointsMiddleware:
@@ -120,6 +126,6 @@ class OperationsEndpointsMiddleware:
         else:
             response = view(request)
         # Answered above the security middleware: its headers are set here.
-        for name, value in OPERATIONS_HEADERS.items():
+        for name, value in operations_headers().items():
             response.setdefault(name, value)
         return response

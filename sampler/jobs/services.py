@@ -303,6 +303,8 @@ def job_execute(
     except JobCancelled:
         logger.info("%s job %s stopped: %s", kind.name, job_id, "no longer ours")
     except TRANSIENT_ERRORS as error:
+        # Said before the database is touched again: it may still be down.
+        logger.warning("%s job %s hit database trouble: %s", kind.name, job_id, error)
         _requeue_or_fail(kind, job_id, token=context.token, reason=f"Database trouble: {error}")
     except JobRetryLater as error:
         _requeue_or_fail(kind, job_id, token=context.token, reason=str(error), delay=error.delay)
