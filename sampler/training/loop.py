@@ -255,7 +255,8 @@ def _accumulated_step(task: Task, module: nn.Module, window: list, accelerator: 
     examples), so each micro-batch's counts by its share of the step's items. The step's
     objective is then the mean over all its items, whatever the accumulation, the processes or
     a shorter last window; a mean of per-micro-batch means would weigh the items of a small
-    micro-batch more. Returns the step's metrics, weighted alike (this process's)."""
+    micro-batch more. (A task whose mean is weighted, by trust, still weighs by its count.)
+    Returns the step's metrics, weighted alike (this process's)."""
     counts = [float(task.items(batch)) for batch in window]
     total = torch.tensor([sum(counts)], dtype=torch.float64, device=accelerator.device)
     total = accelerator.reduce(total, reduction="sum").item()  # one collective per step
