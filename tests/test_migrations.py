@@ -186,3 +186,25 @@ def test_a_first_release_database_with_data_migrates_to_the_current_schema_intac
         ]
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_install_whose_default_project_had_trainer_groups_opens_it_to_every_trainer():
+    try:
+        apps = _migrate([("ranking", "0008_trust_estimates")])
+        Group = apps.get_model("auth", "Group")
+        Project = apps.get_model("ranking", "Project")
+        # Made on first use (not by a migration): as an install that had used it.
+        default = Project.objects.create(name="Default", slug="default")
+        other = Project.objects.create(name="Experts", slug="experts")
+        experts = Group.objects.create(name="experts")
+        default.trainer_groups.add(experts)
+        other.trainer_groups.add(experts)
+        apps = _migrate(_latest())
+        Project = apps.get_model("ranking", "Project")
+        assert not Project.objects.get(slug="default").trainer_groups.exists()
+        assert list(
+            Project.objects.get(slug="experts").trainer_groups.values_list("name", flat=True)
+        ) == ["experts"]
+    finally:
+        _migrate(_latest())
