@@ -109,23 +109,32 @@ def build_dpo_data(
 # ---- the loss ---------------------------------------------------------------------------------
 
 
+def _pair_correct(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """1 where the implicit reward orders a pair right, 1/2 where it ties, else 0."""
+    return (chosen > rejected).float() + 0.5 * (chosen == rejected).float()
+
+
 def ranking_losses(
     logratios: torch.Tensor, examples: list[PromptCompletions], config: DPOConfig
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(mean loss over the batch's rankings, pair statistics) from log-ratios (N,) laid out
-    as the collator lays out completions (each example's K in order)."""
-    losses, weights, chosen, rejected = [], [], [], []
+    as the collator lays out completions (each example's K in order). ``rows`` (R, 4) has per
+    ranking: its loss (unweighted, detached), whether it has one, its pairs ordered right and
+    its pairs: what an evaluation sums over processes."""
+    losses, weights, chosen, rejected, rows = [], [], [], [], []
     offset = 0
     for example in examples:
         count = len(example.completions)
         ratios = logratios[offset : offset + count]
         offset += count
         pairs = implied_pairs(example.groups)
+        right = ratios.new_zeros(())
         if pairs:
             winners = torch.tensor([w for w, _, _ in pairs], device=ratios.device)
             losers = torch.tensor([lo for _, lo, _ in pairs], device=ratios.device)
             chosen.append(ratios[winners])
             rejected.append(ratios[losers])
+            right = _pair_correct(ratios[winners].detach(), ratios[losers].detach()).sum()
         if config.mode == "listwise" or pairs:
             weights.append(example.weight if config.weight_by_trust else 1.0)
         if config.mode == "listwise":
@@ -147,6 +156,17 @@ def ranking_losses(
                     loss_type=config.loss_type,
                 ).mean()
             )
+        has_loss = config.mode == "listwise" or bool(pairs)
+        rows.append(
+            torch.stack(
+                [
+                    losses[-1].detach() if has_loss else ratios.new_zeros(()),
+                    ratios.new_tensor(float(has_loss)),
+                    right.to(ratios.dtype),
+                    ratios.new_tensor(float(len(pairs))),
+                ]
+            )
+        )
     if losses:
         weight = torch.tensor(weights, dtype=logratios.dtype, device=logratios.device)
         loss = (torch.stack(losses) * weight).sum() / weight.sum().clamp_min(1e-12)
@@ -157,8 +177,8 @@ def ranking_losses(
     return loss, {
         "chosen": chosen_rewards,
         "rejected": rejected_rewards,
-        "correct": (chosen_rewards > rejected_rewards).float()
-        + 0.5 * (chosen_rewards == rejected_rewards).float(),
+        "correct": _pair_correct(chosen_rewards, rejected_rewards),
+        "rows": torch.stack(rows),
     }
 
 
@@ -177,24 +197,14 @@ class DPOTask(ReferenceTask):
 
     @torch.no_grad()
     def evaluate(self, module: nn.Module, loader, accelerator: Accelerator) -> dict[str, float]:
+        """The mean loss per held-out ranking (unweighted: comparable across settings) and the
+        share of implied pairs ordered right, over every held-out ranking once (not the ones
+        Accelerate repeats to even out shards)."""
         module.eval()
         totals = torch.zeros(4, dtype=torch.float64)
         for batch in loader:
-            loss, stats = ranking_losses(
-                self.logratios(module, batch), batch["examples"], self.config
-            )
-            rankings = len(batch["examples"])
-            values = torch.tensor(
-                [
-                    loss.item() * rankings,
-                    rankings,
-                    stats["correct"].sum().item(),
-                    stats["correct"].numel(),
-                ],
-                dtype=torch.float64,
-                device=accelerator.device,
-            )
-            totals += accelerator.reduce(values, reduction="sum").cpu()
+            _, stats = ranking_losses(self.logratios(module, batch), batch["examples"], self.config)
+            totals += accelerator.gather_for_metrics(stats["rows"]).double().sum(0).cpu()
         loss_sum, rankings, correct, pairs = totals.tolist()
         return {
             "loss/eval": loss_sum / max(1.0, rankings),

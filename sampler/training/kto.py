@@ -8,8 +8,9 @@ run's data).
 
 Per step (Ethayarajh et al. 2024, as TRL's KTOTrainer): r = log pi(y|x) - log pi_ref(y|x) for
 each example; the reference point z0 is the batch's KL estimate, the mean of the same ratio
-over mismatched pairs (each example's reply after the next example's prompt), clamped at 0 and
-not differentiated; loss lambda_D (1 - sigmoid(beta (r - z0))) for desirable examples and
+over mismatched pairs (each example's reply after the next example's prompt; under several
+processes, over every process's pairs), clamped at 0 and not differentiated; loss
+lambda_D (1 - sigmoid(beta (r - z0))) for desirable examples and
 lambda_U (1 - sigmoid(beta (z0 - r))) for undesirable ones. lambda_D follows from the counts
 (``losses.kto_weights``) unless set. Every prompt is read once per step for both its own and
 its mismatched reply.
@@ -125,20 +126,34 @@ class KTOTask(ReferenceTask):
         super().__init__(config, reference)
         self.desirable_weight, self.undesirable_weight = weights
         self.last_reference_point = torch.zeros(())
+        self.accelerator: Accelerator | None = None
+
+    def place_reference(self, accelerator: Accelerator) -> None:
+        super().place_reference(accelerator)
+        # z0 is estimated over every process's mismatched pairs (as TRL gathers it).
+        self.accelerator = accelerator
 
     def parts(self, module: nn.Module, batch: dict, *, training: bool = True):
         """(log-ratios of the examples (B,), the detached KL reference point z0, flags); an
-        estimate from held-out data (``training`` false) is not kept for later steps."""
+        estimate from held-out data (``training`` false) is not kept for later steps. Under
+        several processes each calls this once per batch, and all get the same z0: the mean
+        over every process's mismatched pairs."""
         ratios = self.logratios(module, batch)
         count = len(batch["examples"])
-        if len(ratios) > count:
-            # The mismatched half (each reply after the next prompt) only estimates the KL.
-            reference_point = ratios[count:].detach().mean().clamp(min=0)
+        # The mismatched half (each reply after the next prompt) only estimates the KL.
+        mismatched = ratios[count:].detach().double()
+        estimate = torch.stack([mismatched.sum(), mismatched.new_tensor(float(len(mismatched)))])
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            estimate = self.accelerator.reduce(estimate, reduction="sum")
+        total, pairs = estimate.tolist()
+        if pairs:
+            reference_point = ratios.new_tensor(max(0.0, total / pairs)).detach()
             if training:
                 self.last_reference_point = reference_point
         else:
-            # One example (an epoch's last batch): no other prompt to pair its reply with; the
-            # last estimate stands (0 before any: the policy starts as the reference).
+            # One example (an epoch's last batch) on every process: no other prompt to pair its
+            # reply with; the last estimate stands (0 before any: the policy starts as the
+            # reference).
             reference_point = self.last_reference_point.to(ratios.device)
         return ratios[:count], reference_point, batch_flags(batch["examples"], ratios.device)
 
@@ -167,7 +182,8 @@ class KTOTask(ReferenceTask):
     @torch.no_grad()
     def evaluate(self, module: nn.Module, loader, accelerator: Accelerator) -> dict[str, float]:
         """Held-out loss, KL and mean implicit rewards of each kind, and ``accuracy/eval``:
-        the share of examples on the right side of the reference point."""
+        the share of examples on the right side of the reference point; over every held-out
+        example once (not the ones Accelerate repeats to even out shards)."""
         module.eval()
         totals = torch.zeros(7, dtype=torch.float64)
         for batch in loader:
@@ -175,20 +191,20 @@ class KTOTask(ReferenceTask):
             losses = self.losses(ratios, reference_point, desirable)
             right = torch.where(desirable, ratios > reference_point, ratios < reference_point)
             rewards = self.config.beta * ratios
-            values = torch.tensor(
+            flags = desirable.to(rewards.dtype)
+            per_example = torch.stack(
                 [
-                    losses.sum().item(),
-                    len(losses),
-                    reference_point.item() * len(losses),
-                    rewards[desirable].sum().item(),
-                    desirable.sum().item(),
-                    rewards[~desirable].sum().item(),
-                    right.float().sum().item(),
+                    losses.to(rewards.dtype),
+                    torch.ones_like(rewards),
+                    reference_point.to(rewards.dtype).expand_as(rewards),
+                    rewards * flags,
+                    flags,
+                    rewards * (1 - flags),
+                    right.to(rewards.dtype),
                 ],
-                dtype=torch.float64,
-                device=accelerator.device,
+                dim=1,
             )
-            totals += accelerator.reduce(values, reduction="sum").cpu()
+            totals += accelerator.gather_for_metrics(per_example).double().sum(0).cpu()
         loss, count, kl, chosen, desirable_count, rejected, right = totals.tolist()
         undesirable_count = count - desirable_count
         return {

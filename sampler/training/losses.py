@@ -181,12 +181,15 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(predicted, targets, ignore_index=IGNORE_INDEX)
 
 
-def token_cross_entropy_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(summed loss, labelled tokens): for evaluation means that are exact across batches."""
-    predicted = logits[:, :-1].reshape(-1, logits.size(-1)).float()
-    targets = labels[:, 1:].reshape(-1)
-    total = F.cross_entropy(predicted, targets, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total, int((targets != IGNORE_INDEX).sum())
+def token_cross_entropy_rows(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, 2): each row's summed loss and its labelled tokens, for evaluation means that are
+    exact across batches and processes (a row is a unit ``gather_for_metrics`` can count)."""
+    targets = labels[:, 1:]
+    per_token = F.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    counted = (targets != IGNORE_INDEX).sum(-1)
+    return torch.stack([per_token.sum(-1), counted.to(per_token.dtype)], dim=1)
 
 
 # ---- preference optimisation (DPO, IPO, Plackett-Luce, KTO) ----------------------------------

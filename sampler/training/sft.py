@@ -17,18 +17,19 @@ from torch import nn
 from sampler.training.config import SFTConfig
 from sampler.training.data import DataError, SFTCollator, build_sft_data
 from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
-from sampler.training.losses import IGNORE_INDEX, token_cross_entropy, token_cross_entropy_sum
+from sampler.training.losses import IGNORE_INDEX, token_cross_entropy, token_cross_entropy_rows
 from sampler.training.model import CausalLM, apply_lora, load_policy, load_tokenizer
 
 
 def _next_token_correct(
     logits: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(correct, counted) over labelled tokens: greedy next-token accuracy on the replies."""
+    """(correct, counted) labelled tokens of each row (B,): greedy next-token accuracy on the
+    replies."""
     targets = labels[:, 1:]
     counted = targets != IGNORE_INDEX
     correct = (logits[:, :-1].argmax(-1) == targets) & counted
-    return correct.sum(), counted.sum()
+    return correct.sum(-1), counted.sum(-1)
 
 
 class SFTTask:
@@ -41,25 +42,24 @@ class SFTTask:
         loss = token_cross_entropy(logits, batch["labels"])
         with torch.no_grad():
             correct, counted = _next_token_correct(logits, batch["labels"])
-        return loss, {"accuracy/train": correct.float() / counted.clamp(min=1)}
+        return loss, {"accuracy/train": correct.sum().float() / counted.sum().clamp(min=1)}
 
     @torch.no_grad()
     def evaluate(self, module: nn.Module, loader, accelerator: Accelerator) -> dict[str, float]:
-        """Token-weighted held-out loss and next-token accuracy on the assistant's tokens."""
+        """Token-weighted held-out loss and next-token accuracy on the assistant's tokens, over
+        every held-out example once (not the ones Accelerate repeats to even out shards)."""
         module.eval()
-        totals = torch.zeros(3, dtype=torch.float64, device=accelerator.device)
+        totals = torch.zeros(3, dtype=torch.float64)
         for batch in loader:
             logits = module(batch["input_ids"], batch["attention_mask"])
-            loss_sum, tokens = token_cross_entropy_sum(logits, batch["labels"])
+            rows = token_cross_entropy_rows(logits, batch["labels"])
             correct, _ = _next_token_correct(logits, batch["labels"])
-            totals += torch.tensor(
-                [loss_sum.item(), correct.item(), tokens], dtype=torch.float64, device=totals.device
-            )
-        # Uneven shards repeat a few examples on some processes: a negligible bias for a mean.
-        loss_sum, correct, tokens = accelerator.reduce(totals, reduction="sum").tolist()
+            per_example = torch.cat([rows, correct.unsqueeze(1).to(rows.dtype)], dim=1)
+            totals += accelerator.gather_for_metrics(per_example).double().sum(0).cpu()
+        loss_sum, tokens, correct_sum = totals.tolist()
         return {
             "loss/eval": loss_sum / max(1.0, tokens),
-            "accuracy/eval": correct / max(1.0, tokens),
+            "accuracy/eval": correct_sum / max(1.0, tokens),
         }
 
 

@@ -123,3 +123,52 @@ def test_a_ppo_run_launched_as_two_processes_trains_once_and_evaluates(policy, t
     assert version.metrics["data"]["prompts/test"] < PROCESSES
     assert [step for step, _ in run.metrics["eval/scores"]][:1] == [0]
     assert version.metrics["steps"] == 2 and "eval/scores" in version.metrics
+
+
+def _evaluations(model_dir, tmp_path, processes: int) -> dict:
+    """``evaluate_across_processes.py`` as ``processes`` processes under torchrun."""
+    out = tmp_path / f"evaluations-{processes}.json"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    environment.update({"MKL_NUM_THREADS": "1", "TORCH_THREADS": "1"})
+    launched = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)),
+            *("--master_port", str(free_port())),
+            *(str(ROOT / "tests" / "integration" / "evaluate_across_processes.py"),),
+            *(str(model_dir), str(out)),
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    evaluations = json.loads(out.read_text())
+    assert evaluations["processes"] == processes
+    return evaluations
+
+
+def test_held_out_metrics_and_ktos_reference_point_do_not_depend_on_the_processes(
+    micro_model_dir, tmp_path
+):
+    """5 held-out examples in batches of 2 on two processes: Accelerate repeats 3 of them to
+    give both the same batches; every evaluation counts each example once, as one process
+    does. KTO's z0 is pooled: both processes train against the same one."""
+    one = _evaluations(micro_model_dir, tmp_path, 1)
+    two = _evaluations(micro_model_dir, tmp_path, 2)
+    compared = [(kind, name) for kind in ("sft", "dpo") for name in one[kind]]
+    compared += [("kto", "rewards/chosen/eval"), ("kto", "rewards/rejected/eval")]
+    for kind, name in compared:
+        assert math.isclose(two[kind][name], one[kind][name], rel_tol=1e-4, abs_tol=1e-6), (
+            kind,
+            name,
+            one[kind][name],
+            two[kind][name],
+        )
+    first, second = two["kto_z0"]
+    own = [part["own_sum"] / part["own_pairs"] for part in (first, second)]
+    pooled = (first["own_sum"] + second["own_sum"]) / (first["own_pairs"] + second["own_pairs"])
+    assert pooled > 0 and not math.isclose(own[0], own[1]), (own, pooled)
+    assert math.isclose(first["z0"], pooled, rel_tol=1e-5)
+    assert math.isclose(second["z0"], pooled, rel_tol=1e-5)
