@@ -73,6 +73,16 @@ def wait_until(predicate, *, interval: float = 0.2, what: str = "condition"):
     raise AssertionError(f"{what} not met within TEST_WAIT_SECONDS={WAIT_SECONDS:g} s")
 
 
+def sessions_waiting_for_a_lock() -> int:
+    """PostgreSQL sessions on this test database waiting for a lock another one holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
 def celery_worker_idle() -> bool:
     """Every queue is empty and no worker holds a task (running, or prefetched)."""
     if any(queue_depths(timeout=WAIT_SECONDS).values()):

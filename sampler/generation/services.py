@@ -6,12 +6,14 @@ A job runs through the one executor (``sampler.jobs``): suggestions and try-the-
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -32,7 +34,7 @@ from sampler.generation.backends import (
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.params import GenerationParams, context_room_error
 from sampler.jobs.kinds import JobRetryLater
-from sampler.jobs.models import JobStatus
+from sampler.jobs.models import FINISHED, JobStatus
 from sampler.jobs.services import (
     JobCancelled,
     JobContext,
@@ -141,18 +143,30 @@ class TooManyUnfinishedJobs(ValidationError):
     http_status = 429
 
 
-def _check_unfinished_jobs(requested_by: AbstractBaseUser) -> None:
+@contextlib.contextmanager
+def _within_unfinished_cap(requested_by: AbstractBaseUser | None) -> Iterator[None]:
+    """A transaction in which ``requested_by`` may add one unfinished generation job, or
+    ``TooManyUnfinishedJobs``. The trainer's row stays locked until it commits, so requests
+    made at once are counted one after another: none passes the cap on a count that misses
+    another's job."""
     limit = settings.GENERATION_MAX_UNFINISHED_PER_USER
-    if not limit or requested_by.is_staff:
-        return
-    unfinished = GenerationJob.objects.filter(
-        requested_by=requested_by, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
-    ).count()
-    if unfinished >= limit:
-        raise TooManyUnfinishedJobs(
-            f"You have {unfinished} generation jobs waiting or running, the most one person may "
-            "have: wait for them to finish, or cancel some."
+    with transaction.atomic():
+        if requested_by is None or not limit or requested_by.is_staff:
+            yield
+            return
+        # FOR NO KEY UPDATE: rows that merely point at the trainer are not held up.
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=requested_by.pk).exists()
+        unfinished = (
+            GenerationJob.objects.filter(requested_by=requested_by)
+            .exclude(status__in=FINISHED)
+            .count()
         )
+        if unfinished >= limit:
+            raise TooManyUnfinishedJobs(
+                f"You have {unfinished} generation jobs waiting or running, the most one person "
+                "may have: wait for them to finish, or cancel some."
+            )
+        yield
 
 
 def generation_job_create(
@@ -209,21 +223,20 @@ def generation_job_create(
     )
     if too_long:
         raise ValidationError({"max_new_tokens": too_long})
-    if queue and requested_by is not None:
-        _check_unfinished_jobs(requested_by)
-    job = GenerationJob.objects.create(
-        model_version=version,
-        prefix_message=prefix_message,
-        prompt_messages=prompt_messages,
-        role=role,
-        n=n,
-        params=generation_params.as_dict(),
-        seed=seed if seed is not None else random.SystemRandom().randint(0, MAX_SEED),
-        purpose=purpose,
-        requested_by=requested_by,
-        **({"project_id": project_id} if project_id is not None else {}),
-    )
-    job.publication = job_enqueue(job=job) if queue else None
+    with _within_unfinished_cap(requested_by if queue else None):
+        job = GenerationJob.objects.create(
+            model_version=version,
+            prefix_message=prefix_message,
+            prompt_messages=prompt_messages,
+            role=role,
+            n=n,
+            params=generation_params.as_dict(),
+            seed=seed if seed is not None else random.SystemRandom().randint(0, MAX_SEED),
+            purpose=purpose,
+            requested_by=requested_by,
+            **({"project_id": project_id} if project_id is not None else {}),
+        )
+        job.publication = job_enqueue(job=job) if queue else None
     return job
 
 
@@ -263,9 +276,11 @@ def generation_job_retry(*, job: GenerationJob, user: AbstractBaseUser) -> Publi
     """Queue a failed or cancelled job again (same prefix, parameters and seed); it counts
     against its requester's unfinished jobs as a new one would."""
     _check_may_change(job=job, user=user)
-    if job.requested_by is not None:
-        _check_unfinished_jobs(job.requested_by)
-    return job_retry(job=job)
+    # A job that cannot be retried (queued, running, succeeded) is refused as such, not as one
+    # past the cap; ``job_retry`` checks its state again under the row's lock.
+    retryable = job.status in {JobStatus.FAILED, JobStatus.CANCELLED}
+    with _within_unfinished_cap(job.requested_by if retryable else None):
+        return job_retry(job=job)
 
 
 # A model server that is down: the job is published again after this many seconds, doubling

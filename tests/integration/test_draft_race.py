@@ -14,18 +14,9 @@ from django.db import connection, transaction
 
 from labeling.conversations import services
 from labeling.conversations.models import Draft
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import WAIT_SECONDS, sessions_waiting_for_a_lock
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _sessions_waiting_for_a_lock() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
 
 
 def test_a_draft_save_racing_the_send_of_its_turn_is_refused(trainer):
@@ -49,7 +40,7 @@ def test_a_draft_save_racing_the_send_of_its_turn_is_refused(trainer):
         sent = services.message_append(conversation=conversation, author=trainer, content="Hello")
         saver.start()
         deadline = time.monotonic() + WAIT_SECONDS
-        while saver.is_alive() and not _sessions_waiting_for_a_lock():
+        while saver.is_alive() and not sessions_waiting_for_a_lock():
             assert time.monotonic() < deadline, "the draft save neither waited nor finished"
             time.sleep(0.02)
     saver.join(WAIT_SECONDS)

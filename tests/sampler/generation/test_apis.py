@@ -306,6 +306,10 @@ def test_a_trainer_with_too_many_unfinished_jobs_is_refused_until_some_end(
         retried = trainer_client.post(f"{_job_url(created[0].json()['id'])}retry/")
         assert retried.status_code == 429
         assert GenerationJob.objects.get(pk=created[0].json()["id"]).status == "cancelled"
+        # A job that cannot be retried says so, cap or no cap.
+        queued = trainer_client.post(f"{_job_url(created[1].json()['id'])}retry/")
+        assert queued.status_code == 409, queued.json()
+        assert "Only failed or cancelled jobs can be retried" in queued.json()["detail"]
         # Admins are not limited.
         assert [_post(admin_client_, payload).status_code for _ in range(3)] == [201] * 3
 

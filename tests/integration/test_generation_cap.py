@@ -1,0 +1,55 @@
+"""The cap on a trainer's unfinished generation jobs, on PostgreSQL, with two requests at once.
+
+Each request counts the trainer's unfinished jobs and then adds one. Were the count not
+serialised, a request made while another's job is written but not yet committed would count
+one too few, and both would pass the cap."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from sampler.generation import services
+from sampler.generation.models import GenerationJob
+from tests.conftest import WAIT_SECONDS, sessions_waiting_for_a_lock
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+PROMPT = [{"role": "user", "content": "Hello?"}]
+
+
+def _ask(trainer) -> GenerationJob:
+    return services.generation_job_create(
+        messages=PROMPT, n=1, params={"max_new_tokens": 4}, requested_by=trainer
+    )
+
+
+def test_two_requests_at_once_cannot_both_take_the_last_place(policy, trainer, settings):
+    settings.GENERATION_MAX_UNFINISHED_PER_USER = 2
+    _ask(trainer)
+    outcome: dict[str, object] = {}
+
+    def ask_again() -> None:
+        try:
+            outcome["job"] = _ask(trainer)
+        except services.TooManyUnfinishedJobs as error:
+            outcome["refused"] = error.messages[0]
+        finally:
+            connection.close()
+
+    second = threading.Thread(target=ask_again)
+    with transaction.atomic():
+        # The first request is under way: its job (the last place) written, not committed.
+        _ask(trainer)
+        second.start()
+        deadline = time.monotonic() + WAIT_SECONDS
+        while second.is_alive() and not sessions_waiting_for_a_lock():
+            assert time.monotonic() < deadline, "the second request neither waited nor finished"
+            time.sleep(0.02)
+    second.join(WAIT_SECONDS)
+    assert not second.is_alive()
+
+    assert "refused" in outcome, outcome
+    assert "2 generation jobs waiting or running" in outcome["refused"]
+    assert GenerationJob.objects.filter(requested_by=trainer).count() == 2
