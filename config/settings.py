@@ -313,6 +313,12 @@ if _visibility is not None and _visibility <= JOB_STALE_AFTER:
     )
 if JOB_MAX_ATTEMPTS < 1:
     _job_setting_errors.append("JOB_MAX_ATTEMPTS must be at least 1")
+# The generation job table stores n from 1 to 64 (a database constraint).
+if not 1 <= GENERATION_MAX_N <= 64:
+    _job_setting_errors.append(
+        f"GENERATION_MAX_N must be between 1 and 64 (replies per generation job), got "
+        f"{GENERATION_MAX_N}"
+    )
 if _job_setting_errors:
     raise ImproperlyConfigured("; ".join(_job_setting_errors) + ".")
 

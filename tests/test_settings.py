@@ -115,3 +115,16 @@ def test_embedded_default_makes_one_random_pseudonym_key_per_install_under_var(t
     assert (tmp_path / "one" / "export-pseudonym.key").stat().st_mode & 0o077 == 0
     # var/ is never committed.
     assert "var/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_a_generation_max_n_past_what_a_job_stores_refuses_to_start():
+    """A job's n is stored under a database constraint (1 to 64): a larger setting would turn
+    every request past 64 into the database's error."""
+    for value in ("65", "0"):
+        result = _import_settings(GENERATION_MAX_N=value)
+        assert result.returncode != 0
+        assert (
+            f"GENERATION_MAX_N must be between 1 and 64 (replies per generation job), got {value}"
+            in result.stderr
+        )
+    assert _import_settings(GENERATION_MAX_N="64").returncode == 0

@@ -210,6 +210,7 @@ def model_version_serving_update(
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     new_backend = version.backend if backend is UNSET else backend
     new_path = version.path if path is UNSET else _validated_path(path)
+    _check_kind_matches(kind=version.kind, path=new_path)
     if backend_options is UNSET:
         # Options belong to a backend: switching backends without new options drops them.
         options = version.backend_options if new_backend == version.backend else {}

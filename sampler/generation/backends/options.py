@@ -33,7 +33,7 @@ TRANSFORMERS_OPTIONS: dict[str, tuple] = {}
 
 # Passed to vllm.LLM(...) as they are.
 VLLM_OPTIONS: dict[str, tuple] = {
-    "dtype": (lambda v: v in {"auto", "float32", "float16", "bfloat16"},
+    "dtype": (lambda v: isinstance(v, str) and v in {"auto", "float32", "float16", "bfloat16"},
               "one of auto, float32, float16, bfloat16"),
     "max_model_len": (lambda v: _integer(v) and 16 <= v <= 1_048_576,
                       "an integer between 16 and 1048576"),
@@ -88,7 +88,7 @@ def validate_options(backend: str, options: dict) -> dict[str, str]:
             errors["api_key_env"] = (
                 "looks like a key: give the name of the environment variable that holds it"
             )
-        elif key_env in SETTINGS_NAMES:
+        elif isinstance(key_env, str) and key_env in SETTINGS_NAMES:
             # The worker sends the variable's value to base_url: never one of the app's own
             # settings (SECRET_KEY, DATABASE_URL, ...).
             errors["api_key_env"] = (

@@ -76,6 +76,13 @@ def test_bad_serving_configs_are_400_with_the_field_and_nothing_is_stored(
           "backend_options": {**OPENAI, "model": "m\ud800"}}, "backend_options"),
         ({"name": "a", "backend": "openai", "context_length": 9,
           "backend_options": {**OPENAI, "base_url": "http://x/v1\x00"}}, "backend_options"),
+        # Values of another type than the option takes (lists, objects): refused, not a 500.
+        ({"name": "a", "backend": "vllm", "path": str(micro_model_dir),
+          "backend_options": {"dtype": []}}, "backend_options"),
+        ({"name": "a", "backend": "openai", "context_length": 9,
+          "backend_options": {**OPENAI, "api_key_env": ["KEY"]}}, "backend_options"),
+        ({"name": "a", "backend": "openai", "context_length": 9,
+          "backend_options": {**OPENAI, "api_key_env": {"KEY": 1}}}, "backend_options"),
     ]  # fmt: skip
     for data, field in cases:
         response = _post(admin_client_, data)
@@ -164,3 +171,9 @@ def test_a_model_of_the_other_kind_is_refused_by_what_its_config_names(
     assert as_reward.status_code == 400
     assert "not a reward model" in json.dumps(as_reward.json()["kind"])
     assert not ModelVersion.objects.filter(name__in=["rm-as-policy", "lm-as-rm"]).exists()
+    # Nor can a version be pointed at the other kind's directory afterwards.
+    moved = _patch(admin_client_, policy.pk, {"path": reward.path})
+    assert moved.status_code == 400
+    assert "holds a reward model" in json.dumps(moved.json()["kind"])
+    policy.refresh_from_db()
+    assert policy.path != reward.path
