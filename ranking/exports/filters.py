@@ -22,6 +22,9 @@ FORMATS = tuple(DatasetExport.Format.values)
 
 
 PAIR_MODES = ("per_ranker", "aggregated")
+# What a KTO training run reads (prompt, completion, label): built from feedback and flags by
+# the runs, not an export format; its filters are checked here all the same.
+KTO_FORMAT = "kto"
 
 
 SPLITS = ("all", "train", "test")
@@ -92,15 +95,23 @@ class ExportFilters:
 
     def check_format(self, format: str) -> None:
         """Refuse filters that would be ignored: those choosing rankings, set for an export of
-        demonstrations (which come from conversations, not rankings)."""
-        if format != DatasetExport.Format.DEMONSTRATIONS:
-            return
-        defaults = ExportFilters()
-        errors = {
-            name: f"{name} chooses rankings or pairs; demonstrations are not filtered by it."
-            for name in ("model_version_ids", "min_agreement", "exclude_flags")
-            if getattr(self, name) != getattr(defaults, name)
+        demonstrations (which come from conversations, not rankings), and ``exclude_flags`` for
+        KTO's examples (its flagged replies are examples, undesirable ones)."""
+        ignored = {
+            DatasetExport.Format.DEMONSTRATIONS: (
+                ("model_version_ids", "min_agreement", "exclude_flags"),
+                "chooses rankings or pairs; demonstrations are not filtered by it.",
+            ),
+            KTO_FORMAT: (
+                ("exclude_flags",),
+                "drops flagged rankings; KTO takes flagged replies as undesirable examples "
+                "instead (leave `flags` out of its sources to do without them).",
+            ),
         }
+        names, why = ignored.get(format, ((), ""))
+        defaults = ExportFilters()
+        set_names = [name for name in names if getattr(self, name) != getattr(defaults, name)]
+        errors = {name: f"{name} {why}" for name in set_names}
         if errors:
             raise ValidationError(errors)
 

@@ -16,7 +16,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.utils.module_loading import import_string
 
-from ranking.exports.filters import ExportFilters
+from ranking.exports.filters import KTO_FORMAT, ExportFilters
 from ranking.exports.selectors import export_records
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
@@ -34,8 +34,6 @@ from sampler.training.records import (
 )
 
 PROMPTS_FORMAT = "prompts"
-# KTO examples (prompt, completion, label): built from feedback and flags, not an export format.
-KTO_FORMAT = "kto"
 
 
 @dataclass

@@ -148,10 +148,12 @@ def _prompt_hash(prompt: list[dict]) -> str:
 
 def feedback_pair_records(filters: ExportFilters) -> Iterator[dict]:
     """To one prompt, every reply someone liked chosen over every reply someone disliked or
-    reported (each distinct reply text once per side; a reply on both sides is left out)."""
-    by_prompt: dict[str, dict] = defaultdict(lambda: {"good": {}, "bad": {}})
+    reported (each distinct reply text once per side; a reply on both sides is left out). Both
+    replies of a pair come from the same split: a held-out conversation's reply is never
+    paired into training because another conversation asked the same."""
+    by_prompt: dict[tuple, dict] = defaultdict(lambda: {"good": {}, "bad": {}})
     for record in feedback_kto_records(filters):
-        key = _prompt_hash(record["prompt"])
+        key = (_prompt_hash(record["prompt"]), record.get("split"))
         entry = by_prompt[key]
         entry.setdefault("record", record)
         side = "good" if record["label"] else "bad"

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from labeling.models import Feedback, Message
-from ranking.exports.filters import ExportFilters
+from ranking.exports.filters import ExportFilters, split_of
 from ranking.exports.pipeline import records, write_jsonl
 from ranking.models import Candidate
 from sampler.registry.models import ModelVersion
@@ -19,7 +19,7 @@ from sampler.runs.sources import feedback_pair_records, kto_records
 from sampler.training.data import IGNORE_INDEX, sft_example
 from sampler.training.model import load_tokenizer
 from sampler.training.synthetic import synthetic_rankings
-from tests.ranking.conftest import ranked  # noqa: F401  (fixture)
+from tests.ranking.conftest import finished_conversation, ranked  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -91,6 +91,36 @@ def test_feedback_pairs_put_a_liked_reply_over_a_disliked_one_to_the_same_prompt
     rejected = {p["rejected"][0]["content"] for p in pairs}
     assert chosen == {messages[1].content}
     assert rejected == {messages[2].content, messages[3].content}
+
+
+def test_feedback_pairs_never_pair_a_held_out_conversations_reply_into_training(
+    trainer, other_trainer, policy
+):
+    """Two conversations ask the same; one is held out. Its disliked reply is no rejected side
+    of a training pair (nor the liked one a chosen side of a held-out pair)."""
+    by_split = {}
+    for index in range(200):  # split_of is a hash: a few conversations give both splits
+        conversation = finished_conversation(trainer, turns=("tell me a joke", f"joke {index}"))
+        by_split.setdefault(split_of(conversation.pk, seed=0, test_fraction=0.1), conversation)
+        if len(by_split) == 2:
+            break
+    rating = {"train": "up", "test": "down"}
+    for split, conversation in by_split.items():
+        Feedback.objects.create(
+            user=other_trainer, message=conversation.active_leaf, rating=rating[split]
+        )
+    assert list(feedback_pair_records(ExportFilters(test_fraction=0.1))) == []
+    # In one split, the same two replies are a pair.
+    pairs = list(feedback_pair_records(ExportFilters(test_fraction=0.0)))
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
+        (by_split["train"].active_leaf.content, by_split["test"].active_leaf.content)
+    ]
+
+
+def test_train_kto_refuses_an_exclude_flag_it_would_ignore(feedback, policy):
+    with pytest.raises(CommandError, match="exclude_flags drops flagged rankings"):
+        call_command("train_kto", "--exclude-flag", "harmful", "--queue", stdout=StringIO())
+    assert not TrainingRun.objects.exists()
 
 
 def test_train_kto_from_the_database_registers_a_policy_parented_on_its_reference(feedback, policy):
