@@ -361,6 +361,21 @@ def test_string_prompts_in_pairs_are_the_users_turn(micro_model_dir):
         ranking_from_record({"prompt": [1, 2], "chosen": "a", "rejected": "b"})
 
 
+def test_rankings_with_no_order_are_skipped_and_ties_beside_an_order_are_kept():
+    """As the README says: "all equally good" (one group), "all bad" and "cannot rank" (no
+    ordering) give the reward model nothing; a tie beside an order is a tied pair."""
+    base = {
+        "prompt": [{"role": "user", "content": "hi"}],
+        "candidates": [{"candidate_id": i, "text": f"reply {i}"} for i in (1, 2, 3)],
+        "cannot_rank": False,
+    }
+    assert ranking_from_record({**base, "ordering": [[1, 2, 3]]}) is None
+    assert ranking_from_record({**base, "ordering": []}) is None
+    assert ranking_from_record({**base, "ordering": [], "cannot_rank": True}) is None
+    _, texts, groups = ranking_from_record({**base, "ordering": [[2, 3], [1]]})
+    assert (texts, groups) == (["reply 2", "reply 3", "reply 1"], [[0, 1], [2]])
+
+
 def test_a_test_fraction_the_files_own_split_would_override_is_refused(policy, tmp_path):
     data = tmp_path / "demonstrations.jsonl"
     write_jsonl(iter(synthetic_demonstrations(4)), data)
