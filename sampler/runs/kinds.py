@@ -7,6 +7,9 @@ directory, registration of the new version, failure and retry.
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -159,14 +162,39 @@ def _train_on_records(trainer: str) -> Callable[..., Any]:
 # ---- SFT --------------------------------------------------------------------------------------
 
 
+# The rows a run from the database read when it first started, kept beside its checkpoints.
+DATA_SNAPSHOT = "data.jsonl.gz"
+
+
 def _load_main(run: TrainingRun, config) -> RunData:
-    data = read_source(run.dataset, run.dataset["format"])
+    """The run's rows. A run from the database keeps the rows it first read beside its
+    checkpoints and resumes on those: rankings, feedback and trust estimates made since (which
+    change records it had read, e.g. their trust weights) do not stop it or change its data. A
+    file must be unchanged (its sha256)."""
     recorded = run.dataset.get("sha256")
+    snapshot = Path(run.checkpoint_dir) / DATA_SNAPSHOT if run.checkpoint_dir else None
+    if recorded and snapshot is not None and snapshot.is_file():
+        rows = list(read_jsonl(snapshot))
+        if records_sha256(rows) == recorded:
+            return RunData(rows, {**run.dataset, "rows": len(rows)})
+    data = read_source(run.dataset, run.dataset["format"])
     if recorded and recorded != data.description["sha256"]:
         raise ValidationError(
             {"data": "The data changed since this run started; start a new run to use it."}
         )
+    if snapshot is not None and run.dataset["source"] == "database":
+        _write_snapshot(snapshot, data.rows)
     return data
+
+
+def _write_snapshot(path: Path, rows: list[dict]) -> None:
+    """``rows`` as compact JSONL (what ``records_sha256`` hashes), gzipped, written whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with gzip.open(partial, "wt", encoding="utf-8", compresslevel=1) as stream:
+        for row in rows:
+            stream.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+    partial.replace(path)
 
 
 def _policy_from_records(name: str, trainer: str, *, data_format: str, **more) -> TrainingKind:

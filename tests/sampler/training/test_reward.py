@@ -182,6 +182,44 @@ def test_an_interrupted_run_changes_no_active_model_and_resumes_from_its_checkpo
     assert model_version_active(kind="reward") == reward
 
 
+@pytest.mark.usefixtures("ranked")
+def test_a_run_from_the_database_resumes_on_the_rows_it_first_read(policy, model_root):
+    """Rankings made (or trust re-estimated) after a run started change the records its filters
+    choose; resuming it still works, on the rows it read, kept beside its checkpoints."""
+    from ranking.models import Ranking
+
+    filters = ExportFilters(test_fraction=0.0)
+    first_rows = list(records("rankings", filters))
+    run = training_services.training_run_create(
+        kind="reward",
+        config={
+            "max_steps": 4,
+            "checkpoint_every": 2,
+            "batch_size": 2,
+            "max_length": 48,
+            "normalize_to_demonstrations": False,
+        },
+        filters=filters,
+        queue=False,
+    )
+
+    def interrupt(event):
+        if event.kind == "train" and event.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training_services.training_run_run_inline(run_id=run.pk, echo=interrupt)
+    Ranking.objects.order_by("pk").first().delete()
+    assert list(records("rankings", filters)) != first_rows
+
+    run = training_services.training_run_run_inline(run_id=run.pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert "resumed at step 2" in run.log
+    assert run.dataset["rows"] == len(first_rows) == 6
+    assert run.dataset["sha256"] == records_sha256(first_rows)
+    assert not Path(run.checkpoint_dir).exists()
+
+
 def test_a_run_on_broken_data_fails_and_registers_nothing(policy, tmp_path, model_root):
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"prompt": [], "candidates": [], "ordering": [[1], [2]]}\nnot json\n')
