@@ -101,7 +101,8 @@ def job_enqueue(*, job: Job, countdown: float = 0.0) -> Publication:
 
 
 def _publish_again(*, job: Job, countdown: float = 0.0) -> Publication:
-    """A fresh token and a new message; the row keeps its place (``queued_at``) in its queue."""
+    """A fresh token and a new message (at the end of the broker's queue); the row keeps its
+    ``queued_at``, by which jobs ahead are counted and generation batches are picked."""
     kind = job_kind_of(job)
     queue = kind.queue_for(job)
     token = uuid.uuid4().hex
