@@ -4,7 +4,11 @@ generation job of purpose ``ranking`` that also makes the task's candidates."""
 from django.conf import settings
 
 from config.celery import Queue
-from ranking.rank.services import ranking_task_preparation_given_up, ranking_task_prepare_execute
+from ranking.rank.services import (
+    ranking_task_preparation_given_up,
+    ranking_task_preparation_retried,
+    ranking_task_prepare_execute,
+)
 from sampler.generation.models import GenerationJob
 from sampler.jobs.kinds import JobKind, job_kind_register
 
@@ -17,5 +21,6 @@ RANKING_PREPARATION = job_kind_register(
         time_limit=settings.GENERATION_TIME_LIMIT,
         matches=lambda job: job.purpose == GenerationJob.Purpose.RANKING,
         on_given_up=ranking_task_preparation_given_up,
+        on_retry=ranking_task_preparation_retried,
     )
 )

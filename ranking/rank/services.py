@@ -159,6 +159,14 @@ def ranking_task_preparation_given_up(job: GenerationJob) -> None:
     )
 
 
+def ranking_task_preparation_retried(job: GenerationJob) -> None:
+    """A preparation queued again (a retry after it failed or was cancelled) prepares its task
+    again: released when it gave up, the task waits for its candidates once more."""
+    RankingTask.objects.filter(generation_job=job, status=RankingTask.Status.FAILED).update(
+        status=RankingTask.Status.PREPARING, error=""
+    )
+
+
 def ranking_task_prepare(*, task_id: int) -> RankingTask:
     """Run a task's preparation in this process (tests, the command line)."""
     task = RankingTask.objects.get(pk=task_id)

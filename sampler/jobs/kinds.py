@@ -74,7 +74,9 @@ class JobKind:
     run again after its worker died); it may mark the row succeeded itself, inside the
     transaction that stores its results (``JobContext.succeed``), else the executor does when
     it returns. ``matches`` tells apart kinds that share a table (e.g. generation jobs that
-    prepare a ranking task). ``on_given_up`` runs once the row failed for good or was cancelled.
+    prepare a ranking task). ``on_given_up`` runs once the row failed for good or was cancelled;
+    ``on_retry`` when it is queued again by a retry, in that transaction (it undoes what
+    ``on_given_up`` did).
     """
 
     name: str
@@ -86,6 +88,7 @@ class JobKind:
     time_limit: int | None = None
     matches: Callable[[Job], bool] | None = None
     on_given_up: Callable[[Job], None] | None = None
+    on_retry: Callable[[Job], None] | None = None
 
     def queue_for(self, job: Job) -> str:
         return self.queue(job) if callable(self.queue) else str(self.queue)

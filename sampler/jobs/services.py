@@ -468,6 +468,8 @@ def job_retry(*, job: Job) -> Publication:
         row.save(
             update_fields=["status", "attempts", "error", "finished_at", "worker", "heartbeat_at"]
         )
+        if kind.on_retry is not None:
+            kind.on_retry(row)
         return job_enqueue(job=row)
 
 

@@ -506,3 +506,27 @@ def test_nobody_takes_back_another_trainers_ranking(quick_task, trainer, other_t
     with pytest.raises(RankingConflict):
         services.ranking_undo(ranking_id=ranking.pk, trainer=other_trainer)
     assert Ranking.objects.filter(pk=ranking.pk).exists()
+
+
+def test_a_retried_preparation_prepares_its_task_again(policy, other_trainer, settings):
+    """A preparation that gave up released its task (failed); retrying the job (an admin, the
+    API, ``retry_job``) brings the task back and gives it its candidates."""
+    from sampler.generation.models import GenerationJob
+    from sampler.jobs.services import job_fail, job_retry, job_run_inline
+
+    settings.RANKING_MAX_NEW_TOKENS = 12
+    finished_conversation(other_trainer)
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=2, queue=False
+    )
+    job_fail(job=GenerationJob.objects.get(pk=task.generation_job_id), error="server down")
+    task.refresh_from_db()
+    assert (task.status, task.error) == (RankingTask.Status.FAILED, "server down")
+
+    job_retry(job=GenerationJob.objects.get(pk=task.generation_job_id))
+    task.refresh_from_db()
+    assert (task.status, task.error) == (RankingTask.Status.PREPARING, "")
+    job_run_inline(job=GenerationJob.objects.get(pk=task.generation_job_id))
+    task.refresh_from_db()
+    assert task.status == RankingTask.Status.READY
+    assert task.candidates.count() == 4
