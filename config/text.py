@@ -3,8 +3,11 @@
 JSON can carry NUL characters and unpaired surrogates (``"\\u0000"``, ``"\\ud800"``);
 PostgreSQL refuses the first and UTF-8 cannot encode the second, so either would reach the
 database as a 500. They are refused with a field error, except in search boxes, where
-:func:`search_text` strips them.
+:func:`search_text` strips them, and in what a model wrote, which :func:`storable_text` makes
+storable.
 """
+
+import re
 
 NUL_MESSAGE = "NUL characters (\\u0000) are not allowed."
 SURROGATE_MESSAGE = "Unpaired surrogate characters (\\ud800-\\udfff) are not allowed."
@@ -21,8 +24,17 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+# NUL, and any surrogate code point: in a str, even two that would form a pair in UTF-16
+# cannot be encoded as UTF-8 (a decoded pair is one code point).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str, *, replacement: str = "\ufffd") -> str:
+    """``text`` with each character a database cannot store replaced by ``replacement``
+    (U+FFFD, the replacement character, unless told otherwise)."""
+    return UNSTORABLE.sub(replacement, text)
+
+
 def search_text(text: str, *, max_chars: int) -> str:
     """A search query as typed, without what cannot be searched for, cut to ``max_chars``."""
-    text = text.replace("\x00", "")
-    text = text.encode("utf-8", "ignore").decode("utf-8")  # drops unpaired surrogates
-    return text[:max_chars]
+    return storable_text(text, replacement="")[:max_chars]

@@ -20,7 +20,7 @@ from django.db import transaction
 
 from accounts.roles import is_admin
 from config.celery import Queue
-from config.text import text_problem
+from config.text import storable_text, text_problem
 from labeling.conversations.selectors import message_path
 from labeling.models import Message
 from sampler.generation.backends import (
@@ -43,6 +43,7 @@ from sampler.jobs.services import (
     job_batch,
     job_cancel,
     job_enqueue,
+    job_partner_step,
     job_retry,
     job_run_inline,
 )
@@ -365,6 +366,24 @@ def _waiting_with(job: GenerationJob) -> list[GenerationJob]:
     )
 
 
+def _storable(result: GenerationResult) -> tuple[list[str], str]:
+    """The completions' texts and the job's notes as a database can store them: a character
+    it cannot (NUL, an unpaired surrogate) is replaced by U+FFFD, and the notes say where."""
+    texts = [storable_text(completion.text) for completion in result.completions]
+    notes = [storable_text(note) for note in result.notes]
+    changed = [
+        str(index)
+        for index, (text, completion) in enumerate(zip(texts, result.completions, strict=True))
+        if text != completion.text
+    ]
+    if changed:
+        notes.append(
+            f"The model wrote characters a database cannot store (NUL, unpaired surrogates) in "
+            f"sample {', '.join(changed)}: they were replaced by U+FFFD."
+        )
+    return texts, "\n".join(notes)
+
+
 def _store(
     context: JobContext,
     job: GenerationJob,
@@ -374,21 +393,24 @@ def _store(
     then: Callable[[GenerationJob, list[Sample]], None] | None,
 ) -> None:
     """Store one job's samples, filtered, with its success in one transaction."""
+    texts, notes = _storable(result)
     with transaction.atomic():
-        if not context.succeed(notes="\n".join(result.notes), duration_ms=duration_ms):
+        if not context.succeed(notes=notes, duration_ms=duration_ms):
             raise JobCancelled(f"Generation job {job.pk} was cancelled while it ran.")
         samples = Sample.objects.bulk_create(
             [
                 Sample(
                     job=job,
                     index=index,
-                    text=completion.text,
+                    text=text,
                     token_count=completion.token_count,
                     finish_reason=completion.finish_reason,
                     logprob_sum=completion.logprob_sum,
                     logprob_kind=result.logprob_kind,
                 )
-                for index, completion in enumerate(result.completions)
+                for index, (text, completion) in enumerate(
+                    zip(texts, result.completions, strict=True)
+                )
             ]
         )
         # Filtered in the same transaction that shows them: no trainer sees an unfiltered sample.
@@ -405,10 +427,12 @@ def generation_job_execute(
     """Sample the claimed job's completions through its version's backend and store them,
     filtered, with the job's success in one transaction; ``then`` runs inside it too (e.g. a
     ranking task's candidates). Jobs of the same kind and version waiting in the same queue
-    are claimed and sampled in the same backend call (each stored in its own transaction).
+    are claimed and sampled in the same backend call, each stored in its own transaction:
+    samples that cannot be stored fail that job alone.
 
     A model server that is down puts the job back in its queue (``JobRetryLater``) until its
-    attempts are spent; any other backend refusal fails it with the reason.
+    attempts are spent; any other backend refusal fails it with the reason. A character a
+    database cannot store in a sample (NUL, an unpaired surrogate) is replaced, with a note.
     """
     job = GenerationJob.objects.select_related("model_version").get(pk=context.job.pk)
     with job_batch(context=context, candidates=_waiting_with(job)) as partners:
@@ -416,11 +440,9 @@ def generation_job_execute(
         started = time.monotonic()
         results = _generate(jobs, attempts=job.attempts)
         duration_ms = int((time.monotonic() - started) * 1000)
-    for partner, partner_job, result in zip(partners, jobs[1:], results[1:], strict=True):
-        try:
-            _store(partner, partner_job, result, duration_ms=duration_ms, then=then)
-        except JobCancelled:
-            logger.info("Generation job %s was cancelled while it ran in a batch", partner_job.pk)
+        for partner, partner_job, result in zip(partners, jobs[1:], results[1:], strict=True):
+            with job_partner_step(context=partner):
+                _store(partner, partner_job, result, duration_ms=duration_ms, then=then)
     _store(context, job, results[0], duration_ms=duration_ms, then=then)
 
 

@@ -301,30 +301,47 @@ def job_execute(
     try:
         with _Heartbeat(context):
             kind.execute(context)
-    except JobCancelled:
+    except BaseException as error:
+        if isinstance(error, JobRetryLater):
+            # A caller running it inside its own job retries that job instead.
+            passed_on = bool(context.options.get("raise_retry_later"))
+        else:
+            # The command line reports the failure; an interrupt is the process's to handle.
+            passed_on = not isinstance(error, (JobCancelled, *TRANSIENT_ERRORS)) and (
+                reraise or not isinstance(error, Exception)
+            )
+        _record_error(context, error, log=not passed_on)
+        if passed_on:
+            raise
+    else:
+        context.succeed()
+    return kind.model.objects.get(pk=job_id)
+
+
+def _record_error(context: JobContext, error: BaseException, *, log: bool = True) -> None:
+    """Record on ``context``'s row what ``error`` means for it. Cancelled: left cancelled.
+    Transient database trouble: queued again. ``JobRetryLater``: queued again after its delay.
+    Anything else: failed with the reason (logged, unless ``log`` is False)."""
+    kind, job_id = context.kind, context.job.pk
+    if isinstance(error, JobCancelled):
         logger.info("%s job %s stopped: %s", kind.name, job_id, "no longer ours")
-    except TRANSIENT_ERRORS as error:
+    elif isinstance(error, TRANSIENT_ERRORS):
         # Said before the database is touched again: it may still be down.
         logger.warning("%s job %s hit database trouble: %s", kind.name, job_id, error)
         _requeue_or_fail(kind, job_id, token=context.token, reason=f"Database trouble: {error}")
-    except JobRetryLater as error:
+    elif isinstance(error, JobRetryLater):
         _requeue_or_fail(kind, job_id, token=context.token, reason=str(error), delay=error.delay)
-        if context.options.get("raise_retry_later"):
-            raise  # a caller running it inside its own job retries that job instead
-    except BaseException as error:
+    else:
         description = _describe(error)
-        job_fail(job=job, error=description, token=context.token)
-        if reraise or not isinstance(error, Exception):
-            raise  # an interrupt: let the process handle it
+        job_fail(job=context.job, error=description, token=context.token)
+        if not log:
+            return
         if isinstance(error, JobError | ValidationError):
             # A failure the job explains itself (a model server's key not set, bad data): its
             # message is all there is to it, a traceback would bury it.
             logger.error("%s job %s failed: %s", kind.name, job_id, description)
         else:
-            logger.exception("%s job %s failed", kind.name, job_id)
-    else:
-        context.succeed()
-    return kind.model.objects.get(pk=job_id)
+            logger.error("%s job %s failed", kind.name, job_id, exc_info=error)
 
 
 @contextmanager
@@ -332,9 +349,10 @@ def job_batch(*, context: JobContext, candidates: list[Job]) -> Iterator[list[Jo
     """Claim for this worker the ``candidates`` (queued rows of the same kind, published) that
     it can run together with ``context``'s job, and keep their heartbeats while the block runs.
 
-    Yields their contexts (what the block must ``succeed`` one by one). A row claimed here is
-    no longer run by its own message (it is running, then finished). When the block raises,
-    every claimed row it did not finish goes back to its queue, its attempt not counted.
+    Yields their contexts (what the block must finish one by one, each inside
+    ``job_partner_step``, so that one partner's error is its own). A row claimed here is no
+    longer run by its own message (it is running, then finished). When the block raises, every
+    claimed row it did not finish goes back to its queue, its attempt not counted.
     """
     claimed: list[JobContext] = []
     for candidate in candidates:
@@ -361,6 +379,18 @@ def job_batch(*, context: JobContext, candidates: list[Job]) -> Iterator[list[Jo
             for partner in claimed:
                 _hand_back(partner)
             raise
+
+
+@contextmanager
+def job_partner_step(*, context: JobContext) -> Iterator[None]:
+    """Run a batch partner's own step (storing its results) so that an error it raises is
+    recorded on that partner alone, as ``job_execute`` records a job's (failed with the reason,
+    queued again when it is worth trying again, left alone when cancelled), and goes no further:
+    the job that claimed it and the other partners carry on. An interrupt is raised on."""
+    try:
+        yield
+    except Exception as error:
+        _record_error(context, error)
 
 
 def _hand_back(context: JobContext) -> None:
@@ -533,6 +563,7 @@ __all__ = [
     "job_enqueue",
     "job_execute",
     "job_fail",
+    "job_partner_step",
     "job_retry",
     "job_run_inline",
     "jobs_tick",

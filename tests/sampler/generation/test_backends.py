@@ -1,8 +1,13 @@
 """Generation backends: options checked per backend, the transformers backend's batches, the
-openai backend against a server that is down (a real refused connection), and the executor
-putting such a job back in its queue until its attempts are spent."""
+openai backend against a server that is down (a real refused connection) and against a real
+chat-completions server of this test's own, and the executor putting such a job back in its
+queue until its attempts are spent or giving each job of a batch its own outcome."""
 
+import json
 import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
@@ -301,3 +306,131 @@ def test_a_failure_the_job_explains_is_logged_as_its_message_without_a_traceback
     assert job.status == GenerationJob.Status.FAILED and "TANDEM_TEST_KEY" in job.error
     assert [record.levelname for record in logged] == ["ERROR"]
     assert "TANDEM_TEST_KEY" in logged[0].getMessage() and logged[0].exc_info is None
+
+
+# What the chat server below answers, by the last user turn it is sent.
+TOO_LONG = "x" * 2000
+UNSTORABLE_REPLY = "reply with a NUL and a lone surrogate"
+ABSURD_COUNT = "reply with an absurd token count"
+
+
+class ChatServer(BaseHTTPRequestHandler):
+    """A chat-completions server as vLLM's answers: a prompt past its context is a 400 that
+    says so; otherwise ``n`` replies with log-probabilities, or what the prompt asks for."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = request["messages"][-1]["content"]
+        if len(prompt) > 1000:
+            message = (
+                "This model's maximum context length is 4096 tokens. However, you requested "
+                "9000 tokens."
+            )
+            self._answer(
+                400, {"error": {"message": message, "type": "BadRequestError", "code": 400}}
+            )
+            return
+        text = "bad\x00text\ud800" if prompt == UNSTORABLE_REPLY else "reply"
+        logprobs = {"content": [{"token": "r", "logprob": -0.5, "bytes": None, "top_logprobs": []}]}
+        choices = [
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": f"{text} {index}"},
+                "finish_reason": "stop",
+                # No log-probabilities: the token count is the usage's.
+                "logprobs": None if prompt == ABSURD_COUNT else logprobs,
+            }
+            for index in range(request.get("n", 1))
+        ]
+        tokens = 2**64 if prompt == ABSURD_COUNT else len(choices)
+        usage = {"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": 5 + tokens}
+        self._answer(
+            200,
+            {"id": "x", "object": "chat.completion", "created": 0, "model": request["model"],
+             "choices": choices, "usage": usage},
+        )  # fmt: skip
+
+
+@pytest.fixture
+def chat_server_version(db) -> Iterator:
+    """An ``openai`` version served by a ``ChatServer`` this test runs."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield model_version_register(
+            name="served",
+            path="",
+            backend="openai",
+            context_length=4096,
+            backend_options={
+                "base_url": f"http://127.0.0.1:{server.server_port}/v1",
+                "model": "policy",
+                "max_retries": 0,
+            },
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def run_batch(chat_server_version, trainer, monkeypatch, django_capture_on_commit_callbacks):
+    """Runs one job (n=1) of ``chat_server_version`` per prompt, queued together: the first
+    one's message runs them all in one batch. Gives the jobs back, as they ended."""
+    broker = RecordingBroker()
+    monkeypatch.setattr(app, "send_task", broker.send_task)
+
+    def run(prompts: list[str]) -> list[GenerationJob]:
+        with django_capture_on_commit_callbacks(execute=True):
+            jobs = [
+                services.generation_job_create(
+                    messages=[{"role": "user", "content": prompt}],
+                    n=1,
+                    seed=1,
+                    params={"max_new_tokens": 8},
+                    model_version=chat_server_version,
+                    requested_by=trainer,
+                )
+                for prompt in prompts
+            ]
+        lead = jobs[0].pk
+        token = next(message["args"][2] for message in broker.sent if message["args"][1] == lead)
+        job_execute(kind_name="generation", job_id=lead, token=token)
+        for job in jobs:
+            job.refresh_from_db()
+        return jobs
+
+    return run
+
+
+def test_a_partner_that_cannot_be_stored_fails_alone_and_the_others_are_stored(run_batch):
+    """A server's token count past what the table holds (SQLite: OverflowError, PostgreSQL:
+    DataError): that job fails saying so; the job whose message ran the batch and the partner
+    after it are stored, none is left running."""
+    first, absurd, last = run_batch(["hello", ABSURD_COUNT, "how are you?"])
+    for job in (first, last):
+        assert job.status == GenerationJob.Status.SUCCEEDED and job.error == ""
+        assert job.samples.count() == 1
+    assert absurd.status == GenerationJob.Status.FAILED and absurd.attempts == 1
+    assert absurd.error.split(":")[0] in {"OverflowError", "DataError"}
+    assert not absurd.samples.exists()
+
+
+def test_a_reply_a_database_cannot_store_is_stored_made_storable_with_a_note(run_batch):
+    """A NUL (which PostgreSQL refuses) and an unpaired surrogate (which UTF-8 cannot encode)
+    in what the server wrote: replaced by U+FFFD, the job's notes say so, all three stored."""
+    first, replaced, last = run_batch(["hello", UNSTORABLE_REPLY, "how are you?"])
+    assert [job.status for job in (first, replaced, last)] == [GenerationJob.Status.SUCCEEDED] * 3
+    assert [sample.text for sample in replaced.samples.all()] == ["bad\ufffdtext\ufffd 0"]
+    assert "replaced by U+FFFD" in replaced.notes and "sample 0" in replaced.notes
