@@ -308,25 +308,35 @@ def _backend(version: ModelVersion) -> GenerationBackend:
     )
 
 
-def _generate(jobs: list[GenerationJob], *, attempts: int) -> list[GenerationResult]:
-    """Sample every job's completions in one backend call (the jobs share a model version)."""
+def _generate(jobs: list[GenerationJob], *, attempts: int) -> list[GenerationResult | BackendError]:
+    """Sample every job's completions in one backend call (the jobs share a model version):
+    each job's result, or the refusal of its request alone."""
     return _sample(jobs[0].model_version, [_request(job) for job in jobs], attempts=attempts)
+
+
+def _job_error(error: BackendError, *, attempts: int) -> Exception:
+    """What a backend's error means for the job: a server that is down puts it back in its
+    queue (``JobRetryLater``, after a delay doubling with each attempt); a refusal fails it."""
+    if isinstance(error, BackendUnavailable):
+        return JobRetryLater(str(error), delay=BACKEND_RETRY_DELAY * 2 ** max(0, attempts - 1))
+    return JobError(str(error))
 
 
 def _sample(
     version: ModelVersion, requests: list[GenerationRequest], *, attempts: int
-) -> list[GenerationResult]:
+) -> list[GenerationResult | BackendError]:
     try:
         return _backend(version).generate_many(requests)
-    except BackendUnavailable as error:
-        raise JobRetryLater(
-            str(error), delay=BACKEND_RETRY_DELAY * 2 ** max(0, attempts - 1)
-        ) from error
     except BackendError as error:
-        raise JobError(str(error)) from error
-    except ValueError as error:
-        # The transformers backend's own refusals (no chat template, no room for a prompt).
-        raise JobError(str(error)) from error
+        # The backend could not be built, or its server is down: every request alike.
+        raise _job_error(error, attempts=attempts) from error
+
+
+def _result(outcome: GenerationResult | BackendError, *, attempts: int) -> GenerationResult:
+    """A request's result, or the job error its refusal means, raised."""
+    if isinstance(outcome, BackendError):
+        raise _job_error(outcome, attempts=attempts) from outcome
+    return outcome
 
 
 def generation_replies(
@@ -344,7 +354,10 @@ def generation_replies(
         GenerationRequest(messages=messages, n=1, params=params, seed=seed + index)
         for index, messages in enumerate(prompts)
     ]
-    return _sample(version, requests, attempts=attempts)
+    return [
+        _result(outcome, attempts=attempts)
+        for outcome in _sample(version, requests, attempts=attempts)
+    ]
 
 
 def _waiting_with(job: GenerationJob) -> list[GenerationJob]:
@@ -427,8 +440,9 @@ def generation_job_execute(
     """Sample the claimed job's completions through its version's backend and store them,
     filtered, with the job's success in one transaction; ``then`` runs inside it too (e.g. a
     ranking task's candidates). Jobs of the same kind and version waiting in the same queue
-    are claimed and sampled in the same backend call, each stored in its own transaction:
-    samples that cannot be stored fail that job alone.
+    are claimed and sampled in the same backend call; each has its own outcome, stored in its
+    own transaction: a request the backend refuses, or samples that cannot be stored, fail that
+    job alone.
 
     A model server that is down puts the job back in its queue (``JobRetryLater``) until its
     attempts are spent; any other backend refusal fails it with the reason. A character a
@@ -438,12 +452,14 @@ def generation_job_execute(
     with job_batch(context=context, candidates=_waiting_with(job)) as partners:
         jobs = [job] + [partner.job for partner in partners]
         started = time.monotonic()
-        results = _generate(jobs, attempts=job.attempts)
+        outcomes = _generate(jobs, attempts=job.attempts)
         duration_ms = int((time.monotonic() - started) * 1000)
-        for partner, partner_job, result in zip(partners, jobs[1:], results[1:], strict=True):
+        for partner, partner_job, outcome in zip(partners, jobs[1:], outcomes[1:], strict=True):
             with job_partner_step(context=partner):
+                result = _result(outcome, attempts=partner_job.attempts)
                 _store(partner, partner_job, result, duration_ms=duration_ms, then=then)
-    _store(context, job, results[0], duration_ms=duration_ms, then=then)
+    result = _result(outcomes[0], attempts=job.attempts)
+    _store(context, job, result, duration_ms=duration_ms, then=then)
 
 
 def generation_job_run_inline(*, job_id: int, raise_retry_later: bool = False) -> GenerationJob:

@@ -3,10 +3,15 @@ completions out, with what their log-probabilities mean. Torch-free."""
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sampler.generation.params import GenerationParams
+
+logger = logging.getLogger(__name__)
 
 
 class LogprobKind:
@@ -69,18 +74,64 @@ class BackendUnavailable(BackendError):
     back to its queue, within its attempts)."""
 
 
+@contextmanager
+def engine_refusals() -> Iterator[None]:
+    """An in-process engine's refusals of a request (``ValueError``: no chat template, no room
+    for a prompt) raised as ``BackendError``, with their message."""
+    try:
+        yield
+    except ValueError as error:
+        raise BackendError(str(error)) from error
+
+
 class GenerationBackend(ABC):
     """Samples completions for one model version; one instance per worker process."""
 
     name: str = ""
+    # Whether ``generate_batch`` samples several requests together (one pass of the engine).
+    batches: bool = False
 
     @abstractmethod
     def generate(self, request: GenerationRequest) -> GenerationResult:
-        """K completions of one prefix, seeded (reproducible where the engine allows)."""
+        """K completions of one prefix, seeded (reproducible where the engine allows); a
+        request refused raises ``BackendError``."""
 
-    def generate_many(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """Several requests that wait together; a backend that batches them overrides this."""
-        return [self.generate(request) for request in requests]
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Several requests sampled together, or one error for all of them (any one request
+        refused spoils the pass): what a backend that ``batches`` overrides."""
+        raise NotImplementedError(f"The {self.name} backend does not batch requests.")
+
+    def generate_many(
+        self, requests: list[GenerationRequest]
+    ) -> list[GenerationResult | BackendError]:
+        """Each request's result, or the ``BackendError`` that refused that request alone.
+
+        A backend that ``batches`` samples them in one ``generate_batch``; when that is refused,
+        each request is sampled again alone, so that one the engine refuses (a prompt too long)
+        costs only its own result. Other backends send them one after another. A server that
+        is down (``BackendUnavailable``) is not a refusal of one request: it raises.
+        """
+        if self.batches and len(requests) > 1:
+            try:
+                return self.generate_batch(requests)
+            except BackendUnavailable:
+                raise
+            except BackendError as error:
+                logger.warning(
+                    "%s: a batch of %d requests was refused (%s); each is sampled alone",
+                    self.name,
+                    len(requests),
+                    error,
+                )
+        return [self._generate_alone(request) for request in requests]
+
+    def _generate_alone(self, request: GenerationRequest) -> GenerationResult | BackendError:
+        try:
+            return self.generate(request)
+        except BackendUnavailable:
+            raise
+        except BackendError as error:
+            return error
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free what the backend holds (weights, an engine, connections)."""

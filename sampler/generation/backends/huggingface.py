@@ -1,7 +1,7 @@
 """The ``transformers`` backend: the model in this worker process, sampled by the project's own
 loop (``sampler.generation.sampling``): exact and seeded, with log-probabilities at the
 sampling temperature before top-k/top-p. Several jobs that wait together are sampled in one
-batch (``generate_many``)."""
+batch (``generate_batch``)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def _result(completions, prepared) -> base.GenerationResult:
 
 class TransformersBackend(base.GenerationBackend):
     name = "transformers"
+    batches = True
 
     def __init__(self, *, path: str, device: str = "auto") -> None:
         self.path = path
@@ -47,33 +48,33 @@ class TransformersBackend(base.GenerationBackend):
         return model_cache.get(self.path, device=self.device)
 
     def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
-        completions, prepared = sample_completions(
-            self.loaded,
-            request.messages,
-            n=request.n,
-            params=request.params,
-            seed=request.seed,
-            role=request.role,
-        )
+        with base.engine_refusals():
+            completions, prepared = sample_completions(
+                self.loaded,
+                request.messages,
+                n=request.n,
+                params=request.params,
+                seed=request.seed,
+                role=request.role,
+            )
         return _result(completions, prepared)
 
-    def generate_many(self, requests: list[base.GenerationRequest]) -> list[base.GenerationResult]:
+    def generate_batch(self, requests: list[base.GenerationRequest]) -> list[base.GenerationResult]:
         """Requests with the same sampling parameters share one batch (each keeps its seed)."""
-        if len(requests) == 1:
-            return [self.generate(requests[0])]
         groups: dict = defaultdict(list)
         for position, request in enumerate(requests):
             groups[request.params].append(position)
         results: list[base.GenerationResult | None] = [None] * len(requests)
-        loaded = self.loaded
-        for params, positions in groups.items():
-            batch = [
-                (requests[p].messages, requests[p].n, requests[p].seed, requests[p].role)
-                for p in positions
-            ]
-            outputs = sample_completions_many(loaded, batch, params=params)
-            for position, (completions, prepared) in zip(positions, outputs, strict=True):
-                results[position] = _result(completions, prepared)
+        with base.engine_refusals():
+            loaded = self.loaded
+            for params, positions in groups.items():
+                batch = [
+                    (requests[p].messages, requests[p].n, requests[p].seed, requests[p].role)
+                    for p in positions
+                ]
+                outputs = sample_completions_many(loaded, batch, params=params)
+                for position, (completions, prepared) in zip(positions, outputs, strict=True):
+                    results[position] = _result(completions, prepared)
         return results  # type: ignore[return-value]
 
     def close(self) -> None:

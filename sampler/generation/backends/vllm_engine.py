@@ -37,6 +37,7 @@ def _engine_in_this_process() -> None:
 
 class VllmBackend(base.GenerationBackend):
     name = "vllm"
+    batches = True
 
     def __init__(self, *, path: str, options: dict, device: str = "auto") -> None:
         _engine_in_this_process()
@@ -76,28 +77,26 @@ class VllmBackend(base.GenerationBackend):
         )
 
     def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
-        return self.generate_many([request])[0]
+        return self.generate_batch([request])[0]
 
-    def generate_many(self, requests: list[base.GenerationRequest]) -> list[base.GenerationResult]:
-        prepared = []
-        for request in requests:
-            try:
-                prepared.append(
-                    prepare_prompt(
-                        self.tokenizer,
-                        request.messages,
-                        context_length=self.context_length,
-                        role=request.role,
-                        max_new_tokens=request.params.max_new_tokens,
-                    )
+    def generate_batch(self, requests: list[base.GenerationRequest]) -> list[base.GenerationResult]:
+        with base.engine_refusals():
+            prepared = [
+                prepare_prompt(
+                    self.tokenizer,
+                    request.messages,
+                    context_length=self.context_length,
+                    role=request.role,
+                    max_new_tokens=request.params.max_new_tokens,
                 )
-            except ValueError as error:
-                raise base.BackendError(str(error)) from error
-        outputs = self.llm.generate(
-            [{"prompt_token_ids": prompt.input_ids} for prompt in prepared],
-            [self._params(request) for request in requests],
-            use_tqdm=False,
-        )
+                for request in requests
+            ]
+            # vLLM refuses a prompt it cannot take (longer than its context) with a ValueError.
+            outputs = self.llm.generate(
+                [{"prompt_token_ids": prompt.input_ids} for prompt in prepared],
+                [self._params(request) for request in requests],
+                use_tqdm=False,
+            )
         results = []
         for output, prompt in zip(outputs, prepared, strict=True):
             completions = [

@@ -308,6 +308,20 @@ def test_a_failure_the_job_explains_is_logged_as_its_message_without_a_traceback
     assert "TANDEM_TEST_KEY" in logged[0].getMessage() and logged[0].exc_info is None
 
 
+def test_transformers_batch_with_a_refused_request_gives_the_others_their_results(
+    micro_model_dir,
+):
+    """One request the engine refuses (no room for a prompt in the micro model's 256-token
+    context) spoils the batched pass: each request is then sampled alone, and only it fails."""
+    backend = backend_get(backend="transformers", path=str(micro_model_dir), device="cpu")
+    refused = GenerationRequest(
+        messages=PROMPT, n=1, params=GenerationParams(max_new_tokens=250), seed=1
+    )
+    outcomes = backend.generate_many([_request(1, n=2), refused, _request(2, n=1)])
+    assert [len(outcome.completions) for outcome in (outcomes[0], outcomes[2])] == [2, 1]
+    assert isinstance(outcomes[1], BackendError) and "no room for a prompt" in str(outcomes[1])
+
+
 # What the chat server below answers, by the last user turn it is sent.
 TOO_LONG = "x" * 2000
 UNSTORABLE_REPLY = "reply with a NUL and a lone surrogate"
@@ -412,6 +426,16 @@ def run_batch(chat_server_version, trainer, monkeypatch, django_capture_on_commi
         return jobs
 
     return run
+
+
+def test_a_request_the_server_refuses_fails_only_its_own_job_in_a_batch(run_batch):
+    first, refused, last = run_batch(["hello", TOO_LONG, "how are you?"])
+    for job in (first, last):
+        assert job.status == GenerationJob.Status.SUCCEEDED and job.error == ""
+        assert [sample.text for sample in job.samples.all()] == ["reply 0"]
+    # Failed with its own reason, its attempt counted: it does not come back to spoil another.
+    assert refused.status == GenerationJob.Status.FAILED and refused.attempts == 1
+    assert "maximum context length" in refused.error and not refused.samples.exists()
 
 
 def test_a_partner_that_cannot_be_stored_fails_alone_and_the_others_are_stored(run_batch):
