@@ -28,7 +28,7 @@ from tests.labeling.conftest import model_reply
 from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
 
 # Query strings that make a route do its real work rather than answer 400.
-QUERY = {"api-export-stream": "?format=rankings"}
+QUERY = {"api-export-stream": "?format=rankings", "api-export-features": "?format=rankings"}
 
 ROLES = ("anonymous", "trainer", "staff")
 

@@ -1,4 +1,5 @@
-"""Streaming export endpoint: the same records as the Exports page, as JSONL over HTTP."""
+"""Streaming export endpoint: the same records as the Exports page, as JSONL over HTTP, and
+their column types."""
 
 import math
 
@@ -7,12 +8,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.roles import IsStaff
 from accounts.selectors import user_ids_existing
 from config.api import validated_query
 from labeling.guidelines.selectors import guideline_numbers_existing
+from ranking.exports.features import export_features
 from ranking.exports.filters import (
     FLAG_NAMES,
     FORMATS,
@@ -123,3 +126,28 @@ class ExportStreamApi(APIView):
         )
         response["Content-Disposition"] = f'attachment; filename="{data["format"]}.jsonl"'
         return response
+
+
+class ExportFeaturesApi(APIView):
+    """The column types of a format's records, as ``datasets.Features.to_dict()`` writes them:
+    ``load_dataset("json", ..., features=Features.from_dict(...))`` reads a streamed export
+    with one type per column, wherever its nulls fall."""
+
+    permission_classes = [IsStaff]
+
+    class InputSerializer(serializers.Serializer):
+        format = serializers.ChoiceField(choices=FORMATS)
+        pseudonymize = serializers.BooleanField(default=True)
+
+        class Meta:
+            ref_name = "ExportFeaturesInput"
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses={200: OpenApiTypes.OBJECT},
+        description="Column name -> type, as the streaming export with the same format and "
+        "pseudonymize writes them.",
+    )
+    def get(self, request: Request) -> Response:
+        data = validated_query(self.InputSerializer, request.query_params)
+        return Response(export_features(data["format"], pseudonymize=data["pseudonymize"]))

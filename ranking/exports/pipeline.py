@@ -7,7 +7,9 @@ Three formats, each record carrying ``schema_version`` (documented in the README
 - ``demonstrations``: ``{"messages": [...]}``, one per finished conversation path.
 
 Memory stays flat: tasks (or conversations) are read in keyset-paginated chunks and each
-record is written as soon as it is built.
+record is written as soon as it is built. The command and the export job write each file's
+column types beside it (``write_features``, ``features.py``), for loaders that would otherwise
+infer them chunk by chunk.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 from django.core.exceptions import ValidationError
 
 from ranking.exports.demonstrations import demonstration_records
+from ranking.exports.features import export_features
 from ranking.exports.filters import FORMATS, ExportFilters, day_bounds
 from ranking.exports.models import DatasetExport
 from ranking.exports.pairs import pair_records
@@ -118,6 +121,20 @@ def write_jsonl(
         partial.unlink(missing_ok=True)
         raise
     return written
+
+
+def write_features(format: str, filters: ExportFilters, target: Path) -> None:
+    """Write the column types of ``format``'s records (``datasets.Features`` as a dict) to
+    ``target``, whole or not at all; an export file's go beside it (``features_path``)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    features = export_features(format, pseudonymize=filters.pseudonymize)
+    try:
+        partial.write_bytes(orjson.dumps(features, option=orjson.OPT_INDENT_2))
+        partial.replace(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def write_jsonl_stream(

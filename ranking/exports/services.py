@@ -9,9 +9,10 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 
+from ranking.exports.features import features_path
 from ranking.exports.filters import FORMATS, ExportFilters
 from ranking.exports.models import DatasetExport
-from ranking.exports.pipeline import records, source_count, write_jsonl
+from ranking.exports.pipeline import records, source_count, write_features, write_jsonl
 from ranking.quality.services import trust_refresh_if_stale
 from sampler.jobs.kinds import JobContext
 from sampler.jobs.services import job_enqueue
@@ -56,8 +57,8 @@ def export_prepare(format: str, filters: ExportFilters) -> None:
 
 
 def dataset_export_execute(context: JobContext) -> None:
-    """Write the export's file (to a temporary name, renamed when complete); a job run again
-    writes it again from the start."""
+    """Write the export's file (to a temporary name, renamed when complete) and its column
+    types beside it (``features_path``); a job run again writes them again from the start."""
     export = DatasetExport.objects.get(pk=context.job.pk)
     stored = dict(export.filters)
     compress = stored.pop("compress", True)
@@ -80,6 +81,7 @@ def dataset_export_execute(context: JobContext) -> None:
     written = write_jsonl(
         records(export.format, filters), final, compress=compress, on_progress=on_progress
     )
+    write_features(export.format, filters, features_path(final))
     context.succeed(
         progress=1.0,
         row_count=written.rows,

@@ -1,5 +1,6 @@
 """The Exports page for admins: choose a format and filters, preview, export, download."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from ranking.exports import services
+from ranking.exports.features import features_path
 from ranking.exports.forms import ExportForm
 from ranking.exports.models import DatasetExport
 from ranking.exports.pipeline import source_count
@@ -86,8 +88,18 @@ def export_status(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def export_download(request: HttpRequest, export_id: int) -> FileResponse:
+    return _export_file(export_id, lambda path: path)
+
+
+@staff_required
+def export_features(request: HttpRequest, export_id: int) -> FileResponse:
+    """The export's column types (``<name>.features.json``), for ``load_dataset(features=)``."""
+    return _export_file(export_id, features_path)
+
+
+def _export_file(export_id: int, name: Callable[[Path], Path]) -> FileResponse:
     export = get_object_or_404(DatasetExport, pk=export_id, status=DatasetExport.Status.SUCCEEDED)
-    path = Path(export.file_path)
+    path = name(Path(export.file_path))
     # Only files this app wrote under EXPORT_ROOT are served.
     if not path.is_file() or Path(settings.EXPORT_ROOT).resolve() not in path.resolve().parents:
         raise Http404("The export file is gone.")

@@ -7,8 +7,9 @@ from tqdm import tqdm
 
 from accounts.selectors import user_ids_by_username
 from labeling.guidelines.selectors import guideline_numbers_existing
+from ranking.exports.features import features_path
 from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
-from ranking.exports.pipeline import records, write_jsonl, write_jsonl_stream
+from ranking.exports.pipeline import records, write_features, write_jsonl, write_jsonl_stream
 from ranking.exports.services import export_prepare
 from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.selectors import model_version_ids_by_name
@@ -16,7 +17,8 @@ from sampler.registry.selectors import model_version_ids_by_name
 
 class Command(BaseCommand):
     help = (
-        "Export comparison or demonstration data as JSONL (gzip when --out ends in .gz). "
+        "Export comparison or demonstration data as JSONL (gzip when --out ends in .gz), with "
+        "its column types for Hugging Face datasets beside it (<name>.features.json). "
         "Formats and fields are documented in the README."
     )
 
@@ -24,6 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=FORMATS, required=True)
         parser.add_argument(
             "--out", required=True, help="file.jsonl, file.jsonl.gz, or - for standard output"
+        )
+        parser.add_argument(
+            "--features-out",
+            help="where to write the column types (datasets.Features as JSON); default: beside "
+            "--out as <name>.features.json, none when --out is - or a device",
         )
         parser.add_argument("--from", dest="date_from", help="first day, YYYY-MM-DD")
         parser.add_argument("--to", dest="date_to", help="last day, YYYY-MM-DD")
@@ -112,10 +119,28 @@ class Command(BaseCommand):
                 )
         except OSError as error:
             raise CommandError(f"Cannot write {options['out']}: {error.strerror}.") from error
+        features = self._features_target(options)
+        if features:
+            try:
+                write_features(options["format"], filters, features)
+            except OSError as error:
+                raise CommandError(f"Cannot write {features}: {error.strerror}.") from error
         advance(written.rows)
         progress.close()
         summary = f"{written.rows} rows, {written.size_bytes} bytes, sha256 {written.sha256}"
+        if features:
+            summary += f" (column types: {features})"
         if to_stdout:
             self.stderr.write(f"{summary} -> standard output", style_func=lambda text: text)
         else:
             self.stdout.write(f"{summary} -> {options['out']}")
+
+    @staticmethod
+    def _features_target(options) -> Path | None:
+        """``--features-out``, else beside a regular file written at ``--out``."""
+        if options["features_out"]:
+            return Path(options["features_out"])
+        out = Path(options["out"])
+        if options["out"] == "-" or out.is_symlink() or not out.is_file():
+            return None
+        return features_path(out)

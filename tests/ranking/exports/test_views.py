@@ -124,8 +124,11 @@ EXPORT_URLS = [
     ("post", "ranking:export-start", 302),
     ("get", "ranking:export-status", 200),
     ("get", "ranking:export-download", 200),
+    ("get", "ranking:export-features", 200),
     ("get", "api-export-stream", 200),
+    ("get", "api-export-features", 200),
 ]
+EXPORT_FILE_URLS = ("ranking:export-download", "ranking:export-features")
 
 
 @pytest.mark.parametrize(("method", "name", "admin_status"), EXPORT_URLS)
@@ -134,16 +137,18 @@ def test_every_export_url_refuses_trainers_and_serves_admins(
 ):
     settings.EXPORT_ROOT = str(tmp_path)
     (tmp_path / "pairs.jsonl").write_bytes(b"{}\n")
+    (tmp_path / "pairs.features.json").write_bytes(b"{}\n")
     export = DatasetExport.objects.create(
         format="pairs",
         created_by=admin_user,
         status=DatasetExport.Status.SUCCEEDED,
         file_path=str(tmp_path / "pairs.jsonl"),
     )
-    url = reverse(name, args=[export.pk] if name == "ranking:export-download" else [])
+    url = reverse(name, args=[export.pk] if name in EXPORT_FILE_URLS else [])
+    query = {"format": "pairs"} if name == "api-export-features" else FILTERS
 
     def request(client):
-        return getattr(client, method)(url, FILTERS)
+        return getattr(client, method)(url, query)
 
     assert request(trainer_client).status_code == 403
     assert DatasetExport.objects.count() == 1  # a refused start queues nothing
