@@ -73,7 +73,7 @@ def wait_until(predicate, *, interval: float = 0.2, what: str = "condition"):
     raise AssertionError(f"{what} not met within TEST_WAIT_SECONDS={WAIT_SECONDS:g} s")
 
 
-def sessions_waiting_for_a_lock() -> int:
+def _sessions_waiting_for_a_lock() -> int:
     """PostgreSQL sessions on this test database waiting for a lock another one holds."""
     with connection.cursor() as cursor:
         cursor.execute(
@@ -81,6 +81,15 @@ def sessions_waiting_for_a_lock() -> int:
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return cursor.fetchone()[0]
+
+
+def wait_for_lock_or_end(thread, *, what: str) -> None:
+    """Poll until ``thread`` waits for a PostgreSQL lock (this connection holds it) or has
+    ended, for at most ``TEST_WAIT_SECONDS``."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while thread.is_alive() and not _sessions_waiting_for_a_lock():
+        assert time.monotonic() < deadline, f"{what} neither waited nor finished"
+        time.sleep(0.02)
 
 
 def celery_worker_idle() -> bool:

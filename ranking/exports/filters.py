@@ -15,9 +15,7 @@ from ranking.exports.models import DatasetExport
 # 2: rankings carry the ranker's trust_weight, the task's consensus and the project; pairs
 # their trust_weight and project, and the rank distance between the two replies is
 # `rank_distance` (schema 1 called it `margin`, a name TRL's RewardTrainer reads as a loss margin).
-# 3: every export file comes with its columns' types beside it (``features.py``:
-# ``<name>.features.json``, ``datasets.Features`` as a dict); the records are those of 2.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 
 
 FORMATS = tuple(DatasetExport.Format.values)

@@ -6,7 +6,6 @@ back as the next turn's draft. ``draft_save`` locks the conversation's row for i
 ``message_append`` does, so it waits for the send and then sees that the turn moved on."""
 
 import threading
-import time
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -14,7 +13,7 @@ from django.db import connection, transaction
 
 from labeling.conversations import services
 from labeling.conversations.models import Draft
-from tests.conftest import WAIT_SECONDS, sessions_waiting_for_a_lock
+from tests.conftest import WAIT_SECONDS, wait_for_lock_or_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -39,10 +38,7 @@ def test_a_draft_save_racing_the_send_of_its_turn_is_refused(trainer):
         # The send is under way: its turn is written, not yet committed, the row locked.
         sent = services.message_append(conversation=conversation, author=trainer, content="Hello")
         saver.start()
-        deadline = time.monotonic() + WAIT_SECONDS
-        while saver.is_alive() and not sessions_waiting_for_a_lock():
-            assert time.monotonic() < deadline, "the draft save neither waited nor finished"
-            time.sleep(0.02)
+        wait_for_lock_or_end(saver, what="the draft save")
     saver.join(WAIT_SECONDS)
     assert not saver.is_alive()
 

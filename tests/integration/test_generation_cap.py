@@ -5,14 +5,13 @@ serialised, a request made while another's job is written but not yet committed 
 one too few, and both would pass the cap."""
 
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
 
 from sampler.generation import services
 from sampler.generation.models import GenerationJob
-from tests.conftest import WAIT_SECONDS, sessions_waiting_for_a_lock
+from tests.conftest import WAIT_SECONDS, wait_for_lock_or_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -43,10 +42,7 @@ def test_two_requests_at_once_cannot_both_take_the_last_place(policy, trainer, s
         # The first request is under way: its job (the last place) written, not committed.
         _ask(trainer)
         second.start()
-        deadline = time.monotonic() + WAIT_SECONDS
-        while second.is_alive() and not sessions_waiting_for_a_lock():
-            assert time.monotonic() < deadline, "the second request neither waited nor finished"
-            time.sleep(0.02)
+        wait_for_lock_or_end(second, what="the second request")
     second.join(WAIT_SECONDS)
     assert not second.is_alive()
 

@@ -38,7 +38,7 @@ def test_a_red_team_success_gives_exactly_one_demonstration_and_one_pair(red_tea
     assert pair["red_team"] is True and pair["attack_id"] == attack.pk
     assert pair["attack_category"] == "jailbreak" and pair["guideline_version"] == 1
     assert pair["conversation_id"] == conversation.pk and pair["votes"] == 1
-    assert pair["rank_distance"] == 1.0 and pair["schema_version"] == 3
+    assert pair["rank_distance"] == 1.0 and pair["schema_version"] == 2
 
     assert len(list(pair_records(ExportFilters(pair_mode="aggregated")))) == 1
     assert len(list(pair_records(ExportFilters(red_team="only")))) == 1

@@ -38,7 +38,7 @@ def test_per_ranker_pairs_follow_the_ranking(ranked):
     # 3 tasks x 2 rankers x C(4,2) = 36 pairs, no ties.
     assert len(pairs) == 36
     pair = pairs[0]
-    assert pair["schema_version"] == 3
+    assert pair["schema_version"] == 2
     assert pair["prompt"][-1]["role"] == "user"
     assert pair["chosen"][0]["role"] == "assistant" and pair["rejected"][0]["role"] == "assistant"
     assert pair["chosen"] != pair["rejected"]
@@ -496,7 +496,7 @@ def test_every_format_loads_with_datasets(ranked, tmp_path):
             features = Features.from_dict(json.load(file))
         dataset = load_dataset("json", data_files=str(path), features=features, split="train")
         assert len(dataset) > 0
-        assert dataset[0]["schema_version"] == 3
+        assert dataset[0]["schema_version"] == 2
     pairs = load_dataset("json", data_files=str(tmp_path / "pairs.jsonl.gz"), split="train")
     assert {"prompt", "chosen", "rejected", "rank_distance"} <= set(pairs.column_names)
     assert "margin" not in pairs.column_names
@@ -545,7 +545,7 @@ def test_export_service_writes_file_with_hash_and_counts(ranked, admin_user):
     assert hashlib.sha256(data).hexdigest() == export.sha256 and len(data) == export.size_bytes
     lines = gzip.decompress(data).splitlines()
     assert len(lines) == export.row_count == 36
-    assert json.loads(lines[0])["schema_version"] == 3
+    assert json.loads(lines[0])["schema_version"] == 2
     # A message delivered again finds it finished and changes nothing.
     assert job_execute(kind_name="export", job_id=export.pk, token=export.publish_token) is None
     export.refresh_from_db()

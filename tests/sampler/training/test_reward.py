@@ -141,6 +141,17 @@ def test_reward_run_from_the_database_records_filters_rows_and_sha256(policy):
     assert not Path(run.checkpoint_dir).exists()
 
 
+def _interrupted_at_step_3(run: TrainingRun) -> None:
+    """Run ``run`` inline and stop it (as a killed process would) at step 3."""
+
+    def interrupt(event):
+        if event.kind == "train" and event.step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        training_services.training_run_run_inline(run_id=run.pk, echo=interrupt)
+
+
 def test_an_interrupted_run_changes_no_active_model_and_resumes_from_its_checkpoint(
     policy, tmp_path, model_root
 ):
@@ -160,12 +171,7 @@ def test_an_interrupted_run_changes_no_active_model_and_resumes_from_its_checkpo
         queue=False,
     )
 
-    def interrupt(event):
-        if event.kind == "train" and event.step == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        training_services.training_run_run_inline(run_id=run.pk, echo=interrupt)
+    _interrupted_at_step_3(run)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and "resume" in run.error.lower()
     assert not run.output_versions.exists()
@@ -192,23 +198,12 @@ def test_a_run_from_the_database_resumes_on_the_rows_it_first_read(policy, model
     first_rows = list(records("rankings", filters))
     run = training_services.training_run_create(
         kind="reward",
-        config={
-            "max_steps": 4,
-            "checkpoint_every": 2,
-            "batch_size": 2,
-            "max_length": 48,
-            "normalize_to_demonstrations": False,
-        },
+        config={"max_steps": 4, "checkpoint_every": 2, "batch_size": 2, "max_length": 48},
         filters=filters,
         queue=False,
     )
 
-    def interrupt(event):
-        if event.kind == "train" and event.step == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        training_services.training_run_run_inline(run_id=run.pk, echo=interrupt)
+    _interrupted_at_step_3(run)
     Ranking.objects.order_by("pk").first().delete()
     assert list(records("rankings", filters)) != first_rows
 
