@@ -27,8 +27,16 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 3
 # Sent when no key is configured: servers without authentication accept any.
 NO_KEY = "EMPTY"
-# How servers say a request does not fit the model's context (vLLM, OpenAI, TGI, llama.cpp).
-CONTEXT_PHRASES = ("context length", "context size", "context window", "max_model_len")
+# How servers say a request does not fit the model's context (vLLM, OpenAI, llama.cpp; TGI's
+# two input validation errors, the total and the input alone).
+CONTEXT_PHRASES = (
+    "context length",
+    "context size",
+    "context window",
+    "max_model_len",
+    "`inputs` tokens + `max_new_tokens` must be <=",
+    "`inputs` must have less than",
+)
 
 
 class PromptTooLong(base.BackendError):
@@ -197,7 +205,9 @@ class OpenAIBackend(base.GenerationBackend):
             )
         completions: list[base.Completion] = []
         prefix = _Prefix(list(request.messages))
-        if self.supports_n:
+        # Without log-probabilities a reply's length is known only from the usage, which sums
+        # every reply of a request: n > 1 goes one request per reply from the start.
+        if self.supports_n and (self.logprobs or request.n == 1):
             response = self._create_fitting(
                 request, prefix, n=request.n, seed=request.seed, logprobs=self.logprobs
             )
@@ -253,9 +263,15 @@ def _too_long(status: int, reason: str) -> bool:
 
 
 def _reason(error) -> str:
+    """The server's own words: the client gives the body's ``error`` member when it has one,
+    an object with a ``message`` (OpenAI, vLLM) or a string (TGI)."""
     body = getattr(error, "body", None)
+    if isinstance(body, str) and body.strip():
+        return body[:500]
     if isinstance(body, dict):
-        message = body.get("message") or (body.get("error") or {}).get("message")
+        inner = body.get("error")
+        nested = inner.get("message") if isinstance(inner, dict) else inner
+        message = body.get("message") or nested
         if message:
             return str(message)[:500]
     return str(error)[:500]

@@ -326,6 +326,12 @@ def test_transformers_batch_with_a_refused_request_gives_the_others_their_result
 TOO_LONG = "x" * 2000
 UNSTORABLE_REPLY = "reply with a NUL and a lone surrogate"
 ABSURD_COUNT = "reply with an absurd token count"
+# TGI's refusal of a request past its tokens, as TGI words it: 422, {"error": "<text>"}.
+TGI_LIMIT = 1000
+TGI_TOO_LONG = (
+    "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 5000 "
+    "`inputs` tokens and 8 `max_new_tokens`"
+)
 
 
 class ChatServer(BaseHTTPRequestHandler):
@@ -343,9 +349,18 @@ class ChatServer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    # Every request's body, in order (the tests that read it run one server each).
+    received: list[dict] = []
+
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.received.append(request)
         prompt = request["messages"][-1]["content"]
+        if self.path.startswith("/tgi/"):
+            sent = sum(len(message["content"]) for message in request["messages"])
+            if sent > TGI_LIMIT:
+                self._answer(422, {"error": TGI_TOO_LONG, "error_type": "validation"})
+                return
         if len(prompt) > 1000:
             message = (
                 "This model's maximum context length is 4096 tokens. However, you requested "
@@ -356,14 +371,15 @@ class ChatServer(BaseHTTPRequestHandler):
             )
             return
         text = "bad\x00text\ud800" if prompt == UNSTORABLE_REPLY else "reply"
+        # Log-probabilities when asked for, except for ABSURD_COUNT (its count is the usage's).
+        with_logprobs = request.get("logprobs") and prompt != ABSURD_COUNT
         logprobs = {"content": [{"token": "r", "logprob": -0.5, "bytes": None, "top_logprobs": []}]}
         choices = [
             {
                 "index": index,
                 "message": {"role": "assistant", "content": f"{text} {index}"},
                 "finish_reason": "stop",
-                # No log-probabilities: the token count is the usage's.
-                "logprobs": None if prompt == ABSURD_COUNT else logprobs,
+                "logprobs": logprobs if with_logprobs else None,
             }
             for index in range(request.get("n", 1))
         ]
@@ -377,25 +393,75 @@ class ChatServer(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def chat_server_version(db) -> Iterator:
-    """An ``openai`` version served by a ``ChatServer`` this test runs."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatServer)
+def chat_server() -> Iterator[ThreadingHTTPServer]:
+    """A ``ChatServer`` this test runs (its requests in ``RequestHandlerClass.received``)."""
+    handler = type("RecordingChatServer", (ChatServer,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield model_version_register(
-            name="served",
-            path="",
-            backend="openai",
-            context_length=4096,
-            backend_options={
-                "base_url": f"http://127.0.0.1:{server.server_port}/v1",
-                "model": "policy",
-                "max_retries": 0,
-            },
-        )
+        yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _served(server: ThreadingHTTPServer, name: str, *, prefix: str = "v1", **options):
+    return model_version_register(
+        name=name,
+        path="",
+        backend="openai",
+        context_length=4096,
+        backend_options={
+            "base_url": f"http://127.0.0.1:{server.server_port}/{prefix}",
+            "model": "policy",
+            "max_retries": 0,
+            **options,
+        },
+    )
+
+
+@pytest.fixture
+def chat_server_version(db, chat_server):
+    """An ``openai`` version served by a ``ChatServer`` this test runs."""
+    return _served(chat_server, "served")
+
+
+def test_without_logprobs_k_replies_are_k_requests_of_one(db, chat_server, fresh_backends):
+    """A reply's length then comes from the usage, which sums a request's replies: asking for
+    n first would be answered, thrown away and asked again one by one."""
+    backend = services._backend(_served(chat_server, "no-logprobs", logprobs=False))
+    three = backend.generate(_request(1, n=3))
+    assert [c.text for c in three.completions] == ["reply 0"] * 3
+    assert all(c.token_count == 1 and c.logprob_sum is None for c in three.completions)
+    assert [body["n"] for body in chat_server.RequestHandlerClass.received] == [1, 1, 1]
+    assert three.notes == []
+
+
+def test_tgis_refusal_of_a_long_prefix_is_read_and_the_prefix_cut_from_the_left(
+    db, chat_server, fresh_backends
+):
+    """TGI says a request is too long in its own words, as a bare string in ``error``: read as
+    such, the oldest messages are dropped until it fits (a system message stays)."""
+    backend = services._backend(_served(chat_server, "tgi", prefix="tgi/v1"))
+    turns = [{"role": "system", "content": "be brief"}]
+    for index in range(6):
+        turns += [
+            {"role": "user", "content": f"question {index} " + "q" * 200},
+            {"role": "assistant", "content": "a" * 100},
+        ]
+    turns.append({"role": "user", "content": "last?"})
+    result = backend.generate(
+        GenerationRequest(messages=turns, n=1, params=GenerationParams(max_new_tokens=8), seed=1)
+    )
+    assert [c.text for c in result.completions] == ["reply 0"]
+    assert result.notes[0].startswith("Prefix truncated from the left: dropped the ")
+    sent = chat_server.RequestHandlerClass.received[-1]["messages"]
+    assert sent[0] == turns[0] and sent[-1] == turns[-1]
+    assert sum(len(message["content"]) for message in sent) <= TGI_LIMIT
+    # Nothing left to drop: the job fails with TGI's own words, not "Error code: 422".
+    alone = [{"role": "user", "content": "y" * (TGI_LIMIT + 1)}]
+    with pytest.raises(BackendError, match="must be <= 4096"):
+        backend.generate(GenerationRequest(messages=alone, n=1, params=GenerationParams(), seed=1))
 
 
 @pytest.fixture
