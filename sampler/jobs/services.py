@@ -27,6 +27,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from config.celery import enqueue
+from config.text import storable_text
 from sampler.jobs.kinds import (
     JobCancelled,
     JobContext,
@@ -423,8 +424,14 @@ def job_run_inline(*, job: Job, raise_retry_later: bool = False) -> Job | None:
 # ---- finishing, failing, cancelling, retrying -------------------------------------------------
 
 
+def _error_text(error: str) -> str:
+    """A reason as the job's row can keep it: cut to ``ERROR_LIMIT``, and storable (a server's
+    or an exception's message may carry a NUL, which PostgreSQL refuses)."""
+    return storable_text(error)[:ERROR_LIMIT]
+
+
 def _fail_locked(kind: JobKind, job: Job, error: str, now: datetime) -> None:
-    job.status, job.error, job.finished_at = JobStatus.FAILED, error[:ERROR_LIMIT], now
+    job.status, job.error, job.finished_at = JobStatus.FAILED, _error_text(error), now
     job.save(update_fields=["status", "error", "finished_at"])
     if kind.on_given_up is not None:
         kind.on_given_up(job)
@@ -464,7 +471,7 @@ def _requeue_or_fail(
             _fail_locked(kind, job, given_up, now)
             return
         logger.warning("%s job %s will be tried again: %s", kind.name, job_id, reason)
-        job.status, job.error = JobStatus.QUEUED, reason[:ERROR_LIMIT]
+        job.status, job.error = JobStatus.QUEUED, _error_text(reason)
         job.save(update_fields=["status", "error"])
         job_enqueue(job=job, countdown=delay)
 

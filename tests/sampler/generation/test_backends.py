@@ -326,6 +326,7 @@ def test_transformers_batch_with_a_refused_request_gives_the_others_their_result
 TOO_LONG = "x" * 2000
 UNSTORABLE_REPLY = "reply with a NUL and a lone surrogate"
 ABSURD_COUNT = "reply with an absurd token count"
+REFUSED_WITH_NUL = "refuse with a NUL in the reason"
 # TGI's refusal of a request past its tokens, as TGI words it: 422, {"error": "<text>"}.
 TGI_LIMIT = 1000
 TGI_TOO_LONG = (
@@ -361,6 +362,9 @@ class ChatServer(BaseHTTPRequestHandler):
             if sent > TGI_LIMIT:
                 self._answer(422, {"error": TGI_TOO_LONG, "error_type": "validation"})
                 return
+        if prompt == REFUSED_WITH_NUL:
+            self._answer(400, {"error": {"message": "cannot\x00 do that", "code": 400}})
+            return
         if len(prompt) > 1000:
             message = (
                 "This model's maximum context length is 4096 tokens. However, you requested "
@@ -524,3 +528,14 @@ def test_a_reply_a_database_cannot_store_is_stored_made_storable_with_a_note(run
     assert [job.status for job in (first, replaced, last)] == [GenerationJob.Status.SUCCEEDED] * 3
     assert [sample.text for sample in replaced.samples.all()] == ["bad\ufffdtext\ufffd 0"]
     assert "replaced by U+FFFD" in replaced.notes and "sample 0" in replaced.notes
+
+
+def test_a_refusal_whose_reason_a_database_cannot_store_fails_the_job_with_it_made_storable(
+    run_batch,
+):
+    """PostgreSQL refuses a NUL: the reason is kept with U+FFFD in its place, the job failed
+    (not left running by a database error when failing it)."""
+    first, refused = run_batch(["hello", REFUSED_WITH_NUL])
+    assert first.status == GenerationJob.Status.SUCCEEDED
+    assert refused.status == GenerationJob.Status.FAILED
+    assert "cannot\ufffd do that" in refused.error and "\x00" not in refused.error
