@@ -34,7 +34,7 @@ MAX_POLICIES = services.MAX_POLICIES
 
 class PolicyInputSerializer(StrictObjectSerializer):
     model_version_id = StrictIdField()
-    weight = StrictFloatField(min_value=0, default=1.0)
+    weight = StrictFloatField(min_value=0, max_value=services.MAX_POLICY_WEIGHT, default=1.0)
 
 
 class ProjectInputSerializer(serializers.Serializer):

@@ -42,8 +42,10 @@ class PolicyWeightForm(forms.Form):
 
     def clean_weight(self) -> float | None:
         weight = self.cleaned_data["weight"]
-        if weight is not None and not weight > 0:
-            raise forms.ValidationError("A weight is a number above 0.")
+        if weight is not None and not 0 < weight <= services.MAX_POLICY_WEIGHT:
+            raise forms.ValidationError(
+                f"A weight is a number above 0, at most {services.MAX_POLICY_WEIGHT:g}."
+            )
         return weight
 
 

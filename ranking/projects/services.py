@@ -16,6 +16,8 @@ MAX_ALTERNATIVES = 16
 MAX_OVERLAP = 50
 MAX_POOL_SIZE = 1000
 MAX_POLICIES = 16
+# Relative weights: a bound keeps their sum finite (a draw over infinite weights fails).
+MAX_POLICY_WEIGHT = 1e6
 
 EDITABLE = (
     "name",
@@ -88,8 +90,15 @@ def _set_policies(project: Project, policies: Iterable[tuple[ModelVersion, float
     for version, weight in policies:
         if version.kind != ModelVersion.Kind.POLICY:
             raise ValidationError({"policies": f"{version.name} is not a policy."})
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
-            raise ValidationError({"policies": "Every policy weight is a number above 0."})
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float)
+            or not 0 < weight <= MAX_POLICY_WEIGHT
+        ):
+            most = f"{MAX_POLICY_WEIGHT:g}"
+            raise ValidationError(
+                {"policies": f"Every policy weight is a number above 0, at most {most}."}
+            )
         if version.pk in seen:
             raise ValidationError({"policies": f"{version.name} is named twice."})
         seen.add(version.pk)

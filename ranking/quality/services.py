@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,6 +15,8 @@ from ranking.quality.selectors import (
     trust_estimate_latest,
     trust_scope_state,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def trust_refresh(*, project_id: int | None) -> TrustEstimate:
@@ -59,4 +63,12 @@ def trust_refresh_all() -> int:
     """The periodic refresh: every project's estimate and the all-projects one, where new
     rankings arrived since; returns how many were estimated again."""
     scopes = [None, *Project.objects.order_by("pk").values_list("pk", flat=True)]
-    return sum(trust_refresh_if_stale(project_ids=[] if p is None else [p]) for p in scopes)
+    refreshed = 0
+    for scope in scopes:
+        try:
+            with transaction.atomic():
+                refreshed += trust_refresh_if_stale(project_ids=[] if scope is None else [scope])
+        except Exception:
+            # One scope's trouble leaves the others' estimates current.
+            logger.exception("Estimating trust for project %s failed", scope or "(all)")
+    return refreshed

@@ -170,6 +170,10 @@ def trust_estimate(
     if not votes.trainers:
         return {}
     pair, trainer, says_low_first = votes.arrays()
+    if not len(pair):
+        # Trainers whose rankings order nothing ("all equally good"): the prior's trust.
+        prior = prior_right / (prior_right + prior_wrong)
+        return {trainer_id: Trust(prior, 0, 0) for trainer_id in votes.trainers}
     pairs, trainers = int(pair.max()) + 1, len(votes.trainers)
     # Gold pairs: their posterior is fixed at the known order.
     known = np.zeros(pairs, dtype=bool)

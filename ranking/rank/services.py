@@ -230,24 +230,38 @@ def ranking_pool_fill(
     projects = [project] if project is not None else list(projects_active())
     created = 0
     for each in projects:
-        wanted = ranking_pool_wanted(project=each) if target is None else target
-        uncertain = each.selection == Project.Selection.UNCERTAINTY
-        if uncertain:
-            ranking_tasks_select(project=each, rng=rng)
-            wanted *= each.candidate_factor
-        open_tasks = RankingTask.objects.filter(
-            Q(status=RankingTask.Status.PREPARING)
-            | Q(
-                status=RankingTask.Status.READY,
-                rankings_count__lt=F("overlap_required"),
-            ),
-            project=each,
-            gold_ordering__isnull=True,
-        ).count()
-        for _ in range(max(0, wanted - open_tasks)):
-            if ranking_task_create(rng=rng, project=each, held_back=uncertain) is None:
-                break
-            created += 1
+        try:
+            with transaction.atomic():
+                created += _pool_fill_project(each, target=target, rng=rng)
+        except Exception:
+            if project is not None:
+                raise
+            # One project's trouble leaves the others' pools filled.
+            logger.exception("Filling the pool of project %s failed", each.slug)
+    return created
+
+
+def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random | None) -> int:
+    """Tasks made for one project toward its pool (see ``ranking_pool_fill``)."""
+    created = 0
+    wanted = ranking_pool_wanted(project=each) if target is None else target
+    uncertain = each.selection == Project.Selection.UNCERTAINTY
+    if uncertain:
+        ranking_tasks_select(project=each, rng=rng)
+        wanted *= each.candidate_factor
+    open_tasks = RankingTask.objects.filter(
+        Q(status=RankingTask.Status.PREPARING)
+        | Q(
+            status=RankingTask.Status.READY,
+            rankings_count__lt=F("overlap_required"),
+        ),
+        project=each,
+        gold_ordering__isnull=True,
+    ).count()
+    for _ in range(max(0, wanted - open_tasks)):
+        if ranking_task_create(rng=rng, project=each, held_back=uncertain) is None:
+            break
+        created += 1
     return created
 
 

@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -96,6 +97,28 @@ def test_a_project_samples_from_the_policies_it_names_by_weight(policy, other_tr
     task = services.ranking_task_create(project=project, rng=random.Random(0), queue=False)
     assert task.model_version == named != ModelVersion.objects.get(is_active=True)
     assert task.generation_job.model_version == named
+
+
+def test_one_projects_failing_pool_fill_leaves_the_others_filled(
+    policy, other_trainer, settings, monkeypatch, caplog
+):
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    broken = project_create(name="Broken", slug="broken", status=Project.Status.ACTIVE)
+    fine = project_create(name="Fine", slug="fine", status=Project.Status.ACTIVE)
+    for project in (broken, fine):
+        _source(other_trainer, project)
+    create = services.ranking_task_create
+
+    def create_or_fail(**options):
+        if options["project"] == broken:
+            raise ValueError("this project cannot be drawn from")
+        return create(**options)
+
+    monkeypatch.setattr(services, "ranking_task_create", create_or_fail)
+    assert services.ranking_pool_fill(target=1, rng=random.Random(0)) == 1
+    assert RankingTask.objects.filter(project=fine).count() == 1
+    assert not RankingTask.objects.filter(project=broken).exists()
+    assert "Filling the pool of project broken failed" in caplog.text
 
 
 def test_claim_never_crosses_projects_unless_the_trainer_takes_any(other_trainer):
@@ -264,6 +287,16 @@ def test_project_api_is_strict_and_for_admins_and_lists_only_open_projects(
     )
     assert extra_key.status_code == 400
     assert "Unknown fields: 'wieght'." in json.dumps(extra_key.json()["policies"])
+    # Weights whose sum would not be finite: no draw could be made from them.
+    version = model_version_create("huge")
+    huge = client.post(
+        "/api/projects/",
+        {"name": "X", "slug": "x", "policies": [{"model_version_id": version.pk, "weight": 1e308}]},
+        content_type="application/json",
+    )
+    assert huge.status_code == 400 and "policies" in huge.json()
+    with pytest.raises(ValidationError, match="at most 1e"):
+        project_create(name="X", slug="x", policies=[(version, 1e308), (version, 1e308)])
     # NUL anywhere is refused with the one message the whole API uses, once per field.
     for body, field in [
         ({"name": "X\u0000", "slug": "x"}, "name"),

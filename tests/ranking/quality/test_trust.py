@@ -24,7 +24,11 @@ from ranking.quality.selectors import (
 )
 from ranking.quality.services import trust_refresh_all, trust_refresh_if_stale
 from ranking.quality.trust import (
+    PRIOR_RIGHT,
+    PRIOR_WRONG,
     Judgement,
+    Trust,
+    Votes,
     consensus_ranking,
     krippendorff_alpha_pairwise,
     trust_estimate,
@@ -255,3 +259,29 @@ def test_exporting_rankings_brings_the_stored_estimate_up_to_date(other_trainer,
     assert estimate is not None and trust_estimate_is_current(estimate)
     weights = {json.loads(line)["trust_weight"] for line in out.read_text().splitlines()}
     assert weights == {value.trust for value in trust_stored(estimate).values()}
+
+
+def test_rankings_that_order_nothing_give_the_prior_and_never_stop_another_projects_estimate(
+    other_trainer,
+):
+    """A project whose only ranking is "all equally good" has trainers and no judgement: each
+    gets the prior's trust; the periodic refresh still estimates every project."""
+    version = model_version_create("v")
+    projects = []
+    for slug in ("tied", "ordered"):
+        project = project_create(name=slug, slug=slug, status=Project.Status.ACTIVE)
+        conversation = finished_conversation(other_trainer, turns=(f"{slug}?", f"{slug}!"))
+        task = task_from_source(conversation.messages.get(role="assistant"), model_version=version)
+        task.__class__.objects.filter(pk=task.pk).update(project=project)
+        projects.append((project, task))
+    trainer = quick_trainer("equal")
+    rank(projects[0][1], trainer, [], verdict="all_equal", rationale="all fine")
+    rank(projects[1][1], trainer, [[0], [1], [2], [3]])
+
+    prior = trust_estimate(Votes())  # no trainer: nothing
+    assert prior == {}
+    tied = trainer_trust(project_ids=[projects[0][0].pk])
+    assert tied == {trainer.pk: Trust(PRIOR_RIGHT / (PRIOR_RIGHT + PRIOR_WRONG), 0, 0)}
+    trust_refresh_all()
+    for project, _ in projects:
+        assert trust_estimate_latest(project_id=project.pk) is not None, project.slug
