@@ -546,8 +546,9 @@ def ranking_submit(
         ordering=ordering,
         cannot_rank=verdict in {Ranking.Verdict.ALL_BAD, Ranking.Verdict.CANNOT_RANK},
         verdict=verdict,
+        # The order shown, taken as it is: strict, in that order (a tie is a choice made).
         order_unchanged=(
-            [cid for group in ordering for cid in group] == list(assignment.presentation_order)
+            ordering == [[cid] for cid in assignment.presentation_order]
             if verdict == Ranking.Verdict.RANKED
             else None
         ),

@@ -421,6 +421,19 @@ def test_a_ranking_records_whether_it_kept_the_order_shown(quick_task, trainer):
     assert ranking.first_placement_ms == ranking.duration_ms
 
 
+def test_a_tie_is_a_change_to_the_order_shown_even_between_neighbours_in_it(quick_task, trainer):
+    """Shown a, b, c: "a = b > c" and "b = a > c" keep no order as it was shown; the
+    quality page's share of untouched orders must not count them."""
+    assignment = services.task_claim_next(trainer=trainer)
+    a, b, *rest = assignment.presentation_order
+    ranking = services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput([[a, b], *[[cid] for cid in rest]]),
+    )
+    assert ranking.order_unchanged is False
+
+
 @pytest.mark.parametrize("verdict", ["all_equal", "all_bad", "cannot_rank"])
 def test_a_verdict_needs_a_reason(quick_task, trainer, verdict):
     assignment = services.task_claim_next(trainer=trainer)
