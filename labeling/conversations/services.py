@@ -101,11 +101,17 @@ def _provenance(
     sample_id: int | None,
     role: str,
     parent: Message | None,
+    edited: Message | None = None,
 ):
-    """Origin, sample, model version and edit distance of a message written from a suggestion."""
-    if sample_id is None:
+    """Origin, sample, model version and edit distance of a message written from a suggestion,
+    or (``edited``, no suggestion named) edited from a turn that was: measured against the same
+    sample, as if the edit had been made to the suggestion itself."""
+    if sample_id is None and edited is not None and edited.sample_id is not None:
+        sample = Sample.objects.select_related("job").get(pk=edited.sample_id)
+    elif sample_id is None:
         return Message.Origin.HUMAN, None, None, None
-    sample = _sample_offered(sample_id=sample_id, author=author, parent=parent)
+    else:
+        sample = _sample_offered(sample_id=sample_id, author=author, parent=parent)
     if sample.job.role != role:
         raise ValidationError({"sample_id": f"That suggestion is for a {sample.job.role} turn."})
     distance = Levenshtein.distance(sample.text, content)
@@ -135,10 +141,16 @@ def _message_create(
     author: AbstractBaseUser,
     content: str,
     sample_id: int | None,
+    edited: Message | None = None,
 ) -> Message:
     """Save a checked turn with its provenance and make it the active leaf."""
     origin, sample, model_version_id, distance = _provenance(
-        author=author, content=content, sample_id=sample_id, role=role, parent=parent
+        author=author,
+        content=content,
+        sample_id=sample_id,
+        role=role,
+        parent=parent,
+        edited=edited,
     )
     message = Message.objects.create(
         conversation=conversation,
@@ -193,7 +205,9 @@ def message_append(
 def message_branch(
     *, original: Message, author: AbstractBaseUser, content: str, sample_id: int | None = None
 ) -> Message:
-    """Edit a turn without destroying it: the edit becomes a sibling and the active branch."""
+    """Edit a turn without destroying it: the edit becomes a sibling and the active branch. An
+    edit of a model-written turn keeps its provenance (``model_edited`` while it keeps a quarter
+    of the suggestion's words, as an edited suggestion does)."""
     conversation = Conversation.objects.select_for_update().get(pk=original.conversation_id)
     _check_can_edit(conversation=conversation, user=author)
     content = _clean_content(content)
@@ -206,6 +220,7 @@ def message_branch(
         author=author,
         content=content,
         sample_id=sample_id,
+        edited=original,
     )
     Draft.objects.filter(conversation=conversation, author=author, editing=original).delete()
     # A red-team correction edited into a new branch: the edit is the attack's correction now

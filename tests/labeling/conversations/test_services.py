@@ -61,6 +61,12 @@ def test_used_suggestion_records_origin_sample_and_edit_distance(conversation, t
     assert edited.origin == Message.Origin.MODEL_EDITED
     assert edited.edit_distance == len(" Edited!")
     assert edited.parent_id == as_is.parent_id
+    # "Edit into a new branch" names no suggestion: the turn's own is measured against.
+    branched = services.message_branch(
+        original=edited, author=trainer, content=(sample.text + " More!")
+    )
+    assert branched.origin == Message.Origin.MODEL_EDITED and branched.sample == sample
+    assert branched.edit_distance == len(" More!") and branched.model_version == policy
 
     # Rewritten rather than edited (under a quarter of its words kept): the trainer's own text.
     Sample.objects.filter(pk=sample.pk).update(text="Sure, the lake it is, with a picnic at noon.")
