@@ -126,17 +126,20 @@ class ProjectProgress:
 
 
 def project_progress(*, project: Project, now: datetime | None = None) -> ProjectProgress:
-    """Rankings against the target, and when the target is reached at the last week's rate."""
+    """Rankings against the target, and when the target is reached at the last week's rate.
+    Gold copies are not data (no export holds their rankings): neither their rankings nor the
+    copies themselves count."""
     now = now or timezone.now()
-    rankings = project.rankings.all()
+    rankings = project.rankings.filter(task__gold_ordering__isnull=True)
     total = rankings.count()
-    recent = rankings.filter(submitted_at__gte=now - RATE_WINDOW)
-    first = recent.order_by("submitted_at").values_list("submitted_at", flat=True).first()
-    recent_count = recent.count()
+    start = now - RATE_WINDOW
+    if project.created_at is not None and project.created_at > start:
+        # A project younger than the window: its rate since it was made.
+        start = project.created_at
+    recent_count = rankings.filter(submitted_at__gte=start).count()
     rate = 0.0
-    if first is not None and recent_count:
-        # Over the window, or since the first ranking in it when the project is younger.
-        span = max(now - first, timedelta(hours=1))
+    if recent_count:
+        span = max(now - start, timedelta(hours=1))
         rate = recent_count / (span / timedelta(days=1))
     eta = None
     never = False  # at this rate, not before the calendar ends (no date to give)
@@ -152,7 +155,7 @@ def project_progress(*, project: Project, now: datetime | None = None) -> Projec
         and deadline is not None
         and (now > deadline or never or (eta is not None and eta > deadline))
     )
-    tasks = project.ranking_tasks.aggregate(
+    tasks = project.ranking_tasks.filter(gold_ordering__isnull=True).aggregate(
         ready=Count("id", filter=Q(status="ready", held_back=False)),
         held=Count("id", filter=Q(status="ready", held_back=True)),
         preparing=Count("id", filter=Q(status="preparing")),

@@ -16,6 +16,7 @@ from config.text import NUL_MESSAGE
 from labeling.models import Conversation
 from ranking.exports.filters import ExportFilters
 from ranking.exports.pipeline import records
+from ranking.gold.services import gold_task_create
 from ranking.models import Ranking, RankingTask
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
 from ranking.projects.selectors import project_progress
@@ -228,12 +229,34 @@ def test_progress_gives_the_rate_of_the_last_week_and_an_eta(other_trainer):
         rank(task, quick_trainer(f"r{index}"), [[0], [1], [2], [3]])
     now = timezone.now()
     Ranking.objects.update(submitted_at=now - timedelta(days=2))
+    # Two days old: its rate is since it was made.
+    Project.objects.filter(pk=project.pk).update(created_at=now - timedelta(days=2))
+    project.refresh_from_db()
     progress = project_progress(project=project, now=now)
     assert progress.rankings == 2
     assert progress.rate_per_day == pytest.approx(1.0)
     # 4 rankings to go at one a day.
     assert progress.eta == now + timedelta(days=4)
     assert progress.percent == pytest.approx(100 * 2 / 6)
+    # Sixty days old, the same two rankings: two in the last week, not two in two days.
+    Project.objects.filter(pk=project.pk).update(created_at=now - timedelta(days=60))
+    project.refresh_from_db()
+    assert project_progress(project=project, now=now).rate_per_day == pytest.approx(2 / 7)
+
+
+def test_progress_counts_neither_gold_copies_nor_their_rankings(other_trainer):
+    version = model_version_create("v")
+    project = project_create(
+        name="Gold", slug="gold", status=Project.Status.ACTIVE, target_rankings=3
+    )
+    task = _ready_task(other_trainer, project, version)
+    rank(task, quick_trainer("r0"), [[0], [1], [2], [3]])
+    gold = gold_task_create(task=task)
+    for index in (1, 2):
+        rank(gold, quick_trainer(f"g{index}"), [[0], [1], [2], [3]])
+    progress = project_progress(project=project)
+    assert (progress.rankings, progress.percent) == (1, pytest.approx(100 / 3))
+    assert progress.tasks_ready == 1  # the original, not its gold copy
 
 
 def test_a_target_past_the_calendar_has_no_eta_and_is_late_for_any_deadline(other_trainer):
@@ -248,6 +271,8 @@ def test_a_target_past_the_calendar_has_no_eta_and_is_late_for_any_deadline(othe
     task = _ready_task(other_trainer, project, model_version_create("v"))
     rank(task, quick_trainer("r0"), [[0], [1], [2], [3]])
     Ranking.objects.update(submitted_at=now - timedelta(days=6))
+    Project.objects.filter(pk=project.pk).update(created_at=now - timedelta(days=6))
+    project.refresh_from_db()
     # A ranking every six days: a billion of them end after the year 9999.
     progress = project_progress(project=project, now=now)
     assert progress.eta is None and progress.late
@@ -465,7 +490,7 @@ def test_saving_the_project_page_keeps_every_policy_and_edits_their_weights(
     assert project.policies.count() == 2
     fields["policies-2-model_version"] = ""
     zero = client.post(url, {**fields, "policies-0-weight": "0"})
-    assert zero.status_code == 422 and "A weight is a number above 0." in zero.content.decode()
+    assert zero.status_code == 422 and "A weight is a number above 0, at most 1e+06." in zero.content.decode()
     assert client.post(url, fields).status_code == 302
     assert [(p.model_version, p.weight) for p in project.policies.all()] == [(policy, 2.0)]
     # A post without the policy rows (not from the page) is refused, not read as "none".
