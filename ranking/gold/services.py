@@ -29,7 +29,14 @@ def _agreed_ordering(task: RankingTask) -> list[list[int]]:
             f"The {len(orderings)} rankings of this task do not agree: write the expected "
             "order instead."
         )
-    return [list(group) for group in next(iter(normalised))]
+    agreed = [list(group) for group in next(iter(normalised))]
+    if len(agreed) < 2:
+        # "All equally good": no pair to get right, so no answer could ever pass it.
+        raise ValidationError(
+            "The rankings of this task agree that every reply is as good as the others; a gold "
+            "order needs at least two ranks: write the expected order instead."
+        )
+    return agreed
 
 
 def _checked_ordering(ordering: object, candidate_ids: set[int]) -> list[list[int]]:

@@ -87,6 +87,18 @@ def test_agreed_task_becomes_gold_offered_only_to_who_did_not_rank_it(other_trai
     assert exported == {original.pk}
 
 
+def test_a_task_agreed_to_be_all_equally_good_cannot_become_gold_without_a_written_order(
+    other_trainer, project
+):
+    """No pair to get right: every answer would score 0 and fail qualification."""
+    original = _task(other_trainer, project, model_version_create("v"), "q")
+    for name in ("a", "b"):
+        rank(original, quick_trainer(name), [], verdict="all_equal", rationale="all fine")
+    with pytest.raises(ValidationError, match="every reply is as good as the others"):
+        gold_task_create(task=original)
+    assert not RankingTask.objects.filter(gold_of=original).exists()
+
+
 def test_disagreeing_task_needs_a_written_order_and_a_bad_one_is_refused(other_trainer, project):
     task = _task(other_trainer, project, model_version_create("v"), "q")
     rank(task, quick_trainer("a"), [[0], [1], [2], [3]])

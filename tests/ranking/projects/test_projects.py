@@ -490,7 +490,10 @@ def test_saving_the_project_page_keeps_every_policy_and_edits_their_weights(
     assert project.policies.count() == 2
     fields["policies-2-model_version"] = ""
     zero = client.post(url, {**fields, "policies-0-weight": "0"})
-    assert zero.status_code == 422 and "A weight is a number above 0, at most 1e+06." in zero.content.decode()
+    assert (
+        zero.status_code == 422
+        and "A weight is a number above 0, at most 1e+06." in zero.content.decode()
+    )
     assert client.post(url, fields).status_code == 302
     assert [(p.model_version, p.weight) for p in project.policies.all()] == [(policy, 2.0)]
     # A post without the policy rows (not from the page) is refused, not read as "none".
