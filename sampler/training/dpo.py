@@ -183,10 +183,18 @@ def ranking_losses(
 
 
 class DPOTask(ReferenceTask):
-    """The loss of a batch of rankings against a frozen reference."""
+    """The loss of a batch of rankings against a frozen reference. IPO reads each reply's
+    log-probs averaged over its tokens (as TRL does), so that its target gap 1 / (2 beta) means
+    the same for short and long replies; DPO reads them summed."""
+
+    def ratios(self, module: nn.Module, batch: dict) -> torch.Tensor:
+        ratios = self.logratios(module, batch)
+        if self.config.loss_type == "ipo":
+            ratios = ratios / batch["completion_mask"].sum(-1).clamp(min=1).to(ratios.dtype)
+        return ratios
 
     def train_loss(self, module: nn.Module, batch: dict):
-        loss, stats = ranking_losses(self.logratios(module, batch), batch["examples"], self.config)
+        loss, stats = ranking_losses(self.ratios(module, batch), batch["examples"], self.config)
         metrics = {
             "rewards/chosen": stats["chosen"].mean(),
             "rewards/rejected": stats["rejected"].mean(),
@@ -203,7 +211,7 @@ class DPOTask(ReferenceTask):
         module.eval()
         totals = torch.zeros(4, dtype=torch.float64)
         for batch in loader:
-            _, stats = ranking_losses(self.logratios(module, batch), batch["examples"], self.config)
+            _, stats = ranking_losses(self.ratios(module, batch), batch["examples"], self.config)
             totals += accelerator.gather_for_metrics(stats["rows"]).double().sum(0).cpu()
         loss_sum, rankings, correct, pairs = totals.tolist()
         return {

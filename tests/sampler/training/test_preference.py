@@ -483,3 +483,50 @@ def test_kto_trains_through_an_epoch_ending_on_one_example_with_long_prompts_and
     )
     assert len(result.history["kl"]) == 4
     assert all(math.isfinite(value) for _, value in result.history["loss/train"])
+
+
+def test_ipo_reads_each_replys_log_ratio_per_token_as_trl_does(micro_model_dir, tokenizer):
+    """IPO's target gap 1 / (2 beta) is for log-probs averaged over a reply's tokens (TRL
+    divides by the reply's length for IPO only); DPO's sigmoid keeps them summed."""
+    from sampler.training.dpo import DPOTask
+    from sampler.training.losses import implied_pairs
+    from sampler.training.preference import SharedPromptPolicy
+
+    examples = build_dpo_data(
+        tokenizer,
+        synthetic_rankings(3, k=3, seed=2),
+        max_length=64,
+        test_fraction=0.0,
+        seed=0,
+        end_ids=[tokenizer.eos_token_id],
+    ).train
+    batch = PromptCompletionCollator(pad_id=tokenizer.pad_token_id)(examples)
+    policy = load_policy(micro_model_dir)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    reference = load_policy(micro_model_dir)
+    prompts = [e.prompt for e in examples for _ in e.completions]
+    completions = [c for e in examples for c in e.completions]
+    with torch.no_grad():
+        summed = full_sequence_logprobs(
+            policy, prompts, completions, pad_id=tokenizer.pad_token_id
+        ) - full_sequence_logprobs(reference, prompts, completions, pad_id=tokenizer.pad_token_id)
+    per_token = summed / torch.tensor([len(c) for c in completions], dtype=summed.dtype)
+    beta = 0.1
+    for loss_type, ratios in (("ipo", per_token), ("sigmoid", summed)):
+        config = DPOConfig(mode="pairwise", loss_type=loss_type, beta=beta)
+        task = DPOTask(config, SharedPromptPolicy(reference).eval())
+        with torch.no_grad():
+            loss, _ = task.train_loss(SharedPromptPolicy(policy), batch)
+        expected, offset = [], 0
+        for example in examples:
+            own = ratios[offset : offset + len(example.completions)]
+            offset += len(example.completions)
+            gaps = torch.stack([own[w] - own[lo] for w, lo, _ in implied_pairs(example.groups)])
+            if loss_type == "ipo":
+                expected.append(((gaps - 1 / (2 * beta)) ** 2).mean())
+            else:
+                expected.append(-torch.nn.functional.logsigmoid(beta * gaps).mean())
+        torch.testing.assert_close(loss, torch.stack(expected).mean(), atol=1e-4, rtol=1e-4)
