@@ -2,7 +2,8 @@
 // the verdict, so the form works without this file. Here the replies start unplaced; the trainer
 // places them best first (a reply's number key, or its "Place next" button), ties the last one
 // with the one before ("t"), undoes ("u"), and submits with Enter once every reply is placed or
-// a verdict with a reason is chosen. Nothing is ranked until the trainer ranks it.
+// a verdict with a reason is chosen (Ctrl+Enter from the "Why?" box; Enter in a flag note does
+// nothing, Enter in the skip reason skips). Nothing is ranked until the trainer ranks it.
 (() => {
   const state = new WeakMap(); // card -> { groups: [[id, ...], ...], shownAt, list, form }
 
@@ -172,12 +173,26 @@
 
   function onKeydown(event) {
     const card = document.getElementById("ranking-card");
-    if (!card || !state.has(card) || event.defaultPrevented) return;
+    if (!card || !state.has(card) || event.defaultPrevented || event.isComposing) return;
     const { form, list } = state.get(card);
-    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && form.contains(event.target)) {
-      event.preventDefault();
-      submitIfComplete(card);
-      return;
+    if (event.key === "Enter" && form.contains(event.target)) {
+      if (event.target.name === "skip_reason") {
+        // Enter (or Ctrl+Enter) after the reason does what "Skip task" beside it does.
+        event.preventDefault();
+        event.target.parentElement.querySelector("button[type=submit]").click();
+        return;
+      }
+      if (event.ctrlKey || event.metaKey) {
+        event.preventDefault();
+        submitIfComplete(card);
+        return;
+      }
+      // Not the browser's own Enter in a text field (a flag note): that would submit the form
+      // with its first button, the ranking.
+      if (event.target.matches('input[type="text"]')) {
+        event.preventDefault();
+        return;
+      }
     }
     const flags = event.key === "Escape" && event.target.closest && event.target.closest("details.flags");
     if (flags) {

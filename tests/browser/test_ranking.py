@@ -173,6 +173,49 @@ def test_a_missing_flag_note_is_reported_and_the_placements_are_kept(
     ]
 
 
+def test_enter_in_a_flag_note_sends_nothing(page, live_server, ready_task, trainer):
+    shown = _open_task(page, live_server)
+    items = page.locator(ITEMS)
+    submits = []
+    page.on(
+        "request", lambda request: submits.append(request.url) if "/submit" in request.url else None
+    )
+    for key in ("1", "2", "3", "4", "f"):  # every reply placed; "f" opens reply 4's flags
+        page.keyboard.press(key)
+    items.nth(3).get_by_label("Untruthful").check()
+    items.nth(3).locator(".flag-note").click()
+    page.keyboard.type("the date is wrong")
+    # The browser's own Enter in a text field would send the form with its first button.
+    page.keyboard.press("Enter")
+    page.keyboard.type(", and so is the place")
+    page.keyboard.press("Control+Enter")
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.flags == {
+        str(shown[3]): {"flags": ["untruthful"], "note": "the date is wrong, and so is the place"}
+    }
+    assert len(submits) == 1
+
+
+def test_enter_in_the_skip_reason_skips_the_task(page, live_server, ready_task, trainer):
+    from ranking.models import Assignment
+
+    _open_task(page, live_server)
+    for key in ("1", "2", "3", "4"):  # every reply placed: Enter alone would send the ranking
+        page.keyboard.press(key)
+    page.locator("details.skip summary").click()
+    reason = page.get_by_label("Reason for skipping (optional)")
+    reason.fill("I do not know this topic")
+    reason.press("Enter")
+
+    expect(page.locator("#toast-region .toast")).to_contain_text("Task skipped")
+    assert not Ranking.objects.exists()
+    assignment = Assignment.objects.get(trainer=trainer, task=ready_task)
+    assert assignment.status == Assignment.Status.SKIPPED
+    assert assignment.skip_reason == "I do not know this topic"
+
+
 def test_the_rank_page_claims_only_by_post(page, live_server, ready_task, trainer):
     claims = []
     page.on(
