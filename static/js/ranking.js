@@ -4,8 +4,20 @@
 // with the one before ("t"), undoes ("u"), and submits with Enter once every reply is placed or
 // a verdict with a reason is chosen (Ctrl+Enter from the "Why?" box; Enter in a flag note does
 // nothing, Enter in the skip reason skips). Nothing is ranked until the trainer ranks it.
+// What the trainer has done on a card (placements, flags, notes, answer, reason, the time to the
+// first placement) is kept in sessionStorage under its assignment and put back when the page is
+// shown again (a reload, Back); until it is sent, leaving the page asks first.
 (() => {
-  const state = new WeakMap(); // card -> { groups: [[id, ...], ...], shownAt, list, form }
+  // card -> { groups: [[id, ...], ...], shownAt, openedAt, list, form, leaving }
+  const state = new WeakMap();
+  const STORE_PREFIX = "tandem-rank:";
+  const storeKey = (card) => STORE_PREFIX + card.dataset.assignmentId;
+  // The form's fields kept beside the placements (the rank boxes are the placements).
+  const KEPT = 'input[type="checkbox"], input[type="radio"], input[type="text"], textarea, #ranking-first-placement';
+  const keptKey = (field) =>
+    field.type === "checkbox" || field.type === "radio" ? `${field.name}=${field.value}` : field.name;
+  const keptValue = (field) =>
+    field.type === "checkbox" || field.type === "radio" ? field.checked : field.value;
 
   const itemsOf = (list) => Array.from(list.querySelectorAll(":scope > li.candidate"));
   const idOf = (item) => Number(item.dataset.candidateId);
@@ -76,7 +88,66 @@
       groups.length > 1 || (groups.length === 1 && groups[0].length > 1)
     );
     card.querySelector(".ranking-undo").disabled = placed === 0;
+    keep(card);
     return { placed, total: items.length, complete };
+  }
+
+  // Only a card with something on it is kept (an untouched or unsendable one is not).
+  function keep(card) {
+    const { groups, form, openedAt } = state.get(card);
+    const fields = {};
+    form.querySelectorAll(KEPT).forEach((field) => {
+      fields[keptKey(field)] = keptValue(field);
+    });
+    try {
+      if (!answered(card)) sessionStorage.removeItem(storeKey(card));
+      else sessionStorage.setItem(storeKey(card), JSON.stringify({ groups, fields, openedAt }));
+    } catch (error) {
+      // Storage full or disabled: the page still works, a reload loses the card's state.
+    }
+  }
+
+  // The card's state kept by an earlier showing of it (before a reload, or Back): newer than
+  // what the server rendered (it stores nothing until the answer is sent).
+  function restore(card) {
+    const entry = state.get(card);
+    let stored = null;
+    try {
+      stored = JSON.parse(sessionStorage.getItem(storeKey(card)) || "null");
+    } catch (error) {
+      stored = null;
+    }
+    if (!stored || !Array.isArray(stored.groups) || !stored.fields) return;
+    const shown = new Set(itemsOf(entry.list).map(idOf));
+    entry.groups = stored.groups
+      .map((group) => group.filter((id) => shown.has(id)))
+      .filter((group) => group.length);
+    entry.form.querySelectorAll(KEPT).forEach((field) => {
+      const value = stored.fields[keptKey(field)];
+      if (value === undefined) return;
+      if (typeof value === "boolean") field.checked = value;
+      else field.value = value;
+      const details = field.closest("details");
+      if (details && value) details.open = true; // a ticked flag, a note, a skip reason
+    });
+    if (Number.isFinite(stored.openedAt)) {
+      entry.openedAt = stored.openedAt;
+      entry.shownAt = performance.now() - (Date.now() - stored.openedAt);
+    }
+  }
+
+  // Anything placed, ticked or typed that the server does not have yet.
+  function answered(card) {
+    const { groups, form } = state.get(card);
+    if (!form.querySelector("#ranking-submit")) return false; // a conflict: nothing can be sent
+    return (
+      groups.length > 0 ||
+      Array.from(form.querySelectorAll(KEPT)).some((field) =>
+        field.type === "checkbox" || field.type === "radio"
+          ? field.checked && field.value
+          : field.type !== "hidden" && field.value.trim(),
+      )
+    );
   }
 
   function announce(card, text) {
@@ -90,11 +161,10 @@
       announce(card, `Reply ${numberOf(entry.list, id)} is already placed.`);
       return;
     }
-    if (!entry.firstPlacedRecorded) {
-      entry.firstPlacedRecorded = true;
-      const field = card.querySelector("#ranking-first-placement");
-      if (field && !field.value) field.value = String(Math.round(performance.now() - entry.shownAt));
-    }
+    // Recorded once; a card shown again with placements but without it (Back restores the
+    // placements, not a hidden field) records it at the next placement.
+    const field = card.querySelector("#ranking-first-placement");
+    if (field && !field.value) field.value = String(Math.round(performance.now() - entry.shownAt));
     entry.groups.push([id]);
     const { placed, total } = render(card);
     announce(
@@ -252,14 +322,15 @@
     const list = card.querySelector("#ranking-list");
     const form = card.querySelector("#ranking-form");
     if (!list || !form || state.has(card)) return;
-    const groups = groupsFromNumbers(list);
     state.set(card, {
-      groups,
+      groups: groupsFromNumbers(list),
       list,
       form,
       shownAt: performance.now(),
-      firstPlacedRecorded: groups.length > 0,
+      openedAt: Date.now(),
+      leaving: false,
     });
+    restore(card);
     form.classList.add("enhanced");
     card.classList.add("enhanced");
     card.querySelectorAll(".ranking-tie, .ranking-undo").forEach((button) => {
@@ -304,6 +375,32 @@
   }
 
   document.addEventListener("keydown", onKeydown);
+  // A submit htmx did not take (it cancels the ones it sends) leaves the page: no question then.
+  document.addEventListener("submit", (event) => {
+    const card = document.getElementById("ranking-card");
+    if (card && state.has(card) && event.target === state.get(card).form && !event.defaultPrevented) {
+      state.get(card).leaving = true;
+    }
+  });
+  window.addEventListener("beforeunload", (event) => {
+    const card = document.getElementById("ranking-card");
+    if (!card || !state.has(card) || state.get(card).leaving || window.tandemLeavingForLogin) return;
+    if (!answered(card)) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
+  // An answer (a ranking or a skip) the server took: its kept state goes with its card.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const element = event.detail.requestConfig ? event.detail.requestConfig.elt : event.detail.elt;
+    const status = event.detail.xhr.status;
+    if (status < 200 || status >= 300 || !element.closest || !element.closest("#ranking-form")) return;
+    const card = element.closest("#ranking-card");
+    try {
+      sessionStorage.removeItem(storeKey(card));
+    } catch (error) {
+      // Nothing to drop.
+    }
+  });
   // The bar at the bottom (your order, Submit) sticks over the page: a text field taking
   // focus under it (the "Why?" box) scrolls up into view above it. Only text fields: a box or
   // button moved away under the pointer between its mousedown and mouseup is not clicked.

@@ -216,6 +216,77 @@ def test_enter_in_the_skip_reason_skips_the_task(page, live_server, ready_task, 
     assert assignment.skip_reason == "I do not know this topic"
 
 
+def _kept_cards(page) -> list[str]:
+    return page.evaluate("Object.keys(sessionStorage).filter(k => k.startsWith('tandem-rank:'))")
+
+
+def test_a_reload_asks_first_and_keeps_the_placements_flags_and_reason(
+    page, live_server, ready_task, trainer
+):
+    shown = _open_task(page, live_server)
+    items = page.locator(ITEMS)
+    for key in ("3", "1", "t", "f", "Space"):  # 3 tied with 1; Harmful ticked on reply 1
+        page.keyboard.press(key)
+    items.nth(0).locator(".flag-note").fill("a made-up figure")
+    page.locator("#ranking-rationale").fill("3 and 1 answer; the others do not")
+    first_ms = page.input_value("#ranking-first-placement")
+    assert first_ms
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.accept()))
+    page.reload()
+    ranking_card_ready(page)
+
+    assert asked == ["beforeunload"]
+    expect(page.locator("#ranking-order")).to_have_text("3 = 1")
+    expect(items.nth(0).get_by_label("Harmful")).to_be_checked()
+    expect(items.nth(0).locator(".flag-note")).to_have_value("a made-up figure")
+    expect(page.locator("#ranking-rationale")).to_have_value("3 and 1 answer; the others do not")
+    expect(page.locator("#ranking-first-placement")).to_have_value(first_ms)
+    for key in ("2", "4", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert [sorted(group) for group in ranking.ordering] == [
+        sorted([shown[2], shown[0]]),
+        [shown[1]],
+        [shown[3]],
+    ]
+    assert ranking.flags == {str(shown[0]): {"flags": ["harmful"], "note": "a made-up figure"}}
+    assert ranking.rationale == "3 and 1 answer; the others do not"
+    assert ranking.first_placement_ms == int(first_ms)
+    # Sent: nothing is kept for its card any more, and leaving asks nothing.
+    assert _kept_cards(page) == []
+    with page.expect_event("close"):
+        page.close(run_before_unload=True)
+    assert asked == ["beforeunload"]
+
+
+def test_back_to_placements_the_browser_put_back_still_records_the_first_placement(
+    page, live_server, ready_task, trainer
+):
+    _open_task(page, live_server)
+    # The lease held, the page's own HTML holds the task (not a card htmx swapped in): the
+    # browser puts back what was entered in it on Back.
+    page.reload()
+    ranking_card_ready(page)
+    page.keyboard.press("2")
+    page.keyboard.press("4")
+    page.on("dialog", lambda dialog: dialog.accept())  # leaving asks first
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Write").click()
+    page.wait_for_url("**/write/")
+    # Without the tab's own copy, Back shows what the browser itself puts back: the rank
+    # numbers, not the hidden time to the first placement.
+    page.evaluate("sessionStorage.clear()")
+    page.go_back()
+    ranking_card_ready(page)
+    expect(page.locator("#ranking-order")).to_have_text("2  >  4")
+    expect(page.locator("#ranking-first-placement")).to_have_value("")
+    for key in ("1", "3", "Enter"):
+        page.keyboard.press(key)
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    assert Ranking.objects.get(ranker=trainer).first_placement_ms is not None
+
+
 def test_the_rank_page_claims_only_by_post(page, live_server, ready_task, trainer):
     claims = []
     page.on(
