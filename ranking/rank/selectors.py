@@ -179,10 +179,14 @@ def ranking_queue_summary(*, project: Project | None = None) -> dict[str, int]:
 def assignment_current(
     *, trainer: AbstractBaseUser, project: Project | None = None
 ) -> Assignment | None:
-    """The trainer's lease still running, if any (``project``: in that project); read only:
-    claiming is a POST."""
+    """The trainer's lease still running, if any (``project``: in that project), in a project
+    they may still rank in (a paused one's lease is given back at their next claim); read
+    only: claiming is a POST."""
     leases = Assignment.objects.select_related("task__project").filter(
-        trainer=trainer, status=Assignment.Status.LEASED, expires_at__gte=timezone.now()
+        trainer=trainer,
+        status=Assignment.Status.LEASED,
+        expires_at__gte=timezone.now(),
+        task__project__in=projects_for_trainer(trainer=trainer),
     )
     if project is not None:
         leases = leases.filter(task__project=project)

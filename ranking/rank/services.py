@@ -271,13 +271,19 @@ def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random 
 def leases_expire(*, now=None) -> int:
     """Give back the slots of leases that ran out (indexed on status, expires_at)."""
     now = now or timezone.now()
-    expired = 0
     stale = Assignment.objects.filter(status=Assignment.Status.LEASED, expires_at__lt=now)
-    for assignment_id, task_id in stale.values_list("id", "task_id")[:1000]:
+    return _leases_give_back(stale, now=now)
+
+
+def _leases_give_back(leases, *, now) -> int:
+    """Expire ``leases`` (leased assignments; at most 1000 a call), each giving its task's slot
+    back; a row is changed only while it still matches ``leases``."""
+    expired = 0
+    for assignment_id, task_id in leases.values_list("id", "task_id")[:1000]:
         with transaction.atomic():
-            updated = Assignment.objects.filter(
-                pk=assignment_id, status=Assignment.Status.LEASED, expires_at__lt=now
-            ).update(status=Assignment.Status.EXPIRED, closed_at=now)
+            updated = leases.filter(pk=assignment_id).update(
+                status=Assignment.Status.EXPIRED, closed_at=now
+            )
             if updated:
                 RankingTask.objects.filter(pk=task_id, leased_count__gt=0).update(
                     leased_count=F("leased_count") - 1
@@ -314,13 +320,17 @@ def task_claim_next(
     that requires qualification, a trainer not yet decided gets only its gold tasks, and one
     who failed gets nothing; otherwise a gold task of the task's project replaces it at the
     project's gold rate (and is offered when nothing else is left in a project that mixes
-    gold in). A gold task never goes to a trainer who ranked its original.
+    gold in). A gold task never goes to a trainer who ranked its original. The trainer's
+    leases in projects they may no longer rank in (paused, or not open to their groups) are
+    given back first.
     """
     rng = rng or random.SystemRandom()
-    allowed = projects_for_trainer(trainer=trainer)
-    if project is not None:
-        allowed = allowed.filter(pk=project.pk)
-    projects = {each.pk: each for each in allowed}
+    open_ids = []
+    projects = {}
+    for each in projects_for_trainer(trainer=trainer):
+        open_ids.append(each.pk)
+        if project is None or each.pk == project.pk:
+            projects[each.pk] = each
     allowed_ids = list(projects)
     qualifications = qualifications_of_trainer(trainer=trainer)
     for each in projects.values():
@@ -353,6 +363,14 @@ def task_claim_next(
     with transaction.atomic():
         # One claim at a time per trainer (two tabs must not get two leases).
         get_user_model().objects.select_for_update().filter(pk=trainer.pk).first()
+        # A lease in a project paused since (or no longer open to the trainer) is given back,
+        # as if it ran out: it neither holds a slot nor stands for the trainer's claim.
+        _leases_give_back(
+            Assignment.objects.filter(trainer=trainer, status=Assignment.Status.LEASED).exclude(
+                task__project_id__in=open_ids
+            ),
+            now=now,
+        )
         current = (
             Assignment.objects.select_related("task")
             .filter(
@@ -502,13 +520,24 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
     }
 
 
+def _project_open_or_conflict(*, trainer: AbstractBaseUser, project_id: int, kept: str) -> None:
+    """RankingConflict when the trainer may no longer rank in the project (paused, done, or
+    not open to their groups); ``kept`` says what became of their answer."""
+    if not projects_for_trainer(trainer=trainer).filter(pk=project_id).exists():
+        raise RankingConflict(
+            f"This task's project is paused or no longer open to you, so {kept} "
+            "Choose another project to go on ranking."
+        )
+
+
 @transaction.atomic
 def ranking_submit(
     *, assignment: Assignment, trainer: AbstractBaseUser, ranking: RankingInput
 ) -> Ranking:
     """Validate and store one trainer's ranking; never more than N per task, never twice.
 
-    Raises ValidationError for bad input and RankingConflict when the task cannot take it.
+    Raises ValidationError for bad input and RankingConflict when the task cannot take it
+    (its project paused or no longer open to the trainer included).
     """
     assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
     if assignment.trainer_id != trainer.pk:
@@ -518,6 +547,11 @@ def ranking_submit(
     if assignment.status == Assignment.Status.SKIPPED:
         raise RankingConflict("You skipped this task, so it no longer takes your ranking.")
     task = RankingTask.objects.select_for_update().get(pk=assignment.task_id)
+    _project_open_or_conflict(
+        trainer=trainer,
+        project_id=task.project_id,
+        kept="your answer was not stored (it is still on your screen).",
+    )
     candidate_ids = set(task.candidates.values_list("id", flat=True))
     flags = _validate(ranking, candidate_ids)
     verdict = ranking.resolved_verdict
@@ -591,7 +625,7 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
     the trainer's assignment is leased to them again, so the task is on their screen to answer
     anew. A lease on a next task taken meanwhile (untouched: nothing was submitted on it) is
     given back. Raises RankingConflict when the window has passed or the task no longer
-    accepts the trainer.
+    accepts the trainer (its project paused or no longer open to them included).
     """
     now = now or timezone.now()
     ranking = Ranking.objects.select_for_update().filter(pk=ranking_id, ranker=trainer).first()
@@ -605,6 +639,9 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
     task = RankingTask.objects.select_for_update().get(pk=ranking.task_id)
     if task.status not in {RankingTask.Status.READY, RankingTask.Status.COMPLETE}:
         raise RankingConflict("This task no longer takes rankings; yours is kept.")
+    _project_open_or_conflict(
+        trainer=trainer, project_id=task.project_id, kept="your ranking is kept as submitted."
+    )
     assignment = Assignment.objects.select_for_update().get(pk=ranking.assignment_id)
     # Leases taken since (the next task, shown after the submit) are handed back.
     newer = list(

@@ -51,6 +51,15 @@ def _ready_task(owner, project, version, text="q"):
     return RankingTask.objects.get(pk=task.pk)
 
 
+def _project_with_task(owner, version, slug, **fields):
+    """A project named after ``slug`` (active unless ``fields`` say otherwise) with one ready
+    task of ``owner``'s."""
+    project = project_create(
+        name=slug.title(), slug=slug, **{"status": Project.Status.ACTIVE, **fields}
+    )
+    return project, _ready_task(owner, project, version, slug)
+
+
 def test_rows_made_without_a_project_belong_to_the_default_project(other_trainer):
     task = _ready_task(other_trainer, None, model_version_create("v"))
     assert task.project.slug == DEFAULT_PROJECT_SLUG
@@ -125,14 +134,11 @@ def test_one_projects_failing_pool_fill_leaves_the_others_filled(
 def test_claim_never_crosses_projects_unless_the_trainer_takes_any(other_trainer):
     version = model_version_create("v")
     experts = Group.objects.create(name="experts")
-    open_project = project_create(name="Open", slug="open", status=Project.Status.ACTIVE)
-    closed = project_create(
-        name="Experts", slug="experts", status=Project.Status.ACTIVE, trainer_groups=[experts]
+    open_project, in_open = _project_with_task(other_trainer, version, "open")
+    closed, in_closed = _project_with_task(
+        other_trainer, version, "experts", trainer_groups=[experts]
     )
-    paused = project_create(name="Paused", slug="paused", status=Project.Status.PAUSED)
-    in_open = _ready_task(other_trainer, open_project, version, "open")
-    in_closed = _ready_task(other_trainer, closed, version, "closed")
-    _ready_task(other_trainer, paused, version, "paused")
+    _project_with_task(other_trainer, version, "paused", status=Project.Status.PAUSED)
     trainer = quick_trainer("t1")
     # Chosen project: only its tasks.
     assignment = services.task_claim_next(trainer=trainer, project=open_project)
@@ -149,6 +155,58 @@ def test_claim_never_crosses_projects_unless_the_trainer_takes_any(other_trainer
     trainer.groups.add(experts)
     assert services.task_claim_next(trainer=trainer).task == in_closed
     assert Ranking.objects.get(ranker=trainer).project == open_project
+
+
+def test_a_lease_in_a_project_paused_or_closed_since_is_given_back_and_takes_no_ranking(
+    other_trainer, client
+):
+    version = model_version_create("v")
+    experts = Group.objects.create(name="experts")
+    first, in_first = _project_with_task(other_trainer, version, "first")
+    second, in_second = _project_with_task(
+        other_trainer, version, "second", trainer_groups=[experts]
+    )
+    _, in_third = _project_with_task(other_trainer, version, "third")
+    trainer = quick_trainer("t1")
+    trainer.groups.add(experts)
+    held = services.task_claim_next(trainer=trainer)
+    assert held.task == in_first
+    Project.objects.filter(pk=first.pk).update(status=Project.Status.PAUSED)
+
+    # The Rank page (all projects) no longer shows it; submitting on it is refused.
+    client.force_login(trainer)
+    assert "data-assignment-id" not in client.get(reverse("ranking:rank")).content.decode()
+    ordering = services.RankingInput([[i] for i in candidate_ids(in_first)])
+    with pytest.raises(services.RankingConflict, match="paused or no longer open to you"):
+        services.ranking_submit(assignment=held, trainer=trainer, ranking=ordering)
+    refused = client.post(
+        f"/api/ranking/assignments/{held.pk}/submit/",
+        {"ordering": ordering.ordering},
+        content_type="application/json",
+    )
+    assert refused.status_code == 409 and "paused" in refused.json()["detail"]
+
+    # The next claim gives the paused project's lease back: one live lease, not two.
+    moved = services.task_claim_next(trainer=trainer)
+    assert moved.task == in_second
+    held.refresh_from_db()
+    in_first.refresh_from_db()
+    assert (held.status, in_first.leased_count) == ("expired", 0)
+    assert list(trainer.ranking_assignments.filter(status="leased")) == [moved]
+
+    # The same when the trainer's groups no longer include the project's; a ranking made
+    # there cannot be taken back either.
+    ranking = services.ranking_submit(
+        assignment=moved,
+        trainer=trainer,
+        ranking=services.RankingInput([[i] for i in candidate_ids(in_second)]),
+    )
+    trainer.groups.remove(experts)
+    with pytest.raises(services.RankingConflict, match="kept as submitted"):
+        services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
+    assert Ranking.objects.filter(pk=ranking.pk).exists()
+    assert services.task_claim_next(trainer=trainer).task == in_third
+    assert Ranking.objects.get(ranker=trainer).project == second
 
 
 def test_exports_and_training_data_read_only_the_projects_asked_for(other_trainer):
