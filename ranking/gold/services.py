@@ -3,9 +3,12 @@ written order), and deciding a trainer's qualification once they ranked enough g
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ranking.gold.models import Qualification
@@ -100,7 +103,8 @@ def gold_task_create(*, task: RankingTask, ordering: list[list[int]] | None = No
 @transaction.atomic
 def qualification_update(*, project: Project, trainer: AbstractBaseUser) -> Qualification | None:
     """After a gold ranking in a project that requires qualification: count the trainer's gold
-    rankings there and, at N, decide against the threshold (once; the result stays)."""
+    rankings there and, at N, decide against the threshold (once; the result stays, unless a
+    gold ranking it counted is taken back: ``qualification_ranking_undone``)."""
     if not project.qualification_required:
         return None
     qualification, _ = Qualification.objects.select_for_update().get_or_create(
@@ -132,3 +136,30 @@ def qualification_update(*, project: Project, trainer: AbstractBaseUser) -> Qual
         qualification.decided_at = timezone.now()
     qualification.save()
     return qualification
+
+
+@transaction.atomic
+def qualification_ranking_undone(
+    *, project: Project, trainer: AbstractBaseUser, ranking_id: int, submitted_at: datetime
+) -> Qualification | None:
+    """After the trainer's gold ranking ``ranking_id`` (submitted at ``submitted_at``) in
+    ``project`` was taken back and deleted: when it was one of the first N that decided the
+    qualification, the qualification is pending again; either way it is counted anew from the
+    gold rankings left, so the next gold ranking decides."""
+    qualification = (
+        Qualification.objects.select_for_update().filter(project=project, trainer=trainer).first()
+    )
+    if qualification is None:
+        return None
+    earlier = (
+        gold_rankings(project_ids=[project.pk])
+        .filter(ranker=trainer)
+        .filter(Q(submitted_at__lt=submitted_at) | Q(submitted_at=submitted_at, pk__lt=ranking_id))
+        .count()
+    )
+    if earlier < project.qualification_tasks:
+        qualification.status = Qualification.Status.PENDING
+        qualification.reason = ""
+        qualification.decided_at = None
+        qualification.save(update_fields=["status", "reason", "decided_at"])
+    return qualification_update(project=project, trainer=trainer)

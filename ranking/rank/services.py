@@ -22,7 +22,7 @@ from labeling.conversations.services import message_add_alternatives
 from labeling.guidelines.services import guideline_version_ensure_current
 from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
-from ranking.gold.services import qualification_update
+from ranking.gold.services import qualification_ranking_undone, qualification_update
 from ranking.projects.models import Project
 from ranking.projects.selectors import (
     project_alternatives,
@@ -621,7 +621,8 @@ def ranking_submit(
 @transaction.atomic
 def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Assignment:
     """Take back a ranking submitted less than ``RANKING_UNDO_SECONDS`` ago: the ranking is
-    deleted, the task counts it no more (its agreement is computed from the rankings left), and
+    deleted, the task counts it no more (its agreement is computed from the rankings left, and
+    a qualification that a gold ranking decided is pending again, counted anew), and
     the trainer's assignment is leased to them again, so the task is on their screen to answer
     anew. A lease on a next task taken meanwhile (untouched: nothing was submitted on it) is
     given back. Raises RankingConflict when the window has passed or the task no longer
@@ -655,7 +656,13 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
             leased_count=F("leased_count") - 1
         )
         Assignment.objects.filter(pk=lease_id).delete()
+    submitted_at = ranking.submitted_at
     ranking.delete()
+    if task.gold_ordering is not None:
+        # A qualification this ranking decided (or counted toward) is counted anew.
+        qualification_ranking_undone(
+            project=task.project, trainer=trainer, ranking_id=ranking_id, submitted_at=submitted_at
+        )
     assignment.status = Assignment.Status.LEASED
     assignment.closed_at = None
     assignment.leased_at = now

@@ -44,6 +44,19 @@ def _submit(assignment, trainer, positions):
     )
 
 
+def _qualifying_project(slug, *, tasks, **fields):
+    """An active project that requires N = ``tasks`` gold rankings at 80 % to qualify."""
+    return project_create(
+        name=slug.title(),
+        slug=slug,
+        status=Project.Status.ACTIVE,
+        qualification_required=True,
+        qualification_tasks=tasks,
+        qualification_threshold=0.8,
+        **fields,
+    )
+
+
 @pytest.fixture
 def project(db):
     return project_create(name="Gold", slug="gold", status=Project.Status.ACTIVE, gold_rate=1.0)
@@ -130,14 +143,7 @@ def test_gold_is_mixed_into_the_stream_at_the_project_rate(other_trainer, projec
 
 
 def test_qualification_gives_real_tasks_only_above_the_threshold(other_trainer, client):
-    project = project_create(
-        name="Qualified",
-        slug="qualified",
-        status=Project.Status.ACTIVE,
-        qualification_required=True,
-        qualification_tasks=2,
-        qualification_threshold=0.8,
-    )
+    project = _qualifying_project("qualified", tasks=2)
     version = model_version_create("v")
     golds = []
     for text in ("g1", "g2"):
@@ -223,3 +229,41 @@ def test_gold_ranked_before_qualification_was_required_counts_and_a_stuck_traine
     card = trainer_client.post(reverse("ranking:claim"), headers={"HX-Request": "true"})
     text = card.content.decode()
     assert 'data-reason="qualification"' in text and "No such task is left that you may" in text
+
+
+def test_undoing_a_gold_ranking_that_decided_qualification_lets_the_corrected_one_decide(
+    other_trainer,
+):
+    project = _qualifying_project("undo", tasks=1, gold_rate=1.0)
+    version = model_version_create("v")
+    golds = []
+    for text in ("g1", "g2"):
+        original = _task(other_trainer, project, version, text)
+        RankingTask.objects.filter(pk=original.pk).update(overlap_required=1)
+        rank(original, quick_trainer(f"expert-{text}"), [[0], [1], [2], [3]])
+        golds.append(gold_task_create(task=original))
+    real = _task(other_trainer, project, version, "real")
+    trainer = quick_trainer("t")
+    assignment = services.task_claim_next(trainer=trainer)
+    assert assignment.task == golds[0]
+    mistaken = _submit(assignment, trainer, [[3], [2], [1], [0]])
+    assert Qualification.objects.get(trainer=trainer).status == "failed"
+
+    restored = services.ranking_undo(ranking_id=mistaken.pk, trainer=trainer)
+
+    pending = Qualification.objects.get(trainer=trainer)
+    assert (pending.status, pending.gold_ranked, pending.accuracy) == ("pending", 0, None)
+    assert (pending.reason, pending.decided_at) == ("", None)
+    _submit(restored, trainer, [[0], [1], [2], [3]])
+    passed = Qualification.objects.get(trainer=trainer)
+    assert (passed.status, passed.gold_ranked, passed.accuracy) == ("passed", 1, 1.0)
+    # A gold ranking the decision did not count (mixed in afterwards) changes nothing when
+    # it is taken back.
+    mixed_in = services.task_claim_next(trainer=trainer, rng=random.Random(0))
+    assert mixed_in.task == golds[1]
+    later = _submit(mixed_in, trainer, [[3], [2], [1], [0]])
+    services.ranking_undo(ranking_id=later.pk, trainer=trainer)
+    kept = Qualification.objects.get(trainer=trainer)
+    assert (kept.status, kept.gold_ranked, kept.decided_at) == ("passed", 1, passed.decided_at)
+    services.assignment_skip(assignment=mixed_in, trainer=trainer)
+    assert services.task_claim_next(trainer=trainer).task == real
