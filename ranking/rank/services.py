@@ -622,11 +622,12 @@ def ranking_submit(
 def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Assignment:
     """Take back a ranking submitted less than ``RANKING_UNDO_SECONDS`` ago: the ranking is
     deleted, the task counts it no more (its agreement is computed from the rankings left, and
-    a qualification that a gold ranking decided is pending again, counted anew), and
-    the trainer's assignment is leased to them again, so the task is on their screen to answer
-    anew. A lease on a next task taken meanwhile (untouched: nothing was submitted on it) is
-    given back. Raises RankingConflict when the window has passed or the task no longer
-    accepts the trainer (its project paused or no longer open to them included).
+    a qualification that a gold ranking decided is pending again, counted anew), and the
+    trainer's assignment is leased to them again (from when it was first claimed, so the time
+    spent counts whole), so the task is on their screen to answer anew. A lease on a next task
+    taken meanwhile (untouched: nothing was submitted on it) is given back. Raises
+    RankingConflict when the window has passed or the task no longer accepts the trainer (its
+    project paused or no longer open to them included).
     """
     now = now or timezone.now()
     ranking = Ranking.objects.select_for_update().filter(pk=ranking_id, ranker=trainer).first()
@@ -665,9 +666,10 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
         )
     assignment.status = Assignment.Status.LEASED
     assignment.closed_at = None
-    assignment.leased_at = now
+    # The lease keeps its start: the ranking submitted again counts all the time spent on the
+    # task since it was claimed (not a near-zero "very fast" one from the undo on).
     assignment.expires_at = now + timedelta(seconds=settings.RANKING_LEASE_SECONDS)
-    assignment.save(update_fields=["status", "closed_at", "leased_at", "expires_at"])
+    assignment.save(update_fields=["status", "closed_at", "expires_at"])
     task.rankings_count = max(0, task.rankings_count - 1)
     task.leased_count += 1
     task.status = RankingTask.Status.READY

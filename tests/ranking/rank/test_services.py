@@ -495,6 +495,28 @@ def test_undo_deletes_the_ranking_recounts_the_task_and_gives_the_task_back(
     assert services.task_claim_next(trainer=trainer) == restored
 
 
+def test_a_ranking_submitted_again_after_undo_counts_the_time_since_the_claim(
+    quick_task, trainer, settings, clock
+):
+    settings.RANKING_UNDO_SECONDS = 10
+    claimed_at = clock.now
+    assignment = services.task_claim_next(trainer=trainer)
+    clock.advance(timedelta(seconds=40))
+    answer = RankingInput(_order(assignment), first_placement_ms=6000)
+    ranking = services.ranking_submit(assignment=assignment, trainer=trainer, ranking=answer)
+    clock.advance(timedelta(seconds=3))
+    restored = services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
+    clock.advance(timedelta(seconds=2))
+
+    again = services.ranking_submit(assignment=restored, trainer=trainer, ranking=answer)
+
+    again.refresh_from_db()
+    assert again.started_at == claimed_at
+    assert again.duration_ms == 45_000
+    # The first placement the form brings back is the one measured, not cut to 2 s.
+    assert again.first_placement_ms == 6000
+
+
 def test_undo_after_the_window_is_refused_and_keeps_the_ranking(
     quick_task, trainer, settings, clock
 ):
