@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 
-from ranking.exports.features import features_path
+from ranking.exports.features import export_features, features_path
 from ranking.exports.filters import FORMATS, ExportFilters
 from ranking.exports.models import DatasetExport
 from ranking.exports.pipeline import records, source_count, write_features, write_jsonl
@@ -56,13 +56,24 @@ def export_prepare(format: str, filters: ExportFilters) -> None:
         trust_refresh_if_stale(project_ids=filters.project_ids)
 
 
+def _stored_filters(export: DatasetExport) -> tuple[ExportFilters, bool]:
+    """(the export's filters, whether its file is gzipped), as its row keeps them."""
+    stored = dict(export.filters)
+    compress = stored.pop("compress", True)
+    return ExportFilters.from_dict(stored), compress
+
+
+def dataset_export_features(*, export: DatasetExport) -> dict:
+    """The column types of ``export``'s records (what its ``<name>.features.json`` holds)."""
+    filters, _ = _stored_filters(export)
+    return export_features(export.format, pseudonymize=filters.pseudonymize)
+
+
 def dataset_export_execute(context: JobContext) -> None:
     """Write the export's file (to a temporary name, renamed when complete) and its column
     types beside it (``features_path``); a job run again writes them again from the start."""
     export = DatasetExport.objects.get(pk=context.job.pk)
-    stored = dict(export.filters)
-    compress = stored.pop("compress", True)
-    filters = ExportFilters.from_dict(stored)
+    filters, compress = _stored_filters(export)
     export_prepare(export.format, filters)
     total_sources = max(1, source_count(export.format, filters))
     suffix = ".jsonl.gz" if compress else ".jsonl"

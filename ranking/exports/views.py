@@ -1,11 +1,10 @@
 """The Exports page for admins: choose a format and filters, preview, export, download."""
 
-from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -88,19 +87,31 @@ def export_status(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def export_download(request: HttpRequest, export_id: int) -> FileResponse:
-    return _export_file(export_id, lambda path: path)
+    export = get_object_or_404(DatasetExport, pk=export_id, status=DatasetExport.Status.SUCCEEDED)
+    return _attachment(_served_path(Path(export.file_path)))
 
 
 @staff_required
-def export_features(request: HttpRequest, export_id: int) -> FileResponse:
-    """The export's column types (``<name>.features.json``), for ``load_dataset(features=)``."""
-    return _export_file(export_id, features_path)
-
-
-def _export_file(export_id: int, name: Callable[[Path], Path]) -> FileResponse:
+def export_features(request: HttpRequest, export_id: int) -> HttpResponse:
+    """The export's column types (``<name>.features.json``), for ``load_dataset(features=)``.
+    An export written before its types were (or whose types file is gone) gets them made
+    from its format and filters: they depend on nothing else."""
     export = get_object_or_404(DatasetExport, pk=export_id, status=DatasetExport.Status.SUCCEEDED)
-    path = name(Path(export.file_path))
-    # Only files this app wrote under EXPORT_ROOT are served.
+    exported = _served_path(Path(export.file_path))  # the export itself must still be there
+    features = features_path(exported)
+    if features.is_file():
+        return _attachment(_served_path(features))
+    response = JsonResponse(services.dataset_export_features(export=export))
+    response["Content-Disposition"] = f'attachment; filename="{features.name}"'
+    return response
+
+
+def _served_path(path: Path) -> Path:
+    """``path``, when it is a file this app wrote under EXPORT_ROOT (only those are served)."""
     if not path.is_file() or Path(settings.EXPORT_ROOT).resolve() not in path.resolve().parents:
         raise Http404("The export file is gone.")
+    return path
+
+
+def _attachment(path: Path) -> FileResponse:
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)

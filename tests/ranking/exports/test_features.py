@@ -147,6 +147,15 @@ def test_an_export_job_writes_its_features_beside_its_file_and_serves_them(
     api = client.get(reverse("api-export-features"), {"format": "pairs", "pseudonymize": "false"})
     assert api.status_code == 200 and api.json() == export_features("pairs", pseudonymize=False)
     assert api.json()["ranker"] == {"dtype": "int64", "_type": "Value"}
+    # An export made before exports carried their types (or whose types file is gone): made
+    # from its format and filters, the same; once the export itself is gone, nothing.
+    beside.unlink()
+    again = client.get(reverse("ranking:export-features", args=[export.pk]))
+    assert again.status_code == 200 and again.json() == export_features("pairs")
+    assert again["Content-Disposition"] == f'attachment; filename="{beside.name}"'
+    Path(export.file_path).unlink()
+    gone = client.get(reverse("ranking:export-features", args=[export.pk]))
+    assert gone.status_code == 404
 
 
 def test_standard_output_has_no_features_unless_asked(nulls_first, tmp_path, monkeypatch):
