@@ -28,6 +28,11 @@ def _converter() -> markdown_lib.Markdown:
         # (escaped), as a chat does, instead of passing it through for the sanitiser to drop.
         converter.preprocessors.deregister("html_block")
         converter.inlinePatterns.deregister("html")
+        # An image is never loaded (nothing outside the app is fetched, and the sanitiser
+        # drops <img>): "![alt](url)" shows as "!" and a link to it, so the reader sees that
+        # the text holds an image, what it says it is and where it points.
+        for name in ("image_link", "image_reference", "short_image_ref"):
+            converter.inlinePatterns.deregister(name, strict=False)
         _local.converter = converter
     return converter.reset()
 

@@ -35,3 +35,12 @@ def test_calls_do_not_share_state():
     render_markdown("[a]: https://example.org\n\n[a]")
 
     assert "example.org" not in render_markdown("[a]")
+
+
+def test_a_markdown_image_is_shown_as_written_never_loaded_nor_dropped():
+    """A reply that tries to show an image is something to judge (or flag): its alt text and
+    address stay on the page as text, and nothing is fetched."""
+    html = render_markdown("see ![a cat](https://x.example/cat.png) here")
+
+    assert "<img" not in html
+    assert "![a cat](https://x.example/cat.png)" in html
