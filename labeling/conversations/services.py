@@ -207,7 +207,8 @@ def message_branch(
 ) -> Message:
     """Edit a turn without destroying it: the edit becomes a sibling and the active branch. An
     edit of a model-written turn keeps its provenance (``model_edited`` while it keeps a quarter
-    of the suggestion's words, as an edited suggestion does)."""
+    of the suggestion's words, as an edited suggestion does), except the correction of a reply
+    a red-team attack names, which is the trainer's own."""
     conversation = Conversation.objects.select_for_update().get(pk=original.conversation_id)
     _check_can_edit(conversation=conversation, user=author)
     content = _clean_content(content)
@@ -220,7 +221,9 @@ def message_branch(
         author=author,
         content=content,
         sample_id=sample_id,
-        edited=original,
+        # A failed reply a red-team attack names is corrected, not edited: the correction is
+        # the trainer's (it must not carry the failed sample, nor its moderation flag).
+        edited=None if Attack.objects.filter(message=original).exists() else original,
     )
     Draft.objects.filter(conversation=conversation, author=author, editing=original).delete()
     # A red-team correction edited into a new branch: the edit is the attack's correction now

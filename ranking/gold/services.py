@@ -149,8 +149,9 @@ def qualification_ranking_undone(
     qualification = (
         Qualification.objects.select_for_update().filter(project=project, trainer=trainer).first()
     )
-    if qualification is None:
-        return None
+    if qualification is None or not project.qualification_required:
+        # Not required (any more): a decision already made stands, as nothing would remake it.
+        return qualification
     earlier = (
         gold_rankings(project_ids=[project.pk])
         .filter(ranker=trainer)

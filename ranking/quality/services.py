@@ -66,8 +66,7 @@ def trust_refresh_all() -> int:
     refreshed = 0
     for scope in scopes:
         try:
-            with transaction.atomic():
-                refreshed += trust_refresh_if_stale(project_ids=[] if scope is None else [scope])
+            refreshed += trust_refresh_if_stale(project_ids=[] if scope is None else [scope])
         except Exception:
             # One scope's trouble leaves the others' estimates current.
             logger.exception("Estimating trust for project %s failed", scope or "(all)")

@@ -230,9 +230,10 @@ def ranking_pool_fill(
     projects = [project] if project is not None else list(projects_active())
     created = 0
     for each in projects:
+        # Not one transaction: the uncertainty scores and the tasks made before a failure are
+        # kept (each is written on its own), and no model runs inside an open transaction.
         try:
-            with transaction.atomic():
-                created += _pool_fill_project(each, target=target, rng=rng)
+            created += _pool_fill_project(each, target=target, rng=rng)
         except Exception:
             if project is not None:
                 raise

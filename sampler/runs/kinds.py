@@ -182,9 +182,20 @@ def _load_main(run: TrainingRun, config) -> RunData:
         raise ValidationError(
             {"data": "The data changed since this run started; start a new run to use it."}
         )
-    if snapshot is not None and run.dataset["source"] == "database":
+    if snapshot is not None and run.dataset["source"] == "database" and is_main_process():
+        # The main process's rows: the ones whose sha256 the run records.
         _write_snapshot(snapshot, data.rows)
     return data
+
+
+def is_main_process() -> bool:
+    """Under ``accelerate launch`` every process runs the trainer; one writes the database (and
+    the run's data snapshot)."""
+    # torch and Accelerate load in workers and training commands only (web processes import
+    # this module to validate runs; data is loaded only where a run trains).
+    from sampler.training.loop import process_state
+
+    return process_state().is_main_process
 
 
 def _write_snapshot(path: Path, rows: list[dict]) -> None:

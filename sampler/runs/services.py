@@ -44,6 +44,7 @@ from sampler.runs.kinds import (
     TrainingKind,
     data_file_problem,
     data_path_checker,
+    is_main_process,
     training_kind,
     validated_config,
     validated_version,
@@ -240,14 +241,6 @@ class _RunRecorder:
         self.context.heartbeat(progress=self.progress, metrics=self.history, log=self.log)
 
 
-def _is_main_process() -> bool:
-    """Under ``accelerate launch`` every process runs the trainer; one writes the database."""
-    # The training loop loads torch: worker and command-line code paths only.
-    from sampler.training.loop import process_state
-
-    return process_state().is_main_process
-
-
 def _train_run(
     run: TrainingRun,
     training: TrainingKind,
@@ -336,7 +329,7 @@ def training_run_run_inline(
     A failed run may be run again this way (that is a resume); a finished or cancelled one
     returns as it is. Errors are recorded on the run and raised again.
     """
-    if not _is_main_process():
+    if not is_main_process():
         run = TrainingRun.objects.select_related("base_version").get(pk=run_id)
         training = training_kind(run.kind)
         recorder = _RunRecorder(run, None)

@@ -66,6 +66,53 @@ def test_the_correction_is_a_sibling_branch_written_once(red_team, trainer):
         redteam_services.attack_withdraw(attack=attack, user=trainer)
 
 
+def _from_a_sample(reply, trainer):
+    """``reply`` as the suggestion flow stores it: written from a sample the trainer asked for."""
+    from sampler.generation.models import GenerationJob, Sample
+
+    job = GenerationJob.objects.create(
+        model_version=reply.model_version,
+        prefix_message=reply.parent,
+        prompt_messages=[{"role": "user", "content": PROMPT}],
+        n=1,
+        params={"max_new_tokens": 16},
+        seed=1,
+        purpose=GenerationJob.Purpose.SUGGESTION,
+        status=GenerationJob.Status.SUCCEEDED,
+        requested_by=trainer,
+    )
+    sample = Sample.objects.create(
+        job=job,
+        index=0,
+        text=reply.content,
+        token_count=12,
+        finish_reason=Sample.FinishReason.END_OF_TURN,
+        logprob_sum=-3.0,
+    )
+    Message.objects.filter(pk=reply.pk).update(sample=sample)
+    reply.refresh_from_db()
+    return reply
+
+
+@pytest.mark.parametrize("path", ["correct", "edit"])
+def test_a_correction_keeping_the_failed_replys_words_is_the_trainers_own(red_team, trainer, path):
+    """It must not carry the failed sample (nor, through it, its moderation flag) or be taken
+    for a model reply (a ranking source, "model_edited" in the demonstrations)."""
+    _, _, reply = red_team
+    reply = _from_a_sample(reply, trainer)
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    rewritten = f"{FAILED} No: I will not help you into someone else's home."
+    if path == "correct":
+        correct = redteam_services.attack_correct
+        correction = correct(attack=attack, author=trainer, content=rewritten)
+    else:
+        correction = services.message_branch(original=reply, author=trainer, content=rewritten)
+    attack.refresh_from_db()
+    assert attack.correction == correction
+    assert correction.origin == Message.Origin.HUMAN
+    assert correction.sample is None and correction.model_version is None
+
+
 def test_an_attacked_reply_edited_into_a_new_branch_is_corrected_by_that_edit(red_team, trainer):
     _, _, reply = red_team
     attack = redteam_services.attack_record(message=reply, user=trainer, category="privacy")

@@ -267,3 +267,23 @@ def test_undoing_a_gold_ranking_that_decided_qualification_lets_the_corrected_on
     assert (kept.status, kept.gold_ranked, kept.decided_at) == ("passed", 1, passed.decided_at)
     services.assignment_skip(assignment=mixed_in, trainer=trainer)
     assert services.task_claim_next(trainer=trainer).task == real
+
+
+def test_a_qualification_no_longer_required_keeps_its_decision_when_its_gold_ranking_is_undone(
+    other_trainer,
+):
+    """Nothing would decide it again: pending would stay pending, and if qualification came
+    back on, the trainer would get only gold tasks."""
+    project = _qualifying_project("off", tasks=1, gold_rate=1.0)
+    original = _task(other_trainer, project, model_version_create("v"), "g")
+    RankingTask.objects.filter(pk=original.pk).update(overlap_required=1)
+    rank(original, quick_trainer("expert"), [[0], [1], [2], [3]])
+    gold = gold_task_create(task=original)
+    trainer = quick_trainer("t")
+    assignment = services.task_claim_next(trainer=trainer)
+    assert assignment.task == gold
+    deciding = _submit(assignment, trainer, [[0], [1], [2], [3]])
+    assert Qualification.objects.get(trainer=trainer).status == "passed"
+    Project.objects.filter(pk=project.pk).update(qualification_required=False)
+    services.ranking_undo(ranking_id=deciding.pk, trainer=trainer)
+    assert Qualification.objects.get(trainer=trainer).status == "passed"
