@@ -295,7 +295,12 @@ def reward_version_score(
     # torch and transformers load in workers only: web processes never import them.
     from sampler.generation.sampling import pick_device
     from sampler.training.data import demonstration_ids
-    from sampler.training.model import RewardScorer, build_reward_model, load_tokenizer
+    from sampler.training.model import (
+        RewardScorer,
+        build_reward_model,
+        load_tokenizer,
+        turn_end_ids,
+    )
     from sampler.training.reward import score_sequences
 
     if version.kind != ModelVersion.Kind.REWARD:
@@ -305,8 +310,10 @@ def reward_version_score(
     device, _ = pick_device(settings.SAMPLER_DEVICE)
     scorer.to(device)
     max_length = _reward_max_length(version)
+    end_ids = turn_end_ids(version.path, tokenizer)
     sequences = [
-        demonstration_ids(tokenizer, messages, max_length=max_length) for messages in conversations
+        demonstration_ids(tokenizer, messages, max_length=max_length, end_ids=end_ids)
+        for messages in conversations
     ]
     kept = [index for index, ids in enumerate(sequences) if ids]
     values = score_sequences(

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import torch
 
-from sampler.training.model import RewardScorer, build_reward_model, load_policy, load_tokenizer
+from sampler.training.model import (
+    RewardScorer,
+    build_reward_model,
+    load_policy,
+    load_tokenizer,
+    turn_end_ids,
+)
 from sampler.training.ppo import end_token_ids, freeze
 from sampler.training.rollout import (
     ScoredSamples,
@@ -125,7 +131,7 @@ def judge_replies(
         scorer = freeze(RewardScorer(build_reward_model(judges[0], tokenizer))).to(device)
         scores = score_sequences(
             scorer,
-            _judged_sequences(tokenizer, prompts, replies),
+            _judged_sequences(tokenizer, turn_end_ids(judges[0], tokenizer), prompts, replies),
             pad_id=tokenizer.pad_token_id,
             batch_size=batch_size,
         ).cpu()
@@ -182,15 +188,18 @@ def _verdict(prompts: list[list[dict]], *, judges: int, a: ScoredSamples, b: Sco
 
 
 @torch.no_grad()
-def _judged_sequences(tokenizer, prompts: list[list[dict]], replies: list[Reply]) -> list:
+def _judged_sequences(
+    tokenizer, end_ids: list[int], prompts: list[list[dict]], replies: list[Reply]
+) -> list:
     """Prompt + reply ids as a judge scores them: side A's replies then side B's (each side in
-    prompt order); a reply that did not end its turn has no end-of-turn token appended."""
-    from sampler.training.data import default_end_ids, reply_ids
+    prompt order), cut after the judge's end-of-turn token as its training cut them
+    (``turn_end_ids``); a reply that did not end its turn has no end-of-turn token appended."""
+    from sampler.training.data import reply_ids
 
-    ends = set(default_end_ids(tokenizer))
+    ends = set(end_ids)
     sequences = []
     for index, reply in enumerate(replies):
-        ids = reply_ids(tokenizer, prompts[index % len(prompts)], reply.text)
+        ids = reply_ids(tokenizer, prompts[index % len(prompts)], reply.text, end_ids=end_ids)
         if not reply.finished and ids and ids[-1] in ends:
             ids = ids[:-1]
         sequences.append(ids)
@@ -206,7 +215,7 @@ def _ensemble_scores(judges, prompts, replies: list[Reply], device) -> tuple[tor
     for path in judges:
         tokenizer = load_tokenizer(path)
         scorer = freeze(RewardScorer(build_reward_model(path, tokenizer))).to(device)
-        sequences = _judged_sequences(tokenizer, prompts, replies)
+        sequences = _judged_sequences(tokenizer, turn_end_ids(path, tokenizer), prompts, replies)
         scores = score_sequences(scorer, sequences, pad_id=tokenizer.pad_token_id).cpu()
         total += (scores - scores.mean()) / scores.std().clamp(min=1e-6)
     total /= len(judges)

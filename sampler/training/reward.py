@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
+from transformers import GenerationConfig
 
 from sampler.training.config import RewardConfig
 from sampler.training.data import (
@@ -233,6 +234,12 @@ def train_reward(
     # Saved to pad on the right: stock GPT-2 counts positions from the padded edge, so a
     # left-padded batch would score differently from the app (and from the same text unpadded).
     tokenizer.padding_side = "right"
-    return finish_run(
+    run = finish_run(
         scorer.model, tokenizer, setup, data, result, accelerator, extra_metrics=extra_metrics
     )
+    if accelerator.is_main_process:
+        # A reward model saves no generation config of its own; this one keeps the end-of-turn
+        # ids it was trained to read its score at, so that whoever scores with it
+        # (``turn_end_ids`` on its directory) cuts a conversation where training did.
+        GenerationConfig(eos_token_id=end_ids).save_pretrained(output_dir)
+    return run

@@ -1,6 +1,7 @@
 """`train_reward` end to end: data in, a stock-loadable reward model out, the run recorded."""
 
 import json
+import shutil
 from io import StringIO
 from pathlib import Path
 
@@ -15,12 +16,19 @@ from ranking.exports.filters import ExportFilters
 from ranking.exports.pipeline import records, write_jsonl
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
-from sampler.registry.services import model_version_promote
+from sampler.registry.services import (
+    model_version_promote,
+    model_version_register,
+    reward_version_score,
+)
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
-from sampler.training.data import pad_right, ranking_from_record
-from sampler.training.model import RewardScorer
+from sampler.training.compare import Reply, judge_replies
+from sampler.training.config import RewardConfig
+from sampler.training.data import conversation_ids, pad_right, ranking_from_record
+from sampler.training.model import RewardScorer, build_reward_model, load_tokenizer, turn_end_ids
 from sampler.training.records import DataError, file_sha256, records_sha256
+from sampler.training.reward import score_sequences, train_reward
 from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
 from tests.ranking.conftest import ranked  # noqa: F401  (fixture)
 
@@ -489,3 +497,54 @@ def test_a_yes_or_no_option_says_what_it_expects(policy, tmp_path, model_root):
         call_command("train_dpo", "--weight-by-trust", "maybe", verbosity=0)
     assert "expected yes or no, got 'maybe'" in str(refused.value)
     assert "_boolean" not in str(refused.value)
+
+
+def _turn_end_is_not_eos(micro_model_dir, path: Path) -> Path:
+    """The micro model as many chat models come: the tokenizer's eos is not the token that ends
+    a turn (only the generation config names that one) and the template writes a newline after
+    it, as ChatML's does after ``<|im_end|>``."""
+    shutil.copytree(micro_model_dir, path)
+    tokenizer = load_tokenizer(path)
+    tokenizer.eos_token = "<|system|>"
+    tokenizer.chat_template = tokenizer.chat_template.replace("'<|end|>' }}", "'<|end|>\n' }}")
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_a_reward_model_is_scored_where_its_training_cut_the_turn(micro_model_dir, tmp_path, db):
+    base = _turn_end_is_not_eos(micro_model_dir, tmp_path / "base")
+    tokenizer = load_tokenizer(base)
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|end|>")
+    assert turn_end_ids(base, tokenizer) == [end_of_turn, tokenizer.eos_token_id]
+    out = tmp_path / "reward"
+    train_reward(
+        config=RewardConfig(
+            max_steps=1, batch_size=4, max_length=48, normalize_to_demonstrations=False
+        ),
+        records=synthetic_rankings(8, k=2, seed=1),
+        base_model=base,
+        output_dir=out,
+    )
+    assert turn_end_ids(out, load_tokenizer(out)) == turn_end_ids(base, tokenizer)
+
+    conversation = [
+        {"role": "user", "content": "how was the hike?"},
+        {"role": "assistant", "content": "long, and the view was worth it"},
+    ]
+    rendered = conversation_ids(tokenizer, conversation)
+    assert rendered[-2] == end_of_turn and rendered[-1] != end_of_turn
+    scorer = RewardScorer(build_reward_model(out, load_tokenizer(out))).eval()
+    at_end_of_turn, after_it = score_sequences(
+        scorer, [rendered[:-1], rendered], pad_id=tokenizer.pad_token_id
+    ).tolist()
+    assert abs(at_end_of_turn - after_it) > 1e-6
+
+    version = model_version_register(name="rm", path=str(out), kind=ModelVersion.Kind.REWARD)
+    [served] = reward_version_score(version=version, conversations=[conversation])
+    assert abs(served - at_end_of_turn) < 1e-5
+
+    reply = Reply(text=conversation[1]["content"], token_count=9, finished=True)
+    verdict = judge_replies(
+        reward_model=out, prompts=[conversation[:1]], replies_a=[reply], replies_b=[reply]
+    )
+    assert abs(verdict["examples"][0]["score_a"] - at_end_of_turn) < 1e-5
