@@ -6,6 +6,10 @@ batch (``generate_batch``)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
 
 from sampler.generation.backends import base
 from sampler.generation.sampling import (
@@ -14,6 +18,20 @@ from sampler.generation.sampling import (
     sample_completions,
     sample_completions_many,
 )
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """The engine's refusals (``base.engine_refusals``), and running out of accelerator memory,
+    as ``BackendError``: a batch that does not fit is then sampled request by request
+    (``generate_many``), and a request that does not fit alone fails with that reason."""
+    try:
+        with base.engine_refusals():
+            yield
+    except torch.OutOfMemoryError as error:
+        torch.cuda.empty_cache()  # what the failed pass held goes back before the next one
+        reason = str(error).splitlines()[0] if str(error) else "no detail"
+        raise base.BackendError(f"The model ran out of accelerator memory ({reason}).") from error
 
 
 def _result(completions, prepared) -> base.GenerationResult:
@@ -48,7 +66,7 @@ class TransformersBackend(base.GenerationBackend):
         return model_cache.get(self.path, device=self.device)
 
     def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
-        with base.engine_refusals():
+        with _refusals():
             completions, prepared = sample_completions(
                 self.loaded,
                 request.messages,
@@ -65,7 +83,7 @@ class TransformersBackend(base.GenerationBackend):
         for position, request in enumerate(requests):
             groups[request.params].append(position)
         results: list[base.GenerationResult | None] = [None] * len(requests)
-        with base.engine_refusals():
+        with _refusals():
             loaded = self.loaded
             for params, positions in groups.items():
                 batch = [

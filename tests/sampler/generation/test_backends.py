@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import torch
 from django.utils import timezone
 
 from config.celery import app
@@ -539,3 +540,27 @@ def test_a_refusal_whose_reason_a_database_cannot_store_fails_the_job_with_it_ma
     assert first.status == GenerationJob.Status.SUCCEEDED
     assert refused.status == GenerationJob.Status.FAILED
     assert "cannot\ufffd do that" in refused.error and "\x00" not in refused.error
+
+
+def test_transformers_batch_that_runs_out_of_memory_is_sampled_request_by_request(
+    micro_model_dir, monkeypatch
+):
+    """A batch too large for the accelerator's memory (raised here as the GPU raises it: this
+    machine has none) costs no job: each request is sampled alone. A request too large alone
+    fails with the reason, not with a traceback that fails the jobs batched with it."""
+    from sampler.generation.backends import huggingface
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+
+    monkeypatch.setattr(huggingface, "sample_completions_many", out_of_memory)
+    backend = backend_get(backend="transformers", path=str(micro_model_dir), device="cpu")
+    outcomes = backend.generate_many([_request(1, n=2), _request(2, n=1)])
+    assert [len(outcome.completions) for outcome in outcomes] == [2, 1]
+
+    monkeypatch.setattr(huggingface, "sample_completions", out_of_memory)
+    [alone] = backend.generate_many([_request(1, n=2)])
+    assert isinstance(alone, BackendError)
+    assert str(alone) == (
+        "The model ran out of accelerator memory (CUDA out of memory. Tried to allocate 2.00 GiB)."
+    )
