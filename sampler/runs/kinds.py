@@ -177,25 +177,45 @@ def _load_main(run: TrainingRun, config) -> RunData:
         rows = list(read_jsonl(snapshot))
         if records_sha256(rows) == recorded:
             return RunData(rows, {**run.dataset, "rows": len(rows)})
-    data = read_source(run.dataset, run.dataset["format"])
+    if snapshot is not None and run.dataset["source"] == "database":
+        data = _database_rows_once(run, snapshot, _process_state())
+    else:
+        data = read_source(run.dataset, run.dataset["format"])
     if recorded and recorded != data.description["sha256"]:
         raise ValidationError(
             {"data": "The data changed since this run started; start a new run to use it."}
         )
-    if snapshot is not None and run.dataset["source"] == "database" and is_main_process():
-        # The main process's rows: the ones whose sha256 the run records.
-        _write_snapshot(snapshot, data.rows)
     return data
+
+
+def _database_rows_once(run: TrainingRun, snapshot: Path, state) -> RunData:
+    """The run's rows from the database, read by the main process alone, which writes them to
+    ``snapshot``; under ``accelerate launch`` the other processes wait for it and read that
+    file. Two reads moments apart can differ (a new ranking, a trust refresh), and every
+    process must train on the rows whose sha256 the run records."""
+    if state.is_main_process:
+        data = read_source(run.dataset, run.dataset["format"])
+        _write_snapshot(snapshot, data.rows)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        return data
+    rows = list(read_jsonl(snapshot))
+    return RunData(rows, {**run.dataset, "rows": len(rows), "sha256": records_sha256(rows)})
+
+
+def _process_state():
+    """This process's place among the training processes (``sampler.training.loop``)."""
+    # torch and Accelerate load in workers and training commands only (web processes import
+    # this module to validate runs; data is loaded only where a run trains).
+    from sampler.training.loop import process_state
+
+    return process_state()
 
 
 def is_main_process() -> bool:
     """Under ``accelerate launch`` every process runs the trainer; one writes the database (and
     the run's data snapshot)."""
-    # torch and Accelerate load in workers and training commands only (web processes import
-    # this module to validate runs; data is loaded only where a run trains).
-    from sampler.training.loop import process_state
-
-    return process_state().is_main_process
+    return _process_state().is_main_process
 
 
 def _write_snapshot(path: Path, rows: list[dict]) -> None:

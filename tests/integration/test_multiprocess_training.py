@@ -12,12 +12,13 @@ import sys
 
 import pytest
 
+from ranking.models import Ranking
 from sampler.registry.models import ModelVersion
 from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
 from tests.conftest import WAIT_SECONDS, free_port
 from tests.integration.processes import ROOT, database_url
-from tests.ranking.conftest import reward_version_untrained
+from tests.ranking.conftest import ranked, reward_version_untrained  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -102,6 +103,25 @@ def test_a_run_launched_as_two_processes_trains_once_on_split_data(
     assert version == ModelVersion.objects.get(name="two-processes")
     assert not version.is_active
     assert (tmp_path / "models" / "two-processes" / "config.json").is_file()
+
+
+@pytest.mark.usefixtures("ranked")
+def test_a_run_from_the_database_launched_as_two_processes_reads_it_in_the_main_one(
+    policy, tmp_path
+):
+    """The main process reads the database and keeps the rows beside the run's checkpoints;
+    the other waits for them and trains on the same rows (``_database_rows_once``)."""
+    launched = _launch(
+        "train_reward",
+        tmp_path,
+        *("-v", "0", "--max-steps", "2", "--batch-size", "2", "--max-length", "48"),
+        *("--test-fraction", "0", "--normalize-to-demonstrations", "no", "--name", "from-db"),
+    )
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log
+    assert run.dataset["source"] == "database" and run.dataset["rows"] == Ranking.objects.count()
+    assert run.output_versions.get().metrics["steps"] == 2
 
 
 def test_a_ppo_run_launched_as_two_processes_trains_once_and_evaluates(policy, tmp_path):

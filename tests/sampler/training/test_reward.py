@@ -22,6 +22,7 @@ from sampler.registry.services import (
     reward_version_score,
 )
 from sampler.runs import services as training_services
+from sampler.runs.kinds import training_kind, validated_config
 from sampler.runs.models import TrainingRun
 from sampler.training.compare import Reply, judge_replies
 from sampler.training.config import RewardConfig
@@ -548,3 +549,42 @@ def test_a_reward_model_is_scored_where_its_training_cut_the_turn(micro_model_di
         reward_model=out, prompts=[conversation[:1]], replies_a=[reply], replies_b=[reply]
     )
     assert abs(verdict["examples"][0]["score_a"] - at_end_of_turn) < 1e-5
+
+
+class _Process:
+    """One process of an ``accelerate launch``, as ``process_state`` describes it."""
+
+    def __init__(self, *, main: bool) -> None:
+        self.is_main_process = main
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+@pytest.mark.usefixtures("ranked")
+def test_the_processes_of_one_launch_train_on_the_rows_the_main_one_read(
+    policy, model_root, monkeypatch
+):
+    """Under ``accelerate launch`` every process loads the run's data. Only the main one reads
+    the database; the others read the rows it kept, so a ranking made or removed between their
+    reads cannot give the processes different data."""
+    from ranking.models import Ranking
+    from sampler.training import loop
+
+    run = training_services.training_run_create(
+        kind="reward",
+        config={"max_steps": 2, "batch_size": 2, "max_length": 48},
+        filters=ExportFilters(test_fraction=0.0),
+        queue=False,
+    )
+    kind = training_kind("reward")
+    config = validated_config(kind, run.config)
+    monkeypatch.setattr(loop, "process_state", lambda: _Process(main=True))
+    main = kind.load(run, config)
+    Ranking.objects.order_by("pk").first().delete()
+    assert list(records("rankings", ExportFilters(test_fraction=0.0))) != main.rows
+
+    monkeypatch.setattr(loop, "process_state", lambda: _Process(main=False))
+    other = kind.load(run, config)
+    assert other.rows == main.rows
+    assert other.description["sha256"] == main.description["sha256"]
