@@ -32,6 +32,11 @@ _ERROR_RESPONSES = {
     "405": ("Method not allowed.", _ERROR_SCHEMA),
     "406": ("Only JSON responses are available.", _ERROR_SCHEMA),
     "413": ("The request body is larger than the limit it states.", _ERROR_SCHEMA),
+    "429": (
+        "Too many requests (this user's, or this address's without valid credentials) or a "
+        "login lockout; Retry-After says when to try again.",
+        _ERROR_SCHEMA,
+    ),
     "500": ("Internal error; no details, quote the request id.", _ERROR_SCHEMA),
 }
 

@@ -510,7 +510,8 @@ def test_the_schema_documents_the_error_responses_of_every_operation(trainer_cli
     ]
     assert len(operations) > 20
     for path, method, operation in operations:
-        for code in ("400", "401", "403", "404", "405", "413", "500"):
+        # 429: every operation is throttled per user, and unauthenticated 401s per address.
+        for code in ("400", "401", "403", "404", "405", "413", "429", "500"):
             documented = operation["responses"].get(code)
             assert documented and "application/json" in documented["content"], (path, method, code)
 
