@@ -1,5 +1,6 @@
 import json
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -16,7 +17,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("prompt", help="The user turn to answer.")
-        parser.add_argument("-n", type=int, default=3, help="How many completions (1-16).")
+        parser.add_argument(
+            "-n", type=int, default=3, help=f"How many completions (1-{settings.GENERATION_MAX_N})."
+        )
         parser.add_argument("--temperature", type=float, default=0.8)
         parser.add_argument("--top-p", type=float, default=0.9)
         parser.add_argument("--max-new-tokens", type=int, default=64)

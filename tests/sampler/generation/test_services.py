@@ -6,6 +6,7 @@ from labeling.models import Conversation, Message
 from sampler.generation import services
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.sampling import model_cache
+from sampler.management.commands.generate import Command as GenerateCommand
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import model_version_promote, model_version_register
 from tests.sampler.conftest import PROMPT, job_unqueued
@@ -195,3 +196,11 @@ def test_generate_command_prints_samples_and_rejects_bad_input(policy, capsys):
     assert str(empty.value) == "prompt: Give the user turn to answer (it is empty)."
     with pytest.raises(CommandError, match="add --queue"):
         call_command("generate", "hello", "--timeout", "5")
+
+
+def test_generate_command_help_states_the_deployments_limit_on_n(settings):
+    settings.GENERATION_MAX_N = 32
+    assert (
+        "How many completions (1-32)."
+        in GenerateCommand().create_parser("manage.py", "generate").format_help()
+    )
