@@ -314,8 +314,8 @@ def _not_demonstrations(rows: list[dict], *, name: str) -> str:
 
 
 def _demonstrations_source(run: TrainingRun) -> dict | None:
-    """Demonstrations named for normalisation, else the database's with the run's dates and
-    trainers (a file-trained run without them skips normalisation)."""
+    """Demonstrations named for normalisation, else the database's with the run's dates,
+    trainers and projects (a file-trained run without them skips normalisation)."""
     if "demonstrations" in run.dataset:
         return {
             key: value
@@ -325,7 +325,7 @@ def _demonstrations_source(run: TrainingRun) -> dict | None:
     if run.dataset["source"] != "database":
         return None
     filters = dict(run.dataset["filters"])
-    kept = {"date_from", "date_to", "exclude_trainer_ids", "pseudonymize"}
+    kept = {"date_from", "date_to", "exclude_trainer_ids", "pseudonymize", "project_ids"}
     return {
         "source": "database",
         "filters": {key: value for key, value in filters.items() if key in kept},

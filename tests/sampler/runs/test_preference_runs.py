@@ -262,3 +262,21 @@ def test_sft_origin_option_reaches_the_config():
     # The demonstrations export carries each message's origin, so the filter can apply.
     record = next(iter(records("demonstrations", ExportFilters())))
     assert len(record["origins"]) == len(record["messages"])
+
+
+def test_a_project_reward_run_normalises_on_that_projects_demonstrations_alone(policy, trainer):
+    from labeling.models import Conversation
+    from ranking.projects.services import project_create
+    from sampler.runs.kinds import REWARD
+
+    ours = project_create(name="Ours", slug="ours", status="active")
+    theirs = project_create(name="Theirs", slug="theirs", status="active")
+    for project, reply in ((ours, "our reply"), (theirs, "their reply")):
+        conversation = finished_conversation(trainer, turns=("hi", reply))
+        Conversation.objects.filter(pk=conversation.pk).update(project=project)
+    run = training_services.training_run_create(
+        kind="reward", filters=ExportFilters(project_ids=(ours.pk,)), queue=False
+    )
+    data = REWARD.load(run, REWARD.config_from_dict(run.config))
+    demonstrations = data.extra["demonstrations"].rows
+    assert [row["messages"][-1]["content"] for row in demonstrations] == ["our reply"]
