@@ -5,6 +5,7 @@ Defaults suit the small models this project trains on one machine; each non-obvi
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
@@ -69,7 +70,12 @@ class TrainingConfig:
     kind: ClassVar[str] = ""
 
     def validate(self) -> dict[str, str]:
-        errors: dict[str, str] = {}
+        # NaN passes every range check written as `x < 0` (a NaN max_kl never stops a run).
+        errors: dict[str, str] = {
+            setting.name: f"{setting.name} must be a finite number."
+            for setting in fields(self)
+            if isinstance(value := getattr(self, setting.name), float) and not math.isfinite(value)
+        }
         if not 0 < self.learning_rate < 1:
             errors["learning_rate"] = "learning_rate must be between 0 and 1."
         if not 0 < self.epochs <= 100:

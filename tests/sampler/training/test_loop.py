@@ -139,3 +139,18 @@ def test_a_run_with_no_data_says_the_filters_chose_none(micro_model_dir, tmp_pat
         "No usable demonstration in the training split (no record was read: the data filters "
         "(or the file) chose none)."
     )
+
+
+def test_config_refuses_numbers_that_are_not_finite():
+    """NaN passes every `x < 0` check: `--max-kl nan` turned the early stop off without a word
+    (`kl > nan` is never true) and `--margin-per-rank nan` made the first loss NaN."""
+    from sampler.training.ppo_config import PPOConfig
+
+    with pytest.raises(ConfigError) as error:
+        PPOConfig.from_dict({"max_kl": "nan", "gradient_clip": "inf", "weight_decay": "nan"})
+    assert set(error.value.errors) == {"max_kl", "gradient_clip", "weight_decay"}
+    assert error.value.errors["max_kl"] == "max_kl must be a finite number."
+    with pytest.raises(ConfigError) as error:
+        RewardConfig.from_dict({"margin_per_rank": float("nan"), "lora_alpha": float("inf")})
+    assert set(error.value.errors) == {"margin_per_rank", "lora_alpha"}
+    assert PPOConfig.from_dict({"max_kl": 0, "gradient_clip": 0.5}).max_kl == 0
