@@ -91,6 +91,10 @@ class PPOConfig(TrainingConfig):
             errors["gradient_accumulation_steps"] = (
                 "PPO splits each rollout batch into `minibatches`; leave this at 1."
             )
+        if self.log_every != 1:
+            errors["log_every"] = (
+                "PPO records every step (each is a whole rollout); leave this at 1."
+            )
         if not 1 <= self.samples_per_prompt <= 64:
             errors["samples_per_prompt"] = "samples_per_prompt must be between 1 and 64."
         if not 1 <= self.max_new_tokens <= 4096:
@@ -101,6 +105,9 @@ class PPOConfig(TrainingConfig):
             errors["missing_eos_penalty"] = "missing_eos_penalty cannot be negative."
         if not 0 <= self.kl_coef <= 10:
             errors["kl_coef"] = "kl_coef must be between 0 and 10."
+        elif self.adaptive_kl and self.kl_coef == 0:
+            # The controller scales the coefficient: from 0 it would never move.
+            errors["kl_coef"] = "adaptive_kl starts from kl_coef: it must be above 0."
         if self.kl_estimator not in KL_ESTIMATORS:
             errors["kl_estimator"] = f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}."
         if self.target_kl <= 0:

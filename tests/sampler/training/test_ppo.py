@@ -158,6 +158,24 @@ def test_config_rejects_bad_settings():
     assert set(error.value.errors) == {"kl_estimator", "minibatches"}
 
 
+def test_config_refuses_settings_ppo_would_ignore():
+    from sampler.training.config import ConfigError
+
+    # The controller multiplies the coefficient: from 0 it stays 0 whatever the KL, so the
+    # KL tracked nothing (here 100 nats against a target of 6).
+    stuck = KLController(0.0, adaptive=True, target=6.0, horizon=10)
+    stuck.update(100.0, replies=10)
+    assert stuck.value == 0.0
+    with pytest.raises(ConfigError) as error:
+        PPOConfig.from_dict({"adaptive_kl": True, "kl_coef": 0})
+    assert set(error.value.errors) == {"kl_coef"}
+    # Every PPO step is one curve point; a log_every of 5 changed nothing.
+    with pytest.raises(ConfigError) as error:
+        PPOConfig.from_dict({"log_every": 5})
+    assert set(error.value.errors) == {"log_every"}
+    assert PPOConfig.from_dict({"kl_coef": 0}).kl_coef == 0  # a fixed 0: no KL penalty
+
+
 def test_value_head_starts_from_the_reward_head_when_sizes_match(micro_model_dir):
     policy = load_policy(micro_model_dir)
     reward = build_reward_model(micro_model_dir, load_tokenizer(micro_model_dir))
