@@ -62,10 +62,12 @@ def records_sha256(records: Iterable[dict]) -> str:
 def prompt_prefixes(record: dict) -> list[list[dict]]:
     """Conversation prefixes ending in a user turn that a record holds.
 
-    A ranking or pair record (``prompt``) gives its prompt; a demonstration (``messages``) gives
-    the prefix up to each of its user turns; a record that is only a prompt (``messages``
-    ending in a user turn) gives itself.
+    A ranking or pair record (``prompt``) gives its prompt (a string, TRL's standard form, is
+    the user's turn); a demonstration (``messages``) gives the prefix up to each of its user
+    turns; a record that is only a prompt (``messages`` ending in a user turn) gives itself.
     """
+    if isinstance(record.get("prompt"), str):
+        return [[{"role": "user", "content": record["prompt"]}]] if record["prompt"] else []
     if isinstance(record.get("prompt"), list):
         prompt = [_message(m) for m in record["prompt"]]
         return [prompt] if prompt and prompt[-1]["role"] == "user" else []

@@ -150,6 +150,13 @@ def test_prompts_are_the_prefixes_ending_in_a_user_turn():
     assert prompt_prefixes({"prompt": turns[:2]}) == []
 
 
+def test_a_pair_in_trls_standard_form_gives_its_string_prompt_as_the_users_turn():
+    """The reward model trains on such a pair file; PPO found no prompt in the same file."""
+    record = {"prompt": "what colour?", "chosen": "blue", "rejected": "no"}
+    assert prompt_prefixes(record) == [[{"role": "user", "content": "what colour?"}]]
+    assert prompt_prefixes({"prompt": "", "chosen": "a", "rejected": "b"}) == []
+
+
 def test_config_rejects_bad_settings():
     from sampler.training.config import ConfigError
 
