@@ -282,7 +282,10 @@ class PPORunForm(forms.Form):
     )
     output_name = forms.CharField(max_length=200, required=False)
     max_steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=100)
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=PPOConfig.batch_size)
+    # Each batch is split into PPOConfig's minibatches, which this form keeps.
+    batch_size = forms.IntegerField(
+        min_value=PPOConfig.minibatches, max_value=4096, initial=PPOConfig.batch_size
+    )
     learning_rate = forms.FloatField(min_value=1e-9, max_value=1.0, initial=PPOConfig.learning_rate)
     kl_coef = forms.FloatField(min_value=0.0, max_value=10.0, initial=PPOConfig.kl_coef)
     max_kl = forms.FloatField(min_value=0.0, initial=PPOConfig.max_kl)

@@ -302,3 +302,27 @@ def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
     assert response.status_code == 302 and len(queued) == 1
     page = admin_client_.get(reverse("sampler:models"))
     assert b"micro-copy vs micro" in page.content and b'hx-get="/' in page.content
+
+
+def test_the_models_page_refuses_a_ppo_batch_too_small_to_split_on_its_own_field(
+    admin_client_, policy, reward_version
+):
+    """The page keeps PPO's 2 minibatches: a batch of 1 was accepted by the form, then refused
+    for `minibatches`, a setting the page does not show."""
+    fields = {
+        "reward_version": reward_version.pk,
+        "max_steps": 3,
+        "learning_rate": 1e-4,
+        "kl_coef": 0.05,
+        "max_kl": 10,
+        "max_new_tokens": 16,
+        "test_fraction": 0.2,
+        "lora_r": 0,
+        "lora_alpha": 8,
+    }
+    response = admin_client_.post(reverse("sampler:ppo-run-start"), {**fields, "batch_size": 1})
+    assert response.status_code == 422
+    errors = response.context["ppo_form"].errors
+    assert set(errors) == {"batch_size"}, errors
+    assert b"minibatches" not in response.content
+    assert not TrainingRun.objects.exists()
