@@ -444,14 +444,14 @@ class PPOTrainer:
     def update(self, rollout: Rollout, advantages, returns, step: int) -> dict[str, float]:
         config = self.config
         rows = rollout.sequence.size(0)
-        size = math.ceil(rows / config.minibatches)
         generator = self._generator(step, 1)
         totals: dict[str, float] = {}
         updates = 0
         for _ in range(config.ppo_epochs):
             order = torch.randperm(rows, generator=generator, device=generator.device)
-            for start in range(0, rows, size):
-                index = order[start : start + size]
+            # Exactly `minibatches` parts (sizes differ by at most one row), even when they do
+            # not divide the rows: slices of ceil(rows / minibatches) could make fewer.
+            for index in torch.tensor_split(order, config.minibatches):
                 mask = rollout.reply_mask[index].float()
                 logits, values = self.module(
                     rollout.sequence[index], rollout.mask[index], rollout.context_length

@@ -550,6 +550,28 @@ def test_short_ppo_changes_the_policy_and_leaves_the_reference_and_reward_model_
     assert all(torch.equal(scorer_before[n], scorer_after[n]) for n in scorer_before)
 
 
+def test_each_ppo_epoch_takes_exactly_the_minibatches_asked_for(
+    micro_model_dir, random_reward_dir, monkeypatch
+):
+    """4 replies in 3 minibatches: sizes 2, 1, 1, so 3 optimizer steps per epoch (slices of
+    ceil(4 / 3) = 2 made 2 steps, and 4 replies in 3 minibatches trained as in 2)."""
+    trainer = _trainer(
+        micro_model_dir, random_reward_dir, batch_size=4, minibatches=3, ppo_epochs=2
+    )
+    rollout = trainer.rollout(_prompt_ids(trainer, 4), step=0)
+    advantages, returns, _ = trainer.advantages(rollout)
+    sizes = []
+    forward = trainer.module.forward
+
+    def counting(sequence, mask, context_length):
+        sizes.append(sequence.size(0))
+        return forward(sequence, mask, context_length)
+
+    monkeypatch.setattr(trainer.module, "forward", counting)
+    trainer.update(rollout, advantages, returns, step=0)
+    assert sorted(sizes) == [1, 1, 1, 1, 2, 2]
+
+
 def _run_recording_gae_rewards(trainer: PPOTrainer, monkeypatch) -> tuple[PPOState, list]:
     seen = []
 
