@@ -294,20 +294,26 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
     partial_dir.replace(final_dir)
     if result.metrics.get("stopped_early"):
         recorder.note(str(result.metrics["stopped_early"]))
-    with transaction.atomic():
-        recorder.note(f"registered {run.output_name} (not promoted)")
-        if not context.succeed(progress=1.0, metrics=result.history, log=recorder.log):
-            raise JobCancelled(f"Training run {run.pk} was cancelled as it finished.")
-        model_version_register(
-            name=run.output_name,
-            path=str(final_dir),
-            kind=training.output_kind,
-            source=ModelVersion.Source.TRAINED,
-            parent=run.base_version,
-            training_run_id=run.pk,
-            metrics={**result.metrics, "data": result.data, **training.version_metrics(data)},
-            description=training.describe(run, data),
-        )
+    try:
+        with transaction.atomic():
+            recorder.note(f"registered {run.output_name} (not promoted)")
+            if not context.succeed(progress=1.0, metrics=result.history, log=recorder.log):
+                raise JobCancelled(f"Training run {run.pk} was cancelled as it finished.")
+            model_version_register(
+                name=run.output_name,
+                path=str(final_dir),
+                kind=training.output_kind,
+                source=ModelVersion.Source.TRAINED,
+                parent=run.base_version,
+                training_run_id=run.pk,
+                metrics={**result.metrics, "data": result.data, **training.version_metrics(data)},
+                description=training.describe(run, data),
+            )
+    except BaseException:
+        # No version names the folder: left behind, it would refuse the run's retry (and any
+        # run of that name) as "exists already".
+        shutil.rmtree(final_dir, ignore_errors=True)
+        raise
     if run.checkpoint_dir:
         shutil.rmtree(run.checkpoint_dir, ignore_errors=True)
 

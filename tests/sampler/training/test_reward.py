@@ -588,3 +588,36 @@ def test_the_processes_of_one_launch_train_on_the_rows_the_main_one_read(
     other = kind.load(run, config)
     assert other.rows == main.rows
     assert other.description["sha256"] == main.description["sha256"]
+
+
+def test_a_run_cancelled_while_its_model_is_saved_leaves_no_folder_and_can_be_retried(
+    policy, tmp_path, model_root, monkeypatch
+):
+    """A cancel that lands while the trained model is written (after the last heartbeat) was
+    noticed only when the run tried to succeed: the model folder stayed under MODEL_ROOT with
+    no version, and the retried run failed on "exists already"."""
+    from sampler.training import loop
+
+    data = _write(synthetic_rankings(12, k=3, seed=3), tmp_path / "rankings.jsonl")
+    one_step = {"max_steps": 1, "batch_size": 4, "normalize_to_demonstrations": False}
+    run = training_services.training_run_create(
+        kind="reward", config=one_step, data_path=str(data), queue=False
+    )
+    save_output = loop.save_output
+
+    def saved_then_cancelled(*args, **kwargs):
+        result = save_output(*args, **kwargs)
+        training_services.training_run_cancel(run=TrainingRun.objects.get(pk=run.pk))
+        return result
+
+    monkeypatch.setattr(loop, "save_output", saved_then_cancelled)
+    run = training_services.training_run_run_inline(run_id=run.pk)
+    assert run.status == TrainingRun.Status.CANCELLED
+    assert not run.output_versions.exists()
+    assert not (model_root / run.output_name).exists()
+
+    monkeypatch.setattr(loop, "save_output", save_output)
+    training_services.training_run_retry(run=run)
+    run = training_services.training_run_run_inline(run_id=run.pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.output_versions.get().path == str(model_root / run.output_name)
