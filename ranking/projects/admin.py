@@ -2,11 +2,20 @@ from django import forms
 from django.contrib import admin
 
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
-from ranking.projects.services import DEFAULT_PROJECT_OPEN
+from ranking.projects.services import (
+    DEFAULT_PROJECT_OPEN,
+    project_policy_error,
+    project_setting_errors,
+)
 
 
 class ProjectAdminForm(forms.ModelForm):
-    """The admin builds it for every field of Project (it names none itself)."""
+    """The admin builds it for every field of Project (it names none itself); it refuses what
+    the project services refuse (the Projects pages and the API save through them)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stored_slug = self.instance.slug if self.instance.pk else None
 
     def clean_trainer_groups(self):
         groups = self.cleaned_data["trainer_groups"]
@@ -14,9 +23,31 @@ class ProjectAdminForm(forms.ModelForm):
             raise forms.ValidationError(DEFAULT_PROJECT_OPEN)
         return groups
 
+    def _post_clean(self) -> None:
+        # The instance holds the posted values only from here on.
+        super()._post_clean()
+        errors = project_setting_errors(project=self.instance, stored_slug=self.stored_slug)
+        for field, message in errors.items():
+            self.add_error(field, message)
+
+
+class ProjectPolicyAdminForm(forms.ModelForm):
+    """A policy of a project as the services take it: a policy version, a bounded weight."""
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        version, weight = cleaned.get("model_version"), cleaned.get("weight")
+        error = None
+        if version is not None and weight is not None:
+            error = project_policy_error(version=version, weight=weight)
+        if error:
+            self.add_error(None, error)
+        return cleaned
+
 
 class ProjectPolicyInline(admin.TabularInline):
     model = ProjectPolicy
+    form = ProjectPolicyAdminForm
     extra = 0
 
 
@@ -41,6 +72,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(ProjectPolicy)
 class ProjectPolicyAdmin(admin.ModelAdmin):
+    form = ProjectPolicyAdminForm
     list_display = ("project", "model_version", "weight")
     list_filter = ("project", "model_version__kind")
     search_fields = ("project__name", "model_version__name")

@@ -65,14 +65,38 @@ def limit_errors(values: dict) -> dict[str, str]:
     return errors
 
 
-def _check(project: Project) -> None:
+def project_setting_errors(*, project: Project, stored_slug: str | None) -> dict[str, str]:
+    """The services' sentence for each setting of ``project`` they refuse, by field (its
+    sampling parameters normalised in place); ``stored_slug``: its slug as saved (None: a new
+    project). The Django admin checks its forms with it too."""
     errors = limit_errors({name: getattr(project, name) for name in LIMITS})
+    if stored_slug == DEFAULT_PROJECT_SLUG and project.slug != DEFAULT_PROJECT_SLUG:
+        # Rows made without a project find the default one by this slug.
+        errors["slug"] = f"The default project keeps its slug, {DEFAULT_PROJECT_SLUG!r}."
     if project.qualification_required and project.qualification_tasks < 1:
         errors["qualification_tasks"] = "Qualification needs at least one gold task."
     try:
         project.sampling_params = generation_params_validate(params=project.sampling_params)
     except ValidationError as error:
         errors["sampling_params"] = "; ".join(error.messages)
+    return errors
+
+
+def project_policy_error(*, version: ModelVersion, weight: object) -> str | None:
+    """Why ``version`` with ``weight`` cannot be one of a project's policies (None: it can)."""
+    if version.kind != ModelVersion.Kind.POLICY:
+        return f"{version.name} is not a policy."
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not 0 < weight <= MAX_POLICY_WEIGHT
+    ):
+        return f"Every policy weight is a number above 0, at most {MAX_POLICY_WEIGHT:g}."
+    return None
+
+
+def _check(project: Project, *, stored_slug: str | None = None) -> None:
+    errors = project_setting_errors(project=project, stored_slug=stored_slug)
     try:
         project.full_clean(exclude=["created_by"])
     except ValidationError as error:
@@ -88,17 +112,8 @@ def _set_policies(project: Project, policies: Iterable[tuple[ModelVersion, float
         raise ValidationError({"policies": f"At most {MAX_POLICIES} policies per project."})
     seen = set()
     for version, weight in policies:
-        if version.kind != ModelVersion.Kind.POLICY:
-            raise ValidationError({"policies": f"{version.name} is not a policy."})
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, int | float)
-            or not 0 < weight <= MAX_POLICY_WEIGHT
-        ):
-            most = f"{MAX_POLICY_WEIGHT:g}"
-            raise ValidationError(
-                {"policies": f"Every policy weight is a number above 0, at most {most}."}
-            )
+        if error := project_policy_error(version=version, weight=weight):
+            raise ValidationError({"policies": error})
         if version.pk in seen:
             raise ValidationError({"policies": f"{version.name} is named twice."})
         seen.add(version.pk)
@@ -153,21 +168,13 @@ def project_update(
     if unknown:
         raise ValidationError({"fields": f"Unknown project fields: {', '.join(sorted(unknown))}."})
     project = Project.objects.select_for_update().get(pk=project.pk)
-    if (
-        project.slug == DEFAULT_PROJECT_SLUG
-        and "slug" in fields
-        and fields["slug"] != DEFAULT_PROJECT_SLUG
-    ):
-        # Rows made without a project find the default one by this slug.
-        raise ValidationError(
-            {"slug": f"The default project keeps its slug, {DEFAULT_PROJECT_SLUG!r}."}
-        )
+    stored_slug = project.slug
     trainer_groups = None if trainer_groups is None else list(trainer_groups)
     if trainer_groups and project.slug == DEFAULT_PROJECT_SLUG:
         raise ValidationError({"trainer_groups": DEFAULT_PROJECT_OPEN})
     for name, value in fields.items():
         setattr(project, name, value)
-    _check(project)
+    _check(project, stored_slug=stored_slug)
     project.save()
     if policies is not None:
         _set_policies(project, policies)

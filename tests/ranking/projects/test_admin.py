@@ -1,0 +1,83 @@
+"""The Django admin's project pages refuse what the project services refuse."""
+
+import pytest
+from django.urls import reverse
+
+from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy, project_default_id
+from ranking.projects.services import project_create
+from sampler.models import ModelVersion
+from tests.ranking.conftest import model_version_create
+
+pytestmark = pytest.mark.django_db
+
+
+def _change_form(client, project: Project, policies: list[tuple[ModelVersion, str]] = ()) -> dict:
+    """What the admin's change page posts back unchanged, with ``policies`` as new rows."""
+    page = client.get(reverse("admin:ranking_project_change", args=[project.pk]))
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data = {name: "" if value is None else value for name, value in data.items()}
+    data |= {"deadline_0": "", "deadline_1": "", "trainer_groups": []}
+    data |= {"policies-TOTAL_FORMS": len(policies), "policies-INITIAL_FORMS": 0}
+    data |= {"policies-MIN_NUM_FORMS": 0, "policies-MAX_NUM_FORMS": 1000}
+    for index, (version, weight) in enumerate(policies):
+        data |= {f"policies-{index}-model_version": version.pk, f"policies-{index}-weight": weight}
+    return data
+
+
+def test_the_admin_keeps_the_default_projects_slug(admin_client_):
+    default = Project.objects.get(pk=project_default_id())
+    data = _change_form(admin_client_, default) | {"slug": "renamed"}
+
+    page = admin_client_.post(reverse("admin:ranking_project_change", args=[default.pk]), data)
+
+    assert page.status_code == 200
+    assert "The default project keeps its slug" in page.content.decode()
+    default.refresh_from_db()
+    assert default.slug == DEFAULT_PROJECT_SLUG
+    assert project_default_id() == default.pk
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("alternatives", "500", "K must be between 1 and 16."),
+        ("pool_size", "5000", "The pool holds 0 to 1000 tasks."),
+        ("sampling_params", '{"temperature": 99}', "temperature must be between"),
+    ],
+)
+def test_the_admin_refuses_project_settings_the_services_refuse(
+    admin_client_, field, value, message
+):
+    project = project_create(name="Safety", slug="safety")
+    data = _change_form(admin_client_, project) | {field: value}
+
+    page = admin_client_.post(reverse("admin:ranking_project_change", args=[project.pk]), data)
+
+    assert page.status_code == 200
+    assert message in page.content.decode()
+    project.refresh_from_db()
+    assert getattr(project, field) in (None, {})
+
+
+def test_the_admin_refuses_a_reward_model_or_an_unbounded_weight_as_a_projects_policy(
+    admin_client_,
+):
+    project = project_create(name="Safety", slug="safety")
+    reward = ModelVersion.objects.create(name="rm", path="rm", kind=ModelVersion.Kind.REWARD)
+    policy = model_version_create("p")
+    url = reverse("admin:ranking_project_change", args=[project.pk])
+
+    for version, weight in [(reward, "1"), (policy, "1e300")]:
+        page = admin_client_.post(url, _change_form(admin_client_, project, [(version, weight)]))
+        assert page.status_code == 200, (version, weight)
+    assert not ProjectPolicy.objects.exists()
+    standalone = admin_client_.post(
+        reverse("admin:ranking_projectpolicy_add"),
+        {"project": project.pk, "model_version": reward.pk, "weight": "1"},
+    )
+    assert standalone.status_code == 200
+    assert not ProjectPolicy.objects.exists()
+    kept = admin_client_.post(url, _change_form(admin_client_, project, [(policy, "2")]))
+    assert kept.status_code == 302
+    assert [(p.model_version, p.weight) for p in project.policies.all()] == [(policy, 2.0)]
