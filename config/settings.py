@@ -9,6 +9,7 @@ Two modes:
 """
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -478,6 +479,15 @@ REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"] = [
 # about 120 a minute (bench/bench_load.py), a tenth of the default.
 API_THROTTLE_USER = env_str("API_THROTTLE_USER", "1200/minute")
 API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "60/minute")
+# DRF reads a rate only when a request comes (one that it cannot read is a 500 on every API
+# request), and 0 would refuse every request: both are refused here, at the start.
+_throttle_rates = {"API_THROTTLE_USER": API_THROTTLE_USER, "API_THROTTLE_ANON": API_THROTTLE_ANON}
+for _name, _rate in _throttle_rates.items():
+    if not re.fullmatch(r"0*[1-9]\d*/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+        raise ImproperlyConfigured(
+            f"{_name} must be a number of requests per second, minute, hour or day, at least 1 "
+            f"(e.g. 1200/minute), got {_rate!r}."
+        )
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
     "rest_framework.throttling.AnonRateThrottle",
     "rest_framework.throttling.UserRateThrottle",

@@ -128,3 +128,14 @@ def test_a_generation_max_n_past_what_a_job_stores_refuses_to_start():
             in result.stderr
         )
     assert _import_settings(GENERATION_MAX_N="64").returncode == 0
+
+
+def test_an_api_throttle_rate_drf_cannot_read_refuses_to_start():
+    """DRF reads a rate only when a request comes: a bad one would answer every API request
+    with a 500 instead of stopping the start."""
+    for name in ("API_THROTTLE_USER", "API_THROTTLE_ANON"):
+        for value in ("1200 per minute", "1200/fortnight", "", "0/minute"):
+            result = _import_settings(**{name: value})
+            assert result.returncode != 0, (name, value)
+            assert f"{name} must be a number of requests per second, minute" in result.stderr
+    assert _import_settings(API_THROTTLE_USER="10/s", API_THROTTLE_ANON="5/hour").returncode == 0
