@@ -3,7 +3,6 @@ selectors (the admin's numbers through the same selectors as /metrics)."""
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -12,7 +11,7 @@ from accounts.roles import is_admin, is_trainer
 from config.metrics import generation_duration_by_purpose, ranking_pool_count, suggestion_latency
 from labeling.conversations.selectors import conversation_counts_for_user, conversation_list
 from ranking.quality.selectors import rankings_per_day, rankings_per_trainer, trainer_dashboard
-from ranking.rank.selectors import ranking_queue_summary
+from ranking.rank.selectors import ranking_pool_target, ranking_queue_summary
 from sampler.jobs.selectors import queue_depths
 from sampler.registry.selectors import model_version_active
 from sampler.workers.selectors import workers_live_by_queue
@@ -29,7 +28,7 @@ def _admin_dashboard() -> dict:
     generation = generation_duration_by_purpose()
     return {
         "pool": pool,
-        "pool_target": settings.RANKING_POOL_SIZE,
+        "pool_target": ranking_pool_target(),
         "queues": [
             {"name": name, "waiting": waiting.get(name, 0), "workers": workers}
             for name, workers in live.items()

@@ -31,6 +31,7 @@ from config.broker import BrokerUnavailable, queue_depths
 from config.celery import Queue
 from labeling.models import AttackRun
 from ranking.models import DatasetExport, Ranking, RankingTask
+from ranking.rank.selectors import ranking_pool_target
 from sampler.jobs.selectors import queue_depths as jobs_waiting_by_queue
 from sampler.models import GenerationJob, ModelComparison, TrainingRun
 from sampler.workers.selectors import worker_heartbeat_list, workers_live_by_queue
@@ -234,8 +235,8 @@ class TandemCollector(Collector):
         yield pool
         yield GaugeMetricFamily(
             "tandem_ranking_pool_target_tasks",
-            "Open ranking tasks the pool is kept at (RANKING_POOL_SIZE).",
-            value=settings.RANKING_POOL_SIZE,
+            "Open ranking tasks the pool fill keeps: every active project's pool, with demand.",
+            value=ranking_pool_target(),
         )
         yield GaugeMetricFamily(
             "tandem_rankings_last_hour",

@@ -1,4 +1,5 @@
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -11,7 +12,7 @@ from labeling.conversations.selectors import message_path, ranking_source_candid
 from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
 from ranking.projects.models import Project
-from ranking.projects.selectors import projects_for_trainer
+from ranking.projects.selectors import project_pool_size, projects_active, projects_for_trainer
 from ranking.rank.models import Assignment, Ranking, RankingTask
 from sampler.moderation.selectors import moderation_latest_by_sample
 from sampler.workers.selectors import workers_live_by_queue
@@ -114,6 +115,40 @@ class WaitingState:
         return min(100, round(100 * (self.ready + self.preparing) / self.pool_target))
 
 
+def ranking_pool_wanted(*, project: Project, now=None) -> int:
+    """How many open tasks the project's pool keeps: its pool size, or more when more trainers
+    are ranking: ``RANKING_TASKS_PER_ACTIVE_TRAINER`` for each trainer who took a task of it in
+    the last ``RANKING_DEMAND_WINDOW_SECONDS``, so a busy hour does not drain the pool between
+    two fills."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=settings.RANKING_DEMAND_WINDOW_SECONDS)
+    active = (
+        Assignment.objects.filter(task__project=project, leased_at__gte=since)
+        .values("trainer_id")
+        .distinct()
+        .count()
+    )
+    return max(project_pool_size(project), active * settings.RANKING_TASKS_PER_ACTIVE_TRAINER)
+
+
+def ranking_pool_open_wanted(*, project: Project, wanted: int) -> int:
+    """Open tasks the pool fill makes for ``wanted`` to offer: ``candidate_factor`` times as
+    many where the project selects by uncertainty (those not offered are held back)."""
+    if project.selection == Project.Selection.UNCERTAINTY:
+        return wanted * project.candidate_factor
+    return wanted
+
+
+def ranking_pool_target(*, project: Project | None = None) -> int:
+    """Open tasks the pool fill keeps now (``ranking_pool_fill``): ``project``'s, or every
+    active project's together, each with its own pool size and demand."""
+    projects = [project] if project is not None else projects_active()
+    return sum(
+        ranking_pool_open_wanted(project=each, wanted=ranking_pool_wanted(project=each))
+        for each in projects
+    )
+
+
 def ranking_waiting_state(
     *, trainer: AbstractBaseUser, project: Project | None = None
 ) -> WaitingState:
@@ -153,7 +188,7 @@ def ranking_waiting_state(
         preparing=summary["preparing"],
         complete=summary["complete"],
         open_for_others=open_for_others,
-        pool_target=settings.RANKING_POOL_SIZE,
+        pool_target=ranking_pool_target(project=project),
         qualification=tuple(waits),
     )
 

@@ -29,12 +29,15 @@ from ranking.projects.selectors import (
     project_default,
     project_overlap,
     project_policy_pick,
-    project_pool_size,
     projects_active,
     projects_for_trainer,
 )
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
-from ranking.rank.selectors import tasks_open_to
+from ranking.rank.selectors import (
+    ranking_pool_open_wanted,
+    ranking_pool_wanted,
+    tasks_open_to,
+)
 from ranking.selection.services import ranking_tasks_select
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create, generation_job_execute
@@ -199,22 +202,6 @@ def ranking_tasks_release_orphans() -> int:
     )
 
 
-def ranking_pool_wanted(*, project: Project, now=None) -> int:
-    """How many open tasks the project's pool keeps: its pool size, or more when more trainers
-    are ranking: ``RANKING_TASKS_PER_ACTIVE_TRAINER`` for each trainer who took a task of it in
-    the last ``RANKING_DEMAND_WINDOW_SECONDS``, so a busy hour does not drain the pool between
-    two fills."""
-    now = now or timezone.now()
-    since = now - timedelta(seconds=settings.RANKING_DEMAND_WINDOW_SECONDS)
-    active = (
-        Assignment.objects.filter(task__project=project, leased_at__gte=since)
-        .values("trainer_id")
-        .distinct()
-        .count()
-    )
-    return max(project_pool_size(project), active * settings.RANKING_TASKS_PER_ACTIVE_TRAINER)
-
-
 def ranking_pool_fill(
     *,
     target: int | None = None,
@@ -249,7 +236,7 @@ def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random 
     uncertain = each.selection == Project.Selection.UNCERTAINTY
     if uncertain:
         ranking_tasks_select(project=each, rng=rng)
-        wanted *= each.candidate_factor
+    wanted = ranking_pool_open_wanted(project=each, wanted=wanted)
     open_tasks = RankingTask.objects.filter(
         Q(status=RankingTask.Status.PREPARING)
         | Q(

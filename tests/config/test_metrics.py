@@ -167,3 +167,21 @@ def test_metrics_say_the_broker_is_down_and_still_report_the_rest(db, settings):
     assert samples[("tandem_broker_up", ())] == 0
     assert not any(name == "tandem_queue_depth" for name, _ in samples)
     assert samples[("tandem_database_up", ())] == 1
+
+
+def test_the_pool_target_is_what_the_pool_fill_keeps_for_every_active_project(
+    scrape, admin_client_, settings
+):
+    """Not RANKING_POOL_SIZE alone: each active project keeps its own pool (its size, or the
+    site's), and one that selects by uncertainty prepares candidate_factor times as many."""
+    from ranking.projects.services import project_create
+
+    settings.RANKING_POOL_SIZE = 20  # the default project's (active, no size of its own)
+    project_create(name="Small", slug="small", status="active", pool_size=5)
+    project_create(
+        name="Uncertain", slug="uncertain", status="active", pool_size=2, selection="uncertainty"
+    )
+    project_create(name="Draft", slug="draft", pool_size=100)  # not filled
+
+    assert scrape()[("tandem_ranking_pool_target_tasks", ())] == 20 + 5 + 2 * 3
+    assert "(pool size 31)" in admin_client_.get("/").content.decode()
