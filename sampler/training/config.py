@@ -99,6 +99,12 @@ class TrainingConfig:
             errors["weight_decay"] = "weight_decay cannot be negative."
         if self.gradient_clip <= 0:
             errors["gradient_clip"] = "gradient_clip must be positive."
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                errors[name] = f"{name} must be at least 0 and below 1."
+        # The seed of numpy's generator too, which takes 0 to 2**32 - 1.
+        if not 0 <= self.seed <= 2**32 - 1:
+            errors["seed"] = "seed must be between 0 and 4294967295."
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 errors[name] = f"{name} cannot be negative."

@@ -78,6 +78,20 @@ def test_config_from_dict_coerces_form_values_and_rejects_unknown_or_bad_ones():
         SFTConfig.from_dict({"warp": 9})
 
 
+def test_config_refuses_a_seed_numpy_cannot_take_betas_past_one_and_numbers_not_finite():
+    """Each once passed validation and failed the run it was recorded with (numpy refuses a
+    seed outside 0..2**32-1, torch's AdamW a beta of 1 or more) or trained to NaN weights."""
+    with pytest.raises(ConfigError) as error:
+        SFTConfig.from_dict(
+            {"seed": -5, "adam_beta1": 1.5, "weight_decay": "nan", "lora_alpha": "inf"}
+        )
+    assert set(error.value.errors) == {"seed", "adam_beta1", "weight_decay", "lora_alpha"}
+    with pytest.raises(ConfigError) as error:
+        RewardConfig.from_dict({"seed": 2**32, "adam_beta2": 1.0})
+    assert set(error.value.errors) == {"seed", "adam_beta2"}
+    assert SFTConfig.from_dict({"seed": 2**32 - 1, "adam_beta2": 0}).seed == 2**32 - 1
+
+
 def test_gradient_accumulation_weighs_each_micro_batch_by_its_tokens(micro_model_dir, tmp_path):
     """Two demonstrations of different lengths: one step over both as two micro-batches
     trains exactly as one batch holding both (the token mean over the two, not the mean of
