@@ -8,6 +8,7 @@ Two modes:
   ``SECRET_KEY`` is required, no accounts with known passwords.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -437,6 +438,15 @@ METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 METRICS_ALLOWED_CIDRS = env_list(
     "METRICS_ALLOWED_CIDRS", [] if PRODUCTION else ["127.0.0.0/8", "::1/128"]
 )
+# Read at every scrape: one that is not a network would answer each with a 500.
+for _network in METRICS_ALLOWED_CIDRS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _error:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_CIDRS must be networks (127.0.0.0/8, 10.0.0.5, ::1/128), "
+            f"comma-separated: {_error}."
+        ) from _error
 # Seconds /readyz and /metrics wait for the broker before calling it down.
 BROKER_PROBE_TIMEOUT = float(env_str("BROKER_PROBE_TIMEOUT", "2"))
 # Error reporting to Sentry (or a compatible service) when a DSN is set; needs sentry-sdk

@@ -139,3 +139,12 @@ def test_an_api_throttle_rate_drf_cannot_read_refuses_to_start():
             assert result.returncode != 0, (name, value)
             assert f"{name} must be a number of requests per second, minute" in result.stderr
     assert _import_settings(API_THROTTLE_USER="10/s", API_THROTTLE_ANON="5/hour").returncode == 0
+
+
+def test_a_metrics_network_that_is_not_one_refuses_to_start():
+    """/metrics reads the networks at each scrape: a bad one answered every scrape with a 500."""
+    for value in ("localhost", "127.0.0.0/8,10.0.0.0/33"):
+        result = _import_settings(METRICS_ALLOWED_CIDRS=value)
+        assert result.returncode != 0, value
+        assert "METRICS_ALLOWED_CIDRS must be networks" in result.stderr
+    assert _import_settings(METRICS_ALLOWED_CIDRS="10.0.0.0/8, ::1/128").returncode == 0
