@@ -45,6 +45,9 @@ class TrainingConfig:
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
+    # Adam's denominator term: above a gradient's size the step follows the gradient's size,
+    # below it its sign alone (the usual 1e-8).
+    adam_epsilon: float = 1e-8
     gradient_clip: float = 1.0
     # Evaluate every N optimizer steps (0: only at the end).
     eval_every: int = 50
@@ -102,6 +105,8 @@ class TrainingConfig:
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 errors[name] = f"{name} must be at least 0 and below 1."
+        if self.adam_epsilon <= 0:
+            errors["adam_epsilon"] = "adam_epsilon must be positive."
         # The seed of numpy's generator too, which takes 0 to 2**32 - 1.
         if not 0 <= self.seed <= 2**32 - 1:
             errors["seed"] = "seed must be between 0 and 4294967295."

@@ -13,6 +13,7 @@ class OptimizerSettings(Protocol):
     weight_decay: float
     adam_beta1: float
     adam_beta2: float
+    adam_epsilon: float
 
 
 def make_optimizer(module: nn.Module, config: OptimizerSettings) -> torch.optim.AdamW:
@@ -27,4 +28,5 @@ def make_optimizer(module: nn.Module, config: OptimizerSettings) -> torch.optim.
         ],
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_epsilon,
     )

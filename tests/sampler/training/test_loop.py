@@ -90,12 +90,19 @@ def test_config_refuses_a_seed_numpy_cannot_take_betas_past_one_and_numbers_not_
         RewardConfig.from_dict({"seed": 2**32, "adam_beta2": 1.0})
     assert set(error.value.errors) == {"seed", "adam_beta2"}
     assert SFTConfig.from_dict({"seed": 2**32 - 1, "adam_beta2": 0}).seed == 2**32 - 1
+    with pytest.raises(ConfigError) as error:
+        SFTConfig.from_dict({"adam_epsilon": 0.0})
+    assert set(error.value.errors) == {"adam_epsilon"}
 
 
 def test_gradient_accumulation_weighs_each_micro_batch_by_its_tokens(micro_model_dir, tmp_path):
     """Two demonstrations of different lengths: one step over both as two micro-batches
     trains exactly as one batch holding both (the token mean over the two, not the mean of
-    each one's mean), and logs that loss (it once logged the last micro-batch's alone)."""
+    each one's mean), and logs that loss (it once logged the last micro-batch's alone).
+
+    Adam's epsilon is set far above the gradients, so that the step follows each gradient's
+    size (a step of lr * g / (|g| + eps)): with the usual 1e-8 it follows the sign alone, which
+    hides how the micro-batches are weighed and magnifies rounding in gradients near zero."""
     from sampler.training.data import SFTCollator, build_sft_data
     from sampler.training.losses import IGNORE_INDEX, token_cross_entropy
     from sampler.training.model import load_policy, load_tokenizer
@@ -104,10 +111,11 @@ def test_gradient_accumulation_weighs_each_micro_batch_by_its_tokens(micro_model
 
     records = [{**r, "split": "train"} for r in synthetic_demonstrations(2, seed=3)]
     shared = {"max_steps": 1, "log_every": 1, "eval_every": 0, "max_length": 64}
+    linear = {"learning_rate": 0.5, "adam_epsilon": 10.0, "warmup_ratio": 0.0}
 
     def trained(name: str, **config) -> tuple[dict, list]:
         result = train_sft(
-            config=SFTConfig(**shared, learning_rate=1e-3, **config),
+            config=SFTConfig(**shared, **linear, **config),
             records=records,
             base_model=micro_model_dir,
             output_dir=tmp_path / name,
@@ -134,8 +142,11 @@ def test_gradient_accumulation_weighs_each_micro_batch_by_its_tokens(micro_model
     token_mean = sum(loss * n for loss, n in zip(losses, tokens, strict=True)) / sum(tokens)
     assert accumulated_loss == [[1, pytest.approx(token_mean, abs=1e-5)]]
     assert together_loss == [[1, pytest.approx(token_mean, abs=1e-5)]]
+    before = load_policy(micro_model_dir).state_dict()
+    moved = max((together[name] - before[name]).abs().max().item() for name in together)
+    assert moved > 1e-3
     for name, tensor in together.items():
-        torch.testing.assert_close(accumulated[name], tensor, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(accumulated[name], tensor, rtol=1e-5, atol=1e-9)
 
 
 def test_a_run_with_no_data_says_the_filters_chose_none(micro_model_dir, tmp_path):
