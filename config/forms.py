@@ -3,11 +3,8 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from config.querysets import MAX_ID
 from ranking.projects.models import DEFAULT_PROJECT_SLUG
-
-# The largest row id a bigint holds; a larger one names no row (and some databases' drivers
-# fail on it instead of finding nothing).
-MAX_ID = 2**63 - 1
 
 
 def id_in_range(value: object) -> int | None:

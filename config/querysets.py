@@ -10,6 +10,10 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
+# The largest row id a bigint holds; a larger one names no row (and some databases' drivers
+# fail on it instead of finding nothing).
+MAX_ID = 2**63 - 1
+
 
 def filter_given(queryset: QuerySet, **lookups: object) -> QuerySet:
     """``queryset`` filtered by each lookup that is given a value, one ``filter`` call each:
@@ -78,7 +82,8 @@ def ids_existing(
     """``ids`` (values of ``field``, the primary key by default) when each names a row of
     ``queryset``; a ValidationError under ``key`` naming every unknown one (a filter on a row
     that does not exist would quietly match nothing)."""
-    found = set(queryset.filter(**{f"{field}__in": ids}).values_list(field, flat=True))
+    storable = [value for value in ids if -MAX_ID - 1 <= value <= MAX_ID]
+    found = set(queryset.filter(**{f"{field}__in": storable}).values_list(field, flat=True))
     unknown = sorted(set(ids) - found)
     if unknown:
         label = ("id" if field == "pk" else field) + ("s" if len(unknown) > 1 else "")

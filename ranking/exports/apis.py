@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from accounts.roles import IsStaff
 from accounts.selectors import user_ids_existing
 from config.api import validated_query
+from config.querysets import MAX_ID
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.features import export_features
 from ranking.exports.filters import (
@@ -29,8 +30,6 @@ from ranking.exports.filters import (
 from ranking.exports.pipeline import jsonl_lines, records
 from ranking.projects.selectors import project_ids_existing
 from sampler.registry.selectors import model_version_ids_existing
-
-MAX_ID = 2**63 - 1
 
 
 class FiniteFloatField(serializers.FloatField):

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from config.querysets import MAX_ID
 from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds
 from sampler.jobs.models import JobStatus
 from sampler.jobs.services import job_retry
@@ -38,7 +39,7 @@ class Command(BaseCommand):
         for each in kinds:
             # Kinds that share a table (generation, ranking_preparation) take their own rows.
             rows = each.model.objects.filter(status=JobStatus.FAILED) if all_failed else []
-            rows = [*rows, *each.model.objects.filter(pk__in=ids)]
+            rows = [*rows, *each.model.objects.filter(pk__in=[i for i in ids if 1 <= i <= MAX_ID])]
             jobs += [(each.name, job) for job in rows if job_kind_of(job).name == each.name]
         missing = sorted(set(ids) - {job.pk for _, job in jobs})
         if missing:

@@ -437,6 +437,13 @@ def test_the_command_refuses_an_unknown_guideline_version_and_an_unwritable_out(
             "--guideline-version", "99", verbosity=0,
         )  # fmt: skip
     assert str(unknown.value) == "No guideline version with number 99."
+    # Past what a database integer holds: unknown too, not a driver's OverflowError.
+    with pytest.raises(CommandError) as huge:
+        call_command(
+            "export_comparisons", "--format", "pairs", "--out", str(out),
+            "--guideline-version", str(2**64), verbosity=0,
+        )  # fmt: skip
+    assert str(huge.value) == f"No guideline version with number {2**64}."
     assert not out.exists()
     with pytest.raises(CommandError) as folder:
         call_command("export_comparisons", "--format", "pairs", "--out", str(tmp_path), verbosity=0)

@@ -274,6 +274,8 @@ def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
         call_command("retry_job", "generation", str(other.pk))
     with pytest.raises(CommandError, match="No generation job with id 999999"):
         call_command("retry_job", "generation", "999999")
+    with pytest.raises(CommandError, match=f"No generation job with id {2**64}"):
+        call_command("retry_job", "generation", str(2**64))
     with pytest.raises(CommandError, match="Kinds:"):
         call_command("retry_job", "nonsense", "1")
     # With no kind, --all-failed takes every kind's failed jobs, each under its own kind.
