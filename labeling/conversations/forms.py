@@ -43,6 +43,8 @@ class MessageForm(forms.Form):
     # Length is checked by the service so the message names the limit and keeps the text.
     content = forms.CharField(strip=False, required=False, widget=forms.Textarea)
     sample_id = forms.IntegerField(required=False, min_value=1)
+    # The composer's: the message its turn follows (0: none yet); other forms leave it out.
+    after = forms.IntegerField(required=False, min_value=0)
 
 
 class DraftForm(forms.Form):

@@ -178,10 +178,22 @@ def message_append(
     parent: Message | None = None,
     role: str | None = None,
     sample_id: int | None = None,
+    after_id: int | None = None,
 ) -> Message:
-    """Add a turn after ``parent`` (the conversation's active leaf when not given)."""
+    """Add a turn after ``parent`` (the conversation's active leaf when not given).
+
+    ``after_id``: the composer's turn was written after this message (0: as the first turn);
+    a turn sent from a page that missed later turns (another tab added them, or switched the
+    branch) is refused, not appended as the answer to a turn its writer never saw. None: not
+    checked (the API, which names ``parent`` instead).
+    """
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     _check_can_edit(conversation=conversation, user=author)
+    if parent is None and after_id is not None and (conversation.active_leaf_id or 0) != after_id:
+        raise ValidationError(
+            "The conversation changed since this page was shown (in another tab?): read the "
+            "turns above, then send your text again."
+        )
     if parent is None:
         parent = conversation.active_leaf
     elif parent.conversation_id != conversation.pk:

@@ -90,6 +90,7 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
             content=content,
             role=request.POST.get("role") or None,
             sample_id=sample_id,
+            after_id=form.cleaned_data["after"],
         )
     except ValidationError as error:
         conversation.refresh_from_db()

@@ -183,6 +183,28 @@ def test_a_draft_save_that_arrives_after_its_turn_was_sent_is_refused(trainer_cl
     assert conversation.drafts.get().content == "the assistant's answer"
 
 
+def test_a_turn_sent_from_a_page_that_missed_later_turns_is_refused_and_kept(
+    trainer_client, conversation, trainer
+):
+    """A reply written on a page (another tab) that still shows the first question, sent after
+    another reply and the next question were added, answers the first question: it is not
+    appended as the reply to the second. The text comes back with the turns it missed."""
+    (question,) = write_turns(conversation, trainer, "Where should I go?")
+    write_turns(conversation, trainer, "Lisbon.", "And when?")
+    response = trainer_client.post(
+        reverse("labeling:message-append", args=[conversation.pk]),
+        {"role": "assistant", "content": "Porto, I would say.", "after": str(question.pk)},
+        **HTMX,
+    )
+    assert response.status_code == 422
+    body = response.content.decode()
+    assert "The conversation changed" in body
+    assert "Porto, I would say.</textarea>" in body and "And when?" in body
+    assert not conversation.messages.filter(content="Porto, I would say.").exists()
+    leaf = conversation.messages.get(content="And when?")
+    assert f'name="after" id="composer-after" value="{leaf.pk}"' in body
+
+
 def test_other_trainers_get_404_and_admins_can_read(
     client, other_trainer, admin_user, conversation
 ):
