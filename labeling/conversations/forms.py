@@ -46,6 +46,13 @@ class MessageForm(forms.Form):
     # The composer's: the message its turn follows (0: none yet); other forms leave it out.
     after = forms.IntegerField(required=False, min_value=0)
 
+    def typed_content(self) -> str:
+        """The text as typed, valid or not (less a NUL character, which it may not hold): what
+        comes back into the box, with the reasons, when the turn is refused."""
+        if self.is_valid():
+            return self.cleaned_data["content"]
+        return self.data.get("content", "").replace("\x00", "")
+
 
 class DraftForm(forms.Form):
     # Length is checked by the service, whose message names the limit in words.

@@ -73,16 +73,11 @@ def editor(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
 def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
     conversation = conversation_for_request(request, conversation_id)
     form = MessageForm(request.POST)
-    valid = form.is_valid()
-    # On any error the typed text comes back (less a NUL character, which it may not hold).
-    content = (
-        form.cleaned_data["content"]
-        if valid
-        else request.POST.get("content", "").replace("\x00", "")
-    )
+    # On any error the typed text comes back.
+    content = form.typed_content()
     sample_id = form.cleaned_data.get("sample_id")
     try:
-        if not valid:
+        if not form.is_valid():
             raise ValidationError(form.errors)
         services.message_append(
             conversation=conversation,
@@ -237,9 +232,10 @@ def suggestion_retry(request: HtmxHttpRequest, conversation_id: int, job_id: int
 def message_branch(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
     message = message_for_request(request, message_id)
     form = MessageForm(request.POST)
-    form.is_valid()
-    content = form.cleaned_data.get("content") or ""
+    content = form.typed_content()
     try:
+        if not form.is_valid():
+            raise ValidationError(form.errors)
         services.message_branch(
             original=message,
             author=request.user,

@@ -2,6 +2,7 @@
 
 from labeling.conversations import services
 from labeling.conversations.models import Conversation
+from tests.labeling.conftest import HTMX, write_turns
 
 
 def test_a_nul_in_a_turn_is_refused_with_the_fields_message_and_the_text_kept(
@@ -32,3 +33,23 @@ def test_a_search_with_a_nul_is_searched_without_it(trainer_client, trainer):
     assert "Weekend plans" in response.content.decode()
     api = trainer_client.get("/api/conversations/", {"q": "Week\x00end"})
     assert api.status_code == 200 and api.json()["count"] == 1
+
+
+def test_a_bad_field_in_an_edited_turn_is_refused_with_its_message_and_the_edit_kept(
+    trainer_client, trainer
+):
+    conversation = services.conversation_create(owner=trainer, title="Plans")
+    _question, reply = write_turns(conversation, trainer, "Where to?", "Lisbon.")
+    url = f"/write/messages/{reply.pk}/branch/"
+
+    response = trainer_client.post(url, {"content": "Porto,\x00 in spring."}, **HTMX)
+
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "Null characters are not allowed." in page and "the message is empty" not in page
+    assert "Porto, in spring.</textarea>" in page  # the edit comes back, less the NUL
+    # A suggestion id that is not a number is refused, not dropped from a saved turn.
+    response = trainer_client.post(url, {"content": "Porto.", "sample_id": "abc"}, **HTMX)
+    assert response.status_code == 422
+    assert "Enter a whole number." in response.content.decode()
+    assert conversation.messages.count() == 2
