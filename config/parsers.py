@@ -69,7 +69,7 @@ def _bounded_float(text: str) -> float:
     return value
 
 
-def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+def object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
     """An object, refused when a key repeats: which value was meant cannot be known."""
     data = dict(pairs)
     if len(data) != len(pairs):
@@ -103,7 +103,7 @@ class BoundedJSONParser(BaseParser):
                 parse_constant=_refuse_constant,
                 parse_int=_bounded_int,
                 parse_float=_bounded_float,
-                object_pairs_hook=_object_without_repeated_keys,
+                object_pairs_hook=object_without_repeated_keys,
             )
         except RecursionError as error:
             raise ParseError(too_deep) from error

@@ -7,9 +7,10 @@ Each line is the common chat format::
                                        {"role": "assistant", "content": "Hello!"}]}
 
 A message may say ``"origin": "human"`` or ``"model"``; by default assistant turns are
-model-written and user/system turns human-written. Any other key is refused. Every line is
-checked completely before anything is written; an invalid one is reported with its 1-based line
-number, and a file with any invalid line is not imported at all (``conversations_import``).
+model-written and user/system turns human-written. Any other key is refused, and so is a key
+given twice in one object. Every line is checked completely before anything is written; an
+invalid one is reported with its 1-based line number, and a file with any invalid line is not
+imported at all (``conversations_import``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from config.parsers import object_without_repeated_keys
 from labeling.conversations.models import MAX_CONTENT_CHARS, MAX_TITLE_CHARS, Message
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -173,7 +175,8 @@ def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
         except UnicodeDecodeError as error:
             raise LineError(f"not valid UTF-8 (byte {error.start + 1})") from error
     try:
-        record = json.loads(line.lstrip("\ufeff"))
+        # A key given twice is refused, as the API refuses it: which value was meant is unknown.
+        record = json.loads(line.lstrip("\ufeff"), object_pairs_hook=object_without_repeated_keys)
     except RecursionError as error:
         raise LineError("invalid JSON: nested too deeply") from error
     except json.JSONDecodeError as error:
@@ -190,7 +193,9 @@ def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
         raise LineError(f"{len(items)} messages; the limit is {MAX_MESSAGES} per conversation")
     messages = [_parse_message(item, index) for index, item in enumerate(items)]
     _check_turn_order(messages)
-    title = record.get("title") or ""
+    title = record.get("title")
+    if title is None:  # left out, or null: no title
+        title = ""
     if not isinstance(title, str):
         raise LineError("title must be a string")
     if len(title) > MAX_TITLE_CHARS:

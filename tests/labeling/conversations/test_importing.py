@@ -144,6 +144,11 @@ def test_a_valid_file_is_imported_whole(trainer):
             "unknown key 'titel' (it takes title, messages)",
         ),
         (b"", "the file holds no conversation"),
+        (
+            b'{"messages": [{"role": "user", "content": "Hi", "content": "Bye"}, '
+            b'{"role": "assistant", "content": "ok"}]}',
+            "the key 'content' appears twice in one object",
+        ),
     ],
 )
 def test_an_invalid_line_is_reported_and_saves_nothing(trainer, line, expected):
@@ -217,6 +222,22 @@ def test_a_list_title_is_a_line_error(trainer):
     bad = {"title": ["x"], **GOOD_PLAIN}
     report = conversations_import(lines=io.BytesIO(jsonl(bad)), owner=trainer)
     assert report.errors == [(1, "title must be a string")]
+
+
+@pytest.mark.parametrize("title", [False, 0, [], {}])
+def test_a_title_that_is_an_empty_value_but_not_a_string_is_a_line_error(trainer, title):
+    bad = {"title": title, **GOOD_PLAIN}
+    report = conversations_import(lines=io.BytesIO(jsonl(bad)), owner=trainer)
+    assert report.errors == [(1, "title must be a string")]
+    assert not Conversation.objects.exists()
+
+
+def test_a_null_title_is_no_title(trainer):
+    report = conversations_import(
+        lines=io.BytesIO(jsonl({"title": None, **GOOD_PLAIN})), owner=trainer
+    )
+    assert report.ok
+    assert Conversation.objects.get().title == "What is the capital of France?"
 
 
 # manage.py import_conversations
