@@ -2,9 +2,11 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from accounts.roles import trainer_required
@@ -27,6 +29,8 @@ from labeling.conversations.models import Conversation, Message
 from sampler.generation.selectors import generation_job_get, generation_job_queue_position
 from sampler.generation.services import generation_job_cancel, generation_job_retry
 
+PAGE_SIZE = 200
+
 
 @trainer_required
 def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
@@ -35,11 +39,16 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
         status = ""
     search = search_text(request.GET.get("q", ""), max_chars=200)
     conversations = selectors.conversation_list(user=request.user, status=status, search=search)
+    page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "labeling/conversations/list.html",
         {
-            "conversations": conversations[:200],
+            "page": page,
+            # The filters the pager's links keep.
+            "query": urlencode(
+                {key: value for key, value in (("q", search), ("status", status)) if value}
+            ),
             "status": status,
             "search": search,
             "statuses": Conversation.Status.choices,

@@ -1,8 +1,12 @@
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
+from labeling.conversations.views import PAGE_SIZE
 from sampler.generation import services as sampler_services
 from tests.labeling.conftest import HTMX, write_turns
 
@@ -13,6 +17,20 @@ def test_create_conversation_from_the_list_page(trainer_client):
     assert response.url == reverse("labeling:editor", args=[conversation.pk])
     page = trainer_client.get(reverse("labeling:conversation-list"))
     assert b"Cooking" in page.content
+
+
+def test_the_list_pages_through_every_conversation_keeping_its_filters(trainer_client, trainer):
+    """More conversations than one page holds: the oldest are on the next pages, not cut off."""
+    oldest = services.conversation_create(owner=trainer, title="The very first")
+    Conversation.objects.filter(pk=oldest.pk).update(updated_at=timezone.now() - timedelta(days=1))
+    for number in range(PAGE_SIZE):
+        services.conversation_create(owner=trainer, title=f"Plan {number}")
+    url = reverse("labeling:conversation-list")
+    first = trainer_client.get(url, {"status": "draft"}).content.decode()
+    assert "The very first" not in first and "Plan 0<" in first
+    assert "Page 1 of 2" in first and 'href="?status=draft&page=2"' in first
+    second = trainer_client.get(url, {"status": "draft", "page": "2"}).content.decode()
+    assert "The very first" in second and "Plan 0<" not in second
 
 
 def test_a_conversation_is_written_in_the_project_the_trainer_picks_among_theirs(
