@@ -70,7 +70,10 @@ def editor_context(
         "composer_text": composer_text,
         # A refused turn sent back into the box that is not its saved draft.
         "composer_unsaved": composer_text != saved_composer,
-        "composer_sample_id": composer_sample_id or "",
+        "composer_sample_id": selectors.suggestion_for_next_turn(
+            sample_id=composer_sample_id, conversation=conversation
+        )
+        or "",
         "errors": errors or [],
         "unsent": unsent_kept is not None,
         "unsent_kept": bool(unsent_kept),

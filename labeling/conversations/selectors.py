@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404
 from accounts.roles import is_admin
 from config.querysets import values_in_chunks
 from labeling.conversations.models import Conversation, Draft, Message
+from sampler.generation.models import Sample
 
 
 def conversation_list(
@@ -150,6 +151,18 @@ def draft_get(
         .filter(conversation=conversation, author=author, editing_id=editing_id)
         .first()
     )
+
+
+def suggestion_for_next_turn(*, sample_id: int | None, conversation: Conversation) -> int | None:
+    """``sample_id`` when that suggestion was made for the conversation's next turn (after its
+    active leaf); None otherwise: a suggestion put into the composer before the trainer edited
+    or switched an earlier turn is for a turn that is no longer next, and the text is theirs."""
+    if sample_id is None:
+        return None
+    made_for_next_turn = Sample.objects.filter(
+        pk=sample_id, job__prefix_message_id=conversation.active_leaf_id
+    ).exists()
+    return sample_id if made_for_next_turn else None
 
 
 def edit_drafts(*, conversation: Conversation, author: AbstractBaseUser) -> dict[int, Draft]:

@@ -286,6 +286,41 @@ def test_suggestions_show_their_place_in_the_queue_then_generating(
     assert "Generating 2 suggestions" in body and "every 1s" in body
 
 
+@pytest.mark.parametrize("move", ["branch", "switch"])
+def test_a_suggestion_in_the_composer_for_a_turn_no_longer_next_does_not_block_the_composer(
+    trainer_client, conversation, trainer, policy, move
+):
+    """The trainer used a suggestion, then edited the question into a new branch (or switched
+    to another one): the composer's text stays, as their own, and can be saved and sent."""
+    (question,) = write_turns(conversation, trainer, "Where to?")
+    if move == "switch":
+        services.message_branch(original=question, author=trainer, content="Where to, in May?")
+        question = conversation.messages.get(content="Where to, in May?")
+    job = services.suggestion_request(conversation=conversation, author=trainer, n=1)
+    sample = sampler_services.generation_job_run_inline(job_id=job.pk).samples.get()
+    conversation.refresh_from_db()
+    services.draft_save(
+        conversation=conversation, author=trainer, content="Lisbon.", sample_id=sample.pk
+    )
+    if move == "branch":
+        services.message_branch(original=question, author=trainer, content="Where to, in May?")
+    else:
+        services.branch_switch(message=conversation.messages.get(content="Where to?"), user=trainer)
+    conversation.refresh_from_db()
+    leaf = conversation.active_leaf
+    page = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+    assert ">Lisbon.</textarea>" in page
+    assert 'name="sample_id" id="composer-sample" value=""' in page
+    composer = {"content": "Lisbon.", "sample_id": "", "after": str(leaf.pk)}
+    saved = trainer_client.post(reverse("labeling:draft-save", args=[conversation.pk]), composer)
+    assert saved.status_code == 200
+    sent = trainer_client.post(
+        reverse("labeling:message-append", args=[conversation.pk]), composer, **HTMX
+    )
+    assert sent.status_code == 200
+    assert conversation.messages.get(content="Lisbon.").origin == Message.Origin.HUMAN
+
+
 def test_a_trainer_cancels_then_retries_a_suggestion(
     trainer_client, conversation, trainer, policy, django_capture_on_commit_callbacks
 ):
