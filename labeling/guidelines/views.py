@@ -69,8 +69,12 @@ def guidelines(request: HtmxHttpRequest) -> HttpResponse:
     context = _page_context(request, project)
     if request.GET.get("version"):
         number = id_in_range(request.GET["version"])
-        context["shown"] = number and selectors.guideline_version_get(
-            number=number, project_id=project.pk
+        current = context["current"]
+        # The current version may be version 1 before anything saved it: shown, not saved.
+        context["shown"] = (
+            current
+            if number == current.number
+            else number and selectors.guideline_version_get(number=number, project_id=project.pk)
         )
         if context["shown"] is None:
             raise Http404("No such guideline version.")

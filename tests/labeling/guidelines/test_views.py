@@ -47,3 +47,13 @@ def test_guidelines_page_shows_versions_and_admins_edit_it(admin_client_, traine
     )
     assert unchanged.status_code == 422 and b"Nothing changed" in unchanged.content
     assert admin_client_.get("/write/guidelines/?version=9").status_code == 404
+
+
+def test_version_1_is_readable_by_its_number_before_anything_saved_it(trainer_client):
+    """The page shows version 1 (the defaults) before its first use saves it; its address
+    (``&version=1``) shows it too, without saving it."""
+    response = trainer_client.get("/write/guidelines/", {"version": "1"})
+    assert response.status_code == 200
+    assert b"I have read version 1" in response.content
+    assert not GuidelineVersion.objects.exists()
+    assert trainer_client.get("/write/guidelines/", {"version": "2"}).status_code == 404
