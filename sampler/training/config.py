@@ -162,12 +162,20 @@ class TrainingConfig:
         return config
 
 
+# How a form or a command line says yes or no.
+YES_WORDS = frozenset({"1", "true", "yes", "on"})
+NO_WORDS = frozenset({"0", "false", "no", "off"})
+
+
 def _coerce(value: Any, annotation: str, default: Any) -> Any:
     # Annotations are strings (postponed evaluation); the default's type says what to build.
     if "bool" in annotation:
-        if isinstance(value, str):
-            return value.strip().lower() in {"1", "true", "yes", "on"}
-        return bool(value)
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in YES_WORDS or word in NO_WORDS:
+            return word in YES_WORDS
+        raise ValueError(value)  # "maybe" or 2 is not a yes or a no: never read as False
     if annotation.startswith("int") or isinstance(default, int):
         if isinstance(value, float) and not value.is_integer():
             raise ValueError(value)

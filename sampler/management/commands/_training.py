@@ -21,7 +21,7 @@ from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_ids_by_name
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
-from sampler.training.config import CONFIGS
+from sampler.training.config import CONFIGS, NO_WORDS, YES_WORDS
 from sampler.training.loop import ProgressEvent, process_state
 from sampler.training.records import DataError, read_jsonl
 
@@ -317,7 +317,7 @@ def run_inline(stdout, run_id: int, echo) -> ModelVersion | None:
 
 def _boolean(value: str) -> bool:
     lowered = value.strip().lower()
-    if lowered not in {"yes", "no", "true", "false", "1", "0"}:
+    if lowered not in YES_WORDS | NO_WORDS:
         # argparse prints this message as it is (a ValueError would name this function).
         raise argparse.ArgumentTypeError(f"expected yes or no, got {value!r}")
-    return lowered in {"yes", "true", "1"}
+    return lowered in YES_WORDS

@@ -76,6 +76,15 @@ def test_config_from_dict_coerces_form_values_and_rejects_unknown_or_bad_ones():
     assert set(error.value.errors) == {"batch_size", "mixed_precision"}
     with pytest.raises(ConfigError, match="Unknown settings: warp"):
         SFTConfig.from_dict({"warp": 9})
+    assert RewardConfig.from_dict({"weight_by_trust": "Yes"}).weight_by_trust is True
+    assert (
+        RewardConfig.from_dict({"normalize_to_demonstrations": "off"}).normalize_to_demonstrations
+        is False
+    )
+    # Neither a yes nor a no: refused, not read as "no".
+    with pytest.raises(ConfigError) as error:
+        RewardConfig.from_dict({"weight_by_trust": "maybe", "normalize_to_demonstrations": 2})
+    assert set(error.value.errors) == {"weight_by_trust", "normalize_to_demonstrations"}
 
 
 def test_config_refuses_a_seed_numpy_cannot_take_betas_past_one_and_numbers_not_finite():
