@@ -29,7 +29,6 @@ class TrainingConfig:
     adam_beta1: float = 0.9
     # 0.95 rather than 0.999: the second moment adapts faster, the usual choice for small GPTs.
     adam_beta2: float = 0.95
-    adam_epsilon: float = 1e-8
     gradient_clip: float = 1.0
     eval_interval: int = 250
     eval_batches: int = 20

@@ -412,7 +412,7 @@ def fit(
     accelerator = make_accelerator(config)
     if before_train is not None:
         before_train(accelerator)
-    optimizer = make_optimizer(module, config)
+    optimizer = make_optimizer(module, config, eps=config.adam_epsilon)
     train_loader = DataLoader(
         train_examples, batch_size=config.batch_size, shuffle=True, collate_fn=collate
     )

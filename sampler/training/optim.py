@@ -13,12 +13,13 @@ class OptimizerSettings(Protocol):
     weight_decay: float
     adam_beta1: float
     adam_beta2: float
-    adam_epsilon: float
 
 
-def make_optimizer(module: nn.Module, config: OptimizerSettings) -> torch.optim.AdamW:
+def make_optimizer(
+    module: nn.Module, config: OptimizerSettings, *, eps: float = 1e-8
+) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (biases, norms and position scales are exempt, as
-    is usual)."""
+    is usual). ``eps``: Adam's denominator term (training runs set it as ``adam_epsilon``)."""
     decayed = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
     exempt = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
     return torch.optim.AdamW(
@@ -28,5 +29,5 @@ def make_optimizer(module: nn.Module, config: OptimizerSettings) -> torch.optim.
         ],
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
-        eps=config.adam_epsilon,
+        eps=eps,
     )

@@ -344,7 +344,7 @@ class PPOTrainer:
                 f"policy's {context_length(policy)}-token context."
             )
         module = PolicyWithValue(policy, value_head)
-        optimizer = make_optimizer(module, config)
+        optimizer = make_optimizer(module, config, eps=config.adam_epsilon)
         self.module, self.optimizer = self.accelerator.prepare(module, optimizer)
         self.kl = KLController(
             config.kl_coef,
