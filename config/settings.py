@@ -493,7 +493,8 @@ API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "60/minute")
 # request), and 0 would refuse every request: both are refused here, at the start.
 _throttle_rates = {"API_THROTTLE_USER": API_THROTTLE_USER, "API_THROTTLE_ANON": API_THROTTLE_ANON}
 for _name, _rate in _throttle_rates.items():
-    if not re.fullmatch(r"0*[1-9]\d*/(s|sec|second|m|min|minute|h|hour|d|day)", _rate):
+    # DRF reads the period's first letter: "hours" is an hour, as "hour" and "h" are.
+    if not re.fullmatch(r"0*[1-9]\d*/(s|sec|second|m|min|minute|h|hour|d|day)s?", _rate):
         raise ImproperlyConfigured(
             f"{_name} must be a number of requests per second, minute, hour or day, at least 1 "
             f"(e.g. 1200/minute), got {_rate!r}."

@@ -148,3 +148,12 @@ def test_a_metrics_network_that_is_not_one_refuses_to_start():
         assert result.returncode != 0, value
         assert "METRICS_ALLOWED_CIDRS must be networks" in result.stderr
     assert _import_settings(METRICS_ALLOWED_CIDRS="10.0.0.0/8, ::1/128").returncode == 0
+
+
+def test_an_api_throttle_rate_drf_reads_starts_also_with_a_plural_period():
+    """DRF reads the period's first letter: `5000/hours` throttled as meant before the start
+    checked rates, and must still start."""
+    result = _import_settings(API_THROTTLE_USER="5000/hours", API_THROTTLE_ANON="30/minutes")
+    assert result.returncode == 0, result.stderr
+    assert _import_settings(API_THROTTLE_ANON="2/seconds").returncode == 0
+    assert _import_settings(API_THROTTLE_USER="100/days").returncode == 0
