@@ -141,13 +141,14 @@ def attack_withdraw(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
 def attack_correct(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
     attack, message = _attack_for_request(request, attack_id)
     form = MessageForm(request.POST)
-    form.is_valid()
-    content = form.cleaned_data.get("content") or ""
+    content = form.typed_content()
     # Marked again since (in another tab): the mark this reply has now takes the correction.
     attack = attack or selectors.attack_of_message(message_id=message.pk)
     if attack is None:
         return _correction_kept(request, message, content)
     try:
+        if not form.is_valid():
+            raise ValidationError(form.errors)
         services.attack_correct(attack=attack, author=request.user, content=content)
     except ValidationError as error:
         if getattr(error, "code", None) == "attack_gone":

@@ -110,3 +110,21 @@ def test_a_correction_racing_a_withdrawal_is_refused_as_withdrawn(red_team, trai
         redteam_services.attack_correct(attack=attack, author=trainer, content=CORRECTION)
     assert refused.value.code == "attack_gone"
     redteam_services.attack_withdraw(attack=attack, user=trainer)  # a no-op, no error
+
+
+def test_a_correction_with_a_nul_is_refused_with_the_fields_message_and_the_text_kept(
+    trainer_client, red_team, trainer
+):
+    """As an edited turn: a NUL character is the form's refusal, not "the message is empty",
+    and the correction comes back in its box (less the NUL) instead of being lost."""
+    _, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    response = trainer_client.post(
+        f"/write/attacks/{attack.pk}/correct/", {"content": "Ask a\x00 locksmith."}, **HTMX
+    )
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert "Null characters are not allowed." in page and "empty" not in page
+    assert "Ask a locksmith.</textarea>" in page
+    attack.refresh_from_db()
+    assert attack.correction is None
