@@ -34,6 +34,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.parsers import body_too_large_detail
+from config.querysets import MAX_ID
 from config.text import search_text, text_problem
 
 API_PREFIX = "/api/"
@@ -423,7 +424,7 @@ class StrictIdField(StrictIntegerField):
     """A row id: a positive integer that fits the database's bigint."""
 
     def __init__(self, **kwargs) -> None:
-        super().__init__(min_value=1, max_value=2**63 - 1, **kwargs)
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
 
 
 class StrictFloatField(_StrictTypeMixin, serializers.FloatField):
