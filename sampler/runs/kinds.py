@@ -173,10 +173,6 @@ def _load_main(run: TrainingRun, config) -> RunData:
     file must be unchanged (its sha256)."""
     recorded = run.dataset.get("sha256")
     snapshot = Path(run.checkpoint_dir) / DATA_SNAPSHOT if run.checkpoint_dir else None
-    if recorded and snapshot is not None and snapshot.is_file():
-        rows = list(read_jsonl(snapshot))
-        if records_sha256(rows) == recorded:
-            return RunData(rows, {**run.dataset, "rows": len(rows)})
     if snapshot is not None and run.dataset["source"] == "database":
         data = _database_rows_once(run, snapshot, _process_state())
     else:
@@ -189,18 +185,32 @@ def _load_main(run: TrainingRun, config) -> RunData:
 
 
 def _database_rows_once(run: TrainingRun, snapshot: Path, state) -> RunData:
-    """The run's rows from the database, read by the main process alone, which writes them to
-    ``snapshot``; under ``accelerate launch`` the other processes wait for it and read that
-    file. Two reads moments apart can differ (a new ranking, a trust refresh), and every
-    process must train on the rows whose sha256 the run records."""
+    """The run's rows from the database, chosen by the main process alone: the rows kept in
+    ``snapshot`` when they are the ones the run records (a resumed run), else the database's,
+    written there. Under ``accelerate launch`` the other processes wait for it and read that
+    file: two reads moments apart can differ (a new ranking, a trust refresh), and every
+    process must train on the same rows."""
     if state.is_main_process:
-        data = read_source(run.dataset, run.dataset["format"])
-        _write_snapshot(snapshot, data.rows)
+        data = _snapshot_rows(run, snapshot)
+        if data is None:
+            data = read_source(run.dataset, run.dataset["format"])
+            _write_snapshot(snapshot, data.rows)
     state.wait_for_everyone()
     if state.is_main_process:
         return data
     rows = list(read_jsonl(snapshot))
     return RunData(rows, {**run.dataset, "rows": len(rows), "sha256": records_sha256(rows)})
+
+
+def _snapshot_rows(run: TrainingRun, snapshot: Path) -> RunData | None:
+    """The rows kept in ``snapshot`` when their sha256 is the one the run records."""
+    recorded = run.dataset.get("sha256")
+    if not recorded or not snapshot.is_file():
+        return None
+    rows = list(read_jsonl(snapshot))
+    if records_sha256(rows) != recorded:
+        return None
+    return RunData(rows, {**run.dataset, "rows": len(rows)})
 
 
 def _process_state():
