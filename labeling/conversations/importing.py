@@ -66,14 +66,15 @@ class LineError(ValueError):
 
 
 def jsonl_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """Lines of a binary stream, each cut after ``MAX_LINE_BYTES + 1`` bytes.
+    """Lines of a binary stream, each cut after ``MAX_LINE_BYTES + 2`` bytes (room for a line of
+    the limit and its ``\\r\\n``).
 
     A plain ``for line in stream`` would hold an arbitrarily long line in memory; here the rest
     of an over-long line is read and dropped in bounded pieces, and the cut line is then refused
     by its length.
     """
     while True:
-        line = stream.readline(MAX_LINE_BYTES + 1)
+        line = stream.readline(MAX_LINE_BYTES + 2)
         if not line:
             return
         if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
@@ -166,8 +167,15 @@ def _check_turn_order(messages: list[ParsedMessage]) -> None:
         raise LineError("a conversation needs at least one user and one assistant turn")
 
 
+def _line_content(line: bytes | str) -> bytes | str:
+    """The line less its ending (``\\n`` or ``\\r\\n``), which the length limit does not count."""
+    if isinstance(line, bytes):
+        return line[:-2] if line.endswith(b"\r\n") else line.removesuffix(b"\n")
+    return line[:-2] if line.endswith("\r\n") else line.removesuffix("\n")
+
+
 def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
-    if len(line) > MAX_LINE_BYTES:
+    if len(_line_content(line)) > MAX_LINE_BYTES:
         raise LineError(f"the line is longer than {MAX_LINE_BYTES} bytes")
     if isinstance(line, bytes):
         try:

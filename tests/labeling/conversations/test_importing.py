@@ -173,10 +173,24 @@ def test_an_over_long_line_is_refused_without_reading_it_whole(trainer, monkeypa
     long_line = json.dumps({"title": "x" * 150, **short}).encode()
     stream = io.BytesIO(jsonl(long_line, short))
     lines = list(importing.jsonl_lines(stream))
-    assert len(lines) == 2 and len(lines[0]) == 101
+    assert len(lines) == 2 and len(lines[0]) == 102  # the limit, and room for "\r\n"
     report = conversations_import(lines=lines, owner=trainer)
     assert report.valid == 1 and report.created == 0
     assert report.errors[0][0] == 1 and "longer than 100 bytes" in report.errors[0][1]
+
+
+def test_a_line_of_exactly_the_limit_is_imported_whatever_its_line_ending(trainer, monkeypatch):
+    monkeypatch.setattr(importing, "MAX_LINE_BYTES", 100)
+    short = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    padding = 100 - len(json.dumps({"title": "", **short}))
+    at_limit = json.dumps({"title": "x" * padding, **short}).encode()
+    past_limit = json.dumps({"title": "x" * (padding + 1), **short}).encode()
+    assert len(at_limit) == 100
+    for ending in (b"\n", b"\r\n"):
+        stream = io.BytesIO(at_limit + ending + past_limit + ending + at_limit)
+        report = conversations_import(lines=importing.jsonl_lines(stream), owner=trainer)
+        assert report.valid == 2
+        assert report.errors == [(2, "the line is longer than 100 bytes")]
 
 
 def test_lines_past_the_limit_are_reported_once_and_nothing_is_saved(trainer, monkeypatch):
