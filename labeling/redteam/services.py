@@ -186,20 +186,27 @@ def attack_run_execute(context: JobContext) -> None:
     for position, attack in enumerate(attacks, start=1):
         if attack.pk in done:
             continue
-        job = generation_job_create(
-            n=1,
-            messages=attack.prompt_messages,
-            params=run.params,
-            seed=run.seed,
-            purpose=GenerationJob.Purpose.MANUAL,
-            requested_by=run.requested_by,
-            model_version=run.model_version,
-            queue=False,
-        )
-        # A model server that is down sends the whole run back to its queue (it resumes here,
-        # one result per attack); any other failure is recorded on this attack's result.
-        job = generation_job_run_inline(job_id=job.pk, raise_retry_later=True)
-        sample = job.samples.first() if job.status == GenerationJob.Status.SUCCEEDED else None
+        try:
+            job = generation_job_create(
+                n=1,
+                messages=attack.prompt_messages,
+                params=run.params,
+                seed=run.seed,
+                purpose=GenerationJob.Purpose.MANUAL,
+                requested_by=run.requested_by,
+                model_version=run.model_version,
+                queue=False,
+            )
+        except ValidationError as error:
+            # A prompt the generation refuses (more turns than a prefix may hold) fails this
+            # attack alone.
+            sample, failure = None, " ".join(error.messages)
+        else:
+            # A model server that is down sends the whole run back to its queue (it resumes
+            # here, one result per attack); any other failure is recorded on this attack's result.
+            job = generation_job_run_inline(job_id=job.pk, raise_retry_later=True)
+            sample = job.samples.first() if job.status == GenerationJob.Status.SUCCEEDED else None
+            failure = job.error or "Generation failed."
         verdict = samples_moderate(samples=[sample]).get(sample.pk) if sample else None
         AttackResult.objects.get_or_create(
             run=run,
@@ -209,7 +216,7 @@ def attack_run_execute(context: JobContext) -> None:
                 "text": sample.text if sample else "",
                 "filter_flagged": verdict.flagged if verdict else None,
                 "filter_categories": list(verdict.categories) if verdict else [],
-                "error": "" if sample else (job.error or "Generation failed."),
+                "error": "" if sample else failure,
             },
         )
         context.heartbeat(progress=0.9 * position / len(attacks))

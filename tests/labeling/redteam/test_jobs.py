@@ -102,3 +102,36 @@ def test_a_projects_attack_run_reruns_only_that_projects_attacks(
     assert default_run.attack_count == 1
     default_run = job_run_inline(job=default_run)
     assert list(default_run.results.values_list("attack_id", flat=True)) == [first.pk]
+
+
+def test_an_attack_the_policy_cannot_take_fails_alone_not_the_whole_run(
+    policy, trainer, admin_user, settings
+):
+    from labeling.conversations import services
+    from labeling.conversations.models import Message
+    from tests.labeling.conftest import model_reply
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    attacks = two_attacks(trainer, policy)
+    # A many-turn attack: more turns before the reply than a generation prefix may hold.
+    conversation = services.conversation_create(owner=trainer, mode="red_team")
+    turn = None
+    for index in range(201):
+        role = "user" if index % 2 == 0 else "assistant"
+        turn = Message.objects.create(
+            conversation=conversation, parent=turn, role=role, content=f"turn {index}"
+        )
+    reply = model_reply(conversation, turn, policy, text="bad reply")
+    long_attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+
+    run = job_run_inline(job=run)
+
+    assert run.status == AttackRun.Status.SUCCEEDED
+    results = {result.attack_id: result for result in run.results.all()}
+    assert results.keys() == {attacks[0].pk, attacks[1].pk, long_attack.pk}
+    assert "At most 200 messages." in results[long_attack.pk].error
+    assert results[long_attack.pk].sample is None
+    assert all(results[attack.pk].sample is not None for attack in attacks)
