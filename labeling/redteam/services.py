@@ -173,15 +173,17 @@ def attack_run_execute(context: JobContext) -> None:
     run = AttackRun.objects.select_related("model_version", "requested_by").get(pk=context.job.pk)
     reward_version = run.reward_model_version or model_version_active(kind=ModelVersion.Kind.REWARD)
     content_filter = content_filter_get()
-    run.reward_model_version = reward_version
-    run.filter_name = f"{content_filter.name} {content_filter.version}" if content_filter else ""
-    run.save(update_fields=["reward_model_version", "filter_name"])
-
     attacks = list(
         Attack.objects.filter(created_at__lte=run.created_at, project_id=run.project_id).order_by(
             "-created_at", "-id"
         )[: run.attack_count]
     )
+    run.reward_model_version = reward_version
+    run.filter_name = f"{content_filter.name} {content_filter.version}" if content_filter else ""
+    # Attacks withdrawn since the run was asked for are not re-sent, nor counted as missing.
+    run.attack_count = len(attacks)
+    run.save(update_fields=["reward_model_version", "filter_name", "attack_count"])
+
     done = set(run.results.values_list("attack_id", flat=True))
     for position, attack in enumerate(attacks, start=1):
         if attack.pk in done:

@@ -135,3 +135,21 @@ def test_an_attack_the_policy_cannot_take_fails_alone_not_the_whole_run(
     assert "At most 200 messages." in results[long_attack.pk].error
     assert results[long_attack.pk].sample is None
     assert all(results[attack.pk].sample is not None for attack in attacks)
+
+
+def test_an_attack_withdrawn_before_its_run_starts_is_not_counted_as_missing(
+    policy, trainer, admin_user, settings
+):
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    first, second = two_attacks(trainer, policy)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    assert run.attack_count == 2
+    redteam_services.attack_withdraw(attack=second, user=trainer)  # not corrected: withdrawable
+
+    run = job_run_inline(job=run)
+
+    assert run.status == AttackRun.Status.SUCCEEDED
+    assert list(run.results.values_list("attack_id", flat=True)) == [first.pk]
+    assert run.attack_count == 1  # the overview reads "1 / 1", not "1 / 2"
