@@ -197,6 +197,7 @@ def attack_run_execute(context: JobContext) -> None:
                 purpose=GenerationJob.Purpose.MANUAL,
                 requested_by=run.requested_by,
                 model_version=run.model_version,
+                project_id=run.project_id,
                 queue=False,
             )
         except ValidationError as error:

@@ -96,6 +96,8 @@ def test_a_projects_attack_run_reruns_only_that_projects_attacks(
     assert run.project == safety and run.attack_count == 1
     run = job_run_inline(job=run)
     assert list(run.results.values_list("attack_id", flat=True)) == [second.pk]
+    # Its replies' generation jobs are the project's work too, not the default project's.
+    assert run.results.get().sample.job.project == safety
     default_run = redteam_services.attack_run_create(
         requested_by=admin_user, model_version=policy, queue=False
     )
