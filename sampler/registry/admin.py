@@ -3,12 +3,13 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from sampler.registry.models import ModelVersion
-from sampler.registry.services import model_version_serving_check
+from sampler.registry.services import model_version_kind_error, model_version_serving_check
 
 
 class ModelVersionAdminForm(forms.ModelForm):
     """The serving configuration is checked as the API checks it (options per backend, a
-    context length for openai versions)."""
+    context length for openai versions); the active version of a kind and a project's policy
+    keep their kind."""
 
     class Meta:
         model = ModelVersion
@@ -28,6 +29,9 @@ class ModelVersionAdminForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        # The instance still holds the saved row here (the form writes to it after clean()).
+        if kind_error := model_version_kind_error(version=self.instance, kind=data.get("kind")):
+            self.add_error("kind", kind_error)
         try:
             backend, options, path, length = model_version_serving_check(
                 kind=data.get("kind") or ModelVersion.Kind.POLICY,

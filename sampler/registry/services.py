@@ -138,6 +138,21 @@ def model_version_serving_check(
     return backend, options, path, length
 
 
+def model_version_kind_error(*, version: ModelVersion, kind: str) -> str | None:
+    """Why the saved ``version`` cannot become ``kind`` (None: it can): the active version of
+    its kind and a project's policy keep theirs (the admin form checks with it)."""
+    if version.pk is None or kind == version.kind:
+        return None
+    if version.is_active:
+        return (
+            f"{version.name} is the active {version.kind}: it keeps its kind (promote another "
+            f"{version.kind} first)."
+        )
+    if version.project_policies.exists():
+        return f"{version.name} is a policy of a project: it stays a policy."
+    return None
+
+
 def model_version_register(
     *,
     name: str,

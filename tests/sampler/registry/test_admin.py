@@ -1,0 +1,56 @@
+"""The Django admin's model version pages refuse what the registry services refuse."""
+
+import pytest
+from django.urls import reverse
+
+from ranking.projects.services import project_create
+from sampler.models import ModelVersion
+
+pytestmark = pytest.mark.django_db
+
+
+def _change_form(client, version: ModelVersion) -> dict:
+    """What the admin's change page posts back unchanged."""
+    page = client.get(reverse("admin:sampler_modelversion_change", args=[version.pk]))
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    return {name: "" if value is None else value for name, value in data.items()}
+
+
+def _version(name: str, kind: str, *, active: bool = True) -> ModelVersion:
+    return ModelVersion.objects.create(name=name, path=f"hub/{name}", kind=kind, is_active=active)
+
+
+def _project_policy(name: str, kind: str) -> ModelVersion:
+    version = _version(name, kind, active=False)
+    project_create(name="Safety", slug="safety", policies=[(version, 1)])
+    return version
+
+
+POLICY, REWARD = ModelVersion.Kind.POLICY, ModelVersion.Kind.REWARD
+
+
+@pytest.mark.parametrize(
+    "make, stored, kind, message",
+    [
+        # The site was left with no active policy.
+        (_version, POLICY, REWARD, "p is the active policy: it keeps its kind"),
+        # With a policy active too: the one-active-per-kind constraint answered a 500.
+        (_version, REWARD, POLICY, "p is the active reward: it keeps its kind"),
+        (_project_policy, POLICY, REWARD, "p is a policy of a project: it stays a policy"),
+    ],
+)
+def test_the_admin_keeps_the_kind_of_an_active_version_or_a_projects_policy(
+    admin_client_, make, stored, kind, message
+):
+    if kind == POLICY:
+        _version("served", POLICY)
+    version = make("p", stored)
+    data = _change_form(admin_client_, version) | {"kind": kind}
+
+    page = admin_client_.post(reverse("admin:sampler_modelversion_change", args=[version.pk]), data)
+
+    assert page.status_code == 200
+    assert message in page.content.decode()
+    version.refresh_from_db()
+    assert version.kind == stored
