@@ -1,6 +1,7 @@
 """Typed readers for settings taken from the environment."""
 
 import json
+import math
 import os
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -37,15 +38,59 @@ def env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, least: int | None = None, most: int | None = None) -> int:
+    """An integer; ``least`` and ``most`` bound it (None: unbounded)."""
+    return _env_number(name, default, int, "an integer", least=least, most=most)
+
+
+def env_float(
+    name: str,
+    default: float,
+    *,
+    least: float | None = None,
+    most: float | None = None,
+    above: float | None = None,
+) -> float:
+    """A finite number; ``least`` and ``most`` bound it, ``above`` bounds it strictly."""
+    return _env_number(name, default, float, "a number", least=least, most=most, above=above)
+
+
+def _env_number(
+    name: str,
+    default: float,
+    parse: type[int] | type[float],
+    what: str,
+    *,
+    least: float | None = None,
+    most: float | None = None,
+    above: float | None = None,
+):
+    """The setting read with ``parse`` and checked against its bounds; ValueError naming the
+    setting and the values it takes otherwise (a bad setting stops the start, not a request)."""
     SETTINGS_NAMES.add(name)
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
+    if least is not None and most is not None:
+        what += f" between {least} and {most}"
+    elif least is not None:
+        what += f" of at least {least}"
+    elif most is not None:
+        what += f" of at most {most}"
+    if above is not None:
+        what += f" above {above}"
     try:
-        return int(raw)
+        value = parse(raw)
     except ValueError as error:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from error
+    if (
+        not math.isfinite(value)
+        or (least is not None and value < least)
+        or (most is not None and value > most)
+        or (above is not None and value <= above)
+    ):
+        raise ValueError(f"{name} must be {what}, got {raw!r}")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

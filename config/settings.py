@@ -16,9 +16,10 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_json, env_list, env_str
+from config.env import env_bool, env_float, env_int, env_json, env_list, env_str
 from config.keys import secret_file_read_or_create
 from config.threads import torch_threads_setting
+from ranking.projects.limits import MAX_ALTERNATIVES, MAX_OVERLAP, MAX_POOL_SIZE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -324,12 +325,13 @@ if not 1 <= GENERATION_MAX_N <= 64:
 if _job_setting_errors:
     raise ImproperlyConfigured("; ".join(_job_setting_errors) + ".")
 
-# Ranking: K sampled alternatives per task (plus the source message), N rankings per task.
-RANKING_ALTERNATIVES = env_int("RANKING_ALTERNATIVES", 4)
-RANKING_OVERLAP = env_int("RANKING_OVERLAP", 3)
+# Ranking: K sampled alternatives per task (plus the source message), N rankings per task;
+# the defaults of every project that sets none, bounded as a project's own values are.
+RANKING_ALTERNATIVES = env_int("RANKING_ALTERNATIVES", 4, least=1, most=MAX_ALTERNATIVES)
+RANKING_OVERLAP = env_int("RANKING_OVERLAP", 3, least=1, most=MAX_OVERLAP)
 RANKING_LEASE_SECONDS = env_int("RANKING_LEASE_SECONDS", 15 * 60)
 # Tasks kept ready (or being prepared) so a trainer never waits for sampling.
-RANKING_POOL_SIZE = env_int("RANKING_POOL_SIZE", 20)
+RANKING_POOL_SIZE = env_int("RANKING_POOL_SIZE", 20, least=0, most=MAX_POOL_SIZE)
 # The pool grows with demand: this many open tasks per trainer who took a task in the window.
 RANKING_TASKS_PER_ACTIVE_TRAINER = env_int("RANKING_TASKS_PER_ACTIVE_TRAINER", 3)
 RANKING_DEMAND_WINDOW_SECONDS = env_int("RANKING_DEMAND_WINDOW_SECONDS", 900)
@@ -372,7 +374,7 @@ CONTENT_FILTER_PATTERNS = env_json(
 CONTENT_FILTER_MODEL = env_str("CONTENT_FILTER_MODEL", "")
 # A classifier label flags a sample when its probability reaches the threshold; labels that
 # mean "fine" never flag. CONTENT_FILTER_FLAG_LABELS, when set, names the only labels that flag.
-CONTENT_FILTER_THRESHOLD = float(env_str("CONTENT_FILTER_THRESHOLD", "0.5"))
+CONTENT_FILTER_THRESHOLD = env_float("CONTENT_FILTER_THRESHOLD", 0.5, least=0, most=1)
 CONTENT_FILTER_SAFE_LABELS = env_list(
     "CONTENT_FILTER_SAFE_LABELS",
     ["safe", "ok", "neutral", "normal", "clean", "non-toxic", "non_toxic", "not_toxic"],
@@ -448,12 +450,12 @@ for _network in METRICS_ALLOWED_CIDRS:
             f"comma-separated: {_error}."
         ) from _error
 # Seconds /readyz and /metrics wait for the broker before calling it down.
-BROKER_PROBE_TIMEOUT = float(env_str("BROKER_PROBE_TIMEOUT", "2"))
+BROKER_PROBE_TIMEOUT = env_float("BROKER_PROBE_TIMEOUT", 2.0, above=0)
 # Error reporting to Sentry (or a compatible service) when a DSN is set; needs sentry-sdk
 # (pip install 'tandem[sentry]').
 SENTRY_DSN = env_str("SENTRY_DSN", "")
 SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", TANDEM_MODE)
-SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, least=0, most=1)
 if SENTRY_DSN:
     from config.sentry import sentry_init
 

@@ -2,6 +2,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,3 +159,37 @@ def test_an_api_throttle_rate_drf_reads_starts_also_with_a_plural_period():
     assert result.returncode == 0, result.stderr
     assert _import_settings(API_THROTTLE_ANON="2/seconds").returncode == 0
     assert _import_settings(API_THROTTLE_USER="100/days").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "name, values, sentence",
+    [
+        # A threshold of 5 never flags; a word stopped the start without naming the setting.
+        ("CONTENT_FILTER_THRESHOLD", ("5", "-0.1", "high", "nan"), "a number between 0 and 1"),
+        ("SENTRY_TRACES_SAMPLE_RATE", ("1.5", "-1", "all"), "a number between 0 and 1"),
+        ("BROKER_PROBE_TIMEOUT", ("0", "-2", "inf", "soon"), "a number above 0"),
+        # Every project's defaults, bounded as a project's own: K 0 or 500 failed every task's
+        # sampling (a generation job takes 1 to GENERATION_MAX_N replies), an overlap of 0
+        # filled the pool with tasks never offered.
+        ("RANKING_ALTERNATIVES", ("0", "500"), "an integer between 1 and 16"),
+        ("RANKING_OVERLAP", ("0", "500"), "an integer between 1 and 50"),
+        ("RANKING_POOL_SIZE", ("-1", "5000"), "an integer between 0 and 1000"),
+    ],
+)
+def test_a_number_setting_out_of_its_range_refuses_to_start_naming_it(name, values, sentence):
+    for value in values:
+        result = _import_settings(**{name: value})
+        assert result.returncode != 0, value
+        assert f"{name} must be {sentence}, got {value!r}" in result.stderr
+
+
+def test_number_settings_at_the_edges_of_their_ranges_start():
+    accepted = _import_settings(
+        CONTENT_FILTER_THRESHOLD="0.9",
+        SENTRY_TRACES_SAMPLE_RATE="1",
+        BROKER_PROBE_TIMEOUT="0.5",
+        RANKING_ALTERNATIVES="16",
+        RANKING_OVERLAP="50",
+        RANKING_POOL_SIZE="0",
+    )
+    assert accepted.returncode == 0, accepted.stderr

@@ -8,13 +8,11 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from ranking.projects.limits import MAX_ALTERNATIVES, MAX_OVERLAP, MAX_POOL_SIZE
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
 from sampler.generation.services import generation_params_validate
 from sampler.registry.models import ModelVersion
 
-MAX_ALTERNATIVES = 16
-MAX_OVERLAP = 50
-MAX_POOL_SIZE = 1000
 MAX_POLICIES = 16
 # Relative weights: a bound keeps their sum finite (a draw over infinite weights fails).
 MAX_POLICY_WEIGHT = 1e6
