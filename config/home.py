@@ -8,10 +8,10 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from accounts.roles import is_admin, is_trainer
-from config.metrics import generation_duration_by_purpose, ranking_pool_count, suggestion_latency
+from config.metrics import generation_duration_by_purpose, suggestion_latency
 from labeling.conversations.selectors import conversation_counts_for_user, conversation_list
 from ranking.quality.selectors import rankings_per_day, rankings_per_trainer, trainer_dashboard
-from ranking.rank.selectors import ranking_pool_target, ranking_queue_summary
+from ranking.rank.selectors import ranking_pool_count, ranking_pool_target, ranking_queue_summary
 from sampler.jobs.selectors import queue_depths
 from sampler.registry.selectors import model_version_active
 from sampler.workers.selectors import workers_live_by_queue

@@ -31,7 +31,7 @@ from config.broker import BrokerUnavailable, queue_depths
 from config.celery import Queue
 from labeling.models import AttackRun
 from ranking.models import DatasetExport, Ranking, RankingTask
-from ranking.rank.selectors import ranking_pool_target
+from ranking.rank.selectors import ranking_pool_count, ranking_pool_target
 from sampler.jobs.selectors import queue_depths as jobs_waiting_by_queue
 from sampler.models import GenerationJob, ModelComparison, TrainingRun
 from sampler.workers.selectors import worker_heartbeat_list, workers_live_by_queue
@@ -63,21 +63,6 @@ def jobs_count_by_status() -> dict[str, dict[str, int]]:
         for row in model.objects.order_by().values("status").annotate(rows=Count("pk")):
             by_status[row["status"]] = row["rows"]
         counts[kind] = by_status
-    return counts
-
-
-def ranking_pool_count() -> dict[str, int]:
-    """Open ranking tasks: ready for trainers, and being prepared (sampling alternatives)."""
-    open_statuses = (RankingTask.Status.READY, RankingTask.Status.PREPARING)
-    counts = {status.value: 0 for status in open_statuses}
-    rows = (
-        RankingTask.objects.filter(status__in=open_statuses)
-        .order_by()
-        .values("status")
-        .annotate(rows=Count("pk"))
-    )
-    for row in rows:
-        counts[row["status"]] = row["rows"]
     return counts
 
 

@@ -1,3 +1,4 @@
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -147,6 +148,35 @@ def ranking_pool_target(*, project: Project | None = None) -> int:
         ranking_pool_open_wanted(project=each, wanted=ranking_pool_wanted(project=each))
         for each in projects
     )
+
+
+def ranking_pool_open_tasks(
+    *, projects: Iterable[Project] | QuerySet[Project]
+) -> QuerySet[RankingTask]:
+    """The tasks the pool fill counts toward ``projects``' pools: being prepared, or ready with
+    rankings still wanted; never gold copies (offered beside the pool, not in it)."""
+    return RankingTask.objects.filter(
+        Q(status=RankingTask.Status.PREPARING)
+        | Q(status=RankingTask.Status.READY, rankings_count__lt=F("overlap_required")),
+        project__in=projects,
+        gold_ordering__isnull=True,
+    )
+
+
+def ranking_pool_count() -> dict[str, int]:
+    """The pools' tasks by status, ready and being prepared (sampling alternatives), counted as
+    the fill counts them: every active project's (``ranking_pool_target`` is what it keeps)."""
+    open_statuses = (RankingTask.Status.READY, RankingTask.Status.PREPARING)
+    counts = {status.value: 0 for status in open_statuses}
+    rows = (
+        ranking_pool_open_tasks(projects=projects_active())
+        .order_by()
+        .values("status")
+        .annotate(rows=Count("pk"))
+    )
+    for row in rows:
+        counts[row["status"]] = row["rows"]
+    return counts
 
 
 def ranking_waiting_state(

@@ -34,6 +34,7 @@ from ranking.projects.selectors import (
 )
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from ranking.rank.selectors import (
+    ranking_pool_open_tasks,
     ranking_pool_open_wanted,
     ranking_pool_wanted,
     tasks_open_to,
@@ -237,15 +238,7 @@ def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random 
     if uncertain:
         ranking_tasks_select(project=each, rng=rng)
     wanted = ranking_pool_open_wanted(project=each, wanted=wanted)
-    open_tasks = RankingTask.objects.filter(
-        Q(status=RankingTask.Status.PREPARING)
-        | Q(
-            status=RankingTask.Status.READY,
-            rankings_count__lt=F("overlap_required"),
-        ),
-        project=each,
-        gold_ordering__isnull=True,
-    ).count()
+    open_tasks = ranking_pool_open_tasks(projects=[each]).count()
     for _ in range(max(0, wanted - open_tasks)):
         if ranking_task_create(rng=rng, project=each, held_back=uncertain) is None:
             break

@@ -7,10 +7,14 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from ranking.gold.services import gold_task_create
+from ranking.models import RankingTask
+from ranking.projects.services import project_create
 from sampler.models import GenerationJob
 from tests.config.conftest import beat
 from tests.conftest import broker_at, free_port
 from tests.ranking.conftest import (
+    candidate_ids,
     finished_conversation,
     model_version_create,
     quick_trainer,
@@ -174,8 +178,6 @@ def test_the_pool_target_is_what_the_pool_fill_keeps_for_every_active_project(
 ):
     """Not RANKING_POOL_SIZE alone: each active project keeps its own pool (its size, or the
     site's), and one that selects by uncertainty prepares candidate_factor times as many."""
-    from ranking.projects.services import project_create
-
     settings.RANKING_POOL_SIZE = 20  # the default project's (active, no size of its own)
     project_create(name="Small", slug="small", status="active", pool_size=5)
     project_create(
@@ -185,3 +187,21 @@ def test_the_pool_target_is_what_the_pool_fill_keeps_for_every_active_project(
 
     assert scrape()[("tandem_ranking_pool_target_tasks", ())] == 20 + 5 + 2 * 3
     assert "(pool size 31)" in admin_client_.get("/").content.decode()
+
+
+def test_the_pool_count_leaves_out_gold_copies_and_tasks_of_inactive_projects(
+    scrape, admin_client_
+):
+    """What the pool fill counts toward the target: a gold copy, and a task of a paused or draft
+    project, are not in any pool (they made the pool look full while the fill made more)."""
+    version = model_version_create("policy-1")
+    writer = quick_trainer("writer")
+    pooled = task_from_source(finished_conversation(writer).active_leaf, model_version=version)
+    gold_task_create(task=pooled, ordering=[[c] for c in candidate_ids(pooled)])
+    draft = project_create(name="Draft", slug="draft")
+    outside = task_from_source(finished_conversation(writer).active_leaf, model_version=version)
+    RankingTask.objects.filter(pk=outside.pk).update(project=draft)
+
+    assert scrape()[("tandem_ranking_pool_tasks", (("status", "ready"),))] == 1
+    page = admin_client_.get("/").content.decode()
+    assert '<span class="stat-value" id="stat-pool">1</span>' in page
