@@ -13,6 +13,11 @@ class AttackForm(forms.Form):
         required=False, max_length=MAX_ATTACK_NOTE_CHARS, widget=forms.Textarea(attrs={"rows": 2})
     )
 
+    def typed(self) -> dict[str, str]:
+        """The fields as typed, valid or not (less a NUL character, which they may not hold):
+        what comes back into the form, with the reasons, when the mark is refused."""
+        return {name: self.data.get(name, "").replace("\x00", "") for name in self.fields}
+
 
 class AttackRunForm(forms.Form):
     model_version = ModelChoiceField(

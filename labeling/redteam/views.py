@@ -43,7 +43,7 @@ def _render_slot(
         "editable": message.conversation.status == Conversation.Status.DRAFT,
         "attack_errors": errors or [],
         "correction_text": correction_text,
-        "attack_form_data": form.data if form is not None else {},
+        "attack_form_data": form.typed() if form is not None else {},
     }
     response = render(request, SLOT, context, status=status)
     if status >= 400:

@@ -23,6 +23,12 @@ def test_editor_marks_an_attack_and_saves_the_correction(trainer_client, red_tea
     conversation, _, reply = red_team
     page = trainer_client.get(conversation.get_absolute_url())
     assert b"Attack succeeded?" in page.content
+    # A NUL is refused, and what was typed comes back without it (a page cannot hold one).
+    nul = trainer_client.post(
+        f"/write/messages/{reply.pk}/attack/", {"category": "privacy", "note": "a\x00b"}, **HTMX
+    )
+    assert nul.status_code == 422 and "\x00" not in nul.content.decode()
+    assert ">ab</textarea>" in nul.content.decode()
     response = trainer_client.post(
         f"/write/messages/{reply.pk}/attack/", {"category": "privacy", "note": "leaked"}, **HTMX
     )
