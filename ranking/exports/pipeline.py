@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,19 +103,21 @@ def write_jsonl(
     """Write ``rows`` as JSONL, buffered, hashing as it goes; gzip when ``compress`` (by default
     when the name ends in .gz). Missing folders on ``path`` are created.
 
-    The rows go to ``<name>.partial`` beside ``path``, renamed to ``path`` once complete: an
-    export that fails or is interrupted leaves no file (and an older file at ``path`` as it
-    was), never a truncated one under the final name. A ``path`` that is a device, a pipe or
-    a link is written in place."""
+    The rows go to ``<name>.<random>.partial`` beside ``path``, renamed to ``path`` once
+    complete: an export that fails or is interrupted leaves no file (and an older file at
+    ``path`` as it was), never a truncated one under the final name; each writer has its own
+    partial file, so a job taken over by another worker while the first still writes is never
+    two writers interleaved in one file. A ``path`` that is a device, a pipe or a link is
+    written in place."""
     compress = path.suffix == ".gz" if compress is None else compress
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_symlink() or (path.exists() and not path.is_file()):
         # A device, a pipe or a link (``--out /dev/stdout``): written to in place, as named.
         with path.open("wb") as raw:
             return _write_rows(rows, raw, compress=compress, on_progress=on_progress)
-    partial = path.with_name(path.name + ".partial")
+    partial = _partial_beside(path)
     try:
-        with partial.open("wb") as raw:
+        with partial.open("xb") as raw:
             written = _write_rows(rows, raw, compress=compress, on_progress=on_progress)
         partial.replace(path)
     except BaseException:
@@ -123,14 +126,21 @@ def write_jsonl(
     return written
 
 
+def _partial_beside(path: Path) -> Path:
+    """A name of its own beside ``path`` for one writer's partial file (opened with ``x``: a
+    name another writer holds is never shared)."""
+    return path.with_name(f"{path.name}.{secrets.token_hex(8)}.partial")
+
+
 def write_features(format: str, filters: ExportFilters, target: Path) -> None:
     """Write the column types of ``format``'s records (``datasets.Features`` as a dict) to
     ``target``, whole or not at all; an export file's go beside it (``features_path``)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    partial = _partial_beside(target)
     features = export_features(format, pseudonymize=filters.pseudonymize)
     try:
-        partial.write_bytes(orjson.dumps(features, option=orjson.OPT_INDENT_2))
+        with partial.open("xb") as raw:
+            raw.write(orjson.dumps(features, option=orjson.OPT_INDENT_2))
         partial.replace(target)
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -473,6 +473,30 @@ def test_an_export_that_fails_midway_leaves_no_partial_file_under_its_name(ranke
     assert link.is_symlink() and len((tmp_path / "target.jsonl").read_bytes().splitlines()) == 36
 
 
+def test_a_stalled_writer_taken_over_midway_cannot_write_into_the_file_that_replaced_it(
+    tmp_path,
+):
+    """An export job queued again after its heartbeat stopped runs on another worker while
+    the first may still be writing; the first one stops at its next heartbeat. The file is
+    the second worker's, whole, not the two interleaved."""
+    from sampler.jobs.kinds import JobCancelled
+
+    out = tmp_path / "export-1-pairs.jsonl"
+    theirs = [{"worker": "second", "row": row} for row in range(1500)]
+
+    def stalled_rows():
+        for row in range(2000):
+            if row == 1200:  # taken over: the second worker writes the whole file meanwhile
+                write_jsonl(iter(theirs), out)
+            yield {"worker": "first", "row": row}
+        raise JobCancelled("pairs job 1 was taken over.")  # its next heartbeat
+
+    with pytest.raises(JobCancelled):
+        write_jsonl(stalled_rows(), out)
+    assert [json.loads(line) for line in out.read_bytes().splitlines()] == theirs
+    assert [path.name for path in tmp_path.iterdir()] == [out.name]
+
+
 def test_out_dash_writes_the_rows_to_standard_output_and_the_summary_to_standard_error(
     ranked, tmp_path, monkeypatch
 ):
