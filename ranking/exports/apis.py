@@ -42,6 +42,17 @@ class FiniteFloatField(serializers.FloatField):
         return value
 
 
+# The query parameter of each filter whose name differs from the ExportFilters field's (a list
+# field is plural there, one value per parameter here): an error about it names the parameter.
+QUERY_PARAMETERS = {
+    "model_version_ids": "model_version_id",
+    "exclude_flags": "exclude_flag",
+    "exclude_trainer_ids": "exclude_trainer_id",
+    "guideline_versions": "guideline_version",
+    "project_ids": "project_id",
+}
+
+
 class ExportStreamApi(APIView):
     """Stream an export as JSONL, read from the database in chunks (memory stays flat)."""
 
@@ -119,7 +130,7 @@ class ExportStreamApi(APIView):
             ),
             project_ids=project_ids_existing(ids=data.get("project_id", ())),
         )  # a ValidationError here becomes a 400 with its messages (config.api)
-        filters.check_format(data["format"])
+        filters.check_format(data["format"], names=QUERY_PARAMETERS)
         response = StreamingHttpResponse(
             jsonl_lines(records(data["format"], filters)), content_type="application/jsonl"
         )

@@ -93,10 +93,13 @@ class ExportFilters:
         if errors:
             raise ValidationError(errors)
 
-    def check_format(self, format: str) -> None:
+    def check_format(self, format: str, *, names: dict[str, str] | None = None) -> None:
         """Refuse filters that would be ignored: those choosing rankings, set for an export of
         demonstrations (which come from conversations, not rankings), and ``exclude_flags`` for
-        KTO's examples (its flagged replies are examples, undesirable ones)."""
+        KTO's examples (its flagged replies are examples, undesirable ones).
+
+        ``names``: what the caller calls a filter (the streaming API's query parameters), for
+        the error's key and message; a filter not named there goes by its field's name."""
         ignored = {
             DatasetExport.Format.DEMONSTRATIONS: (
                 ("model_version_ids", "min_agreement", "exclude_flags"),
@@ -108,10 +111,13 @@ class ExportFilters:
                 "instead (leave `flags` out of its sources to do without them).",
             ),
         }
-        names, why = ignored.get(format, ((), ""))
+        ignored_names, why = ignored.get(format, ((), ""))
         defaults = ExportFilters()
-        set_names = [name for name in names if getattr(self, name) != getattr(defaults, name)]
-        errors = {name: f"{name} {why}" for name in set_names}
+        set_names = [
+            name for name in ignored_names if getattr(self, name) != getattr(defaults, name)
+        ]
+        labels = names or {}
+        errors = {labels.get(name, name): f"{labels.get(name, name)} {why}" for name in set_names}
         if errors:
             raise ValidationError(errors)
 

@@ -192,3 +192,22 @@ def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user,
         unknown = client.get("/api/exports/stream/", {"format": "pairs", name: 999999})
         assert unknown.status_code == 400
         assert unknown.json() == {name: [f"No {what} with id 999999."]}
+
+
+def test_streaming_api_names_a_ranking_filter_refused_for_demonstrations_as_its_parameter(
+    admin_client_, ranked
+):
+    tasks, _ = ranked
+    refused = {
+        "model_version_id": tasks[0].model_version_id,
+        "exclude_flag": "harmful",
+        "min_agreement": 0.5,
+    }
+    for name, value in refused.items():
+        response = admin_client_.get(
+            "/api/exports/stream/", {"format": "demonstrations", name: value}
+        )
+        assert response.status_code == 400
+        assert response.json() == {
+            name: [f"{name} chooses rankings or pairs; demonstrations are not filtered by it."]
+        }
