@@ -1,5 +1,6 @@
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from config.querysets import ids_existing, ids_named
@@ -12,17 +13,38 @@ def model_version_active(*, kind: str = ModelVersion.Kind.POLICY) -> ModelVersio
 
 
 def model_version_ids_by_name(*, names: list[str]) -> tuple[int, ...]:
-    """The ids of the versions named; ValidationError naming any that is unknown."""
-    return ids_named(
+    """The ids of the policy versions named (the filter "the policy that sampled the task");
+    ValidationError naming any that is unknown, or not a policy (it would match nothing)."""
+    ids = ids_named(
         ModelVersion.objects.all(), "name", names, what="model version", key="model_version"
     )
+    _policies_only(ids, dict(zip(ids, dict.fromkeys(names), strict=True)), key="model_version")
+    return ids
 
 
 def model_version_ids_existing(*, ids: list[int] | tuple[int, ...]) -> tuple[int, ...]:
-    """``ids`` when each names a model version; ValidationError naming those that do not."""
-    return ids_existing(
+    """``ids`` when each names a policy version; ValidationError naming those that do not
+    exist, or are not policies."""
+    found = ids_existing(
         ModelVersion.objects.all(), ids, what="model version", key="model_version_id"
     )
+    _policies_only(found, {pk: pk for pk in found}, key="model_version_id")
+    return found
+
+
+def _policies_only(ids: tuple[int, ...], labels: dict, *, key: str) -> None:
+    """A ValidationError under ``key`` naming (by ``labels``) the versions of ``ids`` that are
+    not policies: no ranking task, red-team attack or demonstration is sampled by one."""
+    others = set(
+        ModelVersion.objects.filter(pk__in=ids)
+        .exclude(kind=ModelVersion.Kind.POLICY)
+        .values_list("pk", flat=True)
+    )
+    named = [str(labels[pk]) for pk in ids if pk in others]
+    if named:
+        raise ValidationError(
+            {key: f"Not a policy (tasks are sampled by policies): {', '.join(named)}."}
+        )
 
 
 def model_version_list() -> QuerySet[ModelVersion]:

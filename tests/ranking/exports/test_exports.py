@@ -627,3 +627,29 @@ def test_the_split_takes_the_same_bounds_on_every_path(ranked, tmp_path, admin_c
     with pytest.raises(ConfigError):
         SFTConfig.from_dict({"test_fraction": 0.995})
     assert SFTConfig.from_dict({"test_fraction": 0.99}).test_fraction == 0.99
+
+
+def test_a_model_version_filter_naming_a_reward_model_is_refused_not_an_empty_export(
+    ranked, tmp_path, admin_client_
+):
+    """Tasks are sampled by policies: a reward version would quietly match nothing."""
+    from django.core.management.base import CommandError
+
+    from sampler.models import ModelVersion
+
+    reward = ModelVersion.objects.create(name="rm-1", path="rm-1", kind=ModelVersion.Kind.REWARD)
+    out = tmp_path / "pairs.jsonl"
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "export_comparisons", "--format", "pairs", "--out", str(out),
+            "--model-version", "rm-1", verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value) == "Not a policy (tasks are sampled by policies): rm-1."
+    assert not out.exists()
+    stream = admin_client_.get(
+        "/api/exports/stream/", {"format": "pairs", "model_version_id": reward.pk}
+    )
+    assert stream.status_code == 400
+    assert stream.json() == {
+        "model_version_id": [f"Not a policy (tasks are sampled by policies): {reward.pk}."]
+    }
