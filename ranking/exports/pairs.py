@@ -24,7 +24,21 @@ from ranking.exports.reading import (
 from ranking.quality.metrics import implied_pairs
 
 
-def _pair_record(context: dict, task_id: int, winner: int, loser: int, **extra) -> dict:
+def _pair_record(
+    context: dict,
+    task_id: int,
+    winner: int,
+    loser: int,
+    *,
+    rank_distance: float,
+    ranking_id: int | None,
+    ranker: str | int | None,
+    votes: int,
+    agreement: float,
+    guideline_version: int | None,
+    trust_weight: float | None = None,
+) -> dict:
+    # The README's order (and the features'), which red-team pairs follow too.
     return {
         "schema_version": SCHEMA_VERSION,
         "prompt": context["prompt"],
@@ -38,9 +52,14 @@ def _pair_record(context: dict, task_id: int, winner: int, loser: int, **extra) 
         "red_team": False,
         "attack_id": None,
         "attack_category": None,
+        "rank_distance": rank_distance,
+        "ranking_id": ranking_id,
+        "ranker": ranker,
+        "votes": votes,
+        "agreement": agreement,
+        "guideline_version": guideline_version,
         "project": context.get("project"),
-        "trust_weight": None,
-        **extra,
+        "trust_weight": trust_weight,
     }
 
 
