@@ -2,9 +2,15 @@
 
 from config.celery import Queue
 from ranking.exports.models import DatasetExport
-from ranking.exports.services import dataset_export_execute
+from ranking.exports.services import dataset_export_execute, dataset_export_retried
 from sampler.jobs.kinds import JobKind, job_kind_register
 
 EXPORT = job_kind_register(
-    JobKind("export", DatasetExport, dataset_export_execute, queue=Queue.DEFAULT.value)
+    JobKind(
+        "export",
+        DatasetExport,
+        dataset_export_execute,
+        queue=Queue.DEFAULT.value,
+        on_retry=dataset_export_retried,
+    )
 )

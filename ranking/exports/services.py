@@ -69,10 +69,18 @@ def dataset_export_features(*, export: DatasetExport) -> dict:
     return export_features(export.format, pseudonymize=filters.pseudonymize)
 
 
+def dataset_export_retried(export: DatasetExport) -> None:
+    """A retried export waits in its queue to be written from the start: no progress yet."""
+    DatasetExport.objects.filter(pk=export.pk).update(progress=0.0)
+
+
 def dataset_export_execute(context: JobContext) -> None:
     """Write the export's file (to a temporary name, renamed when complete) and its column
     types beside it (``features_path``); a job run again writes them again from the start."""
     export = DatasetExport.objects.get(pk=context.job.pk)
+    # The file is written from its first row again: so is the progress (an earlier attempt's
+    # would show until the first rows are counted).
+    context.heartbeat(progress=0.0)
     filters, compress = _stored_filters(export)
     export_prepare(export.format, filters)
     total_sources = max(1, source_count(export.format, filters))

@@ -22,7 +22,7 @@ from ranking.exports.reading import task_bundles
 from ranking.models import DatasetExport, Ranking
 from ranking.rank import services
 from ranking.rank.services import RankingInput
-from sampler.jobs.services import job_execute, job_run_inline
+from sampler.jobs.services import job_execute, job_retry, job_run_inline
 from tests.ranking.conftest import (
     candidate_ids,
     finished_conversation,
@@ -653,3 +653,28 @@ def test_a_model_version_filter_naming_a_reward_model_is_refused_not_an_empty_ex
     assert stream.json() == {
         "model_version_id": [f"Not a policy (tasks are sampled by policies): {reward.pk}."]
     }
+
+
+def test_an_export_run_again_starts_its_progress_from_zero(ranked, admin_user, monkeypatch):
+    """A retried export (or one queued again after its worker stopped) writes its file from
+    the start: its bar does not stay at the earlier attempt's progress meanwhile."""
+    export = export_services.dataset_export_create(
+        created_by=admin_user, format="pairs", filters=ExportFilters(), queue=False
+    )
+    # An attempt that failed after writing part of the file, then a retry.
+    DatasetExport.objects.filter(pk=export.pk).update(
+        status=DatasetExport.Status.FAILED, progress=0.6, error="disk full"
+    )
+    job_retry(job=export)
+    assert DatasetExport.objects.get(pk=export.pk).progress == 0.0  # queued, not 60 % done
+    # Queued again after its worker stopped heartbeating (no retry): the run starts from zero.
+    DatasetExport.objects.filter(pk=export.pk).update(progress=0.6)
+    seen = []
+
+    def records_watched(format, filters):
+        seen.append(DatasetExport.objects.get(pk=export.pk).progress)
+        yield from records(format, filters)
+
+    monkeypatch.setattr(export_services, "records", records_watched)
+    assert job_run_inline(job=export).status == DatasetExport.Status.SUCCEEDED
+    assert seen == [0.0]
