@@ -39,14 +39,17 @@ def ranking_records(filters: ExportFilters) -> Iterator[dict]:
         if context is None:
             continue
         candidates = [_candidate_record(c) for c in bundle.candidates]
+        exported = [
+            ranking
+            for ranking in bundle.rankings
+            if not flagged_candidates(ranking, filters.exclude_flags)
+        ]
         consensus = consensus_ranking(
             (r["ordering"], trust.get(r["ranker_id"], DEFAULT_TRUST))
-            for r in bundle.rankings
+            for r in exported
             if not r["cannot_rank"]
         )
-        for ranking in bundle.rankings:
-            if flagged_candidates(ranking, filters.exclude_flags):
-                continue
+        for ranking in exported:
             yield {
                 "schema_version": SCHEMA_VERSION,
                 "ranking_id": ranking["id"],

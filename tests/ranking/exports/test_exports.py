@@ -678,3 +678,31 @@ def test_an_export_run_again_starts_its_progress_from_zero(ranked, admin_user, m
     monkeypatch.setattr(export_services, "records", records_watched)
     assert job_run_inline(job=export).status == DatasetExport.Status.SUCCEEDED
     assert seen == [0.0]
+
+
+def test_the_consensus_is_over_the_rankings_exported_not_those_a_flag_filter_drops(db):
+    writer = quick_trainer("writer")
+    first, second = quick_trainer("ranker0"), quick_trainer("ranker1")
+    version = model_version_create("policy-1")
+    # Both agree on three other tasks, so each has the same trust, above chance.
+    for index in range(3):
+        source = finished_conversation(writer, turns=(f"q{index}?", f"a{index}.")).active_leaf
+        other = task_from_source(source, model_version=version)
+        for ranker in (first, second):
+            rank(other, ranker, [[0], [1], [2], [3]])
+    source = finished_conversation(writer, turns=("q?", "a.")).active_leaf
+    task = task_from_source(source, model_version=version)
+    rank(task, first, [[0], [1], [2], [3]], flags={3: ["harmful"]})
+    kept = rank(task, second, [[3], [2], [1], [0]])
+    ids = candidate_ids(task)
+
+    (record,) = [
+        record
+        for record in ranking_records(ExportFilters(exclude_flags=("harmful",)))
+        if record["task_id"] == task.pk
+    ]
+    assert record["ranking_id"] == kept.pk
+    # The one ranking written is the whole consensus: its own order, not a tie with the dropped one.
+    assert record["consensus"] == [[ids[3]], [ids[2]], [ids[1]], [ids[0]]]
+    both = [r for r in ranking_records(ExportFilters()) if r["task_id"] == task.pk]
+    assert [r["consensus"] for r in both] == [[sorted(ids)]] * 2
