@@ -5,14 +5,51 @@ credentials gets its 401 before DRF's AnonRateThrottle is consulted, so that thr
 slows down a client that guesses tokens or passwords. This middleware counts the 401s that
 ``/api/`` answers per client address; past ``API_THROTTLE_ANON`` within its window, the next
 ones become 429 with ``Retry-After``. Requests with valid credentials never get a 401, so they
-are never counted and cost no cache lookup here (their rate is DRF's UserRateThrottle)."""
+are never counted and cost no cache lookup here (their rate is DRF's UserRateThrottle).
 
+The counters live in the cache, in production the broker's Redis: while it is down a request
+is answered as if nothing were counted (one warning in the log), never with a server error.
+"""
+
+import logging
 from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from rest_framework.throttling import AnonRateThrottle
+from redis.exceptions import RedisError
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+
+logger = logging.getLogger(__name__)
+
+# What a cache that is down raises (Django's Redis cache: redis-py's errors; a socket's).
+CACHE_ERRORS = (RedisError, OSError)
+
+
+def _cache_down(error: BaseException) -> None:
+    logger.warning("API throttling is off while the cache is unreachable: %s", error)
+
+
+class UserRateThrottleUnlessCacheDown(UserRateThrottle):
+    """DRF's per-user rate; a request is let through while the cache is unreachable."""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except CACHE_ERRORS as error:
+            _cache_down(error)
+            return True
+
+
+class AnonRateThrottleUnlessCacheDown(AnonRateThrottle):
+    """DRF's per-address rate; a request is let through while the cache is unreachable."""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except CACHE_ERRORS as error:
+            _cache_down(error)
+            return True
 
 
 class _FailureRate(AnonRateThrottle):
@@ -34,13 +71,16 @@ class AnonymousApiThrottleMiddleware:
         rate = _FailureRate()
         key = rate.cache_format % {"ident": rate.get_ident(request)}
         now = rate.timer()
-        history = [moment for moment in cache.get(key, []) if moment > now - rate.duration]
-        if len(history) >= rate.num_requests:
-            wait = max(1, round(history[0] + rate.duration - now))
-            return JsonResponse(
-                {"detail": f"Too many unauthenticated requests: try again in {wait} seconds."},
-                status=429,
-                headers={"Retry-After": str(wait)},
-            )
-        cache.set(key, [*history, now], rate.duration)
+        try:
+            history = [moment for moment in cache.get(key, []) if moment > now - rate.duration]
+            if len(history) >= rate.num_requests:
+                wait = max(1, round(history[0] + rate.duration - now))
+                return JsonResponse(
+                    {"detail": f"Too many unauthenticated requests: try again in {wait} seconds."},
+                    status=429,
+                    headers={"Retry-After": str(wait)},
+                )
+            cache.set(key, [*history, now], rate.duration)
+        except CACHE_ERRORS as error:
+            _cache_down(error)
         return response

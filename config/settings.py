@@ -501,9 +501,10 @@ for _name, _rate in _throttle_rates.items():
             f"{_name} must be a number of requests per second, minute, hour or day, at least 1 "
             f"(e.g. 1200/minute), got {_rate!r}."
         )
+# DRF's anonymous and per-user rates, letting requests through while the cache is down.
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
-    "rest_framework.throttling.AnonRateThrottle",
-    "rest_framework.throttling.UserRateThrottle",
+    "accounts.throttling.AnonRateThrottleUnlessCacheDown",
+    "accounts.throttling.UserRateThrottleUnlessCacheDown",
 ]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": API_THROTTLE_ANON, "user": API_THROTTLE_USER}
 # DRF checks permissions before throttles, so a request without valid credentials is answered
@@ -522,7 +523,8 @@ if CACHE_URL.startswith(("redis://", "rediss://")):
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": CACHE_URL,
             "KEY_PREFIX": "tandem",
-            # A cache that is down must not take the site with it: throttling waits seconds at most.
+            # A cache that is down must not take the site with it: throttling waits seconds at
+            # most, then lets the request through (accounts/throttling.py).
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }

@@ -2,12 +2,14 @@
 wherever one is set, and every page carries the security headers."""
 
 import base64
+from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
+from kombu.exceptions import OperationalError as BrokerDown
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
@@ -15,7 +17,9 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.authentication import ApiTokenAuthentication, BasicAuthenticationWithLockout
 from accounts.services import user_create_trainer
-from tests.conftest import PASSWORD
+from config.celery import app
+from sampler.generation.models import GenerationJob
+from tests.conftest import PASSWORD, free_port
 
 LOGIN = "/accounts/login/"
 
@@ -226,3 +230,31 @@ def test_templates_hold_no_inline_code():
         ]
         offending += [f"{template.relative_to(root)}: {p}" for p in patterns if re.search(p, text)]
     assert offending == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_requests_are_answered_while_the_cache_holding_the_throttle_counters_is_down(
+    trainer, policy, monkeypatch, settings
+):
+    # Production keeps the counters in the broker's Redis: when it is down, a request is
+    # answered as if nothing were counted (never a 500), and a job is kept for later (503).
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/1",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    token = services.api_token_create(user=trainer, name="t").secret
+    scripted = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert scripted.get("/api/conversations/").status_code == 200
+    created = scripted.post(
+        "/api/generation-jobs/",
+        {"messages": [{"role": "user", "content": "hello?"}], "n": 1},
+        content_type="application/json",
+    )
+    assert created.status_code == 503, created.content
+    job = GenerationJob.objects.get(pk=created.json()["job"]["id"])
+    assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
+    assert Client(REMOTE_ADDR="10.9.9.6").get("/api/conversations/").status_code == 401
