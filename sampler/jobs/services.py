@@ -152,18 +152,26 @@ def _republish_delay(publish_count: int) -> timedelta:
     return timedelta(seconds=min(settings.JOB_REPUBLISH_MAX, base * 2 ** max(0, publish_count - 1)))
 
 
+def _republish_due(now: datetime) -> Q:
+    """Published rows whose wait since their last publication passed their republish delay,
+    in the query: a tick's batch then holds only rows that are due, and rows waiting within
+    their delay never crowd out a lost publication behind them."""
+    ceiling = timedelta(seconds=settings.JOB_REPUBLISH_MAX)
+    due = Q(publish_count__lte=1, published_at__lt=now - _republish_delay(1))
+    count = 2
+    while count < 64 and _republish_delay(count - 1) < ceiling:
+        due |= Q(publish_count=count, published_at__lt=now - _republish_delay(count))
+        count += 1
+    return due | Q(publish_count__gte=count, published_at__lt=now - _republish_delay(count))
+
+
 def _lost_publications(model: type[Job], now: datetime) -> list[Job]:
     grace = now - timedelta(seconds=settings.JOB_PUBLISH_GRACE)
-    first_due = now - timedelta(seconds=settings.JOB_REPUBLISH_AFTER)
     candidates = model.objects.filter(status=JobStatus.QUEUED).exclude(queue="")
     candidates = candidates.filter(
-        Q(published_at__isnull=True, queued_at__lt=grace) | Q(published_at__lt=first_due)
+        Q(published_at__isnull=True, queued_at__lt=grace) | _republish_due(now)
     )
-    return [
-        job
-        for job in candidates.order_by("queued_at")[: settings.JOB_TICK_BATCH]
-        if job.published_at is None or job.published_at < now - _republish_delay(job.publish_count)
-    ]
+    return list(candidates.order_by("queued_at")[: settings.JOB_TICK_BATCH])
 
 
 # ---- claiming and running ---------------------------------------------------------------------

@@ -120,6 +120,29 @@ def test_the_outbox_leaves_a_waiting_job_alone_then_republishes_with_backoff(
     assert report.failed == 0 and job.status == GenerationJob.Status.QUEUED
 
 
+def test_the_outbox_reaches_a_lost_publication_behind_more_waiting_jobs_than_one_tick_takes(
+    policy, trainer, broker, django_capture_on_commit_callbacks, settings
+):
+    settings.JOB_TICK_BATCH = 2
+    now = timezone.now()
+    waiting = [_job(trainer, queue=False) for _ in range(2)]
+    # Published three times already, the last 5 minutes ago: not due again for a while.
+    GenerationJob.objects.filter(pk__in=[job.pk for job in waiting]).update(
+        queue="interactive",
+        queued_at=now - timedelta(hours=1),
+        published_at=now - timedelta(minutes=5),
+        publish_count=3,
+    )
+    lost = _job(trainer, queue=False)
+    GenerationJob.objects.filter(pk=lost.pk).update(
+        queue="interactive", queued_at=now - timedelta(minutes=1), published_at=None
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.jobs_tick(now=now)
+    assert report.republished == 1
+    assert [message["args"][1] for message in broker.sent] == [lost.pk]
+
+
 def test_a_stale_message_is_dropped_and_the_current_one_runs(policy, trainer, broker):
     job = _job(trainer, queue=False)
     GenerationJob.objects.filter(pk=job.pk).update(publish_token="new", queue="interactive")
