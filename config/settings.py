@@ -291,13 +291,13 @@ JOB_STALE_AFTER = env_int("JOB_STALE_AFTER", 60)
 JOB_REPUBLISH_AFTER = env_int("JOB_REPUBLISH_AFTER", 120)
 JOB_REPUBLISH_MAX = env_int("JOB_REPUBLISH_MAX", 1800)
 # A job whose publication has not been confirmed this long after it was queued is published again.
-JOB_PUBLISH_GRACE = env_int("JOB_PUBLISH_GRACE", 10)
+JOB_PUBLISH_GRACE = env_int("JOB_PUBLISH_GRACE", 10, least=0)
 # Times a worker may start a job (a worker that dies mid-job counts) before it is failed.
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 # How often the outbox and the sweeper run (seconds; the beat schedule).
-JOB_TICK_SECONDS = env_int("JOB_TICK_SECONDS", 15)
+JOB_TICK_SECONDS = env_int("JOB_TICK_SECONDS", 15, least=1)
 # Rows the outbox and the sweeper handle per table and tick.
-JOB_TICK_BATCH = env_int("JOB_TICK_BATCH", 500)
+JOB_TICK_BATCH = env_int("JOB_TICK_BATCH", 500, least=1)
 _job_setting_errors = []
 if JOB_HEARTBEAT_SECONDS < 1 or JOB_STALE_AFTER < 3 * JOB_HEARTBEAT_SECONDS:
     _job_setting_errors.append(

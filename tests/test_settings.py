@@ -174,6 +174,12 @@ def test_an_api_throttle_rate_drf_reads_starts_also_with_a_plural_period():
         ("RANKING_ALTERNATIVES", ("0", "500"), "an integer between 1 and 16"),
         ("RANKING_OVERLAP", ("0", "500"), "an integer between 1 and 50"),
         ("RANKING_POOL_SIZE", ("-1", "5000"), "an integer between 0 and 1000"),
+        # The outbox and the sweeper: a batch of 0 republished and swept nothing (jobs whose
+        # message was lost waited forever), a negative one failed every tick; a tick of 0
+        # seconds ran without pause.
+        ("JOB_TICK_BATCH", ("0", "-5"), "an integer of at least 1"),
+        ("JOB_TICK_SECONDS", ("0", "-1"), "an integer of at least 1"),
+        ("JOB_PUBLISH_GRACE", ("-1",), "an integer of at least 0"),
     ],
 )
 def test_a_number_setting_out_of_its_range_refuses_to_start_naming_it(name, values, sentence):
@@ -191,5 +197,8 @@ def test_number_settings_at_the_edges_of_their_ranges_start():
         RANKING_ALTERNATIVES="16",
         RANKING_OVERLAP="50",
         RANKING_POOL_SIZE="0",
+        JOB_TICK_BATCH="1",
+        JOB_TICK_SECONDS="1",
+        JOB_PUBLISH_GRACE="0",
     )
     assert accepted.returncode == 0, accepted.stderr
