@@ -64,6 +64,13 @@ class Publication:
     def failed(self) -> bool:
         return bool(self.error)
 
+    def unreachable_note(self, what: str) -> str:
+        """What a page says of ``what`` (e.g. "Run 3") when the job queue did not take it."""
+        return (
+            f"{what} is saved, but the job queue is unreachable right now: it starts as soon "
+            "as the queue is back."
+        )
+
 
 def worker_name() -> str:
     """This process, as recorded on the rows it runs: ``host/pid``."""

@@ -113,7 +113,10 @@ def ppo_run_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, ppo_form=form, status=422)
-    messages.success(request, f"PPO run {run.pk} is queued for a training worker.")
+    if run.publication.failed:
+        messages.warning(request, run.publication.unreachable_note(f"PPO run {run.pk}"))
+    else:
+        messages.success(request, f"PPO run {run.pk} is queued for a training worker.")
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
     return redirect_page(request, url)
 

@@ -97,6 +97,7 @@ def training_run_create(
     export, possibly gzipped). ``kind_inputs`` are the kind's own (reward:
     ``demonstrations_path``; PPO: ``reward_version``). ``allowed_data_roots`` limits the files a
     web request may name. Bad input raises ``ValidationError`` before anything is stored.
+    ``run.publication`` says whether the job queue took it (the run is kept either way).
     """
     training = training_kind(kind)
     training_config = validated_config(training, config)
@@ -138,8 +139,7 @@ def training_run_create(
         run.output_name = output_name or f"{base.name}-{training.name}-run{run.pk}"
         run.checkpoint_dir = str(Path(settings.MODEL_ROOT) / "runs" / f"run-{run.pk}")
         run.save(update_fields=["output_name", "checkpoint_dir"])
-        if queue:
-            job_enqueue(job=run)
+        run.publication = job_enqueue(job=run) if queue else None
     return run
 
 

@@ -72,7 +72,10 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
             training_services.training_data_discard(path=data_path)  # no run will read it
         add_validation_errors(form, error)
         return _page(request, form, status=422)
-    messages.success(request, f"Run {run.pk} is queued for a training worker.")
+    if run.publication.failed:
+        messages.warning(request, run.publication.unreachable_note(f"Run {run.pk}"))
+    else:
+        messages.success(request, f"Run {run.pk} is queued for a training worker.")
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
     return redirect_page(request, url)
 

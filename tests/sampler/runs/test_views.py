@@ -2,12 +2,15 @@
 
 import gzip
 import json
+from unittest import mock
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerDown
 
+from config.celery import app
 from ranking.exports import services as export_services
 from ranking.exports.filters import ExportFilters
 from sampler.jobs.services import job_run_inline
@@ -254,3 +257,17 @@ def test_an_unreadable_data_file_is_a_clear_refusal_not_an_error(policy, tmp_pat
     folder = tmp_path / "a-folder.jsonl"
     folder.mkdir()
     assert data_file_problem("sft", str(folder)) == "Cannot read a-folder.jsonl: Is a directory."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_launched_while_the_job_queue_is_down_is_kept_and_the_page_says_so(
+    admin_client_, policy, monkeypatch
+):
+    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    fields = {"source": "database", "test_fraction": "0.1", "split_seed": "3", "kind": "reward"}
+    response = admin_client_.post(reverse("sampler:training-run-start"), fields, follow=True)
+    assert response.status_code == 200
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.QUEUED and run.published_at is None
+    page = response.content.decode()
+    assert "job queue is unreachable" in page and "queued for a training worker" not in page
