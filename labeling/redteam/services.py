@@ -144,7 +144,8 @@ def attack_run_create(
     queue: bool = True,
 ) -> AttackRun:
     """Record a re-run of the stored attacks against a policy version and queue it: the
-    attacks of ``project`` (none: of the default project), each one's correction as written."""
+    attacks of ``project`` (none: of the default project), each one's correction as written.
+    ``run.publication`` says whether the job queue took it (the run is kept either way)."""
     if not is_admin(requested_by):
         raise PermissionDenied("Only admins can re-run attacks.")
     if model_version.kind != ModelVersion.Kind.POLICY:
@@ -161,8 +162,7 @@ def attack_run_create(
         params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS},
         requested_by=requested_by,
     )
-    if queue:
-        job_enqueue(job=run)
+    run.publication = job_enqueue(job=run) if queue else None
     return run
 
 

@@ -209,9 +209,12 @@ def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
         for text in validation_messages(error):
             form.add_error(None, text)
         return render(request, PAGE, _overview_context(request, run_form=form), status=422)
-    messages.success(
-        request, f"Re-running {run.attack_count} stored attacks against {run.model_version}."
-    )
+    if run.publication.failed:
+        messages.warning(request, run.publication.unreachable_note(f"The re-run {run.pk}"))
+    else:
+        messages.success(
+            request, f"Re-running {run.attack_count} stored attacks against {run.model_version}."
+        )
     return redirect("labeling:redteam")
 
 

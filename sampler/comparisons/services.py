@@ -87,7 +87,8 @@ def model_comparison_create(
 
     ``project``: the comparison belongs to it and draws its prompts from its data only (none:
     the default project, prompts from the projects open to every trainer, those of ``filters``
-    among them when it names some: its side-by-sides are shown to every trainer)."""
+    among them when it names some: its side-by-sides are shown to every trainer).
+    ``comparison.publication`` says whether the job queue took it (it is kept either way)."""
     errors = {}
     for field, version in (("version_a", version_a), ("version_b", version_b)):
         if version.kind != ModelVersion.Kind.POLICY:
@@ -172,8 +173,7 @@ def model_comparison_create(
             },
             requested_by=requested_by,
         )
-        if queue:
-            job_enqueue(job=comparison)
+        comparison.publication = job_enqueue(job=comparison) if queue else None
     return comparison
 
 

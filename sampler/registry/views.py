@@ -142,7 +142,11 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, comparison_form=form, status=422)
-    messages.success(request, f"Comparison {comparison.pk} is queued.")
+    if comparison.publication.failed:
+        note = comparison.publication.unreachable_note(f"Comparison {comparison.pk}")
+        messages.warning(request, note)
+    else:
+        messages.success(request, f"Comparison {comparison.pk} is queued.")
     url = reverse("sampler:models") + "#comparisons"
     return redirect_page(request, url)
 

@@ -1,6 +1,10 @@
+from unittest import mock
+
 import pytest
 from django.core.exceptions import ValidationError
+from kombu.exceptions import OperationalError as BrokerDown
 
+from config.celery import app
 from labeling.conversations.models import Conversation
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack, AttackRun
@@ -134,3 +138,19 @@ def test_a_correction_with_a_nul_is_refused_with_the_fields_message_and_the_text
     assert "Ask a locksmith.</textarea>" in page
     attack.refresh_from_db()
     assert attack.correction is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rerun_asked_for_while_the_job_queue_is_down_is_kept_and_the_page_says_so(
+    admin_client_, red_team, trainer, model_version, monkeypatch
+):
+    _, _, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    response = admin_client_.post(
+        "/write/redteam/runs/new/", {"model_version": model_version.pk}, follow=True
+    )
+    assert response.status_code == 200
+    run = AttackRun.objects.get()
+    assert run.status == AttackRun.Status.QUEUED and run.published_at is None
+    assert "job queue is unreachable" in response.content.decode()

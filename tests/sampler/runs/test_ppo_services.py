@@ -3,13 +3,16 @@
 import json
 from io import StringIO
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.urls import reverse
+from kombu.exceptions import OperationalError as BrokerDown
 
+from config.celery import app
 from labeling.models import Message
 from ranking.exports.filters import ExportFilters
 from ranking.quality.selectors import human_preference_between_versions
@@ -326,3 +329,21 @@ def test_the_models_page_refuses_a_ppo_batch_too_small_to_split_on_its_own_field
     assert set(errors) == {"batch_size"}, errors
     assert b"minibatches" not in response.content
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_comparison_asked_for_while_the_job_queue_is_down_is_kept_and_the_page_says_so(
+    admin_client_, policy, reward_version, monkeypatch
+):
+    other = model_version_register(name="micro-copy", path=policy.path)
+    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    response = admin_client_.post(
+        reverse("sampler:comparison-start"),
+        {"version_a": other.pk, "version_b": policy.pk, "reward_version": reward_version.pk,
+         "prompts": 16, "max_new_tokens": 16},
+        follow=True,
+    )  # fmt: skip
+    assert response.status_code == 200
+    comparison = ModelComparison.objects.get()
+    assert comparison.status == ModelComparison.Status.QUEUED and comparison.published_at is None
+    assert "job queue is unreachable" in response.content.decode()
