@@ -1,3 +1,4 @@
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,7 +16,7 @@ from sampler.registry.selectors import model_version_active
 def generate(request: HttpRequest) -> HttpResponse:
     """A playground: one user turn in, ``n`` sampled assistant replies out."""
     form = GenerateForm(request.POST or None)
-    job = None
+    job, unpublished_note = None, ""
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -28,11 +29,16 @@ def generate(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             add_validation_errors(form, error)
         else:
+            if job.publication.failed:
+                unpublished_note = job.publication.unreachable_note(f"Job {job.pk}")
             if not request.htmx:
+                if unpublished_note:
+                    messages.warning(request, unpublished_note)
                 return redirect("sampler:job-detail", job_id=job.pk)
     context = {
         "form": form,
         "job": job,
+        "unpublished_note": unpublished_note,
         "recent_jobs": generation_job_list(user=request.user, limit=10),
         "active_policy": model_version_active(),
     }

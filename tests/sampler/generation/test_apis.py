@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerDown
 
 from config.celery import app
 from labeling.models import Conversation, Message
@@ -331,3 +332,19 @@ def test_the_job_api_gives_staff_an_errors_own_line_and_a_retry_forgets_the_old_
         retried = admin_client_.post(f"/api/jobs/generation/{job.pk}/retry/")
     assert retried.status_code == 202
     assert retried.json()["worker"] == "" and retried.json()["heartbeat_at"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_playground_says_when_the_job_queue_is_down_and_keeps_the_job(
+    policy, trainer_client, monkeypatch
+):
+    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    fields = {"message": "hello?", "n": 1, "temperature": 0.8, "top_p": 1.0, "max_new_tokens": 8}
+    partial = trainer_client.post(reverse("sampler:generate"), fields, **HTMX)
+    assert partial.status_code == 200
+    assert "job queue is unreachable" in partial.content.decode()
+    page = trainer_client.post(reverse("sampler:generate"), fields, follow=True)
+    assert page.status_code == 200 and "job queue is unreachable" in page.content.decode()
+    for job in GenerationJob.objects.all():
+        assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
+    assert GenerationJob.objects.count() == 2
