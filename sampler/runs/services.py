@@ -60,6 +60,10 @@ logger = logging.getLogger(__name__)
 PROGRESS_WRITE_SECONDS = 2.0
 LOG_LIMIT = 50_000
 JOB_KIND = "training"
+# Written into a trained model's folder before it is moved in place: which run made it, so the
+# run's retry can tell its own unregistered folder (its worker stopped between the move and the
+# registration) from a folder that is someone else's.
+RUN_MARKER = ".tandem_run"
 
 
 # ---- create -----------------------------------------------------------------------------------
@@ -253,7 +257,17 @@ def _train_run(
     config = validated_config(training, run.config)
     final_dir = Path(settings.MODEL_ROOT) / run.output_name
     partial_dir = final_dir.with_name(f".{final_dir.name}.partial")
-    if ModelVersion.objects.filter(name=run.output_name).exists() or final_dir.exists():
+    if ModelVersion.objects.filter(name=run.output_name).exists():
+        raise ValidationError({"output_name": f"{run.output_name} exists already."})
+    if _made_by(final_dir, run):
+        # This run's own model, moved in place by an attempt stopped before it registered it: set
+        # aside in one rename (the other processes of a launch see it or no folder), then removed.
+        if is_main:
+            leftover = final_dir.with_name(f".{final_dir.name}.{uuid.uuid4().hex}.leftover")
+            with contextlib.suppress(FileNotFoundError):
+                final_dir.rename(leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+    elif final_dir.exists():
         raise ValidationError({"output_name": f"{run.output_name} exists already."})
     data = training.load(run, config)
     if is_main:
@@ -277,6 +291,14 @@ def _train_run(
     return result, data, partial_dir, final_dir
 
 
+def _made_by(folder: Path, run: TrainingRun) -> bool:
+    """Whether ``folder`` holds the model ``run`` trained (its marker names the run)."""
+    try:
+        return (folder / RUN_MARKER).read_text().strip() == str(run.pk)
+    except OSError:
+        return False
+
+
 def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
     run = TrainingRun.objects.select_related("base_version").get(pk=context.job.pk)
     training = training_kind(run.kind)
@@ -291,6 +313,7 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
         recorder.note(f"failed: {type(error).__name__}: {error}")
         TrainingRun.objects.filter(pk=run.pk).update(log=recorder.log)
         raise
+    (partial_dir / RUN_MARKER).write_text(f"{run.pk}\n")
     partial_dir.replace(final_dir)
     if result.metrics.get("stopped_early"):
         recorder.note(str(result.metrics["stopped_early"]))

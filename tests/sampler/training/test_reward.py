@@ -621,3 +621,49 @@ def test_a_run_cancelled_while_its_model_is_saved_leaves_no_folder_and_can_be_re
     run = training_services.training_run_run_inline(run_id=run.pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.output_versions.get().path == str(model_root / run.output_name)
+
+
+def test_a_run_whose_worker_stopped_between_moving_its_model_and_registering_it_can_be_retried(
+    policy, tmp_path, model_root, monkeypatch
+):
+    """A worker stopped after the trained model was moved in place, before the version was
+    registered (no cleanup ran), left the folder with no version: the run's retry failed on
+    "exists already". The run's own folder is now replaced; anyone else's is still refused."""
+    from sampler.runs import services
+
+    data = _write(synthetic_rankings(12, k=3, seed=3), tmp_path / "rankings.jsonl")
+    one_step = {"max_steps": 1, "batch_size": 4, "normalize_to_demonstrations": False}
+    run = training_services.training_run_create(
+        kind="reward", config=one_step, data_path=str(data), queue=False
+    )
+
+    class WorkerStopped(BaseException):
+        pass
+
+    def stopped(**kwargs):
+        raise WorkerStopped
+
+    # The stop as the worker sees it: no registration, and no cleanup after it.
+    monkeypatch.setattr(services, "model_version_register", stopped)
+    monkeypatch.setattr(services.shutil, "rmtree", lambda *args, **kwargs: None)
+    with pytest.raises(WorkerStopped):
+        training_services.training_run_run_inline(run_id=run.pk)
+    monkeypatch.undo()
+    assert (model_root / run.output_name / "config.json").is_file()
+
+    other = training_services.training_run_create(
+        kind="reward", config=one_step, data_path=str(data), queue=False
+    )
+    (model_root / other.output_name).mkdir()
+    (model_root / other.output_name / services.RUN_MARKER).write_text(f"{run.pk}\n")
+    with pytest.raises(ValidationError, match="exists already"):
+        training_services.training_run_run_inline(run_id=other.pk)
+    assert (model_root / other.output_name / services.RUN_MARKER).is_file()
+
+    run = TrainingRun.objects.get(pk=run.pk)
+    if run.status != TrainingRun.Status.QUEUED:
+        training_services.training_run_retry(run=run)
+    run = training_services.training_run_run_inline(run_id=run.pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.output_versions.get().path == str(model_root / run.output_name)
+    assert not list(model_root.glob("*.leftover"))
