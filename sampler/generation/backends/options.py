@@ -83,6 +83,16 @@ def validate_options(backend: str, options: dict) -> dict[str, str]:
         for name in OPENAI_REQUIRED:
             if name not in options:
                 errors.setdefault(name, "required for the openai backend")
+        base_url = options.get("base_url")
+        if (
+            isinstance(base_url, str)
+            and "base_url" not in errors
+            and "@" in urlsplit(base_url).netloc
+        ):
+            # Stored in the database and named in job errors, which trainers read.
+            errors["base_url"] = (
+                "holds credentials (user:password@): give the key through api_key_env instead"
+            )
         key_env = options.get("api_key_env")
         if isinstance(key_env, str) and KEY_LIKE.match(key_env):
             errors["api_key_env"] = (

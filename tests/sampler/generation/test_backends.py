@@ -45,6 +45,9 @@ PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
         ("openai", {"model": "m"}, "base_url"),
         ("openai", {"base_url": "http://server:8000/v1"}, "model"),
         ("openai", {"base_url": "ftp://server/v1", "model": "m"}, "base_url"),
+        # Credentials in the URL are a secret kept in the database and shown in job errors.
+        ("openai", {"base_url": "https://user:sk-secret@s/v1", "model": "m"}, "base_url"),
+        ("openai", {"base_url": "https://sk-secret@s/v1", "model": "m"}, "base_url"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "sk-a"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "a b"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key": "secret"}, "api_key"),
