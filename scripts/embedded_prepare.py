@@ -1,7 +1,7 @@
 """`make run`, step 1, in one process (one Django start instead of three): apply migrations,
 create the demo accounts (first run only), register the default model, and write what the
 next steps need to the JSON file named on the command line: the worker groups and the
-first-run credentials."""
+first-run credentials (which scripts/embedded_ready.py removes from it once it has shown them)."""
 
 import json
 import os

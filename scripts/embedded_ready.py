@@ -41,6 +41,9 @@ def main(base_url: str, port: str, state_file: Path, started: float, var_dir: st
     answer = wait_ready(f"{base_url}/readyz", time.monotonic() + READY_WAIT_SECONDS)
     elapsed = time.time() - started
     state = json.loads(state_file.read_text())
+    if state["credentials"]:
+        # Shown once, in the box below: no copy of the passwords stays in var/.
+        state_file.write_text(json.dumps({**state, "credentials": []}))
     ready = answer is not None and answer.get("status") == "ready"
     lines = [
         f"Tandem is {'ready' if ready else 'NOT ready'} ({elapsed:.1f} s after make run started)",

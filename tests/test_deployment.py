@@ -2,6 +2,8 @@
 config.celery's queues and worker groups, the settings and the Dockerfile; the Makefile and CI
 entry point; `manage.py check --deploy` for production settings."""
 
+import importlib.util
+import json
 import os
 import re
 import shlex
@@ -265,3 +267,25 @@ def test_the_makefile_installs_torch_from_torch_index_url_and_tests_what_ci_runs
     assert ci[-2:] == ["make test", "make test-vllm"]
     # The README's test command is the one CI runs.
     assert "```sh\nmake test\n```" in (ROOT / "README.md").read_text()
+
+
+def test_make_run_shows_first_run_passwords_once_and_keeps_no_copy_on_disk(
+    tmp_path, monkeypatch, capsys
+):
+    spec = importlib.util.spec_from_file_location(
+        "embedded_ready", ROOT / "scripts" / "embedded_ready.py"
+    )
+    embedded_ready = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(embedded_ready)
+    monkeypatch.setattr(embedded_ready, "wait_ready", lambda url, deadline: {"status": "ready"})
+    state_file = tmp_path / "run-state.json"
+    credential = "admin    username=admin  password=s3cret-first-run"
+    state_file.write_text(
+        json.dumps({"worker_groups": {"default": ["default"]}, "credentials": [credential]})
+    )
+    assert embedded_ready.main("http://127.0.0.1:8000", "8000", state_file, 0.0, "var") == 0
+    assert credential in capsys.readouterr().out
+    # The state file stays for the workers' groups, without the passwords.
+    state = json.loads(state_file.read_text())
+    assert "s3cret-first-run" not in state_file.read_text()
+    assert state["worker_groups"] == {"default": ["default"]}
