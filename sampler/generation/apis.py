@@ -24,7 +24,6 @@ from labeling.models import Message
 from sampler.generation import services
 from sampler.generation.params import GenerationParams
 from sampler.generation.selectors import generation_job_get
-from sampler.jobs.models import job_error_public
 from sampler.jobs.selectors import job_queue_position
 
 TOO_MANY_UNFINISHED = OpenApiResponse(
@@ -56,7 +55,8 @@ class JobOutputSerializer(serializers.Serializer):
     prefix_message_id = serializers.IntegerField(allow_null=True)
     prompt_messages = serializers.JSONField()
     error = serializers.SerializerMethodField(
-        help_text="Why it failed; for trainers, an internal error is one sentence without details."
+        help_text="Why it failed; for trainers, an internal error is one sentence without details, "
+        "and the model server's URL or weights path is left out."
     )
     notes = serializers.CharField()
     created_at = serializers.DateTimeField()
@@ -74,7 +74,7 @@ class JobOutputSerializer(serializers.Serializer):
         request = self.context.get("request")
         if request is not None and is_admin(request.user):
             return job.error
-        return job_error_public(error=job.error)
+        return job.error_public
 
     def get_queue_position(self, job) -> int:
         return job_queue_position(job=job)

@@ -2,7 +2,7 @@ from django.db import models
 from django.db.models import Q
 
 from ranking.projects.models import project_key
-from sampler.jobs.models import Job, job_indexes, job_requester
+from sampler.jobs.models import Job, job_error_public, job_indexes, job_requester
 from sampler.registry.models import ModelVersion
 
 
@@ -45,6 +45,17 @@ class GenerationJob(Job):
 
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.status}, n={self.n})"
+
+    @property
+    def error_public(self) -> str:
+        """The error as a trainer may read it, without where its version is served from (its
+        weights' path, its server's URL), which trainers never see."""
+        version = self.model_version
+        base_url = (version.backend_options or {}).get("base_url")
+        return job_error_public(
+            error=self.error,
+            hidden=(version.path, base_url if isinstance(base_url, str) else ""),
+        )
 
 
 class Sample(models.Model):

@@ -1,5 +1,7 @@
 """The fields every background job shares; each kind's table inherits them."""
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -66,12 +68,19 @@ INTERNAL_ERROR_MESSAGE = (
 )
 
 
-def job_error_public(*, error: str) -> str:
-    """A job's error as a trainer may read it: messages written for users as they are; an
-    unexpected exception, whose record carries a traceback naming server files, as one plain
-    sentence (staff read the record itself)."""
+# In place of where a model is served from (a server's URL, a weights path) in what trainers read.
+HIDDEN_LOCATION = "[address shown to admins]"
+
+
+def job_error_public(*, error: str, hidden: Iterable[str] = ()) -> str:
+    """A job's error as a trainer may read it: messages written for users as they are, less the
+    ``hidden`` texts (where a model is served from); an unexpected exception, whose record
+    carries a traceback naming server files, as one plain sentence (staff read the record
+    itself)."""
     if '  File "' in error or "Traceback" in error:
         return INTERNAL_ERROR_MESSAGE
+    for text in sorted((text for text in hidden if text), key=len, reverse=True):
+        error = error.replace(text, HIDDEN_LOCATION)
     return error
 
 

@@ -348,3 +348,28 @@ def test_the_playground_says_when_the_job_queue_is_down_and_keeps_the_job(
     for job in GenerationJob.objects.all():
         assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
     assert GenerationJob.objects.count() == 2
+
+
+def test_a_failed_jobs_error_names_no_server_address_or_weights_path_to_trainers(
+    policy, trainer, trainer_client, admin_client_
+):
+    """Trainers never see where a version is served from (its path, its server's URL), in
+    the job's error either; staff read the error whole."""
+    job = _queued_job(trainer)
+    server = "http://10.0.0.7:8000/v1"
+    policy.backend_options = {"base_url": server, "model": "m"}
+    policy.save(update_fields=["backend_options"])
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=GenerationJob.Status.FAILED,
+        error=f"The model server at {server} failed (HTTP 400: bad). The tokenizer at "
+        f"{policy.path} has no chat template.",
+    )
+    shown = [
+        trainer_client.get(_job_url(job.pk)).json()["error"],
+        trainer_client.get(reverse("sampler:job-detail", args=[job.pk])).content.decode(),
+    ]
+    for text in shown:
+        assert "The model server at" in text and "failed (HTTP 400: bad)" in text
+        assert server not in text and policy.path not in text
+    staff = admin_client_.get(_job_url(job.pk)).json()["error"]
+    assert server in staff and policy.path in staff
