@@ -9,13 +9,13 @@ active reward model when it is independent of both, else the newest reward model
 
 from __future__ import annotations
 
-import random
 from dataclasses import replace
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.crypto import salted_hmac
 
 from ranking.exports.filters import ExportFilters
 from ranking.projects.selectors import project_ids_open_to_all
@@ -32,6 +32,9 @@ COMPARISON_PROMPTS = 64
 
 MAX_COMPARISON_PROMPTS = 2000
 MAX_JUDGES = 8
+# What a voter can answer, by the place of the reply on the page: the page never names versions.
+POSITIONS = ("first", "second", "tie")
+ORDER_SALT = "tandem.side_by_side_order"
 
 
 def optimised_against(version: ModelVersion) -> set[str]:
@@ -247,17 +250,27 @@ def model_comparison_execute(context: JobContext) -> None:
 # ---- people's votes ---------------------------------------------------------------------------
 
 
-def side_by_side_order(*, rng: random.Random | None = None) -> bool:
-    """Whether A is shown first (on the left): a fair coin per showing."""
-    return (rng or random.SystemRandom()).random() < 0.5
+def side_by_side_order(*, item: SideBySide, voter: AbstractBaseUser) -> bool:
+    """Whether A is shown first (on the left) to ``voter``: a coin keyed by the server's secret,
+    so the server knows the order shown without the page carrying it (which would tell a voter
+    which reply is A, and let a vote misstate it); the same on every showing of the pair."""
+    digest = salted_hmac(ORDER_SALT, f"{item.pk}:{voter.pk}", algorithm="sha256").digest()
+    return digest[0] & 1 == 1
 
 
 def side_by_side_vote(
-    *, item: SideBySide, voter: AbstractBaseUser, choice: str, a_shown_first: bool
+    *, item: SideBySide, voter: AbstractBaseUser, position: str
 ) -> SideBySideVote:
-    """Store one trainer's verdict (``a``, ``b`` or ``tie``); voting again changes it."""
-    if choice not in SideBySideVote.Choice.values:
-        raise ValidationError({"choice": "Choose A, B or about the same."})
+    """Store one trainer's verdict by what they saw: the ``first`` or the ``second`` reply
+    better, or a ``tie`` (which version that is follows from ``side_by_side_order``); voting
+    again changes it."""
+    if position not in POSITIONS:
+        raise ValidationError({"choice": "Choose one of the two replies, or about the same."})
+    a_shown_first = side_by_side_order(item=item, voter=voter)
+    if position == "tie":
+        choice = SideBySideVote.Choice.TIE
+    else:
+        choice = "a" if (position == "first") == a_shown_first else "b"
     vote, _ = SideBySideVote.objects.update_or_create(
         item=item,
         voter=voter,

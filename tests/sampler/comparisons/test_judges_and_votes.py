@@ -8,12 +8,17 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
+from django.utils.html import escape
 
 from ranking.exports.filters import ExportFilters
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.comparisons.ratings import ELO_BASE, ELO_SCALE, bradley_terry
 from sampler.comparisons.selectors import side_by_side_next, version_ratings, vote_tallies
-from sampler.comparisons.services import model_comparison_create, optimised_against
+from sampler.comparisons.services import (
+    model_comparison_create,
+    optimised_against,
+    side_by_side_order,
+)
 from sampler.registry.models import ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -117,17 +122,13 @@ def test_a_restricted_projects_side_by_sides_are_for_its_trainers_only(
     outsider.force_login(other_trainer)
     assert side_by_side_next(voter=other_trainer) is None
     assert b"the secret project" not in outsider.get(reverse("sampler:vote")).content
-    refused = outsider.post(
-        reverse("sampler:vote-submit", args=[item.pk]), {"choice": "first", "a_first": "1"}
-    )
+    refused = outsider.post(reverse("sampler:vote-submit", args=[item.pk]), {"choice": "first"})
     assert refused.status_code == 404 and not SideBySideVote.objects.exists()
 
     member = Client()
     member.force_login(trainer)
     assert b"the secret project" in member.get(reverse("sampler:vote")).content
-    voted = member.post(
-        reverse("sampler:vote-submit", args=[item.pk]), {"choice": "first", "a_first": "1"}
-    )
+    voted = member.post(reverse("sampler:vote-submit", args=[item.pk]), {"choice": "first"})
     assert voted.status_code == 302 and SideBySideVote.objects.get().voter == trainer
 
 
@@ -201,54 +202,68 @@ def test_a_trainer_votes_the_order_is_random_and_text_is_escaped(items, trainer)
     assert "ppo" not in html.split("<h1>")[1].split("You have compared")[0].replace(
         "ppo reply", ""
     )  # the versions' names are never shown
+    # Nor which reply is A: the order shown is the server's, kept out of the page.
+    assert "a_first" not in html
+    (shown,) = [item for item in items if f"question {items.index(item)} " in html]
+    a_at = html.index(escape(shown.reply_a))
+    assert (a_at < html.index(shown.reply_b)) is side_by_side_order(item=shown, voter=trainer)
     # Without the CSRF token the vote is refused.
     assert (
         client.post(
-            reverse("sampler:vote-submit", args=[items[0].pk]), {"choice": "first", "a_first": "1"}
+            reverse("sampler:vote-submit", args=[items[0].pk]), {"choice": "first"}
         ).status_code
         == 403
     )
     token = client.cookies["csrftoken"].value
-    # A shown second (a_first=0) and the second reply chosen: a vote for A.
+    # The second reply chosen: a vote for whichever version the server showed second. What
+    # the page's order was is not taken from the post.
+    a_first = side_by_side_order(item=items[0], voter=trainer)
     response = client.post(
         reverse("sampler:vote-submit", args=[items[0].pk]),
-        {"choice": "second", "a_first": "0", "csrfmiddlewaretoken": token},
+        {"choice": "second", "a_first": "1" if not a_first else "0", "csrfmiddlewaretoken": token},
     )
     assert response.status_code == 302
     vote = SideBySideVote.objects.get()
-    assert vote.choice == "a" and vote.a_shown_first is False and vote.voter == trainer
+    assert vote.choice == ("b" if a_first else "a") and vote.a_shown_first is a_first
+    assert vote.voter == trainer
+    a_first = side_by_side_order(item=items[1], voter=trainer)
     client.post(
         reverse("sampler:vote-submit", args=[items[1].pk]),
-        {"choice": "first", "a_first": "0", "csrfmiddlewaretoken": token},
+        {"choice": "first", "csrfmiddlewaretoken": token},
     )
+    assert SideBySideVote.objects.get(item=items[1]).choice == ("a" if a_first else "b")
     client.post(
         reverse("sampler:vote-submit", args=[items[2].pk]),
-        {"choice": "tie", "a_first": "1", "csrfmiddlewaretoken": token},
+        {"choice": "tie", "csrfmiddlewaretoken": token},
     )
-    assert sorted(SideBySideVote.objects.values_list("choice", flat=True)) == ["a", "b", "tie"]
+    expected = {"tie", "b" if side_by_side_order(item=items[0], voter=trainer) else "a"}
+    expected.add("a" if a_first else "b")
+    assert set(SideBySideVote.objects.values_list("choice", flat=True)) == expected
     # Nothing left for this trainer.
     assert side_by_side_next(voter=trainer) is None
     assert b"Nothing left to compare" in client.get(reverse("sampler:vote")).content
     bad = client.post(
         reverse("sampler:vote-submit", args=[items[2].pk]),
-        {"choice": "left", "a_first": "1", "csrfmiddlewaretoken": token},
+        {"choice": "left", "csrfmiddlewaretoken": token},
     )
     assert bad.status_code == 400
     assert (
         client.post(
             reverse("sampler:vote-submit", args=[999999]),
-            {"choice": "tie", "a_first": "1", "csrfmiddlewaretoken": token},
+            {"choice": "tie", "csrfmiddlewaretoken": token},
         ).status_code
         == 404
     )
 
 
-def test_order_is_a_fair_coin_and_items_are_drawn_at_random(items, trainer):
-    from sampler.comparisons.services import side_by_side_order
-
-    rng = random.Random(0)
-    firsts = [side_by_side_order(rng=rng) for _ in range(400)]
+def test_order_is_a_fair_coin_and_items_are_drawn_at_random(items, trainer, other_trainer):
+    pairs = [SideBySide(pk=pk) for pk in range(400)]
+    firsts = [side_by_side_order(item=item, voter=trainer) for item in pairs]
     assert 160 < sum(firsts) < 240
+    # Each pair's order is the trainer's own, and the same on every showing.
+    others = [side_by_side_order(item=item, voter=other_trainer) for item in pairs]
+    assert firsts != others
+    assert firsts == [side_by_side_order(item=item, voter=trainer) for item in pairs]
     drawn = {side_by_side_next(voter=trainer, rng=random.Random(seed)).pk for seed in range(30)}
     assert drawn == {item.pk for item in items}
 
