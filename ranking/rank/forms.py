@@ -103,7 +103,14 @@ class RankingForm(forms.Form):
         return cleaned
 
     def error_messages(self) -> list[str]:
-        return [error for errors in self.errors.values() for error in errors]
+        # A refused choice is quoted in its message: never a NUL into the page.
+        return [error.replace("\x00", "") for errors in self.errors.values() for error in errors]
+
+    def typed(self, name: str) -> str:
+        """A text field as typed, valid or not (less a NUL character, which a page may not
+        hold): what comes back into its box, with the reasons, when the answer is refused."""
+        value = self[name].value() if name in self.fields else self.data.get(name)
+        return "" if value is None else str(value).replace("\x00", "")
 
     def _display_order(self) -> list[int]:
         """Candidate ids in the order the list showed them when submitted (``order`` inputs);
@@ -146,16 +153,15 @@ class RankingForm(forms.Form):
         invalid = set(self._errors or {})
         rows = []
         for candidate_id in self._display_order():
-            rank = self[f"rank_{candidate_id}"].value()
             rows.append(
                 CandidateRow(
                     id=candidate_id,
                     letter=self.letters[candidate_id],
                     text=by_id[candidate_id]["text"],
-                    rank="" if rank is None else str(rank),
+                    rank=self.typed(f"rank_{candidate_id}"),
                     tie=bool(self[f"tie_{candidate_id}"].value()),
                     flags=list(self[f"flag_{candidate_id}"].value() or []),
-                    note=self[f"flag_note_{candidate_id}"].value() or "",
+                    note=self.typed(f"flag_note_{candidate_id}"),
                     rank_invalid=f"rank_{candidate_id}" in invalid,
                     message_id=by_id[candidate_id].get("message_id"),
                     moderation=by_id[candidate_id].get("moderation"),

@@ -67,6 +67,8 @@ def _render_card(
             "guideline_project": assignment.task.project,
             "form": form,
             "rows": form.rows(),
+            "rationale_typed": form.typed("rationale"),
+            "skip_reason_typed": form.typed("skip_reason"),
             "earlier_turns": screen.prefix[:split],
             "recent_turns": screen.prefix[split:],
             "flag_labels": FLAG_LABELS.items(),

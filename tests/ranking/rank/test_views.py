@@ -382,6 +382,37 @@ def test_skip_with_a_nul_in_the_reason_answers_422_and_skips_nothing(
     assert _assignment(trainer).status == Assignment.Status.LEASED
 
 
+def test_a_nul_typed_into_the_answer_is_refused_and_what_was_typed_comes_back_without_it(
+    ready_task, trainer_client, trainer
+):
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+    typed = {
+        "rationale": "why\x00not",
+        f"flag_{ids[0]}": ["other"],
+        f"flag_note_{ids[0]}": "rude\x00ly",
+        "skip_reason": "later\x00on",
+        "verdict": "none\x00such",
+    }
+
+    submit = trainer_client.post(_submit_url(assignment), _form(ids, [1, 2, 3, 4], **typed))
+    skip = trainer_client.post(
+        reverse("ranking:skip", args=[assignment.pk]), _form(ids, [1, 2, 3, 4], **typed)
+    )
+
+    for response in (submit, skip):
+        html = response.content.decode()
+        # A page cannot hold a NUL: what was typed comes back without it, beside the reason.
+        assert response.status_code == 422 and "\x00" not in html
+        assert ">whynot</textarea>" in html
+        assert f'name="flag_note_{ids[0]}" value="rudely"' in html
+        assert 'value="lateron"' in html
+        assert f'name="rank_{ids[1]}" value="2"' in html
+    assert _assignment(trainer).status == Assignment.Status.LEASED
+    assert not Ranking.objects.exists()
+
+
 def test_another_trainers_assignment_is_not_found(ready_task, trainer_client, trainer, db):
     intruder = Client()
     intruder.force_login(user_create_trainer(username="ivan", password="a-Strong-passw0rd-x"))
