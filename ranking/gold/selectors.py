@@ -32,8 +32,14 @@ def gold_score(
     return right / pairs if pairs else 0.0
 
 
-def gold_rankings(*, project_ids: list[int] | None = None) -> QuerySet[Ranking]:
-    rankings = Ranking.objects.filter(task__gold_ordering__isnull=False)
+def gold_rankings(
+    *, project_ids: list[int] | None = None, rankings: QuerySet[Ranking] | None = None
+) -> QuerySet[Ranking]:
+    """The rankings of gold tasks among ``rankings`` (default: all), of ``project_ids`` only
+    when named."""
+    rankings = (Ranking.objects.all() if rankings is None else rankings).filter(
+        task__gold_ordering__isnull=False
+    )
     if project_ids:
         rankings = rankings.filter(project_id__in=project_ids)
     return rankings
@@ -45,12 +51,13 @@ def gold_ranked_count(*, trainer: AbstractBaseUser, project: Project) -> int:
 
 
 def gold_accuracy_by_trainer(
-    *, project_ids: list[int] | None = None
+    *, project_ids: list[int] | None = None, rankings: QuerySet[Ranking] | None = None
 ) -> dict[int, tuple[float, int]]:
-    """Trainer id -> (mean gold score, number of gold rankings)."""
+    """Trainer id -> (mean gold score, number of gold rankings), over the gold rankings among
+    ``rankings`` (default: all; a page's filtered selection) of ``project_ids`` when named."""
     scores: dict[int, list[float]] = defaultdict(list)
     for ranker_id, ordering, cannot_rank, gold in gold_rankings(
-        project_ids=project_ids
+        project_ids=project_ids, rankings=rankings
     ).values_list("ranker_id", "ordering", "cannot_rank", "task__gold_ordering"):
         scores[ranker_id].append(
             gold_score(ordering=ordering, gold_ordering=gold, cannot_rank=cannot_rank)

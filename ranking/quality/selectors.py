@@ -131,7 +131,8 @@ def ranking_quality(
         task__model_version_id=model_version_id,
         task__project_id=project_id,
     )
-    gold = gold_accuracy_by_trainer(project_ids=[project_id] if project_id is not None else None)
+    # Over the same selection as everything else on the page (dates, model version, project).
+    gold = gold_accuracy_by_trainer(rankings=rankings)
     # As last estimated (a periodic task and exports keep it current; a page never estimates).
     trust_estimate = trust_estimate_latest(project_id=project_id)
     trusts = trust_stored(trust_estimate)

@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from ranking.gold.services import gold_task_create
 from ranking.models import Ranking
 from ranking.quality.selectors import rankings_per_day, rankings_per_trainer, trainer_dashboard
 from tests.ranking.conftest import (
@@ -41,6 +42,31 @@ def test_the_quality_page_flags_a_trainer_who_keeps_the_order_shown(tasks, admin
     assert 'class="outlier"' in html[html.index('data-trainer="lazy"') - 40 :][:60]
     assert "submits the order shown 100% of the time" in lazy_row
     assert "Check:" not in careful_row and '<td class="unchanged-rate">0 %</td>' in careful_row
+
+
+def test_gold_accuracy_on_the_quality_page_counts_only_the_rankings_the_filter_selects(
+    tasks, admin_client_
+):
+    gil = quick_trainer("gil")
+    for task, ordering in ((tasks[0], [[0], [1], [2], [3]]), (tasks[1], [[3], [2], [1], [0]])):
+        ids = candidate_ids(task)
+        gold = gold_task_create(task=task, ordering=[[ids[0]], [ids[1]], [ids[2]], [ids[3]]])
+        rank(gold, gil, ordering)
+    # The gold task gil got wrong was ranked ten days ago, before the dates chosen.
+    Ranking.objects.filter(task__gold_of=tasks[1]).update(
+        submitted_at=timezone.now() - timedelta(days=10)
+    )
+    since = (timezone.localdate() - timedelta(days=1)).isoformat()
+
+    everything = admin_client_.get(reverse("ranking:quality")).content.decode()
+    recent = admin_client_.get(reverse("ranking:quality"), {"submitted_from": since})
+
+    def gold_cell(html: str) -> str:
+        row = html[html.index('data-trainer="gil"') :].split("</tr>", 1)[0]
+        return row.split('<td class="gold-accuracy">', 1)[1].split("</td>", 1)[0]
+
+    assert gold_cell(everything) == "50 % (2)"
+    assert gold_cell(recent.content.decode()) == "100 % (1)"
 
 
 def test_the_task_page_is_read_only_and_for_admins(tasks, admin_client_, trainer_client):
