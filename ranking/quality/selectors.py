@@ -104,6 +104,23 @@ class QualityReport:
     trust_estimated_at: datetime | None = None
 
 
+def quality_rankings(
+    *,
+    submitted_from: datetime | None = None,
+    submitted_before: datetime | None = None,
+    model_version_id: int | None = None,
+    project_id: int | None = None,
+) -> QuerySet[Ranking]:
+    """The rankings the quality page's filters select (each filter left out when not given)."""
+    return filter_given(
+        Ranking.objects.all(),
+        submitted_at__gte=submitted_from,
+        submitted_at__lt=submitted_before,
+        task__model_version_id=model_version_id,
+        project_id=project_id,
+    )
+
+
 def ranking_quality(
     *,
     submitted_from: datetime | None = None,
@@ -117,11 +134,10 @@ def ranking_quality(
     The rankings in the window are fetched in one query and aggregated in Python
     (``ranking.metrics``); skips, usernames and the lowest tasks take one query each.
     """
-    rankings = filter_given(
-        Ranking.objects.all(),
-        submitted_at__gte=submitted_from,
-        submitted_at__lt=submitted_before,
-        task__model_version_id=model_version_id,
+    rankings = quality_rankings(
+        submitted_from=submitted_from,
+        submitted_before=submitted_before,
+        model_version_id=model_version_id,
         project_id=project_id,
     )
     skips = filter_given(
@@ -392,12 +408,16 @@ def trust_of_trainer(*, trainer_id: int, project_id: int) -> trust.Trust | None:
     return trust_stored(trust_estimate_latest(project_id=project_id)).get(trainer_id)
 
 
-def krippendorff_alpha_by_project() -> dict[int, float | None]:
-    """Project id -> Krippendorff's alpha over its tasks' pairwise judgements (gold copies
-    left out: they are measured against the known order, not between trainers)."""
+def krippendorff_alpha_by_project(
+    *, rankings: QuerySet[Ranking] | None = None
+) -> dict[int, float | None]:
+    """Project id -> Krippendorff's alpha over its tasks' pairwise judgements among
+    ``rankings`` (default: all; the quality page's selection), gold copies left out: they are
+    measured against the known order, not between trainers."""
     orderings: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
     for project_id, task_id, ordering in (
-        Ranking.objects.filter(cannot_rank=False, task__gold_ordering__isnull=True)
+        (Ranking.objects.all() if rankings is None else rankings)
+        .filter(cannot_rank=False, task__gold_ordering__isnull=True)
         .values_list("project_id", "task_id", "ordering")
         .iterator(chunk_size=2000)
     ):

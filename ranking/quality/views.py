@@ -9,7 +9,12 @@ from config.querysets import local_day_bounds
 from ranking.projects.selectors import project_list
 from ranking.quality import metrics
 from ranking.quality.forms import QualityFilterForm
-from ranking.quality.selectors import krippendorff_alpha_by_project, ranking_quality, task_detail
+from ranking.quality.selectors import (
+    krippendorff_alpha_by_project,
+    quality_rankings,
+    ranking_quality,
+    task_detail,
+)
 
 
 def _percent(fraction: float | None) -> float | None:
@@ -22,14 +27,16 @@ def quality(request: HttpRequest) -> HttpResponse:
     filters = form.cleaned_data if form.is_valid() else {}
     start, end = filters.get("submitted_from"), filters.get("submitted_to")
     version = filters.get("model_version")
-    alphas = krippendorff_alpha_by_project()
     bounds = local_day_bounds(start, end)
-    report = ranking_quality(
-        submitted_from=bounds.get("gte"),
-        submitted_before=bounds.get("lt"),
-        model_version_id=version.pk if version else None,
-        project_id=filters["project"].pk if filters.get("project") else None,
-    )
+    selection = {
+        "submitted_from": bounds.get("gte"),
+        "submitted_before": bounds.get("lt"),
+        "model_version_id": version.pk if version else None,
+        "project_id": filters["project"].pk if filters.get("project") else None,
+    }
+    # Alpha, as every number on the page, over the rankings the filters select.
+    alphas = krippendorff_alpha_by_project(rankings=quality_rankings(**selection))
+    report = ranking_quality(**selection)
     return render(
         request,
         "ranking/quality/page.html",

@@ -69,6 +69,31 @@ def test_gold_accuracy_on_the_quality_page_counts_only_the_rankings_the_filter_s
     assert gold_cell(recent.content.decode()) == "100 % (1)"
 
 
+def test_krippendorffs_alpha_on_the_quality_page_counts_only_the_rankings_the_filter_selects(
+    tasks, admin_client_
+):
+    ann, bob = quick_trainer("ann"), quick_trainer("bob")
+    # Lately they agree (each way round once, so that chance agreement is not all there is)...
+    for task, ordering in ((tasks[0], [[0], [1], [2], [3]]), (tasks[1], [[3], [2], [1], [0]])):
+        rank(task, ann, ordering)
+        rank(task, bob, ordering)
+    # ...ten days ago, they did not.
+    rank(tasks[2], ann, [[0], [1], [2], [3]])
+    rank(tasks[2], bob, [[3], [2], [1], [0]])
+    Ranking.objects.filter(task=tasks[2]).update(submitted_at=timezone.now() - timedelta(days=10))
+    since = (timezone.localdate() - timedelta(days=1)).isoformat()
+
+    everything = admin_client_.get(reverse("ranking:quality")).content.decode()
+    recent = admin_client_.get(reverse("ranking:quality"), {"submitted_from": since})
+
+    def alpha_cell(html: str) -> str:
+        table = html[html.index('id="alphas"') :].split("</table>", 1)[0]
+        return table.split('data-project="default">', 1)[1].split("</tr>", 1)[0]
+
+    assert "<td>1.000</td>" not in alpha_cell(everything)
+    assert "<td>1.000</td>" in alpha_cell(recent.content.decode())
+
+
 def test_the_task_page_is_read_only_and_for_admins(tasks, admin_client_, trainer_client):
     task = tasks[0]
     rank(task, quick_trainer("rita"), [[0], [1, 2], [3]], rationale="clear first")
