@@ -52,6 +52,9 @@ FLAGS = ("harmful", "untruthful", "unhelpful", "off_topic", "other")
 MAX_FLAG_NOTE_CHARS = 500
 MAX_RATIONALE_CHARS = 4000
 MAX_SKIP_REASON_CHARS = 500
+# The most milliseconds an integer column holds (24.8 days): a ranking sent later than that
+# after its claim (a late submit on a lease that ran out) is stored as taking this long.
+MAX_DURATION_MS = 2**31 - 1
 
 
 class RankingConflict(Exception):
@@ -457,7 +460,9 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
         errors["ordering"] = (
             "Give no ordering with an answer about all replies (all equal, all bad, cannot rank)."
         )
-    if ranking.first_placement_ms is not None and not 0 <= ranking.first_placement_ms <= 2**31 - 1:
+    if ranking.first_placement_ms is not None and not (
+        0 <= ranking.first_placement_ms <= MAX_DURATION_MS
+    ):
         errors["first_placement_ms"] = "The time to the first placement is out of range."
     if ranking.resolved_verdict == Ranking.Verdict.RANKED:
         seen = [candidate for group in ranking.ordering for candidate in group]
@@ -552,7 +557,9 @@ def ranking_submit(
     now = timezone.now()
     # Integer division (int(seconds * 1000) loses a millisecond to float rounding);
     # never negative when the claiming and submitting servers' clocks disagree.
-    duration_ms = max(0, (now - assignment.leased_at) // timedelta(milliseconds=1))
+    duration_ms = min(
+        MAX_DURATION_MS, max(0, (now - assignment.leased_at) // timedelta(milliseconds=1))
+    )
     stored = Ranking.objects.create(
         project_id=task.project_id,
         task=task,

@@ -301,6 +301,26 @@ def test_duration_is_the_time_from_claim_to_submit_whatever_happens_in_between(
     assert ranking.duration_ms == elapsed // timedelta(milliseconds=1)
 
 
+def test_a_late_submit_weeks_after_the_claim_is_stored_with_the_longest_duration_a_row_holds(
+    quick_task, trainer, clock
+):
+    assignment = services.task_claim_next(trainer=trainer)
+    # The lease ran out long ago, but the task still has room: the ranking is taken.
+    clock.advance(timedelta(days=30))
+    services.leases_expire()
+
+    ranking = services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput(_order(assignment), first_placement_ms=5_000),
+    )
+
+    ranking.refresh_from_db()
+    # An integer column holds at most 2**31 - 1 ms (24.8 days); PostgreSQL refuses more.
+    assert ranking.duration_ms == 2**31 - 1
+    assert ranking.first_placement_ms == 5_000
+
+
 def test_lease_lasts_the_configured_time_then_the_task_goes_to_another_trainer(
     quick_task, trainer, settings, clock
 ):
