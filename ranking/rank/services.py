@@ -633,10 +633,15 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
         trainer=trainer, project_id=task.project_id, kept="your ranking is kept as submitted."
     )
     assignment = Assignment.objects.select_for_update().get(pk=ranking.assignment_id)
-    # Leases taken since (the next task, shown after the submit) are handed back.
+    # Leases taken since (the next task, shown after the submit) are handed back; one held
+    # from before (a task of another project, waiting there) stays the trainer's.
     newer = list(
         Assignment.objects.select_for_update()
-        .filter(trainer=trainer, status=Assignment.Status.LEASED)
+        .filter(
+            trainer=trainer,
+            status=Assignment.Status.LEASED,
+            leased_at__gte=ranking.submitted_at,
+        )
         .exclude(pk=assignment.pk)
         .values_list("pk", "task_id")
     )

@@ -10,7 +10,9 @@ from django.utils import timezone
 from accounts.services import user_create_trainer
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.models import Conversation, Message
-from ranking.models import Assignment, Ranking, RankingTask
+from ranking.models import Assignment, Project, Ranking, RankingTask
+from ranking.projects.selectors import project_default
+from ranking.projects.services import project_create
 from ranking.rank import services
 from ranking.rank.selectors import assignment_screen
 from ranking.rank.services import RankingConflict, RankingInput
@@ -513,6 +515,33 @@ def test_undo_deletes_the_ranking_recounts_the_task_and_gives_the_task_back(
     second.refresh_from_db()
     assert second.leased_count == 0
     assert services.task_claim_next(trainer=trainer) == restored
+
+
+def test_undo_gives_back_only_leases_taken_since_the_ranking_not_one_held_in_another_project(
+    quick_task, trainer, other_trainer, settings, clock
+):
+    settings.RANKING_UNDO_SECONDS = 10
+    held = services.task_claim_next(trainer=trainer, project=project_default())
+    assert held.task_id == quick_task.pk
+    other = project_create(name="Other", slug="other", status=Project.Status.ACTIVE)
+    elsewhere = task_from_source(
+        finished_conversation(other_trainer).active_leaf, model_version=quick_task.model_version
+    )
+    RankingTask.objects.filter(pk=elsewhere.pk).update(project=other)
+    clock.advance(timedelta(seconds=1))
+    assignment = services.task_claim_next(trainer=trainer, project=other)
+    assert assignment.task_id == elsewhere.pk
+    ranking = services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+
+    services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
+
+    # The lease the trainer held before that ranking, in the other project, is still theirs.
+    assert Assignment.objects.get(pk=held.pk).status == Assignment.Status.LEASED
+    quick_task.refresh_from_db()
+    assert quick_task.leased_count == 1
+    assert services.task_claim_next(trainer=trainer, project=project_default()) == held
 
 
 def test_a_ranking_submitted_again_after_undo_counts_the_time_since_the_claim(
