@@ -79,8 +79,11 @@ class RankingForm(forms.Form):
         count = len(self.candidates)
         for candidate in self.candidates:
             name = f"rank_{candidate['id']}"
+            # The field's own refusal (a NUL character) is told once, as a rank that is no
+            # whole number, not as a missing rank.
+            refused = self.errors.pop(name, None) is not None
             raw = (cleaned.get(name) or "").strip()
-            if not raw:
+            if not raw and not refused:
                 if not cleaned.get("verdict"):
                     self.add_error(
                         name,

@@ -413,6 +413,19 @@ def test_a_nul_typed_into_the_answer_is_refused_and_what_was_typed_comes_back_wi
     assert not Ranking.objects.exists()
 
 
+def test_a_rank_refused_for_a_nul_is_not_also_reported_missing(ready_task, trainer_client, trainer):
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+
+    response = trainer_client.post(_submit_url(assignment), _form(ids, ["1\x00", 2, 3, 4]))
+
+    html = response.content.decode()
+    assert response.status_code == 422
+    assert "Reply 1: the rank must be a whole number from 1 (best) to 4." in html
+    assert "has no rank" not in html and "\x00" not in html
+
+
 def test_another_trainers_assignment_is_not_found(ready_task, trainer_client, trainer, db):
     intruder = Client()
     intruder.force_login(user_create_trainer(username="ivan", password="a-Strong-passw0rd-x"))
