@@ -155,10 +155,11 @@ def training_data_roots() -> list[Path]:
 def training_data_store(*, uploaded) -> str:
     """Keep an uploaded JSONL file for a run; returns its path (under a fresh folder, with the
     file's own name reduced to safe characters)."""
-    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(uploaded.name).name)[-100:] or "data.jsonl"
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(uploaded.name).name)[-100:].lstrip(".")
     folder = training_data_roots()[1] / uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / safe_name.lstrip(".")
+    # A name of dots only (".." included) is no name: the file would be its folder.
+    path = folder / (safe_name or "data.jsonl")
     with path.open("wb") as stream:
         for chunk in uploaded.chunks():
             stream.write(chunk)

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -271,3 +272,15 @@ def test_a_run_launched_while_the_job_queue_is_down_is_kept_and_the_page_says_so
     assert run.status == TrainingRun.Status.QUEUED and run.published_at is None
     page = response.content.decode()
     assert "job queue is unreachable" in page and "queued for a training worker" not in page
+
+
+@pytest.mark.parametrize("name", ["...", "....", ". .", "rankings.jsonl"])
+def test_an_upload_is_kept_as_a_file_whatever_its_name(name, settings, tmp_path):
+    """A name of dots only came down to no name at all: the upload was written onto its
+    folder (an error, a 500 on the Training page)."""
+    from sampler.runs.services import training_data_store
+
+    settings.MEDIA_ROOT = tmp_path
+    path = Path(training_data_store(uploaded=SimpleUploadedFile(name, b'{"a": 1}\n')))
+    assert path.is_file() and path.read_bytes() == b'{"a": 1}\n'
+    assert path.parent.parent == tmp_path / "training-data" and not path.name.startswith(".")
