@@ -39,7 +39,12 @@ def main(state_file: Path) -> None:
         },
         "credentials": credentials,
     }
-    state_file.write_text(json.dumps(state))
+    # The first-run passwords are in it until the ready box shows them: readable by the owner
+    # only, like the secret key (an earlier run's file is narrowed too).
+    descriptor = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(json.dumps(state))
 
 
 if __name__ == "__main__":

@@ -289,3 +289,25 @@ def test_make_run_shows_first_run_passwords_once_and_keeps_no_copy_on_disk(
     state = json.loads(state_file.read_text())
     assert "s3cret-first-run" not in state_file.read_text()
     assert state["worker_groups"] == {"default": ["default"]}
+
+
+def test_make_run_writes_the_first_run_passwords_readable_by_their_owner_only(
+    tmp_path, monkeypatch
+):
+    spec = importlib.util.spec_from_file_location(
+        "embedded_prepare", ROOT / "scripts" / "embedded_prepare.py"
+    )
+    embedded_prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(embedded_prepare)
+
+    def command(name, stdout=None, **options):
+        if name == "bootstrap":
+            stdout.write("admin    username=admin  password=s3cret-first-run\n")
+
+    monkeypatch.setattr(embedded_prepare, "call_command", command)
+    state_file = tmp_path / "run-state.json"
+    state_file.write_text("{}")
+    state_file.chmod(0o644)  # an earlier run's, or one made by hand
+    embedded_prepare.main(state_file)
+    assert "s3cret-first-run" in state_file.read_text()
+    assert state_file.stat().st_mode & 0o777 == 0o600
