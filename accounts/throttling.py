@@ -30,26 +30,23 @@ def _cache_down(error: BaseException) -> None:
     logger.warning("API throttling is off while the cache is unreachable: %s", error)
 
 
-class UserRateThrottleUnlessCacheDown(UserRateThrottle):
+class _LetThroughWhileCacheDown:
+    """A DRF throttle whose request is let through while the cache is unreachable."""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except CACHE_ERRORS as error:
+            _cache_down(error)
+            return True
+
+
+class UserRateThrottleUnlessCacheDown(_LetThroughWhileCacheDown, UserRateThrottle):
     """DRF's per-user rate; a request is let through while the cache is unreachable."""
 
-    def allow_request(self, request, view) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except CACHE_ERRORS as error:
-            _cache_down(error)
-            return True
 
-
-class AnonRateThrottleUnlessCacheDown(AnonRateThrottle):
+class AnonRateThrottleUnlessCacheDown(_LetThroughWhileCacheDown, AnonRateThrottle):
     """DRF's per-address rate; a request is let through while the cache is unreachable."""
-
-    def allow_request(self, request, view) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except CACHE_ERRORS as error:
-            _cache_down(error)
-            return True
 
 
 class _FailureRate(AnonRateThrottle):
