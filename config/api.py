@@ -7,6 +7,8 @@
   and ``CSRF_FAILURE_VIEW`` answer the errors Django raises outside the views.
 - Bodies are JSON only (``config.parsers.BoundedJSONParser``), at most
   ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes and ``MAX_JSON_DEPTH`` levels deep.
+- Every view is an ``ApiView``: a query parameter an operation does not take is a 400 that
+  names it (``validated_query`` checks those of the operations that take some).
 - Serializers use the ``Strict*`` fields: booleans are not numbers, floats are not integers,
   numbers are not strings, and text a database cannot store is refused (config.text).
 - ``config.api_schema.ErrorDocumentingAutoSchema`` documents the error responses of each
@@ -31,6 +33,7 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, UnsupportedMediaType
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.parsers import body_too_large_detail
@@ -310,6 +313,25 @@ def _unknown_fields(data: dict, fields, noun: str = "fields") -> str:
     names = ", ".join(repr(name[:40]) for name in unknown[:5])
     more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
     return f"Unknown {noun}: {names}{more}."
+
+
+class ApiView(APIView):
+    """The base of every API view: a query parameter the operation does not take is a 400 that
+    names it, not ignored (a misspelt filter would filter nothing; a field sent in the query
+    string instead of the body would be left out of what is created). The methods in
+    ``query_checked_by_handler`` read query parameters and check them themselves
+    (``validated_query``, ``query_names_checked``)."""
+
+    query_checked_by_handler: frozenset[str] = frozenset()
+
+    def initial(self, request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        method = request.method.lower()
+        method = "get" if method == "head" else method
+        if method == "options" or not hasattr(self, method):
+            return  # a description of the endpoint (the query is the one asked about), or a 405
+        if method not in self.query_checked_by_handler:
+            query_names_checked(request.query_params, ())
 
 
 class StrictObjectSerializer(serializers.Serializer):

@@ -11,10 +11,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
 from config.api import (
+    ApiView,
     SearchTextField,
     StrictCharField,
     StrictChoiceField,
@@ -94,10 +94,11 @@ class ConversationDetailSerializer(ConversationOutputSerializer):
     )
 
 
-class ConversationListApi(APIView):
+class ConversationListApi(ApiView):
     """List and create share the collection URL, so they share one view."""
 
     permission_classes = [IsTrainer]
+    query_checked_by_handler = frozenset({"get"})
 
     class FilterSerializer(serializers.Serializer):
         status = StrictChoiceField(
@@ -175,7 +176,7 @@ class ConversationListApi(APIView):
         )
 
 
-class ConversationDetailApi(APIView):
+class ConversationDetailApi(ApiView):
     """A conversation with its whole message tree and the active branch."""
 
     permission_classes = [IsTrainer]
@@ -201,7 +202,7 @@ class ConversationDetailApi(APIView):
         )
 
 
-class MessageAppendApi(APIView):
+class MessageAppendApi(ApiView):
     """Add a turn after ``parent_id`` (the active leaf when left out)."""
 
     permission_classes = [IsTrainer]
@@ -241,7 +242,7 @@ class MessageAppendApi(APIView):
         return Response(MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
-class MessageBranchApi(APIView):
+class MessageBranchApi(ApiView):
     """Edit a turn without losing it: the edit becomes a sibling on the active branch."""
 
     permission_classes = [IsTrainer]
@@ -266,7 +267,7 @@ class MessageBranchApi(APIView):
         return Response(MessageOutputSerializer(sibling).data, status=status.HTTP_201_CREATED)
 
 
-class BranchSwitchApi(APIView):
+class BranchSwitchApi(ApiView):
     """Make the branch through this message the active one (down to its newest leaf)."""
 
     permission_classes = [IsTrainer]
@@ -278,7 +279,7 @@ class BranchSwitchApi(APIView):
         return Response(ConversationOutputSerializer(conversation).data)
 
 
-class DraftSaveApi(APIView):
+class DraftSaveApi(ApiView):
     """Keep what the trainer is typing (the composer, or an edit of ``editing_id``)."""
 
     permission_classes = [IsTrainer]
@@ -320,7 +321,7 @@ class DraftSaveApi(APIView):
         return Response(self.OutputSerializer(draft).data)
 
 
-class _ConversationTransitionApi(APIView):
+class _ConversationTransitionApi(ApiView):
     """POST with no body -> one status-changing service -> the conversation."""
 
     permission_classes = [IsTrainer]

@@ -9,11 +9,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.roles import IsStaff
 from accounts.selectors import user_ids_existing
-from config.api import validated_query
+from config.api import ApiView, validated_query
 from config.querysets import MAX_ID
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.features import export_features
@@ -53,10 +52,11 @@ QUERY_PARAMETERS = {
 }
 
 
-class ExportStreamApi(APIView):
+class ExportStreamApi(ApiView):
     """Stream an export as JSONL, read from the database in chunks (memory stays flat)."""
 
     permission_classes = [IsStaff]
+    query_checked_by_handler = frozenset({"get"})
 
     class InputSerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=FORMATS)
@@ -138,12 +138,13 @@ class ExportStreamApi(APIView):
         return response
 
 
-class ExportFeaturesApi(APIView):
+class ExportFeaturesApi(ApiView):
     """The column types of a format's records, as ``datasets.Features.to_dict()`` writes them:
     ``load_dataset("json", ..., features=Features.from_dict(...))`` reads a streamed export
     with one type per column, wherever its nulls fall."""
 
     permission_classes = [IsStaff]
+    query_checked_by_handler = frozenset({"get"})
 
     class InputSerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=FORMATS)

@@ -7,10 +7,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.roles import IsStaff, IsTrainer, is_admin
 from config.api import (
+    ApiView,
     StrictBooleanField,
     StrictCharField,
     StrictChoiceField,
@@ -154,7 +154,7 @@ def _service_fields(data: dict) -> dict:
     return fields
 
 
-class ProjectListApi(APIView):
+class ProjectListApi(ApiView):
     """Trainers: the active projects open to them. Admins: every project; POST creates one."""
 
     def get_permissions(self):
@@ -180,7 +180,7 @@ class ProjectListApi(APIView):
         return Response(ProjectStaffOutputSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
-class ProjectDetailApi(APIView):
+class ProjectDetailApi(ApiView):
     """One project's settings (admins); PATCH changes the fields given."""
 
     permission_classes = [IsStaff]
@@ -206,7 +206,7 @@ class ProjectDetailApi(APIView):
         return Response(ProjectStaffOutputSerializer(project).data)
 
 
-class ProjectProgressApi(APIView):
+class ProjectProgressApi(ApiView):
     """Rankings against the target, the pool, the rate over the last week and the ETA."""
 
     permission_classes = [IsStaff]

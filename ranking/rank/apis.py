@@ -8,10 +8,10 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer
 from config.api import (
+    ApiView,
     StrictBooleanField,
     StrictCharField,
     StrictChoiceField,
@@ -92,10 +92,11 @@ class AssignmentOutputSerializer(serializers.Serializer):
     candidates = CandidateOutputSerializer(many=True)
 
 
-class TaskClaimApi(APIView):
+class TaskClaimApi(ApiView):
     """The trainer's current assignment, or a lease on the next task that needs them."""
 
     permission_classes = [IsTrainer]
+    query_checked_by_handler = frozenset({"post"})
 
     @extend_schema(
         request=None,
@@ -143,7 +144,7 @@ class TaskClaimApi(APIView):
 NOT_YOUR_ASSIGNMENT = OpenApiResponse(description="No such assignment of yours.")
 
 
-class RankingSubmitApi(APIView):
+class RankingSubmitApi(ApiView):
     """Store the trainer's ranking of an assigned task (best first, tie groups allowed)."""
 
     permission_classes = [IsTrainer]
@@ -251,7 +252,7 @@ class RankingSubmitApi(APIView):
         return Response(self.OutputSerializer(ranking).data, status=status.HTTP_201_CREATED)
 
 
-class AssignmentSkipApi(APIView):
+class AssignmentSkipApi(ApiView):
     """Give an assigned task back; it is not offered to this trainer again."""
 
     permission_classes = [IsTrainer]

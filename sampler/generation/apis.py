@@ -6,10 +6,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.roles import IsTrainer, is_admin
 from config.api import (
+    ApiView,
     BrokerUnavailableResponse,
     StrictCharField,
     StrictChoiceField,
@@ -112,7 +112,7 @@ class PromptMessageInputSerializer(StrictObjectSerializer):
         ref_name = "PromptMessageInput"
 
 
-class GenerationJobCreateApi(APIView):
+class GenerationJobCreateApi(ApiView):
     """Queue ``n`` completions of a conversation prefix on the GPU queue."""
 
     permission_classes = [IsTrainer]
@@ -188,7 +188,7 @@ class GenerationJobCreateApi(APIView):
         return Response(data, status=status.HTTP_201_CREATED)
 
 
-class GenerationJobDetailApi(APIView):
+class GenerationJobDetailApi(ApiView):
     permission_classes = [IsTrainer]
 
     @extend_schema(responses={200: JobOutputSerializer})
@@ -196,7 +196,7 @@ class GenerationJobDetailApi(APIView):
         return Response(_job_data(request, job_id))
 
 
-class GenerationJobCancelApi(APIView):
+class GenerationJobCancelApi(ApiView):
     """Cancel a queued or running job (your own; admins: any)."""
 
     permission_classes = [IsTrainer]
@@ -210,7 +210,7 @@ class GenerationJobCancelApi(APIView):
         return Response(_job_data(request, job_id))
 
 
-class GenerationJobRetryApi(APIView):
+class GenerationJobRetryApi(ApiView):
     """Queue a failed or cancelled job again (your own; admins: any)."""
 
     permission_classes = [IsTrainer]

@@ -6,10 +6,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.roles import IsStaff
-from config.api import BrokerUnavailableResponse
+from config.api import ApiView, BrokerUnavailableResponse
 from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
 from sampler.jobs.kinds import job_kind_named, job_kind_of
 from sampler.jobs.models import Job, job_error_summary
@@ -63,7 +62,7 @@ def _job(kind: str, job_id: int) -> Job:
     return job
 
 
-class JobDetailApi(APIView):
+class JobDetailApi(ApiView):
     permission_classes = [IsStaff]
 
     @extend_schema(responses={200: JobStateSerializer})
@@ -71,7 +70,7 @@ class JobDetailApi(APIView):
         return Response(_state(kind, _job(kind, job_id)))
 
 
-class JobRetryApi(APIView):
+class JobRetryApi(ApiView):
     """Queue a failed or cancelled job again (a training run resumes from its checkpoint)."""
 
     permission_classes = [IsStaff]
@@ -96,7 +95,7 @@ class JobRetryApi(APIView):
         return Response(state, status=status.HTTP_202_ACCEPTED)
 
 
-class JobCancelApi(APIView):
+class JobCancelApi(ApiView):
     permission_classes = [IsStaff]
 
     @extend_schema(request=None, responses={200: JobStateSerializer, 409: CANCEL_CONFLICT})
@@ -107,7 +106,7 @@ class JobCancelApi(APIView):
         return Response(_state(kind, _job(kind, job_id)))
 
 
-class QueueDepthsApi(APIView):
+class QueueDepthsApi(ApiView):
     """Jobs waiting per queue."""
 
     permission_classes = [IsStaff]

@@ -3,10 +3,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.roles import IsStaff, IsTrainer, is_admin
 from config.api import (
+    ApiView,
     StrictCharField,
     StrictChoiceField,
     StrictDictField,
@@ -61,7 +61,7 @@ def _output(version_or_versions, request: Request, *, many: bool = False):
     return serializer(version_or_versions, many=many).data
 
 
-class ModelVersionListApi(APIView):
+class ModelVersionListApi(ApiView):
     """GET: the registered versions (trainers). POST: register one with its serving backend
     (admins)."""
 
@@ -120,7 +120,7 @@ class ModelVersionListApi(APIView):
         return Response(_output(version, request), status=status.HTTP_201_CREATED)
 
 
-class ModelVersionDetailApi(APIView):
+class ModelVersionDetailApi(ApiView):
     """GET one version (trainers); PATCH its serving configuration (admins)."""
 
     def get_permissions(self):

@@ -322,6 +322,44 @@ def test_unknown_field_names_are_quoted_shortened_and_counted(trainer_client):
     assert detail == f"Unknown fields: {', '.join([repr('x' * 40)] * 5)} and 2 more."
 
 
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/projects/?status=active"),
+        ("get", "/api/model-versions/?kind=reward"),
+        ("get", "/api/jobs/queues/?queue=training"),
+        ("get", "/api/conversations/{conversation}/?branch=1"),
+        ("get", "/api/projects/1/progress/?since=2026-01-01"),
+        ("post", "/api/conversations/?project=default"),
+        ("post", "/api/conversations/{conversation}/finish/?force=true"),
+    ],
+)
+def test_a_query_parameter_the_endpoint_does_not_take_is_refused_by_name_not_ignored(
+    admin_client_, admin_user, method, url
+):
+    # A filter the endpoint does not have would filter nothing; a field sent in the query
+    # string instead of the body would be left out of what is created.
+    conversation = conversation_services.conversation_create(owner=admin_user, title="Trip")
+    before = Conversation.objects.count()
+    url = url.format(conversation=conversation.pk)
+    response = admin_client_.get(url) if method == "get" else _post(admin_client_, url, {})
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("Unknown parameters: ")
+    assert Conversation.objects.count() == before
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.DRAFT
+
+
+def test_an_operation_that_takes_no_query_parameters_still_answers_a_wrong_method_405(
+    trainer_client,
+):
+    response = trainer_client.delete("/api/model-versions/?kind=reward")
+    assert response.status_code == 405
+    # OPTIONS describes the endpoint whatever the query it was asked about.
+    assert trainer_client.options("/api/conversations/?status=draft").status_code == 200
+    assert trainer_client.head("/api/conversations/?status=draft").status_code == 200
+
+
 # ---- ids: existence and ownership ----------------------------------------------------------
 
 
