@@ -505,6 +505,36 @@ def _json_text_problem(value, where: str = "") -> str | None:
     return None
 
 
+class QueryIntegerField(serializers.IntegerField):
+    """A whole number from a query string, in ASCII digits (a leading minus allowed, for the
+    bound's own message): ``7.0``, ``+7``, ``1_000``, `` 7`` and other scripts' digits are
+    refused, which DRF's field (and Python's ``int``) would read as numbers."""
+
+    default_error_messages = {"invalid": "A whole number in digits is required (such as 7)."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not re.fullmatch(r"-?[0-9]{1,1000}", data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QueryFloatField(serializers.FloatField):
+    """A finite number from a query string, in ASCII digits with an optional fraction and
+    exponent (``0.5``, ``5e-1``): ``nan``, ``inf``, ``0.0_5``, `` 0.5`` and other scripts'
+    digits are refused, which Python's ``float`` would read."""
+
+    default_error_messages = {"invalid": "A number in digits is required (such as 0.5)."}
+
+    def to_internal_value(self, data):
+        written = r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
+        if not isinstance(data, str) or len(data) > 100 or not re.fullmatch(written, data):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):  # 1e999
+            self.fail("invalid")
+        return value
+
+
 class SearchTextField(serializers.CharField):
     """A search query: what cannot be searched for (NUL, unpaired surrogates) is dropped, not
     refused, and the query is cut to ``max_chars``."""

@@ -1,8 +1,6 @@
 """Streaming export endpoint: the same records as the Exports page, as JSONL over HTTP, and
 their column types."""
 
-import math
-
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -12,7 +10,7 @@ from rest_framework.response import Response
 
 from accounts.roles import IsStaff
 from accounts.selectors import user_ids_existing
-from config.api import ApiView, validated_query
+from config.api import ApiView, QueryFloatField, QueryIntegerField, validated_query
 from config.querysets import MAX_ID
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.features import export_features
@@ -29,17 +27,6 @@ from ranking.exports.filters import (
 from ranking.exports.pipeline import jsonl_lines, records
 from ranking.projects.selectors import project_ids_existing
 from sampler.registry.selectors import model_version_ids_existing
-
-
-class FiniteFloatField(serializers.FloatField):
-    """A number from the query string; ``nan`` and ``inf`` are refused."""
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if not math.isfinite(value):
-            raise serializers.ValidationError("Must be a finite number.")
-        return value
-
 
 # The query parameter of each filter whose name differs from the ExportFilters field's (a list
 # field is plural there, one value per parameter here): an error about it names the parameter.
@@ -63,32 +50,32 @@ class ExportStreamApi(ApiView):
         date_from = serializers.DateField(required=False)
         date_to = serializers.DateField(required=False)
         model_version_id = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            child=QueryIntegerField(min_value=1, max_value=MAX_ID),
             required=False,
             max_length=100,
         )
-        min_agreement = FiniteFloatField(required=False, min_value=0, max_value=1)
+        min_agreement = QueryFloatField(required=False, min_value=0, max_value=1)
         exclude_flag = serializers.ListField(
             child=serializers.ChoiceField(choices=FLAG_NAMES), required=False
         )
         exclude_trainer_id = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            child=QueryIntegerField(min_value=1, max_value=MAX_ID),
             required=False,
             max_length=1000,
         )
         pair_mode = serializers.ChoiceField(choices=PAIR_MODES, default="per_ranker")
         split = serializers.ChoiceField(choices=SPLITS, default="all")
-        test_fraction = FiniteFloatField(default=0.1, min_value=0, max_value=MAX_TEST_FRACTION)
-        split_seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_SPLIT_SEED)
+        test_fraction = QueryFloatField(default=0.1, min_value=0, max_value=MAX_TEST_FRACTION)
+        split_seed = QueryIntegerField(default=0, min_value=0, max_value=MAX_SPLIT_SEED)
         pseudonymize = serializers.BooleanField(default=True)
         red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")
         guideline_version = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            child=QueryIntegerField(min_value=1, max_value=MAX_ID),
             required=False,
             max_length=1000,
         )
         project_id = serializers.ListField(
-            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            child=QueryIntegerField(min_value=1, max_value=MAX_ID),
             required=False,
             max_length=100,
         )

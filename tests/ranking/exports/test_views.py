@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -154,6 +156,31 @@ def test_every_export_url_refuses_trainers_and_serves_admins(
     assert DatasetExport.objects.count() == 1  # a refused start queues nothing
     # The same request from an admin goes through: the 403 is the role check, not the request.
     assert request(admin_client_).status_code == admin_status
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("split_seed", "7.0"),
+        ("split_seed", "1_000"),
+        ("split_seed", "+7"),
+        ("split_seed", " 7"),
+        ("split_seed", "\u0663"),  # an Arabic-Indic 3, a digit to Python's int()
+        ("project_id", "1.0"),
+        ("model_version_id", "1.00"),
+        ("guideline_version", "1_0"),
+        ("exclude_trainer_id", " 1"),
+        ("min_agreement", "0.0_5"),
+        ("min_agreement", " 0.5"),
+        ("test_fraction", "\u0660.2"),
+    ],
+)
+def test_streaming_api_takes_numbers_as_written_not_as_python_reads_them(
+    admin_client_, name, value
+):
+    response = admin_client_.get("/api/exports/stream/", {"format": "pairs", name: value})
+    assert response.status_code == 400, value
+    assert "in digits" in json.dumps(response.json()[name])
 
 
 def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user, trainer, ranked):
