@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from ranking.projects.limits import MAX_ALTERNATIVES, MAX_OVERLAP, MAX_POOL_SIZE
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
@@ -104,6 +104,22 @@ def _check(project: Project, *, stored_slug: str | None = None) -> None:
         raise ValidationError(errors)
 
 
+def _save(project: Project) -> None:
+    """Save ``project``; a name or slug that another save took since ``_check`` (two admins at
+    once: full_clean saw it free, the table not) is that field's ValidationError, as
+    full_clean words it."""
+    try:
+        with transaction.atomic():
+            project.save()
+    except IntegrityError as error:
+        for field in ("name", "slug"):
+            others = Project.objects.exclude(pk=project.pk)
+            if others.filter(**{field: getattr(project, field)}).exists():
+                taken = project.unique_error_message(Project, (field,))
+                raise ValidationError({field: taken}) from error
+        raise
+
+
 def _set_policies(project: Project, policies: Iterable[tuple[ModelVersion, float]]) -> None:
     policies = list(policies)
     if len(policies) > MAX_POLICIES:
@@ -148,7 +164,7 @@ def project_create(
         raise ValidationError({"fields": f"Unknown project fields: {', '.join(sorted(unknown))}."})
     project = Project(name=name, slug=slug, created_by=created_by, **fields)
     _check(project)
-    project.save()
+    _save(project)
     _set_policies(project, policies)
     project.trainer_groups.set(list(trainer_groups))
     return project
@@ -173,7 +189,7 @@ def project_update(
     for name, value in fields.items():
         setattr(project, name, value)
     _check(project, stored_slug=stored_slug)
-    project.save()
+    _save(project)
     if policies is not None:
         _set_policies(project, policies)
     if trainer_groups is not None:

@@ -657,3 +657,27 @@ def test_claim_api_takes_a_project_and_refuses_one_not_open_to_the_trainer(
         assert response.status_code == 404 and "No active project" in response.json()["detail"]
     claimed = client.post("/api/ranking/claim/?project=first")
     assert claimed.status_code == 200 and claimed.json()["task_id"] == in_first.pk
+
+
+@pytest.mark.parametrize("field", ["name", "slug"])
+def test_a_name_or_slug_taken_between_the_check_and_the_save_is_a_400(
+    admin_client_, monkeypatch, field
+):
+    # Two admins saving at once: both pass full_clean, the table's unique column stops one.
+    project_create(name="First", slug="first")
+    second = project_create(name="Second", slug="second")
+    monkeypatch.setattr(Project, "full_clean", lambda self, **kwargs: None)
+    taken = {"name": "First", "slug": "first"}[field]
+    created = admin_client_.post(
+        "/api/projects/",
+        {"name": "Third", "slug": "third", field: taken},
+        content_type="application/json",
+    )
+    assert created.status_code == 400 and "already exists" in json.dumps(created.json()[field])
+    changed = admin_client_.patch(
+        f"/api/projects/{second.pk}/", {field: taken}, content_type="application/json"
+    )
+    assert changed.status_code == 400 and "already exists" in json.dumps(changed.json()[field])
+    assert Project.objects.filter(**{field: taken}).count() == 1
+    second.refresh_from_db()
+    assert (second.name, second.slug) == ("Second", "second")
