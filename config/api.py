@@ -535,6 +535,18 @@ class QueryFloatField(serializers.FloatField):
         return value
 
 
+class QueryBooleanField(serializers.BooleanField):
+    """``true`` or ``false`` from a query string, as OpenAPI writes a boolean there: ``1``,
+    ``no``, ``off`` and ``False`` are refused, which DRF's field would read as booleans."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if data not in ("true", "false"):
+            self.fail("invalid")
+        return data == "true"
+
+
 class SearchTextField(serializers.CharField):
     """A search query: what cannot be searched for (NUL, unpaired surrogates) is dropped, not
     refused, and the query is cut to ``max_chars``."""

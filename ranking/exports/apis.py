@@ -10,7 +10,13 @@ from rest_framework.response import Response
 
 from accounts.roles import IsStaff
 from accounts.selectors import user_ids_existing
-from config.api import ApiView, QueryFloatField, QueryIntegerField, validated_query
+from config.api import (
+    ApiView,
+    QueryBooleanField,
+    QueryFloatField,
+    QueryIntegerField,
+    validated_query,
+)
 from config.querysets import MAX_ID
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.features import export_features
@@ -67,7 +73,7 @@ class ExportStreamApi(ApiView):
         split = serializers.ChoiceField(choices=SPLITS, default="all")
         test_fraction = QueryFloatField(default=0.1, min_value=0, max_value=MAX_TEST_FRACTION)
         split_seed = QueryIntegerField(default=0, min_value=0, max_value=MAX_SPLIT_SEED)
-        pseudonymize = serializers.BooleanField(default=True)
+        pseudonymize = QueryBooleanField(default=True)
         red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")
         guideline_version = serializers.ListField(
             child=QueryIntegerField(min_value=1, max_value=MAX_ID),
@@ -135,7 +141,7 @@ class ExportFeaturesApi(ApiView):
 
     class InputSerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=FORMATS)
-        pseudonymize = serializers.BooleanField(default=True)
+        pseudonymize = QueryBooleanField(default=True)
 
         class Meta:
             ref_name = "ExportFeaturesInput"

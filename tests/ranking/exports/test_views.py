@@ -183,6 +183,16 @@ def test_streaming_api_takes_numbers_as_written_not_as_python_reads_them(
     assert "in digits" in json.dumps(response.json()[name])
 
 
+@pytest.mark.parametrize("url", ["/api/exports/stream/", "/api/exports/features/"])
+@pytest.mark.parametrize("value", ["0", "1", "no", "off", "False", "TRUE", "n"])
+def test_the_export_apis_take_pseudonymize_as_true_or_false_only(admin_client_, url, value):
+    # "0" or "no" would turn pseudonyms off as surely as "false": only the words themselves.
+    response = admin_client_.get(url, {"format": "pairs", "pseudonymize": value})
+    assert response.status_code == 400, value
+    assert response.json() == {"pseudonymize": ["Must be true or false."]}
+    assert admin_client_.get(url, {"format": "pairs", "pseudonymize": "false"}).status_code == 200
+
+
 def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user, trainer, ranked):
     import json
 
