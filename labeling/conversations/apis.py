@@ -213,7 +213,10 @@ class MessageAppendApi(ApiView):
         # Plain text, not a choice: the service checks it against the turn order and says
         # whose turn it is; an enum here would collide with sampler's "role" in the schema.
         role = StrictCharField(
-            required=False, max_length=16, help_text="Optional check: 'user' or 'assistant'."
+            required=False,
+            max_length=16,
+            trim_whitespace=False,  # " user " is not a role
+            help_text="Optional check: 'user' or 'assistant'.",
         )
         sample_id = StrictIdField(required=False, allow_null=True)
 

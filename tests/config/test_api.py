@@ -245,6 +245,8 @@ def test_a_lone_surrogate_is_a_field_error(trainer_client, conversation):
         ({"content": "hi", "parent_id": True}, "parent_id", "Must be an integer"),
         ({"content": "hi", "sample_id": 2**70}, "sample_id", "less than or equal"),
         ({"content": "hi", "role": 1}, "role", "Must be a string"),
+        ({"content": "hi", "role": " user "}, "role", "Must be 'user' or 'assistant'"),
+        ({"content": "hi", "role": "user\n"}, "role", "Must be 'user' or 'assistant'"),
     ],
 )
 def test_message_fields_are_strict(trainer_client, conversation, body, field, message):
