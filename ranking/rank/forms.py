@@ -82,14 +82,17 @@ class RankingForm(forms.Form):
             # The field's own refusal (a NUL character) is told once, as a rank that is no
             # whole number, not as a missing rank.
             refused = self.errors.pop(name, None) is not None
+            if cleaned.get("verdict"):
+                # A verdict ranks nothing: numbers typed before it was chosen are left out.
+                cleaned[name] = None
+                continue
             raw = (cleaned.get(name) or "").strip()
             if not raw and not refused:
-                if not cleaned.get("verdict"):
-                    self.add_error(
-                        name,
-                        f"Reply {self.letters[candidate['id']]} has no rank: "
-                        f"give every reply a number from 1 (best) to {count}.",
-                    )
+                self.add_error(
+                    name,
+                    f"Reply {self.letters[candidate['id']]} has no rank: "
+                    f"give every reply a number from 1 (best) to {count}.",
+                )
                 cleaned[name] = None
                 continue
             try:
