@@ -101,10 +101,20 @@ def dataset_export_execute(context: JobContext) -> None:
         records(export.format, filters), final, compress=compress, on_progress=on_progress
     )
     write_features(export.format, filters, features_path(final))
-    context.succeed(
+    done = context.succeed(
         progress=1.0,
         row_count=written.rows,
         size_bytes=written.size_bytes,
         sha256=written.sha256,
         file_path=str(final),
     )
+    if (
+        not done
+        and DatasetExport.objects.filter(
+            pk=export.pk, status=DatasetExport.Status.CANCELLED
+        ).exists()
+    ):
+        # Cancelled while the file was written (a small export never meets a heartbeat): no
+        # row names the file, so it goes. One taken over by another worker is that worker's.
+        final.unlink(missing_ok=True)
+        features_path(final).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from ranking.exports.reading import task_bundles
 from ranking.models import DatasetExport, Ranking
 from ranking.rank import services
 from ranking.rank.services import RankingInput
-from sampler.jobs.services import job_execute, job_retry, job_run_inline
+from sampler.jobs.services import job_cancel, job_execute, job_retry, job_run_inline
 from tests.ranking.conftest import (
     candidate_ids,
     finished_conversation,
@@ -706,3 +706,23 @@ def test_the_consensus_is_over_the_rankings_exported_not_those_a_flag_filter_dro
     assert record["consensus"] == [[ids[3]], [ids[2]], [ids[1]], [ids[0]]]
     both = [r for r in ranking_records(ExportFilters()) if r["task_id"] == task.pk]
     assert [r["consensus"] for r in both] == [[sorted(ids)]] * 2
+
+
+def test_an_export_cancelled_while_its_file_is_written_leaves_no_file(
+    ranked, admin_user, monkeypatch, settings, tmp_path
+):
+    """A cancel that lands while the rows are written (a small export meets no heartbeat) was
+    noticed only when the export tried to succeed: its file stayed, named by no row."""
+    settings.EXPORT_ROOT = tmp_path
+    export = export_services.dataset_export_create(
+        created_by=admin_user, format="pairs", filters=ExportFilters(), queue=False
+    )
+    write_features = export_services.write_features
+
+    def written_then_cancelled(*args, **kwargs):
+        write_features(*args, **kwargs)
+        job_cancel(job=DatasetExport.objects.get(pk=export.pk))
+
+    monkeypatch.setattr(export_services, "write_features", written_then_cancelled)
+    assert job_run_inline(job=export).status == DatasetExport.Status.CANCELLED
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
