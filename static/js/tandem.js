@@ -66,26 +66,77 @@ document.addEventListener("htmx:responseError", (event) => {
 });
 
 // Drafts: every [data-draft] textarea is saved by htmx as the trainer types (to the server) and,
-// at every keystroke, to localStorage under the URL it saves to. The local copy is dropped once
-// the server has the same text; a copy still there when the page loads (the session expired, the
-// network failed, the tab closed) is put back into its box and saved again. Until the server has
-// answered, leaving the page asks first.
+// at every keystroke, to localStorage under the logged-in user (<body data-user-id>) and the URL
+// it saves to. The local copy is dropped once the server has the same text; a copy still there
+// when the page loads (the session expired, the network failed, the tab closed) is put back into
+// its box and saved again. Until the server has answered, leaving the page asks first. A browser
+// may be shared: a copy is only ever put back for the user who typed it, another user's copies
+// are dropped when a page of someone logged in loads, and logging out drops one's own.
 const DRAFT_PREFIX = "tandem-draft:";
-const draftKey = (box) => DRAFT_PREFIX + (box.getAttribute("hx-post") || `${location.pathname}#${box.id || box.name}`);
+const draftUserPrefix = () => {
+  const user = document.body && document.body.dataset.userId;
+  return user ? `${DRAFT_PREFIX}${user}:` : null;
+};
+const draftKey = (box) => {
+  const prefix = draftUserPrefix();
+  if (!prefix) return null; // nobody logged in: nothing is kept or put back
+  return prefix + (box.getAttribute("hx-post") || `${location.pathname}#${box.id || box.name}`);
+};
 let unsavedDraft = false;
+let leavingAtLogout = false;
+
+// Local copies that are not this user's (another user's, or from before copies named their user).
+function dropOtherUsersDrafts() {
+  const own = draftUserPrefix();
+  if (!own) return; // the login page: the user about to log in may be the one who typed them
+  try {
+    Object.keys(localStorage)
+      .filter((key) => key.startsWith(DRAFT_PREFIX) && !key.startsWith(own))
+      .forEach((key) => localStorage.removeItem(key));
+  } catch (error) {
+    // Storage disabled: nothing was kept.
+  }
+}
+
+function dropOwnDrafts() {
+  const own = draftUserPrefix();
+  if (!own) return;
+  try {
+    Object.keys(localStorage)
+      .filter((key) => key.startsWith(own))
+      .forEach((key) => localStorage.removeItem(key));
+  } catch (error) {
+    // Storage disabled: nothing was kept.
+  }
+}
+
+// Logging out: text the server does not have is lost with the local copies, so it asks first.
+document.addEventListener("submit", (event) => {
+  if (!event.target.matches || !event.target.matches("form.logout")) return;
+  if (unsavedDraft && !window.confirm("Your unsaved text will be lost. Log out anyway?")) {
+    event.preventDefault();
+    return;
+  }
+  leavingAtLogout = true;
+  dropOwnDrafts();
+});
 
 function keepLocally(box) {
+  const key = draftKey(box);
+  if (!key) return;
   try {
-    localStorage.setItem(draftKey(box), JSON.stringify({ text: box.value, at: Date.now() }));
+    localStorage.setItem(key, JSON.stringify({ text: box.value, at: Date.now() }));
   } catch (error) {
     // Storage full or disabled: the server copy still works.
   }
 }
 
 function dropLocal(box, text) {
+  const key = draftKey(box);
+  if (!key) return;
   try {
-    const stored = JSON.parse(localStorage.getItem(draftKey(box)) || "null");
-    if (stored && (text === undefined || stored.text === text)) localStorage.removeItem(draftKey(box));
+    const stored = JSON.parse(localStorage.getItem(key) || "null");
+    if (stored && (text === undefined || stored.text === text)) localStorage.removeItem(key);
   } catch (error) {
     // Nothing to drop.
   }
@@ -105,9 +156,11 @@ function restoreDrafts(root) {
       return;
     }
     box.dataset.draftSaved = box.value; // what the server has (it rendered the page)
+    const key = draftKey(box);
+    if (!key) return;
     let stored = null;
     try {
-      stored = JSON.parse(localStorage.getItem(draftKey(box)) || "null");
+      stored = JSON.parse(localStorage.getItem(key) || "null");
     } catch (error) {
       stored = null;
     }
@@ -200,7 +253,7 @@ document.addEventListener("htmx:confirm", (event) => {
   if (window.confirm(question)) event.detail.issueRequest(true);
 });
 window.addEventListener("beforeunload", (event) => {
-  if (unsavedDraft && !window.tandemLeavingForLogin) {
+  if (unsavedDraft && !window.tandemLeavingForLogin && !leavingAtLogout) {
     event.preventDefault();
     event.returnValue = "";
   }
@@ -256,7 +309,10 @@ document.addEventListener("htmx:afterRequest", (event) => {
 if (window.htmx) {
   document.addEventListener("htmx:load", (event) => restoreDrafts(event.detail.elt));
 }
-document.addEventListener("DOMContentLoaded", () => restoreDrafts(document));
+document.addEventListener("DOMContentLoaded", () => {
+  dropOtherUsersDrafts();
+  restoreDrafts(document);
+});
 
 // "Use" on a suggestion puts its text into the composer, remembers which sample it came from
 // (so the saved turn records its origin and edit distance) and saves the draft.

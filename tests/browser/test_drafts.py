@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from labeling.conversations.models import Conversation, Draft
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, wait_until
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -112,3 +112,55 @@ def test_a_refused_turn_keeps_its_local_copy_until_the_server_has_it(page, live_
     expect(page.locator("#draft-status")).to_contain_text("Draft saved")
     assert _composer_draft(conversation) == text[:19000]
     assert page.evaluate(stored) == []
+
+
+def _type_without_saving(page, live_server, conversation, text: str) -> None:
+    """Tess types into the composer while the server never gets the draft (its saves fail until
+    the admin is logged in)."""
+    log_in(page, live_server, "tess", PASSWORD)
+    page.route("**/draft/", lambda route: route.abort())
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    page.locator("#composer-text").press_sequentially(text)
+    expect(page.locator("#draft-status")).to_have_text("Unsaved changes…")
+    assert _composer_draft(conversation) is None
+
+
+def _opened_by_the_admin(page, live_server, conversation) -> None:
+    log_in(page, live_server, "ada", PASSWORD)
+    page.unroute("**/draft/")
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    expect(page.locator("#composer")).to_be_visible()
+
+
+def test_an_unsaved_draft_is_cleared_at_logout_and_not_restored_for_the_next_user(
+    page, live_server, trainer, admin_user
+):
+    conversation = Conversation.objects.create(owner=trainer, title="Shared browser")
+    _type_without_saving(page, live_server, conversation, "tess's private wording")
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.accept()))
+    page.locator("form.logout button[type=submit]").click()
+    page.wait_for_url("**/accounts/login/**")
+    assert asked == ["confirm"]  # her text is lost at logout: asked once, before it goes
+    stored = "Object.values(localStorage).map(v => JSON.parse(v).text)"
+    assert page.evaluate(stored) == []
+
+    _opened_by_the_admin(page, live_server, conversation)
+    expect(page.locator("#composer-text")).to_have_value("")
+    assert Draft.objects.filter(conversation=conversation).count() == 0
+
+
+def test_another_users_local_copy_is_never_restored_and_is_dropped(
+    page, live_server, trainer, admin_user
+):
+    conversation = Conversation.objects.create(owner=trainer, title="Left open")
+    _type_without_saving(page, live_server, conversation, "tess's private wording")
+    # Her session ends without a logout (it expired, or the cookies were cleared).
+    page.context.clear_cookies(name="sessionid")
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    _opened_by_the_admin(page, live_server, conversation)
+    expect(page.locator("#composer-text")).to_have_value("")
+    stored = "Object.values(localStorage).map(v => JSON.parse(v).text)"
+    wait_until(page, f"{stored}.length === 0")
+    assert Draft.objects.filter(conversation=conversation).count() == 0
