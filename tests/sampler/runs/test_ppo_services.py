@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError as BrokerDown
 from config.celery import app
 from labeling.models import Message
 from ranking.exports.filters import ExportFilters
+from ranking.projects.models import project_default_id
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.models import ModelComparison
 from sampler.comparisons.services import model_comparison_create
@@ -335,6 +336,9 @@ def test_the_models_page_refuses_a_ppo_batch_too_small_to_split_on_its_own_field
 def test_a_comparison_asked_for_while_the_job_queue_is_down_is_kept_and_the_page_says_so(
     admin_client_, policy, reward_version, monkeypatch
 ):
+    # The default project (open to every trainer) the comparison is for: a test run before
+    # this one in a transaction flushed the row its migration made.
+    project_default_id()
     other = model_version_register(name="micro-copy", path=policy.path)
     monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
     response = admin_client_.post(
