@@ -139,10 +139,11 @@ class ApiErrorMiddleware:
         if not is_api_request(request):
             return self.get_response(request)
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
+        raw_length = request.META.get("CONTENT_LENGTH") or "0"
+        # Digits only: int() would also read " 19", "+19", "1_9" and other scripts' digits.
+        if not re.fullmatch(r"[0-9]{1,18}", raw_length):
             return api_error_response(request, 400, "The Content-Length header is not a number.")
+        declared = int(raw_length)
         if limit is not None and declared > limit:
             return api_error_response(request, 413, body_too_large_detail(declared))
         if _chunked_unread(request):

@@ -176,3 +176,16 @@ def test_a_chunked_body_the_server_cannot_read_is_a_411_and_creates_nothing(trai
         **{"wsgi.input_terminated": True},
     )
     assert read.status_code == 201 and Conversation.objects.get().title == "chunked"
+
+
+@pytest.mark.parametrize("declared", ["5_0", " 19", "+19", "19 ", "-1", "١٩", "0x13"])
+def test_a_content_length_not_written_in_digits_is_a_400_and_creates_nothing(
+    trainer_client, declared
+):
+    """Python's int() reads these as numbers: the body was read to a length the client never
+    meant (past its end: a 500 here, a request left waiting on a real socket)."""
+    response = _json(
+        trainer_client, "post", "/api/conversations/", '{"title": "x"}', CONTENT_LENGTH=declared
+    )
+    assert "Content-Length" in _refused(response, 400)["detail"]
+    assert not Conversation.objects.exists()
