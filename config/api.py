@@ -519,6 +519,20 @@ class QueryIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class QueryDateField(serializers.DateField):
+    """A day from a query string, written YYYY-MM-DD: the other ISO 8601 forms Python's
+    ``date.fromisoformat`` reads (``20260101``, ``2026-W01-1``) are refused."""
+
+    default_error_messages = {
+        "invalid": "A date written YYYY-MM-DD is required (such as 2026-05-01)."
+    }
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            self.fail("invalid")
+        return super().to_internal_value(value)
+
+
 class QueryFloatField(serializers.FloatField):
     """A finite number from a query string, in ASCII digits with an optional fraction and
     exponent (``0.5``, ``5e-1``): ``nan``, ``inf``, ``0.0_5``, `` 0.5`` and other scripts'

@@ -13,6 +13,7 @@ from accounts.selectors import user_ids_existing
 from config.api import (
     ApiView,
     QueryBooleanField,
+    QueryDateField,
     QueryFloatField,
     QueryIntegerField,
     validated_query,
@@ -53,8 +54,8 @@ class ExportStreamApi(ApiView):
 
     class InputSerializer(serializers.Serializer):
         format = serializers.ChoiceField(choices=FORMATS)
-        date_from = serializers.DateField(required=False)
-        date_to = serializers.DateField(required=False)
+        date_from = QueryDateField(required=False)
+        date_to = QueryDateField(required=False)
         model_version_id = serializers.ListField(
             child=QueryIntegerField(min_value=1, max_value=MAX_ID),
             required=False,

@@ -248,3 +248,16 @@ def test_streaming_api_names_a_ranking_filter_refused_for_demonstrations_as_its_
         assert response.json() == {
             name: [f"{name} chooses rankings or pairs; demonstrations are not filtered by it."]
         }
+
+
+@pytest.mark.parametrize(
+    "value", ["20260501", "2026-W18-5", "2026-05-01T00:00", " 2026-05-01", "2026-5-1"]
+)
+def test_streaming_api_takes_dates_written_yyyy_mm_dd_only(admin_client_, value):
+    # Python's date.fromisoformat reads the first two as days too; the message says YYYY-MM-DD.
+    for name in ("date_from", "date_to"):
+        response = admin_client_.get("/api/exports/stream/", {"format": "pairs", name: value})
+        assert response.status_code == 400, value
+        assert "YYYY-MM-DD" in json.dumps(response.json()[name])
+    written = {"format": "pairs", "date_from": "2026-05-01", "date_to": "2026-05-31"}
+    assert admin_client_.get("/api/exports/stream/", written).status_code == 200
