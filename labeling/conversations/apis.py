@@ -125,6 +125,7 @@ class ConversationListApi(ApiView):
             required=False,
             allow_blank=True,
             default="",
+            trim_whitespace=False,  # " helpful " is no slug
             max_length=100,
             help_text="Slug of a project open to the caller; empty: the default project.",
         )

@@ -32,6 +32,10 @@ def test_the_api_creates_a_conversation_in_a_project_open_to_the_caller_only(tra
     assert Conversation.objects.get(pk=created.json()["id"]).project_id == helpful.pk
     refused = _post(trainer_client, "/api/conversations/", {"title": "B", "project": "safety"})
     assert refused.status_code == 400 and "project" in refused.json()
+    # A slug is matched as written: " helpful " names no project (it was trimmed and taken).
+    for spaced in (" helpful ", "helpful\n"):
+        refused = _post(trainer_client, "/api/conversations/", {"title": "B", "project": spaced})
+        assert refused.status_code == 400 and "project" in refused.json()
     assert not Conversation.objects.filter(title="B").exists()
 
 
