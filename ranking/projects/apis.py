@@ -71,6 +71,8 @@ class ProjectInputSerializer(serializers.Serializer):
         return [(versions[entry["model_version_id"]], entry.get("weight", 1.0)) for entry in value]
 
     def validate_trainer_group_ids(self, value: list[int]) -> list[Group]:
+        if twice := sorted({pk for pk in value if value.count(pk) > 1}):
+            raise serializers.ValidationError(f"Group {twice[0]} is named twice.")
         groups = Group.objects.in_bulk(value)
         missing = sorted(set(value) - set(groups))
         if missing:

@@ -681,3 +681,12 @@ def test_a_name_or_slug_taken_between_the_check_and_the_save_is_a_400(
     assert Project.objects.filter(**{field: taken}).count() == 1
     second.refresh_from_db()
     assert (second.name, second.slug) == ("Second", "second")
+
+
+def test_a_group_named_twice_is_refused_as_a_policy_named_twice_is(admin_client_):
+    experts = Group.objects.create(name="experts")
+    body = {"name": "Twice", "slug": "twice", "trainer_group_ids": [experts.pk, experts.pk]}
+    response = admin_client_.post("/api/projects/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert "named twice" in response.json()["trainer_group_ids"][0]
+    assert not Project.objects.filter(slug="twice").exists()
