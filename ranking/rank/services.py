@@ -243,8 +243,15 @@ def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random 
     wanted = ranking_pool_open_wanted(project=each, wanted=wanted)
     open_tasks = ranking_pool_open_tasks(projects=[each]).count()
     for _ in range(max(0, wanted - open_tasks)):
-        if ranking_task_create(rng=rng, project=each, held_back=uncertain) is None:
-            break
+        # Each task on its own, under the project's row lock with the count taken again: two
+        # fills at once (a slow fill overlapping the next one on another worker) take turns,
+        # so the pool is made once, not twice, and no source is picked by both.
+        with transaction.atomic():
+            list(Project.objects.select_for_update().filter(pk=each.pk).values_list("pk"))
+            if ranking_pool_open_tasks(projects=[each]).count() >= wanted:
+                break
+            if ranking_task_create(rng=rng, project=each, held_back=uncertain) is None:
+                break
         created += 1
     return created
 

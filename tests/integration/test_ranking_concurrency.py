@@ -1,11 +1,13 @@
 """Twenty trainers claim and rank at once on PostgreSQL: no task over-ranked, none lost."""
 
+import contextlib
 import random
 import threading
 import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
+from unittest import mock
 
 import pytest
 from django.db import connection
@@ -140,3 +142,53 @@ def test_twenty_trainers_at_once_fill_every_task_exactly_to_its_overlap(policy, 
     assert sum(log.empty_claims_with_work_left for log in logs) == 0
     # Spread: with 20 trainers and 30 slots, work is shared rather than taken by a few threads.
     assert sum(1 for log in logs if log.rankings) >= OVERLAP
+
+
+def test_two_pool_fills_at_once_make_the_pool_once_not_twice(policy):
+    """A fill slower than the schedule overlaps the next one on another worker. Both counted
+    the open tasks before either made one, so each made the whole pool: twice the tasks."""
+    writer = user_create_trainer(username="writer", password=PASSWORD)
+    for index in range(12):
+        finished_conversation(writer, turns=(f"question {index}?", f"answer {index}."))
+    wanted = 4
+    create = services.ranking_task_create
+    first_calls = threading.Barrier(2)
+    errors: list[str] = []
+
+    def create_once_both_are_making(**kwargs):
+        # Each fill's first task waits (a while) for the other fill to be making one too: they
+        # meet when nothing keeps them apart, and the check below sees the pool made twice.
+        if not getattr(local, "waited", False):
+            local.waited = True
+            # Broken (a timeout): the other fill waits for this one's turn, the fix at work.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                first_calls.wait(timeout=10)
+        return create(**kwargs)
+
+    local = threading.local()
+    services_create = mock.patch.object(
+        services, "ranking_task_create", create_once_both_are_making
+    )
+
+    def fill(start: threading.Barrier) -> None:
+        try:
+            start.wait(timeout=WAIT_SECONDS)
+            services.ranking_pool_fill(target=wanted, rng=random.Random())
+        except Exception:
+            errors.append(traceback.format_exc())
+        finally:
+            connection.close()
+
+    start = threading.Barrier(2)
+    with services_create:
+        threads = [threading.Thread(target=fill, args=(start,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=WAIT_SECONDS)
+    assert not any(thread.is_alive() for thread in threads), "a fill hung"
+    assert not errors, "\n".join(errors)
+    tasks = RankingTask.objects.all()
+    assert tasks.count() == wanted
+    sources = list(tasks.values_list("source_message_id", flat=True))
+    assert len(set(sources)) == len(sources)
