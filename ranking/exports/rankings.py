@@ -32,6 +32,15 @@ def _candidate_record(candidate: dict) -> dict:
     }
 
 
+def flag_records(flags: dict | None) -> list[dict]:
+    """A ranking's flags (stored by candidate id as text) as a list in candidate id order:
+    9 before 10, not as the text sorts."""
+    return [
+        {"candidate_id": int(candidate), "flags": entry["flags"], "note": entry["note"]}
+        for candidate, entry in sorted((flags or {}).items(), key=lambda item: int(item[0]))
+    ]
+
+
 def ranking_records(filters: ExportFilters) -> Iterator[dict]:
     trust = export_trust(filters)
     for bundle in task_bundles(filters):
@@ -67,10 +76,7 @@ def ranking_records(filters: ExportFilters) -> Iterator[dict]:
                 "order_unchanged": ranking["order_unchanged"],
                 "first_placement_ms": ranking["first_placement_ms"],
                 # A list, not a dict keyed by id: every record then has the same schema.
-                "flags": [
-                    {"candidate_id": int(candidate), "flags": entry["flags"], "note": entry["note"]}
-                    for candidate, entry in sorted((ranking["flags"] or {}).items())
-                ],
+                "flags": flag_records(ranking["flags"]),
                 "rationale": ranking["rationale"],
                 "presentation_order": ranking["presentation_order"],
                 "ranker": pseudonym(ranking["ranker_id"], enabled=filters.pseudonymize),

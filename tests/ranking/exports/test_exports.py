@@ -726,3 +726,11 @@ def test_an_export_cancelled_while_its_file_is_written_leaves_no_file(
     monkeypatch.setattr(export_services, "write_features", written_then_cancelled)
     assert job_run_inline(job=export).status == DatasetExport.Status.CANCELLED
     assert not [path for path in tmp_path.rglob("*") if path.is_file()]
+
+
+def test_a_rankings_flags_are_listed_by_candidate_id_as_a_number():
+    from ranking.exports.rankings import flag_records
+
+    stored = {str(pk): {"flags": ["harmful"], "note": f"n{pk}"} for pk in (10, 9, 100)}
+    assert [flag["candidate_id"] for flag in flag_records(stored)] == [9, 10, 100]
+    assert flag_records(None) == []
