@@ -3,6 +3,7 @@
 import json
 import math
 import os
+from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -23,6 +24,15 @@ SETTINGS_NAMES: set[str] = {
 def env_str(name: str, default: str) -> str:
     SETTINGS_NAMES.add(name)
     return os.environ.get(name, default)
+
+
+def env_dir(name: str, default: str) -> Path:
+    """A folder, as an absolute path: a relative one names another folder for each process
+    started from elsewhere (the web server, a worker), so a file one writes the other misses."""
+    raw = env_str(name, default)
+    if not Path(raw).is_absolute():
+        raise ValueError(f"{name} must be an absolute path, got {raw!r}")
+    return Path(raw)
 
 
 def env_bool(name: str, default: bool) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_float, env_int, env_json, env_list, env_str
+from config.env import env_bool, env_dir, env_float, env_int, env_json, env_list, env_str
 from config.keys import secret_file_read_or_create
 from config.threads import torch_threads_setting
 from ranking.projects.limits import MAX_ALTERNATIVES, MAX_OVERLAP, MAX_POOL_SIZE
@@ -30,7 +30,7 @@ if TANDEM_MODE not in {"embedded", "production"}:
     )
 PRODUCTION = TANDEM_MODE == "production"
 
-VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = env_dir("VAR_DIR", str(BASE_DIR / "var"))
 
 DEFAULT_SECRET_KEY = "tandem-embedded-default-insecure-key-change-me"
 # The placeholders of .env.example (and the default above) hold this: long enough, but public.
@@ -266,7 +266,7 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1)
 CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 3)
 
 # Models and generation.
-MODEL_ROOT = Path(env_str("MODEL_ROOT", str(VAR_DIR / "models")))
+MODEL_ROOT = env_dir("MODEL_ROOT", str(VAR_DIR / "models"))
 EMBEDDED_MODEL_DIR = BASE_DIR / "assets" / "models" / "tandem-chitchat-tiny"
 SAMPLER_MODEL = env_str("SAMPLER_MODEL", str(EMBEDDED_MODEL_DIR))
 SAMPLER_DEVICE = env_str("SAMPLER_DEVICE", "auto")
@@ -383,7 +383,7 @@ CONTENT_FILTER_FLAG_LABELS = env_list("CONTENT_FILTER_FLAG_LABELS", [])
 # Flagged samples are never turned into ranking candidates (off: they are ranked, with a warning).
 CONTENT_FILTER_BLOCK_RANKING = env_bool("CONTENT_FILTER_BLOCK_RANKING", False)
 
-EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
+EXPORT_ROOT = env_dir("EXPORT_ROOT", str(VAR_DIR / "exports"))
 
 # Logs: "plain" lines, or "json" (one object per line, with the request id, for a collector).
 LOG_FORMAT = env_str("LOG_FORMAT", "plain")

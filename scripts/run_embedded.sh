@@ -10,9 +10,12 @@ STARTED=$($PY -c "import time; print(time.time())")
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 VAR=${VAR_DIR:-var}
+mkdir -p "$VAR/log"
+# The settings take VAR_DIR as an absolute path only: a relative one is made so, from here.
+VAR=$(cd "$VAR" && pwd)
+export VAR_DIR="$VAR"
 STATE="$VAR/run-state.json"
 
-mkdir -p "$VAR/log"
 $PY scripts/embedded_prepare.py "$STATE"
 
 PIDS=()

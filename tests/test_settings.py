@@ -202,3 +202,14 @@ def test_number_settings_at_the_edges_of_their_ranges_start():
         JOB_PUBLISH_GRACE="0",
     )
     assert accepted.returncode == 0, accepted.stderr
+
+
+@pytest.mark.parametrize("name", ["VAR_DIR", "MODEL_ROOT", "EXPORT_ROOT"])
+def test_a_folder_setting_given_as_a_relative_path_refuses_to_start_naming_it(name, tmp_path):
+    """A relative folder is another folder for each process started elsewhere: an export a
+    worker wrote was a 404 to the web server, which read its path from its own folder."""
+    for value in ("var/exports", "", "./models"):
+        result = _import_settings(**{name: value})
+        assert result.returncode != 0, value
+        assert f"{name} must be an absolute path, got {value!r}" in result.stderr
+    assert _import_settings(**{name: str(tmp_path / "folder")}).returncode == 0
