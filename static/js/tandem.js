@@ -98,22 +98,27 @@ function dropOtherUsersDrafts() {
   }
 }
 
-function dropOwnDrafts() {
+// This user's local copies: text the server does not have, on this page or another.
+function ownDraftKeys() {
   const own = draftUserPrefix();
-  if (!own) return;
+  if (!own) return [];
   try {
-    Object.keys(localStorage)
-      .filter((key) => key.startsWith(own))
-      .forEach((key) => localStorage.removeItem(key));
+    return Object.keys(localStorage).filter((key) => key.startsWith(own));
   } catch (error) {
-    // Storage disabled: nothing was kept.
+    return []; // Storage disabled: nothing was kept.
   }
 }
 
-// Logging out: text the server does not have is lost with the local copies, so it asks first.
+function dropOwnDrafts() {
+  ownDraftKeys().forEach((key) => localStorage.removeItem(key));
+}
+
+// Logging out: text the server does not have is lost with the local copies (this page's, and
+// those kept from another page), so it asks first.
 document.addEventListener("submit", (event) => {
   if (!event.target.matches || !event.target.matches("form.logout")) return;
-  if (unsavedDraft && !window.confirm("Your unsaved text will be lost. Log out anyway?")) {
+  const unsaved = unsavedDraft || ownDraftKeys().length > 0;
+  if (unsaved && !window.confirm("Your unsaved text will be lost. Log out anyway?")) {
     event.preventDefault();
     return;
   }

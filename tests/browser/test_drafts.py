@@ -164,3 +164,18 @@ def test_another_users_local_copy_is_never_restored_and_is_dropped(
     stored = "Object.values(localStorage).map(v => JSON.parse(v).text)"
     wait_until(page, f"{stored}.length === 0")
     assert Draft.objects.filter(conversation=conversation).count() == 0
+
+
+def test_logging_out_asks_first_for_an_unsaved_draft_of_another_page(page, live_server, trainer):
+    conversation = Conversation.objects.create(owner=trainer, title="Left behind")
+    _type_without_saving(page, live_server, conversation, "tess's unsent wording")
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.type), dialog.accept()))
+    page.goto(f"{live_server.url}/write/")  # the copy stays in the browser, for her
+    stored = "Object.values(localStorage).map(v => JSON.parse(v).text)"
+    assert page.evaluate(stored) == ["tess's unsent wording"]
+    asked.clear()
+
+    page.locator("form.logout button[type=submit]").click()
+    page.wait_for_url("**/accounts/login/**")
+    assert asked == ["confirm"]  # the copy is lost at logout: asked first, as on its own page
