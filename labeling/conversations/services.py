@@ -303,28 +303,30 @@ def draft_save(
     editing: Message | None = None,
     sample_id: int | None = None,
     after_id: int | None = None,
+    unsent: bool = False,
 ) -> Draft:
     """Upsert the author's draft; an over-long draft is refused (the page keeps the text).
+
+    A finished or discarded conversation takes no draft, as it takes no turn (reopen it
+    first), except ``unsent``: the composer's turn that was refused because the conversation
+    was closed meanwhile (in another tab), kept so that Reopen brings it back.
 
     ``after_id``: the composer's turn follows this message (0: the first turn). A composer's
     draft that arrives once that turn was sent (the save was on its way while the trainer
     pressed Send, or the page is stale) is refused, so the sent text never comes back as the
-    next turn's draft. None: not checked (the API, edits). The check locks the conversation's
-    row, as ``message_append`` does, so a save and a send racing each other cannot interleave.
+    next turn's draft. None: not checked (the API, edits). The checks lock the conversation's
+    row, as ``message_append`` does, so a save racing a send (or a finish or discard) cannot
+    interleave with it.
     """
     if conversation.owner_id != author.pk and not is_admin(author):
         raise PermissionDenied("You can only keep drafts in your own conversations.")
-    if editing is None and after_id is not None:
-        leaf_id = (
-            Conversation.objects.select_for_update()
-            .filter(pk=conversation.pk)
-            .values_list("active_leaf_id", flat=True)
-            .first()
+    locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if not unsent:
+        conversation_check_open(conversation=locked)
+    if editing is None and after_id is not None and (locked.active_leaf_id or 0) != after_id:
+        raise ValidationError(
+            {"content": "This turn was sent or the conversation changed: reload the page."}
         )
-        if (leaf_id or 0) != after_id:
-            raise ValidationError(
-                {"content": "This turn was sent or the conversation changed: reload the page."}
-            )
     if len(content) > MAX_CONTENT_CHARS:
         raise ValidationError({"content": f"Drafts are limited to {MAX_CONTENT_CHARS} characters."})
     if problem := text_problem(content):

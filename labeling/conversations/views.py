@@ -103,7 +103,9 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
             # Finished or discarded meanwhile (another tab): the page turns read-only and shows
             # the text; it is kept as the composer's draft too, which Reopen brings back.
             try:
-                services.draft_save(conversation=conversation, author=request.user, content=content)
+                services.draft_save(
+                    conversation=conversation, author=request.user, content=content, unsent=True
+                )
                 kept = True
             except ValidationError:
                 kept = False  # Over the limit: the page still shows it, to copy.

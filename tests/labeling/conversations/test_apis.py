@@ -279,3 +279,26 @@ def test_schema_is_served_to_a_logged_in_user(trainer_client):
     paths = json.loads(response.content)["paths"]
     assert "/api/conversations/{conversation_id}/messages/" in paths
     assert "/api/messages/{message_id}/branch/" in paths
+
+
+@pytest.mark.parametrize("closing", ["discard", "finish"])
+def test_a_draft_on_a_closed_conversation_is_refused_as_a_turn_is(
+    trainer_client, conversation, trainer, closing
+):
+    write_turns(conversation, trainer, "Hi", "Hello!")
+    services.draft_save(conversation=conversation, author=trainer, content="Half a thought")
+    closed = _post(trainer_client, f"/api/conversations/{conversation.pk}/{closing}/")
+    assert closed.status_code == 200, closed.content
+    turn = _post(
+        trainer_client, f"/api/conversations/{conversation.pk}/messages/", {"content": "More"}
+    )
+    draft = trainer_client.put(
+        f"/api/conversations/{conversation.pk}/draft/",
+        json.dumps({"content": "Something else"}),
+        "application/json",
+    )
+    assert turn.status_code == 400, turn.content
+    assert draft.status_code == turn.status_code, draft.content
+    assert draft.json() == turn.json()
+    assert "reopen it to edit" in draft.json()["detail"]
+    assert conversation.drafts.get().content == "Half a thought"

@@ -421,3 +421,25 @@ def test_script_in_a_model_written_turn_is_shown_as_text(
 
     assert "<script>alert" not in body and "<img src=x" not in body
     assert '&lt;script&gt;alert("pwned")&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;' in body
+
+
+@pytest.mark.parametrize("editing", [False, True])
+def test_a_draft_save_from_a_stale_tab_after_discarding_is_refused_and_keeps_nothing(
+    trainer_client, conversation, trainer, editing
+):
+    """Another tab discarded the conversation: this tab's autosave (the composer's, or an
+    edit's) is refused with the reason, as its Send would be; the page keeps its local copy."""
+    _, reply = write_turns(conversation, trainer, "hi", "hello!")
+    services.conversation_discard(conversation=conversation, user=trainer)
+    if editing:
+        url = reverse("labeling:edit-draft-save", args=[reply.pk])
+        data = {"content": "hello there!"}
+    else:
+        url = reverse("labeling:draft-save", args=[conversation.pk])
+        data = {"content": "and another thing", "after": str(reply.pk)}
+
+    response = trainer_client.post(url, data, **HTMX)
+
+    assert response.status_code == 422
+    assert "This conversation is discarded; reopen it to edit." in response.content.decode()
+    assert not conversation.drafts.exists()
