@@ -27,6 +27,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import is_valid_path
+from django.utils import timezone
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import serializers, status
@@ -422,8 +423,22 @@ class StrictURLField(_StrictTextMixin, serializers.URLField):
 
 
 class StrictDateTimeField(_StrictTextMixin, serializers.DateTimeField):
-    """An ISO 8601 date and time, given as a string with nothing unstorable (a NUL after it is
-    refused, not cut off)."""
+    """An ISO 8601 date and time with its time zone offset (``Z``, ``+02:00``), given as a
+    string with nothing unstorable (a NUL after it is refused, not cut off). A time without an
+    offset is refused: read in the server's zone, it would be hours off for a caller elsewhere."""
+
+    default_error_messages = {
+        "naive": (
+            "Must include a time zone offset, e.g. 2030-01-01T17:00:00Z or "
+            "2030-01-01T17:00:00+02:00."
+        )
+    }
+
+    def enforce_timezone(self, value):
+        # Called on the parsed input (DRF would make a naive time aware in the server's zone).
+        if timezone.is_naive(value):
+            self.fail("naive")
+        return super().enforce_timezone(value)
 
 
 class StrictChoiceField(_StrictTextMixin, serializers.ChoiceField):

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from ranking.projects.forms import deadline_help_text
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
 from ranking.projects.services import (
     DEFAULT_PROJECT_OPEN,
@@ -16,6 +17,8 @@ class ProjectAdminForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.stored_slug = self.instance.slug if self.instance.pk else None
+        if "deadline" in self.fields:
+            self.fields["deadline"].help_text = deadline_help_text()
 
     def clean_trainer_groups(self):
         groups = self.cleaned_data["trainer_groups"]

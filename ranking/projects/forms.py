@@ -1,10 +1,19 @@
 from django import forms
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from config.forms import ModelChoiceField, ModelMultipleChoiceField
 from ranking.projects import services
 from ranking.projects.models import Project
 from sampler.registry.models import ModelVersion
+
+
+def deadline_help_text() -> str:
+    """A browser's date-and-time box carries no offset: a form reads (and shows) the deadline
+    in the current time zone, and says which, so nobody sets one hours off unknowingly (the API
+    takes only times with an offset)."""
+    zone = timezone.get_current_timezone_name()
+    return f"Date and time in {zone} (the server's time zone)."
 
 
 class ProjectForm(forms.ModelForm):
@@ -19,6 +28,10 @@ class ProjectForm(forms.ModelForm):
         # Django admin edit them).
         fields = [name for name in services.EDITABLE if name != "sampling_params"]
         widgets = {"deadline": forms.DateTimeInput(attrs={"type": "datetime-local"})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["deadline"].help_text = deadline_help_text()
 
     def clean(self) -> dict:
         # The service's sentences, on their fields, before the model's constraints (whose

@@ -81,3 +81,10 @@ def test_the_admin_refuses_a_reward_model_or_an_unbounded_weight_as_a_projects_p
     kept = admin_client_.post(url, _change_form(admin_client_, project, [(policy, "2")]))
     assert kept.status_code == 302
     assert [(p.model_version, p.weight) for p in project.policies.all()] == [(policy, 2.0)]
+
+
+def test_the_admin_says_in_which_time_zone_it_reads_the_deadline(admin_client_, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    default = Project.objects.get(pk=project_default_id())
+    page = admin_client_.get(reverse("admin:ranking_project_change", args=[default.pk]))
+    assert "Date and time in Europe/Berlin (the server's time zone)." in page.content.decode()

@@ -1,6 +1,6 @@
 import json
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -690,3 +690,53 @@ def test_a_group_named_twice_is_refused_as_a_policy_named_twice_is(admin_client_
     assert response.status_code == 400
     assert "named twice" in response.json()["trainer_group_ids"][0]
     assert not Project.objects.filter(slug="twice").exists()
+
+
+def test_a_deadline_without_a_time_zone_offset_is_refused_naming_the_field(client, admin_user):
+    """A time without an offset would be read in the server's zone, hours off for a caller
+    elsewhere: it is a 400 on the field, and a time with one is kept as that instant."""
+    client.force_login(admin_user)
+    for naive in ("2030-01-01T17:00:00", "2030-01-01 17:00", "2030-01-01T17:00:00.5"):
+        refused = client.post(
+            "/api/projects/",
+            {"name": "X", "slug": "x", "deadline": naive},
+            content_type="application/json",
+        )
+        assert refused.status_code == 400, naive
+        (message,) = refused.json()["deadline"]
+        assert set(refused.json()) == {"deadline"}
+        assert "time zone offset" in message and "Z" in message and "+02:00" in message
+    assert not Project.objects.filter(slug="x").exists()
+    created = client.post(
+        "/api/projects/",
+        {"name": "X", "slug": "x", "deadline": "2030-01-01T17:00:00+02:00"},
+        content_type="application/json",
+    )
+    assert created.status_code == 201, created.content
+    project = Project.objects.get(slug="x")
+    assert project.deadline == datetime(2030, 1, 1, 15, 0, tzinfo=UTC)
+    patch_url = f"/api/projects/{project.pk}/"
+    naive_patch = client.patch(
+        patch_url, {"deadline": "2031-01-01T00:00:00"}, content_type="application/json"
+    )
+    assert naive_patch.status_code == 400 and "deadline" in naive_patch.json()
+    utc_patch = client.patch(
+        patch_url, {"deadline": "2031-01-01T00:00:00Z"}, content_type="application/json"
+    )
+    assert utc_patch.status_code == 200, utc_patch.content
+    project.refresh_from_db()
+    assert project.deadline == datetime(2031, 1, 1, tzinfo=UTC)
+
+
+def test_the_project_form_says_in_which_time_zone_it_reads_the_deadline(
+    client, admin_user, settings
+):
+    """A browser's date-and-time box carries no offset: the page names the zone it is read in."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    client.force_login(admin_user)
+    page = client.get(reverse("ranking:project-manage")).content.decode()
+    assert "Europe/Berlin" in page
+    fields = _page_fields(client.get(reverse("ranking:project-manage")))
+    fields |= {"name": "P", "slug": "p", "deadline": "2030-07-01T12:00"}
+    assert client.post(reverse("ranking:project-manage"), fields).status_code == 302
+    assert Project.objects.get(slug="p").deadline == datetime(2030, 7, 1, 10, 0, tzinfo=UTC)
