@@ -2,8 +2,10 @@
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 
 from config.querysets import MAX_ID
+from config.text import text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG
 
 
@@ -26,6 +28,25 @@ def _names_no_row(field: forms.ModelChoiceField, value: object) -> bool:
     except ValueError:
         return False  # Django says "not a valid choice" itself
     return number > MAX_ID or number < -MAX_ID - 1
+
+
+class StorableCharField(forms.CharField):
+    """Django's, with text a database cannot store (NUL, unpaired surrogates) refused with the
+    message the API gives (``config.text``) in place of Django's "Null characters are not
+    allowed."; the page names the field beside it."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.validators = [
+            validator
+            for validator in self.validators
+            if not isinstance(validator, ProhibitNullCharactersValidator)
+        ]
+
+    def to_python(self, value):
+        if isinstance(value, str) and (problem := text_problem(value)):
+            raise ValidationError(problem, code="null_characters_not_allowed")
+        return super().to_python(value)
 
 
 class ModelChoiceField(forms.ModelChoiceField):

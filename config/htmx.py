@@ -15,10 +15,17 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def validation_messages(error: ValidationError) -> list[str]:
-    """Every message of ``error``, field errors included, in the order they were raised."""
+def validation_messages(error: ValidationError, labels: dict[str, str] | None = None) -> list[str]:
+    """Every message of ``error``, field errors included, in the order they were raised; a
+    field named in ``labels`` is named before each of its messages (``Skip reason: ...``), for
+    a message that does not say which box it is about."""
     if hasattr(error, "error_dict"):
-        return [text for texts in error.message_dict.values() for text in texts]
+        labels = labels or {}
+        return [
+            f"{labels[field]}: {text}" if field in labels else text
+            for field, texts in error.message_dict.items()
+            for text in texts
+        ]
     return list(error.messages)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django import forms
 
+from config.forms import StorableCharField
 from ranking.rank.models import Ranking
 from ranking.rank.services import FLAGS, RankingInput
 
@@ -55,7 +56,7 @@ VERDICTS = [
 class RankingForm(forms.Form):
     # Empty: the replies are ranked. Otherwise one verdict about all of them (with a reason).
     verdict = forms.ChoiceField(required=False, choices=[("", "Ranked"), *VERDICTS])
-    rationale = forms.CharField(required=False, strip=False, widget=forms.Textarea)
+    rationale = StorableCharField(required=False, strip=False, widget=forms.Textarea)
     first_placement_ms = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
     def __init__(self, *args, candidates: list[dict], **kwargs) -> None:
@@ -72,7 +73,7 @@ class RankingForm(forms.Form):
             self.fields[f"flag_{candidate_id}"] = forms.MultipleChoiceField(
                 required=False, choices=[(name, FLAG_LABELS[name]) for name in FLAGS]
             )
-            self.fields[f"flag_note_{candidate_id}"] = forms.CharField(required=False)
+            self.fields[f"flag_note_{candidate_id}"] = StorableCharField(required=False)
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -109,8 +110,28 @@ class RankingForm(forms.Form):
         return cleaned
 
     def error_messages(self) -> list[str]:
-        # A refused choice is quoted in its message: never a NUL into the page.
-        return [error.replace("\x00", "") for errors in self.errors.values() for error in errors]
+        """The form's messages, a text box's named (its own refusal, a NUL, does not say which
+        box). A refused choice is quoted in its message: never a NUL into the page."""
+        return [
+            (f"{label}: {error}" if (label := self._text_label(name)) else error).replace(
+                "\x00", ""
+            )
+            for name, errors in self.errors.items()
+            for error in errors
+        ]
+
+    def _text_label(self, name: str) -> str:
+        if name == "rationale":
+            return "Rationale"
+        if name.startswith("flag_note_") and (letter := self._letter(name[len("flag_note_") :])):
+            return f"Reply {letter}'s flag note"
+        return ""
+
+    def _letter(self, candidate_id: str) -> str:
+        try:
+            return self.letters.get(int(candidate_id), "")
+        except ValueError:
+            return ""
 
     def typed(self, name: str) -> str:
         """A text field as typed, valid or not (less a NUL character, which a page may not

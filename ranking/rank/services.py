@@ -502,6 +502,12 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
         errors["flag_notes"] = f"Flag notes are limited to {MAX_FLAG_NOTE_CHARS} characters."
     if len(ranking.rationale) > MAX_RATIONALE_CHARS:
         errors["rationale"] = f"The rationale is limited to {MAX_RATIONALE_CHARS} characters."
+    # What a database cannot store (the API's fields and the page's boxes refuse it first).
+    if problem := text_problem(ranking.rationale):
+        errors["rationale"] = problem
+    for candidate, note in notes.items():
+        if problem := text_problem(note):
+            errors["flag_notes"] = f"Value of '{candidate}': {problem}"
     if errors:
         raise ValidationError(errors)
     return {

@@ -209,7 +209,7 @@ def skip(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
     except ValidationError as error:
         screen = assignment_screen(assignment=assignment)
         form = RankingForm(request.POST, candidates=screen.candidates)
-        errors = validation_messages(error)
+        errors = validation_messages(error, labels={"reason": "Skip reason"})
         return _render_card(
             request, assignment, screen=screen, form=form, errors=errors, status=422
         )

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.services import user_create_trainer
+from config.text import NUL_MESSAGE
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.models import Conversation, Message
 from ranking.models import Assignment, Project, Ranking, RankingTask
@@ -614,3 +615,18 @@ def test_a_retried_preparation_prepares_its_task_again(policy, other_trainer, se
     task.refresh_from_db()
     assert task.status == RankingTask.Status.READY
     assert task.candidates.count() == 4
+
+
+def test_a_nul_in_the_rationale_or_a_flag_note_is_refused_on_its_field(ready_task, trainer):
+    """The service refuses what the database cannot store, whatever door it came through."""
+    assignment = services.task_claim_next(trainer=trainer)
+    ids = assignment.presentation_order
+    ranking = services.RankingInput(
+        ordering=[[i] for i in ids], rationale="why\x00", flag_notes={ids[0]: "odd\x00"}
+    )
+    with pytest.raises(ValidationError) as refused:
+        services.ranking_submit(assignment=assignment, trainer=trainer, ranking=ranking)
+    assert refused.value.message_dict == {
+        "rationale": [NUL_MESSAGE],
+        "flag_notes": [f"Value of '{ids[0]}': {NUL_MESSAGE}"],
+    }

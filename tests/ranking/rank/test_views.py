@@ -1,6 +1,7 @@
 import random
 import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from django.test import Client
@@ -679,3 +680,26 @@ def test_undo_after_the_window_answers_409_in_the_toast_only(
     assert response.status_code == 409 and response["HX-Reswap"] == "none"
     assert "Too late to take this ranking back" in response.content.decode()
     assert Ranking.objects.filter(pk=ranking.pk).exists()
+
+
+def test_a_nul_in_the_rationale_a_flag_note_or_the_skip_reason_is_refused_naming_the_field(
+    ready_task, trainer_client, trainer
+):
+    """The page says which box holds the NUL, with the message the API gives for it."""
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+    note = {f"flag_{ids[1]}": ["other"], f"flag_note_{ids[1]}": "rude\x00ly"}
+    cases = [
+        (_submit_url(assignment), {"rationale": "why\x00not"}, "Rationale"),
+        (_submit_url(assignment), note, "Reply 2's flag note"),
+        (reverse("ranking:skip", args=[assignment.pk]), {"skip_reason": "x\x00"}, "Skip reason"),
+    ]
+    for url, typed, name in cases:
+        response = trainer_client.post(url, _form(ids, [1, 2, 3, 4], **typed))
+        html = unescape(response.content.decode())
+        assert response.status_code == 422
+        assert f"{name}: NUL characters (\\u0000) are not allowed." in html, name
+        assert "Null characters are not allowed." not in html
+    assert _assignment(trainer).status == Assignment.Status.LEASED
+    assert not Ranking.objects.exists()
