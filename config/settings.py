@@ -234,6 +234,8 @@ SPECTACULAR_SETTINGS = {
         "ProjectStatusEnum": "ranking.projects.models.Project.Status",
         "JobStatusEnum": "sampler.jobs.models.JobStatus",
     },
+    # Row ids in paths (config.converters): a whole number from 1 that fits a bigint.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
 }
 
 # Celery. Embedded default: a broker on the local filesystem (no server), consumed by a real

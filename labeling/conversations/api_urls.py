@@ -1,9 +1,10 @@
 from django.urls import path
 
+from config import converters  # noqa: F401  (registers <id:...>, canonical row ids)
 from labeling.conversations import apis
 
-CONVERSATION = "conversations/<int:conversation_id>"
-MESSAGE = "messages/<int:message_id>"
+CONVERSATION = "conversations/<id:conversation_id>"
+MESSAGE = "messages/<id:message_id>"
 
 urlpatterns = [
     path("conversations/", apis.ConversationListApi.as_view(), name="api-conversation-list"),

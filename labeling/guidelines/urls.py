@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from config import converters  # noqa: F401  (registers <id:...>, canonical row ids)
 from labeling.guidelines import views
 
 urlpatterns = [
@@ -9,6 +10,6 @@ urlpatterns = [
     path("guidelines/edit/", views.guidelines_edit, name="guidelines-edit"),
     path("guidelines/panel/", views.guidelines_panel, name="guidelines-panel"),
     path(
-        "guidelines/<int:number>/read/", views.guidelines_acknowledge, name="guidelines-acknowledge"
+        "guidelines/<id:number>/read/", views.guidelines_acknowledge, name="guidelines-acknowledge"
     ),
 ]

@@ -1,5 +1,6 @@
 from django.urls import path
 
+from config import converters  # noqa: F401  (registers <id:...>, canonical row ids)
 from sampler.generation import apis
 
 urlpatterns = [
@@ -7,17 +8,17 @@ urlpatterns = [
         "generation-jobs/", apis.GenerationJobCreateApi.as_view(), name="api-generation-job-create"
     ),
     path(
-        "generation-jobs/<int:job_id>/",
+        "generation-jobs/<id:job_id>/",
         apis.GenerationJobDetailApi.as_view(),
         name="api-generation-job-detail",
     ),
     path(
-        "generation-jobs/<int:job_id>/cancel/",
+        "generation-jobs/<id:job_id>/cancel/",
         apis.GenerationJobCancelApi.as_view(),
         name="api-generation-job-cancel",
     ),
     path(
-        "generation-jobs/<int:job_id>/retry/",
+        "generation-jobs/<id:job_id>/retry/",
         apis.GenerationJobRetryApi.as_view(),
         name="api-generation-job-retry",
     ),

@@ -563,3 +563,49 @@ def test_the_schema_shows_model_paths_as_staff_only(trainer_client):
     with_path = schema["components"]["schemas"]["ModelVersionWithPath"]
     assert "Staff only" in with_path["properties"]["path"]["description"]
     assert "path" not in with_path.get("required", [])
+
+
+# ---- ids in paths ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_id_in_a_path_is_canonical_leading_zeros_are_a_json_404(
+    trainer_client, conversation, settings, debug
+):
+    """``/api/conversations/01/`` is no other name for conversation 1: one row, one URL."""
+    settings.DEBUG = debug
+    pk = conversation.pk
+    assert trainer_client.get(f"/api/conversations/{pk}/").status_code == 200
+    for path in (f"0{pk}", f"00{pk}", "0", str(2**63)):
+        response = trainer_client.get(f"/api/conversations/{path}/")
+        assert response.status_code == 404, path
+        assert response["Content-Type"] == "application/json"
+        assert "detail" in response.json()
+        draft = _post(trainer_client, f"/api/conversations/{path}/draft/", {"content": "x"}, "put")
+        assert draft.status_code == 404 and draft["Content-Type"] == "application/json"
+    assert not Draft.objects.exists()
+    assert trainer_client.get(f"/write/0{pk}/").status_code == 404
+
+
+def test_every_id_in_a_url_pattern_is_read_by_the_canonical_converter():
+    """No pattern reads an id with Django's ``int`` (which takes ``01`` as 1), and reversing
+    still writes the plain number."""
+    from django.urls import get_resolver, reverse
+    from django.urls.converters import IntConverter
+    from django.urls.resolvers import URLResolver
+
+    def patterns(resolver):
+        for entry in resolver.url_patterns:
+            yield entry
+            if isinstance(entry, URLResolver):
+                yield from patterns(entry)
+
+    ints = [
+        str(entry.pattern)
+        for entry in patterns(get_resolver())
+        for converter in getattr(entry.pattern, "converters", {}).values()
+        if type(converter) is IntConverter
+    ]
+    assert ints == []
+    assert reverse("labeling:editor", args=[7]) == "/write/7/"
+    assert reverse("api-draft-save", args=[7]) == "/api/conversations/7/draft/"
