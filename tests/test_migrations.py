@@ -208,3 +208,47 @@ def test_an_install_whose_default_project_had_trainer_groups_opens_it_to_every_t
         ) == ["experts"]
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_that_failed_before_sources_were_given_back_release_them_unless_filtered():
+    try:
+        apps = _migrate(
+            [node for node in _latest() if node[0] != "ranking"]
+            + [("ranking", "0009_default_project_open")]
+        )
+        User = apps.get_model("auth", "User")
+        ModelVersion = apps.get_model("sampler", "ModelVersion")
+        Conversation = apps.get_model("labeling", "Conversation")
+        Message = apps.get_model("labeling", "Message")
+        RankingTask = apps.get_model("ranking", "RankingTask")
+        writer = User.objects.create(username="writer")
+        version = ModelVersion.objects.create(name="policy", path="policy")
+
+        def task(status, error=""):
+            conversation = Conversation.objects.create(owner=writer)
+            prompt = Message.objects.create(
+                conversation=conversation, role="user", content="hi", origin="human"
+            )
+            reply = Message.objects.create(
+                conversation=conversation, parent=prompt, role="assistant", content="hello"
+            )
+            return RankingTask.objects.create(
+                source_message=reply,
+                prefix_message=prompt,
+                model_version=version,
+                source_owner=writer,
+                status=status,
+                error=error,
+                project=None,
+            ).pk
+
+        down = task("failed", "The model server at http://x is down.")
+        filtered = task("failed", "The content filter flagged the reply this task was made from.")
+        ready = task("ready")
+        apps = _migrate(_latest())
+        RankingTask = apps.get_model("ranking", "RankingTask")
+        holds = dict(RankingTask.objects.values_list("pk", "holds_source"))
+        assert holds == {down: False, filtered: True, ready: True}
+    finally:
+        _migrate(_latest())

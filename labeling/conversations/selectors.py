@@ -174,16 +174,16 @@ def ranking_source_candidates(
     *, origins: list[str], project_id: int | None = None
 ) -> QuerySet[Message]:
     """Model-written assistant turns of finished conversations that answer a user turn and are
-    not themselves alternatives sampled for ranking, nor already the source of a task
-    (``project_id``: of that project's conversations only)."""
+    not themselves alternatives sampled for ranking, nor the source of a task that holds it
+    (every task does but one whose preparation failed for a reason the message had no part
+    in; ``project_id``: of that project's conversations only)."""
     messages = Message.objects.filter(
         conversation__status=Conversation.Status.FINISHED,
         role=Message.Role.ASSISTANT,
         origin__in=origins,
         parent__role=Message.Role.USER,
-        ranking_tasks_as_source__isnull=True,
         is_candidate=False,
-    )
+    ).exclude(ranking_tasks_as_source__holds_source=True)
     if project_id is not None:
         messages = messages.filter(conversation__project_id=project_id)
     return messages

@@ -45,6 +45,12 @@ class RankingTask(models.Model):
     # Assignments currently leased: a task is offered while rankings + leases < overlap.
     leased_count = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Whether the task uses up its source message: no other task is made from it. False only
+    # for a task whose preparation failed for a reason the message had no part in (a backend
+    # error, a cancelled or lost job), so that the message can be tried again; a task the
+    # content filter refused keeps it, and so does the last of a source's tries
+    # (``ranking.rank.services.SOURCE_PREPARATION_TRIES``).
+    holds_source = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     # A gold task: a copy of ``gold_of`` (or a task) with the expected order, best first, as

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from config.text import text_problem
@@ -55,6 +55,10 @@ MAX_SKIP_REASON_CHARS = 500
 # The most milliseconds an integer column holds (24.8 days): a ranking sent later than that
 # after its claim (a late submit on a lease that ran out) is stored as taking this long.
 MAX_DURATION_MS = 2**31 - 1
+# How many failed preparations a source message gets before it is given up: a failure the
+# message had no part in (a model server down, a cancelled job) gives it back for another task,
+# but one that comes back every time must not make a task of it at every pool fill.
+SOURCE_PREPARATION_TRIES = 3
 
 
 class RankingConflict(Exception):
@@ -159,7 +163,8 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
 
 def ranking_task_preparation_given_up(job: GenerationJob) -> None:
     """A preparation that failed for good, or was cancelled, releases its task: the pool
-    counts it no more and makes another."""
+    counts it no more and makes another. Its source can be picked again (within its tries):
+    the backend's trouble or a cancelled job is no fault of the message."""
     ranking_task_fail(
         task_id=RankingTask.objects.filter(generation_job=job).values_list("pk", flat=True).first(),
         error=job.error or f"Sampling {job.status}.",
@@ -168,10 +173,15 @@ def ranking_task_preparation_given_up(job: GenerationJob) -> None:
 
 def ranking_task_preparation_retried(job: GenerationJob) -> None:
     """A preparation queued again (a retry after it failed or was cancelled) prepares its task
-    again: released when it gave up, the task waits for its candidates once more."""
-    RankingTask.objects.filter(generation_job=job, status=RankingTask.Status.FAILED).update(
-        status=RankingTask.Status.PREPARING, error=""
-    )
+    again: released when it gave up, the task waits for its candidates once more, unless its
+    source has meanwhile been taken by another task (one task per source): then it stays
+    failed, and the samples its job makes are kept but made into no candidates."""
+    source_taken = RankingTask.objects.filter(
+        source_message_id=OuterRef("source_message_id"), holds_source=True
+    ).exclude(pk=OuterRef("pk"))
+    RankingTask.objects.filter(generation_job=job, status=RankingTask.Status.FAILED).exclude(
+        Exists(source_taken)
+    ).update(status=RankingTask.Status.PREPARING, error="", holds_source=True)
 
 
 def ranking_task_prepare(*, task_id: int) -> RankingTask:
@@ -183,14 +193,34 @@ def ranking_task_prepare(*, task_id: int) -> RankingTask:
 
 
 def ranking_task_fail(*, task_id: int | None, error: str) -> None:
-    RankingTask.objects.filter(pk=task_id, status=RankingTask.Status.PREPARING).update(
-        status=RankingTask.Status.FAILED, error=error[:5000]
-    )
+    """Fail a task still preparing, for a reason its source message had no part in: the
+    source is given back for another task, unless this was its last try."""
+    with transaction.atomic():
+        failed = RankingTask.objects.filter(pk=task_id, status=RankingTask.Status.PREPARING).update(
+            status=RankingTask.Status.FAILED, error=error[:5000]
+        )
+        if failed:
+            _sources_give_back(task_ids=[task_id])
+
+
+def _sources_give_back(*, task_ids: list[int]) -> None:
+    """Let the failed tasks ``task_ids`` release their sources, each but on its source's
+    ``SOURCE_PREPARATION_TRIES``-th failed task: a failure that comes back every time (a
+    prompt the policy refuses) is not tried for ever."""
+    for task_id, source_id in RankingTask.objects.filter(pk__in=task_ids).values_list(
+        "pk", "source_message_id"
+    ):
+        tries = RankingTask.objects.filter(
+            source_message_id=source_id, status=RankingTask.Status.FAILED
+        ).count()
+        if tries < SOURCE_PREPARATION_TRIES:
+            RankingTask.objects.filter(pk=task_id).update(holds_source=False)
 
 
 def ranking_tasks_release_orphans() -> int:
     """Fail tasks still preparing whose job ended without them (or is gone): never left
-    ``preparing`` forever, whatever happened to their job."""
+    ``preparing`` forever, whatever happened to their job (their sources are given back, as
+    for a preparation that failed)."""
     orphans = RankingTask.objects.filter(status=RankingTask.Status.PREPARING).filter(
         Q(generation_job__isnull=True)
         | Q(
@@ -201,9 +231,15 @@ def ranking_tasks_release_orphans() -> int:
             ]
         )
     )
-    return orphans.update(
-        status=RankingTask.Status.FAILED, error="Its preparation ended without candidates."
-    )
+    with transaction.atomic():
+        orphan_ids = list(orphans.select_for_update(of=("self",)).values_list("pk", flat=True))
+        released = RankingTask.objects.filter(
+            pk__in=orphan_ids, status=RankingTask.Status.PREPARING
+        ).update(
+            status=RankingTask.Status.FAILED, error="Its preparation ended without candidates."
+        )
+        _sources_give_back(task_ids=orphan_ids)
+    return released
 
 
 def ranking_pool_fill(

@@ -630,3 +630,102 @@ def test_a_nul_in_the_rationale_or_a_flag_note_is_refused_on_its_field(ready_tas
         "rationale": [NUL_MESSAGE],
         "flag_notes": [f"Value of '{ids[0]}': {NUL_MESSAGE}"],
     }
+
+
+# ---- a source whose preparation failed --------------------------------------------------------
+
+
+def _task_unqueued(owner):
+    """A preparing task (its job never queued) from a new finished conversation of ``owner``."""
+    finished_conversation(owner)
+    return services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=2, queue=False
+    )
+
+
+def _fail_preparation(task, error="server down"):
+    from sampler.generation.models import GenerationJob
+    from sampler.jobs.services import job_fail
+
+    job_fail(job=GenerationJob.objects.get(pk=task.generation_job_id), error=error)
+    task.refresh_from_db()
+    assert task.status == RankingTask.Status.FAILED
+
+
+def test_a_source_whose_preparation_failed_is_picked_again(policy, other_trainer):
+    task = _task_unqueued(other_trainer)
+    _fail_preparation(task)
+
+    picked = ranking_source_pick(rng=random.Random(0), origins=["model"])
+
+    assert picked is not None and picked.pk == task.source_message_id
+    again = services.ranking_task_create(rng=random.Random(0), queue=False)
+    assert again is not None and again.source_message_id == task.source_message_id
+
+
+def test_a_source_whose_preparation_was_cancelled_is_picked_again(policy, other_trainer):
+    from sampler.generation.models import GenerationJob
+    from sampler.jobs.services import job_cancel
+
+    task = _task_unqueued(other_trainer)
+    job_cancel(job=GenerationJob.objects.get(pk=task.generation_job_id))
+
+    picked = ranking_source_pick(rng=random.Random(0), origins=["model"])
+
+    assert picked is not None and picked.pk == task.source_message_id
+
+
+def test_a_source_orphaned_by_its_deleted_job_is_picked_again(policy, other_trainer):
+    task = _task_unqueued(other_trainer)
+    task.generation_job.delete()  # the task keeps its row, its job set to null
+    services.ranking_tasks_release_orphans()
+
+    picked = ranking_source_pick(rng=random.Random(0), origins=["model"])
+
+    assert picked is not None and picked.pk == task.source_message_id
+
+
+def test_a_source_that_keeps_failing_is_given_up_after_its_tries(policy, other_trainer):
+    task = _task_unqueued(other_trainer)
+    for _ in range(services.SOURCE_PREPARATION_TRIES - 1):
+        _fail_preparation(task)
+        task = services.ranking_task_create(rng=random.Random(0), queue=False)
+        assert task is not None
+    _fail_preparation(task)
+
+    assert ranking_source_pick(rng=random.Random(0), origins=["model"]) is None
+
+
+def test_a_source_flagged_by_the_content_filter_is_not_picked_again(
+    settings, policy, other_trainer
+):
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    settings.RANKING_MAX_NEW_TOKENS = 4
+    task = services.ranking_task_prepare(task_id=_task_unqueued(other_trainer).pk)
+    assert task.status == RankingTask.Status.FAILED
+    assert "content filter" in task.error
+
+    assert ranking_source_pick(rng=random.Random(0), origins=["model"]) is None
+
+
+def test_a_retried_preparation_whose_source_was_taken_again_stays_failed(policy, other_trainer):
+    from sampler.generation.models import GenerationJob
+    from sampler.jobs.services import job_retry
+
+    task = _task_unqueued(other_trainer)
+    _fail_preparation(task)
+    again = services.ranking_task_create(rng=random.Random(0), queue=False)
+    assert again.source_message_id == task.source_message_id
+
+    job_retry(job=GenerationJob.objects.get(pk=task.generation_job_id))
+
+    task.refresh_from_db()
+    assert task.status == RankingTask.Status.FAILED  # one task per source, not two
+    assert (
+        RankingTask.objects.filter(
+            source_message_id=task.source_message_id, status=RankingTask.Status.PREPARING
+        ).count()
+        == 1
+    )
