@@ -23,6 +23,7 @@ class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
         "sha256",
         "size_bytes",
         "row_count",
+        "skipped",
         "file_path",
         "created_at",
         *LIFECYCLE_FIELDS,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from labeling.conversations.selectors import demonstration_chunks
@@ -18,7 +19,11 @@ from ranking.exports.filters import (
 )
 
 
-def demonstration_records(filters: ExportFilters) -> Iterator[dict]:
+def demonstration_records(
+    filters: ExportFilters, *, skipped: Counter | None = None
+) -> Iterator[dict]:
+    """Root-to-leaf paths of finished conversations, read whole from the conversation (no
+    generation job's prompt to lose: ``skipped`` is taken for the other formats' sake)."""
     guideline_numbers = guideline_version_numbers()
     for chunk in demonstration_chunks(
         finished_bounds=day_bounds(filters),

@@ -14,6 +14,7 @@ from ranking.exports.filters import (
     pseudonym,
     split_of,
 )
+from ranking.exports.models import SKIPPED_ATTACKS_WITHOUT_PROMPT
 from ranking.exports.reading import (
     DEFAULT_TRUST,
     TaskBundle,
@@ -63,10 +64,11 @@ def _pair_record(
     }
 
 
-def pair_records(filters: ExportFilters) -> Iterator[dict]:
+def pair_records(filters: ExportFilters, *, skipped: Counter | None = None) -> Iterator[dict]:
+    """Preference pairs; ``skipped`` counts what is left out for lack of a prompt."""
     trust = export_trust(filters) if filters.pair_mode == "per_ranker" else {}
     for bundle in task_bundles(filters, provenance=False) if filters.red_team != "only" else ():
-        context = bundle_context(bundle, filters)
+        context = bundle_context(bundle, filters, skipped=skipped)
         if context is None:
             continue
         excluded = context["excluded_candidates"]
@@ -97,14 +99,17 @@ def pair_records(filters: ExportFilters) -> Iterator[dict]:
         else:
             yield from _aggregated_pairs(bundle, context, filters)
     if filters.red_team != "exclude":
-        yield from red_team_pair_records(filters)
+        yield from red_team_pair_records(filters, skipped=skipped)
 
 
-def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
+def red_team_pair_records(
+    filters: ExportFilters, *, skipped: Counter | None = None
+) -> Iterator[dict]:
     """One pair per corrected attack: the trainer's correction chosen over the failed reply.
 
     One trainer's judgement, like a demonstration: ``votes`` 1, and neither ``min_agreement``
-    nor ``exclude_flags`` applies (``red_team="exclude"`` leaves these pairs out).
+    nor ``exclude_flags`` applies (``red_team="exclude"`` leaves these pairs out). An attack
+    without a prompt is skipped (counted in ``skipped``), never written with an empty one.
     """
     for chunk in red_team_pair_chunks(
         finished_bounds=day_bounds(filters),
@@ -120,6 +125,10 @@ def red_team_pair_records(filters: ExportFilters) -> Iterator[dict]:
                 conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction
             )
             if filters.split != "all" and split != filters.split:
+                continue
+            if not attack["prompt_messages"]:
+                if skipped is not None:
+                    skipped[SKIPPED_ATTACKS_WITHOUT_PROMPT] += 1
                 continue
             yield {
                 "schema_version": SCHEMA_VERSION,

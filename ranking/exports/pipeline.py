@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,17 +39,22 @@ from ranking.exports.reading import rankings_query, tasks_query
 # ---- formats ----------------------------------------------------------------------------------
 
 
-RECORD_BUILDERS: dict[str, Callable[[ExportFilters], Iterator[dict]]] = {
+RECORD_BUILDERS: dict[str, Callable[..., Iterator[dict]]] = {
     DatasetExport.Format.RANKINGS: ranking_records,
     DatasetExport.Format.PAIRS: pair_records,
     DatasetExport.Format.DEMONSTRATIONS: demonstration_records,
 }
 
 
-def records(format: str, filters: ExportFilters) -> Iterator[dict]:
+def records(
+    format: str, filters: ExportFilters, *, skipped: Counter | None = None
+) -> Iterator[dict]:
+    """``format``'s records; what is left out for lack of a prompt (a ranked task whose
+    generation job was deleted) is counted in ``skipped`` by reason (``SKIP_REASONS``), as the
+    records are read."""
     if format not in RECORD_BUILDERS:
         raise ValidationError({"format": f"format must be one of {', '.join(FORMATS)}."})
-    return RECORD_BUILDERS[format](filters)
+    return RECORD_BUILDERS[format](filters, skipped=skipped)
 
 
 def source_count(format: str, filters: ExportFilters) -> int:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from ranking.exports.filters import SCHEMA_VERSION, ExportFilters, pseudonym
@@ -41,10 +42,11 @@ def flag_records(flags: dict | None) -> list[dict]:
     ]
 
 
-def ranking_records(filters: ExportFilters) -> Iterator[dict]:
+def ranking_records(filters: ExportFilters, *, skipped: Counter | None = None) -> Iterator[dict]:
+    """One record per ranking; ``skipped`` counts what is left out for lack of a prompt."""
     trust = export_trust(filters)
     for bundle in task_bundles(filters):
-        context = bundle_context(bundle, filters, with_agreement=True)
+        context = bundle_context(bundle, filters, with_agreement=True, skipped=skipped)
         if context is None:
             continue
         candidates = [_candidate_record(c) for c in bundle.candidates]

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
-from collections import defaultdict
+import logging
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from config.querysets import filter_given, values_in_chunks
 from labeling.feedback.selectors import feedback_summaries
 from ranking.exports.filters import CHUNK_SIZE, ExportFilters, day_bounds, split_of
+from ranking.exports.models import SKIPPED_RANKINGS_WITHOUT_PROMPT
 from ranking.quality.metrics import task_agreement
 from ranking.quality.selectors import trust_exact
 from ranking.quality.trust import PRIOR_RIGHT, PRIOR_WRONG
 from ranking.rank.models import Candidate, Ranking, RankingTask
 from sampler.moderation.selectors import moderation_latest_by_sample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -173,12 +177,19 @@ def flagged_candidates(ranking: dict, names: tuple[str, ...]) -> set[int]:
 
 
 def bundle_context(
-    bundle: TaskBundle, filters: ExportFilters, *, with_agreement: bool = False
+    bundle: TaskBundle,
+    filters: ExportFilters,
+    *,
+    with_agreement: bool = False,
+    skipped: Counter | None = None,
 ) -> dict | None:
-    """What every record of a task shares; None when the task is filtered out.
+    """What every record of a task shares; None when the task is filtered out, or skipped.
 
     ``with_agreement``: the records carry the task's agreement (rankings), so ``min_agreement``
     is the task's whatever ``pair_mode`` says (it only chooses how pairs are built).
+    A task the filters keep whose prompt is gone (its generation job was deleted: the task
+    keeps its candidates, not the turns they answer) is skipped, never written with an empty
+    prompt: its rankings are counted in ``skipped`` and logged.
     """
     conversation_id = bundle.task["source_message__conversation_id"]
     split = split_of(conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction)
@@ -193,6 +204,17 @@ def bundle_context(
         agreement = task_agreement(orderings).pairwise
         if by_task_agreement and (agreement is None or agreement < filters.min_agreement):
             return None
+    prompt = bundle.task["generation_job__prompt_messages"]
+    if not prompt:
+        logger.warning(
+            "Export skipped task %s (%d rankings): its generation job is gone, and with it the "
+            "prompt its candidates answer.",
+            bundle.task["pk"],
+            len(bundle.rankings),
+        )
+        if skipped is not None:
+            skipped[SKIPPED_RANKINGS_WITHOUT_PROMPT] += len(bundle.rankings)
+        return None
     excluded = set()
     for ranking in bundle.rankings:
         excluded |= flagged_candidates(ranking, filters.exclude_flags)
@@ -201,7 +223,7 @@ def bundle_context(
         "conversation_id": conversation_id,
         "agreement": agreement,
         "excluded_candidates": excluded,
-        "prompt": bundle.task["generation_job__prompt_messages"] or [],
+        "prompt": prompt,
         "project": bundle.task["project__slug"],
         "texts": {c["id"]: c["message__content"] for c in bundle.candidates},
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
@@ -71,7 +72,7 @@ def dataset_export_features(*, export: DatasetExport) -> dict:
 
 def dataset_export_retried(export: DatasetExport) -> None:
     """A retried export waits in its queue to be written from the start: no progress yet."""
-    DatasetExport.objects.filter(pk=export.pk).update(progress=0.0)
+    DatasetExport.objects.filter(pk=export.pk).update(progress=0.0, skipped={})
 
 
 def dataset_export_execute(context: JobContext) -> None:
@@ -97,8 +98,12 @@ def dataset_export_execute(context: JobContext) -> None:
         rows_expected = total_sources * ROWS_PER_SOURCE[export.format]
         context.heartbeat(progress=min(0.99, rows / rows_expected))
 
+    skipped: Counter = Counter()
     written = write_jsonl(
-        records(export.format, filters), final, compress=compress, on_progress=on_progress
+        records(export.format, filters, skipped=skipped),
+        final,
+        compress=compress,
+        on_progress=on_progress,
     )
     write_features(export.format, filters, features_path(final))
     done = context.succeed(
@@ -107,6 +112,7 @@ def dataset_export_execute(context: JobContext) -> None:
         size_bytes=written.size_bytes,
         sha256=written.sha256,
         file_path=str(final),
+        skipped=dict(skipped),
     )
     if (
         not done

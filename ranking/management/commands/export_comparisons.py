@@ -1,4 +1,5 @@
 import sys
+from collections import Counter
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -9,6 +10,7 @@ from accounts.selectors import user_ids_by_username
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.features import features_path
 from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
+from ranking.exports.models import skipped_summary
 from ranking.exports.pipeline import records, write_features, write_jsonl, write_jsonl_stream
 from ranking.exports.services import export_prepare
 from ranking.projects.selectors import project_ids_by_slug
@@ -105,18 +107,16 @@ class Command(BaseCommand):
             last = rows
 
         export_prepare(options["format"], filters)
+        skipped: Counter = Counter()
+        rows = records(options["format"], filters, skipped=skipped)
         to_stdout = options["out"] == "-"
         try:
             if to_stdout:
                 # The rows are the output: the summary goes to standard error.
-                written = write_jsonl_stream(
-                    records(options["format"], filters), sys.stdout.buffer, on_progress=advance
-                )
+                written = write_jsonl_stream(rows, sys.stdout.buffer, on_progress=advance)
                 sys.stdout.buffer.flush()
             else:
-                written = write_jsonl(
-                    records(options["format"], filters), Path(options["out"]), on_progress=advance
-                )
+                written = write_jsonl(rows, Path(options["out"]), on_progress=advance)
         except OSError as error:
             raise CommandError(f"Cannot write {options['out']}: {error.strerror}.") from error
         features = self._features_target(options)
@@ -130,6 +130,8 @@ class Command(BaseCommand):
         summary = f"{written.rows} rows, {written.size_bytes} bytes, sha256 {written.sha256}"
         if features:
             summary += f" (column types: {features})"
+        if skipped:
+            summary += f"; skipped {skipped_summary(skipped)}"
         if to_stdout:
             self.stderr.write(f"{summary} -> standard output", style_func=lambda text: text)
         else:

@@ -1,7 +1,9 @@
 import gzip
 import hashlib
+import io
 import json
 import random
+from collections import Counter
 from datetime import date, datetime
 from datetime import time as dt_time
 from pathlib import Path
@@ -671,9 +673,9 @@ def test_an_export_run_again_starts_its_progress_from_zero(ranked, admin_user, m
     DatasetExport.objects.filter(pk=export.pk).update(progress=0.6)
     seen = []
 
-    def records_watched(format, filters):
+    def records_watched(format, filters, *, skipped=None):
         seen.append(DatasetExport.objects.get(pk=export.pk).progress)
-        yield from records(format, filters)
+        yield from records(format, filters, skipped=skipped)
 
     monkeypatch.setattr(export_services, "records", records_watched)
     assert job_run_inline(job=export).status == DatasetExport.Status.SUCCEEDED
@@ -734,3 +736,58 @@ def test_a_rankings_flags_are_listed_by_candidate_id_as_a_number():
     stored = {str(pk): {"flags": ["harmful"], "note": f"n{pk}"} for pk in (10, 9, 100)}
     assert [flag["candidate_id"] for flag in flag_records(stored)] == [9, 10, 100]
     assert flag_records(None) == []
+
+
+def _two_ranked_tasks_one_without_its_job():
+    """Two tasks ranked by two trainers each; the first one's generation job is deleted (its
+    task keeps its candidates, but the prompt they answer is gone with the job)."""
+    writer = quick_trainer("writer")
+    rankers = [quick_trainer(f"ranker{i}") for i in range(2)]
+    version = model_version_create("v1")
+    tasks = [
+        task_from_source(finished_conversation(writer).active_leaf, model_version=version)
+        for _ in range(2)
+    ]
+    for task in tasks:
+        for ranker in rankers:
+            rank(task, ranker, [[0], [1], [2], [3]])
+    tasks[0].generation_job.delete()
+    return tasks
+
+
+@pytest.mark.parametrize("format", ["rankings", "pairs"])
+def test_a_task_whose_prompt_is_gone_is_skipped_and_counted_never_written_empty(db, format):
+    _gone, kept = _two_ranked_tasks_one_without_its_job()
+    skipped = Counter()
+
+    rows = list(records(format, ExportFilters(), skipped=skipped))
+
+    assert rows and all(row["prompt"] for row in rows)
+    assert {row["task_id"] for row in rows} == {kept.pk}
+    assert skipped == {"rankings_without_prompt": 2}
+
+
+def test_an_export_job_records_the_rankings_it_skipped(db, admin_user):
+    _two_ranked_tasks_one_without_its_job()
+    export = export_services.dataset_export_create(
+        created_by=admin_user, format="rankings", filters=ExportFilters(), queue=False
+    )
+
+    export = job_run_inline(job=export)
+
+    assert export.status == DatasetExport.Status.SUCCEEDED
+    assert export.row_count == 2
+    assert export.skipped == {"rankings_without_prompt": 2}
+    lines = gzip.decompress(Path(export.file_path).read_bytes()).splitlines()
+    assert all(json.loads(line)["prompt"] for line in lines)
+
+
+def test_the_command_reports_the_rankings_it_skipped(db, tmp_path):
+    _two_ranked_tasks_one_without_its_job()
+    out = io.StringIO()
+
+    call_command("export_comparisons", format="pairs", out=str(tmp_path / "p.jsonl"), stdout=out)
+
+    assert "skipped 2 rankings without a prompt" in out.getvalue()
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert rows and all(row["prompt"] for row in rows)

@@ -261,3 +261,17 @@ def test_streaming_api_takes_dates_written_yyyy_mm_dd_only(admin_client_, value)
         assert "YYYY-MM-DD" in json.dumps(response.json()[name])
     written = {"format": "pairs", "date_from": "2026-05-01", "date_to": "2026-05-31"}
     assert admin_client_.get("/api/exports/stream/", written).status_code == 200
+
+
+def test_the_export_list_says_what_an_export_skipped(admin_client_, admin_user):
+    DatasetExport.objects.create(
+        format="pairs",
+        created_by=admin_user,
+        status=DatasetExport.Status.SUCCEEDED,
+        row_count=12,
+        skipped={"rankings_without_prompt": 2},
+    )
+
+    page = admin_client_.get(reverse("ranking:exports")).content.decode()
+
+    assert "skipped 2 rankings without a prompt" in page
