@@ -11,7 +11,11 @@ from accounts.roles import is_admin, is_trainer
 from config.metrics import generation_duration_by_purpose, suggestion_latency
 from labeling.conversations.selectors import conversation_counts_for_user, conversation_list
 from ranking.quality.selectors import rankings_per_day, rankings_per_trainer, trainer_dashboard
-from ranking.rank.selectors import ranking_pool_count, ranking_pool_target, ranking_queue_summary
+from ranking.rank.selectors import (
+    ranking_pool_count,
+    ranking_pool_target,
+    ranking_summary_for_trainer,
+)
 from sampler.jobs.selectors import queue_depths
 from sampler.registry.selectors import model_version_active
 from sampler.workers.selectors import workers_live_by_queue
@@ -53,7 +57,11 @@ def home(request: HttpRequest) -> HttpResponse:
         if trainer
         else [],
         "trainer_dashboard": trainer_dashboard(trainer=request.user) if trainer else None,
-        "ranking_summary": ranking_queue_summary(),
+        # What the trainer can be given (their projects, not gold copies); for anyone else the
+        # active projects' pools.
+        "ranking_summary": ranking_summary_for_trainer(trainer=request.user)
+        if trainer
+        else ranking_pool_count(),
         "active_policy": model_version_active(),
         "show_admin": admin,
         "admin_dashboard": _admin_dashboard() if admin else None,

@@ -36,6 +36,44 @@ def tasks_open_to(*, trainer: AbstractBaseUser) -> QuerySet[RankingTask]:
     return open_tasks.exclude(gold_of__rankings__ranker=trainer)
 
 
+def project_ids_with_regular_tasks(
+    *, projects: Iterable[Project], qualifications: dict[int, Qualification]
+) -> list[int]:
+    """The projects of ``projects`` whose real tasks (not gold copies) a trainer with
+    ``qualifications`` (project id -> theirs) is given: those that require no qualification,
+    and those whose qualification they passed."""
+    passed = {
+        project_id
+        for project_id, qualification in qualifications.items()
+        if qualification is not None and qualification.status == Qualification.Status.PASSED
+    }
+    return [each.pk for each in projects if not each.qualification_required or each.pk in passed]
+
+
+def ranking_summary_for_trainer(*, trainer: AbstractBaseUser) -> dict[str, int]:
+    """The Rank card's numbers for ``trainer``, counted as a claim gives tasks: ``ready``, the
+    tasks a claim could give them now (``tasks_open_to``, in the active projects open to them
+    whose qualification, where one is required, they passed; gold copies left out: one stands in
+    for a task, it is not more work), and ``preparing``, the tasks being prepared for those
+    projects' pools that are not from their own conversations."""
+    regular_ids = project_ids_with_regular_tasks(
+        projects=projects_for_trainer(trainer=trainer),
+        qualifications=qualifications_of_trainer(trainer=trainer),
+    )
+    ready = (
+        tasks_open_to(trainer=trainer)
+        .filter(gold_ordering__isnull=True, project_id__in=regular_ids)
+        .count()
+    )
+    preparing = (
+        ranking_pool_open_tasks(projects=regular_ids)
+        .filter(status=RankingTask.Status.PREPARING)
+        .exclude(source_owner=trainer)
+        .count()
+    )
+    return {"ready": ready, "preparing": preparing}
+
+
 @dataclass(frozen=True)
 class QualificationWait:
     """A project the trainer may not rank real tasks in yet, or at all."""
@@ -151,10 +189,11 @@ def ranking_pool_target(*, project: Project | None = None) -> int:
 
 
 def ranking_pool_open_tasks(
-    *, projects: Iterable[Project] | QuerySet[Project]
+    *, projects: Iterable[Project | int] | QuerySet[Project]
 ) -> QuerySet[RankingTask]:
-    """The tasks the pool fill counts toward ``projects``' pools: being prepared, or ready with
-    rankings still wanted; never gold copies (offered beside the pool, not in it)."""
+    """The tasks the pool fill counts toward ``projects``' pools (projects, or their ids): being
+    prepared, or ready with rankings still wanted; never gold copies (offered beside the pool,
+    not in it)."""
     return RankingTask.objects.filter(
         Q(status=RankingTask.Status.PREPARING)
         | Q(status=RankingTask.Status.READY, rankings_count__lt=F("overlap_required")),

@@ -34,6 +34,7 @@ from ranking.projects.selectors import (
 )
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from ranking.rank.selectors import (
+    project_ids_with_regular_tasks,
     ranking_pool_open_tasks,
     ranking_pool_open_wanted,
     ranking_pool_wanted,
@@ -375,11 +376,9 @@ def task_claim_next(
         for project_id, qualification in qualifications.items()
         if qualification.status != Qualification.Status.PENDING
     }
-    regular_ids = [
-        each.pk
-        for each in projects.values()
-        if not each.qualification_required or decided.get(each.pk) == Qualification.Status.PASSED
-    ]
+    regular_ids = project_ids_with_regular_tasks(
+        projects=projects.values(), qualifications=qualifications
+    )
     qualifying_ids = [
         each.pk
         for each in projects.values()

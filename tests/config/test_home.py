@@ -1,0 +1,45 @@
+import re
+
+from ranking.gold.services import gold_task_create
+from ranking.models import Project, RankingTask
+from ranking.projects.services import project_create
+from tests.ranking.conftest import (
+    finished_conversation,
+    model_version_create,
+    quick_trainer,
+    task_from_source,
+)
+
+
+def _rank_card_counts(client) -> tuple[int, int]:
+    page = client.get("/").content.decode()
+    found = re.search(r"(\d+) tasks? ready · (\d+) being prepared", page)
+    assert found, "the Rank card's counts are on the home page"
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_the_rank_card_counts_only_tasks_the_trainer_can_be_given(trainer, trainer_client):
+    writer = quick_trainer("writer")
+    version = model_version_create("v1")
+    paused = project_create(name="Paused", slug="paused", status=Project.Status.PAUSED)
+
+    def task(owner=writer, **fields):
+        made = task_from_source(finished_conversation(owner).active_leaf, model_version=version)
+        RankingTask.objects.filter(pk=made.pk).update(**fields)
+        return made
+
+    task()
+    original = task()
+    ids = list(original.candidates.order_by("position").values_list("id", flat=True))
+    gold_task_create(task=original, ordering=[[each] for each in ids])
+    task(project=paused)  # a paused project's tasks are given to nobody
+    task(project=paused, status=RankingTask.Status.PREPARING)
+    task(owner=trainer)  # their own conversation's: never theirs to rank
+    task(status=RankingTask.Status.PREPARING)
+
+    ready, preparing = _rank_card_counts(trainer_client)
+
+    # The two regular tasks of the default project: not the gold copy (it stands in for a
+    # task, it is not more work), nor a paused project's, nor their own conversation's.
+    assert ready == 2
+    assert preparing == 1
