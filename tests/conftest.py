@@ -33,6 +33,7 @@ from accounts.services import user_create_trainer
 from config.broker import queue_depths
 from config.celery import Queue, app
 from config.threads import thread_caps_apply
+from tests import settings as run_settings
 
 PASSWORD = "a-Strong-test-passw0rd"
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-timeout's per-test limit follows the wait setting unless given on the command line.
     if config.getoption("timeout", None) is None and not os.environ.get("PYTEST_TIMEOUT"):
         config.option.timeout = 4 * WAIT_SECONDS
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The run's own folder for what it writes (tests/settings.py), removed by the run that
+    # made it; a file a stopped process still held is no reason to fail the run.
+    if run_settings.TEST_VAR_DIR_OWNED:
+        shutil.rmtree(run_settings.TEST_VAR_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

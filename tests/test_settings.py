@@ -3,6 +3,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from tests.conftest import run_python
 
@@ -23,6 +24,8 @@ def _import_settings(**env: str) -> subprocess.CompletedProcess:
             "EXPORT_PSEUDONYM_KEY",
         }
     }
+    # The run's own folder (tests/settings.py), not the checkout's var/, unless a test names one.
+    environment["VAR_DIR"] = str(settings.VAR_DIR)
     environment.update(env)
     return run_python(
         "-c",
@@ -213,3 +216,21 @@ def test_a_folder_setting_given_as_a_relative_path_refuses_to_start_naming_it(na
         assert result.returncode != 0, value
         assert f"{name} must be an absolute path, got {value!r}" in result.stderr
     assert _import_settings(**{name: str(tmp_path / "folder")}).returncode == 0
+
+
+def test_a_test_run_writes_its_files_outside_the_checkout():
+    """Exports, models, uploads, the embedded broker's folders and the pseudonym key of a test
+    run go to a folder of the run's own, never into the checkout's var/."""
+    folders = {
+        "VAR_DIR": settings.VAR_DIR,
+        "EXPORT_ROOT": settings.EXPORT_ROOT,
+        "MODEL_ROOT": settings.MODEL_ROOT,
+        "MEDIA_ROOT": settings.MEDIA_ROOT,
+        "CELERY_BROKER_DIR": settings.CELERY_BROKER_DIR,
+    }
+    inside = {
+        name: str(folder)
+        for name, folder in folders.items()
+        if Path(folder).resolve().is_relative_to(ROOT)
+    }
+    assert inside == {}
