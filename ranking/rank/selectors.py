@@ -223,11 +223,13 @@ def ranking_waiting_state(
 ) -> WaitingState:
     """Why nothing is offered to ``trainer`` in ``project`` (None: any of theirs), in a
     handful of counting queries."""
-    summary = ranking_queue_summary(project=project)
+    # A paused project's tasks, or another group's, are no work on the way for the trainer.
+    projects = [project] if project is not None else projects_for_trainer(trainer=trainer)
+    scope = RankingTask.objects.filter(project__in=projects)
+    summary = ranking_queue_summary(tasks=scope)
     waits, all_waiting = qualification_waits(trainer=trainer, project=project)
     open_for_others = (
-        _tasks_in(project)
-        .filter(
+        scope.filter(
             status=RankingTask.Status.READY,
             overlap_required__gt=F("rankings_count") + F("leased_count"),
         )
@@ -245,9 +247,11 @@ def ranking_waiting_state(
         reason = "workers_offline" if offline else "refilling"
     elif open_for_others:
         reason = "ranked_everything"
-    elif not ranking_source_candidates(
-        origins=settings.RANKING_SOURCE_ORIGINS, project_id=project.pk if project else None
-    ).exists():
+    elif (
+        not ranking_source_candidates(origins=settings.RANKING_SOURCE_ORIGINS)
+        .filter(conversation__project__in=projects)
+        .exists()
+    ):
         reason = "no_conversations"
     else:
         reason = "refilling"
@@ -262,14 +266,9 @@ def ranking_waiting_state(
     )
 
 
-def _tasks_in(project: Project | None) -> QuerySet[RankingTask]:
-    tasks = RankingTask.objects.all()
-    return tasks if project is None else tasks.filter(project=project)
-
-
-def ranking_queue_summary(*, project: Project | None = None) -> dict[str, int]:
-    """Tasks ready, being prepared and complete (``project``: in that project only)."""
-    counts = _tasks_in(project).aggregate(
+def ranking_queue_summary(*, tasks: QuerySet[RankingTask]) -> dict[str, int]:
+    """How many of ``tasks`` are ready, being prepared and complete."""
+    counts = tasks.aggregate(
         ready=Count("id", filter=Q(status=RankingTask.Status.READY)),
         preparing=Count("id", filter=Q(status=RankingTask.Status.PREPARING)),
         complete=Count("id", filter=Q(status=RankingTask.Status.COMPLETE)),

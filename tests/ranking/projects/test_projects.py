@@ -740,3 +740,24 @@ def test_the_project_form_says_in_which_time_zone_it_reads_the_deadline(
     fields |= {"name": "P", "slug": "p", "deadline": "2030-07-01T12:00"}
     assert client.post(reverse("ranking:project-manage"), fields).status_code == 302
     assert Project.objects.get(slug="p").deadline == datetime(2030, 7, 1, 10, 0, tzinfo=UTC)
+
+
+def test_the_waiting_reason_counts_only_tasks_of_projects_open_to_the_trainer(
+    client, other_trainer, trainer
+):
+    """A paused project's task being prepared, or its conversations, are no work on the way
+    for the trainer: with nothing else, their claim finds no conversation to make tasks from,
+    not a pool being refilled."""
+    version = model_version_create("v")
+    paused = project_create(name="Paused", slug="paused", status=Project.Status.ACTIVE)
+    preparing = _ready_task(other_trainer, paused, version, "paused")
+    RankingTask.objects.filter(pk=preparing.pk).update(status=RankingTask.Status.PREPARING)
+    _source(other_trainer, paused, "a reply no task holds yet")
+    Project.objects.filter(pk=paused.pk).update(status=Project.Status.PAUSED)
+    client.force_login(trainer)
+    response = client.post("/api/ranking/claim/")
+    assert response.status_code == 204
+    assert response.headers["Tandem-Waiting-Reason"] == "no_conversations"
+    page = client.post(reverse("ranking:claim"), HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-reason="no_conversations"' in page
+    assert "being prepared" not in page
