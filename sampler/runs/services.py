@@ -82,6 +82,14 @@ def _validated_output_name(output_name: str) -> str:
     return output_name
 
 
+def _automatic_output_name(*, base: ModelVersion, kind: str, run_id: int) -> str:
+    """``<base>-<kind>-run<id>`` as one plain folder name: a base's name may be a hub id
+    (``org/model``, as SAMPLER_MODEL registers) or hold dots and slashes that would put the
+    folder elsewhere than directly in MODEL_ROOT, or hide it."""
+    stem = re.sub(r"[^\w.-]+", "-", base.name).lstrip(".-") or "model"
+    return f"{stem}-{kind}-run{run_id}"
+
+
 def training_run_create(
     *,
     kind: str,
@@ -140,7 +148,9 @@ def training_run_create(
             output_name=output_name,
             started_by=started_by,
         )
-        run.output_name = output_name or f"{base.name}-{training.name}-run{run.pk}"
+        run.output_name = output_name or _automatic_output_name(
+            base=base, kind=training.name, run_id=run.pk
+        )
         run.checkpoint_dir = str(Path(settings.MODEL_ROOT) / "runs" / f"run-{run.pk}")
         run.save(update_fields=["output_name", "checkpoint_dir"])
         run.publication = job_enqueue(job=run) if queue else None
