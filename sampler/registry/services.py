@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from django.conf import settings
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 REWARD_BATCH_SIZE = 16
 # Names of the context length in model configs, by architecture family.
 CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length")
+# A Hugging Face hub id: ``name`` or ``org/name``.
+HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
 
 
 def model_context_length(path: str) -> int | None:
@@ -64,6 +67,20 @@ def _validated_path(path: object) -> str:
     if not isinstance(path, str) or len(path) > 1000 or "\x00" in path:
         raise ValidationError({"path": "path must be text of at most 1000 characters."})
     local = Path(path) if path else None
+    if local is not None and not local.is_absolute():
+        # Each process (the web server, every worker) would read a relative folder from where
+        # it was started: one finds the model, another asks the hub for it.
+        if not HUB_ID.fullmatch(path) or ".." in path:
+            raise ValidationError(
+                {"path": "path must be an absolute directory or a hub id (name or org/name)."}
+            )
+        if local.exists():
+            raise ValidationError(
+                {
+                    "path": f"{path} is a folder relative to where this process runs: give its "
+                    "absolute path (a worker started elsewhere would not find it)."
+                }
+            )
     if local is not None and local.is_absolute() and not (local / "config.json").is_file():
         raise ValidationError({"path": f"{path} is not a model directory (no config.json)."})
     return path
@@ -276,6 +293,9 @@ def model_version_ensure_default() -> ModelVersion:
     if active is not None:
         return active
     path = str(settings.SAMPLER_MODEL)
+    if not Path(path).is_absolute() and Path(path).exists():
+        # A folder named relative to where this command runs: workers run elsewhere.
+        path = str(Path(path).resolve())
     is_embedded = Path(path).resolve() == Path(settings.EMBEDDED_MODEL_DIR).resolve()
     version = ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
     if version is None:

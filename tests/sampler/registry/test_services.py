@@ -30,3 +30,36 @@ def test_ensure_default_registers_sampler_model_once(db, settings, micro_model_d
     second = model_version_ensure_default()
     assert first == second and first.is_active and first.source == "configured"
     assert ModelVersion.objects.count() == 1
+
+
+@pytest.mark.parametrize("path", ["../models/run-1", "./run-1", "var/models/run-1", "run-dir"])
+def test_register_refuses_a_relative_path_each_process_would_read_from_its_own_folder(
+    db, tmp_path, monkeypatch, micro_model_dir, path
+):
+    # A model folder beside where this process runs: a worker started elsewhere would not find
+    # it (and would ask the hub for it).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run-dir").mkdir()
+    (tmp_path / "run-dir" / "config.json").write_text((micro_model_dir / "config.json").read_text())
+    with pytest.raises(ValidationError) as error:
+        model_version_register(name="relative", path=path)
+    assert "absolute" in " ".join(error.value.message_dict["path"])
+    assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.parametrize("hub_id", ["gpt2", "HuggingFaceTB/SmolLM2-135M-Instruct"])
+def test_register_takes_a_hub_id(db, tmp_path, monkeypatch, hub_id):
+    monkeypatch.chdir(tmp_path)
+    version = model_version_register(
+        name="hub", path=hub_id, backend="transformers", context_length=2048
+    )
+    assert version.path == hub_id
+
+
+def test_ensure_default_registers_a_relative_sampler_model_by_its_absolute_path(
+    db, settings, monkeypatch, micro_model_dir
+):
+    monkeypatch.chdir(micro_model_dir.parent)
+    settings.SAMPLER_MODEL = micro_model_dir.name
+    version = model_version_ensure_default()
+    assert version.is_active and version.path == str(micro_model_dir.resolve())
