@@ -296,19 +296,33 @@ def model_version_ensure_default() -> ModelVersion:
     if not Path(path).is_absolute() and Path(path).exists():
         # A folder named relative to where this command runs: workers run elsewhere.
         path = str(Path(path).resolve())
-    is_embedded = Path(path).resolve() == Path(settings.EMBEDDED_MODEL_DIR).resolve()
     version = ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
     if version is None:
-        name = Path(path).name if Path(path).exists() else path
-        if ModelVersion.objects.filter(name=name).exists():
-            name = f"{name}-{ModelVersion.objects.count() + 1}"
-        version = model_version_register(
+        version = _sampler_model_register(path=path)
+    return model_version_promote(version=version)
+
+
+def _sampler_model_register(*, path: str) -> ModelVersion:
+    """SAMPLER_MODEL's version, under its folder's name (numbered when that is taken)."""
+    is_embedded = Path(path).resolve() == Path(settings.EMBEDDED_MODEL_DIR).resolve()
+    stem = Path(path).name if Path(path).exists() else path
+    name, number = stem, 1
+    while ModelVersion.objects.filter(name=name).exists():
+        number += 1
+        name = f"{stem}-{number}"
+    try:
+        return model_version_register(
             name=name,
             path=path,
             source=ModelVersion.Source.EMBEDDED if is_embedded else ModelVersion.Source.CONFIGURED,
             description="Registered from SAMPLER_MODEL.",
         )
-    return model_version_promote(version=version)
+    except ValidationError:
+        # Another process (the web server's start, a first request) registered it meanwhile.
+        version = ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
+        if version is None:
+            raise
+        return version
 
 
 def _reward_max_length(version: ModelVersion) -> int:

@@ -2,6 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
+from sampler.registry import services
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import (
     model_version_ensure_default,
@@ -63,3 +64,37 @@ def test_ensure_default_registers_a_relative_sampler_model_by_its_absolute_path(
     settings.SAMPLER_MODEL = micro_model_dir.name
     version = model_version_ensure_default()
     assert version.is_active and version.path == str(micro_model_dir.resolve())
+
+
+def test_ensure_default_finds_a_free_name_when_the_numbered_one_is_taken(
+    db, settings, micro_model_dir
+):
+    # Two versions hold the folder's name and the name "<name>-<count + 1>" (none is active).
+    name = micro_model_dir.name
+    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "KEY"}
+    for taken in (name, f"{name}-3"):
+        model_version_register(
+            name=taken, path="", backend="openai", backend_options=openai, context_length=64
+        )
+    settings.SAMPLER_MODEL = str(micro_model_dir)
+    version = model_version_ensure_default()
+    assert version.is_active and version.path == str(micro_model_dir)
+    assert version.name not in {name, f"{name}-3"}
+
+
+def test_ensure_default_takes_the_version_another_process_registered_at_the_same_moment(
+    db, settings, monkeypatch, micro_model_dir
+):
+    """Two processes starting at once (the web server's start, a first suggestion) both see no
+    active policy and register SAMPLER_MODEL: the second takes the first one's version."""
+    settings.SAMPLER_MODEL = str(micro_model_dir)
+    register = services.model_version_register
+
+    def raced(**fields):
+        ModelVersion.objects.create(name=fields["name"], path=fields["path"])  # the other one
+        return register(**fields)
+
+    monkeypatch.setattr(services, "model_version_register", raced)
+    version = model_version_ensure_default()
+    assert version.is_active and version.path == str(micro_model_dir)
+    assert ModelVersion.objects.count() == 1
