@@ -65,3 +65,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
     search_fields = ("name", "path", "description")
     raw_id_fields = ("parent", "training_run")
     readonly_fields = ("is_active", "activated_at", "created_at")
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Only what the form edits: the row was read at the start of the request, and writing
+        # all of it back would undo a promotion made meanwhile (is_active, activated_at).
+        obj.save(update_fields=list(form.fields))

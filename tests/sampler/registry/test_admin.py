@@ -5,6 +5,8 @@ from django.urls import reverse
 
 from ranking.projects.services import project_create
 from sampler.models import ModelVersion
+from sampler.registry import admin as admin_module
+from sampler.registry.services import model_version_promote
 
 pytestmark = pytest.mark.django_db
 
@@ -54,3 +56,26 @@ def test_the_admin_keeps_the_kind_of_an_active_version_or_a_projects_policy(
     assert message in page.content.decode()
     version.refresh_from_db()
     assert version.kind == stored
+
+
+def test_saving_a_version_in_the_admin_keeps_a_promotion_made_meanwhile(admin_client_, monkeypatch):
+    """The admin saves the whole row it read: a promotion between that read and the save (an
+    admin promoting it on the Models page) was undone, and no policy was active."""
+    served = _version("served", POLICY)
+    other = _version("other", POLICY, active=False)
+    data = _change_form(admin_client_, other) | {"description": "Edited."}
+    clean = admin_module.ModelVersionAdminForm.clean
+
+    def promoted_meanwhile(form):
+        data = clean(form)
+        model_version_promote(version=other)
+        return data
+
+    monkeypatch.setattr(admin_module.ModelVersionAdminForm, "clean", promoted_meanwhile)
+    page = admin_client_.post(reverse("admin:sampler_modelversion_change", args=[other.pk]), data)
+
+    assert page.status_code == 302
+    other.refresh_from_db()
+    served.refresh_from_db()
+    assert other.description == "Edited."
+    assert other.is_active and other.activated_at is not None and not served.is_active
