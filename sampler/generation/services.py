@@ -170,6 +170,23 @@ def _within_unfinished_cap(requested_by: AbstractBaseUser | None) -> Iterator[No
         yield
 
 
+NO_DEFAULT_POLICY = (
+    "No policy is active, and the configured default model cannot be registered: an admin must "
+    "promote a policy (the server's log says what is wrong with the default)."
+)
+
+
+def _default_policy() -> ModelVersion:
+    """The active policy, registering SAMPLER_MODEL when there is none; a SAMPLER_MODEL that
+    cannot be registered is logged whole and refused without its path (trainers ask here, and
+    never see where models are on the server)."""
+    try:
+        return model_version_ensure_default()
+    except ValidationError as error:
+        logger.error("SAMPLER_MODEL cannot be registered: %s", "; ".join(error.messages))
+        raise ValidationError({"model_version": NO_DEFAULT_POLICY}) from error
+
+
 def generation_job_create(
     *,
     n: int,
@@ -207,7 +224,7 @@ def generation_job_create(
         if prefix_message is not None
         else _validated_messages(messages, role=role)
     )
-    version = model_version or model_version_ensure_default()
+    version = model_version or _default_policy()
     if version.kind != ModelVersion.Kind.POLICY:
         raise ValidationError({"model_version": f"{version.name} is not a policy."})
     if role == "user" and version.backend == ModelVersion.Backend.OPENAI:

@@ -373,3 +373,19 @@ def test_a_failed_jobs_error_names_no_server_address_or_weights_path_to_trainers
         assert server not in text and policy.path not in text
     staff = admin_client_.get(_job_url(job.pk)).json()["error"]
     assert server in staff and policy.path in staff
+
+
+def test_a_default_model_that_cannot_be_registered_is_refused_without_its_server_path(
+    db, trainer_client, settings, tmp_path, caplog
+):
+    """No policy is active and SAMPLER_MODEL names no model: the trainer is told an admin must
+    promote one, not where the server looked (the log says that, for the operator)."""
+    missing = tmp_path / "srv-models" / "policy"
+    settings.SAMPLER_MODEL = str(missing)
+    with mock.patch.object(app, "send_task") as send_task:
+        response = _post(trainer_client, {"messages": PROMPT, "n": 1})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "srv-models" not in body and "admin" in response.json()["model_version"][0]
+    assert str(missing) in caplog.text
+    assert not GenerationJob.objects.exists() and not send_task.called
