@@ -1,5 +1,6 @@
 """The fields every background job shares; each kind's table inherits them."""
 
+import re
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -70,18 +71,21 @@ INTERNAL_ERROR_MESSAGE = (
 
 # In place of where a model is served from (a server's URL, a weights path) in what trainers read.
 HIDDEN_LOCATION = "[address shown to admins]"
+# Any server's URL in an error (one its version has since moved from, too), up to the punctuation
+# that ends the sentence.
+URL = re.compile(r"""https?://[^\s'"<>]*[^\s'"<>.,;:)]""")
 
 
 def job_error_public(*, error: str, hidden: Iterable[str] = ()) -> str:
     """A job's error as a trainer may read it: messages written for users as they are, less the
-    ``hidden`` texts (where a model is served from); an unexpected exception, whose record
-    carries a traceback naming server files, as one plain sentence (staff read the record
-    itself)."""
+    ``hidden`` texts (where a model is served from) and any URL (a server the version has since
+    moved from, too); an unexpected exception, whose record carries a traceback naming server
+    files, as one plain sentence (staff read the record itself)."""
     if '  File "' in error or "Traceback" in error:
         return INTERNAL_ERROR_MESSAGE
     for text in sorted((text for text in hidden if text), key=len, reverse=True):
         error = error.replace(text, HIDDEN_LOCATION)
-    return error
+    return URL.sub(HIDDEN_LOCATION, error)
 
 
 def job_error_summary(*, error: str) -> str:

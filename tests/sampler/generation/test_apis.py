@@ -375,6 +375,24 @@ def test_a_failed_jobs_error_names_no_server_address_or_weights_path_to_trainers
     assert server in staff and policy.path in staff
 
 
+def test_a_failed_jobs_error_hides_the_server_address_its_version_has_moved_from(
+    policy, trainer, trainer_client
+):
+    """The version's server moved (its base_url patched) after the job failed naming the old
+    one: trainers still do not read that address."""
+    job = _queued_job(trainer)
+    old = "http://10.0.0.7:8000/v1"
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=GenerationJob.Status.FAILED,
+        error=f"The model server at {old} did not answer (ConnectError: refused).",
+    )
+    policy.backend_options = {"base_url": "http://10.0.0.9:8000/v1", "model": "m"}
+    policy.save(update_fields=["backend_options"])
+    shown = trainer_client.get(_job_url(job.pk)).json()["error"]
+    assert "10.0.0.7" not in shown
+    assert shown.startswith("The model server at ") and "did not answer" in shown
+
+
 def test_a_default_model_that_cannot_be_registered_is_refused_without_its_server_path(
     db, trainer_client, settings, tmp_path, caplog
 ):
