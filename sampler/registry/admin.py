@@ -73,3 +73,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         # Only what the form edits: the row was read at the start of the request, and writing
         # all of it back would undo a promotion made meanwhile (is_active, activated_at).
         obj.save(update_fields=list(form.fields))
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # The active version of a kind stays until another is promoted: with no active policy,
+        # the next suggestion would quietly register and serve SAMPLER_MODEL.
+        if obj is not None and obj.is_active:
+            return False
+        return super().has_delete_permission(request, obj)

@@ -79,3 +79,24 @@ def test_saving_a_version_in_the_admin_keeps_a_promotion_made_meanwhile(admin_cl
     served.refresh_from_db()
     assert other.description == "Edited."
     assert other.is_active and other.activated_at is not None and not served.is_active
+
+
+def test_the_admin_cannot_delete_an_active_version(admin_client_):
+    """Deleting the active policy left none: the next suggestion quietly registered and served
+    SAMPLER_MODEL instead. Promote another first; an inactive version can go."""
+    served = _version("served", POLICY)
+    spare = _version("spare", POLICY, active=False)
+    delete = admin_client_.post(
+        reverse("admin:sampler_modelversion_delete", args=[served.pk]), {"post": "yes"}
+    )
+    assert delete.status_code == 403
+    bulk = admin_client_.post(
+        reverse("admin:sampler_modelversion_changelist"),
+        {"action": "delete_selected", "_selected_action": [served.pk], "post": "yes"},
+    )
+    assert bulk.status_code in (200, 403)
+    assert ModelVersion.objects.filter(pk=served.pk, is_active=True).exists()
+    gone = admin_client_.post(
+        reverse("admin:sampler_modelversion_delete", args=[spare.pk]), {"post": "yes"}
+    )
+    assert gone.status_code == 302 and not ModelVersion.objects.filter(pk=spare.pk).exists()
