@@ -3,13 +3,17 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from sampler.registry.models import ModelVersion
-from sampler.registry.services import model_version_kind_error, model_version_serving_check
+from sampler.registry.services import (
+    model_version_kind_error,
+    model_version_parent_error,
+    model_version_serving_check,
+)
 
 
 class ModelVersionAdminForm(forms.ModelForm):
     """The serving configuration is checked as the API checks it (options per backend, a
     context length for openai versions); the active version of a kind and a project's policy
-    keep their kind."""
+    keep their kind; a version is never its own ancestor."""
 
     class Meta:
         model = ModelVersion
@@ -32,6 +36,9 @@ class ModelVersionAdminForm(forms.ModelForm):
         # The instance still holds the saved row here (the form writes to it after clean()).
         if kind_error := model_version_kind_error(version=self.instance, kind=data.get("kind")):
             self.add_error("kind", kind_error)
+        parent_error = model_version_parent_error(version=self.instance, parent=data.get("parent"))
+        if parent_error:
+            self.add_error("parent", parent_error)
         try:
             backend, options, path, length = model_version_serving_check(
                 kind=data.get("kind") or ModelVersion.Kind.POLICY,

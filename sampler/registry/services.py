@@ -170,6 +170,26 @@ def model_version_kind_error(*, version: ModelVersion, kind: str) -> str | None:
     return None
 
 
+def model_version_parent_error(*, version: ModelVersion, parent: ModelVersion | None) -> str | None:
+    """Why ``parent`` cannot be the saved ``version``'s parent (None: it can): not the version
+    itself nor one of its descendants, which would make a loop with no root (the admin form
+    checks with it)."""
+    if version.pk is None or parent is None:
+        return None
+    ancestor_id, seen = parent.pk, set()
+    while ancestor_id is not None and ancestor_id not in seen:
+        if ancestor_id == version.pk:
+            return (
+                f"{parent.name} is {version.name} or descends from it: a version cannot be its "
+                "own parent or ancestor."
+            )
+        seen.add(ancestor_id)
+        ancestor_id = (
+            ModelVersion.objects.filter(pk=ancestor_id).values_list("parent_id", flat=True).first()
+        )
+    return None
+
+
 def model_version_register(
     *,
     name: str,

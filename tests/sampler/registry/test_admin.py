@@ -6,6 +6,7 @@ from django.urls import reverse
 from ranking.projects.services import project_create
 from sampler.models import ModelVersion
 from sampler.registry import admin as admin_module
+from sampler.registry.selectors import model_version_tree
 from sampler.registry.services import model_version_promote
 
 pytestmark = pytest.mark.django_db
@@ -100,3 +101,19 @@ def test_the_admin_cannot_delete_an_active_version(admin_client_):
         reverse("admin:sampler_modelversion_delete", args=[spare.pk]), {"post": "yes"}
     )
     assert gone.status_code == 302 and not ModelVersion.objects.filter(pk=spare.pk).exists()
+
+
+def test_the_admin_refuses_a_parent_that_would_make_a_loop(admin_client_):
+    """A version under itself (or under its own child) has no root: it vanished from the
+    Models page's tree, Promote button and all."""
+    base = _version("base", POLICY, active=False)
+    child = ModelVersion.objects.create(name="child", path="hub/child", parent=base)
+    for version, parent in ((base, base), (base, child)):
+        data = _change_form(admin_client_, version) | {"parent": parent.pk}
+        page = admin_client_.post(
+            reverse("admin:sampler_modelversion_change", args=[version.pk]), data
+        )
+        assert page.status_code == 200 and "its own parent" in page.content.decode()
+    base.refresh_from_db()
+    assert base.parent_id is None
+    assert [row.version for row in model_version_tree()] == [base, child]
