@@ -8,9 +8,13 @@ storable.
 """
 
 import re
+import unicodedata
+
+from django.core.exceptions import ValidationError
 
 NUL_MESSAGE = "NUL characters (\\u0000) are not allowed."
 SURROGATE_MESSAGE = "Unpaired surrogate characters (\\ud800-\\udfff) are not allowed."
+LINE_MESSAGE = "Must be one line, without control characters (newlines, tabs)."
 
 
 def text_problem(text: str) -> str | None:
@@ -38,3 +42,13 @@ def storable_text(text: str, *, replacement: str = "\ufffd") -> str:
 def search_text(text: str, *, max_chars: int) -> str:
     """A search query as typed, without what cannot be searched for, cut to ``max_chars``."""
     return storable_text(text, replacement="")[:max_chars]
+
+
+def validate_one_line(text: str) -> None:
+    """A name others type or read in a log line (a model version's, for ``manage.py promote
+    NAME``): storable, with no control character (newline, tab, escape...)."""
+    problem = text_problem(text)
+    if problem is None and any(unicodedata.category(char) == "Cc" for char in text):
+        problem = LINE_MESSAGE
+    if problem is not None:
+        raise ValidationError(problem, code="one_line")

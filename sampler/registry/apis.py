@@ -10,11 +10,13 @@ from config.api import (
     StrictCharField,
     StrictChoiceField,
     StrictDictField,
+    StrictIdField,
     StrictIntegerField,
     validated_input,
 )
+from config.text import validate_one_line
 from sampler.registry import services
-from sampler.registry.models import ModelVersion
+from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
 from sampler.registry.selectors import model_version_list
 
 
@@ -69,16 +71,18 @@ class ModelVersionListApi(ApiView):
         return [IsStaff()] if self.request.method == "POST" else [IsTrainer()]
 
     class ModelVersionInputSerializer(serializers.Serializer):
-        name = StrictCharField(max_length=200)
+        name = StrictCharField(max_length=200, validators=[validate_one_line])
         kind = StrictChoiceField(choices=ModelVersion.Kind.values, default=ModelVersion.Kind.POLICY)
         path = StrictCharField(max_length=1000, required=False, default="", allow_blank=True)
         backend = StrictChoiceField(
             choices=ModelVersion.Backend.values, default=ModelVersion.Backend.TRANSFORMERS
         )
         backend_options = StrictDictField(required=False, default=dict)
-        context_length = StrictIntegerField(required=False, allow_null=True, min_value=1)
+        context_length = StrictIntegerField(
+            required=False, allow_null=True, min_value=1, max_value=MAX_CONTEXT_LENGTH
+        )
         description = StrictCharField(max_length=5000, required=False, default="", allow_blank=True)
-        parent_id = StrictIntegerField(required=False, allow_null=True)
+        parent_id = StrictIdField(required=False, allow_null=True)
 
     @extend_schema(
         operation_id="model_versions_list",
@@ -130,7 +134,9 @@ class ModelVersionDetailApi(ApiView):
         path = StrictCharField(max_length=1000, required=False, allow_blank=True)
         backend = StrictChoiceField(choices=ModelVersion.Backend.values, required=False)
         backend_options = StrictDictField(required=False)
-        context_length = StrictIntegerField(required=False, allow_null=True, min_value=1)
+        context_length = StrictIntegerField(
+            required=False, allow_null=True, min_value=1, max_value=MAX_CONTEXT_LENGTH
+        )
 
     @extend_schema(
         responses={

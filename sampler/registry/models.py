@@ -1,5 +1,11 @@
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
+
+from config.text import validate_one_line
+
+# The most tokens a context length column holds (a PostgreSQL integer).
+MAX_CONTEXT_LENGTH = 2**31 - 1
 
 
 class ModelVersion(models.Model):
@@ -15,7 +21,7 @@ class ModelVersion(models.Model):
         TRAINED = "trained", "Trained here"
         REGISTERED = "registered", "Registered by an admin"
 
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, unique=True, validators=[validate_one_line])
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.POLICY)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.REGISTERED)
 
@@ -31,7 +37,9 @@ class ModelVersion(models.Model):
     # Backend settings (e.g. base_url, model, api_key_env for `openai`); never a secret.
     backend_options = models.JSONField(default=dict, blank=True)
     # Tokens of prompt plus reply the model takes; read from its config at registration.
-    context_length = models.PositiveIntegerField(null=True, blank=True)
+    context_length = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_CONTEXT_LENGTH)]
+    )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )

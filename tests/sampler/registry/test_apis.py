@@ -83,6 +83,16 @@ def test_bad_serving_configs_are_400_with_the_field_and_nothing_is_stored(
           "backend_options": {**OPENAI, "api_key_env": ["KEY"]}}, "backend_options"),
         ({"name": "a", "backend": "openai", "context_length": 9,
           "backend_options": {**OPENAI, "api_key_env": {"KEY": 1}}}, "backend_options"),
+        # A name is one line (`manage.py promote NAME`, log lines): no control characters.
+        ({"name": "two\nlines", "path": str(micro_model_dir)}, "name"),
+        ({"name": "tab\there", "path": str(micro_model_dir)}, "name"),
+        ({"name": "bell\x07", "path": str(micro_model_dir)}, "name"),
+        ({"name": "", "path": str(micro_model_dir)}, "name"),
+        # Above what the column holds: a range error, not the database's.
+        ({"name": "a", "backend": "openai", "backend_options": OPENAI,
+          "context_length": 2**31}, "context_length"),
+        ({"name": "a", "path": str(micro_model_dir), "parent_id": -1}, "parent_id"),
+        ({"name": "a", "path": str(micro_model_dir), "parent_id": 2**70}, "parent_id"),
     ]  # fmt: skip
     for data, field in cases:
         response = _post(admin_client_, data)
