@@ -46,3 +46,131 @@ def test_the_changelist_shows_its_filters(admin_client_, model):
 
     assert 'id="changelist-filter"' in html
     assert 'id="searchbar"' in html
+
+
+# ---- list pages of large tables: a fixed number of queries, whatever the rows --------------
+
+
+def _feedback_rows(owner, version, index):
+    from labeling.feedback.models import Feedback
+    from tests.labeling.feedback.conftest import model_message
+
+    message = model_message(owner, version)
+    Feedback.objects.create(user=owner, message=message, model_version=version, rating="up")
+    sample = _sample(owner, version, message)
+    Feedback.objects.create(user=owner, sample=sample, model_version=version, rating="down")
+
+
+def _sample(owner, version, prefix):
+    from sampler.generation.models import GenerationJob, Sample
+
+    job = GenerationJob.objects.create(
+        model_version=version,
+        prefix_message=prefix,
+        n=1,
+        seed=1,
+        purpose=GenerationJob.Purpose.SUGGESTION,
+        requested_by=owner,
+        role="assistant",
+    )
+    return Sample.objects.create(
+        job=job, index=0, text="Hello", token_count=1, finish_reason="end_of_turn"
+    )
+
+
+def _conversation_rows(owner, version, index):
+    from tests.labeling.feedback.conftest import model_message
+
+    model_message(owner, version)
+
+
+def _generation_job_rows(owner, version, index):
+    from tests.labeling.feedback.conftest import model_message
+
+    _sample(owner, version, model_message(owner, version))
+
+
+def _side_by_side_rows(owner, version, index):
+    from sampler.comparisons.models import ModelComparison, SideBySide
+    from tests.ranking.conftest import model_version_create
+
+    other = model_version_create(f"other-{index}")
+    comparison = ModelComparison.objects.create(
+        version_a=version, version_b=other, reward_version=other, requested_by=owner
+    )
+    SideBySide.objects.create(
+        comparison=comparison, version_a=version, version_b=other, reply_a="a", reply_b="b"
+    )
+
+
+def _attack_rows(owner, version, index):
+    from labeling.conversations.models import Message
+    from labeling.redteam.models import Attack
+    from tests.labeling.feedback.conftest import model_message
+
+    reply = model_message(owner, version)
+    correction = Message.objects.create(
+        conversation=reply.conversation, parent=reply.parent, role="assistant", content="No."
+    )
+    Attack.objects.create(
+        conversation=reply.conversation,
+        message=reply,
+        prompt_message=reply.parent,
+        category="harmful",
+        model_version=version,
+        correction=correction,
+        created_by=owner,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changelist", "add_rows"),
+    [
+        ("admin:labeling_feedback_changelist", _feedback_rows),
+        ("admin:labeling_conversation_changelist", _conversation_rows),
+        ("admin:sampler_generationjob_changelist", _generation_job_rows),
+        ("admin:sampler_sidebyside_changelist", _side_by_side_rows),
+        ("admin:labeling_attack_changelist", _attack_rows),
+    ],
+)
+def test_a_large_tables_list_page_runs_as_many_queries_for_many_rows_as_for_one(
+    admin_client_, trainer, changelist, add_rows
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.ranking.conftest import model_version_create
+
+    version = model_version_create("policy")
+    url = reverse(changelist)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client_.get(url).status_code == 200
+        return len(captured)
+
+    add_rows(trainer, version, 0)
+    one = queries()
+    for index in range(1, 5):
+        add_rows(trainer, version, index)
+
+    assert queries() == one
+
+
+def test_the_conversation_list_counts_the_writers_messages_also_when_searching(
+    admin_client_, trainer
+):
+    from labeling.conversations.models import Conversation, Message
+    from tests.labeling.conftest import write_turns
+
+    conversation = Conversation.objects.create(owner=trainer, title="Weekend")
+    first, _ = write_turns(conversation, trainer, "hi there", "hi again")
+    Message.objects.create(
+        conversation=conversation, parent=first, role="assistant", content="hi", is_candidate=True
+    )
+    url = reverse("admin:labeling_conversation_changelist")
+
+    for query in ({}, {"q": "hi"}):
+        page = admin_client_.get(url, query)
+        shown = page.context["cl"].result_list
+        assert [row.own_messages for row in shown] == [2], query

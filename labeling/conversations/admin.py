@@ -5,6 +5,8 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -89,12 +91,25 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ("title", "instructions", "owner__username", "messages__content")
     raw_id_fields = ("owner",)
     date_hierarchy = "created_at"
+    list_select_related = ("owner",)
     inlines = [MessageInline]
 
-    @admin.display(description="Messages")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        # The writer's own messages; replies sampled for ranking tasks are not theirs. Counted
+        # in the list's query, not once per row, and in a subquery: a search on the messages'
+        # text joins them again, which would multiply a joined count.
+        own = (
+            Message.objects.filter(conversation=OuterRef("pk"), is_candidate=False)
+            .order_by()
+            .values("conversation")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
+        return super().get_queryset(request).annotate(own_messages=Coalesce(Subquery(own), 0))
+
+    @admin.display(description="Messages", ordering="own_messages")
     def message_count(self, obj: Conversation) -> int:
-        # The writer's own messages; replies sampled for ranking tasks are not theirs.
-        return obj.messages.filter(is_candidate=False).count()
+        return obj.own_messages
 
     def get_urls(self):
         import_url = path(

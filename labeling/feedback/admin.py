@@ -19,5 +19,5 @@ class FeedbackAdmin(admin.ModelAdmin):
     list_filter = ("rating", "filter_report", "model_version", "updated_at")
     search_fields = ("comment", "user__username", "message__content", "sample__text")
     raw_id_fields = ("user", "message", "sample", "moderation")
-    list_select_related = ("user", "model_version")
+    list_select_related = ("user", "model_version", "message", "sample")
     readonly_fields = ("created_at", "updated_at")

@@ -18,6 +18,7 @@ class AttackAdmin(admin.ModelAdmin):
         "guideline_version",
     )
     readonly_fields = ("created_at",)
+    list_select_related = ("model_version", "created_by", "correction")
 
 
 class AttackResultInline(admin.TabularInline):

@@ -19,6 +19,13 @@ class SideBySideAdmin(admin.ModelAdmin):
     list_filter = ("created_at",)
     search_fields = ("reply_a", "reply_b", "version_a__name", "version_b__name")
     raw_id_fields = ("comparison", "version_a", "version_b")
+    # A comparison's name is its two versions' names.
+    list_select_related = (
+        "comparison__version_a",
+        "comparison__version_b",
+        "version_a",
+        "version_b",
+    )
 
 
 @admin.register(SideBySideVote)

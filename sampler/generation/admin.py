@@ -28,6 +28,7 @@ class GenerationJobAdmin(JobAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "purpose", "queue", "model_version", "created_at")
     search_fields = ("id", "error", "notes", "requested_by__username", "worker")
     raw_id_fields = ("prefix_message", "requested_by")
+    list_select_related = ("model_version", "requested_by")
     readonly_fields = ("created_at", "duration_ms", *LIFECYCLE_FIELDS)
     date_hierarchy = "created_at"
     inlines = [SampleInline]
