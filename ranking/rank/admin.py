@@ -1,16 +1,22 @@
+"""Ranking tasks, their candidates, leases and rankings: shown here, never written. Their status
+and counters (rankings and leases per task, a lease's state, a qualification a gold ranking
+decided) are kept by the ranking services (prepare, claim, submit, skip, undo, lease expiry),
+and the task pool and the exports read them; an edit or a delete here would leave them wrong."""
+
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdminMixin
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 
 
-class CandidateInline(admin.TabularInline):
+class CandidateInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Candidate
     extra = 0
     raw_id_fields = ("message",)
 
 
 @admin.register(RankingTask)
-class RankingTaskAdmin(admin.ModelAdmin):
+class RankingTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status",
@@ -27,7 +33,7 @@ class RankingTaskAdmin(admin.ModelAdmin):
 
 
 @admin.register(Candidate)
-class CandidateAdmin(admin.ModelAdmin):
+class CandidateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "task", "position", "is_source", "message")
     list_filter = ("is_source",)
     search_fields = ("message__content",)
@@ -35,7 +41,7 @@ class CandidateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "task", "trainer", "status", "leased_at", "expires_at", "closed_at")
     list_filter = ("status", "leased_at")
     search_fields = ("trainer__username", "skip_reason")
@@ -43,7 +49,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Ranking)
-class RankingAdmin(admin.ModelAdmin):
+class RankingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "task", "ranker", "cannot_rank", "duration_ms", "submitted_at")
     list_filter = ("cannot_rank", "submitted_at")
     search_fields = ("ranker__username", "rationale")
