@@ -1,10 +1,14 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdminMixin
 from labeling.feedback.models import Feedback
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(admin.ModelAdmin):
+class FeedbackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    # What a trainer said, as the feedback services checked it (known report categories, a
+    # filter report naming the result it disputes); exports and the overview count it. Shown,
+    # not edited.
     list_display = (
         "id",
         "user",
@@ -18,6 +22,4 @@ class FeedbackAdmin(admin.ModelAdmin):
     )
     list_filter = ("rating", "filter_report", "model_version", "updated_at")
     search_fields = ("comment", "user__username", "message__content", "sample__text")
-    raw_id_fields = ("user", "message", "sample", "moderation")
     list_select_related = ("user", "model_version", "message", "sample")
-    readonly_fields = ("created_at", "updated_at")
