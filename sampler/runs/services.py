@@ -64,6 +64,8 @@ JOB_KIND = "training"
 # run's retry can tell its own unregistered folder (its worker stopped between the move and the
 # registration) from a folder that is someone else's.
 RUN_MARKER = ".tandem_run"
+# The folder of MODEL_ROOT that keeps every run's checkpoints (``run-<id>`` in it).
+CHECKPOINTS_FOLDER = "runs"
 
 
 # ---- create -----------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ def training_run_create(
         run.output_name = output_name or _automatic_output_name(
             base=base, kind=training.name, run_id=run.pk
         )
-        run.checkpoint_dir = str(Path(settings.MODEL_ROOT) / "runs" / f"run-{run.pk}")
+        run.checkpoint_dir = str(Path(settings.MODEL_ROOT) / CHECKPOINTS_FOLDER / f"run-{run.pk}")
         run.save(update_fields=["output_name", "checkpoint_dir"])
         run.publication = job_enqueue(job=run) if queue else None
     return run
