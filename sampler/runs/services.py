@@ -75,6 +75,13 @@ def _validated_output_name(output_name: str) -> str:
     output_name = output_name.strip()
     if output_name and (Path(output_name).name != output_name or output_name.startswith(".")):
         raise ValidationError({"output_name": "The name becomes a folder: no slashes, no dot."})
+    if output_name == CHECKPOINTS_FOLDER:
+        raise ValidationError(
+            {
+                "output_name": f"{CHECKPOINTS_FOLDER} is the folder of MODEL_ROOT that keeps the "
+                "runs' checkpoints: choose another name."
+            }
+        )
     if output_name and ModelVersion.objects.filter(name=output_name).exists():
         raise ValidationError({"output_name": f"A model version named {output_name} exists."})
     if output_name and (Path(settings.MODEL_ROOT) / output_name).exists():

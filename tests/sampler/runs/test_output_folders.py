@@ -5,7 +5,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from ranking.exports.pipeline import write_jsonl
 from sampler.registry.services import model_version_register
@@ -46,3 +46,18 @@ def test_the_default_name_from_a_base_named_like_a_path_is_a_folder_inside_model
     assert run.output_name == f"{default_name}-sft-run{run.pk}"
     folder = (Path(model_root) / run.output_name).resolve()
     assert folder.parent == Path(model_root).resolve()
+
+
+def test_a_model_cannot_be_named_after_the_checkpoints_folder(policy, demonstrations, model_root):
+    """MODEL_ROOT/runs holds every run's checkpoints: a model there would take in the next runs'
+    checkpoints, and while its own run keeps checkpoints there it cannot be moved in place."""
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "train_sft", "--data", str(demonstrations), "--name", "runs", "--queue",
+            stdout=StringIO(), verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value) == (
+        "--name: runs is the folder of MODEL_ROOT that keeps the runs' checkpoints: choose "
+        "another name."
+    )
+    assert not TrainingRun.objects.exists()
