@@ -113,7 +113,21 @@ def validated_version(version: ModelVersion | None, kind: str, field_name: str) 
         raise ValidationError({field_name: f"{version.name} is not a {kind} version."})
     if not version.path:
         raise ValidationError({field_name: f"{version.name} has no local model directory."})
+    if problem := model_folder_problem(version):
+        raise ValidationError({field_name: problem})
     return version
+
+
+def model_folder_problem(version: ModelVersion) -> str:
+    """Why ``version``'s local folder cannot be loaded ("" when it may be): registration checked
+    it, but a folder can be moved or deleted since (a hub id, not a local path, is left alone)."""
+    path = Path(version.path)
+    if path.is_absolute() and not (path / "config.json").is_file():
+        return (
+            f"{version.name}'s folder {version.path} holds no model (no config.json): was it "
+            "moved or deleted?"
+        )
+    return ""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from sampler.runs.kinds import (
     data_file_problem,
     data_path_checker,
     is_main_process,
+    model_folder_problem,
     training_kind,
     validated_config,
     validated_version,
@@ -289,6 +290,8 @@ def _train_run(
             shutil.rmtree(leftover, ignore_errors=True)
     elif final_dir.exists():
         raise ValidationError({"output_name": f"{run.output_name} exists already."})
+    if problem := model_folder_problem(run.base_version):
+        raise ValidationError({"base_version": problem})
     data = training.load(run, config)
     if is_main:
         TrainingRun.objects.filter(pk=run.pk).update(dataset={**run.dataset, **data.description})

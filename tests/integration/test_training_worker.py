@@ -50,8 +50,14 @@ def test_a_reward_run_queued_on_the_training_queue_is_trained_by_a_worker(
     assert model.config.num_labels == 1 and Path(version.path).is_dir()
 
 
-def test_a_run_that_breaks_on_the_worker_is_failed_and_changes_nothing(celery_worker, policy):
-    broken = ModelVersion.objects.create(name="gone", path="/nonexistent/model-dir")
+def test_a_run_that_breaks_on_the_worker_is_failed_and_changes_nothing(
+    celery_worker, policy, tmp_path
+):
+    # A folder with a config.json (a missing folder is refused when the run is made) and no
+    # model in it.
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    broken = ModelVersion.objects.create(name="broken", path=str(tmp_path / "broken"))
     run = training_services.training_run_create(
         kind="sft",
         base_version=broken,

@@ -1,6 +1,7 @@
 """Where a training run puts what it writes: its model in a folder of its own right inside
 MODEL_ROOT, its checkpoints under MODEL_ROOT/runs, and never one inside the other."""
 
+import shutil
 from io import StringIO
 from pathlib import Path
 
@@ -61,3 +62,44 @@ def test_a_model_cannot_be_named_after_the_checkpoints_folder(policy, demonstrat
         "another name."
     )
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize("command", ["train_sft", "train_ppo"])
+def test_a_base_version_whose_folder_is_gone_is_refused_by_name(
+    policy, demonstrations, tmp_path, command
+):
+    """A version's folder moved or deleted after it was registered: said as such, before any
+    run exists, not as the hub's "Repo id must be in the form ..." from a failed run."""
+    folder = tmp_path / "gone"
+    shutil.copytree(policy.path, folder)
+    model_version_register(name="gone", path=str(folder), source="registered")
+    shutil.rmtree(folder)
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            command, "--data", str(demonstrations), "--base", "gone", "--queue",
+            stdout=StringIO(), verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value) == (
+        f"--base: gone's folder {folder} holds no model (no config.json): was it moved or deleted?"
+    )
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_run_whose_base_folder_went_away_since_it_was_queued_fails_saying_so(
+    policy, demonstrations, tmp_path
+):
+    folder = tmp_path / "gone"
+    shutil.copytree(policy.path, folder)
+    model_version_register(name="gone", path=str(folder), source="registered")
+    call_command(
+        "train_sft", "--data", str(demonstrations), "--base", "gone", "--queue",
+        stdout=StringIO(), verbosity=0,
+    )  # fmt: skip
+    run = TrainingRun.objects.get()
+    shutil.rmtree(folder)
+    with pytest.raises(CommandError) as failed:
+        call_command("train_sft", "--resume", str(run.pk), stdout=StringIO(), verbosity=0)
+    message = f"gone's folder {folder} holds no model (no config.json): was it moved or deleted?"
+    assert str(failed.value) == f"--base: {message}"
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and message in run.error
