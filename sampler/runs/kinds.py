@@ -19,7 +19,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.utils.module_loading import import_string
 
-from ranking.exports.filters import KTO_FORMAT, ExportFilters
+from ranking.exports.filters import KTO_FORMAT, SCHEMA_VERSION, ExportFilters
 from ranking.exports.selectors import export_records
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
@@ -533,6 +533,13 @@ def data_file_problem(kind: str, path: str) -> str:
         return f"{name} holds no record."
     if not isinstance(first, dict):
         return f"The first record of {name} is not a JSON object."
+    schema = first.get("schema_version")
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+        # A newer schema may change what a field means (schema 2 renamed pairs' `margin`).
+        return (
+            f"{name} was exported with schema_version {schema}, and this version of Tandem "
+            f"reads up to {SCHEMA_VERSION}: update it, or export the data with this one."
+        )
     shapes = RECORD_KEYS.get(kind, ())
     if not shapes or any(all(key in first for key in shape) for shape in shapes):
         return ""

@@ -493,6 +493,23 @@ def test_a_file_of_another_format_is_refused_before_any_run_exists(policy, tmp_p
     assert not TrainingRun.objects.exists()
 
 
+def test_a_file_from_a_newer_export_schema_is_refused_before_any_run_exists(
+    policy, tmp_path, model_root
+):
+    """Schema 2 renamed pairs' `margin` to `rank_distance`: a newer schema may change what a
+    field means, and reading it as this version's would train on the wrong thing in silence."""
+    newer = tmp_path / "newer.jsonl"
+    rows = [{**row, "schema_version": 3} for row in synthetic_demonstrations(4, seed=1)]
+    write_jsonl(iter(rows), newer)
+    with pytest.raises(CommandError) as refused:
+        call_command("train_sft", "--data", str(newer), "--queue", verbosity=0)
+    assert str(refused.value) == (
+        "--data: newer.jsonl was exported with schema_version 3, and this version of Tandem reads "
+        "up to 2: update it, or export the data with this one."
+    )
+    assert not TrainingRun.objects.exists()
+
+
 def test_a_yes_or_no_option_says_what_it_expects(policy, tmp_path, model_root):
     with pytest.raises(CommandError) as refused:
         call_command("train_dpo", "--weight-by-trust", "maybe", verbosity=0)
