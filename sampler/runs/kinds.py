@@ -306,7 +306,11 @@ def _reward_inputs(
                 rows = list(islice(read_jsonl(path), config.normalization_samples))
             except DataError as error:
                 raise ValidationError({"demonstrations": str(error)}) from error
-            if problem := _not_demonstrations(rows, name=Path(path).name):
+            name = Path(path).name
+            problem = (newer_schema_problem(rows[0], name=name) if rows else "") or (
+                _not_demonstrations(rows, name=name)
+            )
+            if problem:
                 raise ValidationError({"demonstrations": problem})
         inputs["demonstrations"] = {"source": "file", "path": path}
     elif dataset["source"] == "file" and config.normalize_to_demonstrations:
@@ -516,6 +520,18 @@ RECORD_KEYS = {
 }
 
 
+def newer_schema_problem(record: dict, *, name: str) -> str:
+    """Why a record of the file ``name`` cannot be read here ("" when it can): exported with a
+    newer schema, which may change what a field means (schema 2 renamed pairs' `margin`)."""
+    schema = record.get("schema_version")
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+        return (
+            f"{name} was exported with schema_version {schema}, and this version of Tandem "
+            f"reads up to {SCHEMA_VERSION}: update it, or export the data with this one."
+        )
+    return ""
+
+
 def data_file_problem(kind: str, path: str) -> str:
     """Why the file at ``path`` cannot be ``kind``'s data, by its first record ("" when it
     may be; the rest is read when the run starts)."""
@@ -533,13 +549,8 @@ def data_file_problem(kind: str, path: str) -> str:
         return f"{name} holds no record."
     if not isinstance(first, dict):
         return f"The first record of {name} is not a JSON object."
-    schema = first.get("schema_version")
-    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
-        # A newer schema may change what a field means (schema 2 renamed pairs' `margin`).
-        return (
-            f"{name} was exported with schema_version {schema}, and this version of Tandem "
-            f"reads up to {SCHEMA_VERSION}: update it, or export the data with this one."
-        )
+    if problem := newer_schema_problem(first, name=name):
+        return problem
     shapes = RECORD_KEYS.get(kind, ())
     if not shapes or any(all(key in first for key in shape) for shape in shapes):
         return ""

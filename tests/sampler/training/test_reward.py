@@ -510,6 +510,26 @@ def test_a_file_from_a_newer_export_schema_is_refused_before_any_run_exists(
     assert not TrainingRun.objects.exists()
 
 
+def test_demonstrations_from_a_newer_export_schema_are_refused_before_any_run_exists(
+    policy, tmp_path, model_root
+):
+    """The demonstrations a reward model is normalised on are export records too: a newer
+    schema is refused by name, as for ``--data``."""
+    data = _write(synthetic_rankings(4, k=3, seed=0), tmp_path / "rankings.jsonl")
+    rows = [{**row, "schema_version": 3} for row in synthetic_demonstrations(4, seed=1)]
+    demos = _write(rows, tmp_path / "demos.jsonl")
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "train_reward", "--data", str(data), "--demonstrations", str(demos), "--queue",
+            verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value) == (
+        "--demonstrations: demos.jsonl was exported with schema_version 3, and this version of "
+        "Tandem reads up to 2: update it, or export the data with this one."
+    )
+    assert not TrainingRun.objects.exists()
+
+
 def test_a_yes_or_no_option_says_what_it_expects(policy, tmp_path, model_root):
     with pytest.raises(CommandError) as refused:
         call_command("train_dpo", "--weight-by-trust", "maybe", verbosity=0)
