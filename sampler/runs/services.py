@@ -336,8 +336,20 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
         recorder.note(f"failed: {type(error).__name__}: {error}")
         TrainingRun.objects.filter(pk=run.pk).update(log=recorder.log)
         raise
-    (partial_dir / RUN_MARKER).write_text(f"{run.pk}\n")
-    partial_dir.replace(final_dir)
+    try:
+        (partial_dir / RUN_MARKER).write_text(f"{run.pk}\n")
+        partial_dir.replace(final_dir)
+    except OSError as error:
+        # A folder of that name made while the run trained (a rename replaces only an empty
+        # one): the trained copy, a whole model, is not left behind hidden.
+        shutil.rmtree(partial_dir, ignore_errors=True)
+        message = (
+            f"{run.output_name} exists already (made while the run trained): "
+            f"{error.strerror or error}."
+        )
+        recorder.note(f"failed: {message}")
+        TrainingRun.objects.filter(pk=run.pk).update(log=recorder.log)
+        raise ValidationError({"output_name": message}) from error
     if result.metrics.get("stopped_early"):
         recorder.note(str(result.metrics["stopped_early"]))
     try:

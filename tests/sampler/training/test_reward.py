@@ -704,3 +704,35 @@ def test_a_run_whose_worker_stopped_between_moving_its_model_and_registering_it_
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.output_versions.get().path == str(model_root / run.output_name)
     assert not list(model_root.glob("*.leftover"))
+
+
+def test_a_folder_that_took_the_runs_name_while_it_trained_fails_it_and_leaves_no_partial(
+    policy, tmp_path, model_root, monkeypatch
+):
+    """The trained model is moved in place at the end: a folder of that name made meanwhile (by
+    hand, or by another install sharing MODEL_ROOT) keeps it out. The run fails saying so, and
+    the trained copy, a whole model, is not left behind as a hidden `.partial` folder."""
+    from sampler.training import loop
+
+    data = _write(synthetic_rankings(12, k=3, seed=3), tmp_path / "rankings.jsonl")
+    one_step = {"max_steps": 1, "batch_size": 4, "normalize_to_demonstrations": False}
+    run = training_services.training_run_create(
+        kind="reward", config=one_step, data_path=str(data), queue=False
+    )
+    save_output = loop.save_output
+
+    def saved_then_taken(*args, **kwargs):
+        result = save_output(*args, **kwargs)
+        (model_root / run.output_name).mkdir()
+        (model_root / run.output_name / "notes.txt").write_text("someone else's\n")
+        return result
+
+    monkeypatch.setattr(loop, "save_output", saved_then_taken)
+    with pytest.raises(ValidationError, match="exists already"):
+        training_services.training_run_run_inline(run_id=run.pk)
+    run = TrainingRun.objects.get(pk=run.pk)
+    assert run.status == TrainingRun.Status.FAILED
+    assert f"{run.output_name} exists already" in run.error
+    assert not run.output_versions.exists()
+    assert [p.name for p in model_root.iterdir() if p.name != "runs"] == [run.output_name]
+    assert (model_root / run.output_name / "notes.txt").read_text() == "someone else's\n"
