@@ -311,3 +311,20 @@ def test_make_run_writes_the_first_run_passwords_readable_by_their_owner_only(
     embedded_prepare.main(state_file)
     assert "s3cret-first-run" in state_file.read_text()
     assert state_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_node_modules_is_never_part_of_the_checkout():
+    """npm's folder (``make`` installs it; a developer may link one in from elsewhere) is local:
+    committed as a link, a fresh clone's static files (htmx, icons) would be read from wherever
+    the link pointed on its author's machine."""
+    import subprocess
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+    assert git("ls-files", "--", "node_modules").stdout == ""
+    # Ignored whether it is a folder or a link to one.
+    assert git("check-ignore", "--no-index", "-q", "node_modules").returncode == 0
