@@ -174,3 +174,60 @@ def test_the_conversation_list_counts_the_writers_messages_also_when_searching(
         page = admin_client_.get(url, query)
         shown = page.context["cl"].result_list
         assert [row.own_messages for row in shown] == [2], query
+
+
+# ---- read-only pages: their rows still go with the row they belong to ---------------------
+
+
+def test_deleting_a_user_takes_their_guideline_reads_with_them(admin_client_, trainer):
+    from django.contrib.auth import get_user_model
+
+    from labeling.guidelines.models import GuidelineAcknowledgement
+    from labeling.guidelines.services import guideline_acknowledge, guideline_version_ensure_current
+
+    guideline_acknowledge(user=trainer, version=guideline_version_ensure_current())
+    url = reverse("admin:auth_user_delete", args=[trainer.pk])
+
+    assert "Cannot delete" not in admin_client_.get(url).content.decode()
+    response = admin_client_.post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not get_user_model().objects.filter(pk=trainer.pk).exists()
+    assert not GuidelineAcknowledgement.objects.exists()
+
+
+def test_deleting_a_conversation_takes_the_feedback_on_its_replies_with_it(admin_client_, trainer):
+    from labeling.conversations.models import Conversation
+    from labeling.feedback.models import Feedback
+    from tests.labeling.feedback.conftest import model_message
+    from tests.ranking.conftest import model_version_create
+
+    version = model_version_create("policy")
+    reply = model_message(trainer, version)
+    Feedback.objects.create(user=trainer, message=reply, model_version=version, rating="up")
+    url = reverse("admin:labeling_conversation_delete", args=[reply.conversation_id])
+
+    response = admin_client_.post(url, {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Conversation.objects.filter(pk=reply.conversation_id).exists()
+    assert not Feedback.objects.exists()
+
+
+def test_the_read_only_pages_still_delete_nothing_themselves(admin_client_, trainer):
+    from labeling.guidelines.models import GuidelineAcknowledgement
+    from labeling.guidelines.services import guideline_acknowledge, guideline_version_ensure_current
+
+    read = guideline_acknowledge(user=trainer, version=guideline_version_ensure_current())
+    url = reverse("admin:labeling_guidelineacknowledgement_delete", args=[read.pk])
+    changelist = reverse("admin:labeling_guidelineacknowledgement_changelist")
+
+    assert admin_client_.post(url, {"post": "yes"}).status_code == 403
+    admin_client_.post(
+        changelist, {"action": "delete_selected", "_selected_action": [read.pk], "post": "yes"}
+    )
+    assert GuidelineAcknowledgement.objects.filter(pk=read.pk).exists()
+    page = admin_client_.get(
+        reverse("admin:labeling_guidelineacknowledgement_change", args=[read.pk])
+    )
+    assert "deletelink" not in page.content.decode()
