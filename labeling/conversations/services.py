@@ -308,8 +308,9 @@ def draft_save(
     """Upsert the author's draft; an over-long draft is refused (the page keeps the text).
 
     A finished or discarded conversation takes no draft, as it takes no turn (reopen it
-    first), except ``unsent``: the composer's turn that was refused because the conversation
-    was closed meanwhile (in another tab), kept so that Reopen brings it back.
+    first), except ``unsent``: text a page sent that was not written where it was meant to go
+    (the composer's turn refused because the conversation was closed meanwhile in another tab,
+    a correction for an attack mark withdrawn meanwhile), kept so that Reopen brings it back.
 
     ``after_id``: the composer's turn follows this message (0: the first turn). A composer's
     draft that arrives once that turn was sent (the save was on its way while the trainer

@@ -92,13 +92,16 @@ def _correction_kept(request: HtmxHttpRequest, message: Message, content: str) -
         f"{services.ATTACK_GONE} Your text is kept in this reply's edit box: save it as a new "
         "branch, or mark the attack again."
     )
-    # A text the draft refuses (too long, say) is still in the answer's edit box.
+    # A text the draft refuses (too long, say) is still in the answer's edit box. Kept also when
+    # the conversation was finished meanwhile (its page then shows no edit box): Reopen brings
+    # it back.
     with suppress(ValidationError, PermissionDenied):
         draft_save(
             conversation=message.conversation,
             author=request.user,
             content=content,
             editing=message,
+            unsent=True,
         )
     return render_editor(
         request,

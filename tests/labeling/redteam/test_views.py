@@ -112,6 +112,26 @@ def test_a_stale_tab_keeps_a_correction_for_a_withdrawn_mark_and_says_why(
     assert trainer_client.post(correct_url, {"content": "x"}, **HTMX).status_code == 404
 
 
+def test_a_correction_for_a_withdrawn_mark_is_kept_also_once_the_conversation_was_finished(
+    trainer_client, red_team, trainer
+):
+    from labeling.conversations.services import conversation_finish
+
+    conversation, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    redteam_services.attack_withdraw(attack=attack, user=trainer)  # another tab, then Finish
+    conversation_finish(conversation=conversation, user=trainer)
+
+    response = trainer_client.post(
+        f"/write/attacks/{attack.pk}/correct/", {"content": CORRECTION, "message": reply.pk}
+    )
+
+    assert response.status_code == 409
+    # Kept as that reply's edit draft, as the answer to a withdrawn mark says: Reopen brings it
+    # back (the finished conversation's page shows no edit box).
+    assert conversation.drafts.get(editing=reply).content == CORRECTION
+
+
 def test_a_correction_racing_a_withdrawal_is_refused_as_withdrawn(red_team, trainer):
     _, _, reply = red_team
     attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
