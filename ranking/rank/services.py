@@ -177,12 +177,21 @@ def ranking_task_preparation_retried(job: GenerationJob) -> None:
     again: released when it gave up, the task waits for its candidates once more, unless its
     source has meanwhile been taken by another task (one task per source): then it stays
     failed, and the samples its job makes are kept but made into no candidates."""
+    project_id = (
+        RankingTask.objects.filter(generation_job=job).values_list("project_id", flat=True).first()
+    )
+    if project_id is None:
+        return
     source_taken = RankingTask.objects.filter(
         source_message_id=OuterRef("source_message_id"), holds_source=True
     ).exclude(pk=OuterRef("pk"))
-    RankingTask.objects.filter(generation_job=job, status=RankingTask.Status.FAILED).exclude(
-        Exists(source_taken)
-    ).update(status=RankingTask.Status.PREPARING, error="", holds_source=True)
+    with transaction.atomic():
+        # The project's row lock, as a pool fill takes it to pick sources: the two take turns,
+        # so a fill never picks the source this retry takes back, nor the retry one just picked.
+        list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk"))
+        RankingTask.objects.filter(generation_job=job, status=RankingTask.Status.FAILED).exclude(
+            Exists(source_taken)
+        ).update(status=RankingTask.Status.PREPARING, error="", holds_source=True)
 
 
 def ranking_task_prepare(*, task_id: int) -> RankingTask:

@@ -607,10 +607,14 @@ def test_a_retried_preparation_prepares_its_task_again(policy, other_trainer, se
     job_fail(job=GenerationJob.objects.get(pk=task.generation_job_id), error="server down")
     task.refresh_from_db()
     assert (task.status, task.error) == (RankingTask.Status.FAILED, "server down")
+    assert not task.holds_source  # given back: another task may be made of it
 
     job_retry(job=GenerationJob.objects.get(pk=task.generation_job_id))
     task.refresh_from_db()
     assert (task.status, task.error) == (RankingTask.Status.PREPARING, "")
+    # Its own again: no other task is made of it while this one is prepared.
+    assert task.holds_source
+    assert services.ranking_task_create(rng=random.Random(0), queue=False) is None
     job_run_inline(job=GenerationJob.objects.get(pk=task.generation_job_id))
     task.refresh_from_db()
     assert task.status == RankingTask.Status.READY
