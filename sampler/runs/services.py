@@ -341,10 +341,13 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
         partial_dir.replace(final_dir)
     except OSError as error:
         # A folder of that name made while the run trained (a rename replaces only an empty
-        # one): the trained copy, a whole model, is not left behind hidden.
+        # one), or a disk that refused the move: the trained copy, a whole model, is not left
+        # behind hidden.
         shutil.rmtree(partial_dir, ignore_errors=True)
         message = (
-            f"{run.output_name} exists already (made while the run trained): "
+            f"{run.output_name} exists already (made while the run trained)."
+            if final_dir.exists()
+            else f"The trained model could not be moved to {run.output_name}: "
             f"{error.strerror or error}."
         )
         recorder.note(f"failed: {message}")
