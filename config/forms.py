@@ -102,6 +102,10 @@ class DefaultProjectChoiceField(ModelChoiceField):
 
 def add_validation_errors(form: forms.Form, error: ValidationError) -> None:
     """A service's refusal shown on the form: each message on its field, or on the whole form
-    when the service names a field the form does not have."""
+    when the service names a field the form does not have, or none (a refusal of the whole
+    request, such as too many unfinished jobs)."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error.messages)
+        return
     for field, field_errors in error.message_dict.items():
         form.add_error(field if field in form.fields else None, field_errors)

@@ -407,3 +407,20 @@ def test_a_default_model_that_cannot_be_registered_is_refused_without_its_server
     assert "srv-models" not in body and "admin" in response.json()["model_version"][0]
     assert str(missing) in caplog.text
     assert not GenerationJob.objects.exists() and not send_task.called
+
+
+def test_the_playground_refuses_a_trainer_past_the_unfinished_cap_in_the_form(
+    policy, trainer, trainer_client, settings
+):
+    """The cap's refusal names no field: the playground shows it on the form (as the editor's
+    suggestions do), stores nothing, and does not fail with a server error."""
+    settings.GENERATION_MAX_UNFINISHED_PER_USER = 1
+    _queued_job(trainer)
+    fields = {"message": "hello?", "n": 1, "temperature": 0.8, "top_p": 1.0, "max_new_tokens": 8}
+    with mock.patch.object(app, "send_task"):
+        partial = trainer_client.post(reverse("sampler:generate"), fields, **HTMX)
+        page = trainer_client.post(reverse("sampler:generate"), fields)
+    for response in (partial, page):
+        assert response.status_code == 200
+        assert "1 generation jobs waiting or running" in response.content.decode()
+    assert GenerationJob.objects.filter(requested_by=trainer).count() == 1
