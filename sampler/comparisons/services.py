@@ -20,7 +20,7 @@ from django.utils.crypto import salted_hmac
 from ranking.exports.filters import ExportFilters
 from ranking.projects.selectors import project_ids_open_to_all
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
-from sampler.generation.params import GenerationParams
+from sampler.generation.params import GenerationParams, context_room_error
 from sampler.generation.services import generation_replies
 from sampler.jobs.services import JobContext, JobError, job_enqueue
 from sampler.registry.models import ModelVersion
@@ -106,6 +106,15 @@ def model_comparison_create(
         )
     if not 0.05 <= temperature <= 2.0:
         errors["temperature"] = "temperature must be between 0.05 and 2.0."
+    if "max_new_tokens" not in errors:
+        # Both versions must leave room for a prompt, as a generation job's version must.
+        for version in (version_a, version_b):
+            too_long = context_room_error(
+                context_length=version.context_length, max_new_tokens=max_new_tokens
+            )
+            if too_long:
+                errors["max_new_tokens"] = f"{version.name}: {too_long}"
+                break
     if errors:
         raise ValidationError(errors)
     excluded = optimised_against(version_a) | optimised_against(version_b)

@@ -296,3 +296,17 @@ def test_models_page_shows_ratings_with_intervals_and_both_judges(
     assert "judge 75%" in row and "(rm-judge)" in row and "people 80%" in row and "5 votes" in row
     low, high = ratings[0].rating.low, ratings[0].rating.high
     assert f"{low:.0f} \N{EN DASH} {high:.0f}" in html
+
+
+def test_a_comparison_whose_replies_cannot_fit_a_versions_context_is_refused(lineage):
+    """As a generation job is: max_new_tokens that leave a version no room for the prompt are
+    refused when the comparison is asked for, not found out by a worker after sampling."""
+    sft, ppo, _, _ = lineage
+    ModelVersion.objects.filter(pk=sft.pk).update(context_length=64)
+    sft.refresh_from_db()
+    with pytest.raises(ValidationError) as refused:
+        model_comparison_create(version_a=ppo, version_b=sft, max_new_tokens=60, queue=False)
+    assert "64-token context" in " ".join(refused.value.message_dict["max_new_tokens"])
+    assert not ModelComparison.objects.exists()
+    fits = model_comparison_create(version_a=ppo, version_b=sft, max_new_tokens=48, queue=False)
+    assert fits.config["max_new_tokens"] == 48
