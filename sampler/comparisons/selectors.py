@@ -34,13 +34,16 @@ def side_by_side_next(
     *, voter: AbstractBaseUser, rng: random.Random | None = None
 ) -> SideBySide | None:
     """A side-by-side this trainer may see and has not voted on, drawn at random (None when
-    none is left)."""
+    none is left). Pairs can go between the count and the read (a vote from another tab, a
+    comparison deleted): the place drawn is then read past the end, and the last pair left is
+    taken instead."""
     remaining = side_by_sides_for_voter(voter=voter).exclude(votes__voter=voter)
     count = remaining.count()
     if not count:
         return None
     offset = (rng or random.SystemRandom()).randrange(count)
-    return remaining.select_related("version_a", "version_b").order_by("pk")[offset]
+    ordered = remaining.select_related("version_a", "version_b").order_by("pk")
+    return ordered[offset : offset + 1].first() or ordered.last()
 
 
 def side_by_side_get(*, item_id: int, voter: AbstractBaseUser) -> SideBySide | None:

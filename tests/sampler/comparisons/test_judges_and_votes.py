@@ -18,6 +18,7 @@ from sampler.comparisons.services import (
     model_comparison_create,
     optimised_against,
     side_by_side_order,
+    side_by_side_vote,
 )
 from sampler.registry.models import ModelVersion
 
@@ -310,3 +311,16 @@ def test_a_comparison_whose_replies_cannot_fit_a_versions_context_is_refused(lin
     assert not ModelComparison.objects.exists()
     fits = model_comparison_create(version_a=ppo, version_b=sft, max_new_tokens=48, queue=False)
     assert fits.config["max_new_tokens"] == 48
+
+
+def test_the_next_pair_is_drawn_even_when_a_vote_lands_while_it_is_drawn(items, trainer):
+    """A vote from another tab between counting the pairs left and reading the one drawn left
+    one pair fewer than counted: drawing the last place read past the end (a server error)."""
+
+    class VoteFromAnotherTab(random.Random):
+        def randrange(self, count):
+            side_by_side_vote(item=items[0], voter=trainer, position="tie")
+            return count - 1
+
+    drawn = side_by_side_next(voter=trainer, rng=VoteFromAnotherTab())
+    assert drawn is not None and drawn.pk in {items[1].pk, items[2].pk}
