@@ -1,4 +1,6 @@
 from django import forms
+from django.conf import settings
+from django.core.validators import MaxValueValidator
 
 from config.forms import DefaultProjectChoiceField, ModelChoiceField, ModelMultipleChoiceField
 from ranking.projects.selectors import project_list
@@ -20,10 +22,17 @@ class ComparisonForm(forms.Form):
         label="More judges (an ensemble)",
     )
     prompts = forms.IntegerField(min_value=1, max_value=2000, initial=64, label="Held-out prompts")
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=48)
+    max_new_tokens = forms.IntegerField(min_value=1, initial=48)
     project = DefaultProjectChoiceField(
         queryset=project_list(), label="Project (its held-out prompts)"
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The service's cap, read per request as the playground's form reads it.
+        cap = settings.GENERATION_MAX_NEW_TOKENS
+        self.fields["max_new_tokens"].validators.append(MaxValueValidator(cap))
+        self.fields["max_new_tokens"].widget.attrs["max"] = cap
 
     def clean(self):
         data = super().clean()

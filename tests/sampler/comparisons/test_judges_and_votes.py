@@ -324,3 +324,20 @@ def test_the_next_pair_is_drawn_even_when_a_vote_lands_while_it_is_drawn(items, 
 
     drawn = side_by_side_next(voter=trainer, rng=VoteFromAnotherTab())
     assert drawn is not None and drawn.pk in {items[1].pk, items[2].pk}
+
+
+def test_the_comparison_form_caps_max_new_tokens_at_the_deployments_setting(policy, settings):
+    """The form and the service agree on the cap (GENERATION_MAX_NEW_TOKENS), read per request:
+    not a fixed number that refuses what a deployment allows, or takes what it refuses."""
+    from sampler.comparisons.forms import ComparisonForm
+
+    def error(value):
+        form = ComparisonForm({"max_new_tokens": value})
+        form.is_valid()
+        return form.errors.get("max_new_tokens")
+
+    settings.GENERATION_MAX_NEW_TOKENS = 8000
+    assert error(6000) is None
+    assert ComparisonForm().fields["max_new_tokens"].widget.attrs["max"] == 8000
+    settings.GENERATION_MAX_NEW_TOKENS = 100
+    assert error(101) and error(100) is None
