@@ -132,7 +132,8 @@ def model_comparison_create(
             )
         reward_version = independent[0]
     reward = validated_version(reward_version, ModelVersion.Kind.REWARD, "reward_version")
-    judges = [reward, *[j for j in extra_judges if j.pk != reward.pk]]
+    # Each judge once (in the order named): the ensemble averages its judges.
+    judges = list({judge.pk: judge for judge in [reward, *extra_judges]}.values())
     for judge in judges:
         if judge.kind != ModelVersion.Kind.REWARD or not judge.path:
             raise ValidationError({"extra_judges": f"{judge.name} is not a local reward model."})

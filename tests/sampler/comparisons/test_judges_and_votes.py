@@ -74,6 +74,22 @@ def test_by_default_the_judge_is_an_independent_reward_model_even_when_another_i
     assert comparison.config["judge_data_overlaps"] == []  # opposite halves
 
 
+def test_a_judge_named_twice_judges_once(lineage, tmp_path):
+    """An ensemble averages its judges: one named twice (a caller of the service, past the
+    form) would count twice."""
+    sft, ppo, _, judge = lineage
+    (tmp_path / "rm-third").mkdir()
+    (tmp_path / "rm-third" / "config.json").write_text("{}")
+    third = ModelVersion.objects.create(
+        name="rm-third", kind="reward", path=str(tmp_path / "rm-third"), metrics={}
+    )
+    comparison = model_comparison_create(
+        version_a=ppo, version_b=sft, reward_version=judge, extra_judges=[third, third],
+        queue=False,
+    )  # fmt: skip
+    assert [j["name"] for j in comparison.config["judges"]] == ["rm-judge", "rm-third"]
+
+
 def test_a_projects_comparison_belongs_to_it_and_reads_its_prompts_only(lineage):
     from ranking.projects.services import project_create
 
