@@ -6,9 +6,12 @@ Each line is the common chat format::
     {"title": "optional", "messages": [{"role": "user", "content": "Hi"},
                                        {"role": "assistant", "content": "Hello!"}]}
 
-A message may say ``"origin": "human"`` or ``"model"``; by default assistant turns are
-model-written and user/system turns human-written. Any other key is refused, and so is a key
-given twice in one object. Every line is checked completely before anything is written; an
+A message may say ``"origin": "human"``, ``"model"`` or ``"model_edited"``; by default
+assistant turns are model-written and user/system turns human-written. A record of Tandem's own
+demonstrations export (it has a ``schema_version``) imports as it was exported: its
+``origins`` list gives each turn's origin, and the keys that name rows of the exporting
+database (ids, writer, split, ...) are known but not kept. Any other key is refused, and so is
+a key given twice in one object. Every line is checked completely before anything is written; an
 invalid one is reported with its 1-based line number, and a file with any invalid line is not
 imported at all (``conversations_import``).
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 from config.parsers import object_without_repeated_keys
@@ -28,7 +31,22 @@ MAX_LINE_BYTES = 1024 * 1024
 MAX_LINES = 100_000
 MAX_MESSAGES = 200
 ROLES = {Message.Role.SYSTEM, Message.Role.USER, Message.Role.ASSISTANT}
-ORIGINS = {Message.Origin.HUMAN, Message.Origin.MODEL}
+ORIGINS = set(Message.Origin.values)
+# The demonstrations export's schema versions (ranking.exports.filters.SCHEMA_VERSION) and its
+# keys besides messages: origins, and what describes the row it came from in the exporting
+# database, which an import does not keep (the ids are not this database's).
+EXPORT_SCHEMA_VERSIONS = (1, 2)
+EXPORT_KEYS = (
+    "schema_version",
+    "origins",
+    "conversation_id",
+    "leaf_message_id",
+    "writer",
+    "split",
+    "red_team",
+    "attack_id",
+    "guideline_version",
+)
 DEFAULT_ORIGIN = {
     Message.Role.SYSTEM: Message.Origin.HUMAN,
     Message.Role.USER: Message.Origin.HUMAN,
@@ -143,9 +161,35 @@ def _parse_message(item: object, index: int) -> ParsedMessage:
         )
     _check_storable(content, f"{where}: content")
     origin = item.get("origin", DEFAULT_ORIGIN[role])
-    if not isinstance(origin, str) or origin not in ORIGINS:
-        raise LineError(f"{where}: origin must be human or model (got {origin!r})")
+    _check_origin(origin, f"{where}: ")
     return ParsedMessage(role=role, content=content, origin=origin)
+
+
+def _check_origin(origin: object, where: str) -> None:
+    if not isinstance(origin, str) or origin not in ORIGINS:
+        raise LineError(f"{where}origin must be human, model or model_edited (got {origin!r})")
+
+
+def _check_export_record(record: dict, items: list) -> list[str] | None:
+    """The per-turn origins of a demonstrations export record (None when it gives none)."""
+    version = record["schema_version"]
+    if type(version) is not int:  # True is an int to isinstance
+        raise LineError(f"schema_version must be an integer (got {version!r})")
+    if version not in EXPORT_SCHEMA_VERSIONS:
+        known = ", ".join(map(str, EXPORT_SCHEMA_VERSIONS))
+        raise LineError(
+            f"schema_version {version} is not a demonstrations export this version reads ({known})"
+        )
+    if "origins" not in record:
+        return None
+    origins = record["origins"]
+    if not isinstance(origins, list) or len(origins) != len(items):
+        raise LineError(f"origins must be a list of {len(items)}, one per message")
+    for index, origin in enumerate(origins):
+        _check_origin(origin, f"origins[{index}]: ")
+        if isinstance(items[index], dict) and "origin" in items[index]:
+            raise LineError(f"messages[{index}]: origin is given here and in origins")
+    return origins
 
 
 def _check_turn_order(messages: list[ParsedMessage]) -> None:
@@ -193,13 +237,17 @@ def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
         raise LineError(f"invalid JSON: {error}") from error
     if not isinstance(record, dict):
         raise LineError("expected a JSON object with a messages list")
-    _no_other_keys(record, ("title", "messages"), "")
+    exported = "schema_version" in record
+    _no_other_keys(record, ("title", "messages", *(EXPORT_KEYS if exported else ())), "")
     items = record.get("messages")
     if not isinstance(items, list) or not items:
         raise LineError("messages must be a non-empty list")
     if len(items) > MAX_MESSAGES:
         raise LineError(f"{len(items)} messages; the limit is {MAX_MESSAGES} per conversation")
+    origins = _check_export_record(record, items) if exported else None
     messages = [_parse_message(item, index) for index, item in enumerate(items)]
+    if origins is not None:
+        messages = [replace(m, origin=o) for m, o in zip(messages, origins, strict=True)]
     _check_turn_order(messages)
     title = record.get("title")
     if title is None:  # left out, or null: no title

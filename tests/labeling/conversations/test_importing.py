@@ -6,9 +6,11 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
-from labeling.conversations import importing
+from labeling.conversations import importing, services
 from labeling.conversations.models import Conversation, Message
 from labeling.conversations.services import conversations_import
+from ranking.exports.demonstrations import demonstration_records
+from ranking.exports.filters import ExportFilters
 from tests.labeling.conversations.conftest import GOOD_PLAIN, GOOD_WITH_SYSTEM, MIXED_FILE, jsonl
 
 
@@ -105,7 +107,7 @@ def test_a_valid_file_is_imported_whole(trainer):
                     ]
                 }
             ).encode(),
-            "origin must be human or model",
+            "origin must be human, model or model_edited",
         ),
         (
             json.dumps({"messages": GOOD_PLAIN["messages"] * 101}).encode(),
@@ -215,8 +217,8 @@ def test_dry_run_checks_everything_and_saves_nothing(trainer):
         ({"role": {"user": 1}, "content": "Hi"}, "role must be one of"),
         ({"role": "user", "content": ["Hi"]}, "content must be a non-empty string"),
         ({"role": "user", "content": {"text": "Hi"}}, "content must be a non-empty string"),
-        ({"role": "user", "content": "Hi", "origin": ["human"]}, "origin must be human or model"),
-        ({"role": "user", "content": "Hi", "origin": {"a": 1}}, "origin must be human or model"),
+        ({"role": "user", "content": "Hi", "origin": ["human"]}, "origin must be human, model or"),
+        ({"role": "user", "content": "Hi", "origin": {"a": 1}}, "origin must be human, model or"),
         ({"role": "user", "content": "Hi\u0000"}, "NUL"),
         ({"role": "user", "content": "Hi \ud800"}, "unpaired surrogate"),
     ],
@@ -337,3 +339,40 @@ def test_command_reports_a_corrupt_gzip(trainer, tmp_path):
     path.write_bytes(gzip.compress(jsonl(GOOD_PLAIN) * 50)[:-20])
     with pytest.raises(CommandError, match="failed part way"):
         _run_command(str(path), "--owner", "tess")
+
+
+def test_a_demonstrations_export_imports_back_with_its_origins(trainer):
+    conversation = services.conversation_create(owner=trainer, title="Cats")
+    _question, answer = (
+        services.message_append(conversation=conversation, author=trainer, content=text)
+        for text in ("A name for a cat?", "How about **Miso**?")
+    )
+    Message.objects.filter(pk=answer.pk).update(origin=Message.Origin.MODEL_EDITED)
+    services.conversation_finish(conversation=conversation, user=trainer)
+    records = list(demonstration_records(ExportFilters()))
+
+    report = conversations_import(lines=[json.dumps(r) for r in records], owner=trainer)
+
+    assert report.ok, report.errors
+    (imported,) = Conversation.objects.filter(pk__in=report.conversation_ids)
+    assert [(m.role, m.content, m.origin) for m in _chain(imported)] == [
+        ("user", "A name for a cat?", "human"),
+        ("assistant", "How about **Miso**?", "model_edited"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("record", "error"),
+    [
+        ({"schema_version": 99}, "schema_version 99"),
+        ({"schema_version": True}, "schema_version must be"),
+        ({"split": "train"}, "unknown key 'split'"),
+        ({"schema_version": 2, "origins": ["human"]}, "origins must be a list of 2"),
+        ({"schema_version": 2, "origins": ["human", "robot"]}, "origins[1]: origin must be"),
+    ],
+)
+def test_export_fields_are_checked_by_name(trainer, record, error):
+    report = conversations_import(lines=[json.dumps({**GOOD_PLAIN, **record})], owner=trainer)
+
+    assert report.errors and error in report.errors[0][1], report.errors
+    assert not Conversation.objects.exists()
