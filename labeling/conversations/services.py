@@ -226,6 +226,19 @@ def message_branch(
     content = _clean_content(content)
     if content == original.content and sample_id is None:
         raise ValidationError({"content": "Nothing changed: edit the text to create a branch."})
+    # Checked under the lock, so that a double-clicked "Save" (both posts name ``original``)
+    # stores one branch, not two identical ones (two identical demonstrations in an export).
+    if (
+        Message.objects.filter(
+            conversation=conversation, parent_id=original.parent_id, is_candidate=False
+        )
+        .exclude(pk=original.pk)
+        .filter(content=content)
+        .exists()
+    ):
+        raise ValidationError(
+            {"content": "This turn already has an alternative with this text: switch to it."}
+        )
     sibling = _message_create(
         conversation=conversation,
         parent=original.parent,

@@ -98,6 +98,20 @@ def test_append_after_an_explicit_parent_starts_a_new_branch(trainer, trainer_cl
     assert root.children.count() == 2
 
 
+def test_a_branch_posted_twice_is_a_400_naming_content_and_stores_one(
+    trainer_client, conversation, trainer
+):
+    _, reply = write_turns(conversation, trainer, "hi", "hello!")
+    url = f"/api/messages/{reply.pk}/branch/"
+
+    assert _post(trainer_client, url, {"content": "hey"}).status_code == 201
+    again = _post(trainer_client, url, {"content": "hey"})
+
+    assert again.status_code == 400
+    assert "already has an alternative" in again.json()["content"][0]
+    assert Message.objects.filter(parent=reply.parent, content="hey").count() == 1
+
+
 def test_parent_from_another_conversation_is_a_400(trainer_client, conversation, trainer):
     elsewhere = services.conversation_create(owner=trainer)
     foreign = services.message_append(conversation=elsewhere, author=trainer, content="Hi")

@@ -129,6 +129,19 @@ def test_unchanged_edit_is_refused(conversation, trainer):
         services.message_branch(original=first, author=trainer, content="hi")
 
 
+def test_an_edit_sent_twice_makes_one_branch(conversation, trainer):
+    first, reply = write_turns(conversation, trainer, "hi", "hello!")
+    branch = services.message_branch(original=reply, author=trainer, content="hey there")
+
+    # The second post of a double-clicked "Save as a new branch" still names the first reply.
+    with pytest.raises(ValidationError, match="already has an alternative with this text"):
+        services.message_branch(original=reply, author=trainer, content=" hey there ")
+
+    assert list(first.children.order_by("pk")) == [reply, branch]
+    conversation.refresh_from_db()
+    assert conversation.active_leaf == branch
+
+
 def test_drafts_upsert_and_are_cleared_when_the_turn_is_sent(conversation, trainer):
     services.draft_save(conversation=conversation, author=trainer, content="half a")
     services.draft_save(conversation=conversation, author=trainer, content="half a thought")
