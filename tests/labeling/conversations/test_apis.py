@@ -112,6 +112,21 @@ def test_a_branch_posted_twice_is_a_400_naming_content_and_stores_one(
     assert Message.objects.filter(parent=reply.parent, content="hey").count() == 1
 
 
+@pytest.mark.parametrize("action", ["finish", "discard", "reopen", "switch"])
+def test_a_field_sent_to_an_endpoint_without_a_body_is_a_400_naming_it(
+    trainer_client, conversation, trainer, action
+):
+    _, reply = write_turns(conversation, trainer, "hi", "hello!")
+    target = f"messages/{reply.pk}" if action == "switch" else f"conversations/{conversation.pk}"
+
+    response = _post(trainer_client, f"/api/{target}/{action}/", {"status": "discarded"})
+
+    assert response.status_code == 400, response.content
+    assert "'status'" in response.json()["detail"]
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.DRAFT and conversation.active_leaf == reply
+
+
 def test_parent_from_another_conversation_is_a_400(trainer_client, conversation, trainer):
     elsewhere = services.conversation_create(owner=trainer)
     foreign = services.message_append(conversation=elsewhere, author=trainer, content="Hi")
