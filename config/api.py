@@ -33,6 +33,7 @@ from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, UnsupportedMediaType
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -269,6 +270,21 @@ def validated_input(
             raise UnknownFields(unknown)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+class _NoInput(serializers.Serializer):
+    """The body of an operation that takes none."""
+
+
+def no_body_fields(request: Request) -> None:
+    """For an operation that takes no body: a field sent to it is a 400 naming it, before
+    anything is read or changed (``{"status": "discarded"}`` posted to ``finish/`` is not
+    quietly a finish, nor ``{"project": ...}`` posted to the claim a claim in that project).
+    A body that is not JSON is not read (an empty form, as some clients send by default)."""
+    media_type = (request.content_type or "").split(";")[0].strip().lower()
+    if media_type != "application/json" or request.META.get("CONTENT_LENGTH") in {None, "", "0"}:
+        return
+    validated_input(_NoInput, request.data)
 
 
 def validated_query(

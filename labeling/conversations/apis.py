@@ -20,6 +20,7 @@ from config.api import (
     StrictChoiceField,
     StrictIdField,
     StrictLimitOffsetPagination,
+    no_body_fields,
     validated_input,
     validated_query,
 )
@@ -46,14 +47,6 @@ def _message_in(conversation: Conversation, message_id: int | None, field: str) 
     if message is None:
         raise serializers.ValidationError({field: "No message with that id in this conversation."})
     return message
-
-
-class NoInputSerializer(serializers.Serializer):
-    """The body of an operation that takes none: a field sent to it is refused by name (a
-    ``{"status": "discarded"}`` sent to ``finish/`` is not quietly a finish)."""
-
-    class Meta:
-        ref_name = "ConversationNoInput"
 
 
 class MessageOutputSerializer(serializers.Serializer):
@@ -286,7 +279,7 @@ class BranchSwitchApi(ApiView):
 
     @extend_schema(request=None, responses={200: ConversationOutputSerializer})
     def post(self, request: Request, message_id: int) -> Response:
-        validated_input(NoInputSerializer, request.data)
+        no_body_fields(request)
         message = selectors.message_get_for_user(message_id=message_id, user=request.user)
         conversation = services.branch_switch(message=message, user=request.user)
         return Response(ConversationOutputSerializer(conversation).data)
@@ -341,7 +334,7 @@ class _ConversationTransitionApi(ApiView):
 
     @extend_schema(request=None, responses={200: ConversationOutputSerializer})
     def post(self, request: Request, conversation_id: int) -> Response:
-        validated_input(NoInputSerializer, request.data)
+        no_body_fields(request)
         conversation = selectors.conversation_get_for_user(
             conversation_id=conversation_id, user=request.user
         )

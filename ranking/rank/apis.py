@@ -17,6 +17,7 @@ from config.api import (
     StrictChoiceField,
     StrictDictField,
     StrictIdField,
+    no_body_fields,
     query_names_checked,
     validated_input,
 )
@@ -123,6 +124,7 @@ class TaskClaimApi(ApiView):
         },
     )
     def post(self, request: Request) -> Response:
+        no_body_fields(request)
         # A misspelt parameter would claim from any project: refused by name instead.
         query_names_checked(request.query_params, {"project"})
         slug = request.query_params.get("project")

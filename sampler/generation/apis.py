@@ -17,6 +17,7 @@ from config.api import (
     StrictIdField,
     StrictIntegerField,
     StrictObjectSerializer,
+    no_body_fields,
     validated_input,
 )
 from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
@@ -203,6 +204,7 @@ class GenerationJobCancelApi(ApiView):
 
     @extend_schema(request=None, responses={200: JobOutputSerializer, 409: CANCEL_CONFLICT})
     def post(self, request: Request, job_id: int) -> Response:
+        no_body_fields(request)
         job = generation_job_get(job_id=job_id, user=request.user)
         job = services.generation_job_cancel(job=job, user=request.user)
         if conflict := cancel_conflict(job.status):
@@ -225,6 +227,7 @@ class GenerationJobRetryApi(ApiView):
         },
     )
     def post(self, request: Request, job_id: int) -> Response:
+        no_body_fields(request)
         job = generation_job_get(job_id=job_id, user=request.user)
         try:
             publication = services.generation_job_retry(job=job, user=request.user)

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.roles import IsStaff
-from config.api import ApiView, BrokerUnavailableResponse
+from config.api import ApiView, BrokerUnavailableResponse, no_body_fields
 from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
 from sampler.jobs.kinds import job_kind_named, job_kind_of
 from sampler.jobs.models import Job, job_error_summary
@@ -80,6 +80,7 @@ class JobRetryApi(ApiView):
         responses={409: RETRY_CONFLICT, 202: JobStateSerializer, 503: JobStateSerializer},
     )
     def post(self, request: Request, kind: str, job_id: int) -> Response:
+        no_body_fields(request)
         job = _job(kind, job_id)
         try:
             publication = job_retry(job=job)
@@ -100,6 +101,7 @@ class JobCancelApi(ApiView):
 
     @extend_schema(request=None, responses={200: JobStateSerializer, 409: CANCEL_CONFLICT})
     def post(self, request: Request, kind: str, job_id: int) -> Response:
+        no_body_fields(request)
         job = job_cancel(job=_job(kind, job_id))
         if conflict := cancel_conflict(job.status):
             return Response({"detail": conflict}, status=status.HTTP_409_CONFLICT)

@@ -609,3 +609,42 @@ def test_every_id_in_a_url_pattern_is_read_by_the_canonical_converter():
     assert ints == []
     assert reverse("labeling:editor", args=[7]) == "/write/7/"
     assert reverse("api-draft-save", args=[7]) == "/api/conversations/7/draft/"
+
+
+@pytest.mark.parametrize(
+    ("path", "staff"),
+    [
+        ("/api/ranking/claim/", False),
+        ("/api/generation-jobs/{job}/cancel/", False),
+        ("/api/generation-jobs/{job}/retry/", False),
+        ("/api/jobs/generation/{job}/cancel/", True),
+        ("/api/jobs/generation/{job}/retry/", True),
+    ],
+)
+def test_an_operation_that_takes_no_body_refuses_a_field_by_name_and_changes_nothing(
+    trainer_client, admin_client_, trainer, path, staff
+):
+    """A field such an operation ignored was a silent misunderstanding: ``{"project": ...}``
+    sent to the claim claimed from any project, a cancel's ``{"reason": ...}`` went nowhere."""
+    conversation = conversation_services.conversation_create(owner=trainer)
+    question = conversation_services.message_append(
+        conversation=conversation, author=trainer, content="Hi"
+    )
+    job = GenerationJob.objects.create(
+        model_version=model_version_create("policy"),
+        prefix_message=question,
+        n=1,
+        seed=1,
+        purpose=GenerationJob.Purpose.SUGGESTION,
+        requested_by=trainer,
+        role="assistant",
+    )
+    client = admin_client_ if staff else trainer_client
+    response = client.post(
+        path.format(job=job.pk), json.dumps({"project": "safety"}), content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    assert "'project'" in response.json()["detail"]
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.QUEUED
+    assert not Assignment.objects.exists()
