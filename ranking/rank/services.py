@@ -12,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.text import text_problem
@@ -216,15 +217,19 @@ def ranking_task_fail(*, task_id: int | None, error: str) -> None:
 def _sources_give_back(*, task_ids: list[int]) -> None:
     """Let the failed tasks ``task_ids`` release their sources, each but on its source's
     ``SOURCE_PREPARATION_TRIES``-th failed task: a failure that comes back every time (a
-    prompt the policy refuses) is not tried for ever."""
-    for task_id, source_id in RankingTask.objects.filter(pk__in=task_ids).values_list(
-        "pk", "source_message_id"
-    ):
-        tries = RankingTask.objects.filter(
-            source_message_id=source_id, status=RankingTask.Status.FAILED
-        ).count()
-        if tries < SOURCE_PREPARATION_TRIES:
-            RankingTask.objects.filter(pk=task_id).update(holds_source=False)
+    prompt the policy refuses) is not tried for ever. One update, however many tasks."""
+    failed_tries = (
+        RankingTask.objects.filter(
+            source_message_id=OuterRef("source_message_id"), status=RankingTask.Status.FAILED
+        )
+        .order_by()
+        .values("source_message_id")
+        .annotate(tries=Count("pk"))
+        .values("tries")
+    )
+    RankingTask.objects.filter(pk__in=task_ids).alias(
+        tries=Coalesce(Subquery(failed_tries), 0)
+    ).filter(tries__lt=SOURCE_PREPARATION_TRIES).update(holds_source=False)
 
 
 def ranking_tasks_release_orphans() -> int:

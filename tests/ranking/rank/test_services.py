@@ -733,3 +733,23 @@ def test_a_retried_preparation_whose_source_was_taken_again_stays_failed(policy,
         ).count()
         == 1
     )
+
+
+def test_releasing_orphans_gives_their_sources_back_in_queries_that_do_not_grow_with_them(
+    policy, other_trainer
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def release(count):
+        tasks = [_task_unqueued(other_trainer) for _ in range(count)]
+        for task in tasks:
+            task.generation_job.delete()
+        with CaptureQueriesContext(connection) as queries:
+            assert services.ranking_tasks_release_orphans() == count
+        for task in tasks:
+            task.refresh_from_db()
+            assert task.status == RankingTask.Status.FAILED and not task.holds_source
+        return len(queries)
+
+    assert release(1) == release(4)
