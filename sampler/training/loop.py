@@ -11,6 +11,7 @@ trains on the same batches in the same order as one that never stopped.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
@@ -129,8 +130,25 @@ class RunSetup:
 def process_state() -> PartialState:
     """This process's place among the training processes: the only one, or one of those
     ``accelerate launch`` or ``torchrun`` started. On a machine with no accelerator they join
-    over gloo on the CPU (Accelerate needs ``cpu=True`` to see them there)."""
-    return PartialState(cpu=not torch.accelerator.is_available())
+    over gloo on the CPU (Accelerate needs ``cpu=True`` to see them there). A process group it
+    joins is left when the process exits (``_leave_process_group``)."""
+    state = PartialState(cpu=not torch.accelerator.is_available())
+    global _leaving_registered
+    if not _leaving_registered and torch.distributed.is_initialized():
+        atexit.register(_leave_process_group)
+        _leaving_registered = True
+    return state
+
+
+_leaving_registered = False
+
+
+def _leave_process_group() -> None:
+    """Destroy the process group before the interpreter tears down: left to the interpreter,
+    gloo's threads can be destroyed still running, which aborts the process ("terminate called
+    without an active exception") after its work succeeded."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def make_accelerator(config: TrainingConfig) -> Accelerator:

@@ -192,3 +192,24 @@ def test_held_out_metrics_and_ktos_reference_point_do_not_depend_on_the_processe
     assert pooled > 0 and not math.isclose(own[0], own[1]), (own, pooled)
     assert math.isclose(first["z0"], pooled, rel_tol=1e-5)
     assert math.isclose(second["z0"], pooled, rel_tol=1e-5)
+
+
+def test_each_process_leaves_the_process_group_before_it_exits(tmp_path):
+    """A process group left to the interpreter's teardown can abort a process whose work
+    succeeded; ``process_state`` leaves it at exit."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launched = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
+            *("--master_port", str(free_port())),
+            str(ROOT / "tests" / "integration" / "leave_process_group.py"),
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS,
+    )
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    assert launched.stdout.count("of 2") == 2, launched.stdout
+    assert launched.stdout.count("process group left: True") == 2, launched.stdout
