@@ -343,13 +343,14 @@ class _ConversationTransitionApi(ApiView):
 
 
 class ConversationFinishApi(_ConversationTransitionApi):
-    """Mark the conversation finished (needs a user and an assistant turn)."""
+    """Mark the conversation finished (needs a user and an assistant turn); asked again, the
+    same 200, nothing changed."""
 
     service = staticmethod(services.conversation_finish)
 
 
 class ConversationDiscardApi(_ConversationTransitionApi):
-    """Set the conversation aside (reopen brings it back)."""
+    """Set the conversation aside (reopen brings it back); asked again, the same 200."""
 
     service = staticmethod(services.conversation_discard)
 

@@ -48,6 +48,13 @@ def _check_can_edit(*, conversation: Conversation, user: AbstractBaseUser) -> No
     conversation_check_open(conversation=conversation)
 
 
+def _already(*, conversation: Conversation, user: AbstractBaseUser, status: str) -> bool:
+    """Whether ``conversation`` already is in ``status``, for its writer: a transition asked
+    again is answered as the first was; anyone else is refused as before."""
+    conversation_check_writer(conversation=conversation, user=user)
+    return conversation.status == status
+
+
 def _clean_content(content: str) -> str:
     if not isinstance(content, str) or not content.strip():
         raise ValidationError({"content": "Write something first: the message is empty."})
@@ -274,7 +281,11 @@ def branch_switch(*, message: Message, user: AbstractBaseUser) -> Conversation:
 
 @transaction.atomic
 def conversation_finish(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+    """Finish a conversation in progress. Finishing it again (a retried request) changes
+    nothing and is not an error: it keeps the first finish's time."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if _already(conversation=conversation, user=user, status=Conversation.Status.FINISHED):
+        return conversation
     _check_can_edit(conversation=conversation, user=user)
     path = message_path(message=conversation.active_leaf) if conversation.active_leaf else []
     roles = {m.role for m in path}
@@ -290,7 +301,10 @@ def conversation_finish(*, conversation: Conversation, user: AbstractBaseUser) -
 
 @transaction.atomic
 def conversation_discard(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+    """Discard a conversation in progress; discarding it again changes nothing."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+    if _already(conversation=conversation, user=user, status=Conversation.Status.DISCARDED):
+        return conversation
     _check_can_edit(conversation=conversation, user=user)
     conversation.status = Conversation.Status.DISCARDED
     conversation.save(update_fields=["status", "updated_at"])

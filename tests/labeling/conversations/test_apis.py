@@ -331,3 +331,27 @@ def test_a_draft_on_a_closed_conversation_is_refused_as_a_turn_is(
     assert draft.json() == turn.json()
     assert "reopen it to edit" in draft.json()["detail"]
     assert conversation.drafts.get().content == "Half a thought"
+
+
+def test_finish_or_discard_sent_again_answers_as_the_first_did_and_changes_nothing(
+    trainer, trainer_client, conversation
+):
+    """A retried request (a double click, a client that timed out) finds the conversation
+    already in the state it asks for: the same 200, the first finish's time kept. Moving from
+    one closed state to the other is still refused."""
+    write_turns(conversation, trainer, "Hi", "Hello!")
+    url = f"/api/conversations/{conversation.pk}"
+    first = _post(trainer_client, f"{url}/finish/")
+    again = _post(trainer_client, f"{url}/finish/")
+    assert first.status_code == again.status_code == 200, again.content
+    assert again.json()["finished_at"] == first.json()["finished_at"]
+    assert _post(trainer_client, f"{url}/discard/").status_code == 400
+
+    _post(trainer_client, f"{url}/reopen/")
+    first = _post(trainer_client, f"{url}/discard/")
+    again = _post(trainer_client, f"{url}/discard/")
+    assert first.status_code == again.status_code == 200, again.content
+    assert again.json()["status"] == "discarded"
+    assert _post(trainer_client, f"{url}/finish/").status_code == 400
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.DISCARDED
