@@ -252,3 +252,38 @@ def test_tasks_that_failed_before_sources_were_given_back_release_them_unless_fi
         assert holds == {down: False, filtered: True, ready: True}
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_base_url_saved_with_credentials_loses_them_and_keeps_the_rest():
+    try:
+        apps = _migrate(
+            [node for node in _latest() if node[0] != "sampler"]
+            + [("sampler", "0009_model_version_name_one_line")]
+        )
+        ModelVersion = apps.get_model("sampler", "ModelVersion")
+        options = {"model": "m", "api_key_env": "SERVER_KEY"}
+        with_credentials = ModelVersion.objects.create(
+            name="served",
+            path="",
+            backend="openai",
+            backend_options={**options, "base_url": "https://me:s3cret@models.example:8000/v1"},
+        ).pk
+        plain = ModelVersion.objects.create(
+            name="plain",
+            path="",
+            backend="openai",
+            backend_options={**options, "base_url": "http://127.0.0.1:8000/v1?q=a@b"},
+        ).pk
+        apps = _migrate(_latest())
+        ModelVersion = apps.get_model("sampler", "ModelVersion")
+        assert ModelVersion.objects.get(pk=with_credentials).backend_options == {
+            **options,
+            "base_url": "https://models.example:8000/v1",
+        }
+        assert (
+            ModelVersion.objects.get(pk=plain).backend_options["base_url"]
+            == "http://127.0.0.1:8000/v1?q=a@b"
+        )
+    finally:
+        _migrate(_latest())
