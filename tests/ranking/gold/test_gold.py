@@ -100,6 +100,21 @@ def test_agreed_task_becomes_gold_offered_only_to_who_did_not_rank_it(other_trai
     assert exported == {original.pk}
 
 
+def test_a_gold_copy_is_not_offered_to_who_skipped_its_original(other_trainer, project):
+    """A trainer who was shown the original (and skipped it) would know the copy for a check."""
+    original = _task(other_trainer, project, model_version_create("v"), "q")
+    RankingTask.objects.filter(pk=original.pk).update(overlap_required=3)
+    first, second, skipper, fresh = (quick_trainer(name) for name in ("a", "b", "s", "f"))
+    services.assignment_skip(
+        assignment=services.task_claim_next(trainer=skipper), trainer=skipper, reason="unsure"
+    )
+    for ranker in (first, second):
+        rank(original, ranker, [[2], [0], [1, 3]])
+    gold = gold_task_create(task=original)
+    assert services.task_claim_next(trainer=skipper) is None
+    assert services.task_claim_next(trainer=fresh).task == gold
+
+
 def test_a_task_agreed_to_be_all_equally_good_cannot_become_gold_without_a_written_order(
     other_trainer, project
 ):
