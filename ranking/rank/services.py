@@ -448,6 +448,15 @@ def task_claim_next(
         )
 
 
+def _trainer_assignment_locked(*, assignment: Assignment, trainer: AbstractBaseUser) -> Assignment:
+    """``assignment`` as stored, locked until the transaction ends; a ValidationError when it
+    is not ``trainer``'s."""
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    if assignment.trainer_id != trainer.pk:
+        raise ValidationError("This task was not assigned to you.")
+    return assignment
+
+
 @transaction.atomic
 def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason: str = "") -> None:
     """Give the task back; it is not offered to this trainer again."""
@@ -457,9 +466,7 @@ def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason
         raise ValidationError(
             {"reason": f"Keep the reason under {MAX_SKIP_REASON_CHARS} characters."}
         )
-    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
-    if assignment.trainer_id != trainer.pk:
-        raise ValidationError("This task was not assigned to you.")
+    assignment = _trainer_assignment_locked(assignment=assignment, trainer=trainer)
     if assignment.status == Assignment.Status.SUBMITTED:
         raise RankingConflict("You already ranked this task; a ranked task cannot be skipped.")
     if assignment.status == Assignment.Status.SKIPPED:
@@ -587,9 +594,7 @@ def ranking_submit(
     Raises ValidationError for bad input and RankingConflict when the task cannot take it
     (its project paused or no longer open to the trainer included).
     """
-    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
-    if assignment.trainer_id != trainer.pk:
-        raise ValidationError("This task was not assigned to you.")
+    assignment = _trainer_assignment_locked(assignment=assignment, trainer=trainer)
     if assignment.status == Assignment.Status.SUBMITTED:
         raise RankingConflict("You already ranked this task; your first ranking is kept.")
     if assignment.status == Assignment.Status.SKIPPED:

@@ -582,6 +582,21 @@ def test_undo_after_the_window_is_refused_and_keeps_the_ranking(
     assert Ranking.objects.filter(pk=ranking.pk).exists()
 
 
+def test_nobody_ranks_or_skips_a_task_leased_to_another_trainer(quick_task, trainer):
+    assignment = services.task_claim_next(trainer=trainer)
+    stranger = quick_trainer("stranger")
+
+    with pytest.raises(ValidationError, match="not assigned to you"):
+        services.ranking_submit(
+            assignment=assignment, trainer=stranger, ranking=RankingInput(_order(assignment))
+        )
+    with pytest.raises(ValidationError, match="not assigned to you"):
+        services.assignment_skip(assignment=assignment, trainer=stranger)
+    assignment.refresh_from_db()
+    assert assignment.status == Assignment.Status.LEASED
+    assert not Ranking.objects.exists()
+
+
 def test_nobody_takes_back_another_trainers_ranking(quick_task, trainer, other_trainer):
     assignment = services.task_claim_next(trainer=trainer)
     ranking = services.ranking_submit(
