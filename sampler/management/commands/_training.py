@@ -1,5 +1,6 @@
 """What ``train_sft``, ``train_reward``, ``train_dpo`` and ``train_kto`` share: options, progress
-bar, one service call."""
+bar, one service call; ``train_ppo`` shares the progress bar and how a run is resumed, created,
+queued and trained (``train_here_or_queue``)."""
 
 from __future__ import annotations
 
@@ -179,24 +180,13 @@ class TrainingCommand(BaseCommand):
         add_config_options(parser, CONFIGS[self.kind])
 
     def handle(self, *args, **options):
-        options_checked(self, options)
-        if options["resume"]:
-            run_id = options["resume"]
-            if not TrainingRun.objects.filter(pk=run_id, kind=self.kind).exists():
-                raise CommandError(f"No {self.kind} run {run_id}.")
-        else:
-            run_id = self._create_once(options)
-            if options["queue"]:
-                return
-        echo = ProgressBar(self.stdout) if options["verbosity"] else None
-        version = run_inline(self.stdout, run_id, echo)
+        version = train_here_or_queue(
+            self, options, kind=self.kind, name=self.kind, create=lambda: self._create(options)
+        )
         if version is None:
             return
         final = {k: v for k, v in version.metrics.items() if k != "data"}
         self.stdout.write(f"metrics: {final}")
-
-    def _create_once(self, options) -> int:
-        return create_once(self.stdout, lambda: self._create(options))
 
     def _create(self, options) -> TrainingRun:
         config = {
@@ -282,6 +272,33 @@ def create_once(stdout, create: Callable[[], TrainingRun]) -> int:
     if state.num_processes > 1:
         broadcast_object_list(run_id)
     return run_id[0]
+
+
+def train_here_or_queue(
+    command: BaseCommand,
+    options: dict,
+    *,
+    kind: str,
+    name: str,
+    create: Callable[[], TrainingRun],
+    progress_bar: type[ProgressBar] = ProgressBar,
+) -> ModelVersion | None:
+    """What a training command does once its options are checked: resume the ``kind`` run that
+    ``--resume`` names (``name`` says which kind in the error for one there is not) or record a
+    new one with ``create``, then train it here (with ``--queue``, a new run is left to a
+    worker). Returns the version the run registered; None when it was queued, and in the other
+    processes of a multi-process launch."""
+    options_checked(command, options)
+    if options["resume"]:
+        run_id = options["resume"]
+        if not TrainingRun.objects.filter(pk=run_id, kind=kind).exists():
+            raise CommandError(f"No {name} run {run_id}.")
+    else:
+        run_id = create_once(command.stdout, create)
+        if options["queue"]:
+            return None
+    echo = progress_bar(command.stdout) if options["verbosity"] else None
+    return run_inline(command.stdout, run_id, echo)
 
 
 def run_inline(stdout, run_id: int, echo) -> ModelVersion | None:

@@ -10,9 +10,7 @@ from sampler.management.commands._training import (
     ProgressBar,
     _errors,
     add_config_options,
-    create_once,
-    options_checked,
-    run_inline,
+    train_here_or_queue,
 )
 from sampler.registry.models import ModelVersion
 from sampler.runs import services as training_services
@@ -70,17 +68,14 @@ class Command(BaseCommand):
         add_config_options(parser, PPOConfig)
 
     def handle(self, *args, **options):
-        options_checked(self, options)
-        if options["resume"]:
-            run_id = options["resume"]
-            if not TrainingRun.objects.filter(pk=run_id, kind=TrainingRun.Kind.PPO).exists():
-                raise CommandError(f"No PPO run {run_id}.")
-        else:
-            run_id = create_once(self.stdout, lambda: self._create(options))
-            if options["queue"]:
-                return
-        echo = PPOProgressBar(self.stdout) if options["verbosity"] else None
-        version = run_inline(self.stdout, run_id, echo)
+        version = train_here_or_queue(
+            self,
+            options,
+            kind=TrainingRun.Kind.PPO,
+            name="PPO",
+            create=lambda: self._create(options),
+            progress_bar=PPOProgressBar,
+        )
         if version is None:
             return
         shown = {

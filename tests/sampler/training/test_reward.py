@@ -363,6 +363,23 @@ def test_options_that_would_be_ignored_are_refused_before_any_run_exists(policy,
     assert not TrainingRun.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [
+        ("train_reward", "reward"),
+        ("train_sft", "sft"),
+        ("train_dpo", "dpo"),
+        ("train_kto", "kto"),
+        ("train_ppo", "PPO"),
+    ],
+)
+def test_resuming_a_run_that_is_not_there_names_the_kind_and_trains_nothing(db, command, name):
+    with pytest.raises(CommandError) as refused:
+        call_command(command, "--resume", "7", stdout=StringIO(), verbosity=0)
+    assert str(refused.value) == f"No {name} run 7."
+    assert not TrainingRun.objects.exists()
+
+
 def test_demonstrations_that_are_not_are_refused_before_a_step_is_trained(policy, tmp_path):
     rankings = tmp_path / "rankings.jsonl"
     write_jsonl(iter(synthetic_rankings(8)), rankings)
