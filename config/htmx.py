@@ -2,6 +2,7 @@
 into messages, and a redirect that htmx follows too."""
 
 from django import forms
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -49,3 +50,14 @@ def redirect_page(request: HtmxHttpRequest, url: str) -> HttpResponse:
     """Go to the page at ``url``: htmx is told to load it whole (not swap it into the
     target), a plain form gets a 302."""
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def tell_queued(request: HttpRequest, publication, *, what: str, queued: str) -> None:
+    """Say on the next page that the background work ``what`` (e.g. "Run 3") was queued, in
+    the words ``queued``; or, where its job's message could not be published (the broker
+    unreachable: the job is saved and published again later), say that instead, as a warning.
+    ``publication``: the ``Publication`` its create service returned."""
+    if publication.failed:
+        messages.warning(request, publication.unreachable_note(what))
+    else:
+        messages.success(request, queued)

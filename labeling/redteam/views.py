@@ -13,7 +13,7 @@ from django_htmx.http import reswap, retarget
 
 from accounts.roles import staff_required, trainer_required
 from config.forms import id_in_range
-from config.htmx import HtmxHttpRequest, form_cleaned_data, validation_messages
+from config.htmx import HtmxHttpRequest, form_cleaned_data, tell_queued, validation_messages
 from labeling.conversations.editor import message_for_request, render_editor
 from labeling.conversations.forms import MessageForm
 from labeling.conversations.models import Conversation, Message
@@ -212,12 +212,12 @@ def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
         for text in validation_messages(error):
             form.add_error(None, text)
         return render(request, PAGE, _overview_context(request, run_form=form), status=422)
-    if run.publication.failed:
-        messages.warning(request, run.publication.unreachable_note(f"The re-run {run.pk}"))
-    else:
-        messages.success(
-            request, f"Re-running {run.attack_count} stored attacks against {run.model_version}."
-        )
+    tell_queued(
+        request,
+        run.publication,
+        what=f"The re-run {run.pk}",
+        queued=f"Re-running {run.attack_count} stored attacks against {run.model_version}.",
+    )
     return redirect("labeling:redteam")
 
 

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
-from config.htmx import redirect_page
+from config.htmx import redirect_page, tell_queued
 from ranking.exports.filters import ExportFilters
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
@@ -113,10 +113,12 @@ def ppo_run_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, ppo_form=form, status=422)
-    if run.publication.failed:
-        messages.warning(request, run.publication.unreachable_note(f"PPO run {run.pk}"))
-    else:
-        messages.success(request, f"PPO run {run.pk} is queued for a training worker.")
+    tell_queued(
+        request,
+        run.publication,
+        what=f"PPO run {run.pk}",
+        queued=f"PPO run {run.pk} is queued for a training worker.",
+    )
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
     return redirect_page(request, url)
 
@@ -142,11 +144,8 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, comparison_form=form, status=422)
-    if comparison.publication.failed:
-        note = comparison.publication.unreachable_note(f"Comparison {comparison.pk}")
-        messages.warning(request, note)
-    else:
-        messages.success(request, f"Comparison {comparison.pk} is queued.")
+    what = f"Comparison {comparison.pk}"
+    tell_queued(request, comparison.publication, what=what, queued=f"{what} is queued.")
     url = reverse("sampler:models") + "#comparisons"
     return redirect_page(request, url)
 

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
-from config.htmx import redirect_page
+from config.htmx import redirect_page, tell_queued
 from sampler.registry.selectors import model_version_list
 from sampler.runs import services as training_services
 from sampler.runs.forms import TrainingRunForm
@@ -72,10 +72,10 @@ def training_run_start(request: HttpRequest) -> HttpResponse:
             training_services.training_data_discard(path=data_path)  # no run will read it
         add_validation_errors(form, error)
         return _page(request, form, status=422)
-    if run.publication.failed:
-        messages.warning(request, run.publication.unreachable_note(f"Run {run.pk}"))
-    else:
-        messages.success(request, f"Run {run.pk} is queued for a training worker.")
+    what = f"Run {run.pk}"
+    tell_queued(
+        request, run.publication, what=what, queued=f"{what} is queued for a training worker."
+    )
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
     return redirect_page(request, url)
 
