@@ -25,11 +25,15 @@ from dataclasses import dataclass, field, replace
 from typing import IO
 
 from config.parsers import object_without_repeated_keys
-from labeling.conversations.models import MAX_CONTENT_CHARS, MAX_TITLE_CHARS, Message
+from labeling.conversations.models import (
+    MAX_CONTENT_CHARS,
+    MAX_PATH_MESSAGES,
+    MAX_TITLE_CHARS,
+    Message,
+)
 
 MAX_LINE_BYTES = 1024 * 1024
 MAX_LINES = 100_000
-MAX_MESSAGES = 200
 ROLES = {Message.Role.SYSTEM, Message.Role.USER, Message.Role.ASSISTANT}
 ORIGINS = set(Message.Origin.values)
 # The demonstrations export's schema versions (ranking.exports.filters.SCHEMA_VERSION) and its
@@ -242,8 +246,8 @@ def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
     items = record.get("messages")
     if not isinstance(items, list) or not items:
         raise LineError("messages must be a non-empty list")
-    if len(items) > MAX_MESSAGES:
-        raise LineError(f"{len(items)} messages; the limit is {MAX_MESSAGES} per conversation")
+    if len(items) > MAX_PATH_MESSAGES:
+        raise LineError(f"{len(items)} messages; the limit is {MAX_PATH_MESSAGES} per conversation")
     origins = _check_export_record(record, items) if exported else None
     messages = [_parse_message(item, index) for index, item in enumerate(items)]
     if origins is not None:

@@ -19,7 +19,13 @@ from labeling.conversations.importing import (
     ParsedConversation,
     parsed_lines,
 )
-from labeling.conversations.models import MAX_CONTENT_CHARS, Conversation, Draft, Message
+from labeling.conversations.models import (
+    MAX_CONTENT_CHARS,
+    MAX_PATH_MESSAGES,
+    Conversation,
+    Draft,
+    Message,
+)
 from labeling.conversations.selectors import branch_leaf, message_path, next_role_after
 from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack
@@ -208,6 +214,14 @@ def message_append(
     expected = next_role_after(message=parent)
     if role is not None and role != expected:
         raise ValidationError({"role": f"The next turn is the {expected}'s (turns alternate)."})
+    if parent is not None and len(message_path(message=parent)) >= MAX_PATH_MESSAGES:
+        # As an import refuses longer ones: what the editor writes can be exported and read back.
+        raise ValidationError(
+            {
+                "content": f"A conversation holds at most {MAX_PATH_MESSAGES} turns on one "
+                "branch: finish this one and start another."
+            }
+        )
     message = _message_create(
         conversation=conversation,
         parent=parent,

@@ -162,3 +162,21 @@ def test_finish_needs_both_sides_and_locks_editing(conversation, trainer):
         write_turns(conversation, trainer, "more")
     services.conversation_reopen(conversation=conversation, user=trainer)
     write_turns(conversation, trainer, "more")
+
+
+def test_a_branch_takes_no_more_turns_than_an_import_reads_back(monkeypatch, trainer):
+    """What the editor writes can be exported and imported again: both stop at the same length."""
+    from labeling.conversations import importing
+
+    monkeypatch.setattr(services, "MAX_PATH_MESSAGES", 3)
+    monkeypatch.setattr(importing, "MAX_PATH_MESSAGES", 3)
+    conversation = services.conversation_create(owner=trainer)
+    for text in ("Hi", "Hello!", "How are you?"):
+        services.message_append(conversation=conversation, author=trainer, content=text)
+    with pytest.raises(ValidationError, match="at most 3 turns on one branch"):
+        services.message_append(conversation=conversation, author=trainer, content="Fine.")
+    assert conversation.messages.count() == 3
+    # The last turn can still be edited: its branch is no longer.
+    last = conversation.messages.get(content="How are you?")
+    branch = services.message_branch(original=last, author=trainer, content="And you?")
+    assert branch.parent_id == last.parent_id
