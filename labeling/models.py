@@ -4,12 +4,13 @@ the ``labeling`` app label (their tables keep their names)."""
 from labeling.conversations.models import Conversation, Draft, Message
 from labeling.feedback.models import Feedback
 from labeling.guidelines.models import GuidelineAcknowledgement, GuidelineVersion
-from labeling.redteam.models import Attack, AttackResult, AttackRun
+from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
 
 __all__ = [
     "Attack",
     "AttackResult",
     "AttackRun",
+    "AttackRunAttack",
     "Conversation",
     "Draft",
     "Feedback",

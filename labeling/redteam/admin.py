@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from labeling.redteam.models import Attack, AttackResult, AttackRun
+from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
 from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
 
 
@@ -45,3 +45,12 @@ class AttackResultAdmin(admin.ModelAdmin):
     search_fields = ("text", "error", "attack__message__content")
     raw_id_fields = ("run", "attack", "sample")
     readonly_fields = ("created_at",)
+
+
+@admin.register(AttackRunAttack)
+class AttackRunAttackAdmin(admin.ModelAdmin):
+    list_display = ("id", "run", "attack")
+    list_filter = ("run__status",)
+    search_fields = ("attack__message__content", "attack__note")
+    raw_id_fields = ("run", "attack")
+    list_select_related = ("run", "attack")

@@ -92,6 +92,22 @@ class AttackRun(Job):
         return f"Attack run {self.pk} against {self.model_version_id} ({self.status})"
 
 
+class AttackRunAttack(models.Model):
+    """One attack of a run's set, fixed when the run is asked for: a resumed run re-sends these
+    (an attack withdrawn since leaves the set with its row), never attacks it did not have."""
+
+    run = models.ForeignKey(AttackRun, on_delete=models.CASCADE, related_name="entries")
+    attack = models.ForeignKey(Attack, on_delete=models.CASCADE, related_name="run_entries")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "attack"], name="attack_run_attack_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attack {self.attack_id} of run {self.run_id}"
+
+
 class AttackResult(models.Model):
     """What one policy version answered to one stored attack prompt in one run."""
 

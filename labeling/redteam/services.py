@@ -26,7 +26,7 @@ from labeling.conversations.services import (
     message_branch,
 )
 from labeling.guidelines.services import guideline_version_ensure_current
-from labeling.redteam.models import Attack, AttackResult, AttackRun
+from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
 from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create, generation_job_run_inline
@@ -135,6 +135,7 @@ def attack_correct(*, attack: Attack, author: AbstractBaseUser, content: str) ->
 # ---- re-running stored attacks ----------------------------------------------------------------
 
 
+@transaction.atomic
 def attack_run_create(
     *,
     requested_by: AbstractBaseUser,
@@ -144,40 +145,44 @@ def attack_run_create(
     queue: bool = True,
 ) -> AttackRun:
     """Record a re-run of the stored attacks against a policy version and queue it: the
-    attacks of ``project`` (none: of the default project), each one's correction as written.
+    attacks of ``project`` (none: of the default project), the newest ``MAX_ATTACKS_PER_RUN``,
+    each one's correction as written. The run's set of attacks is recorded with it.
     ``run.publication`` says whether the job queue took it (the run is kept either way)."""
     if not is_admin(requested_by):
         raise PermissionDenied("Only admins can re-run attacks.")
     if model_version.kind != ModelVersion.Kind.POLICY:
         raise ValidationError({"model_version": "Attacks are re-run against a policy version."})
     project_id = project.pk if project is not None else project_default_id()
-    count = min(Attack.objects.filter(project_id=project_id).count(), MAX_ATTACKS_PER_RUN)
-    if count == 0:
+    attack_ids = list(
+        Attack.objects.filter(project_id=project_id)
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)[:MAX_ATTACKS_PER_RUN]
+    )
+    if not attack_ids:
         raise ValidationError("No attacks are stored yet: nothing to re-run.")
     run = AttackRun.objects.create(
         project_id=project_id,
         model_version=model_version,
-        attack_count=count,
+        attack_count=len(attack_ids),
         seed=seed if seed is not None else random.SystemRandom().randint(0, 2**31 - 1),
         params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS},
         requested_by=requested_by,
+    )
+    AttackRunAttack.objects.bulk_create(
+        AttackRunAttack(run=run, attack_id=attack_id) for attack_id in attack_ids
     )
     run.publication = job_enqueue(job=run) if queue else None
     return run
 
 
 def attack_run_execute(context: JobContext) -> None:
-    """Generate one reply per stored attack, filter and score it (a job: the executor claims
-    and finishes the run); resumes where a run that was stopped left off (one result per
-    attack and run)."""
+    """Generate one reply per attack of the run's set, filter and score it (a job: the executor
+    claims and finishes the run); resumes where a run that was stopped left off (one result per
+    attack and run), on the attacks the run was asked for, less those withdrawn since."""
     run = AttackRun.objects.select_related("model_version", "requested_by").get(pk=context.job.pk)
     reward_version = run.reward_model_version or model_version_active(kind=ModelVersion.Kind.REWARD)
     content_filter = content_filter_get()
-    attacks = list(
-        Attack.objects.filter(created_at__lte=run.created_at, project_id=run.project_id).order_by(
-            "-created_at", "-id"
-        )[: run.attack_count]
-    )
+    attacks = list(Attack.objects.filter(run_entries__run=run).order_by("-created_at", "-id"))
     run.reward_model_version = reward_version
     run.filter_name = f"{content_filter.name} {content_filter.version}" if content_filter else ""
     # Attacks withdrawn since the run was asked for are not re-sent, nor counted as missing.

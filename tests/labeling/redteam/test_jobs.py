@@ -155,3 +155,47 @@ def test_an_attack_withdrawn_before_its_run_starts_is_not_counted_as_missing(
     assert run.status == AttackRun.Status.SUCCEEDED
     assert list(run.results.values_list("attack_id", flat=True)) == [first.pk]
     assert run.attack_count == 1  # the overview reads "1 / 1", not "1 / 2"
+
+
+def _uncorrected_attacks(trainer, policy, count):
+    """``count`` stored attacks on ``policy``'s replies, oldest first, none corrected."""
+    from labeling.conversations import services
+    from tests.labeling.conftest import model_reply
+
+    attacks = []
+    for index in range(count):
+        conversation = services.conversation_create(owner=trainer, mode="red_team")
+        prompt = services.message_append(
+            conversation=conversation, author=trainer, content=f"capped prompt {index}"
+        )
+        reply = model_reply(conversation, prompt, policy, text=f"capped reply {index}")
+        attacks.append(
+            redteam_services.attack_record(message=reply, user=trainer, category="harmful")
+        )
+    return attacks
+
+
+def test_a_capped_run_resumed_after_a_withdrawal_takes_in_no_attack_it_did_not_have(
+    policy, trainer, admin_user, settings, monkeypatch
+):
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    monkeypatch.setattr(redteam_services, "MAX_ATTACKS_PER_RUN", 2)
+    oldest, middle, newest = _uncorrected_attacks(trainer, policy, 3)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    assert run.attack_count == 2  # the two newest
+    run = job_run_inline(job=run)
+    assert set(run.results.values_list("attack_id", flat=True)) == {middle.pk, newest.pk}
+    # As if the worker died before the newest attack's result; that attack is withdrawn, and
+    # the run resumed.
+    AttackResult.objects.filter(run=run, attack=newest).delete()
+    AttackRun.objects.filter(pk=run.pk).update(status="failed")
+    redteam_services.attack_withdraw(attack=newest, user=trainer)
+
+    run = job_run_inline(job=AttackRun.objects.get(pk=run.pk))
+
+    assert run.status == AttackRun.Status.SUCCEEDED
+    assert list(run.results.values_list("attack_id", flat=True)) == [middle.pk]
+    assert run.attack_count == 1
+    assert not AttackResult.objects.filter(attack=oldest).exists()
