@@ -52,5 +52,5 @@ class AttackRunAttackAdmin(admin.ModelAdmin):
     list_display = ("id", "run", "attack")
     list_filter = ("run__status",)
     search_fields = ("attack__message__content", "attack__note")
-    raw_id_fields = ("run", "attack")
+    raw_id_fields = ("run", "attack", "generation_job")
     list_select_related = ("run", "attack")

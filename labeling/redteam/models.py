@@ -98,6 +98,11 @@ class AttackRunAttack(models.Model):
 
     run = models.ForeignKey(AttackRun, on_delete=models.CASCADE, related_name="entries")
     attack = models.ForeignKey(Attack, on_delete=models.CASCADE, related_name="run_entries")
+    # The job generating this attack's reply (the latest one the run made): a run resumed after
+    # its worker stopped runs it, or uses its sample, rather than generating the reply again.
+    generation_job = models.ForeignKey(
+        "sampler.GenerationJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [

@@ -31,7 +31,7 @@ from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create, generation_job_run_inline
 from sampler.jobs.kinds import JobContext
-from sampler.jobs.services import job_enqueue
+from sampler.jobs.services import job_cancel, job_enqueue
 from sampler.moderation.filters import content_filter_get
 from sampler.moderation.services import samples_moderate
 from sampler.registry.models import ModelVersion
@@ -182,55 +182,80 @@ def attack_run_execute(context: JobContext) -> None:
     run = AttackRun.objects.select_related("model_version", "requested_by").get(pk=context.job.pk)
     reward_version = run.reward_model_version or model_version_active(kind=ModelVersion.Kind.REWARD)
     content_filter = content_filter_get()
-    attacks = list(Attack.objects.filter(run_entries__run=run).order_by("-created_at", "-id"))
+    entries = list(
+        run.entries.select_related("attack", "generation_job").order_by(
+            "-attack__created_at", "-attack__id"
+        )
+    )
     run.reward_model_version = reward_version
     run.filter_name = f"{content_filter.name} {content_filter.version}" if content_filter else ""
     # Attacks withdrawn since the run was asked for are not re-sent, nor counted as missing.
-    run.attack_count = len(attacks)
+    run.attack_count = len(entries)
     run.save(update_fields=["reward_model_version", "filter_name", "attack_count"])
 
     done = set(run.results.values_list("attack_id", flat=True))
-    for position, attack in enumerate(attacks, start=1):
+    for position, entry in enumerate(entries, start=1):
+        attack = entry.attack
         if attack.pk in done:
             continue
         try:
-            job = generation_job_create(
-                n=1,
-                messages=attack.prompt_messages,
-                params=run.params,
-                seed=run.seed,
-                purpose=GenerationJob.Purpose.MANUAL,
-                requested_by=run.requested_by,
-                model_version=run.model_version,
-                project_id=run.project_id,
-                queue=False,
-            )
+            job = _generation_job_for(run=run, entry=entry)
         except ValidationError as error:
             # A prompt the generation refuses (more turns than a prefix may hold) fails this
             # attack alone.
             sample, failure = None, " ".join(error.messages)
         else:
-            # A model server that is down sends the whole run back to its queue (it resumes
-            # here, one result per attack); any other failure is recorded on this attack's result.
-            job = generation_job_run_inline(job_id=job.pk, raise_retry_later=True)
+            if job.status == GenerationJob.Status.QUEUED:
+                # A model server that is down sends the whole run back to its queue (it resumes
+                # here, one result per attack); any other failure is recorded on this attack's
+                # result.
+                job = generation_job_run_inline(job_id=job.pk, raise_retry_later=True)
             sample = job.samples.first() if job.status == GenerationJob.Status.SUCCEEDED else None
             failure = job.error or "Generation failed."
         verdict = samples_moderate(samples=[sample]).get(sample.pk) if sample else None
-        AttackResult.objects.get_or_create(
-            run=run,
-            attack=attack,
-            defaults={
-                "sample": sample,
-                "text": sample.text if sample else "",
-                "filter_flagged": verdict.flagged if verdict else None,
-                "filter_categories": list(verdict.categories) if verdict else [],
-                "error": "" if sample else failure,
-            },
-        )
-        context.heartbeat(progress=0.9 * position / len(attacks))
+        with transaction.atomic():
+            AttackResult.objects.get_or_create(
+                run=run,
+                attack=attack,
+                defaults={
+                    "sample": sample,
+                    "text": sample.text if sample else "",
+                    "filter_flagged": verdict.flagged if verdict else None,
+                    "filter_categories": list(verdict.categories) if verdict else [],
+                    "error": "" if sample else failure,
+                },
+            )
+            # A run taken over meanwhile (its job cancelled under it) keeps no result from here.
+            context.heartbeat(progress=0.9 * position / len(entries))
     if reward_version is not None:
         _score_results(run=run, reward_version=reward_version)
     context.succeed(progress=1.0)
+
+
+def _generation_job_for(*, run: AttackRun, entry: AttackRunAttack) -> GenerationJob:
+    """The job generating ``entry``'s reply: the one an earlier try of the run made when it is
+    still queued (to run now) or succeeded (its sample is used), else a new one. One the
+    earlier try left running is cancelled first, so no attack is generated twice at once."""
+    earlier = entry.generation_job
+    if earlier is not None:
+        if earlier.status in {GenerationJob.Status.QUEUED, GenerationJob.Status.SUCCEEDED}:
+            return earlier
+        if earlier.status == GenerationJob.Status.RUNNING:
+            job_cancel(job=earlier)
+    attack = entry.attack
+    entry.generation_job = generation_job_create(
+        n=1,
+        messages=attack.prompt_messages,
+        params=run.params,
+        seed=run.seed,
+        purpose=GenerationJob.Purpose.MANUAL,
+        requested_by=run.requested_by,
+        model_version=run.model_version,
+        project_id=run.project_id,
+        queue=False,
+    )
+    entry.save(update_fields=["generation_job"])
+    return entry.generation_job
 
 
 def _score_results(*, run: AttackRun, reward_version) -> None:

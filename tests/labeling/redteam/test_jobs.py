@@ -199,3 +199,45 @@ def test_a_capped_run_resumed_after_a_withdrawal_takes_in_no_attack_it_did_not_h
     assert list(run.results.values_list("attack_id", flat=True)) == [middle.pk]
     assert run.attack_count == 1
     assert not AttackResult.objects.filter(attack=oldest).exists()
+
+
+def test_a_resumed_run_reuses_or_cancels_the_generation_jobs_it_left_unfinished(
+    policy, trainer, admin_user, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sampler.generation.models import GenerationJob
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    left_queued, left_running = _uncorrected_attacks(trainer, policy, 2)
+    run = job_run_inline(
+        job=redteam_services.attack_run_create(
+            requested_by=admin_user, model_version=policy, queue=False
+        )
+    )
+    queued_job = run.results.get(attack=left_queued).sample.job
+    running_job = run.results.get(attack=left_running).sample.job
+    # As if the worker died with one attack's job not started yet and the other's mid-way.
+    AttackResult.objects.filter(run=run).delete()
+    for job, status in ((queued_job, "queued"), (running_job, "running")):
+        job.samples.all().delete()
+        GenerationJob.objects.filter(pk=job.pk).update(
+            status=status,
+            finished_at=None,
+            heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER + 60),
+        )
+    AttackRun.objects.filter(pk=run.pk).update(status="failed")
+
+    run = job_run_inline(job=AttackRun.objects.get(pk=run.pk))
+
+    assert run.status == AttackRun.Status.SUCCEEDED
+    # The job left queued is the one that ran; the one left running was cancelled, and a new
+    # one made in its place: each attack was generated once, and no job is left unfinished.
+    assert run.results.get(attack=left_queued).sample.job == queued_job
+    running_job.refresh_from_db()
+    assert running_job.status == GenerationJob.Status.CANCELLED
+    assert run.results.get(attack=left_running).sample.job != running_job
+    assert GenerationJob.objects.count() == 3
+    assert not GenerationJob.objects.filter(status__in=["queued", "running"]).exists()
