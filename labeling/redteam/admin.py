@@ -41,8 +41,8 @@ class AttackRunAdmin(JobAdminMixin, admin.ModelAdmin):
 @admin.register(AttackResult)
 class AttackResultAdmin(admin.ModelAdmin):
     list_display = ("id", "run", "attack", "filter_flagged", "reward_score", "created_at")
-    list_filter = ("filter_flagged", "run")
-    search_fields = ("text", "error", "attack__message__content")
+    list_filter = ("filter_flagged", "category", "run")
+    search_fields = ("text", "error", "prompt", "attack__message__content")
     raw_id_fields = ("run", "attack", "sample")
     readonly_fields = ("created_at",)
 

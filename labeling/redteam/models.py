@@ -114,10 +114,20 @@ class AttackRunAttack(models.Model):
 
 
 class AttackResult(models.Model):
-    """What one policy version answered to one stored attack prompt in one run."""
+    """What one policy version answered to one stored attack prompt in one run.
+
+    A run that succeeded is a record: an attack withdrawn afterwards leaves its result there
+    (``attack`` None), with the category and prompt it had, kept here when the result was made.
+    """
 
     run = models.ForeignKey(AttackRun, on_delete=models.CASCADE, related_name="results")
-    attack = models.ForeignKey(Attack, on_delete=models.CASCADE, related_name="results")
+    # None: the attack was withdrawn after the run succeeded.
+    attack = models.ForeignKey(
+        Attack, null=True, blank=True, on_delete=models.SET_NULL, related_name="results"
+    )
+    category = models.CharField(max_length=16, choices=Attack.Category.choices, blank=True)
+    # The last user turn of the prompt sent.
+    prompt = models.TextField(blank=True)
     sample = models.ForeignKey(
         "sampler.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -86,6 +86,8 @@ def attack_run_list(*, limit: int = 50) -> list[AttackRun]:
             result_count=Count("results"),
             flagged_count=Count("results", filter=Q(results__filter_flagged=True)),
             failed_count=Count("results", filter=~Q(results__error="")),
+            # Results kept from attacks withdrawn after the run succeeded.
+            withdrawn_count=Count("results", filter=Q(results__attack__isnull=True)),
             mean_reward=Avg("results__reward_score"),
             mean_failed_reward=Avg("results__failed_reply_reward_score"),
             mean_correction_reward=Avg("results__correction_reward_score"),
@@ -105,7 +107,7 @@ def attack_run_get(*, run_id: int) -> AttackRun:
 def attack_run_results(*, run: AttackRun) -> QuerySet[AttackResult]:
     return run.results.select_related(
         "attack", "attack__message", "attack__correction", "attack__model_version"
-    ).order_by("attack__category", "attack_id")
+    ).order_by("category", "attack_id")
 
 
 def attack_find(*, attack_id: int) -> Attack | None:

@@ -100,7 +100,9 @@ ATTACK_GONE = (
 
 @transaction.atomic
 def attack_withdraw(*, attack: Attack, user: AbstractBaseUser) -> None:
-    """Undo a mark made by mistake; an attack that already has its correction stays."""
+    """Undo a mark made by mistake; an attack that already has its correction stays. It leaves
+    the runs that have not succeeded (their results for it go, so a retried run does not count
+    it); the results of runs that succeeded stay, as the record of those runs."""
     conversation = Conversation.objects.select_for_update().get(pk=attack.conversation_id)
     _check_red_team_writer(conversation=conversation, user=user)
     attack = Attack.objects.select_for_update().filter(pk=attack.pk).first()
@@ -108,6 +110,7 @@ def attack_withdraw(*, attack: Attack, user: AbstractBaseUser) -> None:
         return  # withdrawn already (another tab, a double click): nothing left to undo
     if attack.correction_id is not None:
         raise ValidationError("This attack already has its corrected reply; it stays recorded.")
+    attack.results.exclude(run__status=AttackRun.Status.SUCCEEDED).delete()
     attack.delete()
 
 
@@ -214,10 +217,15 @@ def attack_run_execute(context: JobContext) -> None:
             failure = job.error or "Generation failed."
         verdict = samples_moderate(samples=[sample]).get(sample.pk) if sample else None
         with transaction.atomic():
+            # Withdrawn meanwhile: it left this run (``attack_withdraw`` holds its lock).
+            if not Attack.objects.select_for_update().filter(pk=attack.pk).exists():
+                continue
             AttackResult.objects.get_or_create(
                 run=run,
                 attack=attack,
                 defaults={
+                    "category": attack.category,
+                    "prompt": _last_user_turn(attack.prompt_messages),
                     "sample": sample,
                     "text": sample.text if sample else "",
                     "filter_flagged": verdict.flagged if verdict else None,
@@ -230,6 +238,10 @@ def attack_run_execute(context: JobContext) -> None:
     if reward_version is not None:
         _score_results(run=run, reward_version=reward_version)
     context.succeed(progress=1.0)
+
+
+def _last_user_turn(messages: list[dict]) -> str:
+    return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
 
 
 def _generation_job_for(*, run: AttackRun, entry: AttackRunAttack) -> GenerationJob:
@@ -261,9 +273,9 @@ def _generation_job_for(*, run: AttackRun, entry: AttackRunAttack) -> Generation
 def _score_results(*, run: AttackRun, reward_version) -> None:
     """Score each new reply, the stored failed reply and the correction with one reward model."""
     results = list(
-        run.results.filter(reward_score__isnull=True, sample__isnull=False).select_related(
-            "attack__message", "attack__correction"
-        )
+        run.results.filter(
+            reward_score__isnull=True, sample__isnull=False, attack__isnull=False
+        ).select_related("attack__message", "attack__correction")
     )
     if not results:
         return

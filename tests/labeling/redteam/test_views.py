@@ -174,3 +174,36 @@ def test_a_rerun_asked_for_while_the_job_queue_is_down_is_kept_and_the_page_says
     run = AttackRun.objects.get()
     assert run.status == AttackRun.Status.QUEUED and run.published_at is None
     assert "job queue is unreachable" in response.content.decode()
+
+
+def test_withdrawing_an_attack_keeps_its_results_in_finished_runs_marked_withdrawn(
+    admin_client_, trainer, admin_user, policy, settings
+):
+    from labeling.redteam.models import AttackResult
+    from sampler.jobs.services import job_run_inline
+    from tests.labeling.redteam.conftest import two_attacks
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    corrected, withdrawn = two_attacks(trainer, policy)
+    finished = job_run_inline(
+        job=redteam_services.attack_run_create(
+            requested_by=admin_user, model_version=policy, queue=False
+        )
+    )
+    waiting = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+
+    redteam_services.attack_withdraw(attack=withdrawn, user=trainer)
+
+    # The finished run's record stands, its result now of a withdrawn attack.
+    kept = AttackResult.objects.get(run=finished, attack=None)
+    assert kept.category == "harmful" and kept.prompt == "attack prompt 1"
+    assert finished.results.count() == 2
+    page = admin_client_.get(f"/write/redteam/runs/{finished.pk}/").content.decode()
+    assert "attack prompt 1" in page and "withdrawn since" in page
+    overview = admin_client_.get("/write/redteam/").content.decode()
+    assert "2 / 2 (1 withdrawn since)" in overview
+    # The run still to come re-sends the other attack only.
+    waiting = job_run_inline(job=waiting)
+    assert list(waiting.results.values_list("attack_id", flat=True)) == [corrected.pk]
