@@ -287,3 +287,64 @@ def test_a_base_url_saved_with_credentials_loses_them_and_keeps_the_rest():
         )
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_red_team_runs_made_before_run_sets_get_theirs_and_results_keep_their_attack():
+    """Runs stored before a run recorded its attacks get the set the old rule took (the newest
+    ``attack_count`` made by then, and any they hold a result for); results get the category
+    and last user turn of their attack, which they keep if it is withdrawn."""
+    try:
+        apps = _migrate(
+            [node for node in _latest() if node[0] != "labeling"]
+            + [("labeling", "0009_guidelines_per_project")]
+        )
+        User = apps.get_model("auth", "User")
+        ModelVersion = apps.get_model("sampler", "ModelVersion")
+        Project = apps.get_model("ranking", "Project")
+        Conversation = apps.get_model("labeling", "Conversation")
+        Message = apps.get_model("labeling", "Message")
+        Attack = apps.get_model("labeling", "Attack")
+        AttackRun = apps.get_model("labeling", "AttackRun")
+        AttackResult = apps.get_model("labeling", "AttackResult")
+        writer = User.objects.create(username="writer")
+        version = ModelVersion.objects.create(name="policy", path="policy")
+        project = Project.objects.create(name="Red", slug="red")
+
+        def attack(text):
+            conversation = Conversation.objects.create(owner=writer, project=project)
+            prompt = Message.objects.create(conversation=conversation, role="user", content=text)
+            reply = Message.objects.create(
+                conversation=conversation, parent=prompt, role="assistant", content="sure"
+            )
+            return Attack.objects.create(
+                conversation=conversation,
+                message=reply,
+                prompt_message=prompt,
+                prompt_messages=[{"role": "user", "content": text}],
+                category="harmful",
+                model_version=version,
+                created_by=writer,
+                project=project,
+            )
+
+        oldest, older, newer = attack("a"), attack("b"), attack("c")
+        run = AttackRun.objects.create(
+            project=project, model_version=version, attack_count=2, seed=0, requested_by=writer
+        )
+        AttackResult.objects.create(run=run, attack=oldest, text="no")  # resumed once, say
+        late = attack("d")  # made after the run: never in its set
+        apps = _migrate(_latest())
+        AttackRun = apps.get_model("labeling", "AttackRun")
+        AttackResult = apps.get_model("labeling", "AttackResult")
+        run = AttackRun.objects.get(pk=run.pk)
+        assert set(run.entries.values_list("attack_id", flat=True)) == {
+            oldest.pk,
+            older.pk,
+            newer.pk,
+        }
+        assert late.pk not in set(run.entries.values_list("attack_id", flat=True))
+        result = AttackResult.objects.get(run=run)
+        assert (result.category, result.prompt) == ("harmful", "a")
+    finally:
+        _migrate(_latest())
