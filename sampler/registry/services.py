@@ -306,9 +306,23 @@ def model_version_promote(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
-@transaction.atomic
 def model_version_ensure_default() -> ModelVersion:
-    """Register ``SAMPLER_MODEL`` and make it active when no policy is active yet."""
+    """Register ``SAMPLER_MODEL`` and make it active when no policy is active yet.
+
+    A policy another process activates meanwhile (an admin's promotion, another worker's
+    default) stays active and is returned: the one-active-version constraint refuses this
+    activation, and the registration made for it is rolled back."""
+    try:
+        return _default_activate()
+    except IntegrityError:
+        active = model_version_active()
+        if active is None:
+            raise
+        return active
+
+
+@transaction.atomic
+def _default_activate() -> ModelVersion:
     active = model_version_active()
     if active is not None:
         return active
@@ -319,7 +333,14 @@ def model_version_ensure_default() -> ModelVersion:
     version = ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
     if version is None:
         version = _sampler_model_register(path=path)
-    return model_version_promote(version=version)
+    # Not model_version_promote: that would deactivate a policy activated since the check above.
+    # This activation waits for one under way and fails (IntegrityError) if it committed.
+    ModelVersion.objects.filter(pk=version.pk, is_active=False).update(
+        is_active=True, activated_at=timezone.now()
+    )
+    version.refresh_from_db()
+    logger.info("Activated %s, the default policy", version.name)
+    return version
 
 
 def _sampler_model_register(*, path: str) -> ModelVersion:
