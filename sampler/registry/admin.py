@@ -33,7 +33,7 @@ class ModelVersionAdminForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        # The instance still holds the saved row here (the form writes to it after clean()).
+        # The saved row, read fresh and locked: the admin's save runs in this transaction.
         if kind_error := model_version_kind_error(version=self.instance, kind=data.get("kind")):
             self.add_error("kind", kind_error)
         parent_error = model_version_parent_error(version=self.instance, parent=data.get("parent"))

@@ -157,16 +157,23 @@ def model_version_serving_check(
 
 def model_version_kind_error(*, version: ModelVersion, kind: str) -> str | None:
     """Why the saved ``version`` cannot become ``kind`` (None: it can): the active version of
-    its kind and a project's policy keep theirs (the admin form checks with it)."""
-    if version.pk is None or kind == version.kind:
+    its kind and a project's policy keep theirs (the admin form checks with it).
+
+    The row is read as it is now and locked: called in the transaction that saves the change,
+    a promotion made since the caller read ``version`` is seen, and one started later waits
+    for the save."""
+    if version.pk is None:
         return None
-    if version.is_active:
+    saved = ModelVersion.objects.select_for_update().filter(pk=version.pk).first()
+    if saved is None or kind == saved.kind:
+        return None
+    if saved.is_active:
         return (
-            f"{version.name} is the active {version.kind}: it keeps its kind (promote another "
-            f"{version.kind} first)."
+            f"{saved.name} is the active {saved.kind}: it keeps its kind (promote another "
+            f"{saved.kind} first)."
         )
-    if version.project_policies.exists():
-        return f"{version.name} is a policy of a project: it stays a policy."
+    if saved.project_policies.exists():
+        return f"{saved.name} is a policy of a project: it stays a policy."
     return None
 
 

@@ -117,3 +117,24 @@ def test_the_admin_refuses_a_parent_that_would_make_a_loop(admin_client_):
     base.refresh_from_db()
     assert base.parent_id is None
     assert [row.version for row in model_version_tree()] == [base, child]
+
+
+def test_the_admin_checks_the_kind_against_the_row_as_it_is_when_saved(admin_client_, monkeypatch):
+    """The check read the row the request loaded: a version promoted after that read (on the
+    Models page) became a reward model, and no policy was active."""
+    version = _version("p", POLICY, active=False)
+    data = _change_form(admin_client_, version) | {"kind": REWARD}
+    get_object = admin_module.ModelVersionAdmin.get_object
+
+    def promoted_after_the_read(model_admin, request, object_id, from_field=None):
+        loaded = get_object(model_admin, request, object_id, from_field)
+        model_version_promote(version=ModelVersion.objects.get(pk=version.pk))
+        return loaded
+
+    monkeypatch.setattr(admin_module.ModelVersionAdmin, "get_object", promoted_after_the_read)
+    page = admin_client_.post(reverse("admin:sampler_modelversion_change", args=[version.pk]), data)
+
+    assert page.status_code == 200
+    assert "p is the active policy: it keeps its kind" in page.content.decode()
+    version.refresh_from_db()
+    assert version.kind == POLICY and version.is_active
