@@ -1,9 +1,10 @@
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import (
+    model_version_delete,
     model_version_kind_error,
     model_version_parent_error,
     model_version_serving_check,
@@ -87,3 +88,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if obj is not None and obj.is_active:
             return False
         return super().has_delete_permission(request, obj)
+
+    # The pages checked the rows as they read them; the delete checks them again, locked.
+    def delete_model(self, request, obj) -> None:
+        self.delete_queryset(request, ModelVersion.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset) -> None:
+        try:
+            model_version_delete(ids=list(queryset.values_list("pk", flat=True)))
+        except ValidationError as error:
+            raise PermissionDenied(" ".join(error.messages)) from error

@@ -299,6 +299,23 @@ def model_version_serving_update(
 
 
 @transaction.atomic
+def model_version_delete(*, ids: list[int]) -> None:
+    """Delete the versions ``ids``; ValidationError, deleting none, when one is active (with
+    no active policy the next suggestion would quietly register and serve SAMPLER_MODEL).
+    Their rows are locked before the check, so a promotion under way is waited for and seen."""
+    active = list(
+        ModelVersion.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("name", "is_active")
+    )
+    named = [name for name, is_active in active if is_active]
+    if named:
+        raise ValidationError({"version": f"Active (promote another first): {', '.join(named)}."})
+    ModelVersion.objects.filter(pk__in=ids).delete()
+
+
+@transaction.atomic
 def model_version_promote(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one active version of its kind, in one atomic switch."""
     locked = list(ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk"))

@@ -138,3 +138,27 @@ def test_the_admin_checks_the_kind_against_the_row_as_it_is_when_saved(admin_cli
     assert "p is the active policy: it keeps its kind" in page.content.decode()
     version.refresh_from_db()
     assert version.kind == POLICY and version.is_active
+
+
+def test_the_admin_cannot_delete_a_version_promoted_after_the_page_read_it(
+    admin_client_, monkeypatch
+):
+    """The delete page checked the row it loaded: a version promoted after that read was
+    deleted, and no policy was active."""
+    served = _version("served", POLICY)
+    version = _version("p", POLICY, active=False)
+    get_object = admin_module.ModelVersionAdmin.get_object
+
+    def promoted_after_the_read(model_admin, request, object_id, from_field=None):
+        loaded = get_object(model_admin, request, object_id, from_field)
+        model_version_promote(version=ModelVersion.objects.get(pk=version.pk))
+        return loaded
+
+    monkeypatch.setattr(admin_module.ModelVersionAdmin, "get_object", promoted_after_the_read)
+    page = admin_client_.post(
+        reverse("admin:sampler_modelversion_delete", args=[version.pk]), {"post": "yes"}
+    )
+
+    assert page.status_code == 403
+    # Refused, and the request's transaction rolled back (the promotion made within it too).
+    assert ModelVersion.objects.filter(pk__in=[served.pk, version.pk]).count() == 2
