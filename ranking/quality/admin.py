@@ -1,17 +1,18 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdminMixin
 from ranking.quality.models import TrainerTrust, TrustEstimate
 
 
-class TrainerTrustInline(admin.TabularInline):
+class TrainerTrustInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = TrainerTrust
     extra = 0
     readonly_fields = ("trainer", "trust", "judgements", "gold_judgements")
 
 
 @admin.register(TrustEstimate)
-class TrustEstimateAdmin(admin.ModelAdmin):
-    """Made by the periodic refresh and by exports; read here, not edited."""
+class TrustEstimateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Made by the periodic refresh and by exports; read here, never added, edited or deleted."""
 
     list_display = ("project", "rankings", "last_ranking_id", "estimated_at")
     list_filter = ("project",)
@@ -21,7 +22,7 @@ class TrustEstimateAdmin(admin.ModelAdmin):
 
 
 @admin.register(TrainerTrust)
-class TrainerTrustAdmin(admin.ModelAdmin):
+class TrainerTrustAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("trainer", "trust", "judgements", "gold_judgements", "estimate")
     list_filter = ("estimate__project",)
     search_fields = ("trainer__username",)
