@@ -6,6 +6,9 @@ from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
 
 @admin.register(DatasetExport)
 class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
+    """Exports start from the export page, which queues them; a row added here would have no
+    queue and no message, and stay queued without ever running."""
+
     list_display = (
         "id",
         "format",
@@ -28,3 +31,6 @@ class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
         "created_at",
         *LIFECYCLE_FIELDS,
     )
+
+    def has_add_permission(self, request) -> bool:
+        return False
