@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from sampler.generation.backends import validate_options
-from sampler.registry.models import ModelVersion
+from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
 from sampler.registry.selectors import model_version_active
 
 logger = logging.getLogger(__name__)
@@ -26,15 +26,21 @@ CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_l
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
 
 
-def model_context_length(path: str) -> int | None:
-    """The context length a model directory's ``config.json`` states (None when it does not)."""
+def _model_config(path: str) -> dict:
+    """A model directory's ``config.json`` (empty when it has none, or one that is no object)."""
     config_file = Path(path) / "config.json"
     if not config_file.is_file():
-        return None
+        return {}
     try:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def model_context_length(path: str) -> int | None:
+    """The context length a model directory's ``config.json`` states (None when it does not)."""
+    config = _model_config(path)
     configs = [config, config.get("text_config") or {}]
     for candidate in configs:
         for key in CONTEXT_LENGTH_KEYS:
@@ -42,6 +48,15 @@ def model_context_length(path: str) -> int | None:
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 return value
     return None
+
+
+def _model_context_is_scaled(path: str) -> bool:
+    """Whether the config scales its rotary positions (YaRN, linear, dynamic...): the model then
+    takes more than the positions the config states, by rules that differ per scaling type."""
+    config = _model_config(path)
+    return any(
+        candidate.get("rope_scaling") for candidate in (config, config.get("text_config") or {})
+    )
 
 
 def _validated_backend(*, kind: str, backend: str, options: object, path: str) -> tuple[str, dict]:
@@ -122,10 +137,39 @@ def _check_kind_matches(*, kind: str, path: str) -> None:
 
 def _serving_context_length(*, backend: str, options: dict, path: str, given: object) -> int | None:
     """The context the version serves: as given, else its config's, capped by vLLM's
-    ``max_model_len``; an ``openai`` version without a local config must state it."""
+    ``max_model_len``; an ``openai`` version without a local config must state it. A version
+    run here (transformers, vllm) takes no more than its config states (unless it scales its
+    rotary positions), and a length read from the config fits the column."""
     if given is not None and (not isinstance(given, int) or isinstance(given, bool) or given < 1):
         raise ValidationError({"context_length": "context_length must be a positive integer."})
-    length = given or (model_context_length(path) if path else None)
+    configured = model_context_length(path) if path else None
+    if given is None and configured is not None and configured > MAX_CONTEXT_LENGTH:
+        raise ValidationError(
+            {
+                "context_length": (
+                    f"{path}/config.json states {configured} tokens of context, more than the "
+                    f"{MAX_CONTEXT_LENGTH} a version can record: give context_length (the "
+                    "tokens it serves)."
+                )
+            }
+        )
+    runs_here = backend != ModelVersion.Backend.OPENAI
+    if (
+        runs_here
+        and given is not None
+        and configured is not None
+        and given > configured
+        and not _model_context_is_scaled(path)
+    ):
+        raise ValidationError(
+            {
+                "context_length": (
+                    f"context_length {given} is longer than the model takes: its config.json "
+                    f"allows at most {configured} tokens."
+                )
+            }
+        )
+    length = given or configured
     cap = options.get("max_model_len") if backend == ModelVersion.Backend.VLLM else None
     if length is not None and cap is not None:
         length = min(length, cap)

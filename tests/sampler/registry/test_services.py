@@ -1,9 +1,12 @@
+import json
+import shutil
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
 from sampler.registry import services
-from sampler.registry.models import ModelVersion
+from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
 from sampler.registry.services import (
     model_version_ensure_default,
     model_version_promote,
@@ -98,3 +101,87 @@ def test_ensure_default_takes_the_version_another_process_registered_at_the_same
     version = model_version_ensure_default()
     assert version.is_active and version.path == str(micro_model_dir)
     assert ModelVersion.objects.count() == 1
+
+
+def _model_with_config(micro_model_dir, folder, **fields):
+    """A copy of the micro model whose ``config.json`` states ``fields`` too."""
+    shutil.copytree(micro_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | fields))
+    return folder
+
+
+def _positions(micro_model_dir) -> int:
+    return json.loads((micro_model_dir / "config.json").read_text())["n_positions"]
+
+
+def test_register_refuses_a_config_context_length_past_what_the_registry_records(
+    db, tmp_path, micro_model_dir
+):
+    """Refused before, but as a context length the admin never gave ("Ensure this value is
+    less than or equal to ..."): the message now names the config, and a context length given
+    within the cap is taken."""
+    model = _model_with_config(
+        micro_model_dir, tmp_path / "long", n_positions=MAX_CONTEXT_LENGTH + 1
+    )
+    with pytest.raises(ValidationError) as error:
+        model_version_register(name="long", path=str(model))
+    message = " ".join(error.value.message_dict["context_length"])
+    assert f"config.json states {MAX_CONTEXT_LENGTH + 1} tokens" in message
+    assert "give context_length" in message
+    version = model_version_register(name="long", path=str(model), context_length=4096)
+    assert version.context_length == 4096
+
+
+@pytest.mark.parametrize("backend", ["transformers", "vllm"])
+def test_register_refuses_a_context_length_longer_than_the_local_models_config(
+    db, micro_model_dir, backend
+):
+    """A model with learned positions (the micro model's GPT-2) fails on a prompt past its
+    config's length: a version claiming more let such prompts through to the worker."""
+    positions = _positions(micro_model_dir)
+    with pytest.raises(ValidationError) as error:
+        model_version_register(
+            name="long", path=str(micro_model_dir), backend=backend, context_length=positions + 1
+        )
+    message = " ".join(error.value.message_dict["context_length"])
+    assert f"at most {positions} tokens" in message
+    assert not ModelVersion.objects.exists()
+    version = model_version_register(
+        name="long", path=str(micro_model_dir), backend=backend, context_length=positions
+    )
+    assert version.context_length == positions
+
+
+def test_serving_update_refuses_a_context_length_longer_than_the_local_models_config(
+    policy, micro_model_dir
+):
+    positions = _positions(micro_model_dir)
+    with pytest.raises(ValidationError) as error:
+        services.model_version_serving_update(version=policy, context_length=positions * 2)
+    assert f"at most {positions} tokens" in " ".join(error.value.message_dict["context_length"])
+    policy.refresh_from_db()
+    assert policy.context_length == positions
+
+
+def test_a_longer_context_is_taken_where_the_config_does_not_bound_it(
+    db, tmp_path, micro_model_dir
+):
+    """A server of the directory (openai) and RoPE scaling may serve more than the config's
+    positions: the given length stands."""
+    positions = _positions(micro_model_dir)
+    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "KEY"}
+    served = model_version_register(
+        name="served",
+        path=str(micro_model_dir),
+        backend="openai",
+        backend_options=openai,
+        context_length=positions * 4,
+    )
+    scaled_model = _model_with_config(
+        micro_model_dir, tmp_path / "scaled", rope_scaling={"rope_type": "yarn", "factor": 4.0}
+    )
+    scaled = model_version_register(
+        name="scaled", path=str(scaled_model), context_length=positions * 4
+    )
+    assert served.context_length == scaled.context_length == positions * 4
