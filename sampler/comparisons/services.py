@@ -201,6 +201,7 @@ def model_comparison_execute(context: JobContext) -> None:
         "version_a", "version_b", "reward_version"
     ).get(pk=context.job.pk)
     config = comparison.config
+    judges = _judge_paths(comparison)
     prompts = held_out_prompts(
         filters=ExportFilters.from_dict(config["filters"]), limit=config["prompts"]
     )
@@ -229,11 +230,8 @@ def model_comparison_execute(context: JobContext) -> None:
             for c in result.completions
         ]
         context.heartbeat()
-    judge_ids = [judge["id"] for judge in config.get("judges") or []]
-    judges = {v.pk: v.path for v in ModelVersion.objects.filter(pk__in=judge_ids)}
-    paths = [judges[pk] for pk in judge_ids if pk in judges] or [comparison.reward_version.path]
     results = judge_replies(
-        reward_model=paths,
+        reward_model=judges,
         prompts=prompts,
         replies_a=replies["a"],
         replies_b=replies["b"],
@@ -255,6 +253,26 @@ def model_comparison_execute(context: JobContext) -> None:
                 )
                 for item in items
             )
+
+
+def _judge_paths(comparison: ModelComparison) -> list[str]:
+    """The directories of the judges the comparison was asked with, in their order; one deleted
+    since fails it (a smaller ensemble's verdict would pass for the one asked for)."""
+    named = comparison.config.get("judges") or []
+    if not named:  # recorded before comparisons named their judges: the reward version alone
+        return [comparison.reward_version.path]
+    paths = dict(
+        ModelVersion.objects.filter(pk__in=[judge["id"] for judge in named]).values_list(
+            "pk", "path"
+        )
+    )
+    gone = [judge["name"] for judge in named if judge["id"] not in paths]
+    if gone:
+        raise JobError(
+            f"Judge {', '.join(gone)} was deleted after this comparison was asked for: start a "
+            "new comparison with the judges there are."
+        )
+    return [paths[judge["id"]] for judge in named]
 
 
 # ---- people's votes ---------------------------------------------------------------------------

@@ -210,6 +210,24 @@ def test_comparison_without_held_out_prompts_fails_with_a_message(policy, reward
     assert comparison.status == ModelComparison.Status.FAILED and "held-out" in comparison.error
 
 
+def test_a_comparison_whose_judge_was_deleted_since_fails_naming_it(policy, reward_version):
+    """The verdict of a smaller ensemble than the one asked for would pass for it."""
+    other = model_version_register(name="micro-copy", path=policy.path)
+    second = model_version_register(name="rm-second", path=reward_version.path, kind="reward")
+    comparison = model_comparison_create(
+        version_a=policy,
+        version_b=other,
+        reward_version=reward_version,
+        extra_judges=[second],
+        queue=False,
+    )
+    second.delete()
+    comparison = job_run_inline(job=comparison)
+    assert comparison.status == ModelComparison.Status.FAILED
+    assert "rm-second" in comparison.error and "deleted" in comparison.error
+    assert not comparison.items.exists()
+
+
 def test_human_win_rate_counts_pairs_of_replies_of_both_versions(ranked, policy):  # noqa: F811
     tasks, _ = ranked
     older = model_version_register(name="older", path=policy.path)
