@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import (
@@ -88,6 +89,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if obj is not None and obj.is_active:
             return False
         return super().has_delete_permission(request, obj)
+
+    @transaction.atomic
+    def changelist_view(self, request, extra_context=None):
+        # A bulk delete writes its history entries before it deletes: one the delete refuses
+        # (below) takes them back with it, rather than leaving "deleted" for rows still there.
+        return super().changelist_view(request, extra_context)
 
     # The pages checked the rows as they read them; the delete checks them again, locked.
     def delete_model(self, request, obj) -> None:

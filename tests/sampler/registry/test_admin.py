@@ -162,3 +162,27 @@ def test_the_admin_cannot_delete_a_version_promoted_after_the_page_read_it(
     assert page.status_code == 403
     # Refused, and the request's transaction rolled back (the promotion made within it too).
     assert ModelVersion.objects.filter(pk__in=[served.pk, version.pk]).count() == 2
+
+
+def test_a_refused_bulk_delete_leaves_no_history_entry_saying_it_deleted(
+    admin_client_, monkeypatch
+):
+    from django.contrib.admin.models import DELETION, LogEntry
+
+    _version("served", POLICY)
+    version = _version("p", POLICY, active=False)
+    log_deletions = admin_module.ModelVersionAdmin.log_deletions
+
+    def promoted_meanwhile(model_admin, request, queryset):
+        log_deletions(model_admin, request, queryset)
+        model_version_promote(version=ModelVersion.objects.get(pk=version.pk))
+
+    monkeypatch.setattr(admin_module.ModelVersionAdmin, "log_deletions", promoted_meanwhile)
+    page = admin_client_.post(
+        reverse("admin:sampler_modelversion_changelist"),
+        {"action": "delete_selected", "_selected_action": [version.pk], "post": "yes"},
+    )
+
+    assert page.status_code == 403
+    assert ModelVersion.objects.filter(pk=version.pk).exists()
+    assert not LogEntry.objects.filter(action_flag=DELETION, object_id=str(version.pk)).exists()
