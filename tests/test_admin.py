@@ -5,6 +5,8 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
+from sampler.jobs.admin import JobAdminMixin
+
 APPS = ("labeling", "ranking", "sampler")
 every_model = pytest.mark.parametrize(
     "model",
@@ -231,3 +233,33 @@ def test_the_read_only_pages_still_delete_nothing_themselves(admin_client_, trai
         reverse("admin:labeling_guidelineacknowledgement_change", args=[read.pk])
     )
     assert "deletelink" not in page.content.decode()
+
+
+job_models = pytest.mark.parametrize(
+    "model",
+    [
+        m
+        for app in APPS
+        for m in apps.get_app_config(app).get_models()
+        if isinstance(admin.site._registry.get(m), JobAdminMixin)
+    ],
+    ids=lambda m: m.__name__,
+)
+
+
+@job_models
+def test_no_job_is_added_in_the_admin_where_nothing_would_check_or_queue_it(admin_client_, model):
+    name = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+    assert admin_client_.get(reverse(f"{name}_add")).status_code == 403
+    assert (
+        reverse(f"{name}_add")
+        not in admin_client_.get(reverse(f"{name}_changelist")).content.decode()
+    )
+
+
+def test_every_kind_of_job_has_its_admin_and_it_is_a_job_admin():
+    from sampler.jobs.kinds import job_models as kinds_models
+
+    assert {m for m in kinds_models()} <= {
+        m for m, a in admin.site._registry.items() if isinstance(a, JobAdminMixin)
+    }

@@ -6,8 +6,8 @@ from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
 
 @admin.register(DatasetExport)
 class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
-    """Exports start from the export page, which queues them; a row added here would have no
-    queue and no message, and stay queued without ever running."""
+    """Exports start from the export page, which queues them (no add page, as for every job).
+    What an export was asked for and by whom is read-only: the record of the file written."""
 
     list_display = (
         "id",
@@ -21,8 +21,10 @@ class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
     )
     list_filter = ("format", "status", "created_at")
     search_fields = ("sha256", "created_by__username", "file_path")
-    raw_id_fields = ("created_by",)
     readonly_fields = (
+        "format",
+        "filters",
+        "created_by",
         "sha256",
         "size_bytes",
         "row_count",
@@ -31,6 +33,3 @@ class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
         "created_at",
         *LIFECYCLE_FIELDS,
     )
-
-    def has_add_permission(self, request) -> bool:
-        return False

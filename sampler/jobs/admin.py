@@ -21,9 +21,14 @@ LIFECYCLE_FIELDS = (
 
 
 class JobAdminMixin:
-    """Mixed into a job model's ModelAdmin: read-only lifecycle and the two actions."""
+    """Mixed into a job model's ModelAdmin: read-only lifecycle, the two actions, and no add
+    page: a job is made by the page, API or command that checks its inputs and queues it; a
+    row added here would skip both, and no worker would be told of it."""
 
     actions = ["retry_jobs", "cancel_jobs"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
     @admin.action(description="Retry the selected failed or cancelled jobs")
     def retry_jobs(self, request, queryset) -> None:
