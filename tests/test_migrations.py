@@ -348,3 +348,70 @@ def test_red_team_runs_made_before_run_sets_get_theirs_and_results_keep_their_at
         assert (result.category, result.prompt) == ("harmful", "a")
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sources_held_by_two_tasks_keep_one_holder_when_the_constraint_is_added():
+    """Before one holder per source was a constraint, an install could hold two (gold copies
+    all did): each source keeps one, a task that has not failed before one that has, the
+    newest first, and gold copies give theirs up to the task they copy."""
+    try:
+        apps = _migrate(
+            [node for node in _latest() if node[0] != "ranking"]
+            + [("ranking", "0011_dataset_export_skipped")]
+        )
+        User = apps.get_model("auth", "User")
+        ModelVersion = apps.get_model("sampler", "ModelVersion")
+        Conversation = apps.get_model("labeling", "Conversation")
+        Message = apps.get_model("labeling", "Message")
+        RankingTask = apps.get_model("ranking", "RankingTask")
+        writer = User.objects.create(username="writer")
+        version = ModelVersion.objects.create(name="policy", path="policy")
+
+        def source():
+            conversation = Conversation.objects.create(owner=writer)
+            prompt = Message.objects.create(
+                conversation=conversation, role="user", content="hi", origin="human"
+            )
+            return Message.objects.create(
+                conversation=conversation, parent=prompt, role="assistant", content="hello"
+            )
+
+        def task(reply, status, **fields):
+            return RankingTask.objects.create(
+                source_message=reply,
+                prefix_message=reply.parent,
+                model_version=version,
+                source_owner=writer,
+                status=status,
+                project=None,
+                **fields,
+            )
+
+        two_live = source()
+        older = task(two_live, "complete")
+        newer = task(two_live, "preparing")
+        live_and_failed = source()
+        ready = task(live_and_failed, "ready")
+        failed_later = task(live_and_failed, "failed", error="The content filter flagged it.")
+        gilded = source()
+        original = task(gilded, "complete")
+        copy = task(gilded, "ready", gold_of=original, gold_ordering=[[1], [2]])
+        alone = task(source(), "ready")
+        already_released = task(two_live, "failed", holds_source=False)
+
+        apps = _migrate(_latest())
+        RankingTask = apps.get_model("ranking", "RankingTask")
+        holds = dict(RankingTask.objects.values_list("pk", "holds_source"))
+        assert holds == {
+            older.pk: False,
+            newer.pk: True,
+            ready.pk: True,
+            failed_later.pk: False,
+            original.pk: True,
+            copy.pk: False,
+            alone.pk: True,
+            already_released.pk: False,
+        }
+    finally:
+        _migrate(_latest())

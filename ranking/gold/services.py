@@ -89,6 +89,7 @@ def gold_task_create(*, task: RankingTask, ordering: list[list[int]] | None = No
         alternatives_requested=task.alternatives_requested,
         overlap_required=GOLD_OVERLAP,
         gold_of=task,
+        holds_source=False,
     )
     copies = Candidate.objects.bulk_create(
         Candidate(task=copy, message_id=c.message_id, is_source=c.is_source, position=c.position)

@@ -49,7 +49,8 @@ class RankingTask(models.Model):
     # for a task whose preparation failed for a reason the message had no part in (a backend
     # error, a cancelled or lost job), so that the message can be tried again; a task the
     # content filter refused keeps it, and so does the last of a source's tries
-    # (``ranking.rank.services.SOURCE_PREPARATION_TRIES``).
+    # (``ranking.rank.services.SOURCE_PREPARATION_TRIES``). A gold copy never holds it: the
+    # task it copies does. At most one task holds a source (``task_one_holder_per_source``).
     holds_source = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
@@ -75,6 +76,11 @@ class RankingTask(models.Model):
             models.CheckConstraint(
                 condition=Q(rankings_count__gte=0) & Q(leased_count__gte=0),
                 name="task_counts_not_negative",
+            ),
+            models.UniqueConstraint(
+                fields=["source_message"],
+                condition=Q(holds_source=True),
+                name="task_one_holder_per_source",
             ),
         ]
 

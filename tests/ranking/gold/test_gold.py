@@ -86,6 +86,8 @@ def test_agreed_task_becomes_gold_offered_only_to_who_did_not_rank_it(other_trai
     gold = gold_task_create(task=original)
     ids = candidate_ids(gold)
     assert gold.gold_of == original
+    # The original holds its source; the copy, made of the same source, does not.
+    assert RankingTask.objects.get(pk=original.pk).holds_source and not gold.holds_source
     assert gold.gold_ordering == [[ids[2]], [ids[0]], sorted([ids[1], ids[3]])]
     assert services.task_claim_next(trainer=first) is None
     assert services.task_claim_next(trainer=third).task == gold

@@ -768,3 +768,25 @@ def test_releasing_orphans_gives_their_sources_back_in_queries_that_do_not_grow_
         return len(queries)
 
     assert release(1) == release(4)
+
+
+@pytest.mark.django_db
+def test_a_second_task_holding_a_source_is_refused_by_the_database(other_trainer):
+    """One task per source is the services' rule (under the project's lock) and the
+    database's: a second task holding the same source cannot be stored, one that has given it
+    back can."""
+    from django.db import IntegrityError, transaction
+
+    source = finished_conversation(other_trainer).messages.get(role=Message.Role.ASSISTANT)
+    task = task_from_source(source, model_version=model_version_create("policy"))
+    fields = {
+        "source_message": source,
+        "prefix_message": source.parent,
+        "model_version": task.model_version,
+        "source_owner": other_trainer,
+        "status": RankingTask.Status.FAILED,
+    }
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RankingTask.objects.create(**fields)
+    RankingTask.objects.create(**fields, holds_source=False)
+    assert RankingTask.objects.filter(source_message=source).count() == 2
