@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from accounts.roles import is_admin
 from config.querysets import filter_given, local_day_bounds
 from labeling.conversations.models import Message
-from labeling.conversations.selectors import conversation_get_for_user
+from labeling.conversations.selectors import message_get_for_user
 from labeling.feedback.models import Feedback
 from sampler.models import ModerationResult, Sample
 from sampler.moderation.selectors import moderation_latest_by_sample
@@ -40,22 +40,24 @@ class FeedbackTarget:
 
 
 def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) -> FeedbackTarget:
-    """The target if ``user`` may see it: model-written messages of their own conversations or of
-    the ranking tasks they were assigned, and their own generation jobs' samples (admins: all);
-    404 otherwise."""
+    """The target if ``user`` may see it: model-written messages of their own conversations'
+    trees or of the ranking tasks they were assigned, and their own generation jobs' samples
+    (admins: all); 404 otherwise, as for an id that does not exist. The replies sampled for a
+    ranking task are stored in the writer's conversation but are no part of its tree: the
+    writer never sees them, and rates them no more than any trainer not given the task."""
     if kind == "message":
         message = get_object_or_404(
             Message.objects.select_related("model_version", "sample"),
             pk=target_id,
             origin__in=MODEL_ORIGINS,
         )
-        # Trainers see their own conversations' messages, and the replies of the ranking tasks
-        # they were given (those conversations are someone else's).
+        # Trainers see their own conversations' trees, and the replies of the ranking tasks they
+        # were given (those conversations are someone else's).
         ranked_by_user = Message.objects.filter(
             pk=message.pk, candidacies__task__assignments__trainer=user
         ).exists()
-        if not ranked_by_user:
-            conversation_get_for_user(conversation_id=message.conversation_id, user=user)
+        if not ranked_by_user and not is_admin(user):
+            message_get_for_user(message_id=message.pk, user=user)
         moderation = (
             moderation_latest_by_sample(sample_ids=[message.sample_id]).get(message.sample_id)
             if message.sample_id

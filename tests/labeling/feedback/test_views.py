@@ -149,6 +149,40 @@ def test_a_trainer_cannot_rate_messages_of_others_conversations(policy, trainer,
     assert not Feedback.objects.exists()
 
 
+def test_a_writer_cannot_rate_replies_sampled_for_ranking_in_their_conversation(
+    policy, trainer, other_trainer
+):
+    """The alternatives sampled for a ranking task are stored in the writer's conversation but
+    are not part of it: the writer never sees them, so rating one by its id is the 404 a
+    missing id gets. Their own reply (the task's source) they rate, and so does the trainer
+    the task was given to."""
+    from ranking.rank import services as ranking_services
+    from tests.ranking.conftest import finished_conversation, task_from_source
+
+    source = finished_conversation(trainer).messages.get(role="assistant")
+    task = task_from_source(source, model_version=policy)
+    alternative = task.candidates.get(position=1).message
+    writer = Client()
+    writer.force_login(trainer)
+    rate = {"action": "rate", "rating": "down"}
+
+    missing = post_feedback(writer, "message", alternative.pk + 1000, rate)
+    refused = post_feedback(writer, "message", alternative.pk, rate)
+    assert (refused.status_code, refused.content) == (404, missing.content)
+    assert writer.get(feedback_url("message", alternative.pk)).status_code == 404
+    assert not Feedback.objects.exists()
+    assert post_feedback(writer, "message", source.pk, rate).status_code == 200
+
+    assert ranking_services.task_claim_next(trainer=other_trainer).task == task
+    ranker = Client()
+    ranker.force_login(other_trainer)
+    assert post_feedback(ranker, "message", alternative.pk, rate).status_code == 200
+    assert set(Feedback.objects.values_list("user", "message")) == {
+        (trainer.pk, source.pk),
+        (other_trainer.pk, alternative.pk),
+    }
+
+
 def test_the_feedback_page_is_for_admins_only(trainer_client, admin_client_):
     assert trainer_client.get("/write/feedback/").status_code == 403
     assert admin_client_.get("/write/feedback/").status_code == 200
