@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from ranking.exports.demonstrations import demonstration_records
 from ranking.exports.features import export_features
@@ -58,7 +59,9 @@ def records(
 
 
 def source_count(format: str, filters: ExportFilters) -> int:
-    """What the preview shows: rankings (for rankings and pairs) or finished conversations."""
+    """What the preview shows: rankings (for rankings and pairs) or finished conversations.
+    Rankings of a task without a prompt (its generation job was deleted) are not counted: the
+    export skips them (``bundle_context``), and ``records`` counts them in ``skipped``."""
     if format == DatasetExport.Format.DEMONSTRATIONS:
         from labeling.conversations.selectors import demonstration_conversations
 
@@ -68,7 +71,10 @@ def source_count(format: str, filters: ExportFilters) -> int:
             red_team=filters.red_team,
             project_ids=filters.project_ids,
         ).count()
-    return rankings_query(filters).filter(task__in=tasks_query(filters)).count()
+    with_prompt = tasks_query(filters).exclude(
+        Q(generation_job__isnull=True) | Q(generation_job__prompt_messages=[])
+    )
+    return rankings_query(filters).filter(task__in=with_prompt).count()
 
 
 def jsonl_lines(rows: Iterator[dict]) -> Iterator[bytes]:

@@ -3,11 +3,12 @@ data through these, with the same filters and split as an export file)."""
 
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
 from ranking.exports.filters import ExportFilters
-from ranking.exports.models import DatasetExport
+from ranking.exports.models import DatasetExport, skipped_summary
 from ranking.exports.pipeline import records, source_count
 
 
@@ -21,12 +22,31 @@ def export_records(*, format: str, filters: ExportFilters) -> Iterator[dict]:
 
 
 def export_source_count(*, format: str, filters: ExportFilters) -> int:
-    """How many rankings (or conversations) an export of ``format`` reads."""
+    """How many rankings (or conversations) an export of ``format`` writes its rows from."""
     return source_count(format, filters)
 
 
-def export_rows_by_split(*, format: str, filters: ExportFilters) -> dict[str, int]:
-    """How many rows an export of ``format`` would write, per split ("train", "test"): the
-    records are built (streamed, memory stays flat) and counted, so the preview is exact."""
-    counts = Counter(record["split"] for record in records(format, filters))
-    return {split: counts.get(split, 0) for split in ("train", "test")}
+@dataclass(frozen=True)
+class ExportPreview:
+    """What an export of some format and filters would write, before it is started."""
+
+    sources: int  # rankings (or finished conversations) the rows are made from
+    rows: dict[str, int]  # per split ("train", "test")
+    skipped: dict[str, int]  # as ``DatasetExport.skipped``: reason -> how many
+
+    @property
+    def skipped_summary(self) -> str:
+        return skipped_summary(self.skipped)
+
+
+def export_preview_get(*, format: str, filters: ExportFilters) -> ExportPreview:
+    """The rows an export of ``format`` would write, per split, and what it would skip: the
+    records are built (streamed, memory stays flat) and counted as the export does, so the
+    preview is exact."""
+    skipped: Counter = Counter()
+    counts = Counter(record["split"] for record in records(format, filters, skipped=skipped))
+    return ExportPreview(
+        sources=source_count(format, filters),
+        rows={split: counts.get(split, 0) for split in ("train", "test")},
+        skipped=dict(skipped),
+    )

@@ -13,8 +13,7 @@ from ranking.exports import services
 from ranking.exports.features import features_path
 from ranking.exports.forms import ExportForm
 from ranking.exports.models import DatasetExport
-from ranking.exports.pipeline import source_count
-from ranking.exports.selectors import dataset_export_list, export_rows_by_split
+from ranking.exports.selectors import dataset_export_list, export_preview_get
 
 PAGE = "ranking/exports/list.html"
 UNPUBLISHED = (
@@ -48,14 +47,16 @@ def export_preview(request: HttpRequest) -> HttpResponse:
     context = {"form": form}
     if form.is_valid():
         format, filters = form.cleaned_data["format"], form.cleaned_data["filters"]
-        context["count"] = source_count(format, filters)
+        preview = export_preview_get(format=format, filters=filters)
+        context["count"] = preview.sources
         context["unit"] = (
             "finished conversations"
             if format == DatasetExport.Format.DEMONSTRATIONS
             else "rankings"
         )
-        context["rows"] = export_rows_by_split(format=format, filters=filters)
-        context["row_total"] = sum(context["rows"].values())
+        context["rows"] = preview.rows
+        context["row_total"] = sum(preview.rows.values())
+        context["skipped"] = preview.skipped_summary
     return render(request, f"{PAGE}#preview", context, status=200 if form.is_valid() else 422)
 
 

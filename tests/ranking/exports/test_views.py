@@ -3,6 +3,7 @@ import json
 import pytest
 from django.urls import reverse
 
+from ranking.exports import services
 from ranking.exports.filters import ExportFilters
 from ranking.exports.pipeline import records
 from ranking.models import DatasetExport
@@ -275,3 +276,33 @@ def test_the_export_list_says_what_an_export_skipped(admin_client_, admin_user):
     page = admin_client_.get(reverse("ranking:exports")).content.decode()
 
     assert "skipped 2 rankings without a prompt" in page
+
+
+@pytest.mark.parametrize("format", ["rankings", "pairs"])
+def test_the_preview_counts_only_what_the_export_writes_and_says_what_it_skips(
+    admin_client_, admin_user, format
+):
+    """A task whose prompt is gone is skipped by the export: the preview counts the rankings
+    the export writes from and names the skipped ones, as the finished export does."""
+    from tests.ranking.exports.test_exports import _two_ranked_tasks_one_without_its_job
+
+    _two_ranked_tasks_one_without_its_job()
+    preview = admin_client_.get(
+        reverse("ranking:export-preview"),
+        {
+            "format": format,
+            "pair_mode": "per_ranker",
+            "split": "all",
+            "test_fraction": "0.1",
+            "split_seed": "0",
+        },
+    ).content.decode()
+    export = job_run_inline(
+        job=services.dataset_export_create(
+            created_by=admin_user, format=format, filters=ExportFilters(), queue=False
+        )
+    )
+
+    assert f"{export.row_count} rows to write" in preview
+    assert "(from 2 rankings; skipped 2 rankings without a prompt" in preview
+    assert export.skipped == {"rankings_without_prompt": 2}
