@@ -57,7 +57,11 @@ def side_by_side_get(*, item_id: int, voter: AbstractBaseUser) -> SideBySide | N
 
 
 def side_by_side_votes_count(*, voter: AbstractBaseUser) -> int:
-    return SideBySideVote.objects.filter(voter=voter).count()
+    """The pairs ``voter`` has voted on among those they may see now: a vote on a project's
+    pair they may no longer rank in is kept (and counts in the ratings), not shown to them."""
+    return SideBySideVote.objects.filter(
+        voter=voter, item__in=side_by_sides_for_voter(voter=voter)
+    ).count()
 
 
 SCORES = {

@@ -183,6 +183,36 @@ def test_more_votes_narrow_the_interval():
 # ---- the vote page ----------------------------------------------------------------------------
 
 
+def test_the_pairs_compared_count_only_those_the_trainer_still_sees(lineage, items, trainer):
+    """A vote on a restricted project's pair stays a vote, but once the trainer may not see
+    that project's pairs (taken out of its group) the page counts only the pairs they see."""
+    from ranking.projects.services import project_create
+
+    sft, ppo, _, judge = lineage
+    experts = Group.objects.create(name="experts")
+    trainer.groups.add(experts)
+    secret = project_create(name="Secret", slug="secret", status="active", trainer_groups=[experts])
+    hidden = SideBySide.objects.create(
+        comparison=ModelComparison.objects.create(
+            project=secret, version_a=ppo, version_b=sft, reward_version=judge
+        ),
+        version_a=ppo,
+        version_b=sft,
+        prompt=[{"role": "user", "content": "the secret project's prompt"}],
+        reply_a="a",
+        reply_b="b",
+    )
+    for item in (hidden, items[0]):
+        side_by_side_vote(item=item, voter=trainer, position="first")
+    client = Client()
+    client.force_login(trainer)
+    assert "You have compared 2 pairs." in client.get(reverse("sampler:vote")).content.decode()
+
+    trainer.groups.remove(experts)
+    assert SideBySideVote.objects.filter(voter=trainer).count() == 2
+    assert "You have compared 1 pair." in client.get(reverse("sampler:vote")).content.decode()
+
+
 @pytest.fixture
 def items(lineage):
     sft, ppo, _, _ = lineage
