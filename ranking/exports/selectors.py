@@ -21,11 +21,6 @@ def export_records(*, format: str, filters: ExportFilters) -> Iterator[dict]:
     return records(format, filters)
 
 
-def export_source_count(*, format: str, filters: ExportFilters) -> int:
-    """How many rankings (or conversations) an export of ``format`` writes its rows from."""
-    return source_count(format, filters)
-
-
 @dataclass(frozen=True)
 class ExportPreview:
     """What an export of some format and filters would write, before it is started."""
