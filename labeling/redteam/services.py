@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import F
 
 from accounts.roles import is_admin
 from labeling.conversations.models import Conversation, Message
@@ -111,6 +112,19 @@ def attack_withdraw(*, attack: Attack, user: AbstractBaseUser) -> None:
     if attack.correction_id is not None:
         raise ValidationError("This attack already has its corrected reply; it stays recorded.")
     attack.results.exclude(run__status=AttackRun.Status.SUCCEEDED).delete()
+    # The runs that still work on it count it no more, and its reply being generated for one
+    # of them is stopped (the run writes nothing for it).
+    unfinished = AttackRunAttack.objects.filter(attack=attack).exclude(
+        run__status=AttackRun.Status.SUCCEEDED
+    )
+    AttackRun.objects.filter(pk__in=unfinished.values("run_id"), attack_count__gt=0).update(
+        attack_count=F("attack_count") - 1
+    )
+    for job in GenerationJob.objects.filter(
+        pk__in=unfinished.values("generation_job_id"),
+        status__in=[GenerationJob.Status.QUEUED, GenerationJob.Status.RUNNING],
+    ):
+        job_cancel(job=job)
     attack.delete()
 
 

@@ -241,3 +241,31 @@ def test_a_resumed_run_reuses_or_cancels_the_generation_jobs_it_left_unfinished(
     assert run.results.get(attack=left_running).sample.job != running_job
     assert GenerationJob.objects.count() == 3
     assert not GenerationJob.objects.filter(status__in=["queued", "running"]).exists()
+
+
+def test_an_attack_withdrawn_while_its_run_runs_leaves_its_count_and_stops_its_job(
+    policy, trainer, admin_user, settings
+):
+    """The run's "n / m" drops the attack at once, and its reply is not generated for nothing."""
+    from sampler.generation.models import GenerationJob
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    kept, withdrawn = _uncorrected_attacks(trainer, policy, 2)
+    run = job_run_inline(
+        job=redteam_services.attack_run_create(
+            requested_by=admin_user, model_version=policy, queue=False
+        )
+    )
+    job = run.results.get(attack=withdrawn).sample.job
+    # As if the run were mid-way: its result for the attack not written, its job still running.
+    AttackResult.objects.filter(run=run, attack=withdrawn).delete()
+    GenerationJob.objects.filter(pk=job.pk).update(status="running", finished_at=None)
+    AttackRun.objects.filter(pk=run.pk).update(status="running")
+
+    redteam_services.attack_withdraw(attack=withdrawn, user=trainer)
+
+    run.refresh_from_db()
+    job.refresh_from_db()
+    assert run.attack_count == 1
+    assert job.status == GenerationJob.Status.CANCELLED
+    assert list(run.results.values_list("attack_id", flat=True)) == [kept.pk]
