@@ -124,8 +124,18 @@ def _set_policies(project: Project, policies: Iterable[tuple[ModelVersion, float
     policies = list(policies)
     if len(policies) > MAX_POLICIES:
         raise ValidationError({"policies": f"At most {MAX_POLICIES} policies per project."})
+    # Read as they are now and locked: a version made a reward model since the caller read it
+    # is refused, and a kind change started later waits and then finds it a project's policy.
+    saved = (
+        ModelVersion.objects.select_for_update()
+        .order_by("pk")
+        .in_bulk([version.pk for version, _ in policies])
+    )
     seen = set()
-    for version, weight in policies:
+    for given, weight in policies:
+        version = saved.get(given.pk)
+        if version is None:
+            raise ValidationError({"policies": f"{given.name} was deleted."})
         if error := project_policy_error(version=version, weight=weight):
             raise ValidationError({"policies": error})
         if version.pk in seen:

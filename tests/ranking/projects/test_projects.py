@@ -761,3 +761,19 @@ def test_the_waiting_reason_counts_only_tasks_of_projects_open_to_the_trainer(
     page = client.post(reverse("ranking:claim"), HTTP_HX_REQUEST="true").content.decode()
     assert 'data-reason="no_conversations"' in page
     assert "being prepared" not in page
+
+
+def test_a_version_made_a_reward_model_after_it_was_read_is_refused_as_a_policy():
+    """The policies are checked as they are in the database (and locked), not as the caller
+    read them: a kind change made meanwhile is seen."""
+    from sampler.registry.models import ModelVersion
+
+    version = model_version_create("turned")
+    ModelVersion.objects.filter(pk=version.pk).update(kind=ModelVersion.Kind.REWARD)
+    with pytest.raises(ValidationError, match="turned is not a policy"):
+        project_create(name="X", slug="x", policies=[(version, 1.0)])
+    assert not Project.objects.filter(slug="x").exists()
+    gone = model_version_create("gone")
+    ModelVersion.objects.filter(pk=gone.pk).delete()
+    with pytest.raises(ValidationError, match="gone was deleted"):
+        project_create(name="X", slug="x", policies=[(gone, 1.0)])
