@@ -145,17 +145,15 @@ def test_a_ppo_run_launched_as_two_processes_trains_once_and_evaluates(policy, t
     assert version.metrics["steps"] == 2 and "eval/scores" in version.metrics
 
 
-def _evaluations(model_dir, tmp_path, processes: int) -> dict:
-    """``evaluate_across_processes.py`` as ``processes`` processes under torchrun."""
-    out = tmp_path / f"evaluations-{processes}.json"
+def _run_script(script: str, *arguments: str, processes: int) -> subprocess.CompletedProcess:
+    """``tests/integration/<script>`` as ``processes`` processes under torchrun."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     environment.update({"MKL_NUM_THREADS": "1", "TORCH_THREADS": "1"})
     launched = subprocess.run(
         [
             *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)),
             *("--master_port", str(free_port())),
-            *(str(ROOT / "tests" / "integration" / "evaluate_across_processes.py"),),
-            *(str(model_dir), str(out)),
+            *(str(ROOT / "tests" / "integration" / script), *arguments),
         ],
         cwd=ROOT,
         env=environment,
@@ -164,6 +162,13 @@ def _evaluations(model_dir, tmp_path, processes: int) -> dict:
         timeout=WAIT_SECONDS,
     )
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    return launched
+
+
+def _evaluations(model_dir, tmp_path, processes: int) -> dict:
+    """``evaluate_across_processes.py`` as ``processes`` processes under torchrun."""
+    out = tmp_path / f"evaluations-{processes}.json"
+    _run_script("evaluate_across_processes.py", str(model_dir), str(out), processes=processes)
     evaluations = json.loads(out.read_text())
     assert evaluations["processes"] == processes
     return evaluations
@@ -194,22 +199,9 @@ def test_held_out_metrics_and_ktos_reference_point_do_not_depend_on_the_processe
     assert math.isclose(second["z0"], pooled, rel_tol=1e-5)
 
 
-def test_each_process_leaves_the_process_group_before_it_exits(tmp_path):
+def test_each_process_leaves_the_process_group_before_it_exits():
     """A process group left to the interpreter's teardown can abort a process whose work
     succeeded; ``process_state`` leaves it at exit."""
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    launched = subprocess.run(
-        [
-            *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"),
-            *("--master_port", str(free_port())),
-            str(ROOT / "tests" / "integration" / "leave_process_group.py"),
-        ],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
-    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    launched = _run_script("leave_process_group.py", processes=2)
     assert launched.stdout.count("of 2") == 2, launched.stdout
     assert launched.stdout.count("process group left: True") == 2, launched.stdout
