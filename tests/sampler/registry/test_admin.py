@@ -119,11 +119,9 @@ def test_the_admin_refuses_a_parent_that_would_make_a_loop(admin_client_):
     assert [row.version for row in model_version_tree()] == [base, child]
 
 
-def test_the_admin_checks_the_kind_against_the_row_as_it_is_when_saved(admin_client_, monkeypatch):
-    """The check read the row the request loaded: a version promoted after that read (on the
-    Models page) became a reward model, and no policy was active."""
-    version = _version("p", POLICY, active=False)
-    data = _change_form(admin_client_, version) | {"kind": REWARD}
+def _promoted_after_the_page_reads_it(monkeypatch, version) -> None:
+    """The admin page's read of ``version`` is followed by its promotion (on the Models page,
+    say), before the page acts on what it read."""
     get_object = admin_module.ModelVersionAdmin.get_object
 
     def promoted_after_the_read(model_admin, request, object_id, from_field=None):
@@ -132,6 +130,14 @@ def test_the_admin_checks_the_kind_against_the_row_as_it_is_when_saved(admin_cli
         return loaded
 
     monkeypatch.setattr(admin_module.ModelVersionAdmin, "get_object", promoted_after_the_read)
+
+
+def test_the_admin_checks_the_kind_against_the_row_as_it_is_when_saved(admin_client_, monkeypatch):
+    """The check read the row the request loaded: a version promoted after that read (on the
+    Models page) became a reward model, and no policy was active."""
+    version = _version("p", POLICY, active=False)
+    data = _change_form(admin_client_, version) | {"kind": REWARD}
+    _promoted_after_the_page_reads_it(monkeypatch, version)
     page = admin_client_.post(reverse("admin:sampler_modelversion_change", args=[version.pk]), data)
 
     assert page.status_code == 200
@@ -147,14 +153,7 @@ def test_the_admin_cannot_delete_a_version_promoted_after_the_page_read_it(
     deleted, and no policy was active."""
     served = _version("served", POLICY)
     version = _version("p", POLICY, active=False)
-    get_object = admin_module.ModelVersionAdmin.get_object
-
-    def promoted_after_the_read(model_admin, request, object_id, from_field=None):
-        loaded = get_object(model_admin, request, object_id, from_field)
-        model_version_promote(version=ModelVersion.objects.get(pk=version.pk))
-        return loaded
-
-    monkeypatch.setattr(admin_module.ModelVersionAdmin, "get_object", promoted_after_the_read)
+    _promoted_after_the_page_reads_it(monkeypatch, version)
     page = admin_client_.post(
         reverse("admin:sampler_modelversion_delete", args=[version.pk]), {"post": "yes"}
     )
