@@ -37,10 +37,11 @@ def attack_and_correct(trainer, reply):
     return attack, correction
 
 
-def two_attacks(trainer, policy):
-    """Two stored attacks on ``policy``'s replies, the first one corrected."""
+def stored_attacks(trainer, policy, count):
+    """``count`` stored attacks on ``policy``'s replies ("attack prompt 0", ...), oldest first,
+    none corrected."""
     attacks = []
-    for index in range(2):
+    for index in range(count):
         conversation = services.conversation_create(owner=trainer, mode="red_team")
         prompt = services.message_append(
             conversation=conversation, author=trainer, content=f"attack prompt {index}"
@@ -49,5 +50,11 @@ def two_attacks(trainer, policy):
         attacks.append(
             redteam_services.attack_record(message=reply, user=trainer, category="harmful")
         )
+    return attacks
+
+
+def two_attacks(trainer, policy):
+    """Two stored attacks on ``policy``'s replies, the first one corrected."""
+    attacks = stored_attacks(trainer, policy, 2)
     redteam_services.attack_correct(attack=attacks[0], author=trainer, content="No, sorry.")
     return attacks

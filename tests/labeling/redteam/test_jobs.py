@@ -1,7 +1,7 @@
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import AttackResult, AttackRun
 from sampler.jobs.services import job_execute, job_run_inline
-from tests.labeling.redteam.conftest import two_attacks
+from tests.labeling.redteam.conftest import stored_attacks, two_attacks
 
 
 def test_rerunning_stored_attacks_records_one_result_per_attack(
@@ -157,30 +157,12 @@ def test_an_attack_withdrawn_before_its_run_starts_is_not_counted_as_missing(
     assert run.attack_count == 1  # the overview reads "1 / 1", not "1 / 2"
 
 
-def _uncorrected_attacks(trainer, policy, count):
-    """``count`` stored attacks on ``policy``'s replies, oldest first, none corrected."""
-    from labeling.conversations import services
-    from tests.labeling.conftest import model_reply
-
-    attacks = []
-    for index in range(count):
-        conversation = services.conversation_create(owner=trainer, mode="red_team")
-        prompt = services.message_append(
-            conversation=conversation, author=trainer, content=f"capped prompt {index}"
-        )
-        reply = model_reply(conversation, prompt, policy, text=f"capped reply {index}")
-        attacks.append(
-            redteam_services.attack_record(message=reply, user=trainer, category="harmful")
-        )
-    return attacks
-
-
 def test_a_capped_run_resumed_after_a_withdrawal_takes_in_no_attack_it_did_not_have(
     policy, trainer, admin_user, settings, monkeypatch
 ):
     settings.RANKING_MAX_NEW_TOKENS = 8
     monkeypatch.setattr(redteam_services, "MAX_ATTACKS_PER_RUN", 2)
-    oldest, middle, newest = _uncorrected_attacks(trainer, policy, 3)
+    oldest, middle, newest = stored_attacks(trainer, policy, 3)
     run = redteam_services.attack_run_create(
         requested_by=admin_user, model_version=policy, queue=False
     )
@@ -211,7 +193,7 @@ def test_a_resumed_run_reuses_or_cancels_the_generation_jobs_it_left_unfinished(
     from sampler.generation.models import GenerationJob
 
     settings.RANKING_MAX_NEW_TOKENS = 8
-    left_queued, left_running = _uncorrected_attacks(trainer, policy, 2)
+    left_queued, left_running = stored_attacks(trainer, policy, 2)
     run = job_run_inline(
         job=redteam_services.attack_run_create(
             requested_by=admin_user, model_version=policy, queue=False
@@ -250,7 +232,7 @@ def test_an_attack_withdrawn_while_its_run_runs_leaves_its_count_and_stops_its_j
     from sampler.generation.models import GenerationJob
 
     settings.RANKING_MAX_NEW_TOKENS = 8
-    kept, withdrawn = _uncorrected_attacks(trainer, policy, 2)
+    kept, withdrawn = stored_attacks(trainer, policy, 2)
     run = job_run_inline(
         job=redteam_services.attack_run_create(
             requested_by=admin_user, model_version=policy, queue=False
