@@ -29,6 +29,25 @@ def _latest():
     return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
+def _migrate_back(app: str, migration: str):
+    """Every app at its latest migration but ``app``, at ``migration``; its historical apps."""
+    return _migrate([node for node in _latest() if node[0] != app] + [(app, migration)])
+
+
+def _exchange(apps, owner, *, prompt="hi", reply="hello", **conversation):
+    """A new conversation of ``owner``'s: a user turn and the assistant's reply to it."""
+    Conversation = apps.get_model("labeling", "Conversation")
+    Message = apps.get_model("labeling", "Message")
+    conversation = Conversation.objects.create(owner=owner, **conversation)
+    asked = Message.objects.create(
+        conversation=conversation, role="user", content=prompt, origin="human"
+    )
+    answered = Message.objects.create(
+        conversation=conversation, parent=asked, role="assistant", content=reply
+    )
+    return asked, answered
+
+
 def _old_install(apps) -> dict:
     """Rows across the three apps, linked as the first release linked them."""
     User = apps.get_model("auth", "User")
@@ -213,26 +232,15 @@ def test_an_install_whose_default_project_had_trainer_groups_opens_it_to_every_t
 @pytest.mark.django_db(transaction=True)
 def test_tasks_that_failed_before_sources_were_given_back_release_them_unless_filtered():
     try:
-        apps = _migrate(
-            [node for node in _latest() if node[0] != "ranking"]
-            + [("ranking", "0009_default_project_open")]
-        )
+        apps = _migrate_back("ranking", "0009_default_project_open")
         User = apps.get_model("auth", "User")
         ModelVersion = apps.get_model("sampler", "ModelVersion")
-        Conversation = apps.get_model("labeling", "Conversation")
-        Message = apps.get_model("labeling", "Message")
         RankingTask = apps.get_model("ranking", "RankingTask")
         writer = User.objects.create(username="writer")
         version = ModelVersion.objects.create(name="policy", path="policy")
 
         def task(status, error=""):
-            conversation = Conversation.objects.create(owner=writer)
-            prompt = Message.objects.create(
-                conversation=conversation, role="user", content="hi", origin="human"
-            )
-            reply = Message.objects.create(
-                conversation=conversation, parent=prompt, role="assistant", content="hello"
-            )
+            prompt, reply = _exchange(apps, writer)
             return RankingTask.objects.create(
                 source_message=reply,
                 prefix_message=prompt,
@@ -257,10 +265,7 @@ def test_tasks_that_failed_before_sources_were_given_back_release_them_unless_fi
 @pytest.mark.django_db(transaction=True)
 def test_a_base_url_saved_with_credentials_loses_them_and_keeps_the_rest():
     try:
-        apps = _migrate(
-            [node for node in _latest() if node[0] != "sampler"]
-            + [("sampler", "0009_model_version_name_one_line")]
-        )
+        apps = _migrate_back("sampler", "0009_model_version_name_one_line")
         ModelVersion = apps.get_model("sampler", "ModelVersion")
         options = {"model": "m", "api_key_env": "SERVER_KEY"}
         with_credentials = ModelVersion.objects.create(
@@ -295,15 +300,10 @@ def test_red_team_runs_made_before_run_sets_get_theirs_and_results_keep_their_at
     ``attack_count`` made by then, and any they hold a result for); results get the category
     and last user turn of their attack, which they keep if it is withdrawn."""
     try:
-        apps = _migrate(
-            [node for node in _latest() if node[0] != "labeling"]
-            + [("labeling", "0009_guidelines_per_project")]
-        )
+        apps = _migrate_back("labeling", "0009_guidelines_per_project")
         User = apps.get_model("auth", "User")
         ModelVersion = apps.get_model("sampler", "ModelVersion")
         Project = apps.get_model("ranking", "Project")
-        Conversation = apps.get_model("labeling", "Conversation")
-        Message = apps.get_model("labeling", "Message")
         Attack = apps.get_model("labeling", "Attack")
         AttackRun = apps.get_model("labeling", "AttackRun")
         AttackResult = apps.get_model("labeling", "AttackResult")
@@ -312,13 +312,9 @@ def test_red_team_runs_made_before_run_sets_get_theirs_and_results_keep_their_at
         project = Project.objects.create(name="Red", slug="red")
 
         def attack(text):
-            conversation = Conversation.objects.create(owner=writer, project=project)
-            prompt = Message.objects.create(conversation=conversation, role="user", content=text)
-            reply = Message.objects.create(
-                conversation=conversation, parent=prompt, role="assistant", content="sure"
-            )
+            prompt, reply = _exchange(apps, writer, prompt=text, reply="sure", project=project)
             return Attack.objects.create(
-                conversation=conversation,
+                conversation=reply.conversation,
                 message=reply,
                 prompt_message=prompt,
                 prompt_messages=[{"role": "user", "content": text}],
@@ -356,26 +352,15 @@ def test_sources_held_by_two_tasks_keep_one_holder_when_the_constraint_is_added(
     all did): each source keeps one, a task that has not failed before one that has, the
     newest first, and gold copies give theirs up to the task they copy."""
     try:
-        apps = _migrate(
-            [node for node in _latest() if node[0] != "ranking"]
-            + [("ranking", "0011_dataset_export_skipped")]
-        )
+        apps = _migrate_back("ranking", "0011_dataset_export_skipped")
         User = apps.get_model("auth", "User")
         ModelVersion = apps.get_model("sampler", "ModelVersion")
-        Conversation = apps.get_model("labeling", "Conversation")
-        Message = apps.get_model("labeling", "Message")
         RankingTask = apps.get_model("ranking", "RankingTask")
         writer = User.objects.create(username="writer")
         version = ModelVersion.objects.create(name="policy", path="policy")
 
         def source():
-            conversation = Conversation.objects.create(owner=writer)
-            prompt = Message.objects.create(
-                conversation=conversation, role="user", content="hi", origin="human"
-            )
-            return Message.objects.create(
-                conversation=conversation, parent=prompt, role="assistant", content="hello"
-            )
+            return _exchange(apps, writer)[1]
 
         def task(reply, status, **fields):
             return RankingTask.objects.create(
