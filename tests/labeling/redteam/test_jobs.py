@@ -183,6 +183,16 @@ def test_a_capped_run_resumed_after_a_withdrawal_takes_in_no_attack_it_did_not_h
     assert not AttackResult.objects.filter(attack=oldest).exists()
 
 
+def _run_to_the_end(admin_user, policy) -> AttackRun:
+    """A re-run of the stored attacks against ``policy``, run here to its end; tests then set
+    its rows back to a state it passed through."""
+    return job_run_inline(
+        job=redteam_services.attack_run_create(
+            requested_by=admin_user, model_version=policy, queue=False
+        )
+    )
+
+
 def test_a_resumed_run_reuses_or_cancels_the_generation_jobs_it_left_unfinished(
     policy, trainer, admin_user, settings
 ):
@@ -194,11 +204,7 @@ def test_a_resumed_run_reuses_or_cancels_the_generation_jobs_it_left_unfinished(
 
     settings.RANKING_MAX_NEW_TOKENS = 8
     left_queued, left_running = stored_attacks(trainer, policy, 2)
-    run = job_run_inline(
-        job=redteam_services.attack_run_create(
-            requested_by=admin_user, model_version=policy, queue=False
-        )
-    )
+    run = _run_to_the_end(admin_user, policy)
     queued_job = run.results.get(attack=left_queued).sample.job
     running_job = run.results.get(attack=left_running).sample.job
     # As if the worker died with one attack's job not started yet and the other's mid-way.
@@ -233,11 +239,7 @@ def test_an_attack_withdrawn_while_its_run_runs_leaves_its_count_and_stops_its_j
 
     settings.RANKING_MAX_NEW_TOKENS = 8
     kept, withdrawn = stored_attacks(trainer, policy, 2)
-    run = job_run_inline(
-        job=redteam_services.attack_run_create(
-            requested_by=admin_user, model_version=policy, queue=False
-        )
-    )
+    run = _run_to_the_end(admin_user, policy)
     job = run.results.get(attack=withdrawn).sample.job
     # As if the run were mid-way: its result for the attack not written, its job still running.
     AttackResult.objects.filter(run=run, attack=withdrawn).delete()
