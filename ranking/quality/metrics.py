@@ -186,12 +186,22 @@ def task_agreement(orderings: Sequence[Ordering]) -> Agreement:
 
 
 def _outlier_reasons(
-    *, count: int, unchanged_rate: float | None, fast_rate: float, share: float, minimum: int
+    *,
+    count: int,
+    unchanged_rate: float | None,
+    unchanged_chance: float,
+    fast_rate: float,
+    share: float,
+    minimum: int,
 ) -> tuple[str, ...]:
     if count < minimum:
         return ()
     reasons = []
-    if unchanged_rate is not None and unchanged_rate >= share:
+    # ``share`` of what chance leaves: of the rankings a random order would not have kept as
+    # shown (1 - 1/K!), at least that share kept it.
+    if unchanged_rate is not None and unchanged_rate >= unchanged_chance + share * (
+        1 - unchanged_chance
+    ):
         reasons.append(f"submits the order shown {unchanged_rate:.0%} of the time")
     if fast_rate >= share:
         reasons.append(f"{fast_rate:.0%} of rankings very fast")
@@ -215,8 +225,10 @@ def quality_summary(
     Each pair of rankings of the same task (by different trainers, neither ``cannot_rank``) is
     compared once; the pair counts for the task, for the overall mean and for both trainers.
     A trainer with at least ``outlier_min_rankings`` rankings is an outlier when at least
-    ``outlier_share`` of them kept the order shown (chance is 1/K! for K replies: 4 % for four)
-    or were submitted within ``fast_ms``.
+    ``outlier_share`` of them were submitted within ``fast_ms``, or when the order shown was
+    kept in that share of the rankings chance would not have kept it in (chance keeps it in
+    1/K! of them for K replies: 4 % for four, so the bar is 33 % at a share of 30 %; half for
+    two, so the bar is 65 %).
     """
     skips = skips or {}
     by_task: dict[int, list[RankingRecord]] = defaultdict(list)
@@ -244,8 +256,16 @@ def quality_summary(
         own = by_ranker.get(ranker_id, [])
         agreement = per_ranker[ranker_id].agreement()
         count = len(own)
-        ordered = [r.order_unchanged for r in own if r.order_unchanged is not None]
-        unchanged_rate = sum(ordered) / len(ordered) if ordered else None
+        ordered = [r for r in own if r.order_unchanged is not None]
+        unchanged_rate = sum(r.order_unchanged for r in ordered) / len(ordered) if ordered else None
+        # How often a random strict order of each one's K replies is the order shown: 1/K!.
+        chance = (
+            statistics.fmean(
+                1 / math.factorial(sum(len(group) for group in r.ordering)) for r in ordered
+            )
+            if ordered
+            else 0.0
+        )
         fast_rate = sum(r.duration_ms < fast_ms for r in own) / count if count else 0.0
         trainers.append(
             TrainerQuality(
@@ -266,6 +286,7 @@ def quality_summary(
                 outlier_reasons=_outlier_reasons(
                     count=count,
                     unchanged_rate=unchanged_rate,
+                    unchanged_chance=chance,
                     fast_rate=fast_rate,
                     share=outlier_share,
                     minimum=outlier_min_rankings,

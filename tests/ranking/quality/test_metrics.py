@@ -162,7 +162,7 @@ def test_trainers_who_keep_the_order_shown_or_submit_very_fast_are_flagged():
         return RankingRecord(
             task_id=task_id,
             ranker_id=ranker_id,
-            ordering=[[1], [2]],
+            ordering=[[1], [2], [3], [4]],
             duration_ms=duration_ms,
             order_unchanged=unchanged,
         )
@@ -192,3 +192,37 @@ def test_trainers_who_keep_the_order_shown_or_submit_very_fast_are_flagged():
     assert trainers[41].outlier_reasons == ("40% of rankings very fast",)
     assert trainers[42].unchanged_rate == 1.0 and trainers[42].outlier_reasons == ()
     assert trainers[43].unchanged_rate == 0.0 and trainers[43].outlier_reasons == ()
+
+
+def test_keeping_the_order_shown_is_judged_against_what_chance_keeps_for_that_many_replies():
+    """Two replies are in the order shown half the time by chance: an honest trainer of pairs
+    keeps it about half the time, and is no outlier for that; one who always keeps it is."""
+
+    def records(ranker_id, kept, of, replies):
+        ordering = [[index] for index in range(replies)]
+        return [
+            RankingRecord(
+                task_id=t, ranker_id=ranker_id, ordering=ordering, order_unchanged=t < kept
+            )
+            for t in range(of)
+        ]
+
+    trainers = {
+        row.ranker_id: row
+        for row in quality_summary(
+            [
+                *records(1, 6, 10, replies=2),  # 60 %: chance is 50 %, the bar 65 %
+                *records(2, 7, 10, replies=2),  # 70 %
+                *records(3, 4, 10, replies=4),  # 40 %: chance is 1/24, the bar 33 %
+                *records(4, 3, 10, replies=4),  # 30 %
+            ],
+            fast_ms=0,
+            outlier_share=0.3,
+            outlier_min_rankings=5,
+        ).trainers
+    }
+
+    assert trainers[1].outlier_reasons == ()
+    assert trainers[2].outlier_reasons == ("submits the order shown 70% of the time",)
+    assert trainers[3].outlier_reasons == ("submits the order shown 40% of the time",)
+    assert trainers[4].outlier_reasons == ()
