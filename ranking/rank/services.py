@@ -119,6 +119,12 @@ def ranking_task_create(
     return task
 
 
+def _prepared_by(job: GenerationJob):
+    """The task ``job`` prepares: its gold copies share the job (and its candidates) but were
+    made once it had succeeded, and are never what a preparation's outcome acts on."""
+    return RankingTask.objects.filter(generation_job=job, gold_of__isnull=True)
+
+
 def ranking_task_prepare_execute(context: JobContext) -> None:
     """The preparation job: sample the alternatives and, in the same transaction that stores
     them, turn them into the task's candidates (ready for ranking)."""
@@ -126,7 +132,7 @@ def ranking_task_prepare_execute(context: JobContext) -> None:
 
 
 def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
-    task = RankingTask.objects.select_for_update().filter(generation_job=job).first()
+    task = _prepared_by(job).select_for_update().first()
     if task is None or task.status != RankingTask.Status.PREPARING:
         return
     source = Message.objects.select_related("sample").get(pk=task.source_message_id)
@@ -168,7 +174,7 @@ def ranking_task_preparation_given_up(job: GenerationJob) -> None:
     counts it no more and makes another. Its source can be picked again (within its tries):
     the backend's trouble or a cancelled job is no fault of the message."""
     ranking_task_fail(
-        task_id=RankingTask.objects.filter(generation_job=job).values_list("pk", flat=True).first(),
+        task_id=_prepared_by(job).values_list("pk", flat=True).first(),
         error=job.error or f"Sampling {job.status}.",
     )
 
@@ -178,9 +184,7 @@ def ranking_task_preparation_retried(job: GenerationJob) -> None:
     again: released when it gave up, the task waits for its candidates once more, unless its
     source has meanwhile been taken by another task (one task per source): then it stays
     failed, and the samples its job makes are kept but made into no candidates."""
-    project_id = (
-        RankingTask.objects.filter(generation_job=job).values_list("project_id", flat=True).first()
-    )
+    project_id = _prepared_by(job).values_list("project_id", flat=True).first()
     if project_id is None:
         return
     source_taken = RankingTask.objects.filter(
@@ -190,7 +194,7 @@ def ranking_task_preparation_retried(job: GenerationJob) -> None:
         # The project's row lock, as a pool fill takes it to pick sources: the two take turns,
         # so a fill never picks the source this retry takes back, nor the retry one just picked.
         list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk"))
-        RankingTask.objects.filter(generation_job=job, status=RankingTask.Status.FAILED).exclude(
+        _prepared_by(job).filter(status=RankingTask.Status.FAILED).exclude(
             Exists(source_taken)
         ).update(status=RankingTask.Status.PREPARING, error="", holds_source=True)
 
