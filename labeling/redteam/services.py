@@ -251,7 +251,12 @@ def attack_run_execute(context: JobContext) -> None:
             context.heartbeat(progress=0.9 * position / len(entries))
     if reward_version is not None:
         _score_results(run=run, reward_version=reward_version)
-    context.succeed(progress=1.0)
+    with transaction.atomic():
+        # An attack deleted before the run succeeded other than through ``attack_withdraw`` (in
+        # the admin, with its conversation) leaves the run as a withdrawal does: its result,
+        # kept with its attack emptied, goes, and the run counts the attacks left in its set.
+        run.results.filter(attack__isnull=True).delete()
+        context.succeed(progress=1.0, attack_count=run.entries.count())
 
 
 def _last_user_turn(messages: list[dict]) -> str:

@@ -207,3 +207,38 @@ def test_withdrawing_an_attack_keeps_its_results_in_finished_runs_marked_withdra
     # The run still to come re-sends the other attack only.
     waiting = job_run_inline(job=waiting)
     assert list(waiting.results.values_list("attack_id", flat=True)) == [corrected.pk]
+
+
+def test_an_attack_deleted_in_the_admin_before_its_run_succeeded_leaves_no_result_there(
+    admin_client_, trainer, admin_user, policy, settings
+):
+    """Only a run that succeeded keeps the result of an attack gone since: one deleted in the
+    admin (or with its conversation) while a run was still to finish leaves that run as a
+    withdrawal does, not as a result of an attack "withdrawn since"."""
+    from django.urls import reverse
+
+    from labeling.redteam.models import AttackResult
+    from sampler.jobs.services import job_run_inline
+    from tests.labeling.redteam.conftest import two_attacks
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    kept, deleted = two_attacks(trainer, policy)
+    run = job_run_inline(
+        job=redteam_services.attack_run_create(
+            requested_by=admin_user, model_version=policy, queue=False
+        )
+    )
+    # As if the worker had stopped after both results, before the run succeeded.
+    AttackRun.objects.filter(pk=run.pk).update(status="failed")
+    page = admin_client_.post(
+        reverse("admin:labeling_attack_delete", args=[deleted.pk]), {"post": "yes"}
+    )
+    assert page.status_code == 302
+
+    run = job_run_inline(job=AttackRun.objects.get(pk=run.pk))
+
+    assert run.status == AttackRun.Status.SUCCEEDED
+    assert list(run.results.values_list("attack_id", flat=True)) == [kept.pk]
+    assert not AttackResult.objects.filter(attack=None).exists()
+    overview = admin_client_.get("/write/redteam/").content.decode()
+    assert "1 / 1" in overview and "withdrawn since" not in overview
