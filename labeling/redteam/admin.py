@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdminMixin
 from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
 from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
 
@@ -48,7 +49,11 @@ class AttackResultAdmin(admin.ModelAdmin):
 
 
 @admin.register(AttackRunAttack)
-class AttackRunAttackAdmin(admin.ModelAdmin):
+class AttackRunAttackAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """A run's set, fixed by ``attack_run_create`` when the run is asked for: shown, never
+    changed here (an attack added would be sent by a resumed run, one removed would leave its
+    count wrong); an attack withdrawn or deleted takes its rows with it."""
+
     list_display = ("id", "run", "attack")
     list_filter = ("run__status",)
     search_fields = ("attack__message__content", "attack__note")
