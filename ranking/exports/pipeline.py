@@ -59,9 +59,11 @@ def records(
 
 
 def source_count(format: str, filters: ExportFilters) -> int:
-    """What the preview shows: rankings (for rankings and pairs) or finished conversations.
-    Rankings of a task without a prompt (its generation job was deleted) are not counted: the
-    export skips them (``bundle_context``), and ``records`` counts them in ``skipped``."""
+    """How many rankings (for rankings and pairs) or finished conversations an export reads,
+    counted in the database for its progress: the split and the agreement filter are applied
+    as the records are built, so it can be more than the rows are written from. Rankings of a
+    task without a prompt (its generation job was deleted) are not counted: the export skips
+    them (``bundle_context``), and ``records`` counts them in ``skipped``."""
     if format == DatasetExport.Format.DEMONSTRATIONS:
         from labeling.conversations.selectors import demonstration_conversations
 

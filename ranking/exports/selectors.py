@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 
 from ranking.exports.filters import ExportFilters
 from ranking.exports.models import DatasetExport, skipped_summary
-from ranking.exports.pipeline import records, source_count
+from ranking.exports.pipeline import records
 
 
 def dataset_export_list() -> QuerySet[DatasetExport]:
@@ -25,7 +25,7 @@ def export_records(*, format: str, filters: ExportFilters) -> Iterator[dict]:
 class ExportPreview:
     """What an export of some format and filters would write, before it is started."""
 
-    sources: int  # rankings (or finished conversations) the rows are made from
+    sources: int  # rankings (or finished conversations) the rows are written from
     rows: dict[str, int]  # per split ("train", "test")
     skipped: dict[str, int]  # as ``DatasetExport.skipped``: reason -> how many
 
@@ -35,13 +35,24 @@ class ExportPreview:
 
 
 def export_preview_get(*, format: str, filters: ExportFilters) -> ExportPreview:
-    """The rows an export of ``format`` would write, per split, and what it would skip: the
-    records are built (streamed, memory stays flat) and counted as the export does, so the
-    preview is exact."""
+    """The rows an export of ``format`` would write, per split, what it would skip, and how
+    many rankings (finished conversations, for demonstrations) the rows come from: the records
+    are built (streamed, memory stays flat) and counted as the export does, every filter
+    (split, agreement) applied, so the preview is exact. The records of one ranking (one
+    conversation) come one after another, so its sources are counted as the key changes."""
+    key = "conversation_id" if format == DatasetExport.Format.DEMONSTRATIONS else "ranking_id"
     skipped: Counter = Counter()
-    counts = Counter(record["split"] for record in records(format, filters, skipped=skipped))
+    counts: Counter = Counter()
+    sources, previous = 0, None
+    for record in records(format, filters, skipped=skipped):
+        counts[record["split"]] += 1
+        source = record[key]
+        # Red-team pairs (no ranking) come from no ranking.
+        if source is not None and source != previous:
+            sources += 1
+        previous = source
     return ExportPreview(
-        sources=source_count(format, filters),
+        sources=sources,
         rows={split: counts.get(split, 0) for split in ("train", "test")},
         skipped=dict(skipped),
     )

@@ -306,3 +306,20 @@ def test_the_preview_counts_only_what_the_export_writes_and_says_what_it_skips(
     assert f"{export.row_count} rows to write" in preview
     assert "(from 2 rankings; skipped 2 rankings without a prompt" in preview
     assert export.skipped == {"rankings_without_prompt": 2}
+
+
+@pytest.mark.parametrize("format", ["rankings", "pairs", "demonstrations"])
+def test_the_preview_counts_the_sources_of_the_split_it_writes(admin_client_, ranked, format):
+    """ "from N rankings" is of the rows written: a split (or an agreement bar) leaves out
+    rankings as it leaves out their rows."""
+    url = reverse("ranking:export-preview")
+    query = {"format": format, "split": "train", "test_fraction": "0.5", "split_seed": "0"}
+    query["pair_mode"] = "per_ranker"
+    key = "conversation_id" if format == "demonstrations" else "ranking_id"
+    filters = ExportFilters(split="train", test_fraction=0.5, split_seed=0)
+    written = list(records(format, filters))
+    everything = list(records(format, ExportFilters(test_fraction=0.5, split_seed=0)))
+    sources = {record[key] for record in written}
+    assert 0 < len(sources) < len({record[key] for record in everything})
+    page = admin_client_.get(url, query).content.decode()
+    assert f"(from {len(sources)} " in page, page
