@@ -342,6 +342,10 @@ def test_red_team_runs_made_before_run_sets_get_theirs_and_results_keep_their_at
         assert late.pk not in set(run.entries.values_list("attack_id", flat=True))
         result = AttackResult.objects.get(run=run)
         assert (result.category, result.prompt) == ("harmful", "a")
+        # Back to where a result needs its attack: a withdrawn attack's result goes.
+        AttackResult.objects.filter(pk=result.pk).update(attack=None)
+        apps = _migrate_back("labeling", "0011_attack_run_generation_job")
+        assert not apps.get_model("labeling", "AttackResult").objects.exists()
     finally:
         _migrate(_latest())
 

@@ -16,6 +16,10 @@ def _copy_from_attacks(apps, schema_editor):
         result.save(update_fields=["category", "prompt"])
 
 
+def _drop_results_without_attack(apps, schema_editor):
+    apps.get_model("labeling", "AttackResult").objects.filter(attack__isnull=True).delete()
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("labeling", "0011_attack_run_generation_job"),
@@ -53,5 +57,6 @@ class Migration(migrations.Migration):
                 to="labeling.attack",
             ),
         ),
-        migrations.RunPython(_copy_from_attacks, migrations.RunPython.noop),
+        # Back: the results of withdrawn attacks have no place where a result needs its attack.
+        migrations.RunPython(_copy_from_attacks, _drop_results_without_attack),
     ]
