@@ -57,6 +57,21 @@ def message_path(*, message: Message) -> list[Message]:
     return list(reversed(path))
 
 
+def message_depth(*, message: Message) -> int:
+    """How many messages the path from the root down to ``message`` holds (``message`` too),
+    read from the conversation's ids alone."""
+    parents = dict(
+        Message.objects.filter(conversation_id=message.conversation_id).values_list(
+            "id", "parent_id"
+        )
+    )
+    depth, current = 0, message.pk
+    while current is not None and depth <= len(parents):
+        depth += 1
+        current = parents.get(current)
+    return depth
+
+
 def branch_leaf(*, message: Message) -> Message:
     """Follow the most recent child from ``message`` down to a leaf."""
     children: dict[int | None, list[Message]] = {}

@@ -26,7 +26,12 @@ from labeling.conversations.models import (
     Draft,
     Message,
 )
-from labeling.conversations.selectors import branch_leaf, message_path, next_role_after
+from labeling.conversations.selectors import (
+    branch_leaf,
+    message_depth,
+    message_path,
+    next_role_after,
+)
 from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack
 from sampler.generation.models import GenerationJob, Sample
@@ -214,7 +219,7 @@ def message_append(
     expected = next_role_after(message=parent)
     if role is not None and role != expected:
         raise ValidationError({"role": f"The next turn is the {expected}'s (turns alternate)."})
-    if parent is not None and len(message_path(message=parent)) >= MAX_PATH_MESSAGES:
+    if parent is not None and message_depth(message=parent) >= MAX_PATH_MESSAGES:
         # As an import refuses longer ones: what the editor writes can be exported and read back.
         raise ValidationError(
             {

@@ -180,3 +180,13 @@ def test_a_branch_takes_no_more_turns_than_an_import_reads_back(monkeypatch, tra
     last = conversation.messages.get(content="How are you?")
     branch = services.message_branch(original=last, author=trainer, content="And you?")
     assert branch.parent_id == last.parent_id
+
+
+def test_the_depth_of_a_message_counts_its_path_from_the_root(conversation, trainer):
+    from labeling.conversations.selectors import message_depth, message_path
+
+    first, second, third = write_turns(conversation, trainer, "hi", "hello!", "how are you?")
+    branch = services.message_branch(original=second, author=trainer, content="hey!")
+    for message in (first, second, third, branch):
+        assert message_depth(message=message) == len(message_path(message=message))
+    assert [message_depth(message=m) for m in (first, second, third, branch)] == [1, 2, 3, 2]
