@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -325,10 +326,18 @@ def _backend(version: ModelVersion) -> GenerationBackend:
     )
 
 
-def _generate(jobs: list[GenerationJob], *, attempts: int) -> list[GenerationResult | BackendError]:
+def _generate(jobs: list[GenerationJob]) -> list[GenerationResult | Exception]:
     """Sample every job's completions in one backend call (the jobs share a model version):
-    each job's result, or the refusal of its request alone."""
-    return _sample(jobs[0].model_version, [_request(job) for job in jobs], attempts=attempts)
+    each job's result, or the refusal of its request alone. A call that fails as a whole (a
+    backend that cannot be built, a server that is down, an engine that crashed) is the same
+    failure for every job: each gets that error as its outcome. The time limit is the worker
+    message's own, raised on."""
+    try:
+        return _backend(jobs[0].model_version).generate_many([_request(job) for job in jobs])
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as error:
+        return [error] * len(jobs)
 
 
 def _job_error(error: BackendError, *, attempts: int) -> Exception:
@@ -349,10 +358,13 @@ def _sample(
         raise _job_error(error, attempts=attempts) from error
 
 
-def _result(outcome: GenerationResult | BackendError, *, attempts: int) -> GenerationResult:
-    """A request's result, or the job error its refusal means, raised."""
+def _result(outcome: GenerationResult | Exception, *, attempts: int) -> GenerationResult:
+    """A request's result, or the job error its refusal means, raised (any other error as
+    it is: the executor records it on the job as on any job)."""
     if isinstance(outcome, BackendError):
         raise _job_error(outcome, attempts=attempts) from outcome
+    if isinstance(outcome, Exception):
+        raise outcome
     return outcome
 
 
@@ -459,17 +471,19 @@ def generation_job_execute(
     ranking task's candidates). Jobs of the same kind and version waiting in the same queue
     are claimed and sampled in the same backend call; each has its own outcome, stored in its
     own transaction: a request the backend refuses, or samples that cannot be stored, fail that
-    job alone.
+    job alone. A call that fails as a whole is every job's failure, recorded on each as on the
+    job that claimed them (its attempt counted).
 
-    A model server that is down puts the job back in its queue (``JobRetryLater``) until its
-    attempts are spent; any other backend refusal fails it with the reason. A character a
-    database cannot store in a sample (NUL, an unpaired surrogate) is replaced, with a note.
+    A model server that is down puts the job back in its queue (``JobRetryLater``, after a
+    delay doubling with its own attempts) until its attempts are spent; any other backend
+    refusal fails it with the reason. A character a database cannot store in a sample (NUL,
+    an unpaired surrogate) is replaced, with a note.
     """
     job = GenerationJob.objects.select_related("model_version").get(pk=context.job.pk)
     with job_batch(context=context, candidates=_waiting_with(job)) as partners:
         jobs = [job] + [partner.job for partner in partners]
         started = time.monotonic()
-        outcomes = _generate(jobs, attempts=job.attempts)
+        outcomes = _generate(jobs)
         duration_ms = int((time.monotonic() - started) * 1000)
         for partner, partner_job, outcome in zip(partners, jobs[1:], outcomes[1:], strict=True):
             with job_partner_step(context=partner):

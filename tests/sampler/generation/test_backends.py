@@ -331,6 +331,7 @@ TOO_LONG = "x" * 2000
 UNSTORABLE_REPLY = "reply with a NUL and a lone surrogate"
 ABSURD_COUNT = "reply with an absurd token count"
 REFUSED_WITH_NUL = "refuse with a NUL in the reason"
+BUSY = "answer as a server too busy to take it"
 # TGI's refusal of a request past its tokens, as TGI words it: 422, {"error": "<text>"}.
 TGI_LIMIT = 1000
 TGI_TOO_LONG = (
@@ -366,6 +367,9 @@ class ChatServer(BaseHTTPRequestHandler):
             if sent > TGI_LIMIT:
                 self._answer(422, {"error": TGI_TOO_LONG, "error_type": "validation"})
                 return
+        if prompt == BUSY:
+            self._answer(503, {"error": {"message": "overloaded, try later", "code": 503}})
+            return
         if prompt == REFUSED_WITH_NUL:
             self._answer(400, {"error": {"message": "cannot\x00 do that", "code": 400}})
             return
@@ -475,9 +479,25 @@ def test_tgis_refusal_of_a_long_prefix_is_read_and_the_prefix_cut_from_the_left(
 @pytest.fixture
 def run_batch(chat_server_version, trainer, monkeypatch, django_capture_on_commit_callbacks):
     """Runs one job (n=1) of ``chat_server_version`` per prompt, queued together: the first
-    one's message runs them all in one batch. Gives the jobs back, as they ended."""
+    one's message runs them all in one batch. Gives the jobs back, as they ended.
+    ``run_batch.again(jobs)`` runs the first job's latest message (its newest publication)."""
+    return _batch_runner(
+        chat_server_version, trainer, monkeypatch, django_capture_on_commit_callbacks
+    )
+
+
+def _batch_runner(version, trainer, monkeypatch, django_capture_on_commit_callbacks):
     broker = RecordingBroker()
     monkeypatch.setattr(app, "send_task", broker.send_task)
+
+    def again(jobs: list[GenerationJob]) -> list[GenerationJob]:
+        lead = jobs[0].pk
+        token = [message["args"][2] for message in broker.sent if message["args"][1] == lead][-1]
+        with django_capture_on_commit_callbacks(execute=True):
+            job_execute(kind_name="generation", job_id=lead, token=token)
+        for job in jobs:
+            job.refresh_from_db()
+        return jobs
 
     def run(prompts: list[str]) -> list[GenerationJob]:
         with django_capture_on_commit_callbacks(execute=True):
@@ -487,18 +507,15 @@ def run_batch(chat_server_version, trainer, monkeypatch, django_capture_on_commi
                     n=1,
                     seed=1,
                     params={"max_new_tokens": 8},
-                    model_version=chat_server_version,
+                    model_version=version,
                     requested_by=trainer,
                 )
                 for prompt in prompts
             ]
-        lead = jobs[0].pk
-        token = next(message["args"][2] for message in broker.sent if message["args"][1] == lead)
-        job_execute(kind_name="generation", job_id=lead, token=token)
-        for job in jobs:
-            job.refresh_from_db()
-        return jobs
+        return again(jobs)
 
+    run.again = again
+    run.broker = broker
     return run
 
 
@@ -567,3 +584,50 @@ def test_transformers_batch_that_runs_out_of_memory_is_sampled_request_by_reques
     assert str(alone) == (
         "The model ran out of accelerator memory (CUDA out of memory. Tried to allocate 2.00 GiB)."
     )
+
+
+def test_a_batch_whose_model_cannot_be_loaded_fails_every_job_alike(
+    db, micro_model_dir, tmp_path, trainer, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The micro model's weights gone from its directory: the batched pass fails as a whole
+    (an OSError, no refusal of one request). Every job of the batch fails with the same reason,
+    its attempt counted, not the job whose message ran it alone while the others go back to
+    their queue uncounted."""
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(micro_model_dir, moved)
+    version = model_version_register(name="moved", path=str(moved))
+    (moved / "model.safetensors").unlink()
+    run = _batch_runner(version, trainer, monkeypatch, django_capture_on_commit_callbacks)
+    jobs = run(["hello", "how are you?", "bye"])
+    assert [(job.status, job.attempts) for job in jobs] == [(GenerationJob.Status.FAILED, 1)] * 3
+    assert jobs[0].error.startswith("OSError: ")
+    assert {job.error for job in jobs} == {jobs[0].error}
+    assert not Sample.objects.filter(job__in=jobs).exists()
+
+
+def test_a_batch_the_server_is_too_busy_for_counts_every_jobs_attempt_until_each_gives_up(
+    run_batch,
+):
+    """One request the server answers 503 (busy, after the client's retries): the call fails
+    as a whole. Each job of the batch goes back to its queue with its attempt counted and its
+    own delay, as the job whose message ran it does, and gives up once its attempts are spent:
+    no job is handed back uncounted to be batched again without end."""
+    budget = job_kind_named("generation").max_attempts
+    jobs = run_batch(["hello", BUSY, "how are you?"])
+    for attempt in range(1, budget + 1):
+        if attempt > 1:
+            run_batch.again(jobs)
+        if attempt < budget:
+            assert [(job.status, job.attempts) for job in jobs] == [
+                (GenerationJob.Status.QUEUED, attempt)
+            ] * 3
+            delay = services.BACKEND_RETRY_DELAY * 2 ** (attempt - 1)
+            published = run_batch.broker.sent[-3:]
+            assert {message["args"][1] for message in published} == {job.pk for job in jobs}
+            assert {message["countdown"] for message in published} == {delay}
+        assert all("HTTP 503" in job.error for job in jobs)
+    assert [job.status for job in jobs] == [GenerationJob.Status.FAILED] * 3
+    assert all(f"Gave up after {budget} attempts" in job.error for job in jobs)
+    assert not Sample.objects.filter(job__in=jobs).exists()
