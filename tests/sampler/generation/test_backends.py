@@ -25,6 +25,7 @@ from sampler.generation.backends import (
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.params import GenerationParams
 from sampler.jobs.kinds import job_kind_named
+from sampler.jobs.models import INTERNAL_ERROR_MESSAGE
 from sampler.jobs.services import job_execute
 from sampler.registry.services import model_version_register
 from tests.conftest import free_port
@@ -539,6 +540,8 @@ def test_a_partner_that_cannot_be_stored_fails_alone_and_the_others_are_stored(r
         assert job.samples.count() == 1
     assert absurd.status == GenerationJob.Status.FAILED and absurd.attempts == 1
     assert absurd.error.split(":")[0] in {"OverflowError", "DataError"}
+    # Trainers read a plain sentence, not the exception and where it was raised.
+    assert absurd.error_public == INTERNAL_ERROR_MESSAGE
     assert not absurd.samples.exists()
 
 
