@@ -30,9 +30,13 @@ def main(state_file: Path) -> None:
     call_command("migrate", interactive=False, verbosity=1)
     accounts = StringIO()
     call_command("bootstrap", stdout=accounts)
-    print(accounts.getvalue(), end="")
-    call_command("ensure_default_model")
     credentials = [line.strip() for line in accounts.getvalue().splitlines() if "password=" in line]
+    # The passwords are shown once, in the ready box; the rest of what bootstrap said, here.
+    if credentials:
+        print("First-run accounts created: their passwords are in the box once Tandem is ready.")
+    else:
+        print(accounts.getvalue(), end="")
+    call_command("ensure_default_model")
     state = {
         "worker_groups": {
             group: [queue.value for queue in queues] for group, queues in WORKER_GROUPS.items()

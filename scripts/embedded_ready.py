@@ -1,8 +1,10 @@
 """`make run`, last step: wait until the app is ready (/readyz: database, broker, a live worker
 on every queue), then print the URL, the port and the first-run credentials in one box, with
-the time it took since the script started. Standard library only (no Django start)."""
+the time it took since `make run` started. A web server of this run that exits is no longer
+waited for: the box says so. Standard library only (no Django start)."""
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -13,10 +15,21 @@ from pathlib import Path
 READY_WAIT_SECONDS = 300
 
 
-def wait_ready(url: str, deadline: float) -> dict | None:
-    """The /readyz answer once it is 200, or the last answer (None: no answer) at the deadline."""
+def server_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_ready(url: str, deadline: float, alive=lambda: True) -> dict | None:
+    """The /readyz answer once it is 200, or the last answer (None: no answer) at the deadline
+    or once ``alive()`` says the web server this run started has exited."""
     last = None
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and alive():
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
                 return json.loads(response.read())
@@ -37,8 +50,17 @@ def box(lines: list[str]) -> str:
     return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])
 
 
-def main(base_url: str, port: str, state_file: Path, started: float, var_dir: str) -> int:
-    answer = wait_ready(f"{base_url}/readyz", time.monotonic() + READY_WAIT_SECONDS)
+def main(
+    base_url: str, port: str, state_file: Path, started: float, var_dir: str, server_pid: int
+) -> int:
+    answer = wait_ready(
+        f"{base_url}/readyz",
+        time.monotonic() + READY_WAIT_SECONDS,
+        alive=lambda: server_alive(server_pid),
+    )
+    # An answer from a server this run did not start (its own one exited) is no readiness.
+    if not server_alive(server_pid):
+        answer = {"checks": f"the web server exited: see {var_dir}/log/web.log"}
     elapsed = time.time() - started
     state = json.loads(state_file.read_text())
     if state["credentials"]:
@@ -72,5 +94,5 @@ def main(base_url: str, port: str, state_file: Path, started: float, var_dir: st
 
 
 if __name__ == "__main__":
-    base, port, state, started, var = sys.argv[1:6]
-    sys.exit(main(base, port, Path(state), float(started), var))
+    base, port, state, started, var, pid = sys.argv[1:7]
+    sys.exit(main(base, port, Path(state), float(started), var, int(pid)))

@@ -6,9 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-STARTED=$($PY -c "import time; print(time.time())")
+# When `make run` started (before its setup), else now.
+STARTED=${MAKE_RUN_STARTED:-$($PY -c "import time; print(time.time())")}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
+$PY scripts/port_free.py "$HOST" "$PORT"
 VAR=${VAR_DIR:-var}
 mkdir -p "$VAR/log"
 # The settings take VAR_DIR as an absolute path only: a relative one is made so, from here.
@@ -61,6 +63,6 @@ $PY manage.py runserver --noreload "$HOST:$PORT" >> "$VAR/log/web.log" 2>&1 &
 WEB_PID=$!
 PIDS+=($WEB_PID)
 
-$PY scripts/embedded_ready.py "http://$HOST:$PORT" "$PORT" "$STATE" "$STARTED" "$VAR" || true
+$PY scripts/embedded_ready.py "http://$HOST:$PORT" "$PORT" "$STATE" "$STARTED" "$VAR" "$WEB_PID" || true
 echo "Web server log: $VAR/log/web.log"
 wait "$WEB_PID"

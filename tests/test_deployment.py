@@ -277,18 +277,68 @@ def test_make_run_shows_first_run_passwords_once_and_keeps_no_copy_on_disk(
     )
     embedded_ready = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(embedded_ready)
-    monkeypatch.setattr(embedded_ready, "wait_ready", lambda url, deadline: {"status": "ready"})
+    monkeypatch.setattr(
+        embedded_ready, "wait_ready", lambda url, deadline, alive: {"status": "ready"}
+    )
     state_file = tmp_path / "run-state.json"
     credential = "admin    username=admin  password=s3cret-first-run"
     state_file.write_text(
         json.dumps({"worker_groups": {"default": ["default"]}, "credentials": [credential]})
     )
-    assert embedded_ready.main("http://127.0.0.1:8000", "8000", state_file, 0.0, "var") == 0
+    assert (
+        embedded_ready.main("http://127.0.0.1:8000", "8000", state_file, 0.0, "var", os.getpid())
+        == 0
+    )
     assert credential in capsys.readouterr().out
     # The state file stays for the workers' groups, without the passwords.
     state = json.loads(state_file.read_text())
     assert "s3cret-first-run" not in state_file.read_text()
     assert state["worker_groups"] == {"default": ["default"]}
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_run_finds_its_port_taken_before_it_starts_anything():
+    import socket
+
+    port_free = _script("port_free")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        problem = port_free.port_problem("127.0.0.1", port)
+        assert problem is not None and f"Port {port} on 127.0.0.1 is not free" in problem
+        assert "PORT=" in problem
+    assert port_free.port_problem("127.0.0.1", port) is None  # closed: free again
+
+
+def test_the_ready_box_says_so_when_the_web_server_of_this_run_has_exited(
+    tmp_path, monkeypatch, capsys
+):
+    """Another server answering on the port (its own failed to start) is not this run ready:
+    the box says the server exited, and still shows the first-run passwords, never shown else."""
+    import subprocess
+
+    embedded_ready = _script("embedded_ready")
+    monkeypatch.setattr(
+        embedded_ready, "wait_ready", lambda url, deadline, alive: {"status": "ready"}
+    )
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    state_file = tmp_path / "run-state.json"
+    credential = "admin    username=admin  password=s3cret-first-run"
+    state_file.write_text(
+        json.dumps({"worker_groups": {"default": ["default"]}, "credentials": [credential]})
+    )
+    assert embedded_ready.main("http://x", "8000", state_file, 0.0, "var", exited.pid) == 1
+    printed = capsys.readouterr().out
+    assert "Tandem is NOT ready" in printed and "the web server exited" in printed
+    assert credential in printed
 
 
 def test_make_run_writes_the_first_run_passwords_readable_by_their_owner_only(

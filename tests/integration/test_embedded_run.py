@@ -184,3 +184,28 @@ def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(
     text = worker_log.read_text()
     assert "the worker exited with status 0; starting it again" in text
     assert "A worker exited (status 0) and is starting again" in log.read_text()
+
+
+def test_make_run_stops_at_once_when_its_port_is_taken(tmp_path):
+    """Another server on the port: the script says so and starts nothing (no first-run
+    accounts made, whose passwords a box for the other server would have lost)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+        env |= {"VAR_DIR": str(tmp_path / "var"), "PORT": str(port)}
+        finished = subprocess.run(
+            ["bash", str(SCRIPT)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=WAIT_SECONDS,
+        )
+    assert finished.returncode != 0
+    assert f"Port {port} on 127.0.0.1 is not free" in finished.stderr, finished.stderr
+    assert not (tmp_path / "var" / "tandem.sqlite3").exists()
+    assert not (tmp_path / "var" / "run-state.json").exists()
