@@ -3,7 +3,7 @@ from urllib.parse import urlencode, urlsplit
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpResponse
 from django.middleware.common import CommonMiddleware
-from django.shortcuts import resolve_url
+from django.shortcuts import render, resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.api import is_api_request
@@ -55,4 +55,32 @@ class LoginRequiredExceptApiMiddleware(LoginRequiredMiddleware):
             content_type="text/plain; charset=utf-8",
         )
         response["X-Login-Url"] = f"{login_url}?{urlencode({'next': next_url})}"
+        return response
+
+
+class PageMethodNotAllowedMiddleware:
+    """A page's address visited with a method it does not take (a GET of an address that only a
+    form posts to, such as ``/write/new/``) gets a page saying so, with a way back, instead of
+    Django's empty 405. The status and its ``Allow`` header stay; the API answers its own 405s
+    in JSON, and an htmx request keeps the bare one (its error handler shows a message)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code == 405
+            and not response.content
+            and not is_api_request(request)
+            and request.headers.get("HX-Request") != "true"
+        ):
+            page = render(
+                request,
+                "405.html",
+                {"allowed": response.get("Allow", "")},
+                status=405,
+            )
+            page["Allow"] = response.get("Allow", "")
+            return page
         return response

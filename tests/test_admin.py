@@ -263,3 +263,16 @@ def test_every_kind_of_job_has_its_admin_and_it_is_a_job_admin():
     assert {m for m in kinds_models()} <= {
         m for m, a in admin.site._registry.items() if isinstance(a, JobAdminMixin)
     }
+
+
+def test_the_admin_names_every_model_in_a_correct_plural():
+    """Django adds an "s": a name ending in a consonant and "y" needs its own plural."""
+    import re
+
+    wrong = [
+        str(m._meta.verbose_name_plural)
+        for app in APPS
+        for m in apps.get_app_config(app).get_models()
+        if re.search(r"[^aeiou]ys$", str(m._meta.verbose_name_plural))
+    ]
+    assert wrong == []

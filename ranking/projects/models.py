@@ -89,6 +89,7 @@ class ProjectPolicy(models.Model):
 
     class Meta:
         ordering = ["project", "pk"]
+        verbose_name_plural = "project policies"
         constraints = [
             models.UniqueConstraint(
                 fields=["project", "model_version"], name="project_policy_once"

@@ -189,3 +189,18 @@ def test_a_content_length_not_written_in_digits_is_a_400_and_creates_nothing(
     )
     assert "Content-Length" in _refused(response, 400)["detail"]
     assert not Conversation.objects.exists()
+
+
+def test_a_page_address_visited_with_a_method_it_does_not_take_says_so_on_a_page(
+    trainer_client,
+):
+    """`/write/new/` takes a form's POST: visited, it was Django's empty 405 (a blank page)."""
+    visited = trainer_client.get("/write/new/")
+    assert visited.status_code == 405 and visited["Allow"] == "POST"
+    page = visited.content.decode()
+    assert "Not a page to visit" in page and 'href="/"' in page
+    # htmx and the API keep their own answers.
+    bare = trainer_client.get("/write/new/", headers={"HX-Request": "true"})
+    assert bare.status_code == 405 and not bare.content
+    api = trainer_client.put("/api/conversations/")
+    assert api.status_code == 405 and api["Content-Type"].startswith("application/json")
