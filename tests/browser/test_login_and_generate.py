@@ -46,8 +46,12 @@ def test_generation_is_queued_polled_and_swapped_in_with_htmx(
     page.fill("#id_n", "3")
     page.fill("#id_max_new_tokens", "12")
     page.fill("#id_seed", "11")
+    expect(page.locator("#recent-jobs")).to_contain_text("No jobs yet.")
     page.get_by_role("button", name="Generate").click()
-    # The page is not reloaded: htmx swaps the job in, polls it, and shows the samples.
+    # The page is not reloaded: htmx swaps the job in, polls it, and shows the samples; the
+    # list of recent jobs below takes it too.
+    expect(page.locator("#recent-jobs tbody tr")).to_have_count(1)
+    expect(page.locator("#recent-jobs")).not_to_contain_text("No jobs yet.")
     job = page.locator("section.job")
     expect(job).to_have_attribute("data-status", "succeeded")
     expect(page.locator("article.sample")).to_have_count(3)
