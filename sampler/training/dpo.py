@@ -187,6 +187,12 @@ class DPOTask(ReferenceTask):
     log-probs averaged over its tokens (as TRL does), so that its target gap 1 / (2 beta) means
     the same for short and long replies; DPO reads them summed."""
 
+    def items(self, batch: dict) -> float:
+        """The rankings, or their summed trust weights when the loss's mean is weighted."""
+        if self.config.weight_by_trust:
+            return float(sum(example.weight for example in batch["examples"]))
+        return float(len(batch["examples"]))
+
     def ratios(self, module: nn.Module, batch: dict) -> torch.Tensor:
         ratios = self.logratios(module, batch)
         if self.config.loss_type == "ipo":

@@ -63,8 +63,9 @@ class Task(Protocol):
         """The loss to minimise (a mean over the batch's items) and detached per-batch metrics
         (named ``<metric>/train``)."""
 
-    def items(self, batch: dict[str, torch.Tensor]) -> int:
-        """How many items ``train_loss`` averages over: what a micro-batch weighs in a step."""
+    def items(self, batch: dict[str, torch.Tensor]) -> float:
+        """What a micro-batch weighs in a step: how many items ``train_loss`` averages over, or
+        their summed weights when its mean is weighted (by trust)."""
 
     def evaluate(self, module: nn.Module, loader, accelerator: Accelerator) -> dict[str, float]:
         """Held-out metrics (named ``<metric>/eval``), gathered over all processes."""
@@ -273,11 +274,15 @@ def _accumulated_step(task: Task, module: nn.Module, window: list, accelerator: 
     examples), so each micro-batch's counts by its share of the step's items. The step's
     objective is then the mean over all its items, whatever the accumulation, the processes or
     a shorter last window; a mean of per-micro-batch means would weigh the items of a small
-    micro-batch more. (A task whose mean is weighted, by trust, still weighs by its count.)
+    micro-batch more. A task whose mean is weighted (by trust) counts its summed weights, so
+    the step's objective is the weighted mean over all its items: counted by number, a
+    micro-batch of one item would weigh the same whatever its weight.
     Returns the step's metrics, weighted alike (this process's)."""
     counts = [float(task.items(batch)) for batch in window]
     total = torch.tensor([sum(counts)], dtype=torch.float64, device=accelerator.device)
     total = accelerator.reduce(total, reduction="sum").item()  # one collective per step
+    # Weights may sum below 1; with all of them 0 every loss is 0 too (nothing to scale).
+    total = total if total > 0 else 1.0
     # DDP averages the processes' gradients: the sum over every item is num_processes x that.
     processes = accelerator.num_processes
     sums: dict[str, torch.Tensor | float] = {}
@@ -287,11 +292,11 @@ def _accumulated_step(task: Task, module: nn.Module, window: list, accelerator: 
         with contextlib.nullcontext() if last else accelerator.no_sync(module):
             loss, metrics = task.train_loss(module, batch)
             # Exactly 1 for one micro-batch on one process: the loss as the task gave it.
-            accelerator.backward(loss * (counts[index] * processes / max(total, 1.0)))
+            accelerator.backward(loss * (counts[index] * processes / total))
         for name, value in {"loss/train": loss, **metrics}.items():
             value = value.detach().float() if isinstance(value, torch.Tensor) else value
             sums[name] = sums.get(name, 0.0) + value * counts[index]
-    mine = max(sum(counts), 1.0)
+    mine = sum(counts) if sum(counts) > 0 else 1.0
     return {name: float(value) / mine for name, value in sums.items()}
 
 

@@ -47,9 +47,12 @@ class RewardTask:
     def __init__(self, config: RewardConfig):
         self.config = config
 
-    def items(self, batch: dict[str, torch.Tensor]) -> int:
-        """The rankings (the loss is a mean over them)."""
-        return int(batch["num_elements"])
+    def items(self, batch: dict[str, torch.Tensor]) -> float:
+        """The rankings (the loss is a mean over them), or their summed trust weights when the
+        mean is weighted by them."""
+        if self.config.weight_by_trust:
+            return float(batch["example_weights"].sum())
+        return float(batch["num_elements"])
 
     def train_loss(self, module: nn.Module, batch: dict[str, torch.Tensor]):
         scores = module(batch["input_ids"], batch["attention_mask"])

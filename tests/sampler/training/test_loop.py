@@ -188,3 +188,50 @@ def test_config_refuses_numbers_that_are_not_finite():
         RewardConfig.from_dict({"margin_per_rank": float("nan"), "lora_alpha": float("inf")})
     assert set(error.value.errors) == {"margin_per_rank", "lora_alpha"}
     assert PPOConfig.from_dict({"max_kl": 0, "gradient_clip": 0.5}).max_kl == 0
+
+
+class TokenValueScorer(torch.nn.Module):
+    """A real, tiny reward scorer: a sequence's score is the sum of its tokens' values."""
+
+    def __init__(self, vocabulary: int):
+        super().__init__()
+        self.values = torch.nn.Embedding(vocabulary, 1)
+        torch.nn.init.normal_(self.values.weight, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, input_ids, attention_mask):
+        return (self.values(input_ids).squeeze(-1) * attention_mask).sum(-1)
+
+
+def test_trust_weights_count_across_micro_batches_as_within_one_batch():
+    """A ranking of trust 0.1 and one of trust 1.0, each its own micro-batch of one step: the
+    step's objective is the trust-weighted mean over both, (0.1 l1 + l2) / 1.1, as when they
+    share a batch. Each micro-batch's own weighted mean is its plain loss, so weighing the
+    micro-batches by their ranking count gave (l1 + l2) / 2: trust had no effect at all."""
+    import torch.nn.functional as F
+
+    from sampler.training.data import RankingCollator, RankingExample
+    from sampler.training.loop import _accumulated_step, make_accelerator
+    from sampler.training.reward import RewardTask
+
+    config = RewardConfig(weight_by_trust=True, normalize_to_demonstrations=False)
+    examples = [
+        RankingExample(candidates=[[1, 2], [3]], pairs=[(0, 1, 1)], groups=[[0], [1]], weight=0.1),
+        RankingExample(candidates=[[4], [5, 6]], pairs=[(0, 1, 1)], groups=[[0], [1]], weight=1.0),
+    ]
+    collate = RankingCollator(pad_id=0)
+    accelerator = make_accelerator(config)
+
+    def gradient(window) -> torch.Tensor:
+        scorer = TokenValueScorer(8)
+        _accumulated_step(RewardTask(config), scorer, window, accelerator)
+        return scorer.values.weight.grad.clone()
+
+    scorer = TokenValueScorer(8)
+    values = scorer.values.weight.squeeze(-1)
+    first = -F.logsigmoid(values[1] + values[2] - values[3])
+    second = -F.logsigmoid(values[4] - values[5] - values[6])
+    ((0.1 * first + 1.0 * second) / 1.1).backward()
+    by_hand = scorer.values.weight.grad
+
+    torch.testing.assert_close(gradient([collate(examples)]), by_hand)
+    torch.testing.assert_close(gradient([collate(examples[:1]), collate(examples[1:])]), by_hand)

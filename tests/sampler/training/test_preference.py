@@ -530,3 +530,39 @@ def test_ipo_reads_each_replys_log_ratio_per_token_as_trl_does(micro_model_dir, 
             else:
                 expected.append(-torch.nn.functional.logsigmoid(beta * gaps).mean())
         torch.testing.assert_close(loss, torch.stack(expected).mean(), atol=1e-4, rtol=1e-4)
+
+
+def test_dpo_trust_weights_count_across_micro_batches_as_within_one_batch(
+    micro_model_dir, tokenizer
+):
+    """Two rankings of trust 0.1 and 1.0: one step over them as two micro-batches has the
+    gradient of one batch holding both (their trust-weighted mean), not of their plain mean."""
+    from dataclasses import replace
+
+    from sampler.training.dpo import DPOTask, ranking_completions
+    from sampler.training.loop import _accumulated_step, make_accelerator
+    from sampler.training.preference import SharedPromptPolicy
+
+    config = DPOConfig(weight_by_trust=True, max_length=64)
+    records = synthetic_rankings(2, k=3, rule="keyword", seed=4)
+    end_ids = turn_end_ids(micro_model_dir, tokenizer)
+    examples = [
+        replace(ranking_completions(tokenizer, record, max_length=64, end_ids=end_ids), weight=w)
+        for record, w in zip(records, (0.1, 1.0), strict=True)
+    ]
+    collate = PromptCompletionCollator(pad_id=tokenizer.pad_token_id)
+    reference = SharedPromptPolicy(load_policy(micro_model_dir)).requires_grad_(False)
+    accelerator = make_accelerator(config)
+
+    def gradient(window) -> torch.Tensor:
+        policy = SharedPromptPolicy(load_policy(micro_model_dir))
+        # The reference is the start: move the policy off it so the loss has a slope to weigh.
+        with torch.no_grad():
+            policy.model.lm_head.weight.mul_(1.5)
+        _accumulated_step(DPOTask(config, reference), policy, window, accelerator)
+        return policy.model.transformer.wte.weight.grad.clone()
+
+    together = gradient([collate(examples)])
+    accumulated = gradient([collate(examples[:1]), collate(examples[1:])])
+    assert together.abs().max() > 0
+    torch.testing.assert_close(accumulated, together, rtol=1e-4, atol=1e-7)
