@@ -258,3 +258,24 @@ def test_api_requests_are_answered_while_the_cache_holding_the_throttle_counters
     job = GenerationJob.objects.get(pk=created.json()["job"]["id"])
     assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
     assert Client(REMOTE_ADDR="10.9.9.6").get("/api/conversations/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_create_trainer_takes_the_password_from_the_environment_not_the_command_line(
+    monkeypatch,
+):
+    from django.contrib.auth import get_user_model
+
+    monkeypatch.setenv("TRAINER_PASSWORD", PASSWORD)
+    call_command("create_trainer", "tina")
+    assert get_user_model().objects.get(username="tina").check_password(PASSWORD)
+
+
+@pytest.mark.django_db
+def test_create_trainer_without_a_password_or_a_terminal_says_how_and_creates_nobody(monkeypatch):
+    from django.contrib.auth import get_user_model
+
+    monkeypatch.delenv("TRAINER_PASSWORD", raising=False)
+    with pytest.raises(CommandError, match="set TRAINER_PASSWORD, or run the command at a"):
+        call_command("create_trainer", "tina")
+    assert not get_user_model().objects.filter(username="tina").exists()
