@@ -32,14 +32,18 @@ PRODUCTION = TANDEM_MODE == "production"
 
 VAR_DIR = env_dir("VAR_DIR", str(BASE_DIR / "var"))
 
-DEFAULT_SECRET_KEY = "tandem-embedded-default-insecure-key-change-me"
-# The placeholders of .env.example (and the default above) hold this: long enough, but public.
+# The placeholders of .env.example hold this: long enough, but public.
 PLACEHOLDER_KEY_MARK = "change-me"
-SECRET_KEY = env_str("SECRET_KEY", DEFAULT_SECRET_KEY)
+# The embedded default makes a random key once under VAR_DIR (a public one would let anyone
+# sign what the key signs, and work out which reply of a side-by-side is which); production
+# needs it set.
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY and not PRODUCTION:
+    SECRET_KEY = secret_file_read_or_create(VAR_DIR / "secret.key")
 if PRODUCTION and (PLACEHOLDER_KEY_MARK in SECRET_KEY.lower() or len(SECRET_KEY) < 32):
     raise ImproperlyConfigured(
-        "TANDEM_MODE=production refuses to start with the default, a placeholder (from "
-        ".env.example) or a short SECRET_KEY: set SECRET_KEY to a random string of at least 32 "
+        "TANDEM_MODE=production refuses to start without a SECRET_KEY, with a placeholder (from "
+        ".env.example) or with a short one: set SECRET_KEY to a random string of at least 32 "
         "characters."
     )
 
@@ -635,6 +639,6 @@ if not EXPORT_PSEUDONYM_KEY:
     EXPORT_PSEUDONYM_KEY = secret_file_read_or_create(VAR_DIR / "export-pseudonym.key")
 elif len(EXPORT_PSEUDONYM_KEY) < 32 or PLACEHOLDER_KEY_MARK in EXPORT_PSEUDONYM_KEY.lower():
     raise ImproperlyConfigured(
-        "EXPORT_PSEUDONYM_KEY must be at least 32 random characters (not the default SECRET_KEY "
-        "nor the placeholder from .env.example)."
+        "EXPORT_PSEUDONYM_KEY must be at least 32 random characters (not the placeholder from "
+        ".env.example)."
     )

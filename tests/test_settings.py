@@ -35,10 +35,29 @@ def _import_settings(**env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_production_mode_refuses_the_default_secret_key():
+def test_production_mode_refuses_to_start_without_a_secret_key():
     result = _import_settings(TANDEM_MODE="production")
     assert result.returncode != 0
-    assert "refuses to start with the default" in result.stderr
+    assert "refuses to start without a SECRET_KEY" in result.stderr
+
+
+def test_the_embedded_default_makes_its_own_secret_key_once_and_keeps_it(tmp_path):
+    """No public key: each install its own random one, under VAR_DIR, readable by its owner
+    only, the same for every process (web, workers) and every later start."""
+    read = [
+        run_python(
+            "-c",
+            "import config.settings as s; print(s.SECRET_KEY)",
+            env={
+                **{k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "TANDEM_MODE"}},
+                "VAR_DIR": str(var),
+            },
+        ).stdout.strip()
+        for var in (tmp_path / "one", tmp_path / "one", tmp_path / "two")
+    ]
+    assert read[0] == read[1] != read[2] and len(read[0]) >= 50
+    assert "change-me" not in read[0]
+    assert (tmp_path / "one" / "secret.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_production_mode_starts_with_a_real_secret_key_and_debug_off():
