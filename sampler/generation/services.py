@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -18,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.roles import is_admin
 from config.celery import Queue
@@ -305,6 +307,8 @@ def generation_job_retry(*, job: GenerationJob, user: AbstractBaseUser) -> Publi
 # A model server that is down: the job is published again after this many seconds, doubling
 # with each attempt (the openai client has already retried within the attempt).
 BACKEND_RETRY_DELAY = 5.0
+# Jobs due within this of now are batched together (a batch re-queued at once is due at once).
+BATCH_DUE_SLACK = timedelta(seconds=1)
 
 
 def _request(job: GenerationJob) -> GenerationRequest:
@@ -401,6 +405,9 @@ def _waiting_with(job: GenerationJob) -> list[GenerationJob]:
             queue=job.queue,
             model_version_id=job.model_version_id,
             published_at__isnull=False,
+            # Not one still waiting out its retry delay (its backoff kept), give or take the
+            # moment that separates jobs queued together.
+            queued_at__lte=timezone.now() + BATCH_DUE_SLACK,
         )
         .exclude(pk=job.pk)
         .select_related("model_version")

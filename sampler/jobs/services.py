@@ -103,8 +103,12 @@ def job_enqueue(*, job: Job, countdown: float = 0.0) -> Publication:
 
     A broker that is down leaves the row queued and unpublished (``Publication.failed`` says
     so after the commit); the outbox (``jobs_tick``) publishes it once the broker is back.
+
+    ``queued_at`` is when it is queued from: ``countdown`` seconds from now, so that a job
+    waiting out a retry delay is neither batched nor published again before then, and counts
+    behind the jobs queued before it is due.
     """
-    job.queued_at = timezone.now()
+    job.queued_at = timezone.now() + timedelta(seconds=countdown)
     return _publish_again(job=job, countdown=countdown)
 
 
@@ -175,7 +179,8 @@ def _republish_due(now: datetime) -> Q:
 def _lost_publications(model: type[Job], now: datetime) -> list[Job]:
     grace = now - timedelta(seconds=settings.JOB_PUBLISH_GRACE)
     candidates = model.objects.filter(status=JobStatus.QUEUED).exclude(queue="")
-    candidates = candidates.filter(
+    # A job waiting out a retry delay (queued from later) has its message on the way.
+    candidates = candidates.exclude(queued_at__gt=now).filter(
         Q(published_at__isnull=True, queued_at__lt=grace) | _republish_due(now)
     )
     return list(candidates.order_by("queued_at")[: settings.JOB_TICK_BATCH])

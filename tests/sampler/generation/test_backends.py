@@ -621,6 +621,7 @@ def test_a_batch_the_server_is_too_busy_for_counts_every_jobs_attempt_until_each
     jobs = run_batch(["hello", BUSY, "how are you?"])
     for attempt in range(1, budget + 1):
         if attempt > 1:
+            _retry_delays_passed(jobs)
             run_batch.again(jobs)
         if attempt < budget:
             assert [(job.status, job.attempts) for job in jobs] == [
@@ -634,3 +635,39 @@ def test_a_batch_the_server_is_too_busy_for_counts_every_jobs_attempt_until_each
     assert [job.status for job in jobs] == [GenerationJob.Status.FAILED] * 3
     assert all(f"Gave up after {budget} attempts" in job.error for job in jobs)
     assert not Sample.objects.filter(job__in=jobs).exists()
+
+
+def _retry_delays_passed(jobs: list[GenerationJob]) -> None:
+    """As if the jobs' retry delays had passed (their messages' countdowns did)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    GenerationJob.objects.filter(pk__in=[job.pk for job in jobs]).update(
+        queued_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def test_a_job_waiting_out_its_retry_delay_is_not_batched_before_it_is_due(run_batch):
+    """Its backoff holds: another job's message does not take it along early, and the outbox
+    does not publish it again while its own message waits out the countdown."""
+    from sampler.jobs.services import jobs_tick
+
+    jobs = run_batch(["hello", BUSY, "how are you?"])
+    assert [(job.status, job.attempts) for job in jobs] == [(GenerationJob.Status.QUEUED, 1)] * 3
+    assert all(job.queued_at > job.published_at for job in jobs)  # queued from later
+    sent = len(run_batch.broker.sent)
+    assert jobs_tick().republished == 0 and len(run_batch.broker.sent) == sent
+
+    # The first one's message arrives (as if its own delay had passed): it runs alone, without
+    # the two still waiting, and succeeds (its request was never the one the server refused).
+    run_batch.again(jobs)
+    assert [(job.status, job.attempts) for job in jobs] == [
+        (GenerationJob.Status.SUCCEEDED, 2),
+        (GenerationJob.Status.QUEUED, 1),
+        (GenerationJob.Status.QUEUED, 1),
+    ]
+    # Once theirs have passed, the second one's message takes the third along.
+    _retry_delays_passed(jobs[1:])
+    run_batch.again(jobs[1:])
+    assert [job.attempts for job in jobs] == [2, 2, 2]
