@@ -9,6 +9,7 @@ import sys
 def port_problem(host: str, port: int) -> str | None:
     """Why the web server could not listen on ``host``:``port`` (None: it can), found by
     binding it as the server will (address reuse on, as Django's server sets it)."""
+    host = host.strip("[]")  # an IPv6 address as runserver takes it: [::1]
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

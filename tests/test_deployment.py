@@ -315,6 +315,13 @@ def test_make_run_finds_its_port_taken_before_it_starts_anything():
         assert problem is not None and f"Port {port} on 127.0.0.1 is not free" in problem
         assert "PORT=" in problem
     assert port_free.port_problem("127.0.0.1", port) is None  # closed: free again
+    # An IPv6 host is given in brackets, as runserver takes it.
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert "is not free" in port_free.port_problem("[::1]", port)
+    assert port_free.port_problem("[::1]", port) is None
 
 
 def test_the_ready_box_says_so_when_the_web_server_of_this_run_has_exited(
