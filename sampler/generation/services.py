@@ -32,6 +32,7 @@ from sampler.generation.backends import (
     GenerationBackend,
     GenerationRequest,
     GenerationResult,
+    RequestNotSent,
     backend_get,
 )
 from sampler.generation.models import GenerationJob, Sample
@@ -46,6 +47,7 @@ from sampler.jobs.services import (
     job_batch,
     job_cancel,
     job_enqueue,
+    job_hand_back,
     job_partner_step,
     job_retry,
     job_run_inline,
@@ -332,10 +334,11 @@ def _backend(version: ModelVersion) -> GenerationBackend:
 
 def _generate(jobs: list[GenerationJob]) -> list[GenerationResult | Exception]:
     """Sample every job's completions in one backend call (the jobs share a model version):
-    each job's result, or the refusal of its request alone. A call that fails as a whole (a
-    backend that cannot be built, a server that is down, an engine that crashed) is the same
-    failure for every job: each gets that error as its outcome. The time limit is the worker
-    message's own, raised on."""
+    each job's result, or the refusal of its request alone (a server down or failing on it
+    included; the requests after that one are not sent: ``RequestNotSent``). A call that fails
+    as a whole (a backend that cannot be built, an engine that crashed) is the same failure for
+    every job: each gets that error as its outcome. The time limit is the worker message's own,
+    raised on."""
     try:
         return _backend(jobs[0].model_version).generate_many([_request(job) for job in jobs])
     except SoftTimeLimitExceeded:
@@ -358,7 +361,7 @@ def _sample(
     try:
         return _backend(version).generate_many(requests)
     except BackendError as error:
-        # The backend could not be built, or its server is down: every request alike.
+        # The backend could not be built: every request alike.
         raise _job_error(error, attempts=attempts) from error
 
 
@@ -481,10 +484,13 @@ def generation_job_execute(
     job alone. A call that fails as a whole is every job's failure, recorded on each as on the
     job that claimed them (its attempt counted).
 
-    A model server that is down puts the job back in its queue (``JobRetryLater``, after a
-    delay doubling with its own attempts) until its attempts are spent; any other backend
-    refusal fails it with the reason. A character a database cannot store in a sample (NUL,
-    an unpaired surrogate) is replaced, with a note.
+    A model server that is down or failing on a job's request puts that job back in its queue
+    (``JobRetryLater``, after a delay doubling with its own attempts) until its attempts are
+    spent; any other backend refusal fails it with the reason. The jobs batched after it were
+    not sent: each goes back to its queue at once, its attempt not counted, and is first in the
+    batch its own message runs (so a request the server fails every time costs its own job
+    alone, and replies had before it are kept). A character a database cannot store in a
+    sample (NUL, an unpaired surrogate) is replaced, with a note.
     """
     job = GenerationJob.objects.select_related("model_version").get(pk=context.job.pk)
     with job_batch(context=context, candidates=_waiting_with(job)) as partners:
@@ -493,6 +499,11 @@ def generation_job_execute(
         outcomes = _generate(jobs)
         duration_ms = int((time.monotonic() - started) * 1000)
         for partner, partner_job, outcome in zip(partners, jobs[1:], outcomes[1:], strict=True):
+            if isinstance(outcome, RequestNotSent):
+                # Never sent, so it costs no attempt: the server failed a job before it in
+                # this call, which may be that job's own doing.
+                job_hand_back(partner)
+                continue
             with job_partner_step(context=partner):
                 result = _result(outcome, attempts=partner_job.attempts)
                 _store(partner, partner_job, result, duration_ms=duration_ms, then=then)

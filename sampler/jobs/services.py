@@ -398,7 +398,7 @@ def job_batch(*, context: JobContext, candidates: list[Job]) -> Iterator[list[Jo
             yield claimed
         except BaseException:
             for partner in claimed:
-                _hand_back(partner)
+                job_hand_back(partner)
             raise
 
 
@@ -414,8 +414,9 @@ def job_partner_step(*, context: JobContext) -> Iterator[None]:
         _record_error(context, error)
 
 
-def _hand_back(context: JobContext) -> None:
-    """A batch partner that did not run: queued again, its attempt not counted."""
+def job_hand_back(context: JobContext) -> None:
+    """A batch partner that did not run: queued again, its attempt not counted, published at
+    once (its own message puts it first in whatever batch it then runs in, so it is tried)."""
     with transaction.atomic():
         job = (
             context.kind.model.objects.select_for_update(of=("self",))

@@ -25,6 +25,7 @@ from sampler.generation.backends.base import (
     GenerationRequest,
     GenerationResult,
     LogprobKind,
+    RequestNotSent,
 )
 from sampler.generation.backends.options import validate_options
 
@@ -85,6 +86,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "LogprobKind",
+    "RequestNotSent",
     "backend_get",
     "backends_clear",
     "validate_options",

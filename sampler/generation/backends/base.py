@@ -74,6 +74,12 @@ class BackendUnavailable(BackendError):
     back to its queue, within its attempts)."""
 
 
+class RequestNotSent(BackendUnavailable):
+    """A request of a call that was not sent: the server failed an earlier request of the same
+    call (down or failing), and the rest were not sent to wait out the same. Nothing is known
+    of this request itself."""
+
+
 @contextmanager
 def engine_refusals() -> Iterator[None]:
     """An in-process engine's refusals of a request (``ValueError``: no chat template, no room
@@ -108,14 +114,16 @@ class GenerationBackend(ABC):
 
         A backend that ``batches`` samples them in one ``generate_batch``; when that is refused,
         each request is sampled again alone, so that one the engine refuses (a prompt too long)
-        costs only its own result. Other backends send them one after another. A server that
-        is down (``BackendUnavailable``) is not a refusal of one request: it raises.
+        costs only its own result. Other backends send them one after another: a server that is
+        down or failing (``BackendUnavailable``) on one request is that request's outcome, the
+        results before it are kept, and the requests after it are not sent (``RequestNotSent``).
+        A batch the server fails as a whole is ``BackendUnavailable`` for every request.
         """
         if self.batches and len(requests) > 1:
             try:
                 return self.generate_batch(requests)
-            except BackendUnavailable:
-                raise
+            except BackendUnavailable as error:
+                return [error] * len(requests)
             except BackendError as error:
                 logger.warning(
                     "%s: a batch of %d requests was refused (%s); each is sampled alone",
@@ -123,15 +131,18 @@ class GenerationBackend(ABC):
                     len(requests),
                     error,
                 )
-        return [self._generate_alone(request) for request in requests]
-
-    def _generate_alone(self, request: GenerationRequest) -> GenerationResult | BackendError:
-        try:
-            return self.generate(request)
-        except BackendUnavailable:
-            raise
-        except BackendError as error:
-            return error
+        outcomes: list[GenerationResult | BackendError] = []
+        for index, request in enumerate(requests):
+            try:
+                outcomes.append(self.generate(request))
+            except BackendUnavailable as error:
+                not_sent = RequestNotSent(
+                    f"Not sent: the server failed an earlier request of the same call ({error})"
+                )
+                return outcomes + [error] + [not_sent] * (len(requests) - index - 1)
+            except BackendError as error:
+                outcomes.append(error)
+        return outcomes
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free what the backend holds (weights, an engine, connections)."""

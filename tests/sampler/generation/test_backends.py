@@ -419,17 +419,16 @@ def chat_server() -> Iterator[ThreadingHTTPServer]:
 
 
 def _served(server: ThreadingHTTPServer, name: str, *, prefix: str = "v1", **options):
+    return _openai_version(name, f"http://127.0.0.1:{server.server_port}/{prefix}", **options)
+
+
+def _openai_version(name: str, base_url: str, **options):
     return model_version_register(
         name=name,
         path="",
         backend="openai",
         context_length=4096,
-        backend_options={
-            "base_url": f"http://127.0.0.1:{server.server_port}/{prefix}",
-            "model": "policy",
-            "max_retries": 0,
-            **options,
-        },
+        backend_options={"base_url": base_url, "model": "policy", "max_retries": 0, **options},
     )
 
 
@@ -610,31 +609,62 @@ def test_a_batch_whose_model_cannot_be_loaded_fails_every_job_alike(
     assert not Sample.objects.filter(job__in=jobs).exists()
 
 
-def test_a_batch_the_server_is_too_busy_for_counts_every_jobs_attempt_until_each_gives_up(
-    run_batch,
-):
-    """One request the server answers 503 (busy, after the client's retries): the call fails
-    as a whole. Each job of the batch goes back to its queue with its attempt counted and its
-    own delay, as the job whose message ran it does, and gives up once its attempts are spent:
-    no job is handed back uncounted to be batched again without end."""
+def test_a_request_the_server_fails_every_time_costs_its_own_job_alone(run_batch):
+    """One request the server answers 503 every time (busy or failing, after the client's
+    retries), batched between two others. The reply had before it is stored; the job after it,
+    never sent, goes back to its queue at once with no attempt counted, and succeeds when its
+    own message runs it. The refused one is queued again with its own delay and gives up once
+    its attempts are spent. Before, the whole call failed: all three were charged every attempt
+    and, queued again together, failed together."""
     budget = job_kind_named("generation").max_attempts
-    jobs = run_batch(["hello", BUSY, "how are you?"])
-    for attempt in range(1, budget + 1):
-        if attempt > 1:
-            _retry_delays_passed(jobs)
-            run_batch.again(jobs)
+    first, busy, after = run_batch(["hello", BUSY, "how are you?"])
+    assert (first.status, first.attempts) == (GenerationJob.Status.SUCCEEDED, 1)
+    assert Sample.objects.filter(job=first).count() == 1
+    assert (busy.status, busy.attempts) == (GenerationJob.Status.QUEUED, 1)
+    assert "HTTP 503" in busy.error
+    assert (after.status, after.attempts) == (GenerationJob.Status.QUEUED, 0)
+    assert not Sample.objects.filter(job=after).exists()
+    [handed_back] = [m for m in run_batch.broker.sent if m["args"][1] == after.pk][1:]
+    assert not handed_back.get("countdown")  # published again at once
+
+    # Its own message runs it first (the refused one is still waiting out its delay).
+    run_batch.again([after, busy])
+    assert (after.status, after.attempts) == (GenerationJob.Status.SUCCEEDED, 1)
+    assert (busy.status, busy.attempts) == (GenerationJob.Status.QUEUED, 1)
+
+    for attempt in range(2, budget + 1):
+        _retry_delays_passed([busy])
+        run_batch.again([busy])
+        assert busy.attempts == attempt and "HTTP 503" in busy.error
         if attempt < budget:
-            assert [(job.status, job.attempts) for job in jobs] == [
-                (GenerationJob.Status.QUEUED, attempt)
-            ] * 3
+            assert busy.status == GenerationJob.Status.QUEUED
             delay = services.BACKEND_RETRY_DELAY * 2 ** (attempt - 1)
-            published = run_batch.broker.sent[-3:]
-            assert {message["args"][1] for message in published} == {job.pk for job in jobs}
-            assert {message["countdown"] for message in published} == {delay}
-        assert all("HTTP 503" in job.error for job in jobs)
-    assert [job.status for job in jobs] == [GenerationJob.Status.FAILED] * 3
-    assert all(f"Gave up after {budget} attempts" in job.error for job in jobs)
-    assert not Sample.objects.filter(job__in=jobs).exists()
+            assert run_batch.broker.sent[-1]["countdown"] == delay
+    assert busy.status == GenerationJob.Status.FAILED
+    assert f"Gave up after {budget} attempts" in busy.error
+    assert not Sample.objects.filter(job=busy).exists()
+
+
+def test_a_server_down_for_a_whole_batch_charges_each_job_once_it_is_tried(
+    db, trainer, monkeypatch, django_capture_on_commit_callbacks
+):
+    """No server answers: the job whose message runs the batch is tried, charged and queued
+    again with its delay; the others, not sent, go back uncounted and are each charged when
+    their own message tries them. No job is handed back without end."""
+    version = _openai_version("nobody-home", f"http://127.0.0.1:{free_port()}/v1")
+    run = _batch_runner(version, trainer, monkeypatch, django_capture_on_commit_callbacks)
+    jobs = run(["one", "two", "three"])
+    assert [(job.status, job.attempts) for job in jobs] == [
+        (GenerationJob.Status.QUEUED, 1),
+        (GenerationJob.Status.QUEUED, 0),
+        (GenerationJob.Status.QUEUED, 0),
+    ]
+    run.again(jobs[1:])  # the second one's message: it is tried, the third handed back again
+    assert [job.attempts for job in jobs] == [1, 1, 0]
+    run.again(jobs[2:])
+    assert [job.attempts for job in jobs] == [1, 1, 1]
+    assert all(job.status == GenerationJob.Status.QUEUED for job in jobs)
+    assert all("did not answer" in job.error for job in jobs)
 
 
 def _retry_delays_passed(jobs: list[GenerationJob]) -> None:
@@ -653,21 +683,21 @@ def test_a_job_waiting_out_its_retry_delay_is_not_batched_before_it_is_due(run_b
     does not publish it again while its own message waits out the countdown."""
     from sampler.jobs.services import jobs_tick
 
-    jobs = run_batch(["hello", BUSY, "how are you?"])
-    assert [(job.status, job.attempts) for job in jobs] == [(GenerationJob.Status.QUEUED, 1)] * 3
-    assert all(job.queued_at > job.published_at for job in jobs)  # queued from later
+    jobs = run_batch([BUSY, "hello", "how are you?"])
+    assert [(job.status, job.attempts) for job in jobs] == [
+        (GenerationJob.Status.QUEUED, 1),
+        (GenerationJob.Status.QUEUED, 0),
+        (GenerationJob.Status.QUEUED, 0),
+    ]
+    assert jobs[0].queued_at > jobs[0].published_at  # queued from when its delay ends
     sent = len(run_batch.broker.sent)
     assert jobs_tick().republished == 0 and len(run_batch.broker.sent) == sent
 
-    # The first one's message arrives (as if its own delay had passed): it runs alone, without
-    # the two still waiting, and succeeds (its request was never the one the server refused).
-    run_batch.again(jobs)
-    assert [(job.status, job.attempts) for job in jobs] == [
-        (GenerationJob.Status.SUCCEEDED, 2),
-        (GenerationJob.Status.QUEUED, 1),
-        (GenerationJob.Status.QUEUED, 1),
-    ]
-    # Once theirs have passed, the second one's message takes the third along.
-    _retry_delays_passed(jobs[1:])
+    # The second one's message arrives: it takes the third along, not the one still waiting.
     run_batch.again(jobs[1:])
-    assert [job.attempts for job in jobs] == [2, 2, 2]
+    assert [(job.status, job.attempts) for job in jobs] == [
+        (GenerationJob.Status.QUEUED, 1),
+        (GenerationJob.Status.SUCCEEDED, 1),
+        (GenerationJob.Status.SUCCEEDED, 1),
+    ]
+    assert len(run_batch.broker.sent) == sent  # the third ran in the second's batch
