@@ -151,15 +151,22 @@ def centering_penalty(
     losers: torch.Tensor,
     elements: torch.Tensor,
     num_elements: int,
+    *,
+    element_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """TRL's ``center_rewards_coefficient`` term, K-wise: (r_w + r_l)**2 per implied pair,
-    averaged like the ranking loss. With one pair per ranking it is TRL's
-    ``mean((rewards_chosen + rewards_rejected) ** 2)``.
+    averaged like the ranking loss (by ``element_weights`` too, when given). With one pair per
+    ranking it is TRL's ``mean((rewards_chosen + rewards_rejected) ** 2)``.
 
     It pulls each pair's mean score to zero and leaves the gap alone (scores (d, -d) cost
     nothing); ``mean(score**2)`` would also shrink the gaps the ranking loss opens.
     """
-    return mean_per_element((scores[winners] + scores[losers]) ** 2, elements, num_elements)
+    return mean_per_element(
+        (scores[winners] + scores[losers]) ** 2,
+        elements,
+        num_elements,
+        element_weights=element_weights,
+    )
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

@@ -57,6 +57,7 @@ class RewardTask:
     def train_loss(self, module: nn.Module, batch: dict[str, torch.Tensor]):
         scores = module(batch["input_ids"], batch["attention_mask"])
         winners, losers = batch["winners"], batch["losers"]
+        trust = batch["example_weights"] if self.config.weight_by_trust else None
         loss = grouped_ranking_loss(
             scores,
             winners,
@@ -66,11 +67,16 @@ class RewardTask:
             margins=self.config.margin_per_rank * batch["rank_distances"],
             ties=(batch["tie_first"], batch["tie_second"], batch["tie_elements"]),
             tie_weight=self.config.tie_weight,
-            element_weights=batch["example_weights"] if self.config.weight_by_trust else None,
+            element_weights=trust,
         )
         if self.config.center_rewards_coefficient:
             centering = centering_penalty(
-                scores, winners, losers, batch["elements"], int(batch["num_elements"])
+                scores,
+                winners,
+                losers,
+                batch["elements"],
+                int(batch["num_elements"]),
+                element_weights=trust,
             )
             loss = loss + self.config.center_rewards_coefficient * centering
         with torch.no_grad():

@@ -162,11 +162,15 @@ class _FixedScores(torch.nn.Module):
         return input_ids[:, 0].float() / 2 - 1
 
 
-def _ranking_batch():
+def _ranking_batch(weights=(1.0, 1.0)):
     # Token 6 -> score 2, 0 -> -1, 4 -> 1, 1 -> -0.5: rankings [6 > 0] and [4 > 1 > 0].
     examples = [
-        RankingExample(candidates=[[6, 9], [0]], pairs=[(0, 1, 1)]),
-        RankingExample(candidates=[[4], [1, 9, 9], [0]], pairs=[(0, 1, 1), (0, 2, 2), (1, 2, 1)]),
+        RankingExample(candidates=[[6, 9], [0]], pairs=[(0, 1, 1)], weight=weights[0]),
+        RankingExample(
+            candidates=[[4], [1, 9, 9], [0]],
+            pairs=[(0, 1, 1), (0, 2, 2), (1, 2, 1)],
+            weight=weights[1],
+        ),
     ]
     return RankingCollator(pad_id=9)(examples)
 
@@ -187,3 +191,29 @@ def test_reward_loss_adds_exactly_coefficient_times_the_centering_penalty_and_no
     assert plain.item() == pytest.approx(ranking.item(), rel=1e-6)
     centred, _ = RewardTask(RewardConfig(center_rewards_coefficient=0.01)).train_loss(module, batch)
     assert centred.item() == pytest.approx(ranking.item() + 0.01 * centring, rel=1e-6)
+
+
+def test_weighted_by_trust_the_centering_penalty_weighs_each_ranking_by_its_trust_too():
+    """The step's loss is the trust-weighted mean of each ranking's loss, centring included:
+    a ranking from a ranker trusted 0.25 pulls scores toward zero a quarter as much as one
+    trusted 1, as it counts a quarter as much in the ranking loss (and the step's share of
+    the accumulated gradient is its summed trust)."""
+    from sampler.training.reward import RewardTask
+
+    batch, module = _ranking_batch(weights=(1.0, 0.25)), _FixedScores()
+    scores = torch.tensor([2.0, -1.0, 1.0, -0.5, -1.0])
+    losses = [
+        kwise_ranking_loss(scores[:2], [[0], [1]]),
+        kwise_ranking_loss(scores[2:], [[0], [1], [2]]),
+    ]
+    centrings = [1.0, (0.25 + 0 + 2.25) / 3]
+    expected = (
+        sum(
+            weight * (loss.item() + 0.01 * centring)
+            for weight, loss, centring in zip((1.0, 0.25), losses, centrings, strict=True)
+        )
+        / 1.25
+    )
+    config = RewardConfig(center_rewards_coefficient=0.01, weight_by_trust=True)
+    loss, _ = RewardTask(config).train_loss(module, batch)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
