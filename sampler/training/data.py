@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -221,6 +222,9 @@ class RankingExample:
     groups: list[list[int]] = field(default_factory=list)
     # How much the ranking counts in the loss (its ranker's trust with weight_by_trust).
     weight: float = 1.0
+    # A loss margin for each of its pairs: the ``margin`` column of a pairs file that is not
+    # an export (TRL's own format, where RewardTrainer reads it so).
+    margin: float = 0.0
 
 
 def prompt_messages(prompt) -> list[dict]:
@@ -273,14 +277,34 @@ def _reply_text(value) -> str:
     return "".join(message["content"] for message in value if message["role"] == "assistant")
 
 
-def pair_rank_distance(record: dict) -> float | None:
-    """The rank distance a pair record carries: ``rank_distance``, or ``margin`` (its name in
-    pairs exports of schema 1, which TRL's RewardTrainer would read as a loss margin)."""
-    for name in ("rank_distance", "margin"):
-        value = record.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
     return None
+
+
+def _exported(record: dict) -> bool:
+    return "schema_version" in record
+
+
+def pair_rank_distance(record: dict) -> float | None:
+    """The rank distance a pair record carries: ``rank_distance``, or ``margin`` in a pairs
+    export of schema 1 (its name there)."""
+    distance = _number(record.get("rank_distance"))
+    if distance is None and _exported(record):
+        distance = _number(record.get("margin"))
+    return distance
+
+
+def pair_loss_margin(record: dict) -> float:
+    """The loss margin a pair record that is not an export carries (TRL's ``margin`` column,
+    which its RewardTrainer subtracts from the score gap); 0 without one."""
+    if _exported(record):
+        return 0.0
+    margin = _number(record.get("margin"))
+    if margin is not None and not math.isfinite(margin):
+        raise DataError(f"A pair's margin must be a finite number, not {margin}.")
+    return margin or 0.0
 
 
 def record_trust_weight(record: dict) -> float:
@@ -310,7 +334,8 @@ def ranking_example(
         _keep_end(reply_ids(tokenizer, prompt, text, end_ids=end_ids), max_length) for text in texts
     ]
     pairs = implied_pairs(groups)
-    distance = pair_rank_distance(record) if "chosen" in record else None
+    is_pair = "chosen" in record
+    distance = pair_rank_distance(record) if is_pair else None
     if distance is not None:
         pairs = [(winner, loser, distance) for winner, loser, _ in pairs]
     return RankingExample(
@@ -319,6 +344,7 @@ def ranking_example(
         ties=tied_pairs(groups),
         groups=groups,
         weight=record_trust_weight(record) if weight_by_trust else 1.0,
+        margin=pair_loss_margin(record) if is_pair else 0.0,
     )
 
 
@@ -462,7 +488,7 @@ class RankingCollator:
     pad_id: int
 
     def __call__(self, examples: list[RankingExample]) -> dict[str, torch.Tensor]:
-        sequences, winners, losers, distances, elements = [], [], [], [], []
+        sequences, winners, losers, distances, margins, elements = [], [], [], [], [], []
         tie_first, tie_second, tie_elements = [], [], []
         for element, example in enumerate(examples):
             offset = len(sequences)
@@ -471,6 +497,7 @@ class RankingCollator:
                 winners.append(offset + winner)
                 losers.append(offset + loser)
                 distances.append(distance)
+                margins.append(example.margin)
                 elements.append(element)
             for first, second in example.ties:
                 tie_first.append(offset + first)
@@ -486,6 +513,7 @@ class RankingCollator:
             "winners": torch.tensor(winners, dtype=torch.long),
             "losers": torch.tensor(losers, dtype=torch.long),
             "rank_distances": torch.tensor(distances, dtype=torch.float),
+            "pair_margins": torch.tensor(margins, dtype=torch.float),
             "elements": torch.tensor(elements, dtype=torch.long),
             "num_elements": torch.tensor(len(examples), dtype=torch.long),
             "example_weights": torch.tensor([e.weight for e in examples], dtype=torch.float),

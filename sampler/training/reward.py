@@ -64,7 +64,7 @@ class RewardTask:
             losers,
             batch["elements"],
             int(batch["num_elements"]),
-            margins=self.config.margin_per_rank * batch["rank_distances"],
+            margins=self.config.margin_per_rank * batch["rank_distances"] + batch["pair_margins"],
             ties=(batch["tie_first"], batch["tie_second"], batch["tie_elements"]),
             tie_weight=self.config.tie_weight,
             element_weights=trust,

@@ -18,6 +18,7 @@ from sampler.training.losses import (
     tied_pairs,
     token_cross_entropy,
 )
+from sampler.training.records import DataError
 
 
 def neg_log_sigmoid(x: float) -> float:
@@ -217,3 +218,35 @@ def test_weighted_by_trust_the_centering_penalty_weighs_each_ranking_by_its_trus
     config = RewardConfig(center_rewards_coefficient=0.01, weight_by_trust=True)
     loss, _ = RewardTask(config).train_loss(module, batch)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_trl_pairs_files_margin_is_a_loss_margin_and_schema_1s_a_rank_distance(micro_model_dir):
+    """TRL's RewardTrainer subtracts a pair's ``margin`` from its score gap; a pairs export of
+    schema 1 used the name for the rank distance. Read as a rank distance, a TRL file's margin
+    was multiplied by --margin-per-rank (0 by default) and lost."""
+    from sampler.training.data import ranking_example
+    from sampler.training.model import load_tokenizer
+    from sampler.training.reward import RewardTask
+
+    tokenizer = load_tokenizer(micro_model_dir)
+    trl = {"prompt": "hi", "chosen": "hello there", "rejected": "go away", "margin": 2.0}
+    exported = {**trl, "schema_version": 1}
+    trl_example = ranking_example(tokenizer, trl, max_length=32)
+    exported_example = ranking_example(tokenizer, exported, max_length=32)
+    assert (trl_example.margin, trl_example.pairs) == (2.0, [(0, 1, 1)])
+    assert (exported_example.margin, exported_example.pairs) == (0.0, [(0, 1, 2.0)])
+
+    # The loss: -log sigmoid(r_w - r_l - margin), as TRL computes it, with --margin-per-rank on
+    # top per rank of distance.
+    batch = RankingCollator(pad_id=9)(
+        [RankingExample(candidates=[[6], [0]], pairs=[(0, 1, 1)], margin=2.0)]
+    )
+    module = _FixedScores()  # scores 2 and -1: a gap of 3
+    for per_rank, expected_margin in ((0.0, 2.0), (0.5, 2.5)):
+        config = RewardConfig(margin_per_rank=per_rank, center_rewards_coefficient=0.0)
+        loss, _ = RewardTask(config).train_loss(module, batch)
+        expected = torch.nn.functional.softplus(torch.tensor(-(3.0 - expected_margin)))
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+    with pytest.raises(DataError, match="finite"):
+        ranking_example(tokenizer, {**trl, "margin": float("inf")}, max_length=32)
