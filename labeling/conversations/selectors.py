@@ -5,12 +5,14 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Max, Min, Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from accounts.roles import is_admin
 from config.querysets import values_in_chunks
 from labeling.conversations.models import Conversation, Draft, Message
-from sampler.generation.models import Sample
+from sampler.generation.models import GenerationJob, Sample
+from sampler.generation.selectors import generation_job_get
 
 
 def conversation_list(
@@ -166,6 +168,27 @@ def draft_get(
         .filter(conversation=conversation, author=author, editing_id=editing_id)
         .first()
     )
+
+
+def suggestion_job_get(
+    *, conversation: Conversation, job_id: int, user: AbstractBaseUser
+) -> GenerationJob:
+    """The suggestion job ``job_id`` if ``user`` may see it (``generation_job_get``) and it was
+    asked for in ``conversation``: for a turn of it, or, for an empty conversation (no turn to
+    follow), the one its draft holds. 404 otherwise, so a job of one conversation is never
+    shown, cancelled or retried under another one's editor."""
+    of_conversation = GenerationJob.objects.filter(
+        pk=job_id, purpose=GenerationJob.Purpose.SUGGESTION
+    ).filter(
+        Q(prefix_message__conversation=conversation)
+        | Q(
+            prefix_message__isnull=True,
+            pk__in=Draft.objects.filter(conversation=conversation).values("suggestion_job_id"),
+        )
+    )
+    if not of_conversation.exists():
+        raise Http404("No such suggestions in this conversation.")
+    return generation_job_get(job_id=job_id, user=user)
 
 
 def suggestion_for_next_turn(*, sample_id: int | None, conversation: Conversation) -> int | None:

@@ -26,7 +26,7 @@ from labeling.conversations.editor import (
 )
 from labeling.conversations.forms import ConversationCreateForm, DraftForm, MessageForm, SuggestForm
 from labeling.conversations.models import Conversation, Message
-from sampler.generation.selectors import generation_job_get, generation_job_queue_position
+from sampler.generation.selectors import generation_job_queue_position
 from sampler.generation.services import generation_job_cancel, generation_job_retry
 
 PAGE_SIZE = 200
@@ -195,7 +195,7 @@ def _render_suggestions(
 @trainer_required
 def suggestions(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> HttpResponse:
     conversation = conversation_for_request(request, conversation_id)
-    job = generation_job_get(job_id=job_id, user=request.user)
+    job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
     if not request.htmx:
         return redirect("labeling:editor", conversation_id=conversation.pk)
     return _render_suggestions(request, conversation, job)
@@ -205,20 +205,19 @@ def suggestions(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> 
 @require_POST
 def suggestion_cancel(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> HttpResponse:
     conversation = conversation_for_request(request, conversation_id)
-    job = generation_job_get(job_id=job_id, user=request.user)
+    job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
     generation_job_cancel(job=job, user=request.user)
     if not request.htmx:
         return redirect("labeling:editor", conversation_id=conversation.pk)
-    return _render_suggestions(
-        request, conversation, generation_job_get(job_id=job_id, user=request.user)
-    )
+    job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
+    return _render_suggestions(request, conversation, job)
 
 
 @trainer_required
 @require_POST
 def suggestion_retry(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> HttpResponse:
     conversation = conversation_for_request(request, conversation_id)
-    job = generation_job_get(job_id=job_id, user=request.user)
+    job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
     try:
         publication = generation_job_retry(job=job, user=request.user)
     except ValidationError as error:
@@ -234,7 +233,7 @@ def suggestion_retry(request: HtmxHttpRequest, conversation_id: int, job_id: int
         )
     if not request.htmx:
         return redirect("labeling:editor", conversation_id=conversation.pk)
-    job = generation_job_get(job_id=job_id, user=request.user)
+    job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
     return _render_suggestions(request, conversation, job, unpublished=publication.failed)
 
 

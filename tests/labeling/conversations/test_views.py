@@ -8,6 +8,7 @@ from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
 from labeling.conversations.views import PAGE_SIZE
 from sampler.generation import services as sampler_services
+from sampler.generation.models import GenerationJob
 from tests.labeling.conftest import HTMX, write_turns
 
 
@@ -358,6 +359,68 @@ def test_another_trainer_cannot_cancel_my_suggestion(
     assert job.status == "queued"
 
 
+@pytest.mark.parametrize("prefixed", [True, False])
+def test_a_suggestion_job_is_not_shown_cancelled_or_retried_under_another_conversation(
+    trainer_client, conversation, trainer, policy, django_capture_on_commit_callbacks, prefixed
+):
+    """The trainer's job for one conversation (after its first turn, or for an empty one,
+    which only its draft links), asked for under the editor of another of theirs: 404, and
+    the job is left as it was."""
+    other = services.conversation_create(owner=trainer, title="Other plans")
+    if prefixed:
+        services.message_append(conversation=conversation, author=trainer, content="hi")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    own = trainer_client.get(
+        reverse("labeling:suggestions", args=[conversation.pk, job.pk]), **HTMX
+    )
+    assert own.status_code == 200
+    for name in ("suggestions", "suggestion-cancel", "suggestion-retry"):
+        url = reverse(f"labeling:{name}", args=[other.pk, job.pk])
+        send = trainer_client.get if name == "suggestions" else trainer_client.post
+        assert send(url, **HTMX).status_code == 404, name
+    job.refresh_from_db()
+    assert job.status == "queued"
+    # Cancelled under its own conversation, it is not retried under the other one either.
+    trainer_client.post(reverse("labeling:suggestion-cancel", args=[conversation.pk, job.pk]))
+    retry = trainer_client.post(
+        reverse("labeling:suggestion-retry", args=[other.pk, job.pk]), **HTMX
+    )
+    assert retry.status_code == 404
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+
+
+def test_an_admin_cannot_show_a_trainers_suggestions_under_another_conversation(
+    admin_client_, conversation, trainer, policy, django_capture_on_commit_callbacks
+):
+    other = services.conversation_create(owner=trainer, title="Other plans")
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    wrong = reverse("labeling:suggestions", args=[other.pk, job.pk])
+    assert admin_client_.get(wrong, **HTMX).status_code == 404
+    right = reverse("labeling:suggestions", args=[conversation.pk, job.pk])
+    assert admin_client_.get(right, **HTMX).status_code == 200
+
+
+def test_a_job_not_asked_for_as_suggestions_is_not_shown_in_the_editor(
+    trainer_client, conversation, trainer, policy, django_capture_on_commit_callbacks
+):
+    """A job of another purpose whose prefix is a turn of this conversation (one made through
+    the generation API, say) is not this editor's suggestions."""
+    user_turn = services.message_append(conversation=conversation, author=trainer, content="hi")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = sampler_services.generation_job_create(
+            prefix_message=user_turn,
+            n=1,
+            purpose=GenerationJob.Purpose.MANUAL,
+            requested_by=trainer,
+        )
+    url = reverse("labeling:suggestions", args=[conversation.pk, job.pk])
+    assert trainer_client.get(url, **HTMX).status_code == 404
+
+
 def test_suggest_with_bad_count_is_a_422_message(trainer_client, conversation, policy):
     response = trainer_client.post(
         reverse("labeling:suggest", args=[conversation.pk]), {"n": "99"}, **HTMX
@@ -383,6 +446,7 @@ def _suggestion_job(conversation, trainer):
         n=2,
         params={"max_new_tokens": 4},
         seed=1,
+        purpose=GenerationJob.Purpose.SUGGESTION,
         requested_by=trainer,
         queue=False,
     )
