@@ -19,8 +19,9 @@ from django.dispatch import receiver
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-# Ids taken from a caller: letters, digits and - _ . : only, at most 128 characters.
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Ids taken from a caller: letters, digits and - _ . : only, at most 128 characters, the whole
+# value (fullmatch: ``$`` would also match before a trailing newline).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # LogRecord attributes that are not extras passed by the caller.
 _RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -35,7 +36,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request):
         offered = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = offered if _SANE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = offered if _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         request.request_id = request_id
         # Kept until the response is closed (request_finished, below): Django logs a 4xx after
         # the middleware has returned.

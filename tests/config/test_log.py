@@ -3,7 +3,9 @@
 import io
 import json
 import logging
+import re
 
+import pytest
 from django.test import Client
 
 from config.log import JsonFormatter, RequestIdFilter, request_id_var
@@ -62,3 +64,15 @@ def test_a_sane_request_id_from_the_caller_is_kept_and_any_other_replaced(db):
 
     assert kept["X-Request-ID"] == "lb-7f3a.9:2"
     assert replaced["X-Request-ID"] != "<script>" and len(replaced["X-Request-ID"]) == 32
+
+
+@pytest.mark.parametrize("offered", ["abc\n", "good-id<script>", "good-id extra", "\ngood-id"])
+def test_a_request_id_with_anything_around_a_sane_one_is_replaced_whole(db, offered):
+    """Only an id that is sane from its first character to its last is kept: one with a
+    trailing newline, or more after a sane start, is neither echoed nor logged."""
+    response = Client().get("/accounts/login/", HTTP_X_REQUEST_ID=offered)
+
+    assert response.status_code == 200
+    request_id = response["X-Request-ID"]
+    assert request_id != offered and len(request_id) == 32
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
