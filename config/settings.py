@@ -5,7 +5,7 @@ Two modes:
   broker on the local filesystem consumed by a real worker process, the bundled tiny chat
   model, demo accounts created on first run.
 - ``production``: PostgreSQL and Redis from ``DATABASE_URL`` / ``CELERY_BROKER_URL``, a real
-  ``SECRET_KEY`` is required, no accounts with known passwords.
+  ``SECRET_KEY`` is required, ``DEBUG`` must be off, no accounts with known passwords.
 """
 
 import ipaddress
@@ -55,6 +55,12 @@ if PRODUCTION:
         )
 
 DEBUG = env_bool("DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "TANDEM_MODE=production refuses to start with DEBUG on: its error pages show settings, "
+        "SQL and stack traces to anyone. Unset DEBUG (or set DEBUG=false); to debug, run the "
+        "embedded default."
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured(

@@ -74,6 +74,22 @@ def test_production_mode_starts_with_a_real_secret_key_and_debug_off():
     assert result.stdout.split() == ["False", "django_prometheus.db.backends.postgresql"]
 
 
+@pytest.mark.parametrize("debug", ["true", "1", "yes", "on"])
+def test_production_mode_refuses_to_start_with_debug_on(debug):
+    """DEBUG shows settings, SQL and stack traces to anyone who makes a request fail."""
+    result = _import_settings(
+        TANDEM_MODE="production",
+        SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        ALLOWED_HOSTS="tandem.example.org",
+        EXPORT_PSEUDONYM_KEY="p" * 40,
+        DEBUG=debug,
+    )
+    assert result.returncode != 0
+    assert "TANDEM_MODE=production refuses to start with DEBUG on" in result.stderr
+
+
 def test_production_mode_without_allowed_hosts_says_which_setting_is_missing():
     result = _import_settings(
         TANDEM_MODE="production",
