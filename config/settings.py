@@ -281,6 +281,9 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 3
 
 # Models and generation.
 MODEL_ROOT = env_dir("MODEL_ROOT", str(VAR_DIR / "models"))
+# The largest data file the Training page takes as an upload, checked while it streams in;
+# larger ones are better copied to the server and trained with `manage.py train_*`.
+TRAINING_UPLOAD_MAX_BYTES = env_int("TRAINING_UPLOAD_MAX_BYTES", 512 * 1024 * 1024, least=1)
 EMBEDDED_MODEL_DIR = BASE_DIR / "assets" / "models" / "tandem-chitchat-tiny"
 SAMPLER_MODEL = env_str("SAMPLER_MODEL", str(EMBEDDED_MODEL_DIR))
 SAMPLER_DEVICE = env_str("SAMPLER_DEVICE", "auto")

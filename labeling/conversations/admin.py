@@ -4,7 +4,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
@@ -14,37 +13,13 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from config.forms import ModelChoiceField
+from config.uploads import UploadSizeLimit, upload_size_limit_install
 from labeling.conversations.importing import ImportReport, jsonl_lines, uploaded_stream
 from labeling.conversations.models import Conversation, Draft, Message
 from labeling.conversations.services import conversations_import
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_ERRORS_SHOWN = 200
-
-
-class _UploadSizeLimit(FileUploadHandler):
-    """Drop an uploaded file once it passes the limit, while it streams in, so an oversized
-    upload is never written to disk (Django's own limits do not cover files)."""
-
-    def __init__(self, request: HttpRequest, limit: int) -> None:
-        super().__init__(request)
-        self.limit = limit
-        self.exceeded = False
-        self.received = 0
-
-    def new_file(self, *args, **kwargs) -> None:
-        super().new_file(*args, **kwargs)
-        self.received = 0
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.received += len(raw_data)
-        if self.received > self.limit:
-            self.exceeded = True
-            raise SkipFile
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None  # the next handlers build the uploaded file
 
 
 class ConversationImportForm(forms.Form):
@@ -124,11 +99,10 @@ class ConversationAdmin(admin.ModelAdmin):
     # documented pattern for per-view upload handlers).
     @csrf_exempt
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        size_limit = _UploadSizeLimit(request, MAX_UPLOAD_BYTES)
-        request.upload_handlers.insert(0, size_limit)
+        size_limit = upload_size_limit_install(request, limit=MAX_UPLOAD_BYTES)
         return csrf_protect(self._import_view)(request, size_limit)
 
-    def _import_view(self, request: HttpRequest, size_limit: _UploadSizeLimit) -> HttpResponse:
+    def _import_view(self, request: HttpRequest, size_limit: UploadSizeLimit) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
         report = None

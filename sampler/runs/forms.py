@@ -3,6 +3,8 @@ import json
 import zlib
 
 from django import forms
+from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 
 from config.forms import ModelChoiceField
 from ranking.exports.filter_form import ExportFilterForm
@@ -24,8 +26,6 @@ from sampler.training.config import (
 )
 from sampler.training.ppo_config import PPOConfig
 
-# Uploads beyond this are better copied to the server and trained with `manage.py train_*`.
-MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 # Export formats each kind of run can read.
 READABLE_FORMATS = {
     TrainingRun.Kind.SFT: {DatasetExport.Format.DEMONSTRATIONS},
@@ -174,8 +174,11 @@ class TrainingRunForm(ExportFilterForm):
     )
     split_seed = forms.IntegerField(min_value=0, max_value=MAX_SPLIT_SEED, initial=0)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, upload_too_large: bool = False, **kwargs):
+        """``upload_too_large``: the upload passed the size limit while it streamed in, and
+        was dropped (``config.uploads``)."""
         super().__init__(*args, **kwargs)
+        self.upload_too_large = upload_too_large
         for name, (field_class, minimum, maximum, _) in HYPERPARAMETERS.items():
             field = field_class(min_value=minimum, max_value=maximum, required=False)
             field.widget.attrs.update({"placeholder": _defaults(name), "step": "any"})
@@ -240,10 +243,17 @@ class TrainingRunForm(ExportFilterForm):
                 )
         elif source == "upload":
             upload = data.get("upload")
+            limit = settings.TRAINING_UPLOAD_MAX_BYTES
+            if self.upload_too_large or (upload is not None and upload.size > limit):
+                raise forms.ValidationError(
+                    {
+                        "upload": f"The file is larger than {filesizeformat(limit)}, the most an "
+                        "upload may hold: copy it to the server and train with manage.py "
+                        "train_*."
+                    }
+                )
             if upload is None:
                 raise forms.ValidationError({"upload": "Choose a file."})
-            if upload.size > MAX_UPLOAD_BYTES:
-                raise forms.ValidationError({"upload": "The file is too large for an upload."})
             if not upload.name.endswith((".jsonl", ".jsonl.gz", ".json")):
                 raise forms.ValidationError({"upload": "Upload a .jsonl or .jsonl.gz file."})
             changed = data["test_fraction"] != self.fields["test_fraction"].initial

@@ -1,15 +1,18 @@
 """The Training page for admins: model versions, launching runs, following them live."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
 from config.htmx import redirect_page, tell_queued
+from config.uploads import UploadSizeLimit, upload_size_limit_install
 from sampler.registry.selectors import model_version_list
 from sampler.runs import services as training_services
 from sampler.runs.forms import TrainingRunForm
@@ -43,10 +46,19 @@ def training_runs(request: HttpRequest) -> HttpResponse:
     return render(request, f"{PAGE}#run-table", _runs())
 
 
+# The upload's size limit must be installed before anything reads the request body, and the
+# CSRF check reads it; so CSRF is checked inside, after the limit is in place (Django's
+# documented pattern for per-view upload handlers).
 @staff_required
 @require_POST
+@csrf_exempt
 def training_run_start(request: HttpRequest) -> HttpResponse:
-    form = TrainingRunForm(request.POST, request.FILES)
+    size_limit = upload_size_limit_install(request, limit=settings.TRAINING_UPLOAD_MAX_BYTES)
+    return csrf_protect(_training_run_start)(request, size_limit)
+
+
+def _training_run_start(request: HttpRequest, size_limit: UploadSizeLimit) -> HttpResponse:
+    form = TrainingRunForm(request.POST, request.FILES, upload_too_large=size_limit.exceeded)
     if not form.is_valid():
         return _page(request, form, status=422)
     data = form.cleaned_data

@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerDown
@@ -250,6 +251,115 @@ def test_a_reward_upload_that_normalises_needs_demonstrations(admin_client_, pol
     # The refused run's upload is not kept: no run will ever read it.
     uploads = settings.MEDIA_ROOT / "training-data"
     assert not [path for path in uploads.rglob("*") if path.is_file()]
+
+
+# Bytes of each uploaded file that reached the handler writing it to a temporary file.
+written_to_disk: list[int] = []
+
+
+class RecordingTemporaryFileUploadHandler(TemporaryFileUploadHandler):
+    """Django's handler that writes an upload to a temporary file, counting what it wrote."""
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        written_to_disk.append(0)
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        written_to_disk[-1] += len(raw_data)
+        return super().receive_data_chunk(raw_data, start)
+
+
+@pytest.fixture
+def uploads_to_disk(settings, tmp_path) -> Path:
+    """Every upload goes to a temporary file (none is kept in memory), in a folder of its own,
+    through the recording handler; the folder is returned."""
+    written_to_disk.clear()
+    folder = tmp_path / "upload-temp"
+    folder.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(folder)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+    settings.FILE_UPLOAD_HANDLERS = [f"{__name__}.RecordingTemporaryFileUploadHandler"]
+    return folder
+
+
+def _post_upload(client, upload, **fields):
+    return client.post(
+        reverse("sampler:training-run-start"),
+        {
+            "kind": "reward",
+            "source": "upload",
+            "upload": upload,
+            "test_fraction": "0.2",
+            "split_seed": "0",
+            "output_name": "rm-upload",
+            **fields,
+        },
+    )
+
+
+def test_an_upload_at_the_size_limit_is_taken_and_one_byte_more_is_stopped_while_it_streams(
+    admin_client_, policy, settings, uploads_to_disk, django_capture_on_commit_callbacks
+):
+    content = _upload().read()
+    settings.TRAINING_UPLOAD_MAX_BYTES = len(content)
+
+    with django_capture_on_commit_callbacks():
+        taken = _post_upload(admin_client_, SimpleUploadedFile("at-limit.jsonl", content))
+    assert taken.status_code == 302 and TrainingRun.objects.count() == 1
+    assert written_to_disk == [len(content)]
+
+    written_to_disk.clear()
+    refused = _post_upload(admin_client_, SimpleUploadedFile("over.jsonl", content + b"\n"))
+    assert refused.status_code == 422
+    assert "larger than" in str(refused.context["form"].errors["upload"])
+    assert TrainingRun.objects.count() == 1
+    # Never more than the limit went to disk, and what did is gone, like the refused file.
+    assert all(size <= len(content) for size in written_to_disk)
+    assert not list(uploads_to_disk.iterdir())
+    kept = list((settings.MEDIA_ROOT / "training-data").rglob("*.jsonl"))
+    assert [path.name for path in kept] == ["at-limit.jsonl"]
+
+
+def test_an_upload_whose_request_is_already_too_long_writes_nothing(
+    admin_client_, policy, settings, uploads_to_disk
+):
+    """The request's Content-Length alone says the file cannot fit: not one byte of it is
+    written, and the page says why, keeping what else was filled in."""
+    settings.TRAINING_UPLOAD_MAX_BYTES = 1024
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    upload = SimpleUploadedFile("huge.jsonl", b"x" * (2 * 1024 * 1024))
+
+    response = _post_upload(admin_client_, upload)
+
+    assert response.status_code == 422
+    form = response.context["form"]
+    assert "larger than" in str(form.errors["upload"])
+    assert form["output_name"].value() == "rm-upload"
+    assert written_to_disk == []
+    assert not list(uploads_to_disk.iterdir())
+    assert not TrainingRun.objects.exists()
+
+
+def test_the_upload_limit_comes_before_the_csrf_check_which_still_holds(
+    admin_user, policy, settings, uploads_to_disk
+):
+    """The limit is installed before the CSRF check reads the body, and the check still runs."""
+    from django.test import Client
+
+    settings.TRAINING_UPLOAD_MAX_BYTES = 16
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    without_token = _post_upload(client, SimpleUploadedFile("a.jsonl", b"x" * 17))
+    assert without_token.status_code == 403
+
+    client.get(reverse("sampler:training"))
+    token = client.cookies["csrftoken"].value
+    upload = SimpleUploadedFile("a.jsonl", b"x" * 17)
+    response = _post_upload(client, upload, csrfmiddlewaretoken=token)
+    assert response.status_code == 422
+    assert "larger than" in str(response.context["form"].errors["upload"])
+    assert all(size <= 16 for size in written_to_disk)
+    assert not TrainingRun.objects.exists()
 
 
 def test_an_unreadable_data_file_is_a_clear_refusal_not_an_error(policy, tmp_path):

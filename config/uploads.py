@@ -1,0 +1,67 @@
+"""A size limit that holds while a file upload streams in, not after it was written to disk.
+
+Django's own limits (``DATA_UPLOAD_MAX_MEMORY_SIZE``) leave files out: an upload of any size is
+written whole to a temporary file before a form could look at its size. ``UploadSizeLimit``
+goes first among the request's upload handlers: the byte past the limit makes the file skipped
+(the handlers after it have written no more than the limit, and Django deletes their partial
+temporary file), and a request whose Content-Length alone says that no file of it can fit
+writes no byte of any file. The rest of the form is still read, so the page can say why and
+keep what else was filled in.
+
+It must be in place before anything reads the request body, and the CSRF check reads it: wrap
+the view in ``csrf_exempt`` and check CSRF inside, after inserting the handler (Django's
+documented pattern for per-view upload handlers).
+"""
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.http import HttpRequest
+
+# Room in a request's body beside the file: each part's headers and boundary, for the few
+# fields a form has (their values are bounded by DATA_UPLOAD_MAX_MEMORY_SIZE, added to this).
+PART_HEADERS_ROOM = 64 * 1024
+
+
+class UploadSizeLimit(FileUploadHandler):
+    """Skip an uploaded file once it passes ``limit`` bytes; ``exceeded`` says it happened."""
+
+    def __init__(self, request: HttpRequest, limit: int) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.exceeded = False
+        self.received = 0
+        self.request_too_long = False
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None) -> None:
+        fields_room = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if (
+            fields_room is not None
+            and content_length > self.limit + fields_room + PART_HEADERS_ROOM
+        ):
+            self.exceeded = self.request_too_long = True
+        return None  # Django parses the body; this only decides about its files
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        if self.request_too_long:
+            # Before the handlers after this one open a temporary file for it.
+            raise SkipFile
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise SkipFile
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handlers build the uploaded file
+
+
+def upload_size_limit_install(request: HttpRequest, *, limit: int) -> UploadSizeLimit:
+    """Put a size limit first among ``request``'s upload handlers; returns it, to ask
+    ``exceeded`` once the body was read."""
+    size_limit = UploadSizeLimit(request, limit)
+    request.upload_handlers.insert(0, size_limit)
+    return size_limit
