@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from config.env import SETTINGS_NAMES
 
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 # What looks like a key pasted where a variable's name belongs.
 KEY_LIKE = re.compile(r"^(sk-|sk_|hf_|Bearer\s)", re.IGNORECASE)
 
@@ -49,7 +49,7 @@ OPENAI_OPTIONS: dict[str, tuple] = {
     "base_url": (lambda v: _text(v, 1000) and urlsplit(v).scheme in {"http", "https"}
                  and bool(urlsplit(v).netloc), "an http(s) URL, e.g. http://vllm:8000/v1"),
     "model": (lambda v: _text(v, 500), "the model name the server serves"),
-    "api_key_env": (lambda v: isinstance(v, str) and bool(ENV_NAME.match(v)),
+    "api_key_env": (lambda v: isinstance(v, str) and bool(ENV_NAME.fullmatch(v)),
                     "the NAME of an environment variable holding the key (A-Z, 0-9, _)"),
     "timeout": (lambda v: _number(v) and 1 <= v <= 3600, "seconds, between 1 and 3600"),
     "max_retries": (lambda v: _integer(v) and 0 <= v <= 10, "an integer from 0 to 10"),

@@ -51,6 +51,7 @@ PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
         ("openai", {"base_url": "https://sk-secret@s/v1", "model": "m"}, "base_url"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "sk-a"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "a b"}, "api_key_env"),
+        ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "K\n"}, "api_key_env"),
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key": "secret"}, "api_key"),
         # The app's own secrets are never a model server's key (the worker would send them).
         ("openai", {"base_url": "http://s/v1", "model": "m", "api_key_env": "SECRET_KEY"},
