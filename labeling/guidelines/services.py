@@ -15,6 +15,7 @@ from labeling.guidelines.models import (
     GuidelineVersion,
 )
 from labeling.guidelines.selectors import guideline_project_id
+from ranking.projects.models import Project
 
 MAX_GUIDELINE_CHARS = 50000
 MAX_CHANGE_NOTE_CHARS = 300
@@ -60,14 +61,14 @@ def guideline_version_create(
         raise ValidationError(
             {"change_note": f"Keep the change note under {MAX_CHANGE_NOTE_CHARS} characters."}
         )
-    project_id = guideline_version_ensure_current(project_id=project_id).project_id
-    # Lock the newest version: two admins saving at once get consecutive numbers.
-    current = (
-        GuidelineVersion.objects.select_for_update()
-        .filter(project_id=project_id)
-        .order_by("-number")
-        .first()
-    )
+    project_id = guideline_project_id(project_id)
+    # One save at a time per project, so two at once (a double-clicked Save, two admins) get
+    # consecutive numbers, the second comparing with the first's text. The project's row is
+    # locked, not the newest version's: a save that waited for that lock would still read the
+    # version it waited on as the newest (PostgreSQL re-reads the locked row, not the rows
+    # committed meanwhile) and take its number again.
+    Project.objects.select_for_update().only("pk").get(pk=project_id)
+    current = guideline_version_ensure_current(project_id=project_id)
     if current.text.strip() == text:
         raise ValidationError({"text": "Nothing changed: edit the text to make a new version."})
     return GuidelineVersion.objects.create(

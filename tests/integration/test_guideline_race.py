@@ -1,0 +1,57 @@
+"""Two saves of the guidelines at once, on PostgreSQL: each gets its own version number.
+
+A double-clicked "Save as version N" (or two admins saving together) sends two edits. The second
+must wait for the first and then see the version it made: the same text again is "Nothing
+changed", other text is the version after it, never a clash on the version number (a 500)."""
+
+import threading
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+from labeling.guidelines import services
+from labeling.guidelines.models import GuidelineVersion
+from tests.conftest import WAIT_SECONDS, wait_for_lock_or_end
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _save_in_thread(admin_user, text: str, outcome: dict) -> threading.Thread:
+    def save() -> None:
+        try:
+            version = services.guideline_version_create(author=admin_user, text=text)
+            outcome["number"] = version.number
+        except ValidationError as error:
+            outcome["refused"] = error.message_dict["text"]
+        except Exception as error:  # what the request would answer as a 500
+            outcome["error"] = repr(error)
+        finally:
+            connection.close()
+
+    return threading.Thread(target=save)
+
+
+@pytest.mark.parametrize(
+    ("second_text", "expected"),
+    [
+        ("Be kind.", {"refused": ["Nothing changed: edit the text to make a new version."]}),
+        ("Be kind and brief.", {"number": 3}),
+    ],
+)
+def test_a_guideline_save_racing_another_waits_for_it(admin_user, second_text, expected):
+    services.guideline_version_ensure_current()
+    outcome: dict = {}
+    second = _save_in_thread(admin_user, second_text, outcome)
+    with transaction.atomic():
+        first = services.guideline_version_create(author=admin_user, text="Be kind.")
+        second.start()
+        wait_for_lock_or_end(second, what="the second save")
+    second.join(WAIT_SECONDS)
+    assert not second.is_alive()
+
+    assert first.number == 2
+    assert outcome == expected
+    assert sorted(GuidelineVersion.objects.values_list("number", flat=True)) == sorted(
+        {1, 2, *([3] if "number" in expected else [])}
+    )
