@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 
 from config.querysets import MAX_ID
-from config.text import text_problem
+from config.text import newlines_normalized, text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG
 
 
@@ -46,6 +46,16 @@ class StorableCharField(forms.CharField):
     def to_python(self, value):
         if isinstance(value, str) and (problem := text_problem(value)):
             raise ValidationError(problem, code="null_characters_not_allowed")
+        return super().to_python(value)
+
+
+class MultilineCharField(forms.CharField):
+    """Django's, for a textarea: its line breaks as ``\\n``, whichever way they were posted (a
+    form sent without htmx sends CRLF), so the text compares, counts and exports as typed."""
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = newlines_normalized(value)
         return super().to_python(value)
 
 

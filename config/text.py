@@ -39,6 +39,12 @@ def storable_text(text: str, *, replacement: str = "\ufffd") -> str:
     return UNSTORABLE.sub(replacement, text)
 
 
+def newlines_normalized(text: str) -> str:
+    """``text`` with each line break as ``\\n``: a browser posts a form's line breaks as CRLF
+    (the HTML form encodings make every one so), and a lone CR is a line break too."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def search_text(text: str, *, max_chars: int) -> str:
     """A search query as typed, without what cannot be searched for, cut to ``max_chars``."""
     return storable_text(text, replacement="")[:max_chars]

@@ -2,7 +2,8 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
-from config.forms import DefaultProjectChoiceField
+from config.forms import DefaultProjectChoiceField, MultilineCharField
+from config.text import newlines_normalized
 from labeling.conversations.models import (
     MAX_INSTRUCTIONS_CHARS,
     MAX_TITLE_CHARS,
@@ -13,7 +14,7 @@ from ranking.projects.selectors import projects_for_trainer
 
 class ConversationCreateForm(forms.Form):
     title = forms.CharField(max_length=MAX_TITLE_CHARS, required=False)
-    instructions = forms.CharField(
+    instructions = MultilineCharField(
         max_length=MAX_INSTRUCTIONS_CHARS,
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -41,7 +42,7 @@ class ConversationCreateForm(forms.Form):
 
 class MessageForm(forms.Form):
     # Length is checked by the service so the message names the limit and keeps the text.
-    content = forms.CharField(strip=False, required=False, widget=forms.Textarea)
+    content = MultilineCharField(strip=False, required=False, widget=forms.Textarea)
     sample_id = forms.IntegerField(required=False, min_value=1)
     # The composer's: the message its turn follows (0: none yet); other forms leave it out.
     after = forms.IntegerField(required=False, min_value=0)
@@ -51,12 +52,12 @@ class MessageForm(forms.Form):
         comes back into the box, with the reasons, when the turn is refused."""
         if self.is_valid():
             return self.cleaned_data["content"]
-        return self.data.get("content", "").replace("\x00", "")
+        return newlines_normalized(self.data.get("content", "")).replace("\x00", "")
 
 
 class DraftForm(forms.Form):
     # Length is checked by the service, whose message names the limit in words.
-    content = forms.CharField(strip=False, required=False)
+    content = MultilineCharField(strip=False, required=False)
     sample_id = forms.IntegerField(required=False, min_value=1)
     # The composer's: the message its turn follows (0: none yet).
     after = forms.IntegerField(required=False, min_value=0)

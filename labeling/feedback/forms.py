@@ -1,6 +1,6 @@
 from django import forms
 
-from config.forms import ModelChoiceField
+from config.forms import ModelChoiceField, MultilineCharField
 from labeling.feedback.models import Feedback
 from labeling.feedback.selectors import FeedbackFilters
 from labeling.feedback.services import MAX_COMMENT_CHARS
@@ -17,7 +17,7 @@ class ReportForm(forms.Form):
     categories = forms.MultipleChoiceField(
         choices=Feedback.Category.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
-    comment = forms.CharField(required=False, max_length=MAX_COMMENT_CHARS)
+    comment = MultilineCharField(required=False, max_length=MAX_COMMENT_CHARS)
     filter_wrong = forms.BooleanField(required=False)
 
 

@@ -1,11 +1,14 @@
 from django import forms
 
+from config.forms import MultilineCharField
 from labeling.guidelines.services import MAX_CHANGE_NOTE_CHARS
 
 
 class GuidelineForm(forms.Form):
     # Bounds are the service's, so its message names them and the text comes back.
-    text = forms.CharField(strip=False, required=False, widget=forms.Textarea(attrs={"rows": 24}))
+    text = MultilineCharField(
+        strip=False, required=False, widget=forms.Textarea(attrs={"rows": 24})
+    )
     change_note = forms.CharField(
         required=False,
         max_length=MAX_CHANGE_NOTE_CHARS,

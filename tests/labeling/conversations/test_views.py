@@ -507,3 +507,39 @@ def test_a_draft_save_from_a_stale_tab_after_discarding_is_refused_and_keeps_not
     assert response.status_code == 422
     assert "This conversation is discarded; reopen it to edit." in response.content.decode()
     assert not conversation.drafts.exists()
+
+
+def test_line_breaks_a_browser_form_sends_as_crlf_are_stored_as_newlines(
+    trainer_client, conversation, trainer
+):
+    """A form posted without htmx sends a textarea's line breaks as CRLF: turns, drafts and
+    instructions keep them as "\\n" (as the model writes and the exports give them), and an
+    unchanged multi-line turn saved as a branch is "nothing changed", not a second copy."""
+    (user_turn,) = write_turns(conversation, trainer, "Plan my day:\nmorning\nevening")
+    sent = trainer_client.post(
+        reverse("labeling:message-append", args=[conversation.pk]),
+        {"content": "Morning:\r\nrun.\r\rEvening:\rread.", "after": user_turn.pk},
+    )
+    assert sent.status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.active_leaf.content == "Morning:\nrun.\n\nEvening:\nread."
+
+    unchanged = trainer_client.post(
+        reverse("labeling:message-branch", args=[user_turn.pk]),
+        {"content": "Plan my day:\r\nmorning\r\nevening"},
+    )
+    assert unchanged.status_code == 422 and "Nothing changed" in unchanged.content.decode()
+    assert not Message.objects.filter(content__contains="\r").exists()
+    assert user_turn.parent is None
+    assert Message.objects.filter(conversation=conversation, parent=None).count() == 1
+
+    trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]),
+        {"content": "Next:\r\nsleep", "after": conversation.active_leaf_id},
+    )
+    assert conversation.drafts.get().content == "Next:\nsleep"
+
+    created = trainer_client.post(
+        reverse("labeling:conversation-create"), {"title": "T", "instructions": "a\r\nb"}
+    )
+    assert Conversation.objects.get(pk=created.url.split("/")[-2]).instructions == "a\nb"

@@ -57,3 +57,20 @@ def test_version_1_is_readable_by_its_number_before_anything_saved_it(trainer_cl
     assert b"I have read version 1" in response.content
     assert not GuidelineVersion.objects.exists()
     assert trainer_client.get("/write/guidelines/", {"version": "2"}).status_code == 404
+
+
+def test_the_current_text_saved_back_from_the_browser_form_is_unchanged(admin_client_):
+    """A browser sends a textarea's line breaks as CRLF; the default text (LF) saved back as is
+    makes no new version (trainers would be asked to read the same text again)."""
+    from labeling.guidelines.models import DEFAULT_GUIDELINES
+
+    as_sent = DEFAULT_GUIDELINES.replace("\n", "\r\n")
+    unchanged = admin_client_.post("/write/guidelines/edit/", {"text": as_sent})
+    assert unchanged.status_code == 422 and b"Nothing changed" in unchanged.content
+    assert not GuidelineVersion.objects.filter(number__gt=1).exists()
+
+    edited = admin_client_.post(
+        "/write/guidelines/edit/", {"text": "# Rules\r\n\r\nAsk first.\rBe brief."}
+    )
+    assert edited.status_code == 302
+    assert GuidelineVersion.objects.get(number=2).text == "# Rules\n\nAsk first.\nBe brief."
