@@ -35,14 +35,15 @@ def _project(target: FeedbackTarget) -> dict:
 
 
 @transaction.atomic
-def feedback_rate(*, user: AbstractBaseUser, target: FeedbackTarget, rating: str) -> Feedback:
+def feedback_rate(
+    *, user: AbstractBaseUser, target: FeedbackTarget, rating: str
+) -> Feedback | None:
     """Thumbs up, thumbs down, or "" to take the thumb back; the report is kept."""
     if rating not in {"", *Feedback.Rating.values}:
         raise ValidationError({"rating": "Rate with thumbs up or thumbs down."})
     feedback = _feedback_locked(user=user, target=target)
     feedback.rating = rating
-    feedback.save(update_fields=["rating", "updated_at"])
-    return feedback
+    return _saved(feedback, fields=["rating"])
 
 
 @transaction.atomic
@@ -53,7 +54,7 @@ def feedback_report(
     categories: Iterable[str],
     comment: str = "",
     filter_wrong: bool = False,
-) -> Feedback:
+) -> Feedback | None:
     """Report what is wrong with the text (no categories, no comment: withdraw the report) and
     whether the content filter's verdict on it was wrong; the thumb is kept."""
     chosen = set(categories)
@@ -82,7 +83,15 @@ def feedback_report(
     else:
         feedback.moderation = None
         feedback.filter_report = ""
-    feedback.save(
-        update_fields=["categories", "comment", "moderation", "filter_report", "updated_at"]
-    )
+    return _saved(feedback, fields=["categories", "comment", "moderation", "filter_report"])
+
+
+def _saved(feedback: Feedback, *, fields: list[str]) -> Feedback | None:
+    """Save the changed ``fields``; feedback that now says nothing (no thumb, no report) is
+    deleted instead (None): a thumb taken back or an empty report is no feedback, and must not
+    count as some in the admins' totals."""
+    if not (feedback.rating or feedback.categories or feedback.comment or feedback.filter_report):
+        feedback.delete()
+        return None
+    feedback.save(update_fields=[*fields, "updated_at"])
     return feedback

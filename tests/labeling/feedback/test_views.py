@@ -27,7 +27,39 @@ def test_thumbs_are_one_row_per_user_and_target_and_can_be_changed(
     assert feedback.model_version == policy  # copied for counts per model version
 
     post_feedback(trainer_client, "sample", sample.pk, {"action": "rate", "rating": ""})
-    assert Feedback.objects.get().rating == ""
+    assert not Feedback.objects.exists()  # the thumb taken back: nothing is said
+
+
+def test_feedback_that_says_nothing_is_not_kept_nor_counted(
+    flag_nothing, policy, trainer, trainer_client, admin_client_
+):
+    """A thumb taken back, or a report sent or withdrawn with nothing in it, leaves no row that
+    says nothing: the admins' "Feedback" count per model version and the trainer's own list
+    hold only feedback that says something."""
+    first, second = sample_job(trainer).samples.all()
+    for data in ({"action": "rate", "rating": ""}, {"action": "report", "comment": "  "}):
+        response = post_feedback(trainer_client, "sample", first.pk, data)
+        assert response.status_code == 200
+    assert not Feedback.objects.exists()
+
+    post_feedback(trainer_client, "sample", first.pk, {"action": "rate", "rating": "up"})
+    post_feedback(trainer_client, "sample", first.pk, {"action": "rate", "rating": ""})
+    post_feedback(trainer_client, "sample", second.pk, {"action": "report", "comment": "Odd."})
+    post_feedback(trainer_client, "sample", second.pk, {"action": "rate", "rating": "down"})
+    post_feedback(trainer_client, "sample", second.pk, {"action": "report", "comment": ""})
+    assert list(Feedback.objects.values_list("sample", "rating", "comment")) == [
+        (second.pk, "down", "")
+    ]
+    withdrawn = post_feedback(trainer_client, "sample", second.pk, {"action": "rate", "rating": ""})
+    assert withdrawn.status_code == 200
+    assert 'aria-pressed="true"' not in withdrawn.content.decode()
+    assert not Feedback.objects.exists()
+
+    (row,) = admin_client_.get("/write/feedback/", {"rating": ""}).context["by_model_version"] or [
+        {"total": 0}
+    ]
+    assert row["total"] == 0
+    assert not trainer_client.get("/write/feedback/mine/").context["page"].object_list
 
 
 def test_a_report_keeps_the_thumb_and_stores_categories_and_comment(
