@@ -123,21 +123,41 @@ def _provenance(
 ):
     """Origin, sample, model version and edit distance of a message written from a suggestion,
     or (``edited``, no suggestion named) edited from a turn that was: measured against the same
-    sample, as if the edit had been made to the suggestion itself."""
+    sample, as if the edit had been made to the suggestion itself. A model-written turn with no
+    sample here (imported) is measured against its own text, by the same rule."""
     if sample_id is None and edited is not None and edited.sample_id is not None:
         sample = Sample.objects.select_related("job").get(pk=edited.sample_id)
+    elif sample_id is None and edited is not None and edited.origin != Message.Origin.HUMAN:
+        return _edit_provenance(
+            original=edited.content,
+            content=content,
+            sample=None,
+            model_version_id=edited.model_version_id,
+        )
     elif sample_id is None:
         return Message.Origin.HUMAN, None, None, None
     else:
         sample = _sample_offered(sample_id=sample_id, author=author, parent=parent)
     if sample.job.role != role:
         raise ValidationError({"sample_id": f"That suggestion is for a {sample.job.role} turn."})
-    distance = Levenshtein.distance(sample.text, content)
-    if distance and _words_kept(sample.text, content) < MIN_SUGGESTION_WORDS_KEPT:
+    return _edit_provenance(
+        original=sample.text,
+        content=content,
+        sample=sample,
+        model_version_id=sample.job.model_version_id,
+    )
+
+
+def _edit_provenance(
+    *, original: str, content: str, sample: Sample | None, model_version_id: int | None
+):
+    """``content`` as the model's text ``original`` kept or edited, or as the trainer's own."""
+    distance = Levenshtein.distance(original, content)
+    if distance and _words_kept(original, content) < MIN_SUGGESTION_WORDS_KEPT:
         # Rewritten, not edited: the trainer's own text, whatever it started from.
         return Message.Origin.HUMAN, None, None, None
     origin = Message.Origin.MODEL if distance == 0 else Message.Origin.MODEL_EDITED
-    return origin, sample, sample.job.model_version_id, distance
+    return origin, sample, model_version_id, distance
 
 
 # A turn written from a suggestion that keeps less than this share of its words (in order) is

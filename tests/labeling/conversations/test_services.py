@@ -190,3 +190,31 @@ def test_the_depth_of_a_message_counts_its_path_from_the_root(conversation, trai
     for message in (first, second, third, branch):
         assert message_depth(message=message) == len(message_path(message=message))
     assert [message_depth(message=m) for m in (first, second, third, branch)] == [1, 2, 3, 2]
+
+
+def test_an_edit_of_an_imported_model_reply_is_model_edited_until_rewritten(trainer):
+    """A model-written turn brought in by an import has no sample here; an edit of it is
+    measured against its text by the suggestions' rule: a corrected reply is ``model_edited``
+    (not a human demonstration), one keeping under a quarter of its words is the trainer's."""
+    reply = "Sure, the lake it is, with a picnic at noon."
+    report = services.conversations_import(
+        lines=[
+            '{"messages": [{"role": "user", "content": "Plans?"}, '
+            f'{{"role": "assistant", "content": "{reply}"}}]}}'
+        ],
+        owner=trainer,
+    )
+    conversation = Conversation.objects.get(pk=report.conversation_ids[0])
+    services.conversation_reopen(conversation=conversation, user=trainer)
+    imported = conversation.messages.get(role="assistant")
+    assert imported.origin == Message.Origin.MODEL and imported.sample is None
+
+    corrected = services.message_branch(
+        original=imported, author=trainer, content="Sure, the lake it is, with a picnic at one."
+    )
+    assert corrected.origin == Message.Origin.MODEL_EDITED
+    assert corrected.edit_distance == 3 and corrected.sample is None  # noon -> one
+    rewritten = services.message_branch(
+        original=imported, author=trainer, content="I would rather stay home and read."
+    )
+    assert rewritten.origin == Message.Origin.HUMAN and rewritten.edit_distance is None
