@@ -59,6 +59,11 @@ class MultilineCharField(forms.CharField):
         return super().to_python(value)
 
 
+class StorableMultilineCharField(MultilineCharField, StorableCharField):
+    """A textarea's text with its line breaks as ``\\n``, refused as ``StorableCharField``
+    refuses text a database cannot store."""
+
+
 class ModelChoiceField(forms.ModelChoiceField):
     """Django's, with an out-of-range id refused as "not one of the choices" rather than sent
     to the database."""

@@ -1,6 +1,6 @@
 from django import forms
 
-from config.forms import DefaultProjectChoiceField, ModelChoiceField
+from config.forms import DefaultProjectChoiceField, ModelChoiceField, MultilineCharField
 from labeling.redteam.models import Attack
 from labeling.redteam.services import MAX_ATTACK_NOTE_CHARS
 from ranking.projects.selectors import project_list
@@ -9,7 +9,7 @@ from sampler.models import ModelVersion
 
 class AttackForm(forms.Form):
     category = forms.ChoiceField(choices=Attack.Category.choices)
-    note = forms.CharField(
+    note = MultilineCharField(
         required=False, max_length=MAX_ATTACK_NOTE_CHARS, widget=forms.Textarea(attrs={"rows": 2})
     )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django import forms
 
-from config.forms import StorableCharField
+from config.forms import StorableCharField, StorableMultilineCharField
 from ranking.rank.models import Ranking
 from ranking.rank.services import FLAGS, RankingInput
 
@@ -56,7 +56,7 @@ VERDICTS = [
 class RankingForm(forms.Form):
     # Empty: the replies are ranked. Otherwise one verdict about all of them (with a reason).
     verdict = forms.ChoiceField(required=False, choices=[("", "Ranked"), *VERDICTS])
-    rationale = StorableCharField(required=False, strip=False, widget=forms.Textarea)
+    rationale = StorableMultilineCharField(required=False, strip=False, widget=forms.Textarea)
     first_placement_ms = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
     def __init__(self, *args, candidates: list[dict], **kwargs) -> None:

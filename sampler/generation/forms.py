@@ -2,13 +2,14 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
+from config.forms import MultilineCharField
 from sampler.generation.params import GenerationParams
 
 _defaults = GenerationParams()
 
 
 class GenerateForm(forms.Form):
-    message = forms.CharField(
+    message = MultilineCharField(
         max_length=4000,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Say something to the model"}),
         help_text="A user turn; the model answers as the assistant.",
