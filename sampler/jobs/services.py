@@ -213,7 +213,9 @@ def job_claim(*, kind: JobKind, job_id: int, token: str | None, worker: str) -> 
     """Mark the row running for ``worker``; None when this message has nothing to do.
 
     ``token`` None claims the row for the calling process (a command-line run): any current
-    token is replaced. A running row is taken over only when its heartbeat went stale.
+    token is replaced. A running row is taken over only when its heartbeat went stale, under a
+    new token: the worker that held it (stalled, not dead) can then neither beat for it nor
+    finish it, and stops at its next check.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -224,7 +226,8 @@ def job_claim(*, kind: JobKind, job_id: int, token: str | None, worker: str) -> 
         if token is not None and job.publish_token != token:
             logger.info("%s job %s: a stale message (published again since)", kind.name, job_id)
             return None
-        if job.status == JobStatus.RUNNING:
+        taken_over = job.status == JobStatus.RUNNING
+        if taken_over:
             if not _heartbeat_is_stale(job, now) and not _worker_is_dead_here(job.worker):
                 logger.info("%s job %s is running on %s", kind.name, job_id, job.worker)
                 return None
@@ -251,6 +254,10 @@ def job_claim(*, kind: JobKind, job_id: int, token: str | None, worker: str) -> 
         if token is None:
             job.publish_token, job.queue = uuid.uuid4().hex, ""
             update += ["publish_token", "queue"]
+        elif taken_over:
+            # The row is this worker's alone from now on (its message, delivered again, is stale).
+            job.publish_token = uuid.uuid4().hex
+            update.append("publish_token")
         job.save(update_fields=update)
     return job
 

@@ -356,3 +356,26 @@ def test_a_batch_that_fails_hands_back_the_partners_it_did_not_finish(
     # The lead is not the batch's to hand back: it stays with its worker (the executor fails or
     # retries it).
     assert GenerationJob.objects.get(pk=lead.pk).status == GenerationJob.Status.RUNNING
+
+
+def test_a_worker_whose_run_was_taken_over_after_a_stall_no_longer_holds_it(
+    policy, trainer, settings
+):
+    # Worker A claims the job, then stalls (its heartbeat goes stale) but is still alive; the
+    # broker hands the same message to worker B, which takes the run over.
+    job = _job(trainer, queue=False)
+    GenerationJob.objects.filter(pk=job.pk).update(publish_token="t", queue="interactive")
+    kind = job_kind_named("generation")
+    first = services.job_claim(kind=kind, job_id=job.pk, token="t", worker="host-a/1")
+    stalled = JobContext(kind=kind, job=first, token=first.publish_token, worker="host-a/1")
+    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER + 1)
+    GenerationJob.objects.filter(pk=job.pk).update(heartbeat_at=stale)
+    second = services.job_claim(kind=kind, job_id=job.pk, token="t", worker="host-b/2")
+    assert second is not None and second.worker == "host-b/2"
+    taker = JobContext(kind=kind, job=second, token=second.publish_token, worker="host-b/2")
+    # A wakes up: the run is B's alone, so A can neither beat for it nor finish it.
+    with pytest.raises(services.JobCancelled):
+        stalled.heartbeat()
+    assert stalled.succeed() is False
+    taker.heartbeat()
+    assert taker.succeed() is True
