@@ -8,6 +8,7 @@ per attack and run), so a job run twice stores its results once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -287,6 +288,10 @@ class _Heartbeat:
                         self._check_lost()
                 except DatabaseError as error:
                     logger.warning("Heartbeat of job %s failed: %s", self.context.job.pk, error)
+                    # A connection the server dropped (a restart, a network cut) stays broken:
+                    # the next beat opens a new one rather than failing until the job ends.
+                    with contextlib.suppress(DatabaseError):
+                        connection.close()
         finally:
             connection.close()
 
