@@ -361,6 +361,12 @@ def _record_error(context: JobContext, error: BaseException, *, log: bool = True
     elif isinstance(error, TRANSIENT_ERRORS):
         # Said before the database is touched again: it may still be down.
         logger.warning("%s job %s hit database trouble: %s", kind.name, job_id, error)
+        if not connection.in_atomic_block:
+            # A connection the server dropped stays broken (nothing here opens a new one, as a
+            # request's end does): recording the outcome on it would fail as well, and leave
+            # the row running, as if a process still ran it.
+            with contextlib.suppress(DatabaseError):
+                connection.close_if_unusable_or_obsolete()
         _requeue_or_fail(kind, job_id, token=context.token, reason=f"Database trouble: {error}")
     elif isinstance(error, JobRetryLater):
         _requeue_or_fail(kind, job_id, token=context.token, reason=str(error), delay=error.delay)

@@ -1,12 +1,19 @@
 """A running job's heartbeat thread on PostgreSQL: it outlives a lost database connection."""
 
+import json
+from io import StringIO
+
 import pytest
-from django.db import connection
+from django.core.management import CommandError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from sampler.jobs import services
 from sampler.jobs.kinds import JobContext, job_kind_named
+from sampler.management.commands._training import run_inline
 from sampler.runs.models import TrainingRun
+from sampler.runs.services import training_run_create
+from sampler.training.synthetic import synthetic_rankings
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -43,3 +50,33 @@ def test_the_heartbeat_thread_reconnects_after_its_connection_was_dropped(settin
             what="a heartbeat after the connection was dropped",
         )
         assert not context.lost.is_set()
+
+
+def test_a_run_whose_database_connection_dropped_mid_training_is_recorded_failed(
+    policy, settings, tmp_path
+):
+    settings.MODEL_ROOT = tmp_path / "models"
+    data = tmp_path / "rankings.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in synthetic_rankings(12)))
+    run = training_run_create(
+        kind="reward",
+        config={"max_steps": 4, "normalize_to_demonstrations": False},
+        data_path=str(data),
+        queue=False,
+    )
+    dropped = []
+
+    def drop_own_connection(event) -> None:
+        # The database drops the command's connection once, between two progress writes.
+        if event.kind == "train" and not dropped:
+            dropped.append(event.step)
+            with pytest.raises(DatabaseError), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    # What `manage.py train_reward` does with the run it made.
+    with pytest.raises(CommandError, match="Database trouble"):
+        run_inline(StringIO(), run.pk, drop_own_connection)
+    run.refresh_from_db()
+    assert dropped
+    # The run says what happened and is not left running, as if a process still trained it.
+    assert run.status == TrainingRun.Status.FAILED and "Database trouble" in run.error
