@@ -267,8 +267,13 @@ def create_once(stdout, create: Callable[[], TrainingRun]) -> int:
     state = process_state()
     run_id = [None]
     if state.is_main_process:
-        run_id = [create().pk]
-        stdout.write(f"training run {run_id[0]}")
+        run = create()
+        run_id = [run.pk]
+        stdout.write(f"training run {run.pk}")
+        publication = getattr(run, "publication", None)
+        if publication is not None and publication.failed:
+            # Queued with --queue while the broker is down: kept, and published by the outbox.
+            stdout.write(publication.unreachable_note(f"Training run {run.pk}"))
     if state.num_processes > 1:
         broadcast_object_list(run_id)
     return run_id[0]

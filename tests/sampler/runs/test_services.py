@@ -1,12 +1,18 @@
-"""Creating training runs: where the trained model's folder will be."""
+"""Creating training runs: where the trained model's folder will be, and what queuing one says."""
 
+from io import StringIO
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from django.core.management import call_command
+from kombu.exceptions import OperationalError as BrokerDown
 
+from config.celery import app
 from ranking.exports.pipeline import write_jsonl
 from sampler.registry.services import model_version_register
 from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
 
 pytestmark = pytest.mark.django_db
@@ -32,3 +38,28 @@ def test_the_automatic_output_name_is_one_folder_inside_model_root_whatever_the_
     assert Path(run.output_name).name == run.output_name
     assert not run.output_name.startswith(".")
     assert (Path(settings.MODEL_ROOT) / run.output_name).parent == Path(settings.MODEL_ROOT)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_queued_from_the_command_line_while_the_job_queue_is_down_says_so(
+    settings, tmp_path, policy, monkeypatch
+):
+    settings.MODEL_ROOT = tmp_path / "models"
+    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    data = tmp_path / "rankings.jsonl"
+    write_jsonl(iter(synthetic_rankings(4)), data)
+    out = StringIO()
+    call_command(
+        "train_reward",
+        "--data",
+        str(data),
+        "--normalize-to-demonstrations",
+        "no",
+        "--queue",
+        stdout=out,
+    )
+    run = TrainingRun.objects.get()
+    # Kept, and started by the outbox once the queue is back; the command says as much, as the
+    # Training page does, instead of reading as if a worker had it.
+    assert run.status == TrainingRun.Status.QUEUED and run.published_at is None
+    assert f"Training run {run.pk} is saved, but the job queue is unreachable" in out.getvalue()
