@@ -433,8 +433,9 @@ def job_partner_step(*, context: JobContext) -> Iterator[None]:
 
 
 def job_hand_back(context: JobContext) -> None:
-    """A batch partner that did not run: queued again, its attempt not counted, published at
-    once (its own message puts it first in whatever batch it then runs in, so it is tried)."""
+    """A batch partner that did not run: queued again, its attempt not counted, in the place it
+    had (its ``queued_at``), published at once (its own message puts it first in whatever batch
+    it then runs in, so it is tried)."""
     with transaction.atomic():
         job = (
             context.kind.model.objects.select_for_update(of=("self",))
@@ -445,7 +446,7 @@ def job_hand_back(context: JobContext) -> None:
             return
         job.status, job.attempts = JobStatus.QUEUED, max(0, job.attempts - 1)
         job.save(update_fields=["status", "attempts"])
-        job_enqueue(job=job)
+        _publish_again(job=job)
 
 
 def job_run_inline(*, job: Job, raise_retry_later: bool = False) -> Job | None:

@@ -379,3 +379,29 @@ def test_a_worker_whose_run_was_taken_over_after_a_stall_no_longer_holds_it(
     assert stalled.succeed() is False
     taker.heartbeat()
     assert taker.succeed() is True
+
+
+def test_a_partner_handed_back_by_a_failed_batch_keeps_its_place_in_the_queue(
+    policy, trainer, broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        lead, partner = _job(trainer), _job(trainer)
+        later = _job(trainer)  # asked for after the partner
+    partner.refresh_from_db()
+    place = partner.queued_at
+    kind = job_kind_named("generation")
+    claimed = services.job_claim(kind=kind, job_id=lead.pk, token=lead.publish_token, worker="w1")
+    context = JobContext(kind=kind, job=claimed, token=claimed.publish_token, worker="w1")
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        services.job_batch(context=context, candidates=[partner]),
+    ):
+        raise RuntimeError("the model crashed mid-batch")
+    partner.refresh_from_db()
+    later.refresh_from_db()
+    # Its attempt is not counted, and neither is its wait: it is still ahead of the job asked
+    # for after it (the trainer's "queued behind N" and the next batch's order).
+    assert partner.status == GenerationJob.Status.QUEUED and partner.attempts == 0
+    assert partner.queued_at == place
+    assert job_queue_position(job=partner) < job_queue_position(job=later)
