@@ -119,6 +119,10 @@ class RankingRecord:
     duration_ms: int = 0
     # Submitted in the order shown (None: a verdict without an ordering, or an older row).
     order_unchanged: bool | None = None
+    # A ranking of a gold copy: scored against the known order (gold accuracy), left out of
+    # agreement between trainers (the task was made gold because its rankers agreed, and every
+    # trainer is given it, so its pairs of rankings would outnumber those of the real tasks).
+    gold: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,8 @@ def quality_summary(
 
     Each pair of rankings of the same task (by different trainers, neither ``cannot_rank``) is
     compared once; the pair counts for the task, for the overall mean and for both trainers.
+    Gold copies' rankings are no task's here (``tasks`` leaves them out) and compared with
+    none; they count in their trainers' habits (times, flags, verdicts, the order kept).
     A trainer with at least ``outlier_min_rankings`` rankings is an outlier when at least
     ``outlier_share`` of them were submitted within ``fast_ms``, or when the order shown was
     kept in that share of the rankings chance would not have kept it in (chance keeps it in
@@ -234,7 +240,8 @@ def quality_summary(
     by_task: dict[int, list[RankingRecord]] = defaultdict(list)
     by_ranker: dict[int, list[RankingRecord]] = defaultdict(list)
     for record in records:
-        by_task[record.task_id].append(record)
+        if not record.gold:
+            by_task[record.task_id].append(record)
         by_ranker[record.ranker_id].append(record)
 
     overall, per_task = _pairs(), {}

@@ -96,6 +96,7 @@ class TaskRow:
 @dataclass(frozen=True)
 class QualityReport:
     overall: metrics.Agreement
+    # The rankings and tasks agreement is measured over (gold copies left out).
     ranking_count: int
     task_count: int
     trainers: list[TrainerRow]
@@ -132,7 +133,8 @@ def ranking_quality(
     """Agreement overall, per trainer and for the worst tasks, in a fixed number of queries.
 
     The rankings in the window are fetched in one query and aggregated in Python
-    (``ranking.metrics``); skips, usernames and the lowest tasks take one query each.
+    (``ranking.metrics``); skips, usernames and the lowest tasks take one query each. Gold
+    copies' rankings count in each trainer's habits and gold accuracy, not in agreement.
     """
     rankings = quality_rankings(
         submitted_from=submitted_from,
@@ -162,6 +164,7 @@ def ranking_quality(
             flagged=any(entry.get("flags") for entry in (flags or {}).values()),
             duration_ms=duration_ms,
             order_unchanged=order_unchanged,
+            gold=gold_ordering is not None,
         )
         for (
             task_id,
@@ -172,6 +175,7 @@ def ranking_quality(
             flags,
             duration_ms,
             order_unchanged,
+            gold_ordering,
         ) in rankings.values_list(
             "task_id",
             "ranker_id",
@@ -181,6 +185,7 @@ def ranking_quality(
             "flags",
             "duration_ms",
             "order_unchanged",
+            "task__gold_ordering",
         )
     ]
     skip_counts = dict(
@@ -210,7 +215,9 @@ def ranking_quality(
     )
     return QualityReport(
         overall=summary.overall,
-        ranking_count=len(records),
+        # The rankings agreement is measured over: those of real tasks (gold copies are scored
+        # against their known order, the gold accuracy column).
+        ranking_count=sum(not record.gold for record in records),
         task_count=len(summary.tasks),
         trainers=[
             TrainerRow(

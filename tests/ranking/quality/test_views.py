@@ -6,7 +6,12 @@ from django.utils import timezone
 
 from ranking.gold.services import gold_task_create
 from ranking.models import Ranking
-from ranking.quality.selectors import rankings_per_day, rankings_per_trainer, trainer_dashboard
+from ranking.quality.selectors import (
+    ranking_quality,
+    rankings_per_day,
+    rankings_per_trainer,
+    trainer_dashboard,
+)
 from tests.ranking.conftest import (
     candidate_ids,
     finished_conversation,
@@ -133,3 +138,27 @@ def test_the_home_page_shows_each_role_its_dashboard(tasks, trainer, trainer_cli
     assert "Operations" not in trainer_home
     assert 'id="chart-per-day"' in admin_home and 'id="per-day-data"' in admin_home
     assert 'id="queues"' in admin_home and "<script>" not in admin_home
+
+
+def test_agreement_between_trainers_leaves_gold_copies_out(tasks):
+    """A gold copy is a task its rankers agreed on, offered to every trainer: its rankings are
+    scored against the known order (gold accuracy), not paired with each other, where each
+    pair of its many rankers would weigh as much as a pair of rankers of a real task."""
+    first, second = quick_trainer("first"), quick_trainer("second")
+    rank(tasks[0], first, [[0], [1], [2], [3]])
+    rank(tasks[0], second, [[1], [0], [3], [2]])  # 4 of the 6 pairs agree
+    gold = gold_task_create(task=tasks[0], ordering=[[c] for c in candidate_ids(tasks[0])])
+    for index in range(5):
+        rank(gold, quick_trainer(f"gold{index}"), [[0], [1], [2], [3]])
+
+    report = ranking_quality()
+
+    assert report.overall.pairs == 1
+    assert report.overall.pairwise == pytest.approx(4 / 6)
+    assert [row.task.pk for row in report.lowest_tasks] == [tasks[0].pk]
+    assert report.task_count == 1 and report.ranking_count == 2
+    by_name = {row.username: row for row in report.trainers}
+    # The gold rankers are still listed with their habits and gold accuracy, with no agreement.
+    assert by_name["gold0"].quality.rankings == 1 and by_name["gold0"].gold_count == 1
+    assert by_name["gold0"].quality.agreement is None
+    assert by_name["first"].quality.agreement == pytest.approx(4 / 6)
