@@ -294,7 +294,8 @@ def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random 
     wanted = ranking_pool_wanted(project=each) if target is None else target
     uncertain = each.selection == Project.Selection.UNCERTAINTY
     if uncertain:
-        ranking_tasks_select(project=each, rng=rng)
+        # Offered: as many as the pool wants now (more while more trainers are ranking).
+        ranking_tasks_select(project=each, rng=rng, wanted=wanted)
     wanted = ranking_pool_open_wanted(project=each, wanted=wanted)
     open_tasks = ranking_pool_open_tasks(projects=[each]).count()
     for _ in range(max(0, wanted - open_tasks)):

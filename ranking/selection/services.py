@@ -33,8 +33,11 @@ def _task_uncertainty(task: RankingTask, ensemble: list) -> float:
     return pairwise_spread([[value or 0.0 for value in row] for row in scores])
 
 
-def ranking_tasks_select(*, project: Project, rng: random.Random | None = None) -> int:
-    """Release held-back tasks until the project offers its pool size of open tasks; returns
+def ranking_tasks_select(
+    *, project: Project, rng: random.Random | None = None, wanted: int | None = None
+) -> int:
+    """Release held-back tasks until the project offers ``wanted`` open tasks (None: its pool
+    size; the pool fill passes what its trainers want now, ``ranking_pool_wanted``); returns
     how many were released. Each held task is scored once (its uncertainty is stored)."""
     rng = rng or random.Random()
     offered = RankingTask.objects.filter(
@@ -44,7 +47,7 @@ def ranking_tasks_select(*, project: Project, rng: random.Random | None = None) 
         status=RankingTask.Status.READY,
         overlap_required__gt=F("rankings_count"),
     ).count()
-    needed = project_pool_size(project) - offered
+    needed = (project_pool_size(project) if wanted is None else wanted) - offered
     held = list(
         RankingTask.objects.filter(
             project=project, held_back=True, status=RankingTask.Status.READY

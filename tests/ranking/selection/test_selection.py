@@ -6,12 +6,14 @@ import random
 
 import pytest
 import torch
+from django.utils import timezone
 
-from ranking.models import RankingTask
+from ranking.models import Assignment, RankingTask
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_progress
 from ranking.projects.services import project_create
 from ranking.rank import services
+from ranking.rank.selectors import ranking_pool_wanted
 from ranking.selection.services import ranking_tasks_select
 from sampler.models import ModelVersion
 from sampler.training.uncertainty import RewardHeadEnsemble, pairwise_spread, select_uncertain
@@ -127,3 +129,39 @@ def test_without_two_reward_models_selection_falls_back_to_random(other_trainer,
     assert ranking_tasks_select(project=uncertain_project, rng=random.Random(0)) == 2
     assert RankingTask.objects.filter(held_back=False).count() == 2
     assert not RankingTask.objects.filter(uncertainty__isnull=False).exists()
+
+
+@pytest.mark.django_db
+def test_an_uncertainty_project_offers_as_many_tasks_as_its_trainers_want(
+    other_trainer, uncertain_project, settings
+):
+    """The pool grows with the trainers ranking (``ranking_pool_wanted``), and the tasks an
+    uncertainty project offers with it: prepared ``candidate_factor`` times that many, it
+    offered only its pool size, and its trainers drained it between two fills."""
+    settings.RANKING_TASKS_PER_ACTIVE_TRAINER = 3
+    version = ModelVersion.objects.create(name="v", path="v")
+    tasks = []
+    for index in range(9):
+        conversation = finished_conversation(other_trainer, turns=(f"q{index}?", f"a{index}."))
+        task = task_from_source(conversation.messages.get(role="assistant"), model_version=version)
+        RankingTask.objects.filter(pk=task.pk).update(project=uncertain_project, held_back=True)
+        tasks.append(task)
+    # Two trainers took a task of the project just now: it wants 3 open tasks for each.
+    RankingTask.objects.filter(pk=tasks[0].pk).update(
+        held_back=False, status=RankingTask.Status.COMPLETE
+    )
+    for name in ("one", "two"):
+        Assignment.objects.create(
+            task=tasks[0],
+            trainer=quick_trainer(name),
+            status=Assignment.Status.SUBMITTED,
+            expires_at=timezone.now(),
+        )
+    assert ranking_pool_wanted(project=uncertain_project) == 6
+
+    services.ranking_pool_fill(project=uncertain_project, rng=random.Random(0))
+
+    offered = RankingTask.objects.filter(
+        project=uncertain_project, held_back=False, status=RankingTask.Status.READY
+    )
+    assert offered.count() == 6
