@@ -43,8 +43,12 @@ class HumanPreference:
 
 
 def human_preference_between_versions(*, version_a_id: int, version_b_id: int) -> HumanPreference:
-    tasks = RankingTask.objects.filter(candidates__message__model_version_id=version_a_id).filter(
-        candidates__message__model_version_id=version_b_id
+    # Gold copies left out: each holds its original's replies and is ranked by every trainer,
+    # so it would count one task's replies over and over.
+    tasks = (
+        RankingTask.objects.filter(gold_ordering__isnull=True)
+        .filter(candidates__message__model_version_id=version_a_id)
+        .filter(candidates__message__model_version_id=version_b_id)
     )
     version_of: dict[int, int] = {}
     for candidate_id, version_id in Candidate.objects.filter(

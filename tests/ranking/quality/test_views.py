@@ -4,9 +4,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from labeling.models import Message
 from ranking.gold.services import gold_task_create
 from ranking.models import Ranking
 from ranking.quality.selectors import (
+    human_preference_between_versions,
     ranking_quality,
     rankings_per_day,
     rankings_per_trainer,
@@ -162,3 +164,20 @@ def test_agreement_between_trainers_leaves_gold_copies_out(tasks):
     assert by_name["gold0"].quality.rankings == 1 and by_name["gold0"].gold_count == 1
     assert by_name["gold0"].quality.agreement is None
     assert by_name["first"].quality.agreement == pytest.approx(4 / 6)
+
+
+def test_human_preference_between_versions_leaves_gold_copies_out(tasks):
+    """A gold copy holds the same replies as its original: its rankings (by every trainer)
+    would count the one task again and again."""
+    newer = tasks[0].model_version
+    older = model_version_create("older")
+    Message.objects.filter(pk=tasks[0].source_message_id).update(model_version=older)
+    for name in ("first", "second"):
+        rank(tasks[0], quick_trainer(name), [[0], [1], [2], [3]])  # older's reply best
+    gold = gold_task_create(task=tasks[0], ordering=[[c] for c in candidate_ids(tasks[0])[::-1]])
+    for index in range(5):
+        rank(gold, quick_trainer(f"gold{index}"), [[3], [2], [1], [0]])  # older's reply last
+
+    preference = human_preference_between_versions(version_a_id=newer.pk, version_b_id=older.pk)
+
+    assert (preference.rankings, preference.wins_a, preference.wins_b) == (2, 0, 6)
