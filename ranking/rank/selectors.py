@@ -22,7 +22,8 @@ from sampler.workers.selectors import workers_live_by_queue
 def tasks_open_to(*, trainer: AbstractBaseUser) -> QuerySet[RankingTask]:
     """Ready tasks that still need a ranker and that ``trainer`` may take: not held back, not
     from their own conversation, never assigned to them before; gold copies only of originals
-    they were never assigned (ranked or skipped: either way they saw it). Oldest first."""
+    they were never assigned (ranked or skipped: either way they saw it), and originals only
+    when they did not rank its gold copy (they have seen its answer). Oldest first."""
     open_tasks = (
         RankingTask.objects.filter(
             status=RankingTask.Status.READY,
@@ -33,7 +34,9 @@ def tasks_open_to(*, trainer: AbstractBaseUser) -> QuerySet[RankingTask]:
         .exclude(assignments__trainer=trainer)
         .order_by("created_at", "id")
     )
-    return open_tasks.exclude(gold_of__assignments__trainer=trainer)
+    return open_tasks.exclude(gold_of__assignments__trainer=trainer).exclude(
+        gold_copies__rankings__ranker=trainer
+    )
 
 
 def project_ids_with_regular_tasks(

@@ -433,9 +433,9 @@ def task_claim_next(
         gold = open_tasks.filter(gold_ordering__isnull=False)
         task = _pick(gold.filter(project_id__in=qualifying_ids)) if qualifying_ids else None
         if task is None:
-            # A trainer who ranked a gold copy has seen its original's answer.
+            # (A trainer who ranked a gold copy is not given its original: ``tasks_open_to``.)
             regular = open_tasks.filter(gold_ordering__isnull=True, project_id__in=regular_ids)
-            task = _pick(regular.exclude(gold_copies__rankings__ranker=trainer))
+            task = _pick(regular)
             if task is not None and rng.random() < projects[task.project_id].gold_rate:
                 task = _pick(gold.filter(project_id=task.project_id)) or task
             elif task is None:

@@ -3,10 +3,12 @@ import re
 from ranking.gold.services import gold_task_create
 from ranking.models import Project, RankingTask
 from ranking.projects.services import project_create
+from ranking.rank import services
 from tests.ranking.conftest import (
     finished_conversation,
     model_version_create,
     quick_trainer,
+    rank,
     task_from_source,
 )
 
@@ -43,3 +45,20 @@ def test_the_rank_card_counts_only_tasks_the_trainer_can_be_given(trainer, train
     # task, it is not more work), nor a paused project's, nor their own conversation's.
     assert ready == 2
     assert preparing == 1
+
+
+def test_the_rank_card_leaves_out_a_task_whose_gold_copy_the_trainer_ranked(
+    trainer, trainer_client
+):
+    """A trainer who ranked a gold copy knows its original's expected answer: a claim never
+    gives them the original, so it is no task ready for them."""
+    writer = quick_trainer("writer")
+    original = task_from_source(
+        finished_conversation(writer).active_leaf, model_version=model_version_create("v1")
+    )
+    ids = list(original.candidates.order_by("position").values_list("id", flat=True))
+    gold = gold_task_create(task=original, ordering=[[each] for each in ids])
+    rank(gold, trainer, [[0], [1], [2], [3]])
+    assert services.task_claim_next(trainer=trainer) is None
+
+    assert _rank_card_counts(trainer_client) == (0, 0)
