@@ -126,12 +126,14 @@ def test_job_page_warns_about_a_flagged_sample(settings, policy, trainer, traine
 def test_editor_suggestion_cards_warn_about_flagged_samples(settings, policy, trainer):
     from django.test import Client
 
+    from labeling.conversations.services import suggestion_request
     from labeling.models import Conversation
 
     settings.CONTENT_FILTER = "builtin"
     settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
     conversation = Conversation.objects.create(owner=trainer)
-    job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=2).pk)
+    asked = suggestion_request(conversation=conversation, author=trainer, n=2)
+    job = services.generation_job_run_inline(job_id=asked.pk)
     client = Client()
     client.force_login(trainer)
     response = client.get(f"/write/{conversation.pk}/suggestions/{job.pk}/", HTTP_HX_REQUEST="true")
