@@ -108,20 +108,30 @@ def job_enqueue(*, job: Job, countdown: float = 0.0) -> Publication:
     ``queued_at`` is when it is queued from: ``countdown`` seconds from now, so that a job
     waiting out a retry delay is neither batched nor published again before then, and counts
     behind the jobs queued before it is due.
+
+    It is a new wait in the queue: the outbox's republish delay starts again from
+    ``JOB_REPUBLISH_AFTER`` (the copies an earlier wait needed say nothing of this one).
     """
     job.queued_at = timezone.now() + timedelta(seconds=countdown)
-    return _publish_again(job=job, countdown=countdown)
+    return _publish_again(job=job, countdown=countdown, new_wait=True)
 
 
-def _publish_again(*, job: Job, countdown: float = 0.0) -> Publication:
+def _publish_again(*, job: Job, countdown: float = 0.0, new_wait: bool = False) -> Publication:
     """A fresh token and a new message (at the end of the broker's queue); the row keeps its
-    ``queued_at``, by which jobs ahead are counted and generation batches are picked."""
+    ``queued_at``, by which jobs ahead are counted and generation batches are picked.
+
+    ``new_wait``: the job was taken off its queue since its last publication (a worker claimed
+    it) or is queued anew, so the count of publications that sets the outbox's backoff starts
+    again. The outbox's own copies of a message that keeps waiting leave it counting (its delay
+    keeps doubling); a copy the broker refused counts nothing either way, and is sent again on
+    the next tick as an unpublished row."""
     kind = job_kind_of(job)
     queue = kind.queue_for(job)
     token = uuid.uuid4().hex
-    type(job).objects.filter(pk=job.pk).update(
-        queue=queue, publish_token=token, published_at=None, queued_at=job.queued_at
-    )
+    fields = {"queue": queue, "publish_token": token, "published_at": None}
+    if new_wait:
+        fields["publish_count"] = job.publish_count = 0
+    type(job).objects.filter(pk=job.pk).update(queued_at=job.queued_at, **fields)
     job.queue, job.publish_token, job.published_at = queue, token, None
     return _publish(kind, job, token, queue, countdown=countdown)
 
@@ -446,7 +456,7 @@ def job_hand_back(context: JobContext) -> None:
             return
         job.status, job.attempts = JobStatus.QUEUED, max(0, job.attempts - 1)
         job.save(update_fields=["status", "attempts"])
-        _publish_again(job=job)
+        _publish_again(job=job, new_wait=True)
 
 
 def job_run_inline(*, job: Job, raise_retry_later: bool = False) -> Job | None:

@@ -3,14 +3,17 @@ workers (killed whole), against this session's PostgreSQL database. Deadlines co
 suite's wait setting; nothing asserts how long a recovery took."""
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from ranking.rank.models import RankingTask
 from ranking.rank.services import ranking_task_create
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create
+from sampler.jobs import services
 from sampler.registry.models import ModelVersion
 from tests.conftest import WAIT_SECONDS, wait_until
 from tests.integration.processes import RedisServer, Worker, publishing_to
@@ -207,3 +210,44 @@ def test_an_admin_retries_a_failed_job_and_it_runs(
         lambda: GenerationJob.objects.filter(pk=job.pk, status="succeeded").first(),
     )
     assert done.samples.count() == 2 and done.error == "" and done.attempts == 1
+
+
+def _lost_with_redis(redis_server) -> None:
+    """Redis restarts empty: every message it held is gone."""
+    redis_server.kill()
+    redis_server.start()
+    assert redis_server.queue_length("generation") == 0
+
+
+@pytest.mark.parametrize("how", ["retried", "requeued by the sweeper"])
+def test_a_job_published_afresh_and_then_lost_is_sent_again_after_the_first_delay(
+    redis_server, policy, trainer, settings, how
+):
+    with publishing_to(redis_server.url):
+        job = _job(trainer)
+    # It waited long in a busy queue before: the outbox sent it six times, each wait longer.
+    GenerationJob.objects.filter(pk=job.pk).update(publish_count=6)
+    if how == "retried":
+        GenerationJob.objects.filter(pk=job.pk).update(status="failed", error="down")
+        with publishing_to(redis_server.url):
+            services.job_retry(job=GenerationJob.objects.get(pk=job.pk))
+    else:
+        stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER + 5)
+        GenerationJob.objects.filter(pk=job.pk).update(
+            status="running", heartbeat_at=stale, attempts=1, worker="gone/1"
+        )
+        with publishing_to(redis_server.url):
+            assert services.jobs_tick().requeued == 1
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.QUEUED and job.published_at is not None
+    _lost_with_redis(redis_server)
+    # A new publication waits the first delay, not the longest one its old copies had reached.
+    due = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER + 1)
+    with publishing_to(redis_server.url):
+        assert services.jobs_tick(now=due).republished == 1
+    assert redis_server.queue_length("generation") == 1
+    job.refresh_from_db()
+    # Copies of a message that keeps waiting still come less and less often.
+    not_yet = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER + 1)
+    with publishing_to(redis_server.url):
+        assert services.jobs_tick(now=not_yet).republished == 0
