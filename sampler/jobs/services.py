@@ -205,6 +205,15 @@ def _heartbeat_is_stale(job: Job, now: datetime) -> bool:
     return job.heartbeat_at is None or job.heartbeat_at < stale_before
 
 
+def _has_stalled(job: Job, now: datetime) -> bool:
+    """Whether the worker of running ``job`` stopped by ``now``: no heartbeat for
+    ``JOB_STALE_AFTER``, or two missed from a process that no longer exists on this host."""
+    late = now - timedelta(seconds=2 * settings.JOB_HEARTBEAT_SECONDS)
+    if job.heartbeat_at is not None and job.heartbeat_at >= late:
+        return False
+    return _heartbeat_is_stale(job, now) or _worker_is_dead_here(job.worker)
+
+
 def _worker_is_dead_here(worker: str) -> bool:
     """True when ``worker`` (``host/pid``) ran on this host and that process is gone: a
     killed pool process whose job the broker handed straight back is taken over at once."""
@@ -501,13 +510,24 @@ def job_fail(*, job: Job, error: str, token: str | None = None) -> bool:
 
 
 def _requeue_or_fail(
-    kind: JobKind, job_id: int, *, token: str | None, reason: str, delay: float = 0.0
+    kind: JobKind,
+    job_id: int,
+    *,
+    token: str | None,
+    reason: str,
+    delay: float = 0.0,
+    stalled_by: datetime | None = None,
 ) -> None:
+    """Queue the running job again (after ``delay`` seconds), or fail it past its attempts.
+    ``stalled_by``: only if its worker has stalled by then, as the locked row says (a heartbeat
+    may have landed since the row was read)."""
     with transaction.atomic():
         job = kind.model.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
         if job is None or job.status != JobStatus.RUNNING:
             return
         if token is not None and job.publish_token != token:
+            return
+        if stalled_by is not None and not _has_stalled(job, stalled_by):
             return
         now = timezone.now()
         if not job.queue:
@@ -584,12 +604,11 @@ def jobs_tick(*, now: datetime | None = None) -> TickReport:
                     continue
                 _publish_again(job=row)
                 report.republished += 1
-        stale = now - timedelta(seconds=settings.JOB_STALE_AFTER)
         # Two missed heartbeats from a process that no longer exists on this host are enough.
         late = now - timedelta(seconds=2 * settings.JOB_HEARTBEAT_SECONDS)
         stalled = model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=late)
         for job in stalled.order_by("heartbeat_at")[: settings.JOB_TICK_BATCH]:
-            if job.heartbeat_at >= stale and not _worker_is_dead_here(job.worker):
+            if not _has_stalled(job, now):
                 continue
             kind = job_kind_of(job)
             _requeue_or_fail(
@@ -597,6 +616,7 @@ def jobs_tick(*, now: datetime | None = None) -> TickReport:
                 job.pk,
                 token=job.publish_token,
                 reason=f"Its worker ({job.worker or 'unknown'}) stopped responding.",
+                stalled_by=now,
             )
             job.refresh_from_db(fields=["status"])
             if job.status == JobStatus.FAILED:
