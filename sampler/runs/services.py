@@ -259,11 +259,14 @@ class _RunRecorder:
         if urgent or time.monotonic() - self.last_write >= PROGRESS_WRITE_SECONDS:
             self.write()
 
-    def write(self) -> None:
+    def write(self, **fields) -> None:
+        """Store progress, curves and log (and ``fields``) while this worker holds the run;
+        ``JobCancelled`` when it no longer does (cancelled, or taken over after a stall), so
+        a stalled worker never overwrites what the one that took the run over wrote."""
         if self.context is None:
             return
         self.last_write = time.monotonic()
-        self.context.heartbeat(progress=self.progress, metrics=self.history, log=self.log)
+        self.context.heartbeat(progress=self.progress, metrics=self.history, log=self.log, **fields)
 
 
 def _train_run(
@@ -294,9 +297,8 @@ def _train_run(
         raise ValidationError({"base_version": problem})
     data = training.load(run, config)
     if is_main:
-        TrainingRun.objects.filter(pk=run.pk).update(dataset={**run.dataset, **data.description})
         recorder.note(f"{data.description['rows']} {data.description['format']} records loaded")
-        recorder.write()
+        recorder.write(dataset={**run.dataset, **data.description})
     try:
         result = training.train(
             run=run,
@@ -334,7 +336,7 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
         raise
     except BaseException as error:
         recorder.note(f"failed: {type(error).__name__}: {error}")
-        TrainingRun.objects.filter(pk=run.pk).update(log=recorder.log)
+        recorder.write()
         raise
     try:
         (partial_dir / RUN_MARKER).write_text(f"{run.pk}\n")
@@ -351,7 +353,7 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
             f"{error.strerror or error}."
         )
         recorder.note(f"failed: {message}")
-        TrainingRun.objects.filter(pk=run.pk).update(log=recorder.log)
+        recorder.write()
         raise ValidationError({"output_name": message}) from error
     if result.metrics.get("stopped_early"):
         recorder.note(str(result.metrics["stopped_early"]))
