@@ -44,6 +44,15 @@ class JobContext:
             pk=self.job.pk, status=JobStatus.RUNNING, publish_token=self.token
         )
 
+    def holds(self, *, lock: bool = False) -> bool:
+        """Whether the row is still this worker's to run (running under its token). ``lock``:
+        the row stays locked until the caller's transaction ends, so that neither a takeover
+        nor a cancellation lands before what the caller does in it (move its output in place)."""
+        rows = self._mine()
+        if lock:
+            rows = rows.select_for_update(of=("self",))
+        return rows.values_list("pk", flat=True).first() is not None
+
     def check(self) -> None:
         """Raise ``JobCancelled`` when the row is no longer this worker's to run."""
         if self.lost.is_set():

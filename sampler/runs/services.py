@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from ranking.exports.filters import ExportFilters
@@ -287,10 +287,7 @@ def _train_run(
         # This run's own model, moved in place by an attempt stopped before it registered it: set
         # aside in one rename (the other processes of a launch see it or no folder), then removed.
         if is_main:
-            leftover = final_dir.with_name(f".{final_dir.name}.{uuid.uuid4().hex}.leftover")
-            with contextlib.suppress(FileNotFoundError):
-                final_dir.rename(leftover)
-            shutil.rmtree(leftover, ignore_errors=True)
+            _remove_unless_taken_over(recorder.context, final_dir)
     elif final_dir.exists():
         raise ValidationError({"output_name": f"{run.output_name} exists already."})
     if problem := model_folder_problem(run.base_version):
@@ -311,9 +308,49 @@ def _train_run(
         )
     except BaseException:
         if is_main:
-            shutil.rmtree(partial_dir, ignore_errors=True)
+            _remove_unless_taken_over(recorder.context, partial_dir)
         raise
     return result, data, partial_dir, final_dir
+
+
+def _taken_over(context: JobContext | None) -> bool:
+    """Whether another worker holds the run now (it took it over after this one stalled), as
+    its row, locked until the caller's transaction ends, says: what the run's folders hold is
+    then that worker's. False for a run cancelled or queued again (nobody runs it)."""
+    if context is None:
+        return False
+    row = (
+        TrainingRun.objects.select_for_update()
+        .filter(pk=context.job.pk)
+        .values("status", "publish_token")
+        .first()
+    )
+    return (
+        row is not None
+        and row["status"] == TrainingRun.Status.RUNNING
+        and row["publish_token"] != context.token
+    )
+
+
+def _remove_unless_taken_over(context: JobContext | None, folder: Path) -> None:
+    """Remove ``folder`` (this run's partial or unregistered model), unless another worker took
+    the run over: every attempt of a run writes the same folders, which are then that worker's.
+    Set aside in one rename while the row is locked (no worker can claim the run meanwhile),
+    then removed. Left in place when the database cannot say (a retry's attempt reuses it)."""
+    leftover = folder.with_name(f".{folder.name.lstrip('.')}.{uuid.uuid4().hex}.leftover")
+    try:
+        with transaction.atomic():
+            if _taken_over(context):
+                logger.info(
+                    "Training run %s: left %s to the worker that took it over",
+                    context.job.pk,
+                    folder,
+                )
+                return
+            folder.rename(leftover)
+    except (FileNotFoundError, DatabaseError):
+        return
+    shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _made_by(folder: Path, run: TrainingRun) -> bool:
@@ -339,13 +376,19 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
         recorder.write()
         raise
     try:
-        (partial_dir / RUN_MARKER).write_text(f"{run.pk}\n")
-        partial_dir.replace(final_dir)
+        # Moved only while this worker holds the run (its row locked meanwhile): the partial
+        # folder of a run taken over holds what the new worker writes.
+        with transaction.atomic():
+            if not context.holds(lock=True):
+                _remove_unless_taken_over(context, partial_dir)
+                raise JobCancelled(f"Training run {run.pk} is no longer this worker's.")
+            (partial_dir / RUN_MARKER).write_text(f"{run.pk}\n")
+            partial_dir.replace(final_dir)
     except OSError as error:
         # A folder of that name made while the run trained (a rename replaces only an empty
         # one), or a disk that refused the move: the trained copy, a whole model, is not left
         # behind hidden.
-        shutil.rmtree(partial_dir, ignore_errors=True)
+        _remove_unless_taken_over(context, partial_dir)
         message = (
             f"{run.output_name} exists already (made while the run trained)."
             if final_dir.exists()
@@ -374,8 +417,9 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
             )
     except BaseException:
         # No version names the folder: left behind, it would refuse the run's retry (and any
-        # run of that name) as "exists already".
-        shutil.rmtree(final_dir, ignore_errors=True)
+        # run of that name) as "exists already". A worker that took the run over meanwhile sets
+        # it aside itself, and may have moved its own model there since.
+        _remove_unless_taken_over(context, final_dir)
         raise
     if run.checkpoint_dir:
         shutil.rmtree(run.checkpoint_dir, ignore_errors=True)

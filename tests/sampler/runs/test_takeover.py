@@ -101,3 +101,106 @@ def test_a_stalled_worker_failing_after_a_takeover_leaves_the_new_workers_log(
     with pytest.raises(JobCancelled):
         training_services._execute(stalled)
     _held_by_new_worker(run, *taken)
+
+
+# ---- the files every attempt of a run shares ---------------------------------------------------
+
+
+def _folders(run: TrainingRun) -> tuple[Path, Path]:
+    final = Path(training_services.settings.MODEL_ROOT) / run.output_name
+    return final.with_name(f".{final.name}.partial"), final
+
+
+def _new_worker_trains(run: TrainingRun, settings) -> JobContext:
+    """The run taken over; the new worker writes its model into the run's partial folder."""
+    new = _take_over(run, settings)
+    partial, _ = _folders(run)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "new-worker.bin").write_text("the new worker's weights")
+    return new
+
+
+def _trainer(monkeypatch, trains) -> None:
+    """The reward trainer replaced by ``trains(output_dir, callback)``, which returns the
+    result a trainer would."""
+    from sampler.training import reward
+    from sampler.training.loop import RunResult
+
+    def train(*, output_dir, callback, **_):
+        trains(Path(output_dir), callback)
+        return RunResult(output_dir=output_dir, metrics={}, history={}, data={}, steps=2)
+
+    monkeypatch.setattr(reward, "train_reward", train)
+
+
+def test_a_stalled_worker_stopped_mid_training_leaves_the_new_workers_partial_output(
+    run, settings, monkeypatch
+):
+    from sampler.training.loop import ProgressEvent
+
+    taken: list[JobContext] = []
+
+    def trains(output_dir: Path, callback) -> None:
+        taken.append(_new_worker_trains(run, settings))
+        # The stalled worker's next progress write finds the run taken over.
+        callback(ProgressEvent(kind="checkpoint", step=1, total_steps=2, message="checkpoint"))
+
+    _trainer(monkeypatch, trains)
+    stalled = _claim(run, "stalled/1")
+    with pytest.raises(JobCancelled):
+        training_services._execute(stalled)
+    partial, final = _folders(run)
+    assert (partial / "new-worker.bin").is_file() and not final.exists()
+    _held_by_new_worker(run, *taken)
+
+
+def test_a_stalled_worker_that_finished_training_during_a_takeover_moves_nothing(
+    run, settings, monkeypatch
+):
+    taken: list[JobContext] = []
+
+    def trains(output_dir: Path, callback) -> None:
+        output_dir.mkdir(parents=True)
+        (output_dir / "stalled.bin").write_text("the stalled worker's weights")
+        # It stalls after its last progress write, before it moves its model in place.
+        taken.append(_new_worker_trains(run, settings))
+
+    _trainer(monkeypatch, trains)
+    stalled = _claim(run, "stalled/1")
+    with pytest.raises(JobCancelled):
+        training_services._execute(stalled)
+    partial, final = _folders(run)
+    assert (partial / "new-worker.bin").is_file() and not final.exists()
+    _held_by_new_worker(run, *taken)
+
+
+def test_a_stalled_worker_starting_late_leaves_the_model_the_new_worker_moved_in_place(
+    run, settings
+):
+    stalled = _claim(run, "stalled/1")
+    new = _take_over(run, settings)
+    # The new worker trained and moved its model in place; it is about to register it.
+    _, final = _folders(run)
+    final.mkdir(parents=True)
+    (final / training_services.RUN_MARKER).write_text(f"{run.pk}\n")
+    (final / "new-worker.bin").write_text("the new worker's weights")
+    with pytest.raises(JobCancelled):
+        training_services._execute(stalled)
+    assert (final / "new-worker.bin").is_file()
+    _held_by_new_worker(run, new)
+
+
+def test_a_run_cancelled_mid_training_removes_its_partial_output(run, monkeypatch):
+    from sampler.training.loop import ProgressEvent
+
+    def trains(output_dir: Path, callback) -> None:
+        output_dir.mkdir(parents=True)
+        (output_dir / "weights.bin").write_text("half trained")
+        training_services.training_run_cancel(run=run)
+        callback(ProgressEvent(kind="checkpoint", step=1, total_steps=2, message="checkpoint"))
+
+    _trainer(monkeypatch, trains)
+    with pytest.raises(JobCancelled):
+        training_services._execute(_claim(run, "here/1"))
+    partial, final = _folders(run)
+    assert not partial.exists() and not final.exists()
