@@ -191,15 +191,31 @@ def suggestion_job_get(
     return generation_job_get(job_id=job_id, user=user)
 
 
+def samples_made_for_turn_after(*, parent_id: int | None) -> QuerySet[Sample]:
+    """Samples of jobs asked for the turn after message ``parent_id``. None: a conversation's
+    first turn, which only a suggestion asked for with an empty prompt was made for. Other jobs
+    with no prefix message were made for another prompt: asked for from a list of messages (the
+    API, the playground), or whose prefix message was deleted since."""
+    if parent_id is not None:
+        return Sample.objects.filter(job__prefix_message_id=parent_id)
+    return Sample.objects.filter(
+        job__prefix_message__isnull=True,
+        job__purpose=GenerationJob.Purpose.SUGGESTION,
+        job__prompt_messages=[],
+    )
+
+
 def suggestion_for_next_turn(*, sample_id: int | None, conversation: Conversation) -> int | None:
     """``sample_id`` when that suggestion was made for the conversation's next turn (after its
     active leaf); None otherwise: a suggestion put into the composer before the trainer edited
     or switched an earlier turn is for a turn that is no longer next, and the text is theirs."""
     if sample_id is None:
         return None
-    made_for_next_turn = Sample.objects.filter(
-        pk=sample_id, job__prefix_message_id=conversation.active_leaf_id
-    ).exists()
+    made_for_next_turn = (
+        samples_made_for_turn_after(parent_id=conversation.active_leaf_id)
+        .filter(pk=sample_id)
+        .exists()
+    )
     return sample_id if made_for_next_turn else None
 
 

@@ -31,6 +31,7 @@ from labeling.conversations.selectors import (
     message_depth,
     message_path,
     next_role_after,
+    samples_made_for_turn_after,
 )
 from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack
@@ -107,7 +108,8 @@ def _sample_offered(*, sample_id: int, author: AbstractBaseUser, parent: Message
     if sample is None or (sample.job.requested_by_id != author.pk and not is_admin(author)):
         # Another trainer's suggestion is answered like a missing one: ids are not probed.
         raise ValidationError({"sample_id": "No suggestion of yours with that id."})
-    if sample.job.prefix_message_id != (parent.pk if parent is not None else None):
+    parent_id = parent.pk if parent is not None else None
+    if not samples_made_for_turn_after(parent_id=parent_id).filter(pk=sample.pk).exists():
         raise ValidationError({"sample_id": "That suggestion was made for another turn."})
     return sample
 

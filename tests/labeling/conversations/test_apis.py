@@ -5,6 +5,8 @@ from django.test import Client
 
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
+from sampler.generation.models import Sample
+from sampler.generation.services import generation_job_create
 from tests.labeling.conftest import write_turns
 
 
@@ -125,6 +127,31 @@ def test_a_field_sent_to_an_endpoint_without_a_body_is_a_400_naming_it(
     assert "'status'" in response.json()["detail"]
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.DRAFT and conversation.active_leaf == reply
+
+
+def test_a_first_turn_naming_a_sample_made_for_another_prompt_is_a_400(
+    trainer_client, conversation, trainer, policy
+):
+    job = generation_job_create(
+        messages=[
+            {"role": "user", "content": "Write a poem."},
+            {"role": "assistant", "content": "Roses are red."},
+        ],
+        n=1,
+        role="user",
+        requested_by=trainer,
+        queue=False,
+    )
+    sample = Sample.objects.create(
+        job=job, index=0, text="Another one?", token_count=2, finish_reason="end_of_turn"
+    )
+    response = _post(
+        trainer_client,
+        f"/api/conversations/{conversation.pk}/messages/",
+        {"content": sample.text, "sample_id": sample.pk},
+    )
+    assert response.status_code == 400 and "sample_id" in response.json()
+    assert not Message.objects.filter(conversation=conversation).exists()
 
 
 def test_parent_from_another_conversation_is_a_400(trainer_client, conversation, trainer):

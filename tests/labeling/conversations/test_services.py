@@ -104,6 +104,62 @@ def test_suggestion_of_someone_else_cannot_be_claimed(conversation, trainer, oth
         )
 
 
+def _made_sample(job, text="Tell me about the sea.") -> Sample:
+    return Sample.objects.create(
+        job=job, index=0, text=text, token_count=5, finish_reason=Sample.FinishReason.END_OF_TURN
+    )
+
+
+def test_first_turn_refuses_a_sample_made_for_another_prompt(conversation, trainer, policy):
+    # The trainer's own API job, asked for from an unrelated prompt, has no prefix message
+    # either: its sample is not a suggestion for this conversation's first turn.
+    unrelated = sampler_services.generation_job_create(
+        messages=[
+            {"role": "user", "content": "Write a poem."},
+            {"role": "assistant", "content": "Roses are red."},
+        ],
+        n=1,
+        role="user",
+        requested_by=trainer,
+        queue=False,
+    )
+    sample = _made_sample(unrelated)
+    for write in (
+        lambda: services.message_append(
+            conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+        ),
+        lambda: services.draft_save(
+            conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+        ),
+    ):
+        with pytest.raises(ValidationError, match="made for another turn"):
+            write()
+    assert not Message.objects.filter(conversation=conversation).exists()
+
+
+def test_first_turn_refuses_a_suggestion_whose_prefix_was_deleted(conversation, trainer, policy):
+    other = services.conversation_create(owner=trainer)
+    write_turns(other, trainer, "hi", "hello!")
+    job = services.suggestion_request(conversation=other, author=trainer, n=1)
+    sample = _made_sample(job, text="And what about you?")
+    other.delete()  # the job's prefix message goes with it (set to null)
+    job.refresh_from_db()
+    assert job.prefix_message_id is None and job.role == "user"
+    with pytest.raises(ValidationError, match="made for another turn"):
+        services.message_append(
+            conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+        )
+
+
+def test_first_turn_takes_the_suggestion_asked_for_it(conversation, trainer, policy):
+    job = services.suggestion_request(conversation=conversation, author=trainer, n=1)
+    sample = _made_sample(job)
+    first = services.message_append(
+        conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+    )
+    assert first.origin == Message.Origin.MODEL and first.sample == sample
+
+
 def test_editing_an_earlier_turn_makes_a_branch_and_keeps_the_original(conversation, trainer):
     first, reply, follow_up = write_turns(conversation, trainer, "hi", "hello!", "tell me a joke")
     branch = services.message_branch(original=reply, author=trainer, content="hey, what's up?")
