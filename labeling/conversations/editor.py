@@ -58,6 +58,23 @@ def editor_context(
                 "edit_errors": (edit_errors or {}).get(message_id, []),
             }
         )
+    editable = conversation.status == Conversation.Status.DRAFT
+    # Edits refused with the conversation closed (finished or discarded in another tab): the
+    # read-only page has no edit box, so the reason and the text are shown apart, with whether
+    # the text is the turn's draft now (which Reopen brings back into its edit box).
+    unsent_edits = []
+    if not editable:
+        for message_id in sorted({*(edit_errors or {}), *(edit_texts or {})}):
+            text = (edit_texts or {}).get(message_id, "")
+            saved = edit_drafts.get(message_id)
+            unsent_edits.append(
+                {
+                    "message_id": message_id,
+                    "text": text,
+                    "errors": (edit_errors or {}).get(message_id, []),
+                    "kept": bool(text) and saved is not None and saved.content == text,
+                }
+            )
     next_role = selectors.next_role(conversation=conversation)
     job = draft.suggestion_job if draft and draft.suggestion_job_id else None
     if job and (job.role != next_role or job.prefix_message_id != conversation.active_leaf_id):
@@ -66,7 +83,7 @@ def editor_context(
         "conversation": conversation,
         "turns": turns,
         "next_role": next_role,
-        "editable": conversation.status == Conversation.Status.DRAFT,
+        "editable": editable,
         "composer_text": composer_text,
         # A refused turn sent back into the box that is not its saved draft.
         "composer_unsaved": composer_text != saved_composer,
@@ -77,6 +94,7 @@ def editor_context(
         "errors": errors or [],
         "unsent": unsent_kept is not None,
         "unsent_kept": bool(unsent_kept),
+        "unsent_edits": unsent_edits,
         "job": job,
         "queue_position": generation_job_queue_position(job=job) if job else 0,
         "suggest_form": SuggestForm(initial={"n": 3}),

@@ -77,6 +77,32 @@ def editor(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
     return render_editor(request, conversation_for_request(request, conversation_id))
 
 
+def _keep_unsent(
+    request: HtmxHttpRequest,
+    conversation: Conversation,
+    content: str,
+    editing: Message | None = None,
+) -> bool | None:
+    """A refused turn or edit (``editing``) of a conversation finished or discarded meanwhile
+    (another tab): the page turns read-only and shows the text with the reason; it is kept as
+    the composer's or the turn's draft too, which Reopen brings back. Whether it was kept
+    (False: over the limit, the page still shows it, to copy); None: the conversation is open,
+    or there is no text."""
+    if conversation.status == Conversation.Status.DRAFT or not content.strip():
+        return None
+    try:
+        services.draft_save(
+            conversation=conversation,
+            author=request.user,
+            content=content,
+            editing=editing,
+            unsent=True,
+        )
+    except ValidationError:
+        return False
+    return True
+
+
 @trainer_required
 @require_POST
 def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpResponse:
@@ -98,17 +124,7 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
         )
     except ValidationError as error:
         conversation.refresh_from_db()
-        kept = None
-        if conversation.status != Conversation.Status.DRAFT and content.strip():
-            # Finished or discarded meanwhile (another tab): the page turns read-only and shows
-            # the text; it is kept as the composer's draft too, which Reopen brings back.
-            try:
-                services.draft_save(
-                    conversation=conversation, author=request.user, content=content, unsent=True
-                )
-                kept = True
-            except ValidationError:
-                kept = False  # Over the limit: the page still shows it, to copy.
+        kept = _keep_unsent(request, conversation, content)
         # The typed text comes back in the composer with the reason: nothing is lost.
         return render_editor(
             request,
@@ -253,9 +269,13 @@ def message_branch(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
             sample_id=form.cleaned_data.get("sample_id"),
         )
     except ValidationError as error:
+        conversation = message.conversation
+        conversation.refresh_from_db()
+        # Shown as unsent when the conversation was closed meanwhile (see editor_context).
+        _keep_unsent(request, conversation, content, editing=message)
         return render_editor(
             request,
-            message.conversation,
+            conversation,
             status=422,
             edit_errors={message.pk: validation_messages(error)},
             edit_texts={message.pk: content},

@@ -160,3 +160,33 @@ def test_finishing_with_unsent_text_asks_first_and_can_be_called_off(page, live_
     expect(page.get_by_role("button", name="Reopen")).to_be_visible()
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.FINISHED and len(questions) == 2
+
+
+def test_an_edit_saved_after_another_tab_finished_says_why_and_keeps_the_text(
+    page, live_server, trainer
+):
+    conversation = Conversation.objects.create(owner=trainer, title="Closed elsewhere")
+    write_turns(conversation, trainer, "hi", "hello!")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    reply = page.locator("ol.transcript > li.turn").nth(1)
+    reply.locator("summary").click()
+    reply.locator("textarea").fill("Hello! How can I help today?")
+    expect(reply.locator(".draft-status")).to_contain_text("Draft saved")
+
+    # Another tab finishes the conversation; this one still shows the edit box.
+    conversation.status = Conversation.Status.FINISHED
+    conversation.save(update_fields=["status"])
+    reply.get_by_role("button", name="Save as a new branch").click()
+
+    unsent = page.locator("#unsent")
+    expect(unsent).to_contain_text("This conversation is finished; reopen it to edit.")
+    expect(unsent).to_contain_text("kept as that turn's draft, and Reopen brings it back")
+    expect(unsent.locator("textarea")).to_have_value("Hello! How can I help today?")
+    assert conversation.messages.count() == 2
+
+    page.get_by_role("button", name="Reopen").click()
+    reopened = page.locator("ol.transcript > li.turn").nth(1)
+    expect(reopened.locator("details.edit-turn")).to_have_attribute("open", "")
+    expect(reopened.locator("textarea")).to_have_value("Hello! How can I help today?")
+    expect(page.locator("#unsent")).to_have_count(0)

@@ -119,6 +119,37 @@ def test_a_turn_sent_from_a_stale_tab_after_finishing_is_shown_and_kept(
         assert 'id="unsent"' not in editor.content.decode()
 
 
+@pytest.mark.parametrize("closing", ["finish", "discard"])
+@pytest.mark.parametrize(("text", "kept"), [("my <b>better</b> reply", True), ("x" * 20001, False)])
+def test_an_edit_saved_from_a_stale_tab_after_closing_shows_why_and_keeps_the_text(
+    trainer_client, conversation, trainer, closing, text, kept
+):
+    _, reply = write_turns(conversation, trainer, "hi", "hello!")
+    getattr(services, f"conversation_{closing}")(conversation=conversation, user=trainer)
+    url = reverse("labeling:message-branch", args=[reply.pk])
+
+    response = trainer_client.post(url, {"content": text}, **HTMX)
+
+    assert response.status_code == 422
+    body = response.content.decode()
+    status = "finished" if closing == "finish" else "discarded"
+    assert f"This conversation is {status}; reopen it to edit." in body
+    assert conversation.messages.count() == 2
+    if kept:
+        assert "it is kept as that turn's draft, and Reopen brings it back" in body
+        assert "my &lt;b&gt;better&lt;/b&gt; reply</textarea>" in body
+        assert conversation.drafts.get(author=trainer, editing=reply).content == text
+        # Reopened, the turn's edit box holds it, open.
+        services.conversation_reopen(conversation=conversation, user=trainer)
+        editor = trainer_client.get(reverse("labeling:editor", args=[conversation.pk]))
+        page = editor.content.decode()
+        assert "my &lt;b&gt;better&lt;/b&gt; reply</textarea>" in page
+        assert '<details class="edit-turn" open>' in page and 'id="unsent"' not in page
+    else:
+        assert "copy it before you leave" in body and text in body
+        assert not conversation.drafts.exists()
+
+
 # Just over the limit, and far over it (100 KB).
 OVERSIZED = pytest.mark.parametrize("length", [20001, 100_000])
 

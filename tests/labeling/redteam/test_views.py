@@ -2,6 +2,7 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils.html import escape
 from kombu.exceptions import OperationalError as BrokerDown
 
 from config.celery import app
@@ -128,8 +129,12 @@ def test_a_correction_for_a_withdrawn_mark_is_kept_also_once_the_conversation_wa
 
     assert response.status_code == 409
     # Kept as that reply's edit draft, as the answer to a withdrawn mark says: Reopen brings it
-    # back (the finished conversation's page shows no edit box).
+    # back. The finished conversation's page shows no edit box: it shows why, and the text.
     assert conversation.drafts.get(editing=reply).content == CORRECTION
+    body = response.content.decode()
+    assert redteam_services.ATTACK_GONE in body
+    assert "kept as that turn's draft, and Reopen brings it back" in body
+    assert f"{escape(CORRECTION)}</textarea>" in body
 
 
 def test_a_correction_racing_a_withdrawal_is_refused_as_withdrawn(red_team, trainer):
