@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from config.text import text_problem
 from labeling.conversations.importing import MAX_LINE_BYTES, MAX_LINES, jsonl_lines
 from labeling.conversations.services import conversations_import
 from ranking.projects.selectors import project_ids_by_slug
@@ -46,6 +47,15 @@ class Command(BaseCommand):
         parser.add_argument("--project", help="The project's slug (default: the default project).")
 
     def handle(self, *args, file: str, owner: str, title_prefix: str, dry_run: bool, **options):
+        # Checked before any of them reaches the database, which cannot store these (bytes of
+        # the command line that are not UTF-8 arrive as lone surrogates).
+        for option, text in (
+            ("--owner", owner),
+            ("--title-prefix", title_prefix),
+            ("--project", options.get("project") or ""),
+        ):
+            if problem := text_problem(text):
+                raise CommandError(f"{option}: {problem}")
         user = get_user_model().objects.filter(username=owner).first()
         if user is None:
             raise CommandError(f"No user named {owner!r}: create the account first.")

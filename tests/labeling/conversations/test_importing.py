@@ -376,3 +376,18 @@ def test_export_fields_are_checked_by_name(trainer, record, error):
 
     assert report.errors and error in report.errors[0][1], report.errors
     assert not Conversation.objects.exists()
+
+
+# A lone surrogate is how Python hands over bytes of the command line that are not UTF-8.
+@pytest.mark.parametrize("option", ["--owner", "--title-prefix", "--project"])
+@pytest.mark.parametrize("text", ["te\udcffss", "te\x00ss"])
+def test_command_refuses_an_option_the_database_cannot_store_by_name(
+    trainer, tmp_path, option, text
+):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(jsonl(GOOD_PLAIN))
+    given = {"--owner": "tess", option: text}
+    args = [arg for name, value in given.items() for arg in (name, value)]
+    with pytest.raises(CommandError, match=f"^{option}: (NUL|Unpaired surrogate) characters"):
+        _run_command(str(path), *args)
+    assert not Conversation.objects.exists()
