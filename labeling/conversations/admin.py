@@ -12,11 +12,12 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from config.forms import ModelChoiceField
+from config.forms import DefaultProjectChoiceField, ModelChoiceField
 from config.uploads import UploadSizeLimit, upload_size_limit_install
 from labeling.conversations.importing import ImportReport, jsonl_lines, uploaded_stream
 from labeling.conversations.models import Conversation, Draft, Message
 from labeling.conversations.services import conversations_import
+from ranking.projects.selectors import project_list
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_ERRORS_SHOWN = 200
@@ -32,6 +33,9 @@ class ConversationImportForm(forms.Form):
     )
     owner = ModelChoiceField(queryset=get_user_model().objects.none())
     title_prefix = forms.CharField(required=False, max_length=50)
+    project = DefaultProjectChoiceField(
+        help_text="The campaign the conversations belong to (its ranking tasks and exports)."
+    )
 
     def __init__(self, *args, upload_too_large: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -39,6 +43,7 @@ class ConversationImportForm(forms.Form):
         self.fields["owner"].queryset = (
             get_user_model().objects.filter(is_active=True).order_by("username")
         )
+        self.fields["project"].queryset = project_list()
 
     def clean_file(self):
         file = self.cleaned_data["file"]
@@ -112,11 +117,13 @@ class ConversationAdmin(admin.ModelAdmin):
             )
             if form.is_valid():
                 stream = uploaded_stream(form.cleaned_data["file"], limit=MAX_UPLOAD_BYTES)
+                project = form.cleaned_data["project"]  # None: the default project
                 try:
                     report = conversations_import(
                         lines=jsonl_lines(stream),
                         owner=form.cleaned_data["owner"],
                         title_prefix=form.cleaned_data["title_prefix"],
+                        project_id=project.pk if project is not None else None,
                     )
                 except (OSError, EOFError, zlib.error) as error:  # a truncated or corrupt .gz
                     form.add_error(

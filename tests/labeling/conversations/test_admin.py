@@ -5,6 +5,8 @@ from django.test import Client
 
 from labeling.conversations import admin as conversations_admin
 from labeling.conversations.models import Conversation
+from ranking.projects.models import project_default_id
+from ranking.projects.services import project_create
 from tests.labeling.conversations.conftest import GOOD_PLAIN, MIXED_FILE, jsonl
 
 IMPORT_URL = "/admin/labeling/conversation/import/"
@@ -109,3 +111,28 @@ def test_admin_upload_of_a_gzipped_file_imports_it_and_a_cut_one_imports_nothing
     response = admin_client_.post(IMPORT_URL, {"file": big, "owner": trainer.pk})
     assert response.status_code == 422 and "once decompressed" in response.content.decode()
     assert Conversation.objects.count() == 2
+
+
+def test_admin_upload_goes_to_the_project_chosen_or_the_default_one(admin_client_, trainer):
+    safety = project_create(name="Safety", slug="safety", status="active")
+    form = admin_client_.get(IMPORT_URL).content.decode()
+    assert '<option value="safety">Safety</option>' in form
+
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN, GOOD_PLAIN))
+    response = admin_client_.post(
+        IMPORT_URL, {"file": upload, "owner": trainer.pk, "project": "safety"}
+    )
+    assert response.status_code == 302
+    assert list(Conversation.objects.values_list("project_id", flat=True)) == [safety.pk] * 2
+
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN))
+    admin_client_.post(IMPORT_URL, {"file": upload, "owner": trainer.pk, "project": ""})
+    assert Conversation.objects.filter(project_id=project_default_id()).count() == 1
+
+    # A project that does not exist is the form's error: nothing is imported.
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN))
+    refused = admin_client_.post(
+        IMPORT_URL, {"file": upload, "owner": trainer.pk, "project": "gone"}
+    )
+    assert refused.status_code == 422 and "project" in refused.context["form"].errors
+    assert Conversation.objects.count() == 3
