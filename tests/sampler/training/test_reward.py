@@ -699,7 +699,7 @@ def test_a_run_whose_worker_stopped_between_moving_its_model_and_registering_it_
 
     # The stop as the worker sees it: no registration, and no cleanup after it.
     monkeypatch.setattr(services, "model_version_register", stopped)
-    monkeypatch.setattr(services.shutil, "rmtree", lambda *args, **kwargs: None)
+    monkeypatch.setattr(services, "_remove_unless_taken_over", lambda *args, **kwargs: None)
     with pytest.raises(WorkerStopped):
         training_services.training_run_run_inline(run_id=run.pk)
     monkeypatch.undo()
