@@ -212,7 +212,7 @@ def save_checkpoint(
     accelerator: Accelerator, checkpoint_dir: Path, state: LoopState, config: TrainingConfig
 ) -> Path:
     """Weights, optimizer and RNG (Accelerate), then the state file last: a checkpoint without
-    one is incomplete and ignored. Older checkpoints are removed once this one is complete."""
+    one is incomplete and ignored. The older ones stay until ``prune_checkpoints``."""
     path = Path(checkpoint_dir) / f"{CHECKPOINT_PREFIX}{state.step:08d}"
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
@@ -224,11 +224,18 @@ def save_checkpoint(
             "window_steps": state.window_steps,
         }
         (path / STATE_FILE).write_text(json.dumps(payload))
-        for older in Path(checkpoint_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-            if older != path:
-                shutil.rmtree(older, ignore_errors=True)
     accelerator.wait_for_everyone()
     return path
+
+
+def prune_checkpoints(accelerator: Accelerator, kept: Path) -> None:
+    """Remove the checkpoints beside ``kept``. Called once the checkpoint was reported: a
+    process that no longer holds its run (taken over after a stall) is stopped by that report
+    before it removes what the process that took the run over saved."""
+    if accelerator.is_main_process:
+        for older in kept.parent.glob(f"{CHECKPOINT_PREFIX}*"):
+            if older != kept:
+                shutil.rmtree(older, ignore_errors=True)
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path) -> LoopState:
@@ -393,6 +400,7 @@ def train(
             ):
                 path = save_checkpoint(accelerator, Path(checkpoint_dir), state, config)
                 report("checkpoint", state, message=f"checkpoint {path.name}")
+                prune_checkpoints(accelerator, path)
             if is_last:
                 break
 

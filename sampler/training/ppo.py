@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from sampler.training.loop import (
     latest_checkpoint,
     learning_rate_at,
     make_accelerator,
+    prune_checkpoints,
     report_progress,
 )
 from sampler.training.losses import masked_mean
@@ -565,9 +565,6 @@ class PPOTrainer:
                 "config": self.config.as_dict(),
             }
             (path / STATE_FILE).write_text(json.dumps(payload))
-            for older in directory.glob(f"{CHECKPOINT_PREFIX}*"):
-                if older != path:
-                    shutil.rmtree(older, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         return path
 
@@ -667,6 +664,7 @@ class PPOTrainer:
             ):
                 path = self.save_checkpoint(Path(checkpoint_dir), state)
                 self._report("checkpoint", state, total, message=f"checkpoint {path.name}")
+                prune_checkpoints(self.accelerator, path)
         self._report("end", state, total, self.final_metrics(state))
         return state, total, time.monotonic() - started
 

@@ -235,3 +235,37 @@ def test_trust_weights_count_across_micro_batches_as_within_one_batch():
 
     torch.testing.assert_close(gradient([collate(examples)]), by_hand)
     torch.testing.assert_close(gradient([collate(examples[:1]), collate(examples[1:])]), by_hand)
+
+
+def test_a_run_stopped_at_its_checkpoint_report_removes_no_other_checkpoint(
+    micro_model_dir, tmp_path
+):
+    """A process that no longer holds its run (taken over after a stall) learns so at its
+    next report: the one after it saves a checkpoint. It must not have removed, before that,
+    the checkpoints the process that took the run over saved in the same folder."""
+    checkpoints = tmp_path / "checkpoints"
+    theirs = checkpoints / "step-00000099"
+    theirs.mkdir(parents=True)
+    (theirs / "trainer_state.json").write_text("{}")
+
+    def taken_over_at_checkpoint(event):
+        if event.kind == "checkpoint":
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_reward(
+            config=RewardConfig(
+                max_steps=4,
+                batch_size=4,
+                checkpoint_every=2,
+                max_length=48,
+                normalize_to_demonstrations=False,
+            ),
+            records=synthetic_rankings(12, k=3, seed=5),
+            base_model=micro_model_dir,
+            output_dir=tmp_path / "out",
+            checkpoint_dir=checkpoints,
+            callback=taken_over_at_checkpoint,
+        )
+    assert theirs.is_dir()
+    assert len(list(checkpoints.glob("step-*"))) == 2

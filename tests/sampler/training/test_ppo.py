@@ -666,3 +666,33 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_policy(
     assert resumed.history["objective/kl"] == straight.history["objective/kl"]
     a, b = load_policy(tmp_path / "a").state_dict(), load_policy(tmp_path / "b").state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_ppo_stopped_at_its_checkpoint_report_removes_no_other_checkpoint(
+    micro_model_dir, random_reward_dir, tmp_path
+):
+    """As the shared loop: a process taken over after a stall, stopped by the report after its
+    checkpoint, has not removed the checkpoints of the process that took the run over."""
+    checkpoints = tmp_path / "checkpoints"
+    theirs = checkpoints / "step-00000099"
+    theirs.mkdir(parents=True)
+
+    class TakenOver(Exception):
+        pass
+
+    def taken_over_at_checkpoint(event):
+        if event.kind == "checkpoint":
+            raise TakenOver
+
+    with pytest.raises(TakenOver):
+        train_ppo(
+            config=PPOConfig(max_steps=3, batch_size=4, max_new_tokens=4, checkpoint_every=1),
+            prompts=[{"messages": p, "split": "train"} for p in _prompts(8)],
+            base_model=micro_model_dir,
+            reward_model=random_reward_dir,
+            output_dir=tmp_path / "out",
+            checkpoint_dir=checkpoints,
+            callback=taken_over_at_checkpoint,
+        )
+    assert theirs.is_dir()
+    assert len(list(checkpoints.glob("step-*"))) == 2
