@@ -405,17 +405,21 @@ def task_claim_next(
     ]
     now = timezone.now()
     leases_expire(now=now)
+    # A lease in a project paused since (or no longer open to the trainer) is given back, as
+    # if it ran out: it neither holds a slot nor stands for the trainer's claim. Before the
+    # claim's transaction, as ``leases_expire``: the claim then locks one task only (the one
+    # it picks), so it never holds a task while waiting for another (see ``ranking_undo``).
+    _leases_give_back(
+        Assignment.objects.filter(trainer=trainer, status=Assignment.Status.LEASED).exclude(
+            task__project_id__in=open_ids
+        ),
+        now=now,
+    )
     with transaction.atomic():
-        # One claim at a time per trainer (two tabs must not get two leases).
-        get_user_model().objects.select_for_update().filter(pk=trainer.pk).first()
-        # A lease in a project paused since (or no longer open to the trainer) is given back,
-        # as if it ran out: it neither holds a slot nor stands for the trainer's claim.
-        _leases_give_back(
-            Assignment.objects.filter(trainer=trainer, status=Assignment.Status.LEASED).exclude(
-                task__project_id__in=open_ids
-            ),
-            now=now,
-        )
+        # One claim at a time per trainer (two tabs must not get two leases). "No key": the
+        # row stays free for the rows that refer to it (a ranking, a task, an assignment
+        # written meanwhile), which a plain FOR UPDATE would make wait.
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=trainer.pk).first()
         current = (
             Assignment.objects.select_related("task")
             .filter(
@@ -456,7 +460,14 @@ def task_claim_next(
 def _trainer_assignment_locked(*, assignment: Assignment, trainer: AbstractBaseUser) -> Assignment:
     """``assignment`` as stored, locked until the transaction ends; a ValidationError when it
     is not ``trainer``'s."""
-    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    locked = Assignment.objects.select_for_update().filter(pk=assignment.pk).first()
+    if locked is None:
+        # Given back meanwhile: taking back the ranking before it hands back the next lease.
+        raise RankingConflict(
+            "This task is no longer yours: it was given back when you took back your previous "
+            "ranking, and nothing was stored. Take the next task."
+        )
+    assignment = locked
     if assignment.trainer_id != trainer.pk:
         raise ValidationError("This task was not assigned to you.")
     return assignment
@@ -690,6 +701,13 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
     project paused or no longer open to them included).
     """
     now = now or timezone.now()
+    # Locks in the order every path takes them, so that no two wait for each other: the
+    # trainer (as a claim does: one claim or undo at a time per trainer), the assignments
+    # (a submit, a skip, a lease running out each take theirs before its task), then the
+    # tasks, by id. Taking the task first, an undo racing a submit on the next task (and the
+    # other trainer's undo and submit on the same two tasks) made a circle of waits, and
+    # PostgreSQL aborted one of them.
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=trainer.pk).first()
     ranking = Ranking.objects.select_for_update().filter(pk=ranking_id, ranker=trainer).first()
     if ranking is None:
         raise RankingConflict("There is no ranking of yours to take back.")
@@ -698,12 +716,6 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
             "Too late to take this ranking back: it is kept as submitted "
             f"(undo is possible for {settings.RANKING_UNDO_SECONDS} s)."
         )
-    task = RankingTask.objects.select_for_update().get(pk=ranking.task_id)
-    if task.status not in {RankingTask.Status.READY, RankingTask.Status.COMPLETE}:
-        raise RankingConflict("This task no longer takes rankings; yours is kept.")
-    _project_open_or_conflict(
-        trainer=trainer, project_id=task.project_id, kept="your ranking is kept as submitted."
-    )
     assignment = Assignment.objects.select_for_update().get(pk=ranking.assignment_id)
     # Leases taken since (the next task, shown after the submit) are handed back; one held
     # from before (a task of another project, waiting there) stays the trainer's.
@@ -715,7 +727,20 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
             leased_at__gte=ranking.submitted_at,
         )
         .exclude(pk=assignment.pk)
+        .order_by("pk")
         .values_list("pk", "task_id")
+    )
+    tasks = {
+        each.pk: each
+        for each in RankingTask.objects.select_for_update()
+        .filter(pk__in=[ranking.task_id, *(task_id for _, task_id in newer)])
+        .order_by("pk")
+    }
+    task = tasks[ranking.task_id]
+    if task.status not in {RankingTask.Status.READY, RankingTask.Status.COMPLETE}:
+        raise RankingConflict("This task no longer takes rankings; yours is kept.")
+    _project_open_or_conflict(
+        trainer=trainer, project_id=task.project_id, kept="your ranking is kept as submitted."
     )
     for lease_id, lease_task_id in newer:
         RankingTask.objects.filter(pk=lease_task_id, leased_count__gt=0).update(
