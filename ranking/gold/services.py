@@ -14,18 +14,30 @@ from django.utils import timezone
 from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_rankings, gold_score
 from ranking.projects.models import Project
-from ranking.rank.models import Candidate, RankingTask
+from ranking.rank.models import Candidate, Ranking, RankingTask
 
 # A gold task is offered to every trainer who may take it; the overlap only bounds the count.
 GOLD_OVERLAP = 32000
 
 
 def _agreed_ordering(task: RankingTask) -> list[list[int]]:
-    orderings = [
-        ranking.ordering for ranking in task.rankings.filter(cannot_rank=False).order_by("pk")
-    ]
-    if not orderings:
+    rankings = list(task.rankings.order_by("pk").values_list("ordering", "verdict", "cannot_rank"))
+    if not rankings:
         raise ValidationError("Nobody ranked this task yet: write the expected order instead.")
+    # "All bad" and "cannot rank" are answers without an order: a ranker who gave one did not
+    # agree with an order the others gave, so there is no order all of them agreed on.
+    unordered = sum(
+        1
+        for _, verdict, cannot_rank in rankings
+        if cannot_rank or verdict in {Ranking.Verdict.ALL_BAD, Ranking.Verdict.CANNOT_RANK}
+    )
+    if unordered:
+        raise ValidationError(
+            f"{unordered} of the {len(rankings)} rankings of this task give no order (all "
+            "bad, or cannot rank), so its rankers did not agree on one: write the expected "
+            "order instead."
+        )
+    orderings = [ordering for ordering, _, _ in rankings]
     normalised = {tuple(tuple(sorted(group)) for group in ordering) for ordering in orderings}
     if len(normalised) != 1:
         raise ValidationError(

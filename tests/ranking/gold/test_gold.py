@@ -129,6 +129,22 @@ def test_a_task_agreed_to_be_all_equally_good_cannot_become_gold_without_a_writt
     assert not RankingTask.objects.filter(gold_of=original).exists()
 
 
+@pytest.mark.parametrize("verdict", ["all_bad", "cannot_rank"])
+def test_a_task_one_ranker_could_not_rank_needs_a_written_order(other_trainer, project, verdict):
+    """Two rankers gave the same order and a third said the replies cannot be ordered (all
+    bad, or cannot rank): the rankers did not agree on an order, so there is none to copy."""
+    original = _task(other_trainer, project, model_version_create("v"), "q")
+    for name in ("a", "b"):
+        rank(original, quick_trainer(name), [[2], [0], [1, 3]])
+    rank(original, quick_trainer("c"), [], verdict=verdict, rationale="none of these")
+    with pytest.raises(ValidationError, match="1 of the 3 rankings of this task give no order"):
+        gold_task_create(task=original)
+    assert not RankingTask.objects.filter(gold_of=original).exists()
+    ids = candidate_ids(original)
+    # An order the admin writes still makes it gold.
+    assert gold_task_create(task=original, ordering=[[ids[2]], [ids[0]], [ids[1], ids[3]]])
+
+
 def test_disagreeing_task_needs_a_written_order_and_a_bad_one_is_refused(other_trainer, project):
     task = _task(other_trainer, project, model_version_create("v"), "q")
     rank(task, quick_trainer("a"), [[0], [1], [2], [3]])
