@@ -67,6 +67,14 @@ def project_for_trainer(*, trainer: AbstractBaseUser, slug: str) -> Project | No
     return projects_for_trainer(trainer=trainer).filter(slug=slug).first()
 
 
+def project_chosen_closed(*, trainer: AbstractBaseUser, slug: str) -> str:
+    """The name of the project ``slug`` a trainer chose to rank in when it is no longer open to
+    them (paused, done, or not open to their groups); "" when it is open, or none is chosen."""
+    if not slug or project_for_trainer(trainer=trainer, slug=slug) is not None:
+        return ""
+    return Project.objects.filter(slug=slug).values_list("name", flat=True).first() or slug
+
+
 def project_ids_by_slug(*, slugs: list[str]) -> tuple[int, ...]:
     """The ids of the projects named by slug; ValidationError naming any that is unknown."""
     return ids_named(Project.objects.all(), "slug", slugs, what="project", key="project")

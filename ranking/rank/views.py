@@ -12,7 +12,11 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.roles import trainer_required
 from config.htmx import HtmxHttpRequest, validation_messages
 from ranking.projects.models import Project
-from ranking.projects.selectors import CHOSEN_PROJECT_SESSION_KEY, project_for_trainer
+from ranking.projects.selectors import (
+    CHOSEN_PROJECT_SESSION_KEY,
+    project_chosen_closed,
+    project_for_trainer,
+)
 from ranking.rank import services
 from ranking.rank.forms import FLAG_LABELS, VERDICTS, RankingForm
 from ranking.rank.models import Assignment
@@ -43,23 +47,26 @@ def _render_card(
     status: int = 200,
     claimed: bool = True,
     toast: dict | None = None,
+    chosen_closed: str = "",
 ) -> HttpResponse:
-    """The page, or only its ``ranking-card`` partial for htmx: a task, the waiting state, or
-    (``claimed=False``) the start state that claims a task by POST."""
+    """The page, or only its ``ranking-card`` partial for htmx: a task, the waiting state,
+    (``claimed=False``) the start state that claims a task by POST, or (``chosen_closed``,
+    the chosen project's name) the notice that the project chosen is closed."""
     context: dict = {
         "assignment": assignment,
         "errors": errors or [],
         "conflict": conflict,
         "claimed": claimed,
+        "chosen_closed": chosen_closed,
     }
-    if assignment is None:
+    if assignment is None and not chosen_closed:
         chosen = _chosen_project(request)
         context["waiting"] = ranking_waiting_state(trainer=request.user, project=chosen)
         # A task of another project still leased to the trainer waits there.
         context["held_elsewhere"] = (
             assignment_current(trainer=request.user) if chosen is not None else None
         )
-    else:
+    elif assignment is not None:
         screen = screen or assignment_screen(assignment=assignment)
         form = form or RankingForm(candidates=screen.candidates)
         split = max(0, len(screen.prefix) - RECENT_TURNS)
@@ -89,7 +96,20 @@ def _chosen_project(request: HtmxHttpRequest) -> Project | None:
     return project_for_trainer(trainer=request.user, slug=slug) if slug else None
 
 
+def _chosen_closed(request: HtmxHttpRequest) -> str:
+    """The name of the project the trainer chose when it is closed to them since (paused,
+    done, or no longer open to their groups): they rank nowhere until they choose again,
+    rather than in all their projects, which they did not choose."""
+    return project_chosen_closed(
+        trainer=request.user, slug=request.session.get(CHOSEN_PROJECT_SESSION_KEY, "")
+    )
+
+
 def _next_task(request: HtmxHttpRequest, *, toast: dict | None = None) -> HttpResponse:
+    if closed := _chosen_closed(request):
+        if not request.htmx:
+            return redirect("ranking:rank")
+        return _render_card(request, None, toast=toast, chosen_closed=closed)
     assignment = services.task_claim_next(trainer=request.user, project=_chosen_project(request))
     if not request.htmx:
         # Without JavaScript: the page shows the lease, or says it is waiting (not "Start").
@@ -103,6 +123,8 @@ def _next_task(request: HtmxHttpRequest, *, toast: dict | None = None) -> HttpRe
 def rank(request: HtmxHttpRequest) -> HttpResponse:
     """The trainer's running lease, or the start state (a GET never claims: the page asks for
     a task with a POST, by itself through htmx or by its "Start ranking" button)."""
+    if closed := _chosen_closed(request):
+        return _render_card(request, None, chosen_closed=closed)
     assignment = assignment_current(trainer=request.user, project=_chosen_project(request))
     waiting = assignment is not None or "waiting" in request.GET
     return _render_card(request, assignment, claimed=waiting)

@@ -475,6 +475,38 @@ def test_a_chosen_project_shows_its_own_task_or_why_it_has_none(client, other_tr
     assert response.headers["Tandem-Waiting-Reason"] == "no_conversations"
 
 
+@pytest.mark.parametrize("htmx", [True, False])
+def test_a_chosen_project_paused_since_is_named_closed_not_replaced_by_all(
+    client, other_trainer, trainer, htmx
+):
+    """The trainer chose Second; it was paused. Their claims must not quietly take tasks of
+    their other projects as if they had chosen "all my projects": the page says Second is
+    closed and lets them choose."""
+    version = model_version_create("v")
+    first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    second = project_create(name="Second", slug="second", status=Project.Status.ACTIVE)
+    _ready_task(other_trainer, first, version, "first")
+    _ready_task(other_trainer, second, version, "second")
+    client.force_login(trainer)
+    client.post(reverse("ranking:project-choose"), {"project": "second"})
+    Project.objects.filter(pk=second.pk).update(status=Project.Status.PAUSED)
+
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    claimed = client.post(reverse("ranking:claim"), follow=not htmx, **headers)
+    page = claimed.content.decode()
+    assert not trainer.ranking_assignments.exists()
+    assert "data-assignment-id" not in page
+    closed = "The project you chose, Second, is paused or no longer open to you"
+    assert closed in page
+    assert reverse("ranking:project-picker") in page
+    assert closed in client.get(reverse("ranking:rank")).content.decode()
+
+    # Choosing "all my projects" (the picker's first button) ranks across them again.
+    client.post(reverse("ranking:project-choose"), {"project": ""})
+    client.post(reverse("ranking:claim"))
+    assert trainer.ranking_assignments.get().task.project == first
+
+
 def test_admin_creates_a_project_on_the_projects_page(client, admin_user):
     client.force_login(admin_user)
     response = client.post(
