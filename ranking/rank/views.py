@@ -201,8 +201,10 @@ def undo(request: HtmxHttpRequest, ranking_id: int) -> HttpResponse:
         data.setlist(key, value if isinstance(value, list) else [value])
     form = RankingForm(data, candidates=screen.candidates)
     if not request.htmx:
+        # The page itself, not a redirect: the Rank page's GET shows the lease with empty
+        # boxes, and the answer taken back is here only.
         messages.info(request, "Ranking taken back: change it and submit again.")
-        return redirect("ranking:rank")
+        return _render_card(request, assignment, screen=screen, form=form)
     return _render_card(
         request,
         assignment,

@@ -664,6 +664,29 @@ def test_submit_over_htmx_brings_a_toast_with_an_undo_that_takes_the_ranking_bac
     assert _assignment(trainer).pk == assignment.pk
 
 
+def test_undo_without_javascript_shows_the_task_again_as_it_was_answered(
+    ready_task, trainer_client, trainer, settings
+):
+    """The undo form posted as a plain form (no htmx): the task comes back with the answer
+    that was taken back, as over htmx, not with empty boxes."""
+    settings.RANKING_UNDO_SECONDS = 600
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+    trainer_client.post(_submit_url(assignment), _form(ids, [2, 1, 3, 3], rationale="close call"))
+    ranking = Ranking.objects.get(ranker=trainer)
+
+    undone = trainer_client.post(reverse("ranking:undo", args=[ranking.pk]), follow=True)
+
+    assert undone.status_code == 200
+    html = undone.content.decode()
+    assert "Ranking taken back" in html
+    assert f'name="rank_{ids[0]}" value="2"' in html and f'name="rank_{ids[3]}" value="3"' in html
+    assert "close call" in html
+    assert not Ranking.objects.exists()
+    assert _assignment(trainer).pk == assignment.pk
+
+
 def test_undo_after_the_window_answers_409_in_the_toast_only(
     ready_task, trainer_client, trainer, settings
 ):
