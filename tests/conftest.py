@@ -81,9 +81,12 @@ def wait_until(predicate, *, interval: float = 0.2, what: str = "condition"):
     raise AssertionError(f"{what} not met within TEST_WAIT_SECONDS={WAIT_SECONDS:g} s")
 
 
-def _sessions_waiting_for_a_lock() -> int:
-    """PostgreSQL sessions on this test database waiting for a lock another one holds."""
+def sessions_waiting_for_a_lock() -> int:
+    """PostgreSQL sessions on this test database waiting for a lock another one holds. Read
+    afresh each time: inside a transaction (the one that holds the lock) PostgreSQL answers
+    from the snapshot of its first read until told to drop it."""
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -95,7 +98,7 @@ def wait_for_lock_or_end(thread, *, what: str) -> None:
     """Poll until ``thread`` waits for a PostgreSQL lock (this connection holds it) or has
     ended, for at most ``TEST_WAIT_SECONDS``."""
     deadline = time.monotonic() + WAIT_SECONDS
-    while thread.is_alive() and not _sessions_waiting_for_a_lock():
+    while thread.is_alive() and not sessions_waiting_for_a_lock():
         assert time.monotonic() < deadline, f"{what} neither waited nor finished"
         time.sleep(0.02)
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import WAIT_SECONDS, sessions_waiting_for_a_lock
 from tests.ranking.conftest import (
     candidate_ids,
     finished_conversation,
@@ -46,17 +46,6 @@ def _lease(task: RankingTask, trainer) -> Assignment:
 
 def _strict(task: RankingTask) -> RankingInput:
     return RankingInput([[candidate] for candidate in candidate_ids(task)])
-
-
-def _sessions_waiting() -> int:
-    with connection.cursor() as cursor:
-        # Within a transaction PostgreSQL answers from the snapshot of its first read.
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
 
 
 def _in_thread(name: str, work, outcomes: dict) -> threading.Thread:
@@ -122,7 +111,7 @@ def test_two_undos_racing_submits_on_the_next_tasks_never_deadlock():
         for started, thread in enumerate(threads, start=1):
             thread.start()
             deadline = time.monotonic() + WAIT_SECONDS
-            while thread.is_alive() and _sessions_waiting() < started:
+            while thread.is_alive() and sessions_waiting_for_a_lock() < started:
                 assert time.monotonic() < deadline, f"{thread.name} neither waited nor finished"
                 time.sleep(0.02)
             assert thread.is_alive(), f"{thread.name} did not wait: {outcomes}"
