@@ -15,7 +15,7 @@ from labeling.guidelines.models import (
     GuidelineVersion,
 )
 from labeling.guidelines.selectors import guideline_project_id
-from ranking.projects.models import Project
+from ranking.projects.services import project_lock
 
 MAX_GUIDELINE_CHARS = 50000
 MAX_CHANGE_NOTE_CHARS = 300
@@ -67,7 +67,7 @@ def guideline_version_create(
     # locked, not the newest version's: a save that waited for that lock would still read the
     # version it waited on as the newest (PostgreSQL re-reads the locked row, not the rows
     # committed meanwhile) and take its number again.
-    Project.objects.select_for_update().only("pk").get(pk=project_id)
+    project_lock(project_id=project_id)
     current = guideline_version_ensure_current(project_id=project_id)
     if current.text.strip() == text:
         raise ValidationError({"text": "Nothing changed: edit the text to make a new version."})

@@ -159,6 +159,14 @@ DEFAULT_PROJECT_OPEN = (
 
 
 @transaction.atomic
+def project_lock(*, project_id: int) -> None:
+    """Lock the project's row until the transaction ends, for work that must take turns per
+    project (a guidelines save, a pool fill, a failed preparation's retry). "No key": rows
+    that refer to the project (tasks, rankings, conversations written meanwhile) are not made
+    to wait, as a plain FOR UPDATE would make them; the lockers still wait for each other."""
+    list(Project.objects.select_for_update(no_key=True).filter(pk=project_id).values_list("pk"))
+
+
 def project_create(
     *,
     name: str,

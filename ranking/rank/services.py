@@ -33,6 +33,7 @@ from ranking.projects.selectors import (
     projects_active,
     projects_for_trainer,
 )
+from ranking.projects.services import project_lock
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from ranking.rank.selectors import (
     project_ids_with_regular_tasks,
@@ -193,7 +194,7 @@ def ranking_task_preparation_retried(job: GenerationJob) -> None:
     with transaction.atomic():
         # The project's row lock, as a pool fill takes it to pick sources: the two take turns,
         # so a fill never picks the source this retry takes back, nor the retry one just picked.
-        list(Project.objects.select_for_update().filter(pk=project_id).values_list("pk"))
+        project_lock(project_id=project_id)
         _prepared_by(job).filter(status=RankingTask.Status.FAILED).exclude(
             Exists(source_taken)
         ).update(status=RankingTask.Status.PREPARING, error="", holds_source=True)
@@ -303,7 +304,7 @@ def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random 
         # fills at once (a slow fill overlapping the next one on another worker) take turns,
         # so the pool is made once, not twice, and no source is picked by both.
         with transaction.atomic():
-            list(Project.objects.select_for_update().filter(pk=each.pk).values_list("pk"))
+            project_lock(project_id=each.pk)
             if ranking_pool_open_tasks(projects=[each]).count() >= wanted:
                 break
             if ranking_task_create(rng=rng, project=each, held_back=uncertain) is None:

@@ -55,3 +55,32 @@ def test_a_guideline_save_racing_another_waits_for_it(admin_user, second_text, e
     assert sorted(GuidelineVersion.objects.values_list("number", flat=True)) == sorted(
         {1, 2, *([3] if "number" in expected else [])}
     )
+
+
+def test_a_guideline_save_does_not_hold_up_work_that_refers_to_its_project(admin_user, trainer):
+    """The save takes turns with other saves of its project by locking the project's row, but
+    not in a way that makes a trainer's new conversation (a row that refers to the project)
+    wait for the save's transaction to end."""
+    from labeling.models import Conversation
+    from ranking.projects.selectors import project_default
+
+    services.guideline_version_ensure_current()
+    project = project_default()
+    outcome: dict = {}
+
+    def start_conversation() -> None:
+        try:
+            outcome["id"] = Conversation.objects.create(owner=trainer, project=project).pk
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=start_conversation)
+    with transaction.atomic():
+        services.guideline_version_create(author=admin_user, text="Be kind.")
+        writer.start()
+        wait_for_lock_or_end(writer, what="the new conversation")
+        # Still inside the save's transaction: the conversation was written meanwhile.
+        writer.join(WAIT_SECONDS / 10)
+        finished_first = not writer.is_alive()
+    writer.join(WAIT_SECONDS)
+    assert finished_first and "id" in outcome
