@@ -197,6 +197,13 @@ STORAGES = {
 MEDIA_ROOT = VAR_DIR / "media"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+# No request takes a file unless its view says so, with its own size limit (config.uploads):
+# otherwise any POST's file parts (the CSRF check reads every POST) would be written to disk.
+FILE_UPLOAD_HANDLERS = [
+    "config.uploads.FilesRefused",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 # A failed CSRF check under /api/ is answered as JSON like every other API error.
 CSRF_FAILURE_VIEW = "config.api.csrf_failure"
 

@@ -11,6 +11,11 @@ keep what else was filled in.
 It must be in place before anything reads the request body, and the CSRF check reads it: wrap
 the view in ``csrf_exempt`` and check CSRF inside, after inserting the handler (Django's
 documented pattern for per-view upload handlers).
+
+Every other request takes no file at all (``FilesRefused``, first in ``FILE_UPLOAD_HANDLERS``):
+the CSRF check reads ``request.POST`` on any POST, signed in or not, and Django would otherwise
+write any file part of it, of any size, to a temporary file. ``upload_size_limit_install``
+puts its limit in that handler's place.
 """
 
 from django.conf import settings
@@ -59,9 +64,29 @@ class UploadSizeLimit(FileUploadHandler):
         return None  # the next handlers build the uploaded file
 
 
+class FilesRefused(FileUploadHandler):
+    """The default for every request: each file part is skipped unread, before the handlers
+    after this one open a file for it (the rest of the form is read as usual). A view that
+    takes a file replaces it with its limit (``upload_size_limit_install``)."""
+
+    def new_file(self, *args, **kwargs) -> None:
+        super().new_file(*args, **kwargs)
+        raise SkipFile
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        return raw_data  # never reached: every file is skipped at its start
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
 def upload_size_limit_install(request: HttpRequest, *, limit: int) -> UploadSizeLimit:
-    """Put a size limit first among ``request``'s upload handlers; returns it, to ask
-    ``exceeded`` once the body was read."""
+    """Take files in ``request``, up to ``limit`` bytes each: the size limit goes first among
+    its upload handlers, in place of ``FilesRefused``; returns it, to ask ``exceeded`` once the
+    body was read."""
     size_limit = UploadSizeLimit(request, limit)
-    request.upload_handlers.insert(0, size_limit)
+    request.upload_handlers = [
+        size_limit,
+        *(handler for handler in request.upload_handlers if not isinstance(handler, FilesRefused)),
+    ]
     return size_limit
