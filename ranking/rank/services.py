@@ -346,12 +346,16 @@ def _presentation_order(task: RankingTask) -> list[int]:
     return ids
 
 
-def _pick(tasks):
+def _pick(tasks, *, wait: bool = True):
     # Skip rows other claims hold right now; if that skipped everything, wait for the first
     # one instead of answering "nothing to rank" while work is left (the database re-checks
-    # the condition once the lock is released).
+    # the condition once the lock is released). ``wait`` False: never wait, for a claim that
+    # already holds a task (waiting then could close a circle with an undo, which locks its
+    # tasks by id).
     task = tasks.select_for_update(skip_locked=True).first()
-    return task if task is not None else tasks.select_for_update().first()
+    if task is not None or not wait:
+        return task
+    return tasks.select_for_update().first()
 
 
 def task_claim_next(
@@ -367,8 +371,9 @@ def task_claim_next(
     never to the writer of its conversation, and never twice to the same trainer. In a project
     that requires qualification, a trainer not yet decided gets only its gold tasks, and one
     who failed gets nothing; otherwise a gold task of the task's project replaces it at the
-    project's gold rate (and is offered when nothing else is left in a project that mixes
-    gold in). A gold task never goes to a trainer who ranked its original. The trainer's
+    project's gold rate (one free at that instant: the claim holds the task it picked, and
+    waits for no other), and is offered when nothing else is left in a project that mixes
+    gold in. A gold task never goes to a trainer who ranked its original. The trainer's
     leases in projects they may no longer rank in (paused, or not open to their groups) are
     given back first.
     """
@@ -408,8 +413,9 @@ def task_claim_next(
     leases_expire(now=now)
     # A lease in a project paused since (or no longer open to the trainer) is given back, as
     # if it ran out: it neither holds a slot nor stands for the trainer's claim. Before the
-    # claim's transaction, as ``leases_expire``: the claim then locks one task only (the one
-    # it picks), so it never holds a task while waiting for another (see ``ranking_undo``).
+    # claim's transaction, as ``leases_expire``: the claim then waits for a task only while it
+    # holds none (a gold copy to give instead of the task it picked is taken only if free), so
+    # it never holds a task while waiting for another (see ``ranking_undo``).
     _leases_give_back(
         Assignment.objects.filter(trainer=trainer, status=Assignment.Status.LEASED).exclude(
             task__project_id__in=open_ids
@@ -442,7 +448,8 @@ def task_claim_next(
             regular = open_tasks.filter(gold_ordering__isnull=True, project_id__in=regular_ids)
             task = _pick(regular)
             if task is not None and rng.random() < projects[task.project_id].gold_rate:
-                task = _pick(gold.filter(project_id=task.project_id)) or task
+                # Holding the task picked: a gold copy another claim holds is passed over.
+                task = _pick(gold.filter(project_id=task.project_id), wait=False) or task
             elif task is None:
                 # Nothing new to rank: the gold of projects that mix gold in at all.
                 mixing = [pk for pk in regular_ids if projects[pk].gold_rate > 0]

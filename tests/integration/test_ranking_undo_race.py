@@ -17,10 +17,11 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ranking.models import Assignment, Ranking, RankingTask
+from ranking.gold.services import gold_task_create
+from ranking.models import Assignment, Project, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
-from tests.conftest import WAIT_SECONDS, sessions_waiting_for_a_lock
+from tests.conftest import WAIT_SECONDS, sessions_waiting_for_a_lock, wait_for_lock_or_end
 from tests.ranking.conftest import (
     candidate_ids,
     finished_conversation,
@@ -130,3 +131,46 @@ def test_two_undos_racing_submits_on_the_next_tasks_never_deadlock():
         task.refresh_from_db()
         assert (task.rankings_count, task.leased_count) == (0, 1)
         assert task.status == RankingTask.Status.READY
+
+
+def test_a_claim_holding_its_task_does_not_wait_for_a_busy_gold_copy():
+    """A claim that picked its task and then, at the project's gold rate, looks for a gold copy
+    to give instead must not wait for one another transaction holds: it would wait while
+    holding its task, and an undo that locks the two the other way round (by id) closes a
+    circle. A busy gold copy is passed over: the task picked is given."""
+    writer = quick_trainer("writer")
+    policy = model_version_create("policy")
+    original, regular = (
+        task_from_source(
+            finished_conversation(writer, turns=(f"q{i}?", f"a{i}.")).active_leaf,
+            model_version=policy,
+        )
+        for i in range(2)
+    )
+    gold = gold_task_create(task=original, ordering=[[each] for each in candidate_ids(original)])
+    RankingTask.objects.filter(pk=original.pk).update(status=RankingTask.Status.COMPLETE)
+    Project.objects.filter(pk=regular.project_id).update(gold_rate=1.0)
+    trainer = quick_trainer("t")
+
+    outcome: dict = {}
+
+    def claim() -> None:
+        try:
+            outcome["task"] = services.task_claim_next(trainer=trainer).task_id
+        except Exception as error:  # what the request would answer as a 500
+            outcome["error"] = repr(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=claim)
+    with transaction.atomic():
+        # The gold copy held, as another trainer's claim or undo holds it for a moment.
+        list(RankingTask.objects.select_for_update().filter(pk=gold.pk))
+        thread.start()
+        wait_for_lock_or_end(thread, what="the claim")
+        waited = thread.is_alive()
+    thread.join(WAIT_SECONDS)
+    assert not thread.is_alive()
+
+    assert not waited, "the claim waited for the gold copy while holding its task"
+    assert outcome == {"task": regular.pk}
