@@ -404,3 +404,33 @@ def test_sources_held_by_two_tasks_keep_one_holder_when_the_constraint_is_added(
         }
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_feedback_stored_saying_nothing_is_deleted_and_the_rest_kept():
+    """A thumb taken back, or an emptied report, left a row that says nothing before such rows
+    were deleted as they empty: the admins' overview counted them as feedback. They go; a row
+    that says anything (a thumb, a category, a comment) stays."""
+    try:
+        apps = _migrate_back("labeling", "0012_attack_result_outlives_withdrawal")
+        User = apps.get_model("auth", "User")
+        Feedback = apps.get_model("labeling", "Feedback")
+        writer = User.objects.create(username="writer")
+        trainers = [User.objects.create(username=f"trainer{i}") for i in range(4)]
+        _, reply = _exchange(apps, writer)
+
+        def feedback(user, **said):
+            return Feedback.objects.create(user=user, message=reply, **said).pk
+
+        empty = feedback(trainers[0])
+        kept = {
+            feedback(trainers[1], rating="down"),
+            feedback(trainers[2], categories=["harmful"]),
+            feedback(trainers[3], comment="odd"),
+        }
+        apps = _migrate(_latest())
+        Feedback = apps.get_model("labeling", "Feedback")
+        assert Feedback.objects.filter(pk=empty).count() == 0
+        assert set(Feedback.objects.values_list("pk", flat=True)) == kept
+    finally:
+        _migrate(_latest())
