@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.roles import is_admin
+from config.text import newlines_normalized
 from labeling.guidelines.models import (
     DEFAULT_CHANGE_NOTE,
     DEFAULT_GUIDELINES,
@@ -69,7 +70,9 @@ def guideline_version_create(
     # committed meanwhile) and take its number again.
     project_lock(project_id=project_id)
     current = guideline_version_ensure_current(project_id=project_id)
-    if current.text.strip() == text:
+    # A version saved from the plain form before its line breaks were taken as \n holds CRLF:
+    # the same text with \n is no change.
+    if newlines_normalized(current.text).strip() == newlines_normalized(text):
         raise ValidationError({"text": "Nothing changed: edit the text to make a new version."})
     return GuidelineVersion.objects.create(
         project_id=project_id,

@@ -74,3 +74,17 @@ def test_the_current_text_saved_back_from_the_browser_form_is_unchanged(admin_cl
     )
     assert edited.status_code == 302
     assert GuidelineVersion.objects.get(number=2).text == "# Rules\n\nAsk first.\nBe brief."
+
+
+def test_a_version_stored_with_crlf_before_saved_back_unchanged_is_unchanged(
+    admin_client_, admin_user
+):
+    """A version saved from the plain form before line breaks were taken as \\n holds CRLF;
+    the same text sent back from the browser (its line breaks now \\n) is the same text, not a
+    new version every trainer is asked to read again."""
+    guideline_services.guideline_version_ensure_current()
+    GuidelineVersion.objects.create(number=2, text="# Rules\r\n\r\nAsk first.", author=admin_user)
+
+    response = admin_client_.post("/write/guidelines/edit/", {"text": "# Rules\r\n\r\nAsk first."})
+    assert response.status_code == 422 and b"Nothing changed" in response.content
+    assert not GuidelineVersion.objects.filter(number=3).exists()
