@@ -37,7 +37,9 @@ def record_split(record: dict, *, test_fraction: float, seed: int) -> str:
         return split
     key = record.get("conversation_id")
     if key is None:
-        opening = _opening(record.get("prompt") or record.get("messages") or [])
+        # TRL's implicit-prompt pairs carry the whole conversation in ``chosen``.
+        turns = record.get("prompt") or record.get("messages") or record.get("chosen") or []
+        opening = _opening(turns)
         key = json.dumps(opening, sort_keys=True)
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"

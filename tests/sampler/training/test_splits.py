@@ -48,3 +48,23 @@ def test_an_exported_split_and_a_conversation_id_come_first():
     assert record_split({**record, "split": "train"}, test_fraction=1.0, seed=0) == "train"
     sides = {_split({"conversation_id": index, "messages": [SYSTEM]}) for index in range(40)}
     assert sides == {"train", "test"}
+
+
+def test_trls_implicit_prompt_pairs_are_split_by_the_conversation_in_chosen():
+    """No prompt: the pair's conversation is its chosen (and rejected) messages. Keyed by
+    nothing, every such record fell on the same side."""
+    records = [
+        {
+            "chosen": [
+                {"role": "user", "content": f"question {index}"},
+                {"role": "assistant", "content": "good"},
+            ],
+            "rejected": [
+                {"role": "user", "content": f"question {index}"},
+                {"role": "assistant", "content": "bad"},
+            ],
+        }
+        for index in range(40)
+    ]
+    sides = [_split(record) for record in records]
+    assert 5 < sides.count("test") < 35
