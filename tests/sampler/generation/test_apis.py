@@ -424,3 +424,51 @@ def test_the_playground_refuses_a_trainer_past_the_unfinished_cap_in_the_form(
         assert response.status_code == 200
         assert "1 generation jobs waiting or running" in response.content.decode()
     assert GenerationJob.objects.filter(requested_by=trainer).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("messages", "role", "expected"),
+    [
+        (
+            [*PROMPT, {"role": "assistant", "content": "fine"}],
+            "assistant",
+            "The next turn after these messages is the user's, not the assistant's.",
+        ),
+        (
+            [*PROMPT, {"role": "user", "content": "hello?"}],
+            "assistant",
+            "turn 2 should be the assistant's, not the user's.",
+        ),
+        (
+            [{"role": "assistant", "content": "I start"}],
+            "user",
+            "turn 1 should be the user's, not the assistant's.",
+        ),
+        (
+            [*PROMPT, {"role": "system", "content": "late rules"}],
+            "assistant",
+            "turn 2 should be the assistant's, not the system's.",
+        ),
+        (PROMPT, "user", "The next turn after these messages is the assistant's, not the user's."),
+    ],
+    ids=["answers itself", "two user turns", "opens as assistant", "late system", "user twice"],
+)
+def test_messages_that_do_not_take_turns_are_400_and_nothing_is_stored(
+    policy, trainer_client, messages, role, expected
+):
+    response = _post(trainer_client, {"messages": messages, "n": 1, "role": role})
+    assert response.status_code == 400
+    assert expected in json.dumps(response.json())
+    assert not GenerationJob.objects.exists()
+
+
+def test_messages_that_take_turns_are_taken(policy, trainer_client):
+    system = {"role": "system", "content": "be brief"}
+    for messages, role in (
+        ([system, *PROMPT], "assistant"),
+        ([system, *PROMPT, {"role": "assistant", "content": "fine"}], "user"),
+        ([system], "user"),
+    ):
+        response = _post(trainer_client, {"messages": messages, "n": 1, "role": role})
+        assert response.status_code in (201, 503), response.json()
+    assert GenerationJob.objects.count() == 3
