@@ -260,6 +260,29 @@ def micro_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache of this test's own, offline; ``hub_cache(repo_id, folder)``
+    puts a model folder in it as the hub's download would (refs/main -> a snapshot)."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def add(repo_id: str, folder: Path) -> Path:
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        commit = "0123456789abcdef0123456789abcdef01234567"
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        snapshot = repo / "snapshots" / commit
+        shutil.copytree(folder, snapshot)
+        return snapshot
+
+    return add
+
+
+@pytest.fixture
 def trainer(db):
     return user_create_trainer(username="tess", password=PASSWORD)
 

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from huggingface_hub import try_to_load_from_cache
 
 from sampler.generation.backends import validate_options
 from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
@@ -26,11 +27,42 @@ CONTEXT_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_l
 HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?")
 
 
+def model_folder(path: str) -> Path | None:
+    """Where the model ``path`` names is on this machine: the absolute folder itself, or a hub
+    id's snapshot in this machine's Hugging Face cache; None when there is no ``config.json``
+    there. The hub itself is never asked: offline, each worker would spend its retries on it."""
+    if not path:
+        return None
+    local = Path(path)
+    if local.is_absolute():
+        return local if (local / "config.json").is_file() else None
+    if not HUB_ID.fullmatch(path) or ".." in path or local.exists():
+        return None
+    cached = try_to_load_from_cache(path, "config.json")
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def _not_found_message(path: str) -> str:
+    """Why the model ``path`` of a version run here cannot be loaded on this machine."""
+    if Path(path).is_absolute():
+        return (
+            f"its model folder {path} is gone (no config.json there): restore it, or point "
+            "the version at where the model now is."
+        )
+    return (
+        f"{path} is neither a model folder nor a Hugging Face Hub model in this machine's cache "
+        f"(offline, no worker could load it): download it first (huggingface-cli download "
+        f"{path}, with the HF_HOME the server and workers use), or give the absolute path of a "
+        "folder holding its config.json."
+    )
+
+
 def _model_config(path: str) -> dict:
-    """A model directory's ``config.json`` (empty when it has none, or one that is no object)."""
-    config_file = Path(path) / "config.json"
-    if not config_file.is_file():
+    """A model's ``config.json`` (empty when it has none, or one that is no object)."""
+    folder = model_folder(path)
+    if folder is None:
         return {}
+    config_file = folder / "config.json"
     try:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError):
@@ -75,6 +107,10 @@ def _validated_backend(*, kind: str, backend: str, options: object, path: str) -
         )
     if backend != ModelVersion.Backend.OPENAI and not path:
         raise ValidationError({"path": "A model directory is needed for this backend."})
+    if backend != ModelVersion.Backend.OPENAI and model_folder(path) is None:
+        # Run here: a hub id must already be in the cache (an absolute folder without its
+        # config.json was refused with the path).
+        raise ValidationError({"path": _not_found_message(path)})
     return backend, options
 
 
@@ -102,12 +138,8 @@ def _validated_path(path: object) -> str:
 
 
 def _model_architectures(path: str) -> list[str]:
-    """The ``architectures`` a model directory's ``config.json`` names (none: unknown)."""
-    try:
-        config = json.loads((Path(path) / "config.json").read_text())
-    except (OSError, ValueError):
-        return []
-    names = config.get("architectures") if isinstance(config, dict) else None
+    """The ``architectures`` a model's ``config.json`` names (none: unknown)."""
+    names = _model_config(path).get("architectures")
     return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
@@ -359,9 +391,23 @@ def model_version_delete(*, ids: list[int]) -> None:
     ModelVersion.objects.filter(pk__in=ids).delete()
 
 
+def model_version_unloadable_error(*, version: ModelVersion) -> str | None:
+    """Why ``version``'s model cannot be loaded on this machine (None: it can, or it is served
+    elsewhere): its folder was removed since it was registered, or its hub id is not in the
+    cache."""
+    if version.backend == ModelVersion.Backend.OPENAI or model_folder(version.path) is not None:
+        return None
+    if not version.path:
+        return "it names no model directory"
+    return _not_found_message(version.path)
+
+
 @transaction.atomic
 def model_version_promote(*, version: ModelVersion) -> ModelVersion:
-    """Make ``version`` the one active version of its kind, in one atomic switch."""
+    """Make ``version`` the one active version of its kind, in one atomic switch; refused
+    (``ValidationError``) when its model cannot be loaded here: each suggestion would fail."""
+    if error := model_version_unloadable_error(version=version):
+        raise ValidationError({"version": f"{version.name} cannot be promoted: {error}"})
     locked = list(ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk"))
     del locked  # the lock is what matters: concurrent promotions serialise here
     ModelVersion.objects.filter(kind=version.kind, is_active=True).exclude(pk=version.pk).update(

@@ -154,8 +154,12 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
 @require_POST
 def version_promote(request: HttpRequest, version_id: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=version_id)
-    model_version_promote(version=version)
-    messages.success(request, f"{version.name} is now the active {version.get_kind_display()}.")
+    try:
+        model_version_promote(version=version)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"{version.name} is now the active {version.get_kind_display()}.")
     url = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
         url, allowed_hosts={request.get_host()}, require_https=request.is_secure()

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from ranking.projects.selectors import projects_affected_by_promotion
@@ -16,7 +17,10 @@ class Command(BaseCommand):
             version = ModelVersion.objects.get(name=options["name"])
         except ModelVersion.DoesNotExist as error:
             raise CommandError(f"No model version named {options['name']}.") from error
-        version = model_version_promote(version=version)
+        try:
+            version = model_version_promote(version=version)
+        except ValidationError as error:
+            raise CommandError(" ".join(error.messages)) from error
         self.stdout.write(f"{version.name} is now the active {version.get_kind_display()}.")
         if version.kind == ModelVersion.Kind.POLICY:
             # Projects that name no policy sample from the active one: the promotion moves them.

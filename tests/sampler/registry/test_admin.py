@@ -20,7 +20,22 @@ def _change_form(client, version: ModelVersion) -> dict:
     return {name: "" if value is None else value for name, value in data.items()}
 
 
+# Versions' models: hub ids in a Hugging Face cache of each test's own (no architectures named,
+# so any kind), which promotion and the admin's form find.
+HUB_IDS = ("served", "other", "p", "spare", "base", "child")
+
+
+@pytest.fixture(autouse=True)
+def hub_models(hub_cache, tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"n_positions": 64}')
+    for name in HUB_IDS:
+        hub_cache(f"hub/{name}", folder)
+
+
 def _version(name: str, kind: str, *, active: bool = True) -> ModelVersion:
+    assert name in HUB_IDS
     return ModelVersion.objects.create(name=name, path=f"hub/{name}", kind=kind, is_active=active)
 
 

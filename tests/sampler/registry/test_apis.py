@@ -2,7 +2,15 @@
 trainers read versions without where they are served from."""
 
 import json
+import shutil
+from io import StringIO
 
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
+
+from sampler.registry import services
 from sampler.registry.models import ModelVersion
 
 URL = "/api/model-versions/"
@@ -187,3 +195,43 @@ def test_a_model_of_the_other_kind_is_refused_by_what_its_config_names(
     assert "holds a reward model" in json.dumps(moved.json()["kind"])
     policy.refresh_from_db()
     assert policy.path != reward.path
+
+
+def test_a_path_that_names_no_model_on_this_machine_is_a_400_on_the_path(
+    admin_client_, policy, hub_cache, micro_model_dir, tmp_path
+):
+    """Registered, then promoted, it failed every suggestion after a long offline hub lookup."""
+    response = _post(
+        admin_client_, {"name": "bad3", "backend": "transformers", "path": "relative/dir"}
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    message = " ".join(response.json()["path"])
+    assert "relative/dir is neither a model folder nor a Hugging Face Hub model" in message
+    assert not ModelVersion.objects.filter(name="bad3").exists()
+    hub_cache("relative/dir", micro_model_dir)
+    response = _post(
+        admin_client_, {"name": "bad3", "backend": "transformers", "path": "relative/dir"}
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["context_length"] is not None
+
+
+def test_the_promote_button_and_command_refuse_a_version_whose_folder_is_gone(
+    admin_client_, policy, micro_model_dir, tmp_path
+):
+    folder = shutil.copytree(micro_model_dir, tmp_path / "run-7")
+    version = services.model_version_register(name="run-7", path=str(folder))
+    shutil.rmtree(folder)
+    page = admin_client_.post(
+        reverse("sampler:version-promote", kwargs={"version_id": version.pk}),
+        {"next": reverse("sampler:models")},
+        follow=True,
+    )
+    assert "run-7 cannot be promoted" in page.content.decode()
+    assert "is now the active" not in page.content.decode()
+    with pytest.raises(CommandError, match="run-7 cannot be promoted: its model folder"):
+        call_command("promote", "run-7", stdout=StringIO())
+    version.refresh_from_db()
+    policy.refresh_from_db()
+    assert not version.is_active and policy.is_active

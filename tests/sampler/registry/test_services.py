@@ -52,12 +52,71 @@ def test_register_refuses_a_relative_path_each_process_would_read_from_its_own_f
 
 
 @pytest.mark.parametrize("hub_id", ["gpt2", "HuggingFaceTB/SmolLM2-135M-Instruct"])
-def test_register_takes_a_hub_id(db, tmp_path, monkeypatch, hub_id):
+@pytest.mark.parametrize("backend", ["transformers", "vllm"])
+def test_register_takes_a_hub_id_in_this_machines_cache(
+    db, tmp_path, monkeypatch, micro_model_dir, hub_cache, hub_id, backend
+):
+    """A hub id is taken when its model is in the Hugging Face cache, and what its config says
+    (context length, architectures) is read from there, as from a folder."""
     monkeypatch.chdir(tmp_path)
-    version = model_version_register(
-        name="hub", path=hub_id, backend="transformers", context_length=2048
-    )
+    hub_cache(hub_id, micro_model_dir)
+    version = model_version_register(name="hub", path=hub_id, backend=backend)
     assert version.path == hub_id
+    assert version.context_length == _positions(micro_model_dir)
+    with pytest.raises(ValidationError) as error:
+        model_version_register(name="hub-rm", path=hub_id, kind="reward")
+    assert "not a reward model" in " ".join(error.value.message_dict["kind"])
+
+
+@pytest.mark.parametrize("hub_id", ["gpt2", "relative/dir"])
+@pytest.mark.parametrize("backend", ["transformers", "vllm"])
+def test_register_refuses_a_hub_id_missing_from_this_machines_cache(
+    db, tmp_path, monkeypatch, hub_cache, hub_id, backend
+):
+    """Each worker would look it up on the hub (offline: it fails after a long wait, and every
+    suggestion with it): refused, saying how to make it usable, and nothing is stored."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValidationError) as error:
+        model_version_register(name="hub", path=hub_id, backend=backend)
+    message = " ".join(error.value.message_dict["path"])
+    assert f"{hub_id} is neither a model folder nor a Hugging Face Hub model" in message
+    assert "download it" in message and "absolute path" in message
+    assert not ModelVersion.objects.exists()
+
+
+def test_an_openai_version_names_no_model_of_this_machine(db, hub_cache):
+    """A model served elsewhere is not looked for here."""
+    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "KEY"}
+    version = model_version_register(
+        name="served", path="", backend="openai", backend_options=openai, context_length=64
+    )
+    assert model_version_promote(version=version).is_active
+
+
+def test_promotion_refuses_a_version_whose_model_is_gone(
+    policy, tmp_path, micro_model_dir, hub_cache
+):
+    """The version's folder was removed (or its hub model dropped from the cache) since it was
+    registered: promoted, every suggestion failed; the active version stays."""
+    folder = shutil.copytree(micro_model_dir, tmp_path / "run-7")
+    moved = model_version_register(name="run-7", path=str(folder))
+    snapshot = hub_cache("org/dropped", micro_model_dir)
+    dropped = model_version_register(name="dropped", path="org/dropped")
+    shutil.rmtree(folder)
+    shutil.rmtree(snapshot)
+    for version, message in [
+        (
+            moved,
+            f"run-7 cannot be promoted: its model folder {folder} is gone (no config.json there)",
+        ),
+        (dropped, "dropped cannot be promoted: org/dropped is neither a model folder nor"),
+    ]:
+        with pytest.raises(ValidationError) as error:
+            model_version_promote(version=version)
+        assert message in " ".join(error.value.messages)
+        version.refresh_from_db()
+        assert not version.is_active
+    assert ModelVersion.objects.get(is_active=True) == policy
 
 
 def test_ensure_default_registers_a_relative_sampler_model_by_its_absolute_path(

@@ -186,7 +186,7 @@ def test_run_detail_plots_curves_and_polls_only_while_running(admin_client_, pol
     run.started_at = run.finished_at = timezone.now()
     run.save()
     version = ModelVersion.objects.create(
-        name="rm-1", kind="reward", path="/tmp", training_run=run, parent=policy
+        name="rm-1", kind="reward", path=policy.path, training_run=run, parent=policy
     )
     finished = admin_client_.get(url, headers={"HX-Request": "true"}).content.decode()
     assert "every 2s" not in finished  # polling stops with the run

@@ -164,7 +164,7 @@ def _interrupted_at_step_3(run: TrainingRun) -> None:
 def test_an_interrupted_run_changes_no_active_model_and_resumes_from_its_checkpoint(
     policy, tmp_path, model_root
 ):
-    reward = ModelVersion.objects.create(name="old-rm", kind="reward", path=str(tmp_path))
+    reward = ModelVersion.objects.create(name="old-rm", kind="reward", path=policy.path)
     model_version_promote(version=reward)
     data = _write(synthetic_rankings(40, k=3, seed=3), tmp_path / "rankings.jsonl")
     run = training_services.training_run_create(
@@ -259,8 +259,8 @@ def test_create_rejects_bad_settings_before_anything_runs(policy, tmp_path):
     assert not TrainingRun.objects.exists()
 
 
-def test_promote_command_switches_the_active_version_atomically(policy, tmp_path):
-    other = ModelVersion.objects.create(name="micro-2", path=str(tmp_path))
+def test_promote_command_switches_the_active_version_atomically(policy, micro_model_dir):
+    other = ModelVersion.objects.create(name="micro-2", path=str(micro_model_dir))
     out = StringIO()
     call_command("promote", "micro-2", stdout=out)
     assert "micro-2 is now the active" in out.getvalue()
