@@ -7,6 +7,8 @@ import re
 from io import StringIO
 
 import pytest
+from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
@@ -25,18 +27,44 @@ def test_a_token_made_on_the_account_page_is_shown_once_and_stored_only_as_a_has
     trainer_client, trainer
 ):
     response = trainer_client.post(reverse("accounts:token-create"), {"name": "my script"})
-    assert response.status_code == 200
-    assert response["Cache-Control"] == "no-store"
-    secret = re.search(r'id="new-token" readonly value="(tdm_[^"]+)"', response.content.decode())[1]
+    # Post/redirect/get: reloading the page that shows the token does not post again.
+    assert response.status_code == 302 and response.url == reverse("accounts:account")
+    assert ApiToken.objects.filter(user=trainer).count() == 1
+    # Between the POST and the GET the token is in no table, sessions included, in plain text.
     token = ApiToken.objects.get(user=trainer)
+    stored = [s.session_data + json.dumps(s.get_decoded()) for s in Session.objects.all()]
+    assert all(token.prefix not in text for text in stored)
+    shown = trainer_client.get(response.url)
+    assert shown["Cache-Control"] == "no-store"
+    body = shown.content.decode()
+    secret = re.search(r'id="new-token" readonly value="(tdm_[^"]+)"', body)[1]
+    assert body.count(secret) == 1
     assert token.name == "my script" and secret.startswith(token.prefix)
     assert token.key_hash == hashlib.sha256(secret.encode()).hexdigest()
     assert not ApiToken.objects.filter(key_hash__contains=secret[len(token.prefix) :]).exists()
-    # Listed by its prefix afterwards, never in full.
+    # Shown that once: the next GET (a reload) lists it by its prefix, never in full.
     page = trainer_client.get(reverse("accounts:account")).content.decode()
     assert f"{token.prefix}…" in page and secret not in page and "my script" in page
+    assert 'id="new-token"' not in page
+    assert ApiToken.objects.filter(user=trainer).count() == 1
     # And it works on the API.
     assert _bearer(secret).get(API_URL).status_code == 200
+
+
+def test_a_new_token_is_shown_only_to_the_browser_that_made_it(trainer_client, trainer):
+    """The session alone does not hold the token: a copy of the session cookie, without the
+    short-lived cookie the POST set, sees no token."""
+    response = trainer_client.post(reverse("accounts:token-create"), {"name": "my script"})
+    other = Client()
+    other.cookies[settings.SESSION_COOKIE_NAME] = trainer_client.cookies[
+        settings.SESSION_COOKIE_NAME
+    ].value
+    page = other.get(response.url).content.decode()
+    assert 'id="new-token"' not in page and "tdm_" not in page.replace(
+        f"{ApiToken.objects.get().prefix}…", ""
+    )
+    # And it is gone for the browser that made it too: shown at most once.
+    assert 'id="new-token"' not in trainer_client.get(response.url).content.decode()
 
 
 def test_the_account_page_refuses_a_token_without_a_name(trainer_client):
