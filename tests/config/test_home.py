@@ -62,3 +62,18 @@ def test_the_rank_card_leaves_out_a_task_whose_gold_copy_the_trainer_ranked(
     assert services.task_claim_next(trainer=trainer) is None
 
     assert _rank_card_counts(trainer_client) == (0, 0)
+
+
+def test_the_trainers_counts_read_as_english_for_one_and_for_several(trainer, trainer_client):
+    finished_conversation(trainer)
+    html = trainer_client.get("/").content.decode()
+    assert "conversation finished (" in html and "conversations finished" not in html
+    assert "rankings (0 this week)" in html  # none: plural
+    finished_conversation(trainer)
+    assert "conversations finished (" in trainer_client.get("/").content.decode()
+
+
+def test_an_empty_conversation_list_spans_the_columns_a_trainer_sees(trainer_client):
+    html = trainer_client.get("/write/").content.decode()
+    columns = len(re.findall(r"<th>", html.split("</thead>")[0].rsplit("<thead>", 1)[1]))
+    assert columns == 4 and 'colspan="4"' in html
