@@ -158,7 +158,6 @@ DEFAULT_PROJECT_OPEN = (
 )
 
 
-@transaction.atomic
 def project_lock(*, project_id: int) -> None:
     """Lock the project's row until the transaction ends, for work that must take turns per
     project (a guidelines save, a pool fill, a failed preparation's retry). "No key": rows
@@ -167,6 +166,7 @@ def project_lock(*, project_id: int) -> None:
     list(Project.objects.select_for_update(no_key=True).filter(pk=project_id).values_list("pk"))
 
 
+@transaction.atomic
 def project_create(
     *,
     name: str,
