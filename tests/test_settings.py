@@ -10,6 +10,17 @@ from tests.conftest import run_python
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Everything production mode needs to start; tests take one away or add one.
+PRODUCTION = {
+    "TANDEM_MODE": "production",
+    "SECRET_KEY": "x" * 50,
+    "DATABASE_URL": "postgres://u@127.0.0.1:5432/db",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    "ALLOWED_HOSTS": "tandem.example.org",
+    "EXPORT_PSEUDONYM_KEY": "p" * 40,
+}
+
+
 def _import_settings(**env: str) -> subprocess.CompletedProcess:
     environment = {
         k: v
@@ -61,14 +72,7 @@ def test_the_embedded_default_makes_its_own_secret_key_once_and_keeps_it(tmp_pat
 
 
 def test_production_mode_starts_with_a_real_secret_key_and_debug_off():
-    result = _import_settings(
-        TANDEM_MODE="production",
-        SECRET_KEY="x" * 50,
-        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
-        ALLOWED_HOSTS="tandem.example.org",
-        EXPORT_PSEUDONYM_KEY="p" * 40,
-    )
+    result = _import_settings(**PRODUCTION)
     assert result.returncode == 0, result.stderr
     # PostgreSQL through django-prometheus's wrapper of Django's backend (query metrics).
     assert result.stdout.split() == ["False", "django_prometheus.db.backends.postgresql"]
@@ -77,26 +81,14 @@ def test_production_mode_starts_with_a_real_secret_key_and_debug_off():
 @pytest.mark.parametrize("debug", ["true", "1", "yes", "on"])
 def test_production_mode_refuses_to_start_with_debug_on(debug):
     """DEBUG shows settings, SQL and stack traces to anyone who makes a request fail."""
-    result = _import_settings(
-        TANDEM_MODE="production",
-        SECRET_KEY="x" * 50,
-        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
-        ALLOWED_HOSTS="tandem.example.org",
-        EXPORT_PSEUDONYM_KEY="p" * 40,
-        DEBUG=debug,
-    )
+    result = _import_settings(**PRODUCTION, DEBUG=debug)
     assert result.returncode != 0
     assert "TANDEM_MODE=production refuses to start with DEBUG on" in result.stderr
 
 
 def test_production_mode_without_allowed_hosts_says_which_setting_is_missing():
-    result = _import_settings(
-        TANDEM_MODE="production",
-        SECRET_KEY="x" * 50,
-        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
-    )
+    without = {k: v for k, v in PRODUCTION.items() if k != "ALLOWED_HOSTS"}
+    result = _import_settings(**without)
     assert result.returncode != 0
     assert "needs ALLOWED_HOSTS" in result.stderr
 
@@ -121,13 +113,8 @@ def test_unknown_mode_is_rejected():
 
 
 def test_production_mode_refuses_to_start_without_an_export_pseudonym_key():
-    result = _import_settings(
-        TANDEM_MODE="production",
-        SECRET_KEY="x" * 50,
-        DATABASE_URL="postgres://u@127.0.0.1:5432/db",
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
-        ALLOWED_HOSTS="tandem.example.org",
-    )
+    without = {k: v for k, v in PRODUCTION.items() if k != "EXPORT_PSEUDONYM_KEY"}
+    result = _import_settings(**without)
     assert result.returncode != 0
     assert "needs EXPORT_PSEUDONYM_KEY" in result.stderr
 

@@ -33,6 +33,20 @@ from tests.ranking.conftest import (
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
+def _two_tasks() -> tuple[RankingTask, RankingTask]:
+    """Two tasks of one policy, each from its own finished conversation."""
+    writer = quick_trainer("writer")
+    policy = model_version_create("policy")
+    first, second = (
+        task_from_source(
+            finished_conversation(writer, turns=(f"q{i}?", f"a{i}.")).active_leaf,
+            model_version=policy,
+        )
+        for i in range(2)
+    )
+    return first, second
+
+
 def _lease(task: RankingTask, trainer) -> Assignment:
     """What a claim leaves: the trainer's lease on ``task``, holding one of its slots."""
     RankingTask.objects.filter(pk=task.pk).update(leased_count=task.leased_count + 1)
@@ -65,15 +79,7 @@ def _in_thread(name: str, work, outcomes: dict) -> threading.Thread:
 
 
 def test_two_undos_racing_submits_on_the_next_tasks_never_deadlock():
-    writer = quick_trainer("writer")
-    policy = model_version_create("policy")
-    first, second = (
-        task_from_source(
-            finished_conversation(writer, turns=(f"q{i}?", f"a{i}.")).active_leaf,
-            model_version=policy,
-        )
-        for i in range(2)
-    )
+    first, second = _two_tasks()
     RankingTask.objects.update(overlap_required=2)
     first.refresh_from_db()
     second.refresh_from_db()
@@ -138,15 +144,7 @@ def test_a_claim_holding_its_task_does_not_wait_for_a_busy_gold_copy():
     to give instead must not wait for one another transaction holds: it would wait while
     holding its task, and an undo that locks the two the other way round (by id) closes a
     circle. A busy gold copy is passed over: the task picked is given."""
-    writer = quick_trainer("writer")
-    policy = model_version_create("policy")
-    original, regular = (
-        task_from_source(
-            finished_conversation(writer, turns=(f"q{i}?", f"a{i}.")).active_leaf,
-            model_version=policy,
-        )
-        for i in range(2)
-    )
+    original, regular = _two_tasks()
     gold = gold_task_create(task=original, ordering=[[each] for each in candidate_ids(original)])
     RankingTask.objects.filter(pk=original.pk).update(status=RankingTask.Status.COMPLETE)
     Project.objects.filter(pk=regular.project_id).update(gold_rate=1.0)

@@ -1,6 +1,12 @@
-"""JSONL files to import: good lines and the kinds of bad ones."""
+"""JSONL files to import: good lines and the kinds of bad ones; a sample made for another
+prompt."""
 
 import json
+
+import pytest
+
+from sampler.generation.models import Sample
+from sampler.generation.services import generation_job_create
 
 GOOD_WITH_SYSTEM = {
     "title": "Greetings",
@@ -36,3 +42,22 @@ def jsonl(*records: object) -> bytes:
 
 
 MIXED_FILE = jsonl(GOOD_WITH_SYSTEM, b'{"messages": [', WRONG_ROLE, GOOD_PLAIN, NOT_ALTERNATING)
+
+
+@pytest.fixture
+def unrelated_sample(trainer, policy) -> Sample:
+    """A user-turn sample of the trainer's own API job, asked for from an unrelated prompt: it
+    has no prefix message either, yet it is no suggestion for a conversation's first turn."""
+    job = generation_job_create(
+        messages=[
+            {"role": "user", "content": "Write a poem."},
+            {"role": "assistant", "content": "Roses are red."},
+        ],
+        n=1,
+        role="user",
+        requested_by=trainer,
+        queue=False,
+    )
+    return Sample.objects.create(
+        job=job, index=0, text="Another one?", token_count=2, finish_reason="end_of_turn"
+    )

@@ -5,8 +5,6 @@ from django.test import Client
 
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
-from sampler.generation.models import Sample
-from sampler.generation.services import generation_job_create
 from tests.labeling.conftest import write_turns
 
 
@@ -130,21 +128,9 @@ def test_a_field_sent_to_an_endpoint_without_a_body_is_a_400_naming_it(
 
 
 def test_a_first_turn_naming_a_sample_made_for_another_prompt_is_a_400(
-    trainer_client, conversation, trainer, policy
+    trainer_client, conversation, unrelated_sample
 ):
-    job = generation_job_create(
-        messages=[
-            {"role": "user", "content": "Write a poem."},
-            {"role": "assistant", "content": "Roses are red."},
-        ],
-        n=1,
-        role="user",
-        requested_by=trainer,
-        queue=False,
-    )
-    sample = Sample.objects.create(
-        job=job, index=0, text="Another one?", token_count=2, finish_reason="end_of_turn"
-    )
+    sample = unrelated_sample
     response = _post(
         trainer_client,
         f"/api/conversations/{conversation.pk}/messages/",

@@ -110,20 +110,10 @@ def _made_sample(job, text="Tell me about the sea.") -> Sample:
     )
 
 
-def test_first_turn_refuses_a_sample_made_for_another_prompt(conversation, trainer, policy):
-    # The trainer's own API job, asked for from an unrelated prompt, has no prefix message
-    # either: its sample is not a suggestion for this conversation's first turn.
-    unrelated = sampler_services.generation_job_create(
-        messages=[
-            {"role": "user", "content": "Write a poem."},
-            {"role": "assistant", "content": "Roses are red."},
-        ],
-        n=1,
-        role="user",
-        requested_by=trainer,
-        queue=False,
-    )
-    sample = _made_sample(unrelated)
+def test_first_turn_refuses_a_sample_made_for_another_prompt(
+    conversation, trainer, unrelated_sample
+):
+    sample = unrelated_sample
     for write in (
         lambda: services.message_append(
             conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
