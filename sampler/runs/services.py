@@ -67,6 +67,10 @@ JOB_KIND = "training"
 RUN_MARKER = ".tandem_run"
 # The folder of MODEL_ROOT that keeps every run's checkpoints (``run-<id>`` in it).
 CHECKPOINTS_FOLDER = "runs"
+# Each attempt of a run (each claim or takeover: a new token) saves its checkpoints into its own
+# folder in the run's, ``attempt-<token>``; the training loop resumes from the newest complete
+# one of the run's attempts (``sampler.training.loop.ATTEMPT_PREFIX``).
+ATTEMPT_PREFIX = "attempt-"
 
 
 # ---- create -----------------------------------------------------------------------------------
@@ -302,7 +306,7 @@ def _train_run(
             config=config,
             data=data,
             output_dir=partial_dir,
-            checkpoint_dir=run.checkpoint_dir or None,
+            checkpoint_dir=_attempt_checkpoint_dir(run, recorder.context),
             resume=resume,
             callback=recorder,
         )
@@ -311,6 +315,19 @@ def _train_run(
             _remove_unless_taken_over(recorder.context, partial_dir)
         raise
     return result, data, partial_dir, final_dir
+
+
+def _attempt_checkpoint_dir(run: TrainingRun, context: JobContext | None) -> Path | None:
+    """Where this attempt of ``run`` saves its checkpoints: a folder of its own, named by the
+    token of its claim, so a worker that stalled and lost the run, saving a checkpoint before
+    its report tells it to stop, writes beside the checkpoints of the worker that took the run
+    over, never over them. A process of a launch other than the main one (no context) is given
+    the main one's folder by the training loop."""
+    if not run.checkpoint_dir:
+        return None
+    if context is None:
+        return Path(run.checkpoint_dir)
+    return Path(run.checkpoint_dir) / f"{ATTEMPT_PREFIX}{context.token}"
 
 
 def _taken_over(context: JobContext | None) -> bool:

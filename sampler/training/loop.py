@@ -25,7 +25,7 @@ from typing import Protocol
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -38,6 +38,8 @@ STATE_FILE = "trainer_state.json"
 # Written next to the saved model: how it was trained, readable without the database.
 INFO_FILE = "tandem_training.json"
 CHECKPOINT_PREFIX = "step-"
+# The folder of one attempt of a run (one claim or takeover of it) among the run's checkpoints.
+ATTEMPT_PREFIX = "attempt-"
 
 
 @dataclass
@@ -194,18 +196,62 @@ def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> flo
 # ---- checkpoints ------------------------------------------------------------------------------
 
 
-def latest_checkpoint(checkpoint_dir: str | Path | None) -> Path | None:
-    """The newest complete checkpoint (one with its state file), or None."""
-    if checkpoint_dir is None or not Path(checkpoint_dir).is_dir():
-        return None
-    complete = [
+def _complete_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints in ``folder`` with their state file (saved to the end)."""
+    if not folder.is_dir():
+        return []
+    return [
         path
-        for path in Path(checkpoint_dir).glob(f"{CHECKPOINT_PREFIX}*")
+        for path in folder.glob(f"{CHECKPOINT_PREFIX}*")
         if path.is_dir() and (path / STATE_FILE).is_file()
     ]
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.removeprefix(CHECKPOINT_PREFIX))
+
+
+def latest_checkpoint(checkpoint_dir: str | Path | None) -> Path | None:
+    """The checkpoint to resume from, or None: the newest complete one (with its state file)
+    in ``checkpoint_dir``.
+
+    A folder named ``attempt-*`` is one attempt of a run (each claim or takeover of the run
+    saves into its own, so a worker that lost the run cannot overwrite the checkpoints of the
+    one that took it over): with no checkpoint of its own, it resumes from the newest complete
+    one of the run's other attempts (the ``attempt-*`` folders beside it) or of the run's
+    folder itself (where checkpoints went before attempts had folders)."""
+    if checkpoint_dir is None:
+        return None
+    folder = Path(checkpoint_dir)
+    if own := _complete_checkpoints(folder):
+        return max(own, key=_checkpoint_step)
+    if not folder.name.startswith(ATTEMPT_PREFIX):
+        return None
+    others = _complete_checkpoints(folder.parent) + [
+        checkpoint
+        for attempt in folder.parent.glob(f"{ATTEMPT_PREFIX}*")
+        if attempt != folder
+        for checkpoint in _complete_checkpoints(attempt)
+    ]
+    # At the same step, the one saved last.
     return max(
-        complete, key=lambda path: int(path.name.removeprefix(CHECKPOINT_PREFIX)), default=None
+        others,
+        key=lambda path: (_checkpoint_step(path), (path / STATE_FILE).stat().st_mtime_ns),
+        default=None,
     )
+
+
+def checkpoint_plan(
+    accelerator: Accelerator, checkpoint_dir: str | Path | None, resume: bool
+) -> tuple[Path | None, Path | None]:
+    """Where this run saves its checkpoints and which one it resumes from (or None): the main
+    process's choice, for every process. Accelerate saves and loads a state together, into
+    one folder, and only the main process knows which attempt of the run it is."""
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    plan = [folder, latest_checkpoint(folder) if resume else None]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(plan)
+    return plan[0], plan[1]
 
 
 def save_checkpoint(
@@ -229,9 +275,9 @@ def save_checkpoint(
 
 
 def prune_checkpoints(accelerator: Accelerator, kept: Path) -> None:
-    """Remove the checkpoints beside ``kept``. Called once the checkpoint was reported: a
-    process that no longer holds its run (taken over after a stall) is stopped by that report
-    before it removes what the process that took the run over saved."""
+    """Remove the checkpoints beside ``kept``, in its own folder only (another attempt's
+    folder is that attempt's). Called once the checkpoint was reported: a process that no
+    longer holds its run (taken over after a stall) is stopped by that report first."""
     if accelerator.is_main_process:
         for older in kept.parent.glob(f"{CHECKPOINT_PREFIX}*"):
             if older != kept:
@@ -341,7 +387,7 @@ def train(
         report_progress(callback, kind, state, total_steps, main, metrics, message)
 
     state, resumed_from = LoopState(), None
-    checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
+    checkpoint_dir, checkpoint = checkpoint_plan(accelerator, checkpoint_dir, resume)
     if checkpoint is not None:
         state = load_checkpoint(accelerator, checkpoint)
         resumed_from = state.step
@@ -398,7 +444,7 @@ def train(
                 and state.step % config.checkpoint_every == 0
                 and not is_last
             ):
-                path = save_checkpoint(accelerator, Path(checkpoint_dir), state, config)
+                path = save_checkpoint(accelerator, checkpoint_dir, state, config)
                 report("checkpoint", state, message=f"checkpoint {path.name}")
                 prune_checkpoints(accelerator, path)
             if is_last:

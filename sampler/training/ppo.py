@@ -43,8 +43,8 @@ from sampler.training.loop import (
     RunResult,
     RunSetup,
     add_log_message,
+    checkpoint_plan,
     finish_run,
-    latest_checkpoint,
     learning_rate_at,
     make_accelerator,
     prune_checkpoints,
@@ -608,7 +608,7 @@ class PPOTrainer:
         total = self.total_steps(len(train))
         eval_prompts = test[: config.eval_prompts]
         state = PPOState(kl_coef=self.kl.value, history={})
-        checkpoint = latest_checkpoint(checkpoint_dir) if resume else None
+        checkpoint_dir, checkpoint = checkpoint_plan(self.accelerator, checkpoint_dir, resume)
         if checkpoint is not None:
             state = self.load_checkpoint(checkpoint)
         started = time.monotonic()
@@ -662,7 +662,7 @@ class PPOTrainer:
                 and config.checkpoint_every
                 and state.step % config.checkpoint_every == 0
             ):
-                path = self.save_checkpoint(Path(checkpoint_dir), state)
+                path = self.save_checkpoint(checkpoint_dir, state)
                 self._report("checkpoint", state, total, message=f"checkpoint {path.name}")
                 prune_checkpoints(self.accelerator, path)
         self._report("end", state, total, self.final_metrics(state))

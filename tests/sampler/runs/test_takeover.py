@@ -23,17 +23,21 @@ NEW_LOG = "[new worker] 13 rankings records loaded\n"
 LOADED = {"rows": 13, "sha256": "0" * 64}
 
 
-@pytest.fixture
-def run(settings, tmp_path, policy) -> TrainingRun:
+def _reward_run(settings, tmp_path, **config) -> TrainingRun:
     settings.MODEL_ROOT = tmp_path / "models"
     data = tmp_path / "rankings.jsonl"
     write_jsonl(iter(synthetic_rankings(12)), data)
     return training_services.training_run_create(
         kind="reward",
-        config={"max_steps": 2, "normalize_to_demonstrations": False},
+        config={"normalize_to_demonstrations": False, **config},
         data_path=str(data),
         queue=False,
     )
+
+
+@pytest.fixture
+def run(settings, tmp_path, policy) -> TrainingRun:
+    return _reward_run(settings, tmp_path, max_steps=2)
 
 
 def _claim(run: TrainingRun, worker: str) -> JobContext:
@@ -43,12 +47,17 @@ def _claim(run: TrainingRun, worker: str) -> JobContext:
     return JobContext(kind=kind, job=job, token=job.publish_token, worker=worker)
 
 
+def _claim_stalled(run: TrainingRun, settings) -> JobContext:
+    """Another worker claims the run while its worker stalls past JOB_STALE_AFTER."""
+    long_ago = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER + 5)
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=long_ago)
+    return _claim(run, "new/2")
+
+
 def _take_over(run: TrainingRun, settings) -> JobContext:
     """What happens while the run's worker stalls past JOB_STALE_AFTER: another worker claims
     the run, loads the data and writes its log."""
-    long_ago = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER + 5)
-    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=long_ago)
-    new = _claim(run, "new/2")
+    new = _claim_stalled(run, settings)
     new.heartbeat(dataset={**run.dataset, **LOADED}, log=NEW_LOG)
     return new
 
@@ -204,3 +213,106 @@ def test_a_run_cancelled_mid_training_removes_its_partial_output(run, monkeypatc
         training_services._execute(_claim(run, "here/1"))
     partial, final = _folders(run)
     assert not partial.exists() and not final.exists()
+
+
+# ---- checkpoints: each attempt saves into its own folder ----------------------------------------
+
+
+class Stalled(Exception):
+    """A worker that stops right after a checkpoint (its heartbeat stalls, or it dies)."""
+
+
+@pytest.fixture
+def checkpointed_run(settings, tmp_path, policy) -> TrainingRun:
+    return _reward_run(settings, tmp_path, max_steps=4, checkpoint_every=2, batch_size=4)
+
+
+def _real_trainer(monkeypatch, adjust) -> None:
+    """The reward trainer as it is, its arguments first changed by ``adjust(arguments)``."""
+    from sampler.training import reward
+
+    real = reward.train_reward
+
+    def train(**arguments):
+        return real(**adjust(arguments))
+
+    monkeypatch.setattr(reward, "train_reward", train)
+
+
+def _stalling_after_checkpoint(arguments: dict) -> dict:
+    """The worker reports its checkpoint at step 2, then stops."""
+    report = arguments["callback"]
+
+    def callback(event) -> None:
+        report(event)
+        if event.kind == "checkpoint":
+            raise Stalled
+
+    return {**arguments, "callback": callback}
+
+
+def _checkpoint_files(run: TrainingRun) -> dict[str, bytes]:
+    root = Path(run.checkpoint_dir)
+    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*.*")}
+
+
+def _resumes_to_the_end(run: TrainingRun, context: JobContext, monkeypatch) -> None:
+    _real_trainer(monkeypatch, lambda arguments: arguments)
+    training_services._execute(context)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    assert "resumed at step 2 of 4" in run.log
+    assert _folders(run)[1].is_dir()
+
+
+def test_a_stalled_worker_saving_a_checkpoint_after_a_takeover_leaves_the_new_workers_intact(
+    checkpointed_run, settings, monkeypatch
+):
+    run = checkpointed_run
+    # Between two checkpoints the stalled worker writes no progress (its writes are throttled).
+    monkeypatch.setattr(training_services, "PROGRESS_WRITE_SECONDS", 3600.0)
+    theirs: dict[str, bytes] = {}
+    taken: list[JobContext] = []
+
+    def new_worker_checkpoints_and_stops() -> None:
+        taken.append(_claim_stalled(run, settings))
+        with pytest.raises(Stalled):
+            training_services._execute(taken[0])
+        theirs.update(_checkpoint_files(run))
+
+    def adjust(arguments: dict) -> dict:
+        if taken:  # the worker that took the run over
+            return _stalling_after_checkpoint(arguments)
+        # The stalled worker trains on another data order, so its weights differ; it stalls
+        # after its first step, while another worker takes the run over, saves its checkpoint
+        # at step 2 and stops in turn. Then it wakes, saves its own step 2, and its checkpoint
+        # report stops it.
+        config = dataclasses.replace(arguments["config"], seed=arguments["config"].seed + 1)
+        report = arguments["callback"]
+
+        def callback(event) -> None:
+            report(event)
+            if event.kind == "train" and event.step == 1:
+                new_worker_checkpoints_and_stops()
+
+        return {**arguments, "config": config, "callback": callback}
+
+    _real_trainer(monkeypatch, adjust)
+    with pytest.raises(JobCancelled):
+        training_services._execute(_claim(run, "stalled/1"))
+    assert any(name.endswith("trainer_state.json") for name in theirs)
+    after = _checkpoint_files(run)
+    assert {name: after.get(name) for name in theirs} == theirs
+    assert len(after) > len(theirs)  # the stalled worker's checkpoint, beside theirs
+    _resumes_to_the_end(run, taken[0], monkeypatch)
+
+
+def test_a_run_taken_over_resumes_from_the_checkpoint_of_the_worker_that_stalled(
+    checkpointed_run, settings, monkeypatch
+):
+    run = checkpointed_run
+    stalled = _claim(run, "stalled/1")
+    _real_trainer(monkeypatch, _stalling_after_checkpoint)
+    with pytest.raises(Stalled):
+        training_services._execute(stalled)
+    _resumes_to_the_end(run, _claim_stalled(run, settings), monkeypatch)

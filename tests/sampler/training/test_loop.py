@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from sampler.training.config import ConfigError, RewardConfig, SFTConfig
-from sampler.training.loop import learning_rate_at
+from sampler.training.loop import latest_checkpoint, learning_rate_at
 from sampler.training.reward import train_reward
 from sampler.training.synthetic import synthetic_rankings
 
@@ -269,3 +269,27 @@ def test_a_run_stopped_at_its_checkpoint_report_removes_no_other_checkpoint(
         )
     assert theirs.is_dir()
     assert len(list(checkpoints.glob("step-*"))) == 2
+
+
+def _checkpoint(folder, step: int, *, complete: bool = True):
+    path = folder / f"step-{step:08d}"
+    path.mkdir(parents=True)
+    if complete:
+        (path / "trainer_state.json").write_text("{}")
+    return path
+
+
+def test_an_attempt_resumes_from_its_own_checkpoint_else_the_newest_complete_one_of_its_run(
+    tmp_path,
+):
+    run = tmp_path / "run-1"
+    mine, earlier, stalled = run / "attempt-c", run / "attempt-a", run / "attempt-b"
+    _checkpoint(run, 1)  # saved before attempts had folders
+    expected = _checkpoint(earlier, 4)
+    _checkpoint(stalled, 6, complete=False)  # a worker stopped while it saved
+    assert latest_checkpoint(mine) == expected
+    # Its own, once it has one, even beside another attempt's newer one.
+    own = _checkpoint(mine, 2)
+    assert latest_checkpoint(mine) == own
+    # A folder that is no attempt of a run reads only itself.
+    assert latest_checkpoint(run / "elsewhere") is None
