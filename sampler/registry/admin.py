@@ -14,7 +14,8 @@ from sampler.registry.services import (
 
 class ModelVersionAdminForm(forms.ModelForm):
     """The serving configuration is checked as the API checks it (options per backend, a
-    context length for openai versions); the active version of a kind and a project's policy
+    context length for openai versions; the model found here when its path or backend
+    changes); the active version of a kind and a project's policy
     keep their kind; a version is never its own ancestor."""
 
     class Meta:
@@ -48,6 +49,10 @@ class ModelVersionAdminForm(forms.ModelForm):
                 options=data.get("backend_options") or {},
                 path=data.get("path") or "",
                 context_length=data.get("context_length"),
+                # Where the model is and what serves it unchanged: a version whose folder has
+                # gone since stays editable (its promotion checks it again).
+                loadable=self.instance.pk is None
+                or bool({"path", "backend"} & set(self.changed_data)),
             )
         except ValidationError as error:
             for field, messages in error.message_dict.items():

@@ -91,7 +91,9 @@ def _model_context_is_scaled(path: str) -> bool:
     )
 
 
-def _validated_backend(*, kind: str, backend: str, options: object, path: str) -> tuple[str, dict]:
+def _validated_backend(
+    *, kind: str, backend: str, options: object, path: str, loadable: bool = True
+) -> tuple[str, dict]:
     if backend not in ModelVersion.Backend.values:
         raise ValidationError(
             {"backend": f"backend must be one of {', '.join(ModelVersion.Backend.values)}."}
@@ -107,14 +109,14 @@ def _validated_backend(*, kind: str, backend: str, options: object, path: str) -
         )
     if backend != ModelVersion.Backend.OPENAI and not path:
         raise ValidationError({"path": "A model directory is needed for this backend."})
-    if backend != ModelVersion.Backend.OPENAI and model_folder(path) is None:
+    if loadable and backend != ModelVersion.Backend.OPENAI and model_folder(path) is None:
         # Run here: a hub id must already be in the cache (an absolute folder without its
         # config.json was refused with the path).
         raise ValidationError({"path": _not_found_message(path)})
     return backend, options
 
 
-def _validated_path(path: object) -> str:
+def _validated_path(path: object, *, loadable: bool = True) -> str:
     if not isinstance(path, str) or len(path) > 1000 or "\x00" in path:
         raise ValidationError({"path": "path must be text of at most 1000 characters."})
     local = Path(path) if path else None
@@ -132,7 +134,12 @@ def _validated_path(path: object) -> str:
                     "absolute path (a worker started elsewhere would not find it)."
                 }
             )
-    if local is not None and local.is_absolute() and not (local / "config.json").is_file():
+    if (
+        loadable
+        and local is not None
+        and local.is_absolute()
+        and not (local / "config.json").is_file()
+    ):
         raise ValidationError({"path": f"{path} is not a model directory (no config.json)."})
     return path
 
@@ -218,13 +225,26 @@ def _serving_context_length(*, backend: str, options: dict, path: str, given: ob
 
 
 def model_version_serving_check(
-    *, kind: str, backend: str, options: object, path: object, context_length: object
+    *,
+    kind: str,
+    backend: str,
+    options: object,
+    path: object,
+    context_length: object,
+    loadable: bool = True,
 ) -> tuple[str, dict, str, int | None]:
     """(backend, options, path, context length) as they would be stored; ``ValidationError``
-    with every problem by field otherwise (the admin form shows them)."""
-    path = _validated_path(path)
+    with every problem by field otherwise (the admin form shows them).
+
+    ``loadable``: whether the model must be found here (a folder with its config.json, a hub
+    id in the cache). The admin asks it only of a new version or a changed path or backend:
+    a saved version whose folder has since gone keeps its notes and fields editable, and its
+    promotion still checks it (``model_version_promote``)."""
+    path = _validated_path(path, loadable=loadable)
     _check_kind_matches(kind=kind, path=path)
-    backend, options = _validated_backend(kind=kind, backend=backend, options=options, path=path)
+    backend, options = _validated_backend(
+        kind=kind, backend=backend, options=options, path=path, loadable=loadable
+    )
     length = _serving_context_length(
         backend=backend, options=options, path=path, given=context_length
     )

@@ -1,5 +1,7 @@
 """The Django admin's model version pages refuse what the registry services refuse."""
 
+import shutil
+
 import pytest
 from django.urls import reverse
 
@@ -200,3 +202,45 @@ def test_a_refused_bulk_delete_leaves_no_history_entry_saying_it_deleted(
     assert page.status_code == 403
     assert ModelVersion.objects.filter(pk=version.pk).exists()
     assert not LogEntry.objects.filter(action_flag=DELETION, object_id=str(version.pk)).exists()
+
+
+@pytest.fixture
+def gone_folder(tmp_path):
+    """A version's model folder, removed since it was registered."""
+    folder = tmp_path / "removed-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"n_positions": 64}')
+    version = ModelVersion.objects.create(name="gone", path=str(folder), kind=POLICY)
+    shutil.rmtree(folder)
+    return version
+
+
+def test_a_version_whose_folder_is_gone_still_saves_its_other_fields_in_the_admin(
+    admin_client_, gone_folder
+):
+    """Its model being missing refused every save: its notes could not even be changed."""
+    data = _change_form(admin_client_, gone_folder) | {"description": "Folder lost in the move."}
+
+    page = admin_client_.post(
+        reverse("admin:sampler_modelversion_change", args=[gone_folder.pk]), data
+    )
+
+    assert page.status_code == 302
+    gone_folder.refresh_from_db()
+    assert gone_folder.description == "Folder lost in the move."
+
+
+def test_the_admin_still_refuses_a_changed_path_to_a_missing_model(
+    admin_client_, gone_folder, tmp_path
+):
+    missing = str(tmp_path / "nowhere")
+    data = _change_form(admin_client_, gone_folder) | {"path": missing}
+
+    page = admin_client_.post(
+        reverse("admin:sampler_modelversion_change", args=[gone_folder.pk]), data
+    )
+
+    assert page.status_code == 200
+    assert "is not a model directory" in page.content.decode()
+    gone_folder.refresh_from_db()
+    assert gone_folder.path != missing
