@@ -48,7 +48,7 @@ RUN TANDEM_MODE=production SECRET_KEY=build-only-not-a-secret-build-only-not-a-s
 # image's directory at its mount point, owner included, so volumes mounted on these paths
 # (docker-compose.yml) are writable by this user.
 RUN useradd --create-home --uid 1000 tandem \
-    && mkdir -p /app/var/models /app/var/exports /app/var/media /app/var/run \
+    && mkdir -p /app/var/models /app/var/exports /app/var/hf-cache /app/var/media /app/var/run \
     && chown -R tandem:tandem /app/var
 USER tandem
 ENV VAR_DIR=/app/var MODEL_ROOT=/app/var/models EXPORT_ROOT=/app/var/exports

@@ -130,6 +130,29 @@ def test_app_services_use_named_volumes_on_paths_the_image_gives_its_user():
             assert target in created, f"{name}: {target} is not created for the tandem user"
 
 
+def test_web_and_every_worker_share_one_hugging_face_cache():
+    """A hub id is registered only when its model is in the web process's cache, then loaded
+    by a worker: with a cache of each container's own, every worker looked for it in vain."""
+    loading = ["web"] + [
+        name for name, service in SERVICES.items() if {"celery", "worker"} <= set(_command(service))
+    ]
+    assert len(loading) > 4
+    caches = set()
+    for name in loading:
+        home = SERVICES[name]["environment"].get("HF_HOME")
+        assert home, f"{name} sets no HF_HOME"
+        mounted = [
+            volume.split(":")[0]
+            for volume in SERVICES[name]["volumes"]
+            if volume.split(":")[1] == home
+        ]
+        assert mounted, f"{name} mounts no volume on its HF_HOME {home}"
+        caches.add((home, mounted[0]))
+    assert len(caches) == 1, caches
+    ((_, volume),) = caches
+    assert volume in COMPOSE["volumes"]
+
+
 def test_app_services_run_production_mode_on_the_compose_database_and_broker():
     for name in APP_SERVICES:
         environment = SERVICES[name]["environment"]
