@@ -51,7 +51,7 @@ def _not_found_message(path: str) -> str:
         )
     return (
         f"{path} is neither a model folder nor a Hugging Face Hub model in this machine's cache "
-        f"(offline, no worker could load it): download it first (huggingface-cli download "
+        f"(offline, no worker could load it): download it first (hf download "
         f"{path}, with the HF_HOME the server and workers use), or give the absolute path of a "
         "folder holding its config.json."
     )
@@ -361,10 +361,15 @@ def model_version_serving_update(
 ) -> ModelVersion:
     """Change how a version is served (backend, its options, the directory, the context
     length), validated as at registration. A changed backend or directory re-reads the context
-    length unless one is given. Jobs already sampled keep their provenance (the version's name)."""
+    length unless one is given. A new path or backend must name a model found here. Jobs already
+    sampled keep their provenance (the version's name)."""
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     new_backend = version.backend if backend is UNSET else backend
-    new_path = version.path if path is UNSET else _validated_path(path)
+    # As in the admin: the model must be found here only when what serves it or where it is
+    # changes, so a version whose folder has gone still takes other changes (its promotion
+    # checks it again).
+    loadable = (path is not UNSET and path != version.path) or new_backend != version.backend
+    new_path = version.path if path is UNSET else _validated_path(path, loadable=loadable)
     _check_kind_matches(kind=version.kind, path=new_path)
     if backend_options is UNSET:
         # Options belong to a backend: switching backends without new options drops them.
@@ -372,7 +377,7 @@ def model_version_serving_update(
     else:
         options = backend_options
     new_backend, options = _validated_backend(
-        kind=version.kind, backend=new_backend, options=options, path=new_path
+        kind=version.kind, backend=new_backend, options=options, path=new_path, loadable=loadable
     )
     if context_length is UNSET:
         served_changed = (new_backend, new_path, options) != (

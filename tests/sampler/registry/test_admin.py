@@ -1,7 +1,5 @@
 """The Django admin's model version pages refuse what the registry services refuse."""
 
-import shutil
-
 import pytest
 from django.urls import reverse
 
@@ -202,17 +200,6 @@ def test_a_refused_bulk_delete_leaves_no_history_entry_saying_it_deleted(
     assert page.status_code == 403
     assert ModelVersion.objects.filter(pk=version.pk).exists()
     assert not LogEntry.objects.filter(action_flag=DELETION, object_id=str(version.pk)).exists()
-
-
-@pytest.fixture
-def gone_folder(tmp_path):
-    """A version's model folder, removed since it was registered."""
-    folder = tmp_path / "removed-model"
-    folder.mkdir()
-    (folder / "config.json").write_text('{"n_positions": 64}')
-    version = ModelVersion.objects.create(name="gone", path=str(folder), kind=POLICY)
-    shutil.rmtree(folder)
-    return version
 
 
 def test_a_version_whose_folder_is_gone_still_saves_its_other_fields_in_the_admin(

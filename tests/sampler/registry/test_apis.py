@@ -235,3 +235,19 @@ def test_the_promote_button_and_command_refuse_a_version_whose_folder_is_gone(
     version.refresh_from_db()
     policy.refresh_from_db()
     assert not version.is_active and policy.is_active
+
+
+def test_a_version_whose_folder_is_gone_still_takes_other_serving_changes(
+    admin_client_, gone_folder, tmp_path
+):
+    """As in the admin: only a changed path or backend must name a model found here."""
+    response = _patch(admin_client_, gone_folder.pk, {"context_length": 32})
+    assert response.status_code == 200, response.content
+    gone_folder.refresh_from_db()
+    assert gone_folder.context_length == 32
+    missing = str(tmp_path / "nowhere")
+    for change in ({"path": missing}, {"backend": "vllm"}):
+        response = _patch(admin_client_, gone_folder.pk, change)
+        assert response.status_code == 400, (change, response.content)
+    gone_folder.refresh_from_db()
+    assert (gone_folder.path, gone_folder.backend) != (missing, "vllm")
