@@ -9,13 +9,14 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from ranking.exports.features import export_features, features_path
 from ranking.exports.filters import FORMATS, ExportFilters
 from ranking.exports.models import DatasetExport
 from ranking.exports.pipeline import records, source_count, write_features, write_jsonl
 from ranking.quality.services import trust_refresh_if_stale
-from sampler.jobs.kinds import JobContext
+from sampler.jobs.kinds import JobCancelled, JobContext
 from sampler.jobs.services import job_enqueue
 
 # Rows per source differ by format (pairs per ranking): progress is an estimate, capped.
@@ -76,8 +77,9 @@ def dataset_export_retried(export: DatasetExport) -> None:
 
 
 def dataset_export_execute(context: JobContext) -> None:
-    """Write the export's file (to a temporary name, renamed when complete) and its column
-    types beside it (``features_path``); a job run again writes them again from the start."""
+    """Write the export's file and its column types beside it (``features_path``), under this
+    attempt's own names, moved in place as the row is marked succeeded; a job run again writes
+    them again from the start."""
     export = DatasetExport.objects.get(pk=context.job.pk)
     # The file is written from its first row again: so is the progress (an earlier attempt's
     # would show until the first rows are counted).
@@ -98,29 +100,40 @@ def dataset_export_execute(context: JobContext) -> None:
         rows_expected = total_sources * ROWS_PER_SOURCE[export.format]
         context.heartbeat(progress=min(0.99, rows / rows_expected))
 
+    # This attempt's own files, moved to the export's names only while it holds the row (locked)
+    # as it succeeds: a worker that lost the job meanwhile (cancelled, or taken over after a
+    # stall and woken after its last heartbeat) never replaces the file another wrote and the
+    # row describes, and leaves nothing behind.
+    staged = final.with_name(f"{final.name}.{context.token}.staged")
     skipped: Counter = Counter()
-    written = write_jsonl(
-        records(export.format, filters, skipped=skipped),
-        final,
-        compress=compress,
-        on_progress=on_progress,
-    )
-    write_features(export.format, filters, features_path(final))
-    done = context.succeed(
-        progress=1.0,
-        row_count=written.rows,
-        size_bytes=written.size_bytes,
-        sha256=written.sha256,
-        file_path=str(final),
-        skipped=dict(skipped),
-    )
-    if (
-        not done
-        and DatasetExport.objects.filter(
-            pk=export.pk, status=DatasetExport.Status.CANCELLED
-        ).exists()
-    ):
-        # Cancelled while the file was written (a small export never meets a heartbeat): no
-        # row names the file, so it goes. One taken over by another worker is that worker's.
-        final.unlink(missing_ok=True)
-        features_path(final).unlink(missing_ok=True)
+    moved = False
+    try:
+        written = write_jsonl(
+            records(export.format, filters, skipped=skipped),
+            staged,
+            compress=compress,
+            on_progress=on_progress,
+        )
+        write_features(export.format, filters, features_path(staged))
+        with transaction.atomic():
+            # The row, marked succeeded, stays locked until the files are in place: neither a
+            # takeover nor a cancellation lands in between.
+            succeeded = context.succeed(
+                progress=1.0,
+                row_count=written.rows,
+                size_bytes=written.size_bytes,
+                sha256=written.sha256,
+                file_path=str(final),
+                skipped=dict(skipped),
+            )
+            if not succeeded:
+                raise JobCancelled(f"Export {export.pk} is no longer this worker's.")
+            moved = True  # from here the files at the export's names are this attempt's
+            staged.replace(final)
+            features_path(staged).replace(features_path(final))
+    except BaseException:
+        # Moved but not recorded (the transaction failed): no row names those files either.
+        leftovers = [final, features_path(final)] if moved else []
+        for path in [staged, features_path(staged), *leftovers]:
+            path.unlink(missing_ok=True)
+        raise

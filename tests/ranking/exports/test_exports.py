@@ -4,7 +4,7 @@ import io
 import json
 import random
 from collections import Counter
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
 
@@ -791,3 +791,46 @@ def test_the_command_reports_the_rankings_it_skipped(db, tmp_path):
     assert "skipped 2 rankings without a prompt" in out.getvalue()
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert rows and all(row["prompt"] for row in rows)
+
+
+def test_a_stalled_export_worker_finishing_after_its_takeover_leaves_the_file_the_row_names(
+    db, admin_user, monkeypatch, settings, tmp_path
+):
+    """A worker stalled past its heartbeat, taken over, and waking after its last progress
+    write (a small export meets no heartbeat) finished its file all the same: it replaced the
+    file the second worker wrote and its row describes, so the download no longer matched the
+    row's row count and sha256. Its files are its own until it holds the row as it succeeds."""
+    settings.EXPORT_ROOT = tmp_path
+    export = export_services.dataset_export_create(
+        created_by=admin_user, format="pairs", filters=ExportFilters(), queue=False
+    )
+    attempts = []
+
+    def rows(format, filters, *, skipped=None):
+        attempts.append(format)
+        if len(attempts) == 1:
+            yield {"worker": "first", "row": 0}
+            # Stalled here: the sweeper's takeover, and another worker writes the whole file.
+            DatasetExport.objects.filter(pk=export.pk).update(
+                heartbeat_at=timezone.now() - timedelta(seconds=2 * settings.JOB_STALE_AFTER)
+            )
+            second = job_run_inline(job=export)
+            assert second.status == DatasetExport.Status.SUCCEEDED and second.row_count == 1
+            yield {"worker": "first", "row": 1}
+        else:
+            yield {"worker": "second", "row": 0}
+
+    monkeypatch.setattr(export_services, "records", rows)
+    job_run_inline(job=export)
+
+    export.refresh_from_db()
+    written = Path(export.file_path).read_bytes()
+    assert export.status == DatasetExport.Status.SUCCEEDED and len(attempts) == 2
+    lines = gzip.decompress(written).splitlines()
+    assert [json.loads(line)["worker"] for line in lines] == ["second"]
+    assert hashlib.sha256(written).hexdigest() == export.sha256
+    # Nothing of the first worker's is left beside it.
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        f"export-{export.pk}-pairs.features.json",
+        f"export-{export.pk}-pairs.jsonl.gz",
+    ]
