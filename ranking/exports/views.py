@@ -49,11 +49,7 @@ def export_preview(request: HttpRequest) -> HttpResponse:
         format, filters = form.cleaned_data["format"], form.cleaned_data["filters"]
         preview = export_preview_get(format=format, filters=filters)
         context["count"] = preview.sources
-        context["unit"] = (
-            "finished conversations"
-            if format == DatasetExport.Format.DEMONSTRATIONS
-            else "rankings"
-        )
+        context["unit"] = preview.unit
         context["rows"] = preview.rows
         context["row_total"] = sum(preview.rows.values())
         context["skipped"] = preview.skipped_summary

@@ -323,3 +323,15 @@ def test_the_preview_counts_the_sources_of_the_split_it_writes(admin_client_, ra
     assert 0 < len(sources) < len({record[key] for record in everything})
     page = admin_client_.get(url, query).content.decode()
     assert f"(from {len(sources)} " in page, page
+
+
+def test_the_preview_of_aggregated_pairs_counts_the_tasks_they_come_from(admin_client_, ranked):
+    """Aggregated pairs name no ranking (one pair stands for every ranker's vote): the preview
+    counted their sources by ranking and said "from 0 rankings" above a non-zero row count."""
+    tasks, _ = ranked
+    query = {**FILTERS, "pair_mode": "aggregated"}
+    written = list(records("pairs", ExportFilters(pair_mode="aggregated")))
+    assert written and {record["task_id"] for record in written} == {t.pk for t in tasks}
+    page = admin_client_.get(reverse("ranking:export-preview"), query).content.decode()
+    assert f"{len(written)} rows to write" in page
+    assert f"(from {len(tasks)} ranked tasks)" in page, page
