@@ -51,10 +51,27 @@ def _fingerprint(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _by_category(value: dict | list | tuple, *, default_category: str) -> dict[str, list[str]]:
+def _by_category(
+    value: dict | list | tuple, *, default_category: str, setting: str
+) -> dict[str, list[str]]:
+    """``value`` as category -> terms; ImproperlyConfigured (naming ``setting``) for a term that
+    is blank or not a string, or a string where a list of terms belongs: a blank term matches
+    the empty string, and a string would be read letter by letter, so either would flag
+    nearly every sample."""
     if isinstance(value, dict):
-        return {str(category): [str(item) for item in items] for category, items in value.items()}
-    return {default_category: [str(item) for item in value]} if value else {}
+        by_category = dict(value.items())
+    elif isinstance(value, list | tuple):
+        by_category = {default_category: value} if value else {}
+    else:
+        by_category = {default_category: value}
+    for category, items in by_category.items():
+        if not isinstance(items, list | tuple) or not all(
+            isinstance(item, str) and item.strip() for item in items
+        ):
+            raise ImproperlyConfigured(
+                f"{setting}: {category!r} must be a list of non-blank strings; got {items!r}."
+            )
+    return {str(category): list(items) for category, items in by_category.items()}
 
 
 class BuiltinFilter:
@@ -63,8 +80,12 @@ class BuiltinFilter:
     name = "builtin"
 
     def __init__(self, *, words: dict | list, patterns: dict | list) -> None:
-        self.words = _by_category(words, default_category="blocklist")
-        self.patterns = _by_category(patterns, default_category="pattern")
+        self.words = _by_category(
+            words, default_category="blocklist", setting="CONTENT_FILTER_WORDS"
+        )
+        self.patterns = _by_category(
+            patterns, default_category="pattern", setting="CONTENT_FILTER_PATTERNS"
+        )
         self.version = "1-" + _fingerprint({"words": self.words, "patterns": self.patterns})
         self._compiled: list[tuple[str, re.Pattern]] = []
         for category, terms in self.words.items():

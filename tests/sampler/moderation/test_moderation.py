@@ -52,6 +52,29 @@ def test_a_bad_pattern_is_a_configuration_error():
         moderation.BuiltinFilter(words=[], patterns=["(unclosed"])
 
 
+@pytest.mark.parametrize(
+    ("words", "patterns", "named"),
+    [
+        ({"profanity": ["darn", ""]}, [], "CONTENT_FILTER_WORDS"),
+        ({"profanity": ["darn", "  "]}, [], "CONTENT_FILTER_WORDS"),
+        # A word where a list was meant: once read as its letters, "a" and "i" among them.
+        ({"profanity": "darn"}, [], "CONTENT_FILTER_WORDS"),
+        ("darn", [], "CONTENT_FILTER_WORDS"),
+        ({"profanity": [["darn"]]}, [], "CONTENT_FILTER_WORDS"),
+        ([], {"personal_data": r"\d{3}-\d{4}"}, "CONTENT_FILTER_PATTERNS"),
+        ([], [""], "CONTENT_FILTER_PATTERNS"),
+    ],
+)
+def test_a_blank_term_or_a_term_where_a_list_belongs_is_a_configuration_error(
+    words, patterns, named
+):
+    """A blank word matched the empty string between two non-word characters ("Hello, world"
+    flagged), and a string given for a list was read letter by letter: nearly every sample
+    was flagged, and with blocking on none became a ranking candidate."""
+    with pytest.raises(ImproperlyConfigured, match=named):
+        moderation.BuiltinFilter(words=words, patterns=patterns)
+
+
 def test_unknown_filter_setting_is_a_configuration_error(settings):
     settings.CONTENT_FILTER = "magic"
     with pytest.raises(ImproperlyConfigured, match="CONTENT_FILTER"):
