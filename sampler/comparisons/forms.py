@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 
 from config.forms import DefaultProjectChoiceField, ModelChoiceField, ModelMultipleChoiceField
+from ranking.exports.filters import MAX_TEST_FRACTION, ExportFilters
 from ranking.projects.selectors import project_list
 from sampler.registry.selectors import policy_versions, reward_versions
 
@@ -22,6 +23,13 @@ class ComparisonForm(forms.Form):
         label="More judges (an ensemble)",
     )
     prompts = forms.IntegerField(min_value=1, max_value=2000, initial=64, label="Held-out prompts")
+    # The PPO form's default, so a comparison holds out what a PPO run held out by default.
+    test_fraction = forms.FloatField(
+        min_value=0.0,
+        max_value=MAX_TEST_FRACTION,
+        initial=ExportFilters().test_fraction,
+        label="Held-out fraction",
+    )
     max_new_tokens = forms.IntegerField(min_value=1, initial=48)
     project = DefaultProjectChoiceField(
         queryset=project_list(), label="Project (its held-out prompts)"

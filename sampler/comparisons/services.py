@@ -18,19 +18,23 @@ from django.db import transaction
 from django.utils.crypto import salted_hmac
 
 from ranking.exports.filters import ExportFilters
+from ranking.projects.models import Project
 from ranking.projects.selectors import project_ids_open_to_all
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.generation.params import GenerationParams, context_room_error
 from sampler.generation.services import generation_replies
 from sampler.jobs.services import JobContext, JobError, job_enqueue
 from sampler.registry.models import ModelVersion
-from sampler.runs.kinds import held_out_prompts, validated_version
+from sampler.runs.kinds import distinct_prompts, held_out_prompts, validated_version
 
 # Prompts a comparison samples when not told otherwise: enough for a win rate within ~6 points.
 COMPARISON_PROMPTS = 64
 
 
 MAX_COMPARISON_PROMPTS = 2000
+# How far the prompts are counted to say how many a held-out fraction left out: enough to tell
+# "too little data" from "too small a fraction".
+PROMPTS_COUNTED = 10000
 MAX_JUDGES = 8
 # What a voter can answer, by the place of the reply on the page: the page never names versions.
 POSITIONS = ("first", "second", "tie")
@@ -68,6 +72,43 @@ def independent_judges(*, version_a: ModelVersion, version_b: ModelVersion) -> l
         name__in=excluded
     )
     return sorted(candidates.exclude(path=""), key=lambda v: (not v.is_active, -v.pk))
+
+
+def no_held_out_prompt(*, filters: ExportFilters) -> str:
+    """Why a comparison on ``filters`` has nothing to compare on ("" when it has a held-out
+    prompt): the same selection its job samples from."""
+    if held_out_prompts(filters=filters, limit=1):
+        return ""
+    fraction = f"{filters.test_fraction:g}"
+    where = _projects_named(filters)
+    every = distinct_prompts(filters=replace(filters, split="all"), limit=PROMPTS_COUNTED)
+    if not every:
+        return (
+            f"No held-out prompt to compare on: there is no prompt yet{where} (no finished "
+            f"conversation or ranking with a user turn), so a held-out fraction of {fraction} "
+            "holds out none. Add more conversations first."
+        )
+    if len(every) == 1:
+        counted = "does not hold out the only prompt"
+    else:
+        count = f"{len(every)}" if len(every) < PROMPTS_COUNTED else f"{PROMPTS_COUNTED}+"
+        counted = f"holds out none of the {count} prompts"
+    return (
+        f"No held-out prompt to compare on: a held-out fraction of {fraction} {counted}{where} "
+        "(whole conversations are held out, chosen by a hash of their id). Add more "
+        "conversations, or choose a larger held-out fraction (a policy trained with a smaller "
+        "one has trained on some of the prompts it adds)."
+    )
+
+
+def _projects_named(filters: ExportFilters) -> str:
+    if not filters.project_ids:
+        return ""
+    names = sorted(
+        Project.objects.filter(pk__in=filters.project_ids).values_list("name", flat=True)
+    )
+    quoted = ", ".join(f"\u201c{name}\u201d" for name in names)
+    return f" in project{'s' if len(names) > 1 else ''} {quoted}"
 
 
 def model_comparison_create(
@@ -166,6 +207,9 @@ def model_comparison_create(
                 }
             )
         filters = replace(filters, project_ids=chosen)
+    # Checked again when it runs (data can go in between); refused here, not found out then.
+    if missing := no_held_out_prompt(filters=filters):
+        raise ValidationError({"test_fraction": missing})
     with transaction.atomic():
         comparison = ModelComparison.objects.create(
             **({"project": project} if project is not None else {}),
@@ -202,11 +246,11 @@ def model_comparison_execute(context: JobContext) -> None:
     ).get(pk=context.job.pk)
     config = comparison.config
     judges = _judge_paths(comparison)
-    prompts = held_out_prompts(
-        filters=ExportFilters.from_dict(config["filters"]), limit=config["prompts"]
-    )
+    filters = ExportFilters.from_dict(config["filters"])
+    prompts = held_out_prompts(filters=filters, limit=config["prompts"])
     if not prompts:
-        raise JobError("No held-out conversation has a user turn yet: nothing to compare on.")
+        # (Prompts that came back since read as none to this run.)
+        raise JobError(no_held_out_prompt(filters=filters) or "No held-out prompt to compare on.")
     # Both policies sample through their own backends (a version served only by vLLM or an
     # endpoint can be compared), from the full distribution at PPO's temperature, same seeds.
     params = GenerationParams(

@@ -138,6 +138,7 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
             extra_judges=list(data["extra_judges"]),
             prompts=data["prompts"],
             max_new_tokens=data["max_new_tokens"],
+            filters=ExportFilters(test_fraction=data["test_fraction"]),
             requested_by=request.user,
             project=data["project"],
         )

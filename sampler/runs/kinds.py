@@ -11,7 +11,7 @@ import gzip
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
@@ -58,12 +58,11 @@ def prompt_records(*, filters: ExportFilters) -> Iterator[dict]:
     )
 
 
-def held_out_prompts(*, filters: ExportFilters | None = None, limit: int) -> list[list[dict]]:
-    """Distinct prefixes ending in a user turn from held-out conversations, oldest first."""
-    base = filters or ExportFilters()
-    values = {**base.as_dict(), "split": "test"}
+def distinct_prompts(*, filters: ExportFilters, limit: int) -> list[list[dict]]:
+    """Distinct prefixes ending in a user turn of the records of ``filters`` (its split),
+    oldest first."""
     prompts, seen = [], set()
-    for record in prompt_records(filters=ExportFilters.from_dict(values)):
+    for record in prompt_records(filters=filters):
         for messages in prompt_prefixes(record):
             key = prompt_key(messages)
             if key not in seen:
@@ -72,6 +71,11 @@ def held_out_prompts(*, filters: ExportFilters | None = None, limit: int) -> lis
                 if len(prompts) >= limit:
                     return prompts
     return prompts
+
+
+def held_out_prompts(*, filters: ExportFilters | None = None, limit: int) -> list[list[dict]]:
+    """Distinct prefixes ending in a user turn from held-out conversations, oldest first."""
+    return distinct_prompts(filters=replace(filters or ExportFilters(), split="test"), limit=limit)
 
 
 def read_source(source: dict, data_format: str, *, limit: int | None = None) -> RunData:

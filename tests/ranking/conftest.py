@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.services import trainer_group_ensure, user_create_trainer
 from labeling.models import Conversation, Message
+from ranking.exports.filters import ExportFilters, split_of
 from ranking.models import Assignment, Candidate, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
@@ -17,8 +18,14 @@ from sampler.training.model import build_reward_model, load_tokenizer
 from tests.conftest import PASSWORD
 
 
-def finished_conversation(owner, *, turns=("hi", "hello! how can i help?"), origin="model"):
-    conversation = Conversation.objects.create(owner=owner, status=Conversation.Status.FINISHED)
+def finished_conversation(
+    owner, *, turns=("hi", "hello! how can i help?"), origin="model", project=None
+):
+    conversation = Conversation.objects.create(
+        owner=owner,
+        status=Conversation.Status.FINISHED,
+        **({"project": project} if project is not None else {}),
+    )
     parent = None
     for index, text in enumerate(turns):
         role = "user" if index % 2 == 0 else "assistant"
@@ -32,6 +39,21 @@ def finished_conversation(owner, *, turns=("hi", "hello! how can i help?"), orig
     conversation.active_leaf = parent
     conversation.save()
     return conversation
+
+
+def conversation_in_split(owner, *, split="test", filters=None, **arguments):
+    """A finished conversation that ``filters``' split (default: the export's) puts on the
+    ``split`` side: ids are the database's, so conversations are made until one lands there."""
+    filters = filters or ExportFilters()
+    for _ in range(500):
+        conversation = finished_conversation(owner, **arguments)
+        side = split_of(
+            conversation.pk, seed=filters.split_seed, test_fraction=filters.test_fraction
+        )
+        if side == split:
+            return conversation
+        conversation.delete()
+    raise AssertionError(f"No conversation landed in the {split} split.")
 
 
 def quick_trainer(username: str):

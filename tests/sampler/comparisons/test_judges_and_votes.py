@@ -21,13 +21,16 @@ from sampler.comparisons.services import (
     side_by_side_vote,
 )
 from sampler.registry.models import ModelVersion
+from tests.ranking.conftest import conversation_in_split
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def lineage(tmp_path):
-    """sft -> ppo (optimised against rm-proxy); rm-judge trained on the other half."""
+def lineage(tmp_path, trainer):
+    """sft -> ppo (optimised against rm-proxy); rm-judge trained on the other half; a
+    held-out prompt to compare them on."""
+    conversation_in_split(trainer)
     for name in ("sft", "ppo", "rm-proxy", "rm-judge"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.json").write_text("{}")
@@ -90,11 +93,14 @@ def test_a_judge_named_twice_judges_once(lineage, tmp_path):
     assert [j["name"] for j in comparison.config["judges"]] == ["rm-judge", "rm-third"]
 
 
-def test_a_projects_comparison_belongs_to_it_and_reads_its_prompts_only(lineage):
+def test_a_projects_comparison_belongs_to_it_and_reads_its_prompts_only(lineage, trainer):
     from ranking.projects.services import project_create
 
     sft, ppo, _, _ = lineage
     safety = project_create(name="Safety", slug="safety", status="active")
+    with pytest.raises(ValidationError, match="no prompt yet in project \u201cSafety\u201d"):
+        model_comparison_create(version_a=ppo, version_b=sft, project=safety, queue=False)
+    conversation_in_split(trainer, project=safety)
     comparison = model_comparison_create(version_a=ppo, version_b=sft, project=safety, queue=False)
     assert comparison.project == safety
     assert comparison.config["filters"]["project_ids"] == [safety.pk]

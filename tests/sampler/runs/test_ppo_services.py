@@ -27,7 +27,11 @@ from sampler.runs import kinds as run_kinds
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.model import build_reward_model, load_tokenizer
-from tests.ranking.conftest import finished_conversation, ranked  # noqa: F401  (fixture)
+from tests.ranking.conftest import (  # noqa: F401  (ranked: a fixture)
+    conversation_in_split,
+    finished_conversation,
+    ranked,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -201,17 +205,65 @@ def test_comparison_of_two_versions_on_held_out_prompts(
         model_comparison_create(version_a=policy, version_b=policy)
 
 
-def test_comparison_without_held_out_prompts_fails_with_a_message(policy, reward_version):
+def test_a_comparison_with_no_held_out_prompt_is_refused_when_asked_for(
+    policy, reward_version, trainer
+):
+    """Nine conversations at the default held-out fraction (0.1) all train: the comparison was
+    queued and its job failed later; it is refused, saying what there is and what to do."""
+    for index in range(9):
+        conversation_in_split(trainer, split="train", turns=(f"question {index}?", "an answer"))
+    other = model_version_register(name="micro-copy", path=policy.path)
+    with pytest.raises(ValidationError) as refused:
+        model_comparison_create(
+            version_a=policy, version_b=other, reward_version=reward_version, queue=False
+        )
+    message = " ".join(refused.value.message_dict["test_fraction"])
+    assert "held-out fraction of 0.1 holds out none of the 9 prompts" in message
+    assert "more conversations" in message and "larger held-out fraction" in message
+    assert not ModelComparison.objects.exists()
+    # A larger fraction holds some of them out.
+    comparison = model_comparison_create(
+        version_a=policy,
+        version_b=other,
+        reward_version=reward_version,
+        filters=ExportFilters(test_fraction=0.99),
+        queue=False,
+    )
+    assert comparison.config["filters"]["test_fraction"] == 0.99
+
+
+def test_a_comparison_with_no_prompt_at_all_is_refused_asking_for_conversations(
+    policy, reward_version
+):
+    other = model_version_register(name="micro-copy", path=policy.path)
+    with pytest.raises(ValidationError) as refused:
+        model_comparison_create(
+            version_a=policy, version_b=other, reward_version=reward_version, queue=False
+        )
+    message = " ".join(refused.value.message_dict["test_fraction"])
+    assert "no prompt yet" in message and "no finished conversation" in message
+
+
+def test_a_comparison_whose_held_out_prompts_are_gone_when_it_runs_fails_with_a_message(
+    policy, reward_version, trainer
+):
+    """Data can change between the request and the run: the job checks again."""
+    held_out = conversation_in_split(trainer)
     other = model_version_register(name="micro-copy", path=policy.path)
     comparison = model_comparison_create(
         version_a=policy, version_b=other, reward_version=reward_version, queue=False
     )
+    held_out.delete()
     comparison = job_run_inline(job=comparison)
-    assert comparison.status == ModelComparison.Status.FAILED and "held-out" in comparison.error
+    assert comparison.status == ModelComparison.Status.FAILED
+    assert "held-out fraction of 0.1" in comparison.error and "no prompt yet" in comparison.error
 
 
-def test_a_comparison_whose_judge_was_deleted_since_fails_naming_it(policy, reward_version):
+def test_a_comparison_whose_judge_was_deleted_since_fails_naming_it(
+    policy, reward_version, trainer
+):
     """The verdict of a smaller ensemble than the one asked for would pass for it."""
+    conversation_in_split(trainer)
     other = model_version_register(name="micro-copy", path=policy.path)
     second = model_version_register(name="rm-second", path=reward_version.path, kind="reward")
     comparison = model_comparison_create(
@@ -273,9 +325,22 @@ def test_models_page_shows_the_tree_and_promote_comes_back_to_it(
     assert outside["Location"] == reverse("sampler:training")
 
 
+def _comparison_fields(version_a, version_b, reward_version) -> dict:
+    """The Compare form as the page posts it, with its defaults."""
+    return {
+        "version_a": version_a.pk,
+        "version_b": version_b.pk,
+        "reward_version": reward_version.pk,
+        "prompts": 16,
+        "max_new_tokens": 16,
+        "test_fraction": 0.1,
+    }
+
+
 def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
-    admin_client_, policy, reward_version, django_capture_on_commit_callbacks
+    admin_client_, policy, reward_version, trainer, django_capture_on_commit_callbacks
 ):
+    conversation_in_split(trainer)
     with django_capture_on_commit_callbacks() as queued:
         response = admin_client_.post(
             reverse("sampler:ppo-run-start"),
@@ -313,17 +378,34 @@ def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
     with django_capture_on_commit_callbacks() as queued:
         response = admin_client_.post(
             reverse("sampler:comparison-start"),
-            {
-                "version_a": other.pk,
-                "version_b": policy.pk,
-                "reward_version": reward_version.pk,
-                "prompts": 16,
-                "max_new_tokens": 16,
-            },
+            _comparison_fields(other, policy, reward_version),
         )
     assert response.status_code == 302 and len(queued) == 1
     page = admin_client_.get(reverse("sampler:models"))
     assert b"micro-copy vs micro" in page.content and b'hx-get="/' in page.content
+
+
+def test_the_models_page_refuses_a_comparison_with_no_held_out_prompt_on_its_fraction(
+    admin_client_, policy, reward_version, trainer
+):
+    """It was queued, and its job failed later with "nothing to compare on"."""
+    for index in range(9):
+        conversation_in_split(trainer, split="train", turns=(f"question {index}?", "an answer"))
+    other = model_version_register(name="micro-copy", path=policy.path)
+    fields = _comparison_fields(other, policy, reward_version)
+    page = admin_client_.get(reverse("sampler:models")).content.decode()
+    field = page.split('id="id_test_fraction"')[0].rsplit("<input", 1)[1]
+    assert 'name="test_fraction"' in field and 'value="0.1"' in field
+    response = admin_client_.post(reverse("sampler:comparison-start"), fields)
+    assert response.status_code == 422 and not ModelComparison.objects.exists()
+    errors = response.context["comparison_form"].errors
+    assert set(errors) == {"test_fraction"}, errors
+    assert "holds out none of the 9 prompts" in response.content.decode()
+    response = admin_client_.post(
+        reverse("sampler:comparison-start"), {**fields, "test_fraction": 0.99}
+    )
+    assert response.status_code == 302
+    assert ModelComparison.objects.get().config["filters"]["test_fraction"] == 0.99
 
 
 def test_the_models_page_refuses_a_ppo_batch_too_small_to_split_on_its_own_field(
@@ -352,8 +434,9 @@ def test_the_models_page_refuses_a_ppo_batch_too_small_to_split_on_its_own_field
 
 @pytest.mark.django_db(transaction=True)
 def test_a_comparison_asked_for_while_the_job_queue_is_down_is_kept_and_the_page_says_so(
-    admin_client_, policy, reward_version, monkeypatch
+    admin_client_, policy, reward_version, trainer, monkeypatch
 ):
+    conversation_in_split(trainer)
     # The default project (open to every trainer) the comparison is for: a test run before
     # this one in a transaction flushed the row its migration made.
     project_default_id()
@@ -361,10 +444,9 @@ def test_a_comparison_asked_for_while_the_job_queue_is_down_is_kept_and_the_page
     monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
     response = admin_client_.post(
         reverse("sampler:comparison-start"),
-        {"version_a": other.pk, "version_b": policy.pk, "reward_version": reward_version.pk,
-         "prompts": 16, "max_new_tokens": 16},
+        _comparison_fields(other, policy, reward_version),
         follow=True,
-    )  # fmt: skip
+    )
     assert response.status_code == 200
     comparison = ModelComparison.objects.get()
     assert comparison.status == ModelComparison.Status.QUEUED and comparison.published_at is None
