@@ -167,7 +167,8 @@ def model_comparison_create(
                     "reward_version": (
                         "No reward model is independent of these policies (each was optimised "
                         f"against {', '.join(sorted(excluded))}): train one on the other half of "
-                        "the rankings (train_reward --data-half second) or on new rankings."
+                        "the rankings (train_reward --data-half second, or the second half on "
+                        "the Training page) or on new rankings."
                     )
                 }
             )

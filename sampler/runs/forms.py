@@ -15,6 +15,7 @@ from sampler.registry.selectors import policy_versions, reward_versions
 from sampler.runs.models import TrainingRun
 from sampler.runs.sources import REWARD_SOURCES
 from sampler.training.config import (
+    DATA_HALVES,
     DPO_LOSSES,
     DPO_MODES,
     KTO_SOURCES,
@@ -137,6 +138,16 @@ class TrainingRunForm(ExportFilterForm):
         initial=True,
         label="Normalise reward scores to mean 0 on demonstrations",
     )
+    # A judge independent of a PPO policy's reward model trains on the other half.
+    data_half = forms.ChoiceField(
+        choices=[
+            (half, "every conversation" if half == "all" else f"the {half} half")
+            for half in DATA_HALVES
+        ],
+        initial=RewardConfig.data_half,
+        required=False,
+        label="Reward model trains on (conversations, a fixed hash)",
+    )
     demonstrations_export = ModelChoiceField(
         queryset=DatasetExport.objects.filter(
             status=DatasetExport.Status.SUCCEEDED, format=DatasetExport.Format.DEMONSTRATIONS
@@ -212,6 +223,7 @@ class TrainingRunForm(ExportFilterForm):
         data["kind_inputs"] = {}
         if kind == "reward":
             data["config"]["normalize_to_demonstrations"] = data["normalize_to_demonstrations"]
+            data["config"]["data_half"] = data["data_half"] or RewardConfig.data_half
             export = data.get("demonstrations_export")
             if export is not None:
                 data["kind_inputs"]["demonstrations_path"] = export.file_path
