@@ -76,7 +76,9 @@ class ConversationOutputSerializer(serializers.Serializer):
 
 
 class ConversationListItemSerializer(ConversationOutputSerializer):
-    turn_count = serializers.IntegerField()
+    turn_count = serializers.IntegerField(
+        help_text="Turns on the active branch (alternatives beside them are not counted)."
+    )
     last_message_at = serializers.DateTimeField(allow_null=True)
 
 

@@ -4,7 +4,7 @@ import random
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import Count, F, Func, IntegerField, Max, Min, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -15,13 +15,33 @@ from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.selectors import generation_job_get
 
 
+def _active_path_length() -> Func:
+    """How many messages the branch the editor shows holds: the path from the conversation's
+    active leaf up to its root (0 with no active leaf), walked by a recursive query per row, so
+    a page of conversations is still one query. Alternatives (edited turns' siblings) and
+    replies sampled for ranking are off that path, so they are not counted."""
+    table = Message._meta.db_table
+    return Func(
+        F("active_leaf_id"),
+        template=(
+            "(WITH RECURSIVE active_path(id, parent_id) AS ("
+            f"SELECT leaf.id, leaf.parent_id FROM {table} leaf WHERE leaf.id = %(expressions)s "
+            f"UNION ALL SELECT turn.id, turn.parent_id FROM {table} turn "
+            "JOIN active_path ON turn.id = active_path.parent_id"
+            ") SELECT COUNT(*) FROM active_path)"
+        ),
+        output_field=IntegerField(),
+    )
+
+
 def conversation_list(
     *, user: AbstractBaseUser, status: str = "", search: str = ""
 ) -> QuerySet[Conversation]:
-    """Conversations visible to ``user``: their own, or everyone's for admins."""
+    """Conversations visible to ``user``: their own, or everyone's for admins, each with its
+    ``turn_count`` (the turns on the branch shown) and when its last turn was written."""
     in_tree = Q(messages__is_candidate=False)
     conversations = Conversation.objects.select_related("owner").annotate(
-        turn_count=Count("messages", filter=in_tree),
+        turn_count=_active_path_length(),
         last_message_at=Max("messages__created_at", filter=in_tree),
     )
     if not is_admin(user):

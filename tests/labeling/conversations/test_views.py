@@ -34,6 +34,32 @@ def test_the_list_pages_through_every_conversation_keeping_its_filters(trainer_c
     assert "The very first" in second and "Plan 0<" not in second
 
 
+def test_the_list_counts_the_turns_of_the_branch_shown_not_its_alternatives(
+    trainer_client, trainer, conversation
+):
+    """Edited turns leave their alternatives in the tree: the Messages column (and the API's
+    ``turn_count``) counts the turns on the branch the editor shows, as the README says."""
+    first, reply, _ = write_turns(conversation, trainer, "hi", "hello", "what now?")
+    services.message_branch(original=reply, author=trainer, content="hello there")
+    services.message_branch(original=first, author=trainer, content="good morning")
+    write_turns(conversation, trainer, "morning!")
+    assert Message.objects.filter(conversation=conversation).count() == 6
+
+    page = trainer_client.get(reverse("labeling:conversation-list"))
+    listed = trainer_client.get("/api/conversations/").json()["results"]
+
+    assert [row.turn_count for row in page.context["page"]] == [2]  # "good morning", "morning!"
+    assert "<td>2</td>" in page.content.decode()
+    assert [row["turn_count"] for row in listed] == [2]
+    # Switching back to the first branch counts its turns: "hi", "hello there".
+    services.branch_switch(message=first, user=trainer)
+    page = trainer_client.get(reverse("labeling:conversation-list"))
+    assert [row.turn_count for row in page.context["page"]] == [2]
+    services.branch_switch(message=reply, user=trainer)
+    page = trainer_client.get(reverse("labeling:conversation-list"))
+    assert [row.turn_count for row in page.context["page"]] == [3]  # "hi", "hello", "what now?"
+
+
 def test_a_conversation_is_written_in_the_project_the_trainer_picks_among_theirs(
     trainer_client, trainer
 ):
