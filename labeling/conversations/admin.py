@@ -172,7 +172,7 @@ class MessageAdmin(admin.ModelAdmin):
     )
     list_filter = ("role", "origin", "model_version", "created_at")
     search_fields = ("content", "conversation__title", "author__username")
-    raw_id_fields = ("conversation", "parent", "sample", "author")
+    raw_id_fields = ("conversation", "parent", "sample", "author", "model_original")
     list_select_related = ("conversation", "author", "model_version")
 
     @admin.display(description="Content")

@@ -101,6 +101,12 @@ class Message(models.Model):
         related_name="messages",
     )
     edit_distance = models.PositiveIntegerField(null=True, blank=True)
+    # An edit of a model-written turn with no sample here (brought in by an import): that turn,
+    # whose text the edit distance is measured against. Edits of the edit name it too, so every
+    # branch is measured against the model's text, never against the previous edit.
+    model_original = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # An alternative sampled for a ranking task: stored beside the writer's reply (same parent)
     # but not part of the writer's conversation: left out of the tree, the alternative
     # switcher, the turn counts and the demonstrations.
@@ -125,6 +131,10 @@ class Message(models.Model):
             models.CheckConstraint(
                 condition=~Q(origin="human") | Q(sample__isnull=True),
                 name="message_human_origin_has_no_sample",
+            ),
+            models.CheckConstraint(
+                condition=~Q(origin="human") | Q(model_original__isnull=True),
+                name="message_human_origin_has_no_model_original",
             ),
         ]
 

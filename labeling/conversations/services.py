@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import pairwise
+from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -114,6 +115,19 @@ def _sample_offered(*, sample_id: int, author: AbstractBaseUser, parent: Message
     return sample
 
 
+class Provenance(NamedTuple):
+    """Where a turn's text came from, as stored on its message."""
+
+    origin: str
+    sample: Sample | None = None
+    model_version_id: int | None = None
+    edit_distance: int | None = None
+    model_original: Message | None = None
+
+
+HUMAN_WRITTEN = Provenance(origin=Message.Origin.HUMAN)
+
+
 def _provenance(
     *,
     author: AbstractBaseUser,
@@ -122,22 +136,27 @@ def _provenance(
     role: str,
     parent: Message | None,
     edited: Message | None = None,
-):
+) -> Provenance:
     """Origin, sample, model version and edit distance of a message written from a suggestion,
     or (``edited``, no suggestion named) edited from a turn that was: measured against the same
     sample, as if the edit had been made to the suggestion itself. A model-written turn with no
-    sample here (imported) is measured against its own text, by the same rule."""
+    sample here (imported) is measured against its own text, by the same rule, and so is every
+    edit of an edit of it (``model_original``): against the model's text, not the last edit."""
     if sample_id is None and edited is not None and edited.sample_id is not None:
         sample = Sample.objects.select_related("job").get(pk=edited.sample_id)
     elif sample_id is None and edited is not None and edited.origin != Message.Origin.HUMAN:
-        return _edit_provenance(
-            original=edited.content,
+        model_turn = edited.model_original or edited
+        measured = _edit_provenance(
+            original=model_turn.content,
             content=content,
             sample=None,
             model_version_id=edited.model_version_id,
         )
+        if measured.origin == Message.Origin.HUMAN:
+            return measured
+        return measured._replace(model_original=model_turn)
     elif sample_id is None:
-        return Message.Origin.HUMAN, None, None, None
+        return HUMAN_WRITTEN
     else:
         sample = _sample_offered(sample_id=sample_id, author=author, parent=parent)
     if sample.job.role != role:
@@ -152,14 +171,14 @@ def _provenance(
 
 def _edit_provenance(
     *, original: str, content: str, sample: Sample | None, model_version_id: int | None
-):
+) -> Provenance:
     """``content`` as the model's text ``original`` kept or edited, or as the trainer's own."""
     distance = Levenshtein.distance(original, content)
     if distance and _words_kept(original, content) < MIN_SUGGESTION_WORDS_KEPT:
         # Rewritten, not edited: the trainer's own text, whatever it started from.
-        return Message.Origin.HUMAN, None, None, None
+        return HUMAN_WRITTEN
     origin = Message.Origin.MODEL if distance == 0 else Message.Origin.MODEL_EDITED
-    return origin, sample, model_version_id, distance
+    return Provenance(origin, sample, model_version_id, distance)
 
 
 # A turn written from a suggestion that keeps less than this share of its words (in order) is
@@ -184,7 +203,7 @@ def _message_create(
     edited: Message | None = None,
 ) -> Message:
     """Save a checked turn with its provenance and make it the active leaf."""
-    origin, sample, model_version_id, distance = _provenance(
+    provenance = _provenance(
         author=author,
         content=content,
         sample_id=sample_id,
@@ -197,10 +216,11 @@ def _message_create(
         parent=parent,
         role=role,
         content=content,
-        origin=origin,
-        sample=sample,
-        model_version_id=model_version_id,
-        edit_distance=distance,
+        origin=provenance.origin,
+        sample=provenance.sample,
+        model_version_id=provenance.model_version_id,
+        edit_distance=provenance.edit_distance,
+        model_original=provenance.model_original,
         author=author,
         guideline_version=guideline_version_ensure_current(project_id=conversation.project_id),
     )

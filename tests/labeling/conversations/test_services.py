@@ -264,3 +264,40 @@ def test_an_edit_of_an_imported_model_reply_is_model_edited_until_rewritten(trai
         original=imported, author=trainer, content="I would rather stay home and read."
     )
     assert rewritten.origin == Message.Origin.HUMAN and rewritten.edit_distance is None
+
+
+def test_every_edit_of_an_imported_model_reply_is_measured_against_the_models_text(trainer):
+    """Edits of an edit are branches of the same turn: each is measured against the reply the
+    model wrote, never against the trainer's previous edit."""
+    reply = "Sure, the lake it is, with a picnic at noon."
+    report = services.conversations_import(
+        lines=[
+            '{"messages": [{"role": "user", "content": "Plans?"}, '
+            f'{{"role": "assistant", "content": "{reply}"}}]}}'
+        ],
+        owner=trainer,
+    )
+    conversation = Conversation.objects.get(pk=report.conversation_ids[0])
+    services.conversation_reopen(conversation=conversation, user=trainer)
+    imported = conversation.messages.get(role="assistant")
+    first = services.message_branch(
+        original=imported, author=trainer, content="Sure, the lake it is, with a picnic at one."
+    )
+    assert first.edit_distance == 3  # noon -> one
+
+    second = services.message_branch(
+        original=first, author=trainer, content="Sure, the lake it is, with a picnic at noon today."
+    )
+    third = services.message_branch(
+        original=second, author=trainer, content="Sure, the lake it is, with a picnic at noon!"
+    )
+
+    assert second.origin == Message.Origin.MODEL_EDITED
+    assert second.edit_distance == len(" today")  # from the model's "noon.", not "one."
+    assert third.origin == Message.Origin.MODEL_EDITED and third.edit_distance == 1
+    assert [m.model_original_id for m in (first, second, third)] == [imported.pk] * 3
+    # Far from the model's text, though a small edit of the previous edit: the trainer's own.
+    far = services.message_branch(
+        original=second, author=trainer, content="Rather a quiet day reading at home, noon today."
+    )
+    assert far.origin == Message.Origin.HUMAN and far.model_original_id is None
