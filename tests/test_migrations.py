@@ -5,6 +5,8 @@ The first release's schema is the set of migrations it shipped (below); the data
 through the historical models of that state, as an old install would hold it.
 """
 
+from functools import partial
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -432,5 +434,61 @@ def test_feedback_stored_saying_nothing_is_deleted_and_the_rest_kept():
         Feedback = apps.get_model("labeling", "Feedback")
         assert Feedback.objects.filter(pk=empty).count() == 0
         assert set(Feedback.objects.values_list("pk", flat=True)) == kept
+    finally:
+        _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_stored_with_crlf_line_breaks_takes_them_as_newlines():
+    """Text areas posted without htmx stored CRLF (and a lone CR) before their fields took line
+    breaks as ``\\n``: the writer's turns, drafts, topics, feedback comments, guidelines and
+    red-team notes saved then are normalised too. A model-written turn keeps its text: its
+    recorded edit distance (and ``model``: the sample's very text) measure that text."""
+    typed = "first line\r\nsecond line\rthird line"
+    normalised = "first line\nsecond line\nthird line"
+    try:
+        apps = _migrate_back("labeling", "0014_message_model_original")
+        writer = apps.get_model("auth", "User").objects.create(username="writer")
+        asked, reply = _exchange(apps, writer, prompt=typed, reply=typed, instructions=typed)
+        in_labeling = partial(apps.get_model, "labeling")
+        in_labeling("Message").objects.filter(pk=reply.pk).update(
+            origin="model_edited", edit_distance=4
+        )
+        project_id = asked.conversation.project_id
+        draft = in_labeling("Draft").objects.create(
+            conversation=asked.conversation, author=writer, content=typed
+        )
+        feedback = in_labeling("Feedback").objects.create(user=writer, message=reply, comment=typed)
+        guidelines = in_labeling("GuidelineVersion").objects.create(
+            project_id=project_id, number=1, text=typed
+        )
+        attack = in_labeling("Attack").objects.create(
+            conversation=asked.conversation,
+            message=reply,
+            prompt_message=asked,
+            category="harmful",
+            note=typed,
+            created_by=writer,
+            project_id=project_id,
+        )
+        plain = in_labeling("Message").objects.create(
+            conversation=asked.conversation, parent=reply, role="user", content="no breaks"
+        )
+
+        apps = _migrate(_latest())
+
+        def stored(model, pk, field):
+            rows = apps.get_model("labeling", model).objects.values_list(field, flat=True)
+            return rows.get(pk=pk)
+
+        assert stored("Message", asked.pk, "content") == normalised
+        assert stored("Conversation", asked.conversation_id, "instructions") == normalised
+        assert stored("Draft", draft.pk, "content") == normalised
+        assert stored("Feedback", feedback.pk, "comment") == normalised
+        assert stored("GuidelineVersion", guidelines.pk, "text") == normalised
+        assert stored("Attack", attack.pk, "note") == normalised
+        assert stored("Message", plain.pk, "content") == "no breaks"
+        assert stored("Message", reply.pk, "content") == typed
+        assert stored("Message", reply.pk, "edit_distance") == 4
     finally:
         _migrate(_latest())
