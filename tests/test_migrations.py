@@ -492,3 +492,19 @@ def test_text_stored_with_crlf_line_breaks_takes_them_as_newlines():
         assert stored("Message", reply.pk, "edit_distance") == 4
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rationales_stored_with_crlf_line_breaks_take_them_as_newlines():
+    """As the writer's text (above): a ranking's rationale typed before the ranking form took
+    line breaks as ``\\n``."""
+    try:
+        apps = _migrate_back("ranking", "0013_project_policy_plural")
+        ids = _old_install(apps)
+        Ranking = apps.get_model("ranking", "Ranking")
+        Ranking.objects.filter(pk=ids["ranking"]).update(rationale="clearer\r\nand kinder\rtoo")
+        apps = _migrate(_latest())
+        stored = apps.get_model("ranking", "Ranking").objects.get(pk=ids["ranking"])
+        assert stored.rationale == "clearer\nand kinder\ntoo"
+    finally:
+        _migrate(_latest())
