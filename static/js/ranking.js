@@ -333,8 +333,8 @@
     restore(card);
     form.classList.add("enhanced");
     card.classList.add("enhanced");
-    card.querySelectorAll(".ranking-tie, .ranking-undo").forEach((button) => {
-      button.hidden = false;
+    card.querySelectorAll(".shortcut-help, .ranking-tie, .ranking-undo").forEach((element) => {
+      element.hidden = false;
     });
     card.querySelector(".ranking-tie").addEventListener("click", () => tie(card));
     card.querySelector(".ranking-undo").addEventListener("click", () => undo(card));

@@ -47,13 +47,25 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
+def _page_with_deadlines(context):
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     page.set_default_navigation_timeout(WAIT_MS)
-    yield page
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    yield _page_with_deadlines(context)
+    context.close()
+
+
+@pytest.fixture
+def no_js_page(browser):
+    """A page in a browser with JavaScript turned off: plain forms and links only."""
+    context = browser.new_context(java_script_enabled=False)
+    yield _page_with_deadlines(context)
     context.close()
 
 

@@ -479,6 +479,9 @@ def test_a_long_prompt_folds_with_a_button_that_shows_all_of_it(
 
 def test_question_mark_lists_the_shortcuts(page, live_server, ready_task, trainer):
     _open_task(page, live_server)
+    # With JavaScript the hint for the shortcuts is shown, and the one for typing numbers not.
+    expect(page.locator("#ranking-help .shortcut-help")).to_be_visible()
+    expect(page.locator("#ranking-help .no-js-help")).to_be_hidden()
     dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
     expect(dialog).to_be_hidden()
     page.keyboard.press("?")

@@ -75,6 +75,17 @@ def test_claiming_leases_a_task_and_shows_its_candidates_unranked_in_presentatio
     assert 'id="ranking-list"' in html and 'hx-trigger="every' not in html  # no polling
 
 
+def test_the_keyboard_shortcut_hint_is_hidden_until_the_script_reveals_it(
+    ready_task, trainer_client, trainer
+):
+    """The shortcuts work only with JavaScript: the server's page hides their hint (ranking.js
+    shows it) and shows the hint for typing rank numbers."""
+    html = _claim(trainer_client).content.decode()
+
+    assert '<span class="shortcut-help" hidden>Press the reply numbers best first' in html
+    assert '<span class="no-js-help">Without JavaScript, type rank numbers' in html
+
+
 def test_reloading_the_page_resumes_the_same_lease(ready_task, trainer_client, trainer):
     _claim(trainer_client)
     first = _assignment(trainer)
