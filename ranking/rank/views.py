@@ -34,6 +34,10 @@ RANK = "ranking/rank/rank.html"
 # Turns of the conversation shown open above the replies (the last exchange); older ones fold
 # into <details>, so the replies start high on the screen.
 RECENT_TURNS = 2
+# Without JavaScript an undo redirects to the Rank page (post/redirect/get, so a reload does not
+# post it again); the answer taken back crosses the redirect in the session, under its
+# assignment, and the page's GET takes it once.
+TAKEN_BACK_SESSION_KEY = "ranking_taken_back"
 
 
 def _render_card(
@@ -90,6 +94,25 @@ def _render_card(
     return response
 
 
+def _answer_form(*, answer: dict[str, object], screen: AssignmentScreen) -> RankingForm:
+    """The ranking form filled in with an answer as the form posts it (one taken back)."""
+    data = QueryDict(mutable=True)
+    for key, value in answer.items():
+        data.setlist(key, value if isinstance(value, list) else [value])
+    return RankingForm(data, candidates=screen.candidates)
+
+
+def _taken_back_form(
+    taken_back: dict | None, assignment: Assignment | None
+) -> tuple[AssignmentScreen | None, RankingForm | None]:
+    """The answer a no-JS undo took back, as the screen and form of ``assignment`` (None, None
+    when it was taken back on another one, or there is none)."""
+    if assignment is None or not taken_back or taken_back["assignment_id"] != assignment.pk:
+        return None, None
+    screen = assignment_screen(assignment=assignment)
+    return screen, _answer_form(answer=taken_back["answer"], screen=screen)
+
+
 def _chosen_project(request: HtmxHttpRequest) -> Project | None:
     """The project the trainer chose on the Projects page (None: all of theirs)."""
     slug = request.session.get(CHOSEN_PROJECT_SESSION_KEY)
@@ -123,11 +146,14 @@ def _next_task(request: HtmxHttpRequest, *, toast: dict | None = None) -> HttpRe
 def rank(request: HtmxHttpRequest) -> HttpResponse:
     """The trainer's running lease, or the start state (a GET never claims: the page asks for
     a task with a POST, by itself through htmx or by its "Start ranking" button)."""
+    # Taken whatever the page then shows: the answer is shown once, or not at all.
+    taken_back = request.session.pop(TAKEN_BACK_SESSION_KEY, None)
     if closed := _chosen_closed(request):
         return _render_card(request, None, chosen_closed=closed)
     assignment = assignment_current(trainer=request.user, project=_chosen_project(request))
     waiting = assignment is not None or "waiting" in request.GET
-    return _render_card(request, assignment, claimed=waiting)
+    screen, form = _taken_back_form(taken_back, assignment)
+    return _render_card(request, assignment, screen=screen, form=form, claimed=waiting)
 
 
 @trainer_required
@@ -193,23 +219,20 @@ def undo(request: HtmxHttpRequest, ranking_id: int) -> HttpResponse:
         )
         response["HX-Reswap"] = "none"
         return response
-    screen = assignment_screen(assignment=assignment)
-    data = QueryDict(mutable=True)
-    for key, value in ranking_as_form_data(
-        ranking=ranking, presentation_order=assignment.presentation_order
-    ).items():
-        data.setlist(key, value if isinstance(value, list) else [value])
-    form = RankingForm(data, candidates=screen.candidates)
+    answer = ranking_as_form_data(ranking=ranking, presentation_order=assignment.presentation_order)
     if not request.htmx:
-        # The page itself, not a redirect: the Rank page's GET shows the lease with empty
-        # boxes, and the answer taken back is here only.
+        request.session[TAKEN_BACK_SESSION_KEY] = {
+            "assignment_id": assignment.pk,
+            "answer": answer,
+        }
         messages.info(request, "Ranking taken back: change it and submit again.")
-        return _render_card(request, assignment, screen=screen, form=form)
+        return redirect("ranking:rank")
+    screen = assignment_screen(assignment=assignment)
     return _render_card(
         request,
         assignment,
         screen=screen,
-        form=form,
+        form=_answer_form(answer=answer, screen=screen),
         toast={"text": "Ranking taken back: change it and submit again.", "seconds": 5},
     )
 

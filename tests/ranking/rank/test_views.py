@@ -12,6 +12,7 @@ from accounts.services import user_create_trainer
 from labeling.models import Message
 from ranking.models import Assignment, Ranking
 from ranking.rank import services
+from ranking.rank.views import TAKEN_BACK_SESSION_KEY
 from tests.conftest import PASSWORD
 from tests.ranking.conftest import finished_conversation
 
@@ -675,27 +676,60 @@ def test_submit_over_htmx_brings_a_toast_with_an_undo_that_takes_the_ranking_bac
     assert _assignment(trainer).pk == assignment.pk
 
 
-def test_undo_without_javascript_shows_the_task_again_as_it_was_answered(
+def test_undo_without_javascript_redirects_to_the_task_shown_again_as_it_was_answered(
     ready_task, trainer_client, trainer, settings
 ):
-    """The undo form posted as a plain form (no htmx): the task comes back with the answer
-    that was taken back, as over htmx, not with empty boxes."""
+    """The undo form posted as a plain form (no htmx) redirects to the Rank page (so reloading
+    it does not post the undo again), which shows the task with the answer that was taken
+    back, as over htmx, not with empty boxes; once: a reload shows the lease as it is."""
+    settings.RANKING_UNDO_SECONDS = 600
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    ids = assignment.presentation_order
+    flagged = {f"flag_{ids[2]}": ["other"], f"flag_note_{ids[2]}": "odd"}
+    trainer_client.post(
+        _submit_url(assignment), _form(ids, [2, 1, 3, 3], rationale="close call", **flagged)
+    )
+    ranking = Ranking.objects.get(ranker=trainer)
+
+    undone = trainer_client.post(reverse("ranking:undo", args=[ranking.pk]))
+
+    assert undone.status_code == 302 and undone.url == RANK_URL
+    assert not Ranking.objects.exists()
+    assert _assignment(trainer).pk == assignment.pk
+    html = trainer_client.get(RANK_URL).content.decode()
+    assert "Ranking taken back" in html
+    assert _shown_ids(html) == ids
+    assert f'name="rank_{ids[0]}" value="2"' in html and f'name="rank_{ids[3]}" value="3"' in html
+    assert re.search(rf'name="flag_{ids[2]}" value="other"\s+checked', html)
+    assert 'value="odd"' in html and "close call" in html
+    reloaded = trainer_client.get(RANK_URL)
+    html = reloaded.content.decode()
+    assert reloaded.status_code == 200 and _shown_ids(html) == ids
+    assert f'name="rank_{ids[0]}" value=""' in html and "close call" not in html
+    assert "Ranking taken back" not in html
+
+
+def test_an_answer_taken_back_is_not_shown_on_another_task(
+    ready_task, trainer_client, trainer, settings
+):
+    """The answer crosses the redirect under its assignment: a page that shows another lease
+    (the first one gone meanwhile) leaves it out, and drops it."""
     settings.RANKING_UNDO_SECONDS = 600
     _claim(trainer_client)
     assignment = _assignment(trainer)
     ids = assignment.presentation_order
     trainer_client.post(_submit_url(assignment), _form(ids, [2, 1, 3, 3], rationale="close call"))
-    ranking = Ranking.objects.get(ranker=trainer)
+    trainer_client.post(reverse("ranking:undo", args=[Ranking.objects.get(ranker=trainer).pk]))
+    session = trainer_client.session
+    session[TAKEN_BACK_SESSION_KEY]["assignment_id"] = assignment.pk + 1000
+    session.save()
 
-    undone = trainer_client.post(reverse("ranking:undo", args=[ranking.pk]), follow=True)
+    html = trainer_client.get(RANK_URL).content.decode()
 
-    assert undone.status_code == 200
-    html = undone.content.decode()
-    assert "Ranking taken back" in html
-    assert f'name="rank_{ids[0]}" value="2"' in html and f'name="rank_{ids[3]}" value="3"' in html
-    assert "close call" in html
-    assert not Ranking.objects.exists()
-    assert _assignment(trainer).pk == assignment.pk
+    assert _shown_ids(html) == ids and "close call" not in html
+    assert f'name="rank_{ids[0]}" value=""' in html
+    assert TAKEN_BACK_SESSION_KEY not in trainer_client.session
 
 
 def test_undo_after_the_window_answers_409_in_the_toast_only(
