@@ -1,6 +1,6 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -309,6 +309,24 @@ def assignment_get_for_trainer(*, assignment_id: int, trainer: AbstractBaseUser)
 def ranking_get_for_trainer(*, ranking_id: int, trainer: AbstractBaseUser) -> Ranking:
     """One of the trainer's own rankings; 404 for anyone else's."""
     return get_object_or_404(Ranking, pk=ranking_id, ranker=trainer)
+
+
+def ranking_undo_closes_at(*, ranking: Ranking) -> datetime:
+    """When taking ``ranking`` back stops being possible (``RANKING_UNDO_SECONDS`` after it was
+    submitted)."""
+    return ranking.submitted_at + timedelta(seconds=settings.RANKING_UNDO_SECONDS)
+
+
+def ranking_undo_open_until(
+    *, ranking_id: int, trainer: AbstractBaseUser, now: datetime | None = None
+) -> datetime | None:
+    """Until when the trainer may still take their ranking back; None when they may not (its
+    window is over, or it is not theirs, or gone)."""
+    ranking = Ranking.objects.filter(pk=ranking_id, ranker=trainer).only("submitted_at").first()
+    if ranking is None:
+        return None
+    closes_at = ranking_undo_closes_at(ranking=ranking)
+    return closes_at if (now or timezone.now()) <= closes_at else None
 
 
 def ranking_as_form_data(*, ranking: Ranking, presentation_order: list[int]) -> dict[str, object]:

@@ -40,6 +40,7 @@ from ranking.rank.selectors import (
     ranking_pool_open_tasks,
     ranking_pool_open_wanted,
     ranking_pool_wanted,
+    ranking_undo_closes_at,
     tasks_open_to,
 )
 from ranking.selection.services import ranking_tasks_select
@@ -719,7 +720,7 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
     ranking = Ranking.objects.select_for_update().filter(pk=ranking_id, ranker=trainer).first()
     if ranking is None:
         raise RankingConflict("There is no ranking of yours to take back.")
-    if now - ranking.submitted_at > timedelta(seconds=settings.RANKING_UNDO_SECONDS):
+    if now > ranking_undo_closes_at(ranking=ranking):
         raise RankingConflict(
             "Too late to take this ranking back: it is kept as submitted "
             f"(undo is possible for {settings.RANKING_UNDO_SECONDS} s)."

@@ -27,6 +27,7 @@ from ranking.rank.selectors import (
     assignment_screen,
     ranking_as_form_data,
     ranking_get_for_trainer,
+    ranking_undo_open_until,
     ranking_waiting_state,
 )
 
@@ -38,6 +39,9 @@ RECENT_TURNS = 2
 # post it again); the answer taken back crosses the redirect in the session, under its
 # assignment, and the page's GET takes it once.
 TAKEN_BACK_SESSION_KEY = "ranking_taken_back"
+# Likewise a ranking a plain form saved: the Rank page it redirects to says so, with the toast's
+# Undo as a form of its own while the undo window lasts.
+SAVED_SESSION_KEY = "ranking_saved"
 
 
 def _render_card(
@@ -52,16 +56,19 @@ def _render_card(
     claimed: bool = True,
     toast: dict | None = None,
     chosen_closed: str = "",
+    saved: dict | None = None,
 ) -> HttpResponse:
     """The page, or only its ``ranking-card`` partial for htmx: a task, the waiting state,
     (``claimed=False``) the start state that claims a task by POST, or (``chosen_closed``,
-    the chosen project's name) the notice that the project chosen is closed."""
+    the chosen project's name) the notice that the project chosen is closed. ``saved``: the
+    ranking a plain form saved, above the card (see ``_saved_take``)."""
     context: dict = {
         "assignment": assignment,
         "errors": errors or [],
         "conflict": conflict,
         "claimed": claimed,
         "chosen_closed": chosen_closed,
+        "saved": saved,
     }
     if assignment is None and not chosen_closed:
         chosen = _chosen_project(request)
@@ -92,6 +99,18 @@ def _render_card(
         # Out of band: the toast region of the page, outside the card that is replaced.
         response.write(render_to_string(f"{RANK}#toast", toast, request=request))
     return response
+
+
+def _saved_take(request: HtmxHttpRequest) -> dict | None:
+    """The ranking a plain form saved before the redirect, once: its id and until when it may
+    be taken back (None once the window is over: no Undo is shown then)."""
+    ranking_id = request.session.pop(SAVED_SESSION_KEY, None)
+    if ranking_id is None:
+        return None
+    return {
+        "ranking_id": ranking_id,
+        "undo_until": ranking_undo_open_until(ranking_id=ranking_id, trainer=request.user),
+    }
 
 
 def _answer_form(*, answer: dict[str, object], screen: AssignmentScreen) -> RankingForm:
@@ -146,14 +165,15 @@ def _next_task(request: HtmxHttpRequest, *, toast: dict | None = None) -> HttpRe
 def rank(request: HtmxHttpRequest) -> HttpResponse:
     """The trainer's running lease, or the start state (a GET never claims: the page asks for
     a task with a POST, by itself through htmx or by its "Start ranking" button)."""
-    # Taken whatever the page then shows: the answer is shown once, or not at all.
+    # Taken whatever the page then shows: each is shown once, or not at all.
     taken_back = request.session.pop(TAKEN_BACK_SESSION_KEY, None)
+    saved = _saved_take(request)
     if closed := _chosen_closed(request):
-        return _render_card(request, None, chosen_closed=closed)
+        return _render_card(request, None, chosen_closed=closed, saved=saved)
     assignment = assignment_current(trainer=request.user, project=_chosen_project(request))
     waiting = assignment is not None or "waiting" in request.GET
     screen, form = _taken_back_form(taken_back, assignment)
-    return _render_card(request, assignment, screen=screen, form=form, claimed=waiting)
+    return _render_card(request, assignment, screen=screen, form=form, claimed=waiting, saved=saved)
 
 
 @trainer_required
@@ -189,7 +209,7 @@ def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
             request, assignment, screen=screen, form=form, errors=errors, status=422
         )
     if not request.htmx:
-        messages.success(request, "Ranking saved.")
+        request.session[SAVED_SESSION_KEY] = stored.pk
         return _next_task(request)
     # The toast confirms and offers to take the ranking back for RANKING_UNDO_SECONDS.
     return _next_task(

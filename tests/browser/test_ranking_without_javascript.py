@@ -1,8 +1,10 @@
 """The Rank page in a browser with JavaScript turned off: plain forms and redirects only."""
 
 import pytest
+from django.urls import reverse
 from playwright.sync_api import expect
 
+from ranking.models import Ranking
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
 from tests.ranking import conftest as ranking_fixtures
@@ -29,3 +31,58 @@ def test_without_javascript_the_page_offers_no_keyboard_shortcuts(
     expect(page.locator("#ranking-help .no-js-help")).to_be_visible()
     expect(page.locator("#ranking-help .shortcut-help")).to_be_hidden()
     expect(page.get_by_text("lists every shortcut")).to_be_hidden()
+
+
+def test_without_javascript_a_trainer_submits_undoes_sees_their_answer_and_reloads(
+    no_js_page, live_server, ready_task, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 600  # the window is a setting: no waiting on a clock
+    page = no_js_page
+    _open_task(page, live_server)
+    for number, rank in zip("1234", "2113", strict=True):
+        page.get_by_label(f"Rank of reply {number} (1 = best)").fill(rank)
+    page.get_by_label("Why?").fill("one and two are as good")
+    page.get_by_role("button", name="Submit ranking").click()
+
+    saved = page.locator(".message").filter(has_text="Ranking saved.")
+    expect(saved).to_be_visible()
+    expect(page.get_by_role("heading", name="You ranked everything available")).to_be_visible()
+    assert Ranking.objects.filter(ranker=trainer).count() == 1
+
+    saved.get_by_role("button", name="Undo").click()
+
+    expect(page.get_by_text("Ranking taken back: change it and submit again.")).to_be_visible()
+    assert page.url == f"{live_server.url}{reverse('ranking:rank')}"  # redirected: a GET
+    ranks = [page.get_by_label(f"Rank of reply {number} (1 = best)") for number in "1234"]
+    for box, rank in zip(ranks, "2113", strict=True):
+        expect(box).to_have_value(rank)
+    expect(page.get_by_label("Why?")).to_have_value("one and two are as good")
+    assert not Ranking.objects.filter(ranker=trainer).exists()
+
+    response = page.reload()
+
+    assert response.status == 200
+    expect(page.get_by_role("heading", name="Rank the replies")).to_be_visible()
+    expect(page.get_by_text("Ranking taken back")).to_have_count(0)
+    assert not Ranking.objects.filter(ranker=trainer).exists()
+    # Answered again and sent: stored once.
+    for box, rank in zip(ranks, "1234", strict=True):
+        box.fill(rank)
+    page.get_by_role("button", name="Submit ranking").click()
+    expect(page.locator(".message").filter(has_text="Ranking saved.")).to_be_visible()
+    assert len(Ranking.objects.get(ranker=trainer).ordering) == 4
+
+
+def test_without_javascript_no_undo_is_offered_once_the_window_is_over(
+    no_js_page, live_server, ready_task, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 0
+    page = no_js_page
+    _open_task(page, live_server)
+    for number in "1234":
+        page.get_by_label(f"Rank of reply {number} (1 = best)").fill(number)
+    page.get_by_role("button", name="Submit ranking").click()
+
+    expect(page.locator(".message").filter(has_text="Ranking saved.")).to_be_visible()
+    expect(page.get_by_role("button", name="Undo")).to_have_count(0)
+    assert Ranking.objects.filter(ranker=trainer).count() == 1

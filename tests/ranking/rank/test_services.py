@@ -15,7 +15,7 @@ from ranking.models import Assignment, Project, Ranking, RankingTask
 from ranking.projects.selectors import project_default
 from ranking.projects.services import project_create
 from ranking.rank import services
-from ranking.rank.selectors import assignment_screen
+from ranking.rank.selectors import assignment_screen, ranking_undo_open_until
 from ranking.rank.services import RankingConflict, RankingInput
 from tests.conftest import PASSWORD
 from tests.ranking.conftest import (
@@ -516,6 +516,26 @@ def test_undo_deletes_the_ranking_recounts_the_task_and_gives_the_task_back(
     second.refresh_from_db()
     assert second.leased_count == 0
     assert services.task_claim_next(trainer=trainer) == restored
+
+
+def test_undo_is_open_until_the_end_of_the_window_for_the_ranker_only(
+    quick_task, trainer, other_trainer, settings, clock
+):
+    """What the page's no-JS Undo goes by agrees with what ranking_undo accepts."""
+    settings.RANKING_UNDO_SECONDS = 10
+    assignment = services.task_claim_next(trainer=trainer)
+    ranking = services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+    closes_at = ranking.submitted_at + timedelta(seconds=10)
+
+    clock.advance(timedelta(seconds=10))
+    assert ranking_undo_open_until(ranking_id=ranking.pk, trainer=trainer) == closes_at
+    assert ranking_undo_open_until(ranking_id=ranking.pk, trainer=other_trainer) is None
+    clock.advance(timedelta(microseconds=1))
+    assert ranking_undo_open_until(ranking_id=ranking.pk, trainer=trainer) is None
+    with pytest.raises(RankingConflict, match="Too late"):
+        services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
 
 
 def test_undo_gives_back_only_leases_taken_since_the_ranking_not_one_held_in_another_project(

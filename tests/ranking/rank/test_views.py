@@ -676,6 +676,52 @@ def test_submit_over_htmx_brings_a_toast_with_an_undo_that_takes_the_ranking_bac
     assert _assignment(trainer).pk == assignment.pk
 
 
+def _undo_forms(html: str) -> list[str]:
+    """The plain (no-JS) undo forms of a page, whole."""
+    return re.findall(r'<form class="ranking-saved-undo".*?</form>', html, flags=re.S)
+
+
+def test_submit_without_javascript_shows_ranking_saved_with_an_undo_form_once(
+    ready_task, trainer_client, trainer, settings
+):
+    """After a plain-form submit the page it redirects to offers the toast's Undo as a POST
+    form of its own; a reload shows neither (the message and its Undo are shown once)."""
+    settings.RANKING_UNDO_SECONDS = 600
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    submitted = trainer_client.post(
+        _submit_url(assignment), _form(assignment.presentation_order, [1, 2, 3, 4])
+    )
+    ranking = Ranking.objects.get(ranker=trainer)
+
+    html = trainer_client.get(submitted.url).content.decode()
+
+    assert "Ranking saved." in html
+    (form,) = _undo_forms(html)
+    assert f'method="post" action="{reverse("ranking:undo", args=[ranking.pk])}"' in form
+    assert 'name="csrfmiddlewaretoken"' in form and "hx-post" not in form
+    assert '<button type="submit">Undo</button>' in form
+    reloaded = trainer_client.get(submitted.url).content.decode()
+    assert "Ranking saved." not in reloaded and not _undo_forms(reloaded)
+
+
+def test_the_no_js_undo_is_not_offered_once_the_undo_window_is_over(
+    ready_task, trainer_client, trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 600
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    submitted = trainer_client.post(
+        _submit_url(assignment), _form(assignment.presentation_order, [1, 2, 3, 4])
+    )
+    Ranking.objects.update(submitted_at=timezone.now() - timedelta(seconds=601))
+
+    html = trainer_client.get(submitted.url).content.decode()
+
+    assert "Ranking saved." in html and not _undo_forms(html)
+    assert Ranking.objects.filter(ranker=trainer).exists()
+
+
 def test_undo_without_javascript_redirects_to_the_task_shown_again_as_it_was_answered(
     ready_task, trainer_client, trainer, settings
 ):
