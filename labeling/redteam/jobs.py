@@ -2,9 +2,15 @@
 
 from config.celery import Queue
 from labeling.redteam.models import AttackRun
-from labeling.redteam.services import attack_run_execute
+from labeling.redteam.services import attack_run_execute, attack_run_retried
 from sampler.jobs.kinds import JobKind, job_kind_register
 
 ATTACK_RUN = job_kind_register(
-    JobKind("attack_run", AttackRun, attack_run_execute, queue=Queue.GENERATION.value)
+    JobKind(
+        "attack_run",
+        AttackRun,
+        attack_run_execute,
+        queue=Queue.GENERATION.value,
+        on_retry=attack_run_retried,
+    )
 )

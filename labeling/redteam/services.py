@@ -259,6 +259,13 @@ def attack_run_execute(context: JobContext) -> None:
         context.succeed(progress=1.0, attack_count=run.entries.count())
 
 
+def attack_run_retried(run: AttackRun) -> None:
+    """A run queued again by a retry (in that transaction) tries again the attacks whose reply
+    it could not get: their error results go, and the run records each one anew. The replies
+    it has are kept (a resumed run sends no attack that has its result)."""
+    run.results.exclude(error="").delete()
+
+
 def _last_user_turn(messages: list[dict]) -> str:
     return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
 

@@ -253,3 +253,34 @@ def test_an_attack_withdrawn_while_its_run_runs_leaves_its_count_and_stops_its_j
     assert run.attack_count == 1
     assert job.status == GenerationJob.Status.CANCELLED
     assert list(run.results.values_list("attack_id", flat=True)) == [kept.pk]
+
+
+def test_a_retried_run_tries_again_the_attacks_it_could_not_generate_and_keeps_the_rest(
+    policy, trainer, admin_user, settings
+):
+    from sampler.generation.models import GenerationJob
+    from sampler.jobs.services import job_retry
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    kept, failed = stored_attacks(trainer, policy, 2)
+    run = _run_to_the_end(admin_user, policy)
+    kept_result = run.results.get(attack=kept)
+    # As if the reply to one attack could not be generated, and the run then failed.
+    failed_job = run.results.get(attack=failed).sample.job
+    GenerationJob.objects.filter(pk=failed_job.pk).update(status="failed", error="out of memory")
+    AttackResult.objects.filter(run=run, attack=failed).update(
+        sample=None, text="", filter_flagged=None, error="out of memory"
+    )
+    AttackRun.objects.filter(pk=run.pk).update(status="failed", error="scoring failed")
+
+    job_retry(job=AttackRun.objects.get(pk=run.pk))
+    run = job_run_inline(job=AttackRun.objects.get(pk=run.pk))
+
+    assert run.status == AttackRun.Status.SUCCEEDED
+    assert run.results.count() == 2
+    retried = run.results.get(attack=failed)
+    assert retried.error == "" and retried.sample is not None
+    assert retried.sample.job != failed_job  # generated again, by a new job
+    # The reply the run had is kept as it was, not generated again.
+    assert run.results.get(attack=kept) == kept_result
+    assert run.results.get(attack=kept).sample == kept_result.sample
