@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -31,7 +33,7 @@ from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAt
 from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create, generation_job_run_inline
-from sampler.jobs.kinds import JobContext
+from sampler.jobs.kinds import JobCancelled, JobContext
 from sampler.jobs.services import job_cancel, job_enqueue
 from sampler.moderation.filters import content_filter_get
 from sampler.moderation.services import samples_moderate
@@ -204,11 +206,14 @@ def attack_run_execute(context: JobContext) -> None:
             "-attack__created_at", "-attack__id"
         )
     )
-    run.reward_model_version = reward_version
-    run.filter_name = f"{content_filter.name} {content_filter.version}" if content_filter else ""
-    # Attacks withdrawn since the run was asked for are not re-sent, nor counted as missing.
-    run.attack_count = len(entries)
-    run.save(update_fields=["reward_model_version", "filter_name", "attack_count"])
+    # Recorded while this worker holds the run (``JobCancelled`` when it was taken over after
+    # this worker stalled). Attacks withdrawn since the run was asked for are not re-sent, nor
+    # counted as missing.
+    context.heartbeat(
+        reward_model_version=reward_version,
+        filter_name=f"{content_filter.name} {content_filter.version}" if content_filter else "",
+        attack_count=len(entries),
+    )
 
     done = set(run.results.values_list("attack_id", flat=True))
     for position, entry in enumerate(entries, start=1):
@@ -216,7 +221,8 @@ def attack_run_execute(context: JobContext) -> None:
         if attack.pk in done:
             continue
         try:
-            job = _generation_job_for(run=run, entry=entry)
+            with _holding(context):
+                job = _generation_job_for(run=run, entry=entry)
         except ValidationError as error:
             # A prompt the generation refuses (more turns than a prefix may hold) fails this
             # attack alone.
@@ -250,13 +256,26 @@ def attack_run_execute(context: JobContext) -> None:
             # A run taken over meanwhile (its job cancelled under it) keeps no result from here.
             context.heartbeat(progress=0.9 * position / len(entries))
     if reward_version is not None:
-        _score_results(run=run, reward_version=reward_version)
+        _score_results(run=run, reward_version=reward_version, context=context)
     with transaction.atomic():
         # An attack deleted before the run succeeded other than through ``attack_withdraw`` (in
         # the admin, with its conversation) leaves the run as a withdrawal does: its result,
         # kept with its attack emptied, goes, and the run counts the attacks left in its set.
         run.results.filter(attack__isnull=True).delete()
-        context.succeed(progress=1.0, attack_count=run.entries.count())
+        if not context.succeed(progress=1.0, attack_count=run.entries.count()):
+            raise JobCancelled(f"Attack run {run.pk} is no longer this worker's.")
+
+
+@contextmanager
+def _holding(context: JobContext) -> Iterator[None]:
+    """A transaction whose writes are kept only while this worker holds the run: when the run
+    was cancelled or taken over meanwhile (after this worker stalled), they are rolled back and
+    the worker stops (``JobCancelled``). Checked after the writes, the row then locked until
+    they commit, so no takeover lands in between."""
+    with transaction.atomic():
+        yield
+        if not context.holds(lock=True):
+            raise JobCancelled(f"Attack run {context.job.pk} is no longer this worker's.")
 
 
 def attack_run_retried(run: AttackRun) -> None:
@@ -296,8 +315,9 @@ def _generation_job_for(*, run: AttackRun, entry: AttackRunAttack) -> Generation
     return entry.generation_job
 
 
-def _score_results(*, run: AttackRun, reward_version) -> None:
-    """Score each new reply, the stored failed reply and the correction with one reward model."""
+def _score_results(*, run: AttackRun, reward_version, context: JobContext) -> None:
+    """Score each new reply, the stored failed reply and the correction with one reward model
+    (stored while this worker holds the run)."""
     results = list(
         run.results.filter(
             reward_score__isnull=True, sample__isnull=False, attack__isnull=False
@@ -322,6 +342,7 @@ def _score_results(*, run: AttackRun, reward_version) -> None:
     scores = reward_version_score(version=reward_version, conversations=conversations)
     for (result, field), score in zip(slots, scores, strict=True):
         setattr(result, field, score)
-    AttackResult.objects.bulk_update(
-        results, ["reward_score", "failed_reply_reward_score", "correction_reward_score"]
-    )
+    with _holding(context):
+        AttackResult.objects.bulk_update(
+            results, ["reward_score", "failed_reply_reward_score", "correction_reward_score"]
+        )
