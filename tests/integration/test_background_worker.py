@@ -1,0 +1,65 @@
+"""Dataset exports and red-team runs, done by a real worker through the broker: each kind of
+background work is taken from its queue, run by the executor and finished on its row."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from labeling.redteam import services as redteam_services
+from labeling.redteam.models import AttackResult, AttackRun
+from ranking.exports.filters import ExportFilters
+from ranking.exports.models import DatasetExport
+from ranking.exports.services import dataset_export_create
+from tests.conftest import wait_until
+from tests.labeling.redteam.conftest import two_attacks
+from tests.ranking.conftest import finished_conversation
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _finished(job, model):
+    """The row once the worker finished it (whatever the outcome), read fresh."""
+
+    def done():
+        row = model.objects.get(pk=job.pk)
+        return row if row.status in {"succeeded", "failed", "cancelled"} else None
+
+    return wait_until(done, what=f"the worker to finish {model.__name__} {job.pk}")
+
+
+def test_the_worker_writes_a_demonstrations_export_the_row_describes(
+    celery_worker, other_trainer, admin_user
+):
+    for index in range(3):
+        finished_conversation(other_trainer, turns=(f"q {index}?", f"a {index}."), origin="human")
+
+    export = dataset_export_create(
+        created_by=admin_user, format="demonstrations", filters=ExportFilters()
+    )
+    assert export.publication
+    export = _finished(export, DatasetExport)
+
+    assert export.status == "succeeded", export.error
+    assert export.worker and export.row_count == 3
+    lines = gzip.decompress(Path(export.file_path).read_bytes()).decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert sorted(r["messages"][-1]["content"] for r in records) == ["a 0.", "a 1.", "a 2."]
+
+
+def test_the_worker_reruns_the_stored_attacks_one_result_each(
+    celery_worker, policy, trainer, admin_user
+):
+    attacks = two_attacks(trainer, policy)
+
+    run = redteam_services.attack_run_create(requested_by=admin_user, model_version=policy)
+    assert run.publication
+    run = _finished(run, AttackRun)
+
+    assert run.status == "succeeded", run.error
+    assert run.worker and run.progress == 1.0
+    results = list(AttackResult.objects.filter(run=run).select_related("sample__job"))
+    assert sorted(r.attack_id for r in results) == sorted(a.pk for a in attacks)
+    for result in results:
+        assert result.error == "" and result.sample.job.model_version == policy
