@@ -333,7 +333,7 @@
     restore(card);
     form.classList.add("enhanced");
     card.classList.add("enhanced");
-    card.querySelectorAll(".shortcut-help, .ranking-tie, .ranking-undo").forEach((element) => {
+    card.querySelectorAll(".shortcut-help, .ranking-order, .ranking-tie, .ranking-undo").forEach((element) => {
       element.hidden = false;
     });
     card.querySelector(".ranking-tie").addEventListener("click", () => tie(card));

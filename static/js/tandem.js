@@ -30,6 +30,16 @@ document.addEventListener("click", (event) => {
   if (close) close.closest(".toast").remove();
 });
 document.addEventListener("htmx:load", (event) => scheduleToasts(event.detail.elt));
+// What only works with htmx running (polling, say) is sent hidden, with data-js-only: shown once
+// htmx has loaded the content holding it.
+document.addEventListener("htmx:load", (event) => {
+  const root = event.detail.elt;
+  const found = Array.from(root.querySelectorAll ? root.querySelectorAll("[data-js-only]") : []);
+  if (root.matches && root.matches("[data-js-only]")) found.push(root);
+  found.forEach((element) => {
+    element.hidden = false;
+  });
+});
 document.addEventListener("htmx:oobAfterSwap", (event) => scheduleToasts(event.detail.target));
 document.addEventListener("DOMContentLoaded", () => scheduleToasts(document));
 

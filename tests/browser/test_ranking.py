@@ -42,6 +42,8 @@ def test_replies_start_unplaced_and_an_untouched_order_cannot_be_submitted(
     items = page.locator(ITEMS)
     submit = page.get_by_role("button", name="Submit ranking")
     expect(items.locator(".rank-badge")).to_have_text(["Not placed"] * 4)
+    expect(page.locator("#ranking-order")).to_have_text("nothing placed yet")
+    expect(page.locator("#ranking-order")).to_be_visible()
     expect(submit).to_be_disabled()
     page.keyboard.press("Enter")  # nothing placed: nothing is sent
     expect(page.locator("#ranking-status")).to_contain_text("Place every reply first (0 of 4")
@@ -303,6 +305,7 @@ def test_waiting_page_polls_and_swaps_the_task_in_once_it_is_ready(
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/rank/")
     expect(page.get_by_role("heading", name="Nothing to rank yet")).to_be_visible()
+    expect(page.get_by_text("This page checks again every 3 seconds.")).to_be_visible()
 
     settings.RANKING_MAX_NEW_TOKENS = 8
     finished_conversation(other_trainer)

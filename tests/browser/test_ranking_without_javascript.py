@@ -31,6 +31,21 @@ def test_without_javascript_the_page_offers_no_keyboard_shortcuts(
     expect(page.locator("#ranking-help .no-js-help")).to_be_visible()
     expect(page.locator("#ranking-help .shortcut-help")).to_be_hidden()
     expect(page.get_by_text("lists every shortcut")).to_be_hidden()
+    # The order line is the script's (it fills it in as replies are placed).
+    expect(page.locator(".ranking-order")).to_be_hidden()
+
+
+def test_without_javascript_the_waiting_page_promises_no_checking_by_itself(
+    no_js_page, live_server, trainer
+):
+    page = no_js_page
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/rank/")
+    page.get_by_role("button", name="Start ranking").click()
+
+    expect(page.get_by_role("heading", name="Nothing to rank yet")).to_be_visible()
+    expect(page.get_by_text("checks again every 3 seconds")).to_be_hidden()
+    expect(page.get_by_role("button", name="Check now")).to_be_visible()
 
 
 def test_without_javascript_a_trainer_submits_undoes_sees_their_answer_and_reloads(
