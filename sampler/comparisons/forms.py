@@ -3,7 +3,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 
 from config.forms import DefaultProjectChoiceField, ModelChoiceField, ModelMultipleChoiceField
-from ranking.exports.filters import MAX_TEST_FRACTION, ExportFilters
+from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION
 from ranking.projects.selectors import project_list
 from sampler.registry.selectors import policy_versions, reward_versions
 
@@ -23,12 +23,22 @@ class ComparisonForm(forms.Form):
         label="More judges (an ensemble)",
     )
     prompts = forms.IntegerField(min_value=1, max_value=2000, initial=64, label="Held-out prompts")
-    # The PPO form's default, so a comparison holds out what a PPO run held out by default.
+    # Blank: the largest fraction the policies' training runs held out, with their seed
+    # (model_comparison_create), else the export's default; a larger one or another seed is
+    # refused there, naming the run that trained on the prompts it would add.
     test_fraction = forms.FloatField(
         min_value=0.0,
         max_value=MAX_TEST_FRACTION,
-        initial=ExportFilters().test_fraction,
+        required=False,
         label="Held-out fraction",
+        widget=forms.NumberInput(attrs={"placeholder": "the policies' training's", "step": "any"}),
+    )
+    split_seed = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_SPLIT_SEED,
+        required=False,
+        label="Split seed",
+        widget=forms.NumberInput(attrs={"placeholder": "the policies' training's"}),
     )
     max_new_tokens = forms.IntegerField(min_value=1, initial=48)
     project = DefaultProjectChoiceField(

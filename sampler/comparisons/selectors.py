@@ -2,16 +2,118 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
+from ranking.exports.models import DatasetExport
 from ranking.projects.models import project_default_id
 from ranking.projects.selectors import projects_for_trainer
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.comparisons.ratings import Rating, bradley_terry
 from sampler.registry.models import ModelVersion
+from sampler.runs.models import TrainingRun
+
+
+@dataclass(frozen=True)
+class TrainedSplit:
+    """The split one training run in a compared policy's lineage held out (by conversation)."""
+
+    policy: str
+    # The version the run made: the policy itself or one of its ancestors.
+    version: str
+    run_id: int
+    run_kind: str
+    test_fraction: float
+    split_seed: int
+
+    @property
+    def run(self) -> str:
+        """How a message names the run: "PPO run 7 (which made ppo-1)"."""
+        return f"{self.run_kind} run {self.run_id} (which made {self.version})"
+
+    def as_dict(self) -> dict:
+        return {
+            "policy": self.policy,
+            "version": self.version,
+            "run": self.run_id,
+            "kind": self.run_kind,
+            "test_fraction": self.test_fraction,
+            "split_seed": self.split_seed,
+        }
+
+
+@dataclass(frozen=True)
+class LineageHeldOut:
+    """What the compared policies' training held out of this database's conversations.
+
+    ``splits``: each run in a policy's lineage (the version, its parent, and so on) that read
+    this database, or an export of it, with the split it recorded. ``unchecked``: runs whose
+    split this database cannot know (trained on an uploaded file, or on a file that is no export
+    of it; their records' split is the file's)."""
+
+    splits: tuple[TrainedSplit, ...] = ()
+    unchecked: tuple[str, ...] = field(default=())
+
+    @property
+    def test_fraction(self) -> float | None:
+        """The largest fraction every run held out: the smallest recorded (None: no run)."""
+        return min((split.test_fraction for split in self.splits), default=None)
+
+    @property
+    def split_seed(self) -> int | None:
+        """The seed every run split with (None: no run, or runs that disagree)."""
+        seeds = {split.split_seed for split in self.splits}
+        return seeds.pop() if len(seeds) == 1 else None
+
+
+def lineage_held_out(*, versions: list[ModelVersion] | tuple[ModelVersion, ...]) -> LineageHeldOut:
+    """The held-out splits of the training runs that made ``versions`` and their ancestors.
+
+    A policy with no recorded run (imported, registered) adds nothing: what it trained on is
+    not this database's to know."""
+    splits, unchecked = [], []
+    for policy in versions:
+        current, seen = policy, set()
+        while current is not None and current.pk not in seen:
+            seen.add(current.pk)
+            run = current.training_run
+            if run is not None:
+                split = _run_split(run)
+                named = dict(
+                    policy=policy.name,
+                    version=current.name,
+                    run_id=run.pk,
+                    run_kind=run.get_kind_display(),
+                )
+                if split is None:
+                    unchecked.append(
+                        f"{policy.name}: {run.get_kind_display()} run {run.pk} (which made "
+                        f"{current.name}) trained on a file this database did not export"
+                    )
+                else:
+                    fraction, seed = split
+                    splits.append(TrainedSplit(**named, test_fraction=fraction, split_seed=seed))
+            current = current.parent
+    return LineageHeldOut(splits=tuple(splits), unchecked=tuple(unchecked))
+
+
+def _run_split(run: TrainingRun) -> tuple[float, int] | None:
+    """(test_fraction, split_seed) a run held out: its database filters', or those of the
+    export of this database it read; None when neither is recorded."""
+    dataset = run.dataset or {}
+    filters = dataset.get("filters") if dataset.get("source") == "database" else None
+    if filters is None and dataset.get("source") == "file" and dataset.get("path"):
+        # The run keeps the path resolved; an export keeps it as EXPORT_ROOT spells it.
+        path = Path(dataset["path"]).resolve()
+        exports = DatasetExport.objects.filter(file_path__endswith=path.name).order_by("-pk")
+        export = next((e for e in exports if Path(e.file_path).resolve() == path), None)
+        filters = export.filters if export is not None else None
+    if not filters or "test_fraction" not in filters:
+        return None
+    return float(filters["test_fraction"]), int(filters.get("split_seed") or 0)
 
 
 def model_comparison_list(*, limit: int = 20) -> QuerySet[ModelComparison]:

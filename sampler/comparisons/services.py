@@ -21,6 +21,7 @@ from ranking.exports.filters import ExportFilters
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_ids_open_to_all
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
+from sampler.comparisons.selectors import LineageHeldOut, lineage_held_out
 from sampler.generation.params import GenerationParams, context_room_error
 from sampler.generation.services import generation_replies
 from sampler.jobs.services import JobContext, JobError, job_enqueue
@@ -74,9 +75,10 @@ def independent_judges(*, version_a: ModelVersion, version_b: ModelVersion) -> l
     return sorted(candidates.exclude(path=""), key=lambda v: (not v.is_active, -v.pk))
 
 
-def no_held_out_prompt(*, filters: ExportFilters) -> str:
+def no_held_out_prompt(*, filters: ExportFilters, largest: float | None = None) -> str:
     """Why a comparison on ``filters`` has nothing to compare on ("" when it has a held-out
-    prompt): the same selection its job samples from."""
+    prompt): the same selection its job samples from. ``largest``: the largest fraction the
+    policies' training held out, past which a larger one is no advice (it would be refused)."""
     if held_out_prompts(filters=filters, limit=1):
         return ""
     fraction = f"{filters.test_fraction:g}"
@@ -93,12 +95,66 @@ def no_held_out_prompt(*, filters: ExportFilters) -> str:
     else:
         count = f"{len(every)}" if len(every) < PROMPTS_COUNTED else f"{PROMPTS_COUNTED}+"
         counted = f"holds out none of the {count} prompts"
+    if largest is not None and filters.test_fraction >= largest:
+        advice = (
+            "Add more conversations (the policies' training held out only "
+            f"{largest:g}: a larger fraction would add prompts it trained on)."
+        )
+    else:
+        advice = (
+            "Add more conversations, or choose a larger held-out fraction (a policy trained "
+            "with a smaller one has trained on some of the prompts it adds)."
+        )
     return (
         f"No held-out prompt to compare on: a held-out fraction of {fraction} {counted}{where} "
-        "(whole conversations are held out, chosen by a hash of their id). Add more "
-        "conversations, or choose a larger held-out fraction (a policy trained with a smaller "
-        "one has trained on some of the prompts it adds)."
+        f"(whole conversations are held out, chosen by a hash of their id). {advice}"
     )
+
+
+def held_out_refusals(*, lineage: LineageHeldOut, filters: ExportFilters) -> dict[str, str]:
+    """Why ``filters``' test split would hold prompts a compared policy trained on, by field
+    (empty: it is held out for every run of the policies' lineages)."""
+    errors = {}
+    other_seed = [split for split in lineage.splits if split.split_seed != filters.split_seed]
+    if other_seed:
+        named = "; ".join(
+            f"{split.policy} was trained by {split.run} with split seed {split.split_seed}"
+            for split in other_seed
+        )
+        advice = (
+            f"use split seed {lineage.split_seed}"
+            if lineage.split_seed is not None
+            else "no seed holds out the same conversations for all of them: compare policies "
+            "trained with the same split seed"
+        )
+        errors["split_seed"] = (
+            f"A comparison with split seed {filters.split_seed} samples prompts these policies "
+            f"trained on ({named}): {advice}."
+        )
+    too_large = [split for split in lineage.splits if split.test_fraction < filters.test_fraction]
+    if too_large:
+        named = "; ".join(
+            f"{split.policy} was trained by {split.run}, which held out {split.test_fraction:g}"
+            for split in too_large
+        )
+        errors["test_fraction"] = (
+            f"A held-out fraction of {filters.test_fraction:g} adds prompts these policies "
+            f"trained on ({named}): choose at most {lineage.test_fraction:g}."
+        )
+    return errors
+
+
+def _held_out_record(*, lineage: LineageHeldOut, filters: ExportFilters, chosen_by: str) -> dict:
+    """What the comparison's config keeps of its held-out split and of the check behind it."""
+    return {
+        "test_fraction": filters.test_fraction,
+        "split_seed": filters.split_seed,
+        # "lineage": the policies' training's; "given": asked for; "default": no run recorded.
+        "chosen_by": chosen_by,
+        "checked": bool(lineage.splits),
+        "runs": [split.as_dict() for split in lineage.splits],
+        "unchecked": list(lineage.unchecked),
+    }
 
 
 def _projects_named(filters: ExportFilters) -> str:
@@ -122,6 +178,8 @@ def model_comparison_create(
     temperature: float = 0.7,
     seed: int = 0,
     filters: ExportFilters | None = None,
+    test_fraction: float | None = None,
+    split_seed: int | None = None,
     requested_by: AbstractBaseUser | None = None,
     project=None,
     queue: bool = True,
@@ -132,6 +190,12 @@ def model_comparison_create(
     ``project``: the comparison belongs to it and draws its prompts from its data only (none:
     the default project, prompts from the projects open to every trainer, those of ``filters``
     among them when it names some: its side-by-sides are shown to every trainer).
+
+    The held-out split: ``test_fraction`` and ``split_seed`` when given, else ``filters``' when
+    given, else the largest the policies' training held out (``lineage_held_out``: the smallest
+    fraction its runs recorded, with their seed), else the export's default. A split that holds
+    prompts a run of either policy's lineage trained on (a larger fraction, another seed) is
+    refused, naming the policy and the run; policies with no recorded run are not checked.
     ``comparison.publication`` says whether the job queue took it (it is kept either way)."""
     errors = {}
     for field, version in (("version_a", version_a), ("version_b", version_b)):
@@ -191,7 +255,12 @@ def model_comparison_create(
     if len(judges) > MAX_JUDGES:
         raise ValidationError({"extra_judges": f"At most {MAX_JUDGES} judges."})
     overlap = sorted({name for judge in judges for name in _halves_overlap(judge, excluded)})
-    filters = filters or ExportFilters()
+    lineage = lineage_held_out(versions=(version_a, version_b))
+    filters, chosen_by = _held_out_split(
+        lineage=lineage, filters=filters, test_fraction=test_fraction, split_seed=split_seed
+    )
+    if refusals := held_out_refusals(lineage=lineage, filters=filters):
+        raise ValidationError(refusals)
     if project is not None:
         filters = replace(filters, project_ids=(project.pk,))
     else:
@@ -209,7 +278,7 @@ def model_comparison_create(
             )
         filters = replace(filters, project_ids=chosen)
     # Checked again when it runs (data can go in between); refused here, not found out then.
-    if missing := no_held_out_prompt(filters=filters):
+    if missing := no_held_out_prompt(filters=filters, largest=lineage.test_fraction):
         raise ValidationError({"test_fraction": missing})
     with transaction.atomic():
         comparison = ModelComparison.objects.create(
@@ -228,11 +297,40 @@ def model_comparison_create(
                 # Judges trained on rankings a proxy may also have seen: independent of the
                 # proxy's scores, not of its data.
                 "judge_data_overlaps": overlap,
+                "held_out": _held_out_record(lineage=lineage, filters=filters, chosen_by=chosen_by),
             },
             requested_by=requested_by,
         )
         comparison.publication = job_enqueue(job=comparison) if queue else None
     return comparison
+
+
+def _held_out_split(
+    *,
+    lineage: LineageHeldOut,
+    filters: ExportFilters | None,
+    test_fraction: float | None,
+    split_seed: int | None,
+) -> tuple[ExportFilters, str]:
+    """``filters`` with the comparison's held-out split, and what chose it."""
+    given = filters is not None or test_fraction is not None or split_seed is not None
+    base = filters or ExportFilters()
+    if filters is None:
+        base = replace(
+            base,
+            test_fraction=(
+                lineage.test_fraction if lineage.test_fraction is not None else base.test_fraction
+            ),
+            split_seed=lineage.split_seed if lineage.split_seed is not None else base.split_seed,
+        )
+    chosen = replace(
+        base,
+        test_fraction=base.test_fraction if test_fraction is None else test_fraction,
+        split_seed=base.split_seed if split_seed is None else split_seed,
+    )
+    if given:
+        return chosen, "given"
+    return chosen, "lineage" if lineage.splits else "default"
 
 
 def model_comparison_execute(context: JobContext) -> None:
@@ -251,7 +349,10 @@ def model_comparison_execute(context: JobContext) -> None:
     prompts = held_out_prompts(filters=filters, limit=config["prompts"])
     if not prompts:
         # (Prompts that came back since read as none to this run.)
-        raise JobError(no_held_out_prompt(filters=filters) or "No held-out prompt to compare on.")
+        runs = (config.get("held_out") or {}).get("runs") or []
+        largest = min((run["test_fraction"] for run in runs), default=None)
+        missing = no_held_out_prompt(filters=filters, largest=largest)
+        raise JobError(missing or "No held-out prompt to compare on.")
     # Both policies sample through their own backends (a version served only by vLLM or an
     # endpoint can be compared), from the full distribution at PPO's temperature, same seeds.
     params = GenerationParams(

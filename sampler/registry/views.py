@@ -138,7 +138,8 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
             extra_judges=list(data["extra_judges"]),
             prompts=data["prompts"],
             max_new_tokens=data["max_new_tokens"],
-            filters=ExportFilters(test_fraction=data["test_fraction"]),
+            test_fraction=data["test_fraction"],
+            split_seed=data["split_seed"],
             requested_by=request.user,
             project=data["project"],
         )
