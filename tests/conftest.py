@@ -9,6 +9,7 @@
   port, started here and stopped at the end: two runs on one machine share nothing.
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -257,6 +258,17 @@ def micro_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from sampler.embedded.build import build_micro_model
 
     return build_micro_model(tmp_path_factory.mktemp("micro-model"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def dropout_model_dir(micro_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The micro model with dropout, as most released models have (GPT-2: 0.1)."""
+    copy = tmp_path_factory.mktemp("dropout-model") / "model"
+    shutil.copytree(micro_model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config.update(resid_pdrop=0.3, embd_pdrop=0.3, attn_pdrop=0.3)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
 
 
 @pytest.fixture

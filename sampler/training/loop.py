@@ -6,7 +6,11 @@ What differs between SFT and the reward model (the loss, the evaluation) is a ``
 
 Checkpoints are Accelerate states (weights, optimizer, RNG) plus ``trainer_state.json`` (step,
 config, curves). Resuming restores them and skips the batches already seen, so a resumed run
-trains on the same batches in the same order as one that never stopped.
+trains on the same batches in the same order as one that never stopped. Each step draws its
+random numbers (dropout) from a seed of its own (``seed_step``), so they are the same too: the
+generators a checkpoint restores have also been drawn from by what the loop did besides its
+steps, and not at the same points in a resumed run (a data loader draws a seed whenever it
+starts an iteration: at an epoch's start in one run, right after the restore in the other).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Protocol
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, broadcast_object_list
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -40,6 +44,9 @@ INFO_FILE = "tandem_training.json"
 CHECKPOINT_PREFIX = "step-"
 # The folder of one attempt of a run (one claim or takeover of it) among the run's checkpoints.
 ATTEMPT_PREFIX = "attempt-"
+# In a checkpoint's state file: the run drew each step's random numbers from the step's seed.
+# Older checkpoints lack it; they resume, but their resumed steps draw other numbers.
+SEEDED_STEPS = "seeded_steps"
 
 
 @dataclass
@@ -183,6 +190,21 @@ def total_steps_for(config: TrainingConfig, batches_per_epoch: int) -> int:
     return max(1, math.ceil(config.epochs * steps_per_epoch(config, batches_per_epoch)))
 
 
+def step_seed(seed: int, step: int, *, salt: int = 0, process_index: int = 0) -> int:
+    """The seed of one step's random draws (``salt`` tells apart the draws of one step), from
+    the run's seed, the step and the process alone, so a resumed run draws what a run that
+    never stopped drew; the processes draw apart (their dropout masks differ)."""
+    return (seed * 1_000_003 + step * 7919 + salt) % (2**63) + process_index * 104_729
+
+
+def seed_step(config: TrainingConfig, step: int, accelerator: Accelerator) -> None:
+    """Seed every generator a step draws from (Python's, NumPy's, torch's on the CPU and on
+    each accelerator) for ``step``: dropout draws from them, not from a generator of its own.
+    NumPy takes 32-bit seeds."""
+    seed = step_seed(config.seed, step, process_index=accelerator.process_index)
+    set_seed(seed % 2**32)
+
+
 def learning_rate_at(step: int, total_steps: int, config: TrainingConfig) -> float:
     """Linear warmup, then cosine decay to ``min_learning_rate_ratio`` of the peak."""
     warmup = int(config.warmup_ratio * total_steps)
@@ -268,6 +290,7 @@ def save_checkpoint(
             "history": state.history,
             "window": state.window,
             "window_steps": state.window_steps,
+            SEEDED_STEPS: True,
         }
         (path / STATE_FILE).write_text(json.dumps(payload))
     accelerator.wait_for_everyone()
@@ -284,14 +307,24 @@ def prune_checkpoints(accelerator: Accelerator, kept: Path) -> None:
                 shutil.rmtree(older, ignore_errors=True)
 
 
-def load_checkpoint(accelerator: Accelerator, path: Path) -> LoopState:
+def load_checkpoint(accelerator: Accelerator, path: Path) -> tuple[LoopState, bool]:
+    """The loop's state at ``path`` and whether its run seeded each step (``SEEDED_STEPS``):
+    if not, the resumed steps draw other random numbers than the run that saved it did."""
     accelerator.load_state(str(path))
     payload = json.loads((path / STATE_FILE).read_text())
-    return LoopState(
+    state = LoopState(
         step=int(payload["step"]),
         history=payload["history"],
         window=payload.get("window", {}),
         window_steps=int(payload.get("window_steps", 0)),
+    )
+    return state, bool(payload.get(SEEDED_STEPS))
+
+
+def not_exact_message(checkpoint: Path) -> str:
+    return (
+        f"checkpoint {checkpoint.name} was saved before each step drew from its own seed: the "
+        "resumed steps do not repeat the random draws (dropout) of a run that never stopped"
     )
 
 
@@ -389,8 +422,10 @@ def train(
     state, resumed_from = LoopState(), None
     checkpoint_dir, checkpoint = checkpoint_plan(accelerator, checkpoint_dir, resume)
     if checkpoint is not None:
-        state = load_checkpoint(accelerator, checkpoint)
+        state, seeded = load_checkpoint(accelerator, checkpoint)
         resumed_from = state.step
+        if not seeded:
+            report("message", state, message=not_exact_message(checkpoint))
     report(
         "start",
         state,
@@ -411,6 +446,7 @@ def train(
         ):
             learning_rate = learning_rate_at(state.step, total_steps, config)
             _set_learning_rate(optimizer, learning_rate)
+            seed_step(config, state.step, accelerator)
             step_metrics = _accumulated_step(task, module, window, accelerator)
             accelerator.clip_grad_norm_(module.parameters(), config.gradient_clip)
             optimizer.step()

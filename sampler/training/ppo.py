@@ -49,6 +49,7 @@ from sampler.training.loop import (
     make_accelerator,
     prune_checkpoints,
     report_progress,
+    step_seed,
 )
 from sampler.training.losses import masked_mean
 from sampler.training.model import (
@@ -359,8 +360,9 @@ class PPOTrainer:
 
     def _generator(self, step: int, salt: int) -> torch.Generator:
         # Seeded by step: a resumed run samples what an uninterrupted one would have.
-        seed = (self.config.seed * 1_000_003 + step * 7919 + salt) % (2**63)
-        seed += self.accelerator.process_index * 104_729
+        seed = step_seed(
+            self.config.seed, step, salt=salt, process_index=self.accelerator.process_index
+        )
         return torch.Generator(device=self.accelerator.device).manual_seed(seed)
 
     # ---- step 1: rollout

@@ -1,62 +1,111 @@
 """The shared loop, without Django: resuming gives the run that never stopped."""
 
 import itertools
+import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from sampler.training.config import ConfigError, RewardConfig, SFTConfig
-from sampler.training.loop import latest_checkpoint, learning_rate_at
+from sampler.training.loop import STATE_FILE, latest_checkpoint, learning_rate_at
 from sampler.training.reward import train_reward
-from sampler.training.synthetic import synthetic_rankings
+from sampler.training.sft import train_sft
+from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
 
 
 class Interrupt(Exception):
     pass
 
 
-def test_a_resumed_run_ends_with_the_weights_of_one_that_never_stopped(micro_model_dir, tmp_path):
-    rankings = synthetic_rankings(24, k=3, seed=5)
-    config = RewardConfig(
-        max_steps=6,
-        batch_size=4,
-        checkpoint_every=2,
-        max_length=48,
-        learning_rate=1e-3,
-        normalize_to_demonstrations=False,
-    )
-    common = {"config": config, "records": rankings, "base_model": micro_model_dir}
-    whole = train_reward(**common, output_dir=tmp_path / "whole")
+def _interrupted_at_step_3(trainer, common: dict, checkpoints) -> None:
+    """Run until step 3 (a checkpoint at step 2), then stop it as a crash would."""
 
     def stop_at_step_3(event):
         if event.kind == "train" and event.step == 3:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train_reward(
+        trainer(
             **common,
-            output_dir=tmp_path / "first",
-            checkpoint_dir=tmp_path / "checkpoints",
+            output_dir=checkpoints.parent / "first",
+            checkpoint_dir=checkpoints,
             callback=stop_at_step_3,
         )
-    resumed = train_reward(
+
+
+def _resumed(trainer, common: dict, checkpoints, name: str = "resumed"):
+    """(the resumed run's result, its log messages)."""
+    messages: list[str] = []
+
+    def log(event):
+        if event.message:
+            messages.append(event.message)
+
+    result = trainer(
         **common,
-        output_dir=tmp_path / "resumed",
-        checkpoint_dir=tmp_path / "checkpoints",
+        output_dir=checkpoints.parent / name,
+        checkpoint_dir=checkpoints,
         resume=True,
+        callback=log,
     )
+    return result, messages
+
+
+def _resume_case(kind: str, base_model) -> tuple:
+    """(trainer, its arguments): 6 steps, a checkpoint every 2, an epoch ending at step 5."""
+    shared = {"max_steps": 6, "batch_size": 4, "checkpoint_every": 2, "max_length": 48}
+    if kind == "sft":
+        config = SFTConfig(**shared, learning_rate=1e-3)
+        records = synthetic_demonstrations(24)
+        return train_sft, {"config": config, "records": records, "base_model": base_model}
+    config = RewardConfig(**shared, learning_rate=1e-3, normalize_to_demonstrations=False)
+    records = synthetic_rankings(24, k=3, seed=5)
+    return train_reward, {"config": config, "records": records, "base_model": base_model}
+
+
+@pytest.mark.parametrize("kind", ["reward", "sft"])
+def test_a_resumed_run_with_dropout_ends_with_the_weights_of_one_that_never_stopped(
+    kind, dropout_model_dir, tmp_path
+):
+    """Dropout draws from the global generators, which more than the loop's steps use (each
+    data loader draws a seed from it whenever it starts an iteration): each step draws from its
+    own seed, so the steps after a resume draw what they drew in the run that never stopped."""
+    trainer, common = _resume_case(kind, dropout_model_dir)
+    whole = trainer(**common, output_dir=tmp_path / "whole")
+    _interrupted_at_step_3(trainer, common, tmp_path / "checkpoints")
+    resumed, messages = _resumed(trainer, common, tmp_path / "checkpoints")
+    assert "resumed at step 2 of 6" in messages
+    assert not [message for message in messages if "not repeat" in message]
     assert resumed.steps == whole.steps == 6
     assert resumed.history["loss/train"] == whole.history["loss/train"]
     expected = load_file(tmp_path / "whole" / "model.safetensors")
     actual = load_file(tmp_path / "resumed" / "model.safetensors")
     assert expected.keys() == actual.keys()
-    for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0)
-    before = load_file(micro_model_dir / "model.safetensors")
+    assert all(torch.equal(actual[name], expected[name]) for name in expected)
+    before = load_file(dropout_model_dir / "model.safetensors")
     assert not torch.equal(
         before["transformer.h.0.attn.c_attn.weight"], expected["transformer.h.0.attn.c_attn.weight"]
     )
+
+
+def test_a_checkpoint_saved_before_steps_were_seeded_still_resumes_and_says_it_is_not_exact(
+    dropout_model_dir, tmp_path
+):
+    trainer, common = _resume_case("reward", dropout_model_dir)
+    checkpoints = tmp_path / "checkpoints"
+    _interrupted_at_step_3(trainer, common, checkpoints)
+    state_file = checkpoints / "step-00000002" / STATE_FILE
+    older = json.loads(state_file.read_text())
+    del older["seeded_steps"]
+    state_file.write_text(json.dumps(older))
+    resumed, messages = _resumed(trainer, common, checkpoints)
+    assert resumed.steps == 6
+    assert "resumed at step 2 of 6" in messages
+    assert (
+        "checkpoint step-00000002 was saved before each step drew from its own seed: the "
+        "resumed steps do not repeat the random draws (dropout) of a run that never stopped"
+    ) in messages
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor():

@@ -624,9 +624,11 @@ def test_fixed_kl_coefficient_stays_and_unwhitened_rewards_keep_their_scale(
     assert all(abs(masked_var(r, m).item() - 1.0) > 0.1 for r, m in seen)
 
 
-def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_policy(
-    micro_model_dir, tmp_path
-):
+@pytest.mark.parametrize("base", ["micro_model_dir", "dropout_model_dir"])
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_policy(base, request, tmp_path):
+    """Sampling draws from generators seeded by step, and dropout stays off (a policy with
+    dropout 0.3 too): the resumed steps sample and update as the run that never stopped."""
+    micro_model_dir = request.getfixturevalue(base)
     tokenizer = load_tokenizer(micro_model_dir)
     torch.manual_seed(0)
     reward = build_reward_model(micro_model_dir, tokenizer)

@@ -365,19 +365,6 @@ def test_every_trainer_takes_lora_and_records_it(micro_model_dir, tmp_path):
 # ---- every log-ratio starts at 0 ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dropout_model_dir(micro_model_dir, tmp_path_factory):
-    """The micro model with dropout, as most released models have (GPT-2: 0.1)."""
-    import shutil
-
-    copy = tmp_path_factory.mktemp("dropout-model") / "model"
-    shutil.copytree(micro_model_dir, copy)
-    config = json.loads((copy / "config.json").read_text())
-    config.update(resid_pdrop=0.3, embd_pdrop=0.3, attn_pdrop=0.3)
-    (copy / "config.json").write_text(json.dumps(config))
-    return copy
-
-
 def _first_step(trainer, config, records, base_model, output_dir) -> dict[str, float]:
     """Metrics of the first step, measured before any update."""
     result = trainer(config=config, records=records, base_model=base_model, output_dir=output_dir)
