@@ -187,7 +187,9 @@ def test_an_interrupted_run_changes_no_active_model_and_resumes_from_its_checkpo
     assert not (model_root / run.output_name).exists()
     assert model_version_active() == policy
     assert model_version_active(kind="reward") == reward
-    assert (Path(run.checkpoint_dir) / "step-00000002").is_dir()
+    # In the folder of the attempt that saved it; the next attempt resumes from there.
+    [saved] = Path(run.checkpoint_dir).glob("attempt-*/step-00000002")
+    assert saved.is_dir()
 
     run = training_services.training_run_run_inline(run_id=run.pk)
     assert run.status == TrainingRun.Status.SUCCEEDED
