@@ -18,7 +18,6 @@ from django.db import transaction
 from django.utils.crypto import salted_hmac
 
 from ranking.exports.filters import ExportFilters
-from ranking.projects.models import Project
 from ranking.projects.selectors import project_ids_open_to_all
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.comparisons.selectors import LineageHeldOut, lineage_held_out
@@ -26,16 +25,13 @@ from sampler.generation.params import GenerationParams, context_room_error
 from sampler.generation.services import generation_replies
 from sampler.jobs.services import JobContext, JobError, job_enqueue
 from sampler.registry.models import ModelVersion
-from sampler.runs.kinds import distinct_prompts, held_out_prompts, validated_version
+from sampler.runs.kinds import held_out_prompts, missing_held_out_prompt, validated_version
 
 # Prompts a comparison samples when not told otherwise: enough for a win rate within ~6 points.
 COMPARISON_PROMPTS = 64
 
 
 MAX_COMPARISON_PROMPTS = 2000
-# How far the prompts are counted to say how many a held-out fraction left out: enough to tell
-# "too little data" from "too small a fraction".
-PROMPTS_COUNTED = 10000
 MAX_JUDGES = 8
 # What a voter can answer, by the place of the reply on the page: the page never names versions.
 POSITIONS = ("first", "second", "tie")
@@ -79,36 +75,17 @@ def no_held_out_prompt(*, filters: ExportFilters, largest: float | None = None) 
     """Why a comparison on ``filters`` has nothing to compare on ("" when it has a held-out
     prompt): the same selection its job samples from. ``largest``: the largest fraction the
     policies' training held out, past which a larger one is no advice (it would be refused)."""
-    if held_out_prompts(filters=filters, limit=1):
-        return ""
-    fraction = f"{filters.test_fraction:g}"
-    where = _projects_named(filters)
-    every = distinct_prompts(filters=replace(filters, split="all"), limit=PROMPTS_COUNTED)
-    if not every:
-        return (
-            f"No held-out prompt to compare on: there is no prompt yet{where} (no finished "
-            f"conversation or ranking with a user turn), so a held-out fraction of {fraction} "
-            "holds out none. Add more conversations first."
-        )
-    if len(every) == 1:
-        counted = "does not hold out the only prompt"
-    else:
-        count = f"{len(every)}" if len(every) < PROMPTS_COUNTED else f"{PROMPTS_COUNTED}+"
-        counted = f"holds out none of the {count} prompts"
     if largest is not None and filters.test_fraction >= largest:
         advice = (
-            "Add more conversations (the policies' training held out only "
-            f"{largest:g}: a larger fraction would add prompts it trained on)."
+            f" (the policies' training held out only {largest:g}: a larger fraction would add "
+            "prompts it trained on)"
         )
     else:
         advice = (
-            "Add more conversations, or choose a larger held-out fraction (a policy trained "
-            "with a smaller one has trained on some of the prompts it adds)."
+            ", or choose a larger held-out fraction (a policy trained with a smaller one has "
+            "trained on some of the prompts it adds)"
         )
-    return (
-        f"No held-out prompt to compare on: a held-out fraction of {fraction} {counted}{where} "
-        f"(whole conversations are held out, chosen by a hash of their id). {advice}"
-    )
+    return missing_held_out_prompt(filters=filters, purpose="compare on", advice=advice)
 
 
 def held_out_refusals(*, lineage: LineageHeldOut, filters: ExportFilters) -> dict[str, str]:
@@ -155,16 +132,6 @@ def _held_out_record(*, lineage: LineageHeldOut, filters: ExportFilters, chosen_
         "runs": [split.as_dict() for split in lineage.splits],
         "unchecked": list(lineage.unchecked),
     }
-
-
-def _projects_named(filters: ExportFilters) -> str:
-    if not filters.project_ids:
-        return ""
-    names = sorted(
-        Project.objects.filter(pk__in=filters.project_ids).values_list("name", flat=True)
-    )
-    quoted = ", ".join(f"\u201c{name}\u201d" for name in names)
-    return f" in project{'s' if len(names) > 1 else ''} {quoted}"
 
 
 def model_comparison_create(

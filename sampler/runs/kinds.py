@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 
 from ranking.exports.filters import KTO_FORMAT, SCHEMA_VERSION, ExportFilters
 from ranking.exports.selectors import export_records
+from ranking.projects.models import Project
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 from sampler.runs.models import TrainingRun
@@ -37,6 +38,11 @@ from sampler.training.records import (
 )
 
 PROMPTS_FORMAT = "prompts"
+# How far the prompts are counted to say how many a held-out fraction left out: enough to tell
+# "too little data" from "too small a fraction".
+PROMPTS_COUNTED = 10000
+# Records of the database that ``filters`` choose (``prompt_records``, ``ranking_records``).
+RecordsOf = Callable[..., Iterator[dict]]
 
 
 @dataclass
@@ -58,11 +64,18 @@ def prompt_records(*, filters: ExportFilters) -> Iterator[dict]:
     )
 
 
-def distinct_prompts(*, filters: ExportFilters, limit: int) -> list[list[dict]]:
-    """Distinct prefixes ending in a user turn of the records of ``filters`` (its split),
-    oldest first."""
+def ranking_records(*, filters: ExportFilters) -> Iterator[dict]:
+    """The ranking records a DPO run from the database reads, with their ``split``."""
+    return export_records(format="rankings", filters=filters)
+
+
+def distinct_prompts(
+    *, filters: ExportFilters, limit: int, records: RecordsOf = prompt_records
+) -> list[list[dict]]:
+    """Distinct prefixes ending in a user turn of the ``records`` of ``filters`` (its split;
+    by default those of ``prompt_records``), oldest first."""
     prompts, seen = [], set()
-    for record in prompt_records(filters=filters):
+    for record in records(filters=filters):
         for messages in prompt_prefixes(record):
             key = prompt_key(messages)
             if key not in seen:
@@ -73,9 +86,59 @@ def distinct_prompts(*, filters: ExportFilters, limit: int) -> list[list[dict]]:
     return prompts
 
 
-def held_out_prompts(*, filters: ExportFilters | None = None, limit: int) -> list[list[dict]]:
+def held_out_prompts(
+    *, filters: ExportFilters | None = None, limit: int, records: RecordsOf = prompt_records
+) -> list[list[dict]]:
     """Distinct prefixes ending in a user turn from held-out conversations, oldest first."""
-    return distinct_prompts(filters=replace(filters or ExportFilters(), split="test"), limit=limit)
+    filters = replace(filters or ExportFilters(), split="test")
+    return distinct_prompts(filters=filters, limit=limit, records=records)
+
+
+def missing_held_out_prompt(
+    *,
+    filters: ExportFilters,
+    purpose: str,
+    advice: str,
+    records: RecordsOf = prompt_records,
+    records_named: str = "finished conversation or ranking with a user turn",
+) -> str:
+    """Why ``filters``' held-out fraction holds out none of the prompts of ``records`` ("" when
+    it holds one out): "No held-out prompt to ``purpose``", what there is, then "Add more
+    conversations" and ``advice`` (what follows it: ", or ..." for what else to do).
+    ``records_named`` names the records, for when there are none at all."""
+    if held_out_prompts(filters=filters, limit=1, records=records):
+        return ""
+    fraction = f"{filters.test_fraction:g}"
+    where = _projects_named(filters)
+    every = distinct_prompts(
+        filters=replace(filters, split="all"), limit=PROMPTS_COUNTED, records=records
+    )
+    if not every:
+        return (
+            f"No held-out prompt to {purpose}: there is no prompt yet{where} (no "
+            f"{records_named}), so a held-out fraction of {fraction} holds out none. Add more "
+            "conversations first."
+        )
+    if len(every) == 1:
+        counted = "does not hold out the only prompt"
+    else:
+        count = f"{len(every)}" if len(every) < PROMPTS_COUNTED else f"{PROMPTS_COUNTED}+"
+        counted = f"holds out none of the {count} prompts"
+    return (
+        f"No held-out prompt to {purpose}: a held-out fraction of {fraction} {counted}{where} "
+        "(whole conversations are held out, chosen by a hash of their id). Add more "
+        f"conversations{advice}."
+    )
+
+
+def _projects_named(filters: ExportFilters) -> str:
+    if not filters.project_ids:
+        return ""
+    names = sorted(
+        Project.objects.filter(pk__in=filters.project_ids).values_list("name", flat=True)
+    )
+    quoted = ", ".join(f"\u201c{name}\u201d" for name in names)
+    return f" in project{'s' if len(names) > 1 else ''} {quoted}"
 
 
 def read_source(source: dict, data_format: str, *, limit: int | None = None) -> RunData:
@@ -155,6 +218,25 @@ class TrainingKind:
     )
     # Recorded on the new version beside the trainer's metrics.
     version_metrics: Callable[[RunData], dict] = lambda data: {}
+    # The database records whose held-out prompts the run evaluates on (its data, or what
+    # holds them: a run from the database with a held-out fraction that holds out none of
+    # them is refused), with how to name them; None: not checked.
+    evaluated_on: tuple[RecordsOf, str] | None = None
+
+
+def no_evaluation_problem(kind: TrainingKind, filters: ExportFilters) -> str:
+    """Why a run of ``kind`` from the database on ``filters`` would evaluate on nothing ("" when
+    it holds out a prompt, or was asked to hold out none: a held-out fraction of 0)."""
+    if kind.evaluated_on is None or not filters.test_fraction:
+        return ""
+    records, records_named = kind.evaluated_on
+    return missing_held_out_prompt(
+        filters=filters,
+        purpose="evaluate on",
+        advice=", or choose a larger held-out fraction (or 0 to train without evaluation)",
+        records=records,
+        records_named=records_named,
+    )
 
 
 def validated_config(kind: TrainingKind, values: dict | None):
@@ -455,6 +537,7 @@ PPO = TrainingKind(
         f"PPO run {run.pk} from {run.base_version.name} against {data.extra['reward'].name}."
     ),
     version_metrics=lambda data: {"reward_version": data.extra["reward"].name},
+    evaluated_on=(prompt_records, "finished conversation or ranking with a user turn"),
 )
 
 
@@ -469,6 +552,7 @@ DPO = _policy_from_records(
         f"DPO run {run.pk} ({run.config.get('mode')}, beta {run.config.get('beta')}) from "
         f"{run.base_version.name}, which is also its reference."
     ),
+    evaluated_on=(ranking_records, "ranking"),
 )
 
 

@@ -46,6 +46,7 @@ from sampler.runs.kinds import (
     data_path_checker,
     is_main_process,
     model_folder_problem,
+    no_evaluation_problem,
     training_kind,
     validated_config,
     validated_version,
@@ -132,6 +133,9 @@ def training_run_create(
         raise ValidationError({"data": "Give either database filters or a data file."})
     if filters is not None:
         filters.check_format(training.data_format)
+        # Found out when the run starts, it would train and report no held-out metric.
+        if problem := no_evaluation_problem(training, filters):
+            raise ValidationError({"test_fraction": problem})
     check_path = data_path_checker(allowed_data_roots)
     if data_path is not None:
         dataset = {"source": "file", "format": training.data_format, "path": check_path(data_path)}

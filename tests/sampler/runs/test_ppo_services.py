@@ -339,6 +339,23 @@ def _comparison_fields(version_a, version_b, reward_version) -> dict:
     }
 
 
+def _ppo_fields(reward_version, **changed) -> dict:
+    """The Models page's PPO form as it posts it, with ``changed`` values."""
+    return {
+        "reward_version": reward_version.pk,
+        "max_steps": 3,
+        "batch_size": 4,
+        "learning_rate": 1e-4,
+        "kl_coef": 0.05,
+        "max_kl": 10,
+        "max_new_tokens": 16,
+        "test_fraction": 0.1,
+        "lora_r": 0,
+        "lora_alpha": 8,
+        **changed,
+    }
+
+
 def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
     admin_client_, policy, reward_version, trainer, django_capture_on_commit_callbacks
 ):
@@ -346,19 +363,7 @@ def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
     with django_capture_on_commit_callbacks() as queued:
         response = admin_client_.post(
             reverse("sampler:ppo-run-start"),
-            {
-                "reward_version": reward_version.pk,
-                "max_steps": 3,
-                "batch_size": 4,
-                "learning_rate": 1e-4,
-                "kl_coef": 0.05,
-                "max_kl": 10,
-                "max_new_tokens": 16,
-                "test_fraction": 0.2,
-                "lora_r": 4,
-                "lora_alpha": 8,
-                "lora_targets": "c_attn",
-            },
+            _ppo_fields(reward_version, test_fraction=0.2, lora_r=4, lora_targets="c_attn"),
         )
     run = TrainingRun.objects.get(kind=TrainingRun.Kind.PPO)
     assert response.status_code == 302 and str(run.pk) in response["Location"]
@@ -410,23 +415,36 @@ def test_the_models_page_refuses_a_comparison_with_no_held_out_prompt_on_its_fra
     assert ModelComparison.objects.get().config["filters"]["test_fraction"] == 0.99
 
 
+def test_the_models_page_refuses_a_ppo_run_with_no_held_out_prompt_on_its_fraction(
+    admin_client_, policy, reward_version, trainer
+):
+    """It was queued, trained, and evaluated on nothing (no eval/* curve, nothing said)."""
+    for index in range(9):
+        conversation_in_split(trainer, split="train", turns=(f"question {index}?", "an answer"))
+    fields = _ppo_fields(reward_version)
+    response = admin_client_.post(reverse("sampler:ppo-run-start"), fields)
+    assert response.status_code == 422 and not TrainingRun.objects.exists()
+    errors = response.context["ppo_form"].errors
+    assert set(errors) == {"test_fraction"}, errors
+    assert (
+        "No held-out prompt to evaluate on: a held-out fraction of 0.1 holds out none of the 9 "
+        "prompts"
+    ) in response.content.decode()
+    for fraction in (0.99, 0.0):  # one holds some out; 0 asks for no evaluation
+        response = admin_client_.post(
+            reverse("sampler:ppo-run-start"), {**fields, "test_fraction": fraction}
+        )
+        assert response.status_code == 302
+        assert TrainingRun.objects.latest("pk").dataset["filters"]["test_fraction"] == fraction
+
+
 def test_the_models_page_refuses_a_ppo_batch_too_small_to_split_on_its_own_field(
     admin_client_, policy, reward_version
 ):
     """The page keeps PPO's 2 minibatches: a batch of 1 was accepted by the form, then refused
     for `minibatches`, a setting the page does not show."""
-    fields = {
-        "reward_version": reward_version.pk,
-        "max_steps": 3,
-        "learning_rate": 1e-4,
-        "kl_coef": 0.05,
-        "max_kl": 10,
-        "max_new_tokens": 16,
-        "test_fraction": 0.2,
-        "lora_r": 0,
-        "lora_alpha": 8,
-    }
-    response = admin_client_.post(reverse("sampler:ppo-run-start"), {**fields, "batch_size": 1})
+    fields = _ppo_fields(reward_version, test_fraction=0.2, batch_size=1)
+    response = admin_client_.post(reverse("sampler:ppo-run-start"), fields)
     assert response.status_code == 422
     errors = response.context["ppo_form"].errors
     assert set(errors) == {"batch_size"}, errors

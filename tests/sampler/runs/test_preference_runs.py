@@ -11,15 +11,20 @@ from django.core.management import CommandError, call_command
 from labeling.models import Feedback, Message
 from ranking.exports.filters import ExportFilters, split_of
 from ranking.exports.pipeline import records, write_jsonl
-from ranking.models import Candidate
+from ranking.models import Candidate, RankingTask
 from sampler.registry.models import ModelVersion
+from sampler.runs import kinds as run_kinds
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.runs.sources import feedback_pair_records, kto_records
 from sampler.training.data import IGNORE_INDEX, sft_example
 from sampler.training.model import load_tokenizer
 from sampler.training.synthetic import synthetic_rankings
-from tests.ranking.conftest import finished_conversation, ranked  # noqa: F401  (fixture)
+from tests.ranking.conftest import (  # noqa: F401  (ranked: a fixture)
+    conversation_in_split,
+    finished_conversation,
+    ranked,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -169,6 +174,38 @@ def test_train_dpo_from_the_database_in_both_modes(policy):
         assert version.metrics["lora"]["r"] == 2
         assert version.training_run.dataset["rows"] == 6
         assert "reference" in version.description
+
+
+@pytest.mark.usefixtures("ranked")
+def test_a_dpo_run_whose_fraction_holds_out_no_ranking_is_refused_before_it_is_made(
+    policy, trainer
+):
+    """It trained and reported no held-out metric. A conversation held out without a ranking
+    holds out a prompt for PPO (which evaluates on it), none for DPO."""
+    ranked_ids = set(RankingTask.objects.values_list("source_message__conversation_id", flat=True))
+    assert len(ranked_ids) == 3
+    seed = next(
+        seed
+        for seed in range(1000)
+        if all(split_of(pk, seed=seed, test_fraction=0.5) == "train" for pk in ranked_ids)
+    )
+    filters = ExportFilters(test_fraction=0.5, split_seed=seed)
+    conversation_in_split(trainer, split="test", filters=filters, turns=("held out?", "yes."))
+    with pytest.raises(ValidationError) as refused:
+        training_services.training_run_create(kind="dpo", filters=filters, queue=False)
+    message = " ".join(refused.value.message_dict["test_fraction"])
+    assert message.startswith(
+        "No held-out prompt to evaluate on: a held-out fraction of 0.5 holds out none of the 3 "
+        "prompts (whole conversations are held out"
+    )
+    assert "or 0 to train without evaluation" in message
+    assert not TrainingRun.objects.exists()
+    assert run_kinds.no_evaluation_problem(run_kinds.PPO, filters) == ""
+    # Asked to hold out nothing, it trains without evaluation, as asked.
+    run = training_services.training_run_create(
+        kind="dpo", filters=ExportFilters(test_fraction=0.0), queue=False
+    )
+    assert run.dataset["filters"]["test_fraction"] == 0.0
 
 
 @pytest.mark.usefixtures("ranked")

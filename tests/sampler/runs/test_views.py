@@ -214,9 +214,14 @@ def test_admin_launches_dpo_and_kto_runs_from_the_training_page(admin_client_, p
     page = admin_client_.get(reverse("sampler:training"))
     assert b"DPO policy" in page.content and b"KTO policy" in page.content
     common = {"source": "database", "test_fraction": "0.1", "split_seed": "0", "lora_r": "4"}
+    dpo = {**common, "kind": "dpo", "dpo_mode": "pairwise", "dpo_loss": "ipo", "beta": "0.5"}
+    # No ranking to hold out (none at all): it trained on nothing held out, or failed late.
+    response = admin_client_.post(reverse("sampler:training-run-start"), dpo)
+    assert response.status_code == 422 and not TrainingRun.objects.exists()
+    assert set(response.context["form"].errors) == {"test_fraction"}
+    assert "there is no prompt yet (no ranking)" in response.content.decode()
     response = admin_client_.post(
-        reverse("sampler:training-run-start"),
-        {**common, "kind": "dpo", "dpo_mode": "pairwise", "dpo_loss": "ipo", "beta": "0.5"},
+        reverse("sampler:training-run-start"), {**dpo, "test_fraction": "0"}
     )
     assert response.status_code == 302
     run = TrainingRun.objects.get(kind="dpo")
