@@ -1,16 +1,19 @@
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import ApiToken
+from accounts.models import ApiToken, IdempotencyKey
 from accounts.roles import TRAINER_GROUP
 
 # Tokens look like "tdm_<43 url-safe characters>": the prefix makes a leaked one easy to spot
@@ -114,3 +117,106 @@ def api_token_mark_used(*, token: ApiToken) -> None:
         return
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     token.last_used_at = now
+
+
+# ---- idempotency keys (config/idempotency.py is the API's door to these) ----------------------
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """What a key is bound to: the user, the key, and the request it first came with."""
+
+    user: AbstractUser
+    key: str
+    method: str
+    path: str
+    body: bytes
+
+    @property
+    def body_hash(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+@dataclass(frozen=True)
+class IdempotentAnswer:
+    status_code: int
+    body: Any
+    # True: a stored answer to an earlier request with the key; nothing was done this time.
+    replayed: bool
+
+
+class IdempotencyKeyReused(Exception):
+    """The key was used for another request (another path, method or body)."""
+
+
+class IdempotencyKeyBusy(Exception):
+    """The key's first request left no answer to give (its row was deleted meanwhile)."""
+
+
+def idempotency_key_cutoff() -> timedelta:
+    return timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
+
+
+@transaction.atomic
+def idempotent_perform(
+    *, request: IdempotentRequest, perform: Callable[[], tuple[int, Any]]
+) -> IdempotentAnswer:
+    """``perform()`` (its status code and JSON body) once per user and key: the answer is stored
+    with the key in the transaction of ``perform``'s writes, and a retry of the same request
+    gets it back without ``perform`` being called.
+
+    The key's row is inserted before ``perform`` runs: a request sent at the same time with the
+    same key waits on the unique constraint until this transaction ends (PostgreSQL; SQLite
+    takes one writer at a time), then finds the answer. ``perform`` raising or answering an
+    error (400 and above) rolls back its writes and the key with them, so the request can be
+    sent again with it.
+
+    Raises ``IdempotencyKeyReused`` for a key first used with another method, path or body."""
+    now = timezone.now()
+    # A key past its time is gone, even before the periodic task deletes it.
+    IdempotencyKey.objects.filter(
+        user=request.user, key=request.key, created_at__lt=now - idempotency_key_cutoff()
+    ).delete()
+    try:
+        with transaction.atomic():
+            record = IdempotencyKey.objects.create(
+                user=request.user,
+                key=request.key,
+                method=request.method,
+                path=request.path,
+                request_hash=request.body_hash,
+                created_at=now,
+            )
+    except IntegrityError:
+        return _idempotent_answer_stored(request)
+    status_code, body = perform()
+    if status_code >= 400:
+        # An error is not kept: whatever the request wrote is rolled back with its key, so it can
+        # be corrected and sent again with the same key.
+        transaction.set_rollback(True)
+        return IdempotentAnswer(status_code=status_code, body=body, replayed=False)
+    record.status_code, record.response_body = status_code, body
+    record.save(update_fields=["status_code", "response_body"])
+    return IdempotentAnswer(status_code=status_code, body=body, replayed=False)
+
+
+def _idempotent_answer_stored(request: IdempotentRequest) -> IdempotentAnswer:
+    stored = IdempotencyKey.objects.filter(user=request.user, key=request.key).first()
+    if stored is None or stored.status_code is None:
+        raise IdempotencyKeyBusy
+    if (stored.method, stored.path, stored.request_hash) != (
+        request.method,
+        request.path,
+        request.body_hash,
+    ):
+        raise IdempotencyKeyReused
+    return IdempotentAnswer(
+        status_code=stored.status_code, body=stored.response_body, replayed=True
+    )
+
+
+def idempotency_keys_delete_expired() -> int:
+    """Delete the keys older than ``IDEMPOTENCY_KEY_TTL_SECONDS``; how many were."""
+    cutoff = timezone.now() - idempotency_key_cutoff()
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

@@ -5,7 +5,14 @@ A module of its own: drf-spectacular reads DRF's settings on import, and those n
 """
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+
+from config.idempotency import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENT_ATTRIBUTE,
+    KEY_PATTERN,
+    REPLAYED_HEADER,
+)
 
 # ---- schema ------------------------------------------------------------------------------------
 
@@ -61,14 +68,45 @@ def cancel_conflict(status: str) -> str | None:
     return None
 
 
+_IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": f"^{KEY_PATTERN.pattern}$"},
+    location=OpenApiParameter.HEADER,
+    description=(
+        "Makes a retry safe: 1 to 255 printable ASCII characters, new for each request. A retry "
+        f"with the same key, path and body gets the first answer back (`{REPLAYED_HEADER}: "
+        "true`) and creates nothing; keys are kept a day (IDEMPOTENCY_KEY_TTL_SECONDS)."
+    ),
+)
+_IDEMPOTENCY_RESPONSES = {
+    "409": "A request with this Idempotency-Key is being handled; send it again.",
+    "422": "This Idempotency-Key was used for another request (another path or body).",
+}
+
+
 class ErrorDocumentingAutoSchema(AutoSchema):
-    """Every operation documents the JSON error responses the API can give."""
+    """Every operation documents the JSON error responses the API can give, and the
+    ``Idempotency-Key`` header where the operation takes one (config.idempotency)."""
+
+    def _takes_idempotency_key(self) -> bool:
+        handler = getattr(self.view, self.method.lower(), None)
+        return getattr(handler, IDEMPOTENT_ATTRIBUTE, False)
+
+    def get_override_parameters(self):
+        parameters = super().get_override_parameters()
+        if self._takes_idempotency_key():
+            return [*parameters, _IDEMPOTENCY_PARAMETER]
+        return parameters
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
-        for code, (description, schema) in _ERROR_RESPONSES.items():
+        errors = dict(_ERROR_RESPONSES)
+        if self._takes_idempotency_key():
+            for code, description in _IDEMPOTENCY_RESPONSES.items():
+                errors.setdefault(code, (description, _ERROR_SCHEMA))
+        for code, (description, schema) in errors.items():
             documented = responses.setdefault(code, {"description": description})
             documented.setdefault("content", {"application/json": {"schema": schema}})
         for code, documented in responses.items():

@@ -73,6 +73,12 @@ app.conf.beat_schedule = {
         "task": "ranking.quality.tasks.refresh_trust",
         "schedule": float(settings.TRUST_REFRESH_SECONDS),
     },
+    # Deletes Idempotency-Keys older than IDEMPOTENCY_KEY_TTL_SECONDS (their retries are answered
+    # as new requests from then on anyway): the table holds about a day of creating POSTs.
+    "delete-expired-idempotency-keys": {
+        "task": "accounts.tasks.delete_expired_idempotency_keys",
+        "schedule": 3600.0,
+    },
 }
 
 # What a failed publication raises: the broker is down or unreachable.
@@ -110,7 +116,7 @@ def enqueue(
 
 
 # The modules that define Celery tasks (the job executor and the periodic tasks).
-app.autodiscover_tasks(["sampler.jobs", "ranking.rank", "ranking.quality"])
+app.autodiscover_tasks(["sampler.jobs", "ranking.rank", "ranking.quality", "accounts"])
 
 # Worker-side hooks (operations).
 # Every worker writes a heartbeat row while it consumes (sampler/workers/heartbeat.py); /readyz

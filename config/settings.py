@@ -531,6 +531,10 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
     "accounts.throttling.UserRateThrottleUnlessCacheDown",
 ]
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": API_THROTTLE_ANON, "user": API_THROTTLE_USER}
+# How long the answer to a creating POST sent with an Idempotency-Key is kept for its retries
+# (config/idempotency.py); a periodic task deletes older keys. Clients retry within minutes;
+# a day covers a client that retries after an outage overnight.
+IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 60 * 60, least=60)
 # DRF checks permissions before throttles, so a request without valid credentials is answered
 # 401 before AnonRateThrottle sees it: this middleware counts those 401s per address and turns
 # further ones into 429 past API_THROTTLE_ANON (guessing tokens or passwords included).

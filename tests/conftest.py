@@ -133,6 +133,13 @@ def run_python(
     return result
 
 
+def post_json(client: Client, url: str, data: object = None, *, idempotency_key: str | None = None):
+    """POST ``data`` (``{}`` when None) as JSON, with an ``Idempotency-Key`` when given."""
+    headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
+    body = json.dumps({} if data is None else data)
+    return client.post(url, body, content_type="application/json", headers=headers)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

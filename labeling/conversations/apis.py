@@ -24,6 +24,7 @@ from config.api import (
     validated_input,
     validated_query,
 )
+from config.idempotency import idempotent
 from labeling.conversations import selectors, services
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
@@ -162,6 +163,7 @@ class ConversationListApi(ApiView):
         )
 
     @extend_schema(request=InputSerializer, responses={201: ConversationOutputSerializer})
+    @idempotent
     def post(self, request: Request) -> Response:
         """Start a new conversation owned by the caller."""
         data = dict(validated_input(self.InputSerializer, request.data))
@@ -233,6 +235,7 @@ class MessageAppendApi(ApiView):
             return value
 
     @extend_schema(request=InputSerializer, responses={201: MessageOutputSerializer})
+    @idempotent
     def post(self, request: Request, conversation_id: int) -> Response:
         data = validated_input(self.InputSerializer, request.data)
         conversation = selectors.conversation_get_for_user(
@@ -262,6 +265,7 @@ class MessageBranchApi(ApiView):
             ref_name = "MessageBranchInput"
 
     @extend_schema(request=InputSerializer, responses={201: MessageOutputSerializer})
+    @idempotent
     def post(self, request: Request, message_id: int) -> Response:
         data = validated_input(self.InputSerializer, request.data)
         original = selectors.message_get_for_user(message_id=message_id, user=request.user)

@@ -24,6 +24,7 @@ from config.api import (
     StrictURLField,
     validated_input,
 )
+from config.idempotency import idempotent
 from ranking.projects import services
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_list, project_progress, projects_for_trainer
@@ -176,6 +177,7 @@ class ProjectListApi(ApiView):
         return Response(ProjectOutputSerializer(projects, many=True).data)
 
     @extend_schema(request=ProjectInputSerializer, responses={201: ProjectStaffOutputSerializer})
+    @idempotent
     def post(self, request: Request) -> Response:
         data = validated_input(ProjectInputSerializer, request.data)
         project = services.project_create(created_by=request.user, **_service_fields(data))

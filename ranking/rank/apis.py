@@ -21,6 +21,7 @@ from config.api import (
     query_names_checked,
     validated_input,
 )
+from config.idempotency import idempotent
 from ranking.projects.selectors import project_for_trainer
 from ranking.rank import services
 from ranking.rank.models import Ranking
@@ -233,6 +234,7 @@ class RankingSubmitApi(ApiView):
             409: OpenApiResponse(description="Already ranked, skipped, or the task is full."),
         },
     )
+    @idempotent
     def post(self, request: Request, assignment_id: int) -> Response:
         data = validated_input(self.InputSerializer, request.data)
         assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)

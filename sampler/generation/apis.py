@@ -21,6 +21,7 @@ from config.api import (
     validated_input,
 )
 from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
+from config.idempotency import idempotent
 from labeling.models import Message
 from sampler.generation import services
 from sampler.generation.params import GenerationParams
@@ -178,6 +179,7 @@ class GenerationJobCreateApi(ApiView):
             503: JobOutputSerializer,
         },
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         data = validated_input(self.InputSerializer, request.data)
         prefix_message = None

@@ -14,6 +14,7 @@ from config.api import (
     StrictIntegerField,
     validated_input,
 )
+from config.idempotency import idempotent
 from config.text import validate_one_line
 from sampler.registry import services
 from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
@@ -100,6 +101,7 @@ class ModelVersionListApi(ApiView):
     @extend_schema(
         request=ModelVersionInputSerializer, responses={201: ModelVersionStaffOutputSerializer}
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         data = validated_input(self.ModelVersionInputSerializer, request.data)
         parent = None

@@ -9,7 +9,7 @@ from accounts.services import user_create_trainer
 from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, post_json
 
 CLAIM_URL = "/api/ranking/claim/"
 
@@ -93,6 +93,23 @@ def test_submit_stores_the_ranking_and_a_second_submit_is_a_409(ready_task, trai
     assert "already ranked" in again.json()["detail"]
     ready_task.refresh_from_db()
     assert (ready_task.rankings_count, ready_task.leased_count) == (1, 0)
+
+
+def test_a_submit_retried_with_an_idempotency_key_gets_its_ranking_back_not_a_409(
+    ready_task, trainer_client
+):
+    """Without a key the lease already refuses a second ranking (409, above); with one, the
+    retry of a submit whose answer was lost gets that answer."""
+    claim = _post(trainer_client, CLAIM_URL).json()
+    ids = [c["id"] for c in claim["candidates"]]
+    payload = {"ordering": [[i] for i in ids], "rationale": "in order"}
+    url = _submit_url(claim["assignment_id"])
+    first = post_json(trainer_client, url, payload, idempotency_key="submit-1")
+    retried = post_json(trainer_client, url, payload, idempotency_key="submit-1")
+    assert first.status_code == retried.status_code == 201, retried.content
+    assert retried.json() == first.json()
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert Ranking.objects.filter(task=ready_task).count() == 1
 
 
 def test_cannot_rank_is_accepted_without_an_ordering(ready_task, trainer_client):

@@ -13,6 +13,7 @@ from labeling.models import Conversation, Message
 from sampler.generation import services
 from sampler.generation.models import GenerationJob
 from sampler.jobs.services import job_fail
+from tests.conftest import post_json
 
 JOBS_URL = "/api/generation-jobs/"
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
@@ -472,3 +473,35 @@ def test_messages_that_take_turns_are_taken(policy, trainer_client):
         response = _post(trainer_client, {"messages": messages, "n": 1, "role": role})
         assert response.status_code in (201, 503), response.json()
     assert GenerationJob.objects.count() == 3
+
+
+def test_a_retried_create_with_an_idempotency_key_queues_one_job(
+    policy, trainer_client, django_capture_on_commit_callbacks
+):
+    payload = {"messages": PROMPT, "n": 2, "params": {"max_new_tokens": 8}, "seed": 1}
+    with (
+        mock.patch.object(app, "send_task") as send_task,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        first = post_json(trainer_client, JOBS_URL, payload, idempotency_key="job-1")
+        retried = post_json(trainer_client, JOBS_URL, payload, idempotency_key="job-1")
+    assert first.status_code == retried.status_code == 201, first.json()
+    assert retried.json()["id"] == first.json()["id"]
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert GenerationJob.objects.count() == 1
+    assert send_task.call_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_an_idempotency_key_a_job_made_while_the_queue_is_down_is_a_201_and_kept(
+    policy, trainer_client, monkeypatch
+):
+    """The answer is stored before the job is published (on commit), so it cannot be the 503
+    a request without a key gets; the job is saved and queued for the outbox all the same."""
+    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    payload = {"messages": PROMPT, "n": 1, "params": {"max_new_tokens": 8}}
+    response = post_json(trainer_client, JOBS_URL, payload, idempotency_key="down-1")
+    assert response.status_code == 201, response.json()
+    job = GenerationJob.objects.get()
+    assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
+    assert response.json()["id"] == job.pk
