@@ -238,10 +238,8 @@ def test_the_depth_of_a_message_counts_its_path_from_the_root(conversation, trai
     assert [message_depth(message=m) for m in (first, second, third, branch)] == [1, 2, 3, 2]
 
 
-def test_an_edit_of_an_imported_model_reply_is_model_edited_until_rewritten(trainer):
-    """A model-written turn brought in by an import has no sample here; an edit of it is
-    measured against its text by the suggestions' rule: a corrected reply is ``model_edited``
-    (not a human demonstration), one keeping under a quarter of its words is the trainer's."""
+def _imported_model_reply(trainer) -> Message:
+    """The model's reply of an imported conversation of ``trainer``'s, reopened for editing."""
     reply = "Sure, the lake it is, with a picnic at noon."
     report = services.conversations_import(
         lines=[
@@ -252,7 +250,14 @@ def test_an_edit_of_an_imported_model_reply_is_model_edited_until_rewritten(trai
     )
     conversation = Conversation.objects.get(pk=report.conversation_ids[0])
     services.conversation_reopen(conversation=conversation, user=trainer)
-    imported = conversation.messages.get(role="assistant")
+    return conversation.messages.get(role="assistant")
+
+
+def test_an_edit_of_an_imported_model_reply_is_model_edited_until_rewritten(trainer):
+    """A model-written turn brought in by an import has no sample here; an edit of it is
+    measured against its text by the suggestions' rule: a corrected reply is ``model_edited``
+    (not a human demonstration), one keeping under a quarter of its words is the trainer's."""
+    imported = _imported_model_reply(trainer)
     assert imported.origin == Message.Origin.MODEL and imported.sample is None
 
     corrected = services.message_branch(
@@ -269,17 +274,7 @@ def test_an_edit_of_an_imported_model_reply_is_model_edited_until_rewritten(trai
 def test_every_edit_of_an_imported_model_reply_is_measured_against_the_models_text(trainer):
     """Edits of an edit are branches of the same turn: each is measured against the reply the
     model wrote, never against the trainer's previous edit."""
-    reply = "Sure, the lake it is, with a picnic at noon."
-    report = services.conversations_import(
-        lines=[
-            '{"messages": [{"role": "user", "content": "Plans?"}, '
-            f'{{"role": "assistant", "content": "{reply}"}}]}}'
-        ],
-        owner=trainer,
-    )
-    conversation = Conversation.objects.get(pk=report.conversation_ids[0])
-    services.conversation_reopen(conversation=conversation, user=trainer)
-    imported = conversation.messages.get(role="assistant")
+    imported = _imported_model_reply(trainer)
     first = services.message_branch(
         original=imported, author=trainer, content="Sure, the lake it is, with a picnic at one."
     )
