@@ -25,7 +25,8 @@ from sampler.generation.params import GenerationParams, context_room_error
 from sampler.generation.services import generation_replies
 from sampler.jobs.services import JobContext, JobError, job_enqueue
 from sampler.registry.models import ModelVersion
-from sampler.runs.kinds import held_out_prompts, missing_held_out_prompt, validated_version
+from sampler.runs.data import held_out_prompts, missing_held_out_prompt
+from sampler.runs.versions import validated_version
 
 # Prompts a comparison samples when not told otherwise: enough for a win rate within ~6 points.
 COMPARISON_PROMPTS = 64

@@ -40,18 +40,16 @@ from sampler.jobs.services import (
 )
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import model_version_register
+from sampler.runs.data import is_main_process
+from sampler.runs.data_files import data_file_problem, data_path_checker
 from sampler.runs.kinds import (
     TrainingKind,
-    data_file_problem,
-    data_path_checker,
-    is_main_process,
-    model_folder_problem,
     no_evaluation_problem,
     training_kind,
     validated_config,
-    validated_version,
 )
 from sampler.runs.models import TrainingRun
+from sampler.runs.versions import model_folder_problem, validated_version
 
 if TYPE_CHECKING:
     from sampler.training.loop import ProgressEvent

@@ -23,7 +23,7 @@ from sampler.jobs.services import job_run_inline
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active, model_version_tree
 from sampler.registry.services import model_version_register
-from sampler.runs import kinds as run_kinds
+from sampler.runs import data as run_data
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.model import build_reward_model, load_tokenizer
@@ -72,12 +72,12 @@ def _prompts_file(path: Path, count: int = 12) -> Path:
 def test_prompts_from_the_database_are_every_user_turn_of_finished_conversations(trainer):
     finished_conversation(trainer, turns=("hi", "hello!", "how are you?", "fine."))
     finished_conversation(trainer, turns=("hi", "hey"))
-    rows = list(run_kinds.prompt_records(filters=ExportFilters(test_fraction=0.0)))
+    rows = list(run_data.prompt_records(filters=ExportFilters(test_fraction=0.0)))
     from sampler.training.records import prompt_prefixes
 
     prompts = {json.dumps(p) for row in rows for p in prompt_prefixes(row)}
     assert len(prompts) == 2  # "hi" (twice, once kept) and "hi / hello! / how are you?"
-    everything = run_kinds.held_out_prompts(filters=ExportFilters(test_fraction=0.99), limit=10)
+    everything = run_data.held_out_prompts(filters=ExportFilters(test_fraction=0.99), limit=10)
     assert [p[-1]["content"] for p in everything] == ["hi", "how are you?"]
 
 

@@ -17,6 +17,7 @@ from ranking.exports import services as export_services
 from ranking.exports.filters import ExportFilters
 from sampler.jobs.services import job_run_inline
 from sampler.registry.models import ModelVersion
+from sampler.runs.data_files import data_file_problem
 from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
 from tests.ranking.conftest import ranked  # noqa: F401  (fixture)
@@ -368,8 +369,6 @@ def test_the_upload_limit_comes_before_the_csrf_check_which_still_holds(
 
 
 def test_an_unreadable_data_file_is_a_clear_refusal_not_an_error(policy, tmp_path):
-    from sampler.runs.kinds import data_file_problem
-
     folder = tmp_path / "a-folder.jsonl"
     folder.mkdir()
     assert data_file_problem("sft", str(folder)) == "Cannot read a-folder.jsonl: Is a directory."

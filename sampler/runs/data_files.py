@@ -1,0 +1,79 @@
+"""Checks on a data file a run is asked to read, made when the run is created: where it may be
+(``data_path_checker``) and whether its first record is of the kind's format and schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+
+from ranking.exports.filters import SCHEMA_VERSION
+from sampler.runs.models import TrainingRun
+from sampler.training.records import DataError, read_jsonl
+
+# The keys a record of each kind's file must have (any one set): the first record is checked
+# when the run is made, so a file of another format is refused before any run exists.
+RECORD_KEYS = {
+    TrainingRun.Kind.SFT: (("messages",),),
+    TrainingRun.Kind.REWARD: (("candidates", "ordering"), ("chosen", "rejected")),
+    TrainingRun.Kind.DPO: (("candidates", "ordering"), ("chosen", "rejected")),
+    TrainingRun.Kind.KTO: (("completion", "label"),),
+}
+
+
+def newer_schema_problem(record: dict, *, name: str) -> str:
+    """Why a record of the file ``name`` cannot be read here ("" when it can): exported with a
+    newer schema, which may change what a field means (schema 2 renamed pairs' `margin`)."""
+    schema = record.get("schema_version")
+    if isinstance(schema, int) and not isinstance(schema, bool) and schema > SCHEMA_VERSION:
+        return (
+            f"{name} was exported with schema_version {schema}, and this version of Tandem "
+            f"reads up to {SCHEMA_VERSION}: update it, or export the data with this one."
+        )
+    return ""
+
+
+def data_file_problem(kind: str, path: str) -> str:
+    """Why the file at ``path`` cannot be ``kind``'s data, by its first record ("" when it
+    may be; the rest is read when the run starts)."""
+    name = Path(path).name
+    records = read_jsonl(path)
+    try:
+        first = next(records, None)
+    except DataError as error:
+        return str(error)
+    except OSError as error:  # unreadable (permissions, a folder)
+        return f"Cannot read {name}: {error.strerror or error}."
+    finally:
+        records.close()
+    if first is None:
+        return f"{name} holds no record."
+    if not isinstance(first, dict):
+        return f"The first record of {name} is not a JSON object."
+    if problem := newer_schema_problem(first, name=name):
+        return problem
+    shapes = RECORD_KEYS.get(kind, ())
+    if not shapes or any(all(key in first for key in shape) for shape in shapes):
+        return ""
+    wanted = " or ".join(", ".join(f"`{key}`" for key in shape) for shape in shapes)
+    has = ", ".join(f"`{key}`" for key in sorted(first)[:8]) or "no field"
+    return f"A {kind} run reads records with {wanted}; the first record of {name} has {has}."
+
+
+def data_path_checker(allowed_roots: list[Path] | None) -> Callable[..., str]:
+    """Resolves a data file a run may read (inside ``allowed_roots`` when given); a refusal is
+    named by ``field`` (the input that gave the path)."""
+
+    def check(path: str, field: str = "data_path") -> str:
+        resolved = Path(path).expanduser().resolve()
+        if allowed_roots is not None and not any(
+            resolved.is_relative_to(Path(root).resolve()) for root in allowed_roots
+        ):
+            raise ValidationError({field: "That file is not in a folder training may read."})
+        if not resolved.is_file():
+            raise ValidationError({field: f"No file at {path}."})
+        return str(resolved)
+
+    return check
