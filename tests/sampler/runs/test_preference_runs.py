@@ -8,10 +8,11 @@ import torch
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from labeling.models import Feedback, Message
+from labeling.models import Conversation, Feedback, Message
 from ranking.exports.filters import ExportFilters, split_of
 from ranking.exports.pipeline import records, write_jsonl
 from ranking.models import Candidate, RankingTask
+from ranking.projects.services import project_create
 from sampler.registry.models import ModelVersion
 from sampler.runs import kinds as run_kinds
 from sampler.runs import services as training_services
@@ -302,10 +303,6 @@ def test_sft_origin_option_reaches_the_config():
 
 
 def test_a_project_reward_run_normalises_on_that_projects_demonstrations_alone(policy, trainer):
-    from labeling.models import Conversation
-    from ranking.projects.services import project_create
-    from sampler.runs.kinds import REWARD
-
     ours = project_create(name="Ours", slug="ours", status="active")
     theirs = project_create(name="Theirs", slug="theirs", status="active")
     for project, reply in ((ours, "our reply"), (theirs, "their reply")):
@@ -314,6 +311,6 @@ def test_a_project_reward_run_normalises_on_that_projects_demonstrations_alone(p
     run = training_services.training_run_create(
         kind="reward", filters=ExportFilters(project_ids=(ours.pk,)), queue=False
     )
-    data = REWARD.load(run, REWARD.config_from_dict(run.config))
+    data = run_kinds.REWARD.load(run, run_kinds.REWARD.config_from_dict(run.config))
     demonstrations = data.extra["demonstrations"].rows
     assert [row["messages"][-1]["content"] for row in demonstrations] == ["our reply"]
