@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -96,8 +97,21 @@ def record_half(record: dict) -> str:
     return HALVES[digest[0] & 1]
 
 
-def in_half(records: Iterable[dict], half: str) -> Iterator[dict]:
-    """The records of one half ("first" / "second"), or all of them ("all")."""
+def in_half(records: Iterable[dict], half: str, *, read: Counter | None = None) -> Iterator[dict]:
+    """The records of one half ("first" / "second"), or all of them ("all"); ``read["records"]``
+    counts every record read, kept or not (to say why a half holds none)."""
     for record in records:
+        if read is not None:
+            read["records"] += 1
         if half == "all" or record_half(record) == half:
             yield record
+
+
+def none_in_half(read: int, half: str) -> str:
+    """Why a run on ``half`` has no record although ``read`` were read, for a message."""
+    other = HALVES[1 - HALVES.index(half)]
+    return (
+        f"{read} records were read, and none of their conversations is in the {half} half this "
+        f"run trains on: train on every conversation or the {other} half, or rank more "
+        "conversations"
+    )

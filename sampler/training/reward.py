@@ -7,6 +7,7 @@ implies. Held-out pairwise accuracy is measured on conversations the model never
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from sampler.training.model import (
     shift_reward_scores,
     turn_end_ids,
 )
-from sampler.training.records import in_half
+from sampler.training.records import in_half, none_in_half
 
 
 class RewardTask:
@@ -202,9 +203,10 @@ def train_reward(
     set_seed(config.seed)
     tokenizer = load_tokenizer(base_model)
     end_ids = turn_end_ids(base_model, tokenizer)
+    read = Counter()
     data = build_ranking_data(
         tokenizer,
-        in_half(records, config.data_half),
+        in_half(records, config.data_half, read=read),
         max_length=config.max_length,
         test_fraction=config.test_fraction,
         seed=config.seed,
@@ -212,7 +214,13 @@ def train_reward(
         weight_by_trust=config.weight_by_trust,
     )
     if not data.train:
-        raise DataError(f"No usable ranking in the training split ({data.summary()}).")
+        # Records read but none in the half: the filters did choose some, the half none.
+        reason = (
+            none_in_half(read["records"], config.data_half)
+            if read["records"] and not data.stats
+            else data.summary()
+        )
+        raise DataError(f"No usable ranking in the training split ({reason}).")
     setup = RunSetup(config, output_dir, checkpoint_dir, resume, callback)
     setup.log(f"data: {data.describe()}")
     if not data.test:

@@ -224,6 +224,29 @@ def test_a_run_with_no_data_says_the_filters_chose_none(micro_model_dir, tmp_pat
     )
 
 
+def test_a_reward_run_whose_data_half_holds_no_ranking_says_so(micro_model_dir, tmp_path):
+    """A reward run on the second half (Training page, train_reward --data-half) of rankings
+    that all fall in the first half failed saying no record was read, as if the filters had
+    chosen none: the records were read, and the half left none of them out for training."""
+    from sampler.training.data import DataError
+    from sampler.training.records import record_half
+
+    first_half = [r for r in synthetic_rankings(12, seed=0) if record_half(r) == "first"]
+    assert first_half
+    with pytest.raises(DataError) as refused:
+        train_reward(
+            config=RewardConfig(max_steps=1, data_half="second", normalize_to_demonstrations=False),
+            records=iter(first_half),
+            base_model=micro_model_dir,
+            output_dir=tmp_path / "out",
+        )
+    assert str(refused.value) == (
+        f"No usable ranking in the training split ({len(first_half)} records were read, and "
+        "none of their conversations is in the second half this run trains on: train on every "
+        "conversation or the first half, or rank more conversations)."
+    )
+
+
 def test_config_refuses_numbers_that_are_not_finite():
     """NaN passes every `x < 0` check: `--max-kl nan` turned the early stop off without a word
     (`kl > nan` is never true) and `--margin-per-rank nan` made the first loss NaN."""
