@@ -7,9 +7,9 @@ from drf_spectacular.renderers import (
     OpenApiYamlRenderer,
     OpenApiYamlRenderer2,
 )
-from drf_spectacular.views import SpectacularAPIView
 
 from config import api, home
+from config.schema_view import SchemaView
 
 # Under /api/ these answer JSON (config.api); elsewhere Django's own pages.
 handler400 = api.handler400
@@ -36,7 +36,7 @@ urlpatterns = [
     # JSON like every answer under /api/; YAML when asked for (Accept: application/vnd.oai.openapi).
     path(
         "api/schema/",
-        SpectacularAPIView.as_view(
+        SchemaView.as_view(
             renderer_classes=[
                 OpenApiJsonRenderer,
                 OpenApiJsonRenderer2,

@@ -541,6 +541,19 @@ def test_the_schema_is_json_by_default_and_yaml_when_asked(trainer_client):
     assert yaml.status_code == 200 and yaml.content.startswith(b"openapi:")
 
 
+@pytest.mark.parametrize("query", ["?format=yaml", "?lang=de", "?x=1"])
+def test_the_schema_refuses_a_query_parameter_by_name_like_every_endpoint(trainer_client, query):
+    # ?format=yaml answered the JSON schema without a word, as if YAML had been given.
+    response = trainer_client.get(f"/api/schema/{query}")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    name = query[1:].split("=")[0]
+    assert response.json() == {"detail": f"Unknown parameters: {name!r}."}
+    # Asked for YAML, the error is JSON still, like every answer under /api/.
+    yaml = trainer_client.get(f"/api/schema/{query}", HTTP_ACCEPT="application/vnd.oai.openapi")
+    assert yaml.status_code == 400 and yaml["Content-Type"] == "application/json"
+    assert yaml.json() == response.json()
+
+
 def test_the_schema_documents_the_error_responses_of_every_operation(trainer_client):
     schema = _schema(trainer_client)
     operations = [
