@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 from sampler.generation import services
 from sampler.generation.models import GenerationJob
-from tests.conftest import WAIT_SECONDS, wait_for_lock_or_end
+from tests.conftest import WAIT_SECONDS, broker_at, wait_for_lock_or_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -24,7 +24,18 @@ def _ask(trainer) -> GenerationJob:
     )
 
 
-def test_two_requests_at_once_cannot_both_take_the_last_place(policy, trainer, settings):
+@pytest.fixture
+def no_worker_takes_the_jobs():
+    """The jobs stay unfinished: published where no worker reads (a worker this run started for
+    other tests would finish the first job while the second request waits, and the count the
+    cap makes would rightly let it through)."""
+    with broker_at("memory://"):
+        yield
+
+
+def test_two_requests_at_once_cannot_both_take_the_last_place(
+    policy, trainer, settings, no_worker_takes_the_jobs
+):
     settings.GENERATION_MAX_UNFINISHED_PER_USER = 2
     _ask(trainer)
     outcome: dict[str, object] = {}
