@@ -1,6 +1,7 @@
 """The data a training run reads: its rows (``RunData``) from a JSONL file or the database, the
-held-out prompts of the database's records, and the snapshot of the rows a run from the
-database first read, which it resumes on.
+held-out prompts of the database's records, what a held-out fraction leaves on each side of a
+split (``split_problem``), and the snapshot of the rows a run from the database first read,
+which it resumes on.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 from pathlib import Path
@@ -34,7 +35,7 @@ PROMPTS_FORMAT = "prompts"
 # How far the prompts are counted to say how many a held-out fraction left out: enough to tell
 # "too little data" from "too small a fraction".
 PROMPTS_COUNTED = 10000
-# Records of the database that ``filters`` choose (``prompt_records``, ``ranking_records``).
+# Records of the database that ``filters`` choose (``prompt_records``).
 RecordsOf = Callable[..., Iterator[dict]]
 
 
@@ -55,11 +56,6 @@ def prompt_records(*, filters: ExportFilters) -> Iterator[dict]:
         export_records(format="demonstrations", filters=filters),
         export_records(format="rankings", filters=filters),
     )
-
-
-def ranking_records(*, filters: ExportFilters) -> Iterator[dict]:
-    """The ranking records a DPO run from the database reads, with their ``split``."""
-    return export_records(format="rankings", filters=filters)
 
 
 def distinct_prompts(
@@ -87,44 +83,129 @@ def held_out_prompts(
     return distinct_prompts(filters=filters, limit=limit, records=records)
 
 
+def prompt_keys(record: dict) -> list[str]:
+    """The distinct prompts a record holds (prefixes ending in a user turn), as keys."""
+    return [prompt_key(messages) for messages in prompt_prefixes(record)]
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What a run reads, counted in ``unit``s on each side of its split: the distinct prompts
+    of its records (``units``: ``prompt_keys``) or the records themselves (``units`` None). It
+    evaluates on at least ``held_out`` held-out units and trains on at least ``trained`` (0:
+    it does not train); ``why_held_out`` / ``why_trained`` say why more than one.
+    ``records_named`` names the records, for when there are none."""
+
+    unit: str
+    records_named: str
+    units: Callable[[dict], list[str]] | None = None
+    held_out: int = 1
+    why_held_out: str = ""
+    trained: int = 1
+    why_trained: str = ""
+
+
+PROMPTS = Counted(
+    unit="prompt",
+    records_named="finished conversation or ranking with a user turn",
+    units=prompt_keys,
+)
+# Said of a split, when a fraction held out too much or too little.
+BY_CONVERSATION = "(whole conversations are held out, chosen by a hash of their id)"
+
+
+def split_problem(
+    records: Iterable[dict],
+    *,
+    counted: Counted,
+    is_held_out: Callable[[dict], bool],
+    fraction: float,
+    purpose: str,
+    advice: str,
+    fewer_advice: str = "",
+    where: str = "",
+) -> str:
+    """Why a held-out ``fraction`` leaves too little of ``records`` on one side ("" when it
+    leaves enough on both): fewer held-out units than ``counted.held_out`` to ``purpose``, or
+    fewer to train on than ``counted.trained``. Each says what there is, then "Add more
+    conversations" and what else to do: ``advice`` for too little held out (", or ..."),
+    ``fewer_advice`` for too little left to train on. ``is_held_out`` says which records are
+    held out, as the trainer splits them; ``where`` says where the records are (" in project
+    ..."). Records are read until both sides hold enough."""
+    held, trained, every = set(), set(), set()
+    for number, record in enumerate(records):
+        keys = counted.units(record) if counted.units else [number]
+        (held if is_held_out(record) else trained).update(keys)
+        if len(held) >= counted.held_out and len(trained) >= counted.trained:
+            return ""
+        if len(every) < PROMPTS_COUNTED:
+            every.update(keys)
+    unit, shown = counted.unit, f"{fraction:g}"
+    if not every:
+        named = "" if counted.records_named == unit else f" (no {counted.records_named})"
+        return (
+            f"No held-out {unit} to {purpose}: there is no {unit} yet{where}{named}, so a "
+            f"held-out fraction of {shown} holds out none. Add more conversations first."
+        )
+    count = f"{len(every)}" if len(every) < PROMPTS_COUNTED else f"{PROMPTS_COUNTED}+"
+    if len(held) < counted.held_out:
+        if held:
+            problem = (
+                f"Too few held-out {unit}s to {purpose}: a held-out fraction of {shown} holds "
+                f"out {len(held)} of the {count} {unit}s{where}, and {counted.why_held_out}"
+            )
+        elif len(every) == 1:
+            problem = (
+                f"No held-out {unit} to {purpose}: a held-out fraction of {shown} does not "
+                f"hold out the only {unit}{where}"
+            )
+        else:
+            problem = (
+                f"No held-out {unit} to {purpose}: a held-out fraction of {shown} holds out "
+                f"none of the {count} {unit}s{where}"
+            )
+    else:
+        advice = fewer_advice
+        if trained:
+            problem = (
+                f"Too few {unit}s to train on: a held-out fraction of {shown} leaves "
+                f"{len(trained)} of the {count} {unit}s{where} to train on, and "
+                f"{counted.why_trained}"
+            )
+        elif len(every) == 1:
+            problem = (
+                f"No {unit} to train on: a held-out fraction of {shown} holds out the only "
+                f"{unit}{where}"
+            )
+        else:
+            problem = (
+                f"No {unit} to train on: a held-out fraction of {shown} holds out all "
+                f"{count} {unit}s{where}"
+            )
+    return f"{problem} {BY_CONVERSATION}. Add more conversations{advice}."
+
+
 def missing_held_out_prompt(
     *,
     filters: ExportFilters,
     purpose: str,
     advice: str,
-    records: RecordsOf = prompt_records,
-    records_named: str = "finished conversation or ranking with a user turn",
 ) -> str:
-    """Why ``filters``' held-out fraction holds out none of the prompts of ``records`` ("" when
-    it holds one out): "No held-out prompt to ``purpose``", what there is, then "Add more
-    conversations" and ``advice`` (what follows it: ", or ..." for what else to do).
-    ``records_named`` names the records, for when there are none at all."""
-    if held_out_prompts(filters=filters, limit=1, records=records):
-        return ""
-    fraction = f"{filters.test_fraction:g}"
-    where = _projects_named(filters)
-    every = distinct_prompts(
-        filters=replace(filters, split="all"), limit=PROMPTS_COUNTED, records=records
-    )
-    if not every:
-        return (
-            f"No held-out prompt to {purpose}: there is no prompt yet{where} (no "
-            f"{records_named}), so a held-out fraction of {fraction} holds out none. Add more "
-            "conversations first."
-        )
-    if len(every) == 1:
-        counted = "does not hold out the only prompt"
-    else:
-        count = f"{len(every)}" if len(every) < PROMPTS_COUNTED else f"{PROMPTS_COUNTED}+"
-        counted = f"holds out none of the {count} prompts"
-    return (
-        f"No held-out prompt to {purpose}: a held-out fraction of {fraction} {counted}{where} "
-        "(whole conversations are held out, chosen by a hash of their id). Add more "
-        f"conversations{advice}."
+    """Why ``filters``' held-out fraction holds out none of the prompts of ``prompt_records``
+    (by the split the export gives them) to ``purpose`` ("" when it holds one out): see
+    ``split_problem``."""
+    return split_problem(
+        prompt_records(filters=replace(filters, split="all")),
+        counted=replace(PROMPTS, trained=0),
+        is_held_out=lambda record: record.get("split") == "test",
+        fraction=filters.test_fraction,
+        purpose=purpose,
+        advice=advice,
+        where=projects_named(filters),
     )
 
 
-def _projects_named(filters: ExportFilters) -> str:
+def projects_named(filters: ExportFilters) -> str:
     if not filters.project_ids:
         return ""
     names = sorted(
@@ -142,17 +223,21 @@ def read_source(source: dict, data_format: str, *, limit: int | None = None) -> 
         if data_format == "rankings":
             described["format"] = _preference_file_format(rows)
         return RunData(rows, described)
+    rows = list(islice(database_records(source, data_format), limit))
+    return RunData(rows, {**source, "rows": len(rows), "sha256": records_sha256(rows)})
+
+
+def database_records(source: dict, data_format: str) -> Iterator[dict]:
+    """The records a run from the database (``source``: its filters, and the sources it learns
+    from where its kind chooses them) reads, in ``data_format``."""
     filters = ExportFilters.from_dict(source["filters"])
     if data_format == PROMPTS_FORMAT:
-        rows = list(islice(prompt_records(filters=filters), limit))
-    elif data_format == KTO_FORMAT:
-        sources = tuple(source.get("sources") or KTO_SOURCES)
-        rows = list(islice(kto_records(filters, sources=sources), limit))
-    elif data_format == "rankings" and source.get("sources"):
-        rows = list(islice(reward_records(filters, sources=tuple(source["sources"])), limit))
-    else:
-        rows = list(islice(export_records(format=data_format, filters=filters), limit))
-    return RunData(rows, {**source, "rows": len(rows), "sha256": records_sha256(rows)})
+        return prompt_records(filters=filters)
+    if data_format == KTO_FORMAT:
+        return kto_records(filters, sources=tuple(source.get("sources") or KTO_SOURCES))
+    if data_format == "rankings" and source.get("sources"):
+        return reward_records(filters, sources=tuple(source["sources"]))
+    return export_records(format=data_format, filters=filters)
 
 
 def _preference_file_format(rows: list[dict]) -> str:

@@ -19,14 +19,16 @@ from django.utils.module_loading import import_string
 from ranking.exports.filters import KTO_FORMAT, ExportFilters
 from sampler.registry.models import ModelVersion
 from sampler.runs.data import (
+    PROMPTS,
     PROMPTS_FORMAT,
-    RecordsOf,
+    Counted,
     RunData,
+    database_records,
     load_run_data,
-    missing_held_out_prompt,
-    prompt_records,
-    ranking_records,
+    projects_named,
+    prompt_keys,
     read_source,
+    split_problem,
 )
 from sampler.runs.data_files import newer_schema_problem
 from sampler.runs.models import TrainingRun
@@ -34,7 +36,14 @@ from sampler.runs.sources import REWARD_SOURCES
 from sampler.runs.versions import validated_version
 from sampler.training.config import CONFIGS, ConfigError
 from sampler.training.ppo_config import PPOConfig
-from sampler.training.records import DataError, read_jsonl
+from sampler.training.records import (
+    DataError,
+    in_half,
+    none_in_half,
+    read_jsonl,
+    record_half,
+    record_split,
+)
 
 
 @dataclass(frozen=True)
@@ -58,25 +67,68 @@ class TrainingKind:
     )
     # Recorded on the new version beside the trainer's metrics.
     version_metrics: Callable[[RunData], dict] = lambda data: {}
-    # The database records whose held-out prompts the run evaluates on (its data, or what
-    # holds them: a run from the database with a held-out fraction that holds out none of
-    # them is refused), with how to name them; None: not checked.
-    evaluated_on: tuple[RecordsOf, str] | None = None
+    # How a run from the database counts the records it reads (given its ``dataset``) on each
+    # side of its split: a held-out fraction that leaves too few on one side (none held out to
+    # evaluate on, or none left to train on) is refused when the run is made. None: not checked.
+    counted: Callable[[dict], Counted] | None = None
 
 
-def no_evaluation_problem(kind: TrainingKind, filters: ExportFilters) -> str:
-    """Why a run of ``kind`` from the database on ``filters`` would evaluate on nothing ("" when
-    it holds out a prompt, or was asked to hold out none: a held-out fraction of 0)."""
-    if kind.evaluated_on is None or not filters.test_fraction:
-        return ""
-    records, records_named = kind.evaluated_on
-    return missing_held_out_prompt(
-        filters=filters,
+# What to do when a held-out fraction holds out too little, or too much.
+LARGER = ", or choose a larger held-out fraction (or 0 to train without evaluation)"
+SMALLER = ", or choose a smaller held-out fraction"
+EVERY_CONVERSATION = ", or train on every conversation"
+
+
+def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, str]:
+    """Why a run of ``kind`` on ``dataset`` from the database would fail, or train without the
+    evaluation it asks for, because of how its data splits ({} when it would not), by the field
+    to change. Its records are split as its trainer splits them: a reward run on one half of
+    the conversations (``data_half``) whose records all fall in the other half fails (its
+    ``none_in_half``); a held-out fraction above 0 that holds out none of what the kind
+    evaluates on (or fewer than it needs) trains and reports no held-out metric, and one that
+    holds out all of it fails (nothing to train on). A fraction of 0 asks for no evaluation."""
+    if dataset["source"] != "database":
+        return {}
+
+    def records():
+        return database_records(dataset, kind.data_format)
+
+    half = getattr(config, "data_half", "all")
+    if half != "all" and (problem := _empty_half_problem(records(), half)):
+        return {"data_half": problem}
+    filters = ExportFilters.from_dict(dataset["filters"])
+    if kind.counted is None or not filters.test_fraction:
+        return {}
+    also = "" if half == "all" else EVERY_CONVERSATION
+    problem = split_problem(
+        in_half(records(), half),
+        counted=kind.counted(dataset),
+        is_held_out=lambda record: (
+            record_split(record, test_fraction=config.test_fraction, seed=config.seed) == "test"
+        ),
+        fraction=filters.test_fraction,
         purpose="evaluate on",
-        advice=", or choose a larger held-out fraction (or 0 to train without evaluation)",
-        records=records,
-        records_named=records_named,
+        advice=LARGER + also,
+        fewer_advice=SMALLER + also,
+        where=("" if half == "all" else f" in the {half} half") + projects_named(filters),
     )
+    return {"test_fraction": problem} if problem else {}
+
+
+def _empty_half_problem(records, half: str) -> str:
+    """Why a run on ``half`` of ``records`` has none to train on ("" when one is in it, or when
+    there is none at all: then the filters chose none, which the run says itself)."""
+    read = 0
+    for record in records:
+        if record_half(record) == half:
+            return ""
+        read += 1
+    return f"Nothing in the {half} half to train on: {none_in_half(read, half)}." if read else ""
+
+
+def _either(names: list[str]) -> str:
+    """ "a", "a or b", "a, b or c"."""
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def validated_config(kind: TrainingKind, values: dict | None):
@@ -117,7 +169,10 @@ def _policy_from_records(name: str, trainer: str, *, data_format: str, **more) -
 
 
 SFT = _policy_from_records(
-    TrainingRun.Kind.SFT, "sampler.training.sft.train_sft", data_format="demonstrations"
+    TrainingRun.Kind.SFT,
+    "sampler.training.sft.train_sft",
+    data_format="demonstrations",
+    counted=lambda dataset: Counted(unit="demonstration", records_named="finished conversation"),
 )
 
 
@@ -238,6 +293,22 @@ def _train_reward(*, run: TrainingRun, config, data: RunData, **arguments):
     )
 
 
+# What each of a reward model's sources gives, and a KTO run's.
+REWARD_RECORDS = {"rankings": "ranking", "red_team": "red-team pair", "feedback": "feedback pair"}
+KTO_RECORDS = {
+    "thumbs_up": "thumbs up",
+    "thumbs_down": "thumbs down",
+    "reports": "report",
+    "flags": "reply flagged harmful/untruthful",
+}
+
+
+def _reward_counted(sources: list[str]) -> Counted:
+    """A reward model's records: rankings, and the pairs of its other sources."""
+    named = _either([REWARD_RECORDS[name] for name in sources])
+    return Counted(unit="ranking" if sources == ["rankings"] else "record", records_named=named)
+
+
 REWARD = TrainingKind(
     name=TrainingRun.Kind.REWARD,
     data_format="rankings",
@@ -246,6 +317,7 @@ REWARD = TrainingKind(
     load=_load_reward,
     train=_train_reward,
     inputs=_reward_inputs,
+    counted=lambda dataset: _reward_counted(dataset.get("sources") or ["rankings"]),
 )
 
 
@@ -301,7 +373,7 @@ PPO = TrainingKind(
         f"PPO run {run.pk} from {run.base_version.name} against {data.extra['reward'].name}."
     ),
     version_metrics=lambda data: {"reward_version": data.extra["reward"].name},
-    evaluated_on=(prompt_records, "finished conversation or ranking with a user turn"),
+    counted=lambda dataset: PROMPTS,
 )
 
 
@@ -316,7 +388,7 @@ DPO = _policy_from_records(
         f"DPO run {run.pk} ({run.config.get('mode')}, beta {run.config.get('beta')}) from "
         f"{run.base_version.name}, which is also its reference."
     ),
-    evaluated_on=(ranking_records, "ranking"),
+    counted=lambda dataset: Counted(unit="prompt", records_named="ranking", units=prompt_keys),
 )
 
 
@@ -346,6 +418,17 @@ KTO = _policy_from_records(
             if run.dataset["source"] == "database"
             else f"the records of {Path(run.dataset['path']).name}."
         )
+    ),
+    counted=lambda dataset: Counted(
+        unit="example",
+        records_named=_either([KTO_RECORDS[name] for name in dataset["sources"]]),
+        held_out=2,
+        why_held_out=(
+            "KTO evaluates on at least 2: its KL estimate puts each reply after another "
+            "example's prompt"
+        ),
+        trained=2,
+        why_trained="KTO trains on at least 2",
     ),
 )
 

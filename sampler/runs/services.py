@@ -44,7 +44,7 @@ from sampler.runs.data import is_main_process
 from sampler.runs.data_files import data_file_problem, data_path_checker
 from sampler.runs.kinds import (
     TrainingKind,
-    no_evaluation_problem,
+    data_split_problems,
     training_kind,
     validated_config,
 )
@@ -131,9 +131,6 @@ def training_run_create(
         raise ValidationError({"data": "Give either database filters or a data file."})
     if filters is not None:
         filters.check_format(training.data_format)
-        # Found out when the run starts, it would train and report no held-out metric.
-        if problem := no_evaluation_problem(training, filters):
-            raise ValidationError({"test_fraction": problem})
     check_path = data_path_checker(allowed_data_roots)
     if data_path is not None:
         dataset = {"source": "file", "format": training.data_format, "path": check_path(data_path)}
@@ -154,6 +151,9 @@ def training_run_create(
             **kind_inputs,
         )
     )
+    # Found out when the run starts, it would fail, or train and report no held-out metric.
+    if problems := data_split_problems(training, training_config, dataset):
+        raise ValidationError(problems)
     output_name = _validated_output_name(output_name)
     with transaction.atomic():
         run = TrainingRun.objects.create(

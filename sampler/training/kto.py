@@ -34,7 +34,6 @@ from sampler.training.data import (
     fit_prompt_and_completion,
     prompt_ids,
     prompt_messages,
-    record_split,
 )
 from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
 from sampler.training.losses import kto_loss, kto_weights
@@ -45,6 +44,7 @@ from sampler.training.preference import (
     ReferenceTask,
     policy_and_reference,
 )
+from sampler.training.records import record_split
 
 
 def _completion_text(value) -> str:

@@ -84,6 +84,39 @@ def prompt_key(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
+# A record's side: trained on, or held out (evaluated on only).
+SPLITS = ("train", "test")
+
+
+def record_split(record: dict, *, test_fraction: float, seed: int) -> str:
+    """The record's own ``split`` (exports carry one, by conversation), else a seeded hash of its
+    conversation id, or of its opening turns, so that no conversation lands on both sides."""
+    split = record.get("split")
+    if split in SPLITS:
+        return split
+    key = record.get("conversation_id")
+    if key is None:
+        # TRL's implicit-prompt pairs carry the whole conversation in ``chosen``.
+        turns = record.get("prompt") or record.get("messages") or record.get("chosen") or []
+        opening = _opening(turns)
+        key = json.dumps(opening, sort_keys=True)
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+
+
+def _opening(turns: object) -> object:
+    """What stands for a record's conversation when it has no id: its turns up to and
+    including the first user turn (a system message shared by every conversation does not
+    put them all on one side; a demonstration and a ranking of the same conversation fall on
+    the same one). A prompt given as text is its own opening."""
+    if not isinstance(turns, list):
+        return turns
+    for index, turn in enumerate(turns):
+        if isinstance(turn, dict) and turn.get("role") == "user":
+            return turns[: index + 1]
+    return turns
+
+
 HALVES = ("first", "second")
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sampler.training.data import SplitData, record_split
+from sampler.training.data import SplitData
 from sampler.training.model import position_ids_from_mask
-from sampler.training.records import prompt_key, prompt_prefixes
+from sampler.training.records import prompt_key, prompt_prefixes, record_split
 
 # ---- prompts ----------------------------------------------------------------------------------
 

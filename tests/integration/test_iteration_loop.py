@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from accounts.services import user_create_trainer
-from ranking.exports.filters import ExportFilters
+from ranking.exports.filters import ExportFilters, split_of
 from ranking.rank import services as ranking_services
 from ranking.rank.services import RankingInput
 from sampler.comparisons.models import ModelComparison
@@ -24,7 +24,7 @@ from tests.ranking.conftest import finished_conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-FILTERS = ExportFilters(test_fraction=0.3)
+TEST_FRACTION = 0.3
 
 
 def _finished(model, pk: int):
@@ -46,6 +46,19 @@ def _rank_everything(tasks, rankers) -> None:
             )
 
 
+def _filters_holding_out_a_ranking(tasks) -> ExportFilters:
+    """A held-out fraction whose seed holds out some of the ranked conversations and trains on
+    the others: a reward run that holds out none of its rankings is refused, and the
+    conversations' ids (which the split hashes) are the database's."""
+    ranked = {task.source_message.conversation_id for task in tasks}
+    seed = next(
+        seed
+        for seed in range(1000)
+        if len({split_of(pk, seed=seed, test_fraction=TEST_FRACTION) for pk in ranked}) == 2
+    )
+    return ExportFilters(test_fraction=TEST_FRACTION, split_seed=seed)
+
+
 def test_one_iteration_collect_train_serve_collect(
     celery_worker, policy, other_trainer, admin_user, settings
 ):
@@ -64,12 +77,13 @@ def test_one_iteration_collect_train_serve_collect(
     assert {task.model_version_id for task in tasks} == {policy.pk}
     rankers = [user_create_trainer(username=f"ranker{i}", password=PASSWORD) for i in range(2)]
     _rank_everything(tasks, rankers)
+    filters = _filters_holding_out_a_ranking(tasks)
 
     # Collect -> train: a reward model from the database's rankings, on the training queue.
     reward_run = training_services.training_run_create(
         kind="reward",
         config={"max_steps": 4, "batch_size": 2, "max_length": 64, "eval_every": 0},
-        filters=FILTERS,
+        filters=filters,
         started_by=admin_user,
     )
     reward_run = wait_until(lambda: _finished(TrainingRun, reward_run.pk))
@@ -81,7 +95,7 @@ def test_one_iteration_collect_train_serve_collect(
     ppo_run = training_services.training_run_create(
         kind="ppo",
         config={"max_steps": 3, "batch_size": 4, "max_new_tokens": 12, "eval_prompts": 4},
-        filters=FILTERS,
+        filters=filters,
         started_by=admin_user,
     )
     ppo_run = wait_until(lambda: _finished(TrainingRun, ppo_run.pk))
@@ -95,18 +109,18 @@ def test_one_iteration_collect_train_serve_collect(
     # Compare (on the worker), then serve the new version. The reward model PPO optimised
     # against may not judge it: a second one (another seed) does.
     with pytest.raises(ValidationError, match="No reward model is independent"):
-        model_comparison_create(version_a=new_policy, version_b=policy, filters=FILTERS)
+        model_comparison_create(version_a=new_policy, version_b=policy, filters=filters)
     judge_run = training_services.training_run_create(
         kind="reward",
         config={"max_steps": 4, "batch_size": 2, "max_length": 64, "eval_every": 0, "seed": 1},
-        filters=FILTERS,
+        filters=filters,
         started_by=admin_user,
     )
     judge_run = wait_until(lambda: _finished(TrainingRun, judge_run.pk))
     assert judge_run.status == TrainingRun.Status.SUCCEEDED, judge_run.error + judge_run.log
     judge = judge_run.output_versions.get()
     comparison = model_comparison_create(
-        version_a=new_policy, version_b=policy, prompts=8, max_new_tokens=12, filters=FILTERS
+        version_a=new_policy, version_b=policy, prompts=8, max_new_tokens=12, filters=filters
     )
     assert comparison.reward_version == judge
     assert comparison.config["judge_data_overlaps"] == [reward.name]  # same rankings

@@ -62,7 +62,7 @@ def test_a_run_that_breaks_on_the_worker_is_failed_and_changes_nothing(
         kind="sft",
         base_version=broken,
         config={"max_steps": 1},
-        filters=ExportFilters(),
+        filters=ExportFilters(test_fraction=0.0),
     )
     done = wait_until(lambda: _finished(run.pk))
     assert done.status == TrainingRun.Status.FAILED and done.error

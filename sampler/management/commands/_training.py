@@ -92,6 +92,8 @@ OPTION_NAMES = {
     "base_version": "--base",
     "reward_version": "--reward-model",
     "reward_sources": "--reward-source",
+    "test_fraction": "--test-fraction",
+    "data_half": "--data-half",
 }
 
 

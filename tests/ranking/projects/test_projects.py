@@ -275,7 +275,10 @@ def test_training_command_stores_the_project_filter_of_its_run(policy):
         with pytest.raises(CommandError) as refused:
             call_command(command, "--project", "nope", "--queue", verbosity=0)
         assert str(refused.value) == "Unknown project: nope."
-    call_command("train_reward", "--project", "first", "--queue", verbosity=0)
+    # The project has no ranking to hold out: a fraction of 0.
+    call_command(
+        "train_reward", "--project", "first", "--test-fraction", "0", "--queue", verbosity=0
+    )
     run = TrainingRun.objects.get()
     assert run.dataset["filters"]["project_ids"] == [project.pk]
 

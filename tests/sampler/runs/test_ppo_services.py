@@ -359,7 +359,9 @@ def _ppo_fields(reward_version, **changed) -> dict:
 def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
     admin_client_, policy, reward_version, trainer, django_capture_on_commit_callbacks
 ):
+    # A prompt to evaluate on and one to train on (a run that held out all was refused).
     conversation_in_split(trainer)
+    conversation_in_split(trainer, split="train", filters=ExportFilters(test_fraction=0.2))
     with django_capture_on_commit_callbacks() as queued:
         response = admin_client_.post(
             reverse("sampler:ppo-run-start"),
@@ -419,8 +421,10 @@ def test_the_models_page_refuses_a_ppo_run_with_no_held_out_prompt_on_its_fracti
     admin_client_, policy, reward_version, trainer
 ):
     """It was queued, trained, and evaluated on nothing (no eval/* curve, nothing said)."""
+    half = ExportFilters(test_fraction=0.5)  # trained on at 0.5, so at 0.1 too
     for index in range(9):
-        conversation_in_split(trainer, split="train", turns=(f"question {index}?", "an answer"))
+        turns = (f"question {index}?", "an answer")
+        conversation_in_split(trainer, split="train", filters=half, turns=turns)
     fields = _ppo_fields(reward_version)
     response = admin_client_.post(reverse("sampler:ppo-run-start"), fields)
     assert response.status_code == 422 and not TrainingRun.objects.exists()
@@ -430,7 +434,8 @@ def test_the_models_page_refuses_a_ppo_run_with_no_held_out_prompt_on_its_fracti
         "No held-out prompt to evaluate on: a held-out fraction of 0.1 holds out none of the 9 "
         "prompts"
     ) in response.content.decode()
-    for fraction in (0.99, 0.0):  # one holds some out; 0 asks for no evaluation
+    conversation_in_split(trainer, split="test", filters=half, turns=("held out?", "yes."))
+    for fraction in (0.5, 0.0):  # one holds some out; 0 asks for no evaluation
         response = admin_client_.post(
             reverse("sampler:ppo-run-start"), {**fields, "test_fraction": fraction}
         )

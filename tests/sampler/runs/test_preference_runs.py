@@ -201,7 +201,9 @@ def test_a_dpo_run_whose_fraction_holds_out_no_ranking_is_refused_before_it_is_m
     )
     assert "or 0 to train without evaluation" in message
     assert not TrainingRun.objects.exists()
-    assert run_kinds.no_evaluation_problem(run_kinds.PPO, filters) == ""
+    ppo = run_kinds.PPO.config_from_dict({"test_fraction": 0.5})
+    dataset = {"source": "database", "filters": filters.as_dict()}
+    assert run_kinds.data_split_problems(run_kinds.PPO, ppo, dataset) == {}
     # Asked to hold out nothing, it trains without evaluation, as asked.
     run = training_services.training_run_create(
         kind="dpo", filters=ExportFilters(test_fraction=0.0), queue=False
@@ -291,8 +293,9 @@ def test_sft_learns_only_the_turns_of_the_chosen_origins(micro_model_dir):
 @pytest.mark.usefixtures("ranked", "policy")
 def test_sft_origin_option_reaches_the_config():
     call_command(
-        "train_sft", "--origin", "human", "--origin", "model_edited", "--queue", stdout=StringIO()
-    )
+        "train_sft", "--origin", "human", "--origin", "model_edited", "--test-fraction", "0",
+        "--queue", stdout=StringIO(),
+    )  # fmt: skip
     assert TrainingRun.objects.get().config["origins"] == "human,model_edited"
     with pytest.raises(CommandError, match="not both"):
         call_command("train_sft", "--origins", "model", "--origin", "human", "--queue")
@@ -309,7 +312,7 @@ def test_a_project_reward_run_normalises_on_that_projects_demonstrations_alone(p
         conversation = finished_conversation(trainer, turns=("hi", reply))
         Conversation.objects.filter(pk=conversation.pk).update(project=project)
     run = training_services.training_run_create(
-        kind="reward", filters=ExportFilters(project_ids=(ours.pk,)), queue=False
+        kind="reward", filters=ExportFilters(project_ids=(ours.pk,), test_fraction=0.0), queue=False
     )
     data = run_kinds.REWARD.load(run, run_kinds.REWARD.config_from_dict(run.config))
     demonstrations = data.extra["demonstrations"].rows

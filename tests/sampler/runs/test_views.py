@@ -111,7 +111,8 @@ def test_admin_launches_a_reward_run_from_an_upload_and_it_is_queued(
 
 
 def test_admin_launch_with_filters_records_them(admin_client_, policy):
-    fields = {"source": "database", "test_fraction": "0.1", "split_seed": "3",
+    # No data to hold out from: a fraction of 0 (a larger one is refused, as there is none).
+    fields = {"source": "database", "test_fraction": "0", "split_seed": "3",
               "min_agreement": "0.5", "exclude_flags": ["harmful"]}  # fmt: skip
     url = reverse("sampler:training-run-start")
     response = admin_client_.post(url, {**fields, "kind": "reward"})
@@ -231,7 +232,7 @@ def test_admin_launches_dpo_and_kto_runs_from_the_training_page(admin_client_, p
     assert run.dataset["format"] == "rankings"
     response = admin_client_.post(
         reverse("sampler:training-run-start"),
-        {**common, "kind": "kto", "kto_sources": ["thumbs_down", "flags"]},
+        {**common, "kind": "kto", "kto_sources": ["thumbs_down", "flags"], "test_fraction": "0"},
     )
     assert response.status_code == 302
     run = TrainingRun.objects.get(kind="kto")
@@ -379,7 +380,7 @@ def test_a_run_launched_while_the_job_queue_is_down_is_kept_and_the_page_says_so
     admin_client_, policy, monkeypatch
 ):
     monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
-    fields = {"source": "database", "test_fraction": "0.1", "split_seed": "3", "kind": "reward"}
+    fields = {"source": "database", "test_fraction": "0", "split_seed": "3", "kind": "reward"}
     response = admin_client_.post(reverse("sampler:training-run-start"), fields, follow=True)
     assert response.status_code == 200
     run = TrainingRun.objects.get()
@@ -405,7 +406,8 @@ def test_admin_trains_a_reward_model_on_one_half_from_the_training_page(admin_cl
     rankings: the page could not train one (train_reward --data-half only)."""
     page = admin_client_.get(reverse("sampler:training")).content.decode()
     assert 'name="data_half"' in page
-    fields = {"kind": "reward", "source": "database", "test_fraction": "0.1", "split_seed": "0"}
+    # No ranking yet: nothing to hold out, and no half is checked (the filters chose none).
+    fields = {"kind": "reward", "source": "database", "test_fraction": "0", "split_seed": "0"}
     response = admin_client_.post(
         reverse("sampler:training-run-start"), {**fields, "data_half": "second"}
     )

@@ -1,6 +1,6 @@
 """How a file's records without an export's ``split`` are put on the train or test side."""
 
-from sampler.training.data import record_split
+from sampler.training.records import record_split
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 

@@ -1,0 +1,297 @@
+"""SFT, reward and KTO runs from the database whose data split would leave them nothing to
+evaluate on (a held-out fraction above 0 that holds out none), or, for a reward model on one
+half of the conversations, nothing to train on, are refused when they are made: on the Training
+page and by the train_* commands, on the field to change. They used to be queued, and then
+trained without a held-out metric, or failed on the worker."""
+
+import random
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from labeling.models import Conversation, Feedback
+from ranking.exports.filters import split_of
+from ranking.models import Candidate, RankingTask
+from ranking.rank import services as ranking_services
+from ranking.rank.services import RankingInput
+from sampler.runs import services as training_services
+from sampler.runs.models import TrainingRun
+from sampler.training.records import record_half
+from tests.ranking.conftest import finished_conversation, quick_trainer, ranked  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+FRACTION = 0.5
+
+
+@pytest.fixture(autouse=True)
+def model_root(settings, tmp_path):
+    """Where the one run these tests train (a reward model on a half) saves its model."""
+    settings.MODEL_ROOT = tmp_path / "models"
+
+
+def _seed_holding_out(count: int) -> int:
+    """A split seed whose held-out fraction holds out exactly ``count`` of the conversations
+    (their ids are the database's, so the seed is looked for)."""
+    ids = list(Conversation.objects.values_list("pk", flat=True))
+    return next(
+        seed
+        for seed in range(5000)
+        if sum(split_of(pk, seed=seed, test_fraction=FRACTION) == "test" for pk in ids) == count
+    )
+
+
+@pytest.fixture
+def marked(ranked, trainer):  # noqa: F811
+    """The `ranked` fixture's 3 conversations, each ranked twice with its last reply flagged
+    harmful once, and a thumbs up on one of each conversation's other replies: 2 KTO examples
+    a conversation."""
+    tasks, _ = ranked
+    for task in tasks:
+        message = Candidate.objects.filter(task=task).order_by("position")[1].message
+        Feedback.objects.create(
+            user=trainer, message=message, rating="up", model_version=message.model_version
+        )
+    return tasks
+
+
+# kind: (the form's fields of the kind, the command's options, what it counts and how many
+# there are in `marked`).
+KINDS = {
+    "sft": ({}, [], "demonstration", 3),
+    "reward": ({}, ["--normalize-to-demonstrations", "no"], "ranking", 6),
+    "kto": (
+        {"kto_sources": ["flags", "thumbs_up"]},
+        ["--sources", "flags,thumbs_up"],
+        "example",
+        6,
+    ),
+}
+ADVICE = (
+    "(whole conversations are held out, chosen by a hash of their id). Add more conversations, "
+    "or choose a larger held-out fraction (or 0 to train without evaluation)."
+)
+SMALLER = (
+    "(whole conversations are held out, chosen by a hash of their id). Add more conversations, "
+    "or choose a smaller held-out fraction."
+)
+
+
+def _none_held_out(kind: str) -> str:
+    _, _, unit, count = KINDS[kind]
+    return (
+        f"No held-out {unit} to evaluate on: a held-out fraction of 0.5 holds out none of the "
+        f"{count} {unit}s {ADVICE}"
+    )
+
+
+def _post(client, kind: str, **fields):
+    form = {"kind": kind, "source": "database", "split_seed": "0", **KINDS[kind][0]}
+    return client.post(reverse("sampler:training-run-start"), {**form, **fields})
+
+
+@pytest.mark.usefixtures("marked", "policy")
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_training_page_refuses_a_fraction_that_holds_out_nothing(admin_client_, kind):
+    seed = _seed_holding_out(0)
+    refused = _post(admin_client_, kind, test_fraction="0.5", split_seed=str(seed))
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    errors = refused.context["form"].errors
+    assert set(errors) == {"test_fraction"}
+    assert errors["test_fraction"] == [_none_held_out(kind)]
+    assert "No held-out" in refused.content.decode()
+    # Asked to hold out nothing, it trains without evaluation, as asked.
+    accepted = _post(admin_client_, kind, test_fraction="0", split_seed=str(seed))
+    assert accepted.status_code == 302
+    assert TrainingRun.objects.get().dataset["filters"]["test_fraction"] == 0.0
+    # A seed that holds out a conversation: accepted.
+    seed = _seed_holding_out(1)
+    accepted = _post(admin_client_, kind, test_fraction="0.5", split_seed=str(seed))
+    assert accepted.status_code == 302
+    run = TrainingRun.objects.latest("pk")
+    assert run.kind == kind and run.dataset["filters"]["split_seed"] == seed
+
+
+@pytest.mark.usefixtures("marked", "policy")
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_train_commands_refuse_a_fraction_that_holds_out_nothing(kind):
+    options = KINDS[kind][1]
+    seed = _seed_holding_out(0)
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            f"train_{kind}", *options, "--test-fraction", "0.5", "--split-seed", str(seed),
+            "--queue", stdout=StringIO(),
+        )  # fmt: skip
+    assert str(refused.value) == f"--test-fraction: {_none_held_out(kind)}"
+    assert not TrainingRun.objects.exists()
+    for fraction, chosen in (("0", seed), ("0.5", _seed_holding_out(1))):
+        call_command(
+            f"train_{kind}", *options, "--test-fraction", fraction, "--split-seed", str(chosen),
+            "--queue", stdout=StringIO(),
+        )  # fmt: skip
+    assert TrainingRun.objects.filter(kind=kind).count() == 2
+
+
+@pytest.mark.usefixtures("marked", "policy")
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_fraction_that_holds_out_everything_is_refused_it_leaves_nothing_to_train_on(
+    admin_client_, kind
+):
+    """The worker failed: "No usable ... in the training split"."""
+    _, _, unit, count = KINDS[kind]
+    seed = str(_seed_holding_out(3))
+    refused = _post(admin_client_, kind, test_fraction="0.5", split_seed=seed)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["test_fraction"] == [
+        f"No {unit} to train on: a held-out fraction of 0.5 holds out all {count} {unit}s {SMALLER}"
+    ]
+
+
+@pytest.mark.usefixtures("marked", "policy")
+def test_a_kto_run_needs_two_examples_on_each_side_of_its_split(admin_client_):
+    """One held-out example alone has no KL estimate (each reply is put after another
+    example's prompt): the trainer skipped evaluation without a word; one left to train on
+    failed on the worker. From the flags alone, one example a conversation."""
+    fields = {"test_fraction": "0.5", "kto_sources": ["flags"]}
+    refused = _post(admin_client_, "kto", split_seed=str(_seed_holding_out(1)), **fields)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["test_fraction"] == [
+        "Too few held-out examples to evaluate on: a held-out fraction of 0.5 holds out 1 of "
+        "the 3 examples, and KTO evaluates on at least 2: its KL estimate puts each reply "
+        f"after another example's prompt {ADVICE}"
+    ]
+    refused = _post(admin_client_, "kto", split_seed=str(_seed_holding_out(2)), **fields)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["test_fraction"] == [
+        "Too few examples to train on: a held-out fraction of 0.5 leaves 1 of the 3 examples "
+        f"to train on, and KTO trains on at least 2 {SMALLER}"
+    ]
+    # With the thumbs up too, two a conversation: one held out is enough on both sides.
+    fields["kto_sources"] = ["flags", "thumbs_up"]
+    accepted = _post(admin_client_, "kto", split_seed=str(_seed_holding_out(1)), **fields)
+    assert accepted.status_code == 302
+
+
+@pytest.mark.usefixtures("policy")
+def test_a_run_with_nothing_at_all_says_there_is_nothing_yet(admin_client_):
+    refused = _post(admin_client_, "kto", test_fraction="0.1")
+    assert refused.context["form"].errors["test_fraction"] == [
+        "No held-out example to evaluate on: there is no example yet (no reply flagged "
+        "harmful/untruthful or thumbs up), so a held-out fraction of 0.1 holds out none. Add "
+        "more conversations first."
+    ]
+    refused = _post(admin_client_, "sft", test_fraction="0.1")
+    assert refused.context["form"].errors["test_fraction"] == [
+        "No held-out demonstration to evaluate on: there is no demonstration yet (no finished "
+        "conversation), so a held-out fraction of 0.1 holds out none. Add more conversations "
+        "first."
+    ]
+
+
+# ---- a reward model on one half of the conversations ---------------------------------------
+
+
+def _ranked_in_halves(owner, settings, *halves: str) -> list[Conversation]:
+    """One finished conversation in each of ``halves`` (the fixed hash of its id: made until
+    one lands there), each ranked once."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    conversations = []
+    for half in halves:
+        for _ in range(200):
+            conversation = finished_conversation(owner, turns=(f"q{len(conversations)}?", "a."))
+            if record_half({"conversation_id": conversation.pk}) == half:
+                conversations.append(conversation)
+                break
+            conversation.delete()
+    rng = random.Random(0)
+    tasks = [
+        ranking_services.ranking_task_create(rng=rng, alternatives=2, overlap=1, queue=False)
+        for _ in conversations
+    ]
+    for task in tasks:
+        ranking_services.ranking_task_prepare(task_id=task.pk)
+    ranker = quick_trainer("ranker")
+    for _ in tasks:
+        assignment = ranking_services.task_claim_next(trainer=ranker)
+        ids = sorted(assignment.task.candidates.values_list("id", flat=True))
+        ranking_services.ranking_submit(
+            assignment=assignment, trainer=ranker, ranking=RankingInput([[i] for i in ids])
+        )
+    ranked_ids = set(RankingTask.objects.values_list("source_message__conversation_id", flat=True))
+    assert ranked_ids == {conversation.pk for conversation in conversations}
+    return conversations
+
+
+def test_a_reward_run_on_a_half_that_holds_no_ranking_is_refused_as_its_worker_would_fail(
+    admin_client_, policy, other_trainer, settings
+):
+    _ranked_in_halves(other_trainer, settings, "first", "first")
+    refused = _post(admin_client_, "reward", test_fraction="0", data_half="second")
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["data_half"] == [
+        "Nothing in the second half to train on: 2 records were read, and none of their "
+        "conversations is in the second half this run trains on: train on every conversation "
+        "or the first half, or rank more conversations."
+    ]
+    with pytest.raises(CommandError, match=r"^--data-half: Nothing in the second half"):
+        call_command(
+            "train_reward", "--data-half", "second", "--test-fraction", "0", "--queue",
+            stdout=StringIO(),
+        )  # fmt: skip
+    assert not TrainingRun.objects.exists()
+    # The half that holds them: accepted, and its worker trains on them.
+    accepted = _post(
+        admin_client_, "reward", test_fraction="0", data_half="first", max_steps="1",
+        batch_size="2", max_length="48",
+    )  # fmt: skip
+    assert accepted.status_code == 302
+    run = training_services.training_run_run_inline(run_id=TrainingRun.objects.get().pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.output_versions.get().metrics["data_half"] == "first"
+
+
+def test_a_reward_run_on_a_half_whose_rankings_are_not_held_out_is_refused(
+    admin_client_, policy, other_trainer, settings
+):
+    """The held-out fraction holds out a ranking, but in the half the run does not train on;
+    in that half, it holds out every ranking."""
+    first, second = _ranked_in_halves(other_trainer, settings, "first", "second")
+    seed = next(
+        seed
+        for seed in range(5000)
+        if split_of(first.pk, seed=seed, test_fraction=FRACTION) == "train"
+        and split_of(second.pk, seed=seed, test_fraction=FRACTION) == "test"
+    )
+    fields = {"test_fraction": "0.5", "split_seed": str(seed)}
+    refused = _post(admin_client_, "reward", data_half="first", **fields)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["test_fraction"] == [
+        "No held-out ranking to evaluate on: a held-out fraction of 0.5 does not hold out the "
+        "only ranking in the first half (whole conversations are held out, chosen by a hash of "
+        "their id). Add more conversations, or choose a larger held-out fraction (or 0 to train "
+        "without evaluation), or train on every conversation."
+    ]
+    # The other half's only ranking is held out: nothing left to train on there.
+    refused = _post(admin_client_, "reward", data_half="second", **fields)
+    assert refused.context["form"].errors["test_fraction"] == [
+        "No ranking to train on: a held-out fraction of 0.5 holds out the only ranking in the "
+        "second half (whole conversations are held out, chosen by a hash of their id). Add more "
+        "conversations, or choose a smaller held-out fraction, or train on every conversation."
+    ]
+    assert _post(admin_client_, "reward", data_half="all", **fields).status_code == 302
+    assert TrainingRun.objects.count() == 1
+
+
+@pytest.mark.usefixtures("ranked", "policy")
+def test_a_dpo_run_that_holds_out_every_ranking_is_refused_too(admin_client_):
+    """The check PPO and DPO runs already had (a fraction that holds out none) is the same one:
+    it now refuses a fraction that holds out all of their prompts too."""
+    seed = str(_seed_holding_out(3))
+    fields = {"kind": "dpo", "source": "database", "test_fraction": "0.5", "split_seed": seed}
+    refused = admin_client_.post(reverse("sampler:training-run-start"), fields)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["test_fraction"] == [
+        f"No prompt to train on: a held-out fraction of 0.5 holds out all 3 prompts {SMALLER}"
+    ]
