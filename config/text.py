@@ -14,7 +14,10 @@ from django.core.exceptions import ValidationError
 
 NUL_MESSAGE = "NUL characters (\\u0000) are not allowed."
 SURROGATE_MESSAGE = "Unpaired surrogate characters (\\ud800-\\udfff) are not allowed."
-LINE_MESSAGE = "Must be one line, without control characters (newlines, tabs)."
+LINE_MESSAGE = "Must be one line, without line breaks or control characters (newlines, tabs)."
+# What ends a line or is no text to show in one: control characters (Cc: newline, carriage
+# return, tab, escape, NEL...) and the line and paragraph separators (U+2028, U+2029).
+NOT_IN_A_LINE = frozenset(("Cc", "Zl", "Zp"))
 
 
 def text_problem(text: str) -> str | None:
@@ -50,11 +53,28 @@ def search_text(text: str, *, max_chars: int) -> str:
     return storable_text(text, replacement="")[:max_chars]
 
 
-def validate_one_line(text: str) -> None:
-    """A name others type or read in a log line (a model version's, for ``manage.py promote
-    NAME``): storable, with no control character (newline, tab, escape...)."""
+def one_line_problem(text: str) -> str | None:
+    """Why ``text`` is no storable single line (None when it is): what :func:`text_problem`
+    refuses, and any line break or other control character (newline, CR, tab, escape, U+2028)."""
     problem = text_problem(text)
-    if problem is None and any(unicodedata.category(char) == "Cc" for char in text):
+    if problem is None and any(unicodedata.category(char) in NOT_IN_A_LINE for char in text):
         problem = LINE_MESSAGE
-    if problem is not None:
+    return problem
+
+
+def validate_one_line(text: str) -> None:
+    """A name others type or read in a log line or a list (a model version's, for ``manage.py
+    promote NAME``; a conversation's title): storable, and one line (:func:`one_line_problem`)."""
+    if (problem := one_line_problem(text)) is not None:
         raise ValidationError(problem, code="one_line")
+
+
+def as_one_line(text: str) -> str:
+    """``text`` as one line: each run of whitespace, line breaks and control characters (NUL
+    among them) one space, and none at either end. Unpaired surrogates stay, for
+    :func:`storable_text` to replace."""
+    spaced = "".join(
+        " " if char.isspace() or unicodedata.category(char) in NOT_IN_A_LINE else char
+        for char in text
+    )
+    return " ".join(spaced.split())

@@ -508,3 +508,28 @@ def test_rationales_stored_with_crlf_line_breaks_take_them_as_newlines():
         assert stored.rationale == "clearer\nand kinder\ntoo"
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_titles_stored_with_line_breaks_are_made_one_line_and_keep_their_place():
+    """A title is one line now wherever it is written; one the API or an import stored with a
+    line break or another control character in it is made one line (each run of them one
+    space), and its conversation's place in the list (``updated_at``) does not change."""
+    try:
+        apps = _migrate_back("labeling", "0015_text_line_breaks_as_newlines")
+        owner = apps.get_model("auth", "User").objects.create(username="writer")
+        Conversation = apps.get_model("labeling", "Conversation")
+        broken = Conversation.objects.create(owner=owner, title="Trip\r\n to\u2028Porto\x1b[0m")
+        blank = Conversation.objects.create(owner=owner, title="\n\t")
+        plain = Conversation.objects.create(owner=owner, title="Weekend plans")
+        last_edit = Conversation.objects.get(pk=broken.pk).updated_at
+
+        apps = _migrate(_latest())
+
+        stored = apps.get_model("labeling", "Conversation").objects
+        assert stored.get(pk=broken.pk).title == "Trip to Porto [0m"
+        assert stored.get(pk=broken.pk).updated_at == last_edit
+        assert stored.get(pk=blank.pk).title == ""
+        assert stored.get(pk=plain.pk).title == "Weekend plans"
+    finally:
+        _migrate(_latest())

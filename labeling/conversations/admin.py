@@ -12,7 +12,8 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from config.forms import DefaultProjectChoiceField, ModelChoiceField
+from config.forms import DefaultProjectChoiceField, ModelChoiceField, StorableCharField
+from config.text import validate_one_line
 from config.uploads import UploadSizeLimit, upload_size_limit_install
 from labeling.conversations.importing import ImportReport, jsonl_lines, uploaded_stream
 from labeling.conversations.models import Conversation, Draft, Message
@@ -32,7 +33,8 @@ class ConversationImportForm(forms.Form):
         ),
     )
     owner = ModelChoiceField(queryset=get_user_model().objects.none())
-    title_prefix = forms.CharField(required=False, max_length=50)
+    # It starts every title, and a title is one line.
+    title_prefix = StorableCharField(required=False, max_length=50, validators=[validate_one_line])
     project = DefaultProjectChoiceField(
         help_text="The campaign the conversations belong to (its ranking tasks and exports)."
     )

@@ -25,6 +25,7 @@ from config.api import (
     validated_query,
 )
 from config.idempotency import idempotent
+from config.text import validate_one_line
 from labeling.conversations import selectors, services
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
@@ -117,7 +118,12 @@ class ConversationListApi(ApiView):
 
     class InputSerializer(serializers.Serializer):
         title = StrictCharField(
-            required=False, allow_blank=True, default="", max_length=MAX_TITLE_CHARS
+            required=False,
+            allow_blank=True,
+            default="",
+            max_length=MAX_TITLE_CHARS,
+            validators=[validate_one_line],
+            help_text="One line: a line break or other control character is a 400.",
         )
         instructions = StrictCharField(
             required=False,

@@ -2,8 +2,8 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
-from config.forms import DefaultProjectChoiceField, MultilineCharField
-from config.text import newlines_normalized
+from config.forms import DefaultProjectChoiceField, MultilineCharField, StorableCharField
+from config.text import newlines_normalized, validate_one_line
 from labeling.conversations.models import (
     MAX_INSTRUCTIONS_CHARS,
     MAX_TITLE_CHARS,
@@ -13,7 +13,10 @@ from ranking.projects.selectors import projects_for_trainer
 
 
 class ConversationCreateForm(forms.Form):
-    title = forms.CharField(max_length=MAX_TITLE_CHARS, required=False)
+    # Refused as the API refuses it: NUL and the like, and a second line.
+    title = StorableCharField(
+        max_length=MAX_TITLE_CHARS, required=False, validators=[validate_one_line]
+    )
     instructions = MultilineCharField(
         max_length=MAX_INSTRUCTIONS_CHARS,
         required=False,

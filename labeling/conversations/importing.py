@@ -6,6 +6,8 @@ Each line is the common chat format::
     {"title": "optional", "messages": [{"role": "user", "content": "Hi"},
                                        {"role": "assistant", "content": "Hello!"}]}
 
+A title is one line, as everywhere a title is written (``config.text.validate_one_line``); one
+left out is the first user turn's start, made one line.
 A message may say ``"origin": "human"``, ``"model"`` or ``"model_edited"``; by default
 assistant turns are model-written and user/system turns human-written. A record of Tandem's own
 demonstrations export (it has a ``schema_version``) imports as it was exported: its
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import IO
 
 from config.parsers import object_without_repeated_keys
+from config.text import as_one_line, one_line_problem
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
     MAX_PATH_MESSAGES,
@@ -261,9 +264,12 @@ def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
     if len(title) > MAX_TITLE_CHARS:
         raise LineError(f"title is {len(title)} characters; the limit is {MAX_TITLE_CHARS}")
     _check_storable(title, "title")
+    # One line, as the API and the Write page take it (surrounding whitespace trimmed).
+    if problem := one_line_problem(title.strip()):
+        raise LineError(f"title: {problem}")
     if not title.strip():
         first_user = next(m for m in messages if m.role == Message.Role.USER)
-        title = " ".join(first_user.content.split())[:80]
+        title = as_one_line(first_user.content)[:80]
     title = f"{title_prefix}{title.strip()}"[:MAX_TITLE_CHARS]
     return ParsedConversation(title=title, messages=messages)
 

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from config.text import validate_one_line
 from labeling.guidelines.models import guideline_version_key
 from ranking.projects.models import project_key
 
@@ -34,7 +35,8 @@ class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="conversations"
     )
-    title = models.CharField(max_length=MAX_TITLE_CHARS, blank=True)
+    # One line, as the list shows it: a line break or control character in it is refused.
+    title = models.CharField(max_length=MAX_TITLE_CHARS, blank=True, validators=[validate_one_line])
     instructions = models.TextField(
         blank=True,
         max_length=MAX_INSTRUCTIONS_CHARS,

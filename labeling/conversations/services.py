@@ -13,7 +13,7 @@ from django.utils import timezone
 from rapidfuzz.distance import LCSseq, Levenshtein
 
 from accounts.roles import is_admin
-from config.text import text_problem
+from config.text import one_line_problem, text_problem
 from labeling.conversations.importing import (
     ImportReport,
     LineError,
@@ -504,7 +504,11 @@ def conversations_import(
     any is not, nothing is saved and ``errors`` lists each invalid line with its number.
 
     With ``dry_run`` every line is checked and counted in ``created`` but nothing is saved.
+    A ``title_prefix`` that is not one line (it starts every title) is a ValidationError
+    naming it, before any line is read.
     """
+    if problem := one_line_problem(title_prefix):
+        raise ValidationError({"title_prefix": problem})
     report = ImportReport()
     valid: list[ParsedConversation] = []
     for line_number, parsed in parsed_lines(lines, title_prefix=title_prefix):

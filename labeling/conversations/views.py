@@ -61,14 +61,16 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
     form = ConversationCreateForm(request.POST, trainer=request.user)
-    if not form.is_valid():
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+    try:
+        data = dict(form_cleaned_data(form))  # each message names its field: "Title: ..."
+        project = data.pop("project")
+        conversation = services.conversation_create(
+            owner=request.user, project_id=project.pk if project is not None else None, **data
+        )
+    except ValidationError as error:
+        labels = {name: form[name].label for name in form.fields}
+        messages.error(request, " ".join(validation_messages(error, labels)))
         return redirect("labeling:conversation-list")
-    data = form.cleaned_data
-    project = data.pop("project")
-    conversation = services.conversation_create(
-        owner=request.user, project_id=project.pk if project is not None else None, **data
-    )
     return redirect("labeling:editor", conversation_id=conversation.pk)
 
 

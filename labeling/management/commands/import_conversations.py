@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from config.text import text_problem
+from config.text import one_line_problem, text_problem
 from labeling.conversations.importing import MAX_LINE_BYTES, MAX_LINES, jsonl_lines
 from labeling.conversations.services import conversations_import
 from ranking.projects.selectors import project_ids_by_slug
@@ -49,12 +49,13 @@ class Command(BaseCommand):
     def handle(self, *args, file: str, owner: str, title_prefix: str, dry_run: bool, **options):
         # Checked before any of them reaches the database, which cannot store these (bytes of
         # the command line that are not UTF-8 arrive as lone surrogates).
-        for option, text in (
-            ("--owner", owner),
-            ("--title-prefix", title_prefix),
-            ("--project", options.get("project") or ""),
+        # The prefix starts every title, and a title is one line.
+        for option, text, problem_in in (
+            ("--owner", owner, text_problem),
+            ("--title-prefix", title_prefix, one_line_problem),
+            ("--project", options.get("project") or "", text_problem),
         ):
-            if problem := text_problem(text):
+            if problem := problem_in(text):
                 raise CommandError(f"{option}: {problem}")
         user = get_user_model().objects.filter(username=owner).first()
         if user is None:

@@ -41,6 +41,18 @@ def jsonl(*records: object) -> bytes:
     )
 
 
+# A title is one line (the list shows it as one): any line break, or other control character.
+MULTI_LINE_TITLES = [
+    "two\nlines",
+    "carriage\rreturn",
+    "line\u2028separator",
+    "paragraph\u2029separator",
+    "next\x85line",
+    "tab\there",
+    "colour \x1b[31mred",
+]
+
+
 MIXED_FILE = jsonl(GOOD_WITH_SYSTEM, b'{"messages": [', WRONG_ROLE, GOOD_PLAIN, NOT_ALTERNATING)
 
 

@@ -3,6 +3,7 @@
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from config.text import LINE_MESSAGE
 from labeling.conversations import admin as conversations_admin
 from labeling.conversations.models import Conversation
 from ranking.projects.models import project_default_id
@@ -136,3 +137,13 @@ def test_admin_upload_goes_to_the_project_chosen_or_the_default_one(admin_client
     )
     assert refused.status_code == 422 and "project" in refused.context["form"].errors
     assert Conversation.objects.count() == 3
+
+
+def test_admin_upload_refuses_a_title_prefix_of_more_than_one_line(admin_client_, trainer):
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN))
+    response = admin_client_.post(
+        IMPORT_URL, {"file": upload, "owner": trainer.pk, "title_prefix": "batch\u2028one"}
+    )
+    assert response.status_code == 422
+    assert response.context["form"].errors == {"title_prefix": [LINE_MESSAGE]}
+    assert not Conversation.objects.exists()

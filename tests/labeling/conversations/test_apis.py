@@ -3,9 +3,11 @@ import json
 import pytest
 from django.test import Client
 
+from config.text import LINE_MESSAGE
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
 from tests.labeling.conftest import write_turns
+from tests.labeling.conversations.conftest import MULTI_LINE_TITLES
 
 
 def _post(client: Client, url: str, data: dict | None = None):
@@ -274,6 +276,20 @@ def test_over_long_title_is_a_400(trainer_client):
     response = _post(trainer_client, "/api/conversations/", {"title": "t" * 201})
     assert response.status_code == 400 and "title" in response.json()
     assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize("title", MULTI_LINE_TITLES)
+def test_a_title_of_more_than_one_line_is_a_400_naming_it(trainer_client, title):
+    response = _post(trainer_client, "/api/conversations/", {"title": title})
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"title": [LINE_MESSAGE]}
+    assert not Conversation.objects.exists()
+
+
+def test_a_titles_surrounding_line_breaks_are_trimmed_as_its_spaces_are(trainer_client):
+    response = _post(trainer_client, "/api/conversations/", {"title": "\n Trip\r\n"})
+    assert response.status_code == 201 and response.json()["title"] == "Trip"
 
 
 def test_finishing_without_an_assistant_turn_is_a_400(trainer_client, conversation, trainer):

@@ -1,17 +1,26 @@
 import gzip
 import io
 import json
+import re
 import sys
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
+from config.text import LINE_MESSAGE
 from labeling.conversations import importing, services
 from labeling.conversations.models import Conversation, Message
 from labeling.conversations.services import conversations_import
 from ranking.exports.demonstrations import demonstration_records
 from ranking.exports.filters import ExportFilters
-from tests.labeling.conversations.conftest import GOOD_PLAIN, GOOD_WITH_SYSTEM, MIXED_FILE, jsonl
+from tests.labeling.conversations.conftest import (
+    GOOD_PLAIN,
+    GOOD_WITH_SYSTEM,
+    MIXED_FILE,
+    MULTI_LINE_TITLES,
+    jsonl,
+)
 
 
 def _chain(conversation: Conversation) -> list[Message]:
@@ -256,6 +265,42 @@ def test_a_null_title_is_no_title(trainer):
     assert Conversation.objects.get().title == "What is the capital of France?"
 
 
+@pytest.mark.parametrize("title", MULTI_LINE_TITLES)
+def test_a_title_of_more_than_one_line_is_a_line_error_and_nothing_is_imported(trainer, title):
+    """Refused as the API and the Write page refuse it, and the file with it."""
+    bad = {"title": title, **GOOD_PLAIN}
+    report = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_WITH_SYSTEM, bad, GOOD_PLAIN)), owner=trainer
+    )
+    assert report.errors == [(2, f"title: {LINE_MESSAGE}")] and report.valid == 2
+    assert not Conversation.objects.exists()
+
+
+def test_a_titles_surrounding_line_breaks_are_trimmed_as_the_api_trims_them(trainer):
+    report = conversations_import(
+        lines=io.BytesIO(jsonl({"title": "\n Trip\r\n", **GOOD_PLAIN})), owner=trainer
+    )
+    assert report.ok and Conversation.objects.get().title == "Trip"
+
+
+def test_a_title_taken_from_the_first_turn_is_one_line(trainer):
+    first = {"role": "user", "content": "Red\x1b[31m alert\u2028now,\x85\tplease"}
+    record = {"messages": [first, GOOD_PLAIN["messages"][1]]}
+    report = conversations_import(lines=io.BytesIO(jsonl(record)), owner=trainer)
+    assert report.ok
+    assert Conversation.objects.get().title == "Red [31m alert now, please"
+
+
+@pytest.mark.parametrize("prefix", ["batch\n", "batch\u2028", "\tbatch: "])
+def test_a_title_prefix_of_more_than_one_line_is_refused_before_any_line(trainer, prefix):
+    with pytest.raises(ValidationError) as refused:
+        conversations_import(
+            lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer, title_prefix=prefix
+        )
+    assert refused.value.message_dict == {"title_prefix": [LINE_MESSAGE]}
+    assert not Conversation.objects.exists()
+
+
 # manage.py import_conversations
 
 
@@ -390,4 +435,12 @@ def test_command_refuses_an_option_the_database_cannot_store_by_name(
     args = [arg for name, value in given.items() for arg in (name, value)]
     with pytest.raises(CommandError, match=f"^{option}: (NUL|Unpaired surrogate) characters"):
         _run_command(str(path), *args)
+    assert not Conversation.objects.exists()
+
+
+def test_command_refuses_a_title_prefix_of_more_than_one_line(trainer, tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(jsonl(GOOD_PLAIN))
+    with pytest.raises(CommandError, match=f"^--title-prefix: {re.escape(LINE_MESSAGE)}$"):
+        _run_command(str(path), "--owner", "tess", "--title-prefix", "batch\n")
     assert not Conversation.objects.exists()

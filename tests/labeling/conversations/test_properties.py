@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.text import search_text, text_problem
+from config.text import one_line_problem, search_text, text_problem
 from labeling.conversations import services
 from labeling.conversations.importing import LineError, ParsedConversation, parsed_lines
 from sampler.generation.services import generation_job_create
@@ -69,7 +69,8 @@ def test_titles_and_drafts_are_stored_or_refused_by_field(trainer, title, draft)
         conversation = services.conversation_create(owner=trainer, title=title)
     except ValidationError as error:
         assert "title" in error.message_dict
-        assert text_problem(title) or len(title.strip()) > 200
+        # A title is one line: surrounding whitespace is trimmed, a line break within refused.
+        assert one_line_problem(title.strip()) or len(title.strip()) > 200
         return
     try:
         saved = services.draft_save(conversation=conversation, author=trainer, content=draft)
@@ -97,6 +98,8 @@ def test_an_import_line_of_any_shape_is_parsed_or_a_line_error(role, content, or
     if isinstance(parsed, ParsedConversation):
         assert all(text_problem(m.content) is None for m in parsed.messages)
         assert parsed.messages[0].role == role == "user"
+        # Given or taken from the first turn, the title is one line.
+        assert one_line_problem(parsed.title) is None
 
 
 @pytest.mark.django_db

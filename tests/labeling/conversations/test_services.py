@@ -1,12 +1,14 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from config.text import LINE_MESSAGE
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Draft, Message
 from labeling.conversations.selectors import conversation_transcript
 from sampler.generation import services as sampler_services
 from sampler.models import GenerationJob, Sample
 from tests.labeling.conftest import write_turns
+from tests.labeling.conversations.conftest import MULTI_LINE_TITLES
 
 
 def test_turns_alternate_starting_with_the_user(conversation, trainer):
@@ -296,3 +298,17 @@ def test_every_edit_of_an_imported_model_reply_is_measured_against_the_models_te
         original=second, author=trainer, content="Rather a quiet day reading at home, noon today."
     )
     assert far.origin == Message.Origin.HUMAN and far.model_original_id is None
+
+
+@pytest.mark.parametrize("title", MULTI_LINE_TITLES)
+def test_the_service_and_the_admins_form_refuse_a_title_of_more_than_one_line(trainer, title):
+    with pytest.raises(ValidationError) as refused:
+        services.conversation_create(owner=trainer, title=title)
+    assert refused.value.message_dict == {"title": [LINE_MESSAGE]}
+    # The admin's change form validates the model's fields.
+    conversation = services.conversation_create(owner=trainer, title="One line")
+    conversation.title = title
+    with pytest.raises(ValidationError) as refused:
+        conversation.full_clean(exclude=["active_leaf"])
+    assert refused.value.message_dict == {"title": [LINE_MESSAGE]}
+    assert list(Conversation.objects.values_list("title", flat=True)) == ["One line"]

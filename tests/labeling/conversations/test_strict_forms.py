@@ -1,8 +1,14 @@
 """Bad input through the HTML forms and query strings: a clear error, nothing lost, no 500."""
 
+from html import unescape
+
+import pytest
+
+from config.text import LINE_MESSAGE
 from labeling.conversations import services
 from labeling.conversations.models import Conversation
 from tests.labeling.conftest import HTMX, write_turns
+from tests.labeling.conversations.conftest import MULTI_LINE_TITLES
 
 
 def test_a_nul_in_a_turn_is_refused_with_the_fields_message_and_the_text_kept(
@@ -22,7 +28,19 @@ def test_a_nul_in_a_turn_is_refused_with_the_fields_message_and_the_text_kept(
 def test_a_nul_in_a_new_conversations_title_creates_nothing(trainer_client):
     response = trainer_client.post("/write/new/", {"title": "Trip\x00"}, follow=True)
     assert response.status_code == 200
-    assert "Null characters are not allowed." in response.content.decode()
+    page = unescape(response.content.decode())
+    # The API's message, once, naming the field.
+    assert "Title: NUL characters (\\u0000) are not allowed." in page
+    assert "Null characters are not allowed." not in page
+    assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize("title", MULTI_LINE_TITLES)
+def test_a_new_conversations_title_of_more_than_one_line_creates_nothing(trainer_client, title):
+    """Refused as the API refuses it (a form posted by a script can hold any character)."""
+    response = trainer_client.post("/write/new/", {"title": title}, follow=True)
+    assert response.status_code == 200
+    assert f"Title: {LINE_MESSAGE}" in unescape(response.content.decode())
     assert not Conversation.objects.exists()
 
 

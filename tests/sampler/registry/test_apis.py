@@ -95,6 +95,7 @@ def test_bad_serving_configs_are_400_with_the_field_and_nothing_is_stored(
         ({"name": "two\nlines", "path": str(micro_model_dir)}, "name"),
         ({"name": "tab\there", "path": str(micro_model_dir)}, "name"),
         ({"name": "bell\x07", "path": str(micro_model_dir)}, "name"),
+        ({"name": "line\u2028separator", "path": str(micro_model_dir)}, "name"),
         ({"name": "", "path": str(micro_model_dir)}, "name"),
         # Above what the column holds: a range error, not the database's.
         ({"name": "a", "backend": "openai", "backend_options": OPENAI,
