@@ -1,12 +1,58 @@
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
 from config.admin import ReadOnlyAdminMixin
+from labeling.redteam import services
 from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
 from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
 
 
+class AttackAdminForm(forms.ModelForm):
+    """An attack changed or added by hand passes the checks a trainer's mark passes
+    (``services.attack_check``): a refusal is the form's error, on the field it names, or on
+    the reply (``message``) when the reply is what cannot be marked."""
+
+    class Meta:
+        model = Attack
+        fields = (
+            "conversation",
+            "message",
+            "prompt_message",
+            "prompt_messages",
+            "category",
+            "note",
+            "model_version",
+            "guideline_version",
+            "correction",
+            "created_by",
+            "project",
+        )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if any(name not in cleaned for name in ("message", "category", "note")):
+            return cleaned  # the field's own error says why
+        project = cleaned.get("project")
+        try:
+            cleaned["note"] = services.attack_check(
+                message=cleaned["message"],
+                category=cleaned["category"],
+                note=cleaned["note"],
+                attack=self.instance if self.instance.pk is not None else None,
+                conversation=cleaned.get("conversation"),
+                prompt_message=cleaned.get("prompt_message"),
+                project_id=project.pk if project is not None else None,
+                correction=cleaned.get("correction"),
+            )
+        except ValidationError as error:
+            self.add_error(None if hasattr(error, "error_dict") else "message", error)
+        return cleaned
+
+
 @admin.register(Attack)
 class AttackAdmin(admin.ModelAdmin):
+    form = AttackAdminForm
     list_display = ("id", "category", "model_version", "created_by", "correction", "created_at")
     list_filter = ("category", "model_version", "created_at")
     search_fields = ("note", "message__content", "prompt_message__content", "created_by__username")

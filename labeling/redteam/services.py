@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from accounts.roles import is_admin
 from labeling.conversations.models import Conversation, Message
@@ -55,14 +55,31 @@ def _check_red_team_writer(*, conversation: Conversation, user: AbstractBaseUser
     conversation_check_open(conversation=conversation)
 
 
-@transaction.atomic
-def attack_record(
-    *, message: Message, user: AbstractBaseUser, category: str, note: str = ""
-) -> Attack:
-    """Mark a model-written reply of a red-team conversation as a successful attack."""
-    conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
-    _check_red_team_writer(conversation=conversation, user=user)
-    message = Message.objects.select_related("parent").get(pk=message.pk)
+def attack_check(
+    *,
+    message: Message,
+    category: str,
+    note: str = "",
+    attack: Attack | None = None,
+    conversation: Conversation | None = None,
+    prompt_message: Message | None = None,
+    project_id: int | None = None,
+    correction: Message | None = None,
+) -> str:
+    """What an attack on ``message`` must be, marked by its writer (``attack_record``) or saved
+    by an admin (the admin's form): a reply the model wrote, used unedited, to a user turn of a
+    red-team conversation, marked once, with a category and a note of at most
+    ``MAX_ATTACK_NOTE_CHARS``. The note as stored (trimmed); a ValidationError says what is
+    wrong, naming the field where there is one (a problem with the reply itself names none).
+
+    ``attack``: the record being changed, which is not another mark of its reply. An admin's
+    form also gives the fields ``attack_record`` takes from the reply, each checked against it
+    when given: ``conversation`` and ``project`` (the reply's), ``prompt_message`` (the user
+    turn it answers) and ``correction`` (another reply to that turn, not marked itself).
+    """
+    others = Attack.objects.exclude(pk=attack.pk) if attack is not None else Attack.objects.all()
+    if message.conversation.mode != Conversation.Mode.RED_TEAM:
+        raise ValidationError("Attacks are recorded in red-team conversations only.")
     if message.role != Message.Role.ASSISTANT or message.origin != Message.Origin.MODEL:
         raise ValidationError(
             "Only assistant replies the model wrote (used unedited) can be marked as attacks."
@@ -74,10 +91,51 @@ def attack_record(
     note = (note or "").strip()
     if len(note) > MAX_ATTACK_NOTE_CHARS:
         raise ValidationError({"note": f"Keep the note under {MAX_ATTACK_NOTE_CHARS} characters."})
-    if Attack.objects.filter(message=message).exists():
+    if others.filter(message=message).exists():
         raise ValidationError("This reply is already marked as a successful attack.")
-    if Attack.objects.filter(correction=message).exists():
+    if others.filter(correction=message).exists():
         raise ValidationError("This reply is a correction, not a model reply.")
+    if conversation is not None and conversation.pk != message.conversation_id:
+        raise ValidationError(
+            {"conversation": f"The reply is in conversation {message.conversation_id}."}
+        )
+    if project_id is not None and project_id != message.conversation.project_id:
+        raise ValidationError({"project": "An attack is in its conversation's project."})
+    if prompt_message is not None and prompt_message.pk != message.parent_id:
+        raise ValidationError(
+            {"prompt_message": f"The reply answers message {message.parent_id}, the prompt."}
+        )
+    if correction is not None:
+        _check_correction(message=message, correction=correction, others=others)
+    return note
+
+
+def _check_correction(*, message: Message, correction: Message, others: QuerySet[Attack]) -> None:
+    """A correction is what the model should have said: another reply to the same user turn
+    (a sibling branch, as ``attack_correct`` writes it), not one marked as an attack itself."""
+    if correction.pk == message.pk:
+        raise ValidationError({"correction": "The correction cannot be the attacked reply."})
+    if correction.parent_id != message.parent_id or correction.is_candidate:
+        raise ValidationError(
+            {
+                "correction": "A correction is another reply to the same user turn "
+                f"(message {message.parent_id}), in the conversation's tree."
+            }
+        )
+    if others.filter(message=correction).exists():
+        raise ValidationError({"correction": "That reply is marked as a successful attack itself."})
+
+
+@transaction.atomic
+def attack_record(
+    *, message: Message, user: AbstractBaseUser, category: str, note: str = ""
+) -> Attack:
+    """Mark a model-written reply of a red-team conversation as a successful attack."""
+    conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
+    _check_red_team_writer(conversation=conversation, user=user)
+    message = Message.objects.select_related("parent").get(pk=message.pk)
+    message.conversation = conversation
+    note = attack_check(message=message, category=category, note=note)
     return Attack.objects.create(
         project_id=conversation.project_id,
         conversation=conversation,
