@@ -380,7 +380,8 @@ RANKING_UNDO_SECONDS = env_int("RANKING_UNDO_SECONDS", 10)
 # dotted path of a class with the ContentFilter interface.
 CONTENT_FILTER = env_str("CONTENT_FILTER", "builtin")
 # Words and phrases (case-insensitive, whole words) and regexes, by category; JSON in the
-# environment: {"category": ["word", ...]} or a plain list (one category, "blocklist").
+# environment: {"category": ["word", ...]} or a plain list (one category, "blocklist"). A regex
+# must match at least one character: one that matches an empty string ("a*") is refused.
 CONTENT_FILTER_WORDS = env_json(
     "CONTENT_FILTER_WORDS",
     {

@@ -357,10 +357,11 @@ def fresh_backends() -> Iterator[None]:
 
 @pytest.fixture
 def flag_everything(settings):
-    """The built-in content filter, with one pattern that flags every text."""
+    """The built-in content filter, with one pattern that flags every text (any character: a
+    pattern may not match the empty string, and an empty text has nothing to flag)."""
     settings.CONTENT_FILTER = "builtin"
     settings.CONTENT_FILTER_WORDS = {}
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
     return settings
 
 

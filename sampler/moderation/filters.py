@@ -4,7 +4,8 @@ A filter has a ``name``, a ``version`` (changes whenever what it flags can chang
 ``score(texts) -> list[FilterResult]``, one result per text, in order. Two ship here:
 
 - ``BuiltinFilter``: word / phrase lists (case-insensitive, whole words) and regexes, by
-  category, from settings; needs no download.
+  category, from settings; needs no download. A regex that matches an empty string is a
+  configuration error (an empty match finds nothing, yet would flag).
 - ``ClassifierFilter``: any Hugging Face text-classification model directory; a label flags a
   sample when its probability reaches ``CONTENT_FILTER_THRESHOLD``.
 
@@ -28,6 +29,9 @@ from django.utils.module_loading import import_string
 
 # Matched terms kept per result: enough for a reviewer, bounded for long texts.
 MAX_MATCHES_KEPT = 20
+# Texts a pattern is tried on for an empty match: the empty text, then single characters a
+# zero-width pattern (a word boundary, a lookahead) matches beside.
+EMPTY_MATCH_PROBES = ("", "a", "0", ".", " ", "\n")
 # Classifier input length; longer samples are truncated (their start is what a trainer reads).
 MAX_CLASSIFIER_TOKENS = 512
 
@@ -74,6 +78,27 @@ def _by_category(
     return {str(category): list(items) for category, items in by_category.items()}
 
 
+def _compiled_pattern(expression: str, category: str) -> re.Pattern:
+    """``expression`` compiled; ImproperlyConfigured when it is no regex, or when it matches an
+    empty string (in the empty text, or beside one of ``EMPTY_MATCH_PROBES``): an empty match
+    would flag a sample with nothing found in it, and "a*" or "x|" would flag every sample."""
+    try:
+        pattern = re.compile(expression, re.IGNORECASE)
+    except re.error as error:
+        raise ImproperlyConfigured(
+            f"CONTENT_FILTER_PATTERNS: {expression!r} is not a regex ({error})."
+        ) from error
+    for probe in EMPTY_MATCH_PROBES:
+        if any(match.group(0) == "" for match in pattern.finditer(probe)):
+            where = f"an empty string in {probe!r}" if probe else "the empty string"
+            raise ImproperlyConfigured(
+                f"CONTENT_FILTER_PATTERNS: {expression!r} ({category!r}) matches {where}, so it "
+                "would flag samples with nothing found in them (a pattern such as 'a*' or 'x|' "
+                "flags every sample). Make it match at least one character ('a+', not 'a*')."
+            )
+    return pattern
+
+
 class BuiltinFilter:
     """Word lists and regexes by category. A sample is flagged when anything matches."""
 
@@ -99,12 +124,7 @@ class BuiltinFilter:
                 )
         for category, expressions in self.patterns.items():
             for expression in expressions:
-                try:
-                    self._compiled.append((category, re.compile(expression, re.IGNORECASE)))
-                except re.error as error:
-                    raise ImproperlyConfigured(
-                        f"CONTENT_FILTER_PATTERNS: {expression!r} is not a regex ({error})."
-                    ) from error
+                self._compiled.append((category, _compiled_pattern(expression, category)))
 
     def score(self, texts: Sequence[str]) -> list[FilterResult]:
         results = []

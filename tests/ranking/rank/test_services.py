@@ -739,7 +739,7 @@ def test_a_source_flagged_by_the_content_filter_is_not_picked_again(
     settings, policy, other_trainer
 ):
     settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
     settings.CONTENT_FILTER_BLOCK_RANKING = True
     settings.RANKING_MAX_NEW_TOKENS = 4
     task = services.ranking_task_prepare(task_id=_task_unqueued(other_trainer).pk)

@@ -53,6 +53,40 @@ def test_a_bad_pattern_is_a_configuration_error():
 
 
 @pytest.mark.parametrize(
+    ("pattern", "where"),
+    [
+        ("a*", "the empty string"),
+        ("x|", "the empty string"),
+        ("(secret)?", "the empty string"),
+        ("^", "the empty string"),
+        (r"\s*$", "the empty string"),
+        # Empty only beside some characters: a word boundary, a lookahead.
+        (r"\b", "an empty string in 'a'"),
+        ("(?=a)", "an empty string in 'a'"),
+        (r"\d*(?=\.)", "an empty string in '.'"),
+    ],
+)
+def test_a_pattern_that_matches_an_empty_string_is_a_configuration_error(pattern, where):
+    """An empty match flagged a sample with nothing found in it: "a*" flagged every text."""
+    with pytest.raises(ImproperlyConfigured) as refused:
+        moderation.BuiltinFilter(words=[], patterns={"pii": [r"\d{3}", pattern]})
+    message = str(refused.value)
+    assert message.startswith(f"CONTENT_FILTER_PATTERNS: {pattern!r} ('pii') matches {where}")
+    assert "at least one character" in message
+
+
+def test_a_pattern_that_always_matches_something_is_taken():
+    content_filter = moderation.BuiltinFilter(words=[], patterns=[r"a+", r"\bx\w*", "colou?r"])
+    assert [r.flagged for r in content_filter.score(["", "b b", "aa", "xylophone", "color"])] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
+@pytest.mark.parametrize(
     ("words", "patterns", "named"),
     [
         ({"profanity": ["darn", ""]}, [], "CONTENT_FILTER_WORDS"),
@@ -134,7 +168,7 @@ def test_a_sample_that_matches_the_filter_is_flagged(settings, policy, trainer):
 
 def test_job_page_warns_about_a_flagged_sample(settings, policy, trainer, trainer_client):
     settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
     job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=2).pk)
     response = trainer_client.get(f"/generation/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
     html = response.content.decode()
@@ -153,7 +187,7 @@ def test_editor_suggestion_cards_warn_about_flagged_samples(settings, policy, tr
     from labeling.models import Conversation
 
     settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
     conversation = Conversation.objects.create(owner=trainer)
     asked = suggestion_request(conversation=conversation, author=trainer, n=2)
     job = services.generation_job_run_inline(job_id=asked.pk)
@@ -230,7 +264,7 @@ def test_with_blocking_on_a_flagged_reply_is_not_the_source_of_a_task(
 
 def test_with_blocking_off_flagged_samples_are_ranked(settings, policy, other_trainer):
     settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
     settings.CONTENT_FILTER_BLOCK_RANKING = False
     task = _ranking_task(other_trainer, settings)
 
@@ -245,7 +279,7 @@ def test_with_blocking_on_a_task_whose_samples_are_all_flagged_fails_with_a_reas
     settings, policy, other_trainer
 ):
     settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": ["^"]}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
     settings.CONTENT_FILTER_BLOCK_RANKING = True
     task = _ranking_task(other_trainer, settings)
 
