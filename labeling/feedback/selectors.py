@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -16,6 +16,7 @@ from config.querysets import filter_given, local_day_bounds
 from labeling.conversations.models import Message
 from labeling.conversations.selectors import message_get_for_user
 from labeling.feedback.models import Feedback
+from ranking.rank.selectors import assignment_reply, assignment_reply_of_message
 from sampler.models import ModerationResult, Sample
 from sampler.moderation.selectors import moderation_latest_by_sample
 
@@ -26,37 +27,39 @@ CATEGORIES = tuple(Feedback.Category.values)
 
 @dataclass(frozen=True)
 class FeedbackTarget:
-    """A model-written message or a sample, as a user may give feedback on it."""
+    """A model-written message or a sample, as a user may give feedback on it; or (kind
+    "reply") a reply of a ranking task, by the number it is shown under in the assignment
+    ``assignment_id``, its message kept behind it (``feedback_target_of_reply``)."""
 
     kind: str
+    # The message's or sample's id; a reply's number.
     id: int
     text: str
     model_version_id: int | None
     model_version_name: str
     message: Message | None = None
     sample: Sample | None = None
-    # The newest content filter result on the sample behind the target, if it was filtered.
+    # The newest content filter result on the sample behind the target, if it was filtered (a
+    # reply's: as the ranking screen shows it).
     moderation: ModerationResult | None = None
+    assignment_id: int | None = None
 
 
 def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) -> FeedbackTarget:
     """The target if ``user`` may see it: model-written messages of their own conversations'
-    trees or of the ranking tasks they were assigned, and their own generation jobs' samples
-    (admins: all); 404 otherwise, as for an id that does not exist. The replies sampled for a
-    ranking task are stored in the writer's conversation but are no part of its tree: the
-    writer never sees them, and rates them no more than any trainer not given the task."""
+    trees and their own generation jobs' samples (admins: all); 404 otherwise, as for an id
+    that does not exist. The replies sampled for a ranking task are stored in the writer's
+    conversation but are no part of its tree: the writer never sees them, and rates them no
+    more than any trainer not given the task. A trainer given the task reaches its replies by
+    the numbers they are shown under (``feedback_target_of_reply``), never by a message id:
+    the original's is the smallest."""
     if kind == "message":
         message = get_object_or_404(
             Message.objects.select_related("model_version", "sample"),
             pk=target_id,
             origin__in=MODEL_ORIGINS,
         )
-        # Trainers see their own conversations' trees, and the replies of the ranking tasks they
-        # were given (those conversations are someone else's).
-        ranked_by_user = Message.objects.filter(
-            pk=message.pk, candidacies__task__assignments__trainer=user
-        ).exists()
-        if not ranked_by_user and not is_admin(user):
+        if not is_admin(user):
             message_get_for_user(message_id=message.pk, user=user)
         moderation = (
             moderation_latest_by_sample(sample_ids=[message.sample_id]).get(message.sample_id)
@@ -90,6 +93,35 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
     raise Http404("No such feedback target.")
 
 
+def feedback_target_of_reply(
+    *, assignment_id: int, number: int, user: AbstractBaseUser
+) -> FeedbackTarget:
+    """Reply ``number`` of one of ``user``'s ranking assignments, as they give feedback on it:
+    the feedback is the message's behind it, whoever wrote it, but nothing in the target tells
+    which message (nor its model: the reply the task was made from may be another model's
+    than its alternatives'). 404 for anyone else's assignment or a number no reply has."""
+    reply = assignment_reply(assignment_id=assignment_id, number=number, trainer=user)
+    message = Message.objects.select_related("model_version").get(pk=reply.message_id)
+    return FeedbackTarget(
+        kind="reply",
+        id=reply.number,
+        text=message.content,
+        model_version_id=message.model_version_id,
+        model_version_name="",
+        message=message,
+        moderation=reply.moderation,
+        assignment_id=reply.assignment_id,
+    )
+
+
+def feedback_reply_address(*, feedback: Feedback, user: AbstractBaseUser) -> tuple[int, int] | None:
+    """Where ``user`` reaches the message their ``feedback`` is on as a reply of a ranking
+    task (assignment id, number shown); None for feedback on anything else."""
+    if feedback.message_id is None:
+        return None
+    return assignment_reply_of_message(message_id=feedback.message_id, trainer=user)
+
+
 def feedback_of_user(*, user: AbstractBaseUser, target: FeedbackTarget) -> Feedback | None:
     return Feedback.objects.filter(user=user, message=target.message, sample=target.sample).first()
 
@@ -100,7 +132,16 @@ def feedback_get_for_user(*, feedback_id: int, user: AbstractBaseUser) -> Feedba
 
 
 def feedback_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Feedback]:
-    return Feedback.objects.filter(user=user).select_related("model_version", "message", "sample")
+    """A user's feedback, each marked ``ranked_reply`` when it is on a reply of a ranking task
+    given to them (whose model they are not told)."""
+    ranked_reply = Message.objects.filter(
+        pk=OuterRef("message_id"), candidacies__task__assignments__trainer=user
+    )
+    return (
+        Feedback.objects.filter(user=user)
+        .select_related("model_version", "message", "sample")
+        .annotate(ranked_reply=Exists(ranked_reply))
+    )
 
 
 # ---- the admins' overview ---------------------------------------------------------------------

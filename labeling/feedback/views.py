@@ -50,6 +50,23 @@ def _saved_note(request: HtmxHttpRequest, feedback: Feedback | None) -> str:
 def feedback_target(request: HtmxHttpRequest, kind: str, target_id: int) -> HttpResponse:
     """The user's feedback on one message or sample: shown (GET) and upserted (POST)."""
     target = selectors.feedback_target_get(kind=kind, target_id=target_id, user=request.user)
+    return _feedback_page(request, target)
+
+
+@trainer_required
+@require_http_methods(["GET", "POST"])
+def feedback_reply(request: HtmxHttpRequest, assignment_id: int, number: int) -> HttpResponse:
+    """The user's feedback on one reply of their ranking task, by the number it is shown under
+    (the Rank page's widget under each reply): shown (GET) and upserted (POST)."""
+    target = selectors.feedback_target_of_reply(
+        assignment_id=assignment_id, number=number, user=request.user
+    )
+    return _feedback_page(request, target)
+
+
+def _feedback_page(request: HtmxHttpRequest, target: selectors.FeedbackTarget) -> HttpResponse:
+    """The feedback widget of ``target`` (the page around it without htmx), after applying a
+    POST: a plain form's is redirected back to the page (post/redirect/get)."""
     status, errors, typed = 200, [], None
     if request.method == "POST":
         try:
@@ -95,6 +112,10 @@ def feedback_mine(request: HtmxHttpRequest) -> HttpResponse:
 @trainer_required
 def feedback_detail(request: HtmxHttpRequest, feedback_id: int) -> HttpResponse:
     feedback = selectors.feedback_get_for_user(feedback_id=feedback_id, user=request.user)
+    # A reply of a ranking task is reached by the number it is shown under, never by its id.
+    if address := selectors.feedback_reply_address(feedback=feedback, user=request.user):
+        assignment_id, number = address
+        return redirect("labeling:feedback-reply", assignment_id=assignment_id, number=number)
     kind, target_id = (
         ("message", feedback.message_id) if feedback.message_id else ("sample", feedback.sample_id)
     )

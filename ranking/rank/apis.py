@@ -29,6 +29,7 @@ from ranking.rank.selectors import (
     WAITING_REASONS,
     assignment_get_for_trainer,
     assignment_screen,
+    ranking_as_shown,
     ranking_waiting_state,
 )
 
@@ -45,8 +46,9 @@ def _candidate_id() -> StrictIdField:
     return StrictIdField()
 
 
-# A reply id as an object key: its digits as written by ``str(id)``, no sign, no leading zero,
-# no more digits than the largest id has (a key "03" would name reply 3 under another name).
+# A reply id (the number the reply is shown under, as the claim gives it) as an object key: its
+# digits as written by ``str(id)``, no sign, no leading zero, no more digits than the largest id
+# has (a key "03" would name reply 3 under another name).
 _REPLY_ID_KEY = re.compile(r"[1-9][0-9]{0,18}")
 
 
@@ -80,10 +82,15 @@ class ModerationOutputSerializer(serializers.Serializer):
 
 
 class CandidateOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    # The number the reply is shown under (1 = the first shown), never a row id: the reply the
+    # task was made from has the smallest candidate and message ids of its task.
+    id = serializers.IntegerField(help_text="The reply's number as shown: 1, 2, ...")
     text = serializers.CharField()
-    message_id = serializers.IntegerField()
-    moderation = ModerationOutputSerializer(allow_null=True)
+    moderation = ModerationOutputSerializer(
+        allow_null=True,
+        help_text="The content filter's verdict, for every reply when it saw each of them, "
+        "else only for those it flagged.",
+    )
 
 
 class AssignmentOutputSerializer(serializers.Serializer):
@@ -212,12 +219,12 @@ class RankingSubmitApi(ApiView):
         id = serializers.IntegerField()
         task_id = serializers.IntegerField()
         assignment_id = serializers.IntegerField()
-        ordering = serializers.JSONField()
+        ordering = serializers.JSONField(help_text="Tie groups of reply ids, best first.")
         cannot_rank = serializers.BooleanField()
         verdict = serializers.CharField()
-        flags = serializers.JSONField()
+        flags = serializers.JSONField(help_text='Reply id -> {"flags": [...], "note": "..."}.')
         rationale = serializers.CharField()
-        presentation_order = serializers.JSONField()
+        presentation_order = serializers.JSONField(help_text="Reply ids as shown: 1, 2, ...")
         started_at = serializers.DateTimeField()
         submitted_at = serializers.DateTimeField()
         duration_ms = serializers.IntegerField()
@@ -239,7 +246,7 @@ class RankingSubmitApi(ApiView):
         data = validated_input(self.InputSerializer, request.data)
         assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
         try:
-            ranking = services.ranking_submit(
+            ranking = services.ranking_submit_shown(
                 assignment=assignment,
                 trainer=request.user,
                 ranking=services.RankingInput(
@@ -253,7 +260,9 @@ class RankingSubmitApi(ApiView):
             )
         except services.RankingConflict as conflict:
             return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
-        return Response(self.OutputSerializer(ranking).data, status=status.HTTP_201_CREATED)
+        # The ranking as it was given: its replies by the numbers they were shown under.
+        body = self.OutputSerializer(ranking).data | ranking_as_shown(ranking=ranking)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class AssignmentSkipApi(ApiView):

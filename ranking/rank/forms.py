@@ -1,6 +1,7 @@
 """The ranking form: one rank number per reply (equal numbers are a tie), flags, a rationale.
 
-Fields are made per candidate (``rank_<id>``, ``tie_<id>``, ``flag_<id>``, ``flag_note_<id>``),
+Fields are made per reply (``rank_<n>``, ``tie_<n>``, ``flag_<n>``, ``flag_note_<n>``, where
+``<n>`` is the number the reply is shown under, never a row id: see ``ranking.rank.selectors``),
 so the page works as a plain form; ranking.js only fills the rank numbers in from the list
 order. Lengths, unknown replies and "other needs a note" are checked by the service.
 """
@@ -33,6 +34,7 @@ def reply_letter(index: int) -> str:
 class CandidateRow:
     """One reply as the ranking list shows it, with what the trainer entered for it."""
 
+    # The number the reply is shown under: what its fields and elements are named by.
     id: int
     letter: str
     text: str
@@ -41,8 +43,7 @@ class CandidateRow:
     flags: list[str]
     note: str
     rank_invalid: bool
-    message_id: int | None = None
-    # The newest content filter result on the reply's sample (None when never filtered).
+    # The content filter's verdict on the reply as the screen shows it (None: none shown).
     moderation: object | None = None
 
 
@@ -60,20 +61,21 @@ class RankingForm(forms.Form):
     first_placement_ms = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
     def __init__(self, *args, candidates: list[dict], **kwargs) -> None:
-        """``candidates``: ``{"id", "text"}`` dicts in presentation order."""
+        """``candidates``: ``{"id", "text"}`` dicts in presentation order, ``id`` the number
+        the reply is shown under (``AssignmentScreen.candidates``)."""
         super().__init__(*args, **kwargs)
         self.candidates = candidates
         self.letters = {
             candidate["id"]: reply_letter(index) for index, candidate in enumerate(candidates)
         }
         for candidate in candidates:
-            candidate_id = candidate["id"]
-            self.fields[f"rank_{candidate_id}"] = forms.CharField(required=False)
-            self.fields[f"tie_{candidate_id}"] = forms.BooleanField(required=False)
-            self.fields[f"flag_{candidate_id}"] = forms.MultipleChoiceField(
+            number = candidate["id"]
+            self.fields[f"rank_{number}"] = forms.CharField(required=False)
+            self.fields[f"tie_{number}"] = forms.BooleanField(required=False)
+            self.fields[f"flag_{number}"] = forms.MultipleChoiceField(
                 required=False, choices=[(name, FLAG_LABELS[name]) for name in FLAGS]
             )
-            self.fields[f"flag_note_{candidate_id}"] = StorableCharField(required=False)
+            self.fields[f"flag_note_{number}"] = StorableCharField(required=False)
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -127,9 +129,9 @@ class RankingForm(forms.Form):
             return f"Reply {letter}'s flag note"
         return ""
 
-    def _letter(self, candidate_id: str) -> str:
+    def _letter(self, number: str) -> str:
         try:
-            return self.letters.get(int(candidate_id), "")
+            return self.letters.get(int(number), "")
         except ValueError:
             return ""
 
@@ -140,7 +142,7 @@ class RankingForm(forms.Form):
         return "" if value is None else str(value).replace("\x00", "")
 
     def _display_order(self) -> list[int]:
-        """Candidate ids in the order the list showed them when submitted (``order`` inputs);
+        """Reply numbers in the order the list showed them when submitted (``order`` inputs);
         presentation order for a fresh form or when the posted order is not a permutation."""
         ids = [candidate["id"] for candidate in self.candidates]
         if not self.is_bound:
@@ -152,13 +154,14 @@ class RankingForm(forms.Form):
         return posted if sorted(posted) == sorted(ids) else ids
 
     def ranking_input(self) -> RankingInput:
-        """The valid form as the service's input: tie groups by rank number, best first."""
+        """The valid form as the service's input: tie groups by rank number, best first, each
+        reply by the number it is shown under (``services.ranking_submit_shown``)."""
         cleaned = self.cleaned_data
         groups: dict[int, list[int]] = {}
         if not cleaned["verdict"]:
             # Within a tie, replies keep the order the trainer saw them in.
-            for candidate_id in self._display_order():
-                groups.setdefault(cleaned[f"rank_{candidate_id}"], []).append(candidate_id)
+            for number in self._display_order():
+                groups.setdefault(cleaned[f"rank_{number}"], []).append(number)
         ids = [candidate["id"] for candidate in self.candidates]
         return RankingInput(
             ordering=[groups[rank] for rank in sorted(groups)],
@@ -166,9 +169,13 @@ class RankingForm(forms.Form):
             in {Ranking.Verdict.ALL_BAD, Ranking.Verdict.CANNOT_RANK},
             verdict=cleaned["verdict"] or Ranking.Verdict.RANKED,
             first_placement_ms=cleaned["first_placement_ms"],
-            flags={cid: cleaned[f"flag_{cid}"] for cid in ids if cleaned[f"flag_{cid}"]},
+            flags={
+                number: cleaned[f"flag_{number}"] for number in ids if cleaned[f"flag_{number}"]
+            },
             flag_notes={
-                cid: cleaned[f"flag_note_{cid}"] for cid in ids if cleaned[f"flag_note_{cid}"]
+                number: cleaned[f"flag_note_{number}"]
+                for number in ids
+                if cleaned[f"flag_note_{number}"]
             },
             rationale=cleaned["rationale"],
         )
@@ -179,19 +186,18 @@ class RankingForm(forms.Form):
         # Only a validated form marks bad ranks (a skip that failed re-renders without checking).
         invalid = set(self._errors or {})
         rows = []
-        for candidate_id in self._display_order():
+        for number in self._display_order():
             rows.append(
                 CandidateRow(
-                    id=candidate_id,
-                    letter=self.letters[candidate_id],
-                    text=by_id[candidate_id]["text"],
-                    rank=self.typed(f"rank_{candidate_id}"),
-                    tie=bool(self[f"tie_{candidate_id}"].value()),
-                    flags=list(self[f"flag_{candidate_id}"].value() or []),
-                    note=self.typed(f"flag_note_{candidate_id}"),
-                    rank_invalid=f"rank_{candidate_id}" in invalid,
-                    message_id=by_id[candidate_id].get("message_id"),
-                    moderation=by_id[candidate_id].get("moderation"),
+                    id=number,
+                    letter=self.letters[number],
+                    text=by_id[number]["text"],
+                    rank=self.typed(f"rank_{number}"),
+                    tie=bool(self[f"tie_{number}"].value()),
+                    flags=list(self[f"flag_{number}"].value() or []),
+                    note=self.typed(f"flag_note_{number}"),
+                    rank_invalid=f"rank_{number}" in invalid,
+                    moderation=by_id[number].get("moderation"),
                 )
             )
         return rows

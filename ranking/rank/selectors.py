@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, F, Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -14,7 +15,8 @@ from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_pool_size, projects_active, projects_for_trainer
-from ranking.rank.models import Assignment, Ranking, RankingTask
+from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from sampler.moderation.models import ModerationResult
 from sampler.moderation.selectors import moderation_latest_by_sample
 from sampler.workers.selectors import workers_live_by_queue
 
@@ -329,20 +331,57 @@ def ranking_undo_open_until(
     return closes_at if (now or timezone.now()) <= closes_at else None
 
 
+# ---- the replies as a trainer sees them ---------------------------------------------------------
+#
+# The Rank page and the API name a task's replies by the number they are shown under (1 = the
+# first shown), never by a row id: the candidate of the reply the task was made from is made
+# first, so its id (and its message's) is the smallest of the task's, and would say which reply
+# is the original. The numbers follow the order shuffled for each trainer.
+
+
+def shown_numbers(presentation_order: list[int]) -> dict[int, int]:
+    """Candidate id -> the number the reply is shown under (1 = the first shown)."""
+    return {candidate_id: number for number, candidate_id in enumerate(presentation_order, 1)}
+
+
+def shown_candidates(presentation_order: list[int]) -> dict[int, int]:
+    """The number a reply is shown under -> its candidate id."""
+    return dict(enumerate(presentation_order, 1))
+
+
+def ranking_as_shown(*, ranking: Ranking) -> dict[str, object]:
+    """A stored ranking's ordering, flags and presentation order as its trainer gave them, by
+    the numbers the replies were shown under."""
+    numbers = shown_numbers(ranking.presentation_order)
+    return {
+        "ordering": [[numbers[cid] for cid in group] for group in ranking.ordering],
+        "flags": {
+            str(numbers[int(cid)]): entry
+            for cid, entry in sorted(
+                (ranking.flags or {}).items(), key=lambda item: numbers[int(item[0])]
+            )
+        },
+        "presentation_order": list(numbers.values()),
+    }
+
+
 def ranking_as_form_data(*, ranking: Ranking, presentation_order: list[int]) -> dict[str, object]:
-    """A stored ranking as the ranking form posts it (to show a ranking taken back)."""
+    """A stored ranking as the ranking form posts it (to show a ranking taken back): every
+    reply by the number it is shown under."""
+    numbers = shown_numbers(presentation_order)
     data: dict[str, object] = {
-        "order": [str(cid) for cid in presentation_order],
+        "order": [str(number) for number in numbers.values()],
         "rationale": ranking.rationale,
         "verdict": "" if ranking.verdict == Ranking.Verdict.RANKED else ranking.verdict,
     }
     if ranking.verdict == Ranking.Verdict.RANKED:
         for rank, group in enumerate(ranking.ordering, start=1):
             for candidate_id in group:
-                data[f"rank_{candidate_id}"] = str(rank)
+                data[f"rank_{numbers[candidate_id]}"] = str(rank)
     for candidate_id, entry in (ranking.flags or {}).items():
-        data[f"flag_{candidate_id}"] = list(entry.get("flags", []))
-        data[f"flag_note_{candidate_id}"] = entry.get("note", "")
+        number = numbers[int(candidate_id)]
+        data[f"flag_{number}"] = list(entry.get("flags", []))
+        data[f"flag_note_{number}"] = entry.get("note", "")
     if ranking.first_placement_ms is not None:
         data["first_placement_ms"] = str(ranking.first_placement_ms)
     return data
@@ -354,38 +393,110 @@ class AssignmentScreen:
 
     assignment: Assignment
     prefix: list[dict[str, str]]
+    # In presentation order: ``id``, the number the reply is shown under; ``text``;
+    # ``moderation``, the content filter's verdict as the screen shows it
+    # (``verdicts_as_shown``).
     candidates: list[dict[str, object]]
 
 
+def verdicts_as_shown(verdicts: list[ModerationResult | None]) -> list[ModerationResult | None]:
+    """The content filter's verdicts on a task's replies as the ranking screen gives them:
+    every one when each reply has one by the same filter version, else only those that flag
+    their reply. The reply a task was made from may have none where its alternatives (filtered
+    as they were sampled) have one: a model reply brought in by an import was never filtered
+    here; a verdict there for the others only would single it out."""
+    versions = {
+        (verdict.filter_name, verdict.filter_version) for verdict in verdicts if verdict is not None
+    }
+    if None not in verdicts and len(versions) <= 1:
+        return list(verdicts)
+    return [verdict if verdict is not None and verdict.flagged else None for verdict in verdicts]
+
+
+def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
+    """The assignment's replies in presentation order: ``number``, ``candidate_id``,
+    ``message_id``, ``text`` and ``moderation`` as shown (2 queries)."""
+    rows = {
+        row["id"]: row
+        for row in Candidate.objects.filter(task_id=assignment.task_id).values(
+            "id", "message_id", "message__content", "message__sample_id"
+        )
+    }
+    shown = [rows[cid] for cid in assignment.presentation_order if cid in rows]
+    latest = moderation_latest_by_sample(
+        sample_ids=[row["message__sample_id"] for row in shown if row["message__sample_id"]]
+    )
+    verdicts = verdicts_as_shown([latest.get(row["message__sample_id"]) for row in shown])
+    return [
+        {
+            "number": number,
+            "candidate_id": row["id"],
+            "message_id": row["message_id"],
+            "text": row["message__content"],
+            "moderation": verdict,
+        }
+        for number, (row, verdict) in enumerate(zip(shown, verdicts, strict=True), start=1)
+    ]
+
+
 def assignment_screen(*, assignment: Assignment) -> AssignmentScreen:
-    """The prefix (root to the user turn) and the candidates in presentation order, each with
-    its message and newest content filter result (4 queries)."""
+    """The prefix (root to the user turn) and the candidates in presentation order, each by
+    the number it is shown under, with its text and the content filter's verdict as shown
+    (3 queries)."""
     task = assignment.task
     prefix = [
         {"role": message.role, "content": message.content}
         for message in message_path(message=task.prefix_message)
     ]
-    rows = {
-        row["id"]: row
-        for row in task.candidates.values(
-            "id", "message_id", "message__content", "message__sample_id"
-        )
-    }
     # The content filter's verdict is shown on each reply, so a trainer is warned before reading.
-    moderation = moderation_latest_by_sample(
-        sample_ids=[row["message__sample_id"] for row in rows.values() if row["message__sample_id"]]
-    )
     candidates = [
-        {
-            "id": candidate_id,
-            "text": rows[candidate_id]["message__content"],
-            "message_id": rows[candidate_id]["message_id"],
-            "moderation": moderation.get(rows[candidate_id]["message__sample_id"]),
-        }
-        for candidate_id in assignment.presentation_order
-        if candidate_id in rows
+        {"id": reply["number"], "text": reply["text"], "moderation": reply["moderation"]}
+        for reply in _replies_shown(assignment)
     ]
     return AssignmentScreen(assignment=assignment, prefix=prefix, candidates=candidates)
+
+
+@dataclass(frozen=True)
+class ReplyShown:
+    """One reply of a trainer's assignment, by the number it is shown under, with the message
+    behind it (kept on the server) and the content filter's verdict as the screen shows it."""
+
+    assignment_id: int
+    number: int
+    message_id: int
+    moderation: ModerationResult | None
+
+
+def assignment_reply(*, assignment_id: int, number: int, trainer: AbstractBaseUser) -> ReplyShown:
+    """Reply ``number`` of one of the trainer's assignments (leased, ranked, skipped or run
+    out); 404 for anyone else's assignment, as for a number no reply is shown under."""
+    assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=trainer)
+    replies = _replies_shown(assignment)
+    if not 1 <= number <= len(replies):
+        raise Http404("No such reply.")
+    reply = replies[number - 1]
+    return ReplyShown(
+        assignment_id=assignment.pk,
+        number=number,
+        message_id=reply["message_id"],
+        moderation=reply["moderation"],
+    )
+
+
+def assignment_reply_of_message(
+    *, message_id: int, trainer: AbstractBaseUser
+) -> tuple[int, int] | None:
+    """The trainer's latest assignment that showed the message as one of its replies and the
+    number it was shown under; None when none did."""
+    for assignment in Assignment.objects.filter(
+        trainer=trainer, task__candidates__message_id=message_id
+    ).order_by("-leased_at", "-id"):
+        numbers = shown_numbers(assignment.presentation_order)
+        candidate = Candidate.objects.filter(task_id=assignment.task_id, message_id=message_id)
+        candidate_id = candidate.values_list("id", flat=True).first()
+        if candidate_id in numbers:
+            return assignment.pk, numbers[candidate_id]
+    return None
 
 
 # ---- quality (agreement between trainers) -----------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from ranking.rank.selectors import (
     ranking_pool_open_wanted,
     ranking_pool_wanted,
     ranking_undo_closes_at,
+    shown_candidates,
     tasks_open_to,
 )
 from ranking.selection.services import ranking_tasks_select
@@ -138,8 +140,13 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
     if task is None or task.status != RankingTask.Status.PREPARING:
         return
     source = Message.objects.select_related("sample").get(pk=task.source_message_id)
+    # The reply the task is made from is filtered again as its alternatives were, by the filter
+    # of the day: a verdict by another filter version would single it out on the Rank page.
+    source_flagged = source.sample is not None and bool(
+        samples_flagged_ids(samples=[source.sample])
+    )
     if settings.CONTENT_FILTER_BLOCK_RANKING:
-        if source.sample is not None and samples_flagged_ids(samples=[source.sample]):
+        if source_flagged:
             # The reply the task is made from is a candidate too: flagged, no task.
             task.status = RankingTask.Status.FAILED
             task.error = (
@@ -531,6 +538,14 @@ class RankingInput:
         return Ranking.Verdict.CANNOT_RANK if self.cannot_rank else Ranking.Verdict.RANKED
 
 
+# What a ranking naming a reply that is not the task's is told, per field.
+NOT_IN_TASK = {
+    "ordering": "The ranking names replies that are not part of this task.",
+    "flags": "Flags name replies that are not part of this task.",
+    "flag_notes": "Flag notes name replies that are not part of this task.",
+}
+
+
 def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]:
     errors: dict[str, str] = {}
     verdict = ranking.verdict
@@ -563,16 +578,16 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
             errors["ordering"] = (
                 f"Rank every reply of this task ({missing} missing)."
                 if missing
-                else "The ranking names replies that are not part of this task."
+                else NOT_IN_TASK["ordering"]
             )
         elif len(ranking.ordering) < 2:
             errors["ordering"] = 'All replies are tied: rank them, or choose "all equally good".'
     flags = {int(key): list(value) for key, value in (ranking.flags or {}).items() if value}
     notes = {int(key): value.strip() for key, value in (ranking.flag_notes or {}).items() if value}
     if set(flags) - candidate_ids:
-        errors["flags"] = "Flags name replies that are not part of this task."
+        errors["flags"] = NOT_IN_TASK["flags"]
     if set(notes) - candidate_ids:
-        errors["flag_notes"] = "Flag notes name replies that are not part of this task."
+        errors["flag_notes"] = NOT_IN_TASK["flag_notes"]
     for candidate, names in flags.items():
         unknown = set(names) - set(FLAGS)
         if unknown:
@@ -608,6 +623,41 @@ def _project_open_or_conflict(*, trainer: AbstractBaseUser, project_id: int, kep
             f"This task's project is paused or no longer open to you, so {kept} "
             "Choose another project to go on ranking."
         )
+
+
+def _as_candidates(ranking: RankingInput, presentation_order: list[int]) -> RankingInput:
+    """``ranking``, which names the replies by the numbers they were shown under, naming them
+    by their candidate ids; ValidationError for a number no reply was shown under."""
+    candidates = shown_candidates(presentation_order)
+    flags = ranking.flags or {}
+    notes = ranking.flag_notes or {}
+    named = {
+        "ordering": {number for group in ranking.ordering for number in group},
+        "flags": set(flags),
+        "flag_notes": set(notes),
+    }
+    unknown = {field for field, numbers in named.items() if numbers - set(candidates)}
+    if unknown:
+        raise ValidationError({field: NOT_IN_TASK[field] for field in sorted(unknown)})
+    return dataclasses.replace(
+        ranking,
+        ordering=[[candidates[number] for number in group] for group in ranking.ordering],
+        flags={candidates[number]: names for number, names in flags.items()},
+        flag_notes={candidates[number]: note for number, note in notes.items()},
+    )
+
+
+def ranking_submit_shown(
+    *, assignment: Assignment, trainer: AbstractBaseUser, ranking: RankingInput
+) -> Ranking:
+    """``ranking_submit`` for a ranking that names the replies by the numbers they were shown
+    under (1 = the first shown), as the Rank page and the API name them: a candidate id would
+    tell which reply the task was made from (its candidate is made first)."""
+    return ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=_as_candidates(ranking, assignment.presentation_order),
+    )
 
 
 @transaction.atomic

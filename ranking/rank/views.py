@@ -195,7 +195,7 @@ def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
             request, assignment, screen=screen, form=form, errors=errors, status=422
         )
     try:
-        stored = services.ranking_submit(
+        stored = services.ranking_submit_shown(
             assignment=assignment, trainer=request.user, ranking=form.ranking_input()
         )
     except services.RankingConflict as conflict:

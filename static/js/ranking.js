@@ -1,4 +1,5 @@
-// Ranking page. The server reads only the rank numbers (rank_<id>: 1 = best, equal = a tie) and
+// Ranking page. The server reads only the rank numbers (rank_<n>: 1 = best, equal = a tie; a
+// reply's <n>, its data-candidate-id, is the number it is shown under, never a row id) and
 // the verdict, so the form works without this file. Here the replies start unplaced; the trainer
 // places them best first (a reply's number key, or its "Place next" button), ties the last one
 // with the one before ("t"), undoes ("u"), and submits with Enter once every reply is placed or

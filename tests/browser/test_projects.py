@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from labeling.guidelines import services as guideline_services
 from labeling.models import Conversation
 from ranking.gold.models import Qualification
-from ranking.models import Ranking, RankingTask
+from ranking.models import Assignment, Ranking, RankingTask
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_default
 from sampler.models import ModelVersion
@@ -28,16 +28,25 @@ def _task_in(project, owner, version, text) -> RankingTask:
     return RankingTask.objects.get(pk=task.pk)
 
 
-def _arrange(page, wanted: list[int]) -> None:
-    """Place the replies in ``wanted`` order (candidate ids) with the keyboard: each reply's
-    number, best first."""
-    numbers = [
-        page.locator(f"{ITEMS}[data-candidate-id='{candidate}']").get_attribute("data-number")
-        for candidate in wanted
-    ]
+def _lease(task: RankingTask) -> Assignment:
+    """tess's assignment of ``task``."""
+    return Assignment.objects.get(task=task, trainer__username="tess")
+
+
+def _arrange(page, task: RankingTask, wanted: list[int]) -> Assignment:
+    """Place the replies of ``task`` in ``wanted`` order (candidate ids) with the keyboard: each
+    reply's number (the page names replies by those alone), best first; tess's lease."""
+    lease = _lease(task)
+    numbers = [str(lease.presentation_order.index(candidate) + 1) for candidate in wanted]
     for number in numbers:
         page.keyboard.press(number)
     expect(page.locator("#ranking-order")).to_have_text("  >  ".join(numbers))
+    return lease
+
+
+def _card_gone(page, lease: Assignment) -> None:
+    """The next state has replaced the card of ``lease``."""
+    expect(page.locator(f"#ranking-card[data-assignment-id='{lease.pk}']")).to_have_count(0)
 
 
 def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
@@ -92,11 +101,10 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
     expect(page.locator(".guidelines-banner")).to_have_count(0)
     # The gold task looks like any other; the trainer ranks it as the expert did.
     expected = [candidate for group in gold.gold_ordering for candidate in group]
-    shown = {
-        int(c) for c in page.eval_on_selector_all(ITEMS, "i => i.map(x => x.dataset.candidateId)")
-    }
-    assert shown == set(expected)
-    _arrange(page, expected)
+    shown = page.eval_on_selector_all(ITEMS, "i => i.map(x => x.dataset.candidateId)")
+    assert shown == ["1", "2", "3", "4"]
+    assert set(_lease(gold).presentation_order) == set(expected)
+    _arrange(page, gold, expected)
     page.get_by_role("button", name="Submit ranking").click()
     expect(page.locator("#toast-region .toast").last).to_contain_text("Ranking saved.")
     qualification = Qualification.objects.get(trainer=trainer, project=project)
@@ -104,11 +112,11 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
 
     # Qualified: the next task is a real one of the project.
     real_ids = sorted(real.candidates.values_list("id", flat=True))
-    expect(page.locator(f"{ITEMS}[data-candidate-id='{real_ids[0]}']")).to_have_count(1)
-    _arrange(page, real_ids)
+    expect(page.locator(f"#ranking-card[data-assignment-id='{_lease(real).pk}']")).to_have_count(1)
+    lease = _arrange(page, real, real_ids)
     page.get_by_role("button", name="Submit ranking").click()
     # The next state replaces the card (nothing is left to rank in the project).
-    expect(page.locator(f"{ITEMS}[data-candidate-id='{real_ids[0]}']")).to_have_count(0)
+    _card_gone(page, lease)
     ranked = Ranking.objects.get(ranker=trainer, task=real)
     assert ranked.project == project
     assert (ranked.guideline_version.project, ranked.guideline_version.number) == (project, 2)
@@ -151,7 +159,7 @@ def test_the_guidelines_panel_follows_the_project_of_each_task(
         expect(page.locator("#guidelines-panel")).to_contain_text(expected[slug])
         seen.append(slug)
         ids = sorted(tasks[slug].candidates.values_list("id", flat=True))
-        _arrange(page, ids)
+        lease = _arrange(page, tasks[slug], ids)
         page.get_by_role("button", name="Submit ranking").click()
-        expect(page.locator(f"{ITEMS}[data-candidate-id='{ids[0]}']")).to_have_count(0)
+        _card_gone(page, lease)
     assert sorted(seen) == ["default", "helpful"]

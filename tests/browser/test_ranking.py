@@ -3,7 +3,7 @@ import random
 import pytest
 from playwright.sync_api import expect
 
-from ranking.models import Ranking
+from ranking.models import Assignment, Ranking
 from ranking.rank import services
 from tests.browser.conftest import log_in, ranking_card_ready, wait_until
 from tests.conftest import PASSWORD
@@ -19,13 +19,16 @@ ITEMS = "#ranking-list > li.candidate"
 
 
 def _ids_shown(page) -> list[int]:
-    """Candidate ids in the order the page shows the replies (numbered 1, 2, ...)."""
-    return [
+    """Candidate ids in the order the page shows the replies (numbered 1, 2, ...): the page
+    names each reply by its number alone; tess's lease tells its candidate."""
+    numbers = [
         int(value)
         for value in page.eval_on_selector_all(
             ITEMS, "items => items.map(i => i.dataset.candidateId)"
         )
     ]
+    lease = Assignment.objects.get(trainer__username="tess", status=Assignment.Status.LEASED)
+    return [lease.presentation_order[number - 1] for number in numbers]
 
 
 def _open_task(page, live_server, count: int = 4) -> list[int]:
@@ -325,9 +328,10 @@ def test_a_reply_is_rated_and_reported_beside_the_ranking_and_both_are_kept(
 
     _open_task(page, live_server)
     items = page.locator(ITEMS)
-    first = int(items.first.get_attribute("data-candidate-id"))
+    first = _ids_shown(page)[0]
     message_id = ready_task.candidates.get(pk=first).message_id
-    widget = page.locator(f"#feedback-message-{message_id}")
+    # Each reply's widget by the number it is shown under, never by its message's id.
+    widget = page.locator("#feedback-reply-1")
     expect(widget.get_by_role("button", name="Thumbs down")).to_be_visible()  # loaded by htmx
 
     widget.get_by_role("button", name="Thumbs down").click()

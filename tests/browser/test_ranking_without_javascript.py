@@ -101,3 +101,32 @@ def test_without_javascript_no_undo_is_offered_once_the_window_is_over(
     expect(page.locator(".message").filter(has_text="Ranking saved.")).to_be_visible()
     expect(page.get_by_role("button", name="Undo")).to_have_count(0)
     assert Ranking.objects.filter(ranker=trainer).count() == 1
+
+
+def test_without_javascript_a_trainer_rates_a_reply_and_comes_back_to_the_task(
+    no_js_page, live_server, ready_task, trainer
+):
+    """The feedback slot under each reply is a link without JavaScript: to a page about that
+    reply, by the number it is shown under, which names neither its message nor its model."""
+    from labeling.models import Feedback
+    from ranking.models import Assignment
+
+    page = no_js_page
+    _open_task(page, live_server)
+    slot = page.locator("li[data-feedback-for='2']")
+    slot.get_by_role("link", name="Rate or report this").click()
+
+    expect(
+        page.get_by_role("heading", name="Feedback on Reply 2 of a task you rank")
+    ).to_be_visible()
+    assert ready_task.model_version.name not in page.content()
+    page.get_by_role("button", name="Thumbs down").click()
+    expect(page.get_by_text("Thanks, your feedback is saved.")).to_be_visible()
+    expect(page.get_by_role("button", name="Thumbs down")).to_have_attribute("aria-pressed", "true")
+    page.get_by_role("link", name="Back to ranking").click()
+    expect(page.locator("#ranking-list > li.candidate")).to_have_count(4)
+
+    lease = Assignment.objects.get(trainer=trainer)
+    reply = ready_task.candidates.get(pk=lease.presentation_order[1])
+    feedback = Feedback.objects.get(user=trainer)
+    assert (feedback.message_id, feedback.rating) == (reply.message_id, "down")

@@ -186,8 +186,9 @@ def test_a_writer_cannot_rate_replies_sampled_for_ranking_in_their_conversation(
 ):
     """The alternatives sampled for a ranking task are stored in the writer's conversation but
     are not part of it: the writer never sees them, so rating one by its id is the 404 a
-    missing id gets. Their own reply (the task's source) they rate, and so does the trainer
-    the task was given to."""
+    missing id gets. Their own reply (the task's source) they rate; the trainer the task was
+    given to rates its replies by the numbers they are shown under, not by their ids (the
+    source's is the smallest)."""
     from ranking.rank import services as ranking_services
     from tests.ranking.conftest import finished_conversation, task_from_source
 
@@ -205,10 +206,14 @@ def test_a_writer_cannot_rate_replies_sampled_for_ranking_in_their_conversation(
     assert not Feedback.objects.exists()
     assert post_feedback(writer, "message", source.pk, rate).status_code == 200
 
-    assert ranking_services.task_claim_next(trainer=other_trainer).task == task
+    assignment = ranking_services.task_claim_next(trainer=other_trainer)
+    assert assignment.task == task
     ranker = Client()
     ranker.force_login(other_trainer)
-    assert post_feedback(ranker, "message", alternative.pk, rate).status_code == 200
+    assert post_feedback(ranker, "message", alternative.pk, rate).status_code == 404
+    number = assignment.presentation_order.index(task.candidates.get(position=1).pk) + 1
+    reply_url = reverse("labeling:feedback-reply", args=[assignment.pk, number])
+    assert ranker.post(reply_url, rate, HTTP_HX_REQUEST="true").status_code == 200
     assert set(Feedback.objects.values_list("user", "message")) == {
         (trainer.pk, source.pk),
         (other_trainer.pk, alternative.pk),

@@ -41,9 +41,12 @@ def test_claim_returns_the_prefix_and_candidates_in_presentation_order(ready_tas
     assert body["task_id"] == ready_task.pk
     assert body["expires_at"]
     assert body["prefix"] == [{"role": "user", "content": "hi"}]
-    assert [c["id"] for c in body["candidates"]] == assignment.presentation_order
+    # Each reply by the number it is shown under, in the order shown.
+    assert [c["id"] for c in body["candidates"]] == [1, 2, 3, 4]
     texts = dict(ready_task.candidates.values_list("id", "message__content"))
-    assert all(c["text"] == texts[c["id"]] for c in body["candidates"])
+    assert [c["text"] for c in body["candidates"]] == [
+        texts[cid] for cid in assignment.presentation_order
+    ]
     # Claiming again hands back the same lease.
     assert _post(trainer_client, CLAIM_URL).json()["assignment_id"] == assignment.pk
 
@@ -55,8 +58,11 @@ def test_claiming_again_shows_the_same_order_and_the_configured_lease(
     claims = [_post(trainer_client, CLAIM_URL).json() for _ in range(5)]
     assignment = Assignment.objects.get(trainer=trainer)
     # A reshuffle on each claim would repeat the order only 1 time in 24.
+    texts = dict(assignment.task.candidates.values_list("id", "message__content"))
     for claim in claims:
-        assert [c["id"] for c in claim["candidates"]] == assignment.presentation_order
+        assert [c["text"] for c in claim["candidates"]] == [
+            texts[cid] for cid in assignment.presentation_order
+        ]
     expires_at = datetime.fromisoformat(claims[0]["expires_at"])
     assert expires_at == assignment.expires_at
     assert abs(expires_at - assignment.leased_at - timedelta(seconds=120)) < timedelta(seconds=1)
@@ -243,11 +249,9 @@ def test_the_api_takes_every_verdict_with_a_reason_and_no_ordering(
     stored = Ranking.objects.get()
     assert stored.verdict == verdict and stored.rationale == "why"
     assert stored.cannot_rank is (verdict != "all_equal")
-    assert stored.ordering == ([claim_order(claim)] if verdict == "all_equal" else [])
-
-
-def claim_order(claim: dict) -> list[int]:
-    return [c["id"] for c in claim["candidates"]]
+    order = Assignment.objects.get(pk=claim["assignment_id"]).presentation_order
+    assert stored.ordering == ([order] if verdict == "all_equal" else [])
+    assert response.json()["ordering"] == ([ids] if verdict == "all_equal" else [])
 
 
 def test_an_unknown_verdict_or_one_contradicting_cannot_rank_is_a_400(ready_task, trainer_client):
@@ -374,21 +378,21 @@ def test_quality_page_is_for_admins_only(trainer_client):
     assert trainer_client.get(reverse("ranking:quality")).status_code == 403
 
 
-def test_claimed_candidates_carry_their_message_and_the_filters_verdict(
-    flag_everything, ready_task, trainer_client
+def test_claimed_candidates_carry_the_filters_verdict_where_it_flagged_them(
+    flag_everything, ready_task, trainer_client, trainer
 ):
     body = _post(trainer_client, CLAIM_URL).json()
 
-    messages = dict(ready_task.candidates.values_list("id", "message_id"))
+    order = Assignment.objects.get(trainer=trainer).presentation_order
     sampled = set(
         ready_task.candidates.filter(message__sample__isnull=False).values_list("id", flat=True)
     )
-    assert {c["id"]: c["message_id"] for c in body["candidates"]} == messages
-    for candidate in body["candidates"]:
-        if candidate["id"] in sampled:
+    assert len(sampled) == 3  # the source here was written without a sample: never filtered
+    for number, candidate in enumerate(body["candidates"], start=1):
+        assert "message_id" not in candidate
+        if order[number - 1] in sampled:
             assert candidate["moderation"]["flagged"] is True
             assert candidate["moderation"]["categories"] == ["everything"]
             assert candidate["moderation"]["filter"] == "builtin"
         else:
             assert candidate["moderation"] is None
-    assert len(sampled) == 3

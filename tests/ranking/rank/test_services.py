@@ -273,11 +273,13 @@ def test_coming_back_to_a_lease_shows_the_order_stored_at_claim_time(quick_task,
     lease = services.task_claim_next(trainer=trainer)
     stored = Assignment.objects.get(pk=lease.pk).presentation_order
     assert stored == lease.presentation_order
+    texts = dict(lease.task.candidates.values_list("id", "message__content"))
+    assert len(set(texts.values())) == len(texts)
     for _ in range(5):  # a reshuffle on each visit would repeat the order 1 time in 24
         again = services.task_claim_next(trainer=trainer)
         assert again.pk == lease.pk
-        shown = [candidate["id"] for candidate in assignment_screen(assignment=again).candidates]
-        assert shown == stored
+        shown = [candidate["text"] for candidate in assignment_screen(assignment=again).candidates]
+        assert shown == [texts[cid] for cid in stored]
 
 
 # ---- time spent and leases --------------------------------------------------------------------

@@ -33,7 +33,18 @@ def _assignment(trainer) -> Assignment:
 
 
 def _shown_ids(html: str) -> list[int]:
+    """The replies' keys on the page, as shown: the numbers they are shown under."""
     return [int(found) for found in re.findall(r'data-candidate-id="(\d+)"', html)]
+
+
+def _numbers(assignment: Assignment) -> list[int]:
+    """The numbers the assignment's replies are shown under: what the page names them by."""
+    return list(range(1, len(assignment.presentation_order) + 1))
+
+
+def _candidate(assignment: Assignment, number: int) -> int:
+    """The candidate id of the reply shown under ``number``."""
+    return assignment.presentation_order[number - 1]
 
 
 def _submit_url(assignment: Assignment) -> str:
@@ -66,12 +77,12 @@ def test_claiming_leases_a_task_and_shows_its_candidates_unranked_in_presentatio
     assert response.status_code == 200
     assignment = _assignment(trainer)
     html = response.content.decode()
-    assert _shown_ids(html) == assignment.presentation_order
+    assert _shown_ids(html) == _numbers(assignment)
     assert [f"Reply {number}" in html for number in "1234"] == [True] * 4
-    for candidate_id in assignment.presentation_order:
+    for number in _numbers(assignment):
         # Nothing is ranked until the trainer ranks it.
-        assert f'name="rank_{candidate_id}" value=""' in html
-        assert f'name="flag_{candidate_id}" value="off_topic"' in html
+        assert f'name="rank_{number}" value=""' in html
+        assert f'name="flag_{number}" value="off_topic"' in html
     assert ready_task.prefix_message.content in html
     assert 'id="ranking-list"' in html and 'hx-trigger="every' not in html  # no polling
 
@@ -92,7 +103,7 @@ def test_reloading_the_page_resumes_the_same_lease(ready_task, trainer_client, t
     first = _assignment(trainer)
     response = trainer_client.get(RANK_URL, **HTMX)
 
-    assert _shown_ids(response.content.decode()) == first.presentation_order
+    assert _shown_ids(response.content.decode()) == _numbers(first)
     assert Assignment.objects.filter(trainer=trainer).count() == 1
     assert "<html" not in response.content.decode()  # htmx gets the card partial only
 
@@ -102,7 +113,7 @@ def test_submit_with_a_tie_and_a_flag_stores_exactly_that_ranking(
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    a, b, c, d = assignment.presentation_order
+    a, b, c, d = _numbers(assignment)
 
     response = trainer_client.post(
         _submit_url(assignment),
@@ -116,6 +127,8 @@ def test_submit_with_a_tie_and_a_flag_stores_exactly_that_ranking(
 
     assert response.status_code == 302 and response.url == f"{RANK_URL}?waiting=1"
     ranking = Ranking.objects.get(ranker=trainer)
+    # Stored by candidate: the page names the replies by the numbers they are shown under.
+    a, b, c, d = assignment.presentation_order
     assert ranking.ordering == [[b], [a, d], [c]]
     assert ranking.flags == {str(c): {"flags": ["harmful", "other"], "note": "insults the user"}}
     assert ranking.rationale == "B answers the question."
@@ -130,7 +143,7 @@ def test_submit_over_htmx_swaps_in_the_next_state_with_the_message(
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
 
     response = trainer_client.post(_submit_url(assignment), _form(ids, [1, 2, 3, 4]), **HTMX)
 
@@ -139,7 +152,8 @@ def test_submit_over_htmx_swaps_in_the_next_state_with_the_message(
     assert "Ranking saved." in html
     # overlap 2, the writer never ranks: nothing is left for this trainer.
     assert "You ranked everything available" in html and 'hx-trigger="every 3s, submit"' in html
-    assert Ranking.objects.get(ranker=trainer).ordering == [[ids[0]], [ids[1]], [ids[2]], [ids[3]]]
+    ordering = [[cid] for cid in assignment.presentation_order]
+    assert Ranking.objects.get(ranker=trainer).ordering == ordering
 
 
 @pytest.mark.parametrize(
@@ -151,7 +165,7 @@ def test_a_verdict_with_a_reason_needs_no_ranks(
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
     # Numbers typed before the verdict was chosen (one out of range) are left out, not refused.
     leftover = {f"rank_{ids[0]}": "5", f"rank_{ids[1]}": "2"}
 
@@ -180,7 +194,7 @@ def test_a_verdict_without_a_reason_is_refused(ready_task, trainer_client, train
 def test_an_untouched_form_cannot_be_submitted(ready_task, trainer_client, trainer):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
 
     response = trainer_client.post(
         _submit_url(assignment), {"order": ids, **{f"rank_{cid}": "" for cid in ids}}, **HTMX
@@ -197,7 +211,7 @@ def test_a_ranking_stores_whether_it_kept_the_order_shown_and_the_first_placemen
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
     ranks = [1, 2, 3, 4] if shown_order else [2, 1, 3, 4]
 
     trainer_client.post(
@@ -214,7 +228,7 @@ def test_invalid_ranks_answer_422_with_a_message_and_keep_everything_entered(
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    a, b, c, d = assignment.presentation_order
+    a, b, c, d = _numbers(assignment)
 
     response = trainer_client.post(
         _submit_url(assignment),
@@ -251,7 +265,7 @@ def test_service_validation_errors_answer_422_and_keep_the_input(
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
 
     response = trainer_client.post(
         _submit_url(assignment),
@@ -272,7 +286,7 @@ def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
     first = _form(ids, [1, 2, 3, 4])
     trainer_client.post(_submit_url(assignment), first, **HTMX)
 
@@ -285,7 +299,9 @@ def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
     assert "You already ranked this task" in html
     assert 'role="alert"' in html and "Next task" in html
     assert "changed my mind</textarea>" in html
-    assert Ranking.objects.get(ranker=trainer).ordering == [[cid] for cid in ids]
+    assert Ranking.objects.get(ranker=trainer).ordering == [
+        [cid] for cid in assignment.presentation_order
+    ]
 
 
 def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
@@ -308,7 +324,7 @@ def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
 
     response = trainer_client.post(
         _submit_url(assignment),
-        _form(assignment.presentation_order, [1, 2, 3, 4], rationale="slow but careful"),
+        _form(_numbers(assignment), [1, 2, 3, 4], rationale="slow but careful"),
         **HTMX,
     )
 
@@ -346,7 +362,7 @@ def test_skip_after_ranking_answers_409_and_does_not_claim_it_was_skipped(
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = assignment.presentation_order  # the service names candidates
     services.ranking_submit(
         assignment=assignment,
         trainer=trainer,
@@ -368,7 +384,7 @@ def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
 
     response = trainer_client.post(
         reverse("ranking:skip", args=[assignment.pk]),
@@ -390,7 +406,7 @@ def test_skip_with_a_nul_in_the_reason_answers_422_and_skips_nothing(
 
     response = trainer_client.post(
         reverse("ranking:skip", args=[assignment.pk]),
-        _form(assignment.presentation_order, [1, 2, 3, 4], skip_reason="bad\x00reason"),
+        _form(_numbers(assignment), [1, 2, 3, 4], skip_reason="bad\x00reason"),
     )
 
     assert response.status_code == 422
@@ -403,7 +419,7 @@ def test_a_nul_typed_into_the_answer_is_refused_and_what_was_typed_comes_back_wi
 ):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
     typed = {
         "rationale": "why\x00not",
         f"flag_{ids[0]}": ["other"],
@@ -432,7 +448,7 @@ def test_a_nul_typed_into_the_answer_is_refused_and_what_was_typed_comes_back_wi
 def test_a_rank_refused_for_a_nul_is_not_also_reported_missing(ready_task, trainer_client, trainer):
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
 
     response = trainer_client.post(_submit_url(assignment), _form(ids, ["1\x00", 2, 3, 4]))
 
@@ -447,7 +463,7 @@ def test_another_trainers_assignment_is_not_found(ready_task, trainer_client, tr
     intruder.force_login(user_create_trainer(username="ivan", password="a-Strong-passw0rd-x"))
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
 
     submit = intruder.post(_submit_url(assignment), _form(ids, [1, 2, 3, 4]))
     skip = intruder.post(reverse("ranking:skip", args=[assignment.pk]))
@@ -603,6 +619,10 @@ def test_unflagged_replies_show_no_warning(ready_task, trainer_client, settings)
     assert 'class="moderation-warning"' not in html
 
 
+def _reply_feedback_url(assignment: Assignment, number: int) -> str:
+    return reverse("labeling:feedback-reply", args=[assignment.pk, number])
+
+
 def test_every_reply_gets_a_feedback_slot_outside_the_ranking_form(
     ready_task, trainer_client, trainer
 ):
@@ -610,16 +630,17 @@ def test_every_reply_gets_a_feedback_slot_outside_the_ranking_form(
 
     assignment = _assignment(trainer)
     form_end = html.index("</form>", html.index('id="ranking-form"'))
-    for message in _candidate_messages(assignment).values():
-        slot = html.index(f'href="/write/feedback/message/{message.pk}/"')
+    for number in _numbers(assignment):
+        slot = html.index(f'href="{_reply_feedback_url(assignment, number)}"')
         assert slot > form_end  # forms cannot nest: the widget's own forms sit after the ranking
     assert html.count('class="feedback"') == len(assignment.presentation_order)
 
 
 def test_a_trainer_rates_and_reports_a_reply_of_their_task(ready_task, trainer_client, trainer):
     _claim(trainer_client)
-    message = next(iter(_candidate_messages(_assignment(trainer)).values()))
-    url = f"/write/feedback/message/{message.pk}/"
+    assignment = _assignment(trainer)
+    message = _candidate_messages(assignment)[_candidate(assignment, 1)]
+    url = _reply_feedback_url(assignment, 1)
 
     assert trainer_client.get(url, **HTMX).status_code == 200
     rated = trainer_client.post(url, {"action": "rate", "rating": "down"}, **HTMX)
@@ -636,19 +657,19 @@ def test_a_trainer_rates_and_reports_a_reply_of_their_task(ready_task, trainer_c
     )
 
 
-def test_replies_of_tasks_never_given_to_a_trainer_stay_hidden(ready_task, trainer, db):
+def test_replies_of_tasks_never_given_to_a_trainer_stay_hidden(
+    ready_task, trainer_client, trainer, db
+):
+    _claim(trainer_client)
+    url = _reply_feedback_url(_assignment(trainer), 1)
     outsider = user_create_trainer(username="outsider", password=PASSWORD)
     client = Client()
     client.force_login(outsider)
     message = ready_task.candidates.first().message
 
-    assert client.get(f"/write/feedback/message/{message.pk}/").status_code == 404
-    assert (
-        client.post(
-            f"/write/feedback/message/{message.pk}/", {"action": "rate", "rating": "up"}
-        ).status_code
-        == 404
-    )
+    for address in (url, f"/write/feedback/message/{message.pk}/"):
+        assert client.get(address).status_code == 404
+        assert client.post(address, {"action": "rate", "rating": "up"}).status_code == 404
 
 
 def test_submit_over_htmx_brings_a_toast_with_an_undo_that_takes_the_ranking_back(
@@ -657,7 +678,7 @@ def test_submit_over_htmx_brings_a_toast_with_an_undo_that_takes_the_ranking_bac
     settings.RANKING_UNDO_SECONDS = 600
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
     response = trainer_client.post(_submit_url(assignment), _form(ids, [2, 1, 3, 3]), **HTMX)
     ranking = Ranking.objects.get(ranker=trainer)
     html = response.content.decode()
@@ -690,7 +711,7 @@ def test_submit_without_javascript_shows_ranking_saved_with_an_undo_form_once(
     _claim(trainer_client)
     assignment = _assignment(trainer)
     submitted = trainer_client.post(
-        _submit_url(assignment), _form(assignment.presentation_order, [1, 2, 3, 4])
+        _submit_url(assignment), _form(_numbers(assignment), [1, 2, 3, 4])
     )
     ranking = Ranking.objects.get(ranker=trainer)
 
@@ -712,7 +733,7 @@ def test_the_no_js_undo_is_not_offered_once_the_undo_window_is_over(
     _claim(trainer_client)
     assignment = _assignment(trainer)
     submitted = trainer_client.post(
-        _submit_url(assignment), _form(assignment.presentation_order, [1, 2, 3, 4])
+        _submit_url(assignment), _form(_numbers(assignment), [1, 2, 3, 4])
     )
     Ranking.objects.update(submitted_at=timezone.now() - timedelta(seconds=601))
 
@@ -731,7 +752,7 @@ def test_undo_without_javascript_redirects_to_the_task_shown_again_as_it_was_ans
     settings.RANKING_UNDO_SECONDS = 600
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
     flagged = {f"flag_{ids[2]}": ["other"], f"flag_note_{ids[2]}": "odd"}
     trainer_client.post(
         _submit_url(assignment), _form(ids, [2, 1, 3, 3], rationale="close call", **flagged)
@@ -764,7 +785,7 @@ def test_an_answer_taken_back_is_not_shown_on_another_task(
     settings.RANKING_UNDO_SECONDS = 600
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
     trainer_client.post(_submit_url(assignment), _form(ids, [2, 1, 3, 3], rationale="close call"))
     trainer_client.post(reverse("ranking:undo", args=[Ranking.objects.get(ranker=trainer).pk]))
     session = trainer_client.session
@@ -784,9 +805,7 @@ def test_undo_after_the_window_answers_409_in_the_toast_only(
     settings.RANKING_UNDO_SECONDS = 0
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    trainer_client.post(
-        _submit_url(assignment), _form(assignment.presentation_order, [1, 2, 3, 4]), **HTMX
-    )
+    trainer_client.post(_submit_url(assignment), _form(_numbers(assignment), [1, 2, 3, 4]), **HTMX)
     ranking = Ranking.objects.get(ranker=trainer)
 
     response = trainer_client.post(reverse("ranking:undo", args=[ranking.pk]), **HTMX)
@@ -802,7 +821,7 @@ def test_a_nul_in_the_rationale_a_flag_note_or_the_skip_reason_is_refused_naming
     """The page says which box holds the NUL, with the message the API gives for it."""
     _claim(trainer_client)
     assignment = _assignment(trainer)
-    ids = assignment.presentation_order
+    ids = _numbers(assignment)
     note = {f"flag_{ids[1]}": ["other"], f"flag_note_{ids[1]}": "rude\x00ly"}
     cases = [
         (_submit_url(assignment), {"rationale": "why\x00not"}, "Rationale"),
