@@ -60,7 +60,8 @@ def _candidate_key(key: str) -> int:
 
 
 def _candidate_keys(value: dict, field: str) -> dict[int, object]:
-    """JSON object keys are strings: turn them into candidate ids or refuse the request."""
+    """JSON object keys are strings: turn them into reply ids (the numbers the replies are shown
+    under) or refuse the request."""
     if len(value) > MAX_CANDIDATES:
         raise serializers.ValidationError(f"At most {MAX_CANDIDATES} replies can carry {field}.")
     converted = {}
