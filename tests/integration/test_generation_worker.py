@@ -22,13 +22,14 @@ def _finished(job_id: int) -> GenerationJob | None:
 def test_job_goes_through_a_real_worker_and_comes_back_with_n_samples(
     celery_worker, policy, trainer
 ):
-    job = services.generation_job_create(
-        messages=[{"role": "user", "content": "hi! what did you do today?"}],
-        n=4,
-        params={"max_new_tokens": 16, "temperature": 0.9},
-        seed=7,
-        requested_by=trainer,
-    )
+    request = {
+        "messages": [{"role": "user", "content": "hi! what did you do today?"}],
+        "n": 4,
+        "params": {"max_new_tokens": 16, "temperature": 0.9},
+        "seed": 7,
+        "requested_by": trainer,
+    }
+    job = services.generation_job_create(**request)
     done = wait_until(lambda: _finished(job.pk))
     assert done.status == GenerationJob.Status.SUCCEEDED, done.error
     assert done.worker  # the worker recorded itself
@@ -39,14 +40,7 @@ def test_job_goes_through_a_real_worker_and_comes_back_with_n_samples(
     assert done.params["temperature"] == 0.9
 
     # Same seed, params and model in this (test) process give the same texts as the worker.
-    again = services.generation_job_create(
-        messages=[{"role": "user", "content": "hi! what did you do today?"}],
-        n=4,
-        params={"max_new_tokens": 16, "temperature": 0.9},
-        seed=7,
-        requested_by=trainer,
-        queue=False,
-    )
+    again = services.generation_job_create(**request, queue=False)
     again = services.generation_job_run_inline(job_id=again.pk)
     assert [s.text for s in again.samples.order_by("index")] == [s.text for s in samples]
 

@@ -26,25 +26,46 @@ BATCH_SIZE = 4
 PROCESSES = 2
 
 
-def _launch(command: str, tmp_path, *arguments: str) -> subprocess.CompletedProcess:
-    """``manage.py command`` as ``PROCESSES`` processes under torchrun, on the test database."""
+def _torchrun(*arguments: str, processes: int, environment: dict) -> subprocess.CompletedProcess:
+    """``arguments`` (a script and its arguments) as ``processes`` processes under torchrun,
+    with one compute thread each; their exit status asserted to be 0."""
     environment = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "MODEL_ROOT": str(tmp_path / "models"),
+        **environment,
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "TORCH_THREADS": "1",
     }
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(PROCESSES)]
-    return subprocess.run(
-        [*launcher, "--master_port", str(free_port()), "manage.py", command, *arguments],
+    launched = subprocess.run(
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)),
+            *("--master_port", str(free_port()), *arguments),
+        ],
         cwd=ROOT,
         env=environment,
         capture_output=True,
         text=True,
         timeout=WAIT_SECONDS,
     )
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+    return launched
+
+
+def _launch(
+    command: str, tmp_path, *arguments: str
+) -> tuple[subprocess.CompletedProcess, TrainingRun]:
+    """``manage.py command`` as ``PROCESSES`` processes on the test database, and the one run it
+    recorded, asserted to have succeeded."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "MODEL_ROOT": str(tmp_path / "models"),
+    }
+    launched = _torchrun(
+        "manage.py", command, *arguments, processes=PROCESSES, environment=environment
+    )
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log
+    return launched, run
 
 
 def _records_file(tmp_path, records) -> str:
@@ -75,18 +96,14 @@ def _records_file(tmp_path, records) -> str:
 def test_a_run_launched_as_two_processes_trains_once_on_split_data(
     policy, tmp_path, command, records, extra, train_count
 ):
-    launched = _launch(
+    launched, run = _launch(
         command,
         tmp_path,
         *("-v", "0", "--data", _records_file(tmp_path, records()), "--max-steps", "4"),
         *("--batch-size", str(BATCH_SIZE), "--max-length", "48", "--eval-every", "2"),
         *("--name", "two-processes", *extra),
     )
-    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
-
     # One run, recorded and reported by the main process only.
-    run = TrainingRun.objects.get()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log
     assert launched.stdout.count("training run ") == 1
     assert launched.stdout.count("succeeded: two-processes") == 1
     # Each process took its share of every batch: half as many batches per epoch as one
@@ -111,31 +128,25 @@ def test_a_run_from_the_database_launched_as_two_processes_reads_it_in_the_main_
 ):
     """The main process reads the database and keeps the rows beside the run's checkpoints;
     the other waits for them and trains on the same rows (``_database_rows_once``)."""
-    launched = _launch(
+    _, run = _launch(
         "train_reward",
         tmp_path,
         *("-v", "0", "--max-steps", "2", "--batch-size", "2", "--max-length", "48"),
         *("--test-fraction", "0", "--normalize-to-demonstrations", "no", "--name", "from-db"),
     )
-    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
-    run = TrainingRun.objects.get()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log
     assert run.dataset["source"] == "database" and run.dataset["rows"] == Ranking.objects.count()
     assert run.output_versions.get().metrics["steps"] == 2
 
 
 def test_a_ppo_run_launched_as_two_processes_trains_once_and_evaluates(policy, tmp_path):
     reward = reward_version_untrained(policy.path, tmp_path / "rm", seed=0)
-    launched = _launch(
+    launched, run = _launch(
         "train_ppo",
         tmp_path,
         *("-v", "0", "--data", _records_file(tmp_path, synthetic_demonstrations(40, seed=1))),
         *("--reward-model", reward.name, "--max-steps", "2", "--batch-size", str(BATCH_SIZE)),
         *("--name", "ppo-two-processes"),
     )
-    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
-    run = TrainingRun.objects.get()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log
     assert launched.stdout.count("training run ") == 1
     version = run.output_versions.get()
     # Fewer held-out prompts than processes: one process evaluates nothing, yet takes part, and
@@ -147,22 +158,9 @@ def test_a_ppo_run_launched_as_two_processes_trains_once_and_evaluates(policy, t
 
 def _run_script(script: str, *arguments: str, processes: int) -> subprocess.CompletedProcess:
     """``tests/integration/<script>`` as ``processes`` processes under torchrun."""
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    environment.update({"MKL_NUM_THREADS": "1", "TORCH_THREADS": "1"})
-    launched = subprocess.run(
-        [
-            *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)),
-            *("--master_port", str(free_port())),
-            *(str(ROOT / "tests" / "integration" / script), *arguments),
-        ],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_SECONDS,
-    )
-    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
-    return launched
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script_path = str(ROOT / "tests" / "integration" / script)
+    return _torchrun(script_path, *arguments, processes=processes, environment=environment)
 
 
 def _evaluations(model_dir, tmp_path, processes: int) -> dict:

@@ -89,13 +89,19 @@ def _held_by_new_worker(run: TrainingRun, new: JobContext) -> None:
     assert run.status == TrainingRun.Status.RUNNING and run.publish_token == new.token
 
 
+def _stalled_worker_runs_and_is_stopped(run: TrainingRun) -> None:
+    """The stalled worker's attempt (claimed now) runs, and stops on finding the run taken
+    over."""
+    stalled = _claim(run, "stalled/1")
+    with pytest.raises(JobCancelled):
+        training_services._execute(stalled)
+
+
 def test_a_stalled_worker_that_loaded_the_data_during_a_takeover_writes_nothing_and_stops(
     run, settings, monkeypatch
 ):
     taken = _stalling_in_load(monkeypatch, settings)
-    stalled = _claim(run, "stalled/1")
-    with pytest.raises(JobCancelled):
-        training_services._execute(stalled)
+    _stalled_worker_runs_and_is_stopped(run)
     _held_by_new_worker(run, *taken)
 
 
@@ -106,9 +112,7 @@ def test_a_stalled_worker_failing_after_a_takeover_leaves_the_new_workers_log(
     taken = _stalling_in_load(
         monkeypatch, settings, then=lambda run: Path(run.dataset["path"]).unlink()
     )
-    stalled = _claim(run, "stalled/1")
-    with pytest.raises(JobCancelled):
-        training_services._execute(stalled)
+    _stalled_worker_runs_and_is_stopped(run)
     _held_by_new_worker(run, *taken)
 
 
@@ -142,6 +146,14 @@ def _trainer(monkeypatch, trains) -> None:
     monkeypatch.setattr(reward, "train_reward", train)
 
 
+def _new_workers_partial_output_kept(run: TrainingRun, new: JobContext) -> None:
+    """The new worker's model is still in the run's partial folder, none was moved in place,
+    and the run is still the new worker's."""
+    partial, final = _folders(run)
+    assert (partial / "new-worker.bin").is_file() and not final.exists()
+    _held_by_new_worker(run, new)
+
+
 def test_a_stalled_worker_stopped_mid_training_leaves_the_new_workers_partial_output(
     run, settings, monkeypatch
 ):
@@ -155,12 +167,8 @@ def test_a_stalled_worker_stopped_mid_training_leaves_the_new_workers_partial_ou
         callback(ProgressEvent(kind="checkpoint", step=1, total_steps=2, message="checkpoint"))
 
     _trainer(monkeypatch, trains)
-    stalled = _claim(run, "stalled/1")
-    with pytest.raises(JobCancelled):
-        training_services._execute(stalled)
-    partial, final = _folders(run)
-    assert (partial / "new-worker.bin").is_file() and not final.exists()
-    _held_by_new_worker(run, *taken)
+    _stalled_worker_runs_and_is_stopped(run)
+    _new_workers_partial_output_kept(run, *taken)
 
 
 def test_a_stalled_worker_that_finished_training_during_a_takeover_moves_nothing(
@@ -175,12 +183,8 @@ def test_a_stalled_worker_that_finished_training_during_a_takeover_moves_nothing
         taken.append(_new_worker_trains(run, settings))
 
     _trainer(monkeypatch, trains)
-    stalled = _claim(run, "stalled/1")
-    with pytest.raises(JobCancelled):
-        training_services._execute(stalled)
-    partial, final = _folders(run)
-    assert (partial / "new-worker.bin").is_file() and not final.exists()
-    _held_by_new_worker(run, *taken)
+    _stalled_worker_runs_and_is_stopped(run)
+    _new_workers_partial_output_kept(run, *taken)
 
 
 def test_a_stalled_worker_starting_late_leaves_the_model_the_new_worker_moved_in_place(

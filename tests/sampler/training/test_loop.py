@@ -2,6 +2,7 @@
 
 import itertools
 import json
+from functools import partial
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from sampler.training.loop import STATE_FILE, latest_checkpoint, learning_rate_a
 from sampler.training.reward import train_reward
 from sampler.training.sft import train_sft
 from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
+from tests.sampler.training.conftest import stopped_at_its_checkpoint_report_keeps_others
 
 
 class Interrupt(Exception):
@@ -315,32 +317,20 @@ def test_a_run_stopped_at_its_checkpoint_report_removes_no_other_checkpoint(
     """A process that no longer holds its run (taken over after a stall) learns so at its
     next report: the one after it saves a checkpoint. It must not have removed, before that,
     the checkpoints the process that took the run over saved in the same folder."""
-    checkpoints = tmp_path / "checkpoints"
-    theirs = checkpoints / "step-00000099"
-    theirs.mkdir(parents=True)
-    (theirs / "trainer_state.json").write_text("{}")
-
-    def taken_over_at_checkpoint(event):
-        if event.kind == "checkpoint":
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        train_reward(
-            config=RewardConfig(
-                max_steps=4,
-                batch_size=4,
-                checkpoint_every=2,
-                max_length=48,
-                normalize_to_demonstrations=False,
-            ),
-            records=synthetic_rankings(12, k=3, seed=5),
-            base_model=micro_model_dir,
-            output_dir=tmp_path / "out",
-            checkpoint_dir=checkpoints,
-            callback=taken_over_at_checkpoint,
-        )
-    assert theirs.is_dir()
-    assert len(list(checkpoints.glob("step-*"))) == 2
+    train = partial(
+        train_reward,
+        config=RewardConfig(
+            max_steps=4,
+            batch_size=4,
+            checkpoint_every=2,
+            max_length=48,
+            normalize_to_demonstrations=False,
+        ),
+        records=synthetic_rankings(12, k=3, seed=5),
+        base_model=micro_model_dir,
+        output_dir=tmp_path / "out",
+    )
+    stopped_at_its_checkpoint_report_keeps_others(train, tmp_path / "checkpoints")
 
 
 def _checkpoint(folder, step: int, *, complete: bool = True):

@@ -3,6 +3,7 @@
 import math
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ from sampler.training.rollout import (
     sample_and_score,
 )
 from sampler.training.synthetic import WORDS
+from tests.sampler.training.conftest import stopped_at_its_checkpoint_report_keeps_others
 
 # ---- helpers ----------------------------------------------------------------------------------
 
@@ -675,26 +677,12 @@ def test_ppo_stopped_at_its_checkpoint_report_removes_no_other_checkpoint(
 ):
     """As the shared loop: a process taken over after a stall, stopped by the report after its
     checkpoint, has not removed the checkpoints of the process that took the run over."""
-    checkpoints = tmp_path / "checkpoints"
-    theirs = checkpoints / "step-00000099"
-    theirs.mkdir(parents=True)
-
-    class TakenOver(Exception):
-        pass
-
-    def taken_over_at_checkpoint(event):
-        if event.kind == "checkpoint":
-            raise TakenOver
-
-    with pytest.raises(TakenOver):
-        train_ppo(
-            config=PPOConfig(max_steps=3, batch_size=4, max_new_tokens=4, checkpoint_every=1),
-            prompts=[{"messages": p, "split": "train"} for p in _prompts(8)],
-            base_model=micro_model_dir,
-            reward_model=random_reward_dir,
-            output_dir=tmp_path / "out",
-            checkpoint_dir=checkpoints,
-            callback=taken_over_at_checkpoint,
-        )
-    assert theirs.is_dir()
-    assert len(list(checkpoints.glob("step-*"))) == 2
+    train = partial(
+        train_ppo,
+        config=PPOConfig(max_steps=3, batch_size=4, max_new_tokens=4, checkpoint_every=1),
+        prompts=[{"messages": p, "split": "train"} for p in _prompts(8)],
+        base_model=micro_model_dir,
+        reward_model=random_reward_dir,
+        output_dir=tmp_path / "out",
+    )
+    stopped_at_its_checkpoint_report_keeps_others(train, tmp_path / "checkpoints")

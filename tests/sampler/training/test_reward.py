@@ -646,6 +646,18 @@ def test_the_processes_of_one_launch_train_on_the_rows_the_main_one_read(
     assert other.description["sha256"] == main.description["sha256"]
 
 
+def _one_step_run(tmp_path: Path) -> TrainingRun:
+    """An unqueued reward run of one step on 12 synthetic rankings, written to
+    ``tmp_path / "rankings.jsonl"``."""
+    data = _write(synthetic_rankings(12, k=3, seed=3), tmp_path / "rankings.jsonl")
+    return training_services.training_run_create(
+        kind="reward",
+        config={"max_steps": 1, "batch_size": 4, "normalize_to_demonstrations": False},
+        data_path=str(data),
+        queue=False,
+    )
+
+
 def test_a_run_cancelled_while_its_model_is_saved_leaves_no_folder_and_can_be_retried(
     policy, tmp_path, model_root, monkeypatch
 ):
@@ -654,11 +666,7 @@ def test_a_run_cancelled_while_its_model_is_saved_leaves_no_folder_and_can_be_re
     no version, and the retried run failed on "exists already"."""
     from sampler.training import loop
 
-    data = _write(synthetic_rankings(12, k=3, seed=3), tmp_path / "rankings.jsonl")
-    one_step = {"max_steps": 1, "batch_size": 4, "normalize_to_demonstrations": False}
-    run = training_services.training_run_create(
-        kind="reward", config=one_step, data_path=str(data), queue=False
-    )
+    run = _one_step_run(tmp_path)
     save_output = loop.save_output
 
     def saved_then_cancelled(*args, **kwargs):
@@ -687,11 +695,7 @@ def test_a_run_whose_worker_stopped_between_moving_its_model_and_registering_it_
     "exists already". The run's own folder is now replaced; anyone else's is still refused."""
     from sampler.runs import services
 
-    data = _write(synthetic_rankings(12, k=3, seed=3), tmp_path / "rankings.jsonl")
-    one_step = {"max_steps": 1, "batch_size": 4, "normalize_to_demonstrations": False}
-    run = training_services.training_run_create(
-        kind="reward", config=one_step, data_path=str(data), queue=False
-    )
+    run = _one_step_run(tmp_path)
 
     class WorkerStopped(BaseException):
         pass
@@ -707,9 +711,7 @@ def test_a_run_whose_worker_stopped_between_moving_its_model_and_registering_it_
     monkeypatch.undo()
     assert (model_root / run.output_name / "config.json").is_file()
 
-    other = training_services.training_run_create(
-        kind="reward", config=one_step, data_path=str(data), queue=False
-    )
+    other = _one_step_run(tmp_path)
     (model_root / other.output_name).mkdir()
     (model_root / other.output_name / services.RUN_MARKER).write_text(f"{run.pk}\n")
     with pytest.raises(ValidationError, match="exists already"):
@@ -733,11 +735,7 @@ def test_a_folder_that_took_the_runs_name_while_it_trained_fails_it_and_leaves_n
     the trained copy, a whole model, is not left behind as a hidden `.partial` folder."""
     from sampler.training import loop
 
-    data = _write(synthetic_rankings(12, k=3, seed=3), tmp_path / "rankings.jsonl")
-    one_step = {"max_steps": 1, "batch_size": 4, "normalize_to_demonstrations": False}
-    run = training_services.training_run_create(
-        kind="reward", config=one_step, data_path=str(data), queue=False
-    )
+    run = _one_step_run(tmp_path)
     save_output = loop.save_output
 
     def saved_then_taken(*args, **kwargs):
