@@ -16,9 +16,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from accounts.services import user_create_trainer
@@ -95,13 +96,63 @@ def sessions_waiting_for_a_lock() -> int:
         return cursor.fetchone()[0]
 
 
-def wait_for_lock_or_end(thread, *, what: str) -> None:
+def wait_for_lock_or_end(thread, *, what: str, sessions: int = 1) -> None:
     """Poll until ``thread`` waits for a PostgreSQL lock (this connection holds it) or has
-    ended, for at most ``TEST_WAIT_SECONDS``."""
+    ended, for at most ``TEST_WAIT_SECONDS``; with ``sessions``, until that many sessions (the
+    threads started before it and this one) wait for a lock."""
     deadline = time.monotonic() + WAIT_SECONDS
-    while thread.is_alive() and not sessions_waiting_for_a_lock():
+    while thread.is_alive() and sessions_waiting_for_a_lock() < sessions:
         assert time.monotonic() < deadline, f"{what} neither waited nor finished"
         time.sleep(0.02)
+
+
+def recording_thread(
+    work: Callable[[], object],
+    outcome: dict,
+    key: str,
+    *,
+    refusal: tuple[type[Exception], Callable[[Exception], object]] | None = None,
+) -> threading.Thread:
+    """A thread that runs ``work()`` on a database connection of its own (closed when it
+    ends), as a request would, and puts what came of it in ``outcome``: what it returned under
+    ``key``; an exception of ``refusal``'s type under "refused", as ``refusal``'s function
+    reads it; any other exception's repr under "error" (what a request would answer with a
+    500)."""
+    refused, reason = refusal or ((), None)
+
+    def run() -> None:
+        try:
+            outcome[key] = work()
+        except refused as error:
+            outcome["refused"] = reason(error)
+        except Exception as error:
+            outcome["error"] = repr(error)
+        finally:
+            connection.close()
+
+    return threading.Thread(target=run)
+
+
+@dataclass
+class Race:
+    """What ``racing`` saw: whether the thread was waiting for a lock the block held."""
+
+    waited: bool = False
+
+
+@contextmanager
+def racing(thread: threading.Thread, *, what: str) -> Iterator[Race]:
+    """The block runs in a transaction and takes its locks (its writes not yet committed);
+    then ``thread`` starts, and the transaction commits once the thread waits for one of those
+    locks or has ended. The thread is then joined, and asserted to have ended."""
+    race = Race()
+    with transaction.atomic():
+        yield race
+        thread.start()
+        wait_for_lock_or_end(thread, what=what)
+        race.waited = thread.is_alive()
+    thread.join(WAIT_SECONDS)
+    assert not thread.is_alive(), f"{what} did not end"
 
 
 def celery_worker_idle() -> bool:

@@ -5,15 +5,12 @@ reads the conversation before the send commits and writes after it, the sent tex
 back as the next turn's draft. ``draft_save`` locks the conversation's row for its check, as
 ``message_append`` does, so it waits for the send and then sees that the turn moved on."""
 
-import threading
-
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
 
 from labeling.conversations import services
 from labeling.conversations.models import Draft
-from tests.conftest import WAIT_SECONDS, wait_for_lock_or_end
+from tests.conftest import racing, recording_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -21,26 +18,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def test_a_draft_save_racing_the_send_of_its_turn_is_refused(trainer):
     conversation = services.conversation_create(owner=trainer, title="Race")
     outcome: dict[str, object] = {}
-
-    def save_draft() -> None:
-        try:
-            services.draft_save(
-                conversation=conversation, author=trainer, content="Hello there", after_id=0
-            )
-            outcome["saved"] = True
-        except ValidationError as error:
-            outcome["refused"] = error.message_dict["content"]
-        finally:
-            connection.close()
-
-    saver = threading.Thread(target=save_draft)
-    with transaction.atomic():
+    saver = recording_thread(
+        lambda: services.draft_save(
+            conversation=conversation, author=trainer, content="Hello there", after_id=0
+        ),
+        outcome,
+        "saved",
+        refusal=(ValidationError, lambda error: error.message_dict["content"]),
+    )
+    with racing(saver, what="the draft save"):
         # The send is under way: its turn is written, not yet committed, the row locked.
         sent = services.message_append(conversation=conversation, author=trainer, content="Hello")
-        saver.start()
-        wait_for_lock_or_end(saver, what="the draft save")
-    saver.join(WAIT_SECONDS)
-    assert not saver.is_alive()
 
     assert "refused" in outcome, outcome
     assert "reload the page" in outcome["refused"][0]

@@ -4,14 +4,11 @@ Each request counts the trainer's unfinished jobs and then adds one. Were the co
 serialised, a request made while another's job is written but not yet committed would count
 one too few, and both would pass the cap."""
 
-import threading
-
 import pytest
-from django.db import connection, transaction
 
 from sampler.generation import services
 from sampler.generation.models import GenerationJob
-from tests.conftest import WAIT_SECONDS, broker_at, wait_for_lock_or_end
+from tests.conftest import broker_at, racing, recording_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -39,23 +36,15 @@ def test_two_requests_at_once_cannot_both_take_the_last_place(
     settings.GENERATION_MAX_UNFINISHED_PER_USER = 2
     _ask(trainer)
     outcome: dict[str, object] = {}
-
-    def ask_again() -> None:
-        try:
-            outcome["job"] = _ask(trainer)
-        except services.TooManyUnfinishedJobs as error:
-            outcome["refused"] = error.messages[0]
-        finally:
-            connection.close()
-
-    second = threading.Thread(target=ask_again)
-    with transaction.atomic():
+    second = recording_thread(
+        lambda: _ask(trainer),
+        outcome,
+        "job",
+        refusal=(services.TooManyUnfinishedJobs, lambda error: error.messages[0]),
+    )
+    with racing(second, what="the second request"):
         # The first request is under way: its job (the last place) written, not committed.
         _ask(trainer)
-        second.start()
-        wait_for_lock_or_end(second, what="the second request")
-    second.join(WAIT_SECONDS)
-    assert not second.is_alive()
 
     assert "refused" in outcome, outcome
     assert "2 generation jobs waiting or running" in outcome["refused"]

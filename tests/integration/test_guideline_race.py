@@ -4,32 +4,15 @@ A double-clicked "Save as version N" (or two admins saving together) sends two e
 must wait for the first and then see the version it made: the same text again is "Nothing
 changed", other text is the version after it, never a clash on the version number (a 500)."""
 
-import threading
-
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 
 from labeling.guidelines import services
 from labeling.guidelines.models import GuidelineVersion
-from tests.conftest import WAIT_SECONDS, wait_for_lock_or_end
+from tests.conftest import WAIT_SECONDS, racing, recording_thread, wait_for_lock_or_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _save_in_thread(admin_user, text: str, outcome: dict) -> threading.Thread:
-    def save() -> None:
-        try:
-            version = services.guideline_version_create(author=admin_user, text=text)
-            outcome["number"] = version.number
-        except ValidationError as error:
-            outcome["refused"] = error.message_dict["text"]
-        except Exception as error:  # what the request would answer as a 500
-            outcome["error"] = repr(error)
-        finally:
-            connection.close()
-
-    return threading.Thread(target=save)
 
 
 @pytest.mark.parametrize(
@@ -42,13 +25,14 @@ def _save_in_thread(admin_user, text: str, outcome: dict) -> threading.Thread:
 def test_a_guideline_save_racing_another_waits_for_it(admin_user, second_text, expected):
     services.guideline_version_ensure_current()
     outcome: dict = {}
-    second = _save_in_thread(admin_user, second_text, outcome)
-    with transaction.atomic():
+    second = recording_thread(
+        lambda: services.guideline_version_create(author=admin_user, text=second_text).number,
+        outcome,
+        "number",
+        refusal=(ValidationError, lambda error: error.message_dict["text"]),
+    )
+    with racing(second, what="the second save"):
         first = services.guideline_version_create(author=admin_user, text="Be kind.")
-        second.start()
-        wait_for_lock_or_end(second, what="the second save")
-    second.join(WAIT_SECONDS)
-    assert not second.is_alive()
 
     assert first.number == 2
     assert outcome == expected
@@ -67,14 +51,9 @@ def test_a_guideline_save_does_not_hold_up_work_that_refers_to_its_project(admin
     services.guideline_version_ensure_current()
     project = project_default()
     outcome: dict = {}
-
-    def start_conversation() -> None:
-        try:
-            outcome["id"] = Conversation.objects.create(owner=trainer, project=project).pk
-        finally:
-            connection.close()
-
-    writer = threading.Thread(target=start_conversation)
+    writer = recording_thread(
+        lambda: Conversation.objects.create(owner=trainer, project=project).pk, outcome, "id"
+    )
     with transaction.atomic():
         services.guideline_version_create(author=admin_user, text="Be kind.")
         writer.start()

@@ -1,13 +1,12 @@
 """A running job's heartbeat thread on PostgreSQL: it outlives a lost database connection."""
 
 import json
-import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from sampler.jobs import services
@@ -16,7 +15,7 @@ from sampler.management.commands._training import run_inline
 from sampler.runs.models import TrainingRun
 from sampler.runs.services import training_run_create
 from sampler.training.synthetic import synthetic_rankings
-from tests.conftest import WAIT_SECONDS, wait_for_lock_or_end, wait_until
+from tests.conftest import racing, recording_thread, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -96,24 +95,11 @@ def test_a_heartbeat_that_lands_while_the_sweeper_reaches_the_row_keeps_the_job_
     )
     context = JobContext(kind=kind, job=claimed, token=claimed.publish_token, worker="elsewhere/1")
     outcome: dict[str, object] = {}
-
-    def sweep() -> None:
-        try:
-            outcome["report"] = services.jobs_tick()
-        except Exception as error:  # reported by the assertion below
-            outcome["error"] = repr(error)
-        finally:
-            connection.close()
-
-    sweeper = threading.Thread(target=sweep)
-    with transaction.atomic():
+    sweeper = recording_thread(services.jobs_tick, outcome, "report")
+    with racing(sweeper, what="the sweeper"):
         # The worker beats again (after a database outage, say): written, not yet committed,
         # while the sweeper has found the row stale and waits to lock it.
         context.heartbeat()
-        sweeper.start()
-        wait_for_lock_or_end(sweeper, what="the sweeper")
-    sweeper.join(WAIT_SECONDS)
-    assert not sweeper.is_alive()
 
     assert "error" not in outcome, outcome
     assert outcome["report"].requeued == 0 and outcome["report"].failed == 0

@@ -10,7 +10,6 @@ the second task, which w's undo held while waiting for the first, and PostgreSQL
 of them."""
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -21,7 +20,7 @@ from ranking.gold.services import gold_task_create
 from ranking.models import Assignment, Project, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
-from tests.conftest import WAIT_SECONDS, sessions_waiting_for_a_lock, wait_for_lock_or_end
+from tests.conftest import WAIT_SECONDS, racing, recording_thread, wait_for_lock_or_end
 from tests.ranking.conftest import (
     candidate_ids,
     finished_conversation,
@@ -117,10 +116,7 @@ def test_two_undos_racing_submits_on_the_next_tasks_never_deadlock():
         list(RankingTask.objects.select_for_update().filter(pk__in=[first.pk, second.pk]))
         for started, thread in enumerate(threads, start=1):
             thread.start()
-            deadline = time.monotonic() + WAIT_SECONDS
-            while thread.is_alive() and sessions_waiting_for_a_lock() < started:
-                assert time.monotonic() < deadline, f"{thread.name} neither waited nor finished"
-                time.sleep(0.02)
+            wait_for_lock_or_end(thread, what=thread.name, sessions=started)
             assert thread.is_alive(), f"{thread.name} did not wait: {outcomes}"
     for thread in threads:
         thread.join(WAIT_SECONDS)
@@ -151,24 +147,12 @@ def test_a_claim_holding_its_task_does_not_wait_for_a_busy_gold_copy():
     trainer = quick_trainer("t")
 
     outcome: dict = {}
-
-    def claim() -> None:
-        try:
-            outcome["task"] = services.task_claim_next(trainer=trainer).task_id
-        except Exception as error:  # what the request would answer as a 500
-            outcome["error"] = repr(error)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=claim)
-    with transaction.atomic():
+    thread = recording_thread(
+        lambda: services.task_claim_next(trainer=trainer).task_id, outcome, "task"
+    )
+    with racing(thread, what="the claim") as race:
         # The gold copy held, as another trainer's claim or undo holds it for a moment.
         list(RankingTask.objects.select_for_update().filter(pk=gold.pk))
-        thread.start()
-        wait_for_lock_or_end(thread, what="the claim")
-        waited = thread.is_alive()
-    thread.join(WAIT_SECONDS)
-    assert not thread.is_alive()
 
-    assert not waited, "the claim waited for the gold copy while holding its task"
+    assert not race.waited, "the claim waited for the gold copy while holding its task"
     assert outcome == {"task": regular.pk}

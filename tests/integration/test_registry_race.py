@@ -8,7 +8,7 @@ constraint instead, and the worker takes the admin's policy."""
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import (
@@ -16,7 +16,7 @@ from sampler.registry.services import (
     model_version_promote,
     model_version_register,
 )
-from tests.conftest import WAIT_SECONDS, wait_for_lock_or_end
+from tests.conftest import WAIT_SECONDS, racing, recording_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -31,23 +31,10 @@ def test_the_default_registered_while_an_admin_promotes_a_policy_leaves_the_admi
         name="chosen", path="", backend="openai", backend_options=OPENAI, context_length=64
     )
     outcome: dict[str, object] = {}
-
-    def ensure_default() -> None:
-        try:
-            outcome["version"] = model_version_ensure_default()
-        except Exception as error:  # reported by the assertion below
-            outcome["error"] = repr(error)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=ensure_default)
-    with transaction.atomic():
+    worker = recording_thread(model_version_ensure_default, outcome, "version")
+    with racing(worker, what="the default's registration"):
         # The promotion is under way: written, not yet committed.
         model_version_promote(version=chosen)
-        worker.start()
-        wait_for_lock_or_end(worker, what="the default's registration")
-    worker.join(WAIT_SECONDS)
-    assert not worker.is_alive()
 
     assert "error" not in outcome, outcome
     assert outcome["version"] == chosen
