@@ -35,6 +35,8 @@ from accounts.services import user_create_trainer
 from config.broker import queue_depths
 from config.celery import Queue, app
 from config.threads import thread_caps_apply
+from labeling.conversations.models import Conversation
+from labeling.conversations.services import conversation_create
 from tests import settings as run_settings
 
 PASSWORD = "a-Strong-test-passw0rd"
@@ -371,6 +373,12 @@ def admin_user(db):
 def plain_user(db):
     """Logged in, but in no role."""
     return get_user_model().objects.create_user(username="nobody", password=PASSWORD)
+
+
+@pytest.fixture
+def conversation(trainer) -> Conversation:
+    """A conversation of ``trainer``'s, with no turn yet."""
+    return conversation_create(owner=trainer, title="Weekend plans")
 
 
 @pytest.fixture

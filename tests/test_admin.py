@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 from sampler.jobs.admin import JobAdminMixin
+from tests.sampler.conftest import suggestion_sample
 
 APPS = ("labeling", "ranking", "sampler")
 every_model = pytest.mark.parametrize(
@@ -59,25 +60,8 @@ def _feedback_rows(owner, version, index):
 
     message = model_message(owner, version)
     Feedback.objects.create(user=owner, message=message, model_version=version, rating="up")
-    sample = _sample(owner, version, message)
+    sample = suggestion_sample(owner, version, message)
     Feedback.objects.create(user=owner, sample=sample, model_version=version, rating="down")
-
-
-def _sample(owner, version, prefix):
-    from sampler.generation.models import GenerationJob, Sample
-
-    job = GenerationJob.objects.create(
-        model_version=version,
-        prefix_message=prefix,
-        n=1,
-        seed=1,
-        purpose=GenerationJob.Purpose.SUGGESTION,
-        requested_by=owner,
-        role="assistant",
-    )
-    return Sample.objects.create(
-        job=job, index=0, text="Hello", token_count=1, finish_reason="end_of_turn"
-    )
 
 
 def _conversation_rows(owner, version, index):
@@ -89,7 +73,7 @@ def _conversation_rows(owner, version, index):
 def _generation_job_rows(owner, version, index):
     from tests.labeling.feedback.conftest import model_message
 
-    _sample(owner, version, model_message(owner, version))
+    suggestion_sample(owner, version, model_message(owner, version))
 
 
 def _side_by_side_rows(owner, version, index):

@@ -15,10 +15,11 @@ from labeling.conversations import services as conversation_services
 from labeling.conversations.models import Conversation, Draft, Message
 from ranking.models import Assignment, Ranking
 from ranking.rank.services import task_claim_next
-from sampler.generation.models import GenerationJob, Sample
+from sampler.generation.models import GenerationJob
 from sampler.jobs.models import INTERNAL_ERROR_MESSAGE
 from tests.labeling.conftest import model_reply
 from tests.ranking.conftest import finished_conversation, model_version_create, task_from_source
+from tests.sampler.conftest import suggestion_job, suggestion_sample
 
 
 def _post(client: Client, url: str, body: object, method: str = "post"):
@@ -29,11 +30,6 @@ def _field_error(response, field: str) -> str:
     assert response.status_code == 400, response.content
     assert response["Content-Type"] == "application/json"
     return json.dumps(response.json()[field])
-
-
-@pytest.fixture
-def conversation(trainer) -> Conversation:
-    return conversation_services.conversation_create(owner=trainer, title="Weekend plans")
 
 
 # ---- one error format ----------------------------------------------------------------------
@@ -376,18 +372,7 @@ def offered(conversation, trainer, other_trainer):
     reply = model_reply(conversation, question, version, "Hello")
 
     def sample_for(user, prefix):
-        job = GenerationJob.objects.create(
-            model_version=version,
-            prefix_message=prefix,
-            n=1,
-            seed=1,
-            purpose=GenerationJob.Purpose.SUGGESTION,
-            requested_by=user,
-            role="user",
-        )
-        return Sample.objects.create(
-            job=job, index=0, text="More?", token_count=1, finish_reason="end_of_turn"
-        )
+        return suggestion_sample(user, version, prefix, role="user", text="More?")
 
     return {
         "mine": sample_for(trainer, reply),
@@ -643,15 +628,7 @@ def test_an_operation_that_takes_no_body_refuses_a_field_by_name_and_changes_not
     question = conversation_services.message_append(
         conversation=conversation, author=trainer, content="Hi"
     )
-    job = GenerationJob.objects.create(
-        model_version=model_version_create("policy"),
-        prefix_message=question,
-        n=1,
-        seed=1,
-        purpose=GenerationJob.Purpose.SUGGESTION,
-        requested_by=trainer,
-        role="assistant",
-    )
+    job = suggestion_job(trainer, model_version_create("policy"), question)
     client = admin_client_ if staff else trainer_client
     response = client.post(
         path.format(job=job.pk), json.dumps({"project": "safety"}), content_type="application/json"

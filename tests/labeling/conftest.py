@@ -1,14 +1,7 @@
-import pytest
-
 from labeling.conversations import services
-from labeling.conversations.models import Conversation, Message
+from labeling.conversations.models import Message
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def conversation(trainer) -> Conversation:
-    return services.conversation_create(owner=trainer, title="Weekend plans")
 
 
 def write_turns(conversation, author, *texts) -> list[Message]:
