@@ -5,7 +5,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import WAIT_SECONDS
+from tests.conftest import PASSWORD, WAIT_SECONDS
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls made by fixtures in the
 # same thread are still plain synchronous calls.
@@ -75,6 +75,17 @@ def log_in(page, live_server, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+
+
+def try_the_model_filled(page, live_server, message: str, *, n: int, seed: int) -> None:
+    """Tess logged in, on "Try the model" (reached from the navigation), its form filled in:
+    ``message``, ``n`` samples of up to 12 new tokens, ``seed``."""
+    log_in(page, live_server, "tess", PASSWORD)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Try the model").click()
+    page.fill("#id_message", message)
+    page.fill("#id_n", str(n))
+    page.fill("#id_max_new_tokens", "12")
+    page.fill("#id_seed", str(seed))
 
 
 def ranking_card_ready(page, count: int = 4) -> None:

@@ -15,11 +15,16 @@ def _composer_draft(conversation) -> str | None:
     return draft.content if draft else None
 
 
-def test_a_sentence_typed_across_an_expired_session_survives_the_login(page, live_server, trainer):
-    conversation = Conversation.objects.create(owner=trainer, title="Session test")
+def _editor_of(page, live_server, conversation):
+    """Tess logged in, in the editor of ``conversation``: its composer."""
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/write/{conversation.pk}/")
-    composer = page.locator("#composer-text")
+    return page.locator("#composer-text")
+
+
+def test_a_sentence_typed_across_an_expired_session_survives_the_login(page, live_server, trainer):
+    conversation = Conversation.objects.create(owner=trainer, title="Session test")
+    composer = _editor_of(page, live_server, conversation)
     composer.press_sequentially("The meeting moved to Thursday")
     expect(page.locator("#draft-status")).to_contain_text("Draft saved")
     assert _composer_draft(conversation) == "The meeting moved to Thursday"
@@ -51,9 +56,7 @@ def test_a_lost_connection_shows_a_banner_and_the_draft_is_saved_once_it_is_back
     page, live_server, trainer
 ):
     conversation = Conversation.objects.create(owner=trainer, title="Offline test")
-    log_in(page, live_server, "tess", PASSWORD)
-    page.goto(f"{live_server.url}/write/{conversation.pk}/")
-    composer = page.locator("#composer-text")
+    composer = _editor_of(page, live_server, conversation)
     composer.press_sequentially("first part")
     expect(page.locator("#draft-status")).to_contain_text("Draft saved")
 
@@ -73,9 +76,7 @@ def test_a_lost_connection_shows_a_banner_and_the_draft_is_saved_once_it_is_back
 def test_text_put_back_to_what_the_server_has_is_not_left_unsaved(page, live_server, trainer):
     conversation = Conversation.objects.create(owner=trainer, title="Same text")
     Draft.objects.create(conversation=conversation, author=trainer, content="kept as it is")
-    log_in(page, live_server, "tess", PASSWORD)
-    page.goto(f"{live_server.url}/write/{conversation.pk}/")
-    composer = page.locator("#composer-text")
+    composer = _editor_of(page, live_server, conversation)
     expect(composer).to_have_value("kept as it is")
     composer.select_text()
     page.keyboard.insert_text("kept as it is")  # pasted over with the same text
@@ -91,9 +92,7 @@ def test_text_put_back_to_what_the_server_has_is_not_left_unsaved(page, live_ser
 
 def test_a_refused_turn_keeps_its_local_copy_until_the_server_has_it(page, live_server, trainer):
     conversation = Conversation.objects.create(owner=trainer, title="Too long")
-    log_in(page, live_server, "tess", PASSWORD)
-    page.goto(f"{live_server.url}/write/{conversation.pk}/")
-    composer = page.locator("#composer-text")
+    composer = _editor_of(page, live_server, conversation)
     text = "word " * 4100  # 20,500 characters: over the 20,000 a turn (or a draft) may hold
     composer.fill(text)
     page.locator("#composer button[type=submit]").click()

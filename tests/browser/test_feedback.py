@@ -3,8 +3,7 @@ from playwright.sync_api import expect
 
 from labeling.feedback.models import Feedback
 from sampler.models import ModerationResult, Sample
-from tests.browser.conftest import log_in
-from tests.conftest import PASSWORD
+from tests.browser.conftest import try_the_model_filled
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -12,12 +11,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_trainer_gives_a_sample_thumbs_down_and_reports_it(
     page, live_server, celery_worker, policy, trainer
 ):
-    log_in(page, live_server, "tess", PASSWORD)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Try the model").click()
-    page.fill("#id_message", "tell me something about the weather")
-    page.fill("#id_n", "1")
-    page.fill("#id_max_new_tokens", "12")
-    page.fill("#id_seed", "5")
+    try_the_model_filled(page, live_server, "tell me something about the weather", n=1, seed=5)
     page.get_by_role("button", name="Generate").click()
     expect(page.locator("section.job")).to_have_attribute("data-status", "succeeded")
     sample = Sample.objects.get()

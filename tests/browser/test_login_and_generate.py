@@ -3,7 +3,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, try_the_model_filled
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -40,12 +40,8 @@ def test_admin_sees_admin_links(page, live_server, admin_user):
 def test_generation_is_queued_polled_and_swapped_in_with_htmx(
     page, live_server, celery_worker, policy, trainer
 ):
-    log_in(page, live_server, "tess", PASSWORD)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Try the model").click()
-    page.fill("#id_message", "<script>window.pwned = 1</script> hi there!")
-    page.fill("#id_n", "3")
-    page.fill("#id_max_new_tokens", "12")
-    page.fill("#id_seed", "11")
+    message = "<script>window.pwned = 1</script> hi there!"
+    try_the_model_filled(page, live_server, message, n=3, seed=11)
     expect(page.locator("#recent-jobs")).to_contain_text("No jobs yet.")
     page.get_by_role("button", name="Generate").click()
     # The page is not reloaded: htmx swaps the job in, polls it, and shows the samples; the
