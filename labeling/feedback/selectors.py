@@ -114,12 +114,32 @@ def feedback_target_of_reply(
     )
 
 
+def _ranked_replies(user: AbstractBaseUser) -> QuerySet[Message]:
+    """Replies of ranking tasks that ``user`` may see only as such, by the number they are
+    shown under (never by message id, nor with their model): every one but the messages of
+    their own conversations' trees (a reply they wrote is a task's original, which they are
+    never given to rank)."""
+    return Message.objects.filter(candidacies__isnull=False).exclude(
+        conversation__owner=user, is_candidate=False
+    )
+
+
 def feedback_reply_address(*, feedback: Feedback, user: AbstractBaseUser) -> tuple[int, int] | None:
     """Where ``user`` reaches the message their ``feedback`` is on as a reply of a ranking
-    task (assignment id, number shown); None for feedback on anything else."""
+    task (assignment id, number shown); None for feedback on anything else. 404 for a reply
+    no assignment of theirs shows any more (the lease on its task was given back when they
+    took back the ranking before it): reached by its message id, it would tell its model and
+    its place in the writer's conversation."""
     if feedback.message_id is None:
         return None
-    return assignment_reply_of_message(message_id=feedback.message_id, trainer=user)
+    address = assignment_reply_of_message(message_id=feedback.message_id, trainer=user)
+    if (
+        address is None
+        and not is_admin(user)
+        and _ranked_replies(user).filter(pk=feedback.message_id).exists()
+    ):
+        raise Http404("That reply is no longer shown to you.")
+    return address
 
 
 def feedback_of_user(*, user: AbstractBaseUser, target: FeedbackTarget) -> Feedback | None:
@@ -133,14 +153,18 @@ def feedback_get_for_user(*, feedback_id: int, user: AbstractBaseUser) -> Feedba
 
 def feedback_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Feedback]:
     """A user's feedback, each marked ``ranked_reply`` when it is on a reply of a ranking task
-    given to them (whose model they are not told)."""
-    ranked_reply = Message.objects.filter(
+    (whose model they are not told: ``_ranked_replies``), and ``reply_shown`` when one of
+    their assignments still shows that reply (one given back by an undo does not)."""
+    reply_shown = Message.objects.filter(
         pk=OuterRef("message_id"), candidacies__task__assignments__trainer=user
     )
     return (
         Feedback.objects.filter(user=user)
         .select_related("model_version", "message", "sample")
-        .annotate(ranked_reply=Exists(ranked_reply))
+        .annotate(
+            ranked_reply=Exists(_ranked_replies(user).filter(pk=OuterRef("message_id"))),
+            reply_shown=Exists(reply_shown),
+        )
     )
 
 

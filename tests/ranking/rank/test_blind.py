@@ -399,3 +399,49 @@ def test_the_original_is_filtered_again_with_its_alternatives_by_the_filter_of_t
 
     versions = {c["moderation"]["version"] if c["moderation"] else None for c in candidates}
     assert len(versions) == 1 and versions != {older} and versions != {None}
+
+
+def test_feedback_on_a_reply_of_a_lease_an_undo_gave_back_names_neither_model_nor_message(
+    ready_task, other_trainer, trainer_client, trainer, settings
+):
+    """Taking a ranking back gives back the lease on the next task, which was on screen: the
+    trainer may have rated one of its replies meanwhile. With the lease gone, nothing shows
+    that reply to them any more, but "My feedback" must still not name its model, nor its
+    link lead to the reply's message id (the original's is the smallest)."""
+    settings.RANKING_UNDO_SECONDS = 600
+    finished_conversation(other_trainer, turns=("another question?", "another answer."))
+    second = services.ranking_task_create(
+        rng=random.Random(1), alternatives=3, overlap=2, queue=False
+    )
+    services.ranking_task_prepare(task_id=second.pk)
+    trainer_client.post(CLAIM_URL)
+    first = _assignment(trainer)
+    ranks = {f"rank_{number}": str(number) for number in range(1, 5)}
+    submitted = trainer_client.post(
+        reverse("ranking:submit", args=[first.pk]),
+        {"order": ["1", "2", "3", "4"], **ranks},
+        **HTMX,
+    )
+    assert submitted.status_code == 200
+    following = _assignment(trainer)
+    assert following.pk != first.pk
+    sampled = Candidate.objects.filter(task=following.task, is_source=False).first()
+    number = following.presentation_order.index(sampled.pk) + 1
+    reply_url = reverse("labeling:feedback-reply", args=[following.pk, number])
+    rated = trainer_client.post(reply_url, {"action": "rate", "rating": "down"}, **HTMX)
+    assert rated.status_code == 200
+
+    ranking = Ranking.objects.get(ranker=trainer)
+    undone = trainer_client.post(reverse("ranking:undo", args=[ranking.pk]), **HTMX)
+    assert undone.status_code == 200
+    assert not Assignment.objects.filter(pk=following.pk).exists()  # the lease given back
+
+    feedback = Feedback.objects.get(user=trainer)
+    assert feedback.message_id == sampled.message_id
+    mine = trainer_client.get(reverse("labeling:feedback-mine")).content.decode()
+    assert second.model_version.name not in mine
+    detail = trainer_client.get(reverse("labeling:feedback-detail", args=[feedback.pk]))
+    assert str(feedback.message_id) not in detail.headers.get("Location", "")
+    assert detail.status_code == 404
+    # Nothing on the page links to that 404.
+    assert reverse("labeling:feedback-detail", args=[feedback.pk]) not in mine
