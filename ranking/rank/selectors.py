@@ -404,7 +404,8 @@ def verdicts_as_shown(verdicts: list[ModerationResult | None]) -> list[Moderatio
     every one when each reply has one by the same filter version, else only those that flag
     their reply. The reply a task was made from may have none where its alternatives (filtered
     as they were sampled) have one: a model reply brought in by an import was never filtered
-    here; a verdict there for the others only would single it out."""
+    here, and one its writer edited from a suggestion was not (the filter saw the suggestion);
+    a verdict there for the others only would single it out."""
     versions = {
         (verdict.filter_name, verdict.filter_version) for verdict in verdicts if verdict is not None
     }
@@ -419,14 +420,21 @@ def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
     rows = {
         row["id"]: row
         for row in Candidate.objects.filter(task_id=assignment.task_id).values(
-            "id", "message_id", "message__content", "message__sample_id"
+            "id", "message_id", "message__content", "message__sample_id", "message__sample__text"
         )
     }
     shown = [rows[cid] for cid in assignment.presentation_order if cid in rows]
-    latest = moderation_latest_by_sample(
-        sample_ids=[row["message__sample_id"] for row in shown if row["message__sample_id"]]
-    )
-    verdicts = verdicts_as_shown([latest.get(row["message__sample_id"]) for row in shown])
+    # The filter saw a reply only when the reply is its sample's text: one its writer edited
+    # from a suggestion (the original of a task may be) keeps the suggestion's sample, and a
+    # verdict on that would be about other words than the reply shows.
+    seen = [
+        row["message__sample_id"]
+        if row["message__sample__text"] == row["message__content"]
+        else None
+        for row in shown
+    ]
+    latest = moderation_latest_by_sample(sample_ids=[sample_id for sample_id in seen if sample_id])
+    verdicts = verdicts_as_shown([latest.get(sample_id) for sample_id in seen])
     return [
         {
             "number": number,

@@ -365,15 +365,8 @@ def test_the_page_submits_by_shown_numbers_and_stores_candidate_ids(shown_last, 
     assert ranking.flags == {str(order[3]): {"flags": ["other"], "note": "odd"}}
 
 
-def test_the_original_is_filtered_again_with_its_alternatives_by_the_filter_of_the_day(
-    policy, other_trainer, trainer_client, trainer, settings
-):
-    """A verdict on the original by an older filter version than its alternatives' would set it
-    apart (the claim gives each verdict's version): preparing the task filters it again."""
-    settings.RANKING_MAX_NEW_TOKENS = 8
-    settings.CONTENT_FILTER_WORDS = {}
-    settings.CONTENT_FILTER_PATTERNS = {"shouting": ["!!!"]}
-    source = finished_conversation(other_trainer).messages.get(role="assistant")
+def _written_from_a_suggestion(source, policy, *, suggested: str) -> None:
+    """``source`` written from a suggestion of ``policy`` whose text was ``suggested``."""
     job = GenerationJob.objects.create(
         model_version=policy,
         prefix_message=source.parent,
@@ -385,9 +378,21 @@ def test_the_original_is_filtered_again_with_its_alternatives_by_the_filter_of_t
         status=GenerationJob.Status.SUCCEEDED,
     )
     source.sample = job.samples.create(
-        index=0, text=source.content, token_count=3, finish_reason="end_of_turn", logprob_sum=-1
+        index=0, text=suggested, token_count=3, finish_reason="end_of_turn", logprob_sum=-1
     )
     source.save(update_fields=["sample"])
+
+
+def test_the_original_is_filtered_again_with_its_alternatives_by_the_filter_of_the_day(
+    policy, other_trainer, trainer_client, trainer, settings
+):
+    """A verdict on the original by an older filter version than its alternatives' would set it
+    apart (the claim gives each verdict's version): preparing the task filters it again."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"shouting": ["!!!"]}
+    source = finished_conversation(other_trainer).messages.get(role="assistant")
+    _written_from_a_suggestion(source, policy, suggested=source.content)
     older = samples_moderate(samples=[source.sample])[source.sample_id].filter_version
     settings.CONTENT_FILTER_PATTERNS = {"shouting": ["!!!!"]}  # another version of the filter
 
@@ -445,3 +450,35 @@ def test_feedback_on_a_reply_of_a_lease_an_undo_gave_back_names_neither_model_no
     assert detail.status_code == 404
     # Nothing on the page links to that 404.
     assert reverse("labeling:feedback-detail", args=[feedback.pk]) not in mine
+
+
+def test_an_edited_original_shows_no_verdict_on_a_text_the_filter_never_saw(
+    policy, other_trainer, trainer_client, trainer, settings
+):
+    """A reply the writer edited from a suggestion keeps the suggestion's sample, whose text is
+    not the reply's: the filter's verdict on that sample is about words the reply may not hold
+    (or lacks words it holds). Shown on the original alone (its alternatives' verdicts are on
+    their very texts), it would be a verdict that does not fit its reply: the original's."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"secrets": ["password"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = False
+    source = finished_conversation(
+        other_trainer, turns=("hi", "here is the answer."), origin="model_edited"
+    ).messages.get(role="assistant")
+    # The model's suggestion gave a password away; the writer took it out.
+    _written_from_a_suggestion(source, policy, suggested="here is the password.")
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=2, queue=False
+    )
+    services.ranking_task_prepare(task_id=task.pk)
+    assert task.candidates.get(is_source=True).message_id == source.pk
+
+    candidates = _api_claim(trainer_client)["candidates"]
+    html = _rank_page(trainer_client)
+
+    texts = {c["text"]: c["moderation"] for c in candidates}
+    assert texts["here is the answer."] is None  # the filter never saw this text
+    assert all(_kinds(c) == _kinds(candidates[0]) for c in candidates)
+    assert 'class="moderation-warning"' not in html
