@@ -450,7 +450,7 @@ def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
 def assignment_screen(*, assignment: Assignment) -> AssignmentScreen:
     """The prefix (root to the user turn) and the candidates in presentation order, each by
     the number it is shown under, with its text and the content filter's verdict as shown
-    (3 queries)."""
+    (4 queries: the prefix's last turn, its conversation, the replies, their verdicts)."""
     task = assignment.task
     prefix = [
         {"role": message.role, "content": message.content}

@@ -16,6 +16,7 @@ from accounts.services import user_create_trainer
 from labeling.feedback.models import Feedback
 from ranking.models import Assignment, Candidate, Ranking
 from ranking.rank import services
+from ranking.rank.selectors import assignment_screen
 from sampler.models import GenerationJob
 from sampler.moderation.services import samples_moderate
 from tests.conftest import PASSWORD
@@ -482,3 +483,14 @@ def test_an_edited_original_shows_no_verdict_on_a_text_the_filter_never_saw(
     assert texts["here is the answer."] is None  # the filter never saw this text
     assert all(_kinds(c) == _kinds(candidates[0]) for c in candidates)
     assert 'class="moderation-warning"' not in html
+
+
+def test_the_screen_takes_the_queries_its_docstring_says(shown_last, django_assert_num_queries):
+    """``assignment_screen``: the prefix's last turn, its conversation, the replies, their
+    verdicts; however many replies there are."""
+    assignment = Assignment.objects.select_related("task").get(pk=shown_last.pk)
+
+    with django_assert_num_queries(4):
+        screen = assignment_screen(assignment=assignment)
+
+    assert len(screen.candidates) == 4
