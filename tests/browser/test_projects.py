@@ -5,7 +5,6 @@ import pytest
 from playwright.sync_api import expect
 
 from labeling.guidelines import services as guideline_services
-from labeling.models import Conversation
 from ranking.gold.models import Qualification
 from ranking.models import Assignment, Ranking, RankingTask
 from ranking.projects.models import Project
@@ -13,19 +12,11 @@ from ranking.projects.selectors import project_default
 from sampler.models import ModelVersion
 from tests.browser.conftest import log_in, ranking_card_ready
 from tests.conftest import PASSWORD
-from tests.ranking.conftest import finished_conversation, quick_trainer, rank, task_from_source
+from tests.ranking.conftest import quick_trainer, rank, task_in_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ITEMS = "#ranking-list > li.candidate"
-
-
-def _task_in(project, owner, version, text) -> RankingTask:
-    conversation = finished_conversation(owner, turns=(f"{text}?", f"{text}!"))
-    Conversation.objects.filter(pk=conversation.pk).update(project=project)
-    task = task_from_source(conversation.messages.get(role="assistant"), model_version=version)
-    RankingTask.objects.filter(pk=task.pk).update(project=project)
-    return RankingTask.objects.get(pk=task.pk)
 
 
 def _lease(task: RankingTask) -> Assignment:
@@ -76,8 +67,8 @@ def test_admin_creates_a_project_and_a_trainer_qualifies_and_ranks_in_it(
     admin.goto(f"{live_server.url}/projects/safety/")
 
     version = ModelVersion.objects.create(name="v", path="v")
-    for_gold = _task_in(project, other_trainer, version, "gold")
-    real = _task_in(project, other_trainer, version, "real")
+    for_gold = task_in_project(other_trainer, project, version, "gold")
+    real = task_in_project(other_trainer, project, version, "real")
     rank(for_gold, quick_trainer("expert"), [[2], [0], [3], [1]])
     admin.fill("#id_task_id", str(for_gold.pk))
     admin.get_by_role("button", name="Make gold").click()
@@ -141,8 +132,8 @@ def test_the_guidelines_panel_follows_the_project_of_each_task(
         author=admin_user, text="# Helpfulness\n\nAnswer the question first.", project_id=helpful.pk
     )
     version = ModelVersion.objects.create(name="v", path="v")
-    default_task = _task_in(project_default(), other_trainer, version, "one")
-    helpful_task = _task_in(helpful, other_trainer, version, "two")
+    default_task = task_in_project(other_trainer, project_default(), version, "one")
+    helpful_task = task_in_project(other_trainer, helpful, version, "two")
     tasks = {default_task.project.slug: default_task, helpful.slug: helpful_task}
     expected = {
         "default": "Default project: guidelines v1",

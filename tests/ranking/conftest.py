@@ -141,6 +141,17 @@ def task_from_source(
     return task
 
 
+def task_in_project(owner, project, model_version: ModelVersion, text: str) -> RankingTask:
+    """A ready task (``task_from_source``) on a finished conversation of ``owner``'s
+    ("<text>?", "<text>!"), the conversation and the task in ``project``."""
+    conversation = finished_conversation(owner, turns=(f"{text}?", f"{text}!"))
+    source = conversation.messages.get(role="assistant")
+    task = task_from_source(source, model_version=model_version)
+    RankingTask.objects.filter(pk=task.pk).update(project=project)
+    Conversation.objects.filter(pk=conversation.pk).update(project=project)
+    return RankingTask.objects.get(pk=task.pk)
+
+
 def candidate_ids(task: RankingTask) -> list[int]:
     """The task's candidate ids by position (0 is the source)."""
     return list(task.candidates.order_by("position").values_list("id", flat=True))
@@ -176,6 +187,22 @@ def rank(
     )
 
 
+def tasks_prepared(owner, count: int, *, overlap: int) -> list[RankingTask]:
+    """``count`` finished conversations of ``owner``'s ("question i?", "answer i."), and a
+    task on each (chosen with ``random.Random(0)``) prepared with 3 alternatives sampled by the
+    active policy, ``overlap`` rankings wanted (the tasks as created)."""
+    for index in range(count):
+        finished_conversation(owner, turns=(f"question {index}?", f"answer {index}."))
+    rng = random.Random(0)
+    tasks = [
+        services.ranking_task_create(rng=rng, alternatives=3, overlap=overlap, queue=False)
+        for _ in range(count)
+    ]
+    for task in tasks:
+        services.ranking_task_prepare(task_id=task.pk)
+    return tasks
+
+
 @pytest.fixture
 def flag_everything(flag_everything):
     """Every text flagged, and flagged replies still ranked (so that the flags show)."""
@@ -198,15 +225,7 @@ def ready_task(policy, other_trainer, settings):
 def ranked(policy, other_trainer, settings):
     """Three tasks, each ranked by two trainers (the first ranking flags the last reply)."""
     settings.RANKING_MAX_NEW_TOKENS = 8
-    for index in range(3):
-        finished_conversation(other_trainer, turns=(f"question {index}?", f"answer {index}."))
-    rng = random.Random(0)
-    tasks = [
-        services.ranking_task_create(rng=rng, alternatives=3, overlap=2, queue=False)
-        for _ in range(3)
-    ]
-    for task in tasks:
-        services.ranking_task_prepare(task_id=task.pk)
+    tasks = tasks_prepared(other_trainer, 3, overlap=2)
     rankers = [user_create_trainer(username=f"ranker{i}", password=PASSWORD) for i in range(2)]
     for ranker_index, ranker in enumerate(rankers):
         for _ in tasks:

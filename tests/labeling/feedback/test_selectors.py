@@ -1,7 +1,5 @@
 """Feedback counts as the exports read them: per candidate, on the message and on its sample."""
 
-import random
-
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -13,22 +11,14 @@ from ranking.exports.rankings import ranking_records
 from ranking.rank import services as ranking_services
 from ranking.rank.services import RankingInput
 from tests.conftest import PASSWORD
-from tests.ranking.conftest import finished_conversation
+from tests.ranking.conftest import tasks_prepared
 
 
 def test_rankings_export_carries_moderation_and_feedback_per_candidate(
     flag_everything, policy, other_trainer, admin_user
 ):
     flag_everything.RANKING_MAX_NEW_TOKENS = 8
-    for index in range(2):
-        finished_conversation(other_trainer, turns=(f"question {index}?", f"answer {index}."))
-    rng = random.Random(0)
-    tasks = [
-        ranking_services.ranking_task_create(rng=rng, alternatives=3, overlap=1, queue=False)
-        for _ in range(2)
-    ]
-    for task in tasks:
-        ranking_services.ranking_task_prepare(task_id=task.pk)
+    tasks = tasks_prepared(other_trainer, 2, overlap=1)
     ranker = user_create_trainer(username="ranker", password=PASSWORD)
     for _ in tasks:
         assignment = ranking_services.task_claim_next(trainer=ranker)

@@ -429,27 +429,28 @@ def test_demonstrations_are_root_to_leaf_paths_without_ranking_alternatives(rank
     assert len(others) == 3 and all(len(r["messages"]) == 2 for r in others)
 
 
-def test_the_command_refuses_an_unknown_guideline_version_and_an_unwritable_out(ranked, tmp_path):
+def _pairs_export_refused(out, *options: str) -> str:
+    """What ``export_comparisons`` says when it refuses to write pairs to ``out`` with
+    ``options``."""
     from django.core.management.base import CommandError
 
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "export_comparisons", "--format", "pairs", "--out", str(out), *options, verbosity=0
+        )
+    return str(refused.value)
+
+
+def test_the_command_refuses_an_unknown_guideline_version_and_an_unwritable_out(ranked, tmp_path):
     out = tmp_path / "pairs.jsonl"
-    with pytest.raises(CommandError) as unknown:
-        call_command(
-            "export_comparisons", "--format", "pairs", "--out", str(out),
-            "--guideline-version", "99", verbosity=0,
-        )  # fmt: skip
-    assert str(unknown.value) == "No guideline version with number 99."
+    unknown = _pairs_export_refused(out, "--guideline-version", "99")
+    assert unknown == "No guideline version with number 99."
     # Past what a database integer holds: unknown too, not a driver's OverflowError.
-    with pytest.raises(CommandError) as huge:
-        call_command(
-            "export_comparisons", "--format", "pairs", "--out", str(out),
-            "--guideline-version", str(2**64), verbosity=0,
-        )  # fmt: skip
-    assert str(huge.value) == f"No guideline version with number {2**64}."
+    huge = _pairs_export_refused(out, "--guideline-version", str(2**64))
+    assert huge == f"No guideline version with number {2**64}."
     assert not out.exists()
-    with pytest.raises(CommandError) as folder:
-        call_command("export_comparisons", "--format", "pairs", "--out", str(tmp_path), verbosity=0)
-    assert str(folder.value) == f"Cannot write {tmp_path}: Is a directory."
+    folder = _pairs_export_refused(tmp_path)
+    assert folder == f"Cannot write {tmp_path}: Is a directory."
 
 
 def test_an_export_that_fails_midway_leaves_no_partial_file_under_its_name(ranked, tmp_path):
@@ -635,18 +636,12 @@ def test_a_model_version_filter_naming_a_reward_model_is_refused_not_an_empty_ex
     ranked, tmp_path, admin_client_
 ):
     """Tasks are sampled by policies: a reward version would quietly match nothing."""
-    from django.core.management.base import CommandError
-
     from sampler.models import ModelVersion
 
     reward = ModelVersion.objects.create(name="rm-1", path="rm-1", kind=ModelVersion.Kind.REWARD)
     out = tmp_path / "pairs.jsonl"
-    with pytest.raises(CommandError) as refused:
-        call_command(
-            "export_comparisons", "--format", "pairs", "--out", str(out),
-            "--model-version", "rm-1", verbosity=0,
-        )  # fmt: skip
-    assert str(refused.value) == "Not a policy (tasks are sampled by policies): rm-1."
+    refused = _pairs_export_refused(out, "--model-version", "rm-1")
+    assert refused == "Not a policy (tasks are sampled by policies): rm-1."
     assert not out.exists()
     stream = admin_client_.get(
         "/api/exports/stream/", {"format": "pairs", "model_version_id": reward.pk}

@@ -11,6 +11,15 @@ from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
 from ranking.projects.services import project_create
 from sampler.jobs.services import job_run_inline
 
+# The export form's fields for per-ranker pairs over every split (10 % held out, split seed 0).
+FILTERS = {
+    "format": "pairs",
+    "pair_mode": "per_ranker",
+    "split": "all",
+    "test_fraction": "0.1",
+    "split_seed": "0",
+}
+
 
 def test_exports_page_is_for_admins_only(trainer_client, admin_client_):
     assert trainer_client.get(reverse("ranking:exports")).status_code == 403
@@ -21,33 +30,14 @@ def test_exports_page_is_for_admins_only(trainer_client, admin_client_):
 def test_preview_counts_matching_rankings(admin_client_, ranked):
     _, rankers = ranked
     url = reverse("ranking:export-preview")
-    response = admin_client_.get(
-        url,
-        {
-            "format": "pairs",
-            "pair_mode": "per_ranker",
-            "split": "all",
-            "test_fraction": "0.1",
-            "split_seed": "0",
-        },
-    )
+    response = admin_client_.get(url, FILTERS)
     assert response.status_code == 200 and b"(from 6 rankings)" in response.content
     # The rows the file will hold, per split: here pairs, six per strict ranking of four.
     written = list(records("pairs", ExportFilters()))
     train = sum(1 for record in written if record["split"] == "train")
     expected = f"{len(written)} rows to write: {train} train, {len(written) - train} test"
     assert len(written) == 36 and expected in response.content.decode()
-    response = admin_client_.get(
-        url,
-        {
-            "format": "pairs",
-            "pair_mode": "per_ranker",
-            "split": "all",
-            "test_fraction": "0.1",
-            "split_seed": "0",
-            "exclude_trainers": [rankers[0].pk],
-        },
-    )
+    response = admin_client_.get(url, {**FILTERS, "exclude_trainers": [rankers[0].pk]})
     assert b"(from 3 rankings)" in response.content
 
 
@@ -55,16 +45,17 @@ def test_the_page_filters_by_project_and_refuses_ranking_filters_for_demonstrati
     admin_client_, ranked
 ):
     other = project_create(name="Elsewhere", slug="elsewhere", status="active")
-    fields = {"pair_mode": "per_ranker", "split": "all", "test_fraction": "0.1", "split_seed": "0"}
     url = reverse("ranking:export-preview")
     page = admin_client_.get(reverse("ranking:exports"))
     assert f'<option value="{other.pk}">Elsewhere</option>' in page.content.decode()
-    page = admin_client_.get(url, {**fields, "format": "pairs", "projects": [other.pk]})
+    page = admin_client_.get(url, {**FILTERS, "projects": [other.pk]})
     assert page.status_code == 200 and b"(from 0 rankings)" in page.content
     default = Project.objects.get(slug=DEFAULT_PROJECT_SLUG)
-    page = admin_client_.get(url, {**fields, "format": "pairs", "projects": [default.pk]})
+    page = admin_client_.get(url, {**FILTERS, "projects": [default.pk]})
     assert b"(from 6 rankings)" in page.content
-    refused = admin_client_.get(url, {**fields, "format": "demonstrations", "min_agreement": "0.5"})
+    refused = admin_client_.get(
+        url, {**FILTERS, "format": "demonstrations", "min_agreement": "0.5"}
+    )
     assert refused.status_code == 422
     assert "min_agreement chooses rankings or pairs" in refused.content.decode()
 
@@ -72,15 +63,7 @@ def test_the_page_filters_by_project_and_refuses_ranking_filters_for_demonstrati
 def test_bad_filters_get_a_message_not_a_500(admin_client_):
     response = admin_client_.get(
         reverse("ranking:export-preview"),
-        {
-            "format": "pairs",
-            "pair_mode": "per_ranker",
-            "split": "all",
-            "test_fraction": "0.1",
-            "split_seed": "0",
-            "date_from": "2026-05-01",
-            "date_to": "2026-01-01",
-        },
+        {**FILTERS, "date_from": "2026-05-01", "date_to": "2026-01-01"},
     )
     assert response.status_code == 422 and b"before the start date" in response.content
     response = admin_client_.post(reverse("ranking:export-start"), {"format": "nonsense"})
@@ -94,15 +77,7 @@ def test_start_export_queues_it_and_download_serves_the_file(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = admin_client_.post(
             reverse("ranking:export-start"),
-            {
-                "format": "rankings",
-                "pair_mode": "per_ranker",
-                "split": "all",
-                "test_fraction": "0.1",
-                "split_seed": "0",
-                "pseudonymize": "on",
-                "compress": "on",
-            },
+            {**FILTERS, "format": "rankings", "pseudonymize": "on", "compress": "on"},
         )
     assert response.status_code == 302 and len(callbacks) == 1
     export = DatasetExport.objects.get()
@@ -113,13 +88,6 @@ def test_start_export_queues_it_and_download_serves_the_file(
     assert b"".join(download.streaming_content)[:2] == b"\x1f\x8b"
 
 
-FILTERS = {
-    "format": "pairs",
-    "pair_mode": "per_ranker",
-    "split": "all",
-    "test_fraction": "0.1",
-    "split_seed": "0",
-}
 # Every export URL: (method, URL name, what an admin gets for the same request).
 EXPORT_URLS = [
     ("get", "ranking:exports", 200),
@@ -289,13 +257,7 @@ def test_the_preview_counts_only_what_the_export_writes_and_says_what_it_skips(
     _two_ranked_tasks_one_without_its_job()
     preview = admin_client_.get(
         reverse("ranking:export-preview"),
-        {
-            "format": format,
-            "pair_mode": "per_ranker",
-            "split": "all",
-            "test_fraction": "0.1",
-            "split_seed": "0",
-        },
+        {**FILTERS, "format": format},
     ).content.decode()
     export = job_run_inline(
         job=services.dataset_export_create(

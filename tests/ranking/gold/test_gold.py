@@ -15,23 +15,13 @@ from ranking.projects.services import project_create
 from ranking.rank import services
 from tests.ranking.conftest import (
     candidate_ids,
-    finished_conversation,
     model_version_create,
     quick_trainer,
     rank,
-    task_from_source,
+    task_in_project,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def _task(owner, project, version, text):
-    conversation = finished_conversation(owner, turns=(f"{text}?", f"{text}!"))
-    source = conversation.messages.get(role="assistant")
-    task = task_from_source(source, model_version=version)
-    RankingTask.objects.filter(pk=task.pk).update(project=project)
-    conversation.__class__.objects.filter(pk=conversation.pk).update(project=project)
-    return RankingTask.objects.get(pk=task.pk)
 
 
 def _submit(assignment, trainer, positions):
@@ -77,7 +67,7 @@ def test_gold_score_is_the_share_of_expected_pairs_ordered_alike():
 
 
 def test_agreed_task_becomes_gold_offered_only_to_who_did_not_rank_it(other_trainer, project):
-    original = _task(other_trainer, project, model_version_create("v"), "q")
+    original = task_in_project(other_trainer, project, model_version_create("v"), "q")
     RankingTask.objects.filter(pk=original.pk).update(overlap_required=2)
     Project.objects.filter(pk=project.pk).update(gold_rate=1.0)
     first, second, third = (quick_trainer(name) for name in ("a", "b", "c"))
@@ -104,7 +94,7 @@ def test_agreed_task_becomes_gold_offered_only_to_who_did_not_rank_it(other_trai
 
 def test_a_gold_copy_is_not_offered_to_who_skipped_its_original(other_trainer, project):
     """A trainer who was shown the original (and skipped it) would know the copy for a check."""
-    original = _task(other_trainer, project, model_version_create("v"), "q")
+    original = task_in_project(other_trainer, project, model_version_create("v"), "q")
     RankingTask.objects.filter(pk=original.pk).update(overlap_required=3)
     first, second, skipper, fresh = (quick_trainer(name) for name in ("a", "b", "s", "f"))
     services.assignment_skip(
@@ -121,7 +111,7 @@ def test_a_task_agreed_to_be_all_equally_good_cannot_become_gold_without_a_writt
     other_trainer, project
 ):
     """No pair to get right: every answer would score 0 and fail qualification."""
-    original = _task(other_trainer, project, model_version_create("v"), "q")
+    original = task_in_project(other_trainer, project, model_version_create("v"), "q")
     for name in ("a", "b"):
         rank(original, quick_trainer(name), [], verdict="all_equal", rationale="all fine")
     with pytest.raises(ValidationError, match="every reply is as good as the others"):
@@ -133,7 +123,7 @@ def test_a_task_agreed_to_be_all_equally_good_cannot_become_gold_without_a_writt
 def test_a_task_one_ranker_could_not_rank_needs_a_written_order(other_trainer, project, verdict):
     """Two rankers gave the same order and a third said the replies cannot be ordered (all
     bad, or cannot rank): the rankers did not agree on an order, so there is none to copy."""
-    original = _task(other_trainer, project, model_version_create("v"), "q")
+    original = task_in_project(other_trainer, project, model_version_create("v"), "q")
     for name in ("a", "b"):
         rank(original, quick_trainer(name), [[2], [0], [1, 3]])
     rank(original, quick_trainer("c"), [], verdict=verdict, rationale="none of these")
@@ -146,7 +136,7 @@ def test_a_task_one_ranker_could_not_rank_needs_a_written_order(other_trainer, p
 
 
 def test_disagreeing_task_needs_a_written_order_and_a_bad_one_is_refused(other_trainer, project):
-    task = _task(other_trainer, project, model_version_create("v"), "q")
+    task = task_in_project(other_trainer, project, model_version_create("v"), "q")
     rank(task, quick_trainer("a"), [[0], [1], [2], [3]])
     rank(task, quick_trainer("b"), [[3], [2], [1], [0]])
     with pytest.raises(ValidationError, match="do not agree"):
@@ -161,8 +151,8 @@ def test_disagreeing_task_needs_a_written_order_and_a_bad_one_is_refused(other_t
 
 def test_gold_is_mixed_into_the_stream_at_the_project_rate(other_trainer, project):
     version = model_version_create("v")
-    regular = _task(other_trainer, project, version, "regular")
-    expert = _task(other_trainer, project, version, "expert")
+    regular = task_in_project(other_trainer, project, version, "regular")
+    expert = task_in_project(other_trainer, project, version, "expert")
     rank(expert, quick_trainer("x"), [[0], [1], [2], [3]])
     gold = gold_task_create(task=expert)
     trainer = quick_trainer("t")
@@ -180,10 +170,10 @@ def test_qualification_gives_real_tasks_only_above_the_threshold(other_trainer, 
     version = model_version_create("v")
     golds = []
     for text in ("g1", "g2"):
-        original = _task(other_trainer, project, version, text)
+        original = task_in_project(other_trainer, project, version, text)
         rank(original, quick_trainer(f"expert-{text}"), [[0], [1], [2], [3]])
         golds.append(gold_task_create(task=original))
-    real = _task(other_trainer, project, version, "real")
+    real = task_in_project(other_trainer, project, version, "real")
     good, bad = quick_trainer("good"), quick_trainer("bad")
     for trainer, positions in ((good, [[0], [1], [2], [3]]), (bad, [[3], [2], [1], [0]])):
         for _ in golds:
@@ -207,7 +197,7 @@ def test_qualification_gives_real_tasks_only_above_the_threshold(other_trainer, 
 def test_admin_makes_gold_on_the_project_page_and_sees_accuracy_on_quality(
     client, admin_user, other_trainer, project
 ):
-    task = _task(other_trainer, project, model_version_create("v"), "q")
+    task = task_in_project(other_trainer, project, model_version_create("v"), "q")
     ranker = quick_trainer("r")
     rank(task, ranker, [[1], [0], [2], [3]])
     client.force_login(admin_user)
@@ -234,10 +224,10 @@ def test_gold_ranked_before_qualification_was_required_counts_and_a_stuck_traine
     version = model_version_create("v")
     golds = []
     for text in ("g1", "g2"):
-        original = _task(other_trainer, project, version, text)
+        original = task_in_project(other_trainer, project, version, text)
         rank(original, trainer, [[0], [1], [2], [3]])  # the trainer ranks the originals
         golds.append(gold_task_create(task=original))
-    real = _task(other_trainer, project, version, "real")
+    real = task_in_project(other_trainer, project, version, "real")
     veteran = quick_trainer("veteran")
     for _ in golds:
         _submit(services.task_claim_next(trainer=veteran), veteran, [[0], [1], [2], [3]])
@@ -271,11 +261,11 @@ def test_undoing_a_gold_ranking_that_decided_qualification_lets_the_corrected_on
     version = model_version_create("v")
     golds = []
     for text in ("g1", "g2"):
-        original = _task(other_trainer, project, version, text)
+        original = task_in_project(other_trainer, project, version, text)
         RankingTask.objects.filter(pk=original.pk).update(overlap_required=1)
         rank(original, quick_trainer(f"expert-{text}"), [[0], [1], [2], [3]])
         golds.append(gold_task_create(task=original))
-    real = _task(other_trainer, project, version, "real")
+    real = task_in_project(other_trainer, project, version, "real")
     trainer = quick_trainer("t")
     assignment = services.task_claim_next(trainer=trainer)
     assert assignment.task == golds[0]
@@ -308,7 +298,7 @@ def test_a_qualification_no_longer_required_keeps_its_decision_when_its_gold_ran
     """Nothing would decide it again: pending would stay pending, and if qualification came
     back on, the trainer would get only gold tasks."""
     project = _qualifying_project("off", tasks=1, gold_rate=1.0)
-    original = _task(other_trainer, project, model_version_create("v"), "g")
+    original = task_in_project(other_trainer, project, model_version_create("v"), "g")
     RankingTask.objects.filter(pk=original.pk).update(overlap_required=1)
     rank(original, quick_trainer("expert"), [[0], [1], [2], [3]])
     gold = gold_task_create(task=original)

@@ -46,6 +46,7 @@ from tests.ranking.conftest import (
     quick_trainer,
     rank,
     task_from_source,
+    task_in_project,
 )
 from tests.ranking.gold.test_gold import _submit
 
@@ -113,13 +114,7 @@ def test_exports_carry_trust_and_consensus_and_pages_show_them_to_the_right_peop
 ):
     project = project_create(name="T", slug="t", status=Project.Status.ACTIVE, gold_rate=1.0)
     version = model_version_create("v")
-    tasks = []
-    for index in range(3):
-        conversation = finished_conversation(other_trainer, turns=(f"q{index}?", f"a{index}!"))
-        conversation.__class__.objects.filter(pk=conversation.pk).update(project=project)
-        task = task_from_source(conversation.messages.get(role="assistant"), model_version=version)
-        task.__class__.objects.filter(pk=task.pk).update(project=project)
-        tasks.append(task)
+    tasks = [task_in_project(other_trainer, project, version, f"q{index}") for index in range(3)]
     good, also_good, contrarian = quick_trainer("g1"), quick_trainer("g2"), quick_trainer("c")
     for task in tasks[:2]:
         rank(task, good, [[0], [1], [2], [3]])
@@ -218,13 +213,7 @@ def test_a_stored_estimate_is_used_while_current_and_made_again_after_new_rankin
 ):
     project = project_create(name="S", slug="s", status=Project.Status.ACTIVE)
     version = model_version_create("v")
-    tasks = []
-    for index in range(2):
-        conversation = finished_conversation(other_trainer, turns=(f"q{index}?", f"a{index}!"))
-        conversation.__class__.objects.filter(pk=conversation.pk).update(project=project)
-        task = task_from_source(conversation.messages.get(role="assistant"), model_version=version)
-        task.__class__.objects.filter(pk=task.pk).update(project=project)
-        tasks.append(task)
+    tasks = [task_in_project(other_trainer, project, version, f"q{index}") for index in range(2)]
     first, second = quick_trainer("f"), quick_trainer("s")
     rank(tasks[0], first, [[0], [1], [2], [3]])
     rank(tasks[0], second, [[0], [1], [3], [2]])

@@ -32,6 +32,13 @@ def _assignment(trainer) -> Assignment:
     return Assignment.objects.get(trainer=trainer, status=Assignment.Status.LEASED)
 
 
+@pytest.fixture
+def assignment(ready_task, trainer_client, trainer) -> Assignment:
+    """The trainer's lease on ``ready_task``, claimed the way the page does."""
+    _claim(trainer_client)
+    return _assignment(trainer)
+
+
 def _shown_ids(html: str) -> list[int]:
     """The replies' keys on the page, as shown: the numbers they are shown under."""
     return [int(found) for found in re.findall(r'data-candidate-id="(\d+)"', html)]
@@ -109,10 +116,8 @@ def test_reloading_the_page_resumes_the_same_lease(ready_task, trainer_client, t
 
 
 def test_submit_with_a_tie_and_a_flag_stores_exactly_that_ranking(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     a, b, c, d = _numbers(assignment)
 
     response = trainer_client.post(
@@ -139,10 +144,8 @@ def test_submit_with_a_tie_and_a_flag_stores_exactly_that_ranking(
 
 
 def test_submit_over_htmx_swaps_in_the_next_state_with_the_message(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = _numbers(assignment)
 
     response = trainer_client.post(_submit_url(assignment), _form(ids, [1, 2, 3, 4]), **HTMX)
@@ -161,10 +164,8 @@ def test_submit_over_htmx_swaps_in_the_next_state_with_the_message(
     [("all_bad", True, False), ("cannot_rank", True, False), ("all_equal", False, True)],
 )
 def test_a_verdict_with_a_reason_needs_no_ranks(
-    ready_task, trainer_client, trainer, verdict, cannot_rank, tied
+    assignment, trainer_client, trainer, verdict, cannot_rank, tied
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = _numbers(assignment)
     # Numbers typed before the verdict was chosen (one out of range) are left out, not refused.
     leftover = {f"rank_{ids[0]}": "5", f"rank_{ids[1]}": "2"}
@@ -180,10 +181,7 @@ def test_a_verdict_with_a_reason_needs_no_ranks(
     assert ranking.order_unchanged is None
 
 
-def test_a_verdict_without_a_reason_is_refused(ready_task, trainer_client, trainer):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
-
+def test_a_verdict_without_a_reason_is_refused(assignment, trainer_client):
     response = trainer_client.post(_submit_url(assignment), {"verdict": "all_equal"}, **HTMX)
 
     assert response.status_code == 422
@@ -191,9 +189,7 @@ def test_a_verdict_without_a_reason_is_refused(ready_task, trainer_client, train
     assert not Ranking.objects.exists()
 
 
-def test_an_untouched_form_cannot_be_submitted(ready_task, trainer_client, trainer):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
+def test_an_untouched_form_cannot_be_submitted(assignment, trainer_client):
     ids = _numbers(assignment)
 
     response = trainer_client.post(
@@ -207,10 +203,8 @@ def test_an_untouched_form_cannot_be_submitted(ready_task, trainer_client, train
 
 @pytest.mark.parametrize("shown_order", [True, False])
 def test_a_ranking_stores_whether_it_kept_the_order_shown_and_the_first_placement_time(
-    ready_task, trainer_client, trainer, shown_order
+    assignment, trainer_client, trainer, shown_order
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = _numbers(assignment)
     ranks = [1, 2, 3, 4] if shown_order else [2, 1, 3, 4]
 
@@ -224,10 +218,8 @@ def test_a_ranking_stores_whether_it_kept_the_order_shown_and_the_first_placemen
 
 
 def test_invalid_ranks_answer_422_with_a_message_and_keep_everything_entered(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     a, b, c, d = _numbers(assignment)
 
     response = trainer_client.post(
@@ -261,10 +253,8 @@ def test_invalid_ranks_answer_422_with_a_message_and_keep_everything_entered(
 
 
 def test_service_validation_errors_answer_422_and_keep_the_input(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = _numbers(assignment)
 
     response = trainer_client.post(
@@ -282,10 +272,8 @@ def test_service_validation_errors_answer_422_and_keep_the_input(
 
 
 def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = _numbers(assignment)
     first = _form(ids, [1, 2, 3, 4])
     trainer_client.post(_submit_url(assignment), first, **HTMX)
@@ -305,10 +293,8 @@ def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
 
 
 def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     Assignment.objects.filter(pk=assignment.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -335,10 +321,7 @@ def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
     assert not Ranking.objects.filter(ranker=trainer).exists()
 
 
-def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, trainer_client, trainer):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
-
+def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, assignment, trainer_client):
     response = trainer_client.post(
         reverse("ranking:skip", args=[assignment.pk]), {"skip_reason": "not my language"}, **HTMX
     )
@@ -358,10 +341,8 @@ def test_skip_gives_the_task_back_and_shows_the_next_state(ready_task, trainer_c
 
 
 def test_skip_after_ranking_answers_409_and_does_not_claim_it_was_skipped(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = assignment.presentation_order  # the service names candidates
     services.ranking_submit(
         assignment=assignment,
@@ -380,10 +361,8 @@ def test_skip_after_ranking_answers_409_and_does_not_claim_it_was_skipped(
 
 
 def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = _numbers(assignment)
 
     response = trainer_client.post(
@@ -399,11 +378,8 @@ def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
 
 
 def test_skip_with_a_nul_in_the_reason_answers_422_and_skips_nothing(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
-
     response = trainer_client.post(
         reverse("ranking:skip", args=[assignment.pk]),
         _form(_numbers(assignment), [1, 2, 3, 4], skip_reason="bad\x00reason"),
@@ -415,10 +391,8 @@ def test_skip_with_a_nul_in_the_reason_answers_422_and_skips_nothing(
 
 
 def test_a_nul_typed_into_the_answer_is_refused_and_what_was_typed_comes_back_without_it(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = _numbers(assignment)
     typed = {
         "rationale": "why\x00not",
@@ -445,9 +419,7 @@ def test_a_nul_typed_into_the_answer_is_refused_and_what_was_typed_comes_back_wi
     assert not Ranking.objects.exists()
 
 
-def test_a_rank_refused_for_a_nul_is_not_also_reported_missing(ready_task, trainer_client, trainer):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
+def test_a_rank_refused_for_a_nul_is_not_also_reported_missing(assignment, trainer_client):
     ids = _numbers(assignment)
 
     response = trainer_client.post(_submit_url(assignment), _form(ids, ["1\x00", 2, 3, 4]))
@@ -636,9 +608,7 @@ def test_every_reply_gets_a_feedback_slot_outside_the_ranking_form(
     assert html.count('class="feedback"') == len(assignment.presentation_order)
 
 
-def test_a_trainer_rates_and_reports_a_reply_of_their_task(ready_task, trainer_client, trainer):
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
+def test_a_trainer_rates_and_reports_a_reply_of_their_task(assignment, trainer_client, trainer):
     message = _candidate_messages(assignment)[_candidate(assignment, 1)]
     url = _reply_feedback_url(assignment, 1)
 
@@ -657,11 +627,8 @@ def test_a_trainer_rates_and_reports_a_reply_of_their_task(ready_task, trainer_c
     )
 
 
-def test_replies_of_tasks_never_given_to_a_trainer_stay_hidden(
-    ready_task, trainer_client, trainer, db
-):
-    _claim(trainer_client)
-    url = _reply_feedback_url(_assignment(trainer), 1)
+def test_replies_of_tasks_never_given_to_a_trainer_stay_hidden(ready_task, assignment, db):
+    url = _reply_feedback_url(assignment, 1)
     outsider = user_create_trainer(username="outsider", password=PASSWORD)
     client = Client()
     client.force_login(outsider)
@@ -816,11 +783,9 @@ def test_undo_after_the_window_answers_409_in_the_toast_only(
 
 
 def test_a_nul_in_the_rationale_a_flag_note_or_the_skip_reason_is_refused_naming_the_field(
-    ready_task, trainer_client, trainer
+    assignment, trainer_client, trainer
 ):
     """The page says which box holds the NUL, with the message the API gives for it."""
-    _claim(trainer_client)
-    assignment = _assignment(trainer)
     ids = _numbers(assignment)
     note = {f"flag_{ids[1]}": ["other"], f"flag_note_{ids[1]}": "rude\x00ly"}
     cases = [

@@ -166,9 +166,7 @@ def test_a_sample_that_matches_the_filter_is_flagged(settings, policy, trainer):
     assert results[sample.pk].details["matches"]["test_words"][0].lower() == word.lower()
 
 
-def test_job_page_warns_about_a_flagged_sample(settings, policy, trainer, trainer_client):
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
+def test_job_page_warns_about_a_flagged_sample(flag_everything, policy, trainer, trainer_client):
     job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=2).pk)
     response = trainer_client.get(f"/generation/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
     html = response.content.decode()
@@ -180,14 +178,12 @@ def test_job_page_warns_about_a_flagged_sample(settings, policy, trainer, traine
         assert f"/write/feedback/sample/{sample.pk}/" in html
 
 
-def test_editor_suggestion_cards_warn_about_flagged_samples(settings, policy, trainer):
+def test_editor_suggestion_cards_warn_about_flagged_samples(flag_everything, policy, trainer):
     from django.test import Client
 
     from labeling.conversations.services import suggestion_request
     from labeling.models import Conversation
 
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
     conversation = Conversation.objects.create(owner=trainer)
     asked = suggestion_request(conversation=conversation, author=trainer, n=2)
     job = services.generation_job_run_inline(job_id=asked.pk)
@@ -262,11 +258,9 @@ def test_with_blocking_on_a_flagged_reply_is_not_the_source_of_a_task(
     assert not Candidate.objects.filter(task=task).exists()
 
 
-def test_with_blocking_off_flagged_samples_are_ranked(settings, policy, other_trainer):
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
-    settings.CONTENT_FILTER_BLOCK_RANKING = False
-    task = _ranking_task(other_trainer, settings)
+def test_with_blocking_off_flagged_samples_are_ranked(flag_everything, policy, other_trainer):
+    flag_everything.CONTENT_FILTER_BLOCK_RANKING = False
+    task = _ranking_task(other_trainer, flag_everything)
 
     task = ranking_services.ranking_task_prepare(task_id=task.pk)
 
@@ -276,12 +270,10 @@ def test_with_blocking_off_flagged_samples_are_ranked(settings, policy, other_tr
 
 
 def test_with_blocking_on_a_task_whose_samples_are_all_flagged_fails_with_a_reason(
-    settings, policy, other_trainer
+    flag_everything, policy, other_trainer
 ):
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
-    settings.CONTENT_FILTER_BLOCK_RANKING = True
-    task = _ranking_task(other_trainer, settings)
+    flag_everything.CONTENT_FILTER_BLOCK_RANKING = True
+    task = _ranking_task(other_trainer, flag_everything)
 
     task = ranking_services.ranking_task_prepare(task_id=task.pk)
 
