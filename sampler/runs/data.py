@@ -91,7 +91,8 @@ def prompt_keys(record: dict) -> list[str]:
 @dataclass(frozen=True)
 class Counted:
     """What a run reads, counted in ``unit``s on each side of its split: the distinct prompts
-    of its records (``units``: ``prompt_keys``) or the records themselves (``units`` None). It
+    of its records (``units``: ``prompt_keys``) or the records themselves (``units`` None),
+    of the records its trainer makes an example of (``usable``; None: every one). It
     evaluates on at least ``held_out`` held-out units and trains on at least ``trained`` (0:
     it does not train); ``why_held_out`` / ``why_trained`` say why more than one.
     ``records_named`` names the records, for when there are none."""
@@ -99,6 +100,7 @@ class Counted:
     unit: str
     records_named: str
     units: Callable[[dict], list[str]] | None = None
+    usable: Callable[[dict], bool] | None = None
     held_out: int = 1
     why_held_out: str = ""
     trained: int = 1
@@ -134,6 +136,8 @@ def split_problem(
     ..."). Records are read until both sides hold enough."""
     held, trained, every = set(), set(), set()
     for number, record in enumerate(records):
+        if counted.usable is not None and not counted.usable(record):
+            continue
         keys = counted.units(record) if counted.units else [number]
         (held if is_held_out(record) else trained).update(keys)
         if len(held) >= counted.held_out and len(trained) >= counted.trained:

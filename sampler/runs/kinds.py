@@ -40,6 +40,7 @@ from sampler.training.records import (
     DataError,
     in_half,
     none_in_half,
+    ranking_from_record,
     read_jsonl,
     record_half,
     record_split,
@@ -303,10 +304,20 @@ KTO_RECORDS = {
 }
 
 
+def _orders_something(record: dict) -> bool:
+    """Whether the reward or DPO trainer learns from a ranking or pair: it skips a ranking that
+    orders nothing ("cannot rank", "all equal", "all bad"), which the export keeps."""
+    return ranking_from_record(record) is not None
+
+
 def _reward_counted(sources: list[str]) -> Counted:
     """A reward model's records: rankings, and the pairs of its other sources."""
     named = _either([REWARD_RECORDS[name] for name in sources])
-    return Counted(unit="ranking" if sources == ["rankings"] else "record", records_named=named)
+    return Counted(
+        unit="ranking" if sources == ["rankings"] else "record",
+        records_named=named,
+        usable=_orders_something,
+    )
 
 
 REWARD = TrainingKind(
@@ -388,7 +399,9 @@ DPO = _policy_from_records(
         f"DPO run {run.pk} ({run.config.get('mode')}, beta {run.config.get('beta')}) from "
         f"{run.base_version.name}, which is also its reference."
     ),
-    counted=lambda dataset: Counted(unit="prompt", records_named="ranking", units=prompt_keys),
+    counted=lambda dataset: Counted(
+        unit="prompt", records_named="ranking", units=prompt_keys, usable=_orders_something
+    ),
 )
 
 

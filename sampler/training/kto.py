@@ -33,7 +33,6 @@ from sampler.training.data import (
     completion_ids,
     fit_prompt_and_completion,
     prompt_ids,
-    prompt_messages,
 )
 from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
 from sampler.training.losses import kto_loss, kto_weights
@@ -44,7 +43,7 @@ from sampler.training.preference import (
     ReferenceTask,
     policy_and_reference,
 )
-from sampler.training.records import record_split
+from sampler.training.records import prompt_messages, record_split
 
 
 def _completion_text(value) -> str:

@@ -117,6 +117,57 @@ def _opening(turns: object) -> object:
     return turns
 
 
+def prompt_messages(prompt) -> list[dict]:
+    """A record's ``prompt`` as chat messages: TRL's conversational form (a list of messages)
+    or its standard form (a string: the user's turn)."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+
+
+def ranking_from_record(record: dict) -> tuple[list[dict], list[str], list[list[int]]] | None:
+    """(prompt, candidate texts, ordering as groups of indices) of a ``rankings`` or ``pairs``
+    record; None for a ranking that says nothing (cannot rank, all equal or all bad: fewer
+    than two groups), which the reward and DPO trainers skip."""
+    if record.get("cannot_rank") and "chosen" not in record:
+        return None
+    try:
+        if "chosen" in record and "rejected" in record:
+            # A pairwise record (TRL's form) is a ranking with K = 2.
+            texts = [_reply_text(record["chosen"]), _reply_text(record["rejected"])]
+            return prompt_messages(record.get("prompt") or []), texts, [[0], [1]]
+        texts_by_id = {c["candidate_id"]: c["text"] for c in record["candidates"]}
+        ordering = record["ordering"]
+        prompt = prompt_messages(record["prompt"])
+    except (KeyError, TypeError) as error:
+        raise DataError(
+            "A record is neither a ranking (prompt, candidates, ordering) nor a pair "
+            "(prompt, chosen, rejected)."
+        ) from error
+    position: dict[int, int] = {}
+    texts: list[str] = []
+    groups: list[list[int]] = []
+    for group in ordering:
+        indices = []
+        for candidate_id in group:
+            if candidate_id not in texts_by_id or candidate_id in position:
+                return None  # a malformed ordering: skip it rather than guess
+            position[candidate_id] = len(texts)
+            texts.append(texts_by_id[candidate_id])
+            indices.append(position[candidate_id])
+        if indices:
+            groups.append(indices)
+    if len(groups) < 2:
+        return None
+    return prompt, texts, groups
+
+
+def _reply_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    return "".join(message["content"] for message in value if message["role"] == "assistant")
+
+
 HALVES = ("first", "second")
 
 

@@ -13,11 +13,14 @@ from django.urls import reverse
 
 from labeling.models import Conversation, Feedback
 from ranking.exports.filters import split_of
-from ranking.models import Candidate, RankingTask
+from ranking.models import Candidate, Ranking, RankingTask
 from ranking.rank import services as ranking_services
 from ranking.rank.services import RankingInput
 from sampler.runs import services as training_services
+from sampler.runs.data import database_records
 from sampler.runs.models import TrainingRun
+from sampler.training.data import build_ranking_data
+from sampler.training.model import load_tokenizer
 from sampler.training.records import record_half
 from tests.ranking.conftest import finished_conversation, quick_trainer, ranked  # noqa: F401
 
@@ -88,7 +91,8 @@ def _none_held_out(kind: str) -> str:
 
 
 def _post(client, kind: str, **fields):
-    form = {"kind": kind, "source": "database", "split_seed": "0", **KINDS[kind][0]}
+    own = KINDS[kind][0] if kind in KINDS else {}
+    form = {"kind": kind, "source": "database", "split_seed": "0", **own}
     return client.post(reverse("sampler:training-run-start"), {**form, **fields})
 
 
@@ -295,3 +299,76 @@ def test_a_dpo_run_that_holds_out_every_ranking_is_refused_too(admin_client_):
     assert refused.context["form"].errors["test_fraction"] == [
         f"No prompt to train on: a held-out fraction of 0.5 holds out all 3 prompts {SMALLER}"
     ]
+
+
+# ---- records the trainer skips are not counted -------------------------------------------------
+
+
+def _seed_holding_out_only(held_out: set[int]) -> int:
+    """A split seed whose held-out fraction holds out exactly the conversations ``held_out``."""
+    ids = list(Conversation.objects.values_list("pk", flat=True))
+    return next(
+        seed
+        for seed in range(5000)
+        if {pk for pk in ids if split_of(pk, seed=seed, test_fraction=FRACTION) == "test"}
+        == held_out
+    )
+
+
+def _rank_nothing(conversation_ids: set[int], **verdict) -> None:
+    """The rankings of ``conversation_ids`` say nothing about the order: "all equal" (or
+    ``verdict``), with no ordering, as ranking_submit stores such an answer."""
+    fields = {"verdict": "all_equal", "cannot_rank": False, **verdict}
+    Ranking.objects.filter(task__source_message__conversation_id__in=conversation_ids).update(
+        ordering=[], rationale="they are the same", **fields
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "held_out", "trained"),
+    [
+        ("reward", "none of the 4 rankings", "all 4 rankings"),
+        ("dpo", "none of the 2 prompts", "all 2 prompts"),
+    ],
+)
+def test_rankings_that_order_nothing_are_not_counted_as_the_trainer_skips_them(
+    admin_client_,
+    ranked,  # noqa: F811
+    kind,
+    held_out,
+    trained,
+):
+    """An "all equal", "all bad" or "cannot rank" answer is exported, and the reward and DPO
+    trainers skip it (no pair in it): a held-out conversation with only those gave no held-out
+    metric, and a trained side with only those failed on the worker; both were accepted."""
+    unit = "ranking" if kind == "reward" else "prompt"
+    conversations = sorted(Conversation.objects.values_list("pk", flat=True))
+    _rank_nothing({conversations[0]})
+    seed = _seed_holding_out_only({conversations[0]})
+    fields = {"test_fraction": "0.5", "split_seed": str(seed)}
+    refused = _post(admin_client_, kind, **fields)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["test_fraction"] == [
+        f"No held-out {unit} to evaluate on: a held-out fraction of 0.5 holds out {held_out} "
+        f"{ADVICE}"
+    ]
+    # The trainer's own data holds out none of them.
+    if kind == "reward":
+        tokenizer = load_tokenizer(ranked[0][0].model_version.path)
+        dataset = {"source": "database", "filters": {"test_fraction": 0.5, "split_seed": seed}}
+        data = build_ranking_data(
+            tokenizer, database_records(dataset, "rankings"), max_length=64,
+            test_fraction=0.5, seed=0,
+        )  # fmt: skip
+        assert not data.test and len(data.train) == 4 and data.stats["skipped"] == 2
+    # Held out, the conversations whose rankings say something leave nothing to train on.
+    seed = _seed_holding_out_only(set(conversations[1:]))
+    refused = _post(admin_client_, kind, test_fraction="0.5", split_seed=str(seed))
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["test_fraction"] == [
+        f"No {unit} to train on: a held-out fraction of 0.5 holds out {trained} {SMALLER}"
+    ]
+    # Another conversation held out, with rankings that say something: accepted.
+    _rank_nothing({conversations[0]}, verdict="cannot_rank", cannot_rank=True)
+    seed = _seed_holding_out_only({conversations[1]})
+    assert _post(admin_client_, kind, test_fraction="0.5", split_seed=str(seed)).status_code == 302
