@@ -38,6 +38,7 @@ from sampler.training.config import CONFIGS, ConfigError
 from sampler.training.ppo_config import PPOConfig
 from sampler.training.records import (
     DataError,
+    demonstration_turns,
     in_half,
     none_in_half,
     ranking_from_record,
@@ -68,10 +69,11 @@ class TrainingKind:
     )
     # Recorded on the new version beside the trainer's metrics.
     version_metrics: Callable[[RunData], dict] = lambda data: {}
-    # How a run from the database counts the records it reads (given its ``dataset``) on each
-    # side of its split: a held-out fraction that leaves too few on one side (none held out to
-    # evaluate on, or none left to train on) is refused when the run is made. None: not checked.
-    counted: Callable[[dict], Counted] | None = None
+    # How a run from the database counts the records it reads (given its ``dataset`` and
+    # config) on each side of its split: a held-out fraction that leaves too few on one side
+    # (none held out to evaluate on, or none left to train on) is refused when the run is made.
+    # None: not checked.
+    counted: Callable[[dict, Any], Counted] | None = None
 
 
 # What to do when a held-out fraction holds out too little, or too much.
@@ -103,7 +105,7 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
     also = "" if half == "all" else EVERY_CONVERSATION
     problem = split_problem(
         in_half(records(), half),
-        counted=kind.counted(dataset),
+        counted=kind.counted(dataset, config),
         is_held_out=lambda record: (
             record_split(record, test_fraction=config.test_fraction, seed=config.seed) == "test"
         ),
@@ -169,11 +171,30 @@ def _policy_from_records(name: str, trainer: str, *, data_format: str, **more) -
     )
 
 
+def _demonstrations_counted(learn_origins: tuple[str, ...]) -> Counted:
+    """SFT's demonstrations: those with an assistant turn to learn, of ``learn_origins`` when
+    it names some (the trainer skips the others)."""
+    written = _either([name.replace("_", " ") for name in learn_origins])
+    return Counted(
+        unit="demonstration",
+        records_named="finished conversation"
+        + (f" with a reply written as {written}" if learn_origins else ""),
+        usable=lambda record: (
+            demonstration_turns(
+                record.get("messages") or [],
+                origins=record.get("origins"),
+                learn_origins=learn_origins,
+            )
+            is not None
+        ),
+    )
+
+
 SFT = _policy_from_records(
     TrainingRun.Kind.SFT,
     "sampler.training.sft.train_sft",
     data_format="demonstrations",
-    counted=lambda dataset: Counted(unit="demonstration", records_named="finished conversation"),
+    counted=lambda dataset, config: _demonstrations_counted(config.learn_origins),
 )
 
 
@@ -328,7 +349,7 @@ REWARD = TrainingKind(
     load=_load_reward,
     train=_train_reward,
     inputs=_reward_inputs,
-    counted=lambda dataset: _reward_counted(dataset.get("sources") or ["rankings"]),
+    counted=lambda dataset, config: _reward_counted(dataset.get("sources") or ["rankings"]),
 )
 
 
@@ -384,7 +405,7 @@ PPO = TrainingKind(
         f"PPO run {run.pk} from {run.base_version.name} against {data.extra['reward'].name}."
     ),
     version_metrics=lambda data: {"reward_version": data.extra["reward"].name},
-    counted=lambda dataset: PROMPTS,
+    counted=lambda dataset, config: PROMPTS,
 )
 
 
@@ -399,7 +420,7 @@ DPO = _policy_from_records(
         f"DPO run {run.pk} ({run.config.get('mode')}, beta {run.config.get('beta')}) from "
         f"{run.base_version.name}, which is also its reference."
     ),
-    counted=lambda dataset: Counted(
+    counted=lambda dataset, config: Counted(
         unit="prompt", records_named="ranking", units=prompt_keys, usable=_orders_something
     ),
 )
@@ -432,7 +453,7 @@ KTO = _policy_from_records(
             else f"the records of {Path(run.dataset['path']).name}."
         )
     ),
-    counted=lambda dataset: Counted(
+    counted=lambda dataset, config: Counted(
         unit="example",
         records_named=_either([KTO_RECORDS[name] for name in dataset["sources"]]),
         held_out=2,

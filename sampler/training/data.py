@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 import torch
 
 from sampler.training.losses import IGNORE_INDEX, implied_pairs, tied_pairs
-from sampler.training.records import DataError, ranking_from_record, record_split
+from sampler.training.records import (
+    DataError,
+    demonstration_turns,
+    ranking_from_record,
+    record_split,
+)
 
 # ---- tokenising -------------------------------------------------------------------------------
 
@@ -127,26 +132,10 @@ def sft_example(
     of those origins are learned from; the others stay as context. None when nothing is left
     to learn (no such assistant turn within ``max_length``).
     """
-    # A trailing user turn has nothing to teach; leave it out rather than spend tokens on it.
-    while messages and messages[-1]["role"] != "assistant":
-        messages = messages[:-1]
-    if not messages:
+    taught = demonstration_turns(messages, origins=origins, learn_origins=learn_origins)
+    if taught is None:
         return None
-    learned_turns = None
-    if learn_origins:
-        if not isinstance(origins, list) or len(origins) < len(messages):
-            raise DataError(
-                "Choosing demonstrations by origin needs each record's `origins` (one per "
-                "message, as the demonstrations export writes them)."
-            )
-        assistant_origins = [
-            origin
-            for origin, message in zip(origins, messages, strict=False)
-            if message["role"] == "assistant"
-        ]
-        learned_turns = [origin in learn_origins for origin in assistant_origins]
-        if not any(learned_turns):
-            return None
+    messages, learned_turns = taught
     encoded = tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )

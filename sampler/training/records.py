@@ -8,7 +8,7 @@ import io
 import json
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -82,6 +82,35 @@ def _message(message: dict) -> dict:
 
 def prompt_key(messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+
+
+def demonstration_turns(
+    messages: list[dict], *, origins: object = None, learn_origins: Sequence[str] = ()
+) -> tuple[list[dict], list[bool] | None] | None:
+    """What SFT learns from a demonstration: its ``messages`` up to the last assistant turn (a
+    trailing user turn has nothing to teach) and, with ``learn_origins``, which of their
+    assistant turns it learns (``origins``: one per message, as exported; None: all of them).
+    None when nothing is left to learn: no assistant turn, or none of those origins."""
+    while messages and messages[-1]["role"] != "assistant":
+        messages = messages[:-1]
+    if not messages:
+        return None
+    learned_turns = None
+    if learn_origins:
+        if not isinstance(origins, list) or len(origins) < len(messages):
+            raise DataError(
+                "Choosing demonstrations by origin needs each record's `origins` (one per "
+                "message, as the demonstrations export writes them)."
+            )
+        assistant_origins = [
+            origin
+            for origin, message in zip(origins, messages, strict=False)
+            if message["role"] == "assistant"
+        ]
+        learned_turns = [origin in learn_origins for origin in assistant_origins]
+        if not any(learned_turns):
+            return None
+    return messages, learned_turns
 
 
 # A record's side: trained on, or held out (evaluated on only).

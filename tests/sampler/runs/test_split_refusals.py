@@ -372,3 +372,37 @@ def test_rankings_that_order_nothing_are_not_counted_as_the_trainer_skips_them(
     _rank_nothing({conversations[0]}, verdict="cannot_rank", cannot_rank=True)
     seed = _seed_holding_out_only({conversations[1]})
     assert _post(admin_client_, kind, test_fraction="0.5", split_seed=str(seed)).status_code == 302
+
+
+@pytest.mark.usefixtures("policy")
+def test_an_sft_run_on_some_origins_counts_the_demonstrations_that_have_one(
+    admin_client_, other_trainer
+):
+    """SFT learning only hand-written replies (origins) skips a conversation without one: with
+    only such conversations held out, it trained without a held-out metric."""
+    written = [finished_conversation(other_trainer, origin="human") for _ in range(2)]
+    suggested = finished_conversation(other_trainer, origin="model")
+    seed = _seed_holding_out_only({suggested.pk})
+    fields = {"test_fraction": "0.5", "split_seed": str(seed)}
+    refused = _post(admin_client_, "sft", origins=["human"], **fields)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors["test_fraction"] == [
+        "No held-out demonstration to evaluate on: a held-out fraction of 0.5 holds out none of "
+        f"the 2 demonstrations {ADVICE}"
+    ]
+    # Learning every reply, the one held out is evaluated on.
+    assert _post(admin_client_, "sft", **fields).status_code == 302
+    # Those learning suggestions alone have nothing to train on.
+    refused = _post(admin_client_, "sft", origins=["model"], **fields)
+    assert refused.context["form"].errors["test_fraction"] == [
+        f"No demonstration to train on: a held-out fraction of 0.5 holds out the only "
+        f"demonstration {SMALLER}"
+    ]
+    # None of them at all.
+    refused = _post(admin_client_, "sft", origins=["model_edited"], **fields)
+    assert refused.context["form"].errors["test_fraction"] == [
+        "No held-out demonstration to evaluate on: there is no demonstration yet (no finished "
+        "conversation with a reply written as model edited), so a held-out fraction of 0.5 "
+        "holds out none. Add more conversations first."
+    ]
+    assert len(written) == 2
