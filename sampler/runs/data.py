@@ -92,15 +92,17 @@ def prompt_keys(record: dict) -> list[str]:
 class Counted:
     """What a run reads, counted in ``unit``s on each side of its split: the distinct prompts
     of its records (``units``: ``prompt_keys``) or the records themselves (``units`` None),
-    of the records its trainer makes an example of (``usable``; None: every one). It
-    evaluates on at least ``held_out`` held-out units and trains on at least ``trained`` (0:
-    it does not train); ``why_held_out`` / ``why_trained`` say why more than one.
-    ``records_named`` names the records, for when there are none."""
+    of the records its trainer makes an example of (``usable``; None: every one); ``once``:
+    a unit its trainer takes once, on the side of the record it first reads it in (PPO's
+    prompts), not on both. It evaluates on at least ``held_out`` held-out units and trains on
+    at least ``trained`` (0: it does not train); ``why_held_out`` / ``why_trained`` say why
+    more than one. ``records_named`` names the records, for when there are none."""
 
     unit: str
     records_named: str
     units: Callable[[dict], list[str]] | None = None
     usable: Callable[[dict], bool] | None = None
+    once: bool = False
     held_out: int = 1
     why_held_out: str = ""
     trained: int = 1
@@ -139,6 +141,8 @@ def split_problem(
         if counted.usable is not None and not counted.usable(record):
             continue
         keys = counted.units(record) if counted.units else [number]
+        if counted.once:
+            keys = [key for key in keys if key not in held and key not in trained]
         (held if is_held_out(record) else trained).update(keys)
         if len(held) >= counted.held_out and len(trained) >= counted.trained:
             return ""

@@ -8,7 +8,7 @@ directory, registration of the new version, failure and retry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -405,7 +405,8 @@ PPO = TrainingKind(
         f"PPO run {run.pk} from {run.base_version.name} against {data.extra['reward'].name}."
     ),
     version_metrics=lambda data: {"reward_version": data.extra["reward"].name},
-    counted=lambda dataset, config: PROMPTS,
+    # Each distinct prompt once, on the side it is first read on (``build_prompt_data``).
+    counted=lambda dataset, config: replace(PROMPTS, once=True),
 )
 
 

@@ -27,6 +27,7 @@ from sampler.runs import data as run_data
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.model import build_reward_model, load_tokenizer
+from sampler.training.rollout import build_prompt_data
 from tests.ranking.conftest import (  # noqa: F401  (ranked: a fixture)
     conversation_in_split,
     finished_conversation,
@@ -359,9 +360,12 @@ def _ppo_fields(reward_version, **changed) -> dict:
 def test_admin_starts_ppo_and_a_comparison_from_the_models_page(
     admin_client_, policy, reward_version, trainer, django_capture_on_commit_callbacks
 ):
-    # A prompt to evaluate on and one to train on (a run that held out all was refused).
+    # A prompt to evaluate on and another to train on (a run that held out all was refused,
+    # and so is one whose conversations ask the same: PPO takes a prompt once).
     conversation_in_split(trainer)
-    conversation_in_split(trainer, split="train", filters=ExportFilters(test_fraction=0.2))
+    conversation_in_split(
+        trainer, split="train", filters=ExportFilters(test_fraction=0.2), turns=("hey", "hi!")
+    )
     with django_capture_on_commit_callbacks() as queued:
         response = admin_client_.post(
             reverse("sampler:ppo-run-start"),
@@ -476,3 +480,40 @@ def test_a_comparison_asked_for_while_the_job_queue_is_down_is_kept_and_the_page
     comparison = ModelComparison.objects.get()
     assert comparison.status == ModelComparison.Status.QUEUED and comparison.published_at is None
     assert "job queue is unreachable" in response.content.decode()
+
+
+@pytest.mark.parametrize("first", ["test", "train"])
+def test_a_ppo_run_counts_a_prompt_asked_on_both_sides_once_as_its_trainer_does(
+    admin_client_, policy, reward_version, trainer, first
+):
+    """PPO trains on or evaluates on each distinct prompt once, on the side of the conversation
+    it first reads it in: two conversations asking the same, one held out, gave the trainer
+    one side only (nothing held out: no eval/* curve; nothing trained on: a failed run), and
+    the check, which counted the prompt on both sides, accepted the run."""
+    half = ExportFilters(test_fraction=0.5)
+    second = "train" if first == "test" else "test"
+    for split in (first, second):
+        conversation_in_split(trainer, split=split, filters=half, turns=("same?", "an answer"))
+    fields = _ppo_fields(reward_version, test_fraction=0.5)
+    response = admin_client_.post(reverse("sampler:ppo-run-start"), fields)
+    assert response.status_code == 422 and not TrainingRun.objects.exists()
+    errors = response.context["ppo_form"].errors
+    expected = (
+        "No prompt to train on: a held-out fraction of 0.5 holds out the only prompt"
+        if first == "test"
+        else "No held-out prompt to evaluate on: a held-out fraction of 0.5 does not hold out "
+        "the only prompt"
+    )
+    assert errors["test_fraction"][0].startswith(f"{expected} (whole conversations"), errors
+    # The trainer's own split of these records.
+    data = build_prompt_data(
+        load_tokenizer(policy.path),
+        run_data.prompt_records(filters=half),
+        max_length=64,
+        test_fraction=0.5,
+        seed=0,
+    )
+    assert len(getattr(data, first)) == 1 and not getattr(data, second)
+    # A prompt asked in the other conversation only: accepted.
+    conversation_in_split(trainer, split=second, filters=half, turns=("other?", "an answer"))
+    assert admin_client_.post(reverse("sampler:ppo-run-start"), fields).status_code == 302
