@@ -1,6 +1,7 @@
 """Reads of conversations: lists, the active branch, drafts, and what ranking and exports take."""
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -63,16 +64,36 @@ def conversation_counts_for_user(*, user: AbstractBaseUser) -> dict[str, int]:
     return {key: value or 0 for key, value in counts.items()}
 
 
+# What a path's messages carry (``message_path``, ``message_paths``).
+_PATH_FIELDS = ("id", "parent_id", "role", "content", "conversation_id")
+
+
 def message_path(*, message: Message) -> list[Message]:
     """The messages from the root of the tree down to ``message``, oldest first."""
     by_id = {
         m.pk: m
-        for m in Message.objects.filter(conversation_id=message.conversation_id).only(
-            "id", "parent_id", "role", "content", "conversation_id"
-        )
+        for m in Message.objects.filter(conversation_id=message.conversation_id).only(*_PATH_FIELDS)
     }
+    return _path_to(by_id.get(message.pk, message), by_id)
+
+
+def message_paths(*, message_ids: Iterable[int]) -> dict[int, list[Message]]:
+    """``message_path`` of each of ``message_ids`` (those that exist), read in one query for
+    all: the messages of the conversations that hold them."""
+    ids = set(message_ids)
+    if not ids:
+        return {}
+    conversations = Message.objects.filter(pk__in=ids).values("conversation_id")
+    by_id = {
+        m.pk: m
+        for m in Message.objects.filter(conversation_id__in=conversations).only(*_PATH_FIELDS)
+    }
+    return {pk: _path_to(by_id[pk], by_id) for pk in ids if pk in by_id}
+
+
+def _path_to(message: Message | None, by_id: dict[int, Message]) -> list[Message]:
     path: list[Message] = []
-    current: Message | None = by_id.get(message.pk, message)
+    current = message
     while current is not None:
         path.append(current)
         current = by_id.get(current.parent_id) if current.parent_id else None

@@ -20,11 +20,12 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
+from itertools import islice
 
-from labeling.conversations.selectors import message_path
+from labeling.conversations.selectors import message_paths
 from labeling.feedback.models import Feedback
 from labeling.feedback.selectors import feedback_for_training
-from ranking.exports.filters import ExportFilters, split_of
+from ranking.exports.filters import CHUNK_SIZE, ExportFilters, split_of
 from ranking.exports.selectors import export_records
 
 # KTO's sources, by how a reply is marked.
@@ -62,15 +63,27 @@ def _feedback_rows(filters: ExportFilters):
     )
 
 
-def _target(row: Feedback) -> tuple[list[dict], str, int | None, str] | None:
-    """(prompt, reply, conversation id, key of the prompt's node) of a feedback target."""
+def _path_needed(row: Feedback) -> int | None:
+    """The message whose path is a feedback target's prompt: its reply's parent, when the
+    reply was not sampled from a prompt of its own (None: no path needed)."""
+    message = row.message
+    if message is None or (message.sample_id is not None and message.sample.job.prompt_messages):
+        return None
+    return message.parent_id
+
+
+def _target(
+    row: Feedback, paths: dict[int, list]
+) -> tuple[list[dict], str, int | None, str] | None:
+    """(prompt, reply, conversation id, key of the prompt's node) of a feedback target;
+    ``paths``: the path to each message ``_path_needed`` names."""
     if row.message_id is not None:
         message = row.message
         if message.sample_id is not None and message.sample.job.prompt_messages:
             prompt = _messages(message.sample.job.prompt_messages)
         elif message.parent_id is not None:
             prompt = _messages(
-                {"role": m.role, "content": m.content} for m in message_path(message=message.parent)
+                {"role": m.role, "content": m.content} for m in paths[message.parent_id]
             )
         else:
             return None
@@ -82,10 +95,30 @@ def _target(row: Feedback) -> tuple[list[dict], str, int | None, str] | None:
 def feedback_kto_records(
     filters: ExportFilters, *, sources: tuple[str, ...] = FEEDBACK_SOURCES
 ) -> Iterator[dict]:
-    """One KTO record per feedback row that says something among ``sources``."""
-    for row in _feedback_rows(filters).iterator(chunk_size=500):
-        marked = _feedback_source(row, sources)
-        target = _target(row) if marked else None
+    """One KTO record per feedback row that says something among ``sources``. Rows are read
+    ``CHUNK_SIZE`` at a time, with the paths to their replies (a query each chunk, not each
+    row: a run's split is checked in the request that makes it)."""
+    rows = _feedback_rows(filters).iterator(chunk_size=CHUNK_SIZE)
+    while chunk := list(islice(rows, CHUNK_SIZE)):
+        marked_rows = [(row, _feedback_source(row, sources)) for row in chunk]
+        paths = message_paths(
+            message_ids={
+                parent_id
+                for row, marked in marked_rows
+                if marked and (parent_id := _path_needed(row)) is not None
+            }
+        )
+        yield from _feedback_kto_chunk(marked_rows, paths, filters)
+
+
+def _feedback_kto_chunk(
+    marked_rows: list[tuple[Feedback, tuple[str, bool] | None]],
+    paths: dict[int, list],
+    filters: ExportFilters,
+) -> Iterator[dict]:
+    """The KTO records of a chunk of feedback rows, each with its ``_feedback_source``."""
+    for row, marked in marked_rows:
+        target = _target(row, paths) if marked else None
         if target is None:
             continue
         prompt, reply, conversation_id, node = target

@@ -7,6 +7,8 @@ import pytest
 import torch
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from labeling.models import Conversation, Feedback, Message
 from ranking.exports.filters import ExportFilters, split_of
@@ -317,3 +319,40 @@ def test_a_project_reward_run_normalises_on_that_projects_demonstrations_alone(p
     data = run_kinds.REWARD.load(run, run_kinds.REWARD.config_from_dict(run.config))
     demonstrations = data.extra["demonstrations"].rows
     assert [row["messages"][-1]["content"] for row in demonstrations] == ["our reply"]
+
+
+def _feedback_on_conversations(trainer, other_trainer, count: int, start: int) -> None:
+    """``count`` conversations of two exchanges, their first reply disliked, their last liked."""
+    for index in range(start, start + count):
+        turns = (f"q{index}?", f"a{index}.", f"and q{index}?", f"a{index} again.")
+        conversation = finished_conversation(trainer, turns=turns)
+        replies = conversation.messages.filter(role="assistant").order_by("pk")
+        for message, rating in zip(replies, ("down", "up"), strict=True):
+            Feedback.objects.create(user=other_trainer, message=message, rating=rating)
+
+
+def test_feedback_records_are_read_a_chunk_at_a_time_not_a_query_a_row(trainer, other_trainer):
+    """A training run's feedback examples and pairs (read in the request that makes a run, to
+    check its split) took two queries for every feedback row (its reply's parent, then that
+    conversation's messages): thousands of rows were a request that timed out."""
+    filters = ExportFilters(test_fraction=0.0)
+    _feedback_on_conversations(trainer, other_trainer, 2, start=0)
+    with CaptureQueriesContext(connection) as few:
+        examples = list(kto_records(filters, sources=("thumbs_up", "thumbs_down")))
+    assert len(examples) == 4
+    _feedback_on_conversations(trainer, other_trainer, 10, start=2)
+    with CaptureQueriesContext(connection) as many:
+        examples = list(kto_records(filters, sources=("thumbs_up", "thumbs_down")))
+        pairs = list(feedback_pair_records(filters))
+    assert len(examples) == 24 and len(pairs) == 0
+    assert len(many) == 2 * len(few)  # examples, then pairs: a query or two each
+    # Each reply follows the path to it, as before.
+    liked = [example for example in examples if example["label"]]
+    assert liked[-1]["prompt"] == [
+        {"role": "user", "content": "q11?"},
+        {"role": "assistant", "content": "a11."},
+        {"role": "user", "content": "and q11?"},
+    ]
+    assert liked[-1]["completion"] == [{"role": "assistant", "content": "a11 again."}]
+    disliked = [example for example in examples if not example["label"]]
+    assert disliked[0]["prompt"] == [{"role": "user", "content": "q0?"}]
