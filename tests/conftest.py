@@ -414,13 +414,24 @@ def fresh_backends() -> Iterator[None]:
     backends_clear()
 
 
+class FlagEverything:
+    """A content filter (``CONTENT_FILTER`` names it by its dotted path) that flags every text,
+    an empty one too, in the category "everything". The built-in filter finds nothing in an
+    empty reply, and the tiny model's sampled replies are now and then empty."""
+
+    name = "flag-everything"
+    version = "1"
+
+    def score(self, texts):
+        from sampler.moderation.filters import FilterResult
+
+        return [FilterResult(True, ["everything"], {}) for _ in texts]
+
+
 @pytest.fixture
 def flag_everything(settings):
-    """The built-in content filter, with one pattern that flags every text (any character: a
-    pattern may not match the empty string, and an empty text has nothing to flag)."""
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_WORDS = {}
-    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
+    """A content filter that flags every text (``FlagEverything``)."""
+    settings.CONTENT_FILTER = "tests.conftest.FlagEverything"
     return settings
 
 

@@ -53,7 +53,7 @@ def test_rankings_export_carries_moderation_and_feedback_per_candidate(
     assert by_message[source.pk]["moderation"] is None  # written without a sample
     assert by_message[source.pk]["feedback"]["down"] == 1
     moderation = by_message[sampled.pk]["moderation"]
-    assert moderation["filter"] == "builtin" and moderation["flagged"] is True
+    assert moderation["filter"] == "flag-everything" and moderation["flagged"] is True
     assert moderation["categories"] == ["everything"] and moderation["version"]
     assert by_message[sampled.pk]["feedback"] == {
         "up": 0,

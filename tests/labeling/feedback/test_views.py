@@ -246,7 +246,7 @@ def test_a_false_positive_report_is_counted_on_the_feedback_page(
     confusion = page.context["confusion"]
     assert len(confusion) == 1
     row = confusion[0]
-    assert row["filter_name"] == "builtin"
+    assert row["filter_name"] == "flag-everything"
     assert (row["flagged_count"], row["passed_count"]) == (3, 0)
     assert (row["false_positive"], row["false_negative"]) == (1, 0)
     assert (row["true_positive_assumed"], row["true_negative_assumed"]) == (2, 0)

@@ -393,6 +393,6 @@ def test_claimed_candidates_carry_the_filters_verdict_where_it_flagged_them(
         if order[number - 1] in sampled:
             assert candidate["moderation"]["flagged"] is True
             assert candidate["moderation"]["categories"] == ["everything"]
-            assert candidate["moderation"]["filter"] == "builtin"
+            assert candidate["moderation"]["filter"] == "flag-everything"
         else:
             assert candidate["moderation"] is None

@@ -744,7 +744,13 @@ def test_a_source_flagged_by_the_content_filter_is_not_picked_again(
     settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
     settings.CONTENT_FILTER_BLOCK_RANKING = True
     settings.RANKING_MAX_NEW_TOKENS = 4
-    task = services.ranking_task_prepare(task_id=_task_unqueued(other_trainer).pk)
+    task = _task_unqueued(other_trainer)
+    # Greedy, so no alternative is an empty reply (which the filter has nothing to flag in).
+    job = task.generation_job
+    job.params = {**job.params, "top_k": 1}
+    job.save(update_fields=["params"])
+    task = services.ranking_task_prepare(task_id=task.pk)
+    assert all(sample.text for sample in job.samples.all())
     assert task.status == RankingTask.Status.FAILED
     assert "content filter" in task.error
 
