@@ -157,6 +157,16 @@ def candidate_ids(task: RankingTask) -> list[int]:
     return list(task.candidates.order_by("position").values_list("id", flat=True))
 
 
+def submit_by_positions(assignment: Assignment, trainer, positions: list[list[int]]) -> Ranking:
+    """Rank ``assignment``'s task (a claimed lease) by candidate positions (0 = the source)."""
+    ids = candidate_ids(assignment.task)
+    return services.ranking_submit(
+        assignment=assignment,
+        trainer=trainer,
+        ranking=RankingInput([[ids[p] for p in group] for group in positions]),
+    )
+
+
 def rank(
     task: RankingTask,
     ranker,

@@ -18,20 +18,11 @@ from tests.ranking.conftest import (
     model_version_create,
     quick_trainer,
     rank,
+    submit_by_positions,
     task_in_project,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def _submit(assignment, trainer, positions):
-    """Rank the assignment's task by candidate positions (0 = the source)."""
-    ids = candidate_ids(assignment.task)
-    return services.ranking_submit(
-        assignment=assignment,
-        trainer=trainer,
-        ranking=services.RankingInput([[ids[p] for p in group] for group in positions]),
-    )
 
 
 def _qualifying_project(slug, *, tasks, **fields):
@@ -87,7 +78,7 @@ def test_agreed_task_becomes_gold_offered_only_to_who_did_not_rank_it(other_trai
         gold_task_create(task=original)
     assert RankingTask.objects.filter(gold_of=original).count() == 1
     # Gold rankings are not exported as data, and gold tasks do not fill the pool.
-    _submit(services.task_claim_next(trainer=third), third, [[2], [0], [1], [3]])
+    submit_by_positions(services.task_claim_next(trainer=third), third, [[2], [0], [1], [3]])
     exported = {r["task_id"] for r in records("rankings", ExportFilters())}
     assert exported == {original.pk}
 
@@ -179,7 +170,7 @@ def test_qualification_gives_real_tasks_only_above_the_threshold(other_trainer, 
         for _ in golds:
             assignment = services.task_claim_next(trainer=trainer)
             assert assignment.task in golds  # never the real task before qualifying
-            _submit(assignment, trainer, positions)
+            submit_by_positions(assignment, trainer, positions)
     passed = Qualification.objects.get(trainer=good)
     failed = Qualification.objects.get(trainer=bad)
     assert (passed.status, passed.accuracy, passed.gold_ranked) == ("passed", 1.0, 2)
@@ -209,7 +200,7 @@ def test_admin_makes_gold_on_the_project_page_and_sees_accuracy_on_quality(
     )
     assert refused.status_code == 302 and RankingTask.objects.filter(gold_of=task).count() == 1
     trainer = quick_trainer("t")
-    _submit(services.task_claim_next(trainer=trainer), trainer, [[0], [1], [2], [3]])
+    submit_by_positions(services.task_claim_next(trainer=trainer), trainer, [[0], [1], [2], [3]])
     detail = client.get(reverse("ranking:project-detail", args=["gold"]))
     assert f"Task {gold.pk}".encode() in detail.content
     page = client.get(reverse("ranking:quality"), {"project": project.pk})
@@ -230,7 +221,9 @@ def test_gold_ranked_before_qualification_was_required_counts_and_a_stuck_traine
     real = task_in_project(other_trainer, project, version, "real")
     veteran = quick_trainer("veteran")
     for _ in golds:
-        _submit(services.task_claim_next(trainer=veteran), veteran, [[0], [1], [2], [3]])
+        submit_by_positions(
+            services.task_claim_next(trainer=veteran), veteran, [[0], [1], [2], [3]]
+        )
     Project.objects.filter(pk=project.pk).update(
         gold_rate=0, qualification_required=True, qualification_tasks=2
     )
@@ -269,7 +262,7 @@ def test_undoing_a_gold_ranking_that_decided_qualification_lets_the_corrected_on
     trainer = quick_trainer("t")
     assignment = services.task_claim_next(trainer=trainer)
     assert assignment.task == golds[0]
-    mistaken = _submit(assignment, trainer, [[3], [2], [1], [0]])
+    mistaken = submit_by_positions(assignment, trainer, [[3], [2], [1], [0]])
     assert Qualification.objects.get(trainer=trainer).status == "failed"
 
     restored = services.ranking_undo(ranking_id=mistaken.pk, trainer=trainer)
@@ -277,14 +270,14 @@ def test_undoing_a_gold_ranking_that_decided_qualification_lets_the_corrected_on
     pending = Qualification.objects.get(trainer=trainer)
     assert (pending.status, pending.gold_ranked, pending.accuracy) == ("pending", 0, None)
     assert (pending.reason, pending.decided_at) == ("", None)
-    _submit(restored, trainer, [[0], [1], [2], [3]])
+    submit_by_positions(restored, trainer, [[0], [1], [2], [3]])
     passed = Qualification.objects.get(trainer=trainer)
     assert (passed.status, passed.gold_ranked, passed.accuracy) == ("passed", 1, 1.0)
     # A gold ranking the decision did not count (mixed in afterwards) changes nothing when
     # it is taken back.
     mixed_in = services.task_claim_next(trainer=trainer, rng=random.Random(0))
     assert mixed_in.task == golds[1]
-    later = _submit(mixed_in, trainer, [[3], [2], [1], [0]])
+    later = submit_by_positions(mixed_in, trainer, [[3], [2], [1], [0]])
     services.ranking_undo(ranking_id=later.pk, trainer=trainer)
     kept = Qualification.objects.get(trainer=trainer)
     assert (kept.status, kept.gold_ranked, kept.decided_at) == ("passed", 1, passed.decided_at)
@@ -305,7 +298,7 @@ def test_a_qualification_no_longer_required_keeps_its_decision_when_its_gold_ran
     trainer = quick_trainer("t")
     assignment = services.task_claim_next(trainer=trainer)
     assert assignment.task == gold
-    deciding = _submit(assignment, trainer, [[0], [1], [2], [3]])
+    deciding = submit_by_positions(assignment, trainer, [[0], [1], [2], [3]])
     assert Qualification.objects.get(trainer=trainer).status == "passed"
     Project.objects.filter(pk=project.pk).update(qualification_required=False)
     services.ranking_undo(ranking_id=deciding.pk, trainer=trainer)

@@ -45,10 +45,10 @@ from tests.ranking.conftest import (
     model_version_create,
     quick_trainer,
     rank,
+    submit_by_positions,
     task_from_source,
     task_in_project,
 )
-from tests.ranking.gold.test_gold import _submit
 
 A, B, C = 1, 2, 3
 
@@ -122,7 +122,9 @@ def test_exports_carry_trust_and_consensus_and_pages_show_them_to_the_right_peop
         rank(task, contrarian, [[3], [2], [1], [0]])
     rank(tasks[2], good, [[0], [1], [2], [3]])
     gold = gold_task_create(task=tasks[2])
-    _submit(services.task_claim_next(trainer=contrarian), contrarian, [[3], [2], [1], [0]])
+    submit_by_positions(
+        services.task_claim_next(trainer=contrarian), contrarian, [[3], [2], [1], [0]]
+    )
     trust = trainer_trust(project_ids=[project.pk])
     assert trust[good.pk].trust > 0.8 > 0.2 > trust[contrarian.pk].trust
     assert trust[contrarian.pk].gold_judgements == 6
