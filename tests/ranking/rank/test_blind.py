@@ -33,25 +33,37 @@ VOID = {"area", "br", "col", "hr", "img", "input", "link", "meta", "source", "wb
 
 class _Shapes(HTMLParser):
     """Each ``<li>`` carrying the attribute ``marked``, as the (tag, attribute names, classes)
-    of every element in it: what a row is made of, without its words or values."""
+    of every element in it: what a row is made of, without its words or values. What a reply's
+    own text renders to (its Markdown: paragraphs, emphasis, lists) is the reply's, not the
+    row's, and is passed over."""
 
     def __init__(self, marked: str) -> None:
         super().__init__()
         self.marked = marked
         self.rows: list[list[tuple]] = []
         self.depth = 0
+        self.in_text = 0  # open elements inside a reply's rendered text
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.in_text:
+            self.in_text += tag not in VOID
+            return
         names = dict(attrs)
         if not self.depth and not (tag == "li" and self.marked in names):
             return
         if not self.depth:
             self.rows.append([])
-        self.rows[-1].append((tag, tuple(sorted(names)), names.get("class") or ""))
+        classes = names.get("class") or ""
+        self.rows[-1].append((tag, tuple(sorted(names)), classes))
         if tag not in VOID:
             self.depth += 1
+            self.in_text = int("candidate-text" in classes.split())
 
     def handle_endtag(self, tag: str) -> None:
+        if self.in_text and tag not in VOID:
+            self.in_text -= 1
+            if self.in_text:
+                return
         if self.depth and tag not in VOID:
             self.depth -= 1
 
