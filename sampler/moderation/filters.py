@@ -5,7 +5,8 @@ A filter has a ``name``, a ``version`` (changes whenever what it flags can chang
 
 - ``BuiltinFilter``: word / phrase lists (case-insensitive, whole words) and regexes, by
   category, from settings; needs no download. A regex that matches an empty string is a
-  configuration error (an empty match finds nothing, yet would flag).
+  configuration error (an empty match finds nothing, yet would flag), and an empty match the
+  check could not foresee never flags.
 - ``ClassifierFilter``: any Hugging Face text-classification model directory; a label flags a
   sample when its probability reaches ``CONTENT_FILTER_THRESHOLD``.
 
@@ -131,9 +132,12 @@ class BuiltinFilter:
         for text in texts:
             matches: dict[str, list[str]] = {}
             for category, pattern in self._compiled:
-                found = [match.group(0) for match in pattern.finditer(text)][:MAX_MATCHES_KEPT]
+                # An empty match finds nothing: a pattern that matches an empty string only in
+                # contexts the configuration check did not probe ("(?<=@)\w*" beside "@ ")
+                # must not flag for it.
+                found = [match.group(0) for match in pattern.finditer(text) if match.group(0)]
                 if found:
-                    matches.setdefault(category, []).extend(found)
+                    matches.setdefault(category, []).extend(found[:MAX_MATCHES_KEPT])
             categories = sorted(matches)
             results.append(
                 FilterResult(

@@ -86,6 +86,15 @@ def test_a_pattern_that_always_matches_something_is_taken():
     ]
 
 
+def test_an_empty_match_the_configuration_check_did_not_foresee_flags_nothing():
+    """A pattern matching an empty string only after "@" ("(?<=@)\\w*"), which no probe holds,
+    passed the check, then flagged "mail me @ home" with nothing found in it."""
+    content_filter = moderation.BuiltinFilter(words=[], patterns={"handle": [r"(?<=@)\w*"]})
+    plain, handle = content_filter.score(["mail me @ home", "ask @tandem"])
+    assert not plain.flagged and plain.categories == [] and plain.details["matches"] == {}
+    assert handle.flagged and handle.details["matches"] == {"handle": ["tandem"]}
+
+
 @pytest.mark.parametrize(
     ("words", "patterns", "named"),
     [
