@@ -1,6 +1,7 @@
 """The data a training run reads: its rows (``RunData``) from a JSONL file or the database, the
-held-out prompts of the database's records, what a held-out fraction leaves on each side of a
-split (``split_problem``), and the snapshot of the rows a run from the database first read,
+held-out prompts of the database's records, whether they hold anything to train on
+(``nothing_to_train_problem``), what a held-out fraction leaves on each side of a split
+(``split_problem``), and the snapshot of the rows a run from the database first read,
 which it resumes on.
 """
 
@@ -150,10 +151,9 @@ def split_problem(
             every.update(keys)
     unit, shown = counted.unit, f"{fraction:g}"
     if not every:
-        named = "" if counted.records_named == unit else f" (no {counted.records_named})"
         return (
-            f"No held-out {unit} to {purpose}: there is no {unit} yet{where}{named}, so a "
-            f"held-out fraction of {shown} holds out none. Add more conversations first."
+            f"No held-out {unit} to {purpose}: {_none_yet(counted, where)}, so a held-out "
+            f"fraction of {shown} holds out none. Add more conversations first."
         )
     count = f"{len(every)}" if len(every) < PROMPTS_COUNTED else f"{PROMPTS_COUNTED}+"
     if len(held) < counted.held_out:
@@ -191,6 +191,23 @@ def split_problem(
                 f"{count} {unit}s{where}"
             )
     return f"{problem} {BY_CONVERSATION}. Add more conversations{advice}."
+
+
+def _none_yet(counted: Counted, where: str) -> str:
+    """ "there is no prompt yet in project ... (no ranking)"."""
+    named = "" if counted.records_named == counted.unit else f" (no {counted.records_named})"
+    return f"there is no {counted.unit} yet{where}{named}"
+
+
+def nothing_to_train_problem(records: Iterable[dict], *, counted: Counted, where: str = "") -> str:
+    """Why ``records`` leave a run nothing at all to train on, whatever its split ("" when one
+    of them makes a unit its trainer uses: see ``Counted``). Records are read until one does."""
+    for record in records:
+        if counted.usable is not None and not counted.usable(record):
+            continue
+        if counted.units is None or counted.units(record):
+            return ""
+    return f"Nothing to train on: {_none_yet(counted, where)}. Add more conversations first."
 
 
 def missing_held_out_prompt(

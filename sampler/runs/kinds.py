@@ -25,6 +25,7 @@ from sampler.runs.data import (
     RunData,
     database_records,
     load_run_data,
+    nothing_to_train_problem,
     projects_named,
     prompt_keys,
     read_source,
@@ -87,9 +88,11 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
     evaluation it asks for, because of how its data splits ({} when it would not), by the field
     to change. Its records are split as its trainer splits them: a reward run on one half of
     the conversations (``data_half``) whose records all fall in the other half fails (its
-    ``none_in_half``); a held-out fraction above 0 that holds out none of what the kind
-    evaluates on (or fewer than it needs) trains and reports no held-out metric, and one that
-    holds out all of it fails (nothing to train on). A fraction of 0 asks for no evaluation."""
+    ``none_in_half``); records of which its trainer makes nothing leave it nothing to train
+    on, whatever the fraction (``data``); a held-out fraction above 0 that holds out none of
+    what the kind evaluates on (or fewer than it needs) trains and reports no held-out metric,
+    and one that holds out all of it fails (nothing to train on). A fraction of 0 asks for no
+    evaluation."""
     if dataset["source"] != "database":
         return {}
 
@@ -99,13 +102,21 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
     half = getattr(config, "data_half", "all")
     if half != "all" and (problem := _empty_half_problem(records(), half)):
         return {"data_half": problem}
+    if kind.counted is None:
+        return {}
+    counted = kind.counted(dataset, config)
     filters = ExportFilters.from_dict(dataset["filters"])
-    if kind.counted is None or not filters.test_fraction:
+    where = ("" if half == "all" else f" in the {half} half") + projects_named(filters)
+    if counted.trained and (
+        problem := nothing_to_train_problem(in_half(records(), half), counted=counted, where=where)
+    ):
+        return {"data": problem}
+    if not filters.test_fraction:
         return {}
     also = "" if half == "all" else EVERY_CONVERSATION
     problem = split_problem(
         in_half(records(), half),
-        counted=kind.counted(dataset, config),
+        counted=counted,
         is_held_out=lambda record: (
             record_split(record, test_fraction=config.test_fraction, seed=config.seed) == "test"
         ),
@@ -113,14 +124,14 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
         purpose="evaluate on",
         advice=LARGER + also,
         fewer_advice=SMALLER + also,
-        where=("" if half == "all" else f" in the {half} half") + projects_named(filters),
+        where=where,
     )
     return {"test_fraction": problem} if problem else {}
 
 
 def _empty_half_problem(records, half: str) -> str:
     """Why a run on ``half`` of ``records`` has none to train on ("" when one is in it, or when
-    there is none at all: then the filters chose none, which the run says itself)."""
+    there is none at all: ``nothing_to_train_problem`` says so)."""
     read = 0
     for record in records:
         if record_half(record) == half:

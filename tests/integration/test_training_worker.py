@@ -13,6 +13,7 @@ from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
 from tests.conftest import wait_until
+from tests.ranking.conftest import finished_conversation
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -51,8 +52,9 @@ def test_a_reward_run_queued_on_the_training_queue_is_trained_by_a_worker(
 
 
 def test_a_run_that_breaks_on_the_worker_is_failed_and_changes_nothing(
-    celery_worker, policy, tmp_path
+    celery_worker, policy, tmp_path, trainer
 ):
+    finished_conversation(trainer)  # something to train on: a run with nothing is refused
     # A folder with a config.json (a missing folder is refused when the run is made) and no
     # model in it.
     (tmp_path / "broken").mkdir()

@@ -15,6 +15,7 @@ from ranking.rank.services import RankingInput
 from sampler.models import GenerationJob, ModelVersion, Sample
 from sampler.registry.services import model_version_register
 from sampler.training.model import build_reward_model, load_tokenizer
+from sampler.training.records import record_half
 from tests.conftest import PASSWORD
 
 
@@ -249,3 +250,34 @@ def ranked(policy, other_trainer, settings):
                 assignment=assignment, trainer=ranker, ranking=RankingInput(ordering, flags=flags)
             )
     return tasks, rankers
+
+
+def ranked_in_halves(owner, settings, *halves: str) -> list[Conversation]:
+    """One finished conversation in each of ``halves`` (the fixed hash of its id: made until
+    one lands there), each ranked once."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    conversations = []
+    for half in halves:
+        for _ in range(200):
+            conversation = finished_conversation(owner, turns=(f"q{len(conversations)}?", "a."))
+            if record_half({"conversation_id": conversation.pk}) == half:
+                conversations.append(conversation)
+                break
+            conversation.delete()
+    rng = random.Random(0)
+    tasks = [
+        services.ranking_task_create(rng=rng, alternatives=2, overlap=1, queue=False)
+        for _ in conversations
+    ]
+    for task in tasks:
+        services.ranking_task_prepare(task_id=task.pk)
+    ranker = quick_trainer("ranker")
+    for _ in tasks:
+        assignment = services.task_claim_next(trainer=ranker)
+        ids = sorted(assignment.task.candidates.values_list("id", flat=True))
+        services.ranking_submit(
+            assignment=assignment, trainer=ranker, ranking=RankingInput([[i] for i in ids])
+        )
+    ranked_ids = set(RankingTask.objects.values_list("source_message__conversation_id", flat=True))
+    assert ranked_ids == {conversation.pk for conversation in conversations}
+    return conversations

@@ -31,6 +31,7 @@ from tests.ranking.conftest import (
     model_version_create,
     quick_trainer,
     rank,
+    ranked_in_halves,
     task_from_source,
 )
 
@@ -269,16 +270,20 @@ def test_export_command_takes_projects_by_slug_and_refuses_unknown_ones(other_tr
         )
 
 
-def test_training_command_stores_the_project_filter_of_its_run(policy):
+def test_training_command_stores_the_project_filter_of_its_run(policy, other_trainer, settings):
     project = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
     for command in ("train_reward", "train_ppo"):  # the same sentence from both
         with pytest.raises(CommandError) as refused:
             call_command(command, "--project", "nope", "--queue", verbosity=0)
         assert str(refused.value) == "Unknown project: nope."
-    # The project has no ranking to hold out: a fraction of 0.
-    call_command(
-        "train_reward", "--project", "first", "--test-fraction", "0", "--queue", verbosity=0
-    )
+    ranked_in_halves(other_trainer, settings, "first")  # in the default project
+    arguments = ("--project", "first", "--test-fraction", "0", "--queue")
+    with pytest.raises(CommandError) as refused:
+        call_command("train_reward", *arguments, verbosity=0)
+    assert "there is no ranking yet in project “First”" in str(refused.value)
+    RankingTask.objects.update(project=project)
+    Ranking.objects.update(project=project)
+    call_command("train_reward", *arguments, verbosity=0)
     run = TrainingRun.objects.get()
     assert run.dataset["filters"]["project_ids"] == [project.pk]
 

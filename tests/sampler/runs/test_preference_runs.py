@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from labeling.models import Conversation, Feedback, Message
 from ranking.exports.filters import ExportFilters, split_of
 from ranking.exports.pipeline import records, write_jsonl
-from ranking.models import Candidate, RankingTask
+from ranking.models import Candidate, Ranking, RankingTask
 from ranking.projects.services import project_create
 from sampler.registry.models import ModelVersion
 from sampler.runs import kinds as run_kinds
@@ -27,6 +27,7 @@ from tests.ranking.conftest import (  # noqa: F401  (ranked: a fixture)
     conversation_in_split,
     finished_conversation,
     ranked,
+    ranked_in_halves,
 )
 
 pytestmark = pytest.mark.django_db
@@ -293,11 +294,13 @@ def test_sft_learns_only_the_turns_of_the_chosen_origins(micro_model_dir):
 
 
 @pytest.mark.usefixtures("ranked", "policy")
-def test_sft_origin_option_reaches_the_config():
-    call_command(
-        "train_sft", "--origin", "human", "--origin", "model_edited", "--test-fraction", "0",
-        "--queue", stdout=StringIO(),
-    )  # fmt: skip
+def test_sft_origin_option_reaches_the_config(trainer):
+    arguments = ["--origin", "human", "--origin", "model_edited", "--test-fraction", "0"]
+    # Every reply of `ranked` is the model's own: nothing of those origins to learn.
+    with pytest.raises(CommandError, match="Nothing to train on: there is no demonstration yet"):
+        call_command("train_sft", *arguments, "--queue", stdout=StringIO())
+    finished_conversation(trainer, origin="human")
+    call_command("train_sft", *arguments, "--queue", stdout=StringIO())
     assert TrainingRun.objects.get().config["origins"] == "human,model_edited"
     with pytest.raises(CommandError, match="not both"):
         call_command("train_sft", "--origins", "model", "--origin", "human", "--queue")
@@ -307,18 +310,26 @@ def test_sft_origin_option_reaches_the_config():
     assert len(record["origins"]) == len(record["messages"])
 
 
-def test_a_project_reward_run_normalises_on_that_projects_demonstrations_alone(policy, trainer):
+def test_a_project_reward_run_normalises_on_that_projects_demonstrations_alone(
+    policy, trainer, settings
+):
     ours = project_create(name="Ours", slug="ours", status="active")
     theirs = project_create(name="Theirs", slug="theirs", status="active")
     for project, reply in ((ours, "our reply"), (theirs, "their reply")):
         conversation = finished_conversation(trainer, turns=("hi", reply))
         Conversation.objects.filter(pk=conversation.pk).update(project=project)
-    run = training_services.training_run_create(
-        kind="reward", filters=ExportFilters(project_ids=(ours.pk,), test_fraction=0.0), queue=False
-    )
+    filters = ExportFilters(project_ids=(ours.pk,), test_fraction=0.0)
+    # Demonstrations alone: nothing to train a reward model on.
+    with pytest.raises(ValidationError, match="there is no ranking yet in project “Ours”"):
+        training_services.training_run_create(kind="reward", filters=filters, queue=False)
+    (ranked_conversation,) = ranked_in_halves(trainer, settings, "first")
+    Conversation.objects.filter(pk=ranked_conversation.pk).update(project=ours)
+    RankingTask.objects.update(project=ours)
+    Ranking.objects.update(project=ours)
+    run = training_services.training_run_create(kind="reward", filters=filters, queue=False)
     data = run_kinds.REWARD.load(run, run_kinds.REWARD.config_from_dict(run.config))
     demonstrations = data.extra["demonstrations"].rows
-    assert [row["messages"][-1]["content"] for row in demonstrations] == ["our reply"]
+    assert sorted(row["messages"][-1]["content"] for row in demonstrations) == ["a.", "our reply"]
 
 
 def _feedback_on_conversations(trainer, other_trainer, count: int, start: int) -> None:

@@ -4,7 +4,6 @@ half of the conversations, nothing to train on, are refused when they are made: 
 page and by the train_* commands, on the field to change. They used to be queued, and then
 trained without a held-out metric, or failed on the worker."""
 
-import random
 from io import StringIO
 
 import pytest
@@ -13,16 +12,18 @@ from django.urls import reverse
 
 from labeling.models import Conversation, Feedback
 from ranking.exports.filters import split_of
-from ranking.models import Candidate, Ranking, RankingTask
-from ranking.rank import services as ranking_services
-from ranking.rank.services import RankingInput
+from ranking.models import Candidate, Ranking
 from sampler.runs import services as training_services
 from sampler.runs.data import database_records
 from sampler.runs.models import TrainingRun
 from sampler.training.data import build_ranking_data
 from sampler.training.model import load_tokenizer
-from sampler.training.records import record_half
-from tests.ranking.conftest import finished_conversation, quick_trainer, ranked  # noqa: F401
+from tests.ranking.conftest import (  # noqa: F401  (ranked: a fixture)
+    finished_conversation,
+    quick_trainer,
+    ranked,
+    ranked_in_halves,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -179,59 +180,34 @@ def test_a_kto_run_needs_two_examples_on_each_side_of_its_split(admin_client_):
 
 
 @pytest.mark.usefixtures("policy")
-def test_a_run_with_nothing_at_all_says_there_is_nothing_yet(admin_client_):
-    refused = _post(admin_client_, "kto", test_fraction="0.1")
-    assert refused.context["form"].errors["test_fraction"] == [
-        "No held-out example to evaluate on: there is no example yet (no reply flagged "
-        "harmful/untruthful or thumbs up), so a held-out fraction of 0.1 holds out none. Add "
-        "more conversations first."
-    ]
-    refused = _post(admin_client_, "sft", test_fraction="0.1")
-    assert refused.context["form"].errors["test_fraction"] == [
-        "No held-out demonstration to evaluate on: there is no demonstration yet (no finished "
-        "conversation), so a held-out fraction of 0.1 holds out none. Add more conversations "
-        "first."
-    ]
+@pytest.mark.parametrize("fraction", ["0.1", "0"])
+def test_a_run_with_nothing_at_all_says_there_is_nothing_yet(admin_client_, fraction):
+    """With nothing to train on, whatever the fraction (a run without evaluation, fraction 0,
+    was queued, then failed on the worker): said of the whole form, as no field can help."""
+    refused = _post(admin_client_, "kto", test_fraction=fraction)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors == {
+        "__all__": [
+            "Nothing to train on: there is no example yet (no reply flagged harmful/untruthful "
+            "or thumbs up). Add more conversations first."
+        ]
+    }
+    refused = _post(admin_client_, "sft", test_fraction=fraction)
+    assert refused.context["form"].errors == {
+        "__all__": [
+            "Nothing to train on: there is no demonstration yet (no finished conversation). Add "
+            "more conversations first."
+        ]
+    }
 
 
 # ---- a reward model on one half of the conversations ---------------------------------------
 
 
-def _ranked_in_halves(owner, settings, *halves: str) -> list[Conversation]:
-    """One finished conversation in each of ``halves`` (the fixed hash of its id: made until
-    one lands there), each ranked once."""
-    settings.RANKING_MAX_NEW_TOKENS = 8
-    conversations = []
-    for half in halves:
-        for _ in range(200):
-            conversation = finished_conversation(owner, turns=(f"q{len(conversations)}?", "a."))
-            if record_half({"conversation_id": conversation.pk}) == half:
-                conversations.append(conversation)
-                break
-            conversation.delete()
-    rng = random.Random(0)
-    tasks = [
-        ranking_services.ranking_task_create(rng=rng, alternatives=2, overlap=1, queue=False)
-        for _ in conversations
-    ]
-    for task in tasks:
-        ranking_services.ranking_task_prepare(task_id=task.pk)
-    ranker = quick_trainer("ranker")
-    for _ in tasks:
-        assignment = ranking_services.task_claim_next(trainer=ranker)
-        ids = sorted(assignment.task.candidates.values_list("id", flat=True))
-        ranking_services.ranking_submit(
-            assignment=assignment, trainer=ranker, ranking=RankingInput([[i] for i in ids])
-        )
-    ranked_ids = set(RankingTask.objects.values_list("source_message__conversation_id", flat=True))
-    assert ranked_ids == {conversation.pk for conversation in conversations}
-    return conversations
-
-
 def test_a_reward_run_on_a_half_that_holds_no_ranking_is_refused_as_its_worker_would_fail(
     admin_client_, policy, other_trainer, settings
 ):
-    _ranked_in_halves(other_trainer, settings, "first", "first")
+    ranked_in_halves(other_trainer, settings, "first", "first")
     refused = _post(admin_client_, "reward", test_fraction="0", data_half="second")
     assert refused.status_code == 422 and not TrainingRun.objects.exists()
     assert refused.context["form"].errors["data_half"] == [
@@ -261,7 +237,7 @@ def test_a_reward_run_on_a_half_whose_rankings_are_not_held_out_is_refused(
 ):
     """The held-out fraction holds out a ranking, but in the half the run does not train on;
     in that half, it holds out every ranking."""
-    first, second = _ranked_in_halves(other_trainer, settings, "first", "second")
+    first, second = ranked_in_halves(other_trainer, settings, "first", "second")
     seed = next(
         seed
         for seed in range(5000)
@@ -400,9 +376,10 @@ def test_an_sft_run_on_some_origins_counts_the_demonstrations_that_have_one(
     ]
     # None of them at all.
     refused = _post(admin_client_, "sft", origins=["model_edited"], **fields)
-    assert refused.context["form"].errors["test_fraction"] == [
-        "No held-out demonstration to evaluate on: there is no demonstration yet (no finished "
-        "conversation with a reply written as model edited), so a held-out fraction of 0.5 "
-        "holds out none. Add more conversations first."
-    ]
+    assert refused.context["form"].errors == {
+        "__all__": [
+            "Nothing to train on: there is no demonstration yet (no finished conversation with "
+            "a reply written as model edited). Add more conversations first."
+        ]
+    }
     assert len(written) == 2

@@ -20,7 +20,7 @@ from sampler.registry.models import ModelVersion
 from sampler.runs.data_files import data_file_problem
 from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
-from tests.ranking.conftest import ranked  # noqa: F401  (fixture)
+from tests.ranking.conftest import ranked, ranked_in_halves  # noqa: F401  (ranked: a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -110,8 +110,8 @@ def test_admin_launches_a_reward_run_from_an_upload_and_it_is_queued(
     assert run.dataset["path"].endswith("my_rankings.jsonl")
 
 
+@pytest.mark.usefixtures("ranked")
 def test_admin_launch_with_filters_records_them(admin_client_, policy):
-    # No data to hold out from: a fraction of 0 (a larger one is refused, as there is none).
     fields = {"source": "database", "test_fraction": "0", "split_seed": "3",
               "min_agreement": "0.5", "exclude_flags": ["harmful"]}  # fmt: skip
     url = reverse("sampler:training-run-start")
@@ -212,16 +212,24 @@ def test_admin_cancels_a_queued_run(admin_client_, policy):
     assert run.status == TrainingRun.Status.CANCELLED and run.finished_at is not None
 
 
-def test_admin_launches_dpo_and_kto_runs_from_the_training_page(admin_client_, policy):
+def test_admin_launches_dpo_and_kto_runs_from_the_training_page(admin_client_, policy, request):
     page = admin_client_.get(reverse("sampler:training"))
     assert b"DPO policy" in page.content and b"KTO policy" in page.content
     common = {"source": "database", "test_fraction": "0.1", "split_seed": "0", "lora_r": "4"}
     dpo = {**common, "kind": "dpo", "dpo_mode": "pairwise", "dpo_loss": "ipo", "beta": "0.5"}
-    # No ranking to hold out (none at all): it trained on nothing held out, or failed late.
-    response = admin_client_.post(reverse("sampler:training-run-start"), dpo)
-    assert response.status_code == 422 and not TrainingRun.objects.exists()
-    assert set(response.context["form"].errors) == {"test_fraction"}
-    assert "there is no prompt yet (no ranking)" in response.content.decode()
+    # No ranking at all: it trained on nothing held out, or failed late.
+    for fraction in ("0.1", "0"):
+        response = admin_client_.post(
+            reverse("sampler:training-run-start"), {**dpo, "test_fraction": fraction}
+        )
+        assert response.status_code == 422 and not TrainingRun.objects.exists()
+        assert response.context["form"].errors == {
+            "__all__": [
+                "Nothing to train on: there is no prompt yet (no ranking). Add more "
+                "conversations first."
+            ]
+        }
+    request.getfixturevalue("ranked")
     response = admin_client_.post(
         reverse("sampler:training-run-start"), {**dpo, "test_fraction": "0"}
     )
@@ -377,9 +385,10 @@ def test_an_unreadable_data_file_is_a_clear_refusal_not_an_error(policy, tmp_pat
 
 @pytest.mark.django_db(transaction=True)
 def test_a_run_launched_while_the_job_queue_is_down_is_kept_and_the_page_says_so(
-    admin_client_, policy, monkeypatch
+    admin_client_, policy, monkeypatch, other_trainer, settings
 ):
     monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    ranked_in_halves(other_trainer, settings, "first")
     fields = {"source": "database", "test_fraction": "0", "split_seed": "3", "kind": "reward"}
     response = admin_client_.post(reverse("sampler:training-run-start"), fields, follow=True)
     assert response.status_code == 200
@@ -401,12 +410,14 @@ def test_an_upload_is_kept_as_a_file_whatever_its_name(name, settings, tmp_path)
     assert path.parent.parent == tmp_path / "training-data" and not path.name.startswith(".")
 
 
-def test_admin_trains_a_reward_model_on_one_half_from_the_training_page(admin_client_, policy):
+def test_admin_trains_a_reward_model_on_one_half_from_the_training_page(
+    admin_client_, policy, other_trainer, settings
+):
     """An independent judge for a PPO policy is a reward model on the other half of the
     rankings: the page could not train one (train_reward --data-half only)."""
     page = admin_client_.get(reverse("sampler:training")).content.decode()
     assert 'name="data_half"' in page
-    # No ranking yet: nothing to hold out, and no half is checked (the filters chose none).
+    ranked_in_halves(other_trainer, settings, "first", "second")
     fields = {"kind": "reward", "source": "database", "test_fraction": "0", "split_seed": "0"}
     response = admin_client_.post(
         reverse("sampler:training-run-start"), {**fields, "data_half": "second"}
