@@ -1,6 +1,5 @@
 """API token authentication: ``Authorization: Bearer <token>`` (or ``Token <token>``)."""
 
-from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -11,6 +10,7 @@ from rest_framework.authentication import (
 )
 
 from accounts import selectors, services
+from accounts.lockout import lockout_detail, lockout_minutes
 
 KEYWORDS = (b"bearer", b"token")
 
@@ -58,20 +58,15 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
 class BasicAuthenticationWithLockout(BasicAuthentication):
     """DRF's HTTP Basic (on with API_BASIC_AUTH), answering 429 with Retry-After instead of 401
-    while django-axes has the username locked out from this address (axes marks DRF's request,
-    which its middleware never sees)."""
+    while the username is locked out from this address or from every address
+    (``accounts.lockout``; axes marks DRF's request, which its middleware never sees)."""
 
     def authenticate_credentials(self, userid, password, request=None):
         try:
             return super().authenticate_credentials(userid, password, request)
         except exceptions.AuthenticationFailed:
             if getattr(request, "axes_locked_out", False):
-                minutes = round(settings.AXES_COOLOFF_TIME * 60)
                 raise exceptions.Throttled(
-                    wait=minutes * 60,
-                    detail=(
-                        "Too many failed logins for this account from this address: try again "
-                        f"in {minutes} minutes."
-                    ),
+                    wait=lockout_minutes() * 60, detail=lockout_detail(request)
                 ) from None
             raise

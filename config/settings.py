@@ -501,6 +501,9 @@ MIDDLEWARE.insert(MIDDLEWARE.index("config.log.RequestIdMiddleware") + 1,
                   "csp.middleware.CSPMiddleware")  # fmt: skip
 MIDDLEWARE.insert(MIDDLEWARE.index("django_prometheus.middleware.PrometheusAfterMiddleware"),
                   "axes.middleware.AxesMiddleware")  # fmt: skip
+# A browser that logs a user in is marked known to that user (accounts/lockout.py).
+MIDDLEWARE.insert(MIDDLEWARE.index("axes.middleware.AxesMiddleware"),
+                  "accounts.lockout.KnownBrowserMiddleware")  # fmt: skip
 
 # API clients: a per-user token (accounts.authentication) sent as "Authorization: Bearer <token>"
 # (or "Token <token>"); the browser: its session. HTTP Basic (a password hash on every request)
@@ -564,18 +567,33 @@ else:
         f"CACHE_URL must be redis://..., rediss://... or locmem://, got {CACHE_URL!r}"
     )
 
-# Wrong passwords (login page, admin, HTTP Basic when on): after LOGIN_FAILURE_LIMIT failures
-# for one username from one address, that pair is locked out for LOGIN_LOCKOUT_MINUTES
-# (django-axes; a success resets the count). Behind a proxy, AXES_IPWARE_PROXY_COUNT says how
-# many proxies set X-Forwarded-For.
+# Wrong passwords (login page, admin, HTTP Basic when on), accounts/lockout.py: after
+# LOGIN_FAILURE_LIMIT failures for one username from one address, that pair is locked out
+# (django-axes; a success resets the pair's count); after LOGIN_ACCOUNT_FAILURE_LIMIT from all
+# addresses together, the username is locked out from every address but the browsers that have
+# logged in as that user within LOGIN_KNOWN_BROWSER_DAYS. Either lasts LOGIN_LOCKOUT_MINUTES
+# from the last failure counted; attempts refused meanwhile are not counted. Behind a proxy,
+# AXES_IPWARE_PROXY_COUNT says how many proxies set X-Forwarded-For.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
-AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15) / 60  # hours
+AXES_HANDLER = "accounts.lockout.LockoutHandler"
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, least=1)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("LOGIN_ACCOUNT_FAILURE_LIMIT", 3 * AXES_FAILURE_LIMIT)
+if LOGIN_ACCOUNT_FAILURE_LIMIT <= AXES_FAILURE_LIMIT:
+    # Not above it, the per-address limit would never be reached: one address could lock the
+    # account out from every other.
+    raise ImproperlyConfigured(
+        f"LOGIN_ACCOUNT_FAILURE_LIMIT ({LOGIN_ACCOUNT_FAILURE_LIMIT}) must be above "
+        f"LOGIN_FAILURE_LIMIT ({AXES_FAILURE_LIMIT}): failures from all addresses together "
+        "against those from one."
+    )
+LOGIN_KNOWN_BROWSER_DAYS = env_int("LOGIN_KNOWN_BROWSER_DAYS", 90, least=1)
+AXES_COOLOFF_TIME = env_int("LOGIN_LOCKOUT_MINUTES", 15, least=1) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 # X-Forwarded-For is believed only when proxies are declared (else any client could forge it).
 AXES_IPWARE_PROXY_COUNT = env_int("AXES_IPWARE_PROXY_COUNT", 0) or None

@@ -186,6 +186,25 @@ def run_python(
     return result
 
 
+def settings_refusal(environment: dict[str, str], var_dir: Path) -> str:
+    """What Django's start says when the settings module reads ``environment`` (this process's
+    environment with those values), asserting that it refused them (ImproperlyConfigured)."""
+    result = run_python(
+        "-c",
+        "import django; django.setup()",
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "VAR_DIR": str(var_dir),
+            **environment,
+        },
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr, result.stderr[-5000:]
+    return result.stderr
+
+
 def post_json(client: Client, url: str, data: object = None, *, idempotency_key: str | None = None):
     """POST ``data`` (``{}`` when None) as JSON, with an ``Idempotency-Key`` when given."""
     headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}

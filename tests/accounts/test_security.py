@@ -2,11 +2,14 @@
 wherever one is set, and every page carries the security headers."""
 
 import base64
+from datetime import timedelta
 from unittest import mock
 
 import pytest
+from axes.models import AccessAttempt
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db.models import F, Sum
 from django.test import Client
 from django.urls import reverse
 from kombu.exceptions import OperationalError as BrokerDown
@@ -19,7 +22,7 @@ from accounts.authentication import ApiTokenAuthentication, BasicAuthenticationW
 from accounts.services import user_create_trainer
 from config.celery import app
 from sampler.generation.models import GenerationJob
-from tests.conftest import PASSWORD, free_port
+from tests.conftest import PASSWORD, free_port, settings_refusal
 
 LOGIN = "/accounts/login/"
 
@@ -56,6 +59,129 @@ def test_a_successful_login_resets_the_failure_count(trainer, settings):
     for _ in range(2):
         assert _log_in(client, "wrong password").status_code == 200
     assert _log_in(client, PASSWORD).status_code == 302
+
+
+# The account-wide limit: failures for one username from every address together.
+
+
+def _spread(count: int, *, first: int = 0, password: str = "wrong password") -> list[int]:
+    """``count`` logins as tess, each from an address of its own (10.4.0.<first>, ...): what
+    an attacker spreading guesses over many addresses sends. Their status codes."""
+    return [
+        _log_in(Client(), password, REMOTE_ADDR=f"10.4.0.{first + n}").status_code
+        for n in range(count)
+    ]
+
+
+def _counted(username: str = "tess") -> int:
+    """The failures counted for ``username`` from every address."""
+    attempts = AccessAttempt.objects.filter(username=username)
+    return attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
+
+
+@pytest.fixture
+def account_limits(settings):
+    """3 failures from one address, 6 from all addresses together."""
+    settings.AXES_FAILURE_LIMIT = 3
+    settings.LOGIN_ACCOUNT_FAILURE_LIMIT = 6
+    return settings
+
+
+def test_a_username_is_locked_out_from_every_address_past_the_account_wide_limit(
+    trainer, other_trainer, account_limits
+):
+    # Two guesses an address never reach the per-address limit; the sixth failure in all does.
+    assert _spread(6) == [200] * 5 + [429]
+    # The right password from an address that never failed is refused too...
+    response = _log_in(Client(), PASSWORD, REMOTE_ADDR="10.4.1.1")
+    assert response.status_code == 429
+    assert "Too many failed logins for this account:" in response.content.decode()
+    assert int(response["Retry-After"]) == round(account_limits.AXES_COOLOFF_TIME * 3600)
+    # ...while another username from the attacker's addresses is not held.
+    other = Client().post(LOGIN, {"username": "otto", "password": PASSWORD}, REMOTE_ADDR="10.4.0.1")
+    assert other.status_code == 302
+
+
+def test_a_browser_that_logged_in_as_the_user_before_is_not_held_by_the_account_wide_lockout(
+    trainer, account_limits
+):
+    browser = Client(REMOTE_ADDR="10.5.0.1")
+    assert _log_in(browser, PASSWORD).status_code == 302
+    browser.post("/accounts/logout/")
+    assert _spread(6)[-1] == 429
+    # Another browser at the same address is held: the exemption is the browser's, not the
+    # address's (an attacker's fresh addresses have no failures either).
+    assert _log_in(Client(), PASSWORD, REMOTE_ADDR="10.5.0.1").status_code == 429
+    assert _log_in(browser, PASSWORD).status_code == 302
+    # It still has the per-address limit of every client.
+    browser.post("/accounts/logout/")
+    assert [_log_in(browser, "wrong password").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_successful_login_does_not_give_an_attacker_new_guesses_on_the_account(
+    trainer, account_limits
+):
+    browser = Client(REMOTE_ADDR="10.5.0.1")
+    assert _log_in(browser, PASSWORD).status_code == 302
+    browser.post("/accounts/logout/")
+    assert _spread(5) == [200] * 5
+    # The user logs in (their address's own failures, none here, are cleared)...
+    assert _log_in(browser, PASSWORD).status_code == 302
+    # ...and the attacker's failures from elsewhere still count: the sixth locks the account.
+    assert _spread(1, first=100) == [429]
+
+
+def test_attempts_refused_during_a_lockout_are_not_counted_so_it_ends_a_lockout_length_later(
+    trainer, account_limits
+):
+    # From one address: locked at 3; the attempts it keeps sending are refused, not counted
+    # (else one address could keep the account-wide count growing forever).
+    client = Client(REMOTE_ADDR="10.6.0.1")
+    assert [_log_in(client, "wrong password").status_code for _ in range(8)] == [200, 200] + [
+        429
+    ] * 6
+    assert _counted() == 3
+    assert _spread(3) == [200, 200, 429]
+    assert _spread(10, first=50) == [429] * 10
+    assert _counted() == 6
+    # A lockout length after the last failure it counted, the account is free again.
+    cooloff = timedelta(hours=account_limits.AXES_COOLOFF_TIME, seconds=1)
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - cooloff)
+    assert _log_in(Client(), PASSWORD, REMOTE_ADDR="10.4.1.1").status_code == 302
+
+
+def test_http_basic_counts_toward_the_account_wide_limit(trainer, account_limits, monkeypatch):
+    monkeypatch.setattr(
+        APIView,
+        "authentication_classes",
+        [ApiTokenAuthentication, SessionAuthentication, BasicAuthenticationWithLockout],
+    )
+
+    def basic(password: str, address: str):
+        header = base64.b64encode(f"tess:{password}".encode()).decode()
+        client = Client(HTTP_AUTHORIZATION=f"Basic {header}", REMOTE_ADDR=address)
+        return client.get("/api/conversations/")
+
+    answers = [basic("wrong password", f"10.7.0.{n}").status_code for n in range(6)]
+    assert answers == [401] * 5 + [429]
+    locked = basic(PASSWORD, "10.7.1.1")
+    assert locked.status_code == 429
+    assert "Too many failed logins for this account:" in locked.json()["detail"]
+    assert int(locked["Retry-After"]) == round(account_limits.AXES_COOLOFF_TIME * 3600)
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"LOGIN_FAILURE_LIMIT": "10", "LOGIN_ACCOUNT_FAILURE_LIMIT": "10"},
+        {"LOGIN_FAILURE_LIMIT": "40", "LOGIN_ACCOUNT_FAILURE_LIMIT": "30"},
+    ],
+    ids=["equal", "below"],
+)
+def test_an_account_wide_limit_not_above_the_per_address_one_is_refused_at_startup(
+    environment, tmp_path
+):
+    assert "LOGIN_ACCOUNT_FAILURE_LIMIT" in settings_refusal(environment, tmp_path)
 
 
 def test_http_basic_when_turned_on_counts_toward_the_same_lockout(trainer, settings, monkeypatch):

@@ -2,7 +2,6 @@
 the outbox and the sweeper. The broker here records what is sent (the integration tier runs the
 same paths against a real Redis and worker)."""
 
-import os
 from datetime import timedelta
 from io import StringIO
 
@@ -17,7 +16,7 @@ from sampler.generation.services import generation_job_create
 from sampler.jobs import services
 from sampler.jobs.kinds import JobContext, job_kind_named
 from sampler.jobs.selectors import job_queue_position, jobs_by_state, queue_depths
-from tests.conftest import run_python
+from tests.conftest import settings_refusal
 
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
 
@@ -266,19 +265,7 @@ def test_queue_depths_api_lists_every_queue_even_when_nothing_waits(
     ],
 )
 def test_contradictory_job_settings_are_refused_at_startup(environment, message, tmp_path):
-    result = run_python(
-        "-c",
-        "import django; django.setup()",
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "VAR_DIR": str(tmp_path),
-            **environment,
-        },
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+    assert message in settings_refusal(environment, tmp_path)
 
 
 def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
