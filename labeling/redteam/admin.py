@@ -3,15 +3,27 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from config.admin import ReadOnlyAdminMixin
-from labeling.redteam import services
+from labeling.redteam import selectors, services
 from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
 from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
+
+# What a run sends and scores of an attack: the prompt, the failed reply and where it is, the
+# model that wrote it. Read-only once a run has the attack (``AttackAdmin.get_readonly_fields``).
+RUN_FIELDS = (
+    "conversation",
+    "message",
+    "prompt_message",
+    "prompt_messages",
+    "model_version",
+    "project",
+)
 
 
 class AttackAdminForm(forms.ModelForm):
     """An attack changed or added by hand passes the checks a trainer's mark passes
     (``services.attack_check``): a refusal is the form's error, on the field it names, or on
-    the reply (``message``) when the reply is what cannot be marked."""
+    the reply (``message``) when the reply is what cannot be marked. A field the admin shows
+    read-only is not changed: the check takes the attack's reply as stored, and no other."""
 
     class Meta:
         model = Attack
@@ -31,12 +43,14 @@ class AttackAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        if any(name not in cleaned for name in ("message", "category", "note")):
+        required = ("message", "category", "note")
+        if any(name in self.fields and name not in cleaned for name in required):
             return cleaned  # the field's own error says why
+        message = cleaned["message"] if "message" in self.fields else self.instance.message
         project = cleaned.get("project")
         try:
             cleaned["note"] = services.attack_check(
-                message=cleaned["message"],
+                message=message,
                 category=cleaned["category"],
                 note=cleaned["note"],
                 attack=self.instance if self.instance.pk is not None else None,
@@ -46,7 +60,8 @@ class AttackAdminForm(forms.ModelForm):
                 correction=cleaned.get("correction"),
             )
         except ValidationError as error:
-            self.add_error(None if hasattr(error, "error_dict") else "message", error)
+            on_reply = "message" if "message" in self.fields else None
+            self.add_error(None if hasattr(error, "error_dict") else on_reply, error)
         return cleaned
 
 
@@ -66,6 +81,17 @@ class AttackAdmin(admin.ModelAdmin):
     )
     readonly_fields = ("created_at",)
     list_select_related = ("model_version", "created_by", "correction")
+
+    def get_readonly_fields(self, request, obj: Attack | None = None) -> tuple[str, ...]:
+        """Once a run has the attack, what it sent and scored (``RUN_FIELDS``, and the
+        correction once written) stays as it was, so the run's results match the attack; its
+        category (each result keeps its own), note, guideline version and author stay
+        editable. Deleting the run makes them editable again."""
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is None or not selectors.attack_has_run(attack=obj):
+            return fields
+        correction = ("correction",) if obj.correction_id is not None else ()
+        return (*fields, *RUN_FIELDS, *correction)
 
 
 class AttackResultInline(admin.TabularInline):

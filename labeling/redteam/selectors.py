@@ -115,6 +115,12 @@ def attack_find(*, attack_id: int) -> Attack | None:
     return Attack.objects.select_related("conversation", "message").filter(pk=attack_id).first()
 
 
+def attack_has_run(*, attack: Attack) -> bool:
+    """Whether a run has ``attack`` in its set (asked for, running or finished) or a result of
+    it: what such a run sends and scores of the attack must stay as it was."""
+    return attack.run_entries.exists() or attack.results.exists()
+
+
 def attack_of_message(*, message_id: int) -> Attack | None:
     return (
         Attack.objects.select_related("conversation", "message")

@@ -1,7 +1,8 @@
 """A run's set of attacks is fixed when the run is asked for (``attack_run_create``): the admin
 shows it and changes none of it, so a resumed run re-sends the attacks it was asked for, never
 one added to it afterwards (of another project, say), and its count matches its set. An attack
-the admin changes or adds passes the checks a trainer's mark passes."""
+the admin changes or adds passes the checks a trainer's mark passes; once a run has it, what
+the run sent and scored of it is read-only there."""
 
 import json
 
@@ -10,9 +11,11 @@ from django.forms.models import model_to_dict
 from django.urls import reverse
 
 from labeling.conversations import services
+from labeling.redteam import admin
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack, AttackRunAttack
 from ranking.projects.services import project_create
+from sampler.models import ModelVersion
 from tests.labeling.conftest import model_reply
 from tests.labeling.redteam.conftest import (
     attack_and_correct,
@@ -126,3 +129,68 @@ def test_the_admin_refuses_to_add_an_attack_on_a_reply_the_service_would_not_mar
     response = admin_client_.post(reverse("admin:labeling_attack_add"), values)
     assert "Only assistant replies the model wrote" in _refused(response, "message")
     assert not Attack.objects.exclude(pk=attack.pk).exists()
+
+
+# Once a run has an attack in its set, what the run sends and scores of it is read-only in the
+# admin (its results would no longer match the attack); the rest stays editable, through the
+# same checks.
+
+RUN_FIELDS = set(admin.RUN_FIELDS)
+
+
+def _editable(admin_client_, attack: Attack) -> set[str]:
+    response = admin_client_.get(reverse(ATTACK_CHANGE, args=[attack.pk]))
+    assert response.status_code == 200
+    return set(response.context["adminform"].form.fields)
+
+
+def test_what_a_run_sent_of_an_attack_is_read_only_in_the_admin_once_a_run_has_it(
+    admin_client_, trainer, admin_user, policy
+):
+    corrected, uncorrected = two_attacks(trainer, policy)
+    redteam_services.attack_run_create(requested_by=admin_user, model_version=policy, queue=False)
+    corrected.refresh_from_db()  # with its correction
+    assert not _editable(admin_client_, corrected) & (RUN_FIELDS | {"correction"})
+    # A correction not written yet is scored by no run: it can still be set.
+    assert _editable(admin_client_, uncorrected) & (RUN_FIELDS | {"correction"}) == {"correction"}
+
+    stored = model_to_dict(corrected)
+    other_version = ModelVersion.objects.create(name="policy-v2", path="/nowhere", kind="policy")
+    response = admin_client_.post(
+        reverse(ATTACK_CHANGE, args=[corrected.pk]),
+        _form(
+            corrected,
+            prompt_messages=[{"role": "user", "content": "something never sent"}],
+            model_version=other_version.pk,
+            correction="",
+            category="privacy",
+            note=" leaked it ",
+        ),
+    )
+    assert response.status_code == 302
+    corrected.refresh_from_db()
+    assert model_to_dict(corrected) == {**stored, "category": "privacy", "note": "leaked it"}
+
+
+def test_an_attack_in_a_run_is_still_checked_when_the_admin_saves_it(
+    admin_client_, trainer, admin_user, policy
+):
+    attack, _ = two_attacks(trainer, policy)
+    redteam_services.attack_run_create(requested_by=admin_user, model_version=policy, queue=False)
+    attack.refresh_from_db()
+    # Its reply, read-only now, is still checked: one made another attack's correction since
+    # (by hand, in the database) is refused, on the form as a whole.
+    Attack.objects.filter(pk=attack.pk).update(correction=None)
+    other = Attack.objects.exclude(pk=attack.pk).get()
+    Attack.objects.filter(pk=other.pk).update(correction=attack.message)
+    url = reverse(ATTACK_CHANGE, args=[attack.pk])
+    response = admin_client_.post(url, _form(attack, note="fine", correction=""))
+    assert "a correction, not a model reply" in _refused(response, "__all__")
+    attack.refresh_from_db()
+    assert attack.note == ""
+
+
+def test_an_attack_no_run_has_stays_editable_in_the_admin(admin_client_, trainer, red_team):
+    _, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    assert RUN_FIELDS | {"correction"} <= _editable(admin_client_, attack)
