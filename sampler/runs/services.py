@@ -68,7 +68,8 @@ RUN_MARKER = ".tandem_run"
 CHECKPOINTS_FOLDER = "runs"
 # Each attempt of a run (each claim or takeover: a new token) saves its checkpoints into its own
 # folder in the run's, ``attempt-<token>``; the training loop resumes from the newest complete
-# one of the run's attempts (``sampler.training.loop.ATTEMPT_PREFIX``).
+# one of the run's attempts, and once an attempt saved one of its own removes the other
+# attempts' up to its step (``sampler.training.loop.ATTEMPT_PREFIX``, ``prune_checkpoints``).
 ATTEMPT_PREFIX = "attempt-"
 
 

@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,14 +298,67 @@ def save_checkpoint(
     return path
 
 
-def prune_checkpoints(accelerator: Accelerator, kept: Path) -> None:
-    """Remove the checkpoints beside ``kept``, in its own folder only (another attempt's
-    folder is that attempt's). Called once the checkpoint was reported: a process that no
-    longer holds its run (taken over after a stall) is stopped by that report first."""
-    if accelerator.is_main_process:
-        for older in kept.parent.glob(f"{CHECKPOINT_PREFIX}*"):
-            if older != kept:
-                shutil.rmtree(older, ignore_errors=True)
+def _step_of(path: Path) -> int | None:
+    """The step a checkpoint folder's name gives, or None for another name."""
+    step = path.name.removeprefix(CHECKPOINT_PREFIX)
+    return int(step) if path.name.startswith(CHECKPOINT_PREFIX) and step.isdigit() else None
+
+
+def _remove(folder: Path) -> None:
+    """Set ``folder`` aside in one rename, then remove it: a process still writing into it (a
+    worker that lost its run, saving before its report stops it) writes into the set-aside
+    copy or fails, and never leaves a checkpoint that looks complete but misses files."""
+    aside = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.leftover")
+    try:
+        folder.rename(aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def prune_checkpoints(accelerator: Accelerator, kept: Path) -> int:
+    """Remove the checkpoints that ``kept``, saved whole, makes needless for resuming: the
+    older ones in its own folder and, when that folder is one attempt of a run
+    (``attempt-*``), the run's other attempts' checkpoints (and those in the run's folder
+    itself) at its step or before, the one this attempt resumed from among them; an attempt
+    folder left empty goes too. Returns how many of the other attempts' were removed.
+
+    Called once ``kept`` was saved (its state file written last) and reported: a save that
+    failed raised before, and a process that no longer holds its run (taken over after a
+    stall) is stopped by that report first. Checkpoints of other attempts past ``kept``'s step
+    stay: the worker that took the run over from this one, stalled right after its report,
+    resumed from ``kept`` or later and saves past it."""
+    if not accelerator.is_main_process:
+        return 0
+    for older in kept.parent.glob(f"{CHECKPOINT_PREFIX}*"):
+        if older != kept:
+            shutil.rmtree(older, ignore_errors=True)
+    attempt, step = kept.parent, _step_of(kept)
+    if not attempt.name.startswith(ATTEMPT_PREFIX) or step is None:
+        return 0
+    removed = 0
+    for holder in [attempt.parent, *attempt.parent.glob(f"{ATTEMPT_PREFIX}*")]:
+        if holder == attempt or not holder.is_dir():
+            continue
+        needless = [
+            path
+            for path in holder.glob(f"{CHECKPOINT_PREFIX}*")
+            if (saved_at := _step_of(path)) is not None and saved_at <= step
+        ]
+        for checkpoint in needless:
+            _remove(checkpoint)
+        removed += len(needless)
+        if needless and holder != attempt.parent:
+            with contextlib.suppress(OSError):  # not empty: a newer checkpoint, or a leftover
+                holder.rmdir()
+    return removed
+
+
+def pruned_message(removed: int, kept: Path) -> str:
+    return (
+        f"removed {removed} checkpoint{'s' if removed != 1 else ''} of the run's other "
+        f"attempts, at {kept.name} or before"
+    )
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path) -> tuple[LoopState, bool]:
@@ -482,7 +536,8 @@ def train(
             ):
                 path = save_checkpoint(accelerator, checkpoint_dir, state, config)
                 report("checkpoint", state, message=f"checkpoint {path.name}")
-                prune_checkpoints(accelerator, path)
+                if removed := prune_checkpoints(accelerator, path):
+                    report("message", state, message=pruned_message(removed, path))
             if is_last:
                 break
 

@@ -48,6 +48,7 @@ from sampler.training.loop import (
     learning_rate_at,
     make_accelerator,
     prune_checkpoints,
+    pruned_message,
     report_progress,
     step_seed,
 )
@@ -666,7 +667,8 @@ class PPOTrainer:
             ):
                 path = self.save_checkpoint(checkpoint_dir, state)
                 self._report("checkpoint", state, total, message=f"checkpoint {path.name}")
-                prune_checkpoints(self.accelerator, path)
+                if removed := prune_checkpoints(self.accelerator, path):
+                    self._report("message", state, total, message=pruned_message(removed, path))
         self._report("end", state, total, self.final_metrics(state))
         return state, total, time.monotonic() - started
 

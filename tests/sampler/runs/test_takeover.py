@@ -232,14 +232,16 @@ def checkpointed_run(settings, tmp_path, policy) -> TrainingRun:
 
 
 def _real_trainer(monkeypatch, adjust) -> None:
-    """The reward trainer as it is, its arguments first changed by ``adjust(arguments)``."""
+    """The reward trainer as it is (not as an earlier call replaced it), its arguments first
+    changed by ``adjust(arguments)``."""
     from sampler.training import reward
 
-    real = reward.train_reward
+    real = getattr(reward.train_reward, "real", reward.train_reward)
 
     def train(**arguments):
         return real(**adjust(arguments))
 
+    train.real = real
     monkeypatch.setattr(reward, "train_reward", train)
 
 
@@ -320,3 +322,88 @@ def test_a_run_taken_over_resumes_from_the_checkpoint_of_the_worker_that_stalled
     with pytest.raises(Stalled):
         training_services._execute(stalled)
     _resumes_to_the_end(run, _claim_stalled(run, settings), monkeypatch)
+
+
+def _checkpoints_of_attempts(run: TrainingRun) -> dict[str, list[str]]:
+    """Each attempt folder of the run and its complete checkpoints."""
+    return {
+        attempt.name: sorted(path.parent.name for path in attempt.glob("step-*/trainer_state.json"))
+        for attempt in sorted(Path(run.checkpoint_dir).glob("attempt-*"))
+    }
+
+
+def _first_attempt_stopped_at_step_2(settings, tmp_path, monkeypatch) -> tuple:
+    """(a run of 6 steps with a checkpoint every 2, its first attempt): that attempt stopped
+    right after its checkpoint at step 2."""
+    run = _reward_run(settings, tmp_path, max_steps=6, checkpoint_every=2, batch_size=4)
+    first = _claim(run, "stalled/1")
+    _real_trainer(monkeypatch, _stalling_after_checkpoint)
+    with pytest.raises(Stalled):
+        training_services._execute(first)
+    return run, first
+
+
+def test_an_attempt_that_saved_past_the_checkpoint_it_resumed_from_removes_the_earlier_ones(
+    settings, tmp_path, policy, monkeypatch
+):
+    run, first = _first_attempt_stopped_at_step_2(settings, tmp_path, monkeypatch)
+    earlier = {f"attempt-{first.token}": ["step-00000002"]}
+    assert _checkpoints_of_attempts(run) == earlier
+    seen: dict[str, dict] = {}
+
+    def adjust(arguments: dict) -> dict:
+        report = arguments["callback"]
+
+        def callback(event) -> None:
+            report(event)
+            if event.kind in {"start", "checkpoint"}:
+                seen[event.kind] = _checkpoints_of_attempts(run)
+            if event.kind == "message" and event.message.startswith("removed"):
+                raise Stalled
+
+        return {**arguments, "callback": callback}
+
+    second = _claim_stalled(run, settings)
+    _real_trainer(monkeypatch, adjust)
+    with pytest.raises(Stalled):
+        training_services._execute(second)
+    # The checkpoint it resumed from stays until its own is saved whole, then goes.
+    assert seen["start"] == earlier
+    assert seen["checkpoint"] == {**earlier, f"attempt-{second.token}": ["step-00000004"]}
+    assert _checkpoints_of_attempts(run) == {f"attempt-{second.token}": ["step-00000004"]}
+    run.refresh_from_db()
+    assert "resumed at step 2 of 6" in run.log
+    assert "removed 1 checkpoint of the run's other attempts, at step-00000004 or before" in (
+        run.log
+    )
+    # The next attempt resumes from what is left, and the run's success removes it too.
+    _real_trainer(monkeypatch, lambda arguments: arguments)
+    training_services._execute(_claim_stalled(run, settings))
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    assert "resumed at step 4 of 6" in run.log
+    assert not Path(run.checkpoint_dir).exists()
+
+
+def test_an_attempt_whose_checkpoint_failed_to_save_keeps_the_one_it_resumed_from(
+    settings, tmp_path, policy, monkeypatch
+):
+    from sampler.training import loop
+
+    run, first = _first_attempt_stopped_at_step_2(settings, tmp_path, monkeypatch)
+    saves = loop.save_checkpoint
+
+    def disk_full(accelerator, checkpoint_dir, state, config):
+        (checkpoint_dir / f"step-{state.step:08d}").mkdir(parents=True)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loop, "save_checkpoint", disk_full)
+    _real_trainer(monkeypatch, lambda arguments: arguments)
+    with pytest.raises(OSError):
+        training_services._execute(_claim_stalled(run, settings))
+    assert _checkpoints_of_attempts(run)[f"attempt-{first.token}"] == ["step-00000002"]
+    monkeypatch.setattr(loop, "save_checkpoint", saves)
+    training_services._execute(_claim_stalled(run, settings))
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    assert run.log.count("resumed at step 2 of 6") == 2

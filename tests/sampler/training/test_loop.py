@@ -3,13 +3,19 @@
 import itertools
 import json
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from sampler.training.config import ConfigError, RewardConfig, SFTConfig
-from sampler.training.loop import STATE_FILE, latest_checkpoint, learning_rate_at
+from sampler.training.loop import (
+    STATE_FILE,
+    latest_checkpoint,
+    learning_rate_at,
+    prune_checkpoints,
+)
 from sampler.training.reward import train_reward
 from sampler.training.sft import train_sft
 from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
@@ -355,3 +361,35 @@ def test_an_attempt_resumes_from_its_own_checkpoint_else_the_newest_complete_one
     assert latest_checkpoint(mine) == own
     # A folder that is no attempt of a run reads only itself.
     assert latest_checkpoint(run / "elsewhere") is None
+
+
+def test_a_saved_checkpoint_removes_the_other_attempts_checkpoints_up_to_its_step(tmp_path):
+    run = tmp_path / "run-1"
+    mine, earlier, stalled = run / "attempt-c", run / "attempt-a", run / "attempt-b"
+    (run / "data.jsonl.gz").parent.mkdir(parents=True)
+    (run / "data.jsonl.gz").write_bytes(b"rows")  # a run's data, beside its checkpoints
+    _checkpoint(run, 1)  # saved before attempts had folders
+    _checkpoint(earlier, 2)
+    _checkpoint(earlier, 4, complete=False)  # its worker stopped while it saved
+    newer = _checkpoint(stalled, 6)  # past this attempt's: not needless yet
+    _checkpoint(mine, 2)
+    kept = _checkpoint(mine, 4)
+    main_process = SimpleNamespace(is_main_process=True)
+
+    assert prune_checkpoints(main_process, kept) == 3
+    assert sorted(path.relative_to(run).as_posix() for path in run.rglob("*")) == [
+        "attempt-b",
+        "attempt-b/step-00000006",
+        "attempt-b/step-00000006/trainer_state.json",
+        "attempt-c",
+        "attempt-c/step-00000004",
+        "attempt-c/step-00000004/trainer_state.json",
+        "data.jsonl.gz",
+    ]
+    assert latest_checkpoint(mine) == kept
+    # A folder that is no attempt of a run prunes only itself; other processes prune nothing.
+    alone = _checkpoint(tmp_path / "checkpoints", 2)
+    assert prune_checkpoints(main_process, _checkpoint(tmp_path / "checkpoints", 4)) == 0
+    assert not alone.exists()
+    assert prune_checkpoints(SimpleNamespace(is_main_process=False), kept) == 0
+    assert newer.is_dir()
