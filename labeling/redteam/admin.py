@@ -107,7 +107,7 @@ class AttackRunAdmin(JobAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "model_version")
     search_fields = ("model_version__name", "error", "requested_by__username")
     raw_id_fields = ("requested_by",)
-    readonly_fields = ("created_at", *LIFECYCLE_FIELDS)
+    readonly_fields = ("created_at", "retry_of", *LIFECYCLE_FIELDS)
     inlines = [AttackResultInline]
 
 

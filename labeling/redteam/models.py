@@ -82,6 +82,11 @@ class AttackRun(Job):
     filter_name = models.CharField(max_length=200, blank=True)
     requested_by = job_requester("attack_runs")
     project = project_key("attack_runs")
+    # The succeeded run whose failed attacks (results with an error) this run re-sends
+    # (``attack_run_retry_failed``); at most one retry per run.
+    retry_of = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retry"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -104,6 +104,17 @@ def attack_run_get(*, run_id: int) -> AttackRun:
     )
 
 
+def attack_run_retry(*, run: AttackRun) -> AttackRun | None:
+    """The run that retries ``run``'s failed attacks (``attack_run_retry_failed``), if any."""
+    return AttackRun.objects.filter(retry_of=run).first()
+
+
+def attack_run_failed_results(*, run: AttackRun) -> QuerySet[AttackResult]:
+    """``run``'s results without a reply (an error), less those of attacks withdrawn since:
+    what a retry of its failed attacks re-sends."""
+    return run.results.exclude(error="").filter(attack__isnull=False)
+
+
 def attack_run_results(*, run: AttackRun) -> QuerySet[AttackResult]:
     return run.results.select_related(
         "attack", "attack__message", "attack__correction", "attack__model_version"

@@ -30,6 +30,7 @@ from labeling.conversations.services import (
 )
 from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
+from labeling.redteam.selectors import attack_run_failed_results
 from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create, generation_job_run_inline
@@ -237,19 +238,63 @@ def attack_run_create(
     )
     if not attack_ids:
         raise ValidationError("No attacks are stored yet: nothing to re-run.")
-    run = AttackRun.objects.create(
+    return _attack_run_record(
+        attack_ids=attack_ids,
+        queue=queue,
         project_id=project_id,
         model_version=model_version,
-        attack_count=len(attack_ids),
         seed=seed if seed is not None else random.SystemRandom().randint(0, 2**31 - 1),
         params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS},
         requested_by=requested_by,
     )
+
+
+def _attack_run_record(*, attack_ids: list[int], queue: bool, **fields) -> AttackRun:
+    """A run of ``fields`` with its set of attacks, queued when ``queue``."""
+    run = AttackRun.objects.create(attack_count=len(attack_ids), **fields)
     AttackRunAttack.objects.bulk_create(
         AttackRunAttack(run=run, attack_id=attack_id) for attack_id in attack_ids
     )
     run.publication = job_enqueue(job=run) if queue else None
     return run
+
+
+# What a retry of a run's failed attacks takes from the run: its replies are read beside the
+# run's (the same version, seed and sampling parameters, scored by the same reward model).
+RETRY_KEEPS = ("project_id", "model_version", "reward_model_version", "seed", "params")
+
+
+@transaction.atomic
+def attack_run_retry_failed(
+    *, run: AttackRun, requested_by: AbstractBaseUser, queue: bool = True
+) -> AttackRun:
+    """Re-send, as a new run (``retry_of`` ``run``), the attacks whose reply a succeeded run
+    could not get (its results with an error; attacks withdrawn since are left out), against
+    the same version with the same seed and sampling parameters, scored by the same reward
+    model (the active one, if the run had none). The run's own results stay as its record.
+    A run is retried this way once (the retry's own failures are retried from the retry); a
+    failed or cancelled run is retried itself (``job_retry``), which resumes it."""
+    if not is_admin(requested_by):
+        raise PermissionDenied("Only admins can re-run attacks.")
+    run = AttackRun.objects.select_for_update().get(pk=run.pk)
+    if run.status != AttackRun.Status.SUCCEEDED:
+        raise ValidationError(
+            f"Run {run.pk} has not succeeded ({run.get_status_display().lower()}): only a "
+            "succeeded run's failed attacks are retried as a new run (a failed or cancelled run "
+            "is retried itself)."
+        )
+    retry = AttackRun.objects.filter(retry_of=run).first()
+    if retry is not None:
+        raise ValidationError(f"Run {run.pk}'s failed attacks are retried by run {retry.pk}.")
+    attack_ids = list(
+        attack_run_failed_results(run=run).order_by("attack_id").values_list("attack_id", flat=True)
+    )
+    if not attack_ids:
+        raise ValidationError(f"No attack of run {run.pk} failed: nothing to retry.")
+    kept = {field: getattr(run, field) for field in RETRY_KEEPS}
+    return _attack_run_record(
+        attack_ids=attack_ids, queue=queue, requested_by=requested_by, retry_of=run, **kept
+    )
 
 
 def attack_run_execute(context: JobContext) -> None:

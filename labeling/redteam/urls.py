@@ -13,4 +13,9 @@ urlpatterns = [
     path("redteam/runs/", views.attack_runs, name="attack-runs"),
     path("redteam/runs/new/", views.attack_run_start, name="attack-run-start"),
     path("redteam/runs/<id:run_id>/", views.attack_run_detail, name="attack-run"),
+    path(
+        "redteam/runs/<id:run_id>/retry-failed/",
+        views.attack_run_retry_failed,
+        name="attack-run-retry-failed",
+    ),
 ]

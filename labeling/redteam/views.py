@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
@@ -230,8 +231,37 @@ def attack_runs(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, f"{PAGE}#attack-runs", context)
 
 
+def _run_page(request: HtmxHttpRequest, run_id: int, *, status: int = 200) -> HttpResponse:
+    run = selectors.attack_run_get(run_id=run_id)
+    context = {
+        "run": run,
+        "results": selectors.attack_run_results(run=run),
+        "retry": selectors.attack_run_retry(run=run),
+        "failed_count": selectors.attack_run_failed_results(run=run).count(),
+    }
+    return render(request, RUN_PAGE, context, status=status)
+
+
 @staff_required
 def attack_run_detail(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    return _run_page(request, run_id)
+
+
+@staff_required
+@require_POST
+def attack_run_retry_failed(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     run = selectors.attack_run_get(run_id=run_id)
-    context = {"run": run, "results": selectors.attack_run_results(run=run)}
-    return render(request, RUN_PAGE, context)
+    try:
+        retry = services.attack_run_retry_failed(run=run, requested_by=request.user)
+    except ValidationError as error:
+        for text in validation_messages(error):
+            messages.error(request, text)
+        return _run_page(request, run_id, status=409)
+    tell_queued(
+        request,
+        retry.publication,
+        what=f"The retry {retry.pk}",
+        queued=f"Retrying {retry.attack_count} failed attack{pluralize(retry.attack_count)} "
+        f"of run {run.pk} as run {retry.pk}.",
+    )
+    return redirect("labeling:attack-run", run_id=retry.pk)

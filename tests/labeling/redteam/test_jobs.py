@@ -284,3 +284,71 @@ def test_a_retried_run_tries_again_the_attacks_it_could_not_generate_and_keeps_t
     # The reply the run had is kept as it was, not generated again.
     assert run.results.get(attack=kept) == kept_result
     assert run.results.get(attack=kept).sample == kept_result.sample
+
+
+def test_a_succeeded_runs_failed_attacks_are_retried_as_a_new_run_by_the_executor(
+    policy, trainer, admin_user, settings
+):
+    import pytest
+    from django.core.exceptions import ValidationError
+
+    from sampler.jobs.services import job_retry
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    kept, failed = stored_attacks(trainer, policy, 2)
+    run = _run_to_the_end(admin_user, policy)
+    # As if the model call for one attack had failed: the run succeeded with an error result.
+    AttackResult.objects.filter(run=run, attack=failed).update(
+        sample=None, text="", filter_flagged=None, error="The model server answered 500."
+    )
+    # A succeeded run is not retried itself (that would resume nothing).
+    with pytest.raises(ValidationError, match="Only failed or cancelled jobs"):
+        job_retry(job=run)
+
+    retry = redteam_services.attack_run_retry_failed(run=run, requested_by=admin_user, queue=False)
+
+    assert retry.retry_of == run and retry.attack_count == 1
+    assert list(retry.entries.values_list("attack_id", flat=True)) == [failed.pk]
+    assert (retry.model_version, retry.seed, retry.params, retry.project_id) == (
+        run.model_version,
+        run.seed,
+        run.params,
+        run.project_id,
+    )
+    retry = job_run_inline(job=retry)
+    assert retry.status == AttackRun.Status.SUCCEEDED
+    result = retry.results.get()
+    assert result.attack == failed and result.error == "" and result.sample is not None
+    # The first run's results stay as its record.
+    assert run.results.get(attack=failed).error == "The model server answered 500."
+    assert run.results.get(attack=kept).sample is not None
+    # Once per run; a retry whose attacks all got their reply has nothing to retry.
+    with pytest.raises(ValidationError, match=f"retried by run {retry.pk}"):
+        redteam_services.attack_run_retry_failed(run=run, requested_by=admin_user, queue=False)
+    with pytest.raises(ValidationError, match="nothing to retry"):
+        redteam_services.attack_run_retry_failed(run=retry, requested_by=admin_user, queue=False)
+    assert AttackRun.objects.count() == 2
+
+
+def test_retrying_failed_attacks_is_for_admins_and_succeeded_runs_and_keeps_the_reward_model(
+    policy, trainer, admin_user
+):
+    import pytest
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    from sampler.models import ModelVersion
+
+    (attack,) = stored_attacks(trainer, policy, 1)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    reward = ModelVersion.objects.create(name="rm-v1", path="/nowhere", kind="reward")
+    AttackResult.objects.create(run=run, attack=attack, error="Generation failed.")
+    AttackRun.objects.filter(pk=run.pk).update(status="failed", reward_model_version=reward)
+    with pytest.raises(ValidationError, match="a failed or cancelled run is retried itself"):
+        redteam_services.attack_run_retry_failed(run=run, requested_by=admin_user, queue=False)
+    AttackRun.objects.filter(pk=run.pk).update(status="succeeded")
+    with pytest.raises(PermissionDenied):
+        redteam_services.attack_run_retry_failed(run=run, requested_by=trainer, queue=False)
+    retry = redteam_services.attack_run_retry_failed(run=run, requested_by=admin_user, queue=False)
+    assert retry.reward_model_version == reward and retry.requested_by == admin_user

@@ -247,3 +247,42 @@ def test_an_attack_deleted_in_the_admin_before_its_run_succeeded_leaves_no_resul
     assert not AttackResult.objects.filter(attack=None).exists()
     overview = admin_client_.get("/write/redteam/").content.decode()
     assert "1 / 1" in overview and "withdrawn since" not in overview
+
+
+def test_a_succeeded_run_with_failed_attacks_offers_their_retry_as_a_new_run(
+    admin_client_, trainer_client, red_team, trainer, admin_user, model_version
+):
+    from labeling.redteam.models import AttackResult
+
+    _, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=model_version, queue=False
+    )
+    AttackResult.objects.create(run=run, attack=attack, error="The model server answered 500.")
+    AttackRun.objects.filter(pk=run.pk).update(status="succeeded")
+    url = f"/write/redteam/runs/{run.pk}/retry-failed/"
+    page = admin_client_.get(f"/write/redteam/runs/{run.pk}/").content.decode()
+    assert "1 attack got no reply" in page and f'action="{url}"' in page
+    assert trainer_client.post(url).status_code == 403
+    assert admin_client_.get(url).status_code == 405
+
+    response = admin_client_.post(url, follow=True)
+
+    retry = AttackRun.objects.get(retry_of=run)
+    assert response.redirect_chain == [(f"/write/redteam/runs/{retry.pk}/", 302)]
+    page = response.content.decode()
+    assert f"Retrying 1 failed attack of run {run.pk} as run {retry.pk}." in page
+    assert f'Retries the failed attacks of <a href="/write/redteam/runs/{run.pk}/">' in page
+    assert retry.status == AttackRun.Status.QUEUED and retry.attack_count == 1
+    page = admin_client_.get(f"/write/redteam/runs/{run.pk}/").content.decode()
+    assert f'retried by <a href="/write/redteam/runs/{retry.pk}/">' in page
+    assert url not in page
+    assert f"retry of #{run.pk}" in admin_client_.get("/write/redteam/").content.decode()
+    # A second click (another tab) is refused with the reason, and makes no other run.
+    again = admin_client_.post(url)
+    assert again.status_code == 409
+    assert escape(f"Run {run.pk}'s failed attacks are retried by run {retry.pk}.") in (
+        again.content.decode()
+    )
+    assert AttackRun.objects.count() == 2
