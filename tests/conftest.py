@@ -454,6 +454,15 @@ def flag_everything(settings):
     return settings
 
 
+@pytest.fixture
+def secrets_filter(settings):
+    """The built-in filter flagging the word "password" (category "secrets"), nothing else."""
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password"]}
+    settings.CONTENT_FILTER_PATTERNS = {}
+    return settings
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker, micro_model_dir, redis_broker):
     """A real Celery worker process consuming every queue of this run's Redis and writing to

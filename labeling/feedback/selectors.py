@@ -18,7 +18,10 @@ from labeling.conversations.selectors import message_get_for_user
 from labeling.feedback.models import Feedback
 from ranking.rank.selectors import assignment_reply, assignment_reply_of_message
 from sampler.models import ModerationResult, Sample
-from sampler.moderation.selectors import moderation_latest_by_sample
+from sampler.moderation.selectors import (
+    moderation_latest_by_sample,
+    moderation_latest_of_texts,
+)
 
 TARGET_KINDS = ("message", "sample")
 MODEL_ORIGINS = (Message.Origin.MODEL, Message.Origin.MODEL_EDITED)
@@ -39,8 +42,9 @@ class FeedbackTarget:
     model_version_name: str
     message: Message | None = None
     sample: Sample | None = None
-    # The newest content filter result on the sample behind the target, if it was filtered (a
-    # reply's: as the ranking screen shows it).
+    # The newest content filter result on the target's text, if it was filtered: a message's
+    # is its sample's only when it is the sample's text (a reply's: as the ranking screen shows
+    # it).
     moderation: ModerationResult | None = None
     assignment_id: int | None = None
 
@@ -61,10 +65,15 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
         )
         if not is_admin(user):
             message_get_for_user(message_id=message.pk, user=user)
-        moderation = (
-            moderation_latest_by_sample(sample_ids=[message.sample_id]).get(message.sample_id)
-            if message.sample_id
-            else None
+        # The verdict on the words shown: an edited suggestion's is on its own text, if any.
+        (moderation,) = moderation_latest_of_texts(
+            texts=[
+                (
+                    message.content,
+                    message.sample_id,
+                    message.sample.text if message.sample_id else None,
+                )
+            ]
         )
         version = message.model_version
         return FeedbackTarget(

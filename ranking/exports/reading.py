@@ -13,7 +13,7 @@ from ranking.quality.metrics import task_agreement
 from ranking.quality.selectors import trust_exact
 from ranking.quality.trust import PRIOR_RIGHT, PRIOR_WRONG
 from ranking.rank.models import Candidate, Ranking, RankingTask
-from sampler.moderation.selectors import moderation_latest_by_sample
+from sampler.moderation.selectors import moderation_latest_of_texts
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ _CANDIDATE_PROVENANCE = (
     "message__sample__job__params",
     "message__sample__job__seed",
     "message__sample_id",
+    "message__sample__text",
 )
 # What pairs read of a ranking; the rankings format adds the rest of the record.
 _RANKING_ORDER = (
@@ -134,15 +135,19 @@ def task_bundles(
 
 
 def _add_moderation_and_feedback(candidates: list[dict]) -> None:
-    """The content filter's newest verdict on each candidate's sample, and the thumbs and
-    reports on the candidate (its message or the sample it came from): one query each."""
-    sample_ids = [c["message__sample_id"] for c in candidates if c["message__sample_id"]]
-    verdicts = moderation_latest_by_sample(sample_ids=sample_ids)
+    """The content filter's newest verdict on each candidate's text (its sample's when it is
+    the sample's text; an edited suggestion's own), and the thumbs and reports on the
+    candidate (its message or the sample it came from): one query each."""
+    verdicts = moderation_latest_of_texts(
+        texts=[
+            (c["message__content"], c["message__sample_id"], c["message__sample__text"])
+            for c in candidates
+        ]
+    )
     feedback = feedback_summaries(
         messages=[(c["message_id"], c["message__sample_id"]) for c in candidates]
     )
-    for candidate in candidates:
-        verdict = verdicts.get(candidate["message__sample_id"])
+    for candidate, verdict in zip(candidates, verdicts, strict=True):
         candidate["moderation"] = verdict and {
             "filter": verdict.filter_name,
             "version": verdict.filter_version,

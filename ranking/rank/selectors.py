@@ -17,7 +17,7 @@ from ranking.projects.models import Project
 from ranking.projects.selectors import project_pool_size, projects_active, projects_for_trainer
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
 from sampler.moderation.models import ModerationResult
-from sampler.moderation.selectors import moderation_latest_by_sample
+from sampler.moderation.selectors import moderation_latest_of_texts
 from sampler.workers.selectors import workers_live_by_queue
 
 
@@ -404,8 +404,9 @@ def verdicts_as_shown(verdicts: list[ModerationResult | None]) -> list[Moderatio
     every one when each reply has one by the same filter version, else only those that flag
     their reply. The reply a task was made from may have none where its alternatives (filtered
     as they were sampled) have one: a model reply brought in by an import was never filtered
-    here, and one its writer edited from a suggestion was not (the filter saw the suggestion);
-    a verdict there for the others only would single it out."""
+    here, nor was one its writer edited from a suggestion in a task prepared before such
+    replies were filtered on their own text; a verdict there for the others only would single
+    it out."""
     versions = {
         (verdict.filter_name, verdict.filter_version) for verdict in verdicts if verdict is not None
     }
@@ -424,17 +425,15 @@ def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
         )
     }
     shown = [rows[cid] for cid in assignment.presentation_order if cid in rows]
-    # The filter saw a reply only when the reply is its sample's text: one its writer edited
-    # from a suggestion (the original of a task may be) keeps the suggestion's sample, and a
-    # verdict on that would be about other words than the reply shows.
-    seen = [
-        row["message__sample_id"]
-        if row["message__sample__text"] == row["message__content"]
-        else None
-        for row in shown
-    ]
-    latest = moderation_latest_by_sample(sample_ids=[sample_id for sample_id in seen if sample_id])
-    verdicts = verdicts_as_shown([latest.get(sample_id) for sample_id in seen])
+    # Each verdict is on the words the reply shows: one its writer edited from a suggestion (the
+    # original of a task may be) keeps the suggestion's sample, whose verdict is on other words.
+    latest = moderation_latest_of_texts(
+        texts=[
+            (row["message__content"], row["message__sample_id"], row["message__sample__text"])
+            for row in shown
+        ]
+    )
+    verdicts = verdicts_as_shown(latest)
     return [
         {
             "number": number,

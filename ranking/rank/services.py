@@ -50,7 +50,7 @@ from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create, generation_job_execute
 from sampler.jobs.kinds import JobContext
 from sampler.jobs.services import job_enqueue, job_run_inline
-from sampler.moderation.services import samples_flagged_ids
+from sampler.moderation.services import samples_flagged_ids, text_flagged
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +141,10 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
         return
     source = Message.objects.select_related("sample").get(pk=task.source_message_id)
     # The reply the task is made from is filtered again as its alternatives were, by the filter
-    # of the day: a verdict by another filter version would single it out on the Rank page.
-    source_flagged = source.sample is not None and bool(
-        samples_flagged_ids(samples=[source.sample])
+    # of the day: a verdict by another filter version would single it out on the Rank page. It
+    # is judged on its own text: one its writer edited from a suggestion holds other words.
+    source_flagged = source.sample is not None and text_flagged(
+        text=source.content, sample=source.sample
     )
     if settings.CONTENT_FILTER_BLOCK_RANKING:
         if source_flagged:

@@ -5,7 +5,15 @@ from sampler.moderation.models import ModerationResult
 
 @admin.register(ModerationResult)
 class ModerationResultAdmin(admin.ModelAdmin):
-    list_display = ("id", "sample", "filter_name", "filter_version", "flagged", "categories")
+    list_display = (
+        "id",
+        "sample",
+        "text_sha256",
+        "filter_name",
+        "filter_version",
+        "flagged",
+        "categories",
+    )
     list_filter = ("flagged", "filter_name", "filter_version", "created_at")
     search_fields = ("sample__text",)
     raw_id_fields = ("sample",)

@@ -3,8 +3,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sampler.generation.models import Sample
-from sampler.moderation.filters import content_filter_get
-from sampler.moderation.models import ModerationResult
+from sampler.moderation.filters import ContentFilter, FilterResult, content_filter_get
+from sampler.moderation.models import ModerationResult, text_sha256
+
+
+def _scored(content_filter: ContentFilter, texts: list[str]) -> list[FilterResult]:
+    """The filter's result on each text, in order; ValueError when it gives another count."""
+    scored = content_filter.score(texts)
+    if len(scored) != len(texts):
+        raise ValueError(
+            f"Content filter {content_filter.name} returned {len(scored)} results "
+            f"for {len(texts)} texts."
+        )
+    return scored
+
+
+def _result(content_filter: ContentFilter, scored: FilterResult, **subject) -> ModerationResult:
+    """A row for ``scored`` on ``subject`` (its ``sample``, or its ``text_sha256``)."""
+    return ModerationResult(
+        **subject,
+        filter_name=content_filter.name,
+        filter_version=content_filter.version,
+        flagged=scored.flagged,
+        categories=list(scored.categories),
+        scores=dict(scored.scores),
+        details=dict(scored.details),
+    )
 
 
 def samples_moderate(*, samples: Sequence[Sample]) -> dict[int, ModerationResult]:
@@ -26,23 +50,10 @@ def samples_moderate(*, samples: Sequence[Sample]) -> dict[int, ModerationResult
     missing = [sample for sample in samples if sample.pk not in results]
     if not missing:
         return results
-    scored = content_filter.score([sample.text for sample in missing])
-    if len(scored) != len(missing):
-        raise ValueError(
-            f"Content filter {content_filter.name} returned {len(scored)} results "
-            f"for {len(missing)} texts."
-        )
+    scored = _scored(content_filter, [sample.text for sample in missing])
     ModerationResult.objects.bulk_create(
         [
-            ModerationResult(
-                sample=sample,
-                filter_name=content_filter.name,
-                filter_version=content_filter.version,
-                flagged=result.flagged,
-                categories=list(result.categories),
-                scores=dict(result.scores),
-                details=dict(result.details),
-            )
+            _result(content_filter, result, sample=sample)
             for sample, result in zip(missing, scored, strict=True)
         ],
         ignore_conflicts=True,
@@ -57,3 +68,43 @@ def samples_flagged_ids(*, samples: Sequence[Sample]) -> set[int]:
         for sample_id, result in samples_moderate(samples=samples).items()
         if result.flagged
     }
+
+
+def texts_moderate(*, texts: Sequence[str]) -> dict[str, ModerationResult]:
+    """Score the texts, each on its own (as no sample's), that the configured filter has not
+    scored yet; every text's result, by text. Idempotent as ``samples_moderate`` is (unique
+    per text and filter version)."""
+    content_filter = content_filter_get()
+    if content_filter is None or not texts:
+        return {}
+    by_key = {text_sha256(text): text for text in texts}
+    current = ModerationResult.objects.filter(
+        sample__isnull=True,
+        text_sha256__in=list(by_key),
+        filter_name=content_filter.name,
+        filter_version=content_filter.version,
+    )
+    results = {result.text_sha256: result for result in current}
+    missing = [key for key in by_key if key not in results]
+    if missing:
+        scored = _scored(content_filter, [by_key[key] for key in missing])
+        ModerationResult.objects.bulk_create(
+            [
+                _result(content_filter, result, text_sha256=key)
+                for key, result in zip(missing, scored, strict=True)
+            ],
+            ignore_conflicts=True,
+        )
+        results = {result.text_sha256: result for result in current.all()}
+    return {by_key[key]: result for key, result in results.items()}
+
+
+def text_flagged(*, text: str, sample: Sample) -> bool:
+    """Whether the configured filter flags ``text``, written from ``sample`` (scoring it when
+    it has not): the sample's verdict when ``text`` is the sample's text, else the verdict on
+    ``text`` itself: a suggestion its writer edited holds other words than the filter saw in
+    it, flagged ones taken out or added."""
+    if text == sample.text:
+        return bool(samples_flagged_ids(samples=[sample]))
+    result = texts_moderate(texts=[text]).get(text)
+    return result is not None and result.flagged

@@ -17,6 +17,7 @@ from sampler.registry.services import model_version_register
 from sampler.training.model import build_reward_model, load_tokenizer
 from sampler.training.records import record_half
 from tests.conftest import PASSWORD
+from tests.sampler.conftest import suggestion_sample
 
 
 def finished_conversation(
@@ -40,6 +41,18 @@ def finished_conversation(
     conversation.active_leaf = parent
     conversation.save()
     return conversation
+
+
+def edited_from_a_suggestion(owner, policy, *, suggested: str, written: str) -> Message:
+    """The model-written reply of a finished conversation of ``owner``: its writer edited a
+    suggestion of ``policy`` whose text was ``suggested`` into ``written``, so the reply keeps
+    the suggestion's sample but holds other words."""
+    source = finished_conversation(
+        owner, turns=("hi", written), origin=Message.Origin.MODEL_EDITED
+    ).messages.get(role="assistant")
+    source.sample = suggestion_sample(owner, policy, source.parent, text=suggested)
+    source.save(update_fields=["sample"])
+    return source
 
 
 def conversation_in_split(owner, *, split="test", filters=None, **arguments):

@@ -3,10 +3,15 @@ import re
 from django.test import Client
 from django.urls import reverse
 
+from labeling.conversations import services as conversation_services
+from labeling.conversations.models import Conversation, Message
 from labeling.feedback import selectors as feedback_selectors
 from labeling.feedback import services as feedback_services
 from labeling.feedback.models import Feedback
+from sampler.moderation.services import samples_moderate, texts_moderate
+from tests.labeling.conftest import HTMX, write_turns
 from tests.labeling.feedback.conftest import feedback_url, model_message, post_feedback, sample_job
+from tests.sampler.conftest import suggestion_sample
 
 # ---- giving feedback ---------------------------------------------------------------------------
 
@@ -300,6 +305,60 @@ def test_the_filter_cannot_be_wrong_about_text_it_never_saw(
     )
     assert response.status_code == 422
     assert not Feedback.objects.exists()
+
+
+def _edited_suggestion(trainer, policy, *, suggested: str, written: str) -> Message:
+    """A reply ``trainer`` wrote on the Write page from a suggestion whose text was
+    ``suggested`` (filtered, as suggestions are), edited into ``written``."""
+    conversation = Conversation.objects.create(owner=trainer)
+    (user_turn,) = write_turns(conversation, trainer, "hi")
+    sample = suggestion_sample(trainer, policy, user_turn, text=suggested)
+    samples_moderate(samples=[sample])
+    message = conversation_services.message_append(
+        conversation=conversation, author=trainer, content=written, sample_id=sample.pk
+    )
+    assert message.origin == Message.Origin.MODEL_EDITED and message.sample_id == sample.pk
+    return message
+
+
+def test_an_edited_suggestion_shows_no_verdict_on_the_suggestions_words(
+    secrets_filter, policy, trainer, trainer_client
+):
+    """The suggestion gave a password away and was flagged; its writer took the password out.
+    The Write page's widget must not warn about words the reply no longer holds, nor offer to
+    dispute a verdict that was never on its text."""
+    message = _edited_suggestion(
+        trainer, policy, suggested="here is the password.", written="here is the answer."
+    )
+
+    response = trainer_client.get(feedback_url("message", message.pk), **HTMX)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'class="moderation-warning"' not in html
+    assert 'name="filter_wrong"' not in html
+
+
+def test_an_edited_suggestion_shows_the_verdict_on_its_own_text(
+    secrets_filter, policy, trainer, trainer_client
+):
+    """Once the filter has seen the reply's own text (as preparing a ranking task from it does),
+    that verdict is the one shown, and the one a "filter was wrong" report disputes."""
+    message = _edited_suggestion(
+        trainer, policy, suggested="here is the answer.", written="here is the password."
+    )
+    own = texts_moderate(texts=[message.content])[message.content]
+
+    response = trainer_client.get(feedback_url("message", message.pk), **HTMX)
+    reported = post_feedback(
+        trainer_client, "message", message.pk, {"action": "report", "filter_wrong": "1"}
+    )
+
+    assert "The content filter flagged this: secrets" in response.content.decode()
+    assert reported.status_code == 200
+    feedback = Feedback.objects.get()
+    assert feedback.moderation == own
+    assert feedback.filter_report == Feedback.FilterReport.FALSE_POSITIVE
 
 
 # ---- the admins' overview ----------------------------------------------------------------------

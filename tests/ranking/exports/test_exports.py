@@ -25,14 +25,40 @@ from ranking.models import DatasetExport, Ranking
 from ranking.rank import services
 from ranking.rank.services import RankingInput
 from sampler.jobs.services import job_cancel, job_execute, job_retry, job_run_inline
+from sampler.moderation.services import samples_moderate
 from tests.ranking.conftest import (
     candidate_ids,
+    edited_from_a_suggestion,
     finished_conversation,
     model_version_create,
     quick_trainer,
     rank,
     task_from_source,
 )
+
+
+def test_an_edited_candidate_carries_the_verdict_on_its_own_text_not_its_suggestions(
+    secrets_filter, policy, other_trainer
+):
+    """A rankings record's ``moderation`` is on the text it exports: a reply edited from a
+    flagged suggestion, the password taken out, is not exported as flagged."""
+    secrets_filter.RANKING_MAX_NEW_TOKENS = 8
+    source = edited_from_a_suggestion(
+        other_trainer, policy, suggested="here is the password.", written="here is the answer."
+    )
+    assert samples_moderate(samples=[source.sample])[source.sample_id].flagged
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=1, queue=False
+    )
+    services.ranking_task_prepare(task_id=task.pk)
+    rank(task, quick_trainer("ranker"), [[0], [1], [2], [3]])
+
+    (record,) = ranking_records(ExportFilters())
+
+    (original,) = [c for c in record["candidates"] if c["is_source"]]
+    assert original["text"] == "here is the answer."
+    assert original["moderation"]["flagged"] is False
+    assert original["moderation"]["categories"] == []
 
 
 def test_per_ranker_pairs_follow_the_ranking(ranked):

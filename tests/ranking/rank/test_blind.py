@@ -20,7 +20,7 @@ from ranking.rank.selectors import assignment_screen
 from sampler.models import GenerationJob
 from sampler.moderation.services import samples_moderate
 from tests.conftest import PASSWORD
-from tests.ranking.conftest import finished_conversation
+from tests.ranking.conftest import edited_from_a_suggestion, finished_conversation
 
 RANK_URL = reverse("ranking:rank")
 CLAIM_URL = reverse("ranking:claim")
@@ -465,36 +465,66 @@ def test_feedback_on_a_reply_of_a_lease_an_undo_gave_back_names_neither_model_no
     assert reverse("labeling:feedback-detail", args=[feedback.pk]) not in mine
 
 
-def test_an_edited_original_shows_no_verdict_on_a_text_the_filter_never_saw(
-    policy, other_trainer, trainer_client, trainer, settings
-):
-    """A reply the writer edited from a suggestion keeps the suggestion's sample, whose text is
-    not the reply's: the filter's verdict on that sample is about words the reply may not hold
-    (or lacks words it holds). Shown on the original alone (its alternatives' verdicts are on
-    their very texts), it would be a verdict that does not fit its reply: the original's."""
+def _claimed_from_an_edited_original(
+    settings, client: Client, owner, policy, *, suggested: str, written: str
+) -> list[dict]:
+    """The candidates a claim gives of the task made of a reply its writer edited from the
+    suggestion ``suggested`` into ``written`` (flagged replies ranked too)."""
     settings.RANKING_MAX_NEW_TOKENS = 8
-    settings.CONTENT_FILTER = "builtin"
-    settings.CONTENT_FILTER_WORDS = {}
-    settings.CONTENT_FILTER_PATTERNS = {"secrets": ["password"]}
     settings.CONTENT_FILTER_BLOCK_RANKING = False
-    source = finished_conversation(
-        other_trainer, turns=("hi", "here is the answer."), origin="model_edited"
-    ).messages.get(role="assistant")
-    # The model's suggestion gave a password away; the writer took it out.
-    _written_from_a_suggestion(source, policy, suggested="here is the password.")
+    source = edited_from_a_suggestion(owner, policy, suggested=suggested, written=written)
     task = services.ranking_task_create(
         rng=random.Random(0), alternatives=3, overlap=2, queue=False
     )
     services.ranking_task_prepare(task_id=task.pk)
     assert task.candidates.get(is_source=True).message_id == source.pk
+    return _api_claim(client)["candidates"]
 
-    candidates = _api_claim(trainer_client)["candidates"]
+
+def test_an_edited_original_shows_the_verdict_on_its_own_text_not_its_suggestions(
+    secrets_filter, policy, other_trainer, trainer_client
+):
+    """A reply the writer edited from a suggestion keeps the suggestion's sample, whose text is
+    not the reply's: the verdict shown is on the reply's own words (filtered as the task is
+    prepared, by the filter its alternatives were), like every other reply's."""
+    # The model's suggestion gave a password away; the writer took it out.
+    candidates = _claimed_from_an_edited_original(
+        secrets_filter,
+        trainer_client,
+        other_trainer,
+        policy,
+        suggested="here is the password.",
+        written="here is the answer.",
+    )
     html = _rank_page(trainer_client)
 
     texts = {c["text"]: c["moderation"] for c in candidates}
-    assert texts["here is the answer."] is None  # the filter never saw this text
+    verdict = texts["here is the answer."]
+    assert verdict is not None and verdict["flagged"] is False
+    assert {c["moderation"]["version"] for c in candidates} == {verdict["version"]}
     assert all(_kinds(c) == _kinds(candidates[0]) for c in candidates)
     assert 'class="moderation-warning"' not in html
+
+
+def test_an_original_edited_into_flagged_words_is_shown_flagged(
+    secrets_filter, policy, other_trainer, trainer_client
+):
+    candidates = _claimed_from_an_edited_original(
+        secrets_filter,
+        trainer_client,
+        other_trainer,
+        policy,
+        suggested="here is the answer.",
+        written="here is the password.",
+    )
+    html = _rank_page(trainer_client)
+
+    verdict = {c["text"]: c["moderation"] for c in candidates}["here is the password."]
+    assert verdict["flagged"] is True and verdict["categories"] == ["secrets"]
+    assert html.count('class="moderation-warning"') == sum(
+        c["moderation"]["flagged"] for c in candidates
+    )
+    assert "The content filter flagged this: secrets" in html
 
 
 def test_the_screen_takes_the_queries_its_docstring_says(shown_last, django_assert_num_queries):

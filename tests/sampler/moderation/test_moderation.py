@@ -8,9 +8,9 @@ from ranking.models import Candidate, RankingTask
 from ranking.rank import services as ranking_services
 from sampler.generation import services
 from sampler.moderation import filters as moderation
-from sampler.moderation.models import ModerationResult
-from sampler.moderation.services import samples_moderate
-from tests.ranking.conftest import finished_conversation
+from sampler.moderation.models import ModerationResult, text_sha256
+from sampler.moderation.services import samples_moderate, texts_moderate
+from tests.ranking.conftest import edited_from_a_suggestion, finished_conversation
 from tests.sampler.conftest import job_unqueued
 
 
@@ -258,13 +258,81 @@ def test_with_blocking_on_a_flagged_reply_is_not_the_source_of_a_task(
     flagged = suggested.samples.get(index=1)  # the trainer used a flagged suggestion as is
     assert ModerationResult.objects.get(sample=flagged).flagged
     task = _ranking_task(other_trainer, settings)
-    task.source_message.__class__.objects.filter(pk=task.source_message_id).update(sample=flagged)
+    task.source_message.__class__.objects.filter(pk=task.source_message_id).update(
+        sample=flagged, content=flagged.text
+    )
 
     task = ranking_services.ranking_task_prepare(task_id=task.pk)
 
     assert task.status == RankingTask.Status.FAILED
     assert "flagged the reply this task was made from" in task.error
     assert not Candidate.objects.filter(task=task).exists()
+
+
+# A reply that gives a password away (flagged by ``secrets_filter``) and one that does not.
+LEAKED = "here is the password."
+CLEAN = "here is the answer."
+
+
+def _prepared_from_an_edited_reply(settings, owner, policy, *, suggested, written) -> RankingTask:
+    """The task made of a reply its writer edited from the suggestion ``suggested``, with
+    flagged replies kept out of ranking."""
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    source = edited_from_a_suggestion(owner, policy, suggested=suggested, written=written)
+    task = ranking_services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=2, queue=False
+    )
+    assert task.source_message_id == source.pk
+    return ranking_services.ranking_task_prepare(task_id=task.pk)
+
+
+def test_with_blocking_on_an_edited_reply_whose_own_text_is_flagged_is_not_a_source(
+    secrets_filter, policy, other_trainer
+):
+    """The suggestion passed, but its writer added the flagged word: the reply is judged on
+    its own text, not on the suggestion's."""
+    task = _prepared_from_an_edited_reply(
+        secrets_filter, other_trainer, policy, suggested=CLEAN, written=LEAKED
+    )
+
+    assert task.status == RankingTask.Status.FAILED
+    assert "flagged the reply this task was made from" in task.error
+    assert not Candidate.objects.filter(task=task).exists()
+    verdict = ModerationResult.objects.get(text_sha256=text_sha256(LEAKED))
+    assert verdict.sample is None and verdict.flagged and verdict.categories == ["secrets"]
+
+
+def test_with_blocking_on_an_edited_reply_whose_flagged_words_were_taken_out_is_ranked(
+    secrets_filter, policy, other_trainer
+):
+    task = _prepared_from_an_edited_reply(
+        secrets_filter, other_trainer, policy, suggested=LEAKED, written=CLEAN
+    )
+
+    assert task.status == RankingTask.Status.READY
+    source = Candidate.objects.get(task=task, is_source=True)
+    assert source.message.content == CLEAN
+    verdict = ModerationResult.objects.get(text_sha256=text_sha256(CLEAN))
+    assert not verdict.flagged
+    # Filtered by the filter of the day, as its alternatives were.
+    alternative = Candidate.objects.filter(task=task, is_source=False).first()
+    sampled = ModerationResult.objects.get(sample_id=alternative.message.sample_id)
+    assert (verdict.filter_name, verdict.filter_version) == (
+        sampled.filter_name,
+        sampled.filter_version,
+    )
+
+
+def test_a_text_filtered_again_stores_nothing(secrets_filter, db):
+    first = texts_moderate(texts=[LEAKED, CLEAN])
+    again = texts_moderate(texts=[CLEAN, LEAKED])
+
+    assert ModerationResult.objects.count() == 2
+    assert {text: result.pk for text, result in again.items()} == {
+        text: result.pk for text, result in first.items()
+    }
+    assert first[LEAKED].flagged and not first[CLEAN].flagged
 
 
 def test_with_blocking_off_flagged_samples_are_ranked(flag_everything, policy, other_trainer):
