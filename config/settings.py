@@ -361,6 +361,8 @@ RANKING_TASKS_PER_ACTIVE_TRAINER = env_int("RANKING_TASKS_PER_ACTIVE_TRAINER", 3
 RANKING_DEMAND_WINDOW_SECONDS = env_int("RANKING_DEMAND_WINDOW_SECONDS", 900)
 # Which assistant messages count as model-written sources for ranking tasks.
 RANKING_SOURCE_ORIGINS = env_list("RANKING_SOURCE_ORIGINS", ["model", "model_edited"])
+# Token limit of alternatives whose original recorded none (ranking.rank.services: else the
+# original's, so that where a reply stops does not single it out).
 RANKING_MAX_NEW_TOKENS = env_int("RANKING_MAX_NEW_TOKENS", 96)
 # The quality page counts a ranking submitted within this many seconds of the task being shown
 # as "very fast", and flags a trainer whose share of very fast or unchanged-order rankings

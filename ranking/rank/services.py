@@ -47,10 +47,13 @@ from ranking.rank.selectors import (
 )
 from ranking.selection.services import ranking_tasks_select
 from sampler.generation.models import GenerationJob, Sample
+from sampler.generation.params import max_new_tokens_within
 from sampler.generation.services import generation_job_create, generation_job_execute
 from sampler.jobs.kinds import JobContext
 from sampler.jobs.services import job_enqueue, job_run_inline
 from sampler.moderation.services import samples_flagged_ids, text_flagged
+from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +88,8 @@ def ranking_task_create(
 ) -> RankingTask | None:
     """Pick a random model-written message of the project's conversations and queue sampling
     of its alternatives (a generation job of the ``ranking_preparation`` kind, on the
-    ``generation`` queue) from the project's policy, with its K, overlap and sampling.
+    ``generation`` queue) from the project's policy, with its K, overlap and sampling, under
+    the token limit the message was sampled under (``_alternatives_params``).
 
     Returns None when no eligible message is left.
     """
@@ -97,13 +101,14 @@ def ranking_task_create(
     )
     if source is None:
         return None
+    version = project_policy_pick(project=project, rng=rng)
     with transaction.atomic():
         job = generation_job_create(
             prefix_message=source.parent,
             n=alternatives,
-            params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS, **project.sampling_params},
+            params=_alternatives_params(source=source, project=project, version=version),
             purpose=GenerationJob.Purpose.RANKING,
-            model_version=project_policy_pick(project=project, rng=rng),
+            model_version=version,
             project_id=project.pk,
             queue=False,
         )
@@ -121,6 +126,49 @@ def ranking_task_create(
         if queue:
             job_enqueue(job=job)
     return task
+
+
+def _alternatives_params(
+    *, source: Message, project: Project, version: ModelVersion | None
+) -> dict:
+    """The sampling parameters ``source``'s alternatives are asked for: the project's, with a
+    token limit that does not set the original apart.
+
+    A reply cut at its token limit reads cut, and a limit the original alone was sampled under
+    (a suggestion's default 64 tokens, alternatives' 96) makes it the only reply cut there, or
+    the only one not cut: the ranking would not be blind. So the alternatives take the limit
+    the original's sample was drawn under, as its job recorded it (an edited suggestion too:
+    the writer's edit has no limit, the model's text it started from had that one), lowered to
+    ``GENERATION_MAX_NEW_TOKENS`` and to what the context of ``version`` (None: the active
+    policy) leaves for a reply: the limit may have been the cap of its day, or fit another
+    model, and the policy is asked for no more than it takes.
+    An original with no sample (an import) or no recorded limit: ``RANKING_MAX_NEW_TOKENS``.
+
+    A project's own ``max_new_tokens`` is kept as it is: it is the admin's choice for the
+    campaign's samples, which the project's settings show; overriding it would sample the data
+    under a limit no one set there. An admin who sets one accepts that originals sampled under
+    another limit may stand out by their length (the README says so).
+    """
+    params = dict(project.sampling_params)
+    if "max_new_tokens" in params:
+        return params
+    recorded = (
+        Sample.objects.filter(pk=source.sample_id).values_list("job__params", flat=True).first()
+        if source.sample_id is not None
+        else None
+    )
+    limit = recorded.get("max_new_tokens") if isinstance(recorded, dict) else None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return {**params, "max_new_tokens": settings.RANKING_MAX_NEW_TOKENS}
+    policy = version or model_version_active()
+    return {
+        **params,
+        "max_new_tokens": max_new_tokens_within(
+            wanted=limit,
+            context_length=policy.context_length if policy is not None else None,
+            cap=settings.GENERATION_MAX_NEW_TOKENS,
+        ),
+    }
 
 
 def _prepared_by(job: GenerationJob):

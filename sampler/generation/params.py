@@ -37,6 +37,14 @@ class GenerationParams:
         return asdict(self)
 
 
+def max_new_tokens_within(*, wanted: int, context_length: int | None, cap: int) -> int:
+    """``wanted``, lowered to ``cap`` (``GENERATION_MAX_NEW_TOKENS``) and to what a model's
+    ``context_length`` leaves after ``MIN_PROMPT_TOKENS`` of prompt (at least 1: a context too
+    short for any reply is ``context_room_error``'s to refuse)."""
+    most = cap if context_length is None else min(cap, context_length - MIN_PROMPT_TOKENS)
+    return max(1, min(wanted, most))
+
+
 def context_room_error(*, context_length: int | None, max_new_tokens: int) -> str | None:
     """Why ``max_new_tokens`` cannot fit a model's context (None when it fits or is unknown)."""
     if context_length is None:

@@ -14,10 +14,12 @@ from django.urls import reverse
 
 from accounts.services import user_create_trainer
 from labeling.feedback.models import Feedback
-from ranking.models import Assignment, Candidate, Ranking
+from ranking.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.projects.selectors import project_default
 from ranking.rank import services
 from ranking.rank.selectors import assignment_screen
-from sampler.models import GenerationJob
+from sampler.generation.params import MIN_PROMPT_TOKENS, GenerationParams
+from sampler.models import GenerationJob, ModelVersion
 from sampler.moderation.services import samples_moderate
 from tests.conftest import PASSWORD
 from tests.ranking.conftest import edited_from_a_suggestion, finished_conversation
@@ -378,14 +380,15 @@ def test_the_page_submits_by_shown_numbers_and_stores_candidate_ids(shown_last, 
     assert ranking.flags == {str(order[3]): {"flags": ["other"], "note": "odd"}}
 
 
-def _written_from_a_suggestion(source, policy, *, suggested: str) -> None:
-    """``source`` written from a suggestion of ``policy`` whose text was ``suggested``."""
+def _written_from_a_suggestion(source, policy, *, suggested: str, limit: int | None = None) -> None:
+    """``source`` written from a suggestion of ``policy`` whose text was ``suggested``, its job
+    recording every sampling parameter with ``max_new_tokens=limit`` (None: none recorded)."""
     job = GenerationJob.objects.create(
         model_version=policy,
         prefix_message=source.parent,
         prompt_messages=[{"role": "user", "content": source.parent.content}],
         n=1,
-        params={},
+        params={} if limit is None else GenerationParams(max_new_tokens=limit).as_dict(),
         seed=7,
         purpose=GenerationJob.Purpose.SUGGESTION,
         status=GenerationJob.Status.SUCCEEDED,
@@ -394,6 +397,74 @@ def _written_from_a_suggestion(source, policy, *, suggested: str) -> None:
         index=0, text=suggested, token_count=3, finish_reason="end_of_turn", logprob_sum=-1
     )
     source.save(update_fields=["sample"])
+
+
+def _alternatives_limit() -> int:
+    """The token limit a task made now from the one finished conversation asks for."""
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=2, queue=False
+    )
+    return task.generation_job.params["max_new_tokens"]
+
+
+@pytest.mark.parametrize("origin", ["model", "model_edited"])
+def test_alternatives_are_sampled_under_the_token_limit_of_the_original(
+    policy, other_trainer, settings, origin
+):
+    """A limit the original alone was sampled under would make it the only reply cut there (or
+    the only one not cut): its alternatives are asked for the limit its suggestion recorded."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    source = finished_conversation(other_trainer, origin=origin).messages.get(role="assistant")
+    _written_from_a_suggestion(source, policy, suggested=source.content, limit=5)
+
+    assert _alternatives_limit() == 5
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_alternatives_of_an_original_with_no_recorded_limit_take_the_ranking_default(
+    policy, other_trainer, settings, sampled
+):
+    """An imported original (no sample) or one whose job recorded no limit."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    source = finished_conversation(other_trainer).messages.get(role="assistant")
+    if sampled:
+        _written_from_a_suggestion(source, policy, suggested=source.content)
+
+    assert _alternatives_limit() == 8
+
+
+def test_a_project_that_sets_a_token_limit_keeps_it_whatever_the_original_had(
+    policy, other_trainer, settings
+):
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    project = project_default()
+    project.sampling_params = {"max_new_tokens": 6, "temperature": 0.7}
+    project.save(update_fields=["sampling_params"])
+    source = finished_conversation(other_trainer).messages.get(role="assistant")
+    _written_from_a_suggestion(source, policy, suggested=source.content, limit=5)
+
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=2, queue=False
+    )
+
+    assert task.generation_job.params["max_new_tokens"] == 6
+    assert task.generation_job.params["temperature"] == 0.7
+
+
+def test_the_original_s_limit_is_lowered_to_the_cap_and_to_the_policy_s_context(
+    policy, other_trainer, settings
+):
+    """The limit may be the cap of its day, or have fit another model: the policy is asked for
+    no more than the cap and its context allow, rather than refusing to make the task."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    source = finished_conversation(other_trainer).messages.get(role="assistant")
+    _written_from_a_suggestion(source, policy, suggested=source.content, limit=200)
+    settings.GENERATION_MAX_NEW_TOKENS = 150
+    assert _alternatives_limit() == 150
+
+    RankingTask.objects.all().delete()
+    ModelVersion.objects.filter(pk=policy.pk).update(context_length=MIN_PROMPT_TOKENS + 40)
+    assert _alternatives_limit() == 40
 
 
 def test_the_original_is_filtered_again_with_its_alternatives_by_the_filter_of_the_day(
