@@ -239,7 +239,10 @@ class RankingSubmitApi(ApiView):
             201: OutputSerializer,
             400: OpenApiResponse(description="The ranking is not valid; messages per field."),
             404: NOT_YOUR_ASSIGNMENT,
-            409: OpenApiResponse(description="Already ranked, skipped, or the task is full."),
+            409: OpenApiResponse(
+                description="Already ranked, skipped, its project closed, or a lease that "
+                "ran out on a full task: answered before the ranking's content."
+            ),
         },
     )
     @idempotent

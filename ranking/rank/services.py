@@ -696,28 +696,22 @@ def _as_candidates(ranking: RankingInput, presentation_order: list[int]) -> Rank
     )
 
 
-def ranking_submit_shown(
-    *, assignment: Assignment, trainer: AbstractBaseUser, ranking: RankingInput
-) -> Ranking:
-    """``ranking_submit`` for a ranking that names the replies by the numbers they were shown
-    under (1 = the first shown), as the Rank page and the API name them: a candidate id would
-    tell which reply the task was made from (its candidate is made first)."""
-    return ranking_submit(
-        assignment=assignment,
-        trainer=trainer,
-        ranking=_as_candidates(ranking, assignment.presentation_order),
-    )
+@dataclass(frozen=True)
+class _OpenClaim:
+    """A trainer's assignment that can take their ranking, and its task, both locked."""
+
+    assignment: Assignment
+    task: RankingTask
+    holds_slot: bool  # a lease still running (else one that ran out, on a task with room)
 
 
-@transaction.atomic
-def ranking_submit(
-    *, assignment: Assignment, trainer: AbstractBaseUser, ranking: RankingInput
-) -> Ranking:
-    """Validate and store one trainer's ranking; never more than N per task, never twice.
-
-    Raises ValidationError for bad input and RankingConflict when the task cannot take it
-    (its project paused or no longer open to the trainer included).
-    """
+def _claim_open_locked(*, assignment: Assignment, trainer: AbstractBaseUser) -> _OpenClaim:
+    """``assignment`` and its task, locked until the transaction ends, when they can take the
+    trainer's ranking; RankingConflict when they cannot as things stand: given back, already
+    ranked, skipped, its project closed to the trainer, or a lease that ran out on a task others
+    completed meanwhile. Nothing here reads the ranking: a submission is answered on its claim
+    before its content, so a stale tab hears that its claim is gone, not what to fix in an
+    answer that could not be stored anyway."""
     assignment = _trainer_assignment_locked(assignment=assignment, trainer=trainer)
     if assignment.status == Assignment.Status.SUBMITTED:
         raise RankingConflict("You already ranked this task; your first ranking is kept.")
@@ -729,6 +723,58 @@ def ranking_submit(
         project_id=task.project_id,
         kept="your answer was not stored (it is still on your screen).",
     )
+    holds_slot = assignment.status == Assignment.Status.LEASED
+    room = task.overlap_required - task.rankings_count - (0 if holds_slot else task.leased_count)
+    if room <= 0:
+        raise RankingConflict(
+            "Your lease on this task ran out and other trainers completed it meanwhile; "
+            "your answer was not stored (it is still on your screen). Take the next task."
+        )
+    return _OpenClaim(assignment=assignment, task=task, holds_slot=holds_slot)
+
+
+@transaction.atomic
+def ranking_submit_check(*, assignment: Assignment, trainer: AbstractBaseUser) -> None:
+    """RankingConflict when ``assignment`` can no longer take ``trainer``'s ranking, as
+    ``ranking_submit`` would answer before reading it: for an answer a form refused on its own
+    (the Rank page's), which is then told that its claim is gone before what to fix."""
+    _claim_open_locked(assignment=assignment, trainer=trainer)
+
+
+@transaction.atomic
+def ranking_submit_shown(
+    *, assignment: Assignment, trainer: AbstractBaseUser, ranking: RankingInput
+) -> Ranking:
+    """``ranking_submit`` for a ranking that names the replies by the numbers they were shown
+    under (1 = the first shown), as the Rank page and the API name them: a candidate id would
+    tell which reply the task was made from (its candidate is made first). A number no reply
+    was shown under is a ValidationError, told after the claim's conflicts, as every other."""
+    claim = _claim_open_locked(assignment=assignment, trainer=trainer)
+    return _ranking_store(
+        claim=claim,
+        trainer=trainer,
+        ranking=_as_candidates(ranking, claim.assignment.presentation_order),
+    )
+
+
+@transaction.atomic
+def ranking_submit(
+    *, assignment: Assignment, trainer: AbstractBaseUser, ranking: RankingInput
+) -> Ranking:
+    """Validate and store one trainer's ranking; never more than N per task, never twice.
+
+    Raises RankingConflict when the task cannot take it (its project paused or no longer open
+    to the trainer included), checked first, and ValidationError for bad input.
+    """
+    claim = _claim_open_locked(assignment=assignment, trainer=trainer)
+    return _ranking_store(claim=claim, trainer=trainer, ranking=ranking)
+
+
+def _ranking_store(
+    *, claim: _OpenClaim, trainer: AbstractBaseUser, ranking: RankingInput
+) -> Ranking:
+    """Validate ``ranking`` (by candidate ids) against the claim's task and store it."""
+    assignment, task, holds_slot = claim.assignment, claim.task, claim.holds_slot
     candidate_ids = set(task.candidates.values_list("id", flat=True))
     flags = _validate(ranking, candidate_ids)
     verdict = ranking.resolved_verdict
@@ -738,13 +784,6 @@ def ranking_submit(
         ordering = [[cid for cid in assignment.presentation_order if cid in candidate_ids]]
     else:
         ordering = []
-    holds_slot = assignment.status == Assignment.Status.LEASED
-    room = task.overlap_required - task.rankings_count - (0 if holds_slot else task.leased_count)
-    if room <= 0:
-        raise RankingConflict(
-            "Your lease on this task ran out and other trainers completed it meanwhile; "
-            "your answer was not stored (it is still on your screen). Take the next task."
-        )
     now = timezone.now()
     # Integer division (int(seconds * 1000) loses a millisecond to float rounding);
     # never negative when the claiming and submitting servers' clocks disagree.

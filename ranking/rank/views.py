@@ -189,12 +189,14 @@ def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
     assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
     screen = assignment_screen(assignment=assignment)
     form = RankingForm(request.POST, candidates=screen.candidates)
-    if not form.is_valid():
-        errors = form.error_messages()
-        return _render_card(
-            request, assignment, screen=screen, form=form, errors=errors, status=422
-        )
     try:
+        if not form.is_valid():
+            # The claim first: a stale tab hears that its claim is gone, not what to fix.
+            services.ranking_submit_check(assignment=assignment, trainer=request.user)
+            errors = form.error_messages()
+            return _render_card(
+                request, assignment, screen=screen, form=form, errors=errors, status=422
+            )
         stored = services.ranking_submit_shown(
             assignment=assignment, trainer=request.user, ranking=form.ranking_input()
         )

@@ -4,12 +4,14 @@ from datetime import datetime, timedelta
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.services import user_create_trainer
 from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
 from tests.conftest import PASSWORD, post_json
+from tests.ranking.conftest import submit_by_positions
 
 CLAIM_URL = "/api/ranking/claim/"
 
@@ -264,6 +266,47 @@ def test_an_unknown_verdict_or_one_contradicting_cannot_rank_is_a_400(ready_task
     )
     assert both.status_code == 400 and "verdict" in both.json()
     assert not Ranking.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"ordering": [[1], [2], [3], [9]]},  # a number no reply was shown under
+        {"ordering": [[1], [2], [3], [4]], "flags": {"9": ["harmful"]}},
+        {"ordering": [[1], [2]]},  # replies left out
+        {"verdict": "all_bad"},  # no reason given
+    ],
+)
+def test_a_submit_on_a_lease_that_ran_out_on_a_full_task_is_a_409_before_its_content(
+    ready_task, trainer_client, trainer, third_trainer, payload
+):
+    """A stale tab hears that its claim is gone, not what to fix in an answer that could not be
+    stored anyway."""
+    claim = _post(trainer_client, CLAIM_URL).json()
+    Assignment.objects.filter(pk=claim["assignment_id"]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    for other in (third_trainer, user_create_trainer(username="fourth", password=PASSWORD)):
+        submit_by_positions(services.task_claim_next(trainer=other), other, [[0], [1], [2], [3]])
+
+    response = _post(trainer_client, _submit_url(claim["assignment_id"]), payload)
+
+    assert response.status_code == 409, response.content
+    assert "Your lease on this task ran out" in response.json()["detail"]
+    assert not Ranking.objects.filter(ranker=trainer).exists()
+
+
+def test_a_second_submit_naming_unknown_replies_is_told_the_task_is_ranked(
+    ready_task, trainer_client
+):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    url = _submit_url(claim["assignment_id"])
+    assert _post(trainer_client, url, {"ordering": [[1], [2], [3], [4]]}).status_code == 201
+
+    again = _post(trainer_client, url, {"ordering": [[1], [2], [3], [7]]})
+
+    assert again.status_code == 409
+    assert "already ranked" in again.json()["detail"]
 
 
 def test_skipping_a_ranked_task_is_a_409(ready_task, trainer_client):

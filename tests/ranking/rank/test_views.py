@@ -292,9 +292,12 @@ def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
     ]
 
 
+@pytest.mark.parametrize("ranks", [[1, 2, 3, 4], [1, 2, "", 9]], ids=["valid", "invalid"])
 def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
-    assignment, trainer_client, trainer
+    assignment, trainer_client, trainer, ranks
 ):
+    """An answer the form refuses too (a stale tab's, half done) hears first that its claim is
+    gone: what to fix in it would not get it stored."""
     Assignment.objects.filter(pk=assignment.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
@@ -310,7 +313,7 @@ def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
 
     response = trainer_client.post(
         _submit_url(assignment),
-        _form(_numbers(assignment), [1, 2, 3, 4], rationale="slow but careful"),
+        _form(_numbers(assignment), ranks, rationale="slow but careful"),
         **HTMX,
     )
 
@@ -318,6 +321,7 @@ def test_a_lease_that_ran_out_on_a_full_task_answers_409_and_keeps_the_answer(
     html = response.content.decode()
     assert "Your lease on this task ran out" in html and "Next task" in html
     assert "slow but careful</textarea>" in html
+    assert "has no rank" not in html and "must be a whole number" not in html
     assert not Ranking.objects.filter(ranker=trainer).exists()
 
 
