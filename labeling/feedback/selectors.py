@@ -70,8 +70,9 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
             texts=[
                 (
                     message.content,
-                    message.sample_id,
-                    message.sample.text if message.sample_id else None,
+                    message.sample_id
+                    if message.sample_id and message.content == message.sample.text
+                    else None,
                 )
             ]
         )

@@ -5,6 +5,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
+
 from config.querysets import filter_given, values_in_chunks
 from labeling.feedback.selectors import feedback_summaries
 from ranking.exports.filters import CHUNK_SIZE, ExportFilters, day_bounds, split_of
@@ -60,7 +62,12 @@ _CANDIDATE_PROVENANCE = (
     "message__sample__job__params",
     "message__sample__job__seed",
     "message__sample_id",
-    "message__sample__text",
+    "is_sample_text",
+)
+# Whether a candidate's text is its sample's (an edited suggestion's is not), compared in the
+# database: the sample's text is not read.
+_IS_SAMPLE_TEXT = ExpressionWrapper(
+    Q(message__content=F("message__sample__text")), output_field=BooleanField()
 )
 # What pairs read of a ranking; the rankings format adds the rest of the record.
 _RANKING_ORDER = (
@@ -112,6 +119,7 @@ def task_bundles(
         candidates = defaultdict(list)
         for candidate in (
             Candidate.objects.filter(**in_chunk)
+            .annotate(**({"is_sample_text": _IS_SAMPLE_TEXT} if provenance else {}))
             .order_by("task_id", "position")
             .values(*candidate_fields)
         ):
@@ -140,7 +148,7 @@ def _add_moderation_and_feedback(candidates: list[dict]) -> None:
     candidate (its message or the sample it came from): one query each."""
     verdicts = moderation_latest_of_texts(
         texts=[
-            (c["message__content"], c["message__sample_id"], c["message__sample__text"])
+            (c["message__content"], c["message__sample_id"] if c["is_sample_text"] else None)
             for c in candidates
         ]
     )

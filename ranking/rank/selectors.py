@@ -429,7 +429,12 @@ def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
     # original of a task may be) keeps the suggestion's sample, whose verdict is on other words.
     latest = moderation_latest_of_texts(
         texts=[
-            (row["message__content"], row["message__sample_id"], row["message__sample__text"])
+            (
+                row["message__content"],
+                row["message__sample_id"]
+                if row["message__content"] == row["message__sample__text"]
+                else None,
+            )
             for row in shown
         ]
     )

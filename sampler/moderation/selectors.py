@@ -18,15 +18,15 @@ def moderation_latest_by_sample(*, sample_ids: Sequence[int]) -> dict[int, Moder
 
 
 def moderation_latest_of_texts(
-    *, texts: Sequence[tuple[str, int | None, str | None]]
+    *, texts: Sequence[tuple[str, int | None]]
 ) -> list[ModerationResult | None]:
     """The newest result, whatever filter made it, on each text shown, given as (text, id of
-    the sample it was written from or None, that sample's text or None): the sample's where
-    the text is its sample's text, else the newest on the text itself (a suggestion its writer
-    edited: a verdict on the suggestion is about other words); None where the filter never
-    saw the text. One query."""
-    sample_ids = [sample_id for text, sample_id, sample_text in texts if text == sample_text]
-    keys = [text_sha256(text) for text, _, sample_text in texts if text != sample_text]
+    the sample whose text it is, or None when it is no sample's text): the sample's, else the
+    newest on the text itself (a suggestion its writer edited keeps its sample, but a verdict
+    on the suggestion is about other words); None where the filter never saw the text. One
+    query."""
+    sample_ids = [sample_id for _, sample_id in texts if sample_id is not None]
+    keys = [text_sha256(text) for text, sample_id in texts if sample_id is None]
     by_sample: dict[int, ModerationResult] = {}
     by_text: dict[str, ModerationResult] = {}
     for result in ModerationResult.objects.filter(
@@ -37,6 +37,6 @@ def moderation_latest_of_texts(
         else:
             by_text[result.text_sha256] = result
     return [
-        by_sample.get(sample_id) if text == sample_text else by_text.get(text_sha256(text))
-        for text, sample_id, sample_text in texts
+        by_text.get(text_sha256(text)) if sample_id is None else by_sample.get(sample_id)
+        for text, sample_id in texts
     ]
