@@ -94,25 +94,53 @@ class AttackAdmin(admin.ModelAdmin):
         return (*fields, *RUN_FIELDS, *correction)
 
 
-class AttackResultInline(admin.TabularInline):
+# What a run sends and scores with, which the executor reads on every try
+# (``attack_run_execute``: the version, seed and sampling parameters sent, the requester and
+# project its generation jobs carry, the reward model, asked for by a retry of failed attacks or
+# recorded when the run starts, and read again by a resumed try) and a retry of its failed
+# attacks copies (``RETRY_KEEPS``): checked by ``attack_run_create`` when the run is asked for,
+# and read-only from then on.
+RUN_INPUTS = (
+    "model_version",
+    "reward_model_version",
+    "seed",
+    "params",
+    "requested_by",
+    "project",
+    "retry_of",
+)
+# What the executor records of a run (the content filter it ran, the attacks counted, how far
+# it got), and the token of its queued message (``job_enqueue``).
+RUN_RECORD = ("filter_name", "attack_count", "progress", "publish_token")
+
+
+class AttackResultInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = AttackResult
     extra = 0
     raw_id_fields = ("attack", "sample")
-    readonly_fields = ("created_at",)
 
 
 @admin.register(AttackRun)
 class AttackRunAdmin(JobAdminMixin, admin.ModelAdmin):
+    """A run is asked for from the Red team page (``attack_run_create``), which checks and
+    queues it (no add page, as for every job). What it sends and scores and what it recorded
+    are read-only here from then on (``RUN_INPUTS``, ``RUN_RECORD``): a run resumed, retried or
+    retried for its failed attacks sends what it was asked for, and its results stay the record
+    of it. Deleting a run takes its results with it."""
+
     list_display = ("id", "model_version", "status", "attack_count", "progress", "created_at")
     list_filter = ("status", "model_version")
     search_fields = ("model_version__name", "error", "requested_by__username")
-    raw_id_fields = ("requested_by",)
-    readonly_fields = ("created_at", "retry_of", *LIFECYCLE_FIELDS)
+    readonly_fields = ("created_at", *RUN_INPUTS, *RUN_RECORD, *LIFECYCLE_FIELDS)
     inlines = [AttackResultInline]
 
 
 @admin.register(AttackResult)
-class AttackResultAdmin(admin.ModelAdmin):
+class AttackResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What a run sent and what came back (the reply, its filter verdict and reward scores),
+    written by the run alone (``attack_run_execute``): shown, never added, changed or deleted
+    here; a result goes with its run."""
+
     list_display = ("id", "run", "attack", "filter_flagged", "reward_score", "created_at")
     list_filter = ("filter_flagged", "category", "run")
     search_fields = ("text", "error", "prompt", "attack__message__content")

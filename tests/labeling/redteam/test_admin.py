@@ -2,7 +2,8 @@
 shows it and changes none of it, so a resumed run re-sends the attacks it was asked for, never
 one added to it afterwards (of another project, say), and its count matches its set. An attack
 the admin changes or adds passes the checks a trainer's mark passes; once a run has it, what
-the run sent and scored of it is read-only there."""
+the run sent and scored of it is read-only there. A run's own inputs and record are read-only
+there from the start, and its results are shown, never added, changed or deleted on their own."""
 
 import json
 
@@ -13,7 +14,7 @@ from django.urls import reverse
 from labeling.conversations import services
 from labeling.redteam import admin
 from labeling.redteam import services as redteam_services
-from labeling.redteam.models import Attack, AttackRunAttack
+from labeling.redteam.models import Attack, AttackResult, AttackRunAttack
 from ranking.projects.services import project_create
 from sampler.models import ModelVersion
 from tests.labeling.conftest import model_reply
@@ -194,3 +195,92 @@ def test_an_attack_no_run_has_stays_editable_in_the_admin(admin_client_, trainer
     _, _, reply = red_team
     attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
     assert RUN_FIELDS | {"correction"} <= _editable(admin_client_, attack)
+
+
+# A run's inputs (what the executor reads on every try, and a retry of its failed attacks copies)
+# and what it recorded are fixed from the moment it is asked for: its admin page changes none of
+# it. Its results are the record of what was sent and scored: shown, never added or changed;
+# they go with their run.
+
+RUN = "admin:labeling_attackrun"
+RESULT = "admin:labeling_attackresult"
+
+
+def _run_with_a_result(trainer, admin_user, model_version) -> tuple:
+    attack = stored_attacks(trainer, model_version, 1)[0]
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=model_version, seed=7, queue=False
+    )
+    result = AttackResult.objects.create(
+        run=run,
+        attack=attack,
+        category=attack.category,
+        prompt="attack prompt 0",
+        text="a new reply",
+        filter_flagged=False,
+        reward_score=0.25,
+    )
+    return run, result
+
+
+def test_a_runs_admin_page_changes_nothing_it_sends_scores_or_recorded(
+    admin_client_, trainer, admin_user, model_version
+):
+    run, _ = _run_with_a_result(trainer, admin_user, model_version)
+    url = reverse(f"{RUN}_change", args=[run.pk])
+    page = admin_client_.get(url)
+    assert page.status_code == 200
+    assert set(page.context["adminform"].form.fields) == set()
+
+    other = ModelVersion.objects.create(name="policy-v2", path="/nowhere", kind="policy")
+    stored = model_to_dict(run)
+    response = admin_client_.post(
+        url,
+        {
+            "model_version": other.pk,
+            "reward_model_version": other.pk,
+            "attack_count": 9,
+            "progress": "0.5",
+            "seed": 8,
+            "params": json.dumps({"max_new_tokens": 1}),
+            "filter_name": "none",
+            "requested_by": trainer.pk,
+            "project": run.project_id,
+            "publish_token": "another",
+            "results-TOTAL_FORMS": "0",
+            "results-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert model_to_dict(run) == stored
+
+
+def test_a_runs_results_are_shown_never_added_changed_or_deleted_on_their_own(
+    admin_client_, trainer, admin_user, model_version
+):
+    run, result = _run_with_a_result(trainer, admin_user, model_version)
+    stored = model_to_dict(result)
+    change = reverse(f"{RESULT}_change", args=[result.pk])
+
+    assert admin_client_.get(reverse(f"{RESULT}_add")).status_code == 403
+    assert admin_client_.get(change).status_code == 200
+    edited = {**stored, "text": "edited", "reward_score": "9", "prompt": "never sent"}
+    edited = {name: "" if value is None else value for name, value in edited.items()}
+    edited["filter_categories"] = json.dumps(stored["filter_categories"])
+    assert admin_client_.post(change, edited).status_code == 403
+    delete = reverse(f"{RESULT}_delete", args=[result.pk])
+    assert admin_client_.post(delete, {"post": "yes"}).status_code == 403
+    result.refresh_from_db()
+    assert model_to_dict(result) == stored
+
+    # The run's page shows them, read-only, with no row to add or delete.
+    page = admin_client_.get(reverse(f"{RUN}_change", args=[run.pk]))
+    (inline,) = page.context["inline_admin_formsets"]
+    assert not (inline.has_add_permission or inline.has_change_permission)
+    assert not inline.has_delete_permission
+
+    # Deleting the run takes them with it.
+    response = admin_client_.post(reverse(f"{RUN}_delete", args=[run.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not AttackResult.objects.exists()
