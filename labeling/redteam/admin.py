@@ -22,8 +22,10 @@ RUN_FIELDS = (
 class AttackAdminForm(forms.ModelForm):
     """An attack changed or added by hand passes the checks a trainer's mark passes
     (``services.attack_check``): a refusal is the form's error, on the field it names, or on
-    the reply (``message``) when the reply is what cannot be marked. A field the admin shows
-    read-only is not changed: the check takes the attack's reply as stored, and no other."""
+    the reply (``message``) when the reply is what cannot be marked. What a mark takes from the
+    reply (its conversation, project, prompt turn and prompt messages, model version) must be
+    the reply's. A field the admin shows read-only is not changed: the check takes the attack's
+    reply as stored, and no other."""
 
     class Meta:
         model = Attack
@@ -56,6 +58,9 @@ class AttackAdminForm(forms.ModelForm):
                 attack=self.instance if self.instance.pk is not None else None,
                 conversation=cleaned.get("conversation"),
                 prompt_message=cleaned.get("prompt_message"),
+                prompt_messages=cleaned.get("prompt_messages"),
+                # A version cleared (None) is checked too; one not on the form is not.
+                model_version=cleaned.get("model_version", services.UNSET),
                 project_id=project.pk if project is not None else None,
                 correction=cleaned.get("correction"),
             )

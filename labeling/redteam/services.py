@@ -56,6 +56,18 @@ def _check_red_team_writer(*, conversation: Conversation, user: AbstractBaseUser
     conversation_check_open(conversation=conversation)
 
 
+def attack_prompt_messages(*, message: Message) -> list[dict]:
+    """The prompt ``message`` answered, as an attack on it stores it and a run re-sends it:
+    the conversation's path from its root down to the reply's parent, each turn's role and
+    content."""
+    return [{"role": m.role, "content": m.content} for m in message_path(message=message.parent)]
+
+
+# ``attack_check``'s ``model_version`` when the caller gives none to check (an empty one, None,
+# is a value: a version cleared).
+UNSET = object()
+
+
 def attack_check(
     *,
     message: Message,
@@ -64,6 +76,8 @@ def attack_check(
     attack: Attack | None = None,
     conversation: Conversation | None = None,
     prompt_message: Message | None = None,
+    prompt_messages: list | None = None,
+    model_version: ModelVersion | object | None = UNSET,
     project_id: int | None = None,
     correction: Message | None = None,
 ) -> str:
@@ -76,7 +90,10 @@ def attack_check(
     ``attack``: the record being changed, which is not another mark of its reply. An admin's
     form also gives the fields ``attack_record`` takes from the reply, each checked against it
     when given: ``conversation`` and ``project`` (the reply's), ``prompt_message`` (the user
-    turn it answers) and ``correction`` (another reply to that turn, not marked itself).
+    turn it answers), ``prompt_messages`` (the path that turn ends, as
+    ``attack_prompt_messages`` reads it), ``model_version`` (the version that wrote the reply,
+    when the reply records one; None is a version cleared) and ``correction`` (another reply to
+    that turn, not marked itself).
     """
     others = Attack.objects.exclude(pk=attack.pk) if attack is not None else Attack.objects.all()
     if message.conversation.mode != Conversation.Mode.RED_TEAM:
@@ -106,6 +123,23 @@ def attack_check(
         raise ValidationError(
             {"prompt_message": f"The reply answers message {message.parent_id}, the prompt."}
         )
+    if prompt_messages is not None and prompt_messages != attack_prompt_messages(message=message):
+        raise ValidationError(
+            {
+                "prompt_messages": "The prompt messages must be what the reply answered: the "
+                f"conversation's path down to message {message.parent_id} (the user turn it "
+                "answers), each turn's role and content, as marking the reply stores them."
+            }
+        )
+    if model_version is not UNSET and message.model_version_id is not None:
+        given = model_version.pk if model_version is not None else None
+        if given != message.model_version_id:
+            raise ValidationError(
+                {
+                    "model_version": f"The reply was written by {message.model_version.name}: "
+                    "an attack names the version that wrote its reply."
+                }
+            )
     if correction is not None:
         _check_correction(message=message, correction=correction, others=others)
     return note
@@ -142,9 +176,7 @@ def attack_record(
         conversation=conversation,
         message=message,
         prompt_message=message.parent,
-        prompt_messages=[
-            {"role": m.role, "content": m.content} for m in message_path(message=message.parent)
-        ],
+        prompt_messages=attack_prompt_messages(message=message),
         category=category,
         note=note,
         model_version_id=message.model_version_id,

@@ -1,9 +1,10 @@
 """A run's set of attacks is fixed when the run is asked for (``attack_run_create``): the admin
 shows it and changes none of it, so a resumed run re-sends the attacks it was asked for, never
 one added to it afterwards (of another project, say), and its count matches its set. An attack
-the admin changes or adds passes the checks a trainer's mark passes; once a run has it, what
-the run sent and scored of it is read-only there. A run's own inputs and record are read-only
-there from the start, and its results are shown, never added, changed or deleted on their own."""
+the admin changes or adds passes the checks a trainer's mark passes (its prompt messages and
+model version are its reply's, too); once a run has it, what the run sent and scored of it is
+read-only there. A run's own inputs and record are read-only there from the start, and its
+results are shown, never added, changed or deleted on their own."""
 
 import json
 
@@ -19,6 +20,8 @@ from ranking.projects.services import project_create
 from sampler.models import ModelVersion
 from tests.labeling.conftest import model_reply
 from tests.labeling.redteam.conftest import (
+    FAILED,
+    PROMPT,
     attack_and_correct,
     stored_attacks,
     two_attacks,
@@ -284,3 +287,55 @@ def test_a_runs_results_are_shown_never_added_changed_or_deleted_on_their_own(
     response = admin_client_.post(reverse(f"{RUN}_delete", args=[run.pk]), {"post": "yes"})
     assert response.status_code == 302
     assert not AttackResult.objects.exists()
+
+
+# While no run has an attack, the prompt it stores and the version it names are still its
+# reply's: the conversation's path up to the turn the reply answers, and the version that wrote
+# the reply.
+
+
+def test_the_admin_refuses_a_prompt_or_version_the_reply_never_answered(
+    admin_client_, trainer, red_team, model_version
+):
+    _, prompt, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    other_version = ModelVersion.objects.create(name="policy-v2", path="/nowhere", kind="policy")
+    url = reverse(ATTACK_CHANGE, args=[attack.pk])
+    stored = model_to_dict(attack)
+    sent = {"role": "user", "content": PROMPT}
+
+    cases = [
+        ({"prompt_messages": [{"role": "user", "content": "never sent"}]}, "prompt_messages"),
+        ({"prompt_messages": [sent, {"role": "assistant", "content": FAILED}]}, "prompt_messages"),
+        ({"prompt_messages": [{**sent, "name": "someone"}]}, "prompt_messages"),
+        ({"prompt_messages": {"role": "user", "content": PROMPT}}, "prompt_messages"),
+        ({"model_version": other_version.pk}, "model_version"),
+        ({"model_version": ""}, "model_version"),
+    ]
+    for changes, field in cases:
+        response = admin_client_.post(url, _form(attack, **changes))
+        error = _refused(response, field)
+        expected = f"message {prompt.pk}" if field == "prompt_messages" else "policy-v1"
+        assert expected in error, (changes, error)
+    attack.refresh_from_db()
+    assert model_to_dict(attack) == stored
+
+
+def test_the_admin_adds_an_attack_only_with_its_replys_own_prompt_and_version(
+    admin_client_, trainer, red_team, model_version
+):
+    _, _, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    other = stored_attacks(trainer, model_version, 1)[0]
+    values = _form(other)
+    del values["id"]
+    other.delete()  # its reply is free to be marked again, here
+    add = reverse("admin:labeling_attack_add")
+
+    refused = admin_client_.post(
+        add, {**values, "prompt_messages": json.dumps(attack.prompt_messages)}
+    )
+    assert "message" in _refused(refused, "prompt_messages")
+    assert admin_client_.post(add, values).status_code == 302
+    added = Attack.objects.exclude(pk=attack.pk).get()
+    assert added.prompt_messages == [{"role": "user", "content": "attack prompt 0"}]

@@ -51,6 +51,33 @@ def test_only_model_replies_of_red_team_conversations_can_be_marked(
     assert Attack.objects.count() == 0
 
 
+def test_the_checks_take_an_attacks_prompt_and_version_from_its_reply_alone(
+    red_team, trainer, model_version
+):
+    """What ``attack_record`` stores of the reply is what ``attack_check`` holds an admin's
+    values to: the path up to the turn the reply answers, and the version that wrote it."""
+    _, prompt, reply = red_team
+    attack = redteam_services.attack_record(message=reply, user=trainer, category="harmful")
+    check = {"message": reply, "category": "harmful", "attack": attack}
+    redteam_services.attack_check(
+        **check, prompt_messages=attack.prompt_messages, model_version=model_version
+    )
+    wrong = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": FAILED}]
+    with pytest.raises(ValidationError) as refused:
+        redteam_services.attack_check(**check, prompt_messages=wrong)
+    assert list(refused.value.message_dict) == ["prompt_messages"]
+    assert f"message {prompt.pk}" in refused.value.message_dict["prompt_messages"][0]
+    other = ModelVersion.objects.create(name="policy-v2", path="/nowhere", kind="policy")
+    for version in (other, None):
+        with pytest.raises(ValidationError) as refused:
+            redteam_services.attack_check(**check, model_version=version)
+        assert "policy-v1" in refused.value.message_dict["model_version"][0]
+    # A reply with no version recorded (an import) binds none.
+    Message.objects.filter(pk=reply.pk).update(model_version=None)
+    reply.refresh_from_db()
+    redteam_services.attack_check(**{**check, "message": reply}, model_version=other)
+
+
 def test_the_correction_is_a_sibling_branch_written_once(red_team, trainer):
     conversation, prompt, reply = red_team
     attack, correction = attack_and_correct(trainer, reply)
