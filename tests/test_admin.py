@@ -241,6 +241,17 @@ def test_no_job_is_added_in_the_admin_where_nothing_would_check_or_queue_it(admi
     )
 
 
+@job_models
+def test_no_job_admin_edits_what_the_executor_keeps_of_a_job(model):
+    """A job's publish token was editable on every job admin but the red-team run's: changed,
+    the queued message no longer matched it, and no worker ran the job."""
+    from sampler.jobs.admin import LIFECYCLE_FIELDS
+
+    model_admin = admin.site._registry[model]
+    read_only = set(model_admin.get_readonly_fields(None))
+    assert {"publish_token", "status", "attempts", "worker"} <= set(LIFECYCLE_FIELDS) <= read_only
+
+
 def test_every_kind_of_job_has_its_admin_and_it_is_a_job_admin():
     from sampler.jobs.kinds import job_models as kinds_models
 

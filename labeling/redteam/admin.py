@@ -115,8 +115,8 @@ RUN_INPUTS = (
     "retry_of",
 )
 # What the executor records of a run (the content filter it ran, the attacks counted, how far
-# it got), and the token of its queued message (``job_enqueue``).
-RUN_RECORD = ("filter_name", "attack_count", "progress", "publish_token")
+# it got); the token of its queued message is a lifecycle field of every job.
+RUN_RECORD = ("filter_name", "attack_count", "progress")
 
 
 class AttackResultInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -13,6 +13,8 @@ LIFECYCLE_FIELDS = (
     "queued_at",
     "published_at",
     "publish_count",
+    # The queued message runs the job only while it carries this token (job_enqueue).
+    "publish_token",
     "started_at",
     "heartbeat_at",
     "finished_at",
