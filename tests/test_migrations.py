@@ -534,3 +534,26 @@ def test_titles_stored_with_line_breaks_are_made_one_line_and_keep_their_place()
         assert stored.get(pk=plain.pk).title == "Weekend plans"
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_verdicts_on_texts_go_when_the_schema_goes_back_to_verdicts_on_samples_alone(
+    trainer, policy
+):
+    """Going back past sampler 0011 made the sample required again and failed on the verdicts
+    on a text of their own (no sample): they are deleted, those on samples kept."""
+    from tests.labeling.feedback.conftest import model_message
+    from tests.sampler.conftest import suggestion_sample
+
+    try:
+        sample = suggestion_sample(trainer, policy, model_message(trainer, policy))
+        apps = _migrate(_latest())
+        ModerationResult = apps.get_model("sampler", "ModerationResult")
+        verdict = {"filter_name": "builtin", "filter_version": "2-x", "flagged": False}
+        on_sample = ModerationResult.objects.create(sample_id=sample.pk, **verdict).pk
+        ModerationResult.objects.create(text_sha256="a" * 64, **verdict)
+        apps = _migrate_back("sampler", "0010_base_url_without_credentials")
+        ModerationResult = apps.get_model("sampler", "ModerationResult")
+        assert list(ModerationResult.objects.values_list("pk", flat=True)) == [on_sample]
+    finally:
+        _migrate(_latest())

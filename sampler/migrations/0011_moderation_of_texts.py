@@ -4,6 +4,17 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def delete_verdicts_on_texts(apps, schema_editor):
+    """Back to verdicts on samples only: those on a text of its own have no place there."""
+    postgresql = schema_editor.connection.vendor == "postgresql"
+    if postgresql:
+        # The table is altered next, in this transaction: no constraint check may be pending.
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    apps.get_model("sampler", "ModerationResult").objects.filter(sample__isnull=True).delete()
+    if postgresql:
+        schema_editor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -21,6 +32,8 @@ class Migration(migrations.Migration):
             name='sample',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='moderation_results', to='sampler.sample'),
         ),
+        # Undone before the sample is required again.
+        migrations.RunPython(migrations.RunPython.noop, delete_verdicts_on_texts),
         migrations.AddConstraint(
             model_name='moderationresult',
             constraint=models.UniqueConstraint(condition=models.Q(('sample__isnull', True)), fields=('text_sha256', 'filter_name', 'filter_version'), name='moderation_unique_per_text_filter'),
