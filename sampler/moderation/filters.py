@@ -112,7 +112,9 @@ class BuiltinFilter:
         self.patterns = _by_category(
             patterns, default_category="pattern", setting="CONTENT_FILTER_PATTERNS"
         )
-        self.version = "1-" + _fingerprint({"words": self.words, "patterns": self.patterns})
+        # The number changes with what a configuration flags (2: an empty match never flags),
+        # so verdicts stored by an earlier one are not taken for this one's.
+        self.version = "2-" + _fingerprint({"words": self.words, "patterns": self.patterns})
         self._compiled: list[tuple[str, re.Pattern]] = []
         for category, terms in self.words.items():
             if terms:
