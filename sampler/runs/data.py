@@ -1,6 +1,6 @@
 """The data a training run reads: its rows (``RunData``) from a JSONL file or the database, the
-held-out prompts of the database's records, whether they hold anything to train on
-(``nothing_to_train_problem``), what a held-out fraction leaves on each side of a split
+held-out prompts of the database's records, whether they hold enough to train on
+(``too_little_to_train_problem``), what a held-out fraction leaves on each side of a split
 (``split_problem``), and the snapshot of the rows a run from the database first read,
 which it resumes on.
 """
@@ -199,15 +199,26 @@ def _none_yet(counted: Counted, where: str) -> str:
     return f"there is no {counted.unit} yet{where}{named}"
 
 
-def nothing_to_train_problem(records: Iterable[dict], *, counted: Counted, where: str = "") -> str:
-    """Why ``records`` leave a run nothing at all to train on, whatever its split ("" when one
-    of them makes a unit its trainer uses: see ``Counted``). Records are read until one does."""
-    for record in records:
+def too_little_to_train_problem(
+    records: Iterable[dict], *, counted: Counted, where: str = ""
+) -> str:
+    """Why ``records`` leave a run too little to train on, whatever its split: none of the
+    units its trainer uses (see ``Counted``), or fewer than ``counted.trained`` ("" when they
+    hold enough). Records are read until they do."""
+    units: set = set()
+    for number, record in enumerate(records):
         if counted.usable is not None and not counted.usable(record):
             continue
-        if counted.units is None or counted.units(record):
+        units.update(counted.units(record) if counted.units else [number])
+        if len(units) >= counted.trained:
             return ""
-    return f"Nothing to train on: {_none_yet(counted, where)}. Add more conversations first."
+    if not units:
+        return f"Nothing to train on: {_none_yet(counted, where)}. Add more conversations first."
+    there = f"is 1 {counted.unit}" if len(units) == 1 else f"are {len(units)} {counted.unit}s"
+    return (
+        f"Too few {counted.unit}s to train on: there {there}{where}, and "
+        f"{counted.why_trained}. Add more conversations first."
+    )
 
 
 def missing_held_out_prompt(

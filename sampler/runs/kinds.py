@@ -25,11 +25,11 @@ from sampler.runs.data import (
     RunData,
     database_records,
     load_run_data,
-    nothing_to_train_problem,
     projects_named,
     prompt_keys,
     read_source,
     split_problem,
+    too_little_to_train_problem,
 )
 from sampler.runs.data_files import newer_schema_problem
 from sampler.runs.models import TrainingRun
@@ -88,11 +88,11 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
     evaluation it asks for, because of how its data splits ({} when it would not), by the field
     to change. Its records are split as its trainer splits them: a reward run on one half of
     the conversations (``data_half``) whose records all fall in the other half fails (its
-    ``none_in_half``); records of which its trainer makes nothing leave it nothing to train
-    on, whatever the fraction (``data``); a held-out fraction above 0 that holds out none of
-    what the kind evaluates on (or fewer than it needs) trains and reports no held-out metric,
-    and one that holds out all of it fails (nothing to train on). A fraction of 0 asks for no
-    evaluation."""
+    ``none_in_half``); records of which its trainer makes nothing, or fewer units than it
+    needs, leave it too little to train on, whatever the fraction (``data``); a held-out
+    fraction above 0 that holds out none of what the kind evaluates on (or fewer than it needs)
+    trains and reports no held-out metric, and one that holds out all of it fails (nothing to
+    train on). A fraction of 0 asks for no evaluation."""
     if dataset["source"] != "database":
         return {}
 
@@ -108,7 +108,9 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
     filters = ExportFilters.from_dict(dataset["filters"])
     where = ("" if half == "all" else f" in the {half} half") + projects_named(filters)
     if counted.trained and (
-        problem := nothing_to_train_problem(in_half(records(), half), counted=counted, where=where)
+        problem := too_little_to_train_problem(
+            in_half(records(), half), counted=counted, where=where
+        )
     ):
         return {"data": problem}
     if not filters.test_fraction:
@@ -131,7 +133,7 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
 
 def _empty_half_problem(records, half: str) -> str:
     """Why a run on ``half`` of ``records`` has none to train on ("" when one is in it, or when
-    there is none at all: ``nothing_to_train_problem`` says so)."""
+    there is none at all: ``too_little_to_train_problem`` says so)."""
     read = 0
     for record in records:
         if record_half(record) == half:

@@ -201,6 +201,28 @@ def test_a_run_with_nothing_at_all_says_there_is_nothing_yet(admin_client_, frac
     }
 
 
+@pytest.mark.usefixtures("policy")
+def test_a_run_with_fewer_than_its_trainer_needs_is_refused_whatever_the_fraction(
+    admin_client_, other_trainer, trainer
+):
+    """KTO trains on at least 2 examples: with one, a fraction of 0 was queued, then failed on
+    the worker."""
+    reply = finished_conversation(other_trainer).active_leaf
+    Feedback.objects.create(user=trainer, message=reply, rating="up")
+    fields = {"kto_sources": ["thumbs_up"], "test_fraction": "0"}
+    refused = _post(admin_client_, "kto", **fields)
+    assert refused.status_code == 422 and not TrainingRun.objects.exists()
+    assert refused.context["form"].errors == {
+        "__all__": [
+            "Too few examples to train on: there is 1 example, and KTO trains on at least 2. "
+            "Add more conversations first."
+        ]
+    }
+    other = finished_conversation(other_trainer, turns=("hey", "hi there")).active_leaf
+    Feedback.objects.create(user=trainer, message=other, rating="up")
+    assert _post(admin_client_, "kto", **fields).status_code == 302
+
+
 # ---- a reward model on one half of the conversations ---------------------------------------
 
 
