@@ -574,10 +574,14 @@ else:
 # (django-axes; a success resets the pair's count); after LOGIN_ACCOUNT_FAILURE_LIMIT from all
 # addresses together, the username is locked out from every address but the browsers that have
 # logged in as that user within LOGIN_KNOWN_BROWSER_DAYS. Either lasts LOGIN_LOCKOUT_MINUTES
-# from the last failure counted; attempts refused meanwhile are not counted. Behind a proxy,
-# AXES_IPWARE_PROXY_COUNT says how many proxies set X-Forwarded-For.
+# from the last failure counted; attempts refused meanwhile are not counted. An attempt is
+# counted before its password is checked, under a lock on its username, so attempts at once
+# get no more passwords checked than the limits. Behind a proxy, AXES_IPWARE_PROXY_COUNT says
+# how many proxies set X-Forwarded-For.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "accounts.lockout.LockoutBackend",
+    # Checks no password (LockoutBackend ends every password check): it reads the sessions
+    # that it logged in before LockoutBackend did.
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_HANDLER = "accounts.lockout.LockoutHandler"
