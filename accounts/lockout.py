@@ -8,7 +8,9 @@ address, and says what a locked-out client gets.
 - Per username: ``LOGIN_ACCOUNT_FAILURE_LIMIT`` failures from all addresses together lock it
   out from every address, so guesses spread over many addresses are bounded too. A browser
   that has logged in as that user before (a signed cookie, ``KNOWN_BROWSER_COOKIE``) is not
-  held by this limit, only by its own address's: an attacker cannot keep the real user out.
+  held by this limit while the user's password is the one it logged in with, only by its own
+  address's: an attacker cannot keep the real user out, and whoever knew an old password keeps
+  no exemption once it is changed.
   An address with no failures is no such exemption: each fresh address of an attacker has
   none either.
 
@@ -51,9 +53,11 @@ from django.db import connections, router, transaction
 from django.db.models import F, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.crypto import constant_time_compare, salted_hmac
 
-# Marks a browser that logged in as a user (its username, signed): not held by that user's
-# account-wide lockout. Renewed at each login.
+# Marks a browser that logged in as a user (its username and a value drawn from the user's
+# password, signed): not held by that user's account-wide lockout while that password is the
+# user's. Renewed at each login.
 KNOWN_BROWSER_COOKIE = "tandem_known_browser"
 _KNOWN_BROWSER_SALT = "accounts.lockout.known-browser"
 # Set on a request refused (or failed) past the account-wide limit: the reason says so.
@@ -95,6 +99,16 @@ def lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse:
     return response
 
 
+def _known_browser_mark(user) -> str:
+    """What a browser known to ``user`` holds: the username and a value drawn from the user's
+    password hash (by way of its session hash), so a new password voids every mark made before
+    it."""
+    credentials = salted_hmac(
+        _KNOWN_BROWSER_SALT, user.get_session_auth_hash(), algorithm="sha256"
+    ).hexdigest()
+    return f"{user.get_username()}:{credentials}"
+
+
 def _known_browser(request: HttpRequest, username: str) -> bool:
     known = request.get_signed_cookie(
         KNOWN_BROWSER_COOKIE,
@@ -102,7 +116,14 @@ def _known_browser(request: HttpRequest, username: str) -> bool:
         salt=_KNOWN_BROWSER_SALT,
         max_age=timedelta(days=settings.LOGIN_KNOWN_BROWSER_DAYS),
     )
-    return known == username
+    if known is None or known.rpartition(":")[0] != username:
+        return False
+    user_model = get_user_model()
+    try:
+        user = user_model._default_manager.get_by_natural_key(username)
+    except user_model.DoesNotExist:
+        return False
+    return constant_time_compare(known, _known_browser_mark(user))
 
 
 def _account_failures(request: HttpRequest, username: str) -> int:
@@ -233,7 +254,7 @@ class LockoutHandler(AxesDatabaseHandler):
 
     def user_logged_in(self, sender, request, user, **kwargs) -> None:
         super().user_logged_in(sender, request, user, **kwargs)
-        setattr(request, _LOGGED_IN_AS, user.get_username())
+        setattr(request, _LOGGED_IN_AS, user)
 
     def _account_locked(self, request, credentials: dict | None) -> bool:
         username = get_client_username(request, credentials)
@@ -284,18 +305,19 @@ class LockoutBackend(AxesBackend):
 
 class KnownBrowserMiddleware:
     """Gives the response of a request that logged a user in the cookie that marks its browser
-    known to that user (the last user it logged in as)."""
+    known to that user (the last user it logged in as) while the user's password is the one it
+    logged in with."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        username = getattr(request, _LOGGED_IN_AS, None)
-        if username:
+        user = getattr(request, _LOGGED_IN_AS, None)
+        if user is not None:
             response.set_signed_cookie(
                 KNOWN_BROWSER_COOKIE,
-                username,
+                _known_browser_mark(user),
                 salt=_KNOWN_BROWSER_SALT,
                 max_age=settings.LOGIN_KNOWN_BROWSER_DAYS * 24 * 60 * 60,
                 secure=settings.SESSION_COOKIE_SECURE,

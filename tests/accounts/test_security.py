@@ -19,12 +19,14 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.authentication import ApiTokenAuthentication, BasicAuthenticationWithLockout
+from accounts.lockout import KNOWN_BROWSER_COOKIE
 from accounts.services import user_create_trainer
 from config.celery import app
 from sampler.generation.models import GenerationJob
 from tests.conftest import PASSWORD, free_port, settings_refusal
 
 LOGIN = "/accounts/login/"
+NEW_PASSWORD = "another-Strong-passw0rd"
 
 
 def _log_in(client: Client, password: str, **extra):
@@ -116,6 +118,31 @@ def test_a_browser_that_logged_in_as_the_user_before_is_not_held_by_the_account_
     # It still has the per-address limit of every client.
     browser.post("/accounts/logout/")
     assert [_log_in(browser, "wrong password").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_password_change_voids_the_known_browser_cookies_issued_before_it(
+    trainer, account_limits
+):
+    # Whoever once knew the password (and logged in with it) keeps no exemption once it changes.
+    browser = Client(REMOTE_ADDR="10.5.0.1")
+    assert _log_in(browser, PASSWORD).status_code == 302
+    issued = browser.cookies[KNOWN_BROWSER_COOKIE]
+    assert issued["httponly"] and issued["samesite"] == "Lax"
+    browser.post("/accounts/logout/")
+    trainer.set_password(NEW_PASSWORD)
+    trainer.save()
+    assert _spread(6)[-1] == 429
+    assert _log_in(browser, NEW_PASSWORD).status_code == 429
+    # The same cookie sent from elsewhere is no exemption either.
+    elsewhere = Client(REMOTE_ADDR="10.5.0.2")
+    elsewhere.cookies[KNOWN_BROWSER_COOKIE] = issued.value
+    assert _log_in(elsewhere, NEW_PASSWORD).status_code == 429
+    # A login with the new password (the lockout lifted) marks the browser known again.
+    call_command("axes_reset_username", "tess")
+    assert _log_in(browser, NEW_PASSWORD).status_code == 302
+    browser.post("/accounts/logout/")
+    assert _spread(6, first=20)[-1] == 429
+    assert _log_in(browser, NEW_PASSWORD).status_code == 302
 
 
 def test_a_successful_login_does_not_give_an_attacker_new_guesses_on_the_account(
