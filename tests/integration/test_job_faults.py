@@ -93,7 +93,9 @@ def test_redis_restarted_empty_loses_no_queued_job_nor_a_preparing_ranking_task(
     redis_server.start()  # same port, nothing kept
     assert redis_server.queue_length("generation") == 0
 
-    workers(redis_server.url, beat=True)
+    # One job per backend call: a worker batching waiting jobs with the one it was handed runs
+    # them before their own republished messages, which would leave nothing to assert of those.
+    workers(redis_server.url, beat=True, GENERATION_BATCH_JOBS="1")
     ids = [job.pk for job in jobs]
     wait_until(lambda: _all_succeeded(ids))
     for job in GenerationJob.objects.filter(pk__in=ids):
