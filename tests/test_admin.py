@@ -242,14 +242,17 @@ def test_no_job_is_added_in_the_admin_where_nothing_would_check_or_queue_it(admi
 
 
 @job_models
-def test_no_job_admin_edits_what_the_executor_keeps_of_a_job(model):
+def test_no_job_admin_edits_what_a_job_was_asked_for_nor_what_its_executor_recorded(model):
     """A job's publish token was editable on every job admin but the red-team run's: changed,
-    the queued message no longer matched it, and no worker ran the job."""
-    from sampler.jobs.admin import LIFECYCLE_FIELDS
-
+    the queued message no longer matched it, and no worker ran the job. A training run's
+    config, data filters, checkpoint directory, log and progress, a generation job's prompt,
+    parameters and seed, an export's progress were editable too: a retry ran what nothing
+    checked, and a finished job claimed inputs its outputs did not come from."""
     model_admin = admin.site._registry[model]
     read_only = set(model_admin.get_readonly_fields(None))
-    assert {"publish_token", "status", "attempts", "worker"} <= set(LIFECYCLE_FIELDS) <= read_only
+    names = {field.name for field in [*model._meta.fields, *model._meta.many_to_many]}
+    assert {"publish_token", "status", "attempts", "worker", "queued_at"} <= read_only
+    assert names - {model._meta.pk.name} == read_only
 
 
 def test_every_kind_of_job_has_its_admin_and_it_is_a_job_admin():
@@ -271,3 +274,43 @@ def test_the_admin_names_every_model_in_a_correct_plural():
         if re.search(r"[^aeiou]ys$", str(m._meta.verbose_name_plural))
     ]
     assert wrong == []
+
+
+def test_a_training_runs_change_page_shows_it_and_a_post_changes_nothing_of_it(admin_client_):
+    from sampler.runs.models import TrainingRun
+
+    run = TrainingRun.objects.create(
+        kind="reward",
+        output_name="rm",
+        config={"epochs": 1},
+        dataset={"filters": {}},
+        checkpoint_dir="/srv/checkpoints/run",
+        status="failed",
+    )
+    url = reverse("admin:sampler_trainingrun_change", args=[run.pk])
+    assert admin_client_.get(url).status_code == 200
+    response = admin_client_.post(
+        url,
+        {
+            "kind": "sft",
+            "config": '{"epochs": 50}',
+            "dataset": '{"filters": {"project": 1}}',
+            "progress": "0.5",
+            "metrics": "{}",
+            "log": "forged",
+            "output_name": "other",
+            "checkpoint_dir": "/etc",
+            "status": "queued",
+        },
+    )
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert (run.kind, run.config, run.dataset, run.checkpoint_dir, run.log, run.progress) == (
+        "reward",
+        {"epochs": 1},
+        {"filters": {}},
+        "/srv/checkpoints/run",
+        "",
+        0.0,
+    )
+    assert run.status == "failed"

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from config.admin import ReadOnlyAdminMixin
 from labeling.redteam import selectors, services
 from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
-from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
+from sampler.jobs.admin import JobAdminMixin
 
 # What a run sends and scores of an attack: the prompt, the failed reply and where it is, the
 # model that wrote it. Read-only once a run has the attack (``AttackAdmin.get_readonly_fields``).
@@ -99,26 +99,6 @@ class AttackAdmin(admin.ModelAdmin):
         return (*fields, *RUN_FIELDS, *correction)
 
 
-# What a run sends and scores with, which the executor reads on every try
-# (``attack_run_execute``: the version, seed and sampling parameters sent, the requester and
-# project its generation jobs carry, the reward model, asked for by a retry of failed attacks or
-# recorded when the run starts, and read again by a resumed try) and a retry of its failed
-# attacks copies (``RETRY_KEEPS``): checked by ``attack_run_create`` when the run is asked for,
-# and read-only from then on.
-RUN_INPUTS = (
-    "model_version",
-    "reward_model_version",
-    "seed",
-    "params",
-    "requested_by",
-    "project",
-    "retry_of",
-)
-# What the executor records of a run (the content filter it ran, the attacks counted, how far
-# it got); the token of its queued message is a lifecycle field of every job.
-RUN_RECORD = ("filter_name", "attack_count", "progress")
-
-
 class AttackResultInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = AttackResult
     extra = 0
@@ -128,15 +108,16 @@ class AttackResultInline(ReadOnlyAdminMixin, admin.TabularInline):
 @admin.register(AttackRun)
 class AttackRunAdmin(JobAdminMixin, admin.ModelAdmin):
     """A run is asked for from the Red team page (``attack_run_create``), which checks and
-    queues it (no add page, as for every job). What it sends and scores and what it recorded
-    are read-only here from then on (``RUN_INPUTS``, ``RUN_RECORD``): a run resumed, retried or
-    retried for its failed attacks sends what it was asked for, and its results stay the record
-    of it. Deleting a run takes its results with it."""
+    queues it (no add page, as for every job). What it sends and scores with (version,
+    reward model, seed, sampling parameters, requester, project, the run it retries) and what
+    it recorded (content filter, attack count, progress) are read-only here, as every job's
+    fields are: a run resumed, retried or retried for its failed attacks sends what it was
+    asked for, and its results stay the record of it. Deleting a run takes its results with
+    it."""
 
     list_display = ("id", "model_version", "status", "attack_count", "progress", "created_at")
     list_filter = ("status", "model_version")
     search_fields = ("model_version__name", "error", "requested_by__username")
-    readonly_fields = ("created_at", *RUN_INPUTS, *RUN_RECORD, *LIFECYCLE_FIELDS)
     inlines = [AttackResultInline]
 
 

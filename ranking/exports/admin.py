@@ -1,13 +1,14 @@
 from django.contrib import admin
 
 from ranking.exports.models import DatasetExport
-from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
+from sampler.jobs.admin import JobAdminMixin
 
 
 @admin.register(DatasetExport)
 class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
     """Exports start from the export page, which queues them (no add page, as for every job).
-    What an export was asked for and by whom is read-only: the record of the file written."""
+    What an export was asked for, by whom, and what it wrote are read-only, as every job's
+    fields are: the record of the file written."""
 
     list_display = (
         "id",
@@ -21,15 +22,3 @@ class DatasetExportAdmin(JobAdminMixin, admin.ModelAdmin):
     )
     list_filter = ("format", "status", "created_at")
     search_fields = ("sha256", "created_by__username", "file_path")
-    readonly_fields = (
-        "format",
-        "filters",
-        "created_by",
-        "sha256",
-        "size_bytes",
-        "row_count",
-        "skipped",
-        "file_path",
-        "created_at",
-        *LIFECYCLE_FIELDS,
-    )

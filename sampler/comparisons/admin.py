@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
-from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
+from sampler.jobs.admin import JobAdminMixin
 
 
 @admin.register(ModelComparison)
@@ -10,7 +10,6 @@ class ModelComparisonAdmin(JobAdminMixin, admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("version_a__name", "version_b__name", "error")
     raw_id_fields = ("version_a", "version_b", "reward_version", "requested_by")
-    readonly_fields = ("created_at", *LIFECYCLE_FIELDS)
 
 
 @admin.register(SideBySide)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from sampler.generation.models import GenerationJob, Sample
-from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
+from sampler.jobs.admin import JobAdminMixin
 
 
 class SampleInline(admin.TabularInline):
@@ -29,7 +29,6 @@ class GenerationJobAdmin(JobAdminMixin, admin.ModelAdmin):
     search_fields = ("id", "error", "notes", "requested_by__username", "worker")
     raw_id_fields = ("prefix_message", "requested_by")
     list_select_related = ("model_version", "requested_by")
-    readonly_fields = ("created_at", "duration_ms", *LIFECYCLE_FIELDS)
     date_hierarchy = "created_at"
     inlines = [SampleInline]
 

@@ -1,36 +1,28 @@
-"""What every job's admin page shares: lifecycle columns and retry / cancel actions."""
+"""What every job's admin page shares: read-only rows and retry / cancel actions."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from sampler.jobs.services import job_cancel, job_retry
 
-LIFECYCLE_FIELDS = (
-    "status",
-    "queue",
-    "attempts",
-    "worker",
-    "queued_at",
-    "published_at",
-    "publish_count",
-    # The queued message runs the job only while it carries this token (job_enqueue).
-    "publish_token",
-    "started_at",
-    "heartbeat_at",
-    "finished_at",
-    "error",
-)
-
 
 class JobAdminMixin:
-    """Mixed into a job model's ModelAdmin: read-only lifecycle, the two actions, and no add
-    page: a job is made by the page, API or command that checks its inputs and queues it; a
-    row added here would skip both, and no worker would be told of it."""
+    """Mixed into a job model's ModelAdmin: every field read-only, the two actions, and no add
+    page. A job is made by the page, API or command that checks its inputs and queues it; a
+    row added here would skip both, and no worker would be told of it. Its row is then what it
+    was asked for, which a retried or resumed try reads again, and what its executor recorded
+    (lifecycle, progress, log, results), which its outputs are the record of: changed here, a
+    retry would run what nothing checked, a finished job would claim inputs its outputs did not
+    come from, and a changed publish token would leave its queued message unrun."""
 
     actions = ["retry_jobs", "cancel_jobs"]
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
+        fields = [*self.model._meta.fields, *self.model._meta.many_to_many]
+        return tuple(field.name for field in fields if not field.primary_key)
 
     @admin.action(description="Retry the selected failed or cancelled jobs")
     def retry_jobs(self, request, queryset) -> None:

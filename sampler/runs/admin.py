@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from sampler.jobs.admin import LIFECYCLE_FIELDS, JobAdminMixin
+from sampler.jobs.admin import JobAdminMixin
 from sampler.runs.models import TrainingRun
 
 
@@ -19,4 +19,3 @@ class TrainingRunAdmin(JobAdminMixin, admin.ModelAdmin):
     list_filter = ("kind", "status", "created_at")
     search_fields = ("id", "log", "error", "started_by__username")
     raw_id_fields = ("base_version", "started_by")
-    readonly_fields = ("created_at", *LIFECYCLE_FIELDS)
