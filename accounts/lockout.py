@@ -26,8 +26,10 @@ A failure counts while its address's last failure for the username is within
 ``LOGIN_LOCKOUT_MINUTES``, and attempts refused during a lockout are not counted
 (``AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT`` off), so a lockout ends at most
 ``LOGIN_LOCKOUT_MINUTES`` after the last failure it counted, whatever a client keeps sending.
-A successful login clears the failures of its own username and address only: a user logging
-in gives an attacker elsewhere no new guesses.
+A successful login (on the login page or the admin's) clears the failures of its own username
+and address only: a user logging in gives an attacker elsewhere no new guesses. An HTTP Basic
+request whose password was right clears none: a script sends one after another, each of which
+would give whoever guesses from its address new guesses.
 
 A locked-out client gets JSON under /api/, the login page with the reason elsewhere; both with
 status 429 and Retry-After.

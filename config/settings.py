@@ -571,12 +571,12 @@ else:
 
 # Wrong passwords (login page, admin, HTTP Basic when on), accounts/lockout.py: after
 # LOGIN_FAILURE_LIMIT failures for one username from one address, that pair is locked out
-# (django-axes; a success resets the pair's count); after LOGIN_ACCOUNT_FAILURE_LIMIT from all
-# addresses together, the username is locked out from every address but the browsers that have
-# logged in as that user within LOGIN_KNOWN_BROWSER_DAYS, with the password the user still
-# has. Either lasts LOGIN_LOCKOUT_MINUTES from the last failure counted; attempts refused
-# meanwhile are not counted. An attempt is counted before its password is checked, under a
-# lock on its username, so attempts at once get no more passwords checked than the limits.
+# (django-axes; a login on a login page resets the pair's count, HTTP Basic's do not); after
+# LOGIN_ACCOUNT_FAILURE_LIMIT from all addresses together, the username is locked out from every
+# address but the browsers that have logged in as that user within LOGIN_KNOWN_BROWSER_DAYS, with
+# the password the user still has. Either lasts LOGIN_LOCKOUT_MINUTES from the last failure counted;
+# attempts refused meanwhile are not counted. An attempt is counted before its password is checked,
+# under a lock on its username, so attempts at once get no more passwords checked than the limits.
 # Behind a proxy, AXES_IPWARE_PROXY_COUNT says how many proxies set X-Forwarded-For.
 AUTHENTICATION_BACKENDS = [
     "accounts.lockout.LockoutBackend",

@@ -234,6 +234,32 @@ def test_http_basic_when_turned_on_counts_toward_the_same_lockout(trainer, setti
     assert int(locked["Retry-After"]) == round(settings.AXES_COOLOFF_TIME * 3600)
 
 
+def test_http_basic_successes_clear_no_failures_a_login_page_login_does(
+    trainer, account_limits, monkeypatch
+):
+    """HTTP Basic checks the password on every request: were each success to clear its
+    address's failures, a script's steady requests would give whoever guesses from its address
+    (or from behind the same undeclared proxy) new guesses on the account every time."""
+    monkeypatch.setattr(
+        APIView,
+        "authentication_classes",
+        [ApiTokenAuthentication, SessionAuthentication, BasicAuthenticationWithLockout],
+    )
+
+    def basic(password: str) -> int:
+        header = base64.b64encode(f"tess:{password}".encode()).decode()
+        client = Client(HTTP_AUTHORIZATION=f"Basic {header}", REMOTE_ADDR="10.7.2.1")
+        return client.get("/api/conversations/").status_code
+
+    assert [basic("wrong password"), basic("wrong password"), basic(PASSWORD)] == [401, 401, 200]
+    assert _counted() == 2
+    assert basic("wrong password") == 429  # the third failure from the address
+    call_command("axes_reset_username", "tess")
+    assert [basic("wrong password"), basic("wrong password")] == [401, 401]
+    assert _log_in(Client(), PASSWORD, REMOTE_ADDR="10.7.2.1").status_code == 302
+    assert _counted() == 0
+
+
 def test_api_requests_are_throttled_per_user_and_per_anonymous_address(
     trainer, other_trainer, monkeypatch, settings
 ):
