@@ -314,3 +314,36 @@ def test_a_training_runs_change_page_shows_it_and_a_post_changes_nothing_of_it(a
         0.0,
     )
     assert run.status == "failed"
+
+
+@pytest.mark.parametrize(
+    "name", ["sampler_sample", "sampler_moderationresult"], ids=["Sample", "ModerationResult"]
+)
+def test_what_a_model_wrote_and_the_filters_verdict_on_it_are_not_changed_in_the_admin(
+    admin_client_, trainer, name
+):
+    """A sample's text and a verdict's flag were editable: the sample's verdict, the replies
+    that are its text unedited and the rankings of it then no longer matched its words."""
+    from sampler.moderation.models import ModerationResult
+    from tests.labeling.feedback.conftest import model_message
+    from tests.ranking.conftest import model_version_create
+
+    version = model_version_create("admin-sample")
+    sample = suggestion_sample(trainer, version, model_message(trainer, version), text="hi there")
+    verdict = ModerationResult.objects.create(
+        sample=sample, filter_name="builtin", filter_version="1", flagged=True
+    )
+    row = sample if name == "sampler_sample" else verdict
+    change = reverse(f"admin:{name}_change", args=[row.pk])
+    assert admin_client_.get(change).status_code == 200
+    assert admin_client_.get(reverse(f"admin:{name}_add")).status_code == 403
+    admin_client_.post(change, {"text": "forged", "flagged": "", "job": sample.job_id, "index": 0})
+    assert (
+        admin_client_.post(
+            reverse(f"admin:{name}_delete", args=[row.pk]), {"post": "yes"}
+        ).status_code
+        == 403
+    )
+    sample.refresh_from_db()
+    verdict.refresh_from_db()
+    assert (sample.text, verdict.flagged) == ("hi there", True)

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdminMixin
 from sampler.generation.models import GenerationJob, Sample
 from sampler.jobs.admin import JobAdminMixin
 
@@ -34,7 +35,12 @@ class GenerationJobAdmin(JobAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Sample)
-class SampleAdmin(admin.ModelAdmin):
+class SampleAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What a model wrote, stored with its job (``generation_job_execute``): shown, never added,
+    changed or deleted here. Its content-filter verdict, its log-probabilities, the replies that
+    are its text unedited and the rankings of it are all of those words; a sample goes with its
+    job."""
+
     list_display = (
         "id",
         "job",

@@ -1,10 +1,17 @@
 from django.contrib import admin
 
+from config.admin import ReadOnlyAdminMixin
 from sampler.moderation.models import ModerationResult
 
 
 @admin.register(ModerationResult)
-class ModerationResultAdmin(admin.ModelAdmin):
+class ModerationResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The content filter's verdicts, each written by the filter it names (at most one per
+    sample, or per text, and filter version, reused by every later check under that version):
+    shown, never added, changed or deleted here. A trainer's view that a verdict is wrong is
+    their feedback on the reply; a filter that is wrong is changed in its configuration, whose
+    new version judges again."""
+
     list_display = (
         "id",
         "sample",
