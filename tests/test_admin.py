@@ -347,3 +347,44 @@ def test_what_a_model_wrote_and_the_filters_verdict_on_it_are_not_changed_in_the
     sample.refresh_from_db()
     verdict.refresh_from_db()
     assert (sample.text, verdict.flagged) == ("hi there", True)
+
+
+def test_a_written_turn_is_not_changed_added_nor_deleted_in_the_admin(admin_client_, trainer):
+    """A turn's content, role and parent were editable on its page and its conversation's: a
+    ranked reply, an exported demonstration or a red-team attack's prompt then no longer held
+    the text it had when it was ranked, exported or stored."""
+    from labeling.conversations.admin import ConversationAdmin
+    from labeling.conversations.models import Conversation
+    from tests.labeling.conftest import write_turns
+
+    conversation = Conversation.objects.create(owner=trainer, title="Weekend")
+    first, reply = write_turns(conversation, trainer, "hi there", "hello")
+    change = reverse("admin:labeling_message_change", args=[reply.pk])
+    assert admin_client_.get(change).status_code == 200
+    assert admin_client_.get(reverse("admin:labeling_message_add")).status_code == 403
+    admin_client_.post(
+        change,
+        {
+            "conversation": conversation.pk,
+            "parent": first.pk,
+            "role": "assistant",
+            "origin": "human",
+            "content": "forged",
+        },
+    )
+    delete = reverse("admin:labeling_message_delete", args=[reply.pk])
+    assert admin_client_.post(delete, {"post": "yes"}).status_code == 403
+    reply.refresh_from_db()
+    assert reply.content == "hello"
+
+    page = admin_client_.get(reverse("admin:labeling_conversation_change", args=[conversation.pk]))
+    request = page.wsgi_request
+    inlines = admin.site._registry[Conversation].get_inline_instances(request, conversation)
+    assert isinstance(admin.site._registry[Conversation], ConversationAdmin)
+    assert inlines and not any(
+        inline.has_change_permission(request, conversation)
+        or inline.has_add_permission(request, conversation)
+        or inline.has_delete_permission(request, conversation)
+        for inline in inlines
+    )
+    assert "hello" in page.content.decode()

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from config.admin import ReadOnlyAdminMixin
 from config.forms import DefaultProjectChoiceField, ModelChoiceField, StorableCharField
 from config.text import validate_one_line
 from config.uploads import UploadSizeLimit, upload_size_limit_install
@@ -57,7 +58,7 @@ class ConversationImportForm(forms.Form):
         return file
 
 
-class MessageInline(admin.TabularInline):
+class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Message
     extra = 0
     fields = ("parent", "role", "origin", "content", "author", "created_at")
@@ -161,7 +162,12 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """A turn is never changed once written, in the app either: an edit is a new branch
+    (``message_branch``), so that what was ranked, exported, trained on or stored as a red-team
+    attack's prompt is still the text it was. Shown here (and on its conversation's page),
+    never added, changed or deleted; a turn goes with its conversation."""
+
     list_display = (
         "id",
         "conversation",
