@@ -128,7 +128,7 @@ class AttackResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     here; a result goes with its run."""
 
     list_display = ("id", "run", "attack", "filter_flagged", "reward_score", "created_at")
-    list_filter = ("filter_flagged", "category", "run")
+    list_filter = ("filter_flagged", "error_permanent", "category", "run")
     search_fields = ("text", "error", "prompt", "attack__message__content")
     raw_id_fields = ("run", "attack", "sample")
     readonly_fields = ("created_at",)

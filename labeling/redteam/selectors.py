@@ -111,8 +111,20 @@ def attack_run_retry(*, run: AttackRun) -> AttackRun | None:
 
 def attack_run_failed_results(*, run: AttackRun) -> QuerySet[AttackResult]:
     """``run``'s results without a reply (an error), less those of attacks withdrawn since:
-    what a retry of its failed attacks re-sends."""
+    what a retry of its failed attacks re-sends, less those the model refused for what they
+    ask (``error_permanent``)."""
     return run.results.exclude(error="").filter(attack__isnull=False)
+
+
+def attack_run_failure_counts(*, run: AttackRun) -> dict[str, int]:
+    """How many of ``run``'s failed results (``attack_run_failed_results``) there are
+    (``failed``): those the model refused for what they ask (``refused``), which a retry of the
+    run's failed attacks leaves out, and the others (``retryable``), which it re-sends."""
+    return attack_run_failed_results(run=run).aggregate(
+        failed=Count("pk"),
+        refused=Count("pk", filter=Q(error_permanent=True)),
+        retryable=Count("pk", filter=Q(error_permanent=False)),
+    )
 
 
 def attack_run_results(*, run: AttackRun) -> QuerySet[AttackResult]:

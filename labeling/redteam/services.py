@@ -19,6 +19,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
+from django.template.defaultfilters import pluralize
 
 from accounts.roles import is_admin
 from labeling.conversations.models import Conversation, Message
@@ -35,7 +36,7 @@ from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create, generation_job_run_inline
 from sampler.jobs.kinds import JobCancelled, JobContext
-from sampler.jobs.services import job_cancel, job_enqueue
+from sampler.jobs.services import JobRefused, job_cancel, job_enqueue
 from sampler.moderation.filters import content_filter_get
 from sampler.moderation.services import samples_moderate
 from sampler.registry.models import ModelVersion
@@ -305,7 +306,12 @@ def attack_run_retry_failed(
     the same version with the same seed and sampling parameters, scored by the same reward
     model (the active one, if the run had none). The run's own results stay as its record.
     A run is retried this way once (the retry's own failures are retried from the retry); a
-    failed or cancelled run is retried itself (``job_retry``), which resumes it."""
+    failed or cancelled run is retried itself (``job_retry``), which resumes it.
+
+    Failures the model refused for what the attack asks (``AttackResult.error_permanent``: a
+    prompt longer than its context, parameters it rejects) would be refused again: they are
+    left out, counted in the retry's ``refusals_left_out``; a run with no other failure has
+    nothing to retry (``ValidationError``, saying so)."""
     if not is_admin(requested_by):
         raise PermissionDenied("Only admins can re-run attacks.")
     run = AttackRun.objects.select_for_update().get(pk=run.pk)
@@ -318,15 +324,29 @@ def attack_run_retry_failed(
     retry = AttackRun.objects.filter(retry_of=run).first()
     if retry is not None:
         raise ValidationError(f"Run {run.pk}'s failed attacks are retried by run {retry.pk}.")
+    failed = attack_run_failed_results(run=run)
+    refused = failed.filter(error_permanent=True).count()
     attack_ids = list(
-        attack_run_failed_results(run=run).order_by("attack_id").values_list("attack_id", flat=True)
+        failed.filter(error_permanent=False)
+        .order_by("attack_id")
+        .values_list("attack_id", flat=True)
     )
+    if not attack_ids and refused:
+        raise ValidationError(
+            f"Run {run.pk}'s {refused} failed "
+            f"{pluralize(refused, 'attack was,attacks were')} refused by the model for what "
+            f"{pluralize(refused, 'it asks,they ask')} (a prompt longer than its context, "
+            f"parameters it rejects): sent again, {pluralize(refused, 'it,they')} would be "
+            "refused again. Nothing to retry."
+        )
     if not attack_ids:
         raise ValidationError(f"No attack of run {run.pk} failed: nothing to retry.")
     kept = {field: getattr(run, field) for field in RETRY_KEEPS}
-    return _attack_run_record(
+    retry = _attack_run_record(
         attack_ids=attack_ids, queue=queue, requested_by=requested_by, retry_of=run, **kept
     )
+    retry.refusals_left_out = refused
+    return retry
 
 
 def attack_run_execute(context: JobContext) -> None:
@@ -360,14 +380,10 @@ def attack_run_execute(context: JobContext) -> None:
                 job = _generation_job_for(run=run, entry=entry)
         except ValidationError as error:
             # A prompt the generation refuses (more turns than a prefix may hold) fails this
-            # attack alone.
-            sample, failure = None, " ".join(error.messages)
+            # attack alone, and would again.
+            sample, failure, refused = None, " ".join(error.messages), True
         else:
-            if job.status == GenerationJob.Status.QUEUED:
-                # A model server that is down sends the whole run back to its queue (it resumes
-                # here, one result per attack); any other failure is recorded on this attack's
-                # result.
-                job = generation_job_run_inline(job_id=job.pk, raise_retry_later=True)
+            job, refused = _generated(job)
             sample = job.samples.first() if job.status == GenerationJob.Status.SUCCEEDED else None
             failure = job.error or "Generation failed."
         verdict = samples_moderate(samples=[sample]).get(sample.pk) if sample else None
@@ -386,6 +402,7 @@ def attack_run_execute(context: JobContext) -> None:
                     "filter_flagged": verdict.flagged if verdict else None,
                     "filter_categories": list(verdict.categories) if verdict else [],
                     "error": "" if sample else failure,
+                    "error_permanent": sample is None and refused,
                 },
             )
             # A run taken over meanwhile (its job cancelled under it) keeps no result from here.
@@ -399,6 +416,21 @@ def attack_run_execute(context: JobContext) -> None:
         run.results.filter(attack__isnull=True).delete()
         if not context.succeed(progress=1.0, attack_count=run.entries.count()):
             raise JobCancelled(f"Attack run {run.pk} is no longer this worker's.")
+
+
+def _generated(job: GenerationJob) -> tuple[GenerationJob, bool]:
+    """``job`` run here when it is still queued, and whether the model refused its request for
+    what it asks (a prompt longer than its context, parameters it rejects: asked again, it
+    would be refused again). A model server that is down sends the whole run back to its queue
+    (it resumes with this attack, one result per attack); any other failure is recorded on
+    this attack's result, and a retry of the run's failed attacks sends it again."""
+    if job.status != GenerationJob.Status.QUEUED:
+        return job, False
+    try:
+        job = generation_job_run_inline(job_id=job.pk, raise_retry_later=True, raise_refused=True)
+    except JobRefused:
+        return GenerationJob.objects.get(pk=job.pk), True
+    return job, False
 
 
 @contextmanager
@@ -416,8 +448,10 @@ def _holding(context: JobContext) -> Iterator[None]:
 def attack_run_retried(run: AttackRun) -> None:
     """A run queued again by a retry (in that transaction) tries again the attacks whose reply
     it could not get: their error results go, and the run records each one anew. The replies
-    it has are kept (a resumed run sends no attack that has its result)."""
-    run.results.exclude(error="").delete()
+    it has are kept (a resumed run sends no attack that has its result), and so are the
+    failures the model refused for what they ask (``error_permanent``: sent again, each would
+    be refused again)."""
+    run.results.exclude(error="").filter(error_permanent=False).delete()
 
 
 def _last_user_turn(messages: list[dict]) -> str:

@@ -237,7 +237,10 @@ def _run_page(request: HtmxHttpRequest, run_id: int, *, status: int = 200) -> Ht
         "run": run,
         "results": selectors.attack_run_results(run=run),
         "retry": selectors.attack_run_retry(run=run),
-        "failed_count": selectors.attack_run_failed_results(run=run).count(),
+        **{
+            f"{name}_count": count
+            for name, count in selectors.attack_run_failure_counts(run=run).items()
+        },
     }
     return render(request, RUN_PAGE, context, status=status)
 
@@ -264,4 +267,13 @@ def attack_run_retry_failed(request: HtmxHttpRequest, run_id: int) -> HttpRespon
         queued=f"Retrying {retry.attack_count} failed attack{pluralize(retry.attack_count)} "
         f"of run {run.pk} as run {retry.pk}.",
     )
+    left_out = retry.refusals_left_out
+    if left_out:
+        messages.info(
+            request,
+            f"{left_out} failed attack{pluralize(left_out)} of run {run.pk} left out: the model "
+            f"refused {pluralize(left_out, 'it,them')} for what "
+            f"{pluralize(left_out, 'it asks,they ask')} (sent again, "
+            f"{pluralize(left_out, 'it,they')} would be refused again).",
+        )
     return redirect("labeling:attack-run", run_id=retry.pk)

@@ -33,6 +33,7 @@ from sampler.generation.backends import (
     GenerationRequest,
     GenerationResult,
     RequestNotSent,
+    RequestRefused,
     backend_get,
 )
 from sampler.generation.models import GenerationJob, Sample
@@ -43,6 +44,7 @@ from sampler.jobs.services import (
     JobCancelled,
     JobContext,
     JobError,
+    JobRefused,
     Publication,
     job_batch,
     job_cancel,
@@ -349,9 +351,12 @@ def _generate(jobs: list[GenerationJob]) -> list[GenerationResult | Exception]:
 
 def _job_error(error: BackendError, *, attempts: int) -> Exception:
     """What a backend's error means for the job: a server that is down puts it back in its
-    queue (``JobRetryLater``, after a delay doubling with each attempt); a refusal fails it."""
+    queue (``JobRetryLater``, after a delay doubling with each attempt); a refusal fails it
+    (``JobRefused`` when the request itself was refused: asked again, it would be again)."""
     if isinstance(error, BackendUnavailable):
         return JobRetryLater(str(error), delay=BACKEND_RETRY_DELAY * 2 ** max(0, attempts - 1))
+    if isinstance(error, RequestRefused):
+        return JobRefused(str(error))
     return JobError(str(error))
 
 
@@ -511,9 +516,17 @@ def generation_job_execute(
     _store(context, job, result, duration_ms=duration_ms, then=then)
 
 
-def generation_job_run_inline(*, job_id: int, raise_retry_later: bool = False) -> GenerationJob:
+def generation_job_run_inline(
+    *, job_id: int, raise_retry_later: bool = False, raise_refused: bool = False
+) -> GenerationJob:
     """Run the job in this process (the command line, tests, another job); recorded as on a
     worker. ``raise_retry_later``: a model server that is down raises ``JobRetryLater`` (after
-    the job is failed with the reason), for a calling job to go back to its queue."""
-    job_run_inline(job=GenerationJob.objects.get(pk=job_id), raise_retry_later=raise_retry_later)
+    the job is failed with the reason), for a calling job to go back to its queue.
+    ``raise_refused``: a request the backend refused for what it asks raises ``JobRefused``
+    (after the job is failed with the reason), for a calling job to record it as such."""
+    job_run_inline(
+        job=GenerationJob.objects.get(pk=job_id),
+        raise_retry_later=raise_retry_later,
+        raise_refused=raise_refused,
+    )
     return GenerationJob.objects.get(pk=job_id)

@@ -52,6 +52,13 @@ class JobError(Exception):
     """A failure whose message is the whole story (shown as the job's error without a trace)."""
 
 
+class JobRefused(JobError):
+    """A request refused for what it asks (a prompt longer than the model's context, parameters
+    the server rejects): the job fails with the reason, and asked again as it is, it would be
+    refused again. A job running it inside its own (``raise_refused``) gets it raised once it
+    is recorded, to record that failure as its own."""
+
+
 @dataclass
 class Publication:
     """What became of publishing a job; known once the transaction committed."""
@@ -340,7 +347,8 @@ def job_execute(
 
     Cancelled: left cancelled. Transient database trouble: queued again. Any other error,
     a time limit included: failed with the reason (``on_given_up`` then runs); ``reraise``
-    raises it again afterwards (the command line reports it).
+    raises it again afterwards (the command line reports it), and so does the option
+    ``raise_refused`` for ``JobRefused`` (a job running this one inside its own).
     """
     kind = job_kind_named(kind_name)
     worker = worker or worker_name()
@@ -357,6 +365,9 @@ def job_execute(
         if isinstance(error, JobRetryLater):
             # A caller running it inside its own job retries that job instead.
             passed_on = bool(context.options.get("raise_retry_later"))
+        elif isinstance(error, JobRefused) and context.options.get("raise_refused"):
+            # A caller running it inside its own job records the refusal as its own.
+            passed_on = True
         else:
             # The command line reports the failure; an interrupt is the process's to handle.
             passed_on = not isinstance(error, (JobCancelled, *TRANSIENT_ERRORS)) and (
@@ -468,15 +479,19 @@ def job_hand_back(context: JobContext) -> None:
         _publish_again(job=job, new_wait=True)
 
 
-def job_run_inline(*, job: Job, raise_retry_later: bool = False) -> Job | None:
+def job_run_inline(
+    *, job: Job, raise_retry_later: bool = False, raise_refused: bool = False
+) -> Job | None:
     """Run ``job`` in this process (the command line, or inside another job), without a broker.
     ``raise_retry_later``: when it meets something that is down for now, raise that
-    ``JobRetryLater`` after recording it, so the job running this one goes back to its queue."""
+    ``JobRetryLater`` after recording it, so the job running this one goes back to its queue.
+    ``raise_refused``: when its request is refused for what it asks, raise that ``JobRefused``
+    after recording it, so the job running this one knows that asking again would not help."""
     return job_execute(
         kind_name=job_kind_of(job).name,
         job_id=job.pk,
         token=None,
-        options={"raise_retry_later": raise_retry_later},
+        options={"raise_retry_later": raise_retry_later, "raise_refused": raise_refused},
     )
 
 

@@ -26,6 +26,7 @@ from sampler.generation.backends.base import (
     GenerationResult,
     LogprobKind,
     RequestNotSent,
+    RequestRefused,
 )
 from sampler.generation.backends.options import validate_options
 
@@ -87,6 +88,7 @@ __all__ = [
     "GenerationResult",
     "LogprobKind",
     "RequestNotSent",
+    "RequestRefused",
     "backend_get",
     "backends_clear",
     "validate_options",

@@ -69,6 +69,14 @@ class BackendError(Exception):
     """Generation failed for a reason the message states in full (shown as the job's error)."""
 
 
+class RequestRefused(BackendError):
+    """The backend refused the request for what it asks (a prompt longer than the model's
+    context, parameters the server rejects, a turn the model's chat template cannot write):
+    sent again as it is, to the same version, it is refused again. Failures of the backend
+    itself (not installed, a key not set, a model not served or out of memory) are other
+    ``BackendError``s: an admin, or another try, may clear them."""
+
+
 class BackendUnavailable(BackendError):
     """The server is down, overloaded or rate-limited: worth trying again later (the job goes
     back to its queue, within its attempts)."""
@@ -83,11 +91,11 @@ class RequestNotSent(BackendUnavailable):
 @contextmanager
 def engine_refusals() -> Iterator[None]:
     """An in-process engine's refusals of a request (``ValueError``: no chat template, no room
-    for a prompt) raised as ``BackendError``, with their message."""
+    for a prompt) raised as ``RequestRefused``, with their message."""
     try:
         yield
     except ValueError as error:
-        raise BackendError(str(error)) from error
+        raise RequestRefused(str(error)) from error
 
 
 class GenerationBackend(ABC):

@@ -9,7 +9,9 @@ Servers differ on ``n``, ``seed`` and ``logprobs``: a server that returns fewer 
 is asked again for the rest (one request each, seeds ``seed + i``), and the job's notes say so;
 never fewer samples than asked. The client retries 429 and 5xx answers and lost connections
 with exponential backoff; past its retries the error is ``BackendUnavailable`` (the job goes
-back to its queue), any other refusal is a ``BackendError`` with the server's reason. A prefix
+back to its queue), any other refusal is a ``BackendError`` with the server's reason: a
+``RequestRefused`` when the server rejects the request itself (HTTP 400, 413, 422: sent again,
+it is rejected again), not when it refuses who asks or for what model (401, 403, 404). A prefix
 the server refuses as longer than its context is cut from the left, as the local backends cut
 it: the oldest messages after a leading system message are dropped (1, 2, 4, ... of them, one
 request each) until it fits or one is left, and the job's notes say how many.
@@ -39,7 +41,11 @@ CONTEXT_PHRASES = (
 )
 
 
-class PromptTooLong(base.BackendError):
+# The answers that reject the request itself (its content, its parameters), not the caller.
+REQUEST_REJECTED = (400, 413, 422)
+
+
+class PromptTooLong(base.RequestRefused):
     """The server refused the request as longer than the model's context."""
 
 
@@ -119,7 +125,7 @@ class OpenAIBackend(base.GenerationBackend):
             except PromptTooLong as error:
                 if not prefix.drop_more():
                     # Nothing left to cut (max_tokens alone may not fit): the server's reason.
-                    raise base.BackendError(str(error)) from error
+                    raise base.RequestRefused(str(error)) from error
 
     def _create(
         self,
@@ -164,7 +170,12 @@ class OpenAIBackend(base.GenerationBackend):
                     f"{_reason(error)})."
                 ) from error
             reason = _reason(error)
-            refusal = PromptTooLong if _too_long(error.status_code, reason) else base.BackendError
+            if _too_long(error.status_code, reason):
+                refusal = PromptTooLong
+            elif error.status_code in REQUEST_REJECTED:
+                refusal = base.RequestRefused
+            else:
+                refusal = base.BackendError
             raise refusal(
                 f"The model server at {self.base_url} refused the request for {self.model!r} "
                 f"(HTTP {error.status_code}): {reason}"
@@ -192,7 +203,7 @@ class OpenAIBackend(base.GenerationBackend):
 
     def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
         if request.role != "assistant":
-            raise base.BackendError(
+            raise base.RequestRefused(
                 "A chat-completions server writes assistant turns only; user-side suggestions "
                 "need a transformers or vllm version."
             )
@@ -259,7 +270,7 @@ class OpenAIBackend(base.GenerationBackend):
 
 
 def _too_long(status: int, reason: str) -> bool:
-    return status in (400, 413, 422) and any(p in reason.lower() for p in CONTEXT_PHRASES)
+    return status in REQUEST_REJECTED and any(p in reason.lower() for p in CONTEXT_PHRASES)
 
 
 def _reason(error) -> str:

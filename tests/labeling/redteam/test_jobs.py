@@ -1,3 +1,9 @@
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+
+import pytest
+
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import AttackResult, AttackRun
 from sampler.jobs.services import job_execute, job_run_inline
@@ -135,6 +141,8 @@ def test_an_attack_the_policy_cannot_take_fails_alone_not_the_whole_run(
     results = {result.attack_id: result for result in run.results.all()}
     assert results.keys() == {attacks[0].pk, attacks[1].pk, long_attack.pk}
     assert "At most 200 messages." in results[long_attack.pk].error
+    # Sent again as it is, it is refused again: a retry of the run's failures leaves it out.
+    assert results[long_attack.pk].error_permanent
     assert results[long_attack.pk].sample is None
     assert all(results[attack.pk].sample is not None for attack in attacks)
 
@@ -286,6 +294,34 @@ def test_a_retried_run_tries_again_the_attacks_it_could_not_generate_and_keeps_t
     assert run.results.get(attack=kept).sample == kept_result.sample
 
 
+def test_a_retried_run_keeps_the_failures_the_model_refused_for_what_they_ask(
+    policy, trainer, admin_user, settings
+):
+    """A failed run retried itself re-sends the attacks whose failure could pass on another
+    try; one the model refused for what it asks stays as it was recorded."""
+    from sampler.jobs.services import job_retry
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    crashed, refused = stored_attacks(trainer, policy, 2)
+    run = _run_to_the_end(admin_user, policy)
+    AttackResult.objects.filter(run=run, attack=crashed).update(
+        sample=None, text="", filter_flagged=None, error="RuntimeError: CUDA error"
+    )
+    AttackResult.objects.filter(run=run, attack=refused).update(
+        sample=None, text="", filter_flagged=None, error="too long", error_permanent=True
+    )
+    refused_result = run.results.get(attack=refused)
+    AttackRun.objects.filter(pk=run.pk).update(status="failed", error="scoring failed")
+
+    job_retry(job=AttackRun.objects.get(pk=run.pk))
+    run = job_run_inline(job=AttackRun.objects.get(pk=run.pk))
+
+    assert run.status == AttackRun.Status.SUCCEEDED
+    assert run.results.get(attack=crashed).sample is not None
+    kept = run.results.get(attack=refused)
+    assert kept == refused_result and kept.error == "too long" and kept.error_permanent
+
+
 def test_a_succeeded_runs_failed_attacks_are_retried_as_a_new_run_by_the_executor(
     policy, trainer, admin_user, settings
 ):
@@ -328,6 +364,90 @@ def test_a_succeeded_runs_failed_attacks_are_retried_as_a_new_run_by_the_executo
     with pytest.raises(ValidationError, match="nothing to retry"):
         redteam_services.attack_run_retry_failed(run=retry, requested_by=admin_user, queue=False)
     assert AttackRun.objects.count() == 2
+
+
+@pytest.fixture
+def served_policy(db) -> Iterator:
+    """A policy served by a chat-completions server this test runs, which refuses a prompt
+    past its context (``TOO_LONG``) as vLLM does and answers any other."""
+    from sampler.generation.backends import backends_clear
+    from sampler.registry.services import model_version_register
+    from tests.sampler.generation.test_backends import ChatServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield model_version_register(
+            name="served",
+            path="",
+            backend="openai",
+            context_length=4096,
+            backend_options={
+                "base_url": f"http://127.0.0.1:{server.server_port}/v1",
+                "model": "policy",
+                "max_retries": 0,
+            },
+        )
+    finally:
+        backends_clear()
+        server.shutdown()
+        server.server_close()
+
+
+def test_retrying_failed_attacks_leaves_out_those_the_model_refused_for_what_they_ask(
+    served_policy, trainer, admin_user, settings
+):
+    """An attack whose prompt the model's server refused as longer than its context would be
+    refused again: the retry sends only the failures that could pass on another try, and says
+    how many it left out; a run whose failures are all such refusals has nothing to retry."""
+    from django.core.exceptions import ValidationError
+
+    from labeling.conversations import services
+    from tests.labeling.conftest import model_reply
+    from tests.sampler.generation.test_backends import TOO_LONG
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    answered, crashed = stored_attacks(trainer, served_policy, 2)
+    conversation = services.conversation_create(owner=trainer, mode="red_team")
+    prompt = services.message_append(conversation=conversation, author=trainer, content=TOO_LONG)
+    too_long = redteam_services.attack_record(
+        message=model_reply(conversation, prompt, served_policy, text="bad reply"),
+        user=trainer,
+        category="jailbreak",
+    )
+    run = _run_to_the_end(admin_user, served_policy)
+    assert run.status == AttackRun.Status.SUCCEEDED
+    assert "maximum context length" in run.results.get(attack=too_long).error
+    assert run.results.get(attack=answered).error == ""
+    # As if the engine had crashed on another attack: a failure another try may not meet.
+    AttackResult.objects.filter(run=run, attack=crashed).update(
+        sample=None, text="", filter_flagged=None, error="RuntimeError: CUDA error"
+    )
+
+    retry = redteam_services.attack_run_retry_failed(run=run, requested_by=admin_user, queue=False)
+
+    assert list(retry.entries.values_list("attack_id", flat=True)) == [crashed.pk]
+    assert retry.attack_count == 1 and retry.refusals_left_out == 1
+    retry = job_run_inline(job=retry)
+    assert retry.results.get().attack == crashed and retry.results.get().error == ""
+    # Each failure says which it was; the first run's stay as its record.
+    assert run.results.get(attack=too_long).error_permanent
+    assert not run.results.get(attack=crashed).error_permanent
+    assert not run.results.get(attack=answered).error_permanent
+
+    # A run whose only failure is a refusal: nothing to retry, and the reason why.
+    again = _run_to_the_end(admin_user, served_policy)
+    assert list(again.results.exclude(error="").values_list("attack_id", flat=True)) == [
+        too_long.pk
+    ]
+    with pytest.raises(ValidationError) as refused:
+        redteam_services.attack_run_retry_failed(run=again, requested_by=admin_user, queue=False)
+    assert refused.value.messages == [
+        f"Run {again.pk}'s 1 failed attack was refused by the model for what it asks (a prompt "
+        "longer than its context, parameters it rejects): sent again, it would be refused "
+        "again. Nothing to retry."
+    ]
+    assert not AttackRun.objects.filter(retry_of=again).exists()
 
 
 def test_retrying_failed_attacks_is_for_admins_and_succeeded_runs_and_keeps_the_reward_model(

@@ -286,3 +286,58 @@ def test_a_succeeded_run_with_failed_attacks_offers_their_retry_as_a_new_run(
         again.content.decode()
     )
     assert AttackRun.objects.count() == 2
+
+
+def test_a_runs_page_retries_only_the_failed_attacks_the_model_did_not_refuse_and_says_so(
+    admin_client_, trainer, admin_user, model_version
+):
+    """A failure the model refused for what the attack asks would be refused again: the page
+    counts it apart, the retry leaves it out and says how many it left out; a run whose failures
+    are all such refusals offers no retry, and one asked for all the same is refused (409)."""
+    from labeling.redteam.models import AttackResult
+    from tests.labeling.redteam.conftest import stored_attacks
+
+    crashed, too_long, also_too_long = stored_attacks(trainer, model_version, 3)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=model_version, queue=False
+    )
+    AttackResult.objects.create(run=run, attack=crashed, error="RuntimeError: CUDA error")
+    for attack in (too_long, also_too_long):
+        AttackResult.objects.create(
+            run=run, attack=attack, error="maximum context length", error_permanent=True
+        )
+    AttackRun.objects.filter(pk=run.pk).update(status="succeeded")
+    url = f"/write/redteam/runs/{run.pk}/retry-failed/"
+    page = admin_client_.get(f"/write/redteam/runs/{run.pk}/").content.decode()
+    assert "3 attacks got no reply" in page
+    assert "2 of them were refused by the model for what they ask" in page
+    assert "Retry the failed attack</button>" in page and f'action="{url}"' in page
+
+    response = admin_client_.post(url, follow=True)
+
+    retry = AttackRun.objects.get(retry_of=run)
+    assert list(retry.entries.values_list("attack_id", flat=True)) == [crashed.pk]
+    page = response.content.decode()
+    assert f"Retrying 1 failed attack of run {run.pk} as run {retry.pk}." in page
+    assert (
+        f"2 failed attacks of run {run.pk} left out: the model refused them for what they ask "
+        "(sent again, they would be refused again)."
+    ) in page
+
+    # A run whose only failures are refusals: no retry offered, and none made when asked.
+    only_refused = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=model_version, queue=False
+    )
+    AttackResult.objects.create(
+        run=only_refused, attack=too_long, error="maximum context length", error_permanent=True
+    )
+    AttackRun.objects.filter(pk=only_refused.pk).update(status="succeeded")
+    url = f"/write/redteam/runs/{only_refused.pk}/retry-failed/"
+    page = admin_client_.get(f"/write/redteam/runs/{only_refused.pk}/").content.decode()
+    assert "1 attack got no reply" in page and "it was refused by the model" in page
+    assert url not in page
+    refused = admin_client_.post(url)
+    assert refused.status_code == 409
+    said = f"Run {only_refused.pk}'s 1 failed attack was refused by the model for what it asks"
+    assert escape(said) in refused.content.decode()
+    assert not AttackRun.objects.filter(retry_of=only_refused).exists()

@@ -326,6 +326,10 @@ def test_transformers_batch_with_a_refused_request_gives_the_others_their_result
     outcomes = backend.generate_many([_request(1, n=2), refused, _request(2, n=1)])
     assert [len(outcome.completions) for outcome in (outcomes[0], outcomes[2])] == [2, 1]
     assert isinstance(outcomes[1], BackendError) and "no room for a prompt" in str(outcomes[1])
+    # Refused for what it asks: sent again as it is, it is refused again.
+    from sampler.generation.backends import RequestRefused
+
+    assert isinstance(outcomes[1], RequestRefused)
 
 
 # What the chat server below answers, by the last user turn it is sent.
@@ -334,6 +338,7 @@ UNSTORABLE_REPLY = "reply with a NUL and a lone surrogate"
 ABSURD_COUNT = "reply with an absurd token count"
 REFUSED_WITH_NUL = "refuse with a NUL in the reason"
 BUSY = "answer as a server too busy to take it"
+NOT_SERVED = "answer as a server that serves no such model"
 # TGI's refusal of a request past its tokens, as TGI words it: 422, {"error": "<text>"}.
 TGI_LIMIT = 1000
 TGI_TOO_LONG = (
@@ -371,6 +376,9 @@ class ChatServer(BaseHTTPRequestHandler):
                 return
         if prompt == BUSY:
             self._answer(503, {"error": {"message": "overloaded, try later", "code": 503}})
+            return
+        if prompt == NOT_SERVED:
+            self._answer(404, {"error": {"message": "The model does not exist.", "code": 404}})
             return
         if prompt == REFUSED_WITH_NUL:
             self._answer(400, {"error": {"message": "cannot\x00 do that", "code": 400}})
@@ -530,6 +538,56 @@ def test_a_request_the_server_refuses_fails_only_its_own_job_in_a_batch(run_batc
     assert "maximum context length" in refused.error and not refused.samples.exists()
 
 
+def test_a_request_refused_for_what_it_asks_is_told_from_one_its_server_cannot_serve(chat_server):
+    """A prompt past the model's context with nothing left to cut, and a request the server
+    rejects as invalid (400), are refused again as they are (``RequestRefused``). A model the
+    server does not serve (404) is its configuration's doing, which an admin may change: a
+    ``BackendError`` that is no refusal of the request."""
+    from sampler.generation.backends import RequestRefused
+
+    base_url = f"http://127.0.0.1:{chat_server.server_port}/v1"
+    backend = backend_get(
+        backend="openai", path="", options={"base_url": base_url, "model": "m", "max_retries": 0}
+    )
+
+    def generate(prompt: str):
+        return backend.generate(_request(1, messages=[{"role": "user", "content": prompt}], n=1))
+
+    with pytest.raises(RequestRefused, match="maximum context length"):
+        generate(TOO_LONG)
+    with pytest.raises(RequestRefused, match="HTTP 400"):
+        generate(REFUSED_WITH_NUL)
+    with pytest.raises(BackendError, match="HTTP 404") as not_served:
+        generate(NOT_SERVED)
+    assert not isinstance(not_served.value, RequestRefused)
+
+
+def test_a_job_run_inside_another_raises_its_refusal_once_recorded(chat_server_version):
+    """``raise_refused``: a job whose request is refused for what it asks fails with the
+    reason, then raises ``JobRefused`` for the job running it; one that failed otherwise (the
+    model not served) is only recorded, as before."""
+    from sampler.jobs.services import JobRefused
+
+    def job_of(prompt: str) -> GenerationJob:
+        return services.generation_job_create(
+            messages=[{"role": "user", "content": prompt}],
+            n=1,
+            params={"max_new_tokens": 8},
+            model_version=chat_server_version,
+            queue=False,
+        )
+
+    refused = job_of(TOO_LONG)
+    with pytest.raises(JobRefused, match="maximum context length"):
+        services.generation_job_run_inline(job_id=refused.pk, raise_refused=True)
+    refused.refresh_from_db()
+    assert refused.status == GenerationJob.Status.FAILED
+    assert "maximum context length" in refused.error
+    not_served = job_of(NOT_SERVED)
+    not_served = services.generation_job_run_inline(job_id=not_served.pk, raise_refused=True)
+    assert not_served.status == GenerationJob.Status.FAILED and "HTTP 404" in not_served.error
+
+
 def test_a_partner_that_cannot_be_stored_fails_alone_and_the_others_are_stored(run_batch):
     """A server's token count past what the table holds (SQLite: OverflowError, PostgreSQL:
     DataError): that job fails saying so; the job whose message ran the batch and the partner
@@ -587,6 +645,10 @@ def test_transformers_batch_that_runs_out_of_memory_is_sampled_request_by_reques
     assert str(alone) == (
         "The model ran out of accelerator memory (CUDA out of memory. Tried to allocate 2.00 GiB)."
     )
+    # Memory another pass held may be free on another try: not a refusal of the request.
+    from sampler.generation.backends import RequestRefused
+
+    assert not isinstance(alone, RequestRefused)
 
 
 def test_a_batch_whose_model_cannot_be_loaded_fails_every_job_alike(
