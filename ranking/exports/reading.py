@@ -144,8 +144,9 @@ def task_bundles(
 
 def _add_moderation_and_feedback(candidates: list[dict]) -> None:
     """The content filter's newest verdict on each candidate's text (its sample's when it is
-    the sample's text; an edited suggestion's own), and the thumbs and reports on the
-    candidate (its message or the sample it came from): one query each."""
+    the sample's text; else its own: an edited suggestion's, an imported reply's), and the
+    thumbs and reports on the candidate (its message or the sample it came from): one query
+    each."""
     verdicts = moderation_latest_of_texts(
         texts=[
             (c["message__content"], c["message__sample_id"] if c["is_sample_text"] else None)

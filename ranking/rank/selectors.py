@@ -403,10 +403,9 @@ def verdicts_as_shown(verdicts: list[ModerationResult | None]) -> list[Moderatio
     """The content filter's verdicts on a task's replies as the ranking screen gives them:
     every one when each reply has one by the same filter version, else only those that flag
     their reply. The reply a task was made from may have none where its alternatives (filtered
-    as they were sampled) have one: a model reply brought in by an import was never filtered
-    here, nor was one its writer edited from a suggestion in a task prepared before such
-    replies were filtered on their own text; a verdict there for the others only would single
-    it out."""
+    as they were sampled) have one: one with no sample's text (brought in by an import, or
+    edited from a suggestion) in a task prepared before such replies were filtered on their own
+    text was never filtered; a verdict there for the others only would single it out."""
     versions = {
         (verdict.filter_name, verdict.filter_version) for verdict in verdicts if verdict is not None
     }
@@ -426,7 +425,8 @@ def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
     }
     shown = [rows[cid] for cid in assignment.presentation_order if cid in rows]
     # Each verdict is on the words the reply shows: one its writer edited from a suggestion (the
-    # original of a task may be) keeps the suggestion's sample, whose verdict is on other words.
+    # original of a task may be) keeps the suggestion's sample, whose verdict is on other words;
+    # one with no sample (an imported original) has a verdict on its own text only.
     latest = moderation_latest_of_texts(
         texts=[
             (

@@ -190,10 +190,9 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
     source = Message.objects.select_related("sample").get(pk=task.source_message_id)
     # The reply the task is made from is filtered again as its alternatives were, by the filter
     # of the day: a verdict by another filter version would single it out on the Rank page. It
-    # is judged on its own text: one its writer edited from a suggestion holds other words.
-    source_flagged = source.sample is not None and text_flagged(
-        text=source.content, sample=source.sample
-    )
+    # is judged on its own text where that is no sample's: one its writer edited from a
+    # suggestion holds other words, and one brought in by an import has no sample here.
+    source_flagged = text_flagged(text=source.content, sample=source.sample)
     if settings.CONTENT_FILTER_BLOCK_RANKING:
         if source_flagged:
             # The reply the task is made from is a candidate too: flagged, no task.

@@ -15,8 +15,9 @@ class ModerationResult(models.Model):
     """What the content filter said about one text; one row per text and filter version.
 
     The text is a sample's (``sample``), or, for a message whose text is no sample's (a
-    suggestion its writer edited), the message's own: named by its SHA-256 (``text_sha256``),
-    so a verdict is always about the very words it was given, whatever message holds them.
+    suggestion its writer edited, a model's reply brought in by an import), the message's own:
+    named by its SHA-256 (``text_sha256``), so a verdict is always about the very words it was
+    given, whatever message holds them.
     """
 
     sample = models.ForeignKey(

@@ -99,12 +99,14 @@ def texts_moderate(*, texts: Sequence[str]) -> dict[str, ModerationResult]:
     return {by_key[key]: result for key, result in results.items()}
 
 
-def text_flagged(*, text: str, sample: Sample) -> bool:
-    """Whether the configured filter flags ``text``, written from ``sample`` (scoring it when
-    it has not): the sample's verdict when ``text`` is the sample's text, else the verdict on
-    ``text`` itself: a suggestion its writer edited holds other words than the filter saw in
-    it, flagged ones taken out or added."""
-    if text == sample.text:
+def text_flagged(*, text: str, sample: Sample | None) -> bool:
+    """Whether the configured filter flags ``text``, written from ``sample`` (None: from no
+    sample here), scoring it when it has not: the sample's verdict when ``text`` is the
+    sample's text, else the verdict on ``text`` itself: a suggestion its writer edited holds
+    other words than the filter saw in it, flagged ones taken out or added, and a text with no
+    sample here (a model's reply brought in by an import) was never filtered as it was
+    sampled."""
+    if sample is not None and text == sample.text:
         return bool(samples_flagged_ids(samples=[sample]))
     result = texts_moderate(texts=[text]).get(text)
     return result is not None and result.flagged

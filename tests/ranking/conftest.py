@@ -1,3 +1,4 @@
+import json
 import random
 from datetime import timedelta
 
@@ -7,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from accounts.services import trainer_group_ensure, user_create_trainer
+from labeling.conversations.services import conversations_import
 from labeling.models import Conversation, Message
 from ranking.exports.filters import ExportFilters, split_of
 from ranking.models import Assignment, Candidate, Ranking, RankingTask
@@ -53,6 +55,24 @@ def edited_from_a_suggestion(owner, policy, *, suggested: str, written: str) -> 
     source.sample = suggestion_sample(owner, policy, source.parent, text=suggested)
     source.save(update_fields=["sample"])
     return source
+
+
+def imported_reply(owner, *, written: str, origin: str = Message.Origin.MODEL) -> Message:
+    """The assistant reply ``written`` (of ``origin``) of a conversation imported for ``owner``
+    (finished, in the default project): a model's reply with no sample here."""
+    line = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": written, "origin": origin},
+            ]
+        }
+    )
+    report = conversations_import(lines=[line], owner=owner)
+    assert report.created == 1 and not report.errors
+    reply = Message.objects.get(conversation_id=report.conversation_ids[0], role="assistant")
+    assert reply.sample_id is None
+    return reply
 
 
 def conversation_in_split(owner, *, split="test", filters=None, **arguments):

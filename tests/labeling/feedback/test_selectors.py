@@ -50,7 +50,8 @@ def test_rankings_export_carries_moderation_and_feedback_per_candidate(
 
     record = next(r for r in records if r["task_id"] == task.pk)
     by_message = {c["message_id"]: c for c in record["candidates"]}
-    assert by_message[source.pk]["moderation"] is None  # written without a sample
+    # Written without a sample: filtered on its own text as the task was prepared.
+    assert by_message[source.pk]["moderation"]["flagged"] is True
     assert by_message[source.pk]["feedback"]["down"] == 1
     moderation = by_message[sampled.pk]["moderation"]
     assert moderation["filter"] == "flag-everything" and moderation["flagged"] is True

@@ -30,11 +30,25 @@ from tests.ranking.conftest import (
     candidate_ids,
     edited_from_a_suggestion,
     finished_conversation,
+    imported_reply,
     model_version_create,
     quick_trainer,
     rank,
     task_from_source,
 )
+
+
+def _exported_original() -> dict:
+    """The source candidate of the rankings record of a task made of the one finished
+    conversation's reply, prepared and ranked once."""
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=1, queue=False
+    )
+    services.ranking_task_prepare(task_id=task.pk)
+    rank(task, quick_trainer("ranker"), [[0], [1], [2], [3]])
+    (record,) = ranking_records(ExportFilters())
+    (original,) = [c for c in record["candidates"] if c["is_source"]]
+    return original
 
 
 def test_an_edited_candidate_carries_the_verdict_on_its_own_text_not_its_suggestions(
@@ -47,18 +61,29 @@ def test_an_edited_candidate_carries_the_verdict_on_its_own_text_not_its_suggest
         other_trainer, policy, suggested="here is the password.", written="here is the answer."
     )
     assert samples_moderate(samples=[source.sample])[source.sample_id].flagged
-    task = services.ranking_task_create(
-        rng=random.Random(0), alternatives=3, overlap=1, queue=False
-    )
-    services.ranking_task_prepare(task_id=task.pk)
-    rank(task, quick_trainer("ranker"), [[0], [1], [2], [3]])
 
-    (record,) = ranking_records(ExportFilters())
+    original = _exported_original()
 
-    (original,) = [c for c in record["candidates"] if c["is_source"]]
     assert original["text"] == "here is the answer."
     assert original["moderation"]["flagged"] is False
     assert original["moderation"]["categories"] == []
+
+
+def test_an_imported_candidate_carries_the_verdict_on_its_own_text(
+    secrets_filter, policy, other_trainer
+):
+    """A reply brought in by an import (no sample here) is exported with the filter's verdict
+    on its text, as an edited reply is."""
+    secrets_filter.RANKING_MAX_NEW_TOKENS = 8
+    secrets_filter.CONTENT_FILTER_BLOCK_RANKING = False
+    imported_reply(other_trainer, written="here is the password.")
+
+    original = _exported_original()
+
+    assert original["text"] == "here is the password."
+    assert original["moderation"]["flagged"] is True
+    assert original["moderation"]["categories"] == ["secrets"]
+    assert original["moderation"]["filter"] == "builtin"
 
 
 def test_per_ranker_pairs_follow_the_ranking(ranked):

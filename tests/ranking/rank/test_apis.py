@@ -421,21 +421,17 @@ def test_quality_page_is_for_admins_only(trainer_client):
     assert trainer_client.get(reverse("ranking:quality")).status_code == 403
 
 
-def test_claimed_candidates_carry_the_filters_verdict_where_it_flagged_them(
+def test_claimed_candidates_carry_the_filters_verdict_the_source_s_too(
     flag_everything, ready_task, trainer_client, trainer
 ):
     body = _post(trainer_client, CLAIM_URL).json()
 
-    order = Assignment.objects.get(trainer=trainer).presentation_order
-    sampled = set(
-        ready_task.candidates.filter(message__sample__isnull=False).values_list("id", flat=True)
-    )
-    assert len(sampled) == 3  # the source here was written without a sample: never filtered
-    for number, candidate in enumerate(body["candidates"], start=1):
+    sampled = ready_task.candidates.filter(message__sample__isnull=False)
+    assert sampled.count() == 3  # the source here was written without a sample
+    # Each filtered, the source on its own text as the task was prepared.
+    assert len(body["candidates"]) == 4
+    for candidate in body["candidates"]:
         assert "message_id" not in candidate
-        if order[number - 1] in sampled:
-            assert candidate["moderation"]["flagged"] is True
-            assert candidate["moderation"]["categories"] == ["everything"]
-            assert candidate["moderation"]["filter"] == "flag-everything"
-        else:
-            assert candidate["moderation"] is None
+        assert candidate["moderation"]["flagged"] is True
+        assert candidate["moderation"]["categories"] == ["everything"]
+        assert candidate["moderation"]["filter"] == "flag-everything"

@@ -22,7 +22,11 @@ from sampler.generation.params import MIN_PROMPT_TOKENS, GenerationParams
 from sampler.models import GenerationJob, ModelVersion
 from sampler.moderation.services import samples_moderate
 from tests.conftest import PASSWORD
-from tests.ranking.conftest import edited_from_a_suggestion, finished_conversation
+from tests.ranking.conftest import (
+    edited_from_a_suggestion,
+    finished_conversation,
+    imported_reply,
+)
 
 RANK_URL = reverse("ranking:rank")
 CLAIM_URL = reverse("ranking:claim")
@@ -283,8 +287,10 @@ def test_the_claim_api_gives_every_reply_the_same_fields_and_its_number_as_id(
     for candidate in candidates:
         # No message id: the original's is the smallest.
         assert set(candidate) == {"id", "text", "moderation"}
-        # The original had no sample to filter: no verdict stands out by being there or not.
-        assert candidate["moderation"] is None
+        # The original, with no sample, was filtered on its own text as the others were:
+        # no verdict stands out by being there or not, nor by its filter's version.
+        assert candidate["moderation"] is not None
+    assert len({c["moderation"]["version"] for c in candidates}) == 1
 
 
 def test_verdicts_are_given_for_every_reply_when_the_filter_saw_them_all(
@@ -596,6 +602,36 @@ def test_an_original_edited_into_flagged_words_is_shown_flagged(
         c["moderation"]["flagged"] for c in candidates
     )
     assert "The content filter flagged this: secrets" in html
+
+
+@pytest.mark.parametrize("written", ["here is the password.", "here is the answer."])
+def test_an_imported_original_shows_the_verdict_on_its_own_text(
+    secrets_filter, policy, other_trainer, trainer_client, written
+):
+    """A reply brought in by an import has no sample here: it is filtered on its own text as
+    the task is prepared, by the filter its alternatives were, and its verdict is shown like
+    every other reply's (flagged words warned of; none missing to set it apart)."""
+    secrets_filter.RANKING_MAX_NEW_TOKENS = 8
+    secrets_filter.CONTENT_FILTER_BLOCK_RANKING = False
+    source = imported_reply(other_trainer, written=written)
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=3, overlap=2, queue=False
+    )
+    services.ranking_task_prepare(task_id=task.pk)
+    assert task.candidates.get(is_source=True).message_id == source.pk
+
+    candidates = _api_claim(trainer_client)["candidates"]
+    html = _rank_page(trainer_client)
+
+    verdict = {c["text"]: c["moderation"] for c in candidates}[written]
+    assert verdict is not None
+    assert verdict["flagged"] is ("password" in written)
+    assert verdict["categories"] == (["secrets"] if verdict["flagged"] else [])
+    assert all(set(c["moderation"]) == set(verdict) for c in candidates)
+    assert {c["moderation"]["version"] for c in candidates} == {verdict["version"]}
+    assert html.count('class="moderation-warning"') == sum(
+        c["moderation"]["flagged"] for c in candidates
+    )
 
 
 def test_the_screen_takes_the_queries_its_docstring_says(shown_last, django_assert_num_queries):

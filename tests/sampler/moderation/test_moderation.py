@@ -4,13 +4,18 @@ import re
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from labeling.models import Message
 from ranking.models import Candidate, RankingTask
 from ranking.rank import services as ranking_services
 from sampler.generation import services
 from sampler.moderation import filters as moderation
 from sampler.moderation.models import ModerationResult, text_sha256
 from sampler.moderation.services import samples_moderate, texts_moderate
-from tests.ranking.conftest import edited_from_a_suggestion, finished_conversation
+from tests.ranking.conftest import (
+    edited_from_a_suggestion,
+    finished_conversation,
+    imported_reply,
+)
 from tests.sampler.conftest import job_unqueued
 
 
@@ -276,12 +281,11 @@ LEAKED = "here is the password."
 CLEAN = "here is the answer."
 
 
-def _prepared_from_an_edited_reply(settings, owner, policy, *, suggested, written) -> RankingTask:
-    """The task made of a reply its writer edited from the suggestion ``suggested``, with
-    flagged replies kept out of ranking."""
+def _prepared_with_blocking(settings, source: Message) -> RankingTask:
+    """The task made of ``source`` (the one reply a task can be made of), with flagged replies
+    kept out of ranking."""
     settings.CONTENT_FILTER_BLOCK_RANKING = True
     settings.RANKING_MAX_NEW_TOKENS = 8
-    source = edited_from_a_suggestion(owner, policy, suggested=suggested, written=written)
     task = ranking_services.ranking_task_create(
         rng=random.Random(0), alternatives=3, overlap=2, queue=False
     )
@@ -289,41 +293,74 @@ def _prepared_from_an_edited_reply(settings, owner, policy, *, suggested, writte
     return ranking_services.ranking_task_prepare(task_id=task.pk)
 
 
-def test_with_blocking_on_an_edited_reply_whose_own_text_is_flagged_is_not_a_source(
-    secrets_filter, policy, other_trainer
-):
-    """The suggestion passed, but its writer added the flagged word: the reply is judged on
-    its own text, not on the suggestion's."""
-    task = _prepared_from_an_edited_reply(
-        secrets_filter, other_trainer, policy, suggested=CLEAN, written=LEAKED
-    )
-
+def _assert_kept_out_for_its_own_text(task: RankingTask, text: str) -> None:
+    """``task`` failed for its source, flagged on ``text`` (its own, as no sample's)."""
     assert task.status == RankingTask.Status.FAILED
     assert "flagged the reply this task was made from" in task.error
     assert not Candidate.objects.filter(task=task).exists()
-    verdict = ModerationResult.objects.get(text_sha256=text_sha256(LEAKED))
+    verdict = ModerationResult.objects.get(text_sha256=text_sha256(text))
     assert verdict.sample is None and verdict.flagged and verdict.categories == ["secrets"]
 
 
-def test_with_blocking_on_an_edited_reply_whose_flagged_words_were_taken_out_is_ranked(
-    secrets_filter, policy, other_trainer
-):
-    task = _prepared_from_an_edited_reply(
-        secrets_filter, other_trainer, policy, suggested=LEAKED, written=CLEAN
-    )
-
+def _assert_ranked_with_the_verdict_on_its_own_text(task: RankingTask, text: str) -> None:
+    """``task`` is ready, its source ``text`` passed on its own, by the filter of the day (as
+    its alternatives were)."""
     assert task.status == RankingTask.Status.READY
     source = Candidate.objects.get(task=task, is_source=True)
-    assert source.message.content == CLEAN
-    verdict = ModerationResult.objects.get(text_sha256=text_sha256(CLEAN))
-    assert not verdict.flagged
-    # Filtered by the filter of the day, as its alternatives were.
+    assert source.message.content == text
+    verdict = ModerationResult.objects.get(text_sha256=text_sha256(text))
+    assert verdict.sample is None and not verdict.flagged
     alternative = Candidate.objects.filter(task=task, is_source=False).first()
     sampled = ModerationResult.objects.get(sample_id=alternative.message.sample_id)
     assert (verdict.filter_name, verdict.filter_version) == (
         sampled.filter_name,
         sampled.filter_version,
     )
+
+
+def test_with_blocking_on_an_edited_reply_whose_own_text_is_flagged_is_not_a_source(
+    secrets_filter, policy, other_trainer
+):
+    """The suggestion passed, but its writer added the flagged word: the reply is judged on
+    its own text, not on the suggestion's."""
+    source = edited_from_a_suggestion(other_trainer, policy, suggested=CLEAN, written=LEAKED)
+
+    task = _prepared_with_blocking(secrets_filter, source)
+
+    _assert_kept_out_for_its_own_text(task, LEAKED)
+
+
+def test_with_blocking_on_an_edited_reply_whose_flagged_words_were_taken_out_is_ranked(
+    secrets_filter, policy, other_trainer
+):
+    source = edited_from_a_suggestion(other_trainer, policy, suggested=LEAKED, written=CLEAN)
+
+    task = _prepared_with_blocking(secrets_filter, source)
+
+    _assert_ranked_with_the_verdict_on_its_own_text(task, CLEAN)
+
+
+@pytest.mark.parametrize("origin", ["model", "model_edited"])
+def test_with_blocking_on_an_imported_reply_whose_text_is_flagged_is_not_a_source(
+    secrets_filter, policy, other_trainer, origin
+):
+    """An imported reply has no sample the filter saw as it was sampled: it is judged on its
+    own text when a task is made of it, as an edited reply is."""
+    source = imported_reply(other_trainer, written=LEAKED, origin=origin)
+
+    task = _prepared_with_blocking(secrets_filter, source)
+
+    _assert_kept_out_for_its_own_text(task, LEAKED)
+
+
+def test_with_blocking_on_an_imported_reply_that_passes_is_ranked_with_its_verdict(
+    secrets_filter, policy, other_trainer
+):
+    source = imported_reply(other_trainer, written=CLEAN)
+
+    task = _prepared_with_blocking(secrets_filter, source)
+
+    _assert_ranked_with_the_verdict_on_its_own_text(task, CLEAN)
 
 
 def test_a_text_filtered_again_stores_nothing(secrets_filter, db):
@@ -345,14 +382,31 @@ def test_with_blocking_off_flagged_samples_are_ranked(flag_everything, policy, o
 
     assert task.status == RankingTask.Status.READY
     assert Candidate.objects.filter(task=task).count() == 4
-    assert ModerationResult.objects.filter(flagged=True).count() == 3
+    # The 3 samples, and the source (written with no sample here) on its own text.
+    assert ModerationResult.objects.filter(flagged=True, sample__isnull=False).count() == 3
+    assert ModerationResult.objects.get(sample__isnull=True).flagged
+
+
+class FlagAllButTheOriginal:
+    """Flags every text (an empty one too) but the reply ``_ranking_task`` makes its task of."""
+
+    name = "flag-all-but-the-original"
+    version = "1"
+
+    def score(self, texts):
+        original = "hello! how can i help?"
+        return [
+            moderation.FilterResult(text != original, [] if text == original else ["other"], {})
+            for text in texts
+        ]
 
 
 def test_with_blocking_on_a_task_whose_samples_are_all_flagged_fails_with_a_reason(
-    flag_everything, policy, other_trainer
+    settings, policy, other_trainer
 ):
-    flag_everything.CONTENT_FILTER_BLOCK_RANKING = True
-    task = _ranking_task(other_trainer, flag_everything)
+    settings.CONTENT_FILTER = "tests.sampler.moderation.test_moderation.FlagAllButTheOriginal"
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    task = _ranking_task(other_trainer, settings)
 
     task = ranking_services.ranking_task_prepare(task_id=task.pk)
 
