@@ -199,7 +199,7 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
             task.status = RankingTask.Status.FAILED
             task.error = (
                 "The content filter flagged the reply this task was made from, and "
-                "CONTENT_FILTER_BLOCK_RANKING keeps flagged samples out of ranking tasks."
+                "CONTENT_FILTER_BLOCK_RANKING keeps flagged replies out of ranking tasks."
             )
             task.save(update_fields=["status", "error"])
             return
@@ -209,7 +209,7 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
             task.status = RankingTask.Status.FAILED
             task.error = (
                 f"The content filter flagged all {len(flagged)} sampled alternatives and "
-                "CONTENT_FILTER_BLOCK_RANKING keeps flagged samples out of ranking tasks."
+                "CONTENT_FILTER_BLOCK_RANKING keeps flagged replies out of ranking tasks."
             )
             task.save(update_fields=["status", "error"])
             return
