@@ -69,7 +69,9 @@ CHECKPOINTS_FOLDER = "runs"
 # Each attempt of a run (each claim or takeover: a new token) saves its checkpoints into its own
 # folder in the run's, ``attempt-<token>``; the training loop resumes from the newest complete
 # one of the run's attempts, and once an attempt saved one of its own removes the other
-# attempts' up to its step (``sampler.training.loop.ATTEMPT_PREFIX``, ``prune_checkpoints``).
+# attempts' up to its step (``sampler.training.loop.ATTEMPT_PREFIX``, ``prune_checkpoints``);
+# an attempt that starts over (``resume`` False) resumes from none and, once it saved one of its
+# own, removes every one it found, at any step (``checkpoint_plan``, ``remove_abandoned``).
 ATTEMPT_PREFIX = "attempt-"
 
 
@@ -457,9 +459,11 @@ def training_run_run_inline(
     echo: Callable[[ProgressEvent], None] | None = None,
 ) -> TrainingRun:
     """Train ``run_id`` in this process (``manage.py train_*``, also under ``accelerate
-    launch``), with the same bookkeeping as on a worker; resumes from the run's checkpoint.
+    launch``), with the same bookkeeping as on a worker; resumes from the run's checkpoint, or
+    with ``resume`` False starts over (the run's checkpoints go once it saved one of its own).
 
-    A failed run may be run again this way (that is a resume); a finished or cancelled one
+    A failed run may be run again this way (a resume, unless ``resume`` is False); a finished
+    or cancelled one
     returns as it is. Errors are recorded on the run and raised again.
     """
     if not is_main_process():

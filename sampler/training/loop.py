@@ -122,8 +122,9 @@ class RunResult:
 @dataclass(frozen=True)
 class RunSetup:
     """What a trainer's entry point is asked besides its data and starting model: the config,
-    where the trained model goes, where checkpoints go (and whether to resume from the latest)
-    and whom to report progress to. ``fit`` and ``finish_run`` read it."""
+    where the trained model goes, where checkpoints go (and whether to resume from the latest,
+    or start over: ``checkpoint_plan``) and whom to report progress to. ``fit`` and
+    ``finish_run`` read it."""
 
     config: TrainingConfig
     output_dir: str | Path
@@ -266,15 +267,55 @@ def latest_checkpoint(checkpoint_dir: str | Path | None) -> Path | None:
 
 def checkpoint_plan(
     accelerator: Accelerator, checkpoint_dir: str | Path | None, resume: bool
-) -> tuple[Path | None, Path | None]:
-    """Where this run saves its checkpoints and which one it resumes from (or None): the main
-    process's choice, for every process. Accelerate saves and loads a state together, into
-    one folder, and only the main process knows which attempt of the run it is."""
+) -> tuple[Path | None, Path | None, list[Path]]:
+    """Where this run saves its checkpoints, which one it resumes from (or None) and, when it
+    starts over instead (``resume`` False), the checkpoints of the run it found (``abandoned``:
+    every one ``latest_checkpoint`` reads, complete or not, at any step): the main process's
+    choice, for every process. Accelerate saves and loads a state together, into one folder,
+    and only the main process knows which attempt of the run it is.
+
+    A run that starts over resumes from none of them and removes them all once it has saved
+    a checkpoint of its own (``pruned_messages``), not before: stopped before then, it leaves
+    the run as it found it, resumable from the newest of them."""
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    plan = [folder, latest_checkpoint(folder) if resume else None]
+    plan = [
+        folder,
+        latest_checkpoint(folder) if resume else None,
+        [] if resume else _run_checkpoints(folder),
+    ]
     if accelerator.num_processes > 1:
         broadcast_object_list(plan)
-    return plan[0], plan[1]
+    return plan[0], plan[1], plan[2]
+
+
+def _run_checkpoints(checkpoint_dir: Path | None) -> list[Path]:
+    """Every checkpoint folder, complete or not, that ``latest_checkpoint(checkpoint_dir)``
+    reads: its own, and for one attempt of a run the run's other attempts' and the run
+    folder's."""
+    if checkpoint_dir is None:
+        return []
+    holders = [checkpoint_dir]
+    if checkpoint_dir.name.startswith(ATTEMPT_PREFIX):
+        holders += [checkpoint_dir.parent, *checkpoint_dir.parent.glob(f"{ATTEMPT_PREFIX}*")]
+    return sorted(
+        {
+            path
+            for holder in holders
+            if holder.is_dir()
+            for path in holder.glob(f"{CHECKPOINT_PREFIX}*")
+            if _step_of(path) is not None
+        }
+    )
+
+
+def started_over_message(abandoned: list[Path]) -> str:
+    newest = max(abandoned, key=lambda path: _step_of(path) or 0)
+    count = len(abandoned)
+    return (
+        f"started over: {count} checkpoint{'s' if count != 1 else ''} saved before "
+        f"({newest.name} the newest): not resumed from, removed once this attempt has saved "
+        "one of its own"
+    )
 
 
 def save_checkpoint(
@@ -359,6 +400,41 @@ def pruned_message(removed: int, kept: Path) -> str:
         f"removed {removed} checkpoint{'s' if removed != 1 else ''} of the run's other "
         f"attempts, at {kept.name} or before"
     )
+
+
+def remove_abandoned(accelerator: Accelerator, abandoned: list[Path], kept: Path) -> int:
+    """Remove the checkpoints a run that started over found (``checkpoint_plan``), at any step,
+    but ``kept`` (its own, saved over one of them in a folder it shares with them); an attempt
+    folder left empty goes too. Returns how many were removed. Called, as
+    ``prune_checkpoints``, once ``kept`` was saved whole and reported. Only those it found go:
+    an attempt that took the run over from this one later saves into a folder of its own."""
+    if not accelerator.is_main_process:
+        return 0
+    removed = 0
+    for checkpoint in abandoned:
+        if checkpoint != kept and checkpoint.is_dir():
+            _remove(checkpoint)
+            removed += 1
+    for holder in {checkpoint.parent for checkpoint in abandoned} - {kept.parent}:
+        if holder.name.startswith(ATTEMPT_PREFIX):
+            with contextlib.suppress(OSError):  # not empty: a leftover
+                holder.rmdir()
+    return removed
+
+
+def pruned_messages(accelerator: Accelerator, kept: Path, abandoned: list[Path]) -> list[str]:
+    """Once ``kept`` was saved whole and reported: remove what a run that started over found
+    (``remove_abandoned``; nothing for a resumed run), then ``prune_checkpoints``. Returns
+    what the run's log says of it."""
+    messages = []
+    if removed := remove_abandoned(accelerator, abandoned, kept):
+        messages.append(
+            f"removed {removed} checkpoint{'s' if removed != 1 else ''} saved before this "
+            "attempt started over"
+        )
+    if removed := prune_checkpoints(accelerator, kept):
+        messages.append(pruned_message(removed, kept))
+    return messages
 
 
 def load_checkpoint(accelerator: Accelerator, path: Path) -> tuple[LoopState, bool]:
@@ -474,7 +550,7 @@ def train(
         report_progress(callback, kind, state, total_steps, main, metrics, message)
 
     state, resumed_from = LoopState(), None
-    checkpoint_dir, checkpoint = checkpoint_plan(accelerator, checkpoint_dir, resume)
+    checkpoint_dir, checkpoint, abandoned = checkpoint_plan(accelerator, checkpoint_dir, resume)
     if checkpoint is not None:
         state, seeded = load_checkpoint(accelerator, checkpoint)
         resumed_from = state.step
@@ -489,6 +565,8 @@ def train(
             else f"{total_steps} steps, {batches_per_epoch} batches per epoch"
         ),
     )
+    if abandoned:
+        report("message", state, message=started_over_message(abandoned))
 
     module.train()
     accumulate = config.gradient_accumulation_steps
@@ -536,8 +614,9 @@ def train(
             ):
                 path = save_checkpoint(accelerator, checkpoint_dir, state, config)
                 report("checkpoint", state, message=f"checkpoint {path.name}")
-                if removed := prune_checkpoints(accelerator, path):
-                    report("message", state, message=pruned_message(removed, path))
+                for message in pruned_messages(accelerator, path, abandoned):
+                    report("message", state, message=message)
+                abandoned = []
             if is_last:
                 break
 

@@ -47,9 +47,9 @@ from sampler.training.loop import (
     finish_run,
     learning_rate_at,
     make_accelerator,
-    prune_checkpoints,
-    pruned_message,
+    pruned_messages,
     report_progress,
+    started_over_message,
     step_seed,
 )
 from sampler.training.losses import masked_mean
@@ -611,7 +611,9 @@ class PPOTrainer:
         total = self.total_steps(len(train))
         eval_prompts = test[: config.eval_prompts]
         state = PPOState(kl_coef=self.kl.value, history={})
-        checkpoint_dir, checkpoint = checkpoint_plan(self.accelerator, checkpoint_dir, resume)
+        checkpoint_dir, checkpoint, abandoned = checkpoint_plan(
+            self.accelerator, checkpoint_dir, resume
+        )
         if checkpoint is not None:
             state = self.load_checkpoint(checkpoint)
         started = time.monotonic()
@@ -627,6 +629,8 @@ class PPOTrainer:
                 f"value head from {self.value_init}"
             ),
         )
+        if abandoned:
+            self._report("message", state, total, message=started_over_message(abandoned))
         if eval_prompts and state.step == 0:
             evaluated = self.evaluate(eval_prompts, 0)
             state.record(0, evaluated)
@@ -667,8 +671,9 @@ class PPOTrainer:
             ):
                 path = self.save_checkpoint(checkpoint_dir, state)
                 self._report("checkpoint", state, total, message=f"checkpoint {path.name}")
-                if removed := prune_checkpoints(self.accelerator, path):
-                    self._report("message", state, total, message=pruned_message(removed, path))
+                for message in pruned_messages(self.accelerator, path, abandoned):
+                    self._report("message", state, total, message=message)
+                abandoned = []
         self._report("end", state, total, self.final_metrics(state))
         return state, total, time.monotonic() - started
 

@@ -407,3 +407,79 @@ def test_an_attempt_whose_checkpoint_failed_to_save_keeps_the_one_it_resumed_fro
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED
     assert run.log.count("resumed at step 2 of 6") == 2
+
+
+# ---- starting over (resume=False) --------------------------------------------------------------
+
+
+def _stopping(*, at_train: int):
+    """An ``adjust`` for ``_real_trainer``: the attempt stops (``Stalled``) once it reported its
+    step ``at_train``."""
+
+    def adjust(arguments: dict) -> dict:
+        report = arguments["callback"]
+
+        def callback(event) -> None:
+            report(event)
+            if event.kind == "train" and event.step == at_train:
+                raise Stalled
+
+        return {**arguments, "callback": callback}
+
+    return adjust
+
+
+def _first_attempt_stopped_at_step_4(settings, tmp_path, monkeypatch) -> tuple:
+    """(a run of 8 steps with a checkpoint every 2, its first attempt's checkpoints): that
+    attempt stopped at step 5, its checkpoint at step 4 saved."""
+    run = _reward_run(settings, tmp_path, max_steps=8, checkpoint_every=2, batch_size=4)
+    first = _claim(run, "first/1")
+    _real_trainer(monkeypatch, _stopping(at_train=5))
+    with pytest.raises(Stalled):
+        training_services._execute(first)
+    earlier = {f"attempt-{first.token}": ["step-00000004"]}
+    assert _checkpoints_of_attempts(run) == earlier
+    return run, earlier
+
+
+def _retried_to_the_end(run: TrainingRun, settings, monkeypatch) -> str:
+    """The run's next attempt, trained to its success; returns the run's log."""
+    _real_trainer(monkeypatch, lambda arguments: arguments)
+    training_services._execute(_claim_stalled(run, settings))
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    return run.log
+
+
+def test_a_run_started_over_removes_the_earlier_attempts_checkpoints_once_it_saved_its_own(
+    settings, tmp_path, policy, monkeypatch
+):
+    """Started over (not resumed), an attempt's first checkpoint removes every checkpoint the
+    run had when it started, past its step too: none is left for a later attempt to resume
+    from in its place."""
+    run, _ = _first_attempt_stopped_at_step_4(settings, tmp_path, monkeypatch)
+    fresh = _claim_stalled(run, settings)
+    _real_trainer(monkeypatch, _stopping(at_train=3))
+    with pytest.raises(Stalled):
+        training_services._execute(fresh, resume=False)
+    assert _checkpoints_of_attempts(run) == {f"attempt-{fresh.token}": ["step-00000002"]}
+    run.refresh_from_db()
+    assert "removed 1 checkpoint saved before this attempt started over" in run.log
+    # The next attempt resumes from the one the attempt that started over saved.
+    log = _retried_to_the_end(run, settings, monkeypatch)
+    assert "resumed at step 2 of 8" in log and "resumed at step 4" not in log
+
+
+def test_a_run_started_over_that_stops_before_its_first_checkpoint_keeps_the_earlier_ones(
+    settings, tmp_path, policy, monkeypatch
+):
+    """Until the attempt that started over has saved a checkpoint of its own, the run keeps
+    those it had: stopped before then, it leaves the run as resumable as it was."""
+    run, earlier = _first_attempt_stopped_at_step_4(settings, tmp_path, monkeypatch)
+    _real_trainer(monkeypatch, _stopping(at_train=1))
+    with pytest.raises(Stalled):
+        training_services._execute(_claim_stalled(run, settings), resume=False)
+    assert _checkpoints_of_attempts(run) == earlier
+    run.refresh_from_db()
+    assert "started over: 1 checkpoint saved before (step-00000004 the newest)" in run.log
+    assert "resumed at step 4 of 8" in _retried_to_the_end(run, settings, monkeypatch)

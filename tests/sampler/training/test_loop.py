@@ -12,9 +12,11 @@ from safetensors.torch import load_file
 from sampler.training.config import ConfigError, RewardConfig, SFTConfig
 from sampler.training.loop import (
     STATE_FILE,
+    checkpoint_plan,
     latest_checkpoint,
     learning_rate_at,
     prune_checkpoints,
+    pruned_messages,
 )
 from sampler.training.reward import train_reward
 from sampler.training.sft import train_sft
@@ -393,3 +395,44 @@ def test_a_saved_checkpoint_removes_the_other_attempts_checkpoints_up_to_its_ste
     assert not alone.exists()
     assert prune_checkpoints(SimpleNamespace(is_main_process=False), kept) == 0
     assert newer.is_dir()
+
+
+def test_an_attempt_that_started_over_removes_what_it_found_at_any_step_and_nothing_newer(
+    tmp_path,
+):
+    run = tmp_path / "run-1"
+    mine, earlier = run / "attempt-c", run / "attempt-a"
+    main_process = SimpleNamespace(is_main_process=True, num_processes=1)
+    _checkpoint(run, 1)  # saved before attempts had folders
+    _checkpoint(earlier, 4)
+    _checkpoint(earlier, 6, complete=False)  # its worker stopped while it saved
+    folder, resume_from, abandoned = checkpoint_plan(main_process, mine, resume=False)
+    assert (folder, resume_from, len(abandoned)) == (mine, None, 3)
+    # A resumed run abandons nothing.
+    assert checkpoint_plan(main_process, mine, resume=True)[1:] == (earlier / "step-00000004", [])
+    # An attempt that took the run over from this one, after it started over, saved its own.
+    later = _checkpoint(run / "attempt-d", 6)
+    kept = _checkpoint(mine, 2)
+    assert pruned_messages(SimpleNamespace(is_main_process=False), kept, abandoned) == []
+    assert pruned_messages(main_process, kept, abandoned) == [
+        "removed 3 checkpoints saved before this attempt started over"
+    ]
+    assert sorted(path.relative_to(run).as_posix() for path in run.rglob("step-*")) == [
+        "attempt-c/step-00000002",
+        "attempt-d/step-00000006",
+    ]
+    assert later.is_dir() and not earlier.exists()
+
+
+def test_a_run_that_started_over_in_its_own_folder_keeps_the_checkpoint_it_saved(tmp_path):
+    """A folder that is no attempt of a run: the checkpoint saved where one it found was."""
+    folder = tmp_path / "checkpoints"
+    main_process = SimpleNamespace(is_main_process=True, num_processes=1)
+    _checkpoint(folder, 2)
+    _checkpoint(folder, 4)
+    _, _, abandoned = checkpoint_plan(main_process, folder, resume=False)
+    kept = folder / "step-00000002"
+    assert pruned_messages(main_process, kept, abandoned) == [
+        "removed 1 checkpoint saved before this attempt started over"
+    ]
+    assert list(folder.iterdir()) == [kept]
