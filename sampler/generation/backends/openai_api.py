@@ -7,10 +7,10 @@ Options (``ModelVersion.backend_options``, checked by ``options.py``): ``base_ur
 
 Servers differ on ``n``, ``seed`` and ``logprobs``: a server that returns fewer than K choices
 is asked again for the rest (one request each, seeds ``seed + i``), and the job's notes say so;
-never fewer samples than asked. The client retries 429 and 5xx answers and lost connections
-with exponential backoff; past its retries the error is ``BackendUnavailable`` (the job goes
-back to its queue), any other refusal is a ``BackendError`` with the server's reason: a
-``RequestRefused`` when the server rejects the request itself (HTTP 400, 413, 422: sent again,
+never fewer samples than asked. The client retries 408, 409, 429 and 5xx answers and lost
+connections with exponential backoff; past its retries the error is ``BackendUnavailable``
+(the job goes back to its queue), any other refusal is a ``BackendError`` with the server's
+reason: a ``RequestRefused`` when the server rejects the request itself (HTTP 400, 413, 422: sent again,
 it is rejected again), not when it refuses who asks or for what model (401, 403, 404). A prefix
 the server refuses as longer than its context is cut from the left, as the local backends cut
 it: the oldest messages after a leading system message are dropped (1, 2, 4, ... of them, one
@@ -43,6 +43,8 @@ CONTEXT_PHRASES = (
 
 # The answers that reject the request itself (its content, its parameters), not the caller.
 REQUEST_REJECTED = (400, 413, 422)
+# Answers below 500 that say the server could not take the request now.
+PASSING = (408, 409)
 
 
 class PromptTooLong(base.RequestRefused):
@@ -164,7 +166,9 @@ class OpenAIBackend(base.GenerationBackend):
                 f"{error.status_code}: {_reason(error)})."
             ) from error
         except openai.APIStatusError as error:
-            if error.status_code >= 500:
+            # A request that timed out (408) or met a conflict (409) may pass later, as the
+            # client's own retries assume: the server's state, not the request's fault.
+            if error.status_code >= 500 or error.status_code in PASSING:
                 raise base.BackendUnavailable(
                     f"The model server at {self.base_url} failed (HTTP {error.status_code}: "
                     f"{_reason(error)})."

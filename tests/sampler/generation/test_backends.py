@@ -339,6 +339,8 @@ ABSURD_COUNT = "reply with an absurd token count"
 REFUSED_WITH_NUL = "refuse with a NUL in the reason"
 BUSY = "answer as a server too busy to take it"
 NOT_SERVED = "answer as a server that serves no such model"
+TIMED_OUT = "answer as a server that timed out waiting for the request"
+LOCKED = "answer as a server whose resource is held by another request"
 # TGI's refusal of a request past its tokens, as TGI words it: 422, {"error": "<text>"}.
 TGI_LIMIT = 1000
 TGI_TOO_LONG = (
@@ -376,6 +378,10 @@ class ChatServer(BaseHTTPRequestHandler):
                 return
         if prompt == BUSY:
             self._answer(503, {"error": {"message": "overloaded, try later", "code": 503}})
+            return
+        if prompt in (TIMED_OUT, LOCKED):
+            status = 408 if prompt == TIMED_OUT else 409
+            self._answer(status, {"error": {"message": "try again", "code": status}})
             return
         if prompt == NOT_SERVED:
             self._answer(404, {"error": {"message": "The model does not exist.", "code": 404}})
@@ -560,6 +566,11 @@ def test_a_request_refused_for_what_it_asks_is_told_from_one_its_server_cannot_s
     with pytest.raises(BackendError, match="HTTP 404") as not_served:
         generate(NOT_SERVED)
     assert not isinstance(not_served.value, RequestRefused)
+    # The answers the client itself retries as passing (a request timed out, a conflict) are
+    # the server's state past its retries, not the request's fault: the job is queued again.
+    for prompt, status in ((TIMED_OUT, 408), (LOCKED, 409)):
+        with pytest.raises(BackendUnavailable, match=f"HTTP {status}"):
+            generate(prompt)
 
 
 def test_a_job_run_inside_another_raises_its_refusal_once_recorded(chat_server_version):
