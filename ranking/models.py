@@ -4,7 +4,7 @@ from ranking.exports.models import DatasetExport
 from ranking.gold.models import Qualification
 from ranking.projects.models import Project, ProjectPolicy
 from ranking.quality.models import TrainerTrust, TrustEstimate
-from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask, UndoRemoval
 
 __all__ = [
     "Assignment",
@@ -17,4 +17,5 @@ __all__ = [
     "RankingTask",
     "TrainerTrust",
     "TrustEstimate",
+    "UndoRemoval",
 ]

@@ -1,12 +1,13 @@
-"""Ranking tasks, their candidates, leases and rankings: shown here, never written. Their status
-and counters (rankings and leases per task, a lease's state, a qualification a gold ranking
-decided) are kept by the ranking services (prepare, claim, submit, skip, undo, lease expiry),
-and the task pool and the exports read them; an edit or a delete here would leave them wrong."""
+"""Ranking tasks, their candidates, leases and rankings, and the rows undos removed: shown here,
+never written. Their status and counters (rankings and leases per task, a lease's state, a
+qualification a gold ranking decided) are kept by the ranking services (prepare, claim, submit,
+skip, undo, lease expiry), and the task pool and the exports read them; an edit or a delete here
+would leave them wrong."""
 
 from django.contrib import admin
 
 from config.admin import ReadOnlyAdminMixin
-from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask, UndoRemoval
 
 
 class CandidateInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -55,3 +56,11 @@ class RankingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("ranker__username", "rationale")
     raw_id_fields = ("task", "assignment", "ranker")
     date_hierarchy = "submitted_at"
+
+
+@admin.register(UndoRemoval)
+class UndoRemovalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "trainer", "ranking_id", "assignment_id", "removed_at")
+    list_filter = ("removed_at",)
+    search_fields = ("trainer__username",)
+    raw_id_fields = ("trainer",)

@@ -27,6 +27,7 @@ from ranking.rank import services
 from ranking.rank.models import Ranking
 from ranking.rank.selectors import (
     WAITING_REASONS,
+    RemovedByUndo,
     assignment_get_for_trainer,
     assignment_screen,
     ranking_as_shown,
@@ -240,16 +241,19 @@ class RankingSubmitApi(ApiView):
             400: OpenApiResponse(description="The ranking is not valid; messages per field."),
             404: NOT_YOUR_ASSIGNMENT,
             409: OpenApiResponse(
-                description="Already ranked, skipped, its project closed, or a lease that "
-                "ran out on a full task: answered before the ranking's content."
+                description="Already ranked, skipped, given back when the ranking before it "
+                "was taken back, its project closed, or a lease that ran out on a full task: "
+                "answered before the ranking's content."
             ),
         },
     )
     @idempotent
     def post(self, request: Request, assignment_id: int) -> Response:
         data = validated_input(self.InputSerializer, request.data)
-        assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
         try:
+            assignment = assignment_get_for_trainer(
+                assignment_id=assignment_id, trainer=request.user
+            )
             ranking = services.ranking_submit_shown(
                 assignment=assignment,
                 trainer=request.user,
@@ -262,7 +266,7 @@ class RankingSubmitApi(ApiView):
                     verdict=data["verdict"],
                 ),
             )
-        except services.RankingConflict as conflict:
+        except (RemovedByUndo, services.RankingConflict) as conflict:
             return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
         # The ranking as it was given: its replies by the numbers they were shown under.
         body = self.OutputSerializer(ranking).data | ranking_as_shown(ranking=ranking)
@@ -296,17 +300,22 @@ class AssignmentSkipApi(ApiView):
         responses={
             200: OutputSerializer,
             404: NOT_YOUR_ASSIGNMENT,
-            409: OpenApiResponse(description="Already ranked: a ranked task cannot be skipped."),
+            409: OpenApiResponse(
+                description="Already ranked (a ranked task cannot be skipped), or given back "
+                "when the ranking before it was taken back."
+            ),
         },
     )
     def post(self, request: Request, assignment_id: int) -> Response:
         data = validated_input(self.InputSerializer, request.data)
-        assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
         try:
+            assignment = assignment_get_for_trainer(
+                assignment_id=assignment_id, trainer=request.user
+            )
             services.assignment_skip(
                 assignment=assignment, trainer=request.user, reason=data["reason"]
             )
-        except services.RankingConflict as conflict:
+        except (RemovedByUndo, services.RankingConflict) as conflict:
             return Response({"detail": str(conflict)}, status=status.HTTP_409_CONFLICT)
         assignment.refresh_from_db()
         return Response(self.OutputSerializer(assignment).data)

@@ -187,3 +187,35 @@ class Ranking(models.Model):
 
     def __str__(self) -> str:
         return f"Ranking of task {self.task_id} by {self.ranker_id}"
+
+
+class UndoRemoval(models.Model):
+    """A row that taking a ranking back deleted (``ranking_undo``): the ranking, or a lease on a
+    next task given back with it. Kept so that a later request of its trainer on it (a stale
+    tab's submit or skip, a second undo) is told that it is gone, a 409 as for every claim that
+    is, not that it never existed; for anyone else that id stays a 404, as an unknown one."""
+
+    trainer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    # The id the deleted row had (row ids are never reused), not a key: the row is gone.
+    ranking_id = models.PositiveBigIntegerField(null=True, blank=True, unique=True)
+    assignment_id = models.PositiveBigIntegerField(null=True, blank=True, unique=True)
+    removed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ranking_id__isnull=True, assignment_id__isnull=False)
+                | Q(ranking_id__isnull=False, assignment_id__isnull=True),
+                name="undo_removal_one_row",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        removed = (
+            f"ranking {self.ranking_id}"
+            if self.ranking_id is not None
+            else f"assignment {self.assignment_id}"
+        )
+        return f"Undo of {self.trainer_id} removed {removed}"

@@ -15,7 +15,7 @@ from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_pool_size, projects_active, projects_for_trainer
-from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask, UndoRemoval
 from sampler.moderation.models import ModerationResult
 from sampler.moderation.selectors import moderation_latest_of_texts
 from sampler.workers.selectors import workers_live_by_queue
@@ -301,16 +301,51 @@ def assignment_current(
     return leases.order_by("leased_at").first()
 
 
+# What a trainer is told of a row of theirs that taking a ranking back deleted.
+GIVEN_BACK = (
+    "This task is no longer yours: it was given back when you took back your previous "
+    "ranking, and nothing was stored. Take the next task."
+)
+TAKEN_BACK = "You already took this ranking back; there is nothing left to undo."
+
+
+class RemovedByUndo(Exception):
+    """The id is of the trainer's own row that taking a ranking back deleted (``UndoRemoval``):
+    its claim is gone (a 409 that says so), not an id that never was theirs (a 404)."""
+
+
+def assignment_removed_by_undo(*, assignment_id: int, trainer: AbstractBaseUser) -> bool:
+    """Whether ``assignment_id`` was the trainer's lease that an undo gave back."""
+    return UndoRemoval.objects.filter(assignment_id=assignment_id, trainer=trainer).exists()
+
+
+def ranking_removed_by_undo(*, ranking_id: int, trainer: AbstractBaseUser) -> bool:
+    """Whether ``ranking_id`` was the trainer's ranking, taken back."""
+    return UndoRemoval.objects.filter(ranking_id=ranking_id, trainer=trainer).exists()
+
+
 def assignment_get_for_trainer(*, assignment_id: int, trainer: AbstractBaseUser) -> Assignment:
-    """One of the trainer's own assignments; 404 for anyone else's."""
-    return get_object_or_404(
-        Assignment.objects.select_related("task__project"), pk=assignment_id, trainer=trainer
-    )
+    """One of the trainer's own assignments; RemovedByUndo for one of theirs that an undo gave
+    back, a 404 for any other id (anyone else's, or none)."""
+    try:
+        return get_object_or_404(
+            Assignment.objects.select_related("task__project"), pk=assignment_id, trainer=trainer
+        )
+    except Http404:
+        if assignment_removed_by_undo(assignment_id=assignment_id, trainer=trainer):
+            raise RemovedByUndo(GIVEN_BACK) from None
+        raise
 
 
 def ranking_get_for_trainer(*, ranking_id: int, trainer: AbstractBaseUser) -> Ranking:
-    """One of the trainer's own rankings; 404 for anyone else's."""
-    return get_object_or_404(Ranking, pk=ranking_id, ranker=trainer)
+    """One of the trainer's own rankings; RemovedByUndo for one of theirs taken back already, a
+    404 for any other id (anyone else's, or none)."""
+    try:
+        return get_object_or_404(Ranking, pk=ranking_id, ranker=trainer)
+    except Http404:
+        if ranking_removed_by_undo(ranking_id=ranking_id, trainer=trainer):
+            raise RemovedByUndo(TAKEN_BACK) from None
+        raise
 
 
 def ranking_undo_closes_at(*, ranking: Ranking) -> datetime:

@@ -35,12 +35,15 @@ from ranking.projects.selectors import (
     projects_for_trainer,
 )
 from ranking.projects.services import project_lock
-from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask
+from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask, UndoRemoval
 from ranking.rank.selectors import (
+    GIVEN_BACK,
+    TAKEN_BACK,
     project_ids_with_regular_tasks,
     ranking_pool_open_tasks,
     ranking_pool_open_wanted,
     ranking_pool_wanted,
+    ranking_removed_by_undo,
     ranking_undo_closes_at,
     shown_candidates,
     tasks_open_to,
@@ -527,10 +530,7 @@ def _trainer_assignment_locked(*, assignment: Assignment, trainer: AbstractBaseU
     locked = Assignment.objects.select_for_update().filter(pk=assignment.pk).first()
     if locked is None:
         # Given back meanwhile: taking back the ranking before it hands back the next lease.
-        raise RankingConflict(
-            "This task is no longer yours: it was given back when you took back your previous "
-            "ranking, and nothing was stored. Take the next task."
-        )
+        raise RankingConflict(GIVEN_BACK)
     assignment = locked
     if assignment.trainer_id != trainer.pk:
         raise ValidationError("This task was not assigned to you.")
@@ -856,6 +856,9 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
     get_user_model().objects.select_for_update(no_key=True).filter(pk=trainer.pk).first()
     ranking = Ranking.objects.select_for_update().filter(pk=ranking_id, ranker=trainer).first()
     if ranking is None:
+        # Taken back meanwhile: an undo of it that went first (a double click).
+        if ranking_removed_by_undo(ranking_id=ranking_id, trainer=trainer):
+            raise RankingConflict(TAKEN_BACK)
         raise RankingConflict("There is no ranking of yours to take back.")
     if now > ranking_undo_closes_at(ranking=ranking):
         raise RankingConflict(
@@ -893,6 +896,16 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
             leased_count=F("leased_count") - 1
         )
         Assignment.objects.filter(pk=lease_id).delete()
+    # What was deleted is remembered for its trainer: a later request on it hears it is gone.
+    UndoRemoval.objects.bulk_create(
+        [
+            UndoRemoval(trainer=trainer, ranking_id=ranking.pk, removed_at=now),
+            *(
+                UndoRemoval(trainer=trainer, assignment_id=lease_id, removed_at=now)
+                for lease_id, _ in newer
+            ),
+        ]
+    )
     submitted_at = ranking.submitted_at
     ranking.delete()
     if task.gold_ordering is not None:

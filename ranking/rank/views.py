@@ -22,6 +22,7 @@ from ranking.rank.forms import FLAG_LABELS, VERDICTS, RankingForm
 from ranking.rank.models import Assignment
 from ranking.rank.selectors import (
     AssignmentScreen,
+    RemovedByUndo,
     assignment_current,
     assignment_get_for_trainer,
     assignment_screen,
@@ -57,11 +58,13 @@ def _render_card(
     toast: dict | None = None,
     chosen_closed: str = "",
     saved: dict | None = None,
+    gone: str = "",
 ) -> HttpResponse:
     """The page, or only its ``ranking-card`` partial for htmx: a task, the waiting state,
-    (``claimed=False``) the start state that claims a task by POST, or (``chosen_closed``,
-    the chosen project's name) the notice that the project chosen is closed. ``saved``: the
-    ranking a plain form saved, above the card (see ``_saved_take``)."""
+    (``claimed=False``) the start state that claims a task by POST, (``chosen_closed``, the
+    chosen project's name) the notice that the project chosen is closed, or (``gone``, why)
+    the notice that the task posted to is no longer the trainer's. ``saved``: the ranking a
+    plain form saved, above the card (see ``_saved_take``)."""
     context: dict = {
         "assignment": assignment,
         "errors": errors or [],
@@ -69,8 +72,9 @@ def _render_card(
         "claimed": claimed,
         "chosen_closed": chosen_closed,
         "saved": saved,
+        "gone": gone,
     }
-    if assignment is None and not chosen_closed:
+    if assignment is None and not chosen_closed and not gone:
         chosen = _chosen_project(request)
         context["waiting"] = ranking_waiting_state(trainer=request.user, project=chosen)
         # A task of another project still leased to the trainer waits there.
@@ -186,7 +190,11 @@ def claim(request: HtmxHttpRequest) -> HttpResponse:
 @trainer_required
 @require_POST
 def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
-    assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
+    try:
+        assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
+    except RemovedByUndo as gone:
+        # Given back by an undo: no task left to show the answer on, only why and what next.
+        return _render_card(request, None, gone=str(gone), status=409)
     screen = assignment_screen(assignment=assignment)
     form = RankingForm(request.POST, candidates=screen.candidates)
     try:
@@ -228,10 +236,10 @@ def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
 @require_POST
 def undo(request: HtmxHttpRequest, ranking_id: int) -> HttpResponse:
     """Take a ranking back (within RANKING_UNDO_SECONDS): its task is shown again, as answered."""
-    ranking = ranking_get_for_trainer(ranking_id=ranking_id, trainer=request.user)
     try:
+        ranking = ranking_get_for_trainer(ranking_id=ranking_id, trainer=request.user)
         assignment = services.ranking_undo(ranking_id=ranking.pk, trainer=request.user)
-    except services.RankingConflict as conflict:
+    except (RemovedByUndo, services.RankingConflict) as conflict:
         if not request.htmx:
             messages.error(request, str(conflict))
             return redirect("ranking:rank")
@@ -262,7 +270,10 @@ def undo(request: HtmxHttpRequest, ranking_id: int) -> HttpResponse:
 @trainer_required
 @require_POST
 def skip(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
-    assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
+    try:
+        assignment = assignment_get_for_trainer(assignment_id=assignment_id, trainer=request.user)
+    except RemovedByUndo as gone:
+        return _render_card(request, None, gone=str(gone), status=409)
     try:
         services.assignment_skip(
             assignment=assignment,

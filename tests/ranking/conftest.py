@@ -175,6 +175,19 @@ def task_from_source(
     return task
 
 
+def quick_tasks(owner, count: int) -> list[RankingTask]:
+    """``count`` ready tasks (``task_from_source``: no model runs) on finished conversations of
+    ``owner``'s, oldest first, as claims take them."""
+    version = model_version_create("quick")
+    return [
+        task_from_source(
+            finished_conversation(owner, turns=(f"q{index}?", f"a{index}.")).active_leaf,
+            model_version=version,
+        )
+        for index in range(count)
+    ]
+
+
 def task_in_project(owner, project, model_version: ModelVersion, text: str) -> RankingTask:
     """A ready task (``task_from_source``) on a finished conversation of ``owner``'s
     ("<text>?", "<text>!"), the conversation and the task in ``project``."""

@@ -11,7 +11,7 @@ from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.services import RankingInput
 from tests.conftest import PASSWORD, post_json
-from tests.ranking.conftest import submit_by_positions
+from tests.ranking.conftest import quick_tasks, submit_by_positions
 
 CLAIM_URL = "/api/ranking/claim/"
 
@@ -211,6 +211,63 @@ def test_someone_elses_assignment_is_a_404(ready_task, trainer_client, third_tra
     assert response.status_code == 404
     assert _post(trainer_client, _skip_url(theirs.pk)).status_code == 404
     assert Assignment.objects.get(pk=theirs.pk).status == Assignment.Status.LEASED
+
+
+def _next_lease_given_back(client: Client, owner) -> int:
+    """Through ``client``: rank a task, claim the next one, then take the ranking back (the
+    Rank page's Undo, the one door to it), which gives the lease on the next task back. The
+    id that lease had."""
+    first, second = quick_tasks(owner, 2)
+    claim = _post(client, CLAIM_URL).json()
+    assert claim["task_id"] == first.pk
+    ranked = _post(client, _submit_url(claim["assignment_id"]), {"ordering": [[1], [2], [3], [4]]})
+    assert ranked.status_code == 201, ranked.content
+    following = _post(client, CLAIM_URL).json()
+    assert following["task_id"] == second.pk
+    assert client.post(reverse("ranking:undo", args=[ranked.json()["id"]])).status_code == 302
+    assert not Assignment.objects.filter(pk=following["assignment_id"]).exists()
+    return following["assignment_id"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"ordering": [[1], [2], [3], [4]]}, {"ordering": [[1], [9]]}, {"verdict": "all_bad"}],
+)
+def test_a_submit_or_skip_on_a_lease_an_undo_gave_back_is_a_409_saying_so_not_a_404(
+    trainer_client, trainer, other_trainer, settings, payload
+):
+    """A stale tab (or a submit racing the undo) still showing the next task hears that its
+    claim is gone, as for every other claim that is, not that the task never existed; before
+    anything is said about the answer."""
+    settings.RANKING_UNDO_SECONDS = 600
+    given_back = _next_lease_given_back(trainer_client, other_trainer)
+
+    submit = _post(trainer_client, _submit_url(given_back), payload)
+    skip = _post(trainer_client, _skip_url(given_back), {"reason": "stale tab"})
+
+    for response in (submit, skip):
+        assert response.status_code == 409, response.content
+        assert response.json()["detail"] == (
+            "This task is no longer yours: it was given back when you took back your previous "
+            "ranking, and nothing was stored. Take the next task."
+        )
+    assert not Ranking.objects.filter(ranker=trainer).exists()
+    assert not Assignment.objects.filter(pk=given_back).exists()
+
+
+def test_a_lease_an_undo_gave_back_is_a_404_to_any_other_trainer_as_an_unknown_id_is(
+    trainer_client, other_trainer, third_trainer, settings
+):
+    settings.RANKING_UNDO_SECONDS = 600
+    given_back = _next_lease_given_back(trainer_client, other_trainer)
+    intruder = Client()
+    intruder.force_login(third_trainer)
+    unknown = given_back + 1000
+
+    assert _post(intruder, _submit_url(given_back), {"ordering": [[1], [2]]}).status_code == 404
+    assert _post(intruder, _skip_url(given_back)).status_code == 404
+    assert _post(trainer_client, _submit_url(unknown), {"ordering": [[1], [2]]}).status_code == 404
+    assert _post(trainer_client, _skip_url(unknown)).status_code == 404
 
 
 def test_skip_gives_the_task_back_and_it_is_not_offered_again(ready_task, trainer_client):

@@ -630,6 +630,25 @@ def test_nobody_takes_back_another_trainers_ranking(quick_task, trainer, other_t
     assert Ranking.objects.filter(pk=ranking.pk).exists()
 
 
+def test_a_ranking_taken_back_twice_is_refused_the_second_time_saying_so(
+    quick_task, trainer, other_trainer, settings
+):
+    """Two undos of one ranking at once (the second waits for the first): the second is told
+    the ranking was taken back already; anyone else still hears there is none of theirs."""
+    settings.RANKING_UNDO_SECONDS = 600
+    assignment = services.task_claim_next(trainer=trainer)
+    ranking = services.ranking_submit(
+        assignment=assignment, trainer=trainer, ranking=RankingInput(_order(assignment))
+    )
+    services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
+
+    with pytest.raises(RankingConflict, match="You already took this ranking back"):
+        services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
+    with pytest.raises(RankingConflict, match="There is no ranking of yours to take back"):
+        services.ranking_undo(ranking_id=ranking.pk, trainer=other_trainer)
+    assert Assignment.objects.get(pk=assignment.pk).status == Assignment.Status.LEASED
+
+
 def test_a_retried_preparation_prepares_its_task_again(policy, other_trainer, settings):
     """A preparation that gave up released its task (failed); retrying the job (an admin, the
     API, ``retry_job``) brings the task back and gives it its candidates."""

@@ -14,7 +14,7 @@ from ranking.models import Assignment, Ranking
 from ranking.rank import services
 from ranking.rank.views import TAKEN_BACK_SESSION_KEY
 from tests.conftest import PASSWORD
-from tests.ranking.conftest import finished_conversation
+from tests.ranking.conftest import finished_conversation, quick_tasks
 
 RANK_URL = reverse("ranking:rank")
 CLAIM_URL = reverse("ranking:claim")
@@ -785,6 +785,101 @@ def test_undo_after_the_window_answers_409_in_the_toast_only(
     assert response.status_code == 409 and response["HX-Reswap"] == "none"
     assert "Too late to take this ranking back" in response.content.decode()
     assert Ranking.objects.filter(pk=ranking.pk).exists()
+
+
+GIVEN_BACK = (
+    "This task is no longer yours: it was given back when you took back your previous "
+    "ranking, and nothing was stored. Take the next task."
+)
+
+
+def _ranked_then_taken_back(client: Client, trainer, owner) -> tuple[Ranking, Assignment]:
+    """Through the page, without JavaScript: rank a task (the page then claims the next one)
+    and take the ranking back, which gives the lease on the next task back. The ranking (as it
+    was: it is deleted) and the lease given back (likewise)."""
+    first, second = quick_tasks(owner, 2)
+    _claim(client)
+    assignment = _assignment(trainer)
+    assert assignment.task_id == first.pk
+    client.post(_submit_url(assignment), _form(_numbers(assignment), [1, 2, 3, 4]))
+    ranking = Ranking.objects.get(ranker=trainer)
+    following = _assignment(trainer)
+    assert following.task_id == second.pk
+    assert client.post(reverse("ranking:undo", args=[ranking.pk])).status_code == 302
+    assert not Assignment.objects.filter(pk=following.pk).exists()
+    client.get(RANK_URL)  # the page the undo redirected to: its message is taken
+    return ranking, following
+
+
+@pytest.mark.parametrize("htmx", [True, False], ids=["htmx", "plain"])
+def test_a_submit_or_skip_on_a_lease_an_undo_gave_back_is_a_409_saying_so_not_a_404(
+    trainer_client, trainer, other_trainer, settings, htmx
+):
+    """A stale tab still showing the next task (or a Submit clicked as the undo went) is told
+    that the task is no longer the trainer's, with the Next task button, not "404"."""
+    settings.RANKING_UNDO_SECONDS = 600
+    _, given_back = _ranked_then_taken_back(trainer_client, trainer, other_trainer)
+    extra = HTMX if htmx else {}
+    ids = _numbers(given_back)
+
+    submit = trainer_client.post(_submit_url(given_back), _form(ids, [1, 2, 3, 4]), **extra)
+    refused = trainer_client.post(_submit_url(given_back), _form(ids, [1, 1, 9, ""]), **extra)
+    skip = trainer_client.post(reverse("ranking:skip", args=[given_back.pk]), **extra)
+
+    for response in (submit, refused, skip):
+        html = unescape(response.content.decode())
+        assert response.status_code == 409, html
+        assert GIVEN_BACK in html
+        assert f'hx-post="{CLAIM_URL}"' in html and f'action="{CLAIM_URL}"' in html
+        assert ("<html" in html) is not htmx
+    assert not Ranking.objects.filter(ranker=trainer).exists()
+    # The task taken back is still the trainer's, leased again.
+    assert _assignment(trainer).task_id != given_back.task_id
+
+
+def test_taking_a_ranking_back_twice_is_a_409_saying_so_not_a_404(
+    trainer_client, trainer, other_trainer, settings
+):
+    """The toast's Undo clicked twice, or a no-JS undo form posted again (the back button):
+    the second is told the ranking was taken back already; the task stays as it is."""
+    settings.RANKING_UNDO_SECONDS = 600
+    ranking, _ = _ranked_then_taken_back(trainer_client, trainer, other_trainer)
+    url = reverse("ranking:undo", args=[ranking.pk])
+    leased = _assignment(trainer)
+
+    again = trainer_client.post(url, **HTMX)
+    plain = trainer_client.post(url)
+
+    assert again.status_code == 409 and again["HX-Reswap"] == "none"
+    assert "You already took this ranking back" in unescape(again.content.decode())
+    assert plain.status_code == 302 and plain.url == RANK_URL
+    html = unescape(trainer_client.get(RANK_URL).content.decode())
+    assert "You already took this ranking back" in html
+    assert _assignment(trainer) == leased
+    assert _shown_ids(html) == _numbers(leased)
+
+
+def test_what_an_undo_removed_is_a_404_to_any_other_trainer_as_an_unknown_id_is(
+    trainer_client, trainer, other_trainer, settings
+):
+    """The lease it gave back and the ranking it took back: only their trainer is told that
+    they are gone."""
+    settings.RANKING_UNDO_SECONDS = 600
+    ranking, given_back = _ranked_then_taken_back(trainer_client, trainer, other_trainer)
+    intruder = Client()
+    intruder.force_login(user_create_trainer(username="ivan", password="a-Strong-passw0rd-x"))
+    form = _form(_numbers(given_back), [1, 2, 3, 4])
+    undo_url = reverse("ranking:undo", args=[ranking.pk])
+
+    assert intruder.post(_submit_url(given_back), form).status_code == 404
+    assert intruder.post(reverse("ranking:skip", args=[given_back.pk])).status_code == 404
+    assert intruder.post(undo_url, **HTMX).status_code == 404
+    assert intruder.post(undo_url).status_code == 404
+    unknown = given_back.pk + 1000
+    assert trainer_client.post(reverse("ranking:submit", args=[unknown]), form).status_code == 404
+    assert trainer_client.post(reverse("ranking:skip", args=[unknown])).status_code == 404
+    unknown_undo = reverse("ranking:undo", args=[ranking.pk + 1000])
+    assert trainer_client.post(unknown_undo, **HTMX).status_code == 404
 
 
 def test_a_nul_in_the_rationale_a_flag_note_or_the_skip_reason_is_refused_naming_the_field(
