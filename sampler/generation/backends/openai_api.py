@@ -10,8 +10,9 @@ is asked again for the rest (one request each, seeds ``seed + i``), and the job'
 never fewer samples than asked. The client retries 408, 409, 429 and 5xx answers and lost
 connections with exponential backoff; past its retries the error is ``BackendUnavailable``
 (the job goes back to its queue), any other refusal is a ``BackendError`` with the server's
-reason: a ``RequestRefused`` when the server rejects the request itself (HTTP 400, 413, 422: sent again,
-it is rejected again), not when it refuses who asks or for what model (401, 403, 404). A prefix
+reason: a ``RequestRefused`` when the server rejects the request itself (HTTP 400, 413, 422:
+sent again, it is rejected again), not when it refuses who asks or for what model (401, 403,
+404). A prefix
 the server refuses as longer than its context is cut from the left, as the local backends cut
 it: the oldest messages after a leading system message are dropped (1, 2, 4, ... of them, one
 request each) until it fits or one is left, and the job's notes say how many.
