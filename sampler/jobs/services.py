@@ -455,9 +455,13 @@ def job_partner_step(*, context: JobContext) -> Iterator[None]:
     """Run a batch partner's own step (storing its results) so that an error it raises is
     recorded on that partner alone, as ``job_execute`` records a job's (failed with the reason,
     queued again when it is worth trying again, left alone when cancelled), and goes no further:
-    the job that claimed it and the other partners carry on. An interrupt is raised on."""
+    the job that claimed it and the other partners carry on. An interrupt is raised on, and so
+    is the worker's time limit: it is the claiming job's, which stops with it (``job_batch``
+    hands this partner back)."""
     try:
         yield
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as error:
         _record_error(context, error)
 

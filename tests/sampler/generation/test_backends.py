@@ -614,6 +614,35 @@ def test_a_partner_that_cannot_be_stored_fails_alone_and_the_others_are_stored(r
     assert not absurd.samples.exists()
 
 
+def test_a_time_limit_met_storing_a_partner_stops_the_batch_and_hands_the_partners_back(
+    run_batch, monkeypatch
+):
+    """The worker's time limit is the job's whose message ran the batch: met while a partner's
+    replies are stored (the content filter scoring them), it fails that job with the time
+    limit, as met anywhere else, and the partners go back to their queue uncounted, none
+    stored. Before, the partner was failed with the time limit and the batch went on past it."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    moderate = services.samples_moderate
+    calls = []
+
+    def out_of_time(**kwargs):
+        # The first store is a partner's (the lead's comes last); the limit is met once.
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise SoftTimeLimitExceeded()
+        return moderate(**kwargs)
+
+    monkeypatch.setattr(services, "samples_moderate", out_of_time)
+    lead, *partners = run_batch(["hello", "how are you?", "and you?"])
+    assert (lead.status, lead.attempts) == (GenerationJob.Status.FAILED, 1)
+    assert lead.error == "It ran past its time limit and was stopped."
+    assert [(job.status, job.attempts) for job in partners] == [
+        (GenerationJob.Status.QUEUED, 0)
+    ] * 2
+    assert not Sample.objects.exists() and len(calls) == 1
+
+
 def test_a_reply_a_database_cannot_store_is_stored_made_storable_with_a_note(run_batch):
     """A NUL (which PostgreSQL refuses) and an unpaired surrogate (which UTF-8 cannot encode)
     in what the server wrote: replaced by U+FFFD, the job's notes say so, all three stored."""
