@@ -150,7 +150,7 @@ class AttackResult(models.Model):
     # The error is a refusal of the request for what it asks (a prompt longer than the model's
     # context or than a generation prefix may hold, parameters the server rejects): sent again
     # as it is, it would be refused again, so a retry of the run's failed attacks leaves it out.
-    # False for any other failure (a crash, a time limit, the model's server failing), and for
+    # False for any other failure (a crash, the model's server failing), and for
     # errors recorded before refusals were told apart: those are retried.
     error_permanent = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

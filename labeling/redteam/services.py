@@ -422,8 +422,9 @@ def _generated(job: GenerationJob) -> tuple[GenerationJob, bool]:
     """``job`` run here when it is still queued, and whether the model refused its request for
     what it asks (a prompt longer than its context, parameters it rejects: asked again, it
     would be refused again). A model server that is down sends the whole run back to its queue
-    (it resumes with this attack, one result per attack); any other failure is recorded on
-    this attack's result, and a retry of the run's failed attacks sends it again."""
+    (it resumes with this attack, one result per attack); a time limit the worker puts on the
+    run, met here, stops the run with it; any other failure is recorded on this attack's
+    result, and a retry of the run's failed attacks sends it again."""
     if job.status != GenerationJob.Status.QUEUED:
         return job, False
     try:

@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 RUN_TASK = "sampler.jobs.tasks.run_job"
 ERROR_LIMIT = 5000
+# Why a job run inside another (``job_run_inline``) failed when that job met its time limit.
+INSIDE_TIME_LIMIT = "Stopped: the job it ran inside ran past its time limit."
 # Database trouble that is worth trying again: the job goes back to its queue.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
@@ -348,7 +350,9 @@ def job_execute(
     Cancelled: left cancelled. Transient database trouble: queued again. Any other error,
     a time limit included: failed with the reason (``on_given_up`` then runs); ``reraise``
     raises it again afterwards (the command line reports it), and so does the option
-    ``raise_refused`` for ``JobRefused`` (a job running this one inside its own).
+    ``raise_refused`` for ``JobRefused`` (a job running this one inside its own). A time limit
+    met in a run with no ``token`` (run inside another job) is that job's: this one is failed
+    saying so, and the limit raised on for that job to stop with it.
     """
     kind = job_kind_named(kind_name)
     worker = worker or worker_name()
@@ -362,6 +366,11 @@ def job_execute(
         with _Heartbeat(context):
             kind.execute(context)
     except BaseException as error:
+        if isinstance(error, SoftTimeLimitExceeded) and token is None:
+            # Run here inside another job (the command line has no time limit): the limit is
+            # that job's Celery message's, so that job stops with it, as at a limit of its own.
+            job_fail(job=job, error=INSIDE_TIME_LIMIT, token=context.token)
+            raise
         if isinstance(error, JobRetryLater):
             # A caller running it inside its own job retries that job instead.
             passed_on = bool(context.options.get("raise_retry_later"))
@@ -490,7 +499,9 @@ def job_run_inline(
     ``raise_retry_later``: when it meets something that is down for now, raise that
     ``JobRetryLater`` after recording it, so the job running this one goes back to its queue.
     ``raise_refused``: when its request is refused for what it asks, raise that ``JobRefused``
-    after recording it, so the job running this one knows that asking again would not help."""
+    after recording it, so the job running this one knows that asking again would not help.
+    The time limit of the job running this one, met here, is raised on (this job failed saying
+    so): that job stops with it."""
     return job_execute(
         kind_name=job_kind_of(job).name,
         job_id=job.pk,

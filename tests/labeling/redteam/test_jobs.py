@@ -86,6 +86,48 @@ def test_a_run_against_a_server_that_is_down_goes_back_to_its_queue(
     assert not AttackResult.objects.filter(run=run).exists()
 
 
+def test_a_time_limit_met_generating_an_attacks_reply_stops_the_run_with_it(
+    policy, trainer, admin_user, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A worker's time limit (Celery's soft limit) is the run's, the job its message runs,
+    wherever it is met: in the generation job the run runs inside its own, it stops the run,
+    failed with the time limit as a run meeting it anywhere else is, and that job fails saying
+    why; no attack's result records it. Before, the generation job took it as its own failure,
+    the attack's result recorded "ran past its time limit", and the run went on to the next
+    attack and succeeded."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from config.celery import app
+    from sampler.generation import services as generation_services
+    from sampler.generation.models import GenerationJob
+
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, args=(), **options: sent.append(args))
+    generate = generation_services._generate
+    calls = []
+
+    def out_of_time(jobs):
+        calls.append(jobs)
+        if len(calls) == 1:
+            raise SoftTimeLimitExceeded()
+        return generate(jobs)
+
+    monkeypatch.setattr(generation_services, "_generate", out_of_time)
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    two_attacks(trainer, policy)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = redteam_services.attack_run_create(requested_by=admin_user, model_version=policy)
+    job_execute(kind_name="attack_run", job_id=run.pk, token=sent[-1][2])
+
+    run.refresh_from_db()
+    assert run.status == AttackRun.Status.FAILED
+    assert run.error == "It ran past its time limit and was stopped."
+    assert len(calls) == 1 and not AttackResult.objects.filter(run=run).exists()
+    [job] = GenerationJob.objects.all()
+    assert job.status == GenerationJob.Status.FAILED
+    assert job.error == "Stopped: the job it ran inside ran past its time limit."
+
+
 def test_a_projects_attack_run_reruns_only_that_projects_attacks(
     policy, trainer, admin_user, settings
 ):
