@@ -90,8 +90,9 @@ class RequestNotSent(BackendUnavailable):
 
 @contextmanager
 def engine_refusals() -> Iterator[None]:
-    """An in-process engine's refusals of a request (``ValueError``: no chat template, no room
-    for a prompt) raised as ``RequestRefused``, with their message."""
+    """An in-process engine's refusals of a request (``ValueError``: no room for a prompt, a
+    turn its chat template cannot write) raised as ``RequestRefused``, with their message. A
+    model it cannot load is no refusal: the backends load it outside this."""
     try:
         yield
     except ValueError as error:

@@ -62,13 +62,20 @@ class TransformersBackend(base.GenerationBackend):
 
     @property
     def loaded(self) -> LoadedModel:
-        # The per-process model cache: one model at a time, loaded once.
-        return model_cache.get(self.path, device=self.device)
+        """The per-process model cache: one model at a time, loaded once. A folder the engine
+        cannot serve (no chat template, no end-of-turn token) is the version's fault, which an
+        admin may mend: a ``BackendError``, never a refusal of the request (a retry of a red-team
+        run's failed attacks sends those again)."""
+        try:
+            return model_cache.get(self.path, device=self.device)
+        except ValueError as error:
+            raise base.BackendError(str(error)) from error
 
     def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
+        loaded = self.loaded
         with _refusals():
             completions, prepared = sample_completions(
-                self.loaded,
+                loaded,
                 request.messages,
                 n=request.n,
                 params=request.params,
@@ -83,8 +90,8 @@ class TransformersBackend(base.GenerationBackend):
         for position, request in enumerate(requests):
             groups[request.params].append(position)
         results: list[base.GenerationResult | None] = [None] * len(requests)
+        loaded = self.loaded
         with _refusals():
-            loaded = self.loaded
             for params, positions in groups.items():
                 batch = [
                     (requests[p].messages, requests[p].n, requests[p].seed, requests[p].role)

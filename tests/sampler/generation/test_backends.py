@@ -332,6 +332,34 @@ def test_transformers_batch_with_a_refused_request_gives_the_others_their_result
     assert isinstance(outcomes[1], RequestRefused)
 
 
+def test_a_model_folder_the_engine_cannot_serve_is_the_versions_fault_not_a_refusal(
+    micro_model_dir, tmp_path
+):
+    """Loading runs before the request is looked at: a folder with no chat template is mended
+    by an admin, and a red-team retry sends the attacks it failed again."""
+    import shutil
+
+    from sampler.generation.backends import RequestRefused
+
+    folder = tmp_path / "no-template"
+    shutil.copytree(micro_model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    backend = backend_get(backend="transformers", path=str(folder), device="cpu")
+    for call in (
+        lambda: backend.generate(_request(1)),
+        lambda: backend.generate_many([_request(1)])[0],
+    ):
+        try:
+            outcome = call()
+        except BackendError as error:
+            outcome = error
+        assert isinstance(outcome, BackendError) and "no chat template" in str(outcome)
+        assert not isinstance(outcome, RequestRefused)
+
+
 # What the chat server below answers, by the last user turn it is sent.
 TOO_LONG = "x" * 2000
 UNSTORABLE_REPLY = "reply with a NUL and a lone surrogate"
