@@ -110,9 +110,9 @@ def attack_run_retry(*, run: AttackRun) -> AttackRun | None:
 
 
 def attack_run_failed_results(*, run: AttackRun) -> QuerySet[AttackResult]:
-    """``run``'s results without a reply (an error), less those of attacks withdrawn since:
-    what a retry of its failed attacks re-sends, less those the model refused for what they
-    ask (``error_permanent``)."""
+    """``run``'s results without a reply (an error), less those of attacks withdrawn since,
+    the model's refusals included: a retry of its failed attacks re-sends those of them with
+    ``error_permanent`` False."""
     return run.results.exclude(error="").filter(attack__isnull=False)
 
 

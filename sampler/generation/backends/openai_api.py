@@ -10,9 +10,9 @@ is asked again for the rest (one request each, seeds ``seed + i``), and the job'
 never fewer samples than asked. The client retries 408, 409, 429 and 5xx answers and lost
 connections with exponential backoff; past its retries the error is ``BackendUnavailable``
 (the job goes back to its queue), any other refusal is a ``BackendError`` with the server's
-reason: a ``RequestRefused`` when the server rejects the request itself (HTTP 400, 413, 422:
-sent again, it is rejected again), not when it refuses who asks or for what model (401, 403,
-404). A prefix
+reason: a ``RequestRefused`` only for a prompt longer than the model's context with nothing left
+to cut (sent again, it is refused again); a 400 may as well be a key the server will not take,
+options it does not support or its own error, which an admin or another try may clear. A prefix
 the server refuses as longer than its context is cut from the left, as the local backends cut
 it: the oldest messages after a leading system message are dropped (1, 2, 4, ... of them, one
 request each) until it fits or one is left, and the job's notes say how many.
@@ -42,7 +42,7 @@ CONTEXT_PHRASES = (
 )
 
 
-# The answers that reject the request itself (its content, its parameters), not the caller.
+# The answers a server gives a request it rejects (a prompt too long among them).
 REQUEST_REJECTED = (400, 413, 422)
 # Answers below 500 that say the server could not take the request now.
 PASSING = (408, 409)
@@ -175,12 +175,10 @@ class OpenAIBackend(base.GenerationBackend):
                     f"{_reason(error)})."
                 ) from error
             reason = _reason(error)
-            if _too_long(error.status_code, reason):
-                refusal = PromptTooLong
-            elif error.status_code in REQUEST_REJECTED:
-                refusal = base.RequestRefused
-            else:
-                refusal = base.BackendError
+            # Only a prompt too long is told for sure to be the request's fault: servers answer
+            # 400 as well for a bad key, options they do not take or their own errors while
+            # preparing a prompt, which an admin or another try may clear.
+            refusal = PromptTooLong if _too_long(error.status_code, reason) else base.BackendError
             raise refusal(
                 f"The model server at {self.base_url} refused the request for {self.model!r} "
                 f"(HTTP {error.status_code}): {reason}"

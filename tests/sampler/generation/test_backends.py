@@ -573,10 +573,11 @@ def test_a_request_the_server_refuses_fails_only_its_own_job_in_a_batch(run_batc
 
 
 def test_a_request_refused_for_what_it_asks_is_told_from_one_its_server_cannot_serve(chat_server):
-    """A prompt past the model's context with nothing left to cut, and a request the server
-    rejects as invalid (400), are refused again as they are (``RequestRefused``). A model the
-    server does not serve (404) is its configuration's doing, which an admin may change: a
-    ``BackendError`` that is no refusal of the request."""
+    """A prompt past the model's context with nothing left to cut is refused again as it is
+    (``RequestRefused``). Any other 400 (a server answers it for a key or options it will not
+    take, or its own error preparing a prompt) and a model the server does not serve (404) may
+    be its configuration's doing, which an admin may change: ``BackendError``s that are no
+    refusal of the request."""
     from sampler.generation.backends import RequestRefused
 
     base_url = f"http://127.0.0.1:{chat_server.server_port}/v1"
@@ -589,11 +590,10 @@ def test_a_request_refused_for_what_it_asks_is_told_from_one_its_server_cannot_s
 
     with pytest.raises(RequestRefused, match="maximum context length"):
         generate(TOO_LONG)
-    with pytest.raises(RequestRefused, match="HTTP 400"):
-        generate(REFUSED_WITH_NUL)
-    with pytest.raises(BackendError, match="HTTP 404") as not_served:
-        generate(NOT_SERVED)
-    assert not isinstance(not_served.value, RequestRefused)
+    for prompt, status in ((REFUSED_WITH_NUL, 400), (NOT_SERVED, 404)):
+        with pytest.raises(BackendError, match=f"HTTP {status}") as refused:
+            generate(prompt)
+        assert not isinstance(refused.value, RequestRefused)
     # The answers the client itself retries as passing (a request timed out, a conflict) are
     # the server's state past its retries, not the request's fault: the job is queued again.
     for prompt, status in ((TIMED_OUT, 408), (LOCKED, 409)):
