@@ -303,7 +303,7 @@ def test_a_training_runs_change_page_shows_it_and_a_post_changes_nothing_of_it(a
             "status": "queued",
         },
     )
-    assert response.status_code == 302
+    assert response.status_code == 403
     run.refresh_from_db()
     assert (run.kind, run.config, run.dataset, run.checkpoint_dir, run.log, run.progress) == (
         "reward",
@@ -388,3 +388,25 @@ def test_a_written_turn_is_not_changed_added_nor_deleted_in_the_admin(admin_clie
         for inline in inlines
     )
     assert "hello" in page.content.decode()
+
+
+def test_a_jobs_page_is_a_view_and_the_cancel_action_still_works_from_the_list(
+    admin_client_, trainer
+):
+    """A job's page offers no save (it would write back the row as read, over what a worker
+    wrote meanwhile); the list's actions still retry and cancel."""
+    from sampler.generation.models import GenerationJob
+    from tests.labeling.feedback.conftest import model_message
+    from tests.ranking.conftest import model_version_create
+    from tests.sampler.conftest import suggestion_job
+
+    version = model_version_create("admin-actions")
+    job = suggestion_job(trainer, version, model_message(trainer, version))
+    page = admin_client_.get(reverse("admin:sampler_generationjob_change", args=[job.pk]))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    admin_client_.post(
+        reverse("admin:sampler_generationjob_changelist"),
+        {"action": "cancel_jobs", "_selected_action": [job.pk]},
+    )
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.CANCELLED

@@ -20,6 +20,11 @@ class JobAdminMixin:
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Its page is a view with no save: a save would write back the whole row as it was
+        # read, undoing a heartbeat, a cancel or the result a worker wrote meanwhile.
+        return False
+
     def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
         fields = [*self.model._meta.fields, *self.model._meta.many_to_many]
         return tuple(field.name for field in fields if not field.primary_key)
