@@ -77,6 +77,11 @@ class RankingConflict(Exception):
     """The submission cannot be stored as things stand (already ranked, task full)."""
 
 
+class LeaseGivenBack(RankingConflict):
+    """The lease is gone: taking the trainer's previous ranking back gave it back after the
+    request read it. No task is left to show the answer on."""
+
+
 # ---- building tasks ---------------------------------------------------------------------------
 
 
@@ -530,7 +535,7 @@ def _trainer_assignment_locked(*, assignment: Assignment, trainer: AbstractBaseU
     locked = Assignment.objects.select_for_update().filter(pk=assignment.pk).first()
     if locked is None:
         # Given back meanwhile: taking back the ranking before it hands back the next lease.
-        raise RankingConflict(GIVEN_BACK)
+        raise LeaseGivenBack(GIVEN_BACK)
     assignment = locked
     if assignment.trainer_id != trainer.pk:
         raise ValidationError("This task was not assigned to you.")

@@ -208,6 +208,9 @@ def submit(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
         stored = services.ranking_submit_shown(
             assignment=assignment, trainer=request.user, ranking=form.ranking_input()
         )
+    except services.LeaseGivenBack as gone:
+        # Given back by an undo after the read above: as when it was gone before it.
+        return _render_card(request, None, gone=str(gone), status=409)
     except services.RankingConflict as conflict:
         # Nothing was stored; the trainer's answer stays on screen next to the reason.
         return _render_card(
@@ -280,6 +283,8 @@ def skip(request: HtmxHttpRequest, assignment_id: int) -> HttpResponse:
             trainer=request.user,
             reason=request.POST.get("skip_reason", ""),
         )
+    except services.LeaseGivenBack as gone:
+        return _render_card(request, None, gone=str(gone), status=409)
     except services.RankingConflict as conflict:
         screen = assignment_screen(assignment=assignment)
         form = RankingForm(request.POST, candidates=screen.candidates)

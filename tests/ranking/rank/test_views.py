@@ -837,6 +837,37 @@ def test_a_submit_or_skip_on_a_lease_an_undo_gave_back_is_a_409_saying_so_not_a_
     assert _assignment(trainer).task_id != given_back.task_id
 
 
+@pytest.mark.parametrize("action", ["submit", "skip"])
+def test_a_lease_an_undo_gives_back_as_the_submit_reads_it_shows_why_not_the_old_task(
+    trainer_client, trainer, other_trainer, settings, monkeypatch, action
+):
+    """The undo lands between the page's read of the lease and the service's lock: the trainer
+    is told the task was given back, with the Next task button, not shown the task again (its
+    reply links would lead to pages gone with the lease)."""
+    from ranking.rank import views
+
+    settings.RANKING_UNDO_SECONDS = 600
+    quick_tasks(other_trainer, 1)
+    _claim(trainer_client)
+    assignment = _assignment(trainer)
+    read = views.assignment_get_for_trainer
+
+    def read_then_given_back(**arguments):
+        found = read(**arguments)
+        Assignment.objects.filter(pk=found.pk).delete()
+        return found
+
+    monkeypatch.setattr(views, "assignment_get_for_trainer", read_then_given_back)
+    if action == "submit":
+        url, data = _submit_url(assignment), _form(_numbers(assignment), [1, 2, 3, 4])
+    else:
+        url, data = reverse("ranking:skip", args=[assignment.pk]), {}
+    response = trainer_client.post(url, data, **HTMX)
+    html = unescape(response.content.decode())
+    assert response.status_code == 409 and GIVEN_BACK in html
+    assert f'hx-post="{CLAIM_URL}"' in html and _shown_ids(html) == []
+
+
 def test_taking_a_ranking_back_twice_is_a_409_saying_so_not_a_404(
     trainer_client, trainer, other_trainer, settings
 ):
