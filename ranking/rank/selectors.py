@@ -309,9 +309,11 @@ GIVEN_BACK = (
 TAKEN_BACK = "You already took this ranking back; there is nothing left to undo."
 
 
-class RemovedByUndo(Exception):
+class RemovedByUndo(Http404):
     """The id is of the trainer's own row that taking a ranking back deleted (``UndoRemoval``):
-    its claim is gone (a 409 that says so), not an id that never was theirs (a 404)."""
+    its claim is gone (a 409 that says so where the Rank page and API submit, skip or undo), not
+    an id that never was theirs. Anywhere else (the pages that went with the lease, such as a
+    reply's feedback) it is the 404 it was before: a Http404 nobody there catches."""
 
 
 def assignment_removed_by_undo(*, assignment_id: int, trainer: AbstractBaseUser) -> bool:

@@ -868,6 +868,18 @@ def test_a_lease_an_undo_gives_back_as_the_submit_reads_it_shows_why_not_the_old
     assert f'hx-post="{CLAIM_URL}"' in html and _shown_ids(html) == []
 
 
+def test_feedback_on_a_reply_of_a_lease_an_undo_gave_back_is_a_404_as_before(
+    trainer_client, trainer, other_trainer, settings
+):
+    """The pages that go with a lease (a reply's feedback) are gone with it: a 404, as for any
+    lease that is no longer there, never a server error."""
+    settings.RANKING_UNDO_SECONDS = 600
+    _, given_back = _ranked_then_taken_back(trainer_client, trainer, other_trainer)
+    url = reverse("labeling:feedback-reply", args=[given_back.pk, 1])
+    assert trainer_client.get(url, **HTMX).status_code == 404
+    assert trainer_client.post(url, {"rating": "up"}, **HTMX).status_code == 404
+
+
 def test_taking_a_ranking_back_twice_is_a_409_saying_so_not_a_404(
     trainer_client, trainer, other_trainer, settings
 ):
