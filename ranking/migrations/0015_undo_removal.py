@@ -18,10 +18,10 @@ class Migration(migrations.Migration):
             name='UndoRemoval',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ranking_id', models.PositiveBigIntegerField(blank=True, null=True, unique=True)),
-                ('assignment_id', models.PositiveBigIntegerField(blank=True, null=True, unique=True)),
+                ('ranking_id', models.PositiveBigIntegerField(blank=True, db_index=True, null=True)),
+                ('assignment_id', models.PositiveBigIntegerField(blank=True, db_index=True, null=True)),
                 ('removed_at', models.DateTimeField()),
-                ('trainer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('trainer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
                 'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('assignment_id__isnull', False), ('ranking_id__isnull', True)), models.Q(('assignment_id__isnull', True), ('ranking_id__isnull', False)), _connector='OR'), name='undo_removal_one_row')],

@@ -195,12 +195,15 @@ class UndoRemoval(models.Model):
     tab's submit or skip, a second undo) is told that it is gone, a 409 as for every claim that
     is, not that it never existed; for anyone else that id stays a 404, as an unknown one."""
 
+    # A memo of the trainer's own requests: it goes with them.
     trainer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
     )
-    # The id the deleted row had (row ids are never reused), not a key: the row is gone.
-    ranking_id = models.PositiveBigIntegerField(null=True, blank=True, unique=True)
-    assignment_id = models.PositiveBigIntegerField(null=True, blank=True, unique=True)
+    # The id the deleted row had, not a key: the row is gone. Not unique: a database may issue
+    # a deleted row's id again (SQLite does after a migration rebuilds the table), and an undo
+    # of the new row is then recorded beside the old; either way the id was the trainer's.
+    ranking_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    assignment_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
     removed_at = models.DateTimeField()
 
     class Meta:

@@ -837,3 +837,22 @@ def test_a_second_task_holding_a_source_is_refused_by_the_database(other_trainer
         RankingTask.objects.create(**fields)
     RankingTask.objects.create(**fields, holds_source=False)
     assert RankingTask.objects.filter(source_message=source).count() == 2
+
+
+def test_an_id_an_undo_removed_may_be_removed_again_and_the_memo_goes_with_its_trainer(
+    trainer, other_trainer
+):
+    """A database may issue a deleted row's id again (SQLite does once a migration rebuilds the
+    table): the undo of the new row is recorded too, not refused by a unique id. Deleting a
+    trainer takes their memo of removed rows with them."""
+    from ranking.rank.models import UndoRemoval
+    from ranking.rank.selectors import assignment_removed_by_undo
+
+    now = timezone.now()
+    for user in (trainer, other_trainer, trainer):
+        UndoRemoval.objects.create(trainer=user, assignment_id=7, removed_at=now)
+        UndoRemoval.objects.create(trainer=user, ranking_id=7, removed_at=now)
+    assert assignment_removed_by_undo(assignment_id=7, trainer=other_trainer)
+    other_trainer.delete()
+    assert UndoRemoval.objects.filter(trainer=trainer).count() == 4
+    assert UndoRemoval.objects.count() == 4
