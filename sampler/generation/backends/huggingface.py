@@ -29,9 +29,13 @@ def _refusals() -> Iterator[None]:
         with base.engine_refusals():
             yield
     except torch.OutOfMemoryError as error:
-        torch.cuda.empty_cache()  # what the failed pass held goes back before the next one
-        reason = str(error).splitlines()[0] if str(error) else "no detail"
-        raise base.BackendError(f"The model ran out of accelerator memory ({reason}).") from error
+        raise _out_of_memory(error) from error
+
+
+def _out_of_memory(error: torch.OutOfMemoryError) -> base.BackendError:
+    torch.cuda.empty_cache()  # what the failed pass (or load) held goes back before the next one
+    reason = str(error).splitlines()[0] if str(error) else "no detail"
+    return base.BackendError(f"The model ran out of accelerator memory ({reason}).")
 
 
 def _result(completions, prepared) -> base.GenerationResult:
@@ -70,6 +74,9 @@ class TransformersBackend(base.GenerationBackend):
             return model_cache.get(self.path, device=self.device)
         except ValueError as error:
             raise base.BackendError(str(error)) from error
+        except torch.OutOfMemoryError as error:
+            # Weights that do not fit (the cache keeps nothing of a load that failed).
+            raise _out_of_memory(error) from error
 
     def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
         loaded = self.loaded

@@ -360,6 +360,30 @@ def test_a_model_folder_the_engine_cannot_serve_is_the_versions_fault_not_a_refu
         assert not isinstance(outcome, RequestRefused)
 
 
+def test_a_model_that_runs_out_of_memory_as_it_loads_fails_each_request_saying_so(
+    micro_model_dir, monkeypatch
+):
+    """Weights that do not fit the accelerator: each request fails with that reason, as when
+    a pass runs out of memory, not with the engine's traceback."""
+    import torch
+
+    from sampler.generation import sampling
+
+    def load_model(path, *, device="auto"):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(sampling, "load_model", load_model)
+    sampling.model_cache.clear()
+    backend = backend_get(backend="transformers", path=str(micro_model_dir), device="cpu")
+    with pytest.raises(BackendError, match=r"ran out of accelerator memory \(CUDA out of memory"):
+        backend.generate(_request(1))
+    outcomes = backend.generate_many([_request(1), _request(2)])
+    assert all(
+        isinstance(outcome, BackendError) and "ran out of accelerator memory" in str(outcome)
+        for outcome in outcomes
+    )
+
+
 # What the chat server below answers, by the last user turn it is sent.
 TOO_LONG = "x" * 2000
 UNSTORABLE_REPLY = "reply with a NUL and a lone surrogate"
