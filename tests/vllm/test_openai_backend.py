@@ -9,6 +9,7 @@ from sampler.generation.backends import (
     BackendError,
     BackendUnavailable,
     GenerationRequest,
+    RequestRefused,
     backend_get,
     backends_clear,
 )
@@ -74,8 +75,10 @@ def test_a_refused_request_is_a_clear_error_not_a_retry(vllm_server):
     # More new tokens than the served context holds: the server answers 400.
     with pytest.raises(BackendError) as error:
         backend.generate(_request(1, n=1, max_new_tokens=MAX_MODEL_LEN + 50))
-    # Failed at once with the server's reason, not queued again as a server that is down.
+    # Failed at once with the server's reason, not queued again as a server that is down, and
+    # told for what it asks (past the context: sent again, it is refused again).
     assert "HTTP 400" in str(error.value) and not isinstance(error.value, BackendUnavailable)
+    assert isinstance(error.value, RequestRefused)
 
 
 def test_a_prefix_longer_than_the_servers_context_is_cut_from_the_left_with_a_note(vllm_server):
