@@ -5,6 +5,7 @@ batch (``generate_batch``)."""
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +33,9 @@ def _refusals() -> Iterator[None]:
         raise _out_of_memory(error) from error
 
 
-def _out_of_memory(error: torch.OutOfMemoryError) -> base.BackendError:
-    torch.cuda.empty_cache()  # what the failed pass (or load) held goes back before the next one
+def _out_of_memory(error: torch.OutOfMemoryError, *, empty: bool = True) -> base.BackendError:
+    if empty:
+        torch.cuda.empty_cache()  # what the failed pass held goes back before the next one
     reason = str(error).splitlines()[0] if str(error) else "no detail"
     return base.BackendError(f"The model ran out of accelerator memory ({reason}).")
 
@@ -73,10 +75,27 @@ class TransformersBackend(base.GenerationBackend):
         try:
             return model_cache.get(self.path, device=self.device)
         except ValueError as error:
-            raise base.BackendError(str(error)) from error
+            failure = base.BackendError(str(error))
         except torch.OutOfMemoryError as error:
-            # Weights that do not fit (the cache keeps nothing of a load that failed).
-            raise _out_of_memory(error) from error
+            failure = _out_of_memory(error, empty=False)
+        # Out of the except block, the failed load's frames are gone, and with them what it had
+        # loaded (the cache keeps nothing of it): freed before the next try, not held by the
+        # error's traceback.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise failure
+
+    def generate_many(
+        self, requests: list[base.GenerationRequest]
+    ) -> list[base.GenerationResult | base.BackendError]:
+        """A model that cannot be loaded fails every request with that reason, loaded once: not
+        tried again for each request, as a refused batch's requests are sampled alone."""
+        try:
+            _ = self.loaded  # loaded here once, or failed
+        except base.BackendError as error:
+            return [error] * len(requests)
+        return super().generate_many(requests)
 
     def generate(self, request: base.GenerationRequest) -> base.GenerationResult:
         loaded = self.loaded

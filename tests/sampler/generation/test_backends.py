@@ -365,11 +365,20 @@ def test_a_model_that_runs_out_of_memory_as_it_loads_fails_each_request_saying_s
 ):
     """Weights that do not fit the accelerator: each request fails with that reason, as when
     a pass runs out of memory, not with the engine's traceback."""
+    import weakref
+
     import torch
 
     from sampler.generation import sampling
 
+    class Weights:
+        """What a load had read when it ran out of memory."""
+
+    loads: list[weakref.ref] = []
+
     def load_model(path, *, device="auto"):
+        weights = Weights()
+        loads.append(weakref.ref(weights))
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(sampling, "load_model", load_model)
@@ -377,11 +386,13 @@ def test_a_model_that_runs_out_of_memory_as_it_loads_fails_each_request_saying_s
     backend = backend_get(backend="transformers", path=str(micro_model_dir), device="cpu")
     with pytest.raises(BackendError, match=r"ran out of accelerator memory \(CUDA out of memory"):
         backend.generate(_request(1))
-    outcomes = backend.generate_many([_request(1), _request(2)])
+    outcomes = backend.generate_many([_request(1), _request(2), _request(3)])
     assert all(
         isinstance(outcome, BackendError) and "ran out of accelerator memory" in str(outcome)
         for outcome in outcomes
     )
+    # Loaded once for the three requests, and nothing of a failed load is held by its error.
+    assert len(loads) == 2 and all(load() is None for load in loads)
 
 
 # What the chat server below answers, by the last user turn it is sent.
