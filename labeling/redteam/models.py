@@ -148,7 +148,7 @@ class AttackResult(models.Model):
     correction_reward_score = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
     # The error is a refusal of the request for what it asks (a prompt longer than the model's
-    # context or than a generation prefix may hold, parameters the server rejects): sent again
+    # context or than a generation prefix may hold, a turn the engine cannot write): sent again
     # as it is, it would be refused again, so a retry of the run's failed attacks leaves it out.
     # False for any other failure (a crash, the model's server failing), and for
     # errors recorded before refusals were told apart: those are retried.

@@ -309,7 +309,7 @@ def attack_run_retry_failed(
     failed or cancelled run is retried itself (``job_retry``), which resumes it.
 
     Failures the model refused for what the attack asks (``AttackResult.error_permanent``: a
-    prompt longer than its context, parameters it rejects) would be refused again: they are
+    prompt longer than its context, a turn it cannot write) would be refused again: they are
     left out, counted in the retry's ``refusals_left_out``; a run with no other failure has
     nothing to retry (``ValidationError``, saying so)."""
     if not is_admin(requested_by):
@@ -336,7 +336,7 @@ def attack_run_retry_failed(
             f"Run {run.pk}'s {refused} failed "
             f"{pluralize(refused, 'attack was,attacks were')} refused by the model for what "
             f"{pluralize(refused, 'it asks,they ask')} (a prompt longer than its context, "
-            f"parameters it rejects): sent again, {pluralize(refused, 'it,they')} would be "
+            f"a turn it cannot write): sent again, {pluralize(refused, 'it,they')} would be "
             "refused again. Nothing to retry."
         )
     if not attack_ids:
@@ -420,7 +420,7 @@ def attack_run_execute(context: JobContext) -> None:
 
 def _generated(job: GenerationJob) -> tuple[GenerationJob, bool]:
     """``job`` run here when it is still queued, and whether the model refused its request for
-    what it asks (a prompt longer than its context, parameters it rejects: asked again, it
+    what it asks (a prompt longer than its context, a turn it cannot write: asked again, it
     would be refused again). A model server that is down sends the whole run back to its queue
     (it resumes with this attack, one result per attack); a time limit the worker puts on the
     run, met here, stops the run with it; any other failure is recorded on this attack's

@@ -55,8 +55,8 @@ class JobError(Exception):
 
 
 class JobRefused(JobError):
-    """A request refused for what it asks (a prompt longer than the model's context, parameters
-    the server rejects): the job fails with the reason, and asked again as it is, it would be
+    """A request refused for what it asks (a prompt longer than the model's context, a turn its
+    engine cannot write): the job fails with the reason, and asked again as it is, it would be
     refused again. A job running it inside its own (``raise_refused``) gets it raised once it
     is recorded, to record that failure as its own."""
 

@@ -71,10 +71,10 @@ class BackendError(Exception):
 
 class RequestRefused(BackendError):
     """The backend refused the request for what it asks (a prompt longer than the model's
-    context, parameters the server rejects, a turn the model's chat template cannot write):
-    sent again as it is, to the same version, it is refused again. Failures of the backend
-    itself (not installed, a key not set, a model not served or out of memory) are other
-    ``BackendError``s: an admin, or another try, may clear them."""
+    context, a turn the model's chat template cannot write): sent again as it is, to the same
+    version, it is refused again. Failures of the backend itself (not installed, a key not set,
+    a model not served, not loadable or out of memory, a server's other 400s, which may be its
+    options) are other ``BackendError``s: an admin, or another try, may clear them."""
 
 
 class BackendUnavailable(BackendError):

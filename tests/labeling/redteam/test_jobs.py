@@ -486,7 +486,7 @@ def test_retrying_failed_attacks_leaves_out_those_the_model_refused_for_what_the
         redteam_services.attack_run_retry_failed(run=again, requested_by=admin_user, queue=False)
     assert refused.value.messages == [
         f"Run {again.pk}'s 1 failed attack was refused by the model for what it asks (a prompt "
-        "longer than its context, parameters it rejects): sent again, it would be refused "
+        "longer than its context, a turn it cannot write): sent again, it would be refused "
         "again. Nothing to retry."
     ]
     assert not AttackRun.objects.filter(retry_of=again).exists()
