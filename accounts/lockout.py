@@ -39,6 +39,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from axes.attempts import get_cool_off_threshold
 from axes.backends import AxesBackend
 from axes.exceptions import AxesBackendPermissionDenied, AxesBackendRequestParameterRequired
@@ -273,8 +274,9 @@ class LockoutBackend(AxesBackend):
     Django's password check inside it, so that the attempt is counted before its password is
     checked (``LockoutHandler.attempt_begin``) and taken back when the password was right.
 
-    A wrong password raises ``PermissionDenied``: Django's ``authenticate`` then tells the
-    failure (its signal, which the handler reads) and asks no later backend to check it."""
+    A wrong password raises ``PermissionDenied``: Django's ``authenticate`` (or
+    ``aauthenticate``, which takes the same steps here) then tells the failure (its signal,
+    which the handler reads) and asks no later backend to check it."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
@@ -297,6 +299,13 @@ class LockoutBackend(AxesBackend):
         user = self._password_check(request, username, password, **kwargs)
         handler.attempt_succeeded(request)
         return user
+
+    async def aauthenticate(self, request, username=None, password=None, **kwargs):
+        # Django's own (inherited) checks the password with nothing counted nor locked out:
+        # an async login goes through the same steps as any other.
+        return await sync_to_async(self.authenticate)(
+            request, username=username, password=password, **kwargs
+        )
 
     def _password_check(self, request, username, password, **kwargs):
         user = ModelBackend.authenticate(self, request, username, password, **kwargs)

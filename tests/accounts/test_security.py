@@ -63,6 +63,27 @@ def test_a_successful_login_resets_the_failure_count(trainer, settings):
     assert _log_in(client, PASSWORD).status_code == 302
 
 
+def test_an_async_login_counts_toward_the_same_lockout(trainer, settings):
+    """Django's aauthenticate asks each backend's aauthenticate: LockoutBackend's inherited
+    Django's own, which checked the password with nothing counted, and ModelBackend's after it
+    checked it again. An async login view would have had no lockout."""
+    from asgiref.sync import async_to_sync
+    from django.contrib.auth import aauthenticate
+    from django.test import RequestFactory
+
+    settings.AXES_FAILURE_LIMIT = 3
+
+    def attempt(password: str):
+        request = RequestFactory().post(LOGIN, REMOTE_ADDR="10.9.0.1")
+        return async_to_sync(aauthenticate)(request, username="tess", password=password)
+
+    assert attempt(PASSWORD) == trainer
+    for _ in range(3):
+        assert attempt("wrong password") is None
+    assert _counted() == 3
+    assert attempt(PASSWORD) is None  # locked out, as a login page would be
+
+
 # The account-wide limit: failures for one username from every address together.
 
 
