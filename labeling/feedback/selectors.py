@@ -247,6 +247,8 @@ def filter_confusion(*, filters: FeedbackFilters) -> list[dict]:
 
     FP / FN are results someone reported as wrong. TP / TN are derived: results (flagged /
     passed) nobody reported, which is what they are assumed to be, not a confirmed verdict.
+    With a model version chosen, only results on that version's samples count: a result on a
+    reply's own text (an edited or imported reply) has no sample and so no version.
     """
     results = ModerationResult.objects.filter(_day_bounds("created_at", filters))
     if filters.model_version_id:
