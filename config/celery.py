@@ -73,6 +73,12 @@ app.conf.beat_schedule = {
         "task": "ranking.quality.tasks.refresh_trust",
         "schedule": float(settings.TRUST_REFRESH_SECONDS),
     },
+    # Deletes the memos of what undos removed once older than UNDO_REMOVAL_TTL_SECONDS (a request
+    # on such an id is a 404 from then on, as on an unknown one): the table holds a week of undos.
+    "delete-expired-undo-removals": {
+        "task": "ranking.rank.tasks.delete_expired_undo_removals",
+        "schedule": 3600.0,
+    },
     # Deletes Idempotency-Keys older than IDEMPOTENCY_KEY_TTL_SECONDS (their retries are answered
     # as new requests from then on anyway): the table holds about a day of creating POSTs.
     "delete-expired-idempotency-keys": {

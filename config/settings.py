@@ -375,6 +375,15 @@ RANKING_OUTLIER_MIN_RANKINGS = env_int("RANKING_OUTLIER_MIN_RANKINGS", 5)
 TRUST_REFRESH_SECONDS = env_int("TRUST_REFRESH_SECONDS", 300)
 # How long after submitting a trainer may take a ranking back (the toast's "Undo").
 RANKING_UNDO_SECONDS = env_int("RANKING_UNDO_SECONDS", 10)
+# How long what an undo deleted (its ranking, the leases it gave back) is remembered for its
+# trainer, so that a stale tab's request on it is told it is gone (409) rather than unknown
+# (404); a periodic task deletes older memos. At least a lease's length: a tab showing a lease
+# given back is current for as long as the lease would have lasted.
+UNDO_REMOVAL_TTL_SECONDS = env_int(
+    "UNDO_REMOVAL_TTL_SECONDS",
+    max(7 * 24 * 60 * 60, RANKING_LEASE_SECONDS),
+    least=RANKING_LEASE_SECONDS,
+)
 
 # Content filter, applied to every generated sample before a trainer sees it
 # (sampler/moderation.py). "builtin": word and regex lists, nothing to download; "classifier":

@@ -205,6 +205,8 @@ def test_an_api_throttle_rate_drf_reads_starts_also_with_a_plural_period():
         ("JOB_TICK_BATCH", ("0", "-5"), "an integer of at least 1"),
         ("JOB_TICK_SECONDS", ("0", "-1"), "an integer of at least 1"),
         ("JOB_PUBLISH_GRACE", ("-1",), "an integer of at least 0"),
+        # Shorter than a lease, a tab still showing a lease an undo gave back heard 404.
+        ("UNDO_REMOVAL_TTL_SECONDS", ("899", "0"), "an integer of at least 900"),
     ],
 )
 def test_a_number_setting_out_of_its_range_refuses_to_start_naming_it(name, values, sentence):
@@ -225,6 +227,7 @@ def test_number_settings_at_the_edges_of_their_ranges_start():
         JOB_TICK_BATCH="1",
         JOB_TICK_SECONDS="1",
         JOB_PUBLISH_GRACE="0",
+        UNDO_REMOVAL_TTL_SECONDS="900",
     )
     assert accepted.returncode == 0, accepted.stderr
 

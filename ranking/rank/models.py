@@ -193,7 +193,10 @@ class UndoRemoval(models.Model):
     """A row that taking a ranking back deleted (``ranking_undo``): the ranking, or a lease on a
     next task given back with it. Kept so that a later request of its trainer on it (a stale
     tab's submit or skip, a second undo) is told that it is gone, a 409 as for every claim that
-    is, not that it never existed; for anyone else that id stays a 404, as an unknown one."""
+    is, not that it never existed; for anyone else that id stays a 404, as an unknown one.
+    Kept ``UNDO_REMOVAL_TTL_SECONDS`` (a week by default): the periodic
+    ``ranking.rank.tasks.delete_expired_undo_removals`` deletes older ones, and such an id is
+    then a 404 to its trainer too."""
 
     # A memo of the trainer's own requests: it goes with them.
     trainer = models.ForeignKey(

@@ -404,6 +404,14 @@ def _leases_give_back(leases, *, now) -> int:
     return expired
 
 
+def undo_removals_delete_expired(*, now=None) -> int:
+    """Forget what undos removed more than ``UNDO_REMOVAL_TTL_SECONDS`` ago (``UndoRemoval``):
+    a request on such an id is a 404 from then on, as an unknown one is. How many were."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.UNDO_REMOVAL_TTL_SECONDS)
+    deleted, _ = UndoRemoval.objects.filter(removed_at__lt=cutoff).delete()
+    return deleted
+
+
 def _presentation_order(task: RankingTask) -> list[int]:
     ids = list(task.candidates.values_list("id", flat=True))
     random.SystemRandom().shuffle(ids)

@@ -13,3 +13,8 @@ def fill_ranking_pool() -> int:
 @shared_task(ignore_result=True)
 def expire_ranking_leases() -> int:
     return services.leases_expire()
+
+
+@shared_task(ignore_result=True)
+def delete_expired_undo_removals() -> int:
+    return services.undo_removals_delete_expired()

@@ -9,7 +9,9 @@ from django.utils import timezone
 from accounts.services import user_create_trainer
 from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
+from ranking.rank.models import UndoRemoval
 from ranking.rank.services import RankingInput
+from ranking.rank.tasks import delete_expired_undo_removals
 from tests.conftest import PASSWORD, post_json
 from tests.ranking.conftest import quick_tasks, submit_by_positions
 
@@ -268,6 +270,34 @@ def test_a_lease_an_undo_gave_back_is_a_404_to_any_other_trainer_as_an_unknown_i
     assert _post(intruder, _skip_url(given_back)).status_code == 404
     assert _post(trainer_client, _submit_url(unknown), {"ordering": [[1], [2]]}).status_code == 404
     assert _post(trainer_client, _skip_url(unknown)).status_code == 404
+
+
+def test_the_periodic_task_forgets_what_an_undo_removed_past_its_ttl_and_keeps_the_rest(
+    trainer_client, trainer, other_trainer, settings
+):
+    """What an undo removed is remembered ``UNDO_REMOVAL_TTL_SECONDS``: until then a stale
+    tab's request on it is still a 409; older memos are deleted by the periodic task, and the
+    id is then a 404, as an unknown one is."""
+    settings.RANKING_UNDO_SECONDS = 600
+    settings.UNDO_REMOVAL_TTL_SECONDS = 3600
+    given_back = _next_lease_given_back(trainer_client, other_trainer)
+    past_ttl = timezone.now() - timedelta(seconds=3601)
+    old = UndoRemoval.objects.create(
+        trainer=trainer, assignment_id=given_back + 1000, removed_at=past_ttl
+    )
+    assert _post(trainer_client, _skip_url(old.assignment_id)).status_code == 409
+
+    assert delete_expired_undo_removals() == 1
+
+    assert not UndoRemoval.objects.filter(pk=old.pk).exists()
+    assert _post(trainer_client, _skip_url(old.assignment_id)).status_code == 404
+    submit = _post(trainer_client, _submit_url(given_back), {"ordering": [[1], [2], [3], [4]]})
+    assert submit.status_code == 409, submit.content
+    # The ranking taken back and the lease given back with it, once past the TTL too.
+    UndoRemoval.objects.update(removed_at=past_ttl)
+    assert delete_expired_undo_removals() == 2
+    submit = _post(trainer_client, _submit_url(given_back), {"ordering": [[1], [2], [3], [4]]})
+    assert submit.status_code == 404, submit.content
 
 
 def test_skip_gives_the_task_back_and_it_is_not_offered_again(ready_task, trainer_client):
