@@ -49,7 +49,9 @@ class IdempotencyKey(models.Model):
     method = models.CharField(max_length=10)
     # The path with its query string, as the request named it.
     path = models.TextField()
-    # SHA-256 of the request body's bytes.
+    # SHA-256 of the request body's JSON written one way (keys sorted, no spaces: the same JSON
+    # sent again written otherwise is the same request); for keys stored before bodies were
+    # compared as JSON, SHA-256 of the body's bytes (accounts.services.IdempotentRequest).
     request_hash = models.CharField(max_length=64)
     # Empty only inside the transaction that does the request's work: a committed row always
     # holds its answer.

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,16 +125,28 @@ def api_token_mark_used(*, token: ApiToken) -> None:
 
 @dataclass(frozen=True)
 class IdempotentRequest:
-    """What a key is bound to: the user, the key, and the request it first came with."""
+    """What a key is bound to: the user, the key, and the request it first came with: its
+    body's bytes, and the JSON value the API's parser read from them (what the view reads)."""
 
     user: AbstractUser
     key: str
     method: str
     path: str
     body: bytes
+    data: Any
 
     @property
     def body_hash(self) -> str:
+        """SHA-256 of the body's JSON written one way (keys sorted, no spaces, non-ASCII
+        escaped): a retry whose client wrote the same JSON otherwise is the same request."""
+        canonical = json.dumps(self.data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+    @property
+    def body_bytes_hash(self) -> str:
+        """SHA-256 of the body's bytes: what keys stored before bodies were compared as JSON
+        hold (kept ``IDEMPOTENCY_KEY_TTL_SECONDS``). A stored JSON hash is never the hash of
+        another request's bytes: those bytes would be that same JSON written one way."""
         return hashlib.sha256(self.body).hexdigest()
 
 
@@ -204,10 +217,8 @@ def _idempotent_answer_stored(request: IdempotentRequest) -> IdempotentAnswer:
     stored = IdempotencyKey.objects.filter(user=request.user, key=request.key).first()
     if stored is None or stored.status_code is None:
         raise IdempotencyKeyBusy
-    if (stored.method, stored.path, stored.request_hash) != (
-        request.method,
-        request.path,
-        request.body_hash,
+    if (stored.method, stored.path) != (request.method, request.path) or (
+        stored.request_hash not in {request.body_hash, request.body_bytes_hash}
     ):
         raise IdempotencyKeyReused
     return IdempotentAnswer(

@@ -74,13 +74,14 @@ _IDEMPOTENCY_PARAMETER = OpenApiParameter(
     location=OpenApiParameter.HEADER,
     description=(
         "Makes a retry safe: 1 to 255 printable ASCII characters, new for each request. A retry "
-        f"with the same key, path and body gets the first answer back (`{REPLAYED_HEADER}: "
-        "true`) and creates nothing; keys are kept a day (IDEMPOTENCY_KEY_TTL_SECONDS)."
+        "with the same key, path and JSON body (its keys in any order, spaced in any way) gets "
+        f"the first answer back (`{REPLAYED_HEADER}: true`) and creates nothing; keys are kept "
+        "a day (IDEMPOTENCY_KEY_TTL_SECONDS)."
     ),
 )
 _IDEMPOTENCY_RESPONSES = {
     "409": "A request with this Idempotency-Key is being handled; send it again.",
-    "422": "This Idempotency-Key was used for another request (another path or body).",
+    "422": "This Idempotency-Key was used for another request (another path or JSON body).",
 }
 
 

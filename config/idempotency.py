@@ -7,6 +7,11 @@ stores its answer (status and JSON body) with the key, in the transaction of its
 retry with the same key, path and body gets that answer with ``Idempotent-Replayed: true`` and
 writes nothing; the same key with another path or body is a 422; a handler that raised (a 400
 about a field, a 404) stored nothing, so the request can be sent again with the same key.
+Bodies are compared as the JSON the API's parser reads (``request.data``; the API takes no
+other body), by a hash of it written one way: a client that serialises the same JSON again for
+its retry (another key order, other spaces or escapes) sends the same request. A body the
+parser refuses is answered so before the key's row is looked up. Keys stored while bodies were
+compared byte for byte hold a hash of the bytes, and still answer a retry of those bytes.
 Keys are kept ``IDEMPOTENCY_KEY_TTL_SECONDS``; ``accounts.tasks.delete_expired_idempotency_keys``
 deletes older ones. The schema documents the header on each such operation
 (``config.api_schema``).
@@ -63,6 +68,11 @@ def idempotent(handler):
                 status.HTTP_400_BAD_REQUEST,
                 f"A request with an {IDEMPOTENCY_HEADER} sends a JSON body, or none.",
             )
+        # The body as the view reads it, through the API's parser (which refuses a repeated key
+        # or a body nested too deep): the retry of the same JSON written otherwise (another key
+        # order, other spaces) is the same request. A body it refuses is answered so here, as
+        # the view would have.
+        data = request.data
         first: list[Response] = []
 
         def perform() -> tuple[int, object]:
@@ -78,6 +88,7 @@ def idempotent(handler):
                     method=request.method,
                     path=request.get_full_path(),
                     body=body,
+                    data=data,
                 ),
                 perform=perform,
             )

@@ -3,6 +3,7 @@ gets the first answer back and writes nothing; the key is checked, bound to its 
 expires. The race of two requests with one key is in tests/integration/test_idempotency_race.py.
 """
 
+import hashlib
 from datetime import timedelta
 
 import pytest
@@ -68,6 +69,55 @@ def test_a_key_sent_again_with_another_body_or_path_is_a_422_and_writes_nothing(
         assert "used for another request" in response.json()["detail"]
     assert Message.objects.count() == 1
     assert not Conversation.objects.filter(title="New").exists()
+
+
+def test_a_retry_of_the_same_json_written_otherwise_is_answered_as_the_first_time(
+    trainer_client, messages_url
+):
+    """A client may serialise the body again for its retry: another key order, other spaces,
+    a character escaped. The request is the same JSON, and is answered from the key."""
+    bodies = [
+        '{"content": "Café at 9?", "role": "user"}',
+        '{"role":"user","content":"Café at 9?"}',
+        '{\n  "role" : "user",\n  "content" : "Caf\\u00e9 at 9?"\n}',
+    ]
+    answers = [
+        trainer_client.post(
+            messages_url, body, content_type="application/json", headers={"Idempotency-Key": "k"}
+        )
+        for body in bodies
+    ]
+
+    assert [answer.status_code for answer in answers] == [201, 201, 201]
+    assert [answer.headers.get("Idempotent-Replayed") for answer in answers] == [
+        None,
+        "true",
+        "true",
+    ]
+    assert answers[1].json() == answers[2].json() == answers[0].json()
+    assert Message.objects.filter(content="Café at 9?").count() == 1
+
+
+def test_a_key_stored_with_the_hash_of_its_bodys_bytes_still_answers_those_bytes(
+    trainer_client, messages_url
+):
+    """Keys stored before requests were compared as JSON hold the SHA-256 of the body's bytes:
+    a retry of those bytes within the key's time is still answered from the key."""
+    body = '{"content": "Hello", "role": "user"}'
+    first = trainer_client.post(
+        messages_url, body, content_type="application/json", headers={"Idempotency-Key": "k"}
+    )
+    IdempotencyKey.objects.update(request_hash=hashlib.sha256(body.encode()).hexdigest())
+
+    retried = trainer_client.post(
+        messages_url, body, content_type="application/json", headers={"Idempotency-Key": "k"}
+    )
+    other = post(trainer_client, messages_url, {"content": "Hello!"}, key="k")
+
+    assert retried.status_code == 201 and retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json() == first.json()
+    assert other.status_code == 422
+    assert Message.objects.filter(content__startswith="Hello").count() == 1
 
 
 @pytest.mark.parametrize(
