@@ -1,4 +1,5 @@
-"""Every model is in the admin, and its list page (with search) renders for staff."""
+"""Every model of the project's apps is in the admin, and its list page (with search) renders
+for staff."""
 
 import pytest
 from django.apps import apps
@@ -8,7 +9,7 @@ from django.urls import reverse
 from sampler.jobs.admin import JobAdminMixin
 from tests.sampler.conftest import suggestion_sample
 
-APPS = ("labeling", "ranking", "sampler")
+APPS = ("accounts", "labeling", "ranking", "sampler")
 every_model = pytest.mark.parametrize(
     "model",
     [m for app in APPS for m in apps.get_app_config(app).get_models()],
