@@ -557,3 +557,27 @@ def test_verdicts_on_texts_go_when_the_schema_goes_back_to_verdicts_on_samples_a
         assert list(ModerationResult.objects.values_list("pk", flat=True)) == [on_sample]
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_conversations_stored_before_fingerprints_have_none():
+    """Fingerprints are kept from labeling 0019 on: the column is added empty (no table is
+    rebuilt, no row rewritten), so a conversation imported before has none to be matched."""
+    try:
+        apps = _migrate_back("labeling", "0018_attack_result_error_permanent")
+        owner = apps.get_model("auth", "User").objects.create(username="writer")
+        old = apps.get_model("labeling", "Conversation").objects.create(
+            owner=owner, title="Capitals", source="imported", status="finished"
+        )
+
+        apps = _migrate(_latest())
+
+        stored = apps.get_model("labeling", "Conversation").objects.get(pk=old.pk)
+        assert stored.fingerprint is None
+        assert (stored.title, stored.source, stored.updated_at) == (
+            "Capitals",
+            "imported",
+            old.updated_at,
+        )
+    finally:
+        _migrate(_latest())

@@ -16,7 +16,12 @@ from config.admin import ReadOnlyAdminMixin
 from config.forms import DefaultProjectChoiceField, ModelChoiceField, StorableCharField
 from config.text import validate_one_line
 from config.uploads import UploadSizeLimit, upload_size_limit_install
-from labeling.conversations.importing import ImportReport, jsonl_lines, uploaded_stream
+from labeling.conversations.importing import (
+    ImportReport,
+    import_summary,
+    jsonl_lines,
+    uploaded_stream,
+)
 from labeling.conversations.models import Conversation, Draft, Message
 from labeling.conversations.services import conversations_import
 from ranking.projects.selectors import project_list
@@ -38,6 +43,13 @@ class ConversationImportForm(forms.Form):
     title_prefix = StorableCharField(required=False, max_length=50, validators=[validate_one_line])
     project = DefaultProjectChoiceField(
         help_text="The campaign the conversations belong to (its ranking tasks and exports)."
+    )
+    allow_duplicates = forms.BooleanField(
+        required=False,
+        help_text=(
+            "Import every line, also those whose turns the project already holds from an "
+            "import or an earlier line holds (by default they are skipped)."
+        ),
     )
 
     def __init__(self, *args, upload_too_large: bool = False, **kwargs) -> None:
@@ -127,6 +139,7 @@ class ConversationAdmin(admin.ModelAdmin):
                         owner=form.cleaned_data["owner"],
                         title_prefix=form.cleaned_data["title_prefix"],
                         project_id=project.pk if project is not None else None,
+                        allow_duplicates=form.cleaned_data["allow_duplicates"],
                     )
                 except (OSError, EOFError, zlib.error) as error:  # a truncated or corrupt .gz
                     form.add_error(
@@ -134,7 +147,7 @@ class ConversationAdmin(admin.ModelAdmin):
                     )
                     report = ImportReport()
                 if report.ok and not form.errors:
-                    messages.success(request, f"Imported {report.created} conversations.")
+                    messages.success(request, import_summary(report))
                     return redirect("admin:labeling_conversation_changelist")
         else:
             form = ConversationImportForm(initial={"owner": request.user.pk})

@@ -16,14 +16,21 @@ database (ids, writer, split, ...) are known but not kept. Any other key is refu
 a key given twice in one object. Every line is checked completely before anything is written; an
 invalid one is reported with its 1-based line number, and a file with any invalid line is not
 imported at all (``conversations_import``).
+
+Each conversation read has a fingerprint (``conversation_fingerprint``: of its turns, not its
+title), by which ``conversations_import`` skips a line whose conversation the project already
+holds from an import, or an earlier line of the same file holds, unless told to allow
+duplicates.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import IO
 
 from config.parsers import object_without_repeated_keys
@@ -67,10 +74,29 @@ class ImportReport:
     created: int = 0  # conversations saved (or, in a dry run, that would be)
     conversation_ids: list[int] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)  # (1-based line number, message)
+    # Valid lines not saved (or, in a dry run, that would not be) as their conversation is
+    # already imported: (1-based line number, where it is: the project, or an earlier line).
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+def import_summary(report: ImportReport, *, dry_run: bool = False) -> str:
+    """One sentence for the person who imported a valid file: what was (or, in a dry run,
+    would be) imported, and how many lines were (would be) skipped as already imported."""
+    if dry_run:
+        summary = f"Dry run: {report.created} conversations would be imported"
+    else:
+        summary = f"Imported {report.created} conversations"
+    if report.skipped:
+        skipped = "would be skipped" if dry_run else "skipped"
+        summary += (
+            f"; {len(report.skipped)} already imported, {skipped} (their turns are in the "
+            "project or on an earlier line)"
+        )
+    return summary + "."
 
 
 @dataclass(frozen=True)
@@ -84,6 +110,29 @@ class ParsedMessage:
 class ParsedConversation:
     title: str
     messages: list[ParsedMessage]
+
+    @cached_property  # an import asks for it more than once; the turns do not change
+    def fingerprint(self) -> str:
+        return conversation_fingerprint(self.messages)
+
+
+def conversation_fingerprint(messages: Iterable[ParsedMessage]) -> str:
+    """The SHA-256 (64 hex digits) of the turns' canonical JSON: a list of one
+    ``{"content", "origin", "role"}`` object per turn, in order, keys sorted, no spaces, UTF-8.
+
+    The text counts exactly as read (a space or a line ending more is another conversation);
+    the origin counts, as it says what the turn is to training (a human's demonstration or a
+    model's reply). The title does not count: it labels the conversation and is not trained on;
+    a re-import may give it another ``title_prefix``; and one left out is made from the first
+    user turn. So a line imported again under another title or prefix is still the
+    conversation already imported, and two lines with the same turns are one conversation.
+    """
+    turns = [
+        {"content": message.content, "origin": message.origin, "role": message.role}
+        for message in messages
+    ]
+    canonical = json.dumps(turns, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 class LineError(ValueError):

@@ -53,12 +53,21 @@ class Conversation(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     project = project_key("conversations")
+    # An imported conversation's turns as the import read them (importing.conversation_fingerprint),
+    # by which a later import into the project skips them; kept when the conversation is edited
+    # afterwards. Null (not "", as DJ001 would have it): none, for a conversation written in the
+    # app or imported before fingerprints were kept; no value that a fingerprint could be.
+    fingerprint = models.CharField(  # noqa: DJ001
+        max_length=64, null=True, blank=True, editable=False
+    )
 
     class Meta:
         ordering = ["-updated_at"]
         indexes = [
             models.Index(fields=["owner", "status", "-updated_at"]),
             models.Index(fields=["status", "-updated_at"]),
+            # An import's lookup: which of its fingerprints the project already holds.
+            models.Index(fields=["project", "fingerprint"], name="conversation_fingerprint"),
         ]
 
     def __str__(self) -> str:

@@ -35,6 +35,28 @@ def _active_path_length() -> Func:
     )
 
 
+# Fingerprints asked about per query: far under SQLite's limit on a statement's parameters.
+FINGERPRINT_LOOKUP_CHUNK = 500
+
+
+def conversation_fingerprints_in_project(
+    *, project_id: int, fingerprints: Iterable[str]
+) -> set[str]:
+    """Those of ``fingerprints`` that a conversation of the project has (an imported one:
+    ``Conversation.fingerprint``), asked ``FINGERPRINT_LOOKUP_CHUNK`` at a time."""
+    asked, found = sorted(set(fingerprints)), set()
+    for start in range(0, len(asked), FINGERPRINT_LOOKUP_CHUNK):
+        found.update(
+            Conversation.objects.filter(
+                project_id=project_id,
+                fingerprint__in=asked[start : start + FINGERPRINT_LOOKUP_CHUNK],
+            )
+            .order_by()
+            .values_list("fingerprint", flat=True)
+        )
+    return found
+
+
 def conversation_list(
     *, user: AbstractBaseUser, status: str = "", search: str = ""
 ) -> QuerySet[Conversation]:

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from rapidfuzz.distance import LCSseq, Levenshtein
 
@@ -29,6 +29,7 @@ from labeling.conversations.models import (
 )
 from labeling.conversations.selectors import (
     branch_leaf,
+    conversation_fingerprints_in_project,
     message_depth,
     message_path,
     next_role_after,
@@ -36,6 +37,7 @@ from labeling.conversations.selectors import (
 )
 from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack
+from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
 
@@ -498,36 +500,99 @@ def conversations_import(
     title_prefix: str = "",
     dry_run: bool = False,
     project_id: int | None = None,
+    allow_duplicates: bool = False,
 ) -> ImportReport:
     """Import a whole file or nothing: every line is checked first; when all are valid they are
     saved as finished, imported conversations owned by ``owner`` in one transaction, and when
     any is not, nothing is saved and ``errors`` lists each invalid line with its number.
 
-    With ``dry_run`` every line is checked and counted in ``created`` but nothing is saved.
+    A valid line whose conversation is already imported is skipped, not saved, and listed in
+    ``skipped`` with its number: one whose fingerprint (its turns, not its title:
+    ``importing.conversation_fingerprint``) a conversation of the project (the default project
+    when ``project_id`` is None) has, or an earlier line of the file has. Conversations written
+    in the app, imported into another project or imported before fingerprints were kept have
+    none to match. ``allow_duplicates`` saves every valid line and skips none. Each saved
+    conversation keeps its fingerprint either way.
+
+    Imports into one project take turns: the transaction holds a lock on the project's imports
+    (PostgreSQL: an advisory transaction lock; SQLite: its transactions begin IMMEDIATE, so
+    every write waits for the one under way) from before it reads the fingerprints the project
+    holds until it commits, so the same file imported twice at once is saved once.
+
+    With ``dry_run`` every line is checked, and counted in ``created`` or ``skipped`` as it
+    would be now, but nothing is saved.
     A ``title_prefix`` that is not one line (it starts every title) is a ValidationError
     naming it, before any line is read.
     """
     if problem := one_line_problem(title_prefix):
         raise ValidationError({"title_prefix": problem})
     report = ImportReport()
-    valid: list[ParsedConversation] = []
+    valid: list[tuple[int, ParsedConversation]] = []
     for line_number, parsed in parsed_lines(lines, title_prefix=title_prefix):
         if isinstance(parsed, LineError):
             report.errors.append((line_number, str(parsed)))
         else:
             report.valid += 1
             if not report.errors:
-                valid.append(parsed)  # kept only while the file is still importable
+                valid.append((line_number, parsed))  # kept only while the file is importable
     if report.errors:
         return report
-    report.created = len(valid)
-    if not dry_run:
-        with transaction.atomic():
-            report.conversation_ids = [
-                conversation_import_one(parsed=parsed, owner=owner, project_id=project_id).pk
-                for parsed in valid
-            ]
+    if project_id is None:
+        project_id = project_default_id()
+    if dry_run:
+        report.created = len(
+            _conversations_not_imported(valid, project_id, allow_duplicates, report)
+        )
+        return report
+    with transaction.atomic():
+        _project_imports_lock(project_id=project_id)
+        to_create = _conversations_not_imported(valid, project_id, allow_duplicates, report)
+        report.created = len(to_create)
+        report.conversation_ids = [
+            conversation_import_one(parsed=parsed, owner=owner, project_id=project_id).pk
+            for parsed in to_create
+        ]
     return report
+
+
+def _conversations_not_imported(
+    valid: list[tuple[int, ParsedConversation]],
+    project_id: int,
+    allow_duplicates: bool,
+    report: ImportReport,
+) -> list[ParsedConversation]:
+    """The conversations of ``valid`` to save; the others' lines go to ``report.skipped``."""
+    if allow_duplicates:
+        return [parsed for _, parsed in valid]
+    in_project = conversation_fingerprints_in_project(
+        project_id=project_id, fingerprints={parsed.fingerprint for _, parsed in valid}
+    )
+    first_line: dict[str, int] = {}
+    to_create = []
+    for line_number, parsed in valid:
+        fingerprint = parsed.fingerprint
+        if fingerprint in in_project:
+            report.skipped.append((line_number, "already imported into the project"))
+        elif fingerprint in first_line:
+            report.skipped.append((line_number, f"repeats line {first_line[fingerprint]}"))
+        else:
+            first_line[fingerprint] = line_number
+            to_create.append(parsed)
+    return to_create
+
+
+def _project_imports_lock(*, project_id: int) -> None:
+    """Hold every other import into the project until this transaction ends. PostgreSQL: an
+    advisory transaction lock on the project's imports, which holds up nothing else (a pool
+    fill or a guidelines save locks the project's row). SQLite takes none of its own: its
+    transactions begin IMMEDIATE (config/settings.py), each holding the database's write lock
+    from its first statement, so they run one at a time."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"tandem.conversations-import:{project_id}"],
+            )
 
 
 @transaction.atomic
@@ -538,6 +603,7 @@ def conversation_import_one(
         **({"project_id": project_id} if project_id is not None else {}),
         owner=owner,
         title=parsed.title,
+        fingerprint=parsed.fingerprint,
         source=Conversation.Source.IMPORTED,
         status=Conversation.Status.FINISHED,
         finished_at=timezone.now(),

@@ -9,7 +9,12 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from config.text import one_line_problem, text_problem
-from labeling.conversations.importing import MAX_LINE_BYTES, MAX_LINES, jsonl_lines
+from labeling.conversations.importing import (
+    MAX_LINE_BYTES,
+    MAX_LINES,
+    import_summary,
+    jsonl_lines,
+)
 from labeling.conversations.services import conversations_import
 from ranking.projects.selectors import project_ids_by_slug
 
@@ -34,7 +39,9 @@ class Command(BaseCommand):
         '{"messages": [{"role": ..., "content": ...}, ...], "title": ...} per line). '
         f"Lines are at most {MAX_LINE_BYTES} bytes, files at most {MAX_LINES} lines. "
         "All or nothing: every line is checked first, and one invalid line means nothing is "
-        "imported; each invalid line is listed with its number and the command exits non-zero."
+        "imported; each invalid line is listed with its number and the command exits non-zero. "
+        "A line whose turns the project already holds from an import, or an earlier line of "
+        "the file holds, is skipped (--allow-duplicates imports it again)."
     )
 
     def add_arguments(self, parser):
@@ -45,8 +52,25 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="Check every line; save nothing."
         )
         parser.add_argument("--project", help="The project's slug (default: the default project).")
+        parser.add_argument(
+            "--allow-duplicates",
+            action="store_true",
+            help=(
+                "Import every line, also those whose turns the project already holds from an "
+                "import or an earlier line holds (by default they are skipped)."
+            ),
+        )
 
-    def handle(self, *args, file: str, owner: str, title_prefix: str, dry_run: bool, **options):
+    def handle(
+        self,
+        *args,
+        file: str,
+        owner: str,
+        title_prefix: str,
+        dry_run: bool,
+        allow_duplicates: bool,
+        **options,
+    ):
         # Checked before any of them reaches the database, which cannot store these (bytes of
         # the command line that are not UTF-8 arrive as lone surrogates).
         # The prefix starts every title, and a title is one line.
@@ -74,6 +98,7 @@ class Command(BaseCommand):
                     title_prefix=title_prefix,
                     dry_run=dry_run,
                     project_id=project_id,
+                    allow_duplicates=allow_duplicates,
                 )
             except (OSError, EOFError, zlib.error) as error:  # a cut or corrupt .gz, a read error
                 raise CommandError(
@@ -86,7 +111,7 @@ class Command(BaseCommand):
                 f"{len(report.errors)} invalid lines ({report.valid} valid): nothing "
                 f"{'would be ' if dry_run else 'was '}imported. Fix the lines above and run again."
             )
-        if dry_run:
-            self.stdout.write(f"Dry run: {report.created} conversations would be imported.")
-        else:
-            self.stdout.write(f"Imported {report.created} conversations.")
+        if options["verbosity"] >= 2:
+            for line_number, where in report.skipped:
+                self.stdout.write(f"line {line_number}: skipped, {where}")
+        self.stdout.write(import_summary(report, dry_run=dry_run))

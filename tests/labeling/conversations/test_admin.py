@@ -8,7 +8,7 @@ from labeling.conversations import admin as conversations_admin
 from labeling.conversations.models import Conversation
 from ranking.projects.models import project_default_id
 from ranking.projects.services import project_create
-from tests.labeling.conversations.conftest import GOOD_PLAIN, MIXED_FILE, jsonl
+from tests.labeling.conversations.conftest import GOOD_PLAIN, GOOD_WITH_SYSTEM, MIXED_FILE, jsonl
 
 IMPORT_URL = "/admin/labeling/conversation/import/"
 
@@ -24,7 +24,7 @@ def test_admin_upload_of_a_clean_file_imports_it(admin_client_, admin_user, trai
     assert form.status_code == 200
     assert form.context["form"].initial["owner"] == admin_user.pk
 
-    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN, GOOD_PLAIN))
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
     response = admin_client_.post(
         IMPORT_URL, {"file": upload, "owner": trainer.pk, "title_prefix": ""}, follow=True
     )
@@ -98,7 +98,7 @@ def test_admin_upload_of_a_gzipped_file_imports_it_and_a_cut_one_imports_nothing
 ):
     import gzip
 
-    packed = gzip.compress(jsonl(GOOD_PLAIN, GOOD_PLAIN))
+    packed = gzip.compress(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
     upload = SimpleUploadedFile("chats.jsonl.gz", packed)
     response = admin_client_.post(IMPORT_URL, {"file": upload, "owner": trainer.pk}, follow=True)
     assert [str(m) for m in response.context["messages"]] == ["Imported 2 conversations."]
@@ -119,7 +119,7 @@ def test_admin_upload_goes_to_the_project_chosen_or_the_default_one(admin_client
     form = admin_client_.get(IMPORT_URL).content.decode()
     assert '<option value="safety">Safety</option>' in form
 
-    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN, GOOD_PLAIN))
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
     response = admin_client_.post(
         IMPORT_URL, {"file": upload, "owner": trainer.pk, "project": "safety"}
     )
@@ -147,3 +147,47 @@ def test_admin_upload_refuses_a_title_prefix_of_more_than_one_line(admin_client_
     assert response.status_code == 422
     assert response.context["form"].errors == {"title_prefix": [LINE_MESSAGE]}
     assert not Conversation.objects.exists()
+
+
+def test_admin_upload_of_a_file_again_skips_what_is_imported_and_says_how_many(
+    admin_client_, trainer
+):
+    file = jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN)
+    admin_client_.post(
+        IMPORT_URL, {"file": SimpleUploadedFile("chats.jsonl", file), "owner": trainer.pk}
+    )
+    form = admin_client_.get(IMPORT_URL).content.decode()
+    assert 'name="allow_duplicates"' in form
+
+    again = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN, GOOD_PLAIN))
+    response = admin_client_.post(IMPORT_URL, {"file": again, "owner": trainer.pk}, follow=True)
+
+    assert [str(m) for m in response.context["messages"]] == [
+        "Imported 0 conversations; 3 already imported, skipped (their turns are in the project "
+        "or on an earlier line)."
+    ]
+    assert Conversation.objects.count() == 2
+
+
+def test_admin_upload_allowing_duplicates_imports_every_line(admin_client_, trainer):
+    file = jsonl(GOOD_PLAIN, GOOD_PLAIN)
+    first = admin_client_.post(
+        IMPORT_URL,
+        {"file": SimpleUploadedFile("chats.jsonl", file), "owner": trainer.pk},
+        follow=True,
+    )
+    assert [str(m) for m in first.context["messages"]] == [
+        "Imported 1 conversations; 1 already imported, skipped (their turns are in the project "
+        "or on an earlier line)."
+    ]
+    response = admin_client_.post(
+        IMPORT_URL,
+        {
+            "file": SimpleUploadedFile("chats.jsonl", file),
+            "owner": trainer.pk,
+            "allow_duplicates": "on",
+        },
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == ["Imported 2 conversations."]
+    assert Conversation.objects.count() == 3

@@ -14,6 +14,8 @@ from labeling.conversations.models import Conversation, Message
 from labeling.conversations.services import conversations_import
 from ranking.exports.demonstrations import demonstration_records
 from ranking.exports.filters import ExportFilters
+from ranking.projects.models import project_default_id
+from ranking.projects.services import project_create
 from tests.labeling.conversations.conftest import (
     GOOD_PLAIN,
     GOOD_WITH_SYSTEM,
@@ -444,3 +446,183 @@ def test_command_refuses_a_title_prefix_of_more_than_one_line(trainer, tmp_path)
     with pytest.raises(CommandError, match=f"^--title-prefix: {re.escape(LINE_MESSAGE)}$"):
         _run_command(str(path), "--owner", "tess", "--title-prefix", "batch\n")
     assert not Conversation.objects.exists()
+
+
+# Re-imports: a line whose conversation is already imported is skipped
+
+
+def test_a_file_imported_twice_creates_its_conversations_once(trainer):
+    file = jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN)
+    first = conversations_import(lines=io.BytesIO(file), owner=trainer)
+    again = conversations_import(lines=io.BytesIO(file), owner=trainer)
+
+    assert first.created == 2 and first.skipped == []
+    assert again.ok and again.valid == 2 and again.created == 0 and again.conversation_ids == []
+    assert again.skipped == [
+        (1, "already imported into the project"),
+        (2, "already imported into the project"),
+    ]
+    assert Conversation.objects.count() == 2 and Message.objects.count() == 7
+
+
+def test_a_line_repeated_in_a_file_is_created_once_whatever_its_title(trainer):
+    """The title is no part of the fingerprint: the same turns under another title (or
+    another prefix, in a later import) are the conversation already imported."""
+    renamed = {**GOOD_PLAIN, "title": "Capitals"}
+    report = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_PLAIN, GOOD_WITH_SYSTEM, GOOD_PLAIN, renamed)), owner=trainer
+    )
+    assert report.created == 2 and report.skipped == [(3, "repeats line 1"), (4, "repeats line 1")]
+    assert Conversation.objects.count() == 2
+
+    again = conversations_import(
+        lines=io.BytesIO(jsonl(renamed)), owner=trainer, title_prefix="batch 2: "
+    )
+    assert again.created == 0 and again.skipped == [(1, "already imported into the project")]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"content": "Paris, of course."},
+        {"content": "Paris. "},  # the text counts exactly as read
+        {"origin": "human"},
+    ],
+)
+def test_a_conversation_with_a_changed_turn_is_imported_as_a_new_one(trainer, change):
+    changed = {"messages": [GOOD_PLAIN["messages"][0], {**GOOD_PLAIN["messages"][1], **change}]}
+    conversations_import(lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer)
+
+    report = conversations_import(lines=io.BytesIO(jsonl(changed, GOOD_PLAIN)), owner=trainer)
+
+    assert report.created == 1 and report.skipped == [(2, "already imported into the project")]
+    assert Conversation.objects.count() == 2
+    assert len(set(Conversation.objects.values_list("fingerprint", flat=True))) == 2
+
+
+def test_conversations_of_another_project_are_not_duplicates(trainer):
+    safety = project_create(name="Safety", slug="safety", status="active")
+    conversations_import(lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer)
+
+    report = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer, project_id=safety.pk
+    )
+    again = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer, project_id=safety.pk
+    )
+
+    assert report.created == 1 and report.skipped == []
+    assert again.created == 0 and len(again.skipped) == 1
+    assert sorted(Conversation.objects.values_list("project_id", flat=True)) == sorted(
+        [project_default_id(), safety.pk]
+    )
+
+
+def test_a_conversation_written_in_the_app_has_no_fingerprint_to_match(trainer):
+    conversation = services.conversation_create(owner=trainer, title="Capitals")
+    for turn in GOOD_PLAIN["messages"]:
+        services.message_append(conversation=conversation, author=trainer, content=turn["content"])
+    Message.objects.filter(role="assistant").update(origin=Message.Origin.MODEL)
+    services.conversation_finish(conversation=conversation, user=trainer)
+
+    report = conversations_import(lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer)
+
+    assert report.created == 1 and report.skipped == []
+    assert Conversation.objects.get(pk=conversation.pk).fingerprint is None
+    assert Conversation.objects.get(pk=report.conversation_ids[0]).fingerprint == (
+        importing.conversation_fingerprint(
+            importing.ParsedMessage(m["role"], m["content"], o)
+            for m, o in zip(GOOD_PLAIN["messages"], ["human", "model"], strict=True)
+        )
+    )
+
+
+def test_dry_run_counts_what_the_import_would_create_and_skip(trainer):
+    conversations_import(lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer)
+    file = jsonl(GOOD_PLAIN, GOOD_WITH_SYSTEM, GOOD_WITH_SYSTEM)
+
+    dry = conversations_import(lines=io.BytesIO(file), owner=trainer, dry_run=True)
+    assert Conversation.objects.count() == 1
+    real = conversations_import(lines=io.BytesIO(file), owner=trainer)
+
+    expected = [(1, "already imported into the project"), (3, "repeats line 2")]
+    assert (dry.created, dry.skipped, dry.conversation_ids) == (1, expected, [])
+    assert (real.created, real.skipped) == (1, expected)
+    assert Conversation.objects.count() == 2
+
+
+def test_allow_duplicates_imports_every_line_and_keeps_their_fingerprints(trainer):
+    conversations_import(lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer)
+    file = jsonl(GOOD_PLAIN, GOOD_PLAIN)
+
+    dry = conversations_import(
+        lines=io.BytesIO(file), owner=trainer, allow_duplicates=True, dry_run=True
+    )
+    report = conversations_import(lines=io.BytesIO(file), owner=trainer, allow_duplicates=True)
+
+    assert (dry.created, dry.skipped) == (2, []) and (report.created, report.skipped) == (2, [])
+    assert Conversation.objects.count() == 3
+    assert len(set(Conversation.objects.values_list("fingerprint", flat=True))) == 1
+    # A later import without the flag still knows them.
+    assert conversations_import(lines=io.BytesIO(file), owner=trainer).created == 0
+
+
+def test_a_file_with_an_invalid_line_saves_nothing_even_when_others_would_be_skipped(trainer):
+    conversations_import(lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer)
+    report = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_PLAIN, GOOD_WITH_SYSTEM, b"{")), owner=trainer
+    )
+    assert report.created == 0 and report.valid == 2 and [n for n, _ in report.errors] == [3]
+    assert Conversation.objects.count() == 1
+
+
+def test_a_demonstrations_export_imported_twice_is_created_once(trainer):
+    conversation = services.conversation_create(owner=trainer, title="Cats")
+    for text in ("A name for a cat?", "How about **Miso**?"):
+        services.message_append(conversation=conversation, author=trainer, content=text)
+    services.conversation_finish(conversation=conversation, user=trainer)
+    lines = [json.dumps(record) for record in demonstration_records(ExportFilters())]
+
+    first = conversations_import(lines=lines, owner=trainer)
+    again = conversations_import(lines=lines, owner=trainer)
+
+    assert first.created == 1
+    assert again.created == 0 and again.skipped == [(1, "already imported into the project")]
+    assert Conversation.objects.count() == 2  # the one written in the app, and its import
+
+
+def test_command_skips_what_is_already_imported_and_says_how_many(trainer, tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
+    _run_command(str(path), "--owner", "tess")
+    new = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}
+    path.write_bytes(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN, new, {**new, "title": "Again"}))
+
+    dry, _ = _run_command(str(path), "--owner", "tess", "--dry-run")
+    out, err = _run_command(str(path), "--owner", "tess", "-v", "2")
+
+    assert dry == (
+        "Dry run: 1 conversations would be imported; 3 already imported, would be skipped "
+        "(their turns are in the project or on an earlier line).\n"
+    )
+    assert out.splitlines() == [
+        "line 1: skipped, already imported into the project",
+        "line 2: skipped, already imported into the project",
+        "line 4: skipped, repeats line 3",
+        "Imported 1 conversations; 3 already imported, skipped (their turns are in the project "
+        "or on an earlier line).",
+    ]
+    assert err == "" and Conversation.objects.count() == 3
+
+
+def test_command_allow_duplicates_imports_every_line(trainer, tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(jsonl(GOOD_PLAIN, GOOD_PLAIN))
+    first, _ = _run_command(str(path), "--owner", "tess")
+    dry, _ = _run_command(str(path), "--owner", "tess", "--allow-duplicates", "--dry-run")
+    again, _ = _run_command(str(path), "--owner", "tess", "--allow-duplicates")
+
+    assert first.startswith("Imported 1 conversations; 1 already imported, skipped")
+    assert dry == "Dry run: 2 conversations would be imported.\n"
+    assert again == "Imported 2 conversations.\n"
+    assert Conversation.objects.count() == 3
