@@ -64,7 +64,8 @@ def one_line_problem(text: str) -> str | None:
 
 def validate_one_line(text: str) -> None:
     """A name others type or read in a log line or a list (a model version's, for ``manage.py
-    promote NAME``; a conversation's title): storable, and one line (:func:`one_line_problem`)."""
+    promote NAME``; a conversation's title; a project's name): storable, and one line
+    (:func:`one_line_problem`)."""
     if (problem := one_line_problem(text)) is not None:
         raise ValidationError(problem, code="one_line")
 

@@ -25,6 +25,7 @@ from config.api import (
     validated_input,
 )
 from config.idempotency import idempotent
+from config.text import validate_one_line
 from ranking.projects import services
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_list, project_progress, projects_for_trainer
@@ -39,7 +40,7 @@ class PolicyInputSerializer(StrictObjectSerializer):
 
 
 class ProjectInputSerializer(serializers.Serializer):
-    name = StrictCharField(max_length=200)
+    name = StrictCharField(max_length=200, validators=[validate_one_line])
     slug = StrictSlugField(max_length=64)
     description = StrictCharField(max_length=5000, required=False, allow_blank=True)
     guideline_url = StrictURLField(max_length=200, required=False, allow_blank=True)

@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from config.text import validate_one_line
+
 DEFAULT_PROJECT_SLUG = "default"
 
 
@@ -19,7 +21,8 @@ class Project(models.Model):
         RANDOM = "random", "Random"
         UNCERTAINTY = "uncertainty", "Where the reward models disagree"
 
-    name = models.CharField(max_length=200, unique=True)
+    # One line, as it is read in menus, lists and the Projects table (config.text).
+    name = models.CharField(max_length=200, unique=True, validators=[validate_one_line])
     slug = models.SlugField(max_length=64, unique=True)
     description = models.TextField(blank=True, max_length=5000)
     guideline_url = models.URLField(blank=True, help_text="Where the project's guideline lives.")

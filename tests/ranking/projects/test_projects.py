@@ -12,12 +12,13 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 
-from config.text import NUL_MESSAGE
+from config.text import LINE_MESSAGE, NUL_MESSAGE
 from labeling.models import Conversation
 from ranking.exports.filters import ExportFilters
 from ranking.exports.pipeline import records
 from ranking.gold.services import gold_task_create
 from ranking.models import Ranking, RankingTask
+from ranking.projects.forms import ProjectForm
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
 from ranking.projects.selectors import project_progress
 from ranking.projects.services import project_create
@@ -730,6 +731,29 @@ def test_a_group_named_twice_is_refused_as_a_policy_named_twice_is(admin_client_
     assert response.status_code == 400
     assert "named twice" in response.json()["trainer_group_ids"][0]
     assert not Project.objects.filter(slug="twice").exists()
+
+
+@pytest.mark.parametrize("name", ["Spring\ncampaign", "Spring\tcampaign", "Spring\u2028campaign"])
+def test_a_project_name_is_one_line_in_the_api_the_page_and_the_service(client, admin_user, name):
+    # A name is read in lists, menus and the Projects table, as a model version's name and a
+    # conversation's title are: a line break or other control character in it is refused.
+    client.force_login(admin_user)
+    answer = client.post(
+        "/api/projects/", {"name": name, "slug": "spring"}, content_type="application/json"
+    )
+    assert answer.status_code == 400, answer.content
+    assert answer.json() == {"name": [LINE_MESSAGE]}
+    with pytest.raises(ValidationError, match="one line"):
+        project_create(name=name, slug="spring")
+    form = ProjectForm(data={"name": name, "slug": "spring", "status": "draft"})
+    assert not form.is_valid() and form.errors["name"] == [LINE_MESSAGE]
+    project = project_create(name="Spring", slug="spring")
+    patched = client.patch(
+        f"/api/projects/{project.pk}/", {"name": name}, content_type="application/json"
+    )
+    assert patched.status_code == 400 and patched.json() == {"name": [LINE_MESSAGE]}
+    project.refresh_from_db()
+    assert project.name == "Spring"
 
 
 def test_a_deadline_without_a_time_zone_offset_is_refused_naming_the_field(client, admin_user):
