@@ -46,9 +46,17 @@ def max_new_tokens_within(*, wanted: int, context_length: int | None, cap: int) 
 
 
 def context_room_error(*, context_length: int | None, max_new_tokens: int) -> str | None:
-    """Why ``max_new_tokens`` cannot fit a model's context (None when it fits or is unknown)."""
+    """Why ``max_new_tokens`` cannot fit a model's context (None when it fits or is unknown).
+    A context of ``MIN_PROMPT_TOKENS`` or fewer holds no reply at all: that is said, with the
+    version's ``context_length`` to correct, rather than a limit that would be refused too."""
     if context_length is None:
         return None
+    if context_length <= MIN_PROMPT_TOKENS:
+        return (
+            f"This model's {context_length}-token context is too short for any reply: a prompt "
+            f"keeps at least {MIN_PROMPT_TOKENS} tokens. Correct the model version's "
+            "context_length (an admin, in the registry)."
+        )
     if context_length - max_new_tokens < MIN_PROMPT_TOKENS:
         return (
             f"max_new_tokens={max_new_tokens} leaves less than {MIN_PROMPT_TOKENS} tokens for the "
