@@ -142,9 +142,16 @@ def project_gold_create(request: HttpRequest, slug: str) -> HttpResponse:
         for field, errors in form.errors.items():
             messages.error(request, f"{field}: {' '.join(errors)}")
         return redirect("ranking:project-detail", slug=slug)
-    task = get_object_or_404(
-        RankingTask, pk=form.cleaned_data["task_id"], project=project, gold_ordering__isnull=True
-    )
+    # A task id typed wrong is said on the page, as the form's other errors are, not a 404.
+    task_id = form.cleaned_data["task_id"]
+    task = RankingTask.objects.filter(pk=task_id, project=project).first()
+    if task is None:
+        messages.error(request, f"No task {task_id} in this project.")
+        return redirect("ranking:project-detail", slug=slug)
+    if task.gold_ordering is not None:
+        copy_of = f" (a copy of task {task.gold_of_id})" if task.gold_of_id else ""
+        messages.error(request, f"Task {task_id} is a gold task{copy_of}: make gold of a real one.")
+        return redirect("ranking:project-detail", slug=slug)
     try:
         gold = gold_task_create(task=task, ordering=form.cleaned_data["ordering"])
     except ValidationError as error:

@@ -208,6 +208,28 @@ def test_admin_makes_gold_on_the_project_page_and_sees_accuracy_on_quality(
     assert b'<td class="gold-accuracy">83 % (1)</td>' in page.content
 
 
+def test_a_task_id_that_is_no_task_of_the_project_is_said_on_its_page_not_a_404(
+    client, admin_user, other_trainer, project
+):
+    task = task_in_project(other_trainer, project, model_version_create("v"), "q")
+    rank(task, quick_trainer("r"), [[1], [0], [2], [3]])
+    elsewhere = project_create(name="Elsewhere", slug="elsewhere", status=Project.Status.ACTIVE)
+    other = task_in_project(other_trainer, elsewhere, model_version_create("w"), "p")
+    client.force_login(admin_user)
+    url = reverse("ranking:project-gold", args=["gold"])
+    assert client.post(url, {"task_id": task.pk}).status_code == 302
+    gold = RankingTask.objects.get(gold_of=task)
+    for task_id, said in [
+        (424242, "No task 424242 in this project."),
+        (other.pk, f"No task {other.pk} in this project."),
+        (gold.pk, f"Task {gold.pk} is a gold task (a copy of task {task.pk}): make gold of a real"),
+    ]:
+        answer = client.post(url, {"task_id": task_id}, follow=True)
+        assert answer.redirect_chain == [(reverse("ranking:project-detail", args=["gold"]), 302)]
+        assert said in answer.content.decode()
+    assert RankingTask.objects.filter(gold_of__isnull=False).count() == 1
+
+
 def test_gold_ranked_before_qualification_was_required_counts_and_a_stuck_trainer_is_told(
     other_trainer, trainer_client, trainer
 ):
