@@ -83,13 +83,18 @@ class ImportReport:
         return not self.errors
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def import_summary(report: ImportReport, *, dry_run: bool = False) -> str:
     """One sentence for the person who imported a valid file: what was (or, in a dry run,
     would be) imported, and how many lines were (would be) skipped as already imported."""
+    conversations = _count(report.created, "conversation")
     if dry_run:
-        summary = f"Dry run: {report.created} conversations would be imported"
+        summary = f"Dry run: {conversations} would be imported"
     else:
-        summary = f"Imported {report.created} conversations"
+        summary = f"Imported {conversations}"
     if report.skipped:
         skipped = "would be skipped" if dry_run else "skipped"
         summary += (

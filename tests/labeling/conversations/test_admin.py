@@ -177,7 +177,7 @@ def test_admin_upload_allowing_duplicates_imports_every_line(admin_client_, trai
         follow=True,
     )
     assert [str(m) for m in first.context["messages"]] == [
-        "Imported 1 conversations; 1 already imported, skipped (their turns are in the project "
+        "Imported 1 conversation; 1 already imported, skipped (their turns are in the project "
         "or on an earlier line)."
     ]
     response = admin_client_.post(

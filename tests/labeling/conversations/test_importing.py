@@ -365,7 +365,7 @@ def test_command_with_a_list_where_a_role_belongs_reports_the_line(trainer, tmp_
 def test_command_reads_standard_input_and_dry_run_saves_nothing(trainer, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl(GOOD_PLAIN))))
     out, _ = _run_command("-", "--owner", "tess", "--dry-run")
-    assert "1 conversations would be imported" in out
+    assert "1 conversation would be imported" in out
     assert not Conversation.objects.exists()
 
 
@@ -602,14 +602,14 @@ def test_command_skips_what_is_already_imported_and_says_how_many(trainer, tmp_p
     out, err = _run_command(str(path), "--owner", "tess", "-v", "2")
 
     assert dry == (
-        "Dry run: 1 conversations would be imported; 3 already imported, would be skipped "
+        "Dry run: 1 conversation would be imported; 3 already imported, would be skipped "
         "(their turns are in the project or on an earlier line).\n"
     )
     assert out.splitlines() == [
         "line 1: skipped, already imported into the project",
         "line 2: skipped, already imported into the project",
         "line 4: skipped, repeats line 3",
-        "Imported 1 conversations; 3 already imported, skipped (their turns are in the project "
+        "Imported 1 conversation; 3 already imported, skipped (their turns are in the project "
         "or on an earlier line).",
     ]
     assert err == "" and Conversation.objects.count() == 3
@@ -622,7 +622,7 @@ def test_command_allow_duplicates_imports_every_line(trainer, tmp_path):
     dry, _ = _run_command(str(path), "--owner", "tess", "--allow-duplicates", "--dry-run")
     again, _ = _run_command(str(path), "--owner", "tess", "--allow-duplicates")
 
-    assert first.startswith("Imported 1 conversations; 1 already imported, skipped")
+    assert first.startswith("Imported 1 conversation; 1 already imported, skipped")
     assert dry == "Dry run: 2 conversations would be imported.\n"
     assert again == "Imported 2 conversations.\n"
     assert Conversation.objects.count() == 3
