@@ -4,6 +4,7 @@ from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpResponse
 from django.middleware.common import CommonMiddleware
 from django.shortcuts import render, resolve_url
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from config.api import is_api_request
@@ -84,3 +85,26 @@ class PageMethodNotAllowedMiddleware:
             page["Allow"] = response.get("Allow", "")
             return page
         return response
+
+
+class AdminNumberTooLargeMiddleware:
+    """An admin list page filtered by a number the database cannot hold (a hand-written address
+    such as ``?model_version=999999999999999999999999``: the admin takes any of the model's
+    fields as a filter) gets a 400 page saying so, with a way back to the unfiltered list, not
+    a 500. SQLite stores integers of 64 bits and its driver refuses a larger one when the query
+    runs (``OverflowError``); PostgreSQL compares it and finds nothing. Only under the admin:
+    the project's own pages and the API check their numbers before they query."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OverflowError):
+            return None
+        admin_root = reverse("admin:index")
+        if not request.path_info.startswith(admin_root):
+            return None
+        return render(request, "400.html", {"back": request.path}, status=400)

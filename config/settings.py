@@ -109,6 +109,8 @@ MIDDLEWARE = [
     "config.middleware.LoginRequiredExceptApiMiddleware",
     # A page address visited with a method it does not take: a page saying so, not an empty 405.
     "config.middleware.PageMethodNotAllowedMiddleware",
+    # An admin list filtered by a number the database cannot hold: a 400 page, not a 500.
+    "config.middleware.AdminNumberTooLargeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",

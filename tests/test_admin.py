@@ -411,3 +411,27 @@ def test_a_jobs_page_is_a_view_and_the_cancel_action_still_works_from_the_list(
     )
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.CANCELLED
+
+
+# ---- numbers in a list page's address that the database cannot hold ----------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"model_version": "9" * 24},
+        {"model_version_id": "9" * 24},
+        {"requested_by": "-" + "9" * 24},
+    ],
+)
+def test_a_list_page_filtered_by_a_number_too_large_for_the_database_is_a_400_page(
+    admin_client_, query
+):
+    url = reverse("admin:sampler_generationjob_changelist")
+
+    response = admin_client_.get(url, query)
+
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "too large" in html
+    assert 'href="' + url + '"' in html
