@@ -15,10 +15,11 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -353,6 +354,12 @@ def job_execute(
     ``raise_refused`` for ``JobRefused`` (a job running this one inside its own). A time limit
     met in a run with no ``token`` (run inside another job) is that job's: this one is failed
     saying so, and the limit raised on for that job to stop with it.
+
+    The time limit may land while the outcome is being recorded (Celery's soft limit is raised
+    wherever the worker is): the outcome is then recorded once more (``_recorded``), so that
+    the row is not left running for the sweeper to queue again as stalled (the job run again,
+    its reason lost). The limit is then raised on where a limit met in the job would be: run
+    inside another job, for that job to stop with it.
     """
     kind = job_kind_named(kind_name)
     worker = worker or worker_name()
@@ -369,7 +376,7 @@ def job_execute(
         if isinstance(error, SoftTimeLimitExceeded) and token is None:
             # Run here inside another job (the command line has no time limit): the limit is
             # that job's Celery message's, so that job stops with it, as at a limit of its own.
-            job_fail(job=job, error=INSIDE_TIME_LIMIT, token=context.token)
+            _recorded(partial(job_fail, job=job, error=INSIDE_TIME_LIMIT, token=context.token))
             raise
         if isinstance(error, JobRetryLater):
             # A caller running it inside its own job retries that job instead.
@@ -382,12 +389,32 @@ def job_execute(
             passed_on = not isinstance(error, (JobCancelled, *TRANSIENT_ERRORS)) and (
                 reraise or not isinstance(error, Exception)
             )
-        _record_error(context, error, log=not passed_on)
+        limit = _recorded(partial(_record_error, context, error, log=not passed_on))
+        if limit is not None and token is None:
+            raise limit from error
         if passed_on:
             raise
     else:
         context.succeed()
     return kind.model.objects.get(pk=job_id)
+
+
+def _recorded(record: Callable[[], object]) -> SoftTimeLimitExceeded | None:
+    """Record a run's outcome with ``record``. The worker's time limit met meanwhile cuts it
+    off anywhere (its transaction rolled back, or committed and the rest not done): it runs
+    once more, whole, and the limit is returned for the caller to raise on where due. Celery
+    raises the soft limit once a run (the hard limit, later, ends the process), and every
+    ``record`` leaves a row that is no longer running under the run's token as it is."""
+    try:
+        record()
+    except SoftTimeLimitExceeded as limit:
+        if not connection.in_atomic_block:
+            # A query cut off halfway (its answer not read) may leave it unusable.
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+        record()
+        return limit
+    return None
 
 
 def _record_error(context: JobContext, error: BaseException, *, log: bool = True) -> None:

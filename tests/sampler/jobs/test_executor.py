@@ -392,3 +392,103 @@ def test_a_partner_handed_back_by_a_failed_batch_keeps_its_place_in_the_queue(
     assert partner.status == GenerationJob.Status.QUEUED and partner.attempts == 0
     assert partner.queued_at == place
     assert job_queue_position(job=partner) < job_queue_position(job=later)
+
+
+def _failing_backend(monkeypatch, error: Exception) -> None:
+    """Every generation call fails with ``error``, as a backend that cannot be built does."""
+    from sampler.generation import services as generation_services
+
+    def fail(version):
+        raise error
+
+    monkeypatch.setattr(generation_services, "_backend", fail)
+
+
+def _interrupted_once(monkeypatch, name: str) -> list:
+    """``services.<name>`` does its work, then, the first time, meets the worker's time limit
+    (Celery's soft limit, raised wherever the worker is, here before the write commits): the
+    calls made are listed."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    write = getattr(services, name)
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args)
+        write(*args, **kwargs)
+        if len(calls) == 1:
+            raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(services, name, interrupted)
+    return calls
+
+
+@pytest.fixture
+def worker_run_cut_off(trainer, monkeypatch, django_capture_on_commit_callbacks):
+    """Runs a generation job by a worker's message, failing with ``error``, the time limit
+    landing in ``services.<write>`` the first time: the row as the run left it, and the calls
+    of ``write``."""
+
+    def run(error: Exception, write: str):
+        job = _job(trainer, queue=False)
+        GenerationJob.objects.filter(pk=job.pk).update(publish_token="t", queue="interactive")
+        _failing_backend(monkeypatch, error)
+        calls = _interrupted_once(monkeypatch, write)
+        with django_capture_on_commit_callbacks(execute=True):
+            done = services.job_execute(kind_name="generation", job_id=job.pk, token="t")
+        return done, calls
+
+    return run
+
+
+def test_a_time_limit_met_while_a_failure_is_recorded_still_records_it_once(
+    policy, broker, settings, worker_run_cut_off
+):
+    """The job failed, and the worker's time limit lands while the failure is written (its
+    transaction rolled back): the failure is written once more and the run ends with it
+    recorded. Before, the limit left the row running, and the sweeper queued it again a
+    minute later: the failed job ran again, its reason lost ("its worker stopped")."""
+    done, calls = worker_run_cut_off(RuntimeError("the engine crashed"), "_fail_locked")
+    assert done.status == GenerationJob.Status.FAILED and done.attempts == 1
+    assert done.error.startswith("RuntimeError: the engine crashed")
+    assert len(calls) == 2 and not broker.sent
+    # The sweeper finds nothing to take back: the job is not run again.
+    stale = timezone.now() + timedelta(seconds=settings.JOB_STALE_AFTER + 5)
+    assert services.jobs_tick(now=stale).requeued == 0
+    done.refresh_from_db()
+    assert done.status == GenerationJob.Status.FAILED and not broker.sent
+    assert done.error.startswith("RuntimeError: the engine crashed")
+
+
+def test_a_time_limit_met_while_a_job_is_queued_again_queues_it_once(
+    policy, broker, worker_run_cut_off
+):
+    """A model server that is down queues the job again; the time limit landing while that is
+    written writes it once more: the row is queued with one new message, not left running."""
+    from sampler.generation.backends import BackendUnavailable
+
+    done, calls = worker_run_cut_off(BackendUnavailable("The model server is down."), "job_enqueue")
+    assert done.status == GenerationJob.Status.QUEUED and done.attempts == 1
+    assert done.error == "The model server is down." and len(calls) == 2
+    assert [message["args"] for message in broker.sent] == [
+        ("generation", done.pk, done.publish_token)
+    ]
+
+
+def test_a_time_limit_met_while_a_job_run_inside_another_is_failed_records_it_and_stops(
+    policy, trainer, monkeypatch
+):
+    """Run inside another job, whose time limit lands while this one's failure is written:
+    the failure is written once more, then the limit is raised on for that job to stop with
+    it. Before, this job's row was left running until the sweeper failed it as stalled."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    job = _job(trainer, queue=False)
+    _failing_backend(monkeypatch, RuntimeError("the engine crashed"))
+    calls = _interrupted_once(monkeypatch, "_fail_locked")
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        services.job_run_inline(job=job)
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.FAILED and job.attempts == 1
+    assert job.error.startswith("RuntimeError: the engine crashed") and len(calls) == 2
