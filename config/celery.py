@@ -79,6 +79,12 @@ app.conf.beat_schedule = {
         "task": "ranking.rank.tasks.delete_expired_undo_removals",
         "schedule": 3600.0,
     },
+    # Filters the model-written texts that are no sample's (edited suggestions, imported
+    # replies) still waiting for a verdict: those whose publication on save was lost.
+    "moderate-pending-message-texts": {
+        "task": "labeling.conversations.tasks.moderate_pending_message_texts",
+        "schedule": 60.0,
+    },
     # Deletes Idempotency-Keys older than IDEMPOTENCY_KEY_TTL_SECONDS (their retries are answered
     # as new requests from then on anyway): the table holds about a day of creating POSTs.
     "delete-expired-idempotency-keys": {
@@ -121,8 +127,11 @@ def enqueue(
     transaction.on_commit(publish)
 
 
-# The modules that define Celery tasks (the job executor and the periodic tasks).
-app.autodiscover_tasks(["sampler.jobs", "ranking.rank", "ranking.quality", "accounts"])
+# The modules that define Celery tasks (the job executor, the periodic tasks, the filtering of
+# texts that are no sample's).
+app.autodiscover_tasks(
+    ["sampler.jobs", "ranking.rank", "ranking.quality", "accounts", "labeling.conversations"]
+)
 
 # Worker-side hooks (operations).
 # Every worker writes a heartbeat row while it consumes (sampler/workers/heartbeat.py); /readyz

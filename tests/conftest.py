@@ -30,6 +30,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test import Client
+from kombu.exceptions import OperationalError as BrokerDown
 
 from accounts.services import user_create_trainer
 from config.broker import queue_depths
@@ -313,6 +314,27 @@ def redis_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     with broker_at(server.url):
         yield server
     server.stop()
+
+
+class RecordingBroker:
+    """Stands in for the broker's publish call: records messages, or fails like a dead Redis."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+        self.down = False
+
+    def send_task(self, name, args=(), queue=None, **options):
+        if self.down:
+            raise BrokerDown("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+        self.sent.append({"name": name, "args": tuple(args), "queue": queue, **options})
+
+
+@pytest.fixture
+def broker(monkeypatch) -> RecordingBroker:
+    """What this process publishes, recorded instead of sent (``broker.down``: refused)."""
+    fake = RecordingBroker()
+    monkeypatch.setattr(app, "send_task", fake.send_task)
+    return fake
 
 
 @pytest.fixture(autouse=True)

@@ -122,6 +122,12 @@ class Message(models.Model):
     # but not part of the writer's conversation: left out of the tree, the alternative
     # switcher, the turn counts and the demonstrations.
     is_candidate = models.BooleanField(default=False)
+    # A model-written text that is no sample's (a suggestion its writer edited, a model's reply
+    # brought in by an import) waiting for the content filter's verdict on its own words: set
+    # when it is saved with a filter configured, cleared by the worker that filters it
+    # (``message_texts_moderate``). The outbox of that work: a publication lost to a broker
+    # outage is made good by the periodic sweep, which filters every message still marked.
+    text_moderation_pending = models.BooleanField(default=False)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -137,6 +143,11 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "parent"]),
             models.Index(fields=["role", "origin"]),
+            models.Index(
+                fields=["id"],
+                condition=Q(text_moderation_pending=True),
+                name="message_moderation_pending",
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -13,6 +14,7 @@ from django.utils import timezone
 from rapidfuzz.distance import LCSseq, Levenshtein
 
 from accounts.roles import is_admin
+from config.celery import Queue, enqueue
 from config.text import one_line_problem, text_problem
 from labeling.conversations.importing import (
     ImportReport,
@@ -40,6 +42,8 @@ from labeling.redteam.models import Attack
 from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
+from sampler.moderation.filters import content_filter_configured
+from sampler.moderation.services import texts_moderate
 
 
 def conversation_check_writer(
@@ -225,7 +229,12 @@ def _message_create(
         model_original=provenance.model_original,
         author=author,
         guideline_version=guideline_version_ensure_current(project_id=conversation.project_id),
+        text_moderation_pending=_needs_own_verdict(
+            origin=provenance.origin, content=content, sample=provenance.sample
+        ),
     )
+    if message.text_moderation_pending:
+        _text_moderation_publish(message_ids=[message.pk])
     conversation.active_leaf = message
     conversation.save(update_fields=["active_leaf", "updated_at"])
     return message
@@ -549,9 +558,19 @@ def conversations_import(
         to_create = _conversations_not_imported(valid, project_id, allow_duplicates, report)
         report.created = len(to_create)
         report.conversation_ids = [
-            conversation_import_one(parsed=parsed, owner=owner, project_id=project_id).pk
+            conversation_import_one(
+                parsed=parsed, owner=owner, project_id=project_id, publish=False
+            ).pk
             for parsed in to_create
         ]
+        # The model-written turns, filtered on a worker: published once for the whole file.
+        _text_moderation_publish(
+            message_ids=list(
+                Message.objects.filter(
+                    conversation_id__in=report.conversation_ids, text_moderation_pending=True
+                ).values_list("pk", flat=True)
+            )
+        )
     return report
 
 
@@ -597,8 +616,15 @@ def _project_imports_lock(*, project_id: int) -> None:
 
 @transaction.atomic
 def conversation_import_one(
-    *, parsed: ParsedConversation, owner: AbstractBaseUser, project_id: int | None = None
+    *,
+    parsed: ParsedConversation,
+    owner: AbstractBaseUser,
+    project_id: int | None = None,
+    publish: bool = True,
 ) -> Conversation:
+    """Save one parsed conversation as a finished import. Its model-written turns (no sample
+    here) wait for the content filter's verdict on their text (``text_moderation_pending``),
+    published to a worker on commit unless ``publish`` is False (the caller publishes them)."""
     conversation = Conversation.objects.create(
         **({"project_id": project_id} if project_id is not None else {}),
         owner=owner,
@@ -611,12 +637,81 @@ def conversation_import_one(
     # Inserted without parents first (bulk_create returns ids on PostgreSQL and SQLite), then
     # linked into a chain: three queries for the whole conversation instead of one per turn.
     messages = Message.objects.bulk_create(
-        Message(conversation=conversation, role=m.role, content=m.content, origin=m.origin)
+        Message(
+            conversation=conversation,
+            role=m.role,
+            content=m.content,
+            origin=m.origin,
+            text_moderation_pending=_needs_own_verdict(origin=m.origin, content=m.content),
+        )
         for m in parsed.messages
     )
+    if publish:
+        _text_moderation_publish(
+            message_ids=[message.pk for message in messages if message.text_moderation_pending]
+        )
     for parent, child in pairwise(messages):
         child.parent = parent
     Message.objects.bulk_update(messages[1:], ["parent"])
     conversation.active_leaf = messages[-1]
     conversation.save(update_fields=["active_leaf", "updated_at"])
     return conversation
+
+
+# ---- the content filter on texts that are no sample's ------------------------------------------
+
+MODERATE_TEXTS_TASK = "labeling.conversations.tasks.moderate_message_texts"
+# Message ids per published task, and texts per call of the filter.
+TEXT_MODERATION_BATCH = 200
+
+
+def _needs_own_verdict(*, origin: str, content: str, sample: Sample | None = None) -> bool:
+    """Whether a message saved now waits for the content filter's verdict on its own text: a
+    model-written text that is not its sample's (edited from a suggestion, or brought in by an
+    import with no sample), while a filter is configured. A sample's text was filtered when it
+    was sampled; a human's is not filtered."""
+    if origin not in (Message.Origin.MODEL, Message.Origin.MODEL_EDITED):
+        return False
+    if sample is not None and content == sample.text:
+        return False
+    return content_filter_configured()
+
+
+def _text_moderation_publish(*, message_ids: list[int]) -> None:
+    """Publish the filtering of these messages' texts to a worker once the transaction commits.
+    A broker that is down is logged by ``enqueue``, never raised: the messages stay marked
+    ``text_moderation_pending`` and the periodic sweep filters them."""
+    for start in range(0, len(message_ids), TEXT_MODERATION_BATCH):
+        chunk = message_ids[start : start + TEXT_MODERATION_BATCH]
+        enqueue(MODERATE_TEXTS_TASK, args=(chunk,), queue=Queue.DEFAULT)
+
+
+def message_texts_moderate(
+    *, message_ids: Iterable[int] | None = None, created_before: datetime | None = None
+) -> int:
+    """Filter the texts of the messages still waiting for a verdict on their own words (those
+    of ``message_ids``; every one when None, created before ``created_before`` if given), in
+    batches, and mark each batch done; how many were filtered. Runs on a worker (it loads the
+    configured filter, which may be a classifier model). Idempotent: a text the filter's
+    version already judged is not judged again (``texts_moderate``), and a message filtered
+    twice (its task and the sweep) stores one verdict. With no filter configured nothing is
+    filtered and the messages stay waiting for one."""
+    if not content_filter_configured():
+        return 0
+    waiting = Message.objects.filter(text_moderation_pending=True)
+    if message_ids is not None:
+        waiting = waiting.filter(pk__in=list(message_ids))
+    if created_before is not None:
+        waiting = waiting.filter(created_at__lt=created_before)
+    done, after = 0, 0
+    while batch := list(
+        waiting.filter(pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", "content")[:TEXT_MODERATION_BATCH]
+    ):
+        texts_moderate(texts=[content for _, content in batch])
+        ids = [pk for pk, _ in batch]
+        Message.objects.filter(pk__in=ids).update(text_moderation_pending=False)
+        done += len(ids)
+        after = ids[-1]
+    return done

@@ -18,6 +18,7 @@ from labeling.conversations.selectors import message_get_for_user
 from labeling.feedback.models import Feedback
 from ranking.rank.selectors import assignment_reply, assignment_reply_of_message
 from sampler.models import ModerationResult, Sample
+from sampler.moderation.filters import content_filter_configured
 from sampler.moderation.selectors import (
     moderation_latest_by_sample,
     moderation_latest_of_texts,
@@ -47,6 +48,10 @@ class FeedbackTarget:
     # it).
     moderation: ModerationResult | None = None
     assignment_id: int | None = None
+    # No verdict yet on a message's own text (edited from a suggestion, or imported) while a
+    # filter is configured: a worker filters it after it is saved (or a ranking task prepared
+    # from it does). The page says so rather than show nothing, or the suggestion's verdict.
+    moderation_pending: bool = False
 
 
 def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) -> FeedbackTarget:
@@ -66,15 +71,9 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
         if not is_admin(user):
             message_get_for_user(message_id=message.pk, user=user)
         # The verdict on the words shown: an edited suggestion's is on its own text, if any.
+        own_text = not (message.sample_id and message.content == message.sample.text)
         (moderation,) = moderation_latest_of_texts(
-            texts=[
-                (
-                    message.content,
-                    message.sample_id
-                    if message.sample_id and message.content == message.sample.text
-                    else None,
-                )
-            ]
+            texts=[(message.content, None if own_text else message.sample_id)]
         )
         version = message.model_version
         return FeedbackTarget(
@@ -85,6 +84,7 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
             model_version_name=version.name if version else "",
             message=message,
             moderation=moderation,
+            moderation_pending=own_text and moderation is None and content_filter_configured(),
         )
     if kind == "sample":
         samples = Sample.objects.select_related("job__model_version")

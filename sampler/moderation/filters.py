@@ -257,6 +257,12 @@ class ClassifierFilter:
         return results
 
 
+def content_filter_configured() -> bool:
+    """Whether a filter is configured (``CONTENT_FILTER`` is not "none"), read from the
+    settings alone: nothing is loaded, so the web process may ask (it runs no filter)."""
+    return settings.CONTENT_FILTER != "none"
+
+
 def content_filter_get() -> ContentFilter | None:
     """The configured filter; None when filtering is off (``CONTENT_FILTER=none``)."""
     choice = settings.CONTENT_FILTER

@@ -1,5 +1,6 @@
 """Dataset exports and red-team runs, done by a real worker through the broker: each kind of
-background work is taken from its queue, run by the executor and finished on its row."""
+background work is taken from its queue, run by the executor and finished on its row; and the
+content filter on an imported reply's own text, published on commit and run by the worker."""
 
 import gzip
 import json
@@ -7,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from labeling.conversations import services as conversation_services
+from labeling.conversations.models import Message
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import AttackResult, AttackRun
 from ranking.exports.filters import ExportFilters
 from ranking.exports.models import DatasetExport
 from ranking.exports.services import dataset_export_create
+from sampler.moderation.models import ModerationResult, text_sha256
 from tests.conftest import wait_until
 from tests.labeling.redteam.conftest import two_attacks
 from tests.ranking.conftest import finished_conversation
@@ -63,3 +67,30 @@ def test_the_worker_reruns_the_stored_attacks_one_result_each(
     assert sorted(r.attack_id for r in results) == sorted(a.pk for a in attacks)
     for result in results:
         assert result.error == "" and result.sample.job.model_version == policy
+
+
+def test_the_worker_filters_an_imported_model_reply_on_its_own_text(celery_worker, trainer):
+    """An import publishes the filtering of its model-written turns; the worker stores the
+    verdict on the reply's text and marks the turn done."""
+    line = json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "how did it go?"},
+                {"role": "assistant", "content": "it went like shit, honestly."},
+            ]
+        }
+    )
+    report = conversation_services.conversations_import(lines=[line], owner=trainer)
+    reply = Message.objects.get(conversation_id=report.conversation_ids[0], role="assistant")
+    key = text_sha256(reply.content)
+
+    verdict = wait_until(
+        lambda: ModerationResult.objects.filter(sample__isnull=True, text_sha256=key).first(),
+        what="the worker to filter the imported reply",
+    )
+
+    assert verdict.flagged and verdict.categories == ["profanity"]
+    wait_until(
+        lambda: not Message.objects.get(pk=reply.pk).text_moderation_pending,
+        what="the reply to be marked filtered",
+    )

@@ -1,6 +1,6 @@
 """The run executor's lifecycle, on generation jobs: publish, claim, heartbeat, cancel, retry,
-the outbox and the sweeper. The broker here records what is sent (the integration tier runs the
-same paths against a real Redis and worker)."""
+the outbox and the sweeper. The broker here (the ``broker`` fixture) records what is sent (the
+integration tier runs the same paths against a real Redis and worker)."""
 
 from datetime import timedelta
 from io import StringIO
@@ -8,9 +8,8 @@ from io import StringIO
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerDown
 
-from config.celery import Queue, app
+from config.celery import Queue
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create
 from sampler.jobs import services
@@ -19,26 +18,6 @@ from sampler.jobs.selectors import job_queue_position, jobs_by_state, queue_dept
 from tests.conftest import settings_refusal
 
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
-
-
-class Broker:
-    """Stands in for the broker's publish call: records messages, or fails like a dead Redis."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict] = []
-        self.down = False
-
-    def send_task(self, name, args=(), queue=None, **options):
-        if self.down:
-            raise BrokerDown("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
-        self.sent.append({"name": name, "args": tuple(args), "queue": queue, **options})
-
-
-@pytest.fixture
-def broker(monkeypatch):
-    fake = Broker()
-    monkeypatch.setattr(app, "send_task", fake.send_task)
-    return fake
 
 
 def _job(trainer, *, purpose=GenerationJob.Purpose.SUGGESTION, queue=True):

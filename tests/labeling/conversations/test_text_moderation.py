@@ -1,0 +1,228 @@
+"""The content filter on model-written texts that are no sample's: a suggestion its writer
+edited, a model's reply brought in by an import. Saving one publishes its filtering to a worker
+(here a recording broker; the task is then called as the worker would); the feedback page shows
+the verdict on its own words once there is one, and says it is not judged until then."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from config.celery import Queue
+from labeling.conversations import services, tasks
+from labeling.conversations.models import Conversation, Message
+from sampler.moderation.models import ModerationResult, text_sha256
+from tests.labeling.conftest import HTMX, write_turns
+from tests.labeling.feedback.conftest import feedback_url
+from tests.sampler.conftest import suggestion_sample
+
+TASK = services.MODERATE_TEXTS_TASK
+NOT_JUDGED = "Not judged by the content filter yet."
+
+
+def _run(broker) -> None:
+    """Run every filtering published so far, as a worker would, and forget it."""
+    for message in broker.sent:
+        assert message["name"] == TASK and message["queue"] == Queue.DEFAULT.value
+        tasks.moderate_message_texts(*message["args"])
+    broker.sent.clear()
+
+
+@pytest.fixture
+def suggestion(policy, trainer, conversation):
+    """A user turn in ``conversation`` and a suggestion "here is the answer." for the reply."""
+    (user_turn,) = write_turns(conversation, trainer, "hi")
+    conversation.refresh_from_db()
+    return suggestion_sample(trainer, policy, user_turn, text="here is the answer.")
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """A block whose transaction's on-commit callbacks (publications) run at its end."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+def _write_page_reply(client, conversation, sample, content):
+    """``content`` sent from the Write page's composer, written from the suggestion ``sample``."""
+    return client.post(
+        reverse("labeling:message-append", args=[conversation.pk]),
+        {"content": content, "sample_id": sample.pk, "after": conversation.active_leaf_id},
+        **HTMX,
+    )
+
+
+def _verdict(text):
+    return ModerationResult.objects.filter(sample__isnull=True, text_sha256=text_sha256(text))
+
+
+def test_an_edited_suggestion_saved_on_the_write_page_is_filtered_on_a_worker_and_shown(
+    secrets_filter, suggestion, trainer, trainer_client, conversation, broker, committed
+):
+    """The suggestion was clean; its writer added a password. The reply is not judged when it
+    is saved (the web process runs no filter): the page says so, and the filter's verdict on
+    the reply's own words is shown once the worker has run."""
+    sample = suggestion
+    with committed():
+        response = _write_page_reply(trainer_client, conversation, sample, "here is the password.")
+        assert broker.sent == []  # nothing leaves before the commit
+    assert response.status_code == 200
+    reply = conversation.messages.get(content="here is the password.")
+    assert reply.origin == Message.Origin.MODEL_EDITED and reply.text_moderation_pending
+    assert [message["args"] for message in broker.sent] == [([reply.pk],)]
+    assert not _verdict(reply.content).exists()  # not filtered in the web process
+    before = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
+    assert NOT_JUDGED in before and "The content filter has not judged this text yet." in before
+    assert 'class="moderation-warning"' not in before
+
+    _run(broker)
+
+    reply.refresh_from_db()
+    assert not reply.text_moderation_pending
+    assert _verdict(reply.content).get().flagged
+    after = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
+    assert "The content filter flagged this: secrets" in after
+    assert NOT_JUDGED not in after and 'name="filter_wrong"' in after
+
+
+def test_an_edit_through_the_api_and_a_branch_are_filtered_too(
+    secrets_filter, suggestion, trainer, trainer_client, conversation, broker, committed
+):
+    sample = suggestion
+    with committed():
+        response = trainer_client.post(
+            f"/api/conversations/{conversation.pk}/messages/",
+            json.dumps({"content": "here is the answer, friend.", "sample_id": sample.pk}),
+            content_type="application/json",
+        )
+    assert response.status_code == 201, response.content
+    edited = Message.objects.get(pk=response.json()["id"])
+    with committed():
+        branch = services.message_branch(
+            original=edited, author=trainer, content="here is the password, friend."
+        )
+    assert edited.origin == branch.origin == Message.Origin.MODEL_EDITED
+    assert [message["args"] for message in broker.sent] == [([edited.pk],), ([branch.pk],)]
+
+    _run(broker)
+
+    assert not _verdict(edited.content).get().flagged
+    assert _verdict(branch.content).get().flagged
+
+
+def test_a_suggestion_used_as_it_is_and_a_humans_turn_queue_nothing(
+    secrets_filter, suggestion, trainer, conversation, broker, committed
+):
+    """The suggestion's text was filtered as it was sampled; a trainer's own text is not."""
+    sample = suggestion
+    with committed():
+        reply = services.message_append(
+            conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+        )
+        write_turns(conversation, trainer, "and the password?")
+    assert reply.origin == Message.Origin.MODEL
+    assert broker.sent == []
+    assert not Message.objects.filter(text_moderation_pending=True).exists()
+
+
+def test_an_imports_model_replies_get_verdicts_on_a_worker(
+    secrets_filter, trainer, trainer_client, broker, committed
+):
+    lines = [
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "what is the password?"},
+                    {"role": "assistant", "content": f"the password is {n}."},
+                    {"role": "user", "content": "thanks"},
+                    {"role": "assistant", "content": "you are welcome.", "origin": "model_edited"},
+                ]
+            }
+        )
+        for n in range(3)
+    ]
+    with committed():
+        report = services.conversations_import(lines=lines, owner=trainer)
+    assert report.created == 3
+    replies = Message.objects.filter(role="assistant").order_by("pk")
+    assert len(broker.sent) == 1  # one publication for the file
+    assert sorted(broker.sent[0]["args"][0]) == [reply.pk for reply in replies]
+
+    _run(broker)
+
+    assert not Message.objects.filter(text_moderation_pending=True).exists()
+    for n in range(3):
+        assert _verdict(f"the password is {n}.").get().flagged
+    assert not _verdict("you are welcome.").get().flagged
+    assert not _verdict("what is the password?").exists()  # a human's turn: not filtered
+    page = trainer_client.get(feedback_url("message", replies.first().pk)).content.decode()
+    assert "The content filter flagged this: secrets" in page
+
+
+def test_with_the_filter_off_nothing_is_queued_nor_said_to_be_waiting(
+    settings, suggestion, trainer, trainer_client, conversation, broker, committed
+):
+    settings.CONTENT_FILTER = "none"
+    sample = suggestion
+    with committed():
+        reply = services.message_append(
+            conversation=conversation, author=trainer, content="the answer.", sample_id=sample.pk
+        )
+        services.conversations_import(
+            lines=[
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": "hi"},
+                            {"role": "assistant", "content": "hello"},
+                        ]
+                    }
+                )
+            ],
+            owner=trainer,
+        )
+    assert reply.origin == Message.Origin.MODEL_EDITED
+    assert broker.sent == []
+    assert not Message.objects.filter(text_moderation_pending=True).exists()
+    assert NOT_JUDGED not in trainer_client.get(feedback_url("message", reply.pk)).content.decode()
+
+
+def test_a_broker_outage_saves_the_reply_and_the_sweep_filters_it_later(
+    secrets_filter, suggestion, trainer, trainer_client, conversation, broker, committed
+):
+    sample = suggestion
+    broker.down = True
+    with committed():
+        response = _write_page_reply(trainer_client, conversation, sample, "here is the password.")
+    assert response.status_code == 200  # saved: the filtering waits, the trainer does not
+    reply = Message.objects.get(content="here is the password.")
+    assert reply.text_moderation_pending and broker.sent == []
+
+    # The sweep leaves a fresh message to its own task, then filters it.
+    assert tasks.moderate_pending_message_texts() == 0
+    Message.objects.filter(pk=reply.pk).update(
+        created_at=timezone.now() - timedelta(seconds=tasks.SWEEP_GRACE_SECONDS + 1)
+    )
+    assert tasks.moderate_pending_message_texts() == 1
+
+    reply.refresh_from_db()
+    assert not reply.text_moderation_pending and _verdict(reply.content).get().flagged
+    assert tasks.moderate_pending_message_texts() == 0
+
+
+def test_filtering_again_stores_one_verdict_per_text(secrets_filter, trainer, broker, committed):
+    """A task delivered twice, or a task and the sweep: one verdict, by text and filter version.
+    Two messages with the same words share it."""
+    line = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    )
+    with committed():
+        services.conversations_import(lines=[line, line], owner=trainer)
+    ids = list(Message.objects.filter(role="assistant").values_list("pk", flat=True))
+    Message.objects.filter(pk__in=ids).update(text_moderation_pending=True)
+    tasks.moderate_message_texts(ids)
+    Message.objects.filter(pk__in=ids).update(text_moderation_pending=True)
+    assert tasks.moderate_message_texts(ids) == 2
+    assert _verdict("yo").count() == 1
+    assert Conversation.objects.count() == 2
