@@ -218,7 +218,7 @@ def test_filtering_again_stores_one_verdict_per_text(secrets_filter, trainer, br
         {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
     )
     with committed():
-        services.conversations_import(lines=[line, line], owner=trainer)
+        services.conversations_import(lines=[line, line], owner=trainer, allow_duplicates=True)
     ids = list(Message.objects.filter(role="assistant").values_list("pk", flat=True))
     Message.objects.filter(pk__in=ids).update(text_moderation_pending=True)
     tasks.moderate_message_texts(ids)
