@@ -93,7 +93,9 @@ class AdminNumberTooLargeMiddleware:
     fields as a filter) gets a 400 page saying so, with a way back to the unfiltered list, not
     a 500. SQLite stores integers of 64 bits and its driver refuses a larger one when the query
     runs (``OverflowError``); PostgreSQL compares it and finds nothing. Only under the admin:
-    the project's own pages and the API check their numbers before they query."""
+    the project's own pages and the API check their numbers before they query. The page is
+    ``number_too_large.html``, not ``400.html``: Django renders that one for every bad request
+    of a page (a host it does not serve, a form of too many fields)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -107,4 +109,4 @@ class AdminNumberTooLargeMiddleware:
         admin_root = reverse("admin:index")
         if not request.path_info.startswith(admin_root):
             return None
-        return render(request, "400.html", {"back": request.path}, status=400)
+        return render(request, "number_too_large.html", {"back": request.path}, status=400)

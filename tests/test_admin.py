@@ -435,3 +435,18 @@ def test_a_list_page_filtered_by_a_number_too_large_for_the_database_is_a_400_pa
     html = response.content.decode()
     assert "too large" in html
     assert 'href="' + url + '"' in html
+
+
+def test_another_bad_request_is_not_said_to_be_a_number_too_large(client, admin_client_):
+    """Django answers every bad request of a page (a host it does not serve, a form of too many
+    fields) with its ``400.html`` template: the page about a number too large is the admin's
+    own, and is not what those say."""
+    bad_host = client.get("/accounts/login/", headers={"host": "elsewhere.example"})
+    too_many = admin_client_.post(
+        reverse("admin:sampler_generationjob_changelist"),
+        {f"field{index}": "x" for index in range(1001)},
+    )
+
+    for response in (bad_host, too_many):
+        assert response.status_code == 400
+        assert "too large" not in response.content.decode().lower()
