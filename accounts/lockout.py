@@ -52,11 +52,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
-from django.db import connections, router, transaction
+from django.db import router, transaction
 from django.db.models import F, Sum
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.crypto import constant_time_compare, salted_hmac
+
+from config.querysets import transaction_lock
 
 # Marks a browser that logged in as a user (its username and a value drawn from the user's
 # password, signed): not held by that user's account-wide lockout while that password is the
@@ -139,17 +141,9 @@ def _account_failures(request: HttpRequest, username: str) -> int:
 
 
 def _username_lock(using: str, username: str) -> None:
-    """Holds every other attempt for ``username`` until this transaction ends. PostgreSQL: an
-    advisory transaction lock on the username. SQLite takes none of its own: its transactions
-    begin IMMEDIATE (config/settings.py), each holding the database's write lock from its first
-    statement, so they run one at a time (every username's attempts, not only this one's)."""
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"tandem.login-attempts:{username}"],
-            )
+    """Holds every other attempt for ``username`` until this transaction ends (PostgreSQL: an
+    advisory lock on the username; SQLite runs one write at a time: ``transaction_lock``)."""
+    transaction_lock(f"tandem.login-attempts:{username}", using=using)
 
 
 class LockoutHandler(AxesDatabaseHandler):

@@ -1,5 +1,6 @@
 """Query helpers the apps' selectors share: optional filters, local-day date ranges, reading a
-large table in chunks, ids of rows named by a unique field."""
+large table in chunks, ids of rows named by a unique field; and a named lock held until the
+transaction ends, for services whose work must take turns."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -89,3 +91,15 @@ def ids_existing(
         label = ("id" if field == "pk" else field) + ("s" if len(unknown) > 1 else "")
         raise ValidationError({key: f"No {what} with {label} {', '.join(map(str, unknown))}."})
     return tuple(dict.fromkeys(ids))
+
+
+def transaction_lock(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Hold every other transaction that takes the lock ``name`` until this one ends.
+    PostgreSQL: an advisory transaction lock on the name's 64-bit hash, which holds up nothing
+    else. SQLite takes none of its own: its transactions begin IMMEDIATE (config/settings.py),
+    each holding the database's write lock from its first statement, so they run one at a time
+    (all of them, not only those that take this lock)."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])

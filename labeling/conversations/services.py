@@ -9,12 +9,13 @@ from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from rapidfuzz.distance import LCSseq, Levenshtein
 
 from accounts.roles import is_admin
 from config.celery import Queue, enqueue
+from config.querysets import transaction_lock
 from config.text import one_line_problem, text_problem
 from labeling.conversations.importing import (
     ImportReport,
@@ -602,16 +603,10 @@ def _conversations_not_imported(
 
 def _project_imports_lock(*, project_id: int) -> None:
     """Hold every other import into the project until this transaction ends. PostgreSQL: an
-    advisory transaction lock on the project's imports, which holds up nothing else (a pool
-    fill or a guidelines save locks the project's row). SQLite takes none of its own: its
-    transactions begin IMMEDIATE (config/settings.py), each holding the database's write lock
-    from its first statement, so they run one at a time."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                [f"tandem.conversations-import:{project_id}"],
-            )
+    advisory lock on the project's imports, which holds up nothing else (a pool fill or a
+    guidelines save locks the project's row); SQLite runs one write at a time
+    (``transaction_lock``)."""
+    transaction_lock(f"tandem.conversations-import:{project_id}")
 
 
 @transaction.atomic
