@@ -581,3 +581,46 @@ def test_conversations_stored_before_fingerprints_have_none():
         )
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_model_replies_stored_before_text_filtering_wait_for_a_verdict_on_their_own_words():
+    """labeling 0020 marks the model-written replies stored before it whose words are no
+    sample's (edited from a suggestion, imported with none) as waiting for the content filter's
+    verdict on their text, as a reply saved after it is; a suggestion kept as sampled and a
+    human's turn are not marked."""
+    try:
+        apps = _migrate_back("labeling", "0019_conversation_fingerprint")
+        owner = apps.get_model("auth", "User").objects.create(username="writer")
+        version = apps.get_model("sampler", "ModelVersion").objects.create(
+            name="policy-v1", path="/models/policy-v1"
+        )
+        job = apps.get_model("sampler", "GenerationJob").objects.create(
+            model_version=version, requested_by=owner, status="succeeded", n=2, seed=7
+        )
+        Sample = apps.get_model("sampler", "Sample")
+        Message = apps.get_model("labeling", "Message")
+        kept, edited_from = (
+            Sample.objects.create(job=job, index=i, text=text, token_count=3)
+            for i, text in enumerate(("as sampled", "before the edit"))
+        )
+        asked, imported = _exchange(apps, owner, reply="brought in")
+        imported.origin = "model"
+        imported.save()
+        conversation = asked.conversation
+        sampled = Message.objects.create(
+            conversation=conversation, parent=asked, role="assistant", content="as sampled",
+            origin="model", sample=kept,
+        )  # fmt: skip
+        edited = Message.objects.create(
+            conversation=conversation, parent=asked, role="assistant", content="after the edit",
+            origin="model_edited", sample=edited_from,
+        )  # fmt: skip
+
+        apps = _migrate(_latest())
+
+        waiting = apps.get_model("labeling", "Message").objects.filter(text_moderation_pending=True)
+        assert sorted(waiting.values_list("pk", flat=True)) == sorted([imported.pk, edited.pk])
+        assert {asked.pk, sampled.pk}.isdisjoint(waiting.values_list("pk", flat=True))
+    finally:
+        _migrate(_latest())
