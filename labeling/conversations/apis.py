@@ -368,6 +368,7 @@ class ConversationDiscardApi(_ConversationTransitionApi):
 
 
 class ConversationReopenApi(_ConversationTransitionApi):
-    """Make a finished or discarded conversation editable again."""
+    """Make a finished or discarded conversation editable again; sent to one in progress, the
+    same 200, nothing changed."""
 
     service = staticmethod(services.conversation_reopen)

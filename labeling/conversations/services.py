@@ -386,8 +386,13 @@ def conversation_discard(*, conversation: Conversation, user: AbstractBaseUser) 
 
 @transaction.atomic
 def conversation_reopen(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
+    """Make a finished or discarded conversation editable again. Reopening one already in
+    progress (a retried request) changes nothing and is not an error: as finish and discard
+    asked again, it writes nothing, so its ``updated_at`` (the Write list's order) stays."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     conversation_check_writer(conversation=conversation, user=user, action="reopen it")
+    if conversation.status == Conversation.Status.DRAFT:
+        return conversation
     conversation.status = Conversation.Status.DRAFT
     conversation.finished_at = None
     conversation.save(update_fields=["status", "finished_at", "updated_at"])

@@ -2,6 +2,7 @@ import json
 
 import pytest
 from django.test import Client
+from django.utils.dateparse import parse_datetime
 
 from config.text import LINE_MESSAGE
 from labeling.conversations import services
@@ -384,3 +385,24 @@ def test_finish_or_discard_sent_again_answers_as_the_first_did_and_changes_nothi
     assert _post(trainer_client, f"{url}/finish/").status_code == 400
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.DISCARDED
+
+
+def test_reopen_of_a_conversation_in_progress_answers_200_and_writes_nothing(
+    trainer_client, other_trainer, conversation
+):
+    """Reopen sent to a conversation that is already in progress (a double click, a retried
+    request) answers as finish and discard do when sent again: the same 200 with the
+    conversation, and nothing written, so its ``updated_at`` (the Write list's order) stays.
+    Another trainer still finds no such conversation."""
+    before = Conversation.objects.get(pk=conversation.pk).updated_at
+    url = f"/api/conversations/{conversation.pk}/reopen/"
+    for _ in range(2):
+        response = _post(trainer_client, url)
+        assert response.status_code == 200, response.content
+        assert response.json()["status"] == "draft"
+        assert parse_datetime(response.json()["updated_at"]) == before
+    conversation.refresh_from_db()
+    assert conversation.updated_at == before
+    other = Client()
+    other.force_login(other_trainer)
+    assert _post(other, url).status_code == 404
