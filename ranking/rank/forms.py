@@ -3,7 +3,8 @@
 Fields are made per reply (``rank_<n>``, ``tie_<n>``, ``flag_<n>``, ``flag_note_<n>``, where
 ``<n>`` is the number the reply is shown under, never a row id: see ``ranking.rank.selectors``),
 so the page works as a plain form; ranking.js only fills the rank numbers in from the list
-order. Lengths, unknown replies and "other needs a note" are checked by the service.
+order. Lengths, unknown replies, "other needs a note" and "a note needs a flag" are checked by
+the service.
 """
 
 from __future__ import annotations

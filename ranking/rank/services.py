@@ -46,6 +46,7 @@ from ranking.rank.selectors import (
     ranking_removed_by_undo,
     ranking_undo_closes_at,
     shown_candidates,
+    shown_numbers,
     tasks_open_to,
 )
 from ranking.selection.services import ranking_tasks_select
@@ -607,7 +608,26 @@ NOT_IN_TASK = {
 }
 
 
-def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]:
+def _unflagged_notes_error(unflagged: list[int]) -> str:
+    """What a ranking with flag notes on the replies shown under ``unflagged`` (sorted), which
+    have no flag, is told: a note says what its reply's flag is about."""
+    if len(unflagged) == 1:
+        return (
+            f"Reply {unflagged[0]} has a flag note but no flag: "
+            "choose a flag for it, or clear the note."
+        )
+    which = f"{', '.join(map(str, unflagged[:-1]))} and {unflagged[-1]}"
+    return (
+        f"Replies {which} have flag notes but no flag: choose a flag for each, or clear the notes."
+    )
+
+
+def _validate(
+    ranking: RankingInput, candidate_ids: set[int], numbers: dict[int, int]
+) -> dict[str, dict]:
+    """``ranking`` (by candidate ids) checked against its task's ``candidate_ids``; its flags
+    as stored. ``numbers``: candidate id -> the number its reply is shown under, which is how
+    a message names a reply (the ranking is blind: ids are never told)."""
     errors: dict[str, str] = {}
     verdict = ranking.verdict
     if verdict and verdict not in Ranking.Verdict.values:
@@ -649,6 +669,8 @@ def _validate(ranking: RankingInput, candidate_ids: set[int]) -> dict[str, dict]
         errors["flags"] = NOT_IN_TASK["flags"]
     if set(notes) - candidate_ids:
         errors["flag_notes"] = NOT_IN_TASK["flag_notes"]
+    elif unflagged := sorted(numbers[c] for c, note in notes.items() if note and c not in flags):
+        errors["flag_notes"] = _unflagged_notes_error(unflagged)
     for candidate, names in flags.items():
         unknown = set(names) - set(FLAGS)
         if unknown:
@@ -788,7 +810,7 @@ def _ranking_store(
     """Validate ``ranking`` (by candidate ids) against the claim's task and store it."""
     assignment, task, holds_slot = claim.assignment, claim.task, claim.holds_slot
     candidate_ids = set(task.candidates.values_list("id", flat=True))
-    flags = _validate(ranking, candidate_ids)
+    flags = _validate(ranking, candidate_ids, shown_numbers(assignment.presentation_order))
     verdict = ranking.resolved_verdict
     if verdict == Ranking.Verdict.RANKED:
         ordering = [list(group) for group in ranking.ordering]

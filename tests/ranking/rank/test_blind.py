@@ -364,6 +364,33 @@ def test_a_number_no_reply_was_shown_under_is_refused(
     assert not Ranking.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("notes", "flags", "message"),
+    [
+        ({"1": "note"}, {}, "Reply 1 has a flag note but no flag"),
+        ({"2": "a", "4": "b"}, {"4": ["harmful"]}, "Reply 2 has a flag note but no flag"),
+        ({"1": "a", "3": "b"}, {}, "Replies 1 and 3 have flag notes but no flag"),
+    ],
+)
+def test_a_flag_note_for_a_reply_with_no_flag_is_a_400_naming_the_reply(
+    ready_task, trainer_client, notes, flags, message
+):
+    """A note says what a reply's flag is about: one on a reply with no flag is refused, the
+    reply named by the number it is shown under, and nothing is stored."""
+    claim = _api_claim(trainer_client)
+    payload = {"ordering": [[1], [2], [3], [4]], "flags": flags, "flag_notes": notes}
+
+    response = trainer_client.post(
+        f"/api/ranking/assignments/{claim['assignment_id']}/submit/",
+        json.dumps(payload),
+        content_type="application/json",
+    )
+
+    assert response.status_code == 400, response.content
+    assert message in json.dumps(response.json()["flag_notes"])
+    assert not Ranking.objects.exists()
+
+
 def test_the_page_submits_by_shown_numbers_and_stores_candidate_ids(shown_last, trainer_client):
     order = shown_last.presentation_order
 

@@ -271,6 +271,24 @@ def test_service_validation_errors_answer_422_and_keep_the_input(
     assert _assignment(trainer).pk == assignment.pk
 
 
+def test_a_flag_note_for_a_reply_with_no_flag_answers_422_naming_the_reply_and_keeps_it(
+    assignment, trainer_client, trainer
+):
+    ids = _numbers(assignment)
+
+    response = trainer_client.post(
+        _submit_url(assignment),
+        _form(ids, [1, 2, 3, 4], **{f"flag_note_{ids[1]}": "reads oddly"}),
+    )
+
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Reply 2 has a flag note but no flag: choose a flag for it, or clear the note." in html
+    assert 'value="reads oddly"' in html
+    assert not Ranking.objects.exists()
+    assert _assignment(trainer).pk == assignment.pk
+
+
 def test_submitting_twice_answers_409_and_keeps_the_first_ranking(
     assignment, trainer_client, trainer
 ):
