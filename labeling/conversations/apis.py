@@ -355,8 +355,8 @@ class _ConversationTransitionApi(ApiView):
 
 
 class ConversationFinishApi(_ConversationTransitionApi):
-    """Mark the conversation finished (needs a user and an assistant turn); asked again, the
-    same 200, nothing changed."""
+    """Mark the conversation finished (needs a user and an assistant turn on its active
+    branch); asked again, the same 200, nothing changed."""
 
     service = staticmethod(services.conversation_finish)
 

@@ -354,8 +354,9 @@ def branch_switch(*, message: Message, user: AbstractBaseUser) -> Conversation:
 
 @transaction.atomic
 def conversation_finish(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
-    """Finish a conversation in progress. Finishing it again (a retried request) changes
-    nothing and is not an error: it keeps the first finish's time."""
+    """Finish a conversation in progress: its active branch (the one shown) needs a user and
+    an assistant turn; turns on other branches do not count. Finishing it again (a retried
+    request) changes nothing and is not an error: it keeps the first finish's time."""
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     if _already(conversation=conversation, user=user, status=Conversation.Status.FINISHED):
         return conversation
@@ -364,7 +365,8 @@ def conversation_finish(*, conversation: Conversation, user: AbstractBaseUser) -
     roles = {m.role for m in path}
     if not {Message.Role.USER, Message.Role.ASSISTANT} <= roles:
         raise ValidationError(
-            "A finished conversation needs at least one user and one assistant turn."
+            "A finished conversation needs at least one user and one assistant turn on the "
+            "branch shown (turns on other branches do not count)."
         )
     conversation.status = Conversation.Status.FINISHED
     conversation.finished_at = timezone.now()

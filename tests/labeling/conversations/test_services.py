@@ -212,6 +212,21 @@ def test_finish_needs_both_sides_and_locks_editing(conversation, trainer):
     write_turns(conversation, trainer, "more")
 
 
+def test_finish_refused_says_the_turns_are_missing_on_the_branch_shown(conversation, trainer):
+    """The check reads the branch shown: turns on another branch do not count, and the message
+    says where the turns are missing."""
+    question, _ = write_turns(conversation, trainer, "hi", "hello!")
+    services.message_branch(original=question, author=trainer, content="hi again")
+    with pytest.raises(ValidationError) as refused:
+        services.conversation_finish(conversation=conversation, user=trainer)
+    assert refused.value.messages == [
+        "A finished conversation needs at least one user and one assistant turn on the branch "
+        "shown (turns on other branches do not count)."
+    ]
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.DRAFT
+
+
 def test_a_branch_takes_no_more_turns_than_an_import_reads_back(monkeypatch, trainer):
     """What the editor writes can be exported and imported again: both stop at the same length."""
     from labeling.conversations import importing
