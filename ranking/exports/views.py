@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
+from config.htmx import HtmxHttpRequest
 from ranking.exports import services
 from ranking.exports.features import features_path
 from ranking.exports.forms import ExportForm
@@ -42,7 +43,9 @@ def export_list(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
-def export_preview(request: HttpRequest) -> HttpResponse:
+def export_preview(request: HtmxHttpRequest) -> HttpResponse:
+    """The preview's count for the filters asked; opened by itself (a bookmark, a typed
+    address), the whole Exports page with those filters chosen and the count shown."""
     form = ExportForm(request.GET)
     context = {"form": form}
     if form.is_valid():
@@ -53,7 +56,10 @@ def export_preview(request: HttpRequest) -> HttpResponse:
         context["rows"] = preview.rows
         context["row_total"] = sum(preview.rows.values())
         context["skipped"] = preview.skipped_summary
-    return render(request, f"{PAGE}#preview", context, status=200 if form.is_valid() else 422)
+    status = 200 if form.is_valid() else 422
+    if not request.htmx:
+        return render(request, PAGE, {**context, **_exports()}, status=status)
+    return render(request, f"{PAGE}#preview", context, status=status)
 
 
 @staff_required
@@ -78,7 +84,11 @@ def export_start(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
-def export_status(request: HttpRequest) -> HttpResponse:
+def export_status(request: HtmxHttpRequest) -> HttpResponse:
+    """The exports table alone: what the page polls while an export is unfinished. Opened by
+    itself, the whole Exports page."""
+    if not request.htmx:
+        return _page(request, ExportForm(initial={"format": "pairs"}))
     return render(request, f"{PAGE}#export-table", _exports())
 
 

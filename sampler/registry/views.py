@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
-from config.htmx import redirect_page, tell_queued
+from config.htmx import HtmxHttpRequest, redirect_page, tell_queued
 from ranking.exports.filters import ExportFilters
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
@@ -88,8 +88,11 @@ def models(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
-def comparisons(request: HttpRequest) -> HttpResponse:
-    """The comparisons table alone: what the page polls while one is unfinished."""
+def comparisons(request: HtmxHttpRequest) -> HttpResponse:
+    """The comparisons table alone: what the page polls while one is unfinished. Opened by
+    itself (a bookmark, a typed address), the whole Models page."""
+    if not request.htmx:
+        return _page(request)
     return render(request, f"{PAGE}#comparison-table", _comparisons())
 
 

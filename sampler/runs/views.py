@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
-from config.htmx import redirect_page, tell_queued
+from config.htmx import HtmxHttpRequest, redirect_page, tell_queued
 from config.uploads import UploadSizeLimit, upload_size_limit_install
 from sampler.registry.selectors import model_version_list
 from sampler.runs import services as training_services
@@ -41,8 +41,11 @@ def training(request: HttpRequest) -> HttpResponse:
 
 
 @staff_required
-def training_runs(request: HttpRequest) -> HttpResponse:
-    """The runs table alone: what the page polls while a run is unfinished."""
+def training_runs(request: HtmxHttpRequest) -> HttpResponse:
+    """The runs table alone: what the page polls while a run is unfinished. Opened by itself
+    (a bookmark, a typed address), the whole Training page."""
+    if not request.htmx:
+        return _page(request, TrainingRunForm())
     return render(request, f"{PAGE}#run-table", _runs())
 
 

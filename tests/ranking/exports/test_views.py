@@ -297,3 +297,18 @@ def test_the_preview_of_aggregated_pairs_counts_the_tasks_they_come_from(admin_c
     page = admin_client_.get(reverse("ranking:export-preview"), query).content.decode()
     assert f"{len(written)} rows to write" in page
     assert f"(from {len(tasks)} ranked tasks)" in page, page
+
+
+def test_the_preview_opened_by_itself_is_the_exports_page_with_its_filters_and_count(
+    admin_client_, ranked
+):
+    """A plain GET of the preview's address (a bookmark, a typed address) gets the whole
+    page, in the site's layout, with the filters asked chosen and their count shown."""
+    preview = admin_client_.get(
+        reverse("ranking:export-preview"), {**FILTERS, "format": "rankings"}
+    )
+
+    assert preview.status_code == 200
+    html = preview.content.decode()
+    assert 'id="main-nav"' in html and "Start export" in html and "(from 6 rankings)" in html
+    assert '<option value="rankings" selected>' in html
