@@ -308,6 +308,13 @@ def _run_checkpoints(checkpoint_dir: Path | None) -> list[Path]:
     )
 
 
+def start_message(total_steps: int, batches_per_epoch: int) -> str:
+    """What the log says as a run starts from step 0: its length."""
+    steps = f"{total_steps} step{'s' if total_steps != 1 else ''}"
+    batches = f"{batches_per_epoch} batch{'es' if batches_per_epoch != 1 else ''}"
+    return f"{steps}, {batches} per epoch"
+
+
 def started_over_message(abandoned: list[Path]) -> str:
     newest = max(abandoned, key=lambda path: _step_of(path) or 0)
     count = len(abandoned)
@@ -562,7 +569,7 @@ def train(
         message=(
             f"resumed at step {state.step} of {total_steps}"
             if resumed_from is not None
-            else f"{total_steps} steps, {batches_per_epoch} batches per epoch"
+            else start_message(total_steps, batches_per_epoch)
         ),
     )
     if abandoned:

@@ -110,7 +110,7 @@ def test_a_run_launched_as_two_processes_trains_once_on_split_data(
     # process would have.
     version = run.output_versions.get()
     trained_on = version.metrics["data"][train_count]
-    batches = int(re.search(r"(\d+) batches per epoch", run.log).group(1))
+    batches = int(re.search(r"(\d+) batch(?:es)? per epoch", run.log).group(1))
     assert (
         batches
         == math.ceil(trained_on / (BATCH_SIZE * PROCESSES))

@@ -436,3 +436,22 @@ def test_a_run_that_started_over_in_its_own_folder_keeps_the_checkpoint_it_saved
         "removed 1 checkpoint saved before this attempt started over"
     ]
     assert list(folder.iterdir()) == [kept]
+
+
+def test_a_run_of_one_batch_per_epoch_says_so_in_the_singular(micro_model_dir, tmp_path):
+    """The log's first line counts steps and batches, each in the right number."""
+    messages: list[str] = []
+
+    def log(event):
+        if event.kind == "start":
+            messages.append(event.message)
+
+    config = SFTConfig(max_steps=1, batch_size=8, max_length=48, learning_rate=1e-3)
+    train_sft(
+        config=config,
+        records=synthetic_demonstrations(4),
+        base_model=micro_model_dir,
+        output_dir=tmp_path / "out",
+        callback=log,
+    )
+    assert messages == ["1 step, 1 batch per epoch"]
