@@ -15,7 +15,7 @@ from tests.ranking.conftest import (
 
 def _rank_card_counts(client) -> tuple[int, int]:
     page = client.get("/").content.decode()
-    found = re.search(r"(\d+) tasks? ready · (\d+) being prepared", page)
+    found = re.search(r"(\d+) tasks? ready for you · (\d+) being prepared", page)
     assert found, "the Rank card's counts are on the home page"
     return int(found.group(1)), int(found.group(2))
 

@@ -329,6 +329,17 @@ def test_progress_counts_neither_gold_copies_nor_their_rankings(other_trainer):
     assert progress.tasks_ready == 1  # the original, not its gold copy
 
 
+def test_the_projects_page_says_its_ready_tasks_are_the_pools(other_trainer, trainer_client):
+    """The Projects page counts every task ready in a project's pool, the home page those a
+    claim could give the trainer: each says whose count it is."""
+    project = project_create(name="Pooled", slug="pooled", status=Project.Status.ACTIVE)
+    _ready_task(other_trainer, project, model_version_create("v"))
+
+    page = trainer_client.get(reverse("ranking:project-picker")).content.decode()
+
+    assert "1 ready in the pool, 0 preparing" in page
+
+
 def test_a_target_past_the_calendar_has_no_eta_and_is_late_for_any_deadline(other_trainer):
     now = timezone.now()
     project = project_create(
