@@ -560,25 +560,43 @@ def test_verdicts_on_texts_go_when_the_schema_goes_back_to_verdicts_on_samples_a
 
 
 @pytest.mark.django_db(transaction=True)
-def test_conversations_stored_before_fingerprints_have_none():
-    """Fingerprints are kept from labeling 0019 on: the column is added empty (no table is
-    rebuilt, no row rewritten), so a conversation imported before has none to be matched."""
+def test_conversations_imported_before_fingerprints_get_those_of_their_imported_turns():
+    """labeling 0019 gives each conversation imported before it the fingerprint of the turns
+    its import saved (the first chain from its first turn, whatever was added later), so a
+    later import of the same line skips it; a conversation written in the app gets none. The
+    column is added without rewriting any other field."""
+    from labeling.conversations.importing import ParsedMessage, conversation_fingerprint
+
     try:
         apps = _migrate_back("labeling", "0018_attack_result_error_permanent")
         owner = apps.get_model("auth", "User").objects.create(username="writer")
-        old = apps.get_model("labeling", "Conversation").objects.create(
-            owner=owner, title="Capitals", source="imported", status="finished"
-        )
+        Message = apps.get_model("labeling", "Message")
+        asked, answered = _exchange(
+            apps, owner, prompt="Capital of France?", reply="Paris.", title="Capitals",
+            source="imported", status="finished",
+        )  # fmt: skip
+        answered.origin = "model"
+        answered.save()
+        # Written in the editor after the import: another answer beside the imported one.
+        Message.objects.create(
+            conversation=asked.conversation, parent=asked, role="assistant", content="Lyon.",
+            origin="human", author=owner,
+        )  # fmt: skip
+        written, _ = _exchange(apps, owner, title="Mine", source="written")
+        imported = asked.conversation
 
         apps = _migrate(_latest())
 
-        stored = apps.get_model("labeling", "Conversation").objects.get(pk=old.pk)
-        assert stored.fingerprint is None
-        assert (stored.title, stored.source, stored.updated_at) == (
-            "Capitals",
-            "imported",
-            old.updated_at,
+        Conversation = apps.get_model("labeling", "Conversation")
+        stored = Conversation.objects.get(pk=imported.pk)
+        assert stored.fingerprint == conversation_fingerprint(
+            [
+                ParsedMessage(role="user", content="Capital of France?", origin="human"),
+                ParsedMessage(role="assistant", content="Paris.", origin="model"),
+            ]
         )
+        assert (stored.title, stored.updated_at) == ("Capitals", imported.updated_at)
+        assert Conversation.objects.get(pk=written.conversation_id).fingerprint is None
     finally:
         _migrate(_latest())
 

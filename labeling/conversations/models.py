@@ -55,8 +55,9 @@ class Conversation(models.Model):
     project = project_key("conversations")
     # An imported conversation's turns as the import read them (importing.conversation_fingerprint),
     # by which a later import into the project skips them; kept when the conversation is edited
-    # afterwards. Null (not "", as DJ001 would have it): none, for a conversation written in the
-    # app or imported before fingerprints were kept; no value that a fingerprint could be.
+    # afterwards (one imported before fingerprints were kept got that of the turns its import
+    # saved from migration 0019). Null (not "", as DJ001 would have it): none, for a
+    # conversation written in the app; no value that a fingerprint could be.
     fingerprint = models.CharField(  # noqa: DJ001
         max_length=64, null=True, blank=True, editable=False
     )

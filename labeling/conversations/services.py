@@ -527,9 +527,9 @@ def conversations_import(
     ``skipped`` with its number: one whose fingerprint (its turns, not its title:
     ``importing.conversation_fingerprint``) a conversation of the project (the default project
     when ``project_id`` is None) has, or an earlier line of the file has. Conversations written
-    in the app, imported into another project or imported before fingerprints were kept have
-    none to match. ``allow_duplicates`` saves every valid line and skips none. Each saved
-    conversation keeps its fingerprint either way.
+    in the app have none to match, and those of another project are not looked at.
+    ``allow_duplicates`` saves every valid line and skips none. Each saved conversation keeps
+    its fingerprint either way.
 
     Imports into one project take turns: the transaction holds a lock on the project's imports
     (PostgreSQL: an advisory transaction lock; SQLite: its transactions begin IMMEDIATE, so

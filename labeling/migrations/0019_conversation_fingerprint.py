@@ -2,6 +2,44 @@
 
 from django.db import migrations, models
 
+# The import's own definition: the fingerprints filled in here are the ones an import compares.
+from labeling.conversations.importing import conversation_fingerprint
+
+# Conversations read per query while fingerprints are filled in.
+BATCH = 500
+
+
+def fingerprint_earlier_imports(apps, schema_editor):
+    """Each conversation imported before fingerprints were kept gets the fingerprint of the
+    turns its import saved: the chain from its first turn through each turn's first reply (the
+    import saved one chain; what a writer added later, as another branch, came after). A
+    conversation written in the app keeps none. Only the new column is written."""
+    Conversation = apps.get_model("labeling", "Conversation")
+    Message = apps.get_model("labeling", "Message")
+    imported = Conversation.objects.filter(source="imported", fingerprint__isnull=True)
+    after = 0
+    while ids := list(
+        imported.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:BATCH]
+    ):
+        after = ids[-1]
+        first_child, root = {}, {}
+        for message in Message.objects.filter(conversation_id__in=ids).order_by("pk").only(
+            "pk", "conversation_id", "parent_id", "role", "content", "origin"
+        ):
+            if message.parent_id is None:
+                root.setdefault(message.conversation_id, message)
+            else:
+                first_child.setdefault(message.parent_id, message)
+        changed = []
+        for conversation_id, message in root.items():
+            chain = [message]
+            while (message := first_child.get(message.pk)) is not None:
+                chain.append(message)
+            changed.append(
+                Conversation(pk=conversation_id, fingerprint=conversation_fingerprint(chain))
+            )
+        Conversation.objects.bulk_update(changed, ["fingerprint"])
+
 
 class Migration(migrations.Migration):
 
@@ -15,6 +53,7 @@ class Migration(migrations.Migration):
             name='fingerprint',
             field=models.CharField(blank=True, editable=False, max_length=64, null=True),
         ),
+        migrations.RunPython(fingerprint_earlier_imports, migrations.RunPython.noop),
         migrations.AddIndex(
             model_name='conversation',
             index=models.Index(fields=['project', 'fingerprint'], name='conversation_fingerprint'),
