@@ -684,9 +684,16 @@ def _validate(
     # What a database cannot store (the API's fields and the page's boxes refuse it first).
     if problem := text_problem(ranking.rationale):
         errors["rationale"] = problem
-    for candidate, note in notes.items():
-        if problem := text_problem(note):
-            errors["flag_notes"] = f"Value of '{candidate}': {problem}"
+    # Named by the number the reply is shown under, never its candidate id (the ranking is
+    # blind); the first such reply when several are (one not in the task is told above).
+    unstorable = sorted(
+        (numbers[candidate], problem)
+        for candidate, note in notes.items()
+        if candidate in numbers and (problem := text_problem(note))
+    )
+    if unstorable:
+        number, problem = unstorable[0]
+        errors["flag_notes"] = f"The flag note of reply {number}: {problem}"
     if errors:
         raise ValidationError(errors)
     return {

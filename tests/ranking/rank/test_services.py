@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.services import user_create_trainer
-from config.text import NUL_MESSAGE
+from config.text import NUL_MESSAGE, SURROGATE_MESSAGE
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.models import Conversation, Message
 from ranking.models import Assignment, Project, Ranking, RankingTask
@@ -682,14 +682,34 @@ def test_a_nul_in_the_rationale_or_a_flag_note_is_refused_on_its_field(ready_tas
     assignment = services.task_claim_next(trainer=trainer)
     ids = assignment.presentation_order
     ranking = services.RankingInput(
-        ordering=[[i] for i in ids], rationale="why\x00", flag_notes={ids[0]: "odd\x00"}
+        ordering=[[i] for i in ids],
+        rationale="why\x00",
+        flags={ids[1]: ["other"], ids[2]: ["other"]},
+        flag_notes={ids[1]: "odd\x00", ids[2]: "odd\ud800"},
     )
     with pytest.raises(ValidationError) as refused:
         services.ranking_submit(assignment=assignment, trainer=trainer, ranking=ranking)
+    # The reply is named by the number it is shown under, never by its candidate id (which
+    # would tell a blind ranking's rows); the first such reply when several are.
     assert refused.value.message_dict == {
         "rationale": [NUL_MESSAGE],
-        "flag_notes": [f"Value of '{ids[0]}': {NUL_MESSAGE}"],
+        "flag_notes": [f"The flag note of reply 2: {NUL_MESSAGE}"],
     }
+
+
+def test_an_unstorable_flag_note_on_the_shown_path_names_the_reply_by_its_number(
+    ready_task, trainer
+):
+    assignment = services.task_claim_next(trainer=trainer)
+    ranking = services.RankingInput(
+        ordering=[[1], [2], [3], [4]], flags={3: ["other"]}, flag_notes={3: "odd\ud800"}
+    )
+    with pytest.raises(ValidationError) as refused:
+        services.ranking_submit_shown(assignment=assignment, trainer=trainer, ranking=ranking)
+    assert refused.value.message_dict == {
+        "flag_notes": [f"The flag note of reply 3: {SURROGATE_MESSAGE}"]
+    }
+    assert not Ranking.objects.exists()
 
 
 # ---- a source whose preparation failed --------------------------------------------------------
