@@ -537,6 +537,47 @@ def test_titles_stored_with_line_breaks_are_made_one_line_and_keep_their_place()
 
 
 @pytest.mark.django_db(transaction=True)
+def test_project_names_stored_with_line_breaks_are_made_one_line_and_stay_unique():
+    """A project's name is one line now (ranking 0016), and every save checks it: one stored
+    before with a line break or another control character in it is made one line (each run
+    of them one space), so the project can be edited again. Names are unique: one that becomes
+    another project's name is given the first free suffix, within the column's 200
+    characters; one that becomes empty is "Untitled project"."""
+    from config.text import validate_one_line
+
+    try:
+        apps = _migrate_back("ranking", "0015_undo_removal")
+        Project = apps.get_model("ranking", "Project")
+
+        def made(name):
+            return Project.objects.create(name=name, slug=f"p{Project.objects.count()}").pk
+
+        kept = made("Alpha team")
+        broken = made("Alpha\r\n team")
+        again = made("Alpha\tteam")
+        suffix_taken = made("Beta (2)")
+        beta = [made("Beta"), made("Beta\n")]
+        blank = made("\n\t")
+        long = "x" * 100 + " " + "x" * 99  # 200 characters, the column's most
+        cut = [made(long), made(long.replace(" ", "\u2028"))]
+
+        apps = _migrate(_latest())
+
+        names = dict(apps.get_model("ranking", "Project").objects.values_list("pk", "name"))
+        assert names[kept] == "Alpha team"
+        assert names[broken] == "Alpha team (2)"
+        assert names[again] == "Alpha team (3)"
+        assert names[suffix_taken] == "Beta (2)"
+        assert [names[pk] for pk in beta] == ["Beta", "Beta (3)"]
+        assert names[blank] == "Untitled project"
+        assert [names[pk] for pk in cut] == [long, long[:196] + " (2)"]
+        for name in names.values():
+            validate_one_line(name)
+    finally:
+        _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
 def test_verdicts_on_texts_go_when_the_schema_goes_back_to_verdicts_on_samples_alone(
     trainer, policy
 ):
