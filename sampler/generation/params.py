@@ -37,12 +37,24 @@ class GenerationParams:
         return asdict(self)
 
 
+def max_new_tokens_most(*, context_length: int | None, cap: int) -> int | None:
+    """The largest ``max_new_tokens`` a job for a model with ``context_length`` (None: not
+    known) is accepted with: ``cap`` (``GENERATION_MAX_NEW_TOKENS``), or less where the context
+    leaves less after ``MIN_PROMPT_TOKENS`` of prompt. None when the context holds no reply at
+    all (``context_room_error`` says so)."""
+    if context_length is None:
+        return cap
+    if context_length <= MIN_PROMPT_TOKENS:
+        return None
+    return min(cap, context_length - MIN_PROMPT_TOKENS)
+
+
 def max_new_tokens_within(*, wanted: int, context_length: int | None, cap: int) -> int:
     """``wanted``, lowered to ``cap`` (``GENERATION_MAX_NEW_TOKENS``) and to what a model's
     ``context_length`` leaves after ``MIN_PROMPT_TOKENS`` of prompt (at least 1: a context too
     short for any reply is ``context_room_error``'s to refuse)."""
-    most = cap if context_length is None else min(cap, context_length - MIN_PROMPT_TOKENS)
-    return max(1, min(wanted, most))
+    most = max_new_tokens_most(context_length=context_length, cap=cap)
+    return max(1, min(wanted, most or 1))
 
 
 def context_room_error(*, context_length: int | None, max_new_tokens: int) -> str | None:

@@ -15,7 +15,11 @@ from sampler.registry.selectors import model_version_active
 @trainer_required
 def generate(request: HttpRequest) -> HttpResponse:
     """A playground: one user turn in, ``n`` sampled assistant replies out."""
-    form = GenerateForm(request.POST or None)
+    active_policy = model_version_active()
+    form = GenerateForm(
+        request.POST or None,
+        context_length=active_policy.context_length if active_policy is not None else None,
+    )
     job, unpublished_note = None, ""
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -40,7 +44,7 @@ def generate(request: HttpRequest) -> HttpResponse:
         "job": job,
         "unpublished_note": unpublished_note,
         "recent_jobs": generation_job_list(user=request.user, limit=10),
-        "active_policy": model_version_active(),
+        "active_policy": active_policy,
     }
     if request.htmx:
         return render(request, "sampler/generate.html#generate-result", context)
