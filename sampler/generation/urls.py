@@ -5,5 +5,6 @@ from sampler.generation import views
 
 urlpatterns = [
     path("generate/", views.generate, name="generate"),
+    path("generate/recent-jobs/", views.generate_recent_jobs, name="generate-recent-jobs"),
     path("generation/jobs/<id:job_id>/", views.job_detail, name="job-detail"),
 ]

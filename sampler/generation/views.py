@@ -2,18 +2,24 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
+from django_htmx.http import trigger_client_event
 
 from accounts.roles import trainer_required
 from config.forms import add_validation_errors
+from config.htmx import HtmxHttpRequest
 from sampler.generation import services
 from sampler.generation.forms import GenerateForm
 from sampler.generation.models import GenerationJob
 from sampler.generation.selectors import generation_job_get, generation_job_list
 from sampler.registry.selectors import model_version_active
 
+# What the page's recent-jobs table listens for: a job it lists may have changed its status.
+JOB_FINISHED_EVENT = "generation-job-finished"
+
 
 @trainer_required
-def generate(request: HttpRequest) -> HttpResponse:
+def generate(request: HtmxHttpRequest) -> HttpResponse:
     """A playground: one user turn in, ``n`` sampled assistant replies out."""
     active_policy = model_version_active()
     form = GenerateForm(
@@ -43,17 +49,35 @@ def generate(request: HttpRequest) -> HttpResponse:
         "form": form,
         "job": job,
         "unpublished_note": unpublished_note,
-        "recent_jobs": generation_job_list(user=request.user, limit=10),
         "active_policy": active_policy,
+        **_recent_jobs(request),
     }
     if request.htmx:
         return render(request, "sampler/generate.html#generate-result", context)
     return render(request, "sampler/generate.html", context)
 
 
+def _recent_jobs(request: HttpRequest) -> dict:
+    return {"recent_jobs": generation_job_list(user=request.user, limit=10)}
+
+
+@require_GET
+@trainer_required
+def generate_recent_jobs(request: HtmxHttpRequest) -> HttpResponse:
+    """The page's recent jobs alone: what it asks for again when a job it polls finishes.
+    Opened by itself (a bookmark, a typed address), the whole page."""
+    if not request.htmx:
+        return generate(request)
+    return render(request, "sampler/generate.html#recent-jobs", _recent_jobs(request))
+
+
 @trainer_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = generation_job_get(job_id=job_id, user=request.user)
     if request.htmx:
-        return render(request, "sampler/job.html#job-status", {"job": job})
+        response = render(request, "sampler/job.html#job-status", {"job": job})
+        if job.is_finished:
+            # The status poll's last answer: the playground's recent jobs show it too.
+            trigger_client_event(response, JOB_FINISHED_EVENT)
+        return response
     return render(request, "sampler/job.html", {"job": job})

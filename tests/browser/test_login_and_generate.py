@@ -51,6 +51,8 @@ def test_generation_is_queued_polled_and_swapped_in_with_htmx(
     job = page.locator("section.job")
     expect(job).to_have_attribute("data-status", "succeeded")
     expect(page.locator("article.sample")).to_have_count(3)
+    # The list was swapped in with the job queued; the poll's last answer refreshes it.
+    expect(page.locator("#recent-jobs tbody tr .badge")).to_have_text("Succeeded")
     assert page.evaluate("window.pwned") is None
     expect(page).to_have_url(f"{live_server.url}/generate/")
 

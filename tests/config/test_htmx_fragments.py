@@ -14,6 +14,7 @@ FRAGMENTS = [
     ("sampler:comparisons", {}, "<h1>Models</h1>", 'id="comparison-table"'),
     ("ranking:export-status", {}, "Start export", 'id="export-table"'),
     ("ranking:export-preview", PREVIEW_QUERY, "Start export", 'id="preview"'),
+    ("sampler:generate-recent-jobs", {}, "<h1>Try the model</h1>", 'id="recent-jobs"'),
 ]
 
 

@@ -1,5 +1,6 @@
-"""The "Try the model" page: its form's limits."""
+"""The "Try the model" page: its form's limits and its recent jobs, refreshed through htmx."""
 
+import json
 import re
 from unittest import mock
 
@@ -7,11 +8,23 @@ import pytest
 from django.urls import reverse
 
 from config.celery import app
+from sampler.generation import services
 from sampler.generation.models import GenerationJob
 from sampler.generation.params import MIN_PROMPT_TOKENS
+from sampler.generation.views import JOB_FINISHED_EVENT
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 FIELDS = {"message": "hello?", "n": 1, "temperature": 0.8, "top_p": 1.0}
+
+
+def _job(trainer) -> GenerationJob:
+    return services.generation_job_create(
+        messages=[{"role": "user", "content": "hi"}],
+        n=1,
+        params={"max_new_tokens": 8},
+        requested_by=trainer,
+        queue=False,
+    )
 
 
 def _tokens_input_with(client, policy, settings, *, cap: int, context_length: int) -> str:
@@ -65,4 +78,60 @@ def test_the_token_limit_offered_is_the_sites_cap_where_the_context_sets_none(
     )
     assert f'max="{cap}"' in tokens
     assert refusal in _asked(trainer_client, asked).content.decode()
+    assert not GenerationJob.objects.exists()
+
+
+def test_a_finished_jobs_last_status_answer_tells_the_page_to_refresh_its_recent_jobs(
+    policy, trainer, trainer_client
+):
+    """The status poll stops at a final state; that answer raises the event the recent-jobs
+    table listens for, so it does not keep showing the job as queued."""
+    job = _job(trainer)
+    url = reverse("sampler:job-detail", args=[job.pk])
+    polled = trainer_client.get(url, **HTMX)
+    assert "HX-Trigger" not in polled.headers
+
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
+    last = trainer_client.get(url, **HTMX)
+    assert json.loads(last.headers["HX-Trigger"]) == {JOB_FINISHED_EVENT: {}}
+    # The job's own page, opened without htmx, is the page as before.
+    page = trainer_client.get(url)
+    assert page.status_code == 200 and "HX-Trigger" not in page.headers
+    assert f"Generation job {job.pk}" in page.content.decode()
+
+
+def test_the_recent_jobs_table_listens_and_its_fragment_shows_the_status_now(
+    policy, trainer, trainer_client
+):
+    job = _job(trainer)
+    page = trainer_client.get(reverse("sampler:generate")).content.decode()
+    table = re.search(r'<div id="recent-jobs"[^>]*>', page).group(0)
+    assert f'hx-trigger="{JOB_FINISHED_EVENT} from:body"' in table
+    assert f'hx-get="{reverse("sampler:generate-recent-jobs")}"' in table
+
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
+    fragment = trainer_client.get(reverse("sampler:generate-recent-jobs"), **HTMX)
+    html = fragment.content.decode()
+    assert html.lstrip().startswith('<div id="recent-jobs"')
+    assert "Succeeded" in html and "Queued" not in html
+    # Asked for as the target itself, not swapped out of band (which would leave it empty).
+    assert "hx-swap-oob" not in html
+
+
+def test_a_new_job_is_swapped_into_the_recent_jobs_out_of_band(policy, trainer_client):
+    with mock.patch.object(app, "send_task"):
+        answer = trainer_client.post(
+            reverse("sampler:generate"), {**FIELDS, "max_new_tokens": 8}, **HTMX
+        )
+    html = answer.content.decode()
+    assert re.search(r'<div id="recent-jobs" hx-swap-oob="true"', html)
+    assert "Queued" in html
+
+
+def test_the_recent_jobs_address_takes_no_post(policy, trainer_client):
+    with mock.patch.object(app, "send_task") as send_task:
+        answer = trainer_client.post(
+            reverse("sampler:generate-recent-jobs"), {**FIELDS, "max_new_tokens": 8}
+        )
+    assert answer.status_code == 405 and not send_task.called
     assert not GenerationJob.objects.exists()
