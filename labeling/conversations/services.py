@@ -565,20 +565,17 @@ def conversations_import(
         _project_imports_lock(project_id=project_id)
         to_create = _conversations_not_imported(valid, project_id, allow_duplicates, report)
         report.created = len(to_create)
-        report.conversation_ids = [
-            conversation_import_one(
-                parsed=parsed, owner=owner, project_id=project_id, publish=False
-            ).pk
-            for parsed in to_create
-        ]
-        # The model-written turns, filtered on a worker: published once for the whole file.
-        _text_moderation_publish(
-            message_ids=list(
-                Message.objects.filter(
-                    conversation_id__in=report.conversation_ids, text_moderation_pending=True
-                ).values_list("pk", flat=True)
+        # The model-written turns, filtered on a worker: published once for the whole file,
+        # by the ids the saves returned (a query by the conversations' ids would take one
+        # parameter per conversation, past SQLite's limit on a statement's parameters).
+        pending: list[int] = []
+        for parsed in to_create:
+            conversation, waiting = _conversation_import(
+                parsed=parsed, owner=owner, project_id=project_id
             )
-        )
+            report.conversation_ids.append(conversation.pk)
+            pending.extend(waiting)
+        _text_moderation_publish(message_ids=pending)
     return report
 
 
@@ -616,17 +613,11 @@ def _project_imports_lock(*, project_id: int) -> None:
     transaction_lock(f"tandem.conversations-import:{project_id}")
 
 
-@transaction.atomic
-def conversation_import_one(
-    *,
-    parsed: ParsedConversation,
-    owner: AbstractBaseUser,
-    project_id: int | None = None,
-    publish: bool = True,
-) -> Conversation:
-    """Save one parsed conversation as a finished import. Its model-written turns (no sample
-    here) wait for the content filter's verdict on their text (``text_moderation_pending``),
-    published to a worker on commit unless ``publish`` is False (the caller publishes them)."""
+def _conversation_import(
+    *, parsed: ParsedConversation, owner: AbstractBaseUser, project_id: int | None
+) -> tuple[Conversation, list[int]]:
+    """Save one parsed conversation as a finished import; it, and the ids of its turns that
+    wait for the content filter's verdict (for the caller to publish)."""
     conversation = Conversation.objects.create(
         **({"project_id": project_id} if project_id is not None else {}),
         owner=owner,
@@ -648,16 +639,12 @@ def conversation_import_one(
         )
         for m in parsed.messages
     )
-    if publish:
-        _text_moderation_publish(
-            message_ids=[message.pk for message in messages if message.text_moderation_pending]
-        )
     for parent, child in pairwise(messages):
         child.parent = parent
     Message.objects.bulk_update(messages[1:], ["parent"])
     conversation.active_leaf = messages[-1]
     conversation.save(update_fields=["active_leaf", "updated_at"])
-    return conversation
+    return conversation, [message.pk for message in messages if message.text_moderation_pending]
 
 
 # ---- the content filter on texts that are no sample's ------------------------------------------

@@ -4,6 +4,7 @@ edited, a model's reply brought in by an import. Saving one publishes its filter
 the verdict on its own words once there is one, and says it is not judged until then."""
 
 import json
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -226,3 +227,36 @@ def test_filtering_again_stores_one_verdict_per_text(secrets_filter, trainer, br
     assert tasks.moderate_message_texts(ids) == 2
     assert _verdict("yo").count() == 1
     assert Conversation.objects.count() == 2
+
+
+@pytest.fixture
+def few_sql_variables():
+    """SQLite's limit on a statement's parameters lowered to 50, as builds that keep fewer than
+    the largest import's conversations (32766 by default, 999 before 3.32) hold it."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's limit on a statement's parameters")
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)
+    yield
+    raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, before)
+
+
+def test_an_import_of_more_conversations_than_a_statement_holds_publishes_them_all(
+    secrets_filter, trainer, broker, committed, few_sql_variables
+):
+    """The replies an import publishes are those it saved, not looked up again by its
+    conversations' ids (one parameter each: an import of 100 000 lines would pass the limit)."""
+    line = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    )
+    with committed():
+        report = services.conversations_import(
+            lines=[line] * 60, owner=trainer, allow_duplicates=True
+        )
+    assert report.created == 60
+    replies = Message.objects.filter(role="assistant").values_list("pk", flat=True)
+    assert sorted(pk for sent in broker.sent for pk in sent["args"][0]) == sorted(replies)
