@@ -676,15 +676,21 @@ def _text_moderation_publish(*, message_ids: list[int]) -> None:
 
 
 def message_texts_moderate(
-    *, message_ids: Iterable[int] | None = None, created_before: datetime | None = None
+    *,
+    message_ids: Iterable[int] | None = None,
+    created_before: datetime | None = None,
+    most: int | None = None,
 ) -> int:
     """Filter the texts of the messages still waiting for a verdict on their own words (those
     of ``message_ids``; every one when None, created before ``created_before`` if given), in
-    batches, and mark each batch done; how many were filtered. Runs on a worker (it loads the
-    configured filter, which may be a classifier model). Idempotent: a text the filter's
-    version already judged is not judged again (``texts_moderate``), and a message filtered
-    twice (its task and the sweep) stores one verdict. With no filter configured nothing is
-    filtered and the messages stay waiting for one."""
+    batches, and mark each batch done; how many were filtered (about ``most`` at the most:
+    the batch that reaches it is the last). Runs on a worker (it loads the configured filter,
+    which may be a classifier model). Each batch is filtered in a transaction holding its
+    messages' rows (PostgreSQL), and one held by another run is passed over: the task of a
+    save and the sweep, or two sweeps, filter different messages. Idempotent: a text the
+    filter's version already judged is not judged again (``texts_moderate``), and a message
+    filtered twice stores one verdict. With no filter configured nothing is filtered and the
+    messages stay waiting for one."""
     if not content_filter_configured():
         return 0
     waiting = Message.objects.filter(text_moderation_pending=True)
@@ -693,14 +699,19 @@ def message_texts_moderate(
     if created_before is not None:
         waiting = waiting.filter(created_at__lt=created_before)
     done, after = 0, 0
-    while batch := list(
-        waiting.filter(pk__gt=after)
-        .order_by("pk")
-        .values_list("pk", "content")[:TEXT_MODERATION_BATCH]
-    ):
-        texts_moderate(texts=[content for _, content in batch])
-        ids = [pk for pk, _ in batch]
-        Message.objects.filter(pk__in=ids).update(text_moderation_pending=False)
+    while most is None or done < most:
+        with transaction.atomic():
+            batch = list(
+                waiting.filter(pk__gt=after)
+                .order_by("pk")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "content")[:TEXT_MODERATION_BATCH]
+            )
+            if not batch:
+                break
+            texts_moderate(texts=[content for _, content in batch])
+            ids = [pk for pk, _ in batch]
+            Message.objects.filter(pk__in=ids).update(text_moderation_pending=False)
         done += len(ids)
         after = ids[-1]
     return done

@@ -10,6 +10,9 @@ from labeling.conversations import services
 
 # The periodic sweep leaves a message this long to the task published when it was saved.
 SWEEP_GRACE_SECONDS = 60
+# The texts one sweep filters at the most: a backlog (an outage's, or the replies labeling 0020
+# marked) is filtered this many a minute, and the default queue's other tasks run in between.
+SWEEP_MAX_TEXTS = 2000
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -23,7 +26,8 @@ def moderate_message_texts(message_ids: list[int]) -> int:
 def moderate_pending_message_texts() -> int:
     """The sweep (from beat): filter every message still waiting for a verdict on its text a
     minute after it was saved, whose publication was lost (the broker was down) or whose
-    worker stopped."""
+    worker stopped; ``SWEEP_MAX_TEXTS`` of them at the most, the rest at the next minutes."""
     return services.message_texts_moderate(
-        created_before=timezone.now() - timedelta(seconds=SWEEP_GRACE_SECONDS)
+        created_before=timezone.now() - timedelta(seconds=SWEEP_GRACE_SECONDS),
+        most=SWEEP_MAX_TEXTS,
     )

@@ -260,3 +260,27 @@ def test_an_import_of_more_conversations_than_a_statement_holds_publishes_them_a
     assert report.created == 60
     replies = Message.objects.filter(role="assistant").values_list("pk", flat=True)
     assert sorted(pk for sent in broker.sent for pk in sent["args"][0]) == sorted(replies)
+
+
+def test_the_sweep_filters_a_bounded_share_of_a_backlog_each_time(
+    secrets_filter, trainer, broker, committed, monkeypatch
+):
+    """A backlog (the replies labeling 0020 marked, or an outage's) is filtered a share per
+    run, so that one sweep does not hold a worker of the default queue for hours, with the
+    next minute's sweeps beside it filtering the same texts again."""
+    monkeypatch.setattr(services, "TEXT_MODERATION_BATCH", 2)
+    monkeypatch.setattr(tasks, "SWEEP_MAX_TEXTS", 4)
+    line = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    )
+    broker.down = True
+    with committed():
+        services.conversations_import(lines=[line] * 5, owner=trainer, allow_duplicates=True)
+    Message.objects.update(
+        created_at=timezone.now() - timedelta(seconds=tasks.SWEEP_GRACE_SECONDS + 1)
+    )
+
+    assert tasks.moderate_pending_message_texts() == 4
+    assert Message.objects.filter(text_moderation_pending=True).count() == 1
+    assert tasks.moderate_pending_message_texts() == 1
+    assert tasks.moderate_pending_message_texts() == 0
