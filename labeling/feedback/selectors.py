@@ -48,9 +48,9 @@ class FeedbackTarget:
     # it).
     moderation: ModerationResult | None = None
     assignment_id: int | None = None
-    # No verdict yet on a message's own text (edited from a suggestion, or imported) while a
-    # filter is configured: a worker filters it after it is saved (or a ranking task prepared
-    # from it does). The page says so rather than show nothing, or the suggestion's verdict.
+    # No verdict yet on a message's own text (edited from a suggestion, or imported) that a
+    # worker is to filter (``Message.text_moderation_pending``) while a filter is configured.
+    # The page says so rather than show nothing, or the suggestion's verdict.
     moderation_pending: bool = False
 
 
@@ -84,7 +84,13 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
             model_version_name=version.name if version else "",
             message=message,
             moderation=moderation,
-            moderation_pending=own_text and moderation is None and content_filter_configured(),
+            # Only a message a worker will filter (marked when saved, or by labeling 0020): one
+            # saved while no filter was configured is not, and would wait for good.
+            moderation_pending=(
+                message.text_moderation_pending
+                and moderation is None
+                and content_filter_configured()
+            ),
         )
     if kind == "sample":
         samples = Sample.objects.select_related("job__model_version")

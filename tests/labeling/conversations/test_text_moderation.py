@@ -284,3 +284,24 @@ def test_the_sweep_filters_a_bounded_share_of_a_backlog_each_time(
     assert Message.objects.filter(text_moderation_pending=True).count() == 1
     assert tasks.moderate_pending_message_texts() == 1
     assert tasks.moderate_pending_message_texts() == 0
+
+
+def test_a_reply_saved_while_no_filter_was_configured_is_not_said_to_wait_for_one(
+    settings, suggestion, trainer, trainer_client, conversation, broker, committed
+):
+    """Saved with ``CONTENT_FILTER=none``, a reply is not marked, and no worker will filter it
+    once a filter is configured: its page does not say it is "not judged yet", as if a verdict
+    were on its way."""
+    settings.CONTENT_FILTER = "none"
+    with committed():
+        reply = services.message_append(
+            conversation=conversation,
+            author=trainer,
+            content="the answer.",
+            sample_id=suggestion.pk,
+        )
+    settings.CONTENT_FILTER = "builtin"
+
+    page = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
+    assert not reply.text_moderation_pending and broker.sent == []
+    assert NOT_JUDGED not in page and "has not judged this text yet" not in page
