@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 from itertools import pairwise
@@ -45,6 +46,8 @@ from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
 from sampler.moderation.filters import content_filter_configured
 from sampler.moderation.services import texts_moderate
+
+log = logging.getLogger(__name__)
 
 
 def conversation_check_writer(
@@ -683,14 +686,16 @@ def message_texts_moderate(
 ) -> int:
     """Filter the texts of the messages still waiting for a verdict on their own words (those
     of ``message_ids``; every one when None, created before ``created_before`` if given), in
-    batches, and mark each batch done; how many were filtered (about ``most`` at the most:
-    the batch that reaches it is the last). Runs on a worker (it loads the configured filter,
-    which may be a classifier model). Each batch is filtered in a transaction holding its
-    messages' rows (PostgreSQL), and one held by another run is passed over: the task of a
-    save and the sweep, or two sweeps, filter different messages. Idempotent: a text the
-    filter's version already judged is not judged again (``texts_moderate``), and a message
-    filtered twice stores one verdict. With no filter configured nothing is filtered and the
-    messages stay waiting for one."""
+    batches, and mark each batch done; how many were filtered (a run tries about ``most`` at
+    the most: the batch that reaches it is the last). Runs on a worker (it loads the
+    configured filter, which may be a classifier model). Each batch is filtered in a
+    transaction holding its messages' rows (PostgreSQL), and one held by another run is passed
+    over: the task of a save and the sweep, or two sweeps, filter different messages.
+    Idempotent: a text the filter's version already judged is not judged again
+    (``texts_moderate``), and a message filtered twice stores one verdict. A batch the filter
+    raises on is logged and stays waiting (the sweep tries it again), and the batches after it
+    are filtered. With no filter configured nothing is filtered and the messages stay waiting
+    for one."""
     if not content_filter_configured():
         return 0
     waiting = Message.objects.filter(text_moderation_pending=True)
@@ -698,20 +703,29 @@ def message_texts_moderate(
         waiting = waiting.filter(pk__in=list(message_ids))
     if created_before is not None:
         waiting = waiting.filter(created_at__lt=created_before)
-    done, after = 0, 0
-    while most is None or done < most:
-        with transaction.atomic():
-            batch = list(
-                waiting.filter(pk__gt=after)
-                .order_by("pk")
-                .select_for_update(skip_locked=True)
-                .values_list("pk", "content")[:TEXT_MODERATION_BATCH]
-            )
-            if not batch:
-                break
-            texts_moderate(texts=[content for _, content in batch])
-            ids = [pk for pk, _ in batch]
-            Message.objects.filter(pk__in=ids).update(text_moderation_pending=False)
-        done += len(ids)
-        after = ids[-1]
+    done, tried, after = 0, 0, 0
+    while most is None or tried < most:
+        ids: list[int] = []
+        try:
+            with transaction.atomic():
+                batch = list(
+                    waiting.filter(pk__gt=after)
+                    .order_by("pk")
+                    .select_for_update(skip_locked=True)
+                    .values_list("pk", "content")[:TEXT_MODERATION_BATCH]
+                )
+                if not batch:
+                    break
+                ids = [pk for pk, _ in batch]
+                after = ids[-1]
+                texts_moderate(texts=[content for _, content in batch])
+                Message.objects.filter(pk__in=ids).update(text_moderation_pending=False)
+        except Exception:
+            if not ids:  # the batch could not be read: no filter ran
+                raise
+            # A batch the filter fails on stays waiting for the next sweep; those after it go on.
+            log.exception("The content filter failed on messages %s to %s.", ids[0], ids[-1])
+        else:
+            done += len(ids)
+        tried += len(ids)
     return done

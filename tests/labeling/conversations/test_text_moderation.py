@@ -305,3 +305,41 @@ def test_a_reply_saved_while_no_filter_was_configured_is_not_said_to_wait_for_on
     page = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
     assert not reply.text_moderation_pending and broker.sent == []
     assert NOT_JUDGED not in page and "has not judged this text yet" not in page
+
+
+def test_a_batch_the_filter_fails_on_waits_without_holding_up_the_ones_after_it(
+    secrets_filter, trainer, broker, committed, monkeypatch, caplog
+):
+    """The filter raising on one batch (a text a custom filter cannot take, a classifier out of
+    memory) leaves that batch waiting for the next sweep, logged; the batches after it are
+    filtered, not held up behind it every minute."""
+    monkeypatch.setattr(services, "TEXT_MODERATION_BATCH", 1)
+    broker.down = True
+    lines = [
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": reply},
+                ]
+            }
+        )
+        for reply in ("first", "the filter breaks on this", "third")
+    ]
+    with committed():
+        services.conversations_import(lines=lines, owner=trainer)
+    real = services.texts_moderate
+
+    def breaks_on_one(*, texts):
+        if "the filter breaks on this" in texts:
+            raise RuntimeError("the classifier ran out of memory")
+        return real(texts=texts)
+
+    monkeypatch.setattr(services, "texts_moderate", breaks_on_one)
+
+    assert services.message_texts_moderate() == 2
+
+    waiting = Message.objects.filter(text_moderation_pending=True)
+    assert list(waiting.values_list("content", flat=True)) == ["the filter breaks on this"]
+    assert _verdict("first").exists() and _verdict("third").exists()
+    assert "the classifier ran out of memory" in caplog.text
