@@ -125,10 +125,17 @@ class Message(models.Model):
     is_candidate = models.BooleanField(default=False)
     # A model-written text that is no sample's (a suggestion its writer edited, a model's reply
     # brought in by an import) waiting for the content filter's verdict on its own words: set
-    # when it is saved with a filter configured, cleared by the worker that filters it
+    # when it is saved with a filter configured (or by the sweep, to judge it again:
+    # ``message_texts_rejudge``), cleared by the worker that filters it
     # (``message_texts_moderate``). The outbox of that work: a publication lost to a broker
     # outage is made good by the periodic sweep, which filters every message still marked.
     text_moderation_pending = models.BooleanField(default=False)
+    # The filter (name and version, as on its ``ModerationResult``) whose verdict on the
+    # message's own words was stored last; empty when none was (a sample's text, one saved
+    # while no filter was configured, one whose sample was deleted since). The sweep filters
+    # again a message judged by no filter configured now (``message_texts_rejudge``).
+    text_filter_name = models.CharField(max_length=200, blank=True, default="")
+    text_filter_version = models.CharField(max_length=100, blank=True, default="")
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

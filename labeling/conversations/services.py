@@ -11,6 +11,7 @@ from typing import NamedTuple
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from rapidfuzz.distance import LCSseq, Levenshtein
 
@@ -44,7 +45,7 @@ from labeling.redteam.models import Attack
 from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
-from sampler.moderation.filters import content_filter_configured
+from sampler.moderation.filters import content_filter_configured, content_filter_get
 from sampler.moderation.services import texts_moderate
 
 log = logging.getLogger(__name__)
@@ -686,18 +687,71 @@ def message_texts_moderate(
 ) -> int:
     """Filter the texts of the messages still waiting for a verdict on their own words (those
     of ``message_ids``; every one when None, created before ``created_before`` if given), in
-    batches, and mark each batch done; how many were filtered (a run tries about ``most`` at
-    the most: the batch that reaches it is the last). Runs on a worker (it loads the
-    configured filter, which may be a classifier model). Each batch is filtered in a
-    transaction holding its messages' rows (PostgreSQL), and one held by another run is passed
-    over: the task of a save and the sweep, or two sweeps, filter different messages.
-    Idempotent: a text the filter's version already judged is not judged again
+    batches, and mark each batch done, with the filter that judged it; how many were filtered
+    (a run tries about ``most`` at the most: the batch that reaches it is the last). Runs on a
+    worker (it loads the configured filter, which may be a classifier model). Each batch is
+    filtered in a transaction holding its messages' rows (PostgreSQL), and one held by another
+    run is passed over: the task of a save and the sweep, or two sweeps, filter different
+    messages. Idempotent: a text the filter's version already judged is not judged again
     (``texts_moderate``), and a message filtered twice stores one verdict. A batch the filter
     raises on is logged and stays waiting (the sweep tries it again), and the batches after it
     are filtered. With no filter configured nothing is filtered and the messages stay waiting
     for one."""
-    if not content_filter_configured():
+    done, _ = _message_texts_moderate(
+        message_ids=message_ids, created_before=created_before, most=most
+    )
+    return done
+
+
+def message_texts_sweep(*, created_before: datetime, most: int) -> int:
+    """The periodic sweep: filter the messages still waiting for a verdict on their own words
+    that were saved before ``created_before`` (``message_texts_moderate``), then, in the room
+    they leave of ``most``, those judged by no filter configured now
+    (``message_texts_rejudge``), so that these never hold up the ones waiting; how many were
+    filtered."""
+    done, tried = _message_texts_moderate(created_before=created_before, most=most)
+    return done + message_texts_rejudge(most=most - tried)
+
+
+def message_texts_rejudge(*, most: int) -> int:
+    """Mark for the filter again, and filter, the ``most`` oldest model-written messages whose
+    text is no sample's and whose verdict on it is by no filter configured now: judged by
+    another filter or another version of it (``CONTENT_FILTER`` or its settings changed), or
+    by none (saved while no filter was configured, or the sample whose text it was deleted
+    since); how many were filtered. One still waiting is left to ``message_texts_moderate``."""
+    content_filter = content_filter_get()
+    if content_filter is None or most <= 0:
         return 0
+    ids = list(
+        _own_words(Message.objects.filter(text_moderation_pending=False))
+        .exclude(text_filter_name=content_filter.name, text_filter_version=content_filter.version)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:most]
+    )
+    Message.objects.filter(pk__in=ids, text_moderation_pending=False).update(
+        text_moderation_pending=True
+    )
+    return message_texts_moderate(message_ids=ids)
+
+
+def _own_words(messages: QuerySet[Message]) -> QuerySet[Message]:
+    """The model-written ``messages`` whose text is no sample's (``_needs_own_verdict``)."""
+    return messages.filter(
+        Q(sample__isnull=True) | ~Q(content=F("sample__text")),
+        origin__in=[Message.Origin.MODEL, Message.Origin.MODEL_EDITED],
+    )
+
+
+def _message_texts_moderate(
+    *,
+    message_ids: Iterable[int] | None = None,
+    created_before: datetime | None = None,
+    most: int | None = None,
+) -> tuple[int, int]:
+    """``message_texts_moderate``: how many messages were filtered, and how many tried."""
+    content_filter = content_filter_get()
+    if content_filter is None:
+        return 0, 0
     waiting = Message.objects.filter(text_moderation_pending=True)
     if message_ids is not None:
         waiting = waiting.filter(pk__in=list(message_ids))
@@ -719,7 +773,11 @@ def message_texts_moderate(
                 ids = [pk for pk, _ in batch]
                 after = ids[-1]
                 texts_moderate(texts=[content for _, content in batch])
-                Message.objects.filter(pk__in=ids).update(text_moderation_pending=False)
+                Message.objects.filter(pk__in=ids).update(
+                    text_moderation_pending=False,
+                    text_filter_name=content_filter.name,
+                    text_filter_version=content_filter.version,
+                )
         except Exception:
             if not ids:  # the batch could not be read: no filter ran
                 raise
@@ -728,4 +786,4 @@ def message_texts_moderate(
         else:
             done += len(ids)
         tried += len(ids)
-    return done
+    return done, tried

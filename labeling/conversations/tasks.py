@@ -26,8 +26,10 @@ def moderate_message_texts(message_ids: list[int]) -> int:
 def moderate_pending_message_texts() -> int:
     """The sweep (from beat): filter every message still waiting for a verdict on its text a
     minute after it was saved, whose publication was lost (the broker was down) or whose
-    worker stopped; ``SWEEP_MAX_TEXTS`` of them at the most, the rest at the next minutes."""
-    return services.message_texts_moderate(
+    worker stopped, then those whose verdict is by no filter configured now (another filter or
+    version, or none); ``SWEEP_MAX_TEXTS`` of them at the most, the rest at the next
+    minutes."""
+    return services.message_texts_sweep(
         created_before=timezone.now() - timedelta(seconds=SWEEP_GRACE_SECONDS),
         most=SWEEP_MAX_TEXTS,
     )

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from config.celery import Queue
 from labeling.conversations import services as conversation_services
+from labeling.conversations import tasks as conversation_tasks
 from labeling.conversations.models import Message
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import AttackResult, AttackRun
@@ -69,19 +71,19 @@ def test_the_worker_reruns_the_stored_attacks_one_result_each(
         assert result.error == "" and result.sample.job.model_version == policy
 
 
+def _imported_reply(owner, question: str, answer: str) -> Message:
+    """The model's reply ``answer`` to ``question``, imported in a conversation of ``owner``."""
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    report = conversation_services.conversations_import(
+        lines=[json.dumps({"messages": messages})], owner=owner
+    )
+    return Message.objects.get(conversation_id=report.conversation_ids[0], role="assistant")
+
+
 def test_the_worker_filters_an_imported_model_reply_on_its_own_text(celery_worker, trainer):
     """An import publishes the filtering of its model-written turns; the worker stores the
     verdict on the reply's text and marks the turn done."""
-    line = json.dumps(
-        {
-            "messages": [
-                {"role": "user", "content": "how did it go?"},
-                {"role": "assistant", "content": "it went like shit, honestly."},
-            ]
-        }
-    )
-    report = conversation_services.conversations_import(lines=[line], owner=trainer)
-    reply = Message.objects.get(conversation_id=report.conversation_ids[0], role="assistant")
+    reply = _imported_reply(trainer, "how did it go?", "it went like shit, honestly.")
     key = text_sha256(reply.content)
 
     verdict = wait_until(
@@ -94,3 +96,30 @@ def test_the_worker_filters_an_imported_model_reply_on_its_own_text(celery_worke
         lambda: not Message.objects.get(pk=reply.pk).text_moderation_pending,
         what="the reply to be marked filtered",
     )
+
+
+def test_the_workers_sweep_filters_a_reply_imported_while_no_filter_was_configured(
+    celery_worker, trainer, settings
+):
+    """Imported with ``CONTENT_FILTER=none`` here, a reply is neither marked nor published; the
+    sweep, run by the worker (which has a filter), judges it on its own words and records the
+    filter that did."""
+    settings.CONTENT_FILTER = "none"
+    reply = _imported_reply(trainer, "and then?", "then shit hit the fan.")
+    assert not reply.text_moderation_pending
+
+    conversation_tasks.moderate_pending_message_texts.apply_async(queue=Queue.DEFAULT.value)
+
+    verdict = wait_until(
+        lambda: ModerationResult.objects.filter(
+            sample__isnull=True, text_sha256=text_sha256(reply.content)
+        ).first(),
+        what="the worker's sweep to filter the reply",
+    )
+    assert verdict.flagged and verdict.categories == ["profanity"]
+    reply = wait_until(
+        lambda: Message.objects.filter(pk=reply.pk, text_filter_name=verdict.filter_name).first(),
+        what="the reply to record the filter that judged it",
+    )
+    assert reply.text_filter_version == verdict.filter_version
+    assert not reply.text_moderation_pending

@@ -14,7 +14,9 @@ from django.utils import timezone
 from config.celery import Queue
 from labeling.conversations import services, tasks
 from labeling.conversations.models import Conversation, Message
+from sampler.moderation.filters import content_filter_get
 from sampler.moderation.models import ModerationResult, text_sha256
+from sampler.moderation.services import samples_moderate
 from tests.labeling.conftest import HTMX, write_turns
 from tests.labeling.feedback.conftest import feedback_url
 from tests.sampler.conftest import suggestion_sample
@@ -286,25 +288,33 @@ def test_the_sweep_filters_a_bounded_share_of_a_backlog_each_time(
     assert tasks.moderate_pending_message_texts() == 0
 
 
-def test_a_reply_saved_while_no_filter_was_configured_is_not_said_to_wait_for_one(
+def test_a_reply_saved_while_no_filter_was_configured_is_filtered_by_the_sweep_once_one_is(
     settings, suggestion, trainer, trainer_client, conversation, broker, committed
 ):
-    """Saved with ``CONTENT_FILTER=none``, a reply is not marked, and no worker will filter it
-    once a filter is configured: its page does not say it is "not judged yet", as if a verdict
-    were on its way."""
+    """Saved with ``CONTENT_FILTER=none``, a reply is not marked, nor published once a filter is
+    configured: its page does not say it is "not judged yet", as if a verdict were on its way.
+    The sweep judges it once a filter is configured."""
     settings.CONTENT_FILTER = "none"
     with committed():
         reply = services.message_append(
             conversation=conversation,
             author=trainer,
-            content="the answer.",
+            content="the password.",
             sample_id=suggestion.pk,
         )
+    assert tasks.moderate_pending_message_texts() == 0  # nothing to filter it with
     settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password"]}
 
     page = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
     assert not reply.text_moderation_pending and broker.sent == []
     assert NOT_JUDGED not in page and "has not judged this text yet" not in page
+
+    assert tasks.moderate_pending_message_texts() == 1
+
+    assert _judged_by_the_filter_now(reply) and _verdict(reply.content).get().flagged
+    page = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
+    assert "The content filter flagged this: secrets" in page
 
 
 def test_a_batch_the_filter_fails_on_waits_without_holding_up_the_ones_after_it(
@@ -343,3 +353,95 @@ def test_a_batch_the_filter_fails_on_waits_without_holding_up_the_ones_after_it(
     assert list(waiting.values_list("content", flat=True)) == ["the filter breaks on this"]
     assert _verdict("first").exists() and _verdict("third").exists()
     assert "the classifier ran out of memory" in caplog.text
+
+
+def _import_replies(trainer, committed, *replies):
+    """One imported conversation per reply, its turns waiting for the filter (published)."""
+    lines = [
+        json.dumps(
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": r}]}
+        )
+        for r in replies
+    ]
+    with committed():
+        services.conversations_import(lines=lines, owner=trainer)
+    return [Message.objects.get(role="assistant", content=reply) for reply in replies]
+
+
+def _judged_by_the_filter_now(message) -> bool:
+    """Whether the message records a verdict on its own words by the filter configured now."""
+    message.refresh_from_db()
+    content_filter = content_filter_get()
+    return (message.text_filter_name, message.text_filter_version) == (
+        content_filter.name,
+        content_filter.version,
+    ) and not message.text_moderation_pending
+
+
+def test_a_change_of_the_filter_has_the_sweep_judge_the_replies_again(
+    secrets_filter, trainer, trainer_client, broker, committed
+):
+    """A reply judged by one filter is judged again by the sweep once another is configured
+    (here another word list: another version of the built-in filter), and its page shows the
+    new verdict; a reply the filter of the day judged already is not filtered again."""
+    judged, passed = _import_replies(trainer, committed, "the password is x.", "you are welcome.")
+    _run(broker)
+    assert tasks.moderate_pending_message_texts() == 0
+
+    secrets_filter.CONTENT_FILTER_WORDS = {"politeness": ["welcome"]}
+    assert tasks.moderate_pending_message_texts() == 2
+
+    assert _judged_by_the_filter_now(judged) and _judged_by_the_filter_now(passed)
+    version = content_filter_get().version
+    assert not _verdict(judged.content).get(filter_version=version).flagged
+    assert _verdict(passed.content).get(filter_version=version).flagged
+    page = trainer_client.get(feedback_url("message", passed.pk)).content.decode()
+    assert "The content filter flagged this: politeness" in page
+    assert tasks.moderate_pending_message_texts() == 0
+
+
+def test_the_replies_judged_again_take_the_room_the_waiting_ones_leave_in_a_sweep(
+    secrets_filter, trainer, broker, committed, monkeypatch
+):
+    """The sweep filters the replies waiting for a verdict first; those judged by another filter
+    are filtered again in what is left of its bound, so they never hold up the waiting ones."""
+    monkeypatch.setattr(tasks, "SWEEP_MAX_TEXTS", 2)
+    older = _import_replies(trainer, committed, "first", "second", "third")
+    _run(broker)
+    secrets_filter.CONTENT_FILTER_WORDS = {"secrets": ["passphrase"]}
+    broker.down = True
+    (waiting,) = _import_replies(trainer, committed, "the passphrase is x.")
+    Message.objects.filter(pk=waiting.pk).update(
+        created_at=timezone.now() - timedelta(seconds=tasks.SWEEP_GRACE_SECONDS + 1)
+    )
+
+    assert tasks.moderate_pending_message_texts() == 2
+
+    assert _judged_by_the_filter_now(waiting) and _verdict(waiting.content).get().flagged
+    assert [_judged_by_the_filter_now(message) for message in older] == [True, False, False]
+    assert tasks.moderate_pending_message_texts() == 2
+    assert tasks.moderate_pending_message_texts() == 0
+
+
+def test_a_reply_whose_sample_was_deleted_is_filtered_on_its_own_text(
+    secrets_filter, suggestion, trainer, trainer_client, conversation, broker, committed
+):
+    """A suggestion used as it is was judged as its sample; once the sample goes (with its
+    job), that verdict goes with it, and the reply is judged on its own words."""
+    sample = suggestion
+    samples_moderate(samples=[sample])
+    with committed():
+        reply = services.message_append(
+            conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+        )
+    assert tasks.moderate_pending_message_texts() == 0  # a sample's text: judged as the sample
+
+    sample.job.delete()
+    reply.refresh_from_db()
+    assert reply.sample_id is None and not _verdict(reply.content).exists()
+
+    assert tasks.moderate_pending_message_texts() == 1
+
+    assert _judged_by_the_filter_now(reply) and not _verdict(reply.content).get().flagged
+    page = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
+    assert 'name="filter_wrong"' in page
