@@ -1,10 +1,12 @@
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 
 from config.forms import DefaultProjectChoiceField, ModelChoiceField, ModelMultipleChoiceField
 from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION
 from ranking.projects.selectors import project_list
+from sampler.generation.forms import max_new_tokens_within_context
 from sampler.registry.selectors import policy_versions, reward_versions
 
 
@@ -56,4 +58,16 @@ class ComparisonForm(forms.Form):
         data = super().clean()
         if data.get("version_a") and data.get("version_a") == data.get("version_b"):
             self.add_error("version_b", "Pick two different versions.")
+        tokens = data.get("max_new_tokens")
+        if tokens is None:
+            return data
+        versions = (data.get("version_a"), data.get("version_b"))
+        # Within each version's context, checked as the playground checks the active policy's
+        # (and in the service's words): said beside the field, whatever else the form refuses.
+        for version in dict.fromkeys(version for version in versions if version is not None):
+            check = max_new_tokens_within_context(version.context_length, version_name=version.name)
+            try:
+                check(tokens)
+            except ValidationError as error:
+                self.add_error("max_new_tokens", error)
         return data

@@ -183,10 +183,12 @@ def model_comparison_create(
         # Both versions must leave room for a prompt, as a generation job's version must.
         for version in (version_a, version_b):
             too_long = context_room_error(
-                context_length=version.context_length, max_new_tokens=max_new_tokens
+                context_length=version.context_length,
+                max_new_tokens=max_new_tokens,
+                version_name=version.name,
             )
             if too_long:
-                errors["max_new_tokens"] = f"{version.name}: {too_long}"
+                errors["max_new_tokens"] = too_long
                 break
     if errors:
         raise ValidationError(errors)

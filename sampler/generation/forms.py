@@ -45,18 +45,22 @@ class GenerateForm(forms.Form):
             tokens.widget.attrs["max"] = cap
             return
         if most < cap:
-            tokens.validators.append(_within_context(context_length))
+            tokens.validators.append(max_new_tokens_within_context(context_length))
         else:
             tokens.validators.append(MaxValueValidator(cap))
         tokens.widget.attrs["max"] = most
         tokens.initial = min(tokens.initial, most)
 
 
-def _within_context(context_length: int):
-    """A check of ``max_new_tokens`` against a model's context, in the service's words."""
+def max_new_tokens_within_context(context_length: int | None, *, version_name: str = ""):
+    """A check of ``max_new_tokens`` against a model's context, in the service's words: the
+    playground's for the active policy, the comparison form's for each version it compares
+    (``version_name`` leads the message there, as the comparison service names the version)."""
 
     def check(value: int) -> None:
-        problem = context_room_error(context_length=context_length, max_new_tokens=value)
+        problem = context_room_error(
+            context_length=context_length, max_new_tokens=value, version_name=version_name
+        )
         if problem:
             raise ValidationError(problem, code="max_value")
 

@@ -57,22 +57,27 @@ def max_new_tokens_within(*, wanted: int, context_length: int | None, cap: int) 
     return max(1, min(wanted, most or 1))
 
 
-def context_room_error(*, context_length: int | None, max_new_tokens: int) -> str | None:
+def context_room_error(
+    *, context_length: int | None, max_new_tokens: int, version_name: str = ""
+) -> str | None:
     """Why ``max_new_tokens`` cannot fit a model's context (None when it fits or is unknown).
     A context of ``MIN_PROMPT_TOKENS`` or fewer holds no reply at all: that is said, with the
-    version's ``context_length`` to correct, rather than a limit that would be refused too."""
+    version's ``context_length`` to correct, rather than a limit that would be refused too.
+    ``version_name`` leads the reason where a request names several versions (a comparison)."""
     if context_length is None:
         return None
     if context_length <= MIN_PROMPT_TOKENS:
-        return (
+        problem = (
             f"This model's {context_length}-token context is too short for any reply: a prompt "
             f"keeps at least {MIN_PROMPT_TOKENS} tokens. Correct the model version's "
             "context_length (an admin, in the registry)."
         )
-    if context_length - max_new_tokens < MIN_PROMPT_TOKENS:
-        return (
+    elif context_length - max_new_tokens < MIN_PROMPT_TOKENS:
+        problem = (
             f"max_new_tokens={max_new_tokens} leaves less than {MIN_PROMPT_TOKENS} tokens for the "
             f"prompt in this model's {context_length}-token context; ask for at most "
             f"{max(1, context_length - MIN_PROMPT_TOKENS)}."
         )
-    return None
+    else:
+        return None
+    return f"{version_name}: {problem}" if version_name else problem

@@ -20,6 +20,7 @@ from sampler.comparisons.services import (
     side_by_side_order,
     side_by_side_vote,
 )
+from sampler.generation.params import context_room_error
 from sampler.registry.models import ModelVersion
 from tests.ranking.conftest import conversation_in_split
 
@@ -363,6 +364,36 @@ def test_a_comparison_whose_replies_cannot_fit_a_versions_context_is_refused(lin
     assert not ModelComparison.objects.exists()
     fits = model_comparison_create(version_a=ppo, version_b=sft, max_new_tokens=48, queue=False)
     assert fits.config["max_new_tokens"] == 48
+
+
+def test_the_comparison_form_refuses_max_new_tokens_past_each_chosen_versions_context(lineage):
+    """The form checked the tokens against GENERATION_MAX_NEW_TOKENS alone, so a limit a
+    version's context cannot hold passed it (and, beside any other mistake on the form, went
+    unsaid). It now checks each chosen version as the playground checks the active policy, in
+    the service's words, naming the version, whatever else the form refuses."""
+    from sampler.comparisons.forms import ComparisonForm
+
+    sft, ppo, _, _ = lineage
+    ModelVersion.objects.filter(pk=sft.pk).update(context_length=64)
+    ModelVersion.objects.filter(pk=ppo.pk).update(context_length=40)
+
+    def errors(max_new_tokens):
+        # "prompts" left out: the form refuses it too.
+        form = ComparisonForm(
+            {"version_a": ppo.pk, "version_b": sft.pk, "max_new_tokens": max_new_tokens}
+        )
+        assert not form.is_valid() and "prompts" in form.errors
+        return form.errors.get("max_new_tokens", [])
+
+    assert errors(60) == [
+        f"ppo: {context_room_error(context_length=40, max_new_tokens=60)}",
+        f"sft: {context_room_error(context_length=64, max_new_tokens=60)}",
+    ]
+    assert errors(30) == [
+        "ppo: max_new_tokens=30 leaves less than 16 tokens for the prompt in this model's "
+        "40-token context; ask for at most 24."
+    ]
+    assert errors(24) == []
 
 
 def test_the_next_pair_is_drawn_even_when_a_vote_lands_while_it_is_drawn(items, trainer):
