@@ -58,14 +58,22 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _recent_jobs(request: HttpRequest) -> dict:
-    return {"recent_jobs": generation_job_list(user=request.user, limit=10)}
+    """The jobs the table lists, and whether one of them has yet to finish (the table then
+    polls itself, so a job that ends while another is polled above, or in another tab, does
+    not stay shown as queued or running)."""
+    recent_jobs = list(generation_job_list(user=request.user, limit=10))
+    return {
+        "recent_jobs": recent_jobs,
+        "recent_jobs_unfinished": any(not job.is_finished for job in recent_jobs),
+    }
 
 
 @require_GET
 @trainer_required
 def generate_recent_jobs(request: HtmxHttpRequest) -> HttpResponse:
-    """The page's recent jobs alone: what it asks for again when a job it polls finishes.
-    Opened by itself (a bookmark, a typed address), the whole page."""
+    """The page's recent jobs alone: what it asks for again when a job it polls finishes, and
+    every 2 seconds while a job it lists is unfinished. Opened by itself (a bookmark, a typed
+    address), the whole page."""
     if not request.htmx:
         return generate(request)
     return render(request, "sampler/generate.html#recent-jobs", _recent_jobs(request))

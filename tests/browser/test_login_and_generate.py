@@ -3,8 +3,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from sampler.generation.models import GenerationJob
+from sampler.generation.views import JOB_FINISHED_EVENT
 from tests.browser.conftest import log_in, try_the_model_filled
 from tests.conftest import PASSWORD
+from tests.sampler.conftest import job_unqueued
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -54,6 +57,26 @@ def test_generation_is_queued_polled_and_swapped_in_with_htmx(
     # The list was swapped in with the job queued; the poll's last answer refreshes it.
     expect(page.locator("#recent-jobs tbody tr .badge")).to_have_text("Succeeded")
     assert page.evaluate("window.pwned") is None
+    expect(page).to_have_url(f"{live_server.url}/generate/")
+
+
+def test_a_job_listed_earlier_shows_its_end_in_recent_jobs_without_a_reload(
+    page, live_server, policy, trainer
+):
+    """Only the end of the job polled above refreshed the table, so a job started earlier (in
+    another tab, or before a reload) stayed "Queued" after it had ended. The table now polls
+    itself while a job it lists is unfinished, and stops once none is."""
+    job = job_unqueued(trainer, n=1)
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/generate/")
+    badge = page.locator("#recent-jobs tbody tr .badge")
+    expect(badge).to_have_text("Queued")
+    # It ends on a worker this page polls nothing of.
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
+    expect(badge).to_have_text("Succeeded")
+    expect(page.locator("#recent-jobs")).to_have_attribute(
+        "hx-trigger", f"{JOB_FINISHED_EVENT} from:body"
+    )
     expect(page).to_have_url(f"{live_server.url}/generate/")
 
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import timedelta
 from unittest import mock
 
 import pytest
@@ -106,7 +107,7 @@ def test_the_recent_jobs_table_listens_and_its_fragment_shows_the_status_now(
     job = _job(trainer)
     page = trainer_client.get(reverse("sampler:generate")).content.decode()
     table = re.search(r'<div id="recent-jobs"[^>]*>', page).group(0)
-    assert f'hx-trigger="{JOB_FINISHED_EVENT} from:body"' in table
+    assert f'hx-trigger="{JOB_FINISHED_EVENT} from:body' in table
     assert f'hx-get="{reverse("sampler:generate-recent-jobs")}"' in table
 
     GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
@@ -116,6 +117,57 @@ def test_the_recent_jobs_table_listens_and_its_fragment_shows_the_status_now(
     assert "Succeeded" in html and "Queued" not in html
     # Asked for as the target itself, not swapped out of band (which would leave it empty).
     assert "hx-swap-oob" not in html
+
+
+def _recent_jobs_trigger(html: str) -> str:
+    return re.search(r'<div id="recent-jobs"[^>]*hx-trigger="([^"]*)"', html).group(1)
+
+
+def test_the_recent_jobs_table_polls_itself_only_while_a_job_it_lists_is_unfinished(
+    policy, trainer, trainer_client
+):
+    """It was refreshed only by the end of the job polled above it, so a job started earlier
+    (or in another tab) that ended meanwhile stayed "Queued" or "Running" until a reload. It
+    now asks for itself every 2 s while any job it lists is unfinished, and stops once none is
+    (a job too old to be listed does not keep it polling)."""
+    polling = f"{JOB_FINISHED_EVENT} from:body, every 2s"
+    finished_only = f"{JOB_FINISHED_EVENT} from:body"
+
+    def page_trigger() -> str:
+        return _recent_jobs_trigger(
+            trainer_client.get(reverse("sampler:generate")).content.decode()
+        )
+
+    def fragment_trigger() -> str:
+        url = reverse("sampler:generate-recent-jobs")
+        return _recent_jobs_trigger(trainer_client.get(url, **HTMX).content.decode())
+
+    assert page_trigger() == finished_only  # no jobs yet
+    older = _job(trainer)
+    assert page_trigger() == polling and fragment_trigger() == polling
+    GenerationJob.objects.filter(pk=older.pk).update(status=GenerationJob.Status.RUNNING)
+    assert fragment_trigger() == polling
+    GenerationJob.objects.filter(pk=older.pk).update(status=GenerationJob.Status.SUCCEEDED)
+    assert page_trigger() == finished_only and fragment_trigger() == finished_only
+
+    # The new job swapped in out of band is queued: that copy polls.
+    with mock.patch.object(app, "send_task"):
+        answer = trainer_client.post(
+            reverse("sampler:generate"), {**FIELDS, "max_new_tokens": 8}, **HTMX
+        )
+    assert _recent_jobs_trigger(answer.content.decode()) == polling
+    newest = GenerationJob.objects.latest("created_at")
+    GenerationJob.objects.filter(pk=newest.pk).update(status=GenerationJob.Status.FAILED)
+    assert fragment_trigger() == finished_only
+
+    # An unfinished job past the ten listed is not shown, and does not keep the table polling.
+    GenerationJob.objects.filter(pk=older.pk).update(
+        status=GenerationJob.Status.QUEUED, created_at=older.created_at - timedelta(days=1)
+    )
+    for _ in range(9):
+        listed = _job(trainer)
+        GenerationJob.objects.filter(pk=listed.pk).update(status=GenerationJob.Status.CANCELLED)
+    assert fragment_trigger() == finished_only
 
 
 def test_a_new_job_is_swapped_into_the_recent_jobs_out_of_band(policy, trainer_client):
