@@ -207,7 +207,8 @@ class UndoRemoval(models.Model):
     # of the new row is then recorded beside the old; either way the id was the trainer's.
     ranking_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
     assignment_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
-    removed_at = models.DateTimeField()
+    # Indexed: the hourly prune (``undo_removals_delete_expired``) deletes by it alone.
+    removed_at = models.DateTimeField(db_index=True)
 
     class Meta:
         constraints = [

@@ -859,6 +859,20 @@ def test_a_second_task_holding_a_source_is_refused_by_the_database(other_trainer
     assert RankingTask.objects.filter(source_message=source).count() == 2
 
 
+def test_the_undo_memos_are_indexed_by_when_they_were_removed(db):
+    """The hourly prune (undo_removals_delete_expired) deletes by removed_at alone, which no
+    index covered: each run read the whole table. The migrated database has one on it."""
+    from django.db import connection
+
+    from ranking.rank.models import UndoRemoval
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, UndoRemoval._meta.db_table)
+    assert any(
+        found["index"] and found["columns"] == ["removed_at"] for found in constraints.values()
+    ), constraints
+
+
 def test_an_id_an_undo_removed_may_be_removed_again_and_the_memo_goes_with_its_trainer(
     trainer, other_trainer
 ):
