@@ -88,6 +88,21 @@ def database_ensure(url: str) -> None:
             print(f"created database {name}")
 
 
+def django_ready_on_postgresql() -> None:
+    """Create the bench's database if missing (``DATABASE_URL``), start Django on it, refuse
+    any database but PostgreSQL, and migrate it."""
+    database_ensure(os.environ["DATABASE_URL"])
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("This benchmark needs PostgreSQL (DATABASE_URL=postgres://...).")
+    call_command("migrate", verbosity=0)
+
+
 def copy_rows(model, columns: list[str], rows: Iterable[tuple]) -> int:
     """COPY rows into ``model``'s table; ``columns`` are field attnames (``owner_id``)."""
     import json

@@ -471,16 +471,7 @@ def main() -> None:
     parser.add_argument("--scenarios", default="A,B", help="which of A,B to run")
     arguments = parser.parse_args()
 
-    _db.database_ensure(os.environ["DATABASE_URL"])
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        raise SystemExit("This benchmark needs PostgreSQL (DATABASE_URL=postgres://...).")
-    call_command("migrate", verbosity=0)
+    _db.django_ready_on_postgresql()
 
     ran: dict[str, Scenario] = {}
     for name in arguments.scenarios.split(","):

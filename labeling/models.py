@@ -1,7 +1,7 @@
 """The app's models live in its feature packages; imported here so Django registers them under
 the ``labeling`` app label (their tables keep their names)."""
 
-from labeling.conversations.models import Conversation, Draft, Message
+from labeling.conversations.models import Conversation, Draft, Message, MessageWalk
 from labeling.feedback.models import Feedback
 from labeling.guidelines.models import GuidelineAcknowledgement, GuidelineVersion
 from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
@@ -17,4 +17,5 @@ __all__ = [
     "GuidelineAcknowledgement",
     "GuidelineVersion",
     "Message",
+    "MessageWalk",
 ]

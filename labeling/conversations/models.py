@@ -211,3 +211,19 @@ class Draft(models.Model):
 
     def __str__(self) -> str:
         return f"Draft by {self.author_id} in {self.conversation_id}"
+
+
+class MessageWalk(models.Model):
+    """How far a walk of the messages table by primary key has come (one row per walk, by
+    name). The sweep's walk over the model-written messages to judge again
+    (``message_texts_rejudge``) looks at a bounded number of rows a run, starting after
+    ``after_id`` and wrapping around to the first once it reached the last, so every message is
+    reached within one whole walk and no run reads the whole table. Kept in the database so a
+    worker's restart goes on from where the walk stopped."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    # The id of the last message the walk looked at (0: start at the first).
+    after_id = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} after message {self.after_id}"

@@ -31,6 +31,7 @@ from labeling.conversations.models import (
     Conversation,
     Draft,
     Message,
+    MessageWalk,
 )
 from labeling.conversations.selectors import (
     branch_leaf,
@@ -703,35 +704,59 @@ def message_texts_moderate(
     return done
 
 
-def message_texts_sweep(*, created_before: datetime, most: int) -> int:
+def message_texts_sweep(*, created_before: datetime, most: int, scan: int) -> int:
     """The periodic sweep: filter the messages still waiting for a verdict on their own words
     that were saved before ``created_before`` (``message_texts_moderate``), then, in the room
-    they leave of ``most``, those judged by no filter configured now
-    (``message_texts_rejudge``), so that these never hold up the ones waiting; how many were
-    filtered."""
+    they leave of ``most``, those judged by no filter configured now among the next ``scan``
+    messages of the walk (``message_texts_rejudge``), so that these never hold up the ones
+    waiting; how many were filtered."""
     done, tried = _message_texts_moderate(created_before=created_before, most=most)
-    return done + message_texts_rejudge(most=most - tried)
+    return done + message_texts_rejudge(most=most - tried, scan=scan)
 
 
-def message_texts_rejudge(*, most: int) -> int:
-    """Mark for the filter again, and filter, the ``most`` oldest model-written messages whose
-    text is no sample's and whose verdict on it is by no filter configured now: judged by
-    another filter or another version of it (``CONTENT_FILTER`` or its settings changed), or
-    by none (saved while no filter was configured, or the sample whose text it was deleted
-    since); how many were filtered. One still waiting is left to ``message_texts_moderate``."""
+# The walk of the messages table that ``message_texts_rejudge`` goes on with at each run.
+REJUDGE_WALK = "message_texts_rejudge"
+
+
+def message_texts_rejudge(*, most: int, scan: int) -> int:
+    """Mark for the filter again, and filter, the model-written messages whose text is no
+    sample's and whose verdict on it is by no filter configured now: judged by another filter
+    or another version of it (``CONTENT_FILTER`` or its settings changed), or by none (saved
+    while no filter was configured, or the sample whose text it was deleted since); how many
+    were filtered. A run looks at the next ``scan`` messages at the most, by id, from where the
+    last run stopped (``MessageWalk``), and takes ``most`` of them at the most: the walk goes
+    on after the last one taken, or after the last one looked at when fewer were found, and
+    starts again at the first message once it has looked at the last. So a run's work is
+    bounded whatever the table's size (the steady state, when none is to be judged again,
+    included), and every such message is reached within one whole walk. One still waiting is
+    left to ``message_texts_moderate``."""
     content_filter = content_filter_get()
-    if content_filter is None or most <= 0:
+    if content_filter is None or most <= 0 or scan <= 0:
         return 0
-    ids = list(
-        _own_words(Message.objects.filter(text_moderation_pending=False))
-        .exclude(text_filter_name=content_filter.name, text_filter_version=content_filter.version)
-        .order_by("pk")
-        .values_list("pk", flat=True)[:most]
-    )
-    Message.objects.filter(pk__in=ids, text_moderation_pending=False).update(
-        text_moderation_pending=True
-    )
-    return message_texts_moderate(message_ids=ids)
+    with transaction.atomic():
+        # Held to the commit: a sweep running beside this one goes on after this run's share.
+        walk, _ = MessageWalk.objects.select_for_update().get_or_create(name=REJUDGE_WALK)
+        window = Message.objects.filter(pk__gt=walk.after_id)
+        last_looked_at = window.order_by("pk").values_list("pk", flat=True)[scan - 1 : scan].first()
+        if last_looked_at is not None:
+            window = window.filter(pk__lte=last_looked_at)
+        ids = list(
+            _own_words(window.filter(text_moderation_pending=False))
+            .exclude(
+                text_filter_name=content_filter.name, text_filter_version=content_filter.version
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)[:most]
+        )
+        if len(ids) == most:
+            walk.after_id = ids[-1]
+        else:  # the window was gone through: on after it, or from the start at the table's end
+            walk.after_id = last_looked_at or 0
+        walk.save(update_fields=["after_id"])
+        Message.objects.filter(pk__in=ids, text_moderation_pending=False).update(
+            text_moderation_pending=True
+        )
+    return message_texts_moderate(message_ids=ids) if ids else 0
 
 
 def _own_words(messages: QuerySet[Message]) -> QuerySet[Message]:

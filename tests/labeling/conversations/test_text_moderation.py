@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from config.celery import Queue
 from labeling.conversations import services, tasks
-from labeling.conversations.models import Conversation, Message
+from labeling.conversations.models import Conversation, Message, MessageWalk
 from sampler.moderation.filters import content_filter_get
 from sampler.moderation.models import ModerationResult, text_sha256
 from sampler.moderation.services import samples_moderate
@@ -445,3 +445,43 @@ def test_a_reply_whose_sample_was_deleted_is_filtered_on_its_own_text(
     assert _judged_by_the_filter_now(reply) and not _verdict(reply.content).get().flagged
     page = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
     assert 'name="filter_wrong"' in page
+
+
+def test_each_sweep_looks_at_a_bounded_share_of_the_messages_and_the_walk_reaches_them_all(
+    secrets_filter, trainer, broker, committed, monkeypatch
+):
+    """However many messages there are, a sweep looks at ``SWEEP_SCAN_MESSAGES`` of them for
+    those to judge again, going on from where the last one stopped (a stored walk), and starts
+    again at the first once it has looked at the last: each reply judged by another filter is
+    reached, and one that falls behind the walk is reached after it wraps around."""
+    monkeypatch.setattr(tasks, "SWEEP_SCAN_MESSAGES", 4)  # two conversations: 2 replies
+    replies = _import_replies(trainer, committed, "one", "two", "three", "four", "five")
+    _run(broker)
+    secrets_filter.CONTENT_FILTER_WORDS = {"secrets": ["passphrase"]}
+
+    assert [tasks.moderate_pending_message_texts() for _ in range(4)] == [2, 2, 1, 0]
+    assert all(_judged_by_the_filter_now(reply) for reply in replies)
+    walk = MessageWalk.objects.get(name=services.REJUDGE_WALK)
+    assert walk.after_id == replies[1].pk  # the fourth started again at the first message
+
+    # The first reply's verdict is by no filter now (say its sample went): behind the walk,
+    # it is reached once the walk starts again at the first message.
+    Message.objects.filter(pk=replies[0].pk).update(text_filter_name="", text_filter_version="")
+    assert [tasks.moderate_pending_message_texts() for _ in range(3)] == [0, 0, 1]
+    assert _judged_by_the_filter_now(replies[0])
+
+
+def test_a_sweep_with_more_to_judge_again_than_its_room_goes_on_after_the_last_it_took(
+    secrets_filter, trainer, broker, committed, monkeypatch
+):
+    """The walk moves past only the messages a sweep took: those its bound left in the share
+    it looked at are the next sweep's."""
+    monkeypatch.setattr(tasks, "SWEEP_MAX_TEXTS", 2)
+    replies = _import_replies(trainer, committed, "one", "two", "three")
+    _run(broker)
+    secrets_filter.CONTENT_FILTER_WORDS = {"secrets": ["passphrase"]}
+
+    assert tasks.moderate_pending_message_texts() == 2
+    assert [_judged_by_the_filter_now(reply) for reply in replies] == [True, True, False]
+    assert tasks.moderate_pending_message_texts() == 1
+    assert _judged_by_the_filter_now(replies[2])
