@@ -20,8 +20,8 @@ from ranking.rank.selectors import assignment_reply, assignment_reply_of_message
 from sampler.models import ModerationResult, Sample
 from sampler.moderation.filters import content_filter_configured
 from sampler.moderation.selectors import (
-    moderation_latest_by_sample,
-    moderation_latest_of_texts,
+    moderation_shown_by_sample,
+    moderation_shown_of_texts,
 )
 
 TARGET_KINDS = ("message", "sample")
@@ -72,7 +72,7 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
             message_get_for_user(message_id=message.pk, user=user)
         # The verdict on the words shown: an edited suggestion's is on its own text, if any.
         own_text = not (message.sample_id and message.content == message.sample.text)
-        (moderation,) = moderation_latest_of_texts(
+        (moderation,) = moderation_shown_of_texts(
             texts=[(message.content, None if own_text else message.sample_id)]
         )
         version = message.model_version
@@ -104,7 +104,7 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
             model_version_id=sample.job.model_version_id,
             model_version_name=sample.job.model_version.name,
             sample=sample,
-            moderation=moderation_latest_by_sample(sample_ids=[sample.pk]).get(sample.pk),
+            moderation=moderation_shown_by_sample(sample_ids=[sample.pk]).get(sample.pk),
         )
     raise Http404("No such feedback target.")
 

@@ -15,7 +15,7 @@ from ranking.quality.metrics import task_agreement
 from ranking.quality.selectors import trust_exact
 from ranking.quality.trust import PRIOR_RIGHT, PRIOR_WRONG
 from ranking.rank.models import Candidate, Ranking, RankingTask
-from sampler.moderation.selectors import moderation_latest_of_texts
+from sampler.moderation.selectors import moderation_shown_of_texts
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +143,12 @@ def task_bundles(
 
 
 def _add_moderation_and_feedback(candidates: list[dict]) -> None:
-    """The content filter's newest verdict on each candidate's text (its sample's when it is
-    the sample's text; else its own: an edited suggestion's, an imported reply's), and the
+    """The content filter's verdict on each candidate's text as it is shown (its sample's when
+    it is the sample's text; else its own: an edited suggestion's, an imported reply's; the
+    configured filter's, else the newest: ``moderation_shown_of_texts``), and the
     thumbs and reports on the candidate (its message or the sample it came from): one query
     each."""
-    verdicts = moderation_latest_of_texts(
+    verdicts = moderation_shown_of_texts(
         texts=[
             (c["message__content"], c["message__sample_id"] if c["is_sample_text"] else None)
             for c in candidates

@@ -17,7 +17,7 @@ from ranking.projects.models import Project
 from ranking.projects.selectors import project_pool_size, projects_active, projects_for_trainer
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask, UndoRemoval
 from sampler.moderation.models import ModerationResult
-from sampler.moderation.selectors import moderation_latest_of_texts
+from sampler.moderation.selectors import moderation_shown_of_texts
 from sampler.workers.selectors import workers_live_by_queue
 
 
@@ -464,7 +464,7 @@ def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
     # Each verdict is on the words the reply shows: one its writer edited from a suggestion (the
     # original of a task may be) keeps the suggestion's sample, whose verdict is on other words;
     # one with no sample (an imported original) has a verdict on its own text only.
-    latest = moderation_latest_of_texts(
+    stored = moderation_shown_of_texts(
         texts=[
             (
                 row["message__content"],
@@ -475,7 +475,7 @@ def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
             for row in shown
         ]
     )
-    verdicts = verdicts_as_shown(latest)
+    verdicts = verdicts_as_shown(stored)
     return [
         {
             "number": number,

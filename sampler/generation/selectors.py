@@ -1,16 +1,18 @@
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.roles import is_admin
 from sampler.generation.models import GenerationJob
 from sampler.jobs.selectors import job_queue_position
+from sampler.moderation.selectors import moderation_results_shown_first
 
 
 def generation_job_get(*, job_id: int, user: AbstractBaseUser) -> GenerationJob:
-    """A job with its samples; trainers see their own jobs only (404 otherwise), admins all."""
+    """A job with its samples, each with its verdicts, the one shown first (the configured
+    filter's, else the newest); trainers see their own jobs only (404 otherwise), admins all."""
     jobs = GenerationJob.objects.select_related("model_version").prefetch_related(
-        "samples__moderation_results"
+        Prefetch("samples__moderation_results", queryset=moderation_results_shown_first())
     )
     if not is_admin(user):
         jobs = jobs.filter(requested_by=user)

@@ -263,6 +263,15 @@ def content_filter_configured() -> bool:
     return settings.CONTENT_FILTER != "none"
 
 
+def content_filter_identity() -> tuple[str, str] | None:
+    """The configured filter's name and version (what its verdicts are stored under); None when
+    filtering is off. Builds the filter but loads no model (a classifier loads its own when it
+    first scores), so the web process may ask: the verdict it shows is this filter's where it
+    has one."""
+    content_filter = content_filter_get()
+    return None if content_filter is None else (content_filter.name, content_filter.version)
+
+
 def content_filter_get() -> ContentFilter | None:
     """The configured filter; None when filtering is off (``CONTENT_FILTER=none``)."""
     choice = settings.CONTENT_FILTER

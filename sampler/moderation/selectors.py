@@ -1,42 +1,75 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
-from django.db.models import Q
+from django.db.models import Case, Q, QuerySet, Value, When
 
+from sampler.moderation.filters import content_filter_identity
 from sampler.moderation.models import ModerationResult, text_sha256
 
-
-def moderation_latest_by_sample(*, sample_ids: Sequence[int]) -> dict[int, ModerationResult]:
-    """The newest result of each sample, whatever filter made it, in one query."""
-    latest: dict[int, ModerationResult] = {}
-    for result in ModerationResult.objects.filter(sample_id__in=list(sample_ids)).order_by(
-        "sample_id", "created_at", "id"
-    ):
-        latest[result.sample_id] = result
-    return latest
+# Which of a text's verdicts is shown: the configured filter's (name and version) where it has
+# one, else the newest, whatever filter made it. Switching the filter from A to B and back to A
+# finds A's verdict again rather than storing another one, so "newest" alone would show B's.
 
 
-def moderation_latest_of_texts(
+def moderation_results_shown_first() -> QuerySet[ModerationResult]:
+    """Verdicts ordered as they are preferred for showing: the configured filter's first, then
+    the newest (for a template's ``moderation_results.all|first``, through a prefetch)."""
+    results = ModerationResult.objects.all()
+    identity = content_filter_identity()
+    if identity is None:
+        return results.order_by("-created_at", "-id")
+    name, version = identity
+    return results.annotate(
+        by_configured_filter=Case(
+            When(filter_name=name, filter_version=version, then=Value(0)), default=Value(1)
+        )
+    ).order_by("by_configured_filter", "-created_at", "-id")
+
+
+def _shown(
+    results: Iterable[ModerationResult], key: Callable[[ModerationResult], Hashable]
+) -> dict:
+    """The verdict shown for each ``key(result)`` among ``results`` (oldest first): the
+    configured filter's where there is one, else the newest."""
+    identity = content_filter_identity()
+    newest: dict = {}
+    configured: dict = {}
+    for result in results:
+        newest[key(result)] = result
+        if (result.filter_name, result.filter_version) == identity:
+            configured[key(result)] = result
+    return newest | configured
+
+
+def moderation_shown_by_sample(*, sample_ids: Sequence[int]) -> dict[int, ModerationResult]:
+    """The verdict shown on each sample: the configured filter's, else the newest; one query."""
+    return _shown(
+        ModerationResult.objects.filter(sample_id__in=list(sample_ids)).order_by(
+            "created_at", "id"
+        ),
+        key=lambda result: result.sample_id,
+    )
+
+
+def moderation_shown_of_texts(
     *, texts: Sequence[tuple[str, int | None]]
 ) -> list[ModerationResult | None]:
-    """The newest result, whatever filter made it, on each text shown, given as (text, id of
-    the sample whose text it is, or None when it is no sample's text): the sample's, else the
-    newest on the text itself (a suggestion its writer edited keeps its sample, but a verdict
-    on the suggestion is about other words); None where the filter never saw the text. One
-    query."""
+    """The verdict shown on each text, given as (text, id of the sample whose text it is, or
+    None when it is no sample's text): the sample's, else the one on the text itself (a
+    suggestion its writer edited keeps its sample, but a verdict on the suggestion is about
+    other words); of those, the configured filter's, else the newest; None where the filter
+    never saw the text. One query."""
     sample_ids = [sample_id for _, sample_id in texts if sample_id is not None]
     keys = [text_sha256(text) for text, sample_id in texts if sample_id is None]
-    by_sample: dict[int, ModerationResult] = {}
-    by_text: dict[str, ModerationResult] = {}
-    for result in ModerationResult.objects.filter(
-        Q(sample_id__in=sample_ids) | Q(sample__isnull=True, text_sha256__in=keys)
-    ).order_by("created_at", "id"):
-        if result.sample_id is not None:
-            by_sample[result.sample_id] = result
-        else:
-            by_text[result.text_sha256] = result
+    shown = _shown(
+        ModerationResult.objects.filter(
+            Q(sample_id__in=sample_ids) | Q(sample__isnull=True, text_sha256__in=keys)
+        ).order_by("created_at", "id"),
+        # A sample's verdicts by its id, a text's by its key: the two never collide.
+        key=lambda result: result.sample_id or result.text_sha256,
+    )
     return [
-        by_text.get(text_sha256(text)) if sample_id is None else by_sample.get(sample_id)
+        shown.get(text_sha256(text)) if sample_id is None else shown.get(sample_id)
         for text, sample_id in texts
     ]

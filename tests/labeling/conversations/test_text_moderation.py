@@ -485,3 +485,20 @@ def test_a_sweep_with_more_to_judge_again_than_its_room_goes_on_after_the_last_i
     assert [_judged_by_the_filter_now(reply) for reply in replies] == [True, True, False]
     assert tasks.moderate_pending_message_texts() == 1
     assert _judged_by_the_filter_now(replies[2])
+
+
+def test_after_the_filter_goes_from_one_to_another_and_back_the_page_shows_the_first_ones(
+    secrets_filter, trainer, trainer_client, broker, committed
+):
+    """Judged by filter A, then B, then A again: A's verdict is found, not stored again, so it
+    is not the newest; the page shows the verdict of the filter configured now, A's."""
+    (reply,) = _import_replies(trainer, committed, "the password is x.")
+    _run(broker)
+    secrets_filter.CONTENT_FILTER_WORDS = {"politeness": ["welcome"]}
+    assert tasks.moderate_pending_message_texts() == 1
+    secrets_filter.CONTENT_FILTER_WORDS = {"secrets": ["password"]}
+    assert tasks.moderate_pending_message_texts() == 1
+
+    assert _judged_by_the_filter_now(reply) and _verdict(reply.content).count() == 2
+    page = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
+    assert "The content filter flagged this: secrets" in page

@@ -10,6 +10,7 @@ from ranking.rank import services as ranking_services
 from sampler.generation import services
 from sampler.moderation import filters as moderation
 from sampler.moderation.models import ModerationResult, text_sha256
+from sampler.moderation.selectors import moderation_shown_of_texts
 from sampler.moderation.services import samples_moderate, texts_moderate
 from tests.ranking.conftest import (
     edited_from_a_suggestion,
@@ -192,6 +193,32 @@ def test_job_page_warns_about_a_flagged_sample(flag_everything, policy, trainer,
     # Each sample offers feedback (thumbs, report, "filter was wrong").
     for sample in job.samples.all():
         assert f"/write/feedback/sample/{sample.pk}/" in html
+
+
+def test_a_samples_verdict_shown_is_the_configured_filters_once_the_filter_came_back(
+    flag_everything, policy, trainer, trainer_client
+):
+    """Judged by filter A (flagging everything), then B (the built-in one, passing it), then A
+    again: A's verdict is found, not stored again, so B's is the newest; the job page, the
+    sample's feedback page and the verdict the ranking screen and the export read all give the
+    verdict of the filter configured now, A's."""
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=1).pk)
+    sample = job.samples.get()
+    everything = flag_everything.CONTENT_FILTER
+    flag_everything.CONTENT_FILTER = "builtin"
+    flag_everything.CONTENT_FILTER_WORDS = {"secrets": ["password"]}
+    flag_everything.CONTENT_FILTER_PATTERNS = {}
+    assert not samples_moderate(samples=[sample])[sample.pk].flagged
+    flag_everything.CONTENT_FILTER = everything
+    assert samples_moderate(samples=[sample])[sample.pk].flagged
+    assert sample.moderation_results.count() == 2
+
+    job_page = trainer_client.get(f"/generation/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+    assert 'class="moderation-warning"' in job_page.content.decode()
+    feedback_page = trainer_client.get(f"/write/feedback/sample/{sample.pk}/")
+    assert "The content filter flagged this: everything" in feedback_page.content.decode()
+    (shown,) = moderation_shown_of_texts(texts=[(sample.text, sample.pk)])
+    assert shown.flagged and shown.filter_name == moderation.content_filter_get().name
 
 
 def test_editor_suggestion_cards_warn_about_flagged_samples(flag_everything, policy, trainer):
