@@ -356,10 +356,12 @@ def job_execute(
     saying so, and the limit raised on for that job to stop with it.
 
     The time limit may land while the outcome is being recorded (Celery's soft limit is raised
-    wherever the worker is): the outcome is then recorded once more (``_recorded``), so that
-    the row is not left running for the sweeper to queue again as stalled (the job run again,
-    its reason lost). The limit is then raised on where a limit met in the job would be: run
-    inside another job, for that job to stop with it.
+    wherever the worker is): the outcome, a failure, a return to the queue or the success the
+    executor records for a kind that returned without recording it, is then recorded once more
+    (``_recorded``), so that the row is not left running for the sweeper to queue again as
+    stalled (the job run again, its reason lost, or its finished work done twice). The limit is
+    then raised on where a limit met in the job would be: run inside another job, for that job
+    to stop with it.
     """
     kind = job_kind_named(kind_name)
     worker = worker or worker_name()
@@ -395,7 +397,10 @@ def job_execute(
         if passed_on:
             raise
     else:
-        context.succeed()
+        # The success of a kind that did not record it itself, shielded like a failure.
+        limit = _recorded(context.succeed)
+        if limit is not None and token is None:
+            raise limit
     return kind.model.objects.get(pk=job_id)
 
 

@@ -471,3 +471,71 @@ def test_a_time_limit_met_while_a_job_run_inside_another_is_failed_records_it_an
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.FAILED and job.attempts == 1
     assert job.error.startswith("RuntimeError: the engine crashed") and len(calls) == 2
+
+
+@pytest.fixture
+def success_cut_off(monkeypatch):
+    """A kind whose ``execute`` does its work and returns, leaving its success to the executor
+    (as ``JobKind`` allows), registered for this test only on the generation jobs' table; the
+    worker's time limit lands in the first success written, before the write. Gives the kind,
+    the jobs its ``execute`` ran and the successes tried."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from sampler.jobs import kinds
+
+    ran, calls = [], []
+    kind = kinds.JobKind(
+        name="executor_succeeds",
+        model=GenerationJob,
+        execute=lambda context: ran.append(context.job.pk),
+        queue=Queue.INTERACTIVE.value,
+        matches=lambda job: False,  # the table's rows stay the generation kind's
+    )
+    monkeypatch.setitem(kinds._kinds, kind.name, kind)
+    succeed = JobContext.succeed
+
+    def interrupted(context, **fields):
+        calls.append(context.job.pk)
+        if len(calls) == 1:
+            raise SoftTimeLimitExceeded()
+        return succeed(context, **fields)
+
+    monkeypatch.setattr(JobContext, "succeed", interrupted)
+    return kind, ran, calls
+
+
+def test_a_time_limit_met_while_the_executor_records_a_success_still_records_it(
+    policy, trainer, broker, settings, success_cut_off
+):
+    """The job's work is done and the worker's time limit lands while the executor writes its
+    success: the success is written once more and the run ends with it recorded. Before, the
+    limit escaped the executor with the row left running, and the sweeper queued it again: the
+    finished work ran a second time."""
+    kind, ran, calls = success_cut_off
+    job = _job(trainer, queue=False)
+    GenerationJob.objects.filter(pk=job.pk).update(publish_token="t", queue="interactive")
+    done = services.job_execute(kind_name=kind.name, job_id=job.pk, token="t")
+    assert done.status == GenerationJob.Status.SUCCEEDED and done.error == ""
+    assert ran == [job.pk] and len(calls) == 2
+    # The sweeper finds nothing to take back: the finished work is not run again.
+    stale = timezone.now() + timedelta(seconds=settings.JOB_STALE_AFTER + 5)
+    assert services.jobs_tick(now=stale).requeued == 0
+    done.refresh_from_db()
+    assert done.status == GenerationJob.Status.SUCCEEDED and not broker.sent
+
+
+def test_a_time_limit_met_while_a_job_run_inside_another_succeeds_records_it_and_stops(
+    policy, trainer, success_cut_off
+):
+    """Run inside another job (no token), whose time limit lands while this one's success is
+    written: the success is written once more, then the limit is raised on for that job to
+    stop with it, as when it lands while a failure is written."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    kind, ran, calls = success_cut_off
+    job = _job(trainer, queue=False)
+    with pytest.raises(SoftTimeLimitExceeded):
+        services.job_execute(kind_name=kind.name, job_id=job.pk, token=None)
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.SUCCEEDED
+    assert ran == [job.pk] and len(calls) == 2
