@@ -425,7 +425,9 @@ def _recorded(record: Callable[[], object]) -> SoftTimeLimitExceeded | None:
 def _record_error(context: JobContext, error: BaseException, *, log: bool = True) -> None:
     """Record on ``context``'s row what ``error`` means for it. Cancelled: left cancelled.
     Transient database trouble: queued again. ``JobRetryLater``: queued again after its delay.
-    Anything else: failed with the reason (logged, unless ``log`` is False)."""
+    Anything else: failed with the reason. A failure is logged (unless ``log`` is False: the
+    caller tells it) in one record, with the job's id and the reason, by the call that failed
+    the row: made once more after a time limit (``_recorded``), it logs nothing again."""
     kind, job_id = context.kind, context.job.pk
     if isinstance(error, JobCancelled):
         logger.info("%s job %s stopped: %s", kind.name, job_id, "no longer ours")
@@ -438,20 +440,24 @@ def _record_error(context: JobContext, error: BaseException, *, log: bool = True
             # the row running, as if a process still ran it.
             with contextlib.suppress(DatabaseError):
                 connection.close_if_unusable_or_obsolete()
-        _requeue_or_fail(kind, job_id, token=context.token, reason=f"Database trouble: {error}")
+        _requeue_or_fail(
+            kind, job_id, token=context.token, reason=f"Database trouble: {error}", log=log
+        )
     elif isinstance(error, JobRetryLater):
-        _requeue_or_fail(kind, job_id, token=context.token, reason=str(error), delay=error.delay)
+        _requeue_or_fail(
+            kind, job_id, token=context.token, reason=str(error), delay=error.delay, log=log
+        )
     else:
         description = _describe(error)
-        job_fail(job=context.job, error=description, token=context.token)
-        if not log:
+        if not job_fail(job=context.job, error=description, token=context.token) or not log:
             return
         if isinstance(error, JobError | ValidationError):
             # A failure the job explains itself (a model server's key not set, bad data): its
             # message is all there is to it, a traceback would bury it.
             logger.error("%s job %s failed: %s", kind.name, job_id, description)
         else:
-            logger.error("%s job %s failed", kind.name, job_id, exc_info=error)
+            reason = f"{type(error).__name__}: {error}"
+            logger.error("%s job %s failed: %s", kind.name, job_id, reason, exc_info=error)
 
 
 @contextmanager
@@ -579,10 +585,13 @@ def _requeue_or_fail(
     reason: str,
     delay: float = 0.0,
     stalled_by: datetime | None = None,
+    log: bool = True,
 ) -> None:
     """Queue the running job again (after ``delay`` seconds), or fail it past its attempts.
     ``stalled_by``: only if its worker has stalled by then, as the locked row says (a heartbeat
-    may have landed since the row was read)."""
+    may have landed since the row was read). The outcome is logged once it is written (a write
+    cut off by a time limit and made once more is logged once); ``log`` False: a failure is not
+    (the caller tells it: a job running this one inside its own goes back to its queue)."""
     with transaction.atomic():
         job = kind.model.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
         if job is None or job.status != JobStatus.RUNNING:
@@ -591,21 +600,20 @@ def _requeue_or_fail(
             return
         if stalled_by is not None and not _has_stalled(job, stalled_by):
             return
-        now = timezone.now()
-        if not job.queue:
-            # Run here, not from a queue (``manage.py generate``): nobody would try it again.
-            logger.error("%s job %s failed: %s", kind.name, job_id, reason)
-            _fail_locked(kind, job, reason, now)
-            return
-        if job.attempts >= kind.max_attempts:
-            given_up = f"{reason} Gave up after {job.attempts} attempts."
-            logger.error("%s job %s failed: %s", kind.name, job_id, given_up)
-            _fail_locked(kind, job, given_up, now)
-            return
+        # Run here, not from a queue (``manage.py generate``): nobody would try it again.
+        failed = not job.queue or job.attempts >= kind.max_attempts
+        if failed:
+            if job.queue:
+                reason = f"{reason} Gave up after {job.attempts} attempts."
+            _fail_locked(kind, job, reason, timezone.now())
+        else:
+            job.status, job.error = JobStatus.QUEUED, _error_text(reason)
+            job.save(update_fields=["status", "error"])
+            job_enqueue(job=job, countdown=delay)
+    if not failed:
         logger.warning("%s job %s will be tried again: %s", kind.name, job_id, reason)
-        job.status, job.error = JobStatus.QUEUED, _error_text(reason)
-        job.save(update_fields=["status", "error"])
-        job_enqueue(job=job, countdown=delay)
+    elif log:
+        logger.error("%s job %s failed: %s", kind.name, job_id, reason)
 
 
 def job_cancel(*, job: Job) -> Job:

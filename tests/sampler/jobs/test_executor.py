@@ -406,13 +406,15 @@ def _interrupted_once(monkeypatch, name: str) -> list:
 def worker_run_cut_off(trainer, monkeypatch, django_capture_on_commit_callbacks):
     """Runs a generation job by a worker's message, failing with ``error``, the time limit
     landing in ``services.<write>`` the first time: the row as the run left it, and the calls
-    of ``write``."""
+    of ``write`` (none without one). ``row``: fields the job has before it is claimed."""
 
-    def run(error: Exception, write: str):
+    def run(error: Exception, write: str | None, **row):
         job = _job(trainer, queue=False)
-        GenerationJob.objects.filter(pk=job.pk).update(publish_token="t", queue="interactive")
+        GenerationJob.objects.filter(pk=job.pk).update(
+            publish_token="t", queue="interactive", **row
+        )
         _failing_backend(monkeypatch, error)
-        calls = _interrupted_once(monkeypatch, write)
+        calls = _interrupted_once(monkeypatch, write) if write else []
         with django_capture_on_commit_callbacks(execute=True):
             done = services.job_execute(kind_name="generation", job_id=job.pk, token="t")
         return done, calls
@@ -452,6 +454,80 @@ def test_a_time_limit_met_while_a_job_is_queued_again_queues_it_once(
     assert [message["args"] for message in broker.sent] == [
         ("generation", done.pk, done.publish_token)
     ]
+
+
+def _failure_records(caplog) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == services.__name__ and " failed" in record.getMessage()
+    ]
+
+
+def test_a_job_that_fails_is_logged_once_with_its_id_and_reason(
+    policy, broker, caplog, worker_run_cut_off
+):
+    """The time limit lands just after the failure was logged (its traceback being written
+    out): the failure, written once more, finds the job failed already and logs nothing again.
+    Before, the job was logged failed twice, the first record without the reason."""
+    import logging
+
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    class LimitOnceLogged(logging.Handler):
+        def emit(self, record):
+            if " failed" in record.getMessage() and not getattr(self, "met", False):
+                self.met = True
+                raise SoftTimeLimitExceeded()
+
+    handler = LimitOnceLogged()
+    logging.getLogger().addHandler(handler)  # after the capture's: it sees the record first
+    try:
+        done, _calls = worker_run_cut_off(RuntimeError("the engine crashed"), None)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert done.status == GenerationJob.Status.FAILED and handler.met
+    assert _failure_records(caplog) == [
+        f"generation job {done.pk} failed: RuntimeError: the engine crashed"
+    ]
+
+
+def test_a_job_given_up_as_a_time_limit_cuts_its_failure_off_is_logged_failed_once(
+    policy, broker, settings, caplog, worker_run_cut_off
+):
+    """The model server is down on the job's last attempt and the time limit lands while its
+    failure is written (rolled back): written once more, it is logged once, when it is in.
+    Before, it was logged before the write, so twice."""
+    from sampler.generation.backends import BackendUnavailable
+
+    done, calls = worker_run_cut_off(
+        BackendUnavailable("The model server is down."),
+        "_fail_locked",
+        attempts=settings.JOB_MAX_ATTEMPTS - 1,
+    )
+    assert done.status == GenerationJob.Status.FAILED and len(calls) == 2
+    reason = f"The model server is down. Gave up after {settings.JOB_MAX_ATTEMPTS} attempts."
+    assert done.error == reason and not broker.sent
+    assert _failure_records(caplog) == [f"generation job {done.pk} failed: {reason}"]
+
+
+def test_a_job_run_inside_another_that_sends_it_back_to_its_queue_is_not_logged_failed(
+    policy, trainer, monkeypatch, caplog
+):
+    """A model server that is down, met by a job run inside another (``raise_retry_later``):
+    this job is failed with the reason and the job running it goes back to its queue, which
+    its own record tells. Before, this job was logged failed as well."""
+    from sampler.generation.backends import BackendUnavailable
+    from sampler.jobs.kinds import JobRetryLater
+
+    job = _job(trainer, queue=False)
+    _failing_backend(monkeypatch, BackendUnavailable("The model server is down."))
+    with pytest.raises(JobRetryLater):
+        services.job_run_inline(job=job, raise_retry_later=True)
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.FAILED
+    assert job.error == "The model server is down."
+    assert _failure_records(caplog) == []
 
 
 def test_a_time_limit_met_while_a_job_run_inside_another_is_failed_records_it_and_stops(
