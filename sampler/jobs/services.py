@@ -468,7 +468,10 @@ def job_batch(*, context: JobContext, candidates: list[Job]) -> Iterator[list[Jo
     Yields their contexts (what the block must finish one by one, each inside
     ``job_partner_step``, so that one partner's error is its own). A row claimed here is no
     longer run by its own message (it is running, then finished). When the block raises, every
-    claimed row it did not finish goes back to its queue, its attempt not counted.
+    claimed row it did not finish goes back to its queue, its attempt not counted, and the
+    block's error is raised on. The worker's time limit met while they are handed back (the
+    block raised something else) cuts off one hand-back, which is made once more
+    (``_recorded``): no partner is left running for the sweeper to find.
     """
     claimed: list[JobContext] = []
     for candidate in candidates:
@@ -493,7 +496,7 @@ def job_batch(*, context: JobContext, candidates: list[Job]) -> Iterator[list[Jo
             yield claimed
         except BaseException:
             for partner in claimed:
-                job_hand_back(partner)
+                _recorded(partial(job_hand_back, partner))
             raise
 
 
@@ -516,7 +519,10 @@ def job_partner_step(*, context: JobContext) -> Iterator[None]:
 def job_hand_back(context: JobContext) -> None:
     """A batch partner that did not run: queued again, its attempt not counted, in the place it
     had (its ``queued_at``), published at once (its own message puts it first in whatever batch
-    it then runs in, so it is tried)."""
+    it then runs in, so it is tried). A partner no longer running under ``context``'s token
+    (handed back already, finished, cancelled) is left as it is, so it may be made again; one
+    whose message did not leave (the broker down, or a time limit met as it was sent) is
+    published by the outbox."""
     with transaction.atomic():
         job = (
             context.kind.model.objects.select_for_update(of=("self",))

@@ -615,3 +615,35 @@ def test_a_time_limit_met_while_a_job_run_inside_another_succeeds_records_it_and
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.SUCCEEDED
     assert ran == [job.pk] and len(calls) == 2
+
+
+def test_a_time_limit_met_while_a_failed_batch_hands_back_its_partners_hands_back_each_once(
+    policy, trainer, broker, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The batch fails, and the worker's time limit lands while its first partner is handed
+    back (its transaction rolled back): that hand-back is made once more, the next partner is
+    handed back too, and the batch's own error is raised on. Before, the limit ended the
+    hand-backs there: both partners stayed running, claimed by this worker, until the sweeper
+    found them stalled and charged each an attempt."""
+    with django_capture_on_commit_callbacks(execute=True):
+        lead, first, second = (_job(trainer) for _ in range(3))
+    kind = job_kind_named("generation")
+    claimed = services.job_claim(kind=kind, job_id=lead.pk, token=lead.publish_token, worker="w1")
+    context = JobContext(kind=kind, job=claimed, token=claimed.publish_token, worker="w1")
+    sent_before = len(broker.sent)
+    calls = _interrupted_once(monkeypatch, "_publish_again")
+
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError, match="mid-batch"),
+        services.job_batch(context=context, candidates=[first, second]),
+    ):
+        raise RuntimeError("the model crashed mid-batch")
+
+    rows = GenerationJob.objects.filter(pk__in=[first.pk, second.pk]).order_by("pk")
+    assert [(row.status, row.attempts) for row in rows] == [("queued", 0), ("queued", 0)]
+    assert len(calls) == 3
+    # One message each, carrying its current token (none for the write rolled back).
+    assert [message["args"] for message in broker.sent[sent_before:]] == [
+        ("generation", row.pk, row.publish_token) for row in rows
+    ]
