@@ -306,6 +306,14 @@ GENERATION_TIME_LIMIT = env_int("GENERATION_TIME_LIMIT", 300)
 # Jobs for the same model version waiting in the same queue that a worker samples in one backend
 # call (1: one job at a time).
 GENERATION_BATCH_JOBS = env_int("GENERATION_BATCH_JOBS", 8)
+# Seconds a job of each other kind may run before it is stopped and failed (a retry resumes a
+# training run from its checkpoint, an attack run from its last result). 0, the default: as long
+# as it takes, since how long grows with the work asked for (a training run takes hours, an
+# export or a comparison grows with its data); set one to stop a runaway job of that kind.
+TRAINING_TIME_LIMIT = env_int("TRAINING_TIME_LIMIT", 0, least=0)
+COMPARISON_TIME_LIMIT = env_int("COMPARISON_TIME_LIMIT", 0, least=0)
+ATTACK_RUN_TIME_LIMIT = env_int("ATTACK_RUN_TIME_LIMIT", 0, least=0)
+EXPORT_TIME_LIMIT = env_int("EXPORT_TIME_LIMIT", 0, least=0)
 
 # Background jobs (sampler.jobs): every kind shares one lifecycle.
 # A running job's worker refreshes its heartbeat this often...

@@ -1,5 +1,7 @@
 """Dataset exports as a kind of job for the executor."""
 
+from django.conf import settings
+
 from config.celery import Queue
 from ranking.exports.models import DatasetExport
 from ranking.exports.services import dataset_export_execute, dataset_export_retried
@@ -11,6 +13,7 @@ EXPORT = job_kind_register(
         DatasetExport,
         dataset_export_execute,
         queue=Queue.DEFAULT.value,
+        time_limit=settings.EXPORT_TIME_LIMIT,
         on_retry=dataset_export_retried,
     )
 )

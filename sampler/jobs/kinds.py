@@ -93,7 +93,8 @@ class JobKind:
     execute: Callable[[JobContext], None]
     queue: str | Callable[[Job], str]
     max_attempts: int = field(default_factory=lambda: settings.JOB_MAX_ATTEMPTS)
-    # Seconds before the run is interrupted (Celery soft time limit); None: as long as it takes.
+    # Seconds before the run is interrupted (Celery soft time limit; the hard one 30 s later);
+    # None or 0: as long as it takes.
     time_limit: int | None = None
     matches: Callable[[Job], bool] | None = None
     on_given_up: Callable[[Job], None] | None = None

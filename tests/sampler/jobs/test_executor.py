@@ -647,3 +647,33 @@ def test_a_time_limit_met_while_a_failed_batch_hands_back_its_partners_hands_bac
     assert [message["args"] for message in broker.sent[sent_before:]] == [
         ("generation", row.pk, row.publish_token) for row in rows
     ]
+
+
+def test_each_kind_of_job_takes_its_time_limit_from_the_settings_none_by_default(tmp_path):
+    """Training runs, comparisons, red-team runs and exports ran as long as they took: a
+    runaway one held its worker for good. Each kind now has its limit setting (0, the default:
+    none), carried to the worker with its messages as a generation job's is."""
+    import json
+    import os
+
+    from tests.conftest import run_python
+
+    code = (
+        "import django, json; django.setup(); "
+        "from sampler.jobs.kinds import job_kinds; "
+        "print(json.dumps({kind.name: kind.time_limit for kind in job_kinds()}))"
+    )
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "VAR_DIR": str(tmp_path),
+        "TRAINING_TIME_LIMIT": "7200",
+        "EXPORT_TIME_LIMIT": "600",
+    }
+    limits = json.loads(run_python("-c", code, env=environment).stdout.splitlines()[-1])
+    assert limits["training"] == 7200 and limits["export"] == 600
+    assert not limits["comparison"] and not limits["attack_run"]
+    assert limits["generation"] == limits["ranking_preparation"] == 300
+    unset = {name: "0" for name in ("TRAINING_TIME_LIMIT", "EXPORT_TIME_LIMIT")}
+    limits = json.loads(run_python("-c", code, env=environment | unset).stdout.splitlines()[-1])
+    assert not any(limits[name] for name in ("training", "comparison", "attack_run", "export"))
