@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import NoReturn
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -361,7 +362,10 @@ def job_execute(
     (``_recorded``), so that the row is not left running for the sweeper to queue again as
     stalled (the job run again, its reason lost, or its finished work done twice). The limit is
     then raised on where a limit met in the job would be: run inside another job, for that job
-    to stop with it.
+    to stop with it. A limit that cut off a query of the run (its answer unread: a commit of the
+    kind's results with its success) leaves the connection taking no other command: it is
+    replaced before the outcome is recorded (``_drop_unusable_connection``), and the database
+    error Django raises as the limit unwinds that transaction counts as the limit.
     """
     kind = job_kind_named(kind_name)
     worker = worker or worker_name()
@@ -374,12 +378,16 @@ def job_execute(
     try:
         with _Heartbeat(context):
             kind.execute(context)
-    except BaseException as error:
+    except BaseException as raised:
+        error = _limit_behind(raised)
+        if not isinstance(error, TRANSIENT_ERRORS):
+            # (Database trouble is logged before the database is touched again.)
+            _drop_unusable_connection()
         if isinstance(error, SoftTimeLimitExceeded) and token is None:
             # Run here inside another job (the command line has no time limit): the limit is
             # that job's Celery message's, so that job stops with it, as at a limit of its own.
             _recorded(partial(job_fail, job=job, error=INSIDE_TIME_LIMIT, token=context.token))
-            raise
+            _raise_again(error, raised)
         if isinstance(error, JobRetryLater):
             # A caller running it inside its own job retries that job instead.
             passed_on = bool(context.options.get("raise_retry_later"))
@@ -395,7 +403,7 @@ def job_execute(
         if limit is not None and token is None:
             raise limit from error
         if passed_on:
-            raise
+            _raise_again(error, raised)
     else:
         # The success of a kind that did not record it itself, shielded like a failure.
         limit = _recorded(context.succeed)
@@ -420,6 +428,40 @@ def _recorded(record: Callable[[], object]) -> SoftTimeLimitExceeded | None:
         record()
         return limit
     return None
+
+
+def _limit_behind(error: BaseException) -> BaseException:
+    """``error``, or the worker's time limit it was raised while handling: a database error
+    raised as the limit unwound a transaction whose commit it cut off (Django then restoring
+    autocommit on a connection still busy with the commit) is the limit, as the run's outcome."""
+    if not isinstance(error, DatabaseError):
+        return error
+    handled = error.__context__  # the limit, or the driver's error raised while it unwound
+    for _ in range(3):
+        if handled is None or isinstance(handled, SoftTimeLimitExceeded):
+            break
+        handled = handled.__context__
+    return handled if isinstance(handled, SoftTimeLimitExceeded) else error
+
+
+def _raise_again(error: BaseException, raised: BaseException) -> NoReturn:
+    """Raise ``error`` on: ``raised`` itself, or the time limit found behind it."""
+    if error is raised:
+        raise raised
+    raise error from raised
+
+
+def _drop_unusable_connection() -> None:
+    """Close this thread's connection when the run left it unusable, so that its outcome is
+    recorded on a new one: the worker's time limit met while a query ran (its answer not read:
+    a transaction's commit, the kind's success with it, or a write in autocommit) leaves it
+    taking no other command, and recording on it would fail too, the row left running for the
+    sweeper. Not inside a transaction (one open around this run, which keeps its connection)."""
+    if connection.in_atomic_block or connection.connection is None:
+        return
+    if not connection.is_usable():
+        with contextlib.suppress(DatabaseError):
+            connection.close()
 
 
 def _record_error(context: JobContext, error: BaseException, *, log: bool = True) -> None:
@@ -606,7 +648,8 @@ def _requeue_or_fail(
             return
         if stalled_by is not None and not _has_stalled(job, stalled_by):
             return
-        # Run here, not from a queue (``manage.py generate``): nobody would try it again.
+        # Run here, not from a queue (``manage.py generate``), nobody would try it again: it
+        # fails at once, as one past its attempts does.
         failed = not job.queue or job.attempts >= kind.max_attempts
         if failed:
             if job.queue:
