@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from typing import Protocol
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
+
+log = logging.getLogger(__name__)
 
 # Matched terms kept per result: enough for a reviewer, bounded for long texts.
 MAX_MATCHES_KEPT = 20
@@ -267,8 +270,14 @@ def content_filter_identity() -> tuple[str, str] | None:
     """The configured filter's name and version (what its verdicts are stored under); None when
     filtering is off. Builds the filter but loads no model (a classifier loads its own when it
     first scores), so the web process may ask: the verdict it shows is this filter's where it
-    has one."""
-    content_filter = content_filter_get()
+    has one. A filter the settings cannot build is logged and taken as none here (the pages
+    then show each text's newest verdict); the workers that filter still fail on it, saying
+    why."""
+    try:
+        content_filter = content_filter_get()
+    except (ImproperlyConfigured, ImportError) as error:
+        log.error("The content filter cannot be built, so no verdict is preferred: %s", error)
+        return None
     return None if content_filter is None else (content_filter.name, content_filter.version)
 
 

@@ -511,3 +511,25 @@ def test_classifier_without_a_model_is_a_configuration_error(settings):
     settings.CONTENT_FILTER_MODEL = ""
     with pytest.raises(ImproperlyConfigured, match="CONTENT_FILTER_MODEL"):
         moderation.content_filter_get()
+
+
+def test_a_filter_the_settings_cannot_build_leaves_the_pages_showing_the_newest_verdict(
+    flag_everything, policy, trainer, trainer_client, caplog
+):
+    """Which verdict a page shows is read from the configured filter; one that cannot be built
+    (a classifier with no model named) is logged, and the pages show the newest verdict rather
+    than fail; filtering itself still refuses the setting."""
+    job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=1).pk)
+    sample = job.samples.get()
+    flag_everything.CONTENT_FILTER = "classifier"
+    flag_everything.CONTENT_FILTER_MODEL = ""
+
+    job_page = trainer_client.get(f"/generation/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
+    assert job_page.status_code == 200
+    assert 'class="moderation-warning"' in job_page.content.decode()
+    feedback_page = trainer_client.get(f"/write/feedback/sample/{sample.pk}/")
+    assert feedback_page.status_code == 200
+    assert "The content filter flagged this: everything" in feedback_page.content.decode()
+    assert "CONTENT_FILTER_MODEL" in caplog.text
+    with pytest.raises(ImproperlyConfigured):
+        samples_moderate(samples=[sample])
