@@ -273,6 +273,13 @@
       event.preventDefault();
       return;
     }
+    const shortcuts = card.querySelector("#ranking-shortcuts");
+    if (event.key === "?" && shortcuts.open && shortcuts.contains(event.target)) {
+      // The list takes the focus while it is open ("?" shows it, "?" hides it again).
+      shortcuts.close();
+      event.preventDefault();
+      return;
+    }
     if (event.ctrlKey || event.altKey || event.metaKey || typing(event.target)) return;
     const onControl = event.target.closest && event.target.closest("button, a, summary");
     if (/^[1-9]$/.test(event.key)) {
@@ -283,9 +290,8 @@
     else if (event.key === "u" || event.key === "U" || event.key === "Backspace") undo(card);
     else if (event.key === "f" || event.key === "F") flag(card);
     else if (event.key === "?") {
-      const dialog = card.querySelector("#ranking-shortcuts");
-      if (dialog.open) dialog.close();
-      else dialog.showModal();
+      if (shortcuts.open) shortcuts.close();
+      else shortcuts.showModal();
     } else if (event.key === "Enter" && !onControl) submitIfComplete(card);
     else return;
     event.preventDefault();

@@ -495,6 +495,10 @@ def test_question_mark_lists_the_shortcuts(page, live_server, ready_task, traine
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("Undo the last placement")
     expect(page.locator("#guidelines-panel")).to_be_hidden()  # "?" is this page's own key
+    page.keyboard.press("?")  # "Show or hide this list": the open list has the focus
+    expect(dialog).to_be_hidden()
+    page.keyboard.press("?")
+    expect(dialog).to_be_visible()
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     # "g" opens the guidelines; Escape closes them and focus goes back to their toggle.
