@@ -1,10 +1,11 @@
 // Ranking page. The server reads only the rank numbers (rank_<n>: 1 = best, equal = a tie; a
 // reply's <n>, its data-candidate-id, is the number it is shown under, never a row id) and
 // the verdict, so the form works without this file. Here the replies start unplaced; the trainer
-// places them best first (a reply's number key, or its "Place next" button), ties the last one
-// with the one before ("t"), undoes ("u"), and submits with Enter once every reply is placed or
-// a verdict with a reason is chosen (Ctrl+Enter from the "Why?" box; Enter in a flag note does
-// nothing, Enter in the skip reason skips). Nothing is ranked until the trainer ranks it.
+// places them best first (a reply's number key, two digits from reply 10 on, or its "Place
+// next" button), ties the last one with the one before ("t"), undoes ("u"), and submits with
+// Enter once every reply is placed or a verdict with a reason is chosen (Ctrl+Enter from the
+// "Why?" box; Enter in a flag note does nothing, Enter in the skip reason skips). Nothing is
+// ranked until the trainer ranks it.
 // What the trainer has done on a card (placements, flags, notes, answer, reason, the time to the
 // first placement) is kept in sessionStorage under its assignment and put back when the page is
 // shown again (a reload, Back); until it is sent, leaving the page asks first.
@@ -221,6 +222,50 @@
     if (document.activeElement !== first) window.requestAnimationFrame(() => first.focus());
   }
 
+  // With ten replies or more, a digit that starts a reply's number (the "1" of 10 to 17) waits
+  // for a second one: two digits typed together place reply 10, 11, ...; the first alone is
+  // placed when no second digit follows within NUMBER_PAUSE_MS, or at once by a key that makes
+  // no reply's number with it (on 12 replies, "1" then "2" is reply 12; "1" then "5" is 1, 5).
+  const NUMBER_PAUSE_MS = 1000;
+
+  function placeNumber(card, number) {
+    const item = state.get(card).list.querySelector(`li.candidate[data-number="${number}"]`);
+    if (item) place(card, idOf(item));
+  }
+
+  function placePending(card) {
+    const entry = state.get(card);
+    if (!entry.pending) return;
+    const { digit, timer } = entry.pending;
+    window.clearTimeout(timer);
+    entry.pending = null;
+    if (card.isConnected) placeNumber(card, Number(digit));
+  }
+
+  function typeDigit(card, digit) {
+    const entry = state.get(card);
+    const count = itemsOf(entry.list).length;
+    if (entry.pending) {
+      const joined = Number(entry.pending.digit + digit);
+      if (joined <= count) {
+        window.clearTimeout(entry.pending.timer);
+        entry.pending = null;
+        placeNumber(card, joined);
+        return;
+      }
+      placePending(card);
+    }
+    const number = Number(digit);
+    if (number === 0) return; // no reply 0
+    if (number * 10 > count) {
+      placeNumber(card, number);
+      return;
+    }
+    entry.pending = { digit, timer: window.setTimeout(() => placePending(card), NUMBER_PAUSE_MS) };
+    const last = Math.min(count, number * 10 + 9);
+    announce(card, `Reply ${number}, or type a second digit for replies ${number * 10} to ${last}.`);
+  }
+
   function submitIfComplete(card) {
     const { form } = state.get(card);
     const submit = form.querySelector("#ranking-submit");
@@ -245,7 +290,9 @@
   function onKeydown(event) {
     const card = document.getElementById("ranking-card");
     if (!card || !state.has(card) || event.defaultPrevented || event.isComposing) return;
-    const { form, list } = state.get(card);
+    const { form } = state.get(card);
+    // A digit waiting for a second one is placed before any other key does its work.
+    if (!/^[0-9]$/.test(event.key) || typing(event.target)) placePending(card);
     if (event.key === "Enter" && form.contains(event.target)) {
       if (event.target.name === "skip_reason") {
         // Enter (or Ctrl+Enter) after the reason does what "Skip task" beside it does.
@@ -282,11 +329,8 @@
     }
     if (event.ctrlKey || event.altKey || event.metaKey || typing(event.target)) return;
     const onControl = event.target.closest && event.target.closest("button, a, summary");
-    if (/^[1-9]$/.test(event.key)) {
-      const item = list.querySelector(`li.candidate[data-number="${event.key}"]`);
-      if (!item) return;
-      place(card, idOf(item));
-    } else if (event.key === "t" || event.key === "T" || event.key === "=") tie(card);
+    if (/^[0-9]$/.test(event.key)) typeDigit(card, event.key);
+    else if (event.key === "t" || event.key === "T" || event.key === "=") tie(card);
     else if (event.key === "u" || event.key === "U" || event.key === "Backspace") undo(card);
     else if (event.key === "f" || event.key === "F") flag(card);
     else if (event.key === "?") {
@@ -336,6 +380,7 @@
       shownAt: performance.now(),
       openedAt: Date.now(),
       leaving: false,
+      pending: null, // { digit, timer }: the first digit of a reply number 10 or more
     });
     restore(card);
     form.classList.add("enhanced");
@@ -347,7 +392,9 @@
     card.querySelector(".ranking-undo").addEventListener("click", () => undo(card));
     list.addEventListener("click", (event) => {
       const button = event.target.closest(".place-button");
-      if (button) place(card, idOf(button.closest("li.candidate")));
+      if (!button) return;
+      placePending(card);
+      place(card, idOf(button.closest("li.candidate")));
     });
     // Numbers typed into the (visually tucked away) rank boxes still count.
     list.addEventListener("change", (event) => {

@@ -128,6 +128,43 @@ def test_a_tie_an_undo_and_a_flag_from_the_keyboard(page, live_server, ready_tas
     assert ranking.rationale == "4 and 2 both correct"
 
 
+def _type_together(page, keys: str) -> None:
+    """Each key of ``keys`` pressed in one go (one script turn: no pause can fall between)."""
+    page.evaluate(
+        """keys => [...keys].forEach((key) => document.activeElement.dispatchEvent(
+            new KeyboardEvent("keydown", { key, bubbles: true, cancelable: true })))""",
+        keys,
+    )
+
+
+def test_replies_ten_and_up_are_placed_with_two_digits(page, live_server, other_trainer, trainer):
+    conversation = finished_conversation(other_trainer, turns=("name twelve things", "one."))
+    model_version = model_version_create("twelve")
+    task_from_source(conversation.active_leaf, model_version=model_version, alternatives=11)
+    shown = _open_task(page, live_server, count=12)
+    page.keyboard.press("?")
+    expect(page.get_by_role("dialog", name="Keyboard shortcuts")).to_contain_text("10\u201312")
+    page.keyboard.press("Escape")
+
+    for keys in ("12", "11", "10"):
+        _type_together(page, keys)
+    expect(page.locator("#ranking-order")).to_have_text("12  >  11  >  10")
+    for key in "98765432":
+        page.keyboard.press(key)
+    # A "1" with no second digit is reply 1: after a pause, or at once at the next key.
+    page.keyboard.press("1")
+    expect(page.locator("#ranking-order")).to_have_text(
+        "12  >  11  >  10  >  9  >  8  >  7  >  6  >  5  >  4  >  3  >  2  >  1"
+    )
+    page.keyboard.press("u")
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[candidate] for candidate in reversed(shown)]
+
+
 def test_escape_leaves_the_flags_and_the_why_box_is_never_under_the_bar(
     page, live_server, ready_task, trainer
 ):
