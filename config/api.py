@@ -239,9 +239,21 @@ def handler500(request: HttpRequest) -> HttpResponse:
     return defaults.server_error(request)
 
 
+# What an htmx request of a page whose CSRF token is no longer the session's is told.
+STALE_PAGE_DETAIL = (
+    "This page is out of date (you logged in again, in another tab or window): reload it."
+)
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     if is_api_request(request):
         return api_error_response(request, 403, f"CSRF check failed: {reason}")
+    if request.headers.get("HX-Request") == "true":
+        # A page shown before a login (which renews the token) sends the old one: its script
+        # tells the user to reload (static/js/tandem.js), not that they may not do this.
+        response = HttpResponse(STALE_PAGE_DETAIL, status=403, content_type="text/plain")
+        response["Tandem-CSRF-Failed"] = "true"
+        return response
     return django_csrf_failure(request, reason=reason)
 
 

@@ -67,8 +67,19 @@ window.tandemShowError = function showError(text) {
 };
 
 document.addEventListener("htmx:responseError", (event) => {
-  const status = event.detail.xhr.status;
+  const xhr = event.detail.xhr;
+  const status = xhr.status;
   if (status === 401) return; // the session handler below takes over
+  if (status === 403 && xhr.getResponseHeader("Tandem-CSRF-Failed")) {
+    // A login since this page was shown (in another tab) renewed the CSRF token: nothing this
+    // page sends is taken until it is reloaded. What is typed is put back after the reload.
+    document.querySelectorAll("textarea[data-draft]").forEach(keepLocally);
+    window.tandemShowError(
+      "This page is out of date (you logged in again, in another tab or window): reload it. " +
+        "What you typed here is kept.",
+    );
+    return;
+  }
   const text = status === 403
     ? "You are not allowed to do that."
     : `The server answered ${status}. Nothing was lost; try again.`;

@@ -178,3 +178,24 @@ def test_logging_out_asks_first_for_an_unsaved_draft_of_another_page(page, live_
     page.locator("form.logout button[type=submit]").click()
     page.wait_for_url("**/accounts/login/**")
     assert asked == ["confirm"]  # the copy is lost at logout: asked first, as on its own page
+
+
+def test_a_page_shown_before_a_login_in_another_tab_says_to_reload_and_keeps_the_text(
+    page, live_server, trainer
+):
+    conversation = Conversation.objects.create(owner=trainer, title="Two tabs")
+    composer = _editor_of(page, live_server, conversation)
+    # In another tab tess logs out and in again: the login renews the CSRF token, so what the
+    # first tab sends with the token it was shown is refused.
+    other = page.context.new_page()
+    other.goto(f"{live_server.url}/")
+    other.locator("form.logout button[type=submit]").click()
+    other.wait_for_url("**/accounts/login/**")
+    log_in(other, live_server, "tess", PASSWORD)
+
+    composer.fill("Typed in the first tab")
+    composer.press("Control+Enter")
+    expect(page.get_by_role("alert").filter(has_text="This page is out of date")).to_be_visible()
+    expect(page.get_by_text("You are not allowed to do that.")).to_have_count(0)
+    page.reload()
+    expect(page.locator("#composer-text")).to_have_value("Typed in the first tab")

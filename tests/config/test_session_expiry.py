@@ -29,3 +29,15 @@ def test_a_plain_request_is_still_redirected_to_log_in(db):
     response = Client().get("/rank/")
 
     assert response.status_code == 302 and response.url.startswith("/accounts/login/?next=")
+
+
+def test_an_htmx_request_with_a_stale_csrf_token_gets_403_saying_to_reload(trainer):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(trainer)
+    response = client.post(
+        "/write/1/draft/", {"content": "half a sentence"}, HTTP_HX_REQUEST="true"
+    )
+
+    assert response.status_code == 403
+    assert response["Tandem-CSRF-Failed"] == "true"
+    assert b"reload" in response.content and b"<html" not in response.content
