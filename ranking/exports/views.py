@@ -37,15 +37,24 @@ def _page(request: HttpRequest, form: ExportForm, *, status: int = 200) -> HttpR
     return render(request, PAGE, {"form": form, **_exports()}, status=status)
 
 
+def _blank_page(request: HttpRequest) -> HttpResponse:
+    """The page with nothing chosen yet (pairs, the rest at their defaults)."""
+    return _page(request, ExportForm(initial={"format": "pairs"}))
+
+
 @staff_required
 def export_list(request: HttpRequest) -> HttpResponse:
-    return _page(request, ExportForm(initial={"format": "pairs"}))
+    return _blank_page(request)
 
 
 @staff_required
 def export_preview(request: HtmxHttpRequest) -> HttpResponse:
     """The preview's count for the filters asked; opened by itself (a bookmark, a typed
-    address), the whole Exports page with those filters chosen and the count shown."""
+    address), the whole Exports page with those filters chosen and the count shown; the
+    address alone, with no filters, the page as the Exports link opens it (no count asked
+    for, so none of the fields is missing)."""
+    if not request.htmx and not request.GET:
+        return _blank_page(request)
     form = ExportForm(request.GET)
     context = {"form": form}
     if form.is_valid():

@@ -60,6 +60,16 @@ def test_the_page_filters_by_project_and_refuses_ranking_filters_for_demonstrati
     assert "min_agreement chooses rankings or pairs" in refused.content.decode()
 
 
+def test_the_preview_address_alone_is_the_page_as_the_exports_link_opens_it(admin_client_):
+    preview = admin_client_.get(reverse("ranking:export-preview"))
+    page = admin_client_.get(reverse("ranking:exports"))
+
+    assert preview.status_code == 200
+    assert b"This field is required." not in preview.content
+    assert 'value="pairs" selected' in preview.content.decode()
+    assert 'value="pairs" selected' in page.content.decode()
+
+
 def test_bad_filters_get_a_message_not_a_500(admin_client_):
     response = admin_client_.get(
         reverse("ranking:export-preview"),
