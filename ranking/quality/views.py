@@ -24,7 +24,10 @@ def _percent(fraction: float | None) -> float | None:
 @staff_required
 def quality(request: HttpRequest) -> HttpResponse:
     form = QualityFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    if form.is_bound and not form.is_valid():
+        # No figures for filters that select nothing definite: all the data would pass for them.
+        return render(request, "ranking/quality/page.html", {"form": form}, status=422)
+    filters = form.cleaned_data if form.is_bound else {}
     start, end = filters.get("submitted_from"), filters.get("submitted_to")
     version = filters.get("model_version")
     bounds = local_day_bounds(start, end)

@@ -51,6 +51,26 @@ def test_the_quality_page_flags_a_trainer_who_keeps_the_order_shown(tasks, admin
     assert "Check:" not in careful_row and '<td class="unchanged-rate">0 %</td>' in careful_row
 
 
+def test_the_quality_page_shows_no_figures_for_filters_it_refuses(tasks, admin_client_):
+    """A start after the end (or a date that is none) is said, and the page shows no figures
+    rather than those of every ranking, which the refused filters would pass for."""
+    rank(tasks[0], quick_trainer("someone"), [[0], [1], [2], [3]])
+    url = reverse("ranking:quality")
+    response = admin_client_.get(
+        url, {"submitted_from": "2030-01-01", "submitted_to": "2020-01-01"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 422
+    assert "The start date is after the end date." in html
+    assert "No figures are shown until the filters are right." in html
+    assert 'id="overall-agreement"' not in html and 'data-trainer="someone"' not in html
+    assert admin_client_.get(url, {"submitted_from": "yesterday"}).status_code == 422
+
+    unfiltered = admin_client_.get(url)
+    assert unfiltered.status_code == 200
+    assert 'data-trainer="someone"' in unfiltered.content.decode()
+
+
 def test_gold_accuracy_on_the_quality_page_counts_only_the_rankings_the_filter_selects(
     tasks, admin_client_
 ):
