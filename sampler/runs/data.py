@@ -97,7 +97,8 @@ class Counted:
     a unit its trainer takes once, on the side of the record it first reads it in (PPO's
     prompts), not on both. It evaluates on at least ``held_out`` held-out units and trains on
     at least ``trained`` (0: it does not train); ``why_held_out`` / ``why_trained`` say why
-    more than one. ``records_named`` names the records, for when there are none."""
+    more than one. ``records_named`` names the records, for when there are none; ``add`` what
+    to add when there are too few ("Add more conversations first.")."""
 
     unit: str
     records_named: str
@@ -108,6 +109,7 @@ class Counted:
     why_held_out: str = ""
     trained: int = 1
     why_trained: str = ""
+    add: str = "conversations"
 
 
 PROMPTS = Counted(
@@ -132,8 +134,8 @@ def split_problem(
 ) -> str:
     """Why a held-out ``fraction`` leaves too little of ``records`` on one side ("" when it
     leaves enough on both): fewer held-out units than ``counted.held_out`` to ``purpose``, or
-    fewer to train on than ``counted.trained``. Each says what there is, then "Add more
-    conversations" and what else to do: ``advice`` for too little held out (", or ..."),
+    fewer to train on than ``counted.trained``. Each says what there is, then "Add more" and
+    ``counted.add``, and what else to do: ``advice`` for too little held out (", or ..."),
     ``fewer_advice`` for too little left to train on. ``is_held_out`` says which records are
     held out, as the trainer splits them; ``where`` says where the records are (" in project
     ..."). Records are read until both sides hold enough."""
@@ -153,7 +155,7 @@ def split_problem(
     if not every:
         return (
             f"No held-out {unit} to {purpose}: {_none_yet(counted, where)}, so a held-out "
-            f"fraction of {shown} holds out none. Add more conversations first."
+            f"fraction of {shown} holds out none. Add more {counted.add} first."
         )
     count = f"{len(every)}" if len(every) < PROMPTS_COUNTED else f"{PROMPTS_COUNTED}+"
     if len(held) < counted.held_out:
@@ -190,7 +192,7 @@ def split_problem(
                 f"No {unit} to train on: a held-out fraction of {shown} holds out all "
                 f"{count} {unit}s{where}"
             )
-    return f"{problem} {BY_CONVERSATION}. Add more conversations{advice}."
+    return f"{problem} {BY_CONVERSATION}. Add more {counted.add}{advice}."
 
 
 def _none_yet(counted: Counted, where: str) -> str:
@@ -213,11 +215,11 @@ def too_little_to_train_problem(
         if len(units) >= counted.trained:
             return ""
     if not units:
-        return f"Nothing to train on: {_none_yet(counted, where)}. Add more conversations first."
+        return f"Nothing to train on: {_none_yet(counted, where)}. Add more {counted.add} first."
     there = f"is 1 {counted.unit}" if len(units) == 1 else f"are {len(units)} {counted.unit}s"
     return (
         f"Too few {counted.unit}s to train on: there {there}{where}, and "
-        f"{counted.why_trained}. Add more conversations first."
+        f"{counted.why_trained}. Add more {counted.add} first."
     )
 
 

@@ -351,6 +351,7 @@ def _reward_counted(sources: list[str]) -> Counted:
         unit="ranking" if sources == ["rankings"] else "record",
         records_named=named,
         usable=_orders_something,
+        add=_either([f"{REWARD_RECORDS[name]}s" for name in sources]),
     )
 
 
@@ -435,7 +436,11 @@ DPO = _policy_from_records(
         f"{run.base_version.name}, which is also its reference."
     ),
     counted=lambda dataset, config: Counted(
-        unit="prompt", records_named="ranking", units=prompt_keys, usable=_orders_something
+        unit="prompt",
+        records_named="ranking",
+        units=prompt_keys,
+        usable=_orders_something,
+        add="rankings",
     ),
 )
 
@@ -477,6 +482,7 @@ KTO = _policy_from_records(
         ),
         trained=2,
         why_trained="KTO trains on at least 2",
+        add="feedback on replies",
     ),
 )
 

@@ -73,21 +73,34 @@ KINDS = {
         6,
     ),
 }
-ADVICE = (
-    "(whole conversations are held out, chosen by a hash of their id). Add more conversations, "
-    "or choose a larger held-out fraction (or 0 to train without evaluation)."
-)
-SMALLER = (
-    "(whole conversations are held out, chosen by a hash of their id). Add more conversations, "
-    "or choose a smaller held-out fraction."
-)
+# What a refusal tells to add, by kind: what the kind's trainer learns from.
+ADD = {
+    "sft": "conversations",
+    "reward": "rankings",
+    "kto": "feedback on replies",
+    "dpo": "rankings",
+}
+
+
+def advice(kind: str) -> str:
+    return (
+        f"(whole conversations are held out, chosen by a hash of their id). Add more {ADD[kind]}, "
+        "or choose a larger held-out fraction (or 0 to train without evaluation)."
+    )
+
+
+def smaller(kind: str) -> str:
+    return (
+        f"(whole conversations are held out, chosen by a hash of their id). Add more {ADD[kind]}, "
+        "or choose a smaller held-out fraction."
+    )
 
 
 def _none_held_out(kind: str) -> str:
     _, _, unit, count = KINDS[kind]
     return (
         f"No held-out {unit} to evaluate on: a held-out fraction of 0.5 holds out none of the "
-        f"{count} {unit}s {ADVICE}"
+        f"{count} {unit}s {advice(kind)}"
     )
 
 
@@ -150,7 +163,8 @@ def test_a_fraction_that_holds_out_everything_is_refused_it_leaves_nothing_to_tr
     refused = _post(admin_client_, kind, test_fraction="0.5", split_seed=seed)
     assert refused.status_code == 422 and not TrainingRun.objects.exists()
     assert refused.context["form"].errors["test_fraction"] == [
-        f"No {unit} to train on: a held-out fraction of 0.5 holds out all {count} {unit}s {SMALLER}"
+        f"No {unit} to train on: a held-out fraction of 0.5 holds out all {count} {unit}s "
+        + smaller(kind)
     ]
 
 
@@ -165,13 +179,13 @@ def test_a_kto_run_needs_two_examples_on_each_side_of_its_split(admin_client_):
     assert refused.context["form"].errors["test_fraction"] == [
         "Too few held-out examples to evaluate on: a held-out fraction of 0.5 holds out 1 of "
         "the 3 examples, and KTO evaluates on at least 2: its KL estimate puts each reply "
-        f"after another example's prompt {ADVICE}"
+        f"after another example's prompt {advice('kto')}"
     ]
     refused = _post(admin_client_, "kto", split_seed=str(_seed_holding_out(2)), **fields)
     assert refused.status_code == 422 and not TrainingRun.objects.exists()
     assert refused.context["form"].errors["test_fraction"] == [
         "Too few examples to train on: a held-out fraction of 0.5 leaves 1 of the 3 examples "
-        f"to train on, and KTO trains on at least 2 {SMALLER}"
+        f"to train on, and KTO trains on at least 2 {smaller('kto')}"
     ]
     # With the thumbs up too, two a conversation: one held out is enough on both sides.
     fields["kto_sources"] = ["flags", "thumbs_up"]
@@ -189,7 +203,7 @@ def test_a_run_with_nothing_at_all_says_there_is_nothing_yet(admin_client_, frac
     assert refused.context["form"].errors == {
         "__all__": [
             "Nothing to train on: there is no example yet (no reply flagged harmful/untruthful "
-            "or thumbs up). Add more conversations first."
+            "or thumbs up). Add more feedback on replies first."
         ]
     }
     refused = _post(admin_client_, "sft", test_fraction=fraction)
@@ -215,7 +229,7 @@ def test_a_run_with_fewer_than_its_trainer_needs_is_refused_whatever_the_fractio
     assert refused.context["form"].errors == {
         "__all__": [
             "Too few examples to train on: there is 1 example, and KTO trains on at least 2. "
-            "Add more conversations first."
+            "Add more feedback on replies first."
         ]
     }
     other = finished_conversation(other_trainer, turns=("hey", "hi there")).active_leaf
@@ -272,7 +286,7 @@ def test_a_reward_run_on_a_half_whose_rankings_are_not_held_out_is_refused(
     assert refused.context["form"].errors["test_fraction"] == [
         "No held-out ranking to evaluate on: a held-out fraction of 0.5 does not hold out the "
         "only ranking in the first half (whole conversations are held out, chosen by a hash of "
-        "their id). Add more conversations, or choose a larger held-out fraction (or 0 to train "
+        "their id). Add more rankings, or choose a larger held-out fraction (or 0 to train "
         "without evaluation), or train on every conversation."
     ]
     # The other half's only ranking is held out: nothing left to train on there.
@@ -280,7 +294,7 @@ def test_a_reward_run_on_a_half_whose_rankings_are_not_held_out_is_refused(
     assert refused.context["form"].errors["test_fraction"] == [
         "No ranking to train on: a held-out fraction of 0.5 holds out the only ranking in the "
         "second half (whole conversations are held out, chosen by a hash of their id). Add more "
-        "conversations, or choose a smaller held-out fraction, or train on every conversation."
+        "rankings, or choose a smaller held-out fraction, or train on every conversation."
     ]
     assert _post(admin_client_, "reward", data_half="all", **fields).status_code == 302
     assert TrainingRun.objects.count() == 1
@@ -295,7 +309,8 @@ def test_a_dpo_run_that_holds_out_every_ranking_is_refused_too(admin_client_):
     refused = admin_client_.post(reverse("sampler:training-run-start"), fields)
     assert refused.status_code == 422 and not TrainingRun.objects.exists()
     assert refused.context["form"].errors["test_fraction"] == [
-        f"No prompt to train on: a held-out fraction of 0.5 holds out all 3 prompts {SMALLER}"
+        "No prompt to train on: a held-out fraction of 0.5 holds out all 3 prompts "
+        + smaller("dpo")
     ]
 
 
@@ -348,7 +363,7 @@ def test_rankings_that_order_nothing_are_not_counted_as_the_trainer_skips_them(
     assert refused.status_code == 422 and not TrainingRun.objects.exists()
     assert refused.context["form"].errors["test_fraction"] == [
         f"No held-out {unit} to evaluate on: a held-out fraction of 0.5 holds out {held_out} "
-        f"{ADVICE}"
+        f"{advice(kind)}"
     ]
     # The trainer's own data holds out none of them.
     if kind == "reward":
@@ -364,7 +379,7 @@ def test_rankings_that_order_nothing_are_not_counted_as_the_trainer_skips_them(
     refused = _post(admin_client_, kind, test_fraction="0.5", split_seed=str(seed))
     assert refused.status_code == 422 and not TrainingRun.objects.exists()
     assert refused.context["form"].errors["test_fraction"] == [
-        f"No {unit} to train on: a held-out fraction of 0.5 holds out {trained} {SMALLER}"
+        f"No {unit} to train on: a held-out fraction of 0.5 holds out {trained} {smaller(kind)}"
     ]
     # Another conversation held out, with rankings that say something: accepted.
     _rank_nothing({conversations[0]}, verdict="cannot_rank", cannot_rank=True)
@@ -386,7 +401,7 @@ def test_an_sft_run_on_some_origins_counts_the_demonstrations_that_have_one(
     assert refused.status_code == 422 and not TrainingRun.objects.exists()
     assert refused.context["form"].errors["test_fraction"] == [
         "No held-out demonstration to evaluate on: a held-out fraction of 0.5 holds out none of "
-        f"the 2 demonstrations {ADVICE}"
+        f"the 2 demonstrations {advice('sft')}"
     ]
     # Learning every reply, the one held out is evaluated on.
     assert _post(admin_client_, "sft", **fields).status_code == 302
@@ -394,7 +409,7 @@ def test_an_sft_run_on_some_origins_counts_the_demonstrations_that_have_one(
     refused = _post(admin_client_, "sft", origins=["model"], **fields)
     assert refused.context["form"].errors["test_fraction"] == [
         f"No demonstration to train on: a held-out fraction of 0.5 holds out the only "
-        f"demonstration {SMALLER}"
+        f"demonstration {smaller('sft')}"
     ]
     # None of them at all.
     refused = _post(admin_client_, "sft", origins=["model_edited"], **fields)
