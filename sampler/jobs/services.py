@@ -380,13 +380,12 @@ def job_execute(
             kind.execute(context)
     except BaseException as raised:
         error = _limit_behind(raised)
-        if not isinstance(error, TRANSIENT_ERRORS):
-            # (Database trouble is logged before the database is touched again.)
-            _drop_unusable_connection()
         if isinstance(error, SoftTimeLimitExceeded) and token is None:
             # Run here inside another job (the command line has no time limit): the limit is
             # that job's Celery message's, so that job stops with it, as at a limit of its own.
-            _recorded(partial(job_fail, job=job, error=INSIDE_TIME_LIMIT, token=context.token))
+            _recorded_after(
+                error, partial(job_fail, job=job, error=INSIDE_TIME_LIMIT, token=context.token)
+            )
             _raise_again(error, raised)
         if isinstance(error, JobRetryLater):
             # A caller running it inside its own job retries that job instead.
@@ -399,7 +398,7 @@ def job_execute(
             passed_on = not isinstance(error, (JobCancelled, *TRANSIENT_ERRORS)) and (
                 reraise or not isinstance(error, Exception)
             )
-        limit = _recorded(partial(_record_error, context, error, log=not passed_on))
+        limit = _recorded_after(error, partial(_record_error, context, error, log=not passed_on))
         if limit is not None and token is None:
             raise limit from error
         if passed_on:
@@ -428,6 +427,22 @@ def _recorded(record: Callable[[], object]) -> SoftTimeLimitExceeded | None:
         record()
         return limit
     return None
+
+
+def _recorded_after(
+    error: BaseException, record: Callable[[], object]
+) -> SoftTimeLimitExceeded | None:
+    """``_recorded`` for a run that raised ``error``: the connection is replaced first where
+    the run left it unusable (``_drop_unusable_connection``; database trouble is logged before
+    the database is touched again), inside the shield, so that a time limit landing as the
+    connection is checked is met like one landing in the write."""
+
+    def on_usable_connection() -> None:
+        if not isinstance(error, TRANSIENT_ERRORS):
+            _drop_unusable_connection()
+        record()
+
+    return _recorded(on_usable_connection)
 
 
 def _limit_behind(error: BaseException) -> BaseException:

@@ -456,6 +456,23 @@ def test_a_time_limit_met_while_a_job_is_queued_again_queues_it_once(
     ]
 
 
+def test_a_time_limit_met_while_the_connection_is_checked_still_records_the_failure(
+    policy, broker, settings, worker_run_cut_off
+):
+    """The job failed, and the worker's time limit lands as the executor checks that the run
+    left its connection usable, before the failure is written: the failure is written and
+    the run ends with it recorded. Before, the check ran outside the shield the writes have:
+    the limit escaped the executor with the row left running, for the sweeper to run again."""
+    done, calls = worker_run_cut_off(
+        RuntimeError("the engine crashed"), "_drop_unusable_connection"
+    )
+    assert done.status == GenerationJob.Status.FAILED and done.attempts == 1
+    assert done.error.startswith("RuntimeError: the engine crashed")
+    assert len(calls) == 2 and not broker.sent
+    stale = timezone.now() + timedelta(seconds=settings.JOB_STALE_AFTER + 5)
+    assert services.jobs_tick(now=stale).requeued == 0
+
+
 def _failure_records(caplog) -> list[str]:
     return [
         record.getMessage()
