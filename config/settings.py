@@ -301,8 +301,9 @@ GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
 # Generation jobs one trainer (not an admin) may have waiting or running at once (0: no limit):
 # suggestions, the playground and the API; one person cannot fill the queues.
 GENERATION_MAX_UNFINISHED_PER_USER = env_int("GENERATION_MAX_UNFINISHED_PER_USER", 20)
-# Seconds a generation task may run before it is killed and its job marked failed.
-GENERATION_TIME_LIMIT = env_int("GENERATION_TIME_LIMIT", 300)
+# Seconds a generation task may run before it is killed and its job marked failed (0: no limit;
+# a negative one would stop every job at once).
+GENERATION_TIME_LIMIT = env_int("GENERATION_TIME_LIMIT", 300, least=0)
 # Jobs for the same model version waiting in the same queue that a worker samples in one backend
 # call (1: one job at a time).
 GENERATION_BATCH_JOBS = env_int("GENERATION_BATCH_JOBS", 8)

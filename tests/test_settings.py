@@ -207,6 +207,17 @@ def test_an_api_throttle_rate_drf_reads_starts_also_with_a_plural_period():
         ("JOB_PUBLISH_GRACE", ("-1",), "an integer of at least 0"),
         # Shorter than a lease, a tab still showing a lease an undo gave back heard 404.
         ("UNDO_REMOVAL_TTL_SECONDS", ("899", "0"), "an integer of at least 900"),
+        # A negative time limit reached Celery as one already past: every job stopped at once.
+        *[
+            (name, ("-1",), "an integer of at least 0")
+            for name in (
+                "GENERATION_TIME_LIMIT",
+                "TRAINING_TIME_LIMIT",
+                "COMPARISON_TIME_LIMIT",
+                "ATTACK_RUN_TIME_LIMIT",
+                "EXPORT_TIME_LIMIT",
+            )
+        ],
     ],
 )
 def test_a_number_setting_out_of_its_range_refuses_to_start_naming_it(name, values, sentence):
@@ -228,6 +239,8 @@ def test_number_settings_at_the_edges_of_their_ranges_start():
         JOB_TICK_SECONDS="1",
         JOB_PUBLISH_GRACE="0",
         UNDO_REMOVAL_TTL_SECONDS="900",
+        GENERATION_TIME_LIMIT="0",
+        TRAINING_TIME_LIMIT="0",
     )
     assert accepted.returncode == 0, accepted.stderr
 
