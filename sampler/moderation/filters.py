@@ -270,15 +270,20 @@ def content_filter_identity() -> tuple[str, str] | None:
     """The configured filter's name and version (what its verdicts are stored under); None when
     filtering is off. Builds the filter but loads no model (a classifier loads its own when it
     first scores), so the web process may ask: the verdict it shows is this filter's where it
-    has one. A filter the settings cannot build is logged and taken as none here (the pages
-    then show each text's newest verdict); the workers that filter still fail on it, saying
-    why."""
+    has one. A filter the settings cannot build (a setting refused, a dotted path that does not
+    import, a class that raises as it is made or has no ``name`` or ``version``) is logged and
+    taken as none here (the pages then show each text's newest verdict); the workers that
+    filter still fail on it, saying why."""
     try:
         content_filter = content_filter_get()
-    except (ImproperlyConfigured, ImportError) as error:
-        log.error("The content filter cannot be built, so no verdict is preferred: %s", error)
+        return None if content_filter is None else (content_filter.name, content_filter.version)
+    except Exception as error:  # whatever a filter class raises: pages are not the place
+        log.error(
+            "The content filter cannot be built, so no verdict is preferred: %s",
+            error,
+            exc_info=not isinstance(error, ImproperlyConfigured | ImportError),
+        )
         return None
-    return None if content_filter is None else (content_filter.name, content_filter.version)
 
 
 def content_filter_get() -> ContentFilter | None:

@@ -513,16 +513,31 @@ def test_classifier_without_a_model_is_a_configuration_error(settings):
         moderation.content_filter_get()
 
 
+@pytest.mark.parametrize(
+    "configured, error, logged",
+    [
+        # A setting the filter refuses.
+        (
+            {"CONTENT_FILTER": "classifier", "CONTENT_FILTER_MODEL": ""},
+            ImproperlyConfigured,
+            "CONTENT_FILTER_MODEL",
+        ),
+        # A dotted path naming a class that cannot be made from the settings (it needs
+        # arguments). Before, only a refused setting or a path that did not import was taken as
+        # a filter that cannot be built: the pages answered 500.
+        ({"CONTENT_FILTER": "sampler.moderation.filters.ClassifierFilter"}, TypeError, "TypeError"),
+    ],
+)
 def test_a_filter_the_settings_cannot_build_leaves_the_pages_showing_the_newest_verdict(
-    flag_everything, policy, trainer, trainer_client, caplog
+    flag_everything, policy, trainer, trainer_client, caplog, configured, error, logged
 ):
     """Which verdict a page shows is read from the configured filter; one that cannot be built
-    (a classifier with no model named) is logged, and the pages show the newest verdict rather
-    than fail; filtering itself still refuses the setting."""
+    is logged, and the pages show the newest verdict rather than fail; filtering itself still
+    refuses the setting."""
     job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=1).pk)
     sample = job.samples.get()
-    flag_everything.CONTENT_FILTER = "classifier"
-    flag_everything.CONTENT_FILTER_MODEL = ""
+    for name, value in configured.items():
+        setattr(flag_everything, name, value)
 
     job_page = trainer_client.get(f"/generation/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
     assert job_page.status_code == 200
@@ -530,6 +545,6 @@ def test_a_filter_the_settings_cannot_build_leaves_the_pages_showing_the_newest_
     feedback_page = trainer_client.get(f"/write/feedback/sample/{sample.pk}/")
     assert feedback_page.status_code == 200
     assert "The content filter flagged this: everything" in feedback_page.content.decode()
-    assert "CONTENT_FILTER_MODEL" in caplog.text
-    with pytest.raises(ImproperlyConfigured):
+    assert "The content filter cannot be built" in caplog.text and logged in caplog.text
+    with pytest.raises(error):
         samples_moderate(samples=[sample])
