@@ -430,12 +430,13 @@ def _recorded(record: Callable[[], object]) -> SoftTimeLimitExceeded | None:
 
 
 def _recorded_after(
-    error: BaseException, record: Callable[[], object]
+    error: BaseException | None, record: Callable[[], object]
 ) -> SoftTimeLimitExceeded | None:
     """``_recorded`` for a run that raised ``error``: the connection is replaced first where
-    the run left it unusable (``_drop_unusable_connection``; database trouble is logged before
-    the database is touched again), inside the shield, so that a time limit landing as the
-    connection is checked is met like one landing in the write."""
+    the run left it unusable (``_drop_unusable_connection``; database trouble, a transient
+    ``error``, is left to ``record`` to log before the database is touched again; None: checked
+    whatever was raised), inside the shield, so that a time limit landing as the connection is
+    checked is met like one landing in the write."""
 
     def on_usable_connection() -> None:
         if not isinstance(error, TRANSIENT_ERRORS):
@@ -528,7 +529,8 @@ def job_batch(*, context: JobContext, candidates: list[Job]) -> Iterator[list[Jo
     claimed row it did not finish goes back to its queue, its attempt not counted, and the
     block's error is raised on. The worker's time limit met while they are handed back (the
     block raised something else) cuts off one hand-back, which is made once more
-    (``_recorded``): no partner is left running for the sweeper to find.
+    (``_recorded``), and a connection the block left unusable (the limit met in one of its
+    queries) is replaced before they are: no partner is left running for the sweeper to find.
     """
     claimed: list[JobContext] = []
     for candidate in candidates:
@@ -553,7 +555,7 @@ def job_batch(*, context: JobContext, candidates: list[Job]) -> Iterator[list[Jo
             yield claimed
         except BaseException:
             for partner in claimed:
-                _recorded(partial(job_hand_back, partner))
+                _recorded_after(None, partial(job_hand_back, partner))
             raise
 
 

@@ -7,6 +7,7 @@ from django.db import connection, transaction
 
 from sampler.generation.models import GenerationJob
 from sampler.jobs import kinds, services
+from sampler.jobs.kinds import JobContext, job_kind_named
 from tests.sampler.jobs.test_executor import _job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -72,3 +73,26 @@ def test_a_time_limit_that_cuts_off_the_commit_of_a_job_run_inside_another_is_ra
         services.job_execute(kind_name=kind.name, job_id=job.pk, token=None)
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.FAILED and job.error == services.INSIDE_TIME_LIMIT
+
+
+def test_a_time_limit_that_cuts_off_a_query_of_a_batch_hands_its_partners_back(policy, trainer):
+    """The limit lands in a query of a batch (a partner's samples being written, say): the
+    partners it did not finish are handed back on a new connection, queued again with their
+    attempts not counted, and the limit is raised on. Before, the first hand-back was made on
+    the connection the limit had cut off and failed ("another command is already in
+    progress"): that error escaped the batch, and every partner stayed running for the
+    sweeper, each charged an attempt."""
+    lead, first, second = (_job(trainer) for _ in range(3))
+    kind = job_kind_named("generation")
+    claimed = services.job_claim(kind=kind, job_id=lead.pk, token=lead.publish_token, worker="w1")
+    context = JobContext(kind=kind, job=claimed, token=claimed.publish_token, worker="w1")
+
+    with (
+        pytest.raises(SoftTimeLimitExceeded),
+        services.job_batch(context=context, candidates=[first, second]),
+    ):
+        connection.ensure_connection()
+        _query_cut_off()
+
+    rows = GenerationJob.objects.filter(pk__in=[first.pk, second.pk]).order_by("pk")
+    assert [(row.status, row.attempts) for row in rows] == [("queued", 0), ("queued", 0)]
