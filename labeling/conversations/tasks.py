@@ -16,7 +16,8 @@ SWEEP_MAX_TEXTS = 2000
 # The messages one sweep looks at for those to judge again (by no filter configured now): a
 # bounded share of a walk of the table (a median of 13 ms at 200,000 messages, 19 ms at a
 # million: bench/bench_rejudge.py), so a quiet minute costs about the same whatever the
-# table's size; a million messages are gone through in 100 runs (minutes).
+# table's size; a million messages are gone through in 100 runs, about 100 minutes at the
+# sweep's one run a minute.
 SWEEP_SCAN_MESSAGES = 10000
 
 

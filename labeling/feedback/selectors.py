@@ -84,8 +84,9 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
             model_version_name=version.name if version else "",
             message=message,
             moderation=moderation,
-            # Only a message a worker will filter (marked when saved, or by labeling 0020): one
-            # saved while no filter was configured is not, and would wait for good.
+            # Only while a filter is configured: with none, a marked message waits for one (the
+            # sweep then filters it, and those saved unmarked meanwhile), so "not judged yet"
+            # would promise a verdict nothing is making.
             moderation_pending=(
                 message.text_moderation_pending
                 and moderation is None

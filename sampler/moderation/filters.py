@@ -272,18 +272,30 @@ def content_filter_identity() -> tuple[str, str] | None:
     first scores), so the web process may ask: the verdict it shows is this filter's where it
     has one. A filter the settings cannot build (a setting refused, a dotted path that does not
     import, a class that raises as it is made or has no ``name`` or ``version``) is logged and
-    taken as none here (the pages then show each text's newest verdict); the workers that
-    filter still fail on it, saying why."""
+    taken as none here (the pages then show each text's newest verdict; an error is logged
+    once a process, at ERROR, then at DEBUG); the workers that filter still fail on it, saying
+    why."""
     try:
         content_filter = content_filter_get()
         return None if content_filter is None else (content_filter.name, content_filter.version)
     except Exception as error:  # whatever a filter class raises: pages are not the place
-        log.error(
+        # Once a process and error: every page asks, and one report says it.
+        said = f"{type(error).__name__}: {error}"
+        with _unbuildable_lock:
+            first = said not in _unbuildable_said
+            _unbuildable_said.add(said)
+        log.log(
+            logging.ERROR if first else logging.DEBUG,
             "The content filter cannot be built, so no verdict is preferred: %s",
             error,
-            exc_info=not isinstance(error, ImproperlyConfigured | ImportError),
+            exc_info=first and not isinstance(error, ImproperlyConfigured | ImportError),
         )
         return None
+
+
+# The errors content_filter_identity has logged in this process.
+_unbuildable_said: set[str] = set()
+_unbuildable_lock = threading.Lock()
 
 
 def content_filter_get() -> ContentFilter | None:

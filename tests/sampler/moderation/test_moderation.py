@@ -529,11 +529,12 @@ def test_classifier_without_a_model_is_a_configuration_error(settings):
     ],
 )
 def test_a_filter_the_settings_cannot_build_leaves_the_pages_showing_the_newest_verdict(
-    flag_everything, policy, trainer, trainer_client, caplog, configured, error, logged
+    flag_everything, policy, trainer, trainer_client, caplog, monkeypatch, configured, error, logged
 ):
     """Which verdict a page shows is read from the configured filter; one that cannot be built
-    is logged, and the pages show the newest verdict rather than fail; filtering itself still
-    refuses the setting."""
+    is logged, once a process (every page asks), and the pages show the newest verdict rather
+    than fail; filtering itself still refuses the setting."""
+    monkeypatch.setattr(moderation, "_unbuildable_said", set())
     job = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=1).pk)
     sample = job.samples.get()
     for name, value in configured.items():
@@ -546,5 +547,7 @@ def test_a_filter_the_settings_cannot_build_leaves_the_pages_showing_the_newest_
     assert feedback_page.status_code == 200
     assert "The content filter flagged this: everything" in feedback_page.content.decode()
     assert "The content filter cannot be built" in caplog.text and logged in caplog.text
+    errors = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1, "both pages asked; the error is reported once"
     with pytest.raises(error):
         samples_moderate(samples=[sample])

@@ -225,8 +225,7 @@ def test_admin_launches_dpo_and_kto_runs_from_the_training_page(admin_client_, p
         assert response.status_code == 422 and not TrainingRun.objects.exists()
         assert response.context["form"].errors == {
             "__all__": [
-                "Nothing to train on: there is no prompt yet (no ranking). Add more rankings "
-                "first."
+                "Nothing to train on: there is no prompt yet (no ranking). Add more rankings first."
             ]
         }
     request.getfixturevalue("ranked")
