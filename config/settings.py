@@ -284,7 +284,7 @@ else:
         "socket_timeout": 10,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1)
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 1, least=1)
 # Seconds a web request waits for the broker before reporting it unreachable.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_int("CELERY_BROKER_CONNECTION_TIMEOUT", 3)
 
@@ -297,16 +297,16 @@ EMBEDDED_MODEL_DIR = BASE_DIR / "assets" / "models" / "tandem-chitchat-tiny"
 SAMPLER_MODEL = env_str("SAMPLER_MODEL", str(EMBEDDED_MODEL_DIR))
 SAMPLER_DEVICE = env_str("SAMPLER_DEVICE", "auto")
 GENERATION_MAX_N = env_int("GENERATION_MAX_N", 16)
-GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256)
+GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256, least=1)
 # Generation jobs one trainer (not an admin) may have waiting or running at once (0: no limit):
 # suggestions, the playground and the API; one person cannot fill the queues.
-GENERATION_MAX_UNFINISHED_PER_USER = env_int("GENERATION_MAX_UNFINISHED_PER_USER", 20)
+GENERATION_MAX_UNFINISHED_PER_USER = env_int("GENERATION_MAX_UNFINISHED_PER_USER", 20, least=0)
 # Seconds a generation task may run before it is killed and its job marked failed (0: no limit;
 # a negative one would stop every job at once).
 GENERATION_TIME_LIMIT = env_int("GENERATION_TIME_LIMIT", 300, least=0)
 # Jobs for the same model version waiting in the same queue that a worker samples in one backend
 # call (1: one job at a time).
-GENERATION_BATCH_JOBS = env_int("GENERATION_BATCH_JOBS", 8)
+GENERATION_BATCH_JOBS = env_int("GENERATION_BATCH_JOBS", 8, least=1)
 # Seconds a job of each other kind may run before it is stopped and failed (a retry resumes a
 # training run from its checkpoint, an attack run from its last result). 0, the default: as long
 # as it takes, since how long grows with the work asked for (a training run takes hours, an
@@ -364,28 +364,28 @@ if _job_setting_errors:
 # the defaults of every project that sets none, bounded as a project's own values are.
 RANKING_ALTERNATIVES = env_int("RANKING_ALTERNATIVES", 4, least=1, most=MAX_ALTERNATIVES)
 RANKING_OVERLAP = env_int("RANKING_OVERLAP", 3, least=1, most=MAX_OVERLAP)
-RANKING_LEASE_SECONDS = env_int("RANKING_LEASE_SECONDS", 15 * 60)
+RANKING_LEASE_SECONDS = env_int("RANKING_LEASE_SECONDS", 15 * 60, least=60)
 # Tasks kept ready (or being prepared) so a trainer never waits for sampling.
 RANKING_POOL_SIZE = env_int("RANKING_POOL_SIZE", 20, least=0, most=MAX_POOL_SIZE)
 # The pool grows with demand: this many open tasks per trainer who took a task in the window.
-RANKING_TASKS_PER_ACTIVE_TRAINER = env_int("RANKING_TASKS_PER_ACTIVE_TRAINER", 3)
-RANKING_DEMAND_WINDOW_SECONDS = env_int("RANKING_DEMAND_WINDOW_SECONDS", 900)
+RANKING_TASKS_PER_ACTIVE_TRAINER = env_int("RANKING_TASKS_PER_ACTIVE_TRAINER", 3, least=0)
+RANKING_DEMAND_WINDOW_SECONDS = env_int("RANKING_DEMAND_WINDOW_SECONDS", 900, least=1)
 # Which assistant messages count as model-written sources for ranking tasks.
 RANKING_SOURCE_ORIGINS = env_list("RANKING_SOURCE_ORIGINS", ["model", "model_edited"])
 # Token limit of alternatives whose original recorded none (ranking.rank.services: else the
 # original's, so that where a reply stops does not single it out).
-RANKING_MAX_NEW_TOKENS = env_int("RANKING_MAX_NEW_TOKENS", 96)
+RANKING_MAX_NEW_TOKENS = env_int("RANKING_MAX_NEW_TOKENS", 96, least=1)
 # The quality page counts a ranking submitted within this many seconds of the task being shown
 # as "very fast", and flags a trainer whose share of very fast or unchanged-order rankings
 # reaches RANKING_OUTLIER_PERCENT % (over at least RANKING_OUTLIER_MIN_RANKINGS rankings).
-RANKING_FAST_SUBMIT_SECONDS = env_int("RANKING_FAST_SUBMIT_SECONDS", 8)
-RANKING_OUTLIER_PERCENT = env_int("RANKING_OUTLIER_PERCENT", 30)
-RANKING_OUTLIER_MIN_RANKINGS = env_int("RANKING_OUTLIER_MIN_RANKINGS", 5)
+RANKING_FAST_SUBMIT_SECONDS = env_int("RANKING_FAST_SUBMIT_SECONDS", 8, least=0)
+RANKING_OUTLIER_PERCENT = env_int("RANKING_OUTLIER_PERCENT", 30, least=1, most=100)
+RANKING_OUTLIER_MIN_RANKINGS = env_int("RANKING_OUTLIER_MIN_RANKINGS", 5, least=1)
 # How often (seconds) trainers' trust is estimated again where new rankings arrived; the quality
 # and project pages show the stored estimate, exports bring it up to date first.
-TRUST_REFRESH_SECONDS = env_int("TRUST_REFRESH_SECONDS", 300)
+TRUST_REFRESH_SECONDS = env_int("TRUST_REFRESH_SECONDS", 300, least=1)
 # How long after submitting a trainer may take a ranking back (the toast's "Undo").
-RANKING_UNDO_SECONDS = env_int("RANKING_UNDO_SECONDS", 10)
+RANKING_UNDO_SECONDS = env_int("RANKING_UNDO_SECONDS", 10, least=0)
 # How long what an undo deleted (its ranking, the leases it gave back) is remembered for its
 # trainer, so that a stale tab's request on it is told it is gone (409) rather than unknown
 # (404); a periodic task deletes older memos. At least a lease's length: a tab showing a lease

@@ -207,6 +207,28 @@ def test_an_api_throttle_rate_drf_reads_starts_also_with_a_plural_period():
         ("JOB_PUBLISH_GRACE", ("-1",), "an integer of at least 0"),
         # Shorter than a lease, a tab still showing a lease an undo gave back heard 404.
         ("UNDO_REMOVAL_TTL_SECONDS", ("899", "0"), "an integer of at least 900"),
+        # A token cap of 0 refused every generation; a batch of 0 sampled a job and none of the
+        # jobs behind it (a limit of -1); a worker of 0 processes took nothing; a lease under a
+        # minute is given back before a ranking can be written; a percentage past 100 flags no
+        # one, and 0 everyone; a refresh every 0 seconds ran without pause.
+        ("GENERATION_MAX_NEW_TOKENS", ("0", "-5"), "an integer of at least 1"),
+        ("GENERATION_BATCH_JOBS", ("0", "-1"), "an integer of at least 1"),
+        ("CELERY_WORKER_CONCURRENCY", ("0",), "an integer of at least 1"),
+        ("RANKING_MAX_NEW_TOKENS", ("0",), "an integer of at least 1"),
+        ("RANKING_LEASE_SECONDS", ("59", "0"), "an integer of at least 60"),
+        ("RANKING_DEMAND_WINDOW_SECONDS", ("0",), "an integer of at least 1"),
+        ("RANKING_OUTLIER_PERCENT", ("0", "101"), "an integer between 1 and 100"),
+        ("RANKING_OUTLIER_MIN_RANKINGS", ("0",), "an integer of at least 1"),
+        ("TRUST_REFRESH_SECONDS", ("0", "-300"), "an integer of at least 1"),
+        *[
+            (name, ("-1",), "an integer of at least 0")
+            for name in (
+                "GENERATION_MAX_UNFINISHED_PER_USER",
+                "RANKING_TASKS_PER_ACTIVE_TRAINER",
+                "RANKING_FAST_SUBMIT_SECONDS",
+                "RANKING_UNDO_SECONDS",
+            )
+        ],
         # A negative time limit reached Celery as one already past: every job stopped at once.
         *[
             (name, ("-1",), "an integer of at least 0")
@@ -241,6 +263,19 @@ def test_number_settings_at_the_edges_of_their_ranges_start():
         UNDO_REMOVAL_TTL_SECONDS="900",
         GENERATION_TIME_LIMIT="0",
         TRAINING_TIME_LIMIT="0",
+        GENERATION_MAX_NEW_TOKENS="1",
+        GENERATION_BATCH_JOBS="1",
+        GENERATION_MAX_UNFINISHED_PER_USER="0",
+        CELERY_WORKER_CONCURRENCY="1",
+        RANKING_MAX_NEW_TOKENS="1",
+        RANKING_LEASE_SECONDS="60",
+        RANKING_DEMAND_WINDOW_SECONDS="1",
+        RANKING_OUTLIER_PERCENT="100",
+        RANKING_OUTLIER_MIN_RANKINGS="1",
+        TRUST_REFRESH_SECONDS="1",
+        RANKING_TASKS_PER_ACTIVE_TRAINER="0",
+        RANKING_FAST_SUBMIT_SECONDS="0",
+        RANKING_UNDO_SECONDS="0",
     )
     assert accepted.returncode == 0, accepted.stderr
 
