@@ -9,6 +9,7 @@ per attack and run), so a job run twice stores its results once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -675,10 +676,16 @@ def _requeue_or_fail(
         else:
             job.status, job.error = JobStatus.QUEUED, _error_text(reason)
             job.save(update_fields=["status", "error"])
+            # Said as the write commits, before the publication that follows it: a time limit
+            # landing in that (a slow broker) would otherwise leave it unsaid, the write made
+            # once more finding the job queued already.
+            transaction.on_commit(
+                functools.partial(
+                    logger.warning, "%s job %s will be tried again: %s", kind.name, job_id, reason
+                )
+            )
             job_enqueue(job=job, countdown=delay)
-    if not failed:
-        logger.warning("%s job %s will be tried again: %s", kind.name, job_id, reason)
-    elif log:
+    if failed and log:
         logger.error("%s job %s failed: %s", kind.name, job_id, reason)
 
 

@@ -528,6 +528,44 @@ def test_a_job_given_up_as_a_time_limit_cuts_its_failure_off_is_logged_failed_on
     assert _failure_records(caplog) == [f"generation job {done.pk} failed: {reason}"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_job_queued_again_is_logged_though_a_time_limit_cuts_its_publication_off(
+    policy, trainer, broker, monkeypatch, caplog
+):
+    """The model server is down, the job goes back to its queue, and the time limit lands
+    while the message is sent, after the write committed (real commits here): the retry is
+    said once all the same. Before, it was logged after the publication, so not at all: the
+    write made once more found the job queued already. The outbox sends the lost message."""
+    import contextlib
+
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from config.celery import app
+    from sampler.generation.backends import BackendUnavailable
+
+    job = _job(trainer, queue=False)
+    GenerationJob.objects.filter(pk=job.pk).update(publish_token="t", queue="interactive")
+    _failing_backend(monkeypatch, BackendUnavailable("The model server is down."))
+    recorded = app.send_task
+    cut_off = []
+
+    def send_cut_off_once(*args, **kwargs):
+        if not cut_off:
+            cut_off.append(args)
+            raise SoftTimeLimitExceeded()
+        return recorded(*args, **kwargs)
+
+    monkeypatch.setattr(app, "send_task", send_cut_off_once)
+    with contextlib.suppress(SoftTimeLimitExceeded):
+        services.job_execute(kind_name="generation", job_id=job.pk, token="t")
+    done = GenerationJob.objects.get(pk=job.pk)
+    assert done.status == GenerationJob.Status.QUEUED and cut_off and not broker.sent
+    said = [
+        record.getMessage() for record in caplog.records if "tried again" in record.getMessage()
+    ]
+    assert said == [f"generation job {job.pk} will be tried again: The model server is down."]
+
+
 def test_a_job_run_inside_another_that_sends_it_back_to_its_queue_is_not_logged_failed(
     policy, trainer, monkeypatch, caplog
 ):
