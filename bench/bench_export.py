@@ -355,13 +355,7 @@ def main() -> None:
 
 def _compare(row_counts: list[int], baseline: Path | None, repeats: int) -> None:
 
-    import django
-
-    _db.database_ensure(os.environ["DATABASE_URL"])
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    _db.django_ready_on_postgresql()
     results, baseline_results = [], []
     for rows in row_counts:
         started = time.perf_counter()

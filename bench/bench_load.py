@@ -42,7 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _db import database_connect, database_ensure, django_environment  # noqa: E402
+from _db import (  # noqa: E402
+    database_connect,
+    django_environment,
+    django_ready_on_postgresql,
+)
 
 # Before bench_assignment sets its own defaults.
 django_environment("postgres://postgres@127.0.0.1:5432/tandem_bench_load")
@@ -216,16 +220,9 @@ def main() -> None:
     arguments = parser.parse_args()
 
     database_url = os.environ["DATABASE_URL"]
-    database_ensure(database_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    django_ready_on_postgresql()
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        raise SystemExit("This benchmark needs PostgreSQL (DATABASE_URL=postgres://...).")
-    call_command("migrate", verbosity=0)
     # Every ranking takes one of OVERLAP slots of a task: enough open tasks for every claim of
     # both phases, twice over.
     modes = ["token", "basic"] if arguments.basic else ["token"]
