@@ -137,6 +137,22 @@ def copy_rows(model, columns: list[str], rows: Iterable[tuple]) -> int:
     return count
 
 
+def copied_tables_ready(models: Iterable) -> None:
+    """After a COPY that assigned the ids: each of ``models``' id sequences set past its
+    largest id (so rows the bench then creates get new ones), and the planner's statistics
+    refreshed for every table."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for model in models:
+            table = model._meta.db_table
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+                f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'
+            )
+        cursor.execute("ANALYZE")
+
+
 @contextmanager
 def foreign_key_triggers_off() -> Iterator[None]:
     """A bulk load: skip the per-row foreign-key triggers (the caller assigns every id), and

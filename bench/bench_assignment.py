@@ -88,7 +88,6 @@ def tables_empty() -> None:
 def seed(messages: int, *, rng: random.Random) -> None:
     """Fill the tables for one scenario; ids are assigned here so rows can point at each other."""
     from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.utils import timezone
 
     from accounts.services import trainer_group_ensure
@@ -318,14 +317,7 @@ def seed(messages: int, *, rng: random.Random) -> None:
             message_rows(),
         )
         _db.copy_ranking_tables(task_rows(), candidate_rows(), assignment_rows, ranking_rows)
-    with connection.cursor() as cursor:
-        for model in (Conversation, Message, RankingTask, Candidate, Assignment, Ranking):
-            table = model._meta.db_table
-            cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
-                f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'
-            )
-        cursor.execute("ANALYZE")
+    _db.copied_tables_ready((Conversation, Message, RankingTask, Candidate, Assignment, Ranking))
     print(
         f"  seeded {Message.objects.count():,} messages, {Conversation.objects.count():,} "
         f"conversations, {RankingTask.objects.count():,} tasks "

@@ -98,14 +98,7 @@ def seed(messages: int) -> None:
              "text_filter_name", "text_filter_version", "created_at"],
             message_rows(),
         )  # fmt: skip
-    with connection.cursor() as cursor:
-        for model in (Conversation, Message):
-            table = model._meta.db_table
-            cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
-                f'COALESCE((SELECT MAX(id) FROM "{table}"), 0) + 1, false)'
-            )
-        cursor.execute("ANALYZE")
+    _db.copied_tables_ready((Conversation, Message))
 
 
 def unbounded_search() -> int:
