@@ -13,9 +13,9 @@ from ranking.exports.filters import (
     CHUNK_SIZE,
     SCHEMA_VERSION,
     ExportFilters,
+    chosen_split,
     day_bounds,
     pseudonym,
-    split_of,
 )
 
 
@@ -37,10 +37,8 @@ def demonstration_records(
             message_ids=[m.pk for c, _, path in chunk if c in red_team for m in path]
         )
         for conversation_id, owner_id, path in chunk:
-            split = split_of(
-                conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction
-            )
-            if filters.split != "all" and split != filters.split:
+            split = chosen_split(conversation_id, filters)
+            if split is None:
                 continue
             # The version the path's last reply was written under (None before versions).
             guideline_version = guideline_numbers.get(path[-1].guideline_version_id)

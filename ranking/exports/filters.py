@@ -168,6 +168,15 @@ def split_of(conversation_id: int, *, seed: int, test_fraction: float) -> str:
     return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
 
 
+def chosen_split(conversation_id: int, filters: ExportFilters) -> str | None:
+    """The conversation's split (``split_of`` under the filters' seed and fraction), or None
+    when the filters choose the other one."""
+    split = split_of(conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction)
+    if filters.split != "all" and split != filters.split:
+        return None
+    return split
+
+
 def pseudonym(user_id: int | None, *, enabled: bool) -> str | int | None:
     """A stable id per user and deployment that does not reveal who ranked.
 

@@ -10,9 +10,9 @@ from ranking.exports.filters import (
     CHUNK_SIZE,
     SCHEMA_VERSION,
     ExportFilters,
+    chosen_split,
     day_bounds,
     pseudonym,
-    split_of,
 )
 from ranking.exports.models import SKIPPED_ATTACKS_WITHOUT_PROMPT
 from ranking.exports.reading import (
@@ -121,10 +121,8 @@ def red_team_pair_records(
     ):
         for attack in chunk:
             conversation_id = attack["conversation_id"]
-            split = split_of(
-                conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction
-            )
-            if filters.split != "all" and split != filters.split:
+            split = chosen_split(conversation_id, filters)
+            if split is None:
                 continue
             if not attack["prompt_messages"]:
                 if skipped is not None:

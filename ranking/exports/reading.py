@@ -9,7 +9,7 @@ from django.db.models import BooleanField, ExpressionWrapper, F, Q
 
 from config.querysets import filter_given, values_in_chunks
 from labeling.feedback.selectors import feedback_summaries
-from ranking.exports.filters import CHUNK_SIZE, ExportFilters, day_bounds, split_of
+from ranking.exports.filters import CHUNK_SIZE, ExportFilters, chosen_split, day_bounds
 from ranking.exports.models import SKIPPED_RANKINGS_WITHOUT_PROMPT
 from ranking.quality.metrics import task_agreement
 from ranking.quality.selectors import trust_exact
@@ -207,8 +207,8 @@ def bundle_context(
     prompt: its rankings are counted in ``skipped`` and logged.
     """
     conversation_id = bundle.task["source_message__conversation_id"]
-    split = split_of(conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction)
-    if filters.split != "all" and split != filters.split:
+    split = chosen_split(conversation_id, filters)
+    if split is None:
         return None
     agreement = None
     by_task_agreement = filters.min_agreement is not None and (

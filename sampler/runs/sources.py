@@ -25,7 +25,7 @@ from itertools import islice
 from labeling.conversations.selectors import message_paths
 from labeling.feedback.models import Feedback
 from labeling.feedback.selectors import feedback_for_training
-from ranking.exports.filters import CHUNK_SIZE, ExportFilters, split_of
+from ranking.exports.filters import CHUNK_SIZE, ExportFilters, chosen_split
 from ranking.exports.selectors import export_records
 
 # KTO's sources, by how a reply is marked.
@@ -135,10 +135,8 @@ def _feedback_kto_chunk(
             "node": node,
         }
         if conversation_id is not None:
-            split = split_of(
-                conversation_id, seed=filters.split_seed, test_fraction=filters.test_fraction
-            )
-            if filters.split != "all" and split != filters.split:
+            split = chosen_split(conversation_id, filters)
+            if split is None:
                 continue
             record["split"] = split
         yield record
