@@ -22,7 +22,7 @@ from labeling.conversations.importing import (
     jsonl_lines,
     uploaded_stream,
 )
-from labeling.conversations.models import Conversation, Draft, Message
+from labeling.conversations.models import Conversation, Draft, Message, MessageWalk
 from labeling.conversations.services import conversations_import
 from ranking.projects.selectors import project_list
 
@@ -211,3 +211,12 @@ class DraftAdmin(admin.ModelAdmin):
     @admin.display(description="Content")
     def short_content(self, obj: Draft) -> str:
         return obj.content[:80]
+
+
+@admin.register(MessageWalk)
+class MessageWalkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Where the content filter's walk of the messages stands (read only: the sweep moves it)."""
+
+    list_display = ("name", "after_id")
+    list_filter = ("name",)
+    search_fields = ("name",)
