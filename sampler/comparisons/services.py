@@ -195,6 +195,16 @@ def model_comparison_create(
     excluded = optimised_against(version_a) | optimised_against(version_b)
     if reward_version is None:
         independent = independent_judges(version_a=version_a, version_b=version_b)
+        if not independent and not excluded:
+            # Neither policy was optimised against one: there is no reward model at all.
+            raise ValidationError(
+                {
+                    "reward_version": (
+                        "No reward model to judge with yet: train one on the rankings (a reward "
+                        "model run on the Training page, or manage.py train_reward)."
+                    )
+                }
+            )
         if not independent:
             raise ValidationError(
                 {

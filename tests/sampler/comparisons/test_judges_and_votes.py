@@ -163,6 +163,18 @@ def test_no_independent_judge_is_a_clear_refusal(lineage):
         model_comparison_create(version_a=ppo, version_b=sft, queue=False)
 
 
+def test_no_reward_model_at_all_is_refused_saying_so_not_naming_an_empty_list(lineage):
+    sft, _, proxy, judge = lineage
+    proxy.delete()
+    judge.delete()
+    other = ModelVersion.objects.create(name="other", path=sft.path)
+    with pytest.raises(ValidationError) as refusal:
+        model_comparison_create(version_a=other, version_b=sft, queue=False)
+    message = refusal.value.message_dict["reward_version"][0]
+    assert "No reward model to judge with yet" in message
+    assert "optimised against )" not in message
+
+
 def test_bradley_terry_two_versions_by_hand():
     # A beats B 3 times out of 4: the maximum-likelihood gap is log 3 (a weak prior shrinks it).
     outcomes = [("a", "b", 1.0)] * 3 + [("a", "b", 0.0)]
