@@ -59,6 +59,14 @@ def test_version_1_is_readable_by_its_number_before_anything_saved_it(trainer_cl
     assert trainer_client.get("/write/guidelines/", {"version": "2"}).status_code == 404
 
 
+def test_version_1_before_anything_saved_it_says_so_in_place_of_a_date(trainer_client):
+    """An unsaved version has no date: its line says so rather than leave an empty slot
+    ("Version 1, · Default guidelines")."""
+    page = trainer_client.get("/write/guidelines/").content.decode()
+    assert "Version 1 (not saved yet: its first use saves it) · Default guidelines" in page
+    assert "Version 1, ·" not in page
+
+
 def test_the_current_text_saved_back_from_the_browser_form_is_unchanged(admin_client_):
     """A browser sends a textarea's line breaks as CRLF; the default text (LF) saved back as is
     makes no new version (trainers would be asked to read the same text again)."""
