@@ -28,6 +28,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from config.text import one_line_problem
 from ranking.exports.filters import ExportFilters
 from sampler.jobs.services import (
     JobCancelled,
@@ -80,6 +81,10 @@ ATTEMPT_PREFIX = "attempt-"
 
 def _validated_output_name(output_name: str) -> str:
     output_name = output_name.strip()
+    # It becomes the model version's name, which is one line: refused here, before the run
+    # trains, rather than when its version is registered at the end.
+    if output_name and (problem := one_line_problem(output_name)) is not None:
+        raise ValidationError({"output_name": problem})
     if output_name and (Path(output_name).name != output_name or output_name.startswith(".")):
         raise ValidationError({"output_name": "The name becomes a folder: no slashes, no dot."})
     if output_name == CHECKPOINTS_FOLDER:

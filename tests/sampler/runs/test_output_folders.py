@@ -64,6 +64,21 @@ def test_a_model_cannot_be_named_after_the_checkpoints_folder(policy, demonstrat
     assert not TrainingRun.objects.exists()
 
 
+@pytest.mark.parametrize("name", ["two\nlines", "tab\there", "nul\x00"])
+def test_a_name_that_cannot_be_a_versions_is_refused_before_the_run_trains(
+    policy, demonstrations, model_root, name
+):
+    """The output name becomes the model version's name, which is one line: a run given
+    another trained to its end and then failed registering its version."""
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "train_sft", "--data", str(demonstrations), "--name", name, "--queue",
+            stdout=StringIO(), verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value).startswith("--name: ")
+    assert not TrainingRun.objects.exists()
+
+
 @pytest.mark.parametrize("command", ["train_sft", "train_ppo"])
 def test_a_base_version_whose_folder_is_gone_is_refused_by_name(
     policy, demonstrations, tmp_path, command
