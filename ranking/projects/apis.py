@@ -26,7 +26,7 @@ from config.api import (
 )
 from config.idempotency import idempotent
 from config.text import validate_one_line
-from ranking.projects import services
+from ranking.projects import limits, services
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_list, project_progress, projects_for_trainer
 from sampler.registry.models import ModelVersion
@@ -45,19 +45,31 @@ class ProjectInputSerializer(serializers.Serializer):
     description = StrictCharField(max_length=5000, required=False, allow_blank=True)
     guideline_url = StrictURLField(max_length=200, required=False, allow_blank=True)
     status = StrictChoiceField(choices=Project.Status.choices, required=False)
-    alternatives = StrictIntegerField(min_value=1, max_value=16, required=False, allow_null=True)
-    overlap = StrictIntegerField(min_value=1, max_value=50, required=False, allow_null=True)
+    alternatives = StrictIntegerField(
+        min_value=1, max_value=limits.MAX_ALTERNATIVES, required=False, allow_null=True
+    )
+    overlap = StrictIntegerField(
+        min_value=1, max_value=limits.MAX_OVERLAP, required=False, allow_null=True
+    )
     sampling_params = StrictDictField(required=False)
-    pool_size = StrictIntegerField(min_value=0, max_value=1000, required=False, allow_null=True)
-    target_rankings = StrictIntegerField(min_value=0, max_value=10**9, required=False)
+    pool_size = StrictIntegerField(
+        min_value=0, max_value=limits.MAX_POOL_SIZE, required=False, allow_null=True
+    )
+    target_rankings = StrictIntegerField(
+        min_value=0, max_value=limits.MAX_TARGET_RANKINGS, required=False
+    )
     deadline = StrictDateTimeField(required=False, allow_null=True)
     gold_rate = StrictFloatField(min_value=0, max_value=1, required=False)
     qualification_required = StrictBooleanField(required=False)
-    qualification_tasks = StrictIntegerField(min_value=1, max_value=100, required=False)
+    qualification_tasks = StrictIntegerField(
+        min_value=1, max_value=limits.MAX_QUALIFICATION_TASKS, required=False
+    )
     qualification_threshold = StrictFloatField(min_value=0, max_value=1, required=False)
     selection = StrictChoiceField(choices=Project.Selection.choices, required=False)
     exploration_share = StrictFloatField(min_value=0, max_value=1, required=False)
-    candidate_factor = StrictIntegerField(min_value=1, max_value=20, required=False)
+    candidate_factor = StrictIntegerField(
+        min_value=1, max_value=limits.MAX_CANDIDATE_FACTOR, required=False
+    )
     policies = PolicyInputSerializer(many=True, required=False, max_length=MAX_POLICIES)
     trainer_group_ids = serializers.ListField(child=StrictIdField(), required=False, max_length=100)
 

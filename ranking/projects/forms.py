@@ -32,6 +32,12 @@ class ProjectForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["deadline"].help_text = deadline_help_text()
+        # The browser's number boxes offer the range the service takes.
+        for name, (least, most, _) in services.LIMITS.items():
+            if name in self.fields:
+                self.fields[name].widget.attrs["min"] = least
+                if most is not None:
+                    self.fields[name].widget.attrs["max"] = most
 
     def clean(self) -> dict:
         # The service's sentences, on their fields, before the model's constraints (whose

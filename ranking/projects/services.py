@@ -8,7 +8,14 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from ranking.projects.limits import MAX_ALTERNATIVES, MAX_OVERLAP, MAX_POOL_SIZE
+from ranking.projects.limits import (
+    MAX_ALTERNATIVES,
+    MAX_CANDIDATE_FACTOR,
+    MAX_OVERLAP,
+    MAX_POOL_SIZE,
+    MAX_QUALIFICATION_TASKS,
+    MAX_TARGET_RANKINGS,
+)
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
 from sampler.generation.services import generation_params_validate
 from sampler.registry.models import ModelVersion
@@ -40,12 +47,27 @@ EDITABLE = (
 
 
 # The range of each numeric setting (None: no upper bound), with the sentence a value outside
-# it gets: the service, the page's form and the database's constraints agree on them.
+# it gets: the service, the page's form, the Django admin, the API and the database's
+# constraints agree on them (a project saved on one is accepted back by the others).
 LIMITS: dict[str, tuple[float, float | None, str]] = {
     "alternatives": (1, MAX_ALTERNATIVES, f"K must be between 1 and {MAX_ALTERNATIVES}."),
     "overlap": (1, MAX_OVERLAP, f"The overlap must be between 1 and {MAX_OVERLAP}."),
     "pool_size": (0, MAX_POOL_SIZE, f"The pool holds 0 to {MAX_POOL_SIZE} tasks."),
-    "candidate_factor": (1, None, "candidate_factor is at least 1."),
+    "target_rankings": (
+        0,
+        MAX_TARGET_RANKINGS,
+        f"The target is 0 (none) to {MAX_TARGET_RANKINGS:,} rankings.",
+    ),
+    "qualification_tasks": (
+        1,
+        MAX_QUALIFICATION_TASKS,
+        f"Qualification takes 1 to {MAX_QUALIFICATION_TASKS} gold tasks.",
+    ),
+    "candidate_factor": (
+        1,
+        MAX_CANDIDATE_FACTOR,
+        f"candidate_factor is between 1 and {MAX_CANDIDATE_FACTOR}.",
+    ),
     **{
         name: (0.0, 1.0, f"{name} is a share between 0 and 1.")
         for name in ("gold_rate", "qualification_threshold", "exploration_share")
@@ -71,8 +93,6 @@ def project_setting_errors(*, project: Project, stored_slug: str | None) -> dict
     if stored_slug == DEFAULT_PROJECT_SLUG and project.slug != DEFAULT_PROJECT_SLUG:
         # Rows made without a project find the default one by this slug.
         errors["slug"] = f"The default project keeps its slug, {DEFAULT_PROJECT_SLUG!r}."
-    if project.qualification_required and project.qualification_tasks < 1:
-        errors["qualification_tasks"] = "Qualification needs at least one gold task."
     try:
         project.sampling_params = generation_params_validate(params=project.sampling_params)
     except ValidationError as error:

@@ -1,5 +1,6 @@
 import json
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -621,6 +622,11 @@ def test_saving_the_project_page_keeps_every_policy_and_edits_their_weights(
         ("gold_rate", "1.5", "gold_rate is a share between 0 and 1."),
         ("alternatives", "0", "K must be between 1 and 16."),
         ("overlap", "51", "The overlap must be between 1 and 50."),
+        # The API's bounds: a project saved on the page is one the API takes back.
+        ("qualification_tasks", "0", "Qualification takes 1 to 100 gold tasks."),
+        ("qualification_tasks", "500", "Qualification takes 1 to 100 gold tasks."),
+        ("candidate_factor", "50", "candidate_factor is between 1 and 20."),
+        ("target_rankings", "2000000000", "The target is 0 (none) to 1,000,000,000 rankings."),
     ],
 )
 def test_the_project_form_says_what_range_a_setting_has(client, admin_user, field, value, message):
@@ -631,6 +637,20 @@ def test_the_project_form_says_what_range_a_setting_has(client, admin_user, fiel
     assert page.status_code == 422
     assert message in page.content.decode() and "Constraint" not in page.content.decode()
     assert not Project.objects.filter(slug="p").exists()
+
+
+def test_the_project_forms_number_boxes_offer_the_range_the_service_takes(client, admin_user):
+    client.force_login(admin_user)
+    page = client.get(reverse("ranking:project-manage")).content.decode()
+    for name, least, most in [
+        ("alternatives", 1, 16),
+        ("overlap", 1, 50),
+        ("qualification_tasks", 1, 100),
+        ("candidate_factor", 1, 20),
+        ("target_rankings", 0, 1_000_000_000),
+    ]:
+        box = re.search(rf'<input type="number" name="{name}"[^>]*>', page).group(0)
+        assert f'min="{least}"' in box and f'max="{most}"' in box, box
 
 
 def test_late_means_short_of_the_target_after_the_deadline_or_on_course_to_be(other_trainer):
