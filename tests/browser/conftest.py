@@ -1,8 +1,11 @@
 import os
 import re
 import shutil
+import threading
+import time
 
 import pytest
+from django.core.signals import request_finished, request_started
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import PASSWORD, WAIT_SECONDS
@@ -54,19 +57,60 @@ def _page_with_deadlines(context):
     return page
 
 
+class _RequestsInFlight:
+    """The live server's requests begun and not yet finished. A page's last requests (a card's
+    feedback widgets loading, a table polling) may still run on the server when its test ends;
+    the test database is emptied after, and a request still reading it then deadlocked with
+    the emptying (PostgreSQL), failing the test's teardown and the next test's."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def started(self, **kwargs) -> None:
+        with self.lock:
+            self.count += 1
+
+    def finished(self, **kwargs) -> None:
+        with self.lock:
+            self.count -= 1
+
+    def wait_for_none(self, *, most_seconds: float) -> None:
+        """Until none runs, or ``most_seconds`` (a request whose end is never signalled must
+        not hold up the run)."""
+        deadline = time.monotonic() + most_seconds
+        while self.count > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 @pytest.fixture
-def page(browser):
-    context = browser.new_context()
+def _requests_in_flight():
+    requests = _RequestsInFlight()
+    request_started.connect(requests.started, dispatch_uid="browser-requests-started")
+    request_finished.connect(requests.finished, dispatch_uid="browser-requests-finished")
+    yield requests
+    request_started.disconnect(dispatch_uid="browser-requests-started")
+    request_finished.disconnect(dispatch_uid="browser-requests-finished")
+
+
+def _browser_context(browser, requests: _RequestsInFlight, **options):
+    """A browser context for one test; closed at its end, once the server has answered what it
+    sent (before the test database is emptied)."""
+    context = browser.new_context(**options)
     yield _page_with_deadlines(context)
     context.close()
+    requests.wait_for_none(most_seconds=min(WAIT_SECONDS, 60))
 
 
 @pytest.fixture
-def no_js_page(browser):
+def page(browser, _requests_in_flight):
+    yield from _browser_context(browser, _requests_in_flight)
+
+
+@pytest.fixture
+def no_js_page(browser, _requests_in_flight):
     """A page in a browser with JavaScript turned off: plain forms and links only."""
-    context = browser.new_context(java_script_enabled=False)
-    yield _page_with_deadlines(context)
-    context.close()
+    yield from _browser_context(browser, _requests_in_flight, java_script_enabled=False)
 
 
 def log_in(page, live_server, username: str, password: str) -> None:
