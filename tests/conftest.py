@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery.utils.nodenames import host_format
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -485,10 +486,43 @@ def secrets_filter(settings):
     return settings
 
 
+@dataclass(frozen=True)
+class SessionWorker:
+    """The run's Celery worker process and its node name (``name@host``)."""
+
+    process: subprocess.Popen
+    name: str
+
+    def consume(self, consuming: bool) -> None:
+        """Start (or stop) taking tasks from every queue of ``config.celery.Queue``, once the
+        worker has answered that it did."""
+        command = app.control.add_consumer if consuming else app.control.cancel_consumer
+        for queue in Queue:
+            replies = command(
+                queue.value, destination=[self.name], reply=True, timeout=WAIT_SECONDS
+            )
+            assert replies, f"the worker {self.name} did not answer about the queue {queue.value}"
+
+    def queues_consumed(self) -> set[str]:
+        """The queues the worker takes tasks from now, as it says."""
+        answers = app.control.inspect(destination=[self.name], timeout=WAIT_SECONDS).active_queues()
+        assert answers, f"the worker {self.name} did not answer"
+        return {queue["name"] for queue in answers[self.name]}
+
+
+def queues_purged() -> None:
+    """Every queue of ``config.celery.Queue`` on this run's Redis emptied."""
+    with app.connection_for_write() as broker_connection:
+        channel = broker_connection.default_channel
+        for queue in Queue:
+            channel.queue_purge(queue.value)
+
+
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, micro_model_dir, redis_broker):
-    """A real Celery worker process consuming every queue of this run's Redis and writing to
-    this run's database; it beats every second (sampler.workers)."""
+def session_celery_worker(django_db_setup, django_db_blocker, micro_model_dir, redis_broker):
+    """A real Celery worker process on this run's Redis, writing to this run's database; it
+    beats every second (sampler.workers). It takes tasks only while a test asks for
+    ``celery_worker``."""
     db = connection.settings_dict
     if connection.vendor != "postgresql":
         pytest.fail("The worker tests need DATABASE_URL=postgres://... (run them via `make test`).")
@@ -525,10 +559,27 @@ def celery_worker(django_db_setup, django_db_blocker, micro_model_dir, redis_bro
             process.kill()
             log.close()
             pytest.fail("The Celery worker did not start:\n" + (Path(log.name).read_text()[-3000:]))
-    yield process
+    worker = SessionWorker(process=process, name=host_format(name))
+    worker.consume(False)
+    yield worker
     process.terminate()
     try:
         process.wait(timeout=WAIT_SECONDS)
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+@pytest.fixture
+def celery_worker(session_celery_worker, transactional_db) -> Iterator[subprocess.Popen]:
+    """The run's Celery worker process (``session_celery_worker``), taking tasks from every
+    queue of this run's Redis for this test only: the queues are emptied of what earlier tests
+    left in them, and once the test ends the worker finishes what it queued and stops taking
+    tasks, before the test database is emptied. A worker busy in a test that did not ask for
+    one could hold row locks while the database is emptied (a deadlock), or claim a job that
+    test queued for itself."""
+    queues_purged()
+    session_celery_worker.consume(True)
+    yield session_celery_worker.process
+    wait_until(celery_worker_idle, what="the worker to finish what the test queued")
+    session_celery_worker.consume(False)
