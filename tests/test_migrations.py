@@ -683,3 +683,22 @@ def test_model_replies_stored_before_text_filtering_wait_for_a_verdict_on_their_
         assert {asked.pk, sampled.pk}.isdisjoint(waiting.values_list("pk", flat=True))
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_code_from_before_the_text_filter_columns_still_saves_messages():
+    """A process still running code from before labeling 0020 (during an upgrade, the new
+    schema migrated under it) inserts messages without the text-filter columns: the database
+    fills them in (not waiting, judged by no filter) rather than refusing the row."""
+    loader = MigrationExecutor(connection).loader
+    old = loader.project_state(("labeling", "0019_conversation_fingerprint")).apps
+    owner = old.get_model("auth", "User").objects.create(username="writer")
+    _, answered = _exchange(old, owner)
+
+    saved = loader.project_state(_latest()).apps.get_model("labeling", "Message")
+    saved = saved.objects.get(pk=answered.pk)
+    assert (saved.text_moderation_pending, saved.text_filter_name, saved.text_filter_version) == (
+        False,
+        "",
+        "",
+    )

@@ -129,13 +129,16 @@ class Message(models.Model):
     # ``message_texts_rejudge``), cleared by the worker that filters it
     # (``message_texts_moderate``). The outbox of that work: a publication lost to a broker
     # outage is made good by the periodic sweep, which filters every message still marked.
-    text_moderation_pending = models.BooleanField(default=False)
+    # These three columns have database defaults too (labeling 0023): a process still running
+    # code from before them (during an upgrade) inserts messages without them, and the sweep's
+    # walk finds those texts as judged by no filter.
+    text_moderation_pending = models.BooleanField(default=False, db_default=False)
     # The filter (name and version, as on its ``ModerationResult``) whose verdict on the
     # message's own words was stored last; empty when none was (a sample's text, one saved
     # while no filter was configured, one whose sample was deleted since). The sweep filters
     # again a message judged by no filter configured now (``message_texts_rejudge``).
-    text_filter_name = models.CharField(max_length=200, blank=True, default="")
-    text_filter_version = models.CharField(max_length=100, blank=True, default="")
+    text_filter_name = models.CharField(max_length=200, blank=True, default="", db_default="")
+    text_filter_version = models.CharField(max_length=100, blank=True, default="", db_default="")
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
