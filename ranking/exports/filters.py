@@ -162,6 +162,52 @@ class ExportFilters:
         return cls(**cleaned)
 
 
+# How a stored filter set (``ExportFilters.as_dict()``, and an export's ``compress``) reads on
+# a page, in the order of the Exports form: each key's label and what an unset value means.
+FILTER_DISPLAY: dict[str, tuple[str, str]] = {
+    "pair_mode": ("Pairs", "—"),
+    "split": ("Split", "—"),
+    "test_fraction": ("Test fraction", "—"),
+    "split_seed": ("Split seed", "—"),
+    "date_from": ("From", "any"),
+    "date_to": ("To", "any"),
+    "min_agreement": ("Minimum agreement", "none"),
+    "model_version_ids": ("Model versions (ids)", "all"),
+    "exclude_trainer_ids": ("Exclude trainers (ids)", "none"),
+    "exclude_flags": ("Exclude flagged as", "none"),
+    "project_ids": ("Projects (ids)", "all"),
+    "red_team": ("Red-team data", "—"),
+    "guideline_versions": ("Guideline versions", "all"),
+    "pseudonymize": ("Pseudonymise trainers", "—"),
+    "compress": ("gzip", "—"),
+}
+
+
+def filter_items(values: dict) -> list[tuple[str, str]]:
+    """(label, value) for each filter of a stored filter set, as text to show: lists joined,
+    yes/no, underscores as spaces; a key not in ``FILTER_DISPLAY`` (a row written by another
+    version) by its own name, after the known ones."""
+    known = [key for key in FILTER_DISPLAY if key in values]
+    others = sorted(key for key in values if key not in FILTER_DISPLAY)
+    items = []
+    for key in known + others:
+        label, unset = FILTER_DISPLAY.get(key, (key.replace("_", " ").capitalize(), "—"))
+        items.append((label, _filter_text(values[key], unset)))
+    return items
+
+
+def _filter_text(value, unset: str) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None or value == "" or value == [] or value == ():
+        return unset
+    if isinstance(value, list | tuple):
+        return ", ".join(_filter_text(item, unset) for item in value)
+    if isinstance(value, str):
+        return value.replace("_", " ")
+    return str(value)
+
+
 def split_of(conversation_id: int, *, seed: int, test_fraction: float) -> str:
     """Deterministic: the same conversation lands on the same side in every export."""
     digest = hashlib.sha256(f"{seed}:{conversation_id}".encode()).digest()

@@ -256,6 +256,41 @@ def test_the_export_list_says_what_an_export_skipped(admin_client_, admin_user):
     assert "skipped 2 rankings without a prompt" in page
 
 
+def test_the_export_list_shows_the_filters_as_labelled_items_not_a_dict(admin_client_, admin_user):
+    """Each filter reads "Label: value", escaped, in the order of the form; a key the code does
+    not know (a row written by another version) is shown by its name."""
+    filters = ExportFilters(
+        split="train",
+        test_fraction=0.25,
+        pair_mode="aggregated",
+        exclude_flags=("off_topic",),
+        guideline_versions=(2, 3),
+    )
+    DatasetExport.objects.create(
+        format="pairs",
+        created_by=admin_user,
+        filters={**filters.as_dict(), "compress": True, "some_note": "<b>bold</b>"},
+    )
+
+    page = admin_client_.get(reverse("ranking:exports")).content.decode()
+
+    assert "&#x27;split&#x27;" not in page  # the dict, as Python prints it
+    for item in (
+        "From: any",
+        "Split: train",
+        "Test fraction: 0.25",
+        "Pairs: aggregated",
+        "Exclude flagged as: off topic",
+        "Guideline versions: 2, 3",
+        "Pseudonymise trainers: yes",
+        "Projects (ids): all",
+        "gzip: yes",
+        "Some note: &lt;b&gt;bold&lt;/b&gt;",
+    ):
+        assert f"<li>{item}</li>" in page
+    assert "<b>bold</b>" not in page
+
+
 @pytest.mark.parametrize("format", ["rankings", "pairs"])
 def test_the_preview_counts_only_what_the_export_writes_and_says_what_it_skips(
     admin_client_, admin_user, format

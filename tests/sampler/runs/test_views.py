@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 from pathlib import Path
 from unittest import mock
 
@@ -203,6 +204,36 @@ def test_metric_names_are_escaped_in_the_charts(admin_client_, policy):
     run = _run(policy, metrics={"loss/<script>alert(1)</script>": [[1, 1.0], [2, 0.5]]})
     html = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk})).content
     assert b"<script>alert(1)" not in html and b"&lt;script&gt;" in html
+
+
+def test_the_run_page_shows_its_database_filters_as_labelled_items_not_a_dict(
+    admin_client_, policy
+):
+    filters = ExportFilters(split="test", min_agreement=0.5, exclude_trainer_ids=(7,))
+    dataset = {"source": "database", "format": "rankings", "filters": filters.as_dict()}
+    run = _run(policy, dataset=dataset)
+
+    page = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk}))
+
+    html = page.content.decode()
+    listed = re.search(r'<ul class="filter-items">(.*?)</ul>', html).group(1)
+    assert re.findall(r"<li>(.*?)</li>", listed) == [
+        "Pairs: per ranker",
+        "Split: test",
+        "Test fraction: 0.1",
+        "Split seed: 0",
+        "From: any",
+        "To: any",
+        "Minimum agreement: 0.5",
+        "Model versions (ids): all",
+        "Exclude trainers (ids): 7",
+        "Exclude flagged as: none",
+        "Projects (ids): all",
+        "Red-team data: include",
+        "Guideline versions: all",
+        "Pseudonymise trainers: yes",
+    ]
+    assert "&#x27;split&#x27;" not in html  # the dict, as Python prints it
 
 
 def test_admin_cancels_a_queued_run(admin_client_, policy):
