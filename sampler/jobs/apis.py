@@ -2,15 +2,20 @@
 
 from django.core.exceptions import ValidationError
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.roles import IsStaff
 from config.api import ApiView, BrokerUnavailableResponse, no_body_fields
-from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
-from sampler.jobs.kinds import job_kind_named, job_kind_of
+from config.api_schema import (
+    CANCEL_CONFLICT,
+    RETRY_CONFLICT,
+    ErrorDocumentingAutoSchema,
+    cancel_conflict,
+)
+from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds
 from sampler.jobs.models import Job, job_error_summary
 from sampler.jobs.selectors import job_queue_position, queue_depths
 from sampler.jobs.services import job_cancel, job_retry
@@ -62,18 +67,38 @@ def _job(kind: str, job_id: int) -> Job:
     return job
 
 
-class JobDetailApi(ApiView):
+class JobKindSchema(ErrorDocumentingAutoSchema):
+    """``kind`` in the path is one of the registered kinds of jobs: read from the registry when
+    the schema is made (every app has registered its kinds by then), not copied here."""
+
+    def get_override_parameters(self):
+        kind = OpenApiParameter(
+            "kind",
+            str,
+            OpenApiParameter.PATH,
+            enum=[kind.name for kind in job_kinds()],
+            description="The kind of job; any other name is a 404.",
+        )
+        return [*super().get_override_parameters(), kind]
+
+
+class JobApi(ApiView):
+    """A door to one job, ``/api/jobs/<kind>/<id>/...``: for staff."""
+
     permission_classes = [IsStaff]
+    schema = JobKindSchema()
+
+
+class JobDetailApi(JobApi):
+    """A job's state: its status, queue and place in it, attempts and last error."""
 
     @extend_schema(responses={200: JobStateSerializer})
     def get(self, request: Request, kind: str, job_id: int) -> Response:
         return Response(_state(kind, _job(kind, job_id)))
 
 
-class JobRetryApi(ApiView):
+class JobRetryApi(JobApi):
     """Queue a failed or cancelled job again (a training run resumes from its checkpoint)."""
-
-    permission_classes = [IsStaff]
 
     @extend_schema(
         request=None,
@@ -96,8 +121,8 @@ class JobRetryApi(ApiView):
         return Response(state, status=status.HTTP_202_ACCEPTED)
 
 
-class JobCancelApi(ApiView):
-    permission_classes = [IsStaff]
+class JobCancelApi(JobApi):
+    """Cancel a queued or running job (cancelling a cancelled one again answers the same)."""
 
     @extend_schema(request=None, responses={200: JobStateSerializer, 409: CANCEL_CONFLICT})
     def post(self, request: Request, kind: str, job_id: int) -> Response:
