@@ -92,12 +92,19 @@ def chosen_policies(formset: forms.BaseFormSet) -> list[tuple[ModelVersion, floa
     ]
 
 
+class OptionalJSONField(forms.JSONField):
+    """A JSON box that shows nothing when it holds no value (Django's shows ``null``)."""
+
+    def prepare_value(self, value):
+        return "" if value is None else super().prepare_value(value)
+
+
 class GoldTaskForm(forms.Form):
     """A task of the project to copy as gold, with the expected order written as JSON tie
     groups of its reply ids (best first), or left empty to take the order its rankers agreed on."""
 
     task_id = forms.IntegerField(min_value=1)
-    ordering = forms.JSONField(required=False, max_length=4000)
+    ordering = OptionalJSONField(required=False, max_length=4000)
 
 
 class ProjectChoiceForm(forms.Form):

@@ -1,4 +1,5 @@
 import random
+import re
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -206,6 +207,14 @@ def test_admin_makes_gold_on_the_project_page_and_sees_accuracy_on_quality(
     page = client.get(reverse("ranking:quality"), {"project": project.pk})
     # Gold order 1 > 0 > 2 > 3; t ranked 0 > 1 > 2 > 3: 5 of 6 pairs.
     assert b'<td class="gold-accuracy">83 % (1)</td>' in page.content
+
+
+def test_the_gold_forms_ordering_box_starts_empty(client, admin_user, project):
+    """Empty means the order the rankers agreed on, as the box's help says; it showed ``null``."""
+    client.force_login(admin_user)
+    page = client.get(reverse("ranking:project-detail", args=["gold"])).content.decode()
+    box = re.search(r"<textarea[^>]*name=\"ordering\"[^>]*>(.*?)</textarea>", page, re.S)
+    assert box is not None and box.group(1).strip() == ""
 
 
 def test_a_task_id_that_is_no_task_of_the_project_is_said_on_its_page_not_a_404(
