@@ -314,9 +314,12 @@
     }
     const flags = event.key === "Escape" && event.target.closest && event.target.closest("details.flags");
     if (flags) {
-      // Out of a reply's flags (opened with "f"): close them, focus back on their summary.
+      // Out of a reply's flags (opened with "f"): close them, focus back on their reply (not
+      // on the flags' summary, where Enter would open them again rather than submit).
       flags.open = false;
-      flags.querySelector("summary").focus();
+      const item = flags.closest("li.candidate");
+      item.tabIndex = -1; // focusable from here, not a stop of Tab
+      item.focus();
       event.preventDefault();
       return;
     }

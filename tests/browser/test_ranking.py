@@ -179,7 +179,7 @@ def test_escape_leaves_the_flags_and_the_why_box_is_never_under_the_bar(
     expect(page.locator("#ranking-order")).to_have_text("1  >  2")
     page.keyboard.press("Escape")
     expect(items.nth(0).locator("details.flags")).not_to_have_attribute("open", "")
-    expect(items.nth(0).locator("details.flags > summary")).to_be_focused()
+    expect(items.nth(0)).to_be_focused()
 
     # "Cannot rank", then into "Why?" from the keyboard: scrolled above the sticky bar.
     page.get_by_label("Cannot rank").check()
@@ -187,6 +187,19 @@ def test_escape_leaves_the_flags_and_the_why_box_is_never_under_the_bar(
     box = page.locator("#ranking-rationale").bounding_box()
     bar = page.locator(".ranking-bar").bounding_box()
     assert box["y"] + box["height"] <= bar["y"]
+
+
+def test_enter_after_leaving_the_flags_with_escape_submits(page, live_server, ready_task, trainer):
+    """The shortcuts' "Enter: submit, once every reply is placed" holds after "f" and Escape.
+    Before, Escape left the focus on the flags' summary, where Enter opened them again."""
+    shown = _open_task(page, live_server)
+    for key in ("2", "1", "f", "Space", "Escape", "4", "3", "Enter"):
+        page.keyboard.press(key)
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    ranking = Ranking.objects.get(ranker=trainer)
+    assert ranking.ordering == [[shown[1]], [shown[0]], [shown[3]], [shown[2]]]
+    assert ranking.flags == {str(shown[0]): {"flags": ["harmful"], "note": ""}}
 
 
 def test_a_missing_flag_note_is_reported_and_the_placements_are_kept(
