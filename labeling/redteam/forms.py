@@ -19,6 +19,22 @@ class AttackForm(forms.Form):
         return {name: self.data.get(name, "").replace("\x00", "") for name in self.fields}
 
 
+class AttackFilterForm(forms.Form):
+    """The Red team page's category filter (its query string): empty is every category; a
+    category that does not exist is refused, with the ones that do."""
+
+    category = forms.ChoiceField(
+        choices=[("", "Any"), *Attack.Category.choices],
+        required=False,
+        label="Category",
+        error_messages={
+            "invalid_choice": 'There is no category "%(value)s". The categories are '
+            f"{', '.join(Attack.Category.values[:-1])} and {Attack.Category.values[-1]}; "
+            "leave it empty for every category."
+        },
+    )
+
+
 class AttackRunForm(forms.Form):
     model_version = ModelChoiceField(
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY).order_by("-created_at"),

@@ -20,7 +20,7 @@ from labeling.conversations.forms import MessageForm
 from labeling.conversations.models import Conversation, Message
 from labeling.conversations.services import draft_save
 from labeling.redteam import selectors, services
-from labeling.redteam.forms import AttackForm, AttackRunForm
+from labeling.redteam.forms import AttackFilterForm, AttackForm, AttackRunForm
 from labeling.redteam.models import Attack
 
 SLOT = "labeling/redteam/editor.html#attack-slot"
@@ -167,10 +167,14 @@ def attack_correct(request: HtmxHttpRequest, attack_id: int) -> HttpResponse:
 # ---- admins' overview -------------------------------------------------------------------------
 
 
-def _overview_context(request: HtmxHttpRequest, run_form: AttackRunForm | None = None) -> dict:
-    category = request.GET.get("category", "")
-    if category not in Attack.Category.values:
-        category = ""
+def _overview_context(
+    request: HtmxHttpRequest,
+    run_form: AttackRunForm | None = None,
+    filter_form: AttackFilterForm | None = None,
+) -> dict:
+    filter_form = filter_form or AttackFilterForm(request.GET)
+    filter_form.is_valid()
+    category = filter_form.cleaned_data.get("category", "")
     model_version_id = id_in_range(request.GET.get("model_version", ""))
     page = Paginator(
         selectors.attack_list(category=category, model_version_id=model_version_id), 50
@@ -186,6 +190,7 @@ def _overview_context(request: HtmxHttpRequest, run_form: AttackRunForm | None =
         "by_category": selectors.attack_counts_by_category(model_version_id=model_version_id),
         "category_names": Attack.Category.choices,
         "category": category,
+        "filter_form": filter_form,
         "model_version_id": model_version_id,
         "page": page,
         "query": query,
@@ -197,7 +202,11 @@ def _overview_context(request: HtmxHttpRequest, run_form: AttackRunForm | None =
 
 @staff_required
 def redteam_overview(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, PAGE, _overview_context(request))
+    filter_form = AttackFilterForm(request.GET)
+    # No figures for a filter that selects nothing definite (every attack would pass for it):
+    # the filter's error, as the quality page answers one.
+    status = 200 if filter_form.is_valid() else 422
+    return render(request, PAGE, _overview_context(request, filter_form=filter_form), status=status)
 
 
 @staff_required

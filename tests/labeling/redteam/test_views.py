@@ -75,6 +75,27 @@ def test_red_team_overview_is_for_admins_and_queues_reruns(
     assert bad.status_code == 422
 
 
+def test_the_overview_refuses_an_unknown_category_and_names_the_categories(
+    admin_client_, red_team, trainer
+):
+    _, _, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    page = admin_client_.get("/write/redteam/", {"category": "bogus"})
+    text = page.content.decode()
+    # The filters' error, as the quality page answers one: no figures for a filter that
+    # selects nothing definite (every attack would pass for it).
+    assert page.status_code == 422
+    assert escape('There is no category "bogus"') in text
+    assert "jailbreak, harmful, false, privacy and other" in text
+    assert PROMPT[:40] not in text and 'id="attack-rows"' not in text
+    # No category, or an empty one, is every category, as before; a known one filters.
+    for query in ({}, {"category": ""}, {"category": "jailbreak"}):
+        page = admin_client_.get("/write/redteam/", query)
+        assert page.status_code == 200 and PROMPT[:40] in page.content.decode(), query
+    harmful = admin_client_.get("/write/redteam/", {"category": "harmful"}).content.decode()
+    assert "No attacks match." in harmful and PROMPT[:40] not in harmful
+
+
 def test_a_stale_tab_keeps_a_correction_for_a_withdrawn_mark_and_says_why(
     trainer_client, red_team, trainer
 ):
