@@ -19,6 +19,8 @@ from sampler.training.config import (
     DPO_LOSSES,
     DPO_MODES,
     KTO_SOURCES,
+    MAX_STEPS,
+    MAX_STEPS_RANGE,
     ORIGINS,
     DPOConfig,
     KTOConfig,
@@ -42,7 +44,7 @@ POLICY_PREFERENCE = {"dpo", "kto"}
 HYPERPARAMETERS = {
     "learning_rate": (forms.FloatField, 1e-8, 1.0, ALL),
     "epochs": (forms.FloatField, 0.01, 100, ALL),
-    "max_steps": (forms.IntegerField, 1, None, ALL),
+    "max_steps": (forms.IntegerField, 1, MAX_STEPS, ALL),
     "batch_size": (forms.IntegerField, 1, 4096, ALL),
     "gradient_accumulation_steps": (forms.IntegerField, 1, 1024, ALL),
     "max_length": (forms.IntegerField, 8, 131072, ALL),
@@ -57,6 +59,8 @@ HYPERPARAMETERS = {
     "lora_r": (forms.IntegerField, 0, 1024, ALL),
     "lora_alpha": (forms.FloatField, 1e-3, None, ALL),
 }
+# Out of range, the run's own sentence (the range), in place of Django's "Ensure this value ...".
+RANGE_ERRORS = {"max_steps": MAX_STEPS_RANGE}
 
 
 def _defaults(name: str) -> str:
@@ -192,6 +196,10 @@ class TrainingRunForm(ExportFilterForm):
         self.upload_too_large = upload_too_large
         for name, (field_class, minimum, maximum, _) in HYPERPARAMETERS.items():
             field = field_class(min_value=minimum, max_value=maximum, required=False)
+            if name in RANGE_ERRORS:
+                field.error_messages.update(
+                    min_value=RANGE_ERRORS[name], max_value=RANGE_ERRORS[name]
+                )
             field.widget.attrs.update({"placeholder": _defaults(name), "step": "any"})
             self.fields[name] = field
 

@@ -20,6 +20,11 @@ class ConfigError(ValueError):
         self.errors = errors
 
 
+# The most optimizer steps a run takes (PPO: rollout batches), and the sentence that says the
+# range: the Training page's form refuses with the same one.
+MAX_STEPS = 10_000_000
+MAX_STEPS_RANGE = f"max_steps must be between 1 and {MAX_STEPS:,}."
+
 # The most a run holds out (as for exports: ranking.exports.filters.MAX_TEST_FRACTION; this core
 # imports nothing of the app).
 MAX_TEST_FRACTION = 0.99
@@ -83,8 +88,8 @@ class TrainingConfig:
             errors["learning_rate"] = "learning_rate must be between 0 and 1."
         if not 0 < self.epochs <= 100:
             errors["epochs"] = "epochs must be above 0 and at most 100."
-        if self.max_steps is not None and not 1 <= self.max_steps <= 10_000_000:
-            errors["max_steps"] = "max_steps must be a positive number of steps."
+        if self.max_steps is not None and not 1 <= self.max_steps <= MAX_STEPS:
+            errors["max_steps"] = MAX_STEPS_RANGE
         for name, top in (
             ("batch_size", 4096),
             ("gradient_accumulation_steps", 1024),

@@ -162,6 +162,19 @@ def test_a_bad_launch_shows_the_errors_and_queues_nothing(admin_client_, policy)
     assert not TrainingRun.objects.exists()
 
 
+@pytest.mark.parametrize("steps", ["0", "10000001", "99999999999999999999"])
+def test_the_training_page_says_what_range_max_steps_has(admin_client_, policy, steps):
+    """A number of steps past the most a run takes was refused as "must be a positive number
+    of steps"; the page now says the range, the one the run's settings take."""
+    response = _post_upload(admin_client_, _upload(), max_steps=steps)
+    text = response.content.decode()
+    assert response.status_code == 422
+    assert "max_steps must be between 1 and 10,000,000." in text and "positive number" not in text
+    assert not TrainingRun.objects.exists()
+    box = re.search(r'<input type="number" name="max_steps"[^>]*>', text).group(0)
+    assert 'min="1"' in box and 'max="10000000"' in box, box
+
+
 def test_run_detail_plots_curves_and_polls_only_while_running(admin_client_, policy):
     history = {
         "loss/train": [[5, 0.69], [10, 0.52]],

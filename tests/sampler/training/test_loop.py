@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sampler.training.config import ConfigError, RewardConfig, SFTConfig
+from sampler.training.config import MAX_STEPS, ConfigError, RewardConfig, SFTConfig
 from sampler.training.loop import (
     STATE_FILE,
     checkpoint_plan,
@@ -144,6 +144,16 @@ def test_config_from_dict_coerces_form_values_and_rejects_unknown_or_bad_ones():
     with pytest.raises(ConfigError) as error:
         RewardConfig.from_dict({"weight_by_trust": "maybe", "normalize_to_demonstrations": 2})
     assert set(error.value.errors) == {"weight_by_trust", "normalize_to_demonstrations"}
+
+
+def test_config_says_the_range_of_max_steps():
+    """Too many steps read "must be a positive number of steps" (the train_* commands' answer
+    to --max-steps too): the message is the range, at either end."""
+    for steps in (0, MAX_STEPS + 1, 10**20):
+        with pytest.raises(ConfigError) as error:
+            RewardConfig.from_dict({"max_steps": steps})
+        assert error.value.errors == {"max_steps": "max_steps must be between 1 and 10,000,000."}
+    assert SFTConfig.from_dict({"max_steps": MAX_STEPS}).max_steps == MAX_STEPS
 
 
 def test_config_refuses_a_seed_numpy_cannot_take_betas_past_one_and_numbers_not_finite():
