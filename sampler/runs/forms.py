@@ -37,6 +37,11 @@ READABLE_FORMATS = {
     # No export writes KTO records: KTO reads the database or an uploaded file.
     TrainingRun.Kind.KTO: set(),
 }
+# The endings an uploaded data file's name may have: each is read as JSON lines, gzipped or not
+# (by its first bytes); the upload's help and its refusal list them.
+UPLOAD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
+UPLOAD_ENDINGS = f"{', '.join(UPLOAD_SUFFIXES[:-1])} or {UPLOAD_SUFFIXES[-1]}"
+
 CONFIG_CLASSES = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig}
 ALL, REWARD = set(CONFIG_CLASSES), {"reward"}
 POLICY_PREFERENCE = {"dpo", "kto"}
@@ -180,7 +185,9 @@ class TrainingRunForm(ExportFilterForm):
         ),
         required=False,
     )
-    upload = forms.FileField(required=False, help_text=".jsonl or .jsonl.gz, as exported.")
+    upload = forms.FileField(
+        required=False, help_text=f"{UPLOAD_ENDINGS}: one JSON record per line, as exported."
+    )
     test_fraction = forms.FloatField(
         min_value=0,
         max_value=MAX_TEST_FRACTION,
@@ -274,8 +281,8 @@ class TrainingRunForm(ExportFilterForm):
                 )
             if upload is None:
                 raise forms.ValidationError({"upload": "Choose a file."})
-            if not upload.name.endswith((".jsonl", ".jsonl.gz", ".json")):
-                raise forms.ValidationError({"upload": "Upload a .jsonl or .jsonl.gz file."})
+            if not upload.name.endswith(UPLOAD_SUFFIXES):
+                raise forms.ValidationError({"upload": f"Upload a {UPLOAD_ENDINGS} file."})
             changed = data["test_fraction"] != self.fields["test_fraction"].initial
             if changed and "split" in _first_record(upload):
                 raise forms.ValidationError(

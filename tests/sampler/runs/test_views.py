@@ -19,6 +19,7 @@ from ranking.exports.filters import ExportFilters
 from sampler.jobs.services import job_run_inline
 from sampler.registry.models import ModelVersion
 from sampler.runs.data_files import data_file_problem
+from sampler.runs.forms import TrainingRunForm
 from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
 from tests.ranking.conftest import ranked, ranked_in_halves  # noqa: F401  (ranked: a fixture)
@@ -173,6 +174,22 @@ def test_the_training_page_says_what_range_max_steps_has(admin_client_, policy, 
     assert not TrainingRun.objects.exists()
     box = re.search(r'<input type="number" name="max_steps"[^>]*>', text).group(0)
     assert 'min="1"' in box and 'max="10000000"' in box, box
+
+
+def test_an_upload_refused_for_its_name_is_told_every_ending_the_page_takes(admin_client_, policy):
+    """A .json file is taken, but a refused name was told "Upload a .jsonl or .jsonl.gz
+    file."; the refusal and the field's help list the same endings, the ones taken."""
+    help_text = TrainingRunForm().fields["upload"].help_text
+    assert help_text == ".jsonl, .jsonl.gz or .json: one JSON record per line, as exported."
+    lines = _upload().read()
+    refused = _post_upload(admin_client_, SimpleUploadedFile("rankings.txt", lines))
+    assert refused.status_code == 422
+    assert "Upload a .jsonl, .jsonl.gz or .json file." in refused.content.decode()
+    assert not TrainingRun.objects.exists()
+    taken = _post_upload(admin_client_, SimpleUploadedFile("rankings.json", lines))
+    assert taken.status_code == 302 and TrainingRun.objects.get().dataset["path"].endswith(
+        "rankings.json"
+    )
 
 
 def test_run_detail_plots_curves_and_polls_only_while_running(admin_client_, policy):
