@@ -4,7 +4,10 @@ A module of its own: drf-spectacular reads DRF's settings on import, and those n
 ``config.api``'s parser.
 """
 
+import inspect
+
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from config.idempotency import (
@@ -85,9 +88,28 @@ _IDEMPOTENCY_RESPONSES = {
 }
 
 
+def _own_doc(doc: str | None) -> str:
+    """A docstring as the schema shows it (indentation and trailing spaces removed)."""
+    if not doc:
+        return ""
+    return "\n".join(line.rstrip() for line in inspect.cleandoc(doc).rstrip().split("\n"))
+
+
 class ErrorDocumentingAutoSchema(AutoSchema):
     """Every operation documents the JSON error responses the API can give, and the
-    ``Idempotency-Key`` header where the operation takes one (config.idempotency)."""
+    ``Idempotency-Key`` header where the operation takes one (config.idempotency). Its
+    description is its handler's docstring, else its view class's own: never the docstring of
+    a class the view is made from (``ApiView``'s says nothing about the operation)."""
+
+    def get_description(self) -> str:
+        if spectacular_settings.DISABLE_DOCSTRING_DESCRIPTIONS:
+            return ""
+        handler = getattr(self.view, getattr(self.view, "action", self.method.lower()), None)
+        # ``__doc__`` of the function and of the class itself: neither is inherited
+        # (``inspect.getdoc`` and drf-spectacular's ``get_doc`` fall back to the bases').
+        return _own_doc(getattr(handler, "__doc__", None)) or _own_doc(
+            type(self.view).__dict__.get("__doc__")
+        )
 
     def _takes_idempotency_key(self) -> bool:
         handler = getattr(self.view, self.method.lower(), None)

@@ -217,6 +217,9 @@ class GenerationJobCreateApi(ApiView):
 
 
 class GenerationJobDetailApi(ApiView):
+    """A generation job with its samples, status and place in the queue (your own; admins:
+    any)."""
+
     permission_classes = [IsTrainer]
 
     @extend_schema(responses={200: JobOutputSerializer})

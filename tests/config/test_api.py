@@ -3,12 +3,15 @@ input is strict (no coercion, no NUL or lone surrogates, bounded depth and size,
 existence and ownership), and trainers see no server paths."""
 
 import base64
+import inspect
 import io
 import json
 
 import pytest
 from django.test import Client, override_settings
 
+from config.api import ApiView
+from config.api_schema import ErrorDocumentingAutoSchema
 from config.parsers import MAX_JSON_DEPTH, BoundedJSONParser, RequestBodyTooLarge
 from labeling.conversations import selectors as conversation_selectors
 from labeling.conversations import services as conversation_services
@@ -552,6 +555,52 @@ def test_the_schema_documents_the_error_responses_of_every_operation(trainer_cli
         for code in ("400", "401", "403", "404", "405", "413", "429", "500"):
             documented = operation["responses"].get(code)
             assert documented and "application/json" in documented["content"], (path, method, code)
+
+
+def _view_bases(cls: type) -> set[type]:
+    """``cls`` and every API view class that others are made from."""
+    subclasses = cls.__subclasses__()
+    bases = {cls} if subclasses else set()
+    for subclass in subclasses:
+        bases |= _view_bases(subclass)
+    return bases
+
+
+def test_no_operation_is_described_by_a_base_class_docstring(admin_client_):
+    # A view without a docstring of its own was described by the one of the class it is made
+    # from ("The base of every API view: ..."), which says nothing about the operation.
+    schema = _schema(admin_client_)
+    base_docs = {inspect.cleandoc(base.__doc__) for base in _view_bases(ApiView) if base.__doc__}
+    assert inspect.cleandoc(ApiView.__doc__) in base_docs
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            description = operation.get("description", "").strip()
+            assert description, (path, method)
+            assert description not in base_docs, (path, method)
+
+
+def test_the_schema_takes_a_description_only_from_the_view_itself_or_its_handler():
+    class Described(ApiView):
+        """What this one does."""
+
+        def get(self, request):
+            pass
+
+    class Undescribed(Described):
+        pass
+
+    class HandlerDescribed(Described):
+        def get(self, request):
+            """What its GET does."""
+
+    def description(view_class: type) -> str:
+        schema = ErrorDocumentingAutoSchema()
+        schema.view, schema.method = view_class(), "GET"
+        return schema.get_description()
+
+    assert description(Described) == "What this one does."
+    assert description(Undescribed) == ""
+    assert description(HandlerDescribed) == "What its GET does."
 
 
 def test_the_schema_shows_model_paths_as_staff_only(trainer_client):
