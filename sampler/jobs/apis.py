@@ -2,6 +2,8 @@
 
 from django.core.exceptions import ValidationError
 from django.http import Http404
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -21,9 +23,38 @@ from sampler.jobs.selectors import job_queue_position, queue_depths
 from sampler.jobs.services import job_cancel, job_retry
 
 
+def _job_kind_schema() -> dict:
+    """A registered kind of job's name, as the schema shows it: the names are read from the
+    registry when the schema is made (every app has registered its kinds by then), not copied
+    here. The ``kind`` in the jobs API's paths and in a job's state."""
+    return {"type": "string", "enum": sorted(kind.name for kind in job_kinds())}
+
+
+class JobKindField(serializers.CharField):
+    """The name of a registered kind of job: in the schema, the component ``JobKindEnum``
+    (``_job_kind_schema``)."""
+
+
+class JobKindFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = JobKindField
+
+    def map_serializer_field(self, auto_schema, direction):
+        # A component named here: left inline, the enum would be named by the schema's
+        # post-processing after the field ("KindEnum"), renaming the model versions' enum of
+        # that name.
+        component = ResolvedComponent(
+            name="JobKindEnum",
+            type=ResolvedComponent.SCHEMA,
+            object="JobKindEnum",
+            schema=_job_kind_schema(),
+        )
+        auto_schema.registry.register_on_missing(component)
+        return component.ref
+
+
 class JobStateSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    kind = serializers.CharField()
+    kind = JobKindField()
     status = serializers.CharField()
     queue = serializers.CharField()
     queue_position = serializers.IntegerField()
@@ -68,15 +99,13 @@ def _job(kind: str, job_id: int) -> Job:
 
 
 class JobKindSchema(ErrorDocumentingAutoSchema):
-    """``kind`` in the path is one of the registered kinds of jobs: read from the registry when
-    the schema is made (every app has registered its kinds by then), not copied here."""
+    """``kind`` in the path is one of the registered kinds of jobs (``_job_kind_schema``)."""
 
     def get_override_parameters(self):
         kind = OpenApiParameter(
             "kind",
-            str,
+            _job_kind_schema(),
             OpenApiParameter.PATH,
-            enum=[kind.name for kind in job_kinds()],
             description="The kind of job; any other name is a 404.",
         )
         return [*super().get_override_parameters(), kind]

@@ -1,5 +1,5 @@
-"""The jobs API's ``kind`` in the path: documented as the registered kinds, and any other
-name a JSON 404."""
+"""The jobs API's ``kind``, in the path and in the job's state: documented as the registered
+kinds, and any other name in the path a JSON 404."""
 
 import pytest
 
@@ -25,6 +25,27 @@ def test_the_schema_lists_the_registered_job_kinds_as_the_kind_parameters_enum(a
             (kind,) = [p for p in operation["parameters"] if p["name"] == "kind"]
             assert kind["in"] == "path" and kind["required"] is True, (path, method)
             assert kind["schema"] == {"type": "string", "enum": registered}, (path, method)
+
+
+def test_the_schema_lists_the_registered_job_kinds_as_the_job_states_kind(admin_client_):
+    # The state's kind was a plain string, though it is always a registered kind's name.
+    schema = admin_client_.get(
+        "/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json"
+    ).json()
+    registered = sorted(kind.name for kind in job_kinds())
+    components = schema["components"]["schemas"]
+    referenced = set()
+    for path in JOB_PATHS:
+        for method, operation in schema["paths"][path].items():
+            for code, response in operation["responses"].items():
+                ref = response.get("content", {}).get("application/json", {}).get("schema", {})
+                if ref.get("$ref", "").endswith("/JobState"):
+                    referenced.add((path, method, code))
+    assert ("/api/jobs/{kind}/{job_id}/", "get", "200") in referenced
+    kind = components["JobState"]["properties"]["kind"]
+    if "$ref" in kind:
+        kind = components[kind["$ref"].rsplit("/", 1)[1]]
+    assert kind.get("type") == "string" and kind.get("enum") == registered
 
 
 @pytest.mark.parametrize(
