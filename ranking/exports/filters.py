@@ -192,19 +192,21 @@ def filter_items(values: dict) -> list[tuple[str, str]]:
     items = []
     for key in known + others:
         label, unset = FILTER_DISPLAY.get(key, (key.replace("_", " ").capitalize(), "—"))
-        items.append((label, _filter_text(values[key], unset)))
+        items.append((label, value_text(values[key], unset, spaced=True)))
     return items
 
 
-def _filter_text(value, unset: str) -> str:
+def value_text(value, unset: str = "—", *, spaced: bool = False) -> str:
+    """A stored value as text to show: yes/no, lists joined, ``unset`` when none or empty;
+    ``spaced``: underscores as spaces (a filter's choice), else strings as stored."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None or value == "" or value == [] or value == ():
         return unset
     if isinstance(value, list | tuple):
-        return ", ".join(_filter_text(item, unset) for item in value)
+        return ", ".join(value_text(item, unset, spaced=spaced) for item in value)
     if isinstance(value, str):
-        return value.replace("_", " ")
+        return value.replace("_", " ") if spaced else value
     return str(value)
 
 

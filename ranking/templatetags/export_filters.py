@@ -1,16 +1,31 @@
 """``{{ filters|filter_list }}``: a stored filter set (an export's, a training run's data) as a
-list of "Label: value" items, escaped, for the Exports and Training run pages."""
+list of "Label: value" items, escaped, for the Exports and Training run pages;
+``{{ config|setting_list }}``: a stored configuration (a training run's) as "key: value" items
+in the same list, escaped."""
+
+from collections.abc import Iterable
 
 from django import template
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from ranking.exports.filters import filter_items
+from ranking.exports.filters import filter_items, value_text
 
 register = template.Library()
 
 
+def _item_list(items: Iterable[tuple[str, str]]) -> SafeString:
+    return format_html(
+        '<ul class="filter-items">{}</ul>', format_html_join("", "<li>{}: {}</li>", items)
+    )
+
+
 @register.filter
 def filter_list(values: dict | None) -> SafeString:
-    items = format_html_join("", "<li>{}: {}</li>", filter_items(values or {}))
-    return format_html('<ul class="filter-items">{}</ul>', items)
+    return _item_list(filter_items(values or {}))
+
+
+@register.filter
+def setting_list(values: dict | None) -> SafeString:
+    """Each setting by its own name, in the stored order, its value as stored (``value_text``)."""
+    return _item_list((str(key), value_text(value)) for key, value in (values or {}).items())

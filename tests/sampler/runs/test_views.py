@@ -266,6 +266,32 @@ def test_the_run_page_shows_its_database_filters_as_labelled_items_not_a_dict(
     assert "&#x27;split&#x27;" not in html  # the dict, as Python prints it
 
 
+def test_the_run_page_shows_its_config_as_key_value_items_not_a_dict(admin_client_, policy):
+    config = {
+        "learning_rate": 2e-05,
+        "max_steps": None,
+        "weight_by_trust": False,
+        "sources": "thumbs_up,<b>flags</b>",
+        "lora_targets": "",
+    }
+    run = _run(policy, config=config)
+
+    page = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk}))
+
+    html = page.content.decode()
+    (listed,) = re.findall(
+        r'<summary>5 settings</summary><ul class="filter-items">(.*?)</ul>', html
+    )
+    assert re.findall(r"<li>(.*?)</li>", listed) == [
+        "learning_rate: 2e-05",
+        "max_steps: —",
+        "weight_by_trust: no",
+        "sources: thumbs_up,&lt;b&gt;flags&lt;/b&gt;",  # as stored, escaped
+        "lora_targets: —",
+    ]
+    assert "&#x27;learning_rate&#x27;" not in html  # the dict, as Python prints it
+
+
 def test_admin_cancels_a_queued_run(admin_client_, policy):
     run = _run(policy)
     admin_client_.post(reverse("sampler:training-run-cancel", kwargs={"run_id": run.pk}))
