@@ -58,6 +58,7 @@ def seed(rows: int, *, rng: random.Random) -> int:
     from django.utils import timezone
 
     from labeling.models import Conversation, Message
+    from ranking.models import Assignment, Candidate, Ranking, RankingTask
     from sampler.models import GenerationJob, ModelVersion, Sample
 
     with connection.cursor() as cursor:
@@ -247,8 +248,18 @@ def seed(rows: int, *, rng: random.Random) -> int:
             ranking_rows,
             task_columns=[*_db.RANKING_TASK_COLUMNS, "generation_job_id"],
         )
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+    _db.copied_tables_ready(
+        (
+            Conversation,
+            Message,
+            GenerationJob,
+            Sample,
+            RankingTask,
+            Candidate,
+            Assignment,
+            Ranking,
+        )
+    )
     return tasks
 
 
