@@ -4,11 +4,13 @@ A module of its own: drf-spectacular reads DRF's settings on import, and those n
 ``config.api``'s parser.
 """
 
+import functools
 import inspect
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.settings import spectacular_settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
 
 from config.idempotency import (
     IDEMPOTENCY_HEADER,
@@ -62,6 +64,26 @@ RETRY_CONFLICT = OpenApiResponse(
 CANCEL_CONFLICT = OpenApiResponse(
     description="The job has already succeeded or failed: nothing to cancel."
 )
+
+
+@functools.cache
+def queue_unreachable(job: type[serializers.Serializer]) -> OpenApiResponse:
+    """The 503 of a request whose job is stored but could not be queued
+    (``config.api.BrokerUnavailableResponse``): ``detail``, ``retry_after`` and the ``job`` as
+    ``job`` describes it. One component per ``job``, however many operations answer it."""
+    name = job.__name__.removesuffix("Serializer")
+    return OpenApiResponse(
+        response=inline_serializer(
+            name=f"{name}QueueUnreachable",
+            fields={
+                "detail": serializers.CharField(),
+                "retry_after": serializers.IntegerField(help_text="Seconds; also Retry-After."),
+                "job": job(),
+            },
+        ),
+        description="The job is stored, but the job queue is unreachable: it runs once the "
+        "queue is back.",
+    )
 
 
 def cancel_conflict(status: str) -> str | None:

@@ -20,7 +20,7 @@ from config.api import (
     no_body_fields,
     validated_input,
 )
-from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict
+from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict, queue_unreachable
 from config.idempotency import idempotent
 from labeling.models import Message
 from sampler.generation import services
@@ -176,7 +176,7 @@ class GenerationJobCreateApi(ApiView):
         responses={
             201: JobOutputSerializer,
             429: TOO_MANY_UNFINISHED,
-            503: JobOutputSerializer,
+            503: queue_unreachable(JobOutputSerializer),
         },
     )
     @idempotent
@@ -253,7 +253,7 @@ class GenerationJobRetryApi(ApiView):
             409: RETRY_CONFLICT,
             202: JobOutputSerializer,
             429: TOO_MANY_UNFINISHED,
-            503: JobOutputSerializer,
+            503: queue_unreachable(JobOutputSerializer),
         },
     )
     def post(self, request: Request, job_id: int) -> Response:

@@ -16,6 +16,7 @@ from config.api_schema import (
     RETRY_CONFLICT,
     ErrorDocumentingAutoSchema,
     cancel_conflict,
+    queue_unreachable,
 )
 from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds
 from sampler.jobs.models import Job, job_error_summary
@@ -131,7 +132,11 @@ class JobRetryApi(JobApi):
 
     @extend_schema(
         request=None,
-        responses={409: RETRY_CONFLICT, 202: JobStateSerializer, 503: JobStateSerializer},
+        responses={
+            409: RETRY_CONFLICT,
+            202: JobStateSerializer,
+            503: queue_unreachable(JobStateSerializer),
+        },
     )
     def post(self, request: Request, kind: str, job_id: int) -> Response:
         no_body_fields(request)

@@ -60,3 +60,24 @@ def test_a_kind_that_is_not_registered_is_a_json_404(admin_client_, method, path
     response = getattr(admin_client_, method)(path)
     assert response.status_code == 404 and response["Content-Type"] == "application/json"
     assert response.json()["detail"] == "No kind of job named 'nope'."
+
+
+def test_the_schema_says_what_a_503_for_an_unreachable_queue_holds(admin_client_):
+    """A job stored but not queued answers ``config.api.BrokerUnavailableResponse``: detail,
+    retry_after and the job. The schema said the body was the job's state itself."""
+    schema = admin_client_.get(
+        "/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json"
+    ).json()
+    components = schema["components"]["schemas"]
+    operations = [
+        ("/api/jobs/{kind}/{job_id}/retry/", "post", "JobState"),
+        ("/api/generation-jobs/", "post", "JobOutput"),
+        ("/api/generation-jobs/{job_id}/retry/", "post", "JobOutput"),
+    ]
+    for path, method, job in operations:
+        response = schema["paths"][path][method]["responses"]["503"]
+        ref = response["content"]["application/json"]["schema"]["$ref"]
+        body = components[ref.rsplit("/", 1)[1]]
+        assert set(body["properties"]) == {"detail", "retry_after", "job"}, path
+        assert body["properties"]["job"]["$ref"].endswith(f"/{job}"), path
+        assert sorted(body["required"]) == ["detail", "job", "retry_after"], path
