@@ -23,7 +23,7 @@ from labeling.conversations.importing import (
     uploaded_stream,
 )
 from labeling.conversations.models import Conversation, Draft, Message, MessageWalk
-from labeling.conversations.services import conversations_import
+from labeling.conversations.services import conversations_import, draft_editing_problem
 from ranking.projects.selectors import project_list
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -81,10 +81,18 @@ class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
+    """A conversation's status and the branch shown (``active_leaf``) are the app's: finishing
+    (which needs a user and an assistant turn on the branch shown), discarding and reopening
+    are ``conversation_finish``, ``conversation_discard`` and ``conversation_reopen`` (the
+    writer's or an admin's, on the editor page or through the API), and the branch shown moves
+    by ``branch_switch``. Shown here read-only, so the admin cannot save a conversation finished
+    with no turns or showing another conversation's message."""
+
     list_display = ("id", "title", "owner", "status", "source", "message_count", "updated_at")
     list_filter = ("status", "source", "mode", "created_at")
     search_fields = ("title", "instructions", "owner__username", "messages__content")
     raw_id_fields = ("owner",)
+    readonly_fields = ("status", "active_leaf", "finished_at")
     date_hierarchy = "created_at"
     list_select_related = ("owner",)
     inlines = [MessageInline]
@@ -201,8 +209,27 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return obj.content[:80]
 
 
+class DraftAdminForm(forms.ModelForm):
+    """The message a draft edits is one of the draft's conversation's, as ``draft_save``
+    has it."""
+
+    class Meta:
+        model = Draft
+        fields = ("conversation", "author", "editing", "content", "sample", "suggestion_job")
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        conversation, editing = cleaned.get("conversation"), cleaned.get("editing")
+        if conversation is None or editing is None:
+            return cleaned  # a field's own error says why, or the draft edits no message
+        if problem := draft_editing_problem(conversation=conversation, editing=editing):
+            self.add_error("editing", problem)
+        return cleaned
+
+
 @admin.register(Draft)
 class DraftAdmin(admin.ModelAdmin):
+    form = DraftAdminForm
     list_display = ("id", "conversation", "author", "editing", "short_content", "updated_at")
     list_filter = ("updated_at",)
     search_fields = ("content", "author__username", "conversation__title")

@@ -51,6 +51,8 @@ from sampler.moderation.services import texts_moderate
 
 log = logging.getLogger(__name__)
 
+OTHER_CONVERSATIONS_MESSAGE = "That message belongs to another conversation."
+
 
 def conversation_check_writer(
     *, conversation: Conversation, user: AbstractBaseUser, action: str = "change it"
@@ -273,8 +275,9 @@ def message_append(
         )
     if parent is None:
         parent = conversation.active_leaf
-    elif parent.conversation_id != conversation.pk:
-        raise ValidationError({"parent": "That message belongs to another conversation."})
+    # The active leaf too: a turn is never written after another conversation's message.
+    if parent is not None and parent.conversation_id != conversation.pk:
+        raise ValidationError({"parent": OTHER_CONVERSATIONS_MESSAGE})
     expected = next_role_after(message=parent)
     if role is not None and role != expected:
         raise ValidationError({"role": f"The next turn is the {expected}'s (turns alternate)."})
@@ -406,6 +409,13 @@ def conversation_reopen(*, conversation: Conversation, user: AbstractBaseUser) -
     return conversation
 
 
+def draft_editing_problem(*, conversation: Conversation, editing: Message) -> str | None:
+    """Why a draft of ``conversation`` cannot edit ``editing`` (None: it can)."""
+    if editing.conversation_id != conversation.pk:
+        return OTHER_CONVERSATIONS_MESSAGE
+    return None
+
+
 @transaction.atomic
 def draft_save(
     *,
@@ -444,8 +454,10 @@ def draft_save(
         raise ValidationError({"content": f"Drafts are limited to {MAX_CONTENT_CHARS} characters."})
     if problem := text_problem(content):
         raise ValidationError({"content": problem})
-    if editing is not None and editing.conversation_id != conversation.pk:
-        raise ValidationError({"editing": "That message belongs to another conversation."})
+    if editing is not None and (
+        problem := draft_editing_problem(conversation=conversation, editing=editing)
+    ):
+        raise ValidationError({"editing": problem})
     if sample_id is not None:
         # A suggestion offered for the turn this draft writes: after the edited message's
         # parent, or after the active leaf for the composer.

@@ -191,3 +191,70 @@ def test_admin_upload_allowing_duplicates_imports_every_line(admin_client_, trai
     )
     assert [str(m) for m in response.context["messages"]] == ["Imported 2 conversations."]
     assert Conversation.objects.count() == 3
+
+
+# ---- a conversation's and a draft's references to messages ----------------------------------
+
+
+def _change_form_data(response) -> dict:
+    """What the admin's change page posts back as it is shown (its form's and inline's values)."""
+    form = response.context["adminform"].form
+    data = {
+        name: ("" if value is None else value)
+        for name, value in ((name, form[name].value()) for name in form.fields)
+    }
+    data.update({"messages-TOTAL_FORMS": 0, "messages-INITIAL_FORMS": 0})
+    return data
+
+
+def test_the_admin_cannot_finish_a_conversation_or_point_it_at_another_ones_message(
+    admin_client_, trainer, other_trainer, conversation
+):
+    from labeling.conversations.services import conversation_create
+    from tests.labeling.conftest import write_turns
+
+    other = conversation_create(owner=other_trainer, title="Elsewhere")
+    (elsewhere,) = write_turns(other, other_trainer, "not yours")
+    url = f"/admin/labeling/conversation/{conversation.pk}/change/"
+    page = admin_client_.get(url)
+    assert page.status_code == 200
+    # Finishing, discarding and reopening are the app's (its checks: a user and an assistant
+    # turn to finish); the branch shown is moved by switching branches there.
+    assert {"status", "active_leaf", "finished_at"}.isdisjoint(
+        page.context["adminform"].form.fields
+    )
+
+    data = _change_form_data(page)
+    data.update(status="finished", active_leaf=elsewhere.pk, title="Renamed")
+    response = admin_client_.post(url, data)
+
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.title == "Renamed"
+    assert conversation.status == Conversation.Status.DRAFT
+    assert conversation.active_leaf_id is None
+    assert conversation.finished_at is None
+
+
+def test_the_admin_refuses_a_draft_editing_another_conversations_message(
+    admin_client_, trainer, other_trainer, conversation
+):
+    from labeling.conversations.models import Draft
+    from labeling.conversations.services import conversation_create
+    from tests.labeling.conftest import write_turns
+
+    (own,) = write_turns(conversation, trainer, "mine")
+    other = conversation_create(owner=other_trainer, title="Elsewhere")
+    (elsewhere,) = write_turns(other, other_trainer, "not yours")
+    data = {"conversation": conversation.pk, "author": trainer.pk, "content": "typed"}
+
+    response = admin_client_.post("/admin/labeling/draft/add/", {**data, "editing": elsewhere.pk})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["editing"] == [
+        "That message belongs to another conversation."
+    ]
+    assert not Draft.objects.exists()
+
+    response = admin_client_.post("/admin/labeling/draft/add/", {**data, "editing": own.pk})
+    assert response.status_code == 302
+    assert Draft.objects.get().editing == own

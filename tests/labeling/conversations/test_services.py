@@ -327,3 +327,18 @@ def test_the_service_and_the_admins_form_refuse_a_title_of_more_than_one_line(tr
         conversation.full_clean(exclude=["active_leaf"])
     assert refused.value.message_dict == {"title": [LINE_MESSAGE]}
     assert list(Conversation.objects.values_list("title", flat=True)) == ["One line"]
+
+
+def test_a_turn_is_never_appended_after_another_conversations_message(
+    conversation, trainer, other_trainer
+):
+    """Should the branch shown point into another conversation (written there by hand), the
+    turn is refused, not written after another writer's message."""
+    other = services.conversation_create(owner=other_trainer, title="Elsewhere")
+    (elsewhere,) = write_turns(other, other_trainer, "not yours")
+    Conversation.objects.filter(pk=conversation.pk).update(active_leaf=elsewhere)
+    conversation.refresh_from_db()
+
+    with pytest.raises(ValidationError, match="another conversation"):
+        services.message_append(conversation=conversation, author=trainer, content="hello")
+    assert not conversation.messages.exists()
