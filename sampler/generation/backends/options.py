@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 from config.env import SETTINGS_NAMES
 
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
-# What looks like a key pasted where a variable's name belongs.
+# What looks like a key pasted where a variable's name belongs: keys' prefixes, in a value that
+# is no variable's name (HF_TOKEN is one; a key such as hf_AbC... or sk-... is not).
 KEY_LIKE = re.compile(r"^(sk-|sk_|hf_|Bearer\s)", re.IGNORECASE)
 
 
@@ -94,7 +95,7 @@ def validate_options(backend: str, options: dict) -> dict[str, str]:
                 "holds credentials (user:password@): give the key through api_key_env instead"
             )
         key_env = options.get("api_key_env")
-        if isinstance(key_env, str) and KEY_LIKE.match(key_env):
+        if isinstance(key_env, str) and KEY_LIKE.match(key_env) and not ENV_NAME.fullmatch(key_env):
             errors["api_key_env"] = (
                 "looks like a key: give the name of the environment variable that holds it"
             )

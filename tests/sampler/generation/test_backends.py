@@ -92,6 +92,23 @@ def test_good_backend_options_pass():
     )
 
 
+KEY_MESSAGE = "looks like a key: give the name of the environment variable that holds it"
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "HF_API_KEY", "SK_SERVER_KEY", "OPENAI_API_KEY"])
+def test_variable_names_that_start_like_a_key_are_names(name):
+    options = {"base_url": "http://s/v1", "model": "m", "api_key_env": name}
+    assert validate_options("openai", options) == {}
+
+
+@pytest.mark.parametrize(
+    "key", ["sk-proj-Abc123", "sk_live_abc", "hf_AbCdEf123", "hf_abc", "Bearer abc", "bearer x"]
+)
+def test_a_key_given_where_its_variables_name_belongs_is_refused_as_a_key(key):
+    options = {"base_url": "http://s/v1", "model": "m", "api_key_env": key}
+    assert validate_options("openai", options) == {"api_key_env": KEY_MESSAGE}
+
+
 def _request(seed, *, messages=PROMPT, n=3):
     return GenerationRequest(
         messages=messages, n=n, params=GenerationParams(max_new_tokens=10), seed=seed
