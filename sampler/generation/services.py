@@ -130,6 +130,9 @@ def _validated_messages(messages: object, *, role: str) -> list[dict]:
         if not isinstance(content, str) or len(content) > MAX_MESSAGE_CHARS:
             problem = f"content must be text of at most {MAX_MESSAGE_CHARS} characters"
             raise ValidationError({"messages": f"Message {position}: {problem}."})
+        if not content.strip():
+            # Every turn, a system turn's too, as a conversation's turn and an import have it.
+            raise ValidationError({"messages": f"Message {position}: content may not be blank."})
         if problem := text_problem(content):
             raise ValidationError({"messages": f"Message {position}: content: {problem}"})
         cleaned.append({"role": message_role, "content": content})

@@ -475,6 +475,27 @@ def test_messages_that_take_turns_are_taken(policy, trainer_client):
     assert GenerationJob.objects.count() == 3
 
 
+@pytest.mark.parametrize(
+    ("messages", "position"),
+    [
+        ([{"role": "user", "content": ""}], 0),
+        ([{"role": "user", "content": "   "}], 0),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "\n\t"}], 1),
+        # A system turn too, as a conversation's (an import refuses a blank one).
+        ([{"role": "system", "content": " "}, *PROMPT], 0),
+    ],
+    ids=["empty", "spaces", "blank assistant turn", "blank system turn"],
+)
+def test_a_blank_turn_is_400_as_a_conversations_turn_is_and_nothing_is_stored(
+    policy, trainer_client, messages, position
+):
+    role = "assistant" if messages[-1]["role"] == "user" else "user"
+    response = _post(trainer_client, {"messages": messages, "n": 1, "role": role})
+    assert response.status_code == 400
+    assert response.json() == {"messages": [f"Message {position}: content may not be blank."]}
+    assert not GenerationJob.objects.exists()
+
+
 def test_a_retried_create_with_an_idempotency_key_queues_one_job(
     policy, trainer_client, django_capture_on_commit_callbacks
 ):
