@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import models
 
+from config.text import validate_one_line
+
 
 class ApiToken(models.Model):
     """A user's token for scripts. Only its SHA-256 is stored; the token itself is shown once.
@@ -13,7 +15,12 @@ class ApiToken(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
     )
-    name = models.CharField(max_length=100, help_text="What the token is for (a script, a host).")
+    # One line, as the Account page's list and `api_token list` show it.
+    name = models.CharField(
+        max_length=100,
+        validators=[validate_one_line],
+        help_text="What the token is for (a script, a host).",
+    )
     # The first characters of the token, to tell tokens apart in lists.
     prefix = models.CharField(max_length=16)
     key_hash = models.CharField(max_length=64, unique=True)

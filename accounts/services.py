@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, IdempotencyKey
 from accounts.roles import TRAINER_GROUP
+from config.text import one_line_problem
 
 # Tokens look like "tdm_<43 url-safe characters>": the prefix makes a leaked one easy to spot
 # (secret scanners, logs); the rest is 256 random bits.
@@ -91,6 +92,8 @@ def api_token_create(*, user: AbstractUser, name: str) -> CreatedToken:
         raise ValidationError({"name": "Name the token (what it is for)."})
     if len(name) > ApiToken._meta.get_field("name").max_length:
         raise ValidationError({"name": "At most 100 characters."})
+    if problem := one_line_problem(name):
+        raise ValidationError({"name": problem})
     if not user.is_active:
         raise ValidationError("An inactive account cannot have API tokens.")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -79,3 +79,20 @@ def as_one_line(text: str) -> str:
         for char in text
     )
     return " ".join(spaced.split())
+
+
+# What :data:`NOT_IN_A_LINE` holds that a column can (NUL aside: none holds it), as a database
+# regular expression: a data migration's filter for the rows to make one line.
+NOT_IN_A_LINE_PATTERN = "[\x01-\x1f\x7f-\x9f\u2028\u2029]"
+
+
+def rows_as_one_line(rows, field: str, *, empty: str = "") -> None:
+    """Make ``field`` one line (:func:`as_one_line`) in each row of the queryset ``rows`` where
+    it is not (``empty``: what a value with nothing left becomes); only those rows are read and
+    written. For a data migration that makes a field one line (``rows``: its historical
+    model's)."""
+    changed = []
+    for row in rows.filter(**{f"{field}__regex": NOT_IN_A_LINE_PATTERN}).only("pk", field):
+        setattr(row, field, as_one_line(getattr(row, field)) or empty)
+        changed.append(row)
+    rows.model.objects.bulk_update(changed, [field], batch_size=500)

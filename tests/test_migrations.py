@@ -537,6 +537,33 @@ def test_titles_stored_with_line_breaks_are_made_one_line_and_keep_their_place()
 
 
 @pytest.mark.django_db(transaction=True)
+def test_token_names_stored_with_line_breaks_are_made_one_line():
+    """A token's name is one line now; one stored before with a line break or another control
+    character in it is made one line (each run of them one space), and one left with nothing
+    gets a name."""
+    try:
+        apps = _migrate_back("accounts", "0003_idempotency_keys")
+        owner = apps.get_model("auth", "User").objects.create(username="scripter")
+        ApiToken = apps.get_model("accounts", "ApiToken")
+        made = {
+            name: ApiToken.objects.create(user=owner, name=name, prefix=f"tdm_{i}", key_hash=f"{i}")
+            for i, name in enumerate(["nightly\r\nexport\x1b[0m", "\x1b", "curl"])
+        }
+
+        apps = _migrate(_latest())
+
+        stored = apps.get_model("accounts", "ApiToken").objects
+        names = {name: stored.get(pk=token.pk).name for name, token in made.items()}
+        assert names == {
+            "nightly\r\nexport\x1b[0m": "nightly export [0m",
+            "\x1b": "Unnamed token",
+            "curl": "curl",
+        }
+    finally:
+        _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
 def test_project_names_stored_with_line_breaks_are_made_one_line_and_stay_unique():
     """A project's name is one line now (ranking 0016), and every save checks it: one stored
     before with a line break or another control character in it is made one line (each run

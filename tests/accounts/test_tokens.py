@@ -9,12 +9,14 @@ from io import StringIO
 import pytest
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
 from accounts import services
 from accounts.models import ApiToken
+from config.text import LINE_MESSAGE
 
 API_URL = "/api/conversations/"
 
@@ -70,6 +72,29 @@ def test_a_new_token_is_shown_only_to_the_browser_that_made_it(trainer_client, t
 def test_the_account_page_refuses_a_token_without_a_name(trainer_client):
     response = trainer_client.post(reverse("accounts:token-create"), {"name": "  "})
     assert response.status_code == 422
+    assert not ApiToken.objects.exists()
+
+
+MULTI_LINE_NAMES = ["a\nb", "a\r\nb", "tab\there", "line\u2028separator", "colour \x1b[31mred"]
+
+
+@pytest.mark.parametrize("name", MULTI_LINE_NAMES)
+def test_the_account_page_refuses_a_token_name_of_more_than_one_line(trainer_client, name):
+    response = trainer_client.post(reverse("accounts:token-create"), {"name": name})
+    assert response.status_code == 422
+    assert response.context["form"].errors["name"] == [LINE_MESSAGE]
+    assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("name", MULTI_LINE_NAMES)
+def test_a_token_name_of_more_than_one_line_is_refused_by_the_command_and_the_service(
+    trainer, name
+):
+    with pytest.raises(CommandError, match=re.escape(LINE_MESSAGE)):
+        call_command("api_token", "create", "tess", name, stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(ValidationError) as refused:
+        services.api_token_create(user=trainer, name=name)
+    assert refused.value.message_dict == {"name": [LINE_MESSAGE]}
     assert not ApiToken.objects.exists()
 
 
