@@ -15,6 +15,7 @@ from ranking.quality.metrics import task_agreement
 from ranking.quality.selectors import trust_exact
 from ranking.quality.trust import PRIOR_RIGHT, PRIOR_WRONG
 from ranking.rank.models import Candidate, Ranking, RankingTask
+from ranking.rank.selectors import source_finished
 from sampler.moderation.selectors import moderation_shown_of_texts
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,12 @@ def rankings_query(filters: ExportFilters):
 
 
 def tasks_query(filters: ExportFilters):
-    # Gold copies measure trainers; their rankings are not new data.
-    tasks = RankingTask.objects.filter(rankings_count__gt=0, gold_ordering__isnull=True)
+    # Gold copies measure trainers; their rankings are not new data. A task's rankings are
+    # data while its conversation is finished, as a demonstration is: one discarded (or
+    # reopened, until it is finished again) is left out (``source_finished``).
+    tasks = RankingTask.objects.filter(
+        source_finished(), rankings_count__gt=0, gold_ordering__isnull=True
+    )
     return filter_given(
         tasks,
         project_id__in=filters.project_ids,

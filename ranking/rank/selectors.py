@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from config.celery import Queue
+from labeling.conversations.models import Conversation
 from labeling.conversations.selectors import message_path, ranking_source_candidates
 from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
@@ -21,13 +22,24 @@ from sampler.moderation.selectors import moderation_shown_of_texts
 from sampler.workers.selectors import workers_live_by_queue
 
 
+def source_finished(path: str = "") -> Q:
+    """Tasks whose conversation is finished (``path``: the lookup from the rows filtered to
+    their task, such as "task__"). Only those are offered, take rankings and are exported: a
+    conversation reopened (in progress again) or discarded is no source of ranking tasks, so
+    its tasks (gold copies included) are left as they are and come back when it is finished
+    again. Their turns never change (an edit is a new branch), so they are the same tasks."""
+    return Q(**{f"{path}source_message__conversation__status": Conversation.Status.FINISHED})
+
+
 def tasks_open_to(*, trainer: AbstractBaseUser) -> QuerySet[RankingTask]:
-    """Ready tasks that still need a ranker and that ``trainer`` may take: not held back, not
-    from their own conversation, never assigned to them before; gold copies only of originals
-    they were never assigned (ranked or skipped: either way they saw it), and originals only
-    when they did not rank its gold copy (they have seen its answer). Oldest first."""
+    """Ready tasks that still need a ranker and that ``trainer`` may take: of finished
+    conversations (``source_finished``), not held back, not from their own conversation, never
+    assigned to them before; gold copies only of originals they were never assigned (ranked or
+    skipped: either way they saw it), and originals only when they did not rank its gold copy
+    (they have seen its answer). Oldest first."""
     open_tasks = (
         RankingTask.objects.filter(
+            source_finished(),
             status=RankingTask.Status.READY,
             overlap_required__gt=F("rankings_count") + F("leased_count"),
             held_back=False,
@@ -198,10 +210,12 @@ def ranking_pool_open_tasks(
 ) -> QuerySet[RankingTask]:
     """The tasks the pool fill counts toward ``projects``' pools (projects, or their ids): being
     prepared, or ready with rankings still wanted; never gold copies (offered beside the pool,
-    not in it)."""
+    not in it), nor tasks of a conversation reopened or discarded (not offered meanwhile:
+    ``source_finished``)."""
     return RankingTask.objects.filter(
         Q(status=RankingTask.Status.PREPARING)
         | Q(status=RankingTask.Status.READY, rankings_count__lt=F("overlap_required")),
+        source_finished(),
         project__in=projects,
         gold_ordering__isnull=True,
     )
@@ -230,7 +244,7 @@ def ranking_waiting_state(
     handful of counting queries."""
     # A paused project's tasks, or another group's, are no work on the way for the trainer.
     projects = [project] if project is not None else projects_for_trainer(trainer=trainer)
-    scope = RankingTask.objects.filter(project__in=projects)
+    scope = RankingTask.objects.filter(source_finished(), project__in=projects)
     summary = ranking_queue_summary(tasks=scope)
     waits, all_waiting = qualification_waits(trainer=trainer, project=project)
     open_for_others = (
@@ -288,9 +302,11 @@ def assignment_current(
     *, trainer: AbstractBaseUser, project: Project | None = None
 ) -> Assignment | None:
     """The trainer's lease still running, if any (``project``: in that project), in a project
-    they may still rank in (a paused one's lease is given back at their next claim); read
+    they may still rank in, on a task of a finished conversation (a paused project's lease, or
+    one of a conversation reopened or discarded since, is given back at their next claim); read
     only: claiming is a POST."""
     leases = Assignment.objects.select_related("task__project").filter(
+        source_finished("task__"),
         trainer=trainer,
         status=Assignment.Status.LEASED,
         expires_at__gte=timezone.now(),

@@ -47,6 +47,7 @@ from ranking.rank.selectors import (
     ranking_undo_closes_at,
     shown_candidates,
     shown_numbers,
+    source_finished,
     tasks_open_to,
 )
 from ranking.selection.services import ranking_tasks_select
@@ -484,14 +485,15 @@ def task_claim_next(
     ]
     now = timezone.now()
     leases_expire(now=now)
-    # A lease in a project paused since (or no longer open to the trainer) is given back, as
-    # if it ran out: it neither holds a slot nor stands for the trainer's claim. Before the
-    # claim's transaction, as ``leases_expire``: the claim then waits for a task only while it
-    # holds none (a gold copy to give instead of the task it picked is taken only if free), so
-    # it never holds a task while waiting for another (see ``ranking_undo``).
+    # A lease in a project paused since (or no longer open to the trainer), or on a task whose
+    # conversation was reopened or discarded since, is given back, as if it ran out: it
+    # neither holds a slot nor stands for the trainer's claim. Before the claim's transaction,
+    # as ``leases_expire``: the claim then waits for a task only while it holds none (a gold
+    # copy to give instead of the task it picked is taken only if free), so it never holds a
+    # task while waiting for another (see ``ranking_undo``).
     _leases_give_back(
         Assignment.objects.filter(trainer=trainer, status=Assignment.Status.LEASED).exclude(
-            task__project_id__in=open_ids
+            Q(task__project_id__in=open_ids) & source_finished("task__")
         ),
         now=now,
     )
@@ -503,6 +505,7 @@ def task_claim_next(
         current = (
             Assignment.objects.select_related("task")
             .filter(
+                source_finished("task__"),
                 trainer=trainer,
                 status=Assignment.Status.LEASED,
                 expires_at__gte=now,
@@ -705,13 +708,20 @@ def _validate(
     }
 
 
-def _project_open_or_conflict(*, trainer: AbstractBaseUser, project_id: int, kept: str) -> None:
-    """RankingConflict when the trainer may no longer rank in the project (paused, done, or
-    not open to their groups); ``kept`` says what became of their answer."""
-    if not projects_for_trainer(trainer=trainer).filter(pk=project_id).exists():
+def _task_open_or_conflict(*, trainer: AbstractBaseUser, task: RankingTask, kept: str) -> None:
+    """RankingConflict when the trainer may no longer rank in the task's project (paused,
+    done, or not open to their groups), or when its conversation is no longer finished
+    (reopened or discarded by its writer: ``source_finished``); ``kept`` says what became of
+    their answer."""
+    if not projects_for_trainer(trainer=trainer).filter(pk=task.project_id).exists():
         raise RankingConflict(
             f"This task's project is paused or no longer open to you, so {kept} "
             "Choose another project to go on ranking."
+        )
+    if not RankingTask.objects.filter(source_finished(), pk=task.pk).exists():
+        raise RankingConflict(
+            "The conversation this task was made from was reopened or discarded by its "
+            f"writer, so {kept} Take the next task."
         )
 
 
@@ -749,19 +759,19 @@ class _OpenClaim:
 def _claim_open_locked(*, assignment: Assignment, trainer: AbstractBaseUser) -> _OpenClaim:
     """``assignment`` and its task, locked until the transaction ends, when they can take the
     trainer's ranking; RankingConflict when they cannot as things stand: given back, already
-    ranked, skipped, its project closed to the trainer, or a lease that ran out on a task others
-    completed meanwhile. Nothing here reads the ranking: a submission is answered on its claim
-    before its content, so a stale tab hears that its claim is gone, not what to fix in an
-    answer that could not be stored anyway."""
+    ranked, skipped, its project closed to the trainer, its conversation reopened or discarded,
+    or a lease that ran out on a task others completed meanwhile. Nothing here reads the
+    ranking: a submission is answered on its claim before its content, so a stale tab hears
+    that its claim is gone, not what to fix in an answer that could not be stored anyway."""
     assignment = _trainer_assignment_locked(assignment=assignment, trainer=trainer)
     if assignment.status == Assignment.Status.SUBMITTED:
         raise RankingConflict("You already ranked this task; your first ranking is kept.")
     if assignment.status == Assignment.Status.SKIPPED:
         raise RankingConflict("You skipped this task, so it no longer takes your ranking.")
     task = RankingTask.objects.select_for_update().get(pk=assignment.task_id)
-    _project_open_or_conflict(
+    _task_open_or_conflict(
         trainer=trainer,
-        project_id=task.project_id,
+        task=task,
         kept="your answer was not stored (it is still on your screen).",
     )
     holds_slot = assignment.status == Assignment.Status.LEASED
@@ -805,7 +815,8 @@ def ranking_submit(
     """Validate and store one trainer's ranking; never more than N per task, never twice.
 
     Raises RankingConflict when the task cannot take it (its project paused or no longer open
-    to the trainer included), checked first, and ValidationError for bad input.
+    to the trainer, or its conversation reopened or discarded, included), checked first, and
+    ValidationError for bad input.
     """
     claim = _claim_open_locked(assignment=assignment, trainer=trainer)
     return _ranking_store(claim=claim, trainer=trainer, ranking=ranking)
@@ -886,7 +897,8 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
     spent counts whole), so the task is on their screen to answer anew. A lease on a next task
     taken meanwhile (untouched: nothing was submitted on it) is given back. Raises
     RankingConflict when the window has passed or the task no longer accepts the trainer (its
-    project paused or no longer open to them included).
+    project paused or no longer open to them, or its conversation reopened or discarded,
+    included).
     """
     now = now or timezone.now()
     # Locks in the order every path takes them, so that no two wait for each other: the
@@ -930,9 +942,7 @@ def ranking_undo(*, ranking_id: int, trainer: AbstractBaseUser, now=None) -> Ass
     task = tasks[ranking.task_id]
     if task.status not in {RankingTask.Status.READY, RankingTask.Status.COMPLETE}:
         raise RankingConflict("This task no longer takes rankings; yours is kept.")
-    _project_open_or_conflict(
-        trainer=trainer, project_id=task.project_id, kept="your ranking is kept as submitted."
-    )
+    _task_open_or_conflict(trainer=trainer, task=task, kept="your ranking is kept as submitted.")
     for lease_id, lease_task_id in newer:
         RankingTask.objects.filter(pk=lease_task_id, leased_count__gt=0).update(
             leased_count=F("leased_count") - 1

@@ -11,6 +11,7 @@ from labeling.conversations.selectors import message_path
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_pool_size
 from ranking.rank.models import RankingTask
+from ranking.rank.selectors import source_finished
 from sampler.registry.selectors import reward_versions
 from sampler.registry.services import reward_version_score
 from sampler.training.uncertainty import pairwise_spread, select_uncertain
@@ -38,9 +39,12 @@ def ranking_tasks_select(
 ) -> int:
     """Release held-back tasks until the project offers ``wanted`` open tasks (None: its pool
     size; the pool fill passes what its trainers want now, ``ranking_pool_wanted``); returns
-    how many were released. Each held task is scored once (its uncertainty is stored)."""
+    how many were released. Each held task is scored once (its uncertainty is stored). Tasks
+    of a conversation reopened or discarded (``source_finished``) are not offered: they are
+    neither counted as offered nor released."""
     rng = rng or random.Random()
     offered = RankingTask.objects.filter(
+        source_finished(),
         project=project,
         held_back=False,
         gold_ordering__isnull=True,
@@ -50,7 +54,7 @@ def ranking_tasks_select(
     needed = (project_pool_size(project) if wanted is None else wanted) - offered
     held = list(
         RankingTask.objects.filter(
-            project=project, held_back=True, status=RankingTask.Status.READY
+            source_finished(), project=project, held_back=True, status=RankingTask.Status.READY
         ).order_by("pk")
     )
     if needed <= 0 or not held:

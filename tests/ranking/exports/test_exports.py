@@ -21,11 +21,13 @@ from ranking.exports.pairs import pair_records
 from ranking.exports.pipeline import records, source_count, write_jsonl
 from ranking.exports.rankings import ranking_records
 from ranking.exports.reading import task_bundles
+from ranking.exports.selectors import export_preview_get
 from ranking.models import DatasetExport, Ranking
 from ranking.rank import services
 from ranking.rank.services import RankingInput
 from sampler.jobs.services import job_cancel, job_execute, job_retry, job_run_inline
 from sampler.moderation.services import samples_moderate
+from sampler.runs.sources import flag_kto_records, reward_records
 from tests.ranking.conftest import (
     candidate_ids,
     edited_from_a_suggestion,
@@ -880,3 +882,89 @@ def test_a_stalled_export_worker_finishing_after_its_takeover_leaves_the_file_th
         f"export-{export.pk}-pairs.features.json",
         f"export-{export.pk}-pairs.jsonl.gz",
     ]
+
+
+def _ranked_tasks_of_two_conversations():
+    """Two tasks on two finished conversations of one writer, each ranked by two trainers (the
+    first ranking of each flags its last reply harmful)."""
+    writer = quick_trainer("writer")
+    rankers = [quick_trainer(f"ranker{i}") for i in range(2)]
+    version = model_version_create("v1")
+    tasks = [
+        task_from_source(
+            finished_conversation(writer, turns=(f"q{index}?", f"a{index}.")).active_leaf,
+            model_version=version,
+        )
+        for index in range(2)
+    ]
+    for task in tasks:
+        for index, ranker in enumerate(rankers):
+            rank(task, ranker, [[0], [1], [2], [3]], flags={3: ["harmful"]} if index == 0 else None)
+    return writer, tasks
+
+
+def _exported_task_ids(admin_client_) -> dict[str, set[int]]:
+    """The tasks each reader of rankings takes data from: the export formats, the streaming
+    API and the training readers (reward records, KTO records of flags)."""
+    streamed = admin_client_.get("/api/exports/stream/", {"format": "rankings"})
+    assert streamed.status_code == 200
+    lines = b"".join(streamed.streaming_content).splitlines()
+    return {
+        "rankings": {row["task_id"] for row in records("rankings", ExportFilters())},
+        "pairs": {row["task_id"] for row in records("pairs", ExportFilters())},
+        "aggregated pairs": {
+            row["task_id"] for row in records("pairs", ExportFilters(pair_mode="aggregated"))
+        },
+        "stream": {json.loads(line)["task_id"] for line in lines},
+        "reward": {
+            row["task_id"] for row in reward_records(ExportFilters(), sources=("rankings",))
+        },
+        "kto flags": {
+            Ranking.objects.get(pk=row["ranking_id"]).task_id
+            for row in flag_kto_records(ExportFilters())
+        },
+    }
+
+
+def test_a_discarded_conversations_rankings_are_left_out_of_exports_and_their_preview(
+    admin_client_,
+):
+    writer, (discarded, kept) = _ranked_tasks_of_two_conversations()
+    conversation = discarded.source_message.conversation
+    conversation = labeling_services.conversation_reopen(conversation=conversation, user=writer)
+    labeling_services.conversation_discard(conversation=conversation, user=writer)
+
+    exported = _exported_task_ids(admin_client_)
+
+    assert exported == {key: {kept.pk} for key in exported}
+    # As the demonstrations leave the conversation out.
+    assert {row["conversation_id"] for row in records("demonstrations", ExportFilters())} == {
+        kept.source_message.conversation_id
+    }
+    # The preview and the export's progress count what is written: the kept task's rankings.
+    for format in ("rankings", "pairs"):
+        rows = list(records(format, ExportFilters()))
+        preview = export_preview_get(format=format, filters=ExportFilters())
+        assert (preview.sources, sum(preview.rows.values())) == (2, len(rows))
+        assert source_count(format, ExportFilters()) == 2
+    aggregated = export_preview_get(format="pairs", filters=ExportFilters(pair_mode="aggregated"))
+    assert aggregated.sources == 1
+
+
+def test_a_reopened_conversations_rankings_are_left_out_until_it_is_finished_again(
+    admin_client_,
+):
+    writer, (reopened, kept) = _ranked_tasks_of_two_conversations()
+    conversation = labeling_services.conversation_reopen(
+        conversation=reopened.source_message.conversation, user=writer
+    )
+
+    exported = _exported_task_ids(admin_client_)
+
+    assert exported == {key: {kept.pk} for key in exported}
+    assert export_preview_get(format="rankings", filters=ExportFilters()).sources == 2
+
+    labeling_services.conversation_finish(conversation=conversation, user=writer)
+    exported = _exported_task_ids(admin_client_)
+    assert exported == {key: {reopened.pk, kept.pk} for key in exported}
+    assert export_preview_get(format="rankings", filters=ExportFilters()).sources == 4

@@ -5,17 +5,24 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import user_create_trainer
 from config.text import NUL_MESSAGE, SURROGATE_MESSAGE
+from labeling.conversations import services as labeling_services
 from labeling.conversations.selectors import ranking_source_pick
 from labeling.models import Conversation, Message
 from ranking.models import Assignment, Project, Ranking, RankingTask
 from ranking.projects.selectors import project_default
 from ranking.projects.services import project_create
 from ranking.rank import services
-from ranking.rank.selectors import assignment_screen, ranking_undo_open_until
+from ranking.rank.selectors import (
+    assignment_screen,
+    ranking_pool_open_tasks,
+    ranking_summary_for_trainer,
+    ranking_undo_open_until,
+)
 from ranking.rank.services import RankingConflict, RankingInput
 from tests.conftest import PASSWORD
 from tests.ranking.conftest import (
@@ -890,3 +897,109 @@ def test_an_id_an_undo_removed_may_be_removed_again_and_the_memo_goes_with_its_t
     other_trainer.delete()
     assert UndoRemoval.objects.filter(trainer=trainer).count() == 4
     assert UndoRemoval.objects.count() == 4
+
+
+def _two_tasks_of_the_writer(writer) -> tuple[RankingTask, RankingTask]:
+    """Two ready tasks on two finished conversations of ``writer``'s, oldest first (the one a
+    claim takes first)."""
+    version = model_version_create("p")
+    return tuple(
+        task_from_source(
+            finished_conversation(writer, turns=(f"q{index}?", f"a{index}.")).active_leaf,
+            model_version=version,
+        )
+        for index in range(2)
+    )
+
+
+def _writer_reopens(task: RankingTask, *, discard: bool = False) -> Conversation:
+    """The writer reopens ``task``'s conversation (and discards it), as the editor does."""
+    conversation = task.source_message.conversation
+    writer = conversation.owner
+    conversation = labeling_services.conversation_reopen(conversation=conversation, user=writer)
+    if discard:
+        conversation = labeling_services.conversation_discard(
+            conversation=conversation, user=writer
+        )
+    return conversation
+
+
+def test_claims_skip_the_tasks_of_a_discarded_conversation(other_trainer, trainer, client):
+    discarded, kept = _two_tasks_of_the_writer(other_trainer)
+    assert _writer_reopens(discarded, discard=True).status == Conversation.Status.DISCARDED
+
+    assert services.task_claim_next(trainer=trainer).task == kept
+    assert ranking_summary_for_trainer(trainer=quick_trainer("fresh"))["ready"] == 1
+    # Through the API, as a trainer claims there: the discarded conversation's task is never
+    # leased (nothing left but it: no task, and why).
+    client.force_login(quick_trainer("api"))
+    first = client.post("/api/ranking/claim/?project=default")
+    assert first.status_code == 200 and first.json()["task_id"] == kept.pk
+    RankingTask.objects.filter(pk=kept.pk).update(status=RankingTask.Status.COMPLETE)
+    client.force_login(quick_trainer("api2"))
+    none_left = client.post("/api/ranking/claim/?project=default")
+    assert none_left.status_code == 204
+    assert none_left.headers["Tandem-Waiting-Reason"] == "no_conversations"
+    assert not Assignment.objects.filter(task=discarded).exists()
+    discarded.refresh_from_db()
+    assert (discarded.status, discarded.leased_count) == (RankingTask.Status.READY, 0)
+
+
+def test_claims_skip_the_tasks_of_a_reopened_conversation_until_it_is_finished_again(
+    other_trainer, trainer
+):
+    reopened, kept = _two_tasks_of_the_writer(other_trainer)
+    conversation = _writer_reopens(reopened)
+    assert conversation.status == Conversation.Status.DRAFT
+    assert list(ranking_pool_open_tasks(projects=[reopened.project_id])) == [kept]
+
+    assert services.task_claim_next(trainer=trainer).task == kept
+    assert services.task_claim_next(trainer=quick_trainer("second")).task == kept
+
+    # Finished again (its turns unchanged: an edit is a new branch), its task is back, as it
+    # was: the same task, its candidates, its prefix.
+    labeling_services.conversation_finish(conversation=conversation, user=other_trainer)
+    assert services.task_claim_next(trainer=quick_trainer("third")).task == reopened
+    assert set(ranking_pool_open_tasks(projects=[reopened.project_id])) == {reopened, kept}
+
+
+def test_a_lease_on_a_task_whose_conversation_was_discarded_since_is_given_back_and_takes_no_ranking(  # noqa: E501
+    other_trainer, trainer, client
+):
+    discarded, kept = _two_tasks_of_the_writer(other_trainer)
+    held = services.task_claim_next(trainer=trainer)
+    assert held.task == discarded
+    _writer_reopens(discarded, discard=True)
+
+    # The Rank page no longer shows it; submitting on it is refused, saying why.
+    client.force_login(trainer)
+    assert "data-assignment-id" not in client.get(reverse("ranking:rank")).content.decode()
+    with pytest.raises(RankingConflict, match="reopened or discarded by its writer"):
+        services.ranking_submit(
+            assignment=held, trainer=trainer, ranking=RankingInput(_order(held))
+        )
+    refused = client.post(
+        f"/api/ranking/assignments/{held.pk}/submit/",
+        {"ordering": [[1], [2], [3], [4]]},
+        content_type="application/json",
+    )
+    assert refused.status_code == 409 and "discarded" in refused.json()["detail"]
+    assert not Ranking.objects.exists()
+
+    # The next claim gives its lease back and leases the other task: one live lease.
+    moved = services.task_claim_next(trainer=trainer)
+    assert moved.task == kept
+    held.refresh_from_db()
+    discarded.refresh_from_db()
+    assert (held.status, discarded.leased_count) == (Assignment.Status.EXPIRED, 0)
+    assert list(trainer.ranking_assignments.filter(status="leased")) == [moved]
+
+    # A ranking whose conversation is reopened after it was submitted is kept, and cannot be
+    # taken back while the conversation is not finished (it could not be submitted again).
+    ranking = services.ranking_submit(
+        assignment=moved, trainer=trainer, ranking=RankingInput(_order(moved))
+    )
+    _writer_reopens(kept)
+    with pytest.raises(RankingConflict, match="kept as submitted"):
+        services.ranking_undo(ranking_id=ranking.pk, trainer=trainer)
+    assert Ranking.objects.filter(pk=ranking.pk).exists()

@@ -8,6 +8,7 @@ import pytest
 import torch
 from django.utils import timezone
 
+from labeling.models import Conversation
 from ranking.models import Assignment, RankingTask
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_progress
@@ -129,6 +130,30 @@ def test_without_two_reward_models_selection_falls_back_to_random(other_trainer,
     assert ranking_tasks_select(project=uncertain_project, rng=random.Random(0)) == 2
     assert RankingTask.objects.filter(held_back=False).count() == 2
     assert not RankingTask.objects.filter(uncertainty__isnull=False).exists()
+
+
+@pytest.mark.django_db
+def test_selection_neither_counts_nor_releases_the_tasks_of_a_discarded_conversation(
+    other_trainer, uncertain_project
+):
+    version = ModelVersion.objects.create(name="v", path="v")
+    tasks = []
+    for index in range(5):
+        conversation = finished_conversation(other_trainer, turns=(f"q{index}?", f"a{index}."))
+        task = task_from_source(conversation.messages.get(role="assistant"), model_version=version)
+        RankingTask.objects.filter(pk=task.pk).update(project=uncertain_project, held_back=True)
+        tasks.append(task)
+    # The first was offered, the second still held back; their writer discarded both since.
+    RankingTask.objects.filter(pk=tasks[0].pk).update(held_back=False)
+    Conversation.objects.filter(
+        pk__in=[task.source_message.conversation_id for task in tasks[:2]]
+    ).update(status=Conversation.Status.DISCARDED)
+
+    # The pool (2) offers none of them: two of the finished conversations' tasks are released.
+    assert ranking_tasks_select(project=uncertain_project, rng=random.Random(0)) == 2
+    released = set(RankingTask.objects.filter(held_back=False).values_list("pk", flat=True))
+    assert released - {tasks[0].pk} <= {task.pk for task in tasks[2:]}
+    assert RankingTask.objects.get(pk=tasks[1].pk).held_back
 
 
 @pytest.mark.django_db
