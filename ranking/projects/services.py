@@ -17,8 +17,10 @@ from ranking.projects.limits import (
     MAX_TARGET_RANKINGS,
 )
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
+from sampler.generation.params import context_room_error
 from sampler.generation.services import generation_params_validate
 from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
 
 MAX_POLICIES = 16
 # Relative weights: a bound keeps their sum finite (a draw over infinite weights fails).
@@ -85,10 +87,13 @@ def limit_errors(values: dict) -> dict[str, str]:
     return errors
 
 
-def project_setting_errors(*, project: Project, stored_slug: str | None) -> dict[str, str]:
+def project_setting_errors(
+    *, project: Project, stored_slug: str | None, policies: list[ModelVersion] | None = None
+) -> dict[str, str]:
     """The services' sentence for each setting of ``project`` they refuse, by field (its
     sampling parameters normalised in place); ``stored_slug``: its slug as saved (None: a new
-    project). The Django admin checks its forms with it too."""
+    project); ``policies``: the versions it is to sample from (None: those saved for it). The
+    Django admin checks its forms with it too."""
     errors = limit_errors({name: getattr(project, name) for name in LIMITS})
     if stored_slug == DEFAULT_PROJECT_SLUG and project.slug != DEFAULT_PROJECT_SLUG:
         # Rows made without a project find the default one by this slug.
@@ -97,7 +102,43 @@ def project_setting_errors(*, project: Project, stored_slug: str | None) -> dict
         project.sampling_params = generation_params_validate(params=project.sampling_params)
     except ValidationError as error:
         errors["sampling_params"] = "; ".join(error.messages)
+    else:
+        if problem := sampling_context_error(project=project, policies=policies):
+            errors["sampling_params"] = problem
     return errors
+
+
+def sampling_context_error(
+    *, project: Project, policies: list[ModelVersion] | None = None
+) -> str | None:
+    """Why the project's ``max_new_tokens`` leaves no room for a prompt in the context of a
+    version its pool samples from: each of ``policies`` (None: the policies saved for it), or
+    the active policy where it names none. In the generation service's words (which would
+    refuse each of its tasks' jobs so), led by the version's name as a comparison's are. None:
+    it fits, or the project sets no limit (its tasks then take one that fits)."""
+    params = project.sampling_params if isinstance(project.sampling_params, dict) else {}
+    tokens = params.get("max_new_tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool):
+        return None
+    if policies is None:
+        policies = (
+            [policy.model_version for policy in project.policies.select_related("model_version")]
+            if project.pk
+            else []
+        )
+    versions = policies or [version for version in [model_version_active()] if version]
+    problems = [
+        problem
+        for version in dict.fromkeys(versions)
+        if (
+            problem := context_room_error(
+                context_length=version.context_length,
+                max_new_tokens=tokens,
+                version_name=version.name,
+            )
+        )
+    ]
+    return " ".join(problems) or None
 
 
 def project_policy_error(*, version: ModelVersion, weight: object) -> str | None:
@@ -113,8 +154,14 @@ def project_policy_error(*, version: ModelVersion, weight: object) -> str | None
     return None
 
 
-def _check(project: Project, *, stored_slug: str | None = None) -> None:
-    errors = project_setting_errors(project=project, stored_slug=stored_slug)
+def _check(
+    project: Project,
+    *,
+    stored_slug: str | None = None,
+    policies: list[tuple[ModelVersion, float]] | None = None,
+) -> None:
+    versions = None if policies is None else [version for version, _ in policies]
+    errors = project_setting_errors(project=project, stored_slug=stored_slug, policies=versions)
     try:
         project.full_clean(exclude=["created_by"])
     except ValidationError as error:
@@ -201,7 +248,8 @@ def project_create(
     if unknown:
         raise ValidationError({"fields": f"Unknown project fields: {', '.join(sorted(unknown))}."})
     project = Project(name=name, slug=slug, created_by=created_by, **fields)
-    _check(project)
+    policies = list(policies)
+    _check(project, policies=policies)
     _save(project)
     _set_policies(project, policies)
     project.trainer_groups.set(list(trainer_groups))
@@ -221,12 +269,13 @@ def project_update(
         raise ValidationError({"fields": f"Unknown project fields: {', '.join(sorted(unknown))}."})
     project = Project.objects.select_for_update().get(pk=project.pk)
     stored_slug = project.slug
+    policies = None if policies is None else list(policies)
     trainer_groups = None if trainer_groups is None else list(trainer_groups)
     if trainer_groups and project.slug == DEFAULT_PROJECT_SLUG:
         raise ValidationError({"trainer_groups": DEFAULT_PROJECT_OPEN})
     for name, value in fields.items():
         setattr(project, name, value)
-    _check(project, stored_slug=stored_slug)
+    _check(project, stored_slug=stored_slug, policies=policies)
     _save(project)
     if policies is not None:
         _set_policies(project, policies)

@@ -88,3 +88,21 @@ def test_the_admin_says_in_which_time_zone_it_reads_the_deadline(admin_client_, 
     default = Project.objects.get(pk=project_default_id())
     page = admin_client_.get(reverse("admin:ranking_project_change", args=[default.pk]))
     assert "Date and time in Europe/Berlin (the server's time zone)." in page.content.decode()
+
+
+def test_the_admin_refuses_a_max_new_tokens_the_projects_policy_has_no_room_for(admin_client_):
+    ModelVersion.objects.create(name="short", path="short", context_length=256, is_active=True)
+    project = project_create(name="Long", slug="long")
+    url = reverse("admin:ranking_project_change", args=[project.pk])
+    data = _change_form(admin_client_, project)
+
+    page = admin_client_.post(url, data | {"sampling_params": '{"max_new_tokens": 256}'})
+
+    assert page.status_code == 200
+    assert "ask for at most 240." in page.content.decode()
+    project.refresh_from_db()
+    assert project.sampling_params == {}
+    fits = admin_client_.post(url, data | {"sampling_params": '{"max_new_tokens": 240}'})
+    assert fits.status_code == 302
+    project.refresh_from_db()
+    assert project.sampling_params == {"max_new_tokens": 240}

@@ -872,3 +872,80 @@ def test_a_version_made_a_reward_model_after_it_was_read_is_refused_as_a_policy(
     ModelVersion.objects.filter(pk=gone.pk).delete()
     with pytest.raises(ValidationError, match="gone was deleted"):
         project_create(name="X", slug="x", policies=[(gone, 1.0)])
+
+
+def _short_context_policy(name: str = "short", *, active: bool = True) -> ModelVersion:
+    """A policy with a 256-token context: a reply of at most 240 tokens leaves room for the
+    prompt (the generation service refuses more)."""
+    return ModelVersion.objects.create(name=name, path=name, context_length=256, is_active=active)
+
+
+def test_a_max_new_tokens_the_policys_context_cannot_take_is_refused_when_saved(admin_client_):
+    """Its pool's every preparation would be refused so: the API says why when it is set."""
+    _short_context_policy()
+    body = {"name": "Long", "slug": "long", "status": "active", "pool_size": 1}
+    refused = admin_client_.post(
+        "/api/projects/",
+        body | {"sampling_params": {"max_new_tokens": 256}},
+        content_type="application/json",
+    )
+    assert refused.status_code == 400
+    assert refused.json()["sampling_params"] == [
+        "short: max_new_tokens=256 leaves less than 16 tokens for the prompt in this model's "
+        "256-token context; ask for at most 240."
+    ]
+    assert not Project.objects.filter(slug="long").exists()
+    fits = admin_client_.post(
+        "/api/projects/",
+        body | {"sampling_params": {"max_new_tokens": 240}},
+        content_type="application/json",
+    )
+    assert fits.status_code == 201, fits.content
+    # A project with a policy of its own is checked against that one, not the active one.
+    wide = ModelVersion.objects.create(name="wide", path="wide", context_length=4096)
+    own = admin_client_.post(
+        "/api/projects/",
+        {
+            "name": "Own",
+            "slug": "own",
+            "sampling_params": {"max_new_tokens": 256},
+            "policies": [{"model_version_id": wide.pk, "weight": 1}],
+        },
+        content_type="application/json",
+    )
+    assert own.status_code == 201, own.content
+    raised = admin_client_.patch(
+        f"/api/projects/{fits.json()['id']}/",
+        {"sampling_params": {"max_new_tokens": 250}},
+        content_type="application/json",
+    )
+    assert (
+        raised.status_code == 400 and "ask for at most 240" in raised.json()["sampling_params"][0]
+    )
+    # Naming the short policy for a project whose limit it cannot take is refused too.
+    short = ModelVersion.objects.get(name="short")
+    moved = admin_client_.patch(
+        f"/api/projects/{own.json()['id']}/",
+        {"policies": [{"model_version_id": short.pk, "weight": 1}]},
+        content_type="application/json",
+    )
+    assert moved.status_code == 400 and "ask for at most 240" in moved.json()["sampling_params"][0]
+    assert [p.model_version for p in Project.objects.get(slug="own").policies.all()] == [wide]
+
+
+def test_the_project_page_refuses_a_policy_whose_context_the_projects_limit_overflows(
+    client, admin_user
+):
+    _short_context_policy("short", active=False)
+    wide = ModelVersion.objects.create(name="wide", path="wide", context_length=4096)
+    project = project_create(
+        name="Own", slug="own", sampling_params={"max_new_tokens": 256}, policies=[(wide, 1.0)]
+    )
+    client.force_login(admin_user)
+    url = reverse("ranking:project-detail", args=["own"])
+    fields = _page_fields(client.get(url))
+    fields["policies-0-model_version"] = str(ModelVersion.objects.get(name="short").pk)
+    refused = client.post(url, fields)
+    assert refused.status_code == 422
+    assert "short: max_new_tokens=256 leaves less than 16 tokens" in refused.content.decode()
+    assert [p.model_version for p in project.policies.all()] == [wide]
