@@ -177,7 +177,7 @@ class ConversationListApi(ApiView):
         project = project_for_trainer(trainer=request.user, slug=slug) if slug else None
         if slug and project is None:
             return Response(
-                {"project": [f"No active project '{slug}' is open to you."]},
+                {"project": [services.project_closed_message(slug)]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
         conversation = services.conversation_create(

@@ -43,7 +43,7 @@ from labeling.conversations.selectors import (
 )
 from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack
-from ranking.projects.models import project_default_id
+from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
 from sampler.moderation.filters import content_filter_configured, content_filter_get
@@ -93,6 +93,12 @@ def _clean_content(content: str) -> str:
     return content.strip()
 
 
+def project_closed_message(slug: str) -> str:
+    """Why a conversation cannot be started in the project ``slug`` (not active, or not open
+    to the trainer): the API's and the list page's words."""
+    return f"No active project '{slug}' is open to you."
+
+
 def conversation_create(
     *,
     owner: AbstractBaseUser,
@@ -101,15 +107,22 @@ def conversation_create(
     mode: str = Conversation.Mode.NORMAL,
     project_id: int | None = None,
 ) -> Conversation:
+    """A new conversation of ``owner``'s in the project ``project_id`` (one the caller found
+    open to them), or None: the default project, refused as a closed project named by its slug
+    is while that one is not active (paused, done: it takes no new work)."""
     for field, text in (("title", title), ("instructions", instructions)):
         if problem := text_problem(text):
             raise ValidationError({field: problem})
+    if project_id is None:
+        project_id = project_default_id()
+        if not Project.objects.filter(pk=project_id, status=Project.Status.ACTIVE).exists():
+            raise ValidationError({"project": project_closed_message(DEFAULT_PROJECT_SLUG)})
     conversation = Conversation(
         owner=owner,
         title=title.strip(),
         instructions=instructions.strip(),
         mode=mode,
-        **({"project_id": project_id} if project_id is not None else {}),
+        project_id=project_id,
     )
     conversation.full_clean(exclude=["active_leaf"])
     conversation.save()

@@ -406,3 +406,20 @@ def test_reopen_of_a_conversation_in_progress_answers_200_and_writes_nothing(
     other = Client()
     other.force_login(other_trainer)
     assert _post(other, url).status_code == 404
+
+
+@pytest.mark.parametrize("status", ["done", "paused"])
+@pytest.mark.parametrize("named", [False, True])
+def test_a_closed_default_project_takes_no_new_conversation_named_or_not(
+    trainer_client, status, named
+):
+    from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
+
+    Project.objects.filter(pk=project_default_id()).update(status=status)
+    body = {"title": "after done"} | ({"project": DEFAULT_PROJECT_SLUG} if named else {})
+
+    refused = _post(trainer_client, "/api/conversations/", body)
+
+    assert refused.status_code == 400
+    assert refused.json() == {"project": ["No active project 'default' is open to you."]}
+    assert not Conversation.objects.exists()

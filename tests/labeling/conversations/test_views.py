@@ -600,3 +600,19 @@ def test_line_breaks_a_browser_form_sends_as_crlf_are_stored_as_newlines(
         reverse("labeling:conversation-create"), {"title": "T", "instructions": "a\r\nb"}
     )
     assert Conversation.objects.get(pk=created.url.split("/")[-2]).instructions == "a\nb"
+
+
+@pytest.mark.parametrize("project", ["", "default"])
+def test_the_list_page_starts_no_conversation_in_a_closed_default_project(trainer_client, project):
+    from ranking.projects.models import Project, project_default_id
+
+    Project.objects.filter(pk=project_default_id()).update(status=Project.Status.DONE)
+
+    response = trainer_client.post(
+        reverse("labeling:conversation-create"), {"title": "after done", "project": project}
+    )
+
+    assert response.url == reverse("labeling:conversation-list")
+    assert not Conversation.objects.exists()
+    page = trainer_client.get(response.url).content.decode()
+    assert "Project: No active project &#x27;default&#x27; is open to you." in page
