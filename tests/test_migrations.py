@@ -605,6 +605,57 @@ def test_project_names_stored_with_line_breaks_are_made_one_line_and_stay_unique
 
 
 @pytest.mark.django_db(transaction=True)
+def test_project_names_and_slugs_that_differ_only_in_case_are_renamed_and_keep_their_data():
+    """Names and slugs are unique in any letter case now (ranking 0018). Projects stored before
+    with one another has in another case keep their rows: the first made keeps its name and
+    slug, a later one gets the first suffix free in any case (" (2)" for a name, "-2" for a
+    slug, within the column's length); the default project keeps its slug."""
+    from django.db import IntegrityError, transaction
+
+    try:
+        apps = _migrate_back("ranking", "0017_undo_removal_removed_at_index")
+        Project = apps.get_model("ranking", "Project")
+        Conversation = apps.get_model("labeling", "Conversation")
+        User = apps.get_model("auth", "User")
+        owner = User.objects.create(username="writer")
+
+        def made(name, slug):
+            return Project.objects.create(name=name, slug=slug).pk
+
+        Project.objects.filter(slug="default").delete()  # made again below, after its clash
+        uni = made("Uni", "uni")
+        upper = made("UNI", "UNI")
+        taken_suffix = made("Uni (3)", "uni-3")
+        keyboard = [made("Keyboard", "keys"), made("keyboard", "other")]
+        before_default = made("Default-ish", "DEFAULT")
+        default = made("Default project", "default")
+        long_slug = "s" * 64
+        cut = [made("Long", long_slug), made("Longer", long_slug.upper())]
+        data = Conversation.objects.create(owner=owner, title="kept", project_id=upper)
+
+        apps = _migrate(_latest())
+
+        Project = apps.get_model("ranking", "Project")
+        rows = {
+            pk: (name, slug) for pk, name, slug in Project.objects.values_list("pk", "name", "slug")
+        }
+        assert rows[uni] == ("Uni", "uni")
+        assert rows[upper] == ("UNI (2)", "UNI-2")
+        assert rows[taken_suffix] == ("Uni (3)", "uni-3")
+        assert [rows[pk] for pk in keyboard] == [("Keyboard", "keys"), ("keyboard (2)", "other")]
+        assert rows[default] == ("Default project", "default")
+        assert rows[before_default] == ("Default-ish", "DEFAULT-2")
+        assert [rows[pk][1] for pk in cut] == [long_slug, long_slug.upper()[:62] + "-2"]
+        Conversation = apps.get_model("labeling", "Conversation")
+        assert Conversation.objects.get(pk=data.pk).project_id == upper
+        for name, slug in [("uni", "fresh"), ("Fresh", "UNI")]:
+            with pytest.raises(IntegrityError), transaction.atomic():
+                Project.objects.create(name=name, slug=slug)
+    finally:
+        _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
 def test_verdicts_on_texts_go_when_the_schema_goes_back_to_verdicts_on_samples_alone(
     trainer, policy
 ):

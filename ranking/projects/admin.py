@@ -5,6 +5,7 @@ from ranking.projects.forms import deadline_help_text
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
 from ranking.projects.services import (
     DEFAULT_PROJECT_OPEN,
+    project_clash_errors,
     project_policy_error,
     project_setting_errors,
 )
@@ -25,6 +26,17 @@ class ProjectAdminForm(forms.ModelForm):
         if groups and self.instance.slug == DEFAULT_PROJECT_SLUG:
             raise forms.ValidationError(DEFAULT_PROJECT_OPEN)
         return groups
+
+    def clean(self) -> dict:
+        # Before the model's checks: a name or slug another project has (in any letter case)
+        # is said once, naming that project's, not again as the constraint's sentence.
+        cleaned = super().clean()
+        clashes = project_clash_errors(
+            name=cleaned.get("name"), slug=cleaned.get("slug"), pk=self.instance.pk
+        )
+        for field, message in clashes.items():
+            self.add_error(field, message)
+        return cleaned
 
     def _post_clean(self) -> None:
         # The instance holds the posted values only from here on.

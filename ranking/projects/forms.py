@@ -43,7 +43,11 @@ class ProjectForm(forms.ModelForm):
         # The service's sentences, on their fields, before the model's constraints (whose
         # message only names the constraint) are checked.
         cleaned = super().clean()
-        for name, message in services.limit_errors(cleaned).items():
+        errors = services.limit_errors(cleaned)
+        clashes = services.project_clash_errors(
+            name=cleaned.get("name"), slug=cleaned.get("slug"), pk=self.instance.pk
+        )
+        for name, message in (errors | clashes).items():
             self.add_error(name, message)
         return cleaned
 

@@ -4,6 +4,7 @@ every task, ranking, conversation, feedback item, job and export belongs to one.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from config.text import validate_one_line
 
@@ -60,6 +61,18 @@ class Project(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
+            # A name or slug is one project's whatever its letter case ("uni" and "UNI" would
+            # read as one in lists and links): the services say which project has it.
+            models.UniqueConstraint(
+                Lower("name"),
+                name="project_name_unique_any_case",
+                violation_error_message="Another project has this name (letter case aside).",
+            ),
+            models.UniqueConstraint(
+                Lower("slug"),
+                name="project_slug_unique_any_case",
+                violation_error_message="Another project has this slug (letter case aside).",
+            ),
             models.CheckConstraint(
                 condition=Q(alternatives__gte=1) & Q(overlap__gte=1),
                 name="project_k_and_n_positive",

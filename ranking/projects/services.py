@@ -87,6 +87,22 @@ def limit_errors(values: dict) -> dict[str, str]:
     return errors
 
 
+def project_clash_errors(*, name: str, slug: str, pk: int | None) -> dict[str, str]:
+    """The name and slug of ``name`` and ``slug`` that another project (not ``pk``) has,
+    letter case aside (the database refuses both), each with a sentence naming that project's."""
+    others = Project.objects.exclude(pk=pk) if pk is not None else Project.objects.all()
+    errors = {}
+    for field, value in (("name", name), ("slug", slug)):
+        if not isinstance(value, str) or not value:
+            continue
+        taken = others.filter(**{f"{field}__iexact": value}).values_list(field, flat=True).first()
+        if taken is None:
+            continue
+        case = "" if taken == value else f"; {field}s that differ only in letter case are one"
+        errors[field] = f"A project with the {field} {taken!r} already exists{case}."
+    return errors
+
+
 def project_setting_errors(
     *, project: Project, stored_slug: str | None, policies: list[ModelVersion] | None = None
 ) -> dict[str, str]:
@@ -161,9 +177,12 @@ def _check(
     policies: list[tuple[ModelVersion, float]] | None = None,
 ) -> None:
     versions = None if policies is None else [version for version, _ in policies]
-    errors = project_setting_errors(project=project, stored_slug=stored_slug, policies=versions)
+    errors = project_clash_errors(name=project.name, slug=project.slug, pk=project.pk)
+    errors |= project_setting_errors(project=project, stored_slug=stored_slug, policies=versions)
     try:
-        project.full_clean(exclude=["created_by"])
+        # A field refused already is not checked again (a clash would be said twice: once
+        # naming the project that has it, once as the database constraint's).
+        project.full_clean(exclude=["created_by", *errors])
     except ValidationError as error:
         for field, messages in error.message_dict.items():
             errors.setdefault(field, " ".join(messages))
@@ -173,17 +192,15 @@ def _check(
 
 def _save(project: Project) -> None:
     """Save ``project``; a name or slug that another save took since ``_check`` (two admins at
-    once: full_clean saw it free, the table not) is that field's ValidationError, as
-    full_clean words it."""
+    once: the check saw it free, the table not) is that field's ValidationError, as the check
+    words it."""
     try:
         with transaction.atomic():
             project.save()
     except IntegrityError as error:
-        for field in ("name", "slug"):
-            others = Project.objects.exclude(pk=project.pk)
-            if others.filter(**{field: getattr(project, field)}).exists():
-                taken = project.unique_error_message(Project, (field,))
-                raise ValidationError({field: taken}) from error
+        clashes = project_clash_errors(name=project.name, slug=project.slug, pk=project.pk)
+        if clashes:
+            raise ValidationError(clashes) from error
         raise
 
 

@@ -106,3 +106,18 @@ def test_the_admin_refuses_a_max_new_tokens_the_projects_policy_has_no_room_for(
     assert fits.status_code == 302
     project.refresh_from_db()
     assert project.sampling_params == {"max_new_tokens": 240}
+
+
+def test_the_admin_refuses_a_slug_another_project_has_in_another_case_naming_it(admin_client_):
+    project_create(name="Uni", slug="uni")
+    project = project_create(name="Other", slug="other")
+    url = reverse("admin:ranking_project_change", args=[project.pk])
+
+    page = admin_client_.post(url, _change_form(admin_client_, project) | {"slug": "UNI"})
+
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "A project with the slug &#x27;uni&#x27; already exists" in body
+    assert "letter case aside" not in body  # said once, not again as the constraint's
+    project.refresh_from_db()
+    assert project.slug == "other"

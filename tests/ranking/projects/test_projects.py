@@ -739,6 +739,16 @@ def test_a_name_or_slug_taken_between_the_check_and_the_save_is_a_400(
     project_create(name="First", slug="first")
     second = project_create(name="Second", slug="second")
     monkeypatch.setattr(Project, "full_clean", lambda self, **kwargs: None)
+    from ranking.projects import services as project_services
+
+    real_clash_errors, calls = project_services.project_clash_errors, []
+
+    def free_when_checked(**kwargs):
+        # The check before the save (each request's first call) sees the name or slug free.
+        calls.append(kwargs)
+        return {} if len(calls) % 2 else real_clash_errors(**kwargs)
+
+    monkeypatch.setattr(project_services, "project_clash_errors", free_when_checked)
     taken = {"name": "First", "slug": "first"}[field]
     created = admin_client_.post(
         "/api/projects/",
@@ -949,3 +959,38 @@ def test_the_project_page_refuses_a_policy_whose_context_the_projects_limit_over
     assert refused.status_code == 422
     assert "short: max_new_tokens=256 leaves less than 16 tokens" in refused.content.decode()
     assert [p.model_version for p in project.policies.all()] == [wide]
+
+
+def test_a_name_or_slug_another_project_has_in_another_case_is_refused_naming_it(
+    client, admin_user
+):
+    project_create(name="Keyboard", slug="uni")
+    client.force_login(admin_user)
+    for body, field, message in [
+        (
+            {"name": "Other", "slug": "UNI"},
+            "slug",
+            "A project with the slug 'uni' already exists; slugs that differ only in letter "
+            "case are one.",
+        ),
+        (
+            {"name": "keyboard", "slug": "keys"},
+            "name",
+            "A project with the name 'Keyboard' already exists; names that differ only in "
+            "letter case are one.",
+        ),
+    ]:
+        refused = client.post("/api/projects/", body, content_type="application/json")
+        assert refused.status_code == 400
+        assert refused.json() == {field: [message]}
+        page = client.post(reverse("ranking:project-manage"), body)
+        assert page.status_code == 422
+        assert page.context["form"].errors[field] == [message]
+    assert Project.objects.filter(name__iexact="keyboard").count() == 1
+    assert Project.objects.filter(slug__iexact="uni").count() == 1
+    # A project's own name in another case is its to take.
+    own = Project.objects.get(slug="uni")
+    renamed = client.patch(
+        f"/api/projects/{own.pk}/", {"name": "KEYBOARD"}, content_type="application/json"
+    )
+    assert renamed.status_code == 200 and renamed.json()["name"] == "KEYBOARD"
