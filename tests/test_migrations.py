@@ -32,8 +32,25 @@ def _latest():
 
 
 def _migrate_back(app: str, migration: str):
-    """Every app at its latest migration but ``app``, at ``migration``; its historical apps."""
-    return _migrate([node for node in _latest() if node[0] != app] + [(app, migration)])
+    """Every app at its latest migration but ``app``, at ``migration``; its historical apps,
+    with the default project where that state has projects (``_default_project``)."""
+    apps = _migrate([node for node in _latest() if node[0] != app] + [(app, migration)])
+    _default_project(apps)
+    return apps
+
+
+def _default_project(apps) -> None:
+    """The default project, as an install that has used it holds it. A row written without a
+    project takes it by the current code's default (project_default_id), which finds it by its
+    id alone but would make a missing one with every column of the current schema, which an
+    older state lacks."""
+    try:
+        Project = apps.get_model("ranking", "Project")
+    except LookupError:
+        return
+    Project.objects.get_or_create(
+        slug="default", defaults={"name": "Default project", "status": "active"}
+    )
 
 
 def _exchange(apps, owner, *, prompt="hi", reply="hello", **conversation):

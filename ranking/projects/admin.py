@@ -82,6 +82,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug", "description")
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("trainer_groups",)
+    readonly_fields = ("pool_error",)
     inlines = [ProjectPolicyInline]
 
 

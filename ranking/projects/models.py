@@ -57,6 +57,10 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Why the last fill of the project's pool failed (a policy promoted since whose context its
+    # max_new_tokens leaves no prompt room in, ...); empty: it did not. Shown to staff on the
+    # project's page; written by the fill alone.
+    pool_error = models.TextField(blank=True, default="", db_default="", editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -121,7 +125,12 @@ class ProjectPolicy(models.Model):
 
 def project_default_id() -> int:
     """The default project's id (created on first use): rows made without naming a project
-    belong to it, as the data that existed before projects does."""
+    belong to it, as the data that existed before projects does. Reads its id alone: rows
+    written while the schema is older than this code (a migration's historical models take
+    this default too) read no column added since."""
+    found = Project.objects.filter(slug=DEFAULT_PROJECT_SLUG).values_list("pk", flat=True).first()
+    if found is not None:
+        return found
     project, _ = Project.objects.get_or_create(
         slug=DEFAULT_PROJECT_SLUG,
         defaults={"name": "Default project", "status": Project.Status.ACTIVE},

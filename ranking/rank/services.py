@@ -347,12 +347,32 @@ def ranking_pool_fill(
         # kept (each is written on its own), and no model runs inside an open transaction.
         try:
             created += _pool_fill_project(each, target=target, rng=rng)
-        except Exception:
+        except Exception as error:
+            _pool_error_record(each, error)
             if project is not None:
                 raise
             # One project's trouble leaves the others' pools filled.
             logger.exception("Filling the pool of project %s failed", each.slug)
+        else:
+            _pool_error_record(each, None)
     return created
+
+
+MAX_POOL_ERROR_CHARS = 2000
+
+
+def _pool_error_record(project: Project, error: Exception | None) -> None:
+    """Keep why the project's pool fill failed (``error``; None: it did not) on the project,
+    for its page: a refusal in its own words, anything else by its kind (the log has the
+    rest). Written only when it changes: a fill runs every 30 seconds."""
+    if error is None:
+        reason = ""
+    elif isinstance(error, ValidationError):
+        reason = "; ".join(error.messages)
+    else:
+        reason = f"{type(error).__name__} (the worker's log says more)."
+    reason = reason[:MAX_POOL_ERROR_CHARS]
+    Project.objects.filter(pk=project.pk).exclude(pool_error=reason).update(pool_error=reason)
 
 
 def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random | None) -> int:

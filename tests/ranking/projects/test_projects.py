@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from config.text import LINE_MESSAGE, NUL_MESSAGE
 from labeling.models import Conversation
@@ -994,3 +995,37 @@ def test_a_name_or_slug_another_project_has_in_another_case_is_refused_naming_it
         f"/api/projects/{own.pk}/", {"name": "KEYBOARD"}, content_type="application/json"
     )
     assert renamed.status_code == 200 and renamed.json()["name"] == "KEYBOARD"
+
+
+def test_a_pool_fill_that_fails_says_why_on_the_project_page_until_one_succeeds(
+    client, admin_user, other_trainer, caplog
+):
+    """The limit fitted the policy when it was saved; the policy's context was corrected
+    since (it may also be another version promoted since): every fill is refused, and the
+    project's page says why rather than only "0 ready, 0 preparing"."""
+    version = _short_context_policy()
+    project = project_create(
+        name="Long", slug="long", status="active", sampling_params={"max_new_tokens": 240}
+    )
+    _source(other_trainer, project)
+    ModelVersion.objects.filter(pk=version.pk).update(context_length=128)
+
+    assert services.ranking_pool_fill(rng=random.Random(0)) == 0
+    assert services.ranking_pool_fill(rng=random.Random(0)) == 0  # still failing, said once
+
+    assert "Filling the pool of project long failed" in caplog.text
+    project.refresh_from_db()
+    reason = (
+        "max_new_tokens=240 leaves less than 16 tokens for the prompt in this model's "
+        "128-token context; ask for at most 112."
+    )
+    assert project.pool_error == reason
+    client.force_login(admin_user)
+    page = client.get(reverse("ranking:project-detail", args=["long"])).content.decode()
+    assert "The pool could not be filled at its last try:" in page and escape(reason) in page
+    ModelVersion.objects.filter(pk=version.pk).update(context_length=4096)
+    assert services.ranking_pool_fill(rng=random.Random(0)) == 1
+    project.refresh_from_db()
+    assert project.pool_error == ""
+    page = client.get(reverse("ranking:project-detail", args=["long"])).content.decode()
+    assert "could not be filled" not in page
