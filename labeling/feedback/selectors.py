@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from accounts.roles import is_admin
 from config.querysets import filter_given, local_day_bounds
 from labeling.conversations.models import Message
-from labeling.conversations.selectors import message_get_for_user
+from labeling.conversations.selectors import conversation_finished, message_get_for_user
 from labeling.feedback.models import Feedback
 from ranking.rank.selectors import assignment_reply, assignment_reply_of_message
 from sampler.models import ModerationResult, Sample
@@ -330,10 +330,20 @@ def feedback_for_training(
     project_ids: tuple[int, ...] = (),
 ) -> QuerySet[Feedback]:
     """Feedback that says something about a reply (a thumb or a report), oldest first, with
-    what training reads of its target; dates are local days of when it was last given."""
-    rows = Feedback.objects.select_related(
-        "message__sample__job", "sample__job", "model_version"
-    ).order_by("pk")
+    what training reads of its target; dates are local days of when it was last given. Only
+    a finished conversation is a source (``conversation_finished``, as for rankings): feedback
+    on a reply of a conversation reopened or discarded (a ranking task's reply is stored in its
+    writer's), or on a sample made for one, is left out until it is finished again; a sample
+    of no conversation ("Try the model") is kept."""
+    rows = (
+        Feedback.objects.filter(
+            conversation_finished("message__")
+            | Q(sample__isnull=False, sample__job__prefix_message__isnull=True)
+            | conversation_finished("sample__job__prefix_message__")
+        )
+        .select_related("message__sample__job", "sample__job", "model_version")
+        .order_by("pk")
+    )
     bounds = local_day_bounds(date_from, date_to)
     rows = rows.filter(**{f"updated_at__{lookup}": instant for lookup, instant in bounds.items()})
     if exclude_user_ids:

@@ -10,8 +10,11 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from config.celery import Queue
-from labeling.conversations.models import Conversation
-from labeling.conversations.selectors import message_path, ranking_source_candidates
+from labeling.conversations.selectors import (
+    conversation_finished,
+    message_path,
+    ranking_source_candidates,
+)
 from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
 from ranking.projects.models import Project
@@ -28,7 +31,7 @@ def source_finished(path: str = "") -> Q:
     conversation reopened (in progress again) or discarded is no source of ranking tasks, so
     its tasks (gold copies included) are left as they are and come back when it is finished
     again. Their turns never change (an edit is a new branch), so they are the same tasks."""
-    return Q(**{f"{path}source_message__conversation__status": Conversation.Status.FINISHED})
+    return conversation_finished(f"{path}source_message__")
 
 
 def tasks_open_to(*, trainer: AbstractBaseUser) -> QuerySet[RankingTask]:

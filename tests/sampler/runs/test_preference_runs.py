@@ -10,11 +10,13 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from labeling.conversations import services as labeling_services
 from labeling.models import Conversation, Feedback, Message
 from ranking.exports.filters import ExportFilters, split_of
 from ranking.exports.pipeline import records, write_jsonl
 from ranking.models import Candidate, Ranking, RankingTask
 from ranking.projects.services import project_create
+from sampler.generation.models import GenerationJob, Sample
 from sampler.registry.models import ModelVersion
 from sampler.runs import kinds as run_kinds
 from sampler.runs import services as training_services
@@ -367,3 +369,51 @@ def test_feedback_records_are_read_a_chunk_at_a_time_not_a_query_a_row(trainer, 
     assert liked[-1]["completion"] == [{"role": "assistant", "content": "a11 again."}]
     disliked = [example for example in examples if not example["label"]]
     assert disliked[0]["prompt"] == [{"role": "user", "content": "q0?"}]
+
+
+def test_feedback_on_a_conversation_not_finished_is_left_out_of_training_until_it_is_again(
+    feedback, other_trainer, policy
+):
+    """Thumbs and reports on the replies of a conversation reopened or discarded (a ranking
+    task's replies are stored in its writer's), or on a sample made for it, are left out of the
+    KTO records and feedback pairs, as its rankings are (source_finished), until it is finished
+    again; feedback on a sample of no conversation ("Try the model") is kept throughout."""
+    tasks, messages, rows = feedback
+    on_sample = Feedback.objects.create(user=other_trainer, sample=messages[1].sample, rating="up")
+    job = GenerationJob.objects.create(
+        model_version=policy,
+        prompt_messages=[{"role": "user", "content": "a playground prompt"}],
+        n=1,
+        params={"max_new_tokens": 8},
+        seed=7,
+        purpose=GenerationJob.Purpose.PLAYGROUND,
+        status=GenerationJob.Status.SUCCEEDED,
+    )
+    playground = Feedback.objects.create(
+        user=other_trainer,
+        sample=Sample.objects.create(
+            job=job, index=0, text="a playground reply", token_count=3, logprob_sum=-1.0
+        ),
+        rating="up",
+    )
+    filters = ExportFilters(test_fraction=0.0)
+
+    def read() -> tuple[set[int], int]:
+        examples = kto_records(filters, sources=("thumbs_up", "thumbs_down", "reports"))
+        return {example["feedback_id"] for example in examples}, len(
+            list(feedback_pair_records(filters))
+        )
+
+    every = {row.pk for row in rows} | {on_sample.pk, playground.pk}
+    assert read() == (every, 2)
+    writer = tasks[0].source_message.conversation.owner
+    conversation = labeling_services.conversation_reopen(
+        conversation=tasks[0].source_message.conversation, user=writer
+    )
+    assert read() == ({playground.pk}, 0)
+    conversation = labeling_services.conversation_discard(conversation=conversation, user=writer)
+    assert read() == ({playground.pk}, 0)
+    conversation = labeling_services.conversation_reopen(conversation=conversation, user=writer)
+    assert read() == ({playground.pk}, 0)
+    labeling_services.conversation_finish(conversation=conversation, user=writer)
+    assert read() == (every, 2)
