@@ -125,7 +125,11 @@ def feedback_detail(request: HtmxHttpRequest, feedback_id: int) -> HttpResponse:
 @staff_required
 def feedback_overview(request: HtmxHttpRequest) -> HttpResponse:
     form = FeedbackFilterForm(request.GET or None)
-    filters = form.filters() if form.is_bound and form.is_valid() else selectors.FeedbackFilters()
+    if form.is_bound and not form.is_valid():
+        # No counts nor rows for filters that select nothing definite: all the feedback would
+        # pass for them (as the quality page answers).
+        return render(request, "labeling/feedback/overview.html", {"form": form}, status=422)
+    filters = form.filters() if form.is_bound else selectors.FeedbackFilters()
     rows = selectors.feedback_filtered(filters=filters)
     page = Paginator(
         rows.select_related("user", "model_version", "message", "sample", "moderation"),

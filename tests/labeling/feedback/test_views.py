@@ -398,5 +398,32 @@ def test_overview_counts_per_model_version_and_filters(
     assert downs.context["page"].paginator.count == 2
     future = admin_client_.get("/write/feedback/", {"date_from": "2999-01-01"})
     assert future.context["page"].paginator.count == 0
-    bad = admin_client_.get("/write/feedback/", {"date_from": "not a date"})
-    assert bad.status_code == 200 and bad.context["page"].paginator.count == 3
+
+
+def test_the_overview_shows_no_feedback_for_filters_it_refuses(
+    flag_nothing, trainer, admin_client_
+):
+    """A filter that is none (a date that is not one, a rating or model version that does not
+    exist) is said with a 422, and the page shows no counts nor rows, rather than those of all
+    the feedback, which the refused filters would pass for (as the quality page answers)."""
+    (sample,) = sample_job(trainer, n=1).samples.all()
+    target = feedback_selectors.feedback_target_get(
+        kind="sample", target_id=sample.pk, user=trainer
+    )
+    feedback_services.feedback_rate(user=trainer, target=target, rating="up")
+
+    for refused, error in [
+        ({"date_from": "not a date"}, "Enter a valid date."),
+        ({"rating": "sideways"}, "Select a valid choice."),
+        ({"model_version": 10**6}, "Select a valid choice."),
+    ]:
+        response = admin_client_.get("/write/feedback/", {"category": "", **refused})
+        html = response.content.decode()
+        assert response.status_code == 422, refused
+        assert error in html and "No feedback is shown until the filters are right." in html
+        for table in ("feedback-by-model", "filter-confusion", "feedback-rows"):
+            assert f'id="{table}"' not in html
+        assert "page" not in response.context
+
+    unfiltered = admin_client_.get("/write/feedback/", {"category": ""})
+    assert unfiltered.status_code == 200 and unfiltered.context["page"].paginator.count == 1
