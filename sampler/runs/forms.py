@@ -37,8 +37,8 @@ READABLE_FORMATS = {
     # No export writes KTO records: KTO reads the database or an uploaded file.
     TrainingRun.Kind.KTO: set(),
 }
-# The endings an uploaded data file's name may have: each is read as JSON lines, gzipped or not
-# (by its first bytes); the upload's help and its refusal list them.
+# The endings an uploaded data file's name may have, in any letter case: each is read as JSON
+# lines, gzipped or not (by its first bytes); the upload's help and its refusal list them.
 UPLOAD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
 UPLOAD_ENDINGS = f"{', '.join(UPLOAD_SUFFIXES[:-1])} or {UPLOAD_SUFFIXES[-1]}"
 
@@ -281,7 +281,7 @@ class TrainingRunForm(ExportFilterForm):
                 )
             if upload is None:
                 raise forms.ValidationError({"upload": "Choose a file."})
-            if not upload.name.endswith(UPLOAD_SUFFIXES):
+            if not upload.name.lower().endswith(UPLOAD_SUFFIXES):
                 raise forms.ValidationError({"upload": f"Upload a {UPLOAD_ENDINGS} file."})
             changed = data["test_fraction"] != self.fields["test_fraction"].initial
             if changed and "split" in _first_record(upload):

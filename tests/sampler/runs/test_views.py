@@ -192,6 +192,18 @@ def test_an_upload_refused_for_its_name_is_told_every_ending_the_page_takes(admi
     )
 
 
+def test_an_upload_is_taken_whatever_the_letter_case_of_its_ending(admin_client_, policy):
+    """DATA.JSONL was refused though data.jsonl is taken: an ending is the same in any case."""
+    lines = _upload().read()
+    names = ["DATA.JSONL", "Rankings.Json", "EXPORT.JSONL.GZ"]
+    for name in names:
+        content = gzip.compress(lines) if name.endswith(".GZ") else lines
+        response = _post_upload(admin_client_, SimpleUploadedFile(name, content))
+        assert response.status_code == 302, (name, response.content.decode())
+    paths = [run.dataset["path"] for run in TrainingRun.objects.order_by("pk")]
+    assert [path.rsplit("/", 1)[1] for path in paths] == names
+
+
 def test_run_detail_plots_curves_and_polls_only_while_running(admin_client_, policy):
     history = {
         "loss/train": [[5, 0.69], [10, 0.52]],
