@@ -115,6 +115,15 @@ class DefaultProjectChoiceField(ModelChoiceField):
         return None if value == DEFAULT_PROJECT_SLUG else super().to_python(value)
 
 
+def check_dates_in_order(data: dict, start: str, end: str) -> None:
+    """Refuse a day range whose first day (``data[start]``) is after its last
+    (``data[end]``): it is no range, and filtered by it a page would show nothing as if there
+    were nothing."""
+    first, last = data.get(start), data.get(end)
+    if first and last and first > last:
+        raise ValidationError("The start date is after the end date.")
+
+
 def add_validation_errors(form: forms.Form, error: ValidationError) -> None:
     """A service's refusal shown on the form: each message on its field, or on the whole form
     when the service names a field the form does not have, or none (a refusal of the whole

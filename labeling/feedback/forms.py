@@ -1,6 +1,6 @@
 from django import forms
 
-from config.forms import ModelChoiceField, MultilineCharField
+from config.forms import ModelChoiceField, MultilineCharField, check_dates_in_order
 from labeling.feedback.models import Feedback
 from labeling.feedback.selectors import FeedbackFilters
 from labeling.feedback.services import MAX_COMMENT_CHARS
@@ -36,6 +36,11 @@ class FeedbackFilterForm(forms.Form):
     )
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict:
+        data = super().clean()
+        check_dates_in_order(data, "date_from", "date_to")
+        return data
 
     def filters(self) -> FeedbackFilters:
         data = self.cleaned_data

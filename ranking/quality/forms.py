@@ -1,6 +1,6 @@
 from django import forms
 
-from config.forms import ModelChoiceField
+from config.forms import ModelChoiceField, check_dates_in_order
 from ranking.projects.selectors import project_list
 from ranking.quality.selectors import model_version_choices
 
@@ -15,7 +15,5 @@ class QualityFilterForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
-        start, end = data.get("submitted_from"), data.get("submitted_to")
-        if start and end and start > end:
-            raise forms.ValidationError("The start date is after the end date.")
+        check_dates_in_order(data, "submitted_from", "submitted_to")
         return data

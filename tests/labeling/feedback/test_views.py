@@ -404,8 +404,9 @@ def test_the_overview_shows_no_feedback_for_filters_it_refuses(
     flag_nothing, trainer, admin_client_
 ):
     """A filter that is none (a date that is not one, a rating or model version that does not
-    exist) is said with a 422, and the page shows no counts nor rows, rather than those of all
-    the feedback, which the refused filters would pass for (as the quality page answers)."""
+    exist, days from after to before) is said with a 422, and the page shows no counts nor
+    rows, rather than those of all the feedback, which the refused filters would pass for (as
+    the quality page answers)."""
     (sample,) = sample_job(trainer, n=1).samples.all()
     target = feedback_selectors.feedback_target_get(
         kind="sample", target_id=sample.pk, user=trainer
@@ -416,6 +417,7 @@ def test_the_overview_shows_no_feedback_for_filters_it_refuses(
         ({"date_from": "not a date"}, "Enter a valid date."),
         ({"rating": "sideways"}, "Select a valid choice."),
         ({"model_version": 10**6}, "Select a valid choice."),
+        ({"date_from": "2026-12-05", "date_to": "2026-12-04"}, "The start date is after the end"),
     ]:
         response = admin_client_.get("/write/feedback/", {"category": "", **refused})
         html = response.content.decode()
