@@ -34,6 +34,7 @@ from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAt
 from labeling.redteam.selectors import attack_run_failed_results
 from ranking.projects.models import project_default_id
 from sampler.generation.models import GenerationJob
+from sampler.generation.params import context_room_error, max_new_tokens_within
 from sampler.generation.services import generation_job_create, generation_job_run_inline
 from sampler.jobs.kinds import JobCancelled, JobContext
 from sampler.jobs.services import JobRefused, job_cancel, job_enqueue
@@ -263,6 +264,20 @@ def attack_run_create(
         raise PermissionDenied("Only admins can re-run attacks.")
     if model_version.kind != ModelVersion.Kind.POLICY:
         raise ValidationError({"model_version": "Attacks are re-run against a policy version."})
+    # Alternatives' length, lowered to the cap and to what the version's context leaves for a
+    # reply: a limit it cannot take would have every attack refused.
+    max_new_tokens = max_new_tokens_within(
+        wanted=settings.RANKING_MAX_NEW_TOKENS,
+        context_length=model_version.context_length,
+        cap=settings.GENERATION_MAX_NEW_TOKENS,
+    )
+    too_short = context_room_error(
+        context_length=model_version.context_length,
+        max_new_tokens=max_new_tokens,
+        version_name=model_version.name,
+    )
+    if too_short:
+        raise ValidationError({"model_version": too_short})
     project_id = project.pk if project is not None else project_default_id()
     attack_ids = list(
         Attack.objects.filter(project_id=project_id)
@@ -277,7 +292,7 @@ def attack_run_create(
         project_id=project_id,
         model_version=model_version,
         seed=seed if seed is not None else random.SystemRandom().randint(0, 2**31 - 1),
-        params={"max_new_tokens": settings.RANKING_MAX_NEW_TOKENS},
+        params={"max_new_tokens": max_new_tokens},
         requested_by=requested_by,
     )
 

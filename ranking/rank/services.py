@@ -152,7 +152,8 @@ def _alternatives_params(
     ``GENERATION_MAX_NEW_TOKENS`` and to what the context of ``version`` (None: the active
     policy) leaves for a reply: the limit may have been the cap of its day, or fit another
     model, and the policy is asked for no more than it takes.
-    An original with no sample (an import) or no recorded limit: ``RANKING_MAX_NEW_TOKENS``.
+    An original with no sample (an import) or no recorded limit: ``RANKING_MAX_NEW_TOKENS``,
+    lowered alike.
 
     A project's own ``max_new_tokens`` is kept as it is: it is the admin's choice for the
     campaign's samples, which the project's settings show; overriding it would sample the data
@@ -169,7 +170,7 @@ def _alternatives_params(
     )
     limit = recorded.get("max_new_tokens") if isinstance(recorded, dict) else None
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        return {**params, "max_new_tokens": settings.RANKING_MAX_NEW_TOKENS}
+        limit = settings.RANKING_MAX_NEW_TOKENS
     policy = version or model_version_active()
     return {
         **params,

@@ -7,6 +7,7 @@ A job runs through the one executor (``sampler.jobs``): suggestions and try-the-
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -37,7 +38,11 @@ from sampler.generation.backends import (
     backend_get,
 )
 from sampler.generation.models import GenerationJob, Sample
-from sampler.generation.params import GenerationParams, context_room_error
+from sampler.generation.params import (
+    GenerationParams,
+    context_room_error,
+    max_new_tokens_within,
+)
 from sampler.jobs.kinds import JobRetryLater
 from sampler.jobs.models import FINISHED, JobStatus
 from sampler.jobs.services import (
@@ -78,7 +83,8 @@ def _is_number(value: object) -> bool:
 
 def _validated_params(params: object) -> GenerationParams:
     """Sampling parameters exactly as given: no coercion (``true`` is not a number, ``1.9`` is
-    not an integer, ``"3"`` is neither)."""
+    not an integer, ``"3"`` is neither). A ``max_new_tokens`` not given is the default lowered
+    to ``GENERATION_MAX_NEW_TOKENS``: nobody asked for more, so a lower cap refuses nothing."""
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -98,6 +104,10 @@ def _validated_params(params: object) -> GenerationParams:
     typed = {
         key: (value if key in INTEGER_PARAMS else float(value)) for key, value in params.items()
     }
+    typed.setdefault(
+        "max_new_tokens",
+        min(GenerationParams.max_new_tokens, settings.GENERATION_MAX_NEW_TOKENS),
+    )
     generation_params = GenerationParams(**typed)
     errors = generation_params.validate(max_new_tokens_cap=settings.GENERATION_MAX_NEW_TOKENS)
     if errors:
@@ -245,6 +255,17 @@ def generation_job_create(
                     "assistant turns only."
                 )
             }
+        )
+    if not (isinstance(params, dict) and "max_new_tokens" in params):
+        # The default is no one's request: it is lowered to what this model's context leaves
+        # for a reply, so that a policy with a short context still answers suggestions.
+        generation_params = dataclasses.replace(
+            generation_params,
+            max_new_tokens=max_new_tokens_within(
+                wanted=generation_params.max_new_tokens,
+                context_length=version.context_length,
+                cap=settings.GENERATION_MAX_NEW_TOKENS,
+            ),
         )
     too_long = context_room_error(
         context_length=version.context_length, max_new_tokens=generation_params.max_new_tokens

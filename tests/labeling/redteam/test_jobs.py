@@ -3,6 +3,7 @@ from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import AttackResult, AttackRun
@@ -34,6 +35,42 @@ def test_rerunning_stored_attacks_records_one_result_per_attack(
     # A message delivered again finds the run finished and stores nothing twice.
     assert job_execute(kind_name="attack_run", job_id=run.pk, token=run.publish_token) is None
     assert AttackResult.objects.filter(run=run).count() == 2
+
+
+def test_a_run_asks_for_no_more_tokens_than_the_version_s_context_and_the_cap_leave(
+    policy, trainer, admin_user, settings
+):
+    """The runs' limit (``RANKING_MAX_NEW_TOKENS``) is lowered to what the version takes, or
+    every attack would be refused for it; a context that holds no reply refuses the run."""
+    from sampler.generation.params import MIN_PROMPT_TOKENS
+    from sampler.registry.models import ModelVersion
+
+    settings.RANKING_MAX_NEW_TOKENS = 96
+    two_attacks(trainer, policy)
+    ModelVersion.objects.filter(pk=policy.pk).update(context_length=MIN_PROMPT_TOKENS + 40)
+    policy.refresh_from_db()
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    assert run.params == {"max_new_tokens": 40}
+    run = job_run_inline(job=run)
+    assert run.status == AttackRun.Status.SUCCEEDED
+    assert all(result.error == "" for result in run.results.all())
+
+    settings.GENERATION_MAX_NEW_TOKENS = 30
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    assert run.params == {"max_new_tokens": 30}
+
+    ModelVersion.objects.filter(pk=policy.pk).update(context_length=MIN_PROMPT_TOKENS)
+    policy.refresh_from_db()
+    with pytest.raises(ValidationError) as error:
+        redteam_services.attack_run_create(
+            requested_by=admin_user, model_version=policy, queue=False
+        )
+    assert "too short for any reply" in error.value.message_dict["model_version"][0]
+    assert AttackRun.objects.count() == 2
 
 
 def test_a_run_stopped_midway_resumes_without_duplicates(policy, trainer, admin_user, settings):

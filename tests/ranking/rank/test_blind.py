@@ -500,6 +500,22 @@ def test_the_original_s_limit_is_lowered_to_the_cap_and_to_the_policy_s_context(
     assert _alternatives_limit() == 40
 
 
+def test_the_ranking_default_limit_is_lowered_to_the_cap_and_to_the_policy_s_context(
+    policy, other_trainer, settings
+):
+    """An imported original takes ``RANKING_MAX_NEW_TOKENS``: a policy whose context leaves
+    less for a reply, or a lower cap, is asked for what it takes rather than every task of the
+    import being refused."""
+    settings.RANKING_MAX_NEW_TOKENS = 96
+    finished_conversation(other_trainer)
+    ModelVersion.objects.filter(pk=policy.pk).update(context_length=MIN_PROMPT_TOKENS + 40)
+    assert _alternatives_limit() == 40
+
+    RankingTask.objects.all().delete()
+    settings.GENERATION_MAX_NEW_TOKENS = 30
+    assert _alternatives_limit() == 30
+
+
 def test_the_original_is_filtered_again_with_its_alternatives_by_the_filter_of_the_day(
     policy, other_trainer, trainer_client, trainer, settings
 ):

@@ -5,6 +5,7 @@ from django.db import IntegrityError
 from labeling.models import Conversation, Message
 from sampler.generation import services
 from sampler.generation.models import GenerationJob, Sample
+from sampler.generation.params import MIN_PROMPT_TOKENS, GenerationParams
 from sampler.generation.sampling import model_cache
 from sampler.management.commands.generate import Command as GenerateCommand
 from sampler.registry.models import ModelVersion
@@ -100,6 +101,38 @@ def test_invalid_requests_are_rejected_before_anything_is_queued(policy, trainer
         job_unqueued(trainer, **overrides)
     assert field in error.value.message_dict
     assert GenerationJob.objects.count() == 0
+
+
+def test_a_token_limit_not_asked_for_is_lowered_to_the_cap_and_the_policy_s_context(
+    policy, trainer, settings
+):
+    """The default limit is nobody's request: a policy with a short context, or a lower cap,
+    still answers a request that names no limit (an editor's suggestions name none), while a
+    limit asked for is checked as it is."""
+    default = GenerationParams().max_new_tokens
+    ModelVersion.objects.filter(pk=policy.pk).update(context_length=MIN_PROMPT_TOKENS + default)
+    assert job_unqueued(trainer, params={}).params["max_new_tokens"] == default
+
+    ModelVersion.objects.filter(pk=policy.pk).update(context_length=MIN_PROMPT_TOKENS + 40)
+    assert job_unqueued(trainer, params={}).params["max_new_tokens"] == 40
+    assert job_unqueued(trainer, params=None).params["max_new_tokens"] == 40
+    with pytest.raises(ValidationError) as error:
+        job_unqueued(trainer, params={"max_new_tokens": 41})
+    assert "ask for at most 40" in error.value.message_dict["max_new_tokens"][0]
+
+    settings.GENERATION_MAX_NEW_TOKENS = 30
+    assert job_unqueued(trainer, params={"top_p": 0.5}).params["max_new_tokens"] == 30
+    with pytest.raises(ValidationError) as error:
+        job_unqueued(trainer, params={"max_new_tokens": 31})
+    assert error.value.message_dict == {
+        "max_new_tokens": ["max_new_tokens must be between 1 and 30."]
+    }
+
+    # A context that holds no reply is said as such, whatever the limit.
+    ModelVersion.objects.filter(pk=policy.pk).update(context_length=MIN_PROMPT_TOKENS)
+    with pytest.raises(ValidationError) as error:
+        job_unqueued(trainer, params={})
+    assert "too short for any reply" in error.value.message_dict["max_new_tokens"][0]
 
 
 def test_prefix_message_renders_the_path_from_the_root_not_the_siblings(policy, trainer):
