@@ -18,6 +18,7 @@ class ProjectAdminForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.stored_slug = self.instance.slug if self.instance.pk else None
+        self.stored_params = self.instance.sampling_params if self.instance.pk else None
         if "deadline" in self.fields:
             self.fields["deadline"].help_text = deadline_help_text()
 
@@ -41,7 +42,12 @@ class ProjectAdminForm(forms.ModelForm):
     def _post_clean(self) -> None:
         # The instance holds the posted values only from here on.
         super()._post_clean()
-        errors = project_setting_errors(project=self.instance, stored_slug=self.stored_slug)
+        errors = project_setting_errors(
+            project=self.instance,
+            stored_slug=self.stored_slug,
+            sampling_changed=self.instance.pk is None
+            or self.instance.sampling_params != self.stored_params,
+        )
         for field, message in errors.items():
             self.add_error(field, message)
 

@@ -104,16 +104,27 @@ def project_clash_errors(*, name: str, slug: str, pk: int | None) -> dict[str, s
 
 
 def project_setting_errors(
-    *, project: Project, stored_slug: str | None, policies: list[ModelVersion] | None = None
+    *,
+    project: Project,
+    stored_slug: str | None,
+    policies: list[ModelVersion] | None = None,
+    sampling_changed: bool = True,
 ) -> dict[str, str]:
     """The services' sentence for each setting of ``project`` they refuse, by field (its
     sampling parameters normalised in place); ``stored_slug``: its slug as saved (None: a new
     project); ``policies``: the versions it is to sample from (None: those saved for it). The
-    Django admin checks its forms with it too."""
+    Django admin checks its forms with it too.
+
+    ``sampling_changed`` False (a save that changes neither the sampling parameters nor the
+    versions sampled from): those are not checked. What held when they were saved may not
+    hold now (the cap lowered since, a version's context corrected), and the project must
+    still be paused or described; its pool fills say why they fail (``pool_error``)."""
     errors = limit_errors({name: getattr(project, name) for name in LIMITS})
     if stored_slug == DEFAULT_PROJECT_SLUG and project.slug != DEFAULT_PROJECT_SLUG:
         # Rows made without a project find the default one by this slug.
         errors["slug"] = f"The default project keeps its slug, {DEFAULT_PROJECT_SLUG!r}."
+    if not sampling_changed:
+        return errors
     try:
         project.sampling_params = generation_params_validate(params=project.sampling_params)
     except ValidationError as error:
@@ -175,10 +186,16 @@ def _check(
     *,
     stored_slug: str | None = None,
     policies: list[tuple[ModelVersion, float]] | None = None,
+    sampling_changed: bool = True,
 ) -> None:
     versions = None if policies is None else [version for version, _ in policies]
     errors = project_clash_errors(name=project.name, slug=project.slug, pk=project.pk)
-    errors |= project_setting_errors(project=project, stored_slug=stored_slug, policies=versions)
+    errors |= project_setting_errors(
+        project=project,
+        stored_slug=stored_slug,
+        policies=versions,
+        sampling_changed=sampling_changed,
+    )
     try:
         # A field refused already is not checked again (a clash would be said twice: once
         # naming the project that has it, once as the database constraint's).
@@ -285,14 +302,19 @@ def project_update(
     if unknown:
         raise ValidationError({"fields": f"Unknown project fields: {', '.join(sorted(unknown))}."})
     project = Project.objects.select_for_update().get(pk=project.pk)
-    stored_slug = project.slug
+    stored_slug, stored_params = project.slug, project.sampling_params
     policies = None if policies is None else list(policies)
     trainer_groups = None if trainer_groups is None else list(trainer_groups)
     if trainer_groups and project.slug == DEFAULT_PROJECT_SLUG:
         raise ValidationError({"trainer_groups": DEFAULT_PROJECT_OPEN})
     for name, value in fields.items():
         setattr(project, name, value)
-    _check(project, stored_slug=stored_slug, policies=policies)
+    sampling_changed = project.sampling_params != stored_params or (
+        policies is not None
+        and {version.pk for version, _ in policies}
+        != set(project.policies.values_list("model_version_id", flat=True))
+    )
+    _check(project, stored_slug=stored_slug, policies=policies, sampling_changed=sampling_changed)
     _save(project)
     if policies is not None:
         _set_policies(project, policies)

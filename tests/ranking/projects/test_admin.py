@@ -108,6 +108,28 @@ def test_the_admin_refuses_a_max_new_tokens_the_projects_policy_has_no_room_for(
     assert project.sampling_params == {"max_new_tokens": 240}
 
 
+def test_the_admin_saves_a_project_whose_limit_no_longer_fits_when_the_limit_is_not_changed(
+    admin_client_,
+):
+    """The policy's context was corrected since the limit was saved: the project can still be
+    paused there; a changed limit is checked."""
+    short = ModelVersion.objects.create(
+        name="short", path="short", context_length=256, is_active=True
+    )
+    project = project_create(name="Long", slug="long", sampling_params={"max_new_tokens": 240})
+    ModelVersion.objects.filter(pk=short.pk).update(context_length=128)
+    url = reverse("admin:ranking_project_change", args=[project.pk])
+    data = _change_form(admin_client_, project) | {"sampling_params": '{"max_new_tokens": 240}'}
+
+    assert admin_client_.post(url, data | {"status": "paused"}).status_code == 302
+    project.refresh_from_db()
+    assert project.status == "paused"
+    page = admin_client_.post(url, data | {"sampling_params": '{"max_new_tokens": 200}'})
+    assert page.status_code == 200 and "ask for at most 112." in page.content.decode()
+    project.refresh_from_db()
+    assert project.sampling_params == {"max_new_tokens": 240}
+
+
 def test_the_admin_refuses_a_slug_another_project_has_in_another_case_naming_it(admin_client_):
     project_create(name="Uni", slug="uni")
     project = project_create(name="Other", slug="other")

@@ -944,6 +944,63 @@ def test_a_max_new_tokens_the_policys_context_cannot_take_is_refused_when_saved(
     assert [p.model_version for p in Project.objects.get(slug="own").policies.all()] == [wide]
 
 
+def test_a_project_whose_limit_no_longer_fits_can_still_be_paused_and_described(
+    client, admin_user, admin_client_
+):
+    """The limit fitted when it was saved; the policy's context was corrected since. A save
+    that changes neither the sampling parameters nor the versions sampled from is not refused
+    for them (the project must be paused, described); one that changes them is checked."""
+    version = _short_context_policy()
+    project = project_create(
+        name="Long", slug="long", status="active", sampling_params={"max_new_tokens": 240}
+    )
+    ModelVersion.objects.filter(pk=version.pk).update(context_length=128)
+
+    paused = admin_client_.patch(
+        f"/api/projects/{project.pk}/", {"status": "paused"}, content_type="application/json"
+    )
+    assert paused.status_code == 200, paused.content
+    described = admin_client_.patch(
+        f"/api/projects/{project.pk}/",
+        {"description": "Waits for a longer context.", "sampling_params": {"max_new_tokens": 240}},
+        content_type="application/json",
+    )
+    assert described.status_code == 200, described.content
+    project.refresh_from_db()
+    assert project.status == "paused" and project.description == "Waits for a longer context."
+
+    client.force_login(admin_user)
+    url = reverse("ranking:project-detail", args=["long"])
+    saved = client.post(url, _page_fields(client.get(url)) | {"status": "active"})
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    project.refresh_from_db()
+    assert project.status == "active"
+
+    lowered = admin_client_.patch(
+        f"/api/projects/{project.pk}/",
+        {"sampling_params": {"max_new_tokens": 200}},
+        content_type="application/json",
+    )
+    assert lowered.status_code == 400
+    assert "ask for at most 112" in lowered.json()["sampling_params"][0]
+    wide = ModelVersion.objects.create(name="wide", path="wide", context_length=4096)
+    moved = admin_client_.patch(
+        f"/api/projects/{project.pk}/",
+        {"policies": [{"model_version_id": wide.pk, "weight": 1}]},
+        content_type="application/json",
+    )
+    assert moved.status_code == 200, moved.content
+    back = admin_client_.patch(
+        f"/api/projects/{project.pk}/",
+        {"policies": [{"model_version_id": version.pk, "weight": 1}]},
+        content_type="application/json",
+    )
+    assert back.status_code == 400 and "ask for at most 112" in back.json()["sampling_params"][0]
+    project.refresh_from_db()
+    assert project.sampling_params == {"max_new_tokens": 240}
+    assert [p.model_version for p in project.policies.all()] == [wide]
+
+
 def test_the_project_page_refuses_a_policy_whose_context_the_projects_limit_overflows(
     client, admin_user
 ):
