@@ -15,7 +15,9 @@ from django.utils import timezone
 from config.querysets import ids_existing, ids_named
 from config.text import text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
+from sampler.generation.params import context_room_error
 from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_active
 
 # Where a trainer's choice of project (a slug; empty: all their projects) is kept.
 CHOSEN_PROJECT_SESSION_KEY = "ranking_project"
@@ -109,6 +111,62 @@ def project_policy_pick(*, project: Project, rng: random.Random) -> ModelVersion
 def projects_affected_by_promotion() -> QuerySet[Project]:
     """Projects that name no policy sample from the active version: a promotion moves them."""
     return Project.objects.filter(policies__isnull=True).exclude(status=Project.Status.DONE)
+
+
+def sampling_context_error(
+    *, project: Project, policies: list[ModelVersion] | None = None
+) -> str | None:
+    """Why the project's ``max_new_tokens`` leaves no room for a prompt in the context of a
+    version its pool samples from: each of ``policies`` (None: the policies saved for it), or
+    the active policy where it names none. In the generation service's words (which would
+    refuse each of its tasks' jobs so), led by the version's name as a comparison's are. None:
+    it fits, or the project sets no limit (its tasks then take one that fits)."""
+    params = project.sampling_params if isinstance(project.sampling_params, dict) else {}
+    tokens = params.get("max_new_tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool):
+        return None
+    if policies is None:
+        policies = (
+            [policy.model_version for policy in project.policies.select_related("model_version")]
+            if project.pk
+            else []
+        )
+    versions = policies or [version for version in [model_version_active()] if version]
+    problems = [
+        problem
+        for version in dict.fromkeys(versions)
+        if (
+            problem := context_room_error(
+                context_length=version.context_length,
+                max_new_tokens=tokens,
+                version_name=version.name,
+            )
+        )
+    ]
+    return " ".join(problems) or None
+
+
+def projects_context_errors(*, version: ModelVersion, active: bool) -> list[tuple[Project, str]]:
+    """The projects (not done) whose ``max_new_tokens`` leaves no room for a prompt in the
+    context of ``version`` as it stands here (its ``context_length`` as it is to be saved),
+    which their pools would sample from, each with ``sampling_context_error``'s reason (the
+    check a project's save makes): those naming it a policy and, where it is (or is to be) the
+    active policy, those naming none."""
+    if version.kind != ModelVersion.Kind.POLICY:
+        return []
+    projects = Project.objects.none()
+    if version.pk is not None:
+        projects = Project.objects.filter(policies__model_version=version.pk).exclude(
+            status=Project.Status.DONE
+        )
+    if active:
+        projects = projects | projects_affected_by_promotion()
+    limited = projects.filter(sampling_params__has_key="max_new_tokens").distinct().order_by("pk")
+    return [
+        (project, problem)
+        for project in limited
+        if (problem := sampling_context_error(project=project, policies=[version]))
+    ]
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,9 @@ from ranking.projects.limits import (
     MAX_TARGET_RANKINGS,
 )
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
-from sampler.generation.params import context_room_error
+from ranking.projects.selectors import sampling_context_error
 from sampler.generation.services import generation_params_validate
 from sampler.registry.models import ModelVersion
-from sampler.registry.selectors import model_version_active
 
 MAX_POLICIES = 16
 # Relative weights: a bound keeps their sum finite (a draw over infinite weights fails).
@@ -133,39 +132,6 @@ def project_setting_errors(
         if problem := sampling_context_error(project=project, policies=policies):
             errors["sampling_params"] = problem
     return errors
-
-
-def sampling_context_error(
-    *, project: Project, policies: list[ModelVersion] | None = None
-) -> str | None:
-    """Why the project's ``max_new_tokens`` leaves no room for a prompt in the context of a
-    version its pool samples from: each of ``policies`` (None: the policies saved for it), or
-    the active policy where it names none. In the generation service's words (which would
-    refuse each of its tasks' jobs so), led by the version's name as a comparison's are. None:
-    it fits, or the project sets no limit (its tasks then take one that fits)."""
-    params = project.sampling_params if isinstance(project.sampling_params, dict) else {}
-    tokens = params.get("max_new_tokens")
-    if not isinstance(tokens, int) or isinstance(tokens, bool):
-        return None
-    if policies is None:
-        policies = (
-            [policy.model_version for policy in project.policies.select_related("model_version")]
-            if project.pk
-            else []
-        )
-    versions = policies or [version for version in [model_version_active()] if version]
-    problems = [
-        problem
-        for version in dict.fromkeys(versions)
-        if (
-            problem := context_room_error(
-                context_length=version.context_length,
-                max_new_tokens=tokens,
-                version_name=version.name,
-            )
-        )
-    ]
-    return " ".join(problems) or None
 
 
 def project_policy_error(*, version: ModelVersion, weight: object) -> str | None:

@@ -5,6 +5,7 @@ from django.db import transaction
 
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import (
+    model_version_context_change_error,
     model_version_delete,
     model_version_kind_error,
     model_version_parent_error,
@@ -16,7 +17,8 @@ class ModelVersionAdminForm(forms.ModelForm):
     """The serving configuration is checked as the API checks it (options per backend, a
     context length for openai versions; the model found here when its path or backend
     changes); the active version of a kind and a project's policy
-    keep their kind; a version is never its own ancestor."""
+    keep their kind; a version is never its own ancestor; its context keeps room for the
+    max_new_tokens of each project that samples from it."""
 
     class Meta:
         model = ModelVersion
@@ -58,6 +60,10 @@ class ModelVersionAdminForm(forms.ModelForm):
             for field, messages in error.message_dict.items():
                 self.add_error(field if field in self.fields else None, messages)
             return data
+        if context_error := model_version_context_change_error(
+            version=self.instance, context_length=length
+        ):
+            self.add_error("context_length", context_error)
         data.update(backend=backend, backend_options=options, path=path, context_length=length)
         return data
 

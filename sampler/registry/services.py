@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from huggingface_hub import try_to_load_from_cache
 
+from ranking.projects.selectors import projects_context_errors
 from sampler.generation.backends import validate_options
 from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
 from sampler.registry.selectors import model_version_active
@@ -361,8 +362,9 @@ def model_version_serving_update(
 ) -> ModelVersion:
     """Change how a version is served (backend, its options, the directory, the context
     length), validated as at registration. A changed backend or directory re-reads the context
-    length unless one is given. A new path or backend must name a model found here. Jobs already
-    sampled keep their provenance (the version's name)."""
+    length unless one is given. A new path or backend must name a model found here. A context
+    too short for the ``max_new_tokens`` of a project that samples from the version is refused.
+    Jobs already sampled keep their provenance (the version's name)."""
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     new_backend = version.backend if backend is UNSET else backend
     # As in the admin: the model must be found here only when what serves it or where it is
@@ -390,13 +392,46 @@ def model_version_serving_update(
             given = version.context_length
     else:
         given = context_length
-    version.backend, version.path, version.backend_options = new_backend, new_path, options
-    version.context_length = _serving_context_length(
+    length = _serving_context_length(
         backend=new_backend, options=options, path=new_path, given=given
     )
+    if error := model_version_context_change_error(version=version, context_length=length):
+        raise ValidationError({"context_length": error})
+    version.backend, version.path, version.backend_options = new_backend, new_path, options
+    version.context_length = length
     version.full_clean()
     version.save(update_fields=["backend", "path", "backend_options", "context_length"])
     return version
+
+
+def model_version_project_context_error(*, version: ModelVersion, active: bool) -> str | None:
+    """Why ``version`` as it stands here (its ``context_length`` as it is to be saved;
+    ``active``: it is, or is to be, the active policy) would have every task of a project that
+    samples from it refused: each such project's ``max_new_tokens`` its context has no room
+    for, in the words a project's save uses (``projects_context_errors``). None: each fits."""
+    found = projects_context_errors(version=version, active=active)
+    if not found:
+        return None
+    return " ".join(
+        f"Project {project.name!r} ({project.slug}) would sample from {version.name} with "
+        f"max_new_tokens={project.sampling_params['max_new_tokens']}. {problem} Lower the "
+        "project's max_new_tokens first."
+        for project, problem in found
+    )
+
+
+def model_version_context_change_error(
+    *, version: ModelVersion, context_length: int | None
+) -> str | None:
+    """Why the saved ``version`` cannot take ``context_length`` (None: it can, or it is
+    unchanged): a project that samples from it asks for a ``max_new_tokens`` the shorter
+    context has no room for (``model_version_project_context_error``). The row is read as it
+    is now (whether it is the active policy); the admin form checks with it too."""
+    saved = ModelVersion.objects.filter(pk=version.pk).first() if version.pk else None
+    if saved is None or saved.context_length == context_length:
+        return None
+    saved.context_length = context_length
+    return model_version_project_context_error(version=saved, active=saved.is_active)
 
 
 @transaction.atomic
@@ -430,11 +465,16 @@ def model_version_unloadable_error(*, version: ModelVersion) -> str | None:
 @transaction.atomic
 def model_version_promote(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one active version of its kind, in one atomic switch; refused
-    (``ValidationError``) when its model cannot be loaded here: each suggestion would fail."""
+    (``ValidationError``) when its model cannot be loaded here (each suggestion would fail), or
+    when a project that samples from the active policy asks for a ``max_new_tokens`` its
+    context has no room for (each preparation of that project's pool would be refused)."""
     if error := model_version_unloadable_error(version=version):
         raise ValidationError({"version": f"{version.name} cannot be promoted: {error}"})
+    # Concurrent promotions serialise here; the version's context is checked as it is saved.
     locked = list(ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk"))
-    del locked  # the lock is what matters: concurrent promotions serialise here
+    saved = next((row for row in locked if row.pk == version.pk), version)
+    if error := model_version_project_context_error(version=saved, active=True):
+        raise ValidationError({"version": f"{version.name} cannot be promoted: {error}"})
     ModelVersion.objects.filter(kind=version.kind, is_active=True).exclude(pk=version.pk).update(
         is_active=False
     )

@@ -231,3 +231,26 @@ def test_the_admin_still_refuses_a_changed_path_to_a_missing_model(
     assert "is not a model directory" in page.content.decode()
     gone_folder.refresh_from_db()
     assert gone_folder.path != missing
+
+
+def test_the_admin_refuses_a_context_length_a_projects_max_new_tokens_has_no_room_in(
+    admin_client_,
+):
+    served = _version("served", POLICY)
+    ModelVersion.objects.filter(pk=served.pk).update(context_length=64)
+    project_create(name="Long", slug="long", sampling_params={"max_new_tokens": 40})
+    url = reverse("admin:sampler_modelversion_change", args=[served.pk])
+    data = _change_form(admin_client_, served)
+
+    page = admin_client_.post(url, data | {"context_length": "48"})
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Project &#x27;Long&#x27; (long) would sample from served with max_new_tokens=40" in text
+    assert "ask for at most 32." in text
+    served.refresh_from_db()
+    assert served.context_length == 64
+    assert admin_client_.post(url, data | {"description": "Edited."}).status_code == 302
+    assert admin_client_.post(url, data | {"context_length": "56"}).status_code == 302
+    served.refresh_from_db()
+    assert served.context_length == 56

@@ -1,6 +1,7 @@
 """The staff API for model versions' serving configuration: admins register and patch it,
 trainers read versions without where they are served from."""
 
+import html
 import json
 import shutil
 from io import StringIO
@@ -252,3 +253,93 @@ def test_a_version_whose_folder_is_gone_still_takes_other_serving_changes(
         assert response.status_code == 400, (change, response.content)
     gone_folder.refresh_from_db()
     assert (gone_folder.path, gone_folder.backend) != (missing, "vllm")
+
+
+def _served(name: str, context_length: int, *, active: bool = False) -> ModelVersion:
+    """A version served elsewhere (nothing to load here) with a context of ``context_length``."""
+    return ModelVersion.objects.create(
+        name=name,
+        backend="openai",
+        backend_options=OPENAI,
+        context_length=context_length,
+        is_active=active,
+    )
+
+
+SHORT_CONTEXT = (
+    "short: max_new_tokens=256 leaves less than 16 tokens for the prompt in this model's "
+    "256-token context; ask for at most 240."
+)
+
+
+def test_promoting_a_policy_whose_context_a_projects_max_new_tokens_overflows_is_refused(
+    admin_client_,
+):
+    """The project was checked against the active policy when it was saved, but promoting
+    another was not checked against it: after it, every fill of the project's pool was refused."""
+    from ranking.projects.models import Project
+    from ranking.projects.services import project_create
+
+    wide = _served("wide", 4096, active=True)
+    short = _served("short", 256)
+    project_create(name="Long", slug="long", sampling_params={"max_new_tokens": 256})
+    # A project with a policy of its own does not follow the promotion; one done samples no more.
+    project_create(
+        name="Own", slug="own", sampling_params={"max_new_tokens": 256}, policies=[(wide, 1.0)]
+    )
+    project_create(name="Old", slug="old", sampling_params={"max_new_tokens": 256}, status="done")
+    refusal = (
+        "short cannot be promoted: Project 'Long' (long) would sample from short with "
+        f"max_new_tokens=256. {SHORT_CONTEXT} Lower the project's max_new_tokens first."
+    )
+
+    page = admin_client_.post(
+        reverse("sampler:version-promote", kwargs={"version_id": short.pk}),
+        {"next": reverse("sampler:models")},
+        follow=True,
+    )
+    assert refusal in html.unescape(page.content.decode())
+    with pytest.raises(CommandError) as raised:
+        call_command("promote", "short", stdout=StringIO())
+    assert str(raised.value) == refusal
+    short.refresh_from_db()
+    wide.refresh_from_db()
+    assert not short.is_active and wide.is_active
+
+    Project.objects.filter(slug="long").update(sampling_params={"max_new_tokens": 240})
+    assert services.model_version_promote(version=short).is_active
+
+
+def test_a_context_length_a_projects_max_new_tokens_overflows_is_a_400_naming_the_project(
+    admin_client_,
+):
+    from ranking.projects.services import project_create
+
+    wide = _served("wide", 4096, active=True)
+    named = _served("named", 4096)
+    project_create(name="Long", slug="long", sampling_params={"max_new_tokens": 256})
+    project_create(
+        name="Own", slug="own", sampling_params={"max_new_tokens": 200}, policies=[(named, 1.0)]
+    )
+
+    refused = _patch(admin_client_, wide.pk, {"context_length": 256})
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "context_length": [
+            "Project 'Long' (long) would sample from wide with max_new_tokens=256. "
+            + SHORT_CONTEXT.replace("short:", "wide:")
+            + " Lower the project's max_new_tokens first."
+        ]
+    }
+    own = _patch(admin_client_, named.pk, {"context_length": 200})
+    assert own.status_code == 400
+    assert (
+        "Project 'Own' (own) would sample from named with max_new_tokens=200"
+        in (own.json()["context_length"][0])
+    )
+    wide.refresh_from_db()
+    named.refresh_from_db()
+    assert wide.context_length == named.context_length == 4096
+    assert _patch(admin_client_, named.pk, {"context_length": 216}).status_code == 200
+    # The project that names its own policy does not sample from the active one.
+    assert _patch(admin_client_, wide.pk, {"context_length": 272}).status_code == 200
