@@ -298,6 +298,10 @@ SAMPLER_MODEL = env_str("SAMPLER_MODEL", str(EMBEDDED_MODEL_DIR))
 SAMPLER_DEVICE = env_str("SAMPLER_DEVICE", "auto")
 GENERATION_MAX_N = env_int("GENERATION_MAX_N", 16)
 GENERATION_MAX_NEW_TOKENS = env_int("GENERATION_MAX_NEW_TOKENS", 256, least=1)
+# Environment variables an `openai` version's api_key_env may name besides those named as a
+# model server's key (ending in _API_KEY or _API_TOKEN, HF_TOKEN): the worker sends the value
+# to the version's server.
+MODEL_API_KEY_ENVS = env_list("MODEL_API_KEY_ENVS", [])
 # Generation jobs one trainer (not an admin) may have waiting or running at once (0: no limit):
 # suggestions, the playground and the API; one person cannot fill the queues.
 GENERATION_MAX_UNFINISHED_PER_USER = env_int("GENERATION_MAX_UNFINISHED_PER_USER", 20, least=0)

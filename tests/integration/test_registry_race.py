@@ -20,7 +20,7 @@ from tests.conftest import WAIT_SECONDS, racing, recording_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-OPENAI = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "KEY"}
+OPENAI = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "SERVER_API_KEY"}
 
 
 def test_the_default_registered_while_an_admin_promotes_a_policy_leaves_the_admins_active(

@@ -23,8 +23,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from config.env import SETTINGS_NAMES
 from sampler.generation.backends import base
+from sampler.generation.backends.options import api_key_env_error
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 3
@@ -99,10 +99,10 @@ class OpenAIBackend(base.GenerationBackend):
         self.extra = options.get("extra_sampling_params", False)
         key_env = options.get("api_key_env")
         api_key = NO_KEY
-        if key_env in SETTINGS_NAMES:  # saved before that was refused: never sent anywhere
+        if key_env and (problem := api_key_env_error(key_env)):
+            # Saved before it was refused: never read, never sent anywhere.
             raise base.BackendError(
-                f"api_key_env names {key_env}, one of Tandem's own settings: it is never sent to "
-                "a model server; name a variable that holds this server's key only."
+                f"This version's api_key_env is refused: {problem} (correct it in the registry)."
             )
         if key_env:
             api_key = os.environ.get(key_env, "")

@@ -1,7 +1,9 @@
 """Each backend's options (``ModelVersion.backend_options``), checked on save. Torch-free.
 
 Options never hold a secret: the ``openai`` backend names the environment variable that holds
-its key (``api_key_env``), and the worker reads it (never one of the app's own settings).
+its key (``api_key_env``), and the worker reads it and sends its value to the server: only a
+variable named as a model server's key is, never one of the app's own settings
+(``api_key_env_error``).
 """
 
 from __future__ import annotations
@@ -9,9 +11,18 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from django.conf import settings
+
 from config.env import SETTINGS_NAMES
 
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+# The variables a model server's key may be read from, by their name (besides those listed in
+# MODEL_API_KEY_ENVS): the worker sends the value to the version's base_url, so a name such as
+# PGPASSWORD or AWS_SECRET_ACCESS_KEY would hand the server's other secrets to whoever set it.
+KEY_ENV_NAME = re.compile(r"[A-Z0-9_]*_API_(KEY|TOKEN)|HF_TOKEN")
+KEY_ENV_NAMES_TAKEN = (
+    "one ending in _API_KEY or _API_TOKEN, HF_TOKEN, or one listed in MODEL_API_KEY_ENVS"
+)
 # What looks like a key pasted where a variable's name belongs: keys' prefixes, in a value that
 # is no variable's name (HF_TOKEN is one; a key such as hf_AbC... or sk-... is not).
 KEY_LIKE = re.compile(r"^(sk-|sk_|hf_|Bearer\s)", re.IGNORECASE)
@@ -99,11 +110,26 @@ def validate_options(backend: str, options: dict) -> dict[str, str]:
             errors["api_key_env"] = (
                 "looks like a key: give the name of the environment variable that holds it"
             )
-        elif isinstance(key_env, str) and key_env in SETTINGS_NAMES:
-            # The worker sends the variable's value to base_url: never one of the app's own
-            # settings (SECRET_KEY, DATABASE_URL, ...).
-            errors["api_key_env"] = (
-                f"{key_env} is one of Tandem's own settings, never sent to a model server: name "
-                "a variable that holds this server's key only"
-            )
+        elif (
+            "api_key_env" not in errors
+            and isinstance(key_env, str)
+            and (problem := api_key_env_error(key_env))
+        ):
+            errors["api_key_env"] = problem
     return errors
+
+
+def api_key_env_error(name: str) -> str | None:
+    """Why the worker may not send the value of the environment variable ``name`` to a model
+    server as its key (None: it may): one of the app's own settings (SECRET_KEY, DATABASE_URL,
+    ...) never is; another is only when named as a model server's key (``KEY_ENV_NAME``) or
+    listed in ``MODEL_API_KEY_ENVS``. Checked on save, and by the worker before it reads one
+    (a version saved before)."""
+    if name in SETTINGS_NAMES:
+        return (
+            f"{name} is one of Tandem's own settings, never sent to a model server: name a "
+            "variable that holds this server's key only"
+        )
+    if KEY_ENV_NAME.fullmatch(name) or name in settings.MODEL_API_KEY_ENVS:
+        return None
+    return f"{name} is not a model server's key variable: name {KEY_ENV_NAMES_TAKEN}"

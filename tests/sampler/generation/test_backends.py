@@ -95,7 +95,9 @@ def test_good_backend_options_pass():
 KEY_MESSAGE = "looks like a key: give the name of the environment variable that holds it"
 
 
-@pytest.mark.parametrize("name", ["HF_TOKEN", "HF_API_KEY", "SK_SERVER_KEY", "OPENAI_API_KEY"])
+@pytest.mark.parametrize(
+    "name", ["HF_TOKEN", "HF_API_KEY", "SK_SERVER_API_KEY", "OPENAI_API_KEY", "VLLM_API_TOKEN"]
+)
 def test_variable_names_that_start_like_a_key_are_names(name):
     options = {"base_url": "http://s/v1", "model": "m", "api_key_env": name}
     assert validate_options("openai", options) == {}
@@ -107,6 +109,32 @@ def test_variable_names_that_start_like_a_key_are_names(name):
 def test_a_key_given_where_its_variables_name_belongs_is_refused_as_a_key(key):
     options = {"base_url": "http://s/v1", "model": "m", "api_key_env": key}
     assert validate_options("openai", options) == {"api_key_env": KEY_MESSAGE}
+
+
+def _no_key_variable(name: str) -> str:
+    return (
+        f"{name} is not a model server's key variable: name one ending in _API_KEY or "
+        "_API_TOKEN, HF_TOKEN, or one listed in MODEL_API_KEY_ENVS"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "REDIS_PASSWORD", "GITHUB_TOKEN", "SERVER_KEY", "PATH"],
+)
+def test_a_variable_that_names_no_model_servers_key_is_refused_saying_which_are_taken(name):
+    """The worker sends the variable's value to base_url: a staff user who named another of
+    the server's secrets there had it sent to a server of their choosing."""
+    options = {"base_url": "http://s/v1", "model": "m", "api_key_env": name}
+    assert validate_options("openai", options) == {"api_key_env": _no_key_variable(name)}
+
+
+def test_a_variable_listed_in_model_api_key_envs_is_taken_unless_it_is_tandems_own(settings):
+    settings.MODEL_API_KEY_ENVS = ["SERVER_KEY", "SECRET_KEY"]
+    options = {"base_url": "http://s/v1", "model": "m", "api_key_env": "SERVER_KEY"}
+    assert validate_options("openai", options) == {}
+    own = validate_options("openai", options | {"api_key_env": "SECRET_KEY"})
+    assert "one of Tandem's own settings" in own["api_key_env"]
 
 
 def _request(seed, *, messages=PROMPT, n=3):
@@ -150,9 +178,11 @@ def test_openai_backend_says_a_server_that_is_down_is_unavailable():
 @pytest.mark.parametrize(
     ("variable", "value", "refusal"),
     [
-        ("TANDEM_TEST_KEY", None, "TANDEM_TEST_KEY"),
+        ("TANDEM_TEST_API_KEY", None, "TANDEM_TEST_API_KEY"),
         # One of the app's own settings, saved before that was refused: never sent anywhere.
         ("SECRET_KEY", "s" * 50, "one of Tandem's own settings"),
+        # Another of the server's secrets, saved before such names were refused.
+        ("AWS_SECRET_ACCESS_KEY", "a" * 40, "AWS_SECRET_ACCESS_KEY is not a model server's key"),
     ],
 )
 def test_openai_backend_refuses_a_key_variable_it_cannot_send(
@@ -293,13 +323,18 @@ def test_the_openai_prefix_keeps_its_system_message_and_drops_the_oldest_doublin
 def _run_here(name: str, options: dict, caplog) -> tuple[GenerationJob, list]:
     """A one-reply job of an ``openai`` version with ``options``, run in this process (as
     ``manage.py generate`` does); the job and what the executor logged."""
+    version = model_version_register(
+        name=name, path="", backend="openai", backend_options=options, context_length=256
+    )
+    return _run_job_of(version, caplog)
+
+
+def _run_job_of(version, caplog) -> tuple[GenerationJob, list]:
+    """A one-reply job of ``version``, run in this process; the job and what was logged."""
     import logging
 
     from sampler.jobs.services import job_run_inline
 
-    version = model_version_register(
-        name=name, path="", backend="openai", backend_options=options, context_length=256
-    )
     job = services.generation_job_create(
         messages=[{"role": "user", "content": "hi"}], n=1, model_version=version, queue=False
     )
@@ -323,12 +358,16 @@ def test_a_job_run_here_against_a_server_that_is_down_fails_once_saying_so(polic
 def test_a_failure_the_job_explains_is_logged_as_its_message_without_a_traceback(
     policy, caplog, monkeypatch
 ):
-    monkeypatch.delenv("TANDEM_TEST_KEY", raising=False)
-    options = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "TANDEM_TEST_KEY"}
+    monkeypatch.delenv("TANDEM_TEST_API_KEY", raising=False)
+    options = {
+        "base_url": "http://127.0.0.1:9/v1",
+        "model": "m",
+        "api_key_env": "TANDEM_TEST_API_KEY",
+    }
     job, logged = _run_here("no-key", options, caplog)
-    assert job.status == GenerationJob.Status.FAILED and "TANDEM_TEST_KEY" in job.error
+    assert job.status == GenerationJob.Status.FAILED and "TANDEM_TEST_API_KEY" in job.error
     assert [record.levelname for record in logged] == ["ERROR"]
-    assert "TANDEM_TEST_KEY" in logged[0].getMessage() and logged[0].exc_info is None
+    assert "TANDEM_TEST_API_KEY" in logged[0].getMessage() and logged[0].exc_info is None
 
 
 def test_transformers_batch_with_a_refused_request_gives_the_others_their_results(
@@ -884,3 +923,32 @@ def test_a_job_waiting_out_its_retry_delay_is_not_batched_before_it_is_due(run_b
         (GenerationJob.Status.SUCCEEDED, 1),
     ]
     assert len(run_batch.broker.sent) == sent  # the third ran in the second's batch
+
+
+def test_a_job_of_a_version_saved_naming_another_secret_fails_without_sending_it(
+    policy, caplog, monkeypatch
+):
+    """A version saved before such names were refused: its jobs fail saying why, and the
+    variable's value goes nowhere."""
+    from sampler.registry.models import ModelVersion
+
+    monkeypatch.setenv("PGPASSWORD", "database-password")
+    options = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "SERVER_API_KEY"}
+    monkeypatch.setenv("SERVER_API_KEY", "a-key")
+    clients = []
+
+    def client(**kwargs):
+        clients.append(kwargs)
+        raise AssertionError("a client was made with the variable's value")
+
+    monkeypatch.setattr("openai.OpenAI", client)
+    version = model_version_register(
+        name="stored", path="", backend="openai", backend_options=options, context_length=256
+    )
+    ModelVersion.objects.filter(pk=version.pk).update(
+        backend_options=options | {"api_key_env": "PGPASSWORD"}
+    )
+    job, _ = _run_job_of(version, caplog)
+    assert job.status == GenerationJob.Status.FAILED
+    assert _no_key_variable("PGPASSWORD") in job.error
+    assert clients == []

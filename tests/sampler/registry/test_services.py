@@ -86,7 +86,7 @@ def test_register_refuses_a_hub_id_missing_from_this_machines_cache(
 
 def test_an_openai_version_names_no_model_of_this_machine(db, hub_cache):
     """A model served elsewhere is not looked for here."""
-    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "KEY"}
+    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "SERVER_API_KEY"}
     version = model_version_register(
         name="served", path="", backend="openai", backend_options=openai, context_length=64
     )
@@ -133,7 +133,7 @@ def test_ensure_default_finds_a_free_name_when_the_numbered_one_is_taken(
 ):
     # Two versions hold the folder's name and the name "<name>-<count + 1>" (none is active).
     name = micro_model_dir.name
-    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "KEY"}
+    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "SERVER_API_KEY"}
     for taken in (name, f"{name}-3"):
         model_version_register(
             name=taken, path="", backend="openai", backend_options=openai, context_length=64
@@ -229,7 +229,7 @@ def test_a_longer_context_is_taken_where_the_config_does_not_bound_it(
     """A server of the directory (openai) and RoPE scaling may serve more than the config's
     positions: the given length stands."""
     positions = _positions(micro_model_dir)
-    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "KEY"}
+    openai = {"base_url": "http://server:8000/v1", "model": "m", "api_key_env": "SERVER_API_KEY"}
     served = model_version_register(
         name="served",
         path=str(micro_model_dir),
