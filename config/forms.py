@@ -70,7 +70,11 @@ class ModelChoiceField(forms.ModelChoiceField):
 
     def to_python(self, value):
         if value not in self.empty_values and _names_no_row(self, value):
-            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+            raise ValidationError(
+                self.error_messages["invalid_choice"],
+                code="invalid_choice",
+                params={"value": value},
+            )
         return super().to_python(value)
 
 

@@ -20,8 +20,9 @@ class AttackForm(forms.Form):
 
 
 class AttackFilterForm(forms.Form):
-    """The Red team page's category filter (its query string): empty is every category; a
-    category that does not exist is refused, with the ones that do."""
+    """The Red team page's filters (its query string): empty is every category, every model
+    version; a category that does not exist is refused, with the ones that do, and so is a
+    model version that does not."""
 
     category = forms.ChoiceField(
         choices=[("", "Any"), *Attack.Category.choices],
@@ -31,6 +32,15 @@ class AttackFilterForm(forms.Form):
             "invalid_choice": 'There is no category "%(value)s". The categories are '
             f"{', '.join(Attack.Category.values[:-1])} and {Attack.Category.values[-1]}; "
             "leave it empty for every category."
+        },
+    )
+    model_version = ModelChoiceField(
+        queryset=ModelVersion.objects.all(),
+        required=False,
+        label="Model version",
+        error_messages={
+            "invalid_choice": 'There is no model version "%(value)s"; leave it empty for every '
+            "model version."
         },
     )
 

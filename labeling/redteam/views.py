@@ -175,7 +175,8 @@ def _overview_context(
     filter_form = filter_form or AttackFilterForm(request.GET)
     filter_form.is_valid()
     category = filter_form.cleaned_data.get("category", "")
-    model_version_id = id_in_range(request.GET.get("model_version", ""))
+    version = filter_form.cleaned_data.get("model_version")
+    model_version_id = version.pk if version is not None else None
     page = Paginator(
         selectors.attack_list(category=category, model_version_id=model_version_id), 50
     ).get_page(request.GET.get("page"))

@@ -96,6 +96,31 @@ def test_the_overview_refuses_an_unknown_category_and_names_the_categories(
     assert "No attacks match." in harmful and PROMPT[:40] not in harmful
 
 
+def test_the_overview_refuses_an_unknown_model_version_and_says_so(
+    admin_client_, red_team, trainer, model_version
+):
+    """An unknown model_version was read as none: the page showed every version's attacks
+    and figures as if that were what was asked for."""
+    from sampler.models import ModelVersion
+
+    _, _, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    other = ModelVersion.objects.create(name="other", path="other")
+    for value in ("bogus", str(other.pk + 1000), "0", "9" * 30):
+        page = admin_client_.get("/write/redteam/", {"model_version": value})
+        text = page.content.decode()
+        assert page.status_code == 422, value
+        assert escape(f'There is no model version "{value}"') in text, value
+        assert PROMPT[:40] not in text and 'id="attack-rows"' not in text
+    # No version, or an empty one, is every version; a known one filters.
+    for query in ({}, {"model_version": ""}, {"model_version": str(model_version.pk)}):
+        page = admin_client_.get("/write/redteam/", query)
+        assert page.status_code == 200 and PROMPT[:40] in page.content.decode(), query
+    page = admin_client_.get("/write/redteam/", {"model_version": str(other.pk)})
+    assert page.status_code == 200
+    assert "No attacks match." in page.content.decode()
+
+
 def test_a_stale_tab_keeps_a_correction_for_a_withdrawn_mark_and_says_why(
     trainer_client, red_team, trainer
 ):
