@@ -318,7 +318,13 @@ class PPORunForm(forms.Form):
         queryset=reward_versions(), required=False, empty_label="The active reward model"
     )
     output_name = forms.CharField(max_length=200, required=False)
-    max_steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=100)
+    # The range every run's settings take (train_ppo's too), said as they say it.
+    max_steps = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_STEPS,
+        initial=100,
+        error_messages={"min_value": MAX_STEPS_RANGE, "max_value": MAX_STEPS_RANGE},
+    )
     # Each batch is split into PPOConfig's minibatches, which this form keeps.
     batch_size = forms.IntegerField(
         min_value=PPOConfig.minibatches, max_value=4096, initial=PPOConfig.batch_size

@@ -1,6 +1,7 @@
 """PPO runs and comparisons through the services, the command and the Models page."""
 
 import json
+import re
 from io import StringIO
 from pathlib import Path
 from unittest import mock
@@ -517,3 +518,29 @@ def test_a_ppo_run_counts_a_prompt_asked_on_both_sides_once_as_its_trainer_does(
     # A prompt asked in the other conversation only: accepted.
     conversation_in_split(trainer, split=second, filters=half, turns=("other?", "an answer"))
     assert admin_client_.post(reverse("sampler:ppo-run-start"), fields).status_code == 302
+
+
+def test_the_models_page_takes_as_many_ppo_steps_as_train_ppo_and_says_the_same_range(
+    admin_client_, policy, reward_version, trainer
+):
+    """The page capped max_steps at 1,000,000 while train_ppo and the Training page's runs
+    take 10,000,000, and said Django's "Ensure this value ..." rather than the range."""
+    conversation_in_split(trainer)
+    conversation_in_split(
+        trainer, split="train", filters=ExportFilters(test_fraction=0.2), turns=("hey", "hi!")
+    )
+    page = admin_client_.get(reverse("sampler:models")).content.decode()
+    box = re.search(r'<input type="number" name="max_steps"[^>]*>', page).group(0)
+    assert 'min="1"' in box and 'max="10000000"' in box, box
+    fields = _ppo_fields(reward_version, test_fraction=0.2)
+    for steps in ("0", "10000001"):
+        refused = admin_client_.post(
+            reverse("sampler:ppo-run-start"), fields | {"max_steps": steps}
+        )
+        assert refused.status_code == 422 and not TrainingRun.objects.exists()
+        assert refused.context["ppo_form"].errors == {
+            "max_steps": ["max_steps must be between 1 and 10,000,000."]
+        }
+    taken = admin_client_.post(reverse("sampler:ppo-run-start"), fields | {"max_steps": "10000000"})
+    assert taken.status_code == 302
+    assert TrainingRun.objects.get(kind=TrainingRun.Kind.PPO).config["max_steps"] == 10_000_000
