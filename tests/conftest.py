@@ -373,6 +373,19 @@ def dropout_model_dir(micro_model_dir: Path, tmp_path_factory: pytest.TempPathFa
     return copy
 
 
+@pytest.fixture(scope="session")
+def untemplated_model_dir(micro_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The micro model with no chat template: its tokenizer loads, but no chat can be rendered."""
+    copy = tmp_path_factory.mktemp("untemplated-model") / "model"
+    shutil.copytree(micro_model_dir, copy)
+    config = json.loads((copy / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (copy / "tokenizer_config.json").write_text(json.dumps(config))
+    (copy / "chat_template.jinja").unlink(missing_ok=True)
+    shutil.rmtree(copy / "additional_chat_templates", ignore_errors=True)
+    return copy
+
+
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
     """An empty Hugging Face cache of this test's own, offline; ``hub_cache(repo_id, folder)``

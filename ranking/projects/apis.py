@@ -145,6 +145,12 @@ class ProjectStaffOutputSerializer(ProjectOutputSerializer):
     candidate_factor = serializers.IntegerField(**STAFF_ONLY)
     policies = _PoliciesField(child=serializers.DictField(), **STAFF_ONLY)
     trainer_group_ids = _GroupIdsField(child=serializers.IntegerField(), **STAFF_ONLY)
+    pool_error = serializers.CharField(
+        read_only=True,
+        required=False,
+        help_text="Staff only. Why the pool's last fill or task preparation failed; empty: it "
+        "did not.",
+    )
 
     class Meta:
         ref_name = "ProjectWithConfig"

@@ -55,6 +55,7 @@ from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.params import max_new_tokens_within
 from sampler.generation.services import generation_job_create, generation_job_execute
 from sampler.jobs.kinds import JobContext
+from sampler.jobs.models import job_error_explained
 from sampler.jobs.services import job_enqueue, job_run_inline
 from sampler.moderation.services import samples_flagged_ids, text_flagged
 from sampler.registry.models import ModelVersion
@@ -198,6 +199,8 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
     task = _prepared_by(job).select_for_update().first()
     if task is None or task.status != RankingTask.Status.PREPARING:
         return
+    # Sampled: the project's policy prepares tasks (a reason a preparation failed is gone).
+    _pool_error_record(project_id=task.project_id, reason="")
     source = Message.objects.select_related("sample").get(pk=task.source_message_id)
     # The reply the task is made from is filtered again as its alternatives were, by the filter
     # of the day: a verdict by another filter version would single it out on the Rank page. It
@@ -240,11 +243,15 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
 def ranking_task_preparation_given_up(job: GenerationJob) -> None:
     """A preparation that failed for good, or was cancelled, releases its task: the pool
     counts it no more and makes another. Its source can be picked again (within its tries):
-    the backend's trouble or a cancelled job is no fault of the message."""
+    the backend's trouble or a cancelled job is no fault of the message. One that failed says
+    why on its project, as a fill that fails does (``_pool_error_record``)."""
+    task = _prepared_by(job).values("pk", "project_id").first()
     ranking_task_fail(
-        task_id=_prepared_by(job).values_list("pk", flat=True).first(),
+        task_id=task["pk"] if task is not None else None,
         error=job.error or f"Sampling {job.status}.",
     )
+    if task is not None and job.status == GenerationJob.Status.FAILED:
+        _pool_error_record(project_id=task["project_id"], reason=_preparation_failure(job))
 
 
 def ranking_task_preparation_retried(job: GenerationJob) -> None:
@@ -349,31 +356,65 @@ def ranking_pool_fill(
         try:
             created += _pool_fill_project(each, target=target, rng=rng)
         except Exception as error:
-            _pool_error_record(each, error)
+            reason = (
+                "; ".join(error.messages)
+                if isinstance(error, ValidationError)
+                else _unexplained(type(error).__name__)
+            )
+            _pool_error_record(project_id=each.pk, reason=reason)
             if project is not None:
                 raise
             # One project's trouble leaves the others' pools filled.
             logger.exception("Filling the pool of project %s failed", each.slug)
         else:
-            _pool_error_record(each, None)
+            # The tasks it queued are not prepared yet: the last preparation still tells.
+            _pool_error_record(project_id=each.pk, reason=_last_preparation_failure(each))
     return created
 
 
 MAX_POOL_ERROR_CHARS = 2000
 
 
-def _pool_error_record(project: Project, error: Exception | None) -> None:
-    """Keep why the project's pool fill failed (``error``; None: it did not) on the project,
-    for its page: a refusal in its own words, anything else by its kind (the log has the
-    rest). Written only when it changes: a fill runs every 30 seconds."""
-    if error is None:
-        reason = ""
-    elif isinstance(error, ValidationError):
-        reason = "; ".join(error.messages)
-    else:
-        reason = f"{type(error).__name__} (the worker's log says more)."
+def _pool_error_record(*, project_id: int, reason: str) -> None:
+    """Keep why the project's pool is not filled (a fill or a task's preparation failed; empty:
+    neither did) on the project, for its page. Written only when it changes: a fill runs every
+    30 seconds."""
     reason = reason[:MAX_POOL_ERROR_CHARS]
-    Project.objects.filter(pk=project.pk).exclude(pool_error=reason).update(pool_error=reason)
+    Project.objects.filter(pk=project_id).exclude(pool_error=reason).update(pool_error=reason)
+
+
+def _unexplained(kind: str) -> str:
+    """An error no refusal explains, as a project's page says it: by its kind."""
+    return f"{kind} (the worker's log says more)."
+
+
+def _preparation_failure(job: GenerationJob) -> str:
+    """Why a preparation job failed, as its project's page says it: a refusal (a tokenizer with
+    no chat template, a server's answer) in its own words, any other error by its kind."""
+    if job_error_explained(error=job.error):
+        return job.error or f"Sampling {job.status}."
+    return _unexplained(job.error.split(":", 1)[0])
+
+
+def _last_preparation_failure(project: Project) -> str:
+    """Why the project's last finished preparation failed; empty: it did not (or none has
+    finished, or it was cancelled)."""
+    last = (
+        RankingTask.objects.filter(
+            project=project,
+            gold_of__isnull=True,
+            generation_job__status__in=[
+                GenerationJob.Status.FAILED,
+                GenerationJob.Status.SUCCEEDED,
+            ],
+        )
+        .select_related("generation_job")
+        .order_by("-generation_job__finished_at", "-generation_job_id")
+        .first()
+    )
+    if last is None or last.generation_job.status != GenerationJob.Status.FAILED:
+        return ""
+    return _preparation_failure(last.generation_job)
 
 
 def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random | None) -> int:

@@ -76,12 +76,18 @@ HIDDEN_LOCATION = "[address shown to admins]"
 URL = re.compile(r"""https?://[^\s'"<>]*[^\s'"<>.,;:)]""")
 
 
+def job_error_explained(*, error: str) -> bool:
+    """Whether a job's recorded error is a message written for people (a refusal, a time
+    limit, bad data), not an unexpected exception, whose record carries a traceback."""
+    return '  File "' not in error and "Traceback" not in error
+
+
 def job_error_public(*, error: str, hidden: Iterable[str] = ()) -> str:
     """A job's error as a trainer may read it: messages written for users as they are, less the
     ``hidden`` texts (where a model is served from) and any URL (a server the version has since
     moved from, too); an unexpected exception, whose record carries a traceback naming server
     files, as one plain sentence (staff read the record itself)."""
-    if '  File "' in error or "Traceback" in error:
+    if not job_error_explained(error=error):
         return INTERNAL_ERROR_MESSAGE
     for text in sorted((text for text in hidden if text), key=len, reverse=True):
         error = error.replace(text, HIDDEN_LOCATION)
@@ -91,7 +97,7 @@ def job_error_public(*, error: str, hidden: Iterable[str] = ()) -> str:
 def job_error_summary(*, error: str) -> str:
     """A job's error without the traceback its record keeps: the exception's own line (what
     the API answers staff; the record, on the admin pages, keeps the rest)."""
-    if '  File "' in error or "Traceback" in error:
+    if not job_error_explained(error=error):
         return error.split("\n", 1)[0]
     return error
 

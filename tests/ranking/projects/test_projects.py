@@ -1086,3 +1086,57 @@ def test_a_pool_fill_that_fails_says_why_on_the_project_page_until_one_succeeds(
     assert project.pool_error == ""
     page = client.get(reverse("ranking:project-detail", args=["long"])).content.decode()
     assert "could not be filled" not in page
+
+
+def test_a_preparation_that_fails_says_why_on_the_project_until_one_succeeds(
+    client,
+    admin_user,
+    trainer,
+    other_trainer,
+    micro_model_dir,
+    untemplated_model_dir,
+    fresh_backends,
+):
+    """The fill itself succeeds (it queues a task), but each task's preparation fails: the
+    project's page and its API say why to staff rather than only "0 ready, 0 preparing", and a
+    fill that queues the next task leaves the reason shown until a preparation succeeds."""
+    # Registered before registration checked for a chat template, or its template lost since.
+    version = ModelVersion.objects.create(name="broken", path=str(untemplated_model_dir))
+    project = project_create(
+        name="Broken",
+        slug="broken",
+        status="active",
+        pool_size=1,
+        alternatives=1,
+        policies=[(version, 1.0)],
+    )
+    _source(other_trainer, project)
+
+    assert services.ranking_pool_fill(rng=random.Random(0)) == 1
+    task = RankingTask.objects.get(project=project)
+    assert services.ranking_task_prepare(task_id=task.pk).status == RankingTask.Status.FAILED
+    reason = f"The tokenizer at {untemplated_model_dir} has no chat template."
+    project.refresh_from_db()
+    assert project.pool_error == reason
+    assert services.ranking_pool_fill(rng=random.Random(0)) == 1  # the next task, queued
+    project.refresh_from_db()
+    assert project.pool_error == reason
+
+    client.force_login(admin_user)
+    page = client.get(reverse("ranking:project-detail", args=["broken"])).content.decode()
+    assert "The pool could not be filled at its last try:" in page and escape(reason) in page
+    assert client.get(f"/api/projects/{project.pk}/").json()["pool_error"] == reason
+    listed = client.get("/api/projects/").json()
+    assert [row["pool_error"] for row in listed if row["slug"] == "broken"] == [reason]
+    client.force_login(trainer)
+    seen = {row["slug"]: row for row in client.get("/api/projects/").json()}
+    assert "broken" in seen and "pool_error" not in seen["broken"]
+
+    ModelVersion.objects.filter(pk=version.pk).update(path=str(micro_model_dir))
+    task = RankingTask.objects.get(project=project, status=RankingTask.Status.PREPARING)
+    assert services.ranking_task_prepare(task_id=task.pk).status == RankingTask.Status.READY
+    project.refresh_from_db()
+    assert project.pool_error == ""
+    client.force_login(admin_user)
+    page = client.get(reverse("ranking:project-detail", args=["broken"])).content.decode()
+    assert "could not be filled" not in page
