@@ -110,11 +110,37 @@ def _validated_backend(
         )
     if backend != ModelVersion.Backend.OPENAI and not path:
         raise ValidationError({"path": "A model directory is needed for this backend."})
-    if loadable and backend != ModelVersion.Backend.OPENAI and model_folder(path) is None:
-        # Run here: a hub id must already be in the cache (an absolute folder without its
-        # config.json was refused with the path).
-        raise ValidationError({"path": _not_found_message(path)})
+    if loadable and backend != ModelVersion.Backend.OPENAI:
+        folder = model_folder(path)
+        if folder is None:
+            # Run here: a hub id must already be in the cache (an absolute folder without its
+            # config.json was refused with the path).
+            raise ValidationError({"path": _not_found_message(path)})
+        if not model_folder_has_chat_template(folder):
+            raise ValidationError(
+                {
+                    "path": f"The tokenizer at {path} has no chat template: every chat it was "
+                    "asked to write would fail. Add one (chat_template in its "
+                    "tokenizer_config.json, or a chat_template.jinja beside it)."
+                }
+            )
     return backend, options
+
+
+def model_folder_has_chat_template(folder: Path) -> bool:
+    """Whether the tokenizer in ``folder`` has a chat template, as transformers finds one when it
+    loads it (a ``chat_template`` in ``tokenizer_config.json``, a ``chat_template.jinja``, a named
+    one in ``additional_chat_templates/``), read from its files alone: no tokenizer is loaded.
+    (A ``chat_template.json`` is a processor's: the tokenizer does not read it.)"""
+    if (folder / "chat_template.jinja").is_file():
+        return True
+    if any((folder / "additional_chat_templates").glob("*.jinja")):
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and bool(config.get("chat_template"))
 
 
 def _validated_path(path: object, *, loadable: bool = True) -> str:

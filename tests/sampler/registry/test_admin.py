@@ -30,6 +30,7 @@ def hub_models(hub_cache, tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text('{"n_positions": 64}')
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
     for name in HUB_IDS:
         hub_cache(f"hub/{name}", folder)
 
@@ -254,3 +255,18 @@ def test_the_admin_refuses_a_context_length_a_projects_max_new_tokens_has_no_roo
     assert admin_client_.post(url, data | {"context_length": "56"}).status_code == 302
     served.refresh_from_db()
     assert served.context_length == 56
+
+
+def test_the_admin_refuses_a_path_whose_tokenizer_has_no_chat_template(
+    admin_client_, gone_folder, untemplated_model_dir
+):
+    data = _change_form(admin_client_, gone_folder) | {"path": str(untemplated_model_dir)}
+
+    page = admin_client_.post(
+        reverse("admin:sampler_modelversion_change", args=[gone_folder.pk]), data
+    )
+
+    assert page.status_code == 200
+    assert f"The tokenizer at {untemplated_model_dir} has no chat template" in page.content.decode()
+    gone_folder.refresh_from_db()
+    assert gone_folder.path != str(untemplated_model_dir)

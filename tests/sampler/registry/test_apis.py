@@ -343,3 +343,26 @@ def test_a_context_length_a_projects_max_new_tokens_overflows_is_a_400_naming_th
     assert _patch(admin_client_, named.pk, {"context_length": 216}).status_code == 200
     # The project that names its own policy does not sample from the active one.
     assert _patch(admin_client_, wide.pk, {"context_length": 272}).status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["transformers", "vllm"])
+def test_a_model_whose_tokenizer_has_no_chat_template_is_refused_at_registration(
+    admin_client_, untemplated_model_dir, micro_model_dir, tmp_path, backend
+):
+    """Registered (201), it failed every task prepared from it, at the worker."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text('{"model_type": "gpt2"}')
+    for folder in (untemplated_model_dir, bare):
+        response = _post(admin_client_, {"name": "plain", "backend": backend, "path": str(folder)})
+        assert response.status_code == 400
+        assert response["Content-Type"].startswith("application/json")
+        assert f"The tokenizer at {folder} has no chat template" in " ".join(
+            response.json()["path"]
+        )
+    assert not ModelVersion.objects.filter(name="plain").exists()
+
+    templated = shutil.copytree(untemplated_model_dir, tmp_path / "templated")
+    shutil.copy(micro_model_dir / "chat_template.jinja", templated / "chat_template.jinja")
+    response = _post(admin_client_, {"name": "plain", "backend": backend, "path": str(templated)})
+    assert response.status_code == 201, response.content

@@ -244,3 +244,12 @@ def test_a_longer_context_is_taken_where_the_config_does_not_bound_it(
         name="scaled", path=str(scaled_model), context_length=positions * 4
     )
     assert served.context_length == scaled.context_length == positions * 4
+
+
+def test_a_sampler_model_whose_tokenizer_has_no_chat_template_is_not_registered(
+    db, settings, untemplated_model_dir
+):
+    settings.SAMPLER_MODEL = str(untemplated_model_dir)
+    with pytest.raises(ValidationError, match="has no chat template"):
+        model_version_ensure_default()
+    assert not ModelVersion.objects.exists()
