@@ -363,12 +363,19 @@ def message_branch(
 
 @transaction.atomic
 def branch_switch(*, message: Message, user: AbstractBaseUser) -> Conversation:
-    """Show the branch through ``message``: its most recent continuation down to a leaf."""
+    """Show the branch through ``message``: its most recent continuation down to a leaf. The
+    branch shown is what finishing checked, so a finished or discarded conversation is reopened
+    first, as for any edit. Switching to the branch already shown writes nothing, so its
+    ``updated_at`` (the Write list's order) stays, as a reopen asked again does."""
     if message.is_candidate:
         raise ValidationError("That reply was sampled for ranking and is not part of the tree.")
     conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
     conversation_check_writer(conversation=conversation, user=user, action="switch branches")
-    conversation.active_leaf = branch_leaf(message=message)
+    conversation_check_open(conversation=conversation)
+    leaf = branch_leaf(message=message)
+    if leaf.pk == conversation.active_leaf_id:
+        return conversation
+    conversation.active_leaf = leaf
     conversation.save(update_fields=["active_leaf", "updated_at"])
     return conversation
 

@@ -289,7 +289,13 @@ def message_branch(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
 @require_POST
 def branch_switch(request: HtmxHttpRequest, message_id: int) -> HttpResponse:
     message = message_for_request(request, message_id)
-    services.branch_switch(message=message, user=request.user)
+    try:
+        services.branch_switch(message=message, user=request.user)
+    except ValidationError as error:
+        # A tab that missed the finish or discard: the page, read-only now, says why.
+        return render_editor(
+            request, message.conversation, status=422, errors=validation_messages(error)
+        )
     return render_editor(request, message.conversation)
 
 

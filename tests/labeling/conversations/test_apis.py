@@ -408,6 +408,47 @@ def test_reopen_of_a_conversation_in_progress_answers_200_and_writes_nothing(
     assert _post(other, url).status_code == 404
 
 
+@pytest.mark.parametrize("closing", ["finish", "discard"])
+def test_switching_branches_in_a_closed_conversation_is_refused_as_a_turn_is(
+    trainer_client, conversation, trainer, closing
+):
+    """A finished conversation whose first turn has an alternative with no answer: switching
+    to it would leave a finished conversation showing no assistant turn. It is refused as an
+    appended turn is (reopen first), and nothing is written."""
+    first, reply = write_turns(conversation, trainer, "Hi", "Hello!")
+    alternative = services.message_branch(original=first, author=trainer, content="Hey")
+    services.branch_switch(message=reply, user=trainer)
+    getattr(services, f"conversation_{closing}")(conversation=conversation, user=trainer)
+    before = Conversation.objects.get(pk=conversation.pk).updated_at
+
+    switched = _post(trainer_client, f"/api/messages/{alternative.pk}/switch/")
+    turn = _post(
+        trainer_client, f"/api/conversations/{conversation.pk}/messages/", {"content": "More"}
+    )
+
+    assert switched.status_code == turn.status_code == 400, switched.content
+    assert switched.json() == turn.json()
+    assert "reopen it to edit" in switched.json()["detail"]
+    conversation.refresh_from_db()
+    assert conversation.active_leaf == reply and conversation.updated_at == before
+
+
+def test_switching_to_the_branch_already_shown_answers_200_and_writes_nothing(
+    trainer_client, conversation, trainer
+):
+    """As a reopen of a conversation in progress: the same 200 with the conversation, and its
+    ``updated_at`` (the Write list's order) stays."""
+    first, reply = write_turns(conversation, trainer, "Hi", "Hello!")
+    before = Conversation.objects.get(pk=conversation.pk).updated_at
+    for target in (reply, first):  # the leaf itself, or a turn whose branch ends there
+        response = _post(trainer_client, f"/api/messages/{target.pk}/switch/")
+        assert response.status_code == 200, response.content
+        assert response.json()["active_leaf_id"] == reply.pk
+        assert parse_datetime(response.json()["updated_at"]) == before
+    conversation.refresh_from_db()
+    assert conversation.updated_at == before
+
+
 @pytest.mark.parametrize("status", ["done", "paused"])
 @pytest.mark.parametrize("named", [False, True])
 def test_a_closed_default_project_takes_no_new_conversation_named_or_not(

@@ -310,6 +310,33 @@ def test_branch_and_switch_through_views(trainer_client, conversation, trainer):
     assert first.children.count() == 2
 
 
+@pytest.mark.parametrize("closing", ["finish", "discard"])
+def test_a_closed_conversation_shows_its_alternatives_but_switches_to_none(
+    trainer_client, conversation, trainer, closing
+):
+    """Switching branches is an edit: a finished or discarded conversation shows where its
+    turns have alternatives, with no buttons to switch; a switch sent from a tab that missed
+    the finish is a 422 saying why, and the branch shown stays."""
+    first, reply = write_turns(conversation, trainer, "hi", "hello")
+    alternative = services.message_branch(original=first, author=trainer, content="hey")
+    services.branch_switch(message=reply, user=trainer)
+    getattr(services, f"conversation_{closing}")(conversation=conversation, user=trainer)
+
+    page = trainer_client.get(reverse("labeling:editor", args=[conversation.pk]))
+    body = page.content.decode()
+    assert "1/2" in body
+    assert reverse("labeling:branch-switch", args=[alternative.pk]) not in body
+
+    url = reverse("labeling:branch-switch", args=[alternative.pk])
+    response = trainer_client.post(url, **HTMX)
+
+    assert response.status_code == 422
+    status = "finished" if closing == "finish" else "discarded"
+    assert f"This conversation is {status}; reopen it to edit." in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.active_leaf == reply
+
+
 def test_suggest_queues_a_job_and_shows_progress(trainer_client, conversation, trainer, policy):
     services.message_append(conversation=conversation, author=trainer, content="hi")
     response = trainer_client.post(
