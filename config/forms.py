@@ -119,6 +119,26 @@ class DefaultProjectChoiceField(ModelChoiceField):
         return None if value == DEFAULT_PROJECT_SLUG else super().to_python(value)
 
 
+class FilterChoiceField(forms.ChoiceField):
+    """A list page's filter among ``choices`` (a ``TextChoices``' ``.choices``), in its query
+    string: empty ("Any") is every one; a value that is none of them is refused with the values
+    there are, and that empty is every one."""
+
+    def __init__(self, *, choices: list[tuple[str, str]], noun: str, plural: str, **kwargs):
+        values = [value for value, _ in choices]
+        listed = f"{', '.join(values[:-1])} and {values[-1]}" if len(values) > 1 else values[0]
+        super().__init__(
+            choices=[("", "Any"), *choices],
+            required=False,
+            label=noun.capitalize(),
+            error_messages={
+                "invalid_choice": f'There is no {noun} "%(value)s". The {plural} are {listed}; '
+                f"leave it empty for every {noun}."
+            },
+            **kwargs,
+        )
+
+
 def check_dates_in_order(data: dict, start: str, end: str) -> None:
     """Refuse a day range whose first day (``data[start]``) is after its last
     (``data[end]``): it is no range, and filtered by it a page would show nothing as if there

@@ -30,13 +30,12 @@ from labeling.conversations import selectors, services
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
     MAX_INSTRUCTIONS_CHARS,
+    MAX_SEARCH_CHARS,
     MAX_TITLE_CHARS,
     Conversation,
     Message,
 )
 from ranking.projects.selectors import project_for_trainer
-
-MAX_SEARCH_CHARS = 200
 
 
 def _message_in(conversation: Conversation, message_id: int | None, field: str) -> Message | None:

@@ -2,7 +2,12 @@ from django import forms
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 
-from config.forms import DefaultProjectChoiceField, MultilineCharField, StorableCharField
+from config.forms import (
+    DefaultProjectChoiceField,
+    FilterChoiceField,
+    MultilineCharField,
+    StorableCharField,
+)
 from config.text import newlines_normalized, validate_one_line
 from labeling.conversations.models import (
     MAX_INSTRUCTIONS_CHARS,
@@ -10,6 +15,15 @@ from labeling.conversations.models import (
     Conversation,
 )
 from ranking.projects.selectors import projects_for_trainer
+
+
+class ConversationFilterForm(forms.Form):
+    """The Write list's status filter (its query string): empty is every status; a status that
+    does not exist is refused, with the ones that do, as the API refuses it."""
+
+    status = FilterChoiceField(
+        choices=Conversation.Status.choices, noun="status", plural="statuses"
+    )
 
 
 class ConversationCreateForm(forms.Form):

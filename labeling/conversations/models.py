@@ -13,6 +13,8 @@ from ranking.projects.models import project_key
 MAX_CONTENT_CHARS = 20000
 MAX_TITLE_CHARS = 200
 MAX_INSTRUCTIONS_CHARS = 4000
+# A search of the Write list (the page's and the API's), cut to this.
+MAX_SEARCH_CHARS = 200
 # Messages on one root-to-leaf path: what the editor appends to and an import (or an export of
 # the demonstrations read back) holds, alike.
 MAX_PATH_MESSAGES = 200

@@ -24,8 +24,14 @@ from labeling.conversations.editor import (
     message_for_request,
     render_editor,
 )
-from labeling.conversations.forms import ConversationCreateForm, DraftForm, MessageForm, SuggestForm
-from labeling.conversations.models import Conversation, Message
+from labeling.conversations.forms import (
+    ConversationCreateForm,
+    ConversationFilterForm,
+    DraftForm,
+    MessageForm,
+    SuggestForm,
+)
+from labeling.conversations.models import MAX_SEARCH_CHARS, Conversation, Message
 from sampler.generation.selectors import generation_job_queue_position
 from sampler.generation.services import generation_job_cancel, generation_job_retry
 
@@ -34,16 +40,21 @@ PAGE_SIZE = 200
 
 @trainer_required
 def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
-    status = request.GET.get("status", "")
-    if status not in Conversation.Status.values:
-        status = ""
-    search = search_text(request.GET.get("q", ""), max_chars=200)
-    conversations = selectors.conversation_list(user=request.user, status=status, search=search)
-    page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
+    filter_form = ConversationFilterForm(request.GET)
+    # No list for a status that is none (every conversation would pass for it): the filter's
+    # error, as the API's 400 and the Red team page's 422 answer one.
+    refused = not filter_form.is_valid()
+    status = "" if refused else filter_form.cleaned_data["status"]
+    search = search_text(request.GET.get("q", ""), max_chars=MAX_SEARCH_CHARS)
+    page = None
+    if not refused:
+        conversations = selectors.conversation_list(user=request.user, status=status, search=search)
+        page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
         "labeling/conversations/list.html",
         {
+            "filter_form": filter_form,
             "page": page,
             # The filters the pager's links keep.
             "query": urlencode(
@@ -54,6 +65,7 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
             "statuses": Conversation.Status.choices,
             "create_form": ConversationCreateForm(trainer=request.user),
         },
+        status=422 if refused else 200,
     )
 
 

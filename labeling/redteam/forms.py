@@ -1,6 +1,11 @@
 from django import forms
 
-from config.forms import DefaultProjectChoiceField, ModelChoiceField, MultilineCharField
+from config.forms import (
+    DefaultProjectChoiceField,
+    FilterChoiceField,
+    ModelChoiceField,
+    MultilineCharField,
+)
 from labeling.redteam.models import Attack
 from labeling.redteam.services import MAX_ATTACK_NOTE_CHARS
 from ranking.projects.selectors import project_list
@@ -24,15 +29,8 @@ class AttackFilterForm(forms.Form):
     version; a category that does not exist is refused, with the ones that do, and so is a
     model version that does not."""
 
-    category = forms.ChoiceField(
-        choices=[("", "Any"), *Attack.Category.choices],
-        required=False,
-        label="Category",
-        error_messages={
-            "invalid_choice": 'There is no category "%(value)s". The categories are '
-            f"{', '.join(Attack.Category.values[:-1])} and {Attack.Category.values[-1]}; "
-            "leave it empty for every category."
-        },
+    category = FilterChoiceField(
+        choices=Attack.Category.choices, noun="category", plural="categories"
     )
     model_version = ModelChoiceField(
         queryset=ModelVersion.objects.all(),

@@ -3,6 +3,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
@@ -32,6 +33,29 @@ def test_the_list_pages_through_every_conversation_keeping_its_filters(trainer_c
     assert "Page 1 of 2" in first and 'href="?status=draft&page=2"' in first
     second = trainer_client.get(url, {"status": "draft", "page": "2"}).content.decode()
     assert "The very first" in second and "Plan 0<" not in second
+
+
+def test_the_list_refuses_an_unknown_status_and_names_the_statuses(
+    trainer_client, trainer, conversation
+):
+    """The API answers ``?status=bogus`` with a 400; the page did not list every conversation
+    with "Any" chosen as if no status were asked: a 422 with the filter's error, naming the
+    statuses, and no conversations (as the Red team page answers an unknown category)."""
+    services.conversation_create(owner=trainer, title="Kept apart")
+    url = reverse("labeling:conversation-list")
+    page = trainer_client.get(url, {"status": "bogus"})
+    text = page.content.decode()
+    assert page.status_code == 422
+    assert escape('There is no status "bogus"') in text
+    assert "draft, finished and discarded" in text
+    assert "No conversations are shown until the filters are right." in text
+    assert "Kept apart" not in text
+    # No status, or an empty one, is every status, as before; a known one filters.
+    for query in ({}, {"status": ""}, {"status": "draft"}, {"q": "kept", "status": "draft"}):
+        page = trainer_client.get(url, query)
+        assert page.status_code == 200 and "Kept apart" in page.content.decode(), query
+    finished = trainer_client.get(url, {"status": "finished"}).content.decode()
+    assert "No conversations match." in finished and "Kept apart" not in finished
 
 
 def test_the_list_counts_the_turns_of_the_branch_shown_not_its_alternatives(
