@@ -43,6 +43,11 @@ _ERROR_RESPONSES = {
     "404": ("No such object visible to this user, or no such path.", _ERROR_SCHEMA),
     "405": ("Method not allowed.", _ERROR_SCHEMA),
     "406": ("Only JSON responses are available.", _ERROR_SCHEMA),
+    "411": (
+        "A chunked body (no Content-Length) on a server that does not read one: send the "
+        "Content-Length.",
+        _ERROR_SCHEMA,
+    ),
     "413": ("The request body is larger than the limit it states.", _ERROR_SCHEMA),
     "429": (
         "Too many requests (this user's, or this address's without valid credentials) or a "

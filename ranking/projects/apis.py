@@ -70,7 +70,11 @@ class ProjectInputSerializer(serializers.Serializer):
     candidate_factor = StrictIntegerField(
         min_value=1, max_value=limits.MAX_CANDIDATE_FACTOR, required=False
     )
-    policies = PolicyInputSerializer(many=True, required=False, max_length=MAX_POLICIES)
+    # A list field, not ``many=True``: its errors as a whole (too many, not a list) are a list
+    # of sentences as every field's are, and the schema states its maxItems.
+    policies = serializers.ListField(
+        child=PolicyInputSerializer(), required=False, max_length=MAX_POLICIES
+    )
     trainer_group_ids = serializers.ListField(child=StrictIdField(), required=False, max_length=100)
 
     def validate_policies(self, value: list[dict]) -> list[tuple[ModelVersion, float]]:

@@ -35,10 +35,10 @@ from ranking.rank.selectors import (
 )
 
 # Bounds on what a request may carry, well above any real task (K + 1 candidates, K <= 16),
-# so a malformed or hostile body is refused by the serializer before the service runs.
+# so a malformed or hostile body is refused by the serializer before the service runs. Texts
+# are bounded by the limits the services check (the schema states them).
 MAX_CANDIDATES = 64
 MAX_FLAGS_PER_REPLY = 10
-MAX_TEXT_CHARS = 20000
 # The header of a claim answered 204 that says why no task is ready.
 WAITING_HEADER = "Tandem-Waiting-Reason"
 
@@ -183,12 +183,12 @@ class RankingSubmitApi(ApiView):
             default=dict,
         )
         flag_notes = StrictDictField(
-            child=StrictCharField(allow_blank=True, max_length=MAX_TEXT_CHARS),
+            child=StrictCharField(allow_blank=True, max_length=services.MAX_FLAG_NOTE_CHARS),
             required=False,
             default=dict,
         )
         rationale = StrictCharField(
-            allow_blank=True, required=False, default="", max_length=MAX_TEXT_CHARS
+            allow_blank=True, required=False, default="", max_length=services.MAX_RATIONALE_CHARS
         )
 
         class Meta:
@@ -280,7 +280,10 @@ class AssignmentSkipApi(ApiView):
 
     class InputSerializer(serializers.Serializer):
         reason = StrictCharField(
-            allow_blank=True, required=False, default="", max_length=MAX_TEXT_CHARS
+            allow_blank=True,
+            required=False,
+            default="",
+            max_length=services.MAX_SKIP_REASON_CHARS,
         )
 
         class Meta:

@@ -17,6 +17,8 @@ from labeling.conversations import selectors as conversation_selectors
 from labeling.conversations import services as conversation_services
 from labeling.conversations.models import Conversation, Draft, Message
 from ranking.models import Assignment, Ranking
+from ranking.projects import services as project_services
+from ranking.rank import services as rank_services
 from ranking.rank.services import task_claim_next
 from sampler.generation.models import GenerationJob
 from sampler.jobs.models import INTERNAL_ERROR_MESSAGE
@@ -552,9 +554,48 @@ def test_the_schema_documents_the_error_responses_of_every_operation(trainer_cli
     assert len(operations) > 20
     for path, method, operation in operations:
         # 429: every operation is throttled per user, and unauthenticated 401s per address.
-        for code in ("400", "401", "403", "404", "405", "413", "429", "500"):
+        # 411: a chunked body the server cannot read (config.api.ApiErrorMiddleware).
+        for code in ("400", "401", "403", "404", "405", "411", "413", "429", "500"):
             documented = operation["responses"].get(code)
             assert documented and "application/json" in documented["content"], (path, method, code)
+
+
+def test_the_schema_states_the_limits_the_services_refuse_beyond(admin_client_):
+    """The schema said 20000 characters for a skip reason, a flag note and a rationale, and no
+    bound on a project's policies, while the server refuses more than the services' limits:
+    each is declared from the constant the service checks."""
+    schemas = _schema(admin_client_)["components"]["schemas"]
+    assert schemas["AssignmentSkipInput"]["properties"]["reason"]["maxLength"] == (
+        rank_services.MAX_SKIP_REASON_CHARS
+    )
+    submit = schemas["RankingSubmitInput"]["properties"]
+    assert submit["flag_notes"]["additionalProperties"]["maxLength"] == (
+        rank_services.MAX_FLAG_NOTE_CHARS
+    )
+    assert submit["rationale"]["maxLength"] == rank_services.MAX_RATIONALE_CHARS
+    for name in ("ProjectInput", "PatchedProjectInput"):
+        policies = schemas[name]["properties"]["policies"]
+        assert policies["maxItems"] == project_services.MAX_POLICIES, name
+        assert policies["items"] == {"$ref": "#/components/schemas/PolicyInput"}
+
+
+def test_an_error_on_a_list_as_a_whole_is_a_list_of_sentences_as_any_fields(admin_client_):
+    """Too many policies, or policies that are no list, came back as
+    ``{"policies": {"detail": "..."}}``, where every other field's error is a list of strings;
+    an item's own errors stay by its index."""
+    version = model_version_create("p")
+    too_many = [{"model_version_id": version.pk}] * (project_services.MAX_POLICIES + 1)
+    for policies, words in ((too_many, str(project_services.MAX_POLICIES)), ("p", "list")):
+        body = {"name": "X", "slug": "x", "policies": policies}
+        response = _post(admin_client_, "/api/projects/", body)
+        assert response.status_code == 400, response.content
+        errors = response.json()["policies"]
+        assert isinstance(errors, list) and all(isinstance(error, str) for error in errors)
+        assert words in errors[0], errors
+    group = _post(
+        admin_client_, "/api/projects/", {"name": "X", "slug": "x", "trainer_group_ids": "g"}
+    )
+    assert isinstance(group.json()["trainer_group_ids"], list)
 
 
 def _view_bases(cls: type) -> set[type]:
