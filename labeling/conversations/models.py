@@ -232,3 +232,11 @@ class MessageWalk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} after message {self.after_id}"
+
+
+def conversation_finished(path: str = "") -> Q:
+    """Rows whose message's conversation is finished (``path``: the lookup from the rows to the
+    message, such as "message__"). Only a finished conversation is a source of training data,
+    ranking tasks and exports: one reopened (in progress again) or discarded is left out until it
+    is finished again, and its turns are then the same (an edit is a new branch)."""
+    return Q(**{f"{path}conversation__status": Conversation.Status.FINISHED})

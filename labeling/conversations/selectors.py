@@ -287,14 +287,6 @@ def edit_drafts(*, conversation: Conversation, author: AbstractBaseUser) -> dict
     return {draft.editing_id: draft for draft in drafts}
 
 
-def conversation_finished(path: str = "") -> Q:
-    """Rows whose message's conversation is finished (``path``: the lookup from the rows to the
-    message, such as "message__"). Only a finished conversation is a source of training data,
-    ranking tasks and exports: one reopened (in progress again) or discarded is left out until it
-    is finished again, and its turns are then the same (an edit is a new branch)."""
-    return Q(**{f"{path}conversation__status": Conversation.Status.FINISHED})
-
-
 def ranking_source_candidates(
     *, origins: list[str], project_id: int | None = None
 ) -> QuerySet[Message]:

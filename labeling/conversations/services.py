@@ -380,6 +380,18 @@ def branch_switch(*, message: Message, user: AbstractBaseUser) -> Conversation:
     return conversation
 
 
+def conversation_lock_of_message(*, message_id: int) -> None:
+    """Lock the row of ``message_id``'s conversation until the transaction ends, for a read of
+    its status that must hold until then (a ranking stored from one of its turns): a finish,
+    discard or reopen (which lock it too) waits, or is waited for and then read. "No key":
+    turns and drafts written meanwhile (rows that refer to it) are not made to wait."""
+    list(
+        Conversation.objects.select_for_update(no_key=True)
+        .filter(pk__in=Message.objects.filter(pk=message_id).values("conversation_id"))
+        .values_list("pk")
+    )
+
+
 @transaction.atomic
 def conversation_finish(*, conversation: Conversation, user: AbstractBaseUser) -> Conversation:
     """Finish a conversation in progress: its active branch (the one shown) needs a user and

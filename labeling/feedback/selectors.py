@@ -13,8 +13,8 @@ from django.shortcuts import get_object_or_404
 
 from accounts.roles import is_admin
 from config.querysets import filter_given, local_day_bounds
-from labeling.conversations.models import Message
-from labeling.conversations.selectors import conversation_finished, message_get_for_user
+from labeling.conversations.models import Message, conversation_finished
+from labeling.conversations.selectors import message_get_for_user
 from labeling.feedback.models import Feedback
 from ranking.rank.selectors import assignment_reply, assignment_reply_of_message
 from sampler.models import ModerationResult, Sample

@@ -15,6 +15,7 @@ from django.utils import timezone
 from config.querysets import ids_existing, ids_named
 from config.text import text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
+from ranking.rank.models import source_finished
 from sampler.generation.params import context_room_error
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
@@ -194,9 +195,11 @@ class ProjectProgress:
 def project_progress(*, project: Project, now: datetime | None = None) -> ProjectProgress:
     """Rankings against the target, and when the target is reached at the last week's rate.
     Gold copies are not data (no export holds their rankings): neither their rankings nor the
-    copies themselves count."""
+    copies themselves count; nor do the tasks of a conversation reopened or discarded, nor
+    their rankings (``source_finished``: no claim offers them, no export holds them), until it
+    is finished again."""
     now = now or timezone.now()
-    rankings = project.rankings.filter(task__gold_ordering__isnull=True)
+    rankings = project.rankings.filter(source_finished("task__"), task__gold_ordering__isnull=True)
     total = rankings.count()
     start = now - RATE_WINDOW
     if project.created_at is not None and project.created_at > start:
@@ -221,7 +224,7 @@ def project_progress(*, project: Project, now: datetime | None = None) -> Projec
         and deadline is not None
         and (now > deadline or never or (eta is not None and eta > deadline))
     )
-    tasks = project.ranking_tasks.filter(gold_ordering__isnull=True).aggregate(
+    tasks = project.ranking_tasks.filter(source_finished(), gold_ordering__isnull=True).aggregate(
         ready=Count("id", filter=Q(status="ready", held_back=False)),
         held=Count("id", filter=Q(status="ready", held_back=True)),
         preparing=Count("id", filter=Q(status="preparing")),

@@ -2,8 +2,20 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from labeling.conversations.models import conversation_finished
 from labeling.guidelines.models import guideline_version_key
 from ranking.projects.models import project_key
+
+
+def source_finished(path: str = "") -> Q:
+    """Tasks whose conversation is finished (``path``: the lookup from the rows filtered to
+    their task, such as "task__"). Only those are offered, take rankings, are exported and
+    count in a project's progress (its rankings and tasks); this lives beside the tables so
+    that the projects' reads use it as the ranking app's do (which read the projects'). A
+    conversation reopened (in progress again) or discarded is no source of ranking tasks, so
+    its tasks (gold copies included) are left as they are and come back when it is finished
+    again. Their turns never change (an edit is a new branch), so they are the same tasks."""
+    return conversation_finished(f"{path}source_message__")
 
 
 class RankingTask(models.Model):

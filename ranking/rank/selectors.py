@@ -10,28 +10,22 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from config.celery import Queue
-from labeling.conversations.selectors import (
-    conversation_finished,
-    message_path,
-    ranking_source_candidates,
-)
+from labeling.conversations.selectors import message_path, ranking_source_candidates
 from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
 from ranking.projects.models import Project
 from ranking.projects.selectors import project_pool_size, projects_active, projects_for_trainer
-from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask, UndoRemoval
+from ranking.rank.models import (
+    Assignment,
+    Candidate,
+    Ranking,
+    RankingTask,
+    UndoRemoval,
+    source_finished,
+)
 from sampler.moderation.models import ModerationResult
 from sampler.moderation.selectors import moderation_shown_of_texts
 from sampler.workers.selectors import workers_live_by_queue
-
-
-def source_finished(path: str = "") -> Q:
-    """Tasks whose conversation is finished (``path``: the lookup from the rows filtered to
-    their task, such as "task__"). Only those are offered, take rankings and are exported: a
-    conversation reopened (in progress again) or discarded is no source of ranking tasks, so
-    its tasks (gold copies included) are left as they are and come back when it is finished
-    again. Their turns never change (an edit is a new branch), so they are the same tasks."""
-    return conversation_finished(f"{path}source_message__")
 
 
 def tasks_open_to(*, trainer: AbstractBaseUser) -> QuerySet[RankingTask]:

@@ -20,7 +20,10 @@ from django.utils import timezone
 from config.text import text_problem
 from labeling.conversations.models import Message
 from labeling.conversations.selectors import ranking_source_pick
-from labeling.conversations.services import message_add_alternatives
+from labeling.conversations.services import (
+    conversation_lock_of_message,
+    message_add_alternatives,
+)
 from labeling.guidelines.services import guideline_version_ensure_current
 from ranking.gold.models import Qualification
 from ranking.gold.selectors import gold_ranked_count, qualifications_of_trainer
@@ -773,13 +776,16 @@ def _validate(
 def _task_open_or_conflict(*, trainer: AbstractBaseUser, task: RankingTask, kept: str) -> None:
     """RankingConflict when the trainer may no longer rank in the task's project (paused,
     done, or not open to their groups), or when its conversation is no longer finished
-    (reopened or discarded by its writer: ``source_finished``); ``kept`` says what became of
-    their answer."""
+    (reopened or discarded by its writer: ``source_finished``, read under the conversation's
+    row lock until the transaction ends); ``kept`` says what became of their answer."""
     if not projects_for_trainer(trainer=trainer).filter(pk=task.project_id).exists():
         raise RankingConflict(
             f"This task's project is paused or no longer open to you, so {kept} "
             "Choose another project to go on ranking."
         )
+    # Read under the conversation's lock: a discard or reopen committed before it is seen, and
+    # one not yet made waits until this transaction ends (it cannot slip in between).
+    conversation_lock_of_message(message_id=task.source_message_id)
     if not RankingTask.objects.filter(source_finished(), pk=task.pk).exists():
         raise RankingConflict(
             "The conversation this task was made from was reopened or discarded by its "

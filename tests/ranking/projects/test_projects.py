@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from config.text import LINE_MESSAGE, NUL_MESSAGE
+from labeling.conversations import services as labeling_services
 from labeling.models import Conversation
 from ranking.exports.filters import ExportFilters
 from ranking.exports.pipeline import records
@@ -329,6 +330,40 @@ def test_progress_counts_neither_gold_copies_nor_their_rankings(other_trainer):
     progress = project_progress(project=project)
     assert (progress.rankings, progress.percent) == (1, pytest.approx(100 / 3))
     assert progress.tasks_ready == 1  # the original, not its gold copy
+
+
+def test_progress_counts_no_task_or_ranking_of_a_conversation_reopened_or_discarded(
+    other_trainer, admin_client
+):
+    version = model_version_create("v")
+    project = project_create(
+        name="Sources", slug="sources", status=Project.Status.ACTIVE, target_rankings=4
+    )
+    kept, reopened, discarded = (
+        _ready_task(other_trainer, project, version, text=text) for text in ("k", "r", "d")
+    )
+    for task in (kept, reopened, discarded):
+        rank(task, quick_trainer(f"r-{task.pk}"), [[0], [1], [2], [3]])
+    writer = other_trainer
+    conversation = labeling_services.conversation_reopen(
+        conversation=reopened.source_message.conversation, user=writer
+    )
+    labeling_services.conversation_discard(
+        conversation=labeling_services.conversation_reopen(
+            conversation=discarded.source_message.conversation, user=writer
+        ),
+        user=writer,
+    )
+
+    progress = project_progress(project=project)
+    assert (progress.rankings, progress.tasks_ready) == (1, 1)
+    assert progress.percent == pytest.approx(100 / 4)
+    api = admin_client.get(f"/api/projects/{project.pk}/progress/").json()
+    assert (api["rankings"], api["tasks_ready"]) == (1, 1)
+    # Finished again (its turns unchanged), its task and ranking count again.
+    labeling_services.conversation_finish(conversation=conversation, user=writer)
+    progress = project_progress(project=project)
+    assert (progress.rankings, progress.tasks_ready) == (2, 2)
 
 
 def test_the_projects_page_says_its_ready_tasks_are_the_pools(other_trainer, trainer_client):
