@@ -136,6 +136,7 @@ WAITING_REASONS = (
     "qualification",
     "workers_offline",
     "refilling",
+    "pool_failed",
     "ranked_everything",
     "no_conversations",
 )
@@ -151,7 +152,9 @@ class WaitingState:
     # conversations, or ranked or skipped already); "no_conversations": no finished
     # conversation has a model-written reply left to build a task from; "qualification":
     # every project in scope requires a qualification the trainer has not passed
-    # (``qualification`` lists those that do, whatever the reason).
+    # (``qualification`` lists those that do, whatever the reason); "pool_failed": nothing
+    # is being prepared and the last pool fill of a project in scope failed (``pool_failed``
+    # names them; why, ``Project.pool_error``, is for admins, on the project's page).
     reason: str
     ready: int
     preparing: int
@@ -159,6 +162,7 @@ class WaitingState:
     open_for_others: int
     pool_target: int
     qualification: tuple[QualificationWait, ...] = ()
+    pool_failed: tuple[str, ...] = ()
 
     @property
     def progress_percent(self) -> int:
@@ -253,6 +257,7 @@ def ranking_waiting_state(
         .distinct()
         .count()
     )
+    pool_failed: tuple[str, ...] = ()
     if all_waiting:
         reason = "qualification"
     elif summary["preparing"]:
@@ -261,6 +266,15 @@ def ranking_waiting_state(
             and workers_live_by_queue().get(Queue.GENERATION.value, 0) == 0
         )
         reason = "workers_offline" if offline else "refilling"
+    elif pool_failed := tuple(
+        (Project.objects.filter(pk=project.pk) if project is not None else projects)
+        .exclude(pool_error="")
+        .order_by("name")
+        .values_list("name", flat=True)
+    ):
+        # Nothing on the way, and the fills that would make it fail: no new task comes until
+        # an admin sees to it, whatever else the trainer could be told.
+        reason = "pool_failed"
     elif open_for_others:
         reason = "ranked_everything"
     elif (
@@ -279,6 +293,7 @@ def ranking_waiting_state(
         open_for_others=open_for_others,
         pool_target=ranking_pool_target(project=project),
         qualification=tuple(waits),
+        pool_failed=pool_failed,
     )
 
 

@@ -3,7 +3,8 @@ import random
 import pytest
 from playwright.sync_api import expect
 
-from ranking.models import Assignment, Ranking
+from ranking.models import Assignment, Project, Ranking
+from ranking.projects.models import DEFAULT_PROJECT_SLUG
 from ranking.rank import services
 from tests.browser.conftest import log_in, ranking_card_ready, wait_until
 from tests.conftest import PASSWORD
@@ -362,6 +363,30 @@ def test_waiting_page_polls_and_swaps_the_task_in_once_it_is_ready(
 
     settings.RANKING_MAX_NEW_TOKENS = 8
     finished_conversation(other_trainer)
+    task = services.ranking_task_create(
+        rng=random.Random(0), alternatives=2, overlap=1, queue=False
+    )
+    services.ranking_task_prepare(task_id=task.pk)
+
+    expect(page.locator(ITEMS)).to_have_count(3)
+    expect(page.get_by_role("heading", name="Rank the replies")).to_be_visible()
+
+
+def test_a_pool_that_cannot_be_filled_is_said_and_the_page_takes_the_task_once_it_can(
+    page, live_server, policy, other_trainer, trainer, settings
+):
+    finished_conversation(other_trainer)
+    failing = Project.objects.filter(slug=DEFAULT_PROJECT_SLUG)
+    failing.update(pool_error="RuntimeError (the worker's log says more).")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/rank/")
+    expect(page.get_by_role("heading", name="Tasks cannot be prepared right now")).to_be_visible()
+    expect(page.get_by_text("Preparing tasks")).to_have_count(0)
+    expect(page.get_by_text("RuntimeError")).to_have_count(0)
+
+    # A fill succeeds (it clears the project's error and makes a task): the poll takes it.
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    failing.update(pool_error="")
     task = services.ranking_task_create(
         rng=random.Random(0), alternatives=2, overlap=1, queue=False
     )

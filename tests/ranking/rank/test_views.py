@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from accounts.services import user_create_trainer
 from labeling.models import Message
-from ranking.models import Assignment, Ranking
+from ranking.models import Assignment, Project, Ranking
+from ranking.projects.selectors import project_default
 from ranking.rank import services
 from ranking.rank.views import TAKEN_BACK_SESSION_KEY
 from tests.conftest import PASSWORD
@@ -532,6 +533,30 @@ def test_tasks_being_sampled_by_a_live_worker_show_the_pool_progress(
 
     assert "Preparing tasks…" in html
     assert "Task pool: 1 of 4" in html and '<progress max="100" value="25">' in html
+
+
+def test_a_pool_that_cannot_be_filled_says_so_to_the_trainer_without_the_reason(
+    policy, other_trainer, trainer_client
+):
+    finished_conversation(other_trainer)
+    default = project_default()
+    secret = "ValidationError at /srv/models/policy-7 (the worker's log says more)."
+    Project.objects.filter(pk=default.pk).update(pool_error=secret)
+
+    html = _claim(trainer_client).content.decode()
+
+    assert "Tasks cannot be prepared right now" in html and "Preparing tasks…" not in html
+    assert f"New tasks for {default.name} cannot be prepared right now" in html
+    assert "policy-7" not in html and "ValidationError" not in html
+    assert f'hx-post="{CLAIM_URL}" hx-trigger="every 3s, submit"' in html  # it checks again
+    api = trainer_client.post("/api/ranking/claim/")
+    assert api.status_code == 204 and api.headers["Tandem-Waiting-Reason"] == "pool_failed"
+    chosen = trainer_client.post(f"/api/ranking/claim/?project={default.slug}")
+    assert chosen.headers["Tandem-Waiting-Reason"] == "pool_failed"
+    # A fill that succeeds clears the reason: the page says what it said before.
+    Project.objects.filter(pk=default.pk).update(pool_error="")
+    html = _claim(trainer_client, **HTMX).content.decode()
+    assert "Tasks cannot be prepared right now" not in html and "Preparing tasks…" in html
 
 
 def test_polling_swaps_the_task_in_once_one_is_ready(ready_task, trainer_client, trainer):
