@@ -99,6 +99,21 @@ def project_closed_message(slug: str) -> str:
     return f"No active project '{slug}' is open to you."
 
 
+def _project_id_unless_closed_default(*, project_id: int | None) -> int:
+    """``project_id`` (None: the default project's id); a ValidationError on ``project``, in
+    the words for a closed project named by its slug, when that is the default project and it
+    is not active (paused, done: it takes no new work). Another project's id makes nothing
+    (the default project is made on first use: a project named is no use of it)."""
+    if project_id is None:
+        project_id = project_default_id()
+    closed_default = Project.objects.filter(pk=project_id, slug=DEFAULT_PROJECT_SLUG).exclude(
+        status=Project.Status.ACTIVE
+    )
+    if closed_default.exists():
+        raise ValidationError({"project": project_closed_message(DEFAULT_PROJECT_SLUG)})
+    return project_id
+
+
 def conversation_create(
     *,
     owner: AbstractBaseUser,
@@ -114,9 +129,7 @@ def conversation_create(
         if problem := text_problem(text):
             raise ValidationError({field: problem})
     if project_id is None:
-        project_id = project_default_id()
-        if not Project.objects.filter(pk=project_id, status=Project.Status.ACTIVE).exists():
-            raise ValidationError({"project": project_closed_message(DEFAULT_PROJECT_SLUG)})
+        project_id = _project_id_unless_closed_default(project_id=None)
     conversation = Conversation(
         owner=owner,
         title=title.strip(),
@@ -588,10 +601,12 @@ def conversations_import(
     With ``dry_run`` every line is checked, and counted in ``created`` or ``skipped`` as it
     would be now, but nothing is saved.
     A ``title_prefix`` that is not one line (it starts every title) is a ValidationError
-    naming it, before any line is read.
+    naming it, before any line is read; so is the default project (``project_id`` None, or
+    its id) while it is not active, as ``conversation_create`` refuses it (a dry run too).
     """
     if problem := one_line_problem(title_prefix):
         raise ValidationError({"title_prefix": problem})
+    project_id = _project_id_unless_closed_default(project_id=project_id)
     report = ImportReport()
     valid: list[tuple[int, ParsedConversation]] = []
     for line_number, parsed in parsed_lines(lines, title_prefix=title_prefix):
@@ -603,8 +618,6 @@ def conversations_import(
                 valid.append((line_number, parsed))  # kept only while the file is importable
     if report.errors:
         return report
-    if project_id is None:
-        project_id = project_default_id()
     if dry_run:
         report.created = len(
             _conversations_not_imported(valid, project_id, allow_duplicates, report)

@@ -6,7 +6,7 @@ from django.test import Client
 from config.text import LINE_MESSAGE
 from labeling.conversations import admin as conversations_admin
 from labeling.conversations.models import Conversation
-from ranking.projects.models import project_default_id
+from ranking.projects.models import Project, project_default_id
 from ranking.projects.services import project_create
 from tests.labeling.conversations.conftest import GOOD_PLAIN, GOOD_WITH_SYSTEM, MIXED_FILE, jsonl
 
@@ -45,6 +45,19 @@ def test_admin_upload_with_bad_lines_imports_nothing_and_shows_each_line(admin_c
     for line_number in (2, 3, 5):
         assert f"<li>line {line_number}: " in page
     assert "role must be one of user, assistant, system (got &#x27;bot&#x27;)" in page
+    assert not Conversation.objects.exists()
+
+
+def test_admin_upload_into_a_closed_default_project_imports_nothing_and_says_why(
+    admin_client_, trainer
+):
+    Project.objects.filter(pk=project_default_id()).update(status=Project.Status.PAUSED)
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
+    response = admin_client_.post(IMPORT_URL, {"file": upload, "owner": trainer.pk})
+    assert response.status_code == 422
+    assert response.context["form"].errors["project"] == [
+        "No active project 'default' is open to you."
+    ]
     assert not Conversation.objects.exists()
 
 

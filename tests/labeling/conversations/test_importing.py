@@ -14,7 +14,7 @@ from labeling.conversations.models import Conversation, Message
 from labeling.conversations.services import conversations_import
 from ranking.exports.demonstrations import demonstration_records
 from ranking.exports.filters import ExportFilters
-from ranking.projects.models import project_default_id
+from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
 from ranking.projects.services import project_create
 from tests.labeling.conversations.conftest import (
     GOOD_PLAIN,
@@ -303,6 +303,30 @@ def test_a_title_prefix_of_more_than_one_line_is_refused_before_any_line(trainer
     assert not Conversation.objects.exists()
 
 
+@pytest.mark.parametrize("status", ["done", "paused"])
+@pytest.mark.parametrize("named", [False, True])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_closed_default_project_takes_no_import_named_or_not(trainer, status, named, dry_run):
+    Project.objects.filter(pk=project_default_id()).update(status=status)
+    with pytest.raises(ValidationError) as refused:
+        conversations_import(
+            lines=io.BytesIO(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN)),
+            owner=trainer,
+            dry_run=dry_run,
+            project_id=project_default_id() if named else None,
+        )
+    assert refused.value.message_dict == {
+        "project": [services.project_closed_message(DEFAULT_PROJECT_SLUG)]
+    }
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+    # Another project, active, still takes the file.
+    other = project_create(name="Open", slug="open", status=Project.Status.ACTIVE)
+    report = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer, project_id=other.pk
+    )
+    assert report.ok and report.created == 1
+
+
 # manage.py import_conversations
 
 
@@ -366,6 +390,18 @@ def test_command_reads_standard_input_and_dry_run_saves_nothing(trainer, monkeyp
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl(GOOD_PLAIN))))
     out, _ = _run_command("-", "--owner", "tess", "--dry-run")
     assert "1 conversation would be imported" in out
+    assert not Conversation.objects.exists()
+
+
+def test_command_refuses_to_import_into_a_closed_default_project(trainer, tmp_path):
+    Project.objects.filter(pk=project_default_id()).update(status=Project.Status.DONE)
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
+    with pytest.raises(CommandError) as refused:
+        _run_command(str(path), "--owner", "tess")
+    assert str(refused.value) == (
+        "No active project 'default' is open to you. Nothing was imported."
+    )
     assert not Conversation.objects.exists()
 
 
