@@ -116,7 +116,14 @@ class DefaultProjectChoiceField(ModelChoiceField):
     queryset = property(ModelChoiceField._get_queryset, _set_queryset)
 
     def to_python(self, value):
-        return None if value == DEFAULT_PROJECT_SLUG else super().to_python(value)
+        # Slugs are unique in any letter case: one typed in another case names its project.
+        if isinstance(value, str) and value not in self.empty_values:
+            if value.lower() == DEFAULT_PROJECT_SLUG:
+                return None
+            if not text_problem(value):
+                stored = self.queryset.filter(slug__iexact=value).values_list("slug", flat=True)
+                value = stored.first() or value
+        return super().to_python(value)
 
 
 class FilterChoiceField(forms.ChoiceField):

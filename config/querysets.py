@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 # The largest row id a bigint holds; a larger one names no row (and some databases' drivers
@@ -61,16 +62,28 @@ def values_in_chunks(queryset: QuerySet, *fields: str, chunk_size: int) -> Itera
 
 
 def ids_named(
-    queryset: QuerySet, field: str, names: list[str] | tuple[str, ...], *, what: str, key: str
+    queryset: QuerySet,
+    field: str,
+    names: list[str] | tuple[str, ...],
+    *,
+    what: str,
+    key: str,
+    any_case: bool = False,
 ) -> tuple[int, ...]:
     """The ids of the rows whose unique ``field`` is one of ``names``, in their order; a
-    ValidationError under ``key`` naming every unknown one (a filter naming a row that does not
-    exist must not quietly match everything)."""
-    found = dict(queryset.filter(**{f"{field}__in": names}).values_list(field, "pk"))
-    unknown = sorted(set(names) - set(found))
+    ValidationError under ``key`` naming every unknown one as given (a filter naming a row that
+    does not exist must not quietly match everything). ``any_case``: for a field unique in any
+    letter case, a name matches whatever its case."""
+    fold = str.lower if any_case else str
+    if any_case:
+        queryset = queryset.annotate(folded_name=Lower(field))
+        field = "folded_name"
+    wanted = [fold(name) for name in names]
+    found = dict(queryset.filter(**{f"{field}__in": wanted}).values_list(field, "pk"))
+    unknown = sorted({name for name in names if fold(name) not in found})
     if unknown:
         raise ValidationError({key: f"Unknown {what}: {', '.join(unknown)}."})
-    return tuple(found[name] for name in dict.fromkeys(names))
+    return tuple(dict.fromkeys(found[fold(name)] for name in names))
 
 
 def ids_existing(

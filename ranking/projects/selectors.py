@@ -63,11 +63,12 @@ def project_ids_open_to_all() -> tuple[int, ...]:
 
 
 def project_for_trainer(*, trainer: AbstractBaseUser, slug: str) -> Project | None:
-    """The active project ``slug`` when the trainer may rank in it, else None (also for a slug
-    no project can have: one with NUL or an unpaired surrogate, which the database refuses)."""
+    """The active project ``slug`` (in any letter case: slugs are unique in any case) when the
+    trainer may rank in it, else None (also for a slug no project can have: one with NUL or an
+    unpaired surrogate, which the database refuses)."""
     if text_problem(slug):
         return None
-    return projects_for_trainer(trainer=trainer).filter(slug=slug).first()
+    return projects_for_trainer(trainer=trainer).filter(slug__iexact=slug).first()
 
 
 def project_chosen_closed(*, trainer: AbstractBaseUser, slug: str) -> str:
@@ -75,12 +76,15 @@ def project_chosen_closed(*, trainer: AbstractBaseUser, slug: str) -> str:
     them (paused, done, or not open to their groups); "" when it is open, or none is chosen."""
     if not slug or project_for_trainer(trainer=trainer, slug=slug) is not None:
         return ""
-    return Project.objects.filter(slug=slug).values_list("name", flat=True).first() or slug
+    return Project.objects.filter(slug__iexact=slug).values_list("name", flat=True).first() or slug
 
 
 def project_ids_by_slug(*, slugs: list[str]) -> tuple[int, ...]:
-    """The ids of the projects named by slug; ValidationError naming any that is unknown."""
-    return ids_named(Project.objects.all(), "slug", slugs, what="project", key="project")
+    """The ids of the projects named by slug, in any letter case (slugs are unique in any
+    case); ValidationError naming any that is unknown."""
+    return ids_named(
+        Project.objects.all(), "slug", slugs, what="project", key="project", any_case=True
+    )
 
 
 def project_ids_existing(*, ids: list[int] | tuple[int, ...]) -> tuple[int, ...]:
@@ -258,4 +262,5 @@ def projects_open_to(*, user: AbstractBaseUser) -> QuerySet[Project]:
 
 
 def project_open_to(*, user: AbstractBaseUser, slug: str) -> Project | None:
-    return projects_open_to(user=user).filter(slug=slug).first()
+    """The project ``slug`` (in any letter case) when ``user`` may see it, else None."""
+    return projects_open_to(user=user).filter(slug__iexact=slug).first()

@@ -62,9 +62,11 @@ def project_picker(request: HttpRequest) -> HttpResponse:
 def project_choose(request: HttpRequest) -> HttpResponse:
     form = ProjectChoiceForm(request.POST)
     slug = form.cleaned_data["project"] if form.is_valid() else None
-    if slug is None or (slug and project_for_trainer(trainer=request.user, slug=slug) is None):
+    project = project_for_trainer(trainer=request.user, slug=slug) if slug else None
+    if slug is None or (slug and project is None):
         raise Http404("No such project open to you.")
-    request.session[CHOSEN_PROJECT_SESSION_KEY] = slug
+    # Kept as the project spells it (one typed in another case names it too).
+    request.session[CHOSEN_PROJECT_SESSION_KEY] = project.slug if project else ""
     return redirect("ranking:rank")
 
 
@@ -98,7 +100,7 @@ def project_manage(request: HttpRequest) -> HttpResponse:
 @staff_required
 @require_http_methods(["GET", "POST"])
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    project = get_object_or_404(Project, slug=slug)
+    project = get_object_or_404(Project, slug__iexact=slug)
     form = ProjectForm(
         request.POST or None,
         instance=project,
@@ -136,7 +138,7 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def project_gold_create(request: HttpRequest, slug: str) -> HttpResponse:
     """Copy one of the project's tasks as gold (its agreed order, or the order written)."""
-    project = get_object_or_404(Project, slug=slug)
+    project = get_object_or_404(Project, slug__iexact=slug)
     form = GoldTaskForm(request.POST)
     if not form.is_valid():
         for field, errors in form.errors.items():

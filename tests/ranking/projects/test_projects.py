@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from config.forms import DefaultProjectChoiceField
 from config.text import LINE_MESSAGE, NUL_MESSAGE
 from labeling.conversations import services as labeling_services
 from labeling.models import Conversation
@@ -23,7 +24,11 @@ from ranking.gold.services import gold_task_create
 from ranking.models import Ranking, RankingTask
 from ranking.projects.forms import ProjectForm
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
-from ranking.projects.selectors import project_progress
+from ranking.projects.selectors import (
+    CHOSEN_PROJECT_SESSION_KEY,
+    project_ids_by_slug,
+    project_progress,
+)
 from ranking.projects.services import project_create
 from ranking.rank import services
 from sampler.models import GenerationJob, ModelVersion
@@ -364,6 +369,36 @@ def test_progress_counts_no_task_or_ranking_of_a_conversation_reopened_or_discar
     labeling_services.conversation_finish(conversation=conversation, user=writer)
     progress = project_progress(project=project)
     assert (progress.rankings, progress.tasks_ready) == (2, 2)
+
+
+def test_a_slug_in_another_letter_case_names_its_project(
+    other_trainer, trainer, trainer_client, admin_client
+):
+    project = project_create(name="Uni", slug="uni", status=Project.Status.ACTIVE)
+    task = _ready_task(other_trainer, project, model_version_create("v"))
+
+    # The claim API's filter, the chosen project of the Rank page, the guidelines page.
+    claim = trainer_client.post("/api/ranking/claim/?project=UNI")
+    assert claim.status_code == 200 and claim.json()["task_id"] == task.pk
+    chosen = trainer_client.post(reverse("ranking:project-choose"), {"project": "Uni"})
+    assert chosen.status_code == 302
+    assert trainer_client.session[CHOSEN_PROJECT_SESSION_KEY] == "uni"
+    guidelines = trainer_client.get(reverse("labeling:guidelines"), {"project": "UNI"})
+    assert guidelines.status_code == 200
+    # A new conversation in it, through the API and a page's project choice.
+    made = trainer_client.post(
+        "/api/conversations/", json.dumps({"project": "UNI"}), content_type="application/json"
+    )
+    assert made.status_code == 201
+    assert Conversation.objects.get(pk=made.json()["id"]).project_id == project.pk
+    field = DefaultProjectChoiceField(queryset=Project.objects.all())
+    assert field.clean("UNI") == project and field.clean("DEFAULT") is None
+    # The commands' --project (exports, training, imports), and the project's page.
+    assert project_ids_by_slug(slugs=["UNI", "uni"]) == (project.pk,)
+    with pytest.raises(ValidationError) as unknown:
+        project_ids_by_slug(slugs=["Uni", "NOPE"])
+    assert unknown.value.message_dict == {"project": ["Unknown project: NOPE."]}
+    assert admin_client.get("/projects/UNI/").status_code == 200
 
 
 def test_the_projects_page_says_its_ready_tasks_are_the_pools(other_trainer, trainer_client):
