@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Value
+from django.db.models.functions import Lower
 
 from ranking.projects.limits import (
     MAX_ALTERNATIVES,
@@ -94,7 +96,14 @@ def project_clash_errors(*, name: str, slug: str, pk: int | None) -> dict[str, s
     for field, value in (("name", name), ("slug", slug)):
         if not isinstance(value, str) or not value:
             continue
-        taken = others.filter(**{f"{field}__iexact": value}).values_list(field, flat=True).first()
+        # Folded as the constraints fold (Lower, not iexact's UPPER): letters whose lower and
+        # upper cases do not map back (the Kelvin sign, a dotted capital I) clash as they do.
+        taken = (
+            others.alias(folded=Lower(field))
+            .filter(folded=Lower(Value(value)))
+            .values_list(field, flat=True)
+            .first()
+        )
         if taken is None:
             continue
         case = "" if taken == value else f"; {field}s that differ only in letter case are one"
