@@ -56,6 +56,8 @@ def test_the_list_refuses_an_unknown_status_and_names_the_statuses(
         assert page.status_code == 200 and "Kept apart" in page.content.decode(), query
     finished = trainer_client.get(url, {"status": "finished"}).content.decode()
     assert "No conversations match." in finished and "Kept apart" not in finished
+    # Nothing listed: the new conversation's form is open, as on an empty list.
+    assert '<details class="card" open>' in finished
 
 
 def test_the_list_counts_the_turns_of_the_branch_shown_not_its_alternatives(
