@@ -150,7 +150,6 @@ class ProjectStaffOutputSerializer(ProjectOutputSerializer):
     policies = _PoliciesField(child=serializers.DictField(), **STAFF_ONLY)
     trainer_group_ids = _GroupIdsField(child=serializers.IntegerField(), **STAFF_ONLY)
     pool_error = serializers.CharField(
-        read_only=True,
         required=False,
         help_text="Staff only. Why the pool's last fill or task preparation failed; empty: it "
         "did not.",

@@ -653,6 +653,19 @@ def test_the_schema_shows_model_paths_as_staff_only(trainer_client):
     assert "path" not in with_path.get("required", [])
 
 
+def test_the_schema_marks_no_staff_only_field_of_a_project_required(trainer_client):
+    """A trainer's project has none of them: one marked required would be a field the
+    documented answer lacks."""
+    with_config = _schema(trainer_client)["components"]["schemas"]["ProjectWithConfig"]
+    staff_only = [
+        name
+        for name, field in with_config["properties"].items()
+        if "Staff only" in field.get("description", "")
+    ]
+    assert "pool_error" in staff_only and "sampling_params" in staff_only
+    assert set(staff_only).isdisjoint(with_config.get("required", []))
+
+
 # ---- ids in paths ------------------------------------------------------------------------------
 
 
