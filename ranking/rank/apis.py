@@ -36,7 +36,8 @@ from ranking.rank.selectors import (
 
 # Bounds on what a request may carry, well above any real task (K + 1 candidates, K <= 16),
 # so a malformed or hostile body is refused by the serializer before the service runs. Texts
-# are bounded by the limits the services check (the schema states them).
+# are bounded by the limits the services check (the schema states them), and an over-long one
+# is refused with the service's sentence, as the pages refuse it.
 MAX_CANDIDATES = 64
 MAX_FLAGS_PER_REPLY = 10
 # The header of a claim answered 204 that says why no task is ready.
@@ -183,12 +184,20 @@ class RankingSubmitApi(ApiView):
             default=dict,
         )
         flag_notes = StrictDictField(
-            child=StrictCharField(allow_blank=True, max_length=services.MAX_FLAG_NOTE_CHARS),
+            child=StrictCharField(
+                allow_blank=True,
+                max_length=services.MAX_FLAG_NOTE_CHARS,
+                error_messages={"max_length": services.FLAG_NOTE_TOO_LONG},
+            ),
             required=False,
             default=dict,
         )
         rationale = StrictCharField(
-            allow_blank=True, required=False, default="", max_length=services.MAX_RATIONALE_CHARS
+            allow_blank=True,
+            required=False,
+            default="",
+            max_length=services.MAX_RATIONALE_CHARS,
+            error_messages={"max_length": services.RATIONALE_TOO_LONG},
         )
 
         class Meta:
@@ -284,6 +293,7 @@ class AssignmentSkipApi(ApiView):
             required=False,
             default="",
             max_length=services.MAX_SKIP_REASON_CHARS,
+            error_messages={"max_length": services.SKIP_REASON_TOO_LONG},
         )
 
         class Meta:

@@ -70,6 +70,11 @@ FLAGS = ("harmful", "untruthful", "unhelpful", "off_topic", "other")
 MAX_FLAG_NOTE_CHARS = 500
 MAX_RATIONALE_CHARS = 4000
 MAX_SKIP_REASON_CHARS = 500
+# What an over-long text is refused with, on the pages (by the services) and in the API (by its
+# serializers, which check the same limits first).
+FLAG_NOTE_TOO_LONG = f"Flag notes are limited to {MAX_FLAG_NOTE_CHARS} characters."
+RATIONALE_TOO_LONG = f"The rationale is limited to {MAX_RATIONALE_CHARS} characters."
+SKIP_REASON_TOO_LONG = f"The reason is limited to {MAX_SKIP_REASON_CHARS} characters."
 # The most milliseconds an integer column holds (24.8 days): a ranking sent later than that
 # after its claim (a late submit on a lease that ran out) is stored as taking this long.
 MAX_DURATION_MS = 2**31 - 1
@@ -625,9 +630,7 @@ def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason
     if problem := text_problem(reason):
         raise ValidationError({"reason": problem})
     if len(reason) > MAX_SKIP_REASON_CHARS:
-        raise ValidationError(
-            {"reason": f"Keep the reason under {MAX_SKIP_REASON_CHARS} characters."}
-        )
+        raise ValidationError({"reason": SKIP_REASON_TOO_LONG})
     assignment = _trainer_assignment_locked(assignment=assignment, trainer=trainer)
     if assignment.status == Assignment.Status.SUBMITTED:
         raise RankingConflict("You already ranked this task; a ranked task cannot be skipped.")
@@ -746,9 +749,9 @@ def _validate(
         if "other" in names and not notes.get(candidate):
             errors["flags"] = 'Say what the problem is when you flag a reply as "other".'
     if any(len(note) > MAX_FLAG_NOTE_CHARS for note in notes.values()):
-        errors["flag_notes"] = f"Flag notes are limited to {MAX_FLAG_NOTE_CHARS} characters."
+        errors["flag_notes"] = FLAG_NOTE_TOO_LONG
     if len(ranking.rationale) > MAX_RATIONALE_CHARS:
-        errors["rationale"] = f"The rationale is limited to {MAX_RATIONALE_CHARS} characters."
+        errors["rationale"] = RATIONALE_TOO_LONG
     # What a database cannot store (the API's fields and the page's boxes refuse it first).
     if problem := text_problem(ranking.rationale):
         errors["rationale"] = problem

@@ -439,6 +439,56 @@ def test_skip_reason_over_the_limit_is_a_400(ready_task, trainer_client):
     assert "reason" in response.json()
 
 
+@pytest.mark.parametrize(
+    ("action", "make_payload", "field", "sentence"),
+    [
+        (
+            "skip",
+            lambda ids: {"reason": "x" * (services.MAX_SKIP_REASON_CHARS + 1)},
+            "reason",
+            services.SKIP_REASON_TOO_LONG,
+        ),
+        (
+            "submit",
+            lambda ids: {
+                "ordering": [[i] for i in ids],
+                "rationale": "x" * (services.MAX_RATIONALE_CHARS + 1),
+            },
+            "rationale",
+            services.RATIONALE_TOO_LONG,
+        ),
+        (
+            "submit",
+            lambda ids: {
+                "ordering": [[i] for i in ids],
+                "flags": {str(ids[0]): ["other"]},
+                "flag_notes": {str(ids[0]): "x" * (services.MAX_FLAG_NOTE_CHARS + 1)},
+            },
+            "flag_notes",
+            services.FLAG_NOTE_TOO_LONG,
+        ),
+    ],
+)
+def test_an_over_long_text_is_refused_in_the_pages_words(
+    ready_task, trainer_client, action, make_payload, field, sentence
+):
+    """The serializers refused an over-long skip reason, rationale or flag note with DRF's
+    "Ensure this field has no more than N characters." where the pages give the service's
+    sentence: the API gives the service's, as the field's error."""
+    claim = _post(trainer_client, CLAIM_URL).json()
+    ids = [c["id"] for c in claim["candidates"]]
+    url = (_skip_url if action == "skip" else _submit_url)(claim["assignment_id"])
+    response = _post(trainer_client, url, make_payload(ids))
+    assert response.status_code == 400, response.content
+    errors = response.json()
+    assert set(errors) == {field}
+    # A flag note's error is keyed by the reply it is about, as every nested error is.
+    expected = {str(ids[0]): [sentence]} if field == "flag_notes" else [sentence]
+    assert errors[field] == expected
+    assert Assignment.objects.get(pk=claim["assignment_id"]).status == Assignment.Status.LEASED
+    assert not Ranking.objects.exists()
+
+
 def test_the_api_is_for_trainers_only(ready_task, plain_user):
     client = Client()
     client.force_login(plain_user)

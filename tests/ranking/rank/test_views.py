@@ -395,7 +395,7 @@ def test_skip_with_a_too_long_reason_answers_422_and_keeps_the_ranking_inputs(
 
     assert response.status_code == 422
     html = response.content.decode()
-    assert "Keep the reason under 500 characters." in html
+    assert "The reason is limited to 500 characters." in html
     assert "kept</textarea>" in html and f'name="rank_{ids[1]}" value="1"' in html
     assert _assignment(trainer).pk == assignment.pk
 
