@@ -1,5 +1,7 @@
 """Form fields and form helpers several apps share."""
 
+import re
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
@@ -144,6 +146,39 @@ class FilterChoiceField(forms.ChoiceField):
             },
             **kwargs,
         )
+
+
+# A page number as the API's ``offset`` is written: digits only, at most 18 of them.
+_PAGE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+class PageNumberField(forms.CharField):
+    """A list page's ``page`` (in its query string): empty is the first page, otherwise a whole
+    number from 1 in digits (no sign, no leading zero, at most 18 digits, as the API's
+    ``offset``). Anything else is refused, naming it: Django's ``get_page`` quietly showed the
+    first page (or the last) for it. A page past the last is no error (``page_of``)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(required=False, strip=False, label="Page", **kwargs)
+
+    def to_python(self, value) -> int:
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return 1
+        if not _PAGE_NUMBER.fullmatch(value) or value.startswith("0"):
+            # The value as given, shortened and without a NUL: it is the caller's text.
+            shown = value.replace("\x00", "")[:40]
+            raise ValidationError(
+                f'There is no page "{shown}": a page is a whole number from 1.', code="invalid"
+            )
+        return int(value)
+
+
+class PageForm(forms.Form):
+    """The ``page`` of a list page's query string; the filter forms of the list pages extend
+    it, so a bad page is refused with their filters' 422."""
+
+    page = PageNumberField()
 
 
 def check_dates_in_order(data: dict, start: str, end: str) -> None:

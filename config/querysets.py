@@ -1,6 +1,6 @@
 """Query helpers the apps' selectors share: optional filters, local-day date ranges, reading a
-large table in chunks, ids of rows named by a unique field; and a named lock held until the
-transaction ends, for services whose work must take turns."""
+large table in chunks, ids of rows named by a unique field, a list page's page of rows; and a
+named lock held until the transaction ends, for services whose work must take turns."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
+from django.core.paginator import Page, Paginator
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
@@ -26,6 +27,36 @@ def filter_given(queryset: QuerySet, **lookups: object) -> QuerySet:
             continue
         queryset = queryset.filter(**{lookup: value})
     return queryset
+
+
+class PastTheEndPage(Page):
+    """A page number past a list's last page: no rows, and the way back leads to the last page
+    (the pager says there is no such page and how many there are)."""
+
+    past_the_end = True
+
+    def __init__(self, number: int, paginator: Paginator) -> None:
+        super().__init__([], number, paginator)
+
+    def has_next(self) -> bool:
+        return False
+
+    def has_previous(self) -> bool:
+        return True
+
+    def previous_page_number(self) -> int:
+        return self.paginator.num_pages
+
+
+def page_of(rows, *, number: int, per_page: int) -> Page:
+    """Page ``number`` (from 1, as ``config.forms.PageNumberField`` reads it) of ``rows``,
+    ``per_page`` a page. Past the last page it is an empty ``PastTheEndPage``, not an error: the
+    API likewise answers an ``offset`` past the end with no results (the list may have shrunk
+    since its page was linked)."""
+    paginator = Paginator(rows, per_page)
+    if number > paginator.num_pages:
+        return PastTheEndPage(number, paginator)
+    return paginator.page(number)
 
 
 def local_day_bounds(date_from: date | None, date_to: date | None) -> dict[str, datetime]:

@@ -6,6 +6,7 @@ from config.forms import (
     DefaultProjectChoiceField,
     FilterChoiceField,
     MultilineCharField,
+    PageForm,
     StorableCharField,
 )
 from config.text import newlines_normalized, validate_one_line
@@ -17,9 +18,10 @@ from labeling.conversations.models import (
 from ranking.projects.selectors import projects_for_trainer
 
 
-class ConversationFilterForm(forms.Form):
-    """The Write list's status filter (its query string): empty is every status; a status that
-    does not exist is refused, with the ones that do, as the API refuses it."""
+class ConversationFilterForm(PageForm):
+    """The Write list's status filter and page (its query string): empty is every status; a
+    status that does not exist is refused, with the ones that do, as the API refuses it, and so
+    is a page that is no page number."""
 
     status = FilterChoiceField(
         choices=Conversation.Status.choices, noun="status", plural="statuses"

@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -16,6 +15,7 @@ from config.htmx import (
     redirect_page,
     validation_messages,
 )
+from config.querysets import page_of
 from config.text import search_text
 from labeling.conversations import selectors, services
 from labeling.conversations.editor import (
@@ -41,15 +41,15 @@ PAGE_SIZE = 200
 @trainer_required
 def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
     filter_form = ConversationFilterForm(request.GET)
-    # No list for a status that is none (every conversation would pass for it): the filter's
-    # error, as the API's 400 and the Red team page's 422 answer one.
+    # No list for a status that is none (every conversation would pass for it), nor for a page
+    # that is none: the filter's error, as the API's 400 and the Red team page's 422 answer one.
     refused = not filter_form.is_valid()
     status = "" if refused else filter_form.cleaned_data["status"]
     search = search_text(request.GET.get("q", ""), max_chars=MAX_SEARCH_CHARS)
     page = None
     if not refused:
         conversations = selectors.conversation_list(user=request.user, status=status, search=search)
-        page = Paginator(conversations, PAGE_SIZE).get_page(request.GET.get("page"))
+        page = page_of(conversations, number=filter_form.cleaned_data["page"], per_page=PAGE_SIZE)
     return render(
         request,
         "labeling/conversations/list.html",

@@ -1,6 +1,6 @@
 from django import forms
 
-from config.forms import ModelChoiceField, MultilineCharField, check_dates_in_order
+from config.forms import ModelChoiceField, MultilineCharField, PageForm, check_dates_in_order
 from labeling.feedback.models import Feedback
 from labeling.feedback.selectors import FeedbackFilters
 from labeling.feedback.services import MAX_COMMENT_CHARS
@@ -21,7 +21,7 @@ class ReportForm(forms.Form):
     filter_wrong = forms.BooleanField(required=False)
 
 
-class FeedbackFilterForm(forms.Form):
+class FeedbackFilterForm(PageForm):
     rating = forms.ChoiceField(
         choices=[("", "Any rating"), *Feedback.Rating.choices], required=False
     )

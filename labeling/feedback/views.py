@@ -3,13 +3,14 @@ and the admins' overview. Each view: validate -> one service or selector -> rend
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts.roles import staff_required, trainer_required
+from config.forms import PageForm
 from config.htmx import HtmxHttpRequest, validation_messages
+from config.querysets import page_of
 from labeling.feedback import selectors, services
 from labeling.feedback.forms import FeedbackFilterForm, RatingForm, ReportForm
 from labeling.feedback.models import Feedback
@@ -103,10 +104,16 @@ def _feedback_page(request: HtmxHttpRequest, target: selectors.FeedbackTarget) -
 
 @trainer_required
 def feedback_mine(request: HtmxHttpRequest) -> HttpResponse:
-    page = Paginator(selectors.feedback_list_for_user(user=request.user), PAGE_SIZE).get_page(
-        request.GET.get("page")
+    form = PageForm(request.GET)
+    if not form.is_valid():
+        # No rows for a page that is none, as the list pages with filters refuse it.
+        return render(request, "labeling/feedback/mine.html", {"form": form}, status=422)
+    page = page_of(
+        selectors.feedback_list_for_user(user=request.user),
+        number=form.cleaned_data["page"],
+        per_page=PAGE_SIZE,
     )
-    return render(request, "labeling/feedback/mine.html", {"page": page})
+    return render(request, "labeling/feedback/mine.html", {"form": form, "page": page})
 
 
 @trainer_required
@@ -127,14 +134,15 @@ def feedback_overview(request: HtmxHttpRequest) -> HttpResponse:
     form = FeedbackFilterForm(request.GET or None)
     if form.is_bound and not form.is_valid():
         # No counts nor rows for filters that select nothing definite: all the feedback would
-        # pass for them (as the quality page answers).
+        # pass for them (as the quality page answers); nor for a page that is none.
         return render(request, "labeling/feedback/overview.html", {"form": form}, status=422)
     filters = form.filters() if form.is_bound else selectors.FeedbackFilters()
     rows = selectors.feedback_filtered(filters=filters)
-    page = Paginator(
+    page = page_of(
         rows.select_related("user", "model_version", "message", "sample", "moderation"),
-        PAGE_SIZE,
-    ).get_page(request.GET.get("page"))
+        number=form.cleaned_data["page"] if form.is_bound else 1,
+        per_page=PAGE_SIZE,
+    )
     query = request.GET.copy()
     query.pop("page", None)
     return render(

@@ -5,6 +5,7 @@ from config.forms import (
     FilterChoiceField,
     ModelChoiceField,
     MultilineCharField,
+    PageForm,
 )
 from labeling.redteam.models import Attack
 from labeling.redteam.services import MAX_ATTACK_NOTE_CHARS
@@ -24,10 +25,10 @@ class AttackForm(forms.Form):
         return {name: self.data.get(name, "").replace("\x00", "") for name in self.fields}
 
 
-class AttackFilterForm(forms.Form):
-    """The Red team page's filters (its query string): empty is every category, every model
-    version; a category that does not exist is refused, with the ones that do, and so is a
-    model version that does not."""
+class AttackFilterForm(PageForm):
+    """The Red team page's filters and page (its query string): empty is every category, every
+    model version; a category that does not exist is refused, with the ones that do, and so is
+    a model version that does not, and a page that is no page number."""
 
     category = FilterChoiceField(
         choices=Attack.Category.choices, noun="category", plural="categories"

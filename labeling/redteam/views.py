@@ -5,7 +5,6 @@ from contextlib import suppress
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -15,6 +14,7 @@ from django_htmx.http import reswap, retarget
 from accounts.roles import staff_required, trainer_required
 from config.forms import id_in_range
 from config.htmx import HtmxHttpRequest, form_cleaned_data, tell_queued, validation_messages
+from config.querysets import page_of
 from labeling.conversations.editor import message_for_request, render_editor
 from labeling.conversations.forms import MessageForm
 from labeling.conversations.models import Conversation, Message
@@ -177,9 +177,11 @@ def _overview_context(
     category = filter_form.cleaned_data.get("category", "")
     version = filter_form.cleaned_data.get("model_version")
     model_version_id = version.pk if version is not None else None
-    page = Paginator(
-        selectors.attack_list(category=category, model_version_id=model_version_id), 50
-    ).get_page(request.GET.get("page"))
+    page = page_of(
+        selectors.attack_list(category=category, model_version_id=model_version_id),
+        number=filter_form.cleaned_data.get("page", 1),
+        per_page=50,
+    )
     query = "&".join(
         f"{key}={value}"
         for key, value in (("category", category), ("model_version", model_version_id or ""))
