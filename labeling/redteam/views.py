@@ -187,14 +187,26 @@ def _overview_context(
         for key, value in (("category", category), ("model_version", model_version_id or ""))
         if value
     )
+    by_model_version = selectors.attack_success_by_model_version(category=category)
+    # The dropdown offers the versions with red-team replies, and the one filtered by when it
+    # has none: otherwise "Any" would show as chosen over that version's (empty) list.
+    version_options = [
+        (row["model_version_id"], row["model_version__name"])
+        for row in by_model_version
+        if row["model_version_id"]
+    ]
+    if version is not None and version.pk not in dict(version_options):
+        version_options.append((version.pk, version.name))
     runs = selectors.attack_run_list()
     return {
-        "by_model_version": selectors.attack_success_by_model_version(category=category),
+        "by_model_version": by_model_version,
         "by_category": selectors.attack_counts_by_category(model_version_id=model_version_id),
         "category_names": Attack.Category.choices,
         "category": category,
         "filter_form": filter_form,
+        "model_version": version,
         "model_version_id": model_version_id,
+        "version_options": version_options,
         "page": page,
         "query": query,
         "runs": runs,

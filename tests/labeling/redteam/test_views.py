@@ -118,7 +118,35 @@ def test_the_overview_refuses_an_unknown_model_version_and_says_so(
         assert page.status_code == 200 and PROMPT[:40] in page.content.decode(), query
     page = admin_client_.get("/write/redteam/", {"model_version": str(other.pk)})
     assert page.status_code == 200
-    assert "No attacks match." in page.content.decode()
+    assert "No attacks against other." in page.content.decode()
+
+
+def test_the_overview_filtered_by_a_version_without_attacks_shows_it_chosen(
+    admin_client_, red_team, trainer
+):
+    """A version that exists but wrote no red-team reply was not among the dropdown's options:
+    filtered by it, the page showed "Any" chosen over an empty list that did not say whose."""
+    from sampler.models import ModelVersion
+
+    _, _, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    other = ModelVersion.objects.create(name="policy-v2", path="other")
+    for query in ({"model_version": str(other.pk)}, {"model_version": other.pk, "category": ""}):
+        page = admin_client_.get("/write/redteam/", query)
+        assert page.status_code == 200
+        html = page.content.decode()
+        dropdown = html.split('<select id="model_version"', 1)[1].split("</select>", 1)[0]
+        assert f'<option value="{other.pk}" selected>policy-v2</option>' in dropdown
+        assert dropdown.count("selected") == 1
+        assert "No attacks against policy-v2." in html and PROMPT[:40] not in html
+    harmful = admin_client_.get(
+        "/write/redteam/", {"model_version": other.pk, "category": "harmful"}
+    ).content.decode()
+    assert "No attacks against policy-v2 in this category." in harmful
+    # Unfiltered, the version is not offered: it has no red-team reply to filter by.
+    html = admin_client_.get("/write/redteam/").content.decode()
+    dropdown = html.split('<select id="model_version"', 1)[1].split("</select>", 1)[0]
+    assert f'<option value="{other.pk}"' not in dropdown
 
 
 def test_a_stale_tab_keeps_a_correction_for_a_withdrawn_mark_and_says_why(
