@@ -111,12 +111,16 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid() and policies.is_valid():
         fields = form.cleaned_data
         try:
-            services.project_update(project=project, policies=chosen_policies(policies), **fields)
+            saved = services.project_update(
+                project=project, policies=chosen_policies(policies), **fields
+            )
         except ValidationError as error:
             errors = validation_messages(error)
         else:
             messages.success(request, "Project saved.")
-            return redirect("ranking:project-detail", slug=fields["slug"])
+            # Its address as saved (the slug may have been changed, and is looked up in any
+            # letter case).
+            return redirect("ranking:project-detail", slug=saved.slug)
     return render(
         request,
         "ranking/projects/detail.html",
@@ -137,23 +141,24 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @staff_required
 @require_POST
 def project_gold_create(request: HttpRequest, slug: str) -> HttpResponse:
-    """Copy one of the project's tasks as gold (its agreed order, or the order written)."""
+    """Copy one of the project's tasks as gold (its agreed order, or the order written); back
+    to the project's page under its slug as stored (``slug`` names it in any letter case)."""
     project = get_object_or_404(Project, slug__iexact=slug)
     form = GoldTaskForm(request.POST)
     if not form.is_valid():
         for field, errors in form.errors.items():
             messages.error(request, f"{field}: {' '.join(errors)}")
-        return redirect("ranking:project-detail", slug=slug)
+        return redirect("ranking:project-detail", slug=project.slug)
     # A task id typed wrong is said on the page, as the form's other errors are, not a 404.
     task_id = form.cleaned_data["task_id"]
     task = RankingTask.objects.filter(pk=task_id, project=project).first()
     if task is None:
         messages.error(request, f"No task {task_id} in this project.")
-        return redirect("ranking:project-detail", slug=slug)
+        return redirect("ranking:project-detail", slug=project.slug)
     if task.gold_ordering is not None:
         copy_of = f" (a copy of task {task.gold_of_id})" if task.gold_of_id else ""
         messages.error(request, f"Task {task_id} is a gold task{copy_of}: make gold of a real one.")
-        return redirect("ranking:project-detail", slug=slug)
+        return redirect("ranking:project-detail", slug=project.slug)
     try:
         gold = gold_task_create(task=task, ordering=form.cleaned_data["ordering"])
     except ValidationError as error:
@@ -161,4 +166,4 @@ def project_gold_create(request: HttpRequest, slug: str) -> HttpResponse:
             messages.error(request, text)
     else:
         messages.success(request, f"Gold task {gold.pk} made from task {task.pk}.")
-    return redirect("ranking:project-detail", slug=slug)
+    return redirect("ranking:project-detail", slug=project.slug)

@@ -209,6 +209,29 @@ def test_admin_makes_gold_on_the_project_page_and_sees_accuracy_on_quality(
     assert b'<td class="gold-accuracy">83 % (1)</td>' in page.content
 
 
+def test_the_gold_form_redirects_to_the_project_page_by_its_stored_slug(
+    client, admin_user, other_trainer, project
+):
+    """Slugs name a project in any letter case; the gold form posted at ``/projects/GOLD/``
+    redirected back to ``/projects/GOLD/``, the slug as typed: every answer now leads to the
+    project's own address."""
+    task = task_in_project(other_trainer, project, model_version_create("v"), "q")
+    rank(task, quick_trainer("r"), [[1], [0], [2], [3]])
+    client.force_login(admin_user)
+    url = reverse("ranking:project-gold", args=["GOLD"])
+    own = reverse("ranking:project-detail", args=["gold"])
+    made = client.post(url, {"task_id": task.pk})
+    gold = RankingTask.objects.get(gold_of=task)
+    answers = [
+        made,  # made
+        client.post(url, {"task_id": task.pk, "ordering": "[[1]]"}),  # refused by the service
+        client.post(url, {"task_id": "many"}),  # the form's error
+        client.post(url, {"task_id": 424242}),  # no such task
+        client.post(url, {"task_id": gold.pk}),  # a gold task
+    ]
+    assert [(answer.status_code, answer["Location"]) for answer in answers] == 5 * [(302, own)]
+
+
 def test_the_gold_forms_ordering_box_starts_empty(client, admin_user, project):
     """Empty means the order the rankers agreed on, as the box's help says; it showed ``null``."""
     client.force_login(admin_user)
