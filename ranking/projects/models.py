@@ -57,9 +57,9 @@ class Project(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    # Why the last fill of the project's pool failed (a policy promoted since whose context its
-    # max_new_tokens leaves no prompt room in, ...); empty: it did not. Shown to staff on the
-    # project's page; written by the fill alone.
+    # Why the last fill of the project's pool failed (its max_new_tokens above a generation cap
+    # lowered since, ...); empty: it did not. Shown to staff on the project's page; written by
+    # the fill alone.
     pool_error = models.TextField(blank=True, default="", db_default="", editable=False)
 
     class Meta:

@@ -191,19 +191,21 @@ def _within_unfinished_cap(requested_by: AbstractBaseUser | None) -> Iterator[No
 
 
 NO_DEFAULT_POLICY = (
-    "No policy is active, and the configured default model cannot be registered: an admin must "
-    "promote a policy (the server's log says what is wrong with the default)."
+    "No policy is active, and the configured default model cannot be registered or made active: "
+    "an admin must promote a policy (the server's log says what is wrong with the default)."
 )
 
 
 def _default_policy() -> ModelVersion:
     """The active policy, registering SAMPLER_MODEL when there is none; a SAMPLER_MODEL that
-    cannot be registered is logged whole and refused without its path (trainers ask here, and
-    never see where models are on the server)."""
+    cannot be registered or made active is logged whole and refused without its path (trainers
+    ask here, and never see where models are on the server)."""
     try:
         return model_version_ensure_default()
     except ValidationError as error:
-        logger.error("SAMPLER_MODEL cannot be registered: %s", "; ".join(error.messages))
+        logger.error(
+            "SAMPLER_MODEL cannot be registered or made active: %s", "; ".join(error.messages)
+        )
         raise ValidationError({"model_version": NO_DEFAULT_POLICY}) from error
 
 

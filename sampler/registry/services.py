@@ -488,18 +488,26 @@ def model_version_unloadable_error(*, version: ModelVersion) -> str | None:
     return _not_found_message(version.path)
 
 
+def model_version_activation_error(*, version: ModelVersion) -> str | None:
+    """Why ``version`` (as saved, its row locked) cannot become the active version of its
+    kind (None: it can): its model cannot be loaded here (each suggestion would fail), or a
+    project that would sample from it as the active policy asks for a ``max_new_tokens`` its
+    context has no room for (each preparation of that project's pool would be refused). Every
+    way a version becomes active asks it: a promotion (the Models page, ``manage.py
+    promote``) and the default policy's activation (``model_version_ensure_default``)."""
+    if error := model_version_unloadable_error(version=version):
+        return error
+    return model_version_project_context_error(version=version, active=True)
+
+
 @transaction.atomic
 def model_version_promote(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one active version of its kind, in one atomic switch; refused
-    (``ValidationError``) when its model cannot be loaded here (each suggestion would fail), or
-    when a project that samples from the active policy asks for a ``max_new_tokens`` its
-    context has no room for (each preparation of that project's pool would be refused)."""
-    if error := model_version_unloadable_error(version=version):
-        raise ValidationError({"version": f"{version.name} cannot be promoted: {error}"})
-    # Concurrent promotions serialise here; the version's context is checked as it is saved.
+    (``ValidationError``) for ``model_version_activation_error``'s reasons."""
+    # Concurrent promotions serialise here; the version is checked as it is saved.
     locked = list(ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk"))
     saved = next((row for row in locked if row.pk == version.pk), version)
-    if error := model_version_project_context_error(version=saved, active=True):
+    if error := model_version_activation_error(version=saved):
         raise ValidationError({"version": f"{version.name} cannot be promoted: {error}"})
     ModelVersion.objects.filter(kind=version.kind, is_active=True).exclude(pk=version.pk).update(
         is_active=False
@@ -512,7 +520,8 @@ def model_version_promote(*, version: ModelVersion) -> ModelVersion:
 
 
 def model_version_ensure_default() -> ModelVersion:
-    """Register ``SAMPLER_MODEL`` and make it active when no policy is active yet.
+    """Register ``SAMPLER_MODEL`` and make it active when no policy is active yet; refused
+    (``ValidationError``, nothing registered) for ``model_version_activation_error``'s reasons.
 
     A policy another process activates meanwhile (an admin's promotion, another worker's
     default) stays active and is returned: the one-active-version constraint refuses this
@@ -538,6 +547,12 @@ def _default_activate() -> ModelVersion:
     version = ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
     if version is None:
         version = _sampler_model_register(path=path)
+    # Checked as a promotion is: a project saved while no policy was active was checked
+    # against no context. Refused, the registration made for it is rolled back.
+    if error := model_version_activation_error(version=version):
+        raise ValidationError(
+            {"version": f"{version.name} cannot be made the active policy: {error}"}
+        )
     # Not model_version_promote: that would deactivate a policy activated since the check above.
     # This activation waits for one under way and fails (IntegrityError) if it committed.
     ModelVersion.objects.filter(pk=version.pk, is_active=False).update(

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -253,3 +254,47 @@ def test_a_sampler_model_whose_tokenizer_has_no_chat_template_is_not_registered(
     with pytest.raises(ValidationError, match="has no chat template"):
         model_version_ensure_default()
     assert not ModelVersion.objects.exists()
+
+
+@pytest.mark.parametrize("registered", [False, True])
+def test_the_default_policy_is_not_made_active_when_a_projects_max_new_tokens_overflows_it(
+    db, settings, micro_model_dir, registered
+):
+    """A project saved while no policy was active was checked against no context; the default
+    policy registered (or a version at its path activated) afterwards was not checked against
+    the project, and every fill of its pool was refused. It is refused as a promotion is, by
+    each door that makes it active, and nothing is left registered or active."""
+    from django.core.management import CommandError, call_command
+
+    from ranking.projects.models import Project
+    from ranking.projects.services import project_create
+    from sampler.generation.services import NO_DEFAULT_POLICY, _default_policy
+
+    settings.SAMPLER_MODEL = str(micro_model_dir)
+    positions = _positions(micro_model_dir)
+    earlier = (
+        model_version_register(name="earlier", path=str(micro_model_dir)) if registered else None
+    )
+    project = project_create(
+        name="Long", slug="long", sampling_params={"max_new_tokens": positions}
+    )
+    name = "earlier" if registered else micro_model_dir.name
+    refusal = (
+        f"{name} cannot be made the active policy: Project 'Long' (long) would sample from "
+        f"{name} with max_new_tokens={positions}."
+    )
+
+    with pytest.raises(ValidationError) as error:
+        model_version_ensure_default()
+    assert refusal in " ".join(error.value.messages)
+    assert "Lower the project's max_new_tokens first." in " ".join(error.value.messages)
+    with pytest.raises(CommandError, match=re.escape(refusal)):
+        call_command("ensure_default_model")
+    with pytest.raises(ValidationError) as error:
+        _default_policy()
+    assert error.value.messages == [NO_DEFAULT_POLICY]
+    assert not ModelVersion.objects.filter(is_active=True).exists()
+    assert list(ModelVersion.objects.all()) == ([earlier] if registered else [])
+
+    Project.objects.filter(pk=project.pk).update(sampling_params={"max_new_tokens": positions - 16})
+    assert model_version_ensure_default().is_active
