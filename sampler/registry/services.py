@@ -117,14 +117,17 @@ def _validated_backend(
             # config.json was refused with the path).
             raise ValidationError({"path": _not_found_message(path)})
         if not model_folder_has_chat_template(folder):
-            raise ValidationError(
-                {
-                    "path": f"The tokenizer at {path} has no chat template: every chat it was "
-                    "asked to write would fail. Add one (chat_template in its "
-                    "tokenizer_config.json, or a chat_template.jinja beside it)."
-                }
-            )
+            raise ValidationError({"path": _no_chat_template_message(path)})
     return backend, options
+
+
+def _no_chat_template_message(path: str) -> str:
+    """Why a model whose tokenizer has no chat template is neither registered nor promoted."""
+    return (
+        f"The tokenizer at {path} has no chat template: every chat it was asked to write would "
+        "fail. Add one (chat_template in its tokenizer_config.json, or a chat_template.jinja "
+        "beside it)."
+    )
 
 
 def model_folder_has_chat_template(folder: Path) -> bool:
@@ -490,13 +493,23 @@ def model_version_unloadable_error(*, version: ModelVersion) -> str | None:
 
 def model_version_activation_error(*, version: ModelVersion) -> str | None:
     """Why ``version`` (as saved, its row locked) cannot become the active version of its
-    kind (None: it can): its model cannot be loaded here (each suggestion would fail), or a
-    project that would sample from it as the active policy asks for a ``max_new_tokens`` its
-    context has no room for (each preparation of that project's pool would be refused). Every
-    way a version becomes active asks it: a promotion (the Models page, ``manage.py
-    promote``) and the default policy's activation (``model_version_ensure_default``)."""
+    kind (None: it can): its model cannot be loaded here, or its tokenizer has no chat template
+    (a version registered before registration asked for one, or whose template was removed
+    since; one served elsewhere, ``openai``, is not asked, as at registration): each suggestion
+    would fail; or a project that would sample from it as the active policy asks for a
+    ``max_new_tokens`` its context has no room for (each preparation of that project's pool
+    would be refused). Every way a version becomes active asks it: a promotion (the Models
+    page, ``manage.py promote``) and the default policy's activation
+    (``model_version_ensure_default``)."""
     if error := model_version_unloadable_error(version=version):
         return error
+    folder = model_folder(version.path)
+    if (
+        version.backend != ModelVersion.Backend.OPENAI
+        and folder is not None
+        and not model_folder_has_chat_template(folder)
+    ):
+        return _no_chat_template_message(version.path)
     return model_version_project_context_error(version=version, active=True)
 
 

@@ -239,6 +239,43 @@ def test_the_promote_button_and_command_refuse_a_version_whose_folder_is_gone(
     assert not version.is_active and policy.is_active
 
 
+@pytest.mark.parametrize("backend", ["transformers", "vllm"])
+def test_every_promotion_refuses_a_version_whose_tokenizer_has_no_chat_template(
+    admin_client_, policy, settings, untemplated_model_dir, backend
+):
+    """Registration refuses such a tokenizer, but a version registered before it did (or whose
+    template was removed since) was promoted, and every chat asked of it failed. The Promote
+    button, ``manage.py promote`` and the default policy's activation refuse it; the active
+    policy stays."""
+    version = ModelVersion.objects.create(
+        name="plain", path=str(untemplated_model_dir), backend=backend, context_length=64
+    )
+    refusal = (
+        f"plain cannot be promoted: The tokenizer at {untemplated_model_dir} has no chat "
+        "template: every chat it was asked to write would fail."
+    )
+    page = admin_client_.post(
+        reverse("sampler:version-promote", kwargs={"version_id": version.pk}),
+        {"next": reverse("sampler:models")},
+        follow=True,
+    )
+    assert refusal in html.unescape(page.content.decode())
+    assert "is now the active" not in page.content.decode()
+    with pytest.raises(CommandError) as raised:
+        call_command("promote", "plain", stdout=StringIO())
+    assert refusal in str(raised.value)
+    version.refresh_from_db()
+    policy.refresh_from_db()
+    assert not version.is_active and policy.is_active
+
+    # With no policy active, SAMPLER_MODEL's folder names the version: it is not activated.
+    ModelVersion.objects.filter(pk=policy.pk).delete()
+    settings.SAMPLER_MODEL = str(untemplated_model_dir)
+    with pytest.raises(CommandError, match="plain cannot be made the active policy: The"):
+        call_command("ensure_default_model", stdout=StringIO())
+    assert not ModelVersion.objects.filter(is_active=True).exists()
+
+
 def test_a_version_whose_folder_is_gone_still_takes_other_serving_changes(
     admin_client_, gone_folder, tmp_path
 ):
