@@ -39,6 +39,7 @@ from config.celery import Queue, app
 from config.threads import thread_caps_apply
 from labeling.conversations.models import Conversation
 from labeling.conversations.services import conversation_create
+from sampler.registry.models import ModelVersion
 from tests import settings as run_settings
 
 PASSWORD = "a-Strong-test-passw0rd"
@@ -212,6 +213,26 @@ def post_json(client: Client, url: str, data: object = None, *, idempotency_key:
     headers = {} if idempotency_key is None else {"Idempotency-Key": idempotency_key}
     body = json.dumps({} if data is None else data)
     return client.post(url, body, content_type="application/json", headers=headers)
+
+
+# A model server's options for a version served elsewhere (nothing of it is loaded here).
+SERVED_OPTIONS = {
+    "base_url": "http://server:8000/v1",
+    "model": "m",
+    "api_key_env": "SERVER_API_KEY",
+}
+
+
+def served_version(name: str, context_length: int, *, active: bool = False) -> ModelVersion:
+    """A policy served elsewhere (``openai``: nothing to load here) with a context of
+    ``context_length``, written as it stands (no registration's checks)."""
+    return ModelVersion.objects.create(
+        name=name,
+        backend="openai",
+        backend_options=SERVED_OPTIONS,
+        context_length=context_length,
+        is_active=active,
+    )
 
 
 def free_port() -> int:

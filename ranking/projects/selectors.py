@@ -12,7 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from config.querysets import ids_existing, ids_named
+from config.querysets import ids_existing, ids_named, transaction_lock
 from config.text import text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
 from ranking.rank.models import source_finished
@@ -25,6 +25,10 @@ CHOSEN_PROJECT_SESSION_KEY = "ranking_project"
 
 # The window the ranking rate (and so the ETA) is measured over.
 RATE_WINDOW = timedelta(days=7)
+
+# The lock under which projects' max_new_tokens and the active policy's context are checked
+# against each other (``sampling_context_lock``).
+SAMPLING_CONTEXT_LOCK = "tandem.sampling-context"
 
 
 def project_default() -> Project:
@@ -116,6 +120,18 @@ def project_policy_pick(*, project: Project, rng: random.Random) -> ModelVersion
 def projects_affected_by_promotion() -> QuerySet[Project]:
     """Projects that name no policy sample from the active version: a promotion moves them."""
     return Project.objects.filter(policies__isnull=True).exclude(status=Project.Status.DONE)
+
+
+def sampling_context_lock() -> None:
+    """Hold, until this transaction ends, every other transaction that checks projects'
+    ``max_new_tokens`` against the active policy's context: a project's save (before
+    ``sampling_context_error``) and a policy's activation (before ``projects_context_errors``:
+    a promotion, the default policy's). Each takes it before it reads what it checks, so the
+    second sees what the first committed; otherwise each read the other's state from before
+    it, both passed, and the project was left with a limit its policy has no room for. One
+    lock, not the version rows: with no policy active there is no row both could lock. Taken
+    before any lock on a version's row, so a holder of one never waits for it (a deadlock)."""
+    transaction_lock(SAMPLING_CONTEXT_LOCK)
 
 
 def sampling_context_error(

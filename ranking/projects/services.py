@@ -19,7 +19,7 @@ from ranking.projects.limits import (
     MAX_TARGET_RANKINGS,
 )
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
-from ranking.projects.selectors import sampling_context_error
+from ranking.projects.selectors import sampling_context_error, sampling_context_lock
 from sampler.generation.services import generation_params_validate
 from sampler.registry.models import ModelVersion
 
@@ -126,7 +126,11 @@ def project_setting_errors(
     ``sampling_changed`` False (a save that changes neither the sampling parameters nor the
     versions sampled from): those are not checked. What held when they were saved may not
     hold now (the cap lowered since, a version's context corrected), and the project must
-    still be paused or described; its pool fills say why they fail (``pool_error``)."""
+    still be paused or described; its pool fills say why they fail (``pool_error``).
+
+    Checking them takes ``sampling_context_lock`` until the caller's transaction ends (the one
+    that saves the project): a promotion under way is waited for, and one started later waits
+    for the save and then checks the project as saved."""
     errors = limit_errors({name: getattr(project, name) for name in LIMITS})
     if stored_slug == DEFAULT_PROJECT_SLUG and project.slug != DEFAULT_PROJECT_SLUG:
         # Rows made without a project find the default one by this slug.
@@ -138,6 +142,7 @@ def project_setting_errors(
     except ValidationError as error:
         errors["sampling_params"] = "; ".join(error.messages)
     else:
+        sampling_context_lock()
         if problem := sampling_context_error(project=project, policies=policies):
             errors["sampling_params"] = problem
     return errors

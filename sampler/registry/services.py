@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from huggingface_hub import try_to_load_from_cache
 
-from ranking.projects.selectors import projects_context_errors
+from ranking.projects.selectors import projects_context_errors, sampling_context_lock
 from sampler.generation.backends import validate_options
 from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
 from sampler.registry.selectors import model_version_active
@@ -516,7 +516,10 @@ def model_version_activation_error(*, version: ModelVersion) -> str | None:
 @transaction.atomic
 def model_version_promote(*, version: ModelVersion) -> ModelVersion:
     """Make ``version`` the one active version of its kind, in one atomic switch; refused
-    (``ValidationError``) for ``model_version_activation_error``'s reasons."""
+    (``ValidationError``) for ``model_version_activation_error``'s reasons. A project's save
+    under way is waited for, and one started later waits for the promotion
+    (``sampling_context_lock``)."""
+    sampling_context_lock()
     # Concurrent promotions serialise here; the version is checked as it is saved.
     locked = list(ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk"))
     saved = next((row for row in locked if row.pk == version.pk), version)
@@ -537,8 +540,10 @@ def model_version_ensure_default() -> ModelVersion:
     (``ValidationError``, nothing registered) for ``model_version_activation_error``'s reasons.
 
     A policy another process activates meanwhile (an admin's promotion, another worker's
-    default) stays active and is returned: the one-active-version constraint refuses this
-    activation, and the registration made for it is rolled back."""
+    default) stays active and is returned: a promotion or default under way is waited for
+    (``sampling_context_lock``) and then seen, and should one be activated past that lock, the
+    one-active-version constraint refuses this activation and the registration made for it is
+    rolled back."""
     try:
         return _default_activate()
     except IntegrityError:
@@ -550,6 +555,8 @@ def model_version_ensure_default() -> ModelVersion:
 
 @transaction.atomic
 def _default_activate() -> ModelVersion:
+    # Before the read below: a promotion or a project's save under way is waited for and seen.
+    sampling_context_lock()
     active = model_version_active()
     if active is not None:
         return active
@@ -566,8 +573,8 @@ def _default_activate() -> ModelVersion:
         raise ValidationError(
             {"version": f"{version.name} cannot be made the active policy: {error}"}
         )
-    # Not model_version_promote: that would deactivate a policy activated since the check above.
-    # This activation waits for one under way and fails (IntegrityError) if it committed.
+    # Not model_version_promote: that would deactivate a policy activated since the check above
+    # by a write that took no lock; this activation fails (IntegrityError) if one committed.
     ModelVersion.objects.filter(pk=version.pk, is_active=False).update(
         is_active=True, activated_at=timezone.now()
     )

@@ -2,8 +2,8 @@
 
 A worker's first suggestion registers ``SAMPLER_MODEL`` and makes it active when no policy is
 active. If it checked before the admin's promotion committed and activated after, the default
-would replace the policy the admin chose. Activation is refused by the one-active-policy
-constraint instead, and the worker takes the admin's policy."""
+would replace the policy the admin chose. It waits for the promotion instead (the one-active-policy
+constraint stands behind that), and the worker takes the admin's policy."""
 
 import threading
 

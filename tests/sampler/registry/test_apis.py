@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from sampler.registry import services
 from sampler.registry.models import ModelVersion
+from tests.conftest import served_version
 
 URL = "/api/model-versions/"
 OPENAI = {"base_url": "http://vllm:8000/v1", "model": "policy", "api_key_env": "VLLM_API_KEY"}
@@ -292,17 +293,6 @@ def test_a_version_whose_folder_is_gone_still_takes_other_serving_changes(
     assert (gone_folder.path, gone_folder.backend) != (missing, "vllm")
 
 
-def _served(name: str, context_length: int, *, active: bool = False) -> ModelVersion:
-    """A version served elsewhere (nothing to load here) with a context of ``context_length``."""
-    return ModelVersion.objects.create(
-        name=name,
-        backend="openai",
-        backend_options=OPENAI,
-        context_length=context_length,
-        is_active=active,
-    )
-
-
 SHORT_CONTEXT = (
     "short: max_new_tokens=256 leaves less than 16 tokens for the prompt in this model's "
     "256-token context; ask for at most 240."
@@ -317,8 +307,8 @@ def test_promoting_a_policy_whose_context_a_projects_max_new_tokens_overflows_is
     from ranking.projects.models import Project
     from ranking.projects.services import project_create
 
-    wide = _served("wide", 4096, active=True)
-    short = _served("short", 256)
+    wide = served_version("wide", 4096, active=True)
+    short = served_version("short", 256)
     project_create(name="Long", slug="long", sampling_params={"max_new_tokens": 256})
     # A project with a policy of its own does not follow the promotion; one done samples no more.
     project_create(
@@ -352,8 +342,8 @@ def test_a_context_length_a_projects_max_new_tokens_overflows_is_a_400_naming_th
 ):
     from ranking.projects.services import project_create
 
-    wide = _served("wide", 4096, active=True)
-    named = _served("named", 4096)
+    wide = served_version("wide", 4096, active=True)
+    named = served_version("named", 4096)
     project_create(name="Long", slug="long", sampling_params={"max_new_tokens": 256})
     project_create(
         name="Own", slug="own", sampling_params={"max_new_tokens": 200}, policies=[(named, 1.0)]
