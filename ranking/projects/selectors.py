@@ -124,9 +124,10 @@ def projects_affected_by_promotion() -> QuerySet[Project]:
 
 def sampling_context_lock() -> None:
     """Hold, until this transaction ends, every other transaction that checks projects'
-    ``max_new_tokens`` against the active policy's context: a project's save (before
-    ``sampling_context_error``) and a policy's activation (before ``projects_context_errors``:
-    a promotion, the default policy's). Each takes it before it reads what it checks, so the
+    ``max_new_tokens`` against the contexts of the policies they sample from: a project's save
+    (before ``sampling_context_error``), a policy's activation and a change of a version's
+    context (before ``projects_context_errors``: a promotion, the default policy's, the API's
+    and the admin's serving changes). Each takes it before it reads what it checks, so the
     second sees what the first committed; otherwise each read the other's state from before
     it, both passed, and the project was left with a limit its policy has no room for. One
     lock, not the version rows: with no policy active there is no row both could lock. Taken

@@ -129,8 +129,9 @@ def project_setting_errors(
     still be paused or described; its pool fills say why they fail (``pool_error``).
 
     Checking them takes ``sampling_context_lock`` until the caller's transaction ends (the one
-    that saves the project): a promotion under way is waited for, and one started later waits
-    for the save and then checks the project as saved."""
+    that saves the project), and reads the versions' contexts as they are then: a promotion or
+    a context change under way is waited for, and one started later waits for the save and
+    then checks the project as saved."""
     errors = limit_errors({name: getattr(project, name) for name in LIMITS})
     if stored_slug == DEFAULT_PROJECT_SLUG and project.slug != DEFAULT_PROJECT_SLUG:
         # Rows made without a project find the default one by this slug.
@@ -143,6 +144,10 @@ def project_setting_errors(
         errors["sampling_params"] = "; ".join(error.messages)
     else:
         sampling_context_lock()
+        if policies is not None:
+            # As they are now: a context changed since the caller read them is the one checked.
+            current = ModelVersion.objects.in_bulk([version.pk for version in policies])
+            policies = [current.get(version.pk, version) for version in policies]
         if problem := sampling_context_error(project=project, policies=policies):
             errors["sampling_params"] = problem
     return errors

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from ranking.projects.selectors import sampling_context_lock
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import (
     model_version_context_change_error,
@@ -38,6 +39,9 @@ class ModelVersionAdminForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        # Held until the admin's save commits, before the row's lock below: a project's save
+        # under way is waited for, and its max_new_tokens checked as saved.
+        sampling_context_lock()
         # The saved row, read fresh and locked: the admin's save runs in this transaction.
         if kind_error := model_version_kind_error(version=self.instance, kind=data.get("kind")):
             self.add_error("kind", kind_error)

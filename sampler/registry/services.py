@@ -392,8 +392,10 @@ def model_version_serving_update(
     """Change how a version is served (backend, its options, the directory, the context
     length), validated as at registration. A changed backend or directory re-reads the context
     length unless one is given. A new path or backend must name a model found here. A context
-    too short for the ``max_new_tokens`` of a project that samples from the version is refused.
-    Jobs already sampled keep their provenance (the version's name)."""
+    too short for the ``max_new_tokens`` of a project that samples from the version is refused
+    (a project's save under way is waited for: ``sampling_context_lock``). Jobs already sampled
+    keep their provenance (the version's name)."""
+    sampling_context_lock()
     version = ModelVersion.objects.select_for_update().get(pk=version.pk)
     new_backend = version.backend if backend is UNSET else backend
     # As in the admin: the model must be found here only when what serves it or where it is
@@ -455,7 +457,8 @@ def model_version_context_change_error(
     """Why the saved ``version`` cannot take ``context_length`` (None: it can, or it is
     unchanged): a project that samples from it asks for a ``max_new_tokens`` the shorter
     context has no room for (``model_version_project_context_error``). The row is read as it
-    is now (whether it is the active policy); the admin form checks with it too."""
+    is now (whether it is the active policy); the admin form checks with it too. The caller
+    holds ``sampling_context_lock``, taken before the version's row is locked."""
     saved = ModelVersion.objects.filter(pk=version.pk).first() if version.pk else None
     if saved is None or saved.context_length == context_length:
         return None

@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from ranking.projects.models import Project
 from ranking.projects.services import project_create, project_update
 from sampler.registry.models import ModelVersion
-from sampler.registry.services import model_version_promote
+from sampler.registry.services import model_version_promote, model_version_serving_update
 from tests.conftest import racing, recording_thread, served_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -21,8 +21,12 @@ TOO_LONG = {"max_new_tokens": 256}
 SHORT_CONTEXT = "short: max_new_tokens=256 leaves less than 16 tokens for the prompt"
 
 
-def _refusal(error: ValidationError) -> str:
-    return " ".join(error.messages)
+def _thread(work, outcome: dict):
+    """``work`` on a connection of its own: its result under "done", its refusal's sentences
+    under "refused"."""
+    return recording_thread(
+        work, outcome, "done", refusal=(ValidationError, lambda error: " ".join(error.messages))
+    )
 
 
 @pytest.mark.parametrize("save", ["update", "create"])
@@ -41,7 +45,7 @@ def test_a_project_save_racing_a_promotion_waits_and_is_checked_against_the_new_
         "create": lambda: project_create(name="New", slug="new", sampling_params=TOO_LONG).pk,
     }
     outcome: dict = {}
-    saver = recording_thread(saves[save], outcome, "saved", refusal=(ValidationError, _refusal))
+    saver = _thread(saves[save], outcome)
     with racing(saver, what="the project's save") as race:
         model_version_promote(version=short)
 
@@ -60,12 +64,7 @@ def test_a_promotion_racing_a_project_save_waits_and_sees_the_saved_limit(active
     short = served_version("short", 256)
     project = project_create(name="Long", slug="long", sampling_params={"max_new_tokens": 200})
     outcome: dict = {}
-    promoter = recording_thread(
-        lambda: model_version_promote(version=short).pk,
-        outcome,
-        "promoted",
-        refusal=(ValidationError, _refusal),
-    )
+    promoter = _thread(lambda: model_version_promote(version=short).pk, outcome)
     with racing(promoter, what="the promotion"):
         project_update(project=project, sampling_params=TOO_LONG)
 
@@ -73,3 +72,43 @@ def test_a_promotion_racing_a_project_save_waits_and_sees_the_saved_limit(active
     short.refresh_from_db()
     assert not short.is_active
     assert list(ModelVersion.objects.filter(is_active=True)) == ([wide] if wide else [])
+
+
+@pytest.mark.parametrize("naming", ["as saved", "given again"])
+def test_a_project_save_racing_a_context_change_of_its_policy_waits_and_sees_it(naming):
+    """The version the project names is given a shorter context (API, admin) under way when
+    the project's limit is raised: the save read the context from before the change and
+    passed, as the change had passed on the limit from before the save."""
+    named = served_version("named", 4096)
+    project = project_create(
+        name="Own", slug="own", sampling_params={"max_new_tokens": 100}, policies=[(named, 1.0)]
+    )
+    policies = {"as saved": {}, "given again": {"policies": [(named, 1.0)]}}[naming]
+    outcome: dict = {}
+    saver = _thread(
+        lambda: project_update(project=project, sampling_params=TOO_LONG, **policies).pk, outcome
+    )
+    with racing(saver, what="the project's save") as race:
+        model_version_serving_update(version=named, context_length=256)
+
+    assert race.waited, outcome
+    assert "named: max_new_tokens=256 leaves less than 16" in outcome.get("refused", ""), outcome
+    project.refresh_from_db()
+    assert project.sampling_params == {"max_new_tokens": 100}
+
+
+def test_a_context_change_racing_a_project_save_waits_and_sees_the_saved_limit():
+    named = served_version("named", 4096)
+    project = project_create(
+        name="Own", slug="own", sampling_params={"max_new_tokens": 100}, policies=[(named, 1.0)]
+    )
+    outcome: dict = {}
+    changer = _thread(
+        lambda: model_version_serving_update(version=named, context_length=256).pk, outcome
+    )
+    with racing(changer, what="the context change"):
+        project_update(project=project, sampling_params=TOO_LONG)
+
+    assert "Project 'Own' (own) would sample from named" in outcome.get("refused", ""), outcome
+    named.refresh_from_db()
+    assert named.context_length == 4096
