@@ -26,8 +26,8 @@ CHOSEN_PROJECT_SESSION_KEY = "ranking_project"
 # The window the ranking rate (and so the ETA) is measured over.
 RATE_WINDOW = timedelta(days=7)
 
-# The lock under which projects' max_new_tokens and the active policy's context are checked
-# against each other (``sampling_context_lock``).
+# The lock under which projects' max_new_tokens and the contexts of the policies they sample
+# from are checked against each other (``sampling_context_lock``).
 SAMPLING_CONTEXT_LOCK = "tandem.sampling-context"
 
 

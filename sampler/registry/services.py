@@ -495,14 +495,14 @@ def model_version_unloadable_error(*, version: ModelVersion) -> str | None:
 
 
 def model_version_activation_error(*, version: ModelVersion) -> str | None:
-    """Why ``version`` (as saved, its row locked) cannot become the active version of its
-    kind (None: it can): its model cannot be loaded here, or its tokenizer has no chat template
-    (a version registered before registration asked for one, or whose template was removed
-    since; one served elsewhere, ``openai``, is not asked, as at registration): each suggestion
-    would fail; or a project that would sample from it as the active policy asks for a
-    ``max_new_tokens`` its context has no room for (each preparation of that project's pool
-    would be refused). Every way a version becomes active asks it: a promotion (the Models
-    page, ``manage.py promote``) and the default policy's activation
+    """Why ``version`` (as saved, read under ``sampling_context_lock``) cannot become the
+    active version of its kind (None: it can): its model cannot be loaded here, or its
+    tokenizer has no chat template (a version registered before registration asked for one, or
+    whose template was removed since; one served elsewhere, ``openai``, is not asked, as at
+    registration): each suggestion would fail; or a project that would sample from it as the
+    active policy asks for a ``max_new_tokens`` its context has no room for (each preparation
+    of that project's pool would be refused). Every way a version becomes active asks it: a
+    promotion (the Models page, ``manage.py promote``) and the default policy's activation
     (``model_version_ensure_default``)."""
     if error := model_version_unloadable_error(version=version):
         return error
