@@ -504,6 +504,13 @@ def model_version_activation_error(*, version: ModelVersion) -> str | None:
     of that project's pool would be refused). Every way a version becomes active asks it: a
     promotion (the Models page, ``manage.py promote``) and the default policy's activation
     (``model_version_ensure_default``)."""
+    return _model_version_serving_error(version=version) or model_version_project_context_error(
+        version=version, active=True
+    )
+
+
+def _model_version_serving_error(*, version: ModelVersion) -> str | None:
+    """``model_version_activation_error``'s reasons that lie in the version itself."""
     if error := model_version_unloadable_error(version=version):
         return error
     folder = model_folder(version.path)
@@ -513,7 +520,12 @@ def model_version_activation_error(*, version: ModelVersion) -> str | None:
         and not model_folder_has_chat_template(folder)
     ):
         return _no_chat_template_message(version.path)
-    return model_version_project_context_error(version=version, active=True)
+    return None
+
+
+class DefaultPolicyHeldByProjects(ValidationError):
+    """The default policy could serve, but a project asks for a ``max_new_tokens`` its context
+    has no room for: nothing is made active until that project's limit is lowered."""
 
 
 @transaction.atomic
@@ -540,7 +552,8 @@ def model_version_promote(*, version: ModelVersion) -> ModelVersion:
 
 def model_version_ensure_default() -> ModelVersion:
     """Register ``SAMPLER_MODEL`` and make it active when no policy is active yet; refused
-    (``ValidationError``, nothing registered) for ``model_version_activation_error``'s reasons.
+    (``ValidationError``, nothing registered) for ``model_version_activation_error``'s reasons,
+    as ``DefaultPolicyHeldByProjects`` where only a project's ``max_new_tokens`` stands in the way.
 
     A policy another process activates meanwhile (an admin's promotion, another worker's
     default) stays active and is returned: a promotion or default under way is waited for
@@ -572,8 +585,12 @@ def _default_activate() -> ModelVersion:
         version = _sampler_model_register(path=path)
     # Checked as a promotion is: a project saved while no policy was active was checked
     # against no context. Refused, the registration made for it is rolled back.
-    if error := model_version_activation_error(version=version):
+    if error := _model_version_serving_error(version=version):
         raise ValidationError(
+            {"version": f"{version.name} cannot be made the active policy: {error}"}
+        )
+    if error := model_version_project_context_error(version=version, active=True):
+        raise DefaultPolicyHeldByProjects(
             {"version": f"{version.name} cannot be made the active policy: {error}"}
         )
     # Not model_version_promote: that would deactivate a policy activated since the check above

@@ -1,15 +1,26 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from sampler.registry.services import model_version_ensure_default
+from sampler.registry.services import DefaultPolicyHeldByProjects, model_version_ensure_default
 
 
 class Command(BaseCommand):
-    help = "Register SAMPLER_MODEL as the active policy when no policy is active yet."
+    help = (
+        "Register SAMPLER_MODEL as the active policy when no policy is active yet. A model that "
+        "cannot serve is an error; one refused only because a project asks for a max_new_tokens "
+        "its context has no room for is a warning (exit 0, no policy active), so that the app "
+        "still starts and the project can be corrected on its page."
+    )
 
     def handle(self, *args: object, **options: object) -> None:
         try:
             version = model_version_ensure_default()
+        except DefaultPolicyHeldByProjects as error:
+            self.stderr.write(
+                "Warning: no policy is active; suggestions and ranking tasks are refused until "
+                "one is. " + " ".join(error.messages)
+            )
+            return
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from error
         self.stdout.write(f"Active policy: {version.name} ({version.path})")

@@ -1,5 +1,5 @@
+import io
 import json
-import re
 import shutil
 
 import pytest
@@ -264,7 +264,7 @@ def test_the_default_policy_is_not_made_active_when_a_projects_max_new_tokens_ov
     policy registered (or a version at its path activated) afterwards was not checked against
     the project, and every fill of its pool was refused. It is refused as a promotion is, by
     each door that makes it active, and nothing is left registered or active."""
-    from django.core.management import CommandError, call_command
+    from django.core.management import call_command
 
     from ranking.projects.models import Project
     from ranking.projects.services import project_create
@@ -288,8 +288,12 @@ def test_the_default_policy_is_not_made_active_when_a_projects_max_new_tokens_ov
         model_version_ensure_default()
     assert refusal in " ".join(error.value.messages)
     assert "Lower the project's max_new_tokens first." in " ".join(error.value.messages)
-    with pytest.raises(CommandError, match=re.escape(refusal)):
-        call_command("ensure_default_model")
+    # The app still starts (make run, docker compose run this first): a warning, no error.
+    out, err = io.StringIO(), io.StringIO()
+    call_command("ensure_default_model", stdout=out, stderr=err)
+    assert out.getvalue() == ""
+    assert err.getvalue().startswith("Warning: no policy is active;")
+    assert refusal in err.getvalue()
     with pytest.raises(ValidationError) as error:
         _default_policy()
     assert error.value.messages == [NO_DEFAULT_POLICY]
