@@ -68,6 +68,11 @@ class ConversationOutputSerializer(serializers.Serializer):
     title = serializers.CharField()
     instructions = serializers.CharField()
     owner = serializers.CharField(source="owner.username")
+    project = serializers.CharField(
+        source="project.slug",
+        allow_null=True,
+        help_text="Slug of the project the conversation belongs to, as stored.",
+    )
     status = serializers.ChoiceField(choices=Conversation.Status.choices)
     source = serializers.ChoiceField(choices=Conversation.Source.choices)
     active_leaf_id = serializers.IntegerField(allow_null=True)

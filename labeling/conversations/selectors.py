@@ -63,7 +63,7 @@ def conversation_list(
     """Conversations visible to ``user``: their own, or everyone's for admins, each with its
     ``turn_count`` (the turns on the branch shown) and when its last turn was written."""
     in_tree = Q(messages__is_candidate=False)
-    conversations = Conversation.objects.select_related("owner").annotate(
+    conversations = Conversation.objects.select_related("owner", "project").annotate(
         turn_count=_active_path_length(),
         last_message_at=Max("messages__created_at", filter=in_tree),
     )
@@ -161,7 +161,7 @@ class TranscriptEntry:
 
 def conversation_get_for_user(*, conversation_id: int, user: AbstractBaseUser) -> Conversation:
     """The conversation if ``user`` may see it (its writer, or an admin); 404 otherwise."""
-    conversations = Conversation.objects.select_related("owner", "active_leaf")
+    conversations = Conversation.objects.select_related("owner", "active_leaf", "project")
     if not is_admin(user):
         conversations = conversations.filter(owner=user)
     return get_object_or_404(conversations, pk=conversation_id)

@@ -42,6 +42,32 @@ def test_the_api_creates_a_conversation_in_a_project_open_to_the_caller_only(tra
     assert not Conversation.objects.filter(title="B").exists()
 
 
+def test_every_conversation_answer_names_its_project_by_the_slug_stored(
+    trainer_client, django_assert_max_num_queries
+):
+    """A conversation created in a project (named in any letter case) was answered without it,
+    so a client could not see where it went; the create, detail and list answers name it."""
+    from ranking.projects.models import DEFAULT_PROJECT_SLUG
+    from ranking.projects.services import project_create
+
+    project_create(name="Helpfulness", slug="helpful", status="active")
+    created = _post(trainer_client, "/api/conversations/", {"title": "A", "project": "HELPFUL"})
+    assert created.status_code == 201 and created.json()["project"] == "helpful"
+    plain = _post(trainer_client, "/api/conversations/", {"title": "B"})
+    assert plain.json()["project"] == DEFAULT_PROJECT_SLUG
+    detail = trainer_client.get(f"/api/conversations/{created.json()['id']}/")
+    assert detail.json()["project"] == "helpful"
+    for title in "CDEF":
+        _post(trainer_client, "/api/conversations/", {"title": title, "project": "helpful"})
+    with django_assert_max_num_queries(8):  # one query for the projects, not one a row
+        listed = trainer_client.get("/api/conversations/").json()["results"]
+    assert {row["title"]: row["project"] for row in listed} == {
+        "A": "helpful",
+        "B": DEFAULT_PROJECT_SLUG,
+        **{title: "helpful" for title in "CDEF"},
+    }
+
+
 def test_create_append_branch_and_finish_through_the_api(trainer_client):
     response = _post(
         trainer_client, "/api/conversations/", {"title": "Trip", "instructions": "Be kind."}
