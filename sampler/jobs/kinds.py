@@ -38,6 +38,9 @@ class JobContext:
     options: dict = field(default_factory=dict)
     # Set by the heartbeat thread when the row stopped being ours (cancelled, taken over).
     lost: threading.Event = field(default_factory=threading.Event)
+    # Set once this run's failure is logged: a failure written once more, after a time limit
+    # cut the first write off, is not logged again.
+    failure_logged: bool = False
 
     def _mine(self):
         return self.kind.model.objects.filter(

@@ -485,9 +485,19 @@ def _record_error(context: JobContext, error: BaseException, *, log: bool = True
     """Record on ``context``'s row what ``error`` means for it. Cancelled: left cancelled.
     Transient database trouble: queued again. ``JobRetryLater``: queued again after its delay.
     Anything else: failed with the reason. A failure is logged (unless ``log`` is False: the
-    caller tells it) in one record, with the job's id and the reason, by the call that failed
-    the row: made once more after a time limit (``_recorded``), it logs nothing again."""
+    caller tells it) in one record, with the job's id and the reason, inside the transaction
+    that fails the row, before it commits: a time limit landing as it commits, or just after,
+    cannot leave it unsaid (the write made once more then finds the job failed, and would
+    log nothing). Once said, it is not said again when a time limit cut the write off and it
+    is made once more (``_recorded``)."""
     kind, job_id = context.kind, context.job.pk
+
+    def said(reason: str, exc_info: BaseException | None = None) -> None:
+        if not log or context.failure_logged:
+            return
+        context.failure_logged = True
+        logger.error("%s job %s failed: %s", kind.name, job_id, reason, exc_info=exc_info)
+
     if isinstance(error, JobCancelled):
         logger.info("%s job %s stopped: %s", kind.name, job_id, "no longer ours")
     elif isinstance(error, TRANSIENT_ERRORS):
@@ -500,23 +510,21 @@ def _record_error(context: JobContext, error: BaseException, *, log: bool = True
             with contextlib.suppress(DatabaseError):
                 connection.close_if_unusable_or_obsolete()
         _requeue_or_fail(
-            kind, job_id, token=context.token, reason=f"Database trouble: {error}", log=log
+            kind, job_id, token=context.token, reason=f"Database trouble: {error}", said=said
         )
     elif isinstance(error, JobRetryLater):
         _requeue_or_fail(
-            kind, job_id, token=context.token, reason=str(error), delay=error.delay, log=log
+            kind, job_id, token=context.token, reason=str(error), delay=error.delay, said=said
         )
     else:
         description = _describe(error)
-        if not job_fail(job=context.job, error=description, token=context.token) or not log:
-            return
         if isinstance(error, JobError | ValidationError):
             # A failure the job explains itself (a model server's key not set, bad data): its
             # message is all there is to it, a traceback would bury it.
-            logger.error("%s job %s failed: %s", kind.name, job_id, description)
+            on_failed = partial(said, description)
         else:
-            reason = f"{type(error).__name__}: {error}"
-            logger.error("%s job %s failed: %s", kind.name, job_id, reason, exc_info=error)
+            on_failed = partial(said, f"{type(error).__name__}: {error}", error)
+        job_fail(job=context.job, error=description, token=context.token, on_failed=on_failed)
 
 
 @contextmanager
@@ -630,8 +638,17 @@ def _fail_locked(kind: JobKind, job: Job, error: str, now: datetime) -> None:
         kind.on_given_up(job)
 
 
-def job_fail(*, job: Job, error: str, token: str | None = None) -> bool:
-    """Mark an unfinished job failed (only the run holding ``token``, when given)."""
+def job_fail(
+    *,
+    job: Job,
+    error: str,
+    token: str | None = None,
+    on_failed: Callable[[], object] | None = None,
+) -> bool:
+    """Mark an unfinished job failed (only the run holding ``token``, when given).
+    ``on_failed`` runs once the row is failed, inside the transaction, before it commits (a
+    log record of the failure: said after the commit, a time limit landing as it commits
+    would leave it unsaid)."""
     kind = job_kind_of(job)
     with transaction.atomic():
         row = kind.model.objects.select_for_update(of=("self",)).filter(pk=job.pk).first()
@@ -640,6 +657,8 @@ def job_fail(*, job: Job, error: str, token: str | None = None) -> bool:
         if token is not None and row.publish_token != token:
             return False
         _fail_locked(kind, row, error, timezone.now())
+        if on_failed is not None:
+            on_failed()
     return True
 
 
@@ -651,13 +670,14 @@ def _requeue_or_fail(
     reason: str,
     delay: float = 0.0,
     stalled_by: datetime | None = None,
-    log: bool = True,
+    said: Callable[[str], object] | None = None,
 ) -> None:
     """Queue the running job again (after ``delay`` seconds), or fail it past its attempts.
     ``stalled_by``: only if its worker has stalled by then, as the locked row says (a heartbeat
-    may have landed since the row was read). The outcome is logged once it is written (a write
-    cut off by a time limit and made once more is logged once); ``log`` False: a failure is not
-    (the caller tells it: a job running this one inside its own goes back to its queue)."""
+    may have landed since the row was read). The outcome is logged as it is written, inside
+    its transaction: a failure before the commit (by ``said`` with the reason when given:
+    the run's own record, said once however often the write is made), a retry as the commit
+    lands, before its publication."""
     with transaction.atomic():
         job = kind.model.objects.select_for_update(of=("self",)).filter(pk=job_id).first()
         if job is None or job.status != JobStatus.RUNNING:
@@ -673,6 +693,10 @@ def _requeue_or_fail(
             if job.queue:
                 reason = f"{reason} Gave up after {job.attempts} attempts."
             _fail_locked(kind, job, reason, timezone.now())
+            if said is None:
+                logger.error("%s job %s failed: %s", kind.name, job_id, reason)
+            else:
+                said(reason)
         else:
             job.status, job.error = JobStatus.QUEUED, _error_text(reason)
             job.save(update_fields=["status", "error"])
@@ -685,8 +709,6 @@ def _requeue_or_fail(
                 )
             )
             job_enqueue(job=job, countdown=delay)
-    if failed and log:
-        logger.error("%s job %s failed: %s", kind.name, job_id, reason)
 
 
 def job_cancel(*, job: Job) -> Job:

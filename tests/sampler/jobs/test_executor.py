@@ -528,6 +528,58 @@ def test_a_job_given_up_as_a_time_limit_cuts_its_failure_off_is_logged_failed_on
     assert _failure_records(caplog) == [f"generation job {done.pk} failed: {reason}"]
 
 
+@pytest.fixture
+def limit_as_the_failure_commits(monkeypatch):
+    """The worker's time limit lands as the first transaction that leaves the job failed
+    commits (as the commit returns: the row is failed, nothing after it in the run done)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+    from django.db import transaction
+
+    close = transaction.Atomic.__exit__
+    met = []
+
+    def exit_then_limit(self, exc_type, exc_value, traceback):
+        closed = close(self, exc_type, exc_value, traceback)
+        failed = GenerationJob.objects.filter(status=GenerationJob.Status.FAILED).exists()
+        if exc_type is None and not met and failed:
+            met.append(True)
+            raise SoftTimeLimitExceeded()
+        return closed
+
+    monkeypatch.setattr(transaction.Atomic, "__exit__", exit_then_limit)
+    return met
+
+
+def test_a_failure_is_logged_though_a_time_limit_lands_as_it_commits(
+    policy, broker, caplog, worker_run_cut_off, limit_as_the_failure_commits
+):
+    """The job failed, and the worker's time limit lands as the failure commits, before
+    anything after it ran: the failure is logged all the same, once. Before, it was logged
+    after the commit, so not at all: the write made once more found the job failed already."""
+    done, _calls = worker_run_cut_off(RuntimeError("the engine crashed"), None)
+    assert done.status == GenerationJob.Status.FAILED and limit_as_the_failure_commits
+    assert _failure_records(caplog) == [
+        f"generation job {done.pk} failed: RuntimeError: the engine crashed"
+    ]
+
+
+def test_a_job_given_up_is_logged_though_a_time_limit_lands_as_it_commits(
+    policy, broker, settings, caplog, worker_run_cut_off, limit_as_the_failure_commits
+):
+    """The model server is down on the job's last attempt, and the time limit lands as its
+    failure commits: it is logged once all the same (before, not at all)."""
+    from sampler.generation.backends import BackendUnavailable
+
+    done, _calls = worker_run_cut_off(
+        BackendUnavailable("The model server is down."),
+        None,
+        attempts=settings.JOB_MAX_ATTEMPTS - 1,
+    )
+    assert done.status == GenerationJob.Status.FAILED and limit_as_the_failure_commits
+    reason = f"The model server is down. Gave up after {settings.JOB_MAX_ATTEMPTS} attempts."
+    assert _failure_records(caplog) == [f"generation job {done.pk} failed: {reason}"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_job_queued_again_is_logged_though_a_time_limit_cuts_its_publication_off(
     policy, trainer, broker, monkeypatch, caplog
