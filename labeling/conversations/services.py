@@ -11,7 +11,7 @@ from typing import NamedTuple
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, F, OuterRef, Q
 from django.utils import timezone
 from rapidfuzz.distance import LCSseq, Levenshtein
 
@@ -47,7 +47,8 @@ from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_defau
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
 from sampler.moderation.filters import content_filter_configured, content_filter_get
-from sampler.moderation.services import texts_moderate
+from sampler.moderation.selectors import moderation_of_sample_exists
+from sampler.moderation.services import samples_moderate, texts_moderate
 
 log = logging.getLogger(__name__)
 
@@ -776,20 +777,26 @@ REJUDGE_WALK = "message_texts_rejudge"
 
 
 def message_texts_rejudge(*, most: int, scan: int) -> int:
-    """Mark for the filter again, and filter, the model-written messages whose text is no
-    sample's and whose verdict on it is by no filter configured now: judged by another filter
-    or another version of it (``CONTENT_FILTER`` or its settings changed), or by none (saved
-    while no filter was configured, or the sample whose text it was deleted since); how many
-    were filtered. A run looks at the next ``scan`` messages at the most, by id, from where the
-    last run stopped (``MessageWalk``), and takes ``most`` of them at the most: the walk goes
-    on after the last one taken, or after the last one looked at when fewer were found, and
-    starts again at the first message once it has looked at the last. So a run's work is
-    bounded whatever the table's size (the steady state, when none is to be judged again,
-    included), and every such message is reached within one whole walk. One still waiting is
-    left to ``message_texts_moderate``."""
+    """Judge again the model-written messages whose verdict is by no filter configured now
+    (``CONTENT_FILTER`` or its settings changed since), as one walk; how many were judged.
+    A message whose text is no sample's is marked for the filter again, and filtered on its
+    own text, when its verdict on it is by another filter or another version of it, or by none
+    (saved while no filter was configured, or the sample whose text it was deleted since). A
+    suggestion used as it is (its text its sample's) is judged as its sample: its sample is
+    filtered when it has no verdict by the filter configured now, and that verdict is the one
+    shown wherever the sample is (the other samples, never shown again, keep theirs). A run
+    looks at the next ``scan`` messages at the most, by id, from where the last run stopped
+    (``MessageWalk``), and takes ``most`` of them at the most: the walk goes on after the last
+    one taken, or after the last one looked at when fewer were found, and starts again at the
+    first message once it has looked at the last. So a run's work is bounded whatever the
+    table's size (the steady state, when none is to be judged again, included), and every such
+    message is reached within one whole walk. One still waiting is left to
+    ``message_texts_moderate``. Samples the filter raises on are logged and keep the verdict
+    they had; the walk reaches them again."""
     content_filter = content_filter_get()
     if content_filter is None or most <= 0 or scan <= 0:
         return 0
+    name, version = content_filter.name, content_filter.version
     with transaction.atomic():
         # Held to the commit: a sweep running beside this one goes on after this run's share.
         walk, _ = MessageWalk.objects.select_for_update().get_or_create(name=REJUDGE_WALK)
@@ -797,31 +804,62 @@ def message_texts_rejudge(*, most: int, scan: int) -> int:
         last_looked_at = window.order_by("pk").values_list("pk", flat=True)[scan - 1 : scan].first()
         if last_looked_at is not None:
             window = window.filter(pk__lte=last_looked_at)
-        ids = list(
-            _own_words(window.filter(text_moderation_pending=False))
-            .exclude(
-                text_filter_name=content_filter.name, text_filter_version=content_filter.version
+        as_sample = Q(sample__isnull=False, content=F("sample__text"))
+        found = list(
+            window.filter(
+                origin__in=[Message.Origin.MODEL, Message.Origin.MODEL_EDITED],
+                text_moderation_pending=False,
             )
+            .filter(
+                (_OWN_WORDS & ~Q(text_filter_name=name, text_filter_version=version))
+                | (
+                    as_sample
+                    & ~moderation_of_sample_exists(
+                        sample=OuterRef("sample_id"), name=name, version=version
+                    )
+                )
+            )
+            .annotate(as_sample=ExpressionWrapper(as_sample, output_field=BooleanField()))
             .order_by("pk")
-            .values_list("pk", flat=True)[:most]
+            .values_list("pk", "sample_id", "as_sample")[:most]
         )
-        if len(ids) == most:
-            walk.after_id = ids[-1]
+        if len(found) == most:
+            walk.after_id = found[-1][0]
         else:  # the window was gone through: on after it, or from the start at the table's end
             walk.after_id = last_looked_at or 0
         walk.save(update_fields=["after_id"])
+        ids = [pk for pk, _, as_sample in found if not as_sample]
         Message.objects.filter(pk__in=ids, text_moderation_pending=False).update(
             text_moderation_pending=True
         )
-    return message_texts_moderate(message_ids=ids) if ids else 0
+    as_samples = [(pk, sample_id) for pk, sample_id, as_sample in found if as_sample]
+    done = _samples_rejudge(as_samples) if as_samples else 0
+    return done + (message_texts_moderate(message_ids=ids) if ids else 0)
 
 
-def _own_words(messages: QuerySet[Message]) -> QuerySet[Message]:
-    """The model-written ``messages`` whose text is no sample's (``_needs_own_verdict``)."""
-    return messages.filter(
-        Q(sample__isnull=True) | ~Q(content=F("sample__text")),
-        origin__in=[Message.Origin.MODEL, Message.Origin.MODEL_EDITED],
-    )
+def _samples_rejudge(messages: list[tuple[int, int]]) -> int:
+    """Filter the samples of these (message id, sample id) pairs, in batches; how many of the
+    messages were judged. A batch the filter raises on is logged and passed over."""
+    done = 0
+    for start in range(0, len(messages), TEXT_MODERATION_BATCH):
+        batch = messages[start : start + TEXT_MODERATION_BATCH]
+        samples = list(Sample.objects.filter(pk__in={sample_id for _, sample_id in batch}))
+        try:
+            samples_moderate(samples=samples)
+        except Exception:
+            # Those samples keep the verdict they had; the walk comes back to them.
+            log.exception(
+                "The content filter failed on the samples of messages %s to %s.",
+                batch[0][0],
+                batch[-1][0],
+            )
+        else:
+            done += len(batch)
+    return done
+
+
+# A model-written message whose text is no sample's (``_needs_own_verdict``).
+_OWN_WORDS = Q(sample__isnull=True) | ~Q(content=F("sample__text"))
 
 
 def _message_texts_moderate(

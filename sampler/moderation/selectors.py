@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 
-from django.db.models import Case, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 
 from sampler.moderation.filters import content_filter_identity
 from sampler.moderation.models import ModerationResult, text_sha256
@@ -73,3 +73,11 @@ def moderation_shown_of_texts(
         shown.get(text_sha256(text)) if sample_id is None else shown.get(sample_id)
         for text, sample_id in texts
     ]
+
+
+def moderation_of_sample_exists(*, sample: OuterRef, name: str, version: str) -> Exists:
+    """Whether the sample ``sample`` (an outer query's reference to it) has a verdict by the
+    filter ``name`` at ``version``: a subquery for filtering rows that hold a sample."""
+    return Exists(
+        ModerationResult.objects.filter(sample_id=sample, filter_name=name, filter_version=version)
+    )

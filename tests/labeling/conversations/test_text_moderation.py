@@ -400,6 +400,32 @@ def test_a_change_of_the_filter_has_the_sweep_judge_the_replies_again(
     assert tasks.moderate_pending_message_texts() == 0
 
 
+def test_a_change_of_the_filter_has_the_sweep_judge_a_suggestion_used_as_it_is_again(
+    secrets_filter, suggestion, trainer, trainer_client, conversation, broker, committed
+):
+    """A suggestion used as it is, judged as its sample by one filter, is judged again by the
+    sweep once another is configured, as an edited reply is: the sample gets the new filter's
+    verdict, and the reply's page (and everything that shows the sample) shows it; the sweep
+    after finds nothing more to judge."""
+    sample = suggestion
+    samples_moderate(samples=[sample])
+    with committed():
+        reply = services.message_append(
+            conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+        )
+    assert tasks.moderate_pending_message_texts() == 0
+
+    secrets_filter.CONTENT_FILTER_WORDS = {"certainty": ["answer"]}
+    assert tasks.moderate_pending_message_texts() == 1
+
+    version = content_filter_get().version
+    assert sample.moderation_results.get(filter_version=version).flagged
+    assert not _verdict(reply.content).exists()  # judged as its sample, not on its own
+    page = trainer_client.get(feedback_url("message", reply.pk)).content.decode()
+    assert "The content filter flagged this: certainty" in page
+    assert tasks.moderate_pending_message_texts() == 0
+
+
 def test_the_replies_judged_again_take_the_room_the_waiting_ones_leave_in_a_sweep(
     secrets_filter, trainer, broker, committed, monkeypatch
 ):
