@@ -2,11 +2,12 @@
 
 from sampler.comparisons.models import ModelComparison, SideBySide, SideBySideVote
 from sampler.generation.models import GenerationJob, Sample
-from sampler.moderation.models import ModerationResult
+from sampler.moderation.models import ContentFilterProblem, ModerationResult
 from sampler.registry.models import ModelVersion
 from sampler.runs.models import TrainingRun
 
 __all__ = [
+    "ContentFilterProblem",
     "GenerationJob",
     "ModelComparison",
     "ModelVersion",

@@ -46,9 +46,14 @@ from labeling.redteam.models import Attack
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_default_id
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
-from sampler.moderation.filters import content_filter_configured, content_filter_get
+from sampler.moderation.filters import ContentFilter, content_filter_configured
 from sampler.moderation.selectors import moderation_of_sample_exists
-from sampler.moderation.services import samples_moderate, texts_moderate
+from sampler.moderation.services import (
+    ContentFilterUnavailable,
+    content_filter_ready,
+    samples_moderate,
+    texts_moderate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -754,12 +759,24 @@ def message_texts_moderate(
     messages. Idempotent: a text the filter's version already judged is not judged again
     (``texts_moderate``), and a message filtered twice stores one verdict. A batch the filter
     raises on is logged and stays waiting (the sweep tries it again), and the batches after it
-    are filtered. With no filter configured nothing is filtered and the messages stay waiting
-    for one."""
+    are filtered. With no filter configured, or one that cannot run (``content_filter_ready``:
+    recorded and logged, not raised), nothing is filtered and the messages stay waiting."""
+    content_filter = _ready_filter()
+    if content_filter is None:
+        return 0
     done, _ = _message_texts_moderate(
-        message_ids=message_ids, created_before=created_before, most=most
+        content_filter, message_ids=message_ids, created_before=created_before, most=most
     )
     return done
+
+
+def _ready_filter() -> ContentFilter | None:
+    """The configured filter, ready to run; None when there is none, or it cannot run (then
+    recorded and logged by ``content_filter_ready``: the texts wait for it, nothing raised)."""
+    try:
+        return content_filter_ready()
+    except ContentFilterUnavailable:
+        return None
 
 
 def message_texts_sweep(*, created_before: datetime, most: int, scan: int) -> int:
@@ -767,9 +784,15 @@ def message_texts_sweep(*, created_before: datetime, most: int, scan: int) -> in
     that were saved before ``created_before`` (``message_texts_moderate``), then, in the room
     they leave of ``most``, those judged by no filter configured now among the next ``scan``
     messages of the walk (``message_texts_rejudge``), so that these never hold up the ones
-    waiting; how many were filtered."""
-    done, tried = _message_texts_moderate(created_before=created_before, most=most)
-    return done + message_texts_rejudge(most=most - tried, scan=scan)
+    waiting; how many were filtered. A filter that cannot run (``content_filter_ready``) stops
+    the sweep before it starts, recorded and logged, not raised: nothing is filtered, no message
+    is marked to be judged again, and the walk stays where it was, so no verdict shown is traded
+    for "not judged yet" while nothing can judge."""
+    content_filter = _ready_filter()
+    if content_filter is None:
+        return 0
+    done, tried = _message_texts_moderate(content_filter, created_before=created_before, most=most)
+    return done + _message_texts_rejudge(content_filter, most=most - tried, scan=scan)
 
 
 # The walk of the messages table that ``message_texts_rejudge`` goes on with at each run.
@@ -792,9 +815,17 @@ def message_texts_rejudge(*, most: int, scan: int) -> int:
     table's size (the steady state, when none is to be judged again, included), and every such
     message is reached within one whole walk. One still waiting is left to
     ``message_texts_moderate``. Samples the filter raises on are logged and keep the verdict
-    they had; the walk reaches them again."""
-    content_filter = content_filter_get()
-    if content_filter is None or most <= 0 or scan <= 0:
+    they had; the walk reaches them again. A filter that cannot run marks nothing, as in
+    ``message_texts_sweep``."""
+    content_filter = _ready_filter()
+    if content_filter is None:
+        return 0
+    return _message_texts_rejudge(content_filter, most=most, scan=scan)
+
+
+def _message_texts_rejudge(content_filter: ContentFilter, *, most: int, scan: int) -> int:
+    """``message_texts_rejudge`` with ``content_filter``, ready to run."""
+    if most <= 0 or scan <= 0:
         return 0
     name, version = content_filter.name, content_filter.version
     with transaction.atomic():
@@ -834,7 +865,7 @@ def message_texts_rejudge(*, most: int, scan: int) -> int:
         )
     as_samples = [(pk, sample_id) for pk, sample_id, as_sample in found if as_sample]
     done = _samples_rejudge(as_samples) if as_samples else 0
-    return done + (message_texts_moderate(message_ids=ids) if ids else 0)
+    return done + (_message_texts_moderate(content_filter, message_ids=ids)[0] if ids else 0)
 
 
 def _samples_rejudge(messages: list[tuple[int, int]]) -> int:
@@ -863,15 +894,14 @@ _OWN_WORDS = Q(sample__isnull=True) | ~Q(content=F("sample__text"))
 
 
 def _message_texts_moderate(
+    content_filter: ContentFilter,
     *,
     message_ids: Iterable[int] | None = None,
     created_before: datetime | None = None,
     most: int | None = None,
 ) -> tuple[int, int]:
-    """``message_texts_moderate``: how many messages were filtered, and how many tried."""
-    content_filter = content_filter_get()
-    if content_filter is None:
-        return 0, 0
+    """``message_texts_moderate`` with ``content_filter``, ready to run: how many messages
+    were filtered, and how many tried."""
     waiting = Message.objects.filter(text_moderation_pending=True)
     if message_ids is not None:
         waiting = waiting.filter(pk__in=list(message_ids))

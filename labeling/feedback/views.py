@@ -14,6 +14,7 @@ from config.querysets import page_of
 from labeling.feedback import selectors, services
 from labeling.feedback.forms import FeedbackFilterForm, RatingForm, ReportForm
 from labeling.feedback.models import Feedback
+from sampler.moderation.selectors import content_filter_problem
 
 FEEDBACK = "labeling/feedback/target.html"
 PAGE_SIZE = 50
@@ -154,6 +155,7 @@ def feedback_overview(request: HtmxHttpRequest) -> HttpResponse:
             "query": query.urlencode(),
             "by_model_version": selectors.feedback_counts_by_model_version(rows=rows),
             "confusion": selectors.filter_confusion(filters=filters),
+            "filter_problem": content_filter_problem(),
             "category_names": Feedback.Category.choices,
         },
     )

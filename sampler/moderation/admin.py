@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from config.admin import ReadOnlyAdminMixin
-from sampler.moderation.models import ModerationResult
+from sampler.moderation.models import ContentFilterProblem, ModerationResult
 
 
 @admin.register(ModerationResult)
@@ -25,3 +25,13 @@ class ModerationResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("sample__text",)
     raw_id_fields = ("sample",)
     readonly_fields = ("created_at",)
+
+
+@admin.register(ContentFilterProblem)
+class ContentFilterProblemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Why the configured content filter cannot run, as the last worker that tried it found
+    (also on the feedback page): written and deleted by the workers, shown here."""
+
+    list_display = ("id", "reason", "since", "seen_at")
+    list_filter = ("since", "seen_at")
+    search_fields = ("reason",)

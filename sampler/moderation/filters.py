@@ -11,6 +11,9 @@ A filter has a ``name``, a ``version`` (changes whenever what it flags can chang
   sample when its probability reaches ``CONTENT_FILTER_THRESHOLD``.
 
 ``CONTENT_FILTER`` picks one ("builtin", "classifier", "none") or names a class by dotted path.
+A filter may also have ``load()``: what it needs before it scores (a classifier's model) loaded
+now, raising when it cannot be, so a worker finds a filter that cannot run before it starts
+(``sampler.moderation.services.content_filter_ready``).
 """
 
 from __future__ import annotations
@@ -235,6 +238,10 @@ class ClassifierFilter:
                 "flag": sorted(self.flag_labels),
             }
         )
+
+    def load(self) -> None:
+        """Load the model now (once per process); raises when its directory does not load."""
+        classifier_load(self.path)
 
     def _flags(self, label: str) -> bool:
         if self.flag_labels:

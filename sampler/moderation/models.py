@@ -62,3 +62,18 @@ class ModerationResult(models.Model):
         verdict = "flagged" if self.flagged else "passed"
         subject = f"Sample {self.sample_id}" if self.sample_id else f"Text {self.text_sha256[:12]}"
         return f"{subject} {verdict} by {self.filter_name}"
+
+
+class ContentFilterProblem(models.Model):
+    """Why the configured content filter cannot run, as the last worker that tried it found (a
+    setting refused, a classifier directory that does not load): at most one row, kept while
+    the problem lasts and deleted once the filter runs again. Shown to staff with the filter's
+    other counts; the texts waiting for the filter keep waiting meanwhile."""
+
+    reason = models.TextField()
+    # When this reason was first met, and when a worker last met it.
+    since = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Content filter cannot run: {self.reason[:80]}"

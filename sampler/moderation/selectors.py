@@ -5,7 +5,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 
 from sampler.moderation.filters import content_filter_identity
-from sampler.moderation.models import ModerationResult, text_sha256
+from sampler.moderation.models import ContentFilterProblem, ModerationResult, text_sha256
 
 # Which of a text's verdicts is shown: the configured filter's (name and version) where it has
 # one, else the newest, whatever filter made it. Switching the filter from A to B and back to A
@@ -81,3 +81,9 @@ def moderation_of_sample_exists(*, sample: OuterRef, name: str, version: str) ->
     return Exists(
         ModerationResult.objects.filter(sample_id=sample, filter_name=name, filter_version=version)
     )
+
+
+def content_filter_problem() -> ContentFilterProblem | None:
+    """Why the configured filter cannot run, as a worker last found it; None when it runs (or
+    no worker has tried it since it was fixed)."""
+    return ContentFilterProblem.objects.first()

@@ -1,10 +1,68 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
 
 from sampler.generation.models import Sample
 from sampler.moderation.filters import ContentFilter, FilterResult, content_filter_get
-from sampler.moderation.models import ModerationResult, text_sha256
+from sampler.moderation.models import ContentFilterProblem, ModerationResult, text_sha256
+
+log = logging.getLogger(__name__)
+
+# The one row a problem with the filter is recorded in.
+PROBLEM_ID = 1
+
+
+class ContentFilterUnavailable(Exception):
+    """The configured filter cannot be built or loaded (recorded, with the reason)."""
+
+
+def content_filter_ready() -> ContentFilter | None:
+    """The configured filter, built and loaded (``load()``, where it has one: a classifier's
+    model), for a worker about to filter texts; None when filtering is off. One that cannot be
+    built or loaded (a setting refused, a classifier directory that does not load, a custom
+    class that raises) raises ``ContentFilterUnavailable`` with the reason, once that reason is
+    recorded (``ContentFilterProblem``, shown to staff) and logged: at ERROR the first time it
+    is met, then at DEBUG, so a sweep each minute says it once. A filter that runs again
+    deletes the record (logged at INFO)."""
+    try:
+        content_filter = content_filter_get()
+        load = getattr(content_filter, "load", None)
+        if load is not None:
+            load()
+    except Exception as error:  # whatever a filter's settings or class raise: recorded, said
+        reason = f"{type(error).__name__}: {error}"
+        _problem_record(reason, error)
+        raise ContentFilterUnavailable(reason) from error
+    if ContentFilterProblem.objects.filter(pk=PROBLEM_ID).delete()[0]:
+        log.info("The content filter runs again.")
+    return content_filter
+
+
+def _problem_record(reason: str, error: Exception) -> None:
+    """Record ``reason`` as the filter's problem; log it at ERROR when it is new."""
+    now = timezone.now()
+    with transaction.atomic():
+        problem, created = ContentFilterProblem.objects.select_for_update().get_or_create(
+            pk=PROBLEM_ID, defaults={"reason": reason, "since": now, "seen_at": now}
+        )
+        new = created or problem.reason != reason
+        if not created:
+            if new:
+                problem.reason, problem.since = reason, now
+            problem.seen_at = now
+            problem.save(update_fields=["reason", "since", "seen_at"])
+    log.log(
+        logging.ERROR if new else logging.DEBUG,
+        "The content filter cannot run, so the texts waiting for it wait on: %s",
+        reason,
+        # A setting's or a missing file's message says it all; anything else gets its traceback.
+        exc_info=error if new and not isinstance(error, ImproperlyConfigured | OSError) else None,
+    )
 
 
 def _scored(content_filter: ContentFilter, texts: list[str]) -> list[FilterResult]:

@@ -355,6 +355,60 @@ def test_a_batch_the_filter_fails_on_waits_without_holding_up_the_ones_after_it(
     assert "the classifier ran out of memory" in caplog.text
 
 
+def _classifier_that_cannot_load(settings, tmp_path):
+    settings.CONTENT_FILTER = "classifier"
+    settings.CONTENT_FILTER_MODEL = str(tmp_path / "no-such-classifier")
+    return "no-such-classifier"
+
+
+def _a_blank_term(settings, tmp_path):
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}
+    return "CONTENT_FILTER_WORDS"
+
+
+@pytest.mark.parametrize("misconfigure", [_classifier_that_cannot_load, _a_blank_term])
+def test_a_filter_that_cannot_run_is_recorded_once_and_the_sweep_loses_nothing(
+    misconfigure, secrets_filter, tmp_path, trainer, admin_client_, broker, committed, caplog
+):
+    """A filter the sweep cannot build or load (a setting refused, a classifier directory that
+    does not load) fails no sweep: it is logged once at ERROR with the reason, recorded for the
+    staff's feedback page, and nothing moves: the replies waiting stay waiting, those judged
+    keep their verdict (none is marked for judging again by a filter that cannot judge), and the
+    walk stays where it was. Once the filter runs again, the sweep filters them and the record
+    goes. Before, the sweep raised every minute (a setting refused), or logged a traceback a
+    batch and marked the judged replies as waiting (a classifier that does not load)."""
+    import logging
+
+    judged, unjudged = _import_replies(trainer, committed, "the password is x.", "thanks")
+    tasks.moderate_message_texts([judged.pk])
+    broker.sent.clear()
+    Message.objects.filter(pk=unjudged.pk).update(
+        created_at=timezone.now() - timedelta(seconds=tasks.SWEEP_GRACE_SECONDS + 1)
+    )
+    words = dict(secrets_filter.CONTENT_FILTER_WORDS)
+    named = misconfigure(secrets_filter, tmp_path)
+
+    assert tasks.moderate_pending_message_texts() == 0
+    assert tasks.moderate_pending_message_texts() == 0
+    assert tasks.moderate_message_texts([unjudged.pk]) == 0
+
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and named in errors[0].getMessage()
+    judged.refresh_from_db()
+    assert not judged.text_moderation_pending and judged.text_filter_name == "builtin"
+    assert Message.objects.get(pk=unjudged.pk).text_moderation_pending
+    assert not MessageWalk.objects.filter(after_id__gt=0).exists()
+    page = admin_client_.get(reverse("labeling:feedback")).content.decode()
+    assert 'id="content-filter-problem"' in page and named in page
+
+    secrets_filter.CONTENT_FILTER = "builtin"
+    secrets_filter.CONTENT_FILTER_WORDS = words
+    assert tasks.moderate_pending_message_texts() == 1
+    assert not Message.objects.filter(text_moderation_pending=True).exists()
+    page = admin_client_.get(reverse("labeling:feedback")).content.decode()
+    assert 'id="content-filter-problem"' not in page
+
+
 def _import_replies(trainer, committed, *replies):
     """One imported conversation per reply, its turns waiting for the filter (published)."""
     lines = [
