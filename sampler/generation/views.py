@@ -11,7 +11,11 @@ from config.htmx import HtmxHttpRequest
 from sampler.generation import services
 from sampler.generation.forms import GenerateForm
 from sampler.generation.models import GenerationJob
-from sampler.generation.selectors import generation_job_get, generation_job_list
+from sampler.generation.selectors import (
+    generation_job_get,
+    generation_job_list,
+    generation_jobs_progress,
+)
 from sampler.registry.selectors import model_version_active
 
 # What the page's recent-jobs table listens for: a job it lists may have changed its status.
@@ -58,22 +62,27 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def _recent_jobs(request: HttpRequest) -> dict:
-    """The jobs the table lists, and whether one of them has yet to finish (the table then
-    polls itself, so a job that ends while another is polled above, or in another tab, does
-    not stay shown as queued or running)."""
+    """The jobs the table lists; whether one of them may change by itself: running, or queued
+    where a live worker serves its queue (the table then polls itself, so a job that ends while
+    another is polled above, or in another tab, does not stay shown as queued or running); and
+    the queues where its queued jobs wait with no worker. Jobs waiting for no worker cannot
+    change until one starts (a job waiting is never failed), so for them alone the table stops
+    polling and says why, with a button to check again."""
     recent_jobs = list(generation_job_list(user=request.user, limit=10))
+    progress = generation_jobs_progress(jobs=recent_jobs)
     return {
         "recent_jobs": recent_jobs,
-        "recent_jobs_unfinished": any(not job.is_finished for job in recent_jobs),
+        "recent_jobs_moving": progress.moving,
+        "recent_jobs_queues_without_worker": progress.queues_without_worker,
     }
 
 
 @require_GET
 @trainer_required
 def generate_recent_jobs(request: HtmxHttpRequest) -> HttpResponse:
-    """The page's recent jobs alone: what it asks for again when a job it polls finishes, and
-    every 2 seconds while a job it lists is unfinished. Opened by itself (a bookmark, a typed
-    address), the whole page."""
+    """The page's recent jobs alone: what it asks for again when a job it polls finishes, every
+    2 seconds while a job it lists may change by itself, and when its "Check again" button is
+    pressed. Opened by itself (a bookmark, a typed address), the whole page."""
     if not request.htmx:
         return generate(request)
     return render(request, "sampler/generate.html#recent-jobs", _recent_jobs(request))

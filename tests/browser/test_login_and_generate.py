@@ -5,9 +5,10 @@ from playwright.sync_api import expect
 
 from sampler.generation.models import GenerationJob
 from sampler.generation.views import JOB_FINISHED_EVENT
+from sampler.jobs.kinds import job_kind_of
 from tests.browser.conftest import log_in, try_the_model_filled
 from tests.conftest import PASSWORD
-from tests.sampler.conftest import job_unqueued
+from tests.sampler.conftest import job_unqueued, worker_seen
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -67,6 +68,7 @@ def test_a_job_listed_earlier_shows_its_end_in_recent_jobs_without_a_reload(
     another tab, or before a reload) stayed "Queued" after it had ended. The table now polls
     itself while a job it lists is unfinished, and stops once none is."""
     job = job_unqueued(trainer, n=1)
+    worker_seen(queues=[job_kind_of(job).queue_for(job)])
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/generate/")
     badge = page.locator("#recent-jobs tbody tr .badge")
@@ -78,6 +80,46 @@ def test_a_job_listed_earlier_shows_its_end_in_recent_jobs_without_a_reload(
         "hx-trigger", f"{JOB_FINISHED_EVENT} from:body"
     )
     expect(page).to_have_url(f"{live_server.url}/generate/")
+
+
+def test_recent_jobs_stop_checking_while_their_jobs_wait_for_no_worker(
+    page, live_server, policy, trainer, settings
+):
+    """A job queued while no worker serves its queue cannot change (a job waiting is never
+    failed), so the table stops checking (under a fake clock: a minute goes by with no request)
+    and says why, with a button to check again. Once a worker is live, that check finds the
+    table polling every 2 seconds again, and it shows the job's end. Before, the table polled
+    every 2 seconds for as long as the page stayed open."""
+    # No worker counts as live (the run's own, started by an earlier test, beats every second).
+    settings.WORKER_LIVE_SECONDS = 0
+    job = job_unqueued(trainer, n=1)
+    polls = []
+    page.on(
+        "request",
+        lambda request: polls.append(request.url) if "recent-jobs" in request.url else None,
+    )
+    page.clock.install()
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/generate/")
+    table = page.locator("#recent-jobs")
+    badge = table.locator("tbody tr .badge")
+    expect(badge).to_have_text("Queued")
+    note = page.locator("#recent-jobs-no-worker")
+    queue = job_kind_of(job).queue_for(job)
+    expect(note).to_contain_text(f"serving the {queue} queue")
+    expect(table).to_have_attribute("hx-trigger", f"{JOB_FINISHED_EVENT} from:body")
+    page.clock.run_for(60_000)
+    assert polls == []
+
+    settings.WORKER_LIVE_SECONDS = 60
+    worker_seen(queues=[queue])
+    note.get_by_role("button", name="Check again").click()
+    expect(note).to_have_count(0)
+    expect(table).to_have_attribute("hx-trigger", f"{JOB_FINISHED_EVENT} from:body, every 2s")
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
+    page.clock.run_for(2_500)
+    expect(badge).to_have_text("Succeeded")
+    expect(table).to_have_attribute("hx-trigger", f"{JOB_FINISHED_EVENT} from:body")
 
 
 def test_invalid_generation_request_shows_a_message_and_keeps_the_text(

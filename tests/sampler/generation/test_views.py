@@ -13,6 +13,8 @@ from sampler.generation import services
 from sampler.generation.models import GenerationJob
 from sampler.generation.params import MIN_PROMPT_TOKENS
 from sampler.generation.views import JOB_FINISHED_EVENT
+from sampler.jobs.kinds import job_kind_of
+from tests.sampler.conftest import worker_seen
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 FIELDS = {"message": "hello?", "n": 1, "temperature": 0.8, "top_p": 1.0}
@@ -129,7 +131,9 @@ def test_the_recent_jobs_table_polls_itself_only_while_a_job_it_lists_is_unfinis
     """It was refreshed only by the end of the job polled above it, so a job started earlier
     (or in another tab) that ended meanwhile stayed "Queued" or "Running" until a reload. It
     now asks for itself every 2 s while any job it lists is unfinished, and stops once none is
-    (a job too old to be listed does not keep it polling)."""
+    (a job too old to be listed does not keep it polling). A queued job polls while a live
+    worker serves its queue (the next test: not without one)."""
+    worker_seen()
     polling = f"{JOB_FINISHED_EVENT} from:body, every 2s"
     finished_only = f"{JOB_FINISHED_EVENT} from:body"
 
@@ -168,6 +172,35 @@ def test_the_recent_jobs_table_polls_itself_only_while_a_job_it_lists_is_unfinis
         listed = _job(trainer)
         GenerationJob.objects.filter(pk=listed.pk).update(status=GenerationJob.Status.CANCELLED)
     assert fragment_trigger() == finished_only
+
+
+def test_the_recent_jobs_table_stops_polling_while_its_jobs_wait_for_no_worker(
+    policy, trainer, trainer_client, settings
+):
+    """Queued jobs whose queue no live worker serves cannot change (a job waiting is never
+    failed): the table does not poll for them, and says which queue waits, with a button to
+    check again; a running job, or a worker seen lately, has it poll again. Before, it polled
+    every 2 s for as long as the page stayed open."""
+    polling = f"{JOB_FINISHED_EVENT} from:body, every 2s"
+    finished_only = f"{JOB_FINISHED_EVENT} from:body"
+    url = reverse("sampler:generate-recent-jobs")
+    job = _job(trainer)
+    worker_seen(seconds_ago=settings.WORKER_LIVE_SECONDS + 1)  # seen, not lately
+
+    html = trainer_client.get(url, **HTMX).content.decode()
+    assert _recent_jobs_trigger(html) == finished_only
+    assert 'id="recent-jobs-no-worker"' in html and "Check again" in html
+    queue = job_kind_of(job).queue_for(job)
+    assert f"serving the {queue} queue," in " ".join(html.split())
+
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.RUNNING)
+    html = trainer_client.get(url, **HTMX).content.decode()
+    assert _recent_jobs_trigger(html) == polling and "recent-jobs-no-worker" not in html
+
+    GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.QUEUED)
+    worker_seen()
+    html = trainer_client.get(url, **HTMX).content.decode()
+    assert _recent_jobs_trigger(html) == polling and "recent-jobs-no-worker" not in html
 
 
 def test_a_new_job_is_swapped_into_the_recent_jobs_out_of_band(policy, trainer_client):
