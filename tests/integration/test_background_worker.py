@@ -1,6 +1,7 @@
 """Dataset exports and red-team runs, done by a real worker through the broker: each kind of
 background work is taken from its queue, run by the executor and finished on its row; and the
-content filter on an imported reply's own text, published on commit and run by the worker."""
+content filter on an imported reply's own text, published on commit and run by the worker, and
+the worker's sweep judging the replies no filter of today has judged."""
 
 import gzip
 import json
@@ -19,8 +20,10 @@ from ranking.exports.models import DatasetExport
 from ranking.exports.services import dataset_export_create
 from sampler.moderation.models import ModerationResult, text_sha256
 from tests.conftest import wait_until
+from tests.labeling.conftest import write_turns
 from tests.labeling.redteam.conftest import two_attacks
 from tests.ranking.conftest import finished_conversation
+from tests.sampler.conftest import suggestion_sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -123,3 +126,27 @@ def test_the_workers_sweep_filters_a_reply_imported_while_no_filter_was_configur
     )
     assert reply.text_filter_version == verdict.filter_version
     assert not reply.text_moderation_pending
+
+
+def test_the_workers_sweep_judges_a_suggestion_used_as_it_is_as_its_sample(
+    celery_worker, trainer, conversation, policy, settings
+):
+    """A suggestion used as it is, whose sample has no verdict by the worker's filter (sampled
+    here with ``CONTENT_FILTER=none``): the sweep, run by the worker, judges its sample, whose
+    verdict is then the reply's; the reply is not judged on its own words."""
+    settings.CONTENT_FILTER = "none"
+    (user_turn,) = write_turns(conversation, trainer, "and then?")
+    sample = suggestion_sample(trainer, policy, user_turn, text="then shit hit the fan.")
+    reply = conversation_services.message_append(
+        conversation=conversation, author=trainer, content=sample.text, sample_id=sample.pk
+    )
+    assert not reply.text_moderation_pending
+
+    conversation_tasks.moderate_pending_message_texts.apply_async(queue=Queue.DEFAULT.value)
+
+    verdict = wait_until(
+        lambda: ModerationResult.objects.filter(sample=sample).first(),
+        what="the worker's sweep to judge the reply's sample",
+    )
+    assert verdict.flagged and verdict.categories == ["profanity"]
+    assert not ModerationResult.objects.filter(text_sha256=text_sha256(reply.content)).exists()
