@@ -1,11 +1,13 @@
 from django import forms
 from django.contrib import admin
+from django.forms.models import BaseInlineFormSet
 
 from ranking.projects.forms import deadline_help_text
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
 from ranking.projects.services import (
     DEFAULT_PROJECT_OPEN,
     project_clash_errors,
+    project_context_error,
     project_policy_error,
     project_setting_errors,
 )
@@ -13,7 +15,13 @@ from ranking.projects.services import (
 
 class ProjectAdminForm(forms.ModelForm):
     """The admin builds it for every field of Project (it names none itself); it refuses what
-    the project services refuse (the Projects pages and the API save through them)."""
+    the project services refuse (the Projects pages and the API save through them).
+
+    ``policies_inline`` (set by ``ProjectAdmin.get_form``): the policies' inline is posted
+    beside the project, and checks the project's context against the policies the save leaves
+    (``ProjectPolicyFormSet``); without it, the form checks it against those saved."""
+
+    policies_inline = False
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -47,6 +55,7 @@ class ProjectAdminForm(forms.ModelForm):
             stored_slug=self.stored_slug,
             sampling_changed=self.instance.pk is None
             or self.instance.sampling_params != self.stored_params,
+            context_checked=not self.policies_inline,
         )
         for field, message in errors.items():
             self.add_error(field, message)
@@ -66,9 +75,46 @@ class ProjectPolicyAdminForm(forms.ModelForm):
         return cleaned
 
 
+class ProjectPolicyFormSet(BaseInlineFormSet):
+    """The policies posted beside a project. Once its rows are valid, the project's
+    ``max_new_tokens`` (as the project's form read it, validated first) is checked against the
+    versions the save leaves, as the API and the Projects pages check the versions a save
+    names (``project_context_error``, under ``sampling_context_lock``): one it leaves no room
+    in refuses the whole save. Not checked when neither the sampling parameters nor the
+    versions change, as there."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        project = self.instance
+        saved = (
+            list(project.policies.select_related("model_version")) if project.pk is not None else []
+        )
+        shown = {form.instance.pk for form in self.initial_forms}
+        versions = [policy.model_version for policy in saved if policy.pk not in shown]
+        for form in self.forms:
+            if form in self.extra_forms and not form.has_changed():
+                continue
+            if self.can_delete and self._should_delete_form(form):
+                continue
+            versions.append(form.instance.model_version)
+        stored_params = (
+            Project.objects.filter(pk=project.pk).values_list("sampling_params", flat=True).first()
+        )
+        changed = (
+            project.pk is None
+            or project.sampling_params != stored_params
+            or {version.pk for version in versions} != {policy.model_version_id for policy in saved}
+        )
+        if changed and (problem := project_context_error(project=project, policies=versions)):
+            raise forms.ValidationError(problem)
+
+
 class ProjectPolicyInline(admin.TabularInline):
     model = ProjectPolicy
     form = ProjectPolicyAdminForm
+    formset = ProjectPolicyFormSet
     extra = 0
 
 
@@ -90,6 +136,16 @@ class ProjectAdmin(admin.ModelAdmin):
     filter_horizontal = ("trainer_groups",)
     readonly_fields = ("pool_error",)
     inlines = [ProjectPolicyInline]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # A fresh class each call: whether this request's page holds the policies' inline
+        # (which a user without rights on policies is not shown).
+        form.policies_inline = any(
+            isinstance(inline, ProjectPolicyInline)
+            for inline in self.get_inline_instances(request, obj)
+        )
+        return form
 
 
 @admin.register(ProjectPolicy)

@@ -117,11 +117,14 @@ def project_setting_errors(
     stored_slug: str | None,
     policies: list[ModelVersion] | None = None,
     sampling_changed: bool = True,
+    context_checked: bool = True,
 ) -> dict[str, str]:
     """The services' sentence for each setting of ``project`` they refuse, by field (its
     sampling parameters normalised in place); ``stored_slug``: its slug as saved (None: a new
     project); ``policies``: the versions it is to sample from (None: those saved for it). The
-    Django admin checks its forms with it too.
+    Django admin checks its forms with it too; ``context_checked`` False leaves the context
+    to ``project_context_error`` called apart (the admin's inline of the policies posted
+    beside the project, read once the project's form is).
 
     ``sampling_changed`` False (a save that changes neither the sampling parameters nor the
     versions sampled from): those are not checked. What held when they were saved may not
@@ -143,14 +146,30 @@ def project_setting_errors(
     except ValidationError as error:
         errors["sampling_params"] = "; ".join(error.messages)
     else:
-        sampling_context_lock()
-        if policies is not None:
-            # As they are now: a context changed since the caller read them is the one checked.
-            current = ModelVersion.objects.in_bulk([version.pk for version in policies])
-            policies = [current.get(version.pk, version) for version in policies]
-        if problem := sampling_context_error(project=project, policies=policies):
+        if context_checked and (
+            problem := project_context_error(project=project, policies=policies)
+        ):
             errors["sampling_params"] = problem
     return errors
+
+
+def project_context_error(
+    *, project: Project, policies: list[ModelVersion] | None = None
+) -> str | None:
+    """``sampling_context_error`` of ``project`` as a save checks it (``project_setting_errors``):
+    under ``sampling_context_lock`` until the caller's transaction ends, with ``policies`` (the
+    versions it is to sample from; None: those saved for it) read again as they are then. None
+    also where its sampling parameters are refused (``project_setting_errors`` says why)."""
+    try:
+        generation_params_validate(params=project.sampling_params)
+    except ValidationError:
+        return None
+    sampling_context_lock()
+    if policies is not None:
+        # As they are now: a context changed since the caller read them is the one checked.
+        current = ModelVersion.objects.in_bulk([version.pk for version in policies])
+        policies = [current.get(version.pk, version) for version in policies]
+    return sampling_context_error(project=project, policies=policies)
 
 
 def project_policy_error(*, version: ModelVersion, weight: object) -> str | None:

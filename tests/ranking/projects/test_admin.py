@@ -143,3 +143,63 @@ def test_the_admin_refuses_a_slug_another_project_has_in_another_case_naming_it(
     assert "letter case aside" not in body  # said once, not again as the constraint's
     project.refresh_from_db()
     assert project.slug == "other"
+
+
+def test_the_admin_checks_the_policies_posted_in_its_inline_against_the_projects_limit(
+    admin_client_, monkeypatch
+):
+    """The context is checked against the policies the save leaves (the rows posted beside the
+    project), as the API and the Projects pages check the versions a save names, under the
+    lock every project save takes; a refusal writes nothing."""
+    short = ModelVersion.objects.create(name="short", path="short", context_length=256)
+    wide = ModelVersion.objects.create(name="wide", path="wide", context_length=4096)
+    project = project_create(
+        name="Own", slug="own", sampling_params={"max_new_tokens": 256}, policies=[(wide, 1.0)]
+    )
+    url = reverse("admin:ranking_project_change", args=[project.pk])
+    locks = []
+    monkeypatch.setattr(
+        "ranking.projects.services.sampling_context_lock", lambda: locks.append("taken")
+    )
+    data = _change_form(admin_client_, project, [(short, "1")]) | {"description": "Kept?"}
+    data |= {"sampling_params": '{"max_new_tokens": 256}'}
+
+    page = admin_client_.post(url, data)
+
+    assert page.status_code == 200
+    assert (
+        "short: max_new_tokens=256 leaves less than 16 tokens for the prompt in this model&#x27;s "
+        "256-token context; ask for at most 240."
+    ) in page.content.decode()
+    assert locks
+    project.refresh_from_db()
+    assert project.description == ""
+    assert [policy.model_version for policy in project.policies.all()] == [wide]
+
+    # The saved policy removed and a wider one posted with a higher limit: checked against
+    # what the save leaves, not against the policy it removes.
+    (kept,) = project.policies.all()
+    project.policies.update(model_version=short)
+    data = _change_form(admin_client_, project, [(wide, "1")])
+    data |= {"policies-TOTAL_FORMS": 2, "policies-INITIAL_FORMS": 1}
+    data |= {"policies-0-id": kept.pk, "policies-0-project": project.pk}
+    data |= {"policies-0-model_version": short.pk, "policies-0-weight": "1"}
+    data |= {"policies-0-DELETE": "on", "sampling_params": '{"max_new_tokens": 250}'}
+    data |= {"policies-1-model_version": wide.pk, "policies-1-weight": "1"}
+    locks.clear()
+
+    saved = admin_client_.post(url, data)
+
+    assert saved.status_code == 302
+    assert locks
+    project.refresh_from_db()
+    assert project.sampling_params == {"max_new_tokens": 250}
+    assert [policy.model_version for policy in project.policies.all()] == [wide]
+
+    # A new project is checked against the policies posted with it.
+    added = _change_form(admin_client_, project, [(short, "1")])
+    added |= {"name": "New", "slug": "new", "sampling_params": '{"max_new_tokens": 250}'}
+    refused = admin_client_.post(reverse("admin:ranking_project_add"), added)
+    assert refused.status_code == 200
+    assert "short: max_new_tokens=250 leaves less than 16 tokens" in refused.content.decode()
+    assert not Project.objects.filter(slug="new").exists()
