@@ -71,7 +71,8 @@ MAX_FLAG_NOTE_CHARS = 500
 MAX_RATIONALE_CHARS = 4000
 MAX_SKIP_REASON_CHARS = 500
 # What an over-long text is refused with, on the pages (by the services) and in the API (by its
-# serializers, which check the same limits first).
+# serializers, which check the same limits first). Each limit is on the text as stored, without
+# the spaces around it (the API's fields trim them before they measure, the services after).
 FLAG_NOTE_TOO_LONG = f"Flag notes are limited to {MAX_FLAG_NOTE_CHARS} characters."
 RATIONALE_TOO_LONG = f"The rationale is limited to {MAX_RATIONALE_CHARS} characters."
 SKIP_REASON_TOO_LONG = f"The reason is limited to {MAX_SKIP_REASON_CHARS} characters."
@@ -626,9 +627,11 @@ def _trainer_assignment_locked(*, assignment: Assignment, trainer: AbstractBaseU
 
 @transaction.atomic
 def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason: str = "") -> None:
-    """Give the task back; it is not offered to this trainer again."""
+    """Give the task back; it is not offered to this trainer again. ``reason`` is stored, and
+    measured against its limit, without the spaces around it."""
     if problem := text_problem(reason):
         raise ValidationError({"reason": problem})
+    reason = reason.strip()
     if len(reason) > MAX_SKIP_REASON_CHARS:
         raise ValidationError({"reason": SKIP_REASON_TOO_LONG})
     assignment = _trainer_assignment_locked(assignment=assignment, trainer=trainer)
@@ -641,7 +644,7 @@ def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason
             leased_count=F("leased_count") - 1
         )
     assignment.status = Assignment.Status.SKIPPED
-    assignment.skip_reason = reason.strip()
+    assignment.skip_reason = reason
     assignment.closed_at = timezone.now()
     assignment.save(update_fields=["status", "skip_reason", "closed_at"])
 
@@ -750,7 +753,7 @@ def _validate(
             errors["flags"] = 'Say what the problem is when you flag a reply as "other".'
     if any(len(note) > MAX_FLAG_NOTE_CHARS for note in notes.values()):
         errors["flag_notes"] = FLAG_NOTE_TOO_LONG
-    if len(ranking.rationale) > MAX_RATIONALE_CHARS:
+    if len(ranking.rationale.strip()) > MAX_RATIONALE_CHARS:
         errors["rationale"] = RATIONALE_TOO_LONG
     # What a database cannot store (the API's fields and the page's boxes refuse it first).
     if problem := text_problem(ranking.rationale):

@@ -572,3 +572,48 @@ def test_claimed_candidates_carry_the_filters_verdict_the_source_s_too(
         assert candidate["moderation"]["flagged"] is True
         assert candidate["moderation"]["categories"] == ["everything"]
         assert candidate["moderation"]["filter"] == "flag-everything"
+
+
+def test_a_rationale_or_skip_reason_is_measured_as_stored_without_its_spaces_on_both_doors(
+    trainer_client, trainer, other_trainer
+):
+    """The API trimmed a rationale (as it trims a skip reason and a flag note) before checking
+    its length, the page did not, and both store it trimmed: a text at the limit followed by
+    spaces was taken by one door and refused by the other. Both now measure what is stored."""
+    quick_tasks(other_trainer, 6)
+    rationale_limit, reason_limit = services.MAX_RATIONALE_CHARS, services.MAX_SKIP_REASON_CHARS
+
+    def api(kind: str, text: str):
+        claim = _post(trainer_client, CLAIM_URL).json()
+        if kind == "reason":
+            return _post(trainer_client, _skip_url(claim["assignment_id"]), {"reason": text})
+        ordering = [[candidate["id"]] for candidate in claim["candidates"]]
+        body = {"ordering": ordering, "rationale": text}
+        return _post(trainer_client, _submit_url(claim["assignment_id"]), body)
+
+    def page(kind: str, text: str):
+        trainer_client.post(reverse("ranking:claim"))
+        lease = Assignment.objects.get(trainer=trainer, status=Assignment.Status.LEASED)
+        numbers = range(1, len(lease.presentation_order) + 1)
+        form = {"order": list(numbers), **{f"rank_{number}": number for number in numbers}}
+        if kind == "reason":
+            return trainer_client.post(
+                reverse("ranking:skip", args=[lease.pk]), form | {"skip_reason": text}
+            )
+        return trainer_client.post(
+            reverse("ranking:submit", args=[lease.pk]), form | {"rationale": text}
+        )
+
+    for door in (api, page):
+        taken = door("rationale", "x" * rationale_limit + "  \n ")
+        assert taken.status_code < 400, (door.__name__, taken.content)
+        assert Ranking.objects.latest("pk").rationale == "x" * rationale_limit
+        refused = door("rationale", "x" * (rationale_limit + 1) + " ")
+        assert refused.status_code in {400, 422}, door.__name__
+        assert services.RATIONALE_TOO_LONG in refused.content.decode(), door.__name__
+        skipped = door("reason", "y" * reason_limit + "   ")
+        assert skipped.status_code < 400, (door.__name__, skipped.content)
+        assert Assignment.objects.filter(skip_reason="y" * reason_limit).count() == (
+            1 if door is api else 2
+        )
+    assert Ranking.objects.count() == 2
