@@ -11,6 +11,7 @@ from ranking.projects.services import (
     project_policy_error,
     project_setting_errors,
 )
+from sampler.registry.models import ModelVersion
 
 
 class ProjectAdminForm(forms.ModelForm):
@@ -75,13 +76,30 @@ class ProjectPolicyAdminForm(forms.ModelForm):
         return cleaned
 
 
+def policies_left_error(
+    *, project: Project, versions: list[ModelVersion], params_changed: bool = False
+) -> str | None:
+    """Why ``project``'s ``max_new_tokens`` leaves a prompt no room in the context of
+    ``versions``, the policies an admin's save leaves it, checked as the API and the Projects
+    pages check the versions a save names (``project_context_error``, under
+    ``sampling_context_lock``). None: it fits, or neither its sampling parameters
+    (``params_changed``) nor its versions change (not checked, as there)."""
+    if project.pk is not None and not params_changed:
+        saved = set(
+            ProjectPolicy.objects.filter(project=project.pk).values_list(
+                "model_version_id", flat=True
+            )
+        )
+        if {version.pk for version in versions} == saved:
+            return None
+    return project_context_error(project=project, policies=versions)
+
+
 class ProjectPolicyFormSet(BaseInlineFormSet):
     """The policies posted beside a project. Once its rows are valid, the project's
     ``max_new_tokens`` (as the project's form read it, validated first) is checked against the
-    versions the save leaves, as the API and the Projects pages check the versions a save
-    names (``project_context_error``, under ``sampling_context_lock``): one it leaves no room
-    in refuses the whole save. Not checked when neither the sampling parameters nor the
-    versions change, as there."""
+    versions the save leaves (``policies_left_error``): one it leaves no room in refuses the
+    whole save."""
 
     def clean(self) -> None:
         super().clean()
@@ -102,13 +120,32 @@ class ProjectPolicyFormSet(BaseInlineFormSet):
         stored_params = (
             Project.objects.filter(pk=project.pk).values_list("sampling_params", flat=True).first()
         )
-        changed = (
-            project.pk is None
-            or project.sampling_params != stored_params
-            or {version.pk for version in versions} != {policy.model_version_id for policy in saved}
+        problem = policies_left_error(
+            project=project,
+            versions=versions,
+            params_changed=project.sampling_params != stored_params,
         )
-        if changed and (problem := project_context_error(project=project, policies=versions)):
+        if problem:
             raise forms.ValidationError(problem)
+
+
+class ProjectPolicyPageForm(ProjectPolicyAdminForm):
+    """A policy on its own admin page: the project it is in, and the one it leaves when moved,
+    are checked against the policies the save leaves each (``policies_left_error``)."""
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        if self.errors:
+            return
+        policy = self.instance
+        stored = ProjectPolicy.objects.filter(pk=policy.pk).values_list("project_id", flat=True)
+        for project in Project.objects.filter(pk__in=[policy.project_id, *stored]).order_by("pk"):
+            others = project.policies.select_related("model_version").exclude(pk=policy.pk)
+            versions = [other.model_version for other in others]
+            if project.pk == policy.project_id:
+                versions.append(policy.model_version)
+            if problem := policies_left_error(project=project, versions=versions):
+                self.add_error(None, problem)
 
 
 class ProjectPolicyInline(admin.TabularInline):
@@ -150,7 +187,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(ProjectPolicy)
 class ProjectPolicyAdmin(admin.ModelAdmin):
-    form = ProjectPolicyAdminForm
+    form = ProjectPolicyPageForm
     list_display = ("project", "model_version", "weight")
     list_filter = ("project", "model_version__kind")
     search_fields = ("project__name", "model_version__name")

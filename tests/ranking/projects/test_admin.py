@@ -203,3 +203,50 @@ def test_the_admin_checks_the_policies_posted_in_its_inline_against_the_projects
     assert refused.status_code == 200
     assert "short: max_new_tokens=250 leaves less than 16 tokens" in refused.content.decode()
     assert not Project.objects.filter(slug="new").exists()
+
+
+def test_the_admins_policy_page_checks_the_projects_limit_against_the_policies_it_leaves(
+    admin_client_, monkeypatch
+):
+    """A policy added on its own page, or moved there to another project, is checked as the
+    project's inline checks it: against the policies each project it changes is left with."""
+    ModelVersion.objects.create(name="short", path="short", context_length=256, is_active=True)
+    short = ModelVersion.objects.get(name="short")
+    wide = ModelVersion.objects.create(name="wide", path="wide", context_length=4096)
+    own = project_create(
+        name="Own", slug="own", sampling_params={"max_new_tokens": 256}, policies=[(wide, 1.0)]
+    )
+    other = project_create(name="Other", slug="other")
+    locks = []
+    monkeypatch.setattr(
+        "ranking.projects.services.sampling_context_lock", lambda: locks.append("taken")
+    )
+
+    added = admin_client_.post(
+        reverse("admin:ranking_projectpolicy_add"),
+        {"project": own.pk, "model_version": short.pk, "weight": "1"},
+    )
+
+    assert added.status_code == 200
+    assert "short: max_new_tokens=256 leaves less than 16 tokens" in added.content.decode()
+    assert locks
+    assert [policy.model_version for policy in own.policies.all()] == [wide]
+
+    # Moved to another project, it leaves its own to the active policy, which has no room.
+    (policy,) = own.policies.all()
+    moved = admin_client_.post(
+        reverse("admin:ranking_projectpolicy_change", args=[policy.pk]),
+        {"project": other.pk, "model_version": wide.pk, "weight": "1"},
+    )
+
+    assert moved.status_code == 200
+    assert "short: max_new_tokens=256 leaves less than 16 tokens" in moved.content.decode()
+    policy.refresh_from_db()
+    assert policy.project == own
+    reweighed = admin_client_.post(
+        reverse("admin:ranking_projectpolicy_change", args=[policy.pk]),
+        {"project": own.pk, "model_version": wide.pk, "weight": "2"},
+    )
+    assert reweighed.status_code == 302
+    policy.refresh_from_db()
+    assert policy.weight == 2.0
