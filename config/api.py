@@ -40,6 +40,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from config.parsers import body_too_large_detail
 from config.querysets import MAX_ID
+from config.refusals import REPEATED_PARAMETER
 from config.text import search_text, text_problem
 
 API_PREFIX = "/api/"
@@ -326,7 +327,7 @@ def query_names_checked(
     if unknown:
         raise UnknownFields(unknown)
     repeated = {
-        name: ["Give this parameter once."]
+        name: [REPEATED_PARAMETER]
         for name in [*names, *also]
         if name in params and name not in lists and len(params.getlist(name)) > 1
     }
@@ -395,7 +396,7 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
 def _once(request, name: str) -> str | None:
     values = request.query_params.getlist(name)
     if len(values) > 1:
-        raise serializers.ValidationError({name: ["Give this parameter once."]})
+        raise serializers.ValidationError({name: [REPEATED_PARAMETER]})
     return values[0] if values else None
 
 

@@ -7,7 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 
 from config.querysets import MAX_ID
-from config.text import newlines_normalized, text_problem
+from config.refusals import REPEATED_PARAMETER
+from config.text import newlines_normalized, search_text, text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG
 
 
@@ -32,6 +33,16 @@ def _names_no_row(field: forms.ModelChoiceField, value: object) -> bool:
     return number > MAX_ID or number < -MAX_ID - 1
 
 
+def _without_null_characters_validator(validators: list) -> list:
+    """A ``CharField``'s validators less Django's "Null characters are not allowed.": for the
+    fields that say it in the project's words, or strip what it refuses."""
+    return [
+        validator
+        for validator in validators
+        if not isinstance(validator, ProhibitNullCharactersValidator)
+    ]
+
+
 class StorableCharField(forms.CharField):
     """Django's, with text a database cannot store (NUL, unpaired surrogates) refused with the
     message the API gives (``config.text``) in place of Django's "Null characters are not
@@ -39,11 +50,7 @@ class StorableCharField(forms.CharField):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.validators = [
-            validator
-            for validator in self.validators
-            if not isinstance(validator, ProhibitNullCharactersValidator)
-        ]
+        self.validators = _without_null_characters_validator(self.validators)
 
     def to_python(self, value):
         if isinstance(value, str) and (problem := text_problem(value)):
@@ -174,9 +181,46 @@ class PageNumberField(forms.CharField):
         return int(value)
 
 
-class PageForm(forms.Form):
+class SearchField(forms.CharField):
+    """A list page's search box (in its query string): the text as typed, less what cannot be
+    searched for (``config.text.search_text``), cut to ``max_chars``; never refused."""
+
+    def __init__(self, *, max_chars: int, **kwargs) -> None:
+        self.max_chars = max_chars
+        super().__init__(required=False, strip=False, **kwargs)
+        # Stripped, not refused: a NUL typed into a search box finds what the rest finds.
+        self.validators = _without_null_characters_validator(self.validators)
+
+    def to_python(self, value) -> str:
+        return search_text(super().to_python(value), max_chars=self.max_chars)
+
+
+class FilterForm(forms.Form):
+    """The base of the list pages' filter forms (their query string): a parameter given more
+    than once (``?status=draft&status=finished``) is refused on its field, naming it, in the
+    API's words (``config.refusals``), rather than filtered by its last value. A field that
+    takes several values (a ``SelectMultiple`` widget) may be repeated."""
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if not self.is_bound or not hasattr(self.data, "getlist"):
+            return
+        for name, field in self.fields.items():
+            given = len(self.data.getlist(self.add_prefix(name)))
+            if given > 1 and not getattr(field.widget, "allow_multiple_selected", False):
+                # Only this error: whatever else was said of the value was said of one of them.
+                self._errors.pop(name, None)
+                self.add_error(
+                    name,
+                    ValidationError(
+                        f'"{name}" is given {given} times. {REPEATED_PARAMETER}', code="repeated"
+                    ),
+                )
+
+
+class PageForm(FilterForm):
     """The ``page`` of a list page's query string; the filter forms of the list pages extend
-    it, so a bad page is refused with their filters' 422."""
+    it, so a bad page (or one given twice) is refused with their filters' 422."""
 
     page = PageNumberField()
 

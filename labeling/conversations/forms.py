@@ -7,11 +7,13 @@ from config.forms import (
     FilterChoiceField,
     MultilineCharField,
     PageForm,
+    SearchField,
     StorableCharField,
 )
 from config.text import newlines_normalized, validate_one_line
 from labeling.conversations.models import (
     MAX_INSTRUCTIONS_CHARS,
+    MAX_SEARCH_CHARS,
     MAX_TITLE_CHARS,
     Conversation,
 )
@@ -19,10 +21,11 @@ from ranking.projects.selectors import projects_for_trainer
 
 
 class ConversationFilterForm(PageForm):
-    """The Write list's status filter and page (its query string): empty is every status; a
-    status that does not exist is refused, with the ones that do, as the API refuses it, and so
-    is a page that is no page number."""
+    """The Write list's search, status filter and page (its query string): empty is every
+    status; a status that does not exist is refused, with the ones that do, as the API refuses
+    it, and so is a page that is no page number, and any of them given twice."""
 
+    q = SearchField(max_chars=MAX_SEARCH_CHARS, label="Search")
     status = FilterChoiceField(
         choices=Conversation.Status.choices, noun="status", plural="statuses"
     )

@@ -16,7 +16,6 @@ from config.htmx import (
     validation_messages,
 )
 from config.querysets import page_of
-from config.text import search_text
 from labeling.conversations import selectors, services
 from labeling.conversations.editor import (
     EDITOR,
@@ -31,7 +30,7 @@ from labeling.conversations.forms import (
     MessageForm,
     SuggestForm,
 )
-from labeling.conversations.models import MAX_SEARCH_CHARS, Conversation, Message
+from labeling.conversations.models import Conversation, Message
 from sampler.generation.selectors import generation_job_queue_position
 from sampler.generation.services import generation_job_cancel, generation_job_retry
 
@@ -45,7 +44,8 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
     # that is none: the filter's error, as the API's 400 and the Red team page's 422 answer one.
     refused = not filter_form.is_valid()
     status = "" if refused else filter_form.cleaned_data["status"]
-    search = search_text(request.GET.get("q", ""), max_chars=MAX_SEARCH_CHARS)
+    # Kept in the box when another filter is refused; empty when it is itself (given twice).
+    search = filter_form.cleaned_data.get("q", "")
     page = None
     if not refused:
         conversations = selectors.conversation_list(user=request.user, status=status, search=search)

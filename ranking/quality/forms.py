@@ -1,11 +1,11 @@
 from django import forms
 
-from config.forms import ModelChoiceField, check_dates_in_order
+from config.forms import FilterForm, ModelChoiceField, check_dates_in_order
 from ranking.projects.selectors import project_list
 from ranking.quality.selectors import model_version_choices
 
 
-class QualityFilterForm(forms.Form):
+class QualityFilterForm(FilterForm):
     submitted_from = forms.DateField(required=False, label="Submitted from")
     submitted_to = forms.DateField(required=False, label="to (inclusive)")
     model_version = ModelChoiceField(

@@ -1,0 +1,6 @@
+"""Sentences the API and the HTML pages both refuse a request with, so that the two doors say
+the same of the same mistake."""
+
+# A query parameter given more than once where it takes one value (``?status=a&status=b``):
+# which one was meant is not known, so neither is taken.
+REPEATED_PARAMETER = "Give this parameter once."
