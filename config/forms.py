@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 
 from config.querysets import MAX_ID
-from config.refusals import REPEATED_PARAMETER
+from config.refusals import DATES_OUT_OF_ORDER, REPEATED_PARAMETER
 from config.text import newlines_normalized, search_text, text_problem
 from ranking.projects.models import DEFAULT_PROJECT_SLUG
 
@@ -155,6 +155,24 @@ class FilterChoiceField(forms.ChoiceField):
         )
 
 
+class ModelVersionFilterField(ModelChoiceField):
+    """A list page's model version filter (in its query string), by id: empty is every model
+    version; one that is none of ``queryset`` is refused, naming it, in the words every page
+    with this filter says it."""
+
+    def __init__(self, *, queryset, **kwargs) -> None:
+        kwargs.setdefault("label", "Model version")
+        super().__init__(
+            queryset=queryset,
+            required=False,
+            error_messages={
+                "invalid_choice": 'There is no model version "%(value)s"; leave it empty for '
+                "every model version."
+            },
+            **kwargs,
+        )
+
+
 # A page number as the API's ``offset`` is written: digits only, at most 18 of them.
 _PAGE_NUMBER = re.compile(r"[0-9]{1,18}")
 
@@ -231,7 +249,7 @@ def check_dates_in_order(data: dict, start: str, end: str) -> None:
     were nothing."""
     first, last = data.get(start), data.get(end)
     if first and last and first > last:
-        raise ValidationError("The start date is after the end date.")
+        raise ValidationError(DATES_OUT_OF_ORDER)
 
 
 def add_validation_errors(form: forms.Form, error: ValidationError) -> None:

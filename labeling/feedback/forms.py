@@ -1,6 +1,11 @@
 from django import forms
 
-from config.forms import ModelChoiceField, MultilineCharField, PageForm, check_dates_in_order
+from config.forms import (
+    ModelVersionFilterField,
+    MultilineCharField,
+    PageForm,
+    check_dates_in_order,
+)
 from labeling.feedback.models import Feedback
 from labeling.feedback.selectors import FeedbackFilters
 from labeling.feedback.services import MAX_COMMENT_CHARS
@@ -31,8 +36,8 @@ class FeedbackFilterForm(PageForm):
     filter_report = forms.ChoiceField(
         choices=[("", "Any"), *Feedback.FilterReport.choices], required=False
     )
-    model_version = ModelChoiceField(
-        queryset=ModelVersion.objects.order_by("name"), required=False, empty_label="Any model"
+    model_version = ModelVersionFilterField(
+        queryset=ModelVersion.objects.order_by("name"), empty_label="Any model"
     )
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

@@ -4,6 +4,7 @@ from config.forms import (
     DefaultProjectChoiceField,
     FilterChoiceField,
     ModelChoiceField,
+    ModelVersionFilterField,
     MultilineCharField,
     PageForm,
 )
@@ -33,15 +34,7 @@ class AttackFilterForm(PageForm):
     category = FilterChoiceField(
         choices=Attack.Category.choices, noun="category", plural="categories"
     )
-    model_version = ModelChoiceField(
-        queryset=ModelVersion.objects.all(),
-        required=False,
-        label="Model version",
-        error_messages={
-            "invalid_choice": 'There is no model version "%(value)s"; leave it empty for every '
-            "model version."
-        },
-    )
+    model_version = ModelVersionFilterField(queryset=ModelVersion.objects.all())
 
 
 class AttackRunForm(forms.Form):

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from config.querysets import local_day_bounds
+from config.refusals import DATES_OUT_OF_ORDER
 from ranking.exports.models import DatasetExport
 
 # 2: rankings carry the ranker's trust_weight, the task's consensus and the project; pairs
@@ -89,7 +90,7 @@ class ExportFilters:
         if unknown:
             errors["exclude_flags"] = f"Unknown flags: {', '.join(sorted(unknown))}."
         if self.date_from and self.date_to and self.date_from > self.date_to:
-            errors["date_to"] = "The end date is before the start date."
+            errors["date_to"] = DATES_OUT_OF_ORDER
         if errors:
             raise ValidationError(errors)
 

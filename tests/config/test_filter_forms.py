@@ -57,3 +57,43 @@ def test_the_pages_and_the_api_refuse_a_repeated_parameter_in_the_same_words(tra
     assert api.status_code == 400 and api.json() == {"status": [REPEATED_PARAMETER]}
     page = trainer_client.get(reverse("labeling:conversation-list"), twice)
     assert page.status_code == 422 and REPEATED_PARAMETER in page.content.decode()
+
+
+@pytest.mark.parametrize("name", ["labeling:feedback", "labeling:redteam", "ranking:quality"])
+@pytest.mark.parametrize("value", ["bogus", "0", str(10**6)])
+def test_a_model_version_that_is_none_is_refused_in_the_same_words_on_every_page(
+    admin_client_, name, value
+):
+    """Feedback and Quality said Django's "Select a valid choice. That choice is not one of the
+    available choices." where Red team named the value and what to do instead: every page with
+    a model version filter says the latter."""
+    response = admin_client_.get(reverse(name), {"model_version": value})
+    assert response.status_code == 422
+    html = response.content.decode()
+    expected = f'There is no model version "{value}"; leave it empty for every model version.'
+    assert escape(expected) in html
+    assert "Select a valid choice" not in html
+
+
+def test_a_start_after_the_end_is_refused_in_the_same_words_by_the_api_and_the_pages(
+    admin_client_,
+):
+    """The export API and the Exports page said "The end date is before the start date." where
+    the Feedback and Quality pages said "The start date is after the end date.": one sentence."""
+    sentence = "The start date is after the end date."
+    backwards = {"date_from": "2026-02-01", "date_to": "2026-01-01"}
+    api = admin_client_.get("/api/exports/stream/", {"format": "pairs", **backwards})
+    assert api.status_code == 400 and api.json() == {"date_to": [sentence]}
+    export_form = {"format": "pairs", "pair_mode": "per_ranker", "split": "all"}
+    exports = admin_client_.get(
+        reverse("ranking:export-preview"),
+        {**export_form, "test_fraction": "0.1", "split_seed": "0", **backwards},
+    )
+    assert exports.status_code == 422 and escape(sentence) in exports.content.decode()
+    feedback = admin_client_.get(reverse("labeling:feedback"), backwards)
+    assert feedback.status_code == 422 and escape(sentence) in feedback.content.decode()
+    quality = admin_client_.get(
+        reverse("ranking:quality"),
+        {"submitted_from": backwards["date_from"], "submitted_to": backwards["date_to"]},
+    )
+    assert quality.status_code == 422 and escape(sentence) in quality.content.decode()

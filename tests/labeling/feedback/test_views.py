@@ -416,7 +416,7 @@ def test_the_overview_shows_no_feedback_for_filters_it_refuses(
     for refused, error in [
         ({"date_from": "not a date"}, "Enter a valid date."),
         ({"rating": "sideways"}, "Select a valid choice."),
-        ({"model_version": 10**6}, "Select a valid choice."),
+        ({"model_version": 10**6}, "There is no model version &quot;1000000&quot;"),
         ({"date_from": "2026-12-05", "date_to": "2026-12-04"}, "The start date is after the end"),
     ]:
         response = admin_client_.get("/write/feedback/", {"category": "", **refused})

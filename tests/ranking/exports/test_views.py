@@ -75,7 +75,9 @@ def test_bad_filters_get_a_message_not_a_500(admin_client_):
         reverse("ranking:export-preview"),
         {**FILTERS, "date_from": "2026-05-01", "date_to": "2026-01-01"},
     )
-    assert response.status_code == 422 and b"before the start date" in response.content
+    assert (
+        response.status_code == 422 and b"The start date is after the end date." in response.content
+    )
     response = admin_client_.post(reverse("ranking:export-start"), {"format": "nonsense"})
     assert response.status_code == 422
     assert DatasetExport.objects.count() == 0
@@ -198,7 +200,9 @@ def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user,
         "/api/exports/stream/",
         {"format": "pairs", "date_from": "2026-02-01", "date_to": "2026-01-01"},
     )
-    assert backwards.status_code == 400 and "before the start date" in str(backwards.json())
+    assert backwards.status_code == 400 and "The start date is after the end date." in str(
+        backwards.json()
+    )
     # A filter on a version or project that does not exist is a 400, not an empty export.
     for name, what in [
         ("model_version_id", "model version"),
