@@ -56,9 +56,12 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
         "active_policy": active_policy,
         **_recent_jobs(request),
     }
+    # A refused form (a field, or the service's refusal) is a 422, as on every page; htmx
+    # swaps it in all the same (``static/js/tandem.js``).
+    status = 422 if form.errors else 200
     if request.htmx:
-        return render(request, "sampler/generate.html#generate-result", context)
-    return render(request, "sampler/generate.html", context)
+        return render(request, "sampler/generate.html#generate-result", context, status=status)
+    return render(request, "sampler/generate.html", context, status=status)
 
 
 def _recent_jobs(request: HttpRequest) -> dict:

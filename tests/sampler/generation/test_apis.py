@@ -422,7 +422,7 @@ def test_the_playground_refuses_a_trainer_past_the_unfinished_cap_in_the_form(
         partial = trainer_client.post(reverse("sampler:generate"), fields, **HTMX)
         page = trainer_client.post(reverse("sampler:generate"), fields)
     for response in (partial, page):
-        assert response.status_code == 200
+        assert response.status_code == 422
         assert "1 generation jobs waiting or running" in response.content.decode()
     assert GenerationJob.objects.filter(requested_by=trainer).count() == 1
 

@@ -84,6 +84,26 @@ def test_the_token_limit_offered_is_the_sites_cap_where_the_context_sets_none(
     assert not GenerationJob.objects.exists()
 
 
+@pytest.mark.parametrize("headers", [HTMX, {}], ids=["htmx", "page"])
+def test_a_refused_form_is_a_422_with_the_form_and_its_reasons(policy, trainer_client, headers):
+    """The playground answered a refused form (a field out of range, a limit the service
+    refuses) with a 200, where every other page answers a refused form with a 422: a 422, with
+    the reasons and the typed text, and nothing stored."""
+    url = reverse("sampler:generate")
+    with mock.patch.object(app, "send_task") as send_task:
+        out_of_range = trainer_client.post(
+            url, {**FIELDS, "n": 99, "message": "keep me"}, **headers
+        )
+        refused = trainer_client.post(url, {**FIELDS, "max_new_tokens": 10**6}, **headers)
+    for response in (out_of_range, refused):
+        assert response.status_code == 422
+        assert 'role="alert"' in response.content.decode()
+    assert "Completions" in out_of_range.content.decode()
+    if not headers:
+        assert "keep me" in out_of_range.content.decode()
+    assert not GenerationJob.objects.exists() and not send_task.called
+
+
 def test_a_finished_jobs_last_status_answer_tells_the_page_to_refresh_its_recent_jobs(
     policy, trainer, trainer_client
 ):
