@@ -30,13 +30,48 @@
     return document.querySelectorAll(".guidelines-toggle");
   }
 
+  // Where the focus goes back once the panel closes (Escape, "g", its x, or "I have read
+  // version N" swapping the slot): the page's control that last had it, outside the slot (the
+  // ranking card's title, where Enter submits), else the element a page marks
+  // data-guidelines-return, else the toggle. The toggle alone would keep the page's own keys
+  // from working: Enter on it opens the panel again.
+  let lastOutside = null;
+  document.addEventListener("focusin", (event) => {
+    const target = event.target;
+    if (target instanceof Element && !target.closest("#guidelines-slot")) lastOutside = target;
+  });
+
+  function shown(element) {
+    return element && element.isConnected && element.getClientRects().length > 0;
+  }
+
+  function focusBack() {
+    const marked = document.querySelector("[data-guidelines-return]");
+    const goal = [lastOutside, marked, toggles()[0]].find(shown);
+    if (goal) goal.focus({ preventScroll: true });
+  }
+
   function setOpen(panel, open) {
     const hadFocus = panel.contains(document.activeElement);
     panel.hidden = !open;
     toggles().forEach((button) => button.setAttribute("aria-expanded", String(open)));
     if (open) panel.focus();
-    else if (hadFocus && toggles().length) toggles()[0].focus(); // not lost to the page itself
+    else if (hadFocus) focusBack(); // not lost to the page itself
   }
+
+  // "I have read version N" swaps the whole slot, the pressed button with it.
+  let focusInSwappedSlot = false;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const target = event.detail.target;
+    focusInSwappedSlot = Boolean(
+      target && target.id === "guidelines-slot" && target.contains(document.activeElement),
+    );
+  });
+  document.addEventListener("htmx:afterSwap", () => {
+    if (!focusInSwappedSlot) return;
+    focusInSwappedSlot = false;
+    focusBack();
+  });
 
   document.addEventListener("keydown", (event) => {
     const panel = document.getElementById("guidelines-panel");

@@ -576,14 +576,15 @@ def test_question_mark_lists_the_shortcuts(page, live_server, ready_task, traine
     expect(dialog).to_be_visible()
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
-    # "g" opens the guidelines; Escape closes them and focus goes back to their toggle.
+    # "g" opens the guidelines; Escape closes them and focus goes back to the card, where the
+    # ranking keys are (not to the toggle, where Enter would open the panel again).
     panel = page.locator("#guidelines-panel")
     expect(panel).to_be_attached()
     page.keyboard.press("g")
     expect(panel).to_be_visible()
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
-    expect(page.locator(".guidelines-toggle").first).to_be_focused()
+    expect(page.locator("#ranking-title")).to_be_focused()
 
 
 def test_two_replies_are_shown_side_by_side(page, live_server, other_trainer, trainer):
@@ -642,3 +643,80 @@ def test_a_conflict_is_shown_at_the_top_where_the_trainer_looks_and_keeps_the_an
     assert box["y"] >= 0 and box["y"] + box["height"] <= 600
     expect(page.locator("#ranking-order")).to_have_text("3  >  1  >  2  >  4")  # still there
     assert not Ranking.objects.filter(ranker=trainer).exists()
+
+
+def _guidelines_read_from_the_banner(page, version: int = 1) -> None:
+    """The banner's "Read them", then "I have read version N" in the panel, with the mouse."""
+    expect(page.locator(".guidelines-banner")).to_be_visible()
+    page.locator(".guidelines-banner").get_by_role("button", name="Read them").click()
+    expect(page.locator("#guidelines-panel")).to_be_visible()
+    page.get_by_role("button", name=f"I have read version {version}").click()
+    expect(page.locator(".guidelines-banner")).to_have_count(0)
+    expect(page.locator("#guidelines-panel")).to_be_hidden()
+
+
+def test_the_keys_submit_after_the_guidelines_are_accepted_on_the_ranking_page(
+    page, live_server, other_trainer, trainer
+):
+    """A trainer new to the guidelines starts ranking, reads and accepts them, then ranks from
+    the keyboard. Before, the acceptance left the focus on the corner's "Guidelines v1" button,
+    where Enter opened the guidelines again and sent nothing."""
+    conversation = finished_conversation(other_trainer, turns=("plan my weekend", "sure."))
+    model_version = model_version_create("five")
+    task = task_from_source(conversation.active_leaf, model_version=model_version, alternatives=4)
+    log_in(page, live_server, "tess", PASSWORD)
+    page.get_by_role("link", name="Start ranking").click()
+    page.wait_for_url(f"{live_server.url}/rank/")
+    ranking_card_ready(page, 5)
+    shown = _ids_shown(page)
+
+    _guidelines_read_from_the_banner(page)
+    for key in ("1", "2", "3", "4", "5"):
+        page.keyboard.press(key)
+    expect(page.locator("#ranking-order")).to_have_text("1  >  2  >  3  >  4  >  5")
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    expect(page.locator("#guidelines-panel")).to_be_hidden()
+    ranking = Ranking.objects.get(ranker=trainer, task=task)
+    assert ranking.ordering == [[candidate] for candidate in shown]
+
+
+@pytest.mark.parametrize("closing", ["Escape", "g", "close button"])
+def test_the_keys_submit_after_the_guidelines_panel_is_closed(
+    page, live_server, ready_task, trainer, closing
+):
+    """Opened with "g" and closed (Escape, "g" again, its x), the panel gives the focus back
+    to the ranking card: Enter submits rather than open the panel again from its toggle."""
+    shown = _open_task(page, live_server)
+    expect(page.locator("#guidelines-panel")).to_be_attached()
+    page.keyboard.press("g")
+    expect(page.locator("#guidelines-panel")).to_be_visible()
+    if closing == "close button":
+        page.get_by_role("button", name="Close the guidelines").click()
+    else:
+        page.keyboard.press(closing)
+    expect(page.locator("#guidelines-panel")).to_be_hidden()
+    expect(page.locator("#ranking-title")).to_be_focused()
+    for key in ("4", "3", "2", "1", "Enter"):
+        page.keyboard.press(key)
+
+    expect(page.get_by_role("status").filter(has_text="Ranking saved.")).to_be_visible()
+    assert Ranking.objects.get(ranker=trainer).ordering == [[c] for c in reversed(shown)]
+
+
+def test_the_keys_submit_on_the_task_after_a_skip(
+    page, live_server, ready_task, second_task, trainer
+):
+    _open_task(page, live_server)
+    page.locator("details.skip summary").click()
+    page.get_by_role("button", name="Skip task").click()
+    expect(page.locator("#toast-region .toast")).to_contain_text("Task skipped")
+    ranking_card_ready(page)
+    expect(page.locator("#ranking-title")).to_be_focused()
+    shown = _ids_shown(page)
+    for key in ("1", "2", "3", "4", "Enter"):
+        page.keyboard.press(key)
+
+    expect(page.locator("#toast-region .toast").last).to_contain_text("Ranking saved.")
+    assert Ranking.objects.get(ranker=trainer, task=second_task).ordering == [[c] for c in shown]
