@@ -63,6 +63,12 @@ class Job(models.Model):
         """The error as a trainer may read it (``job_error_public``); staff read ``error``."""
         return job_error_public(error=self.error)
 
+    @property
+    def error_summary(self) -> str:
+        """The error as staff pages show it (``job_error_summary``: the exception's own line,
+        as the jobs API answers); the traceback stays in ``error``, for the admin's record."""
+        return job_error_summary(error=self.error)
+
 
 INTERNAL_ERROR_MESSAGE = (
     "It failed on the server (an internal error); an admin can see the details and retry it."

@@ -21,6 +21,8 @@ from sampler.registry.models import ModelVersion
 from sampler.runs.data_files import data_file_problem
 from sampler.runs.forms import TrainingRunForm
 from sampler.runs.models import TrainingRun
+from sampler.runs.services import training_run_run_inline
+from sampler.training.records import DataError
 from sampler.training.synthetic import synthetic_rankings
 from tests.ranking.conftest import ranked, ranked_in_halves  # noqa: F401  (ranked: a fixture)
 
@@ -529,3 +531,34 @@ def test_admin_trains_a_reward_model_on_one_half_from_the_training_page(
     # Left out (a client posting what it posted before): every conversation.
     admin_client_.post(reverse("sampler:training-run-start"), fields)
     assert TrainingRun.objects.latest("pk").config.get("data_half", "all") == "all"
+
+
+def test_a_failed_run_page_shows_the_reason_in_one_line_not_the_traceback(
+    admin_client_, policy, django_capture_on_commit_callbacks
+):
+    """An SFT upload whose third line is not JSON fails when the run reads it. The record
+    keeps the traceback (the admin's record, the worker's log); the page shows the reason the
+    jobs API gives, not server paths."""
+    turn = {
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    }
+    lines = f"{json.dumps(turn)}\n{json.dumps(turn)}\nnot json\n"
+    upload = SimpleUploadedFile("sft_bad.jsonl", lines.encode(), "application/jsonl")
+    with django_capture_on_commit_callbacks():
+        response = admin_client_.post(
+            reverse("sampler:training-run-start"),
+            {"kind": "sft", "source": "upload", "upload": upload, "test_fraction": "0",
+             "split_seed": "0", "max_steps": "1", "learning_rate": "0.001"},
+        )  # fmt: skip
+    assert response.status_code == 302, response.content.decode()
+    with pytest.raises(DataError):  # run in this process, the error is raised on as well
+        training_run_run_inline(run_id=TrainingRun.objects.get().pk)
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.FAILED
+    assert "sft_bad.jsonl line 3 is not JSON" in run.error and '  File "' in run.error
+
+    page = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk}))
+    shown = re.search(r'<pre class="run-error">(.*?)</pre>', page.content.decode(), re.S).group(1)
+    api = admin_client_.get(f"/api/jobs/training/{run.pk}/")
+    assert "sft_bad.jsonl line 3 is not JSON" in shown and shown == api.json()["error"]
+    assert "File &quot;" not in page.content.decode() and "data.py" not in page.content.decode()
