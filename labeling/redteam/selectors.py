@@ -49,15 +49,32 @@ def red_team_model_replies() -> QuerySet[Message]:
     ).exclude(sample__job__purpose="ranking")
 
 
-def attack_success_by_model_version(*, category: str = "") -> list[dict]:
-    """Per model version: model replies in red-team conversations, successful attacks on them,
+def red_team_model_versions() -> list[tuple[int, str]]:
+    """The versions that wrote model replies in red-team conversations (what the Red team
+    page filters by), as (id, name), newest first."""
+    return list(
+        red_team_model_replies()
+        .filter(model_version__isnull=False)
+        .values_list("model_version_id", "model_version__name")
+        .order_by("-model_version__created_at", "model_version_id")
+        .distinct()
+    )
+
+
+def attack_success_by_model_version(
+    *, category: str = "", model_version_id: int | None = None
+) -> list[dict]:
+    """Per model version (only ``model_version_id``'s row when given, as the page's other
+    figures are filtered): model replies in red-team conversations, successful attacks on them,
     and the success rate (attacks / replies), newest version first."""
     attack_filter = Q(attack__isnull=False)
     if category:
         attack_filter &= Q(attack__category=category)
+    replies = red_team_model_replies()
+    if model_version_id:
+        replies = replies.filter(model_version_id=model_version_id)
     rows = (
-        red_team_model_replies()
-        .values("model_version_id", "model_version__name", "model_version__created_at")
+        replies.values("model_version_id", "model_version__name", "model_version__created_at")
         .annotate(
             replies=Count("id"),
             attacks=Count("id", filter=attack_filter),

@@ -187,14 +187,13 @@ def _overview_context(
         for key, value in (("category", category), ("model_version", model_version_id or ""))
         if value
     )
-    by_model_version = selectors.attack_success_by_model_version(category=category)
-    # The dropdown offers the versions with red-team replies, and the one filtered by when it
-    # has none: otherwise "Any" would show as chosen over that version's (empty) list.
-    version_options = [
-        (row["model_version_id"], row["model_version__name"])
-        for row in by_model_version
-        if row["model_version_id"]
-    ]
+    # Every figure follows both filters; the dropdown offers the versions with red-team
+    # replies, and the one filtered by when it has none: otherwise "Any" would show as chosen
+    # over that version's (empty) list.
+    by_model_version = selectors.attack_success_by_model_version(
+        category=category, model_version_id=model_version_id
+    )
+    version_options = selectors.red_team_model_versions()
     if version is not None and version.pk not in dict(version_options):
         version_options.append((version.pk, version.name))
     runs = selectors.attack_run_list()

@@ -1,3 +1,4 @@
+import re
 from unittest import mock
 
 import pytest
@@ -147,6 +148,41 @@ def test_the_overview_filtered_by_a_version_without_attacks_shows_it_chosen(
     html = admin_client_.get("/write/redteam/").content.decode()
     dropdown = html.split('<select id="model_version"', 1)[1].split("</select>", 1)[0]
     assert f'<option value="{other.pk}"' not in dropdown
+
+
+def test_the_overview_filtered_by_a_version_shows_every_figure_for_that_version_alone(
+    admin_client_, red_team, trainer, model_version
+):
+    """Filtered by a version, the "By category" counts were that version's but the "Per
+    model version" table still listed the other versions' rows beside it."""
+    from sampler.models import ModelVersion
+    from tests.labeling.conftest import model_reply
+
+    conversation, prompt, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    other = ModelVersion.objects.create(name="policy-v2", path="other", kind="policy")
+    for text in ("sure, here is how", "also sure"):
+        other_reply = model_reply(conversation, prompt, other, text=text)
+        redteam_services.attack_record(message=other_reply, user=trainer, category="harmful")
+
+    page = admin_client_.get("/write/redteam/", {"model_version": model_version.pk})
+    assert page.status_code == 200
+    html = page.content.decode()
+    per_version = html.split('id="attacks-by-model"', 1)[1].split("</table>", 1)[0]
+    assert 'data-model-version="policy-v1"' in per_version
+    assert "policy-v2" not in per_version
+    assert [row["model_version_id"] for row in page.context["by_model_version"]] == [
+        model_version.pk
+    ]
+    counts = {row["category"]: row["attacks"] for row in page.context["by_category"]}
+    assert counts["jailbreak"] == 1 and counts["harmful"] == 0
+    # Every version with red-team replies is still offered, to filter by another one.
+    dropdown = html.split('<select id="model_version"', 1)[1].split("</select>", 1)[0]
+    assert re.search(rf'<option value="{other.pk}"\s*>policy-v2</option>', dropdown)
+    # Unfiltered, both versions' rows.
+    page = admin_client_.get("/write/redteam/")
+    rows = {row["model_version__name"]: row["attacks"] for row in page.context["by_model_version"]}
+    assert rows == {"policy-v1": 1, "policy-v2": 2}
 
 
 def test_a_stale_tab_keeps_a_correction_for_a_withdrawn_mark_and_says_why(
