@@ -451,3 +451,23 @@ def test_a_runs_page_retries_only_the_failed_attacks_the_model_did_not_refuse_an
     said = f"Run {only_refused.pk}'s 1 failed attack was refused by the model for what it asks"
     assert escape(said) in refused.content.decode()
     assert not AttackRun.objects.filter(retry_of=only_refused).exists()
+
+
+TRACED_ERROR = (
+    "DataError: the attack prompts could not be read.\n"
+    '  File "/srv/tandem/labeling/redteam/services.py", line 12, in attack_run_execute\n'
+    "    raise DataError(\n"
+)
+
+
+def test_a_failed_run_shows_its_reason_without_the_traceback(
+    admin_client_, admin_user, model_version
+):
+    run = AttackRun.objects.create(
+        requested_by=admin_user, model_version=model_version, seed=7, status="failed",
+        error=TRACED_ERROR,
+    )  # fmt: skip
+    for url in ("/write/redteam/", f"/write/redteam/runs/{run.pk}/"):
+        html = admin_client_.get(url).content.decode()
+        assert "the attack prompts could not be read." in html, url
+        assert "/srv/tandem" not in html and "File &quot;" not in html, url

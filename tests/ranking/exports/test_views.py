@@ -361,3 +361,13 @@ def test_the_preview_opened_by_itself_is_the_exports_page_with_its_filters_and_c
     html = preview.content.decode()
     assert 'id="main-nav"' in html and "Start export" in html and "(from 6 rankings)" in html
     assert '<option value="rankings" selected>' in html
+
+
+def test_a_failed_export_shows_its_reason_without_the_traceback(admin_client_, admin_user):
+    DatasetExport.objects.create(
+        format="rankings", created_by=admin_user, status="failed",
+        error='OSError: disk full\n  File "/srv/tandem/ranking/exports/pipeline.py", line 9\n',
+    )  # fmt: skip
+    html = admin_client_.get(reverse("ranking:exports")).content.decode()
+    assert "OSError: disk full" in html
+    assert "/srv/tandem" not in html and "File &quot;" not in html

@@ -436,3 +436,14 @@ def test_the_comparison_form_caps_max_new_tokens_at_the_deployments_setting(poli
     assert ComparisonForm().fields["max_new_tokens"].widget.attrs["max"] == 8000
     settings.GENERATION_MAX_NEW_TOKENS = 100
     assert error(101) and error(100) is None
+
+
+def test_a_failed_comparison_shows_its_reason_without_the_traceback(admin_client_):
+    a, b, judge = (ModelVersion.objects.create(name=name, path=name) for name in "abj")
+    ModelComparison.objects.create(
+        version_a=a, version_b=b, reward_version=judge, status="failed",
+        error='OSError: disk full\n  File "/srv/tandem/sampler/comparisons/services.py", line 9\n',
+    )  # fmt: skip
+    html = admin_client_.get(reverse("sampler:models")).content.decode()
+    assert "OSError: disk full" in html
+    assert "/srv/tandem" not in html and "File &quot;" not in html
