@@ -365,12 +365,20 @@ class ApiView(APIView):
             query_names_checked(request.query_params, ())
 
 
+# What an item of a list of objects that is not one (a number, a string, a list) is told.
+NOT_AN_OBJECT_MESSAGE = "Each item must be an object."
+
+
 class StrictObjectSerializer(serializers.Serializer):
     """An object nested in a body (a list's items): a key it does not take is refused by name,
-    as ``validated_input`` refuses one at the top level."""
+    as ``validated_input`` refuses one at the top level, and an item that is no object is
+    refused with a sentence under its index (``{"policies": {"0": ["..."]}}``), not DRF's
+    ``{"detail": ...}``, which is for the whole request."""
 
     def to_internal_value(self, data):
-        if isinstance(data, dict) and (unknown := _unknown_fields(data, self.fields)):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(NOT_AN_OBJECT_MESSAGE, code="invalid")
+        if unknown := _unknown_fields(data, self.fields):
             raise serializers.ValidationError(unknown)
         return super().to_internal_value(data)
 

@@ -72,12 +72,35 @@ def test_a_body_that_is_no_object_is_a_detail_sentence(trainer_client, body, det
     assert set(response.json()) == {"detail"} and detail in response.json()["detail"]
 
 
-def test_a_nested_objects_errors_are_shaped_as_the_top_levels(admin_client_):
-    response = _post(admin_client_, "/api/projects/", {"name": "X", "slug": "x", "policies": [5]})
-    assert response.status_code == 400
-    assert response.json() == {
-        "policies": {"0": {"detail": "Invalid data. Expected a dictionary, but got int."}}
+@pytest.mark.parametrize("item", [5, "x", [1], True])
+def test_a_list_item_that_is_no_object_is_a_list_of_sentences_under_its_index(
+    admin_client_, trainer_client, item
+):
+    # ``detail`` is for the whole request: an item's error is a field's, a list of sentences.
+    expected = ["Each item must be an object."]
+    project = project_services.project_create(name="P", slug="p", status="active")
+    answers = {
+        "policies": [
+            _post(admin_client_, "/api/projects/", {"name": "X", "slug": "x", "policies": [item]}),
+            _post(admin_client_, f"/api/projects/{project.pk}/", {"policies": [item]}, "patch"),
+        ],
+        "messages": [
+            _post(trainer_client, "/api/generation-jobs/", {"messages": [item], "n": 1}),
+        ],
     }
+    for field, responses in answers.items():
+        for response in responses:
+            assert response.status_code == 400, response.content
+            assert response.json() == {field: {"0": expected}}
+    assert not project.policies.exists() and not GenerationJob.objects.exists()
+
+
+def test_a_nested_objects_field_errors_are_shaped_as_the_top_levels(admin_client_):
+    body = {"name": "X", "slug": "x", "policies": [{"model_version_id": "1"}]}
+    response = _post(admin_client_, "/api/projects/", body)
+    assert response.status_code == 400
+    assert set(response.json()["policies"]["0"]) == {"model_version_id"}
+    assert isinstance(response.json()["policies"]["0"]["model_version_id"], list)
 
 
 def test_a_field_error_is_a_list_even_when_raised_as_one_sentence(trainer_client, conversation):
