@@ -72,8 +72,9 @@ def dataset_export_features(*, export: DatasetExport) -> dict:
 
 
 def dataset_export_retried(export: DatasetExport) -> None:
-    """A retried export waits in its queue to be written from the start: no progress yet."""
-    DatasetExport.objects.filter(pk=export.pk).update(progress=0.0, skipped={})
+    """A retried export is written from the start: the rows the ended attempt skipped go (its
+    progress the retry clears, as for every kind of job)."""
+    DatasetExport.objects.filter(pk=export.pk).update(skipped={})
 
 
 def dataset_export_execute(context: JobContext) -> None:

@@ -726,7 +726,9 @@ def job_cancel(*, job: Job) -> Job:
 
 def job_retry(*, job: Job) -> Publication:
     """Queue a failed or cancelled job again with a fresh attempt budget (a training run
-    resumes from its last checkpoint)."""
+    resumes from its last checkpoint). What the ended attempt left goes, for every kind: its
+    start, heartbeat, end, error and worker, and its ``progress`` where the kind keeps one;
+    the claim that runs it again records its own start."""
     kind = job_kind_of(job)
     with transaction.atomic():
         row = kind.model.objects.select_for_update(of=("self",)).get(pk=job.pk)
@@ -734,15 +736,33 @@ def job_retry(*, job: Job) -> Publication:
             raise ValidationError(
                 f"Only failed or cancelled jobs can be retried; this one is {row.status}."
             )
-        row.status, row.attempts, row.error, row.finished_at = JobStatus.QUEUED, 0, "", None
-        # No worker holds it until one claims it again (``started_at`` stays: the first start).
-        row.worker, row.heartbeat_at = "", None
-        row.save(
-            update_fields=["status", "attempts", "error", "finished_at", "worker", "heartbeat_at"]
-        )
+        row.status, row.attempts, row.error = JobStatus.QUEUED, 0, ""
+        row.started_at, row.heartbeat_at, row.finished_at, row.worker = None, None, None, ""
+        cleared = [*_ATTEMPT_FIELDS]
+        if _keeps_progress(kind.model):
+            row.progress = 0.0
+            cleared.append("progress")
+        row.save(update_fields=cleared)
         if kind.on_retry is not None:
             kind.on_retry(row)
         return job_enqueue(job=row)
+
+
+# What a job's row records of one run of it, which a retry clears.
+_ATTEMPT_FIELDS = (
+    "status",
+    "attempts",
+    "error",
+    "started_at",
+    "heartbeat_at",
+    "finished_at",
+    "worker",
+)
+
+
+def _keeps_progress(model: type[Job]) -> bool:
+    """Whether jobs of ``model`` record how far they got (a ``progress`` fraction)."""
+    return any(field.name == "progress" for field in model._meta.concrete_fields)
 
 
 # ---- the outbox and the sweeper ---------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The jobs API's ``kind``, in the path and in the job's state: documented as the registered
 kinds, and any other name in the path a JSON 404."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from sampler.jobs.kinds import job_kinds
 
@@ -81,3 +84,60 @@ def test_the_schema_says_what_a_503_for_an_unreachable_queue_holds(admin_client_
         assert set(body["properties"]) == {"detail", "retry_after", "job"}, path
         assert body["properties"]["job"]["$ref"].endswith(f"/{job}"), path
         assert sorted(body["required"]) == ["detail", "job", "retry_after"], path
+
+
+def _failed_rows(policy, admin_user) -> dict[str, object]:
+    """A failed row of each kind that keeps a progress, and of generation, as a failed attempt
+    leaves them (started, finished, an error, a heartbeat and a worker)."""
+    from labeling.redteam.models import AttackRun
+    from ranking.exports.models import DatasetExport
+    from sampler.generation.models import GenerationJob
+    from sampler.runs.models import TrainingRun
+
+    attempt = {
+        "status": "failed",
+        "attempts": 3,
+        "started_at": timezone.now() - timedelta(hours=2),
+        "heartbeat_at": timezone.now() - timedelta(hours=1),
+        "finished_at": timezone.now() - timedelta(hours=1),
+        "error": "CUDA out of memory.",
+        "worker": "gpu-1",
+    }
+    return {
+        "training": TrainingRun.objects.create(
+            kind="reward", output_name="rm", config={}, dataset={}, progress=0.4, **attempt
+        ),
+        "export": DatasetExport.objects.create(
+            format="pairs", created_by=admin_user, progress=0.4, **attempt
+        ),
+        "attack_run": AttackRun.objects.create(
+            model_version=policy, requested_by=admin_user, seed=1, progress=0.4, **attempt
+        ),
+        "generation": GenerationJob.objects.create(
+            model_version=policy, n=1, seed=1, requested_by=admin_user, **attempt
+        ),
+    }
+
+
+def test_a_retry_clears_what_the_failed_attempt_left_for_every_kind(
+    admin_client_, admin_user, policy, broker
+):
+    for kind, row in _failed_rows(policy, admin_user).items():
+        response = admin_client_.post(f"/api/jobs/{kind}/{row.pk}/retry/")
+        assert response.status_code == 202, (kind, response.content)
+        row.refresh_from_db()
+        assert row.status == "queued" and row.attempts == 0, kind
+        left = {
+            name: getattr(row, name)
+            for name in ("started_at", "heartbeat_at", "finished_at", "error", "worker")
+        }
+        assert left == {
+            "started_at": None,
+            "heartbeat_at": None,
+            "finished_at": None,
+            "error": "",
+            "worker": "",
+        }, kind
+        assert getattr(row, "progress", 0.0) == 0.0, kind
+        state = response.json()
+        assert state["started_at"] is None and state["finished_at"] is None, kind
