@@ -73,6 +73,36 @@ class StorableMultilineCharField(MultilineCharField, StorableCharField):
     refuses text a database cannot store."""
 
 
+class _RawCheckboxInput(forms.CheckboxInput):
+    """A checkbox that hands its field the posted value as sent (None when left out), where
+    Django's reads any value but "false" and "0" as ticked."""
+
+    def value_from_datadict(self, data, files, name):
+        return data.get(name)
+
+
+class CheckboxField(forms.Field):
+    """A checkbox: ticked when the box's own ``value`` is posted, unticked when it is left out,
+    and anything else ("maybe", "0", "") refused by the field's label, not read as a tick as
+    Django's ``BooleanField`` reads it."""
+
+    widget = _RawCheckboxInput
+
+    def __init__(self, *, value: str = "1", **kwargs) -> None:
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+        self.checked_value = value
+
+    def to_python(self, value) -> bool:
+        if value is None:
+            return False
+        if value == self.checked_value:
+            return True
+        raise ValidationError(
+            f"{self.label or 'This'} is a checkbox: tick it or leave it unticked.", code="invalid"
+        )
+
+
 class ModelChoiceField(forms.ModelChoiceField):
     """Django's, with an out-of-range id refused as "not one of the choices" rather than sent
     to the database."""

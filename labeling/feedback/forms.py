@@ -1,6 +1,7 @@
 from django import forms
 
 from config.forms import (
+    CheckboxField,
     ModelVersionFilterField,
     MultilineCharField,
     PageForm,
@@ -23,7 +24,8 @@ class ReportForm(forms.Form):
         choices=Feedback.Category.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
     comment = MultilineCharField(required=False, max_length=MAX_COMMENT_CHARS)
-    filter_wrong = forms.BooleanField(required=False)
+    # The widget's checkbox posts "1" (labeling/feedback/target.html).
+    filter_wrong = CheckboxField(value="1", label="The content filter was wrong")
 
 
 class FeedbackFilterForm(PageForm):

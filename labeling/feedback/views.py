@@ -18,6 +18,8 @@ from sampler.moderation.selectors import content_filter_problem
 
 FEEDBACK = "labeling/feedback/target.html"
 PAGE_SIZE = 50
+# What the report form's "the content filter was wrong" checkbox posts when ticked.
+FILTER_WRONG_TICKED = ReportForm.base_fields["filter_wrong"].checked_value
 
 
 def _save(request: HtmxHttpRequest, target: selectors.FeedbackTarget) -> None:
@@ -79,7 +81,7 @@ def _feedback_page(request: HtmxHttpRequest, target: selectors.FeedbackTarget) -
             typed = {
                 "comment": request.POST.get("comment", ""),
                 "categories": request.POST.getlist("categories"),
-                "filter_wrong": bool(request.POST.get("filter_wrong")),
+                "filter_wrong": request.POST.get("filter_wrong") == FILTER_WRONG_TICKED,
             }
         else:
             if not request.htmx:

@@ -295,6 +295,29 @@ def test_a_refused_report_keeps_the_filter_was_wrong_tick(
     assert re.search(r'name="filter_wrong" value="1"\s+checked', html), html
 
 
+def test_a_filter_was_wrong_value_other_than_the_checkboxs_is_refused_and_nothing_kept(
+    flag_everything, policy, trainer, trainer_client
+):
+    sample = sample_job(trainer).samples.first()
+    for value in ("maybe", "0", "false", ""):
+        response = post_feedback(
+            trainer_client,
+            "sample",
+            sample.pk,
+            {"action": "report", "filter_wrong": value, "categories": ["biased"]},
+        )
+        assert response.status_code == 422, value
+        assert "The content filter was wrong is a checkbox" in response.content.decode(), value
+        assert not Feedback.objects.exists(), value
+    # The checkbox's own value is a tick; left out, no tick.
+    post_feedback(trainer_client, "sample", sample.pk, {"action": "report", "filter_wrong": "1"})
+    assert Feedback.objects.get().filter_report == Feedback.FilterReport.FALSE_POSITIVE
+    post_feedback(
+        trainer_client, "sample", sample.pk, {"action": "report", "categories": ["biased"]}
+    )
+    assert Feedback.objects.get().filter_report == ""
+
+
 def test_the_filter_cannot_be_wrong_about_text_it_never_saw(
     settings, policy, trainer, trainer_client
 ):
