@@ -104,6 +104,12 @@ class AssignmentOutputSerializer(serializers.Serializer):
     candidates = CandidateOutputSerializer(many=True)
 
 
+# What a claim with ``?project=`` (a slug left blank) is told.
+EMPTY_PROJECT_MESSAGE = (
+    "Give a project's slug, or leave the parameter out to claim from any project open to you."
+)
+
+
 class TaskClaimApi(ApiView):
     """The trainer's current assignment, or a lease on the next task that needs them."""
 
@@ -116,7 +122,10 @@ class TaskClaimApi(ApiView):
             OpenApiParameter(
                 "project",
                 OpenApiTypes.STR,
-                description="A project's slug (default: any project open to the trainer).",
+                description=(
+                    "A project's slug; left out, any project open to the trainer. Given empty, a "
+                    "400 naming it (no project is chosen by an empty value)."
+                ),
             ),
             OpenApiParameter(
                 WAITING_HEADER,
@@ -140,6 +149,9 @@ class TaskClaimApi(ApiView):
         query_names_checked(request.query_params, {"project"})
         slug = request.query_params.get("project")
         project = None
+        if slug == "":
+            # A slug left blank (``?project=``) names no project: "any" is the parameter left out.
+            raise serializers.ValidationError({"project": [EMPTY_PROJECT_MESSAGE]})
         if slug is not None:
             project = project_for_trainer(trainer=request.user, slug=slug)
             if project is None:

@@ -21,7 +21,7 @@ from labeling.models import Conversation
 from ranking.exports.filters import ExportFilters
 from ranking.exports.pipeline import records
 from ranking.gold.services import gold_task_create
-from ranking.models import Ranking, RankingTask
+from ranking.models import Assignment, Ranking, RankingTask
 from ranking.projects.forms import ProjectForm
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
 from ranking.projects.selectors import (
@@ -800,6 +800,21 @@ def test_claim_api_takes_a_project_and_refuses_one_not_open_to_the_trainer(
         assert response.status_code == 404 and "No active project" in response.json()["detail"]
     claimed = client.post("/api/ranking/claim/?project=first")
     assert claimed.status_code == 200 and claimed.json()["task_id"] == in_first.pk
+
+
+@pytest.mark.parametrize("query", ["?project=", "?project"])
+def test_claim_api_refuses_an_empty_project_by_name_and_claims_nothing(
+    client, other_trainer, trainer, query
+):
+    version = model_version_create("v")
+    first = project_create(name="First", slug="first", status=Project.Status.ACTIVE)
+    _ready_task(other_trainer, first, version, "first")
+    client.force_login(trainer)
+    response = client.post(f"/api/ranking/claim/{query}")
+    assert response.status_code == 400
+    assert set(response.json()) == {"project"}
+    assert "leave the parameter out" in response.json()["project"][0]
+    assert not Assignment.objects.filter(trainer=trainer).exists()
 
 
 @pytest.mark.parametrize("field", ["name", "slug"])
