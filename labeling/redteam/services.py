@@ -33,6 +33,7 @@ from labeling.guidelines.services import guideline_version_ensure_current
 from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAttack
 from labeling.redteam.selectors import attack_run_failed_results
 from ranking.projects.models import project_default_id
+from ranking.projects.selectors import project_default
 from sampler.generation.models import GenerationJob
 from sampler.generation.params import context_room_error, max_new_tokens_within
 from sampler.generation.services import generation_job_create, generation_job_run_inline
@@ -285,7 +286,9 @@ def attack_run_create(
         .values_list("pk", flat=True)[:MAX_ATTACKS_PER_RUN]
     )
     if not attack_ids:
-        raise ValidationError("No attacks are stored yet: nothing to re-run.")
+        # Another project may have some: the message names the one asked about.
+        name = (project or project_default()).name
+        raise ValidationError(f'No attacks are stored in the project "{name}": nothing to re-run.')
     return _attack_run_record(
         attack_ids=attack_ids,
         queue=queue,

@@ -10,6 +10,7 @@ from config.celery import app
 from labeling.conversations.models import Conversation
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack, AttackRun
+from ranking.projects.services import project_create
 from tests.labeling.conftest import HTMX
 from tests.labeling.redteam.conftest import CORRECTION, PROMPT
 
@@ -74,6 +75,22 @@ def test_red_team_overview_is_for_admins_and_queues_reruns(
     assert admin_client_.get(f"/write/redteam/runs/{run.pk}/").status_code == 200
     bad = admin_client_.post("/write/redteam/runs/new/", {"model_version": 999})
     assert bad.status_code == 422
+
+
+def test_a_rerun_of_a_project_without_attacks_names_the_project_while_another_has_some(
+    admin_client_, red_team, trainer, model_version
+):
+    _, _, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    empty = project_create(name="Quiet & calm", slug="quiet", status="active")
+    response = admin_client_.post(
+        "/write/redteam/runs/new/", {"model_version": model_version.pk, "project": empty.slug}
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert escape('No attacks are stored in the project "Quiet & calm": nothing to re-run.') in html
+    assert "No attacks are stored yet" not in html
+    assert not AttackRun.objects.exists()
 
 
 def test_the_overview_refuses_an_unknown_category_and_names_the_categories(
