@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,16 +17,25 @@ class DataError(ValueError):
     """The data cannot be trained on (empty, wrong format); the message is meant for users."""
 
 
+# What bytes that are not UTF-8 become when decoded with ``surrogateescape`` (valid UTF-8 never
+# decodes to them).
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
 def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Records of a JSONL file (gzip when the file starts with gzip's magic bytes)."""
+    """Records of a JSONL file (gzip when the file starts with gzip's magic bytes). Bytes that
+    are not UTF-8 are refused by the line they are on (the first is line 1): the decoder reads
+    ahead of the lines, so its own error would not say which."""
     path = Path(path)
     with path.open("rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"
     opener = gzip.open if compressed else open
-    number = 0
     try:
         with opener(path, "rb") as stream:
-            for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
+            text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape")
+            for number, line in enumerate(text, start=1):
+                if _UNDECODABLE.search(line):
+                    raise DataError(f"{path.name} line {number} is not UTF-8 text.")
                 if not line.strip():
                     continue
                 try:
@@ -37,8 +47,6 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
                 if not isinstance(record, dict):
                     raise DataError(f"{path.name} line {number} is not a JSON object.")
                 yield record
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path.name} is not UTF-8 text (after line {number}).") from error
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path.name} is not a whole gzip file ({error}).") from error
 

@@ -477,6 +477,14 @@ def test_the_upload_limit_comes_before_the_csrf_check_which_still_holds(
     assert not TrainingRun.objects.exists()
 
 
+def test_a_data_file_that_is_not_utf8_from_its_first_line_is_refused_naming_line_1(
+    policy, tmp_path
+):
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff")
+    assert data_file_problem("sft", str(path)) == "bin.jsonl line 1 is not UTF-8 text."
+
+
 def test_an_unreadable_data_file_is_a_clear_refusal_not_an_error(policy, tmp_path):
     folder = tmp_path / "a-folder.jsonl"
     folder.mkdir()
