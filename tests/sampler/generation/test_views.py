@@ -240,3 +240,39 @@ def test_the_recent_jobs_address_takes_no_post(policy, trainer_client):
         )
     assert answer.status_code == 405 and not send_task.called
     assert not GenerationJob.objects.exists()
+
+
+# As the executor stores an unexpected exception: its line, then the end of its traceback.
+TRACEBACK = (
+    'RuntimeError: CUDA out of memory\n  File "/srv/tandem/sampler/generation/tasks.py", '
+    "line 9, in run\n    raise RuntimeError\nRuntimeError: CUDA out of memory"
+)
+
+
+def test_staff_read_a_failed_generation_job_as_its_reason_without_the_traceback(
+    policy, admin_user, admin_client_
+):
+    """The job's page and the editor's suggestions showed staff the stored error whole (server
+    paths); they show its one line, as every other job page and the jobs API do."""
+    from labeling.conversations import services as conversations
+
+    conversation = conversations.conversation_create(owner=admin_user, title="t")
+    prompt = conversations.message_append(
+        conversation=conversation, author=admin_user, content="Hi"
+    )
+    job = _job(admin_user)
+    GenerationJob.objects.filter(pk=job.pk).update(
+        status=GenerationJob.Status.FAILED,
+        error=TRACEBACK,
+        purpose=GenerationJob.Purpose.SUGGESTION,
+        prefix_message=prompt,
+    )
+    pages = (
+        admin_client_.get(reverse("sampler:job-detail", args=[job.pk])),
+        admin_client_.get(reverse("labeling:suggestions", args=[conversation.pk, job.pk]), **HTMX),
+    )
+    for page in pages:
+        html = page.content.decode()
+        assert page.status_code == 200
+        assert "RuntimeError: CUDA out of memory" in html
+        assert "/srv/tandem" not in html and "line 9" not in html
