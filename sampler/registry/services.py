@@ -559,7 +559,11 @@ def model_version_ensure_default() -> ModelVersion:
     default) stays active and is returned: a promotion or default under way is waited for
     (``sampling_context_lock``) and then seen, and should one be activated past that lock, the
     one-active-version constraint refuses this activation and the registration made for it is
-    rolled back."""
+    rolled back. With a policy active (every suggestion after the first asks here) it is read
+    without the lock, so suggestions never wait on a promotion or a project's save."""
+    active = model_version_active()
+    if active is not None:
+        return active
     try:
         return _default_activate()
     except IntegrityError:

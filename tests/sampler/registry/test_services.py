@@ -302,3 +302,20 @@ def test_the_default_policy_is_not_made_active_when_a_projects_max_new_tokens_ov
 
     Project.objects.filter(pk=project.pk).update(sampling_params={"max_new_tokens": positions - 16})
     assert model_version_ensure_default().is_active
+
+
+def test_the_default_policy_already_active_is_read_without_the_sampling_context_lock(
+    db, settings, micro_model_dir, monkeypatch
+):
+    """Every suggestion asks for the default policy: with one active it took the lock that
+    promotions and project saves hold while they check model folders, and waited on them."""
+    from sampler.registry import services
+
+    settings.SAMPLER_MODEL = str(micro_model_dir)
+    active = model_version_ensure_default()
+
+    def refuse() -> None:
+        raise AssertionError("the sampling context lock was taken")
+
+    monkeypatch.setattr(services, "sampling_context_lock", refuse)
+    assert model_version_ensure_default() == active
