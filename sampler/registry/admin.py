@@ -13,6 +13,9 @@ from sampler.registry.services import (
     model_version_serving_check,
 )
 
+# What a project's room to sample in depends on: a change of one is checked against the projects.
+SAMPLING_FIELDS = frozenset({"kind", "path", "backend", "backend_options", "context_length"})
+
 
 class ModelVersionAdminForm(forms.ModelForm):
     """The serving configuration is checked as the API checks it (options per backend, a
@@ -39,9 +42,17 @@ class ModelVersionAdminForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        # Held until the admin's save commits, before the row's lock below: a project's save
-        # under way is waited for, and its max_new_tokens checked as saved.
-        sampling_context_lock()
+        # Compared as cleaned (the form's changed_data counts a JSON field posted back as it
+        # was as changed).
+        changed = {
+            name for name in SAMPLING_FIELDS if data.get(name) != getattr(self.instance, name)
+        }
+        if self.instance.pk is not None and changed:
+            # Held until the admin's save commits, before the row's lock below: a project's save
+            # under way is waited for, and its max_new_tokens checked as saved. A new version is
+            # no project's and not active, and other fields change no project's room: those
+            # saves take no lock, so project saves and promotions never wait on them.
+            sampling_context_lock()
         # The saved row, read fresh and locked: the admin's save runs in this transaction.
         if kind_error := model_version_kind_error(version=self.instance, kind=data.get("kind")):
             self.add_error("kind", kind_error)

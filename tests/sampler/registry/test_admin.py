@@ -270,3 +270,23 @@ def test_the_admin_refuses_a_path_whose_tokenizer_has_no_chat_template(
     assert f"The tokenizer at {untemplated_model_dir} has no chat template" in page.content.decode()
     gone_folder.refresh_from_db()
     assert gone_folder.path != str(untemplated_model_dir)
+
+
+def test_the_admin_takes_the_sampling_context_lock_only_for_a_change_that_bears_on_projects(
+    admin_client_, monkeypatch
+):
+    """Every save of the admin's form took the lock and held it while it read model folders,
+    so project saves and promotions waited on a new version or a description's edit."""
+    taken = []
+    monkeypatch.setattr(admin_module, "sampling_context_lock", lambda: taken.append(True))
+    version = _version("other", POLICY, active=False)
+    url = reverse("admin:sampler_modelversion_change", args=[version.pk])
+    unchanged = _change_form(admin_client_, version)
+
+    edited = unchanged | {"description": "Edited."}
+    assert admin_client_.post(url, edited).status_code == 302
+    assert taken == []
+    assert admin_client_.post(url, edited | {"context_length": "32"}).status_code == 302
+    assert taken == [True]
+    version.refresh_from_db()
+    assert (version.description, version.context_length) == ("Edited.", 32)
