@@ -209,9 +209,10 @@ _PAGE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 class PageNumberField(forms.CharField):
     """A list page's ``page`` (in its query string): empty is the first page, otherwise a whole
-    number from 1 in digits (no sign, no leading zero, at most 18 digits, as the API's
-    ``offset``). Anything else is refused, naming it: Django's ``get_page`` quietly showed the
-    first page (or the last) for it. A page past the last is no error (``page_of``)."""
+    number from 1 in digits (no sign, at most 18 digits, as the API's ``offset``; and no leading
+    zero, which the offset takes). Anything else is refused, naming it: Django's ``get_page``
+    quietly showed the first page (or the last) for it. A page past the last is no error
+    (``page_of``)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(required=False, strip=False, label="Page", **kwargs)

@@ -138,7 +138,9 @@ def feedback_overview(request: HtmxHttpRequest) -> HttpResponse:
     if form.is_bound and not form.is_valid():
         # No counts nor rows for filters that select nothing definite: all the feedback would
         # pass for them (as the quality page answers); nor for a page that is none.
-        return render(request, "labeling/feedback/overview.html", {"form": form}, status=422)
+        # The filter's own trouble is no filter's: it is said whatever was asked.
+        context = {"form": form, "filter_problem": content_filter_problem()}
+        return render(request, "labeling/feedback/overview.html", context, status=422)
     filters = form.filters() if form.is_bound else selectors.FeedbackFilters()
     rows = selectors.feedback_filtered(filters=filters)
     page = page_of(

@@ -452,3 +452,19 @@ def test_the_overview_shows_no_feedback_for_filters_it_refuses(
 
     unfiltered = admin_client_.get("/write/feedback/", {"category": ""})
     assert unfiltered.status_code == 200 and unfiltered.context["page"].paginator.count == 1
+
+
+def test_the_feedback_page_says_the_content_filter_cannot_run_with_a_filter_refused_too(
+    admin_client_,
+):
+    """The banner came and went with the filters: a refused one (a 422) left it out."""
+    from django.utils import timezone
+
+    from sampler.moderation.models import ContentFilterProblem
+
+    now = timezone.now()
+    ContentFilterProblem.objects.create(reason="No model in /models/clf", since=now, seen_at=now)
+    for query in ("", "?rating=bogus"):
+        page = admin_client_.get(reverse("labeling:feedback") + query)
+        assert page.status_code == (422 if query else 200)
+        assert 'id="content-filter-problem"' in page.content.decode()
