@@ -1,6 +1,10 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
+from django.db import transaction
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 
 from ranking.projects.forms import deadline_help_text
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
@@ -148,6 +152,32 @@ class ProjectPolicyPageForm(ProjectPolicyAdminForm):
                 self.add_error(None, problem)
 
 
+def policies_deleted_error(*, policies: list[ProjectPolicy]) -> str | None:
+    """Why deleting ``policies`` would leave a project a ``max_new_tokens`` its remaining
+    policies (or, with none left, the active policy) have no room for (``policies_left_error``,
+    each project in turn); None: every project keeps its room."""
+    deleted = {policy.pk for policy in policies}
+    projects = {policy.project_id for policy in policies}
+    for project in Project.objects.filter(pk__in=projects).order_by("pk"):
+        left = project.policies.select_related("model_version").exclude(pk__in=deleted)
+        versions = [policy.model_version for policy in left]
+        if problem := policies_left_error(project=project, versions=versions):
+            return problem
+    return None
+
+
+def delete_selected_checked(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset
+) -> HttpResponse | None:
+    """Django's "Delete selected", refused (nothing deleted) for ``policies_deleted_error``:
+    asked before the confirmation page and again, under the lock, with the deletion."""
+    with transaction.atomic():
+        if problem := policies_deleted_error(policies=list(queryset)):
+            modeladmin.message_user(request, f"Not deleted: {problem}", messages.ERROR)
+            return None
+        return delete_selected(modeladmin, request, queryset)
+
+
 class ProjectPolicyInline(admin.TabularInline):
     model = ProjectPolicy
     form = ProjectPolicyAdminForm
@@ -191,3 +221,22 @@ class ProjectPolicyAdmin(admin.ModelAdmin):
     list_display = ("project", "model_version", "weight")
     list_filter = ("project", "model_version__kind")
     search_fields = ("project__name", "model_version__name")
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:  # the same action, checked
+            _, name, description = actions["delete_selected"]
+            actions[name] = (delete_selected_checked, name, description)
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        """Refused (nothing deleted, back to the policy's page) for ``policies_deleted_error``;
+        the check's lock is held through the deletion."""
+        with transaction.atomic():
+            policy = ProjectPolicy.objects.filter(pk=object_id).first()
+            if policy is not None and (problem := policies_deleted_error(policies=[policy])):
+                self.message_user(request, f"Not deleted: {problem}", messages.ERROR)
+                return redirect("admin:ranking_projectpolicy_change", policy.pk)
+            return super().delete_view(request, object_id, extra_context)

@@ -250,3 +250,33 @@ def test_the_admins_policy_page_checks_the_projects_limit_against_the_policies_i
     assert reweighed.status_code == 302
     policy.refresh_from_db()
     assert policy.weight == 2.0
+
+
+def test_deleting_a_policy_in_the_admin_is_checked_against_the_projects_limit(admin_client_):
+    """Its delete page and "Delete selected" deleted a project's last policy, leaving it on the
+    active policy, which has no room for its max_new_tokens; both refuse it, nothing deleted."""
+    ModelVersion.objects.create(name="short", path="short", context_length=256, is_active=True)
+    wide = ModelVersion.objects.create(name="wide", path="wide", context_length=4096)
+    spare = ModelVersion.objects.create(name="spare", path="spare", context_length=4096)
+    own = project_create(
+        name="Own", slug="own", sampling_params={"max_new_tokens": 256}, policies=[(wide, 1.0)]
+    )
+    (policy,) = own.policies.all()
+    refusal = "Not deleted: short: max_new_tokens=256 leaves less than 16 tokens"
+
+    page = admin_client_.post(
+        reverse("admin:ranking_projectpolicy_delete", args=[policy.pk]), {"post": "yes"},
+        follow=True,
+    )  # fmt: skip
+    assert refusal in page.content.decode()
+    bulk = {"action": "delete_selected", "_selected_action": [policy.pk], "post": "yes"}
+    listed = admin_client_.post(
+        reverse("admin:ranking_projectpolicy_changelist"), bulk, follow=True
+    )
+    assert refusal in listed.content.decode()
+    assert list(own.policies.all()) == [policy]
+
+    # With another policy of room left, both delete as before.
+    ProjectPolicy.objects.create(project=own, model_version=spare, weight=1.0)
+    admin_client_.post(reverse("admin:ranking_projectpolicy_changelist"), bulk)
+    assert [kept.model_version for kept in own.policies.all()] == [spare]
