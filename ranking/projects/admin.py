@@ -235,7 +235,8 @@ class ProjectPolicyAdmin(admin.ModelAdmin):
         """Refused (nothing deleted, back to the policy's page) for ``policies_deleted_error``;
         the check's lock is held through the deletion."""
         with transaction.atomic():
-            policy = ProjectPolicy.objects.filter(pk=object_id).first()
+            # As the admin reads it: an id that names no policy (or is no id) is its answer.
+            policy = self.get_object(request, object_id)
             if policy is not None and (problem := policies_deleted_error(policies=[policy])):
                 self.message_user(request, f"Not deleted: {problem}", messages.ERROR)
                 return redirect("admin:ranking_projectpolicy_change", policy.pk)

@@ -280,3 +280,13 @@ def test_deleting_a_policy_in_the_admin_is_checked_against_the_projects_limit(ad
     ProjectPolicy.objects.create(project=own, model_version=spare, weight=1.0)
     admin_client_.post(reverse("admin:ranking_projectpolicy_changelist"), bulk)
     assert [kept.model_version for kept in own.policies.all()] == [spare]
+
+
+def test_the_policy_delete_page_answers_an_id_that_is_no_policy_as_the_admin_does(admin_client_):
+    """The delete page's check read the id itself: one that is no number was a 500."""
+    for object_id in ("abc", "999999"):
+        page = admin_client_.get(
+            reverse("admin:ranking_projectpolicy_delete", args=[object_id]), follow=True
+        )
+        assert page.status_code == 200
+        assert "doesn\u2019t exist" in page.content.decode()  # the admin's own words
