@@ -75,7 +75,16 @@ class StorableMultilineCharField(MultilineCharField, StorableCharField):
 
 class _RawCheckboxInput(forms.CheckboxInput):
     """A checkbox that hands its field the posted value as sent (None when left out), where
-    Django's reads any value but "false" and "0" as ticked."""
+    Django's reads any value but "false" and "0" as ticked; it is drawn with its field's
+    ``value`` attribute, so the box a browser posts is the one the field takes, and ticked for
+    that value or a ``True`` initial (a box ticked by default)."""
+
+    def __init__(self, attrs=None, checked_value: str = "1") -> None:
+        super().__init__(attrs, check_test=lambda value: value is True or value == checked_value)
+        self.checked_value = checked_value
+
+    def format_value(self, value) -> str:
+        return self.checked_value
 
     def value_from_datadict(self, data, files, name):
         return data.get(name)
@@ -84,12 +93,11 @@ class _RawCheckboxInput(forms.CheckboxInput):
 class CheckboxField(forms.Field):
     """A checkbox: ticked when the box's own ``value`` is posted, unticked when it is left out,
     and anything else ("maybe", "0", "") refused by the field's label, not read as a tick as
-    Django's ``BooleanField`` reads it."""
-
-    widget = _RawCheckboxInput
+    Django's ``BooleanField`` reads it. ``initial=True`` draws it ticked until it is posted."""
 
     def __init__(self, *, value: str = "1", **kwargs) -> None:
         kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", _RawCheckboxInput(checked_value=value))
         super().__init__(**kwargs)
         self.checked_value = value
 

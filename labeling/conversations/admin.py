@@ -13,7 +13,12 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from config.admin import ReadOnlyAdminMixin
-from config.forms import DefaultProjectChoiceField, ModelChoiceField, StorableCharField
+from config.forms import (
+    CheckboxField,
+    DefaultProjectChoiceField,
+    ModelChoiceField,
+    StorableCharField,
+)
 from config.text import validate_one_line
 from config.uploads import UploadSizeLimit, upload_size_limit_install
 from labeling.conversations.importing import (
@@ -44,8 +49,9 @@ class ConversationImportForm(forms.Form):
     project = DefaultProjectChoiceField(
         help_text="The campaign the conversations belong to (its ranking tasks and exports)."
     )
-    allow_duplicates = forms.BooleanField(
-        required=False,
+    allow_duplicates = CheckboxField(
+        value="on",
+        label="Allow duplicates",
         help_text=(
             "Import every line, also those whose turns the project already holds from an "
             "import or an earlier line holds (by default they are skipped)."

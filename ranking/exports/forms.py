@@ -1,5 +1,6 @@
 from django import forms
 
+from config.forms import CheckboxField
 from labeling.guidelines.selectors import guideline_number_choices
 from ranking.exports import filters as export_filters
 from ranking.exports.filter_form import ExportFilterForm
@@ -17,13 +18,15 @@ class ExportForm(ExportFilterForm):
         min_value=0, max_value=export_filters.MAX_TEST_FRACTION, initial=0.1
     )
     split_seed = forms.IntegerField(min_value=0, max_value=export_filters.MAX_SPLIT_SEED, initial=0)
-    pseudonymize = forms.BooleanField(required=False, initial=True)
+    # Ticked by default; the page's boxes post "on" (what a browser sends for a box drawn
+    # without a value, as they were before: a page opened then still posts what is taken).
+    pseudonymize = CheckboxField(value="on", initial=True, label="Pseudonymise trainers")
     red_team = forms.ChoiceField(
         choices=[(mode, mode) for mode in RED_TEAM_MODES], initial="include", required=False
     )
     # Version numbers (every project numbers its own): made under version N of its project's.
     guideline_versions = forms.TypedMultipleChoiceField(coerce=int, choices=(), required=False)
-    compress = forms.BooleanField(required=False, initial=True, label="gzip")
+    compress = CheckboxField(value="on", initial=True, label="gzip")
 
     field_order = ["format"]  # then the filters, as the page shows them
 

@@ -1,6 +1,6 @@
 """The ranking form: one rank number per reply (equal numbers are a tie), flags, a rationale.
 
-Fields are made per reply (``rank_<n>``, ``tie_<n>``, ``flag_<n>``, ``flag_note_<n>``, where
+Fields are made per reply (``rank_<n>``, ``flag_<n>``, ``flag_note_<n>``, where
 ``<n>`` is the number the reply is shown under, never a row id: see ``ranking.rank.selectors``),
 so the page works as a plain form; ranking.js only fills the rank numbers in from the list
 order. Lengths, unknown replies, "other needs a note" and "a note needs a flag" are checked by
@@ -40,7 +40,6 @@ class CandidateRow:
     letter: str
     text: str
     rank: str
-    tie: bool
     flags: list[str]
     note: str
     rank_invalid: bool
@@ -72,7 +71,6 @@ class RankingForm(forms.Form):
         for candidate in candidates:
             number = candidate["id"]
             self.fields[f"rank_{number}"] = forms.CharField(required=False)
-            self.fields[f"tie_{number}"] = forms.BooleanField(required=False)
             self.fields[f"flag_{number}"] = forms.MultipleChoiceField(
                 required=False, choices=[(name, FLAG_LABELS[name]) for name in FLAGS]
             )
@@ -194,7 +192,6 @@ class RankingForm(forms.Form):
                     letter=self.letters[number],
                     text=by_id[number]["text"],
                     rank=self.typed(f"rank_{number}"),
-                    tie=bool(self[f"tie_{number}"].value()),
                     flags=list(self[f"flag_{number}"].value() or []),
                     note=self.typed(f"flag_note_{number}"),
                     rank_invalid=f"rank_{number}" in invalid,

@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
-from config.forms import ModelChoiceField
+from config.forms import CheckboxField, ModelChoiceField
 from ranking.exports.filter_form import ExportFilterForm
 from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION, ExportFilters
 from ranking.exports.models import DatasetExport
@@ -142,8 +142,9 @@ class TrainingRunForm(ExportFilterForm):
         widget=forms.CheckboxSelectMultiple,
         label="SFT learns turns written as (none ticked: all)",
     )
-    normalize_to_demonstrations = forms.BooleanField(
-        required=False,
+    # Ticked by default; posts "on", as the box did when it was drawn without a value.
+    normalize_to_demonstrations = CheckboxField(
+        value="on",
         initial=True,
         label="Normalise reward scores to mean 0 on demonstrations",
     )

@@ -1,5 +1,6 @@
 """The admin's JSONL upload of conversations (the import itself: test_importing)."""
 
+import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
@@ -204,6 +205,26 @@ def test_admin_upload_allowing_duplicates_imports_every_line(admin_client_, trai
     )
     assert [str(m) for m in response.context["messages"]] == ["Imported 2 conversations."]
     assert Conversation.objects.count() == 3
+
+
+@pytest.mark.parametrize("value", ["false", "0", "abc", ""])
+def test_admin_upload_with_allow_duplicates_other_than_the_boxs_value_is_refused(
+    admin_client_, trainer, value
+):
+    response = admin_client_.post(
+        IMPORT_URL,
+        {
+            "file": SimpleUploadedFile("chats.jsonl", jsonl(GOOD_PLAIN)),
+            "owner": trainer.pk,
+            "allow_duplicates": value,
+        },
+    )
+    assert response.status_code == 422
+    assert response.context["form"].errors == {
+        "allow_duplicates": ["Allow duplicates is a checkbox: tick it or leave it unticked."]
+    }
+    assert 'name="allow_duplicates" value="on"' in response.content.decode()
+    assert not Conversation.objects.exists()
 
 
 # ---- a conversation's and a draft's references to messages ----------------------------------

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -98,6 +99,37 @@ def test_start_export_queues_it_and_download_serves_the_file(
     download = admin_client_.get(reverse("ranking:export-download", args=[export.pk]))
     assert download.status_code == 200
     assert b"".join(download.streaming_content)[:2] == b"\x1f\x8b"
+
+
+def test_the_export_pages_boxes_post_their_value_and_are_ticked_by_default(admin_client_):
+    page = admin_client_.get(reverse("ranking:exports")).content.decode()
+    for name in ("pseudonymize", "compress"):
+        assert re.search(rf'<input type="checkbox" name="{name}" value="on"[^>]* checked', page)
+
+
+@pytest.mark.parametrize(
+    ("name", "label"), [("pseudonymize", "Pseudonymise trainers"), ("compress", "gzip")]
+)
+@pytest.mark.parametrize("value", ["false", "0", "abc", "yes", ""])
+def test_an_export_box_posted_with_another_value_than_its_own_is_refused(
+    admin_client_, ranked, name, label, value
+):
+    fields = {**FILTERS, "pseudonymize": "on", "compress": "on", name: value}
+    response = admin_client_.post(reverse("ranking:export-start"), fields)
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert f"{label}: {label} is a checkbox: tick it or leave it unticked." in html
+    assert not DatasetExport.objects.exists()
+    # The count asks the same of it.
+    preview = admin_client_.get(reverse("ranking:export-preview"), fields, HTTP_HX_REQUEST="true")
+    assert preview.status_code == 422 and f"{label} is a checkbox" in preview.content.decode()
+
+
+def test_an_export_box_left_out_is_unticked(admin_client_, ranked):
+    response = admin_client_.post(reverse("ranking:export-start"), {**FILTERS, "compress": "on"})
+    assert response.status_code == 302
+    export = DatasetExport.objects.get()
+    assert export.filters["pseudonymize"] is False and export.filters["compress"] is True
 
 
 # Every export URL: (method, URL name, what an admin gets for the same request).

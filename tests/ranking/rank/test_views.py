@@ -229,7 +229,6 @@ def test_invalid_ranks_answer_422_with_a_message_and_keep_everything_entered(
             [d, c, b, a],
             ["1", "1.5", "", "2"],
             **{
-                f"tie_{c}": "on",
                 f"flag_{b}": ["untruthful"],
                 f"flag_note_{b}": "wrong date",
                 "rationale": "D is the only correct one",

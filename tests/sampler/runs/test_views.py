@@ -104,7 +104,7 @@ def test_admin_launches_a_reward_run_from_an_upload_and_it_is_queued(
         refused = admin_client_.post(
             reverse("sampler:training-run-start"),
             {"kind": "reward", "source": "upload", "upload": upload, "test_fraction": "0.2",
-             "split_seed": "0", "normalize_to_demonstrations": ""},
+             "split_seed": "0"},
         )  # fmt: skip
         assert refused.status_code == 422
         assert "carry their own split" in refused.content.decode()
@@ -366,6 +366,29 @@ def test_a_reward_upload_that_normalises_needs_demonstrations(admin_client_, pol
     # The refused run's upload is not kept: no run will ever read it.
     uploads = settings.MEDIA_ROOT / "training-data"
     assert not [path for path in uploads.rglob("*") if path.is_file()]
+
+
+def test_the_normalise_box_posts_its_value_and_is_ticked_by_default(admin_client_, policy):
+    page = admin_client_.get(reverse("sampler:training")).content.decode()
+    assert re.search(
+        r'<input type="checkbox" name="normalize_to_demonstrations" value="on"[^>]* checked', page
+    )
+
+
+@pytest.mark.parametrize("value", ["false", "0", "abc", "yes", ""])
+@pytest.mark.usefixtures("ranked")
+def test_a_normalise_value_other_than_the_boxs_is_refused_and_nothing_started(
+    admin_client_, policy, value
+):
+    response = admin_client_.post(
+        reverse("sampler:training-run-start"),
+        {"kind": "reward", "source": "database", "test_fraction": "0", "split_seed": "0",
+         "normalize_to_demonstrations": value},
+    )  # fmt: skip
+    assert response.status_code == 422
+    label = "Normalise reward scores to mean 0 on demonstrations"
+    assert f"{label} is a checkbox: tick it or leave it unticked." in response.content.decode()
+    assert not TrainingRun.objects.exists()
 
 
 # Bytes of each uploaded file that reached the handler writing it to a temporary file.
