@@ -673,6 +673,56 @@ def test_project_names_and_slugs_that_differ_only_in_case_are_renamed_and_keep_t
 
 
 @pytest.mark.django_db(transaction=True)
+def test_model_version_names_that_differ_only_in_case_are_renamed_and_keep_their_data():
+    """Names are unique in any letter case now (sampler 0013). Versions stored before with one
+    another has in another case keep their rows: the first registered keeps its name, a later
+    one gets the first " (n)" free in any case (within the column's 200 characters), and a
+    policy's metrics naming a renamed reward model name it as renamed."""
+    from django.db import IntegrityError, transaction
+
+    try:
+        apps = _migrate_back("sampler", "0012_content_filter_problem")
+        ModelVersion = apps.get_model("sampler", "ModelVersion")
+        GenerationJob = apps.get_model("sampler", "GenerationJob")
+
+        def made(name, **fields):
+            return ModelVersion.objects.create(name=name, path="/models/x", **fields).pk
+
+        tiny = made("Tiny-SFT")
+        lower = made("tiny-sft")
+        taken_suffix = made("TINY-SFT (2)")
+        upper = made("TINY-SFT")
+        reward = made("RM", kind="reward")
+        reward_again = made("rm", kind="reward")
+        against_renamed = made("ppo", metrics={"reward_version": "rm", "loss": 1.0})
+        against_kept = made("ppo-2", metrics={"reward_version": "RM"})
+        long_name = "n" * 200
+        cut = [made(long_name), made(long_name.upper())]
+        job = GenerationJob.objects.create(model_version_id=lower, n=1, seed=1)
+
+        apps = _migrate(_latest())
+
+        ModelVersion = apps.get_model("sampler", "ModelVersion")
+        names = dict(ModelVersion.objects.values_list("pk", "name"))
+        assert names[tiny] == "Tiny-SFT"
+        assert names[lower] == "tiny-sft (3)"  # " (2)" is another's in another case
+        assert names[taken_suffix] == "TINY-SFT (2)"
+        assert names[upper] == "TINY-SFT (4)"
+        assert (names[reward], names[reward_again]) == ("RM", "rm (2)")
+        metrics = dict(ModelVersion.objects.values_list("pk", "metrics"))
+        assert metrics[against_renamed] == {"reward_version": "rm (2)", "loss": 1.0}
+        assert metrics[against_kept] == {"reward_version": "RM"}
+        assert [names[pk] for pk in cut] == [long_name, long_name.upper()[:196] + " (2)"]
+        GenerationJob = apps.get_model("sampler", "GenerationJob")
+        assert GenerationJob.objects.get(pk=job.pk).model_version_id == lower
+        assert ModelVersion.objects.count() == 10
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ModelVersion.objects.create(name="tiny-SFT", path="/models/y")
+    finally:
+        _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
 def test_verdicts_on_texts_go_when_the_schema_goes_back_to_verdicts_on_samples_alone(
     trainer, policy
 ):

@@ -5,6 +5,7 @@ from django.db import transaction
 
 from ranking.projects.selectors import sampling_context_lock
 from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_name_taken
 from sampler.registry.services import (
     model_version_context_change_error,
     model_version_delete,
@@ -22,7 +23,8 @@ class ModelVersionAdminForm(forms.ModelForm):
     context length for openai versions; the model found here when its path or backend
     changes); the active version of a kind and a project's policy
     keep their kind; a version is never its own ancestor; its context keeps room for the
-    max_new_tokens of each project that samples from it."""
+    max_new_tokens of each project that samples from it. A name another version has, in any
+    letter case, is refused."""
 
     class Meta:
         model = ModelVersion
@@ -39,6 +41,13 @@ class ModelVersionAdminForm(forms.ModelForm):
             "metrics",
             "description",
         )
+
+    def clean_name(self) -> str:
+        # Said as every door says it, naming the version that has the name in whichever case.
+        name = self.cleaned_data["name"]
+        if taken := model_version_name_taken(name=name, exclude_pk=self.instance.pk):
+            raise ValidationError(taken)
+        return name
 
     def clean(self):
         data = super().clean()

@@ -109,10 +109,6 @@ class ModelVersionListApi(ApiView):
             parent = ModelVersion.objects.filter(pk=data["parent_id"]).first()
             if parent is None:
                 raise serializers.ValidationError({"parent_id": "No model version with that id."})
-        if ModelVersion.objects.filter(name=data["name"]).exists():
-            return Response(
-                {"name": ["A version with this name exists."]}, status=status.HTTP_400_BAD_REQUEST
-            )
         version = services.model_version_register(
             name=data["name"],
             kind=data["kind"],

@@ -1,6 +1,7 @@
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from config.text import validate_one_line
 
@@ -21,7 +22,9 @@ class ModelVersion(models.Model):
         TRAINED = "trained", "Trained here"
         REGISTERED = "registered", "Registered by an admin"
 
-    name = models.CharField(max_length=200, unique=True, validators=[validate_one_line])
+    # Unique whatever its letter case (the constraint below): the services say which version
+    # has it (``selectors.model_version_name_taken``).
+    name = models.CharField(max_length=200, validators=[validate_one_line])
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.POLICY)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.REGISTERED)
 
@@ -59,6 +62,13 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # A name is one version's whatever its letter case: "Tiny-SFT" and "tiny-sft" would
+            # be told apart by no one choosing a base, a filter or a version to promote.
+            models.UniqueConstraint(
+                Lower("name"),
+                name="model_version_name_unique_any_case",
+                violation_error_message="Another model version has this name (letter case aside).",
+            ),
             # Exactly one policy is served at a time (promotion swaps it atomically).
             models.UniqueConstraint(
                 fields=["kind"], condition=Q(is_active=True), name="one_active_version_per_kind"

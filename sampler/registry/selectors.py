@@ -1,9 +1,11 @@
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
+from django.db.models.functions import Lower
 
-from config.querysets import ids_existing, ids_named
+from config.querysets import ids_existing
+from config.text import text_problem
 from sampler.registry.models import ModelVersion
 from sampler.runs.models import TrainingRun
 
@@ -12,13 +14,52 @@ def model_version_active(*, kind: str = ModelVersion.Kind.POLICY) -> ModelVersio
     return ModelVersion.objects.filter(kind=kind, is_active=True).first()
 
 
-def model_version_ids_by_name(*, names: list[str]) -> tuple[int, ...]:
-    """The ids of the policy versions named (the filter "the policy that sampled the task");
-    ValidationError naming any that is unknown, or not a policy (it would match nothing)."""
-    ids = ids_named(
-        ModelVersion.objects.all(), "name", names, what="model version", key="model_version"
+def _named(name: str) -> QuerySet[ModelVersion]:
+    """The version named ``name`` in any letter case (one at most: names are unique so),
+    folded as the constraint folds (``Lower``, not iexact's ``UPPER``)."""
+    return ModelVersion.objects.alias(folded_name=Lower("name")).filter(
+        folded_name=Lower(Value(name))
     )
-    _policies_only(ids, dict(zip(ids, dict.fromkeys(names), strict=True)), key="model_version")
+
+
+def model_version_by_name(*, name: str) -> ModelVersion | None:
+    """The version named ``name``, whatever the letter case it is typed in (a name is one
+    version's in any case, so this is never a guess); None when there is none."""
+    return _named(name).first()
+
+
+def model_version_name_taken(*, name: str, exclude_pk: int | None = None) -> str | None:
+    """Why no other version than ``exclude_pk`` may take ``name`` (None: it may): the one
+    sentence every door that names a version says, naming the version that has it. A name that
+    cannot be stored (a NUL) is no one's: its own check refuses it."""
+    if text_problem(name) is not None:
+        return None
+    taken = _named(name).exclude(pk=exclude_pk).values_list("name", flat=True).first()
+    if taken is None:
+        return None
+    case = "" if taken == name else "; names that differ only in letter case are one"
+    return f"A model version named {taken} already exists{case}."
+
+
+def model_version_ids_by_name(*, names: list[str]) -> tuple[int, ...]:
+    """The ids of the policy versions named, in any letter case (the filter "the policy that
+    sampled the task"), in their order; ValidationError naming any that is unknown, or not a
+    policy (it would match nothing)."""
+    # By the version's name as given first: "Tiny" and "tiny" are one version.
+    labels: dict[int, str] = {}
+    unknown = set()
+    for name in names:
+        pk = _named(name).values_list("pk", flat=True).first()
+        if pk is None:
+            unknown.add(name)
+        else:
+            labels.setdefault(pk, name)
+    if unknown:
+        raise ValidationError(
+            {"model_version": f"Unknown model version: {', '.join(sorted(unknown))}."}
+        )
+    ids = tuple(labels)
+    _policies_only(ids, labels, key="model_version")
     return ids
 
 

@@ -16,7 +16,7 @@ from huggingface_hub import try_to_load_from_cache
 from ranking.projects.selectors import projects_context_errors, sampling_context_lock
 from sampler.generation.backends import validate_options
 from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
-from sampler.registry.selectors import model_version_active
+from sampler.registry.selectors import model_version_active, model_version_name_taken
 
 logger = logging.getLogger(__name__)
 
@@ -342,8 +342,10 @@ def model_version_register(
     A local directory must hold a ``config.json`` naming a model of ``kind`` (a sequence
     classifier for a reward model, none for a policy); its context length is recorded unless given
     (an ``openai`` version served elsewhere states its own; a ``vllm`` one is capped by its
-    ``max_model_len``).
+    ``max_model_len``). A name another version has, in any letter case, is refused.
     """
+    if taken := model_version_name_taken(name=name):
+        raise ValidationError({"name": taken})
     path = _validated_path(path)
     _check_kind_matches(kind=kind, path=path)
     options = {} if backend_options is None else backend_options
@@ -368,12 +370,11 @@ def model_version_register(
         with transaction.atomic():
             version.save()
     except IntegrityError as error:
-        if not ModelVersion.objects.filter(name=name).exists():
+        # The same name (in any case) registered at the same moment: the check above saw it
+        # free, the table not.
+        if (taken := model_version_name_taken(name=name)) is None:
             raise
-        # The same name registered at the same moment: full_clean saw it free, the table not.
-        raise ValidationError(
-            {"name": f"Model version with this Name already exists: {name}."}
-        ) from error
+        raise ValidationError({"name": taken}) from error
     return version
 
 
@@ -608,11 +609,12 @@ def _default_activate() -> ModelVersion:
 
 
 def _sampler_model_register(*, path: str) -> ModelVersion:
-    """SAMPLER_MODEL's version, under its folder's name (numbered when that is taken)."""
+    """SAMPLER_MODEL's version, under its folder's name (numbered when that is taken, in any
+    letter case)."""
     is_embedded = Path(path).resolve() == Path(settings.EMBEDDED_MODEL_DIR).resolve()
     stem = Path(path).name if Path(path).exists() else path
     name, number = stem, 1
-    while ModelVersion.objects.filter(name=name).exists():
+    while model_version_name_taken(name=name):
         number += 1
         name = f"{stem}-{number}"
     try:

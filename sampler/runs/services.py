@@ -40,6 +40,7 @@ from sampler.jobs.services import (
     job_retry,
 )
 from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_name_taken
 from sampler.registry.services import model_version_register
 from sampler.runs.data import is_main_process
 from sampler.runs.data_files import data_file_problem, data_path_checker
@@ -94,8 +95,8 @@ def _validated_output_name(output_name: str) -> str:
                 "runs' checkpoints: choose another name."
             }
         )
-    if output_name and ModelVersion.objects.filter(name=output_name).exists():
-        raise ValidationError({"output_name": f"A model version named {output_name} exists."})
+    if output_name and (taken := model_version_name_taken(name=output_name)):
+        raise ValidationError({"output_name": taken})
     if output_name and (Path(settings.MODEL_ROOT) / output_name).exists():
         raise ValidationError(
             {"output_name": f"{output_name} exists already in MODEL_ROOT: choose another name."}
@@ -106,9 +107,16 @@ def _validated_output_name(output_name: str) -> str:
 def _automatic_output_name(*, base: ModelVersion, kind: str, run_id: int) -> str:
     """``<base>-<kind>-run<id>`` as one plain folder name: a base's name may be a hub id
     (``org/model``, as SAMPLER_MODEL registers) or hold dots and slashes that would put the
-    folder elsewhere than directly in MODEL_ROOT, or hide it."""
+    folder elsewhere than directly in MODEL_ROOT, or hide it. Numbered (``-2``, ``-3``, ...)
+    when a version has that name in any letter case, or MODEL_ROOT a folder of it: the run
+    would fail on it when it starts."""
     stem = re.sub(r"[^\w.-]+", "-", base.name).lstrip(".-") or "model"
-    return f"{stem}-{kind}-run{run_id}"
+    first = name = f"{stem}-{kind}-run{run_id}"
+    number = 1
+    while model_version_name_taken(name=name) or (Path(settings.MODEL_ROOT) / name).exists():
+        number += 1
+        name = f"{first}-{number}"
+    return name
 
 
 def training_run_create(
@@ -295,8 +303,8 @@ def _train_run(
     config = validated_config(training, run.config)
     final_dir = Path(settings.MODEL_ROOT) / run.output_name
     partial_dir = final_dir.with_name(f".{final_dir.name}.partial")
-    if ModelVersion.objects.filter(name=run.output_name).exists():
-        raise ValidationError({"output_name": f"{run.output_name} exists already."})
+    if taken := model_version_name_taken(name=run.output_name):
+        raise ValidationError({"output_name": taken})
     if _made_by(final_dir, run):
         # This run's own model, moved in place by an attempt stopped before it registered it: set
         # aside in one rename (the other processes of a launch see it or no folder), then removed.

@@ -105,14 +105,25 @@ def test_the_default_project_stays_open_to_every_trainer(admin_client_):
     assert not default.trainer_groups.exists()
 
 
-def test_a_name_taken_between_the_check_and_the_insert_is_a_validation_error(policy, monkeypatch):
-    # Two registrations at once: both pass full_clean, the table's unique name stops one.
+@pytest.mark.parametrize("name", ["micro", "MICRO"])
+def test_a_name_taken_between_the_check_and_the_insert_is_a_validation_error(
+    policy, monkeypatch, name
+):
+    # Two registrations at once: both pass the name's check and full_clean, the table's
+    # constraint (the name in any case) stops one.
+    taken, checks = registry_services.model_version_name_taken, []
+
+    def free_at_first(**kwargs):
+        checks.append(kwargs)
+        return None if len(checks) == 1 else taken(**kwargs)
+
+    monkeypatch.setattr(registry_services, "model_version_name_taken", free_at_first)
     monkeypatch.setattr(ModelVersion, "full_clean", lambda self, **kwargs: None)
     with pytest.raises(Exception) as refused:
-        registry_services.model_version_register(name=policy.name, path=policy.path)
+        registry_services.model_version_register(name=name, path=policy.path)
     assert type(refused.value).__name__ == "ValidationError"
-    assert "already exists" in str(refused.value)
-    assert ModelVersion.objects.filter(name=policy.name).count() == 1
+    assert "A model version named micro already exists" in str(refused.value)
+    assert list(ModelVersion.objects.values_list("name", flat=True)) == ["micro"]
 
 
 def test_a_ranking_alternative_is_no_message_of_the_editor(trainer_client, ready_task, trainer):

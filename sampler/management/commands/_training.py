@@ -19,7 +19,7 @@ from accounts.selectors import user_ids_by_username
 from ranking.exports.filters import FLAG_NAMES, ExportFilters
 from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.models import ModelVersion
-from sampler.registry.selectors import model_version_ids_by_name
+from sampler.registry.selectors import model_version_by_name, model_version_ids_by_name
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS, NO_WORDS, YES_WORDS
@@ -167,7 +167,9 @@ class TrainingCommand(BaseCommand):
             help="Only this project's data (a slug, repeatable; none: every project).",
         )
         parser.add_argument(
-            "--base", help="The model version to start from (default: active policy)."
+            "--base",
+            help="The model version to start from, by name in any letter case (default: active "
+            "policy).",
         )
         parser.add_argument("--name", default="", help="Name of the new model version.")
         parser.add_argument(
@@ -211,8 +213,12 @@ class TrainingCommand(BaseCommand):
             }
         except ValidationError as error:
             raise CommandError(" ".join(error.messages)) from error
+        base = None
+        if options["base"]:
+            base = model_version_by_name(name=options["base"])
+            if base is None:
+                raise CommandError(f"No model version named {options['base']}.")
         try:
-            base = ModelVersion.objects.get(name=options["base"]) if options["base"] else None
             filters = None
             if not options["data"]:
                 filters = ExportFilters(
@@ -235,8 +241,6 @@ class TrainingCommand(BaseCommand):
                 output_name=options["name"],
                 queue=options["queue"],
             )
-        except ModelVersion.DoesNotExist as error:
-            raise CommandError(f"No model version named {options['base']}.") from error
         except ValidationError as error:
             raise CommandError(_errors(error)) from error
 

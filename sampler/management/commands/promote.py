@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ranking.projects.selectors import projects_affected_by_promotion
 from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_by_name
 from sampler.registry.services import model_version_promote
 
 
@@ -10,13 +11,12 @@ class Command(BaseCommand):
     help = "Make a model version the active one of its kind (one atomic switch)."
 
     def add_arguments(self, parser):
-        parser.add_argument("name", help="The model version's name.")
+        parser.add_argument("name", help="The model version's name (in any letter case).")
 
     def handle(self, *args, **options):
-        try:
-            version = ModelVersion.objects.get(name=options["name"])
-        except ModelVersion.DoesNotExist as error:
-            raise CommandError(f"No model version named {options['name']}.") from error
+        version = model_version_by_name(name=options["name"])
+        if version is None:
+            raise CommandError(f"No model version named {options['name']}.")
         try:
             version = model_version_promote(version=version)
         except ValidationError as error:

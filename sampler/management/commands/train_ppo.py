@@ -13,6 +13,7 @@ from sampler.management.commands._training import (
     train_here_or_queue,
 )
 from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_version_by_name
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.ppo_config import PPOConfig
@@ -125,7 +126,7 @@ class Command(BaseCommand):
 def _version(name: str | None) -> ModelVersion | None:
     if not name:
         return None
-    try:
-        return ModelVersion.objects.get(name=name)
-    except ModelVersion.DoesNotExist as error:
-        raise CommandError(f"No model version named {name}.") from error
+    version = model_version_by_name(name=name)
+    if version is None:
+        raise CommandError(f"No model version named {name}.")
+    return version
