@@ -11,6 +11,7 @@
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerDown
 
 from accounts.services import user_create_trainer
@@ -39,7 +42,11 @@ from config.celery import Queue, app
 from config.threads import thread_caps_apply
 from labeling.conversations.models import Conversation
 from labeling.conversations.services import conversation_create
+from sampler.jobs.kinds import job_kind_of
+from sampler.jobs.models import Job, JobStatus
 from sampler.registry.models import ModelVersion
+from sampler.workers.selectors import workers_live
+from sampler.workers.services import worker_heartbeat_record
 from tests import settings as run_settings
 
 PASSWORD = "a-Strong-test-passw0rd"
@@ -233,6 +240,58 @@ def served_version(name: str, context_length: int, *, active: bool = False) -> M
         context_length=context_length,
         is_active=active,
     )
+
+
+def worker_seen(*, queues: list[str] | None = None, seconds_ago: float = 0.0) -> None:
+    """A worker serving ``queues`` (every queue when None), its last heartbeat ``seconds_ago``."""
+    now = timezone.now() - timedelta(seconds=seconds_ago)
+    worker_heartbeat_record(
+        name="worker@testhost",
+        queues=[queue.value for queue in Queue] if queues is None else queues,
+        hostname="testhost",
+        pid=4242,
+        started_at=now,
+        now=now,
+    )
+
+
+def polls_only_while_work_can_move(
+    client: Client, url: str, *, job: Job, element: str, trigger: str
+) -> None:
+    """Check a polled part of a page (the element with id ``element``, as ``url`` answers an
+    htmx request) against ``job``, a queued job it shows: with no worker seen lately serving
+    the job's queue, or only one serving other queues, it does not poll (no ``trigger``) and
+    names the queue with a "Check again" form asking ``url``, which answers without htmx too;
+    running, or queued with a live worker serving its queue, it polls and says nothing of it."""
+    queue = job_kind_of(job).queue_for(job)
+    rows = type(job).objects.filter(pk=job.pk)
+
+    def answer() -> tuple[str, str]:
+        html = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+        tag = re.search(rf'<[a-z]+ id="{re.escape(element)}"[^>]*>', html)
+        assert tag is not None, f"no element {element!r} in {html}"
+        return tag.group(0), html
+
+    def assert_waits(html_tag: str, html: str) -> None:
+        assert trigger not in html_tag and "hx-trigger" not in html_tag
+        assert f"serving the {queue} queue," in " ".join(html.split())
+        form = re.search(r'<form id="[^"]*-no-worker"[^>]*action="([^"]*)"[^>]*>', html)
+        assert form is not None and form.group(1) == url and "Check again" in html
+        assert client.get(url).status_code in {200, 302}  # the button with no JavaScript
+
+    worker_seen(seconds_ago=settings.WORKER_LIVE_SECONDS + 1)  # seen, not lately
+    assert_waits(*answer())
+    worker_seen(queues=[other.value for other in Queue if other.value != queue])
+    assert_waits(*answer())
+
+    rows.update(status=JobStatus.RUNNING)
+    tag, html = answer()
+    assert trigger in tag and "-no-worker" not in html
+
+    rows.update(status=JobStatus.QUEUED)
+    worker_seen(queues=[queue])
+    tag, html = answer()
+    assert trigger in tag and "-no-worker" not in html
 
 
 def free_port() -> int:
@@ -614,6 +673,8 @@ def celery_worker(session_celery_worker, transactional_db) -> Iterator[subproces
     test queued for itself."""
     queues_purged()
     session_celery_worker.consume(True)
+    # Its heartbeat, gone with the last test's rows, is back: the pages poll the jobs it serves.
+    wait_until(lambda: bool(workers_live()), what="the worker's heartbeat")
     yield session_celery_worker.process
     wait_until(celery_worker_idle, what="the worker to finish what the test queued")
     session_celery_worker.consume(False)

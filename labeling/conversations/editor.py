@@ -9,6 +9,7 @@ from labeling.conversations import selectors
 from labeling.conversations.forms import SuggestForm
 from labeling.conversations.models import Conversation, Message
 from sampler.generation.selectors import generation_job_queue_position
+from sampler.jobs.selectors import jobs_progress
 
 EDITOR = "labeling/conversations/editor.html"
 
@@ -97,6 +98,7 @@ def editor_context(
         "unsent_edits": unsent_edits,
         "job": job,
         "queue_position": generation_job_queue_position(job=job) if job else 0,
+        "suggestion_progress": jobs_progress(jobs=[job] if job else []),
         "suggest_form": SuggestForm(initial={"n": 3}),
     }
 

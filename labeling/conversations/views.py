@@ -33,6 +33,7 @@ from labeling.conversations.forms import (
 from labeling.conversations.models import Conversation, Message
 from sampler.generation.selectors import generation_job_queue_position
 from sampler.generation.services import generation_job_cancel, generation_job_retry
+from sampler.jobs.selectors import jobs_progress
 
 PAGE_SIZE = 200
 
@@ -212,11 +213,13 @@ def suggestion_request(request: HtmxHttpRequest, conversation_id: int) -> HttpRe
 def _render_suggestions(
     request: HtmxHttpRequest, conversation: Conversation, job, *, unpublished: bool = False
 ) -> HttpResponse:
-    """The suggestions slot: queued behind N / generating / done, with cancel and retry."""
+    """The suggestions slot: queued behind N / generating / done, with cancel and retry; it
+    polls while the job may change by itself, and says so when it waits for no worker."""
     context = {
         "conversation": conversation,
         "job": job,
         "queue_position": generation_job_queue_position(job=job),
+        "suggestion_progress": jobs_progress(jobs=[job]),
         "unpublished": unpublished,
     }
     return render(request, f"{EDITOR}#suggestions", context)
@@ -257,6 +260,7 @@ def suggestion_retry(request: HtmxHttpRequest, conversation_id: int, job_id: int
             {
                 "conversation": conversation,
                 "job": job,
+                "suggestion_progress": jobs_progress(jobs=[job]),
                 "suggestion_errors": validation_messages(error),
             },
             status=409,

@@ -22,6 +22,7 @@ from labeling.conversations.services import draft_save
 from labeling.redteam import selectors, services
 from labeling.redteam.forms import AttackFilterForm, AttackForm, AttackRunForm
 from labeling.redteam.models import Attack
+from sampler.jobs.selectors import jobs_progress
 
 SLOT = "labeling/redteam/editor.html#attack-slot"
 PAGE = "labeling/redteam/overview.html"
@@ -209,7 +210,7 @@ def _overview_context(
         "page": page,
         "query": query,
         "runs": runs,
-        "runs_running": any(not run.is_finished for run in runs),
+        "runs_progress": jobs_progress(jobs=runs),
         "run_form": run_form or AttackRunForm(),
     }
 
@@ -247,10 +248,12 @@ def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
 
 @staff_required
 def attack_runs(request: HtmxHttpRequest) -> HttpResponse:
+    """The runs table alone: what the page polls while a run may change by itself, and what
+    its "Check again" button asks for. Opened by itself, the Red team page."""
     if not request.htmx:
         return redirect("labeling:redteam")
     runs = selectors.attack_run_list()
-    context = {"runs": runs, "runs_running": any(not run.is_finished for run in runs)}
+    context = {"runs": runs, "runs_progress": jobs_progress(jobs=runs)}
     return render(request, f"{PAGE}#attack-runs", context)
 
 

@@ -15,6 +15,7 @@ from ranking.exports.features import features_path
 from ranking.exports.forms import ExportForm
 from ranking.exports.models import DatasetExport
 from ranking.exports.selectors import dataset_export_list, export_preview_get
+from sampler.jobs.selectors import jobs_progress
 
 PAGE = "ranking/exports/list.html"
 UNPUBLISHED = (
@@ -24,11 +25,12 @@ UNPUBLISHED = (
 
 
 def _exports() -> dict:
+    """The exports the table lists, and whether one of them may change by itself (the table
+    polls while one does; queued ones waiting for no worker stop it, and it says so)."""
     exports = list(dataset_export_list()[:100])
-    unfinished = {DatasetExport.Status.QUEUED, DatasetExport.Status.RUNNING}
     return {
         "exports": exports,
-        "exports_running": any(e.status in unfinished for e in exports),
+        "exports_progress": jobs_progress(jobs=exports),
         "unpublished_message": UNPUBLISHED,
     }
 
@@ -94,8 +96,8 @@ def export_start(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def export_status(request: HtmxHttpRequest) -> HttpResponse:
-    """The exports table alone: what the page polls while an export is unfinished. Opened by
-    itself, the whole Exports page."""
+    """The exports table alone: what the page polls while an export may change by itself, and
+    what its "Check again" button asks for. Opened by itself, the whole Exports page."""
     if not request.htmx:
         return _page(request, ExportForm(initial={"format": "pairs"}))
     return render(request, f"{PAGE}#export-table", _exports())

@@ -11,11 +11,8 @@ from config.htmx import HtmxHttpRequest
 from sampler.generation import services
 from sampler.generation.forms import GenerateForm
 from sampler.generation.models import GenerationJob
-from sampler.generation.selectors import (
-    generation_job_get,
-    generation_job_list,
-    generation_jobs_progress,
-)
+from sampler.generation.selectors import generation_job_get, generation_job_list
+from sampler.jobs.selectors import jobs_progress
 from sampler.registry.selectors import model_version_active
 
 # What the page's recent-jobs table listens for: a job it lists may have changed its status.
@@ -52,6 +49,7 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "job": job,
+        "job_progress": jobs_progress(jobs=[job] if job else []),
         "unpublished_note": unpublished_note,
         "active_policy": active_policy,
         **_recent_jobs(request),
@@ -72,12 +70,7 @@ def _recent_jobs(request: HttpRequest) -> dict:
     change until one starts (a job waiting is never failed), so for them alone the table stops
     polling and says why, with a button to check again."""
     recent_jobs = list(generation_job_list(user=request.user, limit=10))
-    progress = generation_jobs_progress(jobs=recent_jobs)
-    return {
-        "recent_jobs": recent_jobs,
-        "recent_jobs_moving": progress.moving,
-        "recent_jobs_queues_without_worker": progress.queues_without_worker,
-    }
+    return {"recent_jobs": recent_jobs, "recent_jobs_progress": jobs_progress(jobs=recent_jobs)}
 
 
 @require_GET
@@ -94,10 +87,12 @@ def generate_recent_jobs(request: HtmxHttpRequest) -> HttpResponse:
 @trainer_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = generation_job_get(job_id=job_id, user=request.user)
+    # Polled while it may change by itself; queued for no worker, it says so instead.
+    context = {"job": job, "job_progress": jobs_progress(jobs=[job])}
     if request.htmx:
-        response = render(request, "sampler/job.html#job-status", {"job": job})
+        response = render(request, "sampler/job.html#job-status", context)
         if job.is_finished:
             # The status poll's last answer: the playground's recent jobs show it too.
             trigger_client_event(response, JOB_FINISHED_EVENT)
         return response
-    return render(request, "sampler/job.html", {"job": job})
+    return render(request, "sampler/job.html", context)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from django.db.models import Count
 
 from config.celery import Queue
-from sampler.jobs.kinds import job_models
+from sampler.jobs.kinds import job_kind_of, job_models
 from sampler.jobs.models import Job, JobStatus
+from sampler.workers.selectors import workers_live_by_queue
 
 
 def job_queue_position(*, job: Job) -> int:
@@ -46,3 +49,28 @@ def jobs_by_state() -> dict[str, dict[str, int]]:
         }
         for model in job_models()
     }
+
+
+class JobsProgress(NamedTuple):
+    # Whether one of the jobs may change by itself: running, or queued where a live worker
+    # serves its queue. A page polls while it does.
+    moving: bool
+    # The queues in which some of them wait with no live worker serving them, by name: nothing
+    # moves those jobs until one starts (a job waiting is never failed), so a page stops
+    # polling for them and says so.
+    queues_without_worker: list[str]
+
+
+def jobs_progress(*, jobs: Iterable[Job]) -> JobsProgress:
+    """Whether any of ``jobs`` (of any kind, together) may change by itself, and the queues
+    where queued ones wait for no live worker (each job's queue is its kind's)."""
+    unfinished = [job for job in jobs if not job.is_finished]
+    # A running job's queue is None: it moves whichever queue it came from.
+    queues = [
+        job_kind_of(job).queue_for(job) if job.status == JobStatus.QUEUED else None
+        for job in unfinished
+    ]
+    live = workers_live_by_queue() if any(queues) else {}
+    without = sorted({queue for queue in queues if queue is not None and not live.get(queue)})
+    moving = any(queue not in without for queue in queues)
+    return JobsProgress(moving=moving, queues_without_worker=without)

@@ -25,6 +25,7 @@ from sampler.comparisons.selectors import (
     vote_tallies,
 )
 from sampler.comparisons.services import model_comparison_create
+from sampler.jobs.selectors import jobs_progress
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active, model_version_tree
 from sampler.registry.services import model_version_promote
@@ -52,7 +53,9 @@ def _comparisons() -> dict:
     ]
     return {
         "comparisons": rows,
-        "comparisons_unfinished": any(not c.is_finished for c in comparisons),
+        # The table polls while one may change by itself; queued ones waiting for no worker
+        # stop it, and it says so.
+        "comparisons_progress": jobs_progress(jobs=comparisons),
     }
 
 
@@ -89,8 +92,9 @@ def models(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def comparisons(request: HtmxHttpRequest) -> HttpResponse:
-    """The comparisons table alone: what the page polls while one is unfinished. Opened by
-    itself (a bookmark, a typed address), the whole Models page."""
+    """The comparisons table alone: what the page polls while one may change by itself, and
+    what its "Check again" button asks for. Opened by itself (a bookmark, a typed address),
+    the whole Models page."""
     if not request.htmx:
         return _page(request)
     return render(request, f"{PAGE}#comparison-table", _comparisons())

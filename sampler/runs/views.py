@@ -13,6 +13,7 @@ from accounts.roles import staff_required
 from config.forms import add_validation_errors
 from config.htmx import HtmxHttpRequest, redirect_page, tell_queued
 from config.uploads import UploadSizeLimit, upload_size_limit_install
+from sampler.jobs.selectors import jobs_progress
 from sampler.registry.selectors import model_version_list
 from sampler.runs import services as training_services
 from sampler.runs.forms import TrainingRunForm
@@ -26,8 +27,10 @@ LOG_TAIL_CHARS = 6000
 
 
 def _runs() -> dict:
+    """The runs the table lists, and whether one of them may change by itself (the table polls
+    while one does; queued ones waiting for no worker stop it, and it says so)."""
     runs = list(training_run_list()[:50])
-    return {"runs": runs, "runs_unfinished": any(not run.is_finished for run in runs)}
+    return {"runs": runs, "runs_progress": jobs_progress(jobs=runs)}
 
 
 def _page(request: HttpRequest, form: TrainingRunForm, *, status: int = 200) -> HttpResponse:
@@ -42,8 +45,9 @@ def training(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def training_runs(request: HtmxHttpRequest) -> HttpResponse:
-    """The runs table alone: what the page polls while a run is unfinished. Opened by itself
-    (a bookmark, a typed address), the whole Training page."""
+    """The runs table alone: what the page polls while a run may change by itself, and what
+    its "Check again" button asks for. Opened by itself (a bookmark, a typed address), the
+    whole Training page."""
     if not request.htmx:
         return _page(request, TrainingRunForm())
     return render(request, f"{PAGE}#run-table", _runs())
@@ -104,6 +108,8 @@ def _run_context(run: TrainingRun) -> dict:
         "log_tail": log[-LOG_TAIL_CHARS:],
         "log_truncated": len(log) > LOG_TAIL_CHARS,
         "percent": round(run.progress * 100),
+        # Polled while the run may change by itself; queued for no worker, it says so instead.
+        "run_progress": jobs_progress(jobs=[run]),
     }
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.core.signals import request_finished, request_started
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import PASSWORD, WAIT_SECONDS
+from tests.conftest import PASSWORD, WAIT_SECONDS, worker_seen
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls made by fixtures in the
 # same thread are still plain synchronous calls.
@@ -111,6 +111,26 @@ def page(browser, _requests_in_flight):
 def no_js_page(browser, _requests_in_flight):
     """A page in a browser with JavaScript turned off: plain forms and links only."""
     yield from _browser_context(browser, _requests_in_flight, java_script_enabled=False)
+
+
+def requests_to(page, part: str) -> list[str]:
+    """The addresses the page asks for from now on that hold ``part``, as it asks for them."""
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url) if part in request.url else None)
+    return urls
+
+
+def quiet_until_checked_again(page, *, polls: list[str], note, queue: str, settings) -> None:
+    """A part of the page that stopped polling for work queued for no worker (its ``note``
+    naming ``queue``): a minute of the page's fake clock goes by with no request (``polls``:
+    ``requests_to``); then a worker serving ``queue`` is seen, and the note's "Check again"
+    finds it, so the note goes."""
+    page.clock.run_for(60_000)
+    assert polls == []
+    settings.WORKER_LIVE_SECONDS = 60
+    worker_seen(queues=[queue])
+    note.get_by_role("button", name="Check again").click()
+    expect(note).to_have_count(0)
 
 
 def log_in(page, live_server, username: str, password: str) -> None:

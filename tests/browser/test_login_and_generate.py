@@ -6,9 +6,14 @@ from playwright.sync_api import expect
 from sampler.generation.models import GenerationJob
 from sampler.generation.views import JOB_FINISHED_EVENT
 from sampler.jobs.kinds import job_kind_of
-from tests.browser.conftest import log_in, try_the_model_filled
-from tests.conftest import PASSWORD
-from tests.sampler.conftest import job_unqueued, worker_seen
+from tests.browser.conftest import (
+    log_in,
+    quiet_until_checked_again,
+    requests_to,
+    try_the_model_filled,
+)
+from tests.conftest import PASSWORD, worker_seen
+from tests.sampler.conftest import job_unqueued
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -94,11 +99,7 @@ def test_recent_jobs_stop_checking_while_their_jobs_wait_for_no_worker(
     # (a cutoff an hour ahead, so that even a heartbeat written as the page asks is too old)
     settings.WORKER_LIVE_SECONDS = -3600
     job = job_unqueued(trainer, n=1)
-    polls = []
-    page.on(
-        "request",
-        lambda request: polls.append(request.url) if "recent-jobs" in request.url else None,
-    )
+    polls = requests_to(page, "recent-jobs")
     page.clock.install()
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/generate/")
@@ -109,13 +110,7 @@ def test_recent_jobs_stop_checking_while_their_jobs_wait_for_no_worker(
     queue = job_kind_of(job).queue_for(job)
     expect(note).to_contain_text(f"serving the {queue} queue")
     expect(table).to_have_attribute("hx-trigger", f"{JOB_FINISHED_EVENT} from:body")
-    page.clock.run_for(60_000)
-    assert polls == []
-
-    settings.WORKER_LIVE_SECONDS = 60
-    worker_seen(queues=[queue])
-    note.get_by_role("button", name="Check again").click()
-    expect(note).to_have_count(0)
+    quiet_until_checked_again(page, polls=polls, note=note, queue=queue, settings=settings)
     expect(table).to_have_attribute("hx-trigger", f"{JOB_FINISHED_EVENT} from:body, every 2s")
     GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.SUCCEEDED)
     page.clock.run_for(2_500)

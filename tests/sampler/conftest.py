@@ -1,30 +1,12 @@
 """What every sampler test shares."""
 
-from datetime import timedelta
-
 import pytest
 import torch
-from django.utils import timezone
 
-from config.celery import Queue
 from sampler.generation import services
 from sampler.generation.models import GenerationJob, Sample
-from sampler.workers.services import worker_heartbeat_record
 
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
-
-
-def worker_seen(*, queues: list[str] | None = None, seconds_ago: float = 0.0) -> None:
-    """A worker serving ``queues`` (every queue when None), its last heartbeat ``seconds_ago``."""
-    now = timezone.now() - timedelta(seconds=seconds_ago)
-    worker_heartbeat_record(
-        name="worker@testhost",
-        queues=[queue.value for queue in Queue] if queues is None else queues,
-        hostname="testhost",
-        pid=4242,
-        started_at=now,
-        now=now,
-    )
 
 
 def job_unqueued(trainer, **overrides) -> GenerationJob:

@@ -10,6 +10,7 @@ from labeling.conversations.models import Conversation, Message
 from labeling.conversations.views import PAGE_SIZE
 from sampler.generation import services as sampler_services
 from sampler.generation.models import GenerationJob
+from tests.conftest import polls_only_while_work_can_move, worker_seen
 from tests.labeling.conftest import HTMX, write_turns
 
 
@@ -364,6 +365,7 @@ def test_a_closed_conversation_shows_its_alternatives_but_switches_to_none(
 
 
 def test_suggest_queues_a_job_and_shows_progress(trainer_client, conversation, trainer, policy):
+    worker_seen()  # a queued job polls while a live worker serves its queue
     services.message_append(conversation=conversation, author=trainer, content="hi")
     response = trainer_client.post(
         reverse("labeling:suggest", args=[conversation.pk]), {"n": "2"}, **HTMX
@@ -435,6 +437,7 @@ def test_a_suggestion_in_the_composer_for_a_turn_no_longer_next_does_not_block_t
 def test_a_trainer_cancels_then_retries_a_suggestion(
     trainer_client, conversation, trainer, policy, django_capture_on_commit_callbacks
 ):
+    worker_seen()  # a queued job polls while a live worker serves its queue
     services.message_append(conversation=conversation, author=trainer, content="hi")
     with django_capture_on_commit_callbacks(execute=False):
         job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
@@ -669,3 +672,18 @@ def test_the_list_page_starts_no_conversation_in_a_closed_default_project(traine
     assert not Conversation.objects.exists()
     page = trainer_client.get(response.url).content.decode()
     assert "Project: No active project &#x27;default&#x27; is open to you." in page
+
+
+def test_suggestions_stop_polling_while_their_job_waits_for_no_worker(
+    trainer_client, conversation, trainer, policy, django_capture_on_commit_callbacks
+):
+    """Suggestions queued where no live worker serves the interactive queue cannot come: the
+    slot stops asking every second, names the queue and offers "Check again" (without
+    JavaScript, the editor). Before, it asked every second for as long as the page was open."""
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    url = reverse("labeling:suggestions", args=[conversation.pk, job.pk])
+    polls_only_while_work_can_move(
+        trainer_client, url, job=job, element="suggestions", trigger='hx-trigger="every 1s"'
+    )

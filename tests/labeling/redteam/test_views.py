@@ -3,6 +3,7 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils.html import escape
 from kombu.exceptions import OperationalError as BrokerDown
 
@@ -11,6 +12,7 @@ from labeling.conversations.models import Conversation
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack, AttackRun
 from ranking.projects.services import project_create
+from tests.conftest import polls_only_while_work_can_move
 from tests.labeling.conftest import HTMX
 from tests.labeling.redteam.conftest import CORRECTION, PROMPT
 
@@ -488,3 +490,19 @@ def test_a_failed_run_shows_its_reason_without_the_traceback(
         html = admin_client_.get(url).content.decode()
         assert "the attack prompts could not be read." in html, url
         assert "/srv/tandem" not in html and "File &quot;" not in html, url
+
+
+def test_the_attack_runs_table_stops_polling_while_its_runs_wait_for_no_worker(
+    admin_client_, admin_user, policy
+):
+    """A re-run queued where no live worker serves the generation queue cannot move: the table
+    stops asking every 2 seconds, names the queue and offers "Check again" (without
+    JavaScript, the Red team page). Before, it asked for as long as the page was open."""
+    run = AttackRun.objects.create(model_version=policy, requested_by=admin_user, seed=1)
+    polls_only_while_work_can_move(
+        admin_client_,
+        reverse("labeling:attack-runs"),
+        job=run,
+        element="attack-runs",
+        trigger='hx-trigger="every 2s"',
+    )

@@ -11,6 +11,7 @@ from ranking.models import DatasetExport
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
 from ranking.projects.services import project_create
 from sampler.jobs.services import job_run_inline
+from tests.conftest import polls_only_while_work_can_move
 
 # The export form's fields for per-ranker pairs over every split (10 % held out, split seed 0).
 FILTERS = {
@@ -403,3 +404,19 @@ def test_a_failed_export_shows_its_reason_without_the_traceback(admin_client_, a
     html = admin_client_.get(reverse("ranking:exports")).content.decode()
     assert "OSError: disk full" in html
     assert "/srv/tandem" not in html and "File &quot;" not in html
+
+
+def test_the_exports_table_stops_polling_while_its_exports_wait_for_no_worker(
+    admin_client_, admin_user
+):
+    """An export queued where no live worker serves the default queue cannot move: the table
+    stops asking every second, names the queue and offers "Check again". Before, it asked
+    every second for as long as the page was open."""
+    export = DatasetExport.objects.create(format="pairs", created_by=admin_user)
+    polls_only_while_work_can_move(
+        admin_client_,
+        reverse("ranking:export-status"),
+        job=export,
+        element="export-table",
+        trigger='hx-trigger="every 1s"',
+    )

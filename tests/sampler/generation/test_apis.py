@@ -13,7 +13,7 @@ from labeling.models import Conversation, Message
 from sampler.generation import services
 from sampler.generation.models import GenerationJob
 from sampler.jobs.services import job_fail
-from tests.conftest import post_json
+from tests.conftest import polls_only_while_work_can_move, post_json, worker_seen
 
 JOBS_URL = "/api/generation-jobs/"
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
@@ -201,6 +201,7 @@ def test_the_generation_api_needs_a_logged_in_trainer(policy, trainer, plain_use
 def test_job_partial_polls_while_the_job_runs_and_stops_once_it_ended(
     policy, trainer, trainer_client
 ):
+    worker_seen()  # a queued job polls while a live worker serves its queue
     job = _queued_job(trainer)
     url = reverse("sampler:job-detail", args=[job.pk])
 
@@ -526,3 +527,16 @@ def test_with_an_idempotency_key_a_job_made_while_the_queue_is_down_is_a_201_and
     job = GenerationJob.objects.get()
     assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
     assert response.json()["id"] == job.pk
+
+
+def test_the_job_page_stops_polling_while_its_job_waits_for_no_worker(
+    policy, trainer, trainer_client
+):
+    """A job queued where no live worker serves its queue cannot change (a job waiting is never
+    failed): its page stops asking every second, names the queue and offers "Check again".
+    Before, it asked every second for as long as it stayed open."""
+    job = _queued_job(trainer)
+    url = reverse("sampler:job-detail", args=[job.pk])
+    polls_only_while_work_can_move(
+        trainer_client, url, job=job, element=f"job-{job.pk}", trigger='hx-trigger="every 1s"'
+    )

@@ -14,7 +14,7 @@ from sampler.generation.models import GenerationJob
 from sampler.generation.params import MIN_PROMPT_TOKENS
 from sampler.generation.views import JOB_FINISHED_EVENT
 from sampler.jobs.kinds import job_kind_of
-from tests.sampler.conftest import worker_seen
+from tests.conftest import worker_seen
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 FIELDS = {"message": "hello?", "n": 1, "temperature": 0.8, "top_p": 1.0}

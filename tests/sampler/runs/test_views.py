@@ -24,6 +24,7 @@ from sampler.runs.models import TrainingRun
 from sampler.runs.services import training_run_run_inline
 from sampler.training.records import DataError
 from sampler.training.synthetic import synthetic_rankings
+from tests.conftest import polls_only_while_work_can_move
 from tests.ranking.conftest import ranked, ranked_in_halves  # noqa: F401  (ranked: a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -593,3 +594,18 @@ def test_a_failed_run_page_shows_the_reason_in_one_line_not_the_traceback(
     api = admin_client_.get(f"/api/jobs/training/{run.pk}/")
     assert "sft_bad.jsonl line 3 is not JSON" in shown and shown == api.json()["error"]
     assert "File &quot;" not in page.content.decode() and "data.py" not in page.content.decode()
+
+
+@pytest.mark.parametrize("page", ["list", "run"])
+def test_training_runs_stop_polling_while_they_wait_for_no_worker(admin_client_, page):
+    """A run queued where no live worker serves the training queue cannot move: the Training
+    page's runs table and the run's own page stop asking every 2 seconds, name the queue and
+    offer "Check again". Before, both asked for as long as they were open."""
+    run = TrainingRun.objects.create(kind="reward", output_name="rm", config={}, dataset={})
+    url, element = {
+        "list": (reverse("sampler:training-runs"), "run-table"),
+        "run": (reverse("sampler:training-run", args=[run.pk]), "run-status"),
+    }[page]
+    polls_only_while_work_can_move(
+        admin_client_, url, job=run, element=element, trigger='hx-trigger="every 2s"'
+    )
