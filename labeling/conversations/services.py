@@ -864,11 +864,11 @@ def _message_texts_rejudge(content_filter: ContentFilter, *, most: int, scan: in
             text_moderation_pending=True
         )
     as_samples = [(pk, sample_id) for pk, sample_id, as_sample in found if as_sample]
-    done = _samples_rejudge(as_samples) if as_samples else 0
+    done = _samples_rejudge(content_filter, as_samples) if as_samples else 0
     return done + (_message_texts_moderate(content_filter, message_ids=ids)[0] if ids else 0)
 
 
-def _samples_rejudge(messages: list[tuple[int, int]]) -> int:
+def _samples_rejudge(content_filter: ContentFilter, messages: list[tuple[int, int]]) -> int:
     """Filter the samples of these (message id, sample id) pairs, in batches; how many of the
     messages were judged. A batch the filter raises on is logged and passed over."""
     done = 0
@@ -876,7 +876,7 @@ def _samples_rejudge(messages: list[tuple[int, int]]) -> int:
         batch = messages[start : start + TEXT_MODERATION_BATCH]
         samples = list(Sample.objects.filter(pk__in={sample_id for _, sample_id in batch}))
         try:
-            samples_moderate(samples=samples)
+            samples_moderate(samples=samples, content_filter=content_filter)
         except Exception:
             # Those samples keep the verdict they had; the walk comes back to them.
             log.exception(
@@ -922,7 +922,9 @@ def _message_texts_moderate(
                     break
                 ids = [pk for pk, _ in batch]
                 after = ids[-1]
-                texts_moderate(texts=[content for _, content in batch])
+                texts_moderate(
+                    texts=[content for _, content in batch], content_filter=content_filter
+                )
                 Message.objects.filter(pk__in=ids).update(
                     text_moderation_pending=False,
                     text_filter_name=content_filter.name,

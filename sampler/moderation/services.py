@@ -28,7 +28,9 @@ def content_filter_ready() -> ContentFilter | None:
     class that raises) raises ``ContentFilterUnavailable`` with the reason, once that reason is
     recorded (``ContentFilterProblem``, shown to staff) and logged: at ERROR the first time it
     is met, then at DEBUG, so a sweep each minute says it once. A filter that runs again
-    deletes the record (logged at INFO)."""
+    deletes the record (logged at INFO); with no record, it writes nothing (one read: every
+    worker task asks). Pass what it returns on to ``samples_moderate`` and ``texts_moderate``
+    (``content_filter=``), so a task builds its filter once."""
     try:
         content_filter = content_filter_get()
         load = getattr(content_filter, "load", None)
@@ -38,7 +40,9 @@ def content_filter_ready() -> ContentFilter | None:
         reason = f"{type(error).__name__}: {error}"
         _problem_record(reason, error)
         raise ContentFilterUnavailable(reason) from error
-    if ContentFilterProblem.objects.filter(pk=PROBLEM_ID).delete()[0]:
+    problem = ContentFilterProblem.objects.filter(pk=PROBLEM_ID)
+    # Read before it is deleted: the filter runs, most of the time, with no problem recorded.
+    if problem.exists() and problem.delete()[0]:
         log.info("The content filter runs again.")
     return content_filter
 
@@ -89,13 +93,18 @@ def _result(content_filter: ContentFilter, scored: FilterResult, **subject) -> M
     )
 
 
-def samples_moderate(*, samples: Sequence[Sample]) -> dict[int, ModerationResult]:
+def samples_moderate(
+    *, samples: Sequence[Sample], content_filter: ContentFilter | None = None
+) -> dict[int, ModerationResult]:
     """Score the samples the configured filter has not scored yet; every sample's result, by id.
+    ``content_filter``: the configured filter, already built (``content_filter_ready``); built
+    here when not given.
 
     Idempotent: a sample already scored by this filter version is not scored again, and a
     concurrent run storing the same result is ignored (unique per sample and filter version).
     """
-    content_filter = content_filter_get()
+    if content_filter is None:
+        content_filter = content_filter_get()
     if content_filter is None or not samples:
         return {}
     ids = [sample.pk for sample in samples]
@@ -128,11 +137,14 @@ def samples_flagged_ids(*, samples: Sequence[Sample]) -> set[int]:
     }
 
 
-def texts_moderate(*, texts: Sequence[str]) -> dict[str, ModerationResult]:
+def texts_moderate(
+    *, texts: Sequence[str], content_filter: ContentFilter | None = None
+) -> dict[str, ModerationResult]:
     """Score the texts, each on its own (as no sample's), that the configured filter has not
-    scored yet; every text's result, by text. Idempotent as ``samples_moderate`` is (unique
-    per text and filter version)."""
-    content_filter = content_filter_get()
+    scored yet; every text's result, by text. ``content_filter`` and idempotence as in
+    ``samples_moderate`` (unique per text and filter version)."""
+    if content_filter is None:
+        content_filter = content_filter_get()
     if content_filter is None or not texts:
         return {}
     by_key = {text_sha256(text): text for text in texts}

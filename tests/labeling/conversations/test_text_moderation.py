@@ -340,10 +340,10 @@ def test_a_batch_the_filter_fails_on_waits_without_holding_up_the_ones_after_it(
         services.conversations_import(lines=lines, owner=trainer)
     real = services.texts_moderate
 
-    def breaks_on_one(*, texts):
+    def breaks_on_one(*, texts, content_filter):
         if "the filter breaks on this" in texts:
             raise RuntimeError("the classifier ran out of memory")
-        return real(texts=texts)
+        return real(texts=texts, content_filter=content_filter)
 
     monkeypatch.setattr(services, "texts_moderate", breaks_on_one)
 
@@ -407,6 +407,39 @@ def test_a_filter_that_cannot_run_is_recorded_once_and_the_sweep_loses_nothing(
     assert not Message.objects.filter(text_moderation_pending=True).exists()
     page = admin_client_.get(reverse("labeling:feedback")).content.decode()
     assert 'id="content-filter-problem"' not in page
+
+
+def test_a_filter_that_runs_is_built_once_a_task_and_writes_nothing_when_all_is_well(
+    secrets_filter, trainer, broker, committed, monkeypatch
+):
+    """A worker's filtering (each save's task, the sweep every minute) that finds the filter
+    running, with no problem recorded, writes nothing to say so, and builds the filter once
+    for all its batches. Before, every task deleted the problem row, there or not (a write a
+    task), and built the filter again for each batch of 200 texts."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sampler.moderation import services as moderation
+
+    monkeypatch.setattr(services, "TEXT_MODERATION_BATCH", 1)
+    replies = _import_replies(trainer, committed, "first", "second", "third")
+    built = []
+    monkeypatch.setattr(
+        moderation, "content_filter_get", lambda: built.append(1) or content_filter_get()
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        assert moderation.content_filter_ready() is not None
+    written = [
+        query["sql"]
+        for query in queries.captured_queries
+        if query["sql"].lstrip().upper().startswith(("DELETE", "UPDATE", "INSERT"))
+    ]
+    assert written == [] and len(queries.captured_queries) == 1
+
+    built.clear()
+    assert tasks.moderate_message_texts([reply.pk for reply in replies]) == 3
+    assert len(built) == 1
 
 
 def _import_replies(trainer, committed, *replies):
