@@ -174,44 +174,47 @@ def _overview_context(
     filter_form: AttackFilterForm | None = None,
 ) -> dict:
     filter_form = filter_form or AttackFilterForm(request.GET)
-    filter_form.is_valid()
+    refused = not filter_form.is_valid()
     category = filter_form.cleaned_data.get("category", "")
     version = filter_form.cleaned_data.get("model_version")
     model_version_id = version.pk if version is not None else None
-    page = page_of(
-        selectors.attack_list(category=category, model_version_id=model_version_id),
-        number=filter_form.cleaned_data.get("page", 1),
-        per_page=50,
-    )
-    query = "&".join(
-        f"{key}={value}"
-        for key, value in (("category", category), ("model_version", model_version_id or ""))
-        if value
-    )
-    # Every figure follows both filters; the dropdown offers the versions with red-team
-    # replies, and the one filtered by when it has none: otherwise "Any" would show as chosen
-    # over that version's (empty) list.
-    by_model_version = selectors.attack_success_by_model_version(
-        category=category, model_version_id=model_version_id
-    )
+    # The dropdown offers the versions with red-team replies, and the one filtered by when it
+    # has none: otherwise "Any" would show as chosen over that version's (empty) list.
     version_options = selectors.red_team_model_versions()
     if version is not None and version.pk not in dict(version_options):
         version_options.append((version.pk, version.name))
     runs = selectors.attack_run_list()
-    return {
-        "by_model_version": by_model_version,
-        "by_category": selectors.attack_counts_by_category(model_version_id=model_version_id),
+    context = {
         "category_names": Attack.Category.choices,
         "category": category,
         "filter_form": filter_form,
         "model_version": version,
         "model_version_id": model_version_id,
         "version_options": version_options,
-        "page": page,
-        "query": query,
         "runs": runs,
         "runs_progress": jobs_progress(jobs=runs),
         "run_form": run_form or AttackRunForm(),
+    }
+    if refused:
+        # A refused filter shows neither figures nor attacks: none is computed.
+        return context
+    query = "&".join(
+        f"{key}={value}"
+        for key, value in (("category", category), ("model_version", model_version_id or ""))
+        if value
+    )
+    # Every figure follows both filters.
+    return context | {
+        "by_model_version": selectors.attack_success_by_model_version(
+            category=category, model_version_id=model_version_id
+        ),
+        "by_category": selectors.attack_counts_by_category(model_version_id=model_version_id),
+        "page": page_of(
+            selectors.attack_list(category=category, model_version_id=model_version_id),
+            number=filter_form.cleaned_data.get("page", 1),
+            per_page=50,
+        ),
+        "query": query,
     }
 
 

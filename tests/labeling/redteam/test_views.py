@@ -141,6 +141,32 @@ def test_the_overview_refuses_an_unknown_model_version_and_says_so(
     assert "No attacks against other." in page.content.decode()
 
 
+def test_the_overview_refused_by_its_filters_counts_nothing_it_does_not_show(
+    admin_client_, red_team, trainer
+):
+    """A refused filter (422) shows no figures and no attacks, so it computes none: its answer
+    runs the queries of an empty filter less the five of the figures (the successes by version,
+    the two counts by category, the page of attacks and its count), none on the attacks' table.
+    Before, it computed every figure and threw them away."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, _, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+
+    def queries(query: dict) -> list[str]:
+        with CaptureQueriesContext(connection) as captured:
+            page = admin_client_.get("/write/redteam/", query)
+        assert page.status_code == (200 if not query else 422), query
+        return [entry["sql"] for entry in captured.captured_queries]
+
+    shown = queries({})
+    for refused in ({"model_version": "bogus"}, {"category": "bogus"}):
+        answered = queries(refused)
+        assert not [sql for sql in answered if 'FROM "labeling_attack"' in sql], refused
+        assert len(answered) == len(shown) - 5, refused
+
+
 def test_the_overview_filtered_by_a_version_without_attacks_shows_it_chosen(
     admin_client_, red_team, trainer
 ):
