@@ -607,9 +607,10 @@ def job_hand_back(context: JobContext) -> None:
 def job_run_inline(
     *, job: Job, raise_retry_later: bool = False, raise_refused: bool = False
 ) -> Job | None:
-    """Run ``job`` in this process (the command line, or inside another job), without a broker.
-    ``raise_retry_later``: when it meets something that is down for now, raise that
-    ``JobRetryLater`` after recording it, so the job running this one goes back to its queue.
+    """Run ``job`` (of any kind) in this process (the command line, or inside another job),
+    without a broker, through the executor as a worker would. ``raise_retry_later``: when it
+    meets something that is down for now, raise that ``JobRetryLater`` after recording it, so
+    the job running this one goes back to its queue.
     ``raise_refused``: when its request is refused for what it asks, raise that ``JobRefused``
     after recording it, so the job running this one knows that asking again would not help.
     The time limit of the job running this one, met here, is raised on (this job failed saying

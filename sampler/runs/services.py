@@ -461,8 +461,11 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
 
 
 def training_run_execute(context: JobContext) -> None:
-    """The executor's entry point for every training kind (on a ``training`` worker)."""
-    _execute(context, **context.options)
+    """The executor's entry point for every training kind (on a ``training`` worker, or in
+    this process: ``training_run_run_inline``, ``job_run_inline``). Of the run's options it
+    reads its own (``resume``, ``echo``); the others are the executor's (``raise_refused``)."""
+    options = context.options
+    _execute(context, resume=options.get("resume", True), echo=options.get("echo"))
 
 
 def training_run_run_inline(

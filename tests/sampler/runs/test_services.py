@@ -63,3 +63,36 @@ def test_a_run_queued_from_the_command_line_while_the_job_queue_is_down_says_so(
     # Training page does, instead of reading as if a worker had it.
     assert run.status == TrainingRun.Status.QUEUED and run.published_at is None
     assert f"Training run {run.pk} is saved, but the job queue is unreachable" in out.getvalue()
+
+
+def test_a_training_run_runs_inline_through_the_one_executor_as_every_job_kind(
+    settings, tmp_path, micro_model_dir
+):
+    """``job_run_inline`` runs any job kind in this process, a training run included (the
+    executor's own options, such as ``raise_retry_later``, are not the run's). Before, the
+    training kind took every option as its own and failed the run with a TypeError."""
+    from sampler.jobs.services import job_run_inline
+    from sampler.registry.models import ModelVersion
+
+    settings.MODEL_ROOT = tmp_path / "models"
+    base = model_version_register(name="base", path=str(micro_model_dir))
+    data = tmp_path / "rankings.jsonl"
+    write_jsonl(iter(synthetic_rankings(4)), data)
+    run = training_services.training_run_create(
+        kind="reward",
+        config={
+            "max_steps": 1,
+            "batch_size": 2,
+            "max_length": 48,
+            "test_fraction": 0.0,
+            "normalize_to_demonstrations": False,
+        },
+        base_version=base,
+        data_path=str(data),
+        queue=False,
+    )
+
+    run = job_run_inline(job=run, raise_retry_later=True, raise_refused=True)
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert ModelVersion.objects.filter(training_run=run).exists()
