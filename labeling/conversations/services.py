@@ -52,7 +52,9 @@ from sampler.moderation.services import (
     ContentFilterUnavailable,
     content_filter_ready,
     samples_moderate,
+    samples_moderate_pending,
     texts_moderate,
+    waiting_judge,
 )
 
 log = logging.getLogger(__name__)
@@ -781,7 +783,8 @@ def _ready_filter() -> ContentFilter | None:
 
 def message_texts_sweep(*, created_before: datetime, most: int, scan: int) -> int:
     """The periodic sweep: filter the messages still waiting for a verdict on their own words
-    that were saved before ``created_before`` (``message_texts_moderate``), then, in the room
+    that were saved before ``created_before`` (``message_texts_moderate``), then the samples
+    stored while the filter could not run (``samples_moderate_pending``), then, in the room
     they leave of ``most``, those judged by no filter configured now among the next ``scan``
     messages of the walk (``message_texts_rejudge``), so that these never hold up the ones
     waiting; how many were filtered. A filter that cannot run (``content_filter_ready``) stops
@@ -792,7 +795,12 @@ def message_texts_sweep(*, created_before: datetime, most: int, scan: int) -> in
     if content_filter is None:
         return 0
     done, tried = _message_texts_moderate(content_filter, created_before=created_before, most=most)
-    return done + _message_texts_rejudge(content_filter, most=most - tried, scan=scan)
+    # Then the samples a generation job stored while the filter could not run.
+    samples_done, samples_tried = samples_moderate_pending(
+        content_filter=content_filter, most=most - tried
+    )
+    rejudged = _message_texts_rejudge(content_filter, most=most - tried - samples_tried, scan=scan)
+    return done + samples_done + rejudged
 
 
 # The walk of the messages table that ``message_texts_rejudge`` goes on with at each run.
@@ -902,40 +910,20 @@ def _message_texts_moderate(
 ) -> tuple[int, int]:
     """``message_texts_moderate`` with ``content_filter``, ready to run: how many messages
     were filtered, and how many tried."""
-    waiting = Message.objects.filter(text_moderation_pending=True)
+    waiting = Message.objects.filter(text_moderation_pending=True).only("pk", "content")
     if message_ids is not None:
         waiting = waiting.filter(pk__in=list(message_ids))
     if created_before is not None:
         waiting = waiting.filter(created_at__lt=created_before)
-    done, tried, after = 0, 0, 0
-    while most is None or tried < most:
-        ids: list[int] = []
-        try:
-            with transaction.atomic():
-                batch = list(
-                    waiting.filter(pk__gt=after)
-                    .order_by("pk")
-                    .select_for_update(skip_locked=True)
-                    .values_list("pk", "content")[:TEXT_MODERATION_BATCH]
-                )
-                if not batch:
-                    break
-                ids = [pk for pk, _ in batch]
-                after = ids[-1]
-                texts_moderate(
-                    texts=[content for _, content in batch], content_filter=content_filter
-                )
-                Message.objects.filter(pk__in=ids).update(
-                    text_moderation_pending=False,
-                    text_filter_name=content_filter.name,
-                    text_filter_version=content_filter.version,
-                )
-        except Exception:
-            if not ids:  # the batch could not be read: no filter ran
-                raise
-            # A batch the filter fails on stays waiting for the next sweep; those after it go on.
-            log.exception("The content filter failed on messages %s to %s.", ids[0], ids[-1])
-        else:
-            done += len(ids)
-        tried += len(ids)
-    return done, tried
+
+    def judge(batch: list[Message]) -> None:
+        texts_moderate(texts=[message.content for message in batch], content_filter=content_filter)
+        Message.objects.filter(pk__in=[message.pk for message in batch]).update(
+            text_moderation_pending=False,
+            text_filter_name=content_filter.name,
+            text_filter_version=content_filter.version,
+        )
+
+    return waiting_judge(
+        waiting, judge=judge, most=most, batch_size=TEXT_MODERATION_BATCH, noun="messages"
+    )

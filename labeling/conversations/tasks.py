@@ -32,10 +32,11 @@ def moderate_message_texts(message_ids: list[int]) -> int:
 def moderate_pending_message_texts() -> int:
     """The sweep (from beat): filter every message still waiting for a verdict on its text a
     minute after it was saved, whose publication was lost (the broker was down) or whose
-    worker stopped, then those whose verdict is by no filter configured now (another filter or
-    version, or none; a suggestion used as it is, by its sample's) among the next
-    ``SWEEP_SCAN_MESSAGES`` of the walk of the messages table;
-    ``SWEEP_MAX_TEXTS`` of them at the most, the rest at the next minutes."""
+    worker stopped, then the samples stored while the filter could not run, then the messages
+    whose verdict is by no filter configured now (another filter or version, or none; a
+    suggestion used as it is, by its sample's) among the next ``SWEEP_SCAN_MESSAGES`` of the
+    walk of the messages table; ``SWEEP_MAX_TEXTS`` of them at the most, the rest at the next
+    minutes."""
     return services.message_texts_sweep(
         created_before=timezone.now() - timedelta(seconds=SWEEP_GRACE_SECONDS),
         most=SWEEP_MAX_TEXTS,

@@ -39,8 +39,11 @@ from sampler.generation.params import context_room_error, max_new_tokens_within
 from sampler.generation.services import generation_job_create, generation_job_run_inline
 from sampler.jobs.kinds import JobCancelled, JobContext
 from sampler.jobs.services import JobRefused, job_cancel, job_enqueue
-from sampler.moderation.filters import content_filter_get
-from sampler.moderation.services import samples_moderate
+from sampler.moderation.services import (
+    ContentFilterUnavailable,
+    content_filter_ready,
+    samples_moderate,
+)
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 from sampler.registry.services import reward_version_score
@@ -370,10 +373,17 @@ def attack_run_retry_failed(
 def attack_run_execute(context: JobContext) -> None:
     """Generate one reply per attack of the run's set, filter and score it (a job: the executor
     claims and finishes the run); resumes where a run that was stopped left off (one result per
-    attack and run), on the attacks the run was asked for, less those withdrawn since."""
+    attack and run), on the attacks the run was asked for, less those withdrawn since. A content
+    filter that cannot run (recorded and logged by ``content_filter_ready``) stops no run: its
+    replies are kept with no verdict, their samples waiting for the sweep."""
     run = AttackRun.objects.select_related("model_version", "requested_by").get(pk=context.job.pk)
     reward_version = run.reward_model_version or model_version_active(kind=ModelVersion.Kind.REWARD)
-    content_filter = content_filter_get()
+    try:
+        content_filter = content_filter_ready()
+    except ContentFilterUnavailable:
+        # Recorded and logged: the replies are kept with no verdict (their samples wait for the
+        # sweep), and the run goes on.
+        content_filter = None
     entries = list(
         run.entries.select_related("attack", "generation_job").order_by(
             "-attack__created_at", "-attack__id"
@@ -404,7 +414,11 @@ def attack_run_execute(context: JobContext) -> None:
             job, refused = _generated(job)
             sample = job.samples.first() if job.status == GenerationJob.Status.SUCCEEDED else None
             failure = job.error or "Generation failed."
-        verdict = samples_moderate(samples=[sample]).get(sample.pk) if sample else None
+        verdict = (
+            samples_moderate(samples=[sample], content_filter=content_filter).get(sample.pk)
+            if sample is not None and content_filter is not None
+            else None
+        )
         with transaction.atomic():
             # Withdrawn meanwhile: it left this run (``attack_withdraw`` holds its lock).
             if not Attack.objects.select_for_update().filter(pk=attack.pk).exists():

@@ -204,13 +204,26 @@ def ranking_task_prepare_execute(context: JobContext) -> None:
     generation_job_execute(context, then=_candidates_from_samples)
 
 
-def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
-    task = _prepared_by(job).select_for_update().first()
-    if task is None or task.status != RankingTask.Status.PREPARING:
-        return
-    # Sampled: the project's policy prepares tasks (a reason a preparation failed is gone).
-    _pool_error_record(project_id=task.project_id, reason="")
-    source = Message.objects.select_related("sample").get(pk=task.source_message_id)
+# Why a task whose alternatives the content filter could not judge was not made.
+UNJUDGED_KEPT_OUT = (
+    "The content filter cannot run (staff see why on the feedback page), and "
+    "CONTENT_FILTER_BLOCK_RANKING keeps replies it has not judged out of ranking tasks."
+)
+
+
+def _samples_for_ranking(
+    *, task: RankingTask, source: Message, samples: list[Sample]
+) -> list[Sample] | None:
+    """The samples that become the task's alternatives, by the content filter's verdicts; None
+    when the task is failed for them instead (with the reason). Samples stored while the filter
+    could not run (``moderation_pending``) are ranked as they are, judged by the sweep once it
+    runs again, unless flagged replies are kept out of ranking: then the task fails (the
+    source had no part in it, so it is given back)."""
+    if any(sample.moderation_pending for sample in samples):
+        if settings.CONTENT_FILTER_BLOCK_RANKING:
+            ranking_task_fail(task_id=task.pk, error=UNJUDGED_KEPT_OUT)
+            return None
+        return samples
     # The reply the task is made from is filtered again as its alternatives were, by the filter
     # of the day: a verdict by another filter version would single it out on the Rank page. It
     # is judged on its own text where that is no sample's: one its writer edited from a
@@ -225,7 +238,7 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
                 "CONTENT_FILTER_BLOCK_RANKING keeps flagged replies out of ranking tasks."
             )
             task.save(update_fields=["status", "error"])
-            return
+            return None
         flagged = samples_flagged_ids(samples=samples)
         samples = [sample for sample in samples if sample.pk not in flagged]
         if not samples:
@@ -235,7 +248,20 @@ def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
                 "CONTENT_FILTER_BLOCK_RANKING keeps flagged replies out of ranking tasks."
             )
             task.save(update_fields=["status", "error"])
-            return
+            return None
+    return samples
+
+
+def _candidates_from_samples(job: GenerationJob, samples: list[Sample]) -> None:
+    task = _prepared_by(job).select_for_update().first()
+    if task is None or task.status != RankingTask.Status.PREPARING:
+        return
+    # Sampled: the project's policy prepares tasks (a reason a preparation failed is gone).
+    _pool_error_record(project_id=task.project_id, reason="")
+    source = Message.objects.select_related("sample").get(pk=task.source_message_id)
+    samples = _samples_for_ranking(task=task, source=source, samples=samples)
+    if samples is None:
+        return
     alternatives = message_add_alternatives(source=source, samples=samples)
     messages = [source, *alternatives]
     Candidate.objects.bulk_create(

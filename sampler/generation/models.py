@@ -83,9 +83,21 @@ class Sample(models.Model):
         max_length=16, choices=LogprobKind.choices, default=LogprobKind.SAMPLING
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Stored while the content filter could not run (``ContentFilterProblem``): waiting for its
+    # verdict, which the periodic sweep gives once it runs again. A database default too, so
+    # code from before it (during an upgrade) inserts samples without it.
+    moderation_pending = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["job", "index"]
+        indexes = [
+            # The sweep's search for the samples waiting: few, in a large table.
+            models.Index(
+                fields=["id"],
+                condition=Q(moderation_pending=True),
+                name="sample_moderation_pending",
+            ),
+        ]
         constraints = [
             # A task that runs twice for the same job cannot store its samples twice.
             models.UniqueConstraint(fields=["job", "index"], name="sample_unique_per_job_index"),

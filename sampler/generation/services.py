@@ -59,7 +59,12 @@ from sampler.jobs.services import (
     job_retry,
     job_run_inline,
 )
-from sampler.moderation.services import samples_moderate
+from sampler.moderation.filters import ContentFilter
+from sampler.moderation.services import (
+    ContentFilterUnavailable,
+    content_filter_ready,
+    samples_moderate,
+)
 from sampler.registry.models import ModelVersion
 from sampler.registry.services import model_version_ensure_default
 
@@ -474,8 +479,12 @@ def _store(
     *,
     duration_ms: int,
     then: Callable[[GenerationJob, list[Sample]], None] | None,
+    content_filter: ContentFilter | None,
+    unjudged: bool,
 ) -> None:
-    """Store one job's samples, filtered, with its success in one transaction."""
+    """Store one job's samples, filtered with ``content_filter`` (ready to run; None: filtering
+    is off), with its success in one transaction; ``unjudged``: the filter cannot run, so they
+    are stored waiting for it (``Sample.moderation_pending``), for the sweep to judge."""
     texts, notes = _storable(result)
     with transaction.atomic():
         if not context.succeed(notes=notes, duration_ms=duration_ms):
@@ -490,14 +499,17 @@ def _store(
                     finish_reason=completion.finish_reason,
                     logprob_sum=completion.logprob_sum,
                     logprob_kind=result.logprob_kind,
+                    moderation_pending=unjudged,
                 )
                 for index, (text, completion) in enumerate(
                     zip(texts, result.completions, strict=True)
                 )
             ]
         )
-        # Filtered in the same transaction that shows them: no trainer sees an unfiltered sample.
-        samples_moderate(samples=samples)
+        if content_filter is not None:
+            # Filtered in the same transaction that shows them: no trainer sees an unfiltered
+            # sample while the filter can run.
+            samples_moderate(samples=samples, content_filter=content_filter)
         if then is not None:
             then(job, samples)
 
@@ -521,9 +533,18 @@ def generation_job_execute(
     not sent: each goes back to its queue at once, its attempt not counted, and is first in the
     batch its own message runs (so a request the server fails every time costs its own job
     alone, and replies had before it are kept). A character a database cannot store in a
-    sample (NUL, an unpaired surrogate) is replaced, with a note.
+    sample (NUL, an unpaired surrogate) is replaced, with a note. A content filter that cannot
+    run (``content_filter_ready``: the reason recorded and logged) loses no job: the samples
+    are stored waiting for it (``Sample.moderation_pending``), and the sweep judges them once
+    it runs again.
     """
     job = GenerationJob.objects.select_related("model_version").get(pk=context.job.pk)
+    try:
+        content_filter, unjudged = content_filter_ready(), False
+    except ContentFilterUnavailable:
+        # Recorded and logged: the jobs are not lost for it, their samples wait for the sweep.
+        content_filter, unjudged = None, True
+    filtering = {"then": then, "content_filter": content_filter, "unjudged": unjudged}
     with job_batch(context=context, candidates=_waiting_with(job)) as partners:
         jobs = [job] + [partner.job for partner in partners]
         started = time.monotonic()
@@ -537,9 +558,9 @@ def generation_job_execute(
                 continue
             with job_partner_step(context=partner):
                 result = _result(outcome, attempts=partner_job.attempts)
-                _store(partner, partner_job, result, duration_ms=duration_ms, then=then)
+                _store(partner, partner_job, result, duration_ms=duration_ms, **filtering)
     result = _result(outcomes[0], attempts=job.attempts)
-    _store(context, job, result, duration_ms=duration_ms, then=then)
+    _store(context, job, result, duration_ms=duration_ms, **filtering)
 
 
 def generation_job_run_inline(

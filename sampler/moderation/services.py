@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from sampler.generation.models import Sample
@@ -15,6 +16,8 @@ log = logging.getLogger(__name__)
 
 # The one row a problem with the filter is recorded in.
 PROBLEM_ID = 1
+# Samples per call of the filter when the sweep judges those stored while it could not run.
+PENDING_SAMPLES_BATCH = 200
 
 
 class ContentFilterUnavailable(Exception):
@@ -126,6 +129,65 @@ def samples_moderate(
         ignore_conflicts=True,
     )
     return {result.sample_id: result for result in current.all()}
+
+
+def samples_moderate_pending(*, content_filter: ContentFilter, most: int) -> tuple[int, int]:
+    """Filter the samples stored while the filter could not run (``Sample.moderation_pending``),
+    oldest first, in batches, with ``content_filter`` (ready to run), and mark each batch
+    judged; how many were judged, and how many tried, as ``waiting_judge`` counts them."""
+
+    def judge(batch: list[Sample]) -> None:
+        samples_moderate(samples=batch, content_filter=content_filter)
+        Sample.objects.filter(pk__in=[sample.pk for sample in batch]).update(
+            moderation_pending=False
+        )
+
+    return waiting_judge(
+        Sample.objects.filter(moderation_pending=True),
+        judge=judge,
+        most=most,
+        batch_size=PENDING_SAMPLES_BATCH,
+        noun="samples",
+    )
+
+
+def waiting_judge(
+    waiting: QuerySet,
+    *,
+    judge: Callable[[list], None],
+    most: int | None,
+    batch_size: int,
+    noun: str,
+) -> tuple[int, int]:
+    """Run ``judge`` on the rows of ``waiting`` (rows waiting for the filter, which ``judge``
+    marks done), by id, in batches of ``batch_size``, each in a transaction holding its rows
+    (PostgreSQL): a batch held by another run is passed over. How many rows were judged, and
+    how many tried (about ``most`` at the most, None: all; the batch that reaches it is the
+    last). A batch ``judge`` raises on is logged (as ``noun``) and stays waiting for the next
+    sweep; the batches after it go on."""
+    done, tried, after = 0, 0, 0
+    while most is None or tried < most:
+        ids: list[int] = []
+        try:
+            with transaction.atomic():
+                batch = list(
+                    waiting.filter(pk__gt=after)
+                    .order_by("pk")
+                    .select_for_update(skip_locked=True)[:batch_size]
+                )
+                if not batch:
+                    break
+                ids = [row.pk for row in batch]
+                after = ids[-1]
+                judge(batch)
+        except Exception:
+            if not ids:  # the batch could not be read: no filter ran
+                raise
+            log.exception("The content filter failed on %s %s to %s.", noun, ids[0], ids[-1])
+        else:
+            done += len(ids)
+        tried += len(ids)
+    return done, tried
 
 
 def samples_flagged_ids(*, samples: Sequence[Sample]) -> set[int]:

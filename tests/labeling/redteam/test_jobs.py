@@ -11,6 +11,33 @@ from sampler.jobs.services import job_execute, job_run_inline
 from tests.labeling.redteam.conftest import stored_attacks, two_attacks
 
 
+def test_a_run_the_content_filter_cannot_run_on_keeps_its_replies_with_no_verdict(
+    policy, trainer, admin_user, settings
+):
+    """A content filter that cannot run (here a setting refused) stops no re-run: each reply is
+    kept with no verdict, its sample waiting for the sweep, and the reason is recorded. Before,
+    the run failed at its start with the filter's error."""
+    from sampler.moderation.models import ContentFilterProblem
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": [" "]}
+    two_attacks(trainer, policy)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+
+    run = job_run_inline(job=run)
+
+    assert run.status == AttackRun.Status.SUCCEEDED, run.error
+    results = list(run.results.all())
+    assert len(results) == 2
+    for result in results:
+        assert result.sample is not None and result.sample.moderation_pending
+        assert result.filter_flagged is None and result.error == ""
+    assert "CONTENT_FILTER_WORDS" in ContentFilterProblem.objects.get().reason
+
+
 def test_rerunning_stored_attacks_records_one_result_per_attack(
     policy, trainer, admin_user, settings
 ):

@@ -83,7 +83,7 @@ def test_a_stalled_worker_taken_over_before_it_started_records_nothing_of_its_st
 ):
     _active, earlier = reward_versions
     new_start = {**NEW_START, "reward_model_version": earlier}
-    taken = _taking_over_in(monkeypatch, "content_filter_get", run, settings, **new_start)
+    taken = _taking_over_in(monkeypatch, "content_filter_ready", run, settings, **new_start)
     stalled = _claim(run, "stalled/1")
 
     with pytest.raises(JobCancelled):

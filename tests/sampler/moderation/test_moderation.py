@@ -151,6 +151,41 @@ class FlagEverything:
 # ---- applied to every generated sample --------------------------------------------------------
 
 
+def test_a_generation_job_the_filter_cannot_run_on_keeps_its_samples_for_the_sweep(
+    builtin_filter, policy, trainer, caplog
+):
+    """A content filter that cannot run (here a setting refused) loses no generation job: the
+    job succeeds, its samples are kept and marked waiting for the filter, and the reason is
+    recorded (``ContentFilterProblem``) and logged once at ERROR, as the save task and the sweep
+    do. Once the filter runs again, the sweep judges those samples and the record goes. Before,
+    the job failed with the filter's error, its samples gone, and nothing was recorded."""
+    import logging
+
+    from labeling.conversations import tasks
+    from sampler.generation.models import Sample
+    from sampler.moderation.models import ContentFilterProblem
+
+    words = builtin_filter.CONTENT_FILTER_WORDS
+    builtin_filter.CONTENT_FILTER_WORDS = {"profanity": ["darn", " "]}
+
+    jobs = [services.generation_job_run_inline(job_id=job_unqueued(trainer).pk) for _ in "ab"]
+
+    assert [job.status for job in jobs] == ["succeeded", "succeeded"]
+    samples = [sample for job in jobs for sample in job.samples.all()]
+    assert len(samples) == 6 and all(sample.moderation_pending for sample in samples)
+    assert not ModerationResult.objects.exists()
+    assert "CONTENT_FILTER_WORDS" in ContentFilterProblem.objects.get().reason
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "CONTENT_FILTER_WORDS" in errors[0].getMessage()
+
+    builtin_filter.CONTENT_FILTER_WORDS = words
+    tasks.moderate_pending_message_texts()
+
+    assert ModerationResult.objects.filter(sample__in=samples).count() == 6
+    assert not Sample.objects.filter(moderation_pending=True).exists()
+    assert not ContentFilterProblem.objects.exists()
+
+
 def test_every_generated_sample_gets_one_result_and_filtering_again_stores_nothing(
     builtin_filter, policy, trainer
 ):
@@ -301,6 +336,37 @@ def test_with_blocking_on_a_flagged_reply_is_not_the_source_of_a_task(
     assert task.status == RankingTask.Status.FAILED
     assert "flagged the reply this task was made from" in task.error
     assert not Candidate.objects.filter(task=task).exists()
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+def test_a_ranking_task_prepared_while_the_filter_cannot_run_keeps_its_samples(
+    settings, policy, other_trainer, blocking
+):
+    """A preparation the content filter cannot run on (here a setting refused) keeps its
+    samples, waiting for the sweep, and records the reason. The task is made of them as they
+    are, unless flagged replies are kept out of ranking: then it fails saying why, its source
+    given back (no fault of it). Before, the preparation failed with the filter's error, its
+    samples gone, and nothing was recorded."""
+    from sampler.moderation.models import ContentFilterProblem
+
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = blocking
+    task = _ranking_task(other_trainer, settings)
+
+    task = ranking_services.ranking_task_prepare(task_id=task.pk)
+
+    assert task.generation_job.status == "succeeded"
+    samples = list(task.generation_job.samples.all())
+    assert len(samples) == 3 and all(sample.moderation_pending for sample in samples)
+    assert "CONTENT_FILTER_WORDS" in ContentFilterProblem.objects.get().reason
+    if blocking:
+        assert task.status == RankingTask.Status.FAILED and not task.holds_source
+        assert task.error == ranking_services.UNJUDGED_KEPT_OUT
+        assert not Candidate.objects.filter(task=task).exists()
+    else:
+        assert task.status == RankingTask.Status.READY
+        assert Candidate.objects.filter(task=task).count() == 4
 
 
 # A reply that gives a password away (flagged by ``secrets_filter``) and one that does not.
