@@ -275,6 +275,8 @@ def polls_only_while_work_can_move(
     def assert_waits(html_tag: str, html: str) -> None:
         assert trigger not in html_tag and "hx-trigger" not in html_tag
         assert f"serving the {queue} queue," in " ".join(html.split())
+        # Said as a status message, as the page's other status messages are.
+        assert re.search(r'<p role="status" aria-live="polite">\s*Queued work here', html)
         form = re.search(r'<form id="[^"]*-no-worker"[^>]*action="([^"]*)"[^>]*>', html)
         assert form is not None and form.group(1) == url and "Check again" in html
         assert client.get(url).status_code in {200, 302}  # the button with no JavaScript
