@@ -264,6 +264,8 @@ def _run_page(request: HtmxHttpRequest, run_id: int, *, status: int = 200) -> Ht
     run = selectors.attack_run_get(run_id=run_id)
     context = {
         "run": run,
+        # Polled while the run may change by itself; queued for no worker, it says so instead.
+        "run_progress": jobs_progress(jobs=[run]),
         "results": selectors.attack_run_results(run=run),
         "retry": selectors.attack_run_retry(run=run),
         **{
@@ -271,7 +273,9 @@ def _run_page(request: HtmxHttpRequest, run_id: int, *, status: int = 200) -> Ht
             for name, count in selectors.attack_run_failure_counts(run=run).items()
         },
     }
-    return render(request, RUN_PAGE, context, status=status)
+    # Asked by htmx (its poll, its "Check again" button): the run's part of the page alone.
+    template = f"{RUN_PAGE}#run-status" if request.htmx else RUN_PAGE
+    return render(request, template, context, status=status)
 
 
 @staff_required

@@ -518,6 +518,27 @@ def test_a_failed_run_shows_its_reason_without_the_traceback(
         assert "/srv/tandem" not in html and "File &quot;" not in html, url
 
 
+def test_a_runs_page_polls_while_its_run_can_move_and_stops_once_finished(
+    admin_client_, admin_user, policy
+):
+    """A run's own page asks again every 2 seconds while the run may change by itself
+    (running, or queued where a live worker serves the generation queue), so a re-run's
+    results show as they come; queued for no worker, it stops, names the queue and offers
+    "Check again"; finished, it stops and says nothing of workers. Before, it never asked
+    again: a running re-run showed nothing new until reloaded."""
+    run = AttackRun.objects.create(model_version=policy, requested_by=admin_user, seed=1)
+    url = reverse("labeling:attack-run", args=[run.pk])
+    polls_only_while_work_can_move(
+        admin_client_, url, job=run, element="run-status", trigger='hx-trigger="every 2s"'
+    )
+
+    AttackRun.objects.filter(pk=run.pk).update(status=AttackRun.Status.SUCCEEDED)
+    html = admin_client_.get(url, HTTP_HX_REQUEST="true").content.decode()
+    tag = re.search(r'<section id="run-status"[^>]*>', html).group(0)
+    assert "hx-trigger" not in tag and "-no-worker" not in html
+    assert "<h1>" not in html  # the run's part alone, not the whole page
+
+
 def test_the_attack_runs_table_stops_polling_while_its_runs_wait_for_no_worker(
     admin_client_, admin_user, policy
 ):
