@@ -2,11 +2,12 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django_htmx.http import trigger_client_event
 
 from accounts.roles import trainer_required
-from config.forms import add_validation_errors
+from config.forms import add_validation_errors, id_in_range
 from config.htmx import HtmxHttpRequest
 from sampler.generation import services
 from sampler.generation.forms import GenerateForm
@@ -52,7 +53,7 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
         "job_progress": jobs_progress(jobs=[job] if job else []),
         "unpublished_note": unpublished_note,
         "active_policy": active_policy,
-        **_recent_jobs(request),
+        **_recent_jobs(request, shown_id=job.pk if job else None),
     }
     # A refused form (a field, or the service's refusal) is a 422, as on every page; htmx
     # swaps it in all the same (``static/js/tandem.js``).
@@ -62,15 +63,34 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "sampler/generate.html", context, status=status)
 
 
-def _recent_jobs(request: HttpRequest) -> dict:
+def _recent_jobs(request: HttpRequest, *, shown_id: int | None) -> dict:
     """The jobs the table lists; whether one of them may change by itself: running, or queued
     where a live worker serves its queue (the table then polls itself, so a job that ends while
     another is polled above, or in another tab, does not stay shown as queued or running); and
     the queues where its queued jobs wait with no worker. Jobs waiting for no worker cannot
     change until one starts (a job waiting is never failed), so for them alone the table stops
-    polling and says why, with a button to check again."""
+    polling and says why, with a button to check again.
+
+    ``shown_id``: the job the page shows above the table (the one just asked for), which says
+    itself that it waits for no worker; the table's note leaves out that job's queue, so the
+    page says it once. The table asks for itself again with it (``?shown=``)."""
     recent_jobs = list(generation_job_list(user=request.user, limit=10))
-    return {"recent_jobs": recent_jobs, "recent_jobs_progress": jobs_progress(jobs=recent_jobs)}
+    progress = jobs_progress(jobs=recent_jobs)
+    shown = next((job for job in recent_jobs if job.pk == shown_id), None)
+    said_above = jobs_progress(jobs=[shown]).queues_without_worker if shown else []
+    note = progress._replace(
+        queues_without_worker=[
+            queue for queue in progress.queues_without_worker if queue not in said_above
+        ]
+    )
+    return {
+        "recent_jobs": recent_jobs,
+        "recent_jobs_progress": progress,
+        "recent_jobs_note": note,
+        # What the table asks for again (its polls, its "Check again" button).
+        "recent_jobs_url": reverse("sampler:generate-recent-jobs")
+        + (f"?shown={shown.pk}" if shown else ""),
+    }
 
 
 @require_GET
@@ -78,10 +98,13 @@ def _recent_jobs(request: HttpRequest) -> dict:
 def generate_recent_jobs(request: HtmxHttpRequest) -> HttpResponse:
     """The page's recent jobs alone: what it asks for again when a job it polls finishes, every
     2 seconds while a job it lists may change by itself, and when its "Check again" button is
-    pressed. Opened by itself (a bookmark, a typed address), the whole page."""
+    pressed. Opened by itself (a bookmark, a typed address), the whole page. ``?shown=``: the
+    job the page shows above the table (a value that is no job the table lists names none:
+    it only keeps the table from saying again what that job says)."""
     if not request.htmx:
         return generate(request)
-    return render(request, "sampler/generate.html#recent-jobs", _recent_jobs(request))
+    context = _recent_jobs(request, shown_id=id_in_range(request.GET.get("shown")))
+    return render(request, "sampler/generate.html#recent-jobs", context)
 
 
 @trainer_required

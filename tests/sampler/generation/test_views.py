@@ -223,6 +223,38 @@ def test_the_recent_jobs_table_stops_polling_while_its_jobs_wait_for_no_worker(
     assert _recent_jobs_trigger(html) == polling and "recent-jobs-no-worker" not in html
 
 
+def test_a_new_job_waiting_for_no_worker_is_said_to_wait_once(
+    policy, trainer, trainer_client, settings
+):
+    """A job just asked for, queued where no live worker serves its queue, says so in its own
+    part of the page; the recent jobs swapped in beside it, which list it too, do not say it
+    again, nor when they ask for themselves again (their address names the job shown above).
+    On their own (the page opened afresh) they say it. Before, the page said it twice."""
+    worker_seen(seconds_ago=settings.WORKER_LIVE_SECONDS + 1)  # seen, not lately
+    with mock.patch.object(app, "send_task"):
+        answer = trainer_client.post(
+            reverse("sampler:generate"), {**FIELDS, "max_new_tokens": 8}, **HTMX
+        )
+    html = answer.content.decode()
+    job = GenerationJob.objects.latest("created_at")
+    queue = job_kind_of(job).queue_for(job)
+    assert html.count("Queued work here") == 1 and 'id="job-no-worker"' in html
+    assert f"serving the {queue} queue," in " ".join(html.split())
+
+    again = re.search(r'<div id="recent-jobs"[^>]*hx-get="([^"]*)"', html).group(1)
+    assert again == f"{reverse('sampler:generate-recent-jobs')}?shown={job.pk}"
+    assert "Queued work here" not in trainer_client.get(again, **HTMX).content.decode()
+
+    alone = trainer_client.get(reverse("sampler:generate-recent-jobs"), **HTMX).content.decode()
+    assert alone.count("Queued work here") == 1 and 'id="recent-jobs-no-worker"' in alone
+    # A value naming no job it lists leaves the table as it is on its own.
+    for shown in ("abc", "0", str(job.pk + 1000)):
+        html = trainer_client.get(
+            reverse("sampler:generate-recent-jobs"), {"shown": shown}, **HTMX
+        ).content.decode()
+        assert 'id="recent-jobs-no-worker"' in html, shown
+
+
 def test_a_new_job_is_swapped_into_the_recent_jobs_out_of_band(policy, trainer_client):
     with mock.patch.object(app, "send_task"):
         answer = trainer_client.post(
