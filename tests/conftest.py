@@ -296,6 +296,22 @@ def polls_only_while_work_can_move(
     assert trigger in tag and "-no-worker" not in html
 
 
+def model_version_admin_fields(version: ModelVersion, **changed) -> dict:
+    """What the admin's model version form posts for ``version`` as saved, with ``changed``."""
+    return {
+        "name": version.name,
+        "kind": version.kind,
+        "source": version.source,
+        "path": version.path,
+        "backend": version.backend,
+        "backend_options": json.dumps(version.backend_options),
+        "context_length": version.context_length or "",
+        "metrics": "{}",
+        "description": "",
+        **changed,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ from sampler.registry.services import (
     model_version_delete,
     model_version_kind_error,
     model_version_parent_error,
+    model_version_save,
     model_version_serving_check,
 )
 
@@ -110,13 +111,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
     raw_id_fields = ("parent", "training_run")
     readonly_fields = ("is_active", "activated_at", "created_at")
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as error:
+            if "name" not in getattr(error, "error_dict", {}):
+                raise
+        # The save lost its name to another saved at the same moment (``model_version_save``):
+        # its transaction is rolled back, history entry included. Answered as if posted now:
+        # the form, checked again, finds the name taken and says so on its field.
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request, obj, form, change) -> None:
-        if not change:
-            super().save_model(request, obj, form, change)
-            return
         # Only what the form edits: the row was read at the start of the request, and writing
         # all of it back would undo a promotion made meanwhile (is_active, activated_at).
-        obj.save(update_fields=list(form.fields))
+        model_version_save(version=obj, fields=list(form.fields) if change else None)
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # The active version of a kind stays until another is promoted: with no active policy,

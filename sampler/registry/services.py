@@ -366,16 +366,31 @@ def model_version_register(
         ),
     )
     version.full_clean()
+    _save_named(version)
+    return version
+
+
+def model_version_save(*, version: ModelVersion, fields: list[str] | None = None) -> ModelVersion:
+    """Save ``version`` as an edit left it (the admin's form, which checked it): only
+    ``fields`` when given (a saved version's: the row was read before, and writing all of it
+    back would undo a promotion made meanwhile). A name another version took since the check is
+    refused as the check refuses it (``_save_named``)."""
+    _save_named(version, update_fields=fields)
+    return version
+
+
+def _save_named(version: ModelVersion, **save) -> None:
+    """``version.save(**save)``; a name another version took (in any letter case) after the
+    caller's check saw it free (two saves at the same moment: the check read the table before
+    the other committed, the constraint did not) is the name's ValidationError, in the words of
+    ``model_version_name_taken``, and nothing is saved."""
     try:
         with transaction.atomic():
-            version.save()
+            version.save(**save)
     except IntegrityError as error:
-        # The same name (in any case) registered at the same moment: the check above saw it
-        # free, the table not.
-        if (taken := model_version_name_taken(name=name)) is None:
+        if (taken := model_version_name_taken(name=version.name, exclude_pk=version.pk)) is None:
             raise
         raise ValidationError({"name": taken}) from error
-    return version
 
 
 UNSET = object()

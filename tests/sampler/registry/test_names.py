@@ -21,6 +21,7 @@ from sampler.registry.services import model_version_ensure_default, model_versio
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
+from tests.conftest import model_version_admin_fields
 
 TAKEN = "A model version named micro already exists; names that differ only in letter case are one."
 
@@ -51,26 +52,11 @@ def test_the_api_refuses_a_name_another_version_has_in_another_case(admin_client
     assert ModelVersion.objects.count() == 1
 
 
-def _admin_fields(version: ModelVersion, **changed) -> dict:
-    return {
-        "name": version.name,
-        "kind": version.kind,
-        "source": version.source,
-        "path": version.path,
-        "backend": version.backend,
-        "backend_options": json.dumps(version.backend_options),
-        "context_length": version.context_length or "",
-        "metrics": "{}",
-        "description": "",
-        **changed,
-    }
-
-
 def test_the_admin_refuses_to_add_or_rename_a_version_to_another_ones_name_in_any_case(
     admin_client_, policy, micro_model_dir
 ):
     added = admin_client_.post(
-        reverse("admin:sampler_modelversion_add"), _admin_fields(policy, name="MICRO")
+        reverse("admin:sampler_modelversion_add"), model_version_admin_fields(policy, name="MICRO")
     )
     assert added.status_code == 200  # the form again, with its error
     assert added.context["adminform"].form.errors == {"name": [TAKEN]}
@@ -78,13 +64,13 @@ def test_the_admin_refuses_to_add_or_rename_a_version_to_another_ones_name_in_an
 
     other = model_version_register(name="other", path=str(micro_model_dir))
     url = reverse("admin:sampler_modelversion_change", args=[other.pk])
-    renamed = admin_client_.post(url, _admin_fields(other, name="Micro"))
+    renamed = admin_client_.post(url, model_version_admin_fields(other, name="Micro"))
     assert renamed.status_code == 200
     assert renamed.context["adminform"].form.errors == {"name": [TAKEN]}
     other.refresh_from_db()
     assert other.name == "other"
     # Its own name in another case is no other version's.
-    kept = admin_client_.post(url, _admin_fields(other, name="Other"))
+    kept = admin_client_.post(url, model_version_admin_fields(other, name="Other"))
     assert kept.status_code == 302
     other.refresh_from_db()
     assert other.name == "Other"
