@@ -10,6 +10,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Value
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Lower
 from django.utils import timezone
 from huggingface_hub import try_to_load_from_cache
 
@@ -370,13 +373,43 @@ def model_version_register(
     return version
 
 
+@transaction.atomic
 def model_version_save(*, version: ModelVersion, fields: list[str] | None = None) -> ModelVersion:
     """Save ``version`` as an edit left it (the admin's form, which checked it): only
     ``fields`` when given (a saved version's: the row was read before, and writing all of it
     back would undo a promotion made meanwhile). A name another version took since the check is
-    refused as the check refuses it (``_save_named``)."""
+    refused as the check refuses it (``_save_named``). A new name reaches, in the same
+    transaction, the policies whose metrics name the version as the reward model they were
+    optimised against (``_reward_name_followed``)."""
+    stored_name = None
+    if version.pk is not None and (fields is None or "name" in fields):
+        # Locked: a rename of this version under way is waited for, and the name it leaves read.
+        stored_name = (
+            ModelVersion.objects.select_for_update()
+            .filter(pk=version.pk)
+            .values_list("name", flat=True)
+            .first()
+        )
     _save_named(version, update_fields=fields)
+    if stored_name is not None and stored_name != version.name:
+        _reward_name_followed(old=stored_name, new=version.name)
     return version
+
+
+def _reward_name_followed(*, old: str, new: str) -> None:
+    """A PPO policy names the reward model it was optimised against by its name, in its
+    metrics (``reward_version``: what it was registered with, and what comparisons read to keep
+    that model from judging it): the policies naming ``old``, in any letter case (a name is one
+    version's so), name ``new`` instead."""
+    naming = (
+        ModelVersion.objects.select_for_update()
+        .alias(reward_name=Lower(KeyTextTransform("reward_version", "metrics")))
+        .filter(reward_name=Lower(Value(old)))
+        .order_by("pk")
+    )
+    for policy in naming.only("pk", "metrics"):
+        policy.metrics["reward_version"] = new
+        policy.save(update_fields=["metrics"])
 
 
 def _save_named(version: ModelVersion, **save) -> None:

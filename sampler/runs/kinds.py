@@ -68,7 +68,8 @@ class TrainingKind:
     describe: Callable[[TrainingRun, RunData], str] = lambda run, data: (
         f"{run.get_kind_display()} run {run.pk} from {run.base_version.name}."
     )
-    # Recorded on the new version beside the trainer's metrics.
+    # Recorded on the new version beside the trainer's metrics (called in the transaction that
+    # registers it).
     version_metrics: Callable[[RunData], dict] = lambda data: {}
     # How a run from the database counts the records it reads (given its ``dataset`` and
     # config) on each side of its split: a held-out fraction that leaves too few on one side
@@ -394,6 +395,22 @@ def _load_ppo(run: TrainingRun, config) -> RunData:
     return data
 
 
+def _ppo_version_metrics(data: RunData) -> dict:
+    """The reward model the policy was optimised against, by its name as it stands now (read
+    in the registration's transaction, its row locked until that commits): one renamed while
+    the run trained is named as renamed, and a rename under way waits for the policy and then
+    carries it over (``model_version_save``)."""
+    reward = data.extra["reward"]
+    name = (
+        ModelVersion.objects.select_for_update()
+        .filter(pk=reward.pk)
+        .values_list("name", flat=True)
+        .first()
+    )
+    # A reward model deleted meanwhile leaves the name the run knew it by.
+    return {"reward_version": name or reward.name}
+
+
 def _train_ppo(*, run: TrainingRun, config, data: RunData, **arguments):
     # torch loads in workers only.
     from sampler.training.ppo import train_ppo
@@ -418,7 +435,7 @@ PPO = TrainingKind(
     describe=lambda run, data: (
         f"PPO run {run.pk} from {run.base_version.name} against {data.extra['reward'].name}."
     ),
-    version_metrics=lambda data: {"reward_version": data.extra["reward"].name},
+    version_metrics=_ppo_version_metrics,
     # Each distinct prompt once, on the side it is first read on (``build_prompt_data``).
     counted=lambda dataset, config: replace(PROMPTS, once=True),
 )

@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from ranking.projects.services import project_create
+from sampler.comparisons.services import independent_judges, optimised_against
 from sampler.models import ModelVersion
 from sampler.registry import admin as admin_module
 from sampler.registry.selectors import model_version_tree
@@ -290,3 +291,35 @@ def test_the_admin_takes_the_sampling_context_lock_only_for_a_change_that_bears_
     assert taken == [True]
     version.refresh_from_db()
     assert (version.description, version.context_length) == ("Edited.", 32)
+
+
+def test_renaming_a_reward_model_in_the_admin_keeps_the_policies_optimised_against_it(
+    admin_client_,
+):
+    """A PPO policy names the reward model it was optimised against in its metrics, by name:
+    a rename left it naming the old one, and comparisons offered that reward model as an
+    independent judge of the policy it had trained."""
+    proxy = _version("spare", REWARD, active=False)
+    judge = _version("other", REWARD)
+    sft = _version("base", POLICY)
+    ppo = ModelVersion.objects.create(
+        name="child",
+        path="hub/child",
+        parent=sft,
+        metrics={"reward_version": "spare", "loss/policy": 0.5},
+    )
+    # Names are one in any letter case: this one names it too.
+    typed = ModelVersion.objects.create(
+        name="typed", path="hub/child", metrics={"reward_version": "SPARE"}
+    )
+    data = _change_form(admin_client_, proxy) | {"name": "rm-proxy"}
+
+    page = admin_client_.post(reverse("admin:sampler_modelversion_change", args=[proxy.pk]), data)
+
+    assert page.status_code == 302
+    ppo.refresh_from_db()
+    typed.refresh_from_db()
+    assert ppo.metrics == {"reward_version": "rm-proxy", "loss/policy": 0.5}
+    assert typed.metrics == {"reward_version": "rm-proxy"}
+    assert optimised_against(ppo) == {"rm-proxy"}
+    assert independent_judges(version_a=ppo, version_b=sft) == [judge]

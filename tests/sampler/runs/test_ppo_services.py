@@ -19,14 +19,15 @@ from ranking.exports.filters import ExportFilters
 from ranking.projects.models import project_default_id
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.models import ModelComparison
-from sampler.comparisons.services import model_comparison_create
+from sampler.comparisons.services import model_comparison_create, optimised_against
 from sampler.jobs.services import job_run_inline
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active, model_version_tree
-from sampler.registry.services import model_version_register
+from sampler.registry.services import model_version_register, model_version_save
 from sampler.runs import data as run_data
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
+from sampler.training import ppo as ppo_training
 from sampler.training.model import build_reward_model, load_tokenizer
 from sampler.training.rollout import build_prompt_data
 from tests.ranking.conftest import (  # noqa: F401  (ranked: a fixture)
@@ -179,6 +180,35 @@ def test_a_failed_ppo_run_registers_nothing(policy, reward_version, tmp_path):
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and not run.output_versions.exists()
     assert model_version_active() == policy
+
+
+def test_a_ppo_policy_names_its_reward_model_as_renamed_while_it_trained(
+    policy, reward_version, tmp_path, monkeypatch
+):
+    """The policy was registered with the reward model's name as the run had read it when it
+    started: a rename made while it trained left it naming a name no version has (and the
+    renamed reward model free to judge it)."""
+    train = ppo_training.train_ppo
+
+    def renamed_meanwhile(**arguments):
+        reward_version.name = "rm-renamed"
+        model_version_save(version=reward_version, fields=["name"])
+        return train(**arguments)
+
+    monkeypatch.setattr(ppo_training, "train_ppo", renamed_meanwhile)
+    run = training_services.training_run_create(
+        kind="ppo",
+        reward_version=reward_version,
+        data_path=str(_prompts_file(tmp_path / "prompts.jsonl")),
+        config=TINY_RUN,
+        output_name="micro-ppo",
+        queue=False,
+    )
+    training_services.training_run_run_inline(run_id=run.pk)
+
+    version = ModelVersion.objects.get(name="micro-ppo")
+    assert version.metrics["reward_version"] == "rm-renamed"
+    assert optimised_against(version) == {"rm-renamed"}
 
 
 def test_comparison_of_two_versions_on_held_out_prompts(
