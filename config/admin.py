@@ -1,6 +1,7 @@
 """What admin pages share across apps."""
 
-from django.http import HttpRequest
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
 
 
 class ReadOnlyAdminMixin:
@@ -26,3 +27,28 @@ class ReadOnlyAdminMixin:
             ("_delete", "_changelist")
         ) and not url_name.startswith(own)
         return deleting_another and super().has_delete_permission(request, obj)
+
+
+class RacedSaveAdminMixin:
+    """Mixed into a ModelAdmin whose save goes through a service that refuses a unique value
+    another save took at the same moment (``config.querysets.saved_or_refused``), on one of
+    ``raced_fields``. Both forms' checks read the table before either save committed; the
+    second save is refused, its transaction (history entry included) rolled back, and the page
+    answers as if posted now: the form again, whose check finds the value taken and says so on
+    its field, nothing saved."""
+
+    raced_fields: tuple[str, ...] = ()
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as error:
+            if not set(self.raced_fields) & set(getattr(error, "error_dict", {})):
+                raise
+        return super().changeform_view(request, object_id, form_url, extra_context)

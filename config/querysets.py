@@ -1,15 +1,17 @@
 """Query helpers the apps' selectors share: optional filters, local-day date ranges, reading a
-large table in chunks, ids of rows named by a unique field, a list page's page of rows; and a
-named lock held until the transaction ends, for services whose work must take turns."""
+large table in chunks, ids of rows named by a unique field, a list page's page of rows; a
+named lock held until the transaction ends, for services whose work must take turns; and a
+save whose unique value (a name, a slug) another save took at the same moment, refused in the
+words of the services' check."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -147,3 +149,19 @@ def transaction_lock(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+
+
+def saved_or_refused(save: Callable[[], object], clashes: Callable[[], dict[str, str]]) -> None:
+    """``save()`` in a savepoint. A unique value (a name, a slug) that another save took after
+    the caller's check saw it free (two saves at the same moment: the check read the table
+    before the other committed; the constraint did not) is refused as the check refuses it:
+    once the savepoint is rolled back (nothing of ``save`` kept), ``clashes()`` (the check's
+    sentence for each field whose value another row has) is the ValidationError raised. An
+    IntegrityError it finds no clash for is raised as it is."""
+    try:
+        with transaction.atomic():
+            save()
+    except IntegrityError as error:
+        if errors := clashes():
+            raise ValidationError(errors) from error
+        raise

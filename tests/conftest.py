@@ -33,6 +33,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerDown
 
@@ -42,6 +43,7 @@ from config.celery import Queue, app
 from config.threads import thread_caps_apply
 from labeling.conversations.models import Conversation
 from labeling.conversations.services import conversation_create
+from ranking.projects.models import Project
 from sampler.jobs.kinds import job_kind_of
 from sampler.jobs.models import Job, JobStatus
 from sampler.registry.models import ModelVersion
@@ -310,6 +312,23 @@ def model_version_admin_fields(version: ModelVersion, **changed) -> dict:
         "description": "",
         **changed,
     }
+
+
+def project_admin_fields(
+    client: Client, project: Project, policies: list[tuple[ModelVersion, str]] = ()
+) -> dict:
+    """What the admin's change page of ``project`` posts back unchanged (as ``client`` reads
+    it), with ``policies`` as new rows."""
+    page = client.get(reverse("admin:ranking_project_change", args=[project.pk]))
+    form = page.context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data = {name: "" if value is None else value for name, value in data.items()}
+    data |= {"deadline_0": "", "deadline_1": "", "trainer_groups": []}
+    data |= {"policies-TOTAL_FORMS": len(policies), "policies-INITIAL_FORMS": 0}
+    data |= {"policies-MIN_NUM_FORMS": 0, "policies-MAX_NUM_FORMS": 1000}
+    for index, (version, weight) in enumerate(policies):
+        data |= {f"policies-{index}-model_version": version.pk, f"policies-{index}-weight": weight}
+    return data
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
+from config.admin import RacedSaveAdminMixin
 from ranking.projects.forms import deadline_help_text
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy
 from ranking.projects.services import (
@@ -13,6 +14,7 @@ from ranking.projects.services import (
     project_clash_errors,
     project_context_error,
     project_policy_error,
+    project_save,
     project_setting_errors,
 )
 from sampler.registry.models import ModelVersion
@@ -186,7 +188,7 @@ class ProjectPolicyInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(RacedSaveAdminMixin, admin.ModelAdmin):
     form = ProjectAdminForm
     list_display = (
         "name",
@@ -203,6 +205,10 @@ class ProjectAdmin(admin.ModelAdmin):
     filter_horizontal = ("trainer_groups",)
     readonly_fields = ("pool_error",)
     inlines = [ProjectPolicyInline]
+    raced_fields = ("name", "slug")  # project_save
+
+    def save_model(self, request, obj, form, change) -> None:
+        project_save(project=obj)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Value
 from django.db.models.functions import Lower
 
+from config.querysets import saved_or_refused
 from ranking.projects.limits import (
     MAX_ALTERNATIVES,
     MAX_CANDIDATE_FACTOR,
@@ -211,18 +212,16 @@ def _check(
         raise ValidationError(errors)
 
 
-def _save(project: Project) -> None:
-    """Save ``project``; a name or slug that another save took since ``_check`` (two admins at
-    once: the check saw it free, the table not) is that field's ValidationError, as the check
-    words it."""
-    try:
-        with transaction.atomic():
-            project.save()
-    except IntegrityError as error:
-        clashes = project_clash_errors(name=project.name, slug=project.slug, pk=project.pk)
-        if clashes:
-            raise ValidationError(clashes) from error
-        raise
+def project_save(*, project: Project) -> Project:
+    """Save ``project`` as a caller that checked it left it (the services' ``_check``, the
+    admin's form); a name or slug that another save took since the check (two admins at once:
+    the check saw it free, the table not) is that field's ValidationError, as the check words
+    it (``project_clash_errors``), and nothing is saved (``saved_or_refused``)."""
+    saved_or_refused(
+        project.save,
+        lambda: project_clash_errors(name=project.name, slug=project.slug, pk=project.pk),
+    )
+    return project
 
 
 def _set_policies(project: Project, policies: Iterable[tuple[ModelVersion, float]]) -> None:
@@ -288,7 +287,7 @@ def project_create(
     project = Project(name=name, slug=slug, created_by=created_by, **fields)
     policies = list(policies)
     _check(project, policies=policies)
-    _save(project)
+    project_save(project=project)
     _set_policies(project, policies)
     project.trainer_groups.set(list(trainer_groups))
     return project
@@ -319,7 +318,7 @@ def project_update(
         != set(project.policies.values_list("model_version_id", flat=True))
     )
     _check(project, stored_slug=stored_slug, policies=policies, sampling_changed=sampling_changed)
-    _save(project)
+    project_save(project=project)
     if policies is not None:
         _set_policies(project, policies)
     if trainer_groups is not None:

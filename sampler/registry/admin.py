@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from config.admin import RacedSaveAdminMixin
 from ranking.projects.selectors import sampling_context_lock
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_name_taken
@@ -94,7 +95,7 @@ class ModelVersionAdminForm(forms.ModelForm):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(RacedSaveAdminMixin, admin.ModelAdmin):
     form = ModelVersionAdminForm
     list_display = (
         "name",
@@ -110,17 +111,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     search_fields = ("name", "path", "description")
     raw_id_fields = ("parent", "training_run")
     readonly_fields = ("is_active", "activated_at", "created_at")
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ValidationError as error:
-            if "name" not in getattr(error, "error_dict", {}):
-                raise
-        # The save lost its name to another saved at the same moment (``model_version_save``):
-        # its transaction is rolled back, history entry included. Answered as if posted now:
-        # the form, checked again, finds the name taken and says so on its field.
-        return super().changeform_view(request, object_id, form_url, extra_context)
+    raced_fields = ("name",)  # model_version_save
 
     def save_model(self, request, obj, form, change) -> None:
         # Only what the form edits: the row was read at the start of the request, and writing

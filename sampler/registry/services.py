@@ -16,6 +16,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from huggingface_hub import try_to_load_from_cache
 
+from config.querysets import saved_or_refused
 from ranking.projects.selectors import projects_context_errors, sampling_context_lock
 from sampler.generation.backends import validate_options
 from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
@@ -414,16 +415,14 @@ def _reward_name_followed(*, old: str, new: str) -> None:
 
 def _save_named(version: ModelVersion, **save) -> None:
     """``version.save(**save)``; a name another version took (in any letter case) after the
-    caller's check saw it free (two saves at the same moment: the check read the table before
-    the other committed, the constraint did not) is the name's ValidationError, in the words of
-    ``model_version_name_taken``, and nothing is saved."""
-    try:
-        with transaction.atomic():
-            version.save(**save)
-    except IntegrityError as error:
-        if (taken := model_version_name_taken(name=version.name, exclude_pk=version.pk)) is None:
-            raise
-        raise ValidationError({"name": taken}) from error
+    caller's check saw it free (two saves at the same moment) is the name's ValidationError, in
+    the words of ``model_version_name_taken``, and nothing is saved (``saved_or_refused``)."""
+
+    def clashes() -> dict[str, str]:
+        taken = model_version_name_taken(name=version.name, exclude_pk=version.pk)
+        return {} if taken is None else {"name": taken}
+
+    saved_or_refused(lambda: version.save(**save), clashes)
 
 
 UNSET = object()

@@ -6,28 +6,15 @@ from django.urls import reverse
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy, project_default_id
 from ranking.projects.services import project_create
 from sampler.models import ModelVersion
+from tests.conftest import project_admin_fields
 from tests.ranking.conftest import model_version_create
 
 pytestmark = pytest.mark.django_db
 
 
-def _change_form(client, project: Project, policies: list[tuple[ModelVersion, str]] = ()) -> dict:
-    """What the admin's change page posts back unchanged, with ``policies`` as new rows."""
-    page = client.get(reverse("admin:ranking_project_change", args=[project.pk]))
-    form = page.context["adminform"].form
-    data = {name: form[name].value() for name in form.fields}
-    data = {name: "" if value is None else value for name, value in data.items()}
-    data |= {"deadline_0": "", "deadline_1": "", "trainer_groups": []}
-    data |= {"policies-TOTAL_FORMS": len(policies), "policies-INITIAL_FORMS": 0}
-    data |= {"policies-MIN_NUM_FORMS": 0, "policies-MAX_NUM_FORMS": 1000}
-    for index, (version, weight) in enumerate(policies):
-        data |= {f"policies-{index}-model_version": version.pk, f"policies-{index}-weight": weight}
-    return data
-
-
 def test_the_admin_keeps_the_default_projects_slug(admin_client_):
     default = Project.objects.get(pk=project_default_id())
-    data = _change_form(admin_client_, default) | {"slug": "renamed"}
+    data = project_admin_fields(admin_client_, default) | {"slug": "renamed"}
 
     page = admin_client_.post(reverse("admin:ranking_project_change", args=[default.pk]), data)
 
@@ -50,7 +37,7 @@ def test_the_admin_refuses_project_settings_the_services_refuse(
     admin_client_, field, value, message
 ):
     project = project_create(name="Safety", slug="safety")
-    data = _change_form(admin_client_, project) | {field: value}
+    data = project_admin_fields(admin_client_, project) | {field: value}
 
     page = admin_client_.post(reverse("admin:ranking_project_change", args=[project.pk]), data)
 
@@ -69,7 +56,9 @@ def test_the_admin_refuses_a_reward_model_or_an_unbounded_weight_as_a_projects_p
     url = reverse("admin:ranking_project_change", args=[project.pk])
 
     for version, weight in [(reward, "1"), (policy, "1e300")]:
-        page = admin_client_.post(url, _change_form(admin_client_, project, [(version, weight)]))
+        page = admin_client_.post(
+            url, project_admin_fields(admin_client_, project, [(version, weight)])
+        )
         assert page.status_code == 200, (version, weight)
     assert not ProjectPolicy.objects.exists()
     standalone = admin_client_.post(
@@ -78,7 +67,7 @@ def test_the_admin_refuses_a_reward_model_or_an_unbounded_weight_as_a_projects_p
     )
     assert standalone.status_code == 200
     assert not ProjectPolicy.objects.exists()
-    kept = admin_client_.post(url, _change_form(admin_client_, project, [(policy, "2")]))
+    kept = admin_client_.post(url, project_admin_fields(admin_client_, project, [(policy, "2")]))
     assert kept.status_code == 302
     assert [(p.model_version, p.weight) for p in project.policies.all()] == [(policy, 2.0)]
 
@@ -94,7 +83,7 @@ def test_the_admin_refuses_a_max_new_tokens_the_projects_policy_has_no_room_for(
     ModelVersion.objects.create(name="short", path="short", context_length=256, is_active=True)
     project = project_create(name="Long", slug="long")
     url = reverse("admin:ranking_project_change", args=[project.pk])
-    data = _change_form(admin_client_, project)
+    data = project_admin_fields(admin_client_, project)
 
     page = admin_client_.post(url, data | {"sampling_params": '{"max_new_tokens": 256}'})
 
@@ -119,7 +108,9 @@ def test_the_admin_saves_a_project_whose_limit_no_longer_fits_when_the_limit_is_
     project = project_create(name="Long", slug="long", sampling_params={"max_new_tokens": 240})
     ModelVersion.objects.filter(pk=short.pk).update(context_length=128)
     url = reverse("admin:ranking_project_change", args=[project.pk])
-    data = _change_form(admin_client_, project) | {"sampling_params": '{"max_new_tokens": 240}'}
+    data = project_admin_fields(admin_client_, project) | {
+        "sampling_params": '{"max_new_tokens": 240}'
+    }
 
     assert admin_client_.post(url, data | {"status": "paused"}).status_code == 302
     project.refresh_from_db()
@@ -135,7 +126,7 @@ def test_the_admin_refuses_a_slug_another_project_has_in_another_case_naming_it(
     project = project_create(name="Other", slug="other")
     url = reverse("admin:ranking_project_change", args=[project.pk])
 
-    page = admin_client_.post(url, _change_form(admin_client_, project) | {"slug": "UNI"})
+    page = admin_client_.post(url, project_admin_fields(admin_client_, project) | {"slug": "UNI"})
 
     assert page.status_code == 200
     body = page.content.decode()
@@ -161,7 +152,7 @@ def test_the_admin_checks_the_policies_posted_in_its_inline_against_the_projects
     monkeypatch.setattr(
         "ranking.projects.services.sampling_context_lock", lambda: locks.append("taken")
     )
-    data = _change_form(admin_client_, project, [(short, "1")]) | {"description": "Kept?"}
+    data = project_admin_fields(admin_client_, project, [(short, "1")]) | {"description": "Kept?"}
     data |= {"sampling_params": '{"max_new_tokens": 256}'}
 
     page = admin_client_.post(url, data)
@@ -180,7 +171,7 @@ def test_the_admin_checks_the_policies_posted_in_its_inline_against_the_projects
     # what the save leaves, not against the policy it removes.
     (kept,) = project.policies.all()
     project.policies.update(model_version=short)
-    data = _change_form(admin_client_, project, [(wide, "1")])
+    data = project_admin_fields(admin_client_, project, [(wide, "1")])
     data |= {"policies-TOTAL_FORMS": 2, "policies-INITIAL_FORMS": 1}
     data |= {"policies-0-id": kept.pk, "policies-0-project": project.pk}
     data |= {"policies-0-model_version": short.pk, "policies-0-weight": "1"}
@@ -197,7 +188,7 @@ def test_the_admin_checks_the_policies_posted_in_its_inline_against_the_projects
     assert [policy.model_version for policy in project.policies.all()] == [wide]
 
     # A new project is checked against the policies posted with it.
-    added = _change_form(admin_client_, project, [(short, "1")])
+    added = project_admin_fields(admin_client_, project, [(short, "1")])
     added |= {"name": "New", "slug": "new", "sampling_params": '{"max_new_tokens": 250}'}
     refused = admin_client_.post(reverse("admin:ranking_project_add"), added)
     assert refused.status_code == 200
