@@ -25,6 +25,7 @@ from sampler.generation.params import GenerationParams, context_room_error
 from sampler.generation.services import generation_replies
 from sampler.jobs.services import JobContext, JobError, job_enqueue
 from sampler.registry.models import ModelVersion
+from sampler.registry.selectors import model_versions_named
 from sampler.runs.data import held_out_prompts, missing_held_out_prompt
 from sampler.runs.versions import validated_version
 
@@ -40,7 +41,9 @@ ORDER_SALT = "tandem.side_by_side_order"
 
 
 def optimised_against(version: ModelVersion) -> set[str]:
-    """Names of the reward models ``version`` or any of its ancestors was optimised against."""
+    """Names of the reward models ``version`` or any of its ancestors was optimised against, as
+    their metrics spell them: each names the version it is in any letter case
+    (``model_versions_named``)."""
     names, current, seen = set(), version, set()
     while current is not None and current.pk not in seen:
         seen.add(current.pk)
@@ -56,7 +59,7 @@ def _halves_overlap(judge: ModelVersion, proxies: set[str]) -> list[str]:
     while the other trained on the other half)."""
     judge_half = (judge.metrics or {}).get("data_half", "all")
     overlapping = []
-    for proxy in ModelVersion.objects.filter(name__in=proxies):
+    for proxy in model_versions_named(names=proxies):
         proxy_half = (proxy.metrics or {}).get("data_half", "all")
         if "all" in (judge_half, proxy_half) or judge_half == proxy_half:
             overlapping.append(proxy.name)
@@ -64,10 +67,11 @@ def _halves_overlap(judge: ModelVersion, proxies: set[str]) -> list[str]:
 
 
 def independent_judges(*, version_a: ModelVersion, version_b: ModelVersion) -> list[ModelVersion]:
-    """Reward versions neither policy was optimised against, the active one first."""
+    """Reward versions neither policy was optimised against (named in any letter case), the
+    active one first."""
     excluded = optimised_against(version_a) | optimised_against(version_b)
     candidates = ModelVersion.objects.filter(kind=ModelVersion.Kind.REWARD).exclude(
-        name__in=excluded
+        pk__in=model_versions_named(names=excluded).values("pk")
     )
     return sorted(candidates.exclude(path=""), key=lambda v: (not v.is_active, -v.pk))
 
@@ -220,10 +224,11 @@ def model_comparison_create(
     reward = validated_version(reward_version, ModelVersion.Kind.REWARD, "reward_version")
     # Each judge once (in the order named): the ensemble averages its judges.
     judges = list({judge.pk: judge for judge in [reward, *extra_judges]}.values())
+    proxies = set(model_versions_named(names=excluded).values_list("pk", flat=True))
     for judge in judges:
         if judge.kind != ModelVersion.Kind.REWARD or not judge.path:
             raise ValidationError({"extra_judges": f"{judge.name} is not a local reward model."})
-        if judge.name in excluded:
+        if judge.pk in proxies:
             raise ValidationError(
                 {
                     "reward_version": (

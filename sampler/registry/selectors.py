@@ -1,7 +1,10 @@
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet, Value
+from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Lower
 
 from config.querysets import ids_existing
@@ -19,6 +22,16 @@ def _named(name: str) -> QuerySet[ModelVersion]:
     folded as the constraint folds (``Lower``, not iexact's ``UPPER``)."""
     return ModelVersion.objects.alias(folded_name=Lower("name")).filter(
         folded_name=Lower(Value(name))
+    )
+
+
+def model_versions_named(*, names: Iterable[str]) -> QuerySet[ModelVersion]:
+    """The versions ``names`` name, each in any letter case (folded as ``_named`` folds)."""
+    folded = {name for name in names if isinstance(name, str)}
+    if not folded:
+        return ModelVersion.objects.none()
+    return ModelVersion.objects.alias(folded_name=Lower("name")).filter(
+        reduce(or_, (Q(folded_name=Lower(Value(name))) for name in folded))
     )
 
 

@@ -78,6 +78,32 @@ def test_by_default_the_judge_is_an_independent_reward_model_even_when_another_i
     assert comparison.config["judge_data_overlaps"] == []  # opposite halves
 
 
+def test_a_policy_naming_its_reward_model_in_another_letter_case_is_not_judged_by_it(
+    lineage, tmp_path
+):
+    """A name is one version's whatever its letter case: metrics spelling the proxy RM-Proxy
+    name it, so it is neither the default judge (though active), nor accepted as one, and a
+    judge trained on its rankings is said to overlap it."""
+    sft, ppo, proxy, judge = lineage
+    ppo.metrics = {"reward_version": "RM-Proxy"}
+    ppo.save(update_fields=["metrics"])
+
+    comparison = model_comparison_create(version_a=ppo, version_b=sft, queue=False)
+    assert comparison.reward_version == judge
+    for judges in ({"reward_version": proxy}, {"reward_version": judge, "extra_judges": [proxy]}):
+        with pytest.raises(ValidationError, match="rm-proxy cannot judge"):
+            model_comparison_create(version_a=ppo, version_b=sft, queue=False, **judges)
+    (tmp_path / "rm-all").mkdir()
+    (tmp_path / "rm-all" / "config.json").write_text("{}")
+    every_half = ModelVersion.objects.create(
+        name="rm-all", kind="reward", path=str(tmp_path / "rm-all")
+    )
+    overlapping = model_comparison_create(
+        version_a=ppo, version_b=sft, reward_version=every_half, queue=False
+    )
+    assert overlapping.config["judge_data_overlaps"] == ["rm-proxy"]
+
+
 def test_a_judge_named_twice_judges_once(lineage, tmp_path):
     """An ensemble averages its judges: one named twice (a caller of the service, past the
     form) would count twice."""
