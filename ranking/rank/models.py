@@ -64,6 +64,11 @@ class RankingTask(models.Model):
     # (``ranking.rank.services.SOURCE_PREPARATION_TRIES``). A gold copy never holds it: the
     # task it copies does. At most one task holds a source (``task_one_holder_per_source``).
     holds_source = models.BooleanField(default=True)
+    # Whether a failure of this task is one of its source's tries: not for one failed only
+    # because the content filter could not run (its replies kept out of ranking unjudged), no
+    # fault of the source however long the filter is down. A database default too, so code
+    # from before it (during an upgrade) inserts tasks without it.
+    spends_try = models.BooleanField(default=True, db_default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     # A gold task: a copy of ``gold_of`` (or a task) with the expected order, best first, as

@@ -221,7 +221,7 @@ def _samples_for_ranking(
     source had no part in it, so it is given back)."""
     if any(sample.moderation_pending for sample in samples):
         if settings.CONTENT_FILTER_BLOCK_RANKING:
-            ranking_task_fail(task_id=task.pk, error=UNJUDGED_KEPT_OUT)
+            ranking_task_fail(task_id=task.pk, error=UNJUDGED_KEPT_OUT, spends_try=False)
             return None
         return samples
     # The reply the task is made from is filtered again as its alternatives were, by the filter
@@ -306,7 +306,7 @@ def ranking_task_preparation_retried(job: GenerationJob) -> None:
         project_lock(project_id=project_id)
         _prepared_by(job).filter(status=RankingTask.Status.FAILED).exclude(
             Exists(source_taken)
-        ).update(status=RankingTask.Status.PREPARING, error="", holds_source=True)
+        ).update(status=RankingTask.Status.PREPARING, error="", holds_source=True, spends_try=True)
 
 
 def ranking_task_prepare(*, task_id: int) -> RankingTask:
@@ -317,12 +317,14 @@ def ranking_task_prepare(*, task_id: int) -> RankingTask:
     return RankingTask.objects.get(pk=task_id)
 
 
-def ranking_task_fail(*, task_id: int | None, error: str) -> None:
+def ranking_task_fail(*, task_id: int | None, error: str, spends_try: bool = True) -> None:
     """Fail a task still preparing, for a reason its source message had no part in: the
-    source is given back for another task, unless this was its last try."""
+    source is given back for another task, unless this was its last try. ``spends_try``
+    False: the failure is none of the source's tries (the content filter could not run), so
+    the source is always given back."""
     with transaction.atomic():
         failed = RankingTask.objects.filter(pk=task_id, status=RankingTask.Status.PREPARING).update(
-            status=RankingTask.Status.FAILED, error=error[:5000]
+            status=RankingTask.Status.FAILED, error=error[:5000], spends_try=spends_try
         )
         if failed:
             _sources_give_back(task_ids=[task_id])
@@ -330,11 +332,14 @@ def ranking_task_fail(*, task_id: int | None, error: str) -> None:
 
 def _sources_give_back(*, task_ids: list[int]) -> None:
     """Let the failed tasks ``task_ids`` release their sources, each but on its source's
-    ``SOURCE_PREPARATION_TRIES``-th failed task: a failure that comes back every time (a
-    prompt the policy refuses) is not tried for ever. One update, however many tasks."""
+    ``SOURCE_PREPARATION_TRIES``-th failed task that spends a try (``spends_try``): a failure
+    that comes back every time (a prompt the policy refuses) is not tried for ever. One
+    update, however many tasks."""
     failed_tries = (
         RankingTask.objects.filter(
-            source_message_id=OuterRef("source_message_id"), status=RankingTask.Status.FAILED
+            source_message_id=OuterRef("source_message_id"),
+            status=RankingTask.Status.FAILED,
+            spends_try=True,
         )
         .order_by()
         .values("source_message_id")

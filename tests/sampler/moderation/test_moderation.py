@@ -617,3 +617,28 @@ def test_a_filter_the_settings_cannot_build_leaves_the_pages_showing_the_newest_
     assert len(errors) == 1, "both pages asked; the error is reported once"
     with pytest.raises(error):
         samples_moderate(samples=[sample])
+
+
+def test_a_preparation_kept_out_while_the_filter_cannot_run_spends_none_of_its_sources_tries(
+    settings, policy, other_trainer
+):
+    """A task failed only because the content filter cannot run (its replies not judged, kept
+    out of ranking) is no fault of its source: however long the filter is down, the source is
+    not given up after its tries, and once the filter runs it becomes a task. Before, each such
+    failure spent one of the source's tries, and the last dropped it for good."""
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}  # refused: cannot run
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    task = _ranking_task(other_trainer, settings)
+    source_id = task.source_message_id
+    for _ in range(ranking_services.SOURCE_PREPARATION_TRIES + 1):
+        task = ranking_services.ranking_task_prepare(task_id=task.pk)
+        assert task.status == RankingTask.Status.FAILED
+        assert task.error == ranking_services.UNJUDGED_KEPT_OUT
+        task = ranking_services.ranking_task_create(rng=random.Random(0), queue=False)
+        assert task is not None and task.source_message_id == source_id
+
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password"]}  # the filter runs again
+    task = ranking_services.ranking_task_prepare(task_id=task.pk)
+
+    assert task.status == RankingTask.Status.READY and task.holds_source
