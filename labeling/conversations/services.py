@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import pairwise
 from typing import NamedTuple
@@ -47,6 +47,7 @@ from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, project_defau
 from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.services import generation_job_create
 from sampler.moderation.filters import ContentFilter, content_filter_configured
+from sampler.moderation.models import ModerationResult
 from sampler.moderation.selectors import moderation_of_sample_exists
 from sampler.moderation.services import (
     ContentFilterUnavailable,
@@ -781,7 +782,13 @@ def _ready_filter() -> ContentFilter | None:
         return None
 
 
-def message_texts_sweep(*, created_before: datetime, most: int, scan: int) -> int:
+def message_texts_sweep(
+    *,
+    created_before: datetime,
+    most: int,
+    scan: int,
+    samples_judged: Callable[[dict[int, ModerationResult]], None] | None = None,
+) -> int:
     """The periodic sweep: filter the messages still waiting for a verdict on their own words
     that were saved before ``created_before`` (``message_texts_moderate``), then the samples
     stored while the filter could not run (``samples_moderate_pending``), then, in the room
@@ -790,14 +797,15 @@ def message_texts_sweep(*, created_before: datetime, most: int, scan: int) -> in
     waiting; how many were filtered. A filter that cannot run (``content_filter_ready``) stops
     the sweep before it starts, recorded and logged, not raised: nothing is filtered, no message
     is marked to be judged again, and the walk stays where it was, so no verdict shown is traded
-    for "not judged yet" while nothing can judge."""
+    for "not judged yet" while nothing can judge. ``samples_judged``: called with the verdicts
+    (by sample id) of each batch of those samples, in the transaction that marks it judged."""
     content_filter = _ready_filter()
     if content_filter is None:
         return 0
     done, tried = _message_texts_moderate(content_filter, created_before=created_before, most=most)
     # Then the samples a generation job stored while the filter could not run.
     samples_done, samples_tried = samples_moderate_pending(
-        content_filter=content_filter, most=most - tried
+        content_filter=content_filter, most=most - tried, then=samples_judged
     )
     rejudged = _message_texts_rejudge(content_filter, most=most - tried - samples_tried, scan=scan)
     return done + samples_done + rejudged

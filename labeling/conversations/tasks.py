@@ -7,6 +7,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from labeling.conversations import services
+from labeling.redteam.services import attack_results_verdicts_record
 
 # The periodic sweep leaves a message this long to the task published when it was saved.
 SWEEP_GRACE_SECONDS = 60
@@ -32,7 +33,8 @@ def moderate_message_texts(message_ids: list[int]) -> int:
 def moderate_pending_message_texts() -> int:
     """The sweep (from beat): filter every message still waiting for a verdict on its text a
     minute after it was saved, whose publication was lost (the broker was down) or whose
-    worker stopped, then the samples stored while the filter could not run, then the messages
+    worker stopped, then the samples stored while the filter could not run (their verdicts
+    given to the red-team results made of them, which recorded none), then the messages
     whose verdict is by no filter configured now (another filter or version, or none; a
     suggestion used as it is, by its sample's) among the next ``SWEEP_SCAN_MESSAGES`` of the
     walk of the messages table; ``SWEEP_MAX_TEXTS`` of them at the most, the rest at the next
@@ -41,4 +43,5 @@ def moderate_pending_message_texts() -> int:
         created_before=timezone.now() - timedelta(seconds=SWEEP_GRACE_SECONDS),
         most=SWEEP_MAX_TEXTS,
         scan=SWEEP_SCAN_MESSAGES,
+        samples_judged=attack_results_verdicts_record,
     )

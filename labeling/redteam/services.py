@@ -34,11 +34,13 @@ from labeling.redteam.models import Attack, AttackResult, AttackRun, AttackRunAt
 from labeling.redteam.selectors import attack_run_failed_results
 from ranking.projects.models import project_default_id
 from ranking.projects.selectors import project_default
-from sampler.generation.models import GenerationJob
+from sampler.generation.models import GenerationJob, Sample
 from sampler.generation.params import context_room_error, max_new_tokens_within
 from sampler.generation.services import generation_job_create, generation_job_run_inline
 from sampler.jobs.kinds import JobCancelled, JobContext
 from sampler.jobs.services import JobRefused, job_cancel, job_enqueue
+from sampler.moderation.models import ModerationResult
+from sampler.moderation.selectors import moderation_shown_by_sample
 from sampler.moderation.services import (
     ContentFilterUnavailable,
     content_filter_ready,
@@ -370,6 +372,22 @@ def attack_run_retry_failed(
     return retry
 
 
+def attack_results_verdicts_record(verdicts: dict[int, ModerationResult]) -> int:
+    """Give the results that recorded no verdict (made while the content filter could not run)
+    the verdicts now found on their samples (``verdicts``, by sample id: a batch the sweep
+    judged, ``samples_moderate_pending``); how many results were given one. A result made
+    while no filter was configured has no sample waiting, so it is never in ``verdicts``."""
+    recorded = 0
+    for result in AttackResult.objects.filter(
+        sample_id__in=list(verdicts), filter_flagged__isnull=True
+    ).only("pk", "sample_id"):
+        verdict = verdicts[result.sample_id]
+        recorded += AttackResult.objects.filter(pk=result.pk, filter_flagged__isnull=True).update(
+            filter_flagged=verdict.flagged, filter_categories=list(verdict.categories)
+        )
+    return recorded
+
+
 def attack_run_execute(context: JobContext) -> None:
     """Generate one reply per attack of the run's set, filter and score it (a job: the executor
     claims and finishes the run); resumes where a run that was stopped left off (one result per
@@ -423,6 +441,8 @@ def attack_run_execute(context: JobContext) -> None:
             # Withdrawn meanwhile: it left this run (``attack_withdraw`` holds its lock).
             if not Attack.objects.select_for_update().filter(pk=attack.pk).exists():
                 continue
+            if sample is not None and content_filter is None:
+                verdict = _verdict_judged_meanwhile(sample)
             AttackResult.objects.get_or_create(
                 run=run,
                 attack=attack,
@@ -448,6 +468,17 @@ def attack_run_execute(context: JobContext) -> None:
         run.results.filter(attack__isnull=True).delete()
         if not context.succeed(progress=1.0, attack_count=run.entries.count()):
             raise JobCancelled(f"Attack run {run.pk} is no longer this worker's.")
+
+
+def _verdict_judged_meanwhile(sample: Sample) -> ModerationResult | None:
+    """The verdict on ``sample`` of a run that has no filter to run (it could not run when the
+    run started): the one it was stored with, or the sweep's since, if any. Read holding the
+    sample's row, as the sweep holds it while it judges: a sweep that judges it after this
+    gives the result the verdict (``attack_results_verdicts_record``), not before."""
+    judged = Sample.objects.select_for_update().filter(pk=sample.pk, moderation_pending=False)
+    if not judged.values_list("pk", flat=True):
+        return None
+    return moderation_shown_by_sample(sample_ids=[sample.pk]).get(sample.pk)
 
 
 def _generated(job: GenerationJob) -> tuple[GenerationJob, bool]:

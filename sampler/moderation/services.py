@@ -131,16 +131,25 @@ def samples_moderate(
     return {result.sample_id: result for result in current.all()}
 
 
-def samples_moderate_pending(*, content_filter: ContentFilter, most: int) -> tuple[int, int]:
+def samples_moderate_pending(
+    *,
+    content_filter: ContentFilter,
+    most: int,
+    then: Callable[[dict[int, ModerationResult]], None] | None = None,
+) -> tuple[int, int]:
     """Filter the samples stored while the filter could not run (``Sample.moderation_pending``),
     oldest first, in batches, with ``content_filter`` (ready to run), and mark each batch
-    judged; how many were judged, and how many tried, as ``waiting_judge`` counts them."""
+    judged; how many were judged, and how many tried, as ``waiting_judge`` counts them.
+    ``then``: called with each batch's verdicts (by sample id) in the transaction that marks
+    it, for copies of a verdict kept elsewhere (a red-team result's)."""
 
     def judge(batch: list[Sample]) -> None:
-        samples_moderate(samples=batch, content_filter=content_filter)
+        verdicts = samples_moderate(samples=batch, content_filter=content_filter)
         Sample.objects.filter(pk__in=[sample.pk for sample in batch]).update(
             moderation_pending=False
         )
+        if then is not None:
+            then(verdicts)
 
     return waiting_judge(
         Sample.objects.filter(moderation_pending=True),

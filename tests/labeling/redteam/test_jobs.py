@@ -11,6 +11,26 @@ from sampler.jobs.services import job_execute, job_run_inline
 from tests.labeling.redteam.conftest import stored_attacks, two_attacks
 
 
+def _two_attacks_run(policy, trainer, admin_user) -> AttackRun:
+    """A run of two stored attacks, run here to its end (successful)."""
+    two_attacks(trainer, policy)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    run = job_run_inline(job=run)
+    assert run.status == AttackRun.Status.SUCCEEDED, run.error
+    return run
+
+
+def _assert_flagged_everything(run: AttackRun) -> None:
+    """Both of ``run``'s results record the verdict their judged samples got (everything)."""
+    results = list(run.results.select_related("sample"))
+    assert len(results) == 2
+    for result in results:
+        assert not result.sample.moderation_pending
+        assert result.filter_flagged is True and result.filter_categories == ["everything"]
+
+
 def test_a_run_the_content_filter_cannot_run_on_keeps_its_replies_with_no_verdict(
     policy, trainer, admin_user, settings
 ):
@@ -22,20 +42,57 @@ def test_a_run_the_content_filter_cannot_run_on_keeps_its_replies_with_no_verdic
     settings.RANKING_MAX_NEW_TOKENS = 8
     settings.CONTENT_FILTER = "builtin"
     settings.CONTENT_FILTER_WORDS = {"secrets": [" "]}
-    two_attacks(trainer, policy)
-    run = redteam_services.attack_run_create(
-        requested_by=admin_user, model_version=policy, queue=False
-    )
 
-    run = job_run_inline(job=run)
+    run = _two_attacks_run(policy, trainer, admin_user)
 
-    assert run.status == AttackRun.Status.SUCCEEDED, run.error
     results = list(run.results.all())
     assert len(results) == 2
     for result in results:
         assert result.sample is not None and result.sample.moderation_pending
         assert result.filter_flagged is None and result.error == ""
     assert "CONTENT_FILTER_WORDS" in ContentFilterProblem.objects.get().reason
+
+
+def test_the_sweep_gives_its_verdict_to_the_results_made_while_the_filter_could_not_run(
+    policy, trainer, admin_user, settings
+):
+    """A result made while the content filter could not run records no verdict; once the
+    filter runs again, the sweep that judges its sample gives the result the verdict too (the
+    run's page and its flagged count read it). Before, the result kept showing none."""
+    from labeling.conversations.tasks import moderate_pending_message_texts
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": [" "]}  # refused: cannot run
+    run = _two_attacks_run(policy, trainer, admin_user)
+    assert all(result.filter_flagged is None for result in run.results.all())
+
+    settings.CONTENT_FILTER_WORDS = {}
+    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}  # runs, flags every reply
+    moderate_pending_message_texts()
+
+    _assert_flagged_everything(run)
+
+
+def test_a_run_started_while_the_filter_could_not_run_keeps_the_verdict_its_replies_got(
+    policy, trainer, admin_user, settings, monkeypatch
+):
+    """A run that found the content filter unable to run at its start, whose replies were
+    then judged as they were stored (the filter ran again meanwhile), records their verdicts:
+    no sample of its is left waiting for the sweep to give one."""
+    from sampler.moderation.services import ContentFilterUnavailable
+
+    def cannot_run():
+        raise ContentFilterUnavailable("down at the run's start")
+
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_PATTERNS = {"everything": [r"[\s\S]"]}
+    monkeypatch.setattr(redteam_services, "content_filter_ready", cannot_run)
+
+    run = _two_attacks_run(policy, trainer, admin_user)
+
+    _assert_flagged_everything(run)
 
 
 def test_rerunning_stored_attacks_records_one_result_per_attack(
