@@ -130,6 +130,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.roles",
+                "sampler.moderation.context_processors.content_filter",
             ],
             "builtins": ["template_partials.templatetags.partials"],
         },

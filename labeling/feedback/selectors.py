@@ -98,6 +98,7 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
         if not is_admin(user):
             samples = samples.filter(job__requested_by=user)
         sample = get_object_or_404(samples, pk=target_id)
+        moderation = moderation_shown_by_sample(sample_ids=[sample.pk]).get(sample.pk)
         return FeedbackTarget(
             kind=kind,
             id=sample.pk,
@@ -105,7 +106,11 @@ def feedback_target_get(*, kind: str, target_id: int, user: AbstractBaseUser) ->
             model_version_id=sample.job.model_version_id,
             model_version_name=sample.job.model_version.name,
             sample=sample,
-            moderation=moderation_shown_by_sample(sample_ids=[sample.pk]).get(sample.pk),
+            moderation=moderation,
+            # Stored while the filter could not run: the sweep judges it (as a message above).
+            moderation_pending=(
+                sample.moderation_pending and moderation is None and content_filter_configured()
+            ),
         )
     raise Http404("No such feedback target.")
 

@@ -23,6 +23,7 @@ from ranking.rank.models import (
     UndoRemoval,
     source_finished,
 )
+from sampler.moderation.filters import content_filter_configured
 from sampler.moderation.models import ModerationResult
 from sampler.moderation.selectors import moderation_shown_of_texts
 from sampler.workers.selectors import workers_live_by_queue
@@ -462,6 +463,11 @@ class AssignmentScreen:
     # ``moderation``, the content filter's verdict as the screen shows it
     # (``verdicts_as_shown``).
     candidates: list[dict[str, object]]
+    # Whether a reply is a sample stored while the content filter could not run, not judged
+    # yet (while a filter is configured to judge it): said once for the screen, never on the
+    # reply, since the alternatives of a task wait together while the reply it was made from
+    # may be judged, and a word on each would single that one out.
+    replies_waiting_for_filter: bool = False
 
 
 def verdicts_as_shown(verdicts: list[ModerationResult | None]) -> list[ModerationResult | None]:
@@ -481,11 +487,17 @@ def verdicts_as_shown(verdicts: list[ModerationResult | None]) -> list[Moderatio
 
 def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
     """The assignment's replies in presentation order: ``number``, ``candidate_id``,
-    ``message_id``, ``text`` and ``moderation`` as shown (2 queries)."""
+    ``message_id``, ``text``, ``moderation`` as shown and ``waiting`` (a sample's words that
+    the content filter could not judge yet) (2 queries)."""
     rows = {
         row["id"]: row
         for row in Candidate.objects.filter(task_id=assignment.task_id).values(
-            "id", "message_id", "message__content", "message__sample_id", "message__sample__text"
+            "id",
+            "message_id",
+            "message__content",
+            "message__sample_id",
+            "message__sample__text",
+            "message__sample__moderation_pending",
         )
     }
     shown = [rows[cid] for cid in assignment.presentation_order if cid in rows]
@@ -511,8 +523,15 @@ def _replies_shown(assignment: Assignment) -> list[dict[str, object]]:
             "message_id": row["message_id"],
             "text": row["message__content"],
             "moderation": verdict,
+            "waiting": bool(
+                row["message__sample__moderation_pending"]
+                and row["message__content"] == row["message__sample__text"]
+                and judged is None
+            ),
         }
-        for number, (row, verdict) in enumerate(zip(shown, verdicts, strict=True), start=1)
+        for number, (row, judged, verdict) in enumerate(
+            zip(shown, stored, verdicts, strict=True), start=1
+        )
     ]
 
 
@@ -526,11 +545,18 @@ def assignment_screen(*, assignment: Assignment) -> AssignmentScreen:
         for message in message_path(message=task.prefix_message)
     ]
     # The content filter's verdict is shown on each reply, so a trainer is warned before reading.
+    replies = _replies_shown(assignment)
     candidates = [
         {"id": reply["number"], "text": reply["text"], "moderation": reply["moderation"]}
-        for reply in _replies_shown(assignment)
+        for reply in replies
     ]
-    return AssignmentScreen(assignment=assignment, prefix=prefix, candidates=candidates)
+    return AssignmentScreen(
+        assignment=assignment,
+        prefix=prefix,
+        candidates=candidates,
+        replies_waiting_for_filter=content_filter_configured()
+        and any(reply["waiting"] for reply in replies),
+    )
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ def _render_card(
             "flag_labels": FLAG_LABELS.items(),
             "verdict_choices": VERDICTS,
             "candidate_count": len(screen.candidates),
+            "replies_waiting_for_filter": screen.replies_waiting_for_filter,
         }
     template = f"{RANK}#ranking-card" if request.htmx else RANK
     response = render(request, template, context, status=status)

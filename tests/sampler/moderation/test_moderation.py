@@ -3,6 +3,7 @@ import re
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 
 from labeling.models import Message
 from ranking.models import Candidate, RankingTask
@@ -642,3 +643,61 @@ def test_a_preparation_kept_out_while_the_filter_cannot_run_spends_none_of_its_s
     task = ranking_services.ranking_task_prepare(task_id=task.pk)
 
     assert task.status == RankingTask.Status.READY and task.holds_source
+
+
+# ---- samples waiting for the filter, where verdicts are shown -----------------------------------
+
+SAMPLE_NOT_JUDGED = "Not judged by the content filter yet."
+REPLIES_NOT_JUDGED = "The content filter has not judged every reply here yet."
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_samples_waiting_for_the_filter_say_they_are_not_judged_yet(
+    settings, policy, trainer, trainer_client, configured
+):
+    """The suggestion cards, the playground's job page and a sample's feedback page say a
+    sample stored while the content filter could not run is not judged yet, where its verdict
+    is shown once it has one; not once no filter is configured (nothing would judge it).
+    Before, they showed nothing, as for a sample judged clean."""
+    from labeling.conversations.services import suggestion_request
+    from labeling.models import Conversation
+
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}  # refused: cannot run
+    conversation = Conversation.objects.create(owner=trainer)
+    asked = suggestion_request(conversation=conversation, author=trainer, n=2)
+    suggested = services.generation_job_run_inline(job_id=asked.pk)
+    played = services.generation_job_run_inline(job_id=job_unqueued(trainer, n=2).pk)
+    sample = played.samples.first()
+    assert sample.moderation_pending
+    if not configured:
+        settings.CONTENT_FILTER = "none"
+
+    cards = trainer_client.get(
+        f"/write/{conversation.pk}/suggestions/{suggested.pk}/", HTTP_HX_REQUEST="true"
+    ).content.decode()
+    job_page = trainer_client.get(f"/generation/jobs/{played.pk}/").content.decode()
+    feedback_page = trainer_client.get(f"/write/feedback/sample/{sample.pk}/").content.decode()
+
+    assert cards.count(SAMPLE_NOT_JUDGED) == (2 if configured else 0)
+    assert job_page.count(SAMPLE_NOT_JUDGED) == (2 if configured else 0)
+    assert (SAMPLE_NOT_JUDGED in feedback_page) == configured
+    assert ("The content filter has not judged this text yet." in feedback_page) == configured
+
+
+def test_the_ranking_screen_says_once_that_replies_wait_for_the_filter(
+    settings, policy, other_trainer, trainer_client
+):
+    """A task made of samples stored while the content filter could not run says so once, for
+    the screen, and not on the replies waiting: the alternatives of a task wait together while
+    the reply it was made from may be judged, so a word on each would single that one out.
+    Before, the screen said nothing, as for replies judged clean."""
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}  # refused: cannot run
+    task = ranking_services.ranking_task_prepare(task_id=_ranking_task(other_trainer, settings).pk)
+    assert task.status == RankingTask.Status.READY
+
+    html = trainer_client.post(reverse("ranking:claim"), follow=True).content.decode()
+
+    assert html.count(REPLIES_NOT_JUDGED) == 1 and SAMPLE_NOT_JUDGED not in html
+    assert 'class="moderation-warning"' not in html
