@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, F, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from config.querysets import filter_given, values_in_chunks
@@ -145,9 +145,15 @@ def attack_run_failure_counts(*, run: AttackRun) -> dict[str, int]:
 
 
 def attack_run_results(*, run: AttackRun) -> QuerySet[AttackResult]:
-    return run.results.select_related(
-        "attack", "attack__message", "attack__correction", "attack__model_version"
-    ).order_by("category", "attack_id")
+    """``run``'s results, each with ``waiting_for_filter``: its sample was stored while the
+    content filter could not run and waits for the sweep (which gives the result its verdict)."""
+    return (
+        run.results.select_related(
+            "attack", "attack__message", "attack__correction", "attack__model_version"
+        )
+        .annotate(waiting_for_filter=F("sample__moderation_pending"))
+        .order_by("category", "attack_id")
+    )
 
 
 def attack_find(*, attack_id: int) -> Attack | None:

@@ -4,11 +4,14 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import AttackResult, AttackRun
 from sampler.jobs.services import job_execute, job_run_inline
 from tests.labeling.redteam.conftest import stored_attacks, two_attacks
+
+RESULT_NOT_JUDGED = "not judged yet"
 
 
 def _two_attacks_run(policy, trainer, admin_user) -> AttackRun:
@@ -72,6 +75,26 @@ def test_the_sweep_gives_its_verdict_to_the_results_made_while_the_filter_could_
     moderate_pending_message_texts()
 
     _assert_flagged_everything(run)
+
+
+def test_the_run_page_says_a_reply_waiting_for_the_filter_is_not_judged_yet(
+    policy, trainer, admin_user, settings, client
+):
+    """A result whose sample waits for the content filter says so on the run's page, where its
+    verdict is shown once it has one; not once no filter is configured (nothing would judge
+    it). Before, it showed a dash, as for a run with no filter at all."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": [" "]}  # refused: cannot run
+    run = _two_attacks_run(policy, trainer, admin_user)
+    client.force_login(admin_user)
+
+    page = client.get(reverse("labeling:attack-run", args=[run.pk])).content.decode()
+    settings.CONTENT_FILTER = "none"
+    page_with_no_filter = client.get(reverse("labeling:attack-run", args=[run.pk])).content
+
+    assert page.count(RESULT_NOT_JUDGED) == 2
+    assert RESULT_NOT_JUDGED not in page_with_no_filter.decode()
 
 
 def test_a_run_started_while_the_filter_could_not_run_keeps_the_verdict_its_replies_got(
