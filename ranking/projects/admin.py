@@ -208,7 +208,13 @@ class ProjectAdmin(RacedSaveAdminMixin, admin.ModelAdmin):
     raced_fields = ("name", "slug")  # project_save
 
     def save_model(self, request, obj, form, change) -> None:
-        project_save(project=obj)
+        # Only what the form holds (its many-to-many fields are saved after, by the form): the
+        # row was read at the start of the request, and writing all of it back would undo what
+        # the workers wrote meanwhile (a pool fill's pool_error, shown read-only).
+        fields = [
+            field.name for field in Project._meta.concrete_fields if field.name in form.fields
+        ]
+        project_save(project=obj, fields=fields if change else None)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)

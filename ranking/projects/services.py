@@ -212,13 +212,15 @@ def _check(
         raise ValidationError(errors)
 
 
-def project_save(*, project: Project) -> Project:
+def project_save(*, project: Project, fields: list[str] | None = None) -> Project:
     """Save ``project`` as a caller that checked it left it (the services' ``_check``, the
-    admin's form); a name or slug that another save took since the check (two admins at once:
-    the check saw it free, the table not) is that field's ValidationError, as the check words
-    it (``project_clash_errors``), and nothing is saved (``saved_or_refused``)."""
+    admin's form): only ``fields`` when given (the admin's form's: the row was read at the start
+    of the request, and writing all of it back would undo what a worker wrote meanwhile, a
+    pool fill's ``pool_error``). A name or slug that another save took since the check (two
+    admins at once: the check saw it free, the table not) is that field's ValidationError, as
+    the check words it (``project_clash_errors``), and nothing is saved (``saved_or_refused``)."""
     saved_or_refused(
-        project.save,
+        lambda: project.save(update_fields=fields),
         lambda: project_clash_errors(name=project.name, slug=project.slug, pk=project.pk),
     )
     return project

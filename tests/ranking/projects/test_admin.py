@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from ranking.projects import admin
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project, ProjectPolicy, project_default_id
 from ranking.projects.services import project_create
 from sampler.models import ModelVersion
@@ -281,3 +282,26 @@ def test_the_policy_delete_page_answers_an_id_that_is_no_policy_as_the_admin_doe
         )
         assert page.status_code == 200
         assert "doesn\u2019t exist" in page.content.decode()  # the admin's own words
+
+
+def test_the_admin_keeps_a_pool_error_a_fill_wrote_while_the_save_was_under_way(
+    admin_client_, monkeypatch
+):
+    """The row the save read at the start of the request, then a fill's ``pool_error``
+    written (as ``_pool_error_record`` does) while the form is checked: the save writes the
+    form's fields only, and the fill's sentence stays."""
+    project = project_create(name="Filled", slug="filled")
+    data = project_admin_fields(admin_client_, project) | {"description": "Edited."}
+    checked = admin.project_setting_errors
+
+    def fill_fails_meanwhile(**kwargs) -> dict:
+        Project.objects.filter(pk=project.pk).update(pool_error="The fill failed.")
+        return checked(**kwargs)
+
+    monkeypatch.setattr(admin, "project_setting_errors", fill_fails_meanwhile)
+
+    page = admin_client_.post(reverse("admin:ranking_project_change", args=[project.pk]), data)
+
+    assert page.status_code == 302
+    project.refresh_from_db()
+    assert (project.description, project.pool_error) == ("Edited.", "The fill failed.")
