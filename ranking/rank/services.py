@@ -60,6 +60,7 @@ from sampler.generation.services import generation_job_create, generation_job_ex
 from sampler.jobs.kinds import JobContext
 from sampler.jobs.models import job_error_explained
 from sampler.jobs.services import job_enqueue, job_run_inline
+from sampler.moderation.selectors import content_filter_down_reason
 from sampler.moderation.services import samples_flagged_ids, text_flagged
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
@@ -386,11 +387,18 @@ def ranking_pool_fill(
     pool the project needs now, ``ranking_pool_wanted``) are ready or being prepared; returns
     how many were made. A project that selects by uncertainty prepares ``candidate_factor``
     times as many, held back, and offers those its reward models disagree on most
-    (``ranking.selection``)."""
+    (``ranking.selection``). While the content filter cannot run and
+    ``CONTENT_FILTER_BLOCK_RANKING`` is on, no project's pool is filled: every task prepared
+    would fail for it (``UNJUDGED_KEPT_OUT``), its sampling wasted, so each project says why
+    instead (``FILTER_DOWN_HOLDS_FILL``) until a fill after the filter runs again."""
     ranking_tasks_release_orphans()
     projects = [project] if project is not None else list(projects_active())
+    held = _fill_held_for_filter()
     created = 0
     for each in projects:
+        if held:
+            _pool_error_record(project_id=each.pk, reason=held)
+            continue
         # Not one transaction: the uncertainty scores and the tasks made before a failure are
         # kept (each is written on its own), and no model runs inside an open transaction.
         try:
@@ -413,6 +421,21 @@ def ranking_pool_fill(
 
 
 MAX_POOL_ERROR_CHARS = 2000
+# Why no pool is filled while the content filter cannot run (its reason follows).
+FILTER_DOWN_HOLDS_FILL = (
+    "The content filter cannot run, and CONTENT_FILTER_BLOCK_RANKING keeps replies it has not "
+    "judged out of ranking tasks, so none is prepared until it runs again: "
+)
+
+
+def _fill_held_for_filter() -> str:
+    """Why pools are not filled now, as a project's page says it; empty: they are. The record
+    of the filter's problem is deleted once a worker finds it runs (the periodic sweep tries
+    it each minute), so the fills resume by themselves."""
+    if not settings.CONTENT_FILTER_BLOCK_RANKING:
+        return ""
+    reason = content_filter_down_reason()
+    return FILTER_DOWN_HOLDS_FILL + reason if reason else ""
 
 
 def _pool_error_record(*, project_id: int, reason: str) -> None:

@@ -645,6 +645,45 @@ def test_a_preparation_kept_out_while_the_filter_cannot_run_spends_none_of_its_s
     assert task.status == RankingTask.Status.READY and task.holds_source
 
 
+def test_while_the_filter_cannot_run_and_blocks_ranking_the_pool_fill_holds_off_saying_why(
+    settings, policy, other_trainer, client, admin_user
+):
+    """With CONTENT_FILTER_BLOCK_RANKING on, every task prepared while the content filter
+    cannot run fails for it (UNJUDGED_KEPT_OUT): the pool fill makes none meanwhile, and the
+    project's page says why, until a fill after the filter runs again (its record deleted).
+    Before, each fill picked sources and sampled alternatives only for the tasks to fail."""
+    from html import escape
+
+    from ranking.models import Project
+    from sampler.generation.models import GenerationJob
+    from sampler.moderation.services import ContentFilterUnavailable, content_filter_ready
+
+    settings.RANKING_MAX_NEW_TOKENS = 12
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}  # refused: cannot run
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    project = finished_conversation(other_trainer).project
+    with pytest.raises(ContentFilterUnavailable) as met:  # a worker meets it (the sweep)
+        content_filter_ready()
+
+    assert ranking_services.ranking_pool_fill(rng=random.Random(0)) == 0
+    assert ranking_services.ranking_pool_fill(rng=random.Random(0)) == 0
+
+    assert not RankingTask.objects.exists() and not GenerationJob.objects.exists()
+    project.refresh_from_db()
+    assert project.pool_error == ranking_services.FILTER_DOWN_HOLDS_FILL + str(met.value)
+    client.force_login(admin_user)
+    page = client.get(reverse("ranking:project-detail", args=[project.slug])).content.decode()
+    assert escape(project.pool_error) in page
+
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password"]}  # the filter runs again
+    content_filter_ready()  # the sweep finds it runs, and deletes the record
+    assert ranking_services.ranking_pool_fill(rng=random.Random(0)) >= 1
+
+    assert RankingTask.objects.exists()
+    assert not Project.objects.filter(pk=project.pk).exclude(pool_error="").exists()
+
+
 # ---- samples waiting for the filter, where verdicts are shown -----------------------------------
 
 SAMPLE_NOT_JUDGED = "Not judged by the content filter yet."
