@@ -102,6 +102,11 @@ class AssignmentOutputSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(source="assignment.expires_at")
     prefix = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
     candidates = CandidateOutputSerializer(many=True)
+    replies_waiting_for_filter = serializers.BooleanField(
+        help_text="Whether the content filter has not judged every reply yet (stored while it "
+        "could not run, a filter being configured to judge them); said for the assignment, "
+        "never on a reply, so that the reply the task was made from is not singled out."
+    )
 
 
 # What a claim with ``?project=`` (a slug left blank) is told.

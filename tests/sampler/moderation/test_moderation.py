@@ -740,3 +740,23 @@ def test_the_ranking_screen_says_once_that_replies_wait_for_the_filter(
 
     assert html.count(REPLIES_NOT_JUDGED) == 1 and SAMPLE_NOT_JUDGED not in html
     assert 'class="moderation-warning"' not in html
+
+
+def test_the_ranking_apis_assignment_says_whether_replies_wait_for_the_filter(
+    settings, policy, other_trainer, trainer_client
+):
+    """The API's assignment says what the ranking screen says once: that the content filter
+    has not judged every reply yet (``replies_waiting_for_filter``), false once no filter is
+    configured to judge them. Before, the API said nothing, as for replies judged clean."""
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}  # refused: cannot run
+    task = ranking_services.ranking_task_prepare(task_id=_ranking_task(other_trainer, settings).pk)
+    assert task.status == RankingTask.Status.READY
+
+    waiting = trainer_client.post("/api/ranking/claim/")
+    settings.CONTENT_FILTER = "none"
+    unfiltered = trainer_client.post("/api/ranking/claim/")  # the same assignment, again
+
+    assert waiting.status_code == 200 and waiting.json()["replies_waiting_for_filter"] is True
+    assert unfiltered.json()["assignment_id"] == waiting.json()["assignment_id"]
+    assert unfiltered.json()["replies_waiting_for_filter"] is False
