@@ -317,6 +317,10 @@ def run_inline(stdout, run_id: int, echo) -> ModelVersion | None:
     it registered. The other processes of a multi-process launch train their share and return
     None: the main one records the run and reports it."""
     main = process_state().is_main_process
+    # A finished run is returned as it is: say that nothing was trained this time.
+    finished_before = (
+        main and TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.SUCCEEDED).exists()
+    )
     try:
         run = training_services.training_run_run_inline(run_id=run_id, echo=echo if main else None)
     except KeyboardInterrupt:
@@ -339,7 +343,10 @@ def run_inline(stdout, run_id: int, echo) -> ModelVersion | None:
         }.get(run.status, run.error or "no reason was recorded")
         raise CommandError(f"Run {run.pk} is {run.status}: {why}.")
     version = run.output_versions.first()
-    stdout.write(f"run {run.pk} succeeded: {version.name} at {version.path} (not promoted)")
+    outcome = "had already succeeded; nothing was trained" if finished_before else "succeeded"
+    label = "reward model" if version.kind == ModelVersion.Kind.REWARD else "policy"
+    standing = f"the active {label}" if version.is_active else "not promoted"
+    stdout.write(f"run {run.pk} {outcome}: {version.name} at {version.path} ({standing})")
     return version
 
 

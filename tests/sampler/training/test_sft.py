@@ -58,3 +58,33 @@ def test_train_sft_teaches_the_policy_the_phrase_every_demonstration_ends_with(
         # It says the phrase, then ends its turn: the end-of-turn token was learned too.
         assert PHRASE in tokenizer.decode(reply, skip_special_tokens=True)
         assert reply[-1] == tokenizer.eos_token_id
+
+
+def test_resuming_a_run_that_already_succeeded_says_nothing_was_trained_and_if_it_is_active(
+    policy, micro_model_dir
+):
+    from sampler.registry.services import model_version_register
+
+    done = TrainingRun.objects.create(
+        kind=TrainingRun.Kind.SFT, status=TrainingRun.Status.SUCCEEDED, output_name="micro"
+    )
+    policy.training_run = done
+    policy.save(update_fields=["training_run"])
+    out = StringIO()
+    call_command("train_sft", "--resume", str(done.pk), stdout=out, verbosity=0)
+    assert out.getvalue().splitlines()[0] == (
+        f"run {done.pk} had already succeeded; nothing was trained: micro at "
+        f"{policy.path} (the active policy)"
+    )
+
+    other = TrainingRun.objects.create(
+        kind=TrainingRun.Kind.SFT, status=TrainingRun.Status.SUCCEEDED, output_name="sft2"
+    )
+    model_version_register(name="sft2", path=str(micro_model_dir), training_run_id=other.pk)
+    out = StringIO()
+    call_command("train_sft", "--resume", str(other.pk), stdout=out, verbosity=0)
+    assert out.getvalue().splitlines()[0] == (
+        f"run {other.pk} had already succeeded; nothing was trained: sft2 at "
+        f"{micro_model_dir} (not promoted)"
+    )
+    assert TrainingRun.objects.get(pk=done.pk).status == TrainingRun.Status.SUCCEEDED
