@@ -2,7 +2,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import or_
+from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Lower
@@ -15,6 +17,19 @@ from sampler.runs.models import TrainingRun
 
 def model_version_active(*, kind: str = ModelVersion.Kind.POLICY) -> ModelVersion | None:
     return ModelVersion.objects.filter(kind=kind, is_active=True).first()
+
+
+def sampler_model_path() -> str:
+    """``SAMPLER_MODEL`` as the default policy is registered under: a folder named relative to
+    where this process runs as its absolute path (a worker runs elsewhere), else as given."""
+    path = str(settings.SAMPLER_MODEL)
+    if not Path(path).is_absolute() and Path(path).exists():
+        return str(Path(path).resolve())
+    return path
+
+
+def policy_version_by_path(*, path: str) -> ModelVersion | None:
+    return ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
 
 
 def _named(name: str) -> QuerySet[ModelVersion]:

@@ -20,7 +20,12 @@ from config.querysets import saved_or_refused
 from ranking.projects.selectors import projects_context_errors, sampling_context_lock
 from sampler.generation.backends import validate_options
 from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
-from sampler.registry.selectors import model_version_active, model_version_name_taken
+from sampler.registry.selectors import (
+    model_version_active,
+    model_version_name_taken,
+    policy_version_by_path,
+    sampler_model_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -628,11 +633,8 @@ def _default_activate() -> ModelVersion:
     active = model_version_active()
     if active is not None:
         return active
-    path = str(settings.SAMPLER_MODEL)
-    if not Path(path).is_absolute() and Path(path).exists():
-        # A folder named relative to where this command runs: workers run elsewhere.
-        path = str(Path(path).resolve())
-    version = ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
+    path = sampler_model_path()
+    version = policy_version_by_path(path=path)
     if version is None:
         version = _sampler_model_register(path=path)
     # Checked as a promotion is: a project saved while no policy was active was checked
@@ -673,7 +675,7 @@ def _sampler_model_register(*, path: str) -> ModelVersion:
         )
     except ValidationError:
         # Another process (the web server's start, a first request) registered it meanwhile.
-        version = ModelVersion.objects.filter(path=path, kind=ModelVersion.Kind.POLICY).first()
+        version = policy_version_by_path(path=path)
         if version is None:
             raise
         return version

@@ -37,6 +37,39 @@ def test_ensure_default_registers_sampler_model_once(db, settings, micro_model_d
     assert ModelVersion.objects.count() == 1
 
 
+def test_ensure_default_model_warns_that_a_sampler_model_other_than_the_active_policy_is_ignored(
+    policy, settings, micro_model_dir, tmp_path
+):
+    from django.core.management import call_command
+
+    settings.SAMPLER_MODEL = str(tmp_path / "nonexistent")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("ensure_default_model", stdout=out, stderr=err)
+    assert out.getvalue() == f"Active policy: micro ({micro_model_dir})\n"
+    assert err.getvalue() == (
+        f"Warning: SAMPLER_MODEL names {tmp_path / 'nonexistent'}, not the active policy micro: "
+        "it is registered and made active only while no policy is active, so it was not used. "
+        "To switch, register it (the admin, or POST /api/model-versions/) and promote it "
+        "(`manage.py promote NAME`, or the Promote button on the Models page).\n"
+    )
+    assert list(ModelVersion.objects.all()) == [policy]
+
+    # Registered already (under another name): promoting it is all that is left.
+    other = tmp_path / "other"
+    shutil.copytree(micro_model_dir, other)
+    model_version_register(name="other", path=str(other))
+    settings.SAMPLER_MODEL = str(other)
+    err = io.StringIO()
+    call_command("ensure_default_model", stdout=io.StringIO(), stderr=err)
+    assert "To switch, `manage.py promote other`." in err.getvalue()
+
+    # SAMPLER_MODEL is the active policy: nothing to warn about.
+    settings.SAMPLER_MODEL = str(micro_model_dir)
+    err = io.StringIO()
+    call_command("ensure_default_model", stdout=io.StringIO(), stderr=err)
+    assert err.getvalue() == ""
+
+
 @pytest.mark.parametrize("path", ["../models/run-1", "./run-1", "var/models/run-1", "run-dir"])
 def test_register_refuses_a_relative_path_each_process_would_read_from_its_own_folder(
     db, tmp_path, monkeypatch, micro_model_dir, path
