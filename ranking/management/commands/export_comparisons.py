@@ -112,7 +112,6 @@ class Command(BaseCommand):
         to_stdout = options["out"] == "-"
         try:
             if to_stdout:
-                # The rows are the output: the summary goes to standard error.
                 written = write_jsonl_stream(rows, sys.stdout.buffer, on_progress=advance)
                 sys.stdout.buffer.flush()
             else:
@@ -132,10 +131,10 @@ class Command(BaseCommand):
             summary += f" (column types: {features})"
         if skipped:
             summary += f"; skipped {skipped_summary(skipped)}"
-        if to_stdout:
-            self.stderr.write(f"{summary} -> standard output", style_func=lambda text: text)
-        else:
-            self.stdout.write(f"{summary} -> {options['out']}")
+        # To standard error always: --out may be standard output by another name (/dev/stdout,
+        # a pipe), and the summary must not land among the rows.
+        target = "standard output" if to_stdout else options["out"]
+        self.stderr.write(f"{summary} -> {target}", style_func=lambda text: text)
 
     @staticmethod
     def _features_target(options) -> Path | None:

@@ -529,6 +529,16 @@ def test_an_export_that_fails_midway_leaves_no_partial_file_under_its_name(ranke
     assert link.is_symlink() and len((tmp_path / "target.jsonl").read_bytes().splitlines()) == 36
 
 
+def test_out_dev_stdout_gets_only_the_rows_and_the_summary_goes_to_standard_error(ranked, capfd):
+    """``--out /dev/stdout`` (or a pipe's path) is written in place: a summary printed to
+    standard output would land among the rows."""
+    call_command("export_comparisons", "--format", "pairs", "--out", "/dev/stdout", verbosity=0)
+    captured = capfd.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 36 and all(json.loads(line)["schema_version"] for line in lines)
+    assert captured.err.startswith("36 rows, ") and "-> /dev/stdout" in captured.err
+
+
 def test_a_stalled_writer_taken_over_midway_cannot_write_into_the_file_that_replaced_it(
     tmp_path,
 ):
@@ -832,11 +842,11 @@ def test_an_export_job_records_the_rankings_it_skipped(db, admin_user):
 
 def test_the_command_reports_the_rankings_it_skipped(db, tmp_path):
     _two_ranked_tasks_one_without_its_job()
-    out = io.StringIO()
+    errors = io.StringIO()
 
-    call_command("export_comparisons", format="pairs", out=str(tmp_path / "p.jsonl"), stdout=out)
+    call_command("export_comparisons", format="pairs", out=str(tmp_path / "p.jsonl"), stderr=errors)
 
-    assert "skipped 2 rankings without a prompt" in out.getvalue()
+    assert "skipped 2 rankings without a prompt" in errors.getvalue()
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert rows and all(row["prompt"] for row in rows)
 
