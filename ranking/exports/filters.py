@@ -97,7 +97,8 @@ class ExportFilters:
     def check_format(self, format: str, *, names: dict[str, str] | None = None) -> None:
         """Refuse filters that would be ignored: those choosing rankings, set for an export of
         demonstrations (which come from conversations, not rankings), and ``exclude_flags`` for
-        KTO's examples (its flagged replies are examples, undesirable ones).
+        KTO's examples (its flagged replies are examples, undesirable ones); and red-team data
+        only for rankings, which never are (an empty export).
 
         ``names``: what the caller calls a filter (the streaming API's query parameters), for
         the error's key and message; a filter not named there goes by its field's name."""
@@ -119,6 +120,12 @@ class ExportFilters:
         ]
         labels = names or {}
         errors = {labels.get(name, name): f"{labels.get(name, name)} {why}" for name in set_names}
+        if format == DatasetExport.Format.RANKINGS and self.red_team == "only":
+            label = labels.get("red_team", "red_team")
+            errors[label] = (
+                f'{label} "only": rankings are never red-team data, so the export would be '
+                "empty (corrected red-team attacks are exported as pairs and demonstrations)."
+            )
         if errors:
             raise ValidationError(errors)
 

@@ -16,6 +16,14 @@ from ranking.exports.services import export_prepare
 from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.selectors import model_version_ids_by_name
 
+# A filter, as the option that sets it (for the messages that name it).
+OPTION_NAMES = {
+    "model_version_ids": "--model-version",
+    "min_agreement": "--min-agreement",
+    "exclude_flags": "--exclude-flag",
+    "red_team": "--red-team",
+}
+
 
 class Command(BaseCommand):
     help = (
@@ -94,10 +102,14 @@ class Command(BaseCommand):
                     "project_ids": project_ids_by_slug(slugs=options["project"]),
                 }
             )
-            filters.check_format(options["format"])
         except ValidationError as error:
             problems = (f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())
             raise CommandError("; ".join(problems)) from error
+        try:
+            filters.check_format(options["format"], names=OPTION_NAMES)
+        except ValidationError as error:
+            # Each message names the option it refuses.
+            raise CommandError(" ".join(error.messages)) from error
         progress = tqdm(unit=" rows", desc=options["format"], disable=options["verbosity"] == 0)
         last = 0
 

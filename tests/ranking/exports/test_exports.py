@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from labeling.conversations import services as labeling_services
@@ -485,8 +486,6 @@ def test_demonstrations_are_root_to_leaf_paths_without_ranking_alternatives(rank
 def _pairs_export_refused(out, *options: str) -> str:
     """What ``export_comparisons`` says when it refuses to write pairs to ``out`` with
     ``options``."""
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError) as refused:
         call_command(
             "export_comparisons", "--format", "pairs", "--out", str(out), *options, verbosity=0
@@ -537,6 +536,20 @@ def test_out_dev_stdout_gets_only_the_rows_and_the_summary_goes_to_standard_erro
     lines = captured.out.splitlines()
     assert len(lines) == 36 and all(json.loads(line)["schema_version"] for line in lines)
     assert captured.err.startswith("36 rows, ") and "-> /dev/stdout" in captured.err
+
+
+def test_export_comparisons_refuses_rankings_of_red_team_data_only(ranked, tmp_path):
+    out = tmp_path / "rankings.jsonl"
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "export_comparisons", "--format", "rankings", "--red-team", "only", "--out", str(out),
+            verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value) == (
+        '--red-team "only": rankings are never red-team data, so the export would be empty '
+        "(corrected red-team attacks are exported as pairs and demonstrations)."
+    )
+    assert not out.exists()
 
 
 def test_a_stalled_writer_taken_over_midway_cannot_write_into_the_file_that_replaced_it(

@@ -1,5 +1,6 @@
 import json
 import re
+from html import unescape
 
 import pytest
 from django.urls import reverse
@@ -419,4 +420,29 @@ def test_the_exports_table_stops_polling_while_its_exports_wait_for_no_worker(
         job=export,
         element="export-table",
         trigger='hx-trigger="every 1s"',
+    )
+
+
+RED_TEAM_ONLY_RANKINGS = (
+    '"only": rankings are never red-team data, so the export would be empty (corrected red-team '
+    "attacks are exported as pairs and demonstrations)."
+)
+
+
+def test_rankings_of_red_team_data_only_are_refused_by_the_page_and_the_api(admin_client_, ranked):
+    asked = {**FILTERS, "format": "rankings", "red_team": "only"}
+    refused = admin_client_.get(reverse("ranking:export-preview"), asked)
+    assert refused.status_code == 422
+    assert "red_team " + RED_TEAM_ONLY_RANKINGS in unescape(refused.content.decode())
+    started = admin_client_.post(reverse("ranking:export-start"), asked)
+    assert started.status_code == 422 and not DatasetExport.objects.exists()
+    streamed = admin_client_.get("/api/exports/stream/", {"format": "rankings", "red_team": "only"})
+    assert streamed.status_code == 400
+    assert streamed.json() == {"red_team": ["red_team " + RED_TEAM_ONLY_RANKINGS]}
+    # Pairs hold the corrected attacks: asked for alone, they are exported.
+    assert (
+        admin_client_.get(
+            reverse("ranking:export-preview"), {**asked, "format": "pairs"}
+        ).status_code
+        == 200
     )

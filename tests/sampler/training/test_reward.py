@@ -452,7 +452,7 @@ def test_a_test_fraction_the_files_own_split_would_override_is_refused(policy, t
 
 def test_filters_that_choose_rankings_are_refused_for_demonstrations(policy, tmp_path):
     out = tmp_path / "demonstrations.jsonl"
-    with pytest.raises(CommandError, match="min_agreement chooses rankings or pairs"):
+    with pytest.raises(CommandError, match="--min-agreement chooses rankings or pairs"):
         call_command(
             "export_comparisons", "--format", "demonstrations", "--out", str(out),
             "--min-agreement", "0.9", verbosity=0,
