@@ -150,10 +150,17 @@ class ExportFilters:
         if unknown:
             raise ValidationError({"filters": f"Unknown filters: {', '.join(sorted(unknown))}."})
         cleaned = dict(values)
-        try:
-            for key in ("date_from", "date_to"):
-                if cleaned.get(key):
+        # A date is refused by its own key, so that each door names its option.
+        errors = {}
+        for key in ("date_from", "date_to"):
+            if cleaned.get(key):
+                try:
                     cleaned[key] = date.fromisoformat(str(cleaned[key]))
+                except ValueError as error:
+                    errors[key] = f"{cleaned[key]} is not a date written YYYY-MM-DD ({error})."
+        if errors:
+            raise ValidationError(errors)
+        try:
             for key in (
                 "model_version_ids",
                 "exclude_trainer_ids",

@@ -18,6 +18,10 @@ from sampler.registry.selectors import model_version_ids_by_name
 
 # A filter, as the option that sets it (for the messages that name it).
 OPTION_NAMES = {
+    "date_from": "--from",
+    "date_to": "--to",
+    "test_fraction": "--test-fraction",
+    "split_seed": "--split-seed",
     "model_version_ids": "--model-version",
     "min_agreement": "--min-agreement",
     "exclude_flags": "--exclude-flag",
@@ -103,7 +107,10 @@ class Command(BaseCommand):
                 }
             )
         except ValidationError as error:
-            problems = (f"{key}: {' '.join(value)}" for key, value in error.message_dict.items())
+            problems = (
+                f"{OPTION_NAMES.get(key, key)}: {' '.join(value)}"
+                for key, value in error.message_dict.items()
+            )
             raise CommandError("; ".join(problems)) from error
         try:
             filters.check_format(options["format"], names=OPTION_NAMES)

@@ -483,25 +483,26 @@ def test_demonstrations_are_root_to_leaf_paths_without_ranking_alternatives(rank
     assert len(others) == 3 and all(len(r["messages"]) == 2 for r in others)
 
 
-def _pairs_export_refused(out, *options: str) -> str:
-    """What ``export_comparisons`` says when it refuses to write pairs to ``out`` with
-    ``options``."""
+def _export_refused(out, *options: str, format: str = "pairs") -> str:
+    """What ``export_comparisons`` says when it refuses to write ``format`` to ``out`` with
+    ``options``; nothing is written there."""
     with pytest.raises(CommandError) as refused:
         call_command(
-            "export_comparisons", "--format", "pairs", "--out", str(out), *options, verbosity=0
+            "export_comparisons", "--format", format, "--out", str(out), *options, verbosity=0
         )
+    assert out.is_dir() or not out.exists()
     return str(refused.value)
 
 
 def test_the_command_refuses_an_unknown_guideline_version_and_an_unwritable_out(ranked, tmp_path):
     out = tmp_path / "pairs.jsonl"
-    unknown = _pairs_export_refused(out, "--guideline-version", "99")
+    unknown = _export_refused(out, "--guideline-version", "99")
     assert unknown == "No guideline version with number 99."
     # Past what a database integer holds: unknown too, not a driver's OverflowError.
-    huge = _pairs_export_refused(out, "--guideline-version", str(2**64))
+    huge = _export_refused(out, "--guideline-version", str(2**64))
     assert huge == f"No guideline version with number {2**64}."
     assert not out.exists()
-    folder = _pairs_export_refused(tmp_path)
+    folder = _export_refused(tmp_path)
     assert folder == f"Cannot write {tmp_path}: Is a directory."
 
 
@@ -539,17 +540,19 @@ def test_out_dev_stdout_gets_only_the_rows_and_the_summary_goes_to_standard_erro
 
 
 def test_export_comparisons_refuses_rankings_of_red_team_data_only(ranked, tmp_path):
-    out = tmp_path / "rankings.jsonl"
-    with pytest.raises(CommandError) as refused:
-        call_command(
-            "export_comparisons", "--format", "rankings", "--red-team", "only", "--out", str(out),
-            verbosity=0,
-        )  # fmt: skip
-    assert str(refused.value) == (
+    refused = _export_refused(tmp_path / "rankings.jsonl", "--red-team", "only", format="rankings")
+    assert refused == (
         '--red-team "only": rankings are never red-team data, so the export would be empty '
         "(corrected red-team attacks are exported as pairs and demonstrations)."
     )
-    assert not out.exists()
+
+
+def test_export_comparisons_names_the_option_of_a_date_it_cannot_read(db, tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    assert _export_refused(out, "--from", "2026-13-01") == (
+        "--from: 2026-13-01 is not a date written YYYY-MM-DD (month must be in 1..12)."
+    )
+    assert _export_refused(out, "--to", "2026-02-30").startswith("--to: 2026-02-30 is not a date")
 
 
 def test_a_stalled_writer_taken_over_midway_cannot_write_into_the_file_that_replaced_it(
@@ -716,7 +719,7 @@ def test_a_model_version_filter_naming_a_reward_model_is_refused_not_an_empty_ex
 
     reward = ModelVersion.objects.create(name="rm-1", path="rm-1", kind=ModelVersion.Kind.REWARD)
     out = tmp_path / "pairs.jsonl"
-    refused = _pairs_export_refused(out, "--model-version", "rm-1")
+    refused = _export_refused(out, "--model-version", "rm-1")
     assert refused == "Not a policy (tasks are sampled by policies): rm-1."
     assert not out.exists()
     stream = admin_client_.get(
