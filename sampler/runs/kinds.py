@@ -257,14 +257,32 @@ def _reward_inputs(
     elif dataset["source"] == "file" and config.normalize_to_demonstrations:
         raise ValidationError(
             {
-                "demonstrations": (
+                "demonstrations": ValidationError(
                     "A reward model trained from a file is normalised on demonstrations (scores "
-                    "mean 0 on them, as from the database): name a demonstrations export, or "
-                    "turn normalize_to_demonstrations off."
+                    "mean 0 on them, as from the database): %(remedy)s.",
+                    code=NORMALISING_NEEDS_DEMONSTRATIONS,
+                    params={
+                        "remedy": "name a demonstrations export, or turn "
+                        "normalize_to_demonstrations off"
+                    },
                 )
             }
         )
     return inputs
+
+
+# The code of the refusal above, whose remedy each door words with its own controls.
+NORMALISING_NEEDS_DEMONSTRATIONS = "normalising_needs_demonstrations"
+
+
+def normalising_remedy_worded(error: ValidationError, *, remedy: str) -> ValidationError:
+    """``error`` with the remedy of a file-trained reward model refused for want of
+    demonstrations worded as the door that asked says it (its option, its box)."""
+    for errors in getattr(error, "error_dict", {}).values():
+        for item in errors:
+            if item.code == NORMALISING_NEEDS_DEMONSTRATIONS:
+                item.params = {**(item.params or {}), "remedy": remedy}
+    return error
 
 
 def _not_demonstrations(rows: list[dict], *, name: str) -> str:

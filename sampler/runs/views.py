@@ -17,6 +17,7 @@ from sampler.jobs.selectors import jobs_progress
 from sampler.registry.selectors import model_version_list
 from sampler.runs import services as training_services
 from sampler.runs.forms import TrainingRunForm
+from sampler.runs.kinds import normalising_remedy_worded
 from sampler.runs.models import TrainingRun
 from sampler.runs.plots import run_charts
 from sampler.runs.selectors import training_run_list
@@ -89,6 +90,10 @@ def _training_run_start(request: HttpRequest, size_limit: UploadSizeLimit) -> Ht
     except ValidationError as error:
         if data["source"] == "upload":
             training_services.training_data_discard(path=data_path)  # no run will read it
+        box = form.fields["normalize_to_demonstrations"].label
+        normalising_remedy_worded(
+            error, remedy=f"choose demonstrations to normalise it on, or untick “{box}”"
+        )
         add_validation_errors(form, error)
         return _page(request, form, status=422)
     what = f"Run {run.pk}"

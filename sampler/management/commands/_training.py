@@ -21,6 +21,7 @@ from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_by_name, model_version_ids_by_name
 from sampler.runs import services as training_services
+from sampler.runs.kinds import normalising_remedy_worded
 from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS, NO_WORDS, YES_WORDS
 from sampler.training.loop import ProgressEvent, process_state
@@ -242,6 +243,11 @@ class TrainingCommand(BaseCommand):
                 queue=options["queue"],
             )
         except ValidationError as error:
+            normalising_remedy_worded(
+                error,
+                remedy="name a demonstrations export (--demonstrations), or set "
+                "--normalize-to-demonstrations no",
+            )
             raise CommandError(_errors(error)) from error
 
 

@@ -3,6 +3,7 @@
 import gzip
 import json
 import re
+from html import unescape
 from pathlib import Path
 from unittest import mock
 
@@ -363,6 +364,10 @@ def test_a_reward_upload_that_normalises_needs_demonstrations(admin_client_, pol
     )
     assert response.status_code == 422
     assert b"normalised on demonstrations" in response.content
+    assert (
+        "choose demonstrations to normalise it on, or untick "
+        "“Normalise reward scores to mean 0 on demonstrations”."
+    ) in unescape(response.content.decode())
     assert not TrainingRun.objects.exists()
     # The refused run's upload is not kept: no run will ever read it.
     uploads = settings.MEDIA_ROOT / "training-data"

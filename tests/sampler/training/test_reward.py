@@ -753,3 +753,16 @@ def test_a_folder_that_took_the_runs_name_while_it_trained_fails_it_and_leaves_n
     assert not run.output_versions.exists()
     assert [p.name for p in model_root.iterdir() if p.name != "runs"] == [run.output_name]
     assert (model_root / run.output_name / "notes.txt").read_text() == "someone else's\n"
+
+
+def test_train_reward_from_a_file_without_demonstrations_names_its_own_option_to_skip_normalising(
+    policy, tmp_path, model_root
+):
+    data = tmp_path / "rankings.jsonl"
+    write_jsonl(iter(synthetic_rankings(4, k=3, seed=0)), data)
+    with pytest.raises(CommandError) as refused:
+        call_command("train_reward", "--data", str(data), verbosity=0)
+    assert str(refused.value).endswith(
+        "name a demonstrations export (--demonstrations), or set --normalize-to-demonstrations no."
+    )
+    assert not TrainingRun.objects.exists()
