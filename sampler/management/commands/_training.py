@@ -63,8 +63,9 @@ def options_checked(command: BaseCommand, options: dict) -> None:
                 f"with; leave out {_flags(extra)}."
             )
     elif options.get("data") and (extra := given & DATABASE_ONLY):
+        verb = "chooses" if len(extra) == 1 else "choose"
         raise CommandError(
-            f"{_flags(extra)} choose rows of the database; a --data file is read whole "
+            f"{_flags(extra)} {verb} rows of the database; a --data file is read whole "
             "(filter it when you export it)."
         )
     elif options.get("data") and "test_fraction" in given and _carries_split(options["data"]):

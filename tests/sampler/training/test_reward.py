@@ -353,9 +353,15 @@ def test_options_that_would_be_ignored_are_refused_before_any_run_exists(policy,
     with pytest.raises(CommandError) as refused:
         call_command(command, "--data", str(data), "--date-from", "2030-01-01", verbosity=0)
     assert str(refused.value) == (
-        "--date-from choose rows of the database; a --data file is read whole (filter it when "
+        "--date-from chooses rows of the database; a --data file is read whole (filter it when "
         "you export it)."
     )
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            command, "--data", str(data), "--date-from", "2030-01-01", "--project", "default",
+            verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value).startswith("--date-from, --project choose rows of the database;")
     with pytest.raises(CommandError) as resumed:
         call_command(command, "--resume", "7", "--max-steps", "10", "--queue", verbosity=0)
     assert str(resumed.value) == (
