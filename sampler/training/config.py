@@ -6,7 +6,7 @@ Defaults suit the small models this project trains on one machine; each non-obvi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -208,7 +208,13 @@ class SFTConfig(TrainingConfig):
     # Comma-separated origins of the assistant turns to learn from (human: written by hand;
     # model: an accepted suggestion; model_edited: an edited one); empty: all. The others stay
     # in the context.
-    origins: str = ""
+    origins: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated origins of the assistant turns to learn (human, model, "
+            "model_edited; default: all), as --origin repeated"
+        },
+    )
 
     kind: ClassVar[str] = "sft"
 

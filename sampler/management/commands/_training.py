@@ -254,7 +254,8 @@ class TrainingCommand(BaseCommand):
 
 def add_config_options(parser, config_class) -> None:
     """One ``--option`` per field of the trainer's config (``None`` when not given: the config's
-    default applies); booleans read yes/no."""
+    default applies), its help the field's ``metadata["help"]`` or its default; booleans read
+    yes/no."""
     hyper = parser.add_argument_group("hyperparameters")
     for field in fields(config_class):
         if field.name in {"test_fraction"}:
@@ -271,7 +272,8 @@ def add_config_options(parser, config_class) -> None:
                 if field.type.startswith("int")
                 else str
             )
-            hyper.add_argument(option, type=kind, default=None, help=f"default {default}")
+            help_text = field.metadata.get("help", f"default {default}")
+            hyper.add_argument(option, type=kind, default=None, help=help_text)
 
 
 def create_once(stdout, create: Callable[[], TrainingRun]) -> int:

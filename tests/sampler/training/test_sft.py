@@ -88,3 +88,13 @@ def test_resuming_a_run_that_already_succeeded_says_nothing_was_trained_and_if_i
         f"{micro_model_dir} (not promoted)"
     )
     assert TrainingRun.objects.get(pk=done.pk).status == TrainingRun.Status.SUCCEEDED
+
+
+def test_train_sft_help_says_what_origins_takes():
+    from sampler.management.commands.train_sft import Command
+
+    help_text = " ".join(Command().create_parser("manage.py", "train_sft").format_help().split())
+    assert (
+        "--origins ORIGINS comma-separated origins of the assistant turns to learn (human, model, "
+        "model_edited; default: all), as --origin repeated" in help_text
+    )
