@@ -118,9 +118,16 @@ class PPOConfig(TrainingConfig):
             errors["max_kl"] = "max_kl cannot be negative (0 turns the early stop off)."
         if not 1 <= self.ppo_epochs <= 100:
             errors["ppo_epochs"] = "ppo_epochs must be between 1 and 100."
-        if not 1 <= self.minibatches <= self.rollout_size:
+        if self.minibatches < 1:
+            errors["minibatches"] = "minibatches must be at least 1."
+        elif self.minibatches > self.rollout_size:
+            # Often met by lowering batch_size alone: say which minibatches, the default's too.
+            which = ", the default" if self.minibatches == PPOConfig.minibatches else ""
             errors["minibatches"] = (
-                "minibatches must be at least 1 and at most batch_size * samples_per_prompt."
+                f"batch_size * samples_per_prompt ({self.batch_size} * {self.samples_per_prompt}"
+                f" = {self.rollout_size} replies a rollout batch) must be at least minibatches "
+                f"({self.minibatches}{which}): each minibatch takes at least one reply; raise "
+                "batch_size or samples_per_prompt, or lower minibatches."
             )
         for name in ("cliprange", "cliprange_value"):
             if not 0 < getattr(self, name) <= 10:

@@ -686,3 +686,18 @@ def test_ppo_stopped_at_its_checkpoint_report_removes_no_other_checkpoint(
         output_dir=tmp_path / "out",
     )
     stopped_at_its_checkpoint_report_keeps_others(train, tmp_path / "checkpoints")
+
+
+def test_a_batch_smaller_than_the_default_minibatches_is_refused_naming_batch_size():
+    from sampler.training.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        PPOConfig.from_dict({"batch_size": 1})
+    assert error.value.errors == {
+        "minibatches": "batch_size * samples_per_prompt (1 * 1 = 1 replies a rollout batch) must "
+        "be at least minibatches (2, the default): each minibatch takes at least one reply; "
+        "raise batch_size or samples_per_prompt, or lower minibatches."
+    }
+    with pytest.raises(ConfigError) as error:
+        PPOConfig.from_dict({"minibatches": 0})
+    assert error.value.errors == {"minibatches": "minibatches must be at least 1."}
