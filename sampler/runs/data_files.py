@@ -1,5 +1,6 @@
 """Checks on a data file a run is asked to read, made when the run is created: where it may be
-(``data_path_checker``) and whether its first record is of the kind's format and schema.
+(``data_path_checker``), whether its first record is of the kind's format and schema, and
+whether every line can be read (JSON objects of UTF-8 text without unpaired surrogates).
 """
 
 from __future__ import annotations
@@ -38,18 +39,28 @@ def newer_schema_problem(record: dict, *, name: str) -> str:
 
 
 def data_file_problem(kind: str, path: str) -> str:
-    """Why the file at ``path`` cannot be ``kind``'s data, by its first record ("" when it
-    may be; the rest is read when the run starts)."""
+    """Why the file at ``path`` cannot be ``kind``'s data, by its first bad record ("" when it
+    may be). The whole file is read: a bad line anywhere would fail the run on its worker."""
     name = Path(path).name
     records = read_jsonl(path)
     try:
         first = next(records, None)
+        if problem := _first_record_problem(kind, first, name=name):
+            return problem
+        for _ in records:
+            pass
     except DataError as error:
         return str(error)
     except OSError as error:  # unreadable (permissions, a folder)
         return f"Cannot read {name}: {error.strerror or error}."
     finally:
         records.close()
+    return ""
+
+
+def _first_record_problem(kind: str, first: dict | None, *, name: str) -> str:
+    """Why the file ``name`` whose first record is ``first`` is not of ``kind``'s format, or of
+    a schema this checkout reads ("" when it is)."""
     if first is None:
         return f"{name} holds no record."
     if not isinstance(first, dict):

@@ -20,12 +20,23 @@ class DataError(ValueError):
 # What bytes that are not UTF-8 become when decoded with ``surrogateescape`` (valid UTF-8 never
 # decodes to them).
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
+# A JSON escape of a surrogate (``\ud800``): a pair decodes to one character, a lone one to a
+# surrogate, which no tokenizer or database takes (UTF-8 cannot encode it).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Records of a JSONL file (gzip when the file starts with gzip's magic bytes). Bytes that
-    are not UTF-8 are refused by the line they are on (the first is line 1): the decoder reads
-    ahead of the lines, so its own error would not say which."""
+    """Records of a JSONL file: those of ``numbered_records`` without their line numbers."""
+    for _, record in numbered_records(path):
+        yield record
+
+
+def numbered_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Records of a JSONL file with the line each is on (the first is line 1; gzip when the
+    file starts with gzip's magic bytes). Bytes that are not UTF-8 are refused by the line they
+    are on (the decoder reads ahead of the lines, so its own error would not say which), and so
+    are unpaired surrogates."""
     path = Path(path)
     with path.open("rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"
@@ -46,7 +57,14 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
                     ) from error
                 if not isinstance(record, dict):
                     raise DataError(f"{path.name} line {number} is not a JSON object.")
-                yield record
+                if _SURROGATE_ESCAPE.search(line) and _SURROGATE.search(
+                    json.dumps(record, ensure_ascii=False)
+                ):
+                    raise DataError(
+                        f"{path.name} line {number} holds unpaired surrogate characters "
+                        "(\\ud800-\\udfff), which are not allowed."
+                    )
+                yield number, record
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path.name} is not a whole gzip file ({error}).") from error
 

@@ -573,13 +573,14 @@ def test_admin_trains_a_reward_model_on_one_half_from_the_training_page(
 def test_a_failed_run_page_shows_the_reason_in_one_line_not_the_traceback(
     admin_client_, policy, django_capture_on_commit_callbacks
 ):
-    """An SFT upload whose third line is not JSON fails when the run reads it. The record
-    keeps the traceback (the admin's record, the worker's log); the page shows the reason the
-    jobs API gives, not server paths."""
+    """An SFT upload whose third line is not JSON once the run reads it (written after the run
+    was made, which reads every line) fails then. The record keeps the traceback (the admin's
+    record, the worker's log); the page shows the reason the jobs API gives, not server
+    paths."""
     turn = {
         "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     }
-    lines = f"{json.dumps(turn)}\n{json.dumps(turn)}\nnot json\n"
+    lines = f"{json.dumps(turn)}\n{json.dumps(turn)}\n"
     upload = SimpleUploadedFile("sft_bad.jsonl", lines.encode(), "application/jsonl")
     with django_capture_on_commit_callbacks():
         response = admin_client_.post(
@@ -588,6 +589,8 @@ def test_a_failed_run_page_shows_the_reason_in_one_line_not_the_traceback(
              "split_seed": "0", "max_steps": "1", "learning_rate": "0.001"},
         )  # fmt: skip
     assert response.status_code == 302, response.content.decode()
+    with Path(TrainingRun.objects.get().dataset["path"]).open("a") as stream:
+        stream.write("not json\n")
     with pytest.raises(DataError):  # run in this process, the error is raised on as well
         training_run_run_inline(run_id=TrainingRun.objects.get().pk)
     run = TrainingRun.objects.get()
@@ -614,3 +617,21 @@ def test_training_runs_stop_polling_while_they_wait_for_no_worker(admin_client_,
     polls_only_while_work_can_move(
         admin_client_, url, job=run, element=element, trigger='hx-trigger="every 2s"'
     )
+
+
+def test_an_upload_with_an_unpaired_surrogate_is_refused_naming_its_line_before_any_run(
+    admin_client_, policy
+):
+    """A lone surrogate (JSON's ``\\ud800``) passed the first-record check and failed the run on
+    its worker, in the tokenizer; it is refused by the line it is on, whatever line that is."""
+    lines = _upload().read().decode().splitlines()
+    lines[2] = lines[2].replace('"content": "', '"content": "a\\ud800b', 1)
+    assert "\\ud800" in lines[2]
+    upload = SimpleUploadedFile("sur.jsonl", ("\n".join(lines) + "\n").encode())
+    response = _post_upload(admin_client_, upload)
+    assert response.status_code == 422
+    assert response.context["form"].non_field_errors() == [
+        "sur.jsonl line 3 holds unpaired surrogate characters (\\ud800-\\udfff), which are not "
+        "allowed."
+    ]
+    assert not TrainingRun.objects.exists()

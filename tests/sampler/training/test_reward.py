@@ -227,20 +227,24 @@ def test_a_run_from_the_database_resumes_on_the_rows_it_first_read(policy, model
 
 
 def test_a_run_on_broken_data_fails_and_registers_nothing(policy, tmp_path, model_root):
+    # A margin the trainer refuses when it reads the pair (a file that cannot be read at all is
+    # refused before any run is made).
     broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"prompt": [], "candidates": [], "ordering": [[1], [2]]}\nnot json\n')
-    with pytest.raises(CommandError, match="not JSON"):
+    broken.write_text('{"prompt": "hi", "chosen": "a", "rejected": "b", "margin": Infinity}\n')
+    with pytest.raises(CommandError, match="finite number"):
         call_command(
             "train_reward",
             "--data",
             str(broken),
             "--normalize-to-demonstrations",
             "no",
+            "--test-fraction",
+            "0",
             stdout=StringIO(),
             verbosity=0,
         )
     run = TrainingRun.objects.get()
-    assert run.status == TrainingRun.Status.FAILED and "line 2" in run.error
+    assert run.status == TrainingRun.Status.FAILED and "finite number, not inf" in run.error
     assert ModelVersion.objects.count() == 1 and model_version_active() == policy
     assert not any(model_root.glob("*")) if model_root.exists() else True
 
@@ -770,5 +774,29 @@ def test_train_reward_from_a_file_without_demonstrations_names_its_own_option_to
         call_command("train_reward", "--data", str(data), verbosity=0)
     assert str(refused.value).endswith(
         "name a demonstrations export (--demonstrations), or set --normalize-to-demonstrations no."
+    )
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_file_with_an_unpaired_surrogate_is_refused_naming_its_line_before_any_run_exists(
+    policy, tmp_path, model_root
+):
+    """The tokenizer fails on a lone surrogate ("TextEncodeInput must be Union[...]") once a
+    worker starts the run; the file is refused by that line instead. A pair is one character."""
+    paired = {"role": "user", "content": "\ud83d\ude00"}
+    lone = {"role": "user", "content": "a\ud800b"}
+    reply = {"role": "assistant", "content": "x"}
+    data = tmp_path / "sur.jsonl"
+    data.write_text(
+        json.dumps({"messages": [paired, reply]}) + "\n\n" + json.dumps({"messages": [lone, reply]})
+    )
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "train_sft", "--data", str(data), "--test-fraction", "0", "--max-steps", "1",
+            verbosity=0,
+        )  # fmt: skip
+    assert str(refused.value) == (
+        "--data: sur.jsonl line 3 holds unpaired surrogate characters (\\ud800-\\udfff), which "
+        "are not allowed."
     )
     assert not TrainingRun.objects.exists()
