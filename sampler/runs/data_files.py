@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 
 from ranking.exports.filters import SCHEMA_VERSION
 from sampler.runs.models import TrainingRun
-from sampler.training.records import DataError, read_jsonl
+from sampler.training.records import DataError, kto_label_problem, numbered_records
 
 # How a message names a kind's run: "An SFT run reads records with ...".
 RUN_NAMED = {"sft": "An SFT", "reward": "A reward", "ppo": "A PPO", "dpo": "A DPO", "kto": "A KTO"}
@@ -24,6 +24,9 @@ RECORD_KEYS = {
     TrainingRun.Kind.DPO: (("candidates", "ordering"), ("chosen", "rejected")),
     TrainingRun.Kind.KTO: (("completion", "label"),),
 }
+# Why a record of each kind's file cannot be trained on ("" when it can), checked on every
+# record when the run is made (the trainer checks it again).
+RECORD_PROBLEM: dict[str, Callable[[dict], str]] = {TrainingRun.Kind.KTO: kto_label_problem}
 
 
 def newer_schema_problem(record: dict, *, name: str) -> str:
@@ -42,13 +45,17 @@ def data_file_problem(kind: str, path: str) -> str:
     """Why the file at ``path`` cannot be ``kind``'s data, by its first bad record ("" when it
     may be). The whole file is read: a bad line anywhere would fail the run on its worker."""
     name = Path(path).name
-    records = read_jsonl(path)
+    records = numbered_records(path)
+    record_problem = RECORD_PROBLEM.get(kind)
     try:
-        first = next(records, None)
-        if problem := _first_record_problem(kind, first, name=name):
+        numbered = next(records, None)
+        if problem := _first_record_problem(kind, numbered and numbered[1], name=name):
             return problem
-        for _ in records:
-            pass
+        while numbered is not None:
+            number, record = numbered
+            if record_problem is not None and (problem := record_problem(record)):
+                return f"{name} line {number}: {problem}"
+            numbered = next(records, None)
     except DataError as error:
         return str(error)
     except OSError as error:  # unreadable (permissions, a folder)

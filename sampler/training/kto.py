@@ -43,7 +43,7 @@ from sampler.training.preference import (
     ReferenceTask,
     policy_and_reference,
 )
-from sampler.training.records import prompt_messages, record_split
+from sampler.training.records import kto_label_problem, prompt_messages, record_split
 
 
 def _completion_text(value) -> str:
@@ -69,8 +69,8 @@ def kto_example(
         raise DataError(
             "A KTO record needs `prompt` (messages), `completion` and `label`."
         ) from error
-    if not isinstance(label, bool):
-        raise DataError("A KTO record's `label` is true (desirable) or false (undesirable).")
+    if problem := kto_label_problem(record):
+        raise DataError(problem)
     prompt_tokens = prompt_ids(tokenizer, prompt)
     completion = completion_ids(
         tokenizer, prompt, text, end_ids=end_ids, prompt_tokens=prompt_tokens

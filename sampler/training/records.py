@@ -180,6 +180,16 @@ def prompt_messages(prompt) -> list[dict]:
     return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
 
 
+def kto_label_problem(record: dict) -> str:
+    """Why a KTO record's ``label`` says neither desirable nor undesirable ("" when it does: a
+    boolean, not ``"yes"`` or 1). Checked on every record of a file when its run is made, and
+    again by the trainer."""
+    if "label" in record and isinstance(record["label"], bool):
+        return ""
+    given = json.dumps(record["label"])[:40] if "label" in record else "missing"
+    return f"A KTO record's `label` is true (desirable) or false (undesirable), not {given}."
+
+
 def ranking_from_record(record: dict) -> tuple[list[dict], list[str], list[list[int]]] | None:
     """(prompt, candidate texts, ordering as groups of indices) of a ``rankings`` or ``pairs``
     record; None for a ranking that says nothing (cannot rank, all equal or all bad: fewer

@@ -236,6 +236,29 @@ def test_a_dpo_run_records_what_its_file_holds(policy, tmp_path):
         assert f"{len(rows)} {held} records loaded" in run.log
 
 
+def test_a_kto_file_whose_label_is_not_a_boolean_is_refused_naming_its_line_before_any_run(
+    policy, tmp_path
+):
+    """Only the trainer checked a KTO `label`, so "yes" was recorded as a run that failed on
+    its worker; every record's label is checked when the run is made, by the trainer's check."""
+    prompt = [{"role": "user", "content": "Hi"}]
+    rows = [
+        {"prompt": prompt, "completion": "Hello.", "label": True},
+        {"prompt": prompt, "completion": "Go away.", "label": "yes"},
+    ]
+    data = tmp_path / "kto.jsonl"
+    write_jsonl(iter(rows), data)
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "train_kto", "--data", str(data), "--test-fraction", "0", "--queue", stdout=StringIO()
+        )
+    assert str(refused.value) == (
+        "--data: kto.jsonl line 2: A KTO record's `label` is true (desirable) or false "
+        '(undesirable), not "yes".'
+    )
+    assert not TrainingRun.objects.exists()
+
+
 def test_reward_data_sources_from_the_database(feedback, policy):
     run = training_services.training_run_create(
         kind="reward",
