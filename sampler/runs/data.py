@@ -119,6 +119,11 @@ PROMPTS = Counted(
 )
 # Said of a split, when a fraction held out too much or too little.
 BY_CONVERSATION = "(whole conversations are held out, chosen by a hash of their id)"
+# Of a file's records, split as ``record_split`` splits them.
+BY_FILE_CONVERSATION = (
+    "(whole conversations are held out, chosen by a hash of their `conversation_id`, or of their "
+    "opening turns without one)"
+)
 
 
 def split_problem(
@@ -131,6 +136,7 @@ def split_problem(
     advice: str,
     fewer_advice: str = "",
     where: str = "",
+    split_by: str = BY_CONVERSATION,
 ) -> str:
     """Why a held-out ``fraction`` leaves too little of ``records`` on one side ("" when it
     leaves enough on both): fewer held-out units than ``counted.held_out`` to ``purpose``, or
@@ -138,7 +144,7 @@ def split_problem(
     ``counted.add``, and what else to do: ``advice`` for too little held out (", or ..."),
     ``fewer_advice`` for too little left to train on. ``is_held_out`` says which records are
     held out, as the trainer splits them; ``where`` says where the records are (" in project
-    ..."). Records are read until both sides hold enough."""
+    ..."); ``split_by`` how they were split. Records are read until both sides hold enough."""
     held, trained, every = set(), set(), set()
     for number, record in enumerate(records):
         if counted.usable is not None and not counted.usable(record):
@@ -192,7 +198,7 @@ def split_problem(
                 f"No {unit} to train on: a held-out fraction of {shown} holds out all "
                 f"{count} {unit}s{where}"
             )
-    return f"{problem} {BY_CONVERSATION}. Add more {counted.add}{advice}."
+    return f"{problem} {split_by}. Add more {counted.add}{advice}."
 
 
 def _none_yet(counted: Counted, where: str) -> str:

@@ -19,6 +19,8 @@ from django.utils.module_loading import import_string
 from ranking.exports.filters import KTO_FORMAT, ExportFilters
 from sampler.registry.models import ModelVersion
 from sampler.runs.data import (
+    BY_CONVERSATION,
+    BY_FILE_CONVERSATION,
     PROMPTS,
     PROMPTS_FORMAT,
     Counted,
@@ -31,7 +33,7 @@ from sampler.runs.data import (
     split_problem,
     too_little_to_train_problem,
 )
-from sampler.runs.data_files import newer_schema_problem
+from sampler.runs.data_files import RUN_NAMED, newer_schema_problem
 from sampler.runs.models import TrainingRun
 from sampler.runs.sources import REWARD_SOURCES
 from sampler.runs.versions import validated_version
@@ -39,6 +41,7 @@ from sampler.training.config import CONFIGS, ConfigError
 from sampler.training.ppo_config import PPOConfig
 from sampler.training.records import (
     DataError,
+    carries_own_split,
     demonstration_turns,
     in_half,
     none_in_half,
@@ -85,37 +88,72 @@ EVERY_CONVERSATION = ", or train on every conversation"
 
 
 def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, str]:
-    """Why a run of ``kind`` on ``dataset`` from the database would fail, or train without the
-    evaluation it asks for, because of how its data splits ({} when it would not), by the field
-    to change. Its records are split as its trainer splits them: a reward run on one half of
-    the conversations (``data_half``) whose records all fall in the other half fails (its
-    ``none_in_half``); records of which its trainer makes nothing, or fewer units than it
-    needs, leave it too little to train on, whatever the fraction (``data``); a held-out
-    fraction above 0 that holds out none of what the kind evaluates on (or fewer than it needs)
-    trains and reports no held-out metric, and one that holds out all of it fails (nothing to
-    train on). A fraction of 0 asks for no evaluation."""
-    if dataset["source"] != "database":
-        return {}
+    """Why a run of ``kind`` on ``dataset`` (the database's records, or a file's) would fail,
+    or train without the evaluation it asks for, because of how its data splits ({} when it
+    would not), by the field to change. Its records are split as its trainer splits them: a
+    reward run on one half of the conversations (``data_half``) whose records all fall in the
+    other half fails (its ``none_in_half``); records of which its trainer makes nothing, or
+    fewer units than it needs, leave it too little to train on, whatever the fraction
+    (``data``); a held-out fraction above 0 that holds out none of what the kind evaluates on
+    (or fewer than it needs) trains and reports no held-out metric, and one that holds out all
+    of it fails (nothing to train on). A fraction of 0 asks for no evaluation. A file whose
+    records carry their own ``split`` (an export's) is held out as they say, whatever the
+    fraction: only what it leaves to train on is checked."""
+    if dataset["source"] == "database":
+        filters = ExportFilters.from_dict(dataset["filters"])
+        return _split_problems(
+            kind,
+            config,
+            dataset,
+            lambda: database_records(dataset, kind.data_format),
+            fraction=filters.test_fraction,
+            where=projects_named(filters),
+        )
+    name = Path(dataset["path"]).name
+    try:
+        return _split_problems(
+            kind,
+            config,
+            dataset,
+            lambda: read_jsonl(dataset["path"]),
+            fraction=config.test_fraction,
+            where=f" in {name}",
+        )
+    # A record its trainer cannot read (it reads them with these same functions): the run would
+    # fail on it once a worker started it.
+    except DataError as error:
+        return {"data_path": str(error)}
+    except (KeyError, TypeError, AttributeError):
+        run = RUN_NAMED.get(kind.name, f"A {kind.name}")
+        return {"data_path": f"{run} run cannot read a record of {name}."}
 
-    def records():
-        return database_records(dataset, kind.data_format)
 
+def _split_problems(
+    kind: TrainingKind, config, dataset: dict, records, *, fraction: float, where: str
+) -> dict[str, str]:
+    """``data_split_problems`` on the ``records()`` of ``dataset``, held out by ``fraction``;
+    ``where`` says where they are (" in project ...", " in data.jsonl")."""
     half = getattr(config, "data_half", "all")
     if half != "all" and (problem := _empty_half_problem(records(), half)):
         return {"data_half": problem}
     if kind.counted is None:
         return {}
     counted = kind.counted(dataset, config)
-    filters = ExportFilters.from_dict(dataset["filters"])
-    where = ("" if half == "all" else f" in the {half} half") + projects_named(filters)
+    if dataset["source"] == "file":
+        name = Path(dataset["path"]).name
+        counted = replace(counted, records_named=counted.unit, add=f"records to {name}")
+    where = ("" if half == "all" else f" in the {half} half") + where
     if counted.trained and (
         problem := too_little_to_train_problem(
             in_half(records(), half), counted=counted, where=where
         )
     ):
         return {"data": problem}
-    if not filters.test_fraction:
+    if not fraction:
         return {}
+    split_by = BY_CONVERSATION if dataset["source"] == "database" else BY_FILE_CONVERSATION
+    if dataset["source"] == "file" and carries_own_split(records()):
+        counted = replace(counted, held_out=0)
     also = "" if half == "all" else EVERY_CONVERSATION
     problem = split_problem(
         in_half(records(), half),
@@ -123,11 +161,12 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
         is_held_out=lambda record: (
             record_split(record, test_fraction=config.test_fraction, seed=config.seed) == "test"
         ),
-        fraction=filters.test_fraction,
+        fraction=fraction,
         purpose="evaluate on",
         advice=LARGER + also,
         fewer_advice=SMALLER + also,
         where=where,
+        split_by=split_by,
     )
     return {"test_fraction": problem} if problem else {}
 
@@ -509,7 +548,12 @@ KTO = _policy_from_records(
     ),
     counted=lambda dataset, config: Counted(
         unit="example",
-        records_named=_either([KTO_RECORDS[name] for name in dataset["sources"]]),
+        # A file has no sources (it is read whole): its records are examples.
+        records_named=(
+            _either([KTO_RECORDS[name] for name in dataset["sources"]])
+            if "sources" in dataset
+            else "example"
+        ),
         held_out=2,
         why_held_out=(
             "KTO evaluates on at least 2: its KL estimate puts each reply after another "

@@ -143,6 +143,13 @@ def demonstration_turns(
 SPLITS = ("train", "test")
 
 
+def carries_own_split(records: Iterable[dict]) -> bool:
+    """Whether a file's records carry their own ``split`` (an export's, which training keeps
+    whatever the held-out fraction), by its first."""
+    first = next(iter(records), None)
+    return first is not None and "split" in first
+
+
 def record_split(record: dict, *, test_fraction: float, seed: int) -> str:
     """The record's own ``split`` (exports carry one, by conversation), else a seeded hash of its
     conversation id, or of its opening turns, so that no conversation lands on both sides."""

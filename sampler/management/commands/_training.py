@@ -25,7 +25,7 @@ from sampler.runs.kinds import normalising_remedy_worded
 from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS, NO_WORDS, YES_WORDS
 from sampler.training.loop import ProgressEvent, process_state
-from sampler.training.records import DataError, read_jsonl
+from sampler.training.records import DataError, carries_own_split, read_jsonl
 
 # Options that choose rows of the database (with --data they would choose nothing).
 DATABASE_ONLY = {
@@ -80,10 +80,9 @@ def _carries_split(path: str) -> bool:
     """Whether the file's first record says its split (a missing or bad file: the run's own
     checks say so)."""
     try:
-        first = next(read_jsonl(path), None)
+        return carries_own_split(read_jsonl(path))
     except (OSError, DataError):
         return False
-    return first is not None and "split" in first
 
 
 # A service's field, as the command's option that gave it.

@@ -167,14 +167,16 @@ def test_train_ppo_command_registers_a_child_policy_without_promoting_it(
 
 def test_a_failed_ppo_run_registers_nothing(policy, reward_version, tmp_path):
     empty = tmp_path / "empty.jsonl"
-    empty.write_text(json.dumps({"messages": [{"role": "assistant", "content": "x"}]}) + "\n")
+    empty.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     run = training_services.training_run_create(
         kind="ppo",
         reward_version=reward_version,
         data_path=str(empty),
-        config=TINY_RUN,
+        config=TINY_RUN | {"test_fraction": 0},
         queue=False,
     )
+    # Emptied of prompts after the run was made (which refuses a file without one).
+    empty.write_text(json.dumps({"messages": [{"role": "assistant", "content": "x"}]}) + "\n")
     with pytest.raises(Exception, match="No prompt"):
         training_services.training_run_run_inline(run_id=run.pk)
     run.refresh_from_db()

@@ -1,12 +1,14 @@
-"""SFT, reward and KTO runs from the database whose data split would leave them nothing to
-evaluate on (a held-out fraction above 0 that holds out none), or, for a reward model on one
-half of the conversations, nothing to train on, are refused when they are made: on the Training
-page and by the train_* commands, on the field to change. They used to be queued, and then
-trained without a held-out metric, or failed on the worker."""
+"""SFT, reward and KTO runs from the database (or a file) whose data split would leave them
+nothing to evaluate on (a held-out fraction above 0 that holds out none), or, for a reward model
+on one half of the conversations, nothing to train on, are refused when they are made: on the
+Training page and by the train_* commands, on the field to change. They used to be queued, and
+then trained without a held-out metric, or failed on the worker."""
 
+import json
 from io import StringIO
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -14,10 +16,11 @@ from labeling.models import Conversation, Feedback
 from ranking.exports.filters import split_of
 from ranking.models import Candidate, Ranking
 from sampler.runs import services as training_services
-from sampler.runs.data import database_records
+from sampler.runs.data import BY_FILE_CONVERSATION, database_records
 from sampler.runs.models import TrainingRun
 from sampler.training.data import build_ranking_data
 from sampler.training.model import load_tokenizer
+from sampler.training.records import record_split
 from tests.ranking.conftest import (  # noqa: F401  (ranked: a fixture)
     finished_conversation,
     quick_trainer,
@@ -420,3 +423,49 @@ def test_an_sft_run_on_some_origins_counts_the_demonstrations_that_have_one(
         ]
     }
     assert len(written) == 2
+
+
+@pytest.mark.parametrize("side", ["test", "train"])
+def test_an_uploaded_file_whose_split_leaves_a_side_empty_is_refused_as_a_database_run_is(
+    admin_client_, policy, side
+):
+    """A file's records were not counted: a 1-record upload with a held-out fraction of 0.3
+    was queued, then failed ("No usable demonstration in the training split") or trained with
+    no held-out metric. They are split as the worker splits them (the seed and fraction)."""
+    demonstration = next(
+        record
+        for number in range(5000)
+        if record_split(
+            record := {
+                "messages": [
+                    {"role": "user", "content": f"Hi {number}"},
+                    {"role": "assistant", "content": "Hello"},
+                ]
+            },
+            test_fraction=0.3,
+            seed=0,  # the run's own seed (a file's records are split by it)
+        )
+        == side
+    )
+    upload = SimpleUploadedFile("one.jsonl", (json.dumps(demonstration) + "\n").encode())
+    response = admin_client_.post(
+        reverse("sampler:training-run-start"),
+        {"kind": "sft", "source": "upload", "upload": upload, "test_fraction": "0.3",
+         "split_seed": "0", "max_steps": "1"},
+    )  # fmt: skip
+    assert response.status_code == 422
+    refusal = {
+        "test": (
+            "No demonstration to train on: a held-out fraction of 0.3 holds out the only "
+            f"demonstration in one.jsonl {BY_FILE_CONVERSATION}. Add more records to one.jsonl, "
+            "or choose a smaller held-out fraction."
+        ),
+        "train": (
+            "No held-out demonstration to evaluate on: a held-out fraction of 0.3 does not hold "
+            f"out the only demonstration in one.jsonl {BY_FILE_CONVERSATION}. Add more records "
+            "to one.jsonl, or choose a larger held-out fraction (or 0 to train without "
+            "evaluation)."
+        ),
+    }
+    assert response.context["form"].errors["test_fraction"] == [refusal[side]]
+    assert not TrainingRun.objects.exists()
