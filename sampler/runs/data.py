@@ -208,11 +208,16 @@ def _none_yet(counted: Counted, where: str) -> str:
 
 
 def too_little_to_train_problem(
-    records: Iterable[dict], *, counted: Counted, where: str = ""
+    records: Iterable[dict],
+    *,
+    counted: Counted,
+    where: str = "",
+    filtered_away: Callable[[], bool] | None = None,
 ) -> str:
     """Why ``records`` leave a run too little to train on, whatever its split: none of the
     units its trainer uses (see ``Counted``), or fewer than ``counted.trained`` ("" when they
-    hold enough). Records are read until they do."""
+    hold enough). Records are read until they do. With none, ``filtered_away`` (asked then
+    only) says whether the run's filters left out those there are."""
     units: set = set()
     for number, record in enumerate(records):
         if counted.usable is not None and not counted.usable(record):
@@ -220,6 +225,12 @@ def too_little_to_train_problem(
         units.update(counted.units(record) if counted.units else [number])
         if len(units) >= counted.trained:
             return ""
+    if not units and filtered_away is not None and filtered_away():
+        return (
+            f"Nothing to train on: the filters leave none of the {counted.unit}s there "
+            f"are{where} (dates, trainers, agreement, flags, versions, guidelines, red team). "
+            "Widen them."
+        )
     if not units:
         return f"Nothing to train on: {_none_yet(counted, where)}. Add more {counted.add} first."
     there = f"is 1 {counted.unit}" if len(units) == 1 else f"are {len(units)} {counted.unit}s"

@@ -145,7 +145,14 @@ def _split_problems(
     where = ("" if half == "all" else f" in the {half} half") + where
     if counted.trained and (
         problem := too_little_to_train_problem(
-            in_half(records(), half), counted=counted, where=where
+            in_half(records(), half),
+            counted=counted,
+            where=where,
+            filtered_away=(
+                _filtered_away(kind, dataset, counted, half)
+                if dataset["source"] == "database"
+                else None
+            ),
         )
     ):
         return {"data": problem}
@@ -169,6 +176,38 @@ def _split_problems(
         split_by=split_by,
     )
     return {"test_fraction": problem} if problem else {}
+
+
+# The filters that leave rows out (beside the projects and the split, which choose where).
+NARROWING = (
+    "date_from",
+    "date_to",
+    "model_version_ids",
+    "min_agreement",
+    "exclude_flags",
+    "exclude_trainer_ids",
+    "guideline_versions",
+    "red_team",
+)
+
+
+def _filtered_away(
+    kind: TrainingKind, dataset: dict, counted: Counted, half: str
+) -> Callable[[], bool]:
+    """Whether a database run's filters left out every unit its records hold (asked only once
+    it has none): the records of its projects without them hold one."""
+
+    def filtered_away() -> bool:
+        filters = ExportFilters.from_dict(dataset["filters"])
+        defaults = ExportFilters()
+        wide = replace(filters, **{name: getattr(defaults, name) for name in NARROWING})
+        if wide == filters:
+            return False
+        records = database_records({**dataset, "filters": wide.as_dict()}, kind.data_format)
+        one = replace(counted, trained=1)
+        return not too_little_to_train_problem(in_half(records, half), counted=one)
+
+    return filtered_away
 
 
 def _empty_half_problem(records, half: str) -> str:

@@ -469,3 +469,24 @@ def test_an_uploaded_file_whose_split_leaves_a_side_empty_is_refused_as_a_databa
     }
     assert response.context["form"].errors["test_fraction"] == [refusal[side]]
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.usefixtures("policy")
+def test_a_run_whose_filters_leave_out_every_ranking_says_so_not_that_there_is_none_yet(
+    ranked,  # noqa: F811
+):
+    """Rankings exist: "there is no ranking yet. Add more rankings first." sent a user who
+    excluded every ranker, or chose dates after them, to rank more instead of to widen."""
+    rankers = sorted(set(Ranking.objects.values_list("ranker__username", flat=True)))
+    excluded = [option for name in rankers for option in ("--exclude-trainer", name)]
+    for filters in (excluded, ["--date-from", "2030-01-01"]):
+        with pytest.raises(CommandError) as refused:
+            call_command(
+                "train_reward", "--normalize-to-demonstrations", "no", *filters, "--queue",
+                stdout=StringIO(),
+            )  # fmt: skip
+        assert str(refused.value) == (
+            "data: Nothing to train on: the filters leave none of the rankings there are "
+            "(dates, trainers, agreement, flags, versions, guidelines, red team). Widen them."
+        )
+    assert not TrainingRun.objects.exists()

@@ -19,6 +19,7 @@ from ranking.exports import services as export_services
 from ranking.exports.filters import ExportFilters
 from sampler.jobs.services import job_run_inline
 from sampler.registry.models import ModelVersion
+from sampler.registry.services import model_version_register
 from sampler.runs.data_files import data_file_problem
 from sampler.runs.forms import TrainingRunForm
 from sampler.runs.models import TrainingRun
@@ -635,3 +636,18 @@ def test_an_upload_with_an_unpaired_surrogate_is_refused_naming_its_line_before_
         "allowed."
     ]
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_the_run_page_and_the_models_page_count_a_runs_records_in_the_right_number(
+    admin_client_, policy, rows
+):
+    """A run of one record said "1 records"."""
+    dataset = {"source": "file", "format": "rankings", "path": "/data/r.jsonl", "rows": rows}
+    run = _run(policy, dataset=dataset)
+    model_version_register(name="trained-1", path=policy.path, training_run_id=run.pk)
+    shown = "1 record<" if rows == 1 else "2 records<"
+    run_page = admin_client_.get(reverse("sampler:training-run", kwargs={"run_id": run.pk}))
+    models_page = admin_client_.get(reverse("sampler:models"))
+    for page in (run_page, models_page):
+        assert shown in re.sub(r"\s*<", "<", page.content.decode())
