@@ -226,6 +226,31 @@ def _either(names: list[str]) -> str:
     return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
+def lora_targets_problem(kind: TrainingKind, config, base: ModelVersion) -> str:
+    """Why ``config``'s LoRA target modules are not all modules of ``base`` ("" when they are,
+    or cannot be told here: no LoRA or no targets named, or a base that is no folder of this
+    machine, such as a hub id: its trainer says so when it loads it). PEFT would fail the run
+    on its worker with NoMatchingPeftModuleError."""
+    if not getattr(config, "lora_r", 0) or not getattr(config, "lora_targets", ""):
+        return ""
+    if not (Path(base.path) / "config.json").is_file():
+        return ""
+    # torch loads in workers and commands only: here, only for a run that names its targets.
+    missing = import_string("sampler.training.model.missing_lora_targets")(
+        base.path,
+        config.lora_targets,
+        task="reward" if kind.name == TrainingRun.Kind.REWARD else "causal_lm",
+    )
+    if not missing:
+        return ""
+    named = _either([f"`{name}`" for name in missing])
+    return (
+        f"{base.name} has no module named {named} for LoRA to adapt: name modules it has "
+        "(GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj), or leave the "
+        "targets empty for PEFT's default."
+    )
+
+
 def validated_config(kind: TrainingKind, values: dict | None):
     try:
         return kind.config_from_dict(values or {})

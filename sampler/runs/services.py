@@ -47,6 +47,7 @@ from sampler.runs.data_files import data_file_problem, data_path_checker
 from sampler.runs.kinds import (
     TrainingKind,
     data_split_problems,
+    lora_targets_problem,
     training_kind,
     validated_config,
 )
@@ -143,6 +144,8 @@ def training_run_create(
     training = training_kind(kind)
     training_config = validated_config(training, config)
     base = validated_version(base_version, ModelVersion.Kind.POLICY, "base_version")
+    if problem := lora_targets_problem(training, training_config, base):
+        raise ValidationError({"lora_targets": problem})
     if (filters is None) == (data_path is None):
         raise ValidationError({"data": "Give either database filters or a data file."})
     if filters is not None:

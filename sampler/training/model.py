@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from accelerate import init_empty_weights
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
@@ -183,6 +184,25 @@ def lora_targets(value: str) -> list[str] | None:
     """Module names from a comma-separated setting; None lets PEFT pick the architecture's."""
     names = [name.strip() for name in value.split(",") if name.strip()]
     return names or None
+
+
+def missing_lora_targets(path: str | Path, targets: str, *, task: str = "causal_lm") -> list[str]:
+    """The names of ``targets`` (comma-separated) that match no module of the model at
+    ``path``, as PEFT matches a name: the module's whole name or its last dotted parts. The
+    model is built from its config on the meta device (``task`` "reward": with a score head, as
+    a reward run builds it), so no weight is read."""
+    config = transformers.AutoConfig.from_pretrained(str(path))
+    with init_empty_weights(), quiet_loading():
+        if task == "reward":
+            model = AutoModelForSequenceClassification.from_config(config, num_labels=1)
+        else:
+            model = AutoModelForCausalLM.from_config(config)
+    names = [name for name, _ in model.named_modules()]
+    return [
+        target
+        for target in lora_targets(targets) or []
+        if not any(name == target or name.endswith(f".{target}") for name in names)
+    ]
 
 
 def apply_lora(model: PreTrainedModel, config, *, task: str = "causal_lm") -> nn.Module:

@@ -95,6 +95,7 @@ OPTION_NAMES = {
     "reward_sources": "--reward-source",
     "test_fraction": "--test-fraction",
     "data_half": "--data-half",
+    "lora_targets": "--lora-targets",
 }
 
 

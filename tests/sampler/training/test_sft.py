@@ -4,7 +4,7 @@ from io import StringIO
 
 import pytest
 import torch
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ranking.exports.pipeline import write_jsonl
@@ -98,3 +98,24 @@ def test_train_sft_help_says_what_origins_takes():
         "--origins ORIGINS comma-separated origins of the assistant turns to learn (human, model, "
         "model_edited; default: all), as --origin repeated" in help_text
     )
+
+
+def test_lora_targets_the_base_model_lacks_are_refused_before_any_run_exists(
+    policy, tmp_path, settings
+):
+    """PEFT failed the run on its worker (NoMatchingPeftModuleError); the base's modules are
+    known from its config (built on the meta device, no weight read) when the run is made."""
+    settings.MODEL_ROOT = tmp_path / "models"
+    data = tmp_path / "demos.jsonl"
+    write_jsonl(iter(synthetic_demonstrations(4, seed=1)), data)
+    arguments = ["--data", str(data), "--lora-r", "4", "--queue"]
+    with pytest.raises(CommandError) as refused:
+        call_command("train_sft", *arguments, "--lora-targets", "c_attn,bogus", stdout=StringIO())
+    assert str(refused.value) == (
+        f"--lora-targets: {policy.name} has no module named `bogus` for LoRA to adapt: name "
+        "modules it has (GPT-2: c_attn, c_proj, c_fc; Llama: q_proj, k_proj, v_proj, o_proj), or "
+        "leave the targets empty for PEFT's default."
+    )
+    assert not TrainingRun.objects.exists()
+    call_command("train_sft", *arguments, "--lora-targets", "c_attn,attn.c_proj", stdout=StringIO())
+    assert TrainingRun.objects.count() == 1
