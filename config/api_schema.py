@@ -91,13 +91,6 @@ def queue_unreachable(job: type[serializers.Serializer]) -> OpenApiResponse:
     )
 
 
-def cancel_conflict(status: str) -> str | None:
-    """The 409 sentence for a cancel that found the job ``status`` (None: it is cancelled)."""
-    if status in {"succeeded", "failed"}:
-        return f"The job has already {status}: nothing to cancel."
-    return None
-
-
 _IDEMPOTENCY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_HEADER,
     {"type": "string", "minLength": 1, "maxLength": 255, "pattern": f"^{KEY_PATTERN.pattern}$"},

@@ -34,6 +34,7 @@ from labeling.conversations.models import Conversation, Message
 from sampler.generation.selectors import generation_job_queue_position
 from sampler.generation.services import generation_job_cancel, generation_job_retry
 from sampler.jobs.selectors import jobs_progress
+from sampler.jobs.services import job_cancel_refusal
 
 PAGE_SIZE = 200
 
@@ -211,7 +212,13 @@ def suggestion_request(request: HtmxHttpRequest, conversation_id: int) -> HttpRe
 
 
 def _render_suggestions(
-    request: HtmxHttpRequest, conversation: Conversation, job, *, unpublished: bool = False
+    request: HtmxHttpRequest,
+    conversation: Conversation,
+    job,
+    *,
+    unpublished: bool = False,
+    errors: tuple[str, ...] = (),
+    status: int = 200,
 ) -> HttpResponse:
     """The suggestions slot: queued behind N / generating / done, with cancel and retry; it
     polls while the job may change by itself, and says so when it waits for no worker."""
@@ -221,8 +228,9 @@ def _render_suggestions(
         "queue_position": generation_job_queue_position(job=job),
         "suggestion_progress": jobs_progress(jobs=[job]),
         "unpublished": unpublished,
+        "suggestion_errors": errors,
     }
-    return render(request, f"{EDITOR}#suggestions", context)
+    return render(request, f"{EDITOR}#suggestions", context, status=status)
 
 
 @trainer_required
@@ -239,10 +247,14 @@ def suggestions(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> 
 def suggestion_cancel(request: HtmxHttpRequest, conversation_id: int, job_id: int) -> HttpResponse:
     conversation = conversation_for_request(request, conversation_id)
     job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
-    generation_job_cancel(job=job, user=request.user)
+    refusal = job_cancel_refusal(job=generation_job_cancel(job=job, user=request.user))
     if not request.htmx:
+        if refusal:
+            messages.error(request, refusal)
         return redirect("labeling:editor", conversation_id=conversation.pk)
     job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
+    if refusal:
+        return _render_suggestions(request, conversation, job, errors=(refusal,), status=409)
     return _render_suggestions(request, conversation, job)
 
 

@@ -20,13 +20,14 @@ from config.api import (
     no_body_fields,
     validated_input,
 )
-from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, cancel_conflict, queue_unreachable
+from config.api_schema import CANCEL_CONFLICT, RETRY_CONFLICT, queue_unreachable
 from config.idempotency import idempotent
 from labeling.models import Message
 from sampler.generation import services
 from sampler.generation.params import GenerationParams
 from sampler.generation.selectors import generation_job_get
 from sampler.jobs.selectors import job_queue_position
+from sampler.jobs.services import job_cancel_refusal
 
 TOO_MANY_UNFINISHED = OpenApiResponse(
     description="You have GENERATION_MAX_UNFINISHED_PER_USER jobs waiting or running: wait for "
@@ -237,7 +238,7 @@ class GenerationJobCancelApi(ApiView):
         no_body_fields(request)
         job = generation_job_get(job_id=job_id, user=request.user)
         job = services.generation_job_cancel(job=job, user=request.user)
-        if conflict := cancel_conflict(job.status):
+        if conflict := job_cancel_refusal(job=job):
             return Response({"detail": conflict}, status=status.HTTP_409_CONFLICT)
         return Response(_job_data(request, job_id))
 

@@ -15,13 +15,12 @@ from config.api_schema import (
     CANCEL_CONFLICT,
     RETRY_CONFLICT,
     ErrorDocumentingAutoSchema,
-    cancel_conflict,
     queue_unreachable,
 )
 from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds
 from sampler.jobs.models import Job, job_error_summary
 from sampler.jobs.selectors import job_queue_position, queue_depths
-from sampler.jobs.services import job_cancel, job_retry
+from sampler.jobs.services import job_cancel, job_cancel_refusal, job_retry
 
 
 def _job_kind_schema() -> dict:
@@ -162,7 +161,7 @@ class JobCancelApi(JobApi):
     def post(self, request: Request, kind: str, job_id: int) -> Response:
         no_body_fields(request)
         job = job_cancel(job=_job(kind, job_id))
-        if conflict := cancel_conflict(job.status):
+        if conflict := job_cancel_refusal(job=job):
             return Response({"detail": conflict}, status=status.HTTP_409_CONFLICT)
         return Response(_state(kind, _job(kind, job_id)))
 

@@ -725,6 +725,14 @@ def job_cancel(*, job: Job) -> Job:
     return row
 
 
+def job_cancel_refusal(*, job: Job) -> str | None:
+    """Why a cancel of ``job``, as ``job_cancel`` returned it, was refused: it had ended by
+    itself (None: it is cancelled, now or before). The API's 409 and the pages say it alike."""
+    if job.status in {JobStatus.SUCCEEDED, JobStatus.FAILED}:
+        return f"The job has already {job.status}: nothing to cancel."
+    return None
+
+
 def job_retry(*, job: Job) -> Publication:
     """Queue a failed or cancelled job again with a fresh attempt budget (a training run
     resumes from its last checkpoint). What the ended attempt left goes, for every kind: its

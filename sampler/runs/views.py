@@ -14,6 +14,7 @@ from config.forms import add_validation_errors
 from config.htmx import HtmxHttpRequest, redirect_page, tell_queued
 from config.uploads import UploadSizeLimit, upload_size_limit_install
 from sampler.jobs.selectors import jobs_progress
+from sampler.jobs.services import job_cancel_refusal
 from sampler.registry.selectors import model_version_list
 from sampler.runs import services as training_services
 from sampler.runs.forms import TrainingRunForm
@@ -133,5 +134,8 @@ def training_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 def training_run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=run_id)
     run = training_services.training_run_cancel(run=run)
-    messages.info(request, f"Run {run.pk} is {run.get_status_display().lower()}.")
+    if refusal := job_cancel_refusal(job=run):
+        messages.error(request, refusal)
+    else:
+        messages.info(request, f"Run {run.pk} is {run.get_status_display().lower()}.")
     return redirect("sampler:training-run", run_id=run.pk)

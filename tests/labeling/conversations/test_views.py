@@ -456,6 +456,22 @@ def test_a_trainer_cancels_then_retries_a_suggestion(
     assert response.status_code == 409 and b"Only failed or cancelled" in response.content
 
 
+@pytest.mark.parametrize("ended", ["succeeded", "failed"])
+def test_cancelling_a_suggestion_that_has_ended_is_refused_in_the_apis_words(
+    trainer_client, conversation, trainer, policy, django_capture_on_commit_callbacks, ended
+):
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.suggestion_request(conversation=conversation, author=trainer, n=2)
+    GenerationJob.objects.filter(pk=job.pk).update(status=ended, finished_at=timezone.now())
+    cancel = reverse("labeling:suggestion-cancel", args=[conversation.pk, job.pk])
+    response = trainer_client.post(cancel, **HTMX)
+    assert response.status_code == 409
+    assert f"The job has already {ended}: nothing to cancel." in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == ended
+
+
 def test_another_trainer_cannot_cancel_my_suggestion(
     conversation, trainer, other_trainer, policy, django_capture_on_commit_callbacks
 ):

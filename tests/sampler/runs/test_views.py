@@ -316,6 +316,30 @@ def test_admin_cancels_a_queued_run(admin_client_, policy):
     assert run.status == TrainingRun.Status.CANCELLED and run.finished_at is not None
 
 
+@pytest.mark.parametrize("ended", ["succeeded", "failed"])
+def test_cancelling_a_run_that_has_ended_says_it_was_refused_in_the_apis_words(
+    admin_client_, policy, ended
+):
+    run = _run(policy, status=ended, finished_at=timezone.now())
+    response = admin_client_.post(
+        reverse("sampler:training-run-cancel", kwargs={"run_id": run.pk}), follow=True
+    )
+    (message,) = response.context["messages"]
+    assert str(message) == f"The job has already {ended}: nothing to cancel."
+    assert message.level_tag == "error"
+    run.refresh_from_db()
+    assert run.status == ended
+
+
+def test_cancelling_a_queued_run_says_it_is_cancelled(admin_client_, policy):
+    run = _run(policy)
+    response = admin_client_.post(
+        reverse("sampler:training-run-cancel", kwargs={"run_id": run.pk}), follow=True
+    )
+    (message,) = response.context["messages"]
+    assert str(message) == f"Run {run.pk} is cancelled." and message.level_tag == "info"
+
+
 def test_admin_launches_dpo_and_kto_runs_from_the_training_page(admin_client_, policy, request):
     page = admin_client_.get(reverse("sampler:training"))
     assert b"DPO policy" in page.content and b"KTO policy" in page.content
