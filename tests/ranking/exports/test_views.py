@@ -86,6 +86,22 @@ def test_bad_filters_get_a_message_not_a_500(admin_client_):
     assert DatasetExport.objects.count() == 0
 
 
+@pytest.mark.parametrize("htmx", [True, False])
+def test_the_preview_names_the_field_of_each_error_as_start_export_does(admin_client_, htmx):
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    url = reverse("ranking:export-preview")
+    missing = admin_client_.get(url, {"format": "pairs"}, **headers)
+    html = missing.content.decode()
+    assert missing.status_code == 422
+    for label in ("Pair mode", "Split", "Test fraction", "Split seed"):
+        assert f"{label}: This field is required." in html
+    too_high = admin_client_.get(url, {**FILTERS, "min_agreement": "2"}, **headers)
+    started = admin_client_.post(reverse("ranking:export-start"), {**FILTERS, "min_agreement": "2"})
+    sentence = "Min agreement: Ensure this value is less than or equal to 1."
+    assert too_high.status_code == started.status_code == 422
+    assert sentence in too_high.content.decode() and sentence in started.content.decode()
+
+
 def test_start_export_queues_it_and_download_serves_the_file(
     admin_client_, admin_user, ranked, django_capture_on_commit_callbacks
 ):
