@@ -39,6 +39,8 @@ READABLE_FORMATS = {
 }
 # The endings an uploaded data file's name may have, in any letter case: each is read as JSON
 # lines, gzipped or not (by its first bytes); the upload's help and its refusal list them.
+# What a file that carries its own split is told about the held-out fraction asked of it.
+KEEP_SPLIT = "choose it when you export, and leave this field empty."
 UPLOAD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
 UPLOAD_ENDINGS = f"{', '.join(UPLOAD_SUFFIXES[:-1])} or {UPLOAD_SUFFIXES[-1]}"
 
@@ -189,10 +191,12 @@ class TrainingRunForm(ExportFilterForm):
     upload = forms.FileField(
         required=False, help_text=f"{UPLOAD_ENDINGS}: one JSON record per line, as exported."
     )
+    # Left empty, a file that carries its own split (an export's) keeps it; other data needs one.
     test_fraction = forms.FloatField(
         min_value=0,
         max_value=MAX_TEST_FRACTION,
         initial=0.1,
+        required=False,
         help_text="Held out, by conversation.",
     )
     split_seed = forms.IntegerField(min_value=0, max_value=MAX_SPLIT_SEED, initial=0)
@@ -224,7 +228,8 @@ class TrainingRunForm(ExportFilterForm):
             for name, (*_, kinds) in HYPERPARAMETERS.items()
             if kind in kinds and data.get(name) is not None
         }
-        data["config"]["test_fraction"] = data["test_fraction"]
+        if data["test_fraction"] is not None:
+            data["config"]["test_fraction"] = data["test_fraction"]
         if kind == "dpo":
             data["config"].update(
                 mode=data["dpo_mode"] or DPOConfig.mode,
@@ -254,12 +259,9 @@ class TrainingRunForm(ExportFilterForm):
                     f"The database filters ({', '.join(sorted(chosen))}) choose rows of the "
                     "database; a file is read whole."
                 )
-            if source == "export" and data["test_fraction"] != self.fields["test_fraction"].initial:
+            if source == "export" and self._test_fraction_chosen(data):
                 raise forms.ValidationError(
-                    {
-                        "test_fraction": "An export's records carry their own split; "
-                        "choose it when you export."
-                    }
+                    {"test_fraction": f"An export's records carry their own split; {KEEP_SPLIT}"}
                 )
         if source == "export":
             export = data.get("export")
@@ -284,16 +286,18 @@ class TrainingRunForm(ExportFilterForm):
                 raise forms.ValidationError({"upload": "Choose a file."})
             if not upload.name.lower().endswith(UPLOAD_SUFFIXES):
                 raise forms.ValidationError({"upload": f"Upload a {UPLOAD_ENDINGS} file."})
-            changed = data["test_fraction"] != self.fields["test_fraction"].initial
-            if changed and "split" in _first_record(upload):
+            carries_split = "split" in _first_record(upload)
+            if carries_split and self._test_fraction_chosen(data):
                 raise forms.ValidationError(
                     {
                         "test_fraction": f"The records of {upload.name} carry their own split "
-                        "(an export's), which training keeps; choose it when you export, or "
-                        "drop the field."
+                        f"(an export's), which training keeps; {KEEP_SPLIT}"
                     }
                 )
+            if not carries_split:
+                self._require_test_fraction(data)
         else:
+            self._require_test_fraction(data)
             try:
                 data["filters"] = ExportFilters(
                     **self.filter_values(data),
@@ -303,6 +307,16 @@ class TrainingRunForm(ExportFilterForm):
             except forms.ValidationError as error:
                 raise forms.ValidationError(error.messages) from error
         return data
+
+    def _test_fraction_chosen(self, data: dict) -> bool:
+        """Whether a fraction other than the page's default was asked for."""
+        return data["test_fraction"] not in {None, self.fields["test_fraction"].initial}
+
+    def _require_test_fraction(self, data: dict) -> None:
+        """Data without a split of its own needs the fraction to hold out."""
+        if data["test_fraction"] is None:
+            message = self.fields["test_fraction"].error_messages["required"]
+            raise forms.ValidationError({"test_fraction": message})
 
 
 # ---- PPO (launched from the Models page) ----

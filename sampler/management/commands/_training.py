@@ -72,7 +72,7 @@ def options_checked(command: BaseCommand, options: dict) -> None:
         raise CommandError(
             f"--test-fraction: the records of {Path(options['data']).name} carry their own "
             "`split` (an export's, by conversation), which training keeps; choose it when you "
-            "export, or drop the field."
+            "export, and leave out --test-fraction."
         )
 
 

@@ -157,6 +157,41 @@ def test_a_file_launch_refuses_database_filters_and_a_split_the_export_has(
     assert admin_client_.post(url, {**fields, "test_fraction": "0.1"}).status_code == 302
 
 
+def test_a_file_that_carries_its_split_takes_an_empty_test_fraction_as_the_advice_says(
+    admin_client_,
+    admin_user,
+    policy,
+    ranked,  # noqa: F811
+    django_capture_on_commit_callbacks,
+):
+    export = export_services.dataset_export_create(
+        created_by=admin_user, format="rankings", filters=ExportFilters(), queue=False
+    )
+    job_run_inline(job=export)
+    url = reverse("sampler:training-run-start")
+    common = {"kind": "reward", "split_seed": "0"}
+    uploaded = {**common, "source": "upload"}
+    exported = {**common, "source": "export", "export": export.pk}
+    for fields in (uploaded, exported):
+        if fields is uploaded:
+            fields["upload"] = _upload(split=True)
+        refused = admin_client_.post(url, {**fields, "test_fraction": "0.3"})
+        (advice,) = refused.context["form"].errors["test_fraction"]
+        assert advice.endswith("choose it when you export, and leave this field empty.")
+        if fields is uploaded:
+            fields["upload"] = _upload(split=True)
+        with django_capture_on_commit_callbacks():
+            started = admin_client_.post(url, {**fields, "test_fraction": ""})
+        assert started.status_code == 302, started.context["form"].errors
+    assert TrainingRun.objects.count() == 2
+    # With no split of its own to keep, the run still needs one.
+    for fields in ({**uploaded, "upload": _upload()}, {**common, "source": "database"}):
+        empty = admin_client_.post(url, {**fields, "test_fraction": ""})
+        assert empty.status_code == 422
+        assert empty.context["form"].errors["test_fraction"] == ["This field is required."]
+    assert TrainingRun.objects.count() == 2
+
+
 def test_a_bad_launch_shows_the_errors_and_queues_nothing(admin_client_, policy):
     response = admin_client_.post(
         reverse("sampler:training-run-start"),
