@@ -11,11 +11,9 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 
 from ranking.exports.filters import SCHEMA_VERSION
-from sampler.runs.models import TrainingRun
+from sampler.runs.models import TrainingRun, run_of_kind
 from sampler.training.records import DataError, kto_label_problem, numbered_records
 
-# How a message names a kind's run: "An SFT run reads records with ...".
-RUN_NAMED = {"sft": "An SFT", "reward": "A reward", "ppo": "A PPO", "dpo": "A DPO", "kto": "A KTO"}
 # The keys a record of each kind's file must have (any one set): the first record is checked
 # when the run is made, so a file of another format is refused before any run exists.
 RECORD_KEYS = {
@@ -79,8 +77,7 @@ def _first_record_problem(kind: str, first: dict | None, *, name: str) -> str:
         return ""
     wanted = " or ".join(", ".join(f"`{key}`" for key in shape) for shape in shapes)
     has = ", ".join(f"`{key}`" for key in sorted(first)[:8]) or "no field"
-    run = RUN_NAMED.get(kind, f"A {kind}")
-    return f"{run} run reads records with {wanted}; the first record of {name} has {has}."
+    return f"{run_of_kind(kind)} reads records with {wanted}; the first record of {name} has {has}."
 
 
 def data_path_checker(allowed_roots: list[Path] | None) -> Callable[..., str]:

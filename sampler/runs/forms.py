@@ -12,7 +12,7 @@ from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION, ExportFil
 from ranking.exports.models import DatasetExport
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import policy_versions, reward_versions
-from sampler.runs.models import TrainingRun
+from sampler.runs.models import TrainingRun, run_of_kind
 from sampler.runs.sources import REWARD_SOURCES
 from sampler.training.config import (
     DATA_HALVES,
@@ -39,10 +39,10 @@ READABLE_FORMATS = {
 }
 # The endings an uploaded data file's name may have, in any letter case: each is read as JSON
 # lines, gzipped or not (by its first bytes); the upload's help and its refusal list them.
-# What a file that carries its own split is told about the held-out fraction asked of it.
-KEEP_SPLIT = "choose it when you export, and leave this field empty."
 UPLOAD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
 UPLOAD_ENDINGS = f"{', '.join(UPLOAD_SUFFIXES[:-1])} or {UPLOAD_SUFFIXES[-1]}"
+# What a file that carries its own split is told about the held-out fraction asked of it.
+KEEP_SPLIT = "choose it when you export, and leave this field empty."
 
 CONFIG_CLASSES = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig}
 ALL, REWARD = set(CONFIG_CLASSES), {"reward"}
@@ -269,7 +269,10 @@ class TrainingRunForm(ExportFilterForm):
                 raise forms.ValidationError({"export": "Choose an export."})
             if export.format not in READABLE_FORMATS[kind]:
                 raise forms.ValidationError(
-                    {"export": f"A {kind} run cannot read a {export.get_format_display()} export."}
+                    {
+                        "export": f"{run_of_kind(kind)} cannot read a "
+                        f"{export.get_format_display()} export."
+                    }
                 )
         elif source == "upload":
             upload = data.get("upload")

@@ -41,3 +41,14 @@ class TrainingRun(Job):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} run {self.pk} ({self.status})"
+
+
+def run_of_kind(kind: str) -> str:
+    """A run of ``kind`` as a sentence names it, by the kind's label ("A DPO run", "A
+    supervised fine-tuning run"; a code that names no kind, as it is)."""
+    if kind not in TrainingRun.Kind.values:
+        return f"A {kind} run"
+    label = TrainingRun.Kind(kind).label
+    if not label[1:2].isupper():  # a word, not an acronym
+        label = label[0].lower() + label[1:]
+    return f"A {label} run"

@@ -192,6 +192,34 @@ def test_a_file_that_carries_its_split_takes_an_empty_test_fraction_as_the_advic
     assert TrainingRun.objects.count() == 2
 
 
+@pytest.mark.parametrize(
+    ("kind", "named"), [("dpo", "A DPO run"), ("sft", "A supervised fine-tuning run")]
+)
+def test_a_file_a_kind_cannot_read_is_refused_naming_the_kind_by_its_label(
+    admin_client_,
+    admin_user,
+    policy,
+    ranked,  # noqa: F811
+    kind,
+    named,
+):
+    export = export_services.dataset_export_create(
+        created_by=admin_user, format="demonstrations" if kind == "dpo" else "rankings",
+        filters=ExportFilters(), queue=False,
+    )  # fmt: skip
+    job_run_inline(job=export)
+    url = reverse("sampler:training-run-start")
+    common = {"kind": kind, "split_seed": "0", "test_fraction": "0.1"}
+    refused = admin_client_.post(url, {**common, "source": "export", "export": export.pk})
+    (error,) = refused.context["form"].errors["export"]
+    assert error == f"{named} cannot read a {export.get_format_display()} export."
+    if kind == "sft":  # an upload of rankings: read by the service, as the commands read it
+        uploaded = admin_client_.post(url, {**common, "source": "upload", "upload": _upload()})
+        (errors,) = uploaded.context["form"].errors.values()
+        assert errors[0].startswith(f"{named} reads records with "), errors
+    assert not TrainingRun.objects.exists()
+
+
 def test_a_bad_launch_shows_the_errors_and_queues_nothing(admin_client_, policy):
     response = admin_client_.post(
         reverse("sampler:training-run-start"),

@@ -512,8 +512,8 @@ def test_a_file_of_another_format_is_refused_before_any_run_exists(policy, tmp_p
     with pytest.raises(CommandError) as refused:
         call_command("train_sft", "--data", str(pairs), verbosity=0)
     assert str(refused.value) == (
-        "--data: An SFT run reads records with `messages`; the first record of pairs.jsonl has "
-        "`chosen`, `prompt`, `rejected`."
+        "--data: A supervised fine-tuning run reads records with `messages`; the first record of "
+        "pairs.jsonl has `chosen`, `prompt`, `rejected`."
     )
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
