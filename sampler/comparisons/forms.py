@@ -7,6 +7,7 @@ from config.forms import DefaultProjectChoiceField, ModelChoiceField, ModelMulti
 from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION
 from ranking.projects.selectors import project_list
 from sampler.generation.forms import max_new_tokens_within_context
+from sampler.generation.params import max_new_tokens_most
 from sampler.registry.selectors import policy_versions, reward_versions
 
 
@@ -49,10 +50,16 @@ class ComparisonForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The service's cap, read per request as the playground's form reads it.
+        # The service's cap, read per request as the playground's form reads it; the field
+        # offers the most any policy offered takes within its context (clean checks the two
+        # chosen, as the service does).
         cap = settings.GENERATION_MAX_NEW_TOKENS
+        contexts = self.fields["version_a"].queryset.values_list("context_length", flat=True)
+        fits = [max_new_tokens_most(context_length=length, cap=cap) for length in contexts]
         self.fields["max_new_tokens"].validators.append(MaxValueValidator(cap))
-        self.fields["max_new_tokens"].widget.attrs["max"] = cap
+        self.fields["max_new_tokens"].widget.attrs["max"] = max(
+            (most for most in fits if most is not None), default=cap
+        )
 
     def clean(self):
         data = super().clean()

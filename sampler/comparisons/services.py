@@ -229,9 +229,11 @@ def model_comparison_create(
         if judge.kind != ModelVersion.Kind.REWARD or not judge.path:
             raise ValidationError({"extra_judges": f"{judge.name} is not a local reward model."})
         if judge.pk in proxies:
+            # Said under the field that named it: the judge, or one of the more judges.
+            field = "reward_version" if judge.pk == reward.pk else "extra_judges"
             raise ValidationError(
                 {
-                    "reward_version": (
+                    field: (
                         f"{judge.name} cannot judge: a policy compared here was optimised against "
                         "it, so it would favour that policy whatever people think."
                     )

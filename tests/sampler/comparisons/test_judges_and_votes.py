@@ -56,14 +56,17 @@ def lineage(tmp_path, trainer):
 
 
 def test_the_reward_model_a_policy_was_optimised_against_cannot_judge_it(lineage):
+    """Refused under the field that named it: the judge, or one of the more judges."""
     sft, ppo, proxy, judge = lineage
     assert optimised_against(ppo) == {"rm-proxy"}
-    with pytest.raises(ValidationError, match="optimised against"):
+    with pytest.raises(ValidationError, match="optimised against") as refused:
         model_comparison_create(version_a=ppo, version_b=sft, reward_version=proxy, queue=False)
-    with pytest.raises(ValidationError, match="optimised against"):
+    assert list(refused.value.message_dict) == ["reward_version"]
+    with pytest.raises(ValidationError, match="optimised against") as refused:
         model_comparison_create(
             version_a=ppo, version_b=sft, reward_version=judge, extra_judges=[proxy], queue=False
         )
+    assert list(refused.value.message_dict) == ["extra_judges"]
     # Descendants inherit it.
     child = ModelVersion.objects.create(name="ppo-sft", path=ppo.path, parent=ppo)
     assert optimised_against(child) == {"rm-proxy"}
@@ -434,6 +437,26 @@ def test_the_comparison_form_refuses_max_new_tokens_past_each_chosen_versions_co
     assert errors(24) == []
 
 
+def test_the_comparison_forms_max_tokens_bound_is_the_most_the_server_takes(lineage, settings):
+    """The field offered up to GENERATION_MAX_NEW_TOKENS while every policy's context left
+    less, which the service refuses: its bound is now the most any policy offered takes."""
+    from sampler.comparisons.forms import ComparisonForm
+
+    settings.GENERATION_MAX_NEW_TOKENS = 256
+    ModelVersion.objects.filter(kind="policy").update(context_length=256)
+
+    def bound():
+        return ComparisonForm().fields["max_new_tokens"].widget.attrs["max"]
+
+    assert bound() == 240  # 256 less the prompt's 16 tokens, as the service asks at most
+    ModelVersion.objects.filter(name="ppo").update(context_length=200)
+    assert bound() == 240  # the sft leaves 240
+    ModelVersion.objects.filter(name="sft").update(context_length=None)  # not known
+    assert bound() == 256
+    ModelVersion.objects.filter(kind="policy").update(context_length=4096)
+    assert bound() == 256
+
+
 def test_the_next_pair_is_drawn_even_when_a_vote_lands_while_it_is_drawn(items, trainer):
     """A vote from another tab between counting the pairs left and reading the one drawn left
     one pair fewer than counted: drawing the last place read past the end (a server error)."""
@@ -459,6 +482,8 @@ def test_the_comparison_form_caps_max_new_tokens_at_the_deployments_setting(poli
 
     settings.GENERATION_MAX_NEW_TOKENS = 8000
     assert error(6000) is None
+    policy.context_length = None  # not known: the cap alone bounds the field
+    policy.save(update_fields=["context_length"])
     assert ComparisonForm().fields["max_new_tokens"].widget.attrs["max"] == 8000
     settings.GENERATION_MAX_NEW_TOKENS = 100
     assert error(101) and error(100) is None
