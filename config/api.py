@@ -22,10 +22,11 @@ import math
 import re
 from http import HTTPStatus
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import is_valid_path
 from django.utils import timezone
 from django.views import defaults
@@ -84,7 +85,24 @@ def _reason(status_code: int) -> str:
 # ---- errors ------------------------------------------------------------------------------------
 
 
+# What ``get_object_or_404`` says of a row it did not find: the model's class name.
+_ROW_NOT_FOUND = re.compile(r"No (\w+) matches the given query\.")
+
+
+def _row_not_found_in_words(exc: Http404) -> Http404:
+    """``exc`` worded by the model's verbose name ("No model version with that id."), where it
+    is ``get_object_or_404``'s sentence; any other 404 as it was raised."""
+    match = _ROW_NOT_FOUND.fullmatch(str(exc.args[0])) if exc.args else None
+    if match is None:
+        return exc
+    named = [model for model in apps.get_models() if model._meta.object_name == match[1]]
+    noun = named[0]._meta.verbose_name if named else match[1]
+    return Http404(f"No {noun} with that id.")
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = _row_not_found_in_words(exc)
     if isinstance(exc, DjangoValidationError):
         # A field's errors are named by field; a rule about the whole request is one sentence, as
         # every other ``detail`` is.

@@ -47,6 +47,19 @@ def test_an_unknown_api_path_is_a_json_404(client, trainer_client, as_trainer):
     assert response.json() == {"detail": "No API endpoint at this path."}
 
 
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [
+        ("/api/model-versions/999999/", "No model version with that id."),
+        ("/api/conversations/999999/", "No conversation with that id."),
+        ("/api/projects/999999/", "No project with that id."),
+    ],
+)
+def test_a_row_not_found_is_named_in_words_not_by_its_class(admin_client_, path, detail):
+    response = admin_client_.get(path)
+    assert response.status_code == 404 and response.json() == {"detail": detail}
+
+
 @pytest.mark.parametrize("debug", [False, True])
 @pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
 def test_a_path_without_its_slash_is_a_json_404_naming_it_not_a_redirect(
