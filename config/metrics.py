@@ -29,41 +29,21 @@ from prometheus_client.registry import Collector
 
 from config.broker import BrokerUnavailable, queue_depths
 from config.celery import Queue
-from labeling.models import AttackRun
-from ranking.models import DatasetExport, Ranking, RankingTask
+from ranking.models import Ranking
 from ranking.rank.selectors import ranking_pool_count, ranking_pool_target
+from sampler.jobs.selectors import jobs_count_by_kind
 from sampler.jobs.selectors import queue_depths as jobs_waiting_by_queue
-from sampler.models import GenerationJob, ModelComparison, TrainingRun
+from sampler.models import GenerationJob
 from sampler.workers.selectors import worker_heartbeat_list, workers_live_by_queue
 
 logger = logging.getLogger(__name__)
 
-# Each kind of background work and the model whose ``status`` field holds its state.
-JOB_MODELS = {
-    "generation": GenerationJob,
-    "training": TrainingRun,
-    "comparison": ModelComparison,
-    "attack_run": AttackRun,
-    "export": DatasetExport,
-    "ranking_task": RankingTask,
-}
 # Upper bounds (seconds) of the latency histograms' buckets.
 GENERATION_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 SUGGESTION_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120)
 
 
 # Selectors: the application's numbers.
-
-
-def jobs_count_by_status() -> dict[str, dict[str, int]]:
-    """Rows of each kind of background work by status (every status of the kind, 0 included)."""
-    counts = {}
-    for kind, model in JOB_MODELS.items():
-        by_status = {value: 0 for value in model.Status.values}
-        for row in model.objects.order_by().values("status").annotate(rows=Count("pk")):
-            by_status[row["status"]] = row["rows"]
-        counts[kind] = by_status
-    return counts
 
 
 def rankings_submitted_since(since: datetime) -> int:
@@ -196,7 +176,7 @@ class TandemCollector(Collector):
         jobs = GaugeMetricFamily(
             "tandem_jobs", "Background work by kind and state.", labels=["kind", "status"]
         )
-        for kind, by_status in jobs_count_by_status().items():
+        for kind, by_status in jobs_count_by_kind().items():
             for status, rows in by_status.items():
                 jobs.add_metric([kind, status], rows)
         yield jobs

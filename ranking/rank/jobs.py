@@ -2,6 +2,7 @@
 generation job of purpose ``ranking`` that also makes the task's candidates."""
 
 from django.conf import settings
+from django.db.models import Q
 
 from config.celery import Queue
 from ranking.rank.services import (
@@ -20,6 +21,7 @@ RANKING_PREPARATION = job_kind_register(
         queue=Queue.GENERATION.value,
         time_limit=settings.GENERATION_TIME_LIMIT,
         matches=lambda job: job.purpose == GenerationJob.Purpose.RANKING,
+        rows=Q(purpose=GenerationJob.Purpose.RANKING),
         on_given_up=ranking_task_preparation_given_up,
         on_retry=ranking_task_preparation_retried,
     )

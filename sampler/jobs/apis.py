@@ -90,7 +90,8 @@ def _job(kind: str, job_id: int) -> Job:
     try:
         model = job_kind_named(kind).model
     except LookupError:
-        raise Http404(f"No kind of job named {kind!r}.") from None
+        names = ", ".join(sorted(known.name for known in job_kinds()))
+        raise Http404(f"No kind of job named {kind!r}. Kinds: {names}.") from None
     job = model.objects.filter(pk=job_id).first()
     # Kinds that share a table (generation jobs, ranking preparation) each answer for theirs.
     if job is None or job_kind_of(job).name != kind:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from sampler.jobs.models import Job, JobStatus
@@ -100,6 +101,8 @@ class JobKind:
     # None or 0: as long as it takes.
     time_limit: int | None = None
     matches: Callable[[Job], bool] | None = None
+    # ``matches`` as a filter on the table, where it is given (counts by kind, in the database).
+    rows: Q | None = None
     on_given_up: Callable[[Job], None] | None = None
     on_retry: Callable[[Job], None] | None = None
 

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from django.db.models import Count
 
 from config.celery import Queue
-from sampler.jobs.kinds import job_kind_of, job_models
+from sampler.jobs.kinds import job_kind_of, job_kinds, job_models
 from sampler.jobs.models import Job, JobStatus
 from sampler.workers.selectors import workers_live_by_queue
 
@@ -49,6 +49,25 @@ def jobs_by_state() -> dict[str, dict[str, int]]:
         }
         for model in job_models()
     }
+
+
+def jobs_count_by_kind() -> dict[str, dict[str, int]]:
+    """Jobs of each kind (as the API and retry_job name it) by status, every status 0 included;
+    kinds that share a table each count their own rows."""
+    kinds = job_kinds()
+    counts = {}
+    for kind in kinds:
+        rows = kind.model.objects.order_by()
+        if kind.rows is not None:
+            rows = rows.filter(kind.rows)
+        for other in kinds:  # the kind a shared table falls back to counts what is left
+            if kind.rows is None and other.model is kind.model and other.rows is not None:
+                rows = rows.exclude(other.rows)
+        by_status = dict.fromkeys(JobStatus.values, 0)
+        for row in rows.values("status").annotate(total=Count("pk")):
+            by_status[row["status"]] = row["total"]
+        counts[kind.name] = by_status
+    return counts
 
 
 class JobsProgress(NamedTuple):

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ranking.gold.services import gold_task_create
 from ranking.models import RankingTask
 from ranking.projects.services import project_create
+from sampler.jobs.kinds import job_kinds
 from sampler.models import GenerationJob
 from tests.config.conftest import beat
 from tests.conftest import broker_at, free_port
@@ -127,13 +128,23 @@ def test_metrics_report_jobs_the_ranking_pool_rankings_workers_queues_and_latenc
     # The database's view: one job waits for an interactive worker, none for the others.
     assert samples[("tandem_jobs_waiting", (("queue", "interactive"),))] == 1
     assert samples[("tandem_jobs_waiting", (("queue", "training"),))] == 0
-    # The ranking task's job and the finished suggestion; the queued suggestion.
-    jobs = {
-        status: samples[("tandem_jobs", (("kind", "generation"), ("status", status)))]
-        for status in ("queued", "running", "succeeded", "failed")
-    }
-    assert jobs == {"queued": 1, "running": 0, "succeeded": 2, "failed": 0}
-    assert samples[("tandem_jobs", (("kind", "ranking_task"), ("status", "ready")))] == 1
+
+    # By the kinds the API and retry_job name: the finished and the queued suggestion are
+    # generation jobs; the job that prepared the ranking task, a ranking preparation.
+    def jobs(kind):
+        return {
+            status: samples[("tandem_jobs", (("kind", kind), ("status", status)))]
+            for status in ("queued", "running", "succeeded", "failed", "cancelled")
+        }
+
+    assert jobs("generation") == {
+        "queued": 1, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0
+    }  # fmt: skip
+    assert jobs("ranking_preparation") == {
+        "queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0
+    }  # fmt: skip
+    kinds = {labels[0][1] for name, labels in samples if name == "tandem_jobs"}
+    assert kinds == {job_kind.name for job_kind in job_kinds()}
     assert samples[("tandem_jobs", (("kind", "training"), ("status", "queued")))] == 0
     assert samples[("tandem_ranking_pool_tasks", (("status", "ready"),))] == 1
     assert samples[("tandem_ranking_pool_tasks", (("status", "preparing"),))] == 0
