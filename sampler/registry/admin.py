@@ -11,6 +11,7 @@ from sampler.registry.services import (
     model_version_context_change_error,
     model_version_delete,
     model_version_kind_error,
+    model_version_name_problem,
     model_version_parent_error,
     model_version_save,
     model_version_serving_check,
@@ -47,6 +48,9 @@ class ModelVersionAdminForm(forms.ModelForm):
     def clean_name(self) -> str:
         # Said as every door says it, naming the version that has the name in whichever case.
         name = self.cleaned_data["name"]
+        # A name given before the rule held is kept as it is; a new one follows it.
+        if name != self.instance.name and (problem := model_version_name_problem(name)):
+            raise ValidationError(problem)
         if taken := model_version_name_taken(name=name, exclude_pk=self.instance.pk):
             raise ValidationError(taken)
         return name

@@ -332,6 +332,24 @@ def model_version_parent_error(*, version: ModelVersion, parent: ModelVersion | 
     return None
 
 
+# A version's name is often its hub id (``org/model``), and the default name of a version
+# trained from it is made a folder's by dropping what cannot be one; a name that climbs out of a
+# folder (``../x``), hides (``.x``) or nests deeper is refused at every door that names one (the
+# API, the admin); a run's output name, its folder's, takes no slash at all.
+MODEL_VERSION_NAME_RULE = (
+    "A model version's name is a folder's name or a hub id (org/name): at most one slash, "
+    "between two parts, no backslash, and no part begins with a dot."
+)
+
+
+def model_version_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a model version's (None: it can, as far as its form goes)."""
+    parts = name.split("/")
+    if "\\" in name or len(parts) > 2 or any(not part or part.startswith(".") for part in parts):
+        return MODEL_VERSION_NAME_RULE
+    return None
+
+
 def model_version_register(
     *,
     name: str,
@@ -357,6 +375,10 @@ def model_version_register(
         raise ValidationError({"name": taken})
     path = _validated_path(path)
     _check_kind_matches(kind=kind, path=path)
+    # After the path's checks: SAMPLER_MODEL's version is named by its path where no folder
+    # holds it (a hub id), and a path that names nothing is refused as such.
+    if problem := model_version_name_problem(name):
+        raise ValidationError({"name": problem})
     options = {} if backend_options is None else backend_options
     backend, options = _validated_backend(kind=kind, backend=backend, options=options, path=path)
     version = ModelVersion(

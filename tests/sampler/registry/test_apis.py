@@ -39,6 +39,21 @@ def test_an_admin_registers_an_openai_version_with_its_context_length(admin_clie
     assert response.json()["backend_options"] == OPENAI
 
 
+@pytest.mark.parametrize(
+    "name", ["../evil", ".hidden", "org/.hidden", "/absolute", "a/b/c", "org/", "back\\slash"]
+)
+def test_a_name_that_climbs_out_of_a_folder_or_nests_is_refused(admin_client_, name):
+    """A name is a folder's or a hub id's (org/name), as the trained versions' default names
+    take it; the API refused nothing of the kind (``../evil`` was registered)."""
+    body = {"name": name, "backend": "openai", "backend_options": OPENAI, "context_length": 512}
+    response = _post(admin_client_, body)
+    assert response.status_code == 400
+    assert response.json() == {"name": [services.MODEL_VERSION_NAME_RULE]}
+    assert not ModelVersion.objects.filter(name=name).exists()
+    hub_id = _post(admin_client_, {**body, "name": "org/model-1.5"})
+    assert hub_id.status_code == 201, hub_id.content
+
+
 def test_a_parent_that_names_no_version_is_a_400_on_the_field(admin_client_, policy):
     body = {"name": "child", "backend": "openai", "backend_options": OPENAI, "context_length": 512}
     response = _post(admin_client_, {**body, "parent_id": policy.pk + 1000})

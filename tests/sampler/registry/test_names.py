@@ -17,7 +17,11 @@ from config.celery import app
 from ranking.exports.pipeline import write_jsonl
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active, model_version_ids_by_name
-from sampler.registry.services import model_version_ensure_default, model_version_register
+from sampler.registry.services import (
+    MODEL_VERSION_NAME_RULE,
+    model_version_ensure_default,
+    model_version_register,
+)
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
 from sampler.training.synthetic import synthetic_rankings
@@ -74,6 +78,9 @@ def test_the_admin_refuses_to_add_or_rename_a_version_to_another_ones_name_in_an
     assert kept.status_code == 302
     other.refresh_from_db()
     assert other.name == "Other"
+    # A name that could not be a folder, as every door refuses it.
+    climbing = admin_client_.post(url, _admin_fields(other, name="../evil"))
+    assert climbing.context["adminform"].form.errors == {"name": [MODEL_VERSION_NAME_RULE]}
 
 
 def _rankings(tmp_path: Path) -> str:
