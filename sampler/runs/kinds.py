@@ -33,8 +33,8 @@ from sampler.runs.data import (
     split_problem,
     too_little_to_train_problem,
 )
-from sampler.runs.data_files import RUN_NAMED, newer_schema_problem
-from sampler.runs.models import TrainingRun
+from sampler.runs.data_files import newer_schema_problem
+from sampler.runs.models import TrainingRun, run_of_kind
 from sampler.runs.sources import REWARD_SOURCES
 from sampler.runs.versions import validated_version
 from sampler.training.config import CONFIGS, ConfigError
@@ -124,8 +124,7 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
     except DataError as error:
         return {"data_path": str(error)}
     except (KeyError, TypeError, AttributeError):
-        run = RUN_NAMED.get(kind.name, f"A {kind.name}")
-        return {"data_path": f"{run} run cannot read a record of {name}."}
+        return {"data_path": f"{run_of_kind(kind.name)} cannot read a record of {name}."}
 
 
 def _split_problems(

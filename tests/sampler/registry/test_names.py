@@ -79,7 +79,7 @@ def test_the_admin_refuses_to_add_or_rename_a_version_to_another_ones_name_in_an
     other.refresh_from_db()
     assert other.name == "Other"
     # A name that could not be a folder, as every door refuses it.
-    climbing = admin_client_.post(url, _admin_fields(other, name="../evil"))
+    climbing = admin_client_.post(url, model_version_admin_fields(other, name="../evil"))
     assert climbing.context["adminform"].form.errors == {"name": [MODEL_VERSION_NAME_RULE]}
 
 
