@@ -475,8 +475,16 @@ def _verdict_judged_meanwhile(sample: Sample) -> ModerationResult | None:
     run started): the one it was stored with, or the sweep's since, if any. Read holding the
     sample's row, as the sweep holds it while it judges: a sweep that judges it after this
     gives the result the verdict (``attack_results_verdicts_record``), not before."""
-    judged = Sample.objects.select_for_update().filter(pk=sample.pk, moderation_pending=False)
-    if not judged.values_list("pk", flat=True):
+    # The row is locked whatever its state: a filter on ``moderation_pending`` would lock no
+    # row while it waits (PostgreSQL skips a row its condition leaves out), and a sweep
+    # judging it meanwhile would find no result yet to give the verdict to.
+    pending = (
+        Sample.objects.select_for_update()
+        .filter(pk=sample.pk)
+        .values_list("moderation_pending", flat=True)
+        .first()
+    )
+    if pending is None or pending:
         return None
     return moderation_shown_by_sample(sample_ids=[sample.pk]).get(sample.pk)
 
