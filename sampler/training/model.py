@@ -190,13 +190,20 @@ def missing_lora_targets(path: str | Path, targets: str, *, task: str = "causal_
     """The names of ``targets`` (comma-separated) that match no module of the model at
     ``path``, as PEFT matches a name: the module's whole name or its last dotted parts. The
     model is built from its config on the meta device (``task`` "reward": with a score head, as
-    a reward run builds it), so no weight is read."""
-    config = transformers.AutoConfig.from_pretrained(str(path))
-    with init_empty_weights(), quiet_loading():
-        if task == "reward":
-            model = AutoModelForSequenceClassification.from_config(config, num_labels=1)
-        else:
-            model = AutoModelForCausalLM.from_config(config)
+    a reward run builds it), so no weight is read. A model that cannot be built here has none
+    found missing (its trainer reports it)."""
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(path))
+        with init_empty_weights(), quiet_loading():
+            if task == "reward":
+                config.num_labels = 1
+                model = AutoModelForSequenceClassification.from_config(config)
+            else:
+                model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, OSError, KeyError, TypeError, ImportError):
+        # A config this transformers cannot build here (an architecture it does not know, one
+        # that needs remote code): its trainer says what is wrong when it loads it.
+        return []
     names = [name for name, _ in model.named_modules()]
     return [
         target

@@ -27,7 +27,13 @@ from sampler.runs.models import TrainingRun
 from sampler.training.compare import Reply, judge_replies
 from sampler.training.config import RewardConfig
 from sampler.training.data import conversation_ids, pad_right, ranking_from_record
-from sampler.training.model import RewardScorer, build_reward_model, load_tokenizer, turn_end_ids
+from sampler.training.model import (
+    RewardScorer,
+    build_reward_model,
+    load_tokenizer,
+    missing_lora_targets,
+    turn_end_ids,
+)
 from sampler.training.records import DataError, file_sha256, records_sha256
 from sampler.training.reward import score_sequences, train_reward
 from sampler.training.synthetic import synthetic_demonstrations, synthetic_rankings
@@ -800,3 +806,32 @@ def test_a_file_with_an_unpaired_surrogate_is_refused_naming_its_line_before_any
         "are not allowed."
     )
     assert not TrainingRun.objects.exists()
+
+
+def test_a_reward_runs_lora_targets_are_checked_against_the_model_with_its_score_head(
+    policy, tmp_path, settings
+):
+    """A reward run's modules are the policy's with a score head: its targets are checked on
+    that model (built from the config, one label), named ones it lacks refused."""
+    settings.MODEL_ROOT = tmp_path / "models"
+    data = tmp_path / "rankings.jsonl"
+    write_jsonl(iter(synthetic_rankings(4, k=3, seed=0)), data)
+    arguments = ["--data", str(data), "--normalize-to-demonstrations", "no", "--lora-r", "4"]
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "train_reward", *arguments, "--lora-targets", "c_attn,bogus", "--queue",
+            stdout=StringIO(),
+        )  # fmt: skip
+    assert "has no module named `bogus` for LoRA to adapt" in str(refused.value)
+    assert not TrainingRun.objects.exists()
+    call_command(
+        "train_reward", *arguments, "--lora-targets", "c_attn,score", "--queue", stdout=StringIO()
+    )
+    assert TrainingRun.objects.get().kind == TrainingRun.Kind.REWARD
+
+
+def test_lora_targets_of_a_model_this_machine_cannot_build_are_left_to_its_trainer(tmp_path):
+    """A config of an architecture this transformers does not know is not checked here (no
+    error where the run is made); its trainer reports it when it loads the model."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    assert missing_lora_targets(tmp_path, "bogus", task="reward") == []
