@@ -21,7 +21,7 @@ from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_by_name, model_version_ids_by_name
 from sampler.runs import services as training_services
-from sampler.runs.kinds import normalising_remedy_worded
+from sampler.runs.kinds import normalising_remedy_worded, training_kind
 from sampler.runs.models import TrainingRun
 from sampler.training.config import CONFIGS, NO_WORDS, YES_WORDS
 from sampler.training.loop import ProgressEvent, process_state
@@ -38,6 +38,7 @@ DATABASE_ONLY = {
     "split_seed",
     "project",
     "reward_source",
+    "sources",  # train_kto's
 }
 
 
@@ -64,9 +65,10 @@ def options_checked(command: BaseCommand, options: dict) -> None:
             )
     elif options.get("data") and (extra := given & DATABASE_ONLY):
         verb = "chooses" if len(extra) == 1 else "choose"
+        # An export has every KTO source: there is no filtering by them there.
+        how = "." if extra == {"sources"} else " (filter it when you export it)."
         raise CommandError(
-            f"{_flags(extra)} {verb} rows of the database; a --data file is read whole "
-            "(filter it when you export it)."
+            f"{_flags(extra)} {verb} rows of the database; a --data file is read whole{how}"
         )
     elif options.get("data") and "test_fraction" in given and _carries_split(options["data"]):
         raise CommandError(
@@ -85,8 +87,16 @@ def _carries_split(path: str) -> bool:
         return False
 
 
-# A service's field, as the command's option that gave it.
+# A service's field (or a filter's), as the command's option that gave it.
 OPTION_NAMES = {
+    "date_from": "--date-from",
+    "date_to": "--date-to",
+    "model_version_ids": "--model-version",
+    "min_agreement": "--min-agreement",
+    "exclude_flags": "--exclude-flag",
+    "exclude_trainer_ids": "--exclude-trainer",
+    "split_seed": "--split-seed",
+    "project_ids": "--project",
     "data_path": "--data",
     "demonstrations": "--demonstrations",
     "output_name": "--name",
@@ -232,6 +242,11 @@ class TrainingCommand(BaseCommand):
                     split_seed=options["split_seed"],
                     **named,
                 )
+                # Said here, naming the option (the service names the filter's field).
+                try:
+                    filters.check_format(training_kind(self.kind).data_format, names=OPTION_NAMES)
+                except ValidationError as error:
+                    raise CommandError(" ".join(error.messages)) from error
             return training_services.training_run_create(
                 kind=self.kind,
                 config=config,

@@ -473,12 +473,19 @@ def test_filters_that_choose_rankings_are_refused_for_demonstrations(policy, tmp
             "export_comparisons", "--format", "demonstrations", "--out", str(out),
             "--min-agreement", "0.9", verbosity=0,
         )  # fmt: skip
-    with pytest.raises(CommandError, match="exclude_flags chooses rankings or pairs"):
+    # The train_* commands name their own options.
+    with pytest.raises(CommandError) as refused:
         call_command("train_sft", "--exclude-flag", "harmful", "--queue", verbosity=0)
+    assert str(refused.value) == (
+        "--exclude-flag chooses rankings or pairs; demonstrations are not filtered by it."
+    )
     kto = tmp_path / "kto.jsonl"
     kto.write_text(json.dumps({"prompt": "hi", "completion": "hello", "label": True}) + "\n")
-    with pytest.raises(CommandError, match="sources choose rows of the database"):
+    with pytest.raises(CommandError) as refused:
         call_command("train_kto", "--data", str(kto), "--sources", "flags", verbosity=0)
+    assert str(refused.value) == (
+        "--sources chooses rows of the database; a --data file is read whole."
+    )
     assert not TrainingRun.objects.exists() and not out.exists()
 
 
