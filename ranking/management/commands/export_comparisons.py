@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from accounts.selectors import user_ids_by_username
+from config.commands import option_errors
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.features import features_path
 from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
@@ -107,11 +108,7 @@ class Command(BaseCommand):
                 }
             )
         except ValidationError as error:
-            problems = (
-                f"{OPTION_NAMES.get(key, key)}: {' '.join(value)}"
-                for key, value in error.message_dict.items()
-            )
-            raise CommandError("; ".join(problems)) from error
+            raise CommandError(option_errors(error, OPTION_NAMES)) from error
         try:
             filters.check_format(options["format"], names=OPTION_NAMES)
         except ValidationError as error:

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm.auto import tqdm
 
 from accounts.selectors import user_ids_by_username
+from config.commands import option_errors
 from ranking.exports.filters import FLAG_NAMES, ExportFilters
 from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.models import ModelVersion
@@ -110,10 +111,7 @@ OPTION_NAMES = {
 
 
 def _errors(error: ValidationError) -> str:
-    return "; ".join(
-        f"{OPTION_NAMES.get(key, key)}: {' '.join(value)}"
-        for key, value in error.message_dict.items()
-    )
+    return option_errors(error, OPTION_NAMES)
 
 
 class ProgressBar:

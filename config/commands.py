@@ -1,0 +1,21 @@
+"""What the management commands share in how they refuse their options."""
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+
+
+def option_errors(error: ValidationError, names: dict[str, str]) -> str:
+    """``error``'s messages as one line, each field named by the option that gave it (``names``;
+    a field not there by its own name). A message that opens with its field's name (``test_fraction
+    must be between ...``) says the option there instead, once: ``--test-fraction must be
+    between ...``; the others follow it: ``--data: No file at x.`` A field's messages are
+    said together."""
+    problems = []
+    for key, messages in error.message_dict.items():
+        said = " ".join(messages)
+        if key == NON_FIELD_ERRORS:
+            problems.append(said)
+        elif said.startswith((f"{key} ", f"{key}:")):
+            problems.append(names.get(key, key) + said.removeprefix(key))
+        else:
+            problems.append(f"{names.get(key, key)}: {said}")
+    return "; ".join(problems)
