@@ -41,6 +41,8 @@ READABLE_FORMATS = {
 # lines, gzipped or not (by its first bytes); the upload's help and its refusal list them.
 UPLOAD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
 UPLOAD_ENDINGS = f"{', '.join(UPLOAD_SUFFIXES[:-1])} or {UPLOAD_SUFFIXES[-1]}"
+# What the pages call test_fraction (the label their errors name it by).
+HELD_OUT_FRACTION = "Held-out fraction"
 # What a file that carries its own split is told about the held-out fraction asked of it.
 KEEP_SPLIT = "choose it when you export, and leave this field empty."
 
@@ -197,6 +199,7 @@ class TrainingRunForm(ExportFilterForm):
         max_value=MAX_TEST_FRACTION,
         initial=0.1,
         required=False,
+        label=HELD_OUT_FRACTION,
         help_text="Held out, by conversation.",
     )
     split_seed = forms.IntegerField(min_value=0, max_value=MAX_SPLIT_SEED, initial=0)
@@ -353,7 +356,9 @@ class PPORunForm(forms.Form):
     max_new_tokens = forms.IntegerField(
         min_value=1, max_value=4096, initial=PPOConfig.max_new_tokens
     )
-    test_fraction = forms.FloatField(min_value=0.0, max_value=MAX_TEST_FRACTION, initial=0.1)
+    test_fraction = forms.FloatField(
+        min_value=0.0, max_value=MAX_TEST_FRACTION, initial=0.1, label=HELD_OUT_FRACTION
+    )
     lora_r = forms.IntegerField(
         min_value=0,
         max_value=1024,

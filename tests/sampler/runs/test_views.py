@@ -189,6 +189,11 @@ def test_a_file_that_carries_its_split_takes_an_empty_test_fraction_as_the_advic
         empty = admin_client_.post(url, {**fields, "test_fraction": ""})
         assert empty.status_code == 422
         assert empty.context["form"].errors["test_fraction"] == ["This field is required."]
+        # Named by the field's label on the page.
+        assert (
+            '<span class="error-line">Held-out fraction: This field is required.</span>'
+            in empty.content.decode()
+        )
     assert TrainingRun.objects.count() == 2
 
 
