@@ -11,14 +11,23 @@ from django.core.exceptions import ValidationError
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 
+# A version's kind, in a sentence.
+KIND_WORDS = {ModelVersion.Kind.POLICY: "policy", ModelVersion.Kind.REWARD: "reward model"}
+
 
 def validated_version(version: ModelVersion | None, kind: str, field_name: str) -> ModelVersion:
     version = version or model_version_active(kind=kind)
     if version is None:
-        what = "policy" if kind == ModelVersion.Kind.POLICY else "reward model"
-        raise ValidationError({field_name: f"No active {what}: promote one or name the version."})
+        raise ValidationError(
+            {field_name: f"No active {KIND_WORDS[kind]}: promote one or name the version."}
+        )
     if version.kind != kind:
-        raise ValidationError({field_name: f"{version.name} is not a {kind} version."})
+        raise ValidationError(
+            {
+                field_name: f"{version.name} is a {KIND_WORDS[version.kind]}, not a "
+                f"{KIND_WORDS[kind]}: name a {KIND_WORDS[kind]}."
+            }
+        )
     if not version.path:
         raise ValidationError({field_name: f"{version.name} has no local model directory."})
     if problem := model_folder_problem(version):

@@ -94,7 +94,9 @@ def test_a_ppo_run_needs_a_reward_model(policy, tmp_path):
         training_services.training_run_create(
             kind="ppo", reward_version=policy, data_path=str(_prompts_file(tmp_path / "p.jsonl"))
         )
-    assert "reward_version" in error.value.message_dict
+    assert error.value.message_dict == {
+        "reward_version": [f"{policy.name} is a policy, not a reward model: name a reward model."]
+    }
 
 
 def test_a_reply_budget_that_fills_the_context_or_a_taken_folder_is_refused_before_a_run(
