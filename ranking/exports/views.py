@@ -69,8 +69,9 @@ def export_preview(request: HtmxHttpRequest) -> HttpResponse:
         context["skipped"] = preview.skipped_summary
     status = 200 if form.is_valid() else 422
     if not request.htmx:
+        # The whole page says the form's errors at its top, once.
         return render(request, PAGE, {**context, **_exports()}, status=status)
-    return render(request, f"{PAGE}#preview", context, status=status)
+    return render(request, f"{PAGE}#preview", {**context, "preview_alone": True}, status=status)
 
 
 @staff_required
