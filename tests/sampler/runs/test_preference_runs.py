@@ -129,7 +129,7 @@ def test_feedback_pairs_never_pair_a_held_out_conversations_reply_into_training(
 
 
 def test_train_kto_refuses_an_exclude_flag_it_would_ignore(feedback, policy):
-    with pytest.raises(CommandError, match="^--exclude-flag drops flagged rankings"):
+    with pytest.raises(CommandError, match=r"^--exclude-flag drops flagged rankings"):
         call_command("train_kto", "--exclude-flag", "harmful", "--queue", stdout=StringIO())
     assert not TrainingRun.objects.exists()
 
