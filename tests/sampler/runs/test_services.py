@@ -10,6 +10,7 @@ from kombu.exceptions import OperationalError as BrokerDown
 
 from config.celery import app
 from ranking.exports.pipeline import write_jsonl
+from sampler.registry.models import ModelVersion
 from sampler.registry.services import model_version_register
 from sampler.runs import services as training_services
 from sampler.runs.models import TrainingRun
@@ -23,7 +24,11 @@ def test_the_automatic_output_name_is_one_folder_inside_model_root_whatever_the_
     settings, tmp_path, micro_model_dir, base_name
 ):
     settings.MODEL_ROOT = tmp_path / "models"
-    base = model_version_register(name=base_name, path=str(micro_model_dir))
+    base = model_version_register(name="base", path=str(micro_model_dir))
+    # Named as registration took any name before it checked them ("../../outside" and ".hidden"
+    # are refused now; versions stored with them are kept).
+    ModelVersion.objects.filter(pk=base.pk).update(name=base_name)
+    base.refresh_from_db()
     data = tmp_path / "rankings.jsonl"
     write_jsonl(iter(synthetic_rankings(4)), data)
     run = training_services.training_run_create(
