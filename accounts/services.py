@@ -135,7 +135,8 @@ class IdempotentRequest:
     key: str
     method: str
     path: str
-    body: bytes
+    # None where the body was read before the view (a session's CSRF check): its JSON is there.
+    body: bytes | None
     data: Any
 
     @property
@@ -146,11 +147,11 @@ class IdempotentRequest:
         return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
     @property
-    def body_bytes_hash(self) -> str:
+    def body_bytes_hash(self) -> str | None:
         """SHA-256 of the body's bytes: what keys stored before bodies were compared as JSON
         hold (kept ``IDEMPOTENCY_KEY_TTL_SECONDS``). A stored JSON hash is never the hash of
         another request's bytes: those bytes would be that same JSON written one way."""
-        return hashlib.sha256(self.body).hexdigest()
+        return None if self.body is None else hashlib.sha256(self.body).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """What admin pages share across apps."""
 
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from config.text import deleted_meanwhile
 
 
 class ReadOnlyAdminMixin:
@@ -34,10 +38,17 @@ class RacedSaveAdminMixin:
     another save took at the same moment (``config.querysets.saved_or_refused``), on one of
     ``raced_fields``. Both forms' checks read the table before either save committed; the
     second save is refused, its transaction (history entry included) rolled back, and the page
-    answers as if posted now: the form again, whose check finds the value taken and says so on
-    its field, nothing saved."""
+    answers as if posted now, nothing saved: the form again, with the refusal on its field.
+    It is not saved a second time: that save could be refused again by yet another racer (a
+    server error), or pass a check that no longer sees the value (its holder renamed since) and
+    write what was just refused. Where the form's own check now refuses the field, the check's
+    words are said, once."""
 
     raced_fields: tuple[str, ...] = ()
+    # The field that names a row to its admins (said when it was deleted meanwhile).
+    deleted_name_field = "name"
+    # What the save being answered was refused, per field (set on this page's own copy).
+    refused_fields: dict[str, list[str]] = {}
 
     def changeform_view(
         self,
@@ -48,7 +59,47 @@ class RacedSaveAdminMixin:
     ) -> HttpResponse:
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except ValidationError as error:
-            if not set(self.raced_fields) & set(getattr(error, "error_dict", {})):
+        except self.model.DoesNotExist:
+            # The save's service found the row deleted since the page read it (another admin's
+            # delete, committed meanwhile): nothing of this save was kept, the row not made again.
+            if object_id is None or self.model._default_manager.filter(pk=object_id).exists():
                 raise
-        return super().changeform_view(request, object_id, form_url, extra_context)
+            return self.deleted_meanwhile(request)
+        except ValidationError as error:
+            if not hasattr(error, "error_dict"):
+                raise
+            refused = {
+                field: messages
+                for field, messages in error.message_dict.items()
+                if field in self.raced_fields
+            }
+            if not refused:
+                raise
+        # A copy for this page: the admin itself serves every request at once.
+        answering = type(self)(self.model, self.admin_site)
+        answering.refused_fields = refused
+        return answering.changeform_view(request, object_id, form_url, extra_context)
+
+    def deleted_meanwhile(self, request: HttpRequest) -> HttpResponse:
+        """The answer to a save of a row another admin deleted while the page was open: said
+        so, on the list of what is left."""
+        name = request.POST.get(self.deleted_name_field, "")
+        self.message_user(
+            request, deleted_meanwhile(self.opts.verbose_name, name), messages.WARNING
+        )
+        return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+
+    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if not self.refused_fields:
+            return form
+        refused = self.refused_fields
+
+        class RefusedForm(form):
+            def full_clean(self) -> None:
+                super().full_clean()
+                for field, sentences in refused.items():
+                    if field not in self._errors:
+                        self.add_error(field, sentences)
+
+        return RefusedForm

@@ -24,10 +24,10 @@ from http import HTTPStatus
 
 from django.apps import apps
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.urls import is_valid_path
+from django.urls import Resolver404, is_valid_path, resolve
 from django.utils import timezone
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
@@ -39,6 +39,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from config.converters import CanonicalIdConverter
 from config.parsers import body_too_large_detail
 from config.querysets import MAX_ID
 from config.refusals import REPEATED_PARAMETER
@@ -61,10 +62,53 @@ def api_error_response(request: HttpRequest, status_code: int, detail: str) -> J
 
 
 def _error_detail(request: HttpRequest, status_code: int) -> str:
-    """The status's phrase; for a 404 on a path that exists with a trailing slash, that path."""
+    """The status's phrase; for a 404 on a path that exists with a trailing slash, that path;
+    for one with an id not written canonically, that id."""
+    if status_code == 404 and (refused := _path_id_refused(request)):
+        return refused
     if status_code == 404 and (hint := _slash_hint(request)):
         return f"Not Found. {hint}"
     return _reason(status_code)
+
+
+def _path_id_refused(request: HttpRequest) -> str:
+    """Where the request's path is an endpoint's but for a segment in the place of an id that
+    is no canonical id (``01``, ``abc``, past the database's range, which ``config.converters``
+    matches no pattern with): that segment, named as what it would have been the id of."""
+    path = request.path_info
+    try:
+        resolve(path)
+        return ""  # the path is an endpoint's: its 404 is the view's own
+    except Resolver404:
+        pass
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        if not segment or _is_canonical_id(segment):
+            continue
+        # An id no other row can have, in the segment's place: the endpoint it would reach.
+        tried = "/".join([*segments[:index], str(MAX_ID), *segments[index + 1 :]])
+        try:
+            match = resolve(tried)
+        except Resolver404:
+            continue
+        if MAX_ID not in match.kwargs.values() or index == 0:
+            continue
+        collection = segments[index - 1]
+        # /api/jobs/generation/<id>/: a generation job; /api/model-versions/<id>/: a model version.
+        noun = (
+            f"{collection.replace('_', ' ')} job"
+            if collection == match.kwargs.get("kind")
+            else collection.removesuffix("s").replace("-", " ")
+        )
+        return (
+            f"No {noun} with the id '{segment}': an id in the path is a whole number from 1, "
+            "written without leading zeros (1, not 01)."
+        )
+    return ""
+
+
+def _is_canonical_id(segment: str) -> bool:
+    return re.fullmatch(CanonicalIdConverter.regex, segment) is not None and int(segment) <= MAX_ID
 
 
 def _slash_hint(request: HttpRequest) -> str:
@@ -100,7 +144,20 @@ def _row_not_found_in_words(exc: Http404) -> Http404:
     return Http404(f"No {noun} with that id.")
 
 
+def _row_gone_in_words(exc: ObjectDoesNotExist) -> Exception:
+    """A row a service read again, locked, and found deleted since the view found it (another
+    request's delete committed meanwhile): what the view would have answered a moment later, a
+    404 in ``_row_not_found_in_words``'s words. Only a model's own DoesNotExist: another kind
+    (a missing related row, ``RelatedObjectDoesNotExist``) is a fault, left as it is."""
+    named = [model for model in apps.get_models() if type(exc) is model.DoesNotExist]
+    if not named:
+        return exc
+    return Http404(f"No {named[0]._meta.verbose_name} with that id.")
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ObjectDoesNotExist):
+        exc = _row_gone_in_words(exc)
     if isinstance(exc, Http404):
         exc = _row_not_found_in_words(exc)
     if isinstance(exc, DjangoValidationError):
@@ -239,6 +296,8 @@ def handler403(request: HttpRequest, exception: Exception | None = None) -> Http
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if is_api_request(request):
+        if refused := _path_id_refused(request):
+            return api_error_response(request, 404, refused)
         hint = _slash_hint(request)
         return api_error_response(
             request,
@@ -372,6 +431,32 @@ class ApiView(APIView):
     (``validated_query``, ``query_names_checked``)."""
 
     query_checked_by_handler: frozenset[str] = frozenset()
+
+    def get_view_name(self) -> str:
+        # "Conversation List", not the class's "Conversation List Api".
+        return super().get_view_name().removesuffix(" Api")
+
+    def get_view_description(self, html: bool = False) -> str:
+        """What OPTIONS tells an API user the endpoint does: each method's description as the
+        schema gives it (``extend_schema``'s, else the handler's docstring, else the view's),
+        one line per method where they differ. A view's docstring can be about the code (why
+        views are split as they are); the schema's descriptions are written for the API's
+        users."""
+        described = {}
+        for method in self.http_method_names:
+            handler = getattr(self, method, None)
+            if handler is None or method in {"head", "options"}:
+                continue
+            # The schema class ``extend_schema`` gave the handler, as the schema generator
+            # picks it up, else the view's.
+            schema_class = getattr(handler, "kwargs", {}).get("schema") or type(self.schema)
+            schema = schema_class()
+            schema.view, schema.method = self, method.upper()
+            described[method] = schema.get_description()
+        texts = set(described.values())
+        if len(texts) == 1:
+            return texts.pop()
+        return "\n".join(f"{method.upper()}: {text}" for method, text in described.items())
 
     def initial(self, request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)

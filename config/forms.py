@@ -67,6 +67,10 @@ class MultilineCharField(forms.CharField):
             value = newlines_normalized(value)
         return super().to_python(value)
 
+    def widget_attrs(self, widget) -> dict:
+        # Text in any script: a right-to-left one is laid out from the right as it is typed.
+        return {**super().widget_attrs(widget), "dir": "auto"}
+
 
 class StorableMultilineCharField(MultilineCharField, StorableCharField):
     """A textarea's text with its line breaks as ``\\n``, refused as ``StorableCharField``

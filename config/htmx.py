@@ -57,7 +57,15 @@ def tell_queued(request: HttpRequest, publication, *, what: str, queued: str) ->
     the words ``queued``; or, where its job's message could not be published (the broker
     unreachable: the job is saved and published again later), say that instead, as a warning.
     ``publication``: the ``Publication`` its create service returned."""
+    if not tell_unpublished(request, publication, what=what):
+        messages.success(request, queued)
+
+
+def tell_unpublished(request: HttpRequest, publication, *, what: str) -> bool:
+    """Warn on the next page that the background work ``what`` was saved but its job's message
+    could not be published (it is published again later); whether it warned. For a page that
+    says itself, in the part it polls, that its work is queued: a message that it is queued
+    would stay on the page after the work ran."""
     if publication.failed:
         messages.warning(request, publication.unreachable_note(what))
-    else:
-        messages.success(request, queued)
+    return publication.failed

@@ -11,7 +11,9 @@ Bodies are compared as the JSON the API's parser reads (``request.data``; the AP
 other body), by a hash of it written one way: a client that serialises the same JSON again for
 its retry (another key order, other spaces or escapes) sends the same request. A body the
 parser refuses is answered so before the key's row is looked up. Keys stored while bodies were
-compared byte for byte hold a hash of the bytes, and still answer a retry of those bytes.
+compared byte for byte hold a hash of the bytes, and still answer a retry of those bytes (a
+browser session's body is read by its CSRF check before the view: its keys are compared as JSON
+only).
 Keys are kept ``IDEMPOTENCY_KEY_TTL_SECONDS``; ``accounts.tasks.delete_expired_idempotency_keys``
 deletes older ones. The schema documents the header on each such operation
 (``config.api_schema``).
@@ -63,15 +65,13 @@ def idempotent(handler):
         try:
             body = request.body
         except RawPostDataException:
-            # A form or file body, read by the CSRF check: the API takes JSON only.
-            return _error(
-                status.HTTP_400_BAD_REQUEST,
-                f"A request with an {IDEMPOTENCY_HEADER} sends a JSON body, or none.",
-            )
+            # The session's CSRF check read the body before the view (through the API's parser,
+            # or as a form): its bytes are gone, what the parser read (or refuses) is there.
+            body = None
         # The body as the view reads it, through the API's parser (which refuses a repeated key
-        # or a body nested too deep): the retry of the same JSON written otherwise (another key
-        # order, other spaces) is the same request. A body it refuses is answered so here, as
-        # the view would have.
+        # or a body nested too deep, or a form): the retry of the same JSON written otherwise
+        # (another key order, other spaces) is the same request. A body it refuses is answered
+        # so here, as the view would have.
         data = request.data
         first: list[Response] = []
 

@@ -29,8 +29,12 @@ from prometheus_client.registry import Collector
 
 from config.broker import BrokerUnavailable, queue_depths
 from config.celery import Queue
-from ranking.models import Ranking
-from ranking.rank.selectors import ranking_pool_count, ranking_pool_target
+from ranking.models import Ranking, RankingTask
+from ranking.rank.selectors import (
+    ranking_pool_count,
+    ranking_pool_target,
+    ranking_queue_summary,
+)
 from sampler.jobs.selectors import jobs_count_by_kind
 from sampler.jobs.selectors import queue_depths as jobs_waiting_by_queue
 from sampler.models import GenerationJob
@@ -137,6 +141,7 @@ class TandemCollector(Collector):
             GaugeMetricFamily("tandem_database_up", ""),
             GaugeMetricFamily("tandem_jobs", "", labels=["kind", "status"]),
             GaugeMetricFamily("tandem_jobs_waiting", "", labels=["queue"]),
+            GaugeMetricFamily("tandem_ranking_tasks", "", labels=["status"]),
             GaugeMetricFamily("tandem_ranking_pool_tasks", "", labels=["status"]),
             GaugeMetricFamily("tandem_ranking_pool_target_tasks", ""),
             GaugeMetricFamily("tandem_rankings_last_hour", ""),
@@ -190,6 +195,14 @@ class TandemCollector(Collector):
             waiting.add_metric([queue.value], depths.get(queue.value, 0))
         yield waiting
 
+        tasks = GaugeMetricFamily(
+            "tandem_ranking_tasks",
+            "Ranking tasks by state, every project's, gold copies included.",
+            labels=["status"],
+        )
+        for status, rows in ranking_queue_summary(tasks=RankingTask.objects.all()).items():
+            tasks.add_metric([status], rows)
+        yield tasks
         pool = GaugeMetricFamily(
             "tandem_ranking_pool_tasks",
             "Open ranking tasks: ready for trainers or being prepared.",

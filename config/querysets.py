@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -149,6 +149,21 @@ def transaction_lock(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+
+
+def saved_row_locked(instance: Model, field: str = "pk") -> object:
+    """``field`` of ``instance``'s row as saved, the row locked until the transaction ends (a
+    change or a delete of it under way is waited for). Its model's DoesNotExist when the row is
+    gone, deleted since the caller read it: a save that goes on would fail to write it (a
+    server error) or make it again."""
+    model = type(instance)
+    saved = model._default_manager.select_for_update().filter(pk=instance.pk)
+    value = saved.values_list(field, flat=True).first()
+    if value is None:
+        raise model.DoesNotExist(
+            f"No {model._meta.verbose_name} with id {instance.pk}: it was deleted."
+        )
+    return value
 
 
 def saved_or_refused(save: Callable[[], object], clashes: Callable[[], dict[str, str]]) -> None:

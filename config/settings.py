@@ -106,6 +106,8 @@ MIDDLEWARE = [
     "config.middleware.CommonExceptApiSlashMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Text that is not UTF-8 in a query or a form: a 400 in words, not stored as U+FFFD.
+    "config.middleware.TextEncodingMiddleware",
     "config.middleware.LoginRequiredExceptApiMiddleware",
     # A page address visited with a method it does not take: a page saying so, not an empty 405.
     "config.middleware.PageMethodNotAllowedMiddleware",
@@ -132,7 +134,7 @@ TEMPLATES = [
                 "accounts.context_processors.roles",
                 "sampler.moderation.context_processors.content_filter",
             ],
-            "builtins": ["template_partials.templatetags.partials"],
+            "builtins": ["template_partials.templatetags.partials", "config.template_filters"],
         },
     },
 ]
@@ -175,6 +177,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# Dates and times on pages: one style (config/formats/en/formats.py).
+FORMAT_MODULE_PATH = "config.formats"
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))

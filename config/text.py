@@ -96,3 +96,16 @@ def rows_as_one_line(rows, field: str, *, empty: str = "") -> None:
         setattr(row, field, as_one_line(getattr(row, field)) or empty)
         changed.append(row)
     rows.model.objects.bulk_update(changed, [field], batch_size=500)
+
+
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``number`` and ``noun`` as a message says them: "1 record", "2 records", "0 records"
+    (``plural``: where adding an s would not make it: "1 ranking without a prompt")."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+def deleted_meanwhile(what: str, name: str = "") -> str:
+    """What a save of a row another admin deleted while its page was open is answered (the
+    admin's pages, a project's own page): ``what`` the row is ("project"), ``name`` its name."""
+    row = f"The {what} “{name}”" if name else f"This {what}"
+    return f"{row} was deleted while this page was open; nothing of this save was kept."

@@ -24,12 +24,32 @@ PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null; wait 2>/dev/null' EXIT
 trap 'exit 130' INT TERM
 
+# Stops the worker within about 10 s, a long job running or not: TERM (Celery's warm shutdown:
+# it takes no new task and lets a short one finish), QUIT after 5 s (its cold shutdown: the job
+# it runs is stopped and goes back to its queue, its attempt not counted, for the next start; a
+# training run resumes from its last checkpoint), KILL after 5 s more (the job it ran is queued
+# again at the next start, as a dead worker's is). Its own processes (its pool, the default
+# worker's scheduler), which it stops itself unless it dies first, are killed once it is gone.
+stop_worker() {
+  local pid=$1 signal tick own=()
+  for signal in TERM QUIT KILL; do
+    own+=($(pgrep -P "$pid" || true))
+    kill -"$signal" "$pid" 2>/dev/null || break
+    for ((tick = 0; tick < 50; tick++)); do
+      kill -0 "$pid" 2>/dev/null || break 2
+      sleep 0.1
+    done
+  done
+  [ ${#own[@]} -eq 0 ] || kill -KILL "${own[@]}" 2>/dev/null || true
+}
+
 # Runs a command again whenever it exits (a worker that dies is back 2 s later), appending its
-# output to a log that it keeps across restarts and runs. A TERM stops the command and the loop.
+# output to a log that it keeps across restarts and runs. A TERM stops the command (stop_worker)
+# and the loop.
 supervise() {
   local log=$1 child="" status
   shift
-  trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait 2>/dev/null; exit 0' TERM
+  trap '[ -n "$child" ] && stop_worker "$child"; wait 2>/dev/null; exit 0' TERM
   echo "--- $(date -u +%FT%TZ) make run starts this worker" >> "$log"
   while :; do
     "$@" >> "$log" 2>&1 &

@@ -32,6 +32,7 @@ from celery.utils.nodenames import host_format
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -167,6 +168,36 @@ def racing(thread: threading.Thread, *, what: str) -> Iterator[Race]:
         race.waited = thread.is_alive()
     thread.join(WAIT_SECONDS)
     assert not thread.is_alive(), f"{what} did not end"
+
+
+@contextmanager
+def racing_then_freeing(
+    saver: threading.Thread, rows: QuerySet, changed: dict, outcome: dict
+) -> Iterator[None]:
+    """The block runs in a transaction and takes its locks (a save under way, not committed);
+    then ``saver`` starts and waits for it; then a third session, queued behind both, locks
+    the table of ``rows`` (every read of it waits) and, once it has it (the moment ``saver``'s
+    first try is refused), updates ``rows`` with ``changed`` and commits ("freed": None in
+    ``outcome``). ``saver``'s answer to its refusal reads the table only after that."""
+
+    def free() -> None:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                table = connection.ops.quote_name(rows.model._meta.db_table)
+                cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            rows.update(**changed)
+
+    freer = recording_thread(free, outcome, "freed")
+    with transaction.atomic():
+        yield
+        saver.start()
+        wait_for_lock_or_end(saver, what="the second save")
+        freer.start()
+        wait_for_lock_or_end(freer, what="the third session", sessions=2)
+        assert saver.is_alive() and freer.is_alive(), outcome
+    for thread in (saver, freer):
+        thread.join(WAIT_SECONDS)
+        assert not thread.is_alive()
 
 
 def celery_worker_idle() -> bool:
@@ -329,6 +360,13 @@ def project_admin_fields(
     for index, (version, weight) in enumerate(policies):
         data |= {f"policies-{index}-model_version": version.pk, f"policies-{index}-weight": weight}
     return data
+
+
+def logged_in_client(user) -> Client:
+    """A test client of its own, logged in as ``user`` (one per racing admin)."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def free_port() -> int:

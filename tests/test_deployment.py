@@ -55,6 +55,14 @@ def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies():
             assert condition == {"condition": "service_healthy"}, (name, dependency)
 
 
+def test_a_stopped_worker_hands_its_job_back_rather_than_waiting_to_be_killed():
+    workers = [name for name, service in SERVICES.items() if "worker" in _command(service)]
+    assert {f"worker-{group}" for group in WORKER_GROUPS} | {"worker-gpu"} <= set(workers)
+    for name in workers:
+        assert SERVICES[name]["stop_signal"] == "SIGQUIT", name
+        assert SERVICES[name]["stop_grace_period"] == "30s", name
+
+
 def test_one_cpu_worker_per_worker_group_consumes_exactly_its_queues():
     for group, queues in WORKER_GROUPS.items():
         service = SERVICES[f"worker-{group}"]

@@ -1,6 +1,7 @@
 """README.md and docs/ARCHITECTURE.md name modules, functions and files: each one exists."""
 
 import importlib
+import json
 import re
 from pathlib import Path
 
@@ -52,3 +53,29 @@ def test_every_module_and_file_the_docs_name_exists(document):
     assert names and paths
     assert sorted(name for name in names if not dotted_exists(name)) == []
     assert sorted(path for path in paths if not (ROOT / path).exists()) == []
+
+
+def test_the_readmes_turn_appending_example_names_its_side(trainer_client, conversation):
+    """A turn's side follows from the turns before it; README's example of appending one
+    names it (``role``), so sent where the other side is next it is refused, not stored on
+    that side."""
+    examples = re.findall(
+        r"-d '(\{[^']*\})'[^`]*?/api/conversations/\d+/messages/", (ROOT / "README.md").read_text()
+    )
+    assert examples
+    first_turn = trainer_client.post(
+        f"/api/conversations/{conversation.pk}/messages/",
+        json.dumps({"role": "user", "content": "Hello"}),
+        content_type="application/json",
+    )
+    assert first_turn.status_code == 201
+    for body in examples:
+        assert json.loads(body)["role"] == "user"
+        response = trainer_client.post(
+            f"/api/conversations/{conversation.pk}/messages/",
+            body,
+            content_type="application/json",
+        )
+        assert response.status_code == 400
+        assert response.json() == {"role": ["The next turn is the assistant's (turns alternate)."]}
+    assert conversation.messages.count() == 1

@@ -160,7 +160,7 @@ class ConversationAdmin(admin.ModelAdmin):
                         "file", f"Reading the file failed part way: {error}. Nothing was imported."
                     )
                     report = ImportReport()
-                except ValidationError as error:  # a closed default project: nothing imported
+                except ValidationError as error:  # a closed project: nothing imported
                     form.add_error(None, error)
                     report = ImportReport()
                 if report.ok and not form.errors:

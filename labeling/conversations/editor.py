@@ -29,13 +29,16 @@ def editor_context(
     *,
     composer_text: str | None = None,
     composer_sample_id: int | None = None,
+    composer_role: str | None = None,
     errors: list[str] | None = None,
     edit_errors: dict[int, list[str]] | None = None,
     edit_texts: dict[int, str] | None = None,
     unsent_kept: bool | None = None,
 ) -> dict:
     """What the editor page shows. ``unsent_kept``: a turn could not be sent because the
-    conversation is no longer open (None: no such turn); whether it was kept as a draft."""
+    conversation is no longer open (None: no such turn); whether it was kept as a draft.
+    ``composer_role``: the side a refused turn was written as (it stays that side's until the
+    trainer chooses to send it as the next turn's)."""
     draft = selectors.draft_get(conversation=conversation, author=request.user)
     saved_composer = draft.content if draft else ""
     if composer_text is None:
@@ -84,6 +87,7 @@ def editor_context(
         "conversation": conversation,
         "turns": turns,
         "next_role": next_role,
+        "written_role": composer_role if composer_role and composer_role != next_role else None,
         "editable": editable,
         "composer_text": composer_text,
         # A refused turn sent back into the box that is not its saved draft.

@@ -34,7 +34,10 @@ class ConversationFilterForm(PageForm):
 class ConversationCreateForm(forms.Form):
     # Refused as the API refuses it: NUL and the like, and a second line.
     title = StorableCharField(
-        max_length=MAX_TITLE_CHARS, required=False, validators=[validate_one_line]
+        max_length=MAX_TITLE_CHARS,
+        required=False,
+        validators=[validate_one_line],
+        widget=forms.TextInput(attrs={"dir": "auto"}),
     )
     instructions = MultilineCharField(
         max_length=MAX_INSTRUCTIONS_CHARS,

@@ -34,7 +34,7 @@ from functools import cached_property
 from typing import IO
 
 from config.parsers import object_without_repeated_keys
-from config.text import as_one_line, one_line_problem
+from config.text import as_one_line, counted, one_line_problem
 from labeling.conversations.models import (
     MAX_CONTENT_CHARS,
     MAX_PATH_MESSAGES,
@@ -83,14 +83,10 @@ class ImportReport:
         return not self.errors
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
-
-
 def import_summary(report: ImportReport, *, dry_run: bool = False) -> str:
     """One sentence for the person who imported a valid file: what was (or, in a dry run,
     would be) imported, and how many lines were (would be) skipped as already imported."""
-    conversations = _count(report.created, "conversation")
+    conversations = counted(report.created, "conversation")
     if dry_run:
         summary = f"Dry run: {conversations} would be imported"
     else:

@@ -1,5 +1,6 @@
 """Markdown for chat turns. Model and trainer text is untrusted: render, then sanitise."""
 
+import re
 import threading
 
 import markdown as markdown_lib
@@ -12,6 +13,10 @@ ALLOWED_TAGS = {
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}}
 
+# A link as the sanitiser writes it: attributes double-quoted (a quote inside one is "&quot;"),
+# links never nested.
+_LINK = re.compile(r"<a((?:\s[\w-]+=\"[^\"]*\")*)>(.*?)</a>", re.DOTALL)
+_HREF = re.compile(r"\shref=\"")
 
 _local = threading.local()
 
@@ -41,10 +46,13 @@ def render_markdown(text: str) -> str:
     """Markdown to HTML that cannot run script, load resources or break out of its element."""
     html = _converter().convert(text)
     # Second line of defence: an allow-list, whatever the Markdown extensions emit.
-    return nh3.clean(
+    html = nh3.clean(
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="nofollow noopener noreferrer",
     )
+    # A link whose address the sanitiser dropped (javascript:, data:, ...) leads nowhere: its
+    # text is shown as plain text, not as something that looks clickable.
+    return _LINK.sub(lambda link: link[0] if _HREF.search(link[1]) else link[2], html)

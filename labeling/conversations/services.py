@@ -108,18 +108,25 @@ def project_closed_message(slug: str) -> str:
     return f"No active project '{slug}' is open to you."
 
 
-def _project_id_unless_closed_default(*, project_id: int | None) -> int:
+def _project_id_unless_closed(*, project_id: int | None) -> int:
     """``project_id`` (None: the default project's id); a ValidationError on ``project``, in
-    the words for a closed project named by its slug, when that is the default project and it
-    is not active (paused, done: it takes no new work). Another project's id makes nothing
-    (the default project is made on first use: a project named is no use of it)."""
+    the words for a closed project named by its slug, when that project takes no new work:
+    paused or done, and the default project whenever it is not active. A draft project takes
+    work (conversations brought in before it opens). None makes nothing else (the default
+    project is made on first use: a project named is no use of it)."""
     if project_id is None:
         project_id = project_default_id()
-    closed_default = Project.objects.filter(pk=project_id, slug=DEFAULT_PROJECT_SLUG).exclude(
-        status=Project.Status.ACTIVE
+    closed = (
+        Project.objects.filter(pk=project_id)
+        .filter(
+            Q(status__in=[Project.Status.PAUSED, Project.Status.DONE])
+            | (Q(slug=DEFAULT_PROJECT_SLUG) & ~Q(status=Project.Status.ACTIVE))
+        )
+        .values_list("slug", flat=True)
+        .first()
     )
-    if closed_default.exists():
-        raise ValidationError({"project": project_closed_message(DEFAULT_PROJECT_SLUG)})
+    if closed is not None:
+        raise ValidationError({"project": project_closed_message(closed)})
     return project_id
 
 
@@ -138,7 +145,7 @@ def conversation_create(
         if problem := text_problem(text):
             raise ValidationError({field: problem})
     if project_id is None:
-        project_id = _project_id_unless_closed_default(project_id=None)
+        project_id = _project_id_unless_closed(project_id=None)
     conversation = Conversation(
         owner=owner,
         title=title.strip(),
@@ -610,12 +617,13 @@ def conversations_import(
     With ``dry_run`` every line is checked, and counted in ``created`` or ``skipped`` as it
     would be now, but nothing is saved.
     A ``title_prefix`` that is not one line (it starts every title) is a ValidationError
-    naming it, before any line is read; so is the default project (``project_id`` None, or
-    its id) while it is not active, as ``conversation_create`` refuses it (a dry run too).
+    naming it, before any line is read; so is the project (``project_id``; None: the default
+    project) while it is not active, in the words ``conversation_create`` refuses a closed
+    default project with (a dry run too).
     """
     if problem := one_line_problem(title_prefix):
         raise ValidationError({"title_prefix": problem})
-    project_id = _project_id_unless_closed_default(project_id=project_id)
+    project_id = _project_id_unless_closed(project_id=project_id)
     report = ImportReport()
     valid: list[tuple[int, ParsedConversation]] = []
     for line_number, parsed in parsed_lines(lines, title_prefix=title_prefix):

@@ -148,6 +148,9 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
             status=422,
             composer_text=content,
             composer_sample_id=sample_id,
+            # Written for the side whose turn it no longer is (another tab sent a turn): it
+            # is not sent as the other side's unless the trainer says so.
+            composer_role=request.POST.get("role") or None,
             errors=validation_messages(error),
             unsent_kept=kept,
         )

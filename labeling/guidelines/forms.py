@@ -13,4 +13,5 @@ class GuidelineForm(forms.Form):
         required=False,
         max_length=MAX_CHANGE_NOTE_CHARS,
         help_text="What changed, in a sentence (shown to trainers).",
+        widget=forms.TextInput(attrs={"dir": "auto"}),
     )

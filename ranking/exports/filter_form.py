@@ -17,23 +17,49 @@ class ExportFilterForm(forms.Form):
     """Dates, policies, agreement, flags, trainers and projects: the filters every database
     read of rankings takes. ``filter_values`` turns them into ``ExportFilters`` arguments."""
 
-    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    model_versions = ModelMultipleChoiceField(
-        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY), required=False
+    # Labelled as the filters' template (``_filter_fields.html``) shows them.
+    date_from = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        label="From",
+        help_text="Rankings and conversations from this day on.",
     )
-    min_agreement = forms.FloatField(required=False, min_value=0, max_value=1)
+    date_to = forms.DateField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        label="To",
+        help_text="Up to and including this day.",
+    )
+    model_versions = ModelMultipleChoiceField(
+        queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY),
+        required=False,
+        label="Model versions",
+        help_text="Only data these policies wrote; none chosen: all.",
+    )
+    min_agreement = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        label="Minimum agreement",
+        help_text="From 0 to 1: how far a task's rankers agree.",
+    )
     exclude_flags = forms.MultipleChoiceField(
         choices=[(name, name.replace("_", " ")) for name in FLAG_NAMES],
         required=False,
         widget=forms.CheckboxSelectMultiple,
+        label="Exclude flagged as",
+        help_text="Rankings with a reply flagged so are left out.",
     )
     exclude_trainers = ModelMultipleChoiceField(
-        queryset=get_user_model().objects.order_by("username"), required=False
+        queryset=get_user_model().objects.order_by("username"),
+        required=False,
+        label="Exclude trainers",
+        help_text="Their rankings and conversations are left out.",
     )
     projects = ModelMultipleChoiceField(
         queryset=Project.objects.order_by("name"),
         required=False,
+        label="Projects",
         help_text="None chosen: every project.",
     )
 

@@ -43,6 +43,9 @@ CHUNK_SIZE = 500
 
 # The same bounds wherever a split is chosen (command line, API, pages).
 MAX_TEST_FRACTION = 0.99
+# What every page, command and API refusal calls ``test_fraction`` (the field keeps its name):
+# the training configs' label for it is the same (``sampler.training.config.SETTINGS``).
+HELD_OUT_FRACTION = "Held-out fraction"
 MAX_SPLIT_SEED = 2**32 - 1
 
 
@@ -81,7 +84,9 @@ class ExportFilters:
         if self.split not in SPLITS:
             errors["split"] = f"split must be one of {', '.join(SPLITS)}."
         if not 0.0 <= self.test_fraction <= MAX_TEST_FRACTION:
-            errors["test_fraction"] = f"test_fraction must be between 0 and {MAX_TEST_FRACTION}."
+            errors["test_fraction"] = (
+                f"{HELD_OUT_FRACTION} must be between 0 and {MAX_TEST_FRACTION}."
+            )
         if not 0 <= self.split_seed <= MAX_SPLIT_SEED:
             errors["split_seed"] = f"split_seed must be between 0 and {MAX_SPLIT_SEED}."
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
@@ -182,7 +187,7 @@ class ExportFilters:
 FILTER_DISPLAY: dict[str, tuple[str, str]] = {
     "pair_mode": ("Pairs", "—"),
     "split": ("Split", "—"),
-    "test_fraction": ("Test fraction", "—"),
+    "test_fraction": (HELD_OUT_FRACTION, "—"),
     "split_seed": ("Split seed", "—"),
     "date_from": ("From", "any"),
     "date_to": ("To", "any"),

@@ -15,7 +15,10 @@ class ExportForm(ExportFilterForm):
     )
     split = forms.ChoiceField(choices=[(s, s) for s in SPLITS], initial="all")
     test_fraction = forms.FloatField(
-        min_value=0, max_value=export_filters.MAX_TEST_FRACTION, initial=0.1
+        min_value=0,
+        max_value=export_filters.MAX_TEST_FRACTION,
+        initial=0.1,
+        label=export_filters.HELD_OUT_FRACTION,
     )
     split_seed = forms.IntegerField(min_value=0, max_value=export_filters.MAX_SPLIT_SEED, initial=0)
     # Ticked by default; the page's boxes post "on" (what a browser sends for a box drawn

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 
+from config.text import counted
 from ranking.projects.models import project_key
 from sampler.jobs.models import Job, job_indexes, progress_fraction
 
@@ -8,17 +9,25 @@ from sampler.jobs.models import Job, job_indexes, progress_fraction
 # and how the export list says so.
 SKIPPED_RANKINGS_WITHOUT_PROMPT = "rankings_without_prompt"
 SKIPPED_ATTACKS_WITHOUT_PROMPT = "red_team_attacks_without_prompt"
+# Each reason in words, for one and for more.
 SKIP_REASONS = {
-    SKIPPED_RANKINGS_WITHOUT_PROMPT: "rankings without a prompt (their task's generation job "
-    "was deleted)",
-    SKIPPED_ATTACKS_WITHOUT_PROMPT: "red-team attacks without a prompt",
+    SKIPPED_RANKINGS_WITHOUT_PROMPT: (
+        "ranking without a prompt (its task's generation job was deleted)",
+        "rankings without a prompt (their task's generation job was deleted)",
+    ),
+    SKIPPED_ATTACKS_WITHOUT_PROMPT: (
+        "red-team attack without a prompt",
+        "red-team attacks without a prompt",
+    ),
 }
 
 
 def skipped_summary(skipped: dict[str, int]) -> str:
-    """``skipped`` (reason -> how many) in words: "2 rankings without a prompt (...)"."""
+    """``skipped`` (reason -> how many) in words: "2 rankings without a prompt (...)", "1
+    ranking without a prompt (...)"."""
     return "; ".join(
-        f"{count} {SKIP_REASONS.get(reason, reason)}" for reason, count in sorted(skipped.items())
+        counted(count, *SKIP_REASONS.get(reason, (reason, reason)))
+        for reason, count in sorted(skipped.items())
     )
 
 

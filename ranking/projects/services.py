@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Value
 from django.db.models.functions import Lower
 
-from config.querysets import saved_or_refused
+from config.querysets import saved_or_refused, saved_row_locked
 from ranking.projects.limits import (
     MAX_ALTERNATIVES,
     MAX_CANDIDATE_FACTOR,
@@ -212,13 +212,18 @@ def _check(
         raise ValidationError(errors)
 
 
+@transaction.atomic
 def project_save(*, project: Project, fields: list[str] | None = None) -> Project:
     """Save ``project`` as a caller that checked it left it (the services' ``_check``, the
     admin's form): only ``fields`` when given (the admin's form's: the row was read at the start
     of the request, and writing all of it back would undo what a worker wrote meanwhile, a
     pool fill's ``pool_error``). A name or slug that another save took since the check (two
     admins at once: the check saw it free, the table not) is that field's ValidationError, as
-    the check words it (``project_clash_errors``), and nothing is saved (``saved_or_refused``)."""
+    the check words it (``project_clash_errors``), and nothing is saved (``saved_or_refused``).
+    A saved project deleted since it was read is Project.DoesNotExist, nothing saved (nor the
+    project made again)."""
+    if project.pk is not None:
+        saved_row_locked(project)
     saved_or_refused(
         lambda: project.save(update_fields=fields),
         lambda: project_clash_errors(name=project.name, slug=project.slug, pk=project.pk),

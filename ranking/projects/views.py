@@ -8,6 +8,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.roles import staff_required, trainer_required
 from config.htmx import validation_messages
+from config.text import deleted_meanwhile
 from ranking.gold.selectors import (
     gold_tasks,
     qualifications_of_project,
@@ -101,6 +102,7 @@ def project_manage(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
     project = get_object_or_404(Project, slug__iexact=slug)
+    shown_name = project.name  # the form's check sets what was posted on ``project``
     form = ProjectForm(
         request.POST or None,
         instance=project,
@@ -116,6 +118,11 @@ def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
             )
         except ValidationError as error:
             errors = validation_messages(error)
+        except Project.DoesNotExist:
+            # Another admin deleted it while this page was open (the save waited for the delete
+            # and found the row gone): nothing was written, nor the project made again.
+            messages.warning(request, deleted_meanwhile("project", shown_name))
+            return redirect("ranking:project-manage")
         else:
             messages.success(request, "Project saved.")
             # Its address as saved (the slug may have been changed, and is looked up in any

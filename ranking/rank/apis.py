@@ -17,6 +17,7 @@ from config.api import (
     StrictChoiceField,
     StrictDictField,
     StrictIdField,
+    StrictIntegerField,
     no_body_fields,
     query_names_checked,
     validated_input,
@@ -40,8 +41,10 @@ from ranking.rank.selectors import (
 # is refused with the service's sentence, as the pages refuse it.
 MAX_CANDIDATES = 64
 MAX_FLAGS_PER_REPLY = 10
-# The header of a claim answered 204 that says why no task is ready.
+# The headers of a claim answered 204 that say why no task is ready: the reason, and (where
+# there is one) a sentence saying it in plain words, as the Rank page says it.
 WAITING_HEADER = "Tandem-Waiting-Reason"
+WAITING_DETAIL_HEADER = "Tandem-Waiting-Detail"
 
 
 def _candidate_id() -> StrictIdField:
@@ -140,6 +143,17 @@ class TaskClaimApi(ApiView):
                 enum=WAITING_REASONS,
                 description="Why no task is ready: the reason the Rank page shows.",
             ),
+            OpenApiParameter(
+                WAITING_DETAIL_HEADER,
+                OpenApiTypes.STR,
+                location=OpenApiParameter.HEADER,
+                response=[204],
+                description=(
+                    "With `pool_failed`: why no new task comes, in a sentence for the trainer, "
+                    "as the Rank page says it (the content filter is not running, or the last "
+                    "try failed); absent with the other reasons."
+                ),
+            ),
         ],
         responses={
             200: AssignmentOutputSerializer,
@@ -164,9 +178,10 @@ class TaskClaimApi(ApiView):
         assignment = services.task_claim_next(trainer=request.user, project=project)
         if assignment is None:
             waiting = ranking_waiting_state(trainer=request.user, project=project)
-            return Response(
-                status=status.HTTP_204_NO_CONTENT, headers={WAITING_HEADER: waiting.reason}
-            )
+            headers = {WAITING_HEADER: waiting.reason}
+            if waiting.detail:
+                headers[WAITING_DETAIL_HEADER] = waiting.detail
+            return Response(status=status.HTTP_204_NO_CONTENT, headers=headers)
         return Response(AssignmentOutputSerializer(assignment_screen(assignment=assignment)).data)
 
 
@@ -216,6 +231,19 @@ class RankingSubmitApi(ApiView):
             max_length=services.MAX_RATIONALE_CHARS,
             error_messages={"max_length": services.RATIONALE_TOO_LONG},
         )
+        first_placement_ms = StrictIntegerField(
+            required=False,
+            allow_null=True,
+            default=None,
+            min_value=0,
+            max_value=services.MAX_DURATION_MS,
+            error_messages={
+                "min_value": services.FIRST_PLACEMENT_OUT_OF_RANGE,
+                "max_value": services.FIRST_PLACEMENT_OUT_OF_RANGE,
+            },
+            help_text="Milliseconds from the task being shown to the first reply being placed, "
+            "as the ranking page measures it (optional; at most the ranking's duration).",
+        )
 
         class Meta:
             ref_name = "RankingSubmitInput"
@@ -256,6 +284,7 @@ class RankingSubmitApi(ApiView):
         started_at = serializers.DateTimeField()
         submitted_at = serializers.DateTimeField()
         duration_ms = serializers.IntegerField()
+        first_placement_ms = serializers.IntegerField(allow_null=True)
 
         class Meta:
             ref_name = "RankingOutput"
@@ -290,6 +319,7 @@ class RankingSubmitApi(ApiView):
                     flag_notes=data["flag_notes"],
                     rationale=data["rationale"],
                     verdict=data["verdict"],
+                    first_placement_ms=data["first_placement_ms"],
                 ),
             )
         except (RemovedByUndo, services.RankingConflict) as conflict:

@@ -132,6 +132,22 @@ def qualification_waits(
     return waits, bool(projects) and len(waits) == len(projects)
 
 
+# Why no task is prepared while the content filter cannot run (its reason follows), as the
+# pool fill records it on each project (``Project.pool_error``, for admins).
+FILTER_DOWN_HOLDS_FILL = (
+    "The content filter cannot run, and CONTENT_FILTER_BLOCK_RANKING keeps replies it has not "
+    "judged out of ranking tasks, so none is prepared until it runs again: "
+)
+# Why no new task comes, as a trainer is told it (the Rank page, the claim API's
+# ``Tandem-Waiting-Detail``): plain words, none of an admin's details, one line of ASCII.
+POOL_HELD_FOR_FILTER = (
+    "The content filter that checks the model's replies is not running, and replies it has "
+    "not checked are kept out of ranking: new tasks are prepared as soon as it runs again."
+)
+POOL_FILL_FAILED = (
+    "The last try failed. Admins see why on the project's page; tell one if this lasts."
+)
+
 # Every reason ``ranking_waiting_state`` gives, in the order it checks them.
 WAITING_REASONS = (
     "qualification",
@@ -155,7 +171,8 @@ class WaitingState:
     # every project in scope requires a qualification the trainer has not passed
     # (``qualification`` lists those that do, whatever the reason); "pool_failed": nothing
     # is being prepared and the last pool fill of a project in scope failed (``pool_failed``
-    # names them; why, ``Project.pool_error``, is for admins, on the project's page).
+    # names them; why, ``Project.pool_error``, is for admins, on the project's page, and
+    # ``detail`` says it in a trainer's words).
     reason: str
     ready: int
     preparing: int
@@ -164,6 +181,7 @@ class WaitingState:
     pool_target: int
     qualification: tuple[QualificationWait, ...] = ()
     pool_failed: tuple[str, ...] = ()
+    detail: str = ""
 
     @property
     def progress_percent(self) -> int:
@@ -259,6 +277,7 @@ def ranking_waiting_state(
         .count()
     )
     pool_failed: tuple[str, ...] = ()
+    detail = ""
     if all_waiting:
         reason = "qualification"
     elif summary["preparing"]:
@@ -267,15 +286,19 @@ def ranking_waiting_state(
             and workers_live_by_queue().get(Queue.GENERATION.value, 0) == 0
         )
         reason = "workers_offline" if offline else "refilling"
-    elif pool_failed := tuple(
+    elif failing := list(
         (Project.objects.filter(pk=project.pk) if project is not None else projects)
         .exclude(pool_error="")
         .order_by("name")
-        .values_list("name", flat=True)
+        .values_list("name", "pool_error")
     ):
         # Nothing on the way, and the fills that would make it fail: no new task comes until
-        # an admin sees to it, whatever else the trainer could be told.
+        # an admin sees to it (or the content filter runs again), whatever else the trainer
+        # could be told.
         reason = "pool_failed"
+        pool_failed = tuple(name for name, _ in failing)
+        held = all(error.startswith(FILTER_DOWN_HOLDS_FILL) for _, error in failing)
+        detail = POOL_HELD_FOR_FILTER if held else POOL_FILL_FAILED
     elif open_for_others:
         reason = "ranked_everything"
     elif (
@@ -295,15 +318,14 @@ def ranking_waiting_state(
         pool_target=ranking_pool_target(project=project),
         qualification=tuple(waits),
         pool_failed=pool_failed,
+        detail=detail,
     )
 
 
 def ranking_queue_summary(*, tasks: QuerySet[RankingTask]) -> dict[str, int]:
-    """How many of ``tasks`` are ready, being prepared and complete."""
+    """How many of ``tasks`` are in each status (every status, 0 included), in one query."""
     counts = tasks.aggregate(
-        ready=Count("id", filter=Q(status=RankingTask.Status.READY)),
-        preparing=Count("id", filter=Q(status=RankingTask.Status.PREPARING)),
-        complete=Count("id", filter=Q(status=RankingTask.Status.COMPLETE)),
+        **{status: Count("id", filter=Q(status=status)) for status in RankingTask.Status.values}
     )
     return {key: value or 0 for key, value in counts.items()}
 

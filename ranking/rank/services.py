@@ -40,6 +40,7 @@ from ranking.projects.selectors import (
 from ranking.projects.services import project_lock
 from ranking.rank.models import Assignment, Candidate, Ranking, RankingTask, UndoRemoval
 from ranking.rank.selectors import (
+    FILTER_DOWN_HOLDS_FILL,
     GIVEN_BACK,
     TAKEN_BACK,
     project_ids_with_regular_tasks,
@@ -60,8 +61,12 @@ from sampler.generation.services import generation_job_create, generation_job_ex
 from sampler.jobs.kinds import JobContext
 from sampler.jobs.models import job_error_explained
 from sampler.jobs.services import job_enqueue, job_run_inline
-from sampler.moderation.selectors import content_filter_down_reason
-from sampler.moderation.services import samples_flagged_ids, text_flagged
+from sampler.moderation.services import (
+    ContentFilterUnavailable,
+    content_filter_ready,
+    samples_flagged_ids,
+    text_flagged,
+)
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 
@@ -80,6 +85,9 @@ SKIP_REASON_TOO_LONG = f"The reason is limited to {MAX_SKIP_REASON_CHARS} charac
 # The most milliseconds an integer column holds (24.8 days): a ranking sent later than that
 # after its claim (a late submit on a lease that ran out) is stored as taking this long.
 MAX_DURATION_MS = 2**31 - 1
+FIRST_PLACEMENT_OUT_OF_RANGE = (
+    f"The time to the first placement is out of range (0 to {MAX_DURATION_MS} milliseconds)."
+)
 # How many failed preparations a source message gets before it is given up: a failure the
 # message had no part in (a model server down, a cancelled job) gives it back for another task,
 # but one that comes back every time must not make a task of it at every pool fill.
@@ -388,21 +396,20 @@ def ranking_pool_fill(
     how many were made. A project that selects by uncertainty prepares ``candidate_factor``
     times as many, held back, and offers those its reward models disagree on most
     (``ranking.selection``). While the content filter cannot run and
-    ``CONTENT_FILTER_BLOCK_RANKING`` is on, no project's pool is filled: every task prepared
+    ``CONTENT_FILTER_BLOCK_RANKING`` is on, no task is prepared (the held-back tasks prepared
+    before are still selected from and offered): every task prepared
     would fail for it (``UNJUDGED_KEPT_OUT``), its sampling wasted, so each project says why
-    instead (``FILTER_DOWN_HOLDS_FILL``) until a fill after the filter runs again."""
+    instead (``FILTER_DOWN_HOLDS_FILL``) until a fill finds the filter runs again (each fill
+    asks it: ``_fill_held_for_filter``)."""
     ranking_tasks_release_orphans()
     projects = [project] if project is not None else list(projects_active())
     held = _fill_held_for_filter()
     created = 0
     for each in projects:
-        if held:
-            _pool_error_record(project_id=each.pk, reason=held)
-            continue
         # Not one transaction: the uncertainty scores and the tasks made before a failure are
         # kept (each is written on its own), and no model runs inside an open transaction.
         try:
-            created += _pool_fill_project(each, target=target, rng=rng)
+            created += _pool_fill_project(each, target=target, rng=rng, prepare=not held)
         except Exception as error:
             reason = (
                 "; ".join(error.messages)
@@ -416,26 +423,27 @@ def ranking_pool_fill(
             logger.exception("Filling the pool of project %s failed", each.slug)
         else:
             # The tasks it queued are not prepared yet: the last preparation still tells.
-            _pool_error_record(project_id=each.pk, reason=_last_preparation_failure(each))
+            _pool_error_record(project_id=each.pk, reason=held or _last_preparation_failure(each))
     return created
 
 
 MAX_POOL_ERROR_CHARS = 2000
-# Why no pool is filled while the content filter cannot run (its reason follows).
-FILTER_DOWN_HOLDS_FILL = (
-    "The content filter cannot run, and CONTENT_FILTER_BLOCK_RANKING keeps replies it has not "
-    "judged out of ranking tasks, so none is prepared until it runs again: "
-)
 
 
 def _fill_held_for_filter() -> str:
-    """Why pools are not filled now, as a project's page says it; empty: they are. The record
-    of the filter's problem is deleted once a worker finds it runs (the periodic sweep tries
-    it each minute), so the fills resume by themselves."""
+    """Why pools are not filled now, as a project's page says it; empty: they are. The fill
+    asks the filter itself, once (``content_filter_ready``: built and loaded as the worker
+    that filters loads it, once a process; one read of its record and no write while it
+    runs), so the first fill after it stopped running holds off, recording why, and the first
+    after it runs again resumes, deleting the record, without waiting for another worker to
+    meet it."""
     if not settings.CONTENT_FILTER_BLOCK_RANKING:
         return ""
-    reason = content_filter_down_reason()
-    return FILTER_DOWN_HOLDS_FILL + reason if reason else ""
+    try:
+        content_filter_ready()
+    except ContentFilterUnavailable as unavailable:
+        return FILTER_DOWN_HOLDS_FILL + str(unavailable)
+    return ""
 
 
 def _pool_error_record(*, project_id: int, reason: str) -> None:
@@ -466,6 +474,10 @@ def _last_preparation_failure(project: Project) -> str:
         RankingTask.objects.filter(
             project=project,
             gold_of__isnull=True,
+            # Every preparation is a ranking job: said, so that the read walks the index of
+            # finished ranking jobs newest first (``genjob_ranking_finished``) and stops at the
+            # project's first, rather than sorting every task the project ever made.
+            generation_job__purpose=GenerationJob.Purpose.RANKING,
             generation_job__status__in=[
                 GenerationJob.Status.FAILED,
                 GenerationJob.Status.SUCCEEDED,
@@ -480,14 +492,21 @@ def _last_preparation_failure(project: Project) -> str:
     return _preparation_failure(last.generation_job)
 
 
-def _pool_fill_project(each: Project, *, target: int | None, rng: random.Random | None) -> int:
-    """Tasks made for one project toward its pool (see ``ranking_pool_fill``)."""
+def _pool_fill_project(
+    each: Project, *, target: int | None, rng: random.Random | None, prepare: bool = True
+) -> int:
+    """Tasks made for one project toward its pool (see ``ranking_pool_fill``). ``prepare``
+    False (the fill holds off for the content filter): none is made, but the tasks prepared
+    before, held back where the project selects by uncertainty, are still offered as the
+    pool wants them (their replies were judged when they were prepared)."""
     created = 0
     wanted = ranking_pool_wanted(project=each) if target is None else target
     uncertain = each.selection == Project.Selection.UNCERTAINTY
     if uncertain:
         # Offered: as many as the pool wants now (more while more trainers are ranking).
         ranking_tasks_select(project=each, rng=rng, wanted=wanted)
+    if not prepare:
+        return 0
     wanted = ranking_pool_open_wanted(project=each, wanted=wanted)
     open_tasks = ranking_pool_open_tasks(projects=[each]).count()
     for _ in range(max(0, wanted - open_tasks)):
@@ -775,7 +794,7 @@ def _validate(
     if ranking.first_placement_ms is not None and not (
         0 <= ranking.first_placement_ms <= MAX_DURATION_MS
     ):
-        errors["first_placement_ms"] = "The time to the first placement is out of range."
+        errors["first_placement_ms"] = FIRST_PLACEMENT_OUT_OF_RANGE
     if ranking.resolved_verdict == Ranking.Verdict.RANKED:
         seen = [candidate for group in ranking.ordering for candidate in group]
         if any(not group for group in ranking.ordering):

@@ -35,27 +35,6 @@ TOO_MANY_UNFINISHED = OpenApiResponse(
 )
 
 
-def _turn_order_problem(messages: list, *, role: str) -> str:
-    """Why ``messages`` cannot be continued by a ``role`` turn ("" when they can): after an
-    optional system message, turns alternate from a user turn, and the turn asked for is the
-    next one (chat templates refuse anything else, and a model would be asked to answer
-    itself)."""
-    turns = [message["role"] for message in messages]
-    if turns[:1] == ["system"]:
-        turns = turns[1:]
-    for position, turn in enumerate(turns):
-        expected = "user" if position % 2 == 0 else "assistant"
-        if turn != expected:
-            return (
-                f"Turns alternate from a user turn (after an optional first system message): "
-                f"turn {position + 1} should be the {expected}'s, not the {turn}'s."
-            )
-    expected = "user" if len(turns) % 2 == 0 else "assistant"
-    if role != expected:
-        return f"The next turn after these messages is the {expected}'s, not the {role}'s."
-    return ""
-
-
 class SampleOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     index = serializers.IntegerField()
@@ -167,7 +146,7 @@ class GenerationJobCreateApi(ApiView):
                     "Give either prefix_message_id or messages, exactly one of the two."
                 )
             if "messages" in attrs:
-                problem = _turn_order_problem(attrs["messages"], role=attrs["role"])
+                problem = services.turn_order_problem(attrs["messages"], role=attrs["role"])
                 if problem:
                     raise serializers.ValidationError({"messages": problem})
             return attrs

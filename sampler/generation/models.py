@@ -2,7 +2,7 @@ from django.db import models
 from django.db.models import Q
 
 from ranking.projects.models import project_key
-from sampler.jobs.models import Job, job_error_public, job_indexes, job_requester
+from sampler.jobs.models import Job, JobStatus, job_error_public, job_indexes, job_requester
 from sampler.registry.models import ModelVersion
 
 
@@ -38,7 +38,17 @@ class GenerationJob(Job):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "created_at"]), *job_indexes("genjob")]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            *job_indexes("genjob"),
+            # A pool fill reads each project's last finished ranking preparation (whether it
+            # failed) newest first: walked in this order, not sorted from every task it made.
+            models.Index(
+                fields=["-finished_at", "-id"],
+                condition=Q(purpose="ranking", status__in=[JobStatus.FAILED, JobStatus.SUCCEEDED]),
+                name="genjob_ranking_finished",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(n__gte=1) & Q(n__lte=64), name="job_n_in_range"),
         ]

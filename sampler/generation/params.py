@@ -57,6 +57,14 @@ def max_new_tokens_within(*, wanted: int, context_length: int | None, cap: int) 
     return max(1, min(wanted, most or 1))
 
 
+def context_too_short(context_length: int) -> str:
+    """What is wrong with a context of ``MIN_PROMPT_TOKENS`` or fewer: it holds no reply."""
+    return (
+        f"This model's {context_length}-token context is too short for any reply: a prompt "
+        f"keeps at least {MIN_PROMPT_TOKENS} tokens."
+    )
+
+
 def context_room_error(
     *, context_length: int | None, max_new_tokens: int, version_name: str = ""
 ) -> str | None:
@@ -68,9 +76,8 @@ def context_room_error(
         return None
     if context_length <= MIN_PROMPT_TOKENS:
         problem = (
-            f"This model's {context_length}-token context is too short for any reply: a prompt "
-            f"keeps at least {MIN_PROMPT_TOKENS} tokens. Correct the model version's "
-            "context_length (an admin, in the registry)."
+            f"{context_too_short(context_length)} Correct the model version's context_length "
+            "(an admin, in the registry)."
         )
     elif context_length - max_new_tokens < MIN_PROMPT_TOKENS:
         problem = (

@@ -19,10 +19,16 @@ def generation_job_get(*, job_id: int, user: AbstractBaseUser) -> GenerationJob:
     return get_object_or_404(jobs, pk=job_id)
 
 
-def generation_job_list(*, user: AbstractBaseUser, limit: int = 20) -> QuerySet[GenerationJob]:
-    jobs = GenerationJob.objects.select_related("model_version")
-    if not is_admin(user):
-        jobs = jobs.filter(requested_by=user)
+def generation_job_list(
+    *, user: AbstractBaseUser, purpose: str, limit: int = 20
+) -> QuerySet[GenerationJob]:
+    """``user``'s own newest jobs made for ``purpose`` (a ``GenerationJob.Purpose``): the
+    "Try the model" page lists what its user asked for there, not the suggestions written
+    while editing, ranking alternatives, or anyone else's jobs (an admin opens those by
+    number, ``generation_job_get``)."""
+    jobs = GenerationJob.objects.select_related("model_version").filter(
+        requested_by=user, purpose=purpose
+    )
     return jobs.order_by("-created_at")[:limit]
 
 

@@ -75,6 +75,10 @@ ROLES = {"assistant", "user"}
 # A prefix given as a list of messages (API, command line) is bounded like trainer input.
 MAX_PREFIX_MESSAGES = 200
 MAX_MESSAGE_CHARS = 20000
+NO_MESSAGES = (
+    "The list of messages is empty: give at least one (a user turn, for the assistant's reply "
+    "to answer)."
+)
 INTEGER_PARAMS = {"top_k", "max_new_tokens"}
 
 
@@ -127,14 +131,40 @@ def generation_params_validate(*, params: object) -> dict:
     return dict(params or {})
 
 
+def turn_order_problem(messages: list, *, role: str) -> str:
+    """Why ``messages`` (``{"role", ...}`` dicts) cannot be continued by a ``role`` turn (""
+    when they can): after an optional system message, turns alternate from a user turn, and
+    the turn asked for is the next one (chat templates refuse anything else, and a model would
+    be asked to answer itself). Messages are named by their number in the list, from 1, the
+    system message counted, as ``_validated_messages`` names them."""
+    if not messages and role != "user":
+        # Only a user turn can open a conversation, so only it may have an empty prefix.
+        return NO_MESSAGES
+    first_turn = 1 if messages[0]["role"] == "system" else 0
+    for position, message in enumerate(messages[first_turn:], start=first_turn):
+        expected = "user" if (position - first_turn) % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            return (
+                f"Message {position + 1} should be the {expected}'s turn, not the "
+                f"{message['role']}'s: turns alternate from a user turn, after an optional first "
+                "system message."
+            )
+    expected = "user" if (len(messages) - first_turn) % 2 == 0 else "assistant"
+    if role != expected:
+        return f"The next turn after these messages is the {expected}'s, not the {role}'s."
+    return ""
+
+
 def _validated_messages(messages: object, *, role: str) -> list[dict]:
-    # Only a user turn can open a conversation, so only it may have an empty prefix.
-    if not isinstance(messages, list) or (not messages and role != "user"):
+    if not isinstance(messages, list):
         raise ValidationError({"messages": "Give at least one message."})
+    if not messages and role != "user":
+        raise ValidationError({"messages": NO_MESSAGES})
     if len(messages) > MAX_PREFIX_MESSAGES:
         raise ValidationError({"messages": f"At most {MAX_PREFIX_MESSAGES} messages."})
     cleaned = []
-    for position, message in enumerate(messages):
+    # Numbered from 1, as a person counts them (and as ``turn_order_problem`` names them).
+    for position, message in enumerate(messages, start=1):
         if not isinstance(message, dict):
             raise ValidationError({"messages": f"Message {position} must be an object."})
         message_role, content = message.get("role"), message.get("content")

@@ -74,7 +74,9 @@ def _recent_jobs(request: HttpRequest, *, shown_id: int | None) -> dict:
     ``shown_id``: the job the page shows above the table (the one just asked for), which says
     itself that it waits for no worker; the table's note leaves out that job's queue, so the
     page says it once. The table asks for itself again with it (``?shown=``)."""
-    recent_jobs = list(generation_job_list(user=request.user, limit=10))
+    recent_jobs = list(
+        generation_job_list(user=request.user, purpose=GenerationJob.Purpose.PLAYGROUND, limit=10)
+    )
     progress = jobs_progress(jobs=recent_jobs)
     shown = next((job for job in recent_jobs if job.pk == shown_id), None)
     said_above = jobs_progress(jobs=[shown]).queues_without_worker if shown else []

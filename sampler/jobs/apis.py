@@ -95,7 +95,9 @@ def _job(kind: str, job_id: int) -> Job:
     job = model.objects.filter(pk=job_id).first()
     # Kinds that share a table (generation jobs, ranking preparation) each answer for theirs.
     if job is None or job_kind_of(job).name != kind:
-        raise Http404(f"No {kind} job {job_id}.")
+        # Worded as the kind's own API words its missing rows ("No generation job with that
+        # id.", config.api), whichever path asked.
+        raise Http404(f"No {kind.replace('_', ' ')} job with that id.")
     return job
 
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import NoReturn
 
+from billiard.common import terminate_handler_fired
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -90,8 +91,17 @@ def worker_name() -> str:
     return f"{socket.gethostname()}/{os.getpid()}"[:200]
 
 
+def worker_stopping() -> bool:
+    """Whether this process is being stopped by its worker: a Celery pool process that its
+    worker's cold shutdown (SIGQUIT, a second Ctrl+C; `make run` stopped) sent a TERM, which
+    the pool's own handler turns into a ``SystemExit`` raised wherever the job was (the job's
+    cleanup may raise something else as that unwinds: whatever is raised then, the job was
+    stopped, not failed)."""
+    return terminate_handler_fired()
+
+
 def _describe(error: BaseException) -> str:
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, KeyboardInterrupt) or worker_stopping():
         return "Interrupted; retry it to resume."
     if isinstance(error, JobError):
         return str(error)
@@ -350,7 +360,9 @@ def job_execute(
 ) -> Job | None:
     """Claim and run one job; every outcome is recorded on its row.
 
-    Cancelled: left cancelled. Transient database trouble: queued again. Any other error,
+    Cancelled: left cancelled. Transient database trouble: queued again. Stopped by its worker
+    (``worker_stopping``: its cold shutdown): handed back to its queue, its attempt not counted,
+    and the stop raised on for the process to end. Any other error,
     a time limit included: failed with the reason (``on_given_up`` then runs); ``reraise``
     raises it again afterwards (the command line reports it), and so does the option
     ``raise_refused`` for ``JobRefused`` (a job running this one inside its own). A time limit
@@ -381,6 +393,13 @@ def job_execute(
             kind.execute(context)
     except BaseException as raised:
         error = _limit_behind(raised)
+        if token is not None and worker_stopping():
+            # Stopped, not failed: back in its queue at once, its attempt not counted, for the
+            # next worker (a training run resumes from its checkpoint). A job run inside another
+            # has no queue of its own: it fails "Interrupted" below, and that one goes back.
+            _recorded_after(error, partial(job_hand_back, context))
+            logger.warning("%s job %s is back in its queue: its worker stopped", kind.name, job_id)
+            raise
         if isinstance(error, SoftTimeLimitExceeded) and token is None:
             # Run here inside another job (the command line has no time limit): the limit is
             # that job's Celery message's, so that job stops with it, as at a limit of its own.
@@ -839,4 +858,5 @@ __all__ = [
     "job_run_inline",
     "jobs_tick",
     "worker_name",
+    "worker_stopping",
 ]

@@ -4,7 +4,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 
-from sampler.moderation.filters import content_filter_configured, content_filter_identity
+from sampler.moderation.filters import content_filter_identity
 from sampler.moderation.models import ContentFilterProblem, ModerationResult, text_sha256
 
 # Which of a text's verdicts is shown: the configured filter's (name and version) where it has
@@ -87,13 +87,3 @@ def content_filter_problem() -> ContentFilterProblem | None:
     """Why the configured filter cannot run, as a worker last found it; None when it runs (or
     no worker has tried it since it was fixed)."""
     return ContentFilterProblem.objects.first()
-
-
-def content_filter_down_reason() -> str:
-    """Why the configured filter cannot run (``content_filter_problem``'s reason); empty when
-    it runs, or when no filter is configured: a record left from before filtering was switched
-    off keeps nothing waiting (the sweep's next run deletes it)."""
-    if not content_filter_configured():
-        return ""
-    problem = content_filter_problem()
-    return "" if problem is None else problem.reason

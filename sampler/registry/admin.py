@@ -11,6 +11,7 @@ from sampler.registry.services import (
     model_version_context_change_error,
     model_version_delete,
     model_version_kind_error,
+    model_version_metrics_problem,
     model_version_name_problem,
     model_version_parent_error,
     model_version_save,
@@ -27,7 +28,8 @@ class ModelVersionAdminForm(forms.ModelForm):
     changes); the active version of a kind and a project's policy
     keep their kind; a version is never its own ancestor; its context keeps room for the
     max_new_tokens of each project that samples from it. A name another version has, in any
-    letter case, is refused."""
+    letter case, is refused. Metrics keep the shape what reads them takes
+    (``model_version_metrics_problem``)."""
 
     class Meta:
         model = ModelVersion
@@ -54,6 +56,14 @@ class ModelVersionAdminForm(forms.ModelForm):
         if taken := model_version_name_taken(name=name, exclude_pk=self.instance.pk):
             raise ValidationError(taken)
         return name
+
+    def clean_metrics(self) -> dict:
+        metrics = self.cleaned_data["metrics"]
+        if metrics is None:  # left empty (or null): none, as a version registered without any
+            return {}
+        if problem := model_version_metrics_problem(metrics):
+            raise ValidationError(problem)
+        return metrics
 
     def clean(self):
         data = super().clean()

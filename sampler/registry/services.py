@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -16,16 +17,20 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from huggingface_hub import try_to_load_from_cache
 
-from config.querysets import saved_or_refused
+from config.querysets import saved_or_refused, saved_row_locked
 from ranking.projects.selectors import projects_context_errors, sampling_context_lock
 from sampler.generation.backends import validate_options
+from sampler.generation.params import MIN_PROMPT_TOKENS, context_too_short
 from sampler.registry.models import MAX_CONTEXT_LENGTH, ModelVersion
 from sampler.registry.selectors import (
+    DATA_SIZE_KEYS,
+    KEY_METRICS,
     model_version_active,
     model_version_name_taken,
     policy_version_by_path,
     sampler_model_path,
 )
+from sampler.training.config import DATA_HALVES
 
 logger = logging.getLogger(__name__)
 
@@ -213,11 +218,15 @@ def _check_kind_matches(*, kind: str, path: str) -> None:
         )
 
 
-def _serving_context_length(*, backend: str, options: dict, path: str, given: object) -> int | None:
+def _serving_context_length(
+    *, kind: str, backend: str, options: dict, path: str, given: object
+) -> int | None:
     """The context the version serves: as given, else its config's, capped by vLLM's
     ``max_model_len``; an ``openai`` version without a local config must state it. A version
     run here (transformers, vllm) takes no more than its config states (unless it scales its
-    rotary positions), and a length read from the config fits the column."""
+    rotary positions), and a length read from the config fits the column. A policy's holds a
+    reply after ``MIN_PROMPT_TOKENS`` of prompt: a shorter one has every job refused (Try the
+    model, a project's tasks, red-teaming, comparisons: ``context_room_error``)."""
     if given is not None and (not isinstance(given, int) or isinstance(given, bool) or given < 1):
         raise ValidationError({"context_length": "context_length must be a positive integer."})
     configured = model_context_length(path) if path else None
@@ -260,6 +269,15 @@ def _serving_context_length(*, backend: str, options: dict, path: str, given: ob
                 )
             }
         )
+    if kind == ModelVersion.Kind.POLICY and length is not None and length <= MIN_PROMPT_TOKENS:
+        raise ValidationError(
+            {
+                "context_length": (
+                    f"{context_too_short(length)} Give a policy a context_length of more than "
+                    f"{MIN_PROMPT_TOKENS}."
+                )
+            }
+        )
     return length
 
 
@@ -285,7 +303,7 @@ def model_version_serving_check(
         kind=kind, backend=backend, options=options, path=path, loadable=loadable
     )
     length = _serving_context_length(
-        backend=backend, options=options, path=path, given=context_length
+        kind=kind, backend=backend, options=options, path=path, given=context_length
     )
     return backend, options, path, length
 
@@ -350,6 +368,83 @@ def model_version_name_problem(name: str) -> str | None:
     return None
 
 
+def model_version_metrics_problem(metrics: object) -> str | None:
+    """Why ``metrics`` cannot be a version's (None: they can): what reads them takes an object
+    (names and values) whose known entries have their types: the Models page's numbers
+    (``KEY_METRICS``) and counts (``data``, ``DATA_SIZE_KEYS``), why a run stopped early (text,
+    or null where it did not), and what comparisons read to keep a reward model from judging a
+    policy optimised against it (the name ``reward_version``, the ``data_half`` it was trained
+    on). Entries of other names are kept as they are."""
+    if not isinstance(metrics, dict):
+        return (
+            "Metrics must be a JSON object of names and values, such as "
+            '{"eval/kl": 0.12}, not ' + _json_kind(metrics) + "."
+        )
+    if not _all_finite(metrics):
+        return "Metrics cannot hold NaN, Infinity or numbers too large to store."
+    problems = [
+        f"{name} must be a number."
+        for name, _ in KEY_METRICS
+        if name in metrics and not _is_number(metrics[name])
+    ]
+    if "data" in metrics:
+        data = metrics["data"]
+        if not isinstance(data, dict):
+            problems.append('data must be an object of counts, such as {"prompts/train": 100}.')
+        else:
+            problems += [
+                f"data: {name} must be a whole number, 0 or more."
+                for name in DATA_SIZE_KEYS
+                if name in data and not (_is_number(data[name]) and _is_count(data[name]))
+            ]
+    # None: a PPO run that was not stopped early records it so (``train_ppo``).
+    if not isinstance(metrics.get("stopped_early"), str | None):
+        problems.append("stopped_early must be text (why training stopped early), or null.")
+    reward = metrics.get("reward_version")
+    if "reward_version" in metrics and not (isinstance(reward, str) and reward.strip()):
+        problems.append(
+            "reward_version must be the name of the reward model the policy was optimised "
+            "against, as text."
+        )
+    if "data_half" in metrics and metrics["data_half"] not in DATA_HALVES:
+        problems.append(
+            f"data_half must be one of {', '.join(DATA_HALVES)} (the half of the rankings a "
+            "reward model was trained on)."
+        )
+    return " ".join(problems) or None
+
+
+def _json_kind(value: object) -> str:
+    for kind, name in ((bool, "true or false"), (str, "text"), (list, "a list")):
+        if isinstance(value, kind):
+            return name
+    return "nothing" if value is None else "a number"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value: int | float) -> bool:
+    return value >= 0 and float(value).is_integer()
+
+
+def _all_finite(value: object) -> bool:
+    """No NaN, infinity or number past a float's range anywhere in ``value`` (JSON read
+    leniently, as Python's reader does, holds them; PostgreSQL refuses the first two, and the
+    pages that show a metric as a float break on all three)."""
+    if _is_number(value):
+        try:
+            return math.isfinite(float(value))
+        except OverflowError:
+            return False
+    if isinstance(value, dict):
+        return all(_all_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(item) for item in value)
+    return True
+
+
 def model_version_register(
     *,
     name: str,
@@ -393,7 +488,7 @@ def model_version_register(
         backend=backend,
         backend_options=options,
         context_length=_serving_context_length(
-            backend=backend, options=options, path=path, given=context_length
+            kind=kind, backend=backend, options=options, path=path, given=context_length
         ),
     )
     version.full_clean()
@@ -405,21 +500,19 @@ def model_version_register(
 def model_version_save(*, version: ModelVersion, fields: list[str] | None = None) -> ModelVersion:
     """Save ``version`` as an edit left it (the admin's form, which checked it): only
     ``fields`` when given (a saved version's: the row was read before, and writing all of it
-    back would undo a promotion made meanwhile). A name another version took since the check is
+    back would undo a promotion made meanwhile); ModelVersion.DoesNotExist, nothing saved, when
+    the version was deleted since it was read. A name another version took since the check is
     refused as the check refuses it (``_save_named``). A new name reaches, in the same
     transaction, the policies whose metrics name the version as the reward model they were
     optimised against (``_reward_name_followed``)."""
     stored_name = None
-    if version.pk is not None and (fields is None or "name" in fields):
-        # Locked: a rename of this version under way is waited for, and the name it leaves read.
-        stored_name = (
-            ModelVersion.objects.select_for_update()
-            .filter(pk=version.pk)
-            .values_list("name", flat=True)
-            .first()
-        )
+    if version.pk is not None:
+        # Locked: a rename of this version under way is waited for, and the name it leaves
+        # read; a version deleted since the edit read it is not saved (nor made again).
+        stored_name = saved_row_locked(version, "name")
     _save_named(version, update_fields=fields)
-    if stored_name is not None and stored_name != version.name:
+    renamed = stored_name is not None and stored_name != version.name
+    if renamed and (fields is None or "name" in fields):
         _reward_name_followed(old=stored_name, new=version.name)
     return version
 
@@ -499,7 +592,7 @@ def model_version_serving_update(
     else:
         given = context_length
     length = _serving_context_length(
-        backend=new_backend, options=options, path=new_path, given=given
+        kind=version.kind, backend=new_backend, options=options, path=new_path, given=given
     )
     if error := model_version_context_change_error(version=version, context_length=length):
         raise ValidationError({"context_length": error})

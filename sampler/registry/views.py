@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
-from config.htmx import HtmxHttpRequest, redirect_page, tell_queued
+from config.htmx import HtmxHttpRequest, redirect_page, tell_queued, tell_unpublished
 from ranking.exports.filters import ExportFilters
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
@@ -120,12 +120,8 @@ def ppo_run_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, ppo_form=form, status=422)
-    tell_queued(
-        request,
-        run.publication,
-        what=f"PPO run {run.pk}",
-        queued=f"PPO run {run.pk} is queued for a training worker.",
-    )
+    # The run page says it is queued, in the part it polls (gone once it runs).
+    tell_unpublished(request, run.publication, what=f"PPO run {run.pk}")
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
     return redirect_page(request, url)
 

@@ -1,6 +1,7 @@
 """Checks on a data file a run is asked to read, made when the run is created: where it may be
-(``data_path_checker``), whether its first record is of the kind's format and schema, and
-whether every line can be read (JSON objects of UTF-8 text without unpaired surrogates).
+(``data_path_checker``), whether its first record is of the kind's format and schema, whether
+every record has the keys the kind reads, and whether every line can be read (JSON objects of
+UTF-8 text without unpaired surrogates), all in one pass over the file.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from ranking.exports.filters import SCHEMA_VERSION
 from sampler.runs.models import TrainingRun, run_of_kind
 from sampler.training.records import DataError, kto_label_problem, numbered_records
 
-# The keys a record of each kind's file must have (any one set): the first record is checked
-# when the run is made, so a file of another format is refused before any run exists.
+# The keys a record of each kind's file must have (any one set): every record is checked when
+# the run is made, so a file of another format, or with a record short of one, is refused
+# before any run exists (by the first record, or by the line of the one that lacks it).
 RECORD_KEYS = {
     TrainingRun.Kind.SFT: (("messages",),),
     TrainingRun.Kind.REWARD: (("candidates", "ordering"), ("chosen", "rejected")),
@@ -51,6 +53,8 @@ def data_file_problem(kind: str, path: str) -> str:
             return problem
         while numbered is not None:
             number, record = numbered
+            if number > 1 and (problem := _keys_problem(kind, record, f"line {number} of {name}")):
+                return problem
             if record_problem is not None and (problem := record_problem(record)):
                 return f"{name} line {number}: {problem}"
             numbered = next(records, None)
@@ -72,12 +76,18 @@ def _first_record_problem(kind: str, first: dict | None, *, name: str) -> str:
         return f"The first record of {name} is not a JSON object."
     if problem := newer_schema_problem(first, name=name):
         return problem
+    return _keys_problem(kind, first, f"the first record of {name}")
+
+
+def _keys_problem(kind: str, record: dict, where: str) -> str:
+    """Why ``record`` (said as ``where``: "line 3 of x.jsonl") lacks the keys ``kind`` reads
+    ("" when it has one of its sets)."""
     shapes = RECORD_KEYS.get(kind, ())
-    if not shapes or any(all(key in first for key in shape) for shape in shapes):
+    if not shapes or any(all(key in record for key in shape) for shape in shapes):
         return ""
     wanted = " or ".join(", ".join(f"`{key}`" for key in shape) for shape in shapes)
-    has = ", ".join(f"`{key}`" for key in sorted(first)[:8]) or "no field"
-    return f"{run_of_kind(kind)} reads records with {wanted}; the first record of {name} has {has}."
+    has = ", ".join(f"`{key}`" for key in sorted(record)[:8]) or "no field"
+    return f"{run_of_kind(kind)} reads records with {wanted}; {where} has {has}."
 
 
 def data_path_checker(allowed_roots: list[Path] | None) -> Callable[..., str]:

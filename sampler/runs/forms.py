@@ -22,6 +22,7 @@ from sampler.training.config import (
     MAX_STEPS,
     MAX_STEPS_RANGE,
     ORIGINS,
+    SETTINGS,
     DPOConfig,
     KTOConfig,
     RewardConfig,
@@ -41,8 +42,6 @@ READABLE_FORMATS = {
 # lines, gzipped or not (by its first bytes); the upload's help and its refusal list them.
 UPLOAD_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
 UPLOAD_ENDINGS = f"{', '.join(UPLOAD_SUFFIXES[:-1])} or {UPLOAD_SUFFIXES[-1]}"
-# What the pages call test_fraction (the label their errors name it by).
-HELD_OUT_FRACTION = "Held-out fraction"
 # What a file that carries its own split is told about the held-out fraction asked of it.
 KEEP_SPLIT = "choose it when you export, and leave this field empty."
 
@@ -70,6 +69,19 @@ HYPERPARAMETERS = {
 }
 # Out of range, the run's own sentence (the range), in place of Django's "Ensure this value ...".
 RANGE_ERRORS = {"max_steps": MAX_STEPS_RANGE}
+
+
+def _output_name_field() -> forms.CharField:
+    """The new version's name, as both training forms ask for it."""
+    return forms.CharField(
+        max_length=200, required=False, label="New version's name", help_text="Empty: automatic."
+    )
+
+
+def _setting(name: str) -> dict:
+    """The label and help of the setting ``name``, as every door names it (``SETTINGS``)."""
+    label, help_text = SETTINGS[name]
+    return {"label": label, "help_text": help_text}
 
 
 def _defaults(name: str) -> str:
@@ -112,26 +124,28 @@ class TrainingRunForm(ExportFilterForm):
             (TrainingRun.Kind.SFT, "SFT policy"),
             (TrainingRun.Kind.DPO, "DPO policy (from rankings)"),
             (TrainingRun.Kind.KTO, "KTO policy (from thumbs and flags)"),
-        ]
+        ],
+        label="Train",
+        help_text="What the run makes: a reward model, or a policy by SFT, DPO or KTO.",
     )
     dpo_mode = forms.ChoiceField(
         choices=[(mode, mode) for mode in DPO_MODES],
         initial=DPOConfig.mode,
         required=False,
-        label="DPO mode",
+        **_setting("mode"),
     )
     dpo_loss = forms.ChoiceField(
         choices=[(loss, loss) for loss in DPO_LOSSES],
         initial=DPOConfig.loss_type,
         required=False,
-        label="DPO loss",
+        **_setting("loss_type"),
     )
     kto_sources = forms.MultipleChoiceField(
         choices=[(name, name.replace("_", " ")) for name in KTO_SOURCES],
         initial=list(KTO_SOURCES),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        label="KTO learns from",
+        **_setting("sources"),
     )
     reward_sources = forms.MultipleChoiceField(
         choices=[(name, name.replace("_", " ")) for name in REWARD_SOURCES],
@@ -139,18 +153,18 @@ class TrainingRunForm(ExportFilterForm):
         required=False,
         widget=forms.CheckboxSelectMultiple,
         label="Reward model learns from (database)",
+        help_text="Rankings; red-team pairs (a correction over the failed reply); feedback "
+        "pairs (a liked reply over a disliked or reported one).",
     )
     origins = forms.MultipleChoiceField(
         choices=[(name, name.replace("_", " ")) for name in ORIGINS],
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        label="SFT learns turns written as (none ticked: all)",
+        **_setting("origins"),
     )
     # Ticked by default; posts "on", as the box did when it was drawn without a value.
     normalize_to_demonstrations = CheckboxField(
-        value="on",
-        initial=True,
-        label="Normalise reward scores to mean 0 on demonstrations",
+        value="on", initial=True, **_setting("normalize_to_demonstrations")
     )
     # A judge independent of a PPO policy's reward model trains on the other half.
     data_half = forms.ChoiceField(
@@ -160,7 +174,7 @@ class TrainingRunForm(ExportFilterForm):
         ],
         initial=RewardConfig.data_half,
         required=False,
-        label="Reward model trains on (conversations, a fixed hash)",
+        **_setting("data_half"),
     )
     demonstrations_export = ModelChoiceField(
         queryset=DatasetExport.objects.filter(
@@ -168,13 +182,17 @@ class TrainingRunForm(ExportFilterForm):
         ).order_by("-created_at"),
         required=False,
         label="Demonstrations to normalise a file-trained reward model on",
+        help_text="A demonstrations export; a reward model from the database normalises on "
+        "the database's.",
     )
     base_version = ModelChoiceField(
         queryset=ModelVersion.objects.filter(kind=ModelVersion.Kind.POLICY),
         required=False,
         empty_label="The active policy",
+        label="Start from",
+        help_text="The policy the run starts from (DPO and KTO: also their reference).",
     )
-    output_name = forms.CharField(max_length=200, required=False, help_text="Empty: automatic.")
+    output_name = _output_name_field()
     source = forms.ChoiceField(
         choices=[
             ("database", "The database, with these filters"),
@@ -183,15 +201,21 @@ class TrainingRunForm(ExportFilterForm):
         ],
         initial="database",
         widget=forms.RadioSelect,
+        label="Data",
+        help_text="Where the run's records come from.",
     )
     export = ModelChoiceField(
         queryset=DatasetExport.objects.filter(status=DatasetExport.Status.SUCCEEDED).order_by(
             "-created_at"
         ),
         required=False,
+        label="Export",
+        help_text="A finished export of a format the kind reads.",
     )
     upload = forms.FileField(
-        required=False, help_text=f"{UPLOAD_ENDINGS}: one JSON record per line, as exported."
+        required=False,
+        label="Upload",
+        help_text=f"{UPLOAD_ENDINGS}: one JSON record per line, as exported.",
     )
     # Left empty, a file that carries its own split (an export's) keeps it; other data needs one.
     test_fraction = forms.FloatField(
@@ -199,10 +223,15 @@ class TrainingRunForm(ExportFilterForm):
         max_value=MAX_TEST_FRACTION,
         initial=0.1,
         required=False,
-        label=HELD_OUT_FRACTION,
-        help_text="Held out, by conversation.",
+        **_setting("test_fraction"),
     )
-    split_seed = forms.IntegerField(min_value=0, max_value=MAX_SPLIT_SEED, initial=0)
+    split_seed = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_SPLIT_SEED,
+        initial=0,
+        label="Split seed",
+        help_text="Chooses which conversations are held out.",
+    )
 
     def __init__(self, *args, upload_too_large: bool = False, **kwargs):
         """``upload_too_large``: the upload passed the size limit while it streamed in, and
@@ -210,7 +239,9 @@ class TrainingRunForm(ExportFilterForm):
         super().__init__(*args, **kwargs)
         self.upload_too_large = upload_too_large
         for name, (field_class, minimum, maximum, _) in HYPERPARAMETERS.items():
-            field = field_class(min_value=minimum, max_value=maximum, required=False)
+            field = field_class(
+                min_value=minimum, max_value=maximum, required=False, **_setting(name)
+            )
             if name in RANGE_ERRORS:
                 field.error_messages.update(
                     min_value=RANGE_ERRORS[name], max_value=RANGE_ERRORS[name]
@@ -333,45 +364,55 @@ class PPORunForm(forms.Form):
     conversation), the most used settings; the rest keep PPOConfig's defaults."""
 
     base_version = ModelChoiceField(
-        queryset=policy_versions(), required=False, empty_label="The active policy"
+        queryset=policy_versions(),
+        required=False,
+        empty_label="The active policy",
+        label="Start from (and stay near)",
+        help_text="The policy PPO optimises, and the reference its KL penalty keeps it near.",
     )
     reward_version = ModelChoiceField(
-        queryset=reward_versions(), required=False, empty_label="The active reward model"
+        queryset=reward_versions(),
+        required=False,
+        empty_label="The active reward model",
+        label="Reward model",
+        help_text="The reward model the policy is optimised against.",
     )
-    output_name = forms.CharField(max_length=200, required=False)
+    output_name = _output_name_field()
     # The range every run's settings take (train_ppo's too), said as they say it.
     max_steps = forms.IntegerField(
         min_value=1,
         max_value=MAX_STEPS,
         initial=100,
         error_messages={"min_value": MAX_STEPS_RANGE, "max_value": MAX_STEPS_RANGE},
+        **_setting("max_steps"),
     )
     # Each batch is split into PPOConfig's minibatches, which this form keeps.
     batch_size = forms.IntegerField(
-        min_value=PPOConfig.minibatches, max_value=4096, initial=PPOConfig.batch_size
+        min_value=PPOConfig.minibatches,
+        max_value=4096,
+        initial=PPOConfig.batch_size,
+        **_setting("batch_size"),
     )
-    learning_rate = forms.FloatField(min_value=1e-9, max_value=1.0, initial=PPOConfig.learning_rate)
-    kl_coef = forms.FloatField(min_value=0.0, max_value=10.0, initial=PPOConfig.kl_coef)
-    max_kl = forms.FloatField(min_value=0.0, initial=PPOConfig.max_kl)
+    learning_rate = forms.FloatField(
+        min_value=1e-9, max_value=1.0, initial=PPOConfig.learning_rate, **_setting("learning_rate")
+    )
+    kl_coef = forms.FloatField(
+        min_value=0.0, max_value=10.0, initial=PPOConfig.kl_coef, **_setting("kl_coef")
+    )
+    max_kl = forms.FloatField(min_value=0.0, initial=PPOConfig.max_kl, **_setting("max_kl"))
     max_new_tokens = forms.IntegerField(
-        min_value=1, max_value=4096, initial=PPOConfig.max_new_tokens
+        min_value=1, max_value=4096, initial=PPOConfig.max_new_tokens, **_setting("max_new_tokens")
     )
     test_fraction = forms.FloatField(
-        min_value=0.0, max_value=MAX_TEST_FRACTION, initial=0.1, label=HELD_OUT_FRACTION
+        min_value=0.0, max_value=MAX_TEST_FRACTION, initial=0.1, **_setting("test_fraction")
     )
     lora_r = forms.IntegerField(
-        min_value=0,
-        max_value=1024,
-        initial=PPOConfig.lora_r,
-        label="LoRA rank (0: full fine-tuning)",
+        min_value=0, max_value=1024, initial=PPOConfig.lora_r, **_setting("lora_r")
     )
-    lora_alpha = forms.FloatField(min_value=1e-3, initial=PPOConfig.lora_alpha, label="LoRA alpha")
-    lora_targets = forms.CharField(
-        max_length=500,
-        required=False,
-        label="LoRA target modules",
-        help_text="Comma-separated module names; empty: PEFT's default for the architecture.",
+    lora_alpha = forms.FloatField(
+        min_value=1e-3, initial=PPOConfig.lora_alpha, **_setting("lora_alpha")
     )
+    lora_targets = forms.CharField(max_length=500, required=False, **_setting("lora_targets"))
 
     CONFIG_FIELDS = (
         "max_steps",

@@ -7,7 +7,7 @@ directory, registration of the new version, failure and retry.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
@@ -37,7 +37,7 @@ from sampler.runs.data_files import newer_schema_problem
 from sampler.runs.models import TrainingRun, run_of_kind
 from sampler.runs.sources import REWARD_SOURCES
 from sampler.runs.versions import validated_version
-from sampler.training.config import CONFIGS, ConfigError
+from sampler.training.config import CONFIGS, ConfigError, setting_label
 from sampler.training.ppo_config import PPOConfig
 from sampler.training.records import (
     DataError,
@@ -45,6 +45,7 @@ from sampler.training.records import (
     demonstration_turns,
     in_half,
     none_in_half,
+    numbered_records,
     ranking_from_record,
     read_jsonl,
     record_half,
@@ -110,12 +111,13 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
             where=projects_named(filters),
         )
     name = Path(dataset["path"]).name
+    records = _ReadOnce(lambda: _file_records(kind, config, dataset))
     try:
         return _split_problems(
             kind,
             config,
             dataset,
-            lambda: read_jsonl(dataset["path"]),
+            lambda: records,
             fraction=config.test_fraction,
             where=f" in {name}",
         )
@@ -123,8 +125,84 @@ def data_split_problems(kind: TrainingKind, config, dataset: dict) -> dict[str, 
     # fail on it once a worker started it.
     except DataError as error:
         return {"data_path": str(error)}
-    except (KeyError, TypeError, AttributeError):
-        return {"data_path": f"{run_of_kind(kind.name)} cannot read a record of {name}."}
+    finally:
+        records.close()
+
+
+# The most records of a file ``_ReadOnce`` keeps to go over again (enough for the checks of
+# any split that passes them; a file read further is read again, not held whole in memory).
+KEPT_RECORDS = 10_000
+
+
+class _ReadOnce:
+    """The records of one reading of a file, gone over as often as the checks ask: each pass
+    goes over the records read so far, then reads on from where the last stopped, so the file
+    is opened and read once (each check stops as soon as it has seen enough). Past
+    ``KEPT_RECORDS`` a pass reads on without keeping them, and a later pass reads the file
+    again."""
+
+    def __init__(self, open_records: Callable[[], Iterator[dict]]):
+        self._open = open_records
+        self._source: Iterator[dict] | None = None
+        self._kept: list[dict] = []
+        self._finished = False
+        self._overflowed = False
+
+    def __iter__(self) -> Iterator[dict]:
+        if self._overflowed:
+            yield from self._open()
+            return
+        index = 0
+        while True:
+            if index < len(self._kept):
+                yield self._kept[index]
+            elif self._finished:
+                return
+            else:
+                if self._source is None:
+                    self._source = self._open()
+                record = next(self._source, None)
+                if record is None:
+                    self._finished = True
+                    return
+                if len(self._kept) < KEPT_RECORDS:
+                    self._kept.append(record)
+                else:
+                    # This pass reads on from the source; a later one starts the file over.
+                    self._overflowed = True
+                    yield record
+                    yield from self._source
+                    return
+                yield record
+            index += 1
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+
+
+def _file_records(kind: TrainingKind, config, dataset: dict) -> Iterator[dict]:
+    """The records of a run's file, each first read as ``_split_problems`` reads it (its half,
+    its split, what the kind counts of it): a record of the wrong shape (a turn that is no
+    object, a message without a role) fails those with ``KeyError`` or ``TypeError``, said as a
+    ``DataError`` naming its line. Only those calls are guarded: an error anywhere else is a
+    fault of this code, and is raised as it is."""
+    path = dataset["path"]
+    counted = kind.counted(dataset, config) if kind.counted is not None else None
+    for number, record in numbered_records(path):
+        try:
+            record_half(record)
+            record_split(record, test_fraction=config.test_fraction, seed=config.seed)
+            usable = counted is not None and (counted.usable is None or counted.usable(record))
+            if usable and counted.units is not None:
+                counted.units(record)
+        except (KeyError, TypeError) as error:
+            raise DataError(
+                f"{run_of_kind(kind.name)} cannot read line {number} of {Path(path).name}: "
+                "a field holds a value of the wrong shape (a turn that is not an object with "
+                "a `role` and `content`, text where a list belongs)."
+            ) from error
+        yield record
 
 
 def _split_problems(
@@ -337,7 +415,8 @@ def _reward_inputs(
             raise ValidationError(
                 {
                     "reward_sources": (
-                        f"reward_sources: any of {', '.join(REWARD_SOURCES)}, from the database."
+                        f"A reward model learns from any of {', '.join(REWARD_SOURCES)}, and "
+                        "chooses them from the database only."
                     )
                 }
             )
@@ -500,8 +579,8 @@ def _ppo_inputs(
         raise ValidationError(
             {
                 "max_new_tokens": (
-                    f"max_new_tokens={config.max_new_tokens} leaves no room for prompts in "
-                    f"{base.name}'s {base.context_length}-token context."
+                    f"{setting_label('max_new_tokens')} of {config.max_new_tokens} leaves no room "
+                    f"for prompts in {base.name}'s {base.context_length}-token context."
                 )
             }
         )

@@ -28,7 +28,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from config.text import one_line_problem
+from config.text import counted, one_line_problem
 from ranking.exports.filters import ExportFilters
 from sampler.jobs.services import (
     JobCancelled,
@@ -38,6 +38,7 @@ from sampler.jobs.services import (
     job_enqueue,
     job_execute,
     job_retry,
+    worker_stopping,
 )
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_name_taken
@@ -105,19 +106,33 @@ def _validated_output_name(output_name: str) -> str:
     return output_name
 
 
+# The longest folder name most filesystems take, in bytes (a version's name is also its folder).
+MAX_FOLDER_NAME_BYTES = 255
+
+
 def _automatic_output_name(*, base: ModelVersion, kind: str, run_id: int) -> str:
     """``<base>-<kind>-run<id>`` as one plain folder name: a base's name may be a hub id
     (``org/model``, as SAMPLER_MODEL registers) or hold dots and slashes that would put the
     folder elsewhere than directly in MODEL_ROOT, or hide it. Numbered (``-2``, ``-3``, ...)
     when a version has that name in any letter case, or MODEL_ROOT a folder of it: the run
-    would fail on it when it starts."""
+    would fail on it when it starts. The base's part is cut so that the whole fits a version's
+    name (its ``max_length``) and a folder's (``MAX_FOLDER_NAME_BYTES``): a base named at
+    that length would leave a name its registration refuses."""
     stem = re.sub(r"[^\w.-]+", "-", base.name).lstrip(".-") or "model"
-    first = name = f"{stem}-{kind}-run{run_id}"
+    longest = ModelVersion._meta.get_field("name").max_length
     number = 1
-    while model_version_name_taken(name=name) or (Path(settings.MODEL_ROOT) / name).exists():
+    while True:
+        suffix = f"-{kind}-run{run_id}" + (f"-{number}" if number > 1 else "")
+        kept = stem[: longest - len(suffix)]
+        while len((kept + suffix).encode()) > MAX_FOLDER_NAME_BYTES:
+            kept = kept[:-1]
+        name = kept + suffix
+        if (
+            not model_version_name_taken(name=name)
+            and not (Path(settings.MODEL_ROOT) / name).exists()
+        ):
+            return name
         number += 1
-        name = f"{first}-{number}"
-    return name
 
 
 def training_run_create(
@@ -319,7 +334,8 @@ def _train_run(
         raise ValidationError({"base_version": problem})
     data = training.load(run, config)
     if is_main:
-        recorder.note(f"{data.description['rows']} {data.description['format']} records loaded")
+        rows, data_format = data.description["rows"], data.description["format"]
+        recorder.note(f"{counted(rows, f'{data_format} record')} loaded")
         recorder.write(dataset={**run.dataset, **data.description})
     try:
         result = training.train(
@@ -410,7 +426,10 @@ def _execute(context: JobContext, *, resume: bool = True, echo=None) -> None:
     except JobCancelled:
         raise
     except BaseException as error:
-        recorder.note(f"failed: {type(error).__name__}: {error}")
+        if worker_stopping():
+            recorder.note("stopped with its worker: it goes on from its last checkpoint")
+        else:
+            recorder.note(f"failed: {type(error).__name__}: {error}")
         recorder.write()
         raise
     try:

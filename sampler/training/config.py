@@ -12,18 +12,158 @@ from typing import Any, ClassVar
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
+# What users call each setting of every kind's config: the label of its field on the Training
+# and Models pages, the name its refusals open with (``ConfigError``), and with the option that
+# sets it, the name a train_* command's refusal says. (label, help): the help is the field's
+# on the pages.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "learning_rate": ("Learning rate", "The peak of the schedule (warmup, then cosine decay)."),
+    "epochs": ("Epochs", "Passes over the training data; Max steps, when set, wins."),
+    "max_steps": ("Max steps", "Optimizer steps (PPO: rollout batches); empty: from the epochs."),
+    "batch_size": (
+        "Batch size",
+        "Per process: conversations (SFT), rankings (reward, DPO), examples (KTO), prompts (PPO).",
+    ),
+    "gradient_accumulation_steps": (
+        "Gradient accumulation steps",
+        "Batches summed into each optimizer step.",
+    ),
+    "max_length": ("Max length", "Tokens per sequence; a longer one keeps its end."),
+    "warmup_ratio": ("Warmup ratio", "The share of the steps the learning rate warms up over."),
+    "min_learning_rate_ratio": (
+        "Minimum learning-rate ratio",
+        "Where the cosine decay ends, as a share of the learning rate.",
+    ),
+    "weight_decay": ("Weight decay", "AdamW's decoupled weight decay."),
+    "adam_beta1": ("Adam beta 1", "Adam's decay of the gradient's mean."),
+    "adam_beta2": ("Adam beta 2", "Adam's decay of the gradient's square."),
+    "adam_epsilon": ("Adam epsilon", "Added to Adam's denominator."),
+    "gradient_clip": ("Gradient clip", "The most a gradient's norm may be."),
+    "eval_every": ("Evaluate every", "Optimizer steps between evaluations (0: only at the end)."),
+    "log_every": ("Log every", "Steps averaged into each point of the curves."),
+    "checkpoint_every": (
+        "Checkpoint every",
+        "Optimizer steps between resumable checkpoints (0: none).",
+    ),
+    "seed": ("Seed", "Seeds the initial weights' noise, the data order and sampling."),
+    "mixed_precision": ("Mixed precision", "auto: bf16 on a GPU that has it, else full precision."),
+    "test_fraction": (
+        "Held-out fraction",
+        "Held out, by conversation, to evaluate on (0: no evaluation).",
+    ),
+    "lora_r": ("LoRA rank", "The rank of LoRA's adapters; 0: every weight is trained."),
+    "lora_alpha": ("LoRA alpha", "The adapters' scale is alpha / rank."),
+    "lora_dropout": ("LoRA dropout", "Dropout on the adapters' input."),
+    "lora_targets": (
+        "LoRA target modules",
+        "Comma-separated module names; empty: PEFT's default for the architecture.",
+    ),
+    "origins": (
+        "Origins to learn",
+        "The assistant turns SFT learns, by who wrote them; none: all (the rest stay context).",
+    ),
+    "margin_per_rank": (
+        "Margin per rank",
+        "Added to the score gap a winner must reach, per rank between the two.",
+    ),
+    "center_rewards_coefficient": (
+        "Reward centring coefficient",
+        "Keeps scores centred on 0 without shrinking their gaps (0: off).",
+    ),
+    "normalize_to_demonstrations": (
+        "Normalise reward scores to mean 0 on demonstrations",
+        "After training, scores are shifted so that demonstrations score 0 on average.",
+    ),
+    "normalization_samples": (
+        "Normalisation samples",
+        "Demonstrations scored to shift the scores by.",
+    ),
+    "tie_weight": (
+        "Tie weight",
+        "A tied pair's weight against a ranked pair's 1 (0: ties left out).",
+    ),
+    "data_half": (
+        "Conversations trained on",
+        "Every conversation, or one half of them (a fixed hash): a reward model trained on the "
+        "other half judges independently.",
+    ),
+    "weight_by_trust": ("Weigh by trust", "Each ranking weighed by its ranker's trust."),
+    "beta": ("Beta", "Higher keeps the policy nearer its reference (DPO, KTO)."),
+    "mode": (
+        "DPO mode",
+        "listwise: Plackett-Luce over each ranking; pairwise: every pair it implies.",
+    ),
+    "loss_type": ("DPO loss", "sigmoid: DPO's; ipo: IPO's squared loss (pairwise only)."),
+    "label_smoothing": (
+        "Label smoothing",
+        "The chance a ranking's order is wrong (cDPO; 0: trust every ranking).",
+    ),
+    "sources": (
+        "KTO learns from",
+        "Thumbs up (desirable), thumbs down, reports and flags in rankings (undesirable).",
+    ),
+    "desirable_ratio": (
+        "Desirable ratio",
+        "The weight of desirable examples against undesirable ones, by their counts.",
+    ),
+    "desirable_weight": ("Desirable weight", "Empty: from the desirable ratio."),
+    "undesirable_weight": ("Undesirable weight", "The weight of undesirable examples."),
+    # PPO's own.
+    "samples_per_prompt": ("Samples per prompt", "Replies sampled for each prompt."),
+    "max_new_tokens": ("Max new tokens", "The longest reply sampled."),
+    "temperature": ("Temperature", "Sampling temperature, used for every log-probability too."),
+    "missing_eos_penalty": (
+        "Missing end-of-turn penalty",
+        "Subtracted from the score of a reply that never ended its turn (0: off).",
+    ),
+    "kl_coef": ("KL coefficient", "The per-token penalty on the KL to the starting policy."),
+    "kl_estimator": ("KL estimator", "k1: log ratio; k3: always positive, less noisy."),
+    "adaptive_kl": ("Adaptive KL", "Moves the KL coefficient so the KL tracks the target KL."),
+    "target_kl": ("Target KL", "The KL the adaptive controller aims for."),
+    "kl_horizon": ("KL horizon", "How fast the adaptive controller moves."),
+    "max_kl": (
+        "Stop past KL",
+        "A rollout whose mean KL to the starting policy passes it ends the run (0: never).",
+    ),
+    "whiten_rewards": ("Whiten rewards", "Rewards scaled to unit variance in each batch."),
+    "eval_prompts": ("Evaluation prompts", "Held-out prompts sampled at each evaluation."),
+    "ppo_epochs": ("PPO epochs", "Passes over each rollout batch."),
+    "minibatches": ("Minibatches", "Each rollout batch is split into these per PPO epoch."),
+    "cliprange": ("Clip range", "How far one update may move a token's probability ratio."),
+    "cliprange_value": ("Value clip range", "How far one update may move a value."),
+    "vf_coef": ("Value loss coefficient", "The value loss's weight in the PPO loss."),
+    "gamma": ("Gamma", "The discount over a reply's tokens."),
+    "lam": ("GAE lambda", "Trades bias for variance in the advantage estimate."),
+    "value_init": ("Value head start", "reward_head: the reward model's score head; zeros."),
+}
+
+
+def setting_label(name: str) -> str:
+    """What users call the setting ``name`` (its own name when it has no label)."""
+    return SETTINGS[name][0] if name in SETTINGS else name
+
+
 class ConfigError(ValueError):
-    """A bad setting; ``errors`` maps field names to messages meant for users."""
+    """A bad setting; ``errors`` maps field names to messages meant for users. A message that
+    opens with its setting's name opens with its label instead ("batch_size must be ..." is
+    said "Batch size must be ..."), so every door says the setting as the pages label it."""
 
     def __init__(self, errors: dict[str, str]):
+        errors = {key: _labelled(key, message) for key, message in errors.items()}
         super().__init__("; ".join(f"{key}: {value}" for key, value in errors.items()))
         self.errors = errors
+
+
+def _labelled(key: str, message: str) -> str:
+    if message.startswith((f"{key} ", f"{key}:")):
+        return setting_label(key) + message.removeprefix(key)
+    return message
 
 
 # The most optimizer steps a run takes (PPO: rollout batches), and the sentence that says the
 # range: the Training page's form refuses with the same one.
 MAX_STEPS = 10_000_000
-MAX_STEPS_RANGE = f"max_steps must be between 1 and {MAX_STEPS:,}."
+MAX_STEPS_RANGE = f"Max steps must be between 1 and {MAX_STEPS:,}."
 
 # The most a run holds out (as for exports: ranking.exports.filters.MAX_TEST_FRACTION; this core
 # imports nothing of the app).
@@ -56,7 +196,8 @@ class TrainingConfig:
     gradient_clip: float = 1.0
     # Evaluate every N optimizer steps (0: only at the end).
     eval_every: int = 50
-    # Curves get a training point every N steps (averaged over them).
+    # Curves get a training point every N steps (averaged over them), at the first step and
+    # at the last.
     log_every: int = 5
     # Keep a resumable checkpoint every N optimizer steps (0: none).
     checkpoint_every: int = 200
@@ -312,7 +453,9 @@ class DPOConfig(TrainingConfig):
         if self.loss_type not in DPO_LOSSES:
             errors["loss_type"] = f"loss_type must be one of {', '.join(DPO_LOSSES)}."
         elif self.loss_type == "ipo" and self.mode != "pairwise":
-            errors["loss_type"] = "IPO is a pairwise loss: use it with mode pairwise."
+            errors["loss_type"] = (
+                f"IPO is a pairwise loss: use it with {setting_label('mode')} pairwise."
+            )
         if not 0 <= self.label_smoothing < 0.5:
             errors["label_smoothing"] = "label_smoothing must be at least 0 and below 0.5."
         elif self.label_smoothing and self.loss_type == "ipo":

@@ -599,7 +599,9 @@ def train(
             for name, value in step_metrics.items():
                 state.window[name] = state.window.get(name, 0.0) + value
             state.window_steps += 1
-            if state.step % config.log_every == 0 or state.step == total_steps:
+            # Step 1 too: the curves start where the run does (a run shorter than log_every
+            # steps once drew its whole curve from its last step or two).
+            if state.step == 1 or state.step % config.log_every == 0 or state.step == total_steps:
                 averaged = _mean_over_processes(accelerator, state.window, state.window_steps)
                 state.record(state.step, {**averaged, "learning_rate": learning_rate})
                 state.window, state.window_steps = {}, 0

@@ -624,8 +624,9 @@ class PPOTrainer:
             message=(
                 f"resumed at step {state.step} of {total}"
                 if checkpoint is not None
-                else f"{total} PPO steps of {config.rollout_size} replies "
-                f"({len(train)} training prompts, {len(eval_prompts)} held out); "
+                else f"{total} PPO step{'s' if total != 1 else ''} of {config.rollout_size} "
+                f"repl{'ies' if config.rollout_size != 1 else 'y'} ({len(train)} training "
+                f"prompt{'s' if len(train) != 1 else ''}, {len(eval_prompts)} held out); "
                 f"value head from {self.value_init}"
             ),
         )

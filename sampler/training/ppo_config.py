@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sampler.training.config import TrainingConfig
+from sampler.training.config import TrainingConfig, setting_label
 
 KL_ESTIMATORS = ("k1", "k3")
 VALUE_INITS = ("reward_head", "zeros")
@@ -89,7 +89,8 @@ class PPOConfig(TrainingConfig):
         errors = super().validate()
         if self.gradient_accumulation_steps != 1:
             errors["gradient_accumulation_steps"] = (
-                "PPO splits each rollout batch into `minibatches`; leave this at 1."
+                f"PPO splits each rollout batch into {setting_label('minibatches')}; leave this "
+                "at 1."
             )
         if self.log_every != 1:
             errors["log_every"] = (
@@ -107,7 +108,10 @@ class PPOConfig(TrainingConfig):
             errors["kl_coef"] = "kl_coef must be between 0 and 10."
         elif self.adaptive_kl and self.kl_coef == 0:
             # The controller scales the coefficient: from 0 it would never move.
-            errors["kl_coef"] = "adaptive_kl starts from kl_coef: it must be above 0."
+            errors["kl_coef"] = (
+                f"{setting_label('adaptive_kl')} starts from the {setting_label('kl_coef')}: "
+                "it must be above 0."
+            )
         if self.kl_estimator not in KL_ESTIMATORS:
             errors["kl_estimator"] = f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}."
         if self.target_kl <= 0:
@@ -123,11 +127,15 @@ class PPOConfig(TrainingConfig):
         elif self.minibatches > self.rollout_size:
             # Often met by lowering batch_size alone: say which minibatches, the default's too.
             which = ", the default" if self.minibatches == PPOConfig.minibatches else ""
+            batch, samples, minibatches = (
+                setting_label(name) for name in ("batch_size", "samples_per_prompt", "minibatches")
+            )
             errors["minibatches"] = (
-                f"batch_size * samples_per_prompt ({self.batch_size} * {self.samples_per_prompt}"
-                f" = {self.rollout_size} replies a rollout batch) must be at least minibatches "
-                f"({self.minibatches}{which}): each minibatch takes at least one reply; raise "
-                "batch_size or samples_per_prompt, or lower minibatches."
+                f"{batch} * {samples} ({self.batch_size} * {self.samples_per_prompt}"
+                f" = {self.rollout_size} repl{'y' if self.rollout_size == 1 else 'ies'} a rollout "
+                "batch) must be at least the "
+                f"{minibatches} ({self.minibatches}{which}): each minibatch takes at least one "
+                f"reply; raise the {batch} or the {samples}, or lower the {minibatches}."
             )
         for name in ("cliprange", "cliprange_value"):
             if not 0 < getattr(self, name) <= 10:

@@ -266,8 +266,12 @@ def in_half(records: Iterable[dict], half: str, *, read: Counter | None = None) 
 def none_in_half(read: int, half: str) -> str:
     """Why a run on ``half`` has no record although ``read`` were read, for a message."""
     other = HALVES[1 - HALVES.index(half)]
+    read_as = (
+        "1 record was read, and its conversation is not"
+        if read == 1
+        else f"{read} records were read, and none of their conversations is"
+    )
     return (
-        f"{read} records were read, and none of their conversations is in the {half} half this "
-        f"run trains on: train on every conversation or the {other} half, or rank more "
-        "conversations"
+        f"{read_as} in the {half} half this run trains on: train on every conversation or the "
+        f"{other} half, or rank more conversations"
     )

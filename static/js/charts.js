@@ -32,6 +32,16 @@
       },
     });
   }
+  // A value axis's tick, short: 3.5e-5 for a learning rate (Chart.js wrote 3.500000E-5),
+  // 0.25 or 1,200 otherwise. Three significant digits are enough to read an axis.
+  function shortNumber(value) {
+    const number = Number(value);
+    if (number === 0 || !Number.isFinite(number)) return String(number);
+    const size = Math.abs(number);
+    if (size < 1e-3 || size >= 1e5) return Number(number.toPrecision(3)).toExponential();
+    return Number(number.toPrecision(4)).toLocaleString("en-US");
+  }
+
   // Training curves: {"title", "series": {name: [[step, value], ...]}, "colors": [...]}.
   function drawLines(canvas, payload) {
     const names = Object.keys(payload.series);
@@ -52,7 +62,11 @@
         animation: false,
         parsing: false,
         plugins: { title: { display: true, text: payload.title }, legend: { position: "bottom" } },
-        scales: { x: { type: "linear", title: { display: true, text: "step" } } },
+        scales: {
+          // Steps are whole numbers: no 5.1 between steps 5 and 6.
+          x: { type: "linear", title: { display: true, text: "step" }, ticks: { precision: 0 } },
+          y: { ticks: { callback: shortNumber } },
+        },
       },
     });
   }

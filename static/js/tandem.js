@@ -278,6 +278,19 @@ document.addEventListener("htmx:confirm", (event) => {
   event.preventDefault();
   if (window.confirm(question)) event.detail.issueRequest(true);
 });
+// A turn refused because another tab sent one meanwhile keeps the side it was written for
+// (data-written-role); it goes as the next side's turn only once the trainer says so.
+document.addEventListener("htmx:confirm", (event) => {
+  const form = event.detail.elt;
+  const written = form.dataset && form.dataset.writtenRole;
+  const role = written && form.querySelector("#composer-role");
+  if (!role || role.value !== written) return;
+  event.preventDefault();
+  const next = form.dataset.nextRole;
+  if (!window.confirm(`This text was written as the ${written}'s turn. Send it as the ${next}'s turn?`)) return;
+  role.value = next;
+  event.detail.issueRequest(true);
+});
 window.addEventListener("beforeunload", (event) => {
   if (unsavedDraft && !window.tandemLeavingForLogin && !leavingAtLogout) {
     event.preventDefault();
@@ -341,17 +354,60 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 
 // "Use" on a suggestion puts its text into the composer, remembers which sample it came from
-// (so the saved turn records its origin and edit distance) and saves the draft.
+// (so the saved turn records its origin and edit distance) and saves the draft. Suggestions
+// arrive while the trainer types: text of theirs it replaces comes back with Ctrl+Z (the
+// replacement is an edit on the box's own undo history) or with the "Undo" shown beside the
+// box, with the origin it had (the sample it came from, or none: the trainer's own).
+let replacedByUse = null;
+
+function composerReplace(textarea, text) {
+  textarea.focus();
+  textarea.select();
+  // insertText fires "input" (the draft is saved) and can be undone; setting the value cannot.
+  const inserted = text !== "" && document.execCommand && document.execCommand("insertText", false, text);
+  if (!inserted || textarea.value !== text) {
+    textarea.value = text;
+    textarea.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+}
+
+function useUndoShown(shown) {
+  const undo = document.getElementById("use-undo");
+  if (undo) undo.hidden = !shown;
+  if (!shown) replacedByUse = null;
+}
+
 document.addEventListener("click", (event) => {
   const button = event.target.closest(".use-suggestion");
   if (!button) return;
   const textarea = document.getElementById("composer-text");
   const sample = document.getElementById("composer-sample");
   if (!textarea || !sample) return;
-  textarea.value = button.closest(".suggestion").querySelector(".suggestion-text").textContent;
+  const text = button.closest(".suggestion").querySelector(".suggestion-text").textContent;
+  const previous = { textarea, text: textarea.value, sample: sample.value };
   sample.value = button.dataset.sampleId;
-  textarea.dispatchEvent(new Event("input", { bubbles: true }));
-  textarea.focus();
+  composerReplace(textarea, text);
+  const replaced = previous.text.trim() !== "" && previous.text !== text;
+  // Set after the replacement's own "input" (which must not count as the text coming back).
+  useUndoShown(replaced);
+  if (replaced) replacedByUse = previous;
+});
+document.addEventListener("click", (event) => {
+  if (!event.target.closest || !event.target.closest("#use-undo-button")) return;
+  const previous = replacedByUse;
+  useUndoShown(false);
+  if (!previous || !previous.textarea.isConnected) return;
+  const sample = document.getElementById("composer-sample");
+  if (sample) sample.value = previous.sample;
+  composerReplace(previous.textarea, previous.text);
+});
+// The replaced text back in the box (Ctrl+Z): so is its origin.
+document.addEventListener("input", (event) => {
+  const previous = replacedByUse;
+  if (!previous || event.target !== previous.textarea || event.target.value !== previous.text) return;
+  const sample = document.getElementById("composer-sample");
+  if (sample) sample.value = previous.sample;
+  useUndoShown(false);
 });
 
 // Keyboard shortcuts (no htmx event filters: they are evaluated code, which the
@@ -382,13 +438,14 @@ document.addEventListener("click", (event) => {
 // button without one (thumbs, marking an attack, "mark as read") would leave focus on the page
 // itself, and the next Tab would start again from the top. Focus goes instead to the same
 // control in what replaced it (same accessible name, else same name and value, else same text),
-// else to its first control, else to the swapped-in region itself.
+// else, that control disabled now, to the next control of its group, else to its first
+// control, else to the swapped-in region itself.
 const FOCUSABLE =
   'button:not([disabled]), a[href], input:not([type="hidden"]):not([disabled]), select:not([disabled]), ' +
   'textarea:not([disabled]), summary, [tabindex]:not([tabindex="-1"])';
 let focusedBeforeSwap = null;
 
-function sameControl(before, candidates) {
+function sameControl(before, candidates, region) {
   const label = before.getAttribute("aria-label");
   const name = before.getAttribute("name");
   const text = before.textContent.trim();
@@ -401,7 +458,15 @@ function sameControl(before, candidates) {
     const match = candidates.find(test);
     if (match) return match;
   }
-  return candidates[0] || null;
+  // The same control, disabled now (a branch switcher's "‹" at the first alternative): the
+  // next one of its group (data-focus-group), not the region's first control ("Mark
+  // finished", which the next Enter would press).
+  const disabled = label
+    ? Array.from(region.querySelectorAll("[aria-label]")).find((elt) => elt.getAttribute("aria-label") === label)
+    : null;
+  const group = disabled && disabled.closest("[data-focus-group]");
+  const neighbour = group && candidates.find((elt) => group.contains(elt));
+  return neighbour || candidates[0] || null;
 }
 
 document.addEventListener("htmx:beforeSwap", () => {
@@ -417,7 +482,7 @@ document.addEventListener("htmx:afterSwap", (event) => {
   const shown = Array.from(region.querySelectorAll(FOCUSABLE)).filter(
     (elt) => elt.getClientRects().length > 0,
   );
-  const goal = sameControl(before, shown) || region;
+  const goal = sameControl(before, shown, region) || region;
   if (goal === region && !region.hasAttribute("tabindex")) region.setAttribute("tabindex", "-1");
   goal.focus({ preventScroll: true });
 });

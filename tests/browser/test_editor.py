@@ -1,7 +1,11 @@
+import re
+
 import pytest
 from playwright.sync_api import expect
 
+from labeling.conversations import services
 from labeling.conversations.models import Conversation, Message
+from sampler.generation.services import generation_job_run_inline
 from tests.browser.conftest import log_in, wait_until
 from tests.conftest import PASSWORD, WAIT_SECONDS
 from tests.labeling.conftest import write_turns
@@ -190,3 +194,104 @@ def test_an_edit_saved_after_another_tab_finished_says_why_and_keeps_the_text(
     expect(reopened.locator("details.edit-turn")).to_have_attribute("open", "")
     expect(reopened.locator("textarea")).to_have_value("Hello! How can I help today?")
     expect(page.locator("#unsent")).to_have_count(0)
+
+
+def test_switching_branches_with_the_keyboard_keeps_focus_on_the_switcher(
+    page, live_server, trainer
+):
+    """Enter on a branch switcher's button swaps the editor in: focus stays on the switcher
+    (its other button when the pressed one is now at its end), never on "Mark finished", which
+    a second Enter would press."""
+    conversation = Conversation.objects.create(owner=trainer, title="Two answers")
+    reply = write_turns(conversation, trainer, "hi", "hello!")[1]
+    services.message_branch(original=reply, author=trainer, content="hey there!")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    position = page.locator(".sibling-position")
+    expect(position).to_have_text("2/2")
+
+    page.get_by_role("button", name="Previous alternative").focus()
+    page.keyboard.press("Enter")
+    expect(position).to_have_text("1/2")
+    focused = page.locator(":focus")
+    expect(focused).to_have_accessible_name(re.compile("Next alternative"))
+
+    page.keyboard.press("Enter")
+    expect(position).to_have_text("2/2")
+    expect(page.locator(":focus")).to_have_accessible_name(re.compile("Previous alternative"))
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.DRAFT
+
+
+def test_a_turn_refused_because_another_tab_moved_on_is_not_sent_as_the_other_side_unasked(
+    page, live_server, trainer
+):
+    """Another tab sent the user's turn: this tab's user turn is refused with the current
+    turns and the text kept; sending it again asks before it goes as the assistant's turn."""
+    conversation = Conversation.objects.create(owner=trainer, title="Two tabs")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    write_turns(conversation, trainer, "sent from tab 1")  # the other tab
+
+    page.fill("#composer-text", "stale from tab 2")
+    page.locator("#composer button[type=submit]").click()
+    expect(page.locator("#composer")).to_contain_text("The conversation changed")
+    expect(page.locator("ol.transcript > li.turn")).to_have_count(1)
+    expect(page.locator("ol.transcript")).to_contain_text("sent from tab 1")
+    expect(page.locator("#composer-text")).to_have_value("stale from tab 2")
+
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    page.locator("#composer-text").press("Control+Enter")
+    wait_until(page, "true")
+    for _ in range(int(WAIT_SECONDS * 10)):
+        if questions:
+            break
+        page.wait_for_timeout(100)
+    assert questions and "user's turn" in questions[0] and "assistant's turn" in questions[0]
+    expect(page.locator("#composer-text")).to_have_value("stale from tab 2")
+    assert conversation.messages.count() == 1
+
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    page.locator("#composer button[type=submit]").click()
+    expect(page.locator("ol.transcript > li.turn")).to_have_count(2)
+    reply = conversation.messages.get(role="assistant")
+    assert reply.content == "stale from tab 2" and reply.origin == Message.Origin.HUMAN
+
+
+def test_using_a_suggestion_over_typed_text_can_be_undone_with_its_provenance(
+    page, live_server, trainer, policy
+):
+    """Suggestions arrive while the trainer types: "Use" replaces the typed text, and both
+    Ctrl+Z and the "Undo" it offers bring that text back, as the trainer's own."""
+    conversation = Conversation.objects.create(owner=trainer, title="Mine first")
+    write_turns(conversation, trainer, "hi there")
+    job = services.suggestion_request(conversation=conversation, author=trainer, n=1)
+    suggested = generation_job_run_inline(job_id=job.pk).samples.get().text
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    box = page.locator("#composer-text")
+    box.fill("my own words")
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+
+    page.locator(".use-suggestion").click()
+    expect(box).to_have_value(suggested)
+    box.press("Control+z")
+    expect(box).to_have_value("my own words")
+    expect(page.locator("#composer-sample")).to_have_value("")
+
+    page.locator(".use-suggestion").click()
+    expect(box).to_have_value(suggested)
+    page.get_by_role("button", name="Undo").click()
+    expect(box).to_have_value("my own words")
+    expect(page.locator("#composer-sample")).to_have_value("")
+    page.locator("#composer button[type=submit]").click()
+    expect(page.locator("ol.transcript > li.turn")).to_have_count(2)
+    reply = conversation.messages.get(role="assistant")
+    assert reply.content == "my own words"
+    assert reply.origin == Message.Origin.HUMAN and reply.sample is None

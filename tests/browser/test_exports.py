@@ -56,3 +56,26 @@ def test_the_exports_table_stops_checking_while_an_export_waits_for_no_worker(
     expect(table).not_to_have_attribute("hx-trigger", "every 1s")
     expect(page.locator("#export-table")).to_have_count(1)
     expect(page).to_have_url(f"{live_server.url}/exports/")
+
+
+def test_the_format_select_shows_its_longest_choice_whole(page, live_server, admin_user):
+    """At 1366x768 it read "Preference pairs (p": it is now as wide as its longest choice
+    needs (the width the browser gives the same select left to size itself)."""
+    page.set_viewport_size({"width": 1366, "height": 768})
+    log_in(page, live_server, "ada", PASSWORD)
+    page.goto(f"{live_server.url}/exports/")
+    widths = page.locator("#id_format").evaluate(
+        """(select) => {
+          const free = select.cloneNode(true);
+          free.style.width = "auto";
+          free.style.minWidth = "0";
+          free.style.maxWidth = "none";
+          free.style.position = "absolute";
+          document.body.append(free);
+          const needed = free.getBoundingClientRect().width;
+          free.remove();
+          return [select.getBoundingClientRect().width, needed];
+        }"""
+    )
+    shown, needed = widths
+    assert shown >= needed - 0.5, widths

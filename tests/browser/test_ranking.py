@@ -720,3 +720,46 @@ def test_the_keys_submit_on_the_task_after_a_skip(
 
     expect(page.locator("#toast-region .toast").last).to_contain_text("Ranking saved.")
     assert Ranking.objects.get(ranker=trainer, task=second_task).ordering == [[c] for c in shown]
+
+
+def test_the_saved_toast_covers_nothing_but_the_bar_it_sits_in(
+    page, live_server, ready_task, second_task, trainer, settings
+):
+    """At 1366x768 the "Ranking saved / Undo" toast floated over the next task's "Why?" box:
+    the sticky bar now makes room for it at its bottom, so it covers nothing the bar does not,
+    none of the bar's own controls either; and the "Why?" box still scrolls clear of the bar."""
+    settings.RANKING_UNDO_SECONDS = 600
+    page.set_viewport_size({"width": 1366, "height": 768})
+    _open_task(page, live_server)
+    for key in ("2", "1", "4", "3", "Enter"):
+        page.keyboard.press(key)
+    toast = page.locator("#toast-region .toast")
+    expect(toast).to_contain_text("Ranking saved.")
+    expect(page.locator(ITEMS)).to_have_count(4)
+
+    def inside(inner, outer) -> bool:
+        return (
+            inner["x"] >= outer["x"] - 0.5
+            and inner["y"] >= outer["y"] - 0.5
+            and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+            and inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 0.5
+        )
+
+    def overlap(a, b) -> bool:
+        return (
+            a["x"] < b["x"] + b["width"]
+            and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"]
+            and b["y"] < a["y"] + a["height"]
+        )
+
+    bar = page.locator(".ranking-bar")
+    toast_box = toast.bounding_box()
+    assert inside(toast_box, bar.bounding_box()), (toast_box, bar.bounding_box())
+    controls = bar.locator("button:visible, summary:visible, input:visible, .ranking-order")
+    for index in range(controls.count()):
+        assert not overlap(toast_box, controls.nth(index).bounding_box()), index
+
+    page.locator("#ranking-rationale").focus()
+    box = page.locator("#ranking-rationale").bounding_box()
+    assert box["y"] + box["height"] <= bar.bounding_box()["y"]

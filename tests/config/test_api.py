@@ -6,6 +6,7 @@ import base64
 import inspect
 import io
 import json
+import re
 
 import pytest
 from django.test import Client, override_settings
@@ -58,6 +59,31 @@ def test_an_unknown_api_path_is_a_json_404(client, trainer_client, as_trainer):
 def test_a_row_not_found_is_named_in_words_not_by_its_class(admin_client_, path, detail):
     response = admin_client_.get(path)
     assert response.status_code == 404 and response.json() == {"detail": detail}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "detail"),
+    [
+        ("get", "/api/conversations/01/", "No conversation with the id '01'"),
+        ("get", "/api/conversations/abc/", "No conversation with the id 'abc'"),
+        ("get", "/api/conversations/7/messages/x/", None),
+        ("patch", "/api/model-versions/01/", "No model version with the id '01'"),
+        ("get", "/api/jobs/generation/abc/", "No generation job with the id 'abc'"),
+        ("get", "/api/generation-jobs/99999999999999999999/", "No generation job with the id"),
+    ],
+)
+def test_an_id_in_the_path_not_written_canonically_is_a_404_naming_it(
+    admin_client_, method, path, detail
+):
+    """``01`` is no other name for row 1, and ``abc`` no id: the 404 says which segment is not
+    an id and how one is written, rather than that no endpoint is there."""
+    response = getattr(admin_client_, method)(path, content_type="application/json")
+    assert response.status_code == 404
+    if detail is None:
+        assert response.json() == {"detail": "No API endpoint at this path."}
+        return
+    assert response.json()["detail"].startswith(detail)
+    assert "whole number from 1, written without leading zeros" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("debug", [False, True])
@@ -777,3 +803,27 @@ def test_an_operation_that_takes_no_body_refuses_a_field_by_name_and_changes_not
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.QUEUED
     assert not Assignment.objects.exists()
+
+
+def test_options_describes_each_endpoint_as_the_schema_does_not_by_its_code_comments(
+    admin_client_,
+):
+    """OPTIONS gives an endpoint's name and what each of its methods does, in the words of its
+    operations in the schema, not the view class's docstring (written for the code: "List and
+    create share the collection URL, so they share one view.")."""
+    schema = admin_client_.get("/api/schema/").json()
+    for path, operations in schema["paths"].items():
+        url = re.sub(r"\{kind\}", "generation", path)
+        url = re.sub(r"\{\w+\}", "1", url)
+        response = admin_client_.options(url)
+        assert response.status_code == 200, url
+        described = response.json()
+        assert not described["name"].endswith("Api"), described
+        for method, operation in operations.items():
+            if method in {"get", "post", "put", "patch", "delete"}:
+                assert operation["description"] in described["description"], (url, method)
+    listed = admin_client_.options("/api/conversations/").json()
+    assert listed["name"] == "Conversation List"
+    assert "share one view" not in listed["description"]
+    assert listed["description"].startswith("GET: Conversations the caller may see")
+    assert "\nPOST: Start a new conversation" in listed["description"]

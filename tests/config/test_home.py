@@ -1,5 +1,9 @@
 import re
 
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from accounts.services import user_create_trainer
 from ranking.gold.services import gold_task_create
 from ranking.models import Project, RankingTask
 from ranking.projects.services import project_create
@@ -77,3 +81,20 @@ def test_an_empty_conversation_list_spans_the_columns_a_trainer_sees(trainer_cli
     html = trainer_client.get("/write/").content.decode()
     columns = len(re.findall(r"<th>", html.split("</thead>")[0].rsplit("<thead>", 1)[1]))
     assert columns == 4 and 'colspan="4"' in html
+
+
+def test_the_top_bar_names_the_role_unless_the_user_name_already_says_it(db):
+    users = [
+        (get_user_model().objects.create_superuser(username="admin", password="x" * 12), "admin"),
+        (
+            get_user_model().objects.create_superuser(username="ada", password="x" * 12),
+            "ada · admin",
+        ),
+        (user_create_trainer(username="trainer", password="x" * 12), "trainer"),
+        (user_create_trainer(username="tess", password="x" * 12), "tess · trainer"),
+    ]
+    for user, shown in users:
+        client = Client()
+        client.force_login(user)
+        page = client.get("/accounts/").content.decode()
+        assert f'<a class="who" href="/accounts/">{shown}</a>' in page, user.username

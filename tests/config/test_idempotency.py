@@ -4,6 +4,7 @@ expires. The race of two requests with one key is in tests/integration/test_idem
 """
 
 import hashlib
+import json
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from labeling.conversations import services as conversation_services
 from labeling.conversations.models import Conversation, Message
 from ranking.projects.models import Project
 from sampler.registry.models import ModelVersion
-from tests.conftest import post_json
+from tests.conftest import PASSWORD, post_json
 
 CONVERSATIONS_URL = "/api/conversations/"
 SERVED_VERSION = {
@@ -228,3 +229,43 @@ def test_every_creating_post_of_the_api_documents_the_key(admin_client_):
             documented.add(path)
     assert len(creating) >= 7
     assert creating == documented
+
+
+def _session_client(user) -> Client:
+    """A browser's client: logged in through the login page, CSRF checked as in production."""
+    client = Client(enforce_csrf_checks=True)
+    client.get("/accounts/login/")
+    login = client.post(
+        "/accounts/login/",
+        {
+            "username": user.username,
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"].value,
+        },
+    )
+    assert login.status_code == 302
+    return client
+
+
+def test_a_session_client_sending_its_csrf_token_gets_the_same_idempotency(trainer):
+    """The API takes the browser's session as it takes a token: a key is honoured either way
+    (the CSRF check reads the body before the view does)."""
+    client = _session_client(trainer)
+
+    def send(body: dict, key: str):
+        return client.post(
+            CONVERSATIONS_URL,
+            json.dumps(body),
+            content_type="application/json",
+            headers={"Idempotency-Key": key, "X-CSRFToken": client.cookies["csrftoken"].value},
+        )
+
+    first = send({"title": "idem test"}, "5a1f0c1e-session")
+    retried = send({"title": "idem test"}, "5a1f0c1e-session")
+    reused = send({"title": "another"}, "5a1f0c1e-session")
+
+    assert first.status_code == 201, first.json()
+    assert retried.status_code == 201 and retried.json() == first.json()
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert reused.status_code == 422
+    assert Conversation.objects.filter(owner=trainer).count() == 1

@@ -216,3 +216,27 @@ def test_the_pool_count_leaves_out_gold_copies_and_tasks_of_inactive_projects(
     assert scrape()[("tandem_ranking_pool_tasks", (("status", "ready"),))] == 1
     page = admin_client_.get("/").content.decode()
     assert '<span class="stat-value" id="stat-pool">1</span>' in page
+
+
+def test_metrics_count_ranking_tasks_by_status_every_status_included(scrape):
+    """Ranking tasks by their state, as background work is counted by kind and state: every
+    task (gold copies and other projects' too), every status shown, 0 included. Since
+    tandem_jobs counts job kinds by their names, a task's own state (complete, failed) was
+    nowhere in /metrics."""
+    version = model_version_create("policy-1")
+    writer = quick_trainer("writer")
+    ranked = task_from_source(finished_conversation(writer).active_leaf, model_version=version)
+    rank(ranked, quick_trainer("ranker"), [[0], [1], [2], [3]])
+    RankingTask.objects.filter(pk=ranked.pk).update(status=RankingTask.Status.COMPLETE)
+    failed = task_from_source(finished_conversation(writer).active_leaf, model_version=version)
+    RankingTask.objects.filter(pk=failed.pk).update(status=RankingTask.Status.FAILED)
+    ready = task_from_source(finished_conversation(writer).active_leaf, model_version=version)
+    gold_task_create(task=ready, ordering=[[c] for c in candidate_ids(ready)])
+
+    samples = scrape()
+
+    by_status = {
+        status: samples[("tandem_ranking_tasks", (("status", status),))]
+        for status in RankingTask.Status.values
+    }
+    assert by_status == {"preparing": 0, "ready": 2, "complete": 1, "failed": 1}

@@ -8,24 +8,19 @@ answers, on the form's name field, and nothing of it is saved."""
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.test import Client
 from django.urls import reverse
 
 from sampler.registry.models import ModelVersion
+from tests.conftest import logged_in_client as _admin
 from tests.conftest import (
     model_version_admin_fields,
     racing,
+    racing_then_freeing,
     recording_thread,
     served_version,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _admin(admin_user) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
 
 
 @pytest.mark.parametrize(
@@ -68,3 +63,43 @@ def test_a_save_racing_a_rename_to_the_same_name_is_refused_on_the_form(admin_us
     }
     # The losing save left no entry in the admin's history.
     assert list(LogEntry.objects.values_list("object_id", flat=True)) == [str(first.pk)]
+
+
+def test_a_save_refused_once_is_not_saved_again_when_the_name_is_freed_meanwhile(admin_user):
+    """The refused save is answered with the form, not saved a second time: the name's holder
+    renamed away before the page answers (a third admin), the name is refused all the same,
+    nothing written. (Saving again, it could as well have been refused again by a fourth
+    admin's save under way: a server error.)"""
+    first = served_version("first", 4096)
+    second = served_version("second", 4096)
+    first_admin, second_admin = _admin(admin_user), _admin(admin_user)
+    outcome: dict = {}
+
+    def save_second():
+        response = second_admin.post(
+            reverse("admin:sampler_modelversion_change", args=[second.pk]),
+            model_version_admin_fields(second, name="Shared"),
+        )
+        form = response.context["adminform"].form if response.status_code == 200 else None
+        return response.status_code, form and form.errors
+
+    saver = recording_thread(save_second, outcome, "answer")
+    # The first admin's rename under way; the third admin renames it away once the second
+    # save is refused.
+    with racing_then_freeing(
+        saver, ModelVersion.objects.filter(pk=first.pk), {"name": "away"}, outcome
+    ):
+        answer = first_admin.post(
+            reverse("admin:sampler_modelversion_change", args=[first.pk]),
+            model_version_admin_fields(first, name="Shared"),
+        )
+        assert answer.status_code == 302
+
+    assert outcome == {
+        "freed": None,
+        "answer": (200, {"name": ["A model version named Shared already exists."]}),
+    }, outcome
+    assert dict(ModelVersion.objects.values_list("pk", "name")) == {
+        first.pk: "away",
+        second.pk: "second",
+    }

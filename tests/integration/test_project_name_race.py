@@ -15,15 +15,10 @@ from django.urls import reverse
 
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
 from ranking.projects.services import project_create
-from tests.conftest import project_admin_fields, racing, recording_thread
+from tests.conftest import logged_in_client as _admin
+from tests.conftest import project_admin_fields, racing, racing_then_freeing, recording_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _admin(admin_user) -> Client:
-    client = Client()
-    client.force_login(admin_user)
-    return client
 
 
 def _taken(field: str, value: str, stored: str) -> str:
@@ -118,3 +113,39 @@ def test_an_api_save_racing_a_rename_to_the_same_name_or_slug_is_a_400(admin_use
     assert not Project.objects.filter(slug="third").exists()
     second.refresh_from_db()
     assert (second.name, second.slug) == ("Second", "second")
+
+
+def test_an_admin_save_refused_once_is_not_saved_again_when_the_name_is_freed_meanwhile(
+    admin_user,
+):
+    """The refused save is answered with the form, not saved a second time: the project that
+    took the name renamed away before the page answers (a third admin), the name is refused
+    all the same, nothing written (saving again could have met a fourth admin's save: a server
+    error)."""
+    first = project_create(name="First", slug="first")
+    second = project_create(name="Second", slug="second")
+    first_admin, second_admin = _admin(admin_user), _admin(admin_user)
+    first_fields = project_admin_fields(first_admin, first) | SHARED
+    second_fields = project_admin_fields(second_admin, second) | {"name": "Shared"}
+    outcome: dict = {}
+
+    def save_second():
+        url = reverse("admin:ranking_project_change", args=[second.pk])
+        response = second_admin.post(url, second_fields)
+        form = response.context["adminform"].form if response.status_code == 200 else None
+        return response.status_code, form and form.errors
+
+    saver = recording_thread(save_second, outcome, "answer")
+    freed = Project.objects.filter(pk=first.pk)
+    with racing_then_freeing(saver, freed, {"name": "Away", "slug": "away"}, outcome):
+        url = reverse("admin:ranking_project_change", args=[first.pk])
+        assert first_admin.post(url, first_fields).status_code == 302
+
+    assert outcome == {
+        "freed": None,
+        "answer": (200, {"name": [_taken("name", "Shared", "Shared")]}),
+    }
+    assert dict(Project.objects.exclude(slug=DEFAULT_PROJECT_SLUG).values_list("pk", "name")) == {
+        first.pk: "Away",
+        second.pk: "Second",
+    }

@@ -104,7 +104,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"Reading {file} failed part way: {error}. Nothing was imported."
                 ) from error
-            except ValidationError as error:  # a closed default project
+            except ValidationError as error:  # a closed project
                 raise CommandError(f"{' '.join(error.messages)} Nothing was imported.") from error
         for line_number, message in report.errors:
             self.stderr.write(f"line {line_number}: {message}")

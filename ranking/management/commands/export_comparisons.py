@@ -8,9 +8,17 @@ from tqdm import tqdm
 
 from accounts.selectors import user_ids_by_username
 from config.commands import option_errors
+from config.text import counted
 from labeling.guidelines.selectors import guideline_numbers_existing
 from ranking.exports.features import features_path
-from ranking.exports.filters import FORMATS, PAIR_MODES, RED_TEAM_MODES, SPLITS, ExportFilters
+from ranking.exports.filters import (
+    FORMATS,
+    HELD_OUT_FRACTION,
+    PAIR_MODES,
+    RED_TEAM_MODES,
+    SPLITS,
+    ExportFilters,
+)
 from ranking.exports.models import skipped_summary
 from ranking.exports.pipeline import records, write_features, write_jsonl, write_jsonl_stream
 from ranking.exports.services import export_prepare
@@ -28,6 +36,8 @@ OPTION_NAMES = {
     "exclude_flags": "--exclude-flag",
     "red_team": "--red-team",
 }
+# What the pages call a filter its refusal opens with ("Held-out fraction (--test-fraction) ...").
+LABELS = {"test_fraction": HELD_OUT_FRACTION}
 
 
 class Command(BaseCommand):
@@ -57,7 +67,12 @@ class Command(BaseCommand):
         parser.add_argument("--exclude-trainer", action="append", default=[], help="username")
         parser.add_argument("--pairs", dest="pair_mode", choices=PAIR_MODES, default="per_ranker")
         parser.add_argument("--split", choices=SPLITS, default="all")
-        parser.add_argument("--test-fraction", type=float, default=0.1)
+        parser.add_argument(
+            "--test-fraction",
+            type=float,
+            default=0.1,
+            help=f"{HELD_OUT_FRACTION}: held out, by conversation (default 0.1).",
+        )
         parser.add_argument("--split-seed", type=int, default=0)
         parser.add_argument("--no-pseudonymize", action="store_true", help="export user ids")
         parser.add_argument(
@@ -108,7 +123,7 @@ class Command(BaseCommand):
                 }
             )
         except ValidationError as error:
-            raise CommandError(option_errors(error, OPTION_NAMES)) from error
+            raise CommandError(option_errors(error, OPTION_NAMES, LABELS)) from error
         try:
             filters.check_format(options["format"], names=OPTION_NAMES)
         except ValidationError as error:
@@ -142,7 +157,10 @@ class Command(BaseCommand):
                 raise CommandError(f"Cannot write {features}: {error.strerror}.") from error
         advance(written.rows)
         progress.close()
-        summary = f"{written.rows} rows, {written.size_bytes} bytes, sha256 {written.sha256}"
+        summary = (
+            f"{counted(written.rows, 'row')}, {counted(written.size_bytes, 'byte')}, "
+            f"sha256 {written.sha256}"
+        )
         if features:
             summary += f" (column types: {features})"
         if skipped:

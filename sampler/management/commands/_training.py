@@ -24,7 +24,7 @@ from sampler.registry.selectors import model_version_by_name, model_version_ids_
 from sampler.runs import services as training_services
 from sampler.runs.kinds import normalising_remedy_worded, training_kind
 from sampler.runs.models import TrainingRun
-from sampler.training.config import CONFIGS, NO_WORDS, YES_WORDS
+from sampler.training.config import CONFIGS, NO_WORDS, SETTINGS, YES_WORDS
 from sampler.training.loop import ProgressEvent, process_state
 from sampler.training.records import DataError, carries_own_split, read_jsonl
 
@@ -110,8 +110,14 @@ OPTION_NAMES = {
 }
 
 
+# Every setting of the configs as its option (--batch-size), beside the options above, and what
+# the pages call it: a refusal says both ("Batch size (--batch-size) must be ...").
+SETTING_OPTIONS = {name: "--" + name.replace("_", "-") for name in SETTINGS} | OPTION_NAMES
+SETTING_LABELS = {name: label for name, (label, _) in SETTINGS.items()}
+
+
 def _errors(error: ValidationError) -> str:
-    return option_errors(error, OPTION_NAMES)
+    return option_errors(error, SETTING_OPTIONS, SETTING_LABELS)
 
 
 class ProgressBar:
@@ -276,7 +282,13 @@ def add_config_options(parser, config_class) -> None:
         default = getattr(config_class, field.name)
         option = "--" + field.name.replace("_", "-")
         if isinstance(default, bool):
-            hyper.add_argument(option, type=_boolean, default=None, metavar="yes|no")
+            hyper.add_argument(
+                option,
+                type=_boolean,
+                default=None,
+                metavar="yes|no",
+                help=_option_help(field, "yes" if default else "no"),
+            )
         else:
             kind = (
                 float
@@ -285,8 +297,19 @@ def add_config_options(parser, config_class) -> None:
                 if field.type.startswith("int")
                 else str
             )
-            help_text = field.metadata.get("help", f"default {default}")
-            hyper.add_argument(option, type=kind, default=None, help=help_text)
+            hyper.add_argument(option, type=kind, default=None, help=_option_help(field, default))
+
+
+def _option_help(field, default) -> str:
+    """A setting's option help: its label as the pages show it (``SETTINGS``), its help (the
+    field's own where it words it for the command line), and its default. ``%`` is argparse's
+    format sign."""
+    label, help_text = SETTINGS.get(field.name, ("", ""))
+    help_text = field.metadata.get("help", help_text)
+    said = f"{label}: {help_text}" if label else help_text
+    if default not in {"", None}:
+        said += f" (default {default})"
+    return said.replace("%", "%%")
 
 
 def create_once(stdout, create: Callable[[], TrainingRun]) -> int:

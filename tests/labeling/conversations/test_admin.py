@@ -62,6 +62,21 @@ def test_admin_upload_into_a_closed_default_project_imports_nothing_and_says_why
     assert not Conversation.objects.exists()
 
 
+def test_admin_upload_into_a_closed_project_other_than_the_default_imports_nothing(
+    admin_client_, trainer
+):
+    closed = project_create(name="Closed", slug="closed", status=Project.Status.DONE)
+    upload = SimpleUploadedFile("chats.jsonl", jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
+    response = admin_client_.post(
+        IMPORT_URL, {"file": upload, "owner": trainer.pk, "project": closed.slug}
+    )
+    assert response.status_code == 422
+    assert response.context["form"].errors["project"] == [
+        "No active project 'closed' is open to you."
+    ]
+    assert not Conversation.objects.exists()
+
+
 def test_admin_upload_with_a_list_where_a_role_belongs_shows_the_line(admin_client_, trainer):
     bad = {
         "messages": [{"role": ["user"], "content": "Hi"}, {"role": "assistant", "content": "Yo"}]

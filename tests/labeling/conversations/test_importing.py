@@ -327,6 +327,29 @@ def test_a_closed_default_project_takes_no_import_named_or_not(trainer, status, 
     assert report.ok and report.created == 1
 
 
+@pytest.mark.parametrize("status", ["done", "paused"])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_closed_project_other_than_the_default_takes_no_import(trainer, status, dry_run):
+    """A paused or done project takes no new work, whichever it is; before, only the default
+    project was refused so, and a file went into any other closed project."""
+    closed = project_create(name="Closed", slug="closed", status=status)
+    with pytest.raises(ValidationError) as refused:
+        conversations_import(
+            lines=io.BytesIO(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN)),
+            owner=trainer,
+            dry_run=dry_run,
+            project_id=closed.pk,
+        )
+    assert refused.value.message_dict == {"project": [services.project_closed_message("closed")]}
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+    # A draft project takes the file: its conversations are ready for when it opens.
+    draft = project_create(name="Draft", slug="draft")
+    report = conversations_import(
+        lines=io.BytesIO(jsonl(GOOD_PLAIN)), owner=trainer, project_id=draft.pk
+    )
+    assert report.ok and report.created == 1
+
+
 # manage.py import_conversations
 
 
@@ -402,6 +425,16 @@ def test_command_refuses_to_import_into_a_closed_default_project(trainer, tmp_pa
     assert str(refused.value) == (
         "No active project 'default' is open to you. Nothing was imported."
     )
+    assert not Conversation.objects.exists()
+
+
+def test_command_refuses_to_import_into_a_closed_project_other_than_the_default(trainer, tmp_path):
+    project_create(name="Closed", slug="closed", status=Project.Status.PAUSED)
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(jsonl(GOOD_WITH_SYSTEM, GOOD_PLAIN))
+    with pytest.raises(CommandError) as refused:
+        _run_command(str(path), "--owner", "tess", "--project", "closed")
+    assert str(refused.value) == "No active project 'closed' is open to you. Nothing was imported."
     assert not Conversation.objects.exists()
 
 

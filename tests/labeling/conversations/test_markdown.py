@@ -31,6 +31,15 @@ def test_links_keep_only_safe_schemes_and_get_nofollow():
     assert "javascript:" not in html
 
 
+def test_a_link_to_an_unsafe_address_is_plain_text_not_a_link():
+    html = render_markdown(
+        '[click](javascript:alert(1)) [**bold** `code`](data:text/html,x "a title") [ok](https://e.org)'
+    )
+
+    assert html.count("<a ") == 1 and 'href="https://e.org"' in html
+    assert "<p>click <strong>bold</strong> <code>code</code> <a " in html
+
+
 def test_calls_do_not_share_state():
     render_markdown("[a]: https://example.org\n\n[a]")
 

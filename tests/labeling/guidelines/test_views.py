@@ -63,7 +63,10 @@ def test_version_1_before_anything_saved_it_says_so_in_place_of_a_date(trainer_c
     """An unsaved version has no date: its line says so rather than leave an empty slot
     ("Version 1, · Default guidelines")."""
     page = trainer_client.get("/write/guidelines/").content.decode()
-    assert "Version 1 (not saved yet: its first use saves it) · Default guidelines" in page
+    assert (
+        'Version 1 (not saved yet: its first use saves it) · <span dir="auto">Default guidelines'
+        in page
+    )
     assert "Version 1, ·" not in page
 
 
@@ -96,3 +99,11 @@ def test_a_version_stored_with_crlf_before_saved_back_unchanged_is_unchanged(
     response = admin_client_.post("/write/guidelines/edit/", {"text": "# Rules\r\n\r\nAsk first."})
     assert response.status_code == 422 and b"Nothing changed" in response.content
     assert not GuidelineVersion.objects.filter(number=3).exists()
+
+
+def test_the_unread_banner_is_a_polite_status_not_an_alert(trainer_client, trainer):
+    """The panel is loaded into every writing and ranking page: an alert would interrupt a
+    screen reader on each page load; a status waits its turn."""
+    panel = trainer_client.get("/write/guidelines/panel/", **HTMX).content.decode()
+    assert '<div class="guidelines-banner" role="status">' in panel
+    assert 'role="alert"' not in panel

@@ -18,6 +18,7 @@ from labeling.models import Conversation, Message
 from ranking.exports import demonstrations
 from ranking.exports import services as export_services
 from ranking.exports.filters import ExportFilters, pseudonym, split_of
+from ranking.exports.models import skipped_summary
 from ranking.exports.pairs import pair_records
 from ranking.exports.pipeline import records, source_count, write_jsonl
 from ranking.exports.rankings import ranking_records
@@ -558,7 +559,7 @@ def test_export_comparisons_names_the_option_of_a_date_it_cannot_read(db, tmp_pa
 def test_export_comparisons_names_an_option_out_of_range_once(db, tmp_path):
     out = tmp_path / "pairs.jsonl"
     assert _export_refused(out, "--test-fraction", "2") == (
-        "--test-fraction must be between 0 and 0.99."
+        "Held-out fraction (--test-fraction) must be between 0 and 0.99."
     )
     assert _export_refused(out, "--split-seed", "-1", "--min-agreement", "3") == (
         f"--split-seed must be between 0 and {2**32 - 1}.; --min-agreement must be between 0 and 1."
@@ -875,6 +876,16 @@ def test_the_command_reports_the_rankings_it_skipped(db, tmp_path):
     assert "skipped 2 rankings without a prompt" in errors.getvalue()
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert rows and all(row["prompt"] for row in rows)
+
+
+def test_a_count_of_one_is_said_in_the_singular():
+    """ "1 rankings without a prompt (their task's generation job was deleted)"."""
+    assert skipped_summary(
+        {"rankings_without_prompt": 1, "red_team_attacks_without_prompt": 3}
+    ) == (
+        "1 ranking without a prompt (its task's generation job was deleted); "
+        "3 red-team attacks without a prompt"
+    )
 
 
 def test_a_stalled_export_worker_finishing_after_its_takeover_leaves_the_file_the_row_names(

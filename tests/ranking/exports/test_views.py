@@ -94,11 +94,11 @@ def test_the_preview_names_the_field_of_each_error_as_start_export_does(admin_cl
     html = missing.content.decode()
     assert missing.status_code == 422
     # Said once: in the preview alone, at the top of the whole page.
-    for label in ("Pair mode", "Split", "Test fraction", "Split seed"):
+    for label in ("Pair mode", "Split", "Held-out fraction", "Split seed"):
         assert html.count(f"{label}: This field is required.") == 1
     too_high = admin_client_.get(url, {**FILTERS, "min_agreement": "2"}, **headers)
     started = admin_client_.post(reverse("ranking:export-start"), {**FILTERS, "min_agreement": "2"})
-    sentence = "Min agreement: Ensure this value is less than or equal to 1."
+    sentence = "Minimum agreement: Ensure this value is less than or equal to 1."
     assert too_high.status_code == started.status_code == 422
     assert too_high.content.decode().count(sentence) == 1
     assert started.content.decode().count(sentence) == 1
@@ -138,7 +138,8 @@ def test_an_export_box_posted_with_another_value_than_its_own_is_refused(
     response = admin_client_.post(reverse("ranking:export-start"), fields)
     assert response.status_code == 422
     html = response.content.decode()
-    assert f"{label}: {label} is a checkbox: tick it or leave it unticked." in html
+    # Said once, not after its label again ("gzip: gzip is a checkbox ...").
+    assert f'<span class="error-line">{label} is a checkbox: tick it or leave it unticked.' in html
     assert not DatasetExport.objects.exists()
     # The count asks the same of it.
     preview = admin_client_.get(reverse("ranking:export-preview"), fields, HTTP_HX_REQUEST="true")
@@ -334,7 +335,7 @@ def test_the_export_list_shows_the_filters_as_labelled_items_not_a_dict(admin_cl
     for item in (
         "From: any",
         "Split: train",
-        "Test fraction: 0.25",
+        "Held-out fraction: 0.25",
         "Pairs: aggregated",
         "Exclude flagged as: off topic",
         "Guideline versions: 2, 3",

@@ -795,9 +795,12 @@ def test_claim_api_takes_a_project_and_refuses_one_not_open_to_the_trainer(
     client.force_login(trainer)
     refused = client.post("/api/ranking/claim/?project=closed")
     assert refused.status_code == 404 and "detail" in refused.json()
-    for unstorable in ("%00", "fir%00st", "%ED%A0%80"):  # NUL; an unpaired surrogate's bytes
+    for unstorable in ("%00", "fir%00st"):  # NUL
         response = client.post(f"/api/ranking/claim/?project={unstorable}")
         assert response.status_code == 404 and "No active project" in response.json()["detail"]
+    # An unpaired surrogate's bytes are no UTF-8: refused before any project is looked up.
+    response = client.post("/api/ranking/claim/?project=%ED%A0%80")
+    assert response.status_code == 400 and "not UTF-8" in response.json()["detail"]
     claimed = client.post("/api/ranking/claim/?project=first")
     assert claimed.status_code == 200 and claimed.json()["task_id"] == in_first.pk
 

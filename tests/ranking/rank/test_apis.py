@@ -7,6 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import user_create_trainer
+from ranking.exports.filters import ExportFilters
+from ranking.exports.rankings import ranking_records
 from ranking.models import Assignment, Ranking, RankingTask
 from ranking.rank import services
 from ranking.rank.models import UndoRemoval
@@ -617,3 +619,34 @@ def test_a_rationale_or_skip_reason_is_measured_as_stored_without_its_spaces_on_
             1 if door is api else 2
         )
     assert Ranking.objects.count() == 2
+
+
+def test_the_api_stores_the_time_to_the_first_placement_and_the_export_carries_it(
+    ready_task, trainer_client
+):
+    """The page sends ``first_placement_ms`` with its ranking; a client of the API may too."""
+    claim = _post(trainer_client, CLAIM_URL).json()
+    ids = [c["id"] for c in claim["candidates"]]
+    payload = {"ordering": [[i] for i in ids], "first_placement_ms": 0}
+    response = _post(trainer_client, _submit_url(claim["assignment_id"]), payload)
+    assert response.status_code == 201, response.content
+    ranking = Ranking.objects.get(pk=response.json()["id"])
+    assert ranking.first_placement_ms == 0
+    assert response.json()["first_placement_ms"] == 0
+    [record] = ranking_records(ExportFilters())
+    assert record["first_placement_ms"] == 0
+
+
+@pytest.mark.parametrize(
+    "value", [-1, 2**31, 1.5, "1200", True], ids=["negative", "too long", "float", "text", "bool"]
+)
+def test_a_time_to_the_first_placement_that_is_no_whole_number_in_range_is_a_400(
+    ready_task, trainer_client, value
+):
+    claim = _post(trainer_client, CLAIM_URL).json()
+    ids = [c["id"] for c in claim["candidates"]]
+    payload = {"ordering": [[i] for i in ids], "first_placement_ms": value}
+    response = _post(trainer_client, _submit_url(claim["assignment_id"]), payload)
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["first_placement_ms"]
+    assert not Ranking.objects.exists()

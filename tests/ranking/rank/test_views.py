@@ -14,6 +14,7 @@ from ranking.models import Assignment, Project, Ranking
 from ranking.projects.selectors import project_default
 from ranking.rank import services
 from ranking.rank.views import TAKEN_BACK_SESSION_KEY
+from tests.config.test_text_direction import without_direction
 from tests.conftest import PASSWORD
 from tests.ranking.conftest import finished_conversation, quick_tasks
 
@@ -75,6 +76,10 @@ def test_the_rank_page_never_claims_on_get_it_asks_by_post(ready_task, trainer_c
     assert f'action="{CLAIM_URL}"' in html  # the button works without JavaScript
     assert trainer_client.get(RANK_URL, **HTMX).status_code == 200
     assert not Assignment.objects.exists()
+
+
+def test_the_ranking_page_lays_out_right_to_left_text_by_its_letters(ready_task, trainer_client):
+    assert without_direction(_claim(trainer_client)) == []
 
 
 def test_claiming_leases_a_task_and_shows_its_candidates_unranked_in_presentation_order(
@@ -556,6 +561,38 @@ def test_a_pool_that_cannot_be_filled_says_so_to_the_trainer_without_the_reason(
     Project.objects.filter(pk=default.pk).update(pool_error="")
     html = _claim(trainer_client, **HTMX).content.decode()
     assert "Tasks cannot be prepared right now" not in html and "Preparing tasks…" in html
+
+
+def test_a_pool_held_off_for_the_content_filter_tells_the_trainer_why_in_plain_words(
+    settings, policy, other_trainer, trainer_client
+):
+    """While the fill holds off because the content filter cannot run, the Rank page and the
+    claim API say so in a sentence a trainer can act on, without the filter's own error (for
+    admins); before, both said only that the last try failed. Another failure still says
+    that, and nothing of its reason."""
+    finished_conversation(other_trainer)
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}  # refused: cannot run
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    services.ranking_pool_fill(rng=random.Random(0))
+    default = project_default()
+    assert default.pool_error.startswith(services.FILTER_DOWN_HOLDS_FILL)
+
+    html = unescape(_claim(trainer_client).content.decode())
+
+    held = "The content filter that checks the model's replies is not running"
+    assert "Tasks cannot be prepared right now" in html and held in html
+    assert "CONTENT_FILTER" not in html and "ImproperlyConfigured" not in html
+    assert "last try failed" not in html
+    api = trainer_client.post("/api/ranking/claim/")
+    assert api.status_code == 204 and api.headers["Tandem-Waiting-Reason"] == "pool_failed"
+    assert api.headers.get("Tandem-Waiting-Detail", "").startswith(held)
+
+    Project.objects.filter(pk=default.pk).update(pool_error="RuntimeError (the log says more).")
+    html = unescape(_claim(trainer_client, **HTMX).content.decode())
+    assert held not in html and "RuntimeError" not in html and "last try failed" in html
+    detail = trainer_client.post("/api/ranking/claim/").headers["Tandem-Waiting-Detail"]
+    assert detail in html and "RuntimeError" not in detail
 
 
 def test_polling_swaps_the_task_in_once_one_is_ready(ready_task, trainer_client, trainer):

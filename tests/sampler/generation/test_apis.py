@@ -273,7 +273,7 @@ def test_a_job_is_found_under_its_own_kind_only(policy, trainer, admin_client_):
     assert admin_client_.get(f"/api/jobs/generation/{job.pk}/").json()["kind"] == "generation"
     wrong = admin_client_.get(f"/api/jobs/ranking_preparation/{job.pk}/")
     assert wrong.status_code == 404
-    assert wrong.json() == {"detail": f"No ranking_preparation job {job.pk}."}
+    assert wrong.json() == {"detail": "No ranking preparation job with that id."}
     GenerationJob.objects.filter(pk=job.pk).update(purpose=GenerationJob.Purpose.RANKING)
     assert admin_client_.get(f"/api/jobs/generation/{job.pk}/").status_code == 404
     found = admin_client_.get(f"/api/jobs/ranking_preparation/{job.pk}/")
@@ -439,21 +439,36 @@ def test_the_playground_refuses_a_trainer_past_the_unfinished_cap_in_the_form(
         (
             [*PROMPT, {"role": "user", "content": "hello?"}],
             "assistant",
-            "turn 2 should be the assistant's, not the user's.",
+            "Message 2 should be the assistant's turn, not the user's: turns alternate",
         ),
         (
             [{"role": "assistant", "content": "I start"}],
             "user",
-            "turn 1 should be the user's, not the assistant's.",
+            "Message 1 should be the user's turn, not the assistant's: turns alternate",
         ),
         (
             [*PROMPT, {"role": "system", "content": "late rules"}],
             "assistant",
-            "turn 2 should be the assistant's, not the system's.",
+            "Message 2 should be the assistant's turn, not the system's: turns alternate",
         ),
         (PROMPT, "user", "The next turn after these messages is the assistant's, not the user's."),
+        (
+            [{"role": "system", "content": "be brief"}, *PROMPT, *PROMPT],
+            "assistant",
+            # Numbered in the list as sent, the system message too, as a blank one is.
+            "Message 3 should be the assistant's turn, not the user's",
+        ),
+        ([], "assistant", "The list of messages is empty: give at least one"),
     ],
-    ids=["answers itself", "two user turns", "opens as assistant", "late system", "user twice"],
+    ids=[
+        "answers itself",
+        "two user turns",
+        "opens as assistant",
+        "late system",
+        "user twice",
+        "after a system message",
+        "empty",
+    ],
 )
 def test_messages_that_do_not_take_turns_are_400_and_nothing_is_stored(
     policy, trainer_client, messages, role, expected
@@ -479,11 +494,11 @@ def test_messages_that_take_turns_are_taken(policy, trainer_client):
 @pytest.mark.parametrize(
     ("messages", "position"),
     [
-        ([{"role": "user", "content": ""}], 0),
-        ([{"role": "user", "content": "   "}], 0),
-        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "\n\t"}], 1),
+        ([{"role": "user", "content": ""}], 1),
+        ([{"role": "user", "content": "   "}], 1),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "\n\t"}], 2),
         # A system turn too, as a conversation's (an import refuses a blank one).
-        ([{"role": "system", "content": " "}, *PROMPT], 0),
+        ([{"role": "system", "content": " "}, *PROMPT], 1),
     ],
     ids=["empty", "spaces", "blank assistant turn", "blank system turn"],
 )

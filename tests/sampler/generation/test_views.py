@@ -26,6 +26,7 @@ def _job(trainer) -> GenerationJob:
         n=1,
         params={"max_new_tokens": 8},
         requested_by=trainer,
+        purpose=GenerationJob.Purpose.PLAYGROUND,
         queue=False,
     )
 
@@ -308,3 +309,32 @@ def test_staff_read_a_failed_generation_job_as_its_reason_without_the_traceback(
         assert page.status_code == 200
         assert "RuntimeError: CUDA out of memory" in html
         assert "/srv/tandem" not in html and "line 9" not in html
+
+
+def test_recent_jobs_are_the_users_own_from_this_page(
+    policy, trainer, trainer_client, other_trainer, admin_user, admin_client_
+):
+    """It listed every job of the user (the editor's suggestions, ranking alternatives), and
+    an admin's listed everyone's: now the jobs its user made on this page, and no others."""
+
+    def job(user, purpose) -> GenerationJob:
+        return services.generation_job_create(
+            messages=[{"role": "user", "content": "hi"}],
+            n=1,
+            params={"max_new_tokens": 8},
+            requested_by=user,
+            purpose=purpose,
+            queue=False,
+        )
+
+    def listed(client) -> set[int]:
+        html = client.get(reverse("sampler:generate-recent-jobs"), **HTMX).content.decode()
+        return {int(pk) for pk in re.findall(r'href="/[^"]*/(\d+)/">\1</a>', html)}
+
+    mine = job(trainer, GenerationJob.Purpose.PLAYGROUND)
+    job(trainer, GenerationJob.Purpose.SUGGESTION)
+    job(trainer, GenerationJob.Purpose.RANKING)
+    job(other_trainer, GenerationJob.Purpose.PLAYGROUND)
+    admins = job(admin_user, GenerationJob.Purpose.PLAYGROUND)
+    assert listed(trainer_client) == {mine.pk}
+    assert listed(admin_client_) == {admins.pk}

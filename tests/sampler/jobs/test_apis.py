@@ -145,3 +145,19 @@ def test_a_retry_clears_what_the_failed_attempt_left_for_every_kind(
         assert getattr(row, "progress", 0.0) == 0.0, kind
         state = response.json()
         assert state["started_at"] is None and state["finished_at"] is None, kind
+
+
+@pytest.mark.parametrize(
+    "path, detail",
+    [
+        ("/api/jobs/generation/99999/", "No generation job with that id."),
+        ("/api/generation-jobs/99999/", "No generation job with that id."),
+        ("/api/jobs/ranking_preparation/99999/", "No ranking preparation job with that id."),
+        ("/api/jobs/attack_run/99999/retry/", "No attack run job with that id."),
+    ],
+)
+def test_a_missing_job_is_one_sentence_under_either_path(admin_client_, path, detail):
+    """The same missing row is said the same way by the jobs API and its kind's own API."""
+    method = admin_client_.post if path.endswith("/retry/") else admin_client_.get
+    response = method(path)
+    assert response.status_code == 404 and response.json() == {"detail": detail}

@@ -2,17 +2,21 @@
 the outbox and the sweeper. The broker here (the ``broker`` fixture) records what is sent (the
 integration tier runs the same paths against a real Redis and worker)."""
 
+import os
+import signal
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from billiard.common import TERMSIGS_DEFAULT, clear_terminate_handler_fired, reset_signals
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from config.celery import Queue
+from sampler.generation import services as generation_services
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create
-from sampler.jobs import services
+from sampler.jobs import services, tasks
 from sampler.jobs.kinds import JobContext, job_kind_named
 from sampler.jobs.selectors import job_queue_position, jobs_by_state, queue_depths
 from tests.conftest import settings_refusal
@@ -784,3 +788,62 @@ def test_each_kind_of_job_takes_its_time_limit_from_the_settings_none_by_default
     unset = {name: "0" for name in ("TRAINING_TIME_LIMIT", "EXPORT_TIME_LIMIT")}
     limits = json.loads(run_python("-c", code, env=environment | unset).stdout.splitlines()[-1])
     assert not any(limits[name] for name in ("training", "comparison", "attack_run", "export"))
+
+
+@pytest.fixture
+def pool_process_signals():
+    """This process's terminate signals handled as a Celery pool process's are (billiard's
+    handler: a ``SystemExit`` raised wherever the process is, and the mark that it fired);
+    restored afterwards."""
+    numbers = [signal.Signals[name] for name in TERMSIGS_DEFAULT if hasattr(signal, name)]
+    before = {number: signal.getsignal(number) for number in numbers}
+    reset_signals()
+    try:
+        yield
+    finally:
+        clear_terminate_handler_fired()
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
+def test_a_term_to_the_pool_process_hands_its_job_back_uncounted_for_the_next_worker(
+    policy, trainer, broker, django_capture_on_commit_callbacks, monkeypatch, pool_process_signals
+):
+    """The worker's cold shutdown (`make run` stopped) stops the job its pool process runs with
+    a TERM, here as its replies are stored: the job goes back to its queue at once, its attempt
+    not counted, under a new message (none of its replies stored), the stop is raised on for
+    the process to end, and the next worker runs the job to the end; the message it ran from
+    does nothing any more. Before, the job was failed with the pool's SystemExit."""
+    moderate = generation_services.samples_moderate
+    terms = []
+
+    def stopped_once(**kwargs):
+        if not terms:
+            terms.append(signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return moderate(**kwargs)
+
+    monkeypatch.setattr(generation_services, "samples_moderate", stopped_once)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _job(trainer)
+    job.refresh_from_db()
+    first_token, place, sent_before = job.publish_token, job.queued_at, len(broker.sent)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(SystemExit):
+        tasks.run_job("generation", job.pk, first_token)
+    job.refresh_from_db()
+    assert terms == [signal.SIGTERM]
+    assert (job.status, job.attempts, job.error) == (GenerationJob.Status.QUEUED, 0, "")
+    assert job.queued_at == place and not job.samples.exists()
+    assert job.publish_token != first_token
+    assert [message["args"] for message in broker.sent[sent_before:]] == [
+        ("generation", job.pk, job.publish_token)
+    ]
+
+    clear_terminate_handler_fired()  # the next worker's pool process
+    tasks.run_job("generation", job.pk, first_token)  # the old message: nothing to do
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.QUEUED
+    tasks.run_job("generation", job.pk, job.publish_token)
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (GenerationJob.Status.SUCCEEDED, 1)
+    assert job.samples.count() == 2

@@ -684,6 +684,96 @@ def test_while_the_filter_cannot_run_and_blocks_ranking_the_pool_fill_holds_off_
     assert not Project.objects.filter(pk=project.pk).exclude(pool_error="").exists()
 
 
+def test_the_first_fill_after_the_filter_stops_running_already_holds_off(
+    settings, policy, other_trainer
+):
+    """The fill asks the filter itself whether it runs, before it prepares anything: the
+    first fill after the filter stopped running holds off, with no worker having recorded the
+    problem yet. Before, it read only a record a job had left, so it prepared tasks that all
+    failed for the filter until a job (the sweep, a preparation) met it."""
+    from ranking.models import Project
+    from sampler.generation.models import GenerationJob
+    from sampler.moderation.models import ContentFilterProblem
+
+    settings.RANKING_MAX_NEW_TOKENS = 12
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}  # refused: cannot run
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    project = finished_conversation(other_trainer).project
+    assert not ContentFilterProblem.objects.exists()  # no worker has met it yet
+
+    assert ranking_services.ranking_pool_fill(rng=random.Random(0)) == 0
+
+    assert not RankingTask.objects.exists() and not GenerationJob.objects.exists()
+    problem = ContentFilterProblem.objects.get()
+    project.refresh_from_db()
+    assert project.pool_error == ranking_services.FILTER_DOWN_HOLDS_FILL + problem.reason
+    assert not Project.objects.exclude(pk=project.pk).exclude(pool_error="").exists()
+
+
+def test_a_fill_asks_the_filter_once_and_writes_nothing_of_it_while_it_runs(
+    settings, policy, other_trainer
+):
+    """The readiness check costs one read of the filter's record per fill, however many
+    projects it fills, and no write while the filter runs."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from ranking.projects.services import project_create
+    from sampler.moderation.models import ContentFilterProblem
+
+    settings.RANKING_MAX_NEW_TOKENS = 12
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password"]}
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+    finished_conversation(other_trainer)
+    project_create(name="Second", slug="second", status="active")
+    table = ContentFilterProblem._meta.db_table
+
+    with CaptureQueriesContext(connection) as queries:
+        assert ranking_services.ranking_pool_fill(rng=random.Random(0)) >= 1
+
+    touching = [query["sql"] for query in queries if table in query["sql"]]
+    assert len(touching) == 1 and touching[0].lstrip().upper().startswith("SELECT")
+    assert not ContentFilterProblem.objects.exists()
+
+
+def test_while_the_fill_holds_off_for_the_filter_it_still_offers_tasks_prepared_before(
+    settings, policy, other_trainer
+):
+    """A project that selects by uncertainty keeps tasks prepared (and judged) before the
+    filter stopped running held back: the fill that holds off preparing new ones still
+    releases those, as its pool wants them. Before, the hold skipped the selection too, and
+    trainers waited on a pool that had ready tasks."""
+    from ranking.projects.services import project_create
+    from sampler.generation.models import GenerationJob
+    from tests.ranking.conftest import model_version_create, task_in_project
+
+    uncertain = project_create(
+        name="Uncertain",
+        slug="uncertain",
+        status="active",
+        pool_size=2,
+        selection="uncertainty",
+        candidate_factor=3,
+    )
+    version = model_version_create("policy-held")
+    held = [task_in_project(other_trainer, uncertain, version, f"held {n}") for n in range(3)]
+    RankingTask.objects.filter(pk__in=[task.pk for task in held]).update(held_back=True)
+    jobs_before = GenerationJob.objects.count()
+    settings.CONTENT_FILTER = "builtin"
+    settings.CONTENT_FILTER_WORDS = {"secrets": ["password", " "]}  # refused: cannot run
+    settings.CONTENT_FILTER_BLOCK_RANKING = True
+
+    assert ranking_services.ranking_pool_fill(rng=random.Random(0)) == 0
+
+    offered = RankingTask.objects.filter(project=uncertain, held_back=False)
+    assert offered.count() == 2
+    assert RankingTask.objects.count() == 3 and GenerationJob.objects.count() == jobs_before
+    uncertain.refresh_from_db()
+    assert uncertain.pool_error.startswith(ranking_services.FILTER_DOWN_HOLDS_FILL)
+
+
 # ---- samples waiting for the filter, where verdicts are shown -----------------------------------
 
 SAMPLE_NOT_JUDGED = "Not judged by the content filter yet."

@@ -1,5 +1,7 @@
 """The Django admin's model version pages refuse what the registry services refuse."""
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -323,3 +325,145 @@ def test_renaming_a_reward_model_in_the_admin_keeps_the_policies_optimised_again
     assert typed.metrics == {"reward_version": "rm-proxy"}
     assert optimised_against(ppo) == {"rm-proxy"}
     assert independent_judges(version_a=ppo, version_b=sft) == [judge]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        # The Models page and comparisons read an object: a server error on both.
+        (
+            "[0.5]",
+            'Metrics must be a JSON object of names and values, such as {"eval/kl": 0.12},'
+            " not a list.",
+        ),
+        (
+            '"good"',
+            'Metrics must be a JSON object of names and values, such as {"eval/kl": 0.12},'
+            " not text.",
+        ),
+        # Shown as a number on the Models page.
+        ('{"eval/kl": "low"}', "eval/kl must be a number."),
+        ('{"accuracy/eval": true}', "accuracy/eval must be a number."),
+        ('{"eval/kl": NaN}', "Metrics cannot hold NaN, Infinity or numbers too large to store."),
+        (
+            '{"loss/eval": 1e999}',
+            "Metrics cannot hold NaN, Infinity or numbers too large to store.",
+        ),
+        (
+            '{"eval/kl": 1' + "0" * 400 + "}",
+            "Metrics cannot hold NaN, Infinity or numbers too large to store.",
+        ),
+        # Counts on the Models page.
+        ('{"data": [1, 2]}', 'data must be an object of counts, such as {"prompts/train": 100}.'),
+        (
+            '{"data": {"prompts/train": "many", "pairs/train": -1}}',
+            "data: prompts/train must be a whole number, 0 or more. "
+            "data: pairs/train must be a whole number, 0 or more.",
+        ),
+        (
+            '{"stopped_early": ["kl"]}',
+            "stopped_early must be text (why training stopped early), or null.",
+        ),
+        # What comparisons read to keep a reward model from judging a policy trained on it.
+        (
+            '{"reward_version": 3}',
+            "reward_version must be the name of the reward model the "
+            "policy was optimised against, as text.",
+        ),
+        (
+            '{"data_half": "odd"}',
+            "data_half must be one of all, first, second (the half of the "
+            "rankings a reward model was trained on).",
+        ),
+    ],
+)
+def test_the_admin_refuses_metrics_that_what_reads_them_cannot_read(
+    admin_client_, metrics, message
+):
+    version = _version("served", POLICY, active=False)
+    data = _change_form(admin_client_, version) | {"metrics": metrics}
+
+    page = admin_client_.post(reverse("admin:sampler_modelversion_change", args=[version.pk]), data)
+
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors == {"metrics": [message]}
+    version.refresh_from_db()
+    assert version.metrics == {}
+
+
+def test_metrics_the_admin_saves_are_shown_and_read_by_comparisons(admin_client_):
+    judge = _version("other", REWARD)
+    proxy = _version("spare", REWARD, active=False)
+    version = _version("served", POLICY, active=False)
+    metrics = {
+        "eval/kl": 2,
+        "data": {"prompts/train": 12.0, "note": "any"},
+        "stopped_early": "KL past its limit",
+        "reward_version": "spare",
+        "data_half": "first",
+        "anything else": [None, {"x": "y"}],
+    }
+    data = _change_form(admin_client_, version) | {"metrics": json.dumps(metrics)}
+
+    saved = admin_client_.post(
+        reverse("admin:sampler_modelversion_change", args=[version.pk]), data
+    )
+
+    assert saved.status_code == 302
+    version.refresh_from_db()
+    assert version.metrics == metrics
+    page = admin_client_.get(reverse("sampler:models"))
+    assert page.status_code == 200
+    assert "KL past its limit" in page.content.decode()
+    assert optimised_against(version) == {"spare"}
+    assert independent_judges(version_a=version, version_b=proxy) == [judge]
+
+
+def test_metrics_left_empty_in_the_admin_are_none(admin_client_):
+    version = ModelVersion.objects.create(
+        name="served", path="hub/served", metrics={"eval/kl": 1.0}
+    )
+    data = _change_form(admin_client_, version) | {"metrics": ""}
+
+    saved = admin_client_.post(
+        reverse("admin:sampler_modelversion_change", args=[version.pk]), data
+    )
+
+    assert saved.status_code == 302
+    version.refresh_from_db()
+    assert version.metrics == {}
+
+
+def test_the_admin_refuses_a_policy_context_too_short_for_any_reply(admin_client_):
+    version = _version("served", POLICY, active=False)
+    data = _change_form(admin_client_, version) | {"context_length": "8"}
+
+    page = admin_client_.post(reverse("admin:sampler_modelversion_change", args=[version.pk]), data)
+
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors == {
+        "context_length": [
+            "This model's 8-token context is too short for any reply: a prompt keeps at least 16 "
+            "tokens. Give a policy a context_length of more than 16."
+        ]
+    }
+    version.refresh_from_db()
+    assert version.context_length != 8
+
+
+def test_a_ppo_policy_whose_run_did_not_stop_early_still_saves_in_the_admin(admin_client_):
+    # A PPO run that was not stopped early records ``stopped_early`` as null
+    # (sampler/training/ppo.py), and its version keeps that: the metrics posted back unchanged
+    # are not refused, so its other fields can still be edited.
+    metrics = {"steps": 12, "total_steps": 12, "stopped_early": None, "value_init": "zeros"}
+    version = ModelVersion.objects.create(name="served", path="hub/served", metrics=metrics)
+    data = _change_form(admin_client_, version) | {"description": "Edited."}
+
+    saved = admin_client_.post(
+        reverse("admin:sampler_modelversion_change", args=[version.pk]), data
+    )
+
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    version.refresh_from_db()
+    assert version.description == "Edited."
+    assert version.metrics == metrics

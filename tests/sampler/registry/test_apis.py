@@ -3,6 +3,7 @@ trainers read versions without where they are served from."""
 
 import html
 import json
+import re
 import shutil
 from io import StringIO
 
@@ -408,3 +409,44 @@ def test_a_model_whose_tokenizer_has_no_chat_template_is_refused_at_registration
     shutil.copy(micro_model_dir / "chat_template.jinja", templated / "chat_template.jinja")
     response = _post(admin_client_, {"name": "plain", "backend": backend, "path": str(templated)})
     assert response.status_code == 201, response.content
+
+
+def _no_reply(length: int) -> str:
+    return (
+        f"This model's {length}-token context is too short for any reply: a prompt keeps at "
+        "least 16 tokens. Give a policy a context_length of more than 16."
+    )
+
+
+@pytest.mark.parametrize("length", [8, 16])
+def test_a_policy_context_too_short_for_any_reply_is_refused_by_registration_and_patch(
+    admin_client_, length
+):
+    """Accepted, it had every job sampled from the version refused (Try the model, every task
+    of a project that names no max_new_tokens, red-teaming), even as the active policy."""
+    active = served_version("wide", 4096, active=True)
+    idle = served_version("idle", 4096)
+    registered = _post(
+        admin_client_,
+        {"name": "tiny", "backend": "openai", "backend_options": OPENAI, "context_length": length},
+    )
+    patched = [_patch(admin_client_, pk, {"context_length": length}) for pk in (active.pk, idle.pk)]
+
+    for response in [registered, *patched]:
+        assert response.status_code == 400
+        assert response.json() == {"context_length": [_no_reply(length)]}
+    assert not ModelVersion.objects.filter(name="tiny").exists()
+    assert set(ModelVersion.objects.values_list("context_length", flat=True)) == {4096}
+    # Room for a prompt and a one-token reply.
+    assert _patch(admin_client_, idle.pk, {"context_length": 17}).status_code == 200
+
+
+def test_the_compare_help_is_short_with_the_details_folded(admin_client_):
+    """A new admin reads one sentence; how prompts, judges and votes are chosen is behind a
+    <details> list."""
+    page = admin_client_.get("/models/").content.decode()
+    short = re.search(r'<p class="muted" id="compare-help">(.*?)</p>', page, re.S)
+    assert short and len(short.group(1).split()) <= 30
+    details = re.search(r'<details class="muted compare-details">(.*?)</details>', page, re.S)
+    assert details and details.group(1).count("<li>") >= 4
+    assert "largest fraction every" in details.group(1)

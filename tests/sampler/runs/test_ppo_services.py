@@ -573,7 +573,7 @@ def test_the_models_page_takes_as_many_ppo_steps_as_train_ppo_and_says_the_same_
         )
         assert refused.status_code == 422 and not TrainingRun.objects.exists()
         assert refused.context["ppo_form"].errors == {
-            "max_steps": ["max_steps must be between 1 and 10,000,000."]
+            "max_steps": ["Max steps must be between 1 and 10,000,000."]
         }
     taken = admin_client_.post(reverse("sampler:ppo-run-start"), fields | {"max_steps": "10000000"})
     assert taken.status_code == 302

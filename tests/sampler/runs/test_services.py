@@ -19,6 +19,19 @@ from sampler.training.synthetic import synthetic_rankings
 pytestmark = pytest.mark.django_db
 
 
+def _reward_run_of(base: ModelVersion, tmp_path: Path) -> TrainingRun:
+    """A reward run on ``base`` from a small rankings file, recorded and not queued."""
+    data = tmp_path / "rankings.jsonl"
+    write_jsonl(iter(synthetic_rankings(4)), data)
+    return training_services.training_run_create(
+        kind="reward",
+        config={"normalize_to_demonstrations": False},
+        base_version=base,
+        data_path=str(data),
+        queue=False,
+    )
+
+
 @pytest.mark.parametrize("base_name", ["HuggingFaceTB/SmolLM2-135M", "../../outside", ".hidden"])
 def test_the_automatic_output_name_is_one_folder_inside_model_root_whatever_the_base_name(
     settings, tmp_path, micro_model_dir, base_name
@@ -29,20 +42,39 @@ def test_the_automatic_output_name_is_one_folder_inside_model_root_whatever_the_
     # are refused now; versions stored with them are kept).
     ModelVersion.objects.filter(pk=base.pk).update(name=base_name)
     base.refresh_from_db()
-    data = tmp_path / "rankings.jsonl"
-    write_jsonl(iter(synthetic_rankings(4)), data)
-    run = training_services.training_run_create(
-        kind="reward",
-        config={"normalize_to_demonstrations": False},
-        base_version=base,
-        data_path=str(data),
-        queue=False,
-    )
+    run = _reward_run_of(base, tmp_path)
     # The name becomes the folder the run writes (MODEL_ROOT / output_name) and the version's
     # name: one plain folder name, as a given --name must be.
     assert Path(run.output_name).name == run.output_name
     assert not run.output_name.startswith(".")
     assert (Path(settings.MODEL_ROOT) / run.output_name).parent == Path(settings.MODEL_ROOT)
+
+
+@pytest.mark.parametrize("letter", ["a", "\u6f22"])
+def test_the_automatic_output_name_of_a_long_base_fits_a_version_name_and_stays_unique(
+    settings, tmp_path, micro_model_dir, letter
+):
+    """A base named at the length a version's name may have (200) gave its runs an automatic
+    name past it: the run's output name could not be stored on PostgreSQL, and the trained
+    model could not be registered under it. Trimmed, it fits a version's name (and, in bytes,
+    a folder's), and is still numbered past a version that has it in another letter case."""
+    settings.MODEL_ROOT = tmp_path / "models"
+    limit = ModelVersion._meta.get_field("name").max_length
+    base = model_version_register(name=letter * limit, path=str(micro_model_dir))
+    run = _reward_run_of(base, tmp_path)
+    run.refresh_from_db()
+    assert len(run.output_name) <= limit and len(run.output_name.encode()) <= 255
+    assert run.output_name.endswith(f"-reward-run{run.pk}")
+    assert run.output_name.startswith(letter * 80)
+    registered = model_version_register(name=run.output_name, path=str(micro_model_dir))
+    # A version already named as the next run's automatic name would be, in upper case.
+    ModelVersion.objects.filter(pk=registered.pk).update(name=run.output_name.upper())
+
+    again = training_services._automatic_output_name(base=base, kind="reward", run_id=run.pk)
+
+    assert again.lower() != run.output_name.lower()
+    assert again.endswith(f"-reward-run{run.pk}-2") and len(again) <= limit
+    assert model_version_register(name=again, path=str(micro_model_dir)).name == again
 
 
 @pytest.mark.django_db(transaction=True)

@@ -26,7 +26,7 @@ from sampler.runs.models import TrainingRun
 from sampler.runs.services import training_run_run_inline
 from sampler.training.records import DataError
 from sampler.training.synthetic import synthetic_rankings
-from tests.conftest import polls_only_while_work_can_move
+from tests.conftest import polls_only_while_work_can_move, worker_seen
 from tests.ranking.conftest import ranked, ranked_in_halves  # noqa: F401  (ranked: a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -243,7 +243,7 @@ def test_the_training_page_says_what_range_max_steps_has(admin_client_, policy, 
     response = _post_upload(admin_client_, _upload(), max_steps=steps)
     text = response.content.decode()
     assert response.status_code == 422
-    assert "max_steps must be between 1 and 10,000,000." in text and "positive number" not in text
+    assert "Max steps must be between 1 and 10,000,000." in text and "positive number" not in text
     assert not TrainingRun.objects.exists()
     box = re.search(r'<input type="number" name="max_steps"[^>]*>', text).group(0)
     assert 'min="1"' in box and 'max="10000000"' in box, box
@@ -335,7 +335,7 @@ def test_the_run_page_shows_its_database_filters_as_labelled_items_not_a_dict(
     assert re.findall(r"<li>(.*?)</li>", listed) == [
         "Pairs: per ranker",
         "Split: test",
-        "Test fraction: 0.1",
+        "Held-out fraction: 0.1",
         "Split seed: 0",
         "From: any",
         "To: any",
@@ -743,3 +743,29 @@ def test_the_run_page_and_the_models_page_count_a_runs_records_in_the_right_numb
     models_page = admin_client_.get(reverse("sampler:models"))
     for page in (run_page, models_page):
         assert shown in re.sub(r"\s*<", "<", page.content.decode())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_queued_note_goes_once_the_run_has_run(
+    admin_client_, policy, monkeypatch, other_trainer, settings
+):
+    """It was a message at the top of the page: it stayed there, above a run the poll showed
+    succeeded. The part of the page that polls says it now, while the run waits."""
+    monkeypatch.setattr(app, "send_task", mock.Mock())
+    worker_seen()
+    ranked_in_halves(other_trainer, settings, "first")
+    fields = {"source": "database", "test_fraction": "0", "split_seed": "3", "kind": "reward"}
+    response = admin_client_.post(reverse("sampler:training-run-start"), fields)
+    run = TrainingRun.objects.get()
+    url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
+    assert response.status_code == 302 and response.url == url
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED)
+    for answer in (admin_client_.get(url), admin_client_.get(url, HTTP_HX_REQUEST="true")):
+        assert "queued for a training worker" not in answer.content.decode()
+
+    other = TrainingRun.objects.create(
+        kind="reward", output_name="again", config={}, published_at=timezone.now()
+    )
+    url = reverse("sampler:training-run", kwargs={"run_id": other.pk})
+    polled = admin_client_.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert f"Run {other.pk} is queued for a training worker." in polled

@@ -152,7 +152,7 @@ def test_config_says_the_range_of_max_steps():
     for steps in (0, MAX_STEPS + 1, 10**20):
         with pytest.raises(ConfigError) as error:
             RewardConfig.from_dict({"max_steps": steps})
-        assert error.value.errors == {"max_steps": "max_steps must be between 1 and 10,000,000."}
+        assert error.value.errors == {"max_steps": "Max steps must be between 1 and 10,000,000."}
     assert SFTConfig.from_dict({"max_steps": MAX_STEPS}).max_steps == MAX_STEPS
 
 
@@ -275,7 +275,7 @@ def test_config_refuses_numbers_that_are_not_finite():
     with pytest.raises(ConfigError) as error:
         PPOConfig.from_dict({"max_kl": "nan", "gradient_clip": "inf", "weight_decay": "nan"})
     assert set(error.value.errors) == {"max_kl", "gradient_clip", "weight_decay"}
-    assert error.value.errors["max_kl"] == "max_kl must be a finite number."
+    assert error.value.errors["max_kl"] == "Stop past KL must be a finite number."
     with pytest.raises(ConfigError) as error:
         RewardConfig.from_dict({"margin_per_rank": float("nan"), "lora_alpha": float("inf")})
     assert set(error.value.errors) == {"margin_per_rank", "lora_alpha"}
@@ -465,3 +465,17 @@ def test_a_run_of_one_batch_per_epoch_says_so_in_the_singular(micro_model_dir, t
         callback=log,
     )
     assert messages == ["1 step, 1 batch per epoch"]
+
+
+def test_the_curves_start_at_the_first_step_however_short_the_run(micro_model_dir, tmp_path):
+    """A 6-step run logged every 5 steps drew its curves from step 5: step 1 is a point too
+    (the average of itself), then every log_every steps and the last."""
+    config = SFTConfig(max_steps=6, batch_size=2, max_length=48, log_every=5, eval_every=0)
+    result = train_sft(
+        config=config,
+        records=synthetic_demonstrations(4),
+        base_model=micro_model_dir,
+        output_dir=tmp_path / "out",
+    )
+    for name in ("loss/train", "learning_rate"):
+        assert [step for step, _ in result.history[name]] == [1, 5, 6], name

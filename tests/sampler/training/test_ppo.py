@@ -694,10 +694,10 @@ def test_a_batch_smaller_than_the_default_minibatches_is_refused_naming_batch_si
     with pytest.raises(ConfigError) as error:
         PPOConfig.from_dict({"batch_size": 1})
     assert error.value.errors == {
-        "minibatches": "batch_size * samples_per_prompt (1 * 1 = 1 replies a rollout batch) must "
-        "be at least minibatches (2, the default): each minibatch takes at least one reply; "
-        "raise batch_size or samples_per_prompt, or lower minibatches."
+        "minibatches": "Batch size * Samples per prompt (1 * 1 = 1 reply a rollout batch) must "
+        "be at least the Minibatches (2, the default): each minibatch takes at least one reply; "
+        "raise the Batch size or the Samples per prompt, or lower the Minibatches."
     }
     with pytest.raises(ConfigError) as error:
         PPOConfig.from_dict({"minibatches": 0})
-    assert error.value.errors == {"minibatches": "minibatches must be at least 1."}
+    assert error.value.errors == {"minibatches": "Minibatches must be at least 1."}

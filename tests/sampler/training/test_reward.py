@@ -200,7 +200,11 @@ def test_an_interrupted_run_changes_no_active_model_and_resumes_from_its_checkpo
     run = training_services.training_run_run_inline(run_id=run.pk)
     assert run.status == TrainingRun.Status.SUCCEEDED
     assert "resumed at step 2" in run.log
-    assert [point[0] for point in run.metrics["loss/train"]] == [5, 6]
+    assert [point[0] for point in run.metrics["loss/train"]] == [
+        1,
+        5,
+        6,
+    ]  # step 1 kept by the checkpoint
     assert run.output_versions.get().metrics["steps"] == 6
     assert model_version_active(kind="reward") == reward
 

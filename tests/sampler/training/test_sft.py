@@ -95,8 +95,8 @@ def test_train_sft_help_says_what_origins_takes():
 
     help_text = " ".join(Command().create_parser("manage.py", "train_sft").format_help().split())
     assert (
-        "--origins ORIGINS comma-separated origins of the assistant turns to learn (human, model, "
-        "model_edited; default: all), as --origin repeated" in help_text
+        "--origins ORIGINS Origins to learn: comma-separated origins of the assistant turns to "
+        "learn (human, model, model_edited; default: all), as --origin repeated" in help_text
     )
 
 
