@@ -355,26 +355,32 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // "Use" on a suggestion puts its text into the composer, remembers which sample it came from
 // (so the saved turn records its origin and edit distance) and saves the draft. Suggestions
-// arrive while the trainer types: text of theirs it replaces comes back with Ctrl+Z (the
-// replacement is an edit on the box's own undo history) or with the "Undo" shown beside the
-// box, with the origin it had (the sample it came from, or none: the trainer's own).
+// arrive while the trainer types: text of theirs it replaces comes back, with the origin it
+// had (the sample it came from, or none: the trainer's own), with the "Undo" shown beside the
+// box, or with Ctrl+Z (Cmd+Z) while the box holds the suggestion as "Use" put it there. The
+// box's own undo history is not used for this: a script edits that only through the
+// deprecated execCommand, and Chromium crashed closing a tab after such an edit.
 let replacedByUse = null;
 
-function composerReplace(textarea, text) {
+function composerSet(textarea, text) {
+  textarea.value = text;
+  textarea.dispatchEvent(new Event("input", { bubbles: true }));
   textarea.focus();
-  textarea.select();
-  // insertText fires "input" (the draft is saved) and can be undone; setting the value cannot.
-  const inserted = text !== "" && document.execCommand && document.execCommand("insertText", false, text);
-  if (!inserted || textarea.value !== text) {
-    textarea.value = text;
-    textarea.dispatchEvent(new Event("input", { bubbles: true }));
-  }
 }
 
 function useUndoShown(shown) {
   const undo = document.getElementById("use-undo");
   if (undo) undo.hidden = !shown;
   if (!shown) replacedByUse = null;
+}
+
+function useUndone() {
+  const previous = replacedByUse;
+  useUndoShown(false);
+  if (!previous || !previous.textarea.isConnected) return;
+  const sample = document.getElementById("composer-sample");
+  if (sample) sample.value = previous.sample;
+  composerSet(previous.textarea, previous.text);
 }
 
 document.addEventListener("click", (event) => {
@@ -384,30 +390,22 @@ document.addEventListener("click", (event) => {
   const sample = document.getElementById("composer-sample");
   if (!textarea || !sample) return;
   const text = button.closest(".suggestion").querySelector(".suggestion-text").textContent;
-  const previous = { textarea, text: textarea.value, sample: sample.value };
+  const previous = { textarea, text: textarea.value, sample: sample.value, used: text };
   sample.value = button.dataset.sampleId;
-  composerReplace(textarea, text);
+  composerSet(textarea, text);
   const replaced = previous.text.trim() !== "" && previous.text !== text;
-  // Set after the replacement's own "input" (which must not count as the text coming back).
   useUndoShown(replaced);
   if (replaced) replacedByUse = previous;
 });
 document.addEventListener("click", (event) => {
-  if (!event.target.closest || !event.target.closest("#use-undo-button")) return;
-  const previous = replacedByUse;
-  useUndoShown(false);
-  if (!previous || !previous.textarea.isConnected) return;
-  const sample = document.getElementById("composer-sample");
-  if (sample) sample.value = previous.sample;
-  composerReplace(previous.textarea, previous.text);
+  if (event.target.closest && event.target.closest("#use-undo-button")) useUndone();
 });
-// The replaced text back in the box (Ctrl+Z): so is its origin.
-document.addEventListener("input", (event) => {
+document.addEventListener("keydown", (event) => {
   const previous = replacedByUse;
-  if (!previous || event.target !== previous.textarea || event.target.value !== previous.text) return;
-  const sample = document.getElementById("composer-sample");
-  if (sample) sample.value = previous.sample;
-  useUndoShown(false);
+  if (!previous || event.target !== previous.textarea || previous.textarea.value !== previous.used) return;
+  if (!(event.ctrlKey || event.metaKey) || event.shiftKey || event.altKey || event.key.toLowerCase() !== "z") return;
+  event.preventDefault();
+  useUndone();
 });
 
 // Keyboard shortcuts (no htmx event filters: they are evaluated code, which the
