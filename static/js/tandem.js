@@ -470,10 +470,21 @@ function sameControl(before, candidates, region) {
 document.addEventListener("htmx:beforeSwap", () => {
   focusedBeforeSwap = document.activeElement;
 });
+// The control that had focus, per swapped-in region, until that region settles: htmx makes
+// the new content's forms and buttons its own only then, and a key pressed on a control
+// focused before that submitted its form the plain way (a whole page load, losing the place).
+// Kept per region: another swap between the two must not change what this one restores.
+const focusAfterSettle = new WeakMap();
 document.addEventListener("htmx:afterSwap", (event) => {
   const before = focusedBeforeSwap;
-  const region = event.target;
   if (!before || before === document.body || document.contains(before)) return;
+  focusAfterSettle.set(event.target, before);
+});
+document.addEventListener("htmx:afterSettle", (event) => {
+  const region = event.target;
+  const before = focusAfterSettle.get(region);
+  if (!before) return;
+  focusAfterSettle.delete(region);
   if (document.activeElement && document.activeElement !== document.body) return;
   if (!(region instanceof Element) || !document.contains(region)) return;
   // Only what is shown can take focus (a hidden panel's buttons cannot).
