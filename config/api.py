@@ -27,8 +27,10 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.urls import Resolver404, is_valid_path, resolve
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 from django.views.csrf import csrf_failure as django_csrf_failure
 from rest_framework import serializers, status
@@ -44,6 +46,7 @@ from config.parsers import body_too_large_detail
 from config.querysets import MAX_ID
 from config.refusals import REPEATED_PARAMETER
 from config.text import search_text, text_problem
+from config.uploads import FormTextNotUtf8
 
 API_PREFIX = "/api/"
 
@@ -286,7 +289,31 @@ def _page_or_json(request: HttpRequest, status_code: int, page) -> HttpResponse:
     return page()
 
 
+NOT_UTF8 = (
+    "The {where} held bytes that are not UTF-8 text, so nothing was read from it and nothing "
+    "was saved. Send it again as UTF-8 (every page of this site sends its forms so)."
+)
+
+
+def not_utf8_response(request: HttpRequest, where: str) -> HttpResponse:
+    """A 400 saying that the request's ``where`` (its query, its form's text) is not UTF-8: JSON
+    under ``/api/``, else a page whose link leads back to the page the form was on (when it is
+    this site's) or to the address itself (a GET)."""
+    detail = NOT_UTF8.format(where=where)
+    if is_api_request(request):
+        return api_error_response(request, 400, detail)
+    back = request.path if request.method == "GET" else "/"
+    referer = request.headers.get("Referer", "")
+    if request.method != "GET" and url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        back = referer
+    return render(request, "not_utf8.html", {"detail": detail, "back": back}, status=400)
+
+
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, FormTextNotUtf8):  # a multipart form's text (config.uploads)
+        return not_utf8_response(request, "form's text")
     return _page_or_json(request, 400, lambda: defaults.bad_request(request, exception))
 
 

@@ -9,7 +9,7 @@ from django.shortcuts import render, resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from config.api import api_error_response, is_api_request
+from config.api import is_api_request, not_utf8_response
 
 
 class CommonExceptApiSlashMiddleware(CommonMiddleware):
@@ -114,12 +114,6 @@ class AdminNumberTooLargeMiddleware:
         return render(request, "number_too_large.html", {"back": request.path}, status=400)
 
 
-NOT_UTF8 = (
-    "The {where} held bytes that are not UTF-8 text, so nothing was read from it and nothing "
-    "was saved. Send it again as UTF-8 (every page of this site sends its forms so)."
-)
-
-
 def _is_utf8(encoded: bytes) -> bool:
     """Whether URL-encoded text (``+`` for spaces, ``%XX`` escapes, raw bytes) decodes as UTF-8.
     Strict: an encoded surrogate half (``%ED%A0%80``) is not UTF-8 either."""
@@ -134,10 +128,11 @@ class TextEncodingMiddleware:
     """A query string, or a URL-encoded form body, that is not UTF-8 gets a 400 saying so
     (JSON under ``/api/``) instead of reaching a view: Django decodes such bytes to U+FFFD, and
     a title or reply would be stored changed without a word. A real U+FFFD sent as UTF-8 is
-    kept. (Django refuses a URL-encoded body that declares another charset itself.) Multipart
-    bodies (forms with a file) are not read here: Django decodes their text fields, bad bytes
-    as U+FFFD, and an uploaded file's text is checked where it is parsed. A body over the size
-    limit is left to Django's own refusal."""
+    kept. (Django refuses a URL-encoded body that declares another charset itself.) A multipart
+    body (a form with a file) is not read here, since a view that takes a file installs its
+    upload handlers first: its text fields are checked while Django parses it
+    (``config.uploads.FormTextUtf8Only``), with the same answer, and an uploaded file's text
+    where it is read. A body over the size limit is left to Django's own refusal."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -155,13 +150,4 @@ class TextEncodingMiddleware:
                 where = "form's text"
         if where is None:
             return self.get_response(request)
-        detail = NOT_UTF8.format(where=where)
-        if is_api_request(request):
-            return api_error_response(request, 400, detail)
-        back = request.path if request.method == "GET" else "/"
-        referer = request.headers.get("Referer", "")
-        if request.method != "GET" and url_has_allowed_host_and_scheme(
-            referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        ):
-            back = referer
-        return render(request, "not_utf8.html", {"detail": detail, "back": back}, status=400)
+        return not_utf8_response(request, where)

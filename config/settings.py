@@ -206,7 +206,9 @@ MEDIA_ROOT = VAR_DIR / "media"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
 # No request takes a file unless its view says so, with its own size limit (config.uploads):
 # otherwise any POST's file parts (the CSRF check reads every POST) would be written to disk.
+# A multipart body's text fields that are not UTF-8 are refused, not stored as U+FFFD.
 FILE_UPLOAD_HANDLERS = [
+    "config.uploads.FormTextUtf8Only",
     "config.uploads.FilesRefused",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",

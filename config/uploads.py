@@ -12,15 +12,25 @@ It must be in place before anything reads the request body, and the CSRF check r
 the view in ``csrf_exempt`` and check CSRF inside, after inserting the handler (Django's
 documented pattern for per-view upload handlers).
 
-Every other request takes no file at all (``FilesRefused``, first in ``FILE_UPLOAD_HANDLERS``):
+Every other request takes no file at all (``FilesRefused``, in ``FILE_UPLOAD_HANDLERS``):
 the CSRF check reads ``request.POST`` on any POST, signed in or not, and Django would otherwise
 write any file part of it, of any size, to a temporary file. ``upload_size_limit_install``
 puts its limit in that handler's place.
+
+A multipart body's text fields (not its files) must be UTF-8: Django decodes them with U+FFFD in
+place of bytes that are not, and a title would be stored changed without a word.
+``FormTextUtf8Only``, also in ``FILE_UPLOAD_HANDLERS``, has the body parsed as Django parses it
+but for that decoding, which is strict: such a field raises ``FormTextNotUtf8`` (a
+``MultiPartParserError``: Django answers it with a 400, ``config.api.handler400`` in words),
+whoever reads the body first (the CSRF check, a view after installing its size limit).
 """
+
+import codecs
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 # Room in a request's body beside the file: each part's headers and boundary, for the few
 # fields a form has (their values are bounded by DATA_UPLOAD_MAX_MEMORY_SIZE, added to this).
@@ -90,3 +100,49 @@ def upload_size_limit_install(request: HttpRequest, *, limit: int) -> UploadSize
         *(handler for handler in request.upload_handlers if not isinstance(handler, FilesRefused)),
     ]
     return size_limit
+
+
+class FormTextNotUtf8(MultiPartParserError):
+    """A multipart body's text field held bytes that are not UTF-8."""
+
+
+# Django's parser decodes each text field with ``errors="replace"``, which it does not let a
+# caller change; this codec is UTF-8 that refuses bad bytes whatever ``errors`` asks.
+STRICT_UTF8 = "tandem_strict_utf_8"
+
+
+def _strict_utf8_decode(data: bytes, errors: str = "strict") -> tuple[str, int]:
+    return codecs.utf_8_decode(data, "strict", True)
+
+
+def _strict_utf8_search(name: str) -> codecs.CodecInfo | None:
+    if name.replace("-", "_") != STRICT_UTF8:
+        return None
+    return codecs.CodecInfo(codecs.utf_8_encode, _strict_utf8_decode, name=STRICT_UTF8)
+
+
+codecs.register(_strict_utf8_search)
+
+
+class FormTextUtf8Only(FileUploadHandler):
+    """Parse a multipart body as Django does, with the request's other upload handlers taking
+    its files, but with its text fields decoded strictly: one that is not UTF-8 raises
+    ``FormTextNotUtf8``. Fields are read within ``DATA_UPLOAD_MAX_MEMORY_SIZE`` as Django reads
+    them, once; files stream to the other handlers unread by this one. A request whose encoding
+    was set to another charset than UTF-8 is left to Django's parser."""
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        if codecs.lookup(encoding or settings.DEFAULT_CHARSET).name != "utf-8":
+            return None
+        others = [handler for handler in self.request.upload_handlers if handler is not self]
+        parser = MultiPartParser(META, input_data, others, STRICT_UTF8)
+        try:
+            return parser.parse()
+        except UnicodeDecodeError as error:
+            raise FormTextNotUtf8("A text field of the form is not UTF-8.") from error
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        return raw_data  # reached only when the body is left to Django's parser
+
+    def file_complete(self, file_size: int) -> None:
+        return None
