@@ -16,7 +16,11 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}
 # A link as the sanitiser writes it: attributes double-quoted (a quote inside one is "&quot;"),
 # links never nested.
 _LINK = re.compile(r"<a((?:\s[\w-]+=\"[^\"]*\")*)>(.*?)</a>", re.DOTALL)
-_HREF = re.compile(r"\shref=\"")
+# The addresses that stay links: http(s) with a host of their own, and mailto:. A relative
+# one (``/accounts/logout/``, ``../admin/``, ``#top``) would lead into this site, where a link
+# in a reply could put one of its actions under a trainer's click; so would ``https:/path``,
+# which a browser reads against the page's own address; ``//host`` is left out with them.
+_KEPT_HREF = re.compile(r"\shref=\"(?:https?://[^/\\\"\s]|mailto:)", re.IGNORECASE)
 
 _local = threading.local()
 
@@ -51,8 +55,9 @@ def render_markdown(text: str) -> str:
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
+        url_relative="deny",
         link_rel="nofollow noopener noreferrer",
     )
-    # A link whose address the sanitiser dropped (javascript:, data:, ...) leads nowhere: its
-    # text is shown as plain text, not as something that looks clickable.
-    return _LINK.sub(lambda link: link[0] if _HREF.search(link[1]) else link[2], html)
+    # A link whose address the sanitiser dropped (javascript:, data:, a relative one) or that
+    # has no host of its own is shown as its text, not as something that looks clickable.
+    return _LINK.sub(lambda link: link[0] if _KEPT_HREF.search(link[1]) else link[2], html)

@@ -1,3 +1,5 @@
+import pytest
+
 from labeling.conversations.markdown import render_markdown
 
 
@@ -53,3 +55,25 @@ def test_a_markdown_image_is_shown_as_written_never_loaded_nor_dropped():
 
     assert "<img" not in html
     assert "![a cat](https://x.example/cat.png)" in html
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "/accounts/logout/",
+        "../admin/",
+        "settings/",
+        "?status=draft",
+        "#top",
+        "//elsewhere.example/x",
+        "https:/accounts/logout/",
+        "https:accounts/",
+    ],
+)
+def test_a_link_into_this_site_or_without_a_host_of_its_own_is_plain_text(address):
+    """A reply's link to this site (``/accounts/logout/``, ``../admin/``) would put an action
+    of the app under a trainer's click; only absolute http(s) and mailto: addresses are links."""
+    html = render_markdown(f"[click here]({address}) or [mail](mailto:a@example.org)")
+
+    assert html.count("<a ") == 1 and 'href="mailto:a@example.org"' in html
+    assert "<p>click here or <a " in html
