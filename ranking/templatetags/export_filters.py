@@ -1,6 +1,6 @@
 """``{{ filters|filter_list }}``: a stored filter set (an export's, a training run's data) as a
 list of "Label: value" items, escaped, for the Exports and Training run pages;
-``{{ config|setting_list }}``: a stored configuration (a training run's) as "key: value" items
+``{{ config|setting_list }}``: a stored configuration (a training run's) as "Label: value" items
 in the same list, escaped."""
 
 from collections.abc import Iterable
@@ -10,6 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ranking.exports.filters import filter_items, value_text
+from sampler.training.config import setting_label
 
 register = template.Library()
 
@@ -27,5 +28,9 @@ def filter_list(values: dict | None) -> SafeString:
 
 @register.filter
 def setting_list(values: dict | None) -> SafeString:
-    """Each setting by its own name, in the stored order, its value as stored (``value_text``)."""
-    return _item_list((str(key), value_text(value)) for key, value in (values or {}).items())
+    """Each setting by its label, as the Training page and the train_* commands name it
+    (``setting_label``; a key with no label by its own name), in the stored order, its value as
+    stored (``value_text``)."""
+    return _item_list(
+        (setting_label(str(key)), value_text(value)) for key, value in (values or {}).items()
+    )

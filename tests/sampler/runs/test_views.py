@@ -351,13 +351,15 @@ def test_the_run_page_shows_its_database_filters_as_labelled_items_not_a_dict(
     assert "&#x27;split&#x27;" not in html  # the dict, as Python prints it
 
 
-def test_the_run_page_shows_its_config_as_key_value_items_not_a_dict(admin_client_, policy):
+def test_the_run_page_shows_its_config_as_labelled_items_not_a_dict(admin_client_, policy):
     config = {
         "learning_rate": 2e-05,
+        "batch_size": 8,
         "max_steps": None,
         "weight_by_trust": False,
         "sources": "thumbs_up,<b>flags</b>",
         "lora_targets": "",
+        "setting_from_an_older_version": 3,
     }
     run = _run(policy, config=config)
 
@@ -365,15 +367,19 @@ def test_the_run_page_shows_its_config_as_key_value_items_not_a_dict(admin_clien
 
     html = page.content.decode()
     (listed,) = re.findall(
-        r'<summary>5 settings</summary><ul class="filter-items">(.*?)</ul>', html
+        r'<summary>7 settings</summary><ul class="filter-items">(.*?)</ul>', html
     )
+    # Each by its label on the Training page and in the train_* commands (SETTINGS).
     assert re.findall(r"<li>(.*?)</li>", listed) == [
-        "learning_rate: 2e-05",
-        "max_steps: —",
-        "weight_by_trust: no",
-        "sources: thumbs_up,&lt;b&gt;flags&lt;/b&gt;",  # as stored, escaped
-        "lora_targets: —",
+        "Learning rate: 2e-05",
+        "Batch size: 8",
+        "Max steps: —",
+        "Weigh by trust: no",
+        "KTO learns from: thumbs_up,&lt;b&gt;flags&lt;/b&gt;",  # as stored, escaped
+        "LoRA target modules: —",
+        "setting_from_an_older_version: 3",  # no label: its own name
     ]
+    assert "batch_size" not in listed and "learning_rate" not in listed
     assert "&#x27;learning_rate&#x27;" not in html  # the dict, as Python prints it
 
 
