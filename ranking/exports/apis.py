@@ -29,6 +29,7 @@ from ranking.exports.filters import (
     PAIR_MODES,
     RED_TEAM_MODES,
     SPLITS,
+    TEST_FRACTION_BOUNDS,
     ExportFilters,
 )
 from ranking.exports.pipeline import jsonl_lines, records
@@ -72,7 +73,12 @@ class ExportStreamApi(ApiView):
         )
         pair_mode = serializers.ChoiceField(choices=PAIR_MODES, default="per_ranker")
         split = serializers.ChoiceField(choices=SPLITS, default="all")
-        test_fraction = QueryFloatField(default=0.1, min_value=0, max_value=MAX_TEST_FRACTION)
+        test_fraction = QueryFloatField(
+            default=0.1,
+            min_value=0,
+            max_value=MAX_TEST_FRACTION,
+            error_messages=TEST_FRACTION_BOUNDS,
+        )
         split_seed = QueryIntegerField(default=0, min_value=0, max_value=MAX_SPLIT_SEED)
         pseudonymize = QueryBooleanField(default=True)
         red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")

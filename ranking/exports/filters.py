@@ -46,6 +46,14 @@ MAX_TEST_FRACTION = 0.99
 # What every page, command and API refusal calls ``test_fraction`` (the field keeps its name):
 # the training configs' label for it is the same (``sampler.training.config.SETTINGS``).
 HELD_OUT_FRACTION = "Held-out fraction"
+# Its refusal out of range, in these words from the API, the Exports page and export_comparisons
+# alike: ``TEST_FRACTION_BOUNDS`` are the error messages of a form or serializer field bounded
+# by it (both name their bounds' errors so), in place of the stock "Ensure this value ...".
+TEST_FRACTION_OUT_OF_RANGE = f"{HELD_OUT_FRACTION} must be between 0 and {MAX_TEST_FRACTION}."
+TEST_FRACTION_BOUNDS = {
+    "min_value": TEST_FRACTION_OUT_OF_RANGE,
+    "max_value": TEST_FRACTION_OUT_OF_RANGE,
+}
 MAX_SPLIT_SEED = 2**32 - 1
 
 
@@ -84,9 +92,7 @@ class ExportFilters:
         if self.split not in SPLITS:
             errors["split"] = f"split must be one of {', '.join(SPLITS)}."
         if not 0.0 <= self.test_fraction <= MAX_TEST_FRACTION:
-            errors["test_fraction"] = (
-                f"{HELD_OUT_FRACTION} must be between 0 and {MAX_TEST_FRACTION}."
-            )
+            errors["test_fraction"] = TEST_FRACTION_OUT_OF_RANGE
         if not 0 <= self.split_seed <= MAX_SPLIT_SEED:
             errors["split_seed"] = f"split_seed must be between 0 and {MAX_SPLIT_SEED}."
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:

@@ -19,6 +19,7 @@ class ExportForm(ExportFilterForm):
         max_value=export_filters.MAX_TEST_FRACTION,
         initial=0.1,
         label=export_filters.HELD_OUT_FRACTION,
+        error_messages=export_filters.TEST_FRACTION_BOUNDS,
     )
     split_seed = forms.IntegerField(min_value=0, max_value=export_filters.MAX_SPLIT_SEED, initial=0)
     # Ticked by default; the page's boxes post "on" (what a browser sends for a box drawn

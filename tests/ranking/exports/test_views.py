@@ -227,6 +227,27 @@ def test_the_export_apis_take_pseudonymize_as_true_or_false_only(admin_client_, 
     assert admin_client_.get(url, {"format": "pairs", "pseudonymize": "false"}).status_code == 200
 
 
+@pytest.mark.parametrize("value", ["-0.1", "0.995", "2"])
+def test_a_held_out_fraction_out_of_range_is_refused_in_the_same_words_by_api_page_and_command(
+    admin_client_, value, tmp_path
+):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    sentence = "Held-out fraction must be between 0 and 0.99."
+    api = admin_client_.get("/api/exports/stream/", {"format": "pairs", "test_fraction": value})
+    assert api.status_code == 400
+    assert api.json() == {"test_fraction": [sentence]}
+    page = admin_client_.post(reverse("ranking:export-start"), {**FILTERS, "test_fraction": value})
+    assert page.status_code == 422 and page.content.decode().count(sentence) == 1
+    out = str(tmp_path / "pairs.jsonl")
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "export_comparisons", "--format", "pairs", "--out", out, "--test-fraction", value
+        )
+    assert str(refused.value) == sentence.replace(" must", " (--test-fraction) must")
+
+
 def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user, trainer, ranked):
     import json
 
