@@ -679,9 +679,10 @@ def _json_text_problem(value, where: str = "") -> str | None:
             if problem:
                 return problem
     elif isinstance(value, list):
-        for index, item in enumerate(value):
+        # Numbered from 1, as every other refusal numbers items.
+        for number, item in enumerate(value, start=1):
             problem = _json_text_problem(
-                item, f"{where}, item {index}" if where else f"Item {index}"
+                item, f"{where}, item {number}" if where else f"Item {number}"
             )
             if problem:
                 return problem

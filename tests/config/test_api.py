@@ -14,6 +14,7 @@ from django.test import Client, override_settings
 from config.api import ApiView
 from config.api_schema import ErrorDocumentingAutoSchema
 from config.parsers import MAX_JSON_DEPTH, BoundedJSONParser, RequestBodyTooLarge
+from config.text import NUL_MESSAGE
 from labeling.conversations import selectors as conversation_selectors
 from labeling.conversations import services as conversation_services
 from labeling.conversations.models import Conversation, Draft, Message
@@ -356,6 +357,20 @@ def test_message_fields_are_strict(trainer_client, conversation, body, field, me
 def test_generation_requests_are_strict(trainer_client, body, field, message):
     response = _post(trainer_client, "/api/generation-jobs/", body)
     assert message in _field_error(response, field)
+    assert not GenerationJob.objects.exists()
+
+
+def test_an_unstorable_string_in_a_list_is_refused_naming_its_item_counted_from_1(
+    trainer_client,
+):
+    body = {
+        "n": 1,
+        "messages": [{"role": "user", "content": "hi"}],
+        "params": {"stop": ["a\u0000", "b"]},
+    }
+    response = _post(trainer_client, "/api/generation-jobs/", body)
+    assert response.status_code == 400
+    assert response.json()["params"] == [f"Value of 'stop', item 1: {NUL_MESSAGE}"]
     assert not GenerationJob.objects.exists()
 
 
