@@ -17,7 +17,7 @@ from config.api_schema import (
     ErrorDocumentingAutoSchema,
     queue_unreachable,
 )
-from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds
+from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds, job_missing_message
 from sampler.jobs.models import Job, job_error_summary
 from sampler.jobs.selectors import job_queue_position, queue_depths
 from sampler.jobs.services import job_cancel, job_cancel_refusal, job_retry
@@ -95,9 +95,8 @@ def _job(kind: str, job_id: int) -> Job:
     job = model.objects.filter(pk=job_id).first()
     # Kinds that share a table (generation jobs, ranking preparation) each answer for theirs.
     if job is None or job_kind_of(job).name != kind:
-        # Worded as the kind's own API words its missing rows ("No generation job with that
-        # id.", config.api), whichever path asked.
-        raise Http404(f"No {kind.replace('_', ' ')} job with that id.")
+        # Worded as the kind's own API words its missing rows, whichever path asked.
+        raise Http404(job_missing_message(kind))
     return job
 
 

@@ -131,6 +131,12 @@ def job_kind_named(name: str) -> JobKind:
         raise LookupError(f"No job kind named {name!r} is registered.") from None
 
 
+def job_missing_message(kind: str) -> str:
+    """What the jobs API and ``retry_job`` say of an id that names no job of ``kind``: worded as
+    the kind's own API words its missing rows ("No generation job with that id.", config.api)."""
+    return f"No {kind.replace('_', ' ')} job with that id."
+
+
 def job_kind_of(job: Job) -> JobKind:
     """The kind that runs ``job``: the first registered for its table whose ``matches`` accepts
     it, else the one without ``matches``."""

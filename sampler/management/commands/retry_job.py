@@ -2,7 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from config.querysets import MAX_ID
-from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds
+from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds, job_missing_message
 from sampler.jobs.models import JobStatus
 from sampler.jobs.services import job_retry
 
@@ -43,7 +43,10 @@ class Command(BaseCommand):
             jobs += [(each.name, job) for job in rows if job_kind_of(job).name == each.name]
         missing = sorted(set(ids) - {job.pk for _, job in jobs})
         if missing:
-            raise CommandError(f"No {kind} job with id {', '.join(map(str, missing))}.")
+            # Each on a line as a job's own is told below, in the jobs API's words.
+            raise CommandError(
+                "\n".join(f"{kind} {job_id}: {job_missing_message(kind)}" for job_id in missing)
+            )
         if not jobs:
             self.stdout.write("No failed job.")
         problems = 0

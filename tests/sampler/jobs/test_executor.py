@@ -251,6 +251,16 @@ def test_contradictory_job_settings_are_refused_at_startup(environment, message,
     assert message in settings_refusal(environment, tmp_path)
 
 
+@pytest.mark.parametrize("kind", ["generation", "ranking_preparation"])
+def test_retry_job_says_a_missing_job_in_the_jobs_apis_words(admin_client_, kind):
+    from django.core.management import CommandError, call_command
+
+    said = admin_client_.get(f"/api/jobs/{kind}/999998/").json()["detail"]
+    with pytest.raises(CommandError) as refused:
+        call_command("retry_job", kind, "999999", "999998")
+    assert str(refused.value) == f"{kind} 999998: {said}\n{kind} 999999: {said}"
+
+
 def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
     policy, trainer, broker, django_capture_on_commit_callbacks
 ):
@@ -265,9 +275,9 @@ def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
     assert broker.sent[-1]["args"] == ("generation", failed.pk, failed.publish_token)
     with pytest.raises(CommandError, match="could not be retried"):
         call_command("retry_job", "generation", str(other.pk))
-    with pytest.raises(CommandError, match="No generation job with id 999999"):
+    with pytest.raises(CommandError, match="generation 999999: No generation job with that id"):
         call_command("retry_job", "generation", "999999")
-    with pytest.raises(CommandError, match=f"No generation job with id {2**64}"):
+    with pytest.raises(CommandError, match=f"generation {2**64}: No generation job with that id"):
         call_command("retry_job", "generation", str(2**64))
     with pytest.raises(CommandError, match="Kinds:"):
         call_command("retry_job", "nonsense", "1")
@@ -282,7 +292,7 @@ def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
     assert f"generation {failed.pk}: queued again" in out.getvalue()
     assert f"ranking_preparation {ranking.pk}: queued again" in out.getvalue()
     assert f"generation {ranking.pk}" not in out.getvalue()
-    with pytest.raises(CommandError, match="No generation job with id"):
+    with pytest.raises(CommandError, match="No generation job with that id"):
         call_command("retry_job", "generation", str(ranking.pk))
     with pytest.raises(CommandError, match="or --all-failed"):
         call_command("retry_job")
