@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from billiard.common import TERMSIGS_DEFAULT, clear_terminate_handler_fired, reset_signals
 from celery.utils.nodenames import host_format
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -491,6 +493,22 @@ def broker(monkeypatch) -> RecordingBroker:
     fake = RecordingBroker()
     monkeypatch.setattr(app, "send_task", fake.send_task)
     return fake
+
+
+@pytest.fixture
+def pool_process_signals():
+    """This process's terminate signals handled as a Celery pool process's are (billiard's
+    handler: a ``SystemExit`` raised wherever the process is, and the mark that it fired);
+    restored afterwards."""
+    numbers = [signal.Signals[name] for name in TERMSIGS_DEFAULT if hasattr(signal, name)]
+    before = {number: signal.getsignal(number) for number in numbers}
+    reset_signals()
+    try:
+        yield
+    finally:
+        clear_terminate_handler_fired()
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 @pytest.fixture(autouse=True)

@@ -361,8 +361,9 @@ def job_execute(
     """Claim and run one job; every outcome is recorded on its row.
 
     Cancelled: left cancelled. Transient database trouble: queued again. Stopped by its worker
-    (``worker_stopping``: its cold shutdown): handed back to its queue, its attempt not counted,
-    and the stop raised on for the process to end. Any other error,
+    (``worker_stopping``: its cold shutdown): handed back to its queue, its attempt not counted
+    (run with no ``token``, inside another job: queued again unpublished, for that job to run
+    when it resumes), and the stop raised on for the process to end. Any other error,
     a time limit included: failed with the reason (``on_given_up`` then runs); ``reraise``
     raises it again afterwards (the command line reports it), and so does the option
     ``raise_refused`` for ``JobRefused`` (a job running this one inside its own). A time limit
@@ -393,11 +394,12 @@ def job_execute(
             kind.execute(context)
     except BaseException as raised:
         error = _limit_behind(raised)
-        if token is not None and worker_stopping():
+        if worker_stopping():
             # Stopped, not failed: back in its queue at once, its attempt not counted, for the
             # next worker (a training run resumes from its checkpoint). A job run inside another
-            # has no queue of its own: it fails "Interrupted" below, and that one goes back.
-            _recorded_after(error, partial(job_hand_back, context))
+            # (no token) has no queue of its own: it is queued again unpublished, and the job
+            # it ran inside, handed back in turn, runs it when it resumes.
+            _recorded_after(error, partial(job_hand_back, context, publish=token is not None))
             logger.warning("%s job %s is back in its queue: its worker stopped", kind.name, job_id)
             raise
         if isinstance(error, SoftTimeLimitExceeded) and token is None:
@@ -603,13 +605,14 @@ def job_partner_step(*, context: JobContext) -> Iterator[None]:
         _record_error(context, error)
 
 
-def job_hand_back(context: JobContext) -> None:
+def job_hand_back(context: JobContext, *, publish: bool = True) -> None:
     """A batch partner that did not run: queued again, its attempt not counted, in the place it
     had (its ``queued_at``), published at once (its own message puts it first in whatever batch
     it then runs in, so it is tried). A partner no longer running under ``context``'s token
     (handed back already, finished, cancelled) is left as it is, so it may be made again; one
     whose message did not leave (the broker down, or a time limit met as it was sent) is
-    published by the outbox."""
+    published by the outbox. ``publish`` False: a job run inside another, which has no queue
+    of its own (the outbox leaves it alone), is only queued again, for that job to run."""
     with transaction.atomic():
         job = (
             context.kind.model.objects.select_for_update(of=("self",))
@@ -620,7 +623,8 @@ def job_hand_back(context: JobContext) -> None:
             return
         job.status, job.attempts = JobStatus.QUEUED, max(0, job.attempts - 1)
         job.save(update_fields=["status", "attempts"])
-        _publish_again(job=job, new_wait=True)
+        if publish:
+            _publish_again(job=job, new_wait=True)
 
 
 def job_run_inline(

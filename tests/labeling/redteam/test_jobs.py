@@ -1,8 +1,12 @@
+import os
+import signal
 import threading
 from collections.abc import Iterator
+from functools import partial
 from http.server import ThreadingHTTPServer
 
 import pytest
+from billiard.common import clear_terminate_handler_fired
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
@@ -230,8 +234,37 @@ def test_a_run_against_a_server_that_is_down_goes_back_to_its_queue(
     assert not AttackResult.objects.filter(run=run).exists()
 
 
-def test_a_time_limit_met_generating_an_attacks_reply_stops_the_run_with_it(
+@pytest.fixture
+def published_run_whose_first_reply_meets(
     policy, trainer, admin_user, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """``(first)``: a run of two stored attacks, published, whose first call to the model runs
+    ``first`` before it is made (the others are made as usual); and the calls, as made."""
+    from sampler.generation import services as generation_services
+
+    def published(first) -> tuple[AttackRun, list]:
+        generate = generation_services._generate
+        calls = []
+
+        def generated(jobs):
+            calls.append(jobs)
+            if len(calls) == 1:
+                first()
+            return generate(jobs)
+
+        monkeypatch.setattr(generation_services, "_generate", generated)
+        settings.RANKING_MAX_NEW_TOKENS = 8
+        two_attacks(trainer, policy)
+        with django_capture_on_commit_callbacks(execute=True):
+            run = redteam_services.attack_run_create(requested_by=admin_user, model_version=policy)
+        run.refresh_from_db()
+        return run, calls
+
+    return published
+
+
+def test_a_time_limit_met_generating_an_attacks_reply_stops_the_run_with_it(
+    broker, published_run_whose_first_reply_meets
 ):
     """A worker's time limit (Celery's soft limit) is the run's, the job its message runs,
     wherever it is met: in the generation job the run runs inside its own, it stops the run,
@@ -241,27 +274,13 @@ def test_a_time_limit_met_generating_an_attacks_reply_stops_the_run_with_it(
     attack and succeeded."""
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from config.celery import app
-    from sampler.generation import services as generation_services
     from sampler.generation.models import GenerationJob
 
-    sent = []
-    monkeypatch.setattr(app, "send_task", lambda name, args=(), **options: sent.append(args))
-    generate = generation_services._generate
-    calls = []
+    def out_of_time():
+        raise SoftTimeLimitExceeded()
 
-    def out_of_time(jobs):
-        calls.append(jobs)
-        if len(calls) == 1:
-            raise SoftTimeLimitExceeded()
-        return generate(jobs)
-
-    monkeypatch.setattr(generation_services, "_generate", out_of_time)
-    settings.RANKING_MAX_NEW_TOKENS = 8
-    two_attacks(trainer, policy)
-    with django_capture_on_commit_callbacks(execute=True):
-        run = redteam_services.attack_run_create(requested_by=admin_user, model_version=policy)
-    job_execute(kind_name="attack_run", job_id=run.pk, token=sent[-1][2])
+    run, calls = published_run_whose_first_reply_meets(out_of_time)
+    job_execute(kind_name="attack_run", job_id=run.pk, token=run.publish_token)
 
     run.refresh_from_db()
     assert run.status == AttackRun.Status.FAILED
@@ -270,6 +289,44 @@ def test_a_time_limit_met_generating_an_attacks_reply_stops_the_run_with_it(
     [job] = GenerationJob.objects.all()
     assert job.status == GenerationJob.Status.FAILED
     assert job.error == "Stopped: the job it ran inside ran past its time limit."
+
+
+def test_a_run_stopped_with_its_worker_sends_the_reply_it_was_generating_when_it_resumes(
+    broker,
+    django_capture_on_commit_callbacks,
+    pool_process_signals,
+    published_run_whose_first_reply_meets,
+):
+    """The worker's cold shutdown (a TERM to its pool process) landing while a run generates an
+    attack's reply hands the run back to its queue, and the generation job it runs inside its
+    own goes back with it: queued again, its attempt not counted, with no message of its own
+    (no worker runs it apart from its run), and the resumed run sends that job rather than a
+    new one: one job per attack, none failed. Before, that job was failed "Interrupted; retry it
+    to resume." and the resumed run made another in its place, leaving a failed job in the job
+    lists and counts for each stop, whose retry would generate a reply no run reads."""
+    from sampler.generation.models import GenerationJob
+
+    run, _ = published_run_whose_first_reply_meets(partial(os.kill, os.getpid(), signal.SIGTERM))
+    sent_before = len(broker.sent)
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(SystemExit):
+        job_execute(kind_name="attack_run", job_id=run.pk, token=run.publish_token)
+
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == (AttackRun.Status.QUEUED, 0)
+    [stopped] = GenerationJob.objects.all()
+    assert (stopped.status, stopped.attempts, stopped.error) == (GenerationJob.Status.QUEUED, 0, "")
+    assert stopped.queue == "" and not stopped.samples.exists()
+    assert [message["args"] for message in broker.sent[sent_before:]] == [
+        ("attack_run", run.pk, run.publish_token)
+    ]
+
+    clear_terminate_handler_fired()  # the next worker's pool process
+    run = job_execute(kind_name="attack_run", job_id=run.pk, token=run.publish_token)
+    assert run.status == AttackRun.Status.SUCCEEDED, run.error
+    jobs = GenerationJob.objects.all()
+    assert [job.status for job in jobs] == [GenerationJob.Status.SUCCEEDED] * 2
+    assert {result.sample.job_id for result in run.results.all()} == {job.pk for job in jobs}
+    assert stopped.pk in {job.pk for job in jobs}
 
 
 def test_a_projects_attack_run_reruns_only_that_projects_attacks(

@@ -8,7 +8,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from billiard.common import TERMSIGS_DEFAULT, clear_terminate_handler_fired, reset_signals
+from billiard.common import clear_terminate_handler_fired
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -798,22 +798,6 @@ def test_each_kind_of_job_takes_its_time_limit_from_the_settings_none_by_default
     unset = {name: "0" for name in ("TRAINING_TIME_LIMIT", "EXPORT_TIME_LIMIT")}
     limits = json.loads(run_python("-c", code, env=environment | unset).stdout.splitlines()[-1])
     assert not any(limits[name] for name in ("training", "comparison", "attack_run", "export"))
-
-
-@pytest.fixture
-def pool_process_signals():
-    """This process's terminate signals handled as a Celery pool process's are (billiard's
-    handler: a ``SystemExit`` raised wherever the process is, and the mark that it fired);
-    restored afterwards."""
-    numbers = [signal.Signals[name] for name in TERMSIGS_DEFAULT if hasattr(signal, name)]
-    before = {number: signal.getsignal(number) for number in numbers}
-    reset_signals()
-    try:
-        yield
-    finally:
-        clear_terminate_handler_fired()
-        for number, handler in before.items():
-            signal.signal(number, handler)
 
 
 def test_a_term_to_the_pool_process_hands_its_job_back_uncounted_for_the_next_worker(
