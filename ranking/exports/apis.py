@@ -26,6 +26,7 @@ from ranking.exports.filters import (
     FORMATS,
     MAX_SPLIT_SEED,
     MAX_TEST_FRACTION,
+    MIN_AGREEMENT_BOUNDS,
     PAIR_MODES,
     RED_TEAM_MODES,
     SPLITS,
@@ -62,7 +63,9 @@ class ExportStreamApi(ApiView):
             required=False,
             max_length=100,
         )
-        min_agreement = QueryFloatField(required=False, min_value=0, max_value=1)
+        min_agreement = QueryFloatField(
+            required=False, min_value=0, max_value=1, error_messages=MIN_AGREEMENT_BOUNDS
+        )
         exclude_flag = serializers.ListField(
             child=serializers.ChoiceField(choices=FLAG_NAMES), required=False
         )

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from config.forms import ModelMultipleChoiceField
-from ranking.exports.filters import FLAG_NAMES
+from ranking.exports.filters import FLAG_NAMES, MIN_AGREEMENT, MIN_AGREEMENT_BOUNDS
 from ranking.projects.models import Project
 from sampler.models import ModelVersion
 
@@ -40,7 +40,8 @@ class ExportFilterForm(forms.Form):
         required=False,
         min_value=0,
         max_value=1,
-        label="Minimum agreement",
+        label=MIN_AGREEMENT,
+        error_messages=MIN_AGREEMENT_BOUNDS,
         help_text="From 0 to 1: how far a task's rankers agree.",
     )
     exclude_flags = forms.MultipleChoiceField(

@@ -46,14 +46,23 @@ MAX_TEST_FRACTION = 0.99
 # What every page, command and API refusal calls ``test_fraction`` (the field keeps its name):
 # the training configs' label for it is the same (``sampler.training.config.SETTINGS``).
 HELD_OUT_FRACTION = "Held-out fraction"
-# Its refusal out of range, in these words from the API, the Exports page and export_comparisons
-# alike: ``TEST_FRACTION_BOUNDS`` are the error messages of a form or serializer field bounded
-# by it (both name their bounds' errors so), in place of the stock "Ensure this value ...".
+# What they call ``min_agreement``: a share of rankers, from 0 to 1.
+MIN_AGREEMENT = "Minimum agreement"
+
+
+def bounds_refused(sentence: str) -> dict[str, str]:
+    """The error messages of a form or serializer field bounded by ``min_value`` and
+    ``max_value`` (both name their bounds' errors so) that say ``sentence`` out of range, in
+    place of the stock "Ensure this value ..."."""
+    return {"min_value": sentence, "max_value": sentence}
+
+
+# Their refusals out of range, in these words from the API, the Exports page and
+# export_comparisons alike (the fields bounded by them take the ``*_BOUNDS``).
 TEST_FRACTION_OUT_OF_RANGE = f"{HELD_OUT_FRACTION} must be between 0 and {MAX_TEST_FRACTION}."
-TEST_FRACTION_BOUNDS = {
-    "min_value": TEST_FRACTION_OUT_OF_RANGE,
-    "max_value": TEST_FRACTION_OUT_OF_RANGE,
-}
+TEST_FRACTION_BOUNDS = bounds_refused(TEST_FRACTION_OUT_OF_RANGE)
+MIN_AGREEMENT_OUT_OF_RANGE = f"{MIN_AGREEMENT} must be between 0 and 1."
+MIN_AGREEMENT_BOUNDS = bounds_refused(MIN_AGREEMENT_OUT_OF_RANGE)
 MAX_SPLIT_SEED = 2**32 - 1
 
 
@@ -96,7 +105,7 @@ class ExportFilters:
         if not 0 <= self.split_seed <= MAX_SPLIT_SEED:
             errors["split_seed"] = f"split_seed must be between 0 and {MAX_SPLIT_SEED}."
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
-            errors["min_agreement"] = "min_agreement must be between 0 and 1."
+            errors["min_agreement"] = MIN_AGREEMENT_OUT_OF_RANGE
         unknown = set(self.exclude_flags) - set(FLAG_NAMES)
         if unknown:
             errors["exclude_flags"] = f"Unknown flags: {', '.join(sorted(unknown))}."
@@ -197,7 +206,7 @@ FILTER_DISPLAY: dict[str, tuple[str, str]] = {
     "split_seed": ("Split seed", "—"),
     "date_from": ("From", "any"),
     "date_to": ("To", "any"),
-    "min_agreement": ("Minimum agreement", "none"),
+    "min_agreement": (MIN_AGREEMENT, "none"),
     "model_version_ids": ("Model versions (ids)", "all"),
     "exclude_trainer_ids": ("Exclude trainers (ids)", "none"),
     "exclude_flags": ("Exclude flagged as", "none"),

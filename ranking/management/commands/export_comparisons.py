@@ -14,6 +14,7 @@ from ranking.exports.features import features_path
 from ranking.exports.filters import (
     FORMATS,
     HELD_OUT_FRACTION,
+    MIN_AGREEMENT,
     PAIR_MODES,
     RED_TEAM_MODES,
     SPLITS,
@@ -37,7 +38,7 @@ OPTION_NAMES = {
     "red_team": "--red-team",
 }
 # What the pages call a filter its refusal opens with ("Held-out fraction (--test-fraction) ...").
-LABELS = {"test_fraction": HELD_OUT_FRACTION}
+LABELS = {"test_fraction": HELD_OUT_FRACTION, "min_agreement": MIN_AGREEMENT}
 
 
 class Command(BaseCommand):

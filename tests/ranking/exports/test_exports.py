@@ -562,7 +562,8 @@ def test_export_comparisons_names_an_option_out_of_range_once(db, tmp_path):
         "Held-out fraction (--test-fraction) must be between 0 and 0.99."
     )
     assert _export_refused(out, "--split-seed", "-1", "--min-agreement", "3") == (
-        f"--split-seed must be between 0 and {2**32 - 1}.; --min-agreement must be between 0 and 1."
+        f"--split-seed must be between 0 and {2**32 - 1}.; "
+        "Minimum agreement (--min-agreement) must be between 0 and 1."
     )
 
 

@@ -98,7 +98,7 @@ def test_the_preview_names_the_field_of_each_error_as_start_export_does(admin_cl
         assert html.count(f"{label}: This field is required.") == 1
     too_high = admin_client_.get(url, {**FILTERS, "min_agreement": "2"}, **headers)
     started = admin_client_.post(reverse("ranking:export-start"), {**FILTERS, "min_agreement": "2"})
-    sentence = "Minimum agreement: Ensure this value is less than or equal to 1."
+    sentence = "Minimum agreement must be between 0 and 1."
     assert too_high.status_code == started.status_code == 422
     assert too_high.content.decode().count(sentence) == 1
     assert started.content.decode().count(sentence) == 1
@@ -227,25 +227,32 @@ def test_the_export_apis_take_pseudonymize_as_true_or_false_only(admin_client_, 
     assert admin_client_.get(url, {"format": "pairs", "pseudonymize": "false"}).status_code == 200
 
 
-@pytest.mark.parametrize("value", ["-0.1", "0.995", "2"])
-def test_a_held_out_fraction_out_of_range_is_refused_in_the_same_words_by_api_page_and_command(
-    admin_client_, value, tmp_path
+@pytest.mark.parametrize(
+    ("name", "value", "sentence"),
+    [
+        ("test_fraction", "-0.1", "Held-out fraction must be between 0 and 0.99."),
+        ("test_fraction", "0.995", "Held-out fraction must be between 0 and 0.99."),
+        ("test_fraction", "2", "Held-out fraction must be between 0 and 0.99."),
+        ("min_agreement", "-0.5", "Minimum agreement must be between 0 and 1."),
+        ("min_agreement", "1.5", "Minimum agreement must be between 0 and 1."),
+    ],
+)
+def test_a_filter_out_of_range_is_refused_in_the_same_words_by_api_page_and_command(
+    admin_client_, name, value, sentence, tmp_path
 ):
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
-    sentence = "Held-out fraction must be between 0 and 0.99."
-    api = admin_client_.get("/api/exports/stream/", {"format": "pairs", "test_fraction": value})
+    api = admin_client_.get("/api/exports/stream/", {"format": "pairs", name: value})
     assert api.status_code == 400
-    assert api.json() == {"test_fraction": [sentence]}
-    page = admin_client_.post(reverse("ranking:export-start"), {**FILTERS, "test_fraction": value})
+    assert api.json() == {name: [sentence]}
+    page = admin_client_.post(reverse("ranking:export-start"), {**FILTERS, name: value})
     assert page.status_code == 422 and page.content.decode().count(sentence) == 1
     out = str(tmp_path / "pairs.jsonl")
+    option = "--" + name.replace("_", "-")
     with pytest.raises(CommandError) as refused:
-        call_command(
-            "export_comparisons", "--format", "pairs", "--out", out, "--test-fraction", value
-        )
-    assert str(refused.value) == sentence.replace(" must", " (--test-fraction) must")
+        call_command("export_comparisons", "--format", "pairs", "--out", out, option, value)
+    assert str(refused.value) == sentence.replace(" must", f" ({option}) must")
 
 
 def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user, trainer, ranked):

@@ -30,6 +30,11 @@ pytestmark = pytest.mark.django_db
             "Held-out fraction (--test-fraction) must be between 0 and 0.99.",
         ),
         ("train_ppo", ["--kl-coef", "11"], "KL coefficient (--kl-coef) must be between 0 and 10."),
+        (
+            "train_reward",
+            ["--min-agreement", "2"],
+            "Minimum agreement (--min-agreement) must be between 0 and 1.",
+        ),
     ],
 )
 def test_a_command_names_a_refused_setting_by_its_label_and_its_option(command, options, refusal):
