@@ -17,7 +17,13 @@ from config.api_schema import (
     ErrorDocumentingAutoSchema,
     queue_unreachable,
 )
-from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds, job_missing_message
+from sampler.jobs.kinds import (
+    job_kind_missing_message,
+    job_kind_named,
+    job_kind_of,
+    job_kinds,
+    job_missing_message,
+)
 from sampler.jobs.models import Job, job_error_summary
 from sampler.jobs.selectors import job_queue_position, queue_depths
 from sampler.jobs.services import job_cancel, job_cancel_refusal, job_retry
@@ -90,8 +96,7 @@ def _job(kind: str, job_id: int) -> Job:
     try:
         model = job_kind_named(kind).model
     except LookupError:
-        names = ", ".join(sorted(known.name for known in job_kinds()))
-        raise Http404(f"No kind of job named {kind!r}. Kinds: {names}.") from None
+        raise Http404(job_kind_missing_message(kind)) from None
     job = model.objects.filter(pk=job_id).first()
     # Kinds that share a table (generation jobs, ranking preparation) each answer for theirs.
     if job is None or job_kind_of(job).name != kind:

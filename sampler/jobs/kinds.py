@@ -125,10 +125,19 @@ def job_kind_register(kind: JobKind) -> JobKind:
 
 
 def job_kind_named(name: str) -> JobKind:
+    """The kind registered as ``name``; none: ``LookupError``, saying
+    ``job_kind_missing_message``."""
     try:
         return _kinds[name]
     except KeyError:
-        raise LookupError(f"No job kind named {name!r} is registered.") from None
+        raise LookupError(job_kind_missing_message(name)) from None
+
+
+def job_kind_missing_message(name: str) -> str:
+    """What the jobs API and ``retry_job`` say of a kind that is not registered, the kinds
+    that are listed after it."""
+    names = ", ".join(sorted(_kinds))
+    return f"No kind of job named {name!r}. Kinds: {names}."
 
 
 def job_missing_message(kind: str) -> str:

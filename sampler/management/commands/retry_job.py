@@ -2,7 +2,13 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from config.querysets import MAX_ID
-from sampler.jobs.kinds import job_kind_named, job_kind_of, job_kinds, job_missing_message
+from sampler.jobs.kinds import (
+    job_kind_missing_message,
+    job_kind_named,
+    job_kind_of,
+    job_kinds,
+    job_missing_message,
+)
 from sampler.jobs.models import JobStatus
 from sampler.jobs.services import job_retry
 
@@ -31,8 +37,7 @@ class Command(BaseCommand):
             try:
                 kinds = [job_kind_named(kind)]
             except LookupError as error:
-                names = ", ".join(sorted(k.name for k in job_kinds()))
-                raise CommandError(f"{error} Kinds: {names}.") from error
+                raise CommandError(job_kind_missing_message(kind)) from error
             if not ids and not all_failed:
                 raise CommandError("Name job ids, or --all-failed.")
         jobs = []

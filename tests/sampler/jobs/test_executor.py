@@ -261,6 +261,17 @@ def test_retry_job_says_a_missing_job_in_the_jobs_apis_words(admin_client_, kind
     assert str(refused.value) == f"{kind} 999998: {said}\n{kind} 999999: {said}"
 
 
+def test_retry_job_says_an_unknown_kind_in_the_jobs_apis_words(admin_client_):
+    """It said "No job kind named 'nope' is registered. Kinds: ..."."""
+    from django.core.management import CommandError, call_command
+
+    said = admin_client_.get("/api/jobs/nope/1/").json()["detail"]
+    with pytest.raises(CommandError) as refused:
+        call_command("retry_job", "nope", "1")
+    assert str(refused.value) == said
+    assert said.startswith("No kind of job named 'nope'. Kinds: attack_run, comparison, ")
+
+
 def test_retry_job_command_queues_failed_jobs_again_and_refuses_the_rest(
     policy, trainer, broker, django_capture_on_commit_callbacks
 ):
