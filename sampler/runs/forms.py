@@ -20,13 +20,13 @@ from sampler.training.config import (
     DPO_MODES,
     KTO_SOURCES,
     MAX_STEPS,
-    MAX_STEPS_RANGE,
     ORIGINS,
     SETTINGS,
     DPOConfig,
     KTOConfig,
     RewardConfig,
     SFTConfig,
+    range_refusal,
 )
 from sampler.training.ppo_config import PPOConfig
 
@@ -67,8 +67,6 @@ HYPERPARAMETERS = {
     "lora_r": (forms.IntegerField, 0, 1024, ALL),
     "lora_alpha": (forms.FloatField, 1e-3, None, ALL),
 }
-# Out of range, the run's own sentence (the range), in place of Django's "Ensure this value ...".
-RANGE_ERRORS = {"max_steps": MAX_STEPS_RANGE}
 
 
 def _output_name_field() -> forms.CharField:
@@ -82,6 +80,21 @@ def _setting(name: str) -> dict:
     """The label and help of the setting ``name``, as every door names it (``SETTINGS``)."""
     label, help_text = SETTINGS[name]
     return {"label": label, "help_text": help_text}
+
+
+def _bounded(field_class, name: str, minimum, maximum=None, **kwargs) -> forms.Field:
+    """A field of the setting ``name`` from ``minimum`` to ``maximum`` (None: no top), labelled
+    as ``_setting``; out of range it says the range as the train_* commands say a setting's
+    (``range_refusal``: "Batch size must be between 1 and 4096."), in place of Django's
+    "Ensure this value ..."."""
+    refusal = range_refusal(name, minimum, maximum)
+    return field_class(
+        min_value=minimum,
+        max_value=maximum,
+        error_messages={"min_value": refusal, "max_value": refusal},
+        **_setting(name),
+        **kwargs,
+    )
 
 
 def _defaults(name: str) -> str:
@@ -218,12 +231,8 @@ class TrainingRunForm(ExportFilterForm):
         help_text=f"{UPLOAD_ENDINGS}: one JSON record per line, as exported.",
     )
     # Left empty, a file that carries its own split (an export's) keeps it; other data needs one.
-    test_fraction = forms.FloatField(
-        min_value=0,
-        max_value=MAX_TEST_FRACTION,
-        initial=0.1,
-        required=False,
-        **_setting("test_fraction"),
+    test_fraction = _bounded(
+        forms.FloatField, "test_fraction", 0, MAX_TEST_FRACTION, initial=0.1, required=False
     )
     split_seed = forms.IntegerField(
         min_value=0,
@@ -239,13 +248,7 @@ class TrainingRunForm(ExportFilterForm):
         super().__init__(*args, **kwargs)
         self.upload_too_large = upload_too_large
         for name, (field_class, minimum, maximum, _) in HYPERPARAMETERS.items():
-            field = field_class(
-                min_value=minimum, max_value=maximum, required=False, **_setting(name)
-            )
-            if name in RANGE_ERRORS:
-                field.error_messages.update(
-                    min_value=RANGE_ERRORS[name], max_value=RANGE_ERRORS[name]
-                )
+            field = _bounded(field_class, name, minimum, maximum, required=False)
             field.widget.attrs.update({"placeholder": _defaults(name), "step": "any"})
             self.fields[name] = field
 
@@ -378,40 +381,27 @@ class PPORunForm(forms.Form):
         help_text="The reward model the policy is optimised against.",
     )
     output_name = _output_name_field()
-    # The range every run's settings take (train_ppo's too), said as they say it.
-    max_steps = forms.IntegerField(
-        min_value=1,
-        max_value=MAX_STEPS,
-        initial=100,
-        error_messages={"min_value": MAX_STEPS_RANGE, "max_value": MAX_STEPS_RANGE},
-        **_setting("max_steps"),
-    )
+    # The range every run's settings take (train_ppo's too).
+    max_steps = _bounded(forms.IntegerField, "max_steps", 1, MAX_STEPS, initial=100)
     # Each batch is split into PPOConfig's minibatches, which this form keeps.
-    batch_size = forms.IntegerField(
-        min_value=PPOConfig.minibatches,
-        max_value=4096,
+    batch_size = _bounded(
+        forms.IntegerField,
+        "batch_size",
+        PPOConfig.minibatches,
+        4096,
         initial=PPOConfig.batch_size,
-        **_setting("batch_size"),
     )
-    learning_rate = forms.FloatField(
-        min_value=1e-9, max_value=1.0, initial=PPOConfig.learning_rate, **_setting("learning_rate")
+    learning_rate = _bounded(
+        forms.FloatField, "learning_rate", 1e-9, 1.0, initial=PPOConfig.learning_rate
     )
-    kl_coef = forms.FloatField(
-        min_value=0.0, max_value=10.0, initial=PPOConfig.kl_coef, **_setting("kl_coef")
+    kl_coef = _bounded(forms.FloatField, "kl_coef", 0, 10, initial=PPOConfig.kl_coef)
+    max_kl = _bounded(forms.FloatField, "max_kl", 0, initial=PPOConfig.max_kl)
+    max_new_tokens = _bounded(
+        forms.IntegerField, "max_new_tokens", 1, 4096, initial=PPOConfig.max_new_tokens
     )
-    max_kl = forms.FloatField(min_value=0.0, initial=PPOConfig.max_kl, **_setting("max_kl"))
-    max_new_tokens = forms.IntegerField(
-        min_value=1, max_value=4096, initial=PPOConfig.max_new_tokens, **_setting("max_new_tokens")
-    )
-    test_fraction = forms.FloatField(
-        min_value=0.0, max_value=MAX_TEST_FRACTION, initial=0.1, **_setting("test_fraction")
-    )
-    lora_r = forms.IntegerField(
-        min_value=0, max_value=1024, initial=PPOConfig.lora_r, **_setting("lora_r")
-    )
-    lora_alpha = forms.FloatField(
-        min_value=1e-3, initial=PPOConfig.lora_alpha, **_setting("lora_alpha")
-    )
+    test_fraction = _bounded(forms.FloatField, "test_fraction", 0, MAX_TEST_FRACTION, initial=0.1)
+    lora_r = _bounded(forms.IntegerField, "lora_r", 0, 1024, initial=PPOConfig.lora_r)
+    lora_alpha = _bounded(forms.FloatField, "lora_alpha", 1e-3, initial=PPOConfig.lora_alpha)
     lora_targets = forms.CharField(max_length=500, required=False, **_setting("lora_targets"))
 
     CONFIG_FIELDS = (

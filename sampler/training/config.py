@@ -143,6 +143,31 @@ def setting_label(name: str) -> str:
     return SETTINGS[name][0] if name in SETTINGS else name
 
 
+def range_refusal(
+    name: str, low: float, high: float | None = None, *, above: bool = False, below: bool = False
+) -> str:
+    """How every door refuses the setting ``name`` out of ``low`` to ``high`` (None: no top),
+    by its label: the configs' checks (so the train_* commands) and the bounds of the Training
+    and Models pages' fields say the one sentence. ``above``: ``low`` itself is out; ``below``:
+    ``high`` is. "Batch size must be between 1 and 4096.", "Beta must be above 0 and at most
+    10.", "Eval every cannot be negative.", "LoRA alpha must be positive."; a number of five
+    digits or more is grouped by thousands ("Max steps must be between 1 and 10,000,000.")."""
+    label, least, most = setting_label(name), _number(low), _number(high)
+    if high is None:
+        if low == 0:
+            return f"{label} must be positive." if above else f"{label} cannot be negative."
+        return f"{label} must be {'above' if above else 'at least'} {least}."
+    if above and not below:
+        return f"{label} must be above {least} and at most {most}."
+    if below and not above:
+        return f"{label} must be at least {least} and below {most}."
+    return f"{label} must be between {least} and {most}."
+
+
+def _number(value: float | None) -> str:
+    return f"{value:,}" if isinstance(value, int) and abs(value) >= 10_000 else str(value)
+
+
 class ConfigError(ValueError):
     """A bad setting; ``errors`` maps field names to messages meant for users. A message that
     opens with its setting's name opens with its label instead ("batch_size must be ..." is
@@ -160,10 +185,8 @@ def _labelled(key: str, message: str) -> str:
     return message
 
 
-# The most optimizer steps a run takes (PPO: rollout batches), and the sentence that says the
-# range: the Training page's form refuses with the same one.
+# The most optimizer steps a run takes (PPO: rollout batches): the pages' fields take it too.
 MAX_STEPS = 10_000_000
-MAX_STEPS_RANGE = f"Max steps must be between 1 and {MAX_STEPS:,}."
 
 # The most a run holds out (as for exports: ranking.exports.filters.MAX_TEST_FRACTION; this core
 # imports nothing of the app).
@@ -226,53 +249,53 @@ class TrainingConfig:
             if isinstance(value := getattr(self, setting.name), float) and not math.isfinite(value)
         }
         if not 0 < self.learning_rate < 1:
-            errors["learning_rate"] = "learning_rate must be between 0 and 1."
+            errors["learning_rate"] = range_refusal("learning_rate", 0, 1)
         if not 0 < self.epochs <= 100:
-            errors["epochs"] = "epochs must be above 0 and at most 100."
+            errors["epochs"] = range_refusal("epochs", 0, 100, above=True)
         if self.max_steps is not None and not 1 <= self.max_steps <= MAX_STEPS:
-            errors["max_steps"] = MAX_STEPS_RANGE
+            errors["max_steps"] = range_refusal("max_steps", 1, MAX_STEPS)
         for name, top in (
             ("batch_size", 4096),
             ("gradient_accumulation_steps", 1024),
             ("max_length", 131072),
         ):
             if not 1 <= getattr(self, name) <= top:
-                errors[name] = f"{name} must be between 1 and {top}."
+                errors[name] = range_refusal(name, 1, top)
         if self.max_length < 8:
             errors["max_length"] = "max_length must be at least 8 tokens."
         if not 0 <= self.warmup_ratio < 1:
-            errors["warmup_ratio"] = "warmup_ratio must be at least 0 and below 1."
+            errors["warmup_ratio"] = range_refusal("warmup_ratio", 0, 1, below=True)
         if not 0 <= self.min_learning_rate_ratio <= 1:
-            errors["min_learning_rate_ratio"] = "min_learning_rate_ratio must be between 0 and 1."
+            errors["min_learning_rate_ratio"] = range_refusal("min_learning_rate_ratio", 0, 1)
         if self.weight_decay < 0:
-            errors["weight_decay"] = "weight_decay cannot be negative."
+            errors["weight_decay"] = range_refusal("weight_decay", 0)
         if self.gradient_clip <= 0:
-            errors["gradient_clip"] = "gradient_clip must be positive."
+            errors["gradient_clip"] = range_refusal("gradient_clip", 0, above=True)
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
-                errors[name] = f"{name} must be at least 0 and below 1."
+                errors[name] = range_refusal(name, 0, 1, below=True)
         if self.adam_epsilon <= 0:
-            errors["adam_epsilon"] = "adam_epsilon must be positive."
+            errors["adam_epsilon"] = range_refusal("adam_epsilon", 0, above=True)
         # The seed of numpy's generator too, which takes 0 to 2**32 - 1.
         if not 0 <= self.seed <= 2**32 - 1:
-            errors["seed"] = "seed must be between 0 and 4294967295."
+            errors["seed"] = range_refusal("seed", 0, 2**32 - 1)
         for name in ("eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
-                errors[name] = f"{name} cannot be negative."
+                errors[name] = range_refusal(name, 0)
         if self.log_every < 1:
-            errors["log_every"] = "log_every must be at least 1."
+            errors["log_every"] = range_refusal("log_every", 1)
         if self.mixed_precision not in MIXED_PRECISION:
             errors["mixed_precision"] = (
                 f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}."
             )
         if not 0 <= self.test_fraction <= MAX_TEST_FRACTION:
-            errors["test_fraction"] = f"test_fraction must be between 0 and {MAX_TEST_FRACTION}."
+            errors["test_fraction"] = range_refusal("test_fraction", 0, MAX_TEST_FRACTION)
         if not 0 <= self.lora_r <= 1024:
-            errors["lora_r"] = "lora_r must be between 0 (no LoRA) and 1024."
+            errors["lora_r"] = range_refusal("lora_r", 0, 1024)
         if self.lora_alpha <= 0:
-            errors["lora_alpha"] = "lora_alpha must be positive."
+            errors["lora_alpha"] = range_refusal("lora_alpha", 0, above=True)
         if not 0 <= self.lora_dropout < 1:
-            errors["lora_dropout"] = "lora_dropout must be at least 0 and below 1."
+            errors["lora_dropout"] = range_refusal("lora_dropout", 0, 1, below=True)
         if any(
             not name.replace("_", "").replace(".", "").isalnum()
             for name in _names(self.lora_targets)
@@ -404,15 +427,15 @@ class RewardConfig(TrainingConfig):
     def validate(self) -> dict[str, str]:
         errors = super().validate()
         if self.tie_weight < 0:
-            errors["tie_weight"] = "tie_weight cannot be negative."
+            errors["tie_weight"] = range_refusal("tie_weight", 0)
         if self.data_half not in DATA_HALVES:
             errors["data_half"] = f"data_half must be one of {', '.join(DATA_HALVES)}."
         if self.margin_per_rank < 0:
-            errors["margin_per_rank"] = "margin_per_rank cannot be negative."
+            errors["margin_per_rank"] = range_refusal("margin_per_rank", 0)
         if self.center_rewards_coefficient < 0:
-            errors["center_rewards_coefficient"] = "center_rewards_coefficient cannot be negative."
+            errors["center_rewards_coefficient"] = range_refusal("center_rewards_coefficient", 0)
         if self.normalization_samples < 1:
-            errors["normalization_samples"] = "normalization_samples must be at least 1."
+            errors["normalization_samples"] = range_refusal("normalization_samples", 1)
         return errors
 
 
@@ -447,7 +470,7 @@ class DPOConfig(TrainingConfig):
     def validate(self) -> dict[str, str]:
         errors = super().validate()
         if not 0 < self.beta <= 10:
-            errors["beta"] = "beta must be above 0 and at most 10."
+            errors["beta"] = range_refusal("beta", 0, 10, above=True)
         if self.mode not in DPO_MODES:
             errors["mode"] = f"mode must be one of {', '.join(DPO_MODES)}."
         if self.loss_type not in DPO_LOSSES:
@@ -457,7 +480,7 @@ class DPOConfig(TrainingConfig):
                 f"IPO is a pairwise loss: use it with {setting_label('mode')} pairwise."
             )
         if not 0 <= self.label_smoothing < 0.5:
-            errors["label_smoothing"] = "label_smoothing must be at least 0 and below 0.5."
+            errors["label_smoothing"] = range_refusal("label_smoothing", 0, 0.5, below=True)
         elif self.label_smoothing and self.loss_type == "ipo":
             errors["label_smoothing"] = "label_smoothing applies to the sigmoid loss only."
         return errors
@@ -493,16 +516,16 @@ class KTOConfig(TrainingConfig):
         if self.batch_size < 2:
             errors["batch_size"] = "KTO needs at least 2 examples per step (its KL estimate)."
         if not 0 < self.beta <= 10:
-            errors["beta"] = "beta must be above 0 and at most 10."
+            errors["beta"] = range_refusal("beta", 0, 10, above=True)
         names = self.source_names
         if not names or set(names) - set(KTO_SOURCES):
             errors["sources"] = f"sources: one or more of {', '.join(KTO_SOURCES)}."
         if not 0.1 <= self.desirable_ratio <= 10:
-            errors["desirable_ratio"] = "desirable_ratio must be between 0.1 and 10."
+            errors["desirable_ratio"] = range_refusal("desirable_ratio", 0.1, 10)
         for name in ("desirable_weight", "undesirable_weight"):
             value = getattr(self, name)
             if value is not None and not 0 < value <= 100:
-                errors[name] = f"{name} must be above 0 and at most 100."
+                errors[name] = range_refusal(name, 0, 100, above=True)
         return errors
 
 

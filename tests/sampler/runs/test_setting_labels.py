@@ -76,6 +76,39 @@ def test_the_training_page_says_a_refused_setting_once_by_its_label(admin_client
     assert not TrainingRun.objects.exists()
 
 
+@pytest.mark.usefixtures("policy")
+@pytest.mark.parametrize(
+    ("command", "name", "value"),
+    [
+        ("train_sft", "batch_size", "5000"),
+        ("train_dpo", "gradient_accumulation_steps", "0"),
+        ("train_sft", "lora_r", "2000"),
+        ("train_reward", "eval_every", "-1"),
+        ("train_reward", "margin_per_rank", "-0.5"),
+        ("train_kto", "test_fraction", "1.5"),
+    ],
+)
+def test_the_training_page_refuses_a_setting_out_of_range_as_its_command_does(
+    admin_client_, command, name, value
+):
+    """The page said Django's "Batch size: Ensure this value is less than or equal to 4096."
+    where train_sft says "Batch size (--batch-size) must be between 1 and 4096."."""
+    option = "--" + name.replace("_", "-")
+    with pytest.raises(CommandError) as refused:
+        call_command(command, option, value, "--queue", verbosity=0)
+    sentence = str(refused.value).replace(f" ({option})", "", 1)
+    assert sentence.startswith(f"{SETTINGS[name][0]} ") and "(--" not in sentence
+    response = admin_client_.post(
+        reverse("sampler:training-run-start"),
+        {"kind": command.removeprefix("train_"), "source": "database", "test_fraction": "0.1",
+         "split_seed": "0", name: value},
+    )  # fmt: skip
+    assert response.status_code == 422
+    text = response.content.decode()
+    assert f'<span class="error-line">{sentence}</span>' in text and "Ensure this" not in text
+    assert not TrainingRun.objects.exists()
+
+
 # Each kind's form: the Training page's (reward, SFT, DPO, KTO) and the Models page's (PPO).
 FORMS = {"sampler:training": ("form", TrainingRunForm), "sampler:models": ("ppo_form", PPORunForm)}
 
@@ -110,6 +143,7 @@ def test_the_ppo_forms_error_lines_name_its_fields_by_their_labels(admin_client_
     )  # fmt: skip
     assert response.status_code == 422
     text = response.content.decode()
-    assert '<span class="error-line">KL coefficient: Ensure this value is less than' in text
-    assert '<span class="error-line">Stop past KL: Ensure this value is greater than' in text
+    # Out of range, as train_ppo says it ("KL coefficient (--kl-coef) must be between 0 and 10.").
+    assert '<span class="error-line">KL coefficient must be between 0 and 10.</span>' in text
+    assert '<span class="error-line">Stop past KL cannot be negative.</span>' in text
     assert "Kl coef" not in text and "Max kl" not in text
