@@ -52,15 +52,6 @@ def redirect_page(request: HtmxHttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
-def tell_queued(request: HttpRequest, publication, *, what: str, queued: str) -> None:
-    """Say on the next page that the background work ``what`` (e.g. "Run 3") was queued, in
-    the words ``queued``; or, where its job's message could not be published (the broker
-    unreachable: the job is saved and published again later), say that instead, as a warning.
-    ``publication``: the ``Publication`` its create service returned."""
-    if not tell_unpublished(request, publication, what=what):
-        messages.success(request, queued)
-
-
 def tell_unpublished(request: HttpRequest, publication, *, what: str) -> bool:
     """Warn on the next page that the background work ``what`` was saved but its job's message
     could not be published (it is published again later); whether it warned. For a page that

@@ -8,12 +8,18 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import reswap, retarget
 
 from accounts.roles import staff_required, trainer_required
 from config.forms import id_in_range
-from config.htmx import HtmxHttpRequest, form_cleaned_data, tell_queued, validation_messages
+from config.htmx import (
+    HtmxHttpRequest,
+    form_cleaned_data,
+    tell_unpublished,
+    validation_messages,
+)
 from config.querysets import page_of
 from labeling.conversations.editor import message_for_request, render_editor
 from labeling.conversations.forms import MessageForm
@@ -240,13 +246,9 @@ def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
         for text in validation_messages(error):
             form.add_error(None, text)
         return render(request, PAGE, _overview_context(request, run_form=form), status=422)
-    tell_queued(
-        request,
-        run.publication,
-        what=f"The re-run {run.pk}",
-        queued=f"Re-running {run.attack_count} stored attacks against {run.model_version}.",
-    )
-    return redirect("labeling:redteam")
+    # The runs table says it is queued, in the part it polls (gone once it runs).
+    tell_unpublished(request, run.publication, what=f"The re-run {run.pk}")
+    return redirect(reverse("labeling:redteam") + "#attack-runs")
 
 
 @staff_required
@@ -293,13 +295,9 @@ def attack_run_retry_failed(request: HtmxHttpRequest, run_id: int) -> HttpRespon
         for text in validation_messages(error):
             messages.error(request, text)
         return _run_page(request, run_id, status=409)
-    tell_queued(
-        request,
-        retry.publication,
-        what=f"The retry {retry.pk}",
-        queued=f"Retrying {retry.attack_count} failed attack{pluralize(retry.attack_count)} "
-        f"of run {run.pk} as run {retry.pk}.",
-    )
+    # The retry's page says it is queued, in the part it polls (gone once it runs), and what
+    # it retries.
+    tell_unpublished(request, retry.publication, what=f"The retry {retry.pk}")
     left_out = retry.refusals_left_out
     if left_out:
         messages.info(

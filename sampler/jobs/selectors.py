@@ -78,11 +78,16 @@ class JobsProgress(NamedTuple):
     # moves those jobs until one starts (a job waiting is never failed), so a page stops
     # polling for them and says so.
     queues_without_worker: list[str]
+    # The queued ones a live worker's queue holds (published: an unpublished one waits for
+    # the broker), which it takes in turn. A page says so in the part it polls: a message at
+    # its top would stay once they ran.
+    queued_for_worker: list[Job]
 
 
 def jobs_progress(*, jobs: Iterable[Job]) -> JobsProgress:
-    """Whether any of ``jobs`` (of any kind, together) may change by itself, and the queues
-    where queued ones wait for no live worker (each job's queue is its kind's)."""
+    """Whether any of ``jobs`` (of any kind, together) may change by itself, the queues
+    where queued ones wait for no live worker (each job's queue is its kind's), and the queued
+    ones a live worker's queue holds."""
     unfinished = [job for job in jobs if not job.is_finished]
     # A running job's queue is None: it moves whichever queue it came from.
     queues = [
@@ -92,4 +97,11 @@ def jobs_progress(*, jobs: Iterable[Job]) -> JobsProgress:
     live = workers_live_by_queue() if any(queues) else {}
     without = sorted({queue for queue in queues if queue is not None and not live.get(queue)})
     moving = any(queue not in without for queue in queues)
-    return JobsProgress(moving=moving, queues_without_worker=without)
+    queued_for_worker = [
+        job
+        for job, queue in zip(unfinished, queues, strict=True)
+        if queue is not None and queue not in without and job.published_at is not None
+    ]
+    return JobsProgress(
+        moving=moving, queues_without_worker=without, queued_for_worker=queued_for_worker
+    )

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
-from config.htmx import HtmxHttpRequest, redirect_page, tell_queued, tell_unpublished
+from config.htmx import HtmxHttpRequest, redirect_page, tell_unpublished
 from ranking.exports.filters import ExportFilters
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
@@ -149,8 +149,8 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, comparison_form=form, status=422)
-    what = f"Comparison {comparison.pk}"
-    tell_queued(request, comparison.publication, what=what, queued=f"{what} is queued.")
+    # The comparisons table says it is queued, in the part it polls (gone once it runs).
+    tell_unpublished(request, comparison.publication, what=f"Comparison {comparison.pk}")
     url = reverse("sampler:models") + "#comparisons"
     return redirect_page(request, url)
 

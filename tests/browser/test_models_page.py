@@ -1,12 +1,14 @@
 import pytest
 from playwright.sync_api import expect
 
+from sampler.comparisons.models import ModelComparison
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_active
 from sampler.registry.services import model_version_register
 from sampler.runs.models import TrainingRun
 from tests.browser.conftest import log_in
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, wait_until
+from tests.ranking.conftest import conversation_in_split, reward_version_untrained
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,3 +45,27 @@ def test_admin_promotes_a_ppo_version_from_the_models_page(page, live_server, ad
     expect(page.locator('tr[data-version="micro"]')).to_have_attribute("data-active", "false")
     assert model_version_active() == child
     assert ModelVersion.objects.get(pk=policy.pk).is_active is False
+
+
+def test_a_comparisons_queued_notice_goes_once_it_has_run(
+    page, live_server, celery_worker, admin_user, policy, trainer, tmp_path
+):
+    """The Models page said "Comparison 1 is queued." at its top, as a message outside the
+    comparisons table it polls: it still said so once the table showed the comparison
+    succeeded."""
+    conversation_in_split(trainer)
+    model_version_register(name="micro-copy", path=policy.path)
+    reward_version_untrained(policy.path, tmp_path / "rm", seed=0)
+    log_in(page, live_server, "ada", PASSWORD)
+    page.goto(f"{live_server.url}/models/")
+    page.get_by_label("Version A").select_option(label="micro-copy")
+    page.get_by_label("Version B").select_option(label="micro")
+    page.get_by_label("Judged by").select_option(label="rm-0")
+    page.get_by_label("Held-out prompts", exact=True).fill("1")
+    page.locator("#id_max_new_tokens").fill("8")
+    page.get_by_role("button", name="Compare").click()
+
+    comparison = wait_until(ModelComparison.objects.first)
+    row = page.locator(f'#comparison-table tr[data-comparison-id="{comparison.pk}"]')
+    expect(row).to_have_attribute("data-status", "succeeded")
+    expect(page.locator("main")).not_to_contain_text("queued")

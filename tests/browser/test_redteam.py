@@ -2,13 +2,15 @@ import pytest
 from playwright.sync_api import expect
 
 from labeling.conversations.models import Message
-from labeling.redteam.models import Attack
+from labeling.redteam import services as redteam_services
+from labeling.redteam.models import Attack, AttackResult, AttackRun
 from ranking.exports.demonstrations import demonstration_records
 from ranking.exports.filters import ExportFilters
 from ranking.exports.pairs import pair_records
 from sampler.models import Sample
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD, wait_until
+from tests.labeling.redteam.conftest import two_attacks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -86,3 +88,48 @@ def test_trainer_walks_one_attack_from_prompt_to_corrected_reply(
     demonstrations = list(demonstration_records(ExportFilters()))
     assert [d["messages"][-1]["content"] for d in demonstrations] == [CORRECTION]
     assert demonstrations[0]["red_team"] is True
+
+
+def test_a_re_runs_queued_notice_goes_once_it_has_run(
+    page, live_server, celery_worker, policy, trainer, admin_user, settings
+):
+    """The Red team page said "Re-running 2 stored attacks against micro." at its top, as a
+    message outside the runs table it polls: it still said so once the table showed the run
+    succeeded."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    two_attacks(trainer, policy)
+    log_in(page, live_server, "ada", PASSWORD)
+    page.goto(f"{live_server.url}/write/redteam/")
+    page.get_by_label("Re-run stored attacks against").select_option(label="micro")
+    page.get_by_role("button", name="Re-run stored attacks").click()
+
+    run = AttackRun.objects.get()
+    expect(page.locator(f'#attack-runs tr[data-run-id="{run.pk}"]')).to_have_attribute(
+        "data-status", "succeeded"
+    )
+    expect(page.locator("main")).not_to_contain_text("Re-running")
+    expect(page.locator("main")).not_to_contain_text("queued")
+
+
+def test_a_retrys_queued_notice_goes_once_it_has_run(
+    page, live_server, celery_worker, policy, trainer, admin_user, settings
+):
+    """A retry's page said "Retrying 1 failed attack of run 1 as run 2." at its top, as a
+    message outside the part it polls: it still said so once that part showed the retry
+    succeeded."""
+    settings.RANKING_MAX_NEW_TOKENS = 8
+    attack, _ = two_attacks(trainer, policy)
+    run = redteam_services.attack_run_create(
+        requested_by=admin_user, model_version=policy, queue=False
+    )
+    AttackResult.objects.create(run=run, attack=attack, error="The model server answered 500.")
+    AttackRun.objects.filter(pk=run.pk).update(status="succeeded")
+    log_in(page, live_server, "ada", PASSWORD)
+    page.goto(f"{live_server.url}/write/redteam/runs/{run.pk}/")
+    page.get_by_role("button", name="Retry the failed attack").click()
+
+    retry = wait_until(lambda: AttackRun.objects.filter(retry_of=run).first())
+    page.wait_for_url(f"{live_server.url}/write/redteam/runs/{retry.pk}/")
+    expect(page.locator("#run-status")).to_have_attribute("data-status", "succeeded")
+    expect(page.locator("main")).not_to_contain_text("Retrying")
+    expect(page.locator("main")).not_to_contain_text("queued")

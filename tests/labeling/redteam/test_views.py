@@ -4,6 +4,7 @@ from unittest import mock
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 from kombu.exceptions import OperationalError as BrokerDown
 
@@ -12,7 +13,7 @@ from labeling.conversations.models import Conversation
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack, AttackRun
 from ranking.projects.services import project_create
-from tests.conftest import polls_only_while_work_can_move
+from tests.conftest import polls_only_while_work_can_move, worker_seen
 from tests.labeling.conftest import HTMX
 from tests.labeling.redteam.conftest import CORRECTION, PROMPT
 
@@ -427,7 +428,7 @@ def test_a_succeeded_run_with_failed_attacks_offers_their_retry_as_a_new_run(
     retry = AttackRun.objects.get(retry_of=run)
     assert response.redirect_chain == [(f"/write/redteam/runs/{retry.pk}/", 302)]
     page = response.content.decode()
-    assert f"Retrying 1 failed attack of run {run.pk} as run {retry.pk}." in page
+    assert "Retrying" not in page  # the part it polls says whether it is queued
     assert f'Retries the failed attacks of <a href="/write/redteam/runs/{run.pk}/">' in page
     assert retry.status == AttackRun.Status.QUEUED and retry.attack_count == 1
     page = admin_client_.get(f"/write/redteam/runs/{run.pk}/").content.decode()
@@ -473,7 +474,7 @@ def test_a_runs_page_retries_only_the_failed_attacks_the_model_did_not_refuse_an
     retry = AttackRun.objects.get(retry_of=run)
     assert list(retry.entries.values_list("attack_id", flat=True)) == [crashed.pk]
     page = response.content.decode()
-    assert f"Retrying 1 failed attack of run {run.pk} as run {retry.pk}." in page
+    assert "Retrying" not in page  # the part it polls says whether it is queued
     assert (
         f"2 failed attacks of run {run.pk} left out: the model refused them for what they ask "
         "(sent again, they would be refused again)."
@@ -553,3 +554,34 @@ def test_the_attack_runs_table_stops_polling_while_its_runs_wait_for_no_worker(
         element="attack-runs",
         trigger='hx-trigger="every 2s"',
     )
+
+
+def test_the_runs_table_and_a_runs_page_say_it_is_queued_until_it_runs(
+    admin_client_, red_team, trainer, model_version
+):
+    """Starting a re-run said "Re-running 1 stored attacks against policy-v1." (a retry:
+    "Retrying 1 failed attack of run 1 as run 2.") as a message at the top of the page, where
+    it stayed once the part the page polls showed the run succeeded. That part says it, while
+    the run waits for a worker (queued and published)."""
+    _, _, reply = red_team
+    redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
+    response = admin_client_.post("/write/redteam/runs/new/", {"model_version": model_version.pk})
+    assert response.status_code == 302 and response.url == "/write/redteam/#attack-runs"
+    run = AttackRun.objects.get()
+    worker_seen()
+    run_url = f"/write/redteam/runs/{run.pk}/"
+    said = {
+        "/write/redteam/runs/": f"Run #{run.pk} (1 stored attack against policy-v1) is queued "
+        "for a worker.",
+        run_url: f"Run #{run.pk} is queued for a worker.",
+    }
+
+    def polled() -> dict[str, str]:
+        return {url: admin_client_.get(url, **HTMX).content.decode() for url in said}
+
+    assert not any(said[url] in html for url, html in polled().items())  # not published
+    AttackRun.objects.filter(pk=run.pk).update(published_at=timezone.now())
+    assert all(said[url] in html for url, html in polled().items())
+    AttackRun.objects.filter(pk=run.pk).update(status=AttackRun.Status.SUCCEEDED)
+    pages = [admin_client_.get(url).content.decode() for url in ("/write/redteam/", run_url)]
+    assert not any("queued" in html for html in [*polled().values(), *pages])
