@@ -97,6 +97,15 @@ app.conf.beat_schedule = {
 BROKER_ERRORS: tuple[type[BaseException], ...] = (KombuError, OSError)
 
 
+def unreachable_note(what: str) -> str:
+    """What a page or a command says of queued work ``what`` (e.g. "Run 3") whose job's
+    message the broker did not take: it is kept, and published once the broker is back."""
+    return (
+        f"{what} is saved, but the job queue is unreachable right now: it starts as soon "
+        "as the queue is back."
+    )
+
+
 def enqueue(
     task_name: str,
     *,

@@ -2,7 +2,6 @@
 into messages, and a redirect that htmx follows too."""
 
 from django import forms
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -50,13 +49,3 @@ def redirect_page(request: HtmxHttpRequest, url: str) -> HttpResponse:
     """Go to the page at ``url``: htmx is told to load it whole (not swap it into the
     target), a plain form gets a 302."""
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-
-
-def tell_unpublished(request: HttpRequest, publication, *, what: str) -> bool:
-    """Warn on the next page that the background work ``what`` was saved but its job's message
-    could not be published (it is published again later); whether it warned. For a page that
-    says itself, in the part it polls, that its work is queued: a message that it is queued
-    would stay on the page after the work ran."""
-    if publication.failed:
-        messages.warning(request, publication.unreachable_note(what))
-    return publication.failed

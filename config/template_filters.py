@@ -2,6 +2,8 @@
 
 from django import template
 
+from config import celery
+
 register = template.Library()
 
 
@@ -14,3 +16,11 @@ def error_line(error: str, label: str) -> str:
     if error.startswith((f"{label} ", f"{label}:")):
         return error
     return f"{label}: {error}"
+
+
+@register.filter(is_safe=True)
+def unreachable_note(what: str) -> str:
+    """What a page says of queued work ``what`` ("Run 3", as the page names it) whose job's
+    message the broker has not taken yet: ``{% filter unreachable_note %}Run {{ run.pk }}{%
+    endfilter %}``."""
+    return celery.unreachable_note(str(what))

@@ -49,6 +49,7 @@ from labeling.conversations.services import conversation_create
 from ranking.projects.models import Project
 from sampler.jobs.kinds import job_kind_of
 from sampler.jobs.models import Job, JobStatus
+from sampler.jobs.services import jobs_tick
 from sampler.registry.models import ModelVersion
 from sampler.workers.selectors import workers_live
 from sampler.workers.services import worker_heartbeat_record
@@ -288,6 +289,37 @@ def worker_seen(*, queues: list[str] | None = None, seconds_ago: float = 0.0) ->
         started_at=now,
         now=now,
     )
+
+
+def says_unpublished_until_published(
+    client: Client,
+    broker: "RecordingBroker",
+    *,
+    job: Job,
+    parts: dict[str, str],
+    pages: tuple[str, ...],
+) -> None:
+    """Check pages against ``job``, started through one of them while ``broker`` was down:
+    each part a page polls (as its address in ``parts`` answers an htmx request) says what
+    ``parts`` gives for it (that the job is saved but the job queue is unreachable) while the
+    job is queued and not published, with a live worker serving its queue; once the broker is
+    back and the outbox published it, neither those parts nor the whole ``pages`` say it any
+    more: no message at a page's top stays."""
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.queue and job.published_at is None
+    worker_seen()
+    for _ in range(2):  # polled again, the parts still say it
+        for url, said in parts.items():
+            assert said in client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    broker.down = False
+    past_grace = timezone.now() + timedelta(seconds=settings.JOB_PUBLISH_GRACE + 1)
+    assert jobs_tick(now=past_grace).republished == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.published_at is not None
+    answers = [client.get(url, HTTP_HX_REQUEST="true") for url in parts]
+    for answer in [*answers, *(client.get(url) for url in pages)]:
+        assert answer.status_code == 200
+        assert "job queue is unreachable" not in answer.content.decode()
 
 
 def polls_only_while_work_can_move(

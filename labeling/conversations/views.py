@@ -211,7 +211,7 @@ def suggestion_request(request: HtmxHttpRequest, conversation_id: int) -> HttpRe
             {"conversation": conversation, "suggestion_errors": validation_messages(error)},
             status=422,
         )
-    return _render_suggestions(request, conversation, job, unpublished=job.publication.failed)
+    return _render_suggestions(request, conversation, job)
 
 
 def _render_suggestions(
@@ -219,7 +219,6 @@ def _render_suggestions(
     conversation: Conversation,
     job,
     *,
-    unpublished: bool = False,
     errors: tuple[str, ...] = (),
     status: int = 200,
 ) -> HttpResponse:
@@ -230,7 +229,6 @@ def _render_suggestions(
         "job": job,
         "queue_position": generation_job_queue_position(job=job),
         "suggestion_progress": jobs_progress(jobs=[job]),
-        "unpublished": unpublished,
         "suggestion_errors": errors,
     }
     return render(request, f"{EDITOR}#suggestions", context, status=status)
@@ -267,7 +265,7 @@ def suggestion_retry(request: HtmxHttpRequest, conversation_id: int, job_id: int
     conversation = conversation_for_request(request, conversation_id)
     job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
     try:
-        publication = generation_job_retry(job=job, user=request.user)
+        generation_job_retry(job=job, user=request.user)
     except ValidationError as error:
         return render(
             request,
@@ -283,7 +281,7 @@ def suggestion_retry(request: HtmxHttpRequest, conversation_id: int, job_id: int
     if not request.htmx:
         return redirect("labeling:editor", conversation_id=conversation.pk)
     job = selectors.suggestion_job_get(conversation=conversation, job_id=job_id, user=request.user)
-    return _render_suggestions(request, conversation, job, unpublished=publication.failed)
+    return _render_suggestions(request, conversation, job)
 
 
 @trainer_required

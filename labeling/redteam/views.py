@@ -14,12 +14,7 @@ from django_htmx.http import reswap, retarget
 
 from accounts.roles import staff_required, trainer_required
 from config.forms import id_in_range
-from config.htmx import (
-    HtmxHttpRequest,
-    form_cleaned_data,
-    tell_unpublished,
-    validation_messages,
-)
+from config.htmx import HtmxHttpRequest, form_cleaned_data, validation_messages
 from config.querysets import page_of
 from labeling.conversations.editor import message_for_request, render_editor
 from labeling.conversations.forms import MessageForm
@@ -239,15 +234,14 @@ def attack_run_start(request: HtmxHttpRequest) -> HttpResponse:
     form = AttackRunForm(request.POST)
     try:
         data = form_cleaned_data(form)
-        run = services.attack_run_create(
+        services.attack_run_create(
             requested_by=request.user, model_version=data["model_version"], project=data["project"]
         )
     except ValidationError as error:
         for text in validation_messages(error):
             form.add_error(None, text)
         return render(request, PAGE, _overview_context(request, run_form=form), status=422)
-    # The runs table says it is queued, in the part it polls (gone once it runs).
-    tell_unpublished(request, run.publication, what=f"The re-run {run.pk}")
+    # The runs table says it is queued (or not sent yet), in the part it polls: gone once it runs.
     return redirect(reverse("labeling:redteam") + "#attack-runs")
 
 
@@ -295,9 +289,8 @@ def attack_run_retry_failed(request: HtmxHttpRequest, run_id: int) -> HttpRespon
         for text in validation_messages(error):
             messages.error(request, text)
         return _run_page(request, run_id, status=409)
-    # The retry's page says it is queued, in the part it polls (gone once it runs), and what
-    # it retries.
-    tell_unpublished(request, retry.publication, what=f"The retry {retry.pk}")
+    # The retry's page says it is queued (or not sent yet), in the part it polls (gone once it
+    # runs), and what it retries.
     left_out = retry.refusals_left_out
     if left_out:
         messages.info(

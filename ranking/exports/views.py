@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -18,21 +17,14 @@ from ranking.exports.selectors import dataset_export_list, export_preview_get
 from sampler.jobs.selectors import jobs_progress
 
 PAGE = "ranking/exports/list.html"
-UNPUBLISHED = (
-    "The export is saved, but the job queue is unreachable right now: it starts as soon as the "
-    "queue is back."
-)
 
 
 def _exports() -> dict:
     """The exports the table lists, and whether one of them may change by itself (the table
-    polls while one does; queued ones waiting for no worker stop it, and it says so)."""
+    polls while one does; queued ones waiting for no worker stop it, and it says so, as it
+    says which ones the job queue has not taken yet)."""
     exports = list(dataset_export_list()[:100])
-    return {
-        "exports": exports,
-        "exports_progress": jobs_progress(jobs=exports),
-        "unpublished_message": UNPUBLISHED,
-    }
+    return {"exports": exports, "exports_progress": jobs_progress(jobs=exports)}
 
 
 def _page(request: HttpRequest, form: ExportForm, *, status: int = 200) -> HttpResponse:
@@ -80,18 +72,15 @@ def export_start(request: HttpRequest) -> HttpResponse:
     form = ExportForm(request.POST)
     if not form.is_valid():
         return _page(request, form, status=422)
-    export = services.dataset_export_create(
+    services.dataset_export_create(
         created_by=request.user,
         format=form.cleaned_data["format"],
         filters=form.cleaned_data["filters"],
         compress=form.cleaned_data["compress"],
     )
-    unpublished = export.publication.failed
+    # The table says, in the part it polls, when the job queue has not taken it yet.
     if request.htmx:
-        context = {**_exports(), "unpublished": unpublished}
-        return render(request, f"{PAGE}#export-table", context)
-    if unpublished:
-        messages.warning(request, UNPUBLISHED)
+        return render(request, f"{PAGE}#export-table", _exports())
     return redirect("ranking:exports")
 
 

@@ -1,4 +1,3 @@
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -28,7 +27,7 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
         request.POST or None,
         context_length=active_policy.context_length if active_policy is not None else None,
     )
-    job, unpublished_note = None, ""
+    job = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -41,17 +40,13 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
         except ValidationError as error:
             add_validation_errors(form, error)
         else:
-            if job.publication.failed:
-                unpublished_note = job.publication.unreachable_note(f"Job {job.pk}")
+            # The job's part says, as it polls, when the job queue has not taken it yet.
             if not request.htmx:
-                if unpublished_note:
-                    messages.warning(request, unpublished_note)
                 return redirect("sampler:job-detail", job_id=job.pk)
     context = {
         "form": form,
         "job": job,
         "job_progress": jobs_progress(jobs=[job] if job else []),
-        "unpublished_note": unpublished_note,
         "active_policy": active_policy,
         **_recent_jobs(request, shown_id=job.pk if job else None),
     }

@@ -82,12 +82,16 @@ class JobsProgress(NamedTuple):
     # the broker), which it takes in turn. A page says so in the part it polls: a message at
     # its top would stay once they ran.
     queued_for_worker: list[Job]
+    # The queued ones whose message the broker has not taken yet (it was unreachable): the
+    # outbox publishes them once it is back. A page says so in the part it polls, where the
+    # note goes once they are published, as the queued ones' notes do.
+    unpublished: list[Job]
 
 
 def jobs_progress(*, jobs: Iterable[Job]) -> JobsProgress:
     """Whether any of ``jobs`` (of any kind, together) may change by itself, the queues
-    where queued ones wait for no live worker (each job's queue is its kind's), and the queued
-    ones a live worker's queue holds."""
+    where queued ones wait for no live worker (each job's queue is its kind's), the queued
+    ones a live worker's queue holds, and the queued ones not published yet."""
     unfinished = [job for job in jobs if not job.is_finished]
     # A running job's queue is None: it moves whichever queue it came from.
     queues = [
@@ -103,5 +107,13 @@ def jobs_progress(*, jobs: Iterable[Job]) -> JobsProgress:
         if queue is not None and queue not in without and job.published_at is not None
     ]
     return JobsProgress(
-        moving=moving, queues_without_worker=without, queued_for_worker=queued_for_worker
+        moving=moving,
+        queues_without_worker=without,
+        queued_for_worker=queued_for_worker,
+        # A job run in the calling process (no queue) is never published, and not counted.
+        unpublished=[
+            job
+            for job in unfinished
+            if job.status == JobStatus.QUEUED and job.queue and job.published_at is None
+        ],
     )

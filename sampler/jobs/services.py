@@ -31,7 +31,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config.celery import enqueue
+from config.celery import enqueue, unreachable_note
 from config.text import storable_text
 from sampler.jobs.kinds import (
     JobCancelled,
@@ -79,11 +79,8 @@ class Publication:
         return bool(self.error)
 
     def unreachable_note(self, what: str) -> str:
-        """What a page says of ``what`` (e.g. "Run 3") when the job queue did not take it."""
-        return (
-            f"{what} is saved, but the job queue is unreachable right now: it starts as soon "
-            "as the queue is back."
-        )
+        """What a command says of ``what`` (e.g. "Run 3") when the job queue did not take it."""
+        return unreachable_note(what)
 
 
 def worker_name() -> str:
@@ -171,8 +168,10 @@ def _publish(
 
     def sent() -> None:
         publication.sent = True
+        # The row in hand says so too: a page that shows it at once tells it is published.
+        job.published_at = timezone.now()
         model.objects.filter(pk=job.pk, publish_token=token).update(
-            published_at=timezone.now(), publish_count=F("publish_count") + 1
+            published_at=job.published_at, publish_count=F("publish_count") + 1
         )
 
     def failed(error: BaseException) -> None:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
-from config.htmx import HtmxHttpRequest, redirect_page, tell_unpublished
+from config.htmx import HtmxHttpRequest, redirect_page
 from ranking.exports.filters import ExportFilters
 from ranking.quality.selectors import human_preference_between_versions
 from sampler.comparisons.forms import ComparisonForm
@@ -120,8 +120,7 @@ def ppo_run_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, ppo_form=form, status=422)
-    # The run page says it is queued, in the part it polls (gone once it runs).
-    tell_unpublished(request, run.publication, what=f"PPO run {run.pk}")
+    # The run page says it is queued (or not sent yet), in the part it polls: gone once it runs.
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
     return redirect_page(request, url)
 
@@ -134,7 +133,7 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
         return _page(request, comparison_form=form, status=422)
     data = form.cleaned_data
     try:
-        comparison = model_comparison_create(
+        model_comparison_create(
             version_a=data["version_a"],
             version_b=data["version_b"],
             reward_version=data["reward_version"],
@@ -149,8 +148,8 @@ def comparison_start(request: HttpRequest) -> HttpResponse:
     except ValidationError as error:
         add_validation_errors(form, error)
         return _page(request, comparison_form=form, status=422)
-    # The comparisons table says it is queued, in the part it polls (gone once it runs).
-    tell_unpublished(request, comparison.publication, what=f"Comparison {comparison.pk}")
+    # The comparisons table says it is queued (or not sent yet), in the part it polls: gone
+    # once it runs.
     url = reverse("sampler:models") + "#comparisons"
     return redirect_page(request, url)
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import staff_required
 from config.forms import add_validation_errors
-from config.htmx import HtmxHttpRequest, redirect_page, tell_unpublished
+from config.htmx import HtmxHttpRequest, redirect_page
 from config.uploads import UploadSizeLimit, upload_size_limit_install
 from sampler.jobs.selectors import jobs_progress
 from sampler.jobs.services import job_cancel_refusal
@@ -97,8 +97,7 @@ def _training_run_start(request: HttpRequest, size_limit: UploadSizeLimit) -> Ht
         )
         add_validation_errors(form, error)
         return _page(request, form, status=422)
-    # The run page says it is queued, in the part it polls (gone once it runs).
-    tell_unpublished(request, run.publication, what=f"Run {run.pk}")
+    # The run page says it is queued (or not sent yet), in the part it polls: gone once it runs.
     url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
     return redirect_page(request, url)
 

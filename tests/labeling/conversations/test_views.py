@@ -10,7 +10,11 @@ from labeling.conversations.models import Conversation, Message
 from labeling.conversations.views import PAGE_SIZE
 from sampler.generation import services as sampler_services
 from sampler.generation.models import GenerationJob
-from tests.conftest import polls_only_while_work_can_move, worker_seen
+from tests.conftest import (
+    polls_only_while_work_can_move,
+    says_unpublished_until_published,
+    worker_seen,
+)
 from tests.labeling.conftest import HTMX, write_turns
 
 
@@ -375,13 +379,42 @@ def test_suggest_queues_a_job_and_shows_progress(trainer_client, conversation, t
     assert 'id="suggestions"' in body and "every 1s" in body
 
 
-def test_suggestions_show_their_place_in_the_queue_then_generating(
-    trainer_client, conversation, trainer, other_trainer, policy, django_capture_on_commit_callbacks
+@pytest.mark.django_db(transaction=True)
+def test_suggestions_asked_for_while_the_job_queue_is_down_say_so_until_they_are_sent(
+    trainer_client, conversation, trainer, policy, broker
 ):
-    from sampler.generation.models import GenerationJob
-
+    """The warning was only in the answer to asking for suggestions: the slot's next poll, a
+    second later, said "Queued, next in line" while the job still waited for the queue to
+    come back. The slot says it for as long as the job is not published."""
     services.message_append(conversation=conversation, author=trainer, content="hi")
-    with django_capture_on_commit_callbacks(execute=False):
+    broker.down = True
+    said = "The job queue is unreachable right now: your request is saved and runs as soon"
+    asked = trainer_client.post(
+        reverse("labeling:suggest", args=[conversation.pk]), {"n": "1"}, **HTMX
+    )
+    assert asked.status_code == 200 and said in asked.content.decode()
+    job = GenerationJob.objects.get(purpose=GenerationJob.Purpose.SUGGESTION)
+    says_unpublished_until_published(
+        trainer_client,
+        broker,
+        job=job,
+        parts={reverse("labeling:suggestions", args=[conversation.pk, job.pk]): said},
+        pages=(reverse("labeling:editor", args=[conversation.pk]),),
+    )
+
+
+def test_suggestions_show_their_place_in_the_queue_then_generating(
+    trainer_client,
+    conversation,
+    trainer,
+    other_trainer,
+    policy,
+    broker,
+    django_capture_on_commit_callbacks,
+):
+    services.message_append(conversation=conversation, author=trainer, content="hi")
+    # Published (a job the broker has not taken yet says that instead).
+    with django_capture_on_commit_callbacks(execute=True):
         ahead = sampler_services.generation_job_create(
             messages=[{"role": "user", "content": "first"}],
             n=1,

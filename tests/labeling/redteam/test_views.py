@@ -1,19 +1,20 @@
 import re
-from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
-from kombu.exceptions import OperationalError as BrokerDown
 
-from config.celery import app
 from labeling.conversations.models import Conversation
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import Attack, AttackRun
 from ranking.projects.services import project_create
-from tests.conftest import polls_only_while_work_can_move, worker_seen
+from tests.conftest import (
+    polls_only_while_work_can_move,
+    says_unpublished_until_published,
+    worker_seen,
+)
 from tests.labeling.conftest import HTMX
 from tests.labeling.redteam.conftest import CORRECTION, PROMPT
 
@@ -322,19 +323,31 @@ def test_a_correction_with_a_nul_is_refused_with_the_fields_message_and_the_text
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_rerun_asked_for_while_the_job_queue_is_down_is_kept_and_the_page_says_so(
-    admin_client_, red_team, trainer, model_version, monkeypatch
+def test_a_rerun_asked_for_while_the_job_queue_is_down_is_kept_and_the_pages_say_so_until_sent(
+    admin_client_, red_team, trainer, model_version, broker
 ):
+    """The warning ("The re-run 1 is saved, ...") was a message at the top of the Red team
+    page, which stayed there once the queue was back and the run ran. The re-runs table and
+    the run's page say it, in the part they poll, while the run is not published."""
     _, _, reply = red_team
     redteam_services.attack_record(message=reply, user=trainer, category="jailbreak")
-    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    broker.down = True
     response = admin_client_.post(
         "/write/redteam/runs/new/", {"model_version": model_version.pk}, follow=True
     )
     assert response.status_code == 200
     run = AttackRun.objects.get()
-    assert run.status == AttackRun.Status.QUEUED and run.published_at is None
-    assert "job queue is unreachable" in response.content.decode()
+    tail = " is saved, but the job queue is unreachable right now: it starts as soon as the queue"
+    in_table = f"Run #{run.pk} (1 stored attack against policy-v1){tail}"
+    assert in_table in response.content.decode()
+    run_url = f"/write/redteam/runs/{run.pk}/"
+    says_unpublished_until_published(
+        admin_client_,
+        broker,
+        job=run,
+        parts={"/write/redteam/runs/": in_table, run_url: f"Run #{run.pk}{tail}"},
+        pages=("/write/redteam/", run_url),
+    )
 
 
 def test_withdrawing_an_attack_keeps_its_results_in_finished_runs_marked_withdrawn(

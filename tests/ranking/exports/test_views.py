@@ -12,7 +12,7 @@ from ranking.models import DatasetExport
 from ranking.projects.models import DEFAULT_PROJECT_SLUG, Project
 from ranking.projects.services import project_create
 from sampler.jobs.services import job_run_inline
-from tests.conftest import polls_only_while_work_can_move
+from tests.conftest import polls_only_while_work_can_move, says_unpublished_until_published
 
 # The export form's fields for per-ranker pairs over every split (10 % held out, split seed 0).
 FILTERS = {
@@ -119,6 +119,30 @@ def test_start_export_queues_it_and_download_serves_the_file(
     download = admin_client_.get(reverse("ranking:export-download", args=[export.pk]))
     assert download.status_code == 200
     assert b"".join(download.streaming_content)[:2] == b"\x1f\x8b"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_started_while_the_job_queue_is_down_is_said_so_until_it_is_sent(
+    admin_client_, broker
+):
+    """The warning was in the table only as the answer to starting the export: the table's
+    next poll, a second later, took it away while the export still waited for the queue to
+    come back. The table says it for as long as the export is not published."""
+    broker.down = True
+    started = admin_client_.post(reverse("ranking:export-start"), FILTERS, HTTP_HX_REQUEST="true")
+    export = DatasetExport.objects.get()
+    said = (
+        f"Export {export.pk} is saved, but the job queue is unreachable right now: it starts "
+        "as soon as the queue is back."
+    )
+    assert started.status_code == 200 and said in started.content.decode()
+    says_unpublished_until_published(
+        admin_client_,
+        broker,
+        job=export,
+        parts={reverse("ranking:export-status"): said},
+        pages=(reverse("ranking:exports"),),
+    )
 
 
 def test_the_export_pages_boxes_post_their_value_and_are_ticked_by_default(admin_client_):

@@ -13,7 +13,12 @@ from labeling.models import Conversation, Message
 from sampler.generation import services
 from sampler.generation.models import GenerationJob
 from sampler.jobs.services import job_fail
-from tests.conftest import polls_only_while_work_can_move, post_json, worker_seen
+from tests.conftest import (
+    polls_only_while_work_can_move,
+    post_json,
+    says_unpublished_until_published,
+    worker_seen,
+)
 
 JOBS_URL = "/api/generation-jobs/"
 PROMPT = [{"role": "user", "content": "hi! how was your weekend?"}]
@@ -338,9 +343,12 @@ def test_the_job_api_gives_staff_an_errors_own_line_and_a_retry_forgets_the_old_
 
 @pytest.mark.django_db(transaction=True)
 def test_the_playground_says_when_the_job_queue_is_down_and_keeps_the_job(
-    policy, trainer_client, monkeypatch
+    policy, trainer_client, broker
 ):
-    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    """The warning was shown above the job's part (a message at the top of the job's page),
+    where it stayed once the queue was back and the job ran. The job's part says it, in what
+    it polls, while the job is not published."""
+    broker.down = True
     fields = {"message": "hello?", "n": 1, "temperature": 0.8, "top_p": 1.0, "max_new_tokens": 8}
     partial = trainer_client.post(reverse("sampler:generate"), fields, **HTMX)
     assert partial.status_code == 200
@@ -350,6 +358,13 @@ def test_the_playground_says_when_the_job_queue_is_down_and_keeps_the_job(
     for job in GenerationJob.objects.all():
         assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
     assert GenerationJob.objects.count() == 2
+    job = GenerationJob.objects.latest("pk")
+    url = reverse("sampler:job-detail", args=[job.pk])
+    tail = "is saved, but the job queue is unreachable right now: it starts as soon as the queue"
+    GenerationJob.objects.exclude(pk=job.pk).delete()  # the outbox sends this one alone
+    says_unpublished_until_published(
+        trainer_client, broker, job=job, parts={url: f"Job {job.pk} {tail}"}, pages=(url,)
+    )
 
 
 def test_a_failed_jobs_error_names_no_server_address_or_weights_path_to_trainers(

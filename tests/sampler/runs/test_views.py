@@ -12,7 +12,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.urls import reverse
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerDown
 
 from config.celery import app
 from ranking.exports import services as export_services
@@ -26,7 +25,11 @@ from sampler.runs.models import TrainingRun
 from sampler.runs.services import training_run_run_inline
 from sampler.training.records import DataError
 from sampler.training.synthetic import synthetic_rankings
-from tests.conftest import polls_only_while_work_can_move, worker_seen
+from tests.conftest import (
+    polls_only_while_work_can_move,
+    says_unpublished_until_published,
+    worker_seen,
+)
 from tests.ranking.conftest import ranked, ranked_in_halves  # noqa: F401  (ranked: a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -620,18 +623,26 @@ def test_an_unreadable_data_file_is_a_clear_refusal_not_an_error(policy, tmp_pat
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_run_launched_while_the_job_queue_is_down_is_kept_and_the_page_says_so(
-    admin_client_, policy, monkeypatch, other_trainer, settings
+def test_a_run_launched_while_the_job_queue_is_down_is_kept_and_its_page_says_so_until_sent(
+    admin_client_, policy, broker, other_trainer, settings
 ):
-    monkeypatch.setattr(app, "send_task", mock.Mock(side_effect=BrokerDown("Connection refused")))
+    """The warning was a message at the top of the run's page, which stayed there once the
+    queue was back and the run ran. The part the page polls says it, while the run is not
+    published."""
+    broker.down = True
     ranked_in_halves(other_trainer, settings, "first")
     fields = {"source": "database", "test_fraction": "0", "split_seed": "3", "kind": "reward"}
     response = admin_client_.post(reverse("sampler:training-run-start"), fields, follow=True)
     assert response.status_code == 200
     run = TrainingRun.objects.get()
-    assert run.status == TrainingRun.Status.QUEUED and run.published_at is None
     page = response.content.decode()
-    assert "job queue is unreachable" in page and "queued for a training worker" not in page
+    said = f"Run {run.pk} is saved, but the job queue is unreachable right now: it starts as soon "
+    assert said in page and "queued for a training worker" not in page
+    url = reverse("sampler:training-run", kwargs={"run_id": run.pk})
+    says_unpublished_until_published(
+        admin_client_, broker, job=run, parts={url: said}, pages=(url,)
+    )
+    assert "queued for a training worker" in admin_client_.get(url).content.decode()
 
 
 @pytest.mark.parametrize("name", ["...", "....", ". .", "rankings.jsonl"])
