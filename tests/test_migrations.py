@@ -847,3 +847,33 @@ def test_code_from_before_the_text_filter_columns_still_saves_messages():
         "",
         "",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drafts_saved_before_they_kept_their_side_are_kept_and_of_no_known_side():
+    """labeling 0024 adds the side a composer's draft is typed for: a draft saved before keeps
+    its text and knows no side (the editor shows it as it did), and code from before the
+    column still saves drafts (the database fills it in)."""
+    try:
+        apps = _migrate_back("labeling", "0023_message_columns_database_defaults")
+        writer = apps.get_model("auth", "User").objects.create(username="writer")
+        asked, _ = _exchange(apps, writer)
+        draft = apps.get_model("labeling", "Draft").objects.create(
+            conversation=asked.conversation, author=writer, content="half a thought"
+        )
+
+        apps = _migrate(_latest())
+        kept = apps.get_model("labeling", "Draft").objects.get(pk=draft.pk)
+        assert (kept.content, kept.role) == ("half a thought", "")
+
+        old = (
+            MigrationExecutor(connection)
+            .loader.project_state(("labeling", "0023_message_columns_database_defaults"))
+            .apps
+        )
+        late = old.get_model("labeling", "Draft").objects.create(
+            conversation_id=asked.conversation_id, author_id=writer.pk, editing_id=asked.pk
+        )
+        assert apps.get_model("labeling", "Draft").objects.get(pk=late.pk).role == ""
+    finally:
+        _migrate(_latest())

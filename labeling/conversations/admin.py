@@ -28,7 +28,11 @@ from labeling.conversations.importing import (
     uploaded_stream,
 )
 from labeling.conversations.models import Conversation, Draft, Message, MessageWalk
-from labeling.conversations.services import conversations_import, draft_editing_problem
+from labeling.conversations.services import (
+    conversations_import,
+    draft_editing_problem,
+    draft_role_problem,
+)
 from ranking.projects.selectors import project_list
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -219,16 +223,26 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 class DraftAdminForm(forms.ModelForm):
-    """The message a draft edits is one of the draft's conversation's, as ``draft_save``
-    has it."""
+    """The message a draft edits is one of the draft's conversation's, and an edit's draft is
+    typed for no side, as ``draft_save`` has it."""
 
     class Meta:
         model = Draft
-        fields = ("conversation", "author", "editing", "content", "sample", "suggestion_job")
+        fields = (
+            "conversation",
+            "author",
+            "editing",
+            "content",
+            "role",
+            "sample",
+            "suggestion_job",
+        )
 
     def clean(self) -> dict:
         cleaned = super().clean()
         conversation, editing = cleaned.get("conversation"), cleaned.get("editing")
+        if problem := draft_role_problem(role=cleaned.get("role") or "", editing=editing):
+            self.add_error("role", problem)
         if conversation is None or editing is None:
             return cleaned  # a field's own error says why, or the draft edits no message
         if problem := draft_editing_problem(conversation=conversation, editing=editing):

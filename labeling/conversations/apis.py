@@ -28,6 +28,7 @@ from config.idempotency import idempotent
 from config.text import validate_one_line
 from labeling.conversations import selectors, services
 from labeling.conversations.models import (
+    COMPOSER_ROLES,
     MAX_CONTENT_CHARS,
     MAX_INSTRUCTIONS_CHARS,
     MAX_SEARCH_CHARS,
@@ -313,15 +314,29 @@ class DraftSaveApi(ApiView):
         )
         editing_id = StrictIdField(required=False, allow_null=True)
         sample_id = StrictIdField(required=False, allow_null=True)
+        # Plain text, as the append's: the side the composer's text is typed for.
+        role = StrictCharField(
+            required=False,
+            allow_blank=True,
+            max_length=16,
+            trim_whitespace=False,
+            help_text="The composer's: 'user' or 'assistant' ('' or left out: not known).",
+        )
 
         class Meta:
             ref_name = "DraftSaveInput"
+
+        def validate_role(self, value: str) -> str:
+            if value not in ("", *dict(COMPOSER_ROLES)):
+                raise serializers.ValidationError("Must be 'user', 'assistant' or ''.")
+            return value
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         editing_id = serializers.IntegerField(allow_null=True)
         content = serializers.CharField()
         sample_id = serializers.IntegerField(allow_null=True)
+        role = serializers.CharField()
         updated_at = serializers.DateTimeField()
 
         class Meta:
@@ -339,6 +354,7 @@ class DraftSaveApi(ApiView):
             content=data["content"],
             editing=_message_in(conversation, data.get("editing_id"), "editing_id"),
             sample_id=data.get("sample_id"),
+            role=data.get("role", ""),
         )
         return Response(self.OutputSerializer(draft).data)
 

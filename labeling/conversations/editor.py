@@ -38,12 +38,15 @@ def editor_context(
     """What the editor page shows. ``unsent_kept``: a turn could not be sent because the
     conversation is no longer open (None: no such turn); whether it was kept as a draft.
     ``composer_role``: the side a refused turn was written as (it stays that side's until the
-    trainer chooses to send it as the next turn's)."""
+    trainer chooses to send it as the next turn's); left out, the side the composer's draft was
+    typed for, when it holds text (another tab may have sent that side's turn since)."""
     draft = selectors.draft_get(conversation=conversation, author=request.user)
     saved_composer = draft.content if draft else ""
     if composer_text is None:
         composer_text = saved_composer
         composer_sample_id = draft.sample_id if draft else None
+        if composer_role is None and draft is not None and draft.content.strip():
+            composer_role = draft.role or None
     edit_drafts = selectors.edit_drafts(conversation=conversation, author=request.user)
     transcript = selectors.conversation_transcript(conversation=conversation)
     turns = []
@@ -88,6 +91,11 @@ def editor_context(
         "turns": turns,
         "next_role": next_role,
         "written_role": composer_role if composer_role and composer_role != next_role else None,
+        # The side whose turn is not next: the one text typed before another tab moved on is
+        # for, when it is not the next side's.
+        "other_role": Message.Role.USER
+        if next_role == Message.Role.ASSISTANT
+        else Message.Role.ASSISTANT,
         "editable": editable,
         "composer_text": composer_text,
         # A refused turn sent back into the box that is not its saved draft.

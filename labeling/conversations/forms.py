@@ -12,6 +12,7 @@ from config.forms import (
 )
 from config.text import newlines_normalized, validate_one_line
 from labeling.conversations.models import (
+    COMPOSER_ROLES,
     MAX_INSTRUCTIONS_CHARS,
     MAX_SEARCH_CHARS,
     MAX_TITLE_CHARS,
@@ -86,6 +87,8 @@ class DraftForm(forms.Form):
     sample_id = forms.IntegerField(required=False, min_value=1)
     # The composer's: the message its turn follows (0: none yet).
     after = forms.IntegerField(required=False, min_value=0)
+    # The composer's: the side whose turn the text is typed for (blank: not known).
+    role = forms.ChoiceField(choices=[("", ""), *COMPOSER_ROLES], required=False)
 
 
 class SuggestForm(forms.Form):

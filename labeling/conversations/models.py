@@ -177,6 +177,10 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:60]}"
 
 
+# The sides a composer's draft can be typed for (a trainer writes no system turn).
+COMPOSER_ROLES = [(role.value, role.label) for role in (Message.Role.USER, Message.Role.ASSISTANT)]
+
+
 class Draft(models.Model):
     """Text a trainer is typing, saved as they type so a reload or a crash loses nothing.
 
@@ -191,6 +195,12 @@ class Draft(models.Model):
         Message, null=True, blank=True, on_delete=models.CASCADE, related_name="edit_drafts"
     )
     content = models.TextField(blank=True, max_length=MAX_CONTENT_CHARS)
+    # The composer's: the side whose turn the text is typed for, so a draft left while another
+    # tab sent that turn does not come back as the other side's unasked. Blank: not known (an
+    # edit's draft, a draft saved before drafts kept it).
+    role = models.CharField(
+        max_length=16, choices=COMPOSER_ROLES, blank=True, default="", db_default=""
+    )
     # The suggestion the trainer put into the editor, if any, and the pending suggestion job.
     sample = models.ForeignKey(
         "sampler.Sample", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -26,6 +26,7 @@ from labeling.conversations.importing import (
     parsed_lines,
 )
 from labeling.conversations.models import (
+    COMPOSER_ROLES,
     MAX_CONTENT_CHARS,
     MAX_PATH_MESSAGES,
     Conversation,
@@ -477,6 +478,15 @@ def draft_editing_problem(*, conversation: Conversation, editing: Message) -> st
     return None
 
 
+def draft_role_problem(*, role: str, editing: Message | None) -> str | None:
+    """Why a draft cannot be typed for ``role`` (None: it can; "" is not known)."""
+    if role not in ("", *dict(COMPOSER_ROLES)):
+        return "A draft is typed for the user's or the assistant's turn."
+    if role and editing is not None:
+        return "An edit's draft is the edited turn's side: it takes none."
+    return None
+
+
 @transaction.atomic
 def draft_save(
     *,
@@ -487,6 +497,7 @@ def draft_save(
     sample_id: int | None = None,
     after_id: int | None = None,
     unsent: bool = False,
+    role: str = "",
 ) -> Draft:
     """Upsert the author's draft; an over-long draft is refused (the page keeps the text).
 
@@ -501,9 +512,15 @@ def draft_save(
     next turn's draft. None: not checked (the API, edits). The checks lock the conversation's
     row, as ``message_append`` does, so a save racing a send (or a finish or discard) cannot
     interleave with it.
+
+    ``role``: the composer's: the side whose turn the text is typed for ("" not known), so the
+    editor still asks before it goes as the other side's once that side's turn was sent
+    elsewhere. An edit's draft has none.
     """
     if conversation.owner_id != author.pk and not is_admin(author):
         raise PermissionDenied("You can only keep drafts in your own conversations.")
+    if problem := draft_role_problem(role=role, editing=editing):
+        raise ValidationError({"role": problem})
     locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
     if not unsent:
         conversation_check_open(conversation=locked)
@@ -528,7 +545,7 @@ def draft_save(
         conversation=conversation,
         author=author,
         editing=editing,
-        defaults={"content": content, "sample_id": sample_id},
+        defaults={"content": content, "sample_id": sample_id, "role": role},
     )
     return draft
 

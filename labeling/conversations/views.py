@@ -30,7 +30,7 @@ from labeling.conversations.forms import (
     MessageForm,
     SuggestForm,
 )
-from labeling.conversations.models import Conversation, Message
+from labeling.conversations.models import COMPOSER_ROLES, Conversation, Message
 from sampler.generation.selectors import generation_job_queue_position
 from sampler.generation.services import generation_job_cancel, generation_job_retry
 from sampler.jobs.selectors import jobs_progress
@@ -98,12 +98,13 @@ def _keep_unsent(
     conversation: Conversation,
     content: str,
     editing: Message | None = None,
+    role: str | None = None,
 ) -> bool | None:
     """A refused turn or edit (``editing``) of a conversation finished or discarded meanwhile
     (another tab): the page turns read-only and shows the text with the reason; it is kept as
-    the composer's or the turn's draft too, which Reopen brings back. Whether it was kept
-    (False: over the limit, the page still shows it, to copy); None: the conversation is open,
-    or there is no text."""
+    the composer's or the turn's draft too (a turn's with the side it was ``role``-written
+    for), which Reopen brings back. Whether it was kept (False: over the limit, the page still
+    shows it, to copy); None: the conversation is open, or there is no text."""
     if conversation.status == Conversation.Status.DRAFT or not content.strip():
         return None
     try:
@@ -113,6 +114,7 @@ def _keep_unsent(
             content=content,
             editing=editing,
             unsent=True,
+            role=role if role in dict(COMPOSER_ROLES) else "",
         )
     except ValidationError:
         return False
@@ -127,6 +129,7 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
     # On any error the typed text comes back.
     content = form.typed_content()
     sample_id = form.cleaned_data.get("sample_id")
+    role = request.POST.get("role") or None
     try:
         if not form.is_valid():
             raise ValidationError(form.errors)
@@ -134,13 +137,13 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
             conversation=conversation,
             author=request.user,
             content=content,
-            role=request.POST.get("role") or None,
+            role=role,
             sample_id=sample_id,
             after_id=form.cleaned_data["after"],
         )
     except ValidationError as error:
         conversation.refresh_from_db()
-        kept = _keep_unsent(request, conversation, content)
+        kept = _keep_unsent(request, conversation, content, role=role)
         # The typed text comes back in the composer with the reason: nothing is lost.
         return render_editor(
             request,
@@ -150,7 +153,7 @@ def message_append(request: HtmxHttpRequest, conversation_id: int) -> HttpRespon
             composer_sample_id=sample_id,
             # Written for the side whose turn it no longer is (another tab sent a turn): it
             # is not sent as the other side's unless the trainer says so.
-            composer_role=request.POST.get("role") or None,
+            composer_role=role,
             errors=validation_messages(error),
             unsent_kept=kept,
         )
@@ -172,6 +175,8 @@ def _draft_save(
             # The composer may hold a suggestion; an edit's draft never does.
             sample_id=data["sample_id"] if editing is None else None,
             after_id=data["after"] if editing is None else None,
+            # The side the composer's text is typed for (an edit's form sends none).
+            role=data["role"],
         )
     except ValidationError as error:
         context = {"draft_error": " ".join(validation_messages(error))}

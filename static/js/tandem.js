@@ -147,11 +147,36 @@ document.addEventListener("submit", (event) => {
   dropOwnDrafts();
 });
 
+// The composer's hidden input naming the side its text is typed for (an edit's box has none).
+function composerRole(box) {
+  return box.form ? box.form.querySelector("#composer-role") : null;
+}
+
+// The composer's copy kept in the browser, put back: it keeps the side it was typed for, as the
+// server's copy does, so text typed before another tab sent that side's turn asks before it goes
+// as the other side's.
+function restoreWrittenRole(box, written) {
+  const role = composerRole(box);
+  if (!role || (written !== "user" && written !== "assistant")) return;
+  const form = box.form;
+  role.value = written;
+  const notice = form.querySelector("#composer-written-role");
+  if (written === form.dataset.nextRole) {
+    delete form.dataset.writtenRole;
+  } else {
+    form.dataset.writtenRole = written;
+  }
+  if (notice) notice.hidden = !form.dataset.writtenRole;
+}
+
 function keepLocally(box) {
   const key = draftKey(box);
   if (!key) return;
+  const role = composerRole(box);
+  const kept = { text: box.value, at: Date.now() };
+  if (role) kept.role = role.value;
   try {
-    localStorage.setItem(key, JSON.stringify({ text: box.value, at: Date.now() }));
+    localStorage.setItem(key, JSON.stringify(kept));
   } catch (error) {
     // Storage full or disabled: the server copy still works.
   }
@@ -196,6 +221,7 @@ function restoreDrafts(root) {
       return;
     }
     box.value = stored.text;
+    restoreWrittenRole(box, stored.role);
     const details = box.closest("details");
     if (details) details.open = true;
     const status = box.form && box.form.querySelector("#draft-status, .draft-status");

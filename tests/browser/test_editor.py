@@ -223,11 +223,36 @@ def test_switching_branches_with_the_keyboard_keeps_focus_on_the_switcher(
     assert conversation.status == Conversation.Status.DRAFT
 
 
+def _answering(page, answers: list[bool]) -> list[str]:
+    """Answer the page's questions in turn with ``answers`` (leaving it with text the server
+    does not have always goes ahead); what they asked, in order."""
+    questions = []
+
+    def answer(dialog):
+        if dialog.type == "beforeunload":
+            dialog.accept()
+            return
+        questions.append(dialog.message)
+        dialog.accept() if answers.pop(0) else dialog.dismiss()
+
+    page.on("dialog", answer)
+    return questions
+
+
+def _asked(page, questions: list[str], count: int) -> None:
+    for _ in range(int(WAIT_SECONDS * 10)):
+        if len(questions) >= count:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"asked {questions}, expected {count} questions")
+
+
 def test_a_turn_refused_because_another_tab_moved_on_is_not_sent_as_the_other_side_unasked(
     page, live_server, trainer
 ):
     """Another tab sent the user's turn: this tab's user turn is refused with the current
-    turns and the text kept; sending it again asks before it goes as the assistant's turn."""
+    turns and the text kept; sending it again, even after a reload, asks before it goes as the
+    assistant's turn."""
     conversation = Conversation.objects.create(owner=trainer, title="Two tabs")
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/write/{conversation.pk}/")
@@ -239,29 +264,34 @@ def test_a_turn_refused_because_another_tab_moved_on_is_not_sent_as_the_other_si
     expect(page.locator("ol.transcript > li.turn")).to_have_count(1)
     expect(page.locator("ol.transcript")).to_contain_text("sent from tab 1")
     expect(page.locator("#composer-text")).to_have_value("stale from tab 2")
+    expect(page.locator("#composer-written-role")).to_be_visible()
 
-    questions = []
+    answers = []
+    questions = _answering(page, answers)
+    # Reloaded before the server has the text: the browser's copy comes back as the user's.
+    page.reload()
+    expect(page.locator("#composer-text")).to_have_value("stale from tab 2")
+    expect(page.locator("#composer-written-role")).to_be_visible()
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+    assert conversation.drafts.get().role == "user"
+    page.reload()  # the server's copy now
+    expect(page.locator("#composer-text")).to_have_value("stale from tab 2")
+    expect(page.locator("#composer-written-role")).to_be_visible()
 
-    def answer(dialog, accept):
-        questions.append(dialog.message)
-        dialog.accept() if accept else dialog.dismiss()
-
-    page.once("dialog", lambda dialog: answer(dialog, False))
+    answers.append(False)
     page.locator("#composer-text").press("Control+Enter")
     wait_until(page, "true")
-    for _ in range(int(WAIT_SECONDS * 10)):
-        if questions:
-            break
-        page.wait_for_timeout(100)
-    assert questions and "user's turn" in questions[0] and "assistant's turn" in questions[0]
+    _asked(page, questions, 1)
+    assert "user's turn" in questions[0] and "assistant's turn" in questions[0]
     expect(page.locator("#composer-text")).to_have_value("stale from tab 2")
     assert conversation.messages.count() == 1
 
-    page.once("dialog", lambda dialog: answer(dialog, True))
+    answers.append(True)
     page.locator("#composer button[type=submit]").click()
     expect(page.locator("ol.transcript > li.turn")).to_have_count(2)
     reply = conversation.messages.get(role="assistant")
     assert reply.content == "stale from tab 2" and reply.origin == Message.Origin.HUMAN
+    assert not conversation.drafts.exists()
 
 
 def test_using_a_suggestion_over_typed_text_can_be_undone_with_its_provenance(

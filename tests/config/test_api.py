@@ -488,6 +488,34 @@ def test_a_draft_keeps_the_suggestion_offered_for_its_turn(trainer_client, conve
     assert Draft.objects.get().sample_id == offered["mine"].pk
 
 
+def test_a_draft_keeps_the_side_it_is_typed_for(trainer_client, conversation):
+    url = f"/api/conversations/{conversation.pk}/draft/"
+    response = _post(trainer_client, url, {"content": "x", "role": "user"}, "put")
+    assert response.status_code == 200, response.content
+    assert response.json()["role"] == "user" and Draft.objects.get().role == "user"
+    # Left out: not known, as a draft saved before drafts kept it.
+    response = _post(trainer_client, url, {"content": "y"}, "put")
+    assert response.json()["role"] == "" and Draft.objects.get().role == ""
+
+
+@pytest.mark.parametrize("role", ["system", "User", " user", "nobody"])
+def test_a_draft_typed_for_no_side_is_refused(trainer_client, conversation, role):
+    url = f"/api/conversations/{conversation.pk}/draft/"
+    response = _post(trainer_client, url, {"content": "x", "role": role}, "put")
+    assert "Must be 'user', 'assistant' or ''." in _field_error(response, "role")
+    assert not Draft.objects.exists()
+
+
+def test_an_edits_draft_takes_no_side(trainer_client, conversation, trainer):
+    url = f"/api/conversations/{conversation.pk}/draft/"
+    message = conversation_services.message_append(
+        conversation=conversation, author=trainer, content="hi"
+    )
+    body = {"content": "x", "editing_id": message.pk, "role": message.role}
+    assert "it takes none" in _field_error(_post(trainer_client, url, body, "put"), "role")
+    assert not Draft.objects.exists()
+
+
 def test_a_message_from_another_trainers_suggestion_is_refused(
     trainer_client, conversation, offered
 ):

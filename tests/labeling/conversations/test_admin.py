@@ -307,3 +307,23 @@ def test_the_admin_refuses_a_draft_editing_another_conversations_message(
     response = admin_client_.post("/admin/labeling/draft/add/", {**data, "editing": own.pk})
     assert response.status_code == 302
     assert Draft.objects.get().editing == own
+
+
+def test_the_admin_refuses_a_side_for_an_edits_draft(admin_client_, trainer, conversation):
+    from labeling.conversations.models import Draft
+    from tests.labeling.conftest import write_turns
+
+    (own,) = write_turns(conversation, trainer, "mine")
+    data = {"conversation": conversation.pk, "author": trainer.pk, "content": "typed"}
+    response = admin_client_.post(
+        "/admin/labeling/draft/add/", {**data, "editing": own.pk, "role": "user"}
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["role"] == [
+        "An edit's draft is the edited turn's side: it takes none."
+    ]
+    assert not Draft.objects.exists()
+
+    response = admin_client_.post("/admin/labeling/draft/add/", {**data, "role": "user"})
+    assert response.status_code == 302
+    assert Draft.objects.get().role == "user"

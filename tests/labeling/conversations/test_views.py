@@ -290,6 +290,63 @@ def test_a_draft_save_that_arrives_after_its_turn_was_sent_is_refused(trainer_cl
     assert conversation.drafts.get().content == "the assistant's answer"
 
 
+def test_a_draft_of_a_turn_another_tab_sent_first_comes_back_as_its_own_side(
+    trainer_client, conversation, trainer
+):
+    """A user turn refused because another tab sent the user's turn first stays the user's as
+    the trainer types on (the composer sends the side it was written for with each save): the
+    reloaded editor says so and asks before sending it as the assistant's."""
+    (sent,) = write_turns(conversation, trainer, "sent from the other tab")
+    refused = trainer_client.post(
+        reverse("labeling:message-append", args=[conversation.pk]),
+        {"role": "user", "content": "a question of my own", "after": "0"},
+        **HTMX,
+    )
+    assert refused.status_code == 422
+    assert 'name="role" id="composer-role" value="user"' in refused.content.decode()
+    saved = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]),
+        {"content": "a question of my own, typed on", "role": "user", "after": str(sent.pk)},
+        **HTMX,
+    )
+    assert saved.status_code == 200
+    assert conversation.drafts.get().role == "user"
+    page = trainer_client.get(reverse("labeling:editor", args=[conversation.pk])).content.decode()
+    assert ">a question of my own, typed on</textarea>" in page
+    assert 'data-written-role="user"' in page
+    assert "written as the user's turn; the next turn is now the assistant's" in page
+    assert 'name="role" id="composer-role" value="user"' in page
+
+
+def test_a_draft_typed_for_the_next_side_comes_back_as_before(trainer_client, conversation):
+    for role in ("user", ""):  # typed for the next side, or saved before drafts kept it
+        trainer_client.post(
+            reverse("labeling:draft-save", args=[conversation.pk]),
+            {"content": "hello", "role": role, "after": "0"},
+            **HTMX,
+        )
+        page = trainer_client.get(reverse("labeling:editor", args=[conversation.pk]))
+        body = page.content.decode()
+        assert ">hello</textarea>" in body and "data-written-role" not in body
+        assert 'name="role" id="composer-role" value="user"' in body
+
+
+@pytest.mark.parametrize("role", ["system", "User", " user", "nobody"])
+def test_a_draft_typed_for_no_side_is_a_422_and_the_saved_draft_is_kept(
+    trainer_client, conversation, trainer, role
+):
+    services.draft_save(conversation=conversation, author=trainer, content="mine", role="user")
+    response = trainer_client.post(
+        reverse("labeling:draft-save", args=[conversation.pk]),
+        {"content": "other", "role": role, "after": "0"},
+        **HTMX,
+    )
+    assert response.status_code == 422
+    assert "Draft not saved: Role: Select a valid choice." in response.content.decode()
+    draft = conversation.drafts.get()
+    assert (draft.content, draft.role) == ("mine", "user")
+
+
 def test_a_turn_sent_from_a_page_that_missed_later_turns_is_refused_and_kept(
     trainer_client, conversation, trainer
 ):
