@@ -250,12 +250,16 @@ document.addEventListener("input", (event) => {
   const status = event.target.form && event.target.form.querySelector("#draft-status, .draft-status");
   if (status) status.textContent = "Unsaved changes…";
 });
+// A draft box whose form is sending the turn, or has sent it and been replaced.
+function sentWithItsTurn(box) {
+  return !box.isConnected || Boolean(box.form && box.form.classList.contains("htmx-request"));
+}
 document.addEventListener("htmx:beforeRequest", (event) => {
   const element = event.detail.elt;
   if (!element.matches || !element.matches("textarea[data-draft]")) return;
-  // Its form is sending the turn, or has sent it and been replaced: the text went with the
-  // turn, not as the next turn's draft (the server refuses such a late save too).
-  if (!element.isConnected || (element.form && element.form.classList.contains("htmx-request"))) {
+  // The text went with the turn, not as the next turn's draft (the server refuses such a late
+  // save too).
+  if (sentWithItsTurn(element)) {
     event.preventDefault();
     return;
   }
@@ -267,6 +271,15 @@ document.addEventListener("htmx:afterRequest", (event) => {
   // A saved draft, or a sent turn (a form holding a draft box); other forms (feedback) do not
   // save what is typed in the editor.
   if (element.matches("textarea[data-draft]")) {
+    if (event.detail.xhr.status === 422 && !sentWithItsTurn(element)) {
+      // Refused (the page missed a turn sent in another tab, the text is over the limit): the
+      // server does not have it, so the local copy stays, for the reload the answer asks for,
+      // and leaving asks first.
+      keepLocally(element);
+      element.dataset.draftDirty = "true";
+      unsavedDraft = true;
+      return;
+    }
     const sent = element.dataset.draftSending;
     if (sent !== undefined) element.dataset.draftSaved = sent;
     if (sent === element.value) {

@@ -294,6 +294,44 @@ def test_a_turn_refused_because_another_tab_moved_on_is_not_sent_as_the_other_si
     assert not conversation.drafts.exists()
 
 
+def test_text_typed_after_another_tab_sent_its_turn_survives_the_reload_as_its_own_side(
+    page, live_server, trainer
+):
+    """A user turn being typed while another tab sends the user's turn: the save of what is
+    typed next is refused ("reload the page"), and that reload loses nothing. The text comes
+    back (from the browser's copy, then from the server's) as the user's, and sending it as
+    the assistant's asks first."""
+    conversation = Conversation.objects.create(owner=trainer, title="Two tabs, one draft")
+    log_in(page, live_server, "tess", PASSWORD)
+    page.goto(f"{live_server.url}/write/{conversation.pk}/")
+    composer = page.locator("#composer-text")
+    composer.press_sequentially("my question")
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+    write_turns(conversation, trainer, "sent from tab 1")  # the other tab
+    composer.press_sequentially(", typed on")
+    expect(page.locator("#draft-status")).to_contain_text("reload the page")
+
+    answers = []
+    questions = _answering(page, answers)
+    page.reload()
+    expect(page.locator("ol.transcript")).to_contain_text("sent from tab 1")
+    expect(page.locator("#composer-text")).to_have_value("my question, typed on")
+    expect(page.locator("#composer-written-role")).to_be_visible()
+    expect(page.locator("#draft-status")).to_contain_text("Draft saved")
+    draft = conversation.drafts.get()
+    assert (draft.content, draft.role) == ("my question, typed on", "user")
+
+    page.reload()  # the server's copy now
+    expect(page.locator("#composer-text")).to_have_value("my question, typed on")
+    expect(page.locator("#composer-written-role")).to_be_visible()
+    answers.append(False)
+    page.locator("#composer button[type=submit]").click()
+    _asked(page, questions, 1)
+    assert "user's turn" in questions[0] and "assistant's turn" in questions[0]
+    expect(page.locator("#composer-text")).to_have_value("my question, typed on")
+    assert conversation.messages.count() == 1
+
+
 def test_using_a_suggestion_over_typed_text_can_be_undone_with_its_provenance(
     page, live_server, trainer, policy
 ):
