@@ -246,6 +246,7 @@ document.addEventListener("input", (event) => {
   }
   unsavedDraft = true;
   event.target.dataset.draftDirty = "true";
+  delete event.target.dataset.draftRefused;
   keepLocally(event.target);
   const status = event.target.form && event.target.form.querySelector("#draft-status, .draft-status");
   if (status) status.textContent = "Unsaved changes…";
@@ -277,6 +278,9 @@ document.addEventListener("htmx:afterRequest", (event) => {
       // and leaving asks first.
       keepLocally(element);
       element.dataset.draftDirty = "true";
+      // Not sent again by the connection retry (the same text would be refused again): a
+      // change typed into it is.
+      element.dataset.draftRefused = "true";
       unsavedDraft = true;
       return;
     }
@@ -357,8 +361,9 @@ document.addEventListener("htmx:responseError", (event) => {
 // The network failed: a banner says so, and unsaved drafts are sent again every few seconds
 // (and at once when the browser is back online) until the server has them.
 let retryTimer = null;
+const RETRIED_DRAFTS = "textarea[data-draft][data-draft-dirty]:not([data-draft-refused])";
 function retryDrafts() {
-  document.querySelectorAll("textarea[data-draft][data-draft-dirty]").forEach((box) => {
+  document.querySelectorAll(RETRIED_DRAFTS).forEach((box) => {
     if (window.htmx) window.htmx.trigger(box, "tandem:retry");
   });
 }
@@ -378,7 +383,7 @@ document.addEventListener("htmx:afterRequest", (event) => {
   if (!event.detail.xhr || event.detail.xhr.status === 0) return;
   const banner = document.getElementById("connection-banner");
   if (banner && !window.tandemLeavingForLogin) banner.hidden = true;
-  if (retryTimer && !document.querySelector("textarea[data-draft][data-draft-dirty]")) {
+  if (retryTimer && !document.querySelector(RETRIED_DRAFTS)) {
     window.clearInterval(retryTimer);
     retryTimer = null;
   }

@@ -4,8 +4,9 @@ import pytest
 from playwright.sync_api import expect
 
 from labeling.conversations.models import Conversation, Draft
-from tests.browser.conftest import log_in, wait_until
-from tests.conftest import PASSWORD
+from tests.browser.conftest import log_in, requests_to, wait_until
+from tests.conftest import PASSWORD, WAIT_SECONDS
+from tests.labeling.conftest import write_turns
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -199,3 +200,32 @@ def test_a_page_shown_before_a_login_in_another_tab_says_to_reload_and_keeps_the
     expect(page.get_by_text("You are not allowed to do that.")).to_have_count(0)
     page.reload()
     expect(page.locator("#composer-text")).to_have_value("Typed in the first tab")
+
+
+def test_a_draft_refused_after_the_connection_came_back_is_not_sent_again_and_again(
+    page, live_server, trainer
+):
+    """Typed while offline, then refused once the connection is back (another tab sent the
+    turn meanwhile): the connection retry (every 3 s while a draft is unsaved) stops and does
+    not send the same refused text again; a change typed into it is sent."""
+    conversation = Conversation.objects.create(owner=trainer, title="Refused when back")
+    composer = _editor_of(page, live_server, conversation)
+    saves = requests_to(page, "/draft/")
+    page.context.set_offline(True)
+    composer.press_sequentially("my question")
+    expect(page.locator("#connection-banner")).to_contain_text("Connection lost")
+    write_turns(conversation, trainer, "sent from tab 1")  # the other tab
+
+    page.context.set_offline(False)
+    expect(page.locator("#draft-status")).to_contain_text("reload the page")
+    wait_until(page, "retryTimer === null")  # the retry stopped
+    refused = len(saves)
+    for _ in range(3):
+        page.evaluate("retryDrafts()")  # what each turn of the retry does
+    composer.press_sequentially("?")
+    for _ in range(int(WAIT_SECONDS * 10)):
+        if len(saves) > refused:
+            break
+        page.wait_for_timeout(100)
+    expect(page.locator("#draft-status")).to_contain_text("reload the page")
+    assert len(saves) == refused + 1
