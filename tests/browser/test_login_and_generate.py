@@ -72,7 +72,7 @@ def test_a_job_listed_earlier_shows_its_end_in_recent_jobs_without_a_reload(
     """Only the end of the job polled above refreshed the table, so a job started earlier (in
     another tab, or before a reload) stayed "Queued" after it had ended. The table now polls
     itself while a job it lists is unfinished, and stops once none is."""
-    job = job_unqueued(trainer, n=1)
+    job = job_unqueued(trainer, n=1, purpose=GenerationJob.Purpose.PLAYGROUND)  # the page's own
     worker_seen(queues=[job_kind_of(job).queue_for(job)])
     log_in(page, live_server, "tess", PASSWORD)
     page.goto(f"{live_server.url}/generate/")
@@ -98,7 +98,7 @@ def test_recent_jobs_stop_checking_while_their_jobs_wait_for_no_worker(
     # No worker counts as live (the run's own, started by an earlier test, beats every second).
     # (a cutoff an hour ahead, so that even a heartbeat written as the page asks is too old)
     settings.WORKER_LIVE_SECONDS = -3600
-    job = job_unqueued(trainer, n=1)
+    job = job_unqueued(trainer, n=1, purpose=GenerationJob.Purpose.PLAYGROUND)  # the page's own
     polls = requests_to(page, "recent-jobs")
     page.clock.install()
     log_in(page, live_server, "tess", PASSWORD)
