@@ -128,12 +128,14 @@ class FormTextUtf8Only(FileUploadHandler):
     """Parse a multipart body as Django does, with the request's other upload handlers taking
     its files, but with its text fields decoded strictly: one that is not UTF-8 raises
     ``FormTextNotUtf8``. Fields are read within ``DATA_UPLOAD_MAX_MEMORY_SIZE`` as Django reads
-    them, once; files stream to the other handlers unread by this one. A request whose encoding
-    was set to another charset than UTF-8 is left to Django's parser."""
+    them, once; files stream to the other handlers unread by this one. A body that declares
+    another charset than UTF-8 (its Content-Type's ``charset``) raises ``FormTextNotUtf8`` too:
+    Django's parser would decode it with U+FFFD in place of what that charset cannot read, as
+    it would a body naming this module's own codec."""
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         if codecs.lookup(encoding or settings.DEFAULT_CHARSET).name != "utf-8":
-            return None
+            raise FormTextNotUtf8("The form declares another charset than UTF-8.")
         others = [handler for handler in self.request.upload_handlers if handler is not self]
         parser = MultiPartParser(META, input_data, others, STRICT_UTF8)
         try:
@@ -142,7 +144,7 @@ class FormTextUtf8Only(FileUploadHandler):
             raise FormTextNotUtf8("A text field of the form is not UTF-8.") from error
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        return raw_data  # reached only when the body is left to Django's parser
+        return raw_data  # never reached: this handler parses the body or refuses it
 
     def file_complete(self, file_size: int) -> None:
         return None

@@ -151,3 +151,35 @@ def test_multipart_text_that_is_not_utf8_is_refused_where_the_csrf_check_reads_i
     assert response.status_code == 400
     assert "not UTF-8" in response.content.decode()
     assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize("charset", ["us-ascii", "utf-16", "tandem_strict_utf_8"])
+def test_a_multipart_form_declaring_another_charset_is_refused_and_nothing_is_written(
+    trainer_client, charset
+):
+    """Django's parser would decode such a body with U+FFFD in place of what the charset cannot
+    read (us-ascii: every accented letter), or fail on one (the strict codec of this project,
+    named as a charset: was a 500)."""
+    response = trainer_client.generic(  # .post would re-encode the body in that charset
+        "POST",
+        reverse("labeling:conversation-create"),
+        _multipart({"title": "café".encode()}),
+        content_type=f"{MULTIPART}; charset={charset}",
+    )
+    assert response.status_code == 400
+    assert "not UTF-8" in response.content.decode()
+    assert not Conversation.objects.exists()
+
+
+def test_a_login_form_naming_the_strict_codec_as_its_charset_is_a_400(db):
+    """Signed out, with a token of the client's own making: refused in words, not a 500."""
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "a" * 32
+    response = client.generic(
+        "POST",
+        "/accounts/login/",
+        _multipart({"csrfmiddlewaretoken": b"a" * 32, "x": b"\xff"}),
+        content_type=f"{MULTIPART}; charset=tandem_strict_utf_8",
+    )
+    assert response.status_code == 400
+    assert "not UTF-8" in response.content.decode()
