@@ -4,7 +4,7 @@ from django.conf import settings
 
 from config.celery import Queue
 from labeling.redteam.models import AttackRun
-from labeling.redteam.services import attack_run_execute, attack_run_retried
+from labeling.redteam.services import attack_run_execute, attack_run_given_up, attack_run_retried
 from sampler.jobs.kinds import JobKind, job_kind_register
 
 ATTACK_RUN = job_kind_register(
@@ -14,6 +14,7 @@ ATTACK_RUN = job_kind_register(
         attack_run_execute,
         queue=Queue.GENERATION.value,
         time_limit=settings.ATTACK_RUN_TIME_LIMIT,
+        on_given_up=attack_run_given_up,
         on_retry=attack_run_retried,
     )
 )

@@ -526,6 +526,17 @@ def attack_run_retried(run: AttackRun) -> None:
     run.results.exclude(error="").filter(error_permanent=False).delete()
 
 
+def attack_run_given_up(run: AttackRun) -> None:
+    """A run cancelled or failed for good: the generation jobs it queued inside its own and did
+    not run (handed back with it when its worker stopped: no queue, no message) are cancelled
+    with it, since nothing else would run them; a retry of the run makes new ones."""
+    unsent = GenerationJob.objects.filter(
+        pk__in=run.entries.values("generation_job"), status=GenerationJob.Status.QUEUED, queue=""
+    )
+    for job in unsent:
+        job_cancel(job=job)
+
+
 def _last_user_turn(messages: list[dict]) -> str:
     return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
 

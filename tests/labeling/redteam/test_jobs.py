@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from labeling.redteam import services as redteam_services
 from labeling.redteam.models import AttackResult, AttackRun
-from sampler.jobs.services import job_execute, job_run_inline
+from sampler.jobs.services import job_cancel, job_execute, job_run_inline
 from tests.labeling.redteam.conftest import stored_attacks, two_attacks
 
 RESULT_NOT_JUDGED = "not judged yet"
@@ -327,6 +327,29 @@ def test_a_run_stopped_with_its_worker_sends_the_reply_it_was_generating_when_it
     assert [job.status for job in jobs] == [GenerationJob.Status.SUCCEEDED] * 2
     assert {result.sample.job_id for result in run.results.all()} == {job.pk for job in jobs}
     assert stopped.pk in {job.pk for job in jobs}
+
+
+def test_a_run_stopped_with_its_worker_then_cancelled_cancels_the_job_it_left_queued(
+    broker,
+    django_capture_on_commit_callbacks,
+    pool_process_signals,
+    published_run_whose_first_reply_meets,
+):
+    """The generation job a stopped run left queued (no queue, no message: only its run would
+    send it) goes with the run when that is cancelled, rather than staying queued for good in
+    the job lists and counts; a retry of the run makes a new one."""
+    from sampler.generation.models import GenerationJob
+
+    run, _ = published_run_whose_first_reply_meets(partial(os.kill, os.getpid(), signal.SIGTERM))
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(SystemExit):
+        job_execute(kind_name="attack_run", job_id=run.pk, token=run.publish_token)
+    clear_terminate_handler_fired()
+    [stopped] = GenerationJob.objects.all()
+    assert stopped.status == GenerationJob.Status.QUEUED
+
+    job_cancel(job=run)
+    stopped.refresh_from_db()
+    assert stopped.status == GenerationJob.Status.CANCELLED
 
 
 def test_a_projects_attack_run_reruns_only_that_projects_attacks(
