@@ -61,14 +61,16 @@ def generate(request: HtmxHttpRequest) -> HttpResponse:
 def _recent_jobs(request: HttpRequest, *, shown_id: int | None) -> dict:
     """The jobs the table lists; whether one of them may change by itself: running, or queued
     where a live worker serves its queue (the table then polls itself, so a job that ends while
-    another is polled above, or in another tab, does not stay shown as queued or running); and
-    the queues where its queued jobs wait with no worker. Jobs waiting for no worker cannot
-    change until one starts (a job waiting is never failed), so for them alone the table stops
-    polling and says why, with a button to check again.
+    another is polled above, or in another tab, does not stay shown as queued or running); the
+    queues where its queued jobs wait with no worker; and the jobs the job queue has not taken
+    yet (it was unreachable: the outbox sends them once it is back). Jobs waiting for no worker
+    cannot change until one starts (a job waiting is never failed), so for them alone the table
+    stops polling and says why, with a button to check again.
 
     ``shown_id``: the job the page shows above the table (the one just asked for), which says
-    itself that it waits for no worker; the table's note leaves out that job's queue, so the
-    page says it once. The table asks for itself again with it (``?shown=``)."""
+    itself that it waits for no worker or for the job queue; the table's notes leave out that
+    job and its queue, so the page says it once. The table asks for itself again with it
+    (``?shown=``)."""
     recent_jobs = list(
         generation_job_list(user=request.user, purpose=GenerationJob.Purpose.PLAYGROUND, limit=10)
     )
@@ -78,7 +80,8 @@ def _recent_jobs(request: HttpRequest, *, shown_id: int | None) -> dict:
     note = progress._replace(
         queues_without_worker=[
             queue for queue in progress.queues_without_worker if queue not in said_above
-        ]
+        ],
+        unpublished=[job for job in progress.unpublished if job is not shown],
     )
     return {
         "recent_jobs": recent_jobs,

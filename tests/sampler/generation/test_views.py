@@ -14,7 +14,7 @@ from sampler.generation.models import GenerationJob
 from sampler.generation.params import MIN_PROMPT_TOKENS
 from sampler.generation.views import JOB_FINISHED_EVENT
 from sampler.jobs.kinds import job_kind_of
-from tests.conftest import worker_seen
+from tests.conftest import says_unpublished_until_published, worker_seen
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 FIELDS = {"message": "hello?", "n": 1, "temperature": 0.8, "top_p": 1.0}
@@ -338,3 +338,32 @@ def test_recent_jobs_are_the_users_own_from_this_page(
     admins = job(admin_user, GenerationJob.Purpose.PLAYGROUND)
     assert listed(trainer_client) == {mine.pk}
     assert listed(admin_client_) == {admins.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_recent_jobs_say_which_of_their_jobs_wait_for_the_job_queue(
+    policy, trainer_client, broker
+):
+    """A job asked for while the job queue was unreachable is said so above the table (its
+    own part); the table listed it as plain "Queued", so on a page opened afresh nothing said
+    it had not reached the queue. Listed on its own, the table says so of the job, until the
+    outbox sent it; beside the job's own part it does not say it twice."""
+    broker.down = True
+    answer = trainer_client.post(
+        reverse("sampler:generate"), {**FIELDS, "max_new_tokens": 8}, **HTMX
+    ).content.decode()
+    job = GenerationJob.objects.get()
+    said = (
+        f"Job {job.pk} is saved, but the job queue is unreachable right now: it starts as soon "
+        "as the queue is back."
+    )
+    assert answer.count(said) == 1
+    shown = f"{reverse('sampler:generate-recent-jobs')}?shown={job.pk}"
+    assert said not in trainer_client.get(shown, **HTMX).content.decode()
+    says_unpublished_until_published(
+        trainer_client,
+        broker,
+        job=job,
+        parts={reverse("sampler:generate-recent-jobs"): said},
+        pages=(reverse("sampler:generate"),),
+    )
