@@ -143,15 +143,20 @@ def _publish_again(*, job: Job, countdown: float = 0.0, new_wait: bool = False) 
     it) or is queued anew, so the count of publications that sets the outbox's backoff starts
     again. The outbox's own copies of a message that keeps waiting leave it counting (its delay
     keeps doubling); a copy the broker refused counts nothing either way, and is sent again on
-    the next tick as an unpublished row."""
+    the next tick as an unpublished row.
+
+    A copy of a message that keeps waiting leaves the row published until it is sent (then
+    it is published anew) or refused (then it is not): pages polling the job never say the
+    job queue is unreachable while it is not."""
     kind = job_kind_of(job)
     queue = kind.queue_for(job)
     token = uuid.uuid4().hex
-    fields = {"queue": queue, "publish_token": token, "published_at": None}
+    fields = {"queue": queue, "publish_token": token}
     if new_wait:
         fields["publish_count"] = job.publish_count = 0
+        fields["published_at"] = job.published_at = None
     type(job).objects.filter(pk=job.pk).update(queued_at=job.queued_at, **fields)
-    job.queue, job.publish_token, job.published_at = queue, token, None
+    job.queue, job.publish_token = queue, token
     return _publish(kind, job, token, queue, countdown=countdown)
 
 
@@ -176,6 +181,9 @@ def _publish(
 
     def failed(error: BaseException) -> None:
         publication.error = f"The job queue is unreachable ({type(error).__name__}: {error})."
+        # No copy of this token's message is on its way: the outbox sends one on its next tick.
+        job.published_at = None
+        model.objects.filter(pk=job.pk, publish_token=token).update(published_at=None)
 
     enqueue(
         RUN_TASK,

@@ -6,13 +6,14 @@ import os
 import signal
 from datetime import timedelta
 from io import StringIO
+from unittest import mock
 
 import pytest
 from billiard.common import clear_terminate_handler_fired
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from config.celery import Queue
+from config.celery import Queue, app
 from sampler.generation import services as generation_services
 from sampler.generation.models import GenerationJob
 from sampler.generation.services import generation_job_create
@@ -100,6 +101,38 @@ def test_the_outbox_leaves_a_waiting_job_alone_then_republishes_with_backoff(
         report = services.jobs_tick(now=much_later)
     job.refresh_from_db()
     assert report.failed == 0 and job.status == GenerationJob.Status.QUEUED
+
+
+def test_a_job_the_outbox_sends_again_reads_as_published_while_it_is_sent(
+    policy, trainer, broker, django_capture_on_commit_callbacks, settings
+):
+    """Sending a waiting job again cleared its publication first: from the tick's commit until
+    the broker took the copy, every page polling it said the job queue was unreachable (and a
+    slow broker made that seconds). The row keeps its publication until the copy is sent; a
+    copy the broker refuses leaves it unpublished, for the next tick to send."""
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _job(trainer)
+    job.refresh_from_db()
+    seen_while_sent = []
+    send = broker.send_task
+
+    def send_task(name, args=(), queue=None, **options):
+        seen_while_sent.append(GenerationJob.objects.get(pk=job.pk).published_at)
+        send(name, args=args, queue=queue, **options)
+
+    with mock.patch.object(app, "send_task", send_task):
+        due = job.published_at + timedelta(seconds=settings.JOB_REPUBLISH_AFTER + 1)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.jobs_tick(now=due).republished == 1
+        assert seen_while_sent == [job.published_at]
+        job.refresh_from_db()
+        assert job.published_at > seen_while_sent[0]
+        broker.down = True
+        later = job.published_at + timedelta(days=1)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.jobs_tick(now=later).republished == 1
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.QUEUED and job.published_at is None
 
 
 def test_the_outbox_reaches_a_lost_publication_behind_more_waiting_jobs_than_one_tick_takes(
