@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch import nn
 
 from sampler.training.config import DPOConfig
@@ -37,9 +36,15 @@ from sampler.training.data import (
     record_trust_weight,
     split_examples,
 )
-from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
+from sampler.training.loop import (
+    ProgressCallback,
+    RunResult,
+    RunSetup,
+    finish_run,
+    fit,
+    load_examples,
+)
 from sampler.training.losses import dpo_pair_loss, implied_pairs, listwise_dpo_loss
-from sampler.training.model import load_tokenizer, turn_end_ids
 from sampler.training.preference import (
     PromptCompletionCollator,
     PromptCompletions,
@@ -241,15 +246,12 @@ def train_dpo(
 ) -> RunResult:
     """DPO from the policy at ``base_model`` (also the frozen reference) on ranking or pair
     records; the new policy is saved to ``output_dir``."""
-    set_seed(config.seed)
-    tokenizer = load_tokenizer(base_model)
-    data = build_dpo_data(
-        tokenizer,
+    tokenizer, data = load_examples(
+        config,
+        base_model,
+        build_dpo_data,
         records,
-        max_length=config.max_length,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-        end_ids=turn_end_ids(base_model, tokenizer),
+        with_turn_ends=True,
         weight_by_trust=config.weight_by_trust,
     )
     if not data.train:

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch import nn
 
 from sampler.training.config import KTOConfig
@@ -34,9 +33,15 @@ from sampler.training.data import (
     fit_prompt_and_completion,
     prompt_ids,
 )
-from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
+from sampler.training.loop import (
+    ProgressCallback,
+    RunResult,
+    RunSetup,
+    finish_run,
+    fit,
+    load_examples,
+)
 from sampler.training.losses import kto_loss, kto_weights
-from sampler.training.model import load_tokenizer, turn_end_ids
 from sampler.training.preference import (
     PromptCompletionCollator,
     PromptCompletions,
@@ -227,15 +232,12 @@ def train_kto(
 ) -> RunResult:
     """KTO from the policy at ``base_model`` (also the frozen reference); the new policy is
     saved to ``output_dir``."""
-    set_seed(config.seed)
-    tokenizer = load_tokenizer(base_model)
-    data = build_kto_data(
-        tokenizer,
+    tokenizer, data = load_examples(
+        config,
+        base_model,
+        build_kto_data,
         records,
-        max_length=config.max_length,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-        end_ids=turn_end_ids(base_model, tokenizer),
+        with_turn_ends=True,
         sources=config.source_names,
     )
     if len(data.train) < 2:

@@ -22,7 +22,7 @@ import math
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,10 +33,11 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
 
 from sampler.training.config import TrainingConfig
 from sampler.training.data import SplitData
-from sampler.training.model import merge_lora
+from sampler.training.model import load_tokenizer, merge_lora, turn_end_ids
 from sampler.training.optim import make_optimizer
 
 STATE_FILE = "trainer_state.json"
@@ -137,6 +138,35 @@ class RunSetup:
 
 
 # ---- setup ------------------------------------------------------------------------------------
+
+
+def load_examples(
+    config: TrainingConfig,
+    base_model: str | Path,
+    build: Callable[..., SplitData],
+    records: Iterable[dict],
+    *,
+    with_turn_ends: bool = False,
+    **options,
+) -> tuple[PreTrainedTokenizerBase, SplitData]:
+    """A trainer's first steps: seed every generator from ``config.seed`` (before anything
+    draws), load ``base_model``'s tokenizer and build the run's examples with ``build``
+    (``build_sft_data`` and the like) from ``records``, cut to the config's ``max_length`` and
+    split by its ``test_fraction`` and ``seed``; ``options`` go to ``build`` as they are, and
+    ``with_turn_ends`` adds ``end_ids``: the tokens that end the model's turn."""
+    set_seed(config.seed)
+    tokenizer = load_tokenizer(base_model)
+    if with_turn_ends:
+        options["end_ids"] = turn_end_ids(base_model, tokenizer)
+    data = build(
+        tokenizer,
+        records,
+        max_length=config.max_length,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+        **options,
+    )
+    return tokenizer, data
 
 
 def process_state() -> PartialState:

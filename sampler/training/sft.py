@@ -11,14 +11,20 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch import nn
 
 from sampler.training.config import SFTConfig
 from sampler.training.data import DataError, SFTCollator, build_sft_data
-from sampler.training.loop import ProgressCallback, RunResult, RunSetup, finish_run, fit
+from sampler.training.loop import (
+    ProgressCallback,
+    RunResult,
+    RunSetup,
+    finish_run,
+    fit,
+    load_examples,
+)
 from sampler.training.losses import IGNORE_INDEX, token_cross_entropy, token_cross_entropy_rows
-from sampler.training.model import CausalLM, apply_lora, load_policy, load_tokenizer
+from sampler.training.model import CausalLM, apply_lora, load_policy
 
 
 def _next_token_correct(
@@ -74,15 +80,8 @@ def train_sft(
     callback: ProgressCallback | None = None,
 ) -> RunResult:
     """Fine-tune the policy at ``base_model`` on demonstrations; save it to ``output_dir``."""
-    set_seed(config.seed)
-    tokenizer = load_tokenizer(base_model)
-    data = build_sft_data(
-        tokenizer,
-        records,
-        max_length=config.max_length,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-        learn_origins=config.learn_origins,
+    tokenizer, data = load_examples(
+        config, base_model, build_sft_data, records, learn_origins=config.learn_origins
     )
     if not data.train:
         raise DataError(f"No usable demonstration in the training split ({data.summary()}).")
