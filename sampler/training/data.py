@@ -323,6 +323,14 @@ def build_sft_data(
     return split_examples(records, example, count, test_fraction=test_fraction, seed=seed)
 
 
+def _count_ranking(stats: Counter, example: RankingExample, split: str) -> None:
+    stats[f"rankings/{split}"] += 1
+    stats[f"pairs/{split}"] += len(example.pairs)
+    if example.ties:
+        stats[f"ties/{split}"] += len(example.ties)
+    stats[f"candidates/{split}"] += len(example.candidates)
+
+
 def build_ranking_data(
     tokenizer,
     records: Iterable[dict],
@@ -332,17 +340,15 @@ def build_ranking_data(
     seed: int,
     end_ids: Sequence[int] | None = None,
     weight_by_trust: bool = False,
+    make_example: Callable[..., object | None] = ranking_example,
+    count: Callable[[Counter, object, str], None] = _count_ranking,
 ) -> SplitData:
-    def count(stats: Counter, example: RankingExample, split: str) -> None:
-        stats[f"rankings/{split}"] += 1
-        stats[f"pairs/{split}"] += len(example.pairs)
-        if example.ties:
-            stats[f"ties/{split}"] += len(example.ties)
-        stats[f"candidates/{split}"] += len(example.candidates)
-
+    """Ranking (or pair) records as examples by split. ``make_example(tokenizer, record,
+    max_length=, end_ids=, weight_by_trust=)`` makes each one (None: skipped; by default the
+    reward model's ``RankingExample``) and ``count`` adds its counts (see ``split_examples``)."""
     return split_examples(
         records,
-        lambda record: ranking_example(
+        lambda record: make_example(
             tokenizer,
             record,
             max_length=max_length,

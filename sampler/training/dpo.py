@@ -29,12 +29,12 @@ from sampler.training.config import DPOConfig
 from sampler.training.data import (
     DataError,
     SplitData,
+    build_ranking_data,
     completion_ids,
     fit_prompt_and_completion,
     prompt_ids,
     ranking_from_record,
     record_trust_weight,
-    split_examples,
 )
 from sampler.training.loop import (
     ProgressCallback,
@@ -81,33 +81,22 @@ def ranking_completions(
     )
 
 
-def build_dpo_data(
-    tokenizer,
-    records: Iterable[dict],
-    *,
-    max_length: int,
-    test_fraction: float,
-    seed: int,
-    end_ids: list[int],
-    weight_by_trust: bool = False,
-) -> SplitData:
-    def count(stats: Counter, example: PromptCompletions, split: str) -> None:
-        stats[f"rankings/{split}"] += 1
-        stats[f"pairs/{split}"] += len(implied_pairs(example.groups))
-        stats[f"candidates/{split}"] += len(example.completions)
+def _count_completions(stats: Counter, example: PromptCompletions, split: str) -> None:
+    stats[f"rankings/{split}"] += 1
+    stats[f"pairs/{split}"] += len(implied_pairs(example.groups))
+    stats[f"candidates/{split}"] += len(example.completions)
 
-    return split_examples(
+
+def build_dpo_data(tokenizer, records: Iterable[dict], **options) -> SplitData:
+    """Ranking (or pair) records as DPO's examples (``ranking_completions``) by split;
+    ``options``: those of ``build_ranking_data`` (``max_length``, ``test_fraction``, ``seed``,
+    ``end_ids``, ``weight_by_trust``)."""
+    return build_ranking_data(
+        tokenizer,
         records,
-        lambda record: ranking_completions(
-            tokenizer,
-            record,
-            max_length=max_length,
-            end_ids=end_ids,
-            weight_by_trust=weight_by_trust,
-        ),
-        count,
-        test_fraction=test_fraction,
-        seed=seed,
+        make_example=ranking_completions,
+        count=_count_completions,
+        **options,
     )
 
 
