@@ -13,7 +13,7 @@ import hmac
 import ipaddress
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -110,6 +110,16 @@ def _histogram(name: str, documentation: str, labels: list[str]) -> HistogramMet
     return HistogramMetricFamily(name, documentation, labels=labels, unit="seconds")
 
 
+def _gauge_by(
+    name: str, documentation: str, label: str, values: Mapping[str, float]
+) -> GaugeMetricFamily:
+    """A gauge with one label: a sample per key of ``values``."""
+    gauge = GaugeMetricFamily(name, documentation, labels=[label])
+    for key, value in values.items():
+        gauge.add_metric([key], value)
+    return gauge
+
+
 def _answered(
     name: str,
     documentation: str,
@@ -169,12 +179,9 @@ class TandemCollector(Collector):
 
     def _broker_families(self) -> Iterator:
         depths = queue_depths(timeout=settings.BROKER_PROBE_TIMEOUT)
-        depth = GaugeMetricFamily(
-            "tandem_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
+        yield _gauge_by(
+            "tandem_queue_depth", "Messages waiting in each Celery queue.", "queue", depths
         )
-        for queue, messages in depths.items():
-            depth.add_metric([queue], messages)
-        yield depth
 
     def _database_families(self) -> Iterator:
         now = timezone.now()
@@ -185,32 +192,26 @@ class TandemCollector(Collector):
             for status, rows in by_status.items():
                 jobs.add_metric([kind, status], rows)
         yield jobs
-        waiting = GaugeMetricFamily(
+        depths = jobs_waiting_by_queue()
+        yield _gauge_by(
             "tandem_jobs_waiting",
             "Queued jobs per queue, from the database (the broker may hold extra copies).",
-            labels=["queue"],
+            "queue",
+            {queue.value: depths.get(queue.value, 0) for queue in Queue},
         )
-        depths = jobs_waiting_by_queue()
-        for queue in Queue:
-            waiting.add_metric([queue.value], depths.get(queue.value, 0))
-        yield waiting
 
-        tasks = GaugeMetricFamily(
+        yield _gauge_by(
             "tandem_ranking_tasks",
             "Ranking tasks by state, every project's, gold copies included.",
-            labels=["status"],
+            "status",
+            ranking_queue_summary(tasks=RankingTask.objects.all()),
         )
-        for status, rows in ranking_queue_summary(tasks=RankingTask.objects.all()).items():
-            tasks.add_metric([status], rows)
-        yield tasks
-        pool = GaugeMetricFamily(
+        yield _gauge_by(
             "tandem_ranking_pool_tasks",
             "Open ranking tasks: ready for trainers or being prepared.",
-            labels=["status"],
+            "status",
+            ranking_pool_count(),
         )
-        for status, tasks in ranking_pool_count().items():
-            pool.add_metric([status], tasks)
-        yield pool
         yield GaugeMetricFamily(
             "tandem_ranking_pool_target_tasks",
             "Open ranking tasks the pool fill keeps: every active project's pool, with demand.",
@@ -222,22 +223,21 @@ class TandemCollector(Collector):
             value=rankings_submitted_since(now - timedelta(hours=1)),
         )
 
-        live = GaugeMetricFamily(
+        yield _gauge_by(
             "tandem_workers_live",
             "Workers with a recent heartbeat, per queue they consume.",
-            labels=["queue"],
+            "queue",
+            workers_live_by_queue(now=now),
         )
-        for queue, workers in workers_live_by_queue(now=now).items():
-            live.add_metric([queue], workers)
-        yield live
-        age = GaugeMetricFamily(
+        yield _gauge_by(
             "tandem_worker_heartbeat_age_seconds",
             "Seconds since each worker's last heartbeat.",
-            labels=["worker"],
+            "worker",
+            {
+                worker.name: max(0.0, (now - worker.last_seen).total_seconds())
+                for worker in worker_heartbeat_list()
+            },
         )
-        for worker in worker_heartbeat_list():
-            age.add_metric([worker.name], max(0.0, (now - worker.last_seen).total_seconds()))
-        yield age
 
         generation = _histogram(
             "tandem_generation_duration",
