@@ -29,6 +29,7 @@ from ranking.exports.filters import (
     MIN_AGREEMENT_BOUNDS,
     PAIR_MODES,
     RED_TEAM_MODES,
+    SPLIT_SEED_BOUNDS,
     SPLITS,
     TEST_FRACTION_BOUNDS,
     ExportFilters,
@@ -82,7 +83,9 @@ class ExportStreamApi(ApiView):
             max_value=MAX_TEST_FRACTION,
             error_messages=TEST_FRACTION_BOUNDS,
         )
-        split_seed = QueryIntegerField(default=0, min_value=0, max_value=MAX_SPLIT_SEED)
+        split_seed = QueryIntegerField(
+            default=0, min_value=0, max_value=MAX_SPLIT_SEED, error_messages=SPLIT_SEED_BOUNDS
+        )
         pseudonymize = QueryBooleanField(default=True)
         red_team = serializers.ChoiceField(choices=RED_TEAM_MODES, default="include")
         guideline_version = serializers.ListField(

@@ -64,6 +64,9 @@ TEST_FRACTION_BOUNDS = bounds_refused(TEST_FRACTION_OUT_OF_RANGE)
 MIN_AGREEMENT_OUT_OF_RANGE = f"{MIN_AGREEMENT} must be between 0 and 1."
 MIN_AGREEMENT_BOUNDS = bounds_refused(MIN_AGREEMENT_OUT_OF_RANGE)
 MAX_SPLIT_SEED = 2**32 - 1
+SPLIT_SEED = "Split seed"
+SPLIT_SEED_OUT_OF_RANGE = f"{SPLIT_SEED} must be between 0 and {MAX_SPLIT_SEED:,}."
+SPLIT_SEED_BOUNDS = bounds_refused(SPLIT_SEED_OUT_OF_RANGE)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class ExportFilters:
         if not 0.0 <= self.test_fraction <= MAX_TEST_FRACTION:
             errors["test_fraction"] = TEST_FRACTION_OUT_OF_RANGE
         if not 0 <= self.split_seed <= MAX_SPLIT_SEED:
-            errors["split_seed"] = f"split_seed must be between 0 and {MAX_SPLIT_SEED}."
+            errors["split_seed"] = SPLIT_SEED_OUT_OF_RANGE
         if self.min_agreement is not None and not 0.0 <= self.min_agreement <= 1.0:
             errors["min_agreement"] = MIN_AGREEMENT_OUT_OF_RANGE
         unknown = set(self.exclude_flags) - set(FLAG_NAMES)
@@ -203,7 +206,7 @@ FILTER_DISPLAY: dict[str, tuple[str, str]] = {
     "pair_mode": ("Pairs", "—"),
     "split": ("Split", "—"),
     "test_fraction": (HELD_OUT_FRACTION, "—"),
-    "split_seed": ("Split seed", "—"),
+    "split_seed": (SPLIT_SEED, "—"),
     "date_from": ("From", "any"),
     "date_to": ("To", "any"),
     "min_agreement": (MIN_AGREEMENT, "none"),

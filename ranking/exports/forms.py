@@ -21,7 +21,12 @@ class ExportForm(ExportFilterForm):
         label=export_filters.HELD_OUT_FRACTION,
         error_messages=export_filters.TEST_FRACTION_BOUNDS,
     )
-    split_seed = forms.IntegerField(min_value=0, max_value=export_filters.MAX_SPLIT_SEED, initial=0)
+    split_seed = forms.IntegerField(
+        min_value=0,
+        max_value=export_filters.MAX_SPLIT_SEED,
+        initial=0,
+        error_messages=export_filters.SPLIT_SEED_BOUNDS,
+    )
     # Ticked by default; the page's boxes post "on" (what a browser sends for a box drawn
     # without a value, as they were before: a page opened then still posts what is taken).
     pseudonymize = CheckboxField(value="on", initial=True, label="Pseudonymise trainers")

@@ -8,7 +8,13 @@ from django.template.defaultfilters import filesizeformat
 
 from config.forms import CheckboxField, ModelChoiceField
 from ranking.exports.filter_form import ExportFilterForm
-from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION, ExportFilters
+from ranking.exports.filters import (
+    MAX_SPLIT_SEED,
+    MAX_TEST_FRACTION,
+    SPLIT_SEED,
+    SPLIT_SEED_BOUNDS,
+    ExportFilters,
+)
 from ranking.exports.models import DatasetExport
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import policy_versions, reward_versions
@@ -238,7 +244,8 @@ class TrainingRunForm(ExportFilterForm):
         min_value=0,
         max_value=MAX_SPLIT_SEED,
         initial=0,
-        label="Split seed",
+        error_messages=SPLIT_SEED_BOUNDS,
+        label=SPLIT_SEED,
         help_text="Chooses which conversations are held out.",
     )
 

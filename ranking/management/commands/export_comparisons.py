@@ -17,6 +17,7 @@ from ranking.exports.filters import (
     MIN_AGREEMENT,
     PAIR_MODES,
     RED_TEAM_MODES,
+    SPLIT_SEED,
     SPLITS,
     ExportFilters,
 )
@@ -38,7 +39,11 @@ OPTION_NAMES = {
     "red_team": "--red-team",
 }
 # What the pages call a filter its refusal opens with ("Held-out fraction (--test-fraction) ...").
-LABELS = {"test_fraction": HELD_OUT_FRACTION, "min_agreement": MIN_AGREEMENT}
+LABELS = {
+    "test_fraction": HELD_OUT_FRACTION,
+    "min_agreement": MIN_AGREEMENT,
+    "split_seed": SPLIT_SEED,
+}
 
 
 class Command(BaseCommand):

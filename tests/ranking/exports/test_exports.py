@@ -562,7 +562,7 @@ def test_export_comparisons_names_an_option_out_of_range_once(db, tmp_path):
         "Held-out fraction (--test-fraction) must be between 0 and 0.99."
     )
     assert _export_refused(out, "--split-seed", "-1", "--min-agreement", "3") == (
-        f"--split-seed must be between 0 and {2**32 - 1}.; "
+        "Split seed (--split-seed) must be between 0 and 4,294,967,295.; "
         "Minimum agreement (--min-agreement) must be between 0 and 1."
     )
 
@@ -718,6 +718,10 @@ def test_the_split_takes_the_same_bounds_on_every_path(ranked, tmp_path, admin_c
     form = TrainingRunForm(data={"split_seed": str(2**32 - 1), "test_fraction": "0.99"})
     form.is_valid()
     assert "split_seed" not in form.errors and "test_fraction" not in form.errors
+    # Out of range, the Training page says it as the Exports page does.
+    form = TrainingRunForm(data={"split_seed": str(2**32)})
+    form.is_valid()
+    assert form.errors["split_seed"] == ["Split seed must be between 0 and 4,294,967,295."]
     with pytest.raises(ConfigError):
         SFTConfig.from_dict({"test_fraction": 0.995})
     assert SFTConfig.from_dict({"test_fraction": 0.99}).test_fraction == 0.99

@@ -259,6 +259,8 @@ def test_the_export_apis_take_pseudonymize_as_true_or_false_only(admin_client_, 
         ("test_fraction", "2", "Held-out fraction must be between 0 and 0.99."),
         ("min_agreement", "-0.5", "Minimum agreement must be between 0 and 1."),
         ("min_agreement", "1.5", "Minimum agreement must be between 0 and 1."),
+        ("split_seed", "-1", "Split seed must be between 0 and 4,294,967,295."),
+        ("split_seed", str(2**32), "Split seed must be between 0 and 4,294,967,295."),
     ],
 )
 def test_a_filter_out_of_range_is_refused_in_the_same_words_by_api_page_and_command(
