@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal
 from typing import Any, ClassVar
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -150,22 +151,55 @@ def range_refusal(
     by its label: the configs' checks (so the train_* commands) and the bounds of the Training
     and Models pages' fields say the one sentence. ``above``: ``low`` itself is out; ``below``:
     ``high`` is. "Batch size must be between 1 and 4096.", "Beta must be above 0 and at most
-    10.", "Eval every cannot be negative.", "LoRA alpha must be positive."; a number of five
-    digits or more is grouped by thousands ("Max steps must be between 1 and 10,000,000.")."""
-    label, least, most = setting_label(name), _number(low), _number(high)
+    10.", "Learning rate must be above 0 and below 1.", "Eval every cannot be negative.", "LoRA
+    alpha must be positive."; numbers as ``number_text`` writes them ("Max steps must be
+    between 1 and 10,000,000.")."""
+    label, least, most = setting_label(name), number_text(low), number_text(high)
     if high is None:
         if low == 0:
             return f"{label} must be positive." if above else f"{label} cannot be negative."
         return f"{label} must be {'above' if above else 'at least'} {least}."
-    if above and not below:
+    if above and below:
+        return f"{label} must be above {least} and below {most}."
+    if above:
         return f"{label} must be above {least} and at most {most}."
-    if below and not above:
+    if below:
         return f"{label} must be at least {least} and below {most}."
     return f"{label} must be between {least} and {most}."
 
 
-def _number(value: float | None) -> str:
-    return f"{value:,}" if isinstance(value, int) and abs(value) >= 10_000 else str(value)
+def number_text(value: float | None) -> str:
+    """``value`` as the pages and the commands write a setting's number: in full, never in
+    Python's exponent form ("0.00000001", not "1e-08"; "2.0" stays "2.0"), and grouped by
+    thousands from five digits on ("10,000,000"). None: "None"."""
+    if value is None:
+        return "None"
+    # repr is the shortest text that reads back as the same float; Decimal writes it out in full.
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return format(number, ",f" if abs(number) >= 10_000 else "f")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range a setting takes: ``low`` to ``high`` (None: no top), both ends included
+    unless ``above`` (``low`` itself is out) or ``below`` (``high`` is). One per bounded
+    setting, in its config class's ``BOUNDS``: the configs' checks and the pages' fields both
+    read it, so they take the same values and refuse the rest in one sentence."""
+
+    low: float
+    high: float | None = None
+    above: bool = False
+    below: bool = False
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` is in range (NaN never is)."""
+        over_low = value > self.low if self.above else value >= self.low
+        under_high = self.high is None or (value < self.high if self.below else value <= self.high)
+        return over_low and under_high
+
+    def refusal(self, name: str) -> str:
+        """The sentence refusing the setting ``name`` out of this range (``range_refusal``)."""
+        return range_refusal(name, self.low, self.high, above=self.above, below=self.below)
 
 
 class ConfigError(ValueError):
@@ -240,62 +274,52 @@ class TrainingConfig:
     lora_targets: str = ""
 
     kind: ClassVar[str] = ""
+    # Each bounded setting's range: the configs' checks (``validate``) and the pages' fields
+    # (sampler.runs.forms) read it. A kind's own settings add theirs in its class.
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "learning_rate": Bound(0, 1, above=True, below=True),
+        "epochs": Bound(0, 100, above=True),
+        "max_steps": Bound(1, MAX_STEPS),
+        "batch_size": Bound(1, 4096),
+        "gradient_accumulation_steps": Bound(1, 1024),
+        # Fewer tokens leave no room for a prompt and its reply.
+        "max_length": Bound(8, 131072),
+        "warmup_ratio": Bound(0, 1, below=True),
+        "min_learning_rate_ratio": Bound(0, 1),
+        "weight_decay": Bound(0),
+        "gradient_clip": Bound(0, above=True),
+        # torch's AdamW refuses a beta of 1 or more.
+        "adam_beta1": Bound(0, 1, below=True),
+        "adam_beta2": Bound(0, 1, below=True),
+        "adam_epsilon": Bound(0, above=True),
+        "eval_every": Bound(0),
+        "log_every": Bound(1),
+        "checkpoint_every": Bound(0),
+        # The seed of numpy's generator too, which takes 0 to 2**32 - 1.
+        "seed": Bound(0, 2**32 - 1),
+        "test_fraction": Bound(0, MAX_TEST_FRACTION),
+        "lora_r": Bound(0, 1024),
+        "lora_alpha": Bound(0, above=True),
+        "lora_dropout": Bound(0, 1, below=True),
+    }
 
     def validate(self) -> dict[str, str]:
-        # NaN passes every range check written as `x < 0` (a NaN max_kl never stops a run).
+        # Said as such rather than as out of range: inf passes a range with no top (an inf
+        # lora_alpha), and a NaN is no number to place in one.
         errors: dict[str, str] = {
             setting.name: f"{setting.name} must be a finite number."
             for setting in fields(self)
             if isinstance(value := getattr(self, setting.name), float) and not math.isfinite(value)
         }
-        if not 0 < self.learning_rate < 1:
-            errors["learning_rate"] = range_refusal("learning_rate", 0, 1)
-        if not 0 < self.epochs <= 100:
-            errors["epochs"] = range_refusal("epochs", 0, 100, above=True)
-        if self.max_steps is not None and not 1 <= self.max_steps <= MAX_STEPS:
-            errors["max_steps"] = range_refusal("max_steps", 1, MAX_STEPS)
-        for name, top in (
-            ("batch_size", 4096),
-            ("gradient_accumulation_steps", 1024),
-            ("max_length", 131072),
-        ):
-            if not 1 <= getattr(self, name) <= top:
-                errors[name] = range_refusal(name, 1, top)
-        if self.max_length < 8:
-            errors["max_length"] = "max_length must be at least 8 tokens."
-        if not 0 <= self.warmup_ratio < 1:
-            errors["warmup_ratio"] = range_refusal("warmup_ratio", 0, 1, below=True)
-        if not 0 <= self.min_learning_rate_ratio <= 1:
-            errors["min_learning_rate_ratio"] = range_refusal("min_learning_rate_ratio", 0, 1)
-        if self.weight_decay < 0:
-            errors["weight_decay"] = range_refusal("weight_decay", 0)
-        if self.gradient_clip <= 0:
-            errors["gradient_clip"] = range_refusal("gradient_clip", 0, above=True)
-        for name in ("adam_beta1", "adam_beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                errors[name] = range_refusal(name, 0, 1, below=True)
-        if self.adam_epsilon <= 0:
-            errors["adam_epsilon"] = range_refusal("adam_epsilon", 0, above=True)
-        # The seed of numpy's generator too, which takes 0 to 2**32 - 1.
-        if not 0 <= self.seed <= 2**32 - 1:
-            errors["seed"] = range_refusal("seed", 0, 2**32 - 1)
-        for name in ("eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                errors[name] = range_refusal(name, 0)
-        if self.log_every < 1:
-            errors["log_every"] = range_refusal("log_every", 1)
+        for name, bound in self.BOUNDS.items():
+            value = getattr(self, name)
+            # None: the setting is off (max_steps: from the epochs), which every range takes.
+            if value is not None and name not in errors and not bound.admits(value):
+                errors[name] = bound.refusal(name)
         if self.mixed_precision not in MIXED_PRECISION:
             errors["mixed_precision"] = (
                 f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}."
             )
-        if not 0 <= self.test_fraction <= MAX_TEST_FRACTION:
-            errors["test_fraction"] = range_refusal("test_fraction", 0, MAX_TEST_FRACTION)
-        if not 0 <= self.lora_r <= 1024:
-            errors["lora_r"] = range_refusal("lora_r", 0, 1024)
-        if self.lora_alpha <= 0:
-            errors["lora_alpha"] = range_refusal("lora_alpha", 0, above=True)
-        if not 0 <= self.lora_dropout < 1:
-            errors["lora_dropout"] = range_refusal("lora_dropout", 0, 1, below=True)
         if any(
             not name.replace("_", "").replace(".", "").isalnum()
             for name in _names(self.lora_targets)
@@ -423,19 +447,18 @@ class RewardConfig(TrainingConfig):
     weight_by_trust: bool = False
 
     kind: ClassVar[str] = "reward"
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **TrainingConfig.BOUNDS,
+        "margin_per_rank": Bound(0),
+        "center_rewards_coefficient": Bound(0),
+        "normalization_samples": Bound(1),
+        "tie_weight": Bound(0),
+    }
 
     def validate(self) -> dict[str, str]:
         errors = super().validate()
-        if self.tie_weight < 0:
-            errors["tie_weight"] = range_refusal("tie_weight", 0)
         if self.data_half not in DATA_HALVES:
             errors["data_half"] = f"data_half must be one of {', '.join(DATA_HALVES)}."
-        if self.margin_per_rank < 0:
-            errors["margin_per_rank"] = range_refusal("margin_per_rank", 0)
-        if self.center_rewards_coefficient < 0:
-            errors["center_rewards_coefficient"] = range_refusal("center_rewards_coefficient", 0)
-        if self.normalization_samples < 1:
-            errors["normalization_samples"] = range_refusal("normalization_samples", 1)
         return errors
 
 
@@ -443,6 +466,8 @@ DATA_HALVES = ("all", "first", "second")
 DPO_MODES = ("listwise", "pairwise")
 DPO_LOSSES = ("sigmoid", "ipo")
 KTO_SOURCES = ("thumbs_up", "thumbs_down", "reports", "flags")
+# DPO's and KTO's beta: one field of the Training page sets either.
+BETA = Bound(0, 10, above=True)
 
 
 @dataclass
@@ -466,11 +491,15 @@ class DPOConfig(TrainingConfig):
     weight_by_trust: bool = False
 
     kind: ClassVar[str] = "dpo"
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **TrainingConfig.BOUNDS,
+        "beta": BETA,
+        # cDPO's flip probability: at 0.5 a ranking says nothing.
+        "label_smoothing": Bound(0, 0.5, below=True),
+    }
 
     def validate(self) -> dict[str, str]:
         errors = super().validate()
-        if not 0 < self.beta <= 10:
-            errors["beta"] = range_refusal("beta", 0, 10, above=True)
         if self.mode not in DPO_MODES:
             errors["mode"] = f"mode must be one of {', '.join(DPO_MODES)}."
         if self.loss_type not in DPO_LOSSES:
@@ -479,9 +508,7 @@ class DPOConfig(TrainingConfig):
             errors["loss_type"] = (
                 f"IPO is a pairwise loss: use it with {setting_label('mode')} pairwise."
             )
-        if not 0 <= self.label_smoothing < 0.5:
-            errors["label_smoothing"] = range_refusal("label_smoothing", 0, 0.5, below=True)
-        elif self.label_smoothing and self.loss_type == "ipo":
+        if "label_smoothing" not in errors and self.label_smoothing and self.loss_type == "ipo":
             errors["label_smoothing"] = "label_smoothing applies to the sigmoid loss only."
         return errors
 
@@ -506,6 +533,14 @@ class KTOConfig(TrainingConfig):
     undesirable_weight: float = 1.0
 
     kind: ClassVar[str] = "kto"
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **TrainingConfig.BOUNDS,
+        "beta": BETA,
+        "desirable_ratio": Bound(0.1, 10),
+        # None (desirable_weight: from the ratio) is not checked.
+        "desirable_weight": Bound(0, 100, above=True),
+        "undesirable_weight": Bound(0, 100, above=True),
+    }
 
     @property
     def source_names(self) -> tuple[str, ...]:
@@ -515,17 +550,9 @@ class KTOConfig(TrainingConfig):
         errors = super().validate()
         if self.batch_size < 2:
             errors["batch_size"] = "KTO needs at least 2 examples per step (its KL estimate)."
-        if not 0 < self.beta <= 10:
-            errors["beta"] = range_refusal("beta", 0, 10, above=True)
         names = self.source_names
         if not names or set(names) - set(KTO_SOURCES):
             errors["sources"] = f"sources: one or more of {', '.join(KTO_SOURCES)}."
-        if not 0.1 <= self.desirable_ratio <= 10:
-            errors["desirable_ratio"] = range_refusal("desirable_ratio", 0.1, 10)
-        for name in ("desirable_weight", "undesirable_weight"):
-            value = getattr(self, name)
-            if value is not None and not 0 < value <= 100:
-                errors[name] = range_refusal(name, 0, 100, above=True)
         return errors
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sampler.training.config import TrainingConfig, range_refusal, setting_label
+from sampler.training.config import Bound, TrainingConfig, setting_label
 
 KL_ESTIMATORS = ("k1", "k3")
 VALUE_INITS = ("reward_head", "zeros")
@@ -80,6 +80,25 @@ class PPOConfig(TrainingConfig):
     value_init: str = "reward_head"
 
     kind: ClassVar[str] = "ppo"
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **TrainingConfig.BOUNDS,
+        "samples_per_prompt": Bound(1, 64),
+        "max_new_tokens": Bound(1, 4096),
+        "temperature": Bound(0.05, 2.0),
+        "missing_eos_penalty": Bound(0),
+        "kl_coef": Bound(0, 10),
+        "target_kl": Bound(0, above=True),
+        "kl_horizon": Bound(1),
+        "max_kl": Bound(0),
+        "eval_prompts": Bound(1, 100_000),
+        "ppo_epochs": Bound(1, 100),
+        "minibatches": Bound(1),
+        "cliprange": Bound(0, 10, above=True),
+        "cliprange_value": Bound(0, 10, above=True),
+        "vf_coef": Bound(0),
+        "gamma": Bound(0, 1),
+        "lam": Bound(0, 1),
+    }
 
     @property
     def rollout_size(self) -> int:
@@ -96,17 +115,7 @@ class PPOConfig(TrainingConfig):
             errors["log_every"] = (
                 "PPO records every step (each is a whole rollout); leave this at 1."
             )
-        if not 1 <= self.samples_per_prompt <= 64:
-            errors["samples_per_prompt"] = range_refusal("samples_per_prompt", 1, 64)
-        if not 1 <= self.max_new_tokens <= 4096:
-            errors["max_new_tokens"] = range_refusal("max_new_tokens", 1, 4096)
-        if not 0.05 <= self.temperature <= 2.0:
-            errors["temperature"] = range_refusal("temperature", 0.05, 2.0)
-        if self.missing_eos_penalty < 0:
-            errors["missing_eos_penalty"] = range_refusal("missing_eos_penalty", 0)
-        if not 0 <= self.kl_coef <= 10:
-            errors["kl_coef"] = range_refusal("kl_coef", 0, 10)
-        elif self.adaptive_kl and self.kl_coef == 0:
+        if "kl_coef" not in errors and self.adaptive_kl and self.kl_coef == 0:
             # The controller scales the coefficient: from 0 it would never move.
             errors["kl_coef"] = (
                 f"{setting_label('adaptive_kl')} starts from the {setting_label('kl_coef')}: "
@@ -114,17 +123,7 @@ class PPOConfig(TrainingConfig):
             )
         if self.kl_estimator not in KL_ESTIMATORS:
             errors["kl_estimator"] = f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}."
-        if self.target_kl <= 0:
-            errors["target_kl"] = range_refusal("target_kl", 0, above=True)
-        if self.kl_horizon < 1:
-            errors["kl_horizon"] = range_refusal("kl_horizon", 1)
-        if self.max_kl < 0:
-            errors["max_kl"] = range_refusal("max_kl", 0)
-        if not 1 <= self.ppo_epochs <= 100:
-            errors["ppo_epochs"] = range_refusal("ppo_epochs", 1, 100)
-        if self.minibatches < 1:
-            errors["minibatches"] = range_refusal("minibatches", 1)
-        elif self.minibatches > self.rollout_size:
+        if "minibatches" not in errors and self.minibatches > self.rollout_size:
             # Often met by lowering batch_size alone: say which minibatches, the default's too.
             which = ", the default" if self.minibatches == PPOConfig.minibatches else ""
             batch, samples, minibatches = (
@@ -137,16 +136,6 @@ class PPOConfig(TrainingConfig):
                 f"{minibatches} ({self.minibatches}{which}): each minibatch takes at least one "
                 f"reply; raise the {batch} or the {samples}, or lower the {minibatches}."
             )
-        for name in ("cliprange", "cliprange_value"):
-            if not 0 < getattr(self, name) <= 10:
-                errors[name] = range_refusal(name, 0, 10, above=True)
-        if self.vf_coef < 0:
-            errors["vf_coef"] = range_refusal("vf_coef", 0)
-        for name in ("gamma", "lam"):
-            if not 0 <= getattr(self, name) <= 1:
-                errors[name] = range_refusal(name, 0, 1)
-        if not 1 <= self.eval_prompts <= 100_000:
-            errors["eval_prompts"] = range_refusal("eval_prompts", 1, 100_000)
         if self.value_init not in VALUE_INITS:
             errors["value_init"] = f"value_init must be one of {', '.join(VALUE_INITS)}."
         return errors
