@@ -1,6 +1,7 @@
 import gzip
 import json
 import zlib
+from dataclasses import replace
 
 from django import forms
 from django.conf import settings
@@ -10,7 +11,6 @@ from config.forms import CheckboxField, ModelChoiceField
 from ranking.exports.filter_form import ExportFilterForm
 from ranking.exports.filters import (
     MAX_SPLIT_SEED,
-    MAX_TEST_FRACTION,
     SPLIT_SEED,
     SPLIT_SEED_BOUNDS,
     ExportFilters,
@@ -25,14 +25,14 @@ from sampler.training.config import (
     DPO_LOSSES,
     DPO_MODES,
     KTO_SOURCES,
-    MAX_STEPS,
     ORIGINS,
     SETTINGS,
+    Bound,
     DPOConfig,
     KTOConfig,
     RewardConfig,
     SFTConfig,
-    range_refusal,
+    number_text,
 )
 from sampler.training.ppo_config import PPOConfig
 
@@ -54,25 +54,33 @@ KEEP_SPLIT = "choose it when you export, and leave this field empty."
 CONFIG_CLASSES = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "kto": KTOConfig}
 ALL, REWARD = set(CONFIG_CLASSES), {"reward"}
 POLICY_PREFERENCE = {"dpo", "kto"}
-# name: (field class, minimum, maximum, the kinds of run it applies to)
+# name: (field class, the kinds of run it applies to). Each takes its range from those kinds'
+# configs (``BOUNDS``), which give it one range.
 HYPERPARAMETERS = {
-    "learning_rate": (forms.FloatField, 1e-8, 1.0, ALL),
-    "epochs": (forms.FloatField, 0.01, 100, ALL),
-    "max_steps": (forms.IntegerField, 1, MAX_STEPS, ALL),
-    "batch_size": (forms.IntegerField, 1, 4096, ALL),
-    "gradient_accumulation_steps": (forms.IntegerField, 1, 1024, ALL),
-    "max_length": (forms.IntegerField, 8, 131072, ALL),
-    "eval_every": (forms.IntegerField, 0, None, ALL),
-    "checkpoint_every": (forms.IntegerField, 0, None, ALL),
-    "seed": (forms.IntegerField, 0, 2**31 - 1, ALL),
-    "margin_per_rank": (forms.FloatField, 0, None, REWARD),
-    "center_rewards_coefficient": (forms.FloatField, 0, None, REWARD),
-    "tie_weight": (forms.FloatField, 0, None, REWARD),
-    "beta": (forms.FloatField, 1e-4, 10, POLICY_PREFERENCE),
-    "label_smoothing": (forms.FloatField, 0, 0.49, {"dpo"}),
-    "lora_r": (forms.IntegerField, 0, 1024, ALL),
-    "lora_alpha": (forms.FloatField, 1e-3, None, ALL),
+    "learning_rate": (forms.FloatField, ALL),
+    "epochs": (forms.FloatField, ALL),
+    "max_steps": (forms.IntegerField, ALL),
+    "batch_size": (forms.IntegerField, ALL),
+    "gradient_accumulation_steps": (forms.IntegerField, ALL),
+    "max_length": (forms.IntegerField, ALL),
+    "eval_every": (forms.IntegerField, ALL),
+    "checkpoint_every": (forms.IntegerField, ALL),
+    "seed": (forms.IntegerField, ALL),
+    "margin_per_rank": (forms.FloatField, REWARD),
+    "center_rewards_coefficient": (forms.FloatField, REWARD),
+    "tie_weight": (forms.FloatField, REWARD),
+    "beta": (forms.FloatField, POLICY_PREFERENCE),
+    "label_smoothing": (forms.FloatField, {"dpo"}),
+    "lora_r": (forms.IntegerField, ALL),
+    "lora_alpha": (forms.FloatField, ALL),
 }
+
+
+def _bound(name: str, kinds: set[str]) -> Bound:
+    """The range of the setting ``name`` in the configs of ``kinds``: one field sets it for
+    each of them, so they must agree."""
+    (bound,) = {CONFIG_CLASSES[kind].BOUNDS[name] for kind in kinds}
+    return bound
 
 
 def _output_name_field() -> forms.CharField:
@@ -88,28 +96,40 @@ def _setting(name: str) -> dict:
     return {"label": label, "help_text": help_text}
 
 
-def _bounded(field_class, name: str, minimum, maximum=None, **kwargs) -> forms.Field:
-    """A field of the setting ``name`` from ``minimum`` to ``maximum`` (None: no top), labelled
-    as ``_setting``; out of range it says the range as the train_* commands say a setting's
-    (``range_refusal``: "Batch size must be between 1 and 4096."), in place of Django's
+def _bounded(field_class, name: str, bound: Bound, **kwargs) -> forms.Field:
+    """A field of the setting ``name`` taking what ``bound`` takes, labelled as ``_setting``;
+    out of range it says the range as the train_* commands say a setting's
+    (``Bound.refusal``: "Batch size must be between 1 and 4096."), in place of Django's
     "Ensure this value ..."."""
-    refusal = range_refusal(name, minimum, maximum)
+    refusal = bound.refusal(name)
+
+    def open_ends(value) -> None:
+        # Django's min_value and max_value take their ends; an end the range leaves out is
+        # refused here (past the ends, they refuse: the sentence is said once).
+        if value is not None and (
+            (bound.above and value == bound.low) or (bound.below and value == bound.high)
+        ):
+            raise forms.ValidationError(refusal, code="out_of_range")
+
     return field_class(
-        min_value=minimum,
-        max_value=maximum,
+        min_value=bound.low,
+        max_value=bound.high,
         error_messages={"min_value": refusal, "max_value": refusal},
+        validators=[open_ends],
         **_setting(name),
         **kwargs,
     )
 
 
 def _defaults(name: str) -> str:
-    """The placeholder: each kind's default where they differ ("reward 2e-05, SFT 0.0001")."""
+    """The placeholder: each kind's default where they differ ("sft 0.0001, reward/dpo/kto
+    0.00002"), its numbers as the refusals write them (``number_text``)."""
     values: dict[str, list[str]] = {}
     for kind, config_class in CONFIG_CLASSES.items():
         if hasattr(config_class, name):
             value = getattr(config_class, name)
-            values.setdefault("" if value is None else str(value), []).append(kind)
+            shown = "" if value is None else number_text(value, grouped=False)
+            values.setdefault(shown, []).append(kind)
     if len(values) == 1:
         return next(iter(values))
     return ", ".join(f"{'/'.join(kinds)} {value}" for value, kinds in values.items())
@@ -238,7 +258,11 @@ class TrainingRunForm(ExportFilterForm):
     )
     # Left empty, a file that carries its own split (an export's) keeps it; other data needs one.
     test_fraction = _bounded(
-        forms.FloatField, "test_fraction", 0, MAX_TEST_FRACTION, initial=0.1, required=False
+        forms.FloatField,
+        "test_fraction",
+        _bound("test_fraction", ALL),
+        initial=0.1,
+        required=False,
     )
     split_seed = forms.IntegerField(
         min_value=0,
@@ -254,8 +278,8 @@ class TrainingRunForm(ExportFilterForm):
         was dropped (``config.uploads``)."""
         super().__init__(*args, **kwargs)
         self.upload_too_large = upload_too_large
-        for name, (field_class, minimum, maximum, _) in HYPERPARAMETERS.items():
-            field = _bounded(field_class, name, minimum, maximum, required=False)
+        for name, (field_class, kinds) in HYPERPARAMETERS.items():
+            field = _bounded(field_class, name, _bound(name, kinds), required=False)
             field.widget.attrs.update({"placeholder": _defaults(name), "step": "any"})
             self.fields[name] = field
 
@@ -269,7 +293,7 @@ class TrainingRunForm(ExportFilterForm):
         kind = data["kind"]
         data["config"] = {
             name: data[name]
-            for name, (*_, kinds) in HYPERPARAMETERS.items()
+            for name, (_, kinds) in HYPERPARAMETERS.items()
             if kind in kinds and data.get(name) is not None
         }
         if data["test_fraction"] is not None:
@@ -369,6 +393,17 @@ class TrainingRunForm(ExportFilterForm):
 # ---- PPO (launched from the Models page) ----
 
 
+def _ppo_setting(field_class, name: str, bound: Bound | None = None, **kwargs) -> forms.Field:
+    """The PPO form's field of the setting ``name``: PPOConfig's range (or ``bound``) and, unless
+    given, its default (a float's written as ``number_text`` writes it: "0.00001", not
+    "1e-05")."""
+    default = getattr(PPOConfig, name)
+    if isinstance(default, float):
+        default = number_text(default, grouped=False)
+    kwargs.setdefault("initial", default)
+    return _bounded(field_class, name, bound or PPOConfig.BOUNDS[name], **kwargs)
+
+
 class PPORunForm(forms.Form):
     """Launch PPO from the Models page: prompts from the database (held-out share by
     conversation), the most used settings; the rest keep PPOConfig's defaults."""
@@ -388,27 +423,21 @@ class PPORunForm(forms.Form):
         help_text="The reward model the policy is optimised against.",
     )
     output_name = _output_name_field()
-    # The range every run's settings take (train_ppo's too).
-    max_steps = _bounded(forms.IntegerField, "max_steps", 1, MAX_STEPS, initial=100)
-    # Each batch is split into PPOConfig's minibatches, which this form keeps.
-    batch_size = _bounded(
+    max_steps = _ppo_setting(forms.IntegerField, "max_steps", initial=100)
+    # Each batch is split into PPOConfig's minibatches, which this form keeps: a smaller batch
+    # would leave a minibatch without a reply.
+    batch_size = _ppo_setting(
         forms.IntegerField,
         "batch_size",
-        PPOConfig.minibatches,
-        4096,
-        initial=PPOConfig.batch_size,
+        bound=replace(PPOConfig.BOUNDS["batch_size"], low=PPOConfig.minibatches),
     )
-    learning_rate = _bounded(
-        forms.FloatField, "learning_rate", 1e-9, 1.0, initial=PPOConfig.learning_rate
-    )
-    kl_coef = _bounded(forms.FloatField, "kl_coef", 0, 10, initial=PPOConfig.kl_coef)
-    max_kl = _bounded(forms.FloatField, "max_kl", 0, initial=PPOConfig.max_kl)
-    max_new_tokens = _bounded(
-        forms.IntegerField, "max_new_tokens", 1, 4096, initial=PPOConfig.max_new_tokens
-    )
-    test_fraction = _bounded(forms.FloatField, "test_fraction", 0, MAX_TEST_FRACTION, initial=0.1)
-    lora_r = _bounded(forms.IntegerField, "lora_r", 0, 1024, initial=PPOConfig.lora_r)
-    lora_alpha = _bounded(forms.FloatField, "lora_alpha", 1e-3, initial=PPOConfig.lora_alpha)
+    learning_rate = _ppo_setting(forms.FloatField, "learning_rate")
+    kl_coef = _ppo_setting(forms.FloatField, "kl_coef")
+    max_kl = _ppo_setting(forms.FloatField, "max_kl")
+    max_new_tokens = _ppo_setting(forms.IntegerField, "max_new_tokens")
+    test_fraction = _ppo_setting(forms.FloatField, "test_fraction", initial=0.1)
+    lora_r = _ppo_setting(forms.IntegerField, "lora_r")
+    lora_alpha = _ppo_setting(forms.FloatField, "lora_alpha")
     lora_targets = forms.CharField(max_length=500, required=False, **_setting("lora_targets"))
 
     CONFIG_FIELDS = (

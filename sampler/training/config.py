@@ -168,15 +168,16 @@ def range_refusal(
     return f"{label} must be between {least} and {most}."
 
 
-def number_text(value: float | None) -> str:
+def number_text(value: float | None, *, grouped: bool = True) -> str:
     """``value`` as the pages and the commands write a setting's number: in full, never in
-    Python's exponent form ("0.00000001", not "1e-08"; "2.0" stays "2.0"), and grouped by
-    thousands from five digits on ("10,000,000"). None: "None"."""
+    Python's exponent form ("0.00000001", not "1e-08"; "2.0" stays "2.0"), and unless not
+    ``grouped`` (a number to type into a field), grouped by thousands from five digits on
+    ("10,000,000"). None: "None"."""
     if value is None:
         return "None"
     # repr is the shortest text that reads back as the same float; Decimal writes it out in full.
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    return format(number, ",f" if abs(number) >= 10_000 else "f")
+    return format(number, ",f" if grouped and abs(number) >= 10_000 else "f")
 
 
 @dataclass(frozen=True)
