@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from ranking.exports.filters import filter_items, value_text
-from sampler.training.config import setting_label
+from sampler.training.config import number_text, setting_label
 
 register = template.Library()
 
@@ -30,7 +30,12 @@ def filter_list(values: dict | None) -> SafeString:
 def setting_list(values: dict | None) -> SafeString:
     """Each setting by its label, as the Training page and the train_* commands name it
     (``setting_label``; a key with no label by its own name), in the stored order, its value as
-    stored (``value_text``)."""
+    stored (``value_text``), a float as the refusals write it (``number_text``: "0.00002",
+    not "2e-05")."""
     return _item_list(
-        (setting_label(str(key)), value_text(value)) for key, value in (values or {}).items()
+        (
+            setting_label(str(key)),
+            number_text(value) if isinstance(value, float) else value_text(value),
+        )
+        for key, value in (values or {}).items()
     )

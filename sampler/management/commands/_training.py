@@ -24,7 +24,7 @@ from sampler.registry.selectors import model_version_by_name, model_version_ids_
 from sampler.runs import services as training_services
 from sampler.runs.kinds import normalising_remedy_worded, training_kind
 from sampler.runs.models import TrainingRun
-from sampler.training.config import CONFIGS, NO_WORDS, SETTINGS, YES_WORDS
+from sampler.training.config import CONFIGS, NO_WORDS, SETTINGS, YES_WORDS, number_text
 from sampler.training.loop import ProgressEvent, process_state
 from sampler.training.records import DataError, carries_own_split, read_jsonl
 
@@ -305,13 +305,14 @@ def add_config_options(parser, config_class) -> None:
 
 def _option_help(field, default) -> str:
     """A setting's option help: its label as the pages show it (``SETTINGS``), its help (the
-    field's own where it words it for the command line), and its default. ``%`` is argparse's
-    format sign."""
+    field's own where it words it for the command line), and its default (a float as the
+    refusals write it, ``number_text``). ``%`` is argparse's format sign."""
     label, help_text = SETTINGS.get(field.name, ("", ""))
     help_text = field.metadata.get("help", help_text)
     said = f"{label}: {help_text}" if label else help_text
     if default not in {"", None}:
-        said += f" (default {default})"
+        shown = number_text(default) if isinstance(default, float) else default
+        said += f" (default {shown})"
     return said.replace("%", "%%")
 
 

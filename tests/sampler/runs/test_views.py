@@ -374,7 +374,7 @@ def test_the_run_page_shows_its_config_as_labelled_items_not_a_dict(admin_client
     )
     # Each by its label on the Training page and in the train_* commands (SETTINGS).
     assert re.findall(r"<li>(.*?)</li>", listed) == [
-        "Learning rate: 2e-05",
+        "Learning rate: 0.00002",  # as the Training page and the refusals write it
         "Batch size: 8",
         "Max steps: —",
         "Weigh by trust: no",

@@ -100,6 +100,15 @@ def test_train_sft_help_says_what_origins_takes():
     )
 
 
+def test_train_sft_help_writes_a_default_as_the_refusals_write_numbers():
+    """It said "(default 1e-08)", as Python prints a small float."""
+    from sampler.management.commands.train_sft import Command
+
+    help_text = " ".join(Command().create_parser("manage.py", "train_sft").format_help().split())
+    assert "Added to Adam's denominator. (default 0.00000001)" in help_text
+    assert "(default 0.0001)" in help_text and "e-0" not in help_text
+
+
 def test_lora_targets_the_base_model_lacks_are_refused_before_any_run_exists(
     policy, tmp_path, settings
 ):
