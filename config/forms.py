@@ -57,6 +57,10 @@ class StorableCharField(forms.CharField):
             raise ValidationError(problem, code="null_characters_not_allowed")
         return super().to_python(value)
 
+    def prepare_value(self, value):
+        # Shown back in a refused form: less a NUL, which a page cannot hold (HTML has none).
+        return value.replace("\x00", "") if isinstance(value, str) else value
+
 
 class MultilineCharField(forms.CharField):
     """Django's, for a textarea: its line breaks as ``\\n``, whichever way they were posted (a

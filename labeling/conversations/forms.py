@@ -9,6 +9,7 @@ from config.forms import (
     PageForm,
     SearchField,
     StorableCharField,
+    StorableMultilineCharField,
 )
 from config.text import newlines_normalized, validate_one_line
 from labeling.conversations.models import (
@@ -40,7 +41,9 @@ class ConversationCreateForm(forms.Form):
         validators=[validate_one_line],
         widget=forms.TextInput(attrs={"dir": "auto"}),
     )
-    instructions = MultilineCharField(
+    instructions = StorableMultilineCharField(
+        # As the page labels the box: a refusal names it so.
+        label="Topic or instructions",
         max_length=MAX_INSTRUCTIONS_CHARS,
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),

@@ -9,6 +9,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from accounts.roles import trainer_required
+from config.forms import add_validation_errors
 from config.htmx import (
     HtmxHttpRequest,
     form_cleaned_data,
@@ -39,8 +40,11 @@ from sampler.jobs.services import job_cancel_refusal
 PAGE_SIZE = 200
 
 
-@trainer_required
-def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
+def _list_page(
+    request: HtmxHttpRequest, create_form: ConversationCreateForm | None = None
+) -> HttpResponse:
+    """The Write list, filtered by its query string, under the New conversation form:
+    ``create_form`` is a refused one, shown open with what was typed and why (a 422)."""
     filter_form = ConversationFilterForm(request.GET)
     # No list for a status that is none (every conversation would pass for it), nor for a page
     # that is none: the filter's error, as the API's 400 and the Red team page's 422 answer one.
@@ -65,27 +69,34 @@ def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
             "status": status,
             "search": search,
             "statuses": Conversation.Status.choices,
-            "create_form": ConversationCreateForm(trainer=request.user),
+            "create_form": create_form or ConversationCreateForm(trainer=request.user),
         },
-        status=422 if refused else 200,
+        status=422 if refused or create_form is not None else 200,
     )
+
+
+@trainer_required
+def conversation_list(request: HtmxHttpRequest) -> HttpResponse:
+    return _list_page(request)
 
 
 @trainer_required
 @require_POST
 def conversation_create(request: HtmxHttpRequest) -> HttpResponse:
     form = ConversationCreateForm(request.POST, trainer=request.user)
-    try:
-        data = dict(form_cleaned_data(form))  # each message names its field: "Title: ..."
+    if form.is_valid():
+        data = dict(form.cleaned_data)
         project = data.pop("project")
-        conversation = services.conversation_create(
-            owner=request.user, project_id=project.pk if project is not None else None, **data
-        )
-    except ValidationError as error:
-        labels = {name: form[name].label for name in form.fields}
-        messages.error(request, " ".join(validation_messages(error, labels)))
-        return redirect("labeling:conversation-list")
-    return redirect("labeling:editor", conversation_id=conversation.pk)
+        try:
+            conversation = services.conversation_create(
+                owner=request.user, project_id=project.pk if project is not None else None, **data
+            )
+        except ValidationError as error:
+            add_validation_errors(form, error)
+        else:
+            return redirect("labeling:editor", conversation_id=conversation.pk)
+    # The form comes back as typed, each reason by its box: nothing typed is lost.
+    return _list_page(request, create_form=form)
 
 
 @trainer_required

@@ -1,4 +1,6 @@
+import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from django.urls import reverse
@@ -24,6 +26,80 @@ def test_create_conversation_from_the_list_page(trainer_client):
     assert response.url == reverse("labeling:editor", args=[conversation.pk])
     page = trainer_client.get(reverse("labeling:conversation-list"))
     assert b"Cooking" in page.content
+
+
+def _refused_create(trainer_client, data: dict, **extra) -> str:
+    """POST the New conversation form; its 422 page, after checking nothing was made."""
+    response = trainer_client.post(reverse("labeling:conversation-create"), data, **extra)
+    assert response.status_code == 422
+    assert not Conversation.objects.exists()
+    return response.content.decode()
+
+
+def _create_form(page: str) -> str:
+    """The New conversation box of the list page (its <details>, open or not)."""
+    match = re.search(
+        r"<details[^>]*>\s*<summary><strong>New conversation.*?</details>", page, re.S
+    )
+    assert match, "no New conversation box"
+    return match.group(0)
+
+
+REFUSED_CREATE_FIELDS = [
+    # (what is wrong, the fields sent, the error as the form shows it)
+    ("draft project", {"project": "p1"}, "Project: Select a valid choice."),
+    ("bad mode", {"mode": "chaos"}, "Mode: Select a valid choice. chaos is not one of"),
+    ("title of two lines", {"title": "Trip\nplans"}, "Title: "),
+    ("title too long", {"title": "t" * 201}, "Title: Ensure this value has at most 200"),
+    ("NUL in instructions", {"instructions": "Be\x00 brief"}, "instructions: NUL characters"),
+]
+
+
+@pytest.mark.parametrize(
+    "sent, error",
+    [case[1:] for case in REFUSED_CREATE_FIELDS],
+    ids=[c[0] for c in REFUSED_CREATE_FIELDS],
+)
+@pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
+def test_a_refused_new_conversation_comes_back_with_what_was_typed_and_why(
+    trainer_client, sent, error, htmx
+):
+    """Refused, the form was a redirect to the list with the reason as a flash message: what
+    was typed was gone. Now the list page answers 422 with the form open, as typed, and each
+    reason by its field (the same page whether htmx sent it or not)."""
+    from ranking.projects.services import project_create
+
+    project_create(name="Not yet", slug="p1")  # a draft: offered to no one
+    data = {"title": "Trip plans", "instructions": "Ask about trains.", **sent}
+    page = _refused_create(trainer_client, data, **(HTMX if htmx else {}))
+    form = unescape(_create_form(page))
+    assert re.match(r"<details[^>]*\bopen\b", form)
+    assert error in form and 'class="error"' in form
+    shown_title = data["title"] if "\n" not in data["title"] else "Trip"
+    assert f'value="{shown_title}' in form
+    assert data["instructions"].replace("\x00", "") in form
+    # The list is still shown below it.
+    assert "No conversations yet." in page
+
+
+def test_a_new_conversation_in_a_project_paused_meanwhile_comes_back_as_typed(
+    trainer_client,
+):
+    """The project was offered when the page was shown; an admin paused it before the form was
+    sent: refused by the project's box, the title and instructions kept."""
+    from ranking.projects.models import Project
+    from ranking.projects.services import project_create
+
+    project = project_create(name="Helpfulness", slug="helpful", status="active")
+    page = trainer_client.get(reverse("labeling:conversation-list")).content.decode()
+    assert 'value="helpful"' in page
+    Project.objects.filter(pk=project.pk).update(status=Project.Status.PAUSED)
+
+    data = {"title": "Tips", "instructions": "Kitchen tips.", "project": "helpful"}
+    form = unescape(_create_form(_refused_create(trainer_client, data)))
+
+    assert "Project: Select a valid choice." in form
+    assert 'value="Tips"' in form and "Kitchen tips.</textarea>" in form
 
 
 def test_the_list_pages_through_every_conversation_keeping_its_filters(trainer_client, trainer):
@@ -770,14 +846,11 @@ def test_the_list_page_starts_no_conversation_in_a_closed_default_project(traine
 
     Project.objects.filter(pk=project_default_id()).update(status=Project.Status.DONE)
 
-    response = trainer_client.post(
-        reverse("labeling:conversation-create"), {"title": "after done", "project": project}
-    )
+    data = {"title": "after done", "project": project}
+    form = _create_form(_refused_create(trainer_client, data))
 
-    assert response.url == reverse("labeling:conversation-list")
-    assert not Conversation.objects.exists()
-    page = trainer_client.get(response.url).content.decode()
-    assert "Project: No active project &#x27;default&#x27; is open to you." in page
+    assert "Project: No active project &#x27;default&#x27; is open to you." in form
+    assert 'value="after done"' in form
 
 
 def test_suggestions_stop_polling_while_their_job_waits_for_no_worker(
