@@ -556,11 +556,20 @@ def draft_discard(
     Draft.objects.filter(conversation=conversation, author=author, editing=editing).delete()
 
 
+SUGGESTION_ROLES_MESSAGE = (
+    "Suggestions are for the user's or the assistant's turn: role must be 'user' or 'assistant'."
+)
+
+
 def suggestion_request(
     *, conversation: Conversation, author: AbstractBaseUser, n: int, role: str | None = None
 ):
     """Ask the active policy for ``n`` suggestions for the next turn of the active branch
-    (``job.publication`` says whether the job queue took it; the job is kept either way)."""
+    (``job.publication`` says whether the job queue took it; the job is kept either way).
+    ``role``, when given, is checked: a role other than the user's or the assistant's is
+    refused as such, either of them as not the next turn's when it is not."""
+    if role and role not in dict(COMPOSER_ROLES):
+        raise ValidationError({"role": SUGGESTION_ROLES_MESSAGE})
     conversation = Conversation.objects.select_related("active_leaf").get(pk=conversation.pk)
     _check_can_edit(conversation=conversation, user=author)
     leaf = conversation.active_leaf

@@ -512,6 +512,35 @@ def test_suggest_queues_a_job_and_shows_progress(trainer_client, conversation, t
     assert 'id="suggestions"' in body and "every 1s" in body
 
 
+@pytest.mark.parametrize("role", ["system", "robot", " user"])
+def test_suggestions_for_a_role_they_are_not_written_for_are_refused_as_such(
+    trainer_client, conversation, trainer, policy, role
+):
+    """Asked for a system turn, the answer was "The next turn is the user's.", as if only the
+    side were wrong: the role is refused as no role suggestions take, naming those they take;
+    the wrong side's turn keeps its own sentence. The API refuses such a role alike."""
+    url = reverse("labeling:suggest", args=[conversation.pk])
+
+    response = trainer_client.post(url, {"n": "2", "role": role}, **HTMX)
+
+    assert response.status_code == 422
+    body = unescape(response.content.decode())
+    assert "Suggestions are for the user's or the assistant's turn" in body
+    assert "next turn" not in body
+    assert not GenerationJob.objects.exists()
+    wrong_side = trainer_client.post(url, {"n": "2", "role": "assistant"}, **HTMX)
+    assert wrong_side.status_code == 422
+    assert "The next turn is the user's." in unescape(wrong_side.content.decode())
+    question = services.message_append(conversation=conversation, author=trainer, content="hi")
+    api = trainer_client.post(
+        "/api/generation-jobs/",
+        {"prefix_message_id": question.pk, "n": 2, "role": role},
+        content_type="application/json",
+    )
+    assert api.status_code == 400 and "not a valid choice" in str(api.json()["role"])
+    assert not GenerationJob.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_suggestions_asked_for_while_the_job_queue_is_down_say_so_until_they_are_sent(
     trainer_client, conversation, trainer, policy, broker
