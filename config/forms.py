@@ -152,14 +152,15 @@ class DefaultProjectChoiceField(ModelChoiceField):
     """A project chosen by its slug, or none: the default project (the services' ``None``).
     ``queryset``: the projects the form offers (or set it later, per request). The default
     project is the empty choice, so it is not listed again under its own name; its slug is
-    still accepted, as the empty choice."""
+    still accepted, as the empty choice. ``empty_label``: what the empty choice is called, where
+    the form's service reads more than the default project's data for it."""
 
-    def __init__(self, queryset=None, **kwargs) -> None:
+    def __init__(self, queryset=None, *, empty_label: str = "Default project", **kwargs) -> None:
         super().__init__(
             queryset=queryset,
             to_field_name="slug",
             required=False,
-            empty_label="Default project",
+            empty_label=empty_label,
             **kwargs,
         )
 

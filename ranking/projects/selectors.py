@@ -56,14 +56,13 @@ def projects_for_trainer(*, trainer: AbstractBaseUser) -> QuerySet[Project]:
     )
 
 
-def project_ids_open_to_all() -> tuple[int, ...]:
+def project_ids_open_to_all(*, drafts: bool = True) -> tuple[int, ...]:
     """The ids of the projects that name no trainer group (every trainer may see their data),
-    in id order."""
-    return tuple(
-        Project.objects.filter(trainer_groups__isnull=True)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    in id order; ``drafts`` False: not those still drafts (not yet started)."""
+    projects = Project.objects.filter(trainer_groups__isnull=True)
+    if not drafts:
+        projects = projects.exclude(status=Project.Status.DRAFT)
+    return tuple(projects.order_by("pk").values_list("pk", flat=True))
 
 
 def project_for_trainer(*, trainer: AbstractBaseUser, slug: str) -> Project | None:

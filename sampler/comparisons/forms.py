@@ -6,6 +6,7 @@ from django.core.validators import MaxValueValidator
 from config.forms import DefaultProjectChoiceField, ModelChoiceField, ModelMultipleChoiceField
 from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION
 from ranking.projects.selectors import project_list
+from sampler.comparisons.services import EVERY_OPEN_PROJECT
 from sampler.generation.forms import max_new_tokens_within_context
 from sampler.generation.params import max_new_tokens_most
 from sampler.registry.selectors import policy_versions, reward_versions
@@ -44,8 +45,12 @@ class ComparisonForm(forms.Form):
         widget=forms.NumberInput(attrs={"placeholder": "the policies' training's"}),
     )
     max_new_tokens = forms.IntegerField(min_value=1, initial=48)
+    # Empty: the default project's comparison, which every trainer votes on, so its prompts come
+    # from every project open to all trainers (drafts only when chosen): labelled so.
     project = DefaultProjectChoiceField(
-        queryset=project_list(), label="Project (its held-out prompts)"
+        queryset=project_list(),
+        label="Project (its held-out prompts)",
+        empty_label=EVERY_OPEN_PROJECT,
     )
 
     def __init__(self, *args, **kwargs):

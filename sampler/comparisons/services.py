@@ -35,6 +35,9 @@ COMPARISON_PROMPTS = 64
 
 MAX_COMPARISON_PROMPTS = 2000
 MAX_JUDGES = 8
+# The Compare form's empty project choice: the default project's comparison, whose prompts come
+# from every project open to all trainers (its side-by-sides are shown to each of them).
+EVERY_OPEN_PROJECT = "Every project open to all trainers"
 # What a voter can answer, by the place of the reply on the page: the page never names versions.
 POSITIONS = ("first", "second", "tie")
 ORDER_SALT = "tandem.side_by_side_order"
@@ -160,8 +163,9 @@ def model_comparison_create(
     split of ``filters`` (default: the export's default split, which PPO runs also use).
 
     ``project``: the comparison belongs to it and draws its prompts from its data only (none:
-    the default project, prompts from the projects open to every trainer, those of ``filters``
-    among them when it names some: its side-by-sides are shown to every trainer).
+    the default project, prompts from the projects open to every trainer but drafts, or those
+    of ``filters`` among the open ones, drafts included, when it names some: its side-by-sides
+    are shown to every trainer).
 
     The held-out split: ``test_fraction`` and ``split_seed`` when given, else ``filters``' when
     given, else the largest the policies' training held out (``lineage_held_out``: the smallest
@@ -252,15 +256,21 @@ def model_comparison_create(
         filters = replace(filters, project_ids=(project.pk,))
     else:
         # Its side-by-sides are the default project's, which every trainer may vote on: the
-        # prompts come only from projects open to every trainer.
-        open_ids = project_ids_open_to_all()
+        # prompts come only from projects open to every trainer. A draft's data (a project not
+        # started yet, perhaps a trial) only when ``filters`` name it.
         given = filters.project_ids
-        chosen = tuple(pk for pk in open_ids if not given or pk in given)
+        if given:
+            chosen = tuple(pk for pk in project_ids_open_to_all() if pk in given)
+        else:
+            chosen = project_ids_open_to_all(drafts=False)
         if not chosen:
+            meant = "Each project meant is open to some trainer groups only"
+            if not given and project_ids_open_to_all():
+                meant = "Each project open to all trainers is a draft"
             raise ValidationError(
                 {
-                    "project": "Each project meant is open to some trainer groups only: choose "
-                    "the project the comparison is for (its trainers vote on it)."
+                    "project": f"{meant}: choose the project the comparison is for (its "
+                    "trainers vote on it)."
                 }
             )
         filters = replace(filters, project_ids=chosen)

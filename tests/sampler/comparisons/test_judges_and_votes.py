@@ -151,6 +151,37 @@ def test_a_projects_comparison_belongs_to_it_and_reads_its_prompts_only(lineage,
         )
 
 
+def test_a_draft_project_lends_prompts_to_a_comparison_only_when_chosen(
+    lineage, trainer, admin_client_
+):
+    """The empty project choice (the default project's comparison, voted on by every trainer)
+    drew its prompts from every project open to all trainers, drafts included, under the label
+    "Default project": it is labelled for what it does, and a draft (not yet active) lends its
+    prompts only when it is the project chosen."""
+    from ranking.projects.services import project_create
+
+    sft, ppo, _, _ = lineage
+    draft = project_create(name="Trial run", slug="trial", status="draft")
+    conversation_in_split(trainer, project=draft)
+    plain = model_comparison_create(version_a=ppo, version_b=sft, queue=False)
+    assert plain.config["filters"]["project_ids"] == [plain.project.pk]
+    chosen = model_comparison_create(version_a=ppo, version_b=sft, project=draft, queue=False)
+    assert chosen.config["filters"]["project_ids"] == [draft.pk]
+    named = model_comparison_create(
+        version_a=ppo, version_b=sft, filters=ExportFilters(project_ids=(draft.pk,)), queue=False
+    )
+    assert named.config["filters"]["project_ids"] == [draft.pk]
+    plain.project.status = "draft"
+    plain.project.save()
+    with pytest.raises(ValidationError, match="Each project open to all trainers is a draft"):
+        model_comparison_create(version_a=ppo, version_b=sft, queue=False)
+    # The Models page's form says what the empty choice draws from, and offers the draft.
+    page = admin_client_.get(reverse("sampler:models")).content.decode()
+    assert '<option value="" selected>Every project open to all trainers</option>' in page
+    assert '<option value="trial">Trial run</option>' in page
+    assert ">Default project</option>" not in page
+
+
 def test_a_restricted_projects_side_by_sides_are_for_its_trainers_only(
     lineage, trainer, other_trainer
 ):
