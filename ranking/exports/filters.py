@@ -67,6 +67,12 @@ MAX_SPLIT_SEED = 2**32 - 1
 SPLIT_SEED = "Split seed"
 SPLIT_SEED_OUT_OF_RANGE = f"{SPLIT_SEED} must be between 0 and {MAX_SPLIT_SEED:,}."
 SPLIT_SEED_BOUNDS = bounds_refused(SPLIT_SEED_OUT_OF_RANGE)
+# The test split of a held-out fraction of 0, in the words a comparison or training run holding
+# out no prompt is refused in (``sampler.runs.data.split_problem``): empty whatever the data.
+NOTHING_HELD_OUT = (
+    "No held-out conversation to export: a held-out fraction of 0 holds out none, so the test "
+    "split is empty. Choose a larger held-out fraction, or the train or all split."
+)
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,9 @@ class ExportFilters:
     def check_format(self, format: str, *, names: dict[str, str] | None = None) -> None:
         """Refuse filters that would be ignored: those choosing rankings, set for an export of
         demonstrations (which come from conversations, not rankings), and ``exclude_flags`` for
-        KTO's examples (its flagged replies are examples, undesirable ones); and red-team data
-        only for rankings, which never are (an empty export).
+        KTO's examples (its flagged replies are examples, undesirable ones); and what is empty
+        whatever the data: red-team data only for rankings, which never are, and the test split
+        of a held-out fraction of 0 (``NOTHING_HELD_OUT``).
 
         ``names``: what the caller calls a filter (the streaming API's query parameters), for
         the error's key and message; a filter not named there goes by its field's name."""
@@ -149,6 +156,8 @@ class ExportFilters:
                 f'{label} "only": rankings are never red-team data, so the export would be '
                 "empty (corrected red-team attacks are exported as pairs and demonstrations)."
             )
+        if self.split == "test" and self.test_fraction == 0:
+            errors[labels.get("test_fraction", "test_fraction")] = NOTHING_HELD_OUT
         if errors:
             raise ValidationError(errors)
 

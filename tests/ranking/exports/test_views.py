@@ -281,6 +281,38 @@ def test_a_filter_out_of_range_is_refused_in_the_same_words_by_api_page_and_comm
     assert str(refused.value) == sentence.replace(" must", f" ({option}) must")
 
 
+@pytest.mark.parametrize("format", ["pairs", "rankings", "demonstrations"])
+def test_a_test_split_holding_nothing_out_is_refused_in_the_same_words_by_api_page_and_command(
+    admin_client_, format, tmp_path
+):
+    """A held-out fraction of 0 holds out no conversation: its test split was exported, empty,
+    on every data; refused as a comparison holding out no prompt is. Its train split (every
+    conversation) is not refused."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    sentence = (
+        "No held-out conversation to export: a held-out fraction of 0 holds out none, so the "
+        "test split is empty. Choose a larger held-out fraction, or the train or all split."
+    )
+    chosen = {"format": format, "split": "test", "test_fraction": "0"}
+    api = admin_client_.get("/api/exports/stream/", chosen)
+    assert api.status_code == 400
+    assert api.json() == {"test_fraction": [sentence]}
+    page = admin_client_.post(reverse("ranking:export-start"), {**FILTERS, **chosen})
+    assert page.status_code == 422 and page.content.decode().count(sentence) == 1
+    assert not DatasetExport.objects.exists()
+    out = str(tmp_path / "out.jsonl")
+    with pytest.raises(CommandError) as refused:
+        call_command(
+            "export_comparisons", "--format", format, "--out", out, "--split", "test",
+            "--test-fraction", "0",
+        )  # fmt: skip
+    assert str(refused.value) == sentence
+    train = {**chosen, "split": "train"}
+    assert admin_client_.get("/api/exports/stream/", train).status_code == 200
+
+
 def test_streaming_api_gives_the_same_records_for_staff_only(client, admin_user, trainer, ranked):
     import json
 
