@@ -361,8 +361,9 @@ class AssignmentSkipApi(ApiView):
             200: OutputSerializer,
             404: NOT_YOUR_ASSIGNMENT,
             409: OpenApiResponse(
-                description="Already ranked (a ranked task cannot be skipped), or given back "
-                "when the ranking before it was taken back."
+                description="Already ranked (a ranked task cannot be skipped), given back "
+                "when the ranking before it was taken back, its project closed, or its "
+                "conversation reopened or discarded: as a submit is answered."
             ),
         },
     )

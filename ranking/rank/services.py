@@ -701,7 +701,11 @@ def _trainer_assignment_locked(*, assignment: Assignment, trainer: AbstractBaseU
 @transaction.atomic
 def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason: str = "") -> None:
     """Give the task back; it is not offered to this trainer again. ``reason`` is stored, and
-    measured against its limit, without the spaces around it."""
+    measured against its limit, without the spaces around it. RankingConflict, as a submit
+    would answer, when the task is ranked already, or no longer open to the trainer (its
+    project closed to them, its conversation reopened or discarded): a skip is an answer too,
+    counted in the trainer's habits, and no claim offers such a task (the next claim gives its
+    lease back)."""
     if problem := text_problem(reason):
         raise ValidationError({"reason": problem})
     reason = reason.strip()
@@ -712,6 +716,9 @@ def assignment_skip(*, assignment: Assignment, trainer: AbstractBaseUser, reason
         raise RankingConflict("You already ranked this task; a ranked task cannot be skipped.")
     if assignment.status == Assignment.Status.SKIPPED:
         return  # Skipping twice (a double click) changes nothing.
+    # Locked before the conversation, in the order a submit takes them.
+    task = RankingTask.objects.select_for_update().get(pk=assignment.task_id)
+    _task_open_or_conflict(trainer=trainer, task=task, kept="there is nothing to skip.")
     if assignment.status == Assignment.Status.LEASED:
         RankingTask.objects.filter(pk=assignment.task_id, leased_count__gt=0).update(
             leased_count=F("leased_count") - 1

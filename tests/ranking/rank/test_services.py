@@ -1,6 +1,7 @@
 import random
 from collections import Counter
 from datetime import timedelta
+from html import unescape
 from unittest import mock
 
 import pytest
@@ -961,6 +962,50 @@ def test_claims_skip_the_tasks_of_a_reopened_conversation_until_it_is_finished_a
     labeling_services.conversation_finish(conversation=conversation, user=other_trainer)
     assert services.task_claim_next(trainer=quick_trainer("third")).task == reopened
     assert set(ranking_pool_open_tasks(projects=[reopened.project_id])) == {reopened, kept}
+
+
+@pytest.mark.parametrize("closed_by", ["reopen", "discard", "pause"])
+def test_a_claim_that_can_no_longer_take_a_ranking_takes_no_skip_either(
+    other_trainer, trainer, client, closed_by
+):
+    """A submit on a task whose conversation was reopened or discarded since, or whose project
+    was paused, is a 409; a skip there was a 200, recording a skip (a skip reason, counted in
+    the Quality page's habits) on a task no claim offers. The page, the API and the service
+    refuse it in the submit's words, and the lease is given back by the next claim as before."""
+    closed, _ = _two_tasks_of_the_writer(other_trainer)
+    held = services.task_claim_next(trainer=trainer)
+    assert held.task == closed
+    if closed_by == "pause":
+        Project.objects.filter(pk=closed.project_id).update(status=Project.Status.PAUSED)
+        said = (
+            "This task's project is paused or no longer open to you, so there is nothing to skip."
+        )
+    else:
+        _writer_reopens(closed, discard=closed_by == "discard")
+        said = (
+            "The conversation this task was made from was reopened or discarded by its writer, "
+            "so there is nothing to skip. Take the next task."
+        )
+
+    with pytest.raises(RankingConflict) as refused:
+        services.assignment_skip(assignment=held, trainer=trainer, reason="off topic")
+    assert said in str(refused.value)
+    client.force_login(trainer)
+    api = client.post(
+        f"/api/ranking/assignments/{held.pk}/skip/",
+        {"reason": "off topic"},
+        content_type="application/json",
+    )
+    assert api.status_code == 409 and said in api.json()["detail"]
+    page = client.post(
+        reverse("ranking:skip", args=[held.pk]),
+        {"skip_reason": "off topic"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert page.status_code == 409 and said in unescape(page.content.decode())
+    held.refresh_from_db()
+    closed.refresh_from_db()
+    assert (held.status, held.skip_reason, closed.leased_count) == ("leased", "", 1)
 
 
 def test_a_lease_on_a_task_whose_conversation_was_discarded_since_is_given_back_and_takes_no_ranking(  # noqa: E501
