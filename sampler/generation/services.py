@@ -276,11 +276,15 @@ def generation_job_create(
     if seed is not None and not (_is_integer(seed) and 0 <= seed <= MAX_SEED):
         raise ValidationError({"seed": f"seed must be an integer between 0 and {MAX_SEED}."})
     generation_params = _validated_params(params)
-    prompt_messages = (
-        [{"role": m.role, "content": m.content} for m in message_path(message=prefix_message)]
-        if prefix_message is not None
-        else _validated_messages(messages, role=role)
-    )
+    if prefix_message is not None:
+        path = message_path(message=prefix_message)
+        prompt_messages = [{"role": m.role, "content": m.content} for m in path]
+        # A list of messages is checked so as it is read; a stored path is checked here.
+        problem = turn_order_problem(prompt_messages, role=role)
+        if problem:
+            raise ValidationError({"role": problem})
+    else:
+        prompt_messages = _validated_messages(messages, role=role)
     version = model_version or _default_policy()
     if version.kind != ModelVersion.Kind.POLICY:
         raise ValidationError({"model_version": f"{version.name} is not a policy."})

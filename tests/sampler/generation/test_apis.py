@@ -89,6 +89,31 @@ def test_create_from_a_prefix_message_of_ones_own_conversation(policy, trainer, 
     assert response.json()["prompt_messages"] == [{"role": "user", "content": "hello?"}]
 
 
+@pytest.mark.parametrize(("ending", "role"), [("user", "user"), ("assistant", "assistant")])
+def test_a_prefix_message_takes_only_the_next_turns_role(
+    policy, trainer, trainer_client, ending, role
+):
+    """A list of messages was checked for the turn it is continued by; a prefix message was
+    not: a user turn asked after a user turn was queued (a model asked to answer itself)."""
+    conversation = Conversation.objects.create(owner=trainer)
+    last = Message.objects.create(conversation=conversation, role="user", content="hello?")
+    if ending == "assistant":
+        last = Message.objects.create(
+            conversation=conversation, parent=last, role="assistant", content="hi!"
+        )
+    next_turn = "assistant" if ending == "user" else "user"
+    with mock.patch.object(app, "send_task") as send_task:
+        response = _post(trainer_client, {"prefix_message_id": last.pk, "n": 1, "role": role})
+    assert response.status_code == 400
+    assert response.json() == {
+        "role": [f"The next turn after these messages is the {next_turn}'s, not the {role}'s."]
+    }
+    assert not GenerationJob.objects.exists() and not send_task.called
+    with mock.patch.object(app, "send_task"):
+        taken = _post(trainer_client, {"prefix_message_id": last.pk, "n": 1, "role": next_turn})
+    assert taken.status_code == 201, taken.content
+
+
 @pytest.mark.parametrize(
     ("payload", "field", "message"),
     [
