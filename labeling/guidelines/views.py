@@ -1,7 +1,8 @@
 """The labeling guidelines: a page (admins edit it there), and the panel the writing and ranking
 pages load, which asks once to read a new version. Every project has its own guidelines: the
 pages take ``?project=<slug>`` (a form posts it as ``project``); without it, the default
-project's."""
+project's. A trainer sees only the projects open to them (``projects_open_to``: not drafts, not
+another group's); any other answers 404, and nothing is written for it."""
 
 import re
 
@@ -26,10 +27,17 @@ SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
 
 
 def _project(request: HtmxHttpRequest) -> Project:
-    """The project named by ``project`` (query or form); 404 when the user may not see it."""
+    """The project named by ``project`` (query or form); 404 when the user may not see it.
+    Without it, the default project, or when that is not open to the user the first project
+    that is (by name); 404 when none is."""
     slug = request.GET.get("project") or request.POST.get("project")
     if not slug:
-        return project_default()
+        default = project_default()
+        open_to_user = projects_open_to(user=request.user)
+        project = open_to_user.filter(pk=default.pk).first() or open_to_user.first()
+        if project is None:
+            raise Http404("No project is open to you.")
+        return project
     # Not a slug (NUL, spaces, ...): no such project, without asking the database.
     project = project_open_to(user=request.user, slug=slug) if SLUG.fullmatch(slug) else None
     if project is None:

@@ -269,11 +269,15 @@ def project_slug_is_default(project: Project) -> bool:
 
 
 def projects_open_to(*, user: AbstractBaseUser) -> QuerySet[Project]:
-    """The projects whose guidelines and work ``user`` may see: admins every project, trainers
-    those with no trainer group or one of theirs, whatever their status."""
+    """The projects whose guidelines ``user`` may see, by name: admins every project, trainers
+    those with no trainer group or one of theirs once they have opened (active, paused or done:
+    a paused or done project's guidelines are those the trainer's work there was done under; a
+    draft's are still being prepared, as the project is)."""
     projects = Project.objects.all()
     if not user.is_staff:
-        projects = projects.filter(Q(trainer_groups__isnull=True) | Q(trainer_groups__user=user))
+        projects = projects.exclude(status=Project.Status.DRAFT).filter(
+            Q(trainer_groups__isnull=True) | Q(trainer_groups__user=user)
+        )
     return projects.distinct().order_by("name")
 
 

@@ -132,3 +132,48 @@ def test_the_exports_form_offers_each_version_number_once_with_its_projects(
     ]
     page = admin_client_.get("/exports/").content.decode()
     assert "v2 (Default project, Safety push)" in page
+
+
+def test_a_draft_projects_guidelines_are_for_admins_until_it_opens(
+    admin_client_, trainer_client, safety
+):
+    """A draft is still being prepared: a trainer neither sees it listed nor opens, loads or
+    acknowledges its guidelines (the acknowledgement would save its version 1), as they cannot
+    work in it; a paused or done project's stay readable (the trainer's work there records
+    them). Admins see every project's."""
+    draft = Project.objects.create(name="Q13 draft", slug="q13")
+    paused = Project.objects.create(name="Paused round", slug="paused", status="paused")
+    page = trainer_client.get("/write/guidelines/").content.decode()
+    assert "Safety push" in page and "Paused round" in page and "Q13 draft" not in page
+    assert trainer_client.get("/write/guidelines/?project=q13").status_code == 404
+    assert trainer_client.get("/write/guidelines/?project=Q13&version=1").status_code == 404
+    assert trainer_client.get("/write/guidelines/panel/?project=q13", **HTMX).status_code == 404
+    assert trainer_client.post("/write/guidelines/1/read/", {"project": "q13"}).status_code == 404
+    read = trainer_client.post("/write/guidelines/1/read/", {"project": "q13"}, **HTMX)
+    assert read.status_code == 404
+    assert not GuidelineVersion.objects.filter(project=draft).exists()
+    assert trainer_client.get("/write/guidelines/?project=paused").status_code == 200
+    assert "Q13 draft" in admin_client_.get("/write/guidelines/").content.decode()
+    assert admin_client_.get("/write/guidelines/?project=q13").status_code == 200
+    # Opened, its guidelines are the trainers' too.
+    Project.objects.filter(pk=draft.pk).update(status="active")
+    assert trainer_client.get("/write/guidelines/?project=q13").status_code == 200
+    assert paused.status == "paused"
+
+
+def test_without_a_project_a_trainer_gets_one_open_to_them(trainer_client, safety):
+    """The page and panel without ``project`` show the default project's guidelines; when the
+    default project is not open to the trainer (another group's, or a draft), the first project
+    that is, not the default's; with none open, nothing."""
+    default = Project.objects.get(slug="default")
+    default.trainer_groups.add(Group.objects.create(name="others"))
+    page = trainer_client.get("/write/guidelines/")
+    assert page.status_code == 200
+    assert b"<h1>Labeling guidelines: Safety push</h1>" in page.content
+    panel = trainer_client.get("/write/guidelines/panel/", **HTMX)
+    assert b'data-project="safety"' in panel.content
+    assert trainer_client.post("/write/guidelines/1/read/").status_code == 302
+    assert not GuidelineVersion.objects.filter(project=default).exists()
+    Project.objects.filter(pk=safety.pk).update(status="draft")
+    assert trainer_client.get("/write/guidelines/").status_code == 404
+    assert trainer_client.get("/write/guidelines/panel/", **HTMX).status_code == 404
