@@ -86,6 +86,14 @@ def guideline_version_create(
 def guideline_acknowledge(
     *, user: AbstractBaseUser, version: GuidelineVersion
 ) -> GuidelineAcknowledgement:
-    """Record that ``user`` read ``version`` (idempotent)."""
+    """Record that ``user`` read ``version`` (idempotent). Only its project's current version:
+    an older one is refused (ValidationError naming the current one), as reading it is not
+    reading the guidelines in force, and nothing is recorded."""
+    current = guideline_version_ensure_current(project_id=version.project_id)
+    if version.pk != current.pk:
+        raise ValidationError(
+            f"Version {version.number} is no longer current: version {current.number} is. "
+            f"Read version {current.number}, then confirm it."
+        )
     acknowledgement, _ = GuidelineAcknowledgement.objects.get_or_create(user=user, version=version)
     return acknowledgement

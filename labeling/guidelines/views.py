@@ -49,14 +49,17 @@ def _to_page(project: Project) -> HttpResponse:
     return redirect(f"{reverse('labeling:guidelines')}?{urlencode({'project': project.slug})}")
 
 
-def _panel(request: HtmxHttpRequest, project: Project) -> HttpResponse:
+def _panel(
+    request: HtmxHttpRequest, project: Project, *, refused: str = "", status: int = 200
+) -> HttpResponse:
     current = selectors.guideline_version_current(project_id=project.pk)
     context = {
         "project": project,
         "current": current,
         "unread": not selectors.guideline_has_read(user=request.user, version=current),
+        "refused": refused,
     }
-    return render(request, f"{PAGE}#guidelines-panel", context)
+    return render(request, f"{PAGE}#guidelines-panel", context, status=status)
 
 
 def _page_context(request: HtmxHttpRequest, project: Project) -> dict:
@@ -137,7 +140,15 @@ def guidelines_acknowledge(request: HtmxHttpRequest, number: int) -> HttpRespons
         version = services.guideline_version_ensure_current(project_id=project.pk)
     if version is None:
         raise Http404("No such guideline version.")
-    services.guideline_acknowledge(user=request.user, version=version)
+    try:
+        services.guideline_acknowledge(user=request.user, version=version)
+    except ValidationError as error:
+        # An older version than the current one: the current one is shown to read instead.
+        refused = " ".join(error.messages)
+        if request.htmx:
+            return _panel(request, project, refused=refused, status=409)
+        context = {**_page_context(request, project), "refused": refused}
+        return render(request, PAGE, context, status=409)
     if request.htmx:
         return _panel(request, project)
     messages.success(request, f"Thanks: guidelines version {number} marked as read.")

@@ -36,3 +36,16 @@ def test_messages_record_the_version_they_were_written_under(trainer, admin_user
     guideline_services.guideline_version_create(author=admin_user, text="v2 text")
     branch = services.message_branch(original=reply, author=trainer, content="hey")
     assert branch.guideline_version.number == 2
+
+
+def test_only_the_current_version_can_be_acknowledged(trainer, version_2):
+    """Reading an older version is not reading the one in force: refused in words naming the
+    current one, and nothing is recorded."""
+    from labeling.guidelines import selectors
+
+    version_1 = GuidelineVersion.objects.get(number=1)
+    with pytest.raises(ValidationError, match="Version 1 is no longer current: version 2 is"):
+        guideline_services.guideline_acknowledge(user=trainer, version=version_1)
+    assert not selectors.guideline_has_read(user=trainer, version=version_1)
+    guideline_services.guideline_acknowledge(user=trainer, version=version_2)
+    assert selectors.guideline_has_read(user=trainer, version=version_2)

@@ -107,3 +107,30 @@ def test_the_unread_banner_is_a_polite_status_not_an_alert(trainer_client, train
     panel = trainer_client.get("/write/guidelines/panel/", **HTMX).content.decode()
     assert '<div class="guidelines-banner" role="status">' in panel
     assert 'role="alert"' not in panel
+
+
+def test_reading_an_old_version_is_refused_and_shows_the_current_one(
+    trainer_client, trainer, version_2
+):
+    """Confirming version 1 once version 2 is current (a page open since, or a typed
+    address) records nothing and says which version is current, showing it to read: the page
+    with its "I have read version 2" form, the panel with its banner still asking."""
+    from labeling.guidelines.models import GuidelineAcknowledgement
+
+    page = trainer_client.post("/write/guidelines/1/read/", {"project": "default"})
+    assert page.status_code == 409
+    text = page.content.decode()
+    assert "Version 1 is no longer current: version 2 is." in text
+    assert "I have read version 2" in text and "Be brief." in text
+    assert "marked as read" not in text
+
+    panel = trainer_client.post("/write/guidelines/1/read/", **HTMX)
+    assert panel.status_code == 409
+    text = panel.content.decode()
+    assert "Version 1 is no longer current: version 2 is." in text
+    assert "guidelines-banner" in text and "I have read version 2" in text
+    assert not GuidelineAcknowledgement.objects.exists()
+
+    read = trainer_client.post("/write/guidelines/2/read/", {"project": "default"})
+    assert read.status_code == 302
+    assert GuidelineAcknowledgement.objects.get().version == version_2
