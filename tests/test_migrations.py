@@ -622,6 +622,37 @@ def test_project_names_stored_with_line_breaks_are_made_one_line_and_stay_unique
 
 
 @pytest.mark.django_db(transaction=True)
+def test_guideline_change_notes_stored_with_line_breaks_are_made_one_line():
+    """A guidelines version's change note is one line now (labeling 0025); one stored before
+    with a line break or another control character in it is made one line (each run of them
+    one space), the rest of the version as it was."""
+    try:
+        apps = _migrate_back("labeling", "0024_draft_role")
+        GuidelineVersion = apps.get_model("labeling", "GuidelineVersion")
+        project = apps.get_model("ranking", "Project").objects.get(slug="default")
+        notes = ["Shorter.\r\nAsk first.", "\t", "Plain note", "a\u2028b"]
+        made = {
+            note: GuidelineVersion.objects.create(
+                project=project, number=number, text=f"# v{number}\n\nBe brief.", change_note=note
+            ).pk
+            for number, note in enumerate(notes, start=1)
+        }
+
+        apps = _migrate(_latest())
+
+        stored = apps.get_model("labeling", "GuidelineVersion").objects
+        assert {note: stored.get(pk=pk).change_note for note, pk in made.items()} == {
+            "Shorter.\r\nAsk first.": "Shorter. Ask first.",
+            "\t": "",
+            "Plain note": "Plain note",
+            "a\u2028b": "a b",
+        }
+        assert stored.get(pk=made["\t"]).text == "# v2\n\nBe brief."
+    finally:
+        _migrate(_latest())
+
+
+@pytest.mark.django_db(transaction=True)
 def test_project_names_and_slugs_that_differ_only_in_case_are_renamed_and_keep_their_data():
     """Names and slugs are unique in any letter case now (ranking 0018). Projects stored before
     with one another has in another case keep their rows: the first made keeps its name and

@@ -1,6 +1,7 @@
 from django import forms
 
 from config.forms import MultilineCharField
+from config.text import validate_one_line
 from labeling.guidelines.services import MAX_CHANGE_NOTE_CHARS
 
 
@@ -12,6 +13,7 @@ class GuidelineForm(forms.Form):
     change_note = forms.CharField(
         required=False,
         max_length=MAX_CHANGE_NOTE_CHARS,
+        validators=[validate_one_line],
         help_text="What changed, in a sentence (shown to trainers).",
         widget=forms.TextInput(attrs={"dir": "auto"}),
     )

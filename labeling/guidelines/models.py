@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from config.text import validate_one_line
 from ranking.projects.models import project_key
 
 # One line per paragraph and list item: chat Markdown renders single line breaks (nl2br).
@@ -56,7 +57,7 @@ class GuidelineVersion(models.Model):
     project = project_key("guideline_versions")
     number = models.PositiveIntegerField()
     text = models.TextField(max_length=50000)
-    change_note = models.CharField(max_length=300, blank=True)
+    change_note = models.CharField(max_length=300, blank=True, validators=[validate_one_line])
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

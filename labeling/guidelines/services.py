@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.roles import is_admin
-from config.text import newlines_normalized
+from config.text import newlines_normalized, one_line_problem
 from labeling.guidelines.models import (
     DEFAULT_CHANGE_NOTE,
     DEFAULT_GUIDELINES,
@@ -47,7 +47,7 @@ def guideline_version_create(
     *, author: AbstractBaseUser, text: str, change_note: str = "", project_id: int | None = None
 ) -> GuidelineVersion:
     """Save edited guidelines as the project's next version (admins only); unchanged text is
-    refused."""
+    refused, and so is a change note that is not one line (``config.text.one_line_problem``)."""
     if not is_admin(author):
         raise PermissionDenied("Only admins can edit the guidelines.")
     text = (text or "").strip()
@@ -62,6 +62,9 @@ def guideline_version_create(
         raise ValidationError(
             {"change_note": f"Keep the change note under {MAX_CHANGE_NOTE_CHARS} characters."}
         )
+    # A sentence shown in a line (the banner, the versions table), as every one-line field is.
+    if problem := one_line_problem(change_note):
+        raise ValidationError({"change_note": problem})
     project_id = guideline_project_id(project_id)
     # One save at a time per project, so two at once (a double-clicked Save, two admins) get
     # consecutive numbers, the second comparing with the first's text. The project's row is

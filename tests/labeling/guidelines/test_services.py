@@ -49,3 +49,23 @@ def test_only_the_current_version_can_be_acknowledged(trainer, version_2):
     assert not selectors.guideline_has_read(user=trainer, version=version_1)
     guideline_services.guideline_acknowledge(user=trainer, version=version_2)
     assert selectors.guideline_has_read(user=trainer, version=version_2)
+
+
+def test_a_change_note_is_one_line(admin_user, version_2):
+    """A change note is a sentence shown in a line (the banner, the versions table): a line
+    break or another control character in it is refused, as in every one-line field, and
+    nothing is saved."""
+    from config.text import LINE_MESSAGE
+
+    for note in ("a\nb", "a\r\nb", "tab\there", "a\u2028b"):
+        with pytest.raises(ValidationError) as refused:
+            guideline_services.guideline_version_create(
+                author=admin_user, text="# v3", change_note=note
+            )
+        assert refused.value.message_dict == {"change_note": [LINE_MESSAGE]}
+    assert GuidelineVersion.objects.count() == 2
+    # Spaces around it are trimmed, not refused (a trailing line break among them).
+    saved = guideline_services.guideline_version_create(
+        author=admin_user, text="# v3", change_note="  Shorter still.\n"
+    )
+    assert saved.change_note == "Shorter still."

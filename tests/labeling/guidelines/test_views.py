@@ -134,3 +134,17 @@ def test_reading_an_old_version_is_refused_and_shows_the_current_one(
     read = trainer_client.post("/write/guidelines/2/read/", {"project": "default"})
     assert read.status_code == 302
     assert GuidelineAcknowledgement.objects.get().version == version_2
+
+
+def test_a_change_note_with_a_line_break_is_refused_and_the_text_kept(admin_client_):
+    """The form refuses a change note with a line break in the one-line fields' words; the
+    edited text and the note come back, and no version is saved."""
+    from config.text import LINE_MESSAGE
+
+    response = admin_client_.post(
+        "/write/guidelines/edit/", {"text": "# Rules\n\nAsk first.", "change_note": "a\nb"}
+    )
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert LINE_MESSAGE in page and "Ask first." in page
+    assert not GuidelineVersion.objects.filter(number=2).exists()
