@@ -11,6 +11,8 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser
 
+from sampler.training.records import json_depth_exceeds
+
 # Deeper than any body the API takes (a ranking's ordering is three levels); a hostile body
 # nested thousands deep is refused before a serializer walks it.
 MAX_JSON_DEPTH = 32
@@ -25,24 +27,6 @@ def body_too_large_detail(size: int | None) -> str:
 class RequestBodyTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "request_too_large"
-
-
-def json_depth_exceeds(value: object, limit: int) -> bool:
-    """Whether ``value`` nests lists/objects more than ``limit`` levels (iterative: no
-    recursion for a hostile value to exhaust)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def _refuse_constant(name: str) -> float:

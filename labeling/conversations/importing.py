@@ -41,6 +41,7 @@ from labeling.conversations.models import (
     MAX_TITLE_CHARS,
     Message,
 )
+from sampler.training.records import NotJSON, json_line
 
 MAX_LINE_BYTES = 1024 * 1024
 MAX_LINES = 100_000
@@ -285,12 +286,8 @@ def _parse_line(line: bytes | str, *, title_prefix: str) -> ParsedConversation:
             raise LineError(f"not valid UTF-8 (byte {error.start + 1})") from error
     try:
         # A key given twice is refused, as the API refuses it: which value was meant is unknown.
-        record = json.loads(line.lstrip("\ufeff"), object_pairs_hook=object_without_repeated_keys)
-    except RecursionError as error:
-        raise LineError("invalid JSON: nested too deeply") from error
-    except json.JSONDecodeError as error:
-        raise LineError(f"invalid JSON: {error.msg} (column {error.colno})") from error
-    except ValueError as error:  # e.g. an integer too long to convert
+        record = json_line(line.lstrip("\ufeff"), object_pairs_hook=object_without_repeated_keys)
+    except NotJSON as error:
         raise LineError(f"invalid JSON: {error}") from error
     if not isinstance(record, dict):
         raise LineError("expected a JSON object with a messages list")

@@ -1,5 +1,4 @@
 import gzip
-import json
 import zlib
 from dataclasses import replace
 
@@ -35,6 +34,7 @@ from sampler.training.config import (
     number_text,
 )
 from sampler.training.ppo_config import PPOConfig
+from sampler.training.records import json_line
 
 # Export formats each kind of run can read.
 READABLE_FORMATS = {
@@ -142,9 +142,8 @@ def _first_record(upload) -> dict:
         head = upload.read(2)
         upload.seek(0)
         stream = gzip.GzipFile(fileobj=upload) if head == b"\x1f\x8b" else upload
-        line = stream.readline(1 << 20)
-        record = json.loads(line)
-    except (OSError, EOFError, zlib.error, ValueError):
+        record = json_line(stream.readline(1 << 20))
+    except (OSError, EOFError, zlib.error, ValueError):  # ValueError: NotJSON among them
         record = None
     finally:
         upload.seek(0)

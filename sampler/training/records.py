@@ -17,6 +17,53 @@ class DataError(ValueError):
     """The data cannot be trained on (empty, wrong format); the message is meant for users."""
 
 
+class NotJSON(ValueError):
+    """A line ``json_line`` cannot read; the message says why, in words meant for users."""
+
+
+# Deeper than any record a run or an import reads (a ranking's ordering, a turn of a prompt:
+# three levels); a line nested deeper is refused before anything walks it, for json.dumps and
+# the record's readers recurse (Python's json reads about 990 levels, and refuses more with a
+# RecursionError, not a JSON error).
+MAX_LINE_DEPTH = 32
+TOO_DEEP = f"nested too deeply (more than {MAX_LINE_DEPTH} levels)"
+
+
+def json_depth_exceeds(value: object, limit: int) -> bool:
+    """Whether ``value`` nests lists/objects more than ``limit`` levels (iterative: no
+    recursion for a hostile value to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def json_line(line: str | bytes, **options) -> object:
+    """The value of one line of a JSONL file (``json.loads`` with ``options``); a line that is
+    not JSON, or is nested deeper than ``MAX_LINE_DEPTH``, raises ``NotJSON`` saying why
+    ("Expecting value (column 1)", ``TOO_DEEP``, an integer too long to convert)."""
+    try:
+        value = json.loads(line, **options)
+    except RecursionError as error:
+        raise NotJSON(TOO_DEEP) from error
+    except json.JSONDecodeError as error:
+        raise NotJSON(f"{error.msg} (column {error.colno})") from error
+    except ValueError as error:  # an integer too long to convert, or an options hook's refusal
+        raise NotJSON(str(error)) from error
+    if json_depth_exceeds(value, MAX_LINE_DEPTH):
+        raise NotJSON(TOO_DEEP)
+    return value
+
+
 # What bytes that are not UTF-8 become when decoded with ``surrogateescape`` (valid UTF-8 never
 # decodes to them).
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -50,11 +97,9 @@ def numbered_records(path: str | Path) -> Iterator[tuple[int, dict]]:
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(
-                        f"{path.name} line {number} is not JSON ({error.msg})."
-                    ) from error
+                    record = json_line(line)
+                except NotJSON as error:
+                    raise DataError(f"{path.name} line {number} is not JSON: {error}.") from error
                 if not isinstance(record, dict):
                     raise DataError(f"{path.name} line {number} is not a JSON object.")
                 if _SURROGATE_ESCAPE.search(line) and _SURROGATE.search(

@@ -747,6 +747,33 @@ def test_an_upload_with_an_unpaired_surrogate_is_refused_naming_its_line_before_
     assert not TrainingRun.objects.exists()
 
 
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize(
+    ("deep", "line"),
+    [
+        ("[" * 10000 + "]" * 10000, 1),
+        ('{"a":' * 100000, 1),
+        ("[" * 10000 + "]" * 10000, 2),
+    ],
+)
+def test_an_upload_nested_too_deeply_is_refused_naming_its_line(
+    admin_client_, policy, compress, deep, line
+):
+    """A line nested thousands deep was a RecursionError, which the first-record check and the
+    check of every line let through: a 500."""
+    lines = _upload().read().decode().splitlines()
+    lines.insert(line - 1, deep)
+    content = ("\n".join(lines) + "\n").encode()
+    name = "deep.jsonl.gz" if compress else "deep.jsonl"
+    upload = SimpleUploadedFile(name, gzip.compress(content) if compress else content)
+    response = _post_upload(admin_client_, upload)
+    assert response.status_code == 422
+    assert response.context["form"].non_field_errors() == [
+        f"{name} line {line} is not JSON: nested too deeply (more than 32 levels)."
+    ]
+    assert not TrainingRun.objects.exists()
+
+
 @pytest.mark.parametrize("rows", [1, 2])
 def test_the_run_page_and_the_models_page_count_a_runs_records_in_the_right_number(
     admin_client_, policy, rows
