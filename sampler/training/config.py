@@ -287,20 +287,29 @@ class TrainingConfig:
         "max_length": Bound(8, 131072),
         "warmup_ratio": Bound(0, 1, below=True),
         "min_learning_rate_ratio": Bound(0, 1),
-        "weight_decay": Bound(0),
-        "gradient_clip": Bound(0, above=True),
+        # AdamW shrinks each weight by learning_rate * weight_decay a step: recipes use 0 to
+        # 0.1 (TRL 0, Llama 0.1); at 1 and a learning rate near 1 a weight is all but zeroed.
+        "weight_decay": Bound(0, 1),
+        # Recipes clip the gradient's norm at 1 (TRL, InstructGPT); a norm past 1,000 is a run
+        # that has diverged, so a larger limit clips nothing more.
+        "gradient_clip": Bound(0, 1000, above=True),
         # torch's AdamW refuses a beta of 1 or more.
         "adam_beta1": Bound(0, 1, below=True),
         "adam_beta2": Bound(0, 1, below=True),
-        "adam_epsilon": Bound(0, above=True),
-        "eval_every": Bound(0),
-        "log_every": Bound(1),
-        "checkpoint_every": Bound(0),
+        # The usual 1e-8 (1e-6 in some recipes); at 1 a step no longer follows the gradient's
+        # scale, past it Adam is plain SGD with a smaller learning rate.
+        "adam_epsilon": Bound(0, 1, above=True),
+        # Every N steps: past the most steps a run takes, never (0 and 1 say that already).
+        "eval_every": Bound(0, MAX_STEPS),
+        "log_every": Bound(1, MAX_STEPS),
+        "checkpoint_every": Bound(0, MAX_STEPS),
         # The seed of numpy's generator too, which takes 0 to 2**32 - 1.
         "seed": Bound(0, 2**32 - 1),
         "test_fraction": Bound(0, MAX_TEST_FRACTION),
         "lora_r": Bound(0, 1024),
-        "lora_alpha": Bound(0, above=True),
+        # The adapters' scale is alpha / r: recipes use alpha = r to 2r (PEFT's 16 with r 8),
+        # so twice lora_r's top is room for any of them; a huge one scales the update to inf.
+        "lora_alpha": Bound(0, 2048, above=True),
         "lora_dropout": Bound(0, 1, below=True),
     }
 
@@ -450,10 +459,17 @@ class RewardConfig(TrainingConfig):
     kind: ClassVar[str] = "reward"
     BOUNDS: ClassVar[dict[str, Bound]] = {
         **TrainingConfig.BOUNDS,
-        "margin_per_rank": Bound(0),
-        "center_rewards_coefficient": Bound(0),
-        "normalization_samples": Bound(1),
-        "tie_weight": Bound(0),
+        # In reward units, times the ranks between two replies: Llama 2's margins go up to 1
+        # and scores spread over a few units; a huge margin makes the loss inf at step 1.
+        "margin_per_rank": Bound(0, 100),
+        # TRL suggests 0.01 (the squared mean reward's weight): past 10 the loss is about the
+        # rewards' mean, not their order; a huge one makes it inf.
+        "center_rewards_coefficient": Bound(0, 10),
+        # Records scored to set the reward's mean and spread: a million is past any estimate's
+        # need, and each is held in memory as it is read.
+        "normalization_samples": Bound(1, 1_000_000),
+        # A tied pair's weight against a ranked pair's 1 (as KTO's weights, up to 100).
+        "tie_weight": Bound(0, 100),
     }
 
     def validate(self) -> dict[str, str]:

@@ -85,17 +85,26 @@ class PPOConfig(TrainingConfig):
         "samples_per_prompt": Bound(1, 64),
         "max_new_tokens": Bound(1, 4096),
         "temperature": Bound(0.05, 2.0),
-        "missing_eos_penalty": Bound(0),
+        # In reward units, as scores are (TRL's examples use 1): 100 is past any score spread.
+        "missing_eos_penalty": Bound(0, 100),
         "kl_coef": Bound(0, 10),
-        "target_kl": Bound(0, above=True),
-        "kl_horizon": Bound(1),
-        "max_kl": Bound(0),
+        # Nats per reply: Ziegler et al. aim at 6, and a policy past 1,000 has run away from
+        # its reference (max_kl, the early stop, is there for it), so a higher target or limit
+        # says nothing more.
+        "target_kl": Bound(0, 1000, above=True),
+        # Samples over which the controller moves kl_coef (Ziegler et al.: 10,000); at a
+        # thousand times that it all but never moves.
+        "kl_horizon": Bound(1, 10_000_000),
+        "max_kl": Bound(0, 1000),
         "eval_prompts": Bound(1, 100_000),
         "ppo_epochs": Bound(1, 100),
+        # No top here: more than a rollout batch's replies is refused by its own sentence.
         "minibatches": Bound(1),
         "cliprange": Bound(0, 10, above=True),
         "cliprange_value": Bound(0, 10, above=True),
-        "vf_coef": Bound(0),
+        # The value loss's weight (TRL 0.1, InstructGPT's PPO 1 with a shared trunk): past
+        # 100 the update is about the value head alone.
+        "vf_coef": Bound(0, 100),
         "gamma": Bound(0, 1),
         "lam": Bound(0, 1),
     }

@@ -156,3 +156,27 @@ def test_the_pages_write_a_settings_numbers_as_its_refusals_do():
     assert placeholder == "sft 0.0001, reward/dpo/kto 0.00002"
     assert 'value="0.00001"' in str(PPORunForm()["learning_rate"])
     assert not re.search(r"\de-\d", str(TrainingRunForm()) + str(PPORunForm()))
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "value"),
+    [
+        ("reward", "margin_per_rank", "1e308"),
+        ("reward", "center_rewards_coefficient", "1e300"),
+        ("reward", "tie_weight", "1e308"),
+        ("sft", "eval_every", "99999999999999999999999"),
+        ("dpo", "checkpoint_every", "99999999999999999999999"),
+    ],
+)
+def test_the_training_page_refuses_a_huge_setting_by_its_range(kind, name, value):
+    """These had no top: a margin of 1e308 was taken, and the run failed on its worker ("the
+    training loss became inf at step 1"); an evaluation every 10**23 steps was taken."""
+    refusal = CONFIG_CLASSES[kind].BOUNDS[name].refusal(name)
+    assert refusal.endswith(".") and " and " in refusal  # a range with a top
+    assert _page_errors(kind, name, value) == [refusal]
+
+
+def test_the_ppo_form_refuses_a_huge_kl_limit_by_its_range():
+    refusal = PPOConfig.BOUNDS["max_kl"].refusal("max_kl")
+    assert " and " in refusal
+    assert _field_errors(PPORunForm().fields["max_kl"], "1e308") == [refusal]

@@ -145,5 +145,5 @@ def test_the_ppo_forms_error_lines_name_its_fields_by_their_labels(admin_client_
     text = response.content.decode()
     # Out of range, as train_ppo says it ("KL coefficient (--kl-coef) must be between 0 and 10.").
     assert '<span class="error-line">KL coefficient must be between 0 and 10.</span>' in text
-    assert '<span class="error-line">Stop past KL cannot be negative.</span>' in text
+    assert '<span class="error-line">Stop past KL must be between 0 and 1000.</span>' in text
     assert "Kl coef" not in text and "Max kl" not in text

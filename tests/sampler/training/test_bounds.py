@@ -103,3 +103,44 @@ def test_special_refusals_stay_their_own():
     assert refused.value.errors == {
         "label_smoothing": DPOConfig.BOUNDS["label_smoothing"].refusal("label_smoothing")
     }
+
+
+# Settings that had no top: a finite but absurd value of each broke a run (an infinite loss, a
+# KL that never mattered), or meant what a smaller one says (every 10**23 steps: never). PPO's
+# minibatches past a rollout batch's replies are refused by a sentence of their own.
+HUGE = {
+    "reward": {
+        "margin_per_rank": 1e308,
+        "center_rewards_coefficient": 1e300,
+        "tie_weight": 1e308,
+        "normalization_samples": 10**23,
+    },
+    "sft": {
+        "eval_every": 10**23,
+        "checkpoint_every": 10**23,
+        "log_every": 10**23,
+        "weight_decay": 1e308,
+        "gradient_clip": 1e308,
+        "adam_epsilon": 1e308,
+        "lora_alpha": 1e308,
+    },
+    "ppo": {
+        "max_kl": 1e308,
+        "target_kl": 1e308,
+        "kl_horizon": 10**23,
+        "missing_eos_penalty": 1e308,
+        "vf_coef": 1e308,
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"), [(kind, name) for kind, names in HUGE.items() for name in names]
+)
+def test_a_huge_setting_is_refused_by_its_range(kind, name):
+    config_class = PPOConfig if kind == "ppo" else CONFIGS[kind]
+    bound = config_class.BOUNDS[name]
+    assert bound.high is not None, name
+    with pytest.raises(ConfigError) as refused:
+        config_class.from_dict({name: HUGE[kind][name]})
+    assert refused.value.errors[name] == bound.refusal(name)
