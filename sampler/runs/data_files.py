@@ -10,10 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
+from django.template.defaultfilters import filesizeformat
 
 from ranking.exports.filters import SCHEMA_VERSION
 from sampler.runs.models import TrainingRun, run_of_kind
-from sampler.training.records import DataError, kto_label_problem, numbered_records
+from sampler.training.records import (
+    DataError,
+    ReadLimitReached,
+    kto_label_problem,
+    numbered_records,
+)
 
 # The keys a record of each kind's file must have (any one set): every record is checked when
 # the run is made, so a file of another format, or with a record short of one, is refused
@@ -29,6 +35,24 @@ RECORD_KEYS = {
 RECORD_PROBLEM: dict[str, Callable[[dict], str]] = {TrainingRun.Kind.KTO: kto_label_problem}
 
 
+# What the check of an uploaded gzip file reads of it, decompressed: at most this many times its
+# size (JSON lines compress 4 to 10 times; a file packed far tighter is mostly repeats or blank
+# lines, each of which costs the check as much as a record), and at least UPLOAD_READ_FLOOR. A
+# few kilobytes of gzip can hold gigabytes of blank lines: read whole, they tied up the web
+# request for as long as a plain upload a thousand times its size would.
+UPLOAD_READ_RATIO = 50
+UPLOAD_READ_FLOOR = 4 * 1024 * 1024
+
+
+def upload_read_limit(path: str) -> int | None:
+    """The most the checks of the uploaded file at ``path`` read of it (None for a plain file:
+    it holds no more than was sent)."""
+    with Path(path).open("rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            return None
+    return max(UPLOAD_READ_FLOOR, UPLOAD_READ_RATIO * Path(path).stat().st_size)
+
+
 def newer_schema_problem(record: dict, *, name: str) -> str:
     """Why a record of the file ``name`` cannot be read here ("" when it can): exported with a
     newer schema, which may change what a field means (schema 2 renamed pairs' `margin`)."""
@@ -41,11 +65,13 @@ def newer_schema_problem(record: dict, *, name: str) -> str:
     return ""
 
 
-def data_file_problem(kind: str, path: str) -> str:
+def data_file_problem(kind: str, path: str, *, max_bytes: int | None = None) -> str:
     """Why the file at ``path`` cannot be ``kind``'s data, by its first bad record ("" when it
-    may be). The whole file is read: a bad line anywhere would fail the run on its worker."""
+    may be). The whole file is read: a bad line anywhere would fail the run on its worker. With
+    ``max_bytes`` (an upload's ``upload_read_limit``), a file holding more than that once
+    decompressed is refused as too large, when that much is read."""
     name = Path(path).name
-    records = numbered_records(path)
+    records = numbered_records(path, max_bytes=max_bytes)
     record_problem = RECORD_PROBLEM.get(kind)
     try:
         numbered = next(records, None)
@@ -58,6 +84,13 @@ def data_file_problem(kind: str, path: str) -> str:
             if record_problem is not None and (problem := record_problem(record)):
                 return f"{name} line {number}: {problem}"
             numbered = next(records, None)
+    except ReadLimitReached:
+        return (
+            f"{name} is too large decompressed: an uploaded gzip file is read up to "
+            f"{UPLOAD_READ_RATIO} times its size ({filesizeformat(max_bytes)} here), and this "
+            "one holds more. Upload it uncompressed, or copy it to the server and train with "
+            "manage.py train_*."
+        )
     except DataError as error:
         return str(error)
     except OSError as error:  # unreadable (permissions, a folder)

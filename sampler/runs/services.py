@@ -145,6 +145,7 @@ def training_run_create(
     output_name: str = "",
     started_by: AbstractBaseUser | None = None,
     allowed_data_roots: list[Path] | None = None,
+    data_read_limit: int | None = None,
     queue: bool = True,
     **kind_inputs,
 ) -> TrainingRun:
@@ -153,7 +154,8 @@ def training_run_create(
     Data: ``filters`` (read from the database when the run starts) or ``data_path`` (a JSONL
     export, possibly gzipped). ``kind_inputs`` are the kind's own (reward:
     ``demonstrations_path``; PPO: ``reward_version``). ``allowed_data_roots`` limits the files a
-    web request may name. Bad input raises ``ValidationError`` before anything is stored.
+    web request may name; ``data_read_limit`` is the most its checks read of an upload
+    (``upload_read_limit``). Bad input raises ``ValidationError`` before anything is stored.
     ``run.publication`` says whether the job queue took it (the run is kept either way).
     """
     training = training_kind(kind)
@@ -168,7 +170,8 @@ def training_run_create(
     check_path = data_path_checker(allowed_data_roots)
     if data_path is not None:
         dataset = {"source": "file", "format": training.data_format, "path": check_path(data_path)}
-        if problem := data_file_problem(training.name, dataset["path"]):
+        problem = data_file_problem(training.name, dataset["path"], max_bytes=data_read_limit)
+        if problem:
             raise ValidationError({"data_path": problem})
     else:
         dataset = {

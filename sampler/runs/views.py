@@ -17,6 +17,7 @@ from sampler.jobs.selectors import jobs_progress
 from sampler.jobs.services import job_cancel_refusal
 from sampler.registry.selectors import model_version_list
 from sampler.runs import services as training_services
+from sampler.runs.data_files import upload_read_limit
 from sampler.runs.forms import TrainingRunForm
 from sampler.runs.kinds import normalising_remedy_worded
 from sampler.runs.models import TrainingRun
@@ -71,11 +72,12 @@ def _training_run_start(request: HttpRequest, size_limit: UploadSizeLimit) -> Ht
     if not form.is_valid():
         return _page(request, form, status=422)
     data = form.cleaned_data
-    data_path = None
+    data_path = read_limit = None
     if data["source"] == "export":
         data_path = data["export"].file_path
     elif data["source"] == "upload":
         data_path = training_services.training_data_store(uploaded=data["upload"])
+        read_limit = upload_read_limit(data_path)
     try:
         run = training_services.training_run_create(
             kind=data["kind"],
@@ -86,6 +88,7 @@ def _training_run_start(request: HttpRequest, size_limit: UploadSizeLimit) -> Ht
             output_name=data["output_name"],
             started_by=request.user,
             allowed_data_roots=training_services.training_data_roots(),
+            data_read_limit=read_limit,
             **data["kind_inputs"],
         )
     except ValidationError as error:

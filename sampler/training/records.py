@@ -11,6 +11,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 
 class DataError(ValueError):
@@ -79,17 +80,46 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
         yield record
 
 
-def numbered_records(path: str | Path) -> Iterator[tuple[int, dict]]:
+class ReadLimitReached(DataError):
+    """``numbered_records`` was asked to read at most ``max_bytes`` of a file, and it holds
+    more (decompressed); the caller says what that means for its reader."""
+
+
+class _Counted(io.RawIOBase):
+    """A binary stream read through, raising ``ReadLimitReached`` once more than ``limit``
+    bytes have come out of it."""
+
+    def __init__(self, stream: IO[bytes], limit: int):
+        self._stream, self._limit, self._read = stream, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._stream.read(len(buffer))
+        self._read += len(data)
+        if self._read > self._limit:
+            raise ReadLimitReached(f"more than {self._limit} bytes")
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def numbered_records(
+    path: str | Path, *, max_bytes: int | None = None
+) -> Iterator[tuple[int, dict]]:
     """Records of a JSONL file with the line each is on (the first is line 1; gzip when the
     file starts with gzip's magic bytes). Bytes that are not UTF-8 are refused by the line they
     are on (the decoder reads ahead of the lines, so its own error would not say which), and so
-    are unpaired surrogates."""
+    are unpaired surrogates. With ``max_bytes``, a file holding more than that (decompressed)
+    raises ``ReadLimitReached`` once that much is read."""
     path = Path(path)
     with path.open("rb") as raw:
         compressed = raw.read(2) == b"\x1f\x8b"
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as stream:
+            if max_bytes is not None:
+                stream = io.BufferedReader(_Counted(stream, max_bytes))
             text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape")
             for number, line in enumerate(text, start=1):
                 if _UNDECODABLE.search(line):

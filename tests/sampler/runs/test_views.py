@@ -774,6 +774,49 @@ def test_an_upload_nested_too_deeply_is_refused_naming_its_line(
     assert not TrainingRun.objects.exists()
 
 
+def test_a_gzip_upload_that_decompresses_past_its_read_limit_is_refused_when_that_is_read(
+    admin_client_, policy
+):
+    """A few kilobytes of gzip holding megabytes of blank lines were read whole by the web
+    request (200 MiB of them: about 48 s) before it answered that the file "holds no record".
+    The check reads up to its limit, and stops there."""
+    from sampler.runs.data_files import UPLOAD_READ_FLOOR
+
+    read = []
+    content = _upload().read() + b"\n" * (2 * UPLOAD_READ_FLOOR)
+    upload = SimpleUploadedFile("blank.jsonl.gz", gzip.compress(content))
+    assert 50 * upload.size < UPLOAD_READ_FLOOR  # the floor is the limit here
+    real_read = gzip.GzipFile.read
+
+    def counted_read(self, size=-1):
+        data = real_read(self, size)
+        read.append(len(data))
+        return data
+
+    with mock.patch.object(gzip.GzipFile, "read", counted_read):
+        response = _post_upload(admin_client_, upload)
+    assert response.status_code == 422
+    assert response.context["form"].non_field_errors() == [
+        "blank.jsonl.gz is too large decompressed: an uploaded gzip file is read up to 50 times "
+        "its size (4.0\xa0MB here), and this one holds more. Upload it uncompressed, or copy it "
+        "to the server and train with manage.py train_*."
+    ]
+    assert sum(read) <= UPLOAD_READ_FLOOR + (1 << 20)  # its first line, then the limit
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_gzip_upload_within_its_read_limit_is_read_whole(admin_client_, policy):
+    """Below the limit every line is checked, as before: a bad line at its end is refused."""
+    lines = _upload().read() + b"\n" * (1 << 20) + b"not json\n"
+    upload = SimpleUploadedFile("late.jsonl.gz", gzip.compress(lines))
+    response = _post_upload(admin_client_, upload)
+    assert response.status_code == 422
+    number = lines.count(b"\n")
+    assert response.context["form"].non_field_errors() == [
+        f"late.jsonl.gz line {number} is not JSON: Expecting value (column 1)."
+    ]
+
+
 @pytest.mark.parametrize("rows", [1, 2])
 def test_the_run_page_and_the_models_page_count_a_runs_records_in_the_right_number(
     admin_client_, policy, rows
