@@ -102,6 +102,25 @@ def test_a_new_conversation_in_a_project_paused_meanwhile_comes_back_as_typed(
     assert 'value="Tips"' in form and "Kitchen tips.</textarea>" in form
 
 
+def test_a_refused_new_conversations_page_filters_and_pages_the_list_not_the_form(
+    trainer_client, trainer
+):
+    """The refused form's page is the answer to a POST to the form's address: its filter form
+    and its page links, relative, asked that address for the list (a 405). They name the
+    list's address."""
+    for number in range(PAGE_SIZE + 1):
+        services.conversation_create(owner=trainer, title=f"Plan {number}")
+    refused = trainer_client.post(reverse("labeling:conversation-create"), {"mode": "chaos"})
+    assert refused.status_code == 422
+    page = refused.content.decode()
+    list_url = reverse("labeling:conversation-list")
+    search = re.search(r'<form class="toolbar" method="get"[^>]*>', page).group(0)
+    assert f'action="{list_url}"' in search
+    older = re.search(r'<a class="button" href="([^"]*)">Older', page).group(1)
+    assert unescape(older).startswith(f"{list_url}?")
+    assert trainer_client.get(unescape(older)).status_code == 200
+
+
 def test_the_list_pages_through_every_conversation_keeping_its_filters(trainer_client, trainer):
     """More conversations than one page holds: the oldest are on the next pages, not cut off."""
     oldest = services.conversation_create(owner=trainer, title="The very first")
@@ -111,7 +130,8 @@ def test_the_list_pages_through_every_conversation_keeping_its_filters(trainer_c
     url = reverse("labeling:conversation-list")
     first = trainer_client.get(url, {"status": "draft"}).content.decode()
     assert "The very first" not in first and "Plan 0<" in first
-    assert "Page 1 of 2" in first and 'href="?status=draft&page=2"' in first
+    older = f'href="{reverse("labeling:conversation-list")}?status=draft&page=2"'
+    assert "Page 1 of 2" in first and older in first
     second = trainer_client.get(url, {"status": "draft", "page": "2"}).content.decode()
     assert "The very first" in second and "Plan 0<" not in second
 
