@@ -279,8 +279,10 @@ def generation_job_create(
     if prefix_message is not None:
         path = message_path(message=prefix_message)
         prompt_messages = [{"role": m.role, "content": m.content} for m in path]
-        # A list of messages is checked so as it is read; a stored path is checked here.
-        problem = turn_order_problem(prompt_messages, role=role)
+        # A list of messages is checked as it is read; a stored path is checked here, after
+        # its system messages (an import may open a conversation with several).
+        turns = [message for message in prompt_messages if message["role"] != "system"]
+        problem = turn_order_problem(turns, role=role)
         if problem:
             raise ValidationError({"role": problem})
     else:

@@ -114,6 +114,24 @@ def test_a_prefix_message_takes_only_the_next_turns_role(
     assert taken.status_code == 201, taken.content
 
 
+def test_a_prefix_message_opened_by_several_system_messages_is_continued(
+    policy, trainer, trainer_client
+):
+    """An import may open a conversation with several system messages; a path through them
+    takes the next turn as any other (a ranking task's alternatives are sampled so)."""
+    conversation = Conversation.objects.create(owner=trainer)
+    parent = None
+    for role, content in (("system", "Be kind."), ("system", "Be brief."), ("user", "hi?")):
+        parent = Message.objects.create(
+            conversation=conversation, parent=parent, role=role, content=content
+        )
+    with mock.patch.object(app, "send_task"):
+        taken = _post(trainer_client, {"prefix_message_id": parent.pk, "n": 1})
+        refused = _post(trainer_client, {"prefix_message_id": parent.pk, "n": 1, "role": "user"})
+    assert taken.status_code == 201, taken.content
+    assert refused.status_code == 400 and list(refused.json()) == ["role"]
+
+
 @pytest.mark.parametrize(
     ("payload", "field", "message"),
     [
