@@ -4,7 +4,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 
 from config.forms import DefaultProjectChoiceField, ModelChoiceField, ModelMultipleChoiceField
-from ranking.exports.filters import MAX_SPLIT_SEED, MAX_TEST_FRACTION
+from ranking.exports.filters import (
+    MAX_SPLIT_SEED,
+    MAX_TEST_FRACTION,
+    SPLIT_SEED,
+    SPLIT_SEED_BOUNDS,
+)
 from ranking.projects.selectors import project_list
 from sampler.comparisons.services import EVERY_OPEN_PROJECT
 from sampler.generation.forms import max_new_tokens_within_context
@@ -41,7 +46,8 @@ class ComparisonForm(forms.Form):
         min_value=0,
         max_value=MAX_SPLIT_SEED,
         required=False,
-        label="Split seed",
+        error_messages=SPLIT_SEED_BOUNDS,
+        label=SPLIT_SEED,
         widget=forms.NumberInput(attrs={"placeholder": "the policies' training's"}),
     )
     max_new_tokens = forms.IntegerField(min_value=1, initial=48)

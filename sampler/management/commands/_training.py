@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from accounts.selectors import user_ids_by_username
 from config.commands import option_errors
-from ranking.exports.filters import FLAG_NAMES, MIN_AGREEMENT, ExportFilters
+from ranking.exports.filters import FLAG_NAMES, MIN_AGREEMENT, SPLIT_SEED, ExportFilters
 from ranking.projects.selectors import project_ids_by_slug
 from sampler.registry.models import ModelVersion
 from sampler.registry.selectors import model_version_by_name, model_version_ids_by_name
@@ -115,7 +115,8 @@ OPTION_NAMES = {
 # (--batch-size) must be ...").
 SETTING_OPTIONS = {name: "--" + name.replace("_", "-") for name in SETTINGS} | OPTION_NAMES
 SETTING_LABELS = {name: label for name, (label, _) in SETTINGS.items()} | {
-    "min_agreement": MIN_AGREEMENT
+    "min_agreement": MIN_AGREEMENT,
+    "split_seed": SPLIT_SEED,
 }
 
 

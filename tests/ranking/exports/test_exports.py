@@ -722,6 +722,11 @@ def test_the_split_takes_the_same_bounds_on_every_path(ranked, tmp_path, admin_c
     form = TrainingRunForm(data={"split_seed": str(2**32)})
     form.is_valid()
     assert form.errors["split_seed"] == ["Split seed must be between 0 and 4,294,967,295."]
+    from sampler.comparisons.forms import ComparisonForm
+
+    compare = ComparisonForm(data={"split_seed": str(2**32)})
+    compare.is_valid()
+    assert compare.errors["split_seed"] == ["Split seed must be between 0 and 4,294,967,295."]
     with pytest.raises(ConfigError):
         SFTConfig.from_dict({"test_fraction": 0.995})
     assert SFTConfig.from_dict({"test_fraction": 0.99}).test_fraction == 0.99

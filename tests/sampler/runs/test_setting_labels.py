@@ -35,6 +35,11 @@ pytestmark = pytest.mark.django_db
             ["--min-agreement", "2"],
             "Minimum agreement (--min-agreement) must be between 0 and 1.",
         ),
+        (
+            "train_reward",
+            ["--split-seed", "-1"],
+            "Split seed (--split-seed) must be between 0 and 4,294,967,295.",
+        ),
     ],
 )
 def test_a_command_names_a_refused_setting_by_its_label_and_its_option(command, options, refusal):
