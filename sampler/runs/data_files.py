@@ -87,7 +87,8 @@ def data_file_problem(kind: str, path: str, *, max_bytes: int | None = None) -> 
     except ReadLimitReached:
         return (
             f"{name} is too large decompressed: an uploaded gzip file is read up to "
-            f"{UPLOAD_READ_RATIO} times its size ({filesizeformat(max_bytes)} here), and this "
+            f"{UPLOAD_READ_RATIO} times its size or {filesizeformat(UPLOAD_READ_FLOOR)}, "
+            f"whichever is more ({filesizeformat(max_bytes)} here), and this "
             "one holds more. Upload it uncompressed, or copy it to the server and train with "
             "manage.py train_*."
         )

@@ -129,7 +129,9 @@ def numbered_records(
                 try:
                     record = json_line(line)
                 except NotJSON as error:
-                    raise DataError(f"{path.name} line {number} is not JSON: {error}.") from error
+                    # A line nested too deeply may be JSON: it is refused for its depth.
+                    said = "is" if str(error) == TOO_DEEP else "is not JSON:"
+                    raise DataError(f"{path.name} line {number} {said} {error}.") from error
                 if not isinstance(record, dict):
                     raise DataError(f"{path.name} line {number} is not a JSON object.")
                 if _SURROGATE_ESCAPE.search(line) and _SURROGATE.search(

@@ -769,7 +769,7 @@ def test_an_upload_nested_too_deeply_is_refused_naming_its_line(
     response = _post_upload(admin_client_, upload)
     assert response.status_code == 422
     assert response.context["form"].non_field_errors() == [
-        f"{name} line {line} is not JSON: nested too deeply (more than 32 levels)."
+        f"{name} line {line} is nested too deeply (more than 32 levels)."
     ]
     assert not TrainingRun.objects.exists()
 
@@ -798,8 +798,8 @@ def test_a_gzip_upload_that_decompresses_past_its_read_limit_is_refused_when_tha
     assert response.status_code == 422
     assert response.context["form"].non_field_errors() == [
         "blank.jsonl.gz is too large decompressed: an uploaded gzip file is read up to 50 times "
-        "its size (4.0\xa0MB here), and this one holds more. Upload it uncompressed, or copy it "
-        "to the server and train with manage.py train_*."
+        "its size or 4.0\xa0MB, whichever is more (4.0\xa0MB here), and this one holds more. "
+        "Upload it uncompressed, or copy it to the server and train with manage.py train_*."
     ]
     assert sum(read) <= UPLOAD_READ_FLOOR + (1 << 20)  # its first line, then the limit
     assert not TrainingRun.objects.exists()
