@@ -45,11 +45,13 @@ stop_worker() {
 
 # Runs a command again whenever it exits (a worker that dies is back 2 s later), appending its
 # output to a log that it keeps across restarts and runs. A TERM stops the command (stop_worker)
-# and the loop.
+# and the loop; so does an INT: Ctrl+C reaches every process of the terminal's group, and a loop
+# that it ended left its worker behind, in a warm shutdown that waits for a training run to end.
 supervise() {
   local log=$1 child="" status
   shift
-  trap '[ -n "$child" ] && stop_worker "$child"; wait 2>/dev/null; exit 0' TERM
+  trap 'trap "" INT TERM; [ -n "$child" ] && stop_worker "$child"; wait 2>/dev/null; exit 0' \
+    INT TERM
   echo "--- $(date -u +%FT%TZ) make run starts this worker" >> "$log"
   while :; do
     "$@" >> "$log" 2>&1 &

@@ -234,6 +234,20 @@ def test_make_run_serves_the_login_page_and_generations_from_the_embedded_model(
 STOP_DEADLINE = 60
 
 
+def _assert_all_gone(process: subprocess.Popen, *, after: str, log: Path) -> None:
+    """Wait up to ``STOP_DEADLINE`` for the script and every process of its group to end."""
+    deadline = time.monotonic() + STOP_DEADLINE
+    while (process.poll() is None or _group_members(process.pid)) and (time.monotonic() < deadline):
+        time.sleep(0.5)
+    left = [
+        (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(), pid)
+        for pid in _group_members(process.pid)
+    ]
+    assert process.poll() is not None and not left, (
+        f"still running {STOP_DEADLINE} s after {after}: {left}; output:\n{log.read_text()[-3000:]}"
+    )
+
+
 def _training_run(var: Path, run_id: int) -> dict:
     """The run's row as the script's SQLite database holds it."""
     with contextlib.closing(
@@ -278,19 +292,7 @@ def test_make_run_stopped_while_a_run_trains_stops_soon_and_the_next_one_resumes
         )
 
         os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_DEADLINE
-        while (process.poll() is None or _group_members(process.pid)) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        left = [
-            (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(), pid)
-            for pid in _group_members(process.pid)
-        ]
-        assert process.poll() is not None and not left, (
-            f"still running {STOP_DEADLINE} s after the TERM: {left}; output:\n"
-            f"{first_log.read_text()[-3000:]}"
-        )
+        _assert_all_gone(process, after="the TERM", log=first_log)
     finally:
         _stop(process)
     stopped = _training_run(var, run_id)
@@ -310,6 +312,10 @@ def test_make_run_stopped_while_a_run_trains_stops_soon_and_the_next_one_resumes
             what="the run resumed",
             log=var / "log" / "worker-training.log",
         )
+        # Ctrl+C in its terminal (an INT to the whole group): the training worker, in its
+        # warm shutdown, was left running the run to its end once the script had gone.
+        os.killpg(process.pid, signal.SIGINT)
+        _assert_all_gone(process, after="Ctrl+C", log=second_log)
     finally:
         _stop(process)
     assert resumed["attempts"] == 1
